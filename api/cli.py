@@ -1,0 +1,60 @@
+"""The `gridpatrol` command line.
+
+Each command group lives in a module of api/commands/ with a `register(subparsers)` function, and
+imports heavy packages (torch, ultralytics) only inside the handler that needs them, so that
+`gridpatrol serve` without a worker and `gridpatrol config check` stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Command-group modules under api.commands; each adds its subcommands.
+COMMAND_MODULES = ("detection", "service", "model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridpatrol",
+        description="Patrol-camera monitoring for city management: footage -> incidents -> cases.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"api.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"api.commands.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from api.commands import CommandError
+
+    try:
+        return int(args.handler(args) or 0)
+    except CommandError as exc:
+        print(f"gridpatrol {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""The site configuration: model, object kinds, rule categories, cameras and their zones.
+
+Validated strictly, once, when loaded: an unknown or misspelt key, a value out of range or a zone
+polygon that does not make sense is an error that names the key's path. Units are in the names
+(`min_dwell_s`, `points_norm`). Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ZoneKind = Literal["no_parking", "no_vending", "no_dumping"]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class ConfigError(ValueError):
+    """A site config that cannot be used; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(Strict):
+    weights: Path = Field(description="a .pt, .onnx or OpenVINO folder, relative to the config file")
+    imgsz: int = Field(640, ge=32, le=4096, description="inference size in pixels (multiple of 32)")
+    device: str = Field("cpu", description="'cpu', 'cuda:0', ...")
+    conf: float = Field(0.25, gt=0.0, le=1.0, description="minimum detection score kept")
+    iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU threshold")
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32, got {value}")
+        return value
+
+
+class TrackerSettings(Strict):
+    type: Literal["bytetrack", "botsort"] = "bytetrack"
+    track_buffer_s: float = Field(
+        3.0, ge=0.0, le=600.0, description="how long the tracker keeps a lost track alive itself"
+    )
+
+
+class CategoryRule(Strict):
+    """How detections of some object kinds become one category of violation."""
+
+    kinds: list[str] = Field(min_length=1, description="object kinds (see `kinds`) that count")
+    zone_kind: ZoneKind
+    anywhere: bool = Field(False, description="fire outside zones too (e.g. piled debris)")
+    min_dwell_s: float = Field(ge=0.0, description="seconds an object must stay before it fires")
+    min_median_conf: float = Field(0.35, ge=0.0, le=1.0, description="median score over the track")
+    min_observations: int = Field(3, ge=1, description="analysed frames the object must be seen in")
+    max_drift_ratio: float | None = Field(
+        0.5,
+        gt=0.0,
+        description="stationary when the bottom-centre stays within this many box heights of where "
+        "the dwell started; null disables the check",
+    )
+    require_static_camera: bool = Field(
+        True, description="count dwell only while the camera itself is not moving (dashcams)"
+    )
+    min_cues: int = Field(1, ge=1, description="distinct stationary objects needed together (stalls)")
+    cue_gap_norm: float = Field(
+        0.08, ge=0.0, le=1.0, description="max gap between cue boxes, as a fraction of image width"
+    )
+
+
+class Zone(Strict):
+    id: str = Field(min_length=1, max_length=64)
+    kind: ZoneKind
+    points_norm: list[tuple[Unit, Unit]] = Field(
+        min_length=3, description="polygon vertices (x, y) as fractions of image width and height"
+    )
+    active_hours: list[str] | None = Field(
+        None, description="local times 'HH:MM-HH:MM' (may wrap midnight); null = always active"
+    )
+
+    @field_validator("active_hours")
+    @classmethod
+    def _hours(cls, value: list[str] | None) -> list[str] | None:
+        for span in value or []:
+            if not _HOURS.match(span):
+                raise ValueError(f"'{span}' is not 'HH:MM-HH:MM'")
+        return value
+
+    @model_validator(mode="after")
+    def _polygon(self) -> Zone:
+        from shapely.geometry import Polygon
+
+        polygon = Polygon(self.points_norm)
+        if not polygon.is_valid or polygon.area <= 0.0:
+            raise ValueError(f"zone '{self.id}': points_norm do not form a simple polygon with area")
+        return self
+
+    def hour_spans(self) -> list[tuple[time, time]]:
+        spans = []
+        for span in self.active_hours or []:
+            start, end = span.split("-")
+            end_t = time(23, 59, 59, 999999) if end == "24:00" else time.fromisoformat(end)
+            spans.append((time.fromisoformat(start), end_t))
+        return spans
+
+
+class Position(Strict):
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
+
+
+class Camera(Strict):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: str | None = None
+    source: str | None = Field(None, description="video path, image folder or rtsp:// URL")
+    position: Position | None = None
+    timezone: str = "Asia/Shanghai"
+    start_time: datetime | None = Field(
+        None, description="wall-clock time of the footage's first frame, when known"
+    )
+    zones: list[Zone] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone '{value}'") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> Camera:
+        ids = [z.id for z in self.zones]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera '{self.id}': duplicate zone ids {dupes}")
+        return self
+
+
+class EvidenceSettings(Strict):
+    jpeg_quality: int = Field(90, ge=30, le=100)
+    crop_margin_ratio: float = Field(0.15, ge=0.0, le=2.0, description="margin around the box")
+
+
+class SiteConfig(Strict):
+    model: ModelSettings
+    tracker: TrackerSettings = TrackerSettings()
+    analysis_fps: float | None = Field(
+        5.0, gt=0.0, le=120.0, description="frames analysed per second of footage; null = every frame"
+    )
+    grace_s: float = Field(
+        20.0, ge=0.0, description="a lost object that reappears at the same place within this continues"
+    )
+    static_camera_max_flow: float = Field(
+        0.02,
+        gt=0.0,
+        description="camera counts as still while the scene moves less than this fraction of the "
+        "image diagonal per second",
+    )
+    kinds: dict[str, str] = Field(description="model class name -> object kind")
+    categories: dict[str, CategoryRule]
+    evidence: EvidenceSettings = EvidenceSettings()
+    cameras: list[Camera] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SiteConfig:
+        known_kinds = set(self.kinds.values())
+        for name, rule in self.categories.items():
+            unknown = [k for k in rule.kinds if k not in known_kinds]
+            if unknown:
+                raise ValueError(
+                    f"categories.{name}.kinds: {unknown} are not object kinds named in `kinds` "
+                    f"(known: {sorted(known_kinds)})"
+                )
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"cameras: duplicate camera ids {dupes}")
+        return self
+
+    def camera(self, camera_id: str | None) -> Camera:
+        """The camera by id; with no id, the only camera (or an unnamed one without zones)."""
+        if camera_id is None:
+            if len(self.cameras) == 1:
+                return self.cameras[0]
+            if not self.cameras:
+                return Camera(id="default")
+            raise ConfigError(
+                f"the config has {len(self.cameras)} cameras; choose one of {[c.id for c in self.cameras]}"
+            )
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise ConfigError(f"no camera '{camera_id}' in the config (have {[c.id for c in self.cameras]})")
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt?)"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, *, base_dir: Path, origin: Path | str = "<config>") -> SiteConfig:
+    """Validate a config mapping; relative weights paths resolve against base_dir."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        config = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(Path(str(origin)), exc)) from None
+    weights = config.model.weights
+    if not weights.is_absolute():
+        weights = (base_dir / weights).resolve()
+        config = config.model_copy(update={"model": config.model.model_copy(update={"weights": weights})})
+    return config
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Read and validate a YAML site config; every problem is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, base_dir=path.parent.resolve(), origin=path)

@@ -1,0 +1,115 @@
+"""Our own values for what the model saw and what the rules decided.
+
+Everything downstream of the detector adapter speaks these types, never ultralytics `Results`.
+Boxes are pixel coordinates (x1, y1, x2, y2) in the frame's image, origin top-left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One object in one frame.
+
+    box: (x1, y1, x2, y2) in pixels. class_name: the model's class name; kind: the object kind the
+    site config maps it to (None when the config does not use that class). track_id: set by the
+    tracker, None before tracking.
+    """
+
+    box: Box
+    score: float
+    class_name: str
+    kind: str | None = None
+    track_id: int | None = None
+
+    @property
+    def bottom_centre(self) -> tuple[float, float]:
+        x1, _, x2, y2 = self.box
+        return ((x1 + x2) / 2.0, y2)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.box
+        return ((x1 + x2) / 2.0, (y1 + y2) / 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceFile:
+    """One evidence image written for an incident. path is relative to the output folder."""
+
+    role: str  # "annotated" | "crop" | "raw"
+    path: str
+    sha256: str
+    media_type: str = "image/jpeg"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One violation by one object (or one cluster of stall cues), as the rules decided it.
+
+    id is deterministic from the source, the object's first sighting and the category, so the same
+    footage gives the same ids and a retried upload never looks like a new violation.
+    Times: first_seen_ts / last_seen_ts in seconds from the footage's start; *_wall when known.
+    box: (x1, y1, x2, y2) pixels at best_ts, the frame the evidence shows.
+    position: (lat, lon) WGS84 degrees where the camera stood, when known.
+    """
+
+    id: str
+    category: str
+    object_kind: str
+    source_id: str
+    zone_id: str | None
+    zone_kind: str | None
+    first_seen_ts: float
+    last_seen_ts: float
+    best_ts: float
+    box: Box
+    confidence_median: float
+    confidence_max: float
+    observations: int
+    first_seen_wall: datetime | None = None
+    last_seen_wall: datetime | None = None
+    position: tuple[float, float] | None = None
+    frame_index: int | None = None
+    track_ids: tuple[int, ...] = ()
+    evidence: tuple[EvidenceFile, ...] = field(default=())
+    closed: bool = False
+    plate: str | None = None
+
+    @property
+    def dwell_s(self) -> float:
+        return self.last_seen_ts - self.first_seen_ts
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO 8601 strings)."""
+        data = asdict(self)
+        for key in ("first_seen_wall", "last_seen_wall"):
+            value = data[key]
+            data[key] = value.isoformat() if isinstance(value, datetime) else None
+        data["box"] = [round(v, 1) for v in self.box]
+        data["position"] = list(self.position) if self.position else None
+        data["track_ids"] = list(self.track_ids)
+        data["evidence"] = [asdict(e) for e in self.evidence]
+        data["dwell_s"] = round(self.dwell_s, 3)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Incident:
+        """The inverse of to_json (unknown keys such as dwell_s are ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("first_seen_wall", "last_seen_wall"):
+            if kwargs.get(key):
+                kwargs[key] = datetime.fromisoformat(kwargs[key])
+        kwargs["box"] = tuple(float(v) for v in kwargs["box"])
+        if kwargs.get("position"):
+            kwargs["position"] = tuple(kwargs["position"])
+        kwargs["track_ids"] = tuple(kwargs.get("track_ids") or ())
+        kwargs["evidence"] = tuple(EvidenceFile(**e) for e in kwargs.get("evidence") or ())
+        return cls(**kwargs)
