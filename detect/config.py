@@ -161,7 +161,7 @@ class SiteConfig(Strict):
         20.0, ge=0.0, description="a lost object that reappears at the same place within this continues"
     )
     static_camera_max_flow: float = Field(
-        0.02,
+        0.01,
         gt=0.0,
         description="camera counts as still while the scene moves less than this fraction of the "
         "image diagonal per second",

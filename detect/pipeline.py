@@ -1,0 +1,220 @@
+"""Footage to incidents: frames -> detector -> tracker -> camera motion -> rules -> evidence.
+
+A generator end to end: frames are pulled one at a time (decoded ahead in a bounded background
+queue), nothing holds a whole video, and each incident is yielded as soon as its violation ends
+(the object left for longer than the grace window) or the footage ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from detect.camera_motion import CameraMotion
+from detect.config import Camera, SiteConfig
+from detect.evidence import write_evidence
+from detect.rules import RuleEngine, Violation
+from detect.values import Detection, Incident
+from streams.frame import Frame, GeoPoint
+
+log = logging.getLogger(__name__)
+
+
+class Detector(Protocol):
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+
+class Tracker(Protocol):
+    def update(self, detections: Sequence[Detection], image: np.ndarray) -> list[Detection]: ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands: frames analysed, footage seconds reached, share done when the length is
+    known, analysed frames per second of wall time, incidents fired so far."""
+
+    frames: int
+    ts: float
+    fraction: float | None
+    fps: float
+    incidents: int
+
+
+class Pipeline:
+    """The per-source chain from frames to incidents; one instance per camera or upload."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        camera: Camera,
+        *,
+        detector: Detector,
+        out_dir: Path,
+        source_id: str,
+        tracker: Tracker | None = None,
+    ) -> None:
+        self.config = config
+        self.camera = camera
+        self.detector = detector
+        self.out_dir = Path(out_dir)
+        self.source_id = source_id
+        self.tracker = tracker
+        self.motion = CameraMotion(config.static_camera_max_flow)
+        self.rules = RuleEngine(config, camera, source_id)
+        self.frames = 0
+        self.fired = 0
+        self.last_ts = 0.0
+
+    def process(self, frames: Iterable[Frame]) -> Iterator[Incident]:
+        """Run over frames in time order; yields each incident when its violation ends."""
+        for frame in frames:
+            detections = self.detector.detect(frame.image)
+            tracked = self.tracker.update(detections, frame.image) if self.tracker else detections
+            static = self.motion.update(frame.image, frame.ts, detections)
+            result = self.rules.step(frame, tracked, camera_static=static)
+            self.frames += 1
+            self.fired += len(result.fired)
+            self.last_ts = frame.ts
+            for violation in result.closed:
+                yield self.to_incident(violation)
+        for violation in self.rules.finish():
+            yield self.to_incident(violation)
+
+    def to_incident(self, v: Violation) -> Incident:
+        """The incident of a fired violation, with its evidence images written."""
+        frame = v.best_frame
+        box = v.best_box or v.last_box
+        if frame is None:  # cannot happen for a violation that was observed; guard anyway
+            raise RuntimeError(f"violation {v.id} has no frame to show")
+        position = frame.position or (
+            GeoPoint(self.camera.position.lat, self.camera.position.lon) if self.camera.position else None
+        )
+        label = (
+            f"{v.category}: {v.kind} {v.best_score:.2f}"
+            if not v.members
+            else (f"{v.category}: {len(v.members)} cues ({', '.join(sorted({m.kind for m in v.members}))})")
+        )
+        evidence = write_evidence(
+            self.out_dir,
+            v.id,
+            frame.image,
+            box,
+            label=label,
+            ts=frame.ts,
+            wall_time=frame.wall_time,
+            camera=self.camera.name or self.camera.id if self.camera.id != "default" else self.source_id,
+            jpeg_quality=self.config.evidence.jpeg_quality,
+            crop_margin_ratio=self.config.evidence.crop_margin_ratio,
+        )
+        scores = v.scores or [v.best_score]
+        return Incident(
+            id=v.id,
+            category=v.category,
+            object_kind=v.kind,
+            source_id=self.source_id,
+            zone_id=v.zone.id if v.zone else None,
+            zone_kind=v.zone.kind if v.zone else None,
+            first_seen_ts=round(v.first_seen_ts, 3),
+            last_seen_ts=round(v.last_ts, 3),
+            best_ts=round(frame.ts, 3),
+            box=tuple(round(c, 1) for c in box),
+            confidence_median=round(statistics.median(scores), 4),
+            confidence_max=round(max(scores), 4),
+            observations=len(scores),
+            first_seen_wall=v.first_seen_wall,
+            last_seen_wall=v.last_wall,
+            position=(position.lat, position.lon) if position else None,
+            frame_index=frame.index,
+            track_ids=tuple(v.track_ids),
+            evidence=evidence,
+            closed=v.closed,
+        )
+
+
+def build_detector(config: SiteConfig) -> Detector:
+    """The YOLO detector the config names (imports ultralytics: call only from workers/CLI)."""
+    from detect.yolo import YoloDetector
+
+    m = config.model
+    return YoloDetector(m.weights, kinds=config.kinds, imgsz=m.imgsz, device=m.device, conf=m.conf, iou=m.iou)
+
+
+def build_tracker(config: SiteConfig, native_fps: float | None) -> Tracker:
+    from detect.yolo import ObjectTracker
+
+    rate = config.analysis_fps or native_fps or 10.0
+    if native_fps:
+        rate = min(rate, native_fps)
+    return ObjectTracker(config.tracker.type, buffer_frames=round(config.tracker.track_buffer_s * rate))
+
+
+def detect_footage(
+    input: str | Path,
+    config: SiteConfig,
+    *,
+    out_dir: Path,
+    camera_id: str | None = None,
+    start_time: datetime | None = None,
+    source_id: str | None = None,
+    progress: Callable[[float], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    detector: Detector | None = None,
+) -> Iterator[Incident]:
+    """Incidents in footage (a video file, an image folder or an RTSP URL), as they end.
+
+    Evidence files go under out_dir. `progress` receives the share done (0..1) when the footage's
+    length is known; `on_progress` the full Progress after every analysed frame. Bad footage
+    raises streams.SourceError before any frame is analysed.
+    """
+    from streams import open_source, prefetch
+
+    camera = config.camera(camera_id)
+    position = GeoPoint(camera.position.lat, camera.position.lon) if camera.position else None
+    source = open_source(
+        input,
+        source_id=source_id or (camera.id if camera.id != "default" else None),
+        analysis_fps=config.analysis_fps,
+        start_time=start_time or camera.start_time,
+        position=position,
+    )
+    sid = source_id or (camera.id if camera.id != "default" else Path(str(input)).stem)
+    pipeline = Pipeline(
+        config,
+        camera,
+        detector=detector or build_detector(config),
+        tracker=build_tracker(config, source.info.fps),
+        out_dir=out_dir,
+        source_id=sid,
+    )
+    duration = source.info.duration_s
+    started = time.perf_counter()
+
+    def frames() -> Iterator[Frame]:
+        for frame in prefetch(source):
+            yield frame
+            # called after the pipeline has taken the previous frame
+            elapsed = max(1e-9, time.perf_counter() - started)
+            fraction = min(1.0, frame.ts / duration) if duration else None
+            if progress and fraction is not None:
+                progress(fraction)
+            if on_progress:
+                on_progress(
+                    Progress(pipeline.frames, frame.ts, fraction, pipeline.frames / elapsed, pipeline.fired)
+                )
+
+    try:
+        yield from pipeline.process(frames())
+    finally:
+        source.close()
+    if source.stopped_early:
+        log.warning("%s: %s", sid, source.stopped_early)
+    if progress:
+        progress(1.0)
