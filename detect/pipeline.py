@@ -164,6 +164,7 @@ def detect_footage(
     camera_id: str | None = None,
     start_time: datetime | None = None,
     source_id: str | None = None,
+    image_fps: float | None = None,
     progress: Callable[[float], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     detector: Detector | None = None,
@@ -184,6 +185,7 @@ def detect_footage(
         analysis_fps=config.analysis_fps,
         start_time=start_time or camera.start_time,
         position=position,
+        image_fps=image_fps,
     )
     sid = source_id or (camera.id if camera.id != "default" else Path(str(input)).stem)
     pipeline = Pipeline(

@@ -1,0 +1,85 @@
+"""The site config is checked strictly once: every mistake names its key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detect.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def base() -> dict:
+    return yaml.safe_load((REPO / "configs" / "site.yaml").read_text())
+
+
+def test_shipped_config_is_valid():
+    config = load_config(REPO / "configs" / "site.yaml")
+    assert set(config.categories) == {"illegal_parking", "street_vending", "piled_debris"}
+    assert config.model.weights.is_absolute()
+
+
+def set_key(data: dict, path: str, value) -> dict:
+    node = data
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[keys[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("categories.illegal_parking.min_dwel_s", 3, "categories.illegal_parking.min_dwel_s: unknown key"),
+        ("categories.illegal_parking.min_dwell_s", -1, "categories.illegal_parking.min_dwell_s"),
+        ("categories.illegal_parking.kinds", ["car", "hovercraft"], "hovercraft"),
+        ("model.imgsz", 630, "model.imgsz"),
+        ("model.conf", 1.5, "model.conf"),
+        ("analysis_fps", 0, "analysis_fps"),
+        ("tracker.type", "sort", "tracker.type"),
+        ("cameras.0.zones.0.kind", "no_smoking", "cameras.0.zones.0.kind"),
+        ("cameras.0.zones.0.points_norm", [[0, 0], [1.2, 0], [1, 1]], "cameras.0.zones.0.points_norm"),
+        ("cameras.0.zones.0.points_norm", [[0, 0], [1, 0]], "cameras.0.zones.0.points_norm"),
+        ("cameras.0.zones.0.points_norm", [[0, 0], [1, 1], [1, 0], [0, 1]], "simple polygon"),
+        ("cameras.0.zones.1.active_hours", ["6-22"], "'6-22' is not 'HH:MM-HH:MM'"),
+        ("cameras.0.timezone", "Mars/Olympus", "unknown time zone"),
+        ("cameras.0.position", {"lat": 120.1, "lon": 30.2}, "cameras.0.position.lat"),
+    ],
+)
+def test_bad_key_is_named(tmp_path, path, value, message):
+    f = tmp_path / "site.yaml"
+    f.write_text(yaml.safe_dump(set_key(base(), path, value)))
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert message in str(err.value)
+    assert str(f) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("", "must be a mapping"),
+    ],
+)
+def test_unreadable_config(tmp_path, text, message):
+    f = tmp_path / "site.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(f)
+
+
+def test_missing_config(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_relative_weights_resolve_against_config_folder(tmp_path):
+    data = base()
+    data["model"]["weights"] = "w/model.pt"
+    f = tmp_path / "site.yaml"
+    f.write_text(yaml.safe_dump(data))
+    assert load_config(f).model.weights == tmp_path / "w" / "model.pt"
