@@ -1,0 +1,58 @@
+"""Which source reads a given input: a video file, an image or image folder, or an RTSP camera."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from streams.frame import GeoPoint
+from streams.images import IMAGE_SUFFIXES, ImageSource
+from streams.rtsp import RTSP_SCHEMES, ReconnectPolicy, RtspSource
+from streams.source import FrameSource, SourceError
+from streams.video import VideoSource
+
+
+def open_source(
+    uri: str | os.PathLike[str],
+    *,
+    source_id: str | None = None,
+    analysis_fps: float | None = None,
+    start_time: datetime | None = None,
+    position: GeoPoint | None = None,
+    image_fps: float | None = None,
+    reconnect: ReconnectPolicy | None = None,
+) -> FrameSource:
+    """Open footage for reading; a SourceError naming the input when it cannot be read.
+
+    uri: a video file, an image file, a folder of images, or an rtsp:// / rtsps:// URL.
+    analysis_fps: frames per second to analyse, chosen by timestamps (None: every frame).
+    start_time: the footage's absolute start, for Frame.wall_time (live cameras use the receive time instead).
+    position: the fixed camera's position, passed to every frame.
+    image_fps: the frame rate of an image folder (default: date-times in the names, else 1 fps).
+    reconnect: timeouts and backoff for live cameras.
+    """
+    text = os.fspath(uri)
+    if text.lower().startswith(RTSP_SCHEMES):
+        return RtspSource(
+            text, source_id=source_id, analysis_fps=analysis_fps, position=position, policy=reconnect
+        )
+    path = Path(text)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(
+            path,
+            source_id=source_id,
+            analysis_fps=analysis_fps,
+            start_time=start_time,
+            position=position,
+            image_fps=image_fps,
+        )
+    if not path.is_file():
+        raise SourceError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: file is empty")
+    return VideoSource(
+        path, source_id=source_id, analysis_fps=analysis_fps, start_time=start_time, position=position
+    )

@@ -1,0 +1,141 @@
+"""Video files (mp4, avi, mov, mkv, ...) decoded with OpenCV's FFmpeg backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+
+from streams.frame import Frame, GeoPoint, wall_time_at
+from streams.source import FrameSource, RateSampler, SourceError, SourceInfo
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".ts", ".flv", ".wmv", ".mpg"})
+# Used only when a container gives neither timestamps nor a frame rate.
+FALLBACK_FPS = 30.0
+# A container's frame count is estimated from its duration for some formats; allow this many frames of slack
+# before calling a shorter read "stopped early".
+FRAME_COUNT_SLACK = 2
+# An mp4 written by a camera usually keeps its index (the moov atom) at the end of the file.
+_MP4_HINT = "; an mp4/mov cut short loses its index (moov atom) and cannot be read at all"
+
+
+class VideoSource(FrameSource):
+    """Frames of a video file, timed by the container's timestamps (CAP_PROP_POS_MSEC).
+
+    Frames between sampling instants are only grabbed (demuxed and decoded, not converted to BGR); kept frames
+    are retrieved. Frame.index counts every decoded frame; Frame.ts is seconds from the footage start.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        source_id: str | None = None,
+        analysis_fps: float | None = None,
+        start_time: datetime | None = None,
+        position: GeoPoint | None = None,
+    ) -> None:
+        self._sampler = RateSampler(analysis_fps)
+        name = str(path)
+        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            hint = _MP4_HINT if path.suffix.lower() in {".mp4", ".mov", ".m4v"} else ""
+            reason = "not a readable video (damaged, cut short, or another kind of file)"
+            raise SourceError(f"{name}: {reason}{hint}")
+        # Decode the first frame now, so that a file that opens but holds no decodable video fails here.
+        if not capture.grab():
+            capture.release()
+            raise SourceError(f"{name}: holds no decodable video frames")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        native_fps = fps if fps > 0 else None
+        frame_count = int(count) if count > 0 else None
+        duration_s = frame_count / native_fps if frame_count and native_fps else None
+        super().__init__(
+            SourceInfo(
+                kind="video",
+                name=name,
+                fps=native_fps,
+                frame_count=frame_count,
+                duration_s=duration_s,
+                width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            )
+        )
+        self._capture: cv2.VideoCapture | None = capture
+        self._source_id = source_id or path.stem
+        self._start_time = start_time
+        self._position = position
+        self._frame_period_s = 1.0 / (native_fps or FALLBACK_FPS)
+        self._warned_no_timestamps = False
+
+    def _frames(self) -> Iterator[Frame]:
+        capture = self._capture
+        if capture is None:
+            return
+        index = 0
+        ts = self._timestamp(capture, index, previous=None)
+        while True:
+            if self._sampler.keep(ts):
+                ok, image = capture.retrieve()
+                if not ok or image is None:
+                    self._stop_early(
+                        f"decode failed at frame {index} at {ts:.2f} s: truncated or damaged data"
+                    )
+                    return
+                yield Frame(
+                    image=image,
+                    ts=ts,
+                    source_id=self._source_id,
+                    index=index,
+                    wall_time=wall_time_at(self._start_time, ts),
+                    position=self._position,
+                )
+            if not capture.grab():
+                self._check_complete(index, ts)
+                return
+            index += 1
+            ts = self._timestamp(capture, index, previous=ts)
+
+    def _timestamp(self, capture: cv2.VideoCapture, index: int, previous: float | None) -> float:
+        """Seconds from the footage start of the frame just grabbed, strictly after `previous`.
+
+        OpenCV reports 0 ms when a packet carries no timestamp; then the frame is placed one frame period
+        after the previous one (index / fps when the container never gives timestamps).
+        """
+        ts = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        if previous is None:
+            return max(ts, 0.0)
+        if ts > previous:
+            return ts
+        if not self._warned_no_timestamps:
+            self._warned_no_timestamps = True
+            log.warning(
+                "%s: no container timestamp from frame %d on; timing frames by the frame rate (%.3f fps)",
+                self.info.name,
+                index,
+                1.0 / self._frame_period_s,
+            )
+        return previous + self._frame_period_s
+
+    def _check_complete(self, last_index: int, last_ts: float) -> None:
+        """Decide whether a read that ended at `last_index` reached the end the container states."""
+        expected = self.info.frame_count
+        if expected is not None and last_index + 1 < expected - FRAME_COUNT_SLACK:
+            self._stop_early(
+                f"decode failed after frame {last_index} at {last_ts:.2f} s of {expected} frames: "
+                "truncated or damaged data"
+            )
+            return
+        log.debug("%s: read %d frames to the end", self.info.name, last_index + 1)
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
