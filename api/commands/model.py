@@ -1,0 +1,163 @@
+"""`gridpatrol dataset build`, `train`, `evaluate` and `export`: the shipped detector's life cycle.
+
+Thin: the work is in detect.dataset, detect.training, detect.evaluation and detect.export, all
+imported inside the handlers so that other commands never pay for torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from api.commands import CommandError
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_RECIPE = REPO / "datasets" / "gridpatrol-street.yaml"
+DEFAULT_BUILD = REPO / "build"
+DEFAULT_MODEL = REPO / "models" / "gridpatrol-n.pt"
+DEFAULT_DATA = DEFAULT_BUILD / "datasets" / "gridpatrol-street" / "data.yaml"
+DEFAULT_BASE = REPO.parent / "shared" / "weights" / "yolo26n-coco.pt"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    d = subparsers.add_parser("dataset", help="training-set tools")
+    dsub = d.add_subparsers(dest="dataset_command", metavar="ACTION")
+    build = dsub.add_parser(
+        "build",
+        help="build a training set from a recipe (datasets/*.yaml)",
+        description="Build a training set deterministically: images symlinked, labels remapped, COCO kinds "
+        "pseudo-labelled (cached).",
+    )
+    build.add_argument("recipe", nargs="?", type=Path, default=DEFAULT_RECIPE, help="default: %(default)s")
+    build.add_argument(
+        "--out", type=Path, default=DEFAULT_BUILD / "datasets", help="parent folder (default: %(default)s)"
+    )
+    build.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_BUILD / "cache",
+        help="pseudo-label cache (default: %(default)s)",
+    )
+    build.add_argument("--limit", type=int, help="at most N images per split and source (quick looks)")
+    build.set_defaults(handler=run_dataset_build)
+
+    t = subparsers.add_parser(
+        "train",
+        help="train the detector (ultralytics), or resume an interrupted run",
+        description="Fine-tune COCO weights on a built dataset. Checkpoints every epoch in the run folder; "
+        "--resume continues from its last.pt.",
+    )
+    t.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset yaml (default: %(default)s)")
+    t.add_argument("--base", type=Path, default=DEFAULT_BASE, help="starting weights (default: %(default)s)")
+    t.add_argument("--imgsz", type=int, default=416)
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--workers", type=int, default=2, help="data-loader processes (default: %(default)s)")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--project", type=Path, default=DEFAULT_BUILD / "runs", help="default: %(default)s")
+    t.add_argument("--name", default="gridpatrol-n", help="run folder name (default: %(default)s)")
+    t.add_argument("--no-cache", action="store_true", help="do not cache decoded images in RAM")
+    t.add_argument("--resume", action="store_true", help="continue the run from its weights/last.pt")
+    t.add_argument(
+        "--ship", type=Path, help="after training, write the best weights here (e.g. models/gridpatrol-n.pt)"
+    )
+    t.set_defaults(handler=run_train)
+
+    e = subparsers.add_parser(
+        "evaluate",
+        help="per-class AP50, mAP50-95, precision and recall of a model on a dataset",
+        description="Validate a model on a dataset's val split and print a per-class table.",
+    )
+    e.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset yaml (default: %(default)s)")
+    e.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="weights (default: %(default)s)")
+    e.add_argument("--imgsz", type=int, default=416)
+    e.add_argument(
+        "--conf", type=float, default=0.25, help="operating threshold for P and R (default: %(default)s)"
+    )
+    e.add_argument("--split", default="val")
+    e.add_argument("--json", type=Path, help="also write the metrics as JSON to this file")
+    e.set_defaults(handler=run_evaluate)
+
+    x = subparsers.add_parser(
+        "export",
+        help="export weights to ONNX or OpenVINO for faster CPU inference",
+        description="Export a .pt model with ultralytics' exporter, fixed input size.",
+    )
+    x.add_argument("--format", choices=("onnx", "openvino"), required=True)
+    x.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="weights (default: %(default)s)")
+    x.add_argument("--imgsz", type=int, default=416)
+    x.add_argument("--out", type=Path, help="where to put the export (default: beside the model)")
+    x.set_defaults(handler=run_export)
+
+
+def run_dataset_build(args: argparse.Namespace) -> int:
+    from detect.dataset import DatasetError, build_dataset
+
+    if args.limit is not None and args.limit < 1:
+        raise CommandError(f"--limit must be at least 1, got {args.limit}")
+    try:
+        result = build_dataset(args.recipe, args.out, cache_root=args.cache, limit=args.limit)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+    images = ", ".join(f"{split} {n}" for split, n in result.manifest["images"].items())
+    print(f"{result.data_yaml} ({images} images)")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from detect.training import TrainingError, TrainSettings, export_weights, resume, train
+
+    settings = TrainSettings(
+        data=args.data,
+        base=args.base,
+        imgsz=args.imgsz,
+        epochs=args.epochs,
+        batch=args.batch,
+        workers=args.workers,
+        device=args.device,
+        project=args.project,
+        name=args.name,
+        cache=None if args.no_cache else "ram",
+    )
+    if args.workers < 0 or args.epochs < 1 or args.batch < 1:
+        raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")
+    try:
+        run_dir = resume(settings.run_dir(), workers=args.workers) if args.resume else train(settings)
+        if args.ship:
+            best = run_dir / "weights" / "best.pt"
+            export_weights(best if best.exists() else run_dir / "weights" / "last.pt", args.ship)
+            print(f"wrote {args.ship}")
+    except TrainingError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from detect.evaluation import EvaluationError, evaluate, format_table
+
+    try:
+        report = evaluate(args.model, args.data, imgsz=args.imgsz, conf=args.conf, split=args.split)
+    except EvaluationError as exc:
+        raise CommandError(str(exc)) from None
+    print(format_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from detect.export import ExportError, export_model
+
+    try:
+        path = export_model(args.model, args.format, imgsz=args.imgsz, out=args.out)
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+    print(path)
+    return 0

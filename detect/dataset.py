@@ -1,0 +1,486 @@
+"""Building the training set of the shipped detector from a recipe (datasets/*.yaml).
+
+A recipe names the class list, the labelled sources (YOLO-format folders) with a remap of their
+class names onto ours, and a COCO model that pseudo-labels the COCO kinds the sources leave
+unlabelled (cn-garbage labels only garbage, so its cars and people would otherwise be taught as
+background).
+
+The build is deterministic: sources and files are walked in sorted order, label lines are written
+in a fixed order with fixed precision, and nothing in the output carries a time. Images are
+symlinked, never copied. Pseudo-labels are cached on disk keyed by the image's sha256, the model's
+sha256, the inference size and the score floor the raw predictions were kept at; the recipe's
+threshold is applied to the cached predictions, so changing the threshold or rebuilding does not
+run the model again.
+
+Output layout (a folder ultralytics can train from)::
+
+    <out>/data.yaml            names, train: images/train, val: images/val (no `path:` key)
+    <out>/images/<split>/<source>__<name>.jpg  -> symlink to the source photo
+    <out>/labels/<split>/<source>__<name>.txt  class x_centre y_centre width height (normalised)
+    <out>/manifest.json        recipe, model sha256, counts per class and split, threshold sweep
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Raw predictions are cached down to this score so that any threshold at or above it can be applied later.
+CACHE_SCORE_FLOOR = 0.05
+# Score thresholds the manifest reports pseudo-label counts for (how the recipe's threshold was chosen).
+SWEEP_THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+class DatasetError(ValueError):
+    """A recipe or source that cannot be built; the message names the file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """A labelled YOLO-format dataset: <root>/images/<split>, <root>/labels/<split>, <root>/data.yaml."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="prefix of its files in the build")
+    root: Path = Field(description="relative to the recipe file")
+    splits: dict[str, str] = Field(min_length=1, description="our split -> the source's split folder")
+    remap: dict[str, str] = Field(description="source class name -> our class name; others dropped")
+
+
+class PseudoLabelSpec(_Strict):
+    """A detector that labels the classes the sources leave unlabelled."""
+
+    model: Path = Field(description="weights (.pt), relative to the recipe file")
+    model_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="checked when given")
+    conf: float = Field(gt=CACHE_SCORE_FLOOR - 1e-9, lt=1.0, description="minimum score of a pseudo-label")
+    imgsz: int = Field(640, ge=32, le=4096)
+    iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU (models with NMS)")
+    classes: dict[str, str] = Field(min_length=1, description="model class name -> our class name")
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32, got {value}")
+        return value
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    description: str = ""
+    classes: list[str] = Field(min_length=1, description="the trained model's classes, in id order")
+    sources: list[SourceSpec] = Field(min_length=1)
+    pseudo_labels: PseudoLabelSpec | None = None
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Recipe:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes: a class is named twice")
+        known = set(self.classes)
+        for i, source in enumerate(self.sources):
+            for src, dst in source.remap.items():
+                if dst not in known:
+                    raise ValueError(f"sources.{i}.remap.{src}: '{dst}' is not in classes")
+        if len({s.name for s in self.sources}) != len(self.sources):
+            raise ValueError("sources: two sources share a name")
+        if self.pseudo_labels is not None:
+            for src, dst in self.pseudo_labels.classes.items():
+                if dst not in known:
+                    raise ValueError(f"pseudo_labels.classes.{src}: '{dst}' is not in classes")
+            labelled = {dst for s in self.sources for dst in s.remap.values()}
+            both = labelled & set(self.pseudo_labels.classes.values())
+            if both:
+                raise ValueError(f"pseudo_labels.classes: {sorted(both)} are labelled by a source already")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRecipe:
+    """A validated recipe with its relative paths resolved against the recipe file's folder."""
+
+    recipe: Recipe
+    path: Path
+    sha256: str
+
+    def source_root(self, source: SourceSpec) -> Path:
+        return (self.path.parent / source.root).resolve()
+
+    def pseudo_model(self) -> Path | None:
+        if self.recipe.pseudo_labels is None:
+            return None
+        return (self.path.parent / self.recipe.pseudo_labels.model).resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelBox:
+    """One box in YOLO form: class id, centre x, centre y, width, height (all normalised to 0..1)."""
+
+    cls: int
+    x: float
+    y: float
+    w: float
+    h: float
+
+    def line(self) -> str:
+        return f"{self.cls} {self.x:.6f} {self.y:.6f} {self.w:.6f} {self.h:.6f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A cached raw prediction: the model's class name, score, normalised centre x, y, width, height."""
+
+    name: str
+    score: float
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    out_dir: Path
+    data_yaml: Path
+    manifest: dict[str, Any]
+
+
+def load_recipe(path: str | os.PathLike[str]) -> LoadedRecipe:
+    """Read and validate a recipe; DatasetError names the file and the key on any problem."""
+    recipe_path = Path(path)
+    if not recipe_path.is_file():
+        raise DatasetError(f"dataset recipe not found: {recipe_path}")
+    raw = recipe_path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{recipe_path}: not valid YAML: {exc}") from exc
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise DatasetError(f"{recipe_path}: {problems}") from exc
+    return LoadedRecipe(recipe=recipe, path=recipe_path.resolve(), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_names(root: Path) -> list[str]:
+    """The class names of a YOLO-format source, in id order, from its data.yaml."""
+    data_yaml = root / "data.yaml"
+    if not data_yaml.is_file():
+        raise DatasetError(f"source has no data.yaml: {data_yaml}")
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
+    names = data.get("names")
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names, key=int)]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    raise DatasetError(f"{data_yaml}: no 'names' list or mapping")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder, sorted by name (the order every build walks them in)."""
+    if not folder.is_dir():
+        raise DatasetError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_yolo_labels(path: Path, class_map: dict[int, int]) -> list[LabelBox]:
+    """Boxes of one YOLO label file, with source class ids mapped through class_map (others dropped).
+
+    A missing file means no boxes (YOLO's convention for a background image).
+    """
+    if not path.exists():
+        return []
+    boxes = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 5:
+            raise DatasetError(f"{path}:{number}: expected 'class x y w h', got {line!r}")
+        try:
+            src = int(parts[0])
+            x, y, w, h = (float(v) for v in parts[1:])
+        except ValueError as exc:
+            raise DatasetError(f"{path}:{number}: not numbers: {line!r}") from exc
+        if src in class_map:
+            boxes.append(LabelBox(class_map[src], x, y, w, h))
+    return boxes
+
+
+class PseudoLabelCache:
+    """Raw predictions of one model per image, on disk, keyed by image sha256.
+
+    The folder name holds the model's sha256, the inference size and the score floor, so a
+    different model or size never reads another's predictions.
+    """
+
+    def __init__(self, root: Path, model_sha256: str, imgsz: int, floor: float = CACHE_SCORE_FLOOR) -> None:
+        self.folder = root / f"{model_sha256[:16]}-imgsz{imgsz}-floor{floor:g}"
+        self.floor = floor
+
+    def _path(self, image_sha256: str) -> Path:
+        return self.folder / image_sha256[:2] / f"{image_sha256}.json"
+
+    def get(self, image_sha256: str) -> list[Prediction] | None:
+        path = self._path(image_sha256)
+        if not path.exists():
+            return None
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return [Prediction(*row) for row in rows]
+
+    def put(self, image_sha256: str, predictions: Sequence[Prediction]) -> None:
+        path = self._path(image_sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [[p.name, p.score, p.x, p.y, p.w, p.h] for p in predictions]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows), encoding="utf-8")
+        tmp.replace(path)
+
+
+def predict_raw(
+    model_path: Path, images: Sequence[Path], *, imgsz: int, iou: float, floor: float, batch: int = 8
+) -> Iterator[list[Prediction]]:
+    """Run the pseudo-labelling model on images (in order), yielding each image's predictions."""
+    from detect.yolo import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    model = YOLO(str(model_path), task="detect")
+    names = dict(model.names)
+    for start in range(0, len(images), batch):
+        chunk = [str(p) for p in images[start : start + batch]]
+        results = model.predict(chunk, imgsz=imgsz, conf=floor, iou=iou, device="cpu", verbose=False)
+        for result in results:
+            boxes = result.boxes
+            preds = []
+            if boxes is not None and len(boxes):
+                xywhn = boxes.xywhn.cpu().numpy().astype(float)
+                scores = boxes.conf.cpu().numpy().astype(float)
+                classes = boxes.cls.cpu().numpy().astype(int)
+                for (x, y, w, h), score, cls in zip(xywhn, scores, classes, strict=True):
+                    preds.append(
+                        Prediction(
+                            names[int(cls)],
+                            round(float(score), 4),
+                            *(round(float(v), 6) for v in (x, y, w, h)),
+                        )
+                    )
+            yield preds
+
+
+def _progress(iterable: Iterable[Any], **kwargs: Any) -> Iterable[Any]:
+    from tqdm import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+def _link(target: Path, link: Path) -> None:
+    """A symlink link -> target (absolute), replacing whatever is at link."""
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    split: str
+    source: str
+    image: Path
+    label: Path
+    out_stem: str
+
+
+def _items(loaded: LoadedRecipe) -> list[_Item]:
+    items = []
+    for split in sorted({s for source in loaded.recipe.sources for s in source.splits}):
+        for source in loaded.recipe.sources:
+            if split not in source.splits:
+                continue
+            root = loaded.source_root(source)
+            folder = source.splits[split]
+            for image in list_images(root / "images" / folder):
+                label = root / "labels" / folder / f"{image.stem}.txt"
+                items.append(_Item(split, source.name, image, label, f"{source.name}__{image.stem}"))
+    return items
+
+
+def build_dataset(
+    recipe_path: str | os.PathLike[str],
+    out_root: str | os.PathLike[str],
+    *,
+    cache_root: str | os.PathLike[str],
+    limit: int | None = None,
+) -> BuildResult:
+    """Build the dataset a recipe describes into out_root/<recipe name>/ (emptied first).
+
+    limit: at most this many images per split and source (for tests and quick looks).
+    """
+    loaded = load_recipe(recipe_path)
+    recipe = loaded.recipe
+    class_ids = {name: i for i, name in enumerate(recipe.classes)}
+    out_dir = Path(out_root).resolve() / recipe.name
+
+    class_maps: dict[str, dict[int, int]] = {}
+    for source in recipe.sources:
+        root = loaded.source_root(source)
+        names = source_names(root)
+        unknown = sorted(set(source.remap) - set(names))
+        if unknown:
+            raise DatasetError(f"{loaded.path}: source {source.name} has no class {unknown} ({root})")
+        class_maps[source.name] = {
+            i: class_ids[source.remap[n]] for i, n in enumerate(names) if n in source.remap
+        }
+
+    items = _items(loaded)
+    if limit is not None:
+        kept: list[_Item] = []
+        seen: Counter[tuple[str, str]] = Counter()
+        for item in items:
+            if seen[(item.split, item.source)] < limit:
+                kept.append(item)
+                seen[(item.split, item.source)] += 1
+        items = kept
+    log.info("%s: %d images from %d sources", recipe.name, len(items), len(recipe.sources))
+
+    predictions: dict[Path, list[Prediction]] = {}
+    pseudo = recipe.pseudo_labels
+    model_sha = None
+    if pseudo is not None:
+        model_path = loaded.pseudo_model()
+        assert model_path is not None
+        if not model_path.is_file():
+            raise DatasetError(f"{loaded.path}: pseudo-label model not found: {model_path}")
+        model_sha = sha256_file(model_path)
+        if pseudo.model_sha256 and pseudo.model_sha256 != model_sha:
+            raise DatasetError(
+                f"{loaded.path}: pseudo_labels.model_sha256 does not match {model_path} (it is {model_sha})"
+            )
+        predictions = _pseudo_predictions(
+            [it.image for it in items], model_path, model_sha, pseudo, Path(cache_root) / "pseudo-labels"
+        )
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    counts: dict[str, Counter[str]] = {}
+    images_per_split: Counter[str] = Counter()
+    sweep: dict[str, Counter[str]] = {f"{t:g}": Counter() for t in SWEEP_THRESHOLDS}
+    for item in _progress(items, desc=f"writing {recipe.name}", unit="img"):
+        image_dir = out_dir / "images" / item.split
+        label_dir = out_dir / "labels" / item.split
+        image_dir.mkdir(parents=True, exist_ok=True)
+        label_dir.mkdir(parents=True, exist_ok=True)
+        boxes = read_yolo_labels(item.label, class_maps[item.source])
+        if pseudo is not None:
+            preds = predictions[item.image]
+            boxes += pseudo_boxes(preds, pseudo.classes, class_ids, pseudo.conf)
+            for key, counter in sweep.items():
+                for p in preds:
+                    if p.name in pseudo.classes and p.score >= float(key):
+                        counter[pseudo.classes[p.name]] += 1
+        _link(item.image, image_dir / f"{item.out_stem}{item.image.suffix.lower()}")
+        text = "".join(f"{b.line()}\n" for b in boxes)
+        (label_dir / f"{item.out_stem}.txt").write_text(text, encoding="utf-8")
+        split_counts = counts.setdefault(item.split, Counter())
+        split_counts.update(recipe.classes[b.cls] for b in boxes)
+        images_per_split[item.split] += 1
+
+    data_yaml = out_dir / "data.yaml"
+    splits = sorted(images_per_split)
+    data: dict[str, Any] = {s: f"images/{s}" for s in splits}
+    data["names"] = dict(enumerate(recipe.classes))
+    header = (
+        f"# Built by `gridpatrol dataset build` from {loaded.path.name} (sha256 {loaded.sha256[:16]}).\n"
+        "# No `path:` key: ultralytics resolves the splits relative to this file's folder.\n"
+    )
+    data_yaml.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+    manifest: dict[str, Any] = {
+        "name": recipe.name,
+        "recipe": loaded.path.name,
+        "recipe_sha256": loaded.sha256,
+        "classes": list(recipe.classes),
+        "limit_per_split_and_source": limit,
+        "images": dict(sorted(images_per_split.items())),
+        "boxes": {s: {c: counts.get(s, Counter())[c] for c in recipe.classes} for s in splits},
+    }
+    if pseudo is not None:
+        manifest["pseudo_labels"] = {
+            "model": loaded.pseudo_model().name if loaded.pseudo_model() else None,
+            "model_sha256": model_sha,
+            "conf": pseudo.conf,
+            "imgsz": pseudo.imgsz,
+            "boxes_by_threshold": {
+                key: {c: counter[c] for c in recipe.classes if c in pseudo.classes.values()}
+                for key, counter in sweep.items()
+            },
+        }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    log.info("%s: wrote %s", recipe.name, data_yaml)
+    return BuildResult(out_dir=out_dir, data_yaml=data_yaml, manifest=manifest)
+
+
+def pseudo_boxes(
+    predictions: Iterable[Prediction], classes: dict[str, str], class_ids: dict[str, int], conf: float
+) -> list[LabelBox]:
+    """The predictions at or above conf of the classes the recipe maps, as boxes in a fixed order."""
+    boxes = [
+        LabelBox(class_ids[classes[p.name]], p.x, p.y, p.w, p.h)
+        for p in predictions
+        if p.name in classes and p.score >= conf
+    ]
+    return sorted(boxes, key=lambda b: (b.cls, b.x, b.y, b.w, b.h))
+
+
+def _pseudo_predictions(
+    images: Sequence[Path], model_path: Path, model_sha: str, spec: PseudoLabelSpec, cache_root: Path
+) -> dict[Path, list[Prediction]]:
+    """Each image's raw predictions, from the cache where present, from the model otherwise."""
+    cache = PseudoLabelCache(cache_root, model_sha, spec.imgsz)
+    digests = {
+        image: sha256_file(image)
+        for image in _progress(images, desc="hashing images", unit="img", leave=False)
+    }
+    out: dict[Path, list[Prediction]] = {}
+    missing = []
+    for image, digest in digests.items():
+        cached = cache.get(digest)
+        if cached is None:
+            missing.append(image)
+        else:
+            out[image] = cached
+    log.info("pseudo-labels: %d cached, %d to compute (%s)", len(out), len(missing), cache.folder)
+    if missing:
+        stream = predict_raw(model_path, missing, imgsz=spec.imgsz, iou=spec.iou, floor=cache.floor)
+        bar = _progress(
+            zip(missing, stream, strict=True), total=len(missing), desc="pseudo-labels", unit="img"
+        )
+        for image, preds in bar:
+            cache.put(digests[image], preds)
+            out[image] = preds
+    return out

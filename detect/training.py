@@ -1,0 +1,155 @@
+"""Training the shipped detector: a thin wrapper over ultralytics' trainer.
+
+ultralytics does the work (augmentation, schedule, EMA, checkpoints every epoch, progress bars);
+this module fixes where runs live, checks inputs up front with messages that name them, resumes
+an interrupted run from its last.pt, and turns a run's checkpoint into the small weights file we
+ship (optimizer state stripped, fp16).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "yolo26n-coco.pt"
+DEFAULT_PROJECT = Path(__file__).resolve().parents[1] / "build" / "runs"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "build" / "datasets" / "gridpatrol-street" / "data.yaml"
+MAX_SHIPPED_BYTES = 20 * 1024 * 1024
+
+
+class TrainingError(ValueError):
+    """Inputs a training run cannot start or resume from; the message names the path."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSettings:
+    """One training run. imgsz in pixels (multiple of 32); workers: data-loader processes."""
+
+    data: Path = DEFAULT_DATA
+    base: Path = DEFAULT_BASE
+    imgsz: int = 416
+    epochs: int = 50
+    batch: int = 16
+    workers: int = 2
+    device: str = "cpu"
+    project: Path = DEFAULT_PROJECT
+    name: str = "gridpatrol-n"
+    seed: int = 0
+    cache: str | None = "ram"
+    patience: int = 100
+    plots: bool = False
+
+    def run_dir(self) -> Path:
+        return Path(self.project).resolve() / self.name
+
+
+def _import_verbose() -> None:
+    """Import ultralytics offline, with its epoch logs and progress bars on (the adapter mutes them)."""
+    from detect.yolo import import_ultralytics
+
+    import_ultralytics()
+    import ultralytics.utils as ultralytics_utils
+
+    ultralytics_utils.VERBOSE = True  # its progress bars read this flag when they are made
+    ultralytics_utils.LOGGER.setLevel(logging.INFO)
+    for handler in ultralytics_utils.LOGGER.handlers:
+        handler.setLevel(logging.INFO)
+
+
+def _check_file(path: Path, what: str) -> Path:
+    if not Path(path).is_file():
+        raise TrainingError(f"{what} not found: {path}")
+    return Path(path).resolve()
+
+
+def train(settings: TrainSettings) -> Path:
+    """Start a new run; returns its folder. Refuses to overwrite an existing run (resume it instead)."""
+    data = _check_file(settings.data, "dataset yaml")
+    base = _check_file(settings.base, "base weights")
+    if settings.imgsz % 32:
+        raise TrainingError(f"imgsz must be a multiple of 32, got {settings.imgsz}")
+    run_dir = settings.run_dir()
+    if (run_dir / "weights" / "last.pt").exists():
+        raise TrainingError(f"run folder {run_dir} already holds a run: resume it (--resume) or pick --name")
+    _import_verbose()
+    from ultralytics import YOLO
+
+    log.info("training %s from %s on %s -> %s", settings.name, base, data, run_dir)
+    log.info("settings: %s", {k: str(v) for k, v in asdict(settings).items()})
+    model = YOLO(str(base), task="detect")
+    model.train(**_train_kwargs(settings, data, run_dir))
+    return run_dir
+
+
+def _train_kwargs(settings: TrainSettings, data: Path, run_dir: Path) -> dict[str, Any]:
+    return {
+        "data": str(data),
+        "imgsz": settings.imgsz,
+        "epochs": settings.epochs,
+        "batch": settings.batch,
+        "workers": settings.workers,
+        "device": settings.device,
+        "project": str(run_dir.parent),
+        "name": run_dir.name,
+        "exist_ok": True,
+        "seed": settings.seed,
+        "deterministic": True,
+        "cache": settings.cache or False,
+        "patience": settings.patience,
+        "plots": settings.plots,
+        "verbose": True,
+    }
+
+
+def last_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
+    last = Path(run_dir) / "weights" / "last.pt"
+    if not last.is_file():
+        raise TrainingError(f"no checkpoint to resume from: {last}")
+    return last.resolve()
+
+
+def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None) -> Path:
+    """Continue an interrupted run from its last.pt (epoch, optimizer, schedule and EMA restored)."""
+    last = last_checkpoint(run_dir)
+    _import_verbose()
+    from ultralytics import YOLO
+
+    log.info("resuming %s", last)
+    overrides: dict[str, Any] = {"resume": True}
+    if workers is not None:
+        overrides["workers"] = workers
+    YOLO(str(last), task="detect").train(**overrides)
+    return Path(run_dir).resolve()
+
+
+def run_progress(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Where a run stands: epochs done and planned, from its last.pt (without loading the model)."""
+    last = last_checkpoint(run_dir)
+    import torch
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    args = ckpt.get("train_args", {})
+    return {"epoch_done": int(ckpt.get("epoch", -1)) + 1, "epochs": int(args.get("epochs", 0)), "args": args}
+
+
+def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Write a run's checkpoint as shippable weights: EMA model, fp16, no optimizer state."""
+    source = _check_file(Path(checkpoint), "checkpoint")
+    from detect.yolo import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    strip_optimizer(str(source), str(target))
+    size = target.stat().st_size
+    if size > MAX_SHIPPED_BYTES:
+        raise TrainingError(f"{target}: {size / 1e6:.1f} MB, over the {MAX_SHIPPED_BYTES / 1e6:.0f} MB limit")
+    log.info("wrote %s (%.1f MB) from %s", target, size / 1e6, source)
+    return target
