@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,20 @@ FALLBACK_FPS = 30.0
 FRAME_COUNT_SLACK = 2
 # An mp4 written by a camera usually keeps its index (the moov atom) at the end of the file.
 _MP4_HINT = "; an mp4/mov cut short loses its index (moov atom) and cannot be read at all"
+
+
+def container_ts(reported_s: float, previous_s: float | None, period_s: float) -> tuple[float, bool]:
+    """A decoded frame's seconds from the footage start, strictly after the previous frame's.
+
+    OpenCV reports 0 for a frame whose packet carries no timestamp; such a frame (any but the first) is
+    placed one frame period after the previous one, which is index / fps when the container never gives
+    timestamps. Returns the time and whether it was estimated.
+    """
+    if previous_s is None:
+        return max(reported_s, 0.0), False
+    if reported_s > previous_s:
+        return reported_s, False
+    return previous_s + period_s, True
 
 
 class VideoSource(FrameSource):
@@ -69,6 +84,7 @@ class VideoSource(FrameSource):
             )
         )
         self._capture: cv2.VideoCapture | None = capture
+        self._lock = threading.Lock()
         self._source_id = source_id or path.stem
         self._start_time = start_time
         self._position = position
@@ -76,18 +92,21 @@ class VideoSource(FrameSource):
         self._warned_no_timestamps = False
 
     def _frames(self) -> Iterator[Frame]:
-        capture = self._capture
-        if capture is None:
-            return
+        # The capture is used under the lock, so close() from another thread (a consumer of prefetch)
+        # never releases it in the middle of a decode; a closed source ends quietly.
         index = 0
-        ts = self._timestamp(capture, index, previous=None)
+        with self._lock:
+            if self._capture is None:
+                return
+            ts = self._timestamp(self._capture, index, previous=None)
         while True:
             if self._sampler.keep(ts):
-                ok, image = capture.retrieve()
+                with self._lock:
+                    if self._capture is None:
+                        return
+                    ok, image = self._capture.retrieve()
                 if not ok or image is None:
-                    self._stop_early(
-                        f"decode failed at frame {index} at {ts:.2f} s: truncated or damaged data"
-                    )
+                    self._stop_early(f"decode failed at frame {index} at {ts:.2f} s: damaged data")
                     return
                 yield Frame(
                     image=image,
@@ -97,24 +116,19 @@ class VideoSource(FrameSource):
                     wall_time=wall_time_at(self._start_time, ts),
                     position=self._position,
                 )
-            if not capture.grab():
-                self._check_complete(index, ts)
-                return
-            index += 1
-            ts = self._timestamp(capture, index, previous=ts)
+            with self._lock:
+                if self._capture is None:
+                    return
+                if not self._capture.grab():
+                    self._check_complete(index, ts)
+                    return
+                index += 1
+                ts = self._timestamp(self._capture, index, previous=ts)
 
     def _timestamp(self, capture: cv2.VideoCapture, index: int, previous: float | None) -> float:
-        """Seconds from the footage start of the frame just grabbed, strictly after `previous`.
-
-        OpenCV reports 0 ms when a packet carries no timestamp; then the frame is placed one frame period
-        after the previous one (index / fps when the container never gives timestamps).
-        """
-        ts = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        if previous is None:
-            return max(ts, 0.0)
-        if ts > previous:
-            return ts
-        if not self._warned_no_timestamps:
+        reported_s = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        ts, estimated = container_ts(reported_s, previous, self._frame_period_s)
+        if estimated and not self._warned_no_timestamps:
             self._warned_no_timestamps = True
             log.warning(
                 "%s: no container timestamp from frame %d on; timing frames by the frame rate (%.3f fps)",
@@ -122,7 +136,7 @@ class VideoSource(FrameSource):
                 index,
                 1.0 / self._frame_period_s,
             )
-        return previous + self._frame_period_s
+        return ts
 
     def _check_complete(self, last_index: int, last_ts: float) -> None:
         """Decide whether a read that ended at `last_index` reached the end the container states."""
@@ -136,6 +150,7 @@ class VideoSource(FrameSource):
         log.debug("%s: read %d frames to the end", self.info.name, last_index + 1)
 
     def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
+        with self._lock:
+            if self._capture is not None:
+                self._capture.release()
+                self._capture = None

@@ -1,0 +1,172 @@
+"""Video files: timestamp sampling on the shared dashcam clip, bad files, truncated and damaged copies."""
+
+import logging
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams import Frame, FrameSource, GeoPoint, SourceError, open_source
+from streams.video import container_ts
+from tests.streams.conftest import DASHCAM_FRAMES
+from tests.streams.footage import truncated_copy, write_video
+
+
+def test_dashcam_at_5_fps_is_sampled_by_timestamps(dashcam: Path) -> None:
+    source = open_source(dashcam, analysis_fps=5)
+    assert source.info.kind == "video"
+    assert (source.info.width, source.info.height, source.info.fps) == (640, 360, 30.0)
+    assert source.info.frame_count == DASHCAM_FRAMES
+    assert source.info.duration_s == pytest.approx(13.8)
+
+    frames = list(source)
+
+    assert 69 <= len(frames) <= 70
+    ts = np.array([frame.ts for frame in frames])
+    assert ts[0] == 0.0
+    assert np.diff(ts) == pytest.approx(0.2, abs=0.02)
+    indices = np.diff([frame.index for frame in frames])
+    assert set(indices.tolist()) <= {5, 6, 7}
+    assert frames[0].image.shape == (360, 640, 3) and frames[0].image.dtype == np.uint8
+    assert {frame.source_id for frame in frames} == {"highway-dashcam-1"}
+    assert source.stopped_early is None
+
+
+@pytest.mark.parametrize(
+    ("analysis_fps", "expected"),
+    [
+        (None, DASHCAM_FRAMES),
+        (30.0, DASHCAM_FRAMES),
+        (60.0, DASHCAM_FRAMES),  # faster than the footage: every frame
+        (10.0, 138),  # every 3rd frame: 0, 3, ..., 411
+        (1.0, 14),  # 0 s, 1 s, ..., 13 s
+    ],
+)
+def test_analysis_rate_decides_how_many_frames(
+    dashcam: Path, analysis_fps: float | None, expected: int
+) -> None:
+    frames = list(open_source(dashcam, analysis_fps=analysis_fps))
+    assert len(frames) == expected
+    assert all(b.ts > a.ts and b.index > a.index for a, b in zip(frames, frames[1:], strict=False))
+
+
+def test_every_frame_is_timed_by_the_container(dashcam: Path) -> None:
+    frames = list(open_source(dashcam))
+    assert [frame.index for frame in frames] == list(range(DASHCAM_FRAMES))
+    assert frames[-1].ts == pytest.approx(413 / 30)
+
+
+def test_wall_time_source_id_and_position_pass_through(dashcam: Path) -> None:
+    start = datetime(2026, 11, 29, 8, 15, 0)
+    where = GeoPoint(31.23, 121.47)
+    frames = list(open_source(dashcam, analysis_fps=1, start_time=start, source_id="cam-7", position=where))
+    assert frames[3].wall_time == start + timedelta(seconds=frames[3].ts)
+    assert {(frame.source_id, frame.position) for frame in frames} == {("cam-7", where)}
+    assert list(open_source(dashcam, analysis_fps=1))[3].wall_time is None
+
+
+@pytest.mark.parametrize(
+    ("reported_s", "previous_s", "expected"),
+    [
+        (0.0, None, (0.0, False)),  # the first frame
+        (0.5, None, (0.5, False)),  # footage that starts late keeps its offset
+        (0.2, 0.1, (0.2, False)),
+        (0.0, 0.1, (0.1 + 0.04, True)),  # no timestamp: one frame period (25 fps) later
+        (0.1, 0.1, (0.1 + 0.04, True)),  # a repeated timestamp never goes back or stands still
+    ],
+)
+def test_container_timestamps_fall_back_to_the_frame_rate(
+    reported_s: float, previous_s: float | None, expected: tuple[float, bool]
+) -> None:
+    ts, estimated = container_ts(reported_s, previous_s, period_s=0.04)
+    assert (ts, estimated) == (pytest.approx(expected[0]), expected[1])
+
+
+NOT_A_VIDEO = b"this is not a video\n" * 20
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.mp4", None, "no such file"),
+        ("empty.mp4", b"", "file is empty"),
+        ("notes.mp4", NOT_A_VIDEO, "not a readable video"),
+        ("notes.avi", NOT_A_VIDEO, "not a readable video"),
+        ("notes.txt", NOT_A_VIDEO, "not a readable video"),
+        ("photo.jpg", NOT_A_VIDEO, "cannot be decoded as an image"),
+    ],
+)
+def test_bad_input_is_a_source_error_naming_it(
+    tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SourceError, match=message) as error:
+        open_source(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("keep", [0.4, 0.9])
+def test_truncated_mp4_loses_its_index_and_cannot_open(dashcam: Path, tmp_path: Path, keep: float) -> None:
+    # The clip keeps its moov atom (the index) at the end, as cameras write it: any truncation loses it.
+    path = truncated_copy(dashcam, tmp_path / "cut.mp4", keep)
+    with pytest.raises(SourceError, match="moov") as error:
+        open_source(path)
+    assert str(path) in str(error.value)
+
+
+def _assert_stopped_after_last_frame(
+    source: FrameSource, frames: list[Frame], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert source.stopped_early is not None
+    last = frames[-1]
+    assert f"frame {last.index} at {last.ts:.2f} s" in source.stopped_early
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(source.stopped_early in message and source.info.name in message for message in warnings)
+
+
+def test_mp4_damaged_in_the_middle_yields_the_frames_before(
+    dashcam: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "damaged.mp4"
+    shutil.copy(dashcam, path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 100_000] = bytes(100_000)
+    path.write_bytes(bytes(data))
+
+    source = open_source(path)
+    with caplog.at_level(logging.WARNING):
+        frames = list(source)
+
+    assert 30 < len(frames) < DASHCAM_FRAMES
+    assert [frame.index for frame in frames] == list(range(len(frames)))
+    _assert_stopped_after_last_frame(source, frames, caplog)
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mkv"])
+def test_truncated_avi_and_mkv_yield_the_frames_before_the_cut(
+    tmp_path: Path, suffix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    whole = write_video(tmp_path / f"whole{suffix}", frame_count=90)
+    complete = open_source(whole)
+    assert len(list(complete)) == 90 and complete.stopped_early is None
+
+    source = open_source(truncated_copy(whole, tmp_path / f"cut{suffix}", keep=0.4))
+    assert source.info.frame_count == 90  # the container still states the whole length
+    with caplog.at_level(logging.WARNING):
+        frames = list(source)
+
+    assert 20 < len(frames) < 90
+    assert frames[-1].ts == pytest.approx(frames[-1].index / 30, abs=0.002)
+    _assert_stopped_after_last_frame(source, frames, caplog)
+
+
+def test_a_source_is_read_once(tmp_path: Path) -> None:
+    source = open_source(write_video(tmp_path / "short.avi", frame_count=3))
+    assert len(list(source)) == 3
+    with pytest.raises(RuntimeError, match="already iterated"):
+        list(source)
