@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class _End:
         self.error = error
 
 
-def prefetch(frames: Iterable[T], depth: int = 4) -> Iterator[T]:
+def prefetch(frames: Iterable[T], depth: int = 4) -> Generator[T, None, None]:
     """Yield the items of `frames`, produced in a background thread at most `depth` items ahead.
 
     Order is kept. An exception raised by the source is raised here, in the consumer. When the consumer stops

@@ -8,7 +8,7 @@ import numpy as np
 
 def write_video(path: Path, frame_count: int, fps: float = 30.0, fourcc: str = "MJPG") -> Path:
     """A small video (160x90) whose frame i is filled with gray level 2 * i, written with OpenCV."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (160, 90))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (160, 90))
     assert writer.isOpened(), f"OpenCV cannot write {path}"
     for i in range(frame_count):
         writer.write(np.full((90, 160, 3), 2 * i % 256, dtype=np.uint8))

@@ -1,0 +1,236 @@
+"""Live cameras: masking, bounded failures, reconnection with backoff; a real RTSP server when installed."""
+
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams import ReconnectPolicy, SourceError, mask_credentials, open_source
+from streams.rtsp import Capture, RtspSource, default_source_id
+
+PASSWORD = "s3cr3t-Pa55"
+FAST = ReconnectPolicy(
+    open_timeout_s=1.0, read_timeout_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.04, max_attempts=3
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        (
+            "rtsp://admin:12345@10.0.0.5:554/Streaming/Channels/101",
+            "rtsp://admin:***@10.0.0.5:554/Streaming/Channels/101",
+        ),
+        ("rtsps://user:p@ss/w0rd@cam.local/live", "rtsps://user:***@cam.local/live"),  # unencoded @ and /
+        ("rtsp://admin:@10.0.0.5/live", "rtsp://admin:***@10.0.0.5/live"),
+        ("rtsp://viewer@10.0.0.5/live", "rtsp://viewer@10.0.0.5/live"),  # no password
+        ("rtsp://10.0.0.5/live?user=a&password=xyz&ch=1", "rtsp://10.0.0.5/live?user=a&password=***&ch=1"),
+        (
+            "rtsp://10.0.0.5:554/user=admin&pwd=xyz&channel=1",
+            "rtsp://10.0.0.5:554/user=admin&pwd=***&channel=1",
+        ),
+        ("/footage/cam1.mp4", "/footage/cam1.mp4"),
+    ],
+)
+def test_mask_credentials(url: str, masked: str) -> None:
+    assert mask_credentials(url) == masked
+
+
+def test_default_source_id_leaves_out_credentials() -> None:
+    assert default_source_id("rtsp://admin:pw@10.0.0.5:554/Streaming/101?x=1") == "10.0.0.5_554_Streaming_101"
+
+
+def test_reconnect_delays_double_up_to_the_cap() -> None:
+    policy = ReconnectPolicy(backoff_initial_s=1, backoff_max_s=30, max_attempts=8)
+    assert list(policy.delays()) == [1, 2, 4, 8, 16, 30, 30, 30]
+
+
+def _assert_password_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    assert caplog.records, "expected log records"
+    for record in caplog.records:
+        assert PASSWORD not in record.getMessage()
+
+
+def test_closed_port_fails_fast_with_the_password_masked(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{port}/live"
+
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG), pytest.raises(SourceError) as error:
+        open_source(url, reconnect=FAST)
+
+    assert time.monotonic() - started < 5
+    message = str(error.value)
+    assert f"rtsp://admin:***@127.0.0.1:{port}/live" in message and PASSWORD not in message
+    assert PASSWORD not in capfd.readouterr().err  # nor in what FFmpeg prints
+    for record in caplog.records:
+        assert PASSWORD not in record.getMessage()
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="within 1 s"):
+            open_source(f"rtsp://admin:{PASSWORD}@127.0.0.1:{port}/live", reconnect=FAST)
+        assert time.monotonic() - started < 4
+
+
+class ScriptedCamera:
+    """A capture that delivers `frames` frames of 8x8 gray, then drops; frames=0 is a failed connect."""
+
+    def __init__(self, frames: int) -> None:
+        self.remaining = frames
+        self.opened = frames > 0
+        self.released = False
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self.opened
+
+    def grab(self) -> bool:
+        if self.remaining == 0:
+            return False
+        self.remaining -= 1
+        return True
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        return True, np.zeros((8, 8, 3), dtype=np.uint8)
+
+    def get(self, prop_id: int) -> float:
+        return 8.0
+
+    def release(self) -> None:
+        self.released = True
+
+
+def _scripted(*connections: int) -> tuple[list[ScriptedCamera], Callable[[str, ReconnectPolicy], Capture]]:
+    """A connect function that hands out cameras with these frame counts, then only failed connects."""
+    made: list[ScriptedCamera] = []
+    script = iter(connections)
+
+    def connect(url: str, policy: ReconnectPolicy) -> Capture:
+        camera = ScriptedCamera(next(script, 0))
+        made.append(camera)
+        return camera
+
+    return made, connect
+
+
+def test_a_dropped_stream_reconnects_then_gives_up(caplog: pytest.LogCaptureFixture) -> None:
+    made, connect = _scripted(5, 0, 3)
+    source = RtspSource(f"rtsp://admin:{PASSWORD}@cam.local/live", policy=FAST, connect=connect)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG):
+        frames = list(source)
+
+    assert time.monotonic() - started < 2
+    assert [frame.index for frame in frames] == list(range(8))
+    assert all(b.ts >= a.ts for a, b in zip(frames, frames[1:], strict=False))
+    assert all(frame.wall_time is not None and frame.wall_time.tzinfo is not None for frame in frames)
+    assert {frame.source_id for frame in frames} == {"cam.local_live"}
+    # 5 frames, drop, 1 failed + 1 good reconnect, 3 frames, drop, 3 failed reconnects
+    assert len(made) == 1 + 2 + 3 and all(camera.released for camera in made)
+    assert source.stopped_early is not None
+    assert "after 8 frames" in source.stopped_early and "3 reconnect attempts" in source.stopped_early
+    _assert_password_never_logged(caplog)
+    assert any("rtsp://admin:***@cam.local/live" in record.getMessage() for record in caplog.records)
+
+
+def test_an_outage_longer_than_allowed_ends_the_source() -> None:
+    _, connect = _scripted(2)
+    policy = ReconnectPolicy(backoff_initial_s=0.05, backoff_max_s=0.05, max_attempts=None, max_outage_s=0.3)
+    source = RtspSource("rtsp://cam.local/live", policy=policy, connect=connect)
+    started = time.monotonic()
+    assert len(list(source)) == 2
+    assert time.monotonic() - started < 1.0
+    assert source.stopped_early is not None and "reconnect attempts" in source.stopped_early
+
+
+def test_close_from_another_thread_ends_a_waiting_source() -> None:
+    _, connect = _scripted(1)
+    policy = ReconnectPolicy(backoff_initial_s=30, max_attempts=None, max_outage_s=None)
+    source = RtspSource("rtsp://cam.local/live", policy=policy, connect=connect)
+    threading.Timer(0.2, source.close).start()
+    started = time.monotonic()
+    assert len(list(source)) == 1
+    assert time.monotonic() - started < 2
+    assert source.stopped_early is None  # closed by its user, not lost
+
+
+# A real camera: GStreamer's RTSP server, run by a system Python with PyGObject (see rtsp_test_server.py).
+SERVER_SCRIPT = Path(__file__).with_name("rtsp_test_server.py")
+
+
+def _system_python_with_rtsp_server() -> str | None:
+    python = shutil.which("python3", path="/usr/bin:/usr/local/bin")
+    if python is None:
+        return None
+    check = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    found = subprocess.run([python, "-c", check], capture_output=True, timeout=20).returncode == 0
+    return python if found else None
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    python = _system_python_with_rtsp_server()
+    if python is None:
+        pytest.skip(
+            "no GStreamer RTSP server (apt: python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good)"
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [python, str(SERVER_SCRIPT), str(port), "viewer", PASSWORD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+        yield f"rtsp://viewer:{PASSWORD}@127.0.0.1:{port}/cam", server
+    finally:
+        server.kill()
+        server.wait(timeout=5)
+
+
+@pytest.mark.slow
+def test_real_rtsp_camera_streams_then_stops_cleanly_when_it_goes_away(
+    rtsp_server: tuple[str, subprocess.Popen[bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, server = rtsp_server
+    policy = ReconnectPolicy(
+        open_timeout_s=5, read_timeout_s=1.5, backoff_initial_s=0.1, backoff_max_s=0.2, max_attempts=2
+    )
+    with caplog.at_level(logging.DEBUG):
+        source = open_source(url, reconnect=policy, analysis_fps=5)
+        assert (source.info.kind, source.info.width, source.info.height) == ("rtsp", 160, 120)
+        assert PASSWORD not in source.info.name
+
+        frames = []
+        started = time.monotonic()
+        for frame in source:
+            frames.append(frame)
+            if len(frames) == 5:
+                server.kill()  # the camera goes away mid-stream
+        elapsed = time.monotonic() - started
+
+    assert len(frames) >= 5
+    assert all(b.ts > a.ts for a, b in zip(frames, frames[1:], strict=False))
+    assert frames[0].image.shape == (120, 160, 3)
+    assert source.stopped_early is not None and "reconnect attempts" in source.stopped_early
+    assert elapsed < 15
+    _assert_password_never_logged(caplog)
