@@ -1,0 +1,73 @@
+"""What routes declare they need: a session, the services, the caller (with a role check)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api.auth import Principal, resolve
+from api.services import Services
+
+bearer = HTTPBearer(auto_error=False, description="a login token or a device key (gpd_...)")
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    session = services.factory()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, {"field": "Authorization", "reason": "a bearer token is required"})
+    with services.factory() as session:
+        principal = resolve(session, credentials.credentials)
+        session.commit()
+    if principal is None:
+        raise HTTPException(401, {"field": "Authorization", "reason": "unknown or expired token"})
+    return principal
+
+
+def require(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency letting through only these roles ("device" for device keys)."""
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(
+                403, {"field": "Authorization", "reason": f"role {principal.role} may not use this endpoint"}
+            )
+        return principal
+
+    return check
+
+
+USERS = ("admin", "operator", "enforcement", "viewer")
+Reader = Annotated[Principal, Depends(require(*USERS))]
+Staff = Annotated[Principal, Depends(require("admin", "operator", "enforcement"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Feeder = Annotated[Principal, Depends(require("device", "admin", "operator"))]
+
+
+def not_found(field: str, reason: str) -> HTTPException:
+    return HTTPException(404, {"field": field, "reason": reason})

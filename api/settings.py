@@ -1,0 +1,77 @@
+"""Service settings, read once from the environment (GRIDPATROL_*) by the CLI or given by tests.
+
+Nothing here runs at import time: `Settings.from_env()` is called by whoever builds the app.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "GRIDPATROL_"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the environment variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(Path("data"), description="evidence, uploads and the default SQLite file")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/gridpatrol.db"
+    )
+    site_config: Path = Field(Path("configs/site.yaml"), description="site config the worker uses")
+    merge_radius_m: float = Field(15.0, ge=0.0, le=10_000.0)
+    merge_window_h: float = Field(24.0, ge=0.0, le=24.0 * 365)
+    max_upload_bytes: int = Field(4 * 1024**3, ge=1024, description="footage size limit")
+    max_evidence_bytes: int = Field(20 * 1024**2, ge=1024, description="per evidence file")
+    token_ttl_h: float = Field(12.0, gt=0.0)
+    job_lease_s: float = Field(60.0, gt=0.0, description="a running job whose lease lapses is retried")
+    job_max_attempts: int = Field(3, ge=1)
+    worker_poll_s: float = Field(1.0, gt=0.0)
+    webhook_timeout_s: float = Field(5.0, gt=0.0)
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_backoff_s: float = Field(2.0, gt=0.0, description="first retry delay; doubles each time")
+    webhook_poll_s: float = Field(0.5, gt=0.0)
+    timezone_offset_h: float = Field(8.0, ge=-14.0, le=14.0, description="local day boundary for stats")
+
+    @property
+    def url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gridpatrol.db').resolve()}"
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.data_dir / "evidence"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from GRIDPATROL_<FIELD> variables (e.g. GRIDPATROL_DATABASE_URL), then overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in environ and environ[key] != "":
+                values[name] = environ[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            raise SettingsError(f"bad settings: {problems}") from None

@@ -1,0 +1,327 @@
+"""Footage uploads: streamed to disk in chunks, never whole in memory.
+
+`receive_multipart` reads a multipart/form-data body chunk by chunk (python-multipart's push
+parser), writing each file part to a temporary file in the uploads folder while hashing it, and
+stops as soon as a part passes its size limit. Footage must look like a video container by its
+first bytes; a GPS track must look like GPX, NMEA or CSV text. `register_upload` then files the
+upload under its SHA-256 (idempotent: the same footage again returns the first upload and job).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.auth import Principal
+from api.db import as_utc, utcnow
+from api.models import Job, Upload
+
+log = logging.getLogger(__name__)
+
+FILE_FIELDS = ("file", "track")
+TEXT_FIELDS = ("camera_id", "start_time")
+MAX_TRACK_BYTES = 64 * 1024**2
+MAX_TEXT_BYTES = 1024
+SNIFF_BYTES = 512
+
+
+class UploadError(ValueError):
+    """A bad upload; `status` is the HTTP status it maps to, `field` the form field."""
+
+    def __init__(self, field: str, reason: str, status: int = 422) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.status = status
+
+
+def sniff_video(head: bytes) -> str | None:
+    """A video media type from a file's first bytes, or None when it is no container we read."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "video/quicktime" if brand == b"qt  " else "video/mp4"
+    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "video/quicktime"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    if head.startswith(b"FLV"):
+        return "video/x-flv"
+    if head.startswith(b"\x00\x00\x01\xba"):
+        return "video/mpeg"
+    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
+        return "video/mp2t"
+    return None
+
+
+def sniff_track(head: bytes) -> str | None:
+    try:
+        text = head.decode("utf-8", errors="strict").lstrip("\ufeff \t\r\n")
+    except UnicodeDecodeError:
+        # a multi-byte character cut at the sniff boundary is fine
+        try:
+            text = head[:-3].decode("utf-8").lstrip("\ufeff \t\r\n")
+        except UnicodeDecodeError:
+            return None
+    if text.startswith(("<?xml", "<gpx")):
+        return "application/gpx+xml"
+    if text.startswith("$"):
+        return "text/x-nmea"
+    first_line = text.split("\n", 1)[0]
+    if "," in first_line and "\x00" not in text:
+        return "text/csv"
+    return None
+
+
+@dataclass
+class ReceivedFile:
+    field: str
+    filename: str | None
+    path: Path
+    size: int
+    sha256: str
+    head: bytes
+
+
+@dataclass
+class ReceivedForm:
+    files: dict[str, ReceivedFile] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def cleanup(self) -> None:
+        for received in self.files.values():
+            if received.path.exists():
+                received.path.unlink()
+
+
+class _Part:
+    def __init__(self) -> None:
+        self.headers: dict[bytes, bytes] = {}
+        self.name: str | None = None
+        self.filename: str | None = None
+        self.fh = None
+        self.path: Path | None = None
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.head = b""
+        self.text = bytearray()
+
+
+async def receive_multipart(
+    content_type: str | None, chunks: AsyncIterator[bytes], *, incoming_dir: Path, max_file_bytes: int
+) -> ReceivedForm:
+    """Parse a multipart body from `chunks`, streaming file parts to temporary files."""
+    ctype, params = parse_options_header(content_type or "")
+    if ctype != b"multipart/form-data" or b"boundary" not in params:
+        raise UploadError("body", "must be multipart/form-data with a boundary", status=415)
+    incoming_dir.mkdir(parents=True, exist_ok=True)
+    form = ReceivedForm()
+    state: dict[str, object] = {"part": None, "header_field": b"", "header_value": b"", "error": None}
+
+    def limit_for(name: str | None) -> int:
+        return max_file_bytes if name == "file" else MAX_TRACK_BYTES
+
+    def on_part_begin() -> None:
+        state["part"] = _Part()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["header_field"] = bytes(state["header_field"]) + data[start:end]  # type: ignore[arg-type]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["header_value"] = bytes(state["header_value"]) + data[start:end]  # type: ignore[arg-type]
+
+    def on_header_end() -> None:
+        part: _Part = state["part"]  # type: ignore[assignment]
+        part.headers[bytes(state["header_field"]).lower()] = bytes(state["header_value"])  # type: ignore[arg-type]
+        state["header_field"] = b""
+        state["header_value"] = b""
+
+    def on_headers_finished() -> None:
+        part: _Part = state["part"]  # type: ignore[assignment]
+        _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
+        part.name = options.get(b"name", b"").decode("utf-8", "replace") or None
+        filename = options.get(b"filename")
+        part.filename = os.path.basename(filename.decode("utf-8", "replace"))[:255] if filename else None
+        if part.name in FILE_FIELDS:
+            if part.name in form.files:
+                raise UploadError(part.name, "sent more than once")
+            fd, name = tempfile.mkstemp(dir=incoming_dir, prefix=".incoming-")
+            part.fh = os.fdopen(fd, "wb")
+            part.path = Path(name)
+        elif part.name not in TEXT_FIELDS:
+            raise UploadError(
+                part.name or "(unnamed part)", f"unknown form field; expected {FILE_FIELDS + TEXT_FIELDS}"
+            )
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        part: _Part = state["part"]  # type: ignore[assignment]
+        chunk = data[start:end]
+        if part.fh is not None:
+            part.size += len(chunk)
+            if part.size > limit_for(part.name):
+                raise UploadError(
+                    part.name or "file", f"larger than the limit of {limit_for(part.name)} bytes", 413
+                )
+            if len(part.head) < SNIFF_BYTES:
+                part.head += chunk[: SNIFF_BYTES - len(part.head)]
+            part.digest.update(chunk)
+            part.fh.write(chunk)
+        else:
+            part.text += chunk
+            if len(part.text) > MAX_TEXT_BYTES:
+                raise UploadError(part.name or "field", f"longer than {MAX_TEXT_BYTES} bytes")
+
+    def on_part_end() -> None:
+        part: _Part = state["part"]  # type: ignore[assignment]
+        if part.fh is not None:
+            part.fh.close()
+            form.files[part.name] = ReceivedFile(  # type: ignore[index]
+                part.name,
+                part.filename,
+                part.path,
+                part.size,
+                part.digest.hexdigest(),
+                part.head,  # type: ignore[arg-type]
+            )
+        elif part.name:
+            try:
+                form.fields[part.name] = part.text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UploadError(part.name, "not UTF-8 text") from None
+        state["part"] = None
+
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_part_begin": on_part_begin,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+        },
+    )
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+    except UploadError:
+        _abort(state, form)
+        raise
+    except Exception as exc:  # python-multipart raises its own errors on a malformed body
+        _abort(state, form)
+        raise UploadError("body", f"malformed multipart body ({type(exc).__name__})", 400) from None
+    return form
+
+
+def _abort(state: dict[str, object], form: ReceivedForm) -> None:
+    part = state.get("part")
+    if isinstance(part, _Part) and part.fh is not None:
+        part.fh.close()
+        if part.path and part.path.exists():
+            part.path.unlink()
+    form.cleanup()
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    upload: Upload
+    job: Job
+    created: bool
+
+
+def _parse_start_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise UploadError("start_time", f"'{text[:40]}' is not an ISO 8601 date-time") from None
+
+
+def register_upload(
+    session: Session, form: ReceivedForm, *, uploads_dir: Path, principal: Principal
+) -> UploadResult:
+    """Check the received form and file it (moving the files into place); idempotent on the hash."""
+    footage = form.files.get("file")
+    if footage is None:
+        raise UploadError("file", "the footage file is required")
+    if footage.size == 0:
+        raise UploadError("file", "empty file")
+    media_type = sniff_video(footage.head)
+    if media_type is None:
+        raise UploadError(
+            "file", "not a video container we can read (MP4, MOV, MKV/WebM, AVI, FLV, MPEG-PS/TS)", 415
+        )
+    track = form.files.get("track")
+    track_type = None
+    if track is not None:
+        track_type = sniff_track(track.head)
+        if track.size == 0 or track_type is None:
+            raise UploadError("track", "not a GPS track (GPX, NMEA or CSV text)", 415)
+    camera_id = (form.fields.get("camera_id") or principal.camera_id or "").strip() or None
+    if camera_id is not None and len(camera_id) > 64:
+        raise UploadError("camera_id", "at most 64 characters")
+    start_time = _parse_start_time(form.fields.get("start_time"))
+
+    existing = session.scalar(select(Upload).where(Upload.sha256 == footage.sha256))
+    if existing is not None:
+        job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
+        form.cleanup()
+        return UploadResult(existing, job, False)  # type: ignore[arg-type]
+
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    ext = {
+        "video/mp4": ".mp4",
+        "video/quicktime": ".mov",
+        "video/webm": ".webm",
+        "video/x-matroska": ".mkv",
+        "video/x-msvideo": ".avi",
+        "video/x-flv": ".flv",
+        "video/mpeg": ".mpg",
+        "video/mp2t": ".ts",
+    }[media_type]
+    final = uploads_dir / f"{footage.sha256}{ext}"
+    os.replace(footage.path, final)
+    track_final = None
+    if track is not None:
+        track_ext = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}[track_type]  # type: ignore[index]
+        track_final = uploads_dir / f"{footage.sha256}.track{track_ext}"
+        os.replace(track.path, track_final)
+    upload = Upload(
+        sha256=footage.sha256,
+        size=footage.size,
+        media_type=media_type,
+        filename=footage.filename,
+        path=str(final),
+        track_path=str(track_final) if track_final else None,
+        track_sha256=track.sha256 if track else None,
+        camera_id=camera_id,
+        start_time=start_time,
+        device_id=principal.device_id,
+        uploaded_by=principal.label,
+        created_at=utcnow(),
+    )
+    session.add(upload)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise UploadError("file", "the same footage is being uploaded right now; retry", 409) from None
+    job = Job(upload_id=upload.id, status="queued", progress=0.0, attempts=0, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    log.info("upload %s (%d bytes) filed as job %s", upload.sha256[:12], upload.size, job.id)
+    return UploadResult(upload, job, True)

@@ -1,0 +1,172 @@
+"""Helpers shared by the case-service tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.auth import create_device, create_user
+from api.services import Services
+from api.settings import Settings
+
+PG_URL = os.environ.get("GRIDPATROL_TEST_POSTGRES_URL")
+DEMO_GRID = Path(__file__).resolve().parents[2] / "configs" / "demo-grid.geojson"
+
+
+def make_settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=url, **overrides)
+
+
+def jpeg_bytes(seed: str) -> bytes:
+    """Bytes that sniff as a JPEG and are unique per seed (the store checks magic bytes only)."""
+    return b"\xff\xd8\xff\xe0" + hashlib.sha256(seed.encode()).digest() * 4 + b"\xff\xd9"
+
+
+def incident_json(
+    incident_id: str,
+    *,
+    category: str = "illegal_parking",
+    position: tuple[float, float] | None = (30.2741, 120.1551),
+    when: str = "2026-11-20T09:00:00+08:00",
+    until: str | None = None,
+    plate: str | None = None,
+    source_id: str = "demo-cam-01",
+    files: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """The JSON of a detect.values.Incident, with evidence entries for `files` (role -> bytes)."""
+    files = (
+        files
+        if files is not None
+        else {"annotated": jpeg_bytes(incident_id + "a"), "crop": jpeg_bytes(incident_id + "c")}
+    )
+    return {
+        "id": incident_id,
+        "category": category,
+        "object_kind": "car",
+        "source_id": source_id,
+        "zone_id": "kerb-no-parking",
+        "zone_kind": "no_parking",
+        "first_seen_ts": 10.0,
+        "last_seen_ts": 200.0,
+        "best_ts": 100.0,
+        "box": [10.0, 20.0, 110.0, 220.0],
+        "confidence_median": 0.8,
+        "confidence_max": 0.9,
+        "observations": 40,
+        "first_seen_wall": when,
+        "last_seen_wall": until or when,
+        "position": list(position) if position else None,
+        "frame_index": 500,
+        "track_ids": [3],
+        "evidence": [
+            {
+                "role": role,
+                "path": f"{incident_id}-{role}.jpg",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "media_type": "image/jpeg",
+            }
+            for role, data in files.items()
+        ],
+        "closed": True,
+        "plate": plate,
+        "dwell_s": 190.0,
+    }
+
+
+def evidence_files(
+    data: dict[str, Any], files: dict[str, bytes] | None = None
+) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """multipart `files` parts matching an incident_json() (regenerated from its id when not given)."""
+    if files is None:
+        files = {"annotated": jpeg_bytes(data["id"] + "a"), "crop": jpeg_bytes(data["id"] + "c")}
+    return [("files", (f"{data['id']}-{role}.jpg", body, "image/jpeg")) for role, body in files.items()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Any
+    services: Services
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def client(self, who: str | None = None, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+
+class _Server:
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+
+
+def seed_people(services: Services) -> dict[str, str]:
+    """Users of every role, two enforcement teams and a device; returns name -> bearer token/key."""
+    from api.auth import login
+
+    people = {
+        "admin": ("admin", None),
+        "operator": ("operator", None),
+        "viewer": ("viewer", None),
+        "ziyang": ("enforcement", "team-ziyang"),
+        "hubin": ("enforcement", "team-hubin"),
+    }
+    tokens = {}
+    with services.factory() as session:
+        for name, (role, team) in people.items():
+            create_user(session, username=name, password="password-" + name, role=role, team=team)
+        _, key = create_device(session, name="van-1", camera_id="demo-cam-01")
+        session.flush()
+        for name in people:
+            tokens[name] = login(session, username=name, password="password-" + name, ttl_h=1)
+        session.commit()
+    tokens["device"] = key
+    return tokens
+
+
+def import_demo_grid(services: Services) -> None:
+    from api.grids import import_cells, load_geojson_file
+
+    with services.factory() as session:
+        import_cells(session, load_geojson_file(str(DEMO_GRID)))
+        session.commit()
+
+
+def post_incident(
+    client: httpx.Client, data: dict[str, Any], files: dict[str, bytes] | None = None
+) -> httpx.Response:
+    return client.post(
+        "/api/incidents", data={"incident": json.dumps(data)}, files=evidence_files(data, files)
+    )

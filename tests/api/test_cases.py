@@ -1,0 +1,199 @@
+"""Case ingestion and merging, over real databases (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import pytest
+from api_testkit import import_demo_grid, incident_json
+
+from api import workflow
+from api.auth import SYSTEM, Principal
+from api.cases import (
+    CaseFilter,
+    IncidentIn,
+    MergePolicy,
+    NotFound,
+    distance_m,
+    get_case,
+    ingest,
+    list_cases,
+    transition,
+)
+from api.evidence_store import StoredFile
+from api.incidents import IncidentPayload
+from api.models import UNASSIGNED, Case, Sighting
+from api.services import Services
+
+# A point in the demo grid (cell DEMO-ZIYANG-04) and offsets in degrees of latitude (~1.11 m per 1e-5).
+LAT, LON = 30.2741, 120.1551
+OPERATOR = Principal(kind="user", name="op", role="operator", user_id=1)
+
+
+def north(metres: float) -> float:
+    return LAT + metres / 111_195.0
+
+
+def _incident(services: Services, incident_id: str, **kwargs: Any) -> IncidentIn:
+    data = incident_json(incident_id, **kwargs)
+    payload = IncidentPayload.model_validate(data)
+    evidence = []
+    for e in payload.evidence:
+        blob = hashlib.sha256(e.sha256.encode()).hexdigest()
+        evidence.append((e.role, StoredFile(sha256=e.sha256, size=10, media_type="image/jpeg")))
+        assert blob
+    return IncidentIn.from_incident(payload, evidence=evidence)
+
+
+def _ingest(services: Services, incident_id: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+    inc = _incident(services, incident_id, **kwargs)
+    with services.factory() as session:
+        result = ingest(
+            session, inc, grid=services.grid_cache.get(session), policy=MergePolicy(15.0, 24.0), actor=SYSTEM
+        )
+        session.commit()
+        return result
+
+
+@pytest.fixture
+def svc(services: Services) -> Services:
+    import_demo_grid(services)
+    return services
+
+
+def test_distance_is_haversine_metres() -> None:
+    assert distance_m(LAT, LON, LAT, LON) == 0
+    assert distance_m(LAT, LON, north(100), LON) == pytest.approx(100, rel=1e-3)
+
+
+def test_first_incident_opens_a_case_in_its_grid_cell(svc: Services) -> None:
+    result = _ingest(svc, "inc-1", plate="浙A12345")
+    case = result.case
+    assert result.created and not result.duplicate
+    assert re.fullmatch(r"GP-2026-\d{6}", case.number)
+    assert case.status == workflow.PENDING_REVIEW
+    assert (case.grid_cell_id, case.team) == ("DEMO-ZIYANG-04", "team-ziyang")
+    assert case.plate == "浙A12345"
+    assert case.first_seen.isoformat() == "2026-11-20T01:00:00"  # stored as UTC
+
+
+def test_same_incident_twice_is_one_sighting(svc: Services) -> None:
+    first = _ingest(svc, "inc-1")
+    again = _ingest(svc, "inc-1")
+    assert again.duplicate and again.case.id == first.case.id and again.sighting.id == first.sighting.id
+    with svc.factory() as session:
+        assert session.query(Sighting).count() == 1
+        assert session.get(Case, first.case.id).sightings_count == 1
+
+
+# (second incident's changes, merged into the first case?)
+MERGE_TABLE = [
+    ({"position": (north(10), LON)}, True),
+    ({"position": (north(14.5), LON)}, True),
+    ({"position": (north(16), LON)}, False),
+    ({"category": "street_vending"}, False),
+    ({"when": "2026-11-20T20:00:00+08:00"}, True),  # 11 h later, inside the 24 h window
+    ({"when": "2026-11-21T10:00:00+08:00"}, False),  # 25 h later
+    ({"plate": "浙A12345"}, True),  # the case has no plate yet
+]
+
+
+@pytest.mark.parametrize(("change", "merged"), MERGE_TABLE)
+def test_merge_rules(svc: Services, change: dict[str, Any], merged: bool) -> None:
+    first = _ingest(svc, "a")
+    second = _ingest(svc, "b", **change)
+    assert (second.case.id == first.case.id) is merged
+    assert second.created is not merged
+
+
+def test_different_plates_never_merge(svc: Services) -> None:
+    first = _ingest(svc, "a", plate="浙A11111")
+    same = _ingest(svc, "b", plate="浙a11111", position=(north(3), LON))
+    other = _ingest(svc, "c", plate="浙B22222", position=(north(3), LON))
+    assert same.case.id == first.case.id
+    assert other.case.id != first.case.id
+
+
+def test_position_outside_grid_is_unassigned(svc: Services) -> None:
+    result = _ingest(svc, "far", position=(31.5, 121.0))
+    assert result.case.grid_cell_id == UNASSIGNED and result.case.team is None
+    nowhere = _ingest(svc, "nopos", position=None)
+    assert nowhere.case.grid_cell_id == UNASSIGNED
+    # without a position, merging is by camera
+    again = _ingest(svc, "nopos2", position=None)
+    other_cam = _ingest(svc, "nopos3", position=None, source_id="cam-2")
+    assert again.case.id == nowhere.case.id
+    assert other_cam.case.id != nowhere.case.id
+
+
+def _walk_to_closed(svc: Services, case_id: int) -> None:
+    photo = StoredFile(sha256="e" * 64, size=5, media_type="image/jpeg")
+    with svc.factory() as session:
+        for target in (
+            workflow.FILED,
+            workflow.DISPATCHED,
+            workflow.HANDLED,
+            workflow.VERIFIED,
+            workflow.CLOSED,
+        ):
+            move = workflow.Move(target=target, note="removed the car", has_photo=target == workflow.HANDLED)
+            transition(session, OPERATOR, case_id, move, photo=photo if target == workflow.HANDLED else None)
+        session.commit()
+
+
+def test_closed_case_seen_again_reopens_as_recurrence(svc: Services) -> None:
+    first = _ingest(svc, "a")
+    _walk_to_closed(svc, first.case.id)
+    again = _ingest(svc, "b", when="2026-11-20T12:00:00+08:00", position=(north(5), LON))
+    assert again.recurrence and again.case.id == first.case.id
+    assert again.case.status == workflow.PENDING_REVIEW
+    assert again.case.recurrence_count == 1
+    with svc.factory() as session:
+        actions = [e.action for e in get_case(session, OPERATOR, first.case.id).events]
+    assert actions == ["created", "filed", "dispatched", "handled", "verified", "closed", "reopened"]
+
+
+def test_rejected_case_takes_no_sightings(svc: Services) -> None:
+    first = _ingest(svc, "a")
+    with svc.factory() as session:
+        transition(
+            session, OPERATOR, first.case.id, workflow.Move(target="rejected", reason="false_positive")
+        )
+        session.commit()
+    second = _ingest(svc, "b")
+    assert second.created and second.case.id != first.case.id
+
+
+def test_illegal_transition_names_allowed_ones(svc: Services) -> None:
+    case = _ingest(svc, "a").case
+    with svc.factory() as session, pytest.raises(workflow.TransitionError) as err:
+        transition(session, OPERATOR, case.id, workflow.Move(target="closed"))
+    assert err.value.allowed == ("filed", "rejected")
+    assert "filed, rejected" in str(err.value)
+
+
+def test_list_filters_and_team_visibility(svc: Services) -> None:
+    _ingest(svc, "a", plate="浙A1")
+    _ingest(svc, "b", position=(30.26, 120.14), category="street_vending")  # another cell
+    _ingest(svc, "c", position=(31.5, 121.0))
+    admin = Principal(kind="user", name="a", role="admin")
+    with svc.factory() as session:
+        rows, total = list_cases(session, admin, CaseFilter())
+        assert total == 3 and len(rows) == 3
+        assert list_cases(session, admin, CaseFilter(plate="浙a1"))[1] == 1
+        assert list_cases(session, admin, CaseFilter(category="street_vending"))[1] == 1
+        assert list_cases(session, admin, CaseFilter(grid_cell=UNASSIGNED))[1] == 1
+        assert list_cases(session, admin, CaseFilter(team="team-ziyang"))[1] == 1
+        assert list_cases(session, admin, CaseFilter(status=["filed"]))[1] == 0
+        number = rows[0].number
+        assert list_cases(session, admin, CaseFilter(number=number.lower()))[0][0].number == number
+        page2, _ = list_cases(session, admin, CaseFilter(), page=2, per_page=2)
+        assert len(page2) == 1
+        ziyang = Principal(kind="user", name="z", role="enforcement", team="team-ziyang")
+        seen, total = list_cases(session, ziyang, CaseFilter())
+        assert total == 1 and seen[0].team == "team-ziyang"
+        other = next(r for r in rows if r.team != "team-ziyang")
+        with pytest.raises(NotFound):
+            get_case(session, ziyang, other.id)
