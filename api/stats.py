@@ -69,7 +69,7 @@ def grid_geojson(session: Session, principal: Principal) -> dict[str, Any]:
     stmt = visible(
         select(Case.grid_cell_id, func.count()).where(Case.status.in_(workflow.OPEN_STATUSES)), principal
     ).group_by(Case.grid_cell_id)
-    open_counts = dict(session.execute(stmt).tuples().all())
+    open_counts = {row[0]: row[1] for row in session.execute(stmt)}
     features = []
     for cell in session.scalars(select(GridCell).order_by(GridCell.id)):
         features.append(

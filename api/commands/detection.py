@@ -106,8 +106,9 @@ def run_detect(args: argparse.Namespace) -> int:
             bar.total = 100
         bar.n = round(p.fraction * 100, 1) if p.fraction is not None else p.frames
         bar.unit = "%" if p.fraction is not None else "frame"
-        bar.set_postfix_str(f"frames={p.frames} ts={p.ts:.1f}s fps={p.fps:.1f} incidents={p.incidents}",
-                            refresh=False)
+        bar.set_postfix_str(
+            f"frames={p.frames} ts={p.ts:.1f}s fps={p.fps:.1f} incidents={p.incidents}", refresh=False
+        )
         bar.refresh()
 
     count = 0

@@ -35,7 +35,9 @@ def _services(args: argparse.Namespace) -> Any:
     try:
         return Services.build(settings)
     except SQLAlchemyError as exc:
-        raise CommandError(f"cannot open the database: {type(exc).__name__}: {exc.args[0] if exc.args else exc}") from None
+        raise CommandError(
+            f"cannot open the database: {type(exc).__name__}: {exc.args[0] if exc.args else exc}"
+        ) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -97,7 +99,9 @@ def _user_add(args: argparse.Namespace) -> int:
     password = _password(args)
     with services.factory() as session:
         try:
-            user = create_user(session, username=args.username, password=password, role=args.role, team=args.team)
+            user = create_user(
+                session, username=args.username, password=password, role=args.role, team=args.team
+            )
         except AuthError as exc:
             raise CommandError(str(exc)) from None
         session.commit()
@@ -187,7 +191,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("user", help="users")
     sub = p.add_subparsers(dest="user_command", metavar="ACTION")
-    q = sub.add_parser("add", help="add a user (password from a prompt, --password-stdin or GRIDPATROL_PASSWORD)")
+    q = sub.add_parser(
+        "add", help="add a user (password from a prompt, --password-stdin or GRIDPATROL_PASSWORD)"
+    )
     q.add_argument("username")
     q.add_argument("--role", required=True, choices=("admin", "operator", "enforcement", "viewer"))
     q.add_argument("--team", help="the team of an enforcement user")

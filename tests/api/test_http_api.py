@@ -1,0 +1,192 @@
+"""The API over real HTTP (uvicorn on 127.0.0.1): roles, cases, workflow, evidence, stats, grids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
+
+
+@pytest.fixture
+def server(make_server, db_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+    return make_server(db_url, run_webhooks=False)
+
+
+def test_health_and_login(server: LiveServer) -> None:
+    with server.client() as anon:
+        assert anon.get("/api/health").json() == {"status": "ok"}
+        bad = anon.post("/api/auth/token", data={"username": "admin", "password": "wrong-password"})
+        assert bad.status_code == 401 and bad.json()["errors"][0]["field"] == "password"
+        ok = anon.post("/api/auth/token", data={"username": "admin", "password": "password-admin"})
+        token = ok.json()["access_token"]
+        me = anon.get("/api/me", headers={"Authorization": f"Bearer {token}"}).json()
+        assert me["role"] == "admin"
+        missing = anon.get("/api/cases")
+        assert missing.status_code == 401 and missing.json()["errors"][0]["field"] == "Authorization"
+
+
+def test_incident_to_case_with_evidence(server: LiveServer) -> None:
+    data = incident_json("inc-1", plate="浙A12345")
+    with server.client("device") as device, server.client("operator") as op:
+        first = post_incident(device, data)
+        assert first.status_code == 201, first.text
+        body = first.json()
+        assert body["created"] and body["case_number"].startswith("GP-2026-")
+        retry = post_incident(device, data)
+        assert retry.status_code == 200 and retry.json()["duplicate"]
+        assert retry.json()["case_id"] == body["case_id"]
+
+        detail = op.get(f"/api/cases/{body['case_id']}").json()
+        assert detail["grid_cell"] == "DEMO-ZIYANG-04" and detail["team"] == "team-ziyang"
+        assert detail["camera_id"] == "demo-cam-01" and detail["device_id"] is not None
+        evidence = detail["sightings_list"][0]["evidence"]
+        assert {e["role"] for e in evidence} == {"annotated", "crop"}
+        image = op.get(evidence[0]["url"])
+        assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+        assert hashlib.sha256(image.content).hexdigest() == evidence[0]["sha256"]
+        assert detail["history"][0]["what"] == "created" and detail["history"][0]["who"] == "device:van-1"
+
+        # device keys reach only the incident and upload endpoints
+        assert device.get("/api/cases").status_code == 403
+        assert device.get(f"/api/cases/{body['case_id']}").status_code == 403
+
+
+def test_incident_evidence_must_match(server: LiveServer) -> None:
+    data = incident_json("inc-2")
+    with server.client("device") as device:
+        wrong = post_incident(
+            device, data, files={"annotated": jpeg_bytes("other"), "crop": jpeg_bytes("inc-2c")}
+        )
+        assert wrong.status_code == 422
+        assert wrong.json()["errors"][0]["field"] in ("incident.evidence[0]", "files")
+        not_image = post_incident(device, data, files={"annotated": b"hello", "crop": b"world"})
+        assert not_image.status_code == 422 and "files[0]" in not_image.json()["detail"]
+        bad_json = device.post("/api/incidents", data={"incident": "{not json"})
+        assert bad_json.status_code == 422 and bad_json.json()["errors"][0]["field"] == "incident"
+        bad_field = dict(data, position=[95.0, 120.0])
+        r = device.post("/api/incidents", data={"incident": json.dumps(bad_field)})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("incident.position")
+        missing = device.post("/api/incidents", data={})
+        assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "incident"
+
+
+def _transition(client, case_id: int, to: str, **form) -> object:  # type: ignore[no-untyped-def]
+    files = form.pop("files", None)
+    return client.post(f"/api/cases/{case_id}/transitions", data={"to": to, **form}, files=files)
+
+
+def test_workflow_roles_and_team_isolation(server: LiveServer) -> None:
+    with (
+        server.client("device") as device,
+        server.client("operator") as op,
+        server.client("ziyang") as ziyang,
+        server.client("hubin") as hubin,
+        server.client("viewer") as viewer,
+    ):
+        case_id = post_incident(device, incident_json("inc-w")).json()["case_id"]
+        # another team's case is invisible
+        assert hubin.get(f"/api/cases/{case_id}").status_code == 404
+        assert hubin.get("/api/cases").json()["total"] == 0
+        assert ziyang.get("/api/cases").json()["total"] == 1
+        # illegal transition: 409 naming the allowed ones
+        r = _transition(op, case_id, "closed")
+        assert r.status_code == 409
+        assert r.json()["allowed"] == ["filed", "rejected"] and "filed, rejected" in r.json()["detail"]
+        # roles
+        assert _transition(viewer, case_id, "filed").status_code == 403
+        assert _transition(ziyang, case_id, "filed").status_code == 403
+        assert _transition(op, case_id, "filed").status_code == 200
+        assert _transition(op, case_id, "dispatched").status_code == 200
+        assert _transition(hubin, case_id, "handled", note="x").status_code == 404
+        no_photo = _transition(ziyang, case_id, "handled", note="towed away")
+        assert no_photo.status_code == 422 and no_photo.json()["errors"][0]["field"] == "photo"
+        photo = jpeg_bytes("after")
+        done = _transition(
+            ziyang, case_id, "handled", note="towed away", files={"photo": ("after.jpg", photo, "image/jpeg")}
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["case_evidence"][0]["role"] == "after_photo"
+        assert _transition(op, case_id, "verified").status_code == 200
+        closed = _transition(op, case_id, "closed", note="ok")
+        assert closed.status_code == 200 and closed.json()["status"] == "closed"
+        history = [(h["what"], h["who"]) for h in closed.json()["history"]]
+        assert history == [
+            ("created", "device:van-1"),
+            ("filed", "user:operator"),
+            ("dispatched", "user:operator"),
+            ("handled", "user:ziyang"),
+            ("verified", "user:operator"),
+            ("closed", "user:operator"),
+        ]
+        # seen again within the window: reopened, a recurrence
+        again = post_incident(device, incident_json("inc-w2", when="2026-11-20T15:00:00+08:00")).json()
+        assert again["case_id"] == case_id and again["recurrence"] and again["status"] == "pending_review"
+        # reject needs a reason
+        r = _transition(op, case_id, "rejected")
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reason"
+        assert _transition(op, case_id, "rejected", reason="duplicate").json()["reject_reason"] == "duplicate"
+
+
+def test_list_filters_sorting_stats_and_grids(server: LiveServer) -> None:
+    with server.client("device") as device, server.client("admin") as admin:
+        post_incident(device, incident_json("a", plate="浙A00001", when="2026-11-20T09:00:00+08:00"))
+        post_incident(device, incident_json("b", position=(30.26, 120.14), category="street_vending"))
+        post_incident(device, incident_json("c", position=(31.5, 121.0), when="2026-11-22T09:00:00+08:00"))
+        everything = admin.get("/api/cases", params={"sort": "first_seen", "order": "asc"}).json()
+        assert everything["total"] == 3
+        firsts = [c["first_seen"] for c in everything["items"]]
+        assert firsts == sorted(firsts)
+        assert admin.get("/api/cases", params={"plate": "浙A00001"}).json()["total"] == 1
+        assert admin.get("/api/cases", params={"category": "street_vending"}).json()["total"] == 1
+        assert admin.get("/api/cases", params={"grid_cell": "unassigned"}).json()["total"] == 1
+        assert admin.get("/api/cases", params={"camera": "demo-cam-01"}).json()["total"] == 3
+        assert admin.get("/api/cases", params={"since": "2026-11-21T00:00:00Z"}).json()["total"] == 1
+        assert admin.get("/api/cases", params={"status": ["filed", "closed"]}).json()["total"] == 0
+        page = admin.get("/api/cases", params={"per_page": 2, "page": 2}).json()
+        assert len(page["items"]) == 1
+        number = everything["items"][0]["number"]
+        assert admin.get("/api/cases", params={"number": number}).json()["items"][0]["number"] == number
+        bad = admin.get("/api/cases", params={"per_page": 0})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "per_page"
+        bad = admin.get("/api/cases", params={"status": "open"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"].startswith("status")
+
+        stats = admin.get("/api/stats").json()
+        assert stats["total"] == 3
+        assert {(r["category"], r["status"], r["day"]) for r in stats["rows"]} >= {
+            ("illegal_parking", "pending_review", "2026-11-20"),
+            ("illegal_parking", "pending_review", "2026-11-22"),
+        }
+        grids = admin.get("/api/grids").json()
+        assert grids["type"] == "FeatureCollection" and len(grids["features"]) == 36
+        counts = {f["id"]: f["properties"]["open_cases"] for f in grids["features"]}
+        assert counts["DEMO-ZIYANG-04"] == 1 and grids["unassigned"]["open_cases"] == 1
+
+
+def test_admin_endpoints_need_admin(server: LiveServer) -> None:
+    with server.client("operator") as op, server.client("admin") as admin:
+        assert op.get("/api/webhooks/deliveries").status_code == 403
+        assert (
+            op.post(
+                "/api/users", json={"username": "x", "password": "12345678", "role": "viewer"}
+            ).status_code
+            == 403
+        )
+        created = admin.post(
+            "/api/users", json={"username": "newbie", "password": "12345678", "role": "viewer"}
+        )
+        assert created.status_code == 201
+        dup = admin.post("/api/users", json={"username": "newbie", "password": "12345678", "role": "viewer"})
+        assert dup.status_code == 422 and dup.json()["errors"][0]["field"] == "username"
+        enf = admin.post("/api/users", json={"username": "e1", "password": "12345678", "role": "enforcement"})
+        assert enf.status_code == 422 and enf.json()["errors"][0]["field"] == "team"
+        device = admin.post("/api/devices", json={"name": "van-2"}).json()
+        assert device["key"].startswith("gpd_")
+        bad_grid = admin.put(
+            "/api/grids", json={"type": "FeatureCollection", "features": [{"type": "Feature"}]}
+        )
+        assert bad_grid.status_code == 422 and "feature 0" in bad_grid.json()["detail"]
+        assert admin.get("/api/evidence/" + "0" * 64).status_code == 404
+        assert admin.get("/api/evidence/not-a-hash").status_code == 422
