@@ -216,7 +216,5 @@ def detect_footage(
         yield from pipeline.process(frames())
     finally:
         source.close()
-    if source.stopped_early:
-        log.warning("%s: %s", sid, source.stopped_early)
     if progress:
         progress(1.0)
