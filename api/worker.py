@@ -216,7 +216,8 @@ class Worker:
         except (LeaseLost, JobFailed):
             raise
         except ValueError as exc:  # streams.SourceError: footage that cannot be decoded
-            raise JobFailed(f"the footage could not be read: {exc}") from None
+            reason = str(exc).replace(str(footage), upload.filename or footage.name)
+            raise JobFailed(f"the footage could not be read: {reason}") from None
         return count
 
     def _ingest(self, incident: Any, out_dir: Path, actor: Principal, upload: Upload, job_id: int) -> None:

@@ -1,0 +1,319 @@
+"""Uploads streamed to disk, jobs run by the worker with a fake pipeline, leases and retries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_testkit import LiveServer, jpeg_bytes, make_settings
+
+from api import jobs
+from api.incidents import IncidentPayload
+from api.models import Case, Job, Sighting
+from api.services import Services
+from api.uploads import sniff_track, sniff_video
+from api.worker import Worker
+
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
+def footage(tag: str, size: int = 4096) -> bytes:
+    body = (tag.encode() * (size // max(1, len(tag)) + 1))[:size]
+    return MP4_HEAD + body
+
+
+class Killed(BaseException):
+    """Stands for the worker process dying mid-job (not an Exception: nothing handles it)."""
+
+
+def fake_pipeline(
+    incidents_per_video: int = 3, *, die_after: int | None = None, calls: list[str] | None = None
+) -> Callable[..., Iterator[Any]]:
+    """A stand-in for detect.pipeline.detect_footage with the same signature.
+
+    Footage containing b"CORRUPT" fails like undecodable video (a ValueError, as streams.SourceError
+    is). Otherwise it yields `incidents_per_video` incidents with ids derived from source_id, each
+    with one evidence file written under out_dir, reporting progress as it goes.
+    """
+
+    def detect_footage(
+        input: str | Path,
+        config: Any,
+        *,
+        out_dir: Path,
+        camera_id: str | None = None,
+        start_time: datetime | None = None,
+        source_id: str | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Iterator[Any]:
+        if calls is not None:
+            calls.append(str(source_id))
+        data = Path(input).read_bytes()
+        if b"CORRUPT" in data:
+            raise ValueError(f"{Path(input).name}: cannot decode frame 3 (invalid NAL unit)")
+        for i in range(incidents_per_video):
+            if die_after is not None and i == die_after:
+                raise Killed()
+            image = jpeg_bytes(f"{source_id}-{i}")
+            name = f"inc{i}.jpg"
+            (out_dir / name).write_bytes(image)
+            yield IncidentPayload.model_validate(
+                {
+                    "id": f"{source_id}:{i}",
+                    "category": "illegal_parking",
+                    "source_id": camera_id or "cam",
+                    "first_seen_wall": "2026-11-20T09:00:00+08:00",
+                    "position": [30.2741 + i * 0.001, 120.1551],
+                    "evidence": [
+                        {"role": "annotated", "path": name, "sha256": hashlib.sha256(image).hexdigest()}
+                    ],
+                }
+            )
+            if progress:
+                progress((i + 1) / incidents_per_video)
+
+    return detect_footage
+
+
+def test_sniffing_tables() -> None:
+    assert sniff_video(MP4_HEAD) == "video/mp4"
+    assert sniff_video(b"\x1a\x45\xdf\xa3" + b"\x00" * 20 + b"webm") == "video/webm"
+    assert sniff_video(b"RIFF\x00\x00\x00\x00AVI LIST") == "video/x-msvideo"
+    assert sniff_video(b"\x47" + b"\x00" * 187 + b"\x47" + b"\x00" * 10) == "video/mp2t"
+    assert sniff_video(b"hello world, not a video") is None
+    assert sniff_video(b"\xff\xd8\xff\xe0") is None
+    assert sniff_track(b'<?xml version="1.0"?><gpx>') == "application/gpx+xml"
+    assert sniff_track(b"$GPRMC,123519,A,4807.038,N") == "text/x-nmea"
+    assert sniff_track(b"time,lat,lon\n0,30.1,120.2\n") == "text/csv"
+    assert sniff_track(b"\x00\x01\x02\x03") is None
+
+
+def _wait_job(client: httpx.Client, job_id: int, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+    return make_server(
+        sqlite_url,
+        run_worker=True,
+        run_webhooks=False,
+        pipeline=fake_pipeline(),
+        config_loader=lambda: None,
+        settings={"worker_poll_s": 0.05, "max_upload_bytes": 96 * 1024**2},
+    )
+
+
+def test_upload_runs_a_job_into_cases(server: LiveServer) -> None:
+    video = footage("good")
+    track = b"time,lat,lon\n0,30.2741,120.1551\n"
+    with server.client("device") as device, server.client("admin") as admin:
+        r = device.post(
+            "/api/uploads",
+            files={"file": ("patrol.mp4", video, "video/mp4"), "track": ("t.csv", track, "text/csv")},
+            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        )
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["upload"]["sha256"] == hashlib.sha256(video).hexdigest() and body["upload"]["has_track"]
+        job = _wait_job(device, body["id"])
+        assert job["status"] == "done" and job["progress"] == 1.0 and job["incidents"] == 3, job
+        assert admin.get("/api/cases").json()["total"] == 3
+        # the same footage again: the same upload and job, no new cases
+        again = device.post("/api/uploads", files={"file": ("copy.mp4", video, "video/mp4")})
+        assert again.status_code == 200 and again.json()["id"] == body["id"]
+        assert admin.get("/api/cases").json()["total"] == 3
+        # another device's job is not visible to this device... but admins see it
+        assert admin.get(f"/api/jobs/{body['id']}").status_code == 200
+        assert admin.get("/api/jobs/999999").status_code == 404
+
+
+def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
+    with server.client("device") as device, server.client("admin") as admin:
+        bad = device.post("/api/uploads", files={"file": ("bad.mp4", footage("CORRUPT"), "video/mp4")}).json()
+        good = device.post("/api/uploads", files={"file": ("ok.mp4", footage("fine"), "video/mp4")}).json()
+        bad_job, good_job = _wait_job(device, bad["id"]), _wait_job(device, good["id"])
+        assert bad_job["status"] == "failed"
+        assert "footage could not be read" in bad_job["error"] and "cannot decode frame 3" in bad_job["error"]
+        assert good_job["status"] == "done" and good_job["incidents"] == 3
+        assert admin.get("/api/cases").json()["total"] == 3
+        assert admin.get("/api/health").status_code == 200
+
+
+def test_upload_rejections_name_the_field(server: LiveServer) -> None:
+    with server.client("device") as device:
+        r = device.post("/api/uploads", files={"file": ("x.mp4", b"this is not a video at all", "video/mp4")})
+        assert r.status_code == 415 and r.json()["errors"][0]["field"] == "file"
+        r = device.post("/api/uploads", files={"track": ("t.csv", b"a,b\n", "text/csv")})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "file"
+        r = device.post(
+            "/api/uploads",
+            files={"file": ("v.mp4", footage("t"), "video/mp4"), "track": ("t.bin", b"\x00\x01\x02", "x/y")},
+        )
+        assert r.status_code == 415 and r.json()["errors"][0]["field"] == "track"
+        r = device.post(
+            "/api/uploads", files={"file": ("v.mp4", footage("s"), "video/mp4")}, data={"start_time": "soon"}
+        )
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "start_time"
+        r = device.post("/api/uploads", content=b"raw", headers={"Content-Type": "video/mp4"})
+        assert r.status_code == 415 and r.json()["errors"][0]["field"] == "body"
+        r = device.post("/api/uploads", files={"other": ("x", b"y", "a/b")})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "other"
+    leftovers = list(server.services.settings.uploads_dir.glob(".incoming-*"))
+    assert leftovers == []
+
+
+def test_size_limit_and_streaming_memory(make_server, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(
+        sqlite_url, run_webhooks=False, settings={"max_upload_bytes": 48 * 1024**2}, grid=False
+    )
+
+    def body(total: int) -> Iterator[bytes]:
+        boundary = "gpboundary"
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode() + MP4_HEAD
+        chunk = b"\x00" * (1024 * 1024)
+        for _ in range(total // len(chunk)):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"Content-Type": "multipart/form-data; boundary=gpboundary"}
+    with server.client("device") as device:
+        tracemalloc.start()
+        try:
+            ok = device.post("/api/uploads", content=body(40 * 1024 * 1024), headers=headers)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["upload"]["size"] == 40 * 1024 * 1024 + len(MP4_HEAD)
+        # the 40 MiB body never sat in memory (client chunks + parser buffers only)
+        assert peak < 16 * 1024 * 1024, peak
+        too_big = device.post("/api/uploads", content=body(60 * 1024 * 1024), headers=headers)
+        assert too_big.status_code == 413 and too_big.json()["errors"][0]["field"] == "file"
+    assert list(server.services.settings.uploads_dir.glob(".incoming-*")) == []
+
+
+def _queue_upload(services: Services, tmp_path: Path, tag: str) -> int:
+    from api.auth import SYSTEM
+    from api.uploads import ReceivedFile, ReceivedForm, register_upload
+
+    data = footage(tag)
+    path = tmp_path / f"{tag}.part"
+    path.write_bytes(data)
+    form = ReceivedForm(
+        files={
+            "file": ReceivedFile(
+                "file", f"{tag}.mp4", path, len(data), hashlib.sha256(data).hexdigest(), data[:512]
+            )
+        }
+    )
+    with services.factory() as session:
+        result = register_upload(session, form, uploads_dir=services.settings.uploads_dir, principal=SYSTEM)
+        session.commit()
+        return result.job.id
+
+
+def test_dead_worker_job_is_retried_without_duplicates(tmp_path: Path, db_url: str) -> None:
+    settings = make_settings(tmp_path, db_url, job_lease_s=0.3, worker_poll_s=0.05)
+    services = Services.build(settings)
+    try:
+        job_id = _queue_upload(services, tmp_path, "dies")
+        calls: list[str] = []
+        dying = Worker(
+            services.factory,
+            settings,
+            pipeline=fake_pipeline(4, die_after=2, calls=calls),
+            config_loader=lambda: None,
+        )
+        with pytest.raises(Killed):
+            dying.run_once()
+        with services.factory() as session:
+            job = session.get(Job, job_id)
+            assert job.status == "running" and job.attempts == 1
+            assert session.query(Sighting).count() == 2
+        # while the dead worker's lease holds, nobody takes the job
+        healthy = Worker(
+            services.factory, settings, pipeline=fake_pipeline(4, calls=calls), config_loader=lambda: None
+        )
+        assert healthy.run_once() is False
+        time.sleep(0.4)
+        assert healthy.run_once() is True
+        with services.factory() as session:
+            job = session.get(Job, job_id)
+            assert (job.status, job.attempts, job.incidents) == ("done", 2, 4)
+            assert session.query(Sighting).count() == 4
+            assert session.query(Case).count() == 4
+        assert calls[0] == calls[1]  # same source id both times: deterministic incident ids
+    finally:
+        services.close()
+
+
+def test_job_gives_up_after_max_attempts(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(tmp_path, sqlite_url, job_lease_s=0.05, job_max_attempts=2)
+    services = Services.build(settings)
+    try:
+        job_id = _queue_upload(services, tmp_path, "always-dies")
+        worker = Worker(
+            services.factory, settings, pipeline=fake_pipeline(3, die_after=0), config_loader=lambda: None
+        )
+        for _ in range(2):
+            with pytest.raises(Killed):
+                worker.run_once()
+            time.sleep(0.1)
+        assert worker.run_once() is False
+        with services.factory() as session:
+            job = session.get(Job, job_id)
+            assert job.status == "failed" and "gave up after 2 attempts" in job.error
+    finally:
+        services.close()
+
+
+def test_lease_claim_is_exclusive(tmp_path: Path, db_url: str) -> None:
+    services = Services.build(make_settings(tmp_path, db_url))
+    try:
+        _queue_upload(services, tmp_path, "one")
+        with services.factory() as s1, services.factory() as s2:
+            first = jobs.claim_next(s1, owner="w1", lease_s=60, max_attempts=3)
+            second = jobs.claim_next(s2, owner="w2", lease_s=60, max_attempts=3)
+        assert first is not None and second is None
+        with services.factory() as session:
+            assert not jobs.heartbeat(session, job_id=first.job_id, owner="w2", lease_s=60, progress=0.5)
+            assert jobs.heartbeat(session, job_id=first.job_id, owner="w1", lease_s=60, progress=0.5)
+            assert session.get(Job, first.job_id).progress == 0.5
+    finally:
+        services.close()
+
+
+def test_missing_pipeline_fails_the_job_clearly(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(tmp_path, sqlite_url)
+    services = Services.build(settings)
+    try:
+        job_id = _queue_upload(services, tmp_path, "nopipe")
+
+        def broken_config() -> Any:
+            raise ValueError("configs/site.yaml: model.weights: no such file")
+
+        worker = Worker(services.factory, settings, pipeline=fake_pipeline(), config_loader=broken_config)
+        assert worker.run_once()
+        with services.factory() as session:
+            job = session.get(Job, job_id)
+            assert job.status == "failed" and job.error.startswith("site config:")
+        assert json.dumps(job.error)
+    finally:
+        services.close()
