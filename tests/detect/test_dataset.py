@@ -1,0 +1,182 @@
+"""Dataset build: remapped labels, thresholded pseudo-labels, cache, determinism, recipe errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+import detect.dataset as dataset
+from detect.dataset import DatasetError, Prediction, PseudoLabelCache, build_dataset, load_recipe, sha256_file
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "datasets" / "gridpatrol-street.yaml"
+
+CLASSES = ["person", "car", "garbage", "overflow"]
+
+
+def _source(root: Path) -> None:
+    """A YOLO source with 3 classes (garbage, bin, overflow) and two photos per split."""
+    (root / "data.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (root / "data.yaml").write_text("names:\n  0: garbage\n  1: garbage_bin\n  2: overflow\n")
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(2):
+            image = np.full((64, 64, 3), 40 * i + (split == "val") * 7, dtype=np.uint8)
+            cv2.imwrite(str(root / "images" / split / f"p{i}.jpg"), image)
+        (root / "labels" / split / "p0.txt").write_text(
+            "0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.1 0.1\n2 0.3 0.3 0.2 0.4\n"
+        )
+        # p1 has no label file: a background photo
+
+
+def _recipe(folder: Path, conf: float = 0.4, model: str = "fake.pt") -> Path:
+    recipe = {
+        "name": "toy",
+        "classes": CLASSES,
+        "sources": [
+            {
+                "name": "src",
+                "root": "src",
+                "splits": {"train": "train", "val": "val"},
+                "remap": {"garbage": "garbage", "overflow": "overflow"},  # garbage_bin dropped on purpose
+            }
+        ],
+        "pseudo_labels": {"model": model, "conf": conf, "classes": {"person": "person", "car": "car"}},
+    }
+    path = folder / "toy.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A toy source and recipe whose 'model' is a dummy file and whose predictions are all cached."""
+    _source(tmp_path / "src")
+    (tmp_path / "fake.pt").write_bytes(b"not a model")
+    cache = PseudoLabelCache(tmp_path / "cache" / "pseudo-labels", sha256_file(tmp_path / "fake.pt"), 640)
+    preds = [
+        Prediction("car", 0.9, 0.6, 0.6, 0.2, 0.1),
+        Prediction("person", 0.35, 0.2, 0.7, 0.1, 0.3),
+        Prediction("dog", 0.95, 0.5, 0.5, 0.1, 0.1),  # not in the recipe: never a label
+    ]
+    for image in sorted((tmp_path / "src" / "images").rglob("*.jpg")):
+        cache.put(sha256_file(image), preds)
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model ran although every prediction was cached")
+
+    monkeypatch.setattr(dataset, "predict_raw", no_model)
+    return tmp_path
+
+
+def _labels(out: Path, split: str, stem: str) -> list[str]:
+    return (out / "labels" / split / f"{stem}.txt").read_text().splitlines()
+
+
+def test_build_remaps_and_pseudo_labels_from_cache(toy: Path) -> None:
+    result = build_dataset(_recipe(toy), toy / "out", cache_root=toy / "cache")
+    out = result.out_dir
+    # garbage (src 0) -> 2, overflow (src 2) -> 3, garbage_bin dropped;
+    # car 0.9 kept as 1, person 0.35 < 0.4 dropped.
+    assert _labels(out, "train", "src__p0") == [
+        "2 0.500000 0.500000 0.200000 0.200000",
+        "3 0.300000 0.300000 0.200000 0.400000",
+        "1 0.600000 0.600000 0.200000 0.100000",
+    ]
+    assert _labels(out, "val", "src__p1") == ["1 0.600000 0.600000 0.200000 0.100000"]
+    image = out / "images" / "train" / "src__p0.jpg"
+    assert image.is_symlink() and image.resolve() == (toy / "src" / "images" / "train" / "p0.jpg").resolve()
+    data = yaml.safe_load(result.data_yaml.read_text())
+    assert (
+        data["names"] == dict(enumerate(CLASSES)) and data["train"] == "images/train" and "path" not in data
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["boxes"]["train"] == {"person": 0, "car": 2, "garbage": 1, "overflow": 1}
+    assert manifest["pseudo_labels"]["boxes_by_threshold"]["0.3"] == {"person": 4, "car": 4}
+
+
+def test_threshold_is_applied_to_cached_predictions(toy: Path) -> None:
+    result = build_dataset(_recipe(toy, conf=0.3), toy / "out", cache_root=toy / "cache")
+    assert "0 0.200000 0.700000 0.100000 0.300000" in _labels(result.out_dir, "train", "src__p1")
+
+
+def test_build_is_deterministic(toy: Path) -> None:
+    first = build_dataset(_recipe(toy), toy / "a", cache_root=toy / "cache").out_dir
+    second = build_dataset(_recipe(toy), toy / "b", cache_root=toy / "cache").out_dir
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file() and not p.is_symlink())
+    assert files == sorted(
+        p.relative_to(second) for p in second.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r["sources"][0]["remap"].update(garbage="rubbish"), "'rubbish' is not in classes"),
+        (lambda r: r.update(colour="red"), "colour"),
+        (lambda r: r["pseudo_labels"].update(conf=1.5), "pseudo_labels.conf"),
+        (lambda r: r["pseudo_labels"]["classes"].update(dog="garbage"), "labelled by a source already"),
+    ],
+)
+def test_bad_recipe_names_the_key(tmp_path: Path, edit, message: str) -> None:  # noqa: ANN001
+    path = _recipe(tmp_path)
+    recipe = yaml.safe_load(path.read_text())
+    edit(recipe)
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(DatasetError, match=message):
+        load_recipe(path)
+
+
+def test_missing_pseudo_label_model_is_an_error(tmp_path: Path) -> None:
+    _source(tmp_path / "src")
+    with pytest.raises(DatasetError, match="pseudo-label model not found"):
+        build_dataset(_recipe(tmp_path, model="missing.pt"), tmp_path / "out", cache_root=tmp_path / "cache")
+
+
+def test_shipped_recipe_is_valid() -> None:
+    recipe = load_recipe(RECIPE).recipe
+    assert recipe.classes[-3:] == ["garbage", "garbage_bin", "overflow"]
+    assert len(recipe.classes) == 12
+    assert recipe.pseudo_labels is not None and recipe.pseudo_labels.conf == pytest.approx(0.4)
+
+
+@pytest.mark.slow
+def test_shipped_recipe_on_a_few_real_photos(tmp_path: Path, shared_dir: Path) -> None:
+    """Three cn-garbage photos per split through the real recipe and the real COCO model."""
+    result = build_dataset(RECIPE, tmp_path / "out", cache_root=tmp_path / "cache", limit=3)
+    out = result.out_dir
+    recipe = load_recipe(RECIPE).recipe
+    garbage_ids = {recipe.classes.index(n) for n in ("garbage", "garbage_bin", "overflow")}
+    source = shared_dir / "datasets" / "cn-garbage"
+    for split in ("train", "val"):
+        stems = sorted(p.stem for p in (source / "images" / split).glob("*.jpg"))[:3]
+        for stem in stems:
+            ours = _labels(out, split, f"cn-garbage__{stem}")
+            theirs = (source / "labels" / split / f"{stem}.txt").read_text().split("\n")
+            theirs = [line for line in theirs if line.strip()]
+            remapped = [line for line in ours if int(line.split()[0]) in garbage_ids]
+            # Every hand label is kept, id shifted by 9 (garbage 0 -> 9, bin 1 -> 10, overflow 2 -> 11).
+            assert len(remapped) == len(theirs)
+            for a, b in zip(remapped, theirs, strict=True):
+                assert int(a.split()[0]) == int(b.split()[0]) + 9
+                assert [float(v) for v in a.split()[1:]] == pytest.approx(
+                    [float(v) for v in b.split()[1:]], abs=1e-6
+                )
+    assert result.manifest["images"] == {"train": 3, "val": 3}
+    pseudo = sum(
+        result.manifest["boxes"]["train"][c] + result.manifest["boxes"]["val"][c] for c in recipe.classes[:9]
+    )
+    assert pseudo == sum(result.manifest["pseudo_labels"]["boxes_by_threshold"]["0.4"].values())
+    # A rebuild reads every prediction from the cache.
+    cached = sorted((tmp_path / "cache" / "pseudo-labels").rglob("*.json"))
+    assert len(cached) == 6
+    again = build_dataset(RECIPE, tmp_path / "out2", cache_root=tmp_path / "cache", limit=3)
+    assert again.manifest["boxes"] == result.manifest["boxes"]
