@@ -121,11 +121,11 @@ def parse_geojson(data: Any) -> list[CellInfo]:
         except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.GEOSException) as exc:
             problems.append(f"{label}: geometry cannot be read ({exc})")
             continue
-        if geom.is_empty or geom.area <= 0:
-            problems.append(f"{label}: geometry has no area")
-            continue
         if not geom.is_valid:
             problems.append(f"{label}: geometry is not valid ({explain_validity(geom)})")
+            continue
+        if geom.is_empty or geom.area <= 0:
+            problems.append(f"{label}: geometry has no area")
             continue
         street = props.get("street")
         community = props.get("community")

@@ -90,7 +90,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     x.add_argument("--format", choices=("onnx", "openvino"), required=True)
     x.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="weights (default: %(default)s)")
     x.add_argument("--imgsz", type=int, default=416)
-    x.add_argument("--out", type=Path, help="where to put the export (default: beside the model)")
+    x.add_argument(
+        "--out",
+        type=Path,
+        help="the .onnx file or *_openvino_model folder to write (default: build/exports/NAME.onnx or "
+        "build/exports/NAME_openvino_model)",
+    )
     x.set_defaults(handler=run_export)
 
 
@@ -155,8 +160,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from detect.export import ExportError, export_model
 
+    out = args.out
+    if out is None:
+        suffix = ".onnx" if args.format == "onnx" else "_openvino_model"
+        out = DEFAULT_BUILD / "exports" / f"{args.model.stem}{suffix}"
     try:
-        path = export_model(args.model, args.format, imgsz=args.imgsz, out=args.out)
+        path = export_model(args.model, args.format, imgsz=args.imgsz, out=out)
     except ExportError as exc:
         raise CommandError(str(exc)) from None
     print(path)

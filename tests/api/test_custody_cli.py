@@ -1,0 +1,172 @@
+"""Evidence store, custody chains, `gridpatrol evidence verify` and the other service commands."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from api_testkit import DEMO_GRID, jpeg_bytes
+
+from api import custody
+from api.auth import SYSTEM, create_user
+from api.cases import IncidentIn, MergePolicy, ingest
+from api.cli import main
+from api.evidence_store import EvidenceError, EvidenceStore
+from api.incidents import IncidentPayload
+from api.models import CustodyEntry
+from api.services import Services
+from api.settings import Settings, SettingsError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_store_is_content_addressed_and_verified(tmp_path: Path) -> None:
+    store = EvidenceStore(tmp_path)
+    data = jpeg_bytes("x")
+    sha = hashlib.sha256(data).hexdigest()
+    stored = store.put_bytes(data, expected_sha256=sha)
+    assert stored.sha256 == sha and stored.media_type == "image/jpeg"
+    assert store.path_for(sha) == tmp_path / sha[:2] / sha[2:4] / sha
+    assert store.put_bytes(data).sha256 == sha  # same bytes, same file
+    with pytest.raises(EvidenceError, match="not the stated"):
+        store.put_bytes(jpeg_bytes("y"), expected_sha256=sha)
+    with pytest.raises(EvidenceError, match="larger than"):
+        store.put_stream(io.BytesIO(data), max_bytes=10)
+    with pytest.raises(EvidenceError, match="not a JPEG"):
+        store.put_bytes(b"plain text")
+    assert [p.name for p in tmp_path.rglob(".incoming-*")] == []
+    assert store.verify(sha) is None
+    store.path_for(sha).write_bytes(data + b"!")
+    assert store.verify(sha).startswith("altered")
+    store.path_for(sha).unlink()
+    assert store.verify(sha) == "missing"
+
+
+def _ingest_some(services: Services, n: int = 3) -> None:
+    store = services.store
+    with services.factory() as session:
+        for i in range(n):
+            image = jpeg_bytes(f"ev{i}")
+            stored = store.put_bytes(image)
+            payload = IncidentPayload.model_validate(
+                {
+                    "id": f"i{i}",
+                    "category": "illegal_parking",
+                    "position": [30.27 + i * 0.01, 120.15],
+                    "first_seen_wall": "2026-11-20T09:00:00+08:00",
+                    "evidence": [{"role": "annotated", "path": "a.jpg", "sha256": stored.sha256}],
+                }
+            )
+            inc = IncidentIn.from_incident(payload, evidence=[("annotated", stored)])
+            ingest(session, inc, grid=services.grid_cache.get(session), policy=MergePolicy(), actor=SYSTEM)
+        session.commit()
+
+
+def test_custody_chain_detects_tampering(services: Services) -> None:
+    _ingest_some(services, 1)
+    with services.factory() as session:
+        for i in range(3):
+            custody.append(session, case_id=1, actor="user:op", action="note", detail={"i": i})
+        session.commit()
+        assert custody.verify_all(session) == (1, [])
+        entry = session.query(CustodyEntry).filter_by(case_id=1, seq=3).one()
+        entry.detail = '{"i":99}'
+        session.commit()
+        chains, problems = custody.verify_all(session)
+        assert chains == 1 and [(p.seq, p.reason) for p in problems] == [
+            (3, "entry altered (hash does not match its content)")
+        ]
+        session.query(CustodyEntry).filter_by(case_id=1, seq=2).delete()
+        session.commit()
+        _, problems = custody.verify_all(session)
+        assert "entry 2 missing" in problems[0].reason
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> Settings:
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", sqlite_url)
+    return Settings.from_env()
+
+
+def test_cli_user_device_grid_and_verify(
+    env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    assert main(["db", "upgrade"]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long-enough-pw\n"))
+    assert main(["user", "add", "alice", "--role", "enforcement", "--team", "t1", "--password-stdin"]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert main(["user", "add", "bob", "--role", "viewer", "--password-stdin"]) == 1
+    assert "password: at least 8 characters" in capsys.readouterr().err
+    assert main(["device", "add", "van-9", "--camera", "demo-cam-01"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].startswith("gpd_")
+    assert main(["grid", "import", str(DEMO_GRID)]) == 0
+    assert "imported 36 grid cells" in capsys.readouterr().out
+
+    services = Services.build(env)
+    try:
+        _ingest_some(services)
+        assert main(["evidence", "verify"]) == 0
+        assert "0 problem(s)" in capsys.readouterr().out
+        victim = next(services.store.iter_files())[1]
+        victim.write_bytes(b"\xff\xd8\xff tampered")
+        assert main(["evidence", "verify"]) == 1
+        out = capsys.readouterr().out
+        assert f"evidence {victim.name}: altered" in out and "1 problem(s)" in out
+    finally:
+        services.close()
+
+
+def test_cli_grid_import_names_bad_features(
+    env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.geojson"
+    bad.write_text(
+        '{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"id":"X1","name":"n","team":"t"},'
+        '"geometry":{"type":"LineString","coordinates":[[0,0],[1,1]]}}]}'
+    )
+    assert main(["grid", "import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "feature 0 (id 'X1'): geometry must be a Polygon or MultiPolygon, got LineString" in err
+    assert main(["grid", "import", str(tmp_path / "missing.geojson")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_settings_from_env_names_the_variable(tmp_path: Path) -> None:
+    settings = Settings.from_env({"GRIDPATROL_DATA_DIR": str(tmp_path)})
+    assert settings.url == f"sqlite:///{(tmp_path / 'gridpatrol.db').resolve()}"
+    assert Settings.from_env({}).data_dir == Path("data")
+    with pytest.raises(SettingsError, match="GRIDPATROL_MERGE_RADIUS_M"):
+        Settings.from_env({"GRIDPATROL_MERGE_RADIUS_M": "far"})
+
+
+def test_passwords_are_argon2(services: Services) -> None:
+    with services.factory() as session:
+        user = create_user(session, username="carol", password="correct horse", role="viewer")
+        assert user.password_hash.startswith("$argon2id$") and "correct" not in user.password_hash
+
+
+def test_serve_without_worker_does_not_import_torch(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from api.cli import build_parser
+        build_parser().parse_args(["serve", "--no-worker"])
+        from api.app import create_app
+        from api.settings import Settings
+        create_app(Settings(data_dir={str(tmp_path)!r}), run_worker=False)
+        heavy = sorted(m for m in ("torch", "ultralytics", "cv2", "detect", "streams") if m in sys.modules)
+        print("HEAVY", heavy)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout
