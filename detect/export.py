@@ -40,6 +40,12 @@ def export_model(
         raise ExportError(f"model must be an existing .pt file: {source}")
     if imgsz % 32:
         raise ExportError(f"imgsz must be a multiple of 32, got {imgsz}")
+    if out is not None:
+        wanted = "_openvino_model" if fmt == "openvino" else ".onnx"
+        if not Path(out).name.endswith(wanted):
+            raise ExportError(
+                f"{out}: an {fmt} export must be named *{wanted} (that is how it is loaded back)"
+            )
     from detect.yolo import import_ultralytics
 
     import_ultralytics()
@@ -66,6 +72,8 @@ def export_model(
     if out is None:
         return produced
     target = Path(out)
+    if target.resolve() == produced.resolve():
+        return produced
     if target.exists():
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
