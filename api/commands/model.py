@@ -65,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--ship", type=Path, help="after training, write the best weights here (e.g. models/gridpatrol-n.pt)"
     )
+    t.add_argument(
+        "--ship-only",
+        action="store_true",
+        help="do not train: write --ship from the run's best.pt (or last.pt, e.g. of a run in progress)",
+    )
     t.set_defaults(handler=run_train)
 
     e = subparsers.add_parser(
@@ -130,8 +135,15 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if args.workers < 0 or args.epochs < 1 or args.batch < 1:
         raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")
+    if args.ship_only and not args.ship:
+        raise CommandError("--ship-only needs --ship PATH")
     try:
-        run_dir = resume(settings.run_dir(), workers=args.workers) if args.resume else train(settings)
+        if args.ship_only:
+            run_dir = settings.run_dir()
+        elif args.resume:
+            run_dir = resume(settings.run_dir(), workers=args.workers)
+        else:
+            run_dir = train(settings)
         if args.ship:
             best = run_dir / "weights" / "best.pt"
             export_weights(best if best.exists() else run_dir / "weights" / "last.pt", args.ship)
