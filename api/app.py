@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from api.settings import Settings
 
@@ -55,7 +56,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail
         if isinstance(detail, dict) and "field" in detail:
             return error_response(exc.status_code, detail["field"], detail["reason"])
-        return error_response(exc.status_code, "request", str(detail))
+        field = "body" if exc.status_code == 400 else "path" if exc.status_code in (404, 405) else "request"
+        response = error_response(exc.status_code, field, str(detail))
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
 
     def handler(status: int, field_of: Callable[[Any], tuple[str, str]]) -> Callable[..., Any]:
         async def _handle(_: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ Heavy imports stay inside handlers; `serve --no-worker` never imports detect/ or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
@@ -63,10 +64,8 @@ def _worker(args: argparse.Namespace) -> int:
         worked = worker.run_once()
         print("ran one job" if worked else "no job waiting")
         return 0
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         worker.run_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
