@@ -60,8 +60,10 @@ class Pipeline:
         out_dir: Path,
         source_id: str,
         tracker: Tracker | None = None,
+        emit_open: bool = False,
     ) -> None:
         self.config = config
+        self.emit_open = emit_open
         self.camera = camera
         self.detector = detector
         self.out_dir = Path(out_dir)
@@ -74,7 +76,12 @@ class Pipeline:
         self.last_ts = 0.0
 
     def process(self, frames: Iterable[Frame]) -> Iterator[Incident]:
-        """Run over frames in time order; yields each incident when its violation ends."""
+        """Run over frames in time order; yields each incident when its violation ends.
+
+        With emit_open (live cameras, where a car may stand for hours), an incident is also
+        yielded the moment it fires (closed=False, evidence so far); the final one follows with the
+        same id and supersedes it.
+        """
         for frame in frames:
             detections = self.detector.detect(frame.image)
             tracked = self.tracker.update(detections, frame.image) if self.tracker else detections
@@ -83,6 +90,9 @@ class Pipeline:
             self.frames += 1
             self.fired += len(result.fired)
             self.last_ts = frame.ts
+            if self.emit_open:
+                for violation in result.fired:
+                    yield self.to_incident(violation)
             for violation in result.closed:
                 yield self.to_incident(violation)
         for violation in self.rules.finish():
@@ -168,6 +178,7 @@ def detect_footage(
     progress: Callable[[float], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     detector: Detector | None = None,
+    emit_open: bool = False,
 ) -> Iterator[Incident]:
     """Incidents in footage (a video file, an image folder or an RTSP URL), as they end.
 
@@ -195,6 +206,7 @@ def detect_footage(
         tracker=build_tracker(config, source.info.fps),
         out_dir=out_dir,
         source_id=sid,
+        emit_open=emit_open,
     )
     duration = source.info.duration_s
     started = time.perf_counter()

@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fps", type=float, help="override analysis_fps (frames analysed per second of footage)")
     p.add_argument("--model", type=Path, help="override the config's model weights")
+    p.add_argument(
+        "--live-updates",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also write each incident when it fires, before it ends (default: on for rtsp:// sources)",
+    )
     p.set_defaults(handler=run_detect)
 
     c = subparsers.add_parser("config", help="site configuration tools")
@@ -111,7 +117,10 @@ def run_detect(args: argparse.Namespace) -> int:
         )
         bar.refresh()
 
-    count = 0
+    live = args.live_updates
+    if live is None:
+        live = str(args.input).lower().startswith(("rtsp://", "rtsps://"))
+    ids: set[str] = set()
     try:
         with open(jsonl, "w", encoding="utf-8") as fh:
             for incident in detect_footage(
@@ -124,13 +133,14 @@ def run_detect(args: argparse.Namespace) -> int:
                 image_fps=args.image_fps,
                 on_progress=on_progress,
                 detector=detector,
+                emit_open=live,
             ):
                 fh.write(json.dumps(incident.to_json(), ensure_ascii=False) + "\n")
                 fh.flush()
-                count += 1
+                ids.add(incident.id)
     except SourceError as exc:
         raise CommandError(str(exc)) from None
     finally:
         bar.close()
-    print(f"{count} incident(s) written to {jsonl}")
+    print(f"{len(ids)} incident(s) written to {jsonl}")
     return 0

@@ -85,3 +85,19 @@ def test_incident_json_round_trip(tmp_path):
 
 def test_too_short_gives_none(tmp_path):
     assert run_pipeline(tmp_path, 10) == []  # dwell 9 s < 10 s
+
+
+def test_emit_open_yields_fired_then_final_with_same_id(tmp_path):
+    config = make_config()
+    pipeline = Pipeline(
+        config,
+        config.cameras[0],
+        detector=ScriptedDetector({i: [CAR] for i in range(15)}),
+        tracker=IdentityTracker(),
+        out_dir=tmp_path,
+        source_id="cam",
+        emit_open=True,
+    )
+    first, final = list(pipeline.process(textured_frames(15)))
+    assert first.id == final.id
+    assert first.last_seen_ts == 10 and final.last_seen_ts == 14
