@@ -52,7 +52,14 @@ class CameraMotion:
         corners = cv2.goodFeaturesToTrack(prev, maxCorners=150, qualityLevel=0.01, minDistance=7, mask=mask)
         if corners is None or len(corners) < MIN_FEATURES:
             return self.static
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(prev, grey, corners, None, winSize=(15, 15), maxLevel=2)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(
+            prev,
+            grey,
+            corners,
+            None,
+            winSize=(15, 15),
+            maxLevel=2,  # type: ignore[call-overload]
+        )
         ok = status.reshape(-1) == 1
         if ok.sum() < MIN_FEATURES:
             # most features vanished: the view changed wholesale, which a still camera does not do

@@ -135,7 +135,7 @@ class Pipeline:
             first_seen_ts=round(v.first_seen_ts, 3),
             last_seen_ts=round(v.last_ts, 3),
             best_ts=round(frame.ts, 3),
-            box=tuple(round(c, 1) for c in box),
+            box=(round(box[0], 1), round(box[1], 1), round(box[2], 1), round(box[3], 1)),
             confidence_median=round(statistics.median(scores), 4),
             confidence_max=round(max(scores), 4),
             observations=len(scores),
