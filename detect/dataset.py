@@ -275,9 +275,9 @@ def predict_raw(
     names = dict(model.names)
     for start in range(0, len(images), batch):
         chunk = [str(p) for p in images[start : start + batch]]
-        results = model.predict(chunk, imgsz=imgsz, conf=floor, iou=iou, device="cpu", verbose=False)
+        results: Any = model.predict(chunk, imgsz=imgsz, conf=floor, iou=iou, device="cpu", verbose=False)
         for result in results:
-            boxes = result.boxes
+            boxes: Any = result.boxes
             preds = []
             if boxes is not None and len(boxes):
                 xywhn = boxes.xywhn.cpu().numpy().astype(float)
@@ -371,9 +371,8 @@ def build_dataset(
     predictions: dict[Path, list[Prediction]] = {}
     pseudo = recipe.pseudo_labels
     model_sha = None
-    if pseudo is not None:
-        model_path = loaded.pseudo_model()
-        assert model_path is not None
+    model_path = loaded.pseudo_model()
+    if pseudo is not None and model_path is not None:
         if not model_path.is_file():
             raise DatasetError(f"{loaded.path}: pseudo-label model not found: {model_path}")
         model_sha = sha256_file(model_path)
@@ -429,9 +428,9 @@ def build_dataset(
         "images": dict(sorted(images_per_split.items())),
         "boxes": {s: {c: counts.get(s, Counter())[c] for c in recipe.classes} for s in splits},
     }
-    if pseudo is not None:
+    if pseudo is not None and model_path is not None:
         manifest["pseudo_labels"] = {
-            "model": loaded.pseudo_model().name if loaded.pseudo_model() else None,
+            "model": model_path.name,
             "model_sha256": model_sha,
             "conf": pseudo.conf,
             "imgsz": pseudo.imgsz,

@@ -272,7 +272,7 @@ def yolo_predictor(
         raise EvaluationError(f"{weights}: none of its classes is in the dataset ({', '.join(names)})")
 
     def predict(images: Sequence[Path]) -> list[tuple[ImageBoxes, tuple[int, int]]]:
-        results = yolo.predict(
+        results: Any = yolo.predict(
             [str(p) for p in images],
             imgsz=imgsz,
             conf=0.001,
@@ -283,7 +283,7 @@ def yolo_predictor(
         )
         out = []
         for r in results:
-            b = r.boxes
+            b: Any = r.boxes
             xyxy = b.xyxy.cpu().numpy().astype(float)
             cls = b.cls.cpu().numpy().astype(int)
             conf = b.conf.cpu().numpy().astype(float)
