@@ -158,10 +158,19 @@ def _candidates(session: Session, inc: IncidentIn, policy: MergePolicy) -> list[
 def _link_evidence(
     session: Session, case: Case, sighting: Sighting | None, evidence: list[tuple[str, StoredFile]]
 ) -> None:
-    for role, stored in evidence:
-        if session.get(EvidenceBlob, stored.sha256) is None:
+    shas = {stored.sha256 for _, stored in evidence}
+    known = (
+        set(session.scalars(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256.in_(shas))))
+        if shas
+        else set()
+    )
+    for _, stored in evidence:
+        if stored.sha256 not in known:
             session.add(EvidenceBlob(sha256=stored.sha256, size=stored.size, media_type=stored.media_type))
-            session.flush()
+            known.add(stored.sha256)
+    if shas:
+        session.flush()
+    for role, stored in evidence:
         session.add(
             EvidenceLink(
                 case_id=case.id,
@@ -270,6 +279,7 @@ def ingest(
         actor=actor.label,
         action="case_created" if created else "sighting_added",
         detail={"incident_id": inc.id, "evidence": evidence_detail, "recurrence": recurrence},
+        new_chain=created,
     )
     session.flush()
     return IngestResult(case, sighting, created, False, recurrence)

@@ -43,12 +43,24 @@ def entry_digest(
 
 
 def append(
-    session: Session, *, case_id: int, actor: str, action: str, detail: dict[str, Any]
+    session: Session,
+    *,
+    case_id: int,
+    actor: str,
+    action: str,
+    detail: dict[str, Any],
+    new_chain: bool = False,
 ) -> CustodyEntry:
-    """Append an entry; the caller holds the case row (locked on PostgreSQL) in this transaction."""
-    last = session.scalars(
-        select(CustodyEntry).where(CustodyEntry.case_id == case_id).order_by(CustodyEntry.seq.desc()).limit(1)
-    ).first()
+    """Append an entry; the caller holds the case row (locked on PostgreSQL) in this transaction.
+    new_chain: the case was created in this transaction, so it has no entries yet."""
+    last = None
+    if not new_chain:
+        last = session.scalars(
+            select(CustodyEntry)
+            .where(CustodyEntry.case_id == case_id)
+            .order_by(CustodyEntry.seq.desc())
+            .limit(1)
+        ).first()
     seq = 1 if last is None else last.seq + 1
     prev = GENESIS if last is None else last.entry_hash
     at = utcnow()

@@ -4,7 +4,8 @@ The schema comes only from Alembic migrations (api/migrations), run programmatic
 `migrate(engine)`: on `gridpatrol db upgrade`, and when the service or a worker starts.
 
 SQLite: WAL journal, a busy timeout, foreign keys on, and every transaction begins IMMEDIATE so
-that a read-then-write transaction never fails on lock upgrade while another thread writes.
+that a read-then-write transaction never fails on lock upgrade while another thread writes; sessions
+from `make_sessionmaker(engine, readonly=True)` begin DEFERRED and never block writers.
 """
 
 from __future__ import annotations
@@ -57,13 +58,17 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            readonly = conn.get_execution_options().get("gridpatrol_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+def make_sessionmaker(engine: Engine, *, readonly: bool = False) -> sessionmaker[Session]:
+    """Sessions on the engine; readonly ones are for reading only (SQLite: a deferred transaction)."""
+    if readonly:
+        return sessionmaker(engine.execution_options(gridpatrol_readonly=True), expire_on_commit=False)
     return sessionmaker(engine, expire_on_commit=False)
 
 

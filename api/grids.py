@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,15 +193,28 @@ class GridIndex:
 
 
 class GridCache:
-    """The GridIndex of the current cells, rebuilt when the cells change (after an import)."""
+    """The GridIndex of the current cells, rebuilt when the cells change.
 
-    def __init__(self) -> None:
+    Whether they changed is checked at most every `check_s` seconds (an import by another process
+    shows within that time); `invalidate()` makes the next `get` check at once.
+    """
+
+    def __init__(self, check_s: float = 2.0) -> None:
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] | None = None
         self._index = GridIndex([])
+        self._check_s = check_s
+        self._checked_at = float("-inf")
+
+    def invalidate(self) -> None:
+        self._checked_at = float("-inf")
 
     def get(self, session: Session) -> GridIndex:
+        now = time.monotonic()
+        if now - self._checked_at < self._check_s:
+            return self._index
         key = tuple(session.execute(select(func.count(GridCell.id), func.max(GridCell.imported_at))).one())
+        self._checked_at = now
         with self._lock:
             if key != self._key:
                 rows = session.execute(select(GridCell.id, GridCell.team, GridCell.geometry)).all()

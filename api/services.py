@@ -23,6 +23,7 @@ class Services:
     engine: Engine
     factory: sessionmaker[Session]
     store: EvidenceStore
+    read_factory: sessionmaker[Session]
     grid_cache: GridCache = field(default_factory=GridCache)
 
     @property
@@ -40,6 +41,7 @@ class Services:
             engine=engine,
             factory=make_sessionmaker(engine),
             store=EvidenceStore(settings.evidence_dir),
+            read_factory=make_sessionmaker(engine, readonly=True),
         )
 
     def close(self) -> None:

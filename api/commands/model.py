@@ -54,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset yaml (default: %(default)s)")
     t.add_argument("--base", type=Path, default=DEFAULT_BASE, help="starting weights (default: %(default)s)")
     t.add_argument("--imgsz", type=int, default=416)
-    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument(
+        "--epochs", type=int, help="planned epochs (default 50; with --resume: change the run's plan)"
+    )
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--workers", type=int, default=2, help="data-loader processes (default: %(default)s)")
     t.add_argument("--device", default="cpu")
@@ -125,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
         data=args.data,
         base=args.base,
         imgsz=args.imgsz,
-        epochs=args.epochs,
+        epochs=args.epochs or 50,
         batch=args.batch,
         workers=args.workers,
         device=args.device,
@@ -133,7 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
         name=args.name,
         cache=None if args.no_cache else "ram",
     )
-    if args.workers < 0 or args.epochs < 1 or args.batch < 1:
+    if args.workers < 0 or (args.epochs is not None and args.epochs < 1) or args.batch < 1:
         raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")
     if args.ship_only and not args.ship:
         raise CommandError("--ship-only needs --ship PATH")
@@ -141,7 +143,7 @@ def run_train(args: argparse.Namespace) -> int:
         if args.ship_only:
             run_dir = settings.run_dir()
         elif args.resume:
-            run_dir = resume(settings.run_dir(), workers=args.workers)
+            run_dir = resume(settings.run_dir(), workers=args.workers, epochs=args.epochs)
         else:
             run_dir = train(settings)
         if args.ship:

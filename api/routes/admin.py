@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api import auth, webhooks
 from api.models import Webhook, WebhookDelivery
-from api.routes.deps import Admin, SessionDep
+from api.routes.deps import Admin, ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/api", tags=["admin"])
 
@@ -64,7 +64,7 @@ def post_webhook(body: WebhookIn, principal: Admin, session: SessionDep) -> dict
 
 
 @router.get("/webhooks")
-def get_webhooks(principal: Admin, session: SessionDep) -> list[dict[str, Any]]:
+def get_webhooks(principal: Admin, session: ReadSessionDep) -> list[dict[str, Any]]:
     return [
         {"id": h.id, "url": h.url, "events": h.events.split(","), "active": h.active}
         for h in session.scalars(select(Webhook).order_by(Webhook.id))
@@ -74,7 +74,7 @@ def get_webhooks(principal: Admin, session: SessionDep) -> list[dict[str, Any]]:
 @router.get("/webhooks/deliveries")
 def get_deliveries(
     principal: Admin,
-    session: SessionDep,
+    session: ReadSessionDep,
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:

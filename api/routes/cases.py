@@ -20,7 +20,7 @@ from api.cases import (
 )
 from api.evidence_store import EvidenceError
 from api.models import Case, CaseEvent, CustodyEntry
-from api.routes.deps import Reader, ServicesDep, SessionDep, Staff
+from api.routes.deps import Reader, ReadSessionDep, ServicesDep, SessionDep, Staff
 
 router = APIRouter(prefix="/api", tags=["cases"])
 
@@ -31,7 +31,7 @@ Status = Literal["pending_review", "filed", "dispatched", "handled", "verified",
 @router.get("/cases")
 def get_cases(
     principal: Reader,
-    session: SessionDep,
+    session: ReadSessionDep,
     status: Annotated[list[Status] | None, Query(description="one or more statuses")] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     grid_cell: Annotated[str | None, Query(max_length=64, description="a cell id or 'unassigned'")] = None,
@@ -112,7 +112,7 @@ def _detail(session: Any, case: Case) -> dict[str, Any]:
 
 
 @router.get("/cases/{case_id}")
-def get_one_case(case_id: CaseId, principal: Reader, session: SessionDep) -> dict[str, Any]:
+def get_one_case(case_id: CaseId, principal: Reader, session: ReadSessionDep) -> dict[str, Any]:
     """A case with its sightings, evidence links and history."""
     return _detail(session, get_case(session, principal, case_id))
 

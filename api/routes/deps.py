@@ -36,14 +36,24 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def get_read_session(services: ServicesDep) -> Iterator[Session]:
+    session = services.read_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+
+
 def get_principal(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, {"field": "Authorization", "reason": "a bearer token is required"})
-    with services.factory() as session:
+    with services.read_factory() as session:
         principal = resolve(session, credentials.credentials)
-        session.commit()
     if principal is None:
         raise HTTPException(401, {"field": "Authorization", "reason": "unknown or expired token"})
     return principal

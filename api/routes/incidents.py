@@ -11,7 +11,7 @@ from api.cases import IncidentIn, IncidentInputError, ingest_committed
 from api.evidence_store import EvidenceError, StoredFile
 from api.incidents import parse_incident
 from api.models import Case, Sighting
-from api.routes.deps import Feeder, ServicesDep, SessionDep
+from api.routes.deps import Feeder, ReadSessionDep, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["incidents"])
 
@@ -34,7 +34,7 @@ def _result(
 def post_incident(
     principal: Feeder,
     services: ServicesDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     incident: Annotated[str, Form(description="detect.values.Incident.to_json() as JSON text")],
     files: Annotated[list[UploadFile] | None, File(description="the evidence files it lists")] = None,
 ) -> Any:

@@ -12,7 +12,7 @@ from api import stats
 from api.cases import may_see_evidence
 from api.grids import import_cells, parse_geojson
 from api.models import EvidenceBlob
-from api.routes.deps import Admin, Reader, ServicesDep, SessionDep, not_found
+from api.routes.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep, not_found
 
 router = APIRouter(prefix="/api", tags=["reports"])
 
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["reports"])
 def get_evidence(
     sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256")],
     principal: Reader,
-    session: SessionDep,
+    session: ReadSessionDep,
     services: ServicesDep,
 ) -> FileResponse:
     """An evidence file by its SHA-256, with its content type."""
@@ -45,7 +45,7 @@ def get_evidence(
 @router.get("/stats")
 def get_stats(
     principal: Reader,
-    session: SessionDep,
+    session: ReadSessionDep,
     services: ServicesDep,
     since: Annotated[datetime | None, Query(description="first seen at or after")] = None,
     until: Annotated[datetime | None, Query(description="first seen at or before")] = None,
@@ -68,7 +68,7 @@ def get_stats(
 
 
 @router.get("/grids")
-def get_grids(principal: Reader, session: SessionDep) -> dict[str, Any]:
+def get_grids(principal: Reader, session: ReadSessionDep) -> dict[str, Any]:
     """The grid cells as GeoJSON, each with its number of open cases."""
     return stats.grid_geojson(session, principal)
 
@@ -77,10 +77,12 @@ def get_grids(principal: Reader, session: SessionDep) -> dict[str, Any]:
 def put_grids(
     principal: Admin,
     session: SessionDep,
+    services: ServicesDep,
     geojson: Annotated[dict[str, Any], Body(description="a FeatureCollection of Polygon/MultiPolygon cells")],
 ) -> dict[str, int]:
     """Replace the grid cells (admin)."""
     cells = parse_geojson(geojson)
     count = import_cells(session, cells)
     session.commit()
+    services.grid_cache.invalidate()
     return {"imported": count}

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api.jobs import job_view
 from api.models import Job, Upload
-from api.routes.deps import Feeder, ServicesDep, SessionDep, not_found
+from api.routes.deps import Feeder, ReadSessionDep, ServicesDep, not_found
 from api.uploads import receive_multipart, register_upload
 
 router = APIRouter(prefix="/api", tags=["uploads"])
@@ -80,7 +80,7 @@ async def post_upload(request: Request, principal: Feeder, services: ServicesDep
 
 @router.get("/jobs/{job_id}")
 def get_job(
-    job_id: Annotated[int, Path(ge=1, le=2**31 - 1)], principal: Feeder, session: SessionDep
+    job_id: Annotated[int, Path(ge=1, le=2**31 - 1)], principal: Feeder, session: ReadSessionDep
 ) -> dict[str, Any]:
     """A job's status (queued, running, done, failed), progress 0..1 and error."""
     job = session.get(Job, job_id)

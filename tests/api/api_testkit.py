@@ -162,6 +162,7 @@ def import_demo_grid(services: Services) -> None:
     with services.factory() as session:
         import_cells(session, load_geojson_file(str(DEMO_GRID)))
         session.commit()
+    services.grid_cache.invalidate()
 
 
 def post_incident(

