@@ -100,9 +100,11 @@ class Case(Base):
     events: Mapped[list[CaseEvent]] = relationship(order_by="CaseEvent.id")
 
     __table_args__ = (
-        Index("ix_cases_merge", "category", "last_seen"),
+        # (category, last_seen, first_seen): merge candidates, and category + date range counted from the index
+        Index("ix_cases_category_seen", "category", "last_seen", "first_seen"),
+        Index("ix_cases_category_status_last_seen", "category", "status", "last_seen"),
         Index("ix_cases_status_last_seen", "status", "last_seen"),
-        Index("ix_cases_last_seen", "last_seen"),
+        Index("ix_cases_seen", "last_seen", "first_seen"),
         Index("ix_cases_first_seen", "first_seen"),
         Index("ix_cases_cell_status", "grid_cell_id", "status"),
         Index("ix_cases_team_last_seen", "team", "last_seen"),
