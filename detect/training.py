@@ -113,9 +113,15 @@ def last_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
     return last.resolve()
 
 
-def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None) -> Path:
-    """Continue an interrupted run from its last.pt (epoch, optimizer, schedule and EMA restored)."""
+def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None, epochs: int | None = None) -> Path:
+    """Continue an interrupted run from its last.pt (epoch, optimizer, schedule and EMA restored).
+
+    epochs: change the run's planned length first (ultralytics would keep the checkpoint's). The
+    learning-rate schedule and the last mosaic-free epochs follow the new length from here on.
+    """
     last = last_checkpoint(run_dir)
+    if epochs is not None:
+        set_planned_epochs(last, epochs)
     _import_verbose()
     from ultralytics import YOLO
 
@@ -125,6 +131,24 @@ def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None) -> Pa
         overrides["workers"] = workers
     YOLO(str(last), task="detect").train(**overrides)
     return Path(run_dir).resolve()
+
+
+def set_planned_epochs(checkpoint: Path, epochs: int) -> None:
+    """Rewrite the planned epochs in a (not running) run's checkpoint, atomically."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    done = int(ckpt.get("epoch", -1)) + 1
+    if epochs <= done:
+        raise TrainingError(f"{checkpoint}: {done} epochs are done already; --epochs must be more than that")
+    old = ckpt["train_args"]["epochs"]
+    if old == epochs:
+        return
+    ckpt["train_args"]["epochs"] = epochs
+    tmp = checkpoint.with_suffix(".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(checkpoint)
+    log.info("%s: planned epochs %d -> %d (%d done)", checkpoint, old, epochs, done)
 
 
 def run_progress(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""Training mechanics on a toy set: a killed run resumes where it stopped; shipping strips it small."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from detect.training import TrainingError, TrainSettings, last_checkpoint, run_progress, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def toy_data(tmp_path: Path, shared_dir: Path) -> Path:
+    """Six cn-garbage val photos with their labels, as a train and a val split."""
+    source = shared_dir / "datasets" / "cn-garbage"
+    photos = sorted((source / "images" / "val").glob("*.jpg"))[:6]
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        for photo in photos:
+            (tmp_path / "images" / split / photo.name).symlink_to(photo)
+            shutil.copyfile(
+                source / "labels" / "val" / f"{photo.stem}.txt",
+                tmp_path / "labels" / split / f"{photo.stem}.txt",
+            )
+    data = tmp_path / "data.yaml"
+    data.write_text(
+        "train: images/train\nval: images/val\nnames:\n  0: garbage\n  1: garbage_bin\n  2: overflow\n"
+    )
+    return data
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "api.cli", "-q", "train", *args]
+
+
+def _epochs_in_results(run: Path) -> list[int]:
+    with (run / "results.csv").open() as fh:
+        return [int(float(row["epoch"])) for row in csv.DictReader(fh)]
+
+
+def test_new_run_refuses_missing_inputs(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="dataset yaml not found"):
+        train(TrainSettings(data=tmp_path / "none.yaml"))
+    with pytest.raises(TrainingError, match="no checkpoint to resume from"):
+        last_checkpoint(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_ships(toy_data: Path, tmp_path: Path, shared_dir: Path) -> None:
+    project = tmp_path / "runs"
+    run = project / "toy"
+    common = ["--project", str(project), "--name", "toy", "--workers", "0"]
+    start = _cli(
+        "--data", str(toy_data), "--imgsz", "64", "--epochs", "30", "--batch", "2", "--no-cache", *common
+    )
+    proc = subprocess.Popen(start, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "weights" / "last.pt").exists():
+            assert proc.poll() is None, "training stopped before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the checkpoint write finish
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = run_progress(run)["epoch_done"]
+    assert 1 <= done < 30
+
+    # A second start on the same folder is refused: the run must be resumed, not overwritten.
+    again = subprocess.run(start, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 1 and "--resume" in again.stderr
+
+    # Resume with a shorter plan: it picks up after the last saved epoch and trains up to the new end.
+    ship = tmp_path / "shipped.pt"
+    resumed = subprocess.run(
+        _cli("--resume", "--epochs", str(done + 1), "--ship", str(ship), *common),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs = _epochs_in_results(run)
+    assert epochs[-1] == done + 1
+    # Epoch 1 was saved before the kill, so it is not trained again (results.csv may hold a row of an
+    # epoch that ran but was killed before its checkpoint; that epoch is rerun).
+    assert epochs.count(1) == 1
+    assert sorted(set(epochs)) == list(range(1, done + 2))
+    assert ship.stat().st_size < 20 * 1024 * 1024
+    from detect.yolo import YoloDetector
+
+    assert set(YoloDetector(ship, imgsz=64).names.values()) == {"garbage", "garbage_bin", "overflow"}
