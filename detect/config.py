@@ -170,6 +170,9 @@ class SiteConfig(Strict):
     categories: dict[str, CategoryRule]
     evidence: EvidenceSettings = EvidenceSettings()
     cameras: list[Camera] = Field(default_factory=list)
+    default_camera: str | None = Field(
+        None, description="camera used when footage names none (e.g. uploads from patrol vehicles)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SiteConfig:
@@ -185,11 +188,16 @@ class SiteConfig(Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"cameras: duplicate camera ids {dupes}")
+        if self.default_camera is not None and self.default_camera not in ids:
+            raise ValueError(f"default_camera: no camera '{self.default_camera}' in cameras {ids}")
         return self
 
     def camera(self, camera_id: str | None) -> Camera:
-        """The camera by id; with no id, the only camera (or an unnamed one without zones)."""
+        """The camera by id; with no id, the default camera, the only camera, or an unnamed one
+        without zones when the config has none."""
         if camera_id is None:
+            if self.default_camera is not None:
+                return self.camera(self.default_camera)
             if len(self.cameras) == 1:
                 return self.cameras[0]
             if not self.cameras:
