@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -113,7 +113,7 @@ class IncidentIn:
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     case: Case
-    sighting: Sighting
+    sighting_id: int
     created: bool  # a new case
     duplicate: bool  # the incident id was already known
     recurrence: bool  # a closed case was reopened
@@ -156,29 +156,40 @@ def _candidates(session: Session, inc: IncidentIn, policy: MergePolicy) -> list[
 
 
 def _link_evidence(
-    session: Session, case: Case, sighting: Sighting | None, evidence: list[tuple[str, StoredFile]]
+    session: Session, case_id: int, sighting_id: int | None, evidence: list[tuple[str, StoredFile]]
 ) -> None:
+    """Record evidence blobs (once per SHA-256) and link them to the case / sighting (Core inserts)."""
+    if not evidence:
+        return
     shas = {stored.sha256 for _, stored in evidence}
-    known = (
-        set(session.scalars(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256.in_(shas))))
-        if shas
-        else set()
-    )
+    known = set(session.scalars(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256.in_(shas))))
+    now = utcnow()
+    blobs = {}
     for _, stored in evidence:
         if stored.sha256 not in known:
-            session.add(EvidenceBlob(sha256=stored.sha256, size=stored.size, media_type=stored.media_type))
-            known.add(stored.sha256)
-    if shas:
-        session.flush()
-    for role, stored in evidence:
-        session.add(
-            EvidenceLink(
-                case_id=case.id,
-                sighting_id=sighting.id if sighting else None,
-                sha256=stored.sha256,
-                role=role,
-            )
-        )
+            blobs[stored.sha256] = {
+                "sha256": stored.sha256,
+                "size": stored.size,
+                "media_type": stored.media_type,
+                "created_at": now,
+            }
+    if blobs:
+        session.execute(insert(EvidenceBlob), list(blobs.values()))
+    session.execute(
+        insert(EvidenceLink),
+        [
+            {"case_id": case_id, "sighting_id": sighting_id, "sha256": stored.sha256, "role": role}
+            for role, stored in evidence
+        ],
+    )
+
+
+def _next_case_id(session: Session) -> int:
+    """The id the next case gets, so that its number can be written with it in one INSERT.
+    PostgreSQL: the table's sequence. SQLite: max + 1, safe because writers are serialised."""
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.scalar(text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")))  # type: ignore[arg-type]
+    return int(session.scalar(select(func.coalesce(func.max(Case.id), 0) + 1)))  # type: ignore[arg-type]
 
 
 def ingest(
@@ -190,17 +201,24 @@ def ingest(
     actor: Principal,
     job_id: int | None = None,
 ) -> IngestResult:
-    """Record an incident as a new case or a sighting of an existing one; commits nothing itself."""
-    existing = session.scalar(select(Sighting).where(Sighting.incident_id == inc.id))
+    """Record an incident as a new case or a sighting of an existing one; commits nothing itself.
+
+    The hot path (one new case or sighting per incident) uses Core INSERTs: the ORM's unit of work
+    costs more than the database does here.
+    """
+    existing = session.execute(
+        select(Sighting.id, Sighting.case_id).where(Sighting.incident_id == inc.id)
+    ).first()
     if existing is not None:
-        return IngestResult(session.get(Case, existing.case_id), existing, False, True, False)  # type: ignore[arg-type]
+        return IngestResult(session.get(Case, existing.case_id), existing.id, False, True, False)  # type: ignore[arg-type]
     now = utcnow()
     evidence_detail = [{"role": r, "sha256": s.sha256} for r, s in inc.evidence]
     candidates = _candidates(session, inc, policy)
     created = recurrence = False
+    events = []
     if candidates:
         case = candidates[0]
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             session.refresh(case, with_for_update=True)
         case.sightings_count += 1
         case.last_seen = max(case.last_seen, inc.seen_at)
@@ -211,78 +229,85 @@ def ingest(
             recurrence = True
             case.recurrence_count += 1
             case.status = workflow.PENDING_REVIEW
-            session.add(
-                CaseEvent(
-                    case_id=case.id,
-                    at=now,
-                    actor=actor.label,
-                    action="reopened",
-                    from_status=workflow.CLOSED,
-                    to_status=workflow.PENDING_REVIEW,
-                    reason="recurrence",
-                    note=f"seen again (incident {inc.id})",
-                )
+            events.append(
+                {
+                    "action": "reopened",
+                    "from_status": workflow.CLOSED,
+                    "to_status": workflow.PENDING_REVIEW,
+                    "reason": "recurrence",
+                    "note": f"seen again (incident {inc.id})",
+                }
             )
+        case_id = case.id
+        session.flush()
     else:
         created = True
         cell = grid.lookup(inc.lat, inc.lon)
-        case = Case(
-            category=inc.category,
-            status=workflow.PENDING_REVIEW,
-            grid_cell_id=cell.cell_id,
-            team=cell.team,
+        case_id = _next_case_id(session)
+        session.execute(
+            insert(Case).values(
+                id=case_id,
+                number=f"GP-{inc.first_seen.year}-{case_id:06d}",
+                category=inc.category,
+                status=workflow.PENDING_REVIEW,
+                grid_cell_id=cell.cell_id,
+                team=cell.team,
+                lat=inc.lat,
+                lon=inc.lon,
+                plate=inc.plate,
+                camera_id=inc.camera_id,
+                device_id=actor.device_id,
+                first_seen=inc.first_seen,
+                last_seen=inc.seen_at,
+                sightings_count=1,
+                recurrence_count=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        events.append(
+            {
+                "action": "created",
+                "from_status": None,
+                "to_status": workflow.PENDING_REVIEW,
+                "reason": None,
+                "note": f"incident {inc.id}",
+            }
+        )
+    if events:
+        session.execute(
+            insert(CaseEvent), [dict(e, case_id=case_id, at=now, actor=actor.label) for e in events]
+        )
+    sighting_id = session.scalar(
+        insert(Sighting)
+        .values(
+            case_id=case_id,
+            incident_id=inc.id,
+            seen_at=inc.seen_at,
             lat=inc.lat,
             lon=inc.lon,
             plate=inc.plate,
             camera_id=inc.camera_id,
             device_id=actor.device_id,
-            first_seen=inc.first_seen,
-            last_seen=inc.seen_at,
-            sightings_count=1,
-            recurrence_count=0,
+            job_id=job_id,
+            incident_json=json.dumps(inc.raw, separators=(",", ":"), ensure_ascii=False, default=str),
+            recurrence=recurrence,
             created_at=now,
-            updated_at=now,
         )
-        session.add(case)
-        session.flush()
-        case.number = case_number(case)
-        session.add(
-            CaseEvent(
-                case_id=case.id,
-                at=now,
-                actor=actor.label,
-                action="created",
-                to_status=workflow.PENDING_REVIEW,
-                note=f"incident {inc.id}",
-            )
-        )
-    sighting = Sighting(
-        case_id=case.id,
-        incident_id=inc.id,
-        seen_at=inc.seen_at,
-        lat=inc.lat,
-        lon=inc.lon,
-        plate=inc.plate,
-        camera_id=inc.camera_id,
-        device_id=actor.device_id,
-        job_id=job_id,
-        incident_json=json.dumps(inc.raw, separators=(",", ":"), ensure_ascii=False, default=str),
-        recurrence=recurrence,
-        created_at=now,
+        .returning(Sighting.id)
     )
-    session.add(sighting)
-    session.flush()
-    _link_evidence(session, case, sighting, inc.evidence)
+    _link_evidence(session, case_id, sighting_id, inc.evidence)
     custody.append(
         session,
-        case_id=case.id,
+        case_id=case_id,
         actor=actor.label,
         action="case_created" if created else "sighting_added",
         detail={"incident_id": inc.id, "evidence": evidence_detail, "recurrence": recurrence},
         new_chain=created,
     )
-    session.flush()
-    return IngestResult(case, sighting, created, False, recurrence)
+    if created:
+        case = session.get(Case, case_id)  # type: ignore[assignment]
+    return IngestResult(case, int(sighting_id), created, False, recurrence)  # type: ignore[arg-type]
 
 
 def ingest_committed(
@@ -457,7 +482,7 @@ def transition(
     )
     detail: dict[str, Any] = {"from": previous, "to": move.target, "reason": move.reason, "note": move.note}
     if photo is not None:
-        _link_evidence(session, case, None, [("after_photo", photo)])
+        _link_evidence(session, case.id, None, [("after_photo", photo)])
         detail["after_photo"] = photo.sha256
     session.flush()
     custody.append(session, case_id=case.id, actor=principal.label, action="transition", detail=detail)

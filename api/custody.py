@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from api.db import utcnow
@@ -50,13 +50,14 @@ def append(
     action: str,
     detail: dict[str, Any],
     new_chain: bool = False,
-) -> CustodyEntry:
+) -> str:
     """Append an entry; the caller holds the case row (locked on PostgreSQL) in this transaction.
     new_chain: the case was created in this transaction, so it has no entries yet."""
+    """Returns the new entry's hash."""
     last = None
     if not new_chain:
-        last = session.scalars(
-            select(CustodyEntry)
+        last = session.execute(
+            select(CustodyEntry.seq, CustodyEntry.entry_hash)
             .where(CustodyEntry.case_id == case_id)
             .order_by(CustodyEntry.seq.desc())
             .limit(1)
@@ -65,21 +66,20 @@ def append(
     prev = GENESIS if last is None else last.entry_hash
     at = utcnow()
     detail_text = _canonical(detail)
-    entry = CustodyEntry(
-        case_id=case_id,
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        detail=detail_text,
-        prev_hash=prev,
-        entry_hash=entry_digest(
+    values = {
+        "case_id": case_id,
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "detail": detail_text,
+        "prev_hash": prev,
+        "entry_hash": entry_digest(
             prev, case_id=case_id, seq=seq, at=at, actor=actor, action=action, detail=detail_text
         ),
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+    }
+    session.execute(insert(CustodyEntry).values(**values))
+    return values["entry_hash"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,12 @@ def sniff_media_type(head: bytes) -> str | None:
 class EvidenceStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._dirs: set[Path] = set()
+
+    def _ensure_dir(self, path: Path) -> None:
+        if path not in self._dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path)
 
     def path_for(self, sha256: str) -> Path:
         if not SHA256_RE.match(sha256):
@@ -65,11 +71,12 @@ class EvidenceStore:
         self, stream: BinaryIO, *, expected_sha256: str | None = None, max_bytes: int | None = None
     ) -> StoredFile:
         """Copy a stream into the store, hashing as it goes; verify against expected_sha256."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir(self.root)
         digest = hashlib.sha256()
         size = 0
         head = b""
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        tmp_name = str(self.root / f".incoming-{uuid.uuid4().hex}")
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := stream.read(CHUNK):
@@ -92,7 +99,7 @@ class EvidenceStore:
             if final.is_file():
                 os.unlink(tmp_name)
             else:
-                final.parent.mkdir(parents=True, exist_ok=True)
+                self._ensure_dir(final.parent)
                 os.replace(tmp_name, final)
             return StoredFile(sha256=sha, size=size, media_type=media_type)
         except BaseException:

@@ -100,7 +100,7 @@ class Case(Base):
     events: Mapped[list[CaseEvent]] = relationship(order_by="CaseEvent.id")
 
     __table_args__ = (
-        # (category, last_seen, first_seen): merge candidates, and category + date range counted from the index
+        # (category, last_seen, first_seen): merge candidates; category + date range counted from the index
         Index("ix_cases_category_seen", "category", "last_seen", "first_seen"),
         Index("ix_cases_category_status_last_seen", "category", "status", "last_seen"),
         Index("ix_cases_status_last_seen", "status", "last_seen"),

@@ -52,8 +52,12 @@ def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, {"field": "Authorization", "reason": "a bearer token is required"})
-    with services.read_factory() as session:
-        principal = resolve(session, credentials.credentials)
+    principal = services.principals.get(credentials.credentials)
+    if principal is None:
+        with services.read_factory() as session:
+            principal = resolve(session, credentials.credentials)
+        if principal is not None:
+            services.principals.put(credentials.credentials, principal)
     if principal is None:
         raise HTTPException(401, {"field": "Authorization", "reason": "unknown or expired token"})
     return principal

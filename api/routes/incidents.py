@@ -17,13 +17,13 @@ router = APIRouter(prefix="/api", tags=["incidents"])
 
 
 def _result(
-    case: Case, sighting: Sighting, *, created: bool, duplicate: bool, recurrence: bool
+    case: Case, sighting_id: int, *, created: bool, duplicate: bool, recurrence: bool
 ) -> dict[str, Any]:
     return {
         "case_id": case.id,
         "case_number": case.number,
         "status": case.status,
-        "sighting_id": sighting.id,
+        "sighting_id": sighting_id,
         "created": created,
         "duplicate": duplicate,
         "recurrence": recurrence,
@@ -40,11 +40,17 @@ def post_incident(
 ) -> Any:
     """Record an incident: a new case or a new sighting of a case. Idempotent on the incident id."""
     payload = parse_incident(incident)
-    existing = session.query(Sighting).filter(Sighting.incident_id == payload.id).one_or_none()
-    if existing is not None:
+
+    def already_received() -> JSONResponse | None:
+        existing = session.query(Sighting).filter(Sighting.incident_id == payload.id).one_or_none()
+        if existing is None:
+            return None
         case = session.get(Case, existing.case_id)
-        return JSONResponse(_result(case, existing, created=False, duplicate=True, recurrence=False))  # type: ignore[arg-type]
-    session.close()
+        body = _result(case, existing.id, created=False, duplicate=True, recurrence=False)  # type: ignore[arg-type]
+        return JSONResponse(body)
+
+    if not files and payload.evidence and (known := already_received()) is not None:
+        return known  # a retry without its files: nothing to store
 
     stored: dict[str, StoredFile] = {}
     for index, upload in enumerate(files or []):
@@ -73,7 +79,7 @@ def post_incident(
     )
     body = _result(
         result.case,
-        result.sighting,
+        result.sighting_id,
         created=result.created,
         duplicate=result.duplicate,
         recurrence=result.recurrence,

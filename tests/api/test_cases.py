@@ -82,7 +82,7 @@ def test_first_incident_opens_a_case_in_its_grid_cell(svc: Services) -> None:
 def test_same_incident_twice_is_one_sighting(svc: Services) -> None:
     first = _ingest(svc, "inc-1")
     again = _ingest(svc, "inc-1")
-    assert again.duplicate and again.case.id == first.case.id and again.sighting.id == first.sighting.id
+    assert again.duplicate and again.case.id == first.case.id and again.sighting_id == first.sighting_id
     with svc.factory() as session:
         assert session.query(Sighting).count() == 1
         assert session.get(Case, first.case.id).sightings_count == 1
