@@ -63,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--project", type=Path, default=DEFAULT_BUILD / "runs", help="default: %(default)s")
     t.add_argument("--name", default="gridpatrol-n", help="run folder name (default: %(default)s)")
     t.add_argument("--no-cache", action="store_true", help="do not cache decoded images in RAM")
+    t.add_argument(
+        "--no-calibrate-bn",
+        action="store_true",
+        help="train from the base weights as they are (default: calibrate their identity BatchNorms first)",
+    )
     t.add_argument("--resume", action="store_true", help="continue the run from its weights/last.pt")
     t.add_argument(
         "--ship", type=Path, help="after training, write the best weights here (e.g. models/gridpatrol-n.pt)"
@@ -134,6 +139,7 @@ def run_train(args: argparse.Namespace) -> int:
         project=args.project,
         name=args.name,
         cache=None if args.no_cache else "ram",
+        calibrate_bn=not args.no_calibrate_bn,
     )
     if args.workers < 0 or (args.epochs is not None and args.epochs < 1) or args.batch < 1:
         raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")
