@@ -145,7 +145,11 @@ def identity_batchnorms(model: Any) -> list[Any]:
 
     found = []
     for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d) and module.running_mean is not None:
+        if (
+            isinstance(module, torch.nn.BatchNorm2d)
+            and module.running_mean is not None
+            and module.running_var is not None
+        ):
             mean, var = module.running_mean.float(), module.running_var.float()
             if (
                 torch.allclose(mean, torch.zeros_like(mean))
@@ -199,7 +203,8 @@ def calibrate_batchnorms(
                 bgr = cv2.imread(str(image))
                 if bgr is None:
                     raise TrainingError(f"cannot read image {image}")
-                rgb = letterbox(image=bgr)[:, :, ::-1]
+                boxed: Any = letterbox(image=bgr)
+                rgb = boxed[:, :, ::-1]
                 x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0
                 model(x)
     finally:
