@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Command-group modules under api.commands; each adds its subcommands.
-COMMAND_MODULES = ("detection", "service", "model")
+COMMAND_MODULES = ("detection", "service", "model", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,40 @@
+"""The README's main job: `gridpatrol demo` on the embedded default, in a fresh data folder (slow)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def demo(data_dir: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPATROL_")}
+    env["GRIDPATROL_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=900,
+    )
+
+
+def test_demo_makes_one_parking_case_and_is_idempotent(tmp_path):
+    first = demo(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "job 1 (patrol vehicle dashcam): done" in first.stdout  # moving traffic: no case
+    assert "job 2 (fixed camera at a bus stop): done" in first.stdout
+    assert "1 case(s)" in first.stdout
+    assert "illegal_parking" in first.stdout and "camera demo-cam-01" in first.stdout
+    assert (tmp_path / "gridpatrol.db").exists()
+    assert oct((tmp_path / "demo-credentials.json").stat().st_mode & 0o777) == "0o600"
+
+    again = demo(tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already uploaded" in again.stdout and "1 case(s)" in again.stdout
