@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, or_, select, text
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -123,31 +123,56 @@ def case_number(case: Case) -> str:
     return f"GP-{case.first_seen.year}-{case.id:06d}"
 
 
+def _candidate_statements() -> tuple[Select, Select]:
+    """The merge-candidate queries, built once with bound parameters (statement building and
+    caching cost more than the query itself on this hot path)."""
+    base = select(Case).where(
+        Case.category == bindparam("category"),
+        Case.status != workflow.REJECTED,
+        Case.last_seen >= bindparam("seen_lo"),
+        Case.last_seen <= bindparam("seen_hi"),
+        or_(
+            bindparam("plate", type_=Case.plate.type).is_(None),
+            Case.plate.is_(None),
+            Case.plate == bindparam("plate"),
+        ),
+    )
+    near = base.where(
+        Case.lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
+        Case.lon.between(bindparam("lon_lo"), bindparam("lon_hi")),
+    )
+    same_camera = (
+        base.where(Case.lat.is_(None))
+        .where(
+            or_(
+                and_(bindparam("camera", type_=Case.camera_id.type).is_(None), Case.camera_id.is_(None)),
+                Case.camera_id == bindparam("camera"),
+            )
+        )
+        .order_by(Case.last_seen.desc())
+        .limit(1)
+    )
+    return near, same_camera
+
+
+_NEAR, _SAME_CAMERA = _candidate_statements()
+
+
 def _candidates(session: Session, inc: IncidentIn, policy: MergePolicy) -> list[Case]:
     window = timedelta(hours=policy.window_h)
-    stmt = select(Case).where(
-        Case.category == inc.category,
-        Case.status != workflow.REJECTED,
-        Case.last_seen >= inc.seen_at - window,
-        Case.last_seen <= inc.seen_at + window,
-    )
-    if inc.plate:
-        stmt = stmt.where(or_(Case.plate.is_(None), Case.plate == inc.plate))
+    params: dict[str, Any] = {
+        "category": inc.category,
+        "seen_lo": inc.seen_at - window,
+        "seen_hi": inc.seen_at + window,
+        "plate": inc.plate,
+    }
     if inc.lat is None or inc.lon is None:
-        stmt = stmt.where(Case.lat.is_(None))
-        stmt = (
-            stmt.where(Case.camera_id == inc.camera_id)
-            if inc.camera_id
-            else stmt.where(Case.camera_id.is_(None))
-        )
-        return list(session.scalars(stmt.order_by(Case.last_seen.desc()).limit(1)))
+        return list(session.scalars(_SAME_CAMERA, dict(params, camera=inc.camera_id)))
     dlat = policy.radius_m / 111_000.0 + 1e-9
     dlon = dlat / max(0.01, math.cos(math.radians(inc.lat)))
-    stmt = stmt.where(
-        Case.lat.between(inc.lat - dlat, inc.lat + dlat), Case.lon.between(inc.lon - dlon, inc.lon + dlon)
-    )
+    params.update(lat_lo=inc.lat - dlat, lat_hi=inc.lat + dlat, lon_lo=inc.lon - dlon, lon_hi=inc.lon + dlon)
     found = []
-    for case in session.scalars(stmt):
+    for case in session.scalars(_NEAR, params):
         d = distance_m(inc.lat, inc.lon, case.lat, case.lon)  # type: ignore[arg-type]
         if d <= policy.radius_m:
             found.append((d, -case.last_seen.timestamp(), case.id, case))
@@ -162,7 +187,7 @@ def _link_evidence(
     if not evidence:
         return
     shas = {stored.sha256 for _, stored in evidence}
-    known = set(session.scalars(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256.in_(shas))))
+    known = set(session.scalars(_KNOWN_BLOBS, {"shas": sorted(shas)}))
     now = utcnow()
     blobs = {}
     for _, stored in evidence:
@@ -174,9 +199,9 @@ def _link_evidence(
                 "created_at": now,
             }
     if blobs:
-        session.execute(insert(EvidenceBlob), list(blobs.values()))
+        session.execute(insert(EvidenceBlob.__table__), list(blobs.values()))
     session.execute(
-        insert(EvidenceLink),
+        insert(EvidenceLink.__table__),
         [
             {"case_id": case_id, "sighting_id": sighting_id, "sha256": stored.sha256, "role": role}
             for role, stored in evidence
@@ -184,12 +209,25 @@ def _link_evidence(
     )
 
 
+_FIND_SIGHTING = select(Sighting.__table__.c.id, Sighting.__table__.c.case_id).where(
+    Sighting.__table__.c.incident_id == bindparam("incident_id")
+)
+_INSERT_CASE = insert(Case.__table__)
+_NEXTVAL = text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")
+_MAX_PLUS_ONE = select(func.coalesce(func.max(Case.__table__.c.id), 0) + 1)
+_KNOWN_BLOBS = select(EvidenceBlob.__table__.c.sha256).where(
+    EvidenceBlob.__table__.c.sha256.in_(bindparam("shas", expanding=True))
+)
+_INSERT_EVENT = insert(CaseEvent.__table__)
+_INSERT_SIGHTING = insert(Sighting.__table__).returning(Sighting.__table__.c.id)
+
+
 def _next_case_id(session: Session) -> int:
     """The id the next case gets, so that its number can be written with it in one INSERT.
     PostgreSQL: the table's sequence. SQLite: max + 1, safe because writers are serialised."""
     if session.get_bind().dialect.name == "postgresql":
-        return int(session.scalar(text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")))  # type: ignore[arg-type]
-    return int(session.scalar(select(func.coalesce(func.max(Case.id), 0) + 1)))  # type: ignore[arg-type]
+        return int(session.scalar(_NEXTVAL))  # type: ignore[arg-type]
+    return int(session.scalar(_MAX_PLUS_ONE))  # type: ignore[arg-type]
 
 
 def ingest(
@@ -206,9 +244,7 @@ def ingest(
     The hot path (one new case or sighting per incident) uses Core INSERTs: the ORM's unit of work
     costs more than the database does here.
     """
-    existing = session.execute(
-        select(Sighting.id, Sighting.case_id).where(Sighting.incident_id == inc.id)
-    ).first()
+    existing = session.execute(_FIND_SIGHTING, {"incident_id": inc.id}).first()
     if existing is not None:
         return IngestResult(session.get(Case, existing.case_id), existing.id, False, True, False)  # type: ignore[arg-type]
     now = utcnow()
@@ -245,25 +281,27 @@ def ingest(
         cell = grid.lookup(inc.lat, inc.lon)
         case_id = _next_case_id(session)
         session.execute(
-            insert(Case).values(
-                id=case_id,
-                number=f"GP-{inc.first_seen.year}-{case_id:06d}",
-                category=inc.category,
-                status=workflow.PENDING_REVIEW,
-                grid_cell_id=cell.cell_id,
-                team=cell.team,
-                lat=inc.lat,
-                lon=inc.lon,
-                plate=inc.plate,
-                camera_id=inc.camera_id,
-                device_id=actor.device_id,
-                first_seen=inc.first_seen,
-                last_seen=inc.seen_at,
-                sightings_count=1,
-                recurrence_count=0,
-                created_at=now,
-                updated_at=now,
-            )
+            _INSERT_CASE,
+            {
+                "id": case_id,
+                "number": f"GP-{inc.first_seen.year}-{case_id:06d}",
+                "category": inc.category,
+                "status": workflow.PENDING_REVIEW,
+                "grid_cell_id": cell.cell_id,
+                "team": cell.team,
+                "lat": inc.lat,
+                "lon": inc.lon,
+                "plate": inc.plate,
+                "camera_id": inc.camera_id,
+                "device_id": actor.device_id,
+                "first_seen": inc.first_seen,
+                "last_seen": inc.seen_at,
+                "sightings_count": 1,
+                "recurrence_count": 0,
+                "reject_reason": None,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
         events.append(
             {
@@ -275,27 +313,24 @@ def ingest(
             }
         )
     if events:
-        session.execute(
-            insert(CaseEvent), [dict(e, case_id=case_id, at=now, actor=actor.label) for e in events]
-        )
-    sighting_id = session.scalar(
-        insert(Sighting)
-        .values(
-            case_id=case_id,
-            incident_id=inc.id,
-            seen_at=inc.seen_at,
-            lat=inc.lat,
-            lon=inc.lon,
-            plate=inc.plate,
-            camera_id=inc.camera_id,
-            device_id=actor.device_id,
-            job_id=job_id,
-            incident_json=json.dumps(inc.raw, separators=(",", ":"), ensure_ascii=False, default=str),
-            recurrence=recurrence,
-            created_at=now,
-        )
-        .returning(Sighting.id)
-    )
+        session.execute(_INSERT_EVENT, [dict(e, case_id=case_id, at=now, actor=actor.label) for e in events])
+    sighting_id = session.execute(
+        _INSERT_SIGHTING,
+        {
+            "case_id": case_id,
+            "incident_id": inc.id,
+            "seen_at": inc.seen_at,
+            "lat": inc.lat,
+            "lon": inc.lon,
+            "plate": inc.plate,
+            "camera_id": inc.camera_id,
+            "device_id": actor.device_id,
+            "job_id": job_id,
+            "incident_json": json.dumps(inc.raw, separators=(",", ":"), ensure_ascii=False, default=str),
+            "recurrence": recurrence,
+            "created_at": now,
+        },
+    ).scalar_one()
     _link_evidence(session, case_id, sighting_id, inc.evidence)
     custody.append(
         session,

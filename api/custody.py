@@ -20,6 +20,7 @@ from api.db import utcnow
 from api.models import CustodyEntry
 
 GENESIS = "0" * 64
+_INSERT = insert(CustodyEntry.__table__)
 
 
 def _canonical(detail: dict[str, Any]) -> str:
@@ -78,7 +79,7 @@ def append(
             prev, case_id=case_id, seq=seq, at=at, actor=actor, action=action, detail=detail_text
         ),
     }
-    session.execute(insert(CustodyEntry).values(**values))
+    session.execute(_INSERT, values)
     return values["entry_hash"]
 
 
