@@ -99,3 +99,54 @@ def test_killed_run_resumes_and_ships(toy_data: Path, tmp_path: Path, shared_dir
     from detect.yolo import YoloDetector
 
     assert set(YoloDetector(ship, imgsz=64).names.values()) == {"garbage", "garbage_bin", "overflow"}
+
+
+@pytest.mark.slow
+def test_batchnorm_calibration_keeps_the_function_and_fixes_train_mode(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    import copy
+
+    import cv2
+    import numpy as np
+    import torch
+
+    from detect.training import calibrate_batchnorms, identity_batchnorms
+    from detect.yolo import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.utils.torch_utils import torch_load
+
+    base = shared_dir / "weights" / "yolo26n-coco.pt"
+    photos = sorted((shared_dir / "datasets" / "cn-garbage" / "images" / "train").glob("*.jpg"))[:24]
+    out = calibrate_batchnorms(base, photos[:16], tmp_path / "calibrated.pt", imgsz=320)
+
+    def load(path: Path) -> torch.nn.Module:
+        ckpt = torch_load(path, map_location="cpu")
+        return (ckpt.get("ema") or ckpt["model"]).float().eval()
+
+    before, after = load(base), load(out)
+    assert len(identity_batchnorms(before)) > 100
+    assert identity_batchnorms(after) == []
+    boxed = [LetterBox((320, 320), auto=False)(image=cv2.imread(str(p)))[:, :, ::-1] for p in photos[16:]]
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(boxed).transpose(0, 3, 1, 2))).float() / 255.0
+
+    def neck(model: torch.nn.Module, train_mode: bool) -> torch.Tensor:
+        model = copy.deepcopy(model).train(train_mode)
+        seen: dict[str, torch.Tensor] = {}
+        model.model[22].register_forward_hook(lambda _m, _i, o: seen.setdefault("out", o))
+        with torch.no_grad():
+            model(x)
+        return seen["out"]
+
+    reference = neck(before, False)
+
+    def drift(y: torch.Tensor) -> float:
+        return float((y - reference).abs().mean() / reference.abs().mean())
+
+    assert drift(neck(after, False)) < 0.01  # the same network at inference (fp16 rounding aside)
+    # In train mode (batch statistics) the uncalibrated copy is another network; the calibrated one is close.
+    uncalibrated = drift(neck(before, True))
+    assert uncalibrated > 0.8
+    assert drift(neck(after, True)) < 0.5 * uncalibrated
