@@ -45,6 +45,7 @@ def bench_config(fps: float | None):
     data["analysis_fps"] = fps
     rule = data["categories"]["illegal_parking"]
     rule.update(min_dwell_s=1.0, require_static_camera=False, max_drift_ratio=None, min_observations=2)
+    data["default_camera"] = None
     data["cameras"] = [
         {
             "id": "bench",

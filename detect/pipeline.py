@@ -198,7 +198,7 @@ def detect_footage(
         position=position,
         image_fps=image_fps,
     )
-    sid = source_id or (camera.id if camera.id != "default" else Path(str(input)).stem)
+    sid = source.source_id
     pipeline = Pipeline(
         config,
         camera,

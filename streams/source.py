@@ -55,6 +55,12 @@ class FrameSource(ABC):
 
     info: SourceInfo
     stopped_early: str | None
+    _source_id: str
+
+    @property
+    def source_id(self) -> str:
+        """The id every frame of this source carries (never holds credentials)."""
+        return self._source_id
 
     def __init__(self, info: SourceInfo) -> None:
         self.info = info

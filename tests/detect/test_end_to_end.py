@@ -33,6 +33,7 @@ def site(zone_points, min_dwell_s: float, analysis_fps: float | None = None):
     base["model"]["weights"] = str(WEIGHTS)
     base["analysis_fps"] = analysis_fps
     base["categories"]["illegal_parking"]["min_dwell_s"] = min_dwell_s
+    base["default_camera"] = None
     base["cameras"] = [
         {"id": "fixed-cam", "zones": [{"id": "kerb", "kind": "no_parking", "points_norm": zone_points}]}
     ]
