@@ -212,6 +212,7 @@ def _link_evidence(
 _FIND_SIGHTING = select(Sighting.__table__.c.id, Sighting.__table__.c.case_id).where(
     Sighting.__table__.c.incident_id == bindparam("incident_id")
 )
+_CATEGORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_CASE = insert(Case.__table__)
 _NEXTVAL = text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")
 _MAX_PLUS_ONE = select(func.coalesce(func.max(Case.__table__.c.id), 0) + 1)
@@ -244,6 +245,10 @@ def ingest(
     The hot path (one new case or sighting per incident) uses Core INSERTs: the ORM's unit of work
     costs more than the database does here.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        # one ingestion per category at a time, so two sightings of one violation arriving together
+        # cannot both open a case (SQLite serialises all writers anyway)
+        session.execute(_CATEGORY_LOCK, {"key": f"gridpatrol-ingest:{inc.category}"})
     existing = session.execute(_FIND_SIGHTING, {"incident_id": inc.id}).first()
     if existing is not None:
         return IngestResult(session.get(Case, existing.case_id), existing.id, False, True, False)  # type: ignore[arg-type]

@@ -279,9 +279,16 @@ def register_upload(
 
     existing = session.scalar(select(Upload).where(Upload.sha256 == footage.sha256))
     if existing is not None:
-        job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
         form.cleanup()
-        return UploadResult(existing, job, False)  # type: ignore[arg-type]
+        job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
+        if job is None or job.status == "failed":
+            # the same footage sent again after its job failed: try once more (incident ids are
+            # deterministic, so whatever the failed run already filed is not filed twice)
+            job = Job(upload_id=existing.id, status="queued", progress=0.0, attempts=0, created_at=utcnow())
+            session.add(job)
+            session.flush()
+            log.info("upload %s sent again after a failed job; queued job %s", existing.sha256[:12], job.id)
+        return UploadResult(existing, job, False)
 
     uploads_dir.mkdir(parents=True, exist_ok=True)
     ext = {

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException
+from fastapi import APIRouter, Form, HTTPException
 
 from api import auth
-from api.auth import Principal
-from api.routes.deps import ServicesDep, SessionDep, get_principal
+from api.routes.deps import Reader, ServicesDep, SessionDep
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -30,5 +29,5 @@ def login(
 
 
 @router.get("/me")
-def me(principal: Annotated[Principal, Depends(get_principal)]) -> dict[str, str | None]:
+def me(principal: Reader) -> dict[str, str | None]:
     return {"kind": principal.kind, "name": principal.name, "role": principal.role, "team": principal.team}

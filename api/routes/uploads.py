@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from api.jobs import job_view
 from api.models import Job, Upload
 from api.routes.deps import Feeder, ReadSessionDep, ServicesDep, not_found
-from api.uploads import receive_multipart, register_upload
+from api.uploads import MAX_TRACK_BYTES, UploadError, receive_multipart, register_upload
 
 router = APIRouter(prefix="/api", tags=["uploads"])
 
@@ -54,6 +54,13 @@ async def post_upload(request: Request, principal: Feeder, services: ServicesDep
     from starlette.concurrency import run_in_threadpool
 
     settings = services.settings
+    declared = request.headers.get("content-length")
+    if (
+        declared
+        and declared.isdigit()
+        and int(declared) > settings.max_upload_bytes + MAX_TRACK_BYTES + 65536
+    ):
+        raise UploadError("file", f"larger than the limit of {settings.max_upload_bytes} bytes", 413)
     form = await receive_multipart(
         request.headers.get("content-type"),
         request.stream(),

@@ -170,3 +170,35 @@ def test_serve_without_worker_does_not_import_torch(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout, result.stdout
+
+
+def test_gridpatrol_serve_runs_the_api(tmp_path: Path) -> None:
+    import os
+    import time
+
+    import httpx
+    from api_testkit import free_port
+
+    port = free_port()
+    env = dict(os.environ, GRIDPATROL_DATA_DIR=str(tmp_path / "data"))
+    env.pop("GRIDPATROL_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "-q", "serve", "--no-worker", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json() == {"status": "ok"}
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()  # type: ignore[union-attr]
+                time.sleep(0.1)
+        assert (tmp_path / "data" / "gridpatrol.db").is_file()  # the embedded default
+    finally:
+        proc.terminate()
+        proc.wait(30)

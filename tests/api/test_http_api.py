@@ -51,6 +51,8 @@ def test_incident_to_case_with_evidence(server: LiveServer) -> None:
         # device keys reach only the incident and upload endpoints
         assert device.get("/api/cases").status_code == 403
         assert device.get(f"/api/cases/{body['case_id']}").status_code == 403
+        assert device.get("/api/me").status_code == 403
+        assert device.get(f"/api/evidence/{evidence[0]['sha256']}").status_code == 403
 
 
 def test_incident_evidence_must_match(server: LiveServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -151,6 +152,12 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
         assert good_job["status"] == "done" and good_job["incidents"] == 3
         assert admin.get("/api/cases").json()["total"] == 3
         assert admin.get("/api/health").status_code == 200
+        # the same footage again after its job failed: a new job (a done job is just returned)
+        again = device.post("/api/uploads", files={"file": ("bad.mp4", footage("CORRUPT"), "video/mp4")})
+        assert again.status_code == 200 and again.json()["id"] != bad["id"]
+        assert _wait_job(device, again.json()["id"])["status"] == "failed"
+        same = device.post("/api/uploads", files={"file": ("ok.mp4", footage("fine"), "video/mp4")})
+        assert same.json()["id"] == good["id"]
 
 
 def test_upload_rejections_name_the_field(server: LiveServer) -> None:
@@ -170,6 +177,20 @@ def test_upload_rejections_name_the_field(server: LiveServer) -> None:
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "start_time"
         r = device.post("/api/uploads", content=b"raw", headers={"Content-Type": "video/mp4"})
         assert r.status_code == 415 and r.json()["errors"][0]["field"] == "body"
+        # a declared size over the limit is refused before the body is read
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                (
+                    f"POST /api/uploads HTTP/1.1\r\nHost: {host}\r\n"
+                    f"Authorization: Bearer {server.tokens['device']}\r\n"
+                    "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000000000000\r\n\r\n"
+                ).encode()
+            )
+            reply = b""
+            while b'"reason"' not in reply and (chunk := sock.recv(65536)):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 413") and b'"field":"file"' in reply
         r = device.post("/api/uploads", files={"other": ("x", b"y", "a/b")})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "other"
     leftovers = list(server.services.settings.uploads_dir.glob(".incoming-*"))
