@@ -1,13 +1,20 @@
-"""What routes declare they need: a session, the services, the caller (with a role check)."""
+"""What routes declare they need: a session, the services, the caller (with a role check).
+
+These dependencies are `async def` on purpose: they do no blocking work on the hot path (a session
+does not connect until used; a known token is answered from memory), and FastAPI would otherwise
+hand each one to the thread pool and back, which costs more than the work itself. A token not in
+the cache is looked up in the thread pool.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, resolve
 from api.services import Services
@@ -15,14 +22,14 @@ from api.services import Services
 bearer = HTTPBearer(auto_error=False, description="a login token or a device key (gpd_...)")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
     session = services.factory()
     try:
         yield session
@@ -36,7 +43,7 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_read_session(services: ServicesDep) -> Iterator[Session]:
+async def get_read_session(services: ServicesDep) -> AsyncIterator[Session]:
     session = services.read_factory()
     try:
         yield session
@@ -47,15 +54,14 @@ def get_read_session(services: ServicesDep) -> Iterator[Session]:
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 
-def get_principal(
+async def get_principal(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, {"field": "Authorization", "reason": "a bearer token is required"})
     principal = services.principals.get(credentials.credentials)
     if principal is None:
-        with services.read_factory() as session:
-            principal = resolve(session, credentials.credentials)
+        principal = await run_in_threadpool(_resolve, services, credentials.credentials)
         if principal is not None:
             services.principals.put(credentials.credentials, principal)
     if principal is None:
@@ -63,10 +69,15 @@ def get_principal(
     return principal
 
 
-def require(*roles: str) -> Callable[[Principal], Principal]:
+def _resolve(services: Services, token: str) -> Principal | None:
+    with services.read_factory() as session:
+        return resolve(session, token)
+
+
+def require(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency letting through only these roles ("device" for device keys)."""
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles:
             raise HTTPException(
                 403, {"field": "Authorization", "reason": f"role {principal.role} may not use this endpoint"}
