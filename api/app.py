@@ -29,6 +29,12 @@ def error_response(status: int, field: str, reason: str, **extra: Any) -> JSONRe
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _auth_field(exc: Exception) -> tuple[str, str]:
+    """AuthError messages are "<field>: <reason>"."""
+    field, sep, reason = str(exc).partition(": ")
+    return (field, reason) if sep else ("request", str(exc))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     from api.auth import AuthError
     from api.cases import ForbiddenMove, IncidentInputError, NotFound
@@ -76,7 +82,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ForbiddenMove, handler(403, lambda e: ("to", str(e))))
     app.add_exception_handler(
         AuthError,
-        handler(422, lambda e: tuple(str(e).split(": ", 1)) if ": " in str(e) else ("request", str(e))),
+        handler(422, _auth_field),
     )
     app.add_exception_handler(EvidenceError, handler(422, lambda e: ("files", str(e))))
     app.add_exception_handler(GridImportError, handler(422, lambda e: ("features", "; ".join(e.problems))))

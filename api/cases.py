@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, selectinload
 from api import custody, webhooks, workflow
 from api.auth import Principal
 from api.db import as_utc, utcnow
+from api.db import table_of as _table
 from api.evidence_store import StoredFile
 from api.grids import GridIndex
 from api.models import UNASSIGNED, Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
@@ -199,9 +200,9 @@ def _link_evidence(
                 "created_at": now,
             }
     if blobs:
-        session.execute(insert(EvidenceBlob.__table__), list(blobs.values()))
+        session.execute(insert(_table(EvidenceBlob)), list(blobs.values()))
     session.execute(
-        insert(EvidenceLink.__table__),
+        insert(_table(EvidenceLink)),
         [
             {"case_id": case_id, "sighting_id": sighting_id, "sha256": stored.sha256, "role": role}
             for role, stored in evidence
@@ -209,18 +210,18 @@ def _link_evidence(
     )
 
 
-_FIND_SIGHTING = select(Sighting.__table__.c.id, Sighting.__table__.c.case_id).where(
-    Sighting.__table__.c.incident_id == bindparam("incident_id")
+_FIND_SIGHTING = select(_table(Sighting).c.id, _table(Sighting).c.case_id).where(
+    _table(Sighting).c.incident_id == bindparam("incident_id")
 )
 _CATEGORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
-_INSERT_CASE = insert(Case.__table__)
+_INSERT_CASE = insert(_table(Case))
 _NEXTVAL = text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")
-_MAX_PLUS_ONE = select(func.coalesce(func.max(Case.__table__.c.id), 0) + 1)
-_KNOWN_BLOBS = select(EvidenceBlob.__table__.c.sha256).where(
-    EvidenceBlob.__table__.c.sha256.in_(bindparam("shas", expanding=True))
+_MAX_PLUS_ONE = select(func.coalesce(func.max(_table(Case).c.id), 0) + 1)
+_KNOWN_BLOBS = select(_table(EvidenceBlob).c.sha256).where(
+    _table(EvidenceBlob).c.sha256.in_(bindparam("shas", expanding=True))
 )
-_INSERT_EVENT = insert(CaseEvent.__table__)
-_INSERT_SIGHTING = insert(Sighting.__table__).returning(Sighting.__table__.c.id)
+_INSERT_EVENT = insert(_table(CaseEvent))
+_INSERT_SIGHTING = insert(_table(Sighting)).returning(_table(Sighting).c.id)
 
 
 def _next_case_id(session: Session) -> int:
@@ -256,7 +257,7 @@ def ingest(
     evidence_detail = [{"role": r, "sha256": s.sha256} for r, s in inc.evidence]
     candidates = _candidates(session, inc, policy)
     created = recurrence = False
-    events = []
+    events: list[dict[str, Any]] = []
     if candidates:
         case = candidates[0]
         if session.get_bind().dialect.name == "postgresql":
@@ -449,7 +450,7 @@ def list_cases(
     base = visible(filters.apply(select(Case)), principal)
     total = session.scalar(select(func.count()).select_from(base.with_only_columns(Case.id).subquery())) or 0
     column = SORTS[sort]
-    order = [column.desc(), Case.id.desc()] if descending else [column.asc(), Case.id.asc()]
+    order = (column.desc(), Case.id.desc()) if descending else (column.asc(), Case.id.asc())
     rows = session.scalars(base.order_by(*order).limit(per_page).offset((page - 1) * per_page))
     return list(rows), int(total)
 

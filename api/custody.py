@@ -16,11 +16,12 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from api.db import table_of as _table
 from api.db import utcnow
 from api.models import CustodyEntry
 
 GENESIS = "0" * 64
-_INSERT = insert(CustodyEntry.__table__)
+_INSERT = insert(_table(CustodyEntry))
 
 
 def _canonical(detail: dict[str, Any]) -> str:
@@ -80,7 +81,7 @@ def append(
         ),
     }
     session.execute(_INSERT, values)
-    return values["entry_hash"]
+    return str(values["entry_hash"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,6 +60,13 @@ def _end(dbapi_conn, info: dict, lock: threading.Lock, statement: str) -> None: 
             dbapi_conn.execute(statement)
     finally:
         lock.release()
+
+
+def table_of(model: type) -> Table:
+    """The Core table of an ORM model (typed as a Table, for Core statements)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -64,7 +64,7 @@ def claim_next(session: Session, *, owner: str, lease_s: float, max_attempts: in
             )
         )
         session.commit()
-        if result.rowcount == 1:
+        if result.rowcount == 1:  # type: ignore[attr-defined]
             if status == "running":
                 log.warning(
                     "job %s: previous worker's lease lapsed; retrying (attempt %d)", job_id, attempts + 1
@@ -84,7 +84,7 @@ def heartbeat(session: Session, *, job_id: int, owner: str, lease_s: float, prog
         .values(**values)
     )
     session.commit()
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def finish(session: Session, *, job_id: int, owner: str, error: str | None, incidents: int) -> bool:
@@ -100,7 +100,7 @@ def finish(session: Session, *, job_id: int, owner: str, error: str | None, inci
         values["progress"] = 1.0
     result = session.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(**values))
     session.commit()
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def job_view(job: Job, upload: Upload | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import select
@@ -34,6 +35,7 @@ TEXT_FIELDS = ("camera_id", "start_time")
 MAX_TRACK_BYTES = 64 * 1024**2
 MAX_TEXT_BYTES = 1024
 SNIFF_BYTES = 512
+TRACK_EXTENSIONS = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}
 
 
 class UploadError(ValueError):
@@ -111,12 +113,23 @@ class _Part:
         self.headers: dict[bytes, bytes] = {}
         self.name: str | None = None
         self.filename: str | None = None
-        self.fh = None
+        self.fh: BinaryIO | None = None
         self.path: Path | None = None
         self.digest = hashlib.sha256()
         self.size = 0
         self.head = b""
         self.text = bytearray()
+
+
+@dataclass
+class _ParseState:
+    part: _Part | None = None
+    header_field: bytes = b""
+    header_value: bytes = b""
+
+    def current(self) -> _Part:
+        assert self.part is not None, "multipart callback outside a part"
+        return self.part
 
 
 async def receive_multipart(
@@ -128,28 +141,28 @@ async def receive_multipart(
         raise UploadError("body", "must be multipart/form-data with a boundary", status=415)
     incoming_dir.mkdir(parents=True, exist_ok=True)
     form = ReceivedForm()
-    state: dict[str, object] = {"part": None, "header_field": b"", "header_value": b"", "error": None}
+    state = _ParseState()
 
     def limit_for(name: str | None) -> int:
         return max_file_bytes if name == "file" else MAX_TRACK_BYTES
 
     def on_part_begin() -> None:
-        state["part"] = _Part()
+        state.part = _Part()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header_field"] = bytes(state["header_field"]) + data[start:end]  # type: ignore[arg-type]
+        state.header_field = state.header_field + data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["header_value"] = bytes(state["header_value"]) + data[start:end]  # type: ignore[arg-type]
+        state.header_value = state.header_value + data[start:end]
 
     def on_header_end() -> None:
-        part: _Part = state["part"]  # type: ignore[assignment]
-        part.headers[bytes(state["header_field"]).lower()] = bytes(state["header_value"])  # type: ignore[arg-type]
-        state["header_field"] = b""
-        state["header_value"] = b""
+        part = state.current()
+        part.headers[state.header_field.lower()] = state.header_value
+        state.header_field = b""
+        state.header_value = b""
 
     def on_headers_finished() -> None:
-        part: _Part = state["part"]  # type: ignore[assignment]
+        part = state.current()
         _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
         part.name = options.get(b"name", b"").decode("utf-8", "replace") or None
         filename = options.get(b"filename")
@@ -166,7 +179,7 @@ async def receive_multipart(
             )
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        part: _Part = state["part"]  # type: ignore[assignment]
+        part = state.current()
         chunk = data[start:end]
         if part.fh is not None:
             part.size += len(chunk)
@@ -184,23 +197,23 @@ async def receive_multipart(
                 raise UploadError(part.name or "field", f"longer than {MAX_TEXT_BYTES} bytes")
 
     def on_part_end() -> None:
-        part: _Part = state["part"]  # type: ignore[assignment]
-        if part.fh is not None:
+        part = state.current()
+        if part.fh is not None and part.name is not None and part.path is not None:
             part.fh.close()
-            form.files[part.name] = ReceivedFile(  # type: ignore[index]
+            form.files[part.name] = ReceivedFile(
                 part.name,
                 part.filename,
                 part.path,
                 part.size,
                 part.digest.hexdigest(),
-                part.head,  # type: ignore[arg-type]
+                part.head,
             )
         elif part.name:
             try:
                 form.fields[part.name] = part.text.decode("utf-8")
             except UnicodeDecodeError:
                 raise UploadError(part.name, "not UTF-8 text") from None
-        state["part"] = None
+        state.part = None
 
     parser = MultipartParser(
         params[b"boundary"],
@@ -227,9 +240,9 @@ async def receive_multipart(
     return form
 
 
-def _abort(state: dict[str, object], form: ReceivedForm) -> None:
-    part = state.get("part")
-    if isinstance(part, _Part) and part.fh is not None:
+def _abort(state: _ParseState, form: ReceivedForm) -> None:
+    part = state.part
+    if part is not None and part.fh is not None:
         part.fh.close()
         if part.path and part.path.exists():
             part.path.unlink()
@@ -305,7 +318,9 @@ def register_upload(
     os.replace(footage.path, final)
     track_final = None
     if track is not None:
-        track_ext = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}[track_type]  # type: ignore[index]
+        track_ext = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}[
+            track_type or ""
+        ]
         track_final = uploads_dir / f"{footage.sha256}.track{track_ext}"
         os.replace(track.path, track_final)
     upload = Upload(

@@ -146,7 +146,7 @@ class WebhookDispatcher:
                     )
                     .values(next_attempt_at=lease)
                 )
-                if result.rowcount == 1:
+                if result.rowcount == 1:  # type: ignore[attr-defined]
                     delivery = session.get(WebhookDelivery, delivery_id)
                     hook = session.get(Webhook, delivery.webhook_id)  # type: ignore[union-attr]
                     claimed.append((delivery, hook))

@@ -14,7 +14,7 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url"))
+        engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite://")
     with engine.connect() as connection:
         context.configure(
             connection=connection,

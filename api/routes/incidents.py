@@ -59,15 +59,15 @@ def post_incident(
         except EvidenceError as exc:
             raise IncidentInputError(f"files[{index}]", f"{upload.filename or 'file'}: {exc}") from None
         stored[item.sha256] = item
-    evidence = []
+    evidence: list[tuple[str, StoredFile]] = []
     for index, entry in enumerate(payload.evidence):
-        item = stored.get(entry.sha256)
-        if item is None:
+        match = stored.get(entry.sha256)
+        if match is None:
             raise IncidentInputError(
                 f"incident.evidence[{index}]",
                 f"no uploaded file has SHA-256 {entry.sha256} ({entry.role} {entry.path})",
             )
-        evidence.append((entry.role, item))
+        evidence.append((entry.role, match))
     listed = {e.sha256 for e in payload.evidence}
     extra = [sha for sha in stored if sha not in listed]
     if extra:
