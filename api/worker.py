@@ -121,7 +121,8 @@ class Worker:
         done = threading.Event()
 
         def beat() -> None:
-            interval = max(0.05, self.settings.job_lease_s / 3)
+            # progress shows within 2 s; the lease is renewed well before it lapses
+            interval = max(0.05, min(2.0, self.settings.job_lease_s / 3))
             while not done.wait(interval):
                 with self.factory() as session:
                     ok = jobs.heartbeat(

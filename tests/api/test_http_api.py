@@ -88,8 +88,11 @@ def test_workflow_roles_and_team_isolation(server: LiveServer) -> None:
         server.client("viewer") as viewer,
     ):
         case_id = post_incident(device, incident_json("inc-w")).json()["case_id"]
-        # another team's case is invisible
+        # another team's case is invisible, and so is its evidence
         assert hubin.get(f"/api/cases/{case_id}").status_code == 404
+        sha = op.get(f"/api/cases/{case_id}").json()["sightings_list"][0]["evidence"][0]["sha256"]
+        assert hubin.get(f"/api/evidence/{sha}").status_code == 404
+        assert ziyang.get(f"/api/evidence/{sha}").status_code == 200
         assert hubin.get("/api/cases").json()["total"] == 0
         assert ziyang.get("/api/cases").json()["total"] == 1
         # illegal transition: 409 naming the allowed ones
