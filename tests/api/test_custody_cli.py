@@ -119,6 +119,9 @@ def test_cli_user_device_grid_and_verify(
         assert main(["evidence", "verify"]) == 1
         out = capsys.readouterr().out
         assert f"evidence {victim.name}: altered" in out and "1 problem(s)" in out
+        victim.unlink()
+        assert main(["evidence", "verify"]) == 1
+        assert f"evidence {victim.name}: missing" in capsys.readouterr().out
     finally:
         services.close()
 
