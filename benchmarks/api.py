@@ -178,10 +178,12 @@ def multipart_body(data: dict, parts: list, boundary: str) -> bytes:
     return b"".join(out)
 
 
-def bench_ingest(base: str, key: str, count: int, threads: int) -> tuple[float, float]:
+def bench_ingest(base: str, key: str, count: int, threads: int, rounds: int = 3) -> tuple[list[float], float]:
     """Incidents/s over HTTP from `threads` keep-alive connections. Request bodies are encoded before
     the clock starts and sent with http.client, so the client takes as little of the machine's CPU
-    from the server as it can."""
+    from the server as it can. `count` incidents in `rounds` timed rounds (after 20 warm-up ones);
+    returns each round's incidents/s (another process's load on the machine shows as a slow round)
+    and the p95 request latency over all rounds."""
     import http.client
     import threading
     from urllib.parse import urlsplit
@@ -211,11 +213,14 @@ def bench_ingest(base: str, key: str, count: int, threads: int) -> tuple[float, 
     for i in range(min(20, count)):  # warm up (not counted)
         post(i)
     latencies.clear()
-    t0 = time.perf_counter()
+    rates = []
+    bounds = [20 + (count - 20) * r // rounds for r in range(rounds + 1)]
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(post, range(20, count)))
-    elapsed = time.perf_counter() - t0
-    return (count - 20) / elapsed, statistics.quantiles(latencies, n=100)[94]
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            t0 = time.perf_counter()
+            list(pool.map(post, range(start, end)))
+            rates.append((end - start) / (time.perf_counter() - t0))
+    return rates, statistics.quantiles(latencies, n=100)[94]
 
 
 def bench_service_ingest(url: str, data_dir: Path, count: int) -> float:
@@ -378,11 +383,12 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                 "user", "add", "bench", "--role", "operator", "--password-stdin", stdin="bench-password\n"
             )
             base = server.start()
-            rate, ingest_p95 = bench_ingest(base, key, args.incidents, args.threads)
+            rates, ingest_p95 = bench_ingest(base, key, args.incidents, args.threads)
+            rate = statistics.median(rates)
             print(
-                f"[{backend}] ingested {args.incidents - 20} incidents with 2 evidence files each: "
-                f"{rate:.0f} incidents/s ({args.threads} client threads; "
-                f"p95 {ingest_p95 * 1000:.0f} ms per request)"
+                f"[{backend}] ingested {args.incidents - 20} incidents with 2 evidence files each over HTTP: "
+                f"median {rate:.0f} incidents/s (rounds: {', '.join(f'{r:.0f}' for r in rates)}; "
+                f"{args.threads} client connections; p95 {ingest_p95 * 1000:.0f} ms per request)"
             )
             service_rate = bench_service_ingest(db.url, tmp, min(1000, args.incidents))
             print(f"[{backend}] service layer alone (no HTTP, one thread): {service_rate:.0f} incidents/s")
