@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -187,20 +189,19 @@ def _link_evidence(
     """Record evidence blobs (once per SHA-256) and link them to the case / sighting (Core inserts)."""
     if not evidence:
         return
-    shas = {stored.sha256 for _, stored in evidence}
-    known = set(session.scalars(_KNOWN_BLOBS, {"shas": sorted(shas)}))
     now = utcnow()
-    blobs = {}
-    for _, stored in evidence:
-        if stored.sha256 not in known:
-            blobs[stored.sha256] = {
-                "sha256": stored.sha256,
-                "size": stored.size,
-                "media_type": stored.media_type,
-                "created_at": now,
-            }
-    if blobs:
-        session.execute(insert(_table(EvidenceBlob)), list(blobs.values()))
+    blobs = {
+        stored.sha256: {
+            "sha256": stored.sha256,
+            "size": stored.size,
+            "media_type": stored.media_type,
+            "created_at": now,
+        }
+        for _, stored in evidence
+    }
+    # one statement: a blob already known (the same image in another case) is left as it is
+    dialect = session.get_bind().dialect.name
+    session.execute(_INSERT_BLOB_PG if dialect == "postgresql" else _INSERT_BLOB_SQLITE, list(blobs.values()))
     session.execute(
         insert(_table(EvidenceLink)),
         [
@@ -217,9 +218,8 @@ _CATEGORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_CASE = insert(_table(Case))
 _NEXTVAL = text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")
 _MAX_PLUS_ONE = select(func.coalesce(func.max(_table(Case).c.id), 0) + 1)
-_KNOWN_BLOBS = select(_table(EvidenceBlob).c.sha256).where(
-    _table(EvidenceBlob).c.sha256.in_(bindparam("shas", expanding=True))
-)
+_INSERT_BLOB_SQLITE = sqlite_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_elements=["sha256"])
+_INSERT_BLOB_PG = pg_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_elements=["sha256"])
 _INSERT_EVENT = insert(_table(CaseEvent))
 _INSERT_SIGHTING = insert(_table(Sighting)).returning(_table(Sighting).c.id)
 
@@ -286,29 +286,27 @@ def ingest(
         created = True
         cell = grid.lookup(inc.lat, inc.lon)
         case_id = _next_case_id(session)
-        session.execute(
-            _INSERT_CASE,
-            {
-                "id": case_id,
-                "number": f"GP-{inc.first_seen.year}-{case_id:06d}",
-                "category": inc.category,
-                "status": workflow.PENDING_REVIEW,
-                "grid_cell_id": cell.cell_id,
-                "team": cell.team,
-                "lat": inc.lat,
-                "lon": inc.lon,
-                "plate": inc.plate,
-                "camera_id": inc.camera_id,
-                "device_id": actor.device_id,
-                "first_seen": inc.first_seen,
-                "last_seen": inc.seen_at,
-                "sightings_count": 1,
-                "recurrence_count": 0,
-                "reject_reason": None,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        case_row = {
+            "id": case_id,
+            "number": f"GP-{inc.first_seen.year}-{case_id:06d}",
+            "category": inc.category,
+            "status": workflow.PENDING_REVIEW,
+            "grid_cell_id": cell.cell_id,
+            "team": cell.team,
+            "lat": inc.lat,
+            "lon": inc.lon,
+            "plate": inc.plate,
+            "camera_id": inc.camera_id,
+            "device_id": actor.device_id,
+            "first_seen": inc.first_seen,
+            "last_seen": inc.seen_at,
+            "sightings_count": 1,
+            "recurrence_count": 0,
+            "reject_reason": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        session.execute(_INSERT_CASE, case_row)
         events.append(
             {
                 "action": "created",
@@ -347,7 +345,8 @@ def ingest(
         new_chain=created,
     )
     if created:
-        case = session.get(Case, case_id)  # type: ignore[assignment]
+        # the row as inserted, detached (no SELECT back): callers read it, never change it
+        case = Case(**case_row)
     return IngestResult(case, int(sighting_id), created, False, recurrence)  # type: ignore[arg-type]
 
 
