@@ -1,8 +1,8 @@
 """Evidence images for an incident: the best frame annotated, a crop of the object, the raw frame.
 
 Each file is JPEG, written atomically (temp file, then rename) under
-`<out_dir>/evidence/<incident id>/`, and described by an EvidenceFile with its SHA-256 so the case
-service can verify it was not altered on the way.
+`<out_dir>/evidence/<incident id>/<role>-f<frame index>.jpg`, and described by an EvidenceFile with
+its SHA-256 so the case service can verify it was not altered on the way.
 """
 
 from __future__ import annotations
@@ -86,8 +86,13 @@ def write_evidence(
     camera: str,
     jpeg_quality: int = 90,
     crop_margin_ratio: float = 0.15,
+    frame_index: int = 0,
 ) -> tuple[EvidenceFile, ...]:
-    """Write annotated, crop and raw JPEGs; paths in the result are relative to out_dir."""
+    """Write annotated, crop and raw JPEGs; paths in the result are relative to out_dir.
+
+    File names carry the frame index, so an incident written when it fires and again, with a
+    better frame, when it ends keeps both sets of files intact (each record's hashes stay true).
+    """
     folder = Path("evidence") / incident_id
     (out_dir / folder).mkdir(parents=True, exist_ok=True)
     images = {
@@ -98,7 +103,7 @@ def write_evidence(
     files = []
     for role, img in images.items():
         data = _encode(img, jpeg_quality)
-        rel = folder / f"{role}.jpg"
+        rel = folder / f"{role}-f{frame_index:06d}.jpg"
         _write(out_dir / rel, data)
         files.append(EvidenceFile(role=role, path=rel.as_posix(), sha256=hashlib.sha256(data).hexdigest()))
     return tuple(files)

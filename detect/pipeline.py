@@ -123,6 +123,7 @@ class Pipeline:
             camera=self.camera.name or self.camera.id if self.camera.id != "default" else self.source_id,
             jpeg_quality=self.config.evidence.jpeg_quality,
             crop_margin_ratio=self.config.evidence.crop_margin_ratio,
+            frame_index=frame.index,
         )
         scores = v.scores or [v.best_score]
         return Incident(

@@ -1,6 +1,7 @@
 """The pipeline with a scripted detector over listed frames (no model): wiring, evidence, ids."""
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,8 @@ def test_emit_open_yields_fired_then_final_with_same_id(tmp_path):
     pipeline = Pipeline(
         config,
         config.cameras[0],
-        detector=ScriptedDetector({i: [CAR] for i in range(15)}),
+        # a surer sighting after it fired: the final record shows a better frame than the first
+        detector=ScriptedDetector({i: [CAR if i < 12 else replace(CAR, score=0.97)] for i in range(15)}),
         tracker=IdentityTracker(),
         out_dir=tmp_path,
         source_id="cam",
@@ -101,3 +103,7 @@ def test_emit_open_yields_fired_then_final_with_same_id(tmp_path):
     first, final = list(pipeline.process(textured_frames(15)))
     assert first.id == final.id
     assert first.last_seen_ts == 10 and final.last_seen_ts == 14
+    assert first.best_ts == 0 and final.best_ts == 12
+    for record in (first, final):  # both records' files are on disk as hashed
+        for e in record.evidence:
+            assert hashlib.sha256((tmp_path / e.path).read_bytes()).hexdigest() == e.sha256
