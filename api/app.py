@@ -40,6 +40,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     from api.cases import ForbiddenMove, IncidentInputError, NotFound
     from api.evidence_store import EvidenceError
     from api.grids import GridImportError
+    from api.incidents import IncidentFormError
     from api.uploads import UploadError
     from api.webhooks import WebhookInputError
     from api.workflow import TransitionError, TransitionInputError
@@ -93,7 +94,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _transition(_: Request, exc: TransitionError) -> JSONResponse:
         return error_response(409, "to", str(exc), current=exc.current, allowed=list(exc.allowed))
 
+    async def _incident_form(_: Request, exc: IncidentFormError) -> JSONResponse:
+        return error_response(exc.status, "body", exc.reason)
+
     app.add_exception_handler(UploadError, _upload)  # type: ignore[arg-type]
+    app.add_exception_handler(IncidentFormError, _incident_form)  # type: ignore[arg-type]
     app.add_exception_handler(TransitionError, _transition)  # type: ignore[arg-type]
 
 

@@ -7,6 +7,7 @@ name and renamed into place, so a crash never leaves half a file under a valid n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -67,45 +68,23 @@ class EvidenceStore:
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
 
+    def open_incoming(self, *, max_bytes: int | None = None) -> IncomingEvidence:
+        """A file to be written chunk by chunk (e.g. straight from a request body), then `finish()`ed."""
+        self._ensure_dir(self.root)
+        return IncomingEvidence(self, max_bytes)
+
     def put_stream(
         self, stream: BinaryIO, *, expected_sha256: str | None = None, max_bytes: int | None = None
     ) -> StoredFile:
         """Copy a stream into the store, hashing as it goes; verify against expected_sha256."""
-        self._ensure_dir(self.root)
-        digest = hashlib.sha256()
-        size = 0
-        head = b""
-        tmp_name = str(self.root / f".incoming-{uuid.uuid4().hex}")
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        incoming = self.open_incoming(max_bytes=max_bytes)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    if len(head) < 16:
-                        head += chunk[:16]
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise EvidenceError(f"larger than the limit of {max_bytes} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-            sha = digest.hexdigest()
-            if expected_sha256 is not None and expected_sha256.lower() != sha:
-                raise EvidenceError(f"content has SHA-256 {sha}, not the stated {expected_sha256}")
-            if size == 0:
-                raise EvidenceError("empty file")
-            media_type = sniff_media_type(head)
-            if media_type is None:
-                raise EvidenceError("not a JPEG, PNG, GIF, WebP image or PDF")
-            final = self.path_for(sha)
-            if final.is_file():
-                os.unlink(tmp_name)
-            else:
-                self._ensure_dir(final.parent)
-                os.replace(tmp_name, final)
-            return StoredFile(sha256=sha, size=size, media_type=media_type)
+            while chunk := stream.read(CHUNK):
+                incoming.write(chunk)
         except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+            incoming.discard()
             raise
+        return incoming.finish(expected_sha256=expected_sha256)
 
     def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> StoredFile:
         import io
@@ -130,3 +109,70 @@ class EvidenceStore:
         for path in sorted(self.root.glob("??/??/*")):
             if path.is_file() and SHA256_RE.match(path.name):
                 yield path.name, path
+
+
+class IncomingEvidence:
+    """An evidence file being received: written to a temporary name in the store and hashed as the
+    bytes arrive; `finish()` checks it and renames it into place under its SHA-256, `discard()`
+    removes it. Nothing lands under a valid name unless it is complete and checked."""
+
+    def __init__(self, store: EvidenceStore, max_bytes: int | None) -> None:
+        self._store = store
+        self._max_bytes = max_bytes
+        self._digest = hashlib.sha256()
+        self._head = b""
+        self.size = 0
+        self._tmp = os.path.join(store.root, f".incoming-{uuid.uuid4().hex}")
+        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def write(self, data: bytes) -> None:
+        """Append bytes; EvidenceError (and the file discarded) once past the size limit."""
+        if self._fd is None:
+            raise ValueError("write to a finished or discarded evidence file")
+        self.size += len(data)
+        if self._max_bytes is not None and self.size > self._max_bytes:
+            self.discard()
+            raise EvidenceError(f"larger than the limit of {self._max_bytes} bytes")
+        if len(self._head) < 16:
+            self._head += data[: 16 - len(self._head)]
+        self._digest.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def finish(self, *, expected_sha256: str | None = None) -> StoredFile:
+        """Check the bytes (stated hash, not empty, an image or PDF by content) and file them under
+        their SHA-256; an identical file already stored is kept as it is."""
+        try:
+            if self._fd is None:
+                raise ValueError("finish of a finished or discarded evidence file")
+            os.close(self._fd)
+            self._fd = None
+            sha = self._digest.hexdigest()
+            if expected_sha256 is not None and expected_sha256.lower() != sha:
+                raise EvidenceError(f"content has SHA-256 {sha}, not the stated {expected_sha256}")
+            if self.size == 0:
+                raise EvidenceError("empty file")
+            media_type = sniff_media_type(self._head)
+            if media_type is None:
+                raise EvidenceError("not a JPEG, PNG, GIF, WebP image or PDF")
+            final = self._store.path_for(sha)
+            if final.is_file():
+                os.unlink(self._tmp)
+            else:
+                try:
+                    os.replace(self._tmp, final)
+                except FileNotFoundError:  # the first file of its folder
+                    self._store._ensure_dir(final.parent)
+                    os.replace(self._tmp, final)
+            return StoredFile(sha256=sha, size=self.size, media_type=media_type)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)

@@ -8,12 +8,20 @@ ignores keys it does not use (dwell_s). Evidence files come alongside; each entr
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.cases import IncidentInputError
+from api.evidence_store import EvidenceError, EvidenceStore, IncomingEvidence, StoredFile
+
+MAX_INCIDENT_JSON_BYTES = 1024 * 1024
+MAX_EVIDENCE_FILES = 16
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -72,3 +80,124 @@ def parse_incident(text: str) -> IncidentPayload:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise IncidentInputError(f"incident.{loc}", err["msg"]) from None
+
+
+class IncidentFormError(ValueError):
+    """A request body that is no readable form (HTTP 400, or 415 for another content type)."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(f"body: {reason}")
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class IncidentForm:
+    """The incident form as received: the validated incident (None when the field was not sent)
+    and the evidence files, already checked and filed in the evidence store, in the order sent."""
+
+    incident: IncidentPayload | None = None
+    files: list[tuple[str | None, StoredFile]] = field(default_factory=list)
+
+
+async def receive_incident_form(
+    content_type: str | None, chunks: AsyncIterator[bytes], *, store: EvidenceStore, max_file_bytes: int
+) -> IncidentForm:
+    """Read a multipart/form-data incident body chunk by chunk (python-multipart's push parser): the
+    `incident` field, validated as soon as it is read (a device sends it first, so a bad incident
+    stores no files), and each `files` part streamed straight into the evidence store (hashed,
+    size-limited and sniffed as it is written, never held whole in memory). Other parts are skipped.
+    A bad incident or file is an IncidentInputError naming it (incident.<key>, files[i]); a
+    malformed body an IncidentFormError."""
+    ctype, params = parse_options_header(content_type or "")
+    if ctype != b"multipart/form-data" or not params.get(b"boundary"):
+        raise IncidentFormError("must be multipart/form-data with a boundary", status=415)
+    form = IncidentForm()
+    headers: dict[bytes, bytes] = {}
+    header_field = bytearray()
+    header_value = bytearray()
+    text: bytearray | None = None
+    incoming: IncomingEvidence | None = None
+    filename: str | None = None
+
+    def file_error(exc: EvidenceError) -> IncidentInputError:
+        return IncidentInputError(f"files[{len(form.files)}]", f"{filename or 'file'}: {exc}")
+
+    def on_part_begin() -> None:
+        headers.clear()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        headers[bytes(header_field).lower()] = bytes(header_value)
+        header_field.clear()
+        header_value.clear()
+
+    def on_headers_finished() -> None:
+        nonlocal text, incoming, filename
+        _, options = parse_options_header(headers.get(b"content-disposition", b""))
+        name = options.get(b"name")
+        if name == b"incident":
+            text = bytearray()
+        elif name == b"files":
+            if len(form.files) >= MAX_EVIDENCE_FILES:
+                raise IncidentInputError("files", f"at most {MAX_EVIDENCE_FILES} evidence files")
+            raw_name = options.get(b"filename")
+            filename = os.path.basename(raw_name.decode("utf-8", "replace"))[:255] if raw_name else None
+            incoming = store.open_incoming(max_bytes=max_file_bytes)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if incoming is not None:
+            try:
+                incoming.write(data[start:end])
+            except EvidenceError as exc:
+                raise file_error(exc) from None
+        elif text is not None:
+            text.extend(data[start:end])
+            if len(text) > MAX_INCIDENT_JSON_BYTES:
+                raise IncidentInputError("incident", f"longer than {MAX_INCIDENT_JSON_BYTES} bytes")
+
+    def on_part_end() -> None:
+        nonlocal text, incoming
+        if incoming is not None:
+            current, incoming = incoming, None
+            try:
+                form.files.append((filename, current.finish()))
+            except EvidenceError as exc:
+                raise file_error(exc) from None
+        elif text is not None:
+            try:
+                decoded = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise IncidentInputError("incident", "not UTF-8 text") from None
+            text = None
+            form.incident = parse_incident(decoded)
+
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_part_begin": on_part_begin,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+        },
+    )
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+    except IncidentInputError:
+        raise
+    except Exception as exc:  # python-multipart raises its own errors on a malformed body
+        raise IncidentFormError(f"malformed multipart body ({type(exc).__name__})") from None
+    finally:
+        if incoming is not None:
+            incoming.discard()
+    return form

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import Principal
 from api.cases import IncidentIn, IncidentInputError, ingest_committed
-from api.evidence_store import EvidenceError, StoredFile
-from api.incidents import parse_incident
+from api.evidence_store import StoredFile
+from api.incidents import IncidentForm, IncidentPayload, parse_incident, receive_incident_form
 from api.models import Case, Sighting
-from api.routes.deps import Feeder, ReadSessionDep, ServicesDep
+from api.routes.deps import Feeder, ServicesDep
+from api.services import Services
 
 router = APIRouter(prefix="/api", tags=["incidents"])
 
@@ -30,35 +33,84 @@ def _result(
     }
 
 
-@router.post("/incidents", status_code=201, responses={200: {"description": "incident already received"}})
-def post_incident(
-    principal: Feeder,
-    services: ServicesDep,
-    session: ReadSessionDep,
-    incident: Annotated[str, Form(description="detect.values.Incident.to_json() as JSON text")],
-    files: Annotated[list[UploadFile] | None, File(description="the evidence files it lists")] = None,
-) -> Any:
-    """Record an incident: a new case or a new sighting of a case. Idempotent on the incident id."""
-    payload = parse_incident(incident)
+INCIDENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["incident"],
+                    "properties": {
+                        "incident": {
+                            "type": "string",
+                            "description": "detect.values.Incident.to_json() as JSON text (sent first)",
+                        },
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "the evidence files it lists",
+                        },
+                    },
+                }
+            },
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["incident"],
+                    "properties": {"incident": {"type": "string"}},
+                }
+            },
+        },
+    }
+}
 
-    def already_received() -> JSONResponse | None:
-        existing = session.query(Sighting).filter(Sighting.incident_id == payload.id).one_or_none()
-        if existing is None:
-            return None
-        case = session.get(Case, existing.case_id)
-        body = _result(case, existing.id, created=False, duplicate=True, recurrence=False)  # type: ignore[arg-type]
-        return JSONResponse(body)
 
-    if not files and payload.evidence and (known := already_received()) is not None:
-        return known  # a retry without its files: nothing to store
+@router.post(
+    "/incidents",
+    status_code=201,
+    openapi_extra=INCIDENT_BODY,
+    responses={200: {"description": "incident already received"}},
+)
+async def post_incident(request: Request, principal: Feeder, services: ServicesDep) -> Any:
+    """Record an incident: a new case or a new sighting of a case. Idempotent on the incident id.
 
-    stored: dict[str, StoredFile] = {}
-    for index, upload in enumerate(files or []):
-        try:
-            item = services.store.put_stream(upload.file, max_bytes=services.settings.max_evidence_bytes)
-        except EvidenceError as exc:
-            raise IncidentInputError(f"files[{index}]", f"{upload.filename or 'file'}: {exc}") from None
-        stored[item.sha256] = item
+    The body is read here rather than through FastAPI's form parameters: evidence files are
+    streamed straight into the evidence store as they arrive (no spooled copy, no second pass),
+    which is most of what this endpoint costs besides the database."""
+    content_type = request.headers.get("content-type") or ""
+    if content_type.lower().startswith("multipart/"):
+        form = await receive_incident_form(
+            content_type,
+            request.stream(),
+            store=services.store,
+            max_file_bytes=services.settings.max_evidence_bytes,
+        )
+    else:  # a retry without files may come as a plain urlencoded form
+        fields = await request.form()
+        text = fields.get("incident")
+        form = IncidentForm(incident=parse_incident(text) if isinstance(text, str) else None)
+    if form.incident is None:
+        raise IncidentInputError("incident", "Field required")
+    return await run_in_threadpool(_record, services, principal, form.incident, form.files)
+
+
+def _record(
+    services: Services,
+    principal: Principal,
+    payload: IncidentPayload,
+    files: list[tuple[str | None, StoredFile]],
+) -> JSONResponse:
+    """Match the stored files to the incident's evidence list and ingest it (blocking: thread pool)."""
+    if not files and payload.evidence:  # a retry without its files: nothing to store
+        with services.read_factory() as session:
+            existing = session.query(Sighting).filter(Sighting.incident_id == payload.id).one_or_none()
+            if existing is not None:
+                case = session.get(Case, existing.case_id)
+                body = _result(case, existing.id, created=False, duplicate=True, recurrence=False)  # type: ignore[arg-type]
+                return JSONResponse(body)
+
+    stored = {item.sha256: item for _, item in files}
     evidence: list[tuple[str, StoredFile]] = []
     for index, entry in enumerate(payload.evidence):
         match = stored.get(entry.sha256)
