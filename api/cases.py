@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text
+from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -128,8 +128,9 @@ def case_number(case: Case) -> str:
 
 def _candidate_statements() -> tuple[Select, Select]:
     """The merge-candidate queries, built once with bound parameters (statement building and
-    caching cost more than the query itself on this hot path)."""
-    base = select(Case).where(
+    caching cost more than the query itself on this hot path). They read only what choosing needs;
+    the chosen case is then loaded by its id."""
+    base = select(Case.id, Case.lat, Case.lon, Case.last_seen).where(
         Case.category == bindparam("category"),
         Case.status != workflow.REJECTED,
         Case.last_seen >= bindparam("seen_lo"),
@@ -161,7 +162,10 @@ def _candidate_statements() -> tuple[Select, Select]:
 _NEAR, _SAME_CAMERA = _candidate_statements()
 
 
-def _candidates(session: Session, inc: IncidentIn, policy: MergePolicy) -> list[Case]:
+def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> Case | None:
+    """The case this incident is a sighting of: the nearest within the radius (then the latest seen,
+    then the lowest id), or for a position-less incident its camera's latest; None for a new case."""
+    conn = session.connection()  # Core rows: most incidents match nothing, so no ORM loading
     window = timedelta(hours=policy.window_h)
     params: dict[str, Any] = {
         "category": inc.category,
@@ -170,17 +174,17 @@ def _candidates(session: Session, inc: IncidentIn, policy: MergePolicy) -> list[
         "plate": inc.plate,
     }
     if inc.lat is None or inc.lon is None:
-        return list(session.scalars(_SAME_CAMERA, dict(params, camera=inc.camera_id)))
+        row = conn.execute(_SAME_CAMERA, dict(params, camera=inc.camera_id)).first()
+        return None if row is None else session.get(Case, row.id)
     dlat = policy.radius_m / 111_000.0 + 1e-9
     dlon = dlat / max(0.01, math.cos(math.radians(inc.lat)))
     params.update(lat_lo=inc.lat - dlat, lat_hi=inc.lat + dlat, lon_lo=inc.lon - dlon, lon_hi=inc.lon + dlon)
     found = []
-    for case in session.scalars(_NEAR, params):
-        d = distance_m(inc.lat, inc.lon, case.lat, case.lon)  # type: ignore[arg-type]
+    for row in conn.execute(_NEAR, params):
+        d = distance_m(inc.lat, inc.lon, row.lat, row.lon)
         if d <= policy.radius_m:
-            found.append((d, -case.last_seen.timestamp(), case.id, case))
-    found.sort(key=lambda t: t[:3])
-    return [t[3] for t in found]
+            found.append((d, -row.last_seen.timestamp(), row.id))
+    return session.get(Case, min(found)[2]) if found else None
 
 
 def _link_evidence(
@@ -200,10 +204,11 @@ def _link_evidence(
         for _, stored in evidence
     }
     # one statement: a blob already known (the same image in another case) is left as it is
-    dialect = session.get_bind().dialect.name
-    session.execute(_INSERT_BLOB_PG if dialect == "postgresql" else _INSERT_BLOB_SQLITE, list(blobs.values()))
-    session.execute(
-        insert(_table(EvidenceLink)),
+    conn = session.connection()
+    dialect = conn.dialect.name
+    conn.execute(_INSERT_BLOB_PG if dialect == "postgresql" else _INSERT_BLOB_SQLITE, list(blobs.values()))
+    conn.execute(
+        _INSERT_LINK,
         [
             {"case_id": case_id, "sighting_id": sighting_id, "sha256": stored.sha256, "role": role}
             for role, stored in evidence
@@ -221,15 +226,16 @@ _MAX_PLUS_ONE = select(func.coalesce(func.max(_table(Case).c.id), 0) + 1)
 _INSERT_BLOB_SQLITE = sqlite_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_elements=["sha256"])
 _INSERT_BLOB_PG = pg_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_elements=["sha256"])
 _INSERT_EVENT = insert(_table(CaseEvent))
+_INSERT_LINK = insert(_table(EvidenceLink))
 _INSERT_SIGHTING = insert(_table(Sighting)).returning(_table(Sighting).c.id)
 
 
-def _next_case_id(session: Session) -> int:
+def _next_case_id(conn: Connection) -> int:
     """The id the next case gets, so that its number can be written with it in one INSERT.
     PostgreSQL: the table's sequence. SQLite: max + 1, safe because writers are serialised."""
-    if session.get_bind().dialect.name == "postgresql":
-        return int(session.scalar(_NEXTVAL))  # type: ignore[arg-type]
-    return int(session.scalar(_MAX_PLUS_ONE))  # type: ignore[arg-type]
+    if conn.dialect.name == "postgresql":
+        return int(conn.scalar(_NEXTVAL))  # type: ignore[arg-type]
+    return int(conn.scalar(_MAX_PLUS_ONE))  # type: ignore[arg-type]
 
 
 def ingest(
@@ -243,24 +249,25 @@ def ingest(
 ) -> IngestResult:
     """Record an incident as a new case or a sighting of an existing one; commits nothing itself.
 
-    The hot path (one new case or sighting per incident) uses Core INSERTs: the ORM's unit of work
-    costs more than the database does here.
+    The hot path (one new case or sighting per incident) uses Core statements on the session's
+    connection: the ORM's unit of work and its execute path cost more than the database does here.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    conn = session.connection()
+    postgresql = conn.dialect.name == "postgresql"
+    if postgresql:
         # one ingestion per category at a time, so two sightings of one violation arriving together
         # cannot both open a case (SQLite serialises all writers anyway)
-        session.execute(_CATEGORY_LOCK, {"key": f"gridpatrol-ingest:{inc.category}"})
-    existing = session.execute(_FIND_SIGHTING, {"incident_id": inc.id}).first()
+        conn.execute(_CATEGORY_LOCK, {"key": f"gridpatrol-ingest:{inc.category}"})
+    existing = conn.execute(_FIND_SIGHTING, {"incident_id": inc.id}).first()
     if existing is not None:
         return IngestResult(session.get(Case, existing.case_id), existing.id, False, True, False)  # type: ignore[arg-type]
     now = utcnow()
     evidence_detail = [{"role": r, "sha256": s.sha256} for r, s in inc.evidence]
-    candidates = _candidates(session, inc, policy)
+    case = _best_candidate(session, inc, policy)
     created = recurrence = False
     events: list[dict[str, Any]] = []
-    if candidates:
-        case = candidates[0]
-        if session.get_bind().dialect.name == "postgresql":
+    if case is not None:
+        if postgresql:
             session.refresh(case, with_for_update=True)
         case.sightings_count += 1
         case.last_seen = max(case.last_seen, inc.seen_at)
@@ -285,7 +292,7 @@ def ingest(
     else:
         created = True
         cell = grid.lookup(inc.lat, inc.lon)
-        case_id = _next_case_id(session)
+        case_id = _next_case_id(conn)
         case_row = {
             "id": case_id,
             "number": f"GP-{inc.first_seen.year}-{case_id:06d}",
@@ -306,7 +313,7 @@ def ingest(
             "created_at": now,
             "updated_at": now,
         }
-        session.execute(_INSERT_CASE, case_row)
+        conn.execute(_INSERT_CASE, case_row)
         events.append(
             {
                 "action": "created",
@@ -317,8 +324,8 @@ def ingest(
             }
         )
     if events:
-        session.execute(_INSERT_EVENT, [dict(e, case_id=case_id, at=now, actor=actor.label) for e in events])
-    sighting_id = session.execute(
+        conn.execute(_INSERT_EVENT, [dict(e, case_id=case_id, at=now, actor=actor.label) for e in events])
+    sighting_id = conn.execute(
         _INSERT_SIGHTING,
         {
             "case_id": case_id,

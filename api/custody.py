@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from api.db import table_of as _table
@@ -22,6 +22,13 @@ from api.models import CustodyEntry
 
 GENESIS = "0" * 64
 _INSERT = insert(_table(CustodyEntry))
+_ENTRIES = _table(CustodyEntry).c
+_LAST = (
+    select(_ENTRIES.seq, _ENTRIES.entry_hash)
+    .where(_ENTRIES.case_id == bindparam("case_id"))
+    .order_by(_ENTRIES.seq.desc())
+    .limit(1)
+)
 
 
 def _canonical(detail: dict[str, Any]) -> str:
@@ -56,14 +63,8 @@ def append(
     """Append an entry; the caller holds the case row (locked on PostgreSQL) in this transaction.
     new_chain: the case was created in this transaction, so it has no entries yet."""
     """Returns the new entry's hash."""
-    last = None
-    if not new_chain:
-        last = session.execute(
-            select(CustodyEntry.seq, CustodyEntry.entry_hash)
-            .where(CustodyEntry.case_id == case_id)
-            .order_by(CustodyEntry.seq.desc())
-            .limit(1)
-        ).first()
+    conn = session.connection()  # Core statements: this runs once per ingested incident
+    last = None if new_chain else conn.execute(_LAST, {"case_id": case_id}).first()
     seq = 1 if last is None else last.seq + 1
     prev = GENESIS if last is None else last.entry_hash
     at = utcnow()
@@ -80,7 +81,7 @@ def append(
             prev, case_id=case_id, seq=seq, at=at, actor=actor, action=action, detail=detail_text
         ),
     }
-    session.execute(_INSERT, values)
+    conn.execute(_INSERT, values)
     return str(values["entry_hash"])
 
 
