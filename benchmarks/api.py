@@ -178,26 +178,28 @@ def multipart_body(data: dict, parts: list, boundary: str) -> bytes:
     return b"".join(out)
 
 
-def process_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds a process has used so far (Linux /proc), or None elsewhere."""
+def process_cpu_s(pid: int | None) -> tuple[float, float] | None:
+    """(user, system) CPU seconds a process has used so far (Linux /proc), or None elsewhere."""
     if pid is None:
         return None
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def bench_ingest(
     base: str, key: str, count: int, threads: int, rounds: int = 3, server_pid: int | None = None
-) -> tuple[list[float], float, float | None]:
+) -> tuple[list[float], float, tuple[float, float] | None]:
     """Incidents/s over HTTP from `threads` keep-alive connections. Request bodies are encoded before
     the clock starts and sent with http.client, so the client takes as little of the machine's CPU
     from the server as it can. `count` incidents in `rounds` timed rounds (after 20 warm-up ones);
     returns each round's incidents/s (another process's load on the machine shows as a slow round),
-    the p95 request latency over all rounds, and the server's CPU milliseconds per incident (the
-    robust figure on a shared machine; None where /proc is not there)."""
+    the p95 request latency over all rounds, and the server's (user, system) CPU milliseconds per
+    incident (the robust figure on a shared machine, user time above all: system time here is mostly
+    the file system's; None where /proc is not there)."""
     import http.client
     import threading
     from urllib.parse import urlsplit
@@ -236,7 +238,10 @@ def bench_ingest(
             list(pool.map(post, range(start, end)))
             rates.append((end - start) / (time.perf_counter() - t0))
     cpu1 = process_cpu_s(server_pid)
-    cpu_ms = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) * 1000 / (count - bounds[0])
+    cpu_ms = None
+    if cpu0 is not None and cpu1 is not None:
+        n = count - bounds[0]
+        cpu_ms = ((cpu1[0] - cpu0[0]) * 1000 / n, (cpu1[1] - cpu0[1]) * 1000 / n)
     return rates, statistics.quantiles(latencies, n=100)[94], cpu_ms
 
 
@@ -404,7 +409,12 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                 base, key, args.incidents, args.threads, server_pid=server.proc.pid if server.proc else None
             )
             rate = statistics.median(rates)
-            cpu_text = "" if cpu_ms is None else f"; server CPU {cpu_ms:.2f} ms per incident"
+            cpu_text = (
+                ""
+                if cpu_ms is None
+                else f"; server CPU {sum(cpu_ms):.2f} ms per incident"
+                f" (user {cpu_ms[0]:.2f}, system {cpu_ms[1]:.2f})"
+            )
             print(
                 f"[{backend}] ingested {args.incidents - 20} incidents with 2 evidence files each over HTTP: "
                 f"median {rate:.0f} incidents/s (rounds: {', '.join(f'{r:.0f}' for r in rates)}; "
