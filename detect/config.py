@@ -14,10 +14,28 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ZoneKind = Literal["no_parking", "no_vending", "no_dumping"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _multiple_of_32(value: int) -> int:
+    if value % 32:
+        raise ValueError(f"must be a multiple of 32, got {value}")
+    return value
+
+
+# An inference image size in pixels: YOLO strides need a multiple of 32.
+ImageSize = Annotated[int, Field(ge=32, le=4096), AfterValidator(_multiple_of_32)]
 
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
@@ -32,17 +50,10 @@ class Strict(BaseModel):
 
 class ModelSettings(Strict):
     weights: Path = Field(description="a .pt, .onnx or OpenVINO folder, relative to the config file")
-    imgsz: int = Field(640, ge=32, le=4096, description="inference size in pixels (multiple of 32)")
+    imgsz: ImageSize = Field(640, description="inference size in pixels (multiple of 32)")
     device: str = Field("cpu", description="'cpu', 'cuda:0', ...")
     conf: float = Field(0.25, gt=0.0, le=1.0, description="minimum detection score kept")
     iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU threshold")
-
-    @field_validator("imgsz")
-    @classmethod
-    def _multiple_of_32(cls, value: int) -> int:
-        if value % 32:
-            raise ValueError(f"must be a multiple of 32, got {value}")
-        return value
 
 
 class TrackerSettings(Strict):

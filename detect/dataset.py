@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from detect.config import ImageSize
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +70,9 @@ class PseudoLabelSpec(_Strict):
     model: Path = Field(description="weights (.pt), relative to the recipe file")
     model_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="checked when given")
     conf: float = Field(gt=CACHE_SCORE_FLOOR - 1e-9, lt=1.0, description="minimum score of a pseudo-label")
-    imgsz: int = Field(640, ge=32, le=4096)
+    imgsz: ImageSize = 640
     iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU (models with NMS)")
     classes: dict[str, str] = Field(min_length=1, description="model class name -> our class name")
-
-    @field_validator("imgsz")
-    @classmethod
-    def _multiple_of_32(cls, value: int) -> int:
-        if value % 32:
-            raise ValueError(f"must be a multiple of 32, got {value}")
-        return value
 
 
 class Recipe(_Strict):
