@@ -54,6 +54,10 @@ class ModelSettings(Strict):
     device: str = Field("cpu", description="'cpu', 'cuda:0', ...")
     conf: float = Field(0.25, gt=0.0, le=1.0, description="minimum detection score kept")
     iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU threshold")
+    backend: Literal["auto", "pytorch", "onnx", "openvino"] = Field(
+        "auto",
+        description="auto: .pt weights run through a cached OpenVINO export on a CPU, PyTorch on a GPU",
+    )
 
 
 class TrackerSettings(Strict):

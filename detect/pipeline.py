@@ -155,7 +155,15 @@ def build_detector(config: SiteConfig) -> Detector:
     from detect.yolo import YoloDetector
 
     m = config.model
-    return YoloDetector(m.weights, kinds=config.kinds, imgsz=m.imgsz, device=m.device, conf=m.conf, iou=m.iou)
+    return YoloDetector(
+        m.weights,
+        kinds=config.kinds,
+        imgsz=m.imgsz,
+        device=m.device,
+        conf=m.conf,
+        iou=m.iou,
+        backend=m.backend,
+    )
 
 
 def build_tracker(config: SiteConfig, native_fps: float | None) -> Tracker:

@@ -89,7 +89,9 @@ class YoloDetector:
     """A YOLO model from a path (.pt, .onnx or OpenVINO folder) that returns our Detection values.
 
     kinds maps model class names to object kinds; classes the map does not name are dropped here,
-    so trackers and rules never see them.
+    so trackers and rules never see them. backend: `pytorch` runs .pt weights as they are; `auto`,
+    `onnx`, `openvino` may run a cached export of them instead (see detect.export.resolve_backend);
+    `weights` is then the export and `source_weights` the .pt file.
     """
 
     def __init__(
@@ -101,8 +103,17 @@ class YoloDetector:
         device: str = "cpu",
         conf: float = 0.25,
         iou: float = 0.7,
+        backend: str = "pytorch",
     ) -> None:
-        self.weights = check_weights(weights)
+        from detect.export import ExportError, resolve_backend
+
+        self.source_weights = check_weights(weights)
+        try:
+            self.weights, self.backend = resolve_backend(
+                self.source_weights, backend, device=device, imgsz=imgsz
+            )
+        except ExportError as exc:
+            raise ModelError(str(exc)) from exc
         ultralytics = import_ultralytics()
         try:
             self._model = ultralytics.YOLO(str(self.weights), task="detect")
@@ -110,6 +121,7 @@ class YoloDetector:
         except Exception as exc:  # ultralytics raises many types for a bad file
             raise ModelError(f"cannot load model weights {self.weights}: {exc}") from exc
         self.names: dict[int, str] = dict(names)
+        log.info("model %s on %s (%s, imgsz %d)", self.source_weights, self.backend, device, imgsz)
         self.kinds = dict(kinds) if kinds is not None else {n: n for n in self.names.values()}
         self._keep = [i for i, n in self.names.items() if n in self.kinds]
         self.imgsz = imgsz
