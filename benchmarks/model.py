@@ -1,9 +1,10 @@
 """Speed and accuracy of the shipped detector on this CPU: PyTorch vs ONNX Runtime vs OpenVINO.
 
-Exports the model (ultralytics' exporter, fixed input size) to build/exports/, then for each
-backend prints frames per second of `YOLO.predict` on cn-garbage val photos already in memory
-(batch 1, the shipped image size, interleaved rounds so machine noise hits every backend alike;
-median of the rounds) and its AP50 / mAP50-95 on the dataset's val split.
+Exports the model (ultralytics' exporter, dynamic input shapes: what `model.backend: auto` runs,
+see detect.export.cached_export) to build/exports/, then for each backend prints frames per
+second of `YOLO.predict` on cn-garbage val photos and on the shared 16:9 dashcam clip's frames,
+already in memory (batch 1, the shipped image size, interleaved rounds so machine noise hits
+every backend alike; median of the rounds) and its AP50 / mAP50-95 on the dataset's val split.
 
     .venv/bin/python benchmarks/model.py [--model models/gridpatrol-n.pt] [--imgsz 416]
         [--limit 100] [--frames 50] [--rounds 3] [--json out.json]
@@ -39,33 +40,51 @@ def backend_paths(model: Path, imgsz: int, backends: list[str]) -> dict[str, Pat
         if backend == "pytorch":
             paths[backend] = model
         elif backend == "onnx":
-            paths[backend] = export_model(
-                model, "onnx", imgsz=imgsz, out=exports / f"{model.stem}-{imgsz}.onnx"
-            )
+            out = exports / f"{model.stem}-{imgsz}-dynamic.onnx"
+            paths[backend] = export_model(model, "onnx", imgsz=imgsz, out=out, dynamic=True)
         else:
-            out = exports / f"{model.stem}-{imgsz}_openvino_model"
-            paths[backend] = export_model(model, "openvino", imgsz=imgsz, out=out)
+            out = exports / f"{model.stem}-{imgsz}-dynamic_openvino_model"
+            paths[backend] = export_model(model, "openvino", imgsz=imgsz, out=out, dynamic=True)
     return paths
 
 
-def measure_fps(paths: dict[str, Path], images: list, imgsz: int, rounds: int) -> dict[str, float]:
+def measure_fps(
+    paths: dict[str, Path], image_sets: dict[str, list], imgsz: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Median frames/s of each backend on each set of images: {set: {backend: fps}}."""
     from detect.yolo import import_ultralytics
 
     import_ultralytics()
     from ultralytics import YOLO
 
     models = {name: YOLO(str(path), task="detect") for name, path in paths.items()}
+    samples = {(s, n): [] for s in image_sets for n in models}
     for model in models.values():  # warm-up: first calls build graphs and allocate
-        for image in images[:3]:
-            model.predict(image, imgsz=imgsz, conf=0.25, device="cpu", verbose=False)
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            start = time.perf_counter()
-            for image in images:
+        for images in image_sets.values():
+            for image in images[:3]:
                 model.predict(image, imgsz=imgsz, conf=0.25, device="cpu", verbose=False)
-            samples[name].append(len(images) / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    for _ in range(rounds):
+        for set_name, images in image_sets.items():
+            for name, model in models.items():
+                start = time.perf_counter()
+                for image in images:
+                    model.predict(image, imgsz=imgsz, conf=0.25, device="cpu", verbose=False)
+                samples[(set_name, name)].append(len(images) / (time.perf_counter() - start))
+    return {s: {n: statistics.median(samples[(s, n)]) for n in models} for s in image_sets}
+
+
+def clip_frames(path: Path, count: int) -> list:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
 
 
 def main() -> int:
@@ -82,6 +101,12 @@ def main() -> int:
         "--frames", type=int, default=50, help="photos per timing round (default: %(default)s)"
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--clip",
+        type=Path,
+        default=REPO.parent / "shared" / "footage" / "highway-dashcam-1.mp4",
+        help="street footage whose frames are also timed (default: the shared dashcam clip)",
+    )
     parser.add_argument(
         "--backends", default=",".join(BACKENDS), help="comma-separated subset of " + ",".join(BACKENDS)
     )
@@ -101,9 +126,13 @@ def main() -> int:
         parser.error(f"model not found: {args.model}")
     _, val_images = load_data(args.data, "val")
     frames = [cv2.imread(str(p)) for p in val_images[: args.frames]]
+    image_sets = {"val photos": frames}
+    if args.clip.is_file():
+        image_sets["dashcam 16:9"] = clip_frames(args.clip, args.frames)
 
     paths = backend_paths(args.model, args.imgsz, backends)
-    fps = measure_fps(paths, frames, args.imgsz, args.rounds)
+    fps_by_set = measure_fps(paths, image_sets, args.imgsz, args.rounds)
+    fps = fps_by_set["val photos"]
     rows = []
     for name in backends:
         report = evaluate(paths[name], args.data, imgsz=args.imgsz, limit=args.limit)
@@ -112,6 +141,7 @@ def main() -> int:
                 "backend": name,
                 "path": str(paths[name]),
                 "fps": round(fps[name], 2),
+                "fps_by_set": {k: round(v[name], 2) for k, v in fps_by_set.items()},
                 "map50": round(report.map50, 4),
                 "map50_95": round(report.map50_95, 4),
                 "ap50": {c.name: round(c.ap50, 4) for c in report.classes if c.ap50 is not None},
@@ -122,15 +152,17 @@ def main() -> int:
     print(
         f"model {args.model}, imgsz {args.imgsz}, {len(frames)} photos x {args.rounds} rounds, batch 1, CPU"
     )
+    sets = list(fps_by_set)
     print(
-        f"{'backend':<10} {'fps':>7} {'x':>5} {'mAP50':>7} {'mAP50-95':>9}"
-        f"  (val photos scored: {base['images_scored']})"
+        f"{'backend':<10} "
+        + " ".join(f"{s + ' fps':>17} {'x':>5}" for s in sets)
+        + f" {'mAP50':>7} {'mAP50-95':>9}  (val photos scored: {base['images_scored']})"
     )
     for row in rows:
-        print(
-            f"{row['backend']:<10} {row['fps']:7.2f} {row['fps'] / base['fps']:5.2f} "
-            f"{row['map50']:7.4f} {row['map50_95']:9.4f}"
+        speeds = " ".join(
+            f"{row['fps_by_set'][s]:17.2f} {row['fps_by_set'][s] / base['fps_by_set'][s]:5.2f}" for s in sets
         )
+        print(f"{row['backend']:<10} {speeds} {row['map50']:7.4f} {row['map50_95']:9.4f}")
     if args.json:
         args.json.write_text(json.dumps({"imgsz": args.imgsz, "rows": rows}, indent=2) + "\n")
     return 0
