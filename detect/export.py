@@ -115,9 +115,8 @@ def cached_export(
     weights' SHA-256 (new weights under the same name never reuse a stale export). It has dynamic
     input shapes: street footage is 16:9, and a square input would spend ~40% of its work on
     padding (measured on the dashcam clip at 416: 2.0x PyTorch's frames/s dynamic, 1.45x square).
-    The export is
-    written under a temporary name and renamed into place, so concurrent processes never load half
-    of one; the loser of a race throws its copy away."""
+    The export is made in a private temporary folder and renamed into place, so concurrent
+    processes never load half of one; the loser of a race throws its copy away."""
     source = Path(model)
     if not source.is_file() or source.suffix != ".pt":
         raise ExportError(f"model must be an existing .pt file: {source}")
@@ -127,18 +126,22 @@ def cached_export(
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".tmp-{uuid.uuid4().hex[:8]}-{source.stem}{_SUFFIX[fmt]}"
+    # ultralytics writes an export beside its model: export a private copy in a private folder, so
+    # nothing is written next to the source (models/ may be read-only, or shared by processes).
+    work = folder / f".tmp-{uuid.uuid4().hex[:12]}"
+    work.mkdir()
     log.info("first use of %s with %s at imgsz %d: exporting once to %s", source.name, fmt, imgsz, target)
     try:
-        export_model(source, fmt, imgsz=imgsz, out=tmp, dynamic=True)
+        copy = work / source.name
+        shutil.copyfile(source, copy)
+        produced = export_model(copy, fmt, imgsz=imgsz, dynamic=True)
         try:
-            os.rename(tmp, target)
+            os.rename(produced, target)
         except OSError:
             if not target.exists():  # not a lost race: a real error
                 raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        shutil.rmtree(work, ignore_errors=True)
     return target
 
 

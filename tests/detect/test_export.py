@@ -90,6 +90,7 @@ def test_auto_backend_exports_once_per_weights_and_size(
     assert path.parent == tmp_path / "cache" and path.name.endswith(f"-{IMGSZ}-dynamic_openvino_model")
     assert any(path.glob("*.xml")) and (path / "metadata.yaml").is_file()
     assert not list((tmp_path / "cache").glob(".tmp-*")), "no temporary export left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "site.pt"], "nothing beside the model"
 
     calls: list[object] = []
     monkeypatch.setattr(export_module, "export_model", lambda *a, **k: calls.append(a))
