@@ -15,6 +15,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,8 @@ class Worker:
         kwargs: dict[str, Any] = {
             "out_dir": out_dir,
             "camera_id": upload.camera_id,
-            "start_time": upload.start_time,
+            # stored as naive UTC; aware here so that detect reads it as UTC, not as camera-local time
+            "start_time": upload.start_time.replace(tzinfo=UTC) if upload.start_time else None,
             "source_id": f"upload-{upload.sha256[:16]}",
             "progress": on_progress,
         }
@@ -217,6 +219,9 @@ class Worker:
         except (LeaseLost, JobFailed):
             raise
         except ValueError as exc:  # streams.SourceError: footage that cannot be decoded
+            track_problem = _track_error_detail(exc)
+            if track_problem is not None:
+                raise JobFailed(f"the GPS track could not be read: {track_problem}") from None
             reason = str(exc).replace(str(footage), upload.filename or footage.name)
             raise JobFailed(f"the footage could not be read: {reason}") from None
         return count
@@ -237,6 +242,16 @@ class Worker:
         ingest_committed(
             self.factory, inc, grid_cache=self.grid_cache, policy=self.policy, actor=actor, job_id=job_id
         )
+
+
+def _track_error_detail(exc: ValueError) -> str | None:
+    """Where and why a GPS track failed (streams.gps.TrackError, without the stored file's path), or
+    None for any other error. streams is imported only here, once a pipeline has run."""
+    try:
+        from streams.gps import TrackError
+    except ImportError:
+        return None
+    return exc.detail if isinstance(exc, TrackError) else None
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:

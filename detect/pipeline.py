@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from detect.evidence import write_evidence
 from detect.rules import RuleEngine, Violation
 from detect.values import Detection, Incident
 from streams.frame import Frame, GeoPoint
+from streams.gps import GpsTrack, load_track, with_track_positions
 
 log = logging.getLogger(__name__)
 
@@ -187,16 +189,29 @@ def detect_footage(
     progress: Callable[[float], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     detector: Detector | None = None,
+    tracker: Tracker | None = None,
     emit_open: bool = False,
+    track: str | Path | GpsTrack | None = None,
 ) -> Iterator[Incident]:
     """Incidents in footage (a video file, an image folder or an RTSP URL), as they end.
 
     Evidence files go under out_dir. `progress` receives the share done (0..1) when the footage's
     length is known; `on_progress` the full Progress after every analysed frame. Bad footage
-    raises streams.SourceError before any frame is analysed.
+    raises streams.SourceError, a bad track file streams.gps.TrackError, before any frame is analysed.
+    detector / tracker: the config's model and tracker unless given (tests pass fakes).
+
+    start_time: the footage's first frame; a time without an offset is the camera's local time
+    (its `timezone`), as zone hours read it.
+    track: a GPS track (GPX, NMEA or CSV file, or a loaded GpsTrack) of the vehicle carrying the
+    camera. Each frame gets the track's position at its time (start_time + ts; with no start time
+    the first frame is aligned with the track's first fix, see streams.gps.with_track_positions),
+    and each incident the position of the frame its evidence shows. Where the track says nothing
+    (before or after it, in a gap over 30 s) a frame keeps the camera's configured position when
+    the camera has one, as without a track, else none.
     """
     from streams import open_source, prefetch
 
+    gps = load_track(track) if track is not None and not isinstance(track, GpsTrack) else track
     camera = config.camera(camera_id)
     position = GeoPoint(camera.position.lat, camera.position.lon) if camera.position else None
     source = open_source(
@@ -212,7 +227,7 @@ def detect_footage(
         config,
         camera,
         detector=detector or build_detector(config),
-        tracker=build_tracker(config, source.info.fps),
+        tracker=tracker or build_tracker(config, source.info.fps),
         out_dir=out_dir,
         source_id=sid,
         emit_open=emit_open,
@@ -220,8 +235,12 @@ def detect_footage(
     duration = source.info.duration_s
     started = time.perf_counter()
 
+    decoded: Iterator[Frame] = prefetch(source)
+    if gps is not None:
+        decoded = with_track_positions(decoded, gps, local_tz=ZoneInfo(camera.timezone))
+
     def frames() -> Iterator[Frame]:
-        for frame in prefetch(source):
+        for frame in decoded:
             yield frame
             # called after the pipeline has taken the previous frame
             elapsed = max(1e-9, time.perf_counter() - started)

@@ -30,7 +30,8 @@ class Frame:
     wall_time: absolute time of the frame when the footage's start is known, else None.
     source_id: the camera or upload the frame comes from.
     index: the frame's index in the source (decoded frames, counting skipped ones).
-    position: where the camera stood when known (a fixed camera's configured position; GPS later).
+    position: where the camera stood when known (a fixed camera's configured position, or the
+        position of a patrol vehicle's GPS track at the frame's time: streams.gps).
     """
 
     image: np.ndarray = field(repr=False)

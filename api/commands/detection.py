@@ -28,7 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", help="camera id from the config (default: its only camera)")
     p.add_argument("--source-id", help="id to record as the source (default: the camera id)")
     p.add_argument(
-        "--start-time", help="wall-clock time of the first frame, ISO 8601 (e.g. 2026-11-29T08:00:00+08:00)"
+        "--start-time",
+        help="wall-clock time of the first frame, ISO 8601 (e.g. 2026-11-29T08:00:00+08:00; "
+        "without an offset: the camera's time zone)",
+    )
+    p.add_argument(
+        "--track",
+        type=Path,
+        metavar="FILE",
+        help="GPS track of the vehicle (GPX, NMEA or CSV): each incident gets the position at its frame; "
+        "without --start-time the first frame is aligned with the track's first fix",
     )
     p.add_argument(
         "--image-fps", type=float, help="frame rate of an image folder whose file names carry no time"
@@ -94,12 +103,13 @@ def run_detect(args: argparse.Namespace) -> int:
     from detect.config import ConfigError
     from detect.pipeline import Progress, build_detector, detect_footage
     from detect.yolo import ModelError
-    from streams import SourceError
+    from streams import SourceError, TrackError, load_track
 
     try:
         camera = config.camera(args.camera)
+        track = load_track(args.track) if args.track is not None else None
         detector = build_detector(config)
-    except (ConfigError, ModelError) as exc:
+    except (ConfigError, ModelError, TrackError) as exc:
         raise CommandError(str(exc)) from None
 
     out: Path = args.out
@@ -134,6 +144,7 @@ def run_detect(args: argparse.Namespace) -> int:
                 on_progress=on_progress,
                 detector=detector,
                 emit_open=live,
+                track=track,
             ):
                 fh.write(json.dumps(incident.to_json(), ensure_ascii=False) + "\n")
                 fh.flush()

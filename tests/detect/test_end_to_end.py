@@ -104,6 +104,10 @@ def test_cli_detect_and_config_check(tmp_path, bus_sequence):
     )
     assert ok.returncode == 0, ok.stderr
     out = tmp_path / "out"
+    # the camera's GPS track (CSV, Unix seconds): 0.0001 degrees of latitude a second
+    start = 1795136400  # 2026-11-20T01:00:00Z
+    track = tmp_path / "track.csv"
+    track.write_text(f"timestamp,lat,lon\n{start},30.2640,120.1480\n{start + 20},30.2660,120.1480\n")
     run = subprocess.run(
         [
             *gridpatrol,
@@ -115,6 +119,10 @@ def test_cli_detect_and_config_check(tmp_path, bus_sequence):
             str(out),
             "--image-fps",
             "1",
+            "--track",
+            str(track),
+            "--start-time",
+            "2026-11-20T09:00:02+08:00",
         ],
         capture_output=True,
         text=True,
@@ -126,6 +134,8 @@ def test_cli_detect_and_config_check(tmp_path, bus_sequence):
     assert len(lines) == 1
     record = json.loads(lines[0])
     assert record["category"] == "illegal_parking" and record["object_kind"] == "bus"
+    lat, lon = record["position"]  # the track's position at the evidence frame, 2 s into the track
+    assert lat == pytest.approx(30.2640 + 0.0001 * (2 + record["best_ts"])) and lon == pytest.approx(120.148)
     assert "incidents=1" in run.stderr  # the progress bar counts incidents
 
     config["categories"]["illegal_parking"]["min_dwel_s"] = 3  # a typo

@@ -1,12 +1,15 @@
-"""The pipeline with a scripted detector over listed frames (no model): wiring, evidence, ids."""
+"""The pipeline with a scripted detector over listed frames or a still image folder (no model): wiring,
+evidence, ids, positions from a GPS track."""
 
 import hashlib
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from detect.pipeline import Pipeline
+from detect.pipeline import Pipeline, detect_footage
 from detect.values import Detection, Incident
 from streams.frame import Frame
 from tests.detect.rule_fixtures import make_config
@@ -107,3 +110,96 @@ def test_emit_open_yields_fired_then_final_with_same_id(tmp_path):
     for record in (first, final):  # both records' files are on disk as hashed
         for e in record.evidence:
             assert hashlib.sha256((tmp_path / e.path).read_bytes()).hexdigest() == e.sha256
+
+
+# --- footage with a GPS track: detect_footage over a still image folder ---
+
+T0 = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+TRACK_GPX = """<?xml version="1.0" encoding="UTF-8"?>
+<gpx version="1.1" creator="test" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>
+  <trkpt lat="30.2600" lon="120.1400"><time>2026-11-20T01:00:00Z</time></trkpt>
+  <trkpt lat="30.2700" lon="120.1600"><time>2026-11-20T01:00:10Z</time></trkpt>
+  <trkpt lat="30.2700" lon="120.1700"><time>2026-11-20T01:00:20Z</time></trkpt>
+</trkseg></trk></gpx>
+"""
+
+
+def still_footage(folder: Path, n: int) -> Path:
+    """A still camera's footage: the same textured image n times (one a second with image_fps=1)."""
+    import cv2
+
+    folder.mkdir()
+    image = textured_frames(1)[0].image
+    for i in range(n):
+        assert cv2.imwrite(str(folder / f"frame_{i:03d}.png"), image)
+    return folder
+
+
+def detect_with_track(tmp_path: Path, track, config=None, **kwargs) -> list[Incident]:
+    config = config or make_config()
+    # the surest sighting, which the evidence shows, is at t = 7 s
+    detector = ScriptedDetector({i: [CAR if i != 7 else replace(CAR, score=0.97)] for i in range(15)})
+    incidents = detect_footage(
+        still_footage(tmp_path / "footage", 15),
+        config,
+        out_dir=tmp_path / "out",
+        image_fps=1.0,
+        detector=detector,
+        tracker=IdentityTracker(),
+        track=track,
+        **kwargs,
+    )
+    return list(incidents)
+
+
+def test_track_gives_the_incident_the_position_at_its_evidence_frame(tmp_path):
+    gpx = tmp_path / "patrol.gpx"
+    gpx.write_text(TRACK_GPX)
+    # footage starts 2 s into the track, given in local time: the evidence frame (ts 7) is at track
+    # time 9 s, nine tenths of the way from the first fix to the second
+    start = datetime(2026, 11, 20, 9, 0, 2, tzinfo=timezone(timedelta(hours=8)))
+    (inc,) = detect_with_track(tmp_path, gpx, start_time=start)
+    assert inc.best_ts == 7 and inc.first_seen_wall == start
+    assert inc.position == (pytest.approx(30.269), pytest.approx(120.158))
+
+
+def test_track_without_start_time_is_aligned_with_its_first_fix(tmp_path):
+    from streams.gps import load_track
+
+    gpx = tmp_path / "patrol.gpx"
+    gpx.write_text(TRACK_GPX)
+    (inc,) = detect_with_track(tmp_path, load_track(gpx))
+    assert inc.first_seen_wall == T0 and inc.last_seen_wall == T0 + timedelta(seconds=14)
+    assert inc.position == (pytest.approx(30.267), pytest.approx(120.154))
+
+
+def test_where_the_track_says_nothing_the_cameras_configured_position_stays(tmp_path):
+    from detect.config import Position
+
+    config = make_config()
+    camera = config.cameras[0].model_copy(update={"position": Position(lat=30.25, lon=120.15)})
+    config = config.model_copy(update={"cameras": [camera]})
+    gpx = tmp_path / "patrol.gpx"
+    gpx.write_text(TRACK_GPX)
+    # footage an hour after the track: no frame is covered
+    (inc,) = detect_with_track(tmp_path, gpx, config, start_time=T0 + timedelta(hours=1))
+    assert inc.position == (30.25, 120.15)
+
+
+def test_bad_track_fails_before_any_frame_is_analysed(tmp_path):
+    from streams.gps import TrackError
+
+    bad = tmp_path / "patrol.csv"
+    bad.write_text("time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n2026-11-20T01:00:10Z,123.4,120.16\n")
+    detector = ScriptedDetector({})
+    incidents = detect_footage(
+        still_footage(tmp_path / "footage", 3),
+        make_config(),
+        out_dir=tmp_path / "out",
+        detector=detector,
+        tracker=IdentityTracker(),
+        track=bad,
+    )
+    with pytest.raises(TrackError, match=r"patrol\.csv: line 3: bad latitude 123\.4"):
+        next(incidents)
+    assert detector.calls == 0

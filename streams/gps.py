@@ -1,0 +1,720 @@
+"""GPS tracks of patrol vehicles (GPX, NMEA 0183, CSV) and their alignment with footage time.
+
+`load_track(path)` reads a track into a `GpsTrack`: fixes sorted by time (UTC), duplicates dropped.
+`GpsTrack.position_at(when)` interpolates the vehicle's position at an absolute time, and
+`with_track_positions(frames, track)` gives every frame of a footage the position at its time.
+
+Time zones: GPX and NMEA times are UTC by their specifications; a GPX time written without a zone is
+taken as UTC. CSV times without an offset are in the `tz` passed to `load_track` / `parse_csv`
+(default UTC); Unix seconds are UTC by definition.
+
+Footage time: a frame's absolute time is its `wall_time` (the footage's start time + `Frame.ts`, as the
+sources compute it). Footage without a known start is aligned on the track: its first frame is taken
+to be the moment of the track's first fix (logged at INFO), and such frames get that wall time too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import logging
+import math
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from streams.frame import Frame, GeoPoint
+
+log = logging.getLogger(__name__)
+
+TrackFormat = Literal["gpx", "nmea", "csv"]
+
+# Between two fixes further apart than this the position is unknown (a tunnel, a logger pause): no
+# position is invented across the gap.
+DEFAULT_MAX_GAP_S = 30.0
+# A time this close to a fix at the edge of the track or of a gap still gets that fix's position.
+DEFAULT_TOLERANCE_S = 5.0
+# Larger than any track a day's patrol writes (1 Hz GPX for 24 h is ~15 MB); guards memory.
+MAX_TRACK_BYTES = 256 * 1024**2
+
+KNOTS_TO_MPS = 1852.0 / 3600.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class TrackError(ValueError):
+    """A track that cannot be read. `name` is the file, `detail` says where in it and why."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"{name}: {detail}")
+        self.name = name
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """One GPS fix: time (timezone-aware, UTC), WGS84 lat/lon in degrees, ground speed in m/s and
+    heading in degrees clockwise from true north when the track records them."""
+
+    time: datetime
+    lat: float
+    lon: float
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+
+
+class GpsTrack:
+    """A vehicle's fixes in time order, one per distinct time.
+
+    Fixes given out of order are sorted; of fixes with the same time the first is kept (missing speed
+    or heading filled from the others). `skipped` counts what the parser left out, by reason.
+    """
+
+    def __init__(
+        self, fixes: Iterable[Fix], *, name: str = "track", skipped: Mapping[str, int] | None = None
+    ):
+        given = list(fixes)
+        self.name = name
+        self.skipped: dict[str, int] = dict(skipped or {})
+        if not given:
+            raise TrackError(name, "no fixes with time")
+        for fix in given:
+            if fix.time.tzinfo is None:
+                raise ValueError(f"{name}: fix times must be timezone-aware, got {fix.time}")
+        backwards = sum(1 for a, b in zip(given, given[1:], strict=False) if b.time < a.time)
+        if backwards:
+            log.warning("%s: times go backwards %d time(s); fixes sorted by time", name, backwards)
+        ordered = sorted(given, key=lambda f: f.time)  # stable: the first of equal times stays first
+        kept: list[Fix] = []
+        for fix in ordered:
+            if kept and fix.time == kept[-1].time:
+                last = kept[-1]
+                if (last.speed_mps is None and fix.speed_mps is not None) or (
+                    last.heading_deg is None and fix.heading_deg is not None
+                ):
+                    kept[-1] = replace(
+                        last,
+                        speed_mps=last.speed_mps if last.speed_mps is not None else fix.speed_mps,
+                        heading_deg=last.heading_deg if last.heading_deg is not None else fix.heading_deg,
+                    )
+                continue
+            kept.append(fix)
+        dropped = len(given) - len(kept)
+        if dropped:
+            self.skipped["duplicate time"] = self.skipped.get("duplicate time", 0) + dropped
+            log.info("%s: %d fix(es) with a time already seen dropped", name, dropped)
+        self.fixes: tuple[Fix, ...] = tuple(kept)
+        self._t = np.array([(f.time - _EPOCH).total_seconds() for f in kept], dtype=np.float64)
+        self._lat = np.array([f.lat for f in kept], dtype=np.float64)
+        self._lon = np.array([f.lon for f in kept], dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.fixes)
+
+    def __iter__(self) -> Iterator[Fix]:
+        return iter(self.fixes)
+
+    def __repr__(self) -> str:
+        return (
+            f"GpsTrack({self.name!r}, {len(self)} fixes, {self.start.isoformat()} .. {self.end.isoformat()})"
+        )
+
+    @property
+    def start(self) -> datetime:
+        """The time of the first fix (UTC)."""
+        return self.fixes[0].time
+
+    @property
+    def end(self) -> datetime:
+        """The time of the last fix (UTC)."""
+        return self.fixes[-1].time
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    def position_at(
+        self,
+        when: datetime,
+        *,
+        max_gap_s: float = DEFAULT_MAX_GAP_S,
+        tolerance_s: float = DEFAULT_TOLERANCE_S,
+    ) -> GeoPoint | None:
+        """The position at `when` (a naive time is taken as UTC), or None where the track does not say.
+
+        Between two fixes at most `max_gap_s` seconds apart the position is interpolated linearly in
+        lat/lon (over the few hundred metres a vehicle covers in that time, a straight line in degrees
+        is straight enough on the ground; a step over the 180th meridian takes the short way).
+        Within `tolerance_s` seconds before the first fix, after the last, or beside a fix that
+        borders a longer gap, that fix's position is given. Anywhere else outside the track, or
+        inside a gap: None.
+        """
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        t = (when - _EPOCH).total_seconds()
+        times = self._t
+        i = int(np.searchsorted(times, t, side="right"))  # times[i-1] <= t < times[i]
+        if i == 0:
+            return self._point(0) if times[0] - t <= tolerance_s else None
+        before = i - 1
+        if t == times[before]:
+            return self._point(before)
+        if i == len(times):
+            return self._point(before) if t - times[before] <= tolerance_s else None
+        t0, t1 = float(times[before]), float(times[i])
+        if t1 - t0 > max_gap_s:
+            if t - t0 <= tolerance_s:
+                return self._point(before)
+            if t1 - t <= tolerance_s:
+                return self._point(i)
+            return None
+        share = (t - t0) / (t1 - t0)
+        lat0, lat1 = float(self._lat[before]), float(self._lat[i])
+        lon0, lon1 = float(self._lon[before]), float(self._lon[i])
+        dlon = lon1 - lon0
+        if dlon > 180.0:
+            dlon -= 360.0
+        elif dlon < -180.0:
+            dlon += 360.0
+        lon = lon0 + share * dlon
+        if lon > 180.0 or lon < -180.0:
+            lon = (lon + 180.0) % 360.0 - 180.0
+        return GeoPoint(lat0 + share * (lat1 - lat0), lon)
+
+    def _point(self, i: int) -> GeoPoint:
+        return GeoPoint(float(self._lat[i]), float(self._lon[i]))
+
+
+# --- reading files ---
+
+
+def load_track(
+    path: str | os.PathLike[str], *, format: TrackFormat | None = None, tz: tzinfo = UTC
+) -> GpsTrack:
+    """Read a GPS track file; a TrackError naming the file, the line or point, and why.
+
+    format: "gpx", "nmea" or "csv"; by default told from the content (XML, `$..RMC`/`$..GGA`
+    sentences, else CSV with a header), whatever the file is called.
+    tz: the zone of CSV times written without an offset (GPX and NMEA times are UTC).
+    """
+    name = os.fspath(path)
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_TRACK_BYTES:
+            raise TrackError(name, f"{size} bytes is larger than a track can be ({MAX_TRACK_BYTES} bytes)")
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TrackError(name, f"cannot read the file ({exc.strerror or exc})") from None
+    text = _decode(data, name)
+    kind = format or sniff_format(text)
+    if kind is None:
+        raise TrackError(name, "empty file")
+    if kind == "gpx":
+        return parse_gpx(text, name=name)
+    if kind == "nmea":
+        return parse_nmea(text, name=name)
+    if kind == "csv":
+        return parse_csv(text, name=name, tz=tz)
+    raise ValueError(f"unknown track format {format!r}")
+
+
+def sniff_format(text: str) -> TrackFormat | None:
+    """The track format of a text by its content, or None when it is empty."""
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if not stripped:
+        return None
+    if stripped.startswith("<"):
+        return "gpx"
+    for line in itertools.islice(io.StringIO(stripped), 20):
+        if _NMEA_SENTENCE.search(line):
+            return "nmea"
+    return "csv"
+
+
+def _decode(data: bytes, name: str) -> str:
+    encoding = "UTF-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "UTF-8"
+    try:
+        return data.decode("utf-8-sig" if encoding == "UTF-8" else "utf-16")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TrackError(name, f"line {line}: not {encoding} text (byte {exc.start})") from None
+
+
+def _check_lat_lon(lat: float, lon: float) -> str | None:
+    if not math.isfinite(lat) or not -90.0 <= lat <= 90.0:
+        return f"bad latitude {lat} (must be -90..90)"
+    if not math.isfinite(lon) or not -180.0 <= lon <= 180.0:
+        return f"bad longitude {lon} (must be -180..180)"
+    return None
+
+
+def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str) -> GpsTrack:
+    if skipped:
+        log.warning(
+            "%s: %d %s skipped (%s)",
+            name,
+            sum(skipped.values()),
+            what,
+            ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())),
+        )
+    if not fixes:
+        detail = "no fixes with time"
+        if skipped:
+            detail += " (" + ", ".join(f"{n} {what} {reason}" for reason, n in sorted(skipped.items())) + ")"
+        raise TrackError(name, detail)
+    track = GpsTrack(fixes, name=name, skipped=skipped)
+    log.info("%s: %d fixes, %s .. %s", name, len(track), track.start.isoformat(), track.end.isoformat())
+    return track
+
+
+# --- GPX ---
+
+_FORBIDDEN_XML = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_POINT_TAGS = ("trkpt", "rtept", "wpt")
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+class _GpxTarget:
+    """An ElementTree parser target that collects points without building the tree."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.points: list[tuple[int, str, dict[str, str], dict[str, str]]] = []
+        self._point: tuple[int, str, dict[str, str], dict[str, str]] | None = None
+        self._depth = 0  # depth inside the current point
+        self._text: list[str] = []
+        self._count = 0
+
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise TrackError(
+            self.name, "a DOCTYPE is not allowed in a GPX track (entities could expand or reach files)"
+        )
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        local = _local(tag)
+        if self._point is None:
+            if local in _POINT_TAGS:
+                self._count += 1
+                self._point = (self._count, local, dict(attrib), {})
+                self._depth = 0
+            return
+        self._depth += 1
+        self._text = []
+
+    def data(self, text: str) -> None:
+        if self._point is not None:
+            self._text.append(text)
+
+    def end(self, tag: str) -> None:
+        if self._point is None:
+            return
+        if self._depth == 0:
+            self.points.append(self._point)
+            self._point = None
+            return
+        local = _local(tag)
+        fields = self._point[3]
+        if local not in fields:  # time, speed, course (GPX 1.0) or the same inside extensions (1.1)
+            fields[local] = "".join(self._text).strip()
+        self._text = []
+        self._depth -= 1
+
+    def close(self) -> None:
+        return None
+
+
+def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
+    """Fixes from GPX 1.0 / 1.1 text: every trkpt, rtept and wpt that has a time, in any namespace.
+
+    Speed (m/s) and course (degrees) are read from GPX 1.0 `<speed>`/`<course>` or from extensions
+    that use those names (Garmin TrackPointExtension: `speed`, `course`). A DOCTYPE or entity
+    declaration is refused before parsing (no external entities, no entity expansion bombs).
+    Points are named by their number in the file (1-based, all three kinds counted together).
+    """
+    if _FORBIDDEN_XML.search(text):
+        raise TrackError(name, "a DOCTYPE or ENTITY declaration is not allowed in a GPX track")
+    target = _GpxTarget(name)
+    parser = ET.XMLParser(target=target)
+    try:
+        parser.feed(text)  # a str: the declared encoding is ignored, the text is what was checked
+        parser.close()
+    except ET.ParseError as exc:
+        line, column = exc.position
+        reason = re.sub(r":? line \d+, column \d+$", "", str(exc))
+        raise TrackError(name, f"line {line}, column {column}: not well-formed XML ({reason})") from None
+    fixes: list[Fix] = []
+    skipped: Counter[str] = Counter()
+    for number, kind, attrib, fields in target.points:
+        where = f"point {number} ({kind})"
+        if not fields.get("time"):
+            skipped["without time"] += 1
+            continue
+        try:
+            lat, lon = float(attrib["lat"]), float(attrib["lon"])
+        except KeyError as exc:
+            raise TrackError(name, f"{where}: no {exc.args[0]} attribute") from None
+        except ValueError:
+            raise TrackError(
+                name, f"{where}: lat/lon are not numbers: {attrib.get('lat')!r}, {attrib.get('lon')!r}"
+            ) from None
+        problem = _check_lat_lon(lat, lon)
+        if problem:
+            raise TrackError(name, f"{where}: {problem}")
+        when = _parse_iso(fields["time"], UTC)
+        if when is None:
+            raise TrackError(name, f"{where}: time {fields['time']!r} is not ISO 8601")
+        fixes.append(
+            Fix(
+                when,
+                lat,
+                lon,
+                speed_mps=_optional_float(fields.get("speed"), name, where, "speed"),
+                heading_deg=_optional_float(fields.get("course"), name, where, "course"),
+            )
+        )
+    return _finish(fixes, name, skipped, "point(s)")
+
+
+def _optional_float(text: str | None, name: str, where: str, what: str) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise TrackError(name, f"{where}: {what} {text!r} is not a number") from None
+    return value if math.isfinite(value) else None
+
+
+def _parse_iso(text: str, tz: tzinfo) -> datetime | None:
+    """An ISO 8601 date-time as aware UTC; a time without an offset is taken in `tz`."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
+
+
+# --- NMEA 0183 ---
+
+_NMEA_SENTENCE = re.compile(r"\$[A-Z][A-Z0-9]{4},")  # $GPRMC, $GNGGA, $GPGSV, $PGRMZ...
+
+
+def _nmea_checksum_ok(body: str, given: str) -> bool:
+    value = 0
+    for ch in body:
+        value ^= ord(ch)
+    try:
+        return value == int(given[:2], 16)
+    except ValueError:
+        return False
+
+
+def _nmea_angle(value: str, hemisphere: str, degree_digits: int) -> float:
+    """ddmm.mmmm (latitude) or dddmm.mmmm (longitude) with N/S or E/W, as signed degrees."""
+    if len(value.split(".")[0]) != degree_digits + 2:
+        raise ValueError(f"{value!r} is not {'d' * degree_digits}mm.mmmm")
+    degrees = int(value[:degree_digits])
+    minutes = float(value[degree_digits:])
+    if not 0.0 <= minutes < 60.0:
+        raise ValueError(f"minutes {minutes} out of range")
+    signed = degrees + minutes / 60.0
+    if hemisphere in ("S", "W"):
+        return -signed
+    if hemisphere not in ("N", "E"):
+        raise ValueError(f"hemisphere {hemisphere!r}")
+    return signed
+
+
+def _nmea_time(value: str) -> timedelta:
+    """hhmmss(.sss) as the time of day."""
+    if len(value) < 6:
+        raise ValueError(f"time {value!r}")
+    hours, minutes, seconds = int(value[0:2]), int(value[2:4]), float(value[4:])
+    if hours > 23 or minutes > 59 or seconds >= 61:
+        raise ValueError(f"time {value!r}")
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _nmea_date(value: str) -> date:
+    """ddmmyy; two-digit years are 2000-2099 (NMEA 0183 RMC carries no century)."""
+    if len(value) != 6:
+        raise ValueError(f"date {value!r}")
+    return date(2000 + int(value[4:6]), int(value[2:4]), int(value[0:2]))
+
+
+def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
+    """Fixes from NMEA 0183 text: RMC sentences (date and time) and GGA sentences (time only, dated
+    by the last RMC before them; a GGA time-of-day well before that RMC's is taken as the next day).
+
+    Any talker is accepted ($GP, $GN, $GL, $GA, $BD...). A sentence is skipped, and counted by
+    reason, when its `*hh` checksum is present and wrong, when it reports no fix (RMC status 'V',
+    GGA quality 0), when a GGA comes before any RMC gave a date, or when its fields cannot be read
+    (a logger cut off mid-line). Other sentence types are ignored. The counts are logged; only a file
+    with no usable fix at all is an error.
+    """
+    fixes: list[Fix] = []
+    skipped: Counter[str] = Counter()
+    first_problem: str | None = None
+    day: date | None = None
+    rmc_tod: timedelta | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        start = raw.find("$")
+        if start < 0:
+            continue
+        sentence = raw[start:].strip()
+        body, star, given = sentence[1:].partition("*")
+        if star and not _nmea_checksum_ok(body, given):
+            skipped["bad checksum"] += 1
+            first_problem = first_problem or f"line {number}: bad checksum"
+            continue
+        fields = body.split(",")
+        kind = fields[0][2:] if len(fields[0]) == 5 else ""
+        if kind not in ("RMC", "GGA"):
+            continue
+        try:
+            if kind == "RMC":
+                if len(fields) < 10:
+                    raise ValueError(f"{len(fields)} fields")
+                if fields[2] != "A":
+                    skipped["void fix"] += 1
+                    continue
+                tod = _nmea_time(fields[1])
+                day, rmc_tod = _nmea_date(fields[9]), tod
+                lat = _nmea_angle(fields[3], fields[4], 2)
+                lon = _nmea_angle(fields[5], fields[6], 3)
+                speed = float(fields[7]) * KNOTS_TO_MPS if fields[7] else None
+                heading = float(fields[8]) if fields[8] else None
+                when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + tod
+            else:
+                if len(fields) < 7:
+                    raise ValueError(f"{len(fields)} fields")
+                if fields[6] in ("", "0"):
+                    skipped["void fix"] += 1
+                    continue
+                tod = _nmea_time(fields[1])
+                if day is None or rmc_tod is None:
+                    skipped["GGA before any dated RMC"] += 1
+                    continue
+                gga_day = day + timedelta(days=1) if tod < rmc_tod - timedelta(hours=12) else day
+                lat = _nmea_angle(fields[2], fields[3], 2)
+                lon = _nmea_angle(fields[4], fields[5], 3)
+                speed = heading = None
+                when = datetime.combine(gga_day, datetime.min.time(), tzinfo=UTC) + tod
+        except ValueError as exc:
+            skipped["unreadable"] += 1
+            first_problem = first_problem or f"line {number}: {kind} sentence unreadable ({exc})"
+            continue
+        problem = _check_lat_lon(lat, lon)
+        if problem:
+            skipped["out of range"] += 1
+            first_problem = first_problem or f"line {number}: {problem}"
+            continue
+        fixes.append(Fix(when, lat, lon, speed_mps=speed, heading_deg=heading))
+    if first_problem:
+        log.warning("%s: first bad sentence: %s", name, first_problem)
+    return _finish(fixes, name, skipped, "sentence(s)")
+
+
+# --- CSV ---
+
+TIME_COLUMNS = ("time", "timestamp", "datetime", "utc", "date_time", "time_utc")
+LAT_COLUMNS = ("lat", "latitude")
+LON_COLUMNS = ("lon", "lng", "long", "longitude")
+# speed columns and the factor to m/s
+SPEED_COLUMNS = {"speed": 1.0, "speed_mps": 1.0, "speed_m_s": 1.0, "speed_kmh": 1 / 3.6, "speed_kph": 1 / 3.6}
+HEADING_COLUMNS = ("heading", "course", "bearing")
+# Unix seconds beyond this (year 5138) are surely milliseconds or microseconds: refused, not guessed.
+_MAX_UNIX_S = 1e11
+
+
+def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTrack:
+    """Fixes from CSV text with a header row (comma, semicolon or tab separated).
+
+    Columns, matched case-insensitively: time (`time`, `timestamp`, `datetime`, `utc`: ISO 8601 with
+    or without an offset, or Unix seconds), latitude (`lat`, `latitude`), longitude (`lon`, `lng`,
+    `long`, `longitude`) in WGS84 degrees; optional speed (`speed`/`speed_mps` in m/s,
+    `speed_kmh`/`speed_kph`) and heading (`heading`, `course`, `bearing`, degrees). Times without an
+    offset are in `tz` (default UTC). Rows with an empty latitude and longitude (no fix) are skipped;
+    any other bad value is a TrackError naming the line.
+    """
+    body = text.lstrip("\ufeff")
+    header_line = next((line for line in io.StringIO(body) if line.strip()), None)
+    if header_line is None:
+        raise TrackError(name, "empty file")
+    delimiter = max((",", ";", "\t"), key=header_line.count)
+    reader = csv.reader(io.StringIO(body), delimiter=delimiter)
+    header: list[str] | None = None
+    columns: dict[str, int] = {}
+    speed_factor = 1.0
+    fixes: list[Fix] = []
+    skipped: Counter[str] = Counter()
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        line = reader.line_num
+        if header is None:
+            header = [cell.strip().lower() for cell in row]
+            columns, speed_factor = _csv_columns(header, name, line)
+            continue
+        lat_text, lon_text, time_text = (
+            _cell(row, columns, "lat"),
+            _cell(row, columns, "lon"),
+            _cell(row, columns, "time"),
+        )
+        if not lat_text and not lon_text:
+            skipped["without a fix"] += 1
+            continue
+        try:
+            lat, lon = float(lat_text), float(lon_text)
+        except ValueError:
+            raise TrackError(
+                name, f"line {line}: lat/lon are not numbers: {lat_text!r}, {lon_text!r}"
+            ) from None
+        problem = _check_lat_lon(lat, lon)
+        if problem:
+            raise TrackError(name, f"line {line}: {problem}")
+        if not time_text:
+            raise TrackError(name, f"line {line}: no time")
+        when = _csv_time(time_text, tz, name, line)
+        where = f"line {line}"
+        speed = _optional_float(_cell(row, columns, "speed"), name, where, "speed")
+        fixes.append(
+            Fix(
+                when,
+                lat,
+                lon,
+                speed_mps=speed * speed_factor if speed is not None else None,
+                heading_deg=_optional_float(_cell(row, columns, "heading"), name, where, "heading"),
+            )
+        )
+    return _finish(fixes, name, skipped, "row(s)")
+
+
+def _cell(row: list[str], columns: dict[str, int], key: str) -> str:
+    index = columns.get(key)
+    return row[index].strip() if index is not None and index < len(row) else ""
+
+
+def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int], float]:
+    def find(candidates: Iterable[str], what: str, required: bool) -> int | None:
+        for candidate in candidates:
+            if candidate in header:
+                return header.index(candidate)
+        if required:
+            raise TrackError(
+                name,
+                f"line {line}: the header has no {what} column (one of {', '.join(candidates)}); "
+                f"it has {', '.join(header)}",
+            )
+        return None
+
+    columns: dict[str, int] = {}
+    for key, candidates, what in (
+        ("time", TIME_COLUMNS, "time"),
+        ("lat", LAT_COLUMNS, "latitude"),
+        ("lon", LON_COLUMNS, "longitude"),
+    ):
+        index = find(candidates, what, True)
+        assert index is not None
+        columns[key] = index
+    speed_factor = 1.0
+    for column, factor in SPEED_COLUMNS.items():
+        if column in header:
+            columns["speed"], speed_factor = header.index(column), factor
+            break
+    heading = find(HEADING_COLUMNS, "heading", False)
+    if heading is not None:
+        columns["heading"] = heading
+    return columns, speed_factor
+
+
+def _csv_time(text: str, tz: tzinfo, name: str, line: int) -> datetime:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        if not math.isfinite(seconds) or abs(seconds) > _MAX_UNIX_S:
+            raise TrackError(name, f"line {line}: time {text} is not Unix seconds (milliseconds?)")
+        return _EPOCH + timedelta(seconds=seconds)
+    when = _parse_iso(text, tz)
+    if when is None:
+        raise TrackError(name, f"line {line}: time {text!r} is neither ISO 8601 nor Unix seconds")
+    return when
+
+
+# --- alignment with footage ---
+
+
+def with_track_positions(
+    frames: Iterable[Frame],
+    track: GpsTrack,
+    *,
+    local_tz: tzinfo = UTC,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> Iterator[Frame]:
+    """The frames, each with `position` from the track at the frame's time.
+
+    A frame's time is its `wall_time` (naive wall times are in `local_tz`, as a camera's local time).
+    When the first frame has no wall time, the footage is aligned on the track: the first frame is
+    taken to be the moment of the track's first fix, a later frame `ts - first ts` seconds after it,
+    and each frame gets that time as its wall time (UTC). Where the track gives no position (outside
+    it, or in a gap; see GpsTrack.position_at) the frame keeps the position it came with (a camera's
+    configured position, or None). How many frames the track did not cover is logged at the end.
+    """
+    aligned_start: float | None = None
+    located = uncovered = 0
+    first = True
+    try:
+        for frame in frames:
+            if first:
+                first = False
+                if frame.wall_time is None:
+                    aligned_start = frame.ts
+                    log.info(
+                        "%s: footage start time unknown; its first frame is aligned with the track's "
+                        "first fix (%s)",
+                        track.name,
+                        track.start.isoformat(),
+                    )
+            when: datetime | None
+            if aligned_start is not None:
+                when = track.start + timedelta(seconds=frame.ts - aligned_start)
+                frame = replace(frame, wall_time=when)
+            elif frame.wall_time is not None:
+                when = frame.wall_time
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=local_tz)
+            else:  # a source that knew the start of its footage gives every frame a wall time
+                when = None
+            position = track.position_at(when, max_gap_s=max_gap_s, tolerance_s=tolerance_s) if when else None
+            if position is None:
+                uncovered += 1
+            else:
+                located += 1
+                frame = replace(frame, position=position)
+            yield frame
+    finally:
+        if uncovered:
+            log.warning(
+                "%s: %d of %d frame(s) fell outside the track or in a gap over %.0f s; they kept the "
+                "camera's configured position, if any",
+                track.name,
+                uncovered,
+                located + uncovered,
+                max_gap_s,
+            )

@@ -1,0 +1,154 @@
+"""GPS tracks through the service and the CLI: uploads with a track run by the worker through the real
+detect_footage (scripted detector) put the case in its grid cell; a bad track fails the job, or the
+`gridpatrol detect` command, naming the track."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from api_testkit import LiveServer
+
+from api.cli import main
+from detect.pipeline import detect_footage
+from detect.values import Detection
+from tests.detect.rule_fixtures import make_config
+
+# the van parks in DEMO-QINGBO-03 (lat 30.262814..30.27, lon 120.146679..120.155 in demo-grid.geojson);
+# its fixes are 20 s apart, the evidence frame 5 s after the first: a quarter of the way
+TRACK_GPX = b"""<?xml version="1.0" encoding="UTF-8"?>
+<gpx version="1.1" creator="van-1" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>
+  <trkpt lat="30.2640" lon="120.1480"><time>2026-11-20T01:00:00Z</time></trkpt>
+  <trkpt lat="30.2680" lon="120.1520"><time>2026-11-20T01:00:20Z</time></trkpt>
+</trkseg></trk></gpx>
+"""
+CAR = Detection(box=(20.0, 60.0, 100.0, 150.0), score=0.9, class_name="car", kind="car", track_id=3)
+
+
+def still_video(path: Path, seed: int, frames: int = 15) -> bytes:
+    """A still camera's clip: one textured 320x180 image, `frames` times at 1 fps (MJPG AVI)."""
+    image = np.random.default_rng(seed).integers(0, 255, (180, 320, 3), dtype=np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 1.0, (320, 180))
+    assert writer.isOpened()
+    for _ in range(frames):
+        writer.write(image)
+    writer.release()
+    return path.read_bytes()
+
+
+class SurestAtFive:
+    """A scripted detector: the car in every frame, surest in frame 5 (the evidence frame)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        return [CAR if self.calls != 6 else replace(CAR, score=0.97)]
+
+
+class IdentityTracker:
+    def update(self, detections: Any, image: np.ndarray) -> list[Detection]:
+        return list(detections)
+
+
+def pipeline(input: Any, config: Any, **kwargs: Any) -> Any:
+    """detect_footage with the fakes; a new detector per job (its frame count starts again)."""
+    return detect_footage(input, config, detector=SurestAtFive(), tracker=IdentityTracker(), **kwargs)
+
+
+def _wait_job(client: httpx.Client, job_id: int, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+    config = make_config()
+    # the device's camera, with no configured position: only a track can place its incidents
+    config = config.model_copy(
+        update={"cameras": [config.cameras[0].model_copy(update={"id": "demo-cam-01"})]}
+    )
+    return make_server(
+        sqlite_url,
+        run_worker=True,
+        run_webhooks=False,
+        pipeline=pipeline,
+        config_loader=lambda: config,
+        settings={"worker_poll_s": 0.05},
+    )
+
+
+def test_gpx_track_puts_the_case_in_its_grid_cell(server: LiveServer, tmp_path: Path) -> None:
+    with server.client("device") as device, server.client("admin") as admin:
+        tracked = device.post(
+            "/api/uploads",
+            files={
+                "file": ("patrol.avi", still_video(tmp_path / "a.avi", 1), "video/x-msvideo"),
+                "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml"),
+            },
+            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        )
+        assert tracked.status_code == 201, tracked.text
+        untracked = device.post(
+            "/api/uploads",
+            files={"file": ("other.avi", still_video(tmp_path / "b.avi", 2), "video/x-msvideo")},
+            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        )
+        bad = device.post(
+            "/api/uploads",
+            files={
+                "file": ("third.avi", still_video(tmp_path / "c.avi", 3), "video/x-msvideo"),
+                "track": (
+                    "bad.csv",
+                    b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n1,123.4,120\n",
+                    "text/csv",
+                ),
+            },
+        )
+        jobs = [_wait_job(device, r.json()["id"]) for r in (tracked, untracked, bad)]
+        assert [j["status"] for j in jobs] == ["done", "done", "failed"], jobs
+        assert (
+            jobs[2]["error"]
+            == "the GPS track could not be read: line 3: bad latitude 123.4 (must be -90..90)"
+        )
+        cases = admin.get("/api/cases", params={"sort": "first_seen", "order": "asc"}).json()["items"]
+        assert len(cases) == 2
+        placed = next(c for c in cases if c["position"] is not None)
+        assert placed["grid_cell"] == "DEMO-QINGBO-03" and placed["team"] is not None
+        assert placed["position"] == {"lat": pytest.approx(30.265), "lon": pytest.approx(120.149)}
+        assert placed["first_seen"] == "2026-11-20T01:00:00Z"
+        unplaced = next(c for c in cases if c["position"] is None)
+        assert unplaced["unassigned"] is True  # the same footage without a track
+
+
+def test_cli_detect_refuses_a_bad_track_before_loading_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    footage = tmp_path / "patrol.avi"
+    still_video(footage, 1, frames=2)
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n1,123.4,120\n")
+    site = Path(__file__).resolve().parents[2] / "configs" / "site.yaml"
+    argv = [
+        "detect",
+        str(footage),
+        "--config",
+        str(site),
+        "--out",
+        str(tmp_path / "out"),
+        "--track",
+        str(bad),
+    ]
+    assert main(argv) == 1
+    assert "bad.csv: line 3: bad latitude 123.4" in capsys.readouterr().err

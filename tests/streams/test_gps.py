@@ -1,0 +1,364 @@
+"""GPS tracks: GPX / NMEA / CSV files read from tmp_path, interpolation, gaps, alignment with frames."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams import Frame, GeoPoint
+from streams.gps import Fix, GpsTrack, TrackError, load_track, with_track_positions
+
+T0 = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+CST = timezone(timedelta(hours=8))
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def nmea(body: str) -> str:
+    """A sentence with its correct *hh checksum (XOR of the characters between $ and *)."""
+    value = 0
+    for ch in body:
+        value ^= ord(ch)
+    return f"${body}*{value:02X}"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def close_to(point: GeoPoint | None, lat: float, lon: float) -> bool:
+    return point is not None and abs(point.lat - lat) < 1e-9 and abs(point.lon - lon) < 1e-9
+
+
+# --- GPX ---
+
+GPX_11 = """<?xml version="1.0" encoding="UTF-8"?>
+<gpx version="1.1" creator="dashcam" xmlns="http://www.topografix.com/GPX/1/1"
+     xmlns:gpxtpx="http://www.garmin.com/xmlschemas/TrackPointExtension/v2">
+  <metadata><time>2026-11-20T00:59:00Z</time></metadata>
+  <trk><name>patrol</name><trkseg>
+    <trkpt lat="30.2500" lon="120.1400"><ele>8</ele><time>2026-11-20T01:00:00Z</time>
+      <extensions><gpxtpx:TrackPointExtension><gpxtpx:speed>5.5</gpxtpx:speed>
+      <gpxtpx:course>12.5</gpxtpx:course></gpxtpx:TrackPointExtension></extensions></trkpt>
+    <trkpt lat="30.2510" lon="120.1420"><time>2026-11-20T09:00:10+08:00</time></trkpt>
+    <trkpt lat="30.2600" lon="120.1500"></trkpt>
+    <trkpt lat="30.2530" lon="120.1420"><time>2026-11-20T01:00:20.500Z</time></trkpt>
+  </trkseg></trk>
+</gpx>
+"""
+
+
+def test_gpx_11_with_namespaces_and_extensions(tmp_path: Path) -> None:
+    track = load_track(write(tmp_path, "patrol.gpx", GPX_11))
+    assert len(track) == 3 and track.skipped == {"without time": 1}  # the point without time
+    assert (track.start, track.end) == (at(0), at(20.5))
+    first = track.fixes[0]
+    assert (first.lat, first.lon, first.speed_mps, first.heading_deg) == (30.25, 120.14, 5.5, 12.5)
+    assert track.fixes[1].time == at(10)  # +08:00 converted to UTC
+    # halfway between the first two fixes, a quarter of the way between the last two
+    assert close_to(track.position_at(at(5)), 30.2505, 120.141)
+    assert close_to(track.position_at(at(10) + timedelta(seconds=10.5 / 4)), 30.2515, 120.142)
+
+
+def test_gpx_10_route_and_waypoints_with_time(tmp_path: Path) -> None:
+    text = """<?xml version="1.0"?>
+<gpx version="1.0" xmlns="http://www.topografix.com/GPX/1/0">
+  <wpt lat="30.27" lon="120.16"><time>2026-11-20T01:00:30</time><name>stop</name></wpt>
+  <rte><rtept lat="30.25" lon="120.15"><time>2026-11-20T01:00:00Z</time><speed>2.0</speed>
+    <course>270</course></rtept>
+  <rtept lat="30.26" lon="120.16"><time>2026-11-20T01:00:10Z</time></rtept></rte>
+  <wpt lat="30.20" lon="120.10"><name>depot, no time</name></wpt>
+</gpx>"""
+    track = load_track(write(tmp_path, "route.gpx", text))
+    assert [f.time for f in track] == [at(0), at(10), at(30)]  # sorted; a zone-less GPX time is UTC
+    assert (track.fixes[0].speed_mps, track.fixes[0].heading_deg) == (2.0, 270.0)
+    assert track.skipped == {"without time": 1}
+
+
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        '<!DOCTYPE gpx [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>',
+        '<!DOCTYPE gpx [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>',
+        '<!DOCTYPE gpx SYSTEM "http://example.invalid/gpx.dtd">',
+        '<!doctype gpx SYSTEM "http://example.invalid/gpx.dtd">',
+    ],
+    ids=["xxe", "billion-laughs", "external-dtd", "lower-case"],
+)
+def test_gpx_with_doctype_or_entities_is_refused(tmp_path: Path, doctype: str) -> None:
+    text = f'<?xml version="1.0"?>\n{doctype}\n<gpx><trk><trkseg><trkpt lat="30.25" lon="120.14">'
+    text += "<time>2026-11-20T01:00:00Z</time><name>&xxe;&b;</name></trkpt></trkseg></trk></gpx>"
+    path = write(tmp_path, "evil.gpx", text)
+    with pytest.raises(TrackError, match=r"evil\.gpx: a DOCTYPE or ENTITY declaration is not allowed"):
+        load_track(path)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "time", "message"),
+    [
+        ('lat="123.4" lon="120.1"', "2026-11-20T01:00:05Z", "bad latitude 123.4"),
+        ('lat="30.2" lon="-181"', "2026-11-20T01:00:05Z", "bad longitude -181.0"),
+        ('lat="north" lon="120.1"', "2026-11-20T01:00:05Z", "lat/lon are not numbers"),
+        ('lon="120.1"', "2026-11-20T01:00:05Z", "no lat attribute"),
+        ('lat="30.2" lon="120.1"', "yesterday", "time 'yesterday' is not ISO 8601"),
+    ],
+)
+def test_gpx_bad_point_names_file_and_point(tmp_path: Path, attributes: str, time: str, message: str) -> None:
+    text = '<gpx><trk><trkseg><trkpt lat="30.25" lon="120.14"><time>2026-11-20T01:00:00Z</time></trkpt>'
+    text += f"<trkpt {attributes}><time>{time}</time></trkpt></trkseg></trk></gpx>"
+    with pytest.raises(TrackError, match=r"bad\.gpx: point 2 \(trkpt\): " + message):
+        load_track(write(tmp_path, "bad.gpx", text))
+
+
+def test_gpx_not_xml_or_without_times(tmp_path: Path) -> None:
+    with pytest.raises(TrackError, match=r"cut\.gpx: line 3, column \d+: not well-formed XML"):
+        load_track(write(tmp_path, "cut.gpx", '<gpx>\n<trk><trkseg>\n<trkpt lat="30.2" lon="120.1"><ti'))
+    no_time = '<gpx><trk><trkseg><trkpt lat="30.2" lon="120.1"/></trkseg></trk></gpx>'
+    with pytest.raises(TrackError, match=r"untimed\.gpx: no fixes with time \(1 point\(s\) without time\)"):
+        load_track(write(tmp_path, "untimed.gpx", no_time))
+
+
+# --- NMEA ---
+
+
+def test_nmea_rmc_and_gga_with_checksums(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lines = [
+        nmea("GPGGA,235958.00,3015.0000,N,12008.4000,E,1,08,0.9,10.0,M,0.0,M,,"),  # no date yet: skipped
+        nmea("GPRMC,235959.00,A,3015.0000,N,12008.4000,E,19.438,90.0,201126,,,A"),
+        nmea("GPGSV,3,1,11,03,03,111,00,04,15,270,00,06,01,010,00,13,06,292,00"),  # ignored kind
+        nmea("GNGGA,000009.00,3015.0600,N,12008.5200,E,1,08,0.9,10.0,M,0.0,M,,"),  # after midnight
+        "$GPRMC,000019.00,A,3016.0000,N,12009.0000,E,0.0,0.0,211126,,,A*00",  # wrong checksum
+        nmea("GPRMC,000029.00,V,,,,,,,211126,,,N"),  # void fix
+        "2026-11-21 00:00:39 " + nmea("GNRMC,000039.00,A,3015.1200,S,12008.6400,W,0.0,,211126,,,A"),
+        "GPRMC,000049.00,A,3015.0000,N,12008.4000,E,0.0,0.0,211126,,,A",  # no '$': not a sentence
+        "$GPRMC,000059.00,A,3015.00",  # cut off by a power loss
+    ]
+    path = write(tmp_path, "log.nmea", "\r\n".join(lines))
+    with caplog.at_level(logging.WARNING, logger="streams.gps"):
+        track = load_track(path)
+    assert [f.time for f in track] == [
+        datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC),
+        datetime(2026, 11, 21, 0, 0, 9, tzinfo=UTC),
+        datetime(2026, 11, 21, 0, 0, 39, tzinfo=UTC),
+    ]
+    first, second, third = track.fixes
+    assert (first.lat, first.lon) == (30.25, 120.14)
+    assert first.speed_mps == pytest.approx(10.0, abs=1e-3) and first.heading_deg == 90.0  # 19.438 kn
+    assert (second.lat, second.lon) == (pytest.approx(30.251), pytest.approx(120.142))
+    assert (third.lat, third.lon) == (pytest.approx(-30.252), pytest.approx(-120.144))
+    assert track.skipped == {
+        "GGA before any dated RMC": 1,
+        "bad checksum": 1,
+        "void fix": 1,
+        "unreadable": 1,
+    }
+    assert "log.nmea: 4 sentence(s) skipped" in caplog.text and "line 5: bad checksum" in caplog.text
+
+
+def test_nmea_without_a_good_fix_is_an_error(tmp_path: Path) -> None:
+    lines = [
+        "$GPRMC,000019.00,A,3016.0000,N,12009.0000,E,0.0,0.0,211126,,,A*00",
+        nmea("GPRMC,000029.00,V,,,,,,,211126,,,N"),
+    ]
+    with pytest.raises(
+        TrackError,
+        match=r"void\.nmea: no fixes with time \(1 sentence\(s\) bad checksum, 1 sentence\(s\) void fix\)",
+    ):
+        load_track(write(tmp_path, "void.nmea", "\n".join(lines)))
+
+
+# --- CSV ---
+
+
+def test_csv_iso_offsets_unix_seconds_and_case_insensitive_header(tmp_path: Path) -> None:
+    text = (
+        "TimeStamp,Latitude,LNG,Speed_kmh,Heading,note\n"
+        f"{T0.timestamp():.0f},30.25,120.14,36,90,start\n"
+        "2026-11-20T09:00:10+08:00,30.26,120.15,,,\n"
+        "2026-11-20T01:00:20Z,30.27,120.16,,,\n"
+        "2026-11-20 01:00:30.5,30.28,120.17,,,zone-less: UTC by default\n"
+        ",,,,,\n"
+        "2026-11-20T01:00:40Z,,,,,no fix\n"
+    )
+    track = load_track(write(tmp_path, "track.csv", text))
+    assert [f.time for f in track] == [at(0), at(10), at(20), at(30.5)]
+    assert track.fixes[0].speed_mps == pytest.approx(10.0) and track.fixes[0].heading_deg == 90.0
+    assert track.skipped == {"without a fix": 1}
+    assert close_to(track.position_at(at(15)), 30.265, 120.155)
+
+
+def test_csv_zone_less_times_in_the_given_zone(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "local.csv", "utc;lat;lon\n2026-11-20 09:00:00;30.25;120.14\n1795136410.25;30.26;120.15\n"
+    )
+    track = load_track(path, tz=CST)  # semicolons; 09:00 at +08:00 is 01:00 UTC
+    assert track.start == at(0)
+    assert track.end == at(10.25)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "time,lat,lon\n2026-11-20T01:00:00Z,30.2,120.1\n2026-11-20T01:00:01Z,123.4,120.1\n",
+            "line 3: bad latitude 123.4",
+        ),
+        ("time,lat,lon\n2026-11-20T01:00:00Z,30.2,200\n", "line 2: bad longitude 200.0"),
+        ("time,lat,lon\n2026-11-20T01:00:00Z,30,2N,120.1\n", "line 2: lat/lon are not numbers"),
+        ("time,lat,lon\nnoon,30.2,120.1\n", "line 2: time 'noon' is neither ISO 8601 nor Unix seconds"),
+        ("time,lat,lon\n1795136400000,30.2,120.1\n", r"line 2: time 1795136400000 is not Unix seconds"),
+        ("time,lat,lon\n,30.2,120.1\n", "line 2: no time"),
+        ("when,lat,lon\n1,30.2,120.1\n", "line 1: the header has no time column"),
+        ("\n\ntime,y,x\n1,30.2,120.1\n", "line 3: the header has no latitude column"),
+        ("time,lat,lon\n", "no fixes with time"),
+    ],
+)
+def test_csv_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(TrackError, match=r"^.*bad\.csv: " + message):
+        load_track(write(tmp_path, "bad.csv", text))
+
+
+def test_format_is_told_by_content_not_name(tmp_path: Path) -> None:
+    gpx = load_track(write(tmp_path, "upload.track", GPX_11))
+    sentences = "\n".join(
+        [
+            nmea("GPTXT,01,01,02,ANTSTATUS=OK"),
+            nmea("GPRMC,010000.00,A,3015.0000,N,12008.4000,E,0.0,0.0,201126,,,A"),
+        ]
+    )
+    log = load_track(write(tmp_path, "upload.txt", sentences))
+    assert len(gpx) == 3 and log.start == at(0)
+    with pytest.raises(TrackError, match=r"empty\.csv: empty file"):
+        load_track(write(tmp_path, "empty.csv", " \n"))
+    with pytest.raises(TrackError, match=r"missing\.gpx: cannot read the file"):
+        load_track(tmp_path / "missing.gpx")
+    (tmp_path / "latin1.csv").write_bytes(b"time,lat,lon\n1,30.2,120.1\n2,30.3,\xe9\n")
+    with pytest.raises(TrackError, match=r"latin1\.csv: line 3: not UTF-8 text"):
+        load_track(tmp_path / "latin1.csv")
+
+
+# --- the track itself ---
+
+
+def test_out_of_order_fixes_are_sorted_and_duplicates_dropped() -> None:
+    fixes = [
+        Fix(at(10), 30.26, 120.15),
+        Fix(at(0), 30.25, 120.14),
+        Fix(at(10), 30.99, 120.99, speed_mps=3.0),  # same time again: dropped, its speed kept
+        Fix(at(5), 30.255, 120.145),
+    ]
+    track = GpsTrack(fixes, name="t")
+    assert [f.time for f in track] == [at(0), at(5), at(10)]
+    assert track.fixes[2] == Fix(at(10), 30.26, 120.15, speed_mps=3.0)
+    assert track.skipped == {"duplicate time": 1}
+    with pytest.raises(TrackError, match="t: no fixes with time"):
+        GpsTrack([], name="t")
+
+
+# fixes at 0, 10, 20 s, then a 60 s gap (a tunnel), then 80 and 90 s
+GAPPY = GpsTrack(
+    [
+        Fix(at(0), 30.25, 120.14),
+        Fix(at(10), 30.26, 120.16),
+        Fix(at(20), 30.26, 120.18),
+        Fix(at(80), 30.30, 120.18),
+        Fix(at(90), 30.31, 120.18),
+    ],
+    name="gappy",
+)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0.0, (30.25, 120.14)),
+        (2.5, (30.2525, 120.145)),
+        (10.0, (30.26, 120.16)),
+        (17.5, (30.26, 120.175)),
+        (-4.9, (30.25, 120.14)),  # just before the start: the first fix
+        (-5.1, None),  # before the start by more than the tolerance
+        (24.0, (30.26, 120.18)),  # just into the gap: the fix before it
+        (50.0, None),  # in the tunnel: no position invented
+        (76.0, (30.30, 120.18)),  # just before the fix after the gap
+        (85.0, (30.305, 120.18)),
+        (94.9, (30.31, 120.18)),
+        (95.1, None),  # after the end by more than the tolerance
+    ],
+)
+def test_position_at_interpolates_and_refuses_gaps_and_edges(
+    seconds: float, expected: tuple[float, float] | None
+) -> None:
+    position = GAPPY.position_at(at(seconds))
+    if expected is None:
+        assert position is None
+    else:
+        assert close_to(position, *expected), position
+
+
+def test_position_at_options_and_time_zones() -> None:
+    assert GAPPY.position_at(at(50), max_gap_s=120) is not None  # a longer gap allowed: interpolated
+    assert close_to(GAPPY.position_at(at(50), max_gap_s=120), 30.28, 120.18)
+    assert GAPPY.position_at(at(-4), tolerance_s=1) is None
+    assert close_to(GAPPY.position_at(at(5).astimezone(CST)), 30.255, 120.15)  # any zone, same instant
+    assert close_to(GAPPY.position_at(at(5).replace(tzinfo=None)), 30.255, 120.15)  # naive: UTC
+
+
+def test_interpolation_over_the_180th_meridian_takes_the_short_way() -> None:
+    track = GpsTrack([Fix(at(0), -17.0, 179.9995), Fix(at(2), -17.0, -179.9995)])
+    assert close_to(track.position_at(at(0.5)), -17.0, 179.99975)
+    assert close_to(track.position_at(at(1.5)), -17.0, -179.99975)
+
+
+# --- alignment with frames ---
+
+IMAGE = np.zeros((4, 4, 3), dtype=np.uint8)
+
+
+def frames(
+    times: list[float], *, start: datetime | None = None, position: GeoPoint | None = None
+) -> list[Frame]:
+    return [
+        Frame(
+            image=IMAGE,
+            ts=ts,
+            source_id="van",
+            index=i,
+            wall_time=start + timedelta(seconds=ts) if start else None,
+            position=position,
+        )
+        for i, ts in enumerate(times)
+    ]
+
+
+def test_frames_with_a_start_time_get_the_position_at_their_wall_time() -> None:
+    depot = GeoPoint(30.20, 120.10)
+    # naive local start time at +08:00: 09:00:05 local is 5 s into the track
+    start = datetime(2026, 11, 20, 9, 0, 5)
+    located = list(
+        with_track_positions(frames([0, 5, 45, 100], start=start, position=depot), GAPPY, local_tz=CST)
+    )
+    assert close_to(located[0].position, 30.255, 120.15)
+    assert close_to(located[1].position, 30.26, 120.16)
+    assert located[2].position == depot  # in the gap: the camera's configured position stays
+    assert located[3].position == depot  # after the track
+    assert [f.wall_time for f in located] == [f.wall_time for f in frames([0, 5, 45, 100], start=start)]
+
+
+def test_frames_without_a_start_time_are_aligned_with_the_first_fix(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="streams.gps"):
+        located = list(with_track_positions(frames([0.4, 2.9, 50.4, 85.4]), GAPPY))
+    assert [f.wall_time for f in located] == [at(0), at(2.5), at(50), at(85)]
+    assert close_to(located[0].position, 30.25, 120.14)
+    assert close_to(located[1].position, 30.2525, 120.145)
+    assert located[2].position is None
+    assert close_to(located[3].position, 30.305, 120.18)
+    assert "aligned with the track's first fix" in caplog.text
+    assert "1 of 4 frame(s) fell outside the track" in caplog.text
