@@ -29,14 +29,8 @@ def error_response(status: int, field: str, reason: str, **extra: Any) -> JSONRe
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _auth_field(exc: Exception) -> tuple[str, str]:
-    """AuthError messages are "<field>: <reason>"."""
-    field, sep, reason = str(exc).partition(": ")
-    return (field, reason) if sep else ("request", str(exc))
-
-
 def _install_error_handlers(app: FastAPI) -> None:
-    from api.auth import AuthError
+    from api.auth import AccountConflict, AccountNotFound, AuthError
     from api.cases import ForbiddenMove, IncidentInputError, NotFound
     from api.evidence_store import EvidenceError
     from api.grids import GridImportError
@@ -62,10 +56,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail
         if isinstance(detail, dict) and "field" in detail:
-            return error_response(exc.status_code, detail["field"], detail["reason"])
-        field = "body" if exc.status_code == 400 else "path" if exc.status_code in (404, 405) else "request"
-        response = error_response(exc.status_code, field, str(detail))
-        for key, value in (exc.headers or {}).items():
+            response = error_response(exc.status_code, detail["field"], detail["reason"])
+        else:
+            field = (
+                "body" if exc.status_code == 400 else "path" if exc.status_code in (404, 405) else "request"
+            )
+            response = error_response(exc.status_code, field, str(detail))
+        for key, value in (exc.headers or {}).items():  # e.g. Retry-After of a 429
             response.headers[key] = value
         return response
 
@@ -81,10 +78,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TransitionInputError, handler(422, lambda e: (e.field, e.reason)))
     app.add_exception_handler(WebhookInputError, handler(422, lambda e: (e.field, e.reason)))
     app.add_exception_handler(ForbiddenMove, handler(403, lambda e: ("to", str(e))))
-    app.add_exception_handler(
-        AuthError,
-        handler(422, _auth_field),
-    )
+    app.add_exception_handler(AuthError, handler(422, lambda e: (e.field, e.reason)))
+    app.add_exception_handler(AccountConflict, handler(409, lambda e: (e.field, e.reason)))
+    app.add_exception_handler(AccountNotFound, handler(404, lambda e: (e.field, e.reason)))
     app.add_exception_handler(EvidenceError, handler(422, lambda e: ("files", str(e))))
     app.add_exception_handler(GridImportError, handler(422, lambda e: ("features", "; ".join(e.problems))))
 

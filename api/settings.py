@@ -31,6 +31,11 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(4 * 1024**3, ge=1024, description="footage size limit")
     max_evidence_bytes: int = Field(20 * 1024**2, ge=1024, description="per evidence file")
     token_ttl_h: float = Field(12.0, gt=0.0)
+    login_max_failures: int = Field(5, ge=1, description="failed logins per username before 429")
+    login_window_s: float = Field(900.0, gt=0.0, description="the window those failures are counted in")
+    auth_cache_s: float = Field(
+        10.0, ge=0.0, description="how long a process trusts a resolved token or key; 0: no cache"
+    )
     job_lease_s: float = Field(60.0, gt=0.0, description="a running job whose lease lapses is retried")
     job_max_attempts: int = Field(3, ge=1)
     worker_poll_s: float = Field(1.0, gt=0.0)

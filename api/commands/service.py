@@ -1,5 +1,8 @@
 """`gridpatrol serve | worker | db | user | device | grid | evidence`: the case service's commands.
 
+Commands that take a credential away (device revoke / rotate, user deactivate / passwd) end with
+`PrincipalCache.invalidate()`, which tells running servers sharing GRIDPATROL_DATA_DIR at once.
+
 Heavy imports stay inside handlers; `serve --no-worker` never imports detect/ or torch.
 """
 
@@ -108,6 +111,78 @@ def _user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(value: Any) -> str:
+    """A stored (naive UTC) time as 'YYYY-MM-DD HH:MM', or '-'."""
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    from api.auth import list_users
+
+    services = _services(args)
+    with services.read_factory() as session:
+        users = list_users(session)
+    _table(
+        ("USERNAME", "ROLE", "TEAM", "ACTIVE", "CREATED (UTC)", "LAST LOGIN (UTC)"),
+        [
+            (
+                u.username,
+                u.role,
+                u.team or "-",
+                "yes" if u.active else "no",
+                _when(u.created_at),
+                _when(u.last_login_at),
+            )
+            for u in users
+        ],
+    )
+    return 0
+
+
+def _user_set_active(args: argparse.Namespace, active: bool) -> int:
+    from api.auth import AuthError, set_user_active
+
+    services = _services(args)
+    with services.factory() as session:
+        try:
+            user, changed = set_user_active(session, username=args.username, active=active)
+        except AuthError as exc:
+            raise CommandError(str(exc)) from None
+        session.commit()
+    state = "active" if active else "deactivated"
+    if not changed:
+        print(f"user {user.username} was already {state}")
+        return 0
+    if not active:
+        services.principals.invalidate()
+        print(f"user {user.username} deactivated: their tokens no longer work; their history stays")
+    else:
+        print(f"user {user.username} is active again (they log in anew)")
+    return 0
+
+
+def _user_passwd(args: argparse.Namespace) -> int:
+    from api.auth import AuthError, set_password
+
+    services = _services(args)
+    password = _password(args)
+    with services.factory() as session:
+        try:
+            user = set_password(session, username=args.username, password=password)
+        except AuthError as exc:
+            raise CommandError(str(exc)) from None
+        session.commit()
+    services.principals.invalidate()
+    print(f"password of user {user.username} set; their tokens no longer work")
+    return 0
+
+
 def _device_add(args: argparse.Namespace) -> int:
     from api.auth import AuthError, create_device
 
@@ -119,6 +194,65 @@ def _device_add(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
         session.commit()
     print(f"device {device.name} added; its key (shown only now):")
+    print(key)
+    return 0
+
+
+def _device_list(args: argparse.Namespace) -> int:
+    from api.auth import list_devices
+
+    services = _services(args)
+    with services.read_factory() as session:
+        devices = list_devices(session)
+    _table(
+        ("NAME", "CAMERA", "CREATED (UTC)", "LAST USED (UTC)", "REVOKED (UTC)"),
+        [
+            (
+                d.name,
+                d.camera_id or "-",
+                _when(d.created_at),
+                _when(d.last_used_at),
+                _when(d.revoked_at) if not d.active else "-",
+            )
+            for d in devices
+        ],
+    )
+    return 0
+
+
+def _device_revoke(args: argparse.Namespace) -> int:
+    from api.auth import AuthError, revoke_device
+
+    services = _services(args)
+    with services.factory() as session:
+        try:
+            device, changed = revoke_device(session, name=args.name)
+        except AuthError as exc:
+            raise CommandError(str(exc)) from None
+        session.commit()
+    if not changed:
+        print(f"device {device.name} was already revoked ({_when(device.revoked_at)} UTC)")
+        return 0
+    services.principals.invalidate()
+    print(f"device {device.name} revoked: its key no longer works; its uploads and cases stay")
+    return 0
+
+
+def _device_rotate(args: argparse.Namespace) -> int:
+    from api.auth import AuthError, get_device, rotate_device
+
+    services = _services(args)
+    with services.factory() as session:
+        try:
+            was_active = get_device(session, args.name).active
+            device, key = rotate_device(session, name=args.name)
+        except AuthError as exc:
+            raise CommandError(str(exc)) from None
+        session.commit()
+    services.principals.invalidate()
+    again = "" if was_active else " (it was revoked; it is active again)"
+    print(f"device {device.name} has a new key{again}; the old key no longer works.")
+    print("The new key (shown only now):")
     print(key)
     return 0
 
@@ -200,6 +334,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     db_option(q)
     q.set_defaults(handler=_user_add)
 
+    q = sub.add_parser("list", help="users: role, team, active, created, last login")
+    db_option(q)
+    q.set_defaults(handler=_user_list)
+    q = sub.add_parser("deactivate", help="a user can no longer log in; their tokens stop working at once")
+    q.add_argument("username")
+    db_option(q)
+    q.set_defaults(handler=lambda a: _user_set_active(a, False))
+    q = sub.add_parser("activate", help="let a deactivated user log in again")
+    q.add_argument("username")
+    db_option(q)
+    q.set_defaults(handler=lambda a: _user_set_active(a, True))
+    q = sub.add_parser(
+        "passwd",
+        help="set a user's password (prompt, --password-stdin or GRIDPATROL_PASSWORD); logs them out",
+    )
+    q.add_argument("username")
+    q.add_argument("--password-stdin", action="store_true")
+    db_option(q)
+    q.set_defaults(handler=_user_passwd)
+
     p = subparsers.add_parser("device", help="devices (patrol vehicles, cameras)")
     sub = p.add_subparsers(dest="device_command", metavar="ACTION")
     q = sub.add_parser("add", help="add a device and print its key")
@@ -207,6 +361,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     q.add_argument("--camera", help="camera id its footage and incidents come from")
     db_option(q)
     q.set_defaults(handler=_device_add)
+    q = sub.add_parser("list", help="devices: camera, created, last used, revoked")
+    db_option(q)
+    q.set_defaults(handler=_device_list)
+    q = sub.add_parser("revoke", help="the device's key stops working at once (a stolen camera)")
+    q.add_argument("name")
+    db_option(q)
+    q.set_defaults(handler=_device_revoke)
+    q = sub.add_parser("rotate", help="a new key for the device, printed once; the old key stops working")
+    q.add_argument("name")
+    db_option(q)
+    q.set_defaults(handler=_device_rotate)
 
     p = subparsers.add_parser("grid", help="grid cells")
     sub = p.add_subparsers(dest="grid_command", metavar="ACTION")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from api import auth, webhooks
-from api.models import Webhook, WebhookDelivery
-from api.routes.deps import Admin, ReadSessionDep, SessionDep
+from api.models import Device, User, Webhook, WebhookDelivery
+from api.routes.deps import Admin, ReadSessionDep, ServicesDep, SessionDep
 
 router = APIRouter(prefix="/api", tags=["admin"])
 
@@ -36,7 +37,47 @@ class WebhookIn(BaseModel):
     secret: str | None = Field(None, min_length=16, max_length=128)
 
 
-@router.post("/users", status_code=201)
+class PasswordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=auth.PASSWORD_MIN, max_length=auth.PASSWORD_MAX)
+
+
+UsernamePath = Annotated[str, Path(pattern=auth.NAME_RE.pattern, description="the user's username")]
+DeviceNamePath = Annotated[str, Path(pattern=auth.NAME_RE.pattern, description="the device's name")]
+Responses = dict[int | str, dict[str, Any]]
+CONFLICT: Responses = {409: {"description": "the name is taken, or the change would leave no active admin"}}
+NOT_FOUND: Responses = {404: {"description": "no user or device of that name"}}
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def _user(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "team": user.team,
+        "active": user.active,
+        "created_at": _when(user.created_at),
+        "last_login_at": _when(user.last_login_at),
+    }
+
+
+def _device(device: Device) -> dict[str, Any]:
+    return {
+        "id": device.id,
+        "name": device.name,
+        "camera_id": device.camera_id,
+        "active": device.active,
+        "created_at": _when(device.created_at),
+        "last_used_at": _when(device.last_used_at),
+        "revoked_at": _when(device.revoked_at),
+    }
+
+
+@router.post("/users", status_code=201, responses=CONFLICT)
 def post_user(body: UserIn, principal: Admin, session: SessionDep) -> dict[str, Any]:
     user = auth.create_user(
         session, username=body.username, password=body.password, role=body.role, team=body.team
@@ -45,12 +86,81 @@ def post_user(body: UserIn, principal: Admin, session: SessionDep) -> dict[str, 
     return {"id": user.id, "username": user.username, "role": user.role, "team": user.team}
 
 
-@router.post("/devices", status_code=201)
+@router.get("/users")
+def get_users(principal: Admin, session: ReadSessionDep) -> list[dict[str, Any]]:
+    """Every user, by username; last_login_at is the last successful login."""
+    return [_user(u) for u in auth.list_users(session)]
+
+
+@router.post("/users/{username}/deactivate", responses={**NOT_FOUND, **CONFLICT})
+def deactivate_user(
+    username: UsernamePath, principal: Admin, session: SessionDep, services: ServicesDep
+) -> dict[str, Any]:
+    """The user's tokens stop working at once and they cannot log in; their case history stays.
+    Deactivating an inactive user changes nothing; the last active admin cannot be deactivated."""
+    user, changed = auth.set_user_active(session, username=username, active=False)
+    session.commit()
+    if changed:
+        services.principals.invalidate()
+    return _user(user)
+
+
+@router.post("/users/{username}/activate", responses=NOT_FOUND)
+def activate_user(username: UsernamePath, principal: Admin, session: SessionDep) -> dict[str, Any]:
+    """The user can log in again (old tokens stay deleted)."""
+    user, _ = auth.set_user_active(session, username=username, active=True)
+    session.commit()
+    return _user(user)
+
+
+@router.put("/users/{username}/password", responses=NOT_FOUND)
+def put_password(
+    username: UsernamePath, body: PasswordIn, principal: Admin, session: SessionDep, services: ServicesDep
+) -> dict[str, Any]:
+    """Set a user's password; their tokens are deleted and their failed-login count cleared."""
+    user = auth.set_password(session, username=username, password=body.password)
+    session.commit()
+    services.principals.invalidate()
+    return _user(user)
+
+
+@router.post("/devices", status_code=201, responses=CONFLICT)
 def post_device(body: DeviceIn, principal: Admin, session: SessionDep) -> dict[str, Any]:
-    """A new device; its key is in this response only."""
+    """A new device; its key is in this response only. A taken name is a 409 (rotate instead)."""
     device, key = auth.create_device(session, name=body.name, camera_id=body.camera_id)
     session.commit()
     return {"id": device.id, "name": device.name, "camera_id": device.camera_id, "key": key}
+
+
+@router.get("/devices")
+def get_devices(principal: Admin, session: ReadSessionDep) -> list[dict[str, Any]]:
+    """Every device, by name; last_used_at is when its key was last accepted (to the minute)."""
+    return [_device(d) for d in auth.list_devices(session)]
+
+
+@router.post("/devices/{name}/revoke", responses=NOT_FOUND)
+def revoke_device(
+    name: DeviceNamePath, principal: Admin, session: SessionDep, services: ServicesDep
+) -> dict[str, Any]:
+    """The device's key gets 401 from now on (a stolen camera); its uploads and cases stay.
+    Revoking a revoked device changes nothing."""
+    device, changed = auth.revoke_device(session, name=name)
+    session.commit()
+    if changed:
+        services.principals.invalidate()
+    return _device(device)
+
+
+@router.post("/devices/{name}/rotate", responses=NOT_FOUND)
+def rotate_device(
+    name: DeviceNamePath, principal: Admin, session: SessionDep, services: ServicesDep
+) -> dict[str, Any]:
+    """A new key for the device, in this response only; the old key gets 401 from now on. A revoked
+    device is active again with the new key."""
+    device, key = auth.rotate_device(session, name=name)
+    session.commit()
+    services.principals.invalidate()
+    return {**_device(device), "key": key}
 
 
 @router.post("/webhooks", status_code=201)

@@ -1,23 +1,29 @@
 """What routes declare they need: a session, the services, the caller (with a role check).
 
 These dependencies are `async def` on purpose: they do no blocking work on the hot path (a session
-does not connect until used; a known token is answered from memory), and FastAPI would otherwise
-hand each one to the thread pool and back, which costs more than the work itself. A token not in
-the cache is looked up in the thread pool.
+does not connect until used; a known token is answered from memory after one stat of the credentials
+epoch file, see PrincipalCache), and FastAPI would otherwise hand each one to the thread pool and
+back, which costs more than the work itself. A token not in the cache is looked up in the thread
+pool.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import Principal, resolve
+from api.auth import Principal, note_device_use, resolve_request
+from api.db import session_scope
 from api.services import Services
+
+log = logging.getLogger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="a login token or a device key (gpd_...)")
 
@@ -61,17 +67,27 @@ async def get_principal(
         raise HTTPException(401, {"field": "Authorization", "reason": "a bearer token is required"})
     principal = services.principals.get(credentials.credentials)
     if principal is None:
+        stamp = services.principals.stamp()  # before the lookup: a change during it is not cached
         principal = await run_in_threadpool(_resolve, services, credentials.credentials)
         if principal is not None:
-            services.principals.put(credentials.credentials, principal)
+            services.principals.put(credentials.credentials, principal, stamp)
     if principal is None:
-        raise HTTPException(401, {"field": "Authorization", "reason": "unknown or expired token"})
+        raise HTTPException(
+            401, {"field": "Authorization", "reason": "unknown, expired or revoked token or key"}
+        )
     return principal
 
 
 def _resolve(services: Services, token: str) -> Principal | None:
     with services.read_factory() as session:
-        return resolve(session, token)
+        principal, device_use_due = resolve_request(session, token)
+    if device_use_due and principal is not None and principal.device_id is not None:
+        try:
+            with session_scope(services.factory) as session:
+                note_device_use(session, principal.device_id)
+        except (SQLAlchemyError, TimeoutError) as exc:  # bookkeeping never fails the request
+            log.warning("cannot record the last use of device %s: %s", principal.name, exc)
+    return principal
 
 
 def require(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:

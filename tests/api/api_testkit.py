@@ -148,10 +148,9 @@ def seed_people(services: Services) -> dict[str, str]:
         for name, (role, team) in people.items():
             create_user(session, username=name, password="password-" + name, role=role, team=team)
         _, key = create_device(session, name="van-1", camera_id="demo-cam-01")
-        session.flush()
-        for name in people:
-            tokens[name] = login(session, username=name, password="password-" + name, ttl_h=1)
         session.commit()
+    for name in people:
+        tokens[name] = login(services.factory, username=name, password="password-" + name, ttl_h=1)
     tokens["device"] = key
     return tokens
 

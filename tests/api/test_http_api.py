@@ -184,11 +184,14 @@ def test_admin_endpoints_need_admin(server: LiveServer) -> None:
         )
         assert created.status_code == 201
         dup = admin.post("/api/users", json={"username": "newbie", "password": "12345678", "role": "viewer"})
-        assert dup.status_code == 422 and dup.json()["errors"][0]["field"] == "username"
+        assert dup.status_code == 409 and dup.json()["errors"][0]["field"] == "username"
         enf = admin.post("/api/users", json={"username": "e1", "password": "12345678", "role": "enforcement"})
         assert enf.status_code == 422 and enf.json()["errors"][0]["field"] == "team"
         device = admin.post("/api/devices", json={"name": "van-2"}).json()
         assert device["key"].startswith("gpd_")
+        taken = admin.post("/api/devices", json={"name": "van-2"})
+        assert taken.status_code == 409 and taken.json()["errors"][0]["field"] == "name"
+        assert "gridpatrol device rotate van-2" in taken.json()["errors"][0]["reason"]
         bad_grid = admin.put(
             "/api/grids", json={"type": "FeatureCollection", "features": [{"type": "Feature"}]}
         )

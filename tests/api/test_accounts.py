@@ -1,0 +1,341 @@
+"""Accounts a district operates: revoking and rotating device keys, deactivating users, passwords,
+login throttling; over real HTTP and through the `gridpatrol` CLI, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from api_testkit import LiveServer, incident_json, post_incident
+from sqlalchemy import update
+
+from api import auth
+from api.cli import main
+from api.db import utcnow
+from api.models import LoginFailure
+from api.services import PrincipalCache
+
+MAX_FAILURES = 5
+
+
+@pytest.fixture
+def server(make_server, db_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+    return make_server(db_url, run_webhooks=False)
+
+
+def _login(server: LiveServer, username: str, password: str):  # type: ignore[no-untyped-def]
+    with server.client() as anon:
+        return anon.post("/api/auth/token", data={"username": username, "password": password})
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _error(response) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    first = response.json()["errors"][0]
+    return first["field"], first["reason"]
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+def test_revoked_device_key_gets_401_at_once_and_its_cases_stay(server: LiveServer) -> None:
+    with server.client("device") as device, server.client("admin") as admin:
+        created = post_incident(device, incident_json("inc-rev"))
+        assert created.status_code == 201, created.text
+        case_id = created.json()["case_id"]
+        assert device.get("/api/jobs/999").status_code == 404  # the key is good (and now cached)
+
+        revoked = admin.post("/api/devices/van-1/revoke")
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json()["active"] is False and revoked.json()["revoked_at"]
+
+        refused = device.get("/api/jobs/999")
+        assert refused.status_code == 401 and _error(refused)[0] == "Authorization"
+        assert post_incident(device, incident_json("inc-rev-2")).status_code == 401
+        case = admin.get(f"/api/cases/{case_id}").json()
+        assert case["device_id"] == revoked.json()["id"] and case["history"][0]["who"] == "device:van-1"
+
+        again = admin.post("/api/devices/van-1/revoke")  # idempotent
+        assert again.status_code == 200 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
+        missing = admin.post("/api/devices/van-404/revoke")
+        assert missing.status_code == 404 and _error(missing) == ("name", "no device 'van-404'")
+        bad = admin.post("/api/devices/not%20a%20name/revoke")
+        assert bad.status_code == 422 and _error(bad)[0] == "name"
+    with server.client("operator") as op:
+        assert op.post("/api/devices/van-1/revoke").status_code == 403
+        assert op.get("/api/devices").status_code == 403
+
+
+def test_rotate_gives_a_new_key_and_kills_the_old_one(server: LiveServer) -> None:
+    old_key = server.tokens["device"]
+    with server.client("admin") as admin, server.client("device") as old:
+        assert old.get("/api/jobs/999").status_code == 404
+        rotated = admin.post("/api/devices/van-1/rotate")
+        assert rotated.status_code == 200, rotated.text
+        new_key = rotated.json()["key"]
+        assert new_key.startswith("gpd_") and new_key != old_key
+        assert old.get("/api/jobs/999").status_code == 401
+        assert admin.get("/api/jobs/999", headers=_bearer(new_key)).status_code == 404
+
+        listed = {d["name"]: d for d in admin.get("/api/devices").json()}
+        assert listed["van-1"]["last_used_at"] and listed["van-1"]["revoked_at"] is None
+        assert "key" not in listed["van-1"] and "key_hash" not in listed["van-1"]
+
+        # a revoked device comes back with a fresh key; the revoked key stays dead
+        assert admin.post("/api/devices/van-1/revoke").status_code == 200
+        assert admin.get("/api/jobs/999", headers=_bearer(new_key)).status_code == 401
+        back = admin.post("/api/devices/van-1/rotate").json()
+        assert back["active"] is True and back["revoked_at"] is None
+        assert admin.get("/api/jobs/999", headers=_bearer(back["key"])).status_code == 404
+        assert admin.get("/api/jobs/999", headers=_bearer(new_key)).status_code == 401
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+def test_deactivated_user_is_locked_out_at_once_and_can_come_back(server: LiveServer) -> None:
+    with server.client("device") as device, server.client("operator") as op, server.client("admin") as admin:
+        case_id = post_incident(device, incident_json("inc-deact")).json()["case_id"]
+        assert op.post(f"/api/cases/{case_id}/transitions", data={"to": "filed"}).status_code == 200
+
+        gone = admin.post("/api/users/operator/deactivate")
+        assert gone.status_code == 200 and gone.json()["active"] is False
+        refused = op.get("/api/me")
+        assert refused.status_code == 401 and _error(refused)[0] == "Authorization"
+        assert _login(server, "operator", "password-operator").status_code == 401
+        history = admin.get(f"/api/cases/{case_id}").json()["history"]
+        assert ("filed", "user:operator") in [(h["what"], h["who"]) for h in history]
+
+        assert admin.post("/api/users/operator/activate").json()["active"] is True
+        assert op.get("/api/me").status_code == 401  # old tokens were deleted, not suspended
+        token = _login(server, "operator", "password-operator").json()["access_token"]
+        assert op.get("/api/me", headers=_bearer(token)).json()["name"] == "operator"
+
+        users = {u["username"]: u for u in admin.get("/api/users").json()}
+        assert users["operator"]["active"] and users["operator"]["last_login_at"]
+        assert "password_hash" not in users["operator"]
+
+        last = admin.post("/api/users/admin/deactivate")
+        assert last.status_code == 409 and _error(last) == ("username", "'admin' is the last active admin")
+        missing = admin.post("/api/users/nobody/deactivate")
+        assert missing.status_code == 404 and _error(missing) == ("username", "no user 'nobody'")
+
+
+def test_admin_sets_a_password(server: LiveServer) -> None:
+    with server.client("admin") as admin, server.client("viewer") as viewer:
+        short = admin.put("/api/users/viewer/password", json={"password": "short"})
+        assert short.status_code == 422 and _error(short)[0] == "password"
+        for _ in range(MAX_FAILURES):
+            assert _login(server, "viewer", "not-the-password").status_code == 401
+        assert _login(server, "viewer", "password-viewer").status_code == 429
+        ok = admin.put("/api/users/viewer/password", json={"password": "a-new-password"})
+        assert ok.status_code == 200, ok.text
+        assert viewer.get("/api/me").status_code == 401  # logged out everywhere
+        assert _login(server, "viewer", "password-viewer").status_code == 401  # throttle cleared
+        assert _login(server, "viewer", "a-new-password").status_code == 200
+
+
+# --- login throttling --------------------------------------------------------------------------
+
+
+def test_login_throttled_after_failures_with_retry_after(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="api.auth")
+    for i in range(MAX_FAILURES):
+        bad = _login(server, "admin", f"wrong-password-{i}")
+        assert bad.status_code == 401 and _error(bad) == ("password", "username or password is wrong")
+    throttled = _login(server, "admin", "password-admin")  # right password, not even checked
+    assert throttled.status_code == 429
+    field, reason = _error(throttled)
+    assert field == "username" and "too many failed logins" in reason
+    retry_after = int(throttled.headers["Retry-After"])
+    assert 0 < retry_after <= 900 and f"{retry_after} s" in reason
+    text = caplog.text
+    assert "failed login for username 'admin'" in text and "login refused for username 'admin'" in text
+    assert "wrong-password" not in text and "password-admin" not in text
+
+    # other usernames are not affected; once the window has ended the user can log in
+    assert _login(server, "viewer", "password-viewer").status_code == 200
+    with server.services.factory() as session:
+        session.execute(update(LoginFailure).values(window_start=utcnow() - timedelta(seconds=901)))
+        session.commit()
+    assert _login(server, "admin", "password-admin").status_code == 200
+
+
+def test_a_success_before_the_limit_resets_the_count(server: LiveServer) -> None:
+    for _ in range(2):
+        for _ in range(MAX_FAILURES - 1):
+            assert _login(server, "viewer", "wrong-password").status_code == 401
+        assert _login(server, "viewer", "password-viewer").status_code == 200
+    assert _login(server, "viewer", "wrong-password").status_code == 401
+
+
+def test_unknown_usernames_are_throttled_the_same_way(server: LiveServer) -> None:
+    answers = [_login(server, "ghost", "whatever-pw") for _ in range(MAX_FAILURES + 1)]
+    assert [r.status_code for r in answers] == [401] * MAX_FAILURES + [429]
+    known = [_login(server, "viewer", "whatever-pw") for _ in range(MAX_FAILURES + 1)]
+    assert [r.json() for r in known[:-1]] == [r.json() for r in answers[:-1]]
+    assert _error(known[-1])[0] == _error(answers[-1])[0] == "username"
+
+
+def test_ended_windows_are_forgotten(server: LiveServer) -> None:
+    assert _login(server, "ghost", "whatever-pw").status_code == 401
+    with server.services.factory() as session:
+        session.execute(update(LoginFailure).values(window_start=utcnow() - timedelta(seconds=901)))
+        session.commit()
+    assert _login(server, "another-ghost", "whatever-pw").status_code == 401  # starts a window
+    with server.services.read_factory() as session:
+        assert [r.username for r in session.query(LoginFailure)] == ["another-ghost"]
+
+
+def test_parallel_guesses_do_not_overshoot_the_limit(server: LiveServer) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: _login(server, "admin", f"guess-{i}").status_code, range(12)))
+    assert sorted(codes) == [401] * MAX_FAILURES + [429] * (12 - MAX_FAILURES)
+
+
+# --- the principal cache across processes ------------------------------------------------------
+
+
+def test_principal_cache_follows_the_shared_epoch_file(tmp_path: Path) -> None:
+    epoch = tmp_path / "credentials.epoch"
+    here, there = PrincipalCache(epoch_file=epoch), PrincipalCache(epoch_file=epoch)
+    someone = auth.Principal(kind="device", name="van-1", role="device")
+    here.put("gpd_x", someone, here.stamp())
+    assert here.get("gpd_x") == someone and here.get("gpd_y") is None
+    there.invalidate()  # another process revoked something
+    assert here.get("gpd_x") is None
+    stamp = here.stamp()
+    here.put("gpd_x", someone, stamp)
+    assert here.get("gpd_x") == someone
+    # a change while a key was being looked up: the looked-up principal is not trusted
+    stale = here.stamp()
+    there.invalidate()
+    here.put("gpd_x", someone, stale)
+    assert here.get("gpd_x") is None
+    off = PrincipalCache(ttl_s=0, epoch_file=epoch)
+    off.put("gpd_x", someone, off.stamp())
+    assert off.get("gpd_x") is None
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> Path:
+    data = tmp_path / "data"
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(data))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    return data
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+
+
+def test_cli_devices(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "device", "add", "van-9", "--camera", "cam-9"]) == 0
+    first_key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["-q", "device", "add", "van-9"]) == 1
+    err = capsys.readouterr().err
+    assert "name: device 'van-9' already exists" in err and "gridpatrol device rotate van-9" in err
+
+    assert main(["-q", "device", "rotate", "van-9"]) == 0
+    out = capsys.readouterr().out
+    new_key = out.strip().splitlines()[-1]
+    assert new_key.startswith("gpd_") and new_key != first_key and "old key no longer works" in out
+
+    assert main(["-q", "device", "revoke", "van-9"]) == 0
+    assert "device van-9 revoked" in capsys.readouterr().out
+    assert main(["-q", "device", "revoke", "van-9"]) == 0
+    assert "already revoked" in capsys.readouterr().out
+    assert main(["-q", "device", "revoke", "van-404"]) == 1
+    assert "gridpatrol device: error: name: no device 'van-404'" in capsys.readouterr().err
+
+    assert main(["-q", "device", "list"]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:3] == ["NAME", "CAMERA", "CREATED"] and "REVOKED" in header
+    assert row.split()[:2] == ["van-9", "cam-9"] and row.split()[-1] != "-"  # revoked at hh:mm
+
+    assert main(["-q", "device", "rotate", "van-9"]) == 0
+    assert "it was revoked; it is active again" in capsys.readouterr().out
+    assert main(["-q", "device", "list"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1].endswith("-")  # not revoked
+
+
+def test_cli_users(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.services import Services
+    from api.settings import Settings
+
+    _stdin(monkeypatch, "first-password\n")
+    assert main(["-q", "user", "add", "root", "--role", "admin", "--password-stdin"]) == 0
+    _stdin(monkeypatch, "alice-password\n")
+    assert main(["-q", "user", "add", "alice", "--role", "operator", "--password-stdin"]) == 0
+    capsys.readouterr()
+
+    assert main(["-q", "user", "deactivate", "root"]) == 1
+    assert "username: 'root' is the last active admin" in capsys.readouterr().err
+    assert main(["-q", "user", "deactivate", "alice"]) == 0
+    assert "alice deactivated" in capsys.readouterr().out
+    assert main(["-q", "user", "deactivate", "alice"]) == 0
+    assert "already deactivated" in capsys.readouterr().out
+    assert main(["-q", "user", "deactivate", "nobody"]) == 1
+    assert "gridpatrol user: error: username: no user 'nobody'" in capsys.readouterr().err
+
+    assert main(["-q", "user", "list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:4] == ["USERNAME", "ROLE", "TEAM", "ACTIVE"]
+    assert lines[1].split()[:4] == ["alice", "operator", "-", "no"]
+    assert lines[2].split()[:4] == ["root", "admin", "-", "yes"]
+
+    services = Services.build(Settings.from_env())
+    try:
+        with pytest.raises(auth.LoginFailed):
+            auth.login(services.factory, username="alice", password="alice-password", ttl_h=1)
+        assert main(["-q", "user", "activate", "alice"]) == 0
+        assert "alice is active again" in capsys.readouterr().out
+        assert auth.login(services.factory, username="alice", password="alice-password", ttl_h=1)
+
+        _stdin(monkeypatch, "short\n")
+        assert main(["-q", "user", "passwd", "alice", "--password-stdin"]) == 1
+        assert "password: at least 8 characters" in capsys.readouterr().err
+        _stdin(monkeypatch, "second-password\n")
+        assert main(["-q", "user", "passwd", "alice", "--password-stdin"]) == 0
+        assert "password of user alice set" in capsys.readouterr().out
+        with pytest.raises(auth.LoginFailed):
+            auth.login(services.factory, username="alice", password="alice-password", ttl_h=1)
+        assert auth.login(services.factory, username="alice", password="second-password", ttl_h=1)
+        _stdin(monkeypatch, "")
+        monkeypatch.delenv("GRIDPATROL_PASSWORD", raising=False)
+        assert main(["-q", "user", "passwd", "nobody", "--password-stdin"]) == 1
+        assert "username: no user 'nobody'" in capsys.readouterr().err
+    finally:
+        services.close()
+
+
+def test_cli_revoke_reaches_a_running_server_at_once(
+    make_server, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The CLI is another process with its own cache: the epoch file in the shared data folder
+    tells the server's cache that its entry for the key is stale."""
+    server = make_server(db_url, run_webhooks=False)
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(server.services.settings.data_dir))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    with server.client("device") as device, server.client("viewer") as viewer:
+        assert device.get("/api/jobs/999").status_code == 404
+        assert viewer.get("/api/me").status_code == 200
+        assert main(["-q", "device", "revoke", "van-1"]) == 0
+        assert device.get("/api/jobs/999").status_code == 401
+        assert viewer.get("/api/me").status_code == 200
+        assert main(["-q", "user", "deactivate", "viewer"]) == 0
+        assert viewer.get("/api/me").status_code == 401
