@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # other packages' INFO (alembic's plugin list, ...) is noise to a user
+        for name in ("alembic", "ultralytics", "httpx"):
+            logging.getLogger(name).setLevel(max(level, logging.WARNING))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -7,9 +7,11 @@ jobs, and prints the cases they produced. Everything it makes stays in the data 
 recognised by their SHA-256 and no case is made twice.
 
 Sample footage: ../shared/footage/highway-dashcam-1.mp4 (a real dashcam clip: moving traffic, so no
-parking incident is expected) and a fixed bus-stop camera's clip made from ultralytics' bundled
+parking incident is expected); a fixed bus-stop camera's clip made from ultralytics' bundled
 bus.jpg held for 150 s (a bus standing in the bus-stop kerb's no-parking zone longer than the
-config's 120 s).
+config's 120 s); and a fixed lane camera's clip made from a real street photo of garbage piled on
+a pavement held for 90 s (longer than piled_debris' 60 s). That photo is the first cn-garbage val
+photo (by name) with a garbage box covering at least a tenth of it; val photos are never trained on.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 DASHCAM = REPO.parent / "shared" / "footage" / "highway-dashcam-1.mp4"
 BUS_STOP_SECONDS = 150
+LANE_SECONDS = 90
+CN_GARBAGE_VAL = REPO.parent / "shared" / "datasets" / "cn-garbage"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,26 +55,49 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _bus_stop_clip(path: Path) -> Path:
-    """A fixed camera's clip: bus.jpg at 1 frame per second for BUS_STOP_SECONDS (made once)."""
+def _still_clip(path: Path, image_path: Path, seconds: int) -> Path:
+    """A fixed camera's clip: one photo at 1 frame per second for `seconds` (made once)."""
     if path.exists():
         return path
     import cv2
 
+    image = cv2.imread(str(image_path))
+    if image is None:
+        raise CommandError(f"sample photo cannot be read: {image_path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), 1.0, (image.shape[1], image.shape[0]))
+    for _ in range(seconds):
+        writer.write(image)
+    writer.release()
+    os.replace(tmp, path)
+    return path
+
+
+def _bus_stop_clip(path: Path) -> Path:
+    """bus.jpg (bundled with ultralytics) as a bus-stop camera's clip of BUS_STOP_SECONDS."""
     from detect.yolo import import_ultralytics
 
     import_ultralytics()
     from ultralytics.utils import ASSETS
 
-    image = cv2.imread(str(Path(ASSETS) / "bus.jpg"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), 1.0, (image.shape[1], image.shape[0]))
-    for _ in range(BUS_STOP_SECONDS):
-        writer.write(image)
-    writer.release()
-    os.replace(tmp, path)
-    return path
+    return _still_clip(path, Path(ASSETS) / "bus.jpg", BUS_STOP_SECONDS)
+
+
+def garbage_photo(dataset: Path = CN_GARBAGE_VAL) -> Path:
+    """The first val photo (by name) with a garbage box (class 0) covering at least 10% of it."""
+    for labels in sorted((dataset / "labels" / "val").glob("*.txt")):
+        for line in labels.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 5 and parts[0] == "0" and float(parts[3]) * float(parts[4]) >= 0.1:
+                photo = dataset / "images" / "val" / f"{labels.stem}.jpg"
+                if photo.is_file():
+                    return photo
+    raise CommandError(f"no val photo with a large garbage box under {dataset}")
+
+
+def _lane_clip(path: Path) -> Path:
+    return _still_clip(path, garbage_photo(), LANE_SECONDS)
 
 
 def _credentials(services: Any, data_dir: Path) -> dict[str, str]:
@@ -93,7 +120,11 @@ def _credentials(services: Any, data_dir: Path) -> dict[str, str]:
                 )
             creds["admin_password"] = secrets.token_urlsafe(12)
             auth.create_user(session, username="demo-admin", password=creds["admin_password"], role="admin")
-        for name, camera in (("demo-patrol-01", "patrol-01"), ("demo-cam-01", "demo-cam-01")):
+        for name, camera in (
+            ("demo-patrol-01", "patrol-01"),
+            ("demo-cam-01", "demo-cam-01"),
+            ("demo-cam-02", "demo-cam-02"),
+        ):
             if name not in creds or session.scalar(select(Device).where(Device.name == name)) is None:
                 if session.scalar(select(Device).where(Device.name == name)) is not None:
                     raise CommandError(f"device {name} exists but its key is not in {path}")
@@ -156,10 +187,12 @@ def run_demo(args: argparse.Namespace) -> int:
                     break
                 time.sleep(0.05)
             bus_clip = _bus_stop_clip(settings.data_dir / "demo" / "bus-stop-150s.mp4")
+            lane_clip = _lane_clip(settings.data_dir / "demo" / "lane-garbage-90s.mp4")
             start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
             uploads = [
                 ("patrol vehicle dashcam", args.footage, "demo-patrol-01", "patrol-01"),
                 ("fixed camera at a bus stop", bus_clip, "demo-cam-01", "demo-cam-01"),
+                ("fixed camera over a lane", lane_clip, "demo-cam-02", "demo-cam-02"),
             ]
             jobs = []
             for label, path, device, camera in uploads:

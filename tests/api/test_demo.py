@@ -13,7 +13,11 @@ pytestmark = pytest.mark.slow
 
 
 def demo(data_dir: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPATROL_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GRIDPATROL_") or k == "GRIDPATROL_MODEL_CACHE"
+    }
     env["GRIDPATROL_DATA_DIR"] = str(data_dir)
     return subprocess.run(
         [sys.executable, "-m", "api.cli", "demo"],
