@@ -298,6 +298,18 @@ def _forget_ended_windows(factory: sessionmaker[Session], now: datetime, policy:
         log.warning("cannot delete ended login-failure windows: %s", exc)
 
 
+def _unknown(username: str) -> str:
+    # A username no account has is often a password typed into the wrong field: log a fingerprint
+    # (repeated attempts still correlate), never the text.
+    return f"an unknown username (fingerprint {hashlib.sha256(username.encode()).hexdigest()[:10]})"
+
+
+def _loggable(read_factory: sessionmaker[Session], username: str) -> str:
+    with read_factory() as session:
+        known = session.scalar(select(User.id).where(User.username == username)) is not None
+    return f"username {username!r}" if known else _unknown(username)
+
+
 def login(
     factory: sessionmaker[Session],
     *,
@@ -321,7 +333,8 @@ def login(
     2. The password is checked (reads only).
     3. On success the username's failures are cleared and a token is issued.
 
-    Failed and refused logins are logged (username and client, never the password).
+    Failed and refused logins are logged with the client and the username when an account has it
+    (an unknown one only as a fingerprint: it may be a password typed into the wrong field).
     """
     read_factory = read_factory or factory
     now = utcnow()
@@ -333,7 +346,12 @@ def login(
             and row.window_start > now - timedelta(seconds=policy.window_s)
         ):
             retry = _retry_after_s(row.window_start, now, policy)
-            log.warning("login refused for username %r from %s: throttled for %d s", username, client, retry)
+            log.warning(
+                "login refused for %s from %s: throttled for %d s",
+                _loggable(read_factory, username),
+                client,
+                retry,
+            )
             raise LoginThrottled(retry)
     with session_scope(factory) as session:
         failures, window_start = _count_attempt(session, username, now, policy)
@@ -341,7 +359,12 @@ def login(
         _forget_ended_windows(factory, now, policy)
     if failures > policy.max_failures:  # parallel attempts got there first
         retry = _retry_after_s(window_start, now, policy)
-        log.warning("login refused for username %r from %s: throttled for %d s", username, client, retry)
+        log.warning(
+            "login refused for %s from %s: throttled for %d s",
+            _loggable(read_factory, username),
+            client,
+            retry,
+        )
         raise LoginThrottled(retry)
 
     with read_factory() as session:
@@ -356,8 +379,8 @@ def login(
             ok = False
     if not ok or user is None:
         log.warning(
-            "failed login for username %r from %s (%d of %d allowed in %.0f s)",
-            username,
+            "failed login for %s from %s (%d of %d allowed in %.0f s)",
+            f"username {username!r}" if user is not None else _unknown(username),
             client,
             failures,
             policy.max_failures,

@@ -178,8 +178,15 @@ def test_a_success_before_the_limit_resets_the_count(server: LiveServer) -> None
     assert _login(server, "viewer", "wrong-password").status_code == 401
 
 
-def test_unknown_usernames_are_throttled_the_same_way(server: LiveServer) -> None:
+def test_unknown_usernames_are_throttled_the_same_way(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="api.auth")
+    # a password typed into the username field never reaches the log; a fingerprint does
+    assert _login(server, "S3cret-typed-in-the-wrong-field", "x").status_code == 401
+    assert "S3cret" not in caplog.text and "failed login for an unknown username (fingerprint" in caplog.text
     answers = [_login(server, "ghost", "whatever-pw") for _ in range(MAX_FAILURES + 1)]
+    assert "login refused for an unknown username" in caplog.text and "ghost" not in caplog.text
     assert [r.status_code for r in answers] == [401] * MAX_FAILURES + [429]
     known = [_login(server, "viewer", "whatever-pw") for _ in range(MAX_FAILURES + 1)]
     assert [r.json() for r in known[:-1]] == [r.json() for r in answers[:-1]]
