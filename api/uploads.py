@@ -293,6 +293,16 @@ def register_upload(
     existing = session.scalar(select(Upload).where(Upload.sha256 == footage.sha256))
     if existing is not None:
         form.cleanup()
+        if track is not None and track.sha256 != existing.track_sha256:
+            # its job ran (or will run) with the track it came with; quietly keeping the old one
+            # would leave the sender believing the new positions were used
+            before = "with a different GPS track" if existing.track_sha256 else "without a GPS track"
+            raise UploadError(
+                "track",
+                f"this footage was uploaded before {before} (upload {existing.sha256[:12]}); "
+                "a track cannot be added to or changed on footage already received",
+                409,
+            )
         job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
         if job is None or job.status == "failed":
             # the same footage sent again after its job failed: try once more (incident ids are

@@ -131,6 +131,27 @@ def test_gpx_track_puts_the_case_in_its_grid_cell(server: LiveServer, tmp_path: 
         unplaced = next(c for c in cases if c["position"] is None)
         assert unplaced["unassigned"] is True  # the same footage without a track
 
+        # a retry with the same track is the same upload; a track added or changed afterwards is refused
+        again = device.post(
+            "/api/uploads",
+            files={
+                "file": ("patrol.avi", (tmp_path / "a.avi").read_bytes(), "video/x-msvideo"),
+                "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml"),
+            },
+        )
+        assert again.status_code == 200 and again.json()["id"] == tracked.json()["id"]
+        for name, footage in (("patrol.avi", "a.avi"), ("other.avi", "b.avi")):
+            late = device.post(
+                "/api/uploads",
+                files={
+                    "file": (name, (tmp_path / footage).read_bytes(), "video/x-msvideo"),
+                    "track": ("late.gpx", TRACK_GPX.replace(b"30.2640", b"30.2641"), "application/gpx+xml"),
+                },
+            )
+            assert late.status_code == 409, late.text
+            assert "track" in late.text and "cannot be added to or changed" in late.text
+        assert len(admin.get("/api/cases").json()["items"]) == 2
+
 
 def test_cli_detect_refuses_a_bad_track_before_loading_the_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
