@@ -310,6 +310,15 @@ def _loggable(read_factory: sessionmaker[Session], username: str) -> str:
     return f"username {username!r}" if known else _unknown(username)
 
 
+def _throttled(
+    read_factory: sessionmaker[Session], username: str, client: str | None, retry: int
+) -> LoginThrottled:
+    log.warning(
+        "login refused for %s from %s: throttled for %d s", _loggable(read_factory, username), client, retry
+    )
+    return LoginThrottled(retry)
+
+
 def login(
     factory: sessionmaker[Session],
     *,
@@ -345,27 +354,13 @@ def login(
             and row.failures >= policy.max_failures
             and row.window_start > now - timedelta(seconds=policy.window_s)
         ):
-            retry = _retry_after_s(row.window_start, now, policy)
-            log.warning(
-                "login refused for %s from %s: throttled for %d s",
-                _loggable(read_factory, username),
-                client,
-                retry,
-            )
-            raise LoginThrottled(retry)
+            raise _throttled(read_factory, username, client, _retry_after_s(row.window_start, now, policy))
     with session_scope(factory) as session:
         failures, window_start = _count_attempt(session, username, now, policy)
     if failures == 1:  # a new window: time to drop the ended ones (the table stays small)
         _forget_ended_windows(factory, now, policy)
     if failures > policy.max_failures:  # parallel attempts got there first
-        retry = _retry_after_s(window_start, now, policy)
-        log.warning(
-            "login refused for %s from %s: throttled for %d s",
-            _loggable(read_factory, username),
-            client,
-            retry,
-        )
-        raise LoginThrottled(retry)
+        raise _throttled(read_factory, username, client, _retry_after_s(window_start, now, policy))
 
     with read_factory() as session:
         user = session.scalar(select(User).where(User.username == username))

@@ -170,3 +170,13 @@ def post_incident(
     return client.post(
         "/api/incidents", data={"incident": json.dumps(data)}, files=evidence_files(data, files)
     )
+
+
+def wait_job(client: httpx.Client, job_id: int, timeout: float = 60) -> dict[str, Any]:
+    """GET /api/jobs/{id} until the job is done or failed (or the timeout passes): its last state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)

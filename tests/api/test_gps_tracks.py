@@ -4,16 +4,14 @@ detect_footage (scripted detector) put the case in its grid cell; a bad track fa
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import cv2
-import httpx
 import numpy as np
 import pytest
-from api_testkit import LiveServer
+from api_testkit import LiveServer, wait_job
 
 from api.cli import main
 from detect.pipeline import detect_footage
@@ -63,15 +61,6 @@ def pipeline(input: Any, config: Any, **kwargs: Any) -> Any:
     return detect_footage(input, config, detector=SurestAtFive(), tracker=IdentityTracker(), **kwargs)
 
 
-def _wait_job(client: httpx.Client, job_id: int, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
     config = make_config()
@@ -116,7 +105,7 @@ def test_gpx_track_puts_the_case_in_its_grid_cell(server: LiveServer, tmp_path: 
                 ),
             },
         )
-        jobs = [_wait_job(device, r.json()["id"]) for r in (tracked, untracked, bad)]
+        jobs = [wait_job(device, r.json()["id"]) for r in (tracked, untracked, bad)]
         assert [j["status"] for j in jobs] == ["done", "done", "failed"], jobs
         assert (
             jobs[2]["error"]

@@ -12,9 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from api_testkit import LiveServer, jpeg_bytes, make_settings
+from api_testkit import LiveServer, jpeg_bytes, make_settings, wait_job
 
 from api import jobs
 from api.incidents import IncidentPayload
@@ -97,15 +96,6 @@ def test_sniffing_tables() -> None:
     assert sniff_track(b"\x00\x01\x02\x03") is None
 
 
-def _wait_job(client: httpx.Client, job_id: int, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
     return make_server(
@@ -130,7 +120,7 @@ def test_upload_runs_a_job_into_cases(server: LiveServer) -> None:
         assert r.status_code == 201, r.text
         body = r.json()
         assert body["upload"]["sha256"] == hashlib.sha256(video).hexdigest() and body["upload"]["has_track"]
-        job = _wait_job(device, body["id"])
+        job = wait_job(device, body["id"])
         assert job["status"] == "done" and job["progress"] == 1.0 and job["incidents"] == 3, job
         assert admin.get("/api/cases").json()["total"] == 3
         # the same footage again: the same upload and job, no new cases
@@ -146,7 +136,7 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
     with server.client("device") as device, server.client("admin") as admin:
         bad = device.post("/api/uploads", files={"file": ("bad.mp4", footage("CORRUPT"), "video/mp4")}).json()
         good = device.post("/api/uploads", files={"file": ("ok.mp4", footage("fine"), "video/mp4")}).json()
-        bad_job, good_job = _wait_job(device, bad["id"]), _wait_job(device, good["id"])
+        bad_job, good_job = wait_job(device, bad["id"]), wait_job(device, good["id"])
         assert bad_job["status"] == "failed"
         assert "footage could not be read" in bad_job["error"] and "cannot decode frame 3" in bad_job["error"]
         assert good_job["status"] == "done" and good_job["incidents"] == 3
@@ -155,7 +145,7 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
         # the same footage again after its job failed: a new job (a done job is just returned)
         again = device.post("/api/uploads", files={"file": ("bad.mp4", footage("CORRUPT"), "video/mp4")})
         assert again.status_code == 200 and again.json()["id"] != bad["id"]
-        assert _wait_job(device, again.json()["id"])["status"] == "failed"
+        assert wait_job(device, again.json()["id"])["status"] == "failed"
         same = device.post("/api/uploads", files={"file": ("ok.mp4", footage("fine"), "video/mp4")})
         assert same.json()["id"] == good["id"]
 
