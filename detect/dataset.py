@@ -75,12 +75,23 @@ class PseudoLabelSpec(_Strict):
     classes: dict[str, str] = Field(min_length=1, description="model class name -> our class name")
 
 
+class RepeatFactorSpec(_Strict):
+    """Repeat-factor sampling of the train split (Gupta et al., LVIS, 2019): a class in a fraction f
+    of the train images gets r = max(1, sqrt(threshold / f)); an image is listed round(max r of its
+    classes) times. Rare classes are then seen more often without touching the common ones."""
+
+    threshold: float = Field(
+        gt=0.0, le=1.0, description="classes in fewer train images than this share repeat"
+    )
+
+
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     description: str = ""
     classes: list[str] = Field(min_length=1, description="the trained model's classes, in id order")
     sources: list[SourceSpec] = Field(min_length=1)
     pseudo_labels: PseudoLabelSpec | None = None
+    repeat_factor: RepeatFactorSpec | None = None
 
     @model_validator(mode="after")
     def _check_names(self) -> Recipe:
@@ -382,6 +393,7 @@ def build_dataset(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     counts: dict[str, Counter[str]] = {}
+    train_classes: list[tuple[str, set[int]]] = []  # (image file name, class ids) of the train split
     images_per_split: Counter[str] = Counter()
     sweep: dict[str, Counter[str]] = {f"{t:g}": Counter() for t in SWEEP_THRESHOLDS}
     for item in _progress(items, desc=f"writing {recipe.name}", unit="img"):
@@ -397,7 +409,10 @@ def build_dataset(
                 for p in preds:
                     if p.name in pseudo.classes and p.score >= float(key):
                         counter[pseudo.classes[p.name]] += 1
-        _link(item.image, image_dir / f"{item.out_stem}{item.image.suffix.lower()}")
+        image_name = f"{item.out_stem}{item.image.suffix.lower()}"
+        _link(item.image, image_dir / image_name)
+        if item.split == "train":
+            train_classes.append((image_name, {b.cls for b in boxes}))
         text = "".join(f"{b.line()}\n" for b in boxes)
         (label_dir / f"{item.out_stem}.txt").write_text(text, encoding="utf-8")
         split_counts = counts.setdefault(item.split, Counter())
@@ -407,6 +422,12 @@ def build_dataset(
     data_yaml = out_dir / "data.yaml"
     splits = sorted(images_per_split)
     data: dict[str, Any] = {s: f"images/{s}" for s in splits}
+    repeats: dict[str, Any] | None = None
+    if recipe.repeat_factor is not None and train_classes:
+        repeats = write_repeated_list(
+            out_dir / "train.txt", train_classes, recipe.classes, recipe.repeat_factor.threshold
+        )
+        data["train"] = "train.txt"
     data["names"] = dict(enumerate(recipe.classes))
     header = (
         f"# Built by `gridpatrol dataset build` from {loaded.path.name} (sha256 {loaded.sha256[:16]}).\n"
@@ -423,6 +444,8 @@ def build_dataset(
         "images": dict(sorted(images_per_split.items())),
         "boxes": {s: {c: counts.get(s, Counter())[c] for c in recipe.classes} for s in splits},
     }
+    if repeats is not None:
+        manifest["repeat_factor"] = repeats
     if pseudo is not None and model_path is not None:
         manifest["pseudo_labels"] = {
             "model": model_path.name,
@@ -437,6 +460,39 @@ def build_dataset(
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log.info("%s: wrote %s", recipe.name, data_yaml)
     return BuildResult(out_dir=out_dir, data_yaml=data_yaml, manifest=manifest)
+
+
+def repeat_factors(
+    image_classes: Sequence[tuple[str, set[int]]], class_names: Sequence[str], threshold: float
+) -> tuple[dict[int, float], list[int]]:
+    """Per class r = max(1, sqrt(threshold / f)) (f: share of images with the class); per image the
+    number of times it is listed: round(max r of its classes), at least 1."""
+    total = len(image_classes)
+    having: Counter[int] = Counter(c for _, classes in image_classes for c in classes)
+    factor = {
+        c: max(1.0, (threshold / (having[c] / total)) ** 0.5) if having[c] else 1.0
+        for c in range(len(class_names))
+    }
+    times = [
+        max(1, int(max((factor[c] for c in classes), default=1.0) + 0.5)) for _, classes in image_classes
+    ]
+    return factor, times
+
+
+def write_repeated_list(
+    path: Path, image_classes: Sequence[tuple[str, set[int]]], class_names: Sequence[str], threshold: float
+) -> dict[str, Any]:
+    """train.txt for ultralytics: each train image ("./images/train/<name>", relative to the list) as
+    many times as its repeat factor says; returns what the manifest records about it."""
+    factor, times = repeat_factors(image_classes, class_names, threshold)
+    lines = [f"./images/train/{name}\n" * n for (name, _), n in zip(image_classes, times, strict=True)]
+    path.write_text("".join(lines), encoding="utf-8")
+    return {
+        "threshold": threshold,
+        "class_factor": {class_names[c]: round(f, 3) for c, f in factor.items()},
+        "images": len(image_classes),
+        "listed": sum(times),
+    }
 
 
 def pseudo_boxes(

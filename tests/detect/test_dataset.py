@@ -180,3 +180,35 @@ def test_shipped_recipe_on_a_few_real_photos(tmp_path: Path, shared_dir: Path) -
     assert len(cached) == 6
     again = build_dataset(RECIPE, tmp_path / "out2", cache_root=tmp_path / "cache", limit=3)
     assert again.manifest["boxes"] == result.manifest["boxes"]
+
+
+def test_repeat_factors_follow_the_lvis_rule() -> None:
+    from detect.dataset import repeat_factors
+
+    # 100 images: class 0 in 50, class 1 in 1, class 2 in 4, class 3 in none
+    images = [(f"{i}.jpg", {0}) for i in range(45)]
+    images += [("rare.jpg", {0, 1})] + [(f"s{i}.jpg", {0, 2}) for i in range(4)]
+    images += [(f"bg{i}.jpg", set()) for i in range(50)]
+    factor, times = repeat_factors(images, ["common", "rare", "scarce", "absent"], threshold=0.1)
+    assert factor[0] == 1.0 and factor[3] == 1.0
+    assert factor[1] == pytest.approx((0.1 / 0.01) ** 0.5) and factor[2] == pytest.approx((0.1 / 0.04) ** 0.5)
+    by_name = dict(zip([n for n, _ in images], times, strict=True))
+    assert by_name["rare.jpg"] == 3 and by_name["s0.jpg"] == 2  # round(3.16), round(1.58)
+    assert by_name["0.jpg"] == 1 and by_name["bg0.jpg"] == 1
+
+
+def test_repeat_factor_recipe_writes_a_train_list(toy: Path) -> None:
+    path = _recipe(toy)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["repeat_factor"] = {"threshold": 0.9}
+    path.write_text(yaml.safe_dump(recipe))
+    result = build_dataset(path, toy / "out", cache_root=toy / "cache")
+    data = yaml.safe_load(result.data_yaml.read_text())
+    assert data["train"] == "train.txt" and data["val"] == "images/val"
+    # garbage and overflow are in 1 of the 2 train photos: r = sqrt(0.9 / 0.5) = 1.34, listed once
+    # (the repeating itself is in the test above); the list is in ultralytics' "./" relative form
+    lines = (result.out_dir / "train.txt").read_text().splitlines()
+    assert lines == ["./images/train/src__p0.jpg", "./images/train/src__p1.jpg"]
+    for line in lines:
+        assert (result.out_dir / line).is_symlink()
+    assert json.loads((result.out_dir / "manifest.json").read_text())["repeat_factor"]["listed"] == 2
