@@ -8,17 +8,16 @@ ignores keys it does not use (dwell_s). Evidence files come alongside; each entr
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.cases import IncidentInputError
 from api.evidence_store import EvidenceError, EvidenceStore, IncomingEvidence, StoredFile
+from api.multipart import FormPart, MalformedBody, form_boundary, read_parts
 
 MAX_INCIDENT_JSON_BYTES = 1024 * 1024
 MAX_EVIDENCE_FILES = 16
@@ -100,104 +99,79 @@ class IncidentForm:
     files: list[tuple[str | None, StoredFile]] = field(default_factory=list)
 
 
-async def receive_incident_form(
-    content_type: str | None, chunks: AsyncIterator[bytes], *, store: EvidenceStore, max_file_bytes: int
-) -> IncidentForm:
-    """Read a multipart/form-data incident body chunk by chunk (python-multipart's push parser): the
-    `incident` field, validated as soon as it is read (a device sends it first, so a bad incident
-    stores no files), and each `files` part streamed straight into the evidence store (hashed,
-    size-limited and sniffed as it is written, never held whole in memory). Other parts are skipped.
-    A bad incident or file is an IncidentInputError naming it (incident.<key>, files[i]); a
-    malformed body an IncidentFormError."""
-    ctype, params = parse_options_header(content_type or "")
-    if ctype != b"multipart/form-data" or not params.get(b"boundary"):
-        raise IncidentFormError("must be multipart/form-data with a boundary", status=415)
-    form = IncidentForm()
-    headers: dict[bytes, bytes] = {}
-    header_field = bytearray()
-    header_value = bytearray()
-    text: bytearray | None = None
-    incoming: IncomingEvidence | None = None
-    filename: str | None = None
+class _IncidentParts:
+    """The incident form's parts: `incident` validated once read, `files` streamed into the store."""
 
-    def file_error(exc: EvidenceError) -> IncidentInputError:
-        return IncidentInputError(f"files[{len(form.files)}]", f"{filename or 'file'}: {exc}")
+    def __init__(self, store: EvidenceStore, max_file_bytes: int) -> None:
+        self.form = IncidentForm()
+        self._store = store
+        self._max_file_bytes = max_file_bytes
+        self._text: bytearray | None = None
+        self._incoming: IncomingEvidence | None = None
+        self._filename: str | None = None
 
-    def on_part_begin() -> None:
-        headers.clear()
+    def _file_error(self, exc: EvidenceError) -> IncidentInputError:
+        return IncidentInputError(f"files[{len(self.form.files)}]", f"{self._filename or 'file'}: {exc}")
 
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_field.extend(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.extend(data[start:end])
-
-    def on_header_end() -> None:
-        headers[bytes(header_field).lower()] = bytes(header_value)
-        header_field.clear()
-        header_value.clear()
-
-    def on_headers_finished() -> None:
-        nonlocal text, incoming, filename
-        _, options = parse_options_header(headers.get(b"content-disposition", b""))
-        name = options.get(b"name")
-        if name == b"incident":
-            text = bytearray()
-        elif name == b"files":
-            if len(form.files) >= MAX_EVIDENCE_FILES:
+    def begin(self, part: FormPart) -> None:
+        if part.name == "incident":
+            self._text = bytearray()
+        elif part.name == "files":
+            if len(self.form.files) >= MAX_EVIDENCE_FILES:
                 raise IncidentInputError("files", f"at most {MAX_EVIDENCE_FILES} evidence files")
-            raw_name = options.get(b"filename")
-            filename = os.path.basename(raw_name.decode("utf-8", "replace"))[:255] if raw_name else None
-            incoming = store.open_incoming(max_bytes=max_file_bytes)
+            self._filename = part.filename
+            self._incoming = self._store.open_incoming(max_bytes=self._max_file_bytes)
+        # other parts are skipped
 
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if incoming is not None:
+    def data(self, chunk: bytes) -> None:
+        if self._incoming is not None:
             try:
-                incoming.write(data[start:end])
+                self._incoming.write(chunk)
             except EvidenceError as exc:
-                raise file_error(exc) from None
-        elif text is not None:
-            text.extend(data[start:end])
-            if len(text) > MAX_INCIDENT_JSON_BYTES:
+                raise self._file_error(exc) from None
+        elif self._text is not None:
+            self._text.extend(chunk)
+            if len(self._text) > MAX_INCIDENT_JSON_BYTES:
                 raise IncidentInputError("incident", f"longer than {MAX_INCIDENT_JSON_BYTES} bytes")
 
-    def on_part_end() -> None:
-        nonlocal text, incoming
-        if incoming is not None:
-            current, incoming = incoming, None
+    def end(self) -> None:
+        if self._incoming is not None:
+            current, self._incoming = self._incoming, None
             try:
-                form.files.append((filename, current.finish()))
+                self.form.files.append((self._filename, current.finish()))
             except EvidenceError as exc:
-                raise file_error(exc) from None
-        elif text is not None:
+                raise self._file_error(exc) from None
+        elif self._text is not None:
+            text, self._text = self._text, None
             try:
                 decoded = text.decode("utf-8")
             except UnicodeDecodeError:
                 raise IncidentInputError("incident", "not UTF-8 text") from None
-            text = None
-            form.incident = parse_incident(decoded)
+            self.form.incident = parse_incident(decoded)
 
-    parser = MultipartParser(
-        params[b"boundary"],
-        {
-            "on_part_begin": on_part_begin,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-        },
-    )
+    def discard(self) -> None:
+        """Remove a file left half-received by an error."""
+        if self._incoming is not None:
+            self._incoming.discard()
+            self._incoming = None
+
+
+async def receive_incident_form(
+    content_type: str | None, chunks: AsyncIterator[bytes], *, store: EvidenceStore, max_file_bytes: int
+) -> IncidentForm:
+    """Read a multipart/form-data incident body chunk by chunk: the `incident` field, validated as
+    soon as it is read (a device sends it first, so a bad incident stores no files), and each
+    `files` part streamed straight into the evidence store (hashed, size-limited and sniffed as it
+    is written, never held whole in memory). Other parts are skipped. A bad incident or file is an
+    IncidentInputError naming it (incident.<key>, files[i]); a malformed body an IncidentFormError."""
+    boundary = form_boundary(content_type)
+    if boundary is None:
+        raise IncidentFormError("must be multipart/form-data with a boundary", status=415)
+    parts = _IncidentParts(store, max_file_bytes)
     try:
-        async for chunk in chunks:
-            parser.write(chunk)
-        parser.finalize()
-    except IncidentInputError:
-        raise
-    except Exception as exc:  # python-multipart raises its own errors on a malformed body
-        raise IncidentFormError(f"malformed multipart body ({type(exc).__name__})") from None
+        await read_parts(boundary, chunks, parts)
+    except MalformedBody as exc:
+        raise IncidentFormError(str(exc)) from None
     finally:
-        if incoming is not None:
-            incoming.discard()
-    return form
+        parts.discard()
+    return parts.form

@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session
 from api.auth import Principal
 from api.db import as_utc, utcnow
 from api.models import Job, Upload
+from api.multipart import FormPart, MalformedBody, form_boundary, read_parts
 
 log = logging.getLogger(__name__)
 
@@ -108,145 +108,102 @@ class ReceivedForm:
                 received.path.unlink()
 
 
-class _Part:
-    def __init__(self) -> None:
-        self.headers: dict[bytes, bytes] = {}
-        self.name: str | None = None
-        self.filename: str | None = None
-        self.fh: BinaryIO | None = None
-        self.path: Path | None = None
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.head = b""
-        self.text = bytearray()
+class _UploadParts:
+    """The upload form's parts: files streamed to temporary files (hashed, size-limited, the first
+    bytes kept for sniffing), the known text fields kept; any other field is an error."""
 
+    def __init__(self, incoming_dir: Path, max_file_bytes: int) -> None:
+        self.form = ReceivedForm()
+        self._incoming_dir = incoming_dir
+        self._max_file_bytes = max_file_bytes
+        self._part: FormPart | None = None
+        self._fh: BinaryIO | None = None
+        self._path: Path | None = None
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._head = b""
+        self._text = bytearray()
 
-@dataclass
-class _ParseState:
-    part: _Part | None = None
-    header_field: bytes = b""
-    header_value: bytes = b""
+    def _limit(self, name: str | None) -> int:
+        return self._max_file_bytes if name == "file" else MAX_TRACK_BYTES
 
-    def current(self) -> _Part:
-        assert self.part is not None, "multipart callback outside a part"
-        return self.part
+    def begin(self, part: FormPart) -> None:
+        self._part = part
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._head = b""
+        self._text = bytearray()
+        if part.name in FILE_FIELDS:
+            if part.name in self.form.files:
+                raise UploadError(part.name, "sent more than once")
+            fd, name = tempfile.mkstemp(dir=self._incoming_dir, prefix=".incoming-")
+            self._fh = os.fdopen(fd, "wb")
+            self._path = Path(name)
+        elif part.name not in TEXT_FIELDS:
+            raise UploadError(
+                part.name or "(unnamed part)", f"unknown form field; expected {FILE_FIELDS + TEXT_FIELDS}"
+            )
+
+    def data(self, chunk: bytes) -> None:
+        name = self._part.name if self._part else None
+        if self._fh is not None:
+            self._size += len(chunk)
+            if self._size > self._limit(name):
+                raise UploadError(name or "file", f"larger than the limit of {self._limit(name)} bytes", 413)
+            if len(self._head) < SNIFF_BYTES:
+                self._head += chunk[: SNIFF_BYTES - len(self._head)]
+            self._digest.update(chunk)
+            self._fh.write(chunk)
+        else:
+            self._text += chunk
+            if len(self._text) > MAX_TEXT_BYTES:
+                raise UploadError(name or "field", f"longer than {MAX_TEXT_BYTES} bytes")
+
+    def end(self) -> None:
+        part, self._part = self._part, None
+        if part is None or part.name is None:
+            return
+        if self._fh is not None and self._path is not None:
+            self._fh.close()
+            self._fh = None
+            self.form.files[part.name] = ReceivedFile(
+                part.name, part.filename, self._path, self._size, self._digest.hexdigest(), self._head
+            )
+            self._path = None
+        else:
+            try:
+                self.form.fields[part.name] = self._text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UploadError(part.name, "not UTF-8 text") from None
+
+    def abort(self) -> None:
+        """Remove every file received so far, the half-written one too."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._path is not None and self._path.exists():
+            self._path.unlink()
+        self.form.cleanup()
 
 
 async def receive_multipart(
     content_type: str | None, chunks: AsyncIterator[bytes], *, incoming_dir: Path, max_file_bytes: int
 ) -> ReceivedForm:
     """Parse a multipart body from `chunks`, streaming file parts to temporary files."""
-    ctype, params = parse_options_header(content_type or "")
-    if ctype != b"multipart/form-data" or b"boundary" not in params:
+    boundary = form_boundary(content_type)
+    if boundary is None:
         raise UploadError("body", "must be multipart/form-data with a boundary", status=415)
     incoming_dir.mkdir(parents=True, exist_ok=True)
-    form = ReceivedForm()
-    state = _ParseState()
-
-    def limit_for(name: str | None) -> int:
-        return max_file_bytes if name == "file" else MAX_TRACK_BYTES
-
-    def on_part_begin() -> None:
-        state.part = _Part()
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state.header_field = state.header_field + data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state.header_value = state.header_value + data[start:end]
-
-    def on_header_end() -> None:
-        part = state.current()
-        part.headers[state.header_field.lower()] = state.header_value
-        state.header_field = b""
-        state.header_value = b""
-
-    def on_headers_finished() -> None:
-        part = state.current()
-        _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
-        part.name = options.get(b"name", b"").decode("utf-8", "replace") or None
-        filename = options.get(b"filename")
-        part.filename = os.path.basename(filename.decode("utf-8", "replace"))[:255] if filename else None
-        if part.name in FILE_FIELDS:
-            if part.name in form.files:
-                raise UploadError(part.name, "sent more than once")
-            fd, name = tempfile.mkstemp(dir=incoming_dir, prefix=".incoming-")
-            part.fh = os.fdopen(fd, "wb")
-            part.path = Path(name)
-        elif part.name not in TEXT_FIELDS:
-            raise UploadError(
-                part.name or "(unnamed part)", f"unknown form field; expected {FILE_FIELDS + TEXT_FIELDS}"
-            )
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        part = state.current()
-        chunk = data[start:end]
-        if part.fh is not None:
-            part.size += len(chunk)
-            if part.size > limit_for(part.name):
-                raise UploadError(
-                    part.name or "file", f"larger than the limit of {limit_for(part.name)} bytes", 413
-                )
-            if len(part.head) < SNIFF_BYTES:
-                part.head += chunk[: SNIFF_BYTES - len(part.head)]
-            part.digest.update(chunk)
-            part.fh.write(chunk)
-        else:
-            part.text += chunk
-            if len(part.text) > MAX_TEXT_BYTES:
-                raise UploadError(part.name or "field", f"longer than {MAX_TEXT_BYTES} bytes")
-
-    def on_part_end() -> None:
-        part = state.current()
-        if part.fh is not None and part.name is not None and part.path is not None:
-            part.fh.close()
-            form.files[part.name] = ReceivedFile(
-                part.name,
-                part.filename,
-                part.path,
-                part.size,
-                part.digest.hexdigest(),
-                part.head,
-            )
-        elif part.name:
-            try:
-                form.fields[part.name] = part.text.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UploadError(part.name, "not UTF-8 text") from None
-        state.part = None
-
-    parser = MultipartParser(
-        params[b"boundary"],
-        {
-            "on_part_begin": on_part_begin,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-        },
-    )
+    parts = _UploadParts(incoming_dir, max_file_bytes)
     try:
-        async for chunk in chunks:
-            parser.write(chunk)
-        parser.finalize()
-    except UploadError:
-        _abort(state, form)
+        await read_parts(boundary, chunks, parts)
+    except MalformedBody as exc:
+        parts.abort()
+        raise UploadError("body", str(exc), 400) from None
+    except BaseException:  # a bad field, a file over its limit, a client gone: nothing stays behind
+        parts.abort()
         raise
-    except Exception as exc:  # python-multipart raises its own errors on a malformed body
-        _abort(state, form)
-        raise UploadError("body", f"malformed multipart body ({type(exc).__name__})", 400) from None
-    return form
-
-
-def _abort(state: _ParseState, form: ReceivedForm) -> None:
-    part = state.part
-    if part is not None and part.fh is not None:
-        part.fh.close()
-        if part.path and part.path.exists():
-            part.path.unlink()
-    form.cleanup()
+    return parts.form
 
 
 @dataclass(frozen=True, slots=True)

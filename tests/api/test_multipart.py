@@ -1,0 +1,70 @@
+"""api.multipart: parts handed over as they arrive, in chunks of any size; errors told apart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from api.multipart import FormPart, MalformedBody, form_boundary, read_parts
+
+BODY = (
+    b"--XyZ\r\n"
+    b'Content-Disposition: form-data; name="incident"\r\n\r\n'
+    b'{"id": "a"}\r\n'
+    b"--XyZ\r\n"
+    b'Content-Disposition: form-data; name="files"; filename="../../etc/evil.jpg"\r\n'
+    b"Content-Type: image/jpeg\r\n\r\n" + bytes(range(256)) * 40 + b"\r\n--XyZ--\r\n"
+)
+
+
+class Recorder:
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.parts: list[tuple[str | None, str | None, bytes, bytes]] = []
+        self.fail_on = fail_on
+        self._current: FormPart | None = None
+        self._data = bytearray()
+
+    def begin(self, part: FormPart) -> None:
+        if part.name == self.fail_on:
+            raise KeyError(part.name)
+        self._current, self._data = part, bytearray()
+
+    def data(self, chunk: bytes) -> None:
+        self._data.extend(chunk)
+
+    def end(self) -> None:
+        assert self._current is not None
+        content_type = self._current.headers.get(b"content-type", b"")
+        self.parts.append((self._current.name, self._current.filename, content_type, bytes(self._data)))
+
+
+async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
+
+
+@pytest.mark.parametrize("size", [1, 7, 100, 1 << 20])
+def test_parts_arrive_whole_whatever_the_chunk_size(size: int) -> None:
+    recorder = Recorder()
+    asyncio.run(read_parts(b"XyZ", _chunks(BODY, size), recorder))
+    assert recorder.parts == [
+        ("incident", None, b"", b'{"id": "a"}'),
+        ("files", "evil.jpg", b"image/jpeg", bytes(range(256)) * 40),  # base name only
+    ]
+
+
+def test_handler_errors_pass_through_and_parser_errors_are_named() -> None:
+    with pytest.raises(KeyError):
+        asyncio.run(read_parts(b"XyZ", _chunks(BODY, 64), Recorder(fail_on="files")))
+    broken = BODY.replace(b"\r\n\r\n", b"\r\n", 1)
+    with pytest.raises(MalformedBody, match="malformed multipart body"):
+        asyncio.run(read_parts(b"XyZ", _chunks(broken, 64), Recorder()))
+
+
+def test_form_boundary() -> None:
+    assert form_boundary("multipart/form-data; boundary=XyZ") == b"XyZ"
+    assert form_boundary("multipart/form-data") is None
+    assert form_boundary("application/json") is None
+    assert form_boundary(None) is None
