@@ -83,3 +83,39 @@ def test_finds_garbage_in_a_val_photo(detector: YoloDetector, shared_dir: Path) 
     garbage = [d for d in detector.detect(image) if d.class_name == "garbage"]
     assert garbage, "no garbage found"
     assert box_iou(piles, np.array([d.box for d in garbage])).max() >= 0.5
+
+
+@pytest.mark.slow
+def test_the_default_config_on_real_dashcam_footage(shared_dir: Path, tmp_path: Path) -> None:
+    """configs/site.yaml as it ships (its model, size and CPU backend) on the real highway clip: it sees
+    the traffic, and a no-parking zone over the moving lanes gives no incident."""
+    from detect.config import load_config, parse_config
+    from detect.pipeline import build_detector, detect_footage
+
+    base = load_config(REPO / "configs" / "site.yaml").model_dump(mode="json")
+    base["categories"]["illegal_parking"]["min_dwell_s"] = 5.0
+    base["cameras"] = [
+        {
+            "id": "patrol-01",
+            "zones": [
+                {
+                    "id": "lanes",
+                    "kind": "no_parking",
+                    "points_norm": [[0.05, 0.45], [0.95, 0.45], [0.95, 1.0], [0.05, 1.0]],
+                }
+            ],
+        }
+    ]
+    config = parse_config(base, base_dir=REPO / "configs")
+    detector = build_detector(config)
+    clip = shared_dir / "footage" / "highway-dashcam-1.mp4"
+    capture = cv2.VideoCapture(str(clip))
+    vehicles = []
+    for index in range(0, 400, 50):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = capture.read()
+        assert ok
+        vehicles.append(sum(1 for d in detector.detect(frame) if d.kind in {"car", "truck", "bus"}))
+    capture.release()
+    assert sorted(vehicles)[len(vehicles) // 2] >= 2, vehicles  # the clip shows several cars in most frames
+    assert list(detect_footage(clip, config, out_dir=tmp_path, detector=detector)) == []
