@@ -6,11 +6,14 @@ metadata, so `YoloDetector` and `detect.evaluation` load it by path like the .pt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
 import uuid
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _quiet_ultralytics() -> Iterator[None]:
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():  # torch.jit's deprecation notices, raised by the exporter
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def cached_export(
     model: str | os.PathLike[str], fmt: str, *, imgsz: int, cache_dir: str | os.PathLike[str] | None = None
 ) -> Path:
@@ -134,7 +150,8 @@ def cached_export(
     try:
         copy = work / source.name
         shutil.copyfile(source, copy)
-        produced = export_model(copy, fmt, imgsz=imgsz, dynamic=True)
+        with _quiet_ultralytics():  # its export banner is noise in a detect run or a job's log
+            produced = export_model(copy, fmt, imgsz=imgsz, dynamic=True)
         try:
             os.rename(produced, target)
         except OSError:
