@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("admin", "operator", "enforcement", "viewer")
 DEVICE_KEY_PREFIX = "gpd_"
-NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")  # not "." or "..": names sit in URL paths
 PASSWORD_MIN, PASSWORD_MAX = 8, 256  # the login form takes at most 256 characters
 DEVICE_USE_RESOLUTION_S = 60.0  # devices.last_used_at is written at most once a minute per device
 
@@ -122,7 +122,7 @@ def create_user(
     session: Session, *, username: str, password: str, role: str, team: str | None = None
 ) -> User:
     if not NAME_RE.match(username):
-        raise AuthError("username: 1-64 letters, digits or _ . @ -")
+        raise AuthError("username: 1-64 letters, digits or _ . @ -, starting with a letter or digit")
     if role not in ROLES:
         raise AuthError(f"role: '{role}' is not one of {', '.join(ROLES)}")
     if role == "enforcement" and not team:
@@ -148,7 +148,7 @@ def _new_device_key() -> tuple[str, str]:
 def create_device(session: Session, *, name: str, camera_id: str | None = None) -> tuple[Device, str]:
     """A new device and its key (shown once; only its hash is kept)."""
     if not NAME_RE.match(name):
-        raise AuthError("name: 1-64 letters, digits or _ . @ -")
+        raise AuthError("name: 1-64 letters, digits or _ . @ -, starting with a letter or digit")
     taken = f"name: device '{name}' already exists (a new key for it: gridpatrol device rotate {name})"
     if session.scalar(select(Device.id).where(Device.name == name)) is not None:
         raise AccountConflict(taken)

@@ -346,3 +346,12 @@ def test_cli_revoke_reaches_a_running_server_at_once(
         assert viewer.get("/api/me").status_code == 200
         assert main(["-q", "user", "deactivate", "viewer"]) == 0
         assert viewer.get("/api/me").status_code == 401
+
+
+@pytest.mark.parametrize("name", [".", "..", ".x", "_x", "a b", "x" * 65])
+def test_names_that_cannot_stand_in_a_url_path_are_refused(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    assert main(["-q", "device", "add", name]) == 1
+    assert "name: 1-64 letters, digits or _ . @ -, starting with a letter or digit" in capsys.readouterr().err
+    assert main(["-q", "device", "add", "van.9@depot_2-b"]) == 0  # letters, digits and _ . @ - inside
