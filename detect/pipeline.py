@@ -121,7 +121,12 @@ class Pipeline:
             box,
             label=label,
             ts=frame.ts,
-            wall_time=frame.wall_time,
+            # the label shows the camera's local time (with its offset): what an inspector reads the scene by
+            wall_time=(
+                frame.wall_time.astimezone(ZoneInfo(self.camera.timezone))
+                if frame.wall_time is not None and frame.wall_time.tzinfo is not None
+                else frame.wall_time
+            ),
             camera=self.camera.name or self.camera.id if self.camera.id != "default" else self.source_id,
             jpeg_quality=self.config.evidence.jpeg_quality,
             crop_margin_ratio=self.config.evidence.crop_margin_ratio,

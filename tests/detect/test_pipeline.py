@@ -203,3 +203,28 @@ def test_bad_track_fails_before_any_frame_is_analysed(tmp_path):
     with pytest.raises(TrackError, match=r"patrol\.csv: line 3: bad latitude 123\.4"):
         next(incidents)
     assert detector.calls == 0
+
+
+def test_evidence_label_shows_the_cameras_local_time(tmp_path, monkeypatch):
+    from detect import pipeline as pipeline_module
+
+    seen = []
+    real = pipeline_module.write_evidence
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["wall_time"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "write_evidence", spy)
+    start = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)  # an upload's start time, kept in UTC
+    (inc,) = detect_with_track(tmp_path, gpx_file(tmp_path), start_time=start)
+    assert inc.first_seen_wall == start  # the incident's times stay as they were
+    (label_time,) = seen
+    assert label_time == start + timedelta(seconds=7)  # the same instant ...
+    assert label_time.utcoffset() == timedelta(hours=8)  # ... as the camera (Asia/Shanghai) reads it
+
+
+def gpx_file(tmp_path: Path) -> Path:
+    path = tmp_path / "patrol.gpx"
+    path.write_text(TRACK_GPX)
+    return path
