@@ -7,7 +7,6 @@ metadata, so `YoloDetector` and `detect.evaluation` load it by path like the .pt
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -103,14 +102,6 @@ def model_cache_dir() -> Path:
     return base / "gridpatrol" / "models"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def _quiet_ultralytics() -> Iterator[None]:
     logger = logging.getLogger("ultralytics")
@@ -137,7 +128,9 @@ def cached_export(
     if not source.is_file() or source.suffix != ".pt":
         raise ExportError(f"model must be an existing .pt file: {source}")
     folder = Path(cache_dir) if cache_dir is not None else model_cache_dir()
-    key = _sha256(source)[:16]
+    from detect.dataset import sha256_file
+
+    key = sha256_file(source)[:16]
     target = folder / f"{source.stem}-{key}-{imgsz}-dynamic{_SUFFIX[fmt]}"
     if target.exists():
         return target

@@ -256,6 +256,19 @@ def _check_lat_lon(lat: float, lon: float) -> str | None:
     return None
 
 
+def _parse_lat_lon(lat_text: str, lon_text: str, name: str, where: str) -> tuple[float, float]:
+    """Latitude and longitude from text (GPX attributes, CSV cells); a TrackError naming `where` if
+    they are no numbers or out of range."""
+    try:
+        lat, lon = float(lat_text), float(lon_text)
+    except ValueError:
+        raise TrackError(name, f"{where}: lat/lon are not numbers: {lat_text!r}, {lon_text!r}") from None
+    problem = _check_lat_lon(lat, lon)
+    if problem:
+        raise TrackError(name, f"{where}: {problem}")
+    return lat, lon
+
+
 def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str) -> GpsTrack:
     if skipped:
         log.warning(
@@ -360,17 +373,10 @@ def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
         if not fields.get("time"):
             skipped["without time"] += 1
             continue
-        try:
-            lat, lon = float(attrib["lat"]), float(attrib["lon"])
-        except KeyError as exc:
-            raise TrackError(name, f"{where}: no {exc.args[0]} attribute") from None
-        except ValueError:
-            raise TrackError(
-                name, f"{where}: lat/lon are not numbers: {attrib.get('lat')!r}, {attrib.get('lon')!r}"
-            ) from None
-        problem = _check_lat_lon(lat, lon)
-        if problem:
-            raise TrackError(name, f"{where}: {problem}")
+        for key in ("lat", "lon"):
+            if key not in attrib:
+                raise TrackError(name, f"{where}: no {key} attribute")
+        lat, lon = _parse_lat_lon(attrib["lat"], attrib["lon"], name, where)
         when = _parse_iso(fields["time"], UTC)
         if when is None:
             raise TrackError(name, f"{where}: time {fields['time']!r} is not ISO 8601")
@@ -577,15 +583,7 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
         if not lat_text and not lon_text:
             skipped["without a fix"] += 1
             continue
-        try:
-            lat, lon = float(lat_text), float(lon_text)
-        except ValueError:
-            raise TrackError(
-                name, f"line {line}: lat/lon are not numbers: {lat_text!r}, {lon_text!r}"
-            ) from None
-        problem = _check_lat_lon(lat, lon)
-        if problem:
-            raise TrackError(name, f"line {line}: {problem}")
+        lat, lon = _parse_lat_lon(lat_text, lon_text, name, f"line {line}")
         if not time_text:
             raise TrackError(name, f"line {line}: no time")
         when = _csv_time(time_text, tz, name, line)

@@ -14,9 +14,15 @@ import getpass
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from api.commands import CommandError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from api.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +100,28 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def _user_add(args: argparse.Namespace) -> int:
-    from api.auth import AuthError, create_user
+@contextlib.contextmanager
+def _account_change(services: Services) -> Iterator[Session]:
+    """A session for one account change: committed when it succeeds; an AuthError (a bad or unknown
+    name, a taken one, a weak password) becomes the command's error."""
+    from api.auth import AuthError
 
-    services = _services(args)
-    password = _password(args)
     with services.factory() as session:
         try:
-            user = create_user(
-                session, username=args.username, password=password, role=args.role, team=args.team
-            )
+            yield session
         except AuthError as exc:
             raise CommandError(str(exc)) from None
         session.commit()
-        print(f"user {user.username} ({user.role}{', team ' + user.team if user.team else ''}) added")
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from api.auth import create_user
+
+    services = _services(args)
+    password = _password(args)
+    with _account_change(services) as session:
+        user = create_user(session, username=args.username, password=password, role=args.role, team=args.team)
+    print(f"user {user.username} ({user.role}{', team ' + user.team if user.team else ''}) added")
     return 0
 
 
@@ -146,15 +160,11 @@ def _user_list(args: argparse.Namespace) -> int:
 
 
 def _user_set_active(args: argparse.Namespace, active: bool) -> int:
-    from api.auth import AuthError, set_user_active
+    from api.auth import set_user_active
 
     services = _services(args)
-    with services.factory() as session:
-        try:
-            user, changed = set_user_active(session, username=args.username, active=active)
-        except AuthError as exc:
-            raise CommandError(str(exc)) from None
-        session.commit()
+    with _account_change(services) as session:
+        user, changed = set_user_active(session, username=args.username, active=active)
     state = "active" if active else "deactivated"
     if not changed:
         print(f"user {user.username} was already {state}")
@@ -168,31 +178,23 @@ def _user_set_active(args: argparse.Namespace, active: bool) -> int:
 
 
 def _user_passwd(args: argparse.Namespace) -> int:
-    from api.auth import AuthError, set_password
+    from api.auth import set_password
 
     services = _services(args)
     password = _password(args)
-    with services.factory() as session:
-        try:
-            user = set_password(session, username=args.username, password=password)
-        except AuthError as exc:
-            raise CommandError(str(exc)) from None
-        session.commit()
+    with _account_change(services) as session:
+        user = set_password(session, username=args.username, password=password)
     services.principals.invalidate()
     print(f"password of user {user.username} set; their tokens no longer work")
     return 0
 
 
 def _device_add(args: argparse.Namespace) -> int:
-    from api.auth import AuthError, create_device
+    from api.auth import create_device
 
     services = _services(args)
-    with services.factory() as session:
-        try:
-            device, key = create_device(session, name=args.name, camera_id=args.camera)
-        except AuthError as exc:
-            raise CommandError(str(exc)) from None
-        session.commit()
+    with _account_change(services) as session:
+        device, key = create_device(session, name=args.name, camera_id=args.camera)
     print(f"device {device.name} added; its key (shown only now):")
     print(key)
     return 0
@@ -221,15 +223,11 @@ def _device_list(args: argparse.Namespace) -> int:
 
 
 def _device_revoke(args: argparse.Namespace) -> int:
-    from api.auth import AuthError, revoke_device
+    from api.auth import revoke_device
 
     services = _services(args)
-    with services.factory() as session:
-        try:
-            device, changed = revoke_device(session, name=args.name)
-        except AuthError as exc:
-            raise CommandError(str(exc)) from None
-        session.commit()
+    with _account_change(services) as session:
+        device, changed = revoke_device(session, name=args.name)
     if not changed:
         print(f"device {device.name} was already revoked ({_when(device.revoked_at)} UTC)")
         return 0
@@ -239,16 +237,12 @@ def _device_revoke(args: argparse.Namespace) -> int:
 
 
 def _device_rotate(args: argparse.Namespace) -> int:
-    from api.auth import AuthError, get_device, rotate_device
+    from api.auth import get_device, rotate_device
 
     services = _services(args)
-    with services.factory() as session:
-        try:
-            was_active = get_device(session, args.name).active
-            device, key = rotate_device(session, name=args.name)
-        except AuthError as exc:
-            raise CommandError(str(exc)) from None
-        session.commit()
+    with _account_change(services) as session:
+        was_active = get_device(session, args.name).active
+        device, key = rotate_device(session, name=args.name)
     services.principals.invalidate()
     again = "" if was_active else " (it was revoked; it is active again)"
     print(f"device {device.name} has a new key{again}; the old key no longer works.")
