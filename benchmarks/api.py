@@ -451,7 +451,8 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
             late_rate = statistics.median(late_rates)
             print(
                 f"[{backend}] ingest again at {count} cases: median {late_rate:.0f} incidents/s "
-                f"(rounds: {', '.join(f'{r:.0f}' for r in late_rates)}; p95 {late_p95 * 1000:.0f} ms per request)"
+                f"(rounds: {', '.join(f'{r:.0f}' for r in late_rates)}; "
+                f"p95 {late_p95 * 1000:.0f} ms per request)"
             )
             return {
                 "backend": backend,

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -53,6 +53,9 @@ class DatasetError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class SourceSpec(_Strict):
@@ -167,22 +170,26 @@ class BuildResult:
 
 def load_recipe(path: str | os.PathLike[str]) -> LoadedRecipe:
     """Read and validate a recipe; DatasetError names the file and the key on any problem."""
-    recipe_path = Path(path)
-    if not recipe_path.is_file():
-        raise DatasetError(f"dataset recipe not found: {recipe_path}")
-    raw = recipe_path.read_bytes()
+    recipe, raw = load_yaml_model(Path(path), Recipe, "dataset recipe")
+    return LoadedRecipe(recipe=recipe, path=Path(path).resolve(), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def load_yaml_model(path: Path, model: type[_M], what: str) -> tuple[_M, bytes]:
+    """A YAML file validated as `model`, with its raw bytes; DatasetError names the file and the key."""
+    if not path.is_file():
+        raise DatasetError(f"{what} not found: {path}")
+    raw = path.read_bytes()
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise DatasetError(f"{recipe_path}: not valid YAML: {exc}") from exc
+        raise DatasetError(f"{path}: not valid YAML: {exc}") from exc
     try:
-        recipe = Recipe.model_validate(data)
+        return model.model_validate(data), raw
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
         )
-        raise DatasetError(f"{recipe_path}: {problems}") from exc
-    return LoadedRecipe(recipe=recipe, path=recipe_path.resolve(), sha256=hashlib.sha256(raw).hexdigest())
+        raise DatasetError(f"{path}: {problems}") from exc
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

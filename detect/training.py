@@ -45,6 +45,8 @@ class TrainSettings:
     calibrate_bn: bool = True  # see calibrate_batchnorms
     calibration_images: int = 64
     plots: bool = False
+    teacher: Path | None = None  # weights whose neck features the model is distilled towards
+    distill_weight: float = 6.0  # weight of the distillation loss (ultralytics' `dis`)
 
     def run_dir(self) -> Path:
         return Path(self.project).resolve() / self.name
@@ -73,6 +75,9 @@ def train(settings: TrainSettings) -> Path:
     """Start a new run; returns its folder. Refuses to overwrite an existing run (resume it instead)."""
     data = _check_file(settings.data, "dataset yaml")
     base = _check_file(settings.base, "base weights")
+    teacher = _check_file(settings.teacher, "teacher weights") if settings.teacher else None
+    if settings.distill_weight <= 0:
+        raise TrainingError(f"distillation weight must be > 0, got {settings.distill_weight}")
     if settings.imgsz % 32:
         raise TrainingError(f"imgsz must be a multiple of 32, got {settings.imgsz}")
     run_dir = settings.run_dir()
@@ -86,7 +91,11 @@ def train(settings: TrainSettings) -> Path:
     if settings.calibrate_bn:
         base = _calibrated_base(base, data, run_dir, settings)
     model = YOLO(str(base), task="detect")
-    model.train(**_train_kwargs(settings, data, run_dir))
+    kwargs = _train_kwargs(settings, data, run_dir)
+    if teacher is not None:
+        log.info("distilling towards %s (weight %g)", teacher, settings.distill_weight)
+        kwargs.update(distill_model=str(teacher), dis=settings.distill_weight)
+    model.train(**kwargs)
     return run_dir
 
 

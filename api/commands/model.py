@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = REPO / "datasets" / "gridpatrol-street.yaml"
+DEFAULT_SAMPLES_RECIPE = REPO / "datasets" / "street-samples.yaml"
 DEFAULT_BUILD = REPO / "build"
 DEFAULT_MODEL = REPO / "models" / "gridpatrol-n.pt"
 DEFAULT_DATA = DEFAULT_BUILD / "datasets" / "gridpatrol-street" / "data.yaml"
@@ -44,6 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--limit", type=int, help="at most N images per split and source (quick looks)")
     build.set_defaults(handler=run_dataset_build)
+    samples = dsub.add_parser(
+        "samples",
+        help="fetch the held-out street samples (photos and footage not in ../shared) from Debian",
+        description="Fetch the files named in datasets/street-samples.yaml out of their Debian package "
+        "(apt-get download, or --deb), check their SHA-256 and write them to --out. Files already there "
+        "are kept.",
+    )
+    samples.add_argument(
+        "recipe", nargs="?", type=Path, default=DEFAULT_SAMPLES_RECIPE, help="default: %(default)s"
+    )
+    samples.add_argument(
+        "--out", type=Path, default=DEFAULT_BUILD / "street-samples", help="default: %(default)s"
+    )
+    samples.add_argument("--deb", type=Path, help="read this .deb instead of downloading the package")
+    samples.set_defaults(handler=run_dataset_samples)
 
     t = subparsers.add_parser(
         "train",
@@ -67,6 +83,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-calibrate-bn",
         action="store_true",
         help="train from the base weights as they are (default: calibrate their identity BatchNorms first)",
+    )
+    t.add_argument(
+        "--teacher",
+        type=Path,
+        help="distil towards these weights' features while training (e.g. the COCO base: keeps its "
+        "vehicles and people; ultralytics' score-weighted feature distillation)",
+    )
+    t.add_argument(
+        "--distill-weight",
+        type=float,
+        default=6.0,
+        help="weight of the distillation loss (default: %(default)s)",
     )
     t.add_argument("--resume", action="store_true", help="continue the run from its weights/last.pt")
     t.add_argument(
@@ -125,6 +153,19 @@ def run_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dataset_samples(args: argparse.Namespace) -> int:
+    from detect.dataset import DatasetError
+    from detect.street_samples import fetch_samples
+
+    try:
+        result = fetch_samples(args.recipe, args.out, deb=args.deb)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+    kept = len(result.files) - len(result.fetched)
+    print(f"{result.out_dir}: {len(result.fetched)} fetched, {kept} already there")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from detect.training import TrainingError, TrainSettings, export_weights, resume, train
 
@@ -140,6 +181,8 @@ def run_train(args: argparse.Namespace) -> int:
         name=args.name,
         cache=None if args.no_cache else "ram",
         calibrate_bn=not args.no_calibrate_bn,
+        teacher=args.teacher,
+        distill_weight=args.distill_weight,
     )
     if args.workers < 0 or (args.epochs is not None and args.epochs < 1) or args.batch < 1:
         raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")

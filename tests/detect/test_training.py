@@ -101,6 +101,53 @@ def test_killed_run_resumes_and_ships(toy_data: Path, tmp_path: Path, shared_dir
     assert set(YoloDetector(ship, imgsz=64).names.values()) == {"garbage", "garbage_bin", "overflow"}
 
 
+def test_distillation_refuses_a_missing_teacher(toy_data: Path, tmp_path: Path) -> None:
+    settings = TrainSettings(data=toy_data, teacher=tmp_path / "teacher.pt", project=tmp_path / "runs")
+    with pytest.raises(TrainingError, match="teacher weights not found: .*teacher.pt"):
+        train(settings)
+    with pytest.raises(TrainingError, match="distillation weight must be > 0"):
+        train(TrainSettings(data=toy_data, distill_weight=0, project=tmp_path / "runs"))
+
+
+@pytest.mark.slow
+def test_distilled_run_trains_against_the_teacher_and_ships_the_student_alone(
+    toy_data: Path, tmp_path: Path, shared_dir: Path
+) -> None:
+    project = tmp_path / "runs"
+    ship = tmp_path / "shipped.pt"
+    teacher = shared_dir / "weights" / "yolo26n-coco.pt"
+    common = ["--project", str(project), "--name", "kd", "--workers", "0", "--no-cache"]
+    done = subprocess.run(
+        _cli(
+            "--data",
+            str(toy_data),
+            "--imgsz",
+            "64",
+            "--epochs",
+            "1",
+            "--batch",
+            "2",
+            "--teacher",
+            str(teacher),
+            "--ship",
+            str(ship),
+            *common,
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with (project / "kd" / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[-1]["train/dis_loss"]) > 0  # the teacher's features were part of the loss
+    assert ship.stat().st_size < 20 * 1024 * 1024  # the student alone: no teacher, no projector
+    from detect.yolo import YoloDetector
+
+    detector = YoloDetector(ship, imgsz=64, backend="pytorch")
+    assert set(detector.names.values()) == {"garbage", "garbage_bin", "overflow"}
+
+
 @pytest.mark.slow
 def test_batchnorm_calibration_keeps_the_function_and_fixes_train_mode(
     tmp_path: Path, shared_dir: Path
