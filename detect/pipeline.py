@@ -210,14 +210,19 @@ def detect_footage(
     track: a GPS track (GPX, NMEA or CSV file, or a loaded GpsTrack) of the vehicle carrying the
     camera. Each frame gets the track's position at its time (start_time + ts; with no start time
     the first frame is aligned with the track's first fix, see streams.gps.with_track_positions),
-    and each incident the position of the frame its evidence shows. Where the track says nothing
+    and each incident the position of the frame its evidence shows. CSV times written without an
+    offset are read in the camera's time zone. Where the track says nothing
     (before or after it, in a gap over 30 s) a frame keeps the camera's configured position when
     the camera has one, as without a track, else none.
     """
     from streams import open_source, prefetch
 
-    gps = load_track(track) if track is not None and not isinstance(track, GpsTrack) else track
     camera = config.camera(camera_id)
+    gps: GpsTrack | None = None
+    if isinstance(track, GpsTrack):
+        gps = track
+    elif track is not None:
+        gps = load_track(track, tz=ZoneInfo(camera.timezone))  # CSV times without an offset: camera time
     position = GeoPoint(camera.position.lat, camera.position.lon) if camera.position else None
     source = open_source(
         input,

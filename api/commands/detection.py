@@ -6,8 +6,9 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from api.commands import CommandError
 
@@ -40,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "without --start-time the first frame is aligned with the track's first fix",
     )
     p.add_argument(
+        "--track-tz",
+        metavar="ZONE",
+        help="time zone of CSV track times written without an offset, e.g. UTC or Asia/Shanghai "
+        "(default: the camera's; GPX and NMEA times are UTC by their formats)",
+    )
+    p.add_argument(
         "--image-fps", type=float, help="frame rate of an image folder whose file names carry no time"
     )
     p.add_argument("--fps", type=float, help="override analysis_fps (frames analysed per second of footage)")
@@ -57,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = csub.add_parser("check", help="validate a site config; exits non-zero naming the bad key")
     check.add_argument("file", type=Path)
     check.set_defaults(handler=run_config_check)
+
+
+def _zone(name: str, option: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CommandError(f"{option}: unknown time zone {name!r} (e.g. UTC, Asia/Shanghai)") from None
 
 
 def _load_config(path: Path):  # noqa: ANN202 - SiteConfig, imported lazily
@@ -107,7 +121,9 @@ def run_detect(args: argparse.Namespace) -> int:
 
     try:
         camera = config.camera(args.camera)
-        track = load_track(args.track) if args.track is not None else None
+        track = None
+        if args.track is not None:
+            track = load_track(args.track, tz=_zone(args.track_tz or camera.timezone, "--track-tz"))
         detector = build_detector(config)
     except (ConfigError, ModelError, TrackError) as exc:
         raise CommandError(str(exc)) from None

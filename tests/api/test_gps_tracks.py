@@ -162,3 +162,25 @@ def test_cli_detect_refuses_a_bad_track_before_loading_the_model(
     ]
     assert main(argv) == 1
     assert "bad.csv: line 3: bad latitude 123.4" in capsys.readouterr().err
+
+
+def test_cli_detect_names_an_unknown_track_time_zone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    footage = tmp_path / "patrol.avi"
+    still_video(footage, 1, frames=2)
+    track = tmp_path / "track.csv"
+    track.write_bytes(b"time,lat,lon\n2026-11-20 09:00:00,30.26,120.14\n")
+    site = Path(__file__).resolve().parents[2] / "configs" / "site.yaml"
+    argv = [
+        "detect",
+        str(footage),
+        "--config",
+        str(site),
+        "--out",
+        str(tmp_path / "out"),
+        "--track",
+        str(track),
+    ]
+    assert main([*argv, "--track-tz", "Mars/Olympus"]) == 1
+    assert "--track-tz: unknown time zone 'Mars/Olympus'" in capsys.readouterr().err

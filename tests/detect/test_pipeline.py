@@ -163,6 +163,20 @@ def test_track_gives_the_incident_the_position_at_its_evidence_frame(tmp_path):
     assert inc.position == (pytest.approx(30.269), pytest.approx(120.158))
 
 
+def test_csv_track_times_without_an_offset_are_the_cameras_local_time(tmp_path):
+    csv = tmp_path / "patrol.csv"  # TRACK_GPX's fixes, written in Asia/Shanghai time without an offset
+    csv.write_text(
+        "time,lat,lon\n2026-11-20 09:00:00,30.2600,120.1400\n2026-11-20 09:00:10,30.2700,120.1600\n"
+        "2026-11-20 09:00:20,30.2700,120.1700\n"
+    )
+    assert make_config().cameras[0].timezone == "Asia/Shanghai"
+    (inc,) = detect_with_track(tmp_path, csv, start_time=T0 + timedelta(seconds=2))
+    assert inc.position == (
+        pytest.approx(30.269),
+        pytest.approx(120.158),
+    )  # read as UTC: 8 h off, no position
+
+
 def test_track_without_start_time_is_aligned_with_its_first_fix(tmp_path):
     from streams.gps import load_track
 
