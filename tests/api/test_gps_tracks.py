@@ -142,13 +142,12 @@ def test_gpx_track_puts_the_case_in_its_grid_cell(server: LiveServer, tmp_path: 
         assert len(admin.get("/api/cases").json()["items"]) == 2
 
 
-def test_cli_detect_refuses_a_bad_track_before_loading_the_model(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _detect_with_track(tmp_path: Path, track: bytes, *options: str) -> int:
+    """`gridpatrol detect` on a short still clip with this CSV track; its exit status."""
     footage = tmp_path / "patrol.avi"
     still_video(footage, 1, frames=2)
-    bad = tmp_path / "bad.csv"
-    bad.write_bytes(b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n1,123.4,120\n")
+    path = tmp_path / "track.csv"
+    path.write_bytes(track)
     site = Path(__file__).resolve().parents[2] / "configs" / "site.yaml"
     argv = [
         "detect",
@@ -158,29 +157,22 @@ def test_cli_detect_refuses_a_bad_track_before_loading_the_model(
         "--out",
         str(tmp_path / "out"),
         "--track",
-        str(bad),
+        str(path),
     ]
-    assert main(argv) == 1
-    assert "bad.csv: line 3: bad latitude 123.4" in capsys.readouterr().err
+    return main([*argv, *options])
+
+
+def test_cli_detect_refuses_a_bad_track_before_loading_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n1,123.4,120\n"
+    assert _detect_with_track(tmp_path, bad) == 1
+    assert "track.csv: line 3: bad latitude 123.4" in capsys.readouterr().err
 
 
 def test_cli_detect_names_an_unknown_track_time_zone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    footage = tmp_path / "patrol.avi"
-    still_video(footage, 1, frames=2)
-    track = tmp_path / "track.csv"
-    track.write_bytes(b"time,lat,lon\n2026-11-20 09:00:00,30.26,120.14\n")
-    site = Path(__file__).resolve().parents[2] / "configs" / "site.yaml"
-    argv = [
-        "detect",
-        str(footage),
-        "--config",
-        str(site),
-        "--out",
-        str(tmp_path / "out"),
-        "--track",
-        str(track),
-    ]
-    assert main([*argv, "--track-tz", "Mars/Olympus"]) == 1
+    track = b"time,lat,lon\n2026-11-20 09:00:00,30.26,120.14\n"
+    assert _detect_with_track(tmp_path, track, "--track-tz", "Mars/Olympus") == 1
     assert "--track-tz: unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
