@@ -6,7 +6,7 @@ second of `YOLO.predict` on cn-garbage val photos and on the shared 16:9 dashcam
 already in memory (batch 1, the shipped image size, interleaved rounds so machine noise hits
 every backend alike; median of the rounds) and its AP50 / mAP50-95 on the dataset's val split.
 
-    .venv/bin/python benchmarks/model.py [--model models/gridpatrol-n.pt] [--imgsz 416]
+    .venv/bin/python benchmarks/model.py [--model models/gridpatrol-n.pt] [--imgsz 480]
         [--limit 100] [--frames 50] [--rounds 3] [--json out.json]
 
 Target (issue 4): the fastest backend by default on CPU when its mAP50 is within one point of
@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DEFAULT_MODEL = REPO / "models" / "gridpatrol-n.pt"
+from detect.yolo import SHIPPED_IMGSZ, SHIPPED_WEIGHTS  # noqa: E402 - after the path
+
 DEFAULT_DATA = REPO / "build" / "datasets" / "gridpatrol-street" / "data.yaml"
 BACKENDS = ("pytorch", "onnx", "openvino")
 
@@ -91,11 +92,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=SHIPPED_WEIGHTS)
     parser.add_argument(
         "--data", type=Path, default=DEFAULT_DATA, help="dataset yaml (its val split is scored)"
     )
-    parser.add_argument("--imgsz", type=int, default=416)
+    parser.add_argument("--imgsz", type=int, default=SHIPPED_IMGSZ)
     parser.add_argument("--limit", type=int, help="score the first N val photos only")
     parser.add_argument(
         "--frames", type=int, default=50, help="photos per timing round (default: %(default)s)"

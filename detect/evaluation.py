@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from detect.yolo import SHIPPED_IMGSZ
+
 log = logging.getLogger(__name__)
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -299,7 +301,7 @@ def evaluate(
     model: str | os.PathLike[str],
     data: str | os.PathLike[str],
     *,
-    imgsz: int = 416,
+    imgsz: int = SHIPPED_IMGSZ,
     conf: float = 0.25,
     split: str = "val",
     limit: int | None = None,

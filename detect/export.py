@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from detect.yolo import SHIPPED_IMGSZ
+
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "openvino")
@@ -28,7 +30,7 @@ def export_model(
     model: str | os.PathLike[str],
     fmt: str,
     *,
-    imgsz: int = 416,
+    imgsz: int = SHIPPED_IMGSZ,
     out: str | os.PathLike[str] | None = None,
     half: bool = False,
     dynamic: bool = False,
@@ -36,7 +38,7 @@ def export_model(
     """Export a .pt model; returns the .onnx file or the OpenVINO folder.
 
     dynamic: accept any input shape up to imgsz, so frames are letterboxed to their own aspect
-    (a 16:9 frame at 416 runs as 416x256, as PyTorch does) instead of padded to a square.
+    (a 16:9 frame at 480 runs as 480x288, as PyTorch does) instead of padded to a square.
 
     out: where to put the result (default: beside the model, ultralytics' naming:
     NAME.onnx, NAME_openvino_model/).

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from detect.yolo import SHIPPED_IMGSZ
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "yolo26n-coco.pt"
@@ -32,7 +34,7 @@ class TrainSettings:
 
     data: Path = DEFAULT_DATA
     base: Path = DEFAULT_BASE
-    imgsz: int = 416
+    imgsz: int = SHIPPED_IMGSZ
     epochs: int = 50
     batch: int = 16
     workers: int = 2

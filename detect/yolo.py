@@ -26,6 +26,10 @@ _lock = threading.Lock()
 _prepared = False
 
 SUPPORTED_SUFFIXES = (".pt", ".onnx")
+# The weights gridpatrol ships and the input size they are run at: the default of every command and of
+# configs/site.yaml (a test holds the two together). Why this size: models/MODEL_CARD.md.
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "gridpatrol-n.pt"
+SHIPPED_IMGSZ = 480
 
 
 class ModelError(ValueError):

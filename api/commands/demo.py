@@ -7,11 +7,13 @@ jobs, and prints the cases they produced. Everything it makes stays in the data 
 recognised by their SHA-256 and no case is made twice.
 
 Sample footage: ../shared/footage/highway-dashcam-1.mp4 (a real dashcam clip: moving traffic, so no
-parking incident is expected); a fixed bus-stop camera's clip made from ultralytics' bundled
-bus.jpg held for 150 s (a bus standing in the bus-stop kerb's no-parking zone longer than the
-config's 120 s); and a fixed lane camera's clip made from a real street photo of garbage piled on
-a pavement held for 90 s (longer than piled_debris' 60 s). That photo is the first cn-garbage val
-photo (by name) with a garbage box covering at least a tenth of it; val photos are never trained on.
+parking incident is expected); a fixed camera's clip of a residential garbage collection point held
+for 150 s (a red car parked in its access lane's no-parking zone longer than the config's 120 s);
+and a fixed lane camera's clip made from a real street photo of garbage piled on a pavement held for
+90 s (longer than piled_debris' 60 s). Both photos are cn-garbage val photos (never trained on):
+the collection point is the first by name in which the COCO base model (../shared/weights/
+yolo26n-coco.pt at 640) sees a car, score >= 0.7, covering at least a tenth of the photo; the lane
+is the first by name with a garbage box covering at least a tenth of it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 DASHCAM = REPO.parent / "shared" / "footage" / "highway-dashcam-1.mp4"
-BUS_STOP_SECONDS = 150
+PARKING_SECONDS = 150
+# The first cn-garbage val photo (by name) with a COCO-base car of score >= 0.7 over >= 10% of it.
+PARKING_PHOTO = "000073_jpg.rf.bb6ffe8d45c40e86c86d0be90d08239d.jpg"
 LANE_SECONDS = 90
 CN_GARBAGE_VAL = REPO.parent / "shared" / "datasets" / "cn-garbage"
 
@@ -74,14 +78,9 @@ def _still_clip(path: Path, image_path: Path, seconds: int) -> Path:
     return path
 
 
-def _bus_stop_clip(path: Path) -> Path:
-    """bus.jpg (bundled with ultralytics) as a bus-stop camera's clip of BUS_STOP_SECONDS."""
-    from detect.yolo import import_ultralytics
-
-    import_ultralytics()
-    from ultralytics.utils import ASSETS
-
-    return _still_clip(path, Path(ASSETS) / "bus.jpg", BUS_STOP_SECONDS)
+def _parking_clip(path: Path) -> Path:
+    """The collection point's photo as a fixed camera's clip of PARKING_SECONDS."""
+    return _still_clip(path, CN_GARBAGE_VAL / "images" / "val" / PARKING_PHOTO, PARKING_SECONDS)
 
 
 def garbage_photo(dataset: Path = CN_GARBAGE_VAL) -> Path:
@@ -186,12 +185,12 @@ def run_demo(args: argparse.Namespace) -> int:
                 if server.started:
                     break
                 time.sleep(0.05)
-            bus_clip = _bus_stop_clip(settings.data_dir / "demo" / "bus-stop-150s.mp4")
+            parking_clip = _parking_clip(settings.data_dir / "demo" / "collection-point-150s.mp4")
             lane_clip = _lane_clip(settings.data_dir / "demo" / "lane-garbage-90s.mp4")
             start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
             uploads = [
                 ("patrol vehicle dashcam", args.footage, "demo-patrol-01", "patrol-01"),
-                ("fixed camera at a bus stop", bus_clip, "demo-cam-01", "demo-cam-01"),
+                ("fixed camera at a garbage collection point", parking_clip, "demo-cam-01", "demo-cam-01"),
                 ("fixed camera over a lane", lane_clip, "demo-cam-02", "demo-cam-02"),
             ]
             jobs = []

@@ -19,7 +19,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = REPO / "datasets" / "gridpatrol-street.yaml"
 DEFAULT_SAMPLES_RECIPE = REPO / "datasets" / "street-samples.yaml"
 DEFAULT_BUILD = REPO / "build"
-DEFAULT_MODEL = REPO / "models" / "gridpatrol-n.pt"
 DEFAULT_DATA = DEFAULT_BUILD / "datasets" / "gridpatrol-street" / "data.yaml"
 DEFAULT_BASE = REPO.parent / "shared" / "weights" / "yolo26n-coco.pt"
 
@@ -69,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset yaml (default: %(default)s)")
     t.add_argument("--base", type=Path, default=DEFAULT_BASE, help="starting weights (default: %(default)s)")
-    t.add_argument("--imgsz", type=int, default=416)
+    t.add_argument("--imgsz", type=int, help="input size in pixels (default: the shipped model's)")
     t.add_argument(
         "--epochs", type=int, help="planned epochs (default 50; with --resume: change the run's plan)"
     )
@@ -113,8 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Validate a model on a dataset's val split and print a per-class table.",
     )
     e.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset yaml (default: %(default)s)")
-    e.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="weights (default: %(default)s)")
-    e.add_argument("--imgsz", type=int, default=416)
+    e.add_argument("--model", type=Path, help="weights (default: the shipped models/gridpatrol-n.pt)")
+    e.add_argument("--imgsz", type=int, help="input size in pixels (default: the shipped model's)")
     e.add_argument(
         "--conf", type=float, default=0.25, help="operating threshold for P and R (default: %(default)s)"
     )
@@ -128,8 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export a .pt model with ultralytics' exporter, fixed input size.",
     )
     x.add_argument("--format", choices=("onnx", "openvino"), required=True)
-    x.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="weights (default: %(default)s)")
-    x.add_argument("--imgsz", type=int, default=416)
+    x.add_argument("--model", type=Path, help="weights (default: the shipped models/gridpatrol-n.pt)")
+    x.add_argument("--imgsz", type=int, help="input size in pixels (default: the shipped model's)")
     x.add_argument(
         "--out",
         type=Path,
@@ -166,9 +165,21 @@ def run_dataset_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shipped_defaults(args: argparse.Namespace) -> None:
+    """Fill --model / --imgsz left out with the shipped model and its size (imported here: torch-free
+    commands never import detect)."""
+    from detect.yolo import SHIPPED_IMGSZ, SHIPPED_WEIGHTS
+
+    if getattr(args, "model", "unset") is None:
+        args.model = SHIPPED_WEIGHTS
+    if args.imgsz is None:
+        args.imgsz = SHIPPED_IMGSZ
+
+
 def run_train(args: argparse.Namespace) -> int:
     from detect.training import TrainingError, TrainSettings, export_weights, resume, train
 
+    _shipped_defaults(args)
     settings = TrainSettings(
         data=args.data,
         base=args.base,
@@ -208,6 +219,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from detect.evaluation import EvaluationError, evaluate, format_table
 
+    _shipped_defaults(args)
     try:
         report = evaluate(args.model, args.data, imgsz=args.imgsz, conf=args.conf, split=args.split)
     except EvaluationError as exc:
@@ -223,6 +235,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from detect.export import ExportError, export_model
 
+    _shipped_defaults(args)
     out = args.out
     if out is None:
         suffix = ".onnx" if args.format == "onnx" else "_openvino_model"

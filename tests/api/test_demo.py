@@ -33,12 +33,12 @@ def test_demo_makes_a_parking_and_a_garbage_case_and_is_idempotent(tmp_path):
     first = demo(tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "job 1 (patrol vehicle dashcam): done" in first.stdout  # moving traffic: no case
-    assert "job 2 (fixed camera at a bus stop): done" in first.stdout
+    assert "job 2 (fixed camera at a garbage collection point): done" in first.stdout
     assert "job 3 (fixed camera over a lane): done" in first.stdout
     assert "2 case(s)" in first.stdout
     cases = [line.split() for line in first.stdout.splitlines() if line.strip().startswith("GP-")]
     assert sorted((c[1], c[c.index("camera") + 1]) for c in cases) == [
-        ("illegal_parking", "demo-cam-01"),  # the bus at the bus stop
+        ("illegal_parking", "demo-cam-01"),  # the red car in the collection point's access lane
         ("piled_debris", "demo-cam-02"),  # the garbage on the lane's pavement
     ]
     assert (tmp_path / "gridpatrol.db").exists()

@@ -20,6 +20,13 @@ def test_shipped_config_is_valid():
     assert config.model.weights.is_absolute()
 
 
+def test_shipped_config_runs_the_shipped_model_at_its_size():
+    from detect.yolo import SHIPPED_IMGSZ, SHIPPED_WEIGHTS
+
+    model = load_config(REPO / "configs" / "site.yaml").model
+    assert (model.weights, model.imgsz) == (SHIPPED_WEIGHTS, SHIPPED_IMGSZ)
+
+
 def set_key(data: dict, path: str, value) -> dict:
     node = data
     keys = path.split(".")

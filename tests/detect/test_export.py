@@ -10,10 +10,8 @@ import pytest
 
 from detect.evaluation import box_iou
 from detect.export import ExportError, export_model
-
-REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "models" / "gridpatrol-n.pt"
-IMGSZ = 416
+from detect.yolo import SHIPPED_IMGSZ as IMGSZ
+from detect.yolo import SHIPPED_WEIGHTS as SHIPPED
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +40,8 @@ def test_export_gives_the_same_boxes(fmt: str, weights: Path, tmp_path: Path) ->
     from ultralytics.data.augment import LetterBox
     from ultralytics.utils import ASSETS
 
-    # Square-padded beforehand: PyTorch would otherwise pad bus.jpg to 416x320 (minimal padding) while the
-    # fixed-size exports see 416x416, and the padding alone moves scores by up to 0.2. Same input, same boxes.
+    # Square-padded beforehand: PyTorch would otherwise pad bus.jpg minimally while the fixed-size
+    # exports see a square, and the padding alone moves scores by up to 0.2. Same input, same boxes.
     bus = LetterBox((IMGSZ, IMGSZ), auto=False)(image=cv2.imread(str(Path(ASSETS) / "bus.jpg")))
     model = tmp_path / "model.pt"
     model.write_bytes(weights.read_bytes())  # ultralytics writes exports beside the model

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from detect.evaluation import box_iou, read_labels
+from detect.yolo import SHIPPED_IMGSZ as IMGSZ
+from detect.yolo import SHIPPED_WEIGHTS as SHIPPED
 from detect.yolo import YoloDetector
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "models" / "gridpatrol-n.pt"
-IMGSZ = 416
 CLASSES = [
     "person",
     "bicycle",
@@ -53,9 +53,9 @@ def _bus_jpg(detector: YoloDetector) -> list:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="the shipped weights call the bus a truck (0.46) at 416 and find 2 of its 4 people; the COCO "
-    "base finds bus 0.54 and 3 people at 416. Buses are rare in the training photos (36 pseudo-labels "
-    "against 94 trucks). See models/MODEL_CARD.md, Limits.",
+    reason="at 480 the shipped weights score the bus 0.30 and find 2 of its 4 people (at 416: truck 0.46); "
+    "the COCO base at 480: bus 0.77 and 4 people. Large, close vehicles are rare in the training photos "
+    "(and buses: 36 pseudo-labels against 94 trucks). See models/MODEL_CARD.md, Limits.",
 )
 def test_finds_the_bus_and_people_on_bus_jpg(detector: YoloDetector) -> None:
     names = [d.class_name for d in _bus_jpg(detector)]
