@@ -82,7 +82,7 @@ def fetch_samples(
         log.info("street samples: all %d files present in %s", len(files), out_dir)
         return FetchResult(out_dir=out_dir, files=files, fetched=[])
     out_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {recipe.files[name].member.lstrip("./"): name for name in missing}
+    wanted = {recipe.files[name].member.removeprefix("./"): name for name in missing}
     with (
         tempfile.TemporaryDirectory(prefix="gridpatrol-samples-") as download,
         tempfile.TemporaryDirectory(prefix=".staging-", dir=out_dir) as staging,
@@ -126,7 +126,7 @@ def _extract_members(deb: Path, wanted: dict[str, str], staging: Path) -> dict[s
         try:
             with tarfile.open(fileobj=data, mode="r|*") as tar:  # type: ignore[call-overload]
                 for entry in tar:
-                    member = entry.name.lstrip("./")
+                    member = entry.name.removeprefix("./")
                     source = tar.extractfile(entry) if member in wanted and entry.isfile() else None
                     if source is None:
                         continue
