@@ -49,6 +49,7 @@ class TrainSettings:
     plots: bool = False
     teacher: Path | None = None  # weights whose neck features the model is distilled towards
     distill_weight: float = 6.0  # weight of the distillation loss (ultralytics' `dis`)
+    scale: float | None = None  # random zoom gain (ultralytics' `scale`, default 0.5: 0.5x-1.5x)
 
     def run_dir(self) -> Path:
         return Path(self.project).resolve() / self.name
@@ -80,6 +81,8 @@ def train(settings: TrainSettings) -> Path:
     teacher = _check_file(settings.teacher, "teacher weights") if settings.teacher else None
     if settings.distill_weight <= 0:
         raise TrainingError(f"distillation weight must be > 0, got {settings.distill_weight}")
+    if settings.scale is not None and not 0.0 <= settings.scale < 1.0:
+        raise TrainingError(f"scale must be in [0, 1), got {settings.scale}")
     if settings.imgsz % 32:
         raise TrainingError(f"imgsz must be a multiple of 32, got {settings.imgsz}")
     run_dir = settings.run_dir()
@@ -97,6 +100,8 @@ def train(settings: TrainSettings) -> Path:
     if teacher is not None:
         log.info("distilling towards %s (weight %g)", teacher, settings.distill_weight)
         kwargs.update(distill_model=str(teacher), dis=settings.distill_weight)
+    if settings.scale is not None:
+        kwargs["scale"] = settings.scale
     model.train(**kwargs)
     return run_dir
 

@@ -95,6 +95,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=6.0,
         help="weight of the distillation loss (default: %(default)s)",
     )
+    t.add_argument(
+        "--scale",
+        type=float,
+        help="random zoom gain of the training images (ultralytics' scale; default 0.5: zoom 0.5x-1.5x)",
+    )
     t.add_argument("--resume", action="store_true", help="continue the run from its weights/last.pt")
     t.add_argument(
         "--ship", type=Path, help="after training, write the best weights here (e.g. models/gridpatrol-n.pt)"
@@ -194,6 +199,7 @@ def run_train(args: argparse.Namespace) -> int:
         calibrate_bn=not args.no_calibrate_bn,
         teacher=args.teacher,
         distill_weight=args.distill_weight,
+        scale=args.scale,
     )
     if args.workers < 0 or (args.epochs is not None and args.epochs < 1) or args.batch < 1:
         raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from detect.training import TrainingError, TrainSettings, last_checkpoint, run_progress, train
 
@@ -107,6 +108,8 @@ def test_distillation_refuses_a_missing_teacher(toy_data: Path, tmp_path: Path) 
         train(settings)
     with pytest.raises(TrainingError, match="distillation weight must be > 0"):
         train(TrainSettings(data=toy_data, distill_weight=0, project=tmp_path / "runs"))
+    with pytest.raises(TrainingError, match="scale must be in \\[0, 1\\), got 1.5"):
+        train(TrainSettings(data=toy_data, scale=1.5, project=tmp_path / "runs"))
 
 
 @pytest.mark.slow
@@ -129,6 +132,8 @@ def test_distilled_run_trains_against_the_teacher_and_ships_the_student_alone(
             "2",
             "--teacher",
             str(teacher),
+            "--scale",
+            "0.9",
             "--ship",
             str(ship),
             *common,
@@ -141,6 +146,8 @@ def test_distilled_run_trains_against_the_teacher_and_ships_the_student_alone(
     with (project / "kd" / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert float(rows[-1]["train/dis_loss"]) > 0  # the teacher's features were part of the loss
+    run_args = yaml.safe_load((project / "kd" / "args.yaml").read_text())
+    assert run_args["scale"] == 0.9 and run_args["distill_model"] == str(teacher.resolve())
     assert ship.stat().st_size < 20 * 1024 * 1024  # the student alone: no teacher, no projector
     from detect.yolo import YoloDetector
 
