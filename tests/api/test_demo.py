@@ -47,3 +47,20 @@ def test_demo_makes_a_parking_and_a_garbage_case_and_is_idempotent(tmp_path):
     again = demo(tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already uploaded" in again.stdout and "2 case(s)" in again.stdout
+
+
+def test_the_parking_photo_is_the_first_val_photo_with_a_large_sure_car(shared_dir):
+    """The demo's parking photo follows its stated rule (COCO base at 640: a car >= 0.7 over >= 10%)."""
+    import cv2
+
+    from api.commands.demo import PARKING_PHOTO
+    from detect.yolo import YoloDetector
+
+    coco = YoloDetector(shared_dir / "weights" / "yolo26n-coco.pt", imgsz=640, conf=0.7, backend="pytorch")
+    for photo in sorted((shared_dir / "datasets" / "cn-garbage" / "images" / "val").glob("*.jpg")):
+        image = cv2.imread(str(photo))
+        area = image.shape[0] * image.shape[1]
+        cars = [d for d in coco.detect(image) if d.class_name == "car"]
+        if any((d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) >= 0.1 * area for d in cars):
+            break
+    assert photo.name == PARKING_PHOTO
