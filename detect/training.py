@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,9 @@ def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None, epoch
     learning-rate schedule and the last mosaic-free epochs follow the new length from here on.
     """
     last = last_checkpoint(run_dir)
+    if not _loadable(last):
+        raise TrainingError(f"{last} is truncated (the run was stopped while saving it): start a new run")
+    _set_aside_truncated_best(Path(run_dir) / "weights" / "best.pt")
     if epochs is not None:
         set_planned_epochs(last, epochs)
     _import_verbose()
@@ -271,6 +275,26 @@ def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None, epoch
         overrides["workers"] = workers
     YOLO(str(last), task="detect").train(**overrides)
     return Path(run_dir).resolve()
+
+
+def _loadable(checkpoint: Path) -> bool:
+    import torch
+
+    try:
+        torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except (EOFError, RuntimeError, OSError, ValueError, pickle.UnpicklingError):
+        return False
+    return True
+
+
+def _set_aside_truncated_best(best: Path) -> None:
+    """ultralytics writes best.pt in place after last.pt: a run killed in between leaves it cut short,
+    and the resumed run would fail at its very end, validating it. Keep it aside instead; the run
+    writes a new best.pt when an epoch beats the best fitness so far (shipping falls back to last.pt)."""
+    if best.is_file() and not _loadable(best):
+        aside = best.with_name("best.pt.truncated")
+        best.replace(aside)
+        log.warning("%s is truncated (the run was stopped while saving it): moved to %s", best, aside)
 
 
 def set_planned_epochs(checkpoint: Path, epochs: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detect.training import TrainingError, TrainSettings, last_checkpoint, run_progress, train
+from detect.training import TrainingError, TrainSettings, last_checkpoint, resume, run_progress, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,6 +43,16 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "api.cli", "-q", "train", *args]
 
 
+def _loads(checkpoint: Path) -> bool:
+    import torch
+
+    try:
+        torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception:  # missing, or still being written
+        return False
+    return True
+
+
 def _epochs_in_results(run: Path) -> list[int]:
     with (run / "results.csv").open() as fh:
         return [int(float(row["epoch"])) for row in csv.DictReader(fh)]
@@ -53,6 +63,10 @@ def test_new_run_refuses_missing_inputs(tmp_path: Path) -> None:
         train(TrainSettings(data=tmp_path / "none.yaml"))
     with pytest.raises(TrainingError, match="no checkpoint to resume from"):
         last_checkpoint(tmp_path / "run")
+    (tmp_path / "run" / "weights").mkdir(parents=True)
+    (tmp_path / "run" / "weights" / "last.pt").write_bytes(b"\x80\x02")  # cut short while saving
+    with pytest.raises(TrainingError, match="last.pt is truncated .*: start a new run"):
+        resume(tmp_path / "run")
 
 
 @pytest.mark.slow
@@ -66,16 +80,18 @@ def test_killed_run_resumes_and_ships(toy_data: Path, tmp_path: Path, shared_dir
     proc = subprocess.Popen(start, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not (run / "weights" / "last.pt").exists():
+        while not _loads(run / "weights" / "last.pt"):  # written in place: wait until it is whole
             assert proc.poll() is None, "training stopped before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
             time.sleep(0.05)
-        time.sleep(0.5)  # let the checkpoint write finish
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     done = run_progress(run)["epoch_done"]
     assert 1 <= done < 30
+    # Killed while writing best.pt (ultralytics writes it after last.pt, in place): cut it short.
+    best = run / "weights" / "best.pt"
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2] if best.exists() else b"\x80\x02")
 
     # A second start on the same folder is refused: the run must be resumed, not overwritten.
     again = subprocess.run(start, cwd=REPO, capture_output=True, text=True)
@@ -90,6 +106,7 @@ def test_killed_run_resumes_and_ships(toy_data: Path, tmp_path: Path, shared_dir
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (run / "weights" / "best.pt.truncated").exists()  # set aside, not validated at the end
     epochs = _epochs_in_results(run)
     assert epochs[-1] == done + 1
     # Epoch 1 was saved before the kill, so it is not trained again (results.csv may hold a row of an
