@@ -263,6 +263,11 @@ def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None, epoch
     last = last_checkpoint(run_dir)
     if not _loadable(last):
         raise TrainingError(f"{last} is truncated (the run was stopped while saving it): start a new run")
+    if _finished(last):
+        raise TrainingError(
+            f"{Path(run_dir).resolve().name} has finished (its checkpoints are stripped for shipping): to "
+            "train more, start a new run from its weights: --base <run>/weights/best.pt --name <new name>"
+        )
     _set_aside_truncated_best(Path(run_dir) / "weights" / "best.pt")
     if epochs is not None:
         set_planned_epochs(last, epochs)
@@ -285,6 +290,15 @@ def _loadable(checkpoint: Path) -> bool:
     except (EOFError, RuntimeError, OSError, ValueError, pickle.UnpicklingError):
         return False
     return True
+
+
+def _finished(checkpoint: Path) -> bool:
+    """ultralytics strips a run's checkpoints when it ends (no optimizer state, epoch -1): such a
+    run cannot be resumed (ultralytics would fall back to its default dataset and try a download)."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return ckpt.get("optimizer") is None or int(ckpt.get("epoch", -1)) < 0
 
 
 def _set_aside_truncated_best(best: Path) -> None:

@@ -107,6 +107,13 @@ def test_killed_run_resumes_and_ships(toy_data: Path, tmp_path: Path, shared_dir
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (run / "weights" / "best.pt.truncated").exists()  # set aside, not validated at the end
+
+    # The run has finished: resuming it again is refused in one line (ultralytics would try a download).
+    finished = subprocess.run(
+        _cli("--resume", "--epochs", "9", *common), cwd=REPO, capture_output=True, text=True
+    )
+    assert finished.returncode == 1 and "toy has finished" in finished.stderr and "--base" in finished.stderr
+    assert "Traceback" not in finished.stderr
     epochs = _epochs_in_results(run)
     assert epochs[-1] == done + 1
     # Epoch 1 was saved before the kill, so it is not trained again (results.csv may hold a row of an
