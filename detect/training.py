@@ -261,9 +261,12 @@ def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None, epoch
     learning-rate schedule and the last mosaic-free epochs follow the new length from here on.
     """
     last = last_checkpoint(run_dir)
-    if not _loadable(last):
+    ckpt = read_checkpoint(last)
+    if ckpt is None:
         raise TrainingError(f"{last} is truncated (the run was stopped while saving it): start a new run")
-    if _finished(last):
+    if ckpt.get("optimizer") is None or int(ckpt.get("epoch", -1)) < 0:
+        # ultralytics strips a run's checkpoints when it ends (no optimizer state, epoch -1); resuming
+        # one falls back to its default dataset and tries a download
         raise TrainingError(
             f"{Path(run_dir).resolve().name} has finished (its checkpoints are stripped for shipping): to "
             "train more, start a new run from its weights: --base <run>/weights/best.pt --name <new name>"
@@ -282,30 +285,23 @@ def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None, epoch
     return Path(run_dir).resolve()
 
 
-def _loadable(checkpoint: Path) -> bool:
+def read_checkpoint(checkpoint: Path) -> dict[str, Any] | None:
+    """A training checkpoint's contents; None when it is missing or cut short (written in place by
+    ultralytics, so a kill while saving leaves a truncated file)."""
     import torch
 
     try:
-        torch.load(checkpoint, map_location="cpu", weights_only=False)
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except (EOFError, RuntimeError, OSError, ValueError, pickle.UnpicklingError):
-        return False
-    return True
-
-
-def _finished(checkpoint: Path) -> bool:
-    """ultralytics strips a run's checkpoints when it ends (no optimizer state, epoch -1): such a
-    run cannot be resumed (ultralytics would fall back to its default dataset and try a download)."""
-    import torch
-
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return ckpt.get("optimizer") is None or int(ckpt.get("epoch", -1)) < 0
+        return None
+    return ckpt if isinstance(ckpt, dict) else None
 
 
 def _set_aside_truncated_best(best: Path) -> None:
     """ultralytics writes best.pt in place after last.pt: a run killed in between leaves it cut short,
     and the resumed run would fail at its very end, validating it. Keep it aside instead; the run
     writes a new best.pt when an epoch beats the best fitness so far (shipping falls back to last.pt)."""
-    if best.is_file() and not _loadable(best):
+    if best.is_file() and read_checkpoint(best) is None:
         aside = best.with_name("best.pt.truncated")
         best.replace(aside)
         log.warning("%s is truncated (the run was stopped while saving it): moved to %s", best, aside)

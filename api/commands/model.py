@@ -175,7 +175,7 @@ def _shipped_defaults(args: argparse.Namespace) -> None:
     commands never import detect)."""
     from detect.yolo import SHIPPED_IMGSZ, SHIPPED_WEIGHTS
 
-    if getattr(args, "model", "unset") is None:
+    if "model" in vars(args) and args.model is None:  # train has no --model
         args.model = SHIPPED_WEIGHTS
     if args.imgsz is None:
         args.imgsz = SHIPPED_IMGSZ

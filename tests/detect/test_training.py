@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detect.training import TrainingError, TrainSettings, last_checkpoint, resume, run_progress, train
+from detect.training import (
+    TrainingError,
+    TrainSettings,
+    last_checkpoint,
+    read_checkpoint,
+    resume,
+    run_progress,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,16 +51,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "api.cli", "-q", "train", *args]
 
 
-def _loads(checkpoint: Path) -> bool:
-    import torch
-
-    try:
-        torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception:  # missing, or still being written
-        return False
-    return True
-
-
 def _epochs_in_results(run: Path) -> list[int]:
     with (run / "results.csv").open() as fh:
         return [int(float(row["epoch"])) for row in csv.DictReader(fh)]
@@ -80,7 +78,9 @@ def test_killed_run_resumes_and_ships(toy_data: Path, tmp_path: Path, shared_dir
     proc = subprocess.Popen(start, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not _loads(run / "weights" / "last.pt"):  # written in place: wait until it is whole
+        while (
+            read_checkpoint(run / "weights" / "last.pt") is None
+        ):  # written in place: wait until it is whole
             assert proc.poll() is None, "training stopped before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
             time.sleep(0.05)
