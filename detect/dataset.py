@@ -6,8 +6,9 @@ unlabelled (cn-garbage labels only garbage, so its cars and people would otherwi
 background).
 
 The build is deterministic: sources and files are walked in sorted order, label lines are written
-in a fixed order with fixed precision, and nothing in the output carries a time. Images are
-symlinked, never copied. Pseudo-labels are cached on disk keyed by the image's sha256, the model's
+in a fixed order with fixed precision, and nothing in the output carries a time. Source photos are
+symlinked, never copied; only close-ups (the recipe's `close_ups`) are written, as JPEG crops of
+them. Pseudo-labels are cached on disk keyed by the image's sha256, the model's
 sha256, the inference size and the score floor the raw predictions were kept at; the recipe's
 threshold is applied to the cached predictions, so changing the threshold or rebuilding does not
 run the model again.
@@ -17,6 +18,7 @@ Output layout (a folder ultralytics can train from)::
     <out>/data.yaml            names, train: images/train, val: images/val (no `path:` key)
     <out>/images/<split>/<source>__<name>.jpg  -> symlink to the source photo
     <out>/labels/<split>/<source>__<name>.txt  class x_centre y_centre width height (normalised)
+    <out>/images/train/<source>__<name>__close-<class>.jpg  a close-up cut from that photo, and its labels
     <out>/manifest.json        recipe, model sha256, counts per class and split, threshold sweep
 """
 
@@ -88,6 +90,33 @@ class RepeatFactorSpec(_Strict):
     )
 
 
+class CloseUpSpec(_Strict):
+    """Extra train images, each zoomed in on one object of the photo it is cut from.
+
+    The source photos show vehicles mostly small and far away; a street camera or a dashcam also sees
+    them large and close. For each train photo, the largest box of `classes` whose area is between
+    min_area and max_area of the photo gets one close-up: a window of the photo's aspect ratio, centred
+    on the box (moved inside the photo where needed), sized so that the box covers `fill` of it. Every
+    label of the photo is carried into the window; a box cut by the window's edge keeps its visible
+    part when at least `min_visible` of it is inside (ultralytics' own rule for its random crops).
+    """
+
+    classes: list[str] = Field(min_length=1, description="the kinds to zoom in on")
+    min_area: float = Field(gt=0.0, lt=1.0, description="smallest box, as a share of the photo's area")
+    max_area: float = Field(gt=0.0, le=1.0, description="largest box, as a share of the photo's area")
+    fill: float = Field(gt=0.0, lt=1.0, description="share of the close-up's area the box covers")
+    min_visible: float = Field(0.1, gt=0.0, le=1.0, description="of a box cut by the window's edge")
+    min_side_px: int = Field(96, ge=16, description="close-ups narrower or lower than this are skipped")
+
+    @model_validator(mode="after")
+    def _check_areas(self) -> CloseUpSpec:
+        if self.min_area >= self.max_area:
+            raise ValueError("min_area must be below max_area")
+        if self.max_area >= self.fill:
+            raise ValueError("max_area must be below fill (a close-up must zoom in)")
+        return self
+
+
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     description: str = ""
@@ -95,6 +124,7 @@ class Recipe(_Strict):
     sources: list[SourceSpec] = Field(min_length=1)
     pseudo_labels: PseudoLabelSpec | None = None
     repeat_factor: RepeatFactorSpec | None = None
+    close_ups: CloseUpSpec | None = None
 
     @model_validator(mode="after")
     def _check_names(self) -> Recipe:
@@ -115,6 +145,10 @@ class Recipe(_Strict):
             both = labelled & set(self.pseudo_labels.classes.values())
             if both:
                 raise ValueError(f"pseudo_labels.classes: {sorted(both)} are labelled by a source already")
+        if self.close_ups is not None:
+            unknown = [c for c in self.close_ups.classes if c not in known]
+            if unknown:
+                raise ValueError(f"close_ups.classes: {unknown} are not in classes")
         return self
 
 
@@ -403,6 +437,7 @@ def build_dataset(
     train_classes: list[tuple[str, set[int]]] = []  # (image file name, class ids) of the train split
     images_per_split: Counter[str] = Counter()
     sweep: dict[str, Counter[str]] = {f"{t:g}": Counter() for t in SWEEP_THRESHOLDS}
+    close_ups: Counter[str] = Counter()  # close-up images written, by the kind zoomed in on
     for item in _progress(items, desc=f"writing {recipe.name}", unit="img"):
         image_dir = out_dir / "images" / item.split
         label_dir = out_dir / "labels" / item.split
@@ -420,11 +455,23 @@ def build_dataset(
         _link(item.image, image_dir / image_name)
         if item.split == "train":
             train_classes.append((image_name, {b.cls for b in boxes}))
-        text = "".join(f"{b.line()}\n" for b in boxes)
-        (label_dir / f"{item.out_stem}.txt").write_text(text, encoding="utf-8")
+        written = [(item.out_stem, boxes)]
+        target = None
+        if item.split == "train" and recipe.close_ups is not None:
+            target = close_up_target(boxes, recipe.close_ups, class_ids)
+        if target is not None and recipe.close_ups is not None:
+            stem = f"{item.out_stem}__close-{recipe.classes[target.cls].replace(' ', '-')}"
+            crop = _write_close_up(item.image, boxes, target, recipe.close_ups, image_dir / f"{stem}.jpg")
+            if crop is not None:
+                written.append((stem, crop))
+                train_classes.append((f"{stem}.jpg", {b.cls for b in crop}))
+                close_ups[recipe.classes[target.cls]] += 1
         split_counts = counts.setdefault(item.split, Counter())
-        split_counts.update(recipe.classes[b.cls] for b in boxes)
-        images_per_split[item.split] += 1
+        for stem, stem_boxes in written:
+            text = "".join(f"{b.line()}\n" for b in stem_boxes)
+            (label_dir / f"{stem}.txt").write_text(text, encoding="utf-8")
+            split_counts.update(recipe.classes[b.cls] for b in stem_boxes)
+            images_per_split[item.split] += 1
 
     data_yaml = out_dir / "data.yaml"
     splits = sorted(images_per_split)
@@ -451,6 +498,11 @@ def build_dataset(
         "images": dict(sorted(images_per_split.items())),
         "boxes": {s: {c: counts.get(s, Counter())[c] for c in recipe.classes} for s in splits},
     }
+    if recipe.close_ups is not None:
+        manifest["close_ups"] = {
+            "images": sum(close_ups.values()),
+            "by_class": {c: close_ups[c] for c in recipe.close_ups.classes},
+        }
     if repeats is not None:
         manifest["repeat_factor"] = repeats
     if pseudo is not None and model_path is not None:
@@ -467,6 +519,87 @@ def build_dataset(
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log.info("%s: wrote %s", recipe.name, data_yaml)
     return BuildResult(out_dir=out_dir, data_yaml=data_yaml, manifest=manifest)
+
+
+def close_up_window(box: LabelBox, width: int, height: int, fill: float) -> tuple[int, int, int, int] | None:
+    """The close-up of one box in a width x height photo: (x0, y0, x1, y1) in pixels, x1/y1 exclusive.
+
+    The window has the photo's aspect ratio and an area of box area / fill, grown where needed so the
+    whole box fits; it is centred on the box and moved inside the photo. None when such a window would
+    not be smaller than the photo (no zoom to gain).
+    """
+    box_w, box_h = box.w * width, box.h * height
+    aspect = width / height
+    win_h = max((box_w * box_h / fill / aspect) ** 0.5, box_h, box_w / aspect)
+    win_w = win_h * aspect
+    if win_w >= width or win_h >= height:
+        return None
+    w, h = round(win_w), round(win_h)
+    x0 = min(max(round(box.x * width - w / 2), 0), width - w)
+    y0 = min(max(round(box.y * height - h / 2), 0), height - h)
+    return x0, y0, x0 + w, y0 + h
+
+
+def boxes_in_window(
+    boxes: Iterable[LabelBox], window: tuple[int, int, int, int], width: int, height: int, min_visible: float
+) -> list[LabelBox]:
+    """Boxes of a width x height photo in the coordinates of a window of it (normalised to the window).
+
+    A box cut by the window's edge is clipped to it and kept when at least min_visible of its area is
+    inside; boxes outside are dropped.
+    """
+    x0, y0, x1, y1 = window
+    win_w, win_h = x1 - x0, y1 - y0
+    out = []
+    for b in boxes:
+        left, right = (b.x - b.w / 2) * width, (b.x + b.w / 2) * width
+        top, bottom = (b.y - b.h / 2) * height, (b.y + b.h / 2) * height
+        cl, cr = max(left, x0), min(right, x1)
+        ct, cb = max(top, y0), min(bottom, y1)
+        if cr <= cl or cb <= ct:
+            continue
+        area = (right - left) * (bottom - top)
+        if area <= 0 or (cr - cl) * (cb - ct) < min_visible * area:
+            continue
+        out.append(
+            LabelBox(
+                b.cls,
+                ((cl + cr) / 2 - x0) / win_w,
+                ((ct + cb) / 2 - y0) / win_h,
+                (cr - cl) / win_w,
+                (cb - ct) / win_h,
+            )
+        )
+    return out
+
+
+def close_up_target(
+    boxes: Sequence[LabelBox], spec: CloseUpSpec, class_ids: dict[str, int]
+) -> LabelBox | None:
+    """The box a photo's close-up zooms in on: the largest of spec.classes within spec's area bounds."""
+    wanted = {class_ids[c] for c in spec.classes}
+    candidates = [b for b in boxes if b.cls in wanted and spec.min_area <= b.w * b.h <= spec.max_area]
+    return max(candidates, key=lambda b: (b.w * b.h, -b.cls, b.x, b.y), default=None)
+
+
+def _write_close_up(
+    image_path: Path, boxes: Sequence[LabelBox], target: LabelBox, spec: CloseUpSpec, out_image: Path
+) -> list[LabelBox] | None:
+    """Cut the close-up of target out of the photo into out_image (JPEG); its labels, or None when the
+    window would gain no zoom or be under spec.min_side_px."""
+    import cv2
+
+    image = cv2.imread(str(image_path))
+    if image is None:
+        raise DatasetError(f"cannot read image: {image_path}")
+    height, width = image.shape[:2]
+    window = close_up_window(target, width, height, spec.fill)
+    if window is None or min(window[2] - window[0], window[3] - window[1]) < spec.min_side_px:
+        return None
+    x0, y0, x1, y1 = window
+    if not cv2.imwrite(str(out_image), image[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 95]):
+        raise DatasetError(f"cannot write {out_image}")
+    return boxes_in_window(boxes, window, width, height, spec.min_visible)
 
 
 def repeat_factors(

@@ -11,7 +11,17 @@ import pytest
 import yaml
 
 import detect.dataset as dataset
-from detect.dataset import DatasetError, Prediction, PseudoLabelCache, build_dataset, load_recipe, sha256_file
+from detect.dataset import (
+    DatasetError,
+    LabelBox,
+    Prediction,
+    PseudoLabelCache,
+    boxes_in_window,
+    build_dataset,
+    close_up_window,
+    load_recipe,
+    sha256_file,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "datasets" / "gridpatrol-street.yaml"
@@ -212,3 +222,112 @@ def test_repeat_factor_recipe_writes_a_train_list(toy: Path) -> None:
     for line in lines:
         assert (result.out_dir / line).is_symlink()
     assert json.loads((result.out_dir / "manifest.json").read_text())["repeat_factor"]["listed"] == 2
+
+
+# --- close-ups -------------------------------------------------------------------------------------
+
+W, H = 400, 300  # a 4:3 photo
+
+
+@pytest.mark.parametrize(
+    ("box", "fill", "window"),
+    [
+        # 40x30 px box in the middle, fill 0.25: a 4:3 window of 4x its area = 80x60, centred
+        (LabelBox(0, 0.5, 0.5, 0.1, 0.1), 0.25, (160, 120, 240, 180)),
+        # the same box at the top-left corner: the window moves inside the photo
+        (LabelBox(0, 0.05, 0.05, 0.1, 0.1), 0.25, (0, 0, 80, 60)),
+        # ... and at the bottom-right
+        (LabelBox(0, 0.95, 0.95, 0.1, 0.1), 0.25, (320, 240, 400, 300)),
+        # a long, low box (a bus side on: 200x30 px): the window grows to hold its width
+        (LabelBox(0, 0.5, 0.5, 0.5, 0.1), 0.9, (100, 75, 300, 225)),
+        # a box that would need a window as large as the photo: no close-up
+        (LabelBox(0, 0.5, 0.5, 0.6, 0.6), 0.3, None),
+    ],
+)
+def test_close_up_window(box: LabelBox, fill: float, window: tuple[int, int, int, int] | None) -> None:
+    assert close_up_window(box, W, H, fill) == window
+
+
+@pytest.mark.parametrize(
+    ("box", "kept"),
+    [
+        # inside the window (100..300 x 75..225): renormalised to it
+        (LabelBox(2, 0.5, 0.5, 0.1, 0.1), LabelBox(2, 0.5, 0.5, 0.2, 0.2)),
+        # half of it left of the window: clipped to the visible half
+        (LabelBox(9, 0.25, 0.5, 0.1, 0.1), LabelBox(9, 0.05, 0.5, 0.1, 0.2)),
+        # 5% of it inside (under min_visible 0.1): dropped
+        (LabelBox(9, 0.2, 0.5, 0.1, 0.1), None),
+        # wholly outside: dropped
+        (LabelBox(9, 0.1, 0.1, 0.1, 0.1), None),
+    ],
+)
+def test_boxes_in_window(box: LabelBox, kept: LabelBox | None) -> None:
+    got = boxes_in_window([box], (100, 75, 300, 225), W, H, min_visible=0.1)
+    if kept is None:
+        assert got == []
+    else:
+        assert len(got) == 1 and got[0].cls == kept.cls
+        assert (got[0].x, got[0].y, got[0].w, got[0].h) == pytest.approx((kept.x, kept.y, kept.w, kept.h))
+
+
+def _close_up_recipe(toy: Path, **close_ups: object) -> Path:
+    path = _recipe(toy)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["close_ups"] = {"classes": ["car"], "min_area": 0.01, "max_area": 0.1, "fill": 0.3, **close_ups}
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_close_ups_are_cut_from_train_photos(toy: Path) -> None:
+    # the toy car (centre 0.6, 0.6; 0.2 x 0.1 of a 64 px photo, 2% of it) at fill 0.3: a square window
+    # of 0.02 / 0.3 of the photo, 17 px a side
+    result = build_dataset(_close_up_recipe(toy, min_side_px=16), toy / "out", cache_root=toy / "cache")
+    out = result.out_dir
+    close = out / "images" / "train" / "src__p0__close-car.jpg"
+    assert close.is_file() and not close.is_symlink()
+    assert cv2.imread(str(close)).shape[:2] == (17, 17)
+    lines = _labels(out, "train", "src__p0__close-car")
+    # the garbage box (25.6-38.4 px) is 43% inside the window (30-47 px): kept, clipped to its top-left
+    # quarter; the overflow box is outside it; the car in the middle, 64/17 times larger
+    rows = sorted(tuple(float(v) for v in line.split()) for line in lines)
+    assert [r[0] for r in rows] == [1, 2]
+    assert rows[0][1:] == pytest.approx((0.5, 0.5, 0.2 * 64 / 17, 0.1 * 64 / 17), abs=0.04)
+    assert rows[1][1:] == pytest.approx((0.25, 0.25, 0.5, 0.5), abs=0.04)
+    assert not list((out / "images" / "val").glob("*close*"))  # val stays as it is
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["close_ups"] == {"images": 2, "by_class": {"car": 2}}
+    assert manifest["images"] == {"train": 4, "val": 2} and manifest["boxes"]["train"]["car"] == 4
+
+
+def test_close_ups_skip_small_windows_and_other_sizes(toy: Path) -> None:
+    # the default smallest close-up is 96 px: none from a 64 px photo
+    small = build_dataset(_close_up_recipe(toy), toy / "a", cache_root=toy / "cache")
+    # a car outside [min_area, max_area] is never zoomed on
+    other = build_dataset(
+        _close_up_recipe(toy, min_area=0.03, min_side_px=16), toy / "b", cache_root=toy / "cache"
+    )
+    for result in (small, other):
+        assert not list(result.out_dir.rglob("*close*"))
+        assert json.loads((result.out_dir / "manifest.json").read_text())["close_ups"]["images"] == 0
+
+
+def test_close_ups_are_deterministic(toy: Path) -> None:
+    first = build_dataset(_close_up_recipe(toy, min_side_px=16), toy / "a", cache_root=toy / "cache").out_dir
+    second = build_dataset(_close_up_recipe(toy, min_side_px=16), toy / "b", cache_root=toy / "cache").out_dir
+    written = sorted(p.relative_to(first) for p in first.rglob("*close*"))
+    assert len(written) == 4  # two images, two label files
+    for rel in written:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize(
+    ("close_ups", "message"),
+    [
+        ({"classes": ["lorry"]}, "close_ups.classes"),
+        ({"max_area": 0.5}, "max_area must be below fill"),
+        ({"min_area": 0.2}, "min_area must be below max_area"),
+    ],
+)
+def test_bad_close_ups_name_the_problem(toy: Path, close_ups: dict[str, object], message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        load_recipe(_close_up_recipe(toy, **close_ups))
