@@ -158,6 +158,14 @@ def test_shipped_recipe_is_valid() -> None:
     assert recipe.pseudo_labels is not None and recipe.pseudo_labels.conf == pytest.approx(0.4)
 
 
+def test_close_up_recipe_is_the_street_recipe_plus_close_ups() -> None:
+    """The last training stage's recipe differs from the first stages' only by its name and close-ups."""
+    street = load_recipe(RECIPE).recipe
+    close = load_recipe(RECIPE.with_name("gridpatrol-street-closeups.yaml")).recipe
+    assert close.close_ups is not None and street.close_ups is None
+    assert close.model_copy(update={"name": street.name, "close_ups": None}) == street
+
+
 @pytest.mark.slow
 def test_shipped_recipe_on_a_few_real_photos(tmp_path: Path, shared_dir: Path) -> None:
     """Three cn-garbage photos per split through the real recipe and the real COCO model."""
