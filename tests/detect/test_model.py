@@ -51,12 +51,6 @@ def _bus_jpg(detector: YoloDetector) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="at 480 the shipped weights score the bus 0.30 and find 2 of its 4 people (at 416: truck 0.46); "
-    "the COCO base at 480: bus 0.77 and 4 people. Large, close vehicles are rare in the training photos "
-    "(and buses: 36 pseudo-labels against 94 trucks). See models/MODEL_CARD.md, Limits.",
-)
 def test_finds_the_bus_and_people_on_bus_jpg(detector: YoloDetector) -> None:
     names = [d.class_name for d in _bus_jpg(detector)]
     assert "bus" in names
