@@ -8,10 +8,10 @@ background).
 The build is deterministic: sources and files are walked in sorted order, label lines are written
 in a fixed order with fixed precision, and nothing in the output carries a time. Source photos are
 symlinked, never copied; only close-ups (the recipe's `close_ups`) are written, as JPEG crops of
-them. Pseudo-labels are cached on disk keyed by the image's sha256, the model's
-sha256, the inference size and the score floor the raw predictions were kept at; the recipe's
-threshold is applied to the cached predictions, so changing the threshold or rebuilding does not
-run the model again.
+them. Pseudo-labels are cached on disk keyed by the image's sha256, the model's sha256, the
+inference size and the score floor the raw predictions were kept at; the recipe's threshold is
+applied to the cached predictions, so changing the threshold or rebuilding does not run the model
+again.
 
 Output layout (a folder ultralytics can train from)::
 
@@ -456,12 +456,11 @@ def build_dataset(
         if item.split == "train":
             train_classes.append((image_name, {b.cls for b in boxes}))
         written = [(item.out_stem, boxes)]
-        target = None
-        if item.split == "train" and recipe.close_ups is not None:
-            target = close_up_target(boxes, recipe.close_ups, class_ids)
-        if target is not None and recipe.close_ups is not None:
+        spec = recipe.close_ups if item.split == "train" else None
+        target = close_up_target(boxes, spec, class_ids) if spec is not None else None
+        if spec is not None and target is not None:
             stem = f"{item.out_stem}__close-{recipe.classes[target.cls].replace(' ', '-')}"
-            crop = _write_close_up(item.image, boxes, target, recipe.close_ups, image_dir / f"{stem}.jpg")
+            crop = _write_close_up(item.image, boxes, target, spec, image_dir / f"{stem}.jpg")
             if crop is not None:
                 written.append((stem, crop))
                 train_classes.append((f"{stem}.jpg", {b.cls for b in crop}))
