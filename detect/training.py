@@ -273,7 +273,7 @@ def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None, epoch
         )
     _set_aside_truncated_best(Path(run_dir) / "weights" / "best.pt")
     if epochs is not None:
-        set_planned_epochs(last, epochs)
+        set_planned_epochs(last, ckpt, epochs)
     _import_verbose()
     from ultralytics import YOLO
 
@@ -307,11 +307,11 @@ def _set_aside_truncated_best(best: Path) -> None:
         log.warning("%s is truncated (the run was stopped while saving it): moved to %s", best, aside)
 
 
-def set_planned_epochs(checkpoint: Path, epochs: int) -> None:
-    """Rewrite the planned epochs in a (not running) run's checkpoint, atomically."""
+def set_planned_epochs(checkpoint: Path, ckpt: dict[str, Any], epochs: int) -> None:
+    """Rewrite the planned epochs in a (not running) run's checkpoint file, atomically; ckpt is its
+    contents, already read (`read_checkpoint`)."""
     import torch
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     done = int(ckpt.get("epoch", -1)) + 1
     if epochs <= done:
         raise TrainingError(f"{checkpoint}: {done} epochs are done already; --epochs must be more than that")

@@ -45,7 +45,8 @@ def _source(root: Path) -> None:
         # p1 has no label file: a background photo
 
 
-def _recipe(folder: Path, conf: float = 0.4, model: str = "fake.pt") -> Path:
+def _recipe(folder: Path, conf: float = 0.4, model: str = "fake.pt", **extra: object) -> Path:
+    """The toy recipe; extra: more top-level keys (repeat_factor, close_ups, ...)."""
     recipe = {
         "name": "toy",
         "classes": CLASSES,
@@ -58,6 +59,7 @@ def _recipe(folder: Path, conf: float = 0.4, model: str = "fake.pt") -> Path:
             }
         ],
         "pseudo_labels": {"model": model, "conf": conf, "classes": {"person": "person", "car": "car"}},
+        **extra,
     }
     path = folder / "toy.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -216,10 +218,7 @@ def test_repeat_factors_follow_the_lvis_rule() -> None:
 
 
 def test_repeat_factor_recipe_writes_a_train_list(toy: Path) -> None:
-    path = _recipe(toy)
-    recipe = yaml.safe_load(path.read_text())
-    recipe["repeat_factor"] = {"threshold": 0.9}
-    path.write_text(yaml.safe_dump(recipe))
+    path = _recipe(toy, repeat_factor={"threshold": 0.9})
     result = build_dataset(path, toy / "out", cache_root=toy / "cache")
     data = yaml.safe_load(result.data_yaml.read_text())
     assert data["train"] == "train.txt" and data["val"] == "images/val"
@@ -279,11 +278,8 @@ def test_boxes_in_window(box: LabelBox, kept: LabelBox | None) -> None:
 
 
 def _close_up_recipe(toy: Path, **close_ups: object) -> Path:
-    path = _recipe(toy)
-    recipe = yaml.safe_load(path.read_text())
-    recipe["close_ups"] = {"classes": ["car"], "min_area": 0.01, "max_area": 0.1, "fill": 0.3, **close_ups}
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    spec = {"classes": ["car"], "min_area": 0.01, "max_area": 0.1, "fill": 0.3, **close_ups}
+    return _recipe(toy, close_ups=spec)
 
 
 def test_close_ups_are_cut_from_train_photos(toy: Path) -> None:

@@ -78,9 +78,8 @@ def test_killed_run_resumes_and_ships(toy_data: Path, tmp_path: Path, shared_dir
     proc = subprocess.Popen(start, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while (
-            read_checkpoint(run / "weights" / "last.pt") is None
-        ):  # written in place: wait until it is whole
+        # last.pt is written in place: wait until it is whole
+        while read_checkpoint(run / "weights" / "last.pt") is None:
             assert proc.poll() is None, "training stopped before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
             time.sleep(0.05)
