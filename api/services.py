@@ -13,12 +13,12 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.auth import LoginPolicy, Principal, token_hash
-from api.cases import MergePolicy
-from api.db import make_engine, make_sessionmaker, migrate
-from api.evidence_store import EvidenceStore
-from api.grids import GridCache
+from api.accounts.accounts import LoginPolicy, Principal, token_hash
+from api.cases.grids import GridCache
+from api.cases.ingest import MergePolicy
 from api.settings import Settings
+from api.storage.db import make_engine, make_sessionmaker, migrate
+from api.storage.evidence_store import EvidenceStore
 
 log = logging.getLogger(__name__)
 

@@ -256,9 +256,9 @@ def bench_service_ingest(url: str, data_dir: Path, count: int) -> float:
     HTTP): the ceiling the HTTP figure is measured against."""
     import io
 
-    from api.auth import SYSTEM
-    from api.cases import IncidentIn, ingest_committed
-    from api.incidents import IncidentPayload
+    from api.accounts.accounts import SYSTEM
+    from api.cases.ingest import IncidentIn, ingest_committed
+    from api.http.incident_form import IncidentPayload
     from api.services import Services
     from api.settings import Settings
 
@@ -283,8 +283,8 @@ def bulk_cases(url: str, total: int) -> None:
     """Insert cases straight through the ORM (bulk INSERT ... VALUES), as the service would store them."""
     from sqlalchemy import func, insert, select
 
-    from api.db import make_engine, make_sessionmaker
-    from api.models import Case
+    from api.storage.db import make_engine, make_sessionmaker
+    from api.storage.models import Case
 
     rng = random.Random(2)
     engine = make_engine(url)

@@ -1,7 +1,7 @@
 """Speed and accuracy of the shipped detector on this CPU: PyTorch vs ONNX Runtime vs OpenVINO.
 
 Exports the model (ultralytics' exporter, dynamic input shapes: what `model.backend: auto` runs,
-see detect.export.cached_export) to build/exports/, then for each backend prints frames per
+see detect.model.export.cached_export) to build/exports/, then for each backend prints frames per
 second of `YOLO.predict` on cn-garbage val photos and on the shared 16:9 dashcam clip's frames,
 already in memory (batch 1, the shipped image size, interleaved rounds so machine noise hits
 every backend alike; median of the rounds) and its AP50 / mAP50-95 on the dataset's val split.
@@ -33,7 +33,7 @@ BACKENDS = ("pytorch", "onnx", "openvino")
 
 
 def backend_paths(model: Path, imgsz: int, backends: list[str]) -> dict[str, Path]:
-    from detect.export import export_model
+    from detect.model.export import export_model
 
     exports = REPO / "build" / "exports"
     paths: dict[str, Path] = {}
@@ -117,7 +117,7 @@ def main() -> int:
 
     import cv2
 
-    from detect.evaluation import evaluate, load_data
+    from detect.model.evaluation import evaluate, load_data
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(backends) - set(BACKENDS)

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from api.auth import create_device, create_user
+from api.accounts.accounts import create_device, create_user
 from api.services import Services
 from api.settings import Settings
 
@@ -134,7 +134,7 @@ class _Server:
 
 def seed_people(services: Services) -> dict[str, str]:
     """Users of every role, two enforcement teams and a device; returns name -> bearer token/key."""
-    from api.auth import login
+    from api.accounts.accounts import login
 
     people = {
         "admin": ("admin", None),
@@ -156,7 +156,7 @@ def seed_people(services: Services) -> dict[str, str]:
 
 
 def import_demo_grid(services: Services) -> None:
-    from api.grids import import_cells, load_geojson_file
+    from api.cases.grids import import_cells, load_geojson_file
 
     with services.factory() as session:
         import_cells(session, load_geojson_file(str(DEMO_GRID)))

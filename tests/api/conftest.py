@@ -57,7 +57,7 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     stack: list[_Server] = []
 
     def start(url: str, *, people: bool = True, grid: bool = True, **app_kwargs: Any) -> LiveServer:
-        from api.app import create_app
+        from api.http.app import create_app
 
         overrides = app_kwargs.pop("settings", {})
         settings = make_settings(tmp_path, url, **overrides)

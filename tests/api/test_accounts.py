@@ -14,11 +14,11 @@ import pytest
 from api_testkit import LiveServer, incident_json, post_incident
 from sqlalchemy import update
 
-from api import auth
-from api.cli import main
-from api.db import utcnow
-from api.models import LoginFailure
+from api.accounts import accounts as auth
+from api.cli.main import main
 from api.services import PrincipalCache
+from api.storage.db import utcnow
+from api.storage.models import LoginFailure
 
 MAX_FAILURES = 5
 
@@ -148,7 +148,7 @@ def test_admin_sets_a_password(server: LiveServer) -> None:
 def test_login_throttled_after_failures_with_retry_after(
     server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="api.auth")
+    caplog.set_level(logging.INFO, logger="api.accounts.accounts")
     for i in range(MAX_FAILURES):
         bad = _login(server, "admin", f"wrong-password-{i}")
         assert bad.status_code == 401 and _error(bad) == ("password", "username or password is wrong")
@@ -181,7 +181,7 @@ def test_a_success_before_the_limit_resets_the_count(server: LiveServer) -> None
 def test_unknown_usernames_are_throttled_the_same_way(
     server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="api.auth")
+    caplog.set_level(logging.INFO, logger="api.accounts.accounts")
     # a password typed into the username field never reaches the log; a fingerprint does
     assert _login(server, "S3cret-typed-in-the-wrong-field", "x").status_code == 401
     assert "S3cret" not in caplog.text and "failed login for an unknown username (fingerprint" in caplog.text

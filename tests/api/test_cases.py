@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from api_testkit import import_demo_grid, incident_json
 
-from api import workflow
-from api.auth import SYSTEM, Principal
-from api.cases import (
+from api.accounts.accounts import SYSTEM, Principal
+from api.cases import workflow
+from api.cases.ingest import (
     CaseFilter,
     IncidentIn,
     MergePolicy,
@@ -22,10 +22,10 @@ from api.cases import (
     list_cases,
     transition,
 )
-from api.evidence_store import StoredFile
-from api.incidents import IncidentPayload
-from api.models import UNASSIGNED, Case, Sighting
+from api.http.incident_form import IncidentPayload
 from api.services import Services
+from api.storage.evidence_store import StoredFile
+from api.storage.models import UNASSIGNED, Case, Sighting
 
 # A point in the demo grid (cell DEMO-ZIYANG-04) and offsets in degrees of latitude (~1.11 m per 1e-5).
 LAT, LON = 30.2741, 120.1551

@@ -53,7 +53,7 @@ def test_the_parking_photo_is_the_first_val_photo_with_a_large_sure_car(shared_d
     """The demo's parking photo follows its stated rule (COCO base at 640: a car >= 0.7 over >= 10%)."""
     import cv2
 
-    from api.commands.demo import PARKING_PHOTO
+    from api.cli.demo import PARKING_PHOTO
     from detect.yolo import YoloDetector
 
     coco = YoloDetector(shared_dir / "weights" / "yolo26n-coco.pt", imgsz=640, conf=0.7, backend="pytorch")

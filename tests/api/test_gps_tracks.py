@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from api_testkit import LiveServer, wait_job
 
-from api.cli import main
+from api.cli.main import main
 from detect.pipeline import detect_footage
 from detect.values import Detection
 from tests.detect.rule_fixtures import make_config

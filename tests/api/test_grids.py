@@ -10,9 +10,9 @@ import pytest
 from api_testkit import DEMO_GRID
 from shapely.geometry import shape
 
-from api.grids import GridImportError, GridIndex, import_cells, parse_geojson
-from api.models import UNASSIGNED, GridCell
+from api.cases.grids import GridImportError, GridIndex, import_cells, parse_geojson
 from api.services import Services
+from api.storage.models import UNASSIGNED, GridCell
 
 SQUARE = [[[120.0, 30.0], [120.01, 30.0], [120.01, 30.01], [120.0, 30.01], [120.0, 30.0]]]
 

@@ -6,8 +6,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from api.db import _alembic_config, current_revision, make_engine, migrate
-from api.models import Base
+from api.storage.db import _alembic_config, current_revision, make_engine, migrate
+from api.storage.models import Base
 
 
 def test_migrations_match_models_and_go_both_ways(db_url: str) -> None:

@@ -1,4 +1,4 @@
-"""api.multipart: parts handed over as they arrive, in chunks of any size; errors told apart."""
+"""api.http.multipart: parts handed over as they arrive, in chunks of any size; errors told apart."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.multipart import FormPart, MalformedBody, form_boundary, read_parts
+from api.http.multipart import FormPart, MalformedBody, form_boundary, read_parts
 
 BODY = (
     b"--XyZ\r\n"

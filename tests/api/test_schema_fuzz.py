@@ -20,7 +20,7 @@ MAX_EXAMPLES = 20
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    from api.app import create_app
+    from api.http.app import create_app
 
     tmp = tmp_path_factory.mktemp("fuzz")
     app = create_app(make_settings(tmp, f"sqlite:///{tmp / 'fuzz.db'}"), run_webhooks=False)

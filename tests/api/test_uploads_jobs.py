@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from api_testkit import LiveServer, jpeg_bytes, make_settings, wait_job
 
-from api import jobs
-from api.incidents import IncidentPayload
-from api.models import Case, Job, Sighting
+from api.http.incident_form import IncidentPayload
+from api.jobs import queue
+from api.jobs.uploads import sniff_track, sniff_video
+from api.jobs.worker import Worker
 from api.services import Services
-from api.uploads import sniff_track, sniff_video
-from api.worker import Worker
+from api.storage.models import Case, Job, Sighting
 
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
@@ -221,8 +221,8 @@ def test_size_limit_and_streaming_memory(make_server, sqlite_url: str) -> None: 
 
 
 def _queue_upload(services: Services, tmp_path: Path, tag: str) -> int:
-    from api.auth import SYSTEM
-    from api.uploads import ReceivedFile, ReceivedForm, register_upload
+    from api.accounts.accounts import SYSTEM
+    from api.jobs.uploads import ReceivedFile, ReceivedForm, register_upload
 
     data = footage(tag)
     path = tmp_path / f"{tag}.part"
@@ -300,12 +300,12 @@ def test_lease_claim_is_exclusive(tmp_path: Path, db_url: str) -> None:
     try:
         _queue_upload(services, tmp_path, "one")
         with services.factory() as s1, services.factory() as s2:
-            first = jobs.claim_next(s1, owner="w1", lease_s=60, max_attempts=3)
-            second = jobs.claim_next(s2, owner="w2", lease_s=60, max_attempts=3)
+            first = queue.claim_next(s1, owner="w1", lease_s=60, max_attempts=3)
+            second = queue.claim_next(s2, owner="w2", lease_s=60, max_attempts=3)
         assert first is not None and second is None
         with services.factory() as session:
-            assert not jobs.heartbeat(session, job_id=first.job_id, owner="w2", lease_s=60, progress=0.5)
-            assert jobs.heartbeat(session, job_id=first.job_id, owner="w1", lease_s=60, progress=0.5)
+            assert not queue.heartbeat(session, job_id=first.job_id, owner="w2", lease_s=60, progress=0.5)
+            assert queue.heartbeat(session, job_id=first.job_id, owner="w1", lease_s=60, progress=0.5)
             assert session.get(Job, first.job_id).progress == 0.5
     finally:
         services.close()

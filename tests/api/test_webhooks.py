@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from api_testkit import LiveServer, free_port, incident_json, post_incident
 
-from api.webhooks import sign
+from api.cases.webhooks import sign
 
 
 class Receiver:

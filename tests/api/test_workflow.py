@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api import workflow
-from api.workflow import Move, TransitionError, TransitionInputError, check_move, may_move
+from api.cases import workflow
+from api.cases.workflow import Move, TransitionError, TransitionInputError, check_move, may_move
 
 OK, ILLEGAL = "ok", "illegal"
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-import detect.dataset as dataset
-from detect.dataset import (
+import detect.model.dataset as dataset
+from detect.model.dataset import (
     DatasetError,
     LabelBox,
     Prediction,
@@ -203,7 +203,7 @@ def test_shipped_recipe_on_a_few_real_photos(tmp_path: Path, shared_dir: Path) -
 
 
 def test_repeat_factors_follow_the_lvis_rule() -> None:
-    from detect.dataset import repeat_factors
+    from detect.model.dataset import repeat_factors
 
     # 100 images: class 0 in 50, class 1 in 1, class 2 in 4, class 3 in none
     images = [(f"{i}.jpg", {0}) for i in range(45)]

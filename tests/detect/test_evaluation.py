@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detect.evaluation import ImageBoxes, box_iou, evaluate, format_table, label_path, match, score
+from detect.model.evaluation import ImageBoxes, box_iou, evaluate, format_table, label_path, match, score
 
 NAMES = ["car", "garbage"]
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detect.evaluation import box_iou
-from detect.export import ExportError, export_model
+from detect.model.evaluation import box_iou
+from detect.model.export import ExportError, export_model
 from detect.yolo import SHIPPED_IMGSZ as IMGSZ
 from detect.yolo import SHIPPED_WEIGHTS as SHIPPED
 
@@ -76,8 +76,8 @@ def test_export_refuses_bad_inputs(tmp_path: Path) -> None:
 def test_auto_backend_exports_once_per_weights_and_size(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from detect import export as export_module
-    from detect.export import resolve_backend
+    from detect.model import export as export_module
+    from detect.model.export import resolve_backend
 
     monkeypatch.setenv("GRIDPATROL_MODEL_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "site.pt"
@@ -106,7 +106,7 @@ def test_auto_backend_exports_once_per_weights_and_size(
 def test_backend_choice_without_export(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from detect.export import resolve_backend
+    from detect.model.export import resolve_backend
 
     monkeypatch.setenv("GRIDPATROL_MODEL_CACHE", str(tmp_path / "cache"))
     assert resolve_backend(weights, "pytorch", device="cpu") == (weights, "pytorch")
@@ -122,7 +122,7 @@ def test_backend_choice_without_export(
 def test_a_failed_automatic_export_falls_back_to_pytorch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from detect.export import resolve_backend
+    from detect.model.export import resolve_backend
 
     monkeypatch.setenv("GRIDPATROL_MODEL_CACHE", str(tmp_path / "cache"))
     broken = tmp_path / "broken.pt"

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detect.evaluation import box_iou, read_labels
+from detect.model.evaluation import box_iou, read_labels
 from detect.yolo import SHIPPED_IMGSZ as IMGSZ
 from detect.yolo import SHIPPED_WEIGHTS as SHIPPED
 from detect.yolo import YoloDetector

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from detect.dataset import DatasetError
-from detect.evaluation import box_iou
-from detect.street_samples import fetch_samples, load_sample_recipe, missing_samples
+from detect.model.dataset import DatasetError
+from detect.model.evaluation import box_iou
+from detect.model.samples import fetch_samples, load_sample_recipe, missing_samples
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "datasets" / "street-samples.yaml"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detect.training import (
+from detect.model.training import (
     TrainingError,
     TrainSettings,
     last_checkpoint,
@@ -188,7 +188,7 @@ def test_batchnorm_calibration_keeps_the_function_and_fixes_train_mode(
     import numpy as np
     import torch
 
-    from detect.training import calibrate_batchnorms, identity_batchnorms
+    from detect.model.training import calibrate_batchnorms, identity_batchnorms
     from detect.yolo import import_ultralytics
 
     import_ultralytics()

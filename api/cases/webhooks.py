@@ -1,0 +1,203 @@
+"""Webhooks: case events become JSON POSTs to configured URLs, signed with HMAC-SHA256.
+
+Deliveries are rows in a queue table, written in the same transaction as the case change; a
+background thread (WebhookDispatcher) sends them, retrying with exponential backoff. Case handling
+only inserts rows, so a dead endpoint never slows it. Each attempt is logged on its row, which
+admins read as the delivery log.
+
+Headers: X-GridPatrol-Event, X-GridPatrol-Delivery (row id), X-GridPatrol-Signature:
+"sha256=<hex HMAC-SHA256 of the raw body with the webhook's secret>".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.storage.db import utcnow
+from api.storage.models import Webhook, WebhookDelivery
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("case.filed", "case.dispatched", "case.closed")
+
+
+class WebhookInputError(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def create_webhook(session: Session, *, url: str, events: list[str] | None, secret: str | None) -> Webhook:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebhookInputError("url", "must be an http:// or https:// URL with a host")
+    events = events or list(EVENTS)
+    unknown = [e for e in events if e not in EVENTS]
+    if unknown:
+        raise WebhookInputError("events", f"unknown events {unknown}; choose from {', '.join(EVENTS)}")
+    hook = Webhook(url=url, secret=secret or secrets.token_urlsafe(32), events=",".join(events), active=True)
+    session.add(hook)
+    session.flush()
+    return hook
+
+
+def enqueue(session: Session, *, event: str, case_id: int | None, payload: dict[str, Any]) -> int:
+    """Queue one delivery per active webhook subscribed to the event (in the caller's transaction)."""
+    hooks = [
+        h
+        for h in session.scalars(select(Webhook).where(Webhook.active.is_(True)))
+        if event in h.events.split(",")
+    ]
+    now = utcnow()
+    for hook in hooks:
+        body = {"event": event, "occurred_at": now.isoformat() + "Z", "case": payload}
+        session.add(
+            WebhookDelivery(
+                webhook_id=hook.id,
+                event=event,
+                case_id=case_id,
+                payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    return len(hooks)
+
+
+class WebhookDispatcher:
+    """Background thread sending due deliveries; `run_once` sends what is due now (for tests)."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        timeout_s: float = 5.0,
+        max_attempts: int = 8,
+        backoff_s: float = 2.0,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.factory = factory
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="gridpatrol-webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=self.timeout_s) as client:
+            while not self._stop.is_set():
+                try:
+                    sent = self.run_once(client)
+                except Exception:  # keep the thread alive whatever one round does
+                    log.exception("webhook dispatch round failed")
+                    sent = 0
+                if not sent:
+                    self._stop.wait(self.poll_s)
+
+    def _claim(self, limit: int = 20) -> list[tuple[WebhookDelivery, Webhook]]:
+        """Take due deliveries, pushing their next attempt out as a lease against other dispatchers."""
+        now = utcnow()
+        lease = now + timedelta(seconds=self.timeout_s * 2 + 30)
+        claimed = []
+        with self.factory() as session:
+            due = session.scalars(
+                select(WebhookDelivery.id)
+                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(limit)
+            ).all()
+            for delivery_id in due:
+                result = session.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == delivery_id,
+                        WebhookDelivery.status == "pending",
+                        WebhookDelivery.next_attempt_at <= now,
+                    )
+                    .values(next_attempt_at=lease)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    delivery = session.get(WebhookDelivery, delivery_id)
+                    hook = session.get(Webhook, delivery.webhook_id)  # type: ignore[union-attr]
+                    claimed.append((delivery, hook))
+            session.commit()
+        return claimed  # type: ignore[return-value]
+
+    def run_once(self, client: Any = None) -> int:
+        import httpx
+
+        own = client is None
+        client = client or httpx.Client(timeout=self.timeout_s)
+        try:
+            claimed = self._claim()
+            for delivery, hook in claimed:
+                self._send(client, delivery, hook)
+            return len(claimed)
+        finally:
+            if own:
+                client.close()
+
+    def _send(self, client: Any, delivery: WebhookDelivery, hook: Webhook) -> None:
+        import httpx
+
+        body = delivery.payload.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "gridpatrol-webhook/1",
+            "X-GridPatrol-Event": delivery.event,
+            "X-GridPatrol-Delivery": str(delivery.id),
+            "X-GridPatrol-Signature": sign(hook.secret, body),
+        }
+        code: int | None = None
+        error: str | None = None
+        try:
+            response = client.post(hook.url, content=body, headers=headers)
+            code = response.status_code
+            if not 200 <= code < 300:
+                error = f"HTTP {code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        now = utcnow()
+        attempts = delivery.attempts + 1
+        values: dict[str, Any] = {"attempts": attempts, "last_status_code": code, "last_error": error}
+        if error is None:
+            values.update(status="delivered", delivered_at=now)
+        elif attempts >= self.max_attempts:
+            values.update(status="failed")
+            log.warning("webhook delivery %s to hook %s failed for good: %s", delivery.id, hook.id, error)
+        else:
+            delay = min(self.backoff_s * 2 ** (attempts - 1), 3600.0)
+            values.update(next_attempt_at=now + timedelta(seconds=delay))
+        with self.factory() as session:
+            session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id).values(**values))
+            session.commit()

@@ -1,0 +1,173 @@
+"""`gridpatrol detect` (footage to incidents) and `gridpatrol config check`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from api.cli import CommandError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path("configs/site.yaml")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "detect",
+        help="find incidents in footage (video file, image folder, rtsp:// URL)",
+        description="Run the detection pipeline over footage and write incidents.jsonl plus evidence images.",
+    )
+    p.add_argument("input", help="video file (mp4, avi, mov, mkv), image folder, or rtsp:// URL")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="site config (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="output folder for incidents.jsonl and evidence/")
+    p.add_argument("--camera", help="camera id from the config (default: its only camera)")
+    p.add_argument("--source-id", help="id to record as the source (default: the camera id)")
+    p.add_argument(
+        "--start-time",
+        help="wall-clock time of the first frame, ISO 8601 (e.g. 2026-11-29T08:00:00+08:00; "
+        "without an offset: the camera's time zone)",
+    )
+    p.add_argument(
+        "--track",
+        type=Path,
+        metavar="FILE",
+        help="GPS track of the vehicle (GPX, NMEA or CSV): each incident gets the position at its frame; "
+        "without --start-time the first frame is aligned with the track's first fix",
+    )
+    p.add_argument(
+        "--track-tz",
+        metavar="ZONE",
+        help="time zone of CSV track times written without an offset, e.g. UTC or Asia/Shanghai "
+        "(default: the camera's; GPX and NMEA times are UTC by their formats)",
+    )
+    p.add_argument(
+        "--image-fps", type=float, help="frame rate of an image folder whose file names carry no time"
+    )
+    p.add_argument("--fps", type=float, help="override analysis_fps (frames analysed per second of footage)")
+    p.add_argument("--model", type=Path, help="override the config's model weights")
+    p.add_argument(
+        "--live-updates",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also write each incident when it fires, before it ends (default: on for rtsp:// sources)",
+    )
+    p.set_defaults(handler=run_detect)
+
+    c = subparsers.add_parser("config", help="site configuration tools")
+    csub = c.add_subparsers(dest="config_command", metavar="ACTION")
+    check = csub.add_parser("check", help="validate a site config; exits non-zero naming the bad key")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=run_config_check)
+
+
+def _zone(name: str, option: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CommandError(f"{option}: unknown time zone {name!r} (e.g. UTC, Asia/Shanghai)") from None
+
+
+def _load_config(path: Path):  # noqa: ANN202 - SiteConfig, imported lazily
+    from detect.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run_config_check(args: argparse.Namespace) -> int:
+    config = _load_config(args.file)
+    if not config.model.weights.exists():
+        raise CommandError(f"{args.file}: model.weights: file not found: {config.model.weights}")
+    zones = sum(len(c.zones) for c in config.cameras)
+    print(
+        f"{args.file}: ok ({len(config.categories)} categories, {len(config.cameras)} cameras, "
+        f"{zones} zones, model {config.model.weights})"
+    )
+    return 0
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    updates = {}
+    if args.fps is not None:
+        if args.fps <= 0:
+            raise CommandError(f"--fps must be positive, got {args.fps}")
+        updates["analysis_fps"] = args.fps
+    if args.model is not None:
+        updates["model"] = config.model.model_copy(update={"weights": args.model.resolve()})
+    if updates:
+        config = config.model_copy(update=updates)
+    start_time = None
+    if args.start_time:
+        try:
+            start_time = datetime.fromisoformat(args.start_time)
+        except ValueError:
+            raise CommandError(f"--start-time: not an ISO 8601 time: {args.start_time!r}") from None
+
+    from tqdm import tqdm
+
+    from detect.config import ConfigError
+    from detect.pipeline import Progress, build_detector, detect_footage
+    from detect.yolo import ModelError
+    from streams import SourceError, TrackError, load_track
+
+    try:
+        camera = config.camera(args.camera)
+        track = None
+        if args.track is not None:
+            track = load_track(args.track, tz=_zone(args.track_tz or camera.timezone, "--track-tz"))
+        detector = build_detector(config)
+    except (ConfigError, ModelError, TrackError) as exc:
+        raise CommandError(str(exc)) from None
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    jsonl = out / "incidents.jsonl"
+    bar = tqdm(unit="frame", desc="detect", dynamic_ncols=True, file=sys.stderr)
+
+    def on_progress(p: Progress) -> None:
+        if p.fraction is not None and bar.total is None:
+            bar.total = 100
+        bar.n = round(p.fraction * 100, 1) if p.fraction is not None else p.frames
+        bar.unit = "%" if p.fraction is not None else "frame"
+        bar.set_postfix_str(
+            f"frames={p.frames} ts={p.ts:.1f}s fps={p.fps:.1f} incidents={p.incidents}", refresh=False
+        )
+        bar.refresh()
+
+    live = args.live_updates
+    if live is None:
+        live = str(args.input).lower().startswith(("rtsp://", "rtsps://"))
+    ids: set[str] = set()
+    try:
+        with open(jsonl, "w", encoding="utf-8") as fh:
+            for incident in detect_footage(
+                args.input,
+                config,
+                out_dir=out,
+                camera_id=camera.id if config.cameras else None,
+                start_time=start_time,
+                source_id=args.source_id,
+                image_fps=args.image_fps,
+                on_progress=on_progress,
+                detector=detector,
+                emit_open=live,
+                track=track,
+            ):
+                fh.write(json.dumps(incident.to_json(), ensure_ascii=False) + "\n")
+                fh.flush()
+                ids.add(incident.id)
+    except SourceError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        bar.close()
+    print(f"{len(ids)} incident(s) written to {jsonl}")
+    return 0

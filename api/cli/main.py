@@ -1,0 +1,64 @@
+"""The `gridpatrol` command line.
+
+Each command group lives in a module of api/commands/ with a `register(subparsers)` function, and
+imports heavy packages (torch, ultralytics) only inside the handler that needs them, so that
+`gridpatrol serve` without a worker and `gridpatrol config check` stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Command-group modules; each adds its subcommands. The model workshop's commands live with it (detect/model).
+COMMAND_MODULES = ("api.cli.detection", "api.cli.service", "detect.model.commands", "api.cli.demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridpatrol",
+        description="Patrol-camera monitoring for city management: footage -> incidents -> cases.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # other packages' INFO (alembic's plugin list, ...) is noise to a user
+        for name in ("alembic", "ultralytics", "httpx"):
+            logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from api.cli import CommandError
+    from detect.model.commands import CommandError as WorkshopError  # light: detect.model's CLI module
+
+    try:
+        return int(args.handler(args) or 0)
+    except (CommandError, WorkshopError) as exc:
+        print(f"gridpatrol {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

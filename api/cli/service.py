@@ -1,0 +1,381 @@
+"""`gridpatrol serve | worker | db | user | device | grid | evidence`: the case service's commands.
+
+Commands that take a credential away (device revoke / rotate, user deactivate / passwd) end with
+`PrincipalCache.invalidate()`, which tells running servers sharing GRIDPATROL_DATA_DIR at once.
+
+Heavy imports stay inside handlers; `serve --no-worker` never imports detect/ or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from api.cli import CommandError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from api.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from api.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env(database_url=getattr(args, "database_url", None))
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _services(args: argparse.Namespace) -> Any:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from api.services import Services
+
+    settings = _settings(args)
+    try:
+        return Services.build(settings)
+    except SQLAlchemyError as exc:
+        raise CommandError(
+            f"cannot open the database: {type(exc).__name__}: {exc.args[0] if exc.args else exc}"
+        ) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.http.app import create_app
+
+    settings = _settings(args)
+    try:
+        app = create_app(settings, run_worker=not args.no_worker)
+    except Exception as exc:  # a database that cannot be reached or migrated
+        raise CommandError(f"cannot start: {type(exc).__name__}: {exc}") from None
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from api.jobs.worker import Worker
+
+    services = _services(args)
+    worker = Worker(services.factory, services.settings, grid_cache=services.grid_cache)
+    if args.once:
+        worked = worker.run_once()
+        print("ran one job" if worked else "no job waiting")
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        worker.run_forever()
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from api.storage.db import current_revision
+
+    services = _services(args)
+    print(f"database at revision {current_revision(services.engine)}")
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    env = os.environ.get("GRIDPATROL_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise CommandError("no password: use --password-stdin or set GRIDPATROL_PASSWORD")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise CommandError("the passwords differ")
+    return first
+
+
+@contextlib.contextmanager
+def _account_change(services: Services) -> Iterator[Session]:
+    """A session for one account change: committed when it succeeds; an AuthError (a bad or unknown
+    name, a taken one, a weak password) becomes the command's error."""
+    from api.accounts.accounts import AuthError
+
+    with services.factory() as session:
+        try:
+            yield session
+        except AuthError as exc:
+            raise CommandError(str(exc)) from None
+        session.commit()
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import create_user
+
+    services = _services(args)
+    password = _password(args)
+    with _account_change(services) as session:
+        user = create_user(session, username=args.username, password=password, role=args.role, team=args.team)
+    print(f"user {user.username} ({user.role}{', team ' + user.team if user.team else ''}) added")
+    return 0
+
+
+def _when(value: Any) -> str:
+    """A stored (naive UTC) time as 'YYYY-MM-DD HH:MM', or '-'."""
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import list_users
+
+    services = _services(args)
+    with services.read_factory() as session:
+        users = list_users(session)
+    _table(
+        ("USERNAME", "ROLE", "TEAM", "ACTIVE", "CREATED (UTC)", "LAST LOGIN (UTC)"),
+        [
+            (
+                u.username,
+                u.role,
+                u.team or "-",
+                "yes" if u.active else "no",
+                _when(u.created_at),
+                _when(u.last_login_at),
+            )
+            for u in users
+        ],
+    )
+    return 0
+
+
+def _user_set_active(args: argparse.Namespace, active: bool) -> int:
+    from api.accounts.accounts import set_user_active
+
+    services = _services(args)
+    with _account_change(services) as session:
+        user, changed = set_user_active(session, username=args.username, active=active)
+    state = "active" if active else "deactivated"
+    if not changed:
+        print(f"user {user.username} was already {state}")
+        return 0
+    if not active:
+        services.principals.invalidate()
+        print(f"user {user.username} deactivated: their tokens no longer work; their history stays")
+    else:
+        print(f"user {user.username} is active again (they log in anew)")
+    return 0
+
+
+def _user_passwd(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import set_password
+
+    services = _services(args)
+    password = _password(args)
+    with _account_change(services) as session:
+        user = set_password(session, username=args.username, password=password)
+    services.principals.invalidate()
+    print(f"password of user {user.username} set; their tokens no longer work")
+    return 0
+
+
+def _device_add(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import create_device
+
+    services = _services(args)
+    with _account_change(services) as session:
+        device, key = create_device(session, name=args.name, camera_id=args.camera)
+    print(f"device {device.name} added; its key (shown only now):")
+    print(key)
+    return 0
+
+
+def _device_list(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import list_devices
+
+    services = _services(args)
+    with services.read_factory() as session:
+        devices = list_devices(session)
+    _table(
+        ("NAME", "CAMERA", "CREATED (UTC)", "LAST USED (UTC)", "REVOKED (UTC)"),
+        [
+            (
+                d.name,
+                d.camera_id or "-",
+                _when(d.created_at),
+                _when(d.last_used_at),
+                _when(d.revoked_at) if not d.active else "-",
+            )
+            for d in devices
+        ],
+    )
+    return 0
+
+
+def _device_revoke(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import revoke_device
+
+    services = _services(args)
+    with _account_change(services) as session:
+        device, changed = revoke_device(session, name=args.name)
+    if not changed:
+        print(f"device {device.name} was already revoked ({_when(device.revoked_at)} UTC)")
+        return 0
+    services.principals.invalidate()
+    print(f"device {device.name} revoked: its key no longer works; its uploads and cases stay")
+    return 0
+
+
+def _device_rotate(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import get_device, rotate_device
+
+    services = _services(args)
+    with _account_change(services) as session:
+        was_active = get_device(session, args.name).active
+        device, key = rotate_device(session, name=args.name)
+    services.principals.invalidate()
+    again = "" if was_active else " (it was revoked; it is active again)"
+    print(f"device {device.name} has a new key{again}; the old key no longer works.")
+    print("The new key (shown only now):")
+    print(key)
+    return 0
+
+
+def _grid_import(args: argparse.Namespace) -> int:
+    from api.cases.grids import GridImportError, import_cells, load_geojson_file
+
+    try:
+        cells = load_geojson_file(args.file)
+    except GridImportError as exc:
+        raise CommandError(f"{args.file}: " + "\n  ".join(exc.problems)) from None
+    services = _services(args)
+    with services.factory() as session:
+        count = import_cells(session, cells)
+        session.commit()
+    print(f"imported {count} grid cells from {args.file}")
+    return 0
+
+
+def _evidence_verify(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from api.cases.custody import verify_all
+    from api.storage.models import EvidenceBlob
+
+    services = _services(args)
+    problems: list[str] = []
+    with services.factory() as session:
+        known = set(session.scalars(select(EvidenceBlob.sha256)))
+        for sha in sorted(known):
+            problem = services.store.verify(sha)
+            if problem:
+                problems.append(f"evidence {sha}: {problem}")
+        for sha, path in services.store.iter_files():
+            if sha not in known:
+                problem = services.store.verify(sha)
+                if problem:
+                    problems.append(f"evidence file {path}: {problem}")
+        chains, chain_problems = verify_all(session)
+    for p in chain_problems:
+        problems.append(f"case {p.case_id} custody entry {p.seq}: {p.reason}")
+    for line in problems:
+        print(line)
+    print(f"checked {len(known)} evidence files and {chains} custody chains: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def db_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--database-url", help="overrides GRIDPATROL_DATABASE_URL")
+
+    p = subparsers.add_parser("serve", help="run the API (with an in-process worker unless --no-worker)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-worker", action="store_true", help="do not process uploads in this process")
+    db_option(p)
+    p.set_defaults(handler=_serve)
+
+    p = subparsers.add_parser("worker", help="process uploaded footage (jobs) from the database")
+    p.add_argument("--once", action="store_true", help="run at most one job and exit")
+    db_option(p)
+    p.set_defaults(handler=_worker)
+
+    p = subparsers.add_parser("db", help="database schema")
+    sub = p.add_subparsers(dest="db_command", metavar="ACTION")
+    q = sub.add_parser("upgrade", help="apply migrations up to the latest schema")
+    db_option(q)
+    q.set_defaults(handler=_db_upgrade)
+
+    p = subparsers.add_parser("user", help="users")
+    sub = p.add_subparsers(dest="user_command", metavar="ACTION")
+    q = sub.add_parser(
+        "add", help="add a user (password from a prompt, --password-stdin or GRIDPATROL_PASSWORD)"
+    )
+    q.add_argument("username")
+    q.add_argument("--role", required=True, choices=("admin", "operator", "enforcement", "viewer"))
+    q.add_argument("--team", help="the team of an enforcement user")
+    q.add_argument("--password-stdin", action="store_true")
+    db_option(q)
+    q.set_defaults(handler=_user_add)
+
+    q = sub.add_parser("list", help="users: role, team, active, created, last login")
+    db_option(q)
+    q.set_defaults(handler=_user_list)
+    q = sub.add_parser("deactivate", help="a user can no longer log in; their tokens stop working at once")
+    q.add_argument("username")
+    db_option(q)
+    q.set_defaults(handler=lambda a: _user_set_active(a, False))
+    q = sub.add_parser("activate", help="let a deactivated user log in again")
+    q.add_argument("username")
+    db_option(q)
+    q.set_defaults(handler=lambda a: _user_set_active(a, True))
+    q = sub.add_parser(
+        "passwd",
+        help="set a user's password (prompt, --password-stdin or GRIDPATROL_PASSWORD); logs them out",
+    )
+    q.add_argument("username")
+    q.add_argument("--password-stdin", action="store_true")
+    db_option(q)
+    q.set_defaults(handler=_user_passwd)
+
+    p = subparsers.add_parser("device", help="devices (patrol vehicles, cameras)")
+    sub = p.add_subparsers(dest="device_command", metavar="ACTION")
+    q = sub.add_parser("add", help="add a device and print its key")
+    q.add_argument("name")
+    q.add_argument("--camera", help="camera id its footage and incidents come from")
+    db_option(q)
+    q.set_defaults(handler=_device_add)
+    q = sub.add_parser("list", help="devices: camera, created, last used, revoked")
+    db_option(q)
+    q.set_defaults(handler=_device_list)
+    q = sub.add_parser("revoke", help="the device's key stops working at once (a stolen camera)")
+    q.add_argument("name")
+    db_option(q)
+    q.set_defaults(handler=_device_revoke)
+    q = sub.add_parser("rotate", help="a new key for the device, printed once; the old key stops working")
+    q.add_argument("name")
+    db_option(q)
+    q.set_defaults(handler=_device_rotate)
+
+    p = subparsers.add_parser("grid", help="grid cells")
+    sub = p.add_subparsers(dest="grid_command", metavar="ACTION")
+    q = sub.add_parser("import", help="replace the grid cells with a GeoJSON FeatureCollection")
+    q.add_argument("file")
+    db_option(q)
+    q.set_defaults(handler=_grid_import)
+
+    p = subparsers.add_parser("evidence", help="evidence store")
+    sub = p.add_subparsers(dest="evidence_command", metavar="ACTION")
+    q = sub.add_parser("verify", help="check every evidence file and every custody chain")
+    db_option(q)
+    q.set_defaults(handler=_evidence_verify)

@@ -1,0 +1,114 @@
+"""What routes declare they need: a session, the services, the caller (with a role check).
+
+These dependencies are `async def` on purpose: they do no blocking work on the hot path (a session
+does not connect until used; a known token is answered from memory after one stat of the credentials
+epoch file, see PrincipalCache), and FastAPI would otherwise hand each one to the thread pool and
+back, which costs more than the work itself. A token not in the cache is looked up in the thread
+pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.accounts.accounts import Principal, note_device_use, resolve_request
+from api.services import Services
+from api.storage.db import session_scope
+
+log = logging.getLogger(__name__)
+
+bearer = HTTPBearer(auto_error=False, description="a login token or a device key (gpd_...)")
+
+
+async def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
+    session = services.factory()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def get_read_session(services: ServicesDep) -> AsyncIterator[Session]:
+    session = services.read_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+
+
+async def get_principal(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, {"field": "Authorization", "reason": "a bearer token is required"})
+    principal = services.principals.get(credentials.credentials)
+    if principal is None:
+        stamp = services.principals.stamp()  # before the lookup: a change during it is not cached
+        principal = await run_in_threadpool(_resolve, services, credentials.credentials)
+        if principal is not None:
+            services.principals.put(credentials.credentials, principal, stamp)
+    if principal is None:
+        raise HTTPException(
+            401, {"field": "Authorization", "reason": "unknown, expired or revoked token or key"}
+        )
+    return principal
+
+
+def _resolve(services: Services, token: str) -> Principal | None:
+    with services.read_factory() as session:
+        principal, device_use_due = resolve_request(session, token)
+    if device_use_due and principal is not None and principal.device_id is not None:
+        try:
+            with session_scope(services.factory) as session:
+                note_device_use(session, principal.device_id)
+        except (SQLAlchemyError, TimeoutError) as exc:  # bookkeeping never fails the request
+            log.warning("cannot record the last use of device %s: %s", principal.name, exc)
+    return principal
+
+
+def require(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency letting through only these roles ("device" for device keys)."""
+
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(
+                403, {"field": "Authorization", "reason": f"role {principal.role} may not use this endpoint"}
+            )
+        return principal
+
+    return check
+
+
+USERS = ("admin", "operator", "enforcement", "viewer")
+Reader = Annotated[Principal, Depends(require(*USERS))]
+Staff = Annotated[Principal, Depends(require("admin", "operator", "enforcement"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Feeder = Annotated[Principal, Depends(require("device", "admin", "operator"))]
+
+
+def not_found(field: str, reason: str) -> HTTPException:
+    return HTTPException(404, {"field": field, "reason": reason})

@@ -1,0 +1,127 @@
+"""Jobs: one per upload, claimed by workers through the database with a lease.
+
+A worker claims a queued job (or a running one whose lease has lapsed: its worker died) with a
+conditional UPDATE, so two workers never hold the same job. While it works it extends the lease
+(heartbeat); a job retried after a crash creates no duplicate cases because incident ids are
+deterministic and ingestion is idempotent on them. After `max_attempts` claims a job fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from api.storage.db import utcnow
+from api.storage.models import Job, Upload
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    job_id: int
+    upload_id: int
+    attempt: int
+
+
+def claim_next(session: Session, *, owner: str, lease_s: float, max_attempts: int) -> Claim | None:
+    """Claim the oldest runnable job for `owner`; commits. None when there is nothing to do."""
+    now = utcnow()
+    runnable = or_(Job.status == "queued", (Job.status == "running") & (Job.lease_expires_at < now))
+    candidates = session.execute(
+        select(Job.id, Job.upload_id, Job.attempts, Job.status).where(runnable).order_by(Job.id).limit(5)
+    ).all()
+    for job_id, upload_id, attempts, status in candidates:
+        if attempts >= max_attempts:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, runnable)
+                .values(
+                    status="failed",
+                    error=f"gave up after {attempts} attempts (the worker stopped mid-job each time)",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now,
+                )
+            )
+            session.commit()
+            continue
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempts == attempts, runnable)
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                attempts=attempts + 1,
+                started_at=now,
+                error=None,
+            )
+        )
+        session.commit()
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            if status == "running":
+                log.warning(
+                    "job %s: previous worker's lease lapsed; retrying (attempt %d)", job_id, attempts + 1
+                )
+            return Claim(job_id, upload_id, attempts + 1)
+    return None
+
+
+def heartbeat(session: Session, *, job_id: int, owner: str, lease_s: float, progress: float | None) -> bool:
+    """Extend the lease (and store progress); False when the job is no longer ours."""
+    values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_s)}
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, progress))
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .values(**values)
+    )
+    session.commit()
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def finish(session: Session, *, job_id: int, owner: str, error: str | None, incidents: int) -> bool:
+    values: dict[str, Any] = {
+        "status": "failed" if error else "done",
+        "error": error,
+        "incidents": incidents,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": utcnow(),
+    }
+    if not error:
+        values["progress"] = 1.0
+    result = session.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(**values))
+    session.commit()
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def job_view(job: Job, upload: Upload | None) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "error": job.error,
+        "attempts": job.attempts,
+        "incidents": job.incidents,
+        "upload": None
+        if upload is None
+        else {
+            "id": upload.id,
+            "sha256": upload.sha256,
+            "size": upload.size,
+            "media_type": upload.media_type,
+            "camera_id": upload.camera_id,
+            "has_track": upload.track_path is not None,
+        },
+        "created_at": job.created_at.isoformat() + "Z",
+        "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+    }

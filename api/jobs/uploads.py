@@ -1,0 +1,316 @@
+"""Footage uploads: streamed to disk in chunks, never whole in memory.
+
+`receive_multipart` reads a multipart/form-data body chunk by chunk (python-multipart's push
+parser), writing each file part to a temporary file in the uploads folder while hashing it, and
+stops as soon as a part passes its size limit. Footage must look like a video container by its
+first bytes; a GPS track must look like GPX, NMEA or CSV text. `register_upload` then files the
+upload under its SHA-256 (idempotent: the same footage again returns the first upload and job).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.accounts.accounts import Principal
+from api.http.multipart import FormPart, MalformedBody, form_boundary, read_parts
+from api.storage.db import as_utc, utcnow
+from api.storage.models import Job, Upload
+
+log = logging.getLogger(__name__)
+
+FILE_FIELDS = ("file", "track")
+TEXT_FIELDS = ("camera_id", "start_time")
+MAX_TRACK_BYTES = 64 * 1024**2
+MAX_TEXT_BYTES = 1024
+SNIFF_BYTES = 512
+TRACK_EXTENSIONS = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}
+
+
+class UploadError(ValueError):
+    """A bad upload; `status` is the HTTP status it maps to, `field` the form field."""
+
+    def __init__(self, field: str, reason: str, status: int = 422) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.status = status
+
+
+def sniff_video(head: bytes) -> str | None:
+    """A video media type from a file's first bytes, or None when it is no container we read."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "video/quicktime" if brand == b"qt  " else "video/mp4"
+    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "video/quicktime"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    if head.startswith(b"FLV"):
+        return "video/x-flv"
+    if head.startswith(b"\x00\x00\x01\xba"):
+        return "video/mpeg"
+    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
+        return "video/mp2t"
+    return None
+
+
+def sniff_track(head: bytes) -> str | None:
+    try:
+        text = head.decode("utf-8", errors="strict").lstrip("\ufeff \t\r\n")
+    except UnicodeDecodeError:
+        # a multi-byte character cut at the sniff boundary is fine
+        try:
+            text = head[:-3].decode("utf-8").lstrip("\ufeff \t\r\n")
+        except UnicodeDecodeError:
+            return None
+    if text.startswith(("<?xml", "<gpx")):
+        return "application/gpx+xml"
+    if text.startswith("$"):
+        return "text/x-nmea"
+    first_line = text.split("\n", 1)[0]
+    if "," in first_line and "\x00" not in text:
+        return "text/csv"
+    return None
+
+
+@dataclass
+class ReceivedFile:
+    field: str
+    filename: str | None
+    path: Path
+    size: int
+    sha256: str
+    head: bytes
+
+
+@dataclass
+class ReceivedForm:
+    files: dict[str, ReceivedFile] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def cleanup(self) -> None:
+        for received in self.files.values():
+            if received.path.exists():
+                received.path.unlink()
+
+
+class _UploadParts:
+    """The upload form's parts: files streamed to temporary files (hashed, size-limited, the first
+    bytes kept for sniffing), the known text fields kept; any other field is an error."""
+
+    def __init__(self, incoming_dir: Path, max_file_bytes: int) -> None:
+        self.form = ReceivedForm()
+        self._incoming_dir = incoming_dir
+        self._max_file_bytes = max_file_bytes
+        self._part: FormPart | None = None
+        self._fh: BinaryIO | None = None
+        self._path: Path | None = None
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._head = b""
+        self._text = bytearray()
+
+    def _limit(self, name: str | None) -> int:
+        return self._max_file_bytes if name == "file" else MAX_TRACK_BYTES
+
+    def begin(self, part: FormPart) -> None:
+        self._part = part
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._head = b""
+        self._text = bytearray()
+        if part.name in FILE_FIELDS:
+            if part.name in self.form.files:
+                raise UploadError(part.name, "sent more than once")
+            fd, name = tempfile.mkstemp(dir=self._incoming_dir, prefix=".incoming-")
+            self._fh = os.fdopen(fd, "wb")
+            self._path = Path(name)
+        elif part.name not in TEXT_FIELDS:
+            raise UploadError(
+                part.name or "(unnamed part)", f"unknown form field; expected {FILE_FIELDS + TEXT_FIELDS}"
+            )
+
+    def data(self, chunk: bytes) -> None:
+        name = self._part.name if self._part else None
+        if self._fh is not None:
+            self._size += len(chunk)
+            if self._size > self._limit(name):
+                raise UploadError(name or "file", f"larger than the limit of {self._limit(name)} bytes", 413)
+            if len(self._head) < SNIFF_BYTES:
+                self._head += chunk[: SNIFF_BYTES - len(self._head)]
+            self._digest.update(chunk)
+            self._fh.write(chunk)
+        else:
+            self._text += chunk
+            if len(self._text) > MAX_TEXT_BYTES:
+                raise UploadError(name or "field", f"longer than {MAX_TEXT_BYTES} bytes")
+
+    def end(self) -> None:
+        part, self._part = self._part, None
+        if part is None or part.name is None:
+            return
+        if self._fh is not None and self._path is not None:
+            self._fh.close()
+            self._fh = None
+            self.form.files[part.name] = ReceivedFile(
+                part.name, part.filename, self._path, self._size, self._digest.hexdigest(), self._head
+            )
+            self._path = None
+        else:
+            try:
+                self.form.fields[part.name] = self._text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UploadError(part.name, "not UTF-8 text") from None
+
+    def abort(self) -> None:
+        """Remove every file received so far, the half-written one too."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._path is not None and self._path.exists():
+            self._path.unlink()
+        self.form.cleanup()
+
+
+async def receive_multipart(
+    content_type: str | None, chunks: AsyncIterator[bytes], *, incoming_dir: Path, max_file_bytes: int
+) -> ReceivedForm:
+    """Parse a multipart body from `chunks`, streaming file parts to temporary files."""
+    boundary = form_boundary(content_type)
+    if boundary is None:
+        raise UploadError("body", "must be multipart/form-data with a boundary", status=415)
+    incoming_dir.mkdir(parents=True, exist_ok=True)
+    parts = _UploadParts(incoming_dir, max_file_bytes)
+    try:
+        await read_parts(boundary, chunks, parts)
+    except MalformedBody as exc:
+        parts.abort()
+        raise UploadError("body", str(exc), 400) from None
+    except BaseException:  # a bad field, a file over its limit, a client gone: nothing stays behind
+        parts.abort()
+        raise
+    return parts.form
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    upload: Upload
+    job: Job
+    created: bool
+
+
+def _parse_start_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise UploadError("start_time", f"'{text[:40]}' is not an ISO 8601 date-time") from None
+
+
+def register_upload(
+    session: Session, form: ReceivedForm, *, uploads_dir: Path, principal: Principal
+) -> UploadResult:
+    """Check the received form and file it (moving the files into place); idempotent on the hash."""
+    footage = form.files.get("file")
+    if footage is None:
+        raise UploadError("file", "the footage file is required")
+    if footage.size == 0:
+        raise UploadError("file", "empty file")
+    media_type = sniff_video(footage.head)
+    if media_type is None:
+        raise UploadError(
+            "file", "not a video container we can read (MP4, MOV, MKV/WebM, AVI, FLV, MPEG-PS/TS)", 415
+        )
+    track = form.files.get("track")
+    track_type = None
+    if track is not None:
+        track_type = sniff_track(track.head)
+        if track.size == 0 or track_type is None:
+            raise UploadError("track", "not a GPS track (GPX, NMEA or CSV text)", 415)
+    camera_id = (form.fields.get("camera_id") or principal.camera_id or "").strip() or None
+    if camera_id is not None and len(camera_id) > 64:
+        raise UploadError("camera_id", "at most 64 characters")
+    start_time = _parse_start_time(form.fields.get("start_time"))
+
+    existing = session.scalar(select(Upload).where(Upload.sha256 == footage.sha256))
+    if existing is not None:
+        form.cleanup()
+        if track is not None and track.sha256 != existing.track_sha256:
+            # its job ran (or will run) with the track it came with; quietly keeping the old one
+            # would leave the sender believing the new positions were used
+            before = "with a different GPS track" if existing.track_sha256 else "without a GPS track"
+            raise UploadError(
+                "track",
+                f"this footage was uploaded before {before} (upload {existing.sha256[:12]}); "
+                "a track cannot be added to or changed on footage already received",
+                409,
+            )
+        job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
+        if job is None or job.status == "failed":
+            # the same footage sent again after its job failed: try once more (incident ids are
+            # deterministic, so whatever the failed run already filed is not filed twice)
+            job = Job(upload_id=existing.id, status="queued", progress=0.0, attempts=0, created_at=utcnow())
+            session.add(job)
+            session.flush()
+            log.info("upload %s sent again after a failed job; queued job %s", existing.sha256[:12], job.id)
+        return UploadResult(existing, job, False)
+
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    ext = {
+        "video/mp4": ".mp4",
+        "video/quicktime": ".mov",
+        "video/webm": ".webm",
+        "video/x-matroska": ".mkv",
+        "video/x-msvideo": ".avi",
+        "video/x-flv": ".flv",
+        "video/mpeg": ".mpg",
+        "video/mp2t": ".ts",
+    }[media_type]
+    final = uploads_dir / f"{footage.sha256}{ext}"
+    os.replace(footage.path, final)
+    track_final = None
+    if track is not None:
+        track_ext = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}[
+            track_type or ""
+        ]
+        track_final = uploads_dir / f"{footage.sha256}.track{track_ext}"
+        os.replace(track.path, track_final)
+    upload = Upload(
+        sha256=footage.sha256,
+        size=footage.size,
+        media_type=media_type,
+        filename=footage.filename,
+        path=str(final),
+        track_path=str(track_final) if track_final else None,
+        track_sha256=track.sha256 if track else None,
+        camera_id=camera_id,
+        start_time=start_time,
+        device_id=principal.device_id,
+        uploaded_by=principal.label,
+        created_at=utcnow(),
+    )
+    session.add(upload)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise UploadError("file", "the same footage is being uploaded right now; retry", 409) from None
+    job = Job(upload_id=upload.id, status="queued", progress=0.0, attempts=0, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    log.info("upload %s (%d bytes) filed as job %s", upload.sha256[:12], upload.size, job.id)
+    return UploadResult(upload, job, True)

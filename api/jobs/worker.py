@@ -1,0 +1,262 @@
+"""The worker: claims jobs and runs their footage through the detection pipeline.
+
+detect/ (and with it torch) is imported only inside `default_pipeline` and `default_config`, when
+the first job runs, so `gridpatrol serve` stays light until there is footage to process. Tests
+inject a fake pipeline with the same signature as detect.pipeline.detect_footage.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import shutil
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.accounts.accounts import Principal
+from api.cases.grids import GridCache
+from api.cases.ingest import IncidentIn, MergePolicy, ingest_committed
+from api.jobs import queue
+from api.settings import Settings
+from api.storage.evidence_store import EvidenceError, EvidenceStore
+from api.storage.models import Upload
+
+log = logging.getLogger(__name__)
+
+Pipeline = Callable[..., Iterator[Any]]
+
+
+class JobFailed(Exception):
+    """A job that cannot finish; the message is what the job's error says."""
+
+
+class LeaseLost(Exception):
+    """Another worker took the job (our lease lapsed)."""
+
+
+def default_pipeline() -> Pipeline:
+    from detect.pipeline import detect_footage
+
+    return detect_footage
+
+
+def default_config(settings: Settings) -> Any:
+    from detect.config import load_config
+
+    return load_config(settings.site_config)
+
+
+class Worker:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        pipeline: Pipeline | None = None,
+        config_loader: Callable[[], Any] | None = None,
+        grid_cache: GridCache | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.factory = factory
+        self.settings = settings
+        self._pipeline = pipeline
+        self._config_loader = config_loader or (lambda: default_config(settings))
+        self._config: Any = None
+        self.grid_cache = grid_cache or GridCache()
+        self.store = EvidenceStore(settings.evidence_dir)
+        self.policy = MergePolicy(settings.merge_radius_m, settings.merge_window_h)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- running ---
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="gridpatrol-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_forever(self) -> None:
+        log.info("worker %s started", self.owner)
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:
+                log.exception("worker round failed")
+                worked = False
+            if not worked:
+                self._stop.wait(self.settings.worker_poll_s)
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when none was waiting."""
+        with self.factory() as session:
+            claim = queue.claim_next(
+                session,
+                owner=self.owner,
+                lease_s=self.settings.job_lease_s,
+                max_attempts=self.settings.job_max_attempts,
+            )
+        if claim is None:
+            return False
+        self.process(claim)
+        return True
+
+    # --- one job ---
+
+    def process(self, claim: queue.Claim) -> None:
+        out_dir = self.settings.jobs_dir / f"{claim.job_id}-{claim.attempt}"
+        progress = {"value": 0.0}
+        lost = threading.Event()
+        done = threading.Event()
+
+        def beat() -> None:
+            # progress shows within 2 s; the lease is renewed well before it lapses
+            interval = max(0.05, min(2.0, self.settings.job_lease_s / 3))
+            while not done.wait(interval):
+                with self.factory() as session:
+                    ok = queue.heartbeat(
+                        session,
+                        job_id=claim.job_id,
+                        owner=self.owner,
+                        lease_s=self.settings.job_lease_s,
+                        progress=progress["value"],
+                    )
+                if not ok:
+                    lost.set()
+                    return
+
+        heart = threading.Thread(target=beat, name=f"gridpatrol-job-{claim.job_id}-heartbeat", daemon=True)
+        heart.start()
+        error: str | None = None
+        count = 0
+        try:
+            count = self._run(claim, out_dir, progress, lost)
+        except LeaseLost:
+            log.warning("job %s: lease lost to another worker; leaving it", claim.job_id)
+            return
+        except JobFailed as exc:
+            error = str(exc)
+        except Exception as exc:
+            log.exception("job %s failed", claim.job_id)
+            error = f"internal error while processing ({type(exc).__name__}: {exc})"[:2000]
+        finally:
+            done.set()
+            heart.join()
+            shutil.rmtree(out_dir, ignore_errors=True)
+        with self.factory() as session:
+            queue.finish(session, job_id=claim.job_id, owner=self.owner, error=error, incidents=count)
+        if error:
+            log.warning("job %s failed: %s", claim.job_id, error)
+        else:
+            log.info("job %s done: %d incidents", claim.job_id, count)
+
+    def _pipeline_fn(self) -> Pipeline:
+        if self._pipeline is None:
+            try:
+                self._pipeline = default_pipeline()
+            except ImportError as exc:
+                raise JobFailed(f"the detection pipeline is not available ({exc})") from None
+        return self._pipeline
+
+    def _site_config(self) -> Any:
+        if self._config is None:
+            try:
+                self._config = self._config_loader()
+            except ValueError as exc:  # detect.config.ConfigError
+                raise JobFailed(f"site config: {exc}") from None
+        return self._config
+
+    def _run(
+        self, claim: queue.Claim, out_dir: Path, progress: dict[str, float], lost: threading.Event
+    ) -> int:
+        with self.factory() as session:
+            upload = session.get(Upload, claim.upload_id)
+            if upload is None:
+                raise JobFailed("the upload is gone")
+            session.expunge(upload)
+        footage = Path(upload.path)
+        if not footage.is_file():
+            raise JobFailed(f"footage file {footage.name} is missing from the uploads folder")
+        pipeline = self._pipeline_fn()
+        config = self._site_config()
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        def on_progress(fraction: float) -> None:
+            if lost.is_set():
+                raise LeaseLost()
+            progress["value"] = float(fraction)
+
+        kwargs: dict[str, Any] = {
+            "out_dir": out_dir,
+            "camera_id": upload.camera_id,
+            # stored as naive UTC; aware here so that detect reads it as UTC, not as camera-local time
+            "start_time": upload.start_time.replace(tzinfo=UTC) if upload.start_time else None,
+            "source_id": f"upload-{upload.sha256[:16]}",
+            "progress": on_progress,
+        }
+        if upload.track_path and _accepts(pipeline, "track"):
+            kwargs["track"] = Path(upload.track_path)
+        actor = Principal(kind="worker", name=self.owner, role="system", device_id=upload.device_id)
+        count = 0
+        try:
+            for incident in pipeline(footage, config, **kwargs):
+                if lost.is_set():
+                    raise LeaseLost()
+                self._ingest(incident, out_dir, actor, upload, claim.job_id)
+                count += 1
+        except (LeaseLost, JobFailed):
+            raise
+        except ValueError as exc:  # streams.SourceError: footage that cannot be decoded
+            track_problem = _track_error_detail(exc)
+            if track_problem is not None:
+                raise JobFailed(f"the GPS track could not be read: {track_problem}") from None
+            reason = str(exc).replace(str(footage), upload.filename or footage.name)
+            raise JobFailed(f"the footage could not be read: {reason}") from None
+        return count
+
+    def _ingest(self, incident: Any, out_dir: Path, actor: Principal, upload: Upload, job_id: int) -> None:
+        evidence = []
+        for item in incident.evidence:
+            path = (out_dir / item.path).resolve()
+            if not path.is_relative_to(out_dir.resolve()) or not path.is_file():
+                raise JobFailed(f"incident {incident.id}: evidence file {item.path} was not written")
+            try:
+                with path.open("rb") as fh:
+                    stored = self.store.put_stream(fh, expected_sha256=item.sha256)
+            except EvidenceError as exc:
+                raise JobFailed(f"incident {incident.id}: evidence {item.path}: {exc}") from None
+            evidence.append((item.role, stored))
+        inc = IncidentIn.from_incident(incident, evidence=evidence, camera_id=upload.camera_id)
+        ingest_committed(
+            self.factory, inc, grid_cache=self.grid_cache, policy=self.policy, actor=actor, job_id=job_id
+        )
+
+
+def _track_error_detail(exc: ValueError) -> str | None:
+    """Where and why a GPS track failed (streams.gps.TrackError, without the stored file's path), or
+    None for any other error. streams is imported only here, once a pipeline has run."""
+    try:
+        from streams.gps import TrackError
+    except ImportError:
+        return None
+    return exc.detail if isinstance(exc, TrackError) else None
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
