@@ -94,7 +94,7 @@ class YoloDetector:
 
     kinds maps model class names to object kinds; classes the map does not name are dropped here,
     so trackers and rules never see them. backend: `pytorch` runs .pt weights as they are; `auto`,
-    `onnx`, `openvino` may run a cached export of them instead (see detect.export.resolve_backend);
+    `onnx`, `openvino` may run a cached export of them instead (see detect.model.export.resolve_backend);
     `weights` is then the export and `source_weights` the .pt file.
     """
 
@@ -109,7 +109,7 @@ class YoloDetector:
         iou: float = 0.7,
         backend: str = "pytorch",
     ) -> None:
-        from detect.export import ExportError, resolve_backend
+        from detect.model.export import ExportError, resolve_backend
 
         self.source_weights = check_weights(weights)
         try:

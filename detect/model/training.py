@@ -19,9 +19,9 @@ from detect.yolo import SHIPPED_IMGSZ
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "yolo26n-coco.pt"
-DEFAULT_PROJECT = Path(__file__).resolve().parents[1] / "build" / "runs"
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "build" / "datasets" / "gridpatrol-street" / "data.yaml"
+DEFAULT_BASE = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "yolo26n-coco.pt"
+DEFAULT_PROJECT = Path(__file__).resolve().parents[2] / "build" / "runs"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "build" / "datasets" / "gridpatrol-street" / "data.yaml"
 MAX_SHIPPED_BYTES = 20 * 1024 * 1024
 
 
@@ -109,7 +109,7 @@ def train(settings: TrainSettings) -> Path:
 
 def _calibrated_base(base: Path, data: Path, run_dir: Path, settings: TrainSettings) -> Path:
     """base with its identity BatchNorms calibrated on the training split (base itself if it has none)."""
-    from detect.evaluation import EvaluationError, load_data
+    from detect.model.evaluation import EvaluationError, load_data
     from detect.yolo import import_ultralytics
 
     import_ultralytics()

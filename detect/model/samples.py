@@ -24,11 +24,11 @@ from typing import BinaryIO
 
 from pydantic import Field
 
-from detect.dataset import DatasetError, _Strict, load_yaml_model, sha256_file
+from detect.model.dataset import DatasetError, _Strict, load_yaml_model, sha256_file
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = REPO / "datasets" / "street-samples.yaml"
 DEFAULT_OUT = REPO / "build" / "street-samples"
 _AR_MAGIC = b"!<arch>\n"

@@ -1,7 +1,7 @@
 """Exporting weights to faster CPU formats (ONNX for ONNX Runtime, OpenVINO IR) with ultralytics.
 
 The export has a fixed input size (the shipped image size) and keeps the class names in its
-metadata, so `YoloDetector` and `detect.evaluation` load it by path like the .pt file.
+metadata, so `YoloDetector` and `detect.model.evaluation` load it by path like the .pt file.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def cached_export(
     if not source.is_file() or source.suffix != ".pt":
         raise ExportError(f"model must be an existing .pt file: {source}")
     folder = Path(cache_dir) if cache_dir is not None else model_cache_dir()
-    from detect.dataset import sha256_file
+    from detect.model.dataset import sha256_file
 
     key = sha256_file(source)[:16]
     target = folder / f"{source.stem}-{key}-{imgsz}-dynamic{_SUFFIX[fmt]}"
