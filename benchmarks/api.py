@@ -257,8 +257,8 @@ def bench_service_ingest(url: str, data_dir: Path, count: int) -> float:
     import io
 
     from api.accounts.accounts import SYSTEM
+    from api.cases.incident import IncidentPayload
     from api.cases.ingest import IncidentIn, ingest_committed
-    from api.http.incident_form import IncidentPayload
     from api.services import Services
     from api.settings import Settings
 
@@ -270,7 +270,7 @@ def bench_service_ingest(url: str, data_dir: Path, count: int) -> float:
         payload = IncidentPayload.model_validate(data)
         stored = [services.store.put_stream(io.BytesIO(body)) for _, (_, body, _) in parts]
         evidence = list(zip(["annotated", "crop"], stored, strict=True))
-        inc = IncidentIn.from_incident(payload, evidence=evidence)
+        inc = IncidentIn.from_payload(payload, evidence=evidence)
         ingest_committed(
             services.factory, inc, grid_cache=services.grid_cache, policy=services.policy, actor=SYSTEM
         )

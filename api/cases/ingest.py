@@ -1,10 +1,5 @@
-"""Cases: incidents become cases in their grid cell, merged by category, place, time and plate.
-
-An incident of the same category within `merge_radius_m` metres and `merge_window_h` hours of a
-case's last sighting (and with the same plate when both have one) becomes a new sighting of that
-case; otherwise it opens a new case. Rejected cases never take sightings; a closed case that is
-seen again within the window is reopened (pending_review) and counts a recurrence. Incidents
-without a position merge only with position-less cases of the same camera.
+"""Incidents become cases: the hot ingest path (a new case, or a new sighting of the case
+api.cases.merge chooses), its evidence links, history and custody.
 
 Receiving the same incident id twice is harmless: the second time returns the first sighting.
 """
@@ -13,64 +8,34 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
-from api.cases import custody, webhooks, workflow
-from api.cases.grids import GridIndex
+from api.cases import custody, workflow
+from api.cases.grids import GridCache, GridIndex
+from api.cases.incident import IncidentPayload
+from api.cases.merge import Candidate, MergeKey, MergePolicy, choose_case
 from api.storage.db import as_utc, utcnow
 from api.storage.db import table_of as _table
 from api.storage.evidence_store import StoredFile
-from api.storage.models import UNASSIGNED, Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
+from api.storage.models import Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
 
 log = logging.getLogger(__name__)
 
-EARTH_RADIUS_M = 6_371_008.8
 EVIDENCE_ROLES = ("annotated", "crop", "raw")
-
-
-class NotFound(LookupError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-class IncidentInputError(ValueError):
-    """An incident that cannot be taken as sent; names the field."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle (haversine) distance in metres between two WGS84 points in degrees."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
-@dataclass(frozen=True, slots=True)
-class MergePolicy:
-    radius_m: float = 15.0
-    window_h: float = 24.0
 
 
 @dataclass(slots=True)
 class IncidentIn:
-    """What ingestion needs from a detect.values.Incident, plus where it came from."""
+    """What ingestion needs of an incident, plus where it came from."""
 
     id: str
     category: str
@@ -84,14 +49,16 @@ class IncidentIn:
     evidence: list[tuple[str, StoredFile]] = field(default_factory=list)  # (role, stored file)
 
     @classmethod
-    def from_incident(
+    def from_payload(
         cls,
-        incident: Any,
+        incident: IncidentPayload,
         *,
         evidence: list[tuple[str, StoredFile]],
         camera_id: str | None = None,
         received_at: datetime | None = None,
     ) -> IncidentIn:
+        """The incident as sent (over HTTP, or by the worker: the same payload type); camera_id, when
+        given, is the sending device's camera and wins over the incident's own source id."""
         received_at = received_at or utcnow()
         first = as_utc(incident.first_seen_wall) or as_utc(incident.last_seen_wall) or received_at
         last = as_utc(incident.last_seen_wall) or first
@@ -112,6 +79,9 @@ class IncidentIn:
             evidence=evidence,
         )
 
+    def merge_key(self) -> MergeKey:
+        return MergeKey(self.category, self.seen_at, self.lat, self.lon, self.plate, self.camera_id)
+
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
@@ -128,9 +98,12 @@ def case_number(case: Case) -> str:
 
 def _candidate_statements() -> tuple[Select, Select]:
     """The merge-candidate queries, built once with bound parameters (statement building and
-    caching cost more than the query itself on this hot path). They read only what choosing needs;
-    the chosen case is then loaded by its id."""
-    base = select(Case.id, Case.lat, Case.lon, Case.last_seen).where(
+    caching cost more than the query itself on this hot path). They narrow the cases with the merge
+    rule's own conditions (api.cases.merge) and read only what choosing needs; choose_case decides,
+    and the chosen case is then loaded by its id."""
+    base = select(
+        Case.id, Case.category, Case.status, Case.last_seen, Case.lat, Case.lon, Case.plate, Case.camera_id
+    ).where(
         Case.category == bindparam("category"),
         Case.status != workflow.REJECTED,
         Case.last_seen >= bindparam("seen_lo"),
@@ -153,41 +126,39 @@ def _candidate_statements() -> tuple[Select, Select]:
                 Case.camera_id == bindparam("camera"),
             )
         )
-        .order_by(Case.last_seen.desc())
-        .limit(1)
+        .order_by(Case.last_seen.desc(), Case.id.asc())
+        .limit(_SAME_CAMERA_ROWS)
     )
     return near, same_camera
 
 
+_SAME_CAMERA_ROWS = 8  # the latest few position-less cases of the camera; choose_case takes the latest
 _NEAR, _SAME_CAMERA = _candidate_statements()
 
 
 def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> Case | None:
-    """The case this incident is a sighting of: the nearest within the radius (then the latest seen,
-    then the lowest id), or for a position-less incident its camera's latest; None for a new case."""
+    """The case this incident is a sighting of (see api.cases.merge), or None for a new case."""
     conn = session.connection()  # Core rows: most incidents match nothing, so no ORM loading
-    window = timedelta(hours=policy.window_h)
+    key = inc.merge_key()
     params: dict[str, Any] = {
         "category": inc.category,
-        "seen_lo": inc.seen_at - window,
-        "seen_hi": inc.seen_at + window,
+        "seen_lo": inc.seen_at - policy.window,
+        "seen_hi": inc.seen_at + policy.window,
         "plate": inc.plate,
     }
     if inc.lat is None or inc.lon is None:
-        row = conn.execute(_SAME_CAMERA, dict(params, camera=inc.camera_id)).first()
-        return None if row is None else session.get(Case, row.id)
-    dlat = policy.radius_m / 111_000.0 + 1e-9
-    dlon = dlat / max(0.01, math.cos(math.radians(inc.lat)))
-    params.update(lat_lo=inc.lat - dlat, lat_hi=inc.lat + dlat, lon_lo=inc.lon - dlon, lon_hi=inc.lon + dlon)
-    found = []
-    for row in conn.execute(_NEAR, params):
-        d = distance_m(inc.lat, inc.lon, row.lat, row.lon)
-        if d <= policy.radius_m:
-            found.append((d, -row.last_seen.timestamp(), row.id))
-    return session.get(Case, min(found)[2]) if found else None
+        rows = conn.execute(_SAME_CAMERA, dict(params, camera=inc.camera_id))
+    else:
+        dlat, dlon = policy.box_deg(inc.lat)
+        params.update(
+            lat_lo=inc.lat - dlat, lat_hi=inc.lat + dlat, lon_lo=inc.lon - dlon, lon_hi=inc.lon + dlon
+        )
+        rows = conn.execute(_NEAR, params)
+    chosen = choose_case(key, (Candidate(*row) for row in rows), policy)
+    return None if chosen is None else session.get(Case, chosen)
 
 
-def _link_evidence(
+def link_evidence(
     session: Session, case_id: int, sighting_id: int | None, evidence: list[tuple[str, StoredFile]]
 ) -> None:
     """Record evidence blobs (once per SHA-256) and link them to the case / sighting (Core inserts)."""
@@ -342,7 +313,7 @@ def ingest(
             "created_at": now,
         },
     ).scalar_one()
-    _link_evidence(session, case_id, sighting_id, inc.evidence)
+    link_evidence(session, case_id, sighting_id, inc.evidence)
     custody.append(
         session,
         case_id=case_id,
@@ -358,10 +329,10 @@ def ingest(
 
 
 def ingest_committed(
-    factory: Any,
+    factory: sessionmaker[Session],
     inc: IncidentIn,
     *,
-    grid_cache: Any,
+    grid_cache: GridCache,
     policy: MergePolicy,
     actor: Principal,
     job_id: int | None = None,
@@ -382,178 +353,3 @@ def ingest_committed(
         finally:
             session.close()
     raise AssertionError("unreachable")
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-SORTS = {
-    "last_seen": Case.last_seen,
-    "first_seen": Case.first_seen,
-    "created_at": Case.created_at,
-    "number": Case.id,
-    "sightings": Case.sightings_count,
-}
-
-
-def visible(stmt: Select, principal: Principal) -> Select:
-    """Enforcement users see only their team's cases."""
-    if principal.role == "enforcement":
-        return stmt.where(Case.team == principal.team)
-    return stmt
-
-
-@dataclass(frozen=True, slots=True)
-class CaseFilter:
-    status: list[str] | None = None
-    category: str | None = None
-    grid_cell: str | None = None
-    team: str | None = None
-    since: datetime | None = None  # last_seen >= since
-    until: datetime | None = None  # first_seen <= until
-    camera: str | None = None
-    device_id: int | None = None
-    number: str | None = None
-    plate: str | None = None
-
-    def apply(self, stmt: Select) -> Select:
-        if self.status:
-            stmt = (
-                stmt.where(Case.status.in_(self.status))
-                if len(self.status) > 1
-                else stmt.where(Case.status == self.status[0])
-            )
-        if self.category:
-            stmt = stmt.where(Case.category == self.category)
-        if self.grid_cell:
-            stmt = stmt.where(Case.grid_cell_id == self.grid_cell)
-        if self.team:
-            stmt = stmt.where(Case.team == self.team)
-        if self.since:
-            stmt = stmt.where(Case.last_seen >= as_utc(self.since))
-        if self.until:
-            stmt = stmt.where(Case.first_seen <= as_utc(self.until))
-        if self.camera:
-            stmt = stmt.where(Case.camera_id == self.camera)
-        if self.device_id is not None:
-            stmt = stmt.where(Case.device_id == self.device_id)
-        if self.number:
-            stmt = stmt.where(Case.number == self.number.strip().upper())
-        if self.plate:
-            stmt = stmt.where(Case.plate == self.plate.strip().upper())
-        return stmt
-
-
-def list_cases(
-    session: Session,
-    principal: Principal,
-    filters: CaseFilter,
-    *,
-    page: int = 1,
-    per_page: int = 50,
-    sort: str = "last_seen",
-    descending: bool = True,
-) -> tuple[list[Case], int]:
-    base = visible(filters.apply(select(Case)), principal)
-    total = session.scalar(select(func.count()).select_from(base.with_only_columns(Case.id).subquery())) or 0
-    column = SORTS[sort]
-    order = (column.desc(), Case.id.desc()) if descending else (column.asc(), Case.id.asc())
-    rows = session.scalars(base.order_by(*order).limit(per_page).offset((page - 1) * per_page))
-    return list(rows), int(total)
-
-
-def get_case(session: Session, principal: Principal, case_id: int, *, lock: bool = False) -> Case:
-    stmt = visible(select(Case).where(Case.id == case_id), principal)
-    if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    case = session.scalar(stmt.options(selectinload(Case.sightings).selectinload(Sighting.evidence)))
-    if case is None:
-        raise NotFound("case_id", f"no case {case_id}")
-    return case
-
-
-def case_links(session: Session, case_id: int) -> list[EvidenceLink]:
-    return list(
-        session.scalars(select(EvidenceLink).where(EvidenceLink.case_id == case_id).order_by(EvidenceLink.id))
-    )
-
-
-def may_see_evidence(session: Session, principal: Principal, sha256: str) -> bool:
-    if principal.role != "enforcement":
-        return True
-    stmt = (
-        select(EvidenceLink.id)
-        .join(Case, Case.id == EvidenceLink.case_id)
-        .where(and_(EvidenceLink.sha256 == sha256, Case.team == principal.team))
-        .limit(1)
-    )
-    return session.scalar(stmt) is not None
-
-
-# --- acting ----------------------------------------------------------------------------------
-
-
-class ForbiddenMove(PermissionError):
-    pass
-
-
-def transition(
-    session: Session,
-    principal: Principal,
-    case_id: int,
-    move: workflow.Move,
-    *,
-    photo: StoredFile | None = None,
-) -> Case:
-    """Move a case along the workflow, recording history, custody and webhook deliveries."""
-    case = get_case(session, principal, case_id, lock=True)
-    if move.target in workflow.STATUSES and not workflow.may_move(principal.role, move.target):
-        raise ForbiddenMove(f"role {principal.role} may not move a case to {move.target}")
-    workflow.check_move(case.status, move)
-    now = utcnow()
-    previous = case.status
-    case.status = move.target
-    case.updated_at = now
-    if move.target == workflow.REJECTED:
-        case.reject_reason = move.reason
-    session.add(
-        CaseEvent(
-            case_id=case.id,
-            at=now,
-            actor=principal.label,
-            action=move.target,
-            from_status=previous,
-            to_status=move.target,
-            reason=move.reason,
-            note=move.note,
-        )
-    )
-    detail: dict[str, Any] = {"from": previous, "to": move.target, "reason": move.reason, "note": move.note}
-    if photo is not None:
-        _link_evidence(session, case.id, None, [("after_photo", photo)])
-        detail["after_photo"] = photo.sha256
-    session.flush()
-    custody.append(session, case_id=case.id, actor=principal.label, action="transition", detail=detail)
-    if move.target in workflow.NOTIFY:
-        webhooks.enqueue(session, event=f"case.{move.target}", case_id=case.id, payload=case_summary(case))
-    return case
-
-
-def case_summary(case: Case) -> dict[str, Any]:
-    return {
-        "id": case.id,
-        "number": case.number,
-        "category": case.category,
-        "status": case.status,
-        "grid_cell": case.grid_cell_id,
-        "team": case.team,
-        "position": {"lat": case.lat, "lon": case.lon} if case.lat is not None else None,
-        "plate": case.plate,
-        "camera_id": case.camera_id,
-        "device_id": case.device_id,
-        "first_seen": case.first_seen.isoformat() + "Z",
-        "last_seen": case.last_seen.isoformat() + "Z",
-        "sightings": case.sightings_count,
-        "recurrences": case.recurrence_count,
-        "reject_reason": case.reject_reason,
-        "unassigned": case.grid_cell_id == UNASSIGNED,
-    }

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.accounts.accounts import Principal
 from api.cases import workflow
-from api.cases.ingest import visible
+from api.cases.reading import visible
 from api.storage.db import as_utc
 from api.storage.models import UNASSIGNED, Case, GridCell
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +18,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from api.jobs.worker import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,10 @@ def error_response(status: int, field: str, reason: str, **extra: Any) -> JSONRe
 
 def _install_error_handlers(app: FastAPI) -> None:
     from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError
+    from api.cases.acting import ForbiddenMove
     from api.cases.grids import GridImportError
-    from api.cases.ingest import ForbiddenMove, IncidentInputError, NotFound
+    from api.cases.incident import IncidentInputError
+    from api.cases.reading import NotFound
     from api.cases.webhooks import WebhookInputError
     from api.cases.workflow import TransitionError, TransitionInputError
     from api.http.incident_form import IncidentFormError
@@ -103,7 +108,7 @@ def create_app(
     *,
     run_worker: bool = False,
     run_webhooks: bool = True,
-    pipeline: Callable[..., Any] | None = None,
+    pipeline: Pipeline | None = None,
     config_loader: Callable[[], Any] | None = None,
 ) -> FastAPI:
     """The API for these settings. The database is migrated here; background threads (webhook

@@ -19,7 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.accounts.accounts import Principal, note_device_use, resolve_request
+from api.accounts.accounts import Principal
+from api.accounts.tokens import note_device_use, resolve_request
 from api.services import Services
 from api.storage.db import session_scope
 

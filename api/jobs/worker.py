@@ -1,13 +1,18 @@
 """The worker: claims jobs and runs their footage through the detection pipeline.
 
-detect/ (and with it torch) is imported only inside `default_pipeline` and `default_config`, when
-the first job runs, so `gridpatrol serve` stays light until there is footage to process. Tests
-inject a fake pipeline with the same signature as detect.pipeline.detect_footage.
+detect/ (and with it torch) is imported only inside `default_pipeline`, `default_config` and
+`user_errors`, when the first job runs, so `gridpatrol serve` stays light until there is footage to
+process. The pipeline is anything that satisfies `Pipeline` (detect.pipeline.detect_footage; tests
+pass fakes). Each incident it yields is converted into api.cases.incident.IncidentPayload, the same
+type POST /api/incidents receives, and ingested the same way.
+
+Failures are sorted by name: footage, GPS track, site config and model errors are the user's and are
+shown on the job as such; anything else is a bug, logged with its traceback and shown as an internal
+error, never as "the footage could not be read".
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import shutil
@@ -15,23 +20,51 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
 from api.cases.grids import GridCache
-from api.cases.ingest import IncidentIn, MergePolicy, ingest_committed
+from api.cases.incident import IncidentPayload
+from api.cases.ingest import IncidentIn, ingest_committed
+from api.cases.merge import MergePolicy
 from api.jobs import queue
 from api.settings import Settings
-from api.storage.evidence_store import EvidenceError, EvidenceStore
+from api.storage.evidence_store import EvidenceError, EvidenceStore, StoredFile
 from api.storage.models import Upload
 
 log = logging.getLogger(__name__)
 
-Pipeline = Callable[..., Iterator[Any]]
+
+class PipelineIncident(Protocol):
+    """What the worker reads of an incident the pipeline yields (detect.values.Incident)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class Pipeline(Protocol):
+    """The detection pipeline as the worker calls it (detect.pipeline.detect_footage): footage in,
+    incidents out as they are decided, evidence files written under out_dir, progress in [0, 1]."""
+
+    def __call__(
+        self,
+        input: Path,
+        config: Any,
+        *,
+        out_dir: Path,
+        camera_id: str | None,
+        start_time: datetime | None,
+        source_id: str,
+        progress: Callable[[float], None] | None,
+        track: Path | None,
+    ) -> Iterator[PipelineIncident]: ...
 
 
 class JobFailed(Exception):
@@ -52,6 +85,15 @@ def default_config(settings: Settings) -> Any:
     from detect.config import load_config
 
     return load_config(settings.site_config)
+
+
+def user_errors() -> tuple[type[Exception], type[Exception], type[Exception], type[Exception]]:
+    """The named errors a user's input causes: (footage, GPS track, site config, model weights)."""
+    from detect.config import ConfigError
+    from detect.yolo import ModelError
+    from streams import SourceError, TrackError
+
+    return SourceError, TrackError, ConfigError, ModelError
 
 
 class Worker:
@@ -172,9 +214,10 @@ class Worker:
 
     def _site_config(self) -> Any:
         if self._config is None:
+            _, _, config_error, _ = user_errors()
             try:
                 self._config = self._config_loader()
-            except ValueError as exc:  # detect.config.ConfigError
+            except config_error as exc:
                 raise JobFailed(f"site config: {exc}") from None
         return self._config
 
@@ -198,65 +241,58 @@ class Worker:
                 raise LeaseLost()
             progress["value"] = float(fraction)
 
-        kwargs: dict[str, Any] = {
-            "out_dir": out_dir,
-            "camera_id": upload.camera_id,
-            # stored as naive UTC; aware here so that detect reads it as UTC, not as camera-local time
-            "start_time": upload.start_time.replace(tzinfo=UTC) if upload.start_time else None,
-            "source_id": f"upload-{upload.sha256[:16]}",
-            "progress": on_progress,
-        }
-        if upload.track_path and _accepts(pipeline, "track"):
-            kwargs["track"] = Path(upload.track_path)
         actor = Principal(kind="worker", name=self.owner, role="system", device_id=upload.device_id)
+        source_error, track_error, config_error, model_error = user_errors()
         count = 0
         try:
-            for incident in pipeline(footage, config, **kwargs):
+            incidents = pipeline(
+                footage,
+                config,
+                out_dir=out_dir,
+                camera_id=upload.camera_id,
+                # stored as naive UTC; aware here so that detect reads it as UTC, not as camera-local time
+                start_time=upload.start_time.replace(tzinfo=UTC) if upload.start_time else None,
+                source_id=f"upload-{upload.sha256[:16]}",
+                progress=on_progress,
+                track=Path(upload.track_path) if upload.track_path else None,
+            )
+            for incident in incidents:
                 if lost.is_set():
                     raise LeaseLost()
                 self._ingest(incident, out_dir, actor, upload, claim.job_id)
                 count += 1
-        except (LeaseLost, JobFailed):
-            raise
-        except ValueError as exc:  # streams.SourceError: footage that cannot be decoded
-            track_problem = _track_error_detail(exc)
-            if track_problem is not None:
-                raise JobFailed(f"the GPS track could not be read: {track_problem}") from None
+        except track_error as exc:
+            raise JobFailed(f"the GPS track could not be read: {getattr(exc, 'detail', exc)}") from None
+        except source_error as exc:
             reason = str(exc).replace(str(footage), upload.filename or footage.name)
             raise JobFailed(f"the footage could not be read: {reason}") from None
+        except config_error as exc:
+            raise JobFailed(f"site config: {exc}") from None
+        except model_error as exc:
+            raise JobFailed(f"the model could not be loaded: {exc}") from None
         return count
 
-    def _ingest(self, incident: Any, out_dir: Path, actor: Principal, upload: Upload, job_id: int) -> None:
-        evidence = []
-        for item in incident.evidence:
+    def _ingest(
+        self, incident: PipelineIncident, out_dir: Path, actor: Principal, upload: Upload, job_id: int
+    ) -> None:
+        """Convert the pipeline's incident into the payload POST /api/incidents receives, file its
+        evidence and ingest it like any other."""
+        try:
+            payload = IncidentPayload.model_validate(incident.to_json())
+        except ValidationError as exc:  # the pipeline broke the contract: a bug, not the user's footage
+            raise RuntimeError(f"incident {incident.id} does not fit IncidentPayload: {exc}") from exc
+        evidence: list[tuple[str, StoredFile]] = []
+        for item in payload.evidence:
             path = (out_dir / item.path).resolve()
             if not path.is_relative_to(out_dir.resolve()) or not path.is_file():
-                raise JobFailed(f"incident {incident.id}: evidence file {item.path} was not written")
+                raise JobFailed(f"incident {payload.id}: evidence file {item.path} was not written")
             try:
                 with path.open("rb") as fh:
                     stored = self.store.put_stream(fh, expected_sha256=item.sha256)
             except EvidenceError as exc:
-                raise JobFailed(f"incident {incident.id}: evidence {item.path}: {exc}") from None
+                raise JobFailed(f"incident {payload.id}: evidence {item.path}: {exc}") from None
             evidence.append((item.role, stored))
-        inc = IncidentIn.from_incident(incident, evidence=evidence, camera_id=upload.camera_id)
+        inc = IncidentIn.from_payload(payload, evidence=evidence, camera_id=upload.camera_id)
         ingest_committed(
             self.factory, inc, grid_cache=self.grid_cache, policy=self.policy, actor=actor, job_id=job_id
         )
-
-
-def _track_error_detail(exc: ValueError) -> str | None:
-    """Where and why a GPS track failed (streams.gps.TrackError, without the stored file's path), or
-    None for any other error. streams is imported only here, once a pipeline has run."""
-    try:
-        from streams.gps import TrackError
-    except ImportError:
-        return None
-    return exc.detail if isinstance(exc, TrackError) else None
-
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -134,7 +134,7 @@ class _Server:
 
 def seed_people(services: Services) -> dict[str, str]:
     """Users of every role, two enforcement teams and a device; returns name -> bearer token/key."""
-    from api.accounts.accounts import login
+    from api.accounts.tokens import login
 
     people = {
         "admin": ("admin", None),

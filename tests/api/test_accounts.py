@@ -15,8 +15,9 @@ from api_testkit import LiveServer, incident_json, post_incident
 from sqlalchemy import update
 
 from api.accounts import accounts as auth
+from api.accounts import tokens
+from api.accounts.tokens import PrincipalCache
 from api.cli.main import main
-from api.services import PrincipalCache
 from api.storage.db import utcnow
 from api.storage.models import LoginFailure
 
@@ -148,7 +149,7 @@ def test_admin_sets_a_password(server: LiveServer) -> None:
 def test_login_throttled_after_failures_with_retry_after(
     server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="api.accounts.accounts")
+    caplog.set_level(logging.INFO, logger="api.accounts")
     for i in range(MAX_FAILURES):
         bad = _login(server, "admin", f"wrong-password-{i}")
         assert bad.status_code == 401 and _error(bad) == ("password", "username or password is wrong")
@@ -181,7 +182,7 @@ def test_a_success_before_the_limit_resets_the_count(server: LiveServer) -> None
 def test_unknown_usernames_are_throttled_the_same_way(
     server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="api.accounts.accounts")
+    caplog.set_level(logging.INFO, logger="api.accounts")
     # a password typed into the username field never reaches the log; a fingerprint does
     assert _login(server, "S3cret-typed-in-the-wrong-field", "x").status_code == 401
     assert "S3cret" not in caplog.text and "failed login for an unknown username (fingerprint" in caplog.text
@@ -308,10 +309,10 @@ def test_cli_users(
     services = Services.build(Settings.from_env())
     try:
         with pytest.raises(auth.LoginFailed):
-            auth.login(services.factory, username="alice", password="alice-password", ttl_h=1)
+            tokens.login(services.factory, username="alice", password="alice-password", ttl_h=1)
         assert main(["-q", "user", "activate", "alice"]) == 0
         assert "alice is active again" in capsys.readouterr().out
-        assert auth.login(services.factory, username="alice", password="alice-password", ttl_h=1)
+        assert tokens.login(services.factory, username="alice", password="alice-password", ttl_h=1)
 
         _stdin(monkeypatch, "short\n")
         assert main(["-q", "user", "passwd", "alice", "--password-stdin"]) == 1
@@ -320,8 +321,8 @@ def test_cli_users(
         assert main(["-q", "user", "passwd", "alice", "--password-stdin"]) == 0
         assert "password of user alice set" in capsys.readouterr().out
         with pytest.raises(auth.LoginFailed):
-            auth.login(services.factory, username="alice", password="alice-password", ttl_h=1)
-        assert auth.login(services.factory, username="alice", password="second-password", ttl_h=1)
+            tokens.login(services.factory, username="alice", password="alice-password", ttl_h=1)
+        assert tokens.login(services.factory, username="alice", password="second-password", ttl_h=1)
         _stdin(monkeypatch, "")
         monkeypatch.delenv("GRIDPATROL_PASSWORD", raising=False)
         assert main(["-q", "user", "passwd", "nobody", "--password-stdin"]) == 1

@@ -11,18 +11,11 @@ from api_testkit import import_demo_grid, incident_json
 
 from api.accounts.accounts import SYSTEM, Principal
 from api.cases import workflow
-from api.cases.ingest import (
-    CaseFilter,
-    IncidentIn,
-    MergePolicy,
-    NotFound,
-    distance_m,
-    get_case,
-    ingest,
-    list_cases,
-    transition,
-)
-from api.http.incident_form import IncidentPayload
+from api.cases.acting import transition
+from api.cases.incident import IncidentPayload
+from api.cases.ingest import IncidentIn, ingest
+from api.cases.merge import MergePolicy, distance_m
+from api.cases.reading import CaseFilter, NotFound, get_case, list_cases
 from api.services import Services
 from api.storage.evidence_store import StoredFile
 from api.storage.models import UNASSIGNED, Case, Sighting
@@ -44,7 +37,7 @@ def _incident(services: Services, incident_id: str, **kwargs: Any) -> IncidentIn
         blob = hashlib.sha256(e.sha256.encode()).hexdigest()
         evidence.append((e.role, StoredFile(sha256=e.sha256, size=10, media_type="image/jpeg")))
         assert blob
-    return IncidentIn.from_incident(payload, evidence=evidence)
+    return IncidentIn.from_payload(payload, evidence=evidence)
 
 
 def _ingest(services: Services, incident_id: str, **kwargs: Any):  # type: ignore[no-untyped-def]

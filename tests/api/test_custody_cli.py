@@ -6,7 +6,6 @@ import hashlib
 import io
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,10 @@ from api_testkit import DEMO_GRID, jpeg_bytes
 
 from api.accounts.accounts import SYSTEM, create_user
 from api.cases import custody
-from api.cases.ingest import IncidentIn, MergePolicy, ingest
+from api.cases.incident import IncidentPayload
+from api.cases.ingest import IncidentIn, ingest
+from api.cases.merge import MergePolicy
 from api.cli.main import main
-from api.http.incident_form import IncidentPayload
 from api.services import Services
 from api.settings import Settings, SettingsError
 from api.storage.evidence_store import EvidenceError, EvidenceStore
@@ -62,7 +62,7 @@ def _ingest_some(services: Services, n: int = 3) -> None:
                     "evidence": [{"role": "annotated", "path": "a.jpg", "sha256": stored.sha256}],
                 }
             )
-            inc = IncidentIn.from_incident(payload, evidence=[("annotated", stored)])
+            inc = IncidentIn.from_payload(payload, evidence=[("annotated", stored)])
             ingest(session, inc, grid=services.grid_cache.get(session), policy=MergePolicy(), actor=SYSTEM)
         session.commit()
 

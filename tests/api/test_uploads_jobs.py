@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 from api_testkit import LiveServer, jpeg_bytes, make_settings, wait_job
 
-from api.http.incident_form import IncidentPayload
+from api.cases.incident import IncidentPayload
 from api.jobs import queue
 from api.jobs.uploads import sniff_track, sniff_video
-from api.jobs.worker import Worker
+from api.jobs.worker import Pipeline, Worker
 from api.services import Services
 from api.storage.models import Case, Job, Sighting
+from detect.config import ConfigError
+from streams import SourceError
 
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
@@ -36,12 +38,12 @@ class Killed(BaseException):
 
 def fake_pipeline(
     incidents_per_video: int = 3, *, die_after: int | None = None, calls: list[str] | None = None
-) -> Callable[..., Iterator[Any]]:
+) -> Pipeline:
     """A stand-in for detect.pipeline.detect_footage with the same signature.
 
-    Footage containing b"CORRUPT" fails like undecodable video (a ValueError, as streams.SourceError
-    is). Otherwise it yields `incidents_per_video` incidents with ids derived from source_id, each
-    with one evidence file written under out_dir, reporting progress as it goes.
+    Footage containing b"CORRUPT" fails like undecodable video (streams.SourceError). Otherwise it
+    yields `incidents_per_video` incidents with ids derived from source_id, each with one evidence file
+    written under out_dir, reporting progress as it goes.
     """
 
     def detect_footage(
@@ -53,12 +55,13 @@ def fake_pipeline(
         start_time: datetime | None = None,
         source_id: str | None = None,
         progress: Callable[[float], None] | None = None,
+        track: Path | None = None,
     ) -> Iterator[Any]:
         if calls is not None:
             calls.append(str(source_id))
         data = Path(input).read_bytes()
         if b"CORRUPT" in data:
-            raise ValueError(f"{Path(input).name}: cannot decode frame 3 (invalid NAL unit)")
+            raise SourceError(f"{Path(input).name}: cannot decode frame 3 (invalid NAL unit)")
         for i in range(incidents_per_video):
             if die_after is not None and i == die_after:
                 raise Killed()
@@ -318,7 +321,7 @@ def test_missing_pipeline_fails_the_job_clearly(tmp_path: Path, sqlite_url: str)
         job_id = _queue_upload(services, tmp_path, "nopipe")
 
         def broken_config() -> Any:
-            raise ValueError("configs/site.yaml: model.weights: no such file")
+            raise ConfigError("configs/site.yaml: model.weights: no such file")
 
         worker = Worker(services.factory, settings, pipeline=fake_pipeline(), config_loader=broken_config)
         assert worker.run_once()

@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 
-from api.accounts import accounts as auth
+from api.accounts import tokens
+from api.accounts.accounts import AuthError
+from api.accounts.throttle import LoginThrottled
 from api.http.deps import Reader, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -30,7 +32,7 @@ def login(
     After `login_max_failures` failed logins for a username within `login_window_s` seconds, that
     username gets 429 with Retry-After until the window ends, whether the user exists or not."""
     try:
-        token = auth.login(
+        token = tokens.login(
             services.factory,
             read_factory=services.read_factory,
             username=username,
@@ -39,11 +41,11 @@ def login(
             policy=services.login_policy,
             client=request.client.host if request.client else None,
         )
-    except auth.LoginThrottled as exc:
+    except LoginThrottled as exc:
         raise HTTPException(
             429, {"field": exc.field, "reason": exc.reason}, headers={"Retry-After": str(exc.retry_after_s)}
         ) from None
-    except auth.AuthError as exc:
+    except AuthError as exc:
         raise HTTPException(401, {"field": "password", "reason": exc.reason}) from None
     return {"access_token": token, "token_type": "bearer"}
 

@@ -8,16 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 
 from api.cases import workflow
-from api.cases.ingest import (
-    SORTS,
-    CaseFilter,
-    IncidentInputError,
-    case_links,
-    case_summary,
-    get_case,
-    list_cases,
-    transition,
-)
+from api.cases.acting import transition
+from api.cases.incident import IncidentInputError
+from api.cases.reading import SORTS, CaseFilter, case_links, case_summary, get_case, list_cases
 from api.http.deps import Reader, ReadSessionDep, ServicesDep, SessionDep, Staff
 from api.storage.evidence_store import EvidenceError
 from api.storage.models import Case, CaseEvent, CustodyEntry

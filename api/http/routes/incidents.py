@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.accounts.accounts import Principal
-from api.cases.ingest import IncidentIn, IncidentInputError, ingest_committed
+from api.cases.incident import IncidentInputError, IncidentPayload, parse_incident
+from api.cases.ingest import IncidentIn, ingest_committed
 from api.http.deps import Feeder, ServicesDep
-from api.http.incident_form import IncidentForm, IncidentPayload, parse_incident, receive_incident_form
+from api.http.incident_form import IncidentForm, receive_incident_form
 from api.services import Services
 from api.storage.evidence_store import StoredFile
 from api.storage.models import Case, Sighting
@@ -125,7 +126,7 @@ def _record(
     if extra:
         raise IncidentInputError("files", f"file with SHA-256 {extra[0]} is not listed in incident.evidence")
 
-    inc = IncidentIn.from_incident(payload, evidence=evidence, camera_id=principal.camera_id)
+    inc = IncidentIn.from_payload(payload, evidence=evidence, camera_id=principal.camera_id)
     result = ingest_committed(
         services.factory, inc, grid_cache=services.grid_cache, policy=services.policy, actor=principal
     )

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 
 from api.cases import stats
 from api.cases.grids import import_cells, parse_geojson
-from api.cases.ingest import may_see_evidence
+from api.cases.reading import may_see_evidence
 from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep, not_found
 from api.storage.models import EvidenceBlob
 

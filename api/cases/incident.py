@@ -1,0 +1,83 @@
+"""The incident as the case service receives it: one type, whichever path carries it.
+
+`IncidentPayload` mirrors detect.values.Incident.to_json() (so the service does not import detect/) and
+ignores keys it does not use (dwell_s). A camera or runner sends it as JSON over HTTP
+(POST /api/incidents); the worker converts the pipeline's incidents into it before ingesting, so what
+is stored is the same on both paths.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class IncidentInputError(ValueError):
+    """An incident that cannot be taken as sent; names the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class EvidencePayload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["annotated", "crop", "raw"]
+    path: str = Field(min_length=1, max_length=500)
+    sha256: Sha256
+    media_type: str = Field("image/jpeg", max_length=64)
+
+
+class IncidentPayload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=128)
+    category: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    object_kind: str = Field("", max_length=64)
+    source_id: str = Field("", max_length=128)
+    zone_id: str | None = Field(None, max_length=64)
+    zone_kind: str | None = Field(None, max_length=64)
+    first_seen_ts: float = 0.0
+    last_seen_ts: float = 0.0
+    best_ts: float = 0.0
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    confidence_median: float = Field(0.0, ge=0.0, le=1.0)
+    confidence_max: float = Field(0.0, ge=0.0, le=1.0)
+    observations: int = Field(0, ge=0)
+    first_seen_wall: datetime | None = None
+    last_seen_wall: datetime | None = None
+    position: (
+        tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]] | None
+    ) = None
+    frame_index: int | None = None
+    track_ids: list[int] = Field(default_factory=list)
+    evidence: list[EvidencePayload] = Field(default_factory=list, max_length=16)
+    closed: bool = False
+    plate: str | None = Field(None, max_length=32)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_incident(text: str) -> IncidentPayload:
+    """The incident form field as a validated payload; errors name the JSON path (incident.<key>)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IncidentInputError("incident", f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(data, dict):
+        raise IncidentInputError("incident", "must be a JSON object")
+    try:
+        return IncidentPayload.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise IncidentInputError(f"incident.{loc}", err["msg"]) from None
