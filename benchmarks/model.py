@@ -1,7 +1,7 @@
 """Speed and accuracy of the shipped detector on this CPU: PyTorch vs ONNX Runtime vs OpenVINO.
 
 Exports the model (ultralytics' exporter, dynamic input shapes: what `model.backend: auto` runs,
-see detect.model.export.cached_export) to build/exports/, then for each backend prints frames per
+see detect.backends.cached_export) to build/exports/, then for each backend prints frames per
 second of `YOLO.predict` on cn-garbage val photos and on the shared 16:9 dashcam clip's frames,
 already in memory (batch 1, the shipped image size, interleaved rounds so machine noise hits
 every backend alike; median of the rounds) and its AP50 / mAP50-95 on the dataset's val split.
@@ -53,12 +53,9 @@ def measure_fps(
     paths: dict[str, Path], image_sets: dict[str, list], imgsz: int, rounds: int
 ) -> dict[str, dict[str, float]]:
     """Median frames/s of each backend on each set of images: {set: {backend: fps}}."""
-    from detect.yolo import import_ultralytics
+    from detect.yolo import load_yolo
 
-    import_ultralytics()
-    from ultralytics import YOLO
-
-    models = {name: YOLO(str(path), task="detect") for name, path in paths.items()}
+    models = {name: load_yolo(path).model for name, path in paths.items()}  # bare ultralytics models
     samples = {(s, n): [] for s in image_sets for n in models}
     for model in models.values():  # warm-up: first calls build graphs and allocate
         for images in image_sets.values():

@@ -171,12 +171,11 @@ def main() -> None:
     import torch
 
     from detect.pipeline import build_detector
-    from detect.yolo import import_ultralytics
+    from detect.yolo import load_yolo
 
     config = bench_config(args.fps)
     detector = build_detector(config)
-    ultralytics = import_ultralytics()
-    bare_model = ultralytics.YOLO(str(WEIGHTS), task="detect")
+    bare_model = load_yolo(WEIGHTS).model  # the ultralytics model itself, predicting bare
     print(
         f"clip {CLIP.name}, weights {WEIGHTS.name}, imgsz {config.model.imgsz}, "
         f"analysis fps {config.analysis_fps or 'all'}, torch threads {torch.get_num_threads()}, "

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from detect import SetupError
+
 ZoneKind = Literal["no_parking", "no_vending", "no_dumping"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -40,7 +42,7 @@ ImageSize = Annotated[int, Field(ge=32, le=4096), AfterValidator(_multiple_of_32
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
 
-class ConfigError(ValueError):
+class ConfigError(SetupError):
     """A site config that cannot be used; the message names the file and the key."""
 
 

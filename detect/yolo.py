@@ -1,29 +1,29 @@
-"""The adapter over ultralytics: the one place that imports it for inference and tracking.
+"""The adapter over ultralytics: the one place that loads a YOLO model for inference and turns its
+output into our values; tracking.
 
-`import_ultralytics()` prepares an offline environment first (no network, no settings sync, fonts
-from matplotlib, our own config folder), so every caller in the project imports it through here.
-Model output is turned into our `Detection` values at once; nothing downstream sees `Results`.
+`load_yolo` loads weights (offline, errors as ModelError naming the path) as a `YoloModel`, whose
+predictions are `Boxes`: our arrays, converted from ultralytics `Results` once, in `to_boxes`.
+The runtime speaks `Detection` (`to_detections`); the workshop's evaluation and pseudo-labelling
+read `Boxes` for class ids and raw scores. Nothing outside this module sees `Results`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from detect import SetupError
+from detect.backends import ExportError, import_ultralytics, resolve_backend
 from detect.values import Detection
 
 log = logging.getLogger(__name__)
-
-_lock = threading.Lock()
-_prepared = False
 
 SUPPORTED_SUFFIXES = (".pt", ".onnx")
 # The weights gridpatrol ships and the input size they are run at: the default of every command and of
@@ -31,49 +31,12 @@ SUPPORTED_SUFFIXES = (".pt", ".onnx")
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "gridpatrol-n.pt"
 SHIPPED_IMGSZ = 480
 
+# An image ultralytics predicts on: a BGR uint8 array (height, width, 3) or an image file's path.
+Image = np.ndarray | str
 
-class ModelError(ValueError):
+
+class ModelError(SetupError):
     """Weights that cannot be loaded: the message names the path."""
-
-
-def yolo_config_dir() -> Path:
-    """The folder ultralytics keeps its settings in: ours, never the user's global one."""
-    if os.environ.get("YOLO_CONFIG_DIR"):
-        return Path(os.environ["YOLO_CONFIG_DIR"])
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "gridpatrol" / "ultralytics"
-
-
-def _prepare_offline() -> None:
-    config_dir = yolo_config_dir()
-    os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    fonts = config_dir / "Ultralytics"
-    fonts.mkdir(parents=True, exist_ok=True)
-    import matplotlib
-
-    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        if not (fonts / name).exists() and dejavu.exists():
-            shutil.copyfile(dejavu, fonts / name)
-
-
-def import_ultralytics() -> ModuleType:
-    """Import ultralytics set up to run fully offline (idempotent, thread-safe)."""
-    global _prepared
-    with _lock:
-        if not _prepared:
-            _prepare_offline()
-        import ultralytics
-        from ultralytics.utils import SETTINGS
-
-        if not _prepared:
-            if SETTINGS.get("sync", False):
-                SETTINGS.update({"sync": False})
-            _prepared = True
-    return ultralytics
 
 
 def check_weights(path: str | os.PathLike[str]) -> Path:
@@ -89,12 +52,128 @@ def check_weights(path: str | os.PathLike[str]) -> Path:
     return weights
 
 
+@dataclass(frozen=True, slots=True)
+class Boxes:
+    """A model's boxes in one image, as arrays; row i is one box, in the model's order.
+
+    xyxy: (N, 4) float64, (x1, y1, x2, y2) pixels in the image, origin top-left.
+    scores: (N,) float64 in 0..1. cls: (N,) int, the model's class ids.
+    image_hw: (height, width) of the image in pixels.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    cls: np.ndarray
+    image_hw: tuple[int, int]
+
+    @staticmethod
+    def empty(image_hw: tuple[int, int]) -> Boxes:
+        return Boxes(np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,), dtype=int), image_hw)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def xywhn(self) -> np.ndarray:
+        """(N, 4) float64: centre x, centre y, width, height, normalised to the image's width and
+        height (YOLO label form). Computed in float32 from the model's float32 boxes, as ultralytics
+        computes `Boxes.xywhn`, so pseudo-labels are the numbers they always were."""
+        xyxy = self.xyxy.astype(np.float32)
+        out = np.empty_like(xyxy)
+        out[:, 0] = (xyxy[:, 0] + xyxy[:, 2]) / 2
+        out[:, 1] = (xyxy[:, 1] + xyxy[:, 3]) / 2
+        out[:, 2] = xyxy[:, 2] - xyxy[:, 0]
+        out[:, 3] = xyxy[:, 3] - xyxy[:, 1]
+        height, width = self.image_hw
+        out[:, [0, 2]] /= width
+        out[:, [1, 3]] /= height
+        return out.astype(float)
+
+
+def to_boxes(result: Any) -> Boxes:
+    """Our Boxes of one ultralytics detection `Results` (the one conversion of model output)."""
+    height, width = (int(v) for v in result.orig_shape[:2])
+    boxes = result.boxes
+    if boxes is None or len(boxes) == 0:
+        return Boxes.empty((height, width))
+    return Boxes(
+        xyxy=boxes.xyxy.cpu().numpy().astype(float),
+        scores=boxes.conf.cpu().numpy().astype(float),
+        cls=boxes.cls.cpu().numpy().astype(int),
+        image_hw=(height, width),
+    )
+
+
+def to_detections(
+    boxes: Boxes, names: Mapping[int, str], kinds: Mapping[str, str] | None = None
+) -> list[Detection]:
+    """Detection values of one image's boxes, highest score first.
+
+    names: the model's class id -> class name. kinds: class name -> object kind; classes it does not
+    name are dropped (None: every class, its kind its name).
+    """
+    out = []
+    for box, score, cls in zip(boxes.xyxy, boxes.scores, boxes.cls, strict=True):
+        name = names.get(int(cls), str(cls))
+        kind = name if kinds is None else kinds.get(name)
+        if kind is None:
+            continue
+        out.append(Detection(box=tuple(box.tolist()), score=float(score), class_name=name, kind=kind))
+    out.sort(key=lambda d: -d.score)
+    return out
+
+
+class YoloModel:
+    """A loaded YOLO detection model (.pt, .onnx or OpenVINO folder): its class names, and its
+    predictions as Boxes. Made by `load_yolo`."""
+
+    def __init__(self, model: Any, weights: Path) -> None:
+        self.model = model  # the ultralytics model, for benchmarks that compare against it
+        self.weights = weights
+        self.names: dict[int, str] = dict(model.names)
+
+    def predict(
+        self,
+        images: Sequence[Image],
+        *,
+        imgsz: int,
+        conf: float,
+        iou: float,
+        device: str = "cpu",
+        classes: list[int] | None = None,
+    ) -> list[Boxes]:
+        """Boxes in each image (in order) scoring at least conf, after NMS at iou (at most 300 per
+        image); classes: the model's class ids to keep (None: all)."""
+        results = self.model.predict(
+            list(images),
+            imgsz=imgsz,
+            device=device,
+            conf=conf,
+            iou=iou,
+            classes=classes,
+            max_det=300,
+            verbose=False,
+        )
+        return [to_boxes(r) for r in results]
+
+
+def load_yolo(weights: str | os.PathLike[str]) -> YoloModel:
+    """The model at a weights path, loaded offline as it is (no backend choice: see YoloDetector);
+    a ModelError naming the path when it is missing or cannot be loaded."""
+    path = check_weights(weights)
+    ultralytics = import_ultralytics()
+    try:
+        return YoloModel(ultralytics.YOLO(str(path), task="detect"), path)
+    except Exception as exc:  # ultralytics raises many types for a bad file
+        raise ModelError(f"cannot load model weights {path}: {exc}") from exc
+
+
 class YoloDetector:
     """A YOLO model from a path (.pt, .onnx or OpenVINO folder) that returns our Detection values.
 
     kinds maps model class names to object kinds; classes the map does not name are dropped here,
     so trackers and rules never see them. backend: `pytorch` runs .pt weights as they are; `auto`,
-    `onnx`, `openvino` may run a cached export of them instead (see detect.model.export.resolve_backend);
+    `onnx`, `openvino` may run a cached export of them instead (see detect.backends.resolve_backend);
     `weights` is then the export and `source_weights` the .pt file.
     """
 
@@ -109,8 +188,6 @@ class YoloDetector:
         iou: float = 0.7,
         backend: str = "pytorch",
     ) -> None:
-        from detect.model.export import ExportError, resolve_backend
-
         self.source_weights = check_weights(weights)
         try:
             self.weights, self.backend = resolve_backend(
@@ -118,13 +195,8 @@ class YoloDetector:
             )
         except ExportError as exc:
             raise ModelError(str(exc)) from exc
-        ultralytics = import_ultralytics()
-        try:
-            self._model = ultralytics.YOLO(str(self.weights), task="detect")
-            names = self._model.names
-        except Exception as exc:  # ultralytics raises many types for a bad file
-            raise ModelError(f"cannot load model weights {self.weights}: {exc}") from exc
-        self.names: dict[int, str] = dict(names)
+        self._yolo = load_yolo(self.weights)
+        self.names = self._yolo.names
         log.info("model %s on %s (%s, imgsz %d)", self.source_weights, self.backend, device, imgsz)
         self.kinds = dict(kinds) if kinds is not None else {n: n for n in self.names.values()}
         self._keep = [i for i, n in self.names.items() if n in self.kinds]
@@ -136,40 +208,22 @@ class YoloDetector:
     @property
     def model(self) -> Any:
         """The underlying ultralytics model (for benchmarks that compare against it)."""
-        return self._model
+        return self._yolo.model
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Detections in one BGR image, highest score first."""
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        results = self._model.predict(
-            list(images),
+        found = self._yolo.predict(
+            images,
             imgsz=self.imgsz,
             device=self.device,
             conf=self.conf,
             iou=self.iou,
             classes=self._keep or None,
-            verbose=False,
         )
-        return [self._to_detections(r) for r in results]
-
-    def _to_detections(self, result: Any) -> list[Detection]:
-        boxes = result.boxes
-        if boxes is None or len(boxes) == 0:
-            return []
-        xyxy = boxes.xyxy.cpu().numpy().astype(float)
-        scores = boxes.conf.cpu().numpy().astype(float)
-        classes = boxes.cls.cpu().numpy().astype(int)
-        out = []
-        for box, score, cls in zip(xyxy, scores, classes, strict=True):
-            name = self.names.get(int(cls), str(cls))
-            kind = self.kinds.get(name)
-            if kind is None:
-                continue
-            out.append(Detection(box=tuple(box.tolist()), score=float(score), class_name=name, kind=kind))
-        out.sort(key=lambda d: -d.score)
-        return out
+        return [to_detections(boxes, self.names, self.kinds) for boxes in found]
 
 
 class _NumpyBoxes:

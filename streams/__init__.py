@@ -6,13 +6,14 @@ from streams.gps import GpsTrack, TrackError, load_track, with_track_positions
 from streams.opener import open_source
 from streams.prefetch import prefetch
 from streams.rtsp import ReconnectPolicy, mask_credentials
-from streams.source import FrameSource, SourceError, SourceInfo
+from streams.source import FrameSource, InputError, SourceError, SourceInfo
 
 __all__ = [
     "Frame",
     "FrameSource",
     "GeoPoint",
     "GpsTrack",
+    "InputError",
     "ReconnectPolicy",
     "SourceError",
     "SourceInfo",

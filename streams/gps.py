@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 
 from streams.frame import Frame, GeoPoint
+from streams.source import InputError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ KNOTS_TO_MPS = 1852.0 / 3600.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class TrackError(ValueError):
+class TrackError(InputError):
     """A track that cannot be read. `name` is the file, `detail` says where in it and why."""
 
     def __init__(self, name: str, detail: str) -> None:

@@ -1,4 +1,4 @@
-"""What every frame source shares: its description, its error, iterate-once, and rate sampling."""
+"""What every frame source shares: its description, its errors, iterate-once, and rate sampling."""
 
 from __future__ import annotations
 
@@ -21,7 +21,15 @@ SourceKind = Literal["video", "images", "rtsp"]
 SAMPLING_TOLERANCE_S = 1e-3
 
 
-class SourceError(ValueError):
+class InputError(Exception):
+    """Input a user gave that cannot be read (footage, a camera URL, a GPS track); the message names it.
+
+    Not a ValueError: whoever shows these to a user catches them by name, and a bug's ValueError is
+    never mistaken for bad input.
+    """
+
+
+class SourceError(InputError):
     """A source that cannot be read; the message names the input (credentials masked)."""
 
 

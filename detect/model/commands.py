@@ -242,7 +242,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from detect.model.export import ExportError, export_model
+    from detect.backends import ExportError
+    from detect.model.export import export_model
 
     _shipped_defaults(args)
     out = args.out

@@ -38,6 +38,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from detect import SetupError
+from detect.backends import sha256_file
 from detect.config import ImageSize
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ CACHE_SCORE_FLOOR = 0.05
 SWEEP_THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-class DatasetError(ValueError):
+class DatasetError(SetupError):
     """A recipe or source that cannot be built; the message names the file."""
 
 
@@ -226,14 +228,6 @@ def load_yaml_model(path: Path, model: type[_M], what: str) -> tuple[_M, bytes]:
         raise DatasetError(f"{path}: {problems}") from exc
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def source_names(root: Path) -> list[str]:
     """The class names of a YOLO-format source, in id order, from its data.yaml."""
     data_yaml = root / "data.yaml"
@@ -313,32 +307,23 @@ def predict_raw(
     model_path: Path, images: Sequence[Path], *, imgsz: int, iou: float, floor: float, batch: int = 8
 ) -> Iterator[list[Prediction]]:
     """Run the pseudo-labelling model on images (in order), yielding each image's predictions."""
-    from detect.yolo import import_ultralytics
+    from detect.yolo import ModelError, load_yolo
 
-    import_ultralytics()
-    from ultralytics import YOLO
-
-    model = YOLO(str(model_path), task="detect")
-    names = dict(model.names)
+    try:
+        model = load_yolo(model_path)
+    except ModelError as exc:
+        raise DatasetError(f"pseudo-label model: {exc}") from None
     for start in range(0, len(images), batch):
         chunk = [str(p) for p in images[start : start + batch]]
-        results: Any = model.predict(chunk, imgsz=imgsz, conf=floor, iou=iou, device="cpu", verbose=False)
-        for result in results:
-            boxes: Any = result.boxes
-            preds = []
-            if boxes is not None and len(boxes):
-                xywhn = boxes.xywhn.cpu().numpy().astype(float)
-                scores = boxes.conf.cpu().numpy().astype(float)
-                classes = boxes.cls.cpu().numpy().astype(int)
-                for (x, y, w, h), score, cls in zip(xywhn, scores, classes, strict=True):
-                    preds.append(
-                        Prediction(
-                            names[int(cls)],
-                            round(float(score), 4),
-                            *(round(float(v), 6) for v in (x, y, w, h)),
-                        )
-                    )
-            yield preds
+        for boxes in model.predict(chunk, imgsz=imgsz, conf=floor, iou=iou, device="cpu"):
+            yield [
+                Prediction(
+                    model.names[int(cls)],
+                    round(float(score), 4),
+                    *(round(float(v), 6) for v in xywhn),
+                )
+                for xywhn, score, cls in zip(boxes.xywhn, boxes.scores, boxes.cls, strict=True)
+            ]
 
 
 def _progress(iterable: Iterable[Any], **kwargs: Any) -> Iterable[Any]:

@@ -1,11 +1,11 @@
 """Accuracy of a detector on a labelled YOLO-format dataset: per-class AP50, AP50-95, P and R.
 
-Predictions come from `YOLO(path).predict`, so the same code scores PyTorch, ONNX and OpenVINO
-models. Predictions are matched to labels by class *name* (a COCO model can be scored on our
-12-class labels: its classes the dataset does not name are dropped). Matching follows the COCO /
-ultralytics convention: detections in descending score, each taking the best still-unclaimed
-label of its class at each IoU threshold 0.50:0.05:0.95; AP from ultralytics' `ap_per_class`
-(101-point interpolated area under the precision envelope).
+Predictions come from the detector adapter (detect.yolo.load_yolo), so the same code scores
+PyTorch, ONNX and OpenVINO models. Predictions are matched to labels by class *name* (a COCO model
+can be scored on our 12-class labels: its classes the dataset does not name are dropped). Matching
+follows the COCO / ultralytics convention: detections in descending score, each taking the best
+still-unclaimed label of its class at each IoU threshold 0.50:0.05:0.95; AP from ultralytics'
+`ap_per_class` (101-point interpolated area under the precision envelope).
 
 Precision and recall are reported at the operating threshold (the score the product keeps
 detections at), not at ultralytics' max-F1 point: that is what a user of the product sees.
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from detect import SetupError
 from detect.yolo import SHIPPED_IMGSZ
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(SetupError):
     """A model or dataset that cannot be evaluated; the message names the path."""
 
 
@@ -140,7 +141,7 @@ def score(
     """Per-class metrics of predictions against labels (same image order); names: class id -> name."""
     if len(labels) != len(predictions):
         raise ValueError(f"{len(labels)} label sets but {len(predictions)} prediction sets")
-    from detect.yolo import import_ultralytics
+    from detect.backends import import_ultralytics
 
     import_ultralytics()
     from ultralytics.utils.metrics import ap_per_class
@@ -255,43 +256,23 @@ def yolo_predictor(
     model: str | os.PathLike[str], names: Sequence[str], *, imgsz: int, iou: float = 0.7, batch: int = 8
 ) -> Predictor:
     """A function: image paths -> (predictions in dataset class ids, (height, width)) per image."""
-    from detect.yolo import ModelError, check_weights, import_ultralytics
+    from detect.yolo import ModelError, load_yolo
 
     try:
-        weights = check_weights(model)
+        yolo = load_yolo(model)
     except ModelError as exc:
         raise EvaluationError(str(exc)) from None
-    import_ultralytics()
-    from ultralytics import YOLO
-
-    try:
-        yolo = YOLO(str(weights), task="detect")
-        model_names = dict(yolo.names)
-    except Exception as exc:  # ultralytics raises many kinds for a bad file
-        raise EvaluationError(f"cannot load model {weights}: {exc}") from exc
-    to_data = {i: names.index(n) for i, n in model_names.items() if n in names}
+    to_data = {i: names.index(n) for i, n in yolo.names.items() if n in names}
     if not to_data:
-        raise EvaluationError(f"{weights}: none of its classes is in the dataset ({', '.join(names)})")
+        raise EvaluationError(f"{yolo.weights}: none of its classes is in the dataset ({', '.join(names)})")
 
     def predict(images: Sequence[Path]) -> list[tuple[ImageBoxes, tuple[int, int]]]:
-        results: Any = yolo.predict(
-            [str(p) for p in images],
-            imgsz=imgsz,
-            conf=0.001,
-            iou=iou,
-            max_det=300,
-            device="cpu",
-            verbose=False,
-        )
+        found = yolo.predict([str(p) for p in images], imgsz=imgsz, conf=0.001, iou=iou, device="cpu")
         out = []
-        for r in results:
-            b: Any = r.boxes
-            xyxy = b.xyxy.cpu().numpy().astype(float)
-            cls = b.cls.cpu().numpy().astype(int)
-            conf = b.conf.cpu().numpy().astype(float)
-            keep = np.array([c in to_data for c in cls], dtype=bool)
-            mapped = np.array([to_data[c] for c in cls[keep]], dtype=int)
-            out.append((ImageBoxes(xyxy[keep], mapped, conf[keep]), tuple(r.orig_shape[:2])))
+        for boxes in found:
+            keep = np.array([c in to_data for c in boxes.cls], dtype=bool)
+            mapped = np.array([to_data[c] for c in boxes.cls[keep]], dtype=int)
+            out.append((ImageBoxes(boxes.xyxy[keep], mapped, boxes.scores[keep]), boxes.image_hw))
         return out
 
     return predict

@@ -24,7 +24,8 @@ from typing import BinaryIO
 
 from pydantic import Field
 
-from detect.model.dataset import DatasetError, _Strict, load_yaml_model, sha256_file
+from detect.backends import sha256_file
+from detect.model.dataset import DatasetError, _Strict, load_yaml_model
 
 log = logging.getLogger(__name__)
 

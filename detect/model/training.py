@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from detect import SetupError
 from detect.yolo import SHIPPED_IMGSZ
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "build" / "datasets" / "gri
 MAX_SHIPPED_BYTES = 20 * 1024 * 1024
 
 
-class TrainingError(ValueError):
+class TrainingError(SetupError):
     """Inputs a training run cannot start or resume from; the message names the path."""
 
 
@@ -58,7 +59,7 @@ class TrainSettings:
 
 def _import_verbose() -> None:
     """Import ultralytics offline, with its epoch logs and progress bars on (the adapter mutes them)."""
-    from detect.yolo import import_ultralytics
+    from detect.backends import import_ultralytics
 
     import_ultralytics()
     import ultralytics.utils as ultralytics_utils
@@ -109,8 +110,8 @@ def train(settings: TrainSettings) -> Path:
 
 def _calibrated_base(base: Path, data: Path, run_dir: Path, settings: TrainSettings) -> Path:
     """base with its identity BatchNorms calibrated on the training split (base itself if it has none)."""
+    from detect.backends import import_ultralytics
     from detect.model.evaluation import EvaluationError, load_data
-    from detect.yolo import import_ultralytics
 
     import_ultralytics()
     from ultralytics.utils.torch_utils import torch_load
@@ -338,7 +339,7 @@ def run_progress(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """Write a run's checkpoint as shippable weights: EMA model, fp16, no optimizer state."""
     source = _check_file(Path(checkpoint), "checkpoint")
-    from detect.yolo import import_ultralytics
+    from detect.backends import import_ultralytics
 
     import_ultralytics()
     from ultralytics.utils.torch_utils import strip_optimizer

@@ -27,6 +27,21 @@ def test_shipped_config_runs_the_shipped_model_at_its_size():
     assert (model.weights, model.imgsz) == (SHIPPED_WEIGHTS, SHIPPED_IMGSZ)
 
 
+def test_setup_errors_are_named_not_value_errors(tmp_path):
+    """detect's user errors are caught by name; a bug's ValueError is never taken for a bad setup."""
+    from detect import SetupError
+    from detect.backends import ExportError
+    from detect.model.dataset import DatasetError
+    from detect.model.evaluation import EvaluationError
+    from detect.model.training import TrainingError
+    from detect.yolo import ModelError
+
+    for error in (ConfigError, ModelError, ExportError, DatasetError, EvaluationError, TrainingError):
+        assert issubclass(error, SetupError) and not issubclass(error, ValueError), error
+    with pytest.raises(SetupError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
 def set_key(data: dict, path: str, value) -> dict:
     node = data
     keys = path.split(".")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import detect.model.dataset as dataset
+from detect.backends import sha256_file
 from detect.model.dataset import (
     DatasetError,
     LabelBox,
@@ -20,7 +21,6 @@ from detect.model.dataset import (
     build_dataset,
     close_up_window,
     load_recipe,
-    sha256_file,
 )
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def bus_jpg() -> Path:
-    from detect.yolo import import_ultralytics
+    from detect.backends import import_ultralytics
 
     import_ultralytics()
     from ultralytics.utils import ASSETS

@@ -81,7 +81,7 @@ def test_label_path_follows_ultralytics() -> None:
 @pytest.fixture
 def own_labels_set(tmp_path: Path, shared_dir: Path) -> tuple[Path, Path]:
     """Five cn-garbage val photos labelled with the COCO model's own detections at score >= 0.5."""
-    from detect.yolo import import_ultralytics
+    from detect.backends import import_ultralytics
 
     weights = shared_dir / "weights" / "yolo26n-coco.pt"
     photos = sorted((shared_dir / "datasets" / "cn-garbage" / "images" / "val").glob("*.jpg"))[:5]

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from detect.backends import ExportError, resolve_backend
 from detect.model.evaluation import box_iou
-from detect.model.export import ExportError, export_model
+from detect.model.export import export_model
 from detect.yolo import SHIPPED_IMGSZ as IMGSZ
 from detect.yolo import SHIPPED_WEIGHTS as SHIPPED
 
@@ -21,20 +22,16 @@ def weights(shared_dir: Path) -> Path:
 
 
 def _boxes(path: Path, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from detect.yolo import import_ultralytics
+    from detect.yolo import load_yolo
 
-    import_ultralytics()
-    from ultralytics import YOLO
-
-    result = YOLO(str(path), task="detect").predict(image, imgsz=IMGSZ, conf=0.25, verbose=False)[0]
-    b = result.boxes
-    return b.xyxy.numpy(), b.cls.numpy().astype(int), b.conf.numpy()
+    boxes = load_yolo(path).predict([image], imgsz=IMGSZ, conf=0.25, iou=0.7)[0]
+    return boxes.xyxy, boxes.cls, boxes.scores
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_export_gives_the_same_boxes(fmt: str, weights: Path, tmp_path: Path) -> None:
-    from detect.yolo import import_ultralytics
+    from detect.backends import import_ultralytics
 
     import_ultralytics()
     from ultralytics.data.augment import LetterBox
@@ -76,8 +73,7 @@ def test_export_refuses_bad_inputs(tmp_path: Path) -> None:
 def test_auto_backend_exports_once_per_weights_and_size(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from detect.model import export as export_module
-    from detect.model.export import resolve_backend
+    from detect import backends
 
     monkeypatch.setenv("GRIDPATROL_MODEL_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "site.pt"
@@ -91,7 +87,7 @@ def test_auto_backend_exports_once_per_weights_and_size(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "site.pt"], "nothing beside the model"
 
     calls: list[object] = []
-    monkeypatch.setattr(export_module, "export_model", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(backends, "export_yolo", lambda *a, **k: calls.append(a))
     assert resolve_backend(model, "auto", device="cpu", imgsz=IMGSZ) == (path, "openvino")
     assert calls == [], "a cached export is reused, not made again"
     monkeypatch.undo()
@@ -106,8 +102,6 @@ def test_auto_backend_exports_once_per_weights_and_size(
 def test_backend_choice_without_export(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from detect.model.export import resolve_backend
-
     monkeypatch.setenv("GRIDPATROL_MODEL_CACHE", str(tmp_path / "cache"))
     assert resolve_backend(weights, "pytorch", device="cpu") == (weights, "pytorch")
     assert resolve_backend(weights, "auto", device="cuda:0") == (weights, "pytorch")
@@ -122,8 +116,6 @@ def test_backend_choice_without_export(
 def test_a_failed_automatic_export_falls_back_to_pytorch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from detect.model.export import resolve_backend
-
     monkeypatch.setenv("GRIDPATROL_MODEL_CACHE", str(tmp_path / "cache"))
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")

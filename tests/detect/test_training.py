@@ -188,8 +188,8 @@ def test_batchnorm_calibration_keeps_the_function_and_fixes_train_mode(
     import numpy as np
     import torch
 
+    from detect.backends import import_ultralytics
     from detect.model.training import calibrate_batchnorms, identity_batchnorms
-    from detect.yolo import import_ultralytics
 
     import_ultralytics()
     from ultralytics.data.augment import LetterBox

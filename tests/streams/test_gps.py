@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams import Frame, GeoPoint
+from streams import Frame, GeoPoint, InputError
 from streams.gps import Fix, GpsTrack, TrackError, load_track, with_track_positions
 
 T0 = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
@@ -114,8 +114,11 @@ def test_gpx_with_doctype_or_entities_is_refused(tmp_path: Path, doctype: str) -
 def test_gpx_bad_point_names_file_and_point(tmp_path: Path, attributes: str, time: str, message: str) -> None:
     text = '<gpx><trk><trkseg><trkpt lat="30.25" lon="120.14"><time>2026-11-20T01:00:00Z</time></trkpt>'
     text += f"<trkpt {attributes}><time>{time}</time></trkpt></trkseg></trk></gpx>"
-    with pytest.raises(TrackError, match=r"bad\.gpx: point 2 \(trkpt\): " + message):
+    with pytest.raises(TrackError, match=r"bad\.gpx: point 2 \(trkpt\): " + message) as error:
         load_track(write(tmp_path, "bad.gpx", text))
+    assert error.value.detail.startswith("point 2 (trkpt): ")
+    # caught by name: a bug's ValueError is never shown to a user as an unreadable track
+    assert isinstance(error.value, InputError) and not isinstance(error.value, ValueError)
 
 
 def test_gpx_not_xml_or_without_times(tmp_path: Path) -> None:

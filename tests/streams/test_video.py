@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams import Frame, FrameSource, GeoPoint, SourceError, open_source
+from streams import Frame, FrameSource, GeoPoint, InputError, SourceError, open_source
 from streams.video import container_ts
 from tests.streams.conftest import DASHCAM_FRAMES
 from tests.streams.footage import truncated_copy, write_video
@@ -107,6 +107,8 @@ def test_bad_input_is_a_source_error_naming_it(
     with pytest.raises(SourceError, match=message) as error:
         open_source(path)
     assert str(path) in str(error.value)
+    # caught by name: a bug's ValueError is never shown to a user as unreadable footage
+    assert isinstance(error.value, InputError) and not isinstance(error.value, ValueError)
 
 
 @pytest.mark.parametrize("keep", [0.4, 0.9])
