@@ -1,4 +1,6 @@
-"""Evidence images for an incident: the best frame annotated, a crop of the object, the raw frame.
+"""Evidence images for an incident: the best frame annotated, a crop of the object, the raw frame, and
+the dwell strip (the same part of the frame when the object was first seen, about half way through
+its stay and when it was last seen, so a reviewer sees at a glance that it never moved).
 
 Each file is JPEG, written atomically (temp file, then rename) under
 `<out_dir>/evidence/<incident id>/<role>-f<frame index>.jpg`, and described by an EvidenceFile with
@@ -9,16 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from detect.values import Box, EvidenceFile
+from detect.values import DWELL_ROLES, Box, EvidenceFile, Window
+from streams.frame import Frame
 
 BOX_COLOUR = (0, 0, 255)  # BGR red
 TEXT_COLOUR = (255, 255, 255)
+
+# The dwell strip. A sighting keeps its first frame, at most DWELL_SAMPLES frames spread over its stay
+# and its latest frame: at most DWELL_SAMPLES + 2 JPEGs of at most DWELL_MAX_SIDE_PX a side each,
+# however long it stays (a few hundred KB at most), and no full frame once it is out of sight.
+DWELL_SAMPLES = 8
+DWELL_MARGIN_RATIO = 1.5  # the strip's window: the first box grown by this much of its size each side
+DWELL_MIN_SIDE_PX = 160  # ... and at least this many pixels a side (or the whole frame's side)
+DWELL_MAX_SIDE_PX = 480  # strip images are scaled down to at most this many pixels a side
 
 
 def _encode(image: np.ndarray, quality: int) -> bytes:
@@ -106,4 +118,146 @@ def write_evidence(
         rel = folder / f"{role}-f{frame_index:06d}.jpg"
         _write(out_dir / rel, data)
         files.append(EvidenceFile(role=role, path=rel.as_posix(), sha256=hashlib.sha256(data).hexdigest()))
+    return tuple(files)
+
+
+def dwell_window(box: Box, width: int, height: int) -> Window:
+    """The part of a width x height frame a dwell strip shows, (x1, y1, x2, y2) in pixels.
+
+    The box grown by DWELL_MARGIN_RATIO of its size on each side, at least DWELL_MIN_SIDE_PX a side
+    (at most the frame's side), moved inside the frame where it would cross an edge.
+    """
+
+    def span(lo: float, hi: float, limit: int) -> tuple[int, int]:
+        size = min(limit, max(DWELL_MIN_SIDE_PX, round((hi - lo) * (1 + 2 * DWELL_MARGIN_RATIO))))
+        start = min(max(0, round((lo + hi - size) / 2)), limit - size)
+        return start, start + size
+
+    x1, x2 = span(box[0], box[2], width)
+    y1, y2 = span(box[1], box[3], height)
+    return (x1, y1, x2, y2)
+
+
+@dataclass(frozen=True, slots=True)
+class StripFrame:
+    """One kept frame of a dwell strip: the window's JPEG and the object's box (full-frame pixels)."""
+
+    frame_index: int
+    ts: float
+    wall_time: datetime | None
+    box: Box
+    jpeg: bytes
+
+
+class DwellStrip:
+    """The frames one sighting (one object, or one stall) keeps for its dwell strip.
+
+    Every frame is a JPEG of the same window (`dwell_window` of the object's box when first seen).
+    Kept: the first frame; samples, taken every `stride` observations after it, at most
+    DWELL_SAMPLES of them (when that many are held the next sample first drops every other one and
+    doubles the stride, so they stay evenly spread over the stay); the latest observation. So at most
+    DWELL_SAMPLES + 2 small JPEGs per sighting over an hour as over a minute, and only the samples
+    are encoded as the object is seen, not every frame. The latest observation is held as its frame
+    while that is the current frame and encoded by `settle` when the sighting is missed in a frame,
+    so that no full frame is kept for an object out of sight.
+    """
+
+    def __init__(self, window: Window, jpeg_quality: int) -> None:
+        self.window = window
+        self.jpeg_quality = jpeg_quality
+        self.first: StripFrame | None = None
+        self.samples: list[StripFrame] = []
+        self.stride = 1
+        self.observed = 0
+        self._latest: StripFrame | None = None  # the latest observation, when encoded
+        self._pending: tuple[Frame, Box] | None = None  # the latest observation, not encoded yet
+
+    @property
+    def held(self) -> int:
+        """JPEGs held (at most DWELL_SAMPLES + 2)."""
+        kept = {id(f) for f in (self.first, *self.samples, self._latest) if f is not None}
+        return len(kept)
+
+    def observe(self, frame: Frame, box: Box) -> None:
+        """The object was seen in `frame` at `box` (full-frame pixels); frames come in time order. Seen
+        again in the same frame (a stall taking over its first cue's strip): the box is updated."""
+        if self._pending is not None and self._pending[0] is frame:
+            self._pending = (frame, box)
+            return
+        latest = self._latest
+        if latest is not None and (latest.frame_index, latest.ts) == (frame.index, frame.ts):
+            updated = replace(latest, box=box)
+            self.first = updated if self.first is latest else self.first
+            self.samples = [updated if s is latest else s for s in self.samples]
+            self._latest = updated
+            return
+        n = self.observed  # observations before this one; the first is n = 0
+        self.observed += 1
+        if n == 0:
+            self.first = self._latest = self._encode(frame, box)
+            return
+        if n % self.stride == 0 and len(self.samples) == DWELL_SAMPLES:
+            self.samples = self.samples[1::2]  # those at multiples of the doubled stride
+            self.stride *= 2
+        if n % self.stride == 0:
+            self._latest = self._encode(frame, box)
+            self.samples.append(self._latest)
+            self._pending = None
+        else:
+            self._latest, self._pending = None, (frame, box)
+
+    def settle(self) -> None:
+        """The object was missed in the current frame: encode its latest observation, let go of the frame."""
+        if self._pending is not None:
+            self._latest = self._encode(*self._pending)
+            self._pending = None
+
+    def choose(self) -> tuple[StripFrame, StripFrame, StripFrame]:
+        """First, middle, last: the first frame, the kept frame nearest the middle of the time between
+        the first and the latest (the first when none lies between them), the latest observation."""
+        self.settle()
+        if self.first is None or self._latest is None:
+            raise RuntimeError("a dwell strip with no frame")
+        first, last = self.first, self._latest
+        mid_ts = (first.ts + last.ts) / 2.0
+        between = [s for s in self.samples if first.ts < s.ts < last.ts]
+        middle = min(between, key=lambda s: (abs(s.ts - mid_ts), s.ts)) if between else first
+        return first, middle, last
+
+    def _encode(self, frame: Frame, box: Box) -> StripFrame:
+        x1, y1, x2, y2 = self.window
+        part = frame.image[y1:y2, x1:x2]
+        h, w = part.shape[:2]
+        scale = DWELL_MAX_SIDE_PX / max(h, w, 1)
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            part = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
+        return StripFrame(frame.index, frame.ts, frame.wall_time, box, _encode(part, self.jpeg_quality))
+
+
+def write_dwell_strip(out_dir: Path, incident_id: str, strip: DwellStrip) -> tuple[EvidenceFile, ...]:
+    """Write the strip's first, middle and last frames (roles DWELL_ROLES) beside the incident's other
+    evidence; paths in the result are relative to out_dir, times and boxes rounded as the incident's."""
+    folder = Path("evidence") / incident_id
+    (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    files = []
+    for role, frame in zip(DWELL_ROLES, strip.choose(), strict=True):
+        rel = folder / f"{role}-f{frame.frame_index:06d}.jpg"
+        _write(out_dir / rel, frame.jpeg)
+        files.append(
+            EvidenceFile(
+                role=role,
+                path=rel.as_posix(),
+                sha256=hashlib.sha256(frame.jpeg).hexdigest(),
+                ts=round(frame.ts, 3),
+                wall_time=frame.wall_time,
+                window=strip.window,
+                box=(
+                    round(frame.box[0], 1),
+                    round(frame.box[1], 1),
+                    round(frame.box[2], 1),
+                    round(frame.box[3], 1),
+                ),
+            )
+        )
     return tuple(files)

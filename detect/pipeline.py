@@ -2,7 +2,8 @@
 
 A generator end to end: frames are pulled one at a time (decoded ahead in a bounded background
 queue), nothing holds a whole video, and each incident is yielded as soon as its violation ends
-(the object left for longer than the grace window) or the footage ends.
+(the object left for longer than the grace window) or the footage ends. Each sighting the rules time
+keeps a few small JPEGs for its dwell strip (detect.evidence.DwellStrip), never whole frames.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from detect.camera_motion import CameraMotion
 from detect.config import Camera, SiteConfig
-from detect.evidence import write_evidence
+from detect.evidence import DwellStrip, dwell_window, write_dwell_strip, write_evidence
 from detect.rules import RuleEngine, Violation
 from detect.values import Detection, Incident
 from streams.frame import Frame, GeoPoint
@@ -50,6 +51,49 @@ class Progress:
     incidents: int
 
 
+class DwellStrips:
+    """The dwell strip of each sighting the rules are timing (RuleEngine.sightings), by violation.
+
+    A strip starts when its sighting is first seen (a stall takes over the strip of its first cue),
+    takes each frame the sighting is seen in, settles in the first frame it is missed, and is dropped
+    when the rules drop the sighting: memory is DWELL_SAMPLES + 2 small JPEGs per live sighting.
+    """
+
+    def __init__(self, jpeg_quality: int) -> None:
+        self.jpeg_quality = jpeg_quality
+        self._strips: dict[Violation, DwellStrip] = {}
+
+    def __len__(self) -> int:
+        return len(self._strips)
+
+    def get(self, violation: Violation) -> DwellStrip | None:
+        return self._strips.get(violation)
+
+    def update(self, frame: Frame, sightings: Iterable[Violation]) -> None:
+        """After the rules' step on `frame`: feed each sighting's strip."""
+        for v in sightings:
+            strip = self._strips.get(v)
+            if strip is None:
+                lead = self._strips.pop(v.members[0], None) if v.members else None
+                strip = lead or DwellStrip(
+                    dwell_window(v.first_box, frame.width, frame.height), self.jpeg_quality
+                )
+                self._strips[v] = strip
+            if v.last_ts == frame.ts:
+                strip.observe(frame, v.last_box)
+            else:
+                strip.settle()
+
+    def retain(self, sightings: Iterable[Violation]) -> None:
+        """Drop the strips of sightings the rules no longer time."""
+        live = set(sightings)
+        if any(v not in live for v in self._strips):
+            self._strips = {v: s for v, s in self._strips.items() if v in live}
+
+    def clear(self) -> None:
+        self._strips.clear()
+
+
 class Pipeline:
     """The per-source chain from frames to incidents; one instance per camera or upload."""
 
@@ -73,6 +117,7 @@ class Pipeline:
         self.tracker = tracker
         self.motion = CameraMotion(config.static_camera_max_flow)
         self.rules = RuleEngine(config, camera, source_id)
+        self.strips = DwellStrips(config.evidence.jpeg_quality)
         self.frames = 0
         self.fired = 0
         self.last_ts = 0.0
@@ -89,6 +134,8 @@ class Pipeline:
             tracked = self.tracker.update(detections, frame.image) if self.tracker else detections
             static = self.motion.update(frame.image, frame.ts, detections)
             result = self.rules.step(frame, tracked, camera_static=static)
+            sightings = self.rules.sightings()
+            self.strips.update(frame, sightings)
             self.frames += 1
             self.fired += len(result.fired)
             self.last_ts = frame.ts
@@ -97,14 +144,17 @@ class Pipeline:
                     yield self.to_incident(violation)
             for violation in result.closed:
                 yield self.to_incident(violation)
+            self.strips.retain(sightings)
         for violation in self.rules.finish():
             yield self.to_incident(violation)
+        self.strips.clear()
 
     def to_incident(self, v: Violation) -> Incident:
-        """The incident of a fired violation, with its evidence images written."""
+        """The incident of a fired violation, with its evidence images and dwell strip written."""
         frame = v.best_frame
         box = v.best_box or v.last_box
-        if frame is None:  # cannot happen for a violation that was observed; guard anyway
+        strip = self.strips.get(v)
+        if frame is None or strip is None:  # cannot happen for a violation that was observed; guard anyway
             raise RuntimeError(f"violation {v.id} has no frame to show")
         position = frame.position or (
             GeoPoint(self.camera.position.lat, self.camera.position.lon) if self.camera.position else None
@@ -131,7 +181,7 @@ class Pipeline:
             jpeg_quality=self.config.evidence.jpeg_quality,
             crop_margin_ratio=self.config.evidence.crop_margin_ratio,
             frame_index=frame.index,
-        )
+        ) + write_dwell_strip(self.out_dir, v.id, strip)
         scores = v.scores or [v.best_score]
         return Incident(
             id=v.id,

@@ -100,7 +100,7 @@ class Violation:
     best_box: Box | None = None
     fired_ts: float | None = None
     closed: bool = False
-    members: list[Violation] = field(default_factory=list)  # stall clusters: the cue objects
+    members: list[Violation] = field(default_factory=list)  # a stall: its cues, the first seen first
     cluster: Violation | None = None  # a cue object: the cluster it belongs to
 
     @property
@@ -223,6 +223,16 @@ class RuleEngine:
         self._by_track.clear()
         return sorted(out, key=lambda v: (v.fired_ts or 0.0, v.first_seen_ts))
 
+    def sightings(self) -> list[Violation]:
+        """What the rules are timing now, one entry per object or stall: each object in an active zone
+        of its category (a candidate, or fired and not yet closed) that is no cue of a stall, and each
+        stall still open."""
+        out: list[Violation] = []
+        for name in self.categories:
+            out.extend(v for v in self._alive[name] if v.cluster is None)
+            out.extend(self._clusters[name])
+        return out
+
     # -- internals -------------------------------------------------------------------------------
 
     def _match(self, category: str, det: Detection, now: float) -> Violation | None:
@@ -332,7 +342,7 @@ class RuleEngine:
                 anchor=first.anchor,
                 fired_ts=now,
             )
-            for cue in group:
+            for cue in [first, *(v for v in group if v is not first)]:
                 self._join(cluster, cue)
             self._clusters[name].append(cluster)
             fired.append(cluster)

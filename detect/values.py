@@ -39,14 +39,63 @@ class Detection:
         return ((x1 + x2) / 2.0, (y1 + y2) / 2.0)
 
 
+Window = tuple[int, int, int, int]
+
+DWELL_ROLES = ("dwell_first", "dwell_middle", "dwell_last")
+
+
 @dataclass(frozen=True, slots=True)
 class EvidenceFile:
-    """One evidence image written for an incident. path is relative to the output folder."""
+    """One evidence image written for an incident. path is relative to the output folder.
 
-    role: str  # "annotated" | "crop" | "raw"
+    role: "annotated", "crop" or "raw" (the best frame), or one frame of the dwell strip,
+    "dwell_first", "dwell_middle" or "dwell_last" (the sighting's first frame, the one nearest the
+    middle of its time, its last so far), which alone set the strip fields:
+    ts: the frame's time in seconds from the footage's start; wall_time: its absolute time, when known;
+    window: (x1, y1, x2, y2) in full-frame pixels, the part of the frame the image shows, the same
+        for the three frames of a strip (the image may be scaled down from it);
+    box: (x1, y1, x2, y2) in full-frame pixels, the object (or stall) in that frame.
+    """
+
+    role: str
     path: str
     sha256: str
     media_type: str = "image/jpeg"
+    ts: float | None = None
+    wall_time: datetime | None = None
+    window: Window | None = None
+    box: Box | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """role, path, sha256 and media_type; a strip frame (ts set) adds ts, wall_time (ISO 8601 or
+        None), window and box (lists)."""
+        data: dict[str, Any] = {
+            "role": self.role,
+            "path": self.path,
+            "sha256": self.sha256,
+            "media_type": self.media_type,
+        }
+        if self.ts is not None:
+            data["ts"] = self.ts
+            data["wall_time"] = self.wall_time.isoformat() if self.wall_time else None
+            data["window"] = list(self.window) if self.window else None
+            data["box"] = list(self.box) if self.box else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EvidenceFile:
+        """The inverse of to_json."""
+        window, box, wall = data.get("window"), data.get("box"), data.get("wall_time")
+        return cls(
+            role=data["role"],
+            path=data["path"],
+            sha256=data["sha256"],
+            media_type=data.get("media_type", "image/jpeg"),
+            ts=data.get("ts"),
+            wall_time=datetime.fromisoformat(wall) if wall else None,
+            window=(int(window[0]), int(window[1]), int(window[2]), int(window[3])) if window else None,
+            box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])) if box else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +107,8 @@ class Incident:
     Times: first_seen_ts / last_seen_ts in seconds from the footage's start; *_wall when known.
     box: (x1, y1, x2, y2) pixels at best_ts, the frame the evidence shows.
     position: (lat, lon) WGS84 degrees where the camera stood, when known.
+    evidence: the best frame (annotated, crop, raw), then the dwell strip (dwell_first, dwell_middle,
+    dwell_last: the same window of the frame across the sighting, see EvidenceFile).
     """
 
     id: str
@@ -95,7 +146,7 @@ class Incident:
         data["box"] = [round(v, 1) for v in self.box]
         data["position"] = list(self.position) if self.position else None
         data["track_ids"] = list(self.track_ids)
-        data["evidence"] = [asdict(e) for e in self.evidence]
+        data["evidence"] = [e.to_json() for e in self.evidence]
         data["dwell_s"] = round(self.dwell_s, 3)
         return data
 
@@ -111,5 +162,5 @@ class Incident:
         if kwargs.get("position"):
             kwargs["position"] = tuple(kwargs["position"])
         kwargs["track_ids"] = tuple(kwargs.get("track_ids") or ())
-        kwargs["evidence"] = tuple(EvidenceFile(**e) for e in kwargs.get("evidence") or ())
+        kwargs["evidence"] = tuple(EvidenceFile.from_json(e) for e in kwargs.get("evidence") or ())
         return cls(**kwargs)

@@ -82,6 +82,12 @@ def test_bus_in_no_parking_zone(bus_sequence, detector, tmp_path, zone, min_dwel
         x1, y1, x2, y2 = inc.box
         assert x1 < 50 and x2 > 750 and 180 < y1 < 260 and 740 < y2 < 800  # the bus, 810x1080 image
         assert all((tmp_path / e.path).stat().st_size > 1000 for e in inc.evidence)
+        strip = [e for e in inc.evidence if e.role.startswith("dwell_")]
+        assert [(e.role, e.ts) for e in strip] == [
+            ("dwell_first", 0.0),
+            ("dwell_middle", 8.0),
+            ("dwell_last", 15.0),
+        ]
 
 
 def test_highway_dashcam_gives_no_parking_incidents(detector, tmp_path):

@@ -64,7 +64,9 @@ def test_parked_car_gives_one_incident_with_verified_evidence(tmp_path):
     assert inc.category == "illegal_parking" and inc.object_kind == "car" and inc.zone_id == "left"
     assert inc.first_seen_ts == 0 and inc.last_seen_ts == 14 and not inc.closed
     assert inc.track_ids == (3,)
-    assert {e.role for e in inc.evidence} == {"annotated", "crop", "raw"}
+    assert [e.role for e in inc.evidence] == [
+        "annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last"
+    ]  # fmt: skip
     for e in inc.evidence:
         data = (tmp_path / e.path).read_bytes()
         assert hashlib.sha256(data).hexdigest() == e.sha256

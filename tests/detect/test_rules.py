@@ -206,6 +206,22 @@ def test_stall_needs_several_cues_together(cues, stalls):
         assert done == fired
 
 
+def test_sightings_are_the_objects_timed_and_the_stalls_not_their_cues():
+    e = engine(zones=VENDING_ZONE, categories=VENDING)
+    umbrella, table = (
+        cue("umbrella", (100.0, 100.0, 300.0, 300.0), 1),
+        cue("table", (120.0, 280.0, 280.0, 400.0), 2),
+    )
+    # the table is seen first: it leads the stall
+    run(e, timeline(range(0, 3)), [[table]] * 3)
+    assert [v.kind for v in e.sightings()] == ["table"]
+    fired, _ = run(e, timeline(range(3, 15)), [[umbrella, table]] * 12)
+    assert e.sightings() == fired and [m.kind for m in fired[0].members] == ["table", "umbrella"]
+    assert fired[0].first_seen_ts == fired[0].members[0].first_seen_ts == 0.0
+    e.finish()
+    assert e.sightings() == []
+
+
 def test_geometry_helpers():
     assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0

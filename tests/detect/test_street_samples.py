@@ -7,6 +7,7 @@ expected objects below were read off the pictures by eye, not from a model's out
 
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 import sys
@@ -60,8 +61,6 @@ def _deb(path: Path, files: dict[str, bytes]) -> Path:
 
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
-    import hashlib
-
     photo, clip = b"\xff\xd8a street photo", b"RIFFa street clip"
     path = tmp_path / "samples.yaml"
     path.write_text(
@@ -305,3 +304,11 @@ def test_rules_on_the_campus_camera(samples: Path, site, detector, tmp_path: Pat
     assert not [i for i in incidents if i.zone_id in {"junction", "walkway"}]
     for incident in incidents:  # each with its evidence images written
         assert incident.evidence and all((tmp_path / e.path).is_file() for e in incident.evidence)
+        # ... and its dwell strip: one window of the frame at the first sighting, about half way and the last
+        first, middle, last = (e for e in incident.evidence if e.role.startswith("dwell_"))
+        assert (first.role, middle.role, last.role) == ("dwell_first", "dwell_middle", "dwell_last")
+        assert (first.ts, last.ts) == (incident.first_seen_ts, incident.last_seen_ts)
+        assert first.ts < middle.ts < last.ts
+        assert first.window == middle.window == last.window
+        for e in (first, middle, last):
+            assert hashlib.sha256((tmp_path / e.path).read_bytes()).hexdigest() == e.sha256
