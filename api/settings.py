@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 ENV_PREFIX = "GRIDPATROL_"
 
 
-class SettingsError(ValueError):
-    """A setting that cannot be used; the message names the environment variable."""
+class SettingsError(Exception):
+    """A setting that cannot be used; the message names the environment variable. Raised where the
+    service starts (the CLI reports it), never in answer to a request, so it is no InputError."""
 
 
 class Settings(BaseModel):

@@ -18,6 +18,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -25,12 +26,24 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api.errors import InputError
 from api.storage.db import utcnow
 from api.storage.models import ApiToken, Device, LoginFailure, User
 
 log = logging.getLogger(__name__)
 
-ROLES = ("admin", "operator", "enforcement", "viewer")
+
+class Role(StrEnum):
+    """A user's role (stored and sent as its value)."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    ENFORCEMENT = "enforcement"  # sees its team's cases only
+    VIEWER = "viewer"
+
+
+ROLES: tuple[Role, ...] = tuple(Role)
+DEVICE_ROLE = "device"  # the role of a principal that is a device key, not a user
 DEVICE_KEY_PREFIX = "gpd_"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")  # not "." or "..": names sit in URL paths
 PASSWORD_MIN, PASSWORD_MAX = 8, 256  # the login form takes at most 256 characters
@@ -38,25 +51,45 @@ PASSWORD_MIN, PASSWORD_MAX = 8, 256  # the login form takes at most 256 characte
 _hasher = PasswordHasher()
 
 
-class AuthError(ValueError):
-    """Bad credentials or a bad user/device definition; the message is "<field>: <reason>"."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        field, sep, reason = message.partition(": ")
-        self.field, self.reason = (field, reason) if sep else ("request", message)
+class AuthError(InputError):
+    """Bad credentials or a bad user/device definition; names the field (422 unless a subclass says)."""
 
 
 class AccountConflict(AuthError):
     """The name is taken, or the change would leave the district without an active admin (409)."""
 
+    status = 409
+
 
 class AccountNotFound(AuthError):
     """No user or device of that name (404)."""
 
+    status = 404
+
 
 class LoginFailed(AuthError):
     """Unknown user, inactive user or wrong password: one message for all three (401)."""
+
+    status = 401
+
+
+class Unauthenticated(AuthError):
+    """A request without a usable bearer token or device key (401)."""
+
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Authorization", reason)
+
+
+class RoleNotAllowed(AuthError):
+    """A caller whose role may not use the endpoint (403)."""
+
+    status = 403
+
+    def __init__(self, role: str) -> None:
+        super().__init__("Authorization", f"role {role} may not use this endpoint")
+        self.role = role
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,29 +122,29 @@ def hash_password(password: str) -> str:
 
 def _check_password_rules(password: str) -> None:
     if len(password) < PASSWORD_MIN:
-        raise AuthError(f"password: at least {PASSWORD_MIN} characters")
+        raise AuthError("password", f"at least {PASSWORD_MIN} characters")
     if len(password) > PASSWORD_MAX:
-        raise AuthError(f"password: at most {PASSWORD_MAX} characters")
+        raise AuthError("password", f"at most {PASSWORD_MAX} characters")
 
 
 def create_user(
     session: Session, *, username: str, password: str, role: str, team: str | None = None
 ) -> User:
     if not NAME_RE.match(username):
-        raise AuthError("username: 1-64 letters, digits or _ . @ -, starting with a letter or digit")
+        raise AuthError("username", "1-64 letters, digits or _ . @ -, starting with a letter or digit")
     if role not in ROLES:
-        raise AuthError(f"role: '{role}' is not one of {', '.join(ROLES)}")
-    if role == "enforcement" and not team:
-        raise AuthError("team: an enforcement user must belong to a team")
+        raise AuthError("role", f"'{role}' is not one of {', '.join(ROLES)}")
+    if role == Role.ENFORCEMENT and not team:
+        raise AuthError("team", "an enforcement user must belong to a team")
     _check_password_rules(password)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise AccountConflict(f"username: '{username}' already exists")
+        raise AccountConflict("username", f"'{username}' already exists")
     user = User(username=username, password_hash=hash_password(password), role=role, team=team or None)
     session.add(user)
     try:
         session.flush()
     except IntegrityError:
-        raise AccountConflict(f"username: '{username}' already exists") from None
+        raise AccountConflict("username", f"'{username}' already exists") from None
     return user
 
 
@@ -124,17 +157,17 @@ def _new_device_key() -> tuple[str, str]:
 def create_device(session: Session, *, name: str, camera_id: str | None = None) -> tuple[Device, str]:
     """A new device and its key (shown once; only its hash is kept)."""
     if not NAME_RE.match(name):
-        raise AuthError("name: 1-64 letters, digits or _ . @ -, starting with a letter or digit")
-    taken = f"name: device '{name}' already exists (a new key for it: gridpatrol device rotate {name})"
+        raise AuthError("name", "1-64 letters, digits or _ . @ -, starting with a letter or digit")
+    taken = f"device '{name}' already exists (a new key for it: gridpatrol device rotate {name})"
     if session.scalar(select(Device.id).where(Device.name == name)) is not None:
-        raise AccountConflict(taken)
+        raise AccountConflict("name", taken)
     key, digest = _new_device_key()
     device = Device(name=name, key_hash=digest, camera_id=camera_id or None)
     session.add(device)
     try:
         session.flush()
     except IntegrityError:
-        raise AccountConflict(taken) from None
+        raise AccountConflict("name", taken) from None
     return device, key
 
 
@@ -152,14 +185,14 @@ def list_devices(session: Session) -> list[Device]:
 def get_user(session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
-        raise AccountNotFound(f"username: no user '{username}'")
+        raise AccountNotFound("username", f"no user '{username}'")
     return user
 
 
 def get_device(session: Session, name: str) -> Device:
     device = session.scalar(select(Device).where(Device.name == name))
     if device is None:
-        raise AccountNotFound(f"name: no device '{name}'")
+        raise AccountNotFound("name", f"no device '{name}'")
     return device
 
 
@@ -173,14 +206,14 @@ def set_user_active(session: Session, *, username: str, active: bool) -> tuple[U
     if user.active == active:
         return user, False
     if not active:
-        if user.role == "admin":
+        if user.role == Role.ADMIN:
             others = session.scalar(
                 select(func.count())
                 .select_from(User)
-                .where(User.role == "admin", User.active.is_(True), User.id != user.id)
+                .where(User.role == Role.ADMIN, User.active.is_(True), User.id != user.id)
             )
             if not others:
-                raise AccountConflict(f"username: '{username}' is the last active admin")
+                raise AccountConflict("username", f"'{username}' is the last active admin")
         session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     user.active = active
     session.flush()

@@ -25,10 +25,17 @@ log = logging.getLogger(__name__)
 
 
 class LoginThrottled(AuthError):
-    """Too many failed logins for this username in the window (429); the password was not checked."""
+    """Too many failed logins for this username in the window (429, with Retry-After); the password
+    was not checked."""
+
+    status = 429
 
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"username: too many failed logins; try again in {retry_after_s} s")
+        super().__init__(
+            "username",
+            f"too many failed logins; try again in {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
         self.retry_after_s = retry_after_s
 
 

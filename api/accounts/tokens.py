@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.accounts import throttle
 from api.accounts.accounts import (
     DEVICE_KEY_PREFIX,
+    DEVICE_ROLE,
     LoginFailed,
     Principal,
     hash_password,
@@ -94,7 +95,7 @@ def login(
             policy.max_failures,
             policy.window_s,
         )
-        raise LoginFailed("password: username or password is wrong")
+        raise LoginFailed("password", "username or password is wrong")
 
     token = secrets.token_urlsafe(32)
     with session_scope(factory) as session:
@@ -130,7 +131,7 @@ def resolve_request(session: Session, token: str) -> Resolved:
         if device is None:
             return Resolved(None, False)
         principal = Principal(
-            kind="device", name=device.name, role="device", device_id=device.id, camera_id=device.camera_id
+            kind="device", name=device.name, role=DEVICE_ROLE, device_id=device.id, camera_id=device.camera_id
         )
         due = device.last_used_at is None or device.last_used_at < utcnow() - timedelta(
             seconds=DEVICE_USE_RESOLUTION_S

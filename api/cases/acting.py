@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
@@ -10,27 +10,51 @@ from api.accounts.accounts import Principal
 from api.cases import custody, webhooks, workflow
 from api.cases.ingest import link_evidence
 from api.cases.reading import case_summary, get_case
+from api.errors import InputError
 from api.storage.db import utcnow
-from api.storage.evidence_store import StoredFile
+from api.storage.evidence_store import EvidenceError, EvidenceStore, StoredFile
 from api.storage.models import Case, CaseEvent
 
 
-class ForbiddenMove(PermissionError):
-    pass
+class ForbiddenMove(InputError):
+    """The caller's role may not move a case to that status (403)."""
+
+    status = 403
+
+    def __init__(self, role: str, target: str) -> None:
+        super().__init__("to", f"role {role} may not move a case to {target}")
+
+
+def store_after_photo(
+    session: Session,
+    *,
+    principal: Principal,
+    case_id: int,
+    photo: BinaryIO,
+    store: EvidenceStore,
+    max_bytes: int,
+) -> StoredFile:
+    """Store the after-photo of a move, once the case is known to be visible to the caller (NotFound
+    before anything is stored otherwise); a bad photo is a TransitionInputError naming "photo"."""
+    get_case(session, principal=principal, case_id=case_id)
+    try:
+        return store.put_stream(photo, max_bytes=max_bytes)
+    except EvidenceError as exc:
+        raise workflow.TransitionInputError("photo", exc.reason) from None
 
 
 def transition(
     session: Session,
+    *,
     principal: Principal,
     case_id: int,
     move: workflow.Move,
-    *,
     photo: StoredFile | None = None,
 ) -> Case:
     """Move a case along the workflow, recording history, custody and webhook deliveries."""
-    case = get_case(session, principal, case_id, lock=True)
+    case = get_case(session, principal=principal, case_id=case_id, lock=True)
     if move.target in workflow.STATUSES and not workflow.may_move(principal.role, move.target):
-        raise ForbiddenMove(f"role {principal.role} may not move a case to {move.target}")
+        raise ForbiddenMove(principal.role, move.target)
     workflow.check_move(case.status, move)
     now = utcnow()
     previous = case.status
@@ -57,5 +81,7 @@ def transition(
     session.flush()
     custody.append(session, case_id=case.id, actor=principal.label, action="transition", detail=detail)
     if move.target in workflow.NOTIFY:
-        webhooks.enqueue(session, event=f"case.{move.target}", case_id=case.id, payload=case_summary(case))
+        webhooks.enqueue(
+            session, event=f"case.{move.target}", case_id=case.id, payload=case_summary(case).to_json()
+        )
     return case

@@ -20,17 +20,18 @@ from shapely.validation import explain_validity
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from api.errors import InputError
 from api.storage.db import utcnow
 from api.storage.models import UNASSIGNED, GridCell
 
 CELL_ID_KEYS = ("id", "cell_id", "grid_id")
 
 
-class GridImportError(ValueError):
+class GridImportError(InputError):
     """A GeoJSON file that cannot be imported; `problems` names each bad feature and why."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+        super().__init__("features", "; ".join(problems))
         self.problems = problems
 
 
@@ -145,7 +146,7 @@ def parse_geojson(data: Any) -> list[CellInfo]:
     return cells
 
 
-def import_cells(session: Session, cells: list[CellInfo]) -> int:
+def import_cells(session: Session, *, cells: list[CellInfo]) -> int:
     """Replace all grid cells with these (cases keep the cell they were filed in)."""
     session.execute(delete(GridCell))
     now = utcnow()

@@ -12,28 +12,47 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+
+from api.errors import InputError
 
 
-class IncidentInputError(ValueError):
+class IncidentInputError(InputError):
     """An incident that cannot be taken as sent; names the field."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+EvidenceRole = Literal["annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last"]
+DWELL_KEYS = ("ts", "wall_time", "window", "box")
+Pixels = tuple[float, float, float, float]
+
+
 class EvidencePayload(BaseModel):
+    """One evidence file of an incident. The dwell strip's frames (dwell_first / _middle / _last: the
+    object when first seen, midway and last seen, cut from one fixed window of the frame) also carry
+    their footage time `ts` (s), `wall_time`, the crop `window` and the object's `box` in that frame
+    (x1, y1, x2, y2 in full-frame pixels); the other roles leave them out."""
+
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["annotated", "crop", "raw"]
+    role: EvidenceRole
     path: str = Field(min_length=1, max_length=500)
     sha256: Sha256
     media_type: str = Field("image/jpeg", max_length=64)
+    ts: float | None = Field(None, ge=0.0)
+    wall_time: datetime | None = None
+    window: Pixels | None = None
+    box: Pixels | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_dwell_keys(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in DWELL_KEYS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class IncidentPayload(BaseModel):

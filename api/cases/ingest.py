@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.accounts.accounts import Principal
 from api.cases import custody, workflow
 from api.cases.grids import GridCache, GridIndex
-from api.cases.incident import IncidentPayload
+from api.cases.incident import IncidentInputError, IncidentPayload
 from api.cases.merge import Candidate, MergeKey, MergePolicy, choose_case
 from api.storage.db import as_utc, utcnow
 from api.storage.db import table_of as _table
@@ -30,7 +30,7 @@ from api.storage.models import Case, CaseEvent, EvidenceBlob, EvidenceLink, Sigh
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_ROLES = ("annotated", "crop", "raw")
+EVIDENCE_ROLES = ("annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last")
 
 
 @dataclass(slots=True)
@@ -90,6 +90,18 @@ class IngestResult:
     created: bool  # a new case
     duplicate: bool  # the incident id was already known
     recurrence: bool  # a closed case was reopened
+
+    @property
+    def case_id(self) -> int:
+        return self.case.id
+
+    @property
+    def case_number(self) -> str | None:
+        return self.case.number
+
+    @property
+    def status(self) -> str:
+        return self.case.status
 
 
 def case_number(case: Case) -> str:
@@ -209,6 +221,14 @@ def _next_case_id(conn: Connection) -> int:
     return int(conn.scalar(_MAX_PLUS_ONE))  # type: ignore[arg-type]
 
 
+def find_received(session: Session, *, incident_id: str) -> IngestResult | None:
+    """The first sighting of an incident id already received (as a duplicate), or None."""
+    row = session.connection().execute(_FIND_SIGHTING, {"incident_id": incident_id}).first()
+    if row is None:
+        return None
+    return IngestResult(session.get(Case, row.case_id), row.id, False, True, False)  # type: ignore[arg-type]
+
+
 def ingest(
     session: Session,
     inc: IncidentIn,
@@ -229,9 +249,9 @@ def ingest(
         # one ingestion per category at a time, so two sightings of one violation arriving together
         # cannot both open a case (SQLite serialises all writers anyway)
         conn.execute(_CATEGORY_LOCK, {"key": f"gridpatrol-ingest:{inc.category}"})
-    existing = conn.execute(_FIND_SIGHTING, {"incident_id": inc.id}).first()
+    existing = find_received(session, incident_id=inc.id)
     if existing is not None:
-        return IngestResult(session.get(Case, existing.case_id), existing.id, False, True, False)  # type: ignore[arg-type]
+        return existing
     now = utcnow()
     evidence_detail = [{"role": r, "sha256": s.sha256} for r, s in inc.evidence]
     case = _best_candidate(session, inc, policy)
@@ -353,3 +373,48 @@ def ingest_committed(
         finally:
             session.close()
     raise AssertionError("unreachable")
+
+
+def match_evidence(
+    payload: IncidentPayload, files: list[tuple[str | None, StoredFile]]
+) -> list[tuple[str, StoredFile]]:
+    """The stored files as the incident's evidence list names them: (role, file) in its order. Every
+    listed file must have been sent and every sent file listed (IncidentInputError naming which)."""
+    stored = {item.sha256: item for _, item in files}
+    evidence: list[tuple[str, StoredFile]] = []
+    for index, entry in enumerate(payload.evidence):
+        match = stored.get(entry.sha256)
+        if match is None:
+            raise IncidentInputError(
+                f"incident.evidence[{index}]",
+                f"no uploaded file has SHA-256 {entry.sha256} ({entry.role} {entry.path})",
+            )
+        evidence.append((entry.role, match))
+    listed = {e.sha256 for e in payload.evidence}
+    extra = [sha for sha in stored if sha not in listed]
+    if extra:
+        raise IncidentInputError("files", f"file with SHA-256 {extra[0]} is not listed in incident.evidence")
+    return evidence
+
+
+def ingest_payload(
+    factory: sessionmaker[Session],
+    *,
+    read_factory: sessionmaker[Session],
+    payload: IncidentPayload,
+    files: list[tuple[str | None, StoredFile]],
+    grid_cache: GridCache,
+    policy: MergePolicy,
+    actor: Principal,
+) -> IngestResult:
+    """An incident as a device sends it (POST /api/incidents): its evidence files already stored,
+    matched to its evidence list, then ingested in its own transaction. A retry without its files of
+    an incident already received answers with the first sighting; the device's camera wins over the
+    incident's own source id."""
+    if not files and payload.evidence:  # a retry without its files: nothing to store
+        with read_factory() as session:
+            existing = find_received(session, incident_id=payload.id)
+        if existing is not None:
+            return existing
+    inc = IncidentIn.from_payload(payload, evidence=match_evidence(payload, files), camera_id=actor.camera_id)
+    return ingest_committed(factory, inc, grid_cache=grid_cache, policy=policy, actor=actor)

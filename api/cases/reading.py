@@ -1,26 +1,33 @@
-"""Reading cases: filters, visibility by role (enforcement sees its team's cases only), one case
-with its sightings and evidence links, and the summary every response and webhook carries."""
+"""Reading cases: filters, visibility by role (enforcement sees its team's cases only), a page of
+cases, one case with its sightings, evidence links and history, and the summary every response and
+webhook carries. What a reader gets back are the frozen values below (CaseSummary, CaseDetail,
+CasePage, EvidenceFile); api.http.schemas gives them their JSON shape.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from api.accounts.accounts import Principal
-from api.storage.db import as_utc
-from api.storage.models import UNASSIGNED, Case, EvidenceLink, Sighting
-
-
-class NotFound(LookupError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
+from api.accounts.accounts import Principal, Role
+from api.cases import workflow
+from api.errors import NotFound
+from api.storage.db import as_utc, iso_utc
+from api.storage.evidence_store import EvidenceStore
+from api.storage.models import (
+    UNASSIGNED,
+    Case,
+    CaseEvent,
+    CustodyEntry,
+    EvidenceBlob,
+    EvidenceLink,
+    Sighting,
+)
 
 SORTS = {
     "last_seen": Case.last_seen,
@@ -33,7 +40,7 @@ SORTS = {
 
 def visible(stmt: Select, principal: Principal) -> Select:
     """Enforcement users see only their team's cases."""
-    if principal.role == "enforcement":
+    if principal.role == Role.ENFORCEMENT:
         return stmt.where(Case.team == principal.team)
     return stmt
 
@@ -81,14 +88,15 @@ class CaseFilter:
 
 def list_cases(
     session: Session,
+    *,
     principal: Principal,
     filters: CaseFilter,
-    *,
     page: int = 1,
     per_page: int = 50,
     sort: str = "last_seen",
     descending: bool = True,
 ) -> tuple[list[Case], int]:
+    """The cases on one page (sorted, then by id) and how many match in all."""
     base = visible(filters.apply(select(Case)), principal)
     total = session.scalar(select(func.count()).select_from(base.with_only_columns(Case.id).subquery())) or 0
     column = SORTS[sort]
@@ -97,7 +105,8 @@ def list_cases(
     return list(rows), int(total)
 
 
-def get_case(session: Session, principal: Principal, case_id: int, *, lock: bool = False) -> Case:
+def get_case(session: Session, *, principal: Principal, case_id: int, lock: bool = False) -> Case:
+    """The case with its sightings and their evidence loaded; NotFound when the caller may not see it."""
     stmt = visible(select(Case).where(Case.id == case_id), principal)
     if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
@@ -107,14 +116,14 @@ def get_case(session: Session, principal: Principal, case_id: int, *, lock: bool
     return case
 
 
-def case_links(session: Session, case_id: int) -> list[EvidenceLink]:
+def case_links(session: Session, *, case_id: int) -> list[EvidenceLink]:
     return list(
         session.scalars(select(EvidenceLink).where(EvidenceLink.case_id == case_id).order_by(EvidenceLink.id))
     )
 
 
-def may_see_evidence(session: Session, principal: Principal, sha256: str) -> bool:
-    if principal.role != "enforcement":
+def may_see_evidence(session: Session, *, principal: Principal, sha256: str) -> bool:
+    if principal.role != Role.ENFORCEMENT:
         return True
     stmt = (
         select(EvidenceLink.id)
@@ -125,7 +134,105 @@ def may_see_evidence(session: Session, principal: Principal, sha256: str) -> boo
     return session.scalar(stmt) is not None
 
 
-def case_summary(case: Case) -> dict[str, Any]:
+# --- what readers get back -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """WGS84 degrees."""
+
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummary:
+    """A case as lists, responses and webhooks show it. Times are naive UTC."""
+
+    id: int
+    number: str | None
+    category: str
+    status: str
+    grid_cell: str
+    team: str | None
+    position: Position | None
+    plate: str | None
+    camera_id: str | None
+    device_id: int | None
+    first_seen: datetime
+    last_seen: datetime
+    sightings: int
+    recurrences: int
+    reject_reason: str | None
+    unassigned: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON values, times as ISO 8601 UTC ending in Z (the webhook payload's "case")."""
+        return {**asdict(self), "first_seen": iso_utc(self.first_seen), "last_seen": iso_utc(self.last_seen)}
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRef:
+    role: str  # annotated | crop | raw | dwell_first | dwell_middle | dwell_last | after_photo
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class SightingView:
+    id: int
+    incident_id: str
+    seen_at: datetime
+    position: Position | None
+    plate: str | None
+    camera_id: str | None
+    recurrence: bool
+    evidence: list[EvidenceRef]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of a case's history: when, who, what (the action), from and to which status, why."""
+
+    at: datetime
+    who: str
+    what: str
+    from_: str | None
+    to: str | None
+    why: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseDetail(CaseSummary):
+    """A case with its sightings (each with its evidence), the evidence of the case itself (after
+    photos), its history, the length of its custody log and where it may move next."""
+
+    sightings_list: list[SightingView]
+    case_evidence: list[EvidenceRef]
+    history: list[HistoryEntry]
+    custody_entries: int
+    allowed_transitions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CasePage:
+    total: int
+    page: int
+    per_page: int
+    items: list[CaseSummary]
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceFile:
+    path: Path
+    media_type: str
+
+
+def _position(lat: float | None, lon: float | None) -> Position | None:
+    return Position(lat, lon) if lat is not None and lon is not None else None
+
+
+def _summary_fields(case: Case) -> dict[str, Any]:
     return {
         "id": case.id,
         "number": case.number,
@@ -133,14 +240,98 @@ def case_summary(case: Case) -> dict[str, Any]:
         "status": case.status,
         "grid_cell": case.grid_cell_id,
         "team": case.team,
-        "position": {"lat": case.lat, "lon": case.lon} if case.lat is not None else None,
+        "position": _position(case.lat, case.lon),
         "plate": case.plate,
         "camera_id": case.camera_id,
         "device_id": case.device_id,
-        "first_seen": case.first_seen.isoformat() + "Z",
-        "last_seen": case.last_seen.isoformat() + "Z",
+        "first_seen": case.first_seen,
+        "last_seen": case.last_seen,
         "sightings": case.sightings_count,
         "recurrences": case.recurrence_count,
         "reject_reason": case.reject_reason,
         "unassigned": case.grid_cell_id == UNASSIGNED,
     }
+
+
+def case_summary(case: Case) -> CaseSummary:
+    return CaseSummary(**_summary_fields(case))
+
+
+def case_page(
+    session: Session,
+    *,
+    principal: Principal,
+    filters: CaseFilter,
+    page: int = 1,
+    per_page: int = 50,
+    sort: str = "last_seen",
+    descending: bool = True,
+) -> CasePage:
+    """One page of the cases the caller may see that match the filters, with the total."""
+    rows, total = list_cases(
+        session,
+        principal=principal,
+        filters=filters,
+        page=page,
+        per_page=per_page,
+        sort=sort,
+        descending=descending,
+    )
+    return CasePage(total=total, page=page, per_page=per_page, items=[case_summary(c) for c in rows])
+
+
+def describe(session: Session, *, case: Case) -> CaseDetail:
+    """The detail of a case already read (get_case loads its sightings and their evidence)."""
+    by_sighting: dict[int | None, list[EvidenceRef]] = {}
+    for link in case_links(session, case_id=case.id):
+        by_sighting.setdefault(link.sighting_id, []).append(EvidenceRef(link.role, link.sha256))
+    sightings = [
+        SightingView(
+            id=s.id,
+            incident_id=s.incident_id,
+            seen_at=s.seen_at,
+            position=_position(s.lat, s.lon),
+            plate=s.plate,
+            camera_id=s.camera_id,
+            recurrence=s.recurrence,
+            evidence=by_sighting.get(s.id, []),
+        )
+        for s in case.sightings
+    ]
+    events = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id))
+    history = [
+        HistoryEntry(e.at, e.actor, e.action, e.from_status, e.to_status, e.reason, e.note) for e in events
+    ]
+    custody_count = (
+        session.scalar(select(func.count()).select_from(CustodyEntry).where(CustodyEntry.case_id == case.id))
+        or 0
+    )
+    return CaseDetail(
+        **_summary_fields(case),
+        sightings_list=sightings,
+        case_evidence=by_sighting.get(None, []),
+        history=history,
+        custody_entries=int(custody_count),
+        allowed_transitions=workflow.TRANSITIONS[case.status],
+    )
+
+
+def case_detail(session: Session, *, principal: Principal, case_id: int) -> CaseDetail:
+    """A case the caller may see, in detail; NotFound otherwise."""
+    return describe(session, case=get_case(session, principal=principal, case_id=case_id))
+
+
+def evidence_file(
+    session: Session, *, principal: Principal, sha256: str, store: EvidenceStore
+) -> EvidenceFile:
+    """Where an evidence file is and its media type; NotFound when unknown, not visible to the
+    caller or missing from the store."""
+    blob = session.get(EvidenceBlob, sha256)
+    if blob is None or not may_see_evidence(session, principal=principal, sha256=sha256):
+        raise NotFound("sha256", f"no evidence {sha256}")
+    path = store.path_for(sha256)
+    if not path.is_file():
+        raise NotFound(
+            "sha256", f"evidence {sha256} is missing from the store (run gridpatrol evidence verify)"
+        )
+    return EvidenceFile(path, blob.media_type)

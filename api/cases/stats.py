@@ -7,6 +7,7 @@ case's first sighting.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,17 +28,33 @@ def _local_day(session: Session, offset_h: float):  # type: ignore[no-untyped-de
     return func.date(Case.first_seen + literal_column(f"interval '{minutes} minutes'"))
 
 
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    category: str
+    status: str
+    grid_cell: str
+    day: str  # YYYY-MM-DD, local
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaseCounts:
+    rows: list[CountRow]
+    total: int
+
+
 def counts(
     session: Session,
-    principal: Principal,
     *,
+    principal: Principal,
     offset_h: float,
     since: datetime | None = None,
     until: datetime | None = None,
     category: str | None = None,
     grid_cell: str | None = None,
     team: str | None = None,
-) -> list[dict[str, Any]]:
+) -> CaseCounts:
+    """Case counts by category x status x grid cell x local day of first sighting, and their sum."""
     day = _local_day(session, offset_h).label("day")
     stmt = select(Case.category, Case.status, Case.grid_cell_id, day, func.count().label("n"))
     if since:
@@ -52,19 +69,11 @@ def counts(
         stmt = stmt.where(Case.team == team)
     stmt = visible(stmt, principal).group_by(Case.category, Case.status, Case.grid_cell_id, day)
     stmt = stmt.order_by(day, Case.category, Case.status, Case.grid_cell_id)
-    return [
-        {
-            "category": r.category,
-            "status": r.status,
-            "grid_cell": r.grid_cell_id,
-            "day": str(r.day),
-            "count": r.n,
-        }
-        for r in session.execute(stmt)
-    ]
+    rows = [CountRow(r.category, r.status, r.grid_cell_id, str(r.day), r.n) for r in session.execute(stmt)]
+    return CaseCounts(rows=rows, total=sum(r.count for r in rows))
 
 
-def grid_geojson(session: Session, principal: Principal) -> dict[str, Any]:
+def grid_geojson(session: Session, *, principal: Principal) -> dict[str, Any]:
     """The grid as a GeoJSON FeatureCollection with open-case counts per cell."""
     stmt = visible(
         select(Case.grid_cell_id, func.count()).where(Case.status.in_(workflow.OPEN_STATUSES)), principal

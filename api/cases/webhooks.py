@@ -17,33 +17,65 @@ import json
 import logging
 import secrets
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.storage.db import utcnow
+from api.errors import InputError
+from api.storage.db import iso_utc, utcnow
 from api.storage.models import Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("case.filed", "case.dispatched", "case.closed")
+
+class WebhookEvent(StrEnum):
+    """What a webhook may subscribe to: a case entering one of the statuses that notify."""
+
+    CASE_FILED = "case.filed"
+    CASE_DISPATCHED = "case.dispatched"
+    CASE_CLOSED = "case.closed"
 
 
-class WebhookInputError(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # after max_attempts
+
+
+EVENTS: tuple[WebhookEvent, ...] = tuple(WebhookEvent)
+
+
+class WebhookInputError(InputError):
+    """A webhook that cannot be registered as sent; names the field."""
 
 
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def create_webhook(session: Session, *, url: str, events: list[str] | None, secret: str | None) -> Webhook:
+@dataclass(frozen=True, slots=True)
+class WebhookInfo:
+    """A webhook as admins list it (its secret is shown once, by create_webhook)."""
+
+    id: int
+    url: str
+    events: list[str]
+    active: bool
+
+    @classmethod
+    def of(cls, hook: Webhook) -> WebhookInfo:
+        return cls(id=hook.id, url=hook.url, events=hook.events.split(","), active=hook.active)
+
+
+def create_webhook(
+    session: Session, *, url: str, events: list[str] | None, secret: str | None
+) -> tuple[WebhookInfo, str]:
+    """Register a webhook; returns it and its signing secret (the one given, or a new random one)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookInputError("url", "must be an http:// or https:// URL with a host")
@@ -54,7 +86,21 @@ def create_webhook(session: Session, *, url: str, events: list[str] | None, secr
     hook = Webhook(url=url, secret=secret or secrets.token_urlsafe(32), events=",".join(events), active=True)
     session.add(hook)
     session.flush()
-    return hook
+    return WebhookInfo.of(hook), hook.secret
+
+
+def list_webhooks(session: Session) -> list[WebhookInfo]:
+    return [WebhookInfo.of(h) for h in session.scalars(select(Webhook).order_by(Webhook.id))]
+
+
+def list_deliveries(
+    session: Session, *, status: str | None = None, limit: int = 100
+) -> list[WebhookDelivery]:
+    """The delivery log, newest first."""
+    stmt = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    return list(session.scalars(stmt))
 
 
 def enqueue(session: Session, *, event: str, case_id: int | None, payload: dict[str, Any]) -> int:
@@ -66,14 +112,14 @@ def enqueue(session: Session, *, event: str, case_id: int | None, payload: dict[
     ]
     now = utcnow()
     for hook in hooks:
-        body = {"event": event, "occurred_at": now.isoformat() + "Z", "case": payload}
+        body = {"event": event, "occurred_at": iso_utc(now), "case": payload}
         session.add(
             WebhookDelivery(
                 webhook_id=hook.id,
                 event=event,
                 case_id=case_id,
                 payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 attempts=0,
                 next_attempt_at=now,
                 created_at=now,
@@ -132,7 +178,9 @@ class WebhookDispatcher:
         with self.factory() as session:
             due = session.scalars(
                 select(WebhookDelivery.id)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+                .where(
+                    WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now
+                )
                 .order_by(WebhookDelivery.next_attempt_at)
                 .limit(limit)
             ).all()
@@ -141,7 +189,7 @@ class WebhookDispatcher:
                     update(WebhookDelivery)
                     .where(
                         WebhookDelivery.id == delivery_id,
-                        WebhookDelivery.status == "pending",
+                        WebhookDelivery.status == DeliveryStatus.PENDING,
                         WebhookDelivery.next_attempt_at <= now,
                     )
                     .values(next_attempt_at=lease)
@@ -191,9 +239,9 @@ class WebhookDispatcher:
         attempts = delivery.attempts + 1
         values: dict[str, Any] = {"attempts": attempts, "last_status_code": code, "last_error": error}
         if error is None:
-            values.update(status="delivered", delivered_at=now)
+            values.update(status=DeliveryStatus.DELIVERED, delivered_at=now)
         elif attempts >= self.max_attempts:
-            values.update(status="failed")
+            values.update(status=DeliveryStatus.FAILED)
             log.warning("webhook delivery %s to hook %s failed for good: %s", delivery.id, hook.id, error)
         else:
             delay = min(self.backoff_s * 2 ** (attempts - 1), 3600.0)

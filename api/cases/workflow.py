@@ -9,22 +9,48 @@ that is done by case ingestion, not by a user action. Pure data and functions: n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-PENDING_REVIEW = "pending_review"
-FILED = "filed"
-DISPATCHED = "dispatched"
-HANDLED = "handled"
-VERIFIED = "verified"
-CLOSED = "closed"
-REJECTED = "rejected"
+from api.accounts.accounts import Role
+from api.errors import InputError
 
-STATUSES = (PENDING_REVIEW, FILED, DISPATCHED, HANDLED, VERIFIED, CLOSED, REJECTED)
+
+class Status(StrEnum):
+    """A case's place in the workflow (stored and sent as its value)."""
+
+    PENDING_REVIEW = "pending_review"
+    FILED = "filed"
+    DISPATCHED = "dispatched"
+    HANDLED = "handled"
+    VERIFIED = "verified"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+
+
+class RejectReason(StrEnum):
+    """Why a case under review was rejected."""
+
+    FALSE_POSITIVE = "false_positive"
+    DUPLICATE = "duplicate"
+    NOT_A_VIOLATION = "not_a_violation"
+    EXEMPT = "exempt"
+
+
+PENDING_REVIEW = Status.PENDING_REVIEW
+FILED = Status.FILED
+DISPATCHED = Status.DISPATCHED
+HANDLED = Status.HANDLED
+VERIFIED = Status.VERIFIED
+CLOSED = Status.CLOSED
+REJECTED = Status.REJECTED
+
+STATUSES: tuple[Status, ...] = tuple(Status)
 OPEN_STATUSES = (PENDING_REVIEW, FILED, DISPATCHED, HANDLED, VERIFIED)
 
-REJECT_REASONS = ("false_positive", "duplicate", "not_a_violation", "exempt")
+REJECT_REASONS: tuple[RejectReason, ...] = tuple(RejectReason)
 
 # status -> statuses a user may move it to
-TRANSITIONS: dict[str, tuple[str, ...]] = {
+TRANSITIONS: dict[str, tuple[Status, ...]] = {
     PENDING_REVIEW: (FILED, REJECTED),
     FILED: (DISPATCHED,),
     DISPATCHED: (HANDLED,),
@@ -34,40 +60,42 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     REJECTED: (),
 }
 
+_OFFICE = (Role.ADMIN, Role.OPERATOR)
+
 # target status -> roles that may move a case there
-ROLES_FOR: dict[str, tuple[str, ...]] = {
-    FILED: ("admin", "operator"),
-    REJECTED: ("admin", "operator"),
-    DISPATCHED: ("admin", "operator"),
-    HANDLED: ("admin", "operator", "enforcement"),
-    VERIFIED: ("admin", "operator"),
-    CLOSED: ("admin", "operator"),
+ROLES_FOR: dict[str, tuple[Role, ...]] = {
+    FILED: _OFFICE,
+    REJECTED: _OFFICE,
+    DISPATCHED: _OFFICE,
+    HANDLED: (*_OFFICE, Role.ENFORCEMENT),
+    VERIFIED: _OFFICE,
+    CLOSED: _OFFICE,
 }
 
 # statuses that notify webhooks when entered
 NOTIFY = (FILED, DISPATCHED, CLOSED)
 
 
-class TransitionError(ValueError):
-    """A move the workflow does not allow from the case's current status (HTTP 409)."""
+class TransitionError(InputError):
+    """A move the workflow does not allow from the case's current status (409); the body names the
+    current status and the allowed ones."""
+
+    status = 409
 
     def __init__(self, current: str, target: str, allowed: tuple[str, ...]) -> None:
         allowed_text = ", ".join(allowed) if allowed else "none"
         super().__init__(
-            f"cannot move a case from {current} to {target}; allowed from {current}: {allowed_text}"
+            "to",
+            f"cannot move a case from {current} to {target}; allowed from {current}: {allowed_text}",
+            extra={"current": current, "allowed": list(allowed)},
         )
         self.current = current
         self.target = target
         self.allowed = allowed
 
 
-class TransitionInputError(ValueError):
+class TransitionInputError(InputError):
     """A move that lacks what it needs (a reason, a note, an after-photo); names the field."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

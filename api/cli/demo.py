@@ -118,7 +118,9 @@ def _credentials(services: Any, data_dir: Path) -> dict[str, str]:
                     f"user demo-admin exists but {path} is missing; remove the user or the database"
                 )
             creds["admin_password"] = secrets.token_urlsafe(12)
-            auth.create_user(session, username="demo-admin", password=creds["admin_password"], role="admin")
+            auth.create_user(
+                session, username="demo-admin", password=creds["admin_password"], role=auth.Role.ADMIN
+            )
         for name, camera in (
             ("demo-patrol-01", "patrol-01"),
             ("demo-cam-01", "demo-cam-01"),
@@ -145,7 +147,7 @@ def _grid(services: Any) -> None:
         if session.scalar(select(func.count()).select_from(GridCell)):
             return
         cells = load_geojson_file(str(REPO / "configs" / "demo-grid.geojson"))
-        import_cells(session, cells)
+        import_cells(session, cells=cells)
         session.commit()
         print(f"grid: imported {len(cells)} demo cells from configs/demo-grid.geojson")
 

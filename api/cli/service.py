@@ -260,7 +260,7 @@ def _grid_import(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.file}: " + "\n  ".join(exc.problems)) from None
     services = _services(args)
     with services.factory() as session:
-        count = import_cells(session, cells)
+        count = import_cells(session, cells=cells)
         session.commit()
     print(f"imported {count} grid cells from {args.file}")
     return 0

@@ -1,8 +1,10 @@
 """The FastAPI application, built by `create_app(settings)`; nothing is created at import time.
 
-Routes live in api/routes/ and stay thin: they parse, check the caller's role and call the domain
-modules. Every client error has the same shape: {"detail": "<field>: <reason>", "errors":
-[{"field": ..., "reason": ...}]}.
+Routes live in api/http/routes/ and stay thin: they parse, check the caller's role, call the domain
+modules and name the response's schema (api/http/schemas.py). Every client error has the same shape,
+{"detail": "<field>: <reason>", "errors": [{"field": ..., "reason": ...}]}: a user's mistake is an
+api.errors.InputError, answered by one handler; FastAPI's validation errors and Starlette's HTTP
+errors are answered in the same shape.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.errors import InputError
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,24 +28,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, field: str, reason: str, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"detail": f"{field}: {reason}", "errors": [{"field": field, "reason": reason}]}
-    body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+def error_response(error: InputError) -> JSONResponse:
+    """The answer to a user's mistake: its body, its status; a 401 says how to authenticate."""
+    headers = dict(error.headers)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error.body(), status_code=error.status, headers=headers or None)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError
-    from api.cases.acting import ForbiddenMove
-    from api.cases.grids import GridImportError
-    from api.cases.incident import IncidentInputError
-    from api.cases.reading import NotFound
-    from api.cases.webhooks import WebhookInputError
-    from api.cases.workflow import TransitionError, TransitionInputError
-    from api.http.incident_form import IncidentFormError
-    from api.jobs.uploads import UploadError
-    from api.storage.evidence_store import EvidenceError
+    @app.exception_handler(InputError)
+    async def _input(_: Request, exc: InputError) -> JSONResponse:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -59,48 +56,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        detail = exc.detail
-        if isinstance(detail, dict) and "field" in detail:
-            response = error_response(exc.status_code, detail["field"], detail["reason"])
-        else:
-            field = (
-                "body" if exc.status_code == 400 else "path" if exc.status_code in (404, 405) else "request"
-            )
-            response = error_response(exc.status_code, field, str(detail))
-        for key, value in (exc.headers or {}).items():  # e.g. Retry-After of a 429
-            response.headers[key] = value
-        return response
-
-    def handler(status: int, field_of: Callable[[Any], tuple[str, str]]) -> Callable[..., Any]:
-        async def _handle(_: Request, exc: Exception) -> JSONResponse:
-            field, reason = field_of(exc)
-            return error_response(status, field, reason)
-
-        return _handle
-
-    app.add_exception_handler(NotFound, handler(404, lambda e: (e.field, e.reason)))
-    app.add_exception_handler(IncidentInputError, handler(422, lambda e: (e.field, e.reason)))
-    app.add_exception_handler(TransitionInputError, handler(422, lambda e: (e.field, e.reason)))
-    app.add_exception_handler(WebhookInputError, handler(422, lambda e: (e.field, e.reason)))
-    app.add_exception_handler(ForbiddenMove, handler(403, lambda e: ("to", str(e))))
-    app.add_exception_handler(AuthError, handler(422, lambda e: (e.field, e.reason)))
-    app.add_exception_handler(AccountConflict, handler(409, lambda e: (e.field, e.reason)))
-    app.add_exception_handler(AccountNotFound, handler(404, lambda e: (e.field, e.reason)))
-    app.add_exception_handler(EvidenceError, handler(422, lambda e: ("files", str(e))))
-    app.add_exception_handler(GridImportError, handler(422, lambda e: ("features", "; ".join(e.problems))))
-
-    async def _upload(_: Request, exc: UploadError) -> JSONResponse:
-        return error_response(exc.status, exc.field, exc.reason)
-
-    async def _transition(_: Request, exc: TransitionError) -> JSONResponse:
-        return error_response(409, "to", str(exc), current=exc.current, allowed=list(exc.allowed))
-
-    async def _incident_form(_: Request, exc: IncidentFormError) -> JSONResponse:
-        return error_response(exc.status, "body", exc.reason)
-
-    app.add_exception_handler(UploadError, _upload)  # type: ignore[arg-type]
-    app.add_exception_handler(IncidentFormError, _incident_form)  # type: ignore[arg-type]
-    app.add_exception_handler(TransitionError, _transition)  # type: ignore[arg-type]
+        """Starlette's and FastAPI's own errors (an unknown path, a wrong method, a body that is no
+        form) in the same shape."""
+        field = "body" if exc.status_code == 400 else "path" if exc.status_code in (404, 405) else "request"
+        return error_response(InputError(field, str(exc.detail), status=exc.status_code, headers=exc.headers))
 
 
 def create_app(
@@ -113,6 +72,7 @@ def create_app(
 ) -> FastAPI:
     """The API for these settings. The database is migrated here; background threads (webhook
     dispatcher, and the in-process worker when run_worker) start with the app's lifespan."""
+    from api.http import schemas
     from api.http.routes import admin, auth, cases, incidents, reports, uploads
     from api.services import Services
 
@@ -166,8 +126,8 @@ def create_app(
     for module in (auth, incidents, uploads, cases, reports, admin):
         app.include_router(module.router)
 
-    @app.get("/api/health", tags=["meta"])
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/api/health", tags=["meta"], response_model=schemas.Health)
+    def health() -> schemas.Health:
+        return schemas.Health(status="ok")
 
     return app

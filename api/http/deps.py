@@ -13,13 +13,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.accounts.accounts import Principal
+from api.accounts.accounts import DEVICE_ROLE, ROLES, Principal, Role, RoleNotAllowed, Unauthenticated
 from api.accounts.tokens import note_device_use, resolve_request
 from api.services import Services
 from api.storage.db import session_scope
@@ -65,21 +65,21 @@ async def get_principal(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, {"field": "Authorization", "reason": "a bearer token is required"})
+        raise Unauthenticated("a bearer token is required")
     principal = services.principals.get(credentials.credentials)
     if principal is None:
         stamp = services.principals.stamp()  # before the lookup: a change during it is not cached
-        principal = await run_in_threadpool(_resolve, services, credentials.credentials)
+        principal = await run_in_threadpool(resolve_token, services, credentials.credentials)
         if principal is not None:
             services.principals.put(credentials.credentials, principal, stamp)
     if principal is None:
-        raise HTTPException(
-            401, {"field": "Authorization", "reason": "unknown, expired or revoked token or key"}
-        )
+        raise Unauthenticated("unknown, expired or revoked token or key")
     return principal
 
 
-def _resolve(services: Services, token: str) -> Principal | None:
+def resolve_token(services: Services, token: str) -> Principal | None:
+    """Who a token or device key stands for (None when unknown), looked up in the database (blocking:
+    run it in the thread pool); a device's last use is recorded at most once a minute."""
     with services.read_factory() as session:
         principal, device_use_due = resolve_request(session, token)
     if device_use_due and principal is not None and principal.device_id is not None:
@@ -92,24 +92,17 @@ def _resolve(services: Services, token: str) -> Principal | None:
 
 
 def require(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency letting through only these roles ("device" for device keys)."""
+    """A dependency letting through only these roles (DEVICE_ROLE for device keys)."""
 
     async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles:
-            raise HTTPException(
-                403, {"field": "Authorization", "reason": f"role {principal.role} may not use this endpoint"}
-            )
+            raise RoleNotAllowed(principal.role)
         return principal
 
     return check
 
 
-USERS = ("admin", "operator", "enforcement", "viewer")
-Reader = Annotated[Principal, Depends(require(*USERS))]
-Staff = Annotated[Principal, Depends(require("admin", "operator", "enforcement"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
-Feeder = Annotated[Principal, Depends(require("device", "admin", "operator"))]
-
-
-def not_found(field: str, reason: str) -> HTTPException:
-    return HTTPException(404, {"field": field, "reason": reason})
+Reader = Annotated[Principal, Depends(require(*ROLES))]
+Staff = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.ENFORCEMENT))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+Feeder = Annotated[Principal, Depends(require(DEVICE_ROLE, Role.ADMIN, Role.OPERATOR))]

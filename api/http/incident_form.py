@@ -9,20 +9,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from api.cases.incident import IncidentInputError, IncidentPayload, parse_incident
-from api.http.multipart import FormPart, MalformedBody, form_boundary, read_parts
+from api.errors import InputError
+from api.http.multipart import FormPart, form_boundary, read_parts
 from api.storage.evidence_store import EvidenceError, EvidenceStore, IncomingEvidence, StoredFile
 
 MAX_INCIDENT_JSON_BYTES = 1024 * 1024
 MAX_EVIDENCE_FILES = 16
 
 
-class IncidentFormError(ValueError):
-    """A request body that is no readable form (HTTP 400, or 415 for another content type)."""
+class IncidentFormError(InputError):
+    """A request body that is no form (415 for another content type); a malformed multipart body is
+    api.http.multipart.MalformedBody (400)."""
 
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(f"body: {reason}")
-        self.reason = reason
-        self.status = status
+    status = 415
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("body", reason)
 
 
 @dataclass
@@ -46,7 +48,9 @@ class _IncidentParts:
         self._filename: str | None = None
 
     def _file_error(self, exc: EvidenceError) -> IncidentInputError:
-        return IncidentInputError(f"files[{len(self.form.files)}]", f"{self._filename or 'file'}: {exc}")
+        return IncidentInputError(
+            f"files[{len(self.form.files)}]", f"{self._filename or 'file'}: {exc.reason}"
+        )
 
     def begin(self, part: FormPart) -> None:
         if part.name == "incident":
@@ -98,15 +102,14 @@ async def receive_incident_form(
     soon as it is read (a device sends it first, so a bad incident stores no files), and each
     `files` part streamed straight into the evidence store (hashed, size-limited and sniffed as it
     is written, never held whole in memory). Other parts are skipped. A bad incident or file is an
-    IncidentInputError naming it (incident.<key>, files[i]); a malformed body an IncidentFormError."""
+    IncidentInputError naming it (incident.<key>, files[i]); a malformed body a MalformedBody, another
+    content type an IncidentFormError."""
     boundary = form_boundary(content_type)
     if boundary is None:
-        raise IncidentFormError("must be multipart/form-data with a boundary", status=415)
+        raise IncidentFormError("must be multipart/form-data with a boundary")
     parts = _IncidentParts(store, max_file_bytes)
     try:
         await read_parts(boundary, chunks, parts)
-    except MalformedBody as exc:
-        raise IncidentFormError(str(exc)) from None
     finally:
         parts.discard()
     return parts.form

@@ -16,11 +16,18 @@ from typing import Protocol
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from api.errors import InputError
+
 MAX_FILENAME_CHARS = 255
 
 
-class MalformedBody(ValueError):
-    """A body the multipart parser cannot read; the message says what the parser raised."""
+class MalformedBody(InputError):
+    """A body the multipart parser cannot read (400); the reason says what the parser raised."""
+
+    status = 400
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("body", reason)
 
 
 @dataclass

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from api.accounts.accounts import DEVICE_ROLE, Principal
+from api.errors import NotFound
 from api.storage.db import utcnow
 from api.storage.models import Job, Upload
 
 log = logging.getLogger(__name__)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +42,9 @@ class Claim:
 def claim_next(session: Session, *, owner: str, lease_s: float, max_attempts: int) -> Claim | None:
     """Claim the oldest runnable job for `owner`; commits. None when there is nothing to do."""
     now = utcnow()
-    runnable = or_(Job.status == "queued", (Job.status == "running") & (Job.lease_expires_at < now))
+    runnable = or_(
+        Job.status == JobStatus.QUEUED, (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now)
+    )
     candidates = session.execute(
         select(Job.id, Job.upload_id, Job.attempts, Job.status).where(runnable).order_by(Job.id).limit(5)
     ).all()
@@ -42,7 +54,7 @@ def claim_next(session: Session, *, owner: str, lease_s: float, max_attempts: in
                 update(Job)
                 .where(Job.id == job_id, runnable)
                 .values(
-                    status="failed",
+                    status=JobStatus.FAILED,
                     error=f"gave up after {attempts} attempts (the worker stopped mid-job each time)",
                     lease_owner=None,
                     lease_expires_at=None,
@@ -55,7 +67,7 @@ def claim_next(session: Session, *, owner: str, lease_s: float, max_attempts: in
             update(Job)
             .where(Job.id == job_id, Job.attempts == attempts, runnable)
             .values(
-                status="running",
+                status=JobStatus.RUNNING,
                 lease_owner=owner,
                 lease_expires_at=now + timedelta(seconds=lease_s),
                 attempts=attempts + 1,
@@ -65,7 +77,7 @@ def claim_next(session: Session, *, owner: str, lease_s: float, max_attempts: in
         )
         session.commit()
         if result.rowcount == 1:  # type: ignore[attr-defined]
-            if status == "running":
+            if status == JobStatus.RUNNING:
                 log.warning(
                     "job %s: previous worker's lease lapsed; retrying (attempt %d)", job_id, attempts + 1
                 )
@@ -80,7 +92,7 @@ def heartbeat(session: Session, *, job_id: int, owner: str, lease_s: float, prog
         values["progress"] = max(0.0, min(1.0, progress))
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
         .values(**values)
     )
     session.commit()
@@ -89,7 +101,7 @@ def heartbeat(session: Session, *, job_id: int, owner: str, lease_s: float, prog
 
 def finish(session: Session, *, job_id: int, owner: str, error: str | None, incidents: int) -> bool:
     values: dict[str, Any] = {
-        "status": "failed" if error else "done",
+        "status": JobStatus.FAILED if error else JobStatus.DONE,
         "error": error,
         "incidents": incidents,
         "lease_owner": None,
@@ -103,7 +115,34 @@ def finish(session: Session, *, job_id: int, owner: str, error: str | None, inci
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def job_view(job: Job, upload: Upload | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    id: int
+    sha256: str
+    size: int
+    media_type: str
+    camera_id: str | None
+    has_track: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job as its sender sees it: status, progress in [0, 1] (4 decimals), error, and its upload."""
+
+    id: int
+    status: str
+    progress: float
+    error: str | None
+    attempts: int
+    incidents: int
+    upload: UploadInfo | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def job_fields(job: Job, upload: Upload | None) -> dict[str, Any]:
+    """The fields of a JobView (and of what extends it, api.jobs.uploads.UploadReceipt)."""
     return {
         "id": job.id,
         "status": job.status,
@@ -113,15 +152,30 @@ def job_view(job: Job, upload: Upload | None) -> dict[str, Any]:
         "incidents": job.incidents,
         "upload": None
         if upload is None
-        else {
-            "id": upload.id,
-            "sha256": upload.sha256,
-            "size": upload.size,
-            "media_type": upload.media_type,
-            "camera_id": upload.camera_id,
-            "has_track": upload.track_path is not None,
-        },
-        "created_at": job.created_at.isoformat() + "Z",
-        "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
-        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+        else UploadInfo(
+            id=upload.id,
+            sha256=upload.sha256,
+            size=upload.size,
+            media_type=upload.media_type,
+            camera_id=upload.camera_id,
+            has_track=upload.track_path is not None,
+        ),
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
     }
+
+
+def job_view(job: Job, upload: Upload | None) -> JobView:
+    return JobView(**job_fields(job, upload))
+
+
+def find_job(session: Session, *, principal: Principal, job_id: int) -> JobView:
+    """A job the caller may see (a device sees only the jobs of its own uploads); NotFound otherwise."""
+    job = session.get(Job, job_id)
+    upload = session.get(Upload, job.upload_id) if job else None
+    if job is None or (
+        principal.role == DEVICE_ROLE and (upload is None or upload.device_id != principal.device_id)
+    ):
+        raise NotFound("job_id", f"no job {job_id}")
+    return job_view(job, upload)

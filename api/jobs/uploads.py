@@ -21,10 +21,12 @@ from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
-from api.http.multipart import FormPart, MalformedBody, form_boundary, read_parts
+from api.errors import InputError
+from api.http.multipart import FormPart, form_boundary, read_parts
+from api.jobs.queue import JobStatus, JobView, job_fields
 from api.storage.db import as_utc, utcnow
 from api.storage.models import Job, Upload
 
@@ -38,14 +40,12 @@ SNIFF_BYTES = 512
 TRACK_EXTENSIONS = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}
 
 
-class UploadError(ValueError):
-    """A bad upload; `status` is the HTTP status it maps to, `field` the form field."""
+class UploadError(InputError):
+    """A bad upload; `field` is the form field, `status` the HTTP status (413 too large, 415 not
+    footage or not a track, 409 a conflict with an earlier upload, 422 otherwise)."""
 
     def __init__(self, field: str, reason: str, status: int = 422) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-        self.status = status
+        super().__init__(field, reason, status=status)
 
 
 def sniff_video(head: bytes) -> str | None:
@@ -197,10 +197,8 @@ async def receive_multipart(
     parts = _UploadParts(incoming_dir, max_file_bytes)
     try:
         await read_parts(boundary, chunks, parts)
-    except MalformedBody as exc:
-        parts.abort()
-        raise UploadError("body", str(exc), 400) from None
-    except BaseException:  # a bad field, a file over its limit, a client gone: nothing stays behind
+    except BaseException:  # a malformed body, a bad field, a file over its limit, a client gone:
+        # nothing stays behind
         parts.abort()
         raise
     return parts.form
@@ -261,10 +259,12 @@ def register_upload(
                 409,
             )
         job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
-        if job is None or job.status == "failed":
+        if job is None or job.status == JobStatus.FAILED:
             # the same footage sent again after its job failed: try once more (incident ids are
             # deterministic, so whatever the failed run already filed is not filed twice)
-            job = Job(upload_id=existing.id, status="queued", progress=0.0, attempts=0, created_at=utcnow())
+            job = Job(
+                upload_id=existing.id, status=JobStatus.QUEUED, progress=0.0, attempts=0, created_at=utcnow()
+            )
             session.add(job)
             session.flush()
             log.info("upload %s sent again after a failed job; queued job %s", existing.sha256[:12], job.id)
@@ -309,8 +309,31 @@ def register_upload(
         session.flush()
     except IntegrityError:
         raise UploadError("file", "the same footage is being uploaded right now; retry", 409) from None
-    job = Job(upload_id=upload.id, status="queued", progress=0.0, attempts=0, created_at=utcnow())
+    job = Job(upload_id=upload.id, status=JobStatus.QUEUED, progress=0.0, attempts=0, created_at=utcnow())
     session.add(job)
     session.flush()
     log.info("upload %s (%d bytes) filed as job %s", upload.sha256[:12], upload.size, job.id)
     return UploadResult(upload, job, True)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadReceipt(JobView):
+    """The job of an upload as its sender sees it, and whether this upload created it."""
+
+    created: bool
+
+
+def file_upload(
+    factory: sessionmaker[Session], *, form: ReceivedForm, uploads_dir: Path, principal: Principal
+) -> UploadReceipt:
+    """register_upload in a transaction of its own (blocking: run it in a thread); whatever fails,
+    the received files are removed."""
+    with factory() as session:
+        try:
+            result = register_upload(session, form, uploads_dir=uploads_dir, principal=principal)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            form.cleanup()
+            raise
+        return UploadReceipt(**job_fields(result.job, result.upload), created=result.created)

@@ -290,7 +290,7 @@ class Worker:
                 with path.open("rb") as fh:
                     stored = self.store.put_stream(fh, expected_sha256=item.sha256)
             except EvidenceError as exc:
-                raise JobFailed(f"incident {payload.id}: evidence {item.path}: {exc}") from None
+                raise JobFailed(f"incident {payload.id}: evidence {item.path}: {exc.reason}") from None
             evidence.append((item.role, stored))
         inc = IncidentIn.from_payload(payload, evidence=evidence, camera_id=upload.camera_id)
         ingest_committed(

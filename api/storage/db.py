@@ -32,6 +32,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def iso_utc(value: datetime) -> str:
+    """A stored (naive UTC) time as the API and webhooks write it: ISO 8601 ending in Z."""
+    return value.isoformat() + "Z"
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """Aware datetimes -> naive UTC; naive ones are taken as UTC already."""
     if value is None or value.tzinfo is None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from api.errors import InputError
+
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
 
@@ -29,8 +31,12 @@ _MAGIC: list[tuple[bytes, int, str]] = [
 ]
 
 
-class EvidenceError(ValueError):
-    """Evidence that cannot be stored (hash mismatch, too large, not an image)."""
+class EvidenceError(InputError):
+    """Evidence that cannot be stored (hash mismatch, too large, not an image); `reason` says why.
+    Its field is "files" unless the receiving code names the file more precisely."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("files", reason)
 
 
 @dataclass(frozen=True, slots=True)

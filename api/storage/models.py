@@ -207,6 +207,17 @@ class CustodyEntry(Base):
     __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_custody_case_seq"),)
 
 
+class ReviewClaim(Base):
+    """A pending case held by one operator in the review queue until expires_at (api.cases.review)."""
+
+    __tablename__ = "review_claims"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(96), index=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Upload(Base):
     __tablename__ = "uploads"
 

@@ -159,7 +159,7 @@ def import_demo_grid(services: Services) -> None:
     from api.cases.grids import import_cells, load_geojson_file
 
     with services.factory() as session:
-        import_cells(session, load_geojson_file(str(DEMO_GRID)))
+        import_cells(session, cells=load_geojson_file(str(DEMO_GRID)))
         session.commit()
     services.grid_cache.invalidate()
 

@@ -132,7 +132,13 @@ def _walk_to_closed(svc: Services, case_id: int) -> None:
             workflow.CLOSED,
         ):
             move = workflow.Move(target=target, note="removed the car", has_photo=target == workflow.HANDLED)
-            transition(session, OPERATOR, case_id, move, photo=photo if target == workflow.HANDLED else None)
+            transition(
+                session,
+                principal=OPERATOR,
+                case_id=case_id,
+                move=move,
+                photo=photo if target == workflow.HANDLED else None,
+            )
         session.commit()
 
 
@@ -144,7 +150,7 @@ def test_closed_case_seen_again_reopens_as_recurrence(svc: Services) -> None:
     assert again.case.status == workflow.PENDING_REVIEW
     assert again.case.recurrence_count == 1
     with svc.factory() as session:
-        actions = [e.action for e in get_case(session, OPERATOR, first.case.id).events]
+        actions = [e.action for e in get_case(session, principal=OPERATOR, case_id=first.case.id).events]
     assert actions == ["created", "filed", "dispatched", "handled", "verified", "closed", "reopened"]
 
 
@@ -152,7 +158,10 @@ def test_rejected_case_takes_no_sightings(svc: Services) -> None:
     first = _ingest(svc, "a")
     with svc.factory() as session:
         transition(
-            session, OPERATOR, first.case.id, workflow.Move(target="rejected", reason="false_positive")
+            session,
+            principal=OPERATOR,
+            case_id=first.case.id,
+            move=workflow.Move(target="rejected", reason="false_positive"),
         )
         session.commit()
     second = _ingest(svc, "b")
@@ -162,7 +171,7 @@ def test_rejected_case_takes_no_sightings(svc: Services) -> None:
 def test_illegal_transition_names_allowed_ones(svc: Services) -> None:
     case = _ingest(svc, "a").case
     with svc.factory() as session, pytest.raises(workflow.TransitionError) as err:
-        transition(session, OPERATOR, case.id, workflow.Move(target="closed"))
+        transition(session, principal=OPERATOR, case_id=case.id, move=workflow.Move(target="closed"))
     assert err.value.allowed == ("filed", "rejected")
     assert "filed, rejected" in str(err.value)
 
@@ -173,20 +182,23 @@ def test_list_filters_and_team_visibility(svc: Services) -> None:
     _ingest(svc, "c", position=(31.5, 121.0))
     admin = Principal(kind="user", name="a", role="admin")
     with svc.factory() as session:
-        rows, total = list_cases(session, admin, CaseFilter())
+        rows, total = list_cases(session, principal=admin, filters=CaseFilter())
         assert total == 3 and len(rows) == 3
-        assert list_cases(session, admin, CaseFilter(plate="浙a1"))[1] == 1
-        assert list_cases(session, admin, CaseFilter(category="street_vending"))[1] == 1
-        assert list_cases(session, admin, CaseFilter(grid_cell=UNASSIGNED))[1] == 1
-        assert list_cases(session, admin, CaseFilter(team="team-ziyang"))[1] == 1
-        assert list_cases(session, admin, CaseFilter(status=["filed"]))[1] == 0
+        assert list_cases(session, principal=admin, filters=CaseFilter(plate="浙a1"))[1] == 1
+        assert list_cases(session, principal=admin, filters=CaseFilter(category="street_vending"))[1] == 1
+        assert list_cases(session, principal=admin, filters=CaseFilter(grid_cell=UNASSIGNED))[1] == 1
+        assert list_cases(session, principal=admin, filters=CaseFilter(team="team-ziyang"))[1] == 1
+        assert list_cases(session, principal=admin, filters=CaseFilter(status=["filed"]))[1] == 0
         number = rows[0].number
-        assert list_cases(session, admin, CaseFilter(number=number.lower()))[0][0].number == number
-        page2, _ = list_cases(session, admin, CaseFilter(), page=2, per_page=2)
+        assert (
+            list_cases(session, principal=admin, filters=CaseFilter(number=number.lower()))[0][0].number
+            == number
+        )
+        page2, _ = list_cases(session, principal=admin, filters=CaseFilter(), page=2, per_page=2)
         assert len(page2) == 1
         ziyang = Principal(kind="user", name="z", role="enforcement", team="team-ziyang")
-        seen, total = list_cases(session, ziyang, CaseFilter())
+        seen, total = list_cases(session, principal=ziyang, filters=CaseFilter())
         assert total == 1 and seen[0].team == "team-ziyang"
         other = next(r for r in rows if r.team != "team-ziyang")
         with pytest.raises(NotFound):
-            get_case(session, ziyang, other.id)
+            get_case(session, principal=ziyang, case_id=other.id)

@@ -115,12 +115,12 @@ def test_demo_grid_covers_the_demo_camera() -> None:
 def test_import_replaces_cells_and_cache_follows(services: Services) -> None:
     cells = parse_geojson({"type": "FeatureCollection", "features": [feature()]})
     with services.factory() as session:
-        import_cells(session, cells)
+        import_cells(session, cells=cells)
         session.commit()
         assert services.grid_cache.get(session).lookup(30.005, 120.005).cell_id == "C1"
     renamed = parse_geojson({"type": "FeatureCollection", "features": [feature(props={"id": "C2"})]})
     with services.factory() as session:
-        import_cells(session, renamed)
+        import_cells(session, cells=renamed)
         session.commit()
         services.grid_cache.invalidate()
         assert [c.id for c in session.query(GridCell)] == ["C2"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 
 from api.accounts import tokens
-from api.accounts.accounts import AuthError
-from api.accounts.throttle import LoginThrottled
+from api.accounts.accounts import Principal
+from api.http import schemas
 from api.http.deps import Reader, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -16,40 +16,42 @@ router = APIRouter(prefix="/api", tags=["auth"])
 
 @router.post(
     "/auth/token",
-    responses={
-        401: {"description": "unknown user, inactive user or wrong password (one answer for all)"},
-        429: {"description": "too many failed logins for this username; Retry-After says for how long"},
-    },
+    response_model=schemas.Token,
+    responses=schemas.error_responses(
+        400,
+        401,
+        422,
+        429,
+        described={
+            400: "a body that is no form",
+            401: "unknown user, inactive user or wrong password (one answer for all)",
+            429: "too many failed logins for this username; Retry-After says for how long",
+        },
+    ),
 )
 def login(
     request: Request,
     services: ServicesDep,
     username: Annotated[str, Form(min_length=1, max_length=64)],
     password: Annotated[str, Form(min_length=1, max_length=256)],
-) -> dict[str, str]:
+) -> schemas.Token:
     """Exchange a username and password for a bearer token (OAuth2 password form).
 
     After `login_max_failures` failed logins for a username within `login_window_s` seconds, that
     username gets 429 with Retry-After until the window ends, whether the user exists or not."""
-    try:
-        token = tokens.login(
-            services.factory,
-            read_factory=services.read_factory,
-            username=username,
-            password=password,
-            ttl_h=services.settings.token_ttl_h,
-            policy=services.login_policy,
-            client=request.client.host if request.client else None,
-        )
-    except LoginThrottled as exc:
-        raise HTTPException(
-            429, {"field": exc.field, "reason": exc.reason}, headers={"Retry-After": str(exc.retry_after_s)}
-        ) from None
-    except AuthError as exc:
-        raise HTTPException(401, {"field": "password", "reason": exc.reason}) from None
-    return {"access_token": token, "token_type": "bearer"}
+    token = tokens.login(
+        services.factory,
+        read_factory=services.read_factory,
+        username=username,
+        password=password,
+        ttl_h=services.settings.token_ttl_h,
+        policy=services.login_policy,
+        client=request.client.host if request.client else None,
+    )
+    return schemas.Token(access_token=token, token_type="bearer")
 
 
-@router.get("/me")
-def me(principal: Reader) -> dict[str, str | None]:
-    return {"kind": principal.kind, "name": principal.name, "role": principal.role, "team": principal.team}
+@router.get("/me", response_model=schemas.Me, responses=schemas.error_responses(401, 403))
+def me(principal: Reader) -> Principal:
+    """Who the bearer token stands for."""
+    return principal

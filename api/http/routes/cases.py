@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 
 from api.cases import workflow
-from api.cases.acting import transition
-from api.cases.incident import IncidentInputError
-from api.cases.reading import SORTS, CaseFilter, case_links, case_summary, get_case, list_cases
+from api.cases.acting import store_after_photo, transition
+from api.cases.reading import SORTS, CaseDetail, CaseFilter, CasePage, case_detail, case_page, describe
+from api.cases.workflow import RejectReason, Status
+from api.http import schemas
 from api.http.deps import Reader, ReadSessionDep, ServicesDep, SessionDep, Staff
-from api.storage.evidence_store import EvidenceError
-from api.storage.models import Case, CaseEvent, CustodyEntry
 
-router = APIRouter(prefix="/api", tags=["cases"])
+router = APIRouter(prefix="/api", tags=["cases"], responses=schemas.CALLER_ERRORS)
 
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-Status = Literal["pending_review", "filed", "dispatched", "handled", "verified", "closed", "rejected"]
+Sort = Literal["last_seen", "first_seen", "created_at", "number", "sightings"]
+NOT_FOUND = schemas.error_responses(404, described={404: "no case of that id visible to the caller"})
 
 
-@router.get("/cases")
+@router.get("/cases", response_model=schemas.CasePage)
 def get_cases(
     principal: Reader,
     session: ReadSessionDep,
@@ -39,11 +39,10 @@ def get_cases(
     plate: Annotated[str | None, Query(max_length=32)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
-    sort: Annotated[
-        Literal["last_seen", "first_seen", "created_at", "number", "sightings"], Query()
-    ] = "last_seen",
+    sort: Annotated[Sort, Query()] = "last_seen",
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
-) -> dict[str, Any]:
+) -> CasePage:
+    """The cases the caller may see that match the filters, a page at a time."""
     assert sort in SORTS
     filters = CaseFilter(
         status=list(status) if status else None,
@@ -57,83 +56,56 @@ def get_cases(
         number=number,
         plate=plate,
     )
-    rows, total = list_cases(
-        session, principal, filters, page=page, per_page=per_page, sort=sort, descending=order == "desc"
+    return case_page(
+        session,
+        principal=principal,
+        filters=filters,
+        page=page,
+        per_page=per_page,
+        sort=sort,
+        descending=order == "desc",
     )
-    return {"total": total, "page": page, "per_page": per_page, "items": [case_summary(c) for c in rows]}
 
 
-def _detail(session: Any, case: Case) -> dict[str, Any]:
-    body = case_summary(case)
-    links = case_links(session, case.id)
-    by_sighting: dict[int | None, list[dict[str, str]]] = {}
-    for link in links:
-        by_sighting.setdefault(link.sighting_id, []).append(
-            {"role": link.role, "sha256": link.sha256, "url": f"/api/evidence/{link.sha256}"}
-        )
-    body["sightings_list"] = [
-        {
-            "id": s.id,
-            "incident_id": s.incident_id,
-            "seen_at": s.seen_at.isoformat() + "Z",
-            "position": {"lat": s.lat, "lon": s.lon} if s.lat is not None else None,
-            "plate": s.plate,
-            "camera_id": s.camera_id,
-            "recurrence": s.recurrence,
-            "evidence": by_sighting.get(s.id, []),
-        }
-        for s in case.sightings
-    ]
-    body["case_evidence"] = by_sighting.get(None, [])
-    events = session.query(CaseEvent).filter(CaseEvent.case_id == case.id).order_by(CaseEvent.id).all()
-    body["history"] = [
-        {
-            "at": e.at.isoformat() + "Z",
-            "who": e.actor,
-            "what": e.action,
-            "from": e.from_status,
-            "to": e.to_status,
-            "why": e.reason,
-            "note": e.note,
-        }
-        for e in events
-    ]
-    custody_count = session.query(CustodyEntry).filter(CustodyEntry.case_id == case.id).count()
-    body["custody_entries"] = custody_count
-    body["allowed_transitions"] = list(workflow.TRANSITIONS[case.status])
-    return body
-
-
-@router.get("/cases/{case_id}")
-def get_one_case(case_id: CaseId, principal: Reader, session: ReadSessionDep) -> dict[str, Any]:
+@router.get("/cases/{case_id}", response_model=schemas.CaseDetail, responses=NOT_FOUND)
+def get_one_case(case_id: CaseId, principal: Reader, session: ReadSessionDep) -> CaseDetail:
     """A case with its sightings, evidence links and history."""
-    return _detail(session, get_case(session, principal, case_id))
+    return case_detail(session, principal=principal, case_id=case_id)
 
 
-@router.post("/cases/{case_id}/transitions")
+@router.post(
+    "/cases/{case_id}/transitions",
+    response_model=schemas.CaseDetail,
+    responses={
+        **schemas.BODY_ERRORS,
+        **NOT_FOUND,
+        403: {"model": schemas.ErrorBody, "description": "the caller's role may not make this move"},
+        409: {"model": schemas.TransitionConflict, "description": "the workflow does not allow this move"},
+    },
+)
 def post_transition(
     case_id: CaseId,
     principal: Staff,
     session: SessionDep,
     services: ServicesDep,
     to: Annotated[Status, Form(description="the status to move to")],
-    reason: Annotated[
-        Literal["false_positive", "duplicate", "not_a_violation", "exempt"] | None,
-        Form(description="required when rejecting"),
-    ] = None,
+    reason: Annotated[RejectReason | None, Form(description="required when rejecting")] = None,
     note: Annotated[str | None, Form(max_length=4000)] = None,
     photo: Annotated[UploadFile | None, File(description="after-photo, required when handled")] = None,
-) -> dict[str, Any]:
+) -> CaseDetail:
     """Move a case along pending_review → filed → dispatched → handled → verified → closed (or rejected).
     An illegal move is a 409 naming the allowed ones."""
     stored = None
     if photo is not None and photo.filename is not None:
-        get_case(session, principal, case_id)  # 404 before storing anything for an invisible case
-        try:
-            stored = services.store.put_stream(photo.file, max_bytes=services.settings.max_evidence_bytes)
-        except EvidenceError as exc:
-            raise IncidentInputError("photo", str(exc)) from None
+        stored = store_after_photo(
+            session,
+            principal=principal,
+            case_id=case_id,
+            photo=photo.file,
+            store=services.store,
+            max_bytes=services.settings.max_evidence_bytes,
+        )
     move = workflow.Move(target=to, reason=reason, note=note, has_photo=stored is not None)
-    case = transition(session, principal, case_id, move, photo=stored)
+    case = transition(session, principal=principal, case_id=case_id, move=move, photo=stored)
     session.commit()
-    return _detail(session, case)
+    return describe(session, case=case)

@@ -10,15 +10,26 @@ from fastapi.responses import FileResponse
 
 from api.cases import stats
 from api.cases.grids import import_cells, parse_geojson
-from api.cases.reading import may_see_evidence
-from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep, not_found
-from api.storage.models import EvidenceBlob
+from api.cases.reading import evidence_file
+from api.http import schemas
+from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep
 
-router = APIRouter(prefix="/api", tags=["reports"])
+router = APIRouter(prefix="/api", tags=["reports"], responses=schemas.CALLER_ERRORS)
+
+_FILE = {"schema": {"type": "string", "format": "binary"}}
+EVIDENCE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf")
 
 
 @router.get(
-    "/evidence/{sha256}", response_class=FileResponse, responses={200: {"content": {"image/jpeg": {}}}}
+    "/evidence/{sha256}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "the file, with its media type",
+            "content": {media_type: _FILE for media_type in EVIDENCE_MEDIA_TYPES},
+        },
+        **schemas.error_responses(404, described={404: "no such evidence visible to the caller"}),
+    },
 )
 def get_evidence(
     sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256")],
@@ -27,22 +38,15 @@ def get_evidence(
     services: ServicesDep,
 ) -> FileResponse:
     """An evidence file by its SHA-256, with its content type."""
-    blob = session.get(EvidenceBlob, sha256)
-    if blob is None or not may_see_evidence(session, principal, sha256):
-        raise not_found("sha256", f"no evidence {sha256}")
-    path = services.store.path_for(sha256)
-    if not path.is_file():
-        raise not_found(
-            "sha256", f"evidence {sha256} is missing from the store (run gridpatrol evidence verify)"
-        )
+    found = evidence_file(session, principal=principal, sha256=sha256, store=services.store)
     return FileResponse(
-        path,
-        media_type=blob.media_type,
+        found.path,
+        media_type=found.media_type,
         headers={"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{sha256}"'},
     )
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=schemas.CaseCounts)
 def get_stats(
     principal: Reader,
     session: ReadSessionDep,
@@ -52,11 +56,11 @@ def get_stats(
     category: Annotated[str | None, Query(max_length=64)] = None,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     team: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:
+) -> stats.CaseCounts:
     """Case counts by category × status × grid cell × local day of first sighting."""
-    rows = stats.counts(
+    return stats.counts(
         session,
-        principal,
+        principal=principal,
         offset_h=services.settings.timezone_offset_h,
         since=since,
         until=until,
@@ -64,25 +68,24 @@ def get_stats(
         grid_cell=grid_cell,
         team=team,
     )
-    return {"rows": rows, "total": sum(r["count"] for r in rows)}
 
 
-@router.get("/grids")
+@router.get("/grids", response_model=schemas.GridMap)
 def get_grids(principal: Reader, session: ReadSessionDep) -> dict[str, Any]:
     """The grid cells as GeoJSON, each with its number of open cases."""
-    return stats.grid_geojson(session, principal)
+    return stats.grid_geojson(session, principal=principal)
 
 
-@router.put("/grids")
+@router.put("/grids", response_model=schemas.GridImport, responses=schemas.BODY_ERRORS)
 def put_grids(
     principal: Admin,
     session: SessionDep,
     services: ServicesDep,
     geojson: Annotated[dict[str, Any], Body(description="a FeatureCollection of Polygon/MultiPolygon cells")],
-) -> dict[str, int]:
-    """Replace the grid cells (admin)."""
-    cells = parse_geojson(geojson)
-    count = import_cells(session, cells)
+) -> schemas.GridImport:
+    """Replace the grid cells (admin). A file that cannot be imported is a 422 naming each bad
+    feature."""
+    count = import_cells(session, cells=parse_geojson(geojson))
     session.commit()
     services.grid_cache.invalidate()
-    return {"imported": count}
+    return schemas.GridImport(imported=count)

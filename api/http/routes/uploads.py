@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from api.http.deps import Feeder, ReadSessionDep, ServicesDep, not_found
-from api.jobs.queue import job_view
-from api.jobs.uploads import MAX_TRACK_BYTES, UploadError, receive_multipart, register_upload
-from api.storage.models import Job, Upload
+from api.http import schemas
+from api.http.deps import Feeder, ReadSessionDep, ServicesDep
+from api.jobs.queue import JobView, find_job
+from api.jobs.uploads import MAX_TRACK_BYTES, UploadError, UploadReceipt, file_upload, receive_multipart
 
-router = APIRouter(prefix="/api", tags=["uploads"])
+router = APIRouter(prefix="/api", tags=["uploads"], responses=schemas.CALLER_ERRORS)
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -46,13 +46,26 @@ UPLOAD_BODY = {
 @router.post(
     "/uploads",
     status_code=201,
+    response_model=schemas.UploadReceipt,
     openapi_extra=UPLOAD_BODY,
-    responses={200: {"description": "already uploaded"}},
+    responses={
+        200: {"model": schemas.UploadReceipt, "description": "already uploaded"},
+        **schemas.error_responses(
+            400,
+            409,
+            413,
+            415,
+            described={
+                409: "this footage was uploaded before with another GPS track, or is being uploaded now",
+                415: "not multipart/form-data, not a video container, or not a GPS track",
+            },
+        ),
+    },
 )
-async def post_upload(request: Request, principal: Feeder, services: ServicesDep) -> Any:
+async def post_upload(
+    request: Request, response: Response, principal: Feeder, services: ServicesDep
+) -> UploadReceipt:
     """Upload footage (and optionally its GPS track); creates a detection job. Idempotent on SHA-256."""
-    from starlette.concurrency import run_in_threadpool
-
     settings = services.settings
     declared = request.headers.get("content-length")
     if (
@@ -67,33 +80,21 @@ async def post_upload(request: Request, principal: Feeder, services: ServicesDep
         incoming_dir=settings.uploads_dir,
         max_file_bytes=settings.max_upload_bytes,
     )
-
-    def file_it() -> dict[str, Any]:
-        with services.factory() as session:
-            try:
-                result = register_upload(session, form, uploads_dir=settings.uploads_dir, principal=principal)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                form.cleanup()
-                raise
-            body = job_view(result.job, result.upload)
-            body["created"] = result.created
-            return body
-
-    body = await run_in_threadpool(file_it)
-    return JSONResponse(body, status_code=201 if body["created"] else 200)
+    receipt = await run_in_threadpool(
+        file_upload, services.factory, form=form, uploads_dir=settings.uploads_dir, principal=principal
+    )
+    if not receipt.created:
+        response.status_code = 200
+    return receipt
 
 
-@router.get("/jobs/{job_id}")
+@router.get(
+    "/jobs/{job_id}",
+    response_model=schemas.Job,
+    responses=schemas.error_responses(404, described={404: "no job of that id visible to the caller"}),
+)
 def get_job(
     job_id: Annotated[int, Path(ge=1, le=2**31 - 1)], principal: Feeder, session: ReadSessionDep
-) -> dict[str, Any]:
+) -> JobView:
     """A job's status (queued, running, done, failed), progress 0..1 and error."""
-    job = session.get(Job, job_id)
-    upload = session.get(Upload, job.upload_id) if job else None
-    if job is None or (
-        principal.role == "device" and (upload is None or upload.device_id != principal.device_id)
-    ):
-        raise not_found("job_id", f"no job {job_id}")
-    return job_view(job, upload)
+    return find_job(session, principal=principal, job_id=job_id)

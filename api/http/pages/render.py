@@ -1,0 +1,86 @@
+"""Rendering pages: Jinja2 templates (api/http/templates, autoescaped: user text is always text),
+the language, the signed-in person, their CSRF token and the navigation their role may use."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from api.accounts.accounts import Principal
+from api.http.i18n import LANGUAGE_COOKIE, LANGUAGES, Translator, pick_language
+from api.http.pages.assets import Assets
+from api.http.pages.session import SESSION_COOKIE, csrf_token_for
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+# (path, catalogue key, roles that see it in the menu)
+NAVIGATION: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("/review", "nav.review", ("admin", "operator")),
+    ("/cases", "nav.cases", ("admin", "operator", "enforcement", "viewer")),
+    ("/tasks", "nav.tasks", ("enforcement",)),
+    ("/map", "nav.map", ("admin", "operator", "enforcement", "viewer")),
+    ("/dashboard", "nav.dashboard", ("admin", "operator", "enforcement", "viewer")),
+    ("/upload", "nav.upload", ("admin", "operator")),
+    ("/admin", "nav.admin", ("admin",)),
+)
+
+HOME_BY_ROLE = {"admin": "/review", "operator": "/review", "enforcement": "/tasks", "viewer": "/dashboard"}
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(["html"], default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def language_of(request: Request) -> str:
+    return pick_language(request.cookies.get(LANGUAGE_COOKIE))
+
+
+def translator(request: Request) -> Translator:
+    return Translator(language_of(request))
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    principal: Principal | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    assets: Assets = request.app.state.assets
+    t = translator(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    nav = [
+        {"href": href, "label": t(key), "current": request.url.path.startswith(href)}
+        for href, key, roles in NAVIGATION
+        if principal is not None and principal.role in roles
+    ]
+    body = (
+        environment()
+        .get_template(template)
+        .render(
+            t=t,
+            lang=t.lang,
+            languages=LANGUAGES,
+            principal=principal,
+            csrf_token=csrf_token_for(token) if token and principal is not None else "",
+            nav=nav,
+            asset=assets.url,
+            path=request.url.path,
+            **context,
+        )
+    )
+    return HTMLResponse(body, status_code=status_code)

@@ -1,0 +1,157 @@
+"""The review queue page and its fragments (operators and admins).
+
+GET /review renders the page with the first case the operator now holds; GET /review/next returns the
+next card (an HTML fragment) for review.js to load ahead; decisions, undo, category changes and skips
+are POSTs with the session's CSRF token. Every action is the case domain's (api.cases.review), so
+the history, custody chain and webhooks are the same as through the API.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.accounts.accounts import Principal
+from api.cases import review, workflow
+from api.cases.reading import get_case
+from api.http.pages.render import environment, render, translator
+from api.http.pages.session import ServicesDep, person_with
+from api.http.pages.views import card_view
+from api.services import Services
+
+router = APIRouter(include_in_schema=False)
+
+Reviewer = Annotated[Principal, Depends(person_with("admin", "operator"))]
+CaseId = Annotated[int, Query(ge=1, le=2**31 - 1)]
+
+
+def _skip_list(text: str) -> list[int]:
+    ids = []
+    for part in text.split(",")[:200]:
+        part = part.strip()
+        if part.isdigit() and 0 < int(part) < 2**31:
+            ids.append(int(part))
+    return ids
+
+
+def _card_html(request: Request, case: object | None) -> str:
+    t = translator(request)
+    view = card_view(case, t) if case is not None else None  # type: ignore[arg-type]
+    return (
+        environment()
+        .get_template("review/card.html")
+        .render(
+            t=t,
+            case=view.case if view else None,
+            frame=view.frame if view else None,
+            crop=view.crop if view else None,
+            strip=view.strip if view else [],
+            facts=view.facts if view else {},
+        )
+    )
+
+
+def _in_session(services: Services, work):  # type: ignore[no-untyped-def]
+    def run():  # type: ignore[no-untyped-def]
+        with services.factory() as session:
+            try:
+                result = work(session)
+                session.commit()
+                return result
+            except BaseException:
+                session.rollback()
+                raise
+
+    return run_in_threadpool(run)
+
+
+@router.get("/review", response_class=HTMLResponse)
+async def review_page(request: Request, principal: Reviewer, services: ServicesDep) -> Response:
+    def work(session: Session) -> tuple[str, int]:
+        case = review.claim_next(session, principal=principal)
+        return _card_html(request, case), review.pending_count(session)
+
+    card, pending = await _in_session(services, work)
+    t = translator(request)
+    i18n = {**t.subset("review."), **t.subset("reason."), **t.subset("category."), **t.subset("error.")}
+    return render(
+        request,
+        "review/page.html",
+        principal=principal,
+        card=card,
+        pending=pending,
+        reasons=workflow.REJECT_REASONS,
+        categories=review.CATEGORIES,
+        i18n_json=_json(i18n),
+    )
+
+
+@router.get("/review/next", response_class=HTMLResponse)
+async def next_card(request: Request, principal: Reviewer, services: ServicesDep, skip: str = "") -> Response:
+    skipped = _skip_list(skip)
+    html = await _in_session(
+        services,
+        lambda session: _card_html(request, review.claim_next(session, principal=principal, skip=skipped)),
+    )
+    return HTMLResponse(html)
+
+
+@router.post("/review/{case_id}/decision")
+async def decision(
+    case_id: int,
+    principal: Reviewer,
+    services: ServicesDep,
+    decision: Annotated[str, Form(max_length=16)],
+    reason: Annotated[str | None, Form(max_length=32)] = None,
+) -> Response:
+    def work(session: Session) -> dict[str, object]:
+        case = review.decide(session, principal=principal, case_id=case_id, decision=decision, reason=reason)
+        return {"case_id": case.id, "number": case.number, "status": case.status}
+
+    return JSONResponse(await _in_session(services, work))
+
+
+@router.post("/review/{case_id}/undo", response_class=HTMLResponse)
+async def undo(request: Request, case_id: int, principal: Reviewer, services: ServicesDep) -> Response:
+    def work(session: Session) -> str:
+        review.undo_last(session, principal=principal, case_id=case_id)
+        return _card_html(request, get_case(session, principal=principal, case_id=case_id))
+
+    return HTMLResponse(await _in_session(services, work))
+
+
+@router.post("/review/{case_id}/category", response_class=HTMLResponse)
+async def category(
+    request: Request,
+    case_id: int,
+    principal: Reviewer,
+    services: ServicesDep,
+    category: Annotated[str, Form(max_length=32)],
+) -> Response:
+    def work(session: Session) -> str:
+        review.change_category(session, principal=principal, case_id=case_id, category=category)
+        return _card_html(request, get_case(session, principal=principal, case_id=case_id))
+
+    return HTMLResponse(await _in_session(services, work))
+
+
+@router.post("/review/{case_id}/release")
+async def release(case_id: int, principal: Reviewer, services: ServicesDep) -> Response:
+    await _in_session(services, lambda session: review.release(session, principal=principal, case_id=case_id))
+    return Response(status_code=204)
+
+
+def _json(data: dict[str, str]) -> str:
+    """JSON for a <script type="application/json"> block: '<' escaped so no text can end the block."""
+    import json
+
+    return (
+        json.dumps(data, ensure_ascii=False)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )

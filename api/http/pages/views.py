@@ -1,0 +1,135 @@
+"""What the pages show of a case, read from the stored case, its sightings and their evidence.
+
+Times: the pipeline's wall times carry the camera's UTC offset (`2026-11-20T09:00:00+08:00`); a
+page shows every time of a case at its camera's offset when one is known, else in UTC, labelled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from api.http.i18n import Translator
+from api.storage.models import Case, Sighting
+
+log = logging.getLogger(__name__)
+
+STRIP_ROLES = (("dwell_first", "first"), ("dwell_middle", "middle"), ("dwell_last", "last"))
+
+
+def evidence_url(sha256: str) -> str:
+    return f"/api/evidence/{sha256}"
+
+
+def incident_of(sighting: Sighting) -> dict[str, Any]:
+    try:
+        data = json.loads(sighting.incident_json or "{}")
+    except json.JSONDecodeError:
+        log.warning("sighting %s: stored incident is not JSON", sighting.id)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def camera_offset(incident: dict[str, Any]) -> timezone | None:
+    for key in ("last_seen_wall", "first_seen_wall"):
+        text = incident.get(key)
+        if isinstance(text, str):
+            try:
+                when = datetime.fromisoformat(text)
+            except ValueError:
+                continue
+            if when.utcoffset() is not None:
+                return timezone(when.utcoffset() or timedelta(0))
+    return None
+
+
+def show_time(naive_utc: datetime | None, offset: timezone | None) -> str:
+    """A stored (naive UTC) time as the camera's local time, or UTC when its offset is unknown."""
+    if naive_utc is None:
+        return ""
+    when = naive_utc.replace(tzinfo=UTC)
+    if offset is None:
+        return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    local = when.astimezone(offset)
+    return local.strftime("%Y-%m-%d %H:%M:%S") + f" ({local.strftime('%z')[:3]}:{local.strftime('%z')[3:]})"
+
+
+def show_duration(seconds: float, t: Translator) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return t("case.duration.value", minutes=seconds // 60, seconds=seconds % 60)
+
+
+@dataclass
+class CardView:
+    """The review card of a case: its latest sighting's frame, crop, dwell strip and facts."""
+
+    case: Case
+    frame: dict[str, Any] | None = None
+    crop: str | None = None
+    strip: list[dict[str, Any]] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def card_view(case: Case, t: Translator) -> CardView:
+    view = CardView(case=case)
+    if not case.sightings:
+        return view
+    sighting = case.sightings[-1]
+    incident = incident_of(sighting)
+    offset = camera_offset(incident)
+    links = {link.role: link.sha256 for link in sighting.evidence}
+    entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
+    box = incident.get("box") or [0, 0, 0, 0]
+    frame_sha = links.get("raw") or links.get("annotated")
+    if frame_sha:
+        # the raw frame with the stored box drawn over it; the annotated one already has it burnt in
+        view.frame = {"url": evidence_url(frame_sha), "box": box if links.get("raw") else []}
+    if "crop" in links:
+        view.crop = evidence_url(links["crop"])
+    for role, label in STRIP_ROLES:
+        sha = links.get(role)
+        if not sha:
+            continue
+        entry = entries.get(sha, {})
+        wall = entry.get("wall_time")
+        when = ""
+        if isinstance(wall, str):
+            try:
+                when = show_time(datetime.fromisoformat(wall).astimezone(UTC).replace(tzinfo=None), offset)
+            except ValueError:
+                when = wall
+        if not when and isinstance(entry.get("ts"), int | float):
+            when = f"t = {float(entry['ts']):.1f} s"
+        view.strip.append(
+            {
+                "url": evidence_url(sha),
+                "label": label,
+                "when": when,
+                "box": entry.get("box") or [],
+                "window": entry.get("window") or [],
+            }
+        )
+    median = incident.get("confidence_median")
+    peak = incident.get("confidence_max")
+    first = case.first_seen
+    last = case.last_seen
+    view.facts = {
+        "object_kind": str(incident.get("object_kind") or ""),
+        "confidence": (
+            f"{float(median):.2f} (max {float(peak):.2f})" if isinstance(median, int | float) and peak else ""
+        ),
+        "place": (
+            f"{case.lat:.6f}, {case.lon:.6f}"
+            if case.lat is not None and case.lon is not None
+            else t("case.no_position")
+        ),
+        "first_seen": show_time(first, offset),
+        "last_seen": show_time(last, offset),
+        "duration": show_duration((last - first).total_seconds(), t),
+    }
+    return view

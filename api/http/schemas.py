@@ -1,0 +1,340 @@
+"""What the API answers, as pydantic models: the OpenAPI document's response schemas, errors included.
+
+Routes return the domain's values (frozen dataclasses of api.cases and api.jobs, ORM rows of
+api.accounts) and name one of these as `response_model`; FastAPI reads them by attribute, so a
+field here is a field there, and serializes them straight to JSON. Times are stored as naive UTC and
+written as ISO 8601 ending in Z (`UtcTime`, api.storage.db.iso_utc), as they always were.
+
+Every client error has one shape, `ErrorBody` (api.errors.InputError.body); `error_responses`
+declares it for the statuses a route may answer with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, computed_field
+
+from api.accounts.accounts import Role
+from api.cases.webhooks import DeliveryStatus, WebhookEvent
+from api.cases.workflow import RejectReason, Status
+from api.jobs.queue import JobStatus
+from api.storage.db import iso_utc
+
+UtcTime = Annotated[
+    datetime,
+    PlainSerializer(iso_utc, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time", "description": "UTC, ISO 8601 ending in Z"}),
+]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256")]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class ErrorItem(Schema):
+    field: str = Field(description="the input at fault: a form field, a JSON path, a query parameter")
+    reason: str
+
+
+class ErrorBody(Schema):
+    """Every 4xx answer: the first error as text, then all of them (more keys on some, see 409)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    detail: str = Field(description='"<field>: <reason>" of the first error')
+    errors: list[ErrorItem] = Field(min_length=1)
+
+
+class TransitionConflict(ErrorBody):
+    """A move the workflow does not allow from the case's current status."""
+
+    current: Status
+    allowed: list[Status] = Field(description="the statuses the case may move to from here")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "a malformed body",
+    401: "no bearer token, or an unknown, expired or revoked one (WWW-Authenticate: Bearer)",
+    403: "the caller's role may not do this",
+    404: "no such thing, or not visible to the caller",
+    409: "a conflict with what is already there",
+    413: "larger than the limit",
+    415: "not a kind of content this endpoint takes",
+    422: "an input that cannot be taken; `errors` names each field",
+    429: "too many attempts; Retry-After says for how long",
+}
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def error_responses(*statuses: int, described: Mapping[int, str] | None = None) -> Responses:
+    """OpenAPI `responses` for these error statuses, each an ErrorBody, with the usual description
+    of the status unless `described` gives the route's own."""
+    described = described or {}
+    return {
+        status: {"model": ErrorBody, "description": described.get(status, ERROR_DESCRIPTIONS[status])}
+        for status in statuses
+    }
+
+
+CALLER_ERRORS = error_responses(401, 403, 422)  # every route that needs a token or key
+BODY_ERRORS = error_responses(400, described={400: "a body that cannot be parsed (no JSON, no form)"})
+
+
+# --- cases ---------------------------------------------------------------------------------------
+
+
+class Position(Schema):
+    lat: float = Field(description="WGS84 degrees")
+    lon: float = Field(description="WGS84 degrees")
+
+
+class CaseSummary(Schema):
+    id: int
+    number: str | None = Field(description="e.g. GP-2026-000123")
+    category: str
+    status: Status
+    grid_cell: str = Field(description="the grid cell id, or 'unassigned'")
+    team: str | None
+    position: Position | None
+    plate: str | None
+    camera_id: str | None
+    device_id: int | None
+    first_seen: UtcTime
+    last_seen: UtcTime
+    sightings: int
+    recurrences: int = Field(description="times a closed case was seen again and reopened")
+    reject_reason: RejectReason | None
+    unassigned: bool = Field(description="no grid cell holds its position (or it has none)")
+
+
+class EvidenceRef(Schema):
+    role: str = Field(description="annotated, crop, raw, a dwell-strip frame (dwell_*) or after_photo")
+    sha256: Sha256
+
+    @computed_field(description="where to fetch the file (GET /api/evidence/{sha256})")  # type: ignore[prop-decorator]
+    @property
+    def url(self) -> str:
+        return f"/api/evidence/{self.sha256}"
+
+
+class Sighting(Schema):
+    id: int
+    incident_id: str
+    seen_at: UtcTime
+    position: Position | None
+    plate: str | None
+    camera_id: str | None
+    recurrence: bool
+    evidence: list[EvidenceRef]
+
+
+class HistoryEntry(Schema):
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    at: UtcTime
+    who: str = Field(description="user:<name>, device:<name> or worker:<name>")
+    what: str = Field(description="created, reopened, or the status moved to")
+    from_: Status | None = Field(alias="from")
+    to: Status | None
+    why: str | None
+    note: str | None
+
+
+class CaseDetail(CaseSummary):
+    sightings_list: list[Sighting]
+    case_evidence: list[EvidenceRef] = Field(description="evidence of the case itself (after-photos)")
+    history: list[HistoryEntry]
+    custody_entries: int = Field(description="entries in the case's custody chain")
+    allowed_transitions: list[Status]
+
+
+class CasePage(Schema):
+    total: int
+    page: int
+    per_page: int
+    items: list[CaseSummary]
+
+
+class IngestOutcome(Schema):
+    """What became of an incident: a new case (201), a new sighting of a case (201), or the first
+    answer again for an incident id already received (200, duplicate)."""
+
+    case_id: int
+    case_number: str | None
+    status: Status
+    sighting_id: int
+    created: bool = Field(description="a new case")
+    duplicate: bool = Field(description="the incident id was received before")
+    recurrence: bool = Field(description="a closed case was reopened")
+
+
+# --- uploads and jobs ----------------------------------------------------------------------------
+
+
+class UploadInfo(Schema):
+    id: int
+    sha256: Sha256
+    size: int = Field(description="bytes")
+    media_type: str
+    camera_id: str | None
+    has_track: bool = Field(description="a GPS track came with the footage")
+
+
+class Job(Schema):
+    id: int
+    status: JobStatus
+    progress: float = Field(ge=0.0, le=1.0)
+    error: str | None
+    attempts: int
+    incidents: int = Field(description="incidents filed so far")
+    upload: UploadInfo | None
+    created_at: UtcTime
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
+
+
+class UploadReceipt(Job):
+    created: bool = Field(description="false when the same footage was uploaded before")
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+
+class CountRow(Schema):
+    category: str
+    status: Status
+    grid_cell: str
+    day: date = Field(description="local day of the first sighting")
+    count: int
+
+
+class CaseCounts(Schema):
+    rows: list[CountRow]
+    total: int
+
+
+class GridCellProperties(Schema):
+    id: str
+    name: str
+    street: str | None
+    community: str | None
+    team: str
+    open_cases: int
+
+
+class GridFeature(Schema):
+    type: Literal["Feature"]
+    id: str
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon, WGS84 lon/lat")
+    properties: GridCellProperties
+
+
+class UnassignedCell(Schema):
+    id: str = Field(description="'unassigned'")
+    open_cases: int
+
+
+class GridMap(Schema):
+    """The grid cells as a GeoJSON FeatureCollection, with the open cases of each."""
+
+    type: Literal["FeatureCollection"]
+    features: list[GridFeature]
+    unassigned: UnassignedCell = Field(description="open cases outside every cell")
+
+
+class GridImport(Schema):
+    imported: int = Field(description="cells now in the grid")
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+class NewUser(Schema):
+    id: int
+    username: str
+    role: Role
+    team: str | None
+
+
+class UserInfo(NewUser):
+    active: bool
+    created_at: UtcTime
+    last_login_at: UtcTime | None
+
+
+class NewDevice(Schema):
+    id: int
+    name: str
+    camera_id: str | None
+    key: str = Field(description="the device key (gpd_...), shown only in this response")
+
+
+class DeviceInfo(Schema):
+    id: int
+    name: str
+    camera_id: str | None
+    active: bool
+    created_at: UtcTime
+    last_used_at: UtcTime | None = Field(description="when its key was last accepted (to the minute)")
+    revoked_at: UtcTime | None
+
+
+class DeviceWithKey(DeviceInfo):
+    key: str = Field(description="the new device key (gpd_...), shown only in this response")
+
+    @classmethod
+    def issued(cls, device: Any, key: str) -> DeviceWithKey:
+        return cls(**DeviceInfo.model_validate(device).model_dump(), key=key)
+
+
+class NewWebhook(Schema):
+    id: int
+    url: str
+    events: list[WebhookEvent]
+    secret: str = Field(description="the HMAC-SHA256 signing secret, shown only in this response")
+
+
+class WebhookInfo(Schema):
+    id: int
+    url: str
+    events: list[WebhookEvent]
+    active: bool
+
+
+class Delivery(Schema):
+    id: int
+    webhook_id: int
+    event: WebhookEvent
+    case_id: int | None
+    status: DeliveryStatus
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: UtcTime
+    created_at: UtcTime
+    delivered_at: UtcTime | None
+
+
+class Token(Schema):
+    access_token: str
+    token_type: Literal["bearer"]
+
+
+class Me(Schema):
+    kind: str = Field(description="user")
+    name: str
+    role: Role
+    team: str | None
+
+
+class Health(Schema):
+    status: Literal["ok"]

@@ -1,0 +1,54 @@
+// Shared by every page: the CSRF token on every state-changing fetch, the catalogue, a flash message.
+"use strict";
+(function () {
+  const body = document.body;
+  const i18nNode = document.getElementById("i18n");
+  let strings = {};
+  try { strings = JSON.parse(i18nNode ? i18nNode.textContent : "{}"); } catch (e) { strings = {}; }
+
+  function t(key, values) {
+    let text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
+    if (values) for (const [k, v] of Object.entries(values)) text = text.split("{" + k + "}").join(String(v));
+    return text;
+  }
+
+  function flash(message, kind) {
+    const box = document.getElementById("flash");
+    if (!box) return;
+    box.textContent = message;  // text, never HTML
+    box.className = "flash" + (kind ? " " + kind : "");
+    box.hidden = !message;
+  }
+
+  async function request(url, options) {
+    const opts = Object.assign({ credentials: "same-origin", headers: {} }, options || {});
+    const method = (opts.method || "GET").toUpperCase();
+    if (method !== "GET" && method !== "HEAD") opts.headers["X-CSRF-Token"] = body.dataset.csrf || "";
+    opts.headers["Accept"] = opts.headers["Accept"] || "application/json";
+    const response = await fetch(url, opts);
+    return response;
+  }
+
+  async function errorText(response) {
+    try {
+      const data = await response.json();
+      return data.detail || response.statusText;
+    } catch (e) {
+      return response.status + " " + response.statusText;
+    }
+  }
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") node.textContent = v;
+      else if (k === "class") node.className = v;
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  window.gp = { t, flash, request, errorText, el, csrf: () => body.dataset.csrf || "" };
+})();

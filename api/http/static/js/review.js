@@ -1,0 +1,172 @@
+// The review queue, keyboard first. The next case is loaded (and its images fetched) while the
+// operator looks at the current one, so a decision shows the next case at once; the decision itself
+// is posted in the background and a failure (a 409 when someone else acted first) is shown.
+"use strict";
+(function () {
+  const current = document.getElementById("current");
+  const upcoming = document.getElementById("upcoming");
+  const rejectPanel = document.getElementById("reject-panel");
+  const categoryPanel = document.getElementById("category-panel");
+  const lastLine = document.getElementById("last-decision");
+  const root = document.getElementById("review");
+  const reasons = root.dataset.reasons.split(",");
+  const categories = root.dataset.categories.split(",");
+  const passed = new Set();  // cases skipped in this visit
+  let mode = "decide";        // decide | reject | category
+  let loading = null;         // the promise of the upcoming card
+  let lastDecided = null;     // {id, number} of the last decision, for undo
+  const timing = { lastSwapMs: null, swaps: 0 };
+
+  function card(container) { return container.querySelector("article"); }
+  function caseId(container) { const a = card(container); return a && a.dataset.caseId ? Number(a.dataset.caseId) : null; }
+
+  function setMode(next) {
+    mode = next;
+    rejectPanel.hidden = next !== "reject";
+    categoryPanel.hidden = next !== "category";
+  }
+
+  function show(container, html) {
+    container.innerHTML = html;
+    window.gpFrames.drawBoxes(container);
+  }
+
+  function loadUpcoming() {
+    const skip = [...passed];
+    const id = caseId(current);
+    if (id) skip.push(id);
+    loading = gp.request("/review/next?skip=" + skip.join(","), { headers: { Accept: "text/html" } })
+      .then(async (response) => {
+        if (!response.ok) throw new Error(await gp.errorText(response));
+        show(upcoming, await response.text());
+      })
+      .catch((err) => { gp.flash(gp.t("error.request", { detail: err.message }), "error"); });
+    return loading;
+  }
+
+  async function advance() {
+    const started = performance.now();
+    if (loading) await loading;
+    current.replaceChildren(...upcoming.childNodes);
+    window.gpFrames.drawBoxes(current);
+    timing.lastSwapMs = performance.now() - started;
+    timing.swaps += 1;
+    document.body.dataset.reviewSwaps = String(timing.swaps);
+    const a = card(current);
+    if (a && a.dataset.caseId) loadUpcoming(); else loading = null;
+  }
+
+  async function post(url, data, accept) {
+    const form = new URLSearchParams(data || {});
+    return gp.request(url, {
+      method: "POST",
+      body: form,
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: accept || "application/json" },
+    });
+  }
+
+  function decide(decision, reason) {
+    const a = card(current);
+    if (!a || !a.dataset.caseId) return;
+    const id = Number(a.dataset.caseId), number = a.dataset.caseNumber;
+    setMode("decide");
+    advance();
+    post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
+      if (response.ok) {
+        lastDecided = { id, number };
+        const label = decision === "confirm" ? gp.t("review.done.confirmed", { number })
+          : gp.t("review.done.rejected", { number, reason: gp.t("reason." + reason) });
+        lastLine.textContent = label + " · " + gp.t("review.undo.hint");
+        gp.flash("");
+      } else {
+        const detail = await gp.errorText(response);
+        gp.flash(response.status === 409 ? gp.t("error.conflict", { detail }) : gp.t("error.request", { detail }), "error");
+      }
+    }).catch((err) => gp.flash(gp.t("error.request", { detail: err.message }), "error"));
+  }
+
+  async function skip() {
+    const id = caseId(current);
+    if (!id) return;
+    passed.add(id);
+    setMode("decide");
+    await advance();
+    post(`/review/${id}/release`).catch(() => {});
+  }
+
+  async function undo() {
+    if (!lastDecided) { gp.flash(gp.t("review.undo.nothing")); return; }
+    const { id, number } = lastDecided;
+    const response = await post(`/review/${id}/undo`, {}, "text/html");
+    if (!response.ok) {
+      gp.flash(gp.t("error.request", { detail: await gp.errorText(response) }), "error");
+      return;
+    }
+    lastDecided = null;
+    const html = await response.text();
+    // the case on screen goes back to being the next one
+    const onScreen = caseId(current);
+    if (onScreen) upcoming.replaceChildren(...current.childNodes); else loadUpcoming();
+    show(current, html);
+    lastLine.textContent = gp.t("review.undo.done", { number });
+    gp.flash("");
+  }
+
+  async function recategorize(category) {
+    const id = caseId(current);
+    setMode("decide");
+    if (!id) return;
+    const response = await post(`/review/${id}/category`, { category }, "text/html");
+    if (!response.ok) {
+      gp.flash(gp.t("error.request", { detail: await gp.errorText(response) }), "error");
+      return;
+    }
+    show(current, await response.text());
+    gp.flash(gp.t("review.category.changed", { category: gp.t("category." + category) }), "ok");
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT")) return;
+    const key = event.key;
+    if (key === "Escape") { setMode("decide"); event.preventDefault(); return; }
+    if (mode === "reject" || mode === "category") {
+      const n = Number(key);
+      const list = mode === "reject" ? reasons : categories;
+      if (Number.isInteger(n) && n >= 1 && n <= list.length) {
+        event.preventDefault();
+        if (mode === "reject") decide("reject", list[n - 1]); else recategorize(list[n - 1]);
+      }
+      return;
+    }
+    const lower = key.toLowerCase();
+    if (lower === "y" || key === "Enter") { event.preventDefault(); decide("confirm"); }
+    else if (lower === "r") { event.preventDefault(); if (caseId(current)) setMode("reject"); }
+    else if (lower === "c") { event.preventDefault(); if (caseId(current)) setMode("category"); }
+    else if (lower === "s" || key === "ArrowRight") { event.preventDefault(); skip(); }
+    else if (lower === "u" || lower === "z") { event.preventDefault(); undo(); }
+  });
+
+  root.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const action = button.dataset.action;
+    if (action === "confirm") decide("confirm");
+    else if (action === "reject") setMode("reject");
+    else if (action === "category") setMode("category");
+    else if (action === "skip") skip();
+  });
+  for (const panel of [rejectPanel, categoryPanel]) {
+    panel.addEventListener("click", (event) => {
+      const item = event.target.closest("li");
+      if (!item) return;
+      const index = [...item.parentNode.children].indexOf(item);
+      if (panel === rejectPanel) decide("reject", reasons[index]); else recategorize(categories[index]);
+    });
+  }
+
+  window.gpReview = timing;
+  window.gpFrames.drawBoxes(current);
+  if (caseId(current)) loadUpcoming();
+})();

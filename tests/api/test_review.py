@@ -1,0 +1,133 @@
+"""The review queue over real databases: claims never overlap, decisions, undo, category changes."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from api_testkit import import_demo_grid, incident_json
+
+from api.accounts.accounts import Principal
+from api.cases import custody, review, workflow
+from api.cases.incident import IncidentPayload
+from api.cases.ingest import IncidentIn, ingest
+from api.cases.merge import MergePolicy
+from api.services import Services
+from api.storage.models import Case, CaseEvent, CustodyEntry
+
+OP1 = Principal(kind="user", name="op1", role="operator", user_id=1)
+OP2 = Principal(kind="user", name="op2", role="operator", user_id=2)
+SYSTEM = Principal(kind="system", name="test", role="system")
+
+
+def _cases(services: Services, count: int) -> list[int]:
+    import_demo_grid(services)
+    ids = []
+    with services.factory() as session:
+        grid = services.grid_cache.get(session)
+        for i in range(count):
+            data = incident_json(f"inc-{i}", position=(30.2741 + i * 0.001, 120.1551), files={})
+            payload = IncidentPayload.model_validate(data)
+            result = ingest(
+                session,
+                IncidentIn.from_payload(payload, evidence=[]),
+                grid=grid,
+                policy=MergePolicy(),
+                actor=SYSTEM,
+            )
+            ids.append(result.case.id)
+        session.commit()
+    return ids
+
+
+def test_two_operators_never_hold_the_same_case(services: Services) -> None:
+    ids = _cases(services, 3)
+    with services.factory() as s1, services.factory() as s2:
+        a = review.claim_next(s1, principal=OP1)
+        s1.commit()
+        b = review.claim_next(s2, principal=OP2)
+        s2.commit()
+        assert a is not None and b is not None and a.id != b.id
+        # the one loaded ahead: op1 skips what is on screen and gets the third; op2 then gets none
+        c = review.claim_next(s1, principal=OP1, skip=[a.id])
+        s1.commit()
+        assert c is not None and c.id not in (a.id, b.id)
+        assert review.claim_next(s2, principal=OP2, skip=[b.id]) is None
+    assert sorted([a.id, b.id, c.id]) == sorted(ids)
+
+
+def test_claims_at_the_same_instant_go_to_one_operator(services: Services) -> None:
+    _cases(services, 1)
+    got: dict[str, Any] = {}
+    barrier = threading.Barrier(2)
+
+    def take(principal: Principal) -> None:
+        with services.factory() as session:
+            barrier.wait()
+            for _ in range(20):
+                try:
+                    case = review.claim_next(session, principal=principal)
+                    session.commit()
+                    break
+                except Exception as exc:  # SQLite: "database is locked" while the other writes
+                    session.rollback()
+                    if "locked" not in str(exc):
+                        raise
+            got[principal.name] = case.id if case else None
+
+    threads = [threading.Thread(target=take, args=(p,)) for p in (OP1, OP2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v is None for v in got.values()) == [False, True], got
+
+
+def test_an_expired_claim_goes_to_the_next_operator(services: Services) -> None:
+    _cases(services, 1)
+    with services.factory() as session:
+        first = review.claim_next(session, principal=OP1, lease_s=-1)  # lapsed at once
+        session.commit()
+        second = review.claim_next(session, principal=OP2)
+        session.commit()
+    assert first is not None and second is not None and first.id == second.id
+
+
+def test_confirm_reject_undo_and_category_are_recorded(services: Services) -> None:
+    a, b = _cases(services, 2)
+    with services.factory() as session:
+        review.decide(session, principal=OP1, case_id=a, decision="confirm")
+        review.decide(session, principal=OP1, case_id=b, decision="reject", reason="false_positive")
+        session.commit()
+        assert session.get(Case, a).status == workflow.FILED
+        assert session.get(Case, b).status == workflow.REJECTED
+        # op2 cannot undo op1's decision; op1 can, once
+        with pytest.raises(review.UndoRefused):
+            review.undo_last(session, principal=OP2, case_id=b)
+        review.undo_last(session, principal=OP1, case_id=b)
+        session.commit()
+        case_b = session.get(Case, b)
+        assert case_b.status == workflow.PENDING_REVIEW and case_b.reject_reason is None
+        with pytest.raises(review.UndoRefused):
+            review.undo_last(session, principal=OP1, case_id=b)
+        review.change_category(session, principal=OP1, case_id=b, category="piled_debris")
+        session.commit()
+        assert session.get(Case, b).category == "piled_debris"
+        with pytest.raises(review.NotInReview):
+            review.change_category(session, principal=OP1, case_id=a, category="street_vending")
+        with pytest.raises(review.ReviewInputError):
+            review.change_category(session, principal=OP1, case_id=b, category="graffiti")
+        with pytest.raises(workflow.TransitionError):  # someone decided it first: a 409
+            review.decide(session, principal=OP2, case_id=a, decision="reject", reason="duplicate")
+        actions = [
+            e.action for e in session.query(CaseEvent).filter(CaseEvent.case_id == b).order_by(CaseEvent.id)
+        ]
+        assert actions == ["created", "rejected", "undo", "recategorized"]
+        custody_actions = [
+            e.action
+            for e in session.query(CustodyEntry).filter(CustodyEntry.case_id == b).order_by(CustodyEntry.seq)
+        ]
+        assert custody_actions == ["case_created", "transition", "undo", "recategorized"]
+        checked, problems = custody.verify_all(session)
+        assert problems == [] and checked >= 2
