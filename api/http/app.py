@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from api.errors import InputError
+from api.http.pages import install_pages
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ def create_app(
     _install_error_handlers(app)
     for module in (auth, incidents, uploads, cases, reports, admin):
         app.include_router(module.router)
+    install_pages(app)
 
     @app.get("/api/health", tags=["meta"], response_model=schemas.Health)
     def health() -> schemas.Health:

@@ -21,6 +21,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.accounts.accounts import DEVICE_ROLE, ROLES, Principal, Role, RoleNotAllowed, Unauthenticated
 from api.accounts.tokens import note_device_use, resolve_request
+from api.http.cookies import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    UNSAFE_METHODS,
+    CsrfMissing,
+    csrf_token_for,
+    same_token,
+)
 from api.services import Services
 from api.storage.db import session_scope
 
@@ -62,16 +70,28 @@ ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 
 async def get_principal(
-    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated("a bearer token is required")
-    principal = services.principals.get(credentials.credentials)
+    """The caller: a bearer token or device key, or else a person's session cookie (the pages call
+    the API with it; a state-changing call must then carry the session's CSRF token)."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        token = credentials.credentials
+    else:
+        token = request.cookies.get(SESSION_COOKIE) or ""
+        if not token:
+            raise Unauthenticated("a bearer token is required")
+        if request.method in UNSAFE_METHODS and not same_token(
+            request.headers.get(CSRF_HEADER), csrf_token_for(token)
+        ):
+            raise CsrfMissing(CSRF_HEADER, "a request made with the session cookie needs its CSRF token")
+    principal = services.principals.get(token)
     if principal is None:
         stamp = services.principals.stamp()  # before the lookup: a change during it is not cached
-        principal = await run_in_threadpool(resolve_token, services, credentials.credentials)
+        principal = await run_in_threadpool(resolve_token, services, token)
         if principal is not None:
-            services.principals.put(credentials.credentials, principal, stamp)
+            services.principals.put(token, principal, stamp)
     if principal is None:
         raise Unauthenticated("unknown, expired or revoked token or key")
     return principal

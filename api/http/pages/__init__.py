@@ -8,6 +8,8 @@ catalogue (api/http/i18n.py, zh-CN and English).
 
 from __future__ import annotations
 
+import importlib
+
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -16,20 +18,30 @@ from api.http.pages.render import render, translator
 from api.http.pages.session import CsrfRejected, LoginRequired, PageForbidden, session_principal
 from api.http.security import SecurityHeaders
 
+# one module per part of the pages, each with a `router`
+PAGE_MODULES = ("auth", "review", "cases", "tasks", "map", "dashboard", "upload", "admin")
+
 
 def install_pages(app: FastAPI) -> None:
     """Mount the pages, their static files, their error pages and the security headers."""
-    from api.http.pages import auth
-
     app.state.assets = Assets()
     app.add_middleware(SecurityHeaders)
-    app.include_router(auth.router)
+    for name in PAGE_MODULES:
+        try:
+            module = importlib.import_module(f"api.http.pages.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"api.http.pages.{name}":
+                raise
+            continue  # a part not built yet
+        app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _: LoginRequired) -> Response:
         if _wants_json(request):
             return Response('{"detail":"Authorization: log in first"}', 401, media_type="application/json")
-        return RedirectResponse(auth.login_redirect(request), status_code=303)
+        from api.http.pages.auth import login_redirect
+
+        return RedirectResponse(login_redirect(request), status_code=303)
 
     @app.exception_handler(PageForbidden)
     async def _forbidden(request: Request, exc: PageForbidden) -> Response:

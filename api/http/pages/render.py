@@ -3,6 +3,7 @@ the language, the signed-in person, their CSRF token and the navigation their ro
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,10 @@ def render(
         )
     )
     return HTMLResponse(body, status_code=status_code)
+
+
+def script_json(data: object) -> str:
+    """JSON for a <script type="application/json"> block (data a page's script reads, never code):
+    <, > and & escaped so that no text inside can end the block."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

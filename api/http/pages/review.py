@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.accounts.accounts import Principal
 from api.cases import review, workflow
 from api.cases.reading import get_case
-from api.http.pages.render import environment, render, translator
+from api.http.pages.render import environment, render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import card_view
 from api.services import Services
@@ -86,7 +86,7 @@ async def review_page(request: Request, principal: Reviewer, services: ServicesD
         pending=pending,
         reasons=workflow.REJECT_REASONS,
         categories=review.CATEGORIES,
-        i18n_json=_json(i18n),
+        i18n_json=script_json(i18n),
     )
 
 
@@ -143,15 +143,3 @@ async def category(
 async def release(case_id: int, principal: Reviewer, services: ServicesDep) -> Response:
     await _in_session(services, lambda session: review.release(session, principal=principal, case_id=case_id))
     return Response(status_code=204)
-
-
-def _json(data: dict[str, str]) -> str:
-    """JSON for a <script type="application/json"> block: '<' escaped so no text can end the block."""
-    import json
-
-    return (
-        json.dumps(data, ensure_ascii=False)
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-    )

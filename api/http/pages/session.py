@@ -1,6 +1,6 @@
 """Sessions for people using the web pages: a cookie, a CSRF token, a role check like the API's.
 
-The session cookie (`gp_session`: HttpOnly, SameSite=Strict, Secure when the request came over
+The session cookie (api.http.cookies: HttpOnly, SameSite=Strict, Secure when the request came over
 HTTPS) carries a login token of the same kind as the API's bearer tokens (api.accounts.tokens), so
 revoking, deactivating, changing a password and logging out end it exactly as they end a token:
 logging out deletes the token row and empties every principal cache sharing the data folder.
@@ -13,8 +13,6 @@ yet, uses a double-submit cookie (`gp_login_csrf`).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from typing import Annotated
 
@@ -22,14 +20,19 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.accounts.accounts import Principal
+from api.http.cookies import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    UNSAFE_METHODS,
+    csrf_token_for,
+    same_token,
+)
 from api.http.deps import get_services, resolve_token
 from api.services import Services
 
-SESSION_COOKIE = "gp_session"
 LOGIN_CSRF_COOKIE = "gp_login_csrf"
-CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "X-CSRF-Token"
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+__all__ = ["SESSION_COOKIE", "csrf_token_for", "same_token", "LOGIN_CSRF_COOKIE"]
 
 
 class LoginRequired(Exception):
@@ -48,16 +51,8 @@ class CsrfRejected(Exception):
     """A state-changing request without the session's CSRF token (403)."""
 
 
-def csrf_token_for(session_token: str) -> str:
-    return hmac.new(session_token.encode(), b"gridpatrol-csrf-v1", hashlib.sha256).hexdigest()
-
-
 def new_login_csrf() -> str:
     return secrets.token_urlsafe(24)
-
-
-def same_token(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
 
 
 async def session_principal(request: Request) -> Principal | None:
