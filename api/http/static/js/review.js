@@ -15,7 +15,15 @@
   let mode = "decide";        // decide | reject | category
   let loading = null;         // the promise of the upcoming card
   let lastDecided = null;     // {id, number} of the last decision, for undo
+  let lastPost = Promise.resolve();  // the last decision's request, still on its way perhaps
   const timing = { lastSwapMs: null, swaps: 0 };
+  // actions run one after another, in the order keys were pressed (a category change or an undo
+  // still in flight must finish before the next decision swaps the card)
+  let chain = Promise.resolve();
+  function queue(action) {
+    chain = chain.then(action).catch((err) => gp.flash(gp.t("error.request", { detail: err.message }), "error"));
+    return chain;
+  }
 
   function card(container) { return container.querySelector("article"); }
   function caseId(container) { const a = card(container); return a && a.dataset.caseId ? Number(a.dataset.caseId) : null; }
@@ -65,13 +73,13 @@
     });
   }
 
-  function decide(decision, reason) {
+  async function decide(decision, reason) {
     const a = card(current);
     if (!a || !a.dataset.caseId) return;
     const id = Number(a.dataset.caseId), number = a.dataset.caseNumber;
     setMode("decide");
-    advance();
-    post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
+    await advance();
+    lastPost = post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
       if (response.ok) {
         lastDecided = { id, number };
         const label = decision === "confirm" ? gp.t("review.done.confirmed", { number })
@@ -95,6 +103,7 @@
   }
 
   async function undo() {
+    await lastPost;
     if (!lastDecided) { gp.flash(gp.t("review.undo.nothing")); return; }
     const { id, number } = lastDecided;
     const response = await post(`/review/${id}/undo`, {}, "text/html");
@@ -136,33 +145,37 @@
       const list = mode === "reject" ? reasons : categories;
       if (Number.isInteger(n) && n >= 1 && n <= list.length) {
         event.preventDefault();
-        if (mode === "reject") decide("reject", list[n - 1]); else recategorize(list[n - 1]);
+        const choice = list[n - 1];
+        setMode("decide");
+        queue(() => (list === reasons ? decide("reject", choice) : recategorize(choice)));
       }
       return;
     }
     const lower = key.toLowerCase();
-    if (lower === "y" || key === "Enter") { event.preventDefault(); decide("confirm"); }
-    else if (lower === "r") { event.preventDefault(); if (caseId(current)) setMode("reject"); }
-    else if (lower === "c") { event.preventDefault(); if (caseId(current)) setMode("category"); }
-    else if (lower === "s" || key === "ArrowRight") { event.preventDefault(); skip(); }
-    else if (lower === "u" || lower === "z") { event.preventDefault(); undo(); }
+    if (lower === "y" || key === "Enter") { event.preventDefault(); queue(() => decide("confirm")); }
+    else if (lower === "r") { event.preventDefault(); setMode("reject"); }
+    else if (lower === "c") { event.preventDefault(); setMode("category"); }
+    else if (lower === "s" || key === "ArrowRight") { event.preventDefault(); queue(skip); }
+    else if (lower === "u" || lower === "z") { event.preventDefault(); queue(undo); }
   });
 
   root.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
     const action = button.dataset.action;
-    if (action === "confirm") decide("confirm");
+    if (action === "confirm") queue(() => decide("confirm"));
     else if (action === "reject") setMode("reject");
     else if (action === "category") setMode("category");
-    else if (action === "skip") skip();
+    else if (action === "skip") queue(skip);
   });
   for (const panel of [rejectPanel, categoryPanel]) {
     panel.addEventListener("click", (event) => {
       const item = event.target.closest("li");
       if (!item) return;
       const index = [...item.parentNode.children].indexOf(item);
-      if (panel === rejectPanel) decide("reject", reasons[index]); else recategorize(categories[index]);
+      setMode("decide");
+      if (panel === rejectPanel) queue(() => decide("reject", reasons[index]));
+      else queue(() => recategorize(categories[index]));
     });
   }
 
