@@ -242,8 +242,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 f" team {c['team'] or '-':<14} camera {c['camera_id'] or '-':<12} sightings {c['sightings']}"
             )
         print(
-            "\nSee them in the service: `gridpatrol serve`, then log in as demo-admin "
-            f"(password in {settings.data_dir / 'demo-credentials.json'})."
+            "\nSee them in the web pages: `gridpatrol serve`, open http://127.0.0.1:8000/ and log in as "
+            f"demo-admin (password in {settings.data_dir / 'demo-credentials.json'})."
         )
     finally:
         server.should_exit = True

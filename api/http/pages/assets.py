@@ -4,7 +4,8 @@ gridpatrol itself: nothing a page loads comes from another host.
 Each file is read once, its SHA-256 names its version (`/static/app.js?v=<12 hex>`), and it is sent
 gzip-compressed when the browser accepts that (ECharts: 1.1 MB -> 0.37 MB), with a year's cache for a
 versioned URL. Compression is done here for these files only, so API responses are never compressed
-on the hot path.
+on the hot path. A large vendored file is kept in the repository gzip-compressed only (`NAME.gz`,
+e.g. vendor/echarts-6.1.0/echarts.min.js.gz) and served as NAME.
 """
 
 from __future__ import annotations
@@ -44,13 +45,20 @@ class Assets:
         if asset is not None:
             return asset
         path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root) or not path.is_file():
+        packed = path.with_name(path.name + ".gz")
+        if not path.is_relative_to(self.root) or name.endswith(".gz"):
             return None
-        body = path.read_bytes()
+        if path.is_file():
+            body = path.read_bytes()
+            gzipped = gzip.compress(body, 6, mtime=0) if path.name.endswith(COMPRESSIBLE) else None
+        elif packed.is_file():
+            gzipped = packed.read_bytes()
+            body = gzip.decompress(gzipped)
+        else:
+            return None
         media_type = mimetypes.guess_type(path.name)[0] or "text/plain"
         if media_type.startswith("text/") or media_type.endswith(("javascript", "json")):
             media_type += "; charset=utf-8"
-        gzipped = gzip.compress(body, 6, mtime=0) if path.name.endswith(COMPRESSIBLE) else None
         asset = Asset(body, gzipped, media_type, hashlib.sha256(body).hexdigest()[:12])
         with self._lock:
             self._items[name] = asset
