@@ -1,0 +1,722 @@
+"""The admin pages (role admin only): users, devices and their keys, the grid import, webhooks.
+
+Plain server-rendered forms: every change is a POST carrying the session's CSRF token, answered by a
+303 back to the section with a flash code in the query (`?done=added&name=op3`; a fixed set of codes,
+never free text), so reloading never repeats it. The exceptions are the two answers that carry a
+secret, a device key (issued or rotated) and a webhook's signing secret: those are rendered as the
+POST's own response, with `Cache-Control: no-store`, and are never put in a cookie, a URL or the
+database in clear, so no later page can show them again.
+
+Every change calls the same domain function as the JSON API (api.http.routes.admin, reports.put_grids)
+and, after a credential change, empties the principal cache the same way. A user's mistake (a taken
+name, the last active admin, a bad GeoJSON feature) is caught by name and shown next to the form, at
+the error's HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api.accounts import accounts
+from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError, Principal, Role
+from api.cases import stats, webhooks
+from api.cases.grids import CellInfo, GridImportError, import_cells, parse_geojson
+from api.cases.webhooks import DeliveryStatus, WebhookInputError
+from api.errors import InputError
+from api.http.i18n import Translator
+from api.http.pages.render import render, script_json, translator
+from api.http.pages.session import (
+    LoginRequired,
+    PageForbidden,
+    ServicesDep,
+    check_csrf,
+    person_with,
+    session_principal,
+)
+from api.services import Services
+from api.storage.models import GridCell
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+AdminPerson = Annotated[Principal, Depends(person_with(Role.ADMIN))]
+
+GRID_MAX_BYTES = 10 * 1024 * 1024  # a district's grid is a few hundred polygons: well under 1 MB
+MULTIPART_SLACK_BYTES = 64 * 1024  # the form's other fields and part headers
+SECRET_MIN, SECRET_MAX = 16, 128  # as the API's WebhookIn
+DELIVERIES_SHOWN = 500  # newest deliveries read for the log, shared among the webhooks
+DELIVERIES_PER_HOOK = 20
+
+SECTIONS = ("users", "devices", "grid", "webhooks")
+
+# the flash codes a redirect may carry, per section -> catalogue key
+DONE: Mapping[str, Mapping[str, str]] = {
+    "users": {
+        "added": "admin.users.done.added",
+        "deactivated": "admin.users.done.deactivated",
+        "activated": "admin.users.done.activated",
+        "unchanged": "admin.users.done.unchanged",
+        "password": "admin.users.done.password",
+    },
+    "devices": {
+        "revoked": "admin.devices.done.revoked",
+        "unchanged": "admin.devices.done.unchanged",
+    },
+    "grid": {"imported": "admin.grid.done"},
+    "webhooks": {"added": "admin.webhooks.done.added"},
+}
+GRID_COUNTS = ("count", "added", "updated", "removed")  # the numbers a grid import's redirect carries
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+T = TypeVar("T")
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+async def _write(services: Services, work: Callable[[Session], T]) -> T:
+    """Run `work` in one write transaction (in the thread pool): committed when it returns."""
+
+    def run() -> T:
+        with services.factory() as session:
+            try:
+                result = work(session)
+                session.commit()
+                return result
+            except BaseException:
+                session.rollback()
+                raise
+
+    return await run_in_threadpool(run)
+
+
+async def _read(services: Services, work: Callable[[Session], T]) -> T:
+    def run() -> T:
+        with services.read_factory() as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
+
+
+def _offset(services: Services) -> timezone:
+    return timezone(timedelta(hours=services.settings.timezone_offset_h))
+
+
+def _zone_label(offset: timezone) -> str:
+    minutes = int((offset.utcoffset(None) or timedelta(0)).total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+def _when(naive_utc: datetime | None, offset: timezone) -> str:
+    """A stored (naive UTC) time in the district's local time, to the minute; '' when unset."""
+    if naive_utc is None:
+        return ""
+    return naive_utc.replace(tzinfo=UTC).astimezone(offset).strftime("%Y-%m-%d %H:%M")
+
+
+def _done_message(t: Translator, section: str, query: Mapping[str, str]) -> str:
+    """The flash message a redirect's query names (a known code; a name or counts, checked)."""
+    key = DONE.get(section, {}).get(query.get("done", ""))
+    if key is None:
+        return ""
+    name = query.get("name", "")
+    values: dict[str, object] = {"name": name if accounts.NAME_RE.match(name) else ""}
+    for count in GRID_COUNTS:
+        text = query.get(count, "")
+        values[count] = int(text) if text.isdigit() and len(text) < 10 else 0
+    return t(key, **values)
+
+
+def _back(section: str, done: str, **values: object) -> RedirectResponse:
+    query = urlencode({"done": done, **{k: str(v) for k, v in values.items()}})
+    return RedirectResponse(f"/admin/{section}?{query}", status_code=303)
+
+
+def _input_text(t: Translator, exc: InputError) -> str:
+    """A domain error with no message of its own in the catalogue: the field and the domain's reason."""
+    return t("admin.error.input", field=exc.field, reason=exc.reason)
+
+
+@dataclass
+class Problem:
+    """What went wrong with a form: the message, the HTTP status, and (grid import) every problem."""
+
+    message: str
+    status: int
+    items: list[str] | None = None
+    at: str = "top"  # "top" of the section (a row's action) or the "form" that was sent
+
+
+# --- sections ----------------------------------------------------------------------------------------
+
+
+def _section(
+    request: Request,
+    principal: Principal,
+    services: Services,
+    section: str,
+    *,
+    problem: Problem | None = None,
+    done: str = "",
+    **context: Any,
+) -> Response:
+    t = translator(request)
+    offset = _offset(services)
+    return render(
+        request,
+        f"admin/{section}.html",
+        principal=principal,
+        section=section,
+        sections=SECTIONS,
+        zone=_zone_label(offset),
+        done=done,
+        problem=problem,
+        status_code=problem.status if problem else 200,
+        i18n_json=script_json(t.subset("admin.js.")),
+        **context,
+    )
+
+
+@router.get("/admin")
+async def admin_home(principal: AdminPerson) -> Response:
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+# --- users -------------------------------------------------------------------------------------------
+
+
+async def _users_page(
+    request: Request,
+    principal: Principal,
+    services: Services,
+    *,
+    problem: Problem | None = None,
+    done: str = "",
+    form: Mapping[str, str] | None = None,
+) -> Response:
+    offset = _offset(services)
+
+    def work(session: Session) -> tuple[list[dict[str, Any]], list[str]]:
+        listed = accounts.list_users(session)
+        teams = set(session.scalars(select(GridCell.team).distinct())) | {u.team for u in listed if u.team}
+        users = [
+            {
+                "username": u.username,
+                "role": u.role,
+                "team": u.team or "",
+                "active": u.active,
+                "created": _when(u.created_at, offset),
+                "last_login": _when(u.last_login_at, offset),
+            }
+            for u in listed
+        ]
+        return users, sorted(teams)
+
+    users, teams = await _read(services, work)
+    return _section(
+        request,
+        principal,
+        services,
+        "users",
+        problem=problem,
+        done=done,
+        users=users,
+        teams=teams,
+        roles=[str(r) for r in accounts.ROLES],
+        form=form or {"username": "", "role": "", "team": ""},
+        password_min=accounts.PASSWORD_MIN,
+        password_max=accounts.PASSWORD_MAX,
+    )
+
+
+@router.get("/admin/users")
+async def users_page(request: Request, principal: AdminPerson, services: ServicesDep) -> Response:
+    message = _done_message(translator(request), "users", request.query_params)
+    return await _users_page(request, principal, services, done=message)
+
+
+def _user_error(t: Translator, exc: AuthError, username: str, *, conflict: str = "taken") -> str:
+    """The message for a user change the domain refused; `conflict` names what a 409 means for this
+    change (a taken name when adding, the last active admin when deactivating)."""
+    if isinstance(exc, AccountNotFound):
+        return t("admin.users.error.not_found", name=username)
+    if isinstance(exc, AccountConflict):
+        return t(f"admin.users.error.{conflict}", name=username)
+    key = f"admin.users.error.{exc.field}"
+    if t.has(key):
+        return t(key, min=accounts.PASSWORD_MIN, max=accounts.PASSWORD_MAX)
+    return _input_text(t, exc)
+
+
+@router.post("/admin/users")
+async def add_user(
+    request: Request,
+    principal: AdminPerson,
+    services: ServicesDep,
+    username: Annotated[str, Form(max_length=64)] = "",
+    role: Annotated[str, Form(max_length=16)] = "",
+    team: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=accounts.PASSWORD_MAX)] = "",
+) -> Response:
+    username, team = username.strip(), team.strip()
+
+    def work(session: Session) -> None:
+        accounts.create_user(session, username=username, password=password, role=role, team=team or None)
+
+    try:
+        await _write(services, work)
+    except AuthError as exc:
+        message = _user_error(translator(request), exc, username)
+        form = {"username": username, "role": role, "team": team}
+        return await _users_page(
+            request, principal, services, problem=Problem(message, exc.status, at="form"), form=form
+        )
+    log.info("admin %s added user %s (%s)", principal.name, username, role)
+    return _back("users", "added", name=username)
+
+
+async def _set_active(
+    request: Request, principal: Principal, services: Services, username: str, active: bool
+) -> Response:
+    try:
+        _, changed = await _write(
+            services, lambda session: accounts.set_user_active(session, username=username, active=active)
+        )
+    except AuthError as exc:
+        message = _user_error(translator(request), exc, username, conflict="last_admin")
+        return await _users_page(request, principal, services, problem=Problem(message, exc.status))
+    if changed and not active:
+        services.principals.invalidate()
+    if changed:
+        log.info("admin %s %s user %s", principal.name, "activated" if active else "deactivated", username)
+    done = ("activated" if active else "deactivated") if changed else "unchanged"
+    return _back("users", done, name=username)
+
+
+@router.post("/admin/users/{username}/deactivate")
+async def deactivate_user(
+    request: Request, username: str, principal: AdminPerson, services: ServicesDep
+) -> Response:
+    return await _set_active(request, principal, services, username, active=False)
+
+
+@router.post("/admin/users/{username}/activate")
+async def activate_user(
+    request: Request, username: str, principal: AdminPerson, services: ServicesDep
+) -> Response:
+    return await _set_active(request, principal, services, username, active=True)
+
+
+@router.post("/admin/users/{username}/password")
+async def set_password(
+    request: Request,
+    username: str,
+    principal: AdminPerson,
+    services: ServicesDep,
+    password: Annotated[str, Form(max_length=accounts.PASSWORD_MAX)] = "",
+) -> Response:
+    try:
+        await _write(
+            services, lambda session: accounts.set_password(session, username=username, password=password)
+        )
+    except AuthError as exc:
+        message = _user_error(translator(request), exc, username)
+        return await _users_page(request, principal, services, problem=Problem(message, exc.status))
+    services.principals.invalidate()
+    log.info("admin %s set the password of user %s", principal.name, username)
+    return _back("users", "password", name=username)
+
+
+# --- devices -----------------------------------------------------------------------------------------
+
+
+def _device_rows(session: Session, offset: timezone) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": d.name,
+            "camera": d.camera_id or "",
+            "active": d.active,
+            "created": _when(d.created_at, offset),
+            "last_used": _when(d.last_used_at, offset),
+            "revoked": _when(d.revoked_at, offset) if not d.active else "",
+        }
+        for d in accounts.list_devices(session)
+    ]
+
+
+async def _devices_page(
+    request: Request,
+    principal: Principal,
+    services: Services,
+    *,
+    problem: Problem | None = None,
+    done: str = "",
+    form: Mapping[str, str] | None = None,
+) -> Response:
+    offset = _offset(services)
+    devices = await _read(services, lambda session: _device_rows(session, offset))
+    return _section(
+        request,
+        principal,
+        services,
+        "devices",
+        problem=problem,
+        done=done,
+        devices=devices,
+        form=form or {"name": "", "camera": ""},
+    )
+
+
+@router.get("/admin/devices")
+async def devices_page(request: Request, principal: AdminPerson, services: ServicesDep) -> Response:
+    message = _done_message(translator(request), "devices", request.query_params)
+    return await _devices_page(request, principal, services, done=message)
+
+
+def _device_error(t: Translator, exc: AuthError, name: str) -> str:
+    if isinstance(exc, AccountNotFound):
+        return t("admin.devices.error.not_found", name=name)
+    if isinstance(exc, AccountConflict):
+        return t("admin.devices.error.taken", name=name)
+    if exc.field == "name":
+        return t("admin.devices.error.name")
+    return _input_text(t, exc)
+
+
+def _secret_page(
+    request: Request, principal: Principal, *, section: str, heading: str, note: str, secret: str
+) -> Response:
+    """The one page that shows a new device key or webhook secret (never cached, never shown again)."""
+    t = translator(request)
+    response = render(
+        request,
+        "admin/secret.html",
+        principal=principal,
+        section=section,
+        sections=SECTIONS,
+        heading=heading,
+        note=note,
+        secret=secret,
+        i18n_json=script_json(t.subset("admin.js.")),
+    )
+    response.headers.update(NO_STORE)
+    return response
+
+
+@router.post("/admin/devices")
+async def add_device(
+    request: Request,
+    principal: AdminPerson,
+    services: ServicesDep,
+    name: Annotated[str, Form(max_length=64)] = "",
+    camera: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    name, camera = name.strip(), camera.strip()
+    t = translator(request)
+    try:
+        _, key = await _write(
+            services, lambda session: accounts.create_device(session, name=name, camera_id=camera or None)
+        )
+    except AuthError as exc:
+        form = {"name": name, "camera": camera}
+        problem = Problem(_device_error(t, exc, name), exc.status, at="form")
+        return await _devices_page(request, principal, services, problem=problem, form=form)
+    log.info("admin %s added device %s", principal.name, name)
+    return _secret_page(
+        request,
+        principal,
+        section="devices",
+        heading=t("admin.key.issued", name=name),
+        note="",
+        secret=key,
+    )
+
+
+@router.post("/admin/devices/{name}/rotate")
+async def rotate_device(
+    request: Request, name: str, principal: AdminPerson, services: ServicesDep
+) -> Response:
+    t = translator(request)
+    try:
+        _, key = await _write(services, lambda session: accounts.rotate_device(session, name=name))
+    except AuthError as exc:
+        problem = Problem(_device_error(t, exc, name), exc.status)
+        return await _devices_page(request, principal, services, problem=problem)
+    services.principals.invalidate()
+    log.info("admin %s rotated the key of device %s", principal.name, name)
+    return _secret_page(
+        request,
+        principal,
+        section="devices",
+        heading=t("admin.key.rotated", name=name),
+        note=t("admin.key.old_dead"),
+        secret=key,
+    )
+
+
+@router.post("/admin/devices/{name}/revoke")
+async def revoke_device(
+    request: Request, name: str, principal: AdminPerson, services: ServicesDep
+) -> Response:
+    try:
+        _, changed = await _write(services, lambda session: accounts.revoke_device(session, name=name))
+    except AuthError as exc:
+        problem = Problem(_device_error(translator(request), exc, name), exc.status)
+        return await _devices_page(request, principal, services, problem=problem)
+    if changed:
+        services.principals.invalidate()
+        log.info("admin %s revoked device %s", principal.name, name)
+    return _back("devices", "revoked" if changed else "unchanged", name=name)
+
+
+# --- grid --------------------------------------------------------------------------------------------
+
+
+async def _grid_page(
+    request: Request,
+    principal: Principal,
+    services: Services,
+    *,
+    problem: Problem | None = None,
+    done: str = "",
+) -> Response:
+    def work(session: Session) -> list[dict[str, Any]]:
+        return [f["properties"] for f in stats.grid_geojson(session, principal=principal)["features"]]
+
+    cells = await _read(services, work)
+    return _section(
+        request,
+        principal,
+        services,
+        "grid",
+        problem=problem,
+        done=done,
+        cells=cells,
+        max_mb=GRID_MAX_BYTES // (1024 * 1024),
+    )
+
+
+@router.get("/admin/grid")
+async def grid_page(request: Request, principal: AdminPerson, services: ServicesDep) -> Response:
+    message = _done_message(translator(request), "grid", request.query_params)
+    return await _grid_page(request, principal, services, done=message)
+
+
+@dataclass(frozen=True)
+class GridUpload:
+    principal: Principal
+    too_large: bool
+
+
+async def grid_upload(request: Request) -> GridUpload:
+    """The admin posting a grid file. The declared size is checked before the form is read (checking
+    the CSRF token reads it), so an oversized upload is refused without being spooled to disk; a body
+    of undeclared size (no Content-Length: no browser sends a form so) is refused the same way."""
+    principal = await session_principal(request)
+    if principal is None:
+        raise LoginRequired()
+    if principal.role != Role.ADMIN:
+        raise PageForbidden(principal.role)
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > GRID_MAX_BYTES + MULTIPART_SLACK_BYTES:
+        return GridUpload(principal, too_large=True)
+    await check_csrf(request)
+    return GridUpload(principal, too_large=False)
+
+
+def _cells_of(raw: bytes) -> list[CellInfo]:
+    """The cells of a GeoJSON file (parse_geojson); GridImportError names every bad feature."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise GridImportError([f"not readable UTF-8 JSON ({exc})"]) from None
+    return parse_geojson(data)
+
+
+@dataclass(frozen=True)
+class GridChange:
+    imported: int
+    added: int
+    updated: int
+    removed: int
+
+
+@router.post("/admin/grid")
+async def import_grid(
+    request: Request, upload: Annotated[GridUpload, Depends(grid_upload)], services: ServicesDep
+) -> Response:
+    t = translator(request)
+    principal = upload.principal
+    max_mb = GRID_MAX_BYTES // (1024 * 1024)
+    if upload.too_large:
+        problem = Problem(t("admin.grid.error.too_large", mb=max_mb), 413, at="form")
+        return await _grid_page(request, principal, services, problem=problem)
+    form = await request.form()
+    file = form.get("file")
+    if not isinstance(file, UploadFile) or not file.filename:
+        await form.close()
+        return await _grid_page(
+            request, principal, services, problem=Problem(t("admin.grid.error.no_file"), 422, at="form")
+        )
+    try:
+        raw = await file.read(GRID_MAX_BYTES + 1)
+    finally:
+        await form.close()
+    if len(raw) > GRID_MAX_BYTES:
+        problem = Problem(t("admin.grid.error.too_large", mb=max_mb), 413, at="form")
+        return await _grid_page(request, principal, services, problem=problem)
+    try:
+        cells = await run_in_threadpool(_cells_of, raw)
+    except GridImportError as exc:
+        problem = Problem(
+            t("admin.grid.error.problems", count=len(exc.problems), file=file.filename),
+            exc.status,
+            exc.problems,
+            at="form",
+        )
+        return await _grid_page(request, principal, services, problem=problem)
+
+    def work(session: Session) -> GridChange:
+        before = set(session.scalars(select(GridCell.id)))
+        now = {cell.id for cell in cells}
+        count = import_cells(session, cells=cells)
+        return GridChange(count, len(now - before), len(now & before), len(before - now))
+
+    change: GridChange = await _write(services, work)
+    services.grid_cache.invalidate()
+    log.info("admin %s imported %d grid cells from %s", principal.name, change.imported, file.filename)
+    return _back(
+        "grid",
+        "imported",
+        count=change.imported,
+        added=change.added,
+        updated=change.updated,
+        removed=change.removed,
+    )
+
+
+# --- webhooks ----------------------------------------------------------------------------------------
+
+
+async def _webhooks_page(
+    request: Request,
+    principal: Principal,
+    services: Services,
+    *,
+    problem: Problem | None = None,
+    done: str = "",
+    form: Mapping[str, Any] | None = None,
+) -> Response:
+    offset = _offset(services)
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        hooks = webhooks.list_webhooks(session)
+        log_by_hook: dict[int, list[dict[str, Any]]] = {hook.id: [] for hook in hooks}
+        for d in webhooks.list_deliveries(session, limit=DELIVERIES_SHOWN):
+            rows = log_by_hook.get(d.webhook_id)
+            if rows is None or len(rows) >= DELIVERIES_PER_HOOK:
+                continue
+            rows.append(
+                {
+                    "id": d.id,
+                    "event": d.event,
+                    "case_id": d.case_id,
+                    "status": d.status,
+                    "attempts": d.attempts,
+                    "code": d.last_status_code,
+                    "error": d.last_error or "",
+                    "created": _when(d.created_at, offset),
+                    "next": _when(d.next_attempt_at, offset) if d.status == DeliveryStatus.PENDING else "",
+                    "delivered": _when(d.delivered_at, offset),
+                }
+            )
+        return [
+            {
+                "id": h.id,
+                "url": h.url,
+                "events": h.events,
+                "active": h.active,
+                "deliveries": log_by_hook[h.id],
+            }
+            for h in hooks
+        ]
+
+    hooks = await _read(services, work)
+    return _section(
+        request,
+        principal,
+        services,
+        "webhooks",
+        problem=problem,
+        done=done,
+        hooks=hooks,
+        events=[str(e) for e in webhooks.EVENTS],
+        form=form or {"url": "", "events": []},
+        secret_min=SECRET_MIN,
+        secret_max=SECRET_MAX,
+        per_hook=DELIVERIES_PER_HOOK,
+    )
+
+
+@router.get("/admin/webhooks")
+async def webhooks_page(request: Request, principal: AdminPerson, services: ServicesDep) -> Response:
+    message = _done_message(translator(request), "webhooks", request.query_params)
+    return await _webhooks_page(request, principal, services, done=message)
+
+
+@router.post("/admin/webhooks")
+async def add_webhook(
+    request: Request,
+    principal: AdminPerson,
+    services: ServicesDep,
+    url: Annotated[str, Form(max_length=500)] = "",
+    events: Annotated[list[str] | None, Form()] = None,
+    secret: Annotated[str, Form(max_length=SECRET_MAX)] = "",
+) -> Response:
+    t = translator(request)
+    url, secret = url.strip(), secret.strip()
+    chosen = list(dict.fromkeys(events or []))
+    form = {"url": url, "events": chosen}
+    if secret and len(secret) < SECRET_MIN:
+        problem = Problem(t("admin.webhooks.error.secret", min=SECRET_MIN, max=SECRET_MAX), 422, at="form")
+        return await _webhooks_page(request, principal, services, problem=problem, form=form)
+    try:
+        hook, signing_secret = await _write(
+            services,
+            lambda session: webhooks.create_webhook(
+                session, url=url, events=chosen or None, secret=secret or None
+            ),
+        )
+    except WebhookInputError as exc:
+        key = f"admin.webhooks.error.{exc.field}"
+        message = t(key) if t.has(key) else _input_text(t, exc)
+        problem = Problem(message, exc.status, at="form")
+        return await _webhooks_page(request, principal, services, problem=problem, form=form)
+    log.info("admin %s added webhook %s", principal.name, hook.id)
+    if secret:  # the admin's own secret: nothing new to show
+        return _back("webhooks", "added")
+    return _secret_page(
+        request,
+        principal,
+        section="webhooks",
+        heading=t("admin.secret.heading", id=hook.id, url=hook.url),
+        note=t("admin.secret.note"),
+        secret=signing_secret,
+    )
