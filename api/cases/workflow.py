@@ -100,10 +100,14 @@ class TransitionInputError(InputError):
 
 @dataclass(frozen=True, slots=True)
 class Move:
+    """A move a user asks for. `team`: when dispatching, the team the case goes to (a team of some
+    grid cell; None keeps the case's team, the one of its grid cell)."""
+
     target: str
     reason: str | None = None
     note: str | None = None
     has_photo: bool = False
+    team: str | None = None
 
 
 def check_move(current: str, move: Move) -> None:
@@ -122,6 +126,8 @@ def check_move(current: str, move: Move) -> None:
             raise TransitionInputError("photo", "handling needs an after-photo")
     if current == HANDLED and move.target == DISPATCHED and not (move.note and move.note.strip()):
         raise TransitionInputError("note", "sending a case back needs a note saying why")
+    if move.team is not None and move.target != DISPATCHED:
+        raise TransitionInputError("team", "a team is given only when dispatching a case")
 
 
 def may_move(role: str, target: str) -> bool:

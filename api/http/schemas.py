@@ -338,3 +338,33 @@ class Me(Schema):
 
 class Health(Schema):
     status: Literal["ok"]
+
+
+# --- patrol tracks on the grid map ----------------------------------------------------------------
+
+
+class UploadSummary(Schema):
+    id: int
+    sha256: Sha256
+    filename: str | None = Field(description="the footage's file name as sent")
+    camera_id: str | None
+    start_time: UtcTime | None = Field(description="when the footage starts, as sent")
+    created_at: UtcTime
+    has_track: bool = Field(description="a GPS track came with the footage")
+    track_ready: bool = Field(
+        description="the track's shape is there to draw (GET /api/uploads/{id}/track): its job has finished"
+    )
+    job_id: int | None = Field(description="the upload's latest job")
+    job_status: JobStatus | None
+
+
+class UploadList(Schema):
+    items: list[UploadSummary] = Field(description="newest first")
+
+
+class UploadTrack(Schema):
+    """An upload's GPS track, thinned to at most 500 points evenly spread over it."""
+
+    upload_id: int
+    camera_id: str | None
+    points: list[tuple[float, float]] = Field(description="[lon, lat] pairs, WGS84 degrees, in time order")

@@ -33,6 +33,7 @@ from api.cases.incident import IncidentPayload
 from api.cases.ingest import IncidentIn, ingest_committed
 from api.cases.merge import MergePolicy
 from api.jobs import queue
+from api.jobs.track_shape import write_track_shape
 from api.settings import Settings
 from api.storage.evidence_store import EvidenceError, EvidenceStore, StoredFile
 from api.storage.models import Upload
@@ -270,7 +271,17 @@ class Worker:
             raise JobFailed(f"site config: {exc}") from None
         except model_error as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
+        if upload.track_path:
+            self._write_track_shape(Path(upload.track_path), track_error, claim.job_id)
         return count
+
+    def _write_track_shape(self, track: Path, track_error: type[Exception], job_id: int) -> None:
+        """The track's thinned shape for the grid map (api.jobs.track_shape); the job's cases are
+        filed already, so a shape that cannot be written is logged, never the job's failure."""
+        try:
+            write_track_shape(track)
+        except (track_error, OSError) as exc:
+            log.warning("job %s: the shape of GPS track %s was not written: %s", job_id, track.name, exc)
 
     def _ingest(
         self, incident: PipelineIncident, out_dir: Path, actor: Principal, upload: Upload, job_id: int

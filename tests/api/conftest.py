@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_testkit import PG_URL, LiveServer, _Server, import_demo_grid, make_settings, seed_people
 
 from api.services import Services
+from tests.api.api_testkit import PG_URL, LiveServer, _Server, import_demo_grid, make_settings, seed_people
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

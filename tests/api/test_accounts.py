@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from api_testkit import LiveServer, incident_json, post_incident
 from sqlalchemy import update
 
 from api.accounts import accounts as auth
@@ -20,6 +19,7 @@ from api.accounts.tokens import PrincipalCache
 from api.cli.main import main
 from api.storage.db import utcnow
 from api.storage.models import LoginFailure
+from tests.api.api_testkit import LiveServer, incident_json, post_incident
 
 MAX_FAILURES = 5
 

@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 import pytest
-from api_testkit import import_demo_grid, incident_json
 
 from api.accounts.accounts import SYSTEM, Principal
 from api.cases import workflow
@@ -19,6 +18,7 @@ from api.cases.reading import CaseFilter, NotFound, get_case, list_cases
 from api.services import Services
 from api.storage.evidence_store import StoredFile
 from api.storage.models import UNASSIGNED, Case, Sighting
+from tests.api.api_testkit import import_demo_grid, incident_json
 
 # A point in the demo grid (cell DEMO-ZIYANG-04) and offsets in degrees of latitude (~1.11 m per 1e-5).
 LAT, LON = 30.2741, 120.1551

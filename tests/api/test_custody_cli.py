@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from api_testkit import DEMO_GRID, jpeg_bytes
 
 from api.accounts.accounts import SYSTEM, create_user
 from api.cases import custody
@@ -21,6 +20,7 @@ from api.services import Services
 from api.settings import Settings, SettingsError
 from api.storage.evidence_store import EvidenceError, EvidenceStore
 from api.storage.models import CustodyEntry
+from tests.api.api_testkit import DEMO_GRID, jpeg_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,7 +160,8 @@ def test_gridpatrol_serve_runs_the_api(tmp_path: Path) -> None:
     import time
 
     import httpx
-    from api_testkit import free_port
+
+    from tests.api.api_testkit import free_port
 
     port = free_port()
     env = dict(os.environ, GRIDPATROL_DATA_DIR=str(tmp_path / "data"))

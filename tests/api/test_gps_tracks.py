@@ -11,11 +11,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from api_testkit import LiveServer, wait_job
 
 from api.cli.main import main
 from detect.pipeline import detect_footage
 from detect.values import Detection
+from tests.api.api_testkit import LiveServer, wait_job
 from tests.detect.rule_fixtures import make_config
 
 # the van parks in DEMO-QINGBO-03 (lat 30.262814..30.27, lon 120.146679..120.155 in demo-grid.geojson);

@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from api_testkit import DEMO_GRID
 from shapely.geometry import shape
 
 from api.cases.grids import GridImportError, GridIndex, import_cells, parse_geojson
 from api.services import Services
 from api.storage.models import UNASSIGNED, GridCell
+from tests.api.api_testkit import DEMO_GRID
 
 SQUARE = [[[120.0, 30.0], [120.01, 30.0], [120.01, 30.01], [120.0, 30.01], [120.0, 30.0]]]
 

@@ -6,7 +6,8 @@ import hashlib
 import json
 
 import pytest
-from api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
+
+from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
 
 
 @pytest.fixture

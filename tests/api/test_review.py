@@ -6,7 +6,6 @@ import threading
 from typing import Any
 
 import pytest
-from api_testkit import import_demo_grid, incident_json
 
 from api.accounts.accounts import Principal
 from api.cases import custody, review, workflow
@@ -15,6 +14,7 @@ from api.cases.ingest import IncidentIn, ingest
 from api.cases.merge import MergePolicy
 from api.services import Services
 from api.storage.models import Case, CaseEvent, CustodyEntry
+from tests.api.api_testkit import import_demo_grid, incident_json
 
 OP1 = Principal(kind="user", name="op1", role="operator", user_id=1)
 OP2 = Principal(kind="user", name="op2", role="operator", user_id=2)

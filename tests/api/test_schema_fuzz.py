@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from api_testkit import LiveServer, _Server, import_demo_grid, make_settings, seed_people
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import (
@@ -20,6 +19,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from schemathesis.generation.modes import GenerationMode
+
+from tests.api.api_testkit import LiveServer, _Server, import_demo_grid, make_settings, seed_people
 
 MAX_EXAMPLES = 20
 

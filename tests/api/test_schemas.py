@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_testkit import make_settings
 from fastapi import FastAPI
 
 import api
@@ -37,6 +36,7 @@ from api.http.incident_form import IncidentFormError
 from api.http.multipart import MalformedBody
 from api.jobs.uploads import UploadError
 from api.storage.evidence_store import EvidenceError
+from tests.api.api_testkit import make_settings
 
 # Exceptions of api/ that never answer a request, and why.
 NOT_ANSWERS = {

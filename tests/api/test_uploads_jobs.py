@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_testkit import LiveServer, jpeg_bytes, make_settings, wait_job
 
 from api.cases.incident import IncidentPayload
 from api.jobs import queue
@@ -23,6 +22,7 @@ from api.services import Services
 from api.storage.models import Case, Job, Sighting
 from detect.config import ConfigError
 from streams import SourceError
+from tests.api.api_testkit import LiveServer, jpeg_bytes, make_settings, wait_job
 
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from api_testkit import LiveServer, free_port, incident_json, post_incident
 
 from api.cases.webhooks import sign
+from tests.api.api_testkit import LiveServer, free_port, incident_json, post_incident
 
 
 class Receiver:

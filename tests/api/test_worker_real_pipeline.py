@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from api_testkit import LiveServer
 
 from api.settings import Settings
+from tests.api.api_testkit import LiveServer
 
 pytestmark = pytest.mark.slow
 

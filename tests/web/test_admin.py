@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import PASSWORD, Site
+
+from tests.web.conftest import PASSWORD, Site
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_GRID = json.loads((REPO / "configs" / "demo-grid.geojson").read_text(encoding="utf-8"))

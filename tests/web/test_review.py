@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import Site
+from tests.web.conftest import Site
 
 
 def _current(page: Any) -> str:

@@ -31,7 +31,7 @@ CaseId = Annotated[int, Query(ge=1, le=2**31 - 1)]
 
 def _skip_list(text: str) -> list[int]:
     ids = []
-    for part in text.split(",")[:200]:
+    for part in text.split(",")[-200:]:  # the newest entries are last
         part = part.strip()
         if part.isdigit() and 0 < int(part) < 2**31:
             ids.append(int(part))

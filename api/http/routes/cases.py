@@ -92,6 +92,7 @@ def post_transition(
     reason: Annotated[RejectReason | None, Form(description="required when rejecting")] = None,
     note: Annotated[str | None, Form(max_length=4000)] = None,
     photo: Annotated[UploadFile | None, File(description="after-photo, required when handled")] = None,
+    team: Annotated[str | None, Form(max_length=64, description="dispatching: a grid cell's team")] = None,
 ) -> CaseDetail:
     """Move a case along pending_review → filed → dispatched → handled → verified → closed (or rejected).
     An illegal move is a 409 naming the allowed ones."""
@@ -105,7 +106,7 @@ def post_transition(
             store=services.store,
             max_bytes=services.settings.max_evidence_bytes,
         )
-    move = workflow.Move(target=to, reason=reason, note=note, has_photo=stored is not None)
+    move = workflow.Move(target=to, reason=reason, note=note, has_photo=stored is not None, team=team)
     case = transition(session, principal=principal, case_id=case_id, move=move, photo=stored)
     session.commit()
     return describe(session, case=case)

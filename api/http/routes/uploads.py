@@ -1,15 +1,17 @@
-"""POST /api/uploads (footage streamed to disk) and GET /api/jobs/{job_id}."""
+"""POST /api/uploads (footage streamed to disk), GET /api/jobs/{job_id}, and the uploads' GPS tracks
+for the grid map (GET /api/uploads, GET /api/uploads/{upload_id}/track)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.http import schemas
-from api.http.deps import Feeder, ReadSessionDep, ServicesDep
+from api.http.deps import Feeder, ReadSessionDep, ServicesDep, Staff
 from api.jobs.queue import JobView, find_job
+from api.jobs.track_shape import UploadSummary, UploadTrack, recent_uploads, upload_track
 from api.jobs.uploads import MAX_TRACK_BYTES, UploadError, UploadReceipt, file_upload, receive_multipart
 
 router = APIRouter(prefix="/api", tags=["uploads"], responses=schemas.CALLER_ERRORS)
@@ -98,3 +100,30 @@ def get_job(
 ) -> JobView:
     """A job's status (queued, running, done, failed), progress 0..1 and error."""
     return find_job(session, principal=principal, job_id=job_id)
+
+
+@router.get("/uploads", response_model=schemas.UploadList)
+def get_uploads(
+    principal: Staff,
+    session: ReadSessionDep,
+    has_track: Annotated[
+        bool | None, Query(description="only uploads with (true) or without (false) a GPS track")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, list[UploadSummary]]:
+    """The newest uploads, with whether their GPS track is ready to draw."""
+    return {"items": recent_uploads(session, has_track=has_track, limit=limit)}
+
+
+@router.get(
+    "/uploads/{upload_id}/track",
+    response_model=schemas.UploadTrack,
+    responses=schemas.error_responses(
+        404, described={404: "no such upload, no GPS track with it, or its job has not finished"}
+    ),
+)
+def get_upload_track(
+    upload_id: Annotated[int, Path(ge=1, le=2**31 - 1)], principal: Staff, session: ReadSessionDep
+) -> UploadTrack:
+    """An upload's GPS track, thinned to at most 500 [lon, lat] points (written when its job finishes)."""
+    return upload_track(session, upload_id=upload_id)

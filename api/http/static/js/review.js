@@ -12,6 +12,9 @@
   const reasons = root.dataset.reasons.split(",");
   const categories = root.dataset.categories.split(",");
   const passed = new Set();  // cases skipped in this visit
+  // cases decided in this visit: never asked for again, even while their decision is still on its way
+  // (the prefetch of the next case can reach the server before the decision does)
+  const decided = new Set();
   let mode = "decide";        // decide | reject | category
   let loading = null;         // the promise of the upcoming card
   let lastDecided = null;     // {id, number} of the last decision, for undo
@@ -40,7 +43,7 @@
   }
 
   function loadUpcoming() {
-    const skip = [...passed];
+    const skip = [...passed, ...[...decided].slice(-50)];  // the newest last: the server keeps the last 200
     const id = caseId(current);
     if (id) skip.push(id);
     loading = gp.request("/review/next?skip=" + skip.join(","), { headers: { Accept: "text/html" } })
@@ -78,6 +81,7 @@
     if (!a || !a.dataset.caseId) return;
     const id = Number(a.dataset.caseId), number = a.dataset.caseNumber;
     setMode("decide");
+    decided.add(id);
     await advance();
     lastPost = post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
       if (response.ok) {
@@ -112,6 +116,7 @@
       return;
     }
     lastDecided = null;
+    decided.delete(id);
     const html = await response.text();
     // the case on screen goes back to being the next one
     const onScreen = caseId(current);

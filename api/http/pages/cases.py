@@ -1,0 +1,738 @@
+"""The case pages: the list (every role, only what it may see), one case in full, and the moves along
+the workflow that the person's role allows from the case's status.
+
+GET /cases is a plain GET form over the API's filters (api.cases.reading.CaseFilter), so it works
+without script; GET /cases/{id} shows every sighting's evidence, the history, the custody check and
+the case's place on the grid; POST /cases/{id}/move makes a move exactly as the API's
+POST /api/cases/{id}/transitions does (api.cases.acting: the same role check, after-photo storage,
+history, custody and webhooks), then redirects back with a message. A user's mistake or a race
+(someone moved the case meanwhile) is shown on the page with the domain's status, never as a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, load_only
+from starlette.concurrency import run_in_threadpool
+
+from api.accounts.accounts import ROLES, Principal, Role
+from api.cases import custody, workflow
+from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
+from api.cases.reading import SORTS, CaseFilter, case_page, get_case
+from api.cases.review import CATEGORIES
+from api.errors import InputError, NotFound
+from api.http.i18n import Translator
+from api.http.pages.render import render, script_json, translator
+from api.http.pages.session import ServicesDep, person_with
+from api.http.pages.views import camera_offset, card_view, evidence_url, incident_of
+from api.services import Services
+from api.storage.models import UNASSIGNED, Case, CaseEvent, CustodyEntry, EvidenceLink, GridCell
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+Reader = Annotated[Principal, Depends(person_with(*ROLES))]
+# the roles the API lets move cases (api.http.deps.Staff); the domain then checks each target
+Mover = Annotated[Principal, Depends(person_with(Role.ADMIN, Role.OPERATOR, Role.ENFORCEMENT))]
+# a case id in a page's path is read by the page: one that is no id is that page's 404, not a 422
+CaseIdPath = Annotated[str, Path(max_length=16)]
+
+PER_PAGE_CHOICES = (25, 50, 100)
+MAX_TEXT = 64  # the API's limit on a filter's text
+MAX_NOTE = 4000  # the API's limit on a note
+EVIDENCE_ORDER = ("raw", "annotated", "crop", "dwell_first", "dwell_middle", "dwell_last", "after_photo")
+# where a move's form came from (the answer goes back there) and the page template of each
+PAGE_TEMPLATES = {"case": "cases/detail.html", "task": "tasks/detail.html"}
+
+T = TypeVar("T")
+
+
+def site_offset(services: Services) -> timezone:
+    """The site's UTC offset (settings.timezone_offset_h): how the pages show server times."""
+    return timezone(timedelta(hours=services.settings.timezone_offset_h))
+
+
+def local_time(naive_utc: datetime | None, offset: timezone, *, seconds: bool = False) -> str:
+    if naive_utc is None:
+        return ""
+    local = naive_utc.replace(tzinfo=UTC).astimezone(offset)
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def offset_label(offset: timezone) -> str:
+    minutes = int((offset.utcoffset(None) or timedelta(0)).total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+async def in_session(services: Services, work: Callable[[Session], T], *, write: bool = False) -> T:
+    """Run blocking database work in the thread pool; a write commits, or rolls back on any error."""
+
+    def run() -> T:
+        factory = services.factory if write else services.read_factory
+        with factory() as session:
+            try:
+                result = work(session)
+                if write:
+                    session.commit()
+                return result
+            except BaseException:
+                session.rollback()
+                raise
+
+    return await run_in_threadpool(run)
+
+
+def message_page(
+    request: Request, principal: Principal | None, heading: str, message: str, status_code: int
+) -> HTMLResponse:
+    return render(
+        request,
+        "message.html",
+        principal=principal,
+        heading=heading,
+        message=message,
+        status_code=status_code,
+    )
+
+
+def not_found_page(request: Request, principal: Principal) -> HTMLResponse:
+    t = translator(request)
+    return message_page(request, principal, t("error.notfound.title"), t("error.notfound.body"), 404)
+
+
+# --- the list ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ListQuery:
+    """The list's query parameters as typed (shown back in the form) and as the filter they make."""
+
+    status: list[str] = field(default_factory=list)
+    category: str = ""
+    grid_cell: str = ""
+    team: str = ""
+    camera: str = ""
+    number: str = ""
+    plate: str = ""
+    since: str = ""
+    until: str = ""
+    sort: str = "last_seen"
+    order: str = "desc"
+    page: int = 1
+    per_page: int = 50
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (field, catalogue key)
+    since_at: datetime | None = None
+    until_at: datetime | None = None
+
+    def filters(self) -> CaseFilter:
+        return CaseFilter(
+            status=self.status or None,
+            category=self.category or None,
+            grid_cell=self.grid_cell or None,
+            team=self.team or None,
+            since=self.since_at,
+            until=self.until_at,
+            camera=self.camera or None,
+            number=self.number or None,
+            plate=self.plate or None,
+        )
+
+    def params(self, **changes: Any) -> str:
+        """The query string of this list with some parameters changed (for the pager)."""
+        values: dict[str, Any] = {
+            "status": self.status,
+            "category": self.category,
+            "grid_cell": self.grid_cell,
+            "team": self.team,
+            "camera": self.camera,
+            "number": self.number,
+            "plate": self.plate,
+            "since": self.since,
+            "until": self.until,
+            "sort": self.sort,
+            "order": self.order,
+            "page": self.page,
+            "per_page": self.per_page,
+        }
+        values.update(changes)
+        return urlencode({k: v for k, v in values.items() if v not in ("", None, [])}, doseq=True)
+
+
+def _local_datetime(text: str, offset: timezone, *, end_of_day: bool) -> datetime | None:
+    """A time typed in the form (a date, a datetime-local value, or ISO 8601 with an offset), taken
+    in the site's offset when it has none; naive UTC. None when it cannot be read."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            when = datetime.combine(day, time.max if end_of_day else time.min, tzinfo=offset)
+        else:
+            when = datetime.fromisoformat(text)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=offset)
+    except ValueError:
+        return None
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+def parse_list_query(request: Request, offset: timezone) -> ListQuery:
+    """The list's parameters, leniently: an unknown status or sort is dropped, a bad number or time
+    is named in `problems` and ignored, so a hand-edited link still shows a page."""
+    params = request.query_params
+    query = ListQuery()
+    query.status = [s for s in params.getlist("status") if s in workflow.STATUSES]
+    for name in ("category", "grid_cell", "team", "camera", "number", "plate", "since", "until"):
+        value = params.get(name, "").strip()
+        if len(value) > MAX_TEXT:
+            query.problems.append((name, "cases.filter.too_long"))
+            value = ""
+        setattr(query, name, value)
+    if params.get("sort") in SORTS:
+        query.sort = params["sort"]
+    if params.get("order") in ("asc", "desc"):
+        query.order = params["order"]
+    for name, low, high in (("page", 1, 100_000), ("per_page", 1, 500)):
+        text = params.get(name, "").strip()
+        if not text:
+            continue
+        if text.isdigit() and low <= int(text) <= high:
+            setattr(query, name, int(text))
+        else:
+            query.problems.append((name, "cases.filter.bad_number"))
+    for name in ("since", "until"):
+        text = getattr(query, name)
+        if text:
+            when = _local_datetime(text, offset, end_of_day=name == "until")
+            if when is None:
+                query.problems.append((name, "cases.filter.bad_time"))
+            setattr(query, f"{name}_at", when)
+    return query
+
+
+THUMBNAIL_ROLES = ("crop", "annotated", "raw")  # what a list shows of a case, best first
+
+
+def thumbnails(session: Session, case_ids: Iterable[int]) -> dict[int, str]:
+    """case id -> the URL of a small picture of it: its latest sighting's crop, else its frame."""
+    ids = list(case_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(EvidenceLink.case_id, EvidenceLink.role, EvidenceLink.sha256)
+        .where(EvidenceLink.case_id.in_(ids), EvidenceLink.role.in_(THUMBNAIL_ROLES))
+        .order_by(EvidenceLink.id)
+    )
+    best: dict[int, tuple[int, str]] = {}
+    for case_id, role, sha in rows:  # later sightings come later: among equals the last wins
+        rank = THUMBNAIL_ROLES.index(role)
+        if case_id not in best or rank <= best[case_id][0]:
+            best[case_id] = (rank, sha)
+    return {case_id: evidence_url(sha) for case_id, (_, sha) in best.items()}
+
+
+def case_id_of(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
+
+
+def grid_cells(session: Session, *, geometry: bool = False) -> dict[str, GridCell]:
+    """The grid's cells by id (their names for lists; their polygons only when asked)."""
+    stmt = select(GridCell).order_by(GridCell.id)
+    if not geometry:
+        stmt = stmt.options(
+            load_only(GridCell.id, GridCell.name, GridCell.street, GridCell.community, GridCell.team)
+        )
+    return {cell.id: cell for cell in session.scalars(stmt)}
+
+
+@router.get("/cases", response_class=HTMLResponse)
+async def case_list(request: Request, principal: Reader, services: ServicesDep) -> Response:
+    offset = site_offset(services)
+    query = parse_list_query(request, offset)
+    t = translator(request)
+
+    def work(session: Session) -> dict[str, Any]:
+        found = case_page(
+            session,
+            principal=principal,
+            filters=query.filters(),
+            page=query.page,
+            per_page=query.per_page,
+            sort=query.sort,
+            descending=query.order == "desc",
+        )
+        cells = grid_cells(session)
+        return {
+            "found": found,
+            "thumbs": thumbnails(session, (c.id for c in found.items)),
+            "cells": cells,
+            "teams": dispatch_teams(session),
+        }
+
+    data = await in_session(services, work)
+    found = data["found"]
+    pages = max(1, -(-found.total // query.per_page))
+    rows = [
+        {
+            "case": item,
+            "thumb": data["thumbs"].get(item.id),
+            "first_seen": local_time(item.first_seen, offset),
+            "last_seen": local_time(item.last_seen, offset),
+            "cell_name": data["cells"][item.grid_cell].name if item.grid_cell in data["cells"] else "",
+        }
+        for item in found.items
+    ]
+    return render(
+        request,
+        "cases/list.html",
+        principal=principal,
+        query=query,
+        rows=rows,
+        total=found.total,
+        pages=pages,
+        prev_href=f"/cases?{query.params(page=query.page - 1)}" if query.page > 1 else "",
+        next_href=f"/cases?{query.params(page=query.page + 1)}" if query.page < pages else "",
+        problems=[t(key, field=t(f"cases.filter.{name}")) for name, key in query.problems],
+        statuses=workflow.STATUSES,
+        categories=CATEGORIES,
+        cells=list(data["cells"].values()),
+        unassigned=UNASSIGNED,
+        teams=data["teams"],
+        sorts=list(SORTS),
+        per_page_choices=PER_PAGE_CHOICES,
+        show_team=principal.role != Role.ENFORCEMENT,
+        offset_label=offset_label(offset),
+    )
+
+
+# --- one case ------------------------------------------------------------------------------------
+
+
+def actor_name(actor: str, t: Translator) -> str:
+    """Who did it, as people read it: a user's name, a device's, or the system (pipeline, CLI)."""
+    kind, _, name = actor.partition(":")
+    if kind == "user":
+        return name
+    if kind == "device":
+        return t("cases.actor.device", name=name)
+    return t("cases.actor.system")
+
+
+def timeline(events: list[CaseEvent], t: Translator, offset: timezone) -> list[dict[str, Any]]:
+    items = []
+    for event in events:
+        team, note = (None, event.note)
+        if event.to_status == workflow.DISPATCHED:
+            team, note = dispatched_team(event.note)
+        reason = event.reason
+        if reason and t.has(f"reason.{reason}"):
+            reason = t(f"reason.{reason}")
+        elif reason and t.has(f"cases.reason.{reason}"):
+            reason = t(f"cases.reason.{reason}")
+        action_key = f"cases.action.{event.action}"
+        if event.from_status == workflow.HANDLED and event.to_status == workflow.DISPATCHED:
+            action_key = "cases.action.sent_back"
+        items.append(
+            {
+                "action": event.action,
+                "what": t(action_key) if t.has(action_key) else event.action,
+                "who": actor_name(event.actor, t),
+                "when": local_time(event.at, offset, seconds=True),
+                "from_status": event.from_status or "",
+                "to_status": event.to_status or "",
+                "from": t(f"status.{event.from_status}") if event.from_status else "",
+                "to": t(f"status.{event.to_status}") if event.to_status else "",
+                "moved": event.from_status != event.to_status,
+                "reason": reason or "",
+                "team": team or "",
+                "note": note or "",
+            }
+        )
+    return items
+
+
+def custody_check(session: Session, case_id: int, t: Translator) -> dict[str, Any]:
+    """The case's custody chain checked now (custody.verify_chain): intact with N entries, or the
+    first entry that does not match."""
+    entries = list(
+        session.scalars(
+            select(CustodyEntry).where(CustodyEntry.case_id == case_id).order_by(CustodyEntry.seq)
+        )
+    )
+    problems = custody.verify_chain(entries, case_id)
+    if not entries:
+        return {"ok": False, "text": t("cases.custody.empty"), "problems": []}
+    if not problems:
+        return {"ok": True, "text": t("cases.custody.intact", count=len(entries)), "problems": []}
+    return {
+        "ok": False,
+        "text": t("cases.custody.broken", count=len(entries)),
+        "problems": [f"#{p.seq}: {p.reason}" for p in problems],
+    }
+
+
+def sighting_views(case: Case, t: Translator, offset: timezone) -> list[dict[str, Any]]:
+    """Every sighting with its evidence thumbnails; the raw frame and the dwell frames carry the
+    stored box (and a crop's window) for frames.js to draw."""
+    views = []
+    for number, sighting in enumerate(case.sightings, start=1):
+        incident = incident_of(sighting)
+        entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
+        box = incident.get("box") or []
+        links = sorted(
+            sighting.evidence,
+            key=lambda link: EVIDENCE_ORDER.index(link.role) if link.role in EVIDENCE_ORDER else 99,
+        )
+        items = []
+        for link in links:
+            entry = entries.get(link.sha256, {})
+            item_box: list[Any] = []
+            window: list[Any] = []
+            if link.role == "raw":
+                item_box = box
+            elif link.role.startswith("dwell_"):
+                item_box, window = entry.get("box") or [], entry.get("window") or []
+            label_key = f"cases.evidence.{link.role}"
+            items.append(
+                {
+                    "url": evidence_url(link.sha256),
+                    "label": t(label_key) if t.has(label_key) else link.role,
+                    "box": [float(v) for v in item_box] if len(item_box) == 4 else [],
+                    "window": [float(v) for v in window] if len(window) == 4 else [],
+                }
+            )
+        views.append(
+            {
+                "number": number,
+                "seen_at": local_time(sighting.seen_at, offset, seconds=True),
+                "camera": sighting.camera_id or "",
+                "plate": sighting.plate or "",
+                "recurrence": sighting.recurrence,
+                "place": f"{sighting.lat:.6f}, {sighting.lon:.6f}" if sighting.lat is not None else "",
+                "items": items,
+            }
+        )
+    return views
+
+
+def _rings(geometry: dict[str, Any]) -> list[list[tuple[float, float]]]:
+    """The outer rings of a GeoJSON Polygon / MultiPolygon, as (lon, lat) pairs."""
+    coords = geometry.get("coordinates") or []
+    polygons = [coords] if geometry.get("type") == "Polygon" else coords
+    return [[(float(p[0]), float(p[1])) for p in polygon[0]] for polygon in polygons if polygon]
+
+
+def place_map(cells: dict[str, GridCell], case: Case) -> dict[str, Any] | None:
+    """An SVG map of the case's place: its cell, the cells around it and its point.
+
+    SVG units are metres east (x) and south (y) of the view's north-west corner, from an
+    equirectangular projection at the view's latitude (good to well under 1 % over a few km)."""
+    shapes = []
+    for cell in cells.values():
+        try:
+            rings = _rings(json.loads(cell.geometry))
+        except (json.JSONDecodeError, TypeError, IndexError, ValueError, AttributeError):
+            log.warning("grid cell %s: geometry is not readable GeoJSON", cell.id)
+            continue
+        shapes.append((cell, rings))
+    point = (case.lon, case.lat) if case.lat is not None and case.lon is not None else None
+    own = [ring for cell, rings in shapes if cell.id == case.grid_cell_id for ring in rings]
+    focus = [p for ring in own for p in ring] or ([point] if point else [])
+    if not focus:
+        return None
+    lons, lats = [p[0] for p in focus], [p[1] for p in focus]
+    span = max(max(lons) - min(lons), max(lats) - min(lats), 0.004)
+    west, east = min(lons) - span * 0.6, max(lons) + span * 0.6
+    south, north = min(lats) - span * 0.6, max(lats) + span * 0.6
+    if point is not None:
+        west, east = min(west, point[0] - span * 0.2), max(east, point[0] + span * 0.2)
+        south, north = min(south, point[1] - span * 0.2), max(north, point[1] + span * 0.2)
+    metres_per_deg = 111_195.0
+    cos_lat = math.cos(math.radians((south + north) / 2))
+
+    def xy(lon: float, lat: float) -> tuple[float, float]:
+        return (lon - west) * metres_per_deg * cos_lat, (north - lat) * metres_per_deg
+
+    width, height = xy(east, south)
+    font = max(width, height) / 30
+    polygons = []
+    for cell, rings in shapes:
+        for ring in rings:
+            if not any(west <= lon <= east and south <= lat <= north for lon, lat in ring):
+                continue
+            points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(lon, lat) for lon, lat in ring))
+            xs = [lon for lon, _ in ring]
+            ys = [lat for _, lat in ring]
+            cx, cy = xy(sum(xs) / len(xs), sum(ys) / len(ys))
+            half_label = len(cell.id) * font * 0.3  # a label is about 0.6 em per character
+            polygons.append(
+                {
+                    "id": cell.id,
+                    "points": points,
+                    "own": cell.id == case.grid_cell_id,
+                    "cx": cx,
+                    "cy": cy,
+                    "label": half_label <= cx <= width - half_label and font <= cy <= height,
+                }
+            )
+    dot = None
+    if point is not None:
+        x, y = xy(*point)
+        dot = {"x": round(x, 1), "y": round(y, 1)}
+    return {
+        "width": round(width, 1),
+        "height": round(height, 1),
+        "polygons": polygons,
+        "point": dot,
+        "radius": round(max(width, height) / 60, 1),
+        "font": round(font, 1),
+    }
+
+
+def move_actions(case: Case, principal: Principal, teams: list[str]) -> list[dict[str, Any]]:
+    """The moves this person's role may make from the case's status (workflow.TRANSITIONS filtered
+    by workflow.may_move), with what each form needs."""
+    actions = []
+    for target in workflow.TRANSITIONS[case.status]:
+        if not workflow.may_move(principal.role, target):
+            continue
+        kind = str(target)
+        if case.status == workflow.HANDLED and target == workflow.DISPATCHED:
+            kind = "send_back"
+        actions.append(
+            {
+                "target": str(target),
+                "kind": kind,
+                "teams": teams if target == workflow.DISPATCHED else [],
+                "team": case.team or "",
+            }
+        )
+    return actions
+
+
+def last_dispatch(events: list[CaseEvent]) -> CaseEvent | None:
+    for event in reversed(events):
+        if event.to_status == workflow.DISPATCHED and event.from_status != workflow.DISPATCHED:
+            return event
+    return None
+
+
+def case_context(
+    session: Session, *, principal: Principal, case_id: int, t: Translator, offset: timezone
+) -> dict[str, Any]:
+    """What the case page (and the task page) shows of a case the person may see; NotFound else.
+    Its times are shown at its camera's UTC offset, like its facts (api.http.pages.views), else at
+    the site's."""
+    case = get_case(session, principal=principal, case_id=case_id)
+    if case.sightings:
+        offset = camera_offset(incident_of(case.sightings[-1])) or offset
+    events = list(
+        session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id))
+    )
+    cells = grid_cells(session, geometry=True)
+    after = session.scalars(
+        select(EvidenceLink.sha256)
+        .where(
+            EvidenceLink.case_id == case.id,
+            EvidenceLink.sighting_id.is_(None),
+            EvidenceLink.role == "after_photo",
+        )
+        .order_by(EvidenceLink.id)
+    )
+    view = card_view(case, t)
+    dispatch = last_dispatch(events)
+    dispatch_note = dispatched_team(dispatch.note)[1] if dispatch is not None else None
+    teams = dispatch_teams(session) if workflow.may_move(principal.role, workflow.DISPATCHED) else []
+    return {
+        "case": case,
+        "cell": cells.get(case.grid_cell_id),
+        "frame": view.frame,
+        "crop": view.crop,
+        "strip": view.strip,
+        "facts": view.facts,
+        "sightings": sighting_views(case, t, offset),
+        "after_photos": [evidence_url(sha) for sha in after],
+        "timeline": timeline(events, t, offset),
+        "custody": custody_check(session, case.id, t),
+        "map": place_map(cells, case),
+        "actions": move_actions(case, principal, teams),
+        "reasons": workflow.REJECT_REASONS,
+        "dispatched_at": dispatch.at if dispatch is not None else None,
+        "dispatched_at_text": local_time(dispatch.at, offset) if dispatch is not None else "",
+        "dispatch_note": dispatch_note or "",
+        "offset_label": offset_label(offset),
+    }
+
+
+def page_strings(t: Translator) -> str:
+    return script_json({**t.subset("cases.js."), **t.subset("tasks.js.")})
+
+
+def done_message(t: Translator, done: str | None, number: str | None) -> str:
+    if done and done in workflow.STATUSES:
+        return t(f"cases.done.{done}", number=number or "")
+    return ""
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+async def case_page_view(
+    request: Request, case_id: CaseIdPath, principal: Reader, services: ServicesDep, done: str | None = None
+) -> Response:
+    return await render_case(
+        request, case_id=case_id_of(case_id), principal=principal, services=services, done=done
+    )
+
+
+async def render_case(
+    request: Request,
+    *,
+    case_id: int | None,
+    principal: Principal,
+    services: Services,
+    done: str | None = None,
+    error: str = "",
+    status_code: int = 200,
+    template: str = "cases/detail.html",
+) -> Response:
+    t = translator(request)
+    offset = site_offset(services)
+    if case_id is None:
+        return not_found_page(request, principal)
+    known_id = case_id
+    try:
+        context = await in_session(
+            services,
+            lambda session: case_context(session, principal=principal, case_id=known_id, t=t, offset=offset),
+        )
+    except NotFound:
+        return not_found_page(request, principal)
+    return render(
+        request,
+        template,
+        principal=principal,
+        status_code=status_code,
+        done=done_message(t, done, context["case"].number),
+        error=error,
+        max_note=MAX_NOTE,
+        i18n_json=page_strings(t),
+        **context,
+    )
+
+
+def error_text(exc: InputError, t: Translator) -> str:
+    """A move's error as the person reads it: the catalogue's text for the field it names."""
+    if isinstance(exc, workflow.TransitionError):
+        if exc.current == exc.target:
+            return t("cases.error.already", current=t(f"status.{exc.current}"))
+        return t("cases.error.conflict", current=t(f"status.{exc.current}"), target=t(f"status.{exc.target}"))
+    key = f"cases.error.{exc.field}"
+    if t.has(key):
+        return t(key, detail=exc.reason)
+    return t("cases.error.input", detail=str(exc))
+
+
+@router.post("/cases/{case_id}/move", response_class=HTMLResponse)
+async def move_case(
+    request: Request,
+    case_id: CaseIdPath,
+    principal: Mover,
+    services: ServicesDep,
+    to: Annotated[str, Form()] = "",
+    from_status: Annotated[str, Form(alias="from")] = "",
+    reason: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+    team: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "case",
+    photo: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """Make one move, as POST /api/cases/{id}/transitions does, and go back to the page it came from
+    (303) with a message; an error shows that page again with the message and the error's status."""
+    t = translator(request)
+    back = back if back in PAGE_TEMPLATES else "case"
+    parsed = case_id_of(case_id)
+    if parsed is None:
+        return not_found_page(request, principal)
+    cid: int = parsed
+    upload = photo if photo is not None and photo.filename else None  # an empty file input sends ""
+
+    def work(session: Session) -> str | None:
+        if len(note) > MAX_NOTE:
+            raise workflow.TransitionInputError("note", f"at most {MAX_NOTE} characters")
+        if reason and reason not in workflow.REJECT_REASONS:
+            raise workflow.TransitionInputError("reason", f"one of {', '.join(workflow.REJECT_REASONS)}")
+        case = get_case(session, principal=principal, case_id=cid, lock=True)
+        if to in workflow.STATUSES and not workflow.may_move(principal.role, to):
+            raise ForbiddenMove(principal.role, to)
+        if from_status and from_status != case.status and to in workflow.STATUSES:
+            # the page showed another status: someone moved the case since
+            raise workflow.TransitionError(case.status, to, workflow.TRANSITIONS[case.status])
+        stored = None
+        if upload is not None:
+            stored = store_after_photo(
+                session,
+                principal=principal,
+                case_id=cid,
+                photo=upload.file,
+                store=services.store,
+                max_bytes=services.settings.max_evidence_bytes,
+            )
+        move = workflow.Move(
+            target=to,
+            reason=reason or None,
+            note=note.strip() or None,
+            has_photo=stored is not None,
+            team=team.strip() or None,
+        )
+        moved = transition(session, principal=principal, case_id=cid, move=move, photo=stored)
+        return moved.number
+
+    try:
+        number = await in_session(services, work, write=True)
+    except NotFound:
+        return not_found_page(request, principal)
+    except ForbiddenMove as exc:
+        log.info("%s tried a move the role may not make: %s", principal.label, exc)
+        return message_page(
+            request,
+            principal,
+            t("error.forbidden.title"),
+            t("cases.error.forbidden_move", target=t(f"status.{to}")),
+            403,
+        )
+    except InputError as exc:
+        return await render_case(
+            request,
+            case_id=cid,
+            principal=principal,
+            services=services,
+            error=error_text(exc, t),
+            status_code=exc.status,
+            template=PAGE_TEMPLATES[back],
+        )
+    if back == "task":
+        return RedirectResponse(f"/tasks?{urlencode({'done': cid})}", status_code=303)
+    log.info("%s moved case %s to %s", principal.label, number, to)
+    return RedirectResponse(f"/cases/{cid}?{urlencode({'done': to})}", status_code=303)
+
+
+def dispatched_since(session: Session, case_ids: list[int]) -> dict[int, datetime]:
+    """case id -> when it was last dispatched (sent out, or sent back)."""
+    if not case_ids:
+        return {}
+    rows = session.execute(
+        select(CaseEvent.case_id, func.max(CaseEvent.at))
+        .where(CaseEvent.case_id.in_(case_ids), CaseEvent.to_status == workflow.DISPATCHED)
+        .group_by(CaseEvent.case_id)
+    )
+    return {case_id: at for case_id, at in rows}

@@ -1,0 +1,133 @@
+"""The dashboard (every role): case counts and trends by category, status, grid cell and day.
+
+The filter form (dates, category) is a GET form; the page turns it into the query of GET /api/stats
+(dates as local days at the service's UTC offset, the same days /api/stats counts by), and
+dashboard.js draws the charts and the tables of totals from that API's answer, so the page shows
+exactly the API's numbers, with the same visibility (enforcement: their team's cases only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from api.accounts.accounts import ROLES, Principal
+from api.cases import workflow
+from api.cases.review import CATEGORIES
+from api.http.i18n import Translator
+from api.http.pages.render import render, script_json, translator
+from api.http.pages.session import ServicesDep, person_with
+
+router = APIRouter(include_in_schema=False)
+
+Anyone = Annotated[Principal, Depends(person_with(*ROLES))]
+FormText = Annotated[str, Query(max_length=32)]
+PRESET_DAYS = (7, 30)
+
+
+def utc_offset_text(offset_h: float) -> str:
+    """+08:00 for 8.0, -03:30 for -3.5."""
+    minutes = round(offset_h * 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+@dataclass
+class StatsFilter:
+    """The dashboard's filter form, checked: what it asks /api/stats, and what was wrong with it."""
+
+    since: date | None = None
+    until: date | None = None
+    category: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def stats_query(self, offset: str) -> str:
+        params: dict[str, str] = {}
+        if self.since:
+            params["since"] = f"{self.since.isoformat()}T00:00:00{offset}"
+        if self.until:
+            params["until"] = f"{self.until.isoformat()}T23:59:59.999999{offset}"
+        if self.category:
+            params["category"] = self.category
+        return urlencode(params)
+
+
+def _day(text: str, label: str, errors: list[str], t: Translator) -> date | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        errors.append(t("dashboard.error.date", field=label, value=text))
+        return None
+
+
+def read_filter(since: str, until: str, category: str, t: Translator) -> StatsFilter:
+    """The form's values; a bad one is left out and named in `errors` (never a 422 page)."""
+    errors: list[str] = []
+    chosen = StatsFilter(
+        since=_day(since, t("dashboard.filter.since"), errors, t),
+        until=_day(until, t("dashboard.filter.until"), errors, t),
+        errors=errors,
+    )
+    if category and category not in CATEGORIES:
+        errors.append(t("dashboard.error.category", value=category))
+    else:
+        chosen.category = category
+    if chosen.since and chosen.until and chosen.since > chosen.until:
+        errors.append(t("dashboard.error.order"))
+        chosen.since = chosen.until = None
+    return chosen
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard_page(
+    request: Request,
+    principal: Anyone,
+    services: ServicesDep,
+    since: FormText = "",
+    until: FormText = "",
+    category: FormText = "",
+) -> Response:
+    t = translator(request)
+    chosen = read_filter(since, until, category, t)
+    offset_h = services.settings.timezone_offset_h
+    offset = utc_offset_text(offset_h)
+    today = (datetime.now(UTC) + timedelta(hours=offset_h)).date()
+    presets = [
+        {
+            "label": t("dashboard.range.days", days=days),
+            "query": urlencode(
+                {"since": (today - timedelta(days=days - 1)).isoformat(), "until": today.isoformat()}
+                | ({"category": chosen.category} if chosen.category else {})
+            ),
+        }
+        for days in PRESET_DAYS
+    ]
+    i18n = {
+        **t.subset("dashboard."),
+        **t.subset("category."),
+        **t.subset("status."),
+        **t.subset("error."),
+        **t.subset("common."),
+    }
+    return render(
+        request,
+        "dashboard/page.html",
+        principal=principal,
+        chosen=chosen,
+        categories=CATEGORIES,
+        presets=presets,
+        all_query=urlencode({"category": chosen.category} if chosen.category else {}),
+        offset=offset,
+        stats_url="/api/stats?" + chosen.stats_query(offset),
+        statuses=workflow.STATUSES,
+        open_statuses=workflow.OPEN_STATUSES,
+        i18n_json=script_json(i18n),
+    )

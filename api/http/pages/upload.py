@@ -1,0 +1,89 @@
+"""The upload page (admins and operators): footage and its optional GPS track sent to POST /api/uploads
+with upload progress, then the job's progress from GET /api/jobs/{id} until it is done or failed,
+then the cases it produced.
+
+upload.js does the sending and the polling against the API, as any client would. The cases a job
+produced are the ones with a sighting filed by that job (Sighting.job_id); GET /api/cases has no
+filter for that, so this page renders them as a fragment (GET /upload/jobs/{job_id}/cases), read the
+way the API reads cases (api.cases.reading.visible).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+from starlette.concurrency import run_in_threadpool
+
+from api.accounts.accounts import Principal, Role
+from api.cases.reading import visible
+from api.http.pages.render import environment, render, script_json, translator
+from api.http.pages.session import ServicesDep, person_with
+from api.http.pages.views import camera_offset, evidence_url, incident_of, show_time
+from api.jobs.uploads import MAX_TRACK_BYTES
+from api.storage.models import Case, Sighting
+
+router = APIRouter(include_in_schema=False)
+
+Uploader = Annotated[Principal, Depends(person_with(Role.ADMIN, Role.OPERATOR))]
+JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+MAX_LISTED = 200
+VIDEO_TYPES = "video/*,.mp4,.m4v,.mov,.mkv,.webm,.avi,.flv,.mpg,.mpeg,.ts"
+TRACK_TYPES = ".gpx,.nmea,.csv,.txt,application/gpx+xml,text/csv"
+
+
+@router.get("/upload", response_class=HTMLResponse)
+async def upload_page(request: Request, principal: Uploader, services: ServicesDep) -> Response:
+    t = translator(request)
+    i18n = {**t.subset("upload."), **t.subset("error."), **t.subset("common.")}
+    return render(
+        request,
+        "upload/page.html",
+        principal=principal,
+        max_file_bytes=services.settings.max_upload_bytes,
+        max_track_bytes=MAX_TRACK_BYTES,
+        video_types=VIDEO_TYPES,
+        track_types=TRACK_TYPES,
+        i18n_json=script_json(i18n),
+    )
+
+
+def _job_cases(session: Session, principal: Principal, job_id: int) -> list[dict[str, object]]:
+    """The cases with a sighting filed by this job (newest first), each with that sighting's crop."""
+    by_job = select(Sighting.case_id).where(Sighting.job_id == job_id)
+    stmt = visible(select(Case).where(Case.id.in_(by_job)), principal)
+    stmt = stmt.options(selectinload(Case.sightings).selectinload(Sighting.evidence))
+    cases = session.scalars(stmt.order_by(Case.last_seen.desc(), Case.id.desc()).limit(MAX_LISTED)).all()
+    listed = []
+    for case in cases:
+        sighting = next((s for s in reversed(case.sightings) if s.job_id == job_id), case.sightings[-1])
+        crop = next((link.sha256 for link in sighting.evidence if link.role == "crop"), None)
+        listed.append(
+            {
+                "id": case.id,
+                "number": case.number,
+                "category": case.category,
+                "status": case.status,
+                "grid_cell": case.grid_cell_id,
+                "team": case.team,
+                "crop": evidence_url(crop) if crop else None,
+                "seen": show_time(sighting.seen_at, camera_offset(incident_of(sighting))),
+            }
+        )
+    return listed
+
+
+@router.get("/upload/jobs/{job_id}/cases", response_class=HTMLResponse)
+async def job_cases(request: Request, job_id: JobId, principal: Uploader, services: ServicesDep) -> Response:
+    """The cases a job produced, as a fragment of the upload page."""
+
+    def read() -> list[dict[str, object]]:
+        with services.read_factory() as session:
+            return _job_cases(session, principal, job_id)
+
+    items = await run_in_threadpool(read)
+    html = environment().get_template("upload/cases.html").render(t=translator(request), items=items)
+    return HTMLResponse(html)

@@ -1,0 +1,189 @@
+"""The upload page in a real browser: real footage (the shared dashcam clip) sent through the page with
+upload progress, its job run by the real model and watched to the end, the cases a job produced,
+files dropped on the drop zone sorted into footage and track, and a refused upload showing the API's
+reason."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+from tests.web.conftest import SHARED, Site
+
+CLIP = SHARED / "footage" / "highway-dashcam-1.mp4"
+DONE_OR_FAILED = "body[data-upload-state=done], body[data-upload-state=failed]"
+
+
+def _page(open_page: Any, username: str, **kwargs: Any) -> Any:
+    watched = open_page(**kwargs)
+    watched.login(username)
+    return watched
+
+
+def fresh_copy(tmp_path: Path, tag: str) -> Path:
+    """The shared clip with an MP4 `free` box appended: the same real footage, but bytes (a SHA-256)
+    the demo has not uploaded, so the page's upload makes a new job that runs the real model."""
+    padding = f"gridpatrol web test {tag}".encode()
+    path = tmp_path / f"patrol-{tag}.mp4"
+    path.write_bytes(CLIP.read_bytes() + struct.pack(">I", 8 + len(padding)) + b"free" + padding)
+    return path
+
+
+DROP_BOTH = """() => {
+  const files = new DataTransfer();
+  files.items.add(new File(['<?xml version="1.0"?><gpx version="1.1"></gpx>'], "van.gpx",
+                           { type: "application/gpx+xml" }));
+  const head = new Uint8Array([0, 0, 0, 24, 102, 116, 121, 112]);
+  files.items.add(new File([head], "clip.mp4", { type: "video/mp4" }));
+  files.items.add(new File(["hello"], "notes.docx", { type: "application/msword" }));
+  return files;
+}"""
+
+
+SHOW_JOB_CASES = """async (jobId) => {
+  const response = await fetch(`/upload/jobs/${jobId}/cases`);
+  document.getElementById("upload-status").hidden = false;
+  document.getElementById("job-cases").innerHTML = await response.text();
+}"""
+
+
+def test_real_footage_uploaded_through_the_page_runs_its_job_to_the_end(
+    open_page: Any, site: Site, tmp_path: Path
+) -> None:
+    page = _page(open_page, "op1", label="op1")
+    p = page.page
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    assert p.inner_text("#file-name") == "未选择视频"
+
+    # the drop zone: a track and a video dropped together land in their own inputs; the rest is named
+    p.dispatch_event("#dropzone", "drop", {"dataTransfer": p.evaluate_handle(DROP_BOTH)})
+    assert p.inner_text("#file-name").startswith("clip.mp4")
+    assert p.inner_text("#track-name").startswith("van.gpx")
+    assert "notes.docx" in p.inner_text("#flash")
+    assert p.evaluate("document.getElementById('track').files[0].name") == "van.gpx"
+    p.click("#track-clear")
+    assert p.inner_text("#track-name") == "未选择轨迹" and p.is_hidden("#track-clear")
+
+    footage = fresh_copy(tmp_path, "op1")
+    p.set_input_files("#file", str(footage))
+    assert p.inner_text("#file-name").startswith(footage.name)
+    p.fill("#camera_id", "patrol-01")
+    p.fill("#start_time", "2026-11-20T09:00:00")
+    p.click("#upload-submit")
+    p.wait_for_selector("body[data-upload-state=job]", timeout=60_000)
+    assert p.get_attribute("#send-bar", "value") == "1"
+    assert p.inner_text("#send-text") == "服务器已接收"
+    page.shot("job")
+    p.wait_for_selector(DONE_OR_FAILED, timeout=600_000)
+    page.shot("done")
+
+    job_id = int(p.get_attribute("#upload-status", "data-job-id") or 0)
+    job = site.api("op1").get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "done", job
+    assert job["upload"]["size"] == footage.stat().st_size and job["upload"]["camera_id"] == "patrol-01"
+    assert p.get_attribute("body", "data-upload-state") == "done"
+    assert p.get_attribute("#upload-status", "data-job-status") == "done"
+    assert p.evaluate("document.getElementById('job-bar').value") == 1
+    assert p.inner_text("#job-text").startswith("已完成 · 100%")
+    assert p.inner_text("#upload-message") == f"检测完成，发现 {job['incidents']} 起事件。"
+    if job["incidents"] == 0:  # moving traffic only: the clip's true negative
+        assert p.inner_text("#job-cases") == "这段视频没有产生案件。"
+    else:
+        links = p.locator("#job-cases li a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert links and all(link.startswith("/cases/") for link in links)
+    newest = p.locator("#recent-uploads tbody tr").first
+    assert newest.get_attribute("data-upload") == str(job["upload"]["id"])
+    assert footage.name in newest.inner_text() and "已完成" in newest.inner_text()
+
+    # the same footage again: the page says so and shows that job, finished
+    p.set_input_files("#file", str(footage))
+    p.click("#upload-submit")
+    p.wait_for_selector(f"#upload-status[data-job-id='{job_id}'][data-job-status=done]")
+    p.wait_for_selector("body[data-upload-state=done]")
+    assert p.inner_text("#upload-message").startswith("检测完成")
+
+
+def test_the_cases_of_a_job_are_listed_with_links(open_page: Any, site: Site) -> None:
+    """The demo's fixed camera at the collection point (its second job) produced the parked-car case;
+    its dashcam (the first) none. The fragment is put in place as upload.js does when a job ends."""
+    case = next(
+        c for c in site.api("op1").get("/api/cases").json()["items"] if c["camera_id"] == "demo-cam-01"
+    )
+    page = _page(open_page, "op1", label="fragment")
+    p = page.page
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    p.evaluate(SHOW_JOB_CASES, 2)
+    p.wait_for_selector("#job-cases img.job-crop")
+    item = p.locator(f"#job-cases li[data-case-id='{case['id']}']")
+    assert item.locator("a").get_attribute("href") == f"/cases/{case['id']}"
+    assert case["number"] in item.inner_text() and "乱停乱放" in item.inner_text()
+    assert p.locator("#job-cases li").count() == 1
+    assert p.evaluate("document.querySelector('#job-cases img.job-crop').naturalWidth") > 0
+    page.shot("cases")
+    p.evaluate(SHOW_JOB_CASES, 1)
+    p.wait_for_selector("#job-cases .job-cases-none")
+    assert p.inner_text("#job-cases") == "这段视频没有产生案件。"
+
+
+def test_a_refused_upload_shows_the_apis_reason(open_page: Any, site: Site, tmp_path: Path) -> None:
+    page = _page(open_page, "op2", label="refused")
+    page.allowed_statuses.add(415)
+    p = page.page
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    p.click("#upload-submit")  # nothing chosen: said on the page, nothing sent
+    assert p.inner_text("#flash") == "请先选择视频文件。" and p.is_hidden("#upload-status")
+
+    fake = tmp_path / "meeting-notes.mp4"
+    fake.write_text("minutes of the street committee, not footage\n")
+    p.set_input_files("#file", str(fake))
+    p.click("#upload-submit")
+    p.wait_for_selector("body[data-upload-state=refused]")
+    message = p.inner_text("#upload-message")
+    assert message.startswith("上传被拒绝：file: not a video container we can read"), message
+    assert "error" in (p.get_attribute("#upload-message", "class") or "")
+    assert p.is_hidden("#step-job") and p.is_enabled("#upload-submit")
+    page.shot("refused")
+
+    p.click("button[lang=en]")  # the English switch
+    p.wait_for_selector("body[data-upload-state=ready]")
+    assert p.inner_text("h1") == "Upload footage"
+    p.set_input_files("#file", str(fake))
+    p.click("#upload-submit")
+    p.wait_for_selector("body[data-upload-state=refused]")
+    assert p.inner_text("#upload-message").startswith("The upload was refused: file: not a video container")
+    page.shot("refused-en")
+
+
+def test_a_failed_job_shows_its_error(open_page: Any, site: Site, tmp_path: Path) -> None:
+    """Footage sent for a camera the site config does not have: the upload is taken, its job fails, and
+    the page shows the job's own error."""
+    page = _page(open_page, "op2", label="failed")
+    p = page.page
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    p.set_input_files("#file", str(fresh_copy(tmp_path, "failed")))
+    p.fill("#camera_id", "camera-on-the-moon")
+    p.click("#upload-submit")
+    p.wait_for_selector(DONE_OR_FAILED, timeout=300_000)
+    job_id = int(p.get_attribute("#upload-status", "data-job-id") or 0)
+    job = site.api("op2").get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "failed" and "camera-on-the-moon" in job["error"], job
+    assert p.get_attribute("body", "data-upload-state") == "failed"
+    assert p.inner_text("#upload-message") == f"检测失败：{job['error']}"
+    assert p.inner_text("#job-text").startswith("失败")
+    assert p.locator("#job-cases *").count() == 0
+    page.shot("failed")
+
+
+def test_only_admins_and_operators_may_upload(open_page: Any) -> None:
+    for username in ("viewer1", "ziyang1"):
+        page = _page(open_page, username, label=username)
+        page.allowed_statuses.add(403)
+        response = page.goto("/upload")
+        assert response is not None and response.status == 403
+        assert "无权访问" in page.page.inner_text("main")
+        assert page.page.locator("nav a[href='/upload']").count() == 0
