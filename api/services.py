@@ -12,6 +12,7 @@ from api.accounts.throttle import LoginPolicy
 from api.accounts.tokens import CREDENTIALS_EPOCH_FILE, PrincipalCache
 from api.cases.grids import GridCache
 from api.cases.merge import MergePolicy
+from api.cases.webhook_targets import TargetPolicy
 from api.settings import Settings
 from api.storage.db import make_engine, make_sessionmaker, migrate
 from api.storage.evidence_store import EvidenceStore
@@ -36,6 +37,10 @@ class Services:
     @property
     def policy(self) -> MergePolicy:
         return MergePolicy(self.settings.merge_radius_m, self.settings.merge_window_h)
+
+    @property
+    def webhook_targets(self) -> TargetPolicy:
+        return TargetPolicy(self.settings.webhook_allow_hosts)
 
     @classmethod
     def build(cls, settings: Settings, *, migrate_db: bool = True) -> Services:

@@ -5,13 +5,16 @@ Nothing here runs at import time: `Settings.from_env()` is called by whoever bui
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "GRIDPATROL_"
+HOST_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
 
 
 class SettingsError(Exception):
@@ -44,7 +47,34 @@ class Settings(BaseModel):
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_backoff_s: float = Field(2.0, gt=0.0, description="first retry delay; doubles each time")
     webhook_poll_s: float = Field(0.5, gt=0.0)
+    webhook_allow_hosts: tuple[str, ...] = Field(
+        (),
+        description="hosts webhooks may reach although they are (or resolve to) loopback, link-local, "
+        "private or other non-public addresses: host names, IP addresses or networks (CIDR), "
+        "comma-separated in GRIDPATROL_WEBHOOK_ALLOW_HOSTS; every other such target is refused",
+    )
     timezone_offset_h: float = Field(8.0, ge=-14.0, le=14.0, description="local day boundary for stats")
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        """Either "a, b" (the environment's form) or a sequence; each entry a host name, IP or network."""
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple):
+            return value
+        hosts = []
+        for entry in entries:
+            host = str(entry).strip().strip("[]").lower().rstrip(".")
+            if not host:
+                continue
+            try:
+                ipaddress.ip_network(host, strict=False)
+            except ValueError:
+                if not HOST_NAME_RE.match(host):
+                    problem = f"{entry!r} is neither a host name nor an IP address or network"
+                    raise ValueError(problem) from None
+            hosts.append(host)
+        return tuple(hosts)
 
     @property
     def url(self) -> str:

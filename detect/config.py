@@ -137,7 +137,9 @@ class Position(Strict):
 class Camera(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     name: str | None = None
-    source: str | None = Field(None, description="video path, image folder or rtsp:// URL")
+    source: str | None = Field(
+        None, description="video path, image folder, or camera or stream URL (rtsp, rtmp, http(s), srt, ...)"
+    )
     position: Position | None = None
     timezone: str = "Asia/Shanghai"
     start_time: datetime | None = Field(
@@ -254,6 +256,15 @@ def parse_config(data: Any, *, base_dir: Path, origin: Path | str = "<config>") 
     return config
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without the quoted line: it may hold a camera's source URL with its password,
+    cut off at any place (so not even streams.mask_credentials would recognise it)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return type(exc).__name__
+
+
 def load_config(path: str | Path) -> SiteConfig:
     """Read and validate a YAML site config; every problem is a ConfigError naming the file."""
     path = Path(path)
@@ -266,5 +277,5 @@ def load_config(path: str | Path) -> SiteConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     return parse_config(data, base_dir=path.parent.resolve(), origin=path)

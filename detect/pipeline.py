@@ -248,7 +248,7 @@ def detect_footage(
     emit_open: bool = False,
     track: str | Path | GpsTrack | None = None,
 ) -> Iterator[Incident]:
-    """Incidents in footage (a video file, an image folder or an RTSP URL), as they end.
+    """Incidents in footage (a video file, an image folder, or a camera or stream URL), as they end.
 
     Evidence files go under out_dir. `progress` receives the share done (0..1) when the footage's
     length is known; `on_progress` the full Progress after every analysed frame. Bad footage

@@ -1,12 +1,13 @@
-"""Where frames come from: video files, image folders and live cameras, as `Frame` values; GPS tracks
-that give a moving camera's frames their positions."""
+"""Where frames come from: video files, image folders and live cameras and streams, as `Frame` values; GPS
+tracks that give a moving camera's frames their positions."""
 
 from streams.frame import Frame, GeoPoint, wall_time_at
 from streams.gps import GpsTrack, TrackError, load_track, with_track_positions
 from streams.opener import open_source
 from streams.prefetch import prefetch
-from streams.rtsp import ReconnectPolicy, mask_credentials
+from streams.rtsp import ReconnectPolicy
 from streams.source import FrameSource, InputError, SourceError, SourceInfo
+from streams.urls import is_live_url, mask_credentials
 
 __all__ = [
     "Frame",
@@ -18,6 +19,7 @@ __all__ = [
     "SourceError",
     "SourceInfo",
     "TrackError",
+    "is_live_url",
     "load_track",
     "mask_credentials",
     "open_source",

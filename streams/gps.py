@@ -49,6 +49,9 @@ MAX_TRACK_BYTES = 256 * 1024**2
 
 KNOTS_TO_MPS = 1852.0 / 3600.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Fix times are taken from _EPOCH up to (not including) _END, the range the case service accepts for
+# wall times: a time outside is a logger's error, and footage aligned on it would run off the calendar.
+_END = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class TrackError(InputError):
@@ -378,7 +381,7 @@ def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
             if key not in attrib:
                 raise TrackError(name, f"{where}: no {key} attribute")
         lat, lon = _parse_lat_lon(attrib["lat"], attrib["lon"], name, where)
-        when = _parse_iso(fields["time"], UTC)
+        when = _parse_iso(fields["time"], UTC, name, where)
         if when is None:
             raise TrackError(name, f"{where}: time {fields['time']!r} is not ISO 8601")
         fixes.append(
@@ -403,14 +406,17 @@ def _optional_float(text: str | None, name: str, where: str, what: str) -> float
     return value if math.isfinite(value) else None
 
 
-def _parse_iso(text: str, tz: tzinfo) -> datetime | None:
-    """An ISO 8601 date-time as aware UTC; a time without an offset is taken in `tz`."""
+def _parse_iso(text: str, tz: tzinfo, name: str, where: str) -> datetime | None:
+    """An ISO 8601 date-time as aware UTC (None when it is none); a time without an offset is taken
+    in `tz`; a time outside _EPOCH .. _END is a TrackError naming `where`."""
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
+    if not _EPOCH <= value < _END:  # compared before converting: year 1 at +14:00 has no UTC time
+        raise TrackError(name, f"{where}: time {text.strip()!r} is outside {_EPOCH.year}..{_END.year - 1}")
     return value.astimezone(UTC)
 
 
@@ -648,8 +654,10 @@ def _csv_time(text: str, tz: tzinfo, name: str, line: int) -> datetime:
     if seconds is not None:
         if not math.isfinite(seconds) or abs(seconds) > _MAX_UNIX_S:
             raise TrackError(name, f"line {line}: time {text} is not Unix seconds (milliseconds?)")
+        if not 0 <= seconds < (_END - _EPOCH).total_seconds():
+            raise TrackError(name, f"line {line}: time {text} is outside {_EPOCH.year}..{_END.year - 1}")
         return _EPOCH + timedelta(seconds=seconds)
-    when = _parse_iso(text, tz)
+    when = _parse_iso(text, tz, name, f"line {line}")
     if when is None:
         raise TrackError(name, f"line {line}: time {text!r} is neither ISO 8601 nor Unix seconds")
     return when

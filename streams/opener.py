@@ -1,4 +1,5 @@
-"""Which source reads a given input: a video file, an image or image folder, or an RTSP camera."""
+"""Which source reads a given input: a video file (local or on a web server), an image or image folder, or a
+live camera or stream (RTSP, RTMP, HTTP MJPEG / HLS / FLV, SRT, UDP, ...)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 from streams.frame import GeoPoint
 from streams.images import IMAGE_SUFFIXES, ImageSource
-from streams.rtsp import RTSP_SCHEMES, ReconnectPolicy, RtspSource
+from streams.rtsp import LiveSource, ReconnectPolicy
 from streams.source import FrameSource, SourceError
+from streams.urls import LIVE_SCHEMES, is_live_url, is_remote_file, mask_credentials, url_scheme
 from streams.video import VideoSource
 
 
@@ -25,18 +27,34 @@ def open_source(
 ) -> FrameSource:
     """Open footage for reading; a SourceError naming the input when it cannot be read.
 
-    uri: a video file, an image file, a folder of images, or an rtsp:// / rtsps:// URL.
+    uri: a video file, an image file, a folder of images, a live URL (streams.urls.is_live_url: rtsp://,
+        rtmp://, http(s):// MJPEG, HLS or FLV, srt://, udp://, ...), or the http(s) URL of a video file
+        (streams.urls.is_remote_file: read once like a local file).
     analysis_fps: frames per second to analyse, chosen by timestamps (None: every frame).
     start_time: the footage's absolute start, for Frame.wall_time (live cameras use the receive time instead).
     position: the fixed camera's position, passed to every frame.
     image_fps: the frame rate of an image folder (default: date-times in the names, else 1 fps).
-    reconnect: timeouts and backoff for live cameras.
+    reconnect: timeouts and backoff for live cameras (its read timeout also bounds a remote file's reads).
     """
     text = os.fspath(uri)
-    if text.lower().startswith(RTSP_SCHEMES):
-        return RtspSource(
-            text, source_id=source_id, analysis_fps=analysis_fps, position=position, policy=reconnect
+    policy = reconnect or ReconnectPolicy()
+    if is_live_url(text):
+        return LiveSource(
+            text, source_id=source_id, analysis_fps=analysis_fps, position=position, policy=policy
         )
+    if is_remote_file(text):
+        return VideoSource(
+            text,
+            source_id=source_id,
+            analysis_fps=analysis_fps,
+            start_time=start_time,
+            position=position,
+            timeout_s=policy.read_timeout_s,
+        )
+    scheme = url_scheme(text)
+    if scheme is not None:
+        readable = ", ".join(sorted(LIVE_SCHEMES))
+        raise SourceError(f"{mask_credentials(text)}: cannot read {scheme}:// URLs (only {readable})")
     path = Path(text)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")

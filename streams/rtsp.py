@@ -1,9 +1,9 @@
-"""Live RTSP cameras: bounded waits, reconnection with backoff, and passwords kept out of every message."""
+"""Live cameras and streams (RTSP, RTMP, HTTP MJPEG / HLS / FLV, SRT, UDP, ...; see streams.urls): bounded
+waits, reconnection with backoff, and secrets kept out of every message."""
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,38 +16,12 @@ import numpy as np
 
 from streams.frame import Frame, GeoPoint
 from streams.source import FrameSource, RateSampler, SourceError, SourceInfo
+from streams.urls import default_source_id, mask_credentials
 
 log = logging.getLogger(__name__)
 
-RTSP_SCHEMES = ("rtsp://", "rtsps://")
 # A camera that reports a frame rate outside this range is reporting its RTP clock or nothing useful.
 _PLAUSIBLE_FPS = (0.5, 240.0)
-# password=..., pwd=... in a query or in a Dahua-style path (/user=admin&password=...&channel=1).
-_SECRET_PARAM = re.compile(r"(?i)([?&;/](?:password|passwd|pwd|pass)=)[^&;/#]*")
-
-
-def mask_credentials(url: str) -> str:
-    """The URL with its password replaced by ***: rtsp://user:pass@host/x -> rtsp://user:***@host/x.
-
-    Also masks password=/pwd= parameters. Userinfo ends at the last '@' before any query, so unencoded '@' or
-    '/' inside a password are masked too.
-    """
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        before_query = rest.split("?", 1)[0]
-        at = before_query.rfind("@")
-        if at >= 0 and ":" in rest[:at]:
-            user = rest[:at].split(":", 1)[0]
-            rest = f"{user}:***{rest[at:]}"
-        url = f"{scheme}{sep}{rest}"
-    return _SECRET_PARAM.sub(r"\1***", url)
-
-
-def default_source_id(url: str) -> str:
-    """A file-name-safe id from the URL's host and path, without credentials: cam.local_554_stream1."""
-    rest = url.partition("://")[2].split("?", 1)[0]
-    host_and_path = rest[rest.rfind("@") + 1 :]
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", host_and_path).strip("_") or "rtsp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +71,8 @@ def open_capture(url: str, policy: ReconnectPolicy) -> Capture:
     return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
 
 
-class RtspSource(FrameSource):
-    """Frames of a live camera.
+class LiveSource(FrameSource):
+    """Frames of a live camera or stream, at any URL streams.urls.is_live_url accepts.
 
     Frame.ts is seconds on a monotonic clock since the first frame (outages included); Frame.wall_time is
     the UTC time the frame was received; Frame.index counts every frame received. The first connection is
@@ -134,7 +108,7 @@ class RtspSource(FrameSource):
         fps = capture.get(cv2.CAP_PROP_FPS)
         super().__init__(
             SourceInfo(
-                kind="rtsp",
+                kind="live",
                 name=name,
                 fps=fps if _PLAUSIBLE_FPS[0] <= fps <= _PLAUSIBLE_FPS[1] else None,
                 frame_count=None,
@@ -222,3 +196,6 @@ class RtspSource(FrameSource):
             if self._capture is not None:
                 self._capture.release()
                 self._capture = None
+
+
+RtspSource = LiveSource  # its name from when RTSP was the only live source

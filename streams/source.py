@@ -14,7 +14,7 @@ from streams.frame import Frame
 
 log = logging.getLogger(__name__)
 
-SourceKind = Literal["video", "images", "rtsp"]
+SourceKind = Literal["video", "images", "live"]
 
 # Container timestamps are stored in integer ticks (ms in Matroska), so the 6th frame of 30 fps footage
 # may read 199.99 or 200 ms; a frame this close before a sampling instant counts as reaching it.
@@ -37,7 +37,8 @@ class SourceError(InputError):
 class SourceInfo:
     """What is known about a source before reading it.
 
-    name: what to show a user (a path, or a URL with its password masked).
+    kind: "video" (a file, local or on a web server), "images", or "live" (a camera or stream URL).
+    name: what to show a user (a path, or a URL with its secrets masked: streams.urls.mask_credentials).
     fps: the native frame rate, when the container or configuration states one.
     frame_count: an estimate of the frames in the source (None for live cameras).
     duration_s: the footage's length in seconds, when known.

@@ -1,4 +1,4 @@
-"""Video files (mp4, avi, mov, mkv, ...) decoded with OpenCV's FFmpeg backend."""
+"""Video files (mp4, avi, mov, mkv, ...), local or on a web server, decoded with OpenCV's FFmpeg backend."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import logging
 import threading
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
+from urllib.parse import urlsplit
 
 import cv2
 
 from streams.frame import Frame, GeoPoint, wall_time_at
 from streams.source import FrameSource, RateSampler, SourceError, SourceInfo
+from streams.urls import mask_credentials
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +46,41 @@ class VideoSource(FrameSource):
 
     Frames between sampling instants are only grabbed (demuxed and decoded, not converted to BGR); kept frames
     are retrieved. Frame.index counts every decoded frame; Frame.ts is seconds from the footage start.
+
+    path: a local file, or (a str) the http(s) URL of a video file on a web server
+    (streams.urls.is_remote_file), shown with its secrets masked; timeout_s bounds its connect and every read.
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         *,
         source_id: str | None = None,
         analysis_fps: float | None = None,
         start_time: datetime | None = None,
         position: GeoPoint | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         self._sampler = RateSampler(analysis_fps)
-        name = str(path)
-        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+        file_path: PurePath
+        if isinstance(path, str):  # a URL
+            name = mask_credentials(path)
+            file_path = PurePosixPath(urlsplit(path).path.split(";", 1)[0])
+        else:
+            name = str(path)
+            file_path = path
+        params = []
+        if timeout_s is not None:
+            timeout_ms = int(timeout_s * 1000)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
             capture.release()
-            hint = _MP4_HINT if path.suffix.lower() in {".mp4", ".mov", ".m4v"} else ""
+            hint = _MP4_HINT if file_path.suffix.lower() in {".mp4", ".mov", ".m4v"} else ""
             reason = "not a readable video (damaged, cut short, or another kind of file)"
+            if isinstance(path, str):
+                waited = f" within {timeout_s:g} s" if timeout_s is not None else ""
+                reason = f"cannot be read (unreachable, refused, not found, no answer{waited}, or {reason})"
             raise SourceError(f"{name}: {reason}{hint}")
         # Decode the first frame now, so that a file that opens but holds no decodable video fails here.
         if not capture.grab():
@@ -85,7 +104,7 @@ class VideoSource(FrameSource):
         )
         self._capture: cv2.VideoCapture | None = capture
         self._lock = threading.Lock()
-        self._source_id = source_id or path.stem
+        self._source_id = source_id or file_path.stem
         self._start_time = start_time
         self._position = position
         self._frame_period_s = 1.0 / (native_fps or FALLBACK_FPS)

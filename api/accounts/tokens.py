@@ -8,7 +8,7 @@ import os
 import secrets
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -118,11 +118,13 @@ def login(
 class Resolved(NamedTuple):
     principal: Principal | None
     device_use_due: bool  # a device whose last_used_at is older than DEVICE_USE_RESOLUTION_S
+    expires_at: datetime | None = None  # naive UTC: when a login token ends; None for device keys
 
 
 def resolve_request(session: Session, token: str) -> Resolved:
     """The principal a bearer token or device key stands for (None when unknown, expired, revoked
-    or deactivated), and whether a device's last use should be recorded (`note_device_use`)."""
+    or deactivated), whether a device's last use should be recorded (`note_device_use`), and when a
+    login token expires (PrincipalCache.put must not remember it longer)."""
     if not token or len(token) > 200:
         return Resolved(None, False)
     digest = token_hash(token)
@@ -148,7 +150,7 @@ def resolve_request(session: Session, token: str) -> Resolved:
     if expires_at < utcnow() or not user.active:
         return Resolved(None, False)
     principal = Principal(kind="user", name=user.username, role=user.role, team=user.team, user_id=user.id)
-    return Resolved(principal, False)
+    return Resolved(principal, False, expires_at)
 
 
 def resolve(session: Session, token: str) -> Principal | None:
@@ -186,13 +188,17 @@ class PrincipalCache:
     entry's stamp of that file with the file's current one (a stat, about a microsecond), so the old
     credential stops working at once in all of them. A process that does not share the folder (the
     same PostgreSQL database but another data folder, or a network file system caching attributes)
-    sees the change when its entry expires, within ttl_s; ttl_s = 0 turns the cache off."""
+    sees the change when its entry expires, within ttl_s; ttl_s = 0 turns the cache off.
+
+    An entry never outlives its credential: a login token's own expiry (naive UTC, as stored) is
+    kept with it, and from that moment the entry is dropped and the token looked up (and refused)
+    again, however recently it was cached."""
 
     def __init__(self, ttl_s: float = 10.0, max_size: int = 10_000, epoch_file: Path | None = None) -> None:
         self.ttl_s = ttl_s
         self.max_size = max_size
         self.epoch_file = epoch_file
-        self._items: dict[str, tuple[float, Stamp, Principal]] = {}
+        self._items: dict[str, tuple[float, datetime | None, Stamp, Principal]] = {}
         self._lock = threading.Lock()
 
     def stamp(self) -> Stamp:
@@ -211,17 +217,27 @@ class PrincipalCache:
         key = token_hash(token)
         with self._lock:
             item = self._items.get(key)
-        if item is None or item[0] < time.monotonic() or item[1] != self.stamp():
+        if item is None:
             return None
-        return item[2]
+        deadline, expires_at, stamp, principal = item
+        if expires_at is not None and expires_at <= utcnow():  # the credential itself has ended
+            with self._lock:
+                if self._items.get(key) is item:
+                    del self._items[key]
+            return None
+        if deadline < time.monotonic() or stamp != self.stamp():
+            return None
+        return principal
 
-    def put(self, token: str, principal: Principal, stamp: Stamp) -> None:
-        if self.ttl_s <= 0:
+    def put(self, token: str, principal: Principal, stamp: Stamp, *, expires_at: datetime | None) -> None:
+        """Remember who `token` stands for; `expires_at` (naive UTC) is when the credential itself
+        ends (Resolved.expires_at; None for a key that does not expire)."""
+        if self.ttl_s <= 0 or (expires_at is not None and expires_at <= utcnow()):
             return
         with self._lock:
             if len(self._items) >= self.max_size:
                 self._items.clear()
-            self._items[token_hash(token)] = (time.monotonic() + self.ttl_s, stamp, principal)
+            self._items[token_hash(token)] = (time.monotonic() + self.ttl_s, expires_at, stamp, principal)
 
     def clear(self) -> None:
         with self._lock:

@@ -9,11 +9,11 @@ is stored is the same on both paths.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
+from api.cases.wall_time import WallTime
 from api.errors import InputError
 
 
@@ -42,7 +42,7 @@ class EvidencePayload(BaseModel):
     sha256: Sha256
     media_type: str = Field("image/jpeg", max_length=64)
     ts: float | None = Field(None, ge=0.0)
-    wall_time: datetime | None = None
+    wall_time: WallTime | None = None
     window: Pixels | None = None
     box: Pixels | None = None
 
@@ -71,8 +71,8 @@ class IncidentPayload(BaseModel):
     confidence_median: float = Field(0.0, ge=0.0, le=1.0)
     confidence_max: float = Field(0.0, ge=0.0, le=1.0)
     observations: int = Field(0, ge=0)
-    first_seen_wall: datetime | None = None
-    last_seen_wall: datetime | None = None
+    first_seen_wall: WallTime | None = None
+    last_seen_wall: WallTime | None = None
     position: (
         tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]] | None
     ) = None

@@ -105,6 +105,11 @@ def list_cases(
     return list(rows), int(total)
 
 
+def case_id_for_number(session: Session, number: str) -> int | None:
+    """The id of the case numbered `number` (GP-2026-000123), visible or not; None when there is none."""
+    return session.scalar(select(Case.id).where(Case.number == number))
+
+
 def get_case(session: Session, *, principal: Principal, case_id: int, lock: bool = False) -> Case:
     """The case with its sightings and their evidence loaded; NotFound when the caller may not see it."""
     stmt = visible(select(Case).where(Case.id == case_id), principal)

@@ -7,6 +7,10 @@ admins read as the delivery log.
 
 Headers: X-GridPatrol-Event, X-GridPatrol-Delivery (row id), X-GridPatrol-Signature:
 "sha256=<hex HMAC-SHA256 of the raw body with the webhook's secret>".
+
+Targets are checked (api.cases.webhook_targets): a URL whose host is or resolves to this server or a
+private network is refused when registered, and a delivery whose host resolves to one when it is
+sent (DNS rebinding) is marked failed with the reason, never sent.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.cases.webhook_targets import IPAddress, TargetPolicy, TargetRefused, TargetUnresolved
 from api.errors import InputError
 from api.storage.db import iso_utc, utcnow
 from api.storage.models import Webhook, WebhookDelivery
@@ -54,6 +59,11 @@ class WebhookInputError(InputError):
     """A webhook that cannot be registered as sent; names the field."""
 
 
+class WebhookTargetRefused(WebhookInputError):
+    """A webhook URL whose host is, or resolves to, an address webhooks may not reach (the reason
+    says which and why)."""
+
+
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -73,12 +83,22 @@ class WebhookInfo:
 
 
 def create_webhook(
-    session: Session, *, url: str, events: list[str] | None, secret: str | None
+    session: Session,
+    *,
+    url: str,
+    events: list[str] | None,
+    secret: str | None,
+    targets: TargetPolicy | None = None,
 ) -> tuple[WebhookInfo, str]:
-    """Register a webhook; returns it and its signing secret (the one given, or a new random one)."""
+    """Register a webhook; returns it and its signing secret (the one given, or a new random one).
+    A URL whose host is, or resolves now to, an address `targets` refuses (by default: any
+    non-public one) is refused, naming the url field and the reason."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookInputError("url", "must be an http:// or https:// URL with a host")
+    refusal = (targets or TargetPolicy()).check_url(url)
+    if refusal is not None:
+        raise WebhookTargetRefused("url", refusal)
     events = events or list(EVENTS)
     unknown = [e for e in events if e not in EVENTS]
     if unknown:
@@ -129,7 +149,9 @@ def enqueue(session: Session, *, event: str, case_id: int | None, payload: dict[
 
 
 class WebhookDispatcher:
-    """Background thread sending due deliveries; `run_once` sends what is due now (for tests)."""
+    """Background thread sending due deliveries; `run_once` sends what is due now (for tests).
+    Each delivery's host is resolved and checked against `targets` (by default: public addresses
+    only) and the request goes to the address that was checked."""
 
     def __init__(
         self,
@@ -139,8 +161,10 @@ class WebhookDispatcher:
         max_attempts: int = 8,
         backoff_s: float = 2.0,
         poll_s: float = 0.5,
+        targets: TargetPolicy | None = None,
     ) -> None:
         self.factory = factory
+        self.targets = targets or TargetPolicy()
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
@@ -216,31 +240,23 @@ class WebhookDispatcher:
                 client.close()
 
     def _send(self, client: Any, delivery: WebhookDelivery, hook: Webhook) -> None:
-        import httpx
-
-        body = delivery.payload.encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "gridpatrol-webhook/1",
-            "X-GridPatrol-Event": delivery.event,
-            "X-GridPatrol-Delivery": str(delivery.id),
-            "X-GridPatrol-Signature": sign(hook.secret, body),
-        }
         code: int | None = None
         error: str | None = None
+        refused = False
         try:
-            response = client.post(hook.url, content=body, headers=headers)
-            code = response.status_code
-            if not 200 <= code < 300:
-                error = f"HTTP {code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            pinned = self.targets.pin(hook.url)
+        except TargetRefused as exc:  # never sent; trying again would not change the answer
+            error, refused = f"refused: {exc}"[:500], True
+        except TargetUnresolved as exc:  # DNS may answer later: retried like a connection error
+            error = str(exc)[:500]
+        else:
+            code, error = self._post(client, delivery, hook, pinned.address)
         now = utcnow()
         attempts = delivery.attempts + 1
         values: dict[str, Any] = {"attempts": attempts, "last_status_code": code, "last_error": error}
         if error is None:
             values.update(status=DeliveryStatus.DELIVERED, delivered_at=now)
-        elif attempts >= self.max_attempts:
+        elif refused or attempts >= self.max_attempts:
             values.update(status=DeliveryStatus.FAILED)
             log.warning("webhook delivery %s to hook %s failed for good: %s", delivery.id, hook.id, error)
         else:
@@ -249,3 +265,32 @@ class WebhookDispatcher:
         with self.factory() as session:
             session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id).values(**values))
             session.commit()
+
+    def _post(
+        self, client: Any, delivery: WebhookDelivery, hook: Webhook, address: IPAddress
+    ) -> tuple[int | None, str | None]:
+        """POST the delivery to `address` (checked; not the host resolved again, which a rebinding
+        name could answer differently), with the URL's own Host header and TLS server name."""
+        import httpx
+
+        body = delivery.payload.encode()
+        try:
+            url = httpx.URL(hook.url)
+            headers = {
+                "Host": url.netloc.decode("ascii"),
+                "Content-Type": "application/json",
+                "User-Agent": "gridpatrol-webhook/1",
+                "X-GridPatrol-Event": delivery.event,
+                "X-GridPatrol-Delivery": str(delivery.id),
+                "X-GridPatrol-Signature": sign(hook.secret, body),
+            }
+            response = client.post(
+                url.copy_with(host=str(address)),
+                content=body,
+                headers=headers,
+                extensions={"sni_hostname": url.raw_host.decode("ascii")},
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:500]
+        code = response.status_code
+        return code, None if 200 <= code < 300 else f"HTTP {code}"

@@ -20,10 +20,14 @@ DEFAULT_CONFIG = Path("configs/site.yaml")
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "detect",
-        help="find incidents in footage (video file, image folder, rtsp:// URL)",
+        help="find incidents in footage (video file, image folder, camera or stream URL)",
         description="Run the detection pipeline over footage and write incidents.jsonl plus evidence images.",
     )
-    p.add_argument("input", help="video file (mp4, avi, mov, mkv), image folder, or rtsp:// URL")
+    p.add_argument(
+        "input",
+        help="video file (mp4, avi, mov, mkv), image folder, or a camera or stream URL "
+        "(rtsp, rtmp, http(s) MJPEG / HLS / FLV, srt, udp, ...)",
+    )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="site config (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="output folder for incidents.jsonl and evidence/")
     p.add_argument("--camera", help="camera id from the config (default: its only camera)")
@@ -55,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--live-updates",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also write each incident when it fires, before it ends (default: on for rtsp:// sources)",
+        help="also write each incident when it fires, before it ends (default: on for live URLs)",
     )
     p.set_defaults(handler=run_detect)
 
@@ -117,7 +121,7 @@ def run_detect(args: argparse.Namespace) -> int:
     from detect.config import ConfigError
     from detect.pipeline import Progress, build_detector, detect_footage
     from detect.yolo import ModelError
-    from streams import SourceError, TrackError, load_track
+    from streams import SourceError, TrackError, is_live_url, load_track
 
     try:
         camera = config.camera(args.camera)
@@ -145,7 +149,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
     live = args.live_updates
     if live is None:
-        live = str(args.input).lower().startswith(("rtsp://", "rtsps://"))
+        live = is_live_url(str(args.input))
     ids: set[str] = set()
     try:
         with open(jsonl, "w", encoding="utf-8") as fh:

@@ -92,6 +92,7 @@ def create_app(
                     max_attempts=settings.webhook_max_attempts,
                     backoff_s=settings.webhook_backoff_s,
                     poll_s=settings.webhook_poll_s,
+                    targets=services.webhook_targets,
                 )
             )
         if run_worker:
@@ -121,6 +122,8 @@ def create_app(
         version="0.1.0",
         description="Patrol-camera incidents become evidence cases in grid cells (网格化管理).",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from vendored files (api.http.pages.docs); no ReDoc
+        redoc_url=None,
     )
     app.state.services = services
     _install_error_handlers(app)

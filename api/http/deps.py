@@ -1,4 +1,5 @@
-"""What routes declare they need: a session, the services, the caller (with a role check).
+"""What routes declare they need: a session, the services, the caller (with a role check), the case
+a path names (by id or by number).
 
 These dependencies are `async def` on purpose: they do no blocking work on the hot path (a session
 does not connect until used; a known token is answered from memory after one stat of the credentials
@@ -13,14 +14,16 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.accounts.accounts import DEVICE_ROLE, ROLES, Principal, Role, RoleNotAllowed, Unauthenticated
-from api.accounts.tokens import note_device_use, resolve_request
+from api.accounts.tokens import Resolved, note_device_use, resolve_request
+from api.cases.reading import case_id_for_number
+from api.errors import InputError, NotFound
 from api.http.cookies import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -86,29 +89,39 @@ async def get_principal(
             request.headers.get(CSRF_HEADER), csrf_token_for(token)
         ):
             raise CsrfMissing(CSRF_HEADER, "a request made with the session cookie needs its CSRF token")
-    principal = services.principals.get(token)
-    if principal is None:
-        stamp = services.principals.stamp()  # before the lookup: a change during it is not cached
-        principal = await run_in_threadpool(resolve_token, services, token)
-        if principal is not None:
-            services.principals.put(token, principal, stamp)
+    principal = await principal_for(services, token)
     if principal is None:
         raise Unauthenticated("unknown, expired or revoked token or key")
     return principal
 
 
-def resolve_token(services: Services, token: str) -> Principal | None:
-    """Who a token or device key stands for (None when unknown), looked up in the database (blocking:
-    run it in the thread pool); a device's last use is recorded at most once a minute."""
+async def principal_for(services: Services, token: str) -> Principal | None:
+    """Who a token or device key stands for (None when unknown, expired or revoked): from the
+    principal cache, or else looked up in the thread pool and cached until the cache's time or the
+    credential's own expiry, whichever comes first."""
+    principal = services.principals.get(token)
+    if principal is None:
+        stamp = services.principals.stamp()  # before the lookup: a change during it is not cached
+        resolved = await run_in_threadpool(resolve_token, services, token)
+        principal = resolved.principal
+        if principal is not None:
+            services.principals.put(token, principal, stamp, expires_at=resolved.expires_at)
+    return principal
+
+
+def resolve_token(services: Services, token: str) -> Resolved:
+    """Who a token or device key stands for, looked up in the database (blocking: run it in the
+    thread pool); a device's last use is recorded at most once a minute."""
     with services.read_factory() as session:
-        principal, device_use_due = resolve_request(session, token)
-    if device_use_due and principal is not None and principal.device_id is not None:
+        resolved = resolve_request(session, token)
+    principal = resolved.principal
+    if resolved.device_use_due and principal is not None and principal.device_id is not None:
         try:
             with session_scope(services.factory) as session:
                 note_device_use(session, principal.device_id)
         except (SQLAlchemyError, TimeoutError) as exc:  # bookkeeping never fails the request
             log.warning("cannot record the last use of device %s: %s", principal.name, exc)
-    return principal
+    return resolved
 
 
 def require(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
@@ -126,3 +139,39 @@ Reader = Annotated[Principal, Depends(require(*ROLES))]
 Staff = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.ENFORCEMENT))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 Feeder = Annotated[Principal, Depends(require(DEVICE_ROLE, Role.ADMIN, Role.OPERATOR))]
+
+
+MAX_ID = 2**31 - 1
+CASE_REF = r"^(?:[1-9][0-9]{0,9}|GP-[0-9]{4}-[0-9]{6,10})$"
+
+
+async def get_case_id(
+    services: ServicesDep,
+    case_id: Annotated[
+        str,
+        Path(
+            pattern=CASE_REF,
+            description="the case's id (123) or its number (GP-2026-000123)",
+            examples=["123", "GP-2026-000123"],
+        ),
+    ],
+) -> int:
+    """The id of the case a path names, by id or by number (looked up in the thread pool; an id needs
+    no lookup). An unknown number is a 404 like an unknown id; whether the caller may see the case is
+    checked where it is read."""
+    if case_id.isdigit():
+        if int(case_id) > MAX_ID:
+            raise InputError("case_id", f"a case id is at most {MAX_ID}")
+        return int(case_id)
+    found = await run_in_threadpool(_case_id_for_number, services, case_id)
+    if found is None:
+        raise NotFound("case_id", f"no case {case_id}")
+    return found
+
+
+def _case_id_for_number(services: Services, number: str) -> int | None:
+    with services.read_factory() as session:
+        return case_id_for_number(session, number)
+
+
+CaseId = Annotated[int, Depends(get_case_id)]

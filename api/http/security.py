@@ -5,7 +5,8 @@ The Content-Security-Policy allows scripts, styles, images and fetches from this
 inline script (`script-src 'self'`), no framing, no form posts elsewhere. Styles allow inline ones
 because Apache ECharts styles its tooltips with inline style attributes; a style cannot run code.
 Data a page's script needs is handed over in `<script type="application/json">` blocks, which are
-data, not code.
+data, not code. A response that sets one of these headers itself keeps its own (/docs allows its one
+inline script by hash: api.http.pages.docs).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + HEADERS
+                headers = list(message.get("headers", []))
+                own = {name.lower() for name, _ in headers}
+                message["headers"] = headers + [(name, value) for name, value in HEADERS if name not in own]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
+from api.cases.wall_time import parse_wall_time
 from api.errors import InputError
 from api.http.multipart import FormPart, form_boundary, read_parts
 from api.jobs.queue import JobStatus, JobView, job_fields
@@ -212,12 +213,7 @@ class UploadResult:
 
 
 def _parse_start_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
-    except ValueError:
-        raise UploadError("start_time", f"'{text[:40]}' is not an ISO 8601 date-time") from None
+    return as_utc(parse_wall_time(text, "start_time")) if text else None
 
 
 def register_upload(
@@ -240,7 +236,9 @@ def register_upload(
         track_type = sniff_track(track.head)
         if track.size == 0 or track_type is None:
             raise UploadError("track", "not a GPS track (GPX, NMEA or CSV text)", 415)
-    camera_id = (form.fields.get("camera_id") or principal.camera_id or "").strip() or None
+    # a device's own camera wins over the camera_id it sends, as with its incidents
+    # (api.cases.ingest): a device key cannot file footage as another camera
+    camera_id = (principal.camera_id or form.fields.get("camera_id") or "").strip() or None
     if camera_id is not None and len(camera_id) > 64:
         raise UploadError("camera_id", "at most 64 characters")
     start_time = _parse_start_time(form.fields.get("start_time"))

@@ -97,6 +97,18 @@ def user_errors() -> tuple[type[Exception], type[Exception], type[Exception], ty
     return SourceError, TrackError, ConfigError, ModelError
 
 
+def masked(error: str) -> str:
+    """A job's error fit to store and log: every URL in it without its secrets (streams.mask_credentials).
+
+    streams is loaded by the time a job fails (user_errors); where it cannot be loaded at all, nothing of
+    it made the error, and the error is kept as it is rather than lost."""
+    try:
+        from streams import mask_credentials
+    except ImportError:
+        return error
+    return mask_credentials(error)
+
+
 class Worker:
     def __init__(
         self,
@@ -190,10 +202,10 @@ class Worker:
             log.warning("job %s: lease lost to another worker; leaving it", claim.job_id)
             return
         except JobFailed as exc:
-            error = str(exc)
+            error = masked(str(exc))
         except Exception as exc:
             log.exception("job %s failed", claim.job_id)
-            error = f"internal error while processing ({type(exc).__name__}: {exc})"[:2000]
+            error = masked(f"internal error while processing ({type(exc).__name__}: {exc})")[:2000]
         finally:
             done.set()
             heart.join()

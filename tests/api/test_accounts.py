@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -217,21 +218,49 @@ def test_principal_cache_follows_the_shared_epoch_file(tmp_path: Path) -> None:
     epoch = tmp_path / "credentials.epoch"
     here, there = PrincipalCache(epoch_file=epoch), PrincipalCache(epoch_file=epoch)
     someone = auth.Principal(kind="device", name="van-1", role="device")
-    here.put("gpd_x", someone, here.stamp())
+    here.put("gpd_x", someone, here.stamp(), expires_at=None)
     assert here.get("gpd_x") == someone and here.get("gpd_y") is None
     there.invalidate()  # another process revoked something
     assert here.get("gpd_x") is None
     stamp = here.stamp()
-    here.put("gpd_x", someone, stamp)
+    here.put("gpd_x", someone, stamp, expires_at=None)
     assert here.get("gpd_x") == someone
     # a change while a key was being looked up: the looked-up principal is not trusted
     stale = here.stamp()
     there.invalidate()
-    here.put("gpd_x", someone, stale)
+    here.put("gpd_x", someone, stale, expires_at=None)
     assert here.get("gpd_x") is None
     off = PrincipalCache(ttl_s=0, epoch_file=epoch)
-    off.put("gpd_x", someone, off.stamp())
+    off.put("gpd_x", someone, off.stamp(), expires_at=None)
     assert off.get("gpd_x") is None
+
+
+def test_principal_cache_never_outlives_the_credential(tmp_path: Path) -> None:
+    cache = PrincipalCache(ttl_s=10.0, epoch_file=tmp_path / "credentials.epoch")
+    someone = auth.Principal(kind="user", name="viewer", role="viewer", user_id=1)
+    cache.put("ended", someone, cache.stamp(), expires_at=utcnow() - timedelta(seconds=1))
+    assert cache.get("ended") is None  # an already ended token is not remembered at all
+    cache.put("ending", someone, cache.stamp(), expires_at=utcnow() + timedelta(seconds=0.3))
+    cache.put("device", someone, cache.stamp(), expires_at=None)  # a key that does not expire
+    assert cache.get("ending") == someone and cache.get("device") == someone
+    time.sleep(0.4)  # past the token's expiry, well within the cache's 10 s
+    assert cache.get("ending") is None and cache.get("device") == someone
+
+
+def test_token_used_just_before_its_expiry_is_refused_after_it(server: LiveServer) -> None:
+    """The principal cache (GRIDPATROL_AUTH_CACHE_S, 10 s here) keeps no token past its own end."""
+    assert server.services.settings.auth_cache_s == 10.0
+    lifetime_s = 1.5
+    token = tokens.login(
+        server.services.factory, username="viewer", password="password-viewer", ttl_h=lifetime_s / 3600
+    )
+    issued = time.monotonic()
+    with server.client() as client:
+        assert client.get("/api/cases", headers=_bearer(token)).status_code == 200  # now cached
+        time.sleep(max(0.0, issued + lifetime_s + 0.3 - time.monotonic()))
+        refused = client.get("/api/cases", headers=_bearer(token))
+    assert refused.status_code == 401, refused.text
+    assert _error(refused) == ("Authorization", "unknown, expired or revoked token or key")
 
 
 # --- the CLI -----------------------------------------------------------------------------------

@@ -176,3 +176,55 @@ def test_cli_detect_names_an_unknown_track_time_zone(
     track = b"time,lat,lon\n2026-11-20 09:00:00,30.26,120.14\n"
     assert _detect_with_track(tmp_path, track, "--track-tz", "Mars/Olympus") == 1
     assert "--track-tz: unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
+
+
+def _gpx(time: str) -> bytes:
+    return TRACK_GPX.replace(b"2026-11-20T01:00:00Z", time.encode())
+
+
+# tracks with a fix off the calendar: the job fails naming the track's point or line (an
+# OverflowError and "internal error" before, once the footage was aligned on a year-1 track)
+OFF_CALENDAR_TRACKS = [
+    (
+        ("year1.gpx", _gpx("0001-01-01T00:00:00Z"), "application/gpx+xml"),
+        "point 1 (trkpt): time '0001-01-01T00:00:00Z' is outside 1970..2199",
+    ),
+    (
+        ("east.gpx", _gpx("0001-01-01T00:00:00+14:00"), "application/gpx+xml"),
+        "point 1 (trkpt): time '0001-01-01T00:00:00+14:00' is outside 1970..2199",
+    ),
+    (
+        (
+            "late.csv",
+            b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n9999-12-31T23:59:59-12:00,30.26,120.14\n",
+            "text/csv",
+        ),
+        "line 3: time '9999-12-31T23:59:59-12:00' is outside 1970..2199",
+    ),
+    (
+        ("before.csv", b"time,lat,lon\n-86400,30.26,120.14\n", "text/csv"),
+        "line 2: time -86400 is outside 1970..2199",
+    ),
+]
+
+
+def test_a_track_off_the_calendar_fails_its_job_naming_the_fix(server: LiveServer, tmp_path: Path) -> None:
+    with server.client("device") as device:
+        receipts = [
+            device.post(
+                "/api/uploads",
+                files={
+                    "file": (
+                        f"{n}.avi",
+                        still_video(tmp_path / f"{n}.avi", 10 + n, frames=3),
+                        "video/x-msvideo",
+                    ),
+                    "track": track,
+                },
+            )
+            for n, (track, _) in enumerate(OFF_CALENDAR_TRACKS)
+        ]
+        assert [r.status_code for r in receipts] == [201] * len(OFF_CALENDAR_TRACKS), receipts
+        jobs = [wait_job(device, r.json()["id"]) for r in receipts]
+    for job, (_, reason) in zip(jobs, OFF_CALENDAR_TRACKS, strict=True):
+        assert job["status"] == "failed" and job["error"] == f"the GPS track could not be read: {reason}", job

@@ -44,6 +44,8 @@ NOT_ANSWERS = {
     "api.settings.SettingsError": "raised where the service starts; the CLI reports it",
     "api.jobs.worker.JobFailed": "a job's failure, written on the job",
     "api.jobs.worker.LeaseLost": "another worker took the job",
+    "api.cases.webhook_targets.TargetRefused": "a webhook delivery's failure, written on the delivery",
+    "api.cases.webhook_targets.TargetUnresolved": "a webhook delivery's failure, retried and logged",
     "api.http.multipart._FromHandler": "carries a part handler's own error through the parser",
 }
 PAGES = "api.http.pages."  # the pages answer their own errors as pages (a redirect to the login form, a

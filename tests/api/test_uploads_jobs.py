@@ -135,6 +135,30 @@ def test_upload_runs_a_job_into_cases(server: LiveServer) -> None:
         assert admin.get("/api/jobs/999999").status_code == 404
 
 
+def test_a_device_files_footage_only_as_its_own_camera(server: LiveServer) -> None:
+    """The device van-1 is bound to demo-cam-01: the camera_id it sends does not move its footage
+    (nor the cases found in it) to another camera, as with its incidents; a person still names one."""
+    with server.client("device") as device, server.client("admin") as admin:
+        r = device.post(
+            "/api/uploads",
+            files={"file": ("other.mp4", footage("as-another-camera"), "video/mp4")},
+            data={"camera_id": "cam-b"},
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["upload"]["camera_id"] == "demo-cam-01"
+        job = wait_job(device, r.json()["id"])
+        assert job["status"] == "done" and job["incidents"] == 3, job
+        assert admin.get("/api/cases", params={"camera": "cam-b"}).json()["total"] == 0
+        assert admin.get("/api/cases", params={"camera": "demo-cam-01"}).json()["total"] == 3
+        by_person = admin.post(
+            "/api/uploads",
+            files={"file": ("cam-b.mp4", footage("a person names the camera"), "video/mp4")},
+            data={"camera_id": "cam-b"},
+        )
+        assert by_person.status_code == 201, by_person.text
+        assert by_person.json()["upload"]["camera_id"] == "cam-b"
+
+
 def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
     with server.client("device") as device, server.client("admin") as admin:
         bad = device.post("/api/uploads", files={"file": ("bad.mp4", footage("CORRUPT"), "video/mp4")}).json()

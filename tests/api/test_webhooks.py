@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import threading
 import time
@@ -12,7 +13,17 @@ from typing import Any
 
 import pytest
 
-from api.cases.webhooks import sign
+from api.cases.webhook_targets import IPAddress, TargetPolicy, TargetUnresolved, system_resolver
+from api.cases.webhooks import (
+    DeliveryStatus,
+    WebhookDispatcher,
+    WebhookTargetRefused,
+    create_webhook,
+    enqueue,
+    sign,
+)
+from api.services import Services
+from api.storage.models import WebhookDelivery
 from tests.api.api_testkit import LiveServer, free_port, incident_json, post_incident
 
 
@@ -71,6 +82,7 @@ def server(make_server, db_url: str) -> LiveServer:  # type: ignore[no-untyped-d
             "webhook_backoff_s": 0.2,
             "webhook_max_attempts": 3,
             "webhook_timeout_s": 1.0,
+            "webhook_allow_hosts": "127.0.0.1",  # the receivers below listen there
         },
     )
 
@@ -150,3 +162,190 @@ def test_dead_endpoint_never_slows_case_handling(server: LiveServer) -> None:
         assert "ConnectError" in dead[0]["last_error"]
     finally:
         slow.close()
+
+
+# --- where webhooks may go ------------------------------------------------------------------------
+
+
+class FakeDNS:
+    """A resolver answering `answers` (host -> addresses), the system's for any other host."""
+
+    def __init__(self, **answers: list[str]) -> None:
+        self.answers = {host.replace("_", "."): addresses for host, addresses in answers.items()}
+
+    def __call__(self, host: str) -> list[IPAddress]:
+        if host not in self.answers:
+            return system_resolver(host)
+        if not self.answers[host]:
+            raise TargetUnresolved(f"cannot resolve {host}: no such name")
+        return [ipaddress.ip_address(a) for a in self.answers[host]]
+
+
+LOOPBACK = "a loopback address"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:8080/hook", f"127.0.0.1 is {LOOPBACK}"),
+        ("http://127.8.9.10/hook", f"127.8.9.10 is {LOOPBACK}"),
+        ("http://localhost:8080/hook", "localhost resolves to "),  # 127.0.0.1 or ::1, by the system
+        ("http://LocalHost./hook", "localhost resolves to "),
+        ("http://rebound.example.org/", f"rebound.example.org resolves to 127.0.0.1, {LOOPBACK}"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+        ("http://[::1]:9/", f"::1 is {LOOPBACK}"),
+        ("http://[fe80::1]/", "fe80::1 is a link-local address"),
+        ("http://[fe80::1%25eth0]/", "fe80::1 is a link-local address"),
+        ("http://10.0.0.5/", "10.0.0.5 is a private-network address"),
+        ("http://192.168.1.1/", "192.168.1.1 is a private-network address"),
+        ("http://172.16.0.1/", "172.16.0.1 is a private-network address"),
+        ("http://[fc00::1]/", "fc00::1 is a private-network address"),
+        ("http://100.64.0.1/", "100.64.0.1 is a shared (carrier-grade NAT) address"),
+        ("http://0.0.0.0:8080/", "0.0.0.0 is an unspecified address"),
+        ("http://[::]/", ":: is an unspecified address"),
+        ("http://224.0.0.1/", "224.0.0.1 is a multicast address"),
+        ("http://240.0.0.1/", "240.0.0.1 is a reserved address"),
+        ("http://[::ffff:127.0.0.1]/", f"::ffff:127.0.0.1 is {LOOPBACK}"),
+        ("http://[::ffff:169.254.169.254]/", "link-local"),
+        ("http://[64:ff9b::a00:5]/", "64:ff9b::a00:5 is a private-network address"),  # NAT64 of 10.0.0.5
+        # numeric forms getaddrinfo (and so an HTTP client) reads as 127.0.0.1
+        ("http://2130706433/", f"2130706433 resolves to 127.0.0.1, {LOOPBACK}"),
+        ("http://0x7f000001/", f"0x7f000001 resolves to 127.0.0.1, {LOOPBACK}"),
+        ("http://017700000001/", f"017700000001 resolves to 127.0.0.1, {LOOPBACK}"),
+        ("http://127.1/", f"127.1 resolves to 127.0.0.1, {LOOPBACK}"),
+        ("http://0/", "0 resolves to 0.0.0.0, an unspecified address"),
+        # every address of a name counts: the connection may use any of them
+        ("https://mixed.example.org/", "mixed.example.org resolves to 10.1.2.3, a private-network address"),
+    ],
+)
+def test_non_public_targets_are_refused(url: str, reason: str) -> None:
+    dns = FakeDNS(rebound_example_org=["127.0.0.1"], mixed_example_org=["93.184.216.34", "10.1.2.3"])
+    refusal = TargetPolicy(resolver=dns).check_url(url)
+    assert refusal is not None and reason in refusal, refusal
+    assert refusal.endswith(
+        "webhooks go to public addresses unless GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows the host"
+    )
+
+
+@pytest.mark.parametrize(
+    ("allow", "url", "refused"),
+    [
+        ((), "http://93.184.216.34/hook", False),  # public addresses need no allowing
+        ((), "https://[2606:4700:4700::1111]/hook", False),
+        ((), "https://hooks.example.org/hook", False),  # resolves public
+        ((), "https://not-yet.example.org/hook", False),  # does not resolve now: checked when sent
+        (("127.0.0.1",), "http://127.0.0.1:9/hook", False),
+        (("127.0.0.1",), "http://2130706433:9/hook", False),  # the same address
+        (("127.0.0.1",), "http://127.0.0.2/hook", True),
+        (("127.0.0.1",), "http://10.0.0.5/hook", True),
+        (("10.0.0.0/8",), "http://10.0.0.5/hook", False),
+        (("10.0.0.0/8",), "http://192.168.1.1/hook", True),
+        (("::1",), "http://[::1]:9/hook", False),
+        (("rebound.example.org",), "http://rebound.example.org/hook", False),  # by name
+        (("rebound.example.org",), "http://127.0.0.1/hook", True),
+        (("hooks.internal",), "http://HOOKS.internal./hook", False),
+        (("10.1.2.3",), "https://mixed.example.org/", False),
+    ],
+)
+def test_the_allow_list(allow: tuple[str, ...], url: str, refused: bool) -> None:
+    dns = FakeDNS(
+        rebound_example_org=["127.0.0.1"],
+        mixed_example_org=["93.184.216.34", "10.1.2.3"],
+        hooks_example_org=["93.184.216.34"],
+        hooks_internal=["10.9.9.9"],
+        not_yet_example_org=[],
+    )
+    assert (TargetPolicy(allow, resolver=dns).check_url(url) is not None) is refused
+
+
+def test_allow_list_setting_is_validated() -> None:
+    from api.settings import Settings, SettingsError
+
+    env = {"GRIDPATROL_WEBHOOK_ALLOW_HOSTS": " 127.0.0.1, Hooks.Internal. ,[::1], 10.0.0.0/8,"}
+    assert Settings.from_env(env).webhook_allow_hosts == ("127.0.0.1", "hooks.internal", "::1", "10.0.0.0/8")
+    assert Settings.from_env({}).webhook_allow_hosts == ()
+    with pytest.raises(SettingsError, match="GRIDPATROL_WEBHOOK_ALLOW_HOSTS.*'http://x/' is neither"):
+        Settings.from_env({"GRIDPATROL_WEBHOOK_ALLOW_HOSTS": "http://x/"})
+
+
+def test_registering_a_private_target_is_refused_naming_the_url(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        for url, kind in [
+            ("http://169.254.169.254/latest/meta-data/", "link-local"),
+            ("http://10.0.0.5/hook", "private-network"),
+            ("http://[::1]:9/hook", "loopback"),  # 127.0.0.1 is allowed here, ::1 is not
+            ("http://2130706433:9/hook", None),  # 127.0.0.1 as a number: allowed as well
+        ]:
+            r = admin.post("/api/webhooks", json={"url": url})
+            if kind is None:
+                assert r.status_code == 201, r.text
+                continue
+            assert r.status_code == 422, r.text
+            [error] = r.json()["errors"]
+            assert error["field"] == "url" and kind in error["reason"], error
+            assert r.json()["detail"] == f"url: {error['reason']}"
+        assert [h["url"] for h in admin.get("/api/webhooks").json()] == ["http://2130706433:9/hook"]
+
+
+def test_delivery_refused_when_the_name_resolves_private_by_then(services: Services) -> None:
+    """DNS rebinding: public when registered, 127.0.0.1 when sent. The delivery fails at once with
+    the reason, and nothing reaches the address (a real receiver listens there)."""
+    receiver = Receiver()
+    port = receiver.httpd.server_address[1]
+    dns = FakeDNS(rebinding_example_org=["93.184.216.34"])
+    targets = TargetPolicy(resolver=dns)
+    try:
+        with services.factory() as session:
+            create_webhook(
+                session,
+                url=f"http://rebinding.example.org:{port}/hook",
+                events=None,
+                secret=None,
+                targets=targets,
+            )
+            enqueue(session, event="case.filed", case_id=None, payload={"id": 1})
+            session.commit()
+        dns.answers["rebinding.example.org"] = ["127.0.0.1"]
+        assert WebhookDispatcher(services.factory, targets=targets).run_once() == 1
+        with services.read_factory() as session:
+            [delivery] = session.query(WebhookDelivery).all()
+        assert delivery.status == DeliveryStatus.FAILED and delivery.attempts == 1
+        assert delivery.last_status_code is None and delivery.delivered_at is None
+        assert delivery.last_error == (
+            "refused: rebinding.example.org resolves to 127.0.0.1, a loopback address (this server); "
+            "webhooks go to public addresses unless GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows the host"
+        )
+        time.sleep(0.1)
+        assert receiver.requests == []
+        assert WebhookDispatcher(services.factory, targets=targets).run_once() == 0  # not retried
+    finally:
+        receiver.close()
+
+
+def test_delivery_goes_to_the_address_that_was_checked(services: Services) -> None:
+    """An allowed name is sent to the address it resolved to when checked, with its own Host."""
+    receiver = Receiver()
+    port = receiver.httpd.server_address[1]
+    targets = TargetPolicy(["hooks.internal"], resolver=FakeDNS(hooks_internal=["127.0.0.1"]))
+    try:
+        with services.factory() as session:
+            create_webhook(
+                session, url=f"http://hooks.internal:{port}/hook", events=None, secret=None, targets=targets
+            )
+            enqueue(session, event="case.filed", case_id=None, payload={"id": 1})
+            session.commit()
+        assert WebhookDispatcher(services.factory, targets=targets).run_once() == 1
+        receiver.wait(1)
+        headers = {k.lower(): v for k, v in receiver.requests[0]["headers"].items()}
+        assert headers["host"] == f"hooks.internal:{port}"
+        with services.read_factory() as session:
+            [delivery] = session.query(WebhookDelivery).all()
+        assert delivery.status == DeliveryStatus.DELIVERED and delivery.last_status_code == 200
+    finally:
+        receiver.close()
+
+
+def test_refused_target_error_is_an_input_error() -> None:
+    with pytest.raises(WebhookTargetRefused) as caught:
+        create_webhook(None, url="http://127.0.0.1/", events=None, secret=None)  # type: ignore[arg-type]
+    assert caught.value.status == 422 and caught.value.field == "url"

@@ -105,3 +105,13 @@ def test_relative_weights_resolve_against_config_folder(tmp_path):
     f = tmp_path / "site.yaml"
     f.write_text(yaml.safe_dump(data))
     assert load_config(f).model.weights == tmp_path / "w" / "model.pt"
+
+
+def test_a_yaml_error_names_the_place_but_never_quotes_a_source_url(tmp_path):
+    f = tmp_path / "site.yaml"
+    f.write_text("cameras:\n  - id: gate\n    source: rtsp://admin:s3cr3t@10.0.0.5/live?token=t0k3n: x: y\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    message = str(err.value)
+    assert "not valid YAML" in message and "line 3, column" in message and str(f) in message
+    assert "s3cr3t" not in message and "t0k3n" not in message

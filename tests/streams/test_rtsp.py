@@ -217,7 +217,7 @@ def test_real_rtsp_camera_streams_then_stops_cleanly_when_it_goes_away(
     )
     with caplog.at_level(logging.DEBUG):
         source = open_source(url, reconnect=policy, analysis_fps=5)
-        assert (source.info.kind, source.info.width, source.info.height) == ("rtsp", 160, 120)
+        assert (source.info.kind, source.info.width, source.info.height) == ("live", 160, 120)
         assert PASSWORD not in source.info.name
 
         frames = []

@@ -109,7 +109,12 @@ def site(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     data = tmp_path_factory.mktemp("web-site") / "data"
     shutil.copytree(demo_data, data)
     port = _free_port()
-    env = dict(os.environ, GRIDPATROL_DATA_DIR=str(data), GRIDPATROL_AUTH_CACHE_S="10")
+    env = dict(
+        os.environ,
+        GRIDPATROL_DATA_DIR=str(data),
+        GRIDPATROL_AUTH_CACHE_S="10",
+        GRIDPATROL_WEBHOOK_ALLOW_HOSTS="127.0.0.1",  # test_admin's webhook posts to 127.0.0.1:9
+    )
     env.pop("GRIDPATROL_DATABASE_URL", None)
     log = data / "serve.log"
     with log.open("wb") as out:

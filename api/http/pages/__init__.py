@@ -1,9 +1,9 @@
 """The web pages, served by the same app as the API: the API's first client.
 
 Server-rendered Jinja2 templates (api/http/templates) with a little of our own JavaScript and the
-vendored Apache ECharts (api/http/static); nothing is loaded from another host. Pages call the same
-domain services as the API routes and check roles the same way; every string comes from one
-catalogue (api/http/i18n.py, zh-CN and English).
+vendored Apache ECharts (api/http/static); nothing is loaded from another host, /docs included (the
+vendored Swagger UI: api.http.pages.docs). Pages call the same domain services as the API routes and
+check roles the same way; every string comes from one catalogue (api/http/i18n.py, zh-CN and English).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from api.http.pages.session import CsrfRejected, LoginRequired, PageForbidden, s
 from api.http.security import SecurityHeaders
 
 # one module per part of the pages, each with a `router`
-PAGE_MODULES = ("auth", "review", "cases", "tasks", "map", "dashboard", "upload", "admin")
+PAGE_MODULES = ("auth", "review", "cases", "tasks", "map", "dashboard", "upload", "admin", "docs")
 
 
 def install_pages(app: FastAPI) -> None:

@@ -34,7 +34,7 @@ from api.accounts import accounts
 from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError, Principal, Role
 from api.cases import stats, webhooks
 from api.cases.grids import CellInfo, GridImportError, import_cells, parse_geojson
-from api.cases.webhooks import DeliveryStatus, WebhookInputError
+from api.cases.webhooks import DeliveryStatus, WebhookInputError, WebhookTargetRefused
 from api.errors import InputError
 from api.http.i18n import Translator
 from api.http.pages.render import render, script_json, translator
@@ -701,12 +701,17 @@ async def add_webhook(
         hook, signing_secret = await _write(
             services,
             lambda session: webhooks.create_webhook(
-                session, url=url, events=chosen or None, secret=secret or None
+                session,
+                url=url,
+                events=chosen or None,
+                secret=secret or None,
+                targets=services.webhook_targets,
             ),
         )
     except WebhookInputError as exc:
         key = f"admin.webhooks.error.{exc.field}"
-        message = t(key) if t.has(key) else _input_text(t, exc)
+        says_why = isinstance(exc, WebhookTargetRefused)  # a refused host: the reason, not the form rule
+        message = t(key) if t.has(key) and not says_why else _input_text(t, exc)
         problem = Problem(message, exc.status, at="form")
         return await _webhooks_page(request, principal, services, problem=problem, form=form)
     log.info("admin %s added webhook %s", principal.name, hook.id)

@@ -31,6 +31,7 @@ from api.cases import custody, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
 from api.cases.reading import SORTS, CaseFilter, case_page, get_case
 from api.cases.review import CATEGORIES
+from api.cases.wall_time import in_range
 from api.errors import InputError, NotFound
 from api.http.i18n import Translator
 from api.http.pages.render import render, script_json, translator
@@ -173,7 +174,8 @@ class ListQuery:
 
 def _local_datetime(text: str, offset: timezone, *, end_of_day: bool) -> datetime | None:
     """A time typed in the form (a date, a datetime-local value, or ISO 8601 with an offset), taken
-    in the site's offset when it has none; naive UTC. None when it cannot be read."""
+    in the site's offset when it has none; naive UTC. None when it cannot be read or is out of the
+    accepted range (api.cases.wall_time)."""
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
@@ -183,6 +185,8 @@ def _local_datetime(text: str, offset: timezone, *, end_of_day: bool) -> datetim
             if when.tzinfo is None:
                 when = when.replace(tzinfo=offset)
     except ValueError:
+        return None
+    if not in_range(when):
         return None
     return when.astimezone(UTC).replace(tzinfo=None)
 

@@ -17,7 +17,6 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from api.accounts.accounts import Principal
 from api.http.cookies import (
@@ -28,7 +27,7 @@ from api.http.cookies import (
     csrf_token_for,
     same_token,
 )
-from api.http.deps import get_services, resolve_token
+from api.http.deps import get_services, principal_for
 from api.services import Services
 
 LOGIN_CSRF_COOKIE = "gp_login_csrf"
@@ -61,12 +60,7 @@ async def session_principal(request: Request) -> Principal | None:
     if not token:
         return None
     services: Services = await get_services(request)
-    principal = services.principals.get(token)
-    if principal is None:
-        stamp = services.principals.stamp()
-        principal = await run_in_threadpool(resolve_token, services, token)
-        if principal is not None:
-            services.principals.put(token, principal, stamp)
+    principal = await principal_for(services, token)
     if principal is None or principal.kind != "user":
         return None
     return principal

@@ -152,10 +152,18 @@ def rotate_device(
 
 
 @router.post("/webhooks", status_code=201, response_model=schemas.NewWebhook, responses=schemas.BODY_ERRORS)
-def post_webhook(body: WebhookIn, principal: Admin, session: SessionDep) -> schemas.NewWebhook:
-    """Register a webhook; the signing secret is in this response only."""
+def post_webhook(
+    body: WebhookIn, principal: Admin, session: SessionDep, services: ServicesDep
+) -> schemas.NewWebhook:
+    """Register a webhook; the signing secret is in this response only. A URL whose host is (or
+    resolves to) this server or a private network is refused (422) unless
+    GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows it."""
     hook, secret = webhooks.create_webhook(
-        session, url=body.url, events=list(body.events or []) or None, secret=body.secret
+        session,
+        url=body.url,
+        events=list(body.events or []) or None,
+        secret=body.secret,
+        targets=services.webhook_targets,
     )
     session.commit()
     return schemas.NewWebhook(id=hook.id, url=hook.url, events=hook.events, secret=secret)

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.cases import workflow
 from api.cases.acting import store_after_photo, transition
 from api.cases.reading import SORTS, CaseDetail, CaseFilter, CasePage, case_detail, case_page, describe
+from api.cases.wall_time import WallTime
 from api.cases.workflow import RejectReason, Status
 from api.http import schemas
-from api.http.deps import Reader, ReadSessionDep, ServicesDep, SessionDep, Staff
+from api.http.bodies import Received, body_of, request_body
+from api.http.deps import CaseId, Reader, ReadSessionDep, ServicesDep, SessionDep, Staff
 
 router = APIRouter(prefix="/api", tags=["cases"], responses=schemas.CALLER_ERRORS)
 
-CaseId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Sort = Literal["last_seen", "first_seen", "created_at", "number", "sightings"]
-NOT_FOUND = schemas.error_responses(404, described={404: "no case of that id visible to the caller"})
+NOT_FOUND = schemas.error_responses(
+    404, described={404: "no case of that id or number visible to the caller"}
+)
+
+
+class TransitionIn(BaseModel):
+    """A move, as JSON or as a form (a form may add the after-photo as the file `photo`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    to: Status = Field(description="the status to move to")
+    reason: RejectReason | None = Field(None, description="required when rejecting")
+    note: str | None = Field(None, max_length=4000)
+    team: str | None = Field(None, max_length=64, description="dispatching: a grid cell's team")
+
+
+PHOTO = "after-photo (multipart only), required when handled"
 
 
 @router.get("/cases", response_model=schemas.CasePage)
@@ -29,8 +46,8 @@ def get_cases(
     category: Annotated[str | None, Query(max_length=64)] = None,
     grid_cell: Annotated[str | None, Query(max_length=64, description="a cell id or 'unassigned'")] = None,
     team: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="last seen at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="first seen at or before (ISO 8601)")] = None,
+    since: Annotated[WallTime | None, Query(description="last seen at or after (ISO 8601)")] = None,
+    until: Annotated[WallTime | None, Query(description="first seen at or before (ISO 8601)")] = None,
     camera: Annotated[str | None, Query(max_length=64)] = None,
     device_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     number: Annotated[
@@ -78,26 +95,26 @@ def get_one_case(case_id: CaseId, principal: Reader, session: ReadSessionDep) ->
     response_model=schemas.CaseDetail,
     responses={
         **schemas.BODY_ERRORS,
+        **schemas.error_responses(415, described={415: "neither JSON nor a form"}),
         **NOT_FOUND,
         403: {"model": schemas.ErrorBody, "description": "the caller's role may not make this move"},
         409: {"model": schemas.TransitionConflict, "description": "the workflow does not allow this move"},
     },
+    openapi_extra=request_body(TransitionIn, files={"photo": PHOTO}),
 )
 def post_transition(
     case_id: CaseId,
     principal: Staff,
     session: SessionDep,
     services: ServicesDep,
-    to: Annotated[Status, Form(description="the status to move to")],
-    reason: Annotated[RejectReason | None, Form(description="required when rejecting")] = None,
-    note: Annotated[str | None, Form(max_length=4000)] = None,
-    photo: Annotated[UploadFile | None, File(description="after-photo, required when handled")] = None,
-    team: Annotated[str | None, Form(max_length=64, description="dispatching: a grid cell's team")] = None,
+    body: Annotated[Received[TransitionIn], Depends(body_of(TransitionIn, files=("photo",)))],
 ) -> CaseDetail:
     """Move a case along pending_review → filed → dispatched → handled → verified → closed (or rejected).
-    An illegal move is a 409 naming the allowed ones."""
+    An illegal move is a 409 naming the allowed ones. The body is JSON or a form; the after-photo
+    needs a multipart form."""
+    fields, photo = body.fields, body.files.get("photo")
     stored = None
-    if photo is not None and photo.filename is not None:
+    if photo is not None:
         stored = store_after_photo(
             session,
             principal=principal,
@@ -106,7 +123,13 @@ def post_transition(
             store=services.store,
             max_bytes=services.settings.max_evidence_bytes,
         )
-    move = workflow.Move(target=to, reason=reason, note=note, has_photo=stored is not None, team=team)
+    move = workflow.Move(
+        target=fields.to,
+        reason=fields.reason,
+        note=fields.note,
+        has_photo=stored is not None,
+        team=fields.team,
+    )
     case = transition(session, principal=principal, case_id=case_id, move=move, photo=stored)
     session.commit()
     return describe(session, case=case)

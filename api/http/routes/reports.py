@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
@@ -11,6 +10,7 @@ from fastapi.responses import FileResponse
 from api.cases import stats
 from api.cases.grids import import_cells, parse_geojson
 from api.cases.reading import evidence_file
+from api.cases.wall_time import WallTime
 from api.http import schemas
 from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep
 
@@ -51,8 +51,8 @@ def get_stats(
     principal: Reader,
     session: ReadSessionDep,
     services: ServicesDep,
-    since: Annotated[datetime | None, Query(description="first seen at or after")] = None,
-    until: Annotated[datetime | None, Query(description="first seen at or before")] = None,
+    since: Annotated[WallTime | None, Query(description="first seen at or after")] = None,
+    until: Annotated[WallTime | None, Query(description="first seen at or before")] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     team: Annotated[str | None, Query(max_length=64)] = None,

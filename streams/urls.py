@@ -1,0 +1,151 @@
+"""Source URLs: which ones are live streams, which are files on a web server, and how to show any of them
+without its secrets.
+
+Live: every scheme OpenCV's FFmpeg backend reads as a stream (LIVE_SCHEMES): RTSP, RTMP, HTTP(S) (MJPEG,
+HLS .m3u8, HTTP-FLV, MPEG-TS), SRT, UDP, RTP, TCP. They are read by `streams.rtsp.LiveSource`, with its
+timeouts and reconnect backoff, and timed by the clock they arrive on.
+
+A remote file: an http(s) URL whose path ends in a video file suffix (REMOTE_FILE_SUFFIXES: .mp4, .mkv,
+...) is footage stored on a web server, not a stream: it is read once, front to back, timed by its
+container like a local file. Read as a live stream it would be timed by how fast it downloads and, at its
+end, "reconnected" and replayed. .flv and .ts are left out on purpose: over HTTP they are the usual live
+forms (HTTP-FLV, MPEG-TS), and so are read live.
+
+Masking: `mask_credentials` is the one function that makes a source URL (or any text holding URLs) fit to
+log, show or store.
+"""
+
+from __future__ import annotations
+
+import re
+from posixpath import splitext
+from urllib.parse import urlsplit
+
+# The protocols FFmpeg reads as a stream; HLS is http(s) with an .m3u8 playlist. srt:// needs an FFmpeg built
+# with libsrt (the opencv-python wheel's is not: there an srt:// camera fails to connect).
+LIVE_SCHEMES = frozenset(
+    {"rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtmpts", "http", "https", "srt", "udp", "rtp", "tcp"}
+)
+HTTP_SCHEMES = frozenset({"http", "https"})
+REMOTE_FILE_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".mpg", ".mpeg"})
+
+MASK = "***"
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# A URL inside free text runs from its scheme to the next whitespace.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+# key=value in a path (Dahua-style /user=admin&password=x/, ;password=x path parameters) ...
+_PATH_PARAM = re.compile(r"(?<=[/;&])([^/;&?#=\s]+)=([^/;&?#]*)")
+# ... and in a query or fragment (?token=x&a=b, #access_token=x); values may hold '/'.
+_QUERY_PARAM = re.compile(r"(?<=[?#&;])([^?#&;=\s]+)=([^&;#]*)")
+
+# Query keys whose values are secrets, compared lower-case ...
+_SECRET_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "token",
+        "access_token",
+        "auth",
+        "auth_key",
+        "authkey",
+        "key",
+        "secret",
+        "signature",
+        "sig",
+        "sign",
+        "apikey",
+        "api_key",
+        "session",
+        "sessionid",
+        "session_id",
+        "sessid",
+        "credential",
+        "credentials",
+    }
+)
+# ... keys ending in one of these (accessToken, txSecret, X-Amz-Signature, JSESSIONID) ...
+_SECRET_ENDINGS = (
+    "token",
+    "secret",
+    "signature",
+    "password",
+    "passwd",
+    "credential",
+    "credentials",
+    "sessionid",
+)
+# ... and keys whose last word is one of these (stream_key, api-key, streamKey, url.sig).
+_SECRET_LAST_WORDS = frozenset({"key", "sig", "pwd", "pass", "auth", "session"})
+_WORD_BREAK = re.compile(r"[_.\-]|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def url_scheme(text: str) -> str | None:
+    """The lower-case scheme of a URL ("rtsp", "https"), or None for a path."""
+    match = _SCHEME.match(text)
+    return match.group(1).lower() if match else None
+
+
+def is_remote_file(url: str) -> bool:
+    """Whether an http(s) URL names a video file on a web server (see the module's docstring)."""
+    if url_scheme(url) not in HTTP_SCHEMES:
+        return False
+    path = urlsplit(url).path.split(";", 1)[0]
+    return splitext(path)[1].lower() in REMOTE_FILE_SUFFIXES
+
+
+def is_live_url(text: str) -> bool:
+    """Whether a source is a live stream, to be read with reconnects: a URL with one of LIVE_SCHEMES,
+    except an http(s) URL of a video file. A path (even a missing one) is never live."""
+    return url_scheme(text) in LIVE_SCHEMES and not is_remote_file(text)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a URL parameter's name says its value is a secret (password, token, key, signature, ...)."""
+    lowered = key.lower()
+    if lowered in _SECRET_KEYS or lowered.endswith(_SECRET_ENDINGS):
+        return True
+    return _WORD_BREAK.split(key)[-1].lower() in _SECRET_LAST_WORDS
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    key, value = match.group(1), match.group(2)
+    return f"{key}={MASK}" if value and is_secret_key(key) else match.group(0)
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    # Userinfo ends at the last '@' before any query, so an unencoded '@' or '/' in a password is masked too.
+    before_query = re.split(r"[?#]", rest, maxsplit=1)[0]
+    at = before_query.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        user = rest[:at].split(":", 1)[0]
+        rest = f"{user}:{MASK}{rest[at:]}"
+    split_at = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    path, query = rest[:split_at], rest[split_at:]
+    path = _PATH_PARAM.sub(_mask_param, path)
+    query = _QUERY_PARAM.sub(_mask_param, query)
+    return f"{scheme}{sep}{path}{query}"
+
+
+def mask_credentials(text: str) -> str:
+    """`text` with every URL's secrets replaced by ***: a password in the userinfo (the user is kept:
+    rtsp://admin:***@cam/live), and the value of every parameter whose name looks secret (is_secret_key) in
+    the query, the fragment, path parameters (;password=) and Dahua-style paths (/user=admin&pwd=***&...).
+
+    `text` may be a bare URL, a path (returned as it is) or a message holding URLs anywhere, each running to
+    the next whitespace. Use it on every log line, error and stored record that may carry a source URL.
+    """
+    return _URL_IN_TEXT.sub(lambda match: _mask_url(match.group(0)), text)
+
+
+def default_source_id(url: str) -> str:
+    """A file-name-safe id from the URL's host and path, without credentials: cam.local_554_stream1."""
+    rest = mask_credentials(url).partition("://")[2]
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    host_and_path = rest[rest.rfind("@") + 1 :]
+    host_and_path = re.sub(r"[^/;&]+=" + re.escape(MASK), "", host_and_path)  # no masked parameters
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", host_and_path).strip("_") or url_scheme(url) or "live"

@@ -1,0 +1,358 @@
+"""Source URLs: which are live, which are remote files, what is masked; a real MJPEG camera over HTTP and a
+video file on a web server, both served from a thread on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streams import ReconnectPolicy, SourceError, is_live_url, mask_credentials, open_source
+from streams.urls import default_source_id, is_remote_file, is_secret_key
+from tests.streams.footage import write_video
+
+PASSWORD = "s3cr3t-Pa55"
+TOKEN = "t0k3n-Zq9"
+FAST = ReconnectPolicy(
+    open_timeout_s=2.0, read_timeout_s=2.0, backoff_initial_s=0.05, backoff_max_s=0.1, max_attempts=2
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        # userinfo: the user is kept, the password is not, whatever the scheme
+        ("rtsp://admin:12345@10.0.0.5:554/live", "rtsp://admin:***@10.0.0.5:554/live"),
+        ("http://admin:12345@cam.local/video.mjpg", "http://admin:***@cam.local/video.mjpg"),
+        ("https://u:p@ss/w@cdn.example.com/live.m3u8", "https://u:***@cdn.example.com/live.m3u8"),
+        ("rtmp://pub:pw@live.example.com/app/cam1", "rtmp://pub:***@live.example.com/app/cam1"),
+        ("srt://u:pw@10.0.0.5:9000", "srt://u:***@10.0.0.5:9000"),
+        ("http://viewer@cam.local/video.mjpg", "http://viewer@cam.local/video.mjpg"),  # no password
+        # every secret-looking query key, in any case
+        ("rtsp://h/live?password=x&ch=1", "rtsp://h/live?password=***&ch=1"),
+        ("rtsp://h/live?user=a&passwd=x", "rtsp://h/live?user=a&passwd=***"),
+        ("rtsp://h/live?PWD=x", "rtsp://h/live?PWD=***"),
+        ("rtsp://h/live?pass=x", "rtsp://h/live?pass=***"),
+        ("http://h/video.mjpg?token=x&fps=5", "http://h/video.mjpg?token=***&fps=5"),
+        ("https://h/live.m3u8?access_token=a/b+c==", "https://h/live.m3u8?access_token=***"),
+        ("http://h/live.flv?auth_key=1700000000-0-0-abcdef", "http://h/live.flv?auth_key=***"),
+        ("http://h/live.flv?key=x", "http://h/live.flv?key=***"),
+        (
+            "http://h/s?auth=x&secret=y&Signature=z&sig=w",
+            "http://h/s?auth=***&secret=***&Signature=***&sig=***",
+        ),
+        ("http://h/s?apikey=x&api_key=y&API-Key=z", "http://h/s?apikey=***&api_key=***&API-Key=***"),
+        (
+            "http://h/s?session=x&SessionId=y&credential=z",
+            "http://h/s?session=***&SessionId=***&credential=***",
+        ),
+        (
+            "http://h/s?refresh_token=x&stream_key=y&client_secret=z",
+            "http://h/s?refresh_token=***&stream_key=***&client_secret=***",
+        ),
+        ("rtmp://h/live/cam?txSecret=x&txTime=65f0", "rtmp://h/live/cam?txSecret=***&txTime=65f0"),
+        (
+            "https://b/x.m3u8?X-Amz-Credential=c&X-Amz-Signature=s",
+            "https://b/x.m3u8?X-Amz-Credential=***&X-Amz-Signature=***",
+        ),
+        ("srt://h:9000?streamid=cam1&passphrase=longsecret", "srt://h:9000?streamid=cam1&passphrase=***"),
+        # names that only look alike stay
+        (
+            "http://h/s?monkey=1&keyframes=2&channel=3&subtype=0",
+            "http://h/s?monkey=1&keyframes=2&channel=3&subtype=0",
+        ),
+        # fragments, path parameters, Dahua-style paths
+        ("https://h/live.m3u8#access_token=x", "https://h/live.m3u8#access_token=***"),
+        ("http://h/live;password=x;ch=1/video.mjpg", "http://h/live;password=***;ch=1/video.mjpg"),
+        ("rtsp://h:554/user=admin&pwd=x&channel=1", "rtsp://h:554/user=admin&pwd=***&channel=1"),
+        ("rtsp://h/live?token=", "rtsp://h/live?token="),  # nothing to hide
+        # all at once
+        (
+            "rtsp://admin:pw@h/live;pass=x?token=y#sig=z",
+            "rtsp://admin:***@h/live;pass=***?token=***#sig=***",
+        ),
+        # paths are left alone
+        ("/footage/cam1.mp4", "/footage/cam1.mp4"),
+        ("footage/user=admin&pwd=x.mp4", "footage/user=admin&pwd=x.mp4"),
+    ],
+)
+def test_mask_credentials(url: str, masked: str) -> None:
+    assert mask_credentials(url) == masked
+
+
+def test_mask_credentials_finds_every_url_in_a_message() -> None:
+    message = (
+        f"failed: rtsp://admin:{PASSWORD}@h/live: cannot connect; "
+        f"then http://h/video.mjpg?token={TOKEN} (HTTP 401) at /data/x.mp4"
+    )
+    assert mask_credentials(message) == (
+        "failed: rtsp://admin:***@h/live: cannot connect; "
+        "then http://h/video.mjpg?token=*** (HTTP 401) at /data/x.mp4"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        *[(k, True) for k in ("password", "Token", "ACCESS_TOKEN", "auth_key", "key", "sig", "apiKey")],
+        *[
+            (k, True)
+            for k in ("id_token", "stream_key", "app_secret", "streamKey", "x-api-key", "JSESSIONID")
+        ],
+        *[
+            (k, False)
+            for k in ("user", "username", "channel", "keyframes", "monkey", "passage", "sign_in_at")
+        ],
+    ],
+)
+def test_which_parameter_names_are_secret(key: str, secret: bool) -> None:
+    assert is_secret_key(key) is secret
+
+
+@pytest.mark.parametrize(
+    ("source", "live"),
+    [
+        ("rtsp://10.0.0.5/live", True),
+        ("RTSPS://10.0.0.5/live", True),
+        ("rtmp://live.example.com/app/cam1", True),
+        ("rtmps://live.example.com/app/cam1", True),
+        ("http://10.0.0.5/video.mjpg", True),  # MJPEG
+        ("http://10.0.0.5/cgi-bin/mjpg/video.cgi?channel=1", True),
+        ("https://cdn.example.com/live/cam1.m3u8?token=x", True),  # HLS
+        ("http://cdn.example.com/live/cam1.flv", True),  # HTTP-FLV
+        ("http://10.0.0.5:8000/stream.ts", True),  # MPEG-TS over HTTP
+        ("srt://10.0.0.5:9000?streamid=cam1", True),
+        ("udp://239.0.0.1:1234", True),
+        ("rtp://239.0.0.1:5004", True),
+        ("tcp://10.0.0.5:5000", True),
+        # files: on a web server they are read once, like a local file
+        ("https://files.example.com/clips/cam1.mp4?sig=x", False),
+        ("http://files.example.com/clips/cam1.MKV", False),
+        ("/footage/cam1.mp4", False),
+        ("footage/frames", False),
+        ("C:\\footage\\cam1.mp4", False),
+        ("file:///footage/cam1.mp4", False),
+        ("ftp://files.example.com/cam1.mp4", False),
+    ],
+)
+def test_which_sources_are_live(source: str, live: bool) -> None:
+    assert is_live_url(source) is live
+
+
+def test_remote_files_are_http_urls_of_video_files() -> None:
+    assert is_remote_file("https://h/clips/cam1.mp4?sig=x")
+    assert not is_remote_file("https://h/live/cam1.m3u8")
+    assert not is_remote_file("rtmp://h/app/cam1.mp4")  # RTMP is always a stream
+    assert not is_remote_file("/footage/cam1.mp4")
+
+
+@pytest.mark.parametrize(
+    ("url", "source_id"),
+    [
+        ("rtsp://admin:pw@10.0.0.5:554/Streaming/101?x=1", "10.0.0.5_554_Streaming_101"),
+        ("rtsp://10.0.0.5:554/user=admin&pwd=xyz&channel=1", "10.0.0.5_554_user_admin_channel_1"),
+        ("http://h/live;token=xyz/cam.m3u8#sig=1", "h_live_cam.m3u8"),
+    ],
+)
+def test_default_source_id_leaves_out_secrets(url: str, source_id: str) -> None:
+    assert default_source_id(url) == source_id
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://admin:{PASSWORD}@127.0.0.1:{{port}}/video.mjpg?token={TOKEN}",
+        f"rtmp://127.0.0.1:{{port}}/live/cam1?txSecret={TOKEN}",
+        f"https://127.0.0.1:{{port}}/live/cam1.m3u8;auth_key={TOKEN}",
+    ],
+)
+def test_an_unreachable_stream_is_a_masked_connect_error(
+    url: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    url = url.format(port=_free_port())
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG), pytest.raises(SourceError) as error:
+        open_source(url, reconnect=FAST)
+
+    assert time.monotonic() - started < 5
+    message = str(error.value)
+    assert "cannot connect" in message and mask_credentials(url) in message
+    assert PASSWORD not in message and TOKEN not in message
+    err = capfd.readouterr().err  # nor in what FFmpeg prints
+    assert PASSWORD not in err and TOKEN not in err
+    for record in caplog.records:
+        assert PASSWORD not in record.getMessage() and TOKEN not in record.getMessage()
+
+
+def test_a_url_of_another_scheme_is_named_and_masked() -> None:
+    with pytest.raises(SourceError) as error:
+        open_source(f"ftp://admin:{PASSWORD}@files.example.com/cam1.mp4")
+    message = str(error.value)
+    assert "ftp://admin:***@files.example.com/cam1.mp4: cannot read ftp:// URLs" in message
+    assert "rtsp" in message and PASSWORD not in message
+
+
+# --- a real MJPEG camera over HTTP --------------------------------------------------------------------------
+
+
+@dataclass
+class MjpegCamera:
+    """What the camera serves: connection i gets frames_per_connection[i] JPEGs, then the connection ends;
+    connections beyond the script get 503. Every request must carry basic auth for viewer:PASSWORD."""
+
+    frames_per_connection: list[int]
+    size: tuple[int, int] = (160, 120)
+    fps: float = 20.0
+    requests: list[str] = field(default_factory=list)
+    authorized: list[bool] = field(default_factory=list)
+
+    def jpeg(self, value: int) -> bytes:
+        width, height = self.size
+        ok, data = cv2.imencode(".jpg", np.full((height, width, 3), value, dtype=np.uint8))
+        assert ok
+        return data.tobytes()
+
+
+def _mjpeg_handler(camera: MjpegCamera) -> type[BaseHTTPRequestHandler]:
+    expected = "Basic " + base64.b64encode(f"viewer:{PASSWORD}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            camera.requests.append(self.path)
+            if self.headers.get("Authorization") != expected:
+                camera.authorized.append(False)
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            camera.authorized.append(True)
+            connection = sum(camera.authorized) - 1
+            if connection >= len(camera.frames_per_connection):
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for i in range(camera.frames_per_connection[connection]):
+                data = camera.jpeg(40 + 40 * connection + 4 * i)
+                part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data)
+                try:
+                    self.wfile.write(part + data + b"\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(1.0 / camera.fps)
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+            pass
+
+    return Handler
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def mjpeg_camera() -> Iterator[tuple[str, MjpegCamera]]:
+    camera = MjpegCamera(frames_per_connection=[6, 4])
+    for port in _serve(_mjpeg_handler(camera)):
+        yield f"http://viewer:{PASSWORD}@127.0.0.1:{port}/video.mjpg?channel=1&token={TOKEN}", camera
+
+
+def test_an_http_mjpeg_camera_is_read_live_and_reconnected(
+    mjpeg_camera: tuple[str, MjpegCamera], caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    url, camera = mjpeg_camera
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG):
+        source = open_source(url, reconnect=FAST)
+        assert (source.info.kind, source.info.width, source.info.height) == ("live", 160, 120)
+        assert source.info.frame_count is None
+        assert source.info.name == mask_credentials(url)
+        assert source.source_id == "127.0.0.1_" + url.rsplit(":", 1)[1].split("?")[0].replace("/", "_")
+        frames = list(source)
+    elapsed = time.monotonic() - started
+
+    # 6 frames, the camera drops, one reconnect gives 4 more, then 503s until the policy gives up
+    assert len(frames) == 10, [frame.index for frame in frames]
+    assert [frame.index for frame in frames] == list(range(10))
+    assert all(b.ts >= a.ts for a, b in zip(frames, frames[1:], strict=False))
+    assert all(frame.wall_time is not None for frame in frames)
+    levels = [int(frame.image.mean().round()) for frame in frames]
+    assert levels == pytest.approx([40 + 4 * i for i in range(6)] + [80 + 4 * i for i in range(4)], abs=3)
+    assert source.stopped_early is not None and "after 10 frames" in source.stopped_early
+    assert "2 reconnect attempts" in source.stopped_early
+    assert all(path == "/video.mjpg?channel=1&token=" + TOKEN for path in camera.requests)
+    assert sum(camera.authorized) == 4  # 2 streams + 2 refused reconnects, each after a 401 challenge
+    assert elapsed < 10
+
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("reconnected" in message for message in logged)
+    assert any(mask_credentials(url) in message for message in logged)
+    err = capfd.readouterr().err
+    for text in [*logged, err]:
+        assert PASSWORD not in text and TOKEN not in text
+
+
+def test_a_video_file_on_a_web_server_is_read_once_by_its_container_clock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_video(tmp_path / "clip.avi", frame_count=30, fps=10.0)
+
+    class Files(SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(tmp_path), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+            pass
+
+    for port in _serve(Files):
+        url = f"http://127.0.0.1:{port}/clip.avi?sig={TOKEN}"
+        with caplog.at_level(logging.DEBUG):
+            source = open_source(url, analysis_fps=5, reconnect=FAST)
+            assert (source.info.kind, source.info.frame_count, source.info.fps) == ("video", 30, 10.0)
+            assert source.info.name == f"http://127.0.0.1:{port}/clip.avi?sig=***"
+            frames = list(source)
+
+        assert [frame.index for frame in frames] == list(range(0, 30, 2))
+        assert [frame.ts for frame in frames] == pytest.approx([i * 0.2 for i in range(15)])
+        assert {frame.source_id for frame in frames} == {"clip"}
+        assert source.stopped_early is None
+        assert all(TOKEN not in record.getMessage() for record in caplog.records)
+
+        missing = f"http://127.0.0.1:{port}/gone.mp4?sig={TOKEN}"
+        with pytest.raises(SourceError) as error:
+            open_source(missing, reconnect=FAST)
+        assert str(error.value).startswith(f"http://127.0.0.1:{port}/gone.mp4?sig=***: cannot be read")
+        assert TOKEN not in str(error.value)
