@@ -192,11 +192,13 @@ def browser_figures(base: str, keys: int) -> dict[str, float]:
         for label, path in (("review", "/review"), ("dashboard", "/dashboard")):
             context = browser.new_context(viewport={"width": 1366, "height": 900})
             page = context.new_page()
-            transferred = {"bytes": 0}
+            transferred: dict[str, int] = {}
 
             def count(response, box=transferred):  # type: ignore[no-untyped-def]
                 sizes = response.request.sizes()
-                box["bytes"] += sizes.get("responseBodySize", 0) + sizes.get("responseHeadersSize", 0)
+                path = response.url.removeprefix(base).split("?")[0]
+                box[path] = box.get(path, 0) + sizes.get("responseBodySize", 0)
+                box[path] += sizes.get("responseHeadersSize", 0)
 
             page.on("requestfinished", lambda request, count=count: count(request.response()))
             page.goto(base + "/login")
@@ -207,7 +209,11 @@ def browser_figures(base: str, keys: int) -> dict[str, float]:
             if path != "/review":
                 page.goto(base + path)
                 page.wait_for_load_state("networkidle")
-            figures[f"first_visit_{label}_bytes"] = transferred["bytes"]
+            figures[f"first_visit_{label}_bytes"] = sum(transferred.values())
+            largest = sorted(transferred.items(), key=lambda item: -item[1])[:4]
+            figures[f"first_visit_{label}_largest"] = ", ".join(  # type: ignore[assignment]
+                f"{path} {size / 1024:.0f} KiB" for path, size in largest
+            )
             context.close()
         # keypress -> next case shown
         context = browser.new_context(viewport={"width": 1366, "height": 900})
@@ -278,7 +284,10 @@ def main() -> int:
             )
             for label in ("review", "dashboard"):
                 size = figures[f"first_visit_{label}_bytes"]
-                print(f"first visit (login + {label}): {size / 1024:.0f} KiB transferred")
+                print(
+                    f"first visit (login + {label}): {size / 1024:.0f} KiB transferred "
+                    f"(largest: {figures[f'first_visit_{label}_largest']})"
+                )
         finally:
             server.stop()
     return 0

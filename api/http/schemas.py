@@ -210,10 +210,12 @@ class UploadReceipt(Job):
 
 
 class CountRow(Schema):
-    category: str
-    status: Status
-    grid_cell: str
-    day: date = Field(description="local day of the first sighting")
+    """One group's count; a dimension the query did not group by (`by`) is null."""
+
+    category: str | None
+    status: Status | None
+    grid_cell: str | None
+    day: date | None = Field(description="local day of the first sighting")
     count: int
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 
 import pytest
 
@@ -165,6 +166,28 @@ def test_list_filters_sorting_stats_and_grids(server: LiveServer) -> None:
             ("illegal_parking", "pending_review", "2026-11-20"),
             ("illegal_parking", "pending_review", "2026-11-22"),
         }
+        # sums grouped by the database: each `by` gives the cube's rows summed over the other dimensions
+        for by, keys in (
+            ("day,category", ("category", "day")),
+            ("grid_cell,status", ("status", "grid_cell")),
+        ):
+            expected: Counter[tuple[str, ...]] = Counter()
+            for row in stats["rows"]:
+                expected[tuple(row[k] for k in keys)] += row["count"]
+            grouped = admin.get("/api/stats", params={"by": by}).json()
+            assert grouped["total"] == 3
+            assert {tuple(r[k] for k in keys): r["count"] for r in grouped["rows"]} == dict(expected)
+            others = set(("category", "status", "grid_cell", "day")) - set(keys)
+            assert all(r[k] is None for r in grouped["rows"] for k in others)
+        assert len(expected) == 3  # the three cases are in three cells
+        total = admin.get("/api/stats", params={"by": "total", "category": "illegal_parking"}).json()
+        assert total["total"] == 2 and len(total["rows"]) == 1 and total["rows"][0]["category"] is None
+        bad = admin.get("/api/stats", params={"by": "category,week"})
+        assert bad.status_code == 422
+        assert bad.json()["errors"] == [
+            {"field": "by", "reason": "not a dimension: 'week'; use any of category, status, grid_cell, day"}
+        ]
+
         grids = admin.get("/api/grids").json()
         assert grids["type"] == "FeatureCollection" and len(grids["features"]) == 36
         counts = {f["id"]: f["properties"]["open_cases"] for f in grids["features"]}

@@ -56,8 +56,18 @@ def get_stats(
     category: Annotated[str | None, Query(max_length=64)] = None,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     team: Annotated[str | None, Query(max_length=64)] = None,
+    by: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="the dimensions to group by, comma-separated, of category, status, grid_cell, "
+            "day (default: all four; `total`: none). A dimension not grouped by is null in the rows.",
+            examples=["category,day"],
+        ),
+    ] = None,
 ) -> stats.CaseCounts:
-    """Case counts by category × status × grid cell × local day of first sighting."""
+    """Case counts by category × status × grid cell × local day of first sighting, or by the
+    dimensions named in `by`."""
     return stats.counts(
         session,
         principal=principal,
@@ -67,6 +77,7 @@ def get_stats(
         category=category,
         grid_cell=grid_cell,
         team=team,
+        by=stats.parse_dimensions(by),
     )
 
 

@@ -19,23 +19,27 @@
 
   function add(map, key, n) { map.set(key, (map.get(key) || 0) + n); }
 
-  function summarise(stats) {
+  // Two sums of GET /api/stats, grouped by the database: category x day (the trend, the categories)
+  // and grid cell x status (the statuses, the cells). The full cube would grow with cells x days.
+  function summarise(byCategoryDay, byCellStatus) {
     const byCategory = new Map(knownCategories.map((c) => [c, 0]));
     const byStatus = new Map(statuses.map((s) => [s, 0]));
     const byCell = new Map();      // cell -> {open, done}
     const byDay = new Map();       // day -> count
     const byDayCategory = new Map(); // day -> Map(category -> count)
-    for (const row of stats.rows) {
+    for (const row of byCategoryDay.rows) {
       add(byCategory, row.category, row.count);
-      add(byStatus, row.status, row.count);
-      const cell = byCell.get(row.grid_cell) || { open: 0, done: 0 };
-      if (openStatuses.has(row.status)) cell.open += row.count; else cell.done += row.count;
-      byCell.set(row.grid_cell, cell);
       add(byDay, row.day, row.count);
       if (!byDayCategory.has(row.day)) byDayCategory.set(row.day, new Map());
       add(byDayCategory.get(row.day), row.category, row.count);
     }
-    return { total: stats.total, byCategory, byStatus, byCell, byDay, byDayCategory };
+    for (const row of byCellStatus.rows) {
+      add(byStatus, row.status, row.count);
+      const cell = byCell.get(row.grid_cell) || { open: 0, done: 0 };
+      if (openStatuses.has(row.status)) cell.open += row.count; else cell.done += row.count;
+      byCell.set(row.grid_cell, cell);
+    }
+    return { total: byCategoryDay.total, byCategory, byStatus, byCell, byDay, byDayCategory };
   }
 
   // --- the days of the trend: every day from the first to the last, those without cases too ---
@@ -181,9 +185,16 @@
 
   async function start() {
     try {
-      const response = await gp.request(root.dataset.statsUrl);
-      if (!response.ok) throw new Error(await gp.errorText(response));
-      const s = summarise(await response.json());
+      const url = root.dataset.statsUrl;
+      const join = url.includes("?") ? "&" : "?";
+      const [byCategoryDay, byCellStatus] = await Promise.all(
+        ["category,day", "grid_cell,status"].map(async (by) => {
+          const response = await gp.request(url + join + "by=" + by);
+          if (!response.ok) throw new Error(await gp.errorText(response));
+          return response.json();
+        }),
+      );
+      const s = summarise(byCategoryDay, byCellStatus);
       fillFigures(s);
       fillTables(s);
       const empty = s.total === 0;
