@@ -20,6 +20,16 @@ from api.storage.evidence_store import EvidenceStore
 log = logging.getLogger(__name__)
 
 
+def merge_policy(settings: Settings) -> MergePolicy:
+    """The merge rule's parameters as the settings give them (the API and the worker share it)."""
+    return MergePolicy(
+        radius_m=settings.merge_radius_m,
+        window_h=settings.merge_window_h,
+        follow_last=frozenset(settings.merge_from_last),
+        use_buckets=settings.merge_buckets,
+    )
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -36,7 +46,7 @@ class Services:
 
     @property
     def policy(self) -> MergePolicy:
-        return MergePolicy(self.settings.merge_radius_m, self.settings.merge_window_h)
+        return merge_policy(self.settings)
 
     @property
     def webhook_targets(self) -> TargetPolicy:

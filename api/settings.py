@@ -32,6 +32,15 @@ class Settings(BaseModel):
     site_config: Path = Field(Path("configs/site.yaml"), description="site config the worker uses")
     merge_radius_m: float = Field(15.0, ge=0.0, le=10_000.0)
     merge_window_h: float = Field(24.0, ge=0.0, le=24.0 * 365)
+    merge_from_last: tuple[str, ...] = Field(
+        ("piled_debris",),
+        description="categories whose cases are matched from their latest sighting's position (a pile "
+        "grows); every other category from where its case was first seen (a parked car does not walk); "
+        "comma-separated in GRIDPATROL_MERGE_FROM_LAST, the word none for none",
+    )
+    merge_buckets: bool = Field(
+        True, description="narrow merge candidates by position bucket (off only to compare speed)"
+    )
     max_upload_bytes: int = Field(4 * 1024**3, ge=1024, description="footage size limit")
     max_evidence_bytes: int = Field(20 * 1024**2, ge=1024, description="per evidence file")
     token_ttl_h: float = Field(12.0, gt=0.0)
@@ -43,6 +52,11 @@ class Settings(BaseModel):
     job_lease_s: float = Field(60.0, gt=0.0, description="a running job whose lease lapses is retried")
     job_max_attempts: int = Field(3, ge=1)
     worker_poll_s: float = Field(1.0, gt=0.0)
+    checkpoint_dir: Path | None = Field(
+        None,
+        description="where `gridpatrol evidence checkpoint` writes the custody ledger's head; outside "
+        "data_dir (refused inside it); default <data_dir>/../gridpatrol-checkpoints",
+    )
     webhook_timeout_s: float = Field(5.0, gt=0.0)
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_backoff_s: float = Field(2.0, gt=0.0, description="first retry delay; doubles each time")
@@ -54,6 +68,15 @@ class Settings(BaseModel):
         "comma-separated in GRIDPATROL_WEBHOOK_ALLOW_HOSTS; every other such target is refused",
     )
     timezone_offset_h: float = Field(8.0, ge=-14.0, le=14.0, description="local day boundary for stats")
+
+    @field_validator("merge_from_last", mode="before")
+    @classmethod
+    def _split_categories(cls, value: object) -> object:
+        """Either "a, b" (the environment's form; "none" for none) or a sequence of category names."""
+        if isinstance(value, str):
+            names = [name.strip() for name in value.split(",") if name.strip()]
+            return () if [n.lower() for n in names] == ["none"] else tuple(names)
+        return value
 
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
@@ -93,6 +116,10 @@ class Settings(BaseModel):
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.checkpoint_dir or self.data_dir.resolve().parent / "gridpatrol-checkpoints"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -283,6 +283,7 @@ def bulk_cases(url: str, total: int) -> None:
     """Insert cases straight through the ORM (bulk INSERT ... VALUES), as the service would store them."""
     from sqlalchemy import func, insert, select
 
+    from api.cases.merge import bucket_of
     from api.storage.db import make_engine, make_sessionmaker
     from api.storage.models import Case
 
@@ -325,6 +326,10 @@ def bulk_cases(url: str, total: int) -> None:
                     "created_at": first,
                     "updated_at": first,
                 }
+            )
+            row = rows[-1]  # reached from where first seen, as ingest stores an anchored case
+            row.update(
+                merge_lat=row["lat"], merge_lon=row["lon"], merge_bucket=bucket_of(row["lat"], row["lon"])
             )
         with factory() as session:
             session.execute(insert(Case), rows)

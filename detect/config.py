@@ -7,10 +7,12 @@ polygon that does not make sense is an error that names the key's path. Units ar
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import datetime, time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -230,14 +232,64 @@ class SiteConfig(Strict):
         raise ConfigError(f"no camera '{camera_id}' in the config (have {[c.id for c in self.cameras]})")
 
 
-def _format_errors(path: Path, exc: ValidationError) -> str:
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the config model accepts at `loc` (a pydantic error location, without its last part)."""
+    kind: Any = SiteConfig
+    for part in loc:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(str(part))
+            if field is None:
+                return []
+            kind = field.annotation
+        elif get_origin(kind) in (list, dict):
+            kind = get_args(kind)[-1]
+        else:
+            return []
+        while get_origin(kind) in (Union, UnionType):  # X | None: the model inside
+            models = [a for a in get_args(kind) if a is not type(None)]
+            kind = models[0] if len(models) == 1 else None
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return list(kind.model_fields)
+    return []
+
+
+def _key_path(data: Any, loc: tuple[int | str, ...]) -> str:
+    """A readable key path: list items by their `id` where they have one (cameras[gate].zones[kerb]),
+    else by position (points_norm[1])."""
+    text = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            ident = item.get("id") if isinstance(item, dict) else None
+            text += f"[{ident}]" if isinstance(ident, str) and ident else f"[{part}]"
+            node = item
+        else:
+            text += f".{part}" if text else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return text
+
+
+def _format_errors(path: Path, exc: ValidationError, data: Any) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s)"]
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = tuple(err["loc"])
+        where = _key_path(data, loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (misspelt?)"
-        lines.append(f"  {loc}: {msg}")
+            known = _fields_at(loc[:-1])
+            near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            msg = f"unknown key; did you mean {near[0]}?" if near else "unknown key (misspelt?)"
+            if known and not near:
+                msg += f" (known here: {', '.join(known)})"
+        elif "points_norm" in loc and err["type"] in ("less_than_equal", "greater_than_equal"):
+            axis = {0: "x", 1: "y"}.get(loc[-1]) if isinstance(loc[-1], int) else None
+            where = _key_path(data, loc[:-1]) if axis else where
+            msg = (
+                f"{axis + ' = ' if axis else ''}{err.get('input')} is outside 0..1: "
+                "points_norm are fractions of the image size (x of its width, y of its height), not pixels"
+            )
+        lines.append(f"  {where}: {msg}")
     return "\n".join(lines)
 
 
@@ -248,7 +300,7 @@ def parse_config(data: Any, *, base_dir: Path, origin: Path | str = "<config>") 
     try:
         config = SiteConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(Path(str(origin)), exc)) from None
+        raise ConfigError(_format_errors(Path(str(origin)), exc, data)) from None
     weights = config.model.weights
     if not weights.is_absolute():
         weights = (base_dir / weights).resolve()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,9 @@ from streams.frame import Frame
 
 BOX_COLOUR = (0, 0, 255)  # BGR red
 TEXT_COLOUR = (255, 255, 255)
+ZONE_COLOUR = (0, 255, 255)  # BGR yellow
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+TEXT_PAD_PX = 3  # each side of a banner line's text
 
 # The dwell strip. A sighting keeps its first frame, at most DWELL_SAMPLES frames spread over its stay
 # and its latest frame: at most DWELL_SAMPLES + 2 JPEGs of at most DWELL_MAX_SIDE_PX a side each,
@@ -52,25 +56,48 @@ def _label_lines(label: str, ts: float, wall_time: datetime | None, camera: str)
     return [label, f"{camera}  {when}"]
 
 
-def annotate(image: np.ndarray, box: Box, lines: list[str]) -> np.ndarray:
-    """A copy of a BGR image with the box drawn and text lines in a banner above it."""
+def _text_scale(lines: list[str], width: int, height: int, preferred: float) -> float:
+    """The largest font scale up to `preferred` at which every line, padded, fits the image's width and all
+    lines together its height (Hershey text scales linearly; shrink until it fits)."""
+    scale = preferred
+    while scale > 0.1:
+        widest = max(cv2.getTextSize(text, FONT, scale, 1)[0][0] for text in lines)
+        if widest + 2 * TEXT_PAD_PX <= width and (int(28 * scale) + 6) * len(lines) <= height:
+            break
+        scale *= 0.9
+    return scale
+
+
+def annotate(
+    image: np.ndarray, box: Box, lines: list[str], zone_norm: Sequence[tuple[float, float]] | None = None
+) -> np.ndarray:
+    """A copy of a BGR image with the zone outlined, the box drawn and text lines in a banner above it.
+
+    box: (x1, y1, x2, y2) in pixels; zone_norm: the zone polygon's vertices (x, y) as fractions of the image
+    width and height (a zone's points_norm), or None. The text shrinks where needed to stay inside the image.
+    """
     out = image.copy()
     h, w = out.shape[:2]
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
     thickness = max(2, round(min(h, w) / 300))
+    if zone_norm:
+        points = np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in zone_norm], dtype=np.int32)
+        cv2.polylines(
+            out, [points], isClosed=True, color=ZONE_COLOUR, thickness=thickness, lineType=cv2.LINE_AA
+        )
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
     cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOUR, thickness)
-    scale = max(0.5, min(h, w) / 900)
+    if not lines:
+        return out
+    scale = _text_scale(lines, w, h, max(0.5, min(h, w) / 900))
     line_h = int(28 * scale) + 6
     top = y1 - line_h * len(lines) if y1 - line_h * len(lines) >= 0 else min(y2, h - line_h * len(lines))
     top = max(0, top)
     for i, text in enumerate(lines):
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        (tw, th), _ = cv2.getTextSize(text, FONT, scale, 1)
         y = top + i * line_h
-        x = min(max(0, x1), max(0, w - tw - 6))
-        cv2.rectangle(out, (x, y), (x + tw + 6, y + line_h), BOX_COLOUR, -1)
-        cv2.putText(
-            out, text, (x + 3, y + line_h - 6), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, 1, cv2.LINE_AA
-        )
+        x = min(max(0, x1), max(0, w - tw - 2 * TEXT_PAD_PX))
+        cv2.rectangle(out, (x, y), (x + tw + 2 * TEXT_PAD_PX, y + line_h), BOX_COLOUR, -1)
+        cv2.putText(out, text, (x + TEXT_PAD_PX, y + line_h - 6), FONT, scale, TEXT_COLOUR, 1, cv2.LINE_AA)
     return out
 
 
@@ -99,8 +126,11 @@ def write_evidence(
     jpeg_quality: int = 90,
     crop_margin_ratio: float = 0.15,
     frame_index: int = 0,
+    zone_norm: Sequence[tuple[float, float]] | None = None,
 ) -> tuple[EvidenceFile, ...]:
     """Write annotated, crop and raw JPEGs; paths in the result are relative to out_dir.
+
+    zone_norm: the polygon of the zone the incident was in (points_norm), outlined on the annotated frame.
 
     File names carry the frame index, so an incident written when it fires and again, with a
     better frame, when it ends keeps both sets of files intact (each record's hashes stay true).
@@ -108,7 +138,7 @@ def write_evidence(
     folder = Path("evidence") / incident_id
     (out_dir / folder).mkdir(parents=True, exist_ok=True)
     images = {
-        "annotated": annotate(image, box, _label_lines(label, ts, wall_time, camera)),
+        "annotated": annotate(image, box, _label_lines(label, ts, wall_time, camera), zone_norm),
         "crop": crop(image, box, crop_margin_ratio),
         "raw": image,
     }

@@ -181,6 +181,7 @@ class Pipeline:
             jpeg_quality=self.config.evidence.jpeg_quality,
             crop_margin_ratio=self.config.evidence.crop_margin_ratio,
             frame_index=frame.index,
+            zone_norm=v.zone.points_norm if v.zone else None,
         ) + write_dwell_strip(self.out_dir, v.id, strip)
         scores = v.scores or [v.best_score]
         return Incident(

@@ -33,7 +33,8 @@ def open_source(
     analysis_fps: frames per second to analyse, chosen by timestamps (None: every frame).
     start_time: the footage's absolute start, for Frame.wall_time (live cameras use the receive time instead).
     position: the fixed camera's position, passed to every frame.
-    image_fps: the frame rate of an image folder (default: date-times in the names, else 1 fps).
+    image_fps: the frame rate of an image folder (default: the images' EXIF DateTimeOriginal, else times in
+        their names, else a SourceError asking for it: a rate is never assumed).
     reconnect: timeouts and backoff for live cameras (its read timeout also bounds a remote file's reads).
     """
     text = os.fspath(uri)

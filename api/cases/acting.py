@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, event, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, SessionTransaction
 
 from api.accounts.accounts import Principal
 from api.cases import custody, webhooks, workflow
 from api.cases.ingest import link_evidence
 from api.cases.reading import case_summary, get_case
 from api.errors import InputError
-from api.storage.db import utcnow
+from api.storage.db import make_sessionmaker, utcnow
 from api.storage.evidence_store import EvidenceError, EvidenceStore, StoredFile
-from api.storage.models import Case, CaseEvent, GridCell
+from api.storage.models import Case, CaseEvent, EvidenceBlob, EvidenceLink, GridCell
+
+log = logging.getLogger(__name__)
 
 # the first line of a dispatch's history note when it names the team: "dispatched to team-x"
 DISPATCHED_TO = "dispatched to "
@@ -39,12 +43,54 @@ def store_after_photo(
     max_bytes: int,
 ) -> StoredFile:
     """Store the after-photo of a move, once the case is known to be visible to the caller (NotFound
-    before anything is stored otherwise); a bad photo is a TransitionInputError naming "photo"."""
+    before anything is stored otherwise); a bad photo is a TransitionInputError naming "photo".
+
+    The photo is tied to `session`'s transaction: when the move then fails (an illegal move, a
+    role that may not make it, a commit the database refuses), a photo this call put into the store
+    is removed again, unless some row references it by then (the store is content-addressed: the
+    same bytes may belong to another case). A photo that was already stored is never removed."""
     get_case(session, principal=principal, case_id=case_id)
     try:
-        return store.put_stream(photo, max_bytes=max_bytes)
+        stored = store.put_stream(photo, max_bytes=max_bytes)
     except EvidenceError as exc:
         raise workflow.TransitionInputError("photo", exc.reason) from None
+    if stored.created:
+        _remove_unless_committed(session, store, stored.sha256)
+    return stored
+
+
+def _remove_unless_committed(session: Session, store: EvidenceStore, sha256: str) -> None:
+    """When the session's transaction ends without a commit, remove the stored file `sha256` unless
+    a row references it (checked in a transaction of its own; kept when that check fails)."""
+    state = {"committed": False, "done": False}
+
+    def on_commit(_: Session) -> None:
+        state["committed"] = True
+
+    def on_end(ended: Session, transaction: SessionTransaction) -> None:
+        if transaction.nested or transaction.parent is not None or state["done"]:
+            return
+        state["done"] = True
+        if state["committed"]:
+            return
+        try:
+            bind = ended.get_bind()
+            engine = bind if isinstance(bind, Engine) else bind.engine
+            with make_sessionmaker(engine, readonly=True)() as check:
+                referenced = check.scalar(
+                    select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == sha256).limit(1)
+                ) or check.scalar(select(EvidenceLink.id).where(EvidenceLink.sha256 == sha256).limit(1))
+        except SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc
+            log.warning(
+                "after-photo %s of a failed move kept: its references cannot be read (%s)", sha256, cause
+            )
+            return
+        if referenced is None and store.remove(sha256):
+            log.info("after-photo %s of a failed move removed from the evidence store", sha256[:12])
+
+    event.listen(session, "after_commit", on_commit)
+    event.listen(session, "after_transaction_end", on_end)
 
 
 def transition(

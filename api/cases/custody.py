@@ -1,27 +1,42 @@
-"""Per-case custody log, append-only and chained by hash.
+"""The custody log: per case, and one ledger over every case; append-only and chained by hash.
 
 entry_hash = sha256(prev_hash + "\\n" + canonical JSON of (case_id, seq, at, actor, action, detail)).
 The first entry's prev_hash is 64 zeros. Changing, removing or reordering any entry breaks the chain
 from there on; `verify_chain` names the first entry that does not match.
+
+Every entry also takes the next place in the ledger: ledger_hash = sha256(ledger_prev + "\\n" +
+ledger_seq + "\\n" + entry_hash), ledger seq 1, 2, 3... across all cases. A missing entry anywhere is
+then a gap, and the head row (custody_ledger_head, advanced under its row lock by every append, which
+serialises appends on PostgreSQL) shows a deleted trailing entry. A rewrite of the whole ledger by
+someone who can write the database is caught only against a checkpoint kept outside it
+(api.cases.checkpoints). What the entries say about a case is checked by api.cases.audit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from api.storage.db import table_of as _table
 from api.storage.db import utcnow
-from api.storage.models import CustodyEntry
+from api.storage.models import CustodyEntry, CustodyLedgerHead
 
 GENESIS = "0" * 64
 _INSERT = insert(_table(CustodyEntry))
+_HEAD = _table(CustodyLedgerHead)
+# the head row advanced first: on PostgreSQL the UPDATE holds its row lock until commit, so appends
+# take ledger places one after the other (SQLite serialises every writer anyway)
+_ADVANCE = (
+    update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq + 1).returning(_HEAD.c.seq, _HEAD.c.hash)
+)
+_SET_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(hash=bindparam("head_hash"), at=bindparam("head_at"))
 _ENTRIES = _table(CustodyEntry).c
 _LAST = (
     select(_ENTRIES.seq, _ENTRIES.entry_hash)
@@ -51,6 +66,33 @@ def entry_digest(
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
+def ledger_digest(ledger_prev: str, ledger_seq: int, entry_hash: str) -> str:
+    """The ledger hash of an entry (migration 0006 keeps a frozen copy: change neither alone)."""
+    return hashlib.sha256(f"{ledger_prev}\n{ledger_seq}\n{entry_hash}".encode()).hexdigest()
+
+
+# what a new case is, recorded in its first entry (api.cases.audit replays the later entries on it)
+CASE_FACTS = ("number", "category", "status", "team", "grid_cell_id")
+# what a sighting row says, hashed into the custody entry that recorded it (api.cases.audit compares)
+SIGHTING_FACTS = (
+    "incident_id",
+    "seen_at",
+    "lat",
+    "lon",
+    "plate",
+    "camera_id",
+    "device_id",
+    "job_id",
+    "incident_json",
+    "recurrence",
+)
+
+
+def sighting_digest(row: Mapping[Any, Any]) -> str:
+    """SHA-256 of a sighting's facts (a row as inserted or as read back: the same digest)."""
+    return hashlib.sha256(_canonical({k: row[k] for k in SIGHTING_FACTS}).encode()).hexdigest()
+
+
 def append(
     session: Session,
     *,
@@ -60,29 +102,39 @@ def append(
     detail: dict[str, Any],
     new_chain: bool = False,
 ) -> str:
-    """Append an entry; the caller holds the case row (locked on PostgreSQL) in this transaction.
-    new_chain: the case was created in this transaction, so it has no entries yet."""
-    """Returns the new entry's hash."""
+    """Append an entry to the case's chain and to the ledger; returns the new entry's hash.
+
+    The caller holds the case row (locked on PostgreSQL) in this transaction. new_chain: the case was
+    created in this transaction, so it has no entries yet."""
     conn = session.connection()  # Core statements: this runs once per ingested incident
     last = None if new_chain else conn.execute(_LAST, {"case_id": case_id}).first()
     seq = 1 if last is None else last.seq + 1
     prev = GENESIS if last is None else last.entry_hash
+    head = conn.execute(_ADVANCE).one()
     at = utcnow()
     detail_text = _canonical(detail)
-    values = {
-        "case_id": case_id,
-        "seq": seq,
-        "at": at,
-        "actor": actor,
-        "action": action,
-        "detail": detail_text,
-        "prev_hash": prev,
-        "entry_hash": entry_digest(
-            prev, case_id=case_id, seq=seq, at=at, actor=actor, action=action, detail=detail_text
-        ),
-    }
-    conn.execute(_INSERT, values)
-    return str(values["entry_hash"])
+    entry_hash = entry_digest(
+        prev, case_id=case_id, seq=seq, at=at, actor=actor, action=action, detail=detail_text
+    )
+    ledger_hash = ledger_digest(head.hash, head.seq, entry_hash)
+    conn.execute(
+        _INSERT,
+        {
+            "case_id": case_id,
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "detail": detail_text,
+            "prev_hash": prev,
+            "entry_hash": entry_hash,
+            "ledger_seq": head.seq,
+            "ledger_prev": head.hash,
+            "ledger_hash": ledger_hash,
+        },
+    )
+    conn.execute(_SET_HEAD, {"head_hash": ledger_hash, "head_at": at})
+    return entry_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +197,93 @@ def verify_all(session: Session) -> tuple[int, list[ChainProblem]]:
         problems += verify_chain(batch, current)
         chains += 1
     return chains, problems
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHead:
+    seq: int
+    hash: str
+    entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCheck:
+    head: LedgerHead  # as recomputed from the entries (seq and hash of the last one)
+    problems: list[str]
+    hashes_at: dict[int, str]  # ledger hash at the seqs asked for (those present)
+
+
+def snapshot(session: Session) -> None:
+    """Read the rest of this session's transaction from one snapshot, so that a check reading many
+    tables while the service writes sees one moment (PostgreSQL: REPEATABLE READ; SQLite's read
+    transaction is one snapshot already). Call before the session's first statement."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def recorded_head(session: Session) -> LedgerHead:
+    """The head row as stored; seq 0 and GENESIS before any entry, entries -1 when the row is gone."""
+    row = session.execute(
+        select(CustodyLedgerHead.seq, CustodyLedgerHead.hash).where(CustodyLedgerHead.id == 1)
+    ).first()
+    return LedgerHead(0, GENESIS, -1) if row is None else LedgerHead(int(row.seq), row.hash, int(row.seq))
+
+
+def verify_ledger(session: Session, *, cases: dict[int, str], at_seqs: tuple[int, ...] = ()) -> LedgerCheck:
+    """The ledger walked in order: seq 1, 2, 3... without a gap, each ledger_prev the hash before it
+    and each ledger_hash recomputed; then the head row. `cases`: case id -> number, for the messages.
+    The entry hashes themselves are checked against their content by verify_chain."""
+    problems: list[str] = []
+    wanted = set(at_seqs)
+    hashes_at: dict[int, str] = {}
+    c = _table(CustodyEntry).c
+    stmt = (
+        select(c.ledger_seq, c.ledger_prev, c.ledger_hash, c.entry_hash, c.case_id, c.seq)
+        .order_by(c.ledger_seq)
+        .execution_options(yield_per=5000)
+    )
+    expected, prev, count = 1, GENESIS, 0
+    before = "the start"
+    for row in session.connection().execute(stmt):
+        count += 1
+        here = f"case {cases.get(row.case_id, row.case_id)} entry {row.seq}"
+        if row.ledger_seq != expected:
+            missing = (
+                f"custody entry {expected} missing"
+                if row.ledger_seq == expected + 1
+                else f"custody entries {expected}..{row.ledger_seq - 1} missing"
+            )
+            problems.append(f"ledger: {missing} (between {before} and {here})")
+        elif row.ledger_prev != prev:
+            problems.append(
+                f"ledger: custody entry {row.ledger_seq} ({here}) does not follow the entry before"
+            )
+        if ledger_digest(row.ledger_prev, row.ledger_seq, row.entry_hash) != row.ledger_hash:
+            problems.append(
+                f"ledger: custody entry {row.ledger_seq} ({here}) altered (ledger hash does not match)"
+            )
+        if row.ledger_seq in wanted:
+            hashes_at[row.ledger_seq] = row.ledger_hash
+        expected, prev, before = (
+            row.ledger_seq + 1,
+            row.ledger_hash,
+            f"custody entry {row.ledger_seq} ({here})",
+        )
+    last = LedgerHead(expected - 1, prev, count)
+    head = recorded_head(session)
+    if head.entries < 0:
+        problems.append("ledger: the recorded head row is missing")
+    elif head.seq > last.seq:
+        missing = (
+            f"custody entry {head.seq} missing"
+            if head.seq == last.seq + 1
+            else f"custody entries {last.seq + 1}..{head.seq} missing"
+        )
+        problems.append(
+            f"ledger: {missing} (the recorded head is entry {head.seq}, the last entry is {last.seq})"
+        )
+    elif (head.seq, head.hash) != (last.seq, last.hash):
+        problems.append(
+            f"ledger: the recorded head (entry {head.seq}) does not match the last entry {last.seq}"
+        )
+    return LedgerCheck(last, problems, hashes_at)

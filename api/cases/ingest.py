@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from api.accounts.accounts import Principal
 from api.cases import custody, workflow
 from api.cases.grids import GridCache, GridIndex
 from api.cases.incident import IncidentInputError, IncidentPayload
-from api.cases.merge import Candidate, MergeKey, MergePolicy, choose_case
+from api.cases.merge import Candidate, MergeKey, MergePolicy, bucket_of, choose_case
 from api.storage.db import as_utc, utcnow
 from api.storage.db import table_of as _table
 from api.storage.evidence_store import StoredFile
@@ -108,13 +108,24 @@ def case_number(case: Case) -> str:
     return f"GP-{case.first_seen.year}-{case.id:06d}"
 
 
-def _candidate_statements() -> tuple[Select, Select]:
+def _candidate_statements() -> tuple[Select, Select, Select]:
     """The merge-candidate queries, built once with bound parameters (statement building and
     caching cost more than the query itself on this hot path). They narrow the cases with the merge
     rule's own conditions (api.cases.merge) and read only what choosing needs; choose_case decides,
-    and the chosen case is then loaded by its id."""
+    and the chosen case is then loaded by its id. A case's reach point (merge_lat, merge_lon) is its
+    position as the rule measures it. `near` reads the merge buckets around the incident through
+    ix_cases_merge_bucket (category, merge_bucket, last_seen): a few index ranges, however many
+    cases the day holds; `near_unbucketed` (a box too wide for buckets, or buckets turned off)
+    reads every case of the category in the window and keeps those in the box."""
     base = select(
-        Case.id, Case.category, Case.status, Case.last_seen, Case.lat, Case.lon, Case.plate, Case.camera_id
+        Case.id,
+        Case.category,
+        Case.status,
+        Case.last_seen,
+        Case.merge_lat,
+        Case.merge_lon,
+        Case.plate,
+        Case.camera_id,
     ).where(
         Case.category == bindparam("category"),
         Case.status != workflow.REJECTED,
@@ -126,12 +137,13 @@ def _candidate_statements() -> tuple[Select, Select]:
             Case.plate == bindparam("plate"),
         ),
     )
-    near = base.where(
-        Case.lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
-        Case.lon.between(bindparam("lon_lo"), bindparam("lon_hi")),
+    near_unbucketed = base.where(
+        Case.merge_lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
+        Case.merge_lon.between(bindparam("lon_lo"), bindparam("lon_hi")),
     )
+    near = near_unbucketed.where(Case.merge_bucket.in_(bindparam("buckets", expanding=True)))
     same_camera = (
-        base.where(Case.lat.is_(None))
+        base.where(Case.merge_lat.is_(None))
         .where(
             or_(
                 and_(bindparam("camera", type_=Case.camera_id.type).is_(None), Case.camera_id.is_(None)),
@@ -141,14 +153,14 @@ def _candidate_statements() -> tuple[Select, Select]:
         .order_by(Case.last_seen.desc(), Case.id.asc())
         .limit(_SAME_CAMERA_ROWS)
     )
-    return near, same_camera
+    return near, near_unbucketed, same_camera
 
 
 _SAME_CAMERA_ROWS = 8  # the latest few position-less cases of the camera; choose_case takes the latest
-_NEAR, _SAME_CAMERA = _candidate_statements()
+_NEAR, _NEAR_UNBUCKETED, _SAME_CAMERA = _candidate_statements()
 
 
-def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> Case | None:
+def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> Candidate | None:
     """The case this incident is a sighting of (see api.cases.merge), or None for a new case."""
     conn = session.connection()  # Core rows: most incidents match nothing, so no ORM loading
     key = inc.merge_key()
@@ -165,9 +177,14 @@ def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> C
         params.update(
             lat_lo=inc.lat - dlat, lat_hi=inc.lat + dlat, lon_lo=inc.lon - dlon, lon_hi=inc.lon + dlon
         )
-        rows = conn.execute(_NEAR, params)
-    chosen = choose_case(key, (Candidate(*row) for row in rows), policy)
-    return None if chosen is None else session.get(Case, chosen)
+        buckets = policy.buckets_near(inc.lat, inc.lon)
+        if buckets is None:
+            rows = conn.execute(_NEAR_UNBUCKETED, params)
+        else:
+            rows = conn.execute(_NEAR, dict(params, buckets=buckets))
+    candidates = {row[0]: Candidate(*row) for row in rows}
+    chosen = choose_case(key, candidates.values(), policy)
+    return None if chosen is None else candidates[chosen]
 
 
 def link_evidence(
@@ -254,12 +271,18 @@ def ingest(
         return existing
     now = utcnow()
     evidence_detail = [{"role": r, "sha256": s.sha256} for r, s in inc.evidence]
-    case = _best_candidate(session, inc, policy)
+    candidate = _best_candidate(session, inc, policy)
+    case = None if candidate is None else session.get(Case, candidate.id)
     created = recurrence = False
     events: list[dict[str, Any]] = []
     if case is not None:
+        assert candidate is not None
         if postgresql:
             session.refresh(case, with_for_update=True)
+        reach = policy.reach_after(replace(candidate, last_seen=case.last_seen), inc.merge_key())
+        if reach is not None:
+            case.merge_lat, case.merge_lon = reach
+            case.merge_bucket = bucket_of(*reach)
         case.sightings_count += 1
         case.last_seen = max(case.last_seen, inc.seen_at)
         case.first_seen = min(case.first_seen, inc.first_seen)
@@ -293,6 +316,9 @@ def ingest(
             "team": cell.team,
             "lat": inc.lat,
             "lon": inc.lon,
+            "merge_lat": inc.lat,
+            "merge_lon": inc.lon,
+            "merge_bucket": None if inc.lat is None or inc.lon is None else bucket_of(inc.lat, inc.lon),
             "plate": inc.plate,
             "camera_id": inc.camera_id,
             "device_id": actor.device_id,
@@ -316,30 +342,36 @@ def ingest(
         )
     if events:
         conn.execute(_INSERT_EVENT, [dict(e, case_id=case_id, at=now, actor=actor.label) for e in events])
-    sighting_id = conn.execute(
-        _INSERT_SIGHTING,
-        {
-            "case_id": case_id,
-            "incident_id": inc.id,
-            "seen_at": inc.seen_at,
-            "lat": inc.lat,
-            "lon": inc.lon,
-            "plate": inc.plate,
-            "camera_id": inc.camera_id,
-            "device_id": actor.device_id,
-            "job_id": job_id,
-            "incident_json": json.dumps(inc.raw, separators=(",", ":"), ensure_ascii=False, default=str),
-            "recurrence": recurrence,
-            "created_at": now,
-        },
-    ).scalar_one()
+    sighting = {
+        "case_id": case_id,
+        "incident_id": inc.id,
+        "seen_at": inc.seen_at,
+        "lat": inc.lat,
+        "lon": inc.lon,
+        "plate": inc.plate,
+        "camera_id": inc.camera_id,
+        "device_id": actor.device_id,
+        "job_id": job_id,
+        "incident_json": json.dumps(inc.raw, separators=(",", ":"), ensure_ascii=False, default=str),
+        "recurrence": recurrence,
+        "created_at": now,
+    }
+    sighting_id = conn.execute(_INSERT_SIGHTING, sighting).scalar_one()
     link_evidence(session, case_id, sighting_id, inc.evidence)
+    detail: dict[str, Any] = {
+        "incident_id": inc.id,
+        "evidence": evidence_detail,
+        "recurrence": recurrence,
+        "sighting": {"id": int(sighting_id), "sha256": custody.sighting_digest(sighting)},
+    }
+    if created:  # the case's first state, which api.cases.audit replays the later entries on
+        detail["case"] = {k: case_row[k] for k in custody.CASE_FACTS}
     custody.append(
         session,
         case_id=case_id,
         actor=actor.label,
         action="case_created" if created else "sighting_added",
-        detail={"incident_id": inc.id, "evidence": evidence_detail, "recurrence": recurrence},
+        detail=detail,
         new_chain=created,
     )
     if created:

@@ -6,8 +6,10 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from api.cli import CommandError
@@ -28,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="video file (mp4, avi, mov, mkv), image folder, or a camera or stream URL "
         "(rtsp, rtmp, http(s) MJPEG / HLS / FLV, srt, udp, ...)",
     )
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="site config (default: %(default)s)")
+    p.add_argument(
+        "--config", type=Path, help=f"site config (default: {DEFAULT_CONFIG}, relative to the current folder)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder for incidents.jsonl and evidence/")
     p.add_argument("--camera", help="camera id from the config (default: its only camera)")
     p.add_argument("--source-id", help="id to record as the source (default: the camera id)")
@@ -51,7 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: the camera's; GPX and NMEA times are UTC by their formats)",
     )
     p.add_argument(
-        "--image-fps", type=float, help="frame rate of an image folder whose file names carry no time"
+        "--image-fps",
+        type=float,
+        help="frame rate of an image folder (needed unless every image has an EXIF DateTimeOriginal or "
+        "every file name a time)",
     )
     p.add_argument("--fps", type=float, help="override analysis_fps (frames analysed per second of footage)")
     p.add_argument("--model", type=Path, help="override the config's model weights")
@@ -98,8 +105,42 @@ def run_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_path(given: Path | None) -> Path:
+    """The site config to read: the one given, else configs/site.yaml under the current folder (the
+    repository's); outside the repository that is missing, and the error says to pass --config."""
+    if given is not None:
+        return given
+    if not DEFAULT_CONFIG.is_file():
+        raise CommandError(
+            f"no site config at {DEFAULT_CONFIG.resolve()} (the default, relative to the current folder); "
+            "pass --config FILE"
+        )
+    return DEFAULT_CONFIG
+
+
+def _check_input(text: str) -> None:
+    """A local input that is not there is reported before the model loads (URLs are opened later)."""
+    if "://" in text:
+        return
+    if not Path(text).exists():
+        raise CommandError(f"{text}: no such file or folder")
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of incidents.jsonl, one by one (a line cut off by a stopped run is skipped)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
 def run_detect(args: argparse.Namespace) -> int:
-    config = _load_config(args.config)
+    config = _load_config(_config_path(args.config))
+    _check_input(str(args.input))
     updates = {}
     if args.fps is not None:
         if args.fps <= 0:
@@ -117,11 +158,13 @@ def run_detect(args: argparse.Namespace) -> int:
             raise CommandError(f"--start-time: not an ISO 8601 time: {args.start_time!r}") from None
 
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from api.cli.contact_sheet import write_contact_sheet
     from detect.config import ConfigError
     from detect.pipeline import Progress, build_detector, detect_footage
     from detect.yolo import ModelError
-    from streams import SourceError, TrackError, is_live_url, load_track
+    from streams import SourceError, TrackError, is_live_url, load_track, mask_credentials
 
     try:
         camera = config.camera(args.camera)
@@ -152,7 +195,8 @@ def run_detect(args: argparse.Namespace) -> int:
         live = is_live_url(str(args.input))
     ids: set[str] = set()
     try:
-        with open(jsonl, "w", encoding="utf-8") as fh:
+        # log lines go through the bar (tqdm.write), so a warning does not break it into two
+        with open(jsonl, "w", encoding="utf-8") as fh, logging_redirect_tqdm():
             for incident in detect_footage(
                 args.input,
                 config,
@@ -169,9 +213,19 @@ def run_detect(args: argparse.Namespace) -> int:
                 fh.write(json.dumps(incident.to_json(), ensure_ascii=False) + "\n")
                 fh.flush()
                 ids.add(incident.id)
+        if bar.total is not None:  # the footage ended: the last frame's time is short of the length
+            bar.n = bar.total
+            bar.refresh()
     except SourceError as exc:
         raise CommandError(str(exc)) from None
     finally:
         bar.close()
+        # also when the footage broke off or a live run was stopped: the incidents so far (the title masks a
+        # camera URL's password)
+        if jsonl.is_file():
+            sheet = write_contact_sheet(
+                out, _read_jsonl(jsonl), title=f"gridpatrol: {mask_credentials(str(args.input))}"
+            )
+            print(f"contact sheet: {sheet}")
     print(f"{len(ids)} incident(s) written to {jsonl}")
     return 0

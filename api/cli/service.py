@@ -267,31 +267,70 @@ def _grid_import(args: argparse.Namespace) -> int:
 
 
 def _evidence_verify(args: argparse.Namespace) -> int:
+    """Every evidence file, the custody ledger, every case's chain and every fact it vouches for
+    (api.cases.audit); with --against, the ledger up to a checkpoint kept outside the database."""
+    from pathlib import Path
+
     from sqlalchemy import select
 
-    from api.cases.custody import verify_all
+    from api.cases import checkpoints
+    from api.cases.audit import audit
     from api.storage.models import EvidenceBlob
 
+    checkpoint = None
+    if args.against:
+        try:
+            checkpoint = checkpoints.load(Path(args.against))
+        except checkpoints.CheckpointError as exc:
+            raise CommandError(str(exc)) from None
     services = _services(args)
     problems: list[str] = []
-    with services.factory() as session:
+    with services.read_factory() as session:  # one snapshot; SQLite writers are not held up
+        result = audit(session, at_seqs=(checkpoint.ledger_seq,) if checkpoint else ())
         known = set(session.scalars(select(EvidenceBlob.sha256)))
-        for sha in sorted(known):
+    for sha in sorted(known | result.blobs):
+        problem = services.store.verify(sha)
+        if problem:
+            problems.append(f"evidence {sha}: {problem}")
+    for sha, path in services.store.iter_files():
+        if sha not in known and sha not in result.blobs:
             problem = services.store.verify(sha)
             if problem:
-                problems.append(f"evidence {sha}: {problem}")
-        for sha, path in services.store.iter_files():
-            if sha not in known:
-                problem = services.store.verify(sha)
-                if problem:
-                    problems.append(f"evidence file {path}: {problem}")
-        chains, chain_problems = verify_all(session)
-    for p in chain_problems:
-        problems.append(f"case {p.case_id} custody entry {p.seq}: {p.reason}")
+                problems.append(f"evidence file {path}: {problem}")
+    problems += result.problems
+    if checkpoint is not None:
+        problems += checkpoints.compare(checkpoint, result.ledger_hashes, result.head)
     for line in problems:
         print(line)
-    print(f"checked {len(known)} evidence files and {chains} custody chains: {len(problems)} problem(s)")
+    against = f", against the checkpoint at entry {checkpoint.ledger_seq}" if checkpoint else ""
+    print(
+        f"checked {len(known | result.blobs)} evidence files, {result.cases} cases and "
+        f"{result.entries} custody entries (ledger head {result.head.seq}){against}: "
+        f"{len(problems)} problem(s)"
+    )
     return 1 if problems else 0
+
+
+def _evidence_checkpoint(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from api.cases import checkpoints
+
+    settings = _settings(args)
+    services = _services(args)
+    try:
+        with services.read_factory() as session:
+            checkpoint = checkpoints.take(session)
+        path = checkpoints.write(
+            checkpoint,
+            out=Path(args.out) if args.out else None,
+            folder=settings.checkpoints_dir,
+            data_dir=settings.data_dir,
+        )
+    except checkpoints.CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"checkpoint of custody entry {checkpoint.ledger_seq} ({checkpoint.ledger_hash}) written to {path}")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -376,6 +415,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("evidence", help="evidence store")
     sub = p.add_subparsers(dest="evidence_command", metavar="ACTION")
-    q = sub.add_parser("verify", help="check every evidence file and every custody chain")
+    q = sub.add_parser(
+        "verify", help="check every evidence file, the custody ledger and every fact the chains vouch for"
+    )
+    q.add_argument(
+        "--against",
+        metavar="CHECKPOINT",
+        help="also prove the ledger up to this checkpoint was not rewritten",
+    )
     db_option(q)
     q.set_defaults(handler=_evidence_verify)
+    q = sub.add_parser(
+        "checkpoint",
+        help="write the custody ledger's head to a JSON file outside the data folder "
+        "(GRIDPATROL_CHECKPOINT_DIR, default <data-dir>/../gridpatrol-checkpoints)",
+    )
+    q.add_argument("--out", metavar="FILE", help="write here instead (refused inside the data folder)")
+    db_option(q)
+    q.set_defaults(handler=_evidence_checkpoint)

@@ -5,23 +5,36 @@ modules and name the response's schema (api/http/schemas.py). Every client error
 {"detail": "<field>: <reason>", "errors": [{"field": ..., "reason": ...}]}: a user's mistake is an
 api.errors.InputError, answered by one handler; FastAPI's validation errors and Starlette's HTTP
 errors are answered in the same shape.
+
+Faults of the service's own are answered in that shape too, never as a plain-text 500: the database
+unreachable, restarting or locked beyond its busy timeout is a 503 with Retry-After (field
+"database"); a full disk is a 507 naming what filled ("evidence store", "uploads", "database"). Each
+is logged as one line with its cause (no traceback, credentials in URLs masked), at most once a
+minute per cause. A page (a path outside /api/) gets a readable HTML page instead of JSON.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
-from api.errors import InputError
+from api.errors import InputError, ServiceFault, StorageFull, Unavailable, is_disk_full
+from api.http.allow import AllowEveryMethod
 from api.http.pages import install_pages
 from api.settings import Settings
+from api.storage.db import DatabaseBusy
 
 if TYPE_CHECKING:
     from api.jobs.worker import Pipeline
@@ -37,7 +50,118 @@ def error_response(error: InputError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=headers or None)
 
 
+DATABASE = "database"
+RETRY_AFTER_S = 5
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_SQLITE_UNREACHABLE = ("unable to open", "disk i/o error", "readonly database", "read-only database")
+_PASSWORD_OPTION = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def mask_credentials(text: str) -> str:
+    """A driver's message with any password in it (a URL's user:password@, password=...) masked."""
+    return _PASSWORD_OPTION.sub(r"\1***", _URL_PASSWORD.sub(r"\g<scheme>***@", text))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return mask_credentials(text[0] if text else type(exc).__name__)
+
+
+def database_fault(exc: BaseException) -> ServiceFault | None:
+    """What a database error means for the caller: 503 (unreachable, disconnected, locked beyond
+    the busy timeout, no pooled connection in time), 507 (SQLite: disk full); None for anything
+    else (a constraint, a bad statement: a bug, left to be a 500)."""
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return Unavailable(DATABASE, "connection lost; retry", retry_after_s=RETRY_AFTER_S)
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sqlite3.OperationalError)):
+        message = str(orig).lower()
+        if "disk is full" in message or "disk full" in message:  # SQLITE_FULL
+            return StorageFull(DATABASE)
+        if "locked" in message or "busy" in message:
+            return Unavailable(DATABASE, "busy beyond its timeout; retry", retry_after_s=RETRY_AFTER_S)
+        if isinstance(orig, sqlite3.Error) and not any(m in message for m in _SQLITE_UNREACHABLE):
+            return None  # SQLite says OperationalError for a bad statement or a missing table too: a bug
+        return Unavailable(DATABASE, "not reachable; retry", retry_after_s=RETRY_AFTER_S)
+    if isinstance(exc, DatabaseBusy):
+        return Unavailable(DATABASE, "busy beyond its timeout; retry", retry_after_s=RETRY_AFTER_S)
+    if isinstance(exc, sa_exc.TimeoutError):  # the connection pool: every connection in use
+        return Unavailable(DATABASE, "too busy (no free connection); retry", retry_after_s=RETRY_AFTER_S)
+    return None
+
+
+class _FaultLog:
+    """Logs a fault's cause as one warning line, at most once a minute per cause (an outage under
+    load would otherwise write a line per request), with the number of repeats left out."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self._last: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def log(self, fault: ServiceFault, cause: BaseException, request: Request) -> None:
+        line = f"{fault.field}: {type(cause).__name__}: {_first_line(cause)}"
+        now = time.monotonic()
+        with self._lock:
+            last, repeats = self._last.get(line, (float("-inf"), 0))
+            if now - last < self.every_s:
+                self._last[line] = (last, repeats + 1)
+                return
+            if len(self._last) >= 1000:  # causes that vary (a port, a path) must not fill memory
+                self._last.clear()
+            self._last[line] = (now, 0)
+        more = f" (and {repeats} more since)" if repeats else ""
+        log.warning("%s %s answered %d: %s%s", request.method, request.url.path, fault.status, line, more)
+
+
+def fault_response(request: Request, fault: ServiceFault) -> Response:
+    """A fault's answer: the error body (a page outside /api/ gets an HTML page) and Retry-After."""
+    headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s is not None else None
+    if not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", ""):
+        from api.http.pages.render import render, translator
+
+        t = translator(request)
+        kind = "storage_full" if isinstance(fault, StorageFull) else "unavailable"
+        page = render(
+            request,
+            "message.html",
+            principal=None,
+            heading=t(f"error.{kind}.title"),
+            message=t(f"error.{kind}.body", detail=str(fault)),
+            status_code=fault.status,
+        )
+        page.headers.update(headers or {})
+        return page
+    return JSONResponse(fault.body(), status_code=fault.status, headers=headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+    faults = _FaultLog()
+
+    @app.exception_handler(ServiceFault)
+    async def _fault(request: Request, exc: ServiceFault) -> Response:
+        faults.log(exc, exc.__cause__ or exc, request)
+        return fault_response(request, exc)
+
+    async def _database(request: Request, exc: Exception) -> Response:
+        fault = database_fault(exc)
+        if fault is None:
+            raise exc  # not the database's state: a bug, answered 500 with its traceback logged
+        cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+        faults.log(fault, cause, request)
+        return fault_response(request, fault)
+
+    for kind in (sa_exc.DBAPIError, sa_exc.TimeoutError, sqlite3.OperationalError, DatabaseBusy):
+        app.add_exception_handler(kind, _database)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> Response:
+        if not is_disk_full(exc):
+            raise exc
+        fault = StorageFull("disk")
+        faults.log(fault, exc, request)
+        return fault_response(request, fault)
+
     @app.exception_handler(InputError)
     async def _input(_: Request, exc: InputError) -> JSONResponse:
         return error_response(exc)
@@ -127,6 +251,7 @@ def create_app(
     )
     app.state.services = services
     _install_error_handlers(app)
+    app.add_middleware(AllowEveryMethod, openapi=app.openapi)
     for module in (auth, incidents, uploads, cases, reports, admin):
         app.include_router(module.router)
     install_pages(app)

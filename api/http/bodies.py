@@ -100,22 +100,37 @@ def request_body(model: type[BaseModel], *, files: Mapping[str, str] | None = No
     multipart, the last with the `files` fields (name -> description) as binary parts."""
     schema = model.model_json_schema()
     schema = _inline(schema, schema.pop("$defs", {}))
-    multipart = schema
+    form = _without_null(schema)  # a form field is text or not sent; it cannot be null
+    multipart = form
     if files:
-        properties = dict(schema.get("properties", {}))
+        properties = dict(form.get("properties", {}))
         for name, description in files.items():
             properties[name] = {"type": "string", "format": "binary", "description": description}
-        multipart = {**schema, "properties": properties}
+        multipart = {**form, "properties": properties}
     return {
         "requestBody": {
             "required": True,
             "content": {
                 JSON: {"schema": schema},
-                FORMS[0]: {"schema": schema},
+                FORMS[0]: {"schema": form},
                 FORMS[1]: {"schema": multipart},
             },
         }
     }
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An object schema as a form's: each optional `X | None` field is just X (left out when not
+    sent), and a null default is no default."""
+    properties = {}
+    for name, prop in schema.get("properties", {}).items():
+        alternatives = [a for a in prop.get("anyOf", ()) if a.get("type") != "null"]
+        if "anyOf" in prop and len(alternatives) == 1:
+            prop = {**{k: v for k, v in prop.items() if k != "anyOf"}, **alternatives[0]}
+        if "default" in prop and prop["default"] is None:
+            prop = {k: v for k, v in prop.items() if k != "default"}
+        properties[name] = prop
+    return {**schema, "properties": properties}
 
 
 def _inline(node: Any, defs: Mapping[str, Any]) -> Any:

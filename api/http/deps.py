@@ -11,6 +11,7 @@ pool.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
@@ -52,10 +53,10 @@ async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        session.rollback()
+        _release(session, rollback=True)
         raise
     finally:
-        session.close()
+        _release(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -66,7 +67,20 @@ async def get_read_session(services: ServicesDep) -> AsyncIterator[Session]:
     try:
         yield session
     finally:
-        session.close()
+        _release(session)
+
+
+def _release(session: Session, *, rollback: bool = False) -> None:
+    """Roll back / close a request's session. This runs after the answer is decided (often sent):
+    a connection that died meanwhile (the database restarted) must not turn into a second error
+    there; SQLAlchemy has invalidated it, and the pool replaces it."""
+    try:
+        if rollback:
+            session.rollback()
+        else:
+            session.close()
+    except SQLAlchemyError as exc:
+        log.warning("cannot release a database connection: %s", getattr(exc, "orig", None) or exc)
 
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
@@ -111,7 +125,9 @@ async def principal_for(services: Services, token: str) -> Principal | None:
 
 def resolve_token(services: Services, token: str) -> Resolved:
     """Who a token or device key stands for, looked up in the database (blocking: run it in the
-    thread pool); a device's last use is recorded at most once a minute."""
+    thread pool); a device's last use is recorded at most once a minute. That record is
+    bookkeeping: when it cannot be written (database locked, disk full, connection lost) a warning
+    is logged and the request goes on, since it may need no write at all."""
     with services.read_factory() as session:
         resolved = resolve_request(session, token)
     principal = resolved.principal
@@ -119,8 +135,9 @@ def resolve_token(services: Services, token: str) -> Resolved:
         try:
             with session_scope(services.factory) as session:
                 note_device_use(session, principal.device_id)
-        except (SQLAlchemyError, TimeoutError) as exc:  # bookkeeping never fails the request
-            log.warning("cannot record the last use of device %s: %s", principal.name, exc)
+        except (SQLAlchemyError, sqlite3.Error, TimeoutError, OSError) as exc:  # never fails the request
+            cause = getattr(exc, "orig", None) or exc  # the driver's message, without SQL or parameters
+            log.warning("cannot record the last use of device %s: %s", principal.name, cause)
     return resolved
 
 
@@ -142,7 +159,12 @@ Feeder = Annotated[Principal, Depends(require(DEVICE_ROLE, Role.ADMIN, Role.OPER
 
 
 MAX_ID = 2**31 - 1
-CASE_REF = r"^(?:[1-9][0-9]{0,9}|GP-[0-9]{4}-[0-9]{6,10})$"
+ID_UP_TO_MAX = (  # 1..2147483647 (MAX_ID), digit by digit, so the OpenAPI document says where ids end
+    r"[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}"
+    r"|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7]"
+)
+CASE_REF = r"^(?:[1-9][0-9]{0,9}|GP-[0-9]{4}-[0-9]{6,10})$"  # checked; an id past MAX_ID is told so
+CASE_REF_DOCUMENTED = rf"^(?:{ID_UP_TO_MAX}|GP-[0-9]{{4}}-[0-9]{{6,10}})$"  # exactly what is taken
 
 
 async def get_case_id(
@@ -151,6 +173,7 @@ async def get_case_id(
         str,
         Path(
             pattern=CASE_REF,
+            json_schema_extra={"pattern": CASE_REF_DOCUMENTED},
             description="the case's id (123) or its number (GP-2026-000123)",
             examples=["123", "GP-2026-000123"],
         ),

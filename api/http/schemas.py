@@ -15,9 +15,19 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, computed_field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    computed_field,
+)
+from pydantic_core import PydanticCustomError
 
 from api.accounts.accounts import Role
+from api.cases.wall_time import WallTime
 from api.cases.webhooks import DeliveryStatus, WebhookEvent
 from api.cases.workflow import RejectReason, Status
 from api.jobs.queue import JobStatus
@@ -69,6 +79,8 @@ ERROR_DESCRIPTIONS = {
     415: "not a kind of content this endpoint takes",
     422: "an input that cannot be taken; `errors` names each field",
     429: "too many attempts; Retry-After says for how long",
+    503: "the database does not answer (down, restarting, locked too long); Retry-After says when to retry",
+    507: "a disk the service writes to is full (evidence, uploads, database); nothing half-written stays",
 }
 
 
@@ -85,8 +97,43 @@ def error_responses(*statuses: int, described: Mapping[int, str] | None = None) 
     }
 
 
-CALLER_ERRORS = error_responses(401, 403, 422)  # every route that needs a token or key
+SERVICE_FAULTS = error_responses(503)  # every route that reads the database (api.http.app's handlers)
+WRITE_FAULTS = error_responses(503, 507)  # every route that writes to the database or a disk
+CALLER_ERRORS = {**error_responses(401, 403, 422), **SERVICE_FAULTS}  # every route that needs a token or key
 BODY_ERRORS = error_responses(400, described={400: "a body that cannot be parsed (no JSON, no form)"})
+
+
+# --- request parameters --------------------------------------------------------------------------
+
+YEARS = r"(?:19[7-9][0-9]|2[01][0-9]{2})"  # api.cases.wall_time's range, 1970..2199, by its years
+DAYS = r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+QUERY_TIME_PATTERN = (  # RFC 3339's date-time, the offset optional (UTC), 29 February left out
+    rf"^{YEARS}-{DAYS}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{{1,6}})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
+
+
+def _iso_text(value: Any) -> Any:
+    """A query's date-time is ISO 8601 text: pydantic would also read a number ("0.5") as Unix
+    seconds, which the document does not promise and no client means."""
+    text = value.strip() if isinstance(value, str) else value
+    if not isinstance(text, str) or not text or text[0] in "+-." or text.replace(".", "", 1).isdigit():
+        raise PydanticCustomError("iso_8601", "must be an ISO 8601 date-time, e.g. 2026-11-20T09:00:00+08:00")
+    return value
+
+
+QueryTime = Annotated[
+    WallTime,
+    BeforeValidator(_iso_text),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": QUERY_TIME_PATTERN,
+            "description": "ISO 8601 (no offset: UTC), from 1970-01-01T00:00:00Z up to 2200-01-01T00:00:00Z",
+        }
+    ),
+]
+"""A date-time query parameter: api.cases.wall_time's WallTime, given as ISO 8601 text only."""
 
 
 # --- cases ---------------------------------------------------------------------------------------

@@ -5,15 +5,17 @@ parser), writing each file part to a temporary file in the uploads folder while 
 stops as soon as a part passes its size limit. Footage must look like a video container by its
 first bytes; a GPS track must look like GPX, NMEA or CSV text. `register_upload` then files the
 upload under its SHA-256 (idempotent: the same footage again returns the first upload and job).
+A full disk while receiving is `StorageFull("uploads")` (507), and nothing received stays behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
 from api.cases.wall_time import parse_wall_time
-from api.errors import InputError
+from api.errors import InputError, StorageFull, is_disk_full
 from api.http.multipart import FormPart, form_boundary, read_parts
 from api.jobs.queue import JobStatus, JobView, job_fields
 from api.storage.db import as_utc, utcnow
@@ -109,6 +111,17 @@ class ReceivedForm:
                 received.path.unlink()
 
 
+@contextlib.contextmanager
+def _disk_full_named() -> Iterator[None]:
+    """An OSError saying the disk is full becomes StorageFull("uploads") (507)."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise StorageFull("uploads") from exc
+        raise
+
+
 class _UploadParts:
     """The upload form's parts: files streamed to temporary files (hashed, size-limited, the first
     bytes kept for sniffing), the known text fields kept; any other field is an error."""
@@ -137,7 +150,8 @@ class _UploadParts:
         if part.name in FILE_FIELDS:
             if part.name in self.form.files:
                 raise UploadError(part.name, "sent more than once")
-            fd, name = tempfile.mkstemp(dir=self._incoming_dir, prefix=".incoming-")
+            with _disk_full_named():
+                fd, name = tempfile.mkstemp(dir=self._incoming_dir, prefix=".incoming-")
             self._fh = os.fdopen(fd, "wb")
             self._path = Path(name)
         elif part.name not in TEXT_FIELDS:
@@ -154,7 +168,8 @@ class _UploadParts:
             if len(self._head) < SNIFF_BYTES:
                 self._head += chunk[: SNIFF_BYTES - len(self._head)]
             self._digest.update(chunk)
-            self._fh.write(chunk)
+            with _disk_full_named():
+                self._fh.write(chunk)
         else:
             self._text += chunk
             if len(self._text) > MAX_TEXT_BYTES:
@@ -165,8 +180,9 @@ class _UploadParts:
         if part is None or part.name is None:
             return
         if self._fh is not None and self._path is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            with _disk_full_named():
+                fh.close()  # flushes the last bytes: the disk may fill here too
             self.form.files[part.name] = ReceivedFile(
                 part.name, part.filename, self._path, self._size, self._digest.hexdigest(), self._head
             )
@@ -180,7 +196,8 @@ class _UploadParts:
     def abort(self) -> None:
         """Remove every file received so far, the half-written one too."""
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # its last bytes may not fit on a full disk
+                self._fh.close()
             self._fh = None
         if self._path is not None and self._path.exists():
             self._path.unlink()
@@ -194,7 +211,8 @@ async def receive_multipart(
     boundary = form_boundary(content_type)
     if boundary is None:
         raise UploadError("body", "must be multipart/form-data with a boundary", status=415)
-    incoming_dir.mkdir(parents=True, exist_ok=True)
+    with _disk_full_named():
+        incoming_dir.mkdir(parents=True, exist_ok=True)
     parts = _UploadParts(incoming_dir, max_file_bytes)
     try:
         await read_parts(boundary, chunks, parts)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
@@ -25,20 +26,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
 from api.cases.grids import GridCache
 from api.cases.incident import IncidentPayload
 from api.cases.ingest import IncidentIn, ingest_committed
-from api.cases.merge import MergePolicy
 from api.jobs import queue
 from api.jobs.track_shape import write_track_shape
+from api.services import merge_policy
 from api.settings import Settings
 from api.storage.evidence_store import EvidenceError, EvidenceStore, StoredFile
-from api.storage.models import Upload
+from api.storage.models import Job, Upload
 
 log = logging.getLogger(__name__)
+
+# data/jobs/<job id>-<attempt>: one attempt's evidence files until they are filed
+_ATTEMPT_FOLDER = re.compile(r"(\d+)-(\d+)")
 
 
 class PipelineIncident(Protocol):
@@ -127,7 +132,7 @@ class Worker:
         self._config: Any = None
         self.grid_cache = grid_cache or GridCache()
         self.store = EvidenceStore(settings.evidence_dir)
-        self.policy = MergePolicy(settings.merge_radius_m, settings.merge_window_h)
+        self.policy = merge_policy(settings)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,6 +150,10 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.owner)
+        try:
+            self.sweep_job_folders()
+        except Exception:
+            log.exception("sweeping stale job folders failed")
         while not self._stop.is_set():
             try:
                 worked = self.run_once()
@@ -168,10 +177,52 @@ class Worker:
         self.process(claim)
         return True
 
+    # --- job folders ---
+
+    def _attempt_folders(self) -> Iterator[tuple[Path, int, int]]:
+        """(folder, job id, attempt) of every attempt folder under jobs_dir."""
+        if not self.settings.jobs_dir.is_dir():
+            return
+        for folder in self.settings.jobs_dir.iterdir():
+            match = _ATTEMPT_FOLDER.fullmatch(folder.name)
+            if match and folder.is_dir():
+                yield folder, int(match[1]), int(match[2])
+
+    def _remove_earlier_attempts(self, job_id: int, attempt: int) -> None:
+        """Remove the folders a job's earlier attempts left (a killed worker never removes its own): the
+        queue gave the job a later attempt, so those are no longer running."""
+        for folder, folder_job, folder_attempt in self._attempt_folders():
+            if folder_job == job_id and folder_attempt < attempt:
+                log.info("job %s: removing attempt %d's stale folder %s", job_id, folder_attempt, folder)
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def sweep_job_folders(self) -> int:
+        """At start: remove every attempt folder whose attempt is not running now (its job finished, was
+        retried, or is gone); a running attempt's folder, this worker's or another's, is kept. The count
+        removed."""
+        folders = list(self._attempt_folders())
+        if not folders:
+            return 0
+        with self.factory() as session:
+            rows = session.execute(
+                select(Job.id, Job.attempts).where(
+                    Job.id.in_({job_id for _, job_id, _ in folders}), Job.status == queue.JobStatus.RUNNING
+                )
+            ).all()
+        running = {(job_id, attempts) for job_id, attempts in rows}
+        removed = 0
+        for folder, job_id, attempt in folders:
+            if (job_id, attempt) not in running:
+                log.info("removing stale job folder %s", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
     # --- one job ---
 
     def process(self, claim: queue.Claim) -> None:
         out_dir = self.settings.jobs_dir / f"{claim.job_id}-{claim.attempt}"
+        self._remove_earlier_attempts(claim.job_id, claim.attempt)
         progress = {"value": 0.0}
         lost = threading.Event()
         done = threading.Event()
@@ -210,6 +261,7 @@ class Worker:
             done.set()
             heart.join()
             shutil.rmtree(out_dir, ignore_errors=True)
+            self._remove_earlier_attempts(claim.job_id, claim.attempt)
         with self.factory() as session:
             queue.finish(session, job_id=claim.job_id, owner=self.owner, error=error, incidents=count)
         if error:

@@ -3,15 +3,18 @@
 The schema comes only from Alembic migrations (api/migrations), run programmatically by
 `migrate(engine)`: on `gridpatrol db upgrade`, and when the service or a worker starts.
 
-SQLite: WAL journal, a busy timeout, foreign keys on, and every transaction begins IMMEDIATE so
-that a read-then-write transaction never fails on lock upgrade while another thread writes; sessions
-from `make_sessionmaker(engine, readonly=True)` begin DEFERRED and never block writers.
+SQLite: WAL journal, a busy timeout (30 s, or the URL's `?timeout=<seconds>`), foreign keys on,
+and every transaction begins IMMEDIATE so that a read-then-write transaction never fails on lock
+upgrade while another thread writes; sessions from `make_sessionmaker(engine, readonly=True)` begin
+DEFERRED and never block writers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,13 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+DEFAULT_SQLITE_TIMEOUT_S = 30.0
+
+
+class DatabaseBusy(TimeoutError):
+    """SQLite: another writer in this process held the write lock for longer than the busy timeout."""
+
+
 _LOCK_KEY = "gridpatrol_write_lock"
 _write_locks: dict[str, threading.Lock] = {}
 _write_locks_guard = threading.Lock()
@@ -57,12 +68,23 @@ def _sqlite_write_lock(database: str) -> threading.Lock:
 
 
 def _end(dbapi_conn, info: dict, lock: threading.Lock, statement: str) -> None:  # type: ignore[no-untyped-def]
-    """Finish a write transaction on the raw connection, then let the next writer in."""
+    """Finish a write transaction on the raw connection, then let the next writer in.
+
+    A failing COMMIT ("database or disk is full", "database is locked") rolls the transaction back
+    before the lock is released and is raised as SQLAlchemy's error (OperationalError), like any
+    other statement's: these listeners run outside SQLAlchemy's own wrapping, and a raw sqlite3
+    error would slip past every `except SQLAlchemyError`."""
     if not info.pop(_LOCK_KEY, False):
         return
     try:
         if dbapi_conn.in_transaction:
-            dbapi_conn.execute(statement)
+            try:
+                dbapi_conn.execute(statement)
+            except sqlite3.Error as exc:
+                if dbapi_conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        dbapi_conn.execute("ROLLBACK")
+                raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
     finally:
         lock.release()
 
@@ -79,8 +101,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        timeout_s = float(parsed.query.get("timeout") or DEFAULT_SQLITE_TIMEOUT_S)  # type: ignore[arg-type]
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": timeout_s}, pool_size=8
         )
 
         @event.listens_for(engine, "connect")
@@ -90,7 +113,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             cur.close()
 
         # One writer at a time in this process, queued on a Python lock: a waiting writer wakes the
@@ -105,8 +128,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             if conn.get_execution_options().get("gridpatrol_readonly", False):
                 conn.exec_driver_sql("BEGIN")
                 return
-            if not write_lock.acquire(timeout=30):
-                raise TimeoutError("database is busy: no write lock within 30 s")
+            if not write_lock.acquire(timeout=timeout_s):
+                raise DatabaseBusy(f"database is busy: no write lock within {timeout_s:g} s")
             conn.connection.info[_LOCK_KEY] = True
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -160,12 +183,27 @@ def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
     return config
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to `revision` (the latest by default)."""
-    from alembic import command
+def migrate(engine: Engine, revision: str = "head") -> bool:
+    """Bring the schema up to `revision` (the latest by default); True when a migration ran.
 
-    log.info("migrating database %s to %s", engine.url.render_as_string(hide_password=True), revision)
-    command.upgrade(_alembic_config(engine), revision)
+    Logs "migrating database ..." only when the schema is behind: every command calls this on start, and
+    a line about a migration that did not happen is noise."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(engine)
+    target = {script.revision for script in ScriptDirectory.from_config(config).get_revisions(revision)}
+    with engine.connect() as conn:
+        from alembic.migration import MigrationContext
+
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    url = engine.url.render_as_string(hide_password=True)
+    if current == target:
+        log.debug("database %s is at %s", url, revision)
+        return False
+    log.info("migrating database %s from %s to %s", url, ", ".join(sorted(current)) or "empty", revision)
+    command.upgrade(config, revision)
+    return True
 
 
 def current_revision(engine: Engine) -> str | None:

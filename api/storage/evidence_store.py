@@ -2,7 +2,8 @@
 
 A file is stored under the SHA-256 of its bytes, computed while it is written; when the caller
 states a hash, the bytes must match it or nothing is stored. Files are written to a temporary
-name and renamed into place, so a crash never leaves half a file under a valid name.
+name and renamed into place, so a crash never leaves half a file under a valid name. A full disk
+is `StorageFull("evidence store")` (507) with the temporary file removed; what is stored stays.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from api.errors import InputError
+from api.errors import InputError, StorageFull, is_disk_full
+
+STORE_NAME = "evidence store"  # the field a full disk names
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
@@ -44,6 +47,7 @@ class StoredFile:
     sha256: str
     size: int
     media_type: str
+    created: bool = field(default=False, compare=False)  # new to the store (not there before this put)
 
 
 def sniff_media_type(head: bytes) -> str | None:
@@ -76,8 +80,22 @@ class EvidenceStore:
 
     def open_incoming(self, *, max_bytes: int | None = None) -> IncomingEvidence:
         """A file to be written chunk by chunk (e.g. straight from a request body), then `finish()`ed."""
-        self._ensure_dir(self.root)
-        return IncomingEvidence(self, max_bytes)
+        try:
+            self._ensure_dir(self.root)
+            return IncomingEvidence(self, max_bytes)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise StorageFull(STORE_NAME) from exc
+            raise
+
+    def remove(self, sha256: str) -> bool:
+        """Delete a stored file; only for one this process just created and no row references
+        (the store is content-addressed: another case may share a file). True when it was there."""
+        try:
+            os.unlink(self.path_for(sha256))
+        except FileNotFoundError:
+            return False
+        return True
 
     def put_stream(
         self, stream: BinaryIO, *, expected_sha256: str | None = None, max_bytes: int | None = None
@@ -143,8 +161,14 @@ class IncomingEvidence:
             self._head += data[: 16 - len(self._head)]
         self._digest.update(data)
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self.discard()
+            if is_disk_full(exc):
+                raise StorageFull(STORE_NAME) from exc
+            raise
 
     def finish(self, *, expected_sha256: str | None = None) -> StoredFile:
         """Check the bytes (stated hash, not empty, an image or PDF by content) and file them under
@@ -163,7 +187,8 @@ class IncomingEvidence:
             if media_type is None:
                 raise EvidenceError("not a JPEG, PNG, GIF, WebP image or PDF")
             final = self._store.path_for(sha)
-            if final.is_file():
+            created = not final.is_file()
+            if not created:
                 os.unlink(self._tmp)
             else:
                 try:
@@ -171,7 +196,12 @@ class IncomingEvidence:
                 except FileNotFoundError:  # the first file of its folder
                     self._store._ensure_dir(final.parent)
                     os.replace(self._tmp, final)
-            return StoredFile(sha256=sha, size=self.size, media_type=media_type)
+            return StoredFile(sha256=sha, size=self.size, media_type=media_type, created=created)
+        except OSError as exc:
+            self.discard()
+            if is_disk_full(exc):
+                raise StorageFull(STORE_NAME) from exc
+            raise
         except BaseException:
             self.discard()
             raise

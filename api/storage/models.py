@@ -98,6 +98,11 @@ class Case(Base):
     team: Mapped[str | None] = mapped_column(String(64))
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
+    # the reach point new sightings are measured from (api.cases.merge): the first sighting's
+    # position, or the latest one's for categories that follow it; merge_bucket: its grid key
+    merge_lat: Mapped[float | None] = mapped_column(Float)
+    merge_lon: Mapped[float | None] = mapped_column(Float)
+    merge_bucket: Mapped[int | None] = mapped_column(BigInteger)
     plate: Mapped[str | None] = mapped_column(String(32))
     camera_id: Mapped[str | None] = mapped_column(String(64))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
@@ -115,6 +120,8 @@ class Case(Base):
     __table_args__ = (
         # (category, last_seen, first_seen): merge candidates; category + date range counted from the index
         Index("ix_cases_category_seen", "category", "last_seen", "first_seen"),
+        # merge candidates with a position: the incident's category, the buckets around it, the window
+        Index("ix_cases_merge_bucket", "category", "merge_bucket", "last_seen"),
         Index("ix_cases_category_status_last_seen", "category", "status", "last_seen"),
         Index("ix_cases_status_last_seen", "status", "last_seen"),
         Index("ix_cases_seen", "last_seen", "first_seen"),
@@ -203,8 +210,27 @@ class CustodyEntry(Base):
     detail: Mapped[str] = mapped_column(Text)  # canonical JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+    # the one ledger over every case (api.cases.custody): its position, the ledger hash before it and its own
+    ledger_seq: Mapped[int] = mapped_column(BigInteger)
+    ledger_prev: Mapped[str] = mapped_column(String(64))
+    ledger_hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_custody_case_seq"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "seq", name="uq_custody_case_seq"),
+        UniqueConstraint("ledger_seq", name="uq_custody_ledger_seq"),
+    )
+
+
+class CustodyLedgerHead(Base):
+    """The last ledger entry (one row, id 1): appends advance it under its row lock, and a deleted
+    trailing entry shows as a head beyond the last entry."""
+
+    __tablename__ = "custody_ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class ReviewClaim(Base):

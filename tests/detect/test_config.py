@@ -54,20 +54,41 @@ def set_key(data: dict, path: str, value) -> dict:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("categories.illegal_parking.min_dwel_s", 3, "categories.illegal_parking.min_dwel_s: unknown key"),
+        (
+            "categories.illegal_parking.min_dwel_s",
+            3,
+            "categories.illegal_parking.min_dwel_s: unknown key; did you mean min_dwell_s?",
+        ),
         ("categories.illegal_parking.min_dwell_s", -1, "categories.illegal_parking.min_dwell_s"),
         ("categories.illegal_parking.kinds", ["car", "hovercraft"], "hovercraft"),
         ("model.imgsz", 630, "model.imgsz"),
         ("model.conf", 1.5, "model.conf"),
         ("analysis_fps", 0, "analysis_fps"),
         ("tracker.type", "sort", "tracker.type"),
-        ("cameras.0.zones.0.kind", "no_smoking", "cameras.0.zones.0.kind"),
-        ("cameras.0.zones.0.points_norm", [[0, 0], [1.2, 0], [1, 1]], "cameras.0.zones.0.points_norm"),
-        ("cameras.0.zones.0.points_norm", [[0, 0], [1, 0]], "cameras.0.zones.0.points_norm"),
+        ("cameras.0.zones.0.kind", "no_smoking", "cameras[demo-cam-01].zones[collection-access-lane].kind"),
+        (
+            "cameras.0.zones.0.points_norm",
+            [[0, 0], [1.2, 0], [1, 1]],
+            "cameras[demo-cam-01].zones[collection-access-lane].points_norm[1]: x = 1.2 is outside 0..1: "
+            "points_norm are fractions of the image size",
+        ),
+        (
+            "cameras.0.zones.0.points_norm",
+            [[0, 0], [1, 0]],
+            "cameras[demo-cam-01].zones[collection-access-lane].points_norm",
+        ),
         ("cameras.0.zones.0.points_norm", [[0, 0], [1, 1], [1, 0], [0, 1]], "simple polygon"),
         ("cameras.0.zones.1.active_hours", ["6-22"], "'6-22' is not 'HH:MM-HH:MM'"),
         ("cameras.0.timezone", "Mars/Olympus", "unknown time zone"),
-        ("cameras.0.position", {"lat": 120.1, "lon": 30.2}, "cameras.0.position.lat"),
+        ("cameras.0.timezon", "UTC", "cameras[demo-cam-01].timezon: unknown key; did you mean timezone?"),
+        (
+            "cameras.0.zones.0.kindd",
+            "no_parking",
+            f"{'cameras[demo-cam-01].zones[collection-access-lane]'}.kindd: unknown key; did you mean kind?",
+        ),
+        ("trackr", {}, "trackr: unknown key; did you mean tracker?"),
+        ("cameras.0.zones.0.points_norm", [[0, 0], [0.5, -0.1], [1, 1]], "y = -0.1 is outside 0..1"),
+        ("cameras.0.position", {"lat": 120.1, "lon": 30.2}, "cameras[demo-cam-01].position.lat"),
     ],
 )
 def test_bad_key_is_named(tmp_path, path, value, message):

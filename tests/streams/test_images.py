@@ -1,7 +1,8 @@
 """Image folders and single images: order, timing by rate or by file names, unreadable files."""
 
 import logging
-from datetime import UTC, datetime, timedelta
+import struct
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -109,20 +110,115 @@ def test_epoch_millisecond_names(tmp_path: Path) -> None:
     assert frames[0].wall_time == datetime(2025, 11, 29, 8, 15, 2, 123_000, tzinfo=UTC)
 
 
+def _jpeg_with_exif(
+    path: Path, value: int, taken: str | None, subsec: str | None = None, offset: str | None = None
+) -> Path:
+    """A real JPEG (cv2.imwrite) with an EXIF APP1 segment written here, byte by byte (little-endian TIFF):
+    IFD0 points to an EXIF IFD holding DateTimeOriginal ("YYYY:MM:DD HH:MM:SS"), SubSecTimeOriginal and
+    OffsetTimeOriginal when given."""
+    write_image(path, value)
+    data = path.read_bytes()
+    if taken is None:
+        return path
+    tags = [(0x9003, taken), (0x9291, subsec), (0x9011, offset)]
+    entries = [(tag, text.encode("ascii") + b"\x00") for tag, text in tags if text is not None]
+    exif_ifd_at = 8 + 2 + 12 + 4
+    data_at = exif_ifd_at + 2 + 12 * len(entries) + 4
+    tiff = b"II*\x00" + struct.pack("<I", 8)
+    tiff += struct.pack("<H", 1) + struct.pack("<HHII", 0x8769, 4, 1, exif_ifd_at) + struct.pack("<I", 0)
+    ifd, blobs = struct.pack("<H", len(entries)), b""
+    for tag, raw in entries:
+        if len(raw) <= 4:
+            ifd += struct.pack("<HHI", tag, 2, len(raw)) + raw.ljust(4, b"\x00")
+        else:
+            ifd += struct.pack("<HHII", tag, 2, len(raw), data_at + len(blobs))
+            blobs += raw
+    tiff += ifd + struct.pack("<I", 0) + blobs
+    payload = b"Exif\x00\x00" + tiff
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    path.write_bytes(data[:2] + segment + data[2:])
+    return path
+
+
+def test_folder_timed_by_exif(tmp_path: Path) -> None:
+    """A 5 fps burst: EXIF says 0.2 s apart; names (a frame counter) say nothing."""
+    folder = tmp_path / "burst"
+    folder.mkdir()
+    for i in range(6):
+        second, ms = divmod(2000 + 200 * i, 1000)
+        _jpeg_with_exif(folder / f"img_{i:04d}.jpg", 10 * i, f"2026:12:03 08:15:{second:02d}", f"{ms:03d}")
+    source = open_source(folder)
+    frames = list(source)
+    assert source.info.fps is None
+    assert [frame.ts for frame in frames] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert frames[1].wall_time == datetime(2026, 12, 3, 8, 15, 2, 200_000)
+
+
+def test_exif_wins_over_names_and_orders_the_images(tmp_path: Path) -> None:
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    # names say 1 s apart, in the opposite order; EXIF (with an offset) is what the camera measured
+    _jpeg_with_exif(folder / "20261203_081500.jpg", 10, "2026:12:03 08:15:02", "500", "+08:00")
+    _jpeg_with_exif(folder / "20261203_081501.jpg", 20, "2026:12:03 08:15:02", "000", "+08:00")
+    frames = list(open_source(folder))
+    assert [_gray(frame) for frame in frames] == [pytest.approx(20, abs=3), pytest.approx(10, abs=3)]
+    assert [frame.ts for frame in frames] == pytest.approx([0.0, 0.5])
+    eight = timezone(timedelta(hours=8))
+    assert frames[0].wall_time == datetime(2026, 12, 3, 8, 15, 2, tzinfo=eight)
+
+
+def test_exif_without_subseconds_that_ties_falls_back_to_names(tmp_path: Path) -> None:
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    for i, name in enumerate(["20261203_081502_000.jpg", "20261203_081502_200.jpg"]):
+        _jpeg_with_exif(folder / name, 10 * i, "2026:12:03 08:15:02")
+    assert [frame.ts for frame in open_source(folder)] == pytest.approx([0.0, 0.2])
+
+
 @pytest.mark.parametrize(
-    "names",
+    ("names", "expected"),
     [
-        ["a.png", "b.png", "c.png"],
-        ["20261129_081502.png", "b.png", "c.png"],  # not every name holds a time
+        (["1733212502.250.jpg", "1733212502.450.jpg"], [0.0, 0.2]),  # Unix seconds with a fraction
+        (["frame_000000ms.png", "frame_000200ms.png", "frame_000400ms.png"], [0.0, 0.2, 0.4]),
+        (["20261203_081502_250.jpg", "20261203_081502_450.jpg"], [0.0, 0.2]),
     ],
 )
-def test_without_rate_or_names_assume_1_fps_and_warn(
-    tmp_path: Path, names: list[str], caplog: pytest.LogCaptureFixture
+def test_folder_timed_by_other_names(tmp_path: Path, names: list[str], expected: list[float]) -> None:
+    assert [frame.ts for frame in open_source(_folder(tmp_path, names))] == pytest.approx(expected)
+
+
+def test_epoch_seconds_names_are_utc() -> None:
+    assert datetime_from_name("1733212502.250.jpg") == datetime(2024, 12, 3, 7, 55, 2, 250_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("names", "exif"),
+    [
+        (["a.png", "b.png", "c.png"], False),
+        (["20261129_081502.png", "b.png", "c.png"], False),  # not every name holds a time
+        (["20261129_081502.png", "20261129_081502.png.bak.png"], False),  # the same time twice
+        (["img1.jpg", "img2.jpg"], True),  # EXIF on one image only
+    ],
+)
+def test_without_rate_or_image_times_a_folder_is_refused(
+    tmp_path: Path, names: list[str], exif: bool
 ) -> None:
-    with caplog.at_level(logging.WARNING):
-        source = open_source(_folder(tmp_path, names))
-    assert [frame.ts for frame in source] == [0.0, 1.0, 2.0]
-    assert any("assuming 1 fps" in record.getMessage() for record in caplog.records)
+    folder = _folder(tmp_path, names)
+    if exif:
+        _jpeg_with_exif(folder / names[0], 0, "2026:12:03 08:15:02", "000")
+    with pytest.raises(SourceError, match="--image-fps") as error:
+        open_source(folder)
+    assert str(folder) in str(error.value)
+
+
+def test_a_given_rate_needs_no_image_times(tmp_path: Path) -> None:
+    frames = list(open_source(_folder(tmp_path, ["a.png", "b.png", "c.png"]), image_fps=5.0))
+    assert [frame.ts for frame in frames] == pytest.approx([0.0, 0.2, 0.4])
+
+
+def test_a_non_positive_rate_is_a_source_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="positive"):
+        open_source(_folder(tmp_path, ["a.png", "b.png"]), image_fps=0.0)
 
 
 def test_an_unreadable_image_is_skipped_with_a_warning(

@@ -19,8 +19,14 @@ router = APIRouter(prefix="/api", tags=["admin"], responses=schemas.CALLER_ERROR
 
 
 class UserIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=64)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # api.accounts.accounts.create_user's rule, for clients and schemathesis
+            "if": {"properties": {"role": {"const": Role.ENFORCEMENT.value}}, "required": ["role"]},
+            "then": {"properties": {"team": {"type": "string", "minLength": 1}}, "required": ["team"]},
+        },
+    )
+    username: str = Field(min_length=1, max_length=64, pattern=auth.NAME_RE.pattern)
     password: str = Field(min_length=8, max_length=256)
     role: Role
     team: str | None = Field(None, max_length=64)
@@ -28,13 +34,18 @@ class UserIn(BaseModel):
 
 class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=auth.NAME_RE.pattern)
     camera_id: str | None = Field(None, max_length=64)
 
 
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=1, max_length=500)
+    url: str = Field(
+        min_length=1,
+        max_length=500,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+",
+        description="http:// or https://, to a public host unless GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows it",
+    )
     events: list[WebhookEvent] | None = None
     secret: str | None = Field(None, min_length=16, max_length=128)
 
@@ -53,7 +64,10 @@ NOT_FOUND = schemas.error_responses(404, described={404: "no user or device of t
 
 
 @router.post(
-    "/users", status_code=201, response_model=schemas.NewUser, responses={**schemas.BODY_ERRORS, **CONFLICT}
+    "/users",
+    status_code=201,
+    response_model=schemas.NewUser,
+    responses={**schemas.BODY_ERRORS, **CONFLICT, **schemas.WRITE_FAULTS},
 )
 def post_user(body: UserIn, principal: Admin, session: SessionDep) -> User:
     user = auth.create_user(
@@ -70,7 +84,9 @@ def get_users(principal: Admin, session: ReadSessionDep) -> list[User]:
 
 
 @router.post(
-    "/users/{username}/deactivate", response_model=schemas.UserInfo, responses={**NOT_FOUND, **CONFLICT}
+    "/users/{username}/deactivate",
+    response_model=schemas.UserInfo,
+    responses={**NOT_FOUND, **CONFLICT, **schemas.WRITE_FAULTS},
 )
 def deactivate_user(
     username: UsernamePath, principal: Admin, session: SessionDep, services: ServicesDep
@@ -84,7 +100,11 @@ def deactivate_user(
     return user
 
 
-@router.post("/users/{username}/activate", response_model=schemas.UserInfo, responses=NOT_FOUND)
+@router.post(
+    "/users/{username}/activate",
+    response_model=schemas.UserInfo,
+    responses={**NOT_FOUND, **schemas.WRITE_FAULTS},
+)
 def activate_user(username: UsernamePath, principal: Admin, session: SessionDep) -> User:
     """The user can log in again (old tokens stay deleted)."""
     user, _ = auth.set_user_active(session, username=username, active=True)
@@ -95,7 +115,7 @@ def activate_user(username: UsernamePath, principal: Admin, session: SessionDep)
 @router.put(
     "/users/{username}/password",
     response_model=schemas.UserInfo,
-    responses={**schemas.BODY_ERRORS, **NOT_FOUND},
+    responses={**schemas.BODY_ERRORS, **NOT_FOUND, **schemas.WRITE_FAULTS},
 )
 def put_password(
     username: UsernamePath, body: PasswordIn, principal: Admin, session: SessionDep, services: ServicesDep
@@ -111,7 +131,7 @@ def put_password(
     "/devices",
     status_code=201,
     response_model=schemas.NewDevice,
-    responses={**schemas.BODY_ERRORS, **CONFLICT},
+    responses={**schemas.BODY_ERRORS, **CONFLICT, **schemas.WRITE_FAULTS},
 )
 def post_device(body: DeviceIn, principal: Admin, session: SessionDep) -> schemas.NewDevice:
     """A new device; its key is in this response only. A taken name is a 409 (rotate instead)."""
@@ -126,7 +146,11 @@ def get_devices(principal: Admin, session: ReadSessionDep) -> list[Device]:
     return auth.list_devices(session)
 
 
-@router.post("/devices/{name}/revoke", response_model=schemas.DeviceInfo, responses=NOT_FOUND)
+@router.post(
+    "/devices/{name}/revoke",
+    response_model=schemas.DeviceInfo,
+    responses={**NOT_FOUND, **schemas.WRITE_FAULTS},
+)
 def revoke_device(
     name: DeviceNamePath, principal: Admin, session: SessionDep, services: ServicesDep
 ) -> Device:
@@ -139,7 +163,11 @@ def revoke_device(
     return device
 
 
-@router.post("/devices/{name}/rotate", response_model=schemas.DeviceWithKey, responses=NOT_FOUND)
+@router.post(
+    "/devices/{name}/rotate",
+    response_model=schemas.DeviceWithKey,
+    responses={**NOT_FOUND, **schemas.WRITE_FAULTS},
+)
 def rotate_device(
     name: DeviceNamePath, principal: Admin, session: SessionDep, services: ServicesDep
 ) -> schemas.DeviceWithKey:
@@ -151,7 +179,12 @@ def rotate_device(
     return schemas.DeviceWithKey.issued(device, key)
 
 
-@router.post("/webhooks", status_code=201, response_model=schemas.NewWebhook, responses=schemas.BODY_ERRORS)
+@router.post(
+    "/webhooks",
+    status_code=201,
+    response_model=schemas.NewWebhook,
+    responses={**schemas.BODY_ERRORS, **schemas.WRITE_FAULTS},
+)
 def post_webhook(
     body: WebhookIn, principal: Admin, session: SessionDep, services: ServicesDep
 ) -> schemas.NewWebhook:

@@ -34,6 +34,8 @@ class LoginIn(BaseModel):
         415,
         422,
         429,
+        503,
+        507,
         described={
             400: "a body that cannot be parsed (no JSON, no form)",
             415: "neither JSON nor a form",
@@ -65,7 +67,7 @@ def login(
     return schemas.Token(access_token=token, token_type="bearer")
 
 
-@router.get("/me", response_model=schemas.Me, responses=schemas.error_responses(401, 403))
+@router.get("/me", response_model=schemas.Me, responses=schemas.error_responses(401, 403, 503))
 def me(principal: Reader) -> Principal:
     """Who the bearer token stands for."""
     return principal

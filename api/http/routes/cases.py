@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.cases import workflow
 from api.cases.acting import store_after_photo, transition
 from api.cases.reading import SORTS, CaseDetail, CaseFilter, CasePage, case_detail, case_page, describe
-from api.cases.wall_time import WallTime
 from api.cases.workflow import RejectReason, Status
 from api.http import schemas
 from api.http.bodies import Received, body_of, request_body
@@ -46,8 +45,10 @@ def get_cases(
     category: Annotated[str | None, Query(max_length=64)] = None,
     grid_cell: Annotated[str | None, Query(max_length=64, description="a cell id or 'unassigned'")] = None,
     team: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[WallTime | None, Query(description="last seen at or after (ISO 8601)")] = None,
-    until: Annotated[WallTime | None, Query(description="first seen at or before (ISO 8601)")] = None,
+    since: Annotated[schemas.QueryTime | None, Query(description="last seen at or after (ISO 8601)")] = None,
+    until: Annotated[
+        schemas.QueryTime | None, Query(description="first seen at or before (ISO 8601)")
+    ] = None,
     camera: Annotated[str | None, Query(max_length=64)] = None,
     device_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     number: Annotated[
@@ -95,6 +96,7 @@ def get_one_case(case_id: CaseId, principal: Reader, session: ReadSessionDep) ->
     response_model=schemas.CaseDetail,
     responses={
         **schemas.BODY_ERRORS,
+        **schemas.WRITE_FAULTS,
         **schemas.error_responses(415, described={415: "neither JSON nor a form"}),
         **NOT_FOUND,
         403: {"model": schemas.ErrorBody, "description": "the caller's role may not make this move"},

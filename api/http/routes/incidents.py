@@ -24,6 +24,7 @@ INCIDENT_BODY = {
                     "properties": {
                         "incident": {
                             "type": "string",
+                            "contentMediaType": "application/json",
                             "description": "detect.values.Incident.to_json() as JSON text (sent first)",
                         },
                         "files": {
@@ -54,6 +55,7 @@ INCIDENT_BODY = {
     responses={
         200: {"model": schemas.IngestOutcome, "description": "incident already received (duplicate)"},
         **schemas.error_responses(400, 415),
+        **schemas.WRITE_FAULTS,
     },
 )
 async def post_incident(

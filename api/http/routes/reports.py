@@ -10,13 +10,14 @@ from fastapi.responses import FileResponse
 from api.cases import stats
 from api.cases.grids import import_cells, parse_geojson
 from api.cases.reading import evidence_file
-from api.cases.wall_time import WallTime
 from api.http import schemas
 from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=schemas.CALLER_ERRORS)
 
 _FILE = {"schema": {"type": "string", "format": "binary"}}
+_DIMENSION = "(?:" + "|".join(stats.DIMENSIONS) + ")"
+BY = rf"^(?:total|{_DIMENSION}(?:,{_DIMENSION})*)?$"  # stats.parse_dimensions' grammar, without spaces
 EVIDENCE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf")
 
 
@@ -51,8 +52,8 @@ def get_stats(
     principal: Reader,
     session: ReadSessionDep,
     services: ServicesDep,
-    since: Annotated[WallTime | None, Query(description="first seen at or after")] = None,
-    until: Annotated[WallTime | None, Query(description="first seen at or before")] = None,
+    since: Annotated[schemas.QueryTime | None, Query(description="first seen at or after")] = None,
+    until: Annotated[schemas.QueryTime | None, Query(description="first seen at or before")] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     team: Annotated[str | None, Query(max_length=64)] = None,
@@ -60,6 +61,7 @@ def get_stats(
         str | None,
         Query(
             max_length=64,
+            json_schema_extra={"pattern": BY},  # documented; stats.parse_dimensions says what is wrong
             description="the dimensions to group by, comma-separated, of category, status, grid_cell, "
             "day (default: all four; `total`: none). A dimension not grouped by is null in the rows.",
             examples=["category,day"],
@@ -87,7 +89,11 @@ def get_grids(principal: Reader, session: ReadSessionDep) -> dict[str, Any]:
     return stats.grid_geojson(session, principal=principal)
 
 
-@router.put("/grids", response_model=schemas.GridImport, responses=schemas.BODY_ERRORS)
+@router.put(
+    "/grids",
+    response_model=schemas.GridImport,
+    responses={**schemas.BODY_ERRORS, **schemas.WRITE_FAULTS},
+)
 def put_grids(
     principal: Admin,
     session: SessionDep,

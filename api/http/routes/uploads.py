@@ -62,6 +62,7 @@ UPLOAD_BODY = {
                 415: "not multipart/form-data, not a video container, or not a GPS track",
             },
         ),
+        **schemas.WRITE_FAULTS,
     },
 )
 async def post_upload(

@@ -1,0 +1,277 @@
+"""Every stored fact a case rests on, checked against its custody chain (`gridpatrol evidence verify`).
+
+The chain is the record; the other tables are what it says, and must agree with it:
+
+- the case row: status, category, team, grid cell, number, reject reason, recurrence and sightings
+  counts equal the replay of its entries (the first entry holds the new case's state; transitions,
+  undos, recategorisations and recurrences change it);
+- sightings: each was recorded by an entry with the SHA-256 of its facts (custody.sighting_digest);
+  one missing, altered or not recorded is named;
+- evidence links: each sighting's (role, blob) pairs and the after-photos of transitions are in the
+  entries; a link deleted, repointed to another blob or added is named;
+- blobs: every blob an entry names has its row (the file itself is checked by the CLI);
+- history (case_events): exactly the events the entries imply, in order; a forged or deleted event is
+  named.
+
+Entries written before migration 0006 lack the new case's state and the sighting digests: for those
+cases the category, team, grid cell and number and the sighting contents are not checked (the status,
+the sightings, the evidence links and the history are).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.orm import Session
+
+from api.cases import custody, workflow
+from api.storage.db import table_of
+from api.storage.models import Case, CaseEvent, CustodyEntry, EvidenceBlob, EvidenceLink, Sighting
+
+CASE_BATCH = 1000  # cases read and checked together (memory stays flat at any size)
+_REPLAYED = ("status", "category", "team", "grid_cell_id", "number", "reject_reason", "recurrence_count")
+_EventKey = tuple[str, str, str | None, str | None, str | None]  # actor, action, from, to, reason
+
+
+@dataclass(slots=True)
+class Audit:
+    cases: int = 0
+    entries: int = 0
+    head: custody.LedgerHead = field(default_factory=lambda: custody.LedgerHead(0, custody.GENESIS, 0))
+    problems: list[str] = field(default_factory=list)
+    blobs: set[str] = field(default_factory=set)  # every blob SHA-256 the chain names
+    ledger_hashes: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Expected:
+    """What a case's entries say."""
+
+    state: dict[str, Any] = field(default_factory=dict)  # the facts known from the chain
+    sightings: dict[str, dict[str, Any]] = field(default_factory=dict)  # incident id -> its record
+    after_photos: list[tuple[str, str]] = field(default_factory=list)  # (role, sha256)
+    events: list[_EventKey] = field(default_factory=list)
+
+
+def _replay(entries: Sequence[CustodyEntry]) -> _Expected:
+    out = _Expected()
+    state = out.state
+    for entry in entries:
+        detail: dict[str, Any] = json.loads(entry.detail)
+        action = entry.action
+        if action in ("case_created", "sighting_added"):
+            if action == "case_created":
+                state.update(detail.get("case") or {"status": workflow.PENDING_REVIEW})
+                state["reject_reason"] = None
+                state["recurrence_count"] = 0
+                out.events.append((entry.actor, "created", None, workflow.PENDING_REVIEW, None))
+            elif detail.get("recurrence"):
+                state["status"] = workflow.PENDING_REVIEW
+                state["recurrence_count"] = state.get("recurrence_count", 0) + 1
+                out.events.append(
+                    (entry.actor, "reopened", workflow.CLOSED, workflow.PENDING_REVIEW, "recurrence")
+                )
+            out.sightings[detail["incident_id"]] = {
+                "evidence": [(e["role"], e["sha256"]) for e in detail.get("evidence", [])],
+                **(detail.get("sighting") or {}),
+            }
+        elif action == "transition":
+            state["status"] = detail["to"]
+            if "team" in detail:
+                state["team"] = detail["team"]
+            if detail["to"] == workflow.REJECTED:
+                state["reject_reason"] = detail.get("reason")
+            if detail.get("after_photo"):
+                out.after_photos.append(("after_photo", detail["after_photo"]))
+            out.events.append((entry.actor, detail["to"], detail["from"], detail["to"], detail.get("reason")))
+        elif action == "undo":
+            state["status"] = detail["to"]
+            state["reject_reason"] = None
+            out.events.append((entry.actor, "undo", detail["from"], detail["to"], None))
+        elif action == "recategorized":
+            state["category"] = detail["to"]
+            status = state.get("status")
+            out.events.append((entry.actor, "recategorized", status, status, None))
+    return out
+
+
+def _short(sha: str) -> str:
+    return sha[:12]
+
+
+def _check_links(
+    name: str,
+    where: str,
+    expected: list[tuple[str, str]],
+    stored: list[Row[Any]],
+    problems: list[str],
+) -> None:
+    """Compare (role, sha256) pairs the chain holds with the link rows of one sighting / the case."""
+    left = list(stored)
+    unmatched: list[tuple[str, str]] = []
+    for role, sha in expected:
+        same = next((link for link in left if link.role == role and link.sha256 == sha), None)
+        if same is not None:
+            left.remove(same)
+        else:
+            unmatched.append((role, sha))
+    for role, sha in unmatched:
+        other = next((link for link in left if link.role == role), None)
+        if other is not None:
+            left.remove(other)
+            problems.append(
+                f"{name} evidence link {other.id} ({role} of {where}) points to another blob: "
+                f"{other.sha256} instead of {sha}"
+            )
+        else:
+            problems.append(f"{name} evidence link ({role} of {where}, blob {sha}) deleted")
+    for link in left:
+        problems.append(
+            f"{name} evidence link {link.id} ({link.role} of {where}, blob {link.sha256}) "
+            "is not in its custody chain"
+        )
+
+
+def _check_case(
+    case_id: int,
+    case: Row[Any] | None,
+    entries: list[CustodyEntry],
+    sightings: list[Row[Any]],
+    links: list[Row[Any]],
+    events: list[Row[Any]],
+    audit: Audit,
+) -> None:
+    name = f"case {case.number if case is not None and case.number else case_id}"
+    problems = audit.problems
+    for p in custody.verify_chain(entries, case_id):
+        problems.append(f"{name} custody entry {p.seq}: {p.reason}")
+    if case is None:
+        problems.append(f"{name} deleted (its custody entries remain)")
+        return
+    if not entries:
+        problems.append(f"{name} has no custody chain (its entries were deleted)")
+        return
+    expected = _replay(entries)
+    for fact in _REPLAYED:
+        if fact in expected.state and getattr(case, fact) != expected.state[fact]:
+            problems.append(
+                f"{name} {fact} is {getattr(case, fact)} but its custody chain says {expected.state[fact]}"
+            )
+    if case.sightings_count != len(expected.sightings):
+        problems.append(
+            f"{name} sightings_count is {case.sightings_count} but its custody chain records "
+            f"{len(expected.sightings)} sighting(s)"
+        )
+
+    by_incident = {s.incident_id: s for s in sightings}
+    links_of: dict[int | None, list[Row[Any]]] = {}
+    for link in links:
+        links_of.setdefault(link.sighting_id, []).append(link)
+    for incident_id, record in expected.sightings.items():
+        for _, sha in record["evidence"]:
+            audit.blobs.add(sha)
+        row = by_incident.pop(incident_id, None)
+        label = f"sighting {record['id']}" if "id" in record else "sighting"
+        if row is None:
+            problems.append(f"{name} {label} deleted (incident {incident_id})")
+            continue
+        if "id" in record and (
+            row.id != record["id"] or custody.sighting_digest(row._mapping) != record["sha256"]
+        ):
+            problems.append(f"{name} sighting {row.id} altered (incident {incident_id})")
+        _check_links(name, f"sighting {row.id}", record["evidence"], links_of.pop(row.id, []), problems)
+    for row in by_incident.values():
+        problems.append(f"{name} sighting {row.id} is not in its custody chain (incident {row.incident_id})")
+        links_of.pop(row.id, None)
+    for _, sha in expected.after_photos:
+        audit.blobs.add(sha)
+    _check_links(name, "the case", expected.after_photos, links_of.pop(None, []), problems)
+    for stray in links_of.values():  # links to a sighting of another case
+        _check_links(name, "the case", [], stray, problems)
+
+    stored_events: list[_EventKey] = [
+        (e.actor, e.action, e.from_status, e.to_status, e.reason) for e in events
+    ]
+    if stored_events != expected.events:
+        extra = Counter(stored_events) - Counter(expected.events)
+        missing = Counter(expected.events) - Counter(stored_events)
+        for e in events:
+            key: _EventKey = (e.actor, e.action, e.from_status, e.to_status, e.reason)
+            if extra[key] > 0:
+                extra[key] -= 1
+                problems.append(
+                    f"{name} history event {e.id} ({e.action}: {e.from_status} -> {e.to_status} "
+                    f"by {e.actor}) is not in its custody chain"
+                )
+        for (actor, action, before, after, _), n in missing.items():
+            problems += [f"{name} history event ({action}: {before} -> {after} by {actor}) deleted"] * n
+        if not extra and not missing:
+            problems.append(f"{name} history events are out of the order of its custody chain")
+
+
+def _batches(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), CASE_BATCH):
+        yield ids[start : start + CASE_BATCH]
+
+
+def _grouped(session: Session, stmt: Any, lo: int, hi: int, column: Any) -> dict[int, list[Any]]:
+    groups: dict[int, list[Any]] = {}
+    for row in session.execute(stmt.where(column.between(lo, hi))):
+        groups.setdefault(row.case_id, []).append(row)
+    return groups
+
+
+def audit(session: Session, *, at_seqs: tuple[int, ...] = ()) -> Audit:
+    """Check the ledger, every case's chain and every fact its entries vouch for; `at_seqs`: ledger
+    seqs whose hashes to report (a checkpoint's)."""
+    custody.snapshot(session)
+    result = Audit()
+    numbers = {row.id: row.number for row in session.execute(select(Case.id, Case.number))}
+    ledger = custody.verify_ledger(session, cases=numbers, at_seqs=at_seqs)
+    result.head, result.entries, result.ledger_hashes = ledger.head, ledger.head.entries, ledger.hashes_at
+    result.problems += ledger.problems
+
+    chained = set(session.scalars(select(CustodyEntry.case_id).distinct()))
+    ids = sorted(set(numbers) | chained)
+    result.cases = len(ids)
+    cases_t, sightings_t = table_of(Case), table_of(Sighting)
+    links_t, events_t = table_of(EvidenceLink), table_of(CaseEvent)
+    case_stmt = select(cases_t).add_columns(cases_t.c.id.label("case_id"))
+    sighting_stmt = select(sightings_t).order_by(sightings_t.c.id)
+    link_stmt = select(links_t).order_by(links_t.c.id)
+    event_stmt = select(events_t).order_by(events_t.c.id)
+    for batch in _batches(ids):
+        lo, hi = batch[0], batch[-1]
+        case_rows = _grouped(session, case_stmt, lo, hi, cases_t.c.id)
+        entries: dict[int, list[CustodyEntry]] = {}
+        for entry in session.scalars(
+            select(CustodyEntry)
+            .where(CustodyEntry.case_id.between(lo, hi))
+            .order_by(CustodyEntry.case_id, CustodyEntry.seq)
+        ):
+            entries.setdefault(entry.case_id, []).append(entry)
+        sightings = _grouped(session, sighting_stmt, lo, hi, sightings_t.c.case_id)
+        links = _grouped(session, link_stmt, lo, hi, links_t.c.case_id)
+        events = _grouped(session, event_stmt, lo, hi, events_t.c.case_id)
+        for case_id in batch:
+            rows = case_rows.get(case_id)
+            _check_case(
+                case_id,
+                rows[0] if rows else None,
+                entries.get(case_id, []),
+                sightings.get(case_id, []),
+                links.get(case_id, []),
+                events.get(case_id, []),
+                result,
+            )
+        session.expunge_all()
+
+    stored_blobs = set(session.scalars(select(EvidenceBlob.sha256)))
+    for sha in sorted(result.blobs - stored_blobs):
+        result.problems.append(f"blob {sha} missing from the evidence table (its custody entries name it)")
+    return result
