@@ -9,6 +9,8 @@ every backend alike; median of the rounds) and its AP50 / mAP50-95 on the datase
     .venv/bin/python benchmarks/model.py [--model models/gridpatrol-n.pt] [--imgsz 480]
         [--limit 100] [--frames 50] [--rounds 3] [--json out.json]
 
+The dataset is built, not shipped: run `gridpatrol dataset build` once (about 8 minutes on 2 cores).
+
 Target (issue 4): the fastest backend by default on CPU when its mAP50 is within one point of
 PyTorch's; at least 2x PyTorch's frames per second.
 """
@@ -122,6 +124,12 @@ def main() -> int:
         parser.error(f"unknown backends {sorted(unknown)}")
     if not args.model.is_file():
         parser.error(f"model not found: {args.model}")
+    if not args.data.is_file():
+        parser.error(
+            f"no dataset at {args.data}: a fresh clone has none. Build it first with "
+            "`gridpatrol dataset build` (the shipped recipe: cn-garbage from ../shared with the COCO kinds "
+            "pseudo-labelled, about 8 minutes on 2 CPU cores), or pass --data DATA.yaml"
+        )
     _, val_images = load_data(args.data, "val")
     frames = [cv2.imread(str(p)) for p in val_images[: args.frames]]
     image_sets = {"val photos": frames}
