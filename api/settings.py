@@ -57,6 +57,12 @@ class Settings(BaseModel):
         description="where `gridpatrol evidence checkpoint` writes the custody ledger's head; outside "
         "data_dir (refused inside it); default <data_dir>/../gridpatrol-checkpoints",
     )
+    checkpoint_every_min: float = Field(
+        60.0,
+        ge=0.0,
+        description="the server writes a checkpoint there this often when the ledger has moved, and "
+        "sends it to webhooks subscribed to custody.checkpoint; 0: only `gridpatrol evidence checkpoint`",
+    )
     webhook_timeout_s: float = Field(5.0, gt=0.0)
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_backoff_s: float = Field(2.0, gt=0.0, description="first retry delay; doubles each time")

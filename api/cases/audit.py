@@ -2,9 +2,10 @@
 
 The chain is the record; the other tables are what it says, and must agree with it:
 
-- the case row: status, category, team, grid cell, number, reject reason, recurrence and sightings
-  counts equal the replay of its entries (the first entry holds the new case's state; transitions,
-  undos, recategorisations and recurrences change it);
+- the case row: status, category, team, grid cell, number, camera, device, position, reject reason,
+  recurrence and sightings counts equal the replay of its entries (the first entry holds the new
+  case's state; transitions, undos, recategorisations and recurrences change it); the plate is the
+  first one its sightings read and last_seen the latest sighting, both from the checked sightings;
 - sightings: each was recorded by an entry with the SHA-256 of its facts (custody.sighting_digest);
   one missing, altered or not recorded is named;
 - evidence links: each sighting's (role, blob) pairs and the after-photos of transitions are in the
@@ -15,7 +16,8 @@ The chain is the record; the other tables are what it says, and must agree with 
 
 Entries written before migration 0006 lack the new case's state and the sighting digests: for those
 cases the category, team, grid cell and number and the sighting contents are not checked (the status,
-the sightings, the evidence links and the history are).
+the sightings, the evidence links and the history are); the plate, camera, device and position are
+checked for cases created since they were added to the first entry (December 2026).
 """
 
 from __future__ import annotations
@@ -34,7 +36,19 @@ from api.storage.db import table_of
 from api.storage.models import Case, CaseEvent, CustodyEntry, EvidenceBlob, EvidenceLink, Sighting
 
 CASE_BATCH = 1000  # cases read and checked together (memory stays flat at any size)
-_REPLAYED = ("status", "category", "team", "grid_cell_id", "number", "reject_reason", "recurrence_count")
+_REPLAYED = (
+    "status",
+    "category",
+    "team",
+    "grid_cell_id",
+    "number",
+    "reject_reason",
+    "recurrence_count",
+    "camera_id",
+    "device_id",
+    "lat",
+    "lon",
+)
 _EventKey = tuple[str, str, str | None, str | None, str | None]  # actor, action, from, to, reason
 
 
@@ -137,6 +151,26 @@ def _check_links(
         )
 
 
+def _check_sighting_facts(
+    name: str,
+    case: Row[Any],
+    expected: _Expected,
+    by_incident: dict[str, Row[Any]],
+    problems: list[str],
+) -> None:
+    """The case's plate (the first one read, in the chain's order) and last_seen (the latest
+    sighting) as its sightings say; the sightings themselves are checked against their digests."""
+    rows = [by_incident[i] for i in expected.sightings if i in by_incident]
+    if "plate" in expected.state and len(rows) == len(expected.sightings):
+        plate = expected.state["plate"] or next((r.plate for r in rows if r.plate), None)
+        if case.plate != plate:
+            problems.append(f"{name} plate is {case.plate} but its sightings say {plate}")
+    if rows and len(rows) == len(expected.sightings):
+        latest = max(r.seen_at for r in rows)
+        if case.last_seen != latest:
+            problems.append(f"{name} last_seen is {case.last_seen} but its latest sighting is {latest}")
+
+
 def _check_case(
     case_id: int,
     case: Row[Any] | None,
@@ -169,6 +203,7 @@ def _check_case(
         )
 
     by_incident = {s.incident_id: s for s in sightings}
+    _check_sighting_facts(name, case, expected, by_incident, problems)
     links_of: dict[int | None, list[Row[Any]]] = {}
     for link in links:
         links_of.setdefault(link.sighting_id, []).append(link)

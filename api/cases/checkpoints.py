@@ -5,20 +5,30 @@ outside the data folder (a copy of the data folder holds no checkpoint of itself
 further away (another machine, a write-once store, a webhook receiver). Later, `gridpatrol evidence
 verify --against FILE` proves the ledger up to that seq was not rewritten: the entry at that seq still
 has that hash, and the chain runs on from it without a gap (custody.verify_ledger).
+
+The server takes one on a schedule (CheckpointSchedule, every GRIDPATROL_CHECKPOINT_EVERY_MIN minutes
+when the ledger has moved): each proves the ledger runs on from the one before without a gap, is
+written to the checkpoint folder, and is sent to the webhooks subscribed to `custody.checkpoint`, so
+a receiver elsewhere keeps a copy that whoever holds this machine cannot change. A receiver's copy
+of the webhook body is itself a checkpoint file for `verify --against`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from api.cases import custody
+from api.cases import custody, webhooks
 from api.errors import InputError
 from api.storage.db import iso_utc, utcnow
+
+log = logging.getLogger(__name__)
 
 FORMAT = "gridpatrol-custody-checkpoint/1"
 
@@ -37,15 +47,32 @@ class Checkpoint:
     def to_json(self) -> dict[str, object]:
         return {"format": FORMAT, **asdict(self)}
 
+    @property
+    def head(self) -> custody.LedgerHead:
+        return custody.LedgerHead(self.ledger_seq, self.ledger_hash, self.entries)
 
-def take(session: Session) -> Checkpoint:
+
+def take(session: Session, *, since: Checkpoint | None = None) -> Checkpoint:
     """The ledger's head now, once the ledger verifies (a checkpoint of a broken ledger would fix
-    the break in place): CheckpointError naming the first problem otherwise."""
+    the break in place): CheckpointError naming the first problem otherwise. `since`: an earlier
+    checkpoint; only the entries after it are walked, and they must run on from its hash."""
     custody.snapshot(session)
-    check = custody.verify_ledger(session, cases={})
+    check = custody.verify_ledger(session, cases={}, since=None if since is None else since.head)
     if check.problems:
         raise CheckpointError("ledger", f"not checkpointed, the ledger does not verify: {check.problems[0]}")
     return Checkpoint(check.head.seq, check.head.hash, check.head.entries, iso_utc(utcnow()))
+
+
+def send_to_witnesses(session: Session, checkpoint: Checkpoint) -> int:
+    """Queue the checkpoint for every webhook subscribed to custody.checkpoint (in the caller's
+    transaction); returns how many."""
+    return webhooks.enqueue(
+        session,
+        event=webhooks.WebhookEvent.CUSTODY_CHECKPOINT,
+        case_id=None,
+        payload=checkpoint.to_json(),
+        key="checkpoint",
+    )
 
 
 def write(checkpoint: Checkpoint, *, out: Path | None, folder: Path, data_dir: Path) -> Path:
@@ -70,6 +97,8 @@ def load(path: Path) -> Checkpoint:
         raise CheckpointError("against", f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError("against", f"{path} is not a checkpoint: {exc}") from None
+    if isinstance(data, dict) and data.get("event") == webhooks.WebhookEvent.CUSTODY_CHECKPOINT:
+        data = data.get("checkpoint")  # a witness's copy of the webhook body
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError("against", f"{path} is not a checkpoint (format is not {FORMAT})")
     try:
@@ -98,3 +127,79 @@ def compare(checkpoint: Checkpoint, hashes_at: dict[int, str], head: custody.Led
             f"(its hash is {found}, the checkpoint says {checkpoint.ledger_hash})"
         ]
     return []
+
+
+def newest(folder: Path) -> Checkpoint | None:
+    """The checkpoint of the furthest ledger entry in `folder` (unreadable files skipped), or None."""
+    found: list[Checkpoint] = []
+    for path in folder.glob("checkpoint-*.json"):
+        try:
+            found.append(load(path))
+        except CheckpointError:
+            log.warning("%s is not a readable checkpoint; skipped", path)
+    return max(found, key=lambda c: (c.ledger_seq, c.at), default=None)
+
+
+class CheckpointSchedule:
+    """Background thread of the server: a checkpoint every `every_s` seconds when the ledger has
+    moved since the last one, written to `folder` and sent to the witnesses. Each must run on from
+    the newest one in `folder` (also across restarts, so a rewrite while the server was down is
+    found at the next round); a ledger that does not is logged as an error each round and never
+    checkpointed (a database replaced on purpose needs its old checkpoints moved out of `folder`)."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        every_s: float,
+        folder: Path,
+        data_dir: Path,
+        read_factory: sessionmaker[Session] | None = None,
+    ) -> None:
+        self.factory = factory
+        self.read_factory = read_factory or factory
+        self.every_s = every_s
+        self.folder = folder
+        self.data_dir = data_dir
+        self.last: Checkpoint | None = newest(folder)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="gridpatrol-checkpoints", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.run_once()
+            except CheckpointError as exc:
+                log.error("custody checkpoint not taken: %s", exc)
+            except Exception:  # keep the thread alive whatever one round does
+                log.exception("custody checkpoint round failed")
+
+    def run_once(self) -> Path | None:
+        """Take, write and send a checkpoint if the ledger moved; the file's path, or None."""
+        with self.read_factory() as session:
+            checkpoint = take(session, since=self.last)
+        if checkpoint.ledger_seq == 0 or (
+            self.last is not None and checkpoint.ledger_seq == self.last.ledger_seq
+        ):
+            return None
+        path = write(checkpoint, out=None, folder=self.folder, data_dir=self.data_dir)
+        with self.factory() as session:
+            witnesses = send_to_witnesses(session, checkpoint)
+            session.commit()
+        self.last = checkpoint
+        log.info(
+            "custody checkpoint of entry %d written to %s and sent to %d witness(es)",
+            checkpoint.ledger_seq,
+            path,
+            witnesses,
+        )
+        return path

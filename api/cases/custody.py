@@ -72,7 +72,18 @@ def ledger_digest(ledger_prev: str, ledger_seq: int, entry_hash: str) -> str:
 
 
 # what a new case is, recorded in its first entry (api.cases.audit replays the later entries on it)
-CASE_FACTS = ("number", "category", "status", "team", "grid_cell_id")
+CASE_FACTS = (
+    "number",
+    "category",
+    "status",
+    "team",
+    "grid_cell_id",
+    "plate",
+    "camera_id",
+    "device_id",
+    "lat",
+    "lon",
+)
 # what a sighting row says, hashed into the custody entry that recorded it (api.cases.audit compares)
 SIGHTING_FACTS = (
     "incident_id",
@@ -229,10 +240,17 @@ def recorded_head(session: Session) -> LedgerHead:
     return LedgerHead(0, GENESIS, -1) if row is None else LedgerHead(int(row.seq), row.hash, int(row.seq))
 
 
-def verify_ledger(session: Session, *, cases: dict[int, str], at_seqs: tuple[int, ...] = ()) -> LedgerCheck:
+def verify_ledger(
+    session: Session,
+    *,
+    cases: dict[int, str],
+    at_seqs: tuple[int, ...] = (),
+    since: LedgerHead | None = None,
+) -> LedgerCheck:
     """The ledger walked in order: seq 1, 2, 3... without a gap, each ledger_prev the hash before it
     and each ledger_hash recomputed; then the head row. `cases`: case id -> number, for the messages.
-    The entry hashes themselves are checked against their content by verify_chain."""
+    The entry hashes themselves are checked against their content by verify_chain. `since`: walk only
+    the entries after that head (a checkpoint's), which must follow on from its hash."""
     problems: list[str] = []
     wanted = set(at_seqs)
     hashes_at: dict[int, str] = {}
@@ -244,6 +262,10 @@ def verify_ledger(session: Session, *, cases: dict[int, str], at_seqs: tuple[int
     )
     expected, prev, count = 1, GENESIS, 0
     before = "the start"
+    if since is not None and since.seq > 0:
+        stmt = stmt.where(c.ledger_seq > since.seq)
+        expected, prev, count = since.seq + 1, since.hash, since.entries
+        before = f"custody entry {since.seq} (the last checkpoint)"
     for row in session.connection().execute(stmt):
         count += 1
         here = f"case {cases.get(row.case_id, row.case_id)} entry {row.seq}"
@@ -283,7 +305,10 @@ def verify_ledger(session: Session, *, cases: dict[int, str], at_seqs: tuple[int
             f"ledger: {missing} (the recorded head is entry {head.seq}, the last entry is {last.seq})"
         )
     elif (head.seq, head.hash) != (last.seq, last.hash):
-        problems.append(
-            f"ledger: the recorded head (entry {head.seq}) does not match the last entry {last.seq}"
+        which = (
+            f"custody entry {last.seq} as the last checkpoint recorded it"
+            if since is not None and count == since.entries
+            else f"the last entry {last.seq}"
         )
+        problems.append(f"ledger: the recorded head (entry {head.seq}) does not match {which}")
     return LedgerCheck(last, problems, hashes_at)

@@ -44,6 +44,7 @@ class WebhookEvent(StrEnum):
     CASE_FILED = "case.filed"
     CASE_DISPATCHED = "case.dispatched"
     CASE_CLOSED = "case.closed"
+    CUSTODY_CHECKPOINT = "custody.checkpoint"  # the ledger's head, for a witness outside (checkpoints)
 
 
 class DeliveryStatus(StrEnum):
@@ -53,6 +54,9 @@ class DeliveryStatus(StrEnum):
 
 
 EVENTS: tuple[WebhookEvent, ...] = tuple(WebhookEvent)
+# what a webhook registered without a list of events receives: the case events (a witness of the
+# custody checkpoints subscribes to custody.checkpoint by name)
+CASE_EVENTS: tuple[WebhookEvent, ...] = tuple(e for e in WebhookEvent if e.startswith("case."))
 
 
 class WebhookInputError(InputError):
@@ -99,7 +103,7 @@ def create_webhook(
     refusal = (targets or TargetPolicy()).check_url(url)
     if refusal is not None:
         raise WebhookTargetRefused("url", refusal)
-    events = events or list(EVENTS)
+    events = events or list(CASE_EVENTS)
     unknown = [e for e in events if e not in EVENTS]
     if unknown:
         raise WebhookInputError("events", f"unknown events {unknown}; choose from {', '.join(EVENTS)}")
@@ -123,8 +127,11 @@ def list_deliveries(
     return list(session.scalars(stmt))
 
 
-def enqueue(session: Session, *, event: str, case_id: int | None, payload: dict[str, Any]) -> int:
-    """Queue one delivery per active webhook subscribed to the event (in the caller's transaction)."""
+def enqueue(
+    session: Session, *, event: str, case_id: int | None, payload: dict[str, Any], key: str = "case"
+) -> int:
+    """Queue one delivery per active webhook subscribed to the event (in the caller's transaction);
+    the body is {"event", "occurred_at", key: payload}."""
     hooks = [
         h
         for h in session.scalars(select(Webhook).where(Webhook.active.is_(True)))
@@ -132,7 +139,7 @@ def enqueue(session: Session, *, event: str, case_id: int | None, payload: dict[
     ]
     now = utcnow()
     for hook in hooks:
-        body = {"event": event, "occurred_at": iso_utc(now), "case": payload}
+        body = {"event": str(event), "occurred_at": iso_utc(now), key: payload}
         session.add(
             WebhookDelivery(
                 webhook_id=hook.id,

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from api.cli import CommandError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy.orm import Session
 
     from api.services import Services
@@ -292,23 +294,91 @@ def _evidence_verify(args: argparse.Namespace) -> int:
         problem = services.store.verify(sha)
         if problem:
             problems.append(f"evidence {sha}: {problem}")
-    for sha, path in services.store.iter_files():
-        if sha not in known and sha not in result.blobs:
-            problem = services.store.verify(sha)
-            if problem:
-                problems.append(f"evidence file {path}: {problem}")
+    orphans = _orphans(services, known | result.blobs)
+    for sha, path, _ in orphans:
+        problem = services.store.verify(sha)
+        if problem:
+            problems.append(f"evidence file {path}: {problem}")
     problems += result.problems
     if checkpoint is not None:
         problems += checkpoints.compare(checkpoint, result.ledger_hashes, result.head)
     for line in problems:
         print(line)
+    for _, path, age_s in orphans[:ORPHANS_SHOWN]:
+        print(f"orphan: evidence file {path} is referenced by no case (stored {_age(age_s)} ago)")
+    if len(orphans) > ORPHANS_SHOWN:
+        print(f"orphan: ... and {len(orphans) - ORPHANS_SHOWN} more")
     against = f", against the checkpoint at entry {checkpoint.ledger_seq}" if checkpoint else ""
+    orphan_text = (
+        f"; {len(orphans)} orphan file(s) referenced by no case (not evidence of any case: an "
+        "incident or after-photo whose database write failed; `gridpatrol evidence orphans "
+        "--remove` deletes those older than an hour)"
+        if orphans
+        else ""
+    )
     print(
         f"checked {len(known | result.blobs)} evidence files, {result.cases} cases and "
         f"{result.entries} custody entries (ledger head {result.head.seq}){against}: "
-        f"{len(problems)} problem(s)"
+        f"{len(problems)} problem(s){orphan_text}"
     )
     return 1 if problems else 0
+
+
+ORPHANS_SHOWN = 20
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def _orphans(services: Services, referenced: set[str]) -> list[tuple[str, Path, float]]:
+    """Evidence files no blob row or custody entry names, and receiving files left by a killed
+    request: (sha256 or temporary name, path, age in seconds), oldest first."""
+    import time
+
+    now = time.time()
+    found = []
+    for sha, path in services.store.iter_files():
+        if sha not in referenced:
+            found.append((sha, path, now - path.stat().st_mtime))
+    for path in services.store.root.glob(".incoming-*"):
+        found.append((path.name, path, now - path.stat().st_mtime))
+    return sorted(found, key=lambda item: -item[2])
+
+
+def _evidence_orphans(args: argparse.Namespace) -> int:
+    """List (and with --remove delete) evidence files referenced by no case."""
+    from sqlalchemy import select
+
+    from api.storage.models import EvidenceBlob
+
+    services = _services(args)
+    with services.read_factory() as session:
+        referenced = set(session.scalars(select(EvidenceBlob.sha256)))
+    orphans = _orphans(services, referenced)
+    min_age_s = args.older_than_min * 60
+    removed = 0
+    for name, path, age_s in orphans:
+        old_enough = age_s >= min_age_s
+        if args.remove and old_enough:
+            with services.factory() as session:  # named again since the listing: keep it
+                if session.scalar(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == name)):
+                    continue
+            path.unlink(missing_ok=True)
+            removed += 1
+            log.info("removed orphan evidence file %s (stored %s ago)", path, _age(age_s))
+        else:
+            note = "" if old_enough else f" (younger than {args.older_than_min:g} min: may be in flight)"
+            print(f"{path}  stored {_age(age_s)} ago{note}")
+    action = f"removed {removed}" if args.remove else "removed none (--remove deletes them)"
+    print(f"{len(orphans)} orphan evidence file(s) referenced by no case; {action}")
+    return 0
 
 
 def _evidence_checkpoint(args: argparse.Namespace) -> int:
@@ -329,7 +399,12 @@ def _evidence_checkpoint(args: argparse.Namespace) -> int:
         )
     except checkpoints.CheckpointError as exc:
         raise CommandError(str(exc)) from None
+    with services.factory() as session:
+        witnesses = checkpoints.send_to_witnesses(session, checkpoint)
+        session.commit()
     print(f"checkpoint of custody entry {checkpoint.ledger_seq} ({checkpoint.ledger_hash}) written to {path}")
+    if witnesses:
+        print(f"queued for {witnesses} webhook(s) subscribed to custody.checkpoint (the server sends them)")
     return 0
 
 
@@ -433,3 +508,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     q.add_argument("--out", metavar="FILE", help="write here instead (refused inside the data folder)")
     db_option(q)
     q.set_defaults(handler=_evidence_checkpoint)
+    q = sub.add_parser(
+        "orphans",
+        help="list evidence files referenced by no case (a write that failed after its files were "
+        "stored); --remove deletes those older than --older-than-min",
+    )
+    q.add_argument("--remove", action="store_true", help="delete them (only those old enough)")
+    q.add_argument(
+        "--older-than-min",
+        type=float,
+        default=60.0,
+        metavar="MIN",
+        help="leave younger files alone: they may belong to a request still in flight (default 60)",
+    )
+    db_option(q)
+    q.set_defaults(handler=_evidence_orphans)

@@ -219,6 +219,18 @@ def create_app(
                     targets=services.webhook_targets,
                 )
             )
+        if run_webhooks and settings.checkpoint_every_min > 0:
+            from api.cases.checkpoints import CheckpointSchedule
+
+            threads.append(
+                CheckpointSchedule(
+                    services.factory,
+                    every_s=settings.checkpoint_every_min * 60,
+                    folder=settings.checkpoints_dir,
+                    data_dir=settings.data_dir,
+                    read_factory=services.read_factory,
+                )
+            )
         if run_worker:
             from api.jobs.worker import Worker
 

@@ -166,6 +166,26 @@ def _team_changed(w: World, conn: Connection) -> list[str]:
     return [f"case {w.numbers[3]} team is elsewhere but its custody chain says {team}"]
 
 
+def _plate_set(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("UPDATE cases SET plate = '浙A00001' WHERE id = 1"))
+    return [f"case {w.numbers[1]} plate is 浙A00001 but its sightings say None"]
+
+
+def _camera_changed(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("UPDATE cases SET camera_id = 'other-cam' WHERE id = 2"))
+    return [f"case {w.numbers[2]} camera_id is other-cam but its custody chain says demo-cam-01"]
+
+
+def _position_moved(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("UPDATE cases SET lat = 30.5 WHERE id = 3"))
+    return [f"case {w.numbers[3]} lat is 30.5 but its custody chain says 30.29"]
+
+
+def _last_seen_changed(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("UPDATE cases SET last_seen = '2026-01-01 00:00:00' WHERE id = 1"))
+    return [f"case {w.numbers[1]} last_seen is"]
+
+
 def _event_forged(w: World, conn: Connection) -> list[str]:
     conn.execute(
         text(
@@ -224,6 +244,10 @@ TAMPERING: dict[str, Callable[[World, Connection], list[str]]] = {
     "status set to closed": _status_closed,
     "category changed": _category_changed,
     "team changed": _team_changed,
+    "plate set": _plate_set,
+    "camera changed": _camera_changed,
+    "position moved": _position_moved,
+    "last seen changed": _last_seen_changed,
     "history event forged": _event_forged,
     "history event deleted": _event_deleted,
     "sighting deleted": _sighting_deleted,
