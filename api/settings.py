@@ -63,6 +63,9 @@ class Settings(BaseModel):
         description="the server writes a checkpoint there this often when the ledger has moved, and "
         "sends it to webhooks subscribed to custody.checkpoint; 0: only `gridpatrol evidence checkpoint`",
     )
+    camera_offline_after_s: float = Field(
+        60.0, gt=0.0, description="a camera is offline (webhook camera.offline) after no report for this long"
+    )
     webhook_timeout_s: float = Field(5.0, gt=0.0)
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_backoff_s: float = Field(2.0, gt=0.0, description="first retry delay; doubles each time")

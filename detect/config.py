@@ -41,7 +41,8 @@ def _multiple_of_32(value: int) -> int:
 # An inference image size in pixels: YOLO strides need a multiple of 32.
 ImageSize = Annotated[int, Field(ge=32, le=4096), AfterValidator(_multiple_of_32)]
 
-_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+HOURS_PATTERN = r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$"  # 'HH:MM-HH:MM', local time
+_HOURS = re.compile(HOURS_PATTERN)
 
 
 class ConfigError(SetupError):

@@ -11,8 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # The CLI registers the model workshop's commands (detect.model.commands), a light module that imports
-# the workshop only inside its handlers; nothing else of detect, and no streams, may load.
-LIGHT_DETECT = {"detect", "detect.model", "detect.model.commands"}
+# the workshop only inside its handlers; the camera registry's routes validate cameras with the site
+# config's own models (detect.config: pydantic and yaml); nothing else of detect, and no streams, may load.
+LIGHT_DETECT = {"detect", "detect.config", "detect.model", "detect.model.commands"}
 
 
 def test_serve_without_worker_does_not_import_torch(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ class Role(StrEnum):
 
 ROLES: tuple[Role, ...] = tuple(Role)
 DEVICE_ROLE = "device"  # the role of a principal that is a device key, not a user
+RUNNER_ROLE = "runner"  # a device key that runs the registry's cameras (api.cameras, api.runner)
 DEVICE_KEY_PREFIX = "gpd_"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")  # not "." or "..": names sit in URL paths
 PASSWORD_MIN, PASSWORD_MAX = 8, 256  # the login form takes at most 256 characters
@@ -154,15 +155,20 @@ def _new_device_key() -> tuple[str, str]:
     return key, token_hash(key)
 
 
-def create_device(session: Session, *, name: str, camera_id: str | None = None) -> tuple[Device, str]:
-    """A new device and its key (shown once; only its hash is kept)."""
+def create_device(
+    session: Session, *, name: str, camera_id: str | None = None, runner: bool = False
+) -> tuple[Device, str]:
+    """A new device and its key (shown once; only its hash is kept). A runner analyses the
+    registry's cameras, so it is bound to none."""
     if not NAME_RE.match(name):
         raise AuthError("name", "1-64 letters, digits or _ . @ -, starting with a letter or digit")
     taken = f"device '{name}' already exists (a new key for it: gridpatrol device rotate {name})"
     if session.scalar(select(Device.id).where(Device.name == name)) is not None:
         raise AccountConflict("name", taken)
+    if runner and camera_id is not None:
+        raise AuthError("camera_id", "a runner runs the registry's cameras: it is bound to none")
     key, digest = _new_device_key()
-    device = Device(name=name, key_hash=digest, camera_id=camera_id or None)
+    device = Device(name=name, key_hash=digest, camera_id=camera_id or None, runner=runner)
     session.add(device)
     try:
         session.flush()

@@ -19,6 +19,7 @@ from api.accounts import throttle
 from api.accounts.accounts import (
     DEVICE_KEY_PREFIX,
     DEVICE_ROLE,
+    RUNNER_ROLE,
     LoginFailed,
     Principal,
     hash_password,
@@ -133,7 +134,11 @@ def resolve_request(session: Session, token: str) -> Resolved:
         if device is None:
             return Resolved(None, False)
         principal = Principal(
-            kind="device", name=device.name, role=DEVICE_ROLE, device_id=device.id, camera_id=device.camera_id
+            kind="device",
+            name=device.name,
+            role=RUNNER_ROLE if device.runner else DEVICE_ROLE,
+            device_id=device.id,
+            camera_id=device.camera_id,
         )
         due = device.last_used_at is None or device.last_used_at < utcnow() - timedelta(
             seconds=DEVICE_USE_RESOLUTION_S

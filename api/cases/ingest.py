@@ -18,15 +18,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.accounts.accounts import Principal
+from api.accounts.accounts import RUNNER_ROLE, Principal
 from api.cases import custody, workflow
-from api.cases.grids import GridCache, GridIndex
+from api.cases.grids import Assignment, GridCache, GridIndex
 from api.cases.incident import IncidentInputError, IncidentPayload
 from api.cases.merge import Candidate, MergeKey, MergePolicy, bucket_of, choose_case
 from api.storage.db import as_utc, utcnow
 from api.storage.db import table_of as _table
 from api.storage.evidence_store import StoredFile
-from api.storage.models import Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
+from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,9 @@ def ingest(
     else:
         created = True
         cell = grid.lookup(inc.lat, inc.lon)
+        fixed = _fixed_place(conn, inc.camera_id)
+        if fixed is not None:  # a registered camera's own cell and team (api.cameras) win
+            cell = Assignment(fixed.grid_cell_id or cell.cell_id, fixed.team or cell.team)
         case_id = _next_case_id(conn)
         case_row = {
             "id": case_id,
@@ -380,6 +383,36 @@ def ingest(
     return IngestResult(case, int(sighting_id), created, False, recurrence)  # type: ignore[arg-type]
 
 
+_CAMERA_PLACE = select(Camera.grid_cell_id, Camera.team).where(Camera.id == bindparam("camera_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class _FixedPlace:
+    grid_cell_id: str | None
+    team: str | None
+
+
+def _fixed_place(conn: Connection, camera_id: str | None) -> _FixedPlace | None:
+    """The fixed grid cell and team a registered camera files its cases in (api.cameras), if any."""
+    if camera_id is None:
+        return None
+    row = conn.execute(_CAMERA_PLACE, {"camera_id": camera_id}).first()
+    if row is None or (row.grid_cell_id is None and row.team is None):
+        return None
+    return _FixedPlace(row.grid_cell_id, row.team)
+
+
+def _check_runner_camera(read_factory: sessionmaker[Session], camera_id: str) -> None:
+    """A runner posts only for cameras in the registry (api.cameras)."""
+    with read_factory() as session:
+        known = session.scalar(select(Camera.id).where(Camera.id == camera_id))
+    if known is None:
+        raise IncidentInputError(
+            "incident.source_id",
+            f"no registered camera '{camera_id}' (a runner posts for the registry's cameras)",
+        )
+
+
 def ingest_committed(
     factory: sessionmaker[Session],
     inc: IncidentIn,
@@ -443,6 +476,8 @@ def ingest_payload(
     matched to its evidence list, then ingested in its own transaction. A retry without its files of
     an incident already received answers with the first sighting; the device's camera wins over the
     incident's own source id."""
+    if actor.role == RUNNER_ROLE:
+        _check_runner_camera(read_factory, payload.source_id)
     if not files and payload.evidence:  # a retry without its files: nothing to store
         with read_factory() as session:
             existing = find_received(session, incident_id=payload.id)

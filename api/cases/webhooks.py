@@ -45,6 +45,8 @@ class WebhookEvent(StrEnum):
     CASE_DISPATCHED = "case.dispatched"
     CASE_CLOSED = "case.closed"
     CUSTODY_CHECKPOINT = "custody.checkpoint"  # the ledger's head, for a witness outside (checkpoints)
+    CAMERA_OFFLINE = "camera.offline"  # no report from its runner for a while (api.cameras)
+    CAMERA_ONLINE = "camera.online"  # reported again after being offline
 
 
 class DeliveryStatus(StrEnum):
@@ -55,7 +57,7 @@ class DeliveryStatus(StrEnum):
 
 EVENTS: tuple[WebhookEvent, ...] = tuple(WebhookEvent)
 # what a webhook registered without a list of events receives: the case events (a witness of the
-# custody checkpoints subscribes to custody.checkpoint by name)
+# custody checkpoints and a camera monitor subscribe to their events by name)
 CASE_EVENTS: tuple[WebhookEvent, ...] = tuple(e for e in WebhookEvent if e.startswith("case."))
 
 

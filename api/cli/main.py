@@ -14,7 +14,13 @@ import sys
 from collections.abc import Sequence
 
 # Command-group modules; each adds its subcommands. The model workshop's commands live with it (detect/model).
-COMMAND_MODULES = ("api.cli.detection", "api.cli.service", "detect.model.commands", "api.cli.demo")
+COMMAND_MODULES = (
+    "api.cli.detection",
+    "api.cli.service",
+    "api.cli.cameras",
+    "detect.model.commands",
+    "api.cli.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

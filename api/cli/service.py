@@ -196,7 +196,7 @@ def _device_add(args: argparse.Namespace) -> int:
 
     services = _services(args)
     with _account_change(services) as session:
-        device, key = create_device(session, name=args.name, camera_id=args.camera)
+        device, key = create_device(session, name=args.name, camera_id=args.camera, runner=args.runner)
     print(f"device {device.name} added; its key (shown only now):")
     print(key)
     return 0
@@ -213,7 +213,7 @@ def _device_list(args: argparse.Namespace) -> int:
         [
             (
                 d.name,
-                d.camera_id or "-",
+                "(runner)" if d.runner else d.camera_id or "-",
                 _when(d.created_at),
                 _when(d.last_used_at),
                 _when(d.revoked_at) if not d.active else "-",
@@ -467,6 +467,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     q = sub.add_parser("add", help="add a device and print its key")
     q.add_argument("name")
     q.add_argument("--camera", help="camera id its footage and incidents come from")
+    q.add_argument(
+        "--runner",
+        action="store_true",
+        help="a runner: analyses the registered cameras (gridpatrol runner --key KEY)",
+    )
     db_option(q)
     q.set_defaults(handler=_device_add)
     q = sub.add_parser("list", help="devices: camera, created, last used, revoked")

@@ -198,7 +198,7 @@ def create_app(
     """The API for these settings. The database is migrated here; background threads (webhook
     dispatcher, and the in-process worker when run_worker) start with the app's lifespan."""
     from api.http import schemas
-    from api.http.routes import admin, auth, cases, incidents, reports, uploads
+    from api.http.routes import admin, auth, cameras, cases, incidents, reports, uploads
     from api.services import Services
 
     services = Services.build(settings)
@@ -231,6 +231,10 @@ def create_app(
                     read_factory=services.read_factory,
                 )
             )
+        if run_webhooks:
+            from api.cameras.registry import CameraWatch
+
+            threads.append(CameraWatch(services.factory, offline_after_s=settings.camera_offline_after_s))
         if run_worker:
             from api.jobs.worker import Worker
 
@@ -264,7 +268,7 @@ def create_app(
     app.state.services = services
     _install_error_handlers(app)
     app.add_middleware(AllowEveryMethod, openapi=app.openapi)
-    for module in (auth, incidents, uploads, cases, reports, admin):
+    for module in (auth, incidents, uploads, cases, reports, admin, cameras):
         app.include_router(module.router)
     install_pages(app)
 

@@ -21,7 +21,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.accounts.accounts import DEVICE_ROLE, ROLES, Principal, Role, RoleNotAllowed, Unauthenticated
+from api.accounts.accounts import (
+    DEVICE_ROLE,
+    ROLES,
+    RUNNER_ROLE,
+    Principal,
+    Role,
+    RoleNotAllowed,
+    Unauthenticated,
+)
 from api.accounts.tokens import Resolved, note_device_use, resolve_request
 from api.cases.reading import case_id_for_number
 from api.errors import InputError, NotFound
@@ -155,7 +163,8 @@ def require(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
 Reader = Annotated[Principal, Depends(require(*ROLES))]
 Staff = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR, Role.ENFORCEMENT))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
-Feeder = Annotated[Principal, Depends(require(DEVICE_ROLE, Role.ADMIN, Role.OPERATOR))]
+Feeder = Annotated[Principal, Depends(require(DEVICE_ROLE, RUNNER_ROLE, Role.ADMIN, Role.OPERATOR))]
+Runner = Annotated[Principal, Depends(require(RUNNER_ROLE))]
 
 
 MAX_ID = 2**31 - 1

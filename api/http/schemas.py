@@ -324,6 +324,7 @@ class NewDevice(Schema):
     id: int
     name: str
     camera_id: str | None
+    runner: bool = Field(description="runs the registry's cameras (gridpatrol runner)")
     key: str = Field(description="the device key (gpd_...), shown only in this response")
 
 
@@ -331,6 +332,7 @@ class DeviceInfo(Schema):
     id: int
     name: str
     camera_id: str | None
+    runner: bool
     active: bool
     created_at: UtcTime
     last_used_at: UtcTime | None = Field(description="when its key was last accepted (to the minute)")
@@ -417,3 +419,56 @@ class UploadTrack(Schema):
     upload_id: int
     camera_id: str | None
     points: list[tuple[float, float]] = Field(description="[lon, lat] pairs, WGS84 degrees, in time order")
+
+
+# --- cameras (api.cameras) -------------------------------------------------------------------------
+
+
+class GeoPosition(Schema):
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
+
+
+class CameraState(Schema):
+    """The live state its runner last reported."""
+
+    online: bool | None = Field(description="null until first reported (or found offline)")
+    since: UtcTime | None = Field(description="when online last changed")
+    runner: str | None = Field(description="the runner (device name) analysing it")
+    fps: float | None = Field(description="frames analysed per second")
+    last_frame_at: UtcTime | None
+    last_error: str | None = Field(description="the stream's last error, credentials masked")
+    reported_at: UtcTime | None
+    runner_state: dict[str, Any] | None = Field(description="the runner's spool and delivery figures")
+
+
+class CameraInfo(Schema):
+    """A registered camera; its stream URL shows scheme, host and port only (credentials never)."""
+
+    id: str
+    name: str | None
+    stream: str = Field(description="scheme://host:port of the stream URL; the rest is kept back")
+    position: GeoPosition | None
+    grid_cell_id: str | None = Field(description="a fixed grid cell; null: the cell its position is in")
+    team: str | None = Field(description="the team its cases go to; null: the grid cell's")
+    timezone: str
+    zones: list[dict[str, Any]] = Field(
+        description="as in the site config: id, kind, points_norm, active_hours"
+    )
+    active_hours: list[str] | None = Field(description="local 'HH:MM-HH:MM' spans analysed; null: always")
+    enabled: bool
+    created_at: UtcTime
+    updated_at: UtcTime
+    state: CameraState
+
+
+class RunnerCamera(Schema):
+    """A camera as its runner needs it: with the stream URL (credentials included)."""
+
+    id: str
+    name: str | None
+    stream_url: str
+    position: GeoPosition | None
+    timezone: str
+    zones: list[dict[str, Any]]
+    active_hours: list[str] | None

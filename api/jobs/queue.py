@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from api.accounts.accounts import DEVICE_ROLE, Principal
+from api.accounts.accounts import Principal
 from api.errors import NotFound
 from api.storage.db import utcnow
 from api.storage.models import Job, Upload
@@ -175,7 +175,7 @@ def find_job(session: Session, *, principal: Principal, job_id: int) -> JobView:
     job = session.get(Job, job_id)
     upload = session.get(Upload, job.upload_id) if job else None
     if job is None or (
-        principal.role == DEVICE_ROLE and (upload is None or upload.device_id != principal.device_id)
+        principal.kind == "device" and (upload is None or upload.device_id != principal.device_id)
     ):
         raise NotFound("job_id", f"no job {job_id}")
     return job_view(job, upload)

@@ -81,6 +81,9 @@ class Device(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the device key
     camera_id: Mapped[str | None] = mapped_column(String(64))
+    # a runner analyses the registry's cameras: it reads their stream URLs, reports their state and
+    # posts incidents for any registered camera (api.cameras); a plain device posts its own footage
+    runner: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # False once revoked
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -309,3 +312,34 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+
+
+class Camera(Base):
+    """A live camera the service knows (api.cameras): where it is, its zones, and its live state as
+    the runner analysing it last reported. stream_url carries credentials: never in a response or a
+    log line, except to runners."""
+
+    __tablename__ = "cameras"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    stream_url: Mapped[str] = mapped_column(Text)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    grid_cell_id: Mapped[str | None] = mapped_column(String(64))  # a fixed cell, else by position
+    team: Mapped[str | None] = mapped_column(String(64))  # else the cell's team
+    timezone: Mapped[str] = mapped_column(String(64))
+    zones: Mapped[str] = mapped_column(Text)  # JSON list of detect.config.Zone
+    active_hours: Mapped[str | None] = mapped_column(Text)  # JSON list of "HH:MM-HH:MM"; null: always
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # live state, as reported by its runner
+    runner: Mapped[str | None] = mapped_column(String(64))
+    fps: Mapped[float | None] = mapped_column(Float)
+    last_frame_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime)
+    runner_state: Mapped[str | None] = mapped_column(Text)  # JSON: the runner's spool and delivery figures
+    online: Mapped[bool | None] = mapped_column(Boolean)  # None until first reported or found offline
+    online_since: Mapped[datetime | None] = mapped_column(DateTime)  # when online last changed

@@ -30,6 +30,8 @@ BEYOND_THE_SCHEMA = {
     "/api/uploads": "the file must be a video container, the track a GPS track (sniffed, not declared)",
     "/api/webhooks": "the URL's host must resolve to a public address",
     "/api/grids": "the body must be a GeoJSON FeatureCollection of valid polygons with ids and teams",
+    "/api/cameras": "zones must be simple polygons with area, the time zone must exist, the grid cell too",
+    "/api/cameras/{camera_id}": "as /api/cameras, for the fields sent",
 }
 EXAMPLES_PER_OPERATION = 3
 

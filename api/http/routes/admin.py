@@ -33,9 +33,18 @@ class UserIn(BaseModel):
 
 
 class DeviceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # api.accounts.accounts.create_device's rule: a runner is bound to no camera
+            "if": {"properties": {"runner": {"const": True}}, "required": ["runner"]},
+            "then": {"properties": {"camera_id": {"type": "null"}}},
+        },
+    )
     name: str = Field(min_length=1, max_length=64, pattern=auth.NAME_RE.pattern)
     camera_id: str | None = Field(None, max_length=64)
+    runner: bool = Field(
+        False, strict=True, description="a runner of the registry's cameras (bound to no camera)"
+    )
 
 
 class WebhookIn(BaseModel):
@@ -135,9 +144,11 @@ def put_password(
 )
 def post_device(body: DeviceIn, principal: Admin, session: SessionDep) -> schemas.NewDevice:
     """A new device; its key is in this response only. A taken name is a 409 (rotate instead)."""
-    device, key = auth.create_device(session, name=body.name, camera_id=body.camera_id)
+    device, key = auth.create_device(session, name=body.name, camera_id=body.camera_id, runner=body.runner)
     session.commit()
-    return schemas.NewDevice(id=device.id, name=device.name, camera_id=device.camera_id, key=key)
+    return schemas.NewDevice(
+        id=device.id, name=device.name, camera_id=device.camera_id, runner=device.runner, key=key
+    )
 
 
 @router.get("/devices", response_model=list[schemas.DeviceInfo])

@@ -1,0 +1,280 @@
+"""The camera registry and each camera's live state.
+
+A camera's stream URL carries its credentials: it is stored as given and returned only to runners
+(runner_view); every other view shows `stream` (scheme, host and port: no user, password, path or
+query), and nothing here logs it.
+
+Live state: a runner reports each camera it analyses (frames per second, last frame time, last
+error, its spool); a camera is online from its first report, and offline once no report has come for
+`offline_after_s` (sweep_offline, run by the server every few seconds), which sends the
+camera.offline webhook event once; the next report brings it back online with camera.online.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.cases import webhooks
+from api.errors import InputError, NotFound
+from api.storage.db import as_utc, iso_utc, utcnow
+from api.storage.models import Camera, GridCell
+
+log = logging.getLogger(__name__)
+
+
+class CameraInputError(InputError):
+    """A camera that cannot be stored as sent; names the field."""
+
+
+class CameraConflict(CameraInputError):
+    status = 409
+
+
+class CameraNotFound(NotFound):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    """A camera as validated by the caller (zones as detect.config.Zone dumps)."""
+
+    id: str
+    stream_url: str
+    name: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    grid_cell_id: str | None = None
+    team: str | None = None
+    timezone: str = "Asia/Shanghai"
+    zones: list[dict[str, Any]] = field(default_factory=list)
+    active_hours: list[str] | None = None
+    enabled: bool = True
+
+
+EDITABLE = (
+    "stream_url",
+    "name",
+    "lat",
+    "lon",
+    "grid_cell_id",
+    "team",
+    "timezone",
+    "zones",
+    "active_hours",
+    "enabled",
+)
+
+
+def public_stream(url: str) -> str:
+    """What a response may show of a stream URL: scheme://host[:port], nothing that can carry a secret."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "(a file or device path)"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _check_cell(session: Session, cell_id: str | None) -> None:
+    if cell_id is not None and session.get(GridCell, cell_id) is None:
+        raise CameraInputError("grid_cell_id", f"no grid cell '{cell_id}' (import the grid first)")
+
+
+def _check_position(lat: float | None, lon: float | None) -> None:
+    if (lat is None) != (lon is None):
+        raise CameraInputError("position", "give both lat and lon, or neither")
+
+
+def add_camera(session: Session, spec: CameraSpec) -> Camera:
+    if session.get(Camera, spec.id) is not None:
+        raise CameraConflict("id", f"camera '{spec.id}' already exists (edit it: gridpatrol camera edit)")
+    _check_position(spec.lat, spec.lon)
+    _check_cell(session, spec.grid_cell_id)
+    now = utcnow()
+    camera = Camera(
+        id=spec.id,
+        name=spec.name,
+        stream_url=spec.stream_url,
+        lat=spec.lat,
+        lon=spec.lon,
+        grid_cell_id=spec.grid_cell_id,
+        team=spec.team,
+        timezone=spec.timezone,
+        zones=json.dumps(spec.zones, ensure_ascii=False),
+        active_hours=None if spec.active_hours is None else json.dumps(spec.active_hours),
+        enabled=spec.enabled,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(camera)
+    session.flush()
+    log.info("camera %s added (%s)", spec.id, public_stream(spec.stream_url))
+    return camera
+
+
+def get_camera(session: Session, camera_id: str) -> Camera:
+    camera = session.get(Camera, camera_id)
+    if camera is None:
+        raise CameraNotFound("camera_id", f"no camera '{camera_id}'")
+    return camera
+
+
+def list_cameras(session: Session, *, enabled_only: bool = False) -> list[Camera]:
+    stmt = select(Camera).order_by(Camera.id)
+    if enabled_only:
+        stmt = stmt.where(Camera.enabled.is_(True))
+    return list(session.scalars(stmt))
+
+
+def edit_camera(session: Session, camera_id: str, changes: dict[str, Any]) -> Camera:
+    """Change the given fields (names from EDITABLE; zones and active_hours as lists)."""
+    camera = get_camera(session, camera_id)
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise CameraInputError(unknown[0], f"not a camera field (editable: {', '.join(EDITABLE)})")
+    lat = changes.get("lat", camera.lat)
+    lon = changes.get("lon", camera.lon)
+    _check_position(lat, lon)
+    if "grid_cell_id" in changes:
+        _check_cell(session, changes["grid_cell_id"])
+    for name, value in changes.items():
+        if name == "zones":
+            value = json.dumps(value, ensure_ascii=False)
+        elif name == "active_hours":
+            value = None if value is None else json.dumps(value)
+        setattr(camera, name, value)
+    camera.updated_at = utcnow()
+    session.flush()
+    log.info("camera %s edited: %s", camera_id, ", ".join(sorted(changes)))
+    return camera
+
+
+# --- live state -------------------------------------------------------------------------------
+
+
+def _event_payload(camera: Camera) -> dict[str, Any]:
+    return {
+        "id": camera.id,
+        "name": camera.name,
+        "runner": camera.runner,
+        "online": camera.online,
+        "since": None if camera.online_since is None else iso_utc(camera.online_since),
+        "last_frame_at": None if camera.last_frame_at is None else iso_utc(camera.last_frame_at),
+        "last_error": camera.last_error,
+    }
+
+
+def report_state(
+    session: Session,
+    camera_id: str,
+    *,
+    runner: str,
+    fps: float | None,
+    last_frame_at: datetime | None,
+    last_error: str | None,
+    runner_state: dict[str, Any] | None = None,
+) -> Camera:
+    """A runner's report on one camera it analyses; the camera comes online (camera.online)."""
+    camera = get_camera(session, camera_id)
+    now = utcnow()
+    camera.runner, camera.fps, camera.last_error = runner, fps, last_error
+    if last_frame_at is not None:
+        camera.last_frame_at = as_utc(last_frame_at)
+    camera.reported_at = now
+    camera.runner_state = None if runner_state is None else json.dumps(runner_state)
+    if camera.online is not True:
+        was_offline = camera.online is False
+        camera.online, camera.online_since = True, now
+        if was_offline:
+            webhooks.enqueue(
+                session,
+                event=webhooks.WebhookEvent.CAMERA_ONLINE,
+                case_id=None,
+                payload=_event_payload(camera),
+                key="camera",
+            )
+        log.info("camera %s online (runner %s)", camera_id, runner)
+    session.flush()
+    return camera
+
+
+def sweep_offline(session: Session, *, offline_after_s: float) -> list[str]:
+    """Mark offline every enabled camera not reported for offline_after_s (never reported: since it
+    was added or last edited) and send camera.offline for each; returns their ids."""
+    cutoff = utcnow() - timedelta(seconds=offline_after_s)
+    stale = session.scalars(
+        select(Camera).where(
+            Camera.enabled.is_(True),
+            or_(Camera.online.is_(None), Camera.online.is_(True)),
+            or_(
+                Camera.reported_at < cutoff,
+                Camera.reported_at.is_(None) & (Camera.updated_at < cutoff),
+            ),
+        )
+    ).all()
+    now = utcnow()
+    for camera in stale:
+        camera.online, camera.online_since = False, now
+        webhooks.enqueue(
+            session,
+            event=webhooks.WebhookEvent.CAMERA_OFFLINE,
+            case_id=None,
+            payload=_event_payload(camera),
+            key="camera",
+        )
+        log.warning(
+            "camera %s offline: no report for %.0f s (runner %s, last error: %s)",
+            camera.id,
+            offline_after_s,
+            camera.runner or "none yet",
+            camera.last_error or "none",
+        )
+    session.flush()
+    return [c.id for c in stale]
+
+
+class CameraWatch:
+    """Background thread of the server: sweep_offline every `every_s` seconds."""
+
+    def __init__(
+        self, factory: sessionmaker[Session], *, offline_after_s: float, every_s: float = 5.0
+    ) -> None:
+        self.factory = factory
+        self.offline_after_s = offline_after_s
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="gridpatrol-camera-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> list[str]:
+        with self.factory() as session:
+            gone = sweep_offline(session, offline_after_s=self.offline_after_s)
+            session.commit()
+        return gone
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.run_once()
+            except Exception:  # keep the thread alive whatever one round does
+                log.exception("camera watch round failed")

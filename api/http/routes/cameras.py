@@ -1,0 +1,242 @@
+"""Cameras: the registry (admins edit, staff read) and the runners' side (their cameras with stream
+URLs, and each camera's live state). See api.cameras."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.cameras import registry
+from api.cases.wall_time import WallTime
+from api.http import schemas
+from api.http.deps import Admin, ReadSessionDep, Runner, SessionDep, Staff
+from api.storage.models import Camera
+from detect.config import HOURS_PATTERN, Zone
+from detect.config import Camera as SiteCamera
+
+router = APIRouter(prefix="/api", tags=["cameras"], responses=schemas.CALLER_ERRORS)
+
+CAMERA_ID = r"^[A-Za-z0-9_.:-]+$"  # as detect.config.Camera.id
+CameraIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=CAMERA_ID, description="camera id")]
+Hours = Annotated[str, Field(pattern=HOURS_PATTERN, description="local time 'HH:MM-HH:MM'")]
+StreamUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$",
+        description="rtsp://, rtmp://, http(s):// (MJPEG, HLS, FLV), srt://, udp:// ...; "
+        "with its credentials, which no response or log line shows",
+    ),
+]
+NOT_FOUND = schemas.error_responses(404, described={404: "no camera of that id"})
+
+
+def _check_site_rules(camera_id: str, timezone: str | None, zones: list[Zone] | None) -> None:
+    """The site config's own checks (time zone exists, zone ids unique) on the fields sent."""
+    SiteCamera(
+        id=camera_id,
+        timezone=timezone or "Asia/Shanghai",
+        zones=zones or [],
+    )
+
+
+class CameraIn(BaseModel):
+    """A camera, validated as the site config validates one (detect.config.Camera, Zone)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=64, pattern=CAMERA_ID)
+    stream_url: StreamUrl
+    name: str | None = Field(None, max_length=200)
+    position: schemas.GeoPosition | None = None
+    grid_cell_id: str | None = Field(None, min_length=1, max_length=64)
+    team: str | None = Field(None, min_length=1, max_length=64)
+    timezone: str = Field("Asia/Shanghai", min_length=1, max_length=64)
+    zones: list[Zone] = Field(default_factory=list)
+    active_hours: list[Hours] | None = None
+    enabled: bool = Field(True, strict=True)
+
+    @model_validator(mode="after")
+    def _site_rules(self) -> CameraIn:
+        _check_site_rules(self.id, self.timezone, self.zones)
+        return self
+
+    def spec(self) -> registry.CameraSpec:
+        return registry.CameraSpec(
+            id=self.id,
+            stream_url=self.stream_url,
+            name=self.name,
+            lat=None if self.position is None else self.position.lat,
+            lon=None if self.position is None else self.position.lon,
+            grid_cell_id=self.grid_cell_id,
+            team=self.team,
+            timezone=self.timezone,
+            zones=[z.model_dump(mode="json") for z in self.zones],
+            active_hours=self.active_hours,
+            enabled=self.enabled,
+        )
+
+
+class CameraPatch(BaseModel):
+    """The fields to change; a field sent as null clears it (position, cell, team, hours, name)."""
+
+    model_config = ConfigDict(extra="forbid")
+    stream_url: StreamUrl | None = None
+    name: str | None = Field(None, max_length=200)
+    position: schemas.GeoPosition | None = None
+    grid_cell_id: str | None = Field(None, min_length=1, max_length=64)
+    team: str | None = Field(None, min_length=1, max_length=64)
+    timezone: str | None = Field(None, min_length=1, max_length=64)
+    zones: list[Zone] | None = None
+    active_hours: list[Hours] | None = None
+    enabled: bool | None = Field(None, strict=True)
+
+    @model_validator(mode="after")
+    def _site_rules(self) -> CameraPatch:
+        for name in ("stream_url", "timezone", "zones", "enabled"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        _check_site_rules("patch", self.timezone, self.zones)
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if name == "position":
+                out["lat"] = None if value is None else value.lat
+                out["lon"] = None if value is None else value.lon
+            elif name == "zones":
+                out["zones"] = [z.model_dump(mode="json") for z in value]
+            else:
+                out[name] = value
+        return out
+
+
+class CameraStateIn(BaseModel):
+    """A runner's report on one camera it analyses."""
+
+    model_config = ConfigDict(extra="forbid")
+    fps: float | None = Field(None, ge=0.0, le=1000.0, strict=True)
+    last_frame_at: WallTime | None = None
+    last_error: str | None = Field(None, max_length=2000, description="credentials masked by the runner")
+    runner_state: dict[str, Any] | None = Field(
+        None, description="the runner's own figures (spool size and age, delivered, dropped)"
+    )
+
+
+def _position(row: Camera) -> schemas.GeoPosition | None:
+    return None if row.lat is None or row.lon is None else schemas.GeoPosition(lat=row.lat, lon=row.lon)
+
+
+def camera_info(row: Camera) -> schemas.CameraInfo:
+    return schemas.CameraInfo(
+        id=row.id,
+        name=row.name,
+        stream=registry.public_stream(row.stream_url),
+        position=_position(row),
+        grid_cell_id=row.grid_cell_id,
+        team=row.team,
+        timezone=row.timezone,
+        zones=json.loads(row.zones),
+        active_hours=None if row.active_hours is None else json.loads(row.active_hours),
+        enabled=row.enabled,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        state=schemas.CameraState(
+            online=row.online,
+            since=row.online_since,
+            runner=row.runner,
+            fps=row.fps,
+            last_frame_at=row.last_frame_at,
+            last_error=row.last_error,
+            reported_at=row.reported_at,
+            runner_state=None if row.runner_state is None else json.loads(row.runner_state),
+        ),
+    )
+
+
+@router.get("/cameras", response_model=list[schemas.CameraInfo])
+def get_cameras(principal: Staff, session: ReadSessionDep) -> list[schemas.CameraInfo]:
+    """Every registered camera with its live state, by id."""
+    return [camera_info(c) for c in registry.list_cameras(session)]
+
+
+@router.get("/cameras/{camera_id}", response_model=schemas.CameraInfo, responses=NOT_FOUND)
+def get_camera(camera_id: CameraIdPath, principal: Staff, session: ReadSessionDep) -> schemas.CameraInfo:
+    return camera_info(registry.get_camera(session, camera_id))
+
+
+@router.post(
+    "/cameras",
+    status_code=201,
+    response_model=schemas.CameraInfo,
+    responses={
+        **schemas.BODY_ERRORS,
+        **schemas.error_responses(409, described={409: "a camera of that id exists"}),
+        **schemas.WRITE_FAULTS,
+    },
+)
+def post_camera(body: CameraIn, principal: Admin, session: SessionDep) -> schemas.CameraInfo:
+    """Register a camera; a bad zone or time zone is a 422 naming it, as in `config check`."""
+    camera = registry.add_camera(session, body.spec())
+    session.commit()
+    return camera_info(camera)
+
+
+@router.patch(
+    "/cameras/{camera_id}",
+    response_model=schemas.CameraInfo,
+    responses={**schemas.BODY_ERRORS, **NOT_FOUND, **schemas.WRITE_FAULTS},
+)
+def patch_camera(
+    camera_id: CameraIdPath, body: CameraPatch, principal: Admin, session: SessionDep
+) -> schemas.CameraInfo:
+    """Change some of a camera's fields; `{"enabled": false}` stops it being analysed (its runner
+    lets it go at its next look at the registry)."""
+    camera = registry.edit_camera(session, camera_id, body.changes())
+    session.commit()
+    return camera_info(camera)
+
+
+@router.get("/runner/cameras", response_model=list[schemas.RunnerCamera])
+def get_runner_cameras(principal: Runner, session: ReadSessionDep) -> list[schemas.RunnerCamera]:
+    """The enabled cameras, with their stream URLs: for runner keys only."""
+    return [
+        schemas.RunnerCamera(
+            id=c.id,
+            name=c.name,
+            stream_url=c.stream_url,
+            position=_position(c),
+            timezone=c.timezone,
+            zones=json.loads(c.zones),
+            active_hours=None if c.active_hours is None else json.loads(c.active_hours),
+        )
+        for c in registry.list_cameras(session, enabled_only=True)
+    ]
+
+
+@router.put(
+    "/cameras/{camera_id}/state",
+    response_model=schemas.CameraState,
+    responses={**schemas.BODY_ERRORS, **NOT_FOUND, **schemas.WRITE_FAULTS},
+)
+def put_camera_state(
+    camera_id: CameraIdPath, body: CameraStateIn, principal: Runner, session: SessionDep
+) -> schemas.CameraState:
+    """A runner reports a camera it analyses; the camera is online from now (camera.online when it
+    was offline) until no report comes for GRIDPATROL_CAMERA_OFFLINE_AFTER_S."""
+    camera = registry.report_state(
+        session,
+        camera_id,
+        runner=principal.name,
+        fps=body.fps,
+        last_frame_at=body.last_frame_at,
+        last_error=body.last_error,
+        runner_state=body.runner_state,
+    )
+    session.commit()
+    return camera_info(camera).state

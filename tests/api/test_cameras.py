@@ -1,0 +1,210 @@
+"""Cameras managed by the case service (issue 14): the registry through the API and the CLI,
+validated like the site config, stream credentials in no response or log line but the runner's, and
+each camera's live state, online and offline with webhook events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from api.cameras.registry import CameraWatch
+from api.cli.main import main
+from api.storage.models import Camera, WebhookDelivery
+from tests.api.api_testkit import LiveServer, incident_json, post_incident
+
+SECRET_URL = "rtsp://admin:s3cret-pw@10.1.2.3:554/Streaming/Channels/101?token=tok-123&channel=1"
+SECRETS = ("s3cret-pw", "tok-123", "admin:", "Streaming")
+ZONE = {"id": "kerb", "kind": "no_parking", "points_norm": [[0, 0.6], [0.5, 0.6], [0.5, 1], [0, 1]]}
+
+
+@pytest.fixture
+def server(make_server, db_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+    return make_server(db_url)
+
+
+def _camera(camera_id: str = "gate-1", **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": camera_id,
+        "stream_url": SECRET_URL,
+        "name": "North gate",
+        "position": {"lat": 30.2741, "lon": 120.1551},
+        "zones": [ZONE],
+        "active_hours": ["06:00-22:00"],
+    }
+    return {**body, **extra}
+
+
+def _runner_key(admin: httpx.Client, name: str = "runner-1") -> str:
+    r = admin.post("/api/devices", json={"name": name, "runner": True})
+    assert r.status_code == 201, r.text
+    assert r.json()["runner"] is True and r.json()["camera_id"] is None
+    return str(r.json()["key"])
+
+
+def test_registry_through_the_api_never_shows_the_credentials(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with server.client("admin") as admin, server.client("operator") as op:
+        r = admin.post("/api/cameras", json=_camera())
+        assert r.status_code == 201, r.text
+        info = r.json()
+        assert info["stream"] == "rtsp://10.1.2.3:554"
+        assert info["zones"][0]["id"] == "kerb" and info["active_hours"] == ["06:00-22:00"]
+        assert info["state"]["online"] is None and info["enabled"] is True
+        assert admin.post("/api/cameras", json=_camera()).status_code == 409
+        listed = op.get("/api/cameras")
+        assert [c["id"] for c in listed.json()] == ["gate-1"]
+        r = admin.patch("/api/cameras/gate-1", json={"enabled": False, "team": "team-x", "position": None})
+        assert r.status_code == 200, r.text
+        assert r.json()["enabled"] is False and r.json()["position"] is None
+        assert r.json()["team"] == "team-x"
+        assert op.get("/api/cameras/gate-1").json()["enabled"] is False
+        assert op.get("/api/cameras/nope").status_code == 404
+        assert admin.patch("/api/cameras/nope", json={"enabled": True}).status_code == 404
+        everything = listed.text + r.text + info.__repr__()
+    for secret in SECRETS:
+        assert secret not in everything
+        assert secret not in caplog.text
+
+
+BAD_CAMERAS: list[tuple[str, dict[str, Any], str]] = [
+    ("zone kind misspelt", {"zones": [{**ZONE, "kind": "no_parkin"}]}, "zones.0.kind"),
+    ("zone outside the image", {"zones": [{**ZONE, "points_norm": [[0, 0], [1.5, 0], [1, 1]]}]}, "zones"),
+    ("zone without area", {"zones": [{**ZONE, "points_norm": [[0, 0], [0.5, 0.5], [1, 1]]}]}, "zones"),
+    ("duplicate zone ids", {"zones": [ZONE, ZONE]}, "duplicate zone ids"),
+    ("unknown time zone", {"timezone": "Mars/Olympus"}, "unknown time zone"),
+    ("hours not HH:MM-HH:MM", {"active_hours": ["6-22"]}, "active_hours.0"),
+    ("not a URL", {"stream_url": "camera one"}, "stream_url"),
+    ("bad id", {"id": "gate 1"}, "id"),
+    ("unknown key", {"zone": []}, "zone"),
+    ("half a position", {"position": {"lat": 30.2}}, "position.lon"),
+    ("unknown grid cell", {"grid_cell_id": "NOPE"}, "grid_cell_id: no grid cell 'NOPE'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"), [(b, n) for _, b, n in BAD_CAMERAS], ids=[i for i, _, _ in BAD_CAMERAS]
+)
+def test_a_bad_camera_is_a_422_naming_it(server: LiveServer, body: dict[str, Any], named: str) -> None:
+    with server.client("admin") as admin:
+        r = admin.post("/api/cameras", json=_camera(**body))
+        assert r.status_code == 422, r.text
+        assert named in r.text, r.text
+        assert admin.get("/api/cameras").json() == []
+
+
+def test_only_runners_read_stream_urls_and_report_state(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        assert admin.post("/api/cameras", json=_camera()).status_code == 201
+        assert admin.post("/api/cameras", json=_camera("gate-2", enabled=False)).status_code == 201
+        key = _runner_key(admin)
+        assert admin.get("/api/runner/cameras").status_code == 403
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        cameras = runner.get("/api/runner/cameras").json()
+        assert [(c["id"], c["stream_url"]) for c in cameras] == [("gate-1", SECRET_URL)]  # enabled only
+        assert runner.get("/api/cameras").status_code == 403
+        r = runner.put(
+            "/api/cameras/gate-1/state",
+            json={"fps": 4.9, "last_frame_at": "2026-12-03T10:00:00+08:00", "runner_state": {"spool": 0}},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["online"] is True and r.json()["runner"] == "runner-1"
+        assert r.json()["last_frame_at"] == "2026-12-03T02:00:00Z"
+        assert runner.put("/api/cameras/nope/state", json={}).status_code == 404
+        assert runner.put("/api/cameras/gate-1/state", json={"fps": -1}).status_code == 422
+    for who in ("device", "operator"):
+        with server.client(who) as other:
+            assert other.get("/api/runner/cameras").status_code == 403
+            assert other.put("/api/cameras/gate-1/state", json={}).status_code == 403
+    with server.client("operator") as op:
+        state = op.get("/api/cameras/gate-1").json()["state"]
+        assert state["fps"] == 4.9 and state["runner_state"] == {"spool": 0}
+
+
+def test_a_camera_goes_offline_and_back_with_webhook_events(make_server, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(db_url, run_webhooks=False, settings={"webhook_allow_hosts": "127.0.0.1"})
+    services = server.services
+    with server.client("admin") as admin:
+        admin.post("/api/cameras", json=_camera())
+        key = _runner_key(admin)
+        hook = admin.post(
+            "/api/webhooks",
+            json={"url": "http://127.0.0.1:9/hook", "events": ["camera.offline", "camera.online"]},
+        )
+    assert hook.status_code == 201, hook.text
+    watch = CameraWatch(services.factory, offline_after_s=30)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        assert runner.put("/api/cameras/gate-1/state", json={"fps": 5}).status_code == 200
+        assert watch.run_once() == []  # reported just now
+        with services.factory() as session:  # ... 31 s ago
+            camera = session.get(Camera, "gate-1")
+            assert camera is not None and camera.reported_at is not None
+            camera.reported_at -= timedelta(seconds=31)
+            session.commit()
+        assert watch.run_once() == ["gate-1"]
+        assert watch.run_once() == []  # told once
+        with server.client("operator") as op:
+            state = op.get("/api/cameras/gate-1").json()["state"]
+        assert state["online"] is False and state["since"] is not None
+        assert runner.put("/api/cameras/gate-1/state", json={"fps": 5}).status_code == 200
+    with services.factory() as session:
+        events = [(d.event, json.loads(d.payload)) for d in session.scalars(select(WebhookDelivery))]
+    assert [e for e, _ in events] == ["camera.offline", "camera.online"]
+    assert events[0][1]["camera"]["id"] == "gate-1" and events[0][1]["camera"]["online"] is False
+
+
+def test_runner_incidents_need_a_registered_camera_and_take_its_cell(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        admin.post("/api/cameras", json=_camera(grid_cell_id="DEMO-ZIYANG-01", team="team-fixed"))
+        key = _runner_key(admin)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as runner:
+        r = post_incident(runner, incident_json("r-1", source_id="unknown-cam"))
+        assert r.status_code == 422 and "incident.source_id" in r.text, r.text
+        r = post_incident(runner, incident_json("r-2", source_id="gate-1"))
+        assert r.status_code == 201, r.text
+        case_id = r.json()["case_id"]
+    with server.client("admin") as admin:
+        case = admin.get(f"/api/cases/{case_id}").json()
+    assert case["grid_cell"] == "DEMO-ZIYANG-01" and case["team"] == "team-fixed"
+    assert case["camera_id"] == "gate-1"
+
+
+def test_camera_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    zones = tmp_path / "zones.yaml"
+    zones.write_text(json.dumps([ZONE]))
+    assert main(["camera", "add", "gate-1", "--url", SECRET_URL, "--zones-file", str(zones)]) == 0
+    assert main(["camera", "add", "gate-1", "--url", SECRET_URL]) == 1
+    assert "already exists" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps([{**ZONE, "kind": "no_parkin"}]))
+    assert main(["camera", "add", "gate-2", "--url", "rtsp://h/x", "--zones-file", str(bad)]) == 1
+    assert "zones.0.kind" in capsys.readouterr().err
+    assert main(["camera", "edit", "gate-1", "--lat", "30.27", "--lon", "120.15", "--always"]) == 0
+    assert main(["camera", "disable", "gate-1"]) == 0
+    site = tmp_path / "site.yaml"
+    config = Path("configs/site.yaml").read_text(encoding="utf-8")
+    site.write_text(
+        config.replace("models/gridpatrol-n.pt", str(Path("models/gridpatrol-n.pt").resolve())).replace(
+            "  - id: demo-cam-02\n", "  - id: demo-cam-02\n    source: rtsp://cam2.example/live\n"
+        ),
+        encoding="utf-8",
+    )
+    capsys.readouterr()
+    assert main(["camera", "import", str(site)]) == 0
+    out = capsys.readouterr().out
+    assert "imported 1 camera(s)" in out and "not imported: demo-cam-01" in out
+    assert main(["camera", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "gate-1" in out and "demo-cam-02" in out and "rtsp://cam2.example" in out
+    for secret in SECRETS:
+        assert secret not in out
