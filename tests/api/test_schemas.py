@@ -47,6 +47,11 @@ NOT_ANSWERS = {
     "api.cases.webhook_targets.TargetRefused": "a webhook delivery's failure, written on the delivery",
     "api.cases.webhook_targets.TargetUnresolved": "a webhook delivery's failure, retried and logged",
     "api.http.multipart._FromHandler": "carries a part handler's own error through the parser",
+    # the runner is a client of the API, not part of it: its errors are the runner's to report
+    "api.runner.spool.SpoolError": "the runner reports it (the CLI exits 1 naming the spool folder)",
+    "api.runner.spool.SpoolBusy": "another runner has the spool folder open: the runner's CLI says so",
+    "api.runner.spool.IncidentNotSpoolable": "the runner's own incident does not match its files: logged",
+    "api.runner.spool.ItemGone": "the forwarder's item left the spool meanwhile: it goes on to the next",
 }
 PAGES = "api.http.pages."  # the pages answer their own errors as pages (a redirect to the login form, a
 # 403 page), with the handlers api.http.pages.install_pages registers

@@ -1,0 +1,357 @@
+"""The runner's forwarder: a thread sending the spool's items, oldest first, to the case service's
+POST /api/incidents (multipart: the `incident` JSON first, then one `files` part per evidence file) with
+the device key as a bearer token.
+
+What each answer does to the item at the head of the spool:
+
+  2xx (201 new, 200 already received)   acked (removed); the next item goes at once
+  400, 413, 415, 422                    the item itself is bad: moved to rejected/ with the answer saved,
+                                        logged and counted; the next item goes at once (so is an item
+                                        the spool can no longer read)
+  401, 403                              the key is wrong or revoked: the item stays; logged as an error at
+                                        most once a minute; retried every `auth_retry_s`
+  429, 5xx (503, 507 ...), no answer    the item stays and is sent again after a pause: Retry-After when
+  (connection refused, timeout, ...)    the service gives one (at least `backoff_min_s`, at most
+  and any other status                  `retry_after_max_s`), else an exponential backoff from
+                                        `backoff_min_s` doubling to `backoff_max_s`, jittered (half to
+                                        all of it) so many runners do not come back in step
+
+Sending is at-least-once: an item sent but not acked (the runner killed, the answer lost) is sent
+again, and the service answers the same incident id with its first sighting (200, duplicate), so
+nothing is counted twice. The key is never logged, nor the userinfo of the server URL.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from api.runner.spool import Item, ItemGone, Spool
+
+log = logging.getLogger(__name__)
+
+INCIDENTS_PATH = "/api/incidents"
+REJECT_STATUSES = frozenset({400, 413, 415, 422})  # the item itself is bad
+AUTH_STATUSES = frozenset({401, 403})  # the key is wrong or revoked
+MAX_SAVED_BODY = 64 * 1024
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"  # delivered; the service had it already
+    REJECTED = "rejected"
+    RETRY = "retry"
+    AUTH = "auth"
+    EMPTY = "empty"
+    GONE = "gone"  # the item left the spool while being sent (dropped to make room)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one send did: its outcome, the HTTP status (None without an answer), the pause before
+    the next send (s)."""
+
+    outcome: Outcome
+    status: int | None = None
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ForwarderState:
+    """The forwarder's figures for the runner's heartbeat (counts since it started; times Unix s)."""
+
+    delivered: int  # acked items (duplicates included)
+    duplicates: int  # of those, incidents the service had already (a resend)
+    rejected: int
+    failures: int  # sends that failed and will be retried
+    last_error: str | None
+    last_error_at: float | None
+    last_success_at: float | None
+    backing_off_until: float | None  # None when not pausing
+    auth_failing: bool  # the last answer was 401 / 403
+
+
+class Forwarder:
+    """Sends `spool`'s items to `server_url` (the case service's base URL) with `device_key`."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        server_url: str,
+        device_key: str,
+        timeout_s: float = 30.0,
+        backoff_min_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        auth_retry_s: float = 60.0,
+        auth_log_every_s: float = 60.0,
+        retry_after_max_s: float = 600.0,
+        idle_poll_s: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spool = spool
+        self.url = server_url.rstrip("/") + INCIDENTS_PATH
+        self.where = masked_url(self.url)
+        self._key = device_key
+        self.timeout_s = timeout_s
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        self.auth_retry_s = auth_retry_s
+        self.auth_log_every_s = auth_log_every_s
+        self.retry_after_max_s = retry_after_max_s
+        self.idle_poll_s = idle_poll_s
+        self._transport = transport
+        self._rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._streak = 0  # failed sends in a row
+        self._auth_logged_at: float | None = None  # monotonic
+        self._counts = {"delivered": 0, "duplicates": 0, "rejected": 0, "failures": 0}
+        self._last_error: str | None = None
+        self._last_error_at: float | None = None
+        self._last_success_at: float | None = None
+        self._backing_off_until: float | None = None
+        self._auth_failing = False
+
+    # --- the thread ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="gridpatrol-forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop after the send in progress (which may take up to timeout_s, the HTTP timeout)."""
+        self._stop.set()
+        self.spool.wake()
+        if self._thread is not None:
+            self._thread.join(self.timeout_s + 5 if timeout_s is None else timeout_s)
+            self._thread = None
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
+            headers={"Authorization": f"Bearer {self._key}", "User-Agent": "gridpatrol-runner"},
+            transport=self._transport,
+        )
+
+    def _loop(self) -> None:
+        with self.client() as client:
+            while not self._stop.is_set():
+                if not self.spool.wait(self.idle_poll_s, until=self._stop.is_set):
+                    continue
+                try:
+                    attempt = self.send_next(client)
+                except Exception as exc:  # keep the thread alive whatever one send does (a disk error)
+                    log.exception("forwarder: sending the oldest spooled item failed")
+                    attempt = self._retry(None, f"runner error: {type(exc).__name__}: {exc}", None)
+                if attempt.delay_s > 0:
+                    self._stop.wait(attempt.delay_s)
+                    with self._lock:
+                        self._backing_off_until = None
+
+    # --- one send -----------------------------------------------------------------------------
+
+    def send_next(self, client: httpx.Client) -> Attempt:
+        """Send the oldest item once and do what its answer says (see the module docstring)."""
+        item = self.spool.oldest()
+        if item is None:
+            return Attempt(Outcome.EMPTY)
+        try:
+            parcel = self.spool.load(item)
+        except ItemGone:
+            return Attempt(Outcome.GONE)
+        except (OSError, ValueError, KeyError) as exc:  # never block the queue on one broken item
+            return self._unreadable(item, exc)
+        parts: list[tuple[str, tuple[str | None, bytes, str]]] = [
+            ("incident", (None, json.dumps(parcel.incident).encode(), "application/json"))
+        ]
+        parts += [("files", (f.filename, f.data, f.media_type)) for f in parcel.files]
+        try:
+            response = client.post(self.url, files=parts)
+        except httpx.TransportError as exc:
+            return self._retry(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, None)
+        status = response.status_code
+        if 200 <= status < 300:
+            duplicate = _is_duplicate(response)
+            self.spool.ack(item)
+            with self._lock:
+                self._counts["delivered"] += 1
+                self._counts["duplicates"] += duplicate
+                self._last_success_at = time.time()
+                self._auth_failing = False
+                streak, self._streak = self._streak, 0
+            if streak:
+                log.info("forwarder: %s answers again after %d failed sends", self.where, streak)
+            return Attempt(Outcome.DUPLICATE if duplicate else Outcome.DELIVERED, status)
+        if status in REJECT_STATUSES:
+            return self._reject(parcel.item, response)
+        if status in AUTH_STATUSES:
+            return self._auth_failed(response)
+        return self._retry(status, f"HTTP {status}: {_detail(response)}", response.headers.get("Retry-After"))
+
+    def _reject(self, item: Item, response: httpx.Response) -> Attempt:
+        saved = {
+            "status": response.status_code,
+            "url": self.where,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "incident_id": item.incident_id,
+            "content_type": response.headers.get("content-type"),
+            "body": _body(response),
+        }
+        where = self.spool.reject(item, saved)
+        with self._lock:
+            self._counts["rejected"] += 1
+            self._last_error = f"HTTP {response.status_code}: {_detail(response)}"
+            self._last_error_at = time.time()
+            self._auth_failing = False
+        log.error(
+            "forwarder: %s refused incident %s (%s) with HTTP %d: %s; moved to %s",
+            self.where,
+            item.incident_id,
+            item.category,
+            response.status_code,
+            _detail(response),
+            where,
+        )
+        return Attempt(Outcome.REJECTED, response.status_code)
+
+    def _unreadable(self, item: Item, exc: Exception) -> Attempt:
+        where = self.spool.reject(item, {"status": None, "reason": f"unreadable in the spool: {exc}"})
+        with self._lock:
+            self._counts["rejected"] += 1
+            self._last_error = f"spooled item {item.name} unreadable: {exc}"
+            self._last_error_at = time.time()
+        log.error("forwarder: spooled item %s cannot be read (%s); moved to %s", item.name, exc, where)
+        return Attempt(Outcome.REJECTED)
+
+    def _auth_failed(self, response: httpx.Response) -> Attempt:
+        now = time.monotonic()
+        with self._lock:
+            self._counts["failures"] += 1
+            self._last_error = f"HTTP {response.status_code}: {_detail(response)}"
+            self._last_error_at = time.time()
+            self._auth_failing = True
+            self._backing_off_until = time.time() + self.auth_retry_s
+            loud = self._auth_logged_at is None or now - self._auth_logged_at >= self.auth_log_every_s
+            if loud:
+                self._auth_logged_at = now
+        if loud:
+            log.error(
+                "forwarder: %s refuses the device key (HTTP %d: %s): it is wrong or revoked; "
+                "incidents stay in the spool (%d now), retrying every %.0f s",
+                self.where,
+                response.status_code,
+                _detail(response),
+                len(self.spool),
+                self.auth_retry_s,
+            )
+        return Attempt(Outcome.AUTH, response.status_code, self.auth_retry_s)
+
+    def _retry(self, status: int | None, error: str, retry_after: str | None) -> Attempt:
+        with self._lock:
+            self._streak += 1
+            streak = self._streak
+        delay = backoff_s(streak, self.backoff_min_s, self.backoff_max_s, self._rng)
+        asked = retry_after_s(retry_after)
+        if asked is not None:
+            delay = min(max(asked, self.backoff_min_s), self.retry_after_max_s)
+        with self._lock:
+            self._counts["failures"] += 1
+            self._last_error = error
+            self._last_error_at = time.time()
+            self._auth_failing = False
+            self._backing_off_until = time.time() + delay
+        level = logging.WARNING if streak == 1 else logging.INFO
+        log.log(
+            level,
+            "forwarder: sending to %s failed (%s); retry %d in %.1f s",
+            self.where,
+            error,
+            streak,
+            delay,
+        )
+        return Attempt(Outcome.RETRY, status, delay)
+
+    def state(self) -> ForwarderState:
+        with self._lock:
+            return ForwarderState(
+                delivered=self._counts["delivered"],
+                duplicates=self._counts["duplicates"],
+                rejected=self._counts["rejected"],
+                failures=self._counts["failures"],
+                last_error=self._last_error,
+                last_error_at=self._last_error_at,
+                last_success_at=self._last_success_at,
+                backing_off_until=self._backing_off_until,
+                auth_failing=self._auth_failing,
+            )
+
+
+def backoff_s(streak: int, low_s: float, high_s: float, rng: random.Random) -> float:
+    """The pause after the `streak`-th failed send in a row: low_s doubled per failure up to high_s,
+    then jittered to between half and all of it (never under low_s)."""
+    full = min(high_s, low_s * 2.0 ** max(0, streak - 1))
+    return max(low_s, full * rng.uniform(0.5, 1.0))
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """A Retry-After header in seconds: delta-seconds or an HTTP date (None when absent or unreadable)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def masked_url(url: str) -> str:
+    """The URL without user and password, for logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _is_duplicate(response: httpx.Response) -> bool:
+    try:
+        return bool(response.json().get("duplicate"))
+    except (ValueError, AttributeError):
+        return response.status_code == 200
+
+
+def _body(response: httpx.Response) -> Any:
+    """The answer's body as saved beside a rejected item: its JSON, else its text (cut short)."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:MAX_SAVED_BODY]
+
+
+def _detail(response: httpx.Response) -> str:
+    """The service's one-line reason (its error body's `detail`), else the start of the body."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    text = detail if isinstance(detail, str) else response.text
+    return " ".join(text.split())[:300] or response.reason_phrase
