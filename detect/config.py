@@ -124,12 +124,18 @@ class Zone(Strict):
         return self
 
     def hour_spans(self) -> list[tuple[time, time]]:
-        spans = []
-        for span in self.active_hours or []:
-            start, end = span.split("-")
-            end_t = time(23, 59, 59, 999999) if end == "24:00" else time.fromisoformat(end)
-            spans.append((time.fromisoformat(start), end_t))
-        return spans
+        return hour_spans(self.active_hours)
+
+
+def hour_spans(active_hours: list[str] | None) -> list[tuple[time, time]]:
+    """'HH:MM-HH:MM' spans (already validated against HOURS_PATTERN) as (start, end) local times; an
+    end before its start wraps past midnight (detect.zones.in_span)."""
+    spans = []
+    for span in active_hours or []:
+        start, end = span.split("-")
+        end_t = time(23, 59, 59, 999999) if end == "24:00" else time.fromisoformat(end)
+        spans.append((time.fromisoformat(start), end_t))
+    return spans
 
 
 class Position(Strict):

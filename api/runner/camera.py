@@ -1,0 +1,262 @@
+"""One live camera analysed by a runner: its stream through the site's detector and rules, each
+incident with its evidence into the camera's spool, the spool forwarded to the case service, and the
+camera's live state reported to it every few seconds.
+
+The camera comes from the case service's registry (GET /api/runner/cameras: id, stream URL, position,
+time zone, zones, active hours); everything else (model, kinds, rule categories) from the runner's
+site config. Outside the camera's active hours the stream is closed and nothing is analysed. A stream
+that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
+pause, with the reason as the camera's last error; the stream URL's credentials appear in no log
+line and no report (streams.mask_credentials).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from api.runner.forwarder import Forwarder
+from api.runner.spool import Spool
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO / "configs" / "site.yaml"
+REPORT_S = 5.0  # how often the camera's state is reported
+RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
+
+
+class _Stop(Exception):
+    """Raised from the pipeline's progress callback to end the analysis of the stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolBounds:
+    max_bytes: int = 2 * 1024**3
+    max_items: int = 20_000
+
+
+class CameraJob:
+    """Analyse one camera until `run`'s stop event is set (see the module docstring).
+
+    camera: the registry's JSON of the camera (api.http.schemas.RunnerCamera). spool_dir: the
+    camera's own spool on this machine (kept across restarts: what was not delivered is sent when
+    the runner comes back). detector: the model to use (built from the config when None; tests and
+    a runner hosting several cameras in one process may share one)."""
+
+    def __init__(
+        self,
+        camera: dict[str, Any],
+        *,
+        server: str,
+        key: str,
+        spool_dir: Path,
+        config_path: Path | None = None,
+        bounds: SpoolBounds = SpoolBounds(),
+        report_s: float = REPORT_S,
+        detector: Any = None,
+    ) -> None:
+        self.camera = camera
+        self.camera_id = str(camera["id"])
+        self.server = server.rstrip("/")
+        self._key = key
+        self.spool_dir = Path(spool_dir)
+        self.work_dir = self.spool_dir.with_name(self.spool_dir.name + ".work")
+        self.config_path = Path(config_path) if config_path else DEFAULT_CONFIG
+        self.bounds = bounds
+        self.report_s = report_s
+        self._detector = detector
+        self._lock = threading.Lock()
+        self._frames = 0  # analysed since the last report
+        self._window_start = time.monotonic()
+        self._last_frame_at: datetime | None = None
+        self._last_error: str | None = None
+        self._status = "starting"
+        self._incidents = 0
+
+    # --- what the camera is ----------------------------------------------------------------------
+
+    def site_config(self) -> Any:
+        """The runner's site config with this camera (from the registry) as its only camera."""
+        from detect.config import Camera, Position, Zone, load_config
+
+        config = load_config(self.config_path)
+        position = self.camera.get("position")
+        camera = Camera(
+            id=self.camera_id,
+            name=self.camera.get("name"),
+            source=self.camera["stream_url"],
+            position=None if position is None else Position(**position),
+            timezone=self.camera.get("timezone") or "Asia/Shanghai",
+            zones=[Zone.model_validate(z) for z in self.camera.get("zones") or []],
+        )
+        return config.model_copy(update={"cameras": [camera], "default_camera": camera.id})
+
+    def active_now(self, now: datetime | None = None) -> bool:
+        """Within the camera's active hours (its local time); always when it has none."""
+        from detect.config import hour_spans
+        from detect.zones import in_span
+
+        spans = hour_spans(self.camera.get("active_hours"))
+        if not spans:
+            return True
+        local = (now or datetime.now(UTC)).astimezone(
+            ZoneInfo(self.camera.get("timezone") or "Asia/Shanghai")
+        )
+        return any(in_span(local.time(), start, end) for start, end in spans)
+
+    # --- running ---------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Analyse the camera until `stop` is set; returns after the spool's forwarder has stopped."""
+        from detect.pipeline import build_detector
+        from streams import mask_credentials
+
+        config = self.site_config()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        spool = Spool(self.spool_dir, max_bytes=self.bounds.max_bytes, max_items=self.bounds.max_items)
+        forwarder = Forwarder(spool, server_url=self.server, device_key=self._key)
+        forwarder.start()
+        reporter = threading.Thread(
+            target=self._report_loop,
+            args=(stop, spool, forwarder),
+            name=f"gridpatrol-report-{self.camera_id}",
+            daemon=True,
+        )
+        reporter.start()
+        name = mask_credentials(self.camera["stream_url"])
+        log.info("camera %s: analysing %s", self.camera_id, name)
+        try:
+            if self._detector is None:
+                self._detector = build_detector(config)
+            pause = RETRY_S[0]
+            while not stop.is_set():
+                if not self.active_now():
+                    self._set_status("outside active hours")
+                    stop.wait(30.0)
+                    continue
+                started = time.monotonic()
+                self._analyse(config, spool, stop)
+                if stop.is_set():
+                    break
+                if time.monotonic() - started > 300:  # it ran a good while: a new outage, start over
+                    pause = RETRY_S[0]
+                self._set_status("retrying")
+                stop.wait(pause)
+                pause = min(pause * 2, RETRY_S[1])
+        finally:
+            self._set_status("stopped")
+            forwarder.stop(timeout_s=5.0)
+            reporter.join(timeout=self.report_s + 5)
+            self._report(spool, forwarder)
+            spool.close()
+            log.info("camera %s: stopped", self.camera_id)
+
+    def _analyse(self, config: Any, spool: Spool, stop: threading.Event) -> None:
+        """One session on the stream: until it ends, fails, the hours end or `stop`."""
+        from detect.pipeline import Progress, detect_footage
+        from streams import SourceError, mask_credentials
+
+        def on_progress(_: Progress) -> None:
+            with self._lock:
+                self._frames += 1
+                self._last_frame_at = datetime.now(UTC)
+            if stop.is_set() or not self.active_now():
+                raise _Stop
+
+        self._set_status("connecting")
+        try:
+            for incident in detect_footage(
+                self.camera["stream_url"],
+                config,
+                out_dir=self.work_dir,
+                camera_id=self.camera_id,
+                detector=self._detector,
+                emit_open=True,  # a car may stand for hours: the case opens when the rule fires
+                on_progress=self._connected(on_progress),
+            ):
+                self._spool(incident, spool)
+            self._set_error("the stream ended (the reconnect policy gave up)")
+        except _Stop:
+            pass
+        except SourceError as exc:
+            self._set_error(mask_credentials(str(exc)))
+            log.warning("camera %s: %s", self.camera_id, mask_credentials(str(exc)))
+
+    def _connected(self, on_progress: Any) -> Any:
+        def first(progress: Any) -> None:
+            if self._status != "analysing":
+                self._set_status("analysing")
+            on_progress(progress)
+
+        return first
+
+    def _spool(self, incident: Any, spool: Spool) -> None:
+        files = [(e.role, Path(e.path).name, self.work_dir / e.path) for e in incident.evidence]
+        spool.put(incident.to_json(), files)
+        for _, _, path in files:
+            path.unlink(missing_ok=True)
+        with self._lock:
+            self._incidents += 1
+        log.info("camera %s: incident %s (%s) spooled", self.camera_id, incident.id, incident.category)
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def _set_status(self, status: str) -> None:
+        with self._lock:
+            self._status = status
+            if status == "analysing":
+                self._last_error = None
+
+    def _set_error(self, error: str) -> None:
+        with self._lock:
+            self._last_error = error
+
+    def state(self, spool: Spool, forwarder: Forwarder) -> dict[str, Any]:
+        """The report PUT /api/cameras/{id}/state takes; resets the frame count's window."""
+        with self._lock:
+            now = time.monotonic()
+            fps = self._frames / max(1e-6, now - self._window_start)
+            self._frames, self._window_start = 0, now
+            return {
+                "fps": round(fps, 2),
+                "last_frame_at": None if self._last_frame_at is None else self._last_frame_at.isoformat(),
+                "last_error": self._last_error,
+                "runner_state": {
+                    "status": self._status,
+                    "incidents": self._incidents,
+                    "spool": asdict(spool.state()),
+                    "forwarder": asdict(forwarder.state()),
+                },
+            }
+
+    def _report(self, spool: Spool, forwarder: Forwarder) -> None:
+        body = self.state(spool, forwarder)
+        try:
+            with httpx.Client(timeout=10.0) as client:
+                answer = client.put(
+                    f"{self.server}/api/cameras/{self.camera_id}/state",
+                    json=body,
+                    headers={"Authorization": f"Bearer {self._key}"},
+                )
+            if answer.status_code != 200:
+                log.warning(
+                    "camera %s: the state report was refused: %s %s",
+                    self.camera_id,
+                    answer.status_code,
+                    answer.text[:200],
+                )
+        except httpx.HTTPError as exc:  # the service is away; incidents wait in the spool
+            log.debug("camera %s: state not reported: %s", self.camera_id, type(exc).__name__)
+
+    def _report_loop(self, stop: threading.Event, spool: Spool, forwarder: Forwarder) -> None:
+        while not stop.wait(self.report_s):
+            self._report(spool, forwarder)

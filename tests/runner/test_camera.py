@@ -1,0 +1,132 @@
+"""A runner's camera job against a real RTSP camera (GStreamer's test server) and the real case
+service: frames analysed, an incident spooled and delivered as a case, the camera's live state
+reported (online, frames per second, the runner's spool), stopped on request; the stream's password
+in no log line and no report. The detector is scripted (a parked car in every frame): the model's
+own accuracy is measured elsewhere; here the path from a live stream to a case is what is tested."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from api.runner.camera import CameraJob
+from detect.values import Detection
+from tests.api.api_testkit import LiveServer
+from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+
+CAR = Detection(box=(20.0, 60.0, 100.0, 110.0), score=0.9, class_name="car", kind="car")
+SITE = {
+    "model": {"weights": "unused.pt"},
+    "analysis_fps": 5.0,
+    "kinds": {"car": "car"},
+    "categories": {
+        "illegal_parking": {
+            "kinds": ["car"],
+            "zone_kind": "no_parking",
+            "min_dwell_s": 1.0,
+            "min_median_conf": 0.4,
+            "min_observations": 3,
+            "require_static_camera": False,  # the test pattern's ball moves the whole picture
+        }
+    },
+}
+WHOLE_FRAME = {"id": "all", "kind": "no_parking", "points_norm": [[0, 0], [1, 0], [1, 1], [0, 1]]}
+
+
+class ParkedCar:
+    """A detector that sees the same parked car in every frame (a fake, not a mock)."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return [CAR]
+
+
+def _wait(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout:g} s")
+
+
+def test_live_camera_to_case_with_state_reports(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    with server.client("admin") as admin:
+        r = admin.post(
+            "/api/cameras",
+            json={
+                "id": "cam-live",
+                "stream_url": url,
+                "position": {"lat": 30.2741, "lon": 120.1551},
+                "zones": [WHOLE_FRAME],
+            },
+        )
+        assert r.status_code == 201, r.text
+        key = admin.post("/api/devices", json={"name": "runner-a", "runner": True}).json()["key"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        (camera,) = runner.get("/api/runner/cameras").json()
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    job = CameraJob(
+        camera,
+        server=server.url,
+        key=key,
+        spool_dir=tmp_path / "spool" / "cam-live",
+        config_path=site,
+        detector=ParkedCar(),
+        report_s=0.5,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op:
+            cases = _wait(
+                "a case from the live camera",
+                lambda: op.get("/api/cases", params={"camera": "cam-live"}).json()["items"],
+            )
+            assert cases[0]["category"] == "illegal_parking"
+            state = _wait(
+                "the camera's state with frames analysed",
+                lambda: (s := op.get("/api/cameras/cam-live").json()["state"])["fps"] and s,
+            )
+            assert state["online"] is True and state["runner"] == "runner-a"
+            assert 1.0 <= state["fps"] <= 6.0  # analysed at 5 fps of the camera's 10
+            assert state["runner_state"]["status"] == "analysing"
+            _wait(
+                "the spool emptied by the forwarder",
+                lambda: op.get("/api/cameras/cam-live").json()["state"]["runner_state"]["forwarder"][
+                    "delivered"
+                ],
+            )
+            detail = op.get(f"/api/cases/{cases[0]['id']}").json()
+            assert len(detail["sightings_list"][0]["evidence"]) >= 2  # annotated frame and crop at least
+    finally:
+        stopped_at = time.monotonic()
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 10
+    with server.client("operator") as op:
+        text = op.get("/api/cameras/cam-live").text
+    assert json.loads(text)["state"]["runner_state"]["status"] == "stopped"
+    assert PASSWORD not in text and PASSWORD not in caplog.text
