@@ -81,6 +81,7 @@ class CameraJob:
         self._last_error: str | None = None
         self._status = "starting"
         self._incidents = 0
+        self._open: set[str] = set()  # ids of violations sent when they fired, not yet ended
 
     # --- what the camera is ----------------------------------------------------------------------
 
@@ -200,8 +201,17 @@ class CameraJob:
         return first
 
     def _spool(self, incident: Any, spool: Spool) -> None:
+        """Spool an incident: when its rule fires (the case opens at once), and when the violation
+        ends. The service takes an incident id once, so the end, with the whole dwell strip and the
+        last time seen, goes as a sighting of its own (id '<id>:end'), which merges into the case."""
+        data = incident.to_json()
+        if not incident.closed:
+            self._open.add(incident.id)
+        elif incident.id in self._open:
+            self._open.discard(incident.id)
+            data["id"] = f"{incident.id}:end"
         files = [(e.role, Path(e.path).name, self.work_dir / e.path) for e in incident.evidence]
-        spool.put(incident.to_json(), files)
+        spool.put(data, files)
         for _, _, path in files:
             path.unlink(missing_ok=True)
         with self._lock:

@@ -28,6 +28,7 @@ CAR = Detection(box=(20.0, 60.0, 100.0, 110.0), score=0.9, class_name="car", kin
 SITE = {
     "model": {"weights": "unused.pt"},
     "analysis_fps": 5.0,
+    "grace_s": 1.0,
     "kinds": {"car": "car"},
     "categories": {
         "illegal_parking": {
@@ -44,10 +45,15 @@ WHOLE_FRAME = {"id": "all", "kind": "no_parking", "points_norm": [[0, 0], [1, 0]
 
 
 class ParkedCar:
-    """A detector that sees the same parked car in every frame (a fake, not a mock)."""
+    """A detector that sees the same parked car in the first `frames` frames, then an empty street
+    (a fake, not a mock)."""
+
+    def __init__(self, frames: int) -> None:
+        self.left = frames
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        return [CAR]
+        self.left -= 1
+        return [CAR] if self.left >= 0 else []
 
 
 def _wait(what: str, check: Any, timeout: float = 30.0) -> Any:
@@ -92,7 +98,7 @@ def test_live_camera_to_case_with_state_reports(
         key=key,
         spool_dir=tmp_path / "spool" / "cam-live",
         config_path=site,
-        detector=ParkedCar(),
+        detector=ParkedCar(frames=30),  # about 6 s at 5 fps, then it drives off
         report_s=0.5,
     )
     stop = threading.Event()
@@ -120,6 +126,13 @@ def test_live_camera_to_case_with_state_reports(
             )
             detail = op.get(f"/api/cases/{cases[0]['id']}").json()
             assert len(detail["sightings_list"][0]["evidence"]) >= 2  # annotated frame and crop at least
+            # the car drives off: the end of the violation is a second sighting of the same case
+            ended = _wait(
+                "the violation's end as a sighting of the case",
+                lambda: (d := op.get(f"/api/cases/{cases[0]['id']}").json())["sightings"] == 2 and d,
+            )
+            assert ended["sightings_list"][-1]["incident_id"].endswith(":end")
+            assert len(op.get("/api/cases", params={"camera": "cam-live"}).json()["items"]) == 1
     finally:
         stopped_at = time.monotonic()
         stop.set()
