@@ -115,8 +115,9 @@ class Pipeline:
         self.out_dir = Path(out_dir)
         self.source_id = source_id
         self.tracker = tracker
-        self.motion = CameraMotion(config.static_camera_max_flow)
         self.rules = RuleEngine(config, camera, source_id)
+        # optical flow costs ~2 ms a frame (benchmarks/pipeline.py); measured only where a rule reads it
+        self.motion = CameraMotion(config.static_camera_max_flow) if self.rules.needs_camera_motion else None
         self.strips = DwellStrips(config.evidence.jpeg_quality)
         self.frames = 0
         self.fired = 0
@@ -132,7 +133,7 @@ class Pipeline:
         for frame in frames:
             detections = self.detector.detect(frame.image)
             tracked = self.tracker.update(detections, frame.image) if self.tracker else detections
-            static = self.motion.update(frame.image, frame.ts, detections)
+            static = self.motion.update(frame.image, frame.ts, detections) if self.motion else True
             result = self.rules.step(frame, tracked, camera_static=static)
             sightings = self.rules.sightings()
             self.strips.update(frame, sightings)

@@ -159,6 +159,16 @@ class RuleEngine:
         self._by_track: dict[tuple[str, int], Violation] = {}
         self._now = -math.inf
 
+    @property
+    def needs_camera_motion(self) -> bool:
+        """Whether any step can read `camera_static`: a category that requires a still camera and
+        can apply on this camera (it fires anywhere, or the camera has a zone of its kind)."""
+        kinds = {z.kind for z in self.camera.zones}
+        return any(
+            rule.require_static_camera and (rule.anywhere or rule.zone_kind in kinds)
+            for rule in self.categories.values()
+        )
+
     def step(
         self, frame: Frame, detections: Sequence[Detection], *, camera_static: bool = True
     ) -> StepResult:

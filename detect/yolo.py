@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from detect import SetupError
-from detect.backends import ExportError, import_ultralytics, resolve_backend
+from detect.backends import ExportError, freeze_after_first_model, import_ultralytics, resolve_backend
 from detect.values import Detection
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,24 @@ def to_detections(
 
 class YoloModel:
     """A loaded YOLO detection model (.pt, .onnx or OpenVINO folder): its class names, and its
-    predictions as Boxes. Made by `load_yolo`."""
+    predictions as Boxes. Made by `load_yolo`.
 
-    def __init__(self, model: Any, weights: Path) -> None:
+    An export (.onnx, OpenVINO) is loaded (compiled, for OpenVINO) once, by the predictor of a first
+    prediction on a blank image, and its class names read from that predictor: ultralytics' `names`
+    of an export sets up a throwaway predictor, and the first predict() then a second one, two loads
+    (0.35-0.45 s each for OpenVINO on the 2-core machine, benchmarks/patrol.py).
+    """
+
+    def __init__(self, model: Any, weights: Path, *, device: str = "cpu") -> None:
         self.model = model  # the ultralytics model, for benchmarks that compare against it
         self.weights = weights
+        if not hasattr(model.model, "names"):  # an export: load it by predicting on a blank image
+            model.predict(
+                np.zeros((32, 32, 3), dtype=np.uint8),
+                imgsz=32,
+                device=device,
+                verbose=False,
+            )
         self.names: dict[int, str] = dict(model.names)
 
     def predict(
@@ -157,15 +170,17 @@ class YoloModel:
         return [to_boxes(r) for r in results]
 
 
-def load_yolo(weights: str | os.PathLike[str]) -> YoloModel:
-    """The model at a weights path, loaded offline as it is (no backend choice: see YoloDetector);
-    a ModelError naming the path when it is missing or cannot be loaded."""
+def load_yolo(weights: str | os.PathLike[str], *, device: str = "cpu") -> YoloModel:
+    """The model at a weights path, loaded offline as it is (no backend choice: see YoloDetector)
+    for `device`; a ModelError naming the path when it is missing or cannot be loaded."""
     path = check_weights(weights)
     ultralytics = import_ultralytics()
     try:
-        return YoloModel(ultralytics.YOLO(str(path), task="detect"), path)
+        model = YoloModel(ultralytics.YOLO(str(path), task="detect"), path, device=device)
     except Exception as exc:  # ultralytics raises many types for a bad file
         raise ModelError(f"cannot load model weights {path}: {exc}") from exc
+    freeze_after_first_model()  # it and what loading it imported live as long as the process
+    return model
 
 
 class YoloDetector:
@@ -195,7 +210,7 @@ class YoloDetector:
             )
         except ExportError as exc:
             raise ModelError(str(exc)) from exc
-        self._yolo = load_yolo(self.weights)
+        self._yolo = load_yolo(self.weights, device=device)
         self.names = self._yolo.names
         log.info("model %s on %s (%s, imgsz %d)", self.source_weights, self.backend, device, imgsz)
         self.kinds = dict(kinds) if kinds is not None else {n: n for n in self.names.values()}

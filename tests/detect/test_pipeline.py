@@ -93,6 +93,41 @@ def test_too_short_gives_none(tmp_path):
     assert run_pipeline(tmp_path, 10) == []  # dwell 9 s < 10 s
 
 
+def panning_frames(n: int) -> list[Frame]:
+    """A camera turning: the scene slides 20 px a second to the left (the car stays put in the image)."""
+    rng = np.random.default_rng(1)
+    scene = rng.integers(0, 255, (360, 640 + 20 * n, 3), dtype=np.uint8)
+    return [
+        Frame(image=scene[:, 20 * i : 20 * i + 640].copy(), ts=float(i), source_id="cam", index=i)
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(("require_static_camera", "incidents"), [(True, 0), (False, 1)])
+def test_camera_motion_is_measured_only_where_a_rule_reads_it(tmp_path, require_static_camera, incidents):
+    config = make_config(
+        categories={
+            "illegal_parking": {
+                "kinds": ["car"],
+                "zone_kind": "no_parking",
+                "min_dwell_s": 10,
+                "min_observations": 3,
+                "require_static_camera": require_static_camera,
+            }
+        }
+    )
+    pipeline = Pipeline(
+        config,
+        config.cameras[0],
+        detector=ScriptedDetector({i: [CAR] for i in range(15)}),
+        tracker=IdentityTracker(),
+        out_dir=tmp_path,
+        source_id="cam",
+    )
+    assert (pipeline.motion is not None) is require_static_camera
+    assert len(list(pipeline.process(panning_frames(15)))) == incidents
+
+
 def test_emit_open_yields_fired_then_final_with_same_id(tmp_path):
     config = make_config()
     pipeline = Pipeline(

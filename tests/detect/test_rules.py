@@ -110,6 +110,34 @@ def test_moving_camera_does_not_fire():
     assert fired == []
 
 
+PARKING = {"kinds": ["car"], "zone_kind": "no_parking", "min_dwell_s": 10}
+VENDING = {"kinds": ["umbrella"], "zone_kind": "no_vending", "min_dwell_s": 10}
+DEBRIS = {"kinds": ["garbage"], "zone_kind": "no_dumping", "min_dwell_s": 10}
+NO_PARKING = {"id": "p", "kind": "no_parking", "points_norm": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}
+STILL = {"require_static_camera": False}
+
+
+@pytest.mark.parametrize(
+    ("categories", "zones", "needed"),
+    [
+        ({"parking": PARKING}, [NO_PARKING], True),
+        ({"parking": PARKING | STILL}, [NO_PARKING], False),  # the rule does not ask
+        ({"vending": VENDING}, [NO_PARKING], False),  # no zone of its kind on this camera
+        ({"debris": DEBRIS | {"anywhere": True}}, [NO_PARKING], True),  # applies without a zone
+        ({"parking": PARKING | STILL, "vending": VENDING}, [NO_PARKING], False),
+        (
+            {"parking": PARKING | STILL, "debris": DEBRIS},
+            [NO_PARKING, NO_PARKING | {"id": "d", "kind": "no_dumping"}],
+            True,
+        ),
+        ({"parking": PARKING}, [], False),
+    ],
+)
+def test_camera_motion_is_needed_only_where_a_rule_can_read_it(categories, zones, needed):
+    """The pipeline measures camera motion (optical flow) only when a step can read camera_static."""
+    assert engine(categories=categories, zones=zones).needs_camera_motion is needed
+
+
 @pytest.mark.parametrize(("score", "fires"), [(0.39, False), (0.41, True)])
 def test_median_confidence_must_hold(score, fires):
     e = engine()

@@ -56,6 +56,28 @@ def test_finds_bus_and_people_offline(no_network, weights, imgsz):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("weights", "imgsz"), [("yolo11n-coco-int8.onnx", 320), ("yolo26n-coco.pt", 640)])
+def test_a_model_is_loaded_once(monkeypatch, weights, imgsz):
+    """The detector's names and its predictions come from one backend: an export is not loaded (an
+    OpenVINO one compiled) again by the first prediction."""
+    import_ultralytics()
+    from ultralytics.nn.autobackend import AutoBackend
+
+    loads = []
+    real_init = AutoBackend.__init__
+
+    def counted(self, *args, **kwargs):
+        loads.append(kwargs.get("model"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(AutoBackend, "__init__", counted)
+    detector = YoloDetector(SHARED / "weights" / weights, kinds=KINDS, imgsz=imgsz, backend="pytorch")
+    first = detector.detect(bus_image())
+    assert detector.detect(bus_image()) == first
+    assert len(loads) == 1
+
+
+@pytest.mark.slow
 def test_tracker_keeps_ids_on_a_still_scene():
     detector = YoloDetector(SHARED / "weights" / "yolo26n-coco.pt", kinds=KINDS)
     image = bus_image()

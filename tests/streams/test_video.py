@@ -52,6 +52,40 @@ def test_analysis_rate_decides_how_many_frames(
     assert all(b.ts > a.ts and b.index > a.index for a, b in zip(frames, frames[1:], strict=False))
 
 
+@pytest.mark.parametrize("analysis_fps", [5.0, 7.0, 1.0])
+def test_sampled_frames_are_the_frames_a_full_decode_gives(dashcam: Path, analysis_fps: float) -> None:
+    """Frames between sampling instants are only grabbed, never converted: each kept frame must still be
+    the very frame (index, container time, pixels) that decoding every frame gives, the first one at or
+    after each instant k / analysis_fps."""
+    sampled = list(open_source(dashcam, analysis_fps=analysis_fps))
+    every = open_source(dashcam)
+    times = []
+    kept: dict[int, Frame] = {}
+    wanted = {frame.index for frame in sampled}
+    for frame in every:
+        times.append(frame.ts)
+        if frame.index in wanted:
+            kept[frame.index] = frame
+    instants = np.arange(0.0, times[-1] + 1e-9, 1.0 / analysis_fps)
+    first_at = [next(i for i, ts in enumerate(times) if ts + 1e-3 >= instant) for instant in instants]
+    assert [frame.index for frame in sampled] == first_at
+    for frame in sampled:
+        full = kept[frame.index]
+        assert frame.ts == full.ts == times[frame.index]
+        assert np.array_equal(frame.image, full.image)
+
+
+def test_sampled_frames_show_their_own_picture(tmp_path: Path) -> None:
+    """Frame i of the made (lossless) video is grey level 2 * i: a kept frame showing a skipped
+    neighbour's picture (a grab that lost its place) reads 2 grey levels off."""
+    video = write_video(tmp_path / "grey.avi", 90, fourcc="FFV1")
+    frames = list(open_source(video, analysis_fps=5))
+    assert [frame.index for frame in frames] == list(range(0, 90, 6))
+    assert [frame.ts for frame in frames] == pytest.approx([i / 30 for i in range(0, 90, 6)], abs=1e-3)
+    for frame in frames:
+        assert np.all(frame.image == 2 * frame.index)
+
+
 def test_every_frame_is_timed_by_the_container(dashcam: Path) -> None:
     frames = list(open_source(dashcam))
     assert [frame.index for frame in frames] == list(range(DASHCAM_FRAMES))
