@@ -15,7 +15,7 @@ from api.cases.merge import MergePolicy
 from api.cases.webhook_targets import TargetPolicy
 from api.settings import Settings
 from api.storage.db import make_engine, make_sessionmaker, migrate
-from api.storage.evidence_store import EvidenceStore
+from api.storage.evidence_store import EvidenceFiles, EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,36 @@ def merge_policy(settings: Settings) -> MergePolicy:
     )
 
 
+def evidence_store(settings: Settings) -> EvidenceFiles:
+    """The evidence store the settings choose: the local folder (default) or an S3 bucket (boto3 is
+    imported only then). Reaches no server: an unreachable endpoint is answered per request (503)."""
+    if settings.evidence_backend != "s3":
+        return EvidenceStore(settings.evidence_dir)
+    from api.storage.s3_store import S3EvidenceStore, S3Location
+
+    assert settings.s3_bucket is not None  # Settings refuses s3 without a bucket
+    secret = settings.s3_secret_access_key
+    store = S3EvidenceStore(
+        S3Location(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+        ),
+        spool_dir=settings.data_dir / "evidence-incoming",
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret is not None else None,
+    )
+    log.info("evidence store: %r", store)
+    return store
+
+
 @dataclass
 class Services:
     settings: Settings
     engine: Engine
     factory: sessionmaker[Session]
-    store: EvidenceStore
+    store: EvidenceFiles
     read_factory: sessionmaker[Session]
     grid_cache: GridCache = field(default_factory=GridCache)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
@@ -62,7 +86,7 @@ class Services:
             settings=settings,
             engine=engine,
             factory=make_sessionmaker(engine),
-            store=EvidenceStore(settings.evidence_dir),
+            store=evidence_store(settings),
             read_factory=make_sessionmaker(engine, readonly=True),
             principals=PrincipalCache(
                 ttl_s=settings.auth_cache_s, epoch_file=settings.data_dir / CREDENTIALS_EPOCH_FILE

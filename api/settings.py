@@ -10,8 +10,17 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 ENV_PREFIX = "GRIDPATROL_"
 HOST_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
@@ -28,6 +37,27 @@ class Settings(BaseModel):
     data_dir: Path = Field(Path("data"), description="evidence, uploads and the default SQLite file")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/gridpatrol.db"
+    )
+    evidence_backend: Literal["local", "s3"] = Field(
+        "local",
+        description="where evidence files are kept: local (<data_dir>/evidence) or s3 (an S3-compatible "
+        "bucket, GRIDPATROL_S3_*)",
+    )
+    s3_bucket: str | None = Field(
+        None, min_length=3, max_length=63, validate_default=True, description="the bucket (s3 only)"
+    )
+    s3_prefix: str = Field(
+        "evidence", max_length=256, description="keys are <prefix>/<aa>/<bb>/<sha256>; empty: none"
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="an S3-compatible server (MinIO, Ceph, ...); default AWS itself"
+    )
+    s3_region: str | None = Field(None, description="default: boto3's (AWS_DEFAULT_REGION)")
+    s3_access_key_id: str | None = Field(
+        None, description="default: boto3's usual sources (AWS_ACCESS_KEY_ID, ~/.aws, an instance role)"
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="default: boto3's usual sources (AWS_SECRET_ACCESS_KEY, ...); never shown or logged"
     )
     site_config: Path = Field(Path("configs/site.yaml"), description="site config the worker uses")
     merge_radius_m: float = Field(15.0, ge=0.0, le=10_000.0)
@@ -77,6 +107,20 @@ class Settings(BaseModel):
         "comma-separated in GRIDPATROL_WEBHOOK_ALLOW_HOSTS; every other such target is refused",
     )
     timezone_offset_h: float = Field(8.0, ge=-14.0, le=14.0, description="local day boundary for stats")
+
+    @field_validator("s3_bucket", mode="after")
+    @classmethod
+    def _bucket_for_s3(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("evidence_backend") == "s3":
+            raise ValueError("required when GRIDPATROL_EVIDENCE_BACKEND is s3")
+        return value
+
+    @field_validator("s3_endpoint_url", mode="after")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")  # the value may carry a password
+        return value
 
     @field_validator("merge_from_last", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from api.cases.ingest import link_evidence
 from api.cases.reading import case_summary, get_case
 from api.errors import InputError
 from api.storage.db import make_sessionmaker, utcnow
-from api.storage.evidence_store import EvidenceError, EvidenceStore, StoredFile
+from api.storage.evidence_store import EvidenceError, EvidenceFiles, StoredFile
 from api.storage.models import Case, CaseEvent, EvidenceBlob, EvidenceLink, GridCell
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def store_after_photo(
     principal: Principal,
     case_id: int,
     photo: BinaryIO,
-    store: EvidenceStore,
+    store: EvidenceFiles,
     max_bytes: int,
 ) -> StoredFile:
     """Store the after-photo of a move, once the case is known to be visible to the caller (NotFound
@@ -59,7 +59,7 @@ def store_after_photo(
     return stored
 
 
-def _remove_unless_committed(session: Session, store: EvidenceStore, sha256: str) -> None:
+def _remove_unless_committed(session: Session, store: EvidenceFiles, sha256: str) -> None:
     """When the session's transaction ends without a commit, remove the stored file `sha256` unless
     a row references it (checked in a transaction of its own; kept when that check fails)."""
     state = {"committed": False, "done": False}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select
@@ -18,7 +17,7 @@ from api.accounts.accounts import Principal, Role
 from api.cases import workflow
 from api.errors import NotFound
 from api.storage.db import as_utc, iso_utc
-from api.storage.evidence_store import EvidenceStore
+from api.storage.evidence_store import EvidenceContent, EvidenceFiles
 from api.storage.models import (
     UNASSIGNED,
     Case,
@@ -229,7 +228,10 @@ class CasePage:
 
 @dataclass(frozen=True, slots=True)
 class EvidenceFile:
-    path: Path
+    """An evidence file to serve: its bytes (a local file, or an object streamed from the store)
+    and the media type it was stored as."""
+
+    content: EvidenceContent
     media_type: str
 
 
@@ -327,16 +329,16 @@ def case_detail(session: Session, *, principal: Principal, case_id: int) -> Case
 
 
 def evidence_file(
-    session: Session, *, principal: Principal, sha256: str, store: EvidenceStore
+    session: Session, *, principal: Principal, sha256: str, store: EvidenceFiles
 ) -> EvidenceFile:
-    """Where an evidence file is and its media type; NotFound when unknown, not visible to the
-    caller or missing from the store."""
+    """An evidence file, opened, and its media type; NotFound when unknown, not visible to the
+    caller or missing from the store (the store is read only after the caller's rights are checked)."""
     blob = session.get(EvidenceBlob, sha256)
     if blob is None or not may_see_evidence(session, principal=principal, sha256=sha256):
         raise NotFound("sha256", f"no evidence {sha256}")
-    path = store.path_for(sha256)
-    if not path.is_file():
+    content = store.open_content(sha256)
+    if content is None:
         raise NotFound(
             "sha256", f"evidence {sha256} is missing from the store (run gridpatrol evidence verify)"
         )
-    return EvidenceFile(path, blob.media_type)
+    return EvidenceFile(content, blob.media_type)

@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 from api.cli import CommandError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from sqlalchemy.orm import Session
 
     from api.services import Services
+    from api.storage.evidence_store import StoreEntry
 
 log = logging.getLogger(__name__)
 
@@ -290,22 +289,23 @@ def _evidence_verify(args: argparse.Namespace) -> int:
     with services.read_factory() as session:  # one snapshot; SQLite writers are not held up
         result = audit(session, at_seqs=(checkpoint.ledger_seq,) if checkpoint else ())
         known = set(session.scalars(select(EvidenceBlob.sha256)))
-    for sha in sorted(known | result.blobs):
-        problem = services.store.verify(sha)
-        if problem:
-            problems.append(f"evidence {sha}: {problem}")
-    orphans = _orphans(services, known | result.blobs)
-    for sha, path, _ in orphans:
-        problem = services.store.verify(sha)
-        if problem:
-            problems.append(f"evidence file {path}: {problem}")
+    with _store_faults():
+        for sha in sorted(known | result.blobs):
+            problem = services.store.verify(sha)
+            if problem:
+                problems.append(f"evidence {sha}: {problem}")
+        orphans = _orphans(services, known | result.blobs)
+        for entry, _ in orphans:
+            problem = services.store.verify(entry.name) if entry.complete else None
+            if problem:
+                problems.append(f"evidence file {entry.where}: {problem}")
     problems += result.problems
     if checkpoint is not None:
         problems += checkpoints.compare(checkpoint, result.ledger_hashes, result.head)
     for line in problems:
         print(line)
-    for _, path, age_s in orphans[:ORPHANS_SHOWN]:
-        print(f"orphan: evidence file {path} is referenced by no case (stored {_age(age_s)} ago)")
+    for entry, age_s in orphans[:ORPHANS_SHOWN]:
+        print(f"orphan: evidence file {entry.where} is referenced by no case (stored {_age(age_s)} ago)")
     if len(orphans) > ORPHANS_SHOWN:
         print(f"orphan: ... and {len(orphans) - ORPHANS_SHOWN} more")
     against = f", against the checkpoint at entry {checkpoint.ledger_seq}" if checkpoint else ""
@@ -337,19 +337,30 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def _orphans(services: Services, referenced: set[str]) -> list[tuple[str, Path, float]]:
+@contextlib.contextmanager
+def _store_faults() -> Iterator[None]:
+    """The evidence store not answering (an S3 endpoint down, a bucket missing) is the command's
+    error, said in one line."""
+    from api.errors import ServiceFault
+
+    try:
+        yield
+    except ServiceFault as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _orphans(services: Services, referenced: set[str]) -> list[tuple[StoreEntry, float]]:
     """Evidence files no blob row or custody entry names, and receiving files left by a killed
-    request: (sha256 or temporary name, path, age in seconds), oldest first."""
+    request: (the store's entry, age in seconds), oldest first."""
     import time
 
     now = time.time()
-    found = []
-    for sha, path in services.store.iter_files():
-        if sha not in referenced:
-            found.append((sha, path, now - path.stat().st_mtime))
-    for path in services.store.root.glob(".incoming-*"):
-        found.append((path.name, path, now - path.stat().st_mtime))
-    return sorted(found, key=lambda item: -item[2])
+    found = [
+        (entry, now - entry.mtime)
+        for entry in services.store.entries()
+        if not entry.complete or entry.name not in referenced
+    ]
+    return sorted(found, key=lambda item: -item[1])
 
 
 def _evidence_orphans(args: argparse.Namespace) -> int:
@@ -361,21 +372,23 @@ def _evidence_orphans(args: argparse.Namespace) -> int:
     services = _services(args)
     with services.read_factory() as session:
         referenced = set(session.scalars(select(EvidenceBlob.sha256)))
-    orphans = _orphans(services, referenced)
+    with _store_faults():
+        orphans = _orphans(services, referenced)
     min_age_s = args.older_than_min * 60
     removed = 0
-    for name, path, age_s in orphans:
+    for entry, age_s in orphans:
         old_enough = age_s >= min_age_s
         if args.remove and old_enough:
             with services.factory() as session:  # named again since the listing: keep it
-                if session.scalar(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == name)):
+                if session.scalar(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == entry.name)):
                     continue
-            path.unlink(missing_ok=True)
+            with _store_faults():
+                services.store.delete_entry(entry)
             removed += 1
-            log.info("removed orphan evidence file %s (stored %s ago)", path, _age(age_s))
+            log.info("removed orphan evidence file %s (stored %s ago)", entry.where, _age(age_s))
         else:
             note = "" if old_enough else f" (younger than {args.older_than_min:g} min: may be in flight)"
-            print(f"{path}  stored {_age(age_s)} ago{note}")
+            print(f"{entry.where}  stored {_age(age_s)} ago{note}")
     action = f"removed {removed}" if args.remove else "removed none (--remove deletes them)"
     print(f"{len(orphans)} orphan evidence file(s) referenced by no case; {action}")
     return 0

@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from starlette.concurrency import run_in_threadpool
+
 from api.cases.incident import IncidentInputError, IncidentPayload, parse_incident
 from api.errors import InputError
 from api.http.multipart import FormPart, form_boundary, read_parts
-from api.storage.evidence_store import EvidenceError, EvidenceStore, IncomingEvidence, StoredFile
+from api.storage.evidence_store import EvidenceError, EvidenceFiles, Incoming, StoredFile
 
 MAX_INCIDENT_JSON_BYTES = 1024 * 1024
 MAX_EVIDENCE_FILES = 16
@@ -39,24 +41,23 @@ class IncidentForm:
 class _IncidentParts:
     """The incident form's parts: `incident` validated once read, `files` streamed into the store."""
 
-    def __init__(self, store: EvidenceStore, max_file_bytes: int) -> None:
+    def __init__(self, store: EvidenceFiles, max_file_bytes: int) -> None:
         self.form = IncidentForm()
         self._store = store
         self._max_file_bytes = max_file_bytes
         self._text: bytearray | None = None
-        self._incoming: IncomingEvidence | None = None
+        self._incoming: Incoming | None = None
         self._filename: str | None = None
+        self._received: list[tuple[str | None, Incoming]] = []  # complete parts, to be finished
 
-    def _file_error(self, exc: EvidenceError) -> IncidentInputError:
-        return IncidentInputError(
-            f"files[{len(self.form.files)}]", f"{self._filename or 'file'}: {exc.reason}"
-        )
+    def _file_error(self, exc: EvidenceError, index: int, filename: str | None) -> IncidentInputError:
+        return IncidentInputError(f"files[{index}]", f"{filename or 'file'}: {exc.reason}")
 
     def begin(self, part: FormPart) -> None:
         if part.name == "incident":
             self._text = bytearray()
         elif part.name == "files":
-            if len(self.form.files) >= MAX_EVIDENCE_FILES:
+            if len(self.form.files) + len(self._received) >= MAX_EVIDENCE_FILES:
                 raise IncidentInputError("files", f"at most {MAX_EVIDENCE_FILES} evidence files")
             self._filename = part.filename
             self._incoming = self._store.open_incoming(max_bytes=self._max_file_bytes)
@@ -67,19 +68,17 @@ class _IncidentParts:
             try:
                 self._incoming.write(chunk)
             except EvidenceError as exc:
-                raise self._file_error(exc) from None
+                index = len(self.form.files) + len(self._received)
+                raise self._file_error(exc, index, self._filename) from None
         elif self._text is not None:
             self._text.extend(chunk)
             if len(self._text) > MAX_INCIDENT_JSON_BYTES:
                 raise IncidentInputError("incident", f"longer than {MAX_INCIDENT_JSON_BYTES} bytes")
 
     def end(self) -> None:
-        if self._incoming is not None:
-            current, self._incoming = self._incoming, None
-            try:
-                self.form.files.append((self._filename, current.finish()))
-            except EvidenceError as exc:
-                raise self._file_error(exc) from None
+        if self._incoming is not None:  # finished by finish_files(), off the event loop
+            self._received.append((self._filename, self._incoming))
+            self._incoming = None
         elif self._text is not None:
             text, self._text = self._text, None
             try:
@@ -88,15 +87,29 @@ class _IncidentParts:
                 raise IncidentInputError("incident", "not UTF-8 text") from None
             self.form.incident = parse_incident(decoded)
 
+    async def finish_files(self) -> None:
+        """Check and file the received files in the order sent, each in a worker thread (an upload
+        to an S3 bucket must not hold up the event loop); the first bad one is named."""
+        while self._received:
+            filename, incoming = self._received.pop(0)  # finish() discards it when it fails
+            try:
+                stored = await run_in_threadpool(incoming.finish)
+            except EvidenceError as exc:
+                raise self._file_error(exc, len(self.form.files), filename) from None
+            self.form.files.append((filename, stored))
+
     def discard(self) -> None:
-        """Remove a file left half-received by an error."""
+        """Remove a file left half-received by an error, and those received but not filed."""
         if self._incoming is not None:
             self._incoming.discard()
             self._incoming = None
+        for _, incoming in self._received:
+            incoming.discard()
+        self._received.clear()
 
 
 async def receive_incident_form(
-    content_type: str | None, chunks: AsyncIterator[bytes], *, store: EvidenceStore, max_file_bytes: int
+    content_type: str | None, chunks: AsyncIterator[bytes], *, store: EvidenceFiles, max_file_bytes: int
 ) -> IncidentForm:
     """Read a multipart/form-data incident body chunk by chunk: the `incident` field, validated as
     soon as it is read (a device sends it first, so a bad incident stores no files), and each
@@ -110,6 +123,7 @@ async def receive_incident_form(
     parts = _IncidentParts(store, max_file_bytes)
     try:
         await read_parts(boundary, chunks, parts)
+        await parts.finish_files()
     finally:
         parts.discard()
     return parts.form

@@ -35,9 +35,9 @@ from api.cases.incident import IncidentPayload
 from api.cases.ingest import IncidentIn, ingest_committed
 from api.jobs import queue
 from api.jobs.track_shape import write_track_shape
-from api.services import merge_policy
+from api.services import evidence_store, merge_policy
 from api.settings import Settings
-from api.storage.evidence_store import EvidenceError, EvidenceStore, StoredFile
+from api.storage.evidence_store import EvidenceError, StoredFile
 from api.storage.models import Job, Upload
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class Worker:
         self._config_loader = config_loader or (lambda: default_config(settings))
         self._config: Any = None
         self.grid_cache = grid_cache or GridCache()
-        self.store = EvidenceStore(settings.evidence_dir)
+        self.store = evidence_store(settings)
         self.policy = merge_policy(settings)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()

@@ -1,4 +1,6 @@
-"""Content-addressed evidence files: data_dir/evidence/<aa>/<bb>/<sha256>.
+"""Content-addressed evidence files: data_dir/evidence/<aa>/<bb>/<sha256> (this module's
+EvidenceStore, the default), or objects `<prefix>/<aa>/<bb>/<sha256>` of an S3 bucket
+(api.storage.s3_store.S3EvidenceStore). Both are an `EvidenceFiles`, which is all the service uses.
 
 A file is stored under the SHA-256 of its bytes, computed while it is written; when the caller
 states a hash, the bytes must match it or nothing is stored. Files are written to a temporary
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from api.errors import InputError, StorageFull, is_disk_full
 
@@ -50,6 +53,89 @@ class StoredFile:
     created: bool = field(default=False, compare=False)  # new to the store (not there before this put)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreEntry:
+    """One thing the store holds, as `gridpatrol evidence verify/orphans` list it: a stored file
+    (`name` its SHA-256) or a receiving file a killed process left (`complete` False, `name` its
+    temporary name); `where` names it in messages (a path, or s3://bucket/key), `mtime` is when it
+    was written (Unix seconds)."""
+
+    name: str
+    where: str
+    mtime: float
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceContent:
+    """A stored file opened to be served: a local `path` (served as a file, with ranges), or
+    `chunks` of an object read as they are sent (closed when the iterator is)."""
+
+    size: int
+    path: Path | None = None
+    chunks: Iterator[bytes] | None = None
+
+
+class Incoming(Protocol):
+    """An evidence file being received chunk by chunk (see IncomingEvidence)."""
+
+    size: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self, *, expected_sha256: str | None = None) -> StoredFile: ...
+
+    def discard(self) -> None: ...
+
+
+class EvidenceFiles(Protocol):
+    """What the service needs of an evidence store, whichever holds the bytes (a local folder or an
+    S3 bucket). A fault of the store itself is a ServiceFault naming "evidence store" (507 for a full
+    disk, 503 for an endpoint that does not answer), a user's bad file an EvidenceError."""
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def open_incoming(self, *, max_bytes: int | None = None) -> Incoming: ...
+
+    def put_stream(
+        self, stream: BinaryIO, *, expected_sha256: str | None = None, max_bytes: int | None = None
+    ) -> StoredFile: ...
+
+    def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> StoredFile: ...
+
+    def remove(self, sha256: str) -> bool: ...
+
+    def verify(self, sha256: str) -> str | None: ...
+
+    def open_content(self, sha256: str) -> EvidenceContent | None: ...
+
+    def describe(self, sha256: str) -> str: ...
+
+    def iter_files(self) -> Iterator[tuple[str, Path | str]]: ...
+
+    def entries(self) -> Iterator[StoreEntry]: ...
+
+    def delete_entry(self, entry: StoreEntry) -> None: ...
+
+
+def check_sha256(sha256: str) -> str:
+    """`sha256` when it is a lowercase hex SHA-256; EvidenceError otherwise."""
+    if not SHA256_RE.match(sha256):
+        raise EvidenceError(f"'{sha256}' is not a lowercase hex SHA-256")
+    return sha256
+
+
+def receive(incoming: Incoming, stream: BinaryIO, *, expected_sha256: str | None = None) -> StoredFile:
+    """Copy `stream` into `incoming` and finish it (discarded when the copy fails)."""
+    try:
+        while chunk := stream.read(CHUNK):
+            incoming.write(chunk)
+    except BaseException:
+        incoming.discard()
+        raise
+    return incoming.finish(expected_sha256=expected_sha256)
+
+
 def sniff_media_type(head: bytes) -> str | None:
     """The media type from the first bytes, for the kinds of evidence we keep; None when unknown."""
     for magic, offset, media_type in _MAGIC:
@@ -71,9 +157,12 @@ class EvidenceStore:
             self._dirs.add(path)
 
     def path_for(self, sha256: str) -> Path:
-        if not SHA256_RE.match(sha256):
-            raise EvidenceError(f"'{sha256}' is not a lowercase hex SHA-256")
+        check_sha256(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def describe(self, sha256: str) -> str:
+        """Where the file is, for messages."""
+        return str(self.path_for(sha256))
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
@@ -82,11 +171,48 @@ class EvidenceStore:
         """A file to be written chunk by chunk (e.g. straight from a request body), then `finish()`ed."""
         try:
             self._ensure_dir(self.root)
-            return IncomingEvidence(self, max_bytes)
+            return IncomingEvidence(self.root, max_bytes, self._place)
         except OSError as exc:
             if is_disk_full(exc):
                 raise StorageFull(STORE_NAME) from exc
             raise
+
+    def _place(self, tmp: str, sha256: str) -> bool:
+        """File a checked temporary file under its hash; False (and it removed) when already there."""
+        final = self.path_for(sha256)
+        if final.is_file():
+            os.unlink(tmp)
+            return False
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:  # the first file of its folder
+            self._ensure_dir(final.parent)
+            os.replace(tmp, final)
+        return True
+
+    def open_content(self, sha256: str) -> EvidenceContent | None:
+        """The stored file to serve; None when it is missing."""
+        path = self.path_for(sha256)
+        try:
+            return EvidenceContent(size=path.stat().st_size, path=path)
+        except FileNotFoundError:
+            return None
+
+    def entries(self) -> Iterator[StoreEntry]:
+        """Every stored file, then every receiving file left behind (by a killed request)."""
+        found = [(sha, path, True) for sha, path in self.iter_files()]
+        found += [(path.name, path, False) for path in sorted(self.root.glob(".incoming-*"))]
+        for name, path, complete in found:
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:  # removed since it was listed
+                continue
+            yield StoreEntry(name, str(path), mtime, complete=complete)
+
+    def delete_entry(self, entry: StoreEntry) -> None:
+        """Delete what `entries()` listed (a caller checks first that no row names it)."""
+        path = self.path_for(entry.name) if entry.complete else self.root / entry.name
+        path.unlink(missing_ok=True)
 
     def remove(self, sha256: str) -> bool:
         """Delete a stored file; only for one this process just created and no row references
@@ -101,18 +227,9 @@ class EvidenceStore:
         self, stream: BinaryIO, *, expected_sha256: str | None = None, max_bytes: int | None = None
     ) -> StoredFile:
         """Copy a stream into the store, hashing as it goes; verify against expected_sha256."""
-        incoming = self.open_incoming(max_bytes=max_bytes)
-        try:
-            while chunk := stream.read(CHUNK):
-                incoming.write(chunk)
-        except BaseException:
-            incoming.discard()
-            raise
-        return incoming.finish(expected_sha256=expected_sha256)
+        return receive(self.open_incoming(max_bytes=max_bytes), stream, expected_sha256=expected_sha256)
 
     def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> StoredFile:
-        import io
-
         return self.put_stream(io.BytesIO(data), expected_sha256=expected_sha256)
 
     def verify(self, sha256: str) -> str | None:
@@ -128,6 +245,7 @@ class EvidenceStore:
         return None if actual == sha256 else f"altered (content now hashes to {actual})"
 
     def iter_files(self) -> Iterator[tuple[str, Path]]:
+        """(SHA-256, path) of every stored file, in order."""
         if not self.root.is_dir():
             return
         for path in sorted(self.root.glob("??/??/*")):
@@ -136,17 +254,18 @@ class EvidenceStore:
 
 
 class IncomingEvidence:
-    """An evidence file being received: written to a temporary name in the store and hashed as the
-    bytes arrive; `finish()` checks it and renames it into place under its SHA-256, `discard()`
-    removes it. Nothing lands under a valid name unless it is complete and checked."""
+    """An evidence file being received: written to a temporary name in `folder` and hashed as the
+    bytes arrive; `finish()` checks it and has `place(temporary path, sha256)` file it under its
+    SHA-256 (True when new to the store; the temporary file is gone after), `discard()` removes it.
+    Nothing lands under a valid name unless it is complete and checked."""
 
-    def __init__(self, store: EvidenceStore, max_bytes: int | None) -> None:
-        self._store = store
+    def __init__(self, folder: Path, max_bytes: int | None, place: Callable[[str, str], bool]) -> None:
+        self._place = place
         self._max_bytes = max_bytes
         self._digest = hashlib.sha256()
         self._head = b""
         self.size = 0
-        self._tmp = os.path.join(store.root, f".incoming-{uuid.uuid4().hex}")
+        self._tmp = os.path.join(folder, f".incoming-{uuid.uuid4().hex}")
         self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
     def write(self, data: bytes) -> None:
@@ -186,16 +305,7 @@ class IncomingEvidence:
             media_type = sniff_media_type(self._head)
             if media_type is None:
                 raise EvidenceError("not a JPEG, PNG, GIF, WebP image or PDF")
-            final = self._store.path_for(sha)
-            created = not final.is_file()
-            if not created:
-                os.unlink(self._tmp)
-            else:
-                try:
-                    os.replace(self._tmp, final)
-                except FileNotFoundError:  # the first file of its folder
-                    self._store._ensure_dir(final.parent)
-                    os.replace(self._tmp, final)
+            created = self._place(self._tmp, sha)
             return StoredFile(sha256=sha, size=self.size, media_type=media_type, created=created)
         except OSError as exc:
             self.discard()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api.cases import stats
 from api.cases.grids import import_cells, parse_geojson
@@ -37,14 +37,18 @@ def get_evidence(
     principal: Reader,
     session: ReadSessionDep,
     services: ServicesDep,
-) -> FileResponse:
-    """An evidence file by its SHA-256, with its content type."""
+) -> Response:
+    """An evidence file by its SHA-256, with its content type. From an S3 bucket it is streamed
+    through the service (no redirect to the bucket: the caller's rights are checked here, and
+    clients need no route to the bucket)."""
     found = evidence_file(session, principal=principal, sha256=sha256, store=services.store)
-    return FileResponse(
-        found.path,
-        media_type=found.media_type,
-        headers={"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{sha256}"'},
-    )
+    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{sha256}"'}
+    content = found.content
+    if content.path is not None:
+        return FileResponse(content.path, media_type=found.media_type, headers=headers)
+    assert content.chunks is not None
+    headers["Content-Length"] = str(content.size)
+    return StreamingResponse(content.chunks, media_type=found.media_type, headers=headers)
 
 
 @router.get("/stats", response_model=schemas.CaseCounts)
