@@ -19,6 +19,9 @@ Prints, for each round (plain and instrumented runs interleaved, so machine nois
 re-encoded with OpenCV's mp4v codec, as OpenCV's wheels carry no H.264 encoder) and measures it the
 same way: start-up is then spread over N times the footage.
 
+Then (unless --no-service) the path a patrol upload takes: the clip posted to `gridpatrol serve`, whose
+worker has its model loaded when the server starts, timed from the upload to its job's end.
+
 Target (issue 15): >= 4x real time at 5 fps, start-up included.
 """
 
@@ -185,6 +188,81 @@ def measure(clip: Path, fps: float, rounds: int) -> None:
     )
 
 
+def measure_service(clip: Path, rounds: int) -> None:
+    """The path a patrol upload takes: `gridpatrol serve` (SQLite, its in-process worker, which loads
+    the model when it starts) receives the clip over HTTP and its job runs to the end. Timed from the
+    upload's first byte to the job's end, against the clip's duration; each round uploads the clip
+    with a few distinct bytes appended (uploads are idempotent on their SHA-256)."""
+    import importlib.util
+    import shutil
+
+    import httpx
+
+    spec = importlib.util.spec_from_file_location("bench_api", REPO / "benchmarks" / "api.py")
+    assert spec is not None and spec.loader is not None
+    bench_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_api)
+    Server, free_port = bench_api.Server, bench_api.free_port
+
+    duration = clip_duration_s(clip)
+    with tempfile.TemporaryDirectory(prefix="gp-patrol-service-") as tmp_name:
+        tmp = Path(tmp_name)
+        server = Server(tmp, f"sqlite:///{tmp / 'gridpatrol.db'}")
+        server.cli("db", "upgrade")
+        key = server.cli("device", "add", "patrol-van", "--camera", "patrol-01").strip().splitlines()[-1]
+        server.port = free_port()
+        server.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(server.port)],
+            env=server.env,
+            cwd=REPO,
+            stdout=server.log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            log_path = tmp / "server.log"
+            started = time.monotonic()
+            while "model loaded" not in log_path.read_text(errors="replace"):
+                if time.monotonic() - started > 180 or server.proc.poll() is not None:
+                    raise RuntimeError(f"the worker did not load its model; see {log_path}")
+                time.sleep(0.2)
+            print(
+                f"gridpatrol serve: worker ready {time.monotonic() - started:.1f} s after launch "
+                "(once per server, not per upload)"
+            )
+            walls = []
+            with httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            ) as client:
+                for r in range(rounds):
+                    copy = tmp / f"patrol-{r}.mp4"
+                    shutil.copyfile(clip, copy)
+                    with copy.open("ab") as fh:
+                        fh.write(f"gridpatrol-benchmark-round-{r}".encode())
+                    t0 = time.monotonic()
+                    with copy.open("rb") as fh:
+                        answer = client.post("/api/uploads", files={"file": (copy.name, fh, "video/mp4")})
+                    answer.raise_for_status()
+                    job_id = answer.json()["id"]
+                    while (job := client.get(f"/api/jobs/{job_id}").json())["status"] not in (
+                        "done",
+                        "failed",
+                    ):
+                        time.sleep(0.05)
+                    walls.append(time.monotonic() - t0)
+                    print(
+                        f"round {r + 1}: upload -> job {job['status']} in {walls[-1]:.2f} s = "
+                        f"{duration / walls[-1]:.2f}x real time ({job['incidents']} incidents)"
+                    )
+            wall = statistics.median(walls)
+            print(
+                f"median: upload to cases {wall:.2f} s for {duration:.1f} s of footage = "
+                f"{duration / wall:.2f}x real time (target >= 4x)"
+            )
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -193,6 +271,9 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=5.0, help="analysis fps (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, plain and instrumented")
     parser.add_argument("--loops", type=int, default=0, help="also measure the clip repeated this many times")
+    parser.add_argument(
+        "--no-service", action="store_true", help="skip the upload through `gridpatrol serve` and its worker"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -204,6 +285,8 @@ def main() -> None:
     if args.loops > 1:
         with tempfile.TemporaryDirectory() as folder:
             measure(looped_clip(args.clip, args.loops, Path(folder)), args.fps, args.rounds)
+    if not args.no_service:
+        measure_service(args.clip, args.rounds)
 
 
 if __name__ == "__main__":

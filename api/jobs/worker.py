@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -81,10 +82,34 @@ class LeaseLost(Exception):
     """Another worker took the job (our lease lapsed)."""
 
 
-def default_pipeline() -> Pipeline:
-    from detect.pipeline import detect_footage
+class ReusingPipeline:
+    """detect.pipeline.detect_footage with the detector kept across jobs: loading (and on a CPU
+    compiling) a model costs seconds, a worker runs many jobs with the same one. One detector, for
+    the config's current model settings; `warm` loads it before the first job arrives."""
 
-    return detect_footage
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._detector: Any = None
+
+    def detector(self, config: Any) -> Any:
+        from detect.pipeline import build_detector
+
+        key = config.model.model_dump_json()
+        if key != self._key:
+            self._detector, self._key = build_detector(config), key
+        return self._detector
+
+    def warm(self, config: Any) -> None:
+        self.detector(config)
+
+    def __call__(self, input: Path, config: Any, **kwargs: Any) -> Iterator[PipelineIncident]:
+        from detect.pipeline import detect_footage
+
+        return detect_footage(input, config, detector=self.detector(config), **kwargs)
+
+
+def default_pipeline() -> Pipeline:
+    return ReusingPipeline()
 
 
 def default_config(settings: Settings) -> Any:
@@ -135,6 +160,7 @@ class Worker:
         self.policy = merge_policy(settings)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
+        self._work = threading.Event()  # set by wake(): a job may be waiting
         self._thread: threading.Thread | None = None
 
     # --- running ---
@@ -145,8 +171,13 @@ class Worker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._work.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """A job was just queued (an upload to this process): look now, not at the next poll."""
+        self._work.set()
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.owner)
@@ -154,6 +185,7 @@ class Worker:
             self.sweep_job_folders()
         except Exception:
             log.exception("sweeping stale job folders failed")
+        self.warm()
         while not self._stop.is_set():
             try:
                 worked = self.run_once()
@@ -161,7 +193,8 @@ class Worker:
                 log.exception("worker round failed")
                 worked = False
             if not worked:
-                self._stop.wait(self.settings.worker_poll_s)
+                self._work.wait(self.settings.worker_poll_s)
+                self._work.clear()
 
     def run_once(self) -> bool:
         """Claim and run one job; False when none was waiting."""
@@ -268,6 +301,22 @@ class Worker:
             log.warning("job %s failed: %s", claim.job_id, error)
         else:
             log.info("job %s done: %d incidents", claim.job_id, count)
+
+    def warm(self) -> None:
+        """Load the model before the first job (the default pipeline keeps it across jobs), so an
+        upload is analysed from its first second; a config or model that cannot be loaded is left to
+        fail the jobs with its reason."""
+        if self._pipeline is not None:
+            return
+        started = time.monotonic()
+        try:
+            pipeline = self._pipeline_fn()
+            warm = getattr(pipeline, "warm", None)
+            if warm is not None:
+                warm(self._site_config())
+                log.info("worker %s: model loaded in %.1f s", self.owner, time.monotonic() - started)
+        except Exception as exc:  # a bad config or model fails each job with its reason
+            log.warning("worker %s: model not loaded ahead of the jobs: %s", self.owner, exc)
 
     def _pipeline_fn(self) -> Pipeline:
         if self._pipeline is None:

@@ -88,6 +88,10 @@ async def post_upload(
     )
     if not receipt.created:
         response.status_code = 200
+    for thread in getattr(request.app.state, "background", ()):  # an in-process worker starts now
+        wake = getattr(thread, "wake", None)
+        if wake is not None:
+            wake()
     return receipt
 
 
