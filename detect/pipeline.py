@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -249,6 +250,7 @@ def detect_footage(
     tracker: Tracker | None = None,
     emit_open: bool = False,
     track: str | Path | GpsTrack | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[Incident]:
     """Incidents in footage (a video file, an image folder, or a camera or stream URL), as they end.
 
@@ -266,6 +268,8 @@ def detect_footage(
     offset are read in the camera's time zone. Where the track says nothing
     (before or after it, in a gap over 30 s) a frame keeps the camera's configured position when
     the camera has one, as without a track, else none.
+    stop: when set, the source is closed within half a second and the incidents end, also while a
+    live stream is down and its source waits to reconnect (a runner letting a camera go).
     """
     from streams import open_source, prefetch
 
@@ -314,9 +318,20 @@ def detect_footage(
                     Progress(pipeline.frames, frame.ts, fraction, pipeline.frames / elapsed, pipeline.fired)
                 )
 
+    ended = threading.Event()
+    if stop is not None:  # a live source may wait out an outage: close it from here when asked
+
+        def watch() -> None:
+            while not ended.wait(0.5):
+                if stop.is_set():
+                    source.close()
+                    return
+
+        threading.Thread(target=watch, name="gridpatrol-source-stop", daemon=True).start()
     try:
         yield from pipeline.process(frames())
     finally:
+        ended.set()
         source.close()
     if progress:
         progress(1.0)

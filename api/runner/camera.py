@@ -182,10 +182,12 @@ class CameraJob:
                 camera_id=self.camera_id,
                 detector=self._detector,
                 emit_open=True,  # a car may stand for hours: the case opens when the rule fires
+                stop=stop,
                 on_progress=self._connected(on_progress),
             ):
                 self._spool(incident, spool)
-            self._set_error("the stream ended (the reconnect policy gave up)")
+            if not stop.is_set():
+                self._set_error("the stream ended (the reconnect policy gave up)")
         except _Stop:
             pass
         except SourceError as exc:

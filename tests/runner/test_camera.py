@@ -143,3 +143,42 @@ def test_live_camera_to_case_with_state_reports(
         text = op.get("/api/cameras/cam-live").text
     assert json.loads(text)["state"]["runner_state"]["status"] == "stopped"
     assert PASSWORD not in text and PASSWORD not in caplog.text
+
+
+def test_a_camera_whose_stream_is_down_stops_at_once(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url, camera_process = rtsp_server
+    server: LiveServer = make_server(db_url)
+    with server.client("admin") as admin:
+        admin.post("/api/cameras", json={"id": "cam-down", "stream_url": url, "zones": [WHOLE_FRAME]})
+        key = admin.post("/api/devices", json={"name": "runner-b", "runner": True}).json()["key"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        (camera,) = runner.get("/api/runner/cameras").json()
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    job = CameraJob(
+        camera,
+        server=server.url,
+        key=key,
+        spool_dir=tmp_path / "spool" / "cam-down",
+        config_path=site,
+        detector=ParkedCar(frames=0),
+        report_s=0.5,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    with server.client("operator") as op:
+        _wait("frames analysed", lambda: op.get("/api/cameras/cam-down").json()["state"]["fps"])
+        camera_process.kill()  # the camera goes away: its source waits to reconnect (minutes)
+        time.sleep(2.0)
+        stopped_at = time.monotonic()
+        stop.set()
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+        assert time.monotonic() - stopped_at < 5
+        assert op.get("/api/cameras/cam-down").json()["state"]["runner_state"]["status"] == "stopped"
