@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "api.cli.cameras",
     "detect.model.commands",
     "api.cli.demo",
+    "api.cli.runner",
 )
 
 

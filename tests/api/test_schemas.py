@@ -52,6 +52,8 @@ NOT_ANSWERS = {
     "api.runner.spool.SpoolBusy": "another runner has the spool folder open: the runner's CLI says so",
     "api.runner.spool.IncidentNotSpoolable": "the runner's own incident does not match its files: logged",
     "api.runner.spool.ItemGone": "the forwarder's item left the spool meanwhile: it goes on to the next",
+    "api.runner.camera._Stop": "ends a camera's analysis from its progress callback; caught there",
+    "api.runner.engine.EngineError": "the runner's supervisor cannot go on (key refused): its CLI exits 1",
 }
 PAGES = "api.http.pages."  # the pages answer their own errors as pages (a redirect to the login form, a
 # 403 page), with the handlers api.http.pages.install_pages registers
