@@ -13,6 +13,8 @@ import contextlib
 import getpass
 import logging
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -61,8 +63,66 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(settings, run_worker=not args.no_worker)
     except Exception as exc:  # a database that cannot be reached or migrated
         raise CommandError(f"cannot start: {type(exc).__name__}: {exc}") from None
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    runner = _start_local_runner(app.state.services, args) if args.runner else None
+    if runner is not None:
+        # uvicorn re-raises the SIGTERM it caught once it has shut down: end through this function so
+        # that the runner is stopped too, not left behind
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    finally:
+        if runner is not None:
+            runner.terminate()  # the runner stops its cameras and its Ray (at most a minute)
+            try:
+                runner.wait(70)
+            except subprocess.TimeoutExpired:
+                runner.kill()
     return 0
+
+
+LOCAL_RUNNER = "local-runner"
+
+
+def _start_local_runner(services: Services, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """`gridpatrol runner` as a child process for this server's cameras, with the key of the device
+    `local-runner` (made on first use, a fresh key at every start: the old one stops working)."""
+    from sqlalchemy import select
+
+    from api.accounts.accounts import create_device, rotate_device
+    from api.storage.models import Device
+
+    with _account_change(services) as session:
+        device = session.scalar(select(Device).where(Device.name == LOCAL_RUNNER))
+        if device is None:
+            _, key = create_device(session, name=LOCAL_RUNNER, runner=True)
+        elif not device.runner:
+            raise CommandError(f"device '{LOCAL_RUNNER}' exists and is not a runner: rename or revoke it")
+        else:
+            _, key = rotate_device(session, name=LOCAL_RUNNER)
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    spool = services.settings.data_dir.resolve() / "runner-spool"  # beside the server's own data
+    command = [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "runner",
+        "--server",
+        f"http://{host}:{args.port}",
+        "--spool-dir",
+        str(spool),
+    ]
+    log.info("starting the local runner (%s) for this server's cameras", LOCAL_RUNNER)
+    return subprocess.Popen(
+        command, env=dict(os.environ, GRIDPATROL_RUNNER_KEY=key), preexec_fn=_end_with_parent
+    )
+
+
+def _end_with_parent() -> None:
+    """In the child: SIGTERM when the server dies, whatever way it dies (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -429,6 +489,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-worker", action="store_true", help="do not process uploads in this process")
+    p.add_argument(
+        "--runner",
+        action="store_true",
+        help="also analyse the registered live cameras here (gridpatrol runner in a child process, Ray)",
+    )
     db_option(p)
     p.set_defaults(handler=_serve)
 
