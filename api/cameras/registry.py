@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.cases import webhooks
 from api.errors import InputError, NotFound
+from api.periodic import Periodic
 from api.storage.db import as_utc, iso_utc, utcnow
 from api.storage.models import Camera, GridCell
 
@@ -245,26 +245,17 @@ def sweep_offline(session: Session, *, offline_after_s: float) -> list[str]:
     return [c.id for c in stale]
 
 
-class CameraWatch:
+class CameraWatch(Periodic):
     """Background thread of the server: sweep_offline every `every_s` seconds."""
+
+    thread_name = "gridpatrol-camera-watch"
 
     def __init__(
         self, factory: sessionmaker[Session], *, offline_after_s: float, every_s: float = 5.0
     ) -> None:
+        super().__init__(every_s)
         self.factory = factory
         self.offline_after_s = offline_after_s
-        self.every_s = every_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="gridpatrol-camera-watch", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def run_once(self) -> list[str]:
         with self.factory() as session:
@@ -272,9 +263,5 @@ class CameraWatch:
             session.commit()
         return gone
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.run_once()
-            except Exception:  # keep the thread alive whatever one round does
-                log.exception("camera watch round failed")
+    def round(self) -> None:
+        self.run_once()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.cases import custody, webhooks
 from api.errors import InputError
+from api.periodic import Periodic
 from api.storage.db import iso_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def newest(folder: Path) -> Checkpoint | None:
     return max(found, key=lambda c: (c.ledger_seq, c.at), default=None)
 
 
-class CheckpointSchedule:
+class CheckpointSchedule(Periodic):
     """Background thread of the server: a checkpoint every `every_s` seconds when the ledger has
     moved since the last one, written to `folder` and sent to the witnesses. Each must run on from
     the newest one in `folder` (also across restarts, so a rewrite while the server was down is
@@ -156,32 +156,20 @@ class CheckpointSchedule:
         data_dir: Path,
         read_factory: sessionmaker[Session] | None = None,
     ) -> None:
+        super().__init__(every_s)
         self.factory = factory
         self.read_factory = read_factory or factory
-        self.every_s = every_s
         self.folder = folder
         self.data_dir = data_dir
         self.last: Checkpoint | None = newest(folder)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="gridpatrol-checkpoints", daemon=True)
-        self._thread.start()
+    thread_name = "gridpatrol-checkpoints"
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.run_once()
-            except CheckpointError as exc:
-                log.error("custody checkpoint not taken: %s", exc)
-            except Exception:  # keep the thread alive whatever one round does
-                log.exception("custody checkpoint round failed")
+    def round(self) -> None:
+        try:
+            self.run_once()
+        except CheckpointError as exc:
+            log.error("custody checkpoint not taken: %s", exc)
 
     def run_once(self) -> Path | None:
         """Take, write and send a checkpoint if the ledger moved; the file's path, or None."""

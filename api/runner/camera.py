@@ -82,6 +82,8 @@ class CameraJob:
         self._status = "starting"
         self._incidents = 0
         self._open: set[str] = set()  # ids of violations sent when they fired, not yet ended
+        self._tz = ZoneInfo(camera.get("timezone") or "Asia/Shanghai")
+        self._hours: list[tuple[Any, Any]] | None = None  # parsed on first use (detect loads lazily)
 
     # --- what the camera is ----------------------------------------------------------------------
 
@@ -103,16 +105,16 @@ class CameraJob:
 
     def active_now(self, now: datetime | None = None) -> bool:
         """Within the camera's active hours (its local time); always when it has none."""
-        from detect.config import hour_spans
         from detect.zones import in_span
 
-        spans = hour_spans(self.camera.get("active_hours"))
-        if not spans:
+        if self._hours is None:
+            from detect.config import hour_spans
+
+            self._hours = hour_spans(self.camera.get("active_hours"))
+        if not self._hours:
             return True
-        local = (now or datetime.now(UTC)).astimezone(
-            ZoneInfo(self.camera.get("timezone") or "Asia/Shanghai")
-        )
-        return any(in_span(local.time(), start, end) for start, end in spans)
+        local = (now or datetime.now(UTC)).astimezone(self._tz)
+        return any(in_span(local.time(), start, end) for start, end in self._hours)
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -170,6 +172,8 @@ class CameraJob:
             with self._lock:
                 self._frames += 1
                 self._last_frame_at = datetime.now(UTC)
+                if self._status != "analysing":
+                    self._status, self._last_error = "analysing", None
             if stop.is_set() or not self.active_now():
                 raise _Stop
 
@@ -183,7 +187,7 @@ class CameraJob:
                 detector=self._detector,
                 emit_open=True,  # a car may stand for hours: the case opens when the rule fires
                 stop=stop,
-                on_progress=self._connected(on_progress),
+                on_progress=on_progress,
             ):
                 self._spool(incident, spool)
             if not stop.is_set():
@@ -193,14 +197,6 @@ class CameraJob:
         except SourceError as exc:
             self._set_error(mask_credentials(str(exc)))
             log.warning("camera %s: %s", self.camera_id, mask_credentials(str(exc)))
-
-    def _connected(self, on_progress: Any) -> Any:
-        def first(progress: Any) -> None:
-            if self._status != "analysing":
-                self._set_status("analysing")
-            on_progress(progress)
-
-        return first
 
     def _spool(self, incident: Any, spool: Spool) -> None:
         """Spool an incident: when its rule fires (the case opens at once), and when the violation
@@ -225,8 +221,6 @@ class CameraJob:
     def _set_status(self, status: str) -> None:
         with self._lock:
             self._status = status
-            if status == "analysing":
-                self._last_error = None
 
     def _set_error(self, error: str) -> None:
         with self._lock:

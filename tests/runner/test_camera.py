@@ -66,6 +66,30 @@ def _wait(what: str, check: Any, timeout: float = 30.0) -> Any:
     raise AssertionError(f"{what}: not within {timeout:g} s")
 
 
+def _camera_job(
+    server: LiveServer, tmp_path: Path, camera: dict[str, Any], *, runner: str, detector: ParkedCar
+) -> CameraJob:
+    """The camera registered (zone over the whole frame), a runner key made, and the job for the
+    camera as the registry gives it to the runner."""
+    with server.client("admin") as admin:
+        r = admin.post("/api/cameras", json={**camera, "zones": [WHOLE_FRAME]})
+        assert r.status_code == 201, r.text
+        key = admin.post("/api/devices", json={"name": runner, "runner": True}).json()["key"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as client:
+        (registered,) = client.get("/api/runner/cameras").json()
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    return CameraJob(
+        registered,
+        server=server.url,
+        key=key,
+        spool_dir=tmp_path / "spool" / camera["id"],
+        config_path=site,
+        detector=detector,
+        report_s=0.5,
+    )
+
+
 def test_live_camera_to_case_with_state_reports(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -76,30 +100,12 @@ def test_live_camera_to_case_with_state_reports(
     caplog.set_level(logging.DEBUG)
     url, _ = rtsp_server
     server: LiveServer = make_server(db_url)
-    with server.client("admin") as admin:
-        r = admin.post(
-            "/api/cameras",
-            json={
-                "id": "cam-live",
-                "stream_url": url,
-                "position": {"lat": 30.2741, "lon": 120.1551},
-                "zones": [WHOLE_FRAME],
-            },
-        )
-        assert r.status_code == 201, r.text
-        key = admin.post("/api/devices", json={"name": "runner-a", "runner": True}).json()["key"]
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
-        (camera,) = runner.get("/api/runner/cameras").json()
-    site = tmp_path / "site.yaml"
-    site.write_text(json.dumps(SITE))
-    job = CameraJob(
-        camera,
-        server=server.url,
-        key=key,
-        spool_dir=tmp_path / "spool" / "cam-live",
-        config_path=site,
+    job = _camera_job(
+        server,
+        tmp_path,
+        {"id": "cam-live", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}},
+        runner="runner-a",
         detector=ParkedCar(frames=30),  # about 6 s at 5 fps, then it drives off
-        report_s=0.5,
     )
     stop = threading.Event()
     thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
@@ -153,21 +159,12 @@ def test_a_camera_whose_stream_is_down_stops_at_once(
 ) -> None:
     url, camera_process = rtsp_server
     server: LiveServer = make_server(db_url)
-    with server.client("admin") as admin:
-        admin.post("/api/cameras", json={"id": "cam-down", "stream_url": url, "zones": [WHOLE_FRAME]})
-        key = admin.post("/api/devices", json={"name": "runner-b", "runner": True}).json()["key"]
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
-        (camera,) = runner.get("/api/runner/cameras").json()
-    site = tmp_path / "site.yaml"
-    site.write_text(json.dumps(SITE))
-    job = CameraJob(
-        camera,
-        server=server.url,
-        key=key,
-        spool_dir=tmp_path / "spool" / "cam-down",
-        config_path=site,
+    job = _camera_job(
+        server,
+        tmp_path,
+        {"id": "cam-down", "stream_url": url},
+        runner="runner-b",
         detector=ParkedCar(frames=0),
-        report_s=0.5,
     )
     stop = threading.Event()
     thread = threading.Thread(target=job.run, args=(stop,), daemon=True)

@@ -128,6 +128,10 @@ class CameraStateIn(BaseModel):
     )
 
 
+def _hours(row: Camera) -> list[str] | None:
+    return None if row.active_hours is None else json.loads(row.active_hours)
+
+
 def _position(row: Camera) -> schemas.GeoPosition | None:
     return None if row.lat is None or row.lon is None else schemas.GeoPosition(lat=row.lat, lon=row.lon)
 
@@ -142,7 +146,7 @@ def camera_info(row: Camera) -> schemas.CameraInfo:
         team=row.team,
         timezone=row.timezone,
         zones=json.loads(row.zones),
-        active_hours=None if row.active_hours is None else json.loads(row.active_hours),
+        active_hours=_hours(row),
         enabled=row.enabled,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -213,7 +217,7 @@ def get_runner_cameras(principal: Runner, session: ReadSessionDep) -> list[schem
             position=_position(c),
             timezone=c.timezone,
             zones=json.loads(c.zones),
-            active_hours=None if c.active_hours is None else json.loads(c.active_hours),
+            active_hours=_hours(c),
         )
         for c in registry.list_cameras(session, enabled_only=True)
     ]
