@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -224,6 +224,28 @@ def build_detector(config: SiteConfig) -> Detector:
         iou=m.iou,
         backend=m.backend,
     )
+
+
+class ReusingPipeline:
+    """detect_footage with the detector kept across jobs: loading (and on a CPU compiling) a model
+    costs seconds, and a worker or a runner's upload loop runs many jobs with the same one. One
+    detector, for the config's current model settings; `warm` loads it before the first job."""
+
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._detector: Detector | None = None
+
+    def detector(self, config: SiteConfig) -> Detector:
+        key = config.model.model_dump_json()
+        if self._detector is None or key != self._key:
+            self._detector, self._key = build_detector(config), key
+        return self._detector
+
+    def warm(self, config: SiteConfig) -> None:
+        self.detector(config)
+
+    def __call__(self, input: str | Path, config: SiteConfig, **kwargs: Any) -> Iterator[Incident]:
+        return detect_footage(input, config, detector=self.detector(config), **kwargs)
 
 
 def build_tracker(config: SiteConfig, native_fps: float | None) -> Tracker:

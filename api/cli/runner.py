@@ -34,14 +34,14 @@ CLOSE_S = 60.0  # the most stopping may take (each camera's job is given 30 s)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from api.runner.engine import DEFAULT_CPUS_PER_CAMERA, DEFAULT_SPOOL_ROOT
+    from api.runner.engine import DEFAULT_CAMERAS_PER_SLOT, DEFAULT_CPUS_PER_SLOT, DEFAULT_SPOOL_ROOT
 
     parser = subparsers.add_parser(
         "runner",
-        help="analyse the case service's live cameras (one Ray actor per camera)",
-        description="Read the enabled cameras from the case service and keep one Ray actor per camera "
-        "analysing it, on this machine or spread over a Ray cluster; cameras of a machine that dies "
-        "run elsewhere.",
+        help="analyse the case service's live cameras (Ray actors, several cameras and one model each)",
+        description="Read the enabled cameras from the case service and keep them analysed in slots "
+        "(Ray actors of up to --cameras-per-slot cameras sharing one model), on this machine or spread "
+        "over a Ray cluster; cameras of a machine that dies run elsewhere.",
     )
     parser.add_argument("--server", required=True, help="the case service's base URL")
     parser.add_argument(
@@ -61,10 +61,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--poll-s", type=float, default=10.0, help="how often the camera list is read")
     parser.add_argument("--config", default=None, help="the site config (model, kinds, rules)")
     parser.add_argument(
-        "--cpus-per-camera",
+        "--cameras-per-slot",
+        type=int,
+        default=DEFAULT_CAMERAS_PER_SLOT,
+        help="cameras sharing one process and one model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cpus-per-slot",
         type=float,
-        default=DEFAULT_CPUS_PER_CAMERA,
-        help="Ray logical CPUs each camera holds (default: %(default)s)",
+        default=DEFAULT_CPUS_PER_SLOT,
+        help="Ray logical CPUs each slot holds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--upload-jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N upload job loops on this machine: footage uploaded to the case service, "
+        "analysed here (api.runner.uploads); 0: none (default: %(default)s)",
     )
     parser.set_defaults(handler=_runner)
 
@@ -111,8 +125,8 @@ def _runner(args: argparse.Namespace) -> int:
     key = args.key or os.environ.get(KEY_ENV)
     if not key:
         raise CommandError(f"give the runner's key with --key or ${KEY_ENV}")
-    if args.poll_s <= 0 or args.cpus_per_camera <= 0:
-        raise CommandError("--poll-s and --cpus-per-camera must be positive")
+    if args.poll_s <= 0 or args.cpus_per_slot <= 0 or args.cameras_per_slot < 1:
+        raise CommandError("--poll-s, --cpus-per-slot and --cameras-per-slot must be positive")
     if args.config is not None and not Path(args.config).is_file():
         raise CommandError(f"--config {args.config}: no such file")
     _ray_environment()
@@ -126,7 +140,8 @@ def _runner(args: argparse.Namespace) -> int:
         spool_root=args.spool_dir,
         poll_s=args.poll_s,
         config_path=args.config,
-        cpus_per_camera=args.cpus_per_camera,
+        cameras_per_slot=args.cameras_per_slot,
+        cpus_per_slot=args.cpus_per_slot,
     )
     stop = threading.Event()
     try:
@@ -134,6 +149,9 @@ def _runner(args: argparse.Namespace) -> int:
     except EngineError as exc:
         _end_node(node)
         raise CommandError(str(exc)) from None
+    from api.runner.uploads import start_upload_jobs
+
+    start_upload_jobs(args.upload_jobs, server=args.server, key=key, config_path=args.config)
     for signum in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which sets its own
         signal.signal(signum, lambda *_: stop.set())
     failure: list[BaseException] = []

@@ -472,3 +472,48 @@ class RunnerCamera(Schema):
     timezone: str
     zones: list[dict[str, Any]]
     active_hours: list[str] | None
+
+
+# --- runners' upload jobs (api.http.routes.runner_jobs) ------------------------------------------
+
+
+class RunnerJobUpload(Schema):
+    """What a runner needs of a claimed job's upload to analyse it as the in-process worker would."""
+
+    id: int
+    sha256: Sha256 = Field(description="of the footage: the runner checks its download against it")
+    size: int = Field(description="bytes")
+    media_type: str
+    filename: str | None = Field(description="as uploaded; the job's errors name the footage by it")
+    suffix: str = Field(description="the footage file's extension (.mp4, .mov ...)")
+    camera_id: str | None
+    start_time: UtcTime | None = Field(description="the footage's first frame")
+    source_id: str = Field(description="detect_footage's source_id: incident ids derive from it")
+    has_track: bool = Field(description="a GPS track came with the footage (GET .../track)")
+    track_sha256: Sha256 | None
+    track_suffix: str | None = Field(description=".gpx, .nmea or .csv")
+
+
+class RunnerJob(Schema):
+    """A job claimed by a runner: its lease (sent back as X-Job-Lease on every call for the job) and
+    its upload. The lease lapses `lease_s` after the claim or the last heartbeat."""
+
+    id: int
+    attempt: int = Field(description="1 for the first claim, more when an earlier attempt stopped")
+    lease: str = Field(description="this attempt's lease token")
+    lease_s: float = Field(description="how long a heartbeat keeps the lease")
+    lease_expires_at: UtcTime
+    upload: RunnerJobUpload
+
+
+class RunnerClaim(Schema):
+    """The answer to a claim: the job claimed, or null when none is waiting."""
+
+    job: RunnerJob | None
+
+
+class RunnerJobLease(Schema):
+    """A renewed lease."""
+
+    lease_expires_at: UtcTime
+    progress: float = Field(ge=0.0, le=1.0)

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from api.accounts.accounts import Principal
-from api.errors import NotFound
+from api.errors import InputError, NotFound
 from api.storage.db import utcnow
 from api.storage.models import Job, Upload
 
@@ -179,3 +179,32 @@ def find_job(session: Session, *, principal: Principal, job_id: int) -> JobView:
     ):
         raise NotFound("job_id", f"no job {job_id}")
     return job_view(job, upload)
+
+
+def upload_source_id(sha256: str) -> str:
+    """The source id an upload's footage is analysed under (detect_footage's `source_id`): incident
+    ids derive from it, so every worker, in-process or a runner's, must use this one."""
+    return f"upload-{sha256[:16]}"
+
+
+class LeaseNotHeld(InputError):
+    """A runner's call on a job whose lease it no longer holds (409): the lease lapsed and another
+    worker claimed the job, or the job finished. The runner stops that attempt."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            "X-Job-Lease",
+            f"job {job_id} is not held under this lease (it lapsed and the job went to another worker, "
+            "or the job has finished); stop this attempt",
+            status=409,
+        )
+
+
+def held_job(session: Session, *, job_id: int, owner: str) -> tuple[Job, Upload]:
+    """The job and its upload while `owner` holds the job's lease (running, ours); LeaseNotHeld
+    otherwise. A lapsed lease nobody has claimed since is still held: the heartbeat renews it."""
+    job = session.get(Job, job_id)
+    upload = session.get(Upload, job.upload_id) if job is not None else None
+    if job is None or upload is None or job.status != JobStatus.RUNNING or job.lease_owner != owner:
+        raise LeaseNotHeld(job_id)
+    return job, upload

@@ -82,33 +82,9 @@ class LeaseLost(Exception):
     """Another worker took the job (our lease lapsed)."""
 
 
-class ReusingPipeline:
-    """detect.pipeline.detect_footage with the detector kept across jobs: loading (and on a CPU
-    compiling) a model costs seconds, a worker runs many jobs with the same one. One detector, for
-    the config's current model settings; `warm` loads it before the first job arrives."""
-
-    def __init__(self) -> None:
-        self._key: str | None = None
-        self._detector: Any = None
-
-    def detector(self, config: Any) -> Any:
-        from detect.pipeline import build_detector
-
-        key = config.model.model_dump_json()
-        if key != self._key:
-            self._detector, self._key = build_detector(config), key
-        return self._detector
-
-    def warm(self, config: Any) -> None:
-        self.detector(config)
-
-    def __call__(self, input: Path, config: Any, **kwargs: Any) -> Iterator[PipelineIncident]:
-        from detect.pipeline import detect_footage
-
-        return detect_footage(input, config, detector=self.detector(config), **kwargs)
-
-
 def default_pipeline() -> Pipeline:
+    from detect.pipeline import ReusingPipeline
+
     return ReusingPipeline()
 
 
@@ -137,6 +113,18 @@ def masked(error: str) -> str:
     except ImportError:
         return error
     return mask_credentials(error)
+
+
+def write_job_track_shape(track: Path, *, job_id: int) -> None:
+    """The track's thinned shape for the grid map (api.jobs.track_shape), written when a job with a
+    track is done (by this worker, or by a runner through api.http.routes.runner_jobs); the job's
+    cases are filed already, so a shape that cannot be written is logged, never the job's failure."""
+    from streams import TrackError
+
+    try:
+        write_track_shape(track)
+    except (TrackError, OSError) as exc:
+        log.warning("job %s: the shape of GPS track %s was not written: %s", job_id, track.name, exc)
 
 
 class Worker:
@@ -366,7 +354,7 @@ class Worker:
                 camera_id=upload.camera_id,
                 # stored as naive UTC; aware here so that detect reads it as UTC, not as camera-local time
                 start_time=upload.start_time.replace(tzinfo=UTC) if upload.start_time else None,
-                source_id=f"upload-{upload.sha256[:16]}",
+                source_id=queue.upload_source_id(upload.sha256),
                 progress=on_progress,
                 track=Path(upload.track_path) if upload.track_path else None,
             )
@@ -385,16 +373,8 @@ class Worker:
         except model_error as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
         if upload.track_path:
-            self._write_track_shape(Path(upload.track_path), track_error, claim.job_id)
+            write_job_track_shape(Path(upload.track_path), job_id=claim.job_id)
         return count
-
-    def _write_track_shape(self, track: Path, track_error: type[Exception], job_id: int) -> None:
-        """The track's thinned shape for the grid map (api.jobs.track_shape); the job's cases are
-        filed already, so a shape that cannot be written is logged, never the job's failure."""
-        try:
-            write_track_shape(track)
-        except (track_error, OSError) as exc:
-            log.warning("job %s: the shape of GPS track %s was not written: %s", job_id, track.name, exc)
 
     def _ingest(
         self, incident: PipelineIncident, out_dir: Path, actor: Principal, upload: Upload, job_id: int
