@@ -28,8 +28,17 @@ import math
 from dataclasses import dataclass
 
 from streams.frame import GeoPoint
+from streams.gps import EARTH_RADIUS_M, bearing_deg, distance_m
 
-EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG)
+__all__ = [
+    "GroundOffset",
+    "Mounting",
+    "bearing_deg",
+    "distance_m",
+    "ground_offset",
+    "ground_position",
+    "offset_position",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +120,3 @@ def ground_position(
     width, height = image_size
     offset = ground_offset((x1 + x2) / 2.0, y2, width, height, mounting)
     return None if offset is None else offset_position(vehicle, heading_deg, offset)
-
-
-def distance_m(a: GeoPoint, b: GeoPoint) -> float:
-    """Great-circle distance in metres (haversine)."""
-    lat1, lat2 = math.radians(a.lat), math.radians(b.lat)
-    dlat, dlon = lat2 - lat1, math.radians(b.lon - a.lon)
-    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
-
-
-def bearing_deg(a: GeoPoint, b: GeoPoint) -> float:
-    """The initial bearing from a to b, degrees clockwise from true north (0-360)."""
-    lat1, lat2 = math.radians(a.lat), math.radians(b.lat)
-    dlon = math.radians(b.lon - a.lon)
-    y = math.sin(dlon) * math.cos(lat2)
-    x = math.cos(lat1) * math.sin(lat2) - math.sin(lat1) * math.cos(lat2) * math.cos(dlon)
-    return (math.degrees(math.atan2(y, x)) + 360.0) % 360.0

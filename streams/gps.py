@@ -47,6 +47,11 @@ DEFAULT_TOLERANCE_S = 5.0
 # Larger than any track a day's patrol writes (1 Hz GPX for 24 h is ~15 MB); guards memory.
 MAX_TRACK_BYTES = 256 * 1024**2
 
+# Below this distance between the fixes around a time, the heading is unknown (a car standing or
+# creeping: GPS noise of a few metres would point anywhere).
+MIN_HEADING_MOVE_M = 2.0
+EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG)
+
 KNOTS_TO_MPS = 1852.0 / 3600.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Fix times are taken from _EPOCH up to (not including) _END, the range the case service accepts for
@@ -119,6 +124,35 @@ class GpsTrack:
         self._t = np.array([(f.time - _EPOCH).total_seconds() for f in kept], dtype=np.float64)
         self._lat = np.array([f.lat for f in kept], dtype=np.float64)
         self._lon = np.array([f.lon for f in kept], dtype=np.float64)
+
+    def heading_at(self, when: datetime, *, max_gap_s: float = DEFAULT_MAX_GAP_S) -> float | None:
+        """The vehicle's heading at `when`, degrees clockwise from true north: the receiver's own
+        course from the nearest fix when it records one (and the vehicle moves), else the bearing
+        between the fixes around `when` (widened until they are MIN_HEADING_MOVE_M apart, within
+        max_gap_s). None where the track does not say or the vehicle stands still."""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        t = (when - _EPOCH).total_seconds()
+        times = self._t
+        i = int(np.searchsorted(times, t, side="right"))  # times[i-1] <= t < times[i]
+        nearest = min((j for j in (i - 1, i) if 0 <= j < len(times)), key=lambda j: abs(times[j] - t))
+        if abs(times[nearest] - t) > max_gap_s:
+            return None
+        fix = self.fixes[nearest]
+        moving = fix.speed_mps is None or fix.speed_mps * 3.6 >= 3.0
+        if fix.heading_deg is not None and moving:
+            return fix.heading_deg % 360.0
+        before, after = max(0, i - 1), min(len(times) - 1, i)
+        while True:
+            a, b = self._point(before), self._point(after)
+            if before != after and distance_m(a, b) >= MIN_HEADING_MOVE_M:
+                return bearing_deg(a, b)
+            wider_before = before > 0 and t - times[before - 1] <= max_gap_s
+            wider_after = after < len(times) - 1 and times[after + 1] - t <= max_gap_s
+            if not (wider_before or wider_after):
+                return None
+            before -= 1 if wider_before else 0
+            after += 1 if wider_after else 0
 
     def __len__(self) -> int:
         return len(self.fixes)
@@ -195,6 +229,23 @@ class GpsTrack:
 
     def _point(self, i: int) -> GeoPoint:
         return GeoPoint(float(self._lat[i]), float(self._lon[i]))
+
+
+def distance_m(a: GeoPoint, b: GeoPoint) -> float:
+    """Great-circle distance in metres (haversine)."""
+    lat1, lat2 = math.radians(a.lat), math.radians(b.lat)
+    dlat, dlon = lat2 - lat1, math.radians(b.lon - a.lon)
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def bearing_deg(a: GeoPoint, b: GeoPoint) -> float:
+    """The initial bearing from a to b, degrees clockwise from true north (0-360)."""
+    lat1, lat2 = math.radians(a.lat), math.radians(b.lat)
+    dlon = math.radians(b.lon - a.lon)
+    y = math.sin(dlon) * math.cos(lat2)
+    x = math.cos(lat1) * math.sin(lat2) - math.sin(lat1) * math.cos(lat2) * math.cos(dlon)
+    return (math.degrees(math.atan2(y, x)) + 360.0) % 360.0
 
 
 # --- reading files ---

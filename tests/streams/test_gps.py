@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -365,3 +366,22 @@ def test_frames_without_a_start_time_are_aligned_with_the_first_fix(caplog: pyte
     assert close_to(located[3].position, 30.305, 120.18)
     assert "aligned with the track's first fix" in caplog.text
     assert "1 of 4 frame(s) fell outside the track" in caplog.text
+
+
+def test_heading_from_the_receivers_course_or_from_the_fixes_around_the_time() -> None:
+    east = 10.0 / (111_195.0 * math.cos(math.radians(30.0)))  # degrees of longitude for 10 m at 30 N
+    driving = GpsTrack([Fix(at(s), 30.0, 120.0 + s * east) for s in range(6)], name="east")
+    assert driving.heading_at(at(2.5)) == pytest.approx(90.0, abs=0.5)  # 10 m/s due east
+    assert driving.heading_at(at(5)) == pytest.approx(90.0, abs=0.5)  # the last fix: the one before
+    assert driving.heading_at(at(60)) is None  # past the track
+    with_course = GpsTrack(
+        [Fix(at(0), 30.0, 120.0, speed_mps=8.0, heading_deg=45.0), Fix(at(1), 30.0, 120.0 + east)], name="c"
+    )
+    assert with_course.heading_at(at(0.2)) == 45.0  # the receiver's own course while moving
+    standing = GpsTrack(
+        [Fix(at(s), 30.0 + 1e-6 * (s % 2), 120.0, speed_mps=0.1, heading_deg=300.0) for s in range(10)],
+        name="standing",
+    )
+    assert standing.heading_at(at(5)) is None  # GPS noise around a standing car points nowhere
+    creeping = GpsTrack([Fix(at(s), 30.0 + s * 1e-5, 120.0) for s in range(10)], name="north")
+    assert creeping.heading_at(at(4.5)) == pytest.approx(0.0, abs=0.5)  # 1.1 m/s: widened to 2 m
