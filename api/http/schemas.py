@@ -517,3 +517,26 @@ class RunnerJobLease(Schema):
 
     lease_expires_at: UtcTime
     progress: float = Field(ge=0.0, le=1.0)
+
+
+class CoveragePass(Schema):
+    """One pass of a patrol through a cell, from an upload's GPS track."""
+
+    upload_id: int
+    entered_at: UtcTime
+    left_at: UtcTime
+    metres: float = Field(description="driven in the cell")
+
+
+class CellCoverage(Schema):
+    cell_id: str
+    team: str | None
+    passes: list[CoveragePass]
+    metres: float = Field(description="driven in the cell, all passes")
+    seconds: float = Field(description="spent in the cell, all passes")
+
+
+class Coverage(Schema):
+    """The grid cells the patrols' tracks passed through in a time window (by when they entered)."""
+
+    cells: list[CellCoverage]

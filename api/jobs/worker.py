@@ -13,6 +13,7 @@ error, never as "the footage could not be read".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -115,16 +116,43 @@ def masked(error: str) -> str:
     return mask_credentials(error)
 
 
-def write_job_track_shape(track: Path, *, job_id: int) -> None:
-    """The track's thinned shape for the grid map (api.jobs.track_shape), written when a job with a
-    track is done (by this worker, or by a runner through api.http.routes.runner_jobs); the job's
-    cases are filed already, so a shape that cannot be written is logged, never the job's failure."""
+def write_job_track_shape(
+    track: Path,
+    *,
+    job_id: int,
+    upload: Upload | None = None,
+    factory: sessionmaker[Session] | None = None,
+    grid_cache: GridCache | None = None,
+    config: Any = None,
+) -> None:
+    """The track's thinned shape for the grid map (api.jobs.track_shape) and, given the upload and a
+    session factory, the grid cells it passed (api.jobs.coverage; CSV times without an offset in the
+    upload's camera's time zone), written when a job with a track is done (by this worker, or by a
+    runner through api.http.routes.runner_jobs); the job's cases are filed already, so what cannot be
+    written is logged, never the job's failure."""
     from streams import TrackError
 
     try:
         write_track_shape(track)
     except (TrackError, OSError) as exc:
         log.warning("job %s: the shape of GPS track %s was not written: %s", job_id, track.name, exc)
+    if upload is None or factory is None:
+        return
+    from zoneinfo import ZoneInfo
+
+    from api.jobs.coverage import record_coverage
+
+    try:
+        zone = "Asia/Shanghai"  # the site config's default camera time zone
+        if config is not None:
+            with contextlib.suppress(Exception):  # a camera the config does not know: the default
+                zone = config.camera(upload.camera_id).timezone
+        with factory() as session:
+            grid = (grid_cache or GridCache()).get(session)
+            record_coverage(session, upload_id=upload.id, track=track, tz=ZoneInfo(zone), grid=grid)
+            session.commit()
+    except Exception as exc:  # noqa: BLE001  (a report's input: logged, the job stays done)
+        log.warning("job %s: the grid cells of GPS track %s were not recorded: %s", job_id, track.name, exc)
 
 
 class Worker:
@@ -373,7 +401,14 @@ class Worker:
         except model_error as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
         if upload.track_path:
-            write_job_track_shape(Path(upload.track_path), job_id=claim.job_id)
+            write_job_track_shape(
+                Path(upload.track_path),
+                job_id=claim.job_id,
+                upload=upload,
+                factory=self.factory,
+                grid_cache=self.grid_cache,
+                config=config,
+            )
         return count
 
     def _ingest(

@@ -343,3 +343,19 @@ class Camera(Base):
     runner_state: Mapped[str | None] = mapped_column(Text)  # JSON: the runner's spool and delivery figures
     online: Mapped[bool | None] = mapped_column(Boolean)  # None until first reported or found offline
     online_since: Mapped[datetime | None] = mapped_column(DateTime)  # when online last changed
+
+
+class UploadCoverage(Base):
+    """One pass of a patrol through a grid cell, from an upload's GPS track (api.jobs.coverage): when
+    the vehicle entered and left the cell and how far it drove in it. Written when the upload's job
+    is done (again, the same rows, when a job is retried)."""
+
+    __tablename__ = "upload_coverage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_id: Mapped[int] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    cell_id: Mapped[str] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(64))
+    entered_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # UTC
+    left_at: Mapped[datetime] = mapped_column(DateTime)
+    metres: Mapped[float] = mapped_column(Float)

@@ -307,6 +307,9 @@ def test_a_runner_makes_the_cases_the_in_process_worker_makes(
         shape = admin.get(f"/api/uploads/{job_id}/track")  # written when the runner finished the job
         assert shape.status_code == 200, shape.text
         assert shape.json() == admin_of_worker.get(f"/api/uploads/{job_id}/track").json()
+        covered = admin.get("/api/coverage").json()  # the cells the track passed, as the worker records them
+        assert [c["cell_id"] for c in covered["cells"]] == ["DEMO-QINGBO-03"]
+        assert covered == admin_of_worker.get("/api/coverage").json()
     assert not any((tmp_path / "work").glob("*/*-*"))  # the attempt's folder is gone
 
 

@@ -12,6 +12,7 @@ from api.cases.grids import import_cells, parse_geojson
 from api.cases.reading import evidence_file
 from api.http import schemas
 from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep
+from api.jobs import coverage
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=schemas.CALLER_ERRORS)
 
@@ -110,3 +111,35 @@ def put_grids(
     session.commit()
     services.grid_cache.invalidate()
     return schemas.GridImport(imported=count)
+
+
+@router.get("/coverage", response_model=schemas.Coverage)
+def get_coverage(
+    principal: Reader,
+    session: ReadSessionDep,
+    since: Annotated[schemas.QueryTime | None, Query(description="entered at or after")] = None,
+    until: Annotated[schemas.QueryTime | None, Query(description="entered before")] = None,
+) -> dict[str, Any]:
+    """Which grid cells the patrols passed in the window, and when: each cell's passes (from the GPS
+    tracks of uploads whose jobs are done) with the metres driven and the time spent in it."""
+    cells = coverage.coverage(session, since=since, until=until)
+    return {
+        "cells": [
+            {
+                "cell_id": cell.cell_id,
+                "team": cell.team,
+                "metres": round(cell.metres, 1),
+                "seconds": round(cell.seconds, 1),
+                "passes": [
+                    {
+                        "upload_id": row.upload_id,
+                        "entered_at": row.entered_at,
+                        "left_at": row.left_at,
+                        "metres": row.metres,
+                    }
+                    for row in cell.passes
+                ],
+            }
+            for cell in cells
+        ]
+    }

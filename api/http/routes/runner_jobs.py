@@ -33,7 +33,7 @@ from api.http import schemas
 from api.http.deps import MAX_ID, Runner, ServicesDep
 from api.http.incident_form import receive_incident_form
 from api.jobs import queue
-from api.jobs.worker import masked, write_job_track_shape
+from api.jobs.worker import default_config, masked, write_job_track_shape
 from api.services import Services
 from api.storage.evidence_store import StoredFile
 from api.storage.models import Job, Upload
@@ -202,7 +202,18 @@ def finish_for_runner(
         upload = session.get(Upload, job.upload_id)
         view = queue.job_view(job, upload)
     if error is None and upload is not None and upload.track_path:
-        write_job_track_shape(FilePath(upload.track_path), job_id=job_id)
+        try:
+            config = default_config(services.settings)
+        except Exception:  # noqa: BLE001  (the camera's time zone is then the default)
+            config = None
+        write_job_track_shape(
+            FilePath(upload.track_path),
+            job_id=job_id,
+            upload=upload,
+            factory=services.factory,
+            grid_cache=services.grid_cache,
+            config=config,
+        )
     return view
 
 

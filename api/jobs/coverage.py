@@ -1,0 +1,154 @@
+"""Which grid cells a patrol passed and when (issue 12's coverage, for the daily-patrol reports).
+
+From an upload's GPS track, when its job is done: each run of consecutive fixes in one grid cell is a
+pass (entered at the first fix in the cell, left at the first fix outside it, or the track's last fix
+in it); the metres of a step between two fixes count for the cell each end is in, half each when they
+differ. A gap between fixes longer than `max_gap_s` (a tunnel, a logger pause) ends the pass: nobody
+knows where the vehicle drove meanwhile. Fixes outside every cell belong to no pass. The passes of an
+upload are written anew each time its job is done (a retried job writes the same rows), and read back
+by time window for GET /api/coverage.
+
+streams (to read the track) is imported inside `record_coverage` only: this module stays light for the
+API, which reads coverage without reading tracks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from api.cases.grids import Assignment, GridIndex
+from api.storage.db import as_utc
+from api.storage.models import UploadCoverage
+
+log = logging.getLogger(__name__)
+
+MAX_GAP_S = 30.0  # streams.gps.DEFAULT_MAX_GAP_S: beyond it the track does not say where the car was
+EARTH_RADIUS_M = 6_371_008.8
+
+Fix = tuple[datetime, float, float]  # time (aware), lat, lon
+
+
+@dataclass
+class CellPass:
+    cell_id: str
+    team: str | None
+    entered_at: datetime
+    left_at: datetime
+    metres: float = 0.0
+
+
+def _naive_utc(when: datetime) -> datetime:
+    """How the database keeps times: naive UTC (a naive time is UTC already)."""
+    utc = as_utc(when)
+    assert utc is not None
+    return utc
+
+
+def _metres(a: Fix, b: Fix) -> float:
+    """Haversine distance between two fixes (as streams.gps.distance_m, without importing streams)."""
+    lat1, lat2 = math.radians(a[1]), math.radians(b[1])
+    dlat, dlon = lat2 - lat1, math.radians(b[2] - a[2])
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def cell_passes(
+    fixes: Sequence[Fix], lookup: Callable[[float, float], Assignment | None], *, max_gap_s: float = MAX_GAP_S
+) -> list[CellPass]:
+    """The passes through grid cells of a track's fixes (in time order); see the module docstring."""
+    passes: list[CellPass] = []
+    current: CellPass | None = None
+    previous: Fix | None = None
+    for fix in fixes:
+        cell = lookup(fix[1], fix[2])
+        gap = previous is None or (fix[0] - previous[0]).total_seconds() > max_gap_s
+        step = 0.0 if gap or previous is None else _metres(previous, fix)
+        if current is not None:
+            if gap:  # left at its last fix: where it drove after is not known
+                passes.append(current)
+                current = None
+            elif cell is None or cell.cell_id != current.cell_id:  # left here: half the step was in it
+                current.metres += step / 2
+                current.left_at = fix[0]
+                passes.append(current)
+                current = None
+            else:
+                current.metres += step
+                current.left_at = fix[0]
+        if current is None and cell is not None:
+            current = CellPass(cell.cell_id, cell.team, fix[0], fix[0], step / 2)
+        previous = fix
+    if current is not None:
+        passes.append(current)
+    return passes
+
+
+def record_coverage(session: Session, *, upload_id: int, track: Path, tz: tzinfo, grid: GridIndex) -> int:
+    """Read the upload's track (CSV times without an offset in `tz`) and write its passes in place of
+    any written before; the number of passes. The caller commits. A track that cannot be read raises
+    streams.TrackError (the job has failed already then)."""
+    from streams.gps import load_track
+
+    gps = load_track(track, tz=tz)
+    fixes = [(f.time, f.lat, f.lon) for f in gps]
+
+    def lookup(lat: float, lon: float) -> Assignment | None:
+        found = grid.lookup(lat, lon)
+        return found if found.cell_id else None
+
+    passes = cell_passes(fixes, lookup)
+    session.execute(delete(UploadCoverage).where(UploadCoverage.upload_id == upload_id))
+    session.add_all(
+        UploadCoverage(
+            upload_id=upload_id,
+            cell_id=p.cell_id,
+            team=p.team,
+            entered_at=_naive_utc(p.entered_at),
+            left_at=_naive_utc(p.left_at),
+            metres=round(p.metres, 1),
+        )
+        for p in passes
+    )
+    log.info(
+        "upload %d: its track passed %d grid cell(s), %d pass(es)",
+        upload_id,
+        len({p.cell_id for p in passes}),
+        len(passes),
+    )
+    return len(passes)
+
+
+@dataclass
+class CellCoverage:
+    """A cell's passes in a time window, with their sums."""
+
+    cell_id: str
+    team: str | None
+    metres: float = 0.0
+    seconds: float = 0.0
+    passes: list[UploadCoverage] = field(default_factory=list)
+
+
+def coverage(session: Session, *, since: datetime | None, until: datetime | None) -> list[CellCoverage]:
+    """The cells passed in [since, until) (by the time a pass entered the cell; naive = UTC), each with
+    its passes in time order; cells by id."""
+    query = select(UploadCoverage).order_by(UploadCoverage.entered_at, UploadCoverage.id)
+    if since is not None:
+        query = query.where(UploadCoverage.entered_at >= _naive_utc(since))
+    if until is not None:
+        query = query.where(UploadCoverage.entered_at < _naive_utc(until))
+    cells: dict[str, CellCoverage] = {}
+    for row in session.scalars(query):
+        cell = cells.setdefault(row.cell_id, CellCoverage(row.cell_id, row.team))
+        cell.passes.append(row)
+        cell.metres += row.metres
+        cell.seconds += (row.left_at - row.entered_at).total_seconds()
+    return [cells[cell_id] for cell_id in sorted(cells)]

@@ -1,0 +1,127 @@
+"""Which grid cells a patrol passed (api/jobs/coverage.py, issue 12): passes from a track's fixes (table
+tests: entering, leaving, half steps at a border, a gap ending a pass, fixes outside every cell), and
+through the service: an upload with a GPS track, its job done by the worker, lists the cells it passed
+in GET /api/coverage, by time window, written once however often the job runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from api.cases.grids import Assignment
+from api.jobs.coverage import _metres, cell_passes
+from tests.api.api_testkit import LiveServer, wait_job
+from tests.api.test_gps_tracks import server, still_video  # noqa: F401  (the worker with a scripted pipeline)
+
+T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+M_PER_DEG_LON = 111_195.0 * 0.8660254  # at 30 degrees north
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def lookup(lat: float, lon: float) -> Assignment | None:
+    """Three cells side by side along the equator-ish strip: A [0, 100 m), B [100 m, 200 m) east of
+    120.0 E at 30 N, nothing beyond 200 m or south of 29.99."""
+    east_m = (lon - 120.0) * M_PER_DEG_LON
+    if lat < 29.99 or not 0 <= east_m < 200:
+        return None
+    return Assignment("A" if east_m < 100 else "B", "team-" + ("a" if east_m < 100 else "b"))
+
+
+def east(metres: float) -> float:
+    return 120.0 + metres / M_PER_DEG_LON
+
+
+def test_passes_through_cells_with_their_metres() -> None:
+    fixes = [(at(s), 30.0, east(20 * s)) for s in range(10)]  # 20 m/s due east from 0 to 180 m
+    passes = cell_passes(fixes, lookup)
+    assert [(p.cell_id, p.team) for p in passes] == [("A", "team-a"), ("B", "team-b")]
+    a, b = passes
+    assert (a.entered_at, a.left_at) == (at(0), at(5))  # left at the first fix outside it (100 m)
+    assert (b.entered_at, b.left_at) == (at(5), at(9))
+    # 0..80 m in A, the step 80->100 split at the border: half each; B from 100 to 180 m
+    assert a.metres == pytest.approx(80 + 10, abs=0.5)
+    assert b.metres == pytest.approx(10 + 80, abs=0.5)
+    assert a.metres + b.metres == pytest.approx(_metres(fixes[0], fixes[-1]), abs=0.5)
+
+
+@pytest.mark.parametrize(
+    ("fixes", "expected"),
+    [
+        # a gap of 60 s (> 30 s) in A ends the pass at its last fix and starts another
+        (
+            [(at(0), 30.0, east(10)), (at(10), 30.0, east(20)), (at(70), 30.0, east(30))],
+            [("A", 0, 10), ("A", 70, 70)],
+        ),
+        # outside every cell, in, out again: one pass, left at the first fix outside
+        ([(at(0), 29.0, east(10)), (at(5), 30.0, east(10)), (at(10), 29.0, east(10))], [("A", 5, 10)]),
+        # back and forth between A and B: a pass each time
+        (
+            [
+                (at(0), 30.0, east(90)),
+                (at(1), 30.0, east(110)),
+                (at(2), 30.0, east(90)),
+                (at(3), 30.0, east(110)),
+            ],
+            [("A", 0, 1), ("B", 1, 2), ("A", 2, 3), ("B", 3, 3)],
+        ),
+        ([(at(0), 29.0, east(10)), (at(5), 29.0, east(500))], []),  # never in a cell
+        ([], []),
+    ],
+)
+def test_pass_table(fixes: list[tuple[datetime, float, float]], expected: list[tuple[str, int, int]]) -> None:
+    got = [(p.cell_id, p.entered_at, p.left_at) for p in cell_passes(fixes, lookup)]
+    assert got == [(cell, at(entered), at(left)) for cell, entered, left in expected]
+
+
+# the van drives north from DEMO-QINGBO-02 through 03 into 04 (cells 30.255627-30.262814-30.27-30.277186
+# N between 120.146679 and 120.155 E in configs/demo-grid.geojson), a fix every 10 s
+CROSSING_GPX = b"""<?xml version="1.0" encoding="UTF-8"?>
+<gpx version="1.1" creator="van-2" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>
+  <trkpt lat="30.2600" lon="120.1500"><time>2026-11-20T02:00:00Z</time></trkpt>
+  <trkpt lat="30.2620" lon="120.1500"><time>2026-11-20T02:00:10Z</time></trkpt>
+  <trkpt lat="30.2640" lon="120.1500"><time>2026-11-20T02:00:20Z</time></trkpt>
+  <trkpt lat="30.2680" lon="120.1500"><time>2026-11-20T02:00:30Z</time></trkpt>
+  <trkpt lat="30.2720" lon="120.1500"><time>2026-11-20T02:00:40Z</time></trkpt>
+</trkseg></trk></gpx>
+"""
+
+
+def test_an_uploads_track_lists_the_cells_it_passed(server: LiveServer, tmp_path: Path) -> None:  # noqa: F811
+    with server.client("device") as device, server.client("operator") as operator:
+        made = device.post(
+            "/api/uploads",
+            files={
+                "file": ("patrol.avi", still_video(tmp_path / "a.avi", 7), "video/x-msvideo"),
+                "track": ("patrol.gpx", CROSSING_GPX, "application/gpx+xml"),
+            },
+            data={"start_time": "2026-11-20T10:00:00+08:00"},
+        )
+        assert made.status_code == 201, made.text
+        assert wait_job(device, made.json()["id"])["status"] == "done"
+        covered = operator.get("/api/coverage", params={"since": "2026-11-20T00:00:00Z"}).json()["cells"]
+        assert [c["cell_id"] for c in covered] == ["DEMO-QINGBO-02", "DEMO-QINGBO-03", "DEMO-QINGBO-04"]
+        by_cell = {c["cell_id"]: c for c in covered}
+        middle = by_cell["DEMO-QINGBO-03"]
+        assert middle["team"] == "team-qingbo" and len(middle["passes"]) == 1
+        one = middle["passes"][0]
+        assert (one["entered_at"], one["left_at"]) == ("2026-11-20T02:00:20Z", "2026-11-20T02:00:40Z")
+        uploads = operator.get("/api/uploads").json()["items"]
+        assert one["upload_id"] == next(u["id"] for u in uploads if u["filename"] == "patrol.avi")
+        # 30.2620 -> 30.2640 crosses into 03 (half the 222 m step), 30.2640 -> 30.2680 (445 m) in it,
+        # 30.2680 -> 30.2720 crosses out (half of 445 m)
+        assert middle["metres"] == pytest.approx(111 + 445 + 222, rel=0.02)
+        total = sum(c["metres"] for c in covered)
+        assert total == pytest.approx(1334, rel=0.02)  # 0.012 degrees of latitude
+        assert operator.get("/api/coverage", params={"since": "2026-11-21T00:00:00Z"}).json() == {"cells": []}
+        assert (
+            operator.get("/api/coverage", params={"until": "2026-11-20T02:00:10Z"}).json()["cells"][0][
+                "cell_id"
+            ]
+            == "DEMO-QINGBO-02"
+        )
+        assert operator.get("/api/coverage", params={"since": "yesterday"}).status_code == 422
