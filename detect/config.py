@@ -201,6 +201,11 @@ class SiteConfig(Strict):
     default_camera: str | None = Field(
         None, description="camera used when footage names none (e.g. uploads from patrol vehicles)"
     )
+    geofences: Path | None = Field(
+        None,
+        description="a GeoJSON file of WGS84 zones for moving cameras (detect.geofences), relative to "
+        "the config file",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SiteConfig:
@@ -312,6 +317,14 @@ def parse_config(data: Any, *, base_dir: Path, origin: Path | str = "<config>") 
     if not weights.is_absolute():
         weights = (base_dir / weights).resolve()
         config = config.model_copy(update={"model": config.model.model_copy(update={"weights": weights})})
+    if config.geofences is not None:
+        fences = (
+            config.geofences if config.geofences.is_absolute() else (base_dir / config.geofences).resolve()
+        )
+        from detect.geofences import load_geofences
+
+        load_geofences(fences)  # a bad file is the config's error, named now, not at the first patrol
+        config = config.model_copy(update={"geofences": fences})
     return config
 
 
