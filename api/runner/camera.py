@@ -6,8 +6,9 @@ The camera comes from the case service's registry (GET /api/runner/cameras: id, 
 time zone, zones, active hours); everything else (model, kinds, rule categories) from the runner's
 site config. Outside the camera's active hours the stream is closed and nothing is analysed. A stream
 that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
-pause, with the reason as the camera's last error; the stream URL's credentials appear in no log
-line and no report (streams.mask_credentials).
+pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s`
+while its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
+meanwhile. The stream URL's credentials appear in no log line and no report (streams.mask_credentials).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "site.yaml"
 REPORT_S = 5.0  # how often the camera's state is reported
 RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
+STALL_S = 10.0  # no frame for this long while analysing: reported as the camera's last error
 
 
 class _Stop(Exception):
@@ -42,6 +44,33 @@ class _Stop(Exception):
 class SpoolBounds:
     max_bytes: int = 2 * 1024**3
     max_items: int = 20_000
+
+
+class SharedDetector:
+    """One model for all the cameras of a runner process: built from the runner's site config when
+    the first frame comes (a process whose cameras never analyse loads none), one prediction at a
+    time. A loaded model costs ~0.8 GiB in each process that holds it and a camera's thread tens of
+    MiB, so the cameras of a process share it (the pipeline calls only `detect`)."""
+
+    def __init__(self, config_path: Path | None = None) -> None:
+        self.config_path = Path(config_path) if config_path else DEFAULT_CONFIG
+        self._lock = threading.Lock()
+        self._detector: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._detector is not None
+
+    def detect(self, image: Any) -> Any:
+        with self._lock:
+            if self._detector is None:
+                from detect.config import load_config
+                from detect.pipeline import build_detector
+
+                started = time.monotonic()
+                self._detector = build_detector(load_config(self.config_path))
+                log.info("the shared model loaded in %.1f s", time.monotonic() - started)
+            return self._detector.detect(image)
 
 
 class CameraJob:
@@ -63,6 +92,7 @@ class CameraJob:
         bounds: SpoolBounds = SpoolBounds(),
         report_s: float = REPORT_S,
         detector: Any = None,
+        stall_s: float = STALL_S,
     ) -> None:
         self.camera = camera
         self.camera_id = str(camera["id"])
@@ -73,11 +103,13 @@ class CameraJob:
         self.config_path = Path(config_path) if config_path else DEFAULT_CONFIG
         self.bounds = bounds
         self.report_s = report_s
+        self.stall_s = stall_s
         self._detector = detector
         self._lock = threading.Lock()
         self._frames = 0  # analysed since the last report
         self._window_start = time.monotonic()
         self._last_frame_at: datetime | None = None
+        self._last_frame_mono: float | None = None  # monotonic time of the last analysed frame
         self._last_error: str | None = None
         self._status = "starting"
         self._incidents = 0
@@ -172,6 +204,7 @@ class CameraJob:
             with self._lock:
                 self._frames += 1
                 self._last_frame_at = datetime.now(UTC)
+                self._last_frame_mono = time.monotonic()
                 if self._status != "analysing":
                     self._status, self._last_error = "analysing", None
             if stop.is_set() or not self.active_now():
@@ -201,20 +234,22 @@ class CameraJob:
     def _spool(self, incident: Any, spool: Spool) -> None:
         """Spool an incident: when its rule fires (the case opens at once), and when the violation
         ends. The service takes an incident id once, so the end, with the whole dwell strip and the
-        last time seen, goes as a sighting of its own (id '<id>:end'), which merges into the case."""
+        last time seen, goes as a sighting of its own (id '<id>:end'), which merges into the case.
+        So does the last word on a violation still open when the session ends (the job stopped, the
+        stream lost): sent under its first id again, the service would take it as a resend."""
         data = incident.to_json()
-        if not incident.closed:
-            self._open.add(incident.id)
-        elif incident.id in self._open:
+        if incident.id in self._open:
             self._open.discard(incident.id)
             data["id"] = f"{incident.id}:end"
+        elif not incident.closed:
+            self._open.add(incident.id)
         files = [(e.role, Path(e.path).name, self.work_dir / e.path) for e in incident.evidence]
         spool.put(data, files)
         for _, _, path in files:
             path.unlink(missing_ok=True)
         with self._lock:
             self._incidents += 1
-        log.info("camera %s: incident %s (%s) spooled", self.camera_id, incident.id, incident.category)
+        log.info("camera %s: incident %s (%s) spooled", self.camera_id, data["id"], incident.category)
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -232,12 +267,18 @@ class CameraJob:
             now = time.monotonic()
             fps = self._frames / max(1e-6, now - self._window_start)
             self._frames, self._window_start = 0, now
+            status, error = self._status, self._last_error
+            silent_s = None if self._last_frame_mono is None else now - self._last_frame_mono
+            if status == "analysing" and silent_s is not None and silent_s > self.stall_s:
+                # the source is waiting out a dropped stream (detect_footage hides it): say so
+                status = "stalled"
+                error = f"no frame for {silent_s:.0f} s: the stream dropped or stalled; reconnecting"
             return {
                 "fps": round(fps, 2),
                 "last_frame_at": None if self._last_frame_at is None else self._last_frame_at.isoformat(),
-                "last_error": self._last_error,
+                "last_error": error,
                 "runner_state": {
-                    "status": self._status,
+                    "status": status,
                     "incidents": self._incidents,
                     "spool": asdict(spool.state()),
                     "forwarder": asdict(forwarder.state()),

@@ -20,28 +20,12 @@ import pytest
 from api.runner.camera import CameraJob
 from detect.values import Detection
 from tests.api.api_testkit import LiveServer
+from tests.runner.rtsp_kit import SITE, WHOLE_FRAME
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
 CAR = Detection(box=(20.0, 60.0, 100.0, 110.0), score=0.9, class_name="car", kind="car")
-SITE = {
-    "model": {"weights": "unused.pt"},
-    "analysis_fps": 5.0,
-    "grace_s": 1.0,
-    "kinds": {"car": "car"},
-    "categories": {
-        "illegal_parking": {
-            "kinds": ["car"],
-            "zone_kind": "no_parking",
-            "min_dwell_s": 1.0,
-            "min_median_conf": 0.4,
-            "min_observations": 3,
-            "require_static_camera": False,  # the test pattern's ball moves the whole picture
-        }
-    },
-}
-WHOLE_FRAME = {"id": "all", "kind": "no_parking", "points_norm": [[0, 0], [1, 0], [1, 1], [0, 1]]}
 
 
 class ParkedCar:
