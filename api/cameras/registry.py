@@ -5,9 +5,11 @@ A camera's stream URL carries its credentials: it is stored as given and returne
 query), and nothing here logs it.
 
 Live state: a runner reports each camera it analyses (frames per second, last frame time, last
-error, its spool); a camera is online from its first report, and offline once no report has come for
-`offline_after_s` (sweep_offline, run by the server every few seconds), which sends the
-camera.offline webhook event once; the next report brings it back online with camera.online.
+error, its spool). A camera is online while its runner reports it with a frame no older than
+`offline_after_s` (or says it is outside its active hours), and offline once no report has come for
+that long or its last frame is that old (its stream dropped: the runner goes on reporting fps 0 and
+the reason); sweep_offline, run by the server every few seconds, sends the camera.offline webhook
+event once, and the first report with a fresh frame brings it back online with camera.online.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from api.storage.db import as_utc, iso_utc, utcnow
 from api.storage.models import Camera, GridCell
 
 log = logging.getLogger(__name__)
+
+OUTSIDE_HOURS = "outside active hours"  # api.runner.camera's status while no frame is due
 
 
 class CameraInputError(InputError):
@@ -185,8 +189,10 @@ def report_state(
     last_frame_at: datetime | None,
     last_error: str | None,
     runner_state: dict[str, Any] | None = None,
+    offline_after_s: float | None = None,
 ) -> Camera:
-    """A runner's report on one camera it analyses; the camera comes online (camera.online)."""
+    """A runner's report on one camera it analyses; the camera comes online (camera.online) when its
+    last frame is no older than offline_after_s (any report when None), or it is outside its hours."""
     camera = get_camera(session, camera_id)
     now = utcnow()
     camera.runner, camera.fps, camera.last_error = runner, fps, last_error
@@ -194,7 +200,8 @@ def report_state(
         camera.last_frame_at = as_utc(last_frame_at)
     camera.reported_at = now
     camera.runner_state = None if runner_state is None else json.dumps(runner_state)
-    if camera.online is not True:
+    fresh = offline_after_s is None or _frames_fresh(camera, now - timedelta(seconds=offline_after_s))
+    if camera.online is not True and fresh:
         was_offline = camera.online is False
         camera.online, camera.online_since = True, now
         if was_offline:
@@ -210,22 +217,44 @@ def report_state(
     return camera
 
 
+def _frames_fresh(camera: Camera, cutoff: datetime) -> bool:
+    """Whether the camera gave a frame since cutoff (or its runner says it is outside its hours, when
+    no frame is due). A camera that never gave one counts from when it came online or was edited."""
+    if camera.runner_state and json.loads(camera.runner_state).get("status") == OUTSIDE_HOURS:
+        return True
+    if camera.last_frame_at is not None:
+        return camera.last_frame_at >= cutoff
+    return (camera.online_since or camera.updated_at) >= cutoff
+
+
+def _why_offline(camera: Camera, cutoff: datetime, offline_after_s: float) -> str | None:
+    if camera.reported_at is None:
+        return f"no report for {offline_after_s:.0f} s" if camera.updated_at < cutoff else None
+    if camera.reported_at < cutoff:
+        return f"no report for {offline_after_s:.0f} s"
+    if not _frames_fresh(camera, cutoff):
+        return f"no frame for {offline_after_s:.0f} s"
+    return None
+
+
 def sweep_offline(session: Session, *, offline_after_s: float) -> list[str]:
     """Mark offline every enabled camera not reported for offline_after_s (never reported: since it
-    was added or last edited) and send camera.offline for each; returns their ids."""
-    cutoff = utcnow() - timedelta(seconds=offline_after_s)
-    stale = session.scalars(
+    was added or last edited) or whose last frame is that old, and send camera.offline for each;
+    returns their ids."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=offline_after_s)
+    watched = session.scalars(
         select(Camera).where(
             Camera.enabled.is_(True),
             or_(Camera.online.is_(None), Camera.online.is_(True)),
-            or_(
-                Camera.reported_at < cutoff,
-                Camera.reported_at.is_(None) & (Camera.updated_at < cutoff),
-            ),
         )
     ).all()
-    now = utcnow()
-    for camera in stale:
+    stale = []
+    for camera in watched:
+        why = _why_offline(camera, cutoff, offline_after_s)
+        if why is not None:
+            stale.append((camera, why))
+    for camera, why in stale:
         camera.online, camera.online_since = False, now
         webhooks.enqueue(
             session,
@@ -235,14 +264,14 @@ def sweep_offline(session: Session, *, offline_after_s: float) -> list[str]:
             key="camera",
         )
         log.warning(
-            "camera %s offline: no report for %.0f s (runner %s, last error: %s)",
+            "camera %s offline: %s (runner %s, last error: %s)",
             camera.id,
-            offline_after_s,
+            why,
             camera.runner or "none yet",
             camera.last_error or "none",
         )
     session.flush()
-    return [c.id for c in stale]
+    return [c.id for c, _ in stale]
 
 
 class CameraWatch(Periodic):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +111,18 @@ def test_only_runners_read_stream_urls_and_report_state(server: LiveServer) -> N
         cameras = runner.get("/api/runner/cameras").json()
         assert [(c["id"], c["stream_url"]) for c in cameras] == [("gate-1", SECRET_URL)]  # enabled only
         assert runner.get("/api/cameras").status_code == 403
+        frame = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
         r = runner.put(
             "/api/cameras/gate-1/state",
-            json={"fps": 4.9, "last_frame_at": "2026-12-03T10:00:00+08:00", "runner_state": {"spool": 0}},
+            json={
+                "fps": 4.9,
+                "last_frame_at": frame.astimezone(timezone(timedelta(hours=8))).isoformat(),
+                "runner_state": {"spool": 0},
+            },
         )
         assert r.status_code == 200, r.text
         assert r.json()["online"] is True and r.json()["runner"] == "runner-1"
-        assert r.json()["last_frame_at"] == "2026-12-03T02:00:00Z"
+        assert r.json()["last_frame_at"] == frame.strftime("%Y-%m-%dT%H:%M:%SZ")
         assert runner.put("/api/cameras/nope/state", json={}).status_code == 404
         assert runner.put("/api/cameras/gate-1/state", json={"fps": -1}).status_code == 422
     for who in ("device", "operator"):
@@ -159,6 +164,33 @@ def test_a_camera_goes_offline_and_back_with_webhook_events(make_server, db_url:
         events = [(d.event, json.loads(d.payload)) for d in session.scalars(select(WebhookDelivery))]
     assert [e for e, _ in events] == ["camera.offline", "camera.online"]
     assert events[0][1]["camera"]["id"] == "gate-1" and events[0][1]["camera"]["online"] is False
+
+
+def test_a_camera_reported_without_fresh_frames_goes_offline(make_server, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Its stream dropped: the runner goes on reporting (fps 0, the reason) but no frame comes; it is
+    offline once its last frame is older than offline_after_s, and back with a fresh one. A camera
+    outside its active hours gives no frames and stays online."""
+    server = make_server(db_url, run_webhooks=False, settings={"camera_offline_after_s": 30})
+    watch = CameraWatch(server.services.factory, offline_after_s=30)
+    with server.client("admin") as admin:
+        admin.post("/api/cameras", json=_camera())
+        admin.post("/api/cameras", json=_camera("gate-2"))
+        key = _runner_key(admin)
+    now = datetime.now(UTC)
+    old = (now - timedelta(seconds=45)).isoformat()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        fresh = runner.put("/api/cameras/gate-1/state", json={"fps": 5, "last_frame_at": now.isoformat()})
+        assert fresh.json()["online"] is True
+        asleep = {"fps": 0, "last_frame_at": old, "runner_state": {"status": "outside active hours"}}
+        assert runner.put("/api/cameras/gate-2/state", json=asleep).json()["online"] is True
+        dropped = {"fps": 0, "last_frame_at": old, "last_error": "no frame for 45 s (rtsp://cam:554)"}
+        r = runner.put("/api/cameras/gate-1/state", json=dropped)
+        assert r.json()["online"] is True  # offline is the watch's to say, once
+        assert watch.run_once() == ["gate-1"]
+        assert runner.put("/api/cameras/gate-1/state", json=dropped).json()["online"] is False  # still none
+        assert watch.run_once() == []
+        back = runner.put("/api/cameras/gate-1/state", json={"fps": 5, "last_frame_at": now.isoformat()})
+        assert back.json()["online"] is True
 
 
 def test_runner_incidents_need_a_registered_camera_and_take_its_cell(server: LiveServer) -> None:

@@ -10,9 +10,8 @@ the incident when its rule fires, and its end ('<id>:end'). "Lost" and "twice" c
 camera spooled (its log lines, and its spool folder where a killed process left items) with the
 sightings the case service holds.
 
-A dropped stream taking its camera offline is not yet so (the service takes a camera offline only when
-its runner stops reporting): test_a_camera_whose_stream_drops_goes_offline_and_back is a strict xfail
-until it is."""
+A dropped stream takes its camera offline: its runner goes on reporting it (fps 0, the reason), and the
+service takes it offline when its last frame is older than GRIDPATROL_CAMERA_OFFLINE_AFTER_S."""
 
 from __future__ import annotations
 
@@ -461,13 +460,6 @@ def test_the_case_service_away_for_a_minute_while_a_camera_keeps_firing(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a camera is offline only when its runner stops reporting (api.cameras.registry.sweep_offline); "
-        "a runner whose stream has dropped keeps reporting it (fps 0, its last error), so it stays online"
-    ),
-)
 def test_a_camera_whose_stream_drops_goes_offline_and_back(
     db_url: str,
     make_server,  # type: ignore[no-untyped-def]

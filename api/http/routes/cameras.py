@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.cameras import registry
 from api.cases.wall_time import WallTime
 from api.http import schemas
-from api.http.deps import Admin, ReadSessionDep, Runner, SessionDep, Staff
+from api.http.deps import Admin, ReadSessionDep, Runner, ServicesDep, SessionDep, Staff
 from api.storage.models import Camera
 from detect.config import HOURS_PATTERN, Zone
 from detect.config import Camera as SiteCamera
@@ -229,10 +229,14 @@ def get_runner_cameras(principal: Runner, session: ReadSessionDep) -> list[schem
     responses={**schemas.BODY_ERRORS, **NOT_FOUND, **schemas.WRITE_FAULTS},
 )
 def put_camera_state(
-    camera_id: CameraIdPath, body: CameraStateIn, principal: Runner, session: SessionDep
+    camera_id: CameraIdPath,
+    body: CameraStateIn,
+    principal: Runner,
+    session: SessionDep,
+    services: ServicesDep,
 ) -> schemas.CameraState:
-    """A runner reports a camera it analyses; the camera is online from now (camera.online when it
-    was offline) until no report comes for GRIDPATROL_CAMERA_OFFLINE_AFTER_S."""
+    """A runner reports a camera it analyses; the camera is online (camera.online when it was
+    offline) while its reports come with a frame no older than GRIDPATROL_CAMERA_OFFLINE_AFTER_S."""
     camera = registry.report_state(
         session,
         camera_id,
@@ -241,6 +245,7 @@ def put_camera_state(
         last_frame_at=body.last_frame_at,
         last_error=body.last_error,
         runner_state=body.runner_state,
+        offline_after_s=services.settings.camera_offline_after_s,
     )
     session.commit()
     return camera_info(camera).state
