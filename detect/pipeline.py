@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -108,6 +108,7 @@ class Pipeline:
         source_id: str,
         tracker: Tracker | None = None,
         emit_open: bool = False,
+        id_salt: str = "",
     ) -> None:
         self.config = config
         self.emit_open = emit_open
@@ -116,7 +117,7 @@ class Pipeline:
         self.out_dir = Path(out_dir)
         self.source_id = source_id
         self.tracker = tracker
-        self.rules = RuleEngine(config, camera, source_id)
+        self.rules = RuleEngine(config, camera, source_id, id_salt=id_salt)
         # optical flow costs ~2 ms a frame (benchmarks/pipeline.py); measured only where a rule reads it
         self.motion = CameraMotion(config.static_camera_max_flow) if self.rules.needs_camera_motion else None
         self.strips = DwellStrips(config.evidence.jpeg_quality)
@@ -319,6 +320,9 @@ def detect_footage(
         out_dir=out_dir,
         source_id=sid,
         emit_open=emit_open,
+        # a live stream's clock starts at 0 each time it is opened: the session's start tells its
+        # incidents from an earlier session's (a restarted runner must not repeat an id)
+        id_salt=datetime.now(UTC).isoformat() if source.info.kind == "live" else "",
     )
     duration = source.info.duration_s
     started = time.perf_counter()

@@ -64,11 +64,13 @@ def bottom_centre(box: Box) -> tuple[float, float]:
     return ((box[0] + box[2]) / 2.0, box[3])
 
 
-def incident_id(source_id: str, category: str, first_seen_ts: float, first_box: Box) -> str:
-    """Deterministic id from the source, the category and the object's first sighting."""
+def incident_id(source_id: str, category: str, first_seen_ts: float, first_box: Box, salt: str = "") -> str:
+    """Deterministic id from the source, the category and the object's first sighting. salt: what
+    tells apart sessions whose clocks start again at 0 (a live stream opened again: when it was
+    opened); empty for footage, whose ids must be the same at every run."""
     box = ",".join(str(int(round(v))) for v in first_box)
-    digest = hashlib.sha256(f"{source_id}|{category}|{first_seen_ts:.3f}|{box}".encode()).hexdigest()
-    return f"inc-{digest[:24]}"
+    text = f"{source_id}|{category}|{first_seen_ts:.3f}|{box}" + (f"|{salt}" if salt else "")
+    return f"inc-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
 
 
 @dataclass(eq=False)
@@ -101,6 +103,7 @@ class Violation:
     fired_ts: float | None = None
     closed: bool = False
     members: list[Violation] = field(default_factory=list)  # a stall: its cues, the first seen first
+    id_salt: str = ""  # see incident_id
     cluster: Violation | None = None  # a cue object: the cluster it belongs to
 
     @property
@@ -109,7 +112,7 @@ class Violation:
 
     @property
     def id(self) -> str:
-        return incident_id(self.source_id, self.category, self.first_seen_ts, self.first_box)
+        return incident_id(self.source_id, self.category, self.first_seen_ts, self.first_box, self.id_salt)
 
     def restart_dwell(self, ts: float, box: Box) -> None:
         self.dwell_start_ts = ts
@@ -148,10 +151,11 @@ class StepResult:
 class RuleEngine:
     """The rules of one camera over one source's frames, fed tracked detections in time order."""
 
-    def __init__(self, config: SiteConfig, camera: Camera, source_id: str) -> None:
+    def __init__(self, config: SiteConfig, camera: Camera, source_id: str, *, id_salt: str = "") -> None:
         self.config = config
         self.camera = camera
         self.source_id = source_id
+        self.id_salt = id_salt
         self.zones = ZoneMap(camera.zones, camera.timezone)
         self.categories = config.categories
         self._alive: dict[str, list[Violation]] = {name: [] for name in self.categories}
@@ -279,6 +283,7 @@ class RuleEngine:
             last_box=det.box,
             dwell_start_ts=frame.ts,
             anchor=bottom_centre(det.box),
+            id_salt=self.id_salt,
         )
         self._alive[name].append(v)
         if det.track_id is not None:
@@ -351,6 +356,7 @@ class RuleEngine:
                 dwell_start_ts=min(v.dwell_start_ts for v in group),
                 anchor=first.anchor,
                 fired_ts=now,
+                id_salt=self.id_salt,
             )
             for cue in [first, *(v for v in group if v is not first)]:
                 self._join(cluster, cue)

@@ -262,3 +262,13 @@ def test_incident_id_is_deterministic():
     assert a == incident_id("cam", "illegal_parking", 1.0, (1.0, 2.0, 3.0, 4.0))
     assert a != incident_id("cam", "illegal_parking", 1.2, (1.0, 2.0, 3.0, 4.0))
     assert a != incident_id("cam2", "illegal_parking", 1.0, (1.0, 2.0, 3.0, 4.0))
+
+
+def test_a_salt_tells_apart_sessions_whose_clocks_start_again() -> None:
+    """A live stream opened again starts its clock at 0: the same box at the same ts is another
+    incident (detect_footage salts a live session's ids with when it was opened); footage has none."""
+    plain = incident_id("cam", "illegal_parking", 0.0, (1.0, 2.0, 3.0, 4.0))
+    assert plain == incident_id("cam", "illegal_parking", 0.0, (1.0, 2.0, 3.0, 4.0), "")
+    first = incident_id("cam", "illegal_parking", 0.0, (1.0, 2.0, 3.0, 4.0), "2026-12-03T10:00:00+00:00")
+    again = incident_id("cam", "illegal_parking", 0.0, (1.0, 2.0, 3.0, 4.0), "2026-12-03T10:05:00+00:00")
+    assert len({plain, first, again}) == 3
