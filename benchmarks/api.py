@@ -4,29 +4,44 @@ latency of filtered GET /api/cases with 100,000 cases, on SQLite and on PostgreS
 The server is `gridpatrol serve --no-worker` in a subprocess on 127.0.0.1 with a fresh database
 (SQLite file in a temporary folder; a fresh schema on PostgreSQL, dropped afterwards). Ingestion
 posts incidents with two evidence images each (a 60 kB annotated frame and a 12 kB crop) from
-client threads. For the latency part the cases are bulk-inserted through the ORM, then a mix of
-filtered, sorted, paginated queries is timed over HTTP.
+client connections (keep-alive, bodies encoded before the clock starts). For the latency part the
+cases are bulk-inserted through the ORM, then a mix of filtered, sorted, paginated queries is timed
+over HTTP, first alone, then while incidents are ingested at the same time (the district-scale
+figure: ingest at 100k+ cases with the case list in use).
 
     python benchmarks/api.py                       # SQLite, and PostgreSQL when a URL is given
     python benchmarks/api.py --postgres-url postgresql+psycopg://user:pw@localhost/db
     (or GRIDPATROL_BENCH_POSTGRES_URL / GRIDPATROL_TEST_POSTGRES_URL in the environment)
-    python benchmarks/api.py --cases 100000 --incidents 2000 --threads 4 --queries 400
+    python benchmarks/api.py --cases 100000 --incidents 2000 --threads 16 --queries 400
 
-Targets (issue 3): at least 200 incidents/s on SQLite; p95 under 50 ms at 100,000 cases on both.
+Where the time goes: the server's ingest writer logs its transactions and the seconds of each
+phase (begin, ingest statements, batched rows, commit, answering the callers), printed per
+incident; and, unless --no-profile, the server is sampled with py-spy during one more ingest round
+at 100k+ cases (with the case list being read): the share of the server's busy samples in each
+part of the request (HTTP, multipart, evidence files, SQL by statement group, commit, ...) and
+the functions the samples end in. The client's own CPU per incident is printed beside the
+server's: both share this machine's cores.
+
+Targets (issue 14): at least 400 incidents/s over HTTP at 100,000+ cases on SQLite and on
+PostgreSQL, with the case list's p95 under 50 ms while ingest runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
 import os
 import random
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -113,8 +128,8 @@ class Server:
         return out.stdout
 
     def start(self) -> str:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "-q", "serve", "--no-worker", "--port", str(self.port)],
+        self.proc = subprocess.Popen(  # not -q: the ingest writer's INFO lines say where time goes
+            [sys.executable, "-m", "api.cli", "serve", "--no-worker", "--port", str(self.port)],
             env=self.env,
             cwd=REPO,
             stdout=self.log,
@@ -129,6 +144,32 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start; see {self.log.name}")
+
+    def verify(self) -> tuple[int, str]:
+        """`gridpatrol evidence verify` on this server's data: its exit status and last lines."""
+        out = subprocess.run(
+            [sys.executable, "-m", "api.cli", "-q", "evidence", "verify"],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        lines = (out.stdout + out.stderr).strip().splitlines()
+        return out.returncode, " / ".join(lines[-3:])
+
+    def writer_report(self, seen: int, wait_s: float = 8.0) -> tuple[dict | None, int]:
+        """The ingest writer's report after line `seen` of the server log (it writes one when it
+        goes idle, a few seconds after the last incident), and the number of lines read."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.log.flush()
+            lines = Path(self.log.name).read_text(errors="replace").splitlines()
+            for line in lines[seen:]:
+                if "ingest writer idle; since it started: " in line:
+                    return json.loads(line.split("since it started: ", 1)[1]), len(lines)
+            if time.monotonic() > deadline:
+                return None, len(lines)
+            time.sleep(0.25)
 
     def stop(self) -> None:
         if self.proc:
@@ -198,16 +239,18 @@ def bench_ingest(
     rounds: int = 3,
     server_pid: int | None = None,
     first_id: int = 0,
-) -> tuple[list[float], float, tuple[float, float] | None]:
+    paced_per_s: float | None = None,
+) -> dict:
     """Incidents/s over HTTP from `threads` keep-alive connections. Request bodies are encoded before
     the clock starts and sent with http.client, so the client takes as little of the machine's CPU
-    from the server as it can. `count` incidents in `rounds` timed rounds (after 20 warm-up ones);
-    returns each round's incidents/s (another process's load on the machine shows as a slow round),
-    the p95 request latency over all rounds, and the server's (user, system) CPU milliseconds per
-    incident (the robust figure on a shared machine, user time above all: system time here is mostly
-    the file system's; None where /proc is not there)."""
+    from the server as it can. `count` incidents in `rounds` timed rounds (after 20 warm-up ones).
+    Returns each round's incidents/s ("rates"; another process's load on the machine shows as a
+    slow round), the p95 request latency over all rounds ("p95_s"), the server's (user, system) CPU
+    milliseconds per incident ("server_cpu_ms": the robust figure on a shared machine, user time
+    above all; None where /proc is not there) and this process's ("client_cpu_ms", all its threads:
+    a reader running beside counts too). `paced_per_s`: send at that rate at most (a steady load
+    rather than as fast as the server answers)."""
     import http.client
-    import threading
     from urllib.parse import urlsplit
 
     rng = random.Random(1 + first_id)
@@ -220,8 +263,13 @@ def bench_ingest(
     }
     local = threading.local()
     latencies: list[float] = []
+    schedule = {"t0": 0.0, "first": 0}
 
     def post(i: int) -> None:
+        if paced_per_s:
+            due = schedule["t0"] + (i - schedule["first"]) / paced_per_s
+            if (wait := due - time.perf_counter()) > 0:
+                time.sleep(wait)
         if not hasattr(local, "conn"):
             local.conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
         t0 = time.perf_counter()
@@ -237,18 +285,60 @@ def bench_ingest(
     latencies.clear()
     rates = []
     cpu0 = process_cpu_s(server_pid)
+    client0 = os.times()
     bounds = [20 + (count - 20) * r // rounds for r in range(rounds + 1)]
     with ThreadPoolExecutor(threads) as pool:
         for start, end in zip(bounds, bounds[1:], strict=False):
             t0 = time.perf_counter()
+            schedule.update(t0=t0, first=start)
             list(pool.map(post, range(start, end)))
             rates.append((end - start) / (time.perf_counter() - t0))
+    client1 = os.times()
     cpu1 = process_cpu_s(server_pid)
+    n = count - bounds[0]
     cpu_ms = None
     if cpu0 is not None and cpu1 is not None:
-        n = count - bounds[0]
         cpu_ms = ((cpu1[0] - cpu0[0]) * 1000 / n, (cpu1[1] - cpu0[1]) * 1000 / n)
-    return rates, statistics.quantiles(latencies, n=100)[94], cpu_ms
+    client_ms = ((client1.user - client0.user) * 1000 / n, (client1.system - client0.system) * 1000 / n)
+    return {
+        "rates": rates,
+        "rate": statistics.median(rates),
+        "p95_s": statistics.quantiles(latencies, n=100)[94],
+        "server_cpu_ms": cpu_ms,
+        "client_cpu_ms": client_ms,
+        "count": n,
+    }
+
+
+def ingest_line(backend: str, what: str, result: dict, threads: int) -> str:
+    cpu = result["server_cpu_ms"]
+    client = result["client_cpu_ms"]
+    cpu_text = (
+        ""
+        if cpu is None
+        else f"; server CPU {sum(cpu):.2f} ms per incident (user {cpu[0]:.2f}, system {cpu[1]:.2f})"
+    )
+    return (
+        f"[{backend}] {what}: median {result['rate']:.0f} incidents/s "
+        f"(rounds: {', '.join(f'{r:.0f}' for r in result['rates'])}; {threads} client connections; "
+        f"p95 {result['p95_s'] * 1000:.0f} ms per request{cpu_text}; "
+        f"client CPU {sum(client):.2f} ms per incident)"
+    )
+
+
+def writer_lines(backend: str, report: dict | None) -> list[str]:
+    """The server's ingest writer report (api.cases.ingest.IngestWriter), per incident."""
+    if not report or not report.get("incidents"):
+        return [f"[{backend}]     (no ingest writer report in the server log)"]
+    n = report["incidents"]
+    per = ", ".join(f"{phase} {sec * 1000 / n:.2f}" for phase, sec in report["seconds"].items())
+    return [
+        f"[{backend}]     server ingest writer: {n} incidents in {report['batches']} transactions "
+        f"({n / max(1, report['batches']):.1f} a transaction, largest {report['largest_batch']}, "
+        f"{report['retried_alone']} written again alone)",
+        f"[{backend}]     writer thread ms per incident: {per}"
+        " (alone: a batch of one, or written again alone)",
+    ]
 
 
 def bench_service_ingest(url: str, data_dir: Path, count: int) -> float:
@@ -403,6 +493,141 @@ def bench_queries(base: str, token: str, total: int, rounds: int) -> tuple[float
     return p95, {k: statistics.quantiles(v, n=100)[94] if len(v) > 1 else v[0] for k, v in per.items()}
 
 
+class Reader:
+    """Reads the case list (the query mix, one request after another on one keep-alive connection)
+    in a thread until stopped: the p95 a member of staff sees while ingest runs."""
+
+    def __init__(self, base: str, token: str, total: int) -> None:
+        self.mix = query_mix(random.Random(4), total)
+        self.client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        self.ms: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            _name, params = self.mix[i % len(self.mix)]
+            i += 1
+            t0 = time.perf_counter()
+            r = self.client.get("/api/cases", params=params)
+            self.ms.append((time.perf_counter() - t0) * 1000)
+            if r.status_code != 200:
+                self.failures.append(f"{params}: {r.status_code} {r.text[:200]}")
+
+    def __enter__(self) -> Reader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.client.close()
+        if self.failures:
+            raise RuntimeError(f"GET /api/cases during ingest: {self.failures[0]}")
+
+    def p95(self) -> float:
+        return statistics.quantiles(self.ms, n=100)[94] if len(self.ms) > 1 else float("nan")
+
+
+# Where a sample of the server is, by what its stack holds: the first rule that matches wins, so
+# the specific ones (a commit inside the ingest writer) come before the general ones.
+PROFILE_RULES: list[tuple[str, tuple[str, ...]]] = [
+    ("database: COMMIT", ("Session.commit (sqlalchemy", "_sqlite_commit (", "Connection.commit (")),
+    ("database: BEGIN (and SQLite's write lock)", ("_sqlite_begin (", "Connection.begin (", "_begin_impl (")),
+    ("database: rows written per batch (evidence, events, custody)", ("batched (api/cases/ingest.py",)),
+    ("database: merge-candidate query", ("_best_candidate (",)),
+    ("database: custody entry lookup", ("append (api/cases/custody.py",)),
+    ("grid cell lookup", ("grids.py",)),
+    ("database: other ingest statements (duplicate check, case, sighting)", ("ingest (api/cases/ingest.py",)),
+    ("ingest writer: answering callers", ("_answer (api/cases/ingest.py",)),
+    ("case list (GET /api/cases)", ("api/http/routes/cases.py", "api/cases/reading.py")),
+    ("evidence files: write, hash, rename", ("evidence_store.py",)),
+    ("multipart parsing", ("read_parts (", "python_multipart")),
+    ("incident JSON validation", ("parse_incident (", "prepare_payload (")),
+    ("authentication (principal cache)", ("get_principal (", "principal_for (", "tokens.py")),
+    (
+        "thread hand-offs (wake-ups, thread pool)",
+        (
+            "call_soon_threadsafe",
+            "_write_to_self",
+            "_read_from_self",
+            "run_in_threadpool",
+            "WorkerThread",
+            "SimpleQueue",
+        ),
+    ),
+    ("HTTP: uvicorn, Starlette, FastAPI, responses", ("uvicorn", "starlette", "fastapi", "h11", "httptools")),
+    ("event loop: waiting on sockets", ("select (selectors.py",)),
+]
+
+
+def profile_server(pid: int, seconds: float, out: Path) -> list[str]:
+    """Sample the server with py-spy (in this venv) for `seconds` while it works; the report lines:
+    the share of its busy samples (threads not waiting) in each part of the work (PROFILE_RULES),
+    and the functions most samples end in."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        return ["profile skipped: py-spy is not installed (pip install py-spy)"]
+    done = subprocess.run(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 or not out.is_file():
+        return [f"profile skipped: py-spy failed ({(done.stderr or done.stdout).strip()[-300:]})"]
+    parts: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in out.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        label = next((name for name, marks in PROFILE_RULES if any(m in stack for m in marks)), "other")
+        parts[label] += n
+        leaves[re.sub(r":\d+\)$", ")", frames[-1])] += n
+        where = (
+            "ingest writer thread"
+            if "IngestWriter._run" in stack
+            else (
+                "thread pool"
+                if "WorkerThread" in stack
+                else "event loop thread"
+                if "run_forever" in stack
+                else "other threads"
+            )
+        )
+        threads[where] += n
+    if not total:
+        return ["profile: no samples"]
+    lines = [f"profile of the server, {total} busy samples over {seconds:.0f} s (py-spy, 250/s per thread):"]
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in threads.most_common()]
+    lines.append("  by part of the work:")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in parts.most_common()]
+    lines.append("  functions the samples end in (self time):")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in leaves.most_common(15)]
+    return lines
+
+
 def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"gp-bench-{backend}-") as tmp_name:
         tmp = Path(tmp_name)
@@ -416,23 +641,29 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                 "user", "add", "bench", "--role", "operator", "--password-stdin", stdin="bench-password\n"
             )
             base = server.start()
-            rates, ingest_p95, cpu_ms = bench_ingest(
-                base, key, args.incidents, args.threads, server_pid=server.proc.pid if server.proc else None
-            )
-            rate = statistics.median(rates)
-            cpu_text = (
-                ""
-                if cpu_ms is None
-                else f"; server CPU {sum(cpu_ms):.2f} ms per incident"
-                f" (user {cpu_ms[0]:.2f}, system {cpu_ms[1]:.2f})"
-            )
+            pid = server.proc.pid if server.proc else None
+            print(f"[{backend}] load average {load_average()}")
+            first = bench_ingest(base, key, args.incidents, args.threads, server_pid=pid)
             print(
-                f"[{backend}] ingested {args.incidents - 20} incidents with 2 evidence files each over HTTP: "
-                f"median {rate:.0f} incidents/s (rounds: {', '.join(f'{r:.0f}' for r in rates)}; "
-                f"{args.threads} client connections; p95 {ingest_p95 * 1000:.0f} ms per request{cpu_text})"
+                ingest_line(
+                    backend,
+                    f"ingested {first['count']} incidents with 2 evidence files each over HTTP",
+                    first,
+                    args.threads,
+                )
             )
+            report, seen = server.writer_report(0)
+            for line in writer_lines(backend, report):
+                print(line)
+            # every stored file, chain and ledger place of what was just ingested (before the bulk
+            # cases, which have no custody entries and would be named by verify)
+            rc, said = server.verify()
+            print(f"[{backend}] gridpatrol evidence verify after that ingest: exit {rc}: {said}")
             service_rate = bench_service_ingest(db.url, tmp, min(1000, args.incidents))
-            print(f"[{backend}] service layer alone (no HTTP, one thread): {service_rate:.0f} incidents/s")
+            print(
+                f"[{backend}] service layer alone (no HTTP, one thread, a transaction each): "
+                f"{service_rate:.0f} incidents/s"
+            )
             t0 = time.perf_counter()
             bulk_cases(db.url, args.cases)
             print(f"[{backend}] bulk-inserted {args.cases} cases in {time.perf_counter() - t0:.1f} s")
@@ -449,27 +680,76 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
             )
             for name, value in sorted(per.items()):
                 print(f"[{backend}]     {name:<24} p95 {value:6.1f} ms")
-            # ingestion again with the big table: merging looks up open cases, which must stay cheap
-            late_rates, late_p95, _ = bench_ingest(
-                base, key, max(200, args.incidents // 2), args.threads, first_id=500_000
-            )
-            late_rate = statistics.median(late_rates)
+            # ingestion again with the big table, the case list read at the same time: merging looks
+            # up open cases, which must stay cheap, and staff must not wait for the writers
+            print(f"[{backend}] load average {load_average()}")
+            with Reader(base, token, count) as reader:
+                late = bench_ingest(
+                    base, key, max(200, args.incidents), args.threads, server_pid=pid, first_id=500_000
+                )
             print(
-                f"[{backend}] ingest again at {count} cases: median {late_rate:.0f} incidents/s "
-                f"(rounds: {', '.join(f'{r:.0f}' for r in late_rates)}; "
-                f"p95 {late_p95 * 1000:.0f} ms per request)"
+                ingest_line(
+                    backend, f"ingest again at {count}+ cases, case list read meanwhile", late, args.threads
+                )
             )
+            report, seen = server.writer_report(seen)
+            for line in writer_lines(backend, report):
+                print(line)
+            print(
+                f"[{backend}] GET /api/cases during that ingest: p95 {reader.p95():.1f} ms "
+                f"over {len(reader.ms)} requests"
+            )
+            # the same at a steady half of that rate: what staff see under a load the server keeps up with
+            paced_rate = late["rate"] / 2
+            with Reader(base, token, count) as paced_reader:
+                paced = bench_ingest(
+                    base,
+                    key,
+                    max(200, args.incidents // 2),
+                    args.threads,
+                    first_id=650_000,
+                    paced_per_s=paced_rate,
+                )
+            print(
+                f"[{backend}] GET /api/cases while ingest runs steadily at {paced['rate']:.0f} incidents/s "
+                f"(half the rate above): p95 {paced_reader.p95():.1f} ms over {len(paced_reader.ms)} requests"
+            )
+            if args.profile and pid is not None:
+                with Reader(base, token, count):
+                    holder: dict = {}
+                    load = threading.Thread(
+                        target=lambda: holder.update(
+                            bench_ingest(base, key, args.incidents, args.threads, first_id=800_000)
+                        )
+                    )
+                    load.start()
+                    time.sleep(2)
+                    lines = profile_server(pid, args.profile_s, tmp / "profile.txt")
+                    load.join()
+                for line in lines:
+                    print(f"[{backend}] {line}")
+            print(f"[{backend}] load average {load_average()}")
             return {
                 "backend": backend,
-                "incidents_per_s": rate,
-                "late_per_s": late_rate,
+                "incidents_per_s": first["rate"],
+                "late_per_s": late["rate"],
                 "service_per_s": service_rate,
                 "cases": count,
                 "p95_ms": p95,
+                "p95_during_ingest_ms": reader.p95(),
+                "paced_per_s": paced["rate"],
+                "p95_paced_ms": paced_reader.p95(),
             }
         finally:
             server.stop()
             db.drop()
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def main() -> int:
@@ -478,9 +758,13 @@ def main() -> int:
     )
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--incidents", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--threads", type=int, default=16, help="client connections (cameras posting at once)"
+    )
     parser.add_argument("--queries", type=int, default=360)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--no-profile", dest="profile", action="store_false", help="no py-spy profile")
+    parser.add_argument("--profile-s", type=float, default=6.0, help="seconds the profile samples")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("GRIDPATROL_BENCH_POSTGRES_URL")
@@ -496,12 +780,15 @@ def main() -> int:
     results = [run(b, args, args.postgres_url) for b in backends]
     print()
     for r in results:
-        ok_rate = r["incidents_per_s"] >= 200 if r["backend"] == "sqlite" else True
-        ok_p95 = r["p95_ms"] < 50
+        ok_rate = r["late_per_s"] >= 400
+        ok_p95 = r["p95_during_ingest_ms"] < 50
         print(
-            f"{r['backend']:>8}: {r['incidents_per_s']:6.0f} incidents/s{'' if ok_rate else ' (below 200)'}"
-            f" ({r['late_per_s']:.0f}/s at {r['cases']} cases); "
-            f"p95 {r['p95_ms']:.1f} ms at {r['cases']} cases{'' if ok_p95 else ' (above 50 ms)'}"
+            f"{r['backend']:>8}: {r['late_per_s']:6.0f} incidents/s at {r['cases']}+ cases"
+            f"{'' if ok_rate else ' (below 400)'} ({r['incidents_per_s']:.0f}/s on an empty store); "
+            f"case list p95 {r['p95_during_ingest_ms']:.1f} ms while ingesting"
+            f"{'' if ok_p95 else ' (above 50 ms)'}"
+            f", {r['p95_paced_ms']:.1f} ms with ingest at {r['paced_per_s']:.0f}/s,"
+            f" {r['p95_ms']:.1f} ms alone"
         )
     return 0
 

@@ -7,7 +7,8 @@ from there on; `verify_chain` names the first entry that does not match.
 Every entry also takes the next place in the ledger: ledger_hash = sha256(ledger_prev + "\\n" +
 ledger_seq + "\\n" + entry_hash), ledger seq 1, 2, 3... across all cases. A missing entry anywhere is
 then a gap, and the head row (custody_ledger_head, advanced under its row lock by every append, which
-serialises appends on PostgreSQL) shows a deleted trailing entry. A rewrite of the whole ledger by
+serialises appends on PostgreSQL; inside `batched`, once for all the block's appends, at its end)
+shows a deleted trailing entry. A rewrite of the whole ledger by
 someone who can write the database is caught only against a checkpoint kept outside it
 (api.cases.checkpoints). What the entries say about a case is checked by api.cases.audit.
 """
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -104,6 +106,55 @@ def sighting_digest(row: Mapping[Any, Any]) -> str:
     return hashlib.sha256(_canonical({k: row[k] for k in SIGHTING_FACTS}).encode()).hexdigest()
 
 
+@dataclass
+class _Batch:
+    """The appends of one transaction written together (see `batched`): each case's last entry
+    appended here, and the entries to insert, their ledger places not yet taken."""
+
+    last: dict[int, tuple[int, str]] = field(default_factory=dict)  # case id -> (seq, entry hash)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+_BATCH_KEY = "gridpatrol_custody_batch"
+_ADVANCE_BY = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=_HEAD.c.seq + bindparam("places"))
+    .returning(_HEAD.c.seq, _HEAD.c.hash)
+)
+
+
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Appends inside this block chain their entries at once (each case's chain: the caller holds
+    the case) but take their ledger places when the block ends, all together: the head row is
+    advanced and locked once (PostgreSQL: until commit), the entries inserted in one multi-row
+    INSERT, the head's hash set once, instead of three statements an append. The ledger is the same
+    as appending one by one, in the order of the appends. The head row is the last lock the
+    transaction takes, as for a single append, so a writer ingesting many incidents in one
+    transaction (api.cases.ingest) and a transition locking a case and then the head cannot
+    deadlock. Nothing in the block may read custody entries back from the database (the appends
+    themselves do not: they remember each case's last entry). On an error nothing is written: the
+    caller rolls back."""
+    batch = _Batch()
+    session.info[_BATCH_KEY] = batch
+    try:
+        yield
+    finally:
+        session.info.pop(_BATCH_KEY, None)
+    if not batch.rows:
+        return
+    conn = session.connection()
+    head = conn.execute(_ADVANCE_BY, {"places": len(batch.rows)}).one()
+    ledger_seq, ledger_prev = int(head.seq) - len(batch.rows), head.hash
+    for row in batch.rows:
+        ledger_seq += 1
+        row.update(ledger_seq=ledger_seq, ledger_prev=ledger_prev)
+        row["ledger_hash"] = ledger_prev = ledger_digest(ledger_prev, ledger_seq, row["entry_hash"])
+    conn.execute(_INSERT, batch.rows)
+    conn.execute(_SET_HEAD, {"head_hash": ledger_prev, "head_at": batch.rows[-1]["at"]})
+
+
 def append(
     session: Session,
     *,
@@ -116,34 +167,40 @@ def append(
     """Append an entry to the case's chain and to the ledger; returns the new entry's hash.
 
     The caller holds the case row (locked on PostgreSQL) in this transaction. new_chain: the case was
-    created in this transaction, so it has no entries yet."""
+    created in this transaction, so it has no entries yet. Inside `batched` the entry is written,
+    and takes its ledger place, when the block ends."""
     conn = session.connection()  # Core statements: this runs once per ingested incident
-    last = None if new_chain else conn.execute(_LAST, {"case_id": case_id}).first()
-    seq = 1 if last is None else last.seq + 1
-    prev = GENESIS if last is None else last.entry_hash
-    head = conn.execute(_ADVANCE).one()
+    batch: _Batch | None = session.info.get(_BATCH_KEY)
+    last: tuple[int, str] | None = None
+    if batch is not None and case_id in batch.last:
+        last = batch.last[case_id]
+    elif not new_chain:
+        found = conn.execute(_LAST, {"case_id": case_id}).first()
+        last = None if found is None else (found.seq, found.entry_hash)
+    seq = 1 if last is None else last[0] + 1
+    prev = GENESIS if last is None else last[1]
     at = utcnow()
     detail_text = _canonical(detail)
     entry_hash = entry_digest(
         prev, case_id=case_id, seq=seq, at=at, actor=actor, action=action, detail=detail_text
     )
+    row = {
+        "case_id": case_id,
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "detail": detail_text,
+        "prev_hash": prev,
+        "entry_hash": entry_hash,
+    }
+    if batch is not None:
+        batch.rows.append(row)
+        batch.last[case_id] = (seq, entry_hash)
+        return entry_hash
+    head = conn.execute(_ADVANCE).one()  # locks the head row until commit (PostgreSQL)
     ledger_hash = ledger_digest(head.hash, head.seq, entry_hash)
-    conn.execute(
-        _INSERT,
-        {
-            "case_id": case_id,
-            "seq": seq,
-            "at": at,
-            "actor": actor,
-            "action": action,
-            "detail": detail_text,
-            "prev_hash": prev,
-            "entry_hash": entry_hash,
-            "ledger_seq": head.seq,
-            "ledger_prev": head.hash,
-            "ledger_hash": ledger_hash,
-        },
-    )
+    conn.execute(_INSERT, dict(row, ledger_seq=head.seq, ledger_prev=head.hash, ledger_hash=ledger_hash))
     conn.execute(_SET_HEAD, {"head_hash": ledger_hash, "head_at": at})
     return entry_hash
 

@@ -2,12 +2,22 @@
 api.cases.merge chooses), its evidence links, history and custody.
 
 Receiving the same incident id twice is harmless: the second time returns the first sighting.
+
+`IngestWriter` is the HTTP path's group commit: one thread writes the incidents of every request of
+the process, several in one transaction, each request still getting its own answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -15,7 +25,8 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import RUNNER_ROLE, Principal
@@ -23,7 +34,7 @@ from api.cases import custody, workflow
 from api.cases.grids import Assignment, GridCache, GridIndex
 from api.cases.incident import IncidentInputError, IncidentPayload
 from api.cases.merge import Candidate, MergeKey, MergePolicy, bucket_of, choose_case
-from api.storage.db import as_utc, utcnow
+from api.storage.db import DatabaseBusy, as_utc, utcnow
 from api.storage.db import table_of as _table
 from api.storage.evidence_store import StoredFile
 from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
@@ -157,7 +168,19 @@ def _candidate_statements() -> tuple[Select, Select, Select]:
 
 
 _SAME_CAMERA_ROWS = 8  # the latest few position-less cases of the camera; choose_case takes the latest
+_NEAR_BY_COUNT: dict[int, Select] = {}
 _NEAR, _NEAR_UNBUCKETED, _SAME_CAMERA = _candidate_statements()
+
+
+def _near_statement(count: int) -> Select:
+    """`near` with `count` bucket parameters (b0, b1, ...) in place of the expanding list: SQLAlchemy
+    renders an expanding IN again at every execution, which costs more than the query; there are
+    only a few counts (2 to 6 buckets at 15 m), each compiled once."""
+    statement = _NEAR_BY_COUNT.get(count)
+    if statement is None:
+        statement = _NEAR_UNBUCKETED.where(Case.merge_bucket.in_([bindparam(f"b{i}") for i in range(count)]))
+        _NEAR_BY_COUNT[count] = statement
+    return statement
 
 
 def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> Candidate | None:
@@ -181,7 +204,8 @@ def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> C
         if buckets is None:
             rows = conn.execute(_NEAR_UNBUCKETED, params)
         else:
-            rows = conn.execute(_NEAR, dict(params, buckets=buckets))
+            params.update((f"b{i}", bucket) for i, bucket in enumerate(buckets))
+            rows = conn.execute(_near_statement(len(buckets)), params)
     candidates = {row[0]: Candidate(*row) for row in rows}
     chosen = choose_case(key, candidates.values(), policy)
     return None if chosen is None else candidates[chosen]
@@ -203,22 +227,29 @@ def link_evidence(
         }
         for _, stored in evidence
     }
+    links = [
+        {"case_id": case_id, "sighting_id": sighting_id, "sha256": stored.sha256, "role": role}
+        for role, stored in evidence
+    ]
+    batch: _Batch | None = session.info.get(_BATCH_KEY)
+    if batch is not None:  # written when the batch ends
+        for sha, row in blobs.items():
+            batch.blobs.setdefault(sha, row)
+        batch.links += links
+        return
     # one statement: a blob already known (the same image in another case) is left as it is
     conn = session.connection()
     dialect = conn.dialect.name
     conn.execute(_INSERT_BLOB_PG if dialect == "postgresql" else _INSERT_BLOB_SQLITE, list(blobs.values()))
-    conn.execute(
-        _INSERT_LINK,
-        [
-            {"case_id": case_id, "sighting_id": sighting_id, "sha256": stored.sha256, "role": role}
-            for role, stored in evidence
-        ],
-    )
+    conn.execute(_INSERT_LINK, links)
 
 
 _FIND_SIGHTING = select(_table(Sighting).c.id, _table(Sighting).c.case_id).where(
     _table(Sighting).c.incident_id == bindparam("incident_id")
 )
+_FIND_SIGHTINGS = select(
+    _table(Sighting).c.incident_id, _table(Sighting).c.id, _table(Sighting).c.case_id
+).where(_table(Sighting).c.incident_id.in_(bindparam("incident_ids", expanding=True)))
 _CATEGORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_CASE = insert(_table(Case))
 _NEXTVAL = text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")
@@ -236,6 +267,65 @@ def _next_case_id(conn: Connection) -> int:
     if conn.dialect.name == "postgresql":
         return int(conn.scalar(_NEXTVAL))  # type: ignore[arg-type]
     return int(conn.scalar(_MAX_PLUS_ONE))  # type: ignore[arg-type]
+
+
+@dataclass
+class _Batch:
+    """Several incidents ingested in one transaction (see `batched`): what the statements of one
+    incident need not repeat for the next (the category locks held, the next case id on SQLite, the
+    cameras' fixed places), and the rows nothing reads back before the commit (evidence blobs and
+    links, case events), inserted together when the batch ends."""
+
+    locked: set[str] = field(default_factory=set)
+    next_case_id: int | None = None
+    places: dict[str, _FixedPlace | None] = field(default_factory=dict)
+    blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # incident id -> (sighting id, case id) of those received before or in this batch; None: not
+    # read ahead (each incident is then looked up alone)
+    received: dict[str, tuple[int, int]] | None = None
+
+
+_BATCH_KEY = "gridpatrol_ingest_batch"
+
+
+@contextmanager
+def batched(
+    session: Session, *, incident_ids: list[str] | None = None, categories: list[str] | None = None
+) -> Iterator[None]:
+    """Ingest several incidents in this session's transaction with fewer statements: each incident
+    is decided and its case and sighting written as `ingest` always does (so the next one sees them),
+    while its evidence rows, events and custody entries are written together at the end of the
+    block (custody.batched). `incident_ids`: the ids about to be ingested, looked up in one query
+    instead of one each (an id another process inserts meanwhile still meets the unique index: the
+    caller's error, IntegrityError). `categories`: theirs; on PostgreSQL their ingest locks are taken
+    here, in one order (sorted), before any case row or the custody ledger's head: two writers, or a
+    writer and a single ingest, then wait for each other instead of deadlocking. The caller commits
+    after the block, or rolls back on an error."""
+    batch = _Batch()
+    conn = session.connection()
+    if categories and conn.dialect.name == "postgresql":
+        for category in sorted({str(c) for c in categories}):
+            conn.execute(_CATEGORY_LOCK, {"key": f"gridpatrol-ingest:{category}"})
+            batch.locked.add(category)
+    if incident_ids:
+        rows = conn.execute(_FIND_SIGHTINGS, {"incident_ids": sorted(set(incident_ids))})
+        batch.received = {row.incident_id: (row.id, row.case_id) for row in rows}
+    session.info[_BATCH_KEY] = batch
+    try:
+        with custody.batched(session):
+            yield
+    finally:
+        session.info.pop(_BATCH_KEY, None)
+    conn = session.connection()
+    if batch.blobs:
+        insert_blob = _INSERT_BLOB_PG if conn.dialect.name == "postgresql" else _INSERT_BLOB_SQLITE
+        conn.execute(insert_blob, list(batch.blobs.values()))
+    if batch.links:
+        conn.execute(_INSERT_LINK, batch.links)
+    if batch.events:
+        conn.execute(_INSERT_EVENT, batch.events)
 
 
 def find_received(session: Session, *, incident_id: str) -> IngestResult | None:
@@ -262,11 +352,20 @@ def ingest(
     """
     conn = session.connection()
     postgresql = conn.dialect.name == "postgresql"
-    if postgresql:
+    batch: _Batch | None = session.info.get(_BATCH_KEY)
+    if postgresql and (batch is None or inc.category not in batch.locked):
         # one ingestion per category at a time, so two sightings of one violation arriving together
-        # cannot both open a case (SQLite serialises all writers anyway)
+        # cannot both open a case (SQLite serialises all writers anyway); held until commit
         conn.execute(_CATEGORY_LOCK, {"key": f"gridpatrol-ingest:{inc.category}"})
-    existing = find_received(session, incident_id=inc.id)
+        if batch is not None:
+            batch.locked.add(inc.category)
+    if batch is not None and batch.received is not None:
+        known = batch.received.get(inc.id)
+        existing = None
+        if known is not None:
+            existing = IngestResult(session.get(Case, known[1]), known[0], False, True, False)  # type: ignore[arg-type]
+    else:
+        existing = find_received(session, incident_id=inc.id)
     if existing is not None:
         return existing
     now = utcnow()
@@ -306,10 +405,21 @@ def ingest(
     else:
         created = True
         cell = grid.lookup(inc.lat, inc.lon)
-        fixed = _fixed_place(conn, inc.camera_id)
+        if batch is None:
+            fixed = _fixed_place(conn, inc.camera_id)
+        elif inc.camera_id is None:
+            fixed = None
+        elif inc.camera_id in batch.places:
+            fixed = batch.places[inc.camera_id]
+        else:
+            fixed = batch.places[inc.camera_id] = _fixed_place(conn, inc.camera_id)
         if fixed is not None:  # a registered camera's own cell and team (api.cameras) win
             cell = Assignment(fixed.grid_cell_id or cell.cell_id, fixed.team or cell.team)
-        case_id = _next_case_id(conn)
+        if batch is None or postgresql:
+            case_id = _next_case_id(conn)
+        else:  # SQLite: this transaction holds the write lock; ids follow on from the first
+            case_id = batch.next_case_id or _next_case_id(conn)
+            batch.next_case_id = case_id + 1
         case_row = {
             "id": case_id,
             "number": f"GP-{inc.first_seen.year}-{case_id:06d}",
@@ -344,7 +454,11 @@ def ingest(
             }
         )
     if events:
-        conn.execute(_INSERT_EVENT, [dict(e, case_id=case_id, at=now, actor=actor.label) for e in events])
+        event_rows = [dict(e, case_id=case_id, at=now, actor=actor.label) for e in events]
+        if batch is None:
+            conn.execute(_INSERT_EVENT, event_rows)
+        else:
+            batch.events += event_rows
     sighting = {
         "case_id": case_id,
         "incident_id": inc.id,
@@ -360,6 +474,8 @@ def ingest(
         "created_at": now,
     }
     sighting_id = conn.execute(_INSERT_SIGHTING, sighting).scalar_one()
+    if batch is not None and batch.received is not None:
+        batch.received[inc.id] = (int(sighting_id), case_id)
     link_evidence(session, case_id, sighting_id, inc.evidence)
     detail: dict[str, Any] = {
         "incident_id": inc.id,
@@ -462,6 +578,37 @@ def match_evidence(
     return evidence
 
 
+def prepare_payload(
+    read_factory: sessionmaker[Session],
+    *,
+    payload: IncidentPayload,
+    files: list[tuple[str | None, StoredFile]],
+    actor: Principal,
+) -> IncidentIn | IngestResult:
+    """An incident as a device sends it (POST /api/incidents), its evidence files already stored,
+    matched to its evidence list: the IncidentIn to ingest, or the first answer again for a retry
+    without its files of an incident already received. A runner posts only for registered cameras;
+    the device's camera wins over the incident's own source id. Reads the database only for those
+    two cases (`needs_lookup`)."""
+    if actor.role == RUNNER_ROLE:
+        _check_runner_camera(read_factory, payload.source_id)
+    if not files and payload.evidence:  # a retry without its files: nothing to store
+        with read_factory() as session:
+            existing = find_received(session, incident_id=payload.id)
+        if existing is not None:
+            return existing
+    return IncidentIn.from_payload(
+        payload, evidence=match_evidence(payload, files), camera_id=actor.camera_id
+    )
+
+
+def needs_lookup(
+    payload: IncidentPayload, files: list[tuple[str | None, StoredFile]], actor: Principal
+) -> bool:
+    """Whether prepare_payload reads the database for this incident (else it is pure and quick)."""
+    return actor.role == RUNNER_ROLE or (not files and bool(payload.evidence))
+
+
 def ingest_payload(
     factory: sessionmaker[Session],
     *,
@@ -472,16 +619,261 @@ def ingest_payload(
     policy: MergePolicy,
     actor: Principal,
 ) -> IngestResult:
-    """An incident as a device sends it (POST /api/incidents): its evidence files already stored,
-    matched to its evidence list, then ingested in its own transaction. A retry without its files of
-    an incident already received answers with the first sighting; the device's camera wins over the
-    incident's own source id."""
-    if actor.role == RUNNER_ROLE:
-        _check_runner_camera(read_factory, payload.source_id)
-    if not files and payload.evidence:  # a retry without its files: nothing to store
-        with read_factory() as session:
-            existing = find_received(session, incident_id=payload.id)
-        if existing is not None:
-            return existing
-    inc = IncidentIn.from_payload(payload, evidence=match_evidence(payload, files), camera_id=actor.camera_id)
-    return ingest_committed(factory, inc, grid_cache=grid_cache, policy=policy, actor=actor)
+    """prepare_payload, then the incident ingested in its own transaction."""
+    prepared = prepare_payload(read_factory, payload=payload, files=files, actor=actor)
+    if isinstance(prepared, IngestResult):
+        return prepared
+    return ingest_committed(factory, prepared, grid_cache=grid_cache, policy=policy, actor=actor)
+
+
+# --- group commit ---------------------------------------------------------------------------------
+
+# faults of the database itself: every incident of a batch would meet them again, alone or not
+_DATABASE_FAULTS = (OperationalError, InterfaceError, PoolTimeout, DatabaseBusy)
+
+Outcome = tuple[IngestResult | None, BaseException | None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    inc: IncidentIn
+    actor: Principal
+    job_id: int | None
+    loop: asyncio.AbstractEventLoop | None  # the caller's loop, with `future` on it
+    future: asyncio.Future[IngestResult] | Future[IngestResult]
+
+
+_PHASES = ("begin", "ingest", "batch_rows", "commit", "alone", "answer")
+
+
+@dataclass
+class WriterStats:
+    """What the writer has done since it was made: incidents, transactions (batches) and the
+    seconds spent in each phase of a batch (for benchmarks/api.py's profile). Read without a lock:
+    figures for a report, not for decisions."""
+
+    incidents: int = 0
+    batches: int = 0
+    retried_alone: int = 0
+    largest_batch: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_PHASES, 0.0))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "incidents": self.incidents,
+            "batches": self.batches,
+            "retried_alone": self.retried_alone,
+            "largest_batch": self.largest_batch,
+            "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+        }
+
+
+class IngestWriter:
+    """Group commit for ingestion: one thread writes the incidents every request of this process
+    hands it, as many in one transaction as are waiting (at most `max_batch`), so a burst of
+    requests costs one BEGIN and one COMMIT (one fsync on PostgreSQL) instead of one each, and the
+    statements of several incidents are sent together (`batched`).
+
+    Each incident keeps its own semantics: it is decided after the ones before it in the batch (a
+    second sighting of a case opened earlier in the batch merges into it; the same incident id
+    twice is one case, answered as a duplicate the second time), and its caller gets its own
+    result. When any incident of a batch fails, the whole transaction is rolled back and each
+    incident is written again alone (ingest_committed, its own transaction), so a bad incident
+    fails only itself, while a fault of the database (unreachable, locked beyond its timeout) is
+    every caller's answer at once, without a retry that would meet it again.
+
+    The thread starts with the first incident and ends after `idle_s` without one. Several
+    processes may each have a writer: the database still serialises them (SQLite's write lock,
+    PostgreSQL's category locks and the custody ledger's head row), so the custody ledger stays
+    one chain."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        grid_cache: GridCache,
+        policy: MergePolicy,
+        max_batch: int = 64,
+        idle_s: float = 5.0,
+    ) -> None:
+        self._factory = factory
+        self._grid_cache = grid_cache
+        self._policy = policy
+        self.max_batch = max_batch
+        self.idle_s = idle_s
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.stats = WriterStats()
+
+    def _put(self, item: _Pending) -> None:
+        with self._lock:
+            self._queue.put(item)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="gridpatrol-ingest-writer", daemon=True
+                )
+                self._thread.start()
+
+    async def ingest(self, inc: IncidentIn, *, actor: Principal, job_id: int | None = None) -> IngestResult:
+        """Ingest in the writer's next batch; the result, or the error this incident met."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[IngestResult] = loop.create_future()
+        self._put(_Pending(inc, actor, job_id, loop, future))
+        return await future
+
+    def ingest_blocking(
+        self, inc: IncidentIn, *, actor: Principal, job_id: int | None = None
+    ) -> IngestResult:
+        """`ingest` for a caller in a thread: waits for the writer's answer."""
+        future: Future[IngestResult] = Future()
+        self._put(_Pending(inc, actor, job_id, None, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        self._report()
+                        return
+                continue
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                outcomes = self._write(batch)
+            except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting forever
+                log.exception("the ingest writer failed on a batch of %d", len(batch))
+                outcomes = [(None, exc)] * len(batch)
+            t0 = time.perf_counter()
+            _answer(batch, outcomes)
+            self.stats.seconds["answer"] += time.perf_counter() - t0
+
+    def _report(self) -> None:
+        """Log what the writer did since it last went idle (benchmarks/api.py reads this line)."""
+        stats, self.stats = self.stats, WriterStats()
+        if stats.incidents:
+            log.info("ingest writer idle; since it started: %s", json.dumps(stats.as_json()))
+
+    def _write(self, batch: list[_Pending]) -> list[Outcome]:
+        stats = self.stats
+        stats.batches += 1
+        stats.incidents += len(batch)
+        stats.largest_batch = max(stats.largest_batch, len(batch))
+        seconds = stats.seconds
+        if len(batch) == 1:
+            t0 = time.perf_counter()
+            outcome = self._alone(batch[0])
+            seconds["alone"] += time.perf_counter() - t0
+            return [outcome]
+        session = self._factory()
+        try:
+            t0 = time.perf_counter()
+            grid = self._grid_cache.get(session)
+            session.connection()  # BEGIN (SQLite: the write lock)
+            t1 = time.perf_counter()
+            results = []
+            with batched(
+                session,
+                incident_ids=[item.inc.id for item in batch],
+                categories=[item.inc.category for item in batch],
+            ):
+                for item in batch:
+                    results.append(
+                        ingest(
+                            session,
+                            item.inc,
+                            grid=grid,
+                            policy=self._policy,
+                            actor=item.actor,
+                            job_id=item.job_id,
+                        )
+                    )
+                t2 = time.perf_counter()
+            t3 = time.perf_counter()
+            session.commit()
+            t4 = time.perf_counter()
+            seconds["begin"] += t1 - t0
+            seconds["ingest"] += t2 - t1
+            seconds["batch_rows"] += t3 - t2
+            seconds["commit"] += t4 - t3
+            return [(result, None) for result in results]
+        except _DATABASE_FAULTS as exc:
+            _quiet_rollback(session)
+            return [(None, exc)] * len(batch)
+        except Exception as exc:  # one incident's failure: the others are written again alone
+            _quiet_rollback(session)
+            log.info(
+                "a batch of %d incidents failed (%s: %s); writing each alone",
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
+        finally:
+            session.close()
+        stats.retried_alone += len(batch)
+        t0 = time.perf_counter()
+        outcomes = [self._alone(item) for item in batch]
+        seconds["alone"] += time.perf_counter() - t0
+        return outcomes
+
+    def _alone(self, item: _Pending) -> Outcome:
+        try:
+            result = ingest_committed(
+                self._factory,
+                item.inc,
+                grid_cache=self._grid_cache,
+                policy=self._policy,
+                actor=item.actor,
+                job_id=item.job_id,
+            )
+        except Exception as exc:
+            return None, exc
+        return result, None
+
+
+def _quiet_rollback(session: Session) -> None:
+    try:
+        session.rollback()
+    except Exception as exc:  # the connection died: the pool replaces it
+        log.warning("cannot roll back a failed ingest batch: %s", getattr(exc, "orig", None) or exc)
+
+
+def _answer(batch: list[_Pending], outcomes: list[Outcome]) -> None:
+    """Hand each caller its outcome: one wake-up of each event loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[IngestResult], Outcome]]] = {}
+    for item, outcome in zip(batch, outcomes, strict=True):
+        if item.loop is None:
+            assert isinstance(item.future, Future)
+            _settle(item.future, outcome)
+        else:
+            assert isinstance(item.future, asyncio.Future)
+            by_loop.setdefault(item.loop, []).append((item.future, outcome))
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, settled)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            log.debug("an event loop closed before its ingest answers")
+
+
+def _settle(future: asyncio.Future[IngestResult] | Future[IngestResult], outcome: Outcome) -> None:
+    if future.cancelled():  # the request went away; what was written stays (a retry is a duplicate)
+        return
+    result, error = outcome
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert result is not None
+        future.set_result(result)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[IngestResult], Outcome]]) -> None:
+    for future, outcome in settled:
+        _settle(future, outcome)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.cases.incident import IncidentInputError, IncidentPayload, parse_incident
 from api.errors import InputError
 from api.http.multipart import FormPart, form_boundary, read_parts
-from api.storage.evidence_store import EvidenceError, EvidenceFiles, Incoming, StoredFile
+from api.storage.evidence_store import EvidenceError, EvidenceFiles, Incoming, IncomingEvidence, StoredFile
 
 MAX_INCIDENT_JSON_BYTES = 1024 * 1024
 MAX_EVIDENCE_FILES = 16
@@ -88,12 +88,17 @@ class _IncidentParts:
             self.form.incident = parse_incident(decoded)
 
     async def finish_files(self) -> None:
-        """Check and file the received files in the order sent, each in a worker thread (an upload
-        to an S3 bucket must not hold up the event loop); the first bad one is named."""
+        """Check and file the received files in the order sent; the first bad one is named. A local
+        file is finished here (closing and renaming it costs less than handing it to a thread, and
+        its bytes were written here too); any other (an upload to an S3 bucket) in a worker thread,
+        so that it does not hold up the event loop."""
         while self._received:
             filename, incoming = self._received.pop(0)  # finish() discards it when it fails
             try:
-                stored = await run_in_threadpool(incoming.finish)
+                if isinstance(incoming, IncomingEvidence):
+                    stored = incoming.finish()
+                else:
+                    stored = await run_in_threadpool(incoming.finish)
             except EvidenceError as exc:
                 raise self._file_error(exc, len(self.form.files), filename) from None
             self.form.files.append((filename, stored))

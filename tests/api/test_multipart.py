@@ -68,3 +68,34 @@ def test_form_boundary() -> None:
     assert form_boundary("multipart/form-data") is None
     assert form_boundary("application/json") is None
     assert form_boundary(None) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (BODY[: len(BODY) - 9], "ends before its closing boundary"),  # cut before the closing --XyZ--
+        (b"no boundary anywhere", "ends before its closing boundary"),
+        (BODY.replace(b"--XyZ\r\nContent-Disposition", b"--XyZ!!Content-Disposition", 1), "no line break"),
+        (BODY.replace(b"Content-Type: image/jpeg", b"Content Type image/jpeg"), "bad part header"),
+        (b"--XyZ\r\n" + b"X-Long: " + b"a" * 20_000, "part headers too long"),
+    ],
+)
+def test_malformed_bodies_say_what_is_wrong(body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedBody, match=reason):
+        asyncio.run(read_parts(b"XyZ", _chunks(body, 4096), Recorder()))
+
+
+def test_boundary_like_bytes_inside_a_part_and_a_preamble_are_data() -> None:
+    """Bytes that almost make a boundary (split over chunks of every size), a part without headers,
+    a preamble and an epilogue."""
+    tricky = b"\r\n--XyY\r\n--Xy" * 50 + b"\r\n-"
+    body = (
+        b"preamble text\r\n--XyZ\r\n\r\nheaderless\r\n--XyZ\r\n"
+        b'Content-Disposition: form-data; name="files"; filename="t.bin"\r\n\r\n'
+        + tricky
+        + b"\r\n--XyZ--\r\nepilogue"
+    )
+    for size in (1, 2, 3, 5, 8, 13, 64, 1 << 16):
+        recorder = Recorder(fail_on="no such part")
+        asyncio.run(read_parts(b"XyZ", _chunks(body, size), recorder))
+        assert recorder.parts == [(None, None, b"", b"headerless"), ("files", "t.bin", b"", tricky)]

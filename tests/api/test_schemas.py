@@ -46,7 +46,7 @@ NOT_ANSWERS = {
     "api.jobs.worker.LeaseLost": "another worker took the job",
     "api.cases.webhook_targets.TargetRefused": "a webhook delivery's failure, written on the delivery",
     "api.cases.webhook_targets.TargetUnresolved": "a webhook delivery's failure, retried and logged",
-    "api.http.multipart._FromHandler": "carries a part handler's own error through the parser",
+    "api.http.multipart._Malformed": "the parser's own finding, raised as MalformedBody (400) by read_parts",
     # the runner is a client of the API, not part of it: its errors are the runner's to report
     "api.runner.spool.SpoolError": "the runner reports it (the CLI exits 1 naming the spool folder)",
     "api.runner.spool.SpoolBusy": "another runner has the spool folder open: the runner's CLI says so",
@@ -54,6 +54,8 @@ NOT_ANSWERS = {
     "api.runner.spool.ItemGone": "the forwarder's item left the spool meanwhile: it goes on to the next",
     "api.runner.camera._Stop": "ends a camera's analysis from its progress callback; caught there",
     "api.runner.engine.EngineError": "the runner's supervisor cannot go on (key refused): its CLI exits 1",
+    "api.runner.uploads.JobFailed": "a runner's upload job's failure, sent to the job as its error",
+    "api.runner.uploads.AttemptStopped": "a runner's upload job attempt left to its lease: logged, retried",
 }
 PAGES = "api.http.pages."  # the pages answer their own errors as pages (a redirect to the login form, a
 # 403 page), with the handlers api.http.pages.install_pages registers

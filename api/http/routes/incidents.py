@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.cases.incident import IncidentInputError, parse_incident
-from api.cases.ingest import IngestResult, ingest_payload
+from api.cases.ingest import IngestResult, IngestWriter, needs_lookup, prepare_payload
 from api.http import schemas
 from api.http.deps import Feeder, ServicesDep
 from api.http.incident_form import IncidentForm, receive_incident_form
+from api.services import Services
 
 router = APIRouter(prefix="/api", tags=["incidents"], responses=schemas.CALLER_ERRORS)
 
@@ -58,14 +61,14 @@ INCIDENT_BODY = {
         **schemas.WRITE_FAULTS,
     },
 )
-async def post_incident(
-    request: Request, response: Response, principal: Feeder, services: ServicesDep
-) -> IngestResult:
+async def post_incident(request: Request, principal: Feeder, services: ServicesDep) -> Response:
     """Record an incident: a new case or a new sighting of a case. Idempotent on the incident id.
 
     The body is read here rather than through FastAPI's form parameters: evidence files are
     streamed straight into the evidence store as they arrive (no spooled copy, no second pass),
-    which is most of what this endpoint costs besides the database."""
+    which is most of what this endpoint costs besides the database. The incident is then written
+    by the process's ingest writer (group commit, api.cases.ingest.IngestWriter) together with
+    those other requests are sending at the same moment; the answer is this incident's own."""
     content_type = request.headers.get("content-type") or ""
     if content_type.lower().startswith("multipart/"):
         form = await receive_incident_form(
@@ -80,16 +83,44 @@ async def post_incident(
         form = IncidentForm(incident=parse_incident(text) if isinstance(text, str) else None)
     if form.incident is None:
         raise IncidentInputError("incident", "Field required")
-    result = await run_in_threadpool(
-        ingest_payload,
-        services.factory,
-        read_factory=services.read_factory,
-        payload=form.incident,
-        files=form.files,
-        grid_cache=services.grid_cache,
-        policy=services.policy,
-        actor=principal,
+    if needs_lookup(form.incident, form.files, principal):  # a runner, or a retry without files
+        prepared = await run_in_threadpool(
+            prepare_payload, services.read_factory, payload=form.incident, files=form.files, actor=principal
+        )
+    else:  # no database read: matching the files to the evidence list is quick
+        prepared = prepare_payload(
+            services.read_factory, payload=form.incident, files=form.files, actor=principal
+        )
+    if isinstance(prepared, IngestResult):
+        result = prepared
+    else:
+        result = await ingest_writer(request, services).ingest(prepared, actor=principal)
+    return _outcome(result)
+
+
+def ingest_writer(request: Request, services: Services) -> IngestWriter:
+    """The app's ingest writer (made on first use; its thread ends when idle)."""
+    writer: IngestWriter | None = getattr(request.app.state, "ingest_writer", None)
+    if writer is None:
+        writer = IngestWriter(services.factory, grid_cache=services.grid_cache, policy=services.policy)
+        request.app.state.ingest_writer = writer
+    return writer
+
+
+def _outcome(result: IngestResult) -> Response:
+    """The IngestOutcome as JSON, written directly (the route is the hot path: FastAPI would validate
+    and encode the response model again); 200 for a duplicate, 201 otherwise."""
+    body = {
+        "case_id": result.case_id,
+        "case_number": result.case_number,
+        "status": result.status,
+        "sighting_id": result.sighting_id,
+        "created": result.created,
+        "duplicate": result.duplicate,
+        "recurrence": result.recurrence,
+    }
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        status_code=200 if result.duplicate else 201,
+        media_type="application/json",
     )
-    if result.duplicate:
-        response.status_code = 200
-    return result
