@@ -47,6 +47,9 @@ DEFAULT_TOLERANCE_S = 5.0
 # Larger than any track a day's patrol writes (1 Hz GPX for 24 h is ~15 MB); guards memory.
 MAX_TRACK_BYTES = 256 * 1024**2
 
+# Faster than any patrol vehicle drives (250 km/h): a fix this far from the one before is a GPS jump
+# (multipath between tall buildings, a receiver's cold start); GpsTrack.without_jumps drops it.
+MAX_SPEED_MPS = 70.0
 # Below this distance between the fixes around a time, the heading is unknown (a car standing or
 # creeping: GPS noise of a few metres would point anywhere).
 MIN_HEADING_MOVE_M = 2.0
@@ -124,6 +127,38 @@ class GpsTrack:
         self._t = np.array([(f.time - _EPOCH).total_seconds() for f in kept], dtype=np.float64)
         self._lat = np.array([f.lat for f in kept], dtype=np.float64)
         self._lon = np.array([f.lon for f in kept], dtype=np.float64)
+
+    def without_jumps(self, max_speed_mps: float = MAX_SPEED_MPS) -> GpsTrack:
+        """This track less the fixes reached from the last kept one faster than max_speed_mps (GPS
+        jumps), with a warning that says how many and where; this very track when there are none."""
+        kept: list[Fix] = []
+        jumps: list[Fix] = []
+        for fix in self.fixes:
+            if kept:
+                last = kept[-1]
+                seconds = (fix.time - last.time).total_seconds()
+                if (
+                    distance_m(GeoPoint(last.lat, last.lon), GeoPoint(fix.lat, fix.lon))
+                    > max_speed_mps * seconds
+                ):
+                    jumps.append(fix)
+                    continue
+            kept.append(fix)
+        if not jumps:
+            return self
+        where = ", ".join(f"{f.time.isoformat()} ({f.lat:.5f}, {f.lon:.5f})" for f in jumps[:5])
+        more = f" and {len(jumps) - 5} more" if len(jumps) > 5 else ""
+        log.warning(
+            "%s: %d fix(es) dropped, reached faster than %.0f km/h from the fix before: %s%s",
+            self.name,
+            len(jumps),
+            max_speed_mps * 3.6,
+            where,
+            more,
+        )
+        skipped = dict(self.skipped)
+        skipped["jump"] = skipped.get("jump", 0) + len(jumps)
+        return GpsTrack(kept, name=self.name, skipped=skipped)
 
     def heading_at(self, when: datetime, *, max_gap_s: float = DEFAULT_MAX_GAP_S) -> float | None:
         """The vehicle's heading at `when`, degrees clockwise from true north: the receiver's own

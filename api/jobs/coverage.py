@@ -97,7 +97,7 @@ def record_coverage(session: Session, *, upload_id: int, track: Path, tz: tzinfo
     streams.TrackError (the job has failed already then)."""
     from streams.gps import load_track
 
-    gps = load_track(track, tz=tz)
+    gps = load_track(track, tz=tz).without_jumps()
     fixes = [(f.time, f.lat, f.lon) for f in gps]
 
     def lookup(lat: float, lon: float) -> Assignment | None:

@@ -385,3 +385,19 @@ def test_heading_from_the_receivers_course_or_from_the_fixes_around_the_time() -
     assert standing.heading_at(at(5)) is None  # GPS noise around a standing car points nowhere
     creeping = GpsTrack([Fix(at(s), 30.0 + s * 1e-5, 120.0) for s in range(10)], name="north")
     assert creeping.heading_at(at(4.5)) == pytest.approx(0.0, abs=0.5)  # 1.1 m/s: widened to 2 m
+
+
+def test_gps_jumps_faster_than_a_car_are_dropped_with_where(caplog: pytest.LogCaptureFixture) -> None:
+    north = 10.0 / 111_195.0  # degrees of latitude for 10 m
+    fixes = [Fix(at(s), 30.0 + s * north, 120.0) for s in range(6)]  # 10 m/s due north
+    fixes[3] = Fix(at(3), 30.01, 120.0)  # 1.1 km off in a second: a jump
+    track = GpsTrack(fixes, name="van.gpx")
+    with caplog.at_level(logging.WARNING, logger="streams.gps"):
+        clean = track.without_jumps()
+    assert [f.time for f in clean] == [at(0), at(1), at(2), at(4), at(5)]
+    assert clean.skipped == {"jump": 1}
+    assert "van.gpx: 1 fix(es) dropped, reached faster than 252 km/h" in caplog.text
+    assert "(30.01000, 120.00000)" in caplog.text  # where
+    assert track.without_jumps(max_speed_mps=2000.0) is track  # none: the same track
+    steady = GpsTrack([Fix(at(s), 30.0 + s * north, 120.0) for s in range(6)], name="steady")
+    assert steady.without_jumps() is steady
