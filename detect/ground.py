@@ -25,13 +25,15 @@ leaves farther points without a position, and rays at or above the horizon have 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 
 from streams.frame import GeoPoint
 from streams.gps import EARTH_RADIUS_M, bearing_deg, distance_m
 
 __all__ = [
     "GroundOffset",
+    "GroundTrack",
     "Mounting",
     "bearing_deg",
     "distance_m",
@@ -120,3 +122,42 @@ def ground_position(
     width, height = image_size
     offset = ground_offset((x1 + x2) / 2.0, y2, width, height, mounting)
     return None if offset is None else offset_position(vehicle, heading_deg, offset)
+
+
+@dataclass
+class GroundTrack:
+    """Where one tracked object stood on the ground frame by frame, and where the vehicle carrying
+    the camera was: the evidence for "stationary in the world" seen from a moving car (issue 12).
+
+    Parked, an object's ground positions stay within a few metres (projection and GPS noise) while
+    the vehicle drives past; moving traffic's spread by its own speed. Seen from a vehicle that has
+    hardly moved, the ground positions say nothing a still camera would not: no verdict then."""
+
+    ts: list[float] = field(default_factory=list)
+    vehicle: list[GeoPoint] = field(default_factory=list)
+    ground: list[GeoPoint] = field(default_factory=list)
+
+    def add(self, ts: float, vehicle: GeoPoint, ground: GeoPoint) -> None:
+        self.ts.append(ts)
+        self.vehicle.append(vehicle)
+        self.ground.append(ground)
+
+    def centre(self) -> GeoPoint:
+        """The median of the ground positions (robust to a nodding frame or two)."""
+        return GeoPoint(
+            statistics.median(p.lat for p in self.ground), statistics.median(p.lon for p in self.ground)
+        )
+
+    def stationary(
+        self, *, radius_m: float = 4.0, min_vehicle_move_m: float = 10.0, min_points: int = 3
+    ) -> bool | None:
+        """True when 80% of the ground positions lie within radius_m of their median while the
+        vehicle moved at least min_vehicle_move_m between the first and the last of them; False when
+        they spread wider; None with fewer than min_points or a vehicle that moved less."""
+        if len(self.ground) < min_points:
+            return None
+        if distance_m(self.vehicle[0], self.vehicle[-1]) < min_vehicle_move_m:
+            return None
+        centre = self.centre()
+        spread = sorted(distance_m(centre, p) for p in self.ground)
+        return spread[max(0, math.ceil(0.8 * len(spread)) - 1)] <= radius_m

@@ -9,7 +9,16 @@ import math
 
 import pytest
 
-from detect.ground import Mounting, bearing_deg, distance_m, ground_offset, ground_position, offset_position
+from detect.ground import (
+    GroundOffset,
+    GroundTrack,
+    Mounting,
+    bearing_deg,
+    distance_m,
+    ground_offset,
+    ground_position,
+    offset_position,
+)
 from streams.frame import GeoPoint
 
 W, H = 1280, 720
@@ -106,3 +115,35 @@ def test_an_impossible_mounting_is_named(kwargs: dict[str, float], field: str) -
     given = {"height_m": 1.5, "pitch_deg": 10.0, "hfov_deg": 90.0} | kwargs
     with pytest.raises(ValueError, match=field):
         Mounting(**given)
+
+
+def _drive_by(object_speed_mps: float, patrol_speed_mps: float = 8.0) -> GroundTrack:
+    """A patrol car driving north at patrol_speed_mps past an object 3 m to its right that starts 30
+    m ahead and moves north at object_speed_mps: each second, the object's pixel as the camera sees
+    it (computed here), projected back and placed from the car's position."""
+    m = Mounting(height_m=1.5, pitch_deg=8.0, hfov_deg=100.0)
+    start = GeoPoint(30.2600, 120.1500)
+    track = GroundTrack()
+    for t in range(4):
+        car = offset_position(start, 0.0, GroundOffset(patrol_speed_mps * t, 0.0))
+        ahead = 30.0 + (object_speed_mps - patrol_speed_mps) * t
+        u, v = pixel_of(ahead, 3.0, m)
+        place = ground_position((u - 30, v - 60, u + 30, v), (W, H), m, car, 0.0)
+        assert place is not None
+        track.add(float(t), car, place)
+    return track
+
+
+def test_a_parked_car_stays_put_on_the_ground_while_traffic_moves() -> None:
+    parked = _drive_by(object_speed_mps=0.0)
+    assert parked.stationary() is True
+    assert (
+        distance_m(parked.centre(), offset_position(GeoPoint(30.26, 120.15), 0.0, GroundOffset(30.0, 3.0)))
+        < 0.1
+    )
+    assert _drive_by(object_speed_mps=6.0).stationary() is False  # traffic at 22 km/h
+    assert _drive_by(object_speed_mps=10.0).stationary() is False  # overtaking the patrol
+    assert _drive_by(object_speed_mps=0.0, patrol_speed_mps=1.0).stationary() is None  # 3 m: no verdict
+    short = GroundTrack()
+    short.add(0.0, GeoPoint(30.0, 120.0), GeoPoint(30.0001, 120.0))
+    assert short.stationary() is None  # one sighting says nothing
