@@ -8,14 +8,13 @@ knows where the vehicle drove meanwhile. Fixes outside every cell belong to no p
 upload are written anew each time its job is done (a retried job writes the same rows), and read back
 by time window for GET /api/coverage.
 
-streams (to read the track) is imported inside `record_coverage` only: this module stays light for the
-API, which reads coverage without reading tracks.
+streams (to read tracks and measure distances) is imported inside functions only: this module stays
+light for the API, which reads coverage without reading tracks.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -31,7 +30,6 @@ from api.storage.models import UploadCoverage
 log = logging.getLogger(__name__)
 
 MAX_GAP_S = 30.0  # streams.gps.DEFAULT_MAX_GAP_S: beyond it the track does not say where the car was
-EARTH_RADIUS_M = 6_371_008.8
 
 Fix = tuple[datetime, float, float]  # time (aware), lat, lon
 
@@ -53,11 +51,11 @@ def _naive_utc(when: datetime) -> datetime:
 
 
 def _metres(a: Fix, b: Fix) -> float:
-    """Haversine distance between two fixes (as streams.gps.distance_m, without importing streams)."""
-    lat1, lat2 = math.radians(a[1]), math.radians(b[1])
-    dlat, dlon = lat2 - lat1, math.radians(b[2] - a[2])
-    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+    """The distance between two fixes (streams.gps.distance_m)."""
+    from streams.frame import GeoPoint
+    from streams.gps import distance_m
+
+    return distance_m(GeoPoint(a[1], a[2]), GeoPoint(b[1], b[2]))
 
 
 def cell_passes(

@@ -201,7 +201,8 @@ class Forwarder:
             return self._reject(parcel.item, response)
         if status in AUTH_STATUSES:
             return self._auth_failed(response)
-        return self._retry(status, f"HTTP {status}: {_detail(response)}", response.headers.get("Retry-After"))
+        reason = f"HTTP {status}: {answer_detail(response)}"
+        return self._retry(status, reason, response.headers.get("Retry-After"))
 
     def _reject(self, item: Item, response: httpx.Response) -> Attempt:
         saved = {
@@ -215,7 +216,7 @@ class Forwarder:
         where = self.spool.reject(item, saved)
         with self._lock:
             self._counts["rejected"] += 1
-            self._last_error = f"HTTP {response.status_code}: {_detail(response)}"
+            self._last_error = f"HTTP {response.status_code}: {answer_detail(response)}"
             self._last_error_at = time.time()
             self._auth_failing = False
         log.error(
@@ -224,7 +225,7 @@ class Forwarder:
             item.incident_id,
             item.category,
             response.status_code,
-            _detail(response),
+            answer_detail(response),
             where,
         )
         return Attempt(Outcome.REJECTED, response.status_code)
@@ -242,7 +243,7 @@ class Forwarder:
         now = time.monotonic()
         with self._lock:
             self._counts["failures"] += 1
-            self._last_error = f"HTTP {response.status_code}: {_detail(response)}"
+            self._last_error = f"HTTP {response.status_code}: {answer_detail(response)}"
             self._last_error_at = time.time()
             self._auth_failing = True
             self._backing_off_until = time.time() + self.auth_retry_s
@@ -255,7 +256,7 @@ class Forwarder:
                 "incidents stay in the spool (%d now), retrying every %.0f s",
                 self.where,
                 response.status_code,
-                _detail(response),
+                answer_detail(response),
                 len(self.spool),
                 self.auth_retry_s,
             )
@@ -347,7 +348,7 @@ def _body(response: httpx.Response) -> Any:
         return response.text[:MAX_SAVED_BODY]
 
 
-def _detail(response: httpx.Response) -> str:
+def answer_detail(response: httpx.Response) -> str:
     """The service's one-line reason (its error body's `detail`), else the start of the body."""
     try:
         detail = response.json().get("detail")

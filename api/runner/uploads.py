@@ -51,7 +51,7 @@ from typing import Any, BinaryIO, Protocol
 
 import httpx
 
-from api.runner.forwarder import backoff_s, masked_url, retry_after_s
+from api.runner.forwarder import answer_detail, backoff_s, masked_url, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +133,6 @@ class ClaimedJob:
         return datetime.fromisoformat(text) if text else None  # "...Z": aware UTC, as the worker's
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    text = detail if isinstance(detail, str) else response.text
-    return " ".join(text.split())[:300] or response.reason_phrase
-
-
 class JobClient:
     """The case service's runner job routes, with the runner's key. A call that cannot reach the
     service (or gets 429 / 5xx) is retried with backoff for up to `patience_s`, then AttemptStopped."""
@@ -178,7 +169,7 @@ class JobClient:
                 response = send()
                 if response.status_code not in RETRY_STATUSES:
                     return response
-                reason = f"HTTP {response.status_code}: {_detail(response)}"
+                reason = f"HTTP {response.status_code}: {answer_detail(response)}"
                 retry_after = retry_after_s(response.headers.get("Retry-After"))
             except httpx.TransportError as exc:
                 reason = type(exc).__name__
@@ -194,7 +185,7 @@ class JobClient:
     def claim(self) -> ClaimedJob | None:
         response = self._call("claiming a job", lambda: self._client.post(f"{JOBS_PATH}/claim"))
         if response.status_code != 200:
-            raise AttemptStopped(f"claiming a job: HTTP {response.status_code}: {_detail(response)}")
+            raise AttemptStopped(f"claiming a job: HTTP {response.status_code}: {answer_detail(response)}")
         job = response.json()["job"]
         return None if job is None else ClaimedJob.from_json(job)
 
@@ -222,7 +213,7 @@ class JobClient:
 
         response = self._call(f"job {job.id}: downloading its {what}", fetch)
         if response.status_code == 409:
-            raise AttemptStopped(f"job {job.id}: {_detail(response)}")
+            raise AttemptStopped(f"job {job.id}: {answer_detail(response)}")
         if response.status_code == 404:
             raise JobFailed(f"the {what} file is missing from the uploads folder")
         if response.status_code != 200:
@@ -262,11 +253,11 @@ class JobClient:
         if response.status_code in (200, 201):
             return bool(response.json().get("duplicate"))
         if response.status_code in (403, 409):
-            raise AttemptStopped(f"job {job.id}: {_detail(response)}")
+            raise AttemptStopped(f"job {job.id}: {answer_detail(response)}")
         # the pipeline's incident does not fit what the service takes: a bug, not the user's footage
         raise RuntimeError(
             f"the case service refused incident {incident['id']} "
-            f"(HTTP {response.status_code}: {_detail(response)})"
+            f"(HTTP {response.status_code}: {answer_detail(response)})"
         )
 
     def finish(self, job: ClaimedJob, *, error: str | None, incidents: int) -> bool:
@@ -283,7 +274,8 @@ class JobClient:
             return True
         if response.status_code in (403, 409):
             return False
-        raise AttemptStopped(f"job {job.id}: finishing: HTTP {response.status_code}: {_detail(response)}")
+        reason = f"HTTP {response.status_code}: {answer_detail(response)}"
+        raise AttemptStopped(f"job {job.id}: finishing: {reason}")
 
 
 @dataclass
