@@ -132,6 +132,8 @@ class Incident:
     evidence: tuple[EvidenceFile, ...] = field(default=())
     closed: bool = False
     plate: str | None = None
+    plate_confidence: float | None = None
+    suspected: bool = False
 
     @property
     def dwell_s(self) -> float:

@@ -24,7 +24,8 @@ class IncidentInputError(InputError):
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
-EvidenceRole = Literal["annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last"]
+# original: the best frame before privacy blurring (faces, plates not involved), sealed: admins only
+EvidenceRole = Literal["annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last", "original"]
 DWELL_KEYS = ("ts", "wall_time", "window", "box")
 Pixels = tuple[float, float, float, float]
 
@@ -81,6 +82,9 @@ class IncidentPayload(BaseModel):
     evidence: list[EvidencePayload] = Field(default_factory=list, max_length=16)
     closed: bool = False
     plate: str | None = Field(None, max_length=32)
+    plate_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    # a moving camera's single pass of a parked vehicle: a chalk mark (api.cases.chalking), no case
+    suspected: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -41,7 +41,7 @@ from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLi
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_ROLES = ("annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last")
+EVIDENCE_ROLES = ("annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last", "original")
 
 
 @dataclass(slots=True)
