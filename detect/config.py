@@ -91,6 +91,12 @@ class CategoryRule(Strict):
         True, description="count dwell only while the camera itself is not moving (dashcams)"
     )
     min_cues: int = Field(1, ge=1, description="distinct stationary objects needed together (stalls)")
+    chalk: bool = Field(
+        False,
+        description="seen from a moving camera, one pass is only a suspected sighting (a chalk mark); the "
+        "case service confirms it when a later pass finds the vehicle still there (parking)",
+    )
+    read_plate: bool = Field(False, description="read the vehicle's plate on the evidence frame")
     cue_gap_norm: float = Field(
         0.08, ge=0.0, le=1.0, description="max gap between cue boxes, as a fraction of image width"
     )
@@ -143,6 +149,19 @@ class Position(Strict):
     lon: float = Field(ge=-180.0, le=180.0)
 
 
+class MountingSettings(Strict):
+    """How a vehicle's camera sits (detect.ground.Mounting): with it, and a GPS track, a moving camera
+    places what it sees on the ground and finds its violations by the site's geofences."""
+
+    height_m: float = Field(gt=0.0, lt=20.0, description="lens above the road")
+    pitch_deg: float = Field(ge=-30.0, le=89.0, description="tilted down from the horizontal")
+    hfov_deg: float = Field(ge=10.0, le=170.0, description="horizontal field of view")
+    yaw_deg: float = Field(
+        0.0, ge=-180.0, le=360.0, description="turned clockwise from ahead (90: out of the right side)"
+    )
+    max_range_m: float = Field(40.0, gt=0.0, le=200.0, description="farther points get no ground position")
+
+
 class Camera(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     name: str | None = None
@@ -155,6 +174,9 @@ class Camera(Strict):
         None, description="wall-clock time of the footage's first frame, when known"
     )
     zones: list[Zone] = Field(default_factory=list)
+    mounting: MountingSettings | None = Field(
+        None, description="a patrol vehicle's camera: its mounting (with the site's geofences)"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -177,6 +199,11 @@ class Camera(Strict):
 class EvidenceSettings(Strict):
     jpeg_quality: int = Field(90, ge=30, le=100)
     crop_margin_ratio: float = Field(0.15, ge=0.0, le=2.0, description="margin around the box")
+    privacy: bool = Field(
+        True,
+        description="blur faces and the plates of vehicles not involved in the evidence operators see; the "
+        "unblurred best frame is kept sealed (role original: admins only, each fetch in the custody chain)",
+    )
 
 
 class SiteConfig(Strict):

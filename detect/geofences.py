@@ -44,8 +44,10 @@ class Geofence:
     area: BaseGeometry
     hours: tuple[tuple[time, time], ...]  # empty: always
 
-    def active(self, local: time) -> bool:
-        return not self.hours or any(in_span(local, start, end) for start, end in self.hours)
+    def active(self, local: time | None) -> bool:
+        """Whether the fence holds at a local time of day; always when it has no hours or the time is
+        unknown (as a camera's zones)."""
+        return not self.hours or local is None or any(in_span(local, start, end) for start, end in self.hours)
 
 
 class Geofences:
@@ -58,18 +60,26 @@ class Geofences:
     def __len__(self) -> int:
         return len(self.fences)
 
-    def at(self, point: GeoPoint, local: time) -> list[Geofence]:
+    def at(self, point: GeoPoint, local: time | None) -> list[Geofence]:
         """The active fences containing the point (on the border counts as inside)."""
         if self._tree is None:
             return []
         hits = self._tree.query(Point(point.lon, point.lat), predicate="intersects")
         return [self.fences[int(i)] for i in sorted(hits) if self.fences[int(i)].active(local)]
 
-    def kinds_at(self, point: GeoPoint, local: time) -> set[str]:
+    def kinds_at(self, point: GeoPoint, local: time | None) -> set[str]:
         """The prohibition kinds in force at the point and time (see the module docstring)."""
         here = self.at(point, local)
         lifted = {LIFTS[f.kind] for f in here if f.kind in LIFTS}
         return {f.kind for f in here if f.kind not in LIFTS and f.kind not in lifted}
+
+    def fence_for(self, point: GeoPoint, local: time | None, kind: str) -> Geofence | None:
+        """The fence that makes `kind` a prohibition at the point and time (the first by file order),
+        or None where none does or an allowing fence lifts it."""
+        here = self.at(point, local)
+        if any(LIFTS.get(f.kind) == kind for f in here):
+            return None
+        return next((f for f in here if f.kind == kind), None)
 
 
 def parse_geofences(data: Any, *, origin: str = "geofences") -> Geofences:

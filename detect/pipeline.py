@@ -21,11 +21,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from detect import SetupError
 from detect.camera_motion import CameraMotion
 from detect.config import Camera, SiteConfig
 from detect.evidence import DwellStrip, dwell_window, write_dwell_strip, write_evidence
+from detect.geofences import Geofences, load_geofences
+from detect.plate_reader import PlateReader
+from detect.plates import Plate
 from detect.rules import RuleEngine, Violation
-from detect.values import Detection, Incident
+from detect.values import Box, Detection, Incident
 from streams.frame import Frame, GeoPoint
 from streams.gps import GpsTrack, load_track, with_track_positions
 
@@ -76,9 +80,13 @@ class DwellStrips:
             strip = self._strips.get(v)
             if strip is None:
                 lead = self._strips.pop(v.members[0], None) if v.members else None
-                strip = lead or DwellStrip(
-                    dwell_window(v.first_box, frame.width, frame.height), self.jpeg_quality
+                # a moving camera's object crosses the frame: its strip shows the whole frame
+                window = (
+                    (0, 0, frame.width, frame.height)
+                    if v.ground is not None
+                    else dwell_window(v.first_box, frame.width, frame.height)
                 )
+                strip = lead or DwellStrip(window, self.jpeg_quality)
                 self._strips[v] = strip
             if v.last_ts == frame.ts:
                 strip.observe(frame, v.last_box)
@@ -109,6 +117,8 @@ class Pipeline:
         tracker: Tracker | None = None,
         emit_open: bool = False,
         id_salt: str = "",
+        geofences: Geofences | None = None,
+        plate_reader: PlateReader | None = None,
     ) -> None:
         self.config = config
         self.emit_open = emit_open
@@ -117,7 +127,8 @@ class Pipeline:
         self.out_dir = Path(out_dir)
         self.source_id = source_id
         self.tracker = tracker
-        self.rules = RuleEngine(config, camera, source_id, id_salt=id_salt)
+        self.rules = RuleEngine(config, camera, source_id, id_salt=id_salt, geofences=geofences)
+        self.plate_reader = plate_reader
         # optical flow costs ~2 ms a frame (benchmarks/pipeline.py); measured only where a rule reads it
         self.motion = CameraMotion(config.static_camera_max_flow) if self.rules.needs_camera_motion else None
         self.strips = DwellStrips(config.evidence.jpeg_quality)
@@ -159,9 +170,10 @@ class Pipeline:
         strip = self.strips.get(v)
         if frame is None or strip is None:  # cannot happen for a violation that was observed; guard anyway
             raise RuntimeError(f"violation {v.id} has no frame to show")
-        position = frame.position or (
-            GeoPoint(self.camera.position.lat, self.camera.position.lon) if self.camera.position else None
-        )
+        # a moving camera's object: where it stood; else where the camera stood
+        fixed = self.camera.position
+        position = v.ground_centre() or frame.position or (GeoPoint(fixed.lat, fixed.lon) if fixed else None)
+        plate = self.read_plate(v, frame.image, box)
         label = (
             f"{v.category}: {v.kind} {v.best_score:.2f}"
             if not v.members
@@ -192,8 +204,8 @@ class Pipeline:
             category=v.category,
             object_kind=v.kind,
             source_id=self.source_id,
-            zone_id=v.zone.id if v.zone else None,
-            zone_kind=v.zone.kind if v.zone else None,
+            zone_id=v.zone.id if v.zone else v.fence_id,
+            zone_kind=v.zone.kind if v.zone else v.fence_kind,
             first_seen_ts=round(v.first_seen_ts, 3),
             last_seen_ts=round(v.last_ts, 3),
             best_ts=round(frame.ts, 3),
@@ -208,7 +220,22 @@ class Pipeline:
             track_ids=tuple(v.track_ids),
             evidence=evidence,
             closed=v.closed,
+            plate=plate.text if plate else None,
+            plate_confidence=round(plate.confidence, 4) if plate else None,
+            suspected=v.suspected,
         )
+
+    def read_plate(self, v: Violation, image: np.ndarray, box: Box) -> Plate | None:
+        """The plate of a vehicle whose category reads plates (`read_plate`), on its evidence frame;
+        None without a reader, for a stall, or when no reading fits the national format."""
+        if self.plate_reader is None or not v.rule.read_plate or v.members:
+            return None
+        try:
+            return self.plate_reader.read(image, box)
+        except SetupError as exc:  # rapidocr missing (Python 3.13+): say so once, go on without plates
+            log.warning("plates are not read: %s", exc)
+            self.plate_reader = None
+            return None
 
 
 def build_detector(config: SiteConfig) -> Detector:
@@ -247,6 +274,19 @@ class ReusingPipeline:
 
     def __call__(self, input: str | Path, config: SiteConfig, **kwargs: Any) -> Iterator[Incident]:
         return detect_footage(input, config, detector=self.detector(config), **kwargs)
+
+
+_plate_reader: PlateReader | None = None
+_plate_reader_lock = threading.Lock()
+
+
+def shared_plate_reader() -> PlateReader:
+    """One plate reader per process (its OCR model loads on first use and is thread-safe)."""
+    global _plate_reader
+    with _plate_reader_lock:
+        if _plate_reader is None:
+            _plate_reader = PlateReader()
+        return _plate_reader
 
 
 def build_tracker(config: SiteConfig, native_fps: float | None) -> Tracker:
@@ -302,6 +342,10 @@ def detect_footage(
         gps = track
     elif track is not None:
         gps = load_track(track, tz=ZoneInfo(camera.timezone))  # CSV times without an offset: camera time
+    if gps is not None and camera.mounting is not None:  # ground positions need a sane track
+        gps = gps.without_jumps()
+    fences = load_geofences(config.geofences) if config.geofences is not None else None
+    reads_plates = any(rule.read_plate for rule in config.categories.values())
     position = GeoPoint(camera.position.lat, camera.position.lon) if camera.position else None
     source = open_source(
         input,
@@ -323,6 +367,8 @@ def detect_footage(
         # a live stream's clock starts at 0 each time it is opened: the session's start tells its
         # incidents from an earlier session's (a restarted runner must not repeat an id)
         id_salt=datetime.now(UTC).isoformat() if source.info.kind == "live" else "",
+        geofences=fences,
+        plate_reader=shared_plate_reader() if reads_plates else None,
     )
     duration = source.info.duration_s
     started = time.perf_counter()

@@ -11,6 +11,18 @@ and the median of its scores over that time is at least `min_median_conf`. Categ
 `min_cues > 1` (street stalls) fire once per cluster of ready, stationary cue objects standing close
 together. A lost object that reappears at the same place (box IoU >= RELINK_IOU) within `grace_s`
 continues its violation; one that stays lost longer closes it.
+
+A moving camera (a patrol vehicle's: the camera has a `mounting`, the site has geofences, and the
+frame has the vehicle's position and heading from its GPS track) finds its objects on the ground
+instead (detect.ground): each detection's ground position decides its category by the geofence it
+falls in, and an object is stationary when its ground positions stay put while the vehicle drives
+past (GroundTrack.stationary), which no dwell time can show from a car passing in seconds. Such a
+violation fires when stationary with `min_observations` and `min_median_conf` met, and is withdrawn
+if, once it has left the view, its whole track says it moved. With the category's `chalk` set (parking)
+it is a *suspected* sighting: one pass cannot tell a parked car from one stopped for a minute, and the
+case service confirms it when a later pass finds the car still there (digital chalking). Frames
+without a position or heading (no track, a standing vehicle) are judged by the camera's image zones as
+before.
 """
 
 from __future__ import annotations
@@ -24,14 +36,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from detect.config import Camera, CategoryRule, SiteConfig, Zone
+from detect.geofences import Geofences
+from detect.ground import GroundTrack, Mounting, distance_m, ground_position
 from detect.values import Box, Detection
 from detect.zones import ZoneMap
-from streams.frame import Frame
+from streams.frame import Frame, GeoPoint
 
 log = logging.getLogger(__name__)
 
 RELINK_IOU = 0.5  # a new track this close to a live or recently lost one is the same object
 DUPLICATE_IOU = 0.8  # two boxes this close in one frame are one object seen twice (e.g. car + truck)
+RELINK_GROUND_M = 6.0  # a moving camera's relink by IoU also needs the ground positions this close
 
 
 def iou(a: Box, b: Box) -> float:
@@ -105,10 +120,28 @@ class Violation:
     members: list[Violation] = field(default_factory=list)  # a stall: its cues, the first seen first
     id_salt: str = ""  # see incident_id
     cluster: Violation | None = None  # a cue object: the cluster it belongs to
+    ground: GroundTrack | None = None  # a moving camera's object: where it stood, frame by frame
+    fence_id: str | None = None  # a moving camera's object: the geofence it was found in
+    fence_kind: str | None = None
+    best_scene: tuple[Detection, ...] = ()  # every detection of the best frame (privacy blurring)
 
     @property
     def fired(self) -> bool:
         return self.fired_ts is not None
+
+    @property
+    def suspected(self) -> bool:
+        """A moving camera's single pass of a category confirmed by chalking (see the module docstring)."""
+        return self.rule.chalk and (
+            self.ground is not None or any(m.ground is not None for m in self.members)
+        )
+
+    def ground_centre(self) -> GeoPoint | None:
+        """Where a moving camera's object stood (its ground positions' median; a stall's first cue's)."""
+        for v in (self, *self.members):
+            if v.ground is not None and v.ground.ground:
+                return v.ground.centre()
+        return None
 
     @property
     def id(self) -> str:
@@ -119,7 +152,7 @@ class Violation:
         self.anchor = bottom_centre(box)
         self.dwell_scores.clear()
 
-    def observe(self, frame: Frame, det: Detection) -> None:
+    def observe(self, frame: Frame, det: Detection, scene: Sequence[Detection] = ()) -> None:
         self.last_ts = frame.ts
         self.last_wall = frame.wall_time
         self.last_box = det.box
@@ -131,15 +164,23 @@ class Violation:
             self.best_score = det.score
             self.best_frame = frame
             self.best_box = det.box
+            self.best_scene = tuple(scene)
 
     def ready(self, now: float) -> bool:
-        """Dwell, observations and steady score all met (firing condition)."""
+        """Dwell (a moving camera's object: stationary on the ground), observations and steady score
+        all met (firing condition)."""
         rule = self.rule
-        return (
-            now - self.dwell_start_ts >= rule.min_dwell_s
-            and len(self.dwell_scores) >= rule.min_observations
-            and statistics.median(self.dwell_scores) >= rule.min_median_conf
-        )
+        if len(self.dwell_scores) < rule.min_observations:
+            return False
+        if statistics.median(self.dwell_scores) < rule.min_median_conf:
+            return False
+        if self.ground is not None:
+            return self.ground.stationary() is True
+        return now - self.dwell_start_ts >= rule.min_dwell_s
+
+    def withdrawn(self) -> bool:
+        """A moving camera's fired object whose whole track, now that it is over, says it moved."""
+        return self.ground is not None and self.ground.stationary() is not True
 
 
 @dataclass
@@ -151,12 +192,31 @@ class StepResult:
 class RuleEngine:
     """The rules of one camera over one source's frames, fed tracked detections in time order."""
 
-    def __init__(self, config: SiteConfig, camera: Camera, source_id: str, *, id_salt: str = "") -> None:
+    def __init__(
+        self,
+        config: SiteConfig,
+        camera: Camera,
+        source_id: str,
+        *,
+        id_salt: str = "",
+        geofences: Geofences | None = None,
+    ) -> None:
         self.config = config
         self.camera = camera
         self.source_id = source_id
         self.id_salt = id_salt
         self.zones = ZoneMap(camera.zones, camera.timezone)
+        self.geofences = geofences if geofences else None
+        m = camera.mounting
+        self.mounting = (
+            Mounting(m.height_m, m.pitch_deg, m.hfov_deg, m.yaw_deg, m.max_range_m) if m is not None else None
+        )
+        if self.mounting is not None and self.geofences is None:
+            log.warning(
+                "camera %s has a mounting but the site has no geofences: its objects are judged by its "
+                "image zones only",
+                camera.id,
+            )
         self.categories = config.categories
         self._alive: dict[str, list[Violation]] = {name: [] for name in self.categories}
         self._clusters: dict[str, list[Violation]] = {name: [] for name in self.categories}
@@ -185,26 +245,52 @@ class RuleEngine:
             result.closed.extend(self._expire(name, now))
         size = (frame.width, frame.height)
         updated: set[int] = set()
+        on_ground = (
+            self.mounting is not None
+            and self.geofences is not None
+            and frame.position is not None
+            and frame.heading is not None
+        )
+        local = self.zones.local_time(frame.wall_time)
         for det in detections:
             if det.kind is None:
                 continue
+            ground: GeoPoint | None = None
+            if on_ground:
+                assert self.mounting is not None and frame.position is not None and frame.heading is not None
+                ground = ground_position(det.box, size, self.mounting, frame.position, frame.heading)
+                if ground is None:  # above the horizon or out of range: nowhere to place it
+                    continue
             for name, rule in self.categories.items():
                 if det.kind not in rule.kinds:
                     continue
-                zones = self.zones.zones_at(
-                    bottom_centre(det.box), size, wall_time=frame.wall_time, kind=rule.zone_kind
-                )
-                if not zones and not rule.anywhere:
-                    continue
-                violation = self._match(name, det, now)
+                zone: Zone | None = None
+                fence_id = fence_kind = None
+                if ground is not None:
+                    assert self.geofences is not None
+                    fence = self.geofences.fence_for(ground, local, rule.zone_kind)
+                    if fence is None and not rule.anywhere:
+                        continue
+                    fence_id, fence_kind = (fence.id, fence.kind) if fence else (None, None)
+                else:
+                    zones = self.zones.zones_at(
+                        bottom_centre(det.box), size, wall_time=frame.wall_time, kind=rule.zone_kind
+                    )
+                    if not zones and not rule.anywhere:
+                        continue
+                    zone = zones[0] if zones else None
+                violation = self._match(name, det, now, ground)
                 if violation is None:
-                    violation = self._open(name, rule, det, frame, zones[0] if zones else None)
+                    violation = self._open(name, rule, det, frame, zone)
+                    if ground is not None:
+                        violation.ground = GroundTrack()
+                        violation.fence_id, violation.fence_kind = fence_id, fence_kind
                 elif id(violation) in updated:  # a duplicate box of an object already seen
                     if det.track_id is not None and det.track_id not in violation.track_ids:
                         violation.track_ids.append(det.track_id)
                     continue
                 updated.add(id(violation))
-                self._update(violation, det, frame, camera_static)
+                self._update(violation, det, frame, camera_static, ground, detections)
         for name, rule in self.categories.items():
             if rule.min_cues > 1:
                 result.fired.extend(self._fire_clusters(name, rule, frame))
@@ -215,13 +301,15 @@ class RuleEngine:
                         result.fired.append(v)
         for v in result.fired:
             log.info(
-                "%s fired: %s %s in zone %s at %.1f s",
+                "%s fired%s: %s %s in zone %s at %.1f s",
                 v.category,
+                " (suspected)" if v.suspected else "",
                 v.id,
                 v.kind,
-                v.zone.id if v.zone else "-",
+                v.zone.id if v.zone else v.fence_id or "-",
                 now,
             )
+        result.closed = [v for v in result.closed if not _withdraw(v)]
         return result
 
     def finish(self) -> list[Violation]:
@@ -231,7 +319,7 @@ class RuleEngine:
             if self.categories[name].min_cues > 1:
                 out.extend(self._clusters[name])
             else:
-                out.extend(v for v in self._alive[name] if v.fired)
+                out.extend(v for v in self._alive[name] if v.fired and not _withdraw(v))
             self._alive[name] = []
             self._clusters[name] = []
         self._by_track.clear()
@@ -249,7 +337,9 @@ class RuleEngine:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _match(self, category: str, det: Detection, now: float) -> Violation | None:
+    def _match(
+        self, category: str, det: Detection, now: float, ground: GeoPoint | None = None
+    ) -> Violation | None:
         if det.track_id is not None:
             known = self._by_track.get((category, det.track_id))
             if known is not None and known in self._alive[category]:
@@ -259,6 +349,14 @@ class RuleEngine:
             overlap = iou(v.last_box, det.box)
             # seen already in this frame: only a near-identical box is the same object again
             if v.last_ts == now and overlap < DUPLICATE_IOU:
+                continue
+            # from a moving car, the next parked car along the kerb appears where the last one was
+            if (
+                ground is not None
+                and v.ground is not None
+                and v.ground.ground
+                and distance_m(v.ground.ground[-1], ground) > RELINK_GROUND_M
+            ):
                 continue
             if overlap >= best_iou:
                 best, best_iou = v, overlap
@@ -290,16 +388,27 @@ class RuleEngine:
             self._by_track[(name, det.track_id)] = v
         return v
 
-    def _update(self, v: Violation, det: Detection, frame: Frame, camera_static: bool) -> None:
+    def _update(
+        self,
+        v: Violation,
+        det: Detection,
+        frame: Frame,
+        camera_static: bool,
+        ground: GeoPoint | None = None,
+        scene: Sequence[Detection] = (),
+    ) -> None:
         rule = v.rule
-        if not v.fired:
+        if v.ground is not None:  # judged on the ground; a frame that could not place it only counts
+            if ground is not None and frame.position is not None:
+                v.ground.add(frame.ts, frame.position, ground)
+        elif not v.fired:
             moving_camera = rule.require_static_camera and not camera_static
             height = max(1.0, det.box[3] - det.box[1])
             drift = math.dist(bottom_centre(det.box), v.anchor) / height
             drifted = rule.max_drift_ratio is not None and drift > rule.max_drift_ratio
             if moving_camera or drifted:
                 v.restart_dwell(frame.ts, det.box)
-        v.observe(frame, det)
+        v.observe(frame, det, scene)
 
     def _expire(self, name: str, now: float) -> list[Violation]:
         grace = self.config.grace_s
@@ -357,6 +466,9 @@ class RuleEngine:
                 anchor=first.anchor,
                 fired_ts=now,
                 id_salt=self.id_salt,
+                fence_id=first.fence_id,
+                fence_kind=first.fence_kind,
+                best_scene=first.best_scene,
             )
             for cue in [first, *(v for v in group if v is not first)]:
                 self._join(cluster, cue)
@@ -382,6 +494,14 @@ class RuleEngine:
         cluster.members.append(cue)
         cluster.track_ids.extend(t for t in cue.track_ids if t not in cluster.track_ids)
         cluster.scores = [s for m in cluster.members for s in m.scores]
+
+
+def _withdraw(v: Violation) -> bool:
+    """Whether a closing violation is dropped: a moving camera's object that turned out to move."""
+    if v.withdrawn():
+        log.info("%s withdrawn: %s %s moved on the ground after it fired", v.category, v.id, v.kind)
+        return True
+    return False
 
 
 def _groups(cues: list[Violation], max_gap: float) -> list[list[Violation]]:

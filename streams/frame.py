@@ -32,6 +32,8 @@ class Frame:
     index: the frame's index in the source (decoded frames, counting skipped ones).
     position: where the camera stood when known (a fixed camera's configured position, or the
         position of a patrol vehicle's GPS track at the frame's time: streams.gps).
+    heading: the vehicle's heading there, degrees clockwise from true north, when the track says
+        (None for a fixed camera or a vehicle standing still).
     """
 
     image: np.ndarray = field(repr=False)
@@ -40,6 +42,7 @@ class Frame:
     index: int
     wall_time: datetime | None = None
     position: GeoPoint | None = None
+    heading: float | None = None
 
     @property
     def height(self) -> int:

@@ -760,7 +760,8 @@ def with_track_positions(
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     tolerance_s: float = DEFAULT_TOLERANCE_S,
 ) -> Iterator[Frame]:
-    """The frames, each with `position` from the track at the frame's time.
+    """The frames, each with `position` (and `heading`, where the vehicle moves) from the track at the
+    frame's time.
 
     A frame's time is its `wall_time` (naive wall times are in `local_tz`, as a camera's local time).
     When the first frame has no wall time, the footage is aligned on the track: the first frame is
@@ -799,7 +800,8 @@ def with_track_positions(
                 uncovered += 1
             else:
                 located += 1
-                frame = replace(frame, position=position)
+                assert when is not None
+                frame = replace(frame, position=position, heading=track.heading_at(when, max_gap_s=max_gap_s))
             yield frame
     finally:
         if uncovered:
