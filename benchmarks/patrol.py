@@ -22,7 +22,13 @@ same way: start-up is then spread over N times the footage.
 Then (unless --no-service) the path a patrol upload takes: the clip posted to `gridpatrol serve`, whose
 worker has its model loaded when the server starts, timed from the upload to its job's end.
 
-Target (issue 15): >= 4x real time at 5 fps, start-up included.
+Then (unless --no-patrol) the clip as a patrol car's footage with a GPS track (issue 12): a straight
+track at 80 km/h (the clip has none), a patrol camera with a mounting and a no-parking geofence over
+the whole road, so every detection is placed on the ground and judged there; timed against the same
+command without the track, in the same rounds; and the plate OCR's added cost per parking sighting
+(one read of the evidence frame's vehicle box), timed on every vehicle the model finds in the clip.
+
+Targets: >= 4x real time at 5 fps, start-up included (issue 15); >= 3x with the track (issue 12).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,6 +195,139 @@ def measure(clip: Path, fps: float, rounds: int) -> None:
     )
 
 
+PATROL_KMH = 80.0  # the clip has no track: a straight one at this speed is written for it
+
+
+def patrol_setup(folder: Path, clip: Path) -> tuple[Path, Path]:
+    """A patrol site (the embedded default plus a patrol camera with a mounting, and a no-parking
+    geofence over the whole road) and a straight GPX track for the clip, written in `folder`."""
+    import yaml
+
+    from detect.config import load_config
+
+    site = load_config(REPO / "configs" / "site.yaml").model_dump(mode="json")
+    lat, lon, d = 30.26, 120.15, 0.02
+    ring = [[lon + x, lat + y] for x, y in ((-d, -d), (d, -d), (d, d), (-d, d), (-d, -d))]
+    fences = folder / "fences.geojson"
+    fences.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"id": "whole-road", "kind": "no_parking"},
+                        "geometry": {"type": "Polygon", "coordinates": [ring]},
+                    }
+                ],
+            }
+        )
+    )
+    site["geofences"] = str(fences)
+    site["cameras"].append(
+        {"id": "patrol-bench", "mounting": {"height_m": 1.3, "pitch_deg": 2.0, "hfov_deg": 90.0}, "zones": []}
+    )
+    config = folder / "patrol.yaml"
+    config.write_text(yaml.safe_dump(site, allow_unicode=True))
+    metres_per_s = PATROL_KMH / 3.6
+    start = datetime(2026, 5, 12, 1, 30, tzinfo=UTC)
+    points = "".join(
+        f'<trkpt lat="{lat + metres_per_s * t / 111_320:.7f}" lon="{lon:.7f}">'
+        f"<time>{(start + timedelta(seconds=t)).isoformat().replace('+00:00', 'Z')}</time></trkpt>"
+        for t in range(int(clip_duration_s(clip)) + 3)
+    )
+    track = folder / "track.gpx"
+    track.write_text(
+        '<?xml version="1.0"?><gpx version="1.1" creator="benchmarks/patrol.py" '
+        f'xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>{points}</trkseg></trk></gpx>'
+    )
+    return config, track
+
+
+def measure_patrol(clip: Path, fps: float, rounds: int, *, plates: bool = True) -> None:
+    """The clip as a patrol car's footage with its track (issue 12): every detection placed on the
+    ground and judged by the geofence; against the same command without the track, in the same rounds.
+    Then the plate OCR's cost per parking sighting: one read on the evidence frame's vehicle box,
+    timed on every vehicle the model finds in the clip's analysed frames."""
+    duration = clip_duration_s(clip)
+    print(f"{clip.name} as patrol footage with a straight {PATROL_KMH:g} km/h track, analysed at {fps:g} fps")
+    with tempfile.TemporaryDirectory() as folder:
+        config, track = patrol_setup(Path(folder), clip)
+        walls: dict[str, list[float]] = {"plain": [], "track": []}
+        runs = (("plain", []), ("track", ["--track", str(track), "--camera", "patrol-bench"]))
+        for r in range(rounds):
+            for name, extra in runs:
+                with tempfile.TemporaryDirectory() as out:
+                    argv = ["detect", str(clip), "--fps", f"{fps:g}", "--out", out, "--config", str(config)]
+                    start = time.perf_counter()
+                    subprocess.run(
+                        [str(GRIDPATROL), "-q", *argv, *extra],
+                        check=True,
+                        cwd=REPO,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    walls[name].append(time.perf_counter() - start)
+            print(
+                f"round {r + 1}: without track {walls['plain'][-1]:.2f} s, with track (ground positions, "
+                f"geofence) {walls['track'][-1]:.2f} s = {duration / walls['track'][-1]:.2f}x real time"
+            )
+        plain, with_track = statistics.median(walls["plain"]), statistics.median(walls["track"])
+        print(
+            f"median: with its track {with_track:.2f} s for {duration:.1f} s of footage = "
+            f"{duration / with_track:.2f}x real time (target >= 3x); without {plain:.2f} s "
+            f"({with_track / plain:.3f} of it)"
+        )
+    if plates:
+        measure_plate_cost(clip, fps)
+
+
+def measure_plate_cost(clip: Path, fps: float) -> None:
+    import cv2
+    import numpy as np
+
+    from detect.config import load_config
+    from detect.pipeline import build_detector
+    from detect.plate_reader import PlateReader
+
+    config = load_config(REPO / "configs" / "site.yaml")
+    detector = build_detector(config)
+    reader = PlateReader()
+    vehicles = {k for k, v in config.kinds.items() if v in config.categories["illegal_parking"].kinds}
+    cap = cv2.VideoCapture(str(clip))
+    step = max(1, round(cap.get(cv2.CAP_PROP_FPS) / fps))
+    costs: list[float] = []
+    read = 0
+    index = 0
+    reader.read(np.zeros((64, 64, 3), np.uint8), (0.0, 0.0, 64.0, 64.0))  # loads the OCR: once per process
+    started = time.perf_counter()
+    reader.recognise(np.zeros((48, 160, 3), np.uint8))
+    load_s = time.perf_counter() - started
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        if index % step == 0:
+            for d in detector.detect(image):
+                if d.class_name in vehicles:
+                    t0 = time.perf_counter()
+                    read += reader.read(image, d.box) is not None
+                    costs.append((time.perf_counter() - t0) * 1000)
+        index += 1
+    cap.release()
+    if not costs:
+        print("plate OCR: no vehicle in the clip to time it on")
+        return
+    costs.sort()
+    print(
+        f"plate OCR per parking sighting (one read on its evidence frame), over {len(costs)} vehicles of the "
+        f"clip: median {statistics.median(costs):.1f} ms, p90 {costs[int(0.9 * (len(costs) - 1))]:.1f} ms, "
+        f"max {costs[-1]:.1f} ms; {read} plates read (the clip has no Chinese plates); OCR first call "
+        f"{load_s * 1000:.0f} ms after load. A vehicle with no plate-coloured patch costs next to nothing; "
+        "with a plate, a read costs tens of ms (benchmarks/plates.py measures it on rendered plates)"
+    )
+
+
 def measure_service(clip: Path, rounds: int) -> None:
     """The path a patrol upload takes: `gridpatrol serve` (SQLite, its in-process worker, which loads
     the model when it starts) receives the clip over HTTP and its job runs to the end. Timed from the
@@ -274,6 +414,9 @@ def main() -> None:
     parser.add_argument(
         "--no-service", action="store_true", help="skip the upload through `gridpatrol serve` and its worker"
     )
+    parser.add_argument(
+        "--no-patrol", action="store_true", help="skip the run with a GPS track and the plate OCR's cost"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -282,9 +425,14 @@ def main() -> None:
         return
     print(f"cpus {os.cpu_count()}; each run is a fresh process (start-up included)")
     measure(args.clip, args.fps, args.rounds)
+    if not args.no_patrol:
+        measure_patrol(args.clip, args.fps, args.rounds)
     if args.loops > 1:
         with tempfile.TemporaryDirectory() as folder:
-            measure(looped_clip(args.clip, args.loops, Path(folder)), args.fps, args.rounds)
+            looped = looped_clip(args.clip, args.loops, Path(folder))
+            measure(looped, args.fps, args.rounds)
+            if not args.no_patrol:
+                measure_patrol(looped, args.fps, args.rounds, plates=False)
     if not args.no_service:
         measure_service(args.clip, args.rounds)
 
