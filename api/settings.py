@@ -71,6 +71,25 @@ class Settings(BaseModel):
     merge_buckets: bool = Field(
         True, description="narrow merge candidates by position bucket (off only to compare speed)"
     )
+    chalk_radius_m: float = Field(
+        10.0,
+        gt=0.0,
+        le=1_000.0,
+        description="a suspected sighting (one pass of a parked vehicle) is seen again when a later pass "
+        "finds a vehicle within this many metres of it (api.cases.chalking)",
+    )
+    chalk_min_minutes: float = Field(
+        15.0,
+        ge=0.0,
+        le=24.0 * 60,
+        description="the least time between the two passes that confirm a sighting",
+    )
+    chalk_max_hours: float = Field(
+        12.0,
+        gt=0.0,
+        le=24.0 * 30,
+        description="the most time between them: an older mark no longer counts (it has expired)",
+    )
     max_upload_bytes: int = Field(4 * 1024**3, ge=1024, description="footage size limit")
     max_evidence_bytes: int = Field(20 * 1024**2, ge=1024, description="per evidence file")
     token_ttl_h: float = Field(12.0, gt=0.0)
@@ -107,6 +126,14 @@ class Settings(BaseModel):
         "comma-separated in GRIDPATROL_WEBHOOK_ALLOW_HOSTS; every other such target is refused",
     )
     timezone_offset_h: float = Field(8.0, ge=-14.0, le=14.0, description="local day boundary for stats")
+
+    @field_validator("chalk_max_hours", mode="after")
+    @classmethod
+    def _chalk_window(cls, value: float, info: ValidationInfo) -> float:
+        least = info.data.get("chalk_min_minutes")
+        if least is not None and value * 60 < least:
+            raise ValueError(f"must be at least GRIDPATROL_CHALK_MIN_MINUTES ({least:g} min)")
+        return value
 
     @field_validator("s3_bucket", mode="after")
     @classmethod

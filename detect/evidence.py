@@ -2,6 +2,12 @@
 the dwell strip (the same part of the frame when the object was first seen, about half way through
 its stay and when it was last seen, so a reviewer sees at a glance that it never moved).
 
+Privacy (issue 12, detect.privacy): with `privacy` on, faces and the plates of vehicles not involved are
+pixelated in every image operators see (annotated, crop, raw, the dwell strip); the unblurred best frame is
+kept as one more file, role "original", which the case service seals (admins only, each fetch logged in
+the custody chain). It is written only when something was blurred (otherwise raw is the original, byte for
+byte). The dwell strip keeps no originals.
+
 Each file is JPEG, written atomically (temp file, then rename) under
 `<out_dir>/evidence/<incident id>/<role>-f<frame index>.jpg`, and described by an EvidenceFile with
 its SHA-256 so the case service can verify it was not altered on the way.
@@ -19,7 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.values import DWELL_ROLES, Box, EvidenceFile, Window
+from detect.privacy import blur_private
+from detect.values import DWELL_ROLES, Box, Detection, EvidenceFile, Window
 from streams.frame import Frame
 
 BOX_COLOUR = (0, 0, 255)  # BGR red
@@ -127,21 +134,30 @@ def write_evidence(
     crop_margin_ratio: float = 0.15,
     frame_index: int = 0,
     zone_norm: Sequence[tuple[float, float]] | None = None,
+    scene: Sequence[Detection] = (),
+    privacy: bool = True,
 ) -> tuple[EvidenceFile, ...]:
     """Write annotated, crop and raw JPEGs; paths in the result are relative to out_dir.
 
     zone_norm: the polygon of the zone the incident was in (points_norm), outlined on the annotated frame.
+    scene: the frame's detections (full-frame pixels), for privacy: people's heads and other vehicles'
+    plates. privacy: blur faces and uninvolved plates (detect.privacy) in the three images and, when
+    anything was blurred, write the unblurred frame as a fourth file, role "original".
 
     File names carry the frame index, so an incident written when it fires and again, with a
     better frame, when it ends keeps both sets of files intact (each record's hashes stay true).
     """
     folder = Path("evidence") / incident_id
     (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    shown = blur_private(image, box, scene) if privacy else None
+    seen = image if shown is None else shown.image
     images = {
-        "annotated": annotate(image, box, _label_lines(label, ts, wall_time, camera), zone_norm),
-        "crop": crop(image, box, crop_margin_ratio),
-        "raw": image,
+        "annotated": annotate(seen, box, _label_lines(label, ts, wall_time, camera), zone_norm),
+        "crop": crop(seen, box, crop_margin_ratio),
+        "raw": seen,
     }
+    if shown is not None and shown.regions:
+        images["original"] = image
     files = []
     for role, img in images.items():
         data = _encode(img, jpeg_quality)
@@ -190,17 +206,23 @@ class DwellStrip:
     are encoded as the object is seen, not every frame. The latest observation is held as its frame
     while that is the current frame and encoded by `settle` when the sighting is missed in a frame,
     so that no full frame is kept for an object out of sight.
+
+    privacy: each kept frame is blurred (detect.privacy: faces, the plates of vehicles in the scene other
+    than the object) before it is encoded; the strip keeps no unblurred original (the incident's sealed
+    original is its best frame, written by write_evidence).
     """
 
-    def __init__(self, window: Window, jpeg_quality: int) -> None:
+    def __init__(self, window: Window, jpeg_quality: int, *, privacy: bool = True) -> None:
         self.window = window
         self.jpeg_quality = jpeg_quality
+        self.privacy = privacy
         self.first: StripFrame | None = None
         self.samples: list[StripFrame] = []
         self.stride = 1
         self.observed = 0
         self._latest: StripFrame | None = None  # the latest observation, when encoded
-        self._pending: tuple[Frame, Box] | None = None  # the latest observation, not encoded yet
+        # the latest observation, not encoded yet: its frame, box and the frame's detections
+        self._pending: tuple[Frame, Box, Sequence[Detection]] | None = None
 
     @property
     def held(self) -> int:
@@ -208,11 +230,12 @@ class DwellStrip:
         kept = {id(f) for f in (self.first, *self.samples, self._latest) if f is not None}
         return len(kept)
 
-    def observe(self, frame: Frame, box: Box) -> None:
-        """The object was seen in `frame` at `box` (full-frame pixels); frames come in time order. Seen
-        again in the same frame (a stall taking over its first cue's strip): the box is updated."""
+    def observe(self, frame: Frame, box: Box, scene: Sequence[Detection] = ()) -> None:
+        """The object was seen in `frame` at `box` (full-frame pixels) among the frame's detections `scene`
+        (for privacy blurring); frames come in time order. Seen again in the same frame (a stall taking
+        over its first cue's strip): the box is updated."""
         if self._pending is not None and self._pending[0] is frame:
-            self._pending = (frame, box)
+            self._pending = (frame, box, scene)
             return
         latest = self._latest
         if latest is not None and (latest.frame_index, latest.ts) == (frame.index, frame.ts):
@@ -224,17 +247,17 @@ class DwellStrip:
         n = self.observed  # observations before this one; the first is n = 0
         self.observed += 1
         if n == 0:
-            self.first = self._latest = self._encode(frame, box)
+            self.first = self._latest = self._encode(frame, box, scene)
             return
         if n % self.stride == 0 and len(self.samples) == DWELL_SAMPLES:
             self.samples = self.samples[1::2]  # those at multiples of the doubled stride
             self.stride *= 2
         if n % self.stride == 0:
-            self._latest = self._encode(frame, box)
+            self._latest = self._encode(frame, box, scene)
             self.samples.append(self._latest)
             self._pending = None
         else:
-            self._latest, self._pending = None, (frame, box)
+            self._latest, self._pending = None, (frame, box, scene)
 
     def settle(self) -> None:
         """The object was missed in the current frame: encode its latest observation, let go of the frame."""
@@ -254,9 +277,11 @@ class DwellStrip:
         middle = min(between, key=lambda s: (abs(s.ts - mid_ts), s.ts)) if between else first
         return first, middle, last
 
-    def _encode(self, frame: Frame, box: Box) -> StripFrame:
+    def _encode(self, frame: Frame, box: Box, scene: Sequence[Detection]) -> StripFrame:
         x1, y1, x2, y2 = self.window
         part = frame.image[y1:y2, x1:x2]
+        if self.privacy:  # a copy when anything is blurred: the frame itself is left as it is
+            part = blur_private(part, box, scene, origin=(x1, y1)).image
         h, w = part.shape[:2]
         scale = DWELL_MAX_SIDE_PX / max(h, w, 1)
         if scale < 1.0:

@@ -64,8 +64,9 @@ class DwellStrips:
     when the rules drop the sighting: memory is DWELL_SAMPLES + 2 small JPEGs per live sighting.
     """
 
-    def __init__(self, jpeg_quality: int) -> None:
+    def __init__(self, jpeg_quality: int, *, privacy: bool = True) -> None:
         self.jpeg_quality = jpeg_quality
+        self.privacy = privacy
         self._strips: dict[Violation, DwellStrip] = {}
 
     def __len__(self) -> int:
@@ -74,8 +75,9 @@ class DwellStrips:
     def get(self, violation: Violation) -> DwellStrip | None:
         return self._strips.get(violation)
 
-    def update(self, frame: Frame, sightings: Iterable[Violation]) -> None:
-        """After the rules' step on `frame`: feed each sighting's strip."""
+    def update(self, frame: Frame, sightings: Iterable[Violation], scene: Sequence[Detection] = ()) -> None:
+        """After the rules' step on `frame`: feed each sighting's strip. scene: the frame's detections
+        (privacy blurring: faces, other vehicles' plates)."""
         for v in sightings:
             strip = self._strips.get(v)
             if strip is None:
@@ -86,10 +88,10 @@ class DwellStrips:
                     if v.ground is not None
                     else dwell_window(v.first_box, frame.width, frame.height)
                 )
-                strip = lead or DwellStrip(window, self.jpeg_quality)
+                strip = lead or DwellStrip(window, self.jpeg_quality, privacy=self.privacy)
                 self._strips[v] = strip
             if v.last_ts == frame.ts:
-                strip.observe(frame, v.last_box)
+                strip.observe(frame, v.last_box, scene)
             else:
                 strip.settle()
 
@@ -131,7 +133,7 @@ class Pipeline:
         self.plate_reader = plate_reader
         # optical flow costs ~2 ms a frame (benchmarks/pipeline.py); measured only where a rule reads it
         self.motion = CameraMotion(config.static_camera_max_flow) if self.rules.needs_camera_motion else None
-        self.strips = DwellStrips(config.evidence.jpeg_quality)
+        self.strips = DwellStrips(config.evidence.jpeg_quality, privacy=config.evidence.privacy)
         self.frames = 0
         self.fired = 0
         self.last_ts = 0.0
@@ -149,7 +151,7 @@ class Pipeline:
             static = self.motion.update(frame.image, frame.ts, detections) if self.motion else True
             result = self.rules.step(frame, tracked, camera_static=static)
             sightings = self.rules.sightings()
-            self.strips.update(frame, sightings)
+            self.strips.update(frame, sightings, tracked)
             self.frames += 1
             self.fired += len(result.fired)
             self.last_ts = frame.ts
@@ -197,6 +199,8 @@ class Pipeline:
             crop_margin_ratio=self.config.evidence.crop_margin_ratio,
             frame_index=frame.index,
             zone_norm=v.zone.points_norm if v.zone else None,
+            scene=v.best_scene,
+            privacy=self.config.evidence.privacy,
         ) + write_dwell_strip(self.out_dir, v.id, strip)
         scores = v.scores or [v.best_score]
         return Incident(

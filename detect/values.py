@@ -48,7 +48,9 @@ DWELL_ROLES = ("dwell_first", "dwell_middle", "dwell_last")
 class EvidenceFile:
     """One evidence image written for an incident. path is relative to the output folder.
 
-    role: "annotated", "crop" or "raw" (the best frame), or one frame of the dwell strip,
+    role: "annotated", "crop" or "raw" (the best frame, privacy-blurred), "original" (the best frame
+    before blurring, written only when something was blurred; sealed in the case service), or one
+    frame of the dwell strip,
     "dwell_first", "dwell_middle" or "dwell_last" (the sighting's first frame, the one nearest the
     middle of its time, its last so far), which alone set the strip fields:
     ts: the frame's time in seconds from the footage's start; wall_time: its absolute time, when known;

@@ -12,7 +12,9 @@ The chain is the record; the other tables are what it says, and must agree with 
   entries; a link deleted, repointed to another blob or added is named;
 - blobs: every blob an entry names has its row (the file itself is checked by the CLI);
 - history (case_events): exactly the events the entries imply, in order; a forged or deleted event is
-  named.
+  named;
+- unsealings (an admin's fetch of a sealed original, api.cases.reading.unseal_original): each names a
+  sealed file its case's chain recorded; they change no fact and imply no history event.
 
 Entries written before migration 0006 lack the new case's state and the sighting digests: for those
 cases the category, team, grid cell and number and the sighting contents are not checked (the status,
@@ -32,6 +34,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from api.cases import custody, workflow
+from api.cases.reading import SEALED_ROLES, UNSEALED
 from api.storage.db import table_of
 from api.storage.models import Case, CaseEvent, CustodyEntry, EvidenceBlob, EvidenceLink, Sighting
 
@@ -70,6 +73,7 @@ class _Expected:
     sightings: dict[str, dict[str, Any]] = field(default_factory=dict)  # incident id -> its record
     after_photos: list[tuple[str, str]] = field(default_factory=list)  # (role, sha256)
     events: list[_EventKey] = field(default_factory=list)
+    unsealed: list[tuple[int, str]] = field(default_factory=list)  # (entry seq, sha256) of each fetch
 
 
 def _replay(entries: Sequence[CustodyEntry]) -> _Expected:
@@ -111,6 +115,8 @@ def _replay(entries: Sequence[CustodyEntry]) -> _Expected:
             state["category"] = detail["to"]
             status = state.get("status")
             out.events.append((entry.actor, "recategorized", status, status, None))
+        elif action == UNSEALED:
+            out.unsealed.append((entry.seq, detail.get("sha256", "")))
     return out
 
 
@@ -223,6 +229,12 @@ def _check_case(
     for row in by_incident.values():
         problems.append(f"{name} sighting {row.id} is not in its custody chain (incident {row.incident_id})")
         links_of.pop(row.id, None)
+    sealed = {sha for r in expected.sightings.values() for role, sha in r["evidence"] if role in SEALED_ROLES}
+    for seq, sha in expected.unsealed:
+        if sha not in sealed:
+            problems.append(
+                f"{name} custody entry {seq} unseals blob {sha}, which is no sealed evidence of the case"
+            )
     for _, sha in expected.after_photos:
         audit.blobs.add(sha)
     _check_links(name, "the case", expected.after_photos, links_of.pop(None, []), problems)

@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -38,6 +38,9 @@ from api.storage.db import DatabaseBusy, as_utc, utcnow
 from api.storage.db import table_of as _table
 from api.storage.evidence_store import StoredFile
 from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
+
+if TYPE_CHECKING:
+    from api.cases.chalking import ChalkPolicy, ChalkResult
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ class IncidentIn:
     camera_id: str | None
     raw: dict[str, Any]
     evidence: list[tuple[str, StoredFile]] = field(default_factory=list)  # (role, stored file)
+    # one pass of a parked vehicle: chalked (api.cases.chalking), never ingested as a case by itself
+    suspected: bool = False
 
     @classmethod
     def from_payload(
@@ -88,6 +93,7 @@ class IncidentIn:
             camera_id=camera_id or incident.source_id or None,
             raw=incident.to_json(),
             evidence=evidence,
+            suspected=incident.suspected,
         )
 
     def merge_key(self) -> MergeKey:
@@ -350,6 +356,8 @@ def ingest(
     The hot path (one new case or sighting per incident) uses Core statements on the session's
     connection: the ORM's unit of work and its execute path cost more than the database does here.
     """
+    if inc.suspected:  # a caller's bug: file_committed routes these to api.cases.chalking
+        raise ValueError(f"incident {inc.id} is suspected: it is chalked, not ingested as a case")
     conn = session.connection()
     postgresql = conn.dialect.name == "postgresql"
     batch: _Batch | None = session.info.get(_BATCH_KEY)
@@ -556,6 +564,34 @@ def ingest_committed(
     raise AssertionError("unreachable")
 
 
+def file_committed(
+    factory: sessionmaker[Session],
+    inc: IncidentIn,
+    *,
+    grid_cache: GridCache,
+    policy: MergePolicy,
+    chalk_policy: ChalkPolicy,
+    actor: Principal,
+    job_id: int | None = None,
+) -> IngestResult | ChalkResult:
+    """An incident filed in its own transaction, whichever path brought it: a suspected one (a single
+    pass of a parked vehicle) chalked (api.cases.chalking: a mark, or the confirmed incident of two
+    passes ingested), any other ingested (ingest_committed)."""
+    if inc.suspected:
+        from api.cases.chalking import chalk_committed  # chalking builds on this module
+
+        return chalk_committed(
+            factory,
+            inc,
+            grid_cache=grid_cache,
+            policy=policy,
+            chalk_policy=chalk_policy,
+            actor=actor,
+            job_id=job_id,
+        )
+    return ingest_committed(factory, inc, grid_cache=grid_cache, policy=policy, actor=actor, job_id=job_id)
+
+
 def match_evidence(
     payload: IncidentPayload, files: list[tuple[str | None, StoredFile]]
 ) -> list[tuple[str, StoredFile]]:
@@ -584,17 +620,23 @@ def prepare_payload(
     payload: IncidentPayload,
     files: list[tuple[str | None, StoredFile]],
     actor: Principal,
-) -> IncidentIn | IngestResult:
+) -> IncidentIn | IngestResult | ChalkResult:
     """An incident as a device sends it (POST /api/incidents), its evidence files already stored,
-    matched to its evidence list: the IncidentIn to ingest, or the first answer again for a retry
-    without its files of an incident already received. A runner posts only for registered cameras;
-    the device's camera wins over the incident's own source id. Reads the database only for those
-    two cases (`needs_lookup`)."""
+    matched to its evidence list: the IncidentIn to ingest (or, suspected, to chalk), or the first
+    answer again for a retry without its files of an incident already received. A runner posts only
+    for registered cameras; the device's camera wins over the incident's own source id. Reads the
+    database only for those two cases (`needs_lookup`)."""
     if actor.role == RUNNER_ROLE:
         _check_runner_camera(read_factory, payload.source_id)
     if not files and payload.evidence:  # a retry without its files: nothing to store
         with read_factory() as session:
-            existing = find_received(session, incident_id=payload.id)
+            existing: IngestResult | ChalkResult | None
+            if payload.suspected:
+                from api.cases.chalking import find_chalked  # chalking builds on this module
+
+                existing = find_chalked(session, incident_id=payload.id)
+            else:
+                existing = find_received(session, incident_id=payload.id)
         if existing is not None:
             return existing
     return IncidentIn.from_payload(
@@ -617,13 +659,17 @@ def ingest_payload(
     files: list[tuple[str | None, StoredFile]],
     grid_cache: GridCache,
     policy: MergePolicy,
+    chalk_policy: ChalkPolicy,
     actor: Principal,
-) -> IngestResult:
-    """prepare_payload, then the incident ingested in its own transaction."""
+) -> IngestResult | ChalkResult:
+    """prepare_payload, then the incident filed in its own transaction (file_committed: ingested, or
+    chalked when suspected)."""
     prepared = prepare_payload(read_factory, payload=payload, files=files, actor=actor)
-    if isinstance(prepared, IngestResult):
+    if not isinstance(prepared, IncidentIn):
         return prepared
-    return ingest_committed(factory, prepared, grid_cache=grid_cache, policy=policy, actor=actor)
+    return file_committed(
+        factory, prepared, grid_cache=grid_cache, policy=policy, chalk_policy=chalk_policy, actor=actor
+    )
 
 
 # --- group commit ---------------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 cases, one case with its sightings, evidence links and history, and the summary every response and
 webhook carries. What a reader gets back are the frozen values below (CaseSummary, CaseDetail,
 CasePage, EvidenceFile); api.http.schemas gives them their JSON shape.
+
+Sealed evidence (issue 12): an incident's "original" (its best frame before privacy blurring: faces, the
+plates of vehicles not involved) is stored, hashed and chained like any evidence, but only admins see it
+listed, and no one gets it from the evidence route: an admin fetches it with `unseal_original`, which
+records each fetch in the case's custody chain (action "evidence_unsealed").
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from api.accounts.accounts import Principal, Role
-from api.cases import workflow
+from api.accounts.accounts import Principal, Role, RoleNotAllowed
+from api.cases import custody, workflow
 from api.errors import NotFound
 from api.storage.db import as_utc, iso_utc
 from api.storage.evidence_store import EvidenceContent, EvidenceFiles
@@ -126,16 +131,25 @@ def case_links(session: Session, *, case_id: int) -> list[EvidenceLink]:
     )
 
 
+# evidence roles listed to admins only and served only through unseal_original (each fetch in custody)
+SEALED_ROLES = ("original",)
+UNSEALED = "evidence_unsealed"  # the custody action of an admin's fetch of a sealed file
+
+
+def shows_sealed(principal: Principal | None) -> bool:
+    """Whether the caller sees sealed evidence listed (admins only)."""
+    return principal is not None and principal.role == Role.ADMIN
+
+
 def may_see_evidence(session: Session, *, principal: Principal, sha256: str) -> bool:
-    if principal.role != Role.ENFORCEMENT:
-        return True
-    stmt = (
-        select(EvidenceLink.id)
-        .join(Case, Case.id == EvidenceLink.case_id)
-        .where(and_(EvidenceLink.sha256 == sha256, Case.team == principal.team))
-        .limit(1)
+    """Whether the evidence route may serve the blob: linked to a case the caller may see, in a role
+    that is not sealed (the same bytes may be both, when privacy blurred nothing)."""
+    stmt = select(EvidenceLink.id).where(
+        and_(EvidenceLink.sha256 == sha256, EvidenceLink.role.not_in(SEALED_ROLES))
     )
-    return session.scalar(stmt) is not None
+    if principal.role == Role.ENFORCEMENT:
+        stmt = stmt.join(Case, Case.id == EvidenceLink.case_id).where(Case.team == principal.team)
+    return session.scalar(stmt.limit(1)) is not None
 
 
 # --- what readers get back -----------------------------------------------------------------------
@@ -177,7 +191,7 @@ class CaseSummary:
 
 @dataclass(frozen=True, slots=True)
 class EvidenceRef:
-    role: str  # annotated | crop | raw | dwell_first | dwell_middle | dwell_last | after_photo
+    role: str  # annotated | crop | raw | dwell_first | dwell_middle | dwell_last | after_photo | original
     sha256: str
 
 
@@ -287,10 +301,14 @@ def case_page(
     return CasePage(total=total, page=page, per_page=per_page, items=[case_summary(c) for c in rows])
 
 
-def describe(session: Session, *, case: Case) -> CaseDetail:
-    """The detail of a case already read (get_case loads its sightings and their evidence)."""
+def describe(session: Session, *, case: Case, principal: Principal | None = None) -> CaseDetail:
+    """The detail of a case already read (get_case loads its sightings and their evidence). Sealed
+    evidence (SEALED_ROLES) is listed only when the principal is an admin."""
     by_sighting: dict[int | None, list[EvidenceRef]] = {}
+    sealed_too = shows_sealed(principal)
     for link in case_links(session, case_id=case.id):
+        if link.role in SEALED_ROLES and not sealed_too:
+            continue
         by_sighting.setdefault(link.sighting_id, []).append(EvidenceRef(link.role, link.sha256))
     sightings = [
         SightingView(
@@ -325,7 +343,9 @@ def describe(session: Session, *, case: Case) -> CaseDetail:
 
 def case_detail(session: Session, *, principal: Principal, case_id: int) -> CaseDetail:
     """A case the caller may see, in detail; NotFound otherwise."""
-    return describe(session, case=get_case(session, principal=principal, case_id=case_id))
+    return describe(
+        session, case=get_case(session, principal=principal, case_id=case_id), principal=principal
+    )
 
 
 def evidence_file(
@@ -341,4 +361,40 @@ def evidence_file(
         raise NotFound(
             "sha256", f"evidence {sha256} is missing from the store (run gridpatrol evidence verify)"
         )
+    return EvidenceFile(content, blob.media_type)
+
+
+def unseal_original(
+    session: Session, *, principal: Principal, case_id: int, sha256: str | None, store: EvidenceFiles
+) -> EvidenceFile:
+    """A case's sealed original, opened for an admin, its fetch appended to the case's custody chain
+    (action UNSEALED: who, which file, of which sighting; the entry's time says when). The caller
+    commits before serving it, so no file leaves without its record.
+
+    sha256: which original (the case's sightings may each have one); None: the latest sighting's.
+    RoleNotAllowed (403) for anyone but an admin; NotFound (404) for an unknown case, a case without
+    that original, or a file missing from the store."""
+    if principal.role != Role.ADMIN:
+        raise RoleNotAllowed(principal.role)
+    case = get_case(session, principal=principal, case_id=case_id, lock=True)
+    stmt = select(EvidenceLink).where(EvidenceLink.case_id == case.id, EvidenceLink.role.in_(SEALED_ROLES))
+    if sha256 is not None:
+        stmt = stmt.where(EvidenceLink.sha256 == sha256)
+    link = session.scalars(stmt.order_by(EvidenceLink.id.desc()).limit(1)).first()
+    if link is None:
+        what = f"no sealed original {sha256}" if sha256 else "no sealed original"
+        raise NotFound("sha256" if sha256 else "case_id", f"case {case.number or case.id} has {what}")
+    blob = session.get(EvidenceBlob, link.sha256)
+    content = store.open_content(link.sha256)
+    if blob is None or content is None:
+        raise NotFound(
+            "sha256", f"evidence {link.sha256} is missing from the store (run gridpatrol evidence verify)"
+        )
+    custody.append(
+        session,
+        case_id=case.id,
+        actor=principal.label,
+        action=UNSEALED,
+        detail={"role": link.role, "sha256": link.sha256, "sighting_id": link.sighting_id},
+    )
     return EvidenceFile(content, blob.media_type)

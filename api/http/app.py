@@ -198,7 +198,17 @@ def create_app(
     """The API for these settings. The database is migrated here; background threads (webhook
     dispatcher, and the in-process worker when run_worker) start with the app's lifespan."""
     from api.http import schemas
-    from api.http.routes import admin, auth, cameras, cases, incidents, reports, runner_jobs, uploads
+    from api.http.routes import (
+        admin,
+        auth,
+        cameras,
+        cases,
+        chalk_marks,
+        incidents,
+        reports,
+        runner_jobs,
+        uploads,
+    )
     from api.services import Services
 
     services = Services.build(settings)
@@ -268,7 +278,7 @@ def create_app(
     app.state.services = services
     _install_error_handlers(app)
     app.add_middleware(AllowEveryMethod, openapi=app.openapi)
-    for module in (auth, incidents, uploads, cases, reports, admin, cameras, runner_jobs):
+    for module in (auth, incidents, uploads, cases, chalk_marks, reports, admin, cameras, runner_jobs):
         app.include_router(module.router)
     install_pages(app)
 

@@ -164,7 +164,10 @@ class CaseSummary(Schema):
 
 
 class EvidenceRef(Schema):
-    role: str = Field(description="annotated, crop, raw, a dwell-strip frame (dwell_*) or after_photo")
+    role: str = Field(
+        description="annotated, crop, raw, a dwell-strip frame (dwell_*), after_photo, or original (the "
+        "unblurred frame, sealed: listed to admins only)"
+    )
     sha256: Sha256
 
     @computed_field(description="where to fetch the file (GET /api/evidence/{sha256})")  # type: ignore[prop-decorator]
@@ -213,15 +216,77 @@ class CasePage(Schema):
 
 class IngestOutcome(Schema):
     """What became of an incident: a new case (201), a new sighting of a case (201), or the first
-    answer again for an incident id already received (200, duplicate)."""
+    answer again for an incident id already received (200, duplicate).
 
-    case_id: int
+    A suspected incident (one pass of a parked vehicle, api.cases.chalking) is kept as a chalk mark,
+    `chalk_mark` its id: when it matched no earlier pass, no case (status "suspected", the case's
+    fields null); when it confirmed one, the case's fields are those of the confirmed incident of
+    the two passes. Any other incident has no chalk mark (null)."""
+
+    case_id: int | None = Field(description="null only for a suspected incident kept as a mark alone")
     case_number: str | None
-    status: Status
-    sighting_id: int
+    status: Status | Literal["suspected"] = Field(
+        description="the case's status, or suspected: a chalk mark, no case"
+    )
+    sighting_id: int | None = Field(description="null only for a suspected incident kept as a mark alone")
     created: bool = Field(description="a new case")
     duplicate: bool = Field(description="the incident id was received before")
     recurrence: bool = Field(description="a closed case was reopened")
+    chalk_mark: int | None = Field(
+        None, description="a suspected incident's chalk mark (GET /api/chalk-marks); null for any other"
+    )
+
+
+# --- chalk marks ---------------------------------------------------------------------------------
+
+
+class ChalkEvidenceRef(Schema):
+    mark_id: int
+    role: str = Field(
+        description="as the pass's incident named it: annotated, crop, raw, dwell_*, original (admins only)"
+    )
+    sha256: Sha256
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="where to fetch the file (GET /api/chalk-marks/{mark_id}/evidence/{sha256})"
+    )
+    @property
+    def url(self) -> str:
+        return f"/api/chalk-marks/{self.mark_id}/evidence/{self.sha256}"
+
+
+class ChalkMark(Schema):
+    """A suspected sighting: one pass of a patrol car's camera past a vehicle parked where it may not
+    park (api.cases.chalking)."""
+
+    id: int
+    incident_id: str
+    category: str
+    object_kind: str | None
+    status: Literal["open", "confirmed", "expired"] = Field(
+        description="open: waiting for another pass; confirmed: a later (or earlier) pass saw the vehicle "
+        "again and the case is case_id; expired: open, seen longer ago than the chalking window"
+    )
+    case_id: int | None
+    case_number: str | None
+    position: Position
+    plate: str | None
+    plate_confidence: float | None
+    camera_id: str | None
+    device_id: int | None
+    job_id: int | None = Field(description="the upload's job that found it, if a job did")
+    first_seen: UtcTime
+    seen_at: UtcTime = Field(description="last seen on this pass")
+    confirmed_at: UtcTime | None
+    created_at: UtcTime
+    evidence: list[ChalkEvidenceRef]
+
+
+class ChalkMarkPage(Schema):
+    total: int
+    page: int
+    per_page: int
+    items: list[ChalkMark]
 
 
 # --- uploads and jobs ----------------------------------------------------------------------------

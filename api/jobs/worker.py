@@ -32,9 +32,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
+from api.cases.chalking import ChalkPolicy
 from api.cases.grids import GridCache
 from api.cases.incident import IncidentPayload
-from api.cases.ingest import IncidentIn, ingest_committed
+from api.cases.ingest import IncidentIn, file_committed
 from api.jobs import queue
 from api.jobs.track_shape import write_track_shape
 from api.services import evidence_store, merge_policy
@@ -174,6 +175,7 @@ class Worker:
         self.grid_cache = grid_cache or GridCache()
         self.store = evidence_store(settings)
         self.policy = merge_policy(settings)
+        self.chalk_policy = ChalkPolicy.of(settings)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._work = threading.Event()  # set by wake(): a job may be waiting
@@ -415,7 +417,7 @@ class Worker:
         self, incident: PipelineIncident, out_dir: Path, actor: Principal, upload: Upload, job_id: int
     ) -> None:
         """Convert the pipeline's incident into the payload POST /api/incidents receives, file its
-        evidence and ingest it like any other."""
+        evidence and ingest it like any other (a suspected one is chalked, api.cases.chalking)."""
         try:
             payload = IncidentPayload.model_validate(incident.to_json())
         except ValidationError as exc:  # the pipeline broke the contract: a bug, not the user's footage
@@ -432,6 +434,12 @@ class Worker:
                 raise JobFailed(f"incident {payload.id}: evidence {item.path}: {exc.reason}") from None
             evidence.append((item.role, stored))
         inc = IncidentIn.from_payload(payload, evidence=evidence, camera_id=upload.camera_id)
-        ingest_committed(
-            self.factory, inc, grid_cache=self.grid_cache, policy=self.policy, actor=actor, job_id=job_id
+        file_committed(
+            self.factory,
+            inc,
+            grid_cache=self.grid_cache,
+            policy=self.policy,
+            chalk_policy=self.chalk_policy,
+            actor=actor,
+            job_id=job_id,
         )

@@ -359,3 +359,60 @@ class UploadCoverage(Base):
     entered_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # UTC
     left_at: Mapped[datetime] = mapped_column(DateTime)
     metres: Mapped[float] = mapped_column(Float)
+
+
+class ChalkMark(Base):
+    """A suspected sighting (api.cases.chalking): one pass of a patrol's camera past a vehicle parked
+    where it may not park. It opens no case; a later pass that finds a vehicle at the same place (and
+    with the same plate when both passes read one) confirms both as an illegal_parking incident, which
+    is ingested like any other. status: open, or confirmed (case_id: the case the latest confirmation
+    it took part in was filed in); an open mark older than the chalking window shows as expired.
+    bucket: api.cases.chalking.bucket_of(lat, lon), the coarse square its lookups and locks go by."""
+
+    __tablename__ = "chalk_marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[str] = mapped_column(String(128), unique=True)
+    category: Mapped[str] = mapped_column(String(64))
+    object_kind: Mapped[str | None] = mapped_column(String(64))
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(DateTime)
+    seen_at: Mapped[datetime] = mapped_column(DateTime)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    bucket: Mapped[int] = mapped_column(BigInteger)
+    plate: Mapped[str | None] = mapped_column(String(32))
+    plate_confidence: Mapped[float | None] = mapped_column(Float)
+    incident_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # open | confirmed
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
+    # the confirmed incident this pass made when it arrived (its answer again on a repeat); None when
+    # it arrived alone, or was confirmed only by a later pass
+    confirmed_as: Mapped[str | None] = mapped_column(String(128))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    evidence: Mapped[list[ChalkEvidence]] = relationship(order_by="ChalkEvidence.id")
+
+    __table_args__ = (
+        # a new pass's candidates: its category, the buckets around it, the chalking window
+        Index("ix_chalk_marks_bucket", "category", "bucket", "seen_at"),
+        Index("ix_chalk_marks_seen", "seen_at"),
+        Index("ix_chalk_marks_status_seen", "status", "seen_at"),
+        Index("ix_chalk_marks_plate", "plate"),
+        Index("ix_chalk_marks_case", "case_id"),
+    )
+
+
+class ChalkEvidence(Base):
+    """An evidence file of a chalk mark: a blob of the evidence store (the evidence table keeps it
+    from being an orphan) in the role the pass's incident gave it."""
+
+    __tablename__ = "chalk_evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mark_id: Mapped[int] = mapped_column(ForeignKey("chalk_marks.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("evidence.sha256"), index=True)
+    role: Mapped[str] = mapped_column(String(32))

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from api.accounts.accounts import ROLES, Principal, Role
 from api.cases import custody, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
-from api.cases.reading import SORTS, CaseFilter, case_page, get_case
+from api.cases.reading import SEALED_ROLES, SORTS, CaseFilter, case_page, get_case
 from api.cases.review import CATEGORIES
 from api.cases.wall_time import in_range
 from api.errors import InputError, NotFound
@@ -395,7 +395,7 @@ def sighting_views(case: Case, t: Translator, offset: timezone) -> list[dict[str
         entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
         box = incident.get("box") or []
         links = sorted(
-            sighting.evidence,
+            (link for link in sighting.evidence if link.role not in SEALED_ROLES),  # the original: sealed
             key=lambda link: EVIDENCE_ORDER.index(link.role) if link.role in EVIDENCE_ORDER else 99,
         )
         items = []

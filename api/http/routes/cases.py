@@ -1,19 +1,29 @@
-"""Cases: list, read, move along the workflow."""
+"""Cases: list, read, move along the workflow; an admin's fetch of a sealed original."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.cases import workflow
 from api.cases.acting import store_after_photo, transition
-from api.cases.reading import SORTS, CaseDetail, CaseFilter, CasePage, case_detail, case_page, describe
+from api.cases.reading import (
+    SORTS,
+    CaseDetail,
+    CaseFilter,
+    CasePage,
+    case_detail,
+    case_page,
+    describe,
+    unseal_original,
+)
 from api.cases.workflow import RejectReason, Status
 from api.http import schemas
 from api.http.bodies import Received, body_of, request_body
-from api.http.deps import CaseId, Reader, ReadSessionDep, ServicesDep, SessionDep, Staff
+from api.http.deps import Admin, CaseId, Reader, ReadSessionDep, ServicesDep, SessionDep, Staff
 
 router = APIRouter(prefix="/api", tags=["cases"], responses=schemas.CALLER_ERRORS)
 
@@ -134,4 +144,53 @@ def post_transition(
     )
     case = transition(session, principal=principal, case_id=case_id, move=move, photo=stored)
     session.commit()
-    return describe(session, case=case)
+    return describe(session, case=case, principal=principal)
+
+
+@router.get(
+    "/cases/{case_id}/evidence/original",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "the unblurred original (JPEG)",
+            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **schemas.WRITE_FAULTS,
+        **schemas.error_responses(
+            403,
+            404,
+            described={
+                403: "only admins may fetch a sealed original",
+                404: "no such case, or it has no such sealed original",
+            },
+        ),
+    },
+)
+def get_sealed_original(
+    case_id: CaseId,
+    principal: Admin,
+    session: SessionDep,
+    services: ServicesDep,
+    sha256: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{64}$",
+            description="which original (each sighting may have one, listed to admins in the case's "
+            "evidence as role original); default: the latest sighting's",
+        ),
+    ] = None,
+) -> Response:
+    """A sealed original: an incident's best frame before privacy blurring (faces, the plates of
+    vehicles not involved). Admins only; each fetch is recorded in the case's custody chain (action
+    evidence_unsealed, who and which file) before the file is sent."""
+    found = unseal_original(
+        session, principal=principal, case_id=case_id, sha256=sha256, store=services.store
+    )
+    session.commit()
+    headers = {"Cache-Control": "no-store"}  # every fetch is to be recorded: nothing kept on the way
+    content = found.content
+    if content.path is not None:
+        return FileResponse(content.path, media_type=found.media_type, headers=headers)
+    assert content.chunks is not None
+    headers["Content-Length"] = str(content.size)
+    return StreamingResponse(content.chunks, media_type=found.media_type, headers=headers)

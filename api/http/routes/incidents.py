@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.cases.chalking import ChalkPolicy, ChalkResult, chalk_committed
 from api.cases.incident import IncidentInputError, parse_incident
-from api.cases.ingest import IngestResult, IngestWriter, needs_lookup, prepare_payload
+from api.cases.ingest import IncidentIn, IngestResult, IngestWriter, needs_lookup, prepare_payload
 from api.http import schemas
 from api.http.deps import Feeder, ServicesDep
 from api.http.incident_form import IncidentForm, receive_incident_form
@@ -62,7 +64,10 @@ INCIDENT_BODY = {
     },
 )
 async def post_incident(request: Request, principal: Feeder, services: ServicesDep) -> Response:
-    """Record an incident: a new case or a new sighting of a case. Idempotent on the incident id.
+    """Record an incident: a new case or a new sighting of a case; a suspected one (a single pass of
+    a parked vehicle) a chalk mark, or, when it is the vehicle seen again where an earlier pass saw
+    it, the confirmed incident of both filed as a case (api.cases.chalking). Idempotent on the
+    incident id.
 
     The body is read here rather than through FastAPI's form parameters: evidence files are
     streamed straight into the evidence store as they arrive (no spooled copy, no second pass),
@@ -91,8 +96,19 @@ async def post_incident(request: Request, principal: Feeder, services: ServicesD
         prepared = prepare_payload(
             services.read_factory, payload=form.incident, files=form.files, actor=principal
         )
-    if isinstance(prepared, IngestResult):
+    result: IngestResult | ChalkResult
+    if not isinstance(prepared, IncidentIn):
         result = prepared
+    elif prepared.suspected:  # chalked in its own transaction, outside the writer's batches
+        result = await run_in_threadpool(
+            chalk_committed,
+            services.factory,
+            prepared,
+            grid_cache=services.grid_cache,
+            policy=services.policy,
+            chalk_policy=ChalkPolicy.of(services.settings),
+            actor=principal,
+        )
     else:
         result = await ingest_writer(request, services).ingest(prepared, actor=principal)
     return _outcome(result)
@@ -107,10 +123,23 @@ def ingest_writer(request: Request, services: Services) -> IngestWriter:
     return writer
 
 
-def _outcome(result: IngestResult) -> Response:
-    """The IngestOutcome as JSON, written directly (the route is the hot path: FastAPI would validate
-    and encode the response model again); 200 for a duplicate, 201 otherwise."""
-    body = {
+def outcome_body(result: IngestResult | ChalkResult) -> dict[str, Any]:
+    """An IngestOutcome's JSON: a case's new sighting (or its first again), or a suspected incident's
+    chalk mark, with the case its confirmed incident was filed in when it matched an earlier pass."""
+    if isinstance(result, ChalkResult):
+        if result.confirmed is None:
+            return {
+                "case_id": None,
+                "case_number": None,
+                "status": "suspected",
+                "sighting_id": None,
+                "created": False,
+                "duplicate": result.duplicate,
+                "recurrence": False,
+                "chalk_mark": result.mark_id,
+            }
+        return {**outcome_body(result.confirmed), "duplicate": result.duplicate, "chalk_mark": result.mark_id}
+    return {
         "case_id": result.case_id,
         "case_number": result.case_number,
         "status": result.status,
@@ -118,9 +147,16 @@ def _outcome(result: IngestResult) -> Response:
         "created": result.created,
         "duplicate": result.duplicate,
         "recurrence": result.recurrence,
+        "chalk_mark": None,
     }
+
+
+def _outcome(result: IngestResult | ChalkResult) -> Response:
+    """The IngestOutcome as JSON, written directly (the route is the hot path: FastAPI would validate
+    and encode the response model again); 200 for a duplicate, 201 otherwise."""
+    body = outcome_body(result)
     return Response(
         json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
-        status_code=200 if result.duplicate else 201,
+        status_code=200 if body["duplicate"] else 201,
         media_type="application/json",
     )

@@ -26,12 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.accounts.accounts import Principal
+from api.cases.chalking import ChalkPolicy, ChalkResult
 from api.cases.incident import IncidentInputError, IncidentPayload
-from api.cases.ingest import IncidentIn, IngestResult, ingest_committed, match_evidence
+from api.cases.ingest import IncidentIn, IngestResult, file_committed, match_evidence
 from api.errors import NotFound
 from api.http import schemas
 from api.http.deps import MAX_ID, Runner, ServicesDep
 from api.http.incident_form import receive_incident_form
+from api.http.routes.incidents import outcome_body
 from api.jobs import queue
 from api.jobs.worker import default_config, masked, write_job_track_shape
 from api.services import Services
@@ -171,17 +173,19 @@ def ingest_job_incident(
     lease: str,
     payload: IncidentPayload,
     files: list[tuple[str | None, StoredFile]],
-) -> IngestResult:
-    """A job's incident, its evidence already stored, ingested as the in-process worker ingests it:
-    attributed to the upload's camera and device, the job's id on the sighting; idempotent on the id."""
+) -> IngestResult | ChalkResult:
+    """A job's incident, its evidence already stored, filed as the in-process worker files it:
+    attributed to the upload's camera and device, the job's id on the sighting (or chalk mark: a
+    suspected incident is chalked, api.cases.chalking); idempotent on the id."""
     evidence = match_evidence(payload, files)
     actor = Principal(kind="worker", name=lease, role="system", device_id=upload.device_id)
     inc = IncidentIn.from_payload(payload, evidence=evidence, camera_id=upload.camera_id)
-    return ingest_committed(
+    return file_committed(
         services.factory,
         inc,
         grid_cache=services.grid_cache,
         policy=services.policy,
+        chalk_policy=ChalkPolicy.of(services.settings),
         actor=actor,
         job_id=job_id,
     )
@@ -299,9 +303,10 @@ async def post_job_incident(
     response: Response,
     principal: Runner,
     services: ServicesDep,
-) -> IngestResult:
+) -> dict[str, Any]:
     """One of the job's incidents with its evidence files (multipart, as POST /api/incidents takes
-    them): a new case or a sighting, as the in-process worker files it. Idempotent on the incident id."""
+    them): a new case or a sighting, or for a suspected one a chalk mark (or the confirmed incident's
+    case), as the in-process worker files it. Idempotent on the incident id."""
     upload = await run_in_threadpool(held_upload, services, principal=principal, job_id=job_id, lease=lease)
     form = await receive_incident_form(
         request.headers.get("content-type"),
@@ -320,9 +325,10 @@ async def post_job_incident(
         payload=form.incident,
         files=form.files,
     )
-    if result.duplicate:
+    body = outcome_body(result)
+    if body["duplicate"]:
         response.status_code = 200
-    return result
+    return body
 
 
 @router.post(
