@@ -30,6 +30,19 @@ START = GeoPoint(30.2600, 120.1500)
 T0 = datetime(2026, 5, 12, 9, 30, tzinfo=UTC)
 
 
+def samples_dir() -> Path:
+    """The street samples (datasets/street-samples.yaml); the calling test is skipped when they are not
+    fetched."""
+    import pytest
+
+    from detect.model.samples import load_sample_recipe, missing_samples
+
+    missing = missing_samples(load_sample_recipe(REPO / "datasets" / "street-samples.yaml"), SAMPLES)
+    if missing:
+        pytest.skip(f"street samples not fetched ({', '.join(missing)}): run `gridpatrol dataset samples`")
+    return SAMPLES
+
+
 def fences(tmp: Path) -> Path:
     """A no-parking geofence 2 km a side around START: the whole road is no-parking."""
     d = 0.01

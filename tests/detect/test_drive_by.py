@@ -40,6 +40,7 @@ from tests.drive_by import (
     drive_by,
     drive_by_track,
     patrol_site,
+    samples_dir,
 )
 
 pytestmark = pytest.mark.slow
@@ -47,14 +48,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def samples() -> Path:
-    from detect.model.samples import load_sample_recipe, missing_samples
-
-    missing = missing_samples(
-        load_sample_recipe(SAMPLES.parents[1] / "datasets" / "street-samples.yaml"), SAMPLES
-    )
-    if missing:
-        pytest.skip(f"street samples not fetched ({', '.join(missing)}): run `gridpatrol dataset samples`")
-    return SAMPLES
+    return samples_dir()
 
 
 @pytest.fixture(scope="module")
