@@ -567,6 +567,7 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
     fixes: list[Fix] = []
     skipped: Counter[str] = Counter()
     first_problem: str | None = None
+    void_lines: list[int] = []  # sentences without a lock (the receiver had no fix there)
     day: date | None = None
     rmc_tod: timedelta | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -589,6 +590,7 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
                     raise ValueError(f"{len(fields)} fields")
                 if fields[2] != "A":
                     skipped["void fix"] += 1
+                    void_lines.append(number)
                     continue
                 tod = _nmea_time(fields[1])
                 day, rmc_tod = _nmea_date(fields[9]), tod
@@ -602,6 +604,7 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
                     raise ValueError(f"{len(fields)} fields")
                 if fields[6] in ("", "0"):
                     skipped["void fix"] += 1
+                    void_lines.append(number)
                     continue
                 tod = _nmea_time(fields[1])
                 if day is None or rmc_tod is None:
@@ -624,6 +627,14 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
         fixes.append(Fix(when, lat, lon, speed_mps=speed, heading_deg=heading))
     if first_problem:
         log.warning("%s: first bad sentence: %s", name, first_problem)
+    if void_lines:
+        log.warning(
+            "%s: %d sentence(s) without a fix dropped, lines %d..%d",
+            name,
+            len(void_lines),
+            void_lines[0],
+            void_lines[-1],
+        )
     return _finish(fixes, name, skipped, "sentence(s)")
 
 

@@ -165,6 +165,7 @@ def test_nmea_rmc_and_gga_with_checksums(tmp_path: Path, caplog: pytest.LogCaptu
         "unreadable": 1,
     }
     assert "log.nmea: 4 sentence(s) skipped" in caplog.text and "line 5: bad checksum" in caplog.text
+    assert "log.nmea: 1 sentence(s) without a fix dropped, lines 6..6" in caplog.text
 
 
 def test_nmea_without_a_good_fix_is_an_error(tmp_path: Path) -> None:
