@@ -23,6 +23,7 @@ TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 NAVIGATION: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/review", "nav.review", ("admin", "operator")),
     ("/cases", "nav.cases", ("admin", "operator", "enforcement", "viewer")),
+    ("/chalk-marks", "nav.chalk", ("admin", "operator", "viewer")),  # as GET /api/chalk-marks
     ("/tasks", "nav.tasks", ("enforcement",)),
     ("/map", "nav.map", ("admin", "operator", "enforcement", "viewer")),
     ("/dashboard", "nav.dashboard", ("admin", "operator", "enforcement", "viewer")),
