@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from api.accounts.accounts import Principal
-from api.cases import custody, webhooks, workflow
+from api.cases import custody, review_labels, webhooks, workflow
 from api.cases.ingest import link_evidence
 from api.cases.reading import case_summary, get_case
 from api.errors import InputError
@@ -137,6 +137,12 @@ def transition(
     if photo is not None:
         link_evidence(session, case.id, None, [("after_photo", photo)])
         detail["after_photo"] = photo.sha256
+    if previous == workflow.PENDING_REVIEW and move.target in (workflow.FILED, workflow.REJECTED):
+        # a review decision: kept with the frame it was made on (the review -> retrain loop)
+        what = "confirm" if move.target == workflow.FILED else review_labels.rejection(move.reason)
+        review_labels.record_decision(
+            session, case=case, actor=principal.label, what=what, reason=move.reason
+        )
     session.flush()
     custody.append(session, case_id=case.id, actor=principal.label, action="transition", detail=detail)
     if move.target in workflow.NOTIFY:

@@ -15,6 +15,8 @@ The chain is the record; the other tables are what it says, and must agree with 
   named;
 - unsealings (an admin's fetch of a sealed original, api.cases.reading.unseal_original): each names a
   sealed file its case's chain recorded; they change no fact and imply no history event.
+- box corrections (an operator's boxes on a sighting's raw frame, api.cases.review_labels): each names
+  the raw frame of a sighting its case's chain recorded; they change no fact and imply no history event.
 
 Entries written before migration 0006 lack the new case's state and the sighting digests: for those
 cases the category, team, grid cell and number and the sighting contents are not checked (the status,
@@ -35,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from api.cases import custody, workflow
 from api.cases.reading import SEALED_ROLES, UNSEALED
+from api.cases.review_labels import BOXES_LABELLED, RAW
 from api.storage.db import table_of
 from api.storage.models import Case, CaseEvent, CustodyEntry, EvidenceBlob, EvidenceLink, Sighting
 
@@ -74,6 +77,7 @@ class _Expected:
     after_photos: list[tuple[str, str]] = field(default_factory=list)  # (role, sha256)
     events: list[_EventKey] = field(default_factory=list)
     unsealed: list[tuple[int, str]] = field(default_factory=list)  # (entry seq, sha256) of each fetch
+    labelled: list[tuple[int, str]] = field(default_factory=list)  # (entry seq, raw frame) of box corrections
 
 
 def _replay(entries: Sequence[CustodyEntry]) -> _Expected:
@@ -117,6 +121,8 @@ def _replay(entries: Sequence[CustodyEntry]) -> _Expected:
             out.events.append((entry.actor, "recategorized", status, status, None))
         elif action == UNSEALED:
             out.unsealed.append((entry.seq, detail.get("sha256", "")))
+        elif action == BOXES_LABELLED:
+            out.labelled.append((entry.seq, detail.get("frame", "")))
     return out
 
 
@@ -234,6 +240,12 @@ def _check_case(
         if sha not in sealed:
             problems.append(
                 f"{name} custody entry {seq} unseals blob {sha}, which is no sealed evidence of the case"
+            )
+    raw = {sha for r in expected.sightings.values() for role, sha in r["evidence"] if role == RAW}
+    for seq, sha in expected.labelled:
+        if sha not in raw:
+            problems.append(
+                f"{name} custody entry {seq} labels boxes on blob {sha}, which is no raw frame of the case"
             )
     for _, sha in expected.after_photos:
         audit.blobs.add(sha)

@@ -10,6 +10,8 @@ Decisions are workflow moves (confirm = pending_review -> filed; reject, with a 
 any other in the history, the custody chain and the webhooks. An operator may undo their own last
 decision on a case within UNDO_WINDOW_S, as long as nobody has moved the case since; the undo is
 recorded too (nothing is erased). Changing the category of a pending case is recorded the same way.
+Each decision, undo and category change is also kept with the frame it was made on
+(api.cases.review_labels), the training data of the review -> retrain loop.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from api.accounts.accounts import Principal
-from api.cases import custody, workflow
+from api.cases import custody, review_labels, workflow
 from api.cases.acting import transition
 from api.cases.reading import get_case
 from api.errors import InputError
@@ -181,6 +183,7 @@ def undo_last(session: Session, *, principal: Principal, case_id: int) -> Case:
         action="undo",
         detail={"from": previous, "to": workflow.PENDING_REVIEW, "undid_event": last.id},
     )
+    review_labels.record_decision(session, case=case, actor=principal.label, what="undo")
     _take(session, case_id=case.id, holder=principal.label, now=now, lease_s=LEASE_S)
     return case
 
@@ -217,5 +220,13 @@ def change_category(session: Session, *, principal: Principal, case_id: int, cat
         actor=principal.label,
         action="recategorized",
         detail={"from": previous, "to": category},
+    )
+    review_labels.record_decision(
+        session,
+        case=case,
+        actor=principal.label,
+        what="recategorise",
+        category_from=previous,
+        category_to=category,
     )
     return case

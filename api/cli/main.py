@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "api.cli.service",
     "api.cli.cameras",
     "detect.model.commands",
+    "api.cli.reviews",  # dataset from-reviews: joins the workshop's `dataset` group, so after it
     "api.cli.demo",
     "api.cli.runner",
 )

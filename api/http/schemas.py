@@ -207,6 +207,33 @@ class CaseDetail(CaseSummary):
     allowed_transitions: list[Status]
 
 
+class LabelBox(Schema):
+    x1: float = Field(description="pixels of the sighting's raw frame, left")
+    y1: float = Field(description="pixels, top")
+    x2: float = Field(description="pixels, right")
+    y2: float = Field(description="pixels, bottom")
+    class_name: str = Field(description="a model class name of the site config's `kinds`")
+
+
+class FrameBox(Schema):
+    box: LabelBox
+    source: Literal["detection", "operator"] = Field(
+        description="the detector's box (not corrected or removed), or one an operator added or corrected"
+    )
+
+
+class FrameLabels(Schema):
+    """A sighting's raw frame (the whole best frame, privacy-blurred) with the boxes labelled on it
+    after a correction; kept for the training-set export (gridpatrol dataset from-reviews)."""
+
+    case_id: int
+    sighting_id: int
+    frame_sha256: Sha256
+    width: int = Field(description="the frame's width, pixels")
+    height: int = Field(description="the frame's height, pixels")
+    boxes: list[FrameBox]
+
+
 class CasePage(Schema):
     total: int
     page: int

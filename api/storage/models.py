@@ -416,3 +416,31 @@ class ChalkEvidence(Base):
     mark_id: Mapped[int] = mapped_column(ForeignKey("chalk_marks.id", ondelete="CASCADE"), index=True)
     sha256: Mapped[str] = mapped_column(ForeignKey("evidence.sha256"), index=True)
     role: Mapped[str] = mapped_column(String(32))
+
+
+class ReviewLabel(Base):
+    """One operator decision kept with the frame it was made on (api.cases.review_labels): a case
+    confirmed, rejected (as a false detection or for another reason), recategorised or undone, or
+    boxes corrected, added or removed on a sighting's raw frame. The training-set export
+    (`gridpatrol dataset from-reviews`) replays them per frame. frame_sha256: the sighting's "raw"
+    evidence (the whole best frame, privacy-blurred), null when it has none; frame_index / frame_ts:
+    where in its footage (frame number, seconds), when the incident said; lat/lon: the sighting's
+    position. detail: canonical JSON (the detection's box and kind, the boxes sent, the reasons)."""
+
+    __tablename__ = "review_labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    sighting_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sightings.id", ondelete="CASCADE"), index=True
+    )
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    frame_sha256: Mapped[str | None] = mapped_column(String(64))
+    frame_index: Mapped[int | None] = mapped_column(Integer)
+    frame_ts: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(96))
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    what: Mapped[str] = mapped_column(String(16))  # confirm|reject_false|reject_other|recategorise|box|undo
+    detail: Mapped[str] = mapped_column(Text)

@@ -1,4 +1,5 @@
-"""Cases: list, read, move along the workflow; an admin's fetch of a sealed original."""
+"""Cases: list, read, move along the workflow; boxes corrected on a sighting's frame; an admin's fetch
+of a sealed original."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.cases import workflow
+from api.accounts.accounts import Principal, Role
+from api.cases import review_labels, workflow
 from api.cases.acting import store_after_photo, transition
 from api.cases.reading import (
     SORTS,
@@ -21,9 +23,21 @@ from api.cases.reading import (
     unseal_original,
 )
 from api.cases.workflow import RejectReason, Status
+from api.errors import ServiceFault
 from api.http import schemas
 from api.http.bodies import Received, body_of, request_body
-from api.http.deps import Admin, CaseId, Reader, ReadSessionDep, ServicesDep, SessionDep, Staff
+from api.http.deps import (
+    MAX_ID,
+    Admin,
+    CaseId,
+    Reader,
+    ReadSessionDep,
+    ServicesDep,
+    SessionDep,
+    Staff,
+    require,
+)
+from api.services import Services
 
 router = APIRouter(prefix="/api", tags=["cases"], responses=schemas.CALLER_ERRORS)
 
@@ -45,6 +59,47 @@ class TransitionIn(BaseModel):
 
 
 PHOTO = "after-photo (multipart only), required when handled"
+
+Office = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR))]
+PIXELS = 100_000.0  # no frame is wider or taller
+
+
+class BoxIn(BaseModel):
+    """A box on a sighting's raw frame, in its pixels (0 <= x1 < x2 <= width, 0 <= y1 < y2 <= height)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x1: float = Field(ge=0.0, le=PIXELS)
+    y1: float = Field(ge=0.0, le=PIXELS)
+    x2: float = Field(ge=0.0, le=PIXELS)
+    y2: float = Field(ge=0.0, le=PIXELS)
+    class_name: str = Field(
+        min_length=1, max_length=64, description="a model class name of the site config's `kinds`"
+    )
+    op: Literal["correct", "add", "remove"] = Field(
+        description="correct: replaces the detection's box; add: a box the detector missed; remove: drops "
+        f"the labelled box it overlaps most (IoU >= {review_labels.REMOVE_MIN_IOU})"
+    )
+
+
+class BoxesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sighting_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="the sighting whose raw frame is labelled (default: the latest)"
+    )
+    boxes: list[BoxIn] = Field(min_length=1, max_length=review_labels.MAX_BOXES)
+
+
+def _model_classes(services: Services) -> dict[str, str]:
+    """The site config's model class name -> object kind; a config that cannot be read is the
+    service's fault (503), not the caller's."""
+    from detect.config import ConfigError, load_config
+
+    try:
+        return dict(load_config(services.settings.site_config).kinds)
+    except ConfigError as exc:
+        raise ServiceFault("site config", str(exc).splitlines()[0]) from None
 
 
 @router.get("/cases", response_model=schemas.CasePage)
@@ -145,6 +200,42 @@ def post_transition(
     case = transition(session, principal=principal, case_id=case_id, move=move, photo=stored)
     session.commit()
     return describe(session, case=case, principal=principal)
+
+
+@router.post(
+    "/cases/{case_id}/boxes",
+    response_model=schemas.FrameLabels,
+    responses={
+        **schemas.BODY_ERRORS,
+        **schemas.WRITE_FAULTS,
+        **schemas.error_responses(
+            404, described={404: "no such case, no such sighting of it, or its raw frame is missing"}
+        ),
+    },
+)
+def post_boxes(
+    case_id: CaseId, principal: Office, session: SessionDep, services: ServicesDep, body: BoxesIn
+) -> review_labels.FrameLabels:
+    """Correct, add or remove boxes on a sighting's raw frame (the whole best frame, privacy-blurred),
+    in its pixels, with model class names of the site config; operators and admins. Kept with the frame
+    as review labels for the training-set export (gridpatrol dataset from-reviews) and recorded in the
+    case's custody chain (action boxes_labelled). A box outside the frame, a class the site config does
+    not know, or a removal that matches no labelled box is a 422 naming the box."""
+    edits = [
+        review_labels.BoxEdit(b.op, review_labels.LabelBox(b.x1, b.y1, b.x2, b.y2, b.class_name))
+        for b in body.boxes
+    ]
+    labelled = review_labels.label_boxes(
+        session,
+        principal=principal,
+        case_id=case_id,
+        sighting_id=body.sighting_id,
+        edits=edits,
+        classes=_model_classes(services),
+        store=services.store,
+    )
+    session.commit()
+    return labelled
 
 
 @router.get(
