@@ -395,9 +395,11 @@ class _FrameState:
         return out + self.added
 
     def rejected(self) -> list[LabelBox]:
-        if self.verdict == "negative" and self.corrected is None and self.detection is not None:
-            return [self.detection]
-        return []
+        """The detector's box when the operators said it is wrong: rejected as false, or removed (not
+        corrected): a hard negative, and no pseudo-label may put it back (detect.model.training)."""
+        if self.detection is None or self.corrected is not None:
+            return []
+        return [self.detection] if self.verdict == "negative" or self.detection_removed else []
 
     def frame_boxes(self) -> list[FrameBox]:
         return [FrameBox(b, "detection" if which == "detection" else "operator") for which, b in self._live()]

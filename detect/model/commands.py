@@ -1,4 +1,5 @@
-"""`gridpatrol dataset build`, `train`, `evaluate` and `export`: the shipped detector's life cycle.
+"""`gridpatrol dataset build`, `train`, `evaluate`, `export` and `model promote|rollback`: the detector's
+life cycle, the site's own retraining loop (issue 13) included.
 
 Thin: the work is in detect.model's dataset, training, evaluation and export modules, all imported
 inside the handlers so that other commands never pay for torch.
@@ -10,6 +11,11 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from detect.model.promotion import PromotionRule, SetComparison, Verdict
+    from detect.model.training import TrainSettings
 
 
 class CommandError(Exception):
@@ -24,6 +30,7 @@ DEFAULT_SAMPLES_RECIPE = REPO / "datasets" / "street-samples.yaml"
 DEFAULT_BUILD = REPO / "build"
 DEFAULT_DATA = DEFAULT_BUILD / "datasets" / "gridpatrol-street" / "data.yaml"
 DEFAULT_BASE = REPO.parent / "shared" / "weights" / "yolo26n-coco.pt"
+DEFAULT_SITE_DIR = REPO / "models" / "site"  # the site's model (detect.model.promotion)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,6 +110,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="random zoom gain of the training images (ultralytics' scale; default 0.5: zoom 0.5x-1.5x)",
     )
+    t.add_argument(
+        "--add-dataset",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="merge a review export (gridpatrol dataset from-reviews) into --data; repeatable. Its frames "
+        "are pseudo-labelled by the site's model except over operators' and rejected boxes; the merged set "
+        "is written to the run folder's dataset/",
+    )
+    t.add_argument(
+        "--pseudo-model",
+        type=Path,
+        help="weights that pseudo-label the review frames (default: the site's model, see `model promote`)",
+    )
+    t.add_argument(
+        "--pseudo-conf",
+        type=float,
+        help="minimum score of a review frame's pseudo-label (default: the recipe's, from --data's manifest)",
+    )
+    t.add_argument("--site-dir", type=Path, help="the site's model folder (default: models/site)")
+    t.add_argument(
+        "--pseudo-cache",
+        type=Path,
+        default=DEFAULT_BUILD / "cache" / "pseudo-labels",
+        help="pseudo-label cache of the review frames (default: %(default)s)",
+    )
     t.add_argument("--resume", action="store_true", help="continue the run from its weights/last.pt")
     t.add_argument(
         "--ship", type=Path, help="after training, write the best weights here (e.g. models/gridpatrol-n.pt)"
@@ -127,7 +160,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--split", default="val")
     e.add_argument("--json", type=Path, help="also write the metrics as JSON to this file")
+    e.add_argument(
+        "--against",
+        type=Path,
+        metavar="CURRENT",
+        help="compare --model (the candidate) with these weights: per-class AP50 side by side on --data's "
+        "val split and --reviews' val split, and the promotion rule's verdict",
+    )
+    e.add_argument(
+        "--reviews", type=Path, metavar="DIR", help="with --against: a review export's val split too"
+    )
+    _rule_arguments(e)
     e.set_defaults(handler=run_evaluate)
+
+    m = subparsers.add_parser("model", help="the site's model: promote a candidate, roll back")
+    msub = m.add_subparsers(dest="model_command", metavar="ACTION")
+    promote = msub.add_parser(
+        "promote",
+        help="make a candidate the site's model when not worse on the shipped and the reviews' val sets",
+        description="Score the candidate and the site's model on --data's val split and --reviews' val "
+        "split, print the figures and the rule, and copy the candidate to the site folder's current.pt when "
+        "the rule holds (the previous weights kept for `model rollback`); every decision recorded in "
+        "promotions.jsonl there. Refused: exit status 1 with the reason.",
+    )
+    promote.add_argument("candidate", type=Path, help="the candidate's weights (.pt)")
+    promote.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="dataset yaml (default: %(default)s)"
+    )
+    promote.add_argument(
+        "--reviews", type=Path, metavar="DIR", help="a review export whose val split counts too"
+    )
+    promote.add_argument("--imgsz", type=int, help="input size in pixels (default: the shipped model's)")
+    promote.add_argument(
+        "--conf", type=float, default=0.25, help="operating threshold (default: %(default)s)"
+    )
+    promote.add_argument("--site-dir", type=Path, help="the site's model folder (default: models/site)")
+    promote.add_argument(
+        "--config", type=Path, help="site config whose model.weights should name the site's model (checked)"
+    )
+    _rule_arguments(promote)
+    promote.set_defaults(handler=run_model_promote)
+    rollback = msub.add_parser(
+        "rollback",
+        help="restore the site's previous model (undo the last promotion)",
+        description="Put back the weights that were the site's model before the last promotion still in "
+        "effect; recorded in promotions.jsonl.",
+    )
+    rollback.add_argument("--site-dir", type=Path, help="the site's model folder (default: models/site)")
+    rollback.set_defaults(handler=run_model_rollback)
 
     x = subparsers.add_parser(
         "export",
@@ -144,6 +224,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "build/exports/NAME_openvino_model)",
     )
     x.set_defaults(handler=run_export)
+
+
+def _rule_arguments(parser: argparse.ArgumentParser) -> None:
+    from_rule = "(default: %(default)s; see detect.model.promotion.PromotionRule)"
+    parser.add_argument(
+        "--map50-tolerance",
+        type=float,
+        default=0.01,
+        help="the candidate's mAP50 on each set may be this much below the current's (negative: it must gain "
+        f"that much) {from_rule}",
+    )
+    parser.add_argument(
+        "--class-ap50-drop",
+        type=float,
+        default=0.05,
+        help=f"no class with labels in a set may lose more AP50 than this {from_rule}",
+    )
 
 
 def run_dataset_build(args: argparse.Namespace) -> int:
@@ -208,12 +305,18 @@ def run_train(args: argparse.Namespace) -> int:
         raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")
     if args.ship_only and not args.ship:
         raise CommandError("--ship-only needs --ship PATH")
+    if args.add_dataset and (args.resume or args.ship_only):
+        raise CommandError(
+            "--add-dataset starts a new run (a resumed run keeps the merged set it started with)"
+        )
     try:
         if args.ship_only:
             run_dir = settings.run_dir()
         elif args.resume:
             run_dir = resume(settings.run_dir(), workers=args.workers, epochs=args.epochs)
         else:
+            if args.add_dataset:
+                settings = _with_reviews(settings, args)
             run_dir = train(settings)
         if args.ship:
             best = run_dir / "weights" / "best.pt"
@@ -225,10 +328,35 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_reviews(settings: TrainSettings, args: argparse.Namespace) -> TrainSettings:
+    """settings training on --data merged with the --add-dataset exports, written to the run folder's
+    dataset/ (inside the run: a resumed run finds it where it started)."""
+    from dataclasses import replace
+
+    from detect.model.promotion import SiteModels
+    from detect.model.training import merge_review_sets, refuse_existing_run
+
+    refuse_existing_run(settings)
+    summary = merge_review_sets(
+        settings.data,
+        args.add_dataset,
+        settings.run_dir() / "dataset",
+        pseudo_model=args.pseudo_model or SiteModels(args.site_dir or DEFAULT_SITE_DIR).current(),
+        cache_root=args.pseudo_cache,
+        pseudo_conf=args.pseudo_conf,
+    )
+    print(summary.format())
+    return replace(settings, data=summary.data_yaml)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from detect.model.evaluation import EvaluationError, evaluate, format_table
 
     _shipped_defaults(args)
+    if args.against is not None:
+        return _compare(args)
+    if args.reviews is not None:
+        raise CommandError("--reviews needs --against CURRENT (a comparison)")
     try:
         report = evaluate(args.model, args.data, imgsz=args.imgsz, conf=args.conf, split=args.split)
     except EvaluationError as exc:
@@ -256,3 +384,103 @@ def run_export(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     print(path)
     return 0
+
+
+def _rule(args: argparse.Namespace) -> PromotionRule:
+    from detect.model.promotion import PromotionRule
+
+    if not -1.0 <= args.map50_tolerance <= 1.0 or not 0.0 <= args.class_ap50_drop <= 1.0:
+        raise CommandError(
+            "--map50-tolerance must be in [-1, 1] (negative: ask for a gain), --class-ap50-drop in [0, 1]"
+        )
+    return PromotionRule(map50_tolerance=args.map50_tolerance, class_ap50_drop=args.class_ap50_drop)
+
+
+def _comparison(
+    args: argparse.Namespace, candidate: Path, current: Path
+) -> tuple[list[SetComparison], PromotionRule, Verdict]:
+    from detect.model.evaluation import EvaluationError
+    from detect.model.promotion import PromotionError, compare, format_comparison, judge
+
+    rule = _rule(args)
+    try:
+        comparisons, notes = compare(
+            candidate, current, data=args.data, reviews=args.reviews, imgsz=args.imgsz, conf=args.conf
+        )
+    except (EvaluationError, PromotionError) as exc:
+        raise CommandError(str(exc)) from None
+    verdict = judge(comparisons, rule, notes)
+    print(format_comparison(comparisons, rule, verdict))
+    return comparisons, rule, verdict
+
+
+def _compare(args: argparse.Namespace) -> int:
+    comparisons, rule, verdict = _comparison(args, args.model, args.against)
+    if args.json:
+        figures = {
+            "rule": {"map50_tolerance": rule.map50_tolerance, "class_ap50_drop": rule.class_ap50_drop},
+            "sets": {c.name: c.figures() for c in comparisons},
+            "accepted": verdict.accepted,
+            "reasons": verdict.reasons,
+            "notes": verdict.notes,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_model_promote(args: argparse.Namespace) -> int:
+    from detect.model.promotion import PromotionError, SiteModels, sha256_of
+
+    _shipped_defaults(args)
+    site = SiteModels(args.site_dir or DEFAULT_SITE_DIR)
+    if not args.candidate.is_file():
+        raise CommandError(f"candidate weights not found: {args.candidate}")
+    if sha256_of(args.candidate) == sha256_of(site.current()):
+        raise CommandError(f"{args.candidate} is the site's model already ({site.current()})")
+    comparisons, rule, verdict = _comparison(args, args.candidate, site.current())
+    try:
+        record = site.promote(args.candidate, comparisons, rule, verdict)
+    except PromotionError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"promoted: {site.current_path} is now {args.candidate} (sha256 {record['after_sha256'][:16]}; "
+        f"was {record['before_sha256'][:16]}, kept for `gridpatrol model rollback`); "
+        f"recorded in {site.log_path}"
+    )
+    _point_config_at(args.config, site.current_path)
+    return 0
+
+
+def run_model_rollback(args: argparse.Namespace) -> int:
+    from detect.model.promotion import PromotionError, SiteModels
+
+    site = SiteModels(args.site_dir or DEFAULT_SITE_DIR)
+    try:
+        record = site.rollback()
+    except PromotionError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"rolled back: {site.current_path} is {record['after_sha256'][:16]} again (was "
+        f"{record['before_sha256'][:16]}); recorded in {site.log_path}"
+    )
+    return 0
+
+
+def _point_config_at(config: Path | None, weights: Path) -> None:
+    """Say whether the site config runs the site's model, and the line to set when it does not."""
+    from detect.config import ConfigError, load_config
+
+    if config is not None:
+        try:
+            named = Path(load_config(config).model.weights).resolve()
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        if named == weights.resolve():
+            print(f"{config}: model.weights names it already")
+            return
+    print(
+        f"to run it, set in the site config (configs/site.yaml keeps the shipped weights): model: weights: "
+        f"{weights.resolve()}"
+    )

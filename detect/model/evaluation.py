@@ -217,7 +217,9 @@ def load_data(data: str | os.PathLike[str], split: str) -> tuple[list[str], list
         if folder.is_dir():
             images += [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
         elif folder.suffix == ".txt" and folder.is_file():
-            images += [(root / line.strip()) for line in folder.read_text().splitlines() if line.strip()]
+            # as ultralytics reads a list: "./x" is relative to the list's folder, others to the root
+            lines = [line.strip() for line in folder.read_text().splitlines() if line.strip()]
+            images += [folder.parent / x[2:] if x.startswith("./") else root / x for x in lines]
         else:
             raise EvaluationError(f"{data_path}: {split} folder not found: {folder}")
     return [str(n) for n in names], sorted(images)

@@ -8,15 +8,22 @@ ship (optimizer state stripped, fp16).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
+import shutil
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detect import SetupError
 from detect.yolo import SHIPPED_IMGSZ
+
+if TYPE_CHECKING:
+    from detect.model.dataset import LabelBox
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +31,10 @@ DEFAULT_BASE = Path(__file__).resolve().parents[2].parent / "shared" / "weights"
 DEFAULT_PROJECT = Path(__file__).resolve().parents[2] / "build" / "runs"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "build" / "datasets" / "gridpatrol-street" / "data.yaml"
 MAX_SHIPPED_BYTES = 20 * 1024 * 1024
+# A review frame's pseudo-label is dropped when it overlaps an operator's box (any class) or a box the
+# operators rejected by at least this IoU (see merge_review_sets).
+PSEUDO_DROP_IOU = 0.5
+DEFAULT_PSEUDO_CONF = 0.4  # the recipe's pseudo-label threshold (models/MODEL_CARD.md) when no manifest says
 
 
 class TrainingError(SetupError):
@@ -57,6 +68,26 @@ class TrainSettings:
         return Path(self.project).resolve() / self.name
 
 
+@dataclass(frozen=True, slots=True)
+class MergeSummary:
+    """What `merge_review_sets` wrote: the merged data.yaml and, over the review sets, images per
+    split, operators' boxes, pseudo-labels added and pseudo-labels dropped by the overlap rule."""
+
+    data_yaml: Path
+    images: dict[str, int]
+    operator_boxes: int
+    pseudo_added: int
+    pseudo_dropped: int
+
+    def format(self) -> str:
+        images = ", ".join(f"{split} {n}" for split, n in sorted(self.images.items()))
+        return (
+            f"{self.data_yaml}: review frames {images or 'none'}; operators' boxes {self.operator_boxes}, "
+            f"pseudo-labels added {self.pseudo_added}, dropped (IoU >= {PSEUDO_DROP_IOU:g} with an "
+            f"operator's or a rejected box) {self.pseudo_dropped}"
+        )
+
+
 def _import_verbose() -> None:
     """Import ultralytics offline, with its epoch logs and progress bars on (the adapter mutes them)."""
     from detect.backends import import_ultralytics
@@ -87,9 +118,7 @@ def train(settings: TrainSettings) -> Path:
         raise TrainingError(f"scale must be in [0, 1), got {settings.scale}")
     if settings.imgsz % 32:
         raise TrainingError(f"imgsz must be a multiple of 32, got {settings.imgsz}")
-    run_dir = settings.run_dir()
-    if (run_dir / "weights" / "last.pt").exists():
-        raise TrainingError(f"run folder {run_dir} already holds a run: resume it (--resume) or pick --name")
+    run_dir = refuse_existing_run(settings)
     _import_verbose()
     from ultralytics import YOLO
 
@@ -105,6 +134,14 @@ def train(settings: TrainSettings) -> Path:
     if settings.scale is not None:
         kwargs["scale"] = settings.scale
     model.train(**kwargs)
+    return run_dir
+
+
+def refuse_existing_run(settings: TrainSettings) -> Path:
+    """The run folder, or TrainingError when it holds a run already (a new run never overwrites one)."""
+    run_dir = settings.run_dir()
+    if (run_dir / "weights" / "last.pt").exists():
+        raise TrainingError(f"run folder {run_dir} already holds a run: resume it (--resume) or pick --name")
     return run_dir
 
 
@@ -352,3 +389,222 @@ def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
         raise TrainingError(f"{target}: {size / 1e6:.1f} MB, over the {MAX_SHIPPED_BYTES / 1e6:.0f} MB limit")
     log.info("wrote %s (%.1f MB) from %s", target, size / 1e6, source)
     return target
+
+
+def pseudo_labels_to_add(
+    pseudo: Sequence[LabelBox],
+    operator: Sequence[LabelBox],
+    rejected: Sequence[LabelBox],
+    *,
+    iou: float = PSEUDO_DROP_IOU,
+) -> list[LabelBox]:
+    """The pseudo-labels of a review frame that may be added to its operators' labels: those whose IoU
+    with every operator box (of any class: the operators spoke about that object) and every rejected
+    box (the operators said nothing is there) is below iou. Boxes are YOLO-normalised; IoU does not
+    change when x and y are scaled apart, so it is the same as in pixels."""
+    from detect.model.evaluation import box_iou
+
+    if not pseudo:
+        return []
+    spoken = [*operator, *rejected]
+    if not spoken:
+        return list(pseudo)
+    overlap = box_iou(_xyxy(pseudo), _xyxy(spoken)).max(axis=1)
+    return [box for box, best in zip(pseudo, overlap, strict=True) if best < iou]
+
+
+def _xyxy(boxes: Sequence[LabelBox]) -> Any:
+    import numpy as np
+
+    return np.array(
+        [[b.x - b.w / 2, b.y - b.h / 2, b.x + b.w / 2, b.y + b.h / 2] for b in boxes], dtype=float
+    )
+
+
+def _split_entries(data: Path, split: str) -> list[str]:
+    """A data.yaml's entries for a split as absolute paths (folders or image lists)."""
+    import yaml
+
+    spec = yaml.safe_load(data.read_text(encoding="utf-8")) or {}
+    root = data.parent
+    if spec.get("path"):
+        root = (data.parent / spec["path"]).resolve()
+    entries = spec.get(split) or []
+    return [str((root / e).resolve()) for e in (entries if isinstance(entries, list) else [entries])]
+
+
+def _review_names(review_dir: Path, data: Path, names: list[str]) -> None:
+    """TrainingError unless the review export's classes are the recipe's, in the same order."""
+    from detect.model.dataset import DatasetError, source_names
+
+    try:
+        theirs = source_names(review_dir)
+    except DatasetError as exc:
+        raise TrainingError(f"--add-dataset {review_dir}: {exc}") from None
+    if theirs == names:
+        return
+    where = next((i for i, (a, b) in enumerate(zip(theirs, names, strict=False)) if a != b), None)
+    detail = (
+        f"class {where} is '{theirs[where]}' there, '{names[where]}' in {data}"
+        if where is not None
+        else f"{len(theirs)} classes there, {len(names)} in {data}"
+    )
+    raise TrainingError(
+        f"--add-dataset {review_dir}: its classes do not match the training set's ({detail}); export it with "
+        "`gridpatrol dataset from-reviews --recipe` of the recipe that built --data"
+    )
+
+
+def merge_review_sets(
+    data: Path,
+    review_dirs: Sequence[Path],
+    out_dir: Path,
+    *,
+    pseudo_model: Path,
+    cache_root: Path,
+    pseudo_imgsz: int = SHIPPED_IMGSZ,
+    pseudo_conf: float | None = None,
+) -> MergeSummary:
+    """One training set of data (a built recipe's data.yaml) and review exports (`gridpatrol dataset
+    from-reviews`), written to out_dir (emptied first):
+
+        <out_dir>/data.yaml                 train/val: the review folders below, then data's own entries
+        <out_dir>/reviews-<i>/images/<split>/<name>  -> symlink to the export's frame
+        <out_dir>/reviews-<i>/labels/<split>/<name>.txt  the operators' boxes, then the pseudo-labels kept
+        <out_dir>/merge.json                what was merged and the counts
+
+    A review frame is labelled only where operators spoke (confirmed, corrected, added boxes); its
+    other objects would be taught as background. So every review frame is pseudo-labelled by
+    pseudo_model (the site's current model, every class it shares with the set by name, at
+    pseudo_conf: the recipe's pseudo-label threshold from data's manifest.json, else
+    DEFAULT_PSEUDO_CONF) and a pseudo-label is added unless its IoU with an operator's box (any class)
+    or a box the operators rejected (reviews.json) is PSEUDO_DROP_IOU or more. Predictions are cached
+    like the recipe's (detect.model.dataset). Review train frames go to train, review val frames to val.
+    """
+    import yaml
+
+    from detect.backends import sha256_file
+    from detect.model.dataset import (
+        DatasetError,
+        PseudoLabelSpec,
+        _pseudo_predictions,
+        pseudo_boxes,
+        read_yolo_labels,
+    )
+    from detect.model.evaluation import EvaluationError, load_data
+    from detect.model.from_reviews import MANIFEST, SPLITS
+
+    data = _check_file(data, "dataset yaml")
+    pseudo_model = _check_file(pseudo_model, "pseudo-label model")
+    try:
+        names, _ = load_data(data, "train")
+    except EvaluationError as exc:
+        raise TrainingError(str(exc)) from None
+    class_ids = {n: i for i, n in enumerate(names)}
+    if pseudo_conf is None:
+        manifest = data.parent / "manifest.json"
+        recipe_pseudo = json.loads(manifest.read_text()).get("pseudo_labels") if manifest.is_file() else None
+        pseudo_conf = float(recipe_pseudo["conf"]) if recipe_pseudo else DEFAULT_PSEUDO_CONF
+    if not 0.0 < pseudo_conf < 1.0:
+        raise TrainingError(f"pseudo-label threshold must be between 0 and 1, got {pseudo_conf}")
+
+    frames = []  # (source index, split, image, operator boxes, rejected boxes)
+    for i, review_dir in enumerate(Path(d).resolve() for d in review_dirs):
+        _review_names(review_dir, data, names)
+        listing = review_dir / MANIFEST
+        if not listing.is_file():
+            raise TrainingError(f"--add-dataset {review_dir}: no {MANIFEST} (not a from-reviews export)")
+        identity = dict(enumerate(range(len(names))))
+        for entry in json.loads(listing.read_text(encoding="utf-8")).get("images", []):
+            image = review_dir / entry["image"]
+            if entry["split"] not in SPLITS or not image.is_file():
+                raise TrainingError(f"{listing}: image {entry['image']} missing or split unknown")
+            try:
+                operator = read_yolo_labels(
+                    review_dir / "labels" / entry["split"] / f"{image.stem}.txt", identity
+                )
+            except DatasetError as exc:
+                raise TrainingError(str(exc)) from None
+            rejected = [_label_box(line, listing) for line in entry.get("rejected", [])]
+            frames.append((i, entry["split"], image, operator, rejected))
+    if not frames:
+        raise TrainingError(f"--add-dataset: no frames in {', '.join(str(d) for d in review_dirs)}")
+
+    spec = PseudoLabelSpec(
+        model=pseudo_model, conf=pseudo_conf, imgsz=pseudo_imgsz, classes={n: n for n in names}
+    )
+    try:
+        predictions = _pseudo_predictions(
+            [f[2] for f in frames], pseudo_model, sha256_file(pseudo_model), spec, cache_root
+        )
+    except DatasetError as exc:
+        raise TrainingError(str(exc)) from None
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    images: Counter[str] = Counter()
+    added = dropped = operator_boxes = 0
+    folders: dict[str, list[str]] = {split: [] for split in SPLITS}
+    for i, split, image, operator, rejected in frames:
+        image_dir = out_dir / f"reviews-{i}" / "images" / split
+        label_dir = out_dir / f"reviews-{i}" / "labels" / split
+        if not image_dir.is_dir():
+            image_dir.mkdir(parents=True)
+            label_dir.mkdir(parents=True)
+            folders[split].append(str(image_dir))
+        pseudo = pseudo_boxes(predictions[image], spec.classes, class_ids, pseudo_conf)
+        kept = pseudo_labels_to_add(pseudo, operator, rejected)
+        (image_dir / image.name).symlink_to(image)
+        (label_dir / f"{image.stem}.txt").write_text(
+            "".join(f"{b.line()}\n" for b in [*operator, *kept]), encoding="utf-8"
+        )
+        images[split] += 1
+        operator_boxes += len(operator)
+        added += len(kept)
+        dropped += len(pseudo) - len(kept)
+
+    merged: dict[str, Any] = {split: folders[split] + _split_entries(data, split) for split in SPLITS}
+    merged["names"] = dict(enumerate(names))
+    header = (
+        f"# Written by `gridpatrol train --add-dataset`: {data} with review exports\n"
+        f"# {', '.join(str(Path(d).resolve()) for d in review_dirs)}; review frames pseudo-labelled by\n"
+        f"# {pseudo_model.name} at {pseudo_conf:g}, none kept over an operator's or a rejected box.\n"
+    )
+    out_yaml = out_dir / "data.yaml"
+    out_yaml.write_text(
+        header + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    summary = MergeSummary(out_yaml, dict(images), operator_boxes, added, dropped)
+    (out_dir / "merge.json").write_text(
+        json.dumps(
+            {
+                "data": str(data),
+                "reviews": [str(Path(d).resolve()) for d in review_dirs],
+                "pseudo_model": str(pseudo_model),
+                "pseudo_model_sha256": sha256_file(pseudo_model),
+                "pseudo_conf": pseudo_conf,
+                "pseudo_imgsz": pseudo_imgsz,
+                "drop_iou": PSEUDO_DROP_IOU,
+                "images": dict(images),
+                "operator_boxes": operator_boxes,
+                "pseudo_added": added,
+                "pseudo_dropped": dropped,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    log.info("%s", summary.format())
+    return summary
+
+
+def _label_box(line: str, listing: Path) -> LabelBox:
+    """A "class cx cy w h" line of reviews.json (a rejected box's class may be -1: not in the list)."""
+    from detect.model.dataset import LabelBox
+
+    try:
+        cls, x, y, w, h = line.split()
+        return LabelBox(int(cls), float(x), float(y), float(w), float(h))
+    except ValueError:
+        raise TrainingError(f"{listing}: not a 'class cx cy w h' box: {line!r}") from None

@@ -361,3 +361,26 @@ def test_audit_names_box_labels_on_a_frame_that_is_not_the_case_s(make_server: A
         )  # fmt: skip
     problems = _tampered_audit(server, case_id)
     assert len(problems) == 1 and f"labels boxes on blob {'0' * 64}" in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    ("edits", "verdict", "rejected"),
+    [
+        ([], "negative", True),  # rejected as false
+        ([("remove", (10, 10, 100, 100))], None, True),  # the detection removed: the same hard negative
+        ([("remove", (10, 10, 100, 100))], "positive", True),  # removed, then the case filed anyway
+        ([("correct", (12, 12, 98, 98))], "negative", False),  # corrected: the object is there
+        ([("add", (200, 200, 300, 300)), ("remove", (200, 200, 300, 300))], "positive", False),
+    ],
+    ids=["rejected", "removed", "removed-then-filed", "corrected", "added-then-removed"],
+)
+def test_which_detection_is_a_hard_negative(edits, verdict, rejected) -> None:  # type: ignore[no-untyped-def]
+    from api.cases.review_labels import BoxEdit, LabelBox, _FrameState
+
+    detection = LabelBox(10, 10, 100, 100, "car")
+    state = _FrameState(detection=detection, verdict=verdict)
+    for op, (x1, y1, x2, y2) in edits:
+        state.apply(BoxEdit(op, LabelBox(x1, y1, x2, y2, "car")))
+    assert state.rejected() == ([detection] if rejected else [])
+    if rejected:
+        assert detection not in state.labels()
