@@ -140,7 +140,11 @@ def compare(
     conf: float = 0.25,
 ) -> tuple[list[SetComparison], list[str]]:
     """Both models scored on data's val split and on the reviews export's val split (when it has
-    frames); returns the comparisons and notes on the sets left out."""
+    frames); returns the comparisons and notes on the sets left out. Missing weights are named before
+    anything is scored."""
+    for role, weights in (("candidate", candidate), ("current", current)):
+        if not Path(weights).is_file():
+            raise PromotionError(f"{role} weights not found: {weights}")
     sets = [("shipped val", data)]
     notes = []
     if reviews is not None:

@@ -93,6 +93,13 @@ def test_rollback_with_nothing_promoted_is_refused(tmp_path: Path) -> None:
         SiteModels(tmp_path / "site").rollback()
 
 
+def test_a_comparison_names_missing_weights_before_scoring_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--model", str(tmp_path / "none.pt"), "--against", str(SHIPPED_WEIGHTS)]) == 1
+    assert f"candidate weights not found: {tmp_path / 'none.pt'}" in capsys.readouterr().err
+
+
 def test_merge_refuses_an_export_in_another_class_order(tmp_path: Path) -> None:
     data = tmp_path / "set" / "data.yaml"
     (tmp_path / "set" / "images" / "train").mkdir(parents=True)
