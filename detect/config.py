@@ -91,6 +91,11 @@ class CategoryRule(Strict):
         True, description="count dwell only while the camera itself is not moving (dashcams)"
     )
     min_cues: int = Field(1, ge=1, description="distinct stationary objects needed together (stalls)")
+    whole_kinds: list[str] = Field(
+        default_factory=list,
+        description="kinds that are a whole stall by themselves (a model's `stall` class): one such object "
+        "fires alone; the cue cluster of min_cues otherwise (a model without that class)",
+    )
     chalk: bool = Field(
         False,
         description="seen from a moving camera, one pass is only a suspected sighting (a chalk mark); the "
@@ -238,6 +243,9 @@ class SiteConfig(Strict):
     def _consistent(self) -> SiteConfig:
         known_kinds = set(self.kinds.values())
         for name, rule in self.categories.items():
+            stray = [k for k in rule.whole_kinds if k not in rule.kinds]
+            if stray:
+                raise ValueError(f"categories.{name}.whole_kinds: {stray} are not in its kinds {rule.kinds}")
             unknown = [k for k in rule.kinds if k not in known_kinds]
             if unknown:
                 raise ValueError(

@@ -9,8 +9,10 @@ A violation fires once per object, when the object has stayed stationary in an a
 category for at least `min_dwell_s`, has been seen in at least `min_observations` analysed frames,
 and the median of its scores over that time is at least `min_median_conf`. Categories with
 `min_cues > 1` (street stalls) fire once per cluster of ready, stationary cue objects standing close
-together. A lost object that reappears at the same place (box IoU >= RELINK_IOU) within `grace_s`
-continues its violation; one that stays lost longer closes it.
+together; an object of one of the category's `whole_kinds` (a model's `stall` class) is a stall by
+itself, so the rule uses that class when the model has it and the cue cluster when it has not. A
+lost object that reappears at the same place (box IoU >= RELINK_IOU) within `grace_s` continues its
+violation; one that stays lost longer closes it.
 
 A moving camera (a patrol vehicle's: the camera has a `mounting`, the site has geofences, and the
 frame has the vehicle's position and heading from its GPS track) finds its objects on the ground
@@ -447,7 +449,8 @@ class RuleEngine:
                     break
         fired = []
         for group in _groups(ready, max_gap):
-            if len({id(v) for v in group}) < rule.min_cues:
+            whole = any(v.kind in rule.whole_kinds for v in group)  # a stall the model saw as one
+            if len({id(v) for v in group}) < rule.min_cues and not whole:
                 continue
             first = min(group, key=lambda v: (v.first_seen_ts, v.first_box))
             cluster = Violation(

@@ -21,6 +21,7 @@ def make_config(
     zones: list[dict[str, Any]] | None = None,
     grace_s: float = 10.0,
     categories: dict[str, dict[str, Any]] | None = None,
+    extra_kinds: dict[str, str] | None = None,
 ) -> SiteConfig:
     """A config with one camera 'cam' whose default zone is the left half of the image."""
     if zones is None:
@@ -46,6 +47,7 @@ def make_config(
                 "dining table": "table",
                 "chair": "chair",
                 "garbage": "garbage",
+                **(extra_kinds or {}),
             },
             "categories": categories,
             "cameras": [{"id": "cam", "zones": zones}],

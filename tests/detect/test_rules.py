@@ -206,6 +206,35 @@ def cue(kind, box, track_id):
 
 
 @pytest.mark.parametrize(
+    ("cues", "stalls", "members"),
+    [
+        ([("stall", (100.0, 100.0, 300.0, 400.0), 1)], 1, 1),  # the model's stall class: a stall alone
+        ([("umbrella", (100.0, 100.0, 300.0, 300.0), 1)], 0, 0),  # a lone cue still is not
+        ([("stall", (100.0, 100.0, 300.0, 400.0), 1), ("chair", (310.0, 320.0, 360.0, 400.0), 2)], 1, 2),
+        ([("stall", (100.0, 100.0, 300.0, 400.0), 1), ("stall", (700.0, 100.0, 900.0, 400.0), 2)], 2, 1),
+    ],
+    ids=["stall-class", "lone-cue", "stall-and-its-chair", "two-stalls-apart"],
+)
+def test_a_stall_class_fires_alone_and_cues_fall_back_to_the_cluster(cues, stalls, members):
+    categories = {"street_vending": {**VENDING["street_vending"], "whole_kinds": ["stall"]}}
+    categories["street_vending"]["kinds"] = ["stall", "umbrella", "table", "chair"]
+    config = make_config(zones=VENDING_ZONE, categories=categories, extra_kinds={"stall": "stall"})
+    e = RuleEngine(config, config.cameras[0], "cam")
+    frames = timeline(range(0, 12))
+    fired, _ = run(e, frames, [[cue(k, b, t) for k, b, t in cues]] * 12)
+    assert len(fired) == stalls
+    assert all(v.kind == "stall" and len(v.members) == members for v in fired)
+
+
+def test_whole_kinds_must_be_kinds_of_the_category():
+    from detect.config import ConfigError
+
+    categories = {"street_vending": {**VENDING["street_vending"], "whole_kinds": ["stall"]}}
+    with pytest.raises(ConfigError, match=r"whole_kinds: \['stall'\] are not in its kinds"):
+        make_config(zones=VENDING_ZONE, categories=categories)
+
+
+@pytest.mark.parametrize(
     ("cues", "stalls"),
     [
         ([("umbrella", (100.0, 100.0, 300.0, 300.0), 1)], 0),  # one cue is not a stall
