@@ -56,13 +56,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
 from api.cases.grids import GridCache, GridIndex
 from api.cases.incident import IncidentInputError
-from api.cases.ingest import IncidentIn, IngestResult, find_received, ingest
+from api.cases.ingest import IncidentIn, IngestResult, committed, find_received, ingest
 from api.cases.merge import MergePolicy, bucket_of, distance_m
 from api.cases.reading import SEALED_ROLES, EvidenceFile, Position
 from api.errors import NotFound
@@ -439,27 +438,18 @@ def chalk_committed(
 ) -> ChalkResult:
     """chalk() in its own transaction; a concurrent insert of the same incident id returns the winner's
     answer."""
-    for attempt in range(3):
-        session = factory()
-        try:
-            result = chalk(
-                session,
-                inc,
-                grid=grid_cache.get(session),
-                policy=policy,
-                chalk_policy=chalk_policy,
-                actor=actor,
-                job_id=job_id,
-            )
-            session.commit()
-            return result
-        except IntegrityError:
-            session.rollback()
-            if attempt == 2:
-                raise
-        finally:
-            session.close()
-    raise AssertionError("unreachable")
+    return committed(
+        factory,
+        lambda session: chalk(
+            session,
+            inc,
+            grid=grid_cache.get(session),
+            policy=policy,
+            chalk_policy=chalk_policy,
+            actor=actor,
+            job_id=job_id,
+        ),
+    )
 
 
 def find_chalked(session: Session, *, incident_id: str) -> ChalkResult | None:

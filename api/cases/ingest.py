@@ -15,12 +15,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from api.cases.chalking import ChalkPolicy, ChalkResult
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EVIDENCE_ROLES = ("annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last", "original")
 
@@ -537,6 +539,24 @@ def _check_runner_camera(read_factory: sessionmaker[Session], camera_id: str) ->
         )
 
 
+def committed(factory: sessionmaker[Session], write: Callable[[Session], T]) -> T:
+    """write(session) in its own transaction, committed; a concurrent insert of the same incident id
+    (an IntegrityError) is tried again, up to three times, so that the retry finds the winner's row."""
+    for attempt in range(3):
+        session = factory()
+        try:
+            result = write(session)
+            session.commit()
+            return result
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+        finally:
+            session.close()
+    raise AssertionError("unreachable")
+
+
 def ingest_committed(
     factory: sessionmaker[Session],
     inc: IncidentIn,
@@ -547,21 +567,12 @@ def ingest_committed(
     job_id: int | None = None,
 ) -> IngestResult:
     """ingest() in its own transaction; a concurrent insert of the same incident id returns the winner."""
-    for attempt in range(3):
-        session = factory()
-        try:
-            result = ingest(
-                session, inc, grid=grid_cache.get(session), policy=policy, actor=actor, job_id=job_id
-            )
-            session.commit()
-            return result
-        except IntegrityError:
-            session.rollback()
-            if attempt == 2:
-                raise
-        finally:
-            session.close()
-    raise AssertionError("unreachable")
+    return committed(
+        factory,
+        lambda session: ingest(
+            session, inc, grid=grid_cache.get(session), policy=policy, actor=actor, job_id=job_id
+        ),
+    )
 
 
 def file_committed(
