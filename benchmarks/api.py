@@ -203,18 +203,25 @@ def incident(i: int, rng: random.Random) -> tuple[dict, list]:
 
 def multipart_body(data: dict, parts: list, boundary: str) -> bytes:
     """The multipart/form-data body a device sends: the incident JSON and its evidence files."""
-    out = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="incident"\r\n\r\n'.encode(),
-        json.dumps(data).encode(),
-        b"\r\n",
-    ]
-    for field, (filename, body, media_type) in parts:
+    return batch_body([(data, parts)], boundary)
+
+
+def batch_body(incidents: list[tuple[dict, list]], boundary: str) -> bytes:
+    """Several incident forms in one body (POST /api/incidents/batch; one is POST /api/incidents's)."""
+    out = []
+    for data, parts in incidents:
         out += [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-            f"Content-Type: {media_type}\r\n\r\n".encode(),
-            body,
+            f'--{boundary}\r\nContent-Disposition: form-data; name="incident"\r\n\r\n'.encode(),
+            json.dumps(data).encode(),
             b"\r\n",
         ]
+        for field, (filename, body, media_type) in parts:
+            out += [
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                f"Content-Type: {media_type}\r\n\r\n".encode(),
+                body,
+                b"\r\n",
+            ]
     out.append(f"--{boundary}--\r\n".encode())
     return b"".join(out)
 
@@ -240,6 +247,7 @@ def bench_ingest(
     server_pid: int | None = None,
     first_id: int = 0,
     paced_per_s: float | None = None,
+    batch: int = 1,
 ) -> dict:
     """Incidents/s over HTTP from `threads` keep-alive connections. Request bodies are encoded before
     the clock starts and sent with http.client, so the client takes as little of the machine's CPU
@@ -249,13 +257,17 @@ def bench_ingest(
     milliseconds per incident ("server_cpu_ms": the robust figure on a shared machine, user time
     above all; None where /proc is not there) and this process's ("client_cpu_ms", all its threads:
     a reader running beside counts too). `paced_per_s`: send at that rate at most (a steady load
-    rather than as fast as the server answers)."""
+    rather than as fast as the server answers). `batch`: incidents per request; above 1 they go to
+    POST /api/incidents/batch, as a runner sends its backlog (p95_s is then per request of `batch`)."""
     import http.client
     from urllib.parse import urlsplit
 
     rng = random.Random(1 + first_id)
     boundary = "gridpatrol-bench-boundary"
-    bodies = [multipart_body(*incident(first_id + i, rng), boundary) for i in range(count)]
+    made = [incident(first_id + i, rng) for i in range(count)]
+    count -= count % batch  # whole requests
+    path = "/api/incidents" if batch == 1 else "/api/incidents/batch"
+    bodies = [batch_body(made[i : i + batch], boundary) for i in range(0, count, batch)]
     host = urlsplit(base)
     headers = {
         "Authorization": f"Bearer {key}",
@@ -265,37 +277,43 @@ def bench_ingest(
     latencies: list[float] = []
     schedule = {"t0": 0.0, "first": 0}
 
-    def post(i: int) -> None:
+    def post(i: int) -> None:  # request i: incidents i * batch ...
         if paced_per_s:
-            due = schedule["t0"] + (i - schedule["first"]) / paced_per_s
+            due = schedule["t0"] + (i - schedule["first"]) * batch / paced_per_s
             if (wait := due - time.perf_counter()) > 0:
                 time.sleep(wait)
         if not hasattr(local, "conn"):
             local.conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
         t0 = time.perf_counter()
-        local.conn.request("POST", "/api/incidents", body=bodies[i], headers=headers)
+        local.conn.request("POST", path, body=bodies[i], headers=headers)
         response = local.conn.getresponse()
         text = response.read()
         latencies.append(time.perf_counter() - t0)
         if response.status not in (200, 201):
-            raise RuntimeError(f"incident {i}: {response.status} {text[:200]!r}")
+            raise RuntimeError(f"request {i}: {response.status} {text[:200]!r}")
+        if batch > 1:
+            failed = [e for e in json.loads(text)["results"] if e["status_code"] not in (200, 201)]
+            if failed:
+                raise RuntimeError(f"request {i}: {failed[0]}")
 
-    for i in range(min(20, count)):  # warm up (not counted)
+    requests = len(bodies)
+    warm = min(max(1, 20 // batch), requests // 4)
+    for i in range(warm):  # warm up (not counted)
         post(i)
     latencies.clear()
     rates = []
     cpu0 = process_cpu_s(server_pid)
     client0 = os.times()
-    bounds = [20 + (count - 20) * r // rounds for r in range(rounds + 1)]
+    bounds = [warm + (requests - warm) * r // rounds for r in range(rounds + 1)]
     with ThreadPoolExecutor(threads) as pool:
         for start, end in zip(bounds, bounds[1:], strict=False):
             t0 = time.perf_counter()
             schedule.update(t0=t0, first=start)
             list(pool.map(post, range(start, end)))
-            rates.append((end - start) / (time.perf_counter() - t0))
+            rates.append((end - start) * batch / (time.perf_counter() - t0))
     client1 = os.times()
     cpu1 = process_cpu_s(server_pid)
-    n = count - bounds[0]
+    n = (requests - warm) * batch
     cpu_ms = None
     if cpu0 is not None and cpu1 is not None:
         cpu_ms = ((cpu1[0] - cpu0[0]) * 1000 / n, (cpu1[1] - cpu0[1]) * 1000 / n)
@@ -307,6 +325,7 @@ def bench_ingest(
         "server_cpu_ms": cpu_ms,
         "client_cpu_ms": client_ms,
         "count": n,
+        "batch": batch,
     }
 
 
@@ -321,7 +340,12 @@ def ingest_line(backend: str, what: str, result: dict, threads: int) -> str:
     return (
         f"[{backend}] {what}: median {result['rate']:.0f} incidents/s "
         f"(rounds: {', '.join(f'{r:.0f}' for r in result['rates'])}; {threads} client connections; "
-        f"p95 {result['p95_s'] * 1000:.0f} ms per request{cpu_text}; "
+        + (
+            f"{result['batch']} incidents a request (POST /api/incidents/batch); "
+            if result["batch"] > 1
+            else ""
+        )
+        + f"p95 {result['p95_s'] * 1000:.0f} ms per request{cpu_text}; "
         f"client CPU {sum(client):.2f} ms per incident)"
     )
 
@@ -643,7 +667,7 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
             base = server.start()
             pid = server.proc.pid if server.proc else None
             print(f"[{backend}] load average {load_average()}")
-            first = bench_ingest(base, key, args.incidents, args.threads, server_pid=pid)
+            first = bench_ingest(base, key, args.incidents, args.threads, server_pid=pid, batch=args.batch)
             print(
                 ingest_line(
                     backend,
@@ -685,7 +709,13 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
             print(f"[{backend}] load average {load_average()}")
             with Reader(base, token, count) as reader:
                 late = bench_ingest(
-                    base, key, max(200, args.incidents), args.threads, server_pid=pid, first_id=500_000
+                    base,
+                    key,
+                    max(200, args.incidents),
+                    args.threads,
+                    server_pid=pid,
+                    first_id=500_000,
+                    batch=args.batch,
                 )
             print(
                 ingest_line(
@@ -709,6 +739,7 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                     args.threads,
                     first_id=650_000,
                     paced_per_s=paced_rate,
+                    batch=args.batch,
                 )
             print(
                 f"[{backend}] GET /api/cases while ingest runs steadily at {paced['rate']:.0f} incidents/s "
@@ -719,7 +750,9 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                     holder: dict = {}
                     load = threading.Thread(
                         target=lambda: holder.update(
-                            bench_ingest(base, key, args.incidents, args.threads, first_id=800_000)
+                            bench_ingest(
+                                base, key, args.incidents, args.threads, first_id=800_000, batch=args.batch
+                            )
                         )
                     )
                     load.start()
@@ -762,6 +795,12 @@ def main() -> int:
         "--threads", type=int, default=16, help="client connections (cameras posting at once)"
     )
     parser.add_argument("--queries", type=int, default=360)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="incidents per request: 1 posts each alone (a camera), more posts batches (a runner's backlog)",
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="no py-spy profile")
     parser.add_argument("--profile-s", type=float, default=6.0, help="seconds the profile samples")

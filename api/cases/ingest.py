@@ -758,14 +758,14 @@ class IngestWriter:
         self._policy = policy
         self.max_batch = max_batch
         self.idle_s = idle_s
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Pending]] = queue.SimpleQueue()  # a request's incidents
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.stats = WriterStats()
 
-    def _put(self, item: _Pending) -> None:
+    def _put(self, *items: _Pending) -> None:
         with self._lock:
-            self._queue.put(item)
+            self._queue.put(list(items))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="gridpatrol-ingest-writer", daemon=True
@@ -778,6 +778,27 @@ class IngestWriter:
         future: asyncio.Future[IngestResult] = loop.create_future()
         self._put(_Pending(inc, actor, job_id, loop, future))
         return await future
+
+    async def ingest_many(self, items: list[tuple[IncidentIn, Principal]]) -> list[Outcome]:
+        """Several incidents (a batch request's) queued together, so that they share the writer's
+        next transactions; each one's result or the error it met, in order."""
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[IngestResult]] = [loop.create_future() for _ in items]
+        self._put(
+            *(
+                _Pending(inc, actor, None, loop, future)
+                for (inc, actor), future in zip(items, futures, strict=True)
+            )
+        )
+        outcomes: list[Outcome] = []
+        for future in futures:
+            try:
+                outcomes.append((await future, None))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller with its incident
+                outcomes.append((None, exc))
+        return outcomes
 
     def ingest_blocking(
         self, inc: IncidentIn, *, actor: Principal, job_id: int | None = None
@@ -798,10 +819,10 @@ class IngestWriter:
                         self._report()
                         return
                 continue
-            batch = [first]
+            batch = list(first)  # a batch request's incidents stay together, even beyond max_batch
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch += self._queue.get_nowait()
                 except queue.Empty:
                     break
             try:

@@ -132,3 +132,109 @@ async def receive_incident_form(
     finally:
         parts.discard()
     return parts.form
+
+
+MAX_BATCH_INCIDENTS = 64
+
+
+@dataclass
+class BatchItem:
+    """One incident of a batch body: its form when it was read well, else the error that names it
+    (as it would have been named alone); one bad incident fails only itself."""
+
+    form: IncidentForm | None = None
+    error: InputError | None = None
+
+
+class _BatchParts:
+    """A batch body's parts: each `incident` part begins the next incident, its `files` parts follow
+    it. An incident's own error (bad JSON, a file over its limit, too many files) is kept for it and
+    its remaining parts are skipped; the others go on."""
+
+    def __init__(self, store: EvidenceFiles, max_file_bytes: int, max_incidents: int) -> None:
+        self._store = store
+        self._max_file_bytes = max_file_bytes
+        self._max_incidents = max_incidents
+        self.items: list[BatchItem] = []
+        self.open: list[_IncidentParts | None] = []  # per item: its parts, None once it failed
+
+    def _fail(self, exc: InputError) -> None:
+        parts = self.open[-1]
+        if parts is not None:
+            parts.discard()
+        self.open[-1] = None
+        self.items[-1].error = exc
+
+    def begin(self, part: FormPart) -> None:
+        if part.name == "incident":
+            if len(self.items) >= self._max_incidents:
+                raise IncidentInputError("incidents", f"at most {self._max_incidents} incidents in one batch")
+            self.items.append(BatchItem())
+            self.open.append(_IncidentParts(self._store, self._max_file_bytes))
+        elif part.name == "files" and not self.items:
+            raise IncidentInputError("files", "a file part must follow the incident part it belongs to")
+        if self.items and (parts := self.open[-1]) is not None:
+            try:
+                parts.begin(part)
+            except InputError as exc:
+                self._fail(exc)
+
+    def data(self, chunk: bytes) -> None:
+        if self.items and (parts := self.open[-1]) is not None:
+            try:
+                parts.data(chunk)
+            except InputError as exc:
+                self._fail(exc)
+
+    def end(self) -> None:
+        if self.items and (parts := self.open[-1]) is not None:
+            try:
+                parts.end()
+            except InputError as exc:
+                self._fail(exc)
+
+    async def finish(self) -> None:
+        for item, parts in zip(self.items, self.open, strict=True):
+            if parts is None:
+                continue
+            try:
+                await parts.finish_files()
+            except InputError as exc:
+                item.error = exc
+                continue
+            if parts.form.incident is None:
+                item.error = IncidentInputError("incident", "Field required")
+            else:
+                item.form = parts.form
+
+    def discard(self) -> None:
+        for parts in self.open:
+            if parts is not None:
+                parts.discard()
+
+
+async def receive_incident_batch(
+    content_type: str | None,
+    chunks: AsyncIterator[bytes],
+    *,
+    store: EvidenceFiles,
+    max_file_bytes: int,
+    max_incidents: int = MAX_BATCH_INCIDENTS,
+) -> list[BatchItem]:
+    """Read a batch body (POST /api/incidents/batch): several incident forms one after the other in
+    one multipart/form-data body, each `incident` part followed by its `files`, streamed into the
+    evidence store as receive_incident_form does. Each incident's own mistake is its BatchItem's
+    error; a malformed body, another content type, a file before any incident or more than
+    `max_incidents` incidents fail the whole body (and store nothing that stays linked)."""
+    boundary = form_boundary(content_type)
+    if boundary is None:
+        raise IncidentFormError("must be multipart/form-data with a boundary")
+    parts = _BatchParts(store, max_file_bytes, max_incidents)
+    try:
+        await read_parts(boundary, chunks, parts)
+        await parts.finish()
+    finally:
+        parts.discard()
+    if not parts.items:
+        raise IncidentInputError("incidents", "no incident part in the body")
+    return parts.items

@@ -264,6 +264,35 @@ class IngestOutcome(Schema):
     )
 
 
+class BatchItemOutcome(Schema):
+    """One incident of a batch: its place in the body, its id (null when its JSON could not be read),
+    the status it would have had alone (201, 200 duplicate, or the 4xx of its own mistake), and either
+    its outcome or its error."""
+
+    index: int = Field(description="its place in the body, from 0")
+    incident_id: str | None
+    status_code: int = Field(description="201, 200 (duplicate), or the status of its own error")
+    outcome: IngestOutcome | None = Field(description="null when it failed")
+    error: ErrorBody | None = Field(description="null when it was filed")
+
+
+class BatchOutcome(Schema):
+    """What became of each incident of a batch, in the order sent. The batch itself answers 200
+    whenever every incident was taken or refused for its own mistake; a fault of the service (503,
+    507) fails the whole batch, which is then sent again as it was (the ingest is idempotent)."""
+
+    results: list[BatchItemOutcome]
+
+
+class BatchRefused(ErrorBody):
+    """A batch refused: no incident of it could be taken (the first one's error, then each one's
+    entry as in a BatchOutcome), or the body itself is wrong (no incident part, too many; no entries)."""
+
+    results: list[BatchItemOutcome] = Field(
+        default_factory=list, description="each incident's entry; empty when the body itself was refused"
+    )
+
+
 # --- chalk marks ---------------------------------------------------------------------------------
 
 

@@ -16,6 +16,13 @@ What each answer does to the item at the head of the spool:
                                         `backoff_min_s` doubling to `backoff_max_s`, jittered (half to
                                         all of it) so many runners do not come back in step
 
+A backlog (more than one item waiting, after an outage) goes `batch_max` items at a time to
+POST /api/incidents/batch, oldest first, one request and one transaction for all of them; each
+incident's own answer in the batch is handled as above (2xx acked, 400/413/415/422 rejected) and the
+batch stops at the first other one (the rest stay, to be sent again). The whole batch's answer
+(401/403, 429, 5xx, no answer) is handled as a single item's. A case service without the batch
+route (404, 405: an older version) gets single posts from then on.
+
 Sending is at-least-once: an item sent but not acked (the runner killed, the answer lost) is sent
 again, and the service answers the same incident id with its first sighting (200, duplicate), so
 nothing is counted twice. The key is never logged, nor the userinfo of the server URL.
@@ -37,11 +44,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from api.runner.spool import Item, ItemGone, Spool
+from api.runner.spool import Item, ItemGone, Parcel, Spool
 
 log = logging.getLogger(__name__)
 
 INCIDENTS_PATH = "/api/incidents"
+BATCH_PATH = "/api/incidents/batch"
+BATCH_MAX = 16  # items a request when a backlog waits
 REJECT_STATUSES = frozenset({400, 413, 415, 422})  # the item itself is bad
 AUTH_STATUSES = frozenset({401, 403})  # the key is wrong or revoked
 MAX_SAVED_BODY = 64 * 1024
@@ -100,9 +109,14 @@ class Forwarder:
         idle_poll_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         rng: random.Random | None = None,
+        batch_max: int = BATCH_MAX,
     ) -> None:
         self.spool = spool
         self.url = server_url.rstrip("/") + INCIDENTS_PATH
+        self.batch_url = server_url.rstrip("/") + BATCH_PATH
+        self.batch_max = batch_max  # 1: never batch
+        self._batching = batch_max > 1  # off once the service says it has no batch route
+        self._alone_next = 0  # sends to make one item at a time (after a batch refused as a whole)
         self.where = masked_url(self.url)
         self._key = device_key
         self.timeout_s = timeout_s
@@ -166,7 +180,12 @@ class Forwarder:
     # --- one send -----------------------------------------------------------------------------
 
     def send_next(self, client: httpx.Client) -> Attempt:
-        """Send the oldest item once and do what its answer says (see the module docstring)."""
+        """Send the oldest item once (or, when a backlog waits, the oldest `batch_max` in one batch)
+        and do what the answer says (see the module docstring)."""
+        if self._alone_next:
+            self._alone_next -= 1
+        elif self._batching and len(self.spool) > 1:
+            return self._send_batch(client, self.spool.items()[: self.batch_max])
         item = self.spool.oldest()
         if item is None:
             return Attempt(Outcome.EMPTY)
@@ -176,47 +195,120 @@ class Forwarder:
             return Attempt(Outcome.GONE)
         except (OSError, ValueError, KeyError) as exc:  # never block the queue on one broken item
             return self._unreadable(item, exc)
-        parts: list[tuple[str, tuple[str | None, bytes, str]]] = [
-            ("incident", (None, json.dumps(parcel.incident).encode(), "application/json"))
-        ]
-        parts += [("files", (f.filename, f.data, f.media_type)) for f in parcel.files]
         try:
-            response = client.post(self.url, files=parts)
+            response = client.post(self.url, files=_parts(parcel))
         except httpx.TransportError as exc:
-            return self._retry(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, None)
+            return self._transport_failed(exc)
         status = response.status_code
         if 200 <= status < 300:
             duplicate = _is_duplicate(response)
             self.spool.ack(item)
-            with self._lock:
-                self._counts["delivered"] += 1
-                self._counts["duplicates"] += duplicate
-                self._last_success_at = time.time()
-                self._auth_failing = False
-                streak, self._streak = self._streak, 0
-            if streak:
-                log.info("forwarder: %s answers again after %d failed sends", self.where, streak)
+            self._delivered(1, int(duplicate))
             return Attempt(Outcome.DUPLICATE if duplicate else Outcome.DELIVERED, status)
         if status in REJECT_STATUSES:
-            return self._reject(parcel.item, response)
+            return self._reject(parcel.item, status, _body(response), response.headers.get("content-type"))
+        return self._failed(response)
+
+    def _send_batch(self, client: httpx.Client, items: list[Item]) -> Attempt:
+        """The oldest items in one POST /api/incidents/batch; each acked or rejected by its own answer,
+        up to the first that is neither."""
+        parcels = []
+        for item in items:
+            try:
+                parcels.append(self.spool.load(item))
+            except ItemGone:
+                continue
+            except (OSError, ValueError, KeyError) as exc:  # moved aside; the next send goes at once
+                return self._unreadable(item, exc)
+        if not parcels:
+            return Attempt(Outcome.GONE)
+        try:
+            response = client.post(self.batch_url, files=[p for parcel in parcels for p in _parts(parcel)])
+        except httpx.TransportError as exc:
+            return self._transport_failed(exc)
+        status = response.status_code
+        if status in (404, 405):  # an older case service: single posts from now on
+            self._batching = False
+            log.info(
+                "forwarder: %s has no batch route (HTTP %d); sending one incident at a time",
+                self.where,
+                status,
+            )
+            return Attempt(Outcome.RETRY, status)
+        answers = _batch_answers(response) if 200 <= status < 300 or status in REJECT_STATUSES else None
+        if answers is None:
+            if status in REJECT_STATUSES:  # the body refused as a whole: each item alone shows which
+                self._alone_next = len(parcels)
+                log.warning(
+                    "forwarder: %s refused a batch of %d (HTTP %d: %s); sending them one at a time",
+                    masked_url(self.batch_url),
+                    len(parcels),
+                    status,
+                    answer_detail(response),
+                )
+                return Attempt(Outcome.RETRY, status)
+            if 200 <= status < 300:
+                return self._retry(status, f"HTTP {status}: unreadable batch answer", None)
+            return self._failed(response)
+        delivered = duplicates = 0
+        outcome = Outcome.DELIVERED
+        for index, parcel in enumerate(parcels):
+            answer = answers.get(index)
+            code = int(answer["status_code"]) if answer else 0
+            if 200 <= code < 300:
+                self.spool.ack(parcel.item)
+                delivered += 1
+                duplicates += code == 200
+            elif code in REJECT_STATUSES:
+                assert answer is not None
+                self._reject(parcel.item, code, answer.get("error"), "application/json")
+            else:  # not answered as delivered or bad: this one and the rest go again
+                outcome = Outcome.RETRY
+                break
+        self._delivered(delivered, duplicates)
+        if outcome is Outcome.RETRY:
+            return self._retry(status, f"batch item answered {code or 'nothing'}", None)
+        if not delivered:
+            return Attempt(Outcome.REJECTED, status)
+        return Attempt(Outcome.DELIVERED if duplicates < delivered else Outcome.DUPLICATE, status)
+
+    def _delivered(self, count: int, duplicates: int) -> None:
+        if not count:
+            return
+        with self._lock:
+            self._counts["delivered"] += count
+            self._counts["duplicates"] += duplicates
+            self._last_success_at = time.time()
+            self._auth_failing = False
+            streak, self._streak = self._streak, 0
+        if streak:
+            log.info("forwarder: %s answers again after %d failed sends", self.where, streak)
+
+    def _transport_failed(self, exc: httpx.TransportError) -> Attempt:
+        return self._retry(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, None)
+
+    def _failed(self, response: httpx.Response) -> Attempt:
+        """A whole request's answer that is neither success nor the item's own fault."""
+        status = response.status_code
         if status in AUTH_STATUSES:
             return self._auth_failed(response)
         reason = f"HTTP {status}: {answer_detail(response)}"
         return self._retry(status, reason, response.headers.get("Retry-After"))
 
-    def _reject(self, item: Item, response: httpx.Response) -> Attempt:
+    def _reject(self, item: Item, status: int, body: Any, content_type: str | None) -> Attempt:
         saved = {
-            "status": response.status_code,
+            "status": status,
             "url": self.where,
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "incident_id": item.incident_id,
-            "content_type": response.headers.get("content-type"),
-            "body": _body(response),
+            "content_type": content_type,
+            "body": body,
         }
         where = self.spool.reject(item, saved)
+        detail = _detail_of(body)
         with self._lock:
             self._counts["rejected"] += 1
-            self._last_error = f"HTTP {response.status_code}: {answer_detail(response)}"
+            self._last_error = f"HTTP {status}: {detail}"
             self._last_error_at = time.time()
             self._auth_failing = False
         log.error(
@@ -224,11 +316,11 @@ class Forwarder:
             self.where,
             item.incident_id,
             item.category,
-            response.status_code,
-            answer_detail(response),
+            status,
+            detail,
             where,
         )
-        return Attempt(Outcome.REJECTED, response.status_code)
+        return Attempt(Outcome.REJECTED, status)
 
     def _unreadable(self, item: Item, exc: Exception) -> Attempt:
         where = self.spool.reject(item, {"status": None, "reason": f"unreadable in the spool: {exc}"})
@@ -331,6 +423,31 @@ def masked_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _batch_answers(response: httpx.Response) -> dict[int, dict[str, Any]] | None:
+    """A batch answer's entries by index (200, or 422 when none was taken); None when it has none."""
+    try:
+        results = response.json()["results"]
+        answers = {int(r["index"]): r for r in results}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return answers or None
+
+
+def _parts(parcel: Parcel) -> list[tuple[str, tuple[str | None, bytes, str]]]:
+    """A parcel's form parts: the `incident` JSON first, then its `files`."""
+    parts: list[tuple[str, tuple[str | None, bytes, str]]] = [
+        ("incident", (None, json.dumps(parcel.incident).encode(), "application/json"))
+    ]
+    return parts + [("files", (f.filename, f.data, f.media_type)) for f in parcel.files]
+
+
+def _detail_of(body: Any) -> str:
+    """An error body's one-line reason (its `detail`), else the start of its text."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    text = detail if isinstance(detail, str) else str(body)
+    return " ".join(text.split())[:300]
 
 
 def _is_duplicate(response: httpx.Response) -> bool:

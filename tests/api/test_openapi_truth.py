@@ -27,6 +27,7 @@ from tests.api.api_testkit import import_demo_grid, make_settings, seed_people
 # answers from them (every other check still applies).
 BEYOND_THE_SCHEMA = {
     "/api/incidents": "the `incident` part must be an incident's JSON, its evidence the files it lists",
+    "/api/incidents/batch": "as /api/incidents, for each incident of the batch",
     "/api/uploads": "the file must be a video container, the track a GPS track (sniffed, not declared)",
     "/api/webhooks": "the URL's host must resolve to a public address",
     "/api/grids": "the body must be a GeoJSON FeatureCollection of valid polygons with ids and teams",

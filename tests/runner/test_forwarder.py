@@ -268,16 +268,90 @@ def test_a_bad_item_goes_to_rejected_and_the_next_is_delivered(server: LiveServe
         assert [row["incident_id"] for row in received(client)] == ["good-1", "good-2"]
 
 
+class _Recording(httpx.HTTPTransport):
+    """The real HTTP transport, recording each request's path; `no_batch`: answer the batch route
+    404 as a case service from before it would."""
+
+    def __init__(self, *, no_batch: bool = False) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+        self.no_batch = no_batch
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        if self.no_batch and request.url.path.endswith("/batch"):
+            return httpx.Response(404, json={"detail": "path: Not Found"})
+        return super().handle_request(request)
+
+
+@pytest.mark.parametrize("no_batch", [False, True])
+def test_a_backlog_goes_in_batches_in_order(server: LiveServer, tmp_path: Path, no_batch: bool) -> None:
+    """40 items waiting (after an outage), one of them bad: 3 batch requests of at most 16 deliver the
+    39 in spool order and reject the bad one alone; a service without the batch route gets them one
+    at a time after its 404."""
+    ids = [f"backlog-{i:02d}" for i in range(40)]
+    with Spool(tmp_path / "spool", **LARGE) as spool:
+        for incident_id in ids:
+            data, files = runner_incident(incident_id)
+            if incident_id == "backlog-20":
+                data = dict(data, position=[95.0, 120.0])
+            spool.put(data, files)
+        transport = _Recording(no_batch=no_batch)
+        forwarder = Forwarder(
+            spool, server_url=server.url, device_key=server.tokens["device"], transport=transport, **FAST
+        )
+        forwarder.start()
+        try:
+            wait_for(lambda: len(spool) == 0, what="the spool to empty")
+        finally:
+            forwarder.stop()
+        state = forwarder.state()
+        assert spool.state().rejected == 1
+    assert (state.delivered, state.rejected, state.failures) == (39, 1, 0)
+    if no_batch:
+        assert transport.paths == ["/api/incidents/batch"] + ["/api/incidents"] * 40
+    else:
+        assert transport.paths == ["/api/incidents/batch"] * 3
+    with server.client("operator") as client:
+        assert [row["incident_id"] for row in received(client)] == [i for i in ids if i != "backlog-20"]
+
+
+def test_a_batch_of_only_bad_items_rejects_each(server: LiveServer, tmp_path: Path) -> None:
+    """Nothing of the batch can be taken (422 for the batch, each item's answer inside): each item is
+    moved to rejected/ with its own error, nothing is retried."""
+    with Spool(tmp_path / "spool", **LARGE) as spool:
+        for incident_id in ("worse-1", "worse-2"):
+            data, files = runner_incident(incident_id)
+            spool.put(dict(data, position=[95.0, 120.0]), files)
+        transport = _Recording()
+        forwarder = Forwarder(
+            spool, server_url=server.url, device_key=server.tokens["device"], transport=transport, **FAST
+        )
+        with forwarder.client() as client:
+            attempt = forwarder.send_next(client)
+        assert (attempt.outcome, attempt.status, attempt.delay_s) == (Outcome.REJECTED, 422, 0)
+        assert len(spool) == 0 and spool.state().rejected == 2
+    assert transport.paths == ["/api/incidents/batch"]
+    state = forwarder.state()
+    assert (state.delivered, state.rejected, state.failures) == (0, 2, 0)
+    for folder in sorted((tmp_path / "spool" / "rejected").iterdir()):
+        saved = json.loads((folder / "response.json").read_text())
+        assert saved["status"] == 422 and saved["body"]["errors"][0]["field"] == "incident.position.0"
+
+
+@pytest.mark.parametrize("batch_max", [1, 16])
 def test_an_item_sent_with_evidence_and_resent_without_is_one_sighting(
-    server: LiveServer, tmp_path: Path
+    server: LiveServer, tmp_path: Path, batch_max: int
 ) -> None:
     """The first send reached the service but its answer was lost; the spool then dropped the item's
     evidence to make room: the resend (no files, empty evidence list) is answered as a duplicate and
-    the sighting keeps the evidence of the first send."""
+    the sighting keeps the evidence of the first send. Sent alone, or in one batch with the next."""
     with Spool(tmp_path / "spool", **LARGE) as spool:
         item = spool.put(*runner_incident("late-1", "piled_debris", evidence_size=50_000))
         assert item is not None
-        forwarder = Forwarder(spool, server_url=server.url, device_key=server.tokens["device"], **FAST)
+        forwarder = Forwarder(
+            spool, server_url=server.url, device_key=server.tokens["device"], batch_max=batch_max, **FAST
+        )
         with forwarder.client() as client:  # the send whose answer is lost: the same request, no ack
             parcel = spool.load(item)
             files = [("files", (f.filename, f.data, f.media_type)) for f in parcel.files]
@@ -289,7 +363,14 @@ def test_an_item_sent_with_evidence_and_resent_without_is_one_sighting(
                 item, evidence_dropped=True, files=0, bytes=spool.items()[0].bytes
             )
             attempts = [forwarder.send_next(client), forwarder.send_next(client)]
-    assert [(a.outcome, a.status) for a in attempts] == [(Outcome.DUPLICATE, 200), (Outcome.DELIVERED, 201)]
+    if batch_max == 1:
+        assert [(a.outcome, a.status) for a in attempts] == [
+            (Outcome.DUPLICATE, 200),
+            (Outcome.DELIVERED, 201),
+        ]
+    else:  # one batch of both: one of them new
+        assert [(a.outcome, a.status) for a in attempts] == [(Outcome.DELIVERED, 200), (Outcome.EMPTY, None)]
+    assert forwarder.state().delivered == 2 and forwarder.state().duplicates == 1
     with server.client("operator") as client:
         rows = received(client)
     assert [(row["incident_id"], row["evidence"]) for row in rows] == [("late-1", 2), ("late-2", 2)]

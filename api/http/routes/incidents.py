@@ -8,12 +8,20 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.accounts.accounts import Principal
 from api.cases.chalking import ChalkPolicy, ChalkResult, chalk_committed
 from api.cases.incident import IncidentInputError, parse_incident
 from api.cases.ingest import IncidentIn, IngestResult, IngestWriter, needs_lookup, prepare_payload
+from api.errors import InputError
 from api.http import schemas
 from api.http.deps import Feeder, ServicesDep
-from api.http.incident_form import IncidentForm, receive_incident_form
+from api.http.incident_form import (
+    MAX_BATCH_INCIDENTS,
+    BatchItem,
+    IncidentForm,
+    receive_incident_batch,
+    receive_incident_form,
+)
 from api.services import Services
 
 router = APIRouter(prefix="/api", tags=["incidents"], responses=schemas.CALLER_ERRORS)
@@ -112,6 +120,164 @@ async def post_incident(request: Request, principal: Feeder, services: ServicesD
     else:
         result = await ingest_writer(request, services).ingest(prepared, actor=principal)
     return _outcome(result)
+
+
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["incident"],
+                    "description": (
+                        "the incident forms of POST /api/incidents one after the other: each `incident` "
+                        f"part followed by its `files` parts; at most {MAX_BATCH_INCIDENTS} incidents"
+                    ),
+                    "properties": {
+                        "incident": {
+                            "type": "array",
+                            "items": {"type": "string", "contentMediaType": "application/json"},
+                        },
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/incidents/batch",
+    response_model=schemas.BatchOutcome,
+    openapi_extra=BATCH_BODY,
+    responses={
+        422: {
+            "model": schemas.BatchRefused,
+            "description": "no incident of the batch could be taken: the first one's error, and each one's",
+        },
+        **schemas.error_responses(400, 415),
+        **schemas.WRITE_FAULTS,
+    },
+)
+async def post_incident_batch(request: Request, principal: Feeder, services: ServicesDep) -> Response:
+    """Record several incidents in one request, each as POST /api/incidents would (idempotent on its
+    id, suspected ones chalked), with an answer per incident in the order sent. A runner sends its
+    spool's backlog this way: one request and one transaction for many incidents instead of one
+    each. One incident's own mistake (bad JSON, a file that does not match its evidence list, a camera
+    the runner may not post for) fails only itself: its entry carries the status and error body it
+    would have had alone (its index says which incident it is). The batch answers 200 when at least
+    one incident was taken; when none was, 422 with the first incident's error named
+    `incidents[0].<field>`, the entries still there. A fault of the service (database unreachable,
+    disk full) fails the whole batch (503, 507), to be sent again."""
+    items = await receive_incident_batch(
+        request.headers.get("content-type"),
+        request.stream(),
+        store=services.store,
+        max_file_bytes=services.settings.max_evidence_bytes,
+    )
+    prepared = await _prepare_batch(services, items, principal)
+    filed = await _file_batch(request, services, prepared, principal)
+    return _batch_answer(items, filed)
+
+
+Prepared = IncidentIn | IngestResult | ChalkResult | InputError
+Filed = IngestResult | ChalkResult | InputError
+
+
+async def _prepare_batch(services: Services, items: list[BatchItem], principal: Principal) -> list[Prepared]:
+    """Each incident prepared as POST /api/incidents prepares one (its own mistake its answer); those
+    that read the database (a runner's, a retry without files) together in one worker thread."""
+    prepared: list[Prepared] = [item.error or InputError("incident", "Field required") for item in items]
+    readable = [i for i, item in enumerate(items) if item.form is not None]
+    lookups = [i for i in readable if _needs_lookup(items[i], principal)]
+    if lookups:
+        looked_up = await run_in_threadpool(_prepare_all, services, [items[i] for i in lookups], principal)
+        for i, answer in zip(lookups, looked_up, strict=True):
+            prepared[i] = answer
+    for i in readable:
+        if i not in lookups:
+            prepared[i] = _prepare_all(services, [items[i]], principal)[0]
+    return prepared
+
+
+async def _file_batch(
+    request: Request, services: Services, prepared: list[Prepared], principal: Principal
+) -> list[Filed]:
+    """The prepared incidents filed: the ingest writer takes them all at once (its next transaction
+    or two), suspected ones are chalked one by one. The service's fault is raised for the batch."""
+    filed: list[Filed] = [
+        p if not isinstance(p, IncidentIn) else InputError("incident", "not filed") for p in prepared
+    ]
+    ingest = [i for i, p in enumerate(prepared) if isinstance(p, IncidentIn) and not p.suspected]
+    outcomes = await ingest_writer(request, services).ingest_many(
+        [(inc, principal) for i in ingest if isinstance(inc := prepared[i], IncidentIn)]
+    )
+    for i, (result, error) in zip(ingest, outcomes, strict=True):
+        if error is not None and not isinstance(error, InputError):
+            raise error  # sent again whole (what was written is answered as duplicates then)
+        filed[i] = error if isinstance(error, InputError) else result  # type: ignore[assignment]
+    for i, p in enumerate(prepared):
+        if isinstance(p, IncidentIn) and p.suspected:
+            try:
+                filed[i] = await run_in_threadpool(
+                    chalk_committed,
+                    services.factory,
+                    p,
+                    grid_cache=services.grid_cache,
+                    policy=services.policy,
+                    chalk_policy=ChalkPolicy.of(services.settings),
+                    actor=principal,
+                )
+            except InputError as exc:
+                filed[i] = exc
+    return filed
+
+
+def _batch_answer(items: list[BatchItem], filed: list[Filed]) -> Response:
+    """Each incident's entry in order; 200, or 422 when none was taken (named by the first one)."""
+    results = []
+    for i, (item, answer) in enumerate(zip(items, filed, strict=True)):
+        incident_id = item.form.incident.id if item.form is not None and item.form.incident else None
+        if isinstance(answer, InputError):
+            entry = {"status_code": answer.status, "outcome": None, "error": answer.body()}
+        else:
+            taken = outcome_body(answer)
+            entry = {"status_code": 200 if taken["duplicate"] else 201, "outcome": taken, "error": None}
+        results.append({"index": i, "incident_id": incident_id, **entry})
+    body: dict[str, Any] = {"results": results}
+    status = 200
+    first = filed[0]
+    if isinstance(first, InputError) and all(isinstance(answer, InputError) for answer in filed):
+        body = {**InputError(f"incidents[0].{first.field}", first.reason).body(), **body}
+        status = 422
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def _needs_lookup(item: BatchItem, principal: Principal) -> bool:
+    assert item.form is not None and item.form.incident is not None
+    return needs_lookup(item.form.incident, item.form.files, principal)
+
+
+def _prepare_all(services: Services, items: list[BatchItem], principal: Principal) -> list[Prepared]:
+    """prepare_payload for each item; an item's own mistake is its answer."""
+    prepared: list[Prepared] = []
+    for item in items:
+        assert item.form is not None and item.form.incident is not None
+        try:
+            prepared.append(
+                prepare_payload(
+                    services.read_factory, payload=item.form.incident, files=item.form.files, actor=principal
+                )
+            )
+        except InputError as exc:
+            prepared.append(exc)
+    return prepared
 
 
 def ingest_writer(request: Request, services: Services) -> IngestWriter:
