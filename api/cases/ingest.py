@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, text
+from sqlalchemy import Connection, Select, Text, and_, bindparam, cast, func, insert, or_, select, text
+from sqlalchemy import case as sql_case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -124,7 +125,11 @@ class IngestResult:
 
 
 def case_number(case: Case) -> str:
-    return f"GP-{case.first_seen.year}-{case.id:06d}"
+    return case_number_of(case.id, case.first_seen)
+
+
+def case_number_of(case_id: int, first_seen: datetime) -> str:
+    return f"GP-{first_seen.year}-{case_id:06d}"
 
 
 def _candidate_statements() -> tuple[Select, Select, Select]:
@@ -176,6 +181,22 @@ def _candidate_statements() -> tuple[Select, Select, Select]:
 
 
 _SAME_CAMERA_ROWS = 8  # the latest few position-less cases of the camera; choose_case takes the latest
+_NEARBY = select(
+    Case.id,
+    Case.category,
+    Case.status,
+    Case.last_seen,
+    Case.merge_lat,
+    Case.merge_lon,
+    Case.plate,
+    Case.camera_id,
+).where(
+    Case.category.in_(bindparam("categories", expanding=True)),
+    Case.merge_bucket.in_(bindparam("buckets", expanding=True)),
+    Case.last_seen >= bindparam("seen_lo"),
+    Case.last_seen <= bindparam("seen_hi"),
+    Case.status != workflow.REJECTED,
+)
 _NEAR_BY_COUNT: dict[int, Select] = {}
 _NEAR, _NEAR_UNBUCKETED, _SAME_CAMERA = _candidate_statements()
 
@@ -192,9 +213,18 @@ def _near_statement(count: int) -> Select:
 
 
 def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> Candidate | None:
-    """The case this incident is a sighting of (see api.cases.merge), or None for a new case."""
-    conn = session.connection()  # Core rows: most incidents match nothing, so no ORM loading
+    """The case this incident is a sighting of (see api.cases.merge), or None for a new case. In a
+    batch whose nearby cases were read ahead (`_Nearby`), chosen among those without a query."""
     key = inc.merge_key()
+    batch: _Batch | None = session.info.get(_BATCH_KEY)
+    if (
+        batch is not None
+        and batch.nearby is not None
+        and (found := batch.nearby.candidates(inc, policy)) is not None
+    ):
+        chosen = choose_case(key, found.values(), policy)
+        return None if chosen is None else found[chosen]
+    conn = session.connection()  # Core rows: most incidents match nothing, so no ORM loading
     params: dict[str, Any] = {
         "category": inc.category,
         "seen_lo": inc.seen_at - policy.window,
@@ -260,7 +290,6 @@ _FIND_SIGHTINGS = select(
 ).where(_table(Sighting).c.incident_id.in_(bindparam("incident_ids", expanding=True)))
 _CATEGORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_CASE = insert(_table(Case))
-_NEXTVAL = text("SELECT nextval(pg_get_serial_sequence('cases', 'id'))")
 _MAX_PLUS_ONE = select(func.coalesce(func.max(_table(Case).c.id), 0) + 1)
 _INSERT_BLOB_SQLITE = sqlite_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_elements=["sha256"])
 _INSERT_BLOB_PG = pg_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_elements=["sha256"])
@@ -269,12 +298,89 @@ _INSERT_LINK = insert(_table(EvidenceLink))
 _INSERT_SIGHTING = insert(_table(Sighting)).returning(_table(Sighting).c.id)
 
 
+def _insert_case_pg() -> Any:
+    """PostgreSQL: a case's INSERT that takes its id from the table's sequence and writes its number
+    (case_number_of: the `number_prefix` GP-<year>- and the id, 6 digits at least) in the same
+    statement, returning both: one round trip instead of nextval and then the INSERT."""
+    cases = _table(Case)
+    new_id = select(func.nextval(func.pg_get_serial_sequence("cases", "id")).label("id")).subquery("n")
+    as_text = cast(new_id.c.id, Text)
+    digits = sql_case((new_id.c.id < 1_000_000, func.lpad(as_text, 6, "0")), else_=as_text)
+    columns = [c.name for c in cases.columns if c.name not in ("id", "number")]
+    values = [bindparam(name, type_=cases.c[name].type) for name in columns]
+    chosen = select(new_id.c.id, bindparam("number_prefix", type_=Text) + digits, *values)
+    return insert(cases).from_select(["id", "number", *columns], chosen).returning(cases.c.id, cases.c.number)
+
+
+_INSERT_CASE_PG = _insert_case_pg()
+
+
 def _next_case_id(conn: Connection) -> int:
-    """The id the next case gets, so that its number can be written with it in one INSERT.
-    PostgreSQL: the table's sequence. SQLite: max + 1, safe because writers are serialised."""
-    if conn.dialect.name == "postgresql":
-        return int(conn.scalar(_NEXTVAL))  # type: ignore[arg-type]
+    """SQLite: the id the next case gets (max + 1, safe because writers are serialised), so that its
+    number can be written with it in one INSERT (PostgreSQL: _INSERT_CASE_PG)."""
     return int(conn.scalar(_MAX_PLUS_ONE))  # type: ignore[arg-type]
+
+
+class _Nearby:
+    """The merge candidates of a batch's incidents, read in one query when the batch begins and kept
+    up to date as its incidents are decided (each new case added, each merged case's new state put
+    in), so that deciding an incident needs no query. It holds, for the batch's categories and the
+    merge buckets near its positioned incidents, every case not rejected whose last sighting is in
+    the merge window of one of them: a superset of what `near` would read for each, which
+    choose_case narrows exactly as it narrows the query's rows. No other writer changes those cases
+    meanwhile: SQLite has one writer, and on PostgreSQL the batch holds its categories' ingest locks
+    from before the read."""
+
+    def __init__(self, rows: Iterator[Any]) -> None:
+        self.cases: dict[int, Candidate] = {}
+        self.buckets: dict[tuple[str, int], set[int]] = {}
+        for row in rows:
+            self.put(Candidate(*row[:8]))
+
+    @classmethod
+    def read(cls, conn: Connection, incidents: list[IncidentIn], policy: MergePolicy) -> _Nearby | None:
+        """The cases near `incidents` (None when an incident has no position or its box is too wide
+        for buckets: the batch then queries per incident)."""
+        buckets: set[int] = set()
+        for inc in incidents:
+            near = None if inc.lat is None or inc.lon is None else policy.buckets_near(inc.lat, inc.lon)
+            if near is None:
+                return None
+            buckets.update(near)
+        if not incidents:
+            return None
+        rows = conn.execute(
+            _NEARBY,
+            {
+                "categories": sorted({inc.category for inc in incidents}),
+                "buckets": sorted(buckets),
+                "seen_lo": min(inc.seen_at for inc in incidents) - policy.window,
+                "seen_hi": max(inc.seen_at for inc in incidents) + policy.window,
+            },
+        )
+        return cls(rows)
+
+    def put(self, case: Candidate) -> None:
+        """A case as it now is (a new one, or one whose reach point, last sighting or status changed)."""
+        old = self.cases.get(case.id)
+        if old is not None and old.lat is not None and old.lon is not None:
+            self.buckets.get((old.category, bucket_of(old.lat, old.lon)), set()).discard(case.id)
+        self.cases[case.id] = case
+        if case.lat is not None and case.lon is not None:
+            self.buckets.setdefault((case.category, bucket_of(case.lat, case.lon)), set()).add(case.id)
+
+    def candidates(self, inc: IncidentIn, policy: MergePolicy) -> dict[int, Candidate] | None:
+        """The cases in the merge buckets near the incident (None: not one this index can answer)."""
+        if inc.lat is None or inc.lon is None:
+            return None
+        near = policy.buckets_near(inc.lat, inc.lon)
+        if near is None:
+            return None
+        found: dict[int, Candidate] = {}
+        for bucket in near:
+            for case_id in self.buckets.get((inc.category, bucket), ()):
+                found[case_id] = self.cases[case_id]
+        return found
 
 
 @dataclass
@@ -293,6 +399,7 @@ class _Batch:
     # incident id -> (sighting id, case id) of those received before or in this batch; None: not
     # read ahead (each incident is then looked up alone)
     received: dict[str, tuple[int, int]] | None = None
+    nearby: _Nearby | None = None  # the merge candidates read ahead; None: a query per incident
 
 
 _BATCH_KEY = "gridpatrol_ingest_batch"
@@ -300,7 +407,12 @@ _BATCH_KEY = "gridpatrol_ingest_batch"
 
 @contextmanager
 def batched(
-    session: Session, *, incident_ids: list[str] | None = None, categories: list[str] | None = None
+    session: Session,
+    *,
+    incident_ids: list[str] | None = None,
+    categories: list[str] | None = None,
+    incidents: list[IncidentIn] | None = None,
+    policy: MergePolicy | None = None,
 ) -> Iterator[None]:
     """Ingest several incidents in this session's transaction with fewer statements: each incident
     is decided and its case and sighting written as `ingest` always does (so the next one sees them),
@@ -309,7 +421,9 @@ def batched(
     instead of one each (an id another process inserts meanwhile still meets the unique index: the
     caller's error, IntegrityError). `categories`: theirs; on PostgreSQL their ingest locks are taken
     here, in one order (sorted), before any case row or the custody ledger's head: two writers, or a
-    writer and a single ingest, then wait for each other instead of deadlocking. The caller commits
+    writer and a single ingest, then wait for each other instead of deadlocking. `incidents` (with
+    the merge `policy`): the incidents about to be ingested, whose merge candidates (_Nearby) and
+    cameras' fixed places are then read in one query each, after the locks. The caller commits
     after the block, or rolls back on an error."""
     batch = _Batch()
     conn = session.connection()
@@ -320,6 +434,14 @@ def batched(
     if incident_ids:
         rows = conn.execute(_FIND_SIGHTINGS, {"incident_ids": sorted(set(incident_ids))})
         batch.received = {row.incident_id: (row.id, row.case_id) for row in rows}
+    if incidents and policy is not None:
+        batch.nearby = _Nearby.read(conn, incidents, policy)
+        cameras = sorted({inc.camera_id for inc in incidents if inc.camera_id is not None})
+        if cameras:
+            batch.places = dict.fromkeys(cameras)
+            for row in conn.execute(_CAMERA_PLACES, {"camera_ids": cameras}):
+                if row.grid_cell_id is not None or row.team is not None:
+                    batch.places[row.id] = _FixedPlace(row.grid_cell_id, row.team)
     session.info[_BATCH_KEY] = batch
     try:
         with custody.batched(session):
@@ -425,14 +547,16 @@ def ingest(
             fixed = batch.places[inc.camera_id] = _fixed_place(conn, inc.camera_id)
         if fixed is not None:  # a registered camera's own cell and team (api.cameras) win
             cell = Assignment(fixed.grid_cell_id or cell.cell_id, fixed.team or cell.team)
-        if batch is None or postgresql:
+        if postgresql:  # the id (the table's sequence) and the number come back from the INSERT
+            case_id = 0
+        elif batch is None:
             case_id = _next_case_id(conn)
         else:  # SQLite: this transaction holds the write lock; ids follow on from the first
             case_id = batch.next_case_id or _next_case_id(conn)
             batch.next_case_id = case_id + 1
         case_row = {
             "id": case_id,
-            "number": f"GP-{inc.first_seen.year}-{case_id:06d}",
+            "number": None,
             "category": inc.category,
             "status": workflow.PENDING_REVIEW,
             "grid_cell_id": cell.cell_id,
@@ -453,7 +577,13 @@ def ingest(
             "created_at": now,
             "updated_at": now,
         }
-        conn.execute(_INSERT_CASE, case_row)
+        if postgresql:
+            prefix = f"GP-{inc.first_seen.year}-"
+            row = conn.execute(_INSERT_CASE_PG, dict(case_row, number_prefix=prefix)).one()
+            case_id, case_row["id"], case_row["number"] = row.id, row.id, row.number
+        else:
+            case_row["number"] = case_number_of(case_id, inc.first_seen)
+            conn.execute(_INSERT_CASE, case_row)
         events.append(
             {
                 "action": "created",
@@ -506,10 +636,27 @@ def ingest(
     if created:
         # the row as inserted, detached (no SELECT back): callers read it, never change it
         case = Case(**case_row)
+    if batch is not None and batch.nearby is not None:  # the next incidents of the batch see it
+        assert case is not None
+        batch.nearby.put(
+            Candidate(
+                case_id,
+                case.category,
+                case.status,
+                case.last_seen,
+                case.merge_lat,
+                case.merge_lon,
+                case.plate,
+                case.camera_id,
+            )
+        )
     return IngestResult(case, int(sighting_id), created, False, recurrence)  # type: ignore[arg-type]
 
 
 _CAMERA_PLACE = select(Camera.grid_cell_id, Camera.team).where(Camera.id == bindparam("camera_id"))
+_CAMERA_PLACES = select(Camera.id, Camera.grid_cell_id, Camera.team).where(
+    Camera.id.in_(bindparam("camera_ids", expanding=True))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -862,6 +1009,8 @@ class IngestWriter:
                 session,
                 incident_ids=[item.inc.id for item in batch],
                 categories=[item.inc.category for item in batch],
+                incidents=[item.inc for item in batch],
+                policy=self._policy,
             ):
                 for item in batch:
                     results.append(

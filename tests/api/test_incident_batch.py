@@ -174,3 +174,31 @@ def test_a_suspected_incident_in_a_batch_is_chalked(server: LiveServer) -> None:
         confirmed = r.json()["results"][0]["outcome"]
         assert confirmed["case_id"] is not None and confirmed["chalk_mark"]
         assert _counts(server)[0] == 2
+
+
+def test_case_numbers_past_a_million_keep_every_digit(server: LiveServer) -> None:
+    """The number is GP-<year>- and the id, six digits at least (PostgreSQL writes it in the INSERT
+    that takes the id from the sequence; SQLite in Python)."""
+    with server.services.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('cases', 'id'), 999998)")
+        else:
+            conn.exec_driver_sql(
+                "INSERT INTO cases (id, number, category, status, grid_cell_id, team, first_seen,"
+                " last_seen, sightings_count, recurrence_count, created_at, updated_at) VALUES"
+                " (999998, 'GP-2026-999998', 'piled_debris', 'rejected', 'DEMO-HUBIN-01', 'team-hubin',"
+                " '2026-01-01', '2026-01-01', 1, 0, '2026-01-01', '2026-01-01')"
+            )
+    incidents = [incident_json(f"million-{i}", position=(P[0] + i * 0.001, P[1])) for i in range(3)]
+    with server.client("device") as device:
+        results = post_batch(device, batch_parts(*incidents)).json()["results"]
+    assert [e["outcome"]["case_number"] for e in results] == [
+        "GP-2026-999999",
+        "GP-2026-1000000",
+        "GP-2026-1000001",
+    ]
+    with server.services.factory() as session:
+        stored = session.scalars(select(Case.number).where(Case.id >= 999999).order_by(Case.id)).all()
+        chains, problems = custody.verify_all(session)
+    assert stored == ["GP-2026-999999", "GP-2026-1000000", "GP-2026-1000001"]
+    assert problems == []
