@@ -65,6 +65,7 @@ STATUSES = ["pending_review"] * 4 + [
     "rejected",
 ]
 CENTRE = (30.27, 120.155)
+TARGET_RATE = 400  # incidents/s at 100k+ cases (issue 14), with the case list's p95 under 50 ms
 
 
 def free_port() -> int:
@@ -109,8 +110,9 @@ class Database:
 
 
 class Server:
-    def __init__(self, data_dir: Path, url: str) -> None:
+    def __init__(self, data_dir: Path, url: str, workers: int = 1) -> None:
         self.port = free_port()
+        self.workers = workers
         self.env = dict(os.environ, GRIDPATROL_DATA_DIR=str(data_dir), GRIDPATROL_DATABASE_URL=url)
         self.log = open(data_dir / "server.log", "w")  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] | None = None
@@ -129,7 +131,11 @@ class Server:
 
     def start(self) -> str:
         self.proc = subprocess.Popen(  # not -q: the ingest writer's INFO lines say where time goes
-            [sys.executable, "-m", "api.cli", "serve", "--no-worker", "--port", str(self.port)],
+            [
+                sys.executable,
+                *("-m", "api.cli", "serve", "--no-worker", "--port", str(self.port)),
+                *("--workers", str(self.workers)),
+            ],
             env=self.env,
             cwd=REPO,
             stdout=self.log,
@@ -158,15 +164,20 @@ class Server:
         return out.returncode, " / ".join(lines[-3:])
 
     def writer_report(self, seen: int, wait_s: float = 8.0) -> tuple[dict | None, int]:
-        """The ingest writer's report after line `seen` of the server log (it writes one when it
-        goes idle, a few seconds after the last incident), and the number of lines read."""
+        """The ingest writers' report after line `seen` of the server log (each server process's
+        writer writes one when it goes idle, a few seconds after its last incident; summed), and the
+        number of lines read."""
         deadline = time.monotonic() + wait_s
         while True:
             self.log.flush()
             lines = Path(self.log.name).read_text(errors="replace").splitlines()
-            for line in lines[seen:]:
-                if "ingest writer idle; since it started: " in line:
-                    return json.loads(line.split("since it started: ", 1)[1]), len(lines)
+            reports = [
+                json.loads(line.split("since it started: ", 1)[1])
+                for line in lines[seen:]
+                if "ingest writer idle; since it started: " in line
+            ]
+            if len(reports) >= self.workers or (reports and time.monotonic() > deadline):
+                return _summed(reports), len(lines)
             if time.monotonic() > deadline:
                 return None, len(lines)
             time.sleep(0.25)
@@ -176,6 +187,18 @@ class Server:
             self.proc.terminate()
             self.proc.wait(30)
         self.log.close()
+
+
+def _summed(reports: list[dict]) -> dict:
+    """Several writers' reports as one (counts and seconds added, the largest batch of any)."""
+    total = dict(reports[0], seconds=dict(reports[0]["seconds"]))
+    for report in reports[1:]:
+        for key in ("incidents", "batches", "retried_alone"):
+            total[key] += report[key]
+        total["largest_batch"] = max(total["largest_batch"], report["largest_batch"])
+        for phase, seconds in report["seconds"].items():
+            total["seconds"][phase] = total["seconds"].get(phase, 0.0) + seconds
+    return total
 
 
 def incident(i: int, rng: random.Random) -> tuple[dict, list]:
@@ -227,15 +250,30 @@ def batch_body(incidents: list[tuple[dict, list]], boundary: str) -> bytes:
 
 
 def process_cpu_s(pid: int | None) -> tuple[float, float] | None:
-    """(user, system) CPU seconds a process has used so far (Linux /proc), or None elsewhere."""
+    """(user, system) CPU seconds a process and its children (the server processes of serve
+    --workers N) have used so far (Linux /proc), or None elsewhere."""
     if pid is None:
         return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    user = system = 0.0
+    for one in [pid, *child_pids(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            if one == pid:
+                return None
+            continue
+        user += int(fields[11]) / tick
+        system += int(fields[12]) / tick
+    return user, system
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of a process (Linux /proc), none where that cannot be read."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def bench_ingest(
@@ -605,6 +643,7 @@ def profile_server(pid: int, seconds: float, out: Path) -> list[str]:
             "--rate",
             "250",
             "--nonblocking",
+            "--subprocesses",  # serve --workers N: its server processes
             "--format",
             "raw",
             "--output",
@@ -656,7 +695,7 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"gp-bench-{backend}-") as tmp_name:
         tmp = Path(tmp_name)
         db = Database(backend, tmp, pg_url)
-        server = Server(tmp, db.url)
+        server = Server(tmp, db.url, workers=args.server_workers)
         try:
             server.cli("db", "upgrade")
             server.cli("grid", "import", str(REPO / "configs" / "demo-grid.geojson"))
@@ -729,21 +768,22 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                 f"[{backend}] GET /api/cases during that ingest: p95 {reader.p95():.1f} ms "
                 f"over {len(reader.ms)} requests"
             )
-            # the same at a steady half of that rate: what staff see under a load the server keeps up with
-            paced_rate = late["rate"] / 2
+            # the same at the target's steady rate (issue 14: 400/s), not as fast as the server goes:
+            # what staff see while the district's cameras post at that rate
             with Reader(base, token, count) as paced_reader:
                 paced = bench_ingest(
                     base,
                     key,
-                    max(200, args.incidents // 2),
+                    max(400, args.incidents),
                     args.threads,
                     first_id=650_000,
-                    paced_per_s=paced_rate,
+                    paced_per_s=TARGET_RATE,
                     batch=args.batch,
                 )
             print(
-                f"[{backend}] GET /api/cases while ingest runs steadily at {paced['rate']:.0f} incidents/s "
-                f"(half the rate above): p95 {paced_reader.p95():.1f} ms over {len(paced_reader.ms)} requests"
+                f"[{backend}] GET /api/cases while ingest is sent steadily at {TARGET_RATE}/s "
+                f"(taken at {paced['rate']:.0f}/s): p95 {paced_reader.p95():.1f} ms "
+                f"over {len(paced_reader.ms)} requests"
             )
             if args.profile and pid is not None:
                 with Reader(base, token, count):
@@ -796,6 +836,12 @@ def main() -> int:
     )
     parser.add_argument("--queries", type=int, default=360)
     parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="server processes (gridpatrol serve --workers N); the CPU figures are of them all",
+    )
+    parser.add_argument(
         "--batch",
         type=int,
         default=1,
@@ -819,15 +865,15 @@ def main() -> int:
     results = [run(b, args, args.postgres_url) for b in backends]
     print()
     for r in results:
-        ok_rate = r["late_per_s"] >= 400
-        ok_p95 = r["p95_during_ingest_ms"] < 50
+        ok_rate = r["late_per_s"] >= TARGET_RATE
+        ok_p95 = r["p95_paced_ms"] < 50 and r["paced_per_s"] >= TARGET_RATE * 0.97
         print(
-            f"{r['backend']:>8}: {r['late_per_s']:6.0f} incidents/s at {r['cases']}+ cases"
-            f"{'' if ok_rate else ' (below 400)'} ({r['incidents_per_s']:.0f}/s on an empty store); "
-            f"case list p95 {r['p95_during_ingest_ms']:.1f} ms while ingesting"
-            f"{'' if ok_p95 else ' (above 50 ms)'}"
-            f", {r['p95_paced_ms']:.1f} ms with ingest at {r['paced_per_s']:.0f}/s,"
-            f" {r['p95_ms']:.1f} ms alone"
+            f"{r['backend']:>8}: {r['late_per_s']:6.0f} incidents/s at {r['cases']}+ cases, "
+            f"as fast as it goes{'' if ok_rate else f' (below {TARGET_RATE})'} "
+            f"({r['incidents_per_s']:.0f}/s on an empty store); "
+            f"case list p95 {r['p95_paced_ms']:.1f} ms with ingest sent at {TARGET_RATE}/s "
+            f"(taken at {r['paced_per_s']:.0f}/s){'' if ok_p95 else ' (target missed)'}, "
+            f"{r['p95_during_ingest_ms']:.1f} ms with ingest as fast as it goes, {r['p95_ms']:.1f} ms alone"
         )
     return 0
 

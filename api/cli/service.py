@@ -58,18 +58,30 @@ def _serve(args: argparse.Namespace) -> int:
 
     from api.http.app import create_app
 
+    if args.workers < 1:
+        raise CommandError(f"--workers: at least 1, not {args.workers}")
     settings = _settings(args)
     try:
-        app = create_app(settings, run_worker=not args.no_worker)
+        if args.workers == 1:
+            app: Any = create_app(settings, run_worker=not args.no_worker)
+            services = app.state.services
+        else:  # migrated here, once, before the processes start
+            services = _services(args)
+    except CommandError:
+        raise
     except Exception as exc:  # a database that cannot be reached or migrated
         raise CommandError(f"cannot start: {type(exc).__name__}: {exc}") from None
-    runner = _start_local_runner(app.state.services, args) if args.runner else None
+    runner = _start_local_runner(services, args) if args.runner else None
     if runner is not None:
         # uvicorn re-raises the SIGTERM it caught once it has shut down: end through this function so
         # that the runner is stopped too, not left behind
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+        if args.workers == 1:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+        else:
+            services.close()
+            _serve_processes(args, settings)
     finally:
         if runner is not None:
             runner.terminate()  # the runner stops its cameras and its Ray (at most a minute)
@@ -78,6 +90,29 @@ def _serve(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 runner.kill()
     return 0
+
+
+def _serve_processes(args: argparse.Namespace, settings: Any) -> None:
+    """`serve --workers N`: N server processes on one port (uvicorn's supervisor restarts one that
+    dies), each made by api.http.app.app_from_env from these settings (passed in the environment)."""
+    import uvicorn
+
+    from api.http.app import SERVE_LOG_LEVEL_ENV, SERVE_WORKER_ENV
+
+    os.environ["GRIDPATROL_DATABASE_URL"] = settings.url
+    os.environ["GRIDPATROL_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ[SERVE_WORKER_ENV] = "0" if args.no_worker else "1"
+    os.environ[SERVE_LOG_LEVEL_ENV] = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    log.info("serving with %d processes on %s:%d", args.workers, args.host, args.port)
+    uvicorn.run(
+        "api.http.app:app_from_env",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=False,
+    )
 
 
 LOCAL_RUNNER = "local-runner"
@@ -489,6 +524,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-worker", action="store_true", help="do not process uploads in this process")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes on the port (one per core; background threads run in one of them)",
+    )
     p.add_argument(
         "--runner",
         action="store_true",

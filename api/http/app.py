@@ -287,3 +287,53 @@ def create_app(
         return schemas.Health(status="ok")
 
     return app
+
+
+# --- several server processes (gridpatrol serve --workers N) --------------------------------------
+
+SERVE_WORKER_ENV = "GRIDPATROL_SERVE_UPLOAD_WORKER"  # "1": the background process also runs upload jobs
+SERVE_LOG_LEVEL_ENV = "GRIDPATROL_SERVE_LOG_LEVEL"
+BACKGROUND_LOCK = "serve-background.lock"  # in the data folder
+_background_fd: list[int] = []  # the lock's file, held open for the life of the process
+
+
+def holds_background_lock(data_dir: Any) -> bool:
+    """Whether this process is the one of `gridpatrol serve --workers N` that runs the background
+    threads (webhooks, checkpoints, the camera watch, upload jobs): the first to lock the data
+    folder's BACKGROUND_LOCK, held until it ends (a restarted process takes it again)."""
+    import fcntl
+    import os
+    from pathlib import Path
+
+    if _background_fd:
+        return True
+    path = Path(data_dir) / BACKGROUND_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _background_fd.append(fd)
+    return True
+
+
+def app_from_env() -> FastAPI:
+    """The app of one process of `gridpatrol serve --workers N` (uvicorn's factory, in a process of
+    its own): settings from the environment, as the parent resolved them. Every process serves every
+    route and has its own ingest writer (the database serialises them, the custody ledger stays one
+    chain); the background threads run in one process only (holds_background_lock)."""
+    import os
+
+    level = os.environ.get(SERVE_LOG_LEVEL_ENV, "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("alembic", "httpx"):  # as the CLI: other packages' INFO is noise
+        logging.getLogger(name).setLevel(max(logging.getLogger().level, logging.WARNING))
+    settings = Settings.from_env()
+    background = holds_background_lock(settings.data_dir)
+    if background:
+        log.info("server process %d runs the background threads", os.getpid())
+    return create_app(
+        settings, run_worker=background and os.environ.get(SERVE_WORKER_ENV) == "1", run_webhooks=background
+    )
