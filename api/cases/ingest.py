@@ -296,6 +296,22 @@ _INSERT_BLOB_PG = pg_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_e
 _INSERT_EVENT = insert(_table(CaseEvent))
 _INSERT_LINK = insert(_table(EvidenceLink))
 _INSERT_SIGHTING = insert(_table(Sighting)).returning(_table(Sighting).c.id)
+_INSERT_SIGHTINGS = insert(_table(Sighting))
+_SIGHTING_IDS_PG = text(
+    "SELECT nextval(pg_get_serial_sequence('sightings', 'id')) FROM generate_series(1, :n)"
+)
+_SIGHTING_MAX_PLUS_ONE = select(func.coalesce(func.max(_table(Sighting).c.id), 0) + 1)
+
+
+def _take_sighting_ids(conn: Connection, count: int) -> list[int]:
+    """`count` ids for the sightings a batch is about to make: PostgreSQL's sequence, SQLite's
+    max + 1 onwards (this transaction holds the write lock)."""
+    if count <= 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        return [int(row[0]) for row in conn.execute(_SIGHTING_IDS_PG, {"n": count})]
+    first = int(conn.scalar(_SIGHTING_MAX_PLUS_ONE))  # type: ignore[arg-type]
+    return list(range(first, first + count))
 
 
 def _insert_case_pg() -> Any:
@@ -400,6 +416,10 @@ class _Batch:
     # read ahead (each incident is then looked up alone)
     received: dict[str, tuple[int, int]] | None = None
     nearby: _Nearby | None = None  # the merge candidates read ahead; None: a query per incident
+    # the ids of the sightings this batch makes (one per incident not received before), taken ahead,
+    # and those sightings' rows, inserted together when the batch ends
+    sighting_ids: list[int] = field(default_factory=list)
+    sightings: list[dict[str, Any]] = field(default_factory=list)
 
 
 _BATCH_KEY = "gridpatrol_ingest_batch"
@@ -434,6 +454,10 @@ def batched(
     if incident_ids:
         rows = conn.execute(_FIND_SIGHTINGS, {"incident_ids": sorted(set(incident_ids))})
         batch.received = {row.incident_id: (row.id, row.case_id) for row in rows}
+    if incidents and policy is not None and batch.received is not None:
+        batch.sighting_ids = _take_sighting_ids(
+            conn, len({inc.id for inc in incidents} - set(batch.received))
+        )
     if incidents and policy is not None:
         batch.nearby = _Nearby.read(conn, incidents, policy)
         cameras = sorted({inc.camera_id for inc in incidents if inc.camera_id is not None})
@@ -449,6 +473,8 @@ def batched(
     finally:
         session.info.pop(_BATCH_KEY, None)
     conn = session.connection()
+    if batch.sightings:  # before the evidence links that name them
+        conn.execute(_INSERT_SIGHTINGS, batch.sightings)
     if batch.blobs:
         insert_blob = _INSERT_BLOB_PG if conn.dialect.name == "postgresql" else _INSERT_BLOB_SQLITE
         conn.execute(insert_blob, list(batch.blobs.values()))
@@ -613,7 +639,11 @@ def ingest(
         "recurrence": recurrence,
         "created_at": now,
     }
-    sighting_id = conn.execute(_INSERT_SIGHTING, sighting).scalar_one()
+    if batch is not None and batch.sighting_ids:  # its id taken ahead; the row written when the batch ends
+        sighting_id = sighting["id"] = batch.sighting_ids.pop(0)
+        batch.sightings.append(sighting)
+    else:
+        sighting_id = conn.execute(_INSERT_SIGHTING, sighting).scalar_one()
     if batch is not None and batch.received is not None:
         batch.received[inc.id] = (int(sighting_id), case_id)
     link_evidence(session, case_id, sighting_id, inc.evidence)
