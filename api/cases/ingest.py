@@ -132,6 +132,19 @@ def case_number_of(case_id: int, first_seen: datetime) -> str:
     return f"GP-{first_seen.year}-{case_id:06d}"
 
 
+# what choose_case needs of a case, in api.cases.merge.Candidate's order
+_CANDIDATE_COLUMNS = (
+    Case.id,
+    Case.category,
+    Case.status,
+    Case.last_seen,
+    Case.merge_lat,
+    Case.merge_lon,
+    Case.plate,
+    Case.camera_id,
+)
+
+
 def _candidate_statements() -> tuple[Select, Select, Select]:
     """The merge-candidate queries, built once with bound parameters (statement building and
     caching cost more than the query itself on this hot path). They narrow the cases with the merge
@@ -141,16 +154,7 @@ def _candidate_statements() -> tuple[Select, Select, Select]:
     ix_cases_merge_bucket (category, merge_bucket, last_seen): a few index ranges, however many
     cases the day holds; `near_unbucketed` (a box too wide for buckets, or buckets turned off)
     reads every case of the category in the window and keeps those in the box."""
-    base = select(
-        Case.id,
-        Case.category,
-        Case.status,
-        Case.last_seen,
-        Case.merge_lat,
-        Case.merge_lon,
-        Case.plate,
-        Case.camera_id,
-    ).where(
+    base = select(*_CANDIDATE_COLUMNS).where(
         Case.category == bindparam("category"),
         Case.status != workflow.REJECTED,
         Case.last_seen >= bindparam("seen_lo"),
@@ -181,16 +185,7 @@ def _candidate_statements() -> tuple[Select, Select, Select]:
 
 
 _SAME_CAMERA_ROWS = 8  # the latest few position-less cases of the camera; choose_case takes the latest
-_NEARBY = select(
-    Case.id,
-    Case.category,
-    Case.status,
-    Case.last_seen,
-    Case.merge_lat,
-    Case.merge_lon,
-    Case.plate,
-    Case.camera_id,
-).where(
+_NEARBY = select(*_CANDIDATE_COLUMNS).where(
     Case.category.in_(bindparam("categories", expanding=True)),
     Case.merge_bucket.in_(bindparam("buckets", expanding=True)),
     Case.last_seen >= bindparam("seen_lo"),
@@ -351,7 +346,7 @@ class _Nearby:
         self.cases: dict[int, Candidate] = {}
         self.buckets: dict[tuple[str, int], set[int]] = {}
         for row in rows:
-            self.put(Candidate(*row[:8]))
+            self.put(Candidate(*row))
 
     @classmethod
     def read(cls, conn: Connection, incidents: list[IncidentIn], policy: MergePolicy) -> _Nearby | None:

@@ -122,24 +122,21 @@ async def post_incident(request: Request, principal: Feeder, services: ServicesD
     return _outcome(result)
 
 
-BATCH_BODY = {
+_INCIDENT_FORM = INCIDENT_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]  # type: ignore[index]
+BATCH_BODY = {  # POST /api/incidents's form, repeated
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {
-                    "type": "object",
-                    "required": ["incident"],
+                    **_INCIDENT_FORM,
                     "description": (
                         "the incident forms of POST /api/incidents one after the other: each `incident` "
                         f"part followed by its `files` parts; at most {MAX_BATCH_INCIDENTS} incidents"
                     ),
                     "properties": {
-                        "incident": {
-                            "type": "array",
-                            "items": {"type": "string", "contentMediaType": "application/json"},
-                        },
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "incident": {"type": "array", "items": _INCIDENT_FORM["properties"]["incident"]},
+                        "files": _INCIDENT_FORM["properties"]["files"],
                     },
                 }
             }
@@ -192,13 +189,13 @@ async def _prepare_batch(services: Services, items: list[BatchItem], principal: 
     prepared: list[Prepared] = [item.error or InputError("incident", "Field required") for item in items]
     readable = [i for i, item in enumerate(items) if item.form is not None]
     lookups = [i for i in readable if _needs_lookup(items[i], principal)]
+    quick = [i for i in readable if i not in lookups]
     if lookups:
         looked_up = await run_in_threadpool(_prepare_all, services, [items[i] for i in lookups], principal)
         for i, answer in zip(lookups, looked_up, strict=True):
             prepared[i] = answer
-    for i in readable:
-        if i not in lookups:
-            prepared[i] = _prepare_all(services, [items[i]], principal)[0]
+    for i, answer in zip(quick, _prepare_all(services, [items[i] for i in quick], principal), strict=True):
+        prepared[i] = answer
     return prepared
 
 
