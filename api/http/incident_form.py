@@ -119,9 +119,9 @@ async def receive_incident_form(
     """Read a multipart/form-data incident body chunk by chunk: the `incident` field, validated as
     soon as it is read (a device sends it first, so a bad incident stores no files), and each
     `files` part streamed straight into the evidence store (hashed, size-limited and sniffed as it
-    is written, never held whole in memory). Other parts are skipped. A bad incident or file is an
-    IncidentInputError naming it (incident.<key>, files[i]); a malformed body a MalformedBody, another
-    content type an IncidentFormError."""
+    is written, never held whole in memory), then flushed to disk (EvidenceFiles.sync). Other parts
+    are skipped. A bad incident or file is an IncidentInputError naming it (incident.<key>,
+    files[i]); a malformed body a MalformedBody, another content type an IncidentFormError."""
     boundary = form_boundary(content_type)
     if boundary is None:
         raise IncidentFormError("must be multipart/form-data with a boundary")
@@ -131,6 +131,7 @@ async def receive_incident_form(
         await parts.finish_files()
     finally:
         parts.discard()
+    await run_in_threadpool(store.sync, [stored for _, stored in parts.form.files])  # on disk before ingest
     return parts.form
 
 
@@ -237,4 +238,6 @@ async def receive_incident_batch(
         parts.discard()
     if not parts.items:
         raise IncidentInputError("incidents", "no incident part in the body")
+    files = [stored for item in parts.items if item.form is not None for _, stored in item.form.files]
+    await run_in_threadpool(store.sync, files)  # all the batch's files on disk, in one flush, before ingest
     return parts.items

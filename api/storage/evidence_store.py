@@ -6,13 +6,20 @@ A file is stored under the SHA-256 of its bytes, computed while it is written; w
 states a hash, the bytes must match it or nothing is stored. Files are written to a temporary
 name and renamed into place, so a crash never leaves half a file under a valid name. A full disk
 is `StorageFull("evidence store")` (507) with the temporary file removed; what is stored stays.
+
+Durability: `put_stream`/`put_bytes` return once the file is on disk (flushed, with its name), so a
+power cut after a database commit that references it cannot lose it. Files received through
+`open_incoming` (the incident routes, many files a request) are flushed together by `sync`, which
+the caller runs before it hands the incident to the database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import io
+import logging
 import os
 import re
 import uuid
@@ -21,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from api.errors import InputError, StorageFull, is_disk_full
+from api.errors import InputError, ServiceFault, StorageFull, is_disk_full
 
+log = logging.getLogger(__name__)
 STORE_NAME = "evidence store"  # the field a full disk names
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -117,6 +125,31 @@ class EvidenceFiles(Protocol):
 
     def delete_entry(self, entry: StoreEntry) -> None: ...
 
+    def sync(self, files: list[StoredFile]) -> None: ...
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2) (every file of one filesystem flushed in one call), or None elsewhere."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError, TypeError):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    syncfs.restype = ctypes.c_int
+    return syncfs  # type: ignore[no-any-return]
+
+
+_SYNCFS = _find_syncfs()
+
+
+def _fsync_path(path: Path | str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def check_sha256(sha256: str) -> str:
     """`sha256` when it is a lowercase hex SHA-256; EvidenceError otherwise."""
@@ -147,9 +180,10 @@ def sniff_media_type(head: bytes) -> str | None:
 
 
 class EvidenceStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, syncfs: Callable[[int], int] | None = _SYNCFS) -> None:
         self.root = Path(root)
         self._dirs: set[Path] = set()
+        self._syncfs = syncfs  # None: each file and its folders fsync'ed instead
 
     def _ensure_dir(self, path: Path) -> None:
         if path not in self._dirs:
@@ -226,11 +260,48 @@ class EvidenceStore:
     def put_stream(
         self, stream: BinaryIO, *, expected_sha256: str | None = None, max_bytes: int | None = None
     ) -> StoredFile:
-        """Copy a stream into the store, hashing as it goes; verify against expected_sha256."""
-        return receive(self.open_incoming(max_bytes=max_bytes), stream, expected_sha256=expected_sha256)
+        """Copy a stream into the store, hashing as it goes; verify against expected_sha256. The
+        file is on disk when this returns (`sync`)."""
+        stored = receive(self.open_incoming(max_bytes=max_bytes), stream, expected_sha256=expected_sha256)
+        self.sync([stored])
+        return stored
 
     def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> StoredFile:
         return self.put_stream(io.BytesIO(data), expected_sha256=expected_sha256)
+
+    def sync(self, files: list[StoredFile]) -> None:
+        """Flush stored files to disk, contents and names, so that a power cut after this returns
+        loses none of them. On Linux one syncfs(2) of the store's filesystem covers any number of
+        files (a request's evidence costs one flush, not two fsyncs a file); elsewhere each file,
+        its two fan-out folders and the store's root are fsync'ed. A failed flush is a ServiceFault
+        naming the evidence store (StorageFull for a full disk): the caller must not record
+        the files."""
+        if not files:
+            return
+        try:
+            if self._syncfs is not None:
+                fd = os.open(self.root, os.O_RDONLY)
+                try:
+                    if self._syncfs(fd) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, os.strerror(err))
+                finally:
+                    os.close(fd)
+                return
+            folders: set[Path] = set()
+            for stored in files:
+                path = self.path_for(stored.sha256)
+                _fsync_path(path)
+                folders.update((path.parent, path.parent.parent))
+            for folder in sorted(folders, key=lambda p: -len(p.parts)):  # deepest first
+                _fsync_path(folder)
+            _fsync_path(self.root)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise StorageFull(STORE_NAME) from exc
+            log.error("evidence store: flushing %d file(s) to disk failed: %s", len(files), exc)
+            reason = f"flushing evidence to disk failed: {exc.strerror or exc}"
+            raise ServiceFault(STORE_NAME, reason) from exc
 
     def verify(self, sha256: str) -> str | None:
         """None when the file is there and hashes to its name; otherwise what is wrong."""

@@ -279,6 +279,9 @@ class S3EvidenceStore:
     def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> StoredFile:
         return self.put_stream(io.BytesIO(data), expected_sha256=expected_sha256)
 
+    def sync(self, files: list[StoredFile]) -> None:
+        """Nothing to flush: an object is durable once its PUT (in `finish`) has returned."""
+
     def remove(self, sha256: str) -> bool:
         """Delete a stored object; only for one this process just created and no row references
         (another case may share it). True when it was there."""

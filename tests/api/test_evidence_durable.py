@@ -1,0 +1,155 @@
+"""Evidence is on disk before the case that references it is committed: a power cut after the
+commit cannot leave a case naming a file that was never flushed (and the runner, told 201, has
+already dropped its spooled copy). The local store flushes with one syncfs(2) on Linux, or fsyncs
+each file and its folders elsewhere; the incident routes flush a request's files together before
+ingest; a failed flush is a 503/507 naming the evidence store, and nothing is recorded."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+import api.storage.evidence_store as evidence_store
+from api.errors import ServiceFault, StorageFull
+from api.storage.evidence_store import EvidenceStore
+from api.storage.models import Case, Sighting
+from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
+from tests.api.test_incident_batch import batch_parts, post_batch
+
+
+def _fsynced_inodes(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """The inodes os.fsync is called on from now (each still really fsync'ed)."""
+    seen: set[int] = set()
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        seen.add(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(evidence_store.os, "fsync", fsync)
+    return seen
+
+
+def test_without_syncfs_each_file_its_folders_and_the_root_are_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EvidenceStore(tmp_path / "evidence", syncfs=None)
+    fsynced = _fsynced_inodes(monkeypatch)
+    stored = store.put_bytes(jpeg_bytes("one"))
+    path = store.path_for(stored.sha256)
+    wanted = {p.stat().st_ino for p in (path, path.parent, path.parent.parent, store.root)}
+    assert wanted <= fsynced
+    # a request's files received one by one (open_incoming) are flushed by sync, not before
+    fsynced.clear()
+    incoming = [store.open_incoming() for _ in range(3)]
+    for i, inc in enumerate(incoming):
+        inc.write(jpeg_bytes(f"many-{i}"))
+    files = [inc.finish() for inc in incoming]
+    assert fsynced == set()
+    store.sync(files)
+    assert {store.path_for(f.sha256).stat().st_ino for f in files} <= fsynced
+
+
+@pytest.mark.skipif(evidence_store._SYNCFS is None, reason="no syncfs(2) on this system")
+def test_with_syncfs_a_put_is_one_flush_of_the_stores_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = evidence_store._SYNCFS
+    assert real is not None
+    calls: list[int] = []
+
+    def syncfs(fd: int) -> int:
+        calls.append(os.fstat(fd).st_ino)
+        return real(fd)
+
+    store = EvidenceStore(tmp_path / "evidence", syncfs=syncfs)
+    fsynced = _fsynced_inodes(monkeypatch)
+    store.put_bytes(jpeg_bytes("one"))
+    assert calls == [store.root.stat().st_ino] and fsynced == set()
+    files = [store.open_incoming() for _ in range(5)]
+    for i, inc in enumerate(files):
+        inc.write(jpeg_bytes(f"five-{i}"))
+    store.sync([inc.finish() for inc in files])
+    assert len(calls) == 2  # five files, one flush
+    store.sync([])
+    assert len(calls) == 2  # nothing to flush
+
+
+@pytest.mark.parametrize(("code", "fault"), [(errno.EIO, ServiceFault), (errno.ENOSPC, StorageFull)])
+def test_a_failed_flush_is_a_fault_naming_the_evidence_store(tmp_path: Path, code: int, fault: type) -> None:
+    def failing(fd: int) -> int:
+        ctypes.set_errno(code)
+        return -1
+
+    store = EvidenceStore(tmp_path / "evidence", syncfs=failing)
+    with pytest.raises(fault) as caught:
+        store.put_bytes(jpeg_bytes("x"))
+    assert caught.value.field == "evidence store"
+    assert caught.value.status == (507 if code == errno.ENOSPC else 503)
+
+
+@pytest.fixture
+def server(make_server, db_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+    return make_server(db_url, run_webhooks=False)
+
+
+def _spy_sync(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> list[tuple[set[str], int]]:
+    """Each sync of the server's store: the SHA-256s flushed and how many sightings were stored then."""
+    store = server.services.store
+    real = store.sync
+    seen: list[tuple[set[str], int]] = []
+
+    def sync(files: list[Any]) -> None:
+        real(files)
+        with server.services.factory() as session:
+            stored = session.scalar(select(func.count()).select_from(Sighting)) or 0
+        seen.append(({f.sha256 for f in files}, stored))
+
+    monkeypatch.setattr(store, "sync", sync)
+    return seen
+
+
+def test_the_incident_routes_flush_the_requests_files_before_ingest(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs = _spy_sync(server, monkeypatch)
+    with server.client("device") as device:
+        data = incident_json("d-1")
+        assert post_incident(device, data).status_code == 201
+        assert syncs == [({e["sha256"] for e in data["evidence"]}, 0)]  # before its sighting was stored
+
+        incidents = [incident_json(f"d-b{i}", position=(30.2741 + i * 0.01, 120.1551)) for i in range(3)]
+        r = post_batch(device, batch_parts(*incidents))
+        assert r.status_code == 200 and [e["status_code"] for e in r.json()["results"]] == [201] * 3
+        assert len(syncs) == 2  # the batch's six files in one flush
+        assert syncs[1] == ({e["sha256"] for inc in incidents for e in inc["evidence"]}, 1)
+
+
+def test_a_failed_flush_records_nothing_and_the_next_post_is_taken(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = server.services.store
+    real = store.sync
+
+    def broken(files: list[Any]) -> None:
+        raise ServiceFault("evidence store", "flushing evidence to disk failed: Input/output error")
+
+    with server.client("device") as device:
+        assert post_incident(device, incident_json("d-kept")).status_code == 201
+        monkeypatch.setattr(store, "sync", broken)
+        r = post_incident(device, incident_json("d-lost", position=(30.2841, 120.1651)))
+        assert r.status_code == 503, r.text
+        assert "evidence store" in r.text and "Traceback" not in r.text
+        r = post_batch(device, batch_parts(incident_json("d-lost-b", position=(30.2841, 120.1651))))
+        assert r.status_code == 503, r.text
+        with server.services.factory() as session:
+            assert session.scalar(select(func.count()).select_from(Case)) == 1
+        monkeypatch.setattr(store, "sync", real)
+        r = post_incident(device, incident_json("d-lost", position=(30.2841, 120.1651)))
+        assert r.status_code == 201, r.text
