@@ -1,8 +1,10 @@
-"""Evidence is on disk before the case that references it is committed: a power cut after the
-commit cannot leave a case naming a file that was never flushed (and the runner, told 201, has
-already dropped its spooled copy). The local store flushes with one syncfs(2) on Linux, or fsyncs
-each file and its folders elsewhere; the incident routes flush a request's files together before
-ingest; a failed flush is a 503/507 naming the evidence store, and nothing is recorded."""
+"""What the service answered for is on disk: a power cut after a 201 cannot lose the incident (the
+runner, told 201, has already dropped its spooled copy) nor leave its case naming an evidence file
+that was never flushed. SQLite commits with synchronous=FULL (PostgreSQL's default commit is
+durable already); evidence is on disk before the case that references it is committed. The local
+store flushes with one syncfs(2) on Linux, or fsyncs each file and its folders elsewhere; the
+incident routes flush a request's files together before ingest; a failed flush is a 503/507 naming
+the evidence store, and nothing is recorded."""
 
 from __future__ import annotations
 
@@ -17,10 +19,21 @@ from sqlalchemy import func, select
 
 import api.storage.evidence_store as evidence_store
 from api.errors import ServiceFault, StorageFull
+from api.storage.db import make_engine
 from api.storage.evidence_store import EvidenceStore
 from api.storage.models import Case, Sighting
 from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
 from tests.api.test_incident_batch import batch_parts, post_batch
+
+
+def test_sqlite_commits_are_flushed_to_disk(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, not NORMAL (1)
+    finally:
+        engine.dispose()
 
 
 def _fsynced_inodes(monkeypatch: pytest.MonkeyPatch) -> set[int]:
