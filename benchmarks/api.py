@@ -268,6 +268,17 @@ def process_cpu_s(pid: int | None) -> tuple[float, float] | None:
     return user, system
 
 
+def machine_cpu_s() -> float | None:
+    """CPU seconds this machine's cores have been busy so far, all processes (Linux /proc/stat:
+    every state but idle and iowait), or None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
 def child_pids(pid: int) -> list[int]:
     """The children of a process (Linux /proc), none where that cannot be read."""
     try:
@@ -342,6 +353,7 @@ def bench_ingest(
     rates = []
     cpu0 = process_cpu_s(server_pid)
     client0 = os.times()
+    machine0 = machine_cpu_s()
     bounds = [warm + (requests - warm) * r // rounds for r in range(rounds + 1)]
     with ThreadPoolExecutor(threads) as pool:
         for start, end in zip(bounds, bounds[1:], strict=False):
@@ -351,6 +363,7 @@ def bench_ingest(
             rates.append((end - start) * batch / (time.perf_counter() - t0))
     client1 = os.times()
     cpu1 = process_cpu_s(server_pid)
+    machine1 = machine_cpu_s()
     n = (requests - warm) * batch
     cpu_ms = None
     if cpu0 is not None and cpu1 is not None:
@@ -362,6 +375,7 @@ def bench_ingest(
         "p95_s": statistics.quantiles(latencies, n=100)[94],
         "server_cpu_ms": cpu_ms,
         "client_cpu_ms": client_ms,
+        "machine_cpu_ms": None if machine0 is None or machine1 is None else (machine1 - machine0) * 1000 / n,
         "count": n,
         "batch": batch,
     }
@@ -384,7 +398,22 @@ def ingest_line(backend: str, what: str, result: dict, threads: int) -> str:
             else ""
         )
         + f"p95 {result['p95_s'] * 1000:.0f} ms per request{cpu_text}; "
-        f"client CPU {sum(client):.2f} ms per incident)"
+        f"client CPU {sum(client):.2f} ms per incident)" + machine_text(result)
+    )
+
+
+def machine_text(result: dict) -> str:
+    """The CPU the whole machine spent per incident (server, database, client, anything else), and
+    the rate its cores could take at that cost: the ceiling on a machine where all of them share."""
+    machine = result.get("machine_cpu_ms")
+    if not machine:
+        return ""
+    cores = os.cpu_count() or 1
+    rest = machine - sum(result["server_cpu_ms"] or (0.0, 0.0)) - sum(result["client_cpu_ms"])
+    return (
+        f"; machine CPU {machine:.2f} ms per incident (the database and everything else "
+        f"{max(0.0, rest):.2f}): {cores} cores take at most {cores * 1000 / machine:.0f} incidents/s "
+        "at that cost"
     )
 
 
