@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from api.cases import custody, webhooks
 from api.errors import InputError
 from api.periodic import Periodic
 from api.storage.db import iso_utc, utcnow
+from api.storage.disk import replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def write(checkpoint: Checkpoint, *, out: Path | None, folder: Path, data_dir: P
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     partial.write_text(json.dumps(checkpoint.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, target)
+    replace_durably(partial, target)  # an auditor's copy: on disk when the command says it is written
     return target
 
 

@@ -31,6 +31,7 @@ from api.errors import InputError, StorageFull, is_disk_full
 from api.http.multipart import FormPart, form_boundary, read_parts
 from api.jobs.queue import JobStatus, JobView, job_fields
 from api.storage.db import as_utc, utcnow
+from api.storage.disk import replace_durably
 from api.storage.models import Job, Upload
 
 log = logging.getLogger(__name__)
@@ -298,14 +299,17 @@ def register_upload(
         "video/mp2t": ".ts",
     }[media_type]
     final = uploads_dir / f"{footage.sha256}{ext}"
-    os.replace(footage.path, final)
+    # on disk before the commit that answers 201: the sender may delete its copy then
+    with _disk_full_named():
+        replace_durably(footage.path, final)
     track_final = None
     if track is not None:
         track_ext = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}[
             track_type or ""
         ]
         track_final = uploads_dir / f"{footage.sha256}.track{track_ext}"
-        os.replace(track.path, track_final)
+        with _disk_full_named():
+            replace_durably(track.path, track_final)
     upload = Upload(
         sha256=footage.sha256,
         size=footage.size,

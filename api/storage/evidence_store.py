@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from api.errors import InputError, ServiceFault, StorageFull, is_disk_full
+from api.storage.disk import fsync_path
 
 log = logging.getLogger(__name__)
 STORE_NAME = "evidence store"  # the field a full disk names
@@ -141,14 +142,6 @@ def _find_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _find_syncfs()
-
-
-def _fsync_path(path: Path | str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_sha256(sha256: str) -> str:
@@ -291,11 +284,11 @@ class EvidenceStore:
             folders: set[Path] = set()
             for stored in files:
                 path = self.path_for(stored.sha256)
-                _fsync_path(path)
+                fsync_path(path)
                 folders.update((path.parent, path.parent.parent))
             for folder in sorted(folders, key=lambda p: -len(p.parts)):  # deepest first
-                _fsync_path(folder)
-            _fsync_path(self.root)
+                fsync_path(folder)
+            fsync_path(self.root)
         except OSError as exc:
             if is_disk_full(exc):
                 raise StorageFull(STORE_NAME) from exc

@@ -18,12 +18,14 @@ import pytest
 from sqlalchemy import func, select
 
 import api.storage.evidence_store as evidence_store
+from api.cases import checkpoints
 from api.errors import ServiceFault, StorageFull
 from api.storage.db import make_engine
 from api.storage.evidence_store import EvidenceStore
 from api.storage.models import Case, Sighting
 from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
 from tests.api.test_incident_batch import batch_parts, post_batch
+from tests.api.test_uploads_jobs import footage
 
 
 def test_sqlite_commits_are_flushed_to_disk(tmp_path: Path) -> None:
@@ -45,7 +47,7 @@ def _fsynced_inodes(monkeypatch: pytest.MonkeyPatch) -> set[int]:
         seen.add(os.fstat(fd).st_ino)
         real(fd)
 
-    monkeypatch.setattr(evidence_store.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)  # evidence_store, disk and the rest call os.fsync
     return seen
 
 
@@ -166,3 +168,31 @@ def test_a_failed_flush_records_nothing_and_the_next_post_is_taken(
         monkeypatch.setattr(store, "sync", real)
         r = post_incident(device, incident_json("d-lost", position=(30.2841, 120.1651)))
         assert r.status_code == 201, r.text
+
+
+def test_an_upload_is_on_disk_before_it_is_answered(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patrol crew may delete its footage once told 201: the footage, its track and their
+    names in the uploads folder are flushed before the commit."""
+    fsynced = _fsynced_inodes(monkeypatch)
+    with server.client("device") as device:
+        r = device.post(
+            "/api/uploads",
+            files={
+                "file": ("patrol.mp4", footage("durable"), "video/mp4"),
+                "track": ("t.csv", b"time,lat,lon\n0,30.2741,120.1551\n", "text/csv"),
+            },
+        )
+        assert r.status_code == 201, r.text
+    uploads = server.services.settings.uploads_dir
+    sha = r.json()["upload"]["sha256"]
+    kept = [uploads / f"{sha}.mp4", uploads / f"{sha}.track.csv", uploads]
+    assert {p.stat().st_ino for p in kept} <= fsynced
+
+
+def test_a_checkpoint_file_is_on_disk_when_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fsynced = _fsynced_inodes(monkeypatch)
+    point = checkpoints.Checkpoint(3, "ab" * 32, 3, "2026-12-03T10:00:00Z")
+    path = checkpoints.write(point, out=None, folder=tmp_path / "out", data_dir=tmp_path / "data")
+    assert {path.stat().st_ino, path.parent.stat().st_ino} <= fsynced
