@@ -57,6 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.http.app import create_app
+    from api.storage.db import durability_warnings
 
     if args.workers < 1:
         raise CommandError(f"--workers: at least 1, not {args.workers}")
@@ -71,6 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise
     except Exception as exc:  # a database that cannot be reached or migrated
         raise CommandError(f"cannot start: {type(exc).__name__}: {exc}") from None
+    for warning in durability_warnings(services.engine):
+        log.warning("%s", warning)
     runner = _start_local_runner(services, args) if args.runner else None
     if runner is not None:
         # uvicorn re-raises the SIGTERM it caught once it has shut down: end through this function so

@@ -157,6 +157,28 @@ def table_of(model: type) -> Table:
     return table
 
 
+def durability_warnings(engine: Engine) -> list[str]:
+    """What in the database's own settings can lose a commit the service has answered for
+    (PostgreSQL: synchronous_commit or fsync off); empty when nothing does. SQLite's connections
+    are set here (synchronous=FULL)."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as conn:
+        synchronous_commit = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+        fsync = conn.exec_driver_sql("SHOW fsync").scalar()
+    warnings = []
+    if synchronous_commit == "off":
+        warnings.append(
+            "PostgreSQL's synchronous_commit is off: after a crash of the database server, incidents "
+            "already answered 201 (and dropped from the runners' spools) can be lost; set it to on"
+        )
+    if fsync == "off":
+        warnings.append(
+            "PostgreSQL's fsync is off: a power cut can lose or corrupt stored cases; set it to on"
+        )
+    return warnings
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

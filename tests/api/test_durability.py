@@ -20,10 +20,10 @@ from sqlalchemy import func, select
 import api.storage.evidence_store as evidence_store
 from api.cases import checkpoints
 from api.errors import ServiceFault, StorageFull
-from api.storage.db import make_engine
+from api.storage.db import durability_warnings, make_engine
 from api.storage.evidence_store import EvidenceStore
 from api.storage.models import Case, Sighting
-from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
+from tests.api.api_testkit import PG_URL, LiveServer, incident_json, jpeg_bytes, post_incident
 from tests.api.test_incident_batch import batch_parts, post_batch
 from tests.api.test_uploads_jobs import footage
 
@@ -31,9 +31,28 @@ from tests.api.test_uploads_jobs import footage
 def test_sqlite_commits_are_flushed_to_disk(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
     try:
+        assert durability_warnings(engine) == []
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, not NORMAL (1)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_settings_that_lose_commits_are_named() -> None:
+    if not PG_URL:
+        pytest.skip("GRIDPATROL_TEST_POSTGRES_URL is not set")
+    engine = make_engine(PG_URL)
+    try:
+        assert durability_warnings(engine) == []  # the server's defaults are durable
+    finally:
+        engine.dispose()
+    sep = "&" if "?" in PG_URL else "?"
+    engine = make_engine(f"{PG_URL}{sep}options=-csynchronous_commit%3Doff")
+    try:
+        (warning,) = durability_warnings(engine)
+        assert "synchronous_commit is off" in warning
     finally:
         engine.dispose()
 
