@@ -16,7 +16,6 @@ the caller runs before it hands the incident to the database.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import io
 import logging
@@ -129,21 +128,6 @@ class EvidenceFiles(Protocol):
     def sync(self, files: list[StoredFile]) -> None: ...
 
 
-def _find_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2) (every file of one filesystem flushed in one call), or None elsewhere."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syncfs = libc.syncfs
-    except (OSError, AttributeError, TypeError):
-        return None
-    syncfs.argtypes = [ctypes.c_int]
-    syncfs.restype = ctypes.c_int
-    return syncfs  # type: ignore[no-any-return]
-
-
-_SYNCFS = _find_syncfs()
-
-
 def check_sha256(sha256: str) -> str:
     """`sha256` when it is a lowercase hex SHA-256; EvidenceError otherwise."""
     if not SHA256_RE.match(sha256):
@@ -173,10 +157,9 @@ def sniff_media_type(head: bytes) -> str | None:
 
 
 class EvidenceStore:
-    def __init__(self, root: Path, *, syncfs: Callable[[int], int] | None = _SYNCFS) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._dirs: set[Path] = set()
-        self._syncfs = syncfs  # None: each file and its folders fsync'ed instead
 
     def _ensure_dir(self, path: Path) -> None:
         if path not in self._dirs:
@@ -264,23 +247,15 @@ class EvidenceStore:
 
     def sync(self, files: list[StoredFile]) -> None:
         """Flush stored files to disk, contents and names, so that a power cut after this returns
-        loses none of them. On Linux one syncfs(2) of the store's filesystem covers any number of
-        files (a request's evidence costs one flush, not two fsyncs a file); elsewhere each file,
-        its two fan-out folders and the store's root are fsync'ed. A failed flush is a ServiceFault
-        naming the evidence store (StorageFull for a full disk): the caller must not record
-        the files."""
+        loses none of them: each file, its two fan-out folders and the store's root are fsync'ed
+        (a folder that did not change costs next to nothing). Not syncfs(2), one call for a whole
+        filesystem: it also waits for everything else unwritten on that disk (here, with 800 MB of
+        an upload unwritten beside it, 427 ms against 0.9 ms for one file's fsync). A failed flush
+        is a ServiceFault naming the evidence store (StorageFull for a full disk): the caller must
+        not record the files."""
         if not files:
             return
         try:
-            if self._syncfs is not None:
-                fd = os.open(self.root, os.O_RDONLY)
-                try:
-                    if self._syncfs(fd) != 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, os.strerror(err))
-                finally:
-                    os.close(fd)
-                return
             folders: set[Path] = set()
             for stored in files:
                 path = self.path_for(stored.sha256)

@@ -2,13 +2,11 @@
 runner, told 201, has already dropped its spooled copy) nor leave its case naming an evidence file
 that was never flushed. SQLite commits with synchronous=FULL (PostgreSQL's default commit is
 durable already); evidence is on disk before the case that references it is committed. The local
-store flushes with one syncfs(2) on Linux, or fsyncs each file and its folders elsewhere; the
-incident routes flush a request's files together before ingest; a failed flush is a 503/507 naming
-the evidence store, and nothing is recorded."""
+store fsyncs each file and its folders; the incident routes flush a request's files together
+before ingest; a failed flush is a 503/507 naming the evidence store, and nothing is recorded."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 from pathlib import Path
@@ -17,7 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-import api.storage.evidence_store as evidence_store
 from api.cases import checkpoints
 from api.errors import ServiceFault, StorageFull
 from api.storage.db import durability_warnings, make_engine
@@ -70,10 +67,10 @@ def _fsynced_inodes(monkeypatch: pytest.MonkeyPatch) -> set[int]:
     return seen
 
 
-def test_without_syncfs_each_file_its_folders_and_the_root_are_fsynced(
+def test_each_file_its_folders_and_the_root_are_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = EvidenceStore(tmp_path / "evidence", syncfs=None)
+    store = EvidenceStore(tmp_path / "evidence")
     fsynced = _fsynced_inodes(monkeypatch)
     stored = store.put_bytes(jpeg_bytes("one"))
     path = store.path_for(stored.sha256)
@@ -87,41 +84,22 @@ def test_without_syncfs_each_file_its_folders_and_the_root_are_fsynced(
     files = [inc.finish() for inc in incoming]
     assert fsynced == set()
     store.sync(files)
-    assert {store.path_for(f.sha256).stat().st_ino for f in files} <= fsynced
-
-
-@pytest.mark.skipif(evidence_store._SYNCFS is None, reason="no syncfs(2) on this system")
-def test_with_syncfs_a_put_is_one_flush_of_the_stores_filesystem(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = evidence_store._SYNCFS
-    assert real is not None
-    calls: list[int] = []
-
-    def syncfs(fd: int) -> int:
-        calls.append(os.fstat(fd).st_ino)
-        return real(fd)
-
-    store = EvidenceStore(tmp_path / "evidence", syncfs=syncfs)
-    fsynced = _fsynced_inodes(monkeypatch)
-    store.put_bytes(jpeg_bytes("one"))
-    assert calls == [store.root.stat().st_ino] and fsynced == set()
-    files = [store.open_incoming() for _ in range(5)]
-    for i, inc in enumerate(files):
-        inc.write(jpeg_bytes(f"five-{i}"))
-    store.sync([inc.finish() for inc in files])
-    assert len(calls) == 2  # five files, one flush
+    paths = [store.path_for(f.sha256) for f in files]
+    assert {p.stat().st_ino for path in paths for p in (path, path.parent, path.parent.parent)} <= fsynced
+    fsynced.clear()
     store.sync([])
-    assert len(calls) == 2  # nothing to flush
+    assert fsynced == set()  # nothing to flush
 
 
 @pytest.mark.parametrize(("code", "fault"), [(errno.EIO, ServiceFault), (errno.ENOSPC, StorageFull)])
-def test_a_failed_flush_is_a_fault_naming_the_evidence_store(tmp_path: Path, code: int, fault: type) -> None:
-    def failing(fd: int) -> int:
-        ctypes.set_errno(code)
-        return -1
+def test_a_failed_flush_is_a_fault_naming_the_evidence_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, fault: type
+) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
 
-    store = EvidenceStore(tmp_path / "evidence", syncfs=failing)
+    store = EvidenceStore(tmp_path / "evidence")
+    monkeypatch.setattr(os, "fsync", failing)  # the disk fails under the flush
     with pytest.raises(fault) as caught:
         store.put_bytes(jpeg_bytes("x"))
     assert caught.value.field == "evidence store"
