@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from api.errors import InputError, ServiceFault, StorageFull, is_disk_full
-from api.storage.disk import fsync_path
+from api.storage.disk import fsync_folder, fsync_path
 
 log = logging.getLogger(__name__)
 STORE_NAME = "evidence store"  # the field a full disk names
@@ -262,8 +262,8 @@ class EvidenceStore:
                 fsync_path(path)
                 folders.update((path.parent, path.parent.parent))
             for folder in sorted(folders, key=lambda p: -len(p.parts)):  # deepest first
-                fsync_path(folder)
-            fsync_path(self.root)
+                fsync_folder(folder)
+            fsync_folder(self.root)
         except OSError as exc:
             if is_disk_full(exc):
                 raise StorageFull(STORE_NAME) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 
 from api.cases import checkpoints
 from api.errors import ServiceFault, StorageFull
+from api.storage import disk
 from api.storage.db import durability_warnings, make_engine
 from api.storage.evidence_store import EvidenceStore
 from api.storage.models import Case, Sighting
@@ -104,6 +106,33 @@ def test_a_failed_flush_is_a_fault_naming_the_evidence_store(
         store.put_bytes(jpeg_bytes("x"))
     assert caught.value.field == "evidence store"
     assert caught.value.status == (507 if code == errno.ENOSPC else 503)
+
+
+def test_a_filesystem_that_cannot_fsync_folders_still_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Some network and FUSE filesystems answer EINVAL to a folder's fsync: the files are still
+    flushed and stored, and that is logged once for the filesystem (a file's own failed fsync still
+    fails: test_a_failed_flush_is_a_fault_naming_the_evidence_store)."""
+    real = os.fsync
+    files_flushed: list[int] = []
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        files_flushed.append(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(disk, "_told", set())
+    store = EvidenceStore(tmp_path / "evidence")
+    with caplog.at_level("WARNING", logger="api.storage.disk"):
+        first = store.put_bytes(jpeg_bytes("nfs-1"))
+        store.put_bytes(jpeg_bytes("nfs-2"))  # other folders, the same filesystem: not logged again
+    assert store.verify(first.sha256) is None
+    assert store.path_for(first.sha256).stat().st_ino in files_flushed
+    told = [r for r in caplog.records if "cannot fsync folders" in r.getMessage()]
+    assert len(told) == 1
 
 
 @pytest.fixture
