@@ -69,6 +69,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     samples.add_argument("--deb", type=Path, help="read this .deb instead of downloading the package")
     samples.set_defaults(handler=run_dataset_samples)
+    coco = dsub.add_parser(
+        "coco128",
+        help="import COCO photos with human labels (the held-out set and the replay set) from a snapshot",
+        description="Write the first 128 photos of COCO train2017 and val2017 with COCO's boxes into --out, "
+        "read from a git folder of github.com/lightly-ai/coco128_yolo at the pinned commit (a clone, or the "
+        "snapshot the project's tools fetch). Nothing is downloaded.",
+    )
+    coco.add_argument("--snapshot", type=Path, required=True, help="git folder of the repository")
+    coco.add_argument("--out", type=Path, default=REPO / "shared" / "coco128", help="default: %(default)s")
+    coco.set_defaults(handler=run_dataset_coco128)
 
     t = subparsers.add_parser(
         "train",
@@ -267,6 +277,19 @@ def run_dataset_samples(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     kept = len(result.files) - len(result.fetched)
     print(f"{result.out_dir}: {len(result.fetched)} fetched, {kept} already there")
+    return 0
+
+
+def run_dataset_coco128(args: argparse.Namespace) -> int:
+    from detect.model.coco_subset import import_coco128
+    from detect.model.dataset import DatasetError
+
+    try:
+        result = import_coco128(args.snapshot, args.out)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+    photos = ", ".join(f"{split} {n}" for split, n in result.images.items())
+    print(f"{result.out_dir}: {photos} photos ({'imported' if result.imported else 'there already'})")
     return 0
 
 

@@ -69,6 +69,10 @@ class SourceSpec(_Strict):
     root: Path = Field(description="relative to the recipe file")
     splits: dict[str, str] = Field(min_length=1, description="our split -> the source's split folder")
     remap: dict[str, str] = Field(description="source class name -> our class name; others dropped")
+    pseudo_label: bool = Field(
+        default=True,
+        description="pseudo-label this source's images (false: its own labels already cover those kinds)",
+    )
 
 
 class PseudoLabelSpec(_Strict):
@@ -143,10 +147,15 @@ class Recipe(_Strict):
             for src, dst in self.pseudo_labels.classes.items():
                 if dst not in known:
                     raise ValueError(f"pseudo_labels.classes.{src}: '{dst}' is not in classes")
-            labelled = {dst for s in self.sources for dst in s.remap.values()}
-            both = labelled & set(self.pseudo_labels.classes.values())
-            if both:
-                raise ValueError(f"pseudo_labels.classes: {sorted(both)} are labelled by a source already")
+            for i, source in enumerate(self.sources):
+                if not source.pseudo_label:
+                    continue
+                both = set(source.remap.values()) & set(self.pseudo_labels.classes.values())
+                if both:
+                    raise ValueError(
+                        f"pseudo_labels.classes: {sorted(both)} are labelled by a source already"
+                        f" (sources.{i}; set its pseudo_label: false if its labels cover them)"
+                    )
         if self.close_ups is not None:
             unknown = [c for c in self.close_ups.classes if c not in known]
             if unknown:
@@ -412,8 +421,13 @@ def build_dataset(
             raise DatasetError(
                 f"{loaded.path}: pseudo_labels.model_sha256 does not match {model_path} (it is {model_sha})"
             )
+        unlabelled = {s.name for s in recipe.sources if s.pseudo_label}
         predictions = _pseudo_predictions(
-            [it.image for it in items], model_path, model_sha, pseudo, Path(cache_root) / "pseudo-labels"
+            [it.image for it in items if it.source in unlabelled],
+            model_path,
+            model_sha,
+            pseudo,
+            Path(cache_root) / "pseudo-labels",
         )
 
     if out_dir.exists():
@@ -429,7 +443,7 @@ def build_dataset(
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
         boxes = read_yolo_labels(item.label, class_maps[item.source])
-        if pseudo is not None:
+        if pseudo is not None and item.image in predictions:
             preds = predictions[item.image]
             boxes += pseudo_boxes(preds, pseudo.classes, class_ids, pseudo.conf)
             for key, counter in sweep.items():

@@ -153,6 +153,44 @@ def test_missing_pseudo_label_model_is_an_error(tmp_path: Path) -> None:
         build_dataset(_recipe(tmp_path, model="missing.pt"), tmp_path / "out", cache_root=tmp_path / "cache")
 
 
+def _human_source(root: Path) -> None:
+    """A YOLO source labelled by people for person and car (COCO-like names), one photo per split."""
+    (root / "data.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (root / "data.yaml").write_text("names:\n  0: person\n  1: car\n  2: dog\n")
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        cv2.imwrite(str(root / "images" / split / "h0.jpg"), np.full((64, 64, 3), 200, dtype=np.uint8))
+        (root / "labels" / split / "h0.txt").write_text("0 0.4 0.4 0.2 0.5\n2 0.8 0.8 0.1 0.1\n")
+
+
+def test_a_source_with_human_labels_is_not_pseudo_labelled(toy: Path) -> None:
+    """pseudo_label: false keeps a source's own boxes for the pseudo-labelled kinds, and only them:
+    the cached car at 0.9 is added to the garbage photos but not to the human-labelled one."""
+    _human_source(toy / "human")
+    path = _recipe(toy)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["sources"].append(
+        {
+            "name": "human",
+            "root": "human",
+            "splits": {"train": "train"},
+            "pseudo_label": False,
+            "remap": {"person": "person", "car": "car"},
+        }
+    )
+    path.write_text(yaml.safe_dump(recipe))
+    out = build_dataset(path, toy / "out", cache_root=toy / "cache").out_dir
+    assert _labels(out, "train", "human__h0") == ["0 0.400000 0.400000 0.200000 0.500000"]
+    assert "1 0.600000 0.600000 0.200000 0.100000" in _labels(out, "train", "src__p0")
+    assert not (out / "labels" / "val" / "human__h0.txt").exists()  # only the splits it names
+
+    recipe["sources"][1]["pseudo_label"] = True  # then its person/car would get pseudo boxes too
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(DatasetError, match=r"labelled by a source already \(sources.1"):
+        load_recipe(path)
+
+
 def test_shipped_recipe_is_valid() -> None:
     recipe = load_recipe(RECIPE).recipe
     assert recipe.classes[-3:] == ["garbage", "garbage_bin", "overflow"]
@@ -166,6 +204,20 @@ def test_close_up_recipe_is_the_street_recipe_plus_close_ups() -> None:
     close = load_recipe(RECIPE.with_name("gridpatrol-street-closeups.yaml")).recipe
     assert close.close_ups is not None and street.close_ups is None
     assert close.model_copy(update={"name": street.name, "close_ups": None}) == street
+
+
+def test_replay_recipe_is_the_close_up_recipe_plus_coco_train_photos() -> None:
+    """The replay stage adds COCO's human-labelled train2017 photos, never its val2017 ones (the held-out
+    set, datasets/coco-val128.yaml), and changes nothing else."""
+    close = load_recipe(RECIPE.with_name("gridpatrol-street-closeups.yaml")).recipe
+    replay = load_recipe(RECIPE.with_name("gridpatrol-street-replay.yaml")).recipe
+    held_out = load_recipe(RECIPE.with_name("coco-val128.yaml")).recipe
+    coco = replay.sources[-1]
+    assert coco.splits == {"train": "train2017"} and not coco.pseudo_label
+    assert held_out.sources[0].splits == {"val": "val2017"} and held_out.sources[0].root == coco.root
+    assert held_out.classes == replay.classes and held_out.pseudo_labels is None
+    assert set(coco.remap.values()) == set(close.pseudo_labels.classes.values())  # type: ignore[union-attr]
+    assert replay.model_copy(update={"name": close.name, "sources": replay.sources[:-1]}) == close
 
 
 @pytest.mark.slow
