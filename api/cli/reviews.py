@@ -47,6 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="training recipe whose class list (and order) data.yaml takes (default: the shipped one)",
     )
+    p.add_argument(
+        "--new-class",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="keep operators' boxes of this class, which the recipe lacks (e.g. stall), as a new class after "
+        "the recipe's; repeatable, in a fixed order. `train --add-dataset` then grows the model by it",
+    )
     p.add_argument("--database-url", help="default: GRIDPATROL_DATABASE_URL")
     p.set_defaults(handler=run_from_reviews)
 
@@ -88,6 +96,12 @@ def run_from_reviews(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe or DEFAULT_RECIPE).recipe
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
+    known = [n for n in args.new_class if n in recipe.classes]
+    if known or len(set(args.new_class)) != len(args.new_class) or "" in args.new_class:
+        raise CommandError(
+            f"--new-class: {known or args.new_class} must be new, distinct class names (the recipe has "
+            f"{', '.join(recipe.classes)})"
+        )
     services = _services(args)
     try:
         try:
@@ -122,7 +136,7 @@ def run_from_reviews(args: argparse.Namespace) -> int:
             summary = write_dataset(
                 frames,
                 read_image=lambda sha: read_frame(services.store, sha),
-                class_names=recipe.classes,
+                class_names=[*recipe.classes, *args.new_class],
                 out=args.out,
                 source=f" from decisions {span}",
             )

@@ -433,16 +433,18 @@ def _split_entries(data: Path, split: str) -> list[str]:
     return [str((root / e).resolve()) for e in (entries if isinstance(entries, list) else [entries])]
 
 
-def _review_names(review_dir: Path, data: Path, names: list[str]) -> None:
-    """TrainingError unless the review export's classes are the recipe's, in the same order."""
+def _review_names(review_dir: Path, data: Path, names: list[str]) -> list[str]:
+    """The classes a review export adds after the recipe's (e.g. a `stall` class operators drew that the
+    model does not have yet: `from-reviews --new-class`); TrainingError unless the export's classes
+    start with the recipe's, in the same order."""
     from detect.model.dataset import DatasetError, source_names
 
     try:
         theirs = source_names(review_dir)
     except DatasetError as exc:
         raise TrainingError(f"--add-dataset {review_dir}: {exc}") from None
-    if theirs == names:
-        return
+    if theirs[: len(names)] == names:
+        return theirs[len(names) :]
     where = next((i for i, (a, b) in enumerate(zip(theirs, names, strict=False)) if a != b), None)
     detail = (
         f"class {where} is '{theirs[where]}' there, '{names[where]}' in {data}"
@@ -509,12 +511,20 @@ def merge_review_sets(
         raise TrainingError(f"pseudo-label threshold must be between 0 and 1, got {pseudo_conf}")
 
     frames = []  # (source index, split, image, operator boxes, rejected boxes)
+    added_classes: list[str] = []  # classes the exports add after the recipe's, the longest list
     for i, review_dir in enumerate(Path(d).resolve() for d in review_dirs):
-        _review_names(review_dir, data, names)
+        extra = _review_names(review_dir, data, names)
+        shorter, longer = sorted((extra, added_classes), key=len)
+        if longer[: len(shorter)] != shorter:
+            raise TrainingError(
+                f"--add-dataset {review_dir}: it adds the classes {extra}, an earlier export {added_classes};"
+                " export both with the same --new-class list"
+            )
+        added_classes = longer
         listing = review_dir / MANIFEST
         if not listing.is_file():
             raise TrainingError(f"--add-dataset {review_dir}: no {MANIFEST} (not a from-reviews export)")
-        identity = dict(enumerate(range(len(names))))
+        identity = dict(enumerate(range(len(names) + len(extra))))
         for entry in json.loads(listing.read_text(encoding="utf-8")).get("images", []):
             image = review_dir / entry["image"]
             if entry["split"] not in SPLITS or not image.is_file():
@@ -564,7 +574,7 @@ def merge_review_sets(
         dropped += len(pseudo) - len(kept)
 
     merged: dict[str, Any] = {split: folders[split] + _split_entries(data, split) for split in SPLITS}
-    merged["names"] = dict(enumerate(names))
+    merged["names"] = dict(enumerate([*names, *added_classes]))
     header = (
         f"# Written by `gridpatrol train --add-dataset`: {data} with review exports\n"
         f"# {', '.join(str(Path(d).resolve()) for d in review_dirs)}; review frames pseudo-labelled by\n"

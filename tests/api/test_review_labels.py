@@ -322,6 +322,12 @@ def test_review_decisions_become_a_camera_split_yolo_dataset(
     assert _export(server, foreign, monkeypatch, "--since", "2020-01-01") == 1
     assert "not empty" in capsys.readouterr().err
 
+    # a class the recipe lacks (operators drew stalls): kept as a new class after the recipe's
+    assert _export(server, out, monkeypatch, "--since", "2020-01-01", "--new-class", "car") == 1
+    assert "--new-class: ['car'] must be new" in capsys.readouterr().err
+    assert _export(server, out, monkeypatch, "--since", "2020-01-01", "--new-class", "stall") == 0
+    assert yaml.safe_load((out / "data.yaml").read_text())["names"] == dict(enumerate([*names, "stall"]))
+
 
 @pytest.mark.parametrize(
     ("cameras", "expected"),

@@ -331,3 +331,79 @@ def test_review_loop_end_to_end(tmp_path: Path, shared_dir: Path, capsys: pytest
 
 def _lines_of(lines: list[str]) -> np.ndarray:
     return np.array([[float(v) for v in line.split()] for line in lines]).reshape(-1, 5)
+
+
+def test_exports_adding_different_classes_are_refused(tmp_path: Path) -> None:
+    data = tmp_path / "set" / "data.yaml"
+    (tmp_path / "set" / "images" / "train").mkdir(parents=True)
+    data.write_text("train: images/train\nval: images/train\nnames: {0: person, 1: car}\n")
+    exports = []
+    for extra in ("stall", "cart"):
+        export = tmp_path / extra
+        export.mkdir()
+        (export / "data.yaml").write_text(f"names: {{0: person, 1: car, 2: {extra}}}\n")
+        (export / "reviews.json").write_text('{"images": []}\n')
+        exports.append(export)
+    with pytest.raises(TrainingError, match=r"adds the classes \['cart'\], an earlier export \['stall'\]"):
+        merge_review_sets(
+            data, exports, tmp_path / "out", pseudo_model=SHIPPED_WEIGHTS, cache_root=tmp_path / "cache"
+        )
+
+
+@pytest.mark.slow
+def test_a_class_operators_drew_grows_the_model(tmp_path: Path, shared_dir: Path) -> None:
+    """Operators drew `stall` boxes, a class the shipped model lacks (the site maps it in `kinds`); the
+    export made with --new-class stall keeps them as class 12, the merge and the training grow the model by
+    it, and the comparison scores it (the current model has no such class)."""
+    import ultralytics
+    import yaml
+    from ultralytics import YOLO
+
+    classes = list(load_recipe(DEFAULT_RECIPE).recipe.classes)
+    built = build_dataset(DEFAULT_RECIPE, tmp_path / "datasets", cache_root=tmp_path / "cache", limit=2)
+    assets = Path(ultralytics.__file__).parent / "assets"
+    images = {"bus": (assets / "bus.jpg").read_bytes(), "zidane": (assets / "zidane.jpg").read_bytes()}
+    sha = {name: hashlib.sha256(data).hexdigest() for name, data in images.items()}
+    frames = [
+        ReviewFrame(
+            case_id=n,
+            sighting_id=n,
+            camera_id=camera,
+            frame_sha256=sha[name],
+            lat=31.2 + n * 0.001,
+            lon=121.4,
+            decided_at=datetime(2026, 12, 1, 9, n),
+            decisions=("confirm", "boxes"),
+            labels=(ReviewBox(*box, "stall"),),
+            rejected=(),
+        )
+        for n, camera, name, box in [
+            (1, "street-1", "bus", (0.0, 600.0, 300.0, 1000.0)),
+            (2, "street-2", "zidane", (100.0, 400.0, 600.0, 720.0)),
+        ]
+    ]
+    export = tmp_path / "reviews"
+    write_dataset(
+        frames,
+        read_image={sha[n]: d for n, d in images.items()}.get,
+        class_names=[*classes, "stall"],
+        out=export,
+    )
+    candidate, runs = tmp_path / "candidate.pt", tmp_path / "runs"
+    code = main(
+        ["-q", "train", "--data", str(built.data_yaml), "--add-dataset", str(export),
+         "--pseudo-cache", str(tmp_path / "cache" / "review-pseudo-labels"), "--base", str(SHIPPED_WEIGHTS),
+         "--no-calibrate-bn", "--epochs", "1", "--batch", "4", "--workers", "0", "--no-cache",
+         "--imgsz", "64", "--project", str(runs), "--name", "grow", "--ship", str(candidate),
+         "--site-dir", str(tmp_path / "site")]
+    )  # fmt: skip
+    assert code == 0
+    merged = runs / "grow" / "dataset"
+    assert list(yaml.safe_load((merged / "data.yaml").read_text())["names"].values()) == [*classes, "stall"]
+    labels = [
+        line.split()
+        for p in (merged / "reviews-0" / "labels").rglob("*.txt")
+        for line in p.read_text().splitlines()
+    ]
+    assert sum(row[0] == "12" for row in labels) == 2
+    assert list(YOLO(str(candidate)).names.values()) == [*classes, "stall"]
