@@ -1,8 +1,8 @@
 """COCO photos with human labels, imported from a snapshot of a public repository that holds them.
 
 The shipped detector was fine-tuned on street photos in which umbrellas, chairs and tables hardly
-appear, so it forgot them. Two small sets of COCO photos, labelled by COCO's annotators, put them back
-and measure them (models/MODEL_CARD.md):
+appear, so it forgot them. Two small sets of COCO photos, labelled by COCO's annotators, measure that
+and were tried for putting them back (models/MODEL_CARD.md):
 
 - COCO val2017's first 128 photos: the held-out evaluation set (datasets/coco-val128.yaml). The COCO
   base model was trained on train2017, so it never saw them either.
@@ -17,7 +17,8 @@ there, and writes the YOLO layout the dataset recipes read:
     <out>/data.yaml                          names
     <out>/SOURCE.md                          where it came from, which commit, the licences
 
-Nothing downloads at run time: a machine without the snapshot builds neither set and says how to get it.
+Nothing downloads at run time: on a machine without the import, building either recipe fails naming the
+missing shared/coco128/data.yaml, and each recipe's header says how to import it.
 """
 
 from __future__ import annotations
