@@ -283,7 +283,16 @@ _FIND_SIGHTING = select(_table(Sighting).c.id, _table(Sighting).c.case_id).where
 _FIND_SIGHTINGS = select(
     _table(Sighting).c.incident_id, _table(Sighting).c.id, _table(Sighting).c.case_id
 ).where(_table(Sighting).c.incident_id.in_(bindparam("incident_ids", expanding=True)))
-_CATEGORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+# PostgreSQL's ingest locks (held until commit), taken in one statement and one order: the category
+# keys first, then the bucket keys, each by its lock number; a key asked for exclusively by any of
+# the batch's incidents is taken exclusively (see _lock_keys)
+_INGEST_LOCKS = text(
+    "SELECT count(CASE WHEN l.x THEN pg_advisory_xact_lock(l.k)::text "
+    "ELSE pg_advisory_xact_lock_shared(l.k)::text END) FROM "
+    "(SELECT hashtext(key) AS k, bool_or(x) AS x FROM "
+    "unnest(CAST(:keys AS text[]), CAST(:exclusive AS boolean[]), CAST(:ranks AS int[])) AS t(key, x, r) "
+    "GROUP BY 1 ORDER BY min(r), 1) AS l"
+)
 _INSERT_CASE = insert(_table(Case))
 _MAX_PLUS_ONE = select(func.coalesce(func.max(_table(Case).c.id), 0) + 1)
 _INSERT_BLOB_SQLITE = sqlite_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_elements=["sha256"])
@@ -296,6 +305,47 @@ _SIGHTING_IDS_PG = text(
     "SELECT nextval(pg_get_serial_sequence('sightings', 'id')) FROM generate_series(1, :n)"
 )
 _SIGHTING_MAX_PLUS_ONE = select(func.coalesce(func.max(_table(Sighting).c.id), 0) + 1)
+_CASE_IDS_PG = text("SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, :n)")
+
+
+def _lock_keys(incidents: list[IncidentIn], policy: MergePolicy) -> dict[str, tuple[bool, int]]:
+    """The PostgreSQL ingest locks these incidents need: key -> (exclusive, rank; rank 0 before 1).
+
+    An incident with a position takes its category's lock shared and, exclusively, the lock of
+    every merge bucket its radius meets (MergePolicy.buckets_near: where every case it may become a
+    sighting of has its reach point). Two incidents that could be sightings of one case, or of each
+    other, meet in at least one such bucket (the reach point of a case either opened or moved by an
+    incident is that incident's position, in its own buckets), so the second waits for the first to
+    commit and then sees its case; incidents streets apart are written at once by two writers. An
+    incident without a position (it merges with the position-less cases of its camera) or with a
+    radius meeting too many buckets (its candidates are read unbucketed) takes its category's lock
+    exclusively: it waits for, and holds off, every other writer of that category."""
+    keys: dict[str, tuple[bool, int]] = {}
+    for inc in incidents:
+        category = f"gridpatrol-ingest:{inc.category}"
+        near = None if inc.lat is None or inc.lon is None else policy.buckets_near(inc.lat, inc.lon)
+        if near is None:
+            keys[category] = (True, 0)
+            continue
+        keys.setdefault(category, (False, 0))
+        for bucket in near:
+            keys[f"{category}:{bucket}"] = (True, 1)
+    return keys
+
+
+def _take_locks(conn: Connection, incidents: list[IncidentIn], policy: MergePolicy) -> None:
+    """PostgreSQL: hold the ingest locks of these incidents (_lock_keys) until commit."""
+    keys = _lock_keys(incidents, policy)
+    if keys:
+        names = sorted(keys)
+        conn.execute(
+            _INGEST_LOCKS,
+            {
+                "keys": names,
+                "exclusive": [keys[k][0] for k in names],
+                "ranks": [keys[k][1] for k in names],
+            },
+        )
 
 
 def _take_sighting_ids(conn: Connection, count: int) -> list[int]:
@@ -307,6 +357,48 @@ def _take_sighting_ids(conn: Connection, count: int) -> list[int]:
         return [int(row[0]) for row in conn.execute(_SIGHTING_IDS_PG, {"n": count})]
     first = int(conn.scalar(_SIGHTING_MAX_PLUS_ONE))  # type: ignore[arg-type]
     return list(range(first, first + count))
+
+
+def _take_case_ids(conn: Connection, count: int) -> list[int]:
+    """PostgreSQL: `count` ids from the cases' sequence, for the cases a batch is sure to open
+    (_sure_new). They come before the ids of the batch's other new cases, which the INSERT takes
+    when each is opened: within a batch, case numbers follow the order of arrival only on SQLite
+    (with two writers they never did on PostgreSQL; first_seen orders cases by time)."""
+    if count <= 0:
+        return []
+    return [int(row[0]) for row in conn.execute(_CASE_IDS_PG, {"n": count})]
+
+
+def _sure_new(
+    incidents: list[IncidentIn], received: set[str], nearby: _Nearby, policy: MergePolicy
+) -> list[str]:
+    """The ids of the batch's incidents sure to open a case, in order: no case of the incident's
+    category has its reach point in the merge buckets around it (`nearby` holds every such case the
+    database has), and no incident before it in the batch is in them (a case that an incident opens,
+    or moves, has its reach point at that incident's position). Their cases' rows can wait for the
+    batch's end (`_Batch.pending`): no incident of the batch can become a sighting of them without
+    being in those buckets itself, and one that is flushes them first. Received ids are not new."""
+    seen = set(received)
+    touched: set[tuple[str, int]] = set()
+    sure: list[str] = []
+    for inc in incidents:
+        if inc.id in seen or inc.lat is None or inc.lon is None:
+            continue
+        seen.add(inc.id)
+        near = policy.buckets_near(inc.lat, inc.lon)
+        if near is None:
+            continue
+        if not any(nearby.buckets.get((inc.category, b)) or (inc.category, b) in touched for b in near):
+            sure.append(inc.id)
+        touched.add((inc.category, bucket_of(inc.lat, inc.lon)))
+    return sure
+
+
+def _flush_cases(conn: Connection, batch: _Batch) -> None:
+    """Insert the cases the batch opened and has not written yet (one statement)."""
+    if batch.pending:
+        conn.execute(_INSERT_CASE, list(batch.pending.values()))
+        batch.pending.clear()
 
 
 def _insert_case_pg() -> Any:
@@ -397,11 +489,12 @@ class _Nearby:
 @dataclass
 class _Batch:
     """Several incidents ingested in one transaction (see `batched`): what the statements of one
-    incident need not repeat for the next (the category locks held, the next case id on SQLite, the
-    cameras' fixed places), and the rows nothing reads back before the commit (evidence blobs and
-    links, case events), inserted together when the batch ends."""
+    incident need not repeat for the next (the ingest locks held, the next case id on SQLite, the
+    cameras' fixed places), and the rows nothing reads back before the commit (the cases it is sure
+    to open, sightings, evidence blobs and links, case events), inserted together when the batch
+    ends."""
 
-    locked: set[str] = field(default_factory=set)
+    locked: set[str] = field(default_factory=set)  # ids of the incidents whose ingest locks are held
     next_case_id: int | None = None
     places: dict[str, _FixedPlace | None] = field(default_factory=dict)
     blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -415,6 +508,12 @@ class _Batch:
     # and those sightings' rows, inserted together when the batch ends
     sighting_ids: list[int] = field(default_factory=list)
     sightings: list[dict[str, Any]] = field(default_factory=list)
+    # the incidents sure to open a case (_sure_new), those cases' ids on PostgreSQL (taken ahead, in
+    # that order; SQLite's follow on as any case's), and their rows, inserted together when the batch
+    # ends (or before an incident of the batch needs one)
+    sure_new: set[str] = field(default_factory=set)
+    case_ids: list[int] = field(default_factory=list)
+    pending: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 _BATCH_KEY = "gridpatrol_ingest_batch"
@@ -425,27 +524,26 @@ def batched(
     session: Session,
     *,
     incident_ids: list[str] | None = None,
-    categories: list[str] | None = None,
     incidents: list[IncidentIn] | None = None,
     policy: MergePolicy | None = None,
 ) -> Iterator[None]:
     """Ingest several incidents in this session's transaction with fewer statements: each incident
-    is decided and its case and sighting written as `ingest` always does (so the next one sees them),
-    while its evidence rows, events and custody entries are written together at the end of the
-    block (custody.batched). `incident_ids`: the ids about to be ingested, looked up in one query
-    instead of one each (an id another process inserts meanwhile still meets the unique index: the
-    caller's error, IntegrityError). `categories`: theirs; on PostgreSQL their ingest locks are taken
-    here, in one order (sorted), before any case row or the custody ledger's head: two writers, or a
-    writer and a single ingest, then wait for each other instead of deadlocking. `incidents` (with
-    the merge `policy`): the incidents about to be ingested, whose merge candidates (_Nearby) and
-    cameras' fixed places are then read in one query each, after the locks. The caller commits
-    after the block, or rolls back on an error."""
+    is decided as `ingest` always does (so the next one sees its case), while the rows nothing reads
+    back are written together at the end of the block: the cases it is sure to open (_sure_new),
+    sightings, evidence rows and events, and last the custody entries and the ledger head
+    (custody.batched), the last lock the transaction takes. `incident_ids`: the ids about to be
+    ingested, looked up in one query instead of one each (an id another process inserts meanwhile
+    still meets the unique index: the caller's error, IntegrityError). `incidents` (with the merge
+    `policy`): the incidents about to be ingested; on PostgreSQL their ingest locks (_lock_keys) are
+    taken here, in one statement and one order, before any case row or the custody ledger's head:
+    two writers, or a writer and a single ingest, then wait for each other instead of deadlocking.
+    Their merge candidates (_Nearby) and cameras' fixed places are then read in one query each.
+    The caller commits after the block, or rolls back on an error."""
     batch = _Batch()
     conn = session.connection()
-    if categories and conn.dialect.name == "postgresql":
-        for category in sorted({str(c) for c in categories}):
-            conn.execute(_CATEGORY_LOCK, {"key": f"gridpatrol-ingest:{category}"})
-            batch.locked.add(category)
+    if incidents and policy is not None and conn.dialect.name == "postgresql":
+        _take_locks(conn, incidents, policy)
+        batch.locked.update(inc.id for inc in incidents)
     if incident_ids:
         rows = conn.execute(_FIND_SIGHTINGS, {"incident_ids": sorted(set(incident_ids))})
         batch.received = {row.incident_id: (row.id, row.case_id) for row in rows}
@@ -455,6 +553,11 @@ def batched(
         )
     if incidents and policy is not None:
         batch.nearby = _Nearby.read(conn, incidents, policy)
+        if batch.nearby is not None and batch.received is not None:
+            sure = _sure_new(incidents, set(batch.received), batch.nearby, policy)
+            batch.sure_new = set(sure)
+            if conn.dialect.name == "postgresql":
+                batch.case_ids = _take_case_ids(conn, len(sure))
         cameras = sorted({inc.camera_id for inc in incidents if inc.camera_id is not None})
         if cameras:
             batch.places = dict.fromkeys(cameras)
@@ -462,21 +565,22 @@ def batched(
                 if row.grid_cell_id is not None or row.team is not None:
                     batch.places[row.id] = _FixedPlace(row.grid_cell_id, row.team)
     session.info[_BATCH_KEY] = batch
-    try:
-        with custody.batched(session):
+    with custody.batched(session):  # its entries and the ledger head are written when it ends, last
+        try:
             yield
-    finally:
-        session.info.pop(_BATCH_KEY, None)
-    conn = session.connection()
-    if batch.sightings:  # before the evidence links that name them
-        conn.execute(_INSERT_SIGHTINGS, batch.sightings)
-    if batch.blobs:
-        insert_blob = _INSERT_BLOB_PG if conn.dialect.name == "postgresql" else _INSERT_BLOB_SQLITE
-        conn.execute(insert_blob, list(batch.blobs.values()))
-    if batch.links:
-        conn.execute(_INSERT_LINK, batch.links)
-    if batch.events:
-        conn.execute(_INSERT_EVENT, batch.events)
+        finally:
+            session.info.pop(_BATCH_KEY, None)
+        conn = session.connection()
+        _flush_cases(conn, batch)  # before the sightings, events and custody entries that name them
+        if batch.sightings:  # before the evidence links that name them
+            conn.execute(_INSERT_SIGHTINGS, batch.sightings)
+        if batch.blobs:
+            insert_blob = _INSERT_BLOB_PG if conn.dialect.name == "postgresql" else _INSERT_BLOB_SQLITE
+            conn.execute(insert_blob, list(batch.blobs.values()))
+        if batch.links:
+            conn.execute(_INSERT_LINK, batch.links)
+        if batch.events:
+            conn.execute(_INSERT_EVENT, batch.events)
 
 
 def find_received(session: Session, *, incident_id: str) -> IngestResult | None:
@@ -506,16 +610,18 @@ def ingest(
     conn = session.connection()
     postgresql = conn.dialect.name == "postgresql"
     batch: _Batch | None = session.info.get(_BATCH_KEY)
-    if postgresql and (batch is None or inc.category not in batch.locked):
-        # one ingestion per category at a time, so two sightings of one violation arriving together
-        # cannot both open a case (SQLite serialises all writers anyway); held until commit
-        conn.execute(_CATEGORY_LOCK, {"key": f"gridpatrol-ingest:{inc.category}"})
+    if postgresql and (batch is None or inc.id not in batch.locked):
+        # two sightings of one violation arriving together cannot both open a case (_lock_keys;
+        # SQLite serialises all writers anyway); held until commit
+        _take_locks(conn, [inc], policy)
         if batch is not None:
-            batch.locked.add(inc.category)
+            batch.locked.add(inc.id)
     if batch is not None and batch.received is not None:
         known = batch.received.get(inc.id)
         existing = None
         if known is not None:
+            if known[1] in batch.pending:
+                _flush_cases(conn, batch)
             existing = IngestResult(session.get(Case, known[1]), known[0], False, True, False)  # type: ignore[arg-type]
     else:
         existing = find_received(session, incident_id=inc.id)
@@ -524,6 +630,8 @@ def ingest(
     now = utcnow()
     evidence_detail = [{"role": r, "sha256": s.sha256} for r, s in inc.evidence]
     candidate = _best_candidate(session, inc, policy)
+    if candidate is not None and batch is not None and candidate.id in batch.pending:
+        _flush_cases(conn, batch)  # a case this batch opened, not written yet
     case = None if candidate is None else session.get(Case, candidate.id)
     created = recurrence = False
     events: list[dict[str, Any]] = []
@@ -568,7 +676,11 @@ def ingest(
             fixed = batch.places[inc.camera_id] = _fixed_place(conn, inc.camera_id)
         if fixed is not None:  # a registered camera's own cell and team (api.cameras) win
             cell = Assignment(fixed.grid_cell_id or cell.cell_id, fixed.team or cell.team)
-        if postgresql:  # the id (the table's sequence) and the number come back from the INSERT
+        deferred = batch is not None and inc.id in batch.sure_new  # its row written when the batch ends
+        if deferred and postgresql:  # its id taken ahead
+            assert batch is not None
+            case_id = batch.case_ids.pop(0)
+        elif postgresql:  # the id (the table's sequence) and the number come back from the INSERT
             case_id = 0
         elif batch is None:
             case_id = _next_case_id(conn)
@@ -598,7 +710,11 @@ def ingest(
             "created_at": now,
             "updated_at": now,
         }
-        if postgresql:
+        if deferred:
+            assert batch is not None
+            case_row["number"] = case_number_of(case_id, inc.first_seen)
+            batch.pending[case_id] = case_row
+        elif postgresql:
             prefix = f"GP-{inc.first_seen.year}-"
             row = conn.execute(_INSERT_CASE_PG, dict(case_row, number_prefix=prefix)).one()
             case_id, case_row["id"], case_row["number"] = row.id, row.id, row.number
@@ -912,9 +1028,10 @@ class IngestWriter:
     every caller's answer at once, without a retry that would meet it again.
 
     The thread starts with the first incident and ends after `idle_s` without one. Several
-    processes may each have a writer: the database still serialises them (SQLite's write lock,
-    PostgreSQL's category locks and the custody ledger's head row), so the custody ledger stays
-    one chain."""
+    processes may each have a writer. SQLite's write lock serialises them. On PostgreSQL two writers
+    run at once where their incidents are streets apart (the ingest locks, _lock_keys, are per merge
+    bucket) and queue only for the custody ledger's head row, taken last, just before the commit,
+    so the custody ledger stays one chain."""
 
     def __init__(
         self,
@@ -1033,7 +1150,6 @@ class IngestWriter:
             with batched(
                 session,
                 incident_ids=[item.inc.id for item in batch],
-                categories=[item.inc.category for item in batch],
                 incidents=[item.inc for item in batch],
                 policy=self._policy,
             ):

@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from api.accounts.accounts import SYSTEM
 from api.cases import audit
 from api.cases.incident import IncidentPayload
-from api.cases.ingest import IncidentIn, IngestResult, IngestWriter
+from api.cases.ingest import IncidentIn, IngestResult, IngestWriter, _Pending
 from api.cases.merge import MergePolicy
 from api.services import Services
 from api.storage.models import Case, Sighting
@@ -280,3 +280,83 @@ def test_a_bad_field_is_still_a_4xx_naming_it(make_server: Any, db_url: str) -> 
     assert r.json()["errors"][0]["field"] == "incident.evidence[0]"
     with server.services.factory() as session:
         assert session.scalar(select(func.count()).select_from(Sighting)) == 0
+
+
+def test_a_batch_opens_the_cases_it_is_sure_of_in_one_statement(services: Services) -> None:
+    """Incidents streets apart, each sure to open a case (no case and no earlier incident of the
+    batch near it): their cases are inserted together when the batch ends, one INSERT for all,
+    and are the same cases, numbers and custody as one at a time."""
+    import_demo_grid(services)
+    writer = IngestWriter(services.factory, grid_cache=services.grid_cache, policy=MergePolicy())
+    apart = [
+        _incident(services, f"apart-{i}", (30.2701 + (i // 4) * 0.002, 120.1501 + (i % 4) * 0.002))
+        for i in range(8)
+    ]
+    inserts: list[str] = []
+
+    def count_case_inserts(conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CASES"):
+            inserts.append(statement)
+
+    event.listen(services.engine, "before_cursor_execute", count_case_inserts)
+    try:
+        outcomes = writer._write([_Pending(inc, SYSTEM, None, None, None) for inc in apart])  # type: ignore[arg-type]
+    finally:
+        event.remove(services.engine, "before_cursor_execute", count_case_inserts)
+    results = [result for result, error in outcomes if error is None and result is not None]
+    assert len(results) == 8 and all(r.created for r in results)
+    assert len(inserts) == 1  # one statement (an executemany) for the eight cases
+    assert len({r.case_id for r in results}) == 8
+    with services.factory() as session:
+        for result in results:
+            case = session.get(Case, result.case_id)
+            assert case is not None and case.number == result.case_number
+            assert case.number == f"GP-2026-{case.id:06d}"
+    result = _clean_audit(services)
+    assert result.head.seq == result.entries == 8
+
+
+def test_postgres_writers_streets_apart_do_not_wait_for_each_other(services: Services) -> None:
+    """PostgreSQL's ingest locks are per merge bucket: while one writer's batch holds those around P
+    (from its first statement until it commits; the custody ledger's head it takes last), an
+    incident 1.4 km away is written at once, and one 3 m from P waits for that batch and then
+    merges with the case it opened."""
+    if services.engine.dialect.name != "postgresql":
+        return  # SQLite serialises every writer by its write lock
+    from api.cases.ingest import batched, ingest
+
+    import_demo_grid(services)
+    policy = MergePolicy()
+    writer = IngestWriter(services.factory, grid_cache=services.grid_cache, policy=policy)
+    held = services.factory()
+    near_done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def near_p() -> None:
+        outcome["near"] = writer.ingest_blocking(
+            _incident(services, "near-p", (P[0] + 0.00003, P[1])), actor=SYSTEM
+        )
+        near_done.set()
+
+    thread = threading.Thread(target=near_p)
+    try:
+        at_p = _incident(services, "held-at-p", P)
+        far_away = _incident(services, "far-away", FAR)
+        with batched(held, incident_ids=[at_p.id], incidents=[at_p], policy=policy):
+            first = ingest(held, at_p, grid=services.grid_cache.get(held), policy=policy, actor=SYSTEM)
+            far = threading.Thread(
+                target=lambda: outcome.update(far=writer.ingest_blocking(far_away, actor=SYSTEM))
+            )
+            far.start()
+            far.join(15)
+            assert "far" in outcome and outcome["far"].created  # written and committed while P is held
+            thread.start()
+            assert not near_done.wait(1.0)  # waits for the batch holding P
+        held.commit()
+    finally:
+        held.close()
+    thread.join(30)
+    assert near_done.is_set()
+    assert not outcome["near"].created and outcome["near"].case_id == first.case_id  # merged, not forked
+    result = _clean_audit(services)
+    assert result.head.seq == result.entries == 3
