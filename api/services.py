@@ -61,6 +61,7 @@ class Services:
     factory: sessionmaker[Session]
     store: EvidenceFiles
     read_factory: sessionmaker[Session]
+    list_factory: sessionmaker[Session]  # one-statement readers (make_sessionmaker(one_statement=True))
     grid_cache: GridCache = field(default_factory=GridCache)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
 
@@ -88,6 +89,7 @@ class Services:
             factory=make_sessionmaker(engine),
             store=evidence_store(settings),
             read_factory=make_sessionmaker(engine, readonly=True),
+            list_factory=make_sessionmaker(engine, one_statement=True),
             principals=PrincipalCache(
                 ttl_s=settings.auth_cache_s, epoch_file=settings.data_dir / CREDENTIALS_EPOCH_FILE
             ),

@@ -94,6 +94,18 @@ def _release(session: Session, *, rollback: bool = False) -> None:
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 
+async def get_list_session(services: ServicesDep) -> AsyncIterator[Session]:
+    """A session for an endpoint that answers with one statement (Services.list_factory)."""
+    session = services.list_factory()
+    try:
+        yield session
+    finally:
+        _release(session)
+
+
+ListSessionDep = Annotated[Session, Depends(get_list_session)]
+
+
 async def get_principal(
     request: Request,
     services: ServicesDep,

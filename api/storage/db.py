@@ -240,9 +240,18 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def make_sessionmaker(engine: Engine, *, readonly: bool = False) -> sessionmaker[Session]:
-    """Sessions on the engine; readonly ones are for reading only (SQLite: a deferred transaction)."""
-    if readonly:
+def make_sessionmaker(
+    engine: Engine, *, readonly: bool = False, one_statement: bool = False
+) -> sessionmaker[Session]:
+    """Sessions on the engine; readonly ones are for reading only (SQLite: a deferred transaction).
+    `one_statement` (readonly): for a reader whose answer is one statement (the case list: its page
+    and count together); on PostgreSQL it runs outside a transaction (autocommit), saving the
+    BEGIN and ROLLBACK round trips, and the statement is its own snapshot. Anything that reads
+    twice and needs both reads to agree uses a plain readonly session."""
+    if one_statement and engine.dialect.name == "postgresql":
+        options = engine.execution_options(gridpatrol_readonly=True, isolation_level="AUTOCOMMIT")
+        return sessionmaker(options, expire_on_commit=False)
+    if readonly or one_statement:
         return sessionmaker(engine.execution_options(gridpatrol_readonly=True), expire_on_commit=False)
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -194,8 +194,10 @@ def test_list_filters_and_team_visibility(svc: Services) -> None:
             list_cases(session, principal=admin, filters=CaseFilter(number=number.lower()))[0][0].number
             == number
         )
-        page2, _ = list_cases(session, principal=admin, filters=CaseFilter(), page=2, per_page=2)
-        assert len(page2) == 1
+        page2, total = list_cases(session, principal=admin, filters=CaseFilter(), page=2, per_page=2)
+        assert len(page2) == 1 and total == 3  # the count beside a page's rows is every match's
+        past_end, total = list_cases(session, principal=admin, filters=CaseFilter(), page=5, per_page=2)
+        assert past_end == [] and total == 3  # a page past the end still says how many there are
         ziyang = Principal(kind="user", name="z", role="enforcement", team="team-ziyang")
         seen, total = list_cases(session, principal=ziyang, filters=CaseFilter())
         assert total == 1 and seen[0].team == "team-ziyang"

@@ -30,6 +30,7 @@ from api.http.deps import (
     MAX_ID,
     Admin,
     CaseId,
+    ListSessionDep,
     Reader,
     ReadSessionDep,
     ServicesDep,
@@ -105,7 +106,7 @@ def _model_classes(services: Services) -> dict[str, str]:
 @router.get("/cases", response_model=schemas.CasePage)
 def get_cases(
     principal: Reader,
-    session: ReadSessionDep,
+    session: ListSessionDep,
     status: Annotated[list[Status] | None, Query(description="one or more statuses")] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     grid_cell: Annotated[str | None, Query(max_length=64, description="a cell id or 'unassigned'")] = None,
