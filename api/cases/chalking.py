@@ -40,6 +40,8 @@ Concurrency: two passes of one vehicle arriving at once must not both miss each 
 `chalk` first takes transaction-level advisory locks on the merge buckets (api.cases.merge.bucket_of)
 that the radius around the pass meets, in one order: two passes within the radius of each other
 share at least one such bucket, so the second waits for the first to commit and then sees its mark.
+A pass whose radius meets too many buckets locks its whole category instead, which waits for and
+holds off every bucket lock of that category (bucketed passes hold their category's lock shared).
 SQLite serialises writers already (api.storage.db begins every write transaction IMMEDIATE).
 """
 
@@ -53,7 +55,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, bindparam, func, insert, select, text, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,7 +63,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.accounts.accounts import Principal
 from api.cases.grids import GridCache, GridIndex
 from api.cases.incident import IncidentInputError
-from api.cases.ingest import IncidentIn, IngestResult, committed, find_received, ingest
+from api.cases.ingest import (
+    IncidentIn,
+    IngestResult,
+    committed,
+    find_received,
+    hold_place_locks,
+    ingest,
+    place_lock_keys,
+)
 from api.cases.merge import MergePolicy, bucket_of, distance_m
 from api.cases.reading import SEALED_ROLES, EvidenceFile, Position
 from api.errors import NotFound
@@ -178,10 +188,6 @@ class ChalkResult:
 _MARKS = _table(ChalkMark)
 _EVIDENCE = _table(ChalkEvidence)
 _BLOBS = _table(EvidenceBlob)
-_LOCK_BUCKETS = text(
-    "SELECT pg_advisory_xact_lock(k) FROM "
-    "(SELECT DISTINCT hashtext(key) AS k FROM unnest(CAST(:keys AS text[])) AS key ORDER BY k) AS locks"
-)
 _FIND_MARK = select(_MARKS).where(_MARKS.c.incident_id == bindparam("incident_id"))
 _CANDIDATES = select(
     _MARKS.c.id, _MARKS.c.category, _MARKS.c.seen_at, _MARKS.c.lat, _MARKS.c.lon, _MARKS.c.plate
@@ -210,13 +216,13 @@ def _candidates(buckets: list[int] | None) -> Select:
 
 
 def _lock_place(session: Session, category: str, buckets: list[int] | None) -> None:
-    """PostgreSQL: hold (until commit) the chalk locks of these buckets, or of the whole category when
-    the radius meets too many; SQLite's writers are serialised already."""
+    """PostgreSQL: hold (until commit) the chalk locks of these buckets (the category's shared), or
+    of the whole category exclusively when the radius meets too many (api.cases.ingest's
+    place_lock_keys: the two kinds meet); SQLite's writers are serialised already."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
         return
-    keys = [f"gridpatrol-chalk:{category}"] if buckets is None else [f"gridpatrol-chalk:{b}" for b in buckets]
-    conn.execute(_LOCK_BUCKETS, {"keys": keys})
+    hold_place_locks(conn, place_lock_keys("gridpatrol-chalk", category, buckets))
 
 
 def chalk(

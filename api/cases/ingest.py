@@ -283,10 +283,10 @@ _FIND_SIGHTING = select(_table(Sighting).c.id, _table(Sighting).c.case_id).where
 _FIND_SIGHTINGS = select(
     _table(Sighting).c.incident_id, _table(Sighting).c.id, _table(Sighting).c.case_id
 ).where(_table(Sighting).c.incident_id.in_(bindparam("incident_ids", expanding=True)))
-# PostgreSQL's ingest locks (held until commit), taken in one statement and one order: the category
-# keys first, then the bucket keys, each by its lock number; a key asked for exclusively by any of
-# the batch's incidents is taken exclusively (see _lock_keys)
-_INGEST_LOCKS = text(
+# PostgreSQL advisory locks held until commit (hold_place_locks), taken in one statement and one
+# order: rank 0 keys (whole categories) first, then rank 1 (buckets), each by its lock number; a key
+# asked for exclusively by any caller's entry is taken exclusively
+_PLACE_LOCKS = text(
     "SELECT count(CASE WHEN l.x THEN pg_advisory_xact_lock(l.k)::text "
     "ELSE pg_advisory_xact_lock_shared(l.k)::text END) FROM "
     "(SELECT hashtext(key) AS k, bool_or(x) AS x FROM "
@@ -322,30 +322,41 @@ def _lock_keys(incidents: list[IncidentIn], policy: MergePolicy) -> dict[str, tu
     exclusively: it waits for, and holds off, every other writer of that category."""
     keys: dict[str, tuple[bool, int]] = {}
     for inc in incidents:
-        category = f"gridpatrol-ingest:{inc.category}"
         near = None if inc.lat is None or inc.lon is None else policy.buckets_near(inc.lat, inc.lon)
-        if near is None:
-            keys[category] = (True, 0)
-            continue
-        keys.setdefault(category, (False, 0))
-        for bucket in near:
-            keys[f"{category}:{bucket}"] = (True, 1)
+        for key, (exclusive, rank) in place_lock_keys("gridpatrol-ingest", inc.category, near).items():
+            keys[key] = (exclusive or keys.get(key, (False, rank))[0], rank)
     return keys
 
 
-def _take_locks(conn: Connection, incidents: list[IncidentIn], policy: MergePolicy) -> None:
-    """PostgreSQL: hold the ingest locks of these incidents (_lock_keys) until commit."""
-    keys = _lock_keys(incidents, policy)
+def place_lock_keys(prefix: str, category: str, buckets: list[int] | None) -> dict[str, tuple[bool, int]]:
+    """The advisory locks (key -> (exclusive, rank)) of one place: `prefix:category` shared and each
+    of `buckets` (`prefix:category:bucket`) exclusively, or, without buckets (a radius meeting too
+    many, or no position), `prefix:category` exclusively, which waits for and holds off them all."""
+    category_key = f"{prefix}:{category}"
+    if buckets is None:
+        return {category_key: (True, 0)}
+    keys = {category_key: (False, 0)}
+    keys.update((f"{category_key}:{bucket}", (True, 1)) for bucket in buckets)
+    return keys
+
+
+def hold_place_locks(conn: Connection, keys: dict[str, tuple[bool, int]]) -> None:
+    """PostgreSQL: hold these advisory locks (place_lock_keys) until commit, taken in one order."""
     if keys:
         names = sorted(keys)
         conn.execute(
-            _INGEST_LOCKS,
+            _PLACE_LOCKS,
             {
                 "keys": names,
                 "exclusive": [keys[k][0] for k in names],
                 "ranks": [keys[k][1] for k in names],
             },
         )
+
+
+def _take_locks(conn: Connection, incidents: list[IncidentIn], policy: MergePolicy) -> None:
+    """PostgreSQL: hold the ingest locks of these incidents (_lock_keys) until commit."""
+    hold_place_locks(conn, _lock_keys(incidents, policy))
 
 
 def _take_sighting_ids(conn: Connection, count: int) -> list[int]:

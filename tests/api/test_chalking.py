@@ -33,6 +33,7 @@ from api.cases.chalking import (
 )
 from api.cases.incident import IncidentInputError, IncidentPayload
 from api.cases.ingest import IncidentIn, file_committed, ingest
+from api.cases.merge import bucket_of
 from api.jobs.worker import Worker
 from api.services import Services
 from api.settings import Settings, SettingsError
@@ -353,6 +354,40 @@ def test_two_passes_at_once_confirm(svc: Services) -> None:
         assert len(results) == 2
         assert sum(r.confirmed is not None for r in results) == 1
     assert counts(svc) == (3, 3, 6)
+
+
+def test_a_whole_category_lock_meets_the_bucket_locks(svc: Services) -> None:
+    """PostgreSQL: a pass whose radius meets too many buckets locks its whole category; a pass holding
+    a bucket of that category waits for it, and one of another category does not."""
+    if svc.engine.dialect.name != "postgresql":
+        return  # SQLite serialises every writer by its write lock
+    from api.cases.chalking import _lock_place
+
+    wide = svc.factory()
+    done: dict[str, threading.Event] = {name: threading.Event() for name in ("same", "other")}
+
+    def bucketed(name: str, category: str) -> None:
+        with svc.factory() as session:
+            _lock_place(session, category, [bucket_of(30.2741, 120.1551)])
+            done[name].set()
+            session.rollback()
+
+    try:
+        _lock_place(wide, "illegal_parking", None)
+        threads = {
+            "same": threading.Thread(target=bucketed, args=("same", "illegal_parking")),
+            "other": threading.Thread(target=bucketed, args=("other", "street_vending")),
+        }
+        for thread in threads.values():
+            thread.start()
+        assert done["other"].wait(10)  # another category's place is not held
+        assert not done["same"].wait(1.0)  # the same category's bucket waits for the whole category
+    finally:
+        wide.rollback()
+        wide.close()
+    for thread in threads.values():
+        thread.join(10)
+    assert done["same"].is_set()
 
 
 def test_the_migration_makes_what_the_models_say(db_url: str) -> None:
