@@ -201,20 +201,34 @@ def _summed(reports: list[dict]) -> dict:
     return total
 
 
-def incident(i: int, rng: random.Random) -> tuple[dict, list]:
-    lat = CENTRE[0] + rng.uniform(-0.02, 0.02)
-    lon = CENTRE[1] + rng.uniform(-0.02, 0.02)
+REPEAT_GAP = 41  # --repeat-sightings: an odd incident is a second sighting of the one this many before
+
+
+def place(i: int) -> tuple[float, float]:
+    """Incident i's position: anywhere in a 4 x 4 km square (the same for i whichever run makes it)."""
+    rng = random.Random(i * 7919)
+    return CENTRE[0] + rng.uniform(-0.02, 0.02), CENTRE[1] + rng.uniform(-0.02, 0.02)
+
+
+def incident(i: int, repeats: bool = False) -> tuple[dict, list]:
+    """Incident i: a new violation in the square, or with `repeats` and i odd, a second sighting of
+    incident i - REPEAT_GAP (even, so never a repeat itself; sent a few requests earlier), 3 m from
+    it with the same category, camera and plate: it merges into that incident's case."""
+    base = i - REPEAT_GAP if repeats and i % 2 == 1 and i % 100_000 >= REPEAT_GAP else i
+    lat, lon = place(base)
+    if base != i:
+        lat += 3 / 111_195  # 3 m north
     when = datetime(2026, 11, 20, 8, 0) + timedelta(seconds=i * 7)
     files = {"annotated": jpeg(f"a{i}", 60_000), "crop": jpeg(f"c{i}", 12_000)}
     data = {
         "id": f"bench-{i}",
-        "category": CATEGORIES[i % 3],
+        "category": CATEGORIES[base % 3],
         "object_kind": "car",
-        "source_id": f"cam-{i % 20}",
+        "source_id": f"cam-{base % 20}",
         "first_seen_wall": when.isoformat() + "+08:00",
         "last_seen_wall": (when + timedelta(seconds=150)).isoformat() + "+08:00",
         "position": [lat, lon],
-        "plate": f"浙A{i:05d}" if i % 3 == 0 else None,
+        "plate": f"浙A{base:05d}" if base % 3 == 0 else None,
         "evidence": [
             {"role": role, "path": f"{i}-{role}.jpg", "sha256": hashlib.sha256(body).hexdigest()}
             for role, body in files.items()
@@ -297,6 +311,7 @@ def bench_ingest(
     first_id: int = 0,
     paced_per_s: float | None = None,
     batch: int = 1,
+    repeats: bool = False,
 ) -> dict:
     """Incidents/s over HTTP from `threads` keep-alive connections. Request bodies are encoded before
     the clock starts and sent with http.client, so the client takes as little of the machine's CPU
@@ -313,13 +328,13 @@ def bench_ingest(
     requests answered from a quarter of the round's sending on until its last send, over that time
     (the first quarter fills the pipeline; a server that cannot keep up answers below the rate
     sent however many connections wait). `batch`: incidents per request; above 1 they go to
-    POST /api/incidents/batch, as a runner sends its backlog (p95_s is then per request of `batch`)."""
+    POST /api/incidents/batch, as a runner sends its backlog (p95_s is then per request of `batch`).
+    `repeats`: half the incidents are second sightings of earlier ones (incident())."""
     import http.client
     from urllib.parse import urlsplit
 
-    rng = random.Random(1 + first_id)
     boundary = "gridpatrol-bench-boundary"
-    made = [incident(first_id + i, rng) for i in range(count)]
+    made = [incident(first_id + i, repeats) for i in range(count)]
     count -= count % batch  # whole requests
     path = "/api/incidents" if batch == 1 else "/api/incidents/batch"
     bodies = [batch_body(made[i : i + batch], boundary) for i in range(0, count, batch)]
@@ -359,9 +374,10 @@ def bench_ingest(
 
     requests = len(bodies)
     warm = min(max(1, 20 // batch), requests // 4)
-    for i in range(warm):  # warm up (not counted)
+    for i in range(warm):  # warm up (not counted: not paced, so not late either)
         post(i)
-    latencies.clear()
+    for kept in (latencies, late, answered):
+        kept.clear()
     rates = []
     taken = []
     cpu0 = process_cpu_s(server_pid)
@@ -455,7 +471,7 @@ def writer_lines(backend: str, report: dict | None) -> list[str]:
     ]
 
 
-def bench_service_ingest(url: str, data_dir: Path, count: int) -> float:
+def bench_service_ingest(url: str, data_dir: Path, count: int, repeats: bool = False) -> float:
     """Incidents/s through the service layer alone (evidence store + case ingestion, one thread, no
     HTTP): the ceiling the HTTP figure is measured against."""
     import io
@@ -467,8 +483,7 @@ def bench_service_ingest(url: str, data_dir: Path, count: int) -> float:
     from api.settings import Settings
 
     services = Services.build(Settings(data_dir=data_dir, database_url=url))
-    rng = random.Random(5)
-    payloads = [incident(100_000 + i, rng) for i in range(count)]
+    payloads = [incident(100_000 + i, repeats) for i in range(count)]
     t0 = time.perf_counter()
     for data, parts in payloads:
         payload = IncidentPayload.model_validate(data)
@@ -758,7 +773,15 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
             base = server.start()
             pid = server.proc.pid if server.proc else None
             print(f"[{backend}] load average {load_average()}")
-            first = bench_ingest(base, key, args.incidents, args.threads, server_pid=pid, batch=args.batch)
+            first = bench_ingest(
+                base,
+                key,
+                args.incidents,
+                args.threads,
+                server_pid=pid,
+                batch=args.batch,
+                repeats=args.repeats,
+            )
             print(
                 ingest_line(
                     backend,
@@ -774,7 +797,7 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
             # cases, which have no custody entries and would be named by verify)
             rc, said = server.verify()
             print(f"[{backend}] gridpatrol evidence verify after that ingest: exit {rc}: {said}")
-            service_rate = bench_service_ingest(db.url, tmp, min(1000, args.incidents))
+            service_rate = bench_service_ingest(db.url, tmp, min(1000, args.incidents), args.repeats)
             print(
                 f"[{backend}] service layer alone (no HTTP, one thread, a transaction each): "
                 f"{service_rate:.0f} incidents/s"
@@ -807,6 +830,7 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                     server_pid=pid,
                     first_id=500_000,
                     batch=args.batch,
+                    repeats=args.repeats,
                 )
             print(
                 ingest_line(
@@ -836,6 +860,7 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                     rounds=1,
                     paced_per_s=TARGET_RATE,
                     batch=args.batch,
+                    repeats=args.repeats,
                 )
             print(
                 f"[{backend}] GET /api/cases while ingest is sent steadily at {TARGET_RATE}/s "
@@ -851,7 +876,13 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
                     load = threading.Thread(
                         target=lambda: holder.update(
                             bench_ingest(
-                                base, key, args.incidents, args.threads, first_id=800_000, batch=args.batch
+                                base,
+                                key,
+                                args.incidents,
+                                args.threads,
+                                first_id=800_000,
+                                batch=args.batch,
+                                repeats=args.repeats,
                             )
                         )
                     )
@@ -913,6 +944,12 @@ def main() -> int:
         type=int,
         default=1,
         help="incidents per request: 1 posts each alone (a camera), more posts batches (a runner's backlog)",
+    )
+    parser.add_argument(
+        "--repeat-sightings",
+        dest="repeats",
+        action="store_true",
+        help=f"every odd incident is a second sighting (3 m away) of the one {REPEAT_GAP} before: half merge",
     )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="no py-spy profile")

@@ -18,11 +18,25 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Select, Text, and_, bindparam, cast, func, insert, or_, select, text
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -429,6 +443,72 @@ def _insert_case_pg() -> Any:
 _INSERT_CASE_PG = _insert_case_pg()
 
 
+def _add_sighting_statements() -> tuple[Any, Any]:
+    """A sighting added to a case in one UPDATE that reads the case as it now is: one more sighting,
+    the seen range widened, a plate kept or filled in, a closed case reopened (a recurrence), and the
+    reach point moved to the incident's position (`follows`: its category follows its latest
+    sighting, and it has a position) when it is the latest sighting (MergePolicy.reach_after). The
+    SQLite statement returns the row as updated; the PostgreSQL one also its status before (`was`),
+    from the same row locked FOR UPDATE in the same statement (a reviewer's change to it waits, or is
+    waited for), one round trip."""
+    cases = _table(Case)
+    c = cases.c
+    seen = bindparam("inc_seen", type_=c.last_seen.type)
+    first = bindparam("inc_first", type_=c.first_seen.type)
+    plate = bindparam("inc_plate", type_=c.plate.type)
+    moves = and_(bindparam("follows", type_=Boolean), c.last_seen <= seen)
+    closed = c.status == workflow.CLOSED
+    values = {
+        "sightings_count": c.sightings_count + 1,
+        "last_seen": sql_case((c.last_seen < seen, seen), else_=c.last_seen),
+        "first_seen": sql_case((c.first_seen > first, first), else_=c.first_seen),
+        "plate": sql_case((or_(c.plate.is_(None), c.plate == ""), plate), else_=c.plate),
+        "updated_at": bindparam("now", type_=c.updated_at.type),
+        "status": sql_case((closed, workflow.PENDING_REVIEW), else_=c.status),
+        "recurrence_count": c.recurrence_count + sql_case((closed, 1), else_=0),
+        "merge_lat": sql_case((moves, bindparam("inc_lat", type_=c.merge_lat.type)), else_=c.merge_lat),
+        "merge_lon": sql_case((moves, bindparam("inc_lon", type_=c.merge_lon.type)), else_=c.merge_lon),
+        "merge_bucket": sql_case(
+            (moves, bindparam("inc_bucket", type_=c.merge_bucket.type)), else_=c.merge_bucket
+        ),
+    }
+    case_id = bindparam("case_id", type_=c.id.type)
+    sqlite = update(cases).where(c.id == case_id).values(values).returning(*c)
+    old = select(c.id, c.status).where(c.id == case_id).with_for_update().subquery("old")
+    postgresql = update(cases).where(c.id == old.c.id).values(values).returning(old.c.status.label("was"), *c)
+    return sqlite, postgresql
+
+
+_ADD_SIGHTING, _ADD_SIGHTING_PG = _add_sighting_statements()
+_CASE_STATUS = select(_table(Case).c.status).where(_table(Case).c.id == bindparam("case_id"))
+
+
+def _add_sighting(
+    conn: Connection, case_id: int, inc: IncidentIn, policy: MergePolicy, now: datetime
+) -> tuple[str, Case]:
+    """Add the incident to the case (_add_sighting_statements): its status before, and the case as
+    it now is (detached: callers read it, never change it)."""
+    follows = inc.category in policy.follow_last and inc.lat is not None and inc.lon is not None
+    params = {
+        "case_id": case_id,
+        "inc_seen": inc.seen_at,
+        "inc_first": inc.first_seen,
+        "inc_plate": inc.plate,
+        "now": now,
+        "follows": follows,
+        "inc_lat": inc.lat,
+        "inc_lon": inc.lon,
+        "inc_bucket": bucket_of(inc.lat, inc.lon) if follows else None,  # type: ignore[arg-type]
+    }
+    if conn.dialect.name == "postgresql":
+        row = dict(conn.execute(_ADD_SIGHTING_PG, params).one()._mapping)
+        was = row.pop("was")
+    else:  # one writer at a time: nothing changes the case between these two statements
+        was = conn.execute(_CASE_STATUS, {"case_id": case_id}).scalar_one()
+        row = dict(conn.execute(_ADD_SIGHTING, params).one()._mapping)
+    return was, Case(**row)
+
+
 def _next_case_id(conn: Connection) -> int:
     """SQLite: the id the next case gets (max + 1, safe because writers are serialised), so that its
     number can be written with it in one INSERT (PostgreSQL: _INSERT_CASE_PG)."""
@@ -594,12 +674,20 @@ def batched(
             conn.execute(_INSERT_EVENT, batch.events)
 
 
+def _current_case(session: Session, case_id: int) -> Case:
+    """The case as the database now has it: ingest writes cases with Core statements, so a copy the
+    session loaded earlier may be stale."""
+    case = session.get(Case, case_id, populate_existing=True)
+    assert case is not None  # a sighting's case (a foreign key)
+    return case
+
+
 def find_received(session: Session, *, incident_id: str) -> IngestResult | None:
     """The first sighting of an incident id already received (as a duplicate), or None."""
     row = session.connection().execute(_FIND_SIGHTING, {"incident_id": incident_id}).first()
     if row is None:
         return None
-    return IngestResult(session.get(Case, row.case_id), row.id, False, True, False)  # type: ignore[arg-type]
+    return IngestResult(_current_case(session, row.case_id), row.id, False, True, False)
 
 
 def ingest(
@@ -633,7 +721,7 @@ def ingest(
         if known is not None:
             if known[1] in batch.pending:
                 _flush_cases(conn, batch)
-            existing = IngestResult(session.get(Case, known[1]), known[0], False, True, False)  # type: ignore[arg-type]
+            existing = IngestResult(_current_case(session, known[1]), known[0], False, True, False)
     else:
         existing = find_received(session, incident_id=inc.id)
     if existing is not None:
@@ -643,26 +731,13 @@ def ingest(
     candidate = _best_candidate(session, inc, policy)
     if candidate is not None and batch is not None and candidate.id in batch.pending:
         _flush_cases(conn, batch)  # a case this batch opened, not written yet
-    case = None if candidate is None else session.get(Case, candidate.id)
+    case: Case | None = None
     created = recurrence = False
     events: list[dict[str, Any]] = []
-    if case is not None:
-        assert candidate is not None
-        if postgresql:
-            session.refresh(case, with_for_update=True)
-        reach = policy.reach_after(replace(candidate, last_seen=case.last_seen), inc.merge_key())
-        if reach is not None:
-            case.merge_lat, case.merge_lon = reach
-            case.merge_bucket = bucket_of(*reach)
-        case.sightings_count += 1
-        case.last_seen = max(case.last_seen, inc.seen_at)
-        case.first_seen = min(case.first_seen, inc.first_seen)
-        case.plate = case.plate or inc.plate
-        case.updated_at = now
-        if case.status == workflow.CLOSED:
+    if candidate is not None:
+        was, case = _add_sighting(conn, candidate.id, inc, policy, now)
+        if was == workflow.CLOSED:
             recurrence = True
-            case.recurrence_count += 1
-            case.status = workflow.PENDING_REVIEW
             events.append(
                 {
                     "action": "reopened",
@@ -673,7 +748,6 @@ def ingest(
                 }
             )
         case_id = case.id
-        session.flush()
     else:
         created = True
         cell = grid.lookup(inc.lat, inc.lon)

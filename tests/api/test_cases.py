@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -121,16 +123,13 @@ def test_position_outside_grid_is_unassigned(svc: Services) -> None:
     assert other_cam.case.id != nowhere.case.id
 
 
-def _walk_to_closed(svc: Services, case_id: int) -> None:
+_TO_CLOSED = (workflow.FILED, workflow.DISPATCHED, workflow.HANDLED, workflow.VERIFIED, workflow.CLOSED)
+
+
+def _walk_to_closed(svc: Services, case_id: int, targets: tuple[str, ...] = _TO_CLOSED) -> None:
     photo = StoredFile(sha256="e" * 64, size=5, media_type="image/jpeg")
     with svc.factory() as session:
-        for target in (
-            workflow.FILED,
-            workflow.DISPATCHED,
-            workflow.HANDLED,
-            workflow.VERIFIED,
-            workflow.CLOSED,
-        ):
+        for target in targets:
             move = workflow.Move(target=target, note="removed the car", has_photo=target == workflow.HANDLED)
             transition(
                 session,
@@ -152,6 +151,39 @@ def test_closed_case_seen_again_reopens_as_recurrence(svc: Services) -> None:
     with svc.factory() as session:
         actions = [e.action for e in get_case(session, principal=OPERATOR, case_id=first.case.id).events]
     assert actions == ["created", "filed", "dispatched", "handled", "verified", "closed", "reopened"]
+
+
+def test_a_sighting_racing_the_close_reopens_the_case(svc: Services) -> None:
+    """PostgreSQL: a sighting chooses a case still verified while a reviewer is closing it; the
+    sighting's one UPDATE waits for the close (the row lock) and then reads the case as closed, so
+    it reopens it as a recurrence instead of leaving a closed case with a new sighting."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing can close a case during an ingest")
+    first = _ingest(svc, "a")
+    _walk_to_closed(svc, first.case.id, _TO_CLOSED[:-1])
+    got: list[Any] = []
+    with svc.factory() as reviewer:
+        transition(
+            reviewer, principal=OPERATOR, case_id=first.case.id, move=workflow.Move(target=workflow.CLOSED)
+        )
+        reviewer.flush()  # the case row is locked and closed, not committed
+        sighting = threading.Thread(
+            target=lambda: got.append(
+                _ingest(svc, "b", when="2026-11-20T12:00:00+08:00", position=(north(5), LON))
+            )
+        )
+        sighting.start()
+        time.sleep(1.0)
+        assert sighting.is_alive() and not got  # waiting for the reviewer
+        reviewer.commit()
+    sighting.join(timeout=15)
+    assert got, "the sighting never finished"
+    again = got[0]
+    assert again.case.id == first.case.id and again.recurrence
+    assert (again.case.status, again.case.recurrence_count) == (workflow.PENDING_REVIEW, 1)
+    with svc.factory() as session:
+        actions = [e.action for e in get_case(session, principal=OPERATOR, case_id=first.case.id).events]
+    assert actions[-2:] == ["closed", "reopened"]
 
 
 def test_rejected_case_takes_no_sightings(svc: Services) -> None:

@@ -20,6 +20,7 @@ from api.settings import Settings
 from api.storage.db import make_engine, migrate
 from api.storage.models import Case
 from tests.api.api_testkit import import_demo_grid, incident_json
+from tests.api.test_merge_rule import CATEGORY_TABLE, POLICY
 
 LAT, LON = 30.2741, 120.1551  # in the demo grid
 T0 = datetime(2026, 11, 20, 9, 0)  # local time (+08:00)
@@ -71,6 +72,22 @@ def test_a_walk_of_10_m_an_hour(svc: Services, category: str, expected: list[int
         reach_m = 30 if category == "piled_debris" else 20
         assert (case.merge_lat, case.merge_lon) == (north(reach_m), LON)
         assert case.merge_bucket == bucket_of(north(reach_m), LON)
+
+
+@pytest.mark.parametrize(("category", "sightings", "expected"), CATEGORY_TABLE)
+def test_the_rule_tables_cases_through_ingest(
+    svc: Services, category: str, sightings: list[tuple[float, float]], expected: list[int]
+) -> None:
+    """test_merge_rule's table (choose_case, then MergePolicy.reach_after, with no database) gives
+    the same cases through the real ingest, whose UPDATE moves the reach point in SQL: late uploads,
+    the window from the latest sighting and the following categories included."""
+    ids = []
+    for n, (metres, hours) in enumerate(sightings):
+        when = (T0 + timedelta(hours=hours)).isoformat() + "+08:00"
+        inc = _incident(f"{category}-table-{n}", category=category, position=(north(metres), LON), when=when)
+        ids.append(_ingest(svc, inc, POLICY))
+    number = {case_id: n + 1 for n, case_id in enumerate(dict.fromkeys(ids))}
+    assert [number[i] for i in ids] == expected
 
 
 def test_the_following_categories_come_from_the_settings(tmp_path: Any) -> None:
