@@ -79,6 +79,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     coco.add_argument("--snapshot", type=Path, required=True, help="git folder of the repository")
     coco.add_argument("--out", type=Path, default=REPO / "shared" / "coco128", help="default: %(default)s")
     coco.set_defaults(handler=run_dataset_coco128)
+    pack = dsub.add_parser(
+        "pack",
+        help="copy a built set into one compact folder (photos shrunk, WebP) to train on another machine",
+        description="Write a built set's photos, shrunk to --max-side and re-encoded as WebP, with their "
+        "labels and the train list's repeats, into --out, with a data.yaml naming only paths inside it: a "
+        "set that trains where ../shared is not (a GPU machine).",
+    )
+    pack.add_argument("data", type=Path, help="a built data.yaml (gridpatrol dataset build)")
+    pack.add_argument("--out", type=Path, required=True, help="a new or empty folder")
+    pack.add_argument(
+        "--max-side", type=int, default=480, help="longest side in pixels (default: %(default)s)"
+    )
+    pack.add_argument("--quality", type=int, default=80, help="WebP quality 1-100 (default: %(default)s)")
+    pack.set_defaults(handler=run_dataset_pack)
 
     t = subparsers.add_parser(
         "train",
@@ -106,14 +120,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--teacher",
         type=Path,
-        help="distil towards these weights' features while training (e.g. the COCO base: keeps its "
-        "vehicles and people; ultralytics' score-weighted feature distillation)",
+        help="distil from these weights while training (e.g. the COCO base: keeps what it knows of the kinds "
+        "both models have); how: --distill",
+    )
+    t.add_argument(
+        "--distill",
+        choices=("features", "logits"),
+        default="features",
+        help="features: ultralytics' score-weighted neck-feature distillation; logits: the teacher's class "
+        "scores and boxes on every anchor, for the classes both models have (default: %(default)s)",
     )
     t.add_argument(
         "--distill-weight",
         type=float,
-        default=6.0,
-        help="weight of the distillation loss (default: %(default)s)",
+        help="weight of the distillation loss (default: 6 for features, 1 for logits)",
+    )
+    t.add_argument(
+        "--hours",
+        type=float,
+        help="train for this long instead of --epochs (the schedule is fitted to it after the first epoch)",
     )
     t.add_argument(
         "--scale",
@@ -280,6 +305,18 @@ def run_dataset_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dataset_pack(args: argparse.Namespace) -> int:
+    from detect.model.dataset import DatasetError
+    from detect.model.pack import pack_dataset
+
+    try:
+        summary = pack_dataset(args.data, args.out, max_side=args.max_side, quality=args.quality)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+    print(summary.format())
+    return 0
+
+
 def run_dataset_coco128(args: argparse.Namespace) -> int:
     from detect.model.coco_subset import import_coco128
     from detect.model.dataset import DatasetError
@@ -321,7 +358,9 @@ def run_train(args: argparse.Namespace) -> int:
         cache=None if args.no_cache else "ram",
         calibrate_bn=not args.no_calibrate_bn,
         teacher=args.teacher,
+        distill=args.distill,
         distill_weight=args.distill_weight,
+        hours=args.hours,
         scale=args.scale,
     )
     if args.workers < 0 or (args.epochs is not None and args.epochs < 1) or args.batch < 1:

@@ -31,6 +31,11 @@ DEFAULT_BASE = Path(__file__).resolve().parents[2].parent / "shared" / "weights"
 DEFAULT_PROJECT = Path(__file__).resolve().parents[2] / "build" / "runs"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "build" / "datasets" / "gridpatrol-street" / "data.yaml"
 MAX_SHIPPED_BYTES = 20 * 1024 * 1024
+DISTILL_KINDS = ("features", "logits")
+# Default weight of the distillation loss per kind: ultralytics' own `dis` for features; for logits 1,
+# the teacher's terms on the footing of the detection loss's class term (detect.model.logit_distill).
+DISTILL_WEIGHTS = {"features": 6.0, "logits": 1.0}
+DISTILL_FILE = "logit-distillation.json"  # in a run folder: the teacher a resumed run must keep using
 # A review frame's pseudo-label is dropped when it overlaps an operator's box (any class) or a box the
 # operators rejected by at least this IoU (see merge_review_sets).
 PSEUDO_DROP_IOU = 0.5
@@ -60,8 +65,10 @@ class TrainSettings:
     calibrate_bn: bool = True  # see calibrate_batchnorms
     calibration_images: int = 64
     plots: bool = False
-    teacher: Path | None = None  # weights whose neck features the model is distilled towards
-    distill_weight: float = 6.0  # weight of the distillation loss (ultralytics' `dis`)
+    teacher: Path | None = None  # weights the model is distilled from (see `distill`)
+    distill: str = "features"  # "features": ultralytics' neck features; "logits": detect.model.logit_distill
+    distill_weight: float | None = None  # None: DISTILL_WEIGHTS[distill]
+    hours: float | None = None  # train for this long instead of `epochs` (ultralytics' `time`)
     scale: float | None = None  # random zoom gain (ultralytics' `scale`, default 0.5: 0.5x-1.5x)
 
     def run_dir(self) -> Path:
@@ -112,8 +119,15 @@ def train(settings: TrainSettings) -> Path:
     data = _check_file(settings.data, "dataset yaml")
     base = _check_file(settings.base, "base weights")
     teacher = _check_file(settings.teacher, "teacher weights") if settings.teacher else None
-    if settings.distill_weight <= 0:
+    if settings.distill not in DISTILL_KINDS:
+        raise TrainingError(f"unknown distillation '{settings.distill}' (one of {', '.join(DISTILL_KINDS)})")
+    distill_weight = (
+        DISTILL_WEIGHTS[settings.distill] if settings.distill_weight is None else settings.distill_weight
+    )
+    if distill_weight <= 0:
         raise TrainingError(f"distillation weight must be > 0, got {settings.distill_weight}")
+    if settings.hours is not None and settings.hours <= 0:
+        raise TrainingError(f"hours must be > 0, got {settings.hours}")
     if settings.scale is not None and not 0.0 <= settings.scale < 1.0:
         raise TrainingError(f"scale must be in [0, 1), got {settings.scale}")
     if settings.imgsz % 32:
@@ -128,13 +142,62 @@ def train(settings: TrainSettings) -> Path:
         base = _calibrated_base(base, data, run_dir, settings)
     model = YOLO(str(base), task="detect")
     kwargs = _train_kwargs(settings, data, run_dir)
-    if teacher is not None:
-        log.info("distilling towards %s (weight %g)", teacher, settings.distill_weight)
-        kwargs.update(distill_model=str(teacher), dis=settings.distill_weight)
+    logit_teacher: dict[str, Any] | None = None
+    if teacher is not None and settings.distill == "logits":
+        logit_teacher = {"teacher": str(teacher), "weight": distill_weight}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / DISTILL_FILE).write_text(json.dumps(logit_teacher, indent=2) + "\n")
+    elif teacher is not None:
+        log.info("distilling towards %s's features (weight %g)", teacher, distill_weight)
+        kwargs.update(distill_model=str(teacher), dis=distill_weight)
     if settings.scale is not None:
         kwargs["scale"] = settings.scale
-    model.train(**kwargs)
+    if settings.hours is not None:
+        kwargs["time"] = settings.hours
+    model.train(trainer=trainer_class(logit_teacher), **kwargs)
     return run_dir
+
+
+def trainer_class(logit_teacher: dict[str, Any] | None) -> type:
+    """ultralytics' detection trainer, with the logit distillation of detect.model.logit_distill when
+    logit_teacher names one ({"teacher": path, "weight": w}), and its results.csv read without polars
+    (which GPU machines' images may lack: it is only needed there to read that file back)."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    class Trainer(DetectionTrainer):  # type: ignore[misc]
+        def _setup_train(self) -> None:
+            super()._setup_train()
+            if logit_teacher is None:
+                return
+            from detect.model.logit_distill import DistillationError, LogitDistillation, load_teacher
+
+            model: Any = unwrap_model(self.model)  # type: ignore[arg-type]
+            inner = getattr(model, "criterion", None) or model.init_criterion()
+            try:
+                teacher, pairs = load_teacher(Path(logit_teacher["teacher"]), model, self.device)
+            except DistillationError as exc:
+                raise TrainingError(str(exc)) from None
+            model.criterion = LogitDistillation(inner, teacher, pairs, float(logit_teacher["weight"]))
+
+        def read_results_csv(self) -> dict[str, list[Any]]:
+            import csv
+
+            try:
+                with self.csv.open(newline="") as fh:
+                    rows = list(csv.DictReader(fh))
+            except OSError:
+                return {}
+            return {key.strip(): [_number(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+
+    return Trainer
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def refuse_existing_run(settings: TrainSettings) -> Path:
@@ -319,7 +382,9 @@ def resume(run_dir: str | os.PathLike[str], *, workers: int | None = None, epoch
     overrides: dict[str, Any] = {"resume": True}
     if workers is not None:
         overrides["workers"] = workers
-    YOLO(str(last), task="detect").train(**overrides)
+    distill_file = Path(run_dir) / DISTILL_FILE
+    logit_teacher = json.loads(distill_file.read_text()) if distill_file.is_file() else None
+    YOLO(str(last), task="detect").train(trainer=trainer_class(logit_teacher), **overrides)
     return Path(run_dir).resolve()
 
 

@@ -227,3 +227,95 @@ def test_batchnorm_calibration_keeps_the_function_and_fixes_train_mode(
     uncalibrated = drift(neck(before, True))
     assert uncalibrated > 0.8
     assert drift(neck(after, True)) < 0.5 * uncalibrated
+
+
+def _with_coco_names(toy_data: Path) -> Path:
+    """toy_data whose class list also holds two COCO kinds (no labels of them): the teacher shares those."""
+    data = toy_data.parent / "data-coco.yaml"
+    names = ["garbage", "garbage_bin", "overflow", "person", "car"]
+    data.write_text(
+        yaml.safe_dump({"train": "images/train", "val": "images/val", "names": dict(enumerate(names))})
+    )
+    return data
+
+
+def test_logit_distillation_is_zero_against_itself_and_grows_with_the_gap(shared_dir: Path) -> None:
+    import torch
+
+    from detect.backends import import_ultralytics
+    from detect.model.logit_distill import LogitDistillation, load_teacher
+
+    import_ultralytics()
+    from ultralytics.nn.tasks import load_checkpoint
+
+    weights = shared_dir / "weights" / "yolo26n-coco.pt"
+    student, _ = load_checkpoint(str(weights), device="cpu")
+    student = student.float().train()
+    teacher, pairs = load_teacher(weights, student, "cpu")
+    assert pairs.names == tuple(student.names.values())  # the same 80 kinds
+    kd = LogitDistillation(inner=None, teacher=teacher, pairs=pairs, weight=1.0)
+    img = torch.rand(2, 3, 128, 160, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        same = teacher(img)[1]
+        term = kd.term(same["one2many"], same["one2many"])
+        assert float(term) == pytest.approx(0.0, abs=1e-4)  # KL of a distribution with itself, no box gap
+        shifted = {**same["one2many"], "scores": same["one2many"]["scores"] + 1.0}
+        moved = {**same["one2many"], "boxes": same["one2many"]["boxes"] + 0.5}
+        assert float(kd.term(shifted, same["one2many"])) > 0.01
+        # every box 0.5 off on each of its 4 sides, weighted by the teacher's best shared-kind score
+        seen = same["one2many"]["scores"].sigmoid().max(dim=1).values.sum()
+        expected = 2.0 * float(seen) / max(float(seen), 1.0)
+        assert float(kd.term(moved, same["one2many"])) == pytest.approx(expected, rel=1e-3)
+        assert expected > 0.1
+
+
+def test_logit_distillation_refuses_a_teacher_sharing_no_class(
+    toy_data: Path, tmp_path: Path, shared_dir: Path
+) -> None:
+    settings = TrainSettings(
+        data=toy_data,
+        teacher=shared_dir / "weights" / "yolo26n-coco.pt",
+        distill="logits",
+        imgsz=64,
+        epochs=1,
+        batch=2,
+        workers=0,
+        cache=None,
+        project=tmp_path / "runs",
+    )
+    with pytest.raises(
+        TrainingError, match="share no name with the model's \\(garbage, garbage_bin, overflow\\)"
+    ):
+        train(settings)
+
+
+@pytest.mark.slow
+def test_logit_distilled_run_trains_against_the_teacher_and_ships_the_student_alone(
+    toy_data: Path, tmp_path: Path, shared_dir: Path
+) -> None:
+    data = _with_coco_names(toy_data)
+    project = tmp_path / "runs"
+    ship = tmp_path / "shipped.pt"
+    teacher = shared_dir / "weights" / "yolo26n-coco.pt"
+    done = subprocess.run(
+        _cli(
+            *("--data", str(data), "--imgsz", "64", "--epochs", "2", "--batch", "2"),
+            *("--teacher", str(teacher), "--distill", "logits", "--ship", str(ship)),
+            *("--project", str(project), "--name", "lkd", "--workers", "0", "--no-cache"),
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with (project / "lkd" / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and all(float(row["train/kd_loss"]) > 0 for row in rows)
+    recorded = yaml.safe_load((project / "lkd" / "logit-distillation.json").read_text())
+    assert recorded == {"teacher": str(teacher.resolve()), "weight": 1.0}  # what a resumed run reads back
+    assert ship.stat().st_size < 20 * 1024 * 1024  # the student alone: the teacher is not in it
+    from detect.yolo import YoloDetector
+
+    detector = YoloDetector(ship, imgsz=64, backend="pytorch")
+    assert list(detector.names.values()) == ["garbage", "garbage_bin", "overflow", "person", "car"]
