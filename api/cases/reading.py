@@ -105,7 +105,9 @@ def list_cases(
     """The cases on one page (sorted, then by id) and how many match in all. The cases are rows of
     the cases table (attributes named as Case's), read only: no ORM objects to build for a list.
     One statement: the count is a scalar subquery beside each row of the page (one round trip and
-    one snapshot instead of two); a page past the end counts on its own."""
+    one snapshot instead of two). An empty first page is a count of 0 from that same snapshot (a
+    second statement in autocommit would count cases filed since: a total beside no rows); a page
+    past the end counts on its own, a moment later."""
     base = visible(filters.apply(select(*_CASES.columns)), principal)
     count = select(func.count()).select_from(base.with_only_columns(_CASES.c.id).subquery())
     column = _CASES.c[SORTS[sort].key]
@@ -113,7 +115,7 @@ def list_cases(
     page_rows = base.add_columns(count.scalar_subquery().label("matching_total"))
     rows = session.execute(page_rows.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
     if not rows:
-        return [], int(session.scalar(count) or 0)
+        return [], 0 if page == 1 else int(session.scalar(count) or 0)
     return list(rows), int(rows[0].matching_total)
 
 

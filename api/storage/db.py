@@ -247,9 +247,14 @@ def make_sessionmaker(
     `one_statement` (readonly): for a reader whose answer is one statement (the case list: its page
     and count together); on PostgreSQL it runs outside a transaction (autocommit), saving the
     BEGIN and ROLLBACK round trips, and the statement is its own snapshot. Anything that reads
-    twice and needs both reads to agree uses a plain readonly session."""
+    twice and needs both reads to agree uses a plain readonly session: each reads one moment
+    (PostgreSQL: REPEATABLE READ, the snapshot taken at its first statement; SQLite: a WAL read
+    transaction does the same)."""
     if one_statement and engine.dialect.name == "postgresql":
         options = engine.execution_options(gridpatrol_readonly=True, isolation_level="AUTOCOMMIT")
+        return sessionmaker(options, expire_on_commit=False)
+    if engine.dialect.name == "postgresql" and readonly:
+        options = engine.execution_options(gridpatrol_readonly=True, isolation_level="REPEATABLE READ")
         return sessionmaker(options, expire_on_commit=False)
     if readonly or one_statement:
         return sessionmaker(engine.execution_options(gridpatrol_readonly=True), expire_on_commit=False)

@@ -126,9 +126,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--distill",
         choices=("features", "logits"),
-        default="features",
         help="features: ultralytics' score-weighted neck-feature distillation; logits: the teacher's class "
-        "scores and boxes on every anchor, for the classes both models have (default: %(default)s)",
+        "scores and boxes on every anchor, for the classes both models have (default with --teacher: "
+        "features; without one, refused)",
     )
     t.add_argument(
         "--distill-weight",

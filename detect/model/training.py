@@ -66,7 +66,9 @@ class TrainSettings:
     calibration_images: int = 64
     plots: bool = False
     teacher: Path | None = None  # weights the model is distilled from (see `distill`)
-    distill: str = "features"  # "features": ultralytics' neck features; "logits": detect.model.logit_distill
+    # "features": ultralytics' neck features; "logits": detect.model.logit_distill; None: features
+    # when there is a teacher (without one, any distillation setting is refused)
+    distill: str | None = None
     distill_weight: float | None = None  # None: DISTILL_WEIGHTS[distill]
     hours: float | None = None  # train for this long instead of `epochs` (ultralytics' `time`)
     scale: float | None = None  # random zoom gain (ultralytics' `scale`, default 0.5: 0.5x-1.5x)
@@ -119,13 +121,15 @@ def train(settings: TrainSettings) -> Path:
     data = _check_file(settings.data, "dataset yaml")
     base = _check_file(settings.base, "base weights")
     teacher = _check_file(settings.teacher, "teacher weights") if settings.teacher else None
-    if settings.distill not in DISTILL_KINDS:
-        raise TrainingError(f"unknown distillation '{settings.distill}' (one of {', '.join(DISTILL_KINDS)})")
-    distill_weight = (
-        DISTILL_WEIGHTS[settings.distill] if settings.distill_weight is None else settings.distill_weight
-    )
+    distill = settings.distill or "features"
+    if distill not in DISTILL_KINDS:
+        raise TrainingError(f"unknown distillation '{distill}' (one of {', '.join(DISTILL_KINDS)})")
+    distill_weight = DISTILL_WEIGHTS[distill] if settings.distill_weight is None else settings.distill_weight
     if distill_weight <= 0:
         raise TrainingError(f"distillation weight must be > 0, got {settings.distill_weight}")
+    if teacher is None and (settings.distill is not None or settings.distill_weight is not None):
+        asked = f"--distill {distill}" if settings.distill else f"--distill-weight {distill_weight:g}"
+        raise TrainingError(f"{asked} needs a teacher to distil from: give --teacher WEIGHTS")
     if settings.hours is not None and settings.hours <= 0:
         raise TrainingError(f"hours must be > 0, got {settings.hours}")
     if settings.scale is not None and not 0.0 <= settings.scale < 1.0:
@@ -143,7 +147,7 @@ def train(settings: TrainSettings) -> Path:
     model = YOLO(str(base), task="detect")
     kwargs = _train_kwargs(settings, data, run_dir)
     logit_teacher: dict[str, Any] | None = None
-    if teacher is not None and settings.distill == "logits":
+    if teacher is not None and distill == "logits":
         logit_teacher = {"teacher": str(teacher), "weight": distill_weight}
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / DISTILL_FILE).write_text(json.dumps(logit_teacher, indent=2) + "\n")

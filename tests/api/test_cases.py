@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy import event, func, select
 
 from api.accounts.accounts import SYSTEM, Principal
 from api.cases import workflow
@@ -206,6 +207,45 @@ def test_illegal_transition_names_allowed_ones(svc: Services) -> None:
         transition(session, principal=OPERATOR, case_id=case.id, move=workflow.Move(target="closed"))
     assert err.value.allowed == ("filed", "rejected")
     assert "filed, rejected" in str(err.value)
+
+
+def test_an_empty_first_page_counts_nothing_even_when_a_case_arrives_meanwhile(svc: Services) -> None:
+    """The case list answers from one moment: a case filed just after the page was read (by a
+    runner, while an operator's page loads) is in neither the page nor its total. (An empty page
+    once counted again in a later statement: total 1 beside no rows, on PostgreSQL in CI.)"""
+    admin = Principal(kind="user", name="a", role="admin")
+    arrived: list[int] = []
+
+    def file_one_after_the_page(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "matching_total" in statement and not arrived:
+            arrived.append(_ingest(svc, "meanwhile").case.id)
+
+    event.listen(svc.engine, "after_cursor_execute", file_one_after_the_page)
+    try:
+        with svc.list_factory() as session:
+            rows, total = list_cases(session, principal=admin, filters=CaseFilter())
+    finally:
+        event.remove(svc.engine, "after_cursor_execute", file_one_after_the_page)
+    assert arrived, "the page statement was not seen"
+    assert (rows, total) == ([], 0)
+    with svc.list_factory() as session:
+        rows, total = list_cases(session, principal=admin, filters=CaseFilter())
+    assert [r.id for r in rows] == arrived and total == 1
+
+
+def test_a_read_session_reads_one_moment(svc: Services) -> None:
+    """Every read of one read session sees the same committed state (PostgreSQL: REPEATABLE READ;
+    SQLite: a WAL read transaction): a reader that counts and then lists (the chalk marks, a case
+    with its sightings) never pairs a total with rows from a later moment."""
+    _ingest(svc, "before")
+    count = select(func.count()).select_from(Case)
+    with svc.read_factory() as reader:
+        assert reader.scalar(count) == 1
+        _ingest(svc, "meanwhile", position=(31.5, 121.0))
+        assert reader.scalar(count) == 1
+        assert len(reader.scalars(select(Sighting)).all()) == 1
+    with svc.read_factory() as reader:
+        assert reader.scalar(count) == 2
 
 
 def test_list_filters_and_team_visibility(svc: Services) -> None:

@@ -131,6 +131,19 @@ def test_distillation_refuses_a_missing_teacher(toy_data: Path, tmp_path: Path) 
         train(settings)
     with pytest.raises(TrainingError, match="distillation weight must be > 0"):
         train(TrainSettings(data=toy_data, distill_weight=0, project=tmp_path / "runs"))
+    no_teacher = "--distill logits needs a teacher to distil from: give --teacher WEIGHTS"
+    with pytest.raises(TrainingError, match=no_teacher):
+        train(TrainSettings(data=toy_data, distill="logits", project=tmp_path / "runs"))
+    with pytest.raises(TrainingError, match="--distill-weight 2 needs a teacher"):
+        train(TrainSettings(data=toy_data, distill_weight=2, project=tmp_path / "runs"))
+    refused = subprocess.run(
+        _cli("--data", str(toy_data), "--distill", "logits", "--project", str(tmp_path / "runs")),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1 and "--distill logits needs a teacher" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "runs").exists()
     with pytest.raises(TrainingError, match="scale must be in \\[0, 1\\), got 1.5"):
         train(TrainSettings(data=toy_data, scale=1.5, project=tmp_path / "runs"))
 
