@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from api.storage.db import table_of as _table
@@ -45,6 +45,15 @@ _LAST = (
     .where(_ENTRIES.case_id == bindparam("case_id"))
     .order_by(_ENTRIES.seq.desc())
     .limit(1)
+)
+_LATEST = (
+    select(_ENTRIES.case_id, func.max(_ENTRIES.seq).label("seq"))
+    .where(_ENTRIES.case_id.in_(bindparam("case_ids", expanding=True)))
+    .group_by(_ENTRIES.case_id)
+    .subquery("latest")
+)
+_LASTS = select(_ENTRIES.case_id, _ENTRIES.seq, _ENTRIES.entry_hash).join(
+    _LATEST, and_(_ENTRIES.case_id == _LATEST.c.case_id, _ENTRIES.seq == _LATEST.c.seq)
 )
 
 
@@ -108,11 +117,12 @@ def sighting_digest(row: Mapping[Any, Any]) -> str:
 
 @dataclass
 class _Batch:
-    """The appends of one transaction written together (see `batched`): each case's last entry
-    appended here, and the entries to insert, their ledger places not yet taken."""
+    """The appends of one transaction written together (see `batched`), in order: each an entry
+    without its chain fields (seq, prev_hash, entry_hash) and ledger place yet, and the cases whose
+    chains the block starts."""
 
-    last: dict[int, tuple[int, str]] = field(default_factory=dict)  # case id -> (seq, entry hash)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    new_chains: set[int] = field(default_factory=set)
 
 
 _BATCH_KEY = "gridpatrol_custody_batch"
@@ -126,16 +136,17 @@ _ADVANCE_BY = (
 
 @contextmanager
 def batched(session: Session) -> Iterator[None]:
-    """Appends inside this block chain their entries at once (each case's chain: the caller holds
-    the case) but take their ledger places when the block ends, all together: the head row is
-    advanced and locked once (PostgreSQL: until commit), the entries inserted in one multi-row
-    INSERT, the head's hash set once, instead of three statements an append. The ledger is the same
-    as appending one by one, in the order of the appends. The head row is the last lock the
+    """Appends inside this block are chained and take their ledger places when the block ends, all
+    together: the last entries of the cases whose chains the block continues are read in one query
+    (the transaction holds those cases by then, so no other writer can append to them), each entry
+    is chained after its case's last, the head row is advanced and locked once (PostgreSQL: until
+    commit), the entries inserted in one multi-row INSERT, the head's hash set once: five
+    statements a block instead of four an append. The chains and the ledger are the same as
+    appending one by one, in the order of the appends. The head row is the last lock the
     transaction takes, as for a single append, so a writer ingesting many incidents in one
     transaction (api.cases.ingest) and a transition locking a case and then the head cannot
-    deadlock. Nothing in the block may read custody entries back from the database (the appends
-    themselves do not: they remember each case's last entry). On an error nothing is written: the
-    caller rolls back."""
+    deadlock. Nothing in the block may read custody entries back from the database. On an error
+    nothing is written: the caller rolls back."""
     batch = _Batch()
     session.info[_BATCH_KEY] = batch
     try:
@@ -145,6 +156,14 @@ def batched(session: Session) -> Iterator[None]:
     if not batch.rows:
         return
     conn = session.connection()
+    continued = sorted({row["case_id"] for row in batch.rows} - batch.new_chains)
+    last: dict[int, tuple[int, str]] = {}
+    if continued:
+        found = conn.execute(_LASTS, {"case_ids": continued})
+        last = {row.case_id: (row.seq, row.entry_hash) for row in found}
+    for row in batch.rows:
+        _chain(row, last.get(row["case_id"]))
+        last[row["case_id"]] = (row["seq"], row["entry_hash"])
     head = conn.execute(_ADVANCE_BY, {"places": len(batch.rows)}).one()
     ledger_seq, ledger_prev = int(head.seq) - len(batch.rows), head.hash
     for row in batch.rows:
@@ -155,6 +174,21 @@ def batched(session: Session) -> Iterator[None]:
     conn.execute(_SET_HEAD, {"head_hash": ledger_prev, "head_at": batch.rows[-1]["at"]})
 
 
+def _chain(row: dict[str, Any], last: tuple[int, str] | None) -> None:
+    """Fill in an entry's place in its case's chain, after the case's last entry (None: the first)."""
+    row["seq"] = 1 if last is None else last[0] + 1
+    row["prev_hash"] = GENESIS if last is None else last[1]
+    row["entry_hash"] = entry_digest(
+        row["prev_hash"],
+        case_id=row["case_id"],
+        seq=row["seq"],
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        detail=row["detail"],
+    )
+
+
 def append(
     session: Session,
     *,
@@ -163,46 +197,36 @@ def append(
     action: str,
     detail: dict[str, Any],
     new_chain: bool = False,
-) -> str:
-    """Append an entry to the case's chain and to the ledger; returns the new entry's hash.
+) -> str | None:
+    """Append an entry to the case's chain and to the ledger; returns the new entry's hash (None
+    inside `batched`: the entry is chained, and takes its ledger place, when the block ends).
 
     The caller holds the case row (locked on PostgreSQL) in this transaction. new_chain: the case was
-    created in this transaction, so it has no entries yet. Inside `batched` the entry is written,
-    and takes its ledger place, when the block ends."""
-    conn = session.connection()  # Core statements: this runs once per ingested incident
-    batch: _Batch | None = session.info.get(_BATCH_KEY)
-    last: tuple[int, str] | None = None
-    if batch is not None and case_id in batch.last:
-        last = batch.last[case_id]
-    elif not new_chain:
-        found = conn.execute(_LAST, {"case_id": case_id}).first()
-        last = None if found is None else (found.seq, found.entry_hash)
-    seq = 1 if last is None else last[0] + 1
-    prev = GENESIS if last is None else last[1]
-    at = utcnow()
-    detail_text = _canonical(detail)
-    entry_hash = entry_digest(
-        prev, case_id=case_id, seq=seq, at=at, actor=actor, action=action, detail=detail_text
-    )
-    row = {
+    created in this transaction, so it has no entries yet."""
+    row: dict[str, Any] = {
         "case_id": case_id,
-        "seq": seq,
-        "at": at,
+        "at": utcnow(),
         "actor": actor,
         "action": action,
-        "detail": detail_text,
-        "prev_hash": prev,
-        "entry_hash": entry_hash,
+        "detail": _canonical(detail),
     }
+    batch: _Batch | None = session.info.get(_BATCH_KEY)
     if batch is not None:
         batch.rows.append(row)
-        batch.last[case_id] = (seq, entry_hash)
-        return entry_hash
+        if new_chain:
+            batch.new_chains.add(case_id)
+        return None
+    conn = session.connection()  # Core statements
+    last: tuple[int, str] | None = None
+    if not new_chain:
+        found = conn.execute(_LAST, {"case_id": case_id}).first()
+        last = None if found is None else (found.seq, found.entry_hash)
+    _chain(row, last)
     head = conn.execute(_ADVANCE).one()  # locks the head row until commit (PostgreSQL)
-    ledger_hash = ledger_digest(head.hash, head.seq, entry_hash)
+    ledger_hash = ledger_digest(head.hash, head.seq, row["entry_hash"])
     conn.execute(_INSERT, dict(row, ledger_seq=head.seq, ledger_prev=head.hash, ledger_hash=ledger_hash))
-    conn.execute(_SET_HEAD, {"head_hash": ledger_hash, "head_at": at})
-    return entry_hash
+    conn.execute(_SET_HEAD, {"head_hash": ledger_hash, "head_at": row["at"]})
+    return str(row["entry_hash"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import event, func, select
 
 from api.accounts.accounts import SYSTEM, Principal
-from api.cases import workflow
+from api.cases import custody, workflow
 from api.cases.acting import transition
 from api.cases.incident import IncidentPayload
-from api.cases.ingest import IncidentIn, ingest
+from api.cases.ingest import IncidentIn, batched, ingest
 from api.cases.merge import MergePolicy, distance_m
 from api.cases.reading import CaseFilter, NotFound, get_case, list_cases
 from api.services import Services
 from api.storage.evidence_store import StoredFile
-from api.storage.models import UNASSIGNED, Case, Sighting
+from api.storage.models import UNASSIGNED, Case, CustodyEntry, Sighting
 from tests.api.api_testkit import import_demo_grid, incident_json
 
 # A point in the demo grid (cell DEMO-ZIYANG-04) and offsets in degrees of latitude (~1.11 m per 1e-5).
@@ -185,6 +185,58 @@ def test_a_sighting_racing_the_close_reopens_the_case(svc: Services) -> None:
     with svc.factory() as session:
         actions = [e.action for e in get_case(session, principal=OPERATOR, case_id=first.case.id).events]
     assert actions[-2:] == ["closed", "reopened"]
+
+
+def test_a_batch_racing_the_close_chains_its_entry_after_the_close(svc: Services) -> None:
+    """PostgreSQL: the same race through the ingest writer's batch, which chains its custody entries
+    when the batch ends (custody.batched reads the cases' last entries then, in one query). The
+    batch's sighting waits for the reviewer's close; its entry must follow the close's entry in the
+    case's chain (read before the close committed, it would fork the chain)."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing can close a case during an ingest")
+    first = _ingest(svc, "a")
+    _walk_to_closed(svc, first.case.id, _TO_CLOSED[:-1])
+    incidents = [
+        _incident(svc, "b", when="2026-11-20T12:00:00+08:00", position=(north(5), LON)),
+        _incident(svc, "c", when="2026-11-20T12:00:00+08:00", position=(north(900), LON)),
+    ]
+    got: list[Any] = []
+
+    def write_batch() -> None:
+        with svc.factory() as session:
+            with batched(
+                session, incident_ids=[i.id for i in incidents], incidents=incidents, policy=svc.policy
+            ):
+                for inc in incidents:
+                    got.append(
+                        ingest(
+                            session, inc, grid=svc.grid_cache.get(session), policy=svc.policy, actor=SYSTEM
+                        )
+                    )
+            session.commit()
+
+    with svc.factory() as reviewer:
+        transition(
+            reviewer, principal=OPERATOR, case_id=first.case.id, move=workflow.Move(target=workflow.CLOSED)
+        )
+        reviewer.flush()  # the case row is locked and closed, not committed
+        writer = threading.Thread(target=write_batch)
+        writer.start()
+        time.sleep(1.0)
+        assert writer.is_alive() and not got  # waiting for the reviewer
+        reviewer.commit()
+    writer.join(timeout=15)
+    assert len(got) == 2, "the batch never finished"
+    assert got[0].case.id == first.case.id and got[0].recurrence and got[1].created
+    with svc.factory() as session:
+        chains, problems = custody.verify_all(session)
+        actions = session.scalars(
+            select(CustodyEntry.action)
+            .where(CustodyEntry.case_id == first.case.id)
+            .order_by(CustodyEntry.seq)
+        ).all()
+    assert problems == [] and chains == 2
+    assert actions[-2:] == ["transition", "sighting_added"]
 
 
 def test_rejected_case_takes_no_sightings(svc: Services) -> None:
