@@ -193,8 +193,8 @@ def _summed(reports: list[dict]) -> dict:
     """Several writers' reports as one (counts and seconds added, the largest batch of any)."""
     total = dict(reports[0], seconds=dict(reports[0]["seconds"]))
     for report in reports[1:]:
-        for key in ("incidents", "batches", "retried_alone"):
-            total[key] += report[key]
+        for key in ("incidents", "batches", "retried_alone", "held_back", "waited"):
+            total[key] = total.get(key, 0) + report.get(key, 0)
         total["largest_batch"] = max(total["largest_batch"], report["largest_batch"])
         for phase, seconds in report["seconds"].items():
             total["seconds"][phase] = total["seconds"].get(phase, 0.0) + seconds
@@ -465,7 +465,8 @@ def writer_lines(backend: str, report: dict | None) -> list[str]:
     return [
         f"[{backend}]     server ingest writer: {n} incidents in {report['batches']} transactions "
         f"({n / max(1, report['batches']):.1f} a transaction, largest {report['largest_batch']}, "
-        f"{report['retried_alone']} written again alone)",
+        f"{report['retried_alone']} written again alone; {report.get('held_back', 0)} left for the next "
+        f"batch and {report.get('waited', 0)} batches waited: their places were the other writer's)",
         f"[{backend}]     writer thread ms per incident: {per}"
         " (alone: a batch of one, or written again alone)",
     ]

@@ -307,6 +307,12 @@ _PLACE_LOCKS = text(
     "unnest(CAST(:keys AS text[]), CAST(:exclusive AS boolean[]), CAST(:ranks AS int[])) AS t(key, x, r) "
     "GROUP BY 1 ORDER BY min(r), 1) AS l"
 )
+# the same locks taken without waiting (pg_try_advisory_xact_lock): whether each key was taken
+_TRY_PLACE_LOCKS = text(
+    "SELECT l.key, CASE WHEN l.x THEN pg_try_advisory_xact_lock(hashtext(l.key)) "
+    "ELSE pg_try_advisory_xact_lock_shared(hashtext(l.key)) END AS got "
+    "FROM unnest(CAST(:keys AS text[]), CAST(:exclusive AS boolean[])) AS l(key, x)"
+)
 _INSERT_CASE = insert(_table(Case))
 _MAX_PLUS_ONE = select(func.coalesce(func.max(_table(Case).c.id), 0) + 1)
 _INSERT_BLOB_SQLITE = sqlite_insert(_table(EvidenceBlob)).on_conflict_do_nothing(index_elements=["sha256"])
@@ -371,6 +377,30 @@ def hold_place_locks(conn: Connection, keys: dict[str, tuple[bool, int]]) -> Non
 def _take_locks(conn: Connection, incidents: list[IncidentIn], policy: MergePolicy) -> None:
     """PostgreSQL: hold the ingest locks of these incidents (_lock_keys) until commit."""
     hold_place_locks(conn, _lock_keys(incidents, policy))
+
+
+def _try_locks(conn: Connection, incidents: list[IncidentIn], policy: MergePolicy) -> list[bool]:
+    """PostgreSQL: take the ingest locks of these incidents (_lock_keys) without waiting, in one
+    statement; for each incident, whether it may be written now: all its keys taken, and none
+    shared with an incident before it that may not (incidents that could become one case keep
+    their order). Keys taken for an incident that may not be written stay held until the
+    transaction ends; the caller writes the others, or rolls back to wait for them all."""
+    per_incident = [_lock_keys([inc], policy) for inc in incidents]
+    keys = _lock_keys(incidents, policy)
+    names = sorted(keys)
+    rows = conn.execute(_TRY_PLACE_LOCKS, {"keys": names, "exclusive": [keys[k][0] for k in names]})
+    got = {row.key: bool(row.got) for row in rows}
+    left: set[str] = set()  # the keys of the incidents left so far
+    left_exclusive: set[str] = set()  # those of them taken exclusively (shared ones do not conflict)
+    ready = []
+    for mine in per_incident:
+        exclusive = {key for key, (x, _rank) in mine.items() if x}
+        ok = all(got[key] for key in mine) and left_exclusive.isdisjoint(mine) and left.isdisjoint(exclusive)
+        if not ok:
+            left.update(mine)
+            left_exclusive.update(exclusive)
+        ready.append(ok)
+    return ready
 
 
 def _take_sighting_ids(conn: Connection, count: int) -> list[int]:
@@ -617,6 +647,7 @@ def batched(
     incident_ids: list[str] | None = None,
     incidents: list[IncidentIn] | None = None,
     policy: MergePolicy | None = None,
+    locks_held: bool = False,
 ) -> Iterator[None]:
     """Ingest several incidents in this session's transaction with fewer statements: each incident
     is decided as `ingest` always does (so the next one sees its case), while the rows nothing reads
@@ -627,13 +658,15 @@ def batched(
     still meets the unique index: the caller's error, IntegrityError). `incidents` (with the merge
     `policy`): the incidents about to be ingested; on PostgreSQL their ingest locks (_lock_keys) are
     taken here, in one statement and one order, before any case row or the custody ledger's head:
-    two writers, or a writer and a single ingest, then wait for each other instead of deadlocking.
-    Their merge candidates (_Nearby) and cameras' fixed places are then read in one query each.
-    The caller commits after the block, or rolls back on an error."""
+    two writers, or a writer and a single ingest, then wait for each other instead of deadlocking
+    (`locks_held`: the caller holds them already, _try_locks). Their merge candidates (_Nearby)
+    and cameras' fixed places are then read in one query each. The caller commits after the block,
+    or rolls back on an error."""
     batch = _Batch()
     conn = session.connection()
     if incidents and policy is not None and conn.dialect.name == "postgresql":
-        _take_locks(conn, incidents, policy)
+        if not locks_held:
+            _take_locks(conn, incidents, policy)
         batch.locked.update(inc.id for inc in incidents)
     if incident_ids:
         rows = conn.execute(_FIND_SIGHTINGS, {"incident_ids": sorted(set(incident_ids))})
@@ -1071,6 +1104,7 @@ class _Pending:
     job_id: int | None
     loop: asyncio.AbstractEventLoop | None  # the caller's loop, with `future` on it
     future: asyncio.Future[IngestResult] | Future[IngestResult]
+    held_back: bool = False  # left for the writer's next batch once already (IngestWriter._write)
 
 
 _PHASES = ("begin", "ingest", "batch_rows", "commit", "alone", "answer")
@@ -1085,6 +1119,8 @@ class WriterStats:
     incidents: int = 0
     batches: int = 0
     retried_alone: int = 0
+    held_back: int = 0  # incidents left for the next batch: their places were another writer's
+    waited: int = 0  # batches that waited for another writer's places
     largest_batch: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_PHASES, 0.0))
 
@@ -1093,6 +1129,8 @@ class WriterStats:
             "incidents": self.incidents,
             "batches": self.batches,
             "retried_alone": self.retried_alone,
+            "held_back": self.held_back,
+            "waited": self.waited,
             "largest_batch": self.largest_batch,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
         }
@@ -1116,7 +1154,12 @@ class IngestWriter:
     processes may each have a writer. SQLite's write lock serialises them. On PostgreSQL two writers
     run at once where their incidents are streets apart (the ingest locks, _lock_keys, are per merge
     bucket) and queue only for the custody ledger's head row, taken last, just before the commit,
-    so the custody ledger stays one chain."""
+    so the custody ledger stays one chain. A writer does not wait for the other's places while it
+    has other work: it takes its batch's locks without waiting (_try_locks), writes the incidents
+    whose places it got, and leaves the others (and those after them that could join their cases)
+    for its next batch, first in it; an incident is left once at most (the next batch waits for
+    its places), and a batch that got none of its places rolls back and waits for them all, in
+    order, as a single ingest does."""
 
     def __init__(
         self,
@@ -1133,6 +1176,7 @@ class IngestWriter:
         self.max_batch = max_batch
         self.idle_s = idle_s
         self._queue: queue.SimpleQueue[list[_Pending]] = queue.SimpleQueue()  # a request's incidents
+        self._held: list[_Pending] = []  # left by the last batch for the next (writer thread only)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.stats = WriterStats()
@@ -1184,28 +1228,40 @@ class IngestWriter:
 
     def _run(self) -> None:
         while True:
-            try:
-                first = self._queue.get(timeout=self.idle_s)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():
-                        self._thread = None
-                        self._report()
-                        return
-                continue
-            batch = list(first)  # a batch request's incidents stay together, even beyond max_batch
+            if self._held:  # left by the last batch: first in this one
+                batch, self._held = self._held, []
+            else:
+                try:
+                    first = self._queue.get(timeout=self.idle_s)
+                except queue.Empty:
+                    with self._lock:
+                        if self._queue.empty():
+                            self._thread = None
+                            self._report()
+                            return
+                    continue
+                batch = list(first)  # a batch request's incidents stay together, even beyond max_batch
             while len(batch) < self.max_batch:
                 try:
                     batch += self._queue.get_nowait()
                 except queue.Empty:
                     break
             try:
-                outcomes = self._write(batch)
+                written = self._write(batch)
             except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting forever
                 log.exception("the ingest writer failed on a batch of %d", len(batch))
-                outcomes = [(None, exc)] * len(batch)
+                written = [(None, exc)] * len(batch)
+            answered: list[_Pending] = []
+            outcomes: list[Outcome] = []
+            for item, outcome in zip(batch, written, strict=True):
+                if outcome is None:
+                    item.held_back = True
+                    self._held.append(item)
+                else:
+                    answered.append(item)
+                    outcomes.append(outcome)
             t0 = time.perf_counter()
-            _answer(batch, outcomes)
+            _answer(answered, outcomes)
             self.stats.seconds["answer"] += time.perf_counter() - t0
 
     def _report(self) -> None:
@@ -1214,31 +1270,37 @@ class IngestWriter:
         if stats.incidents:
             log.info("ingest writer idle; since it started: %s", json.dumps(stats.as_json()))
 
-    def _write(self, batch: list[_Pending]) -> list[Outcome]:
+    def _write(self, batch: list[_Pending]) -> list[Outcome | None]:
+        """Each incident's outcome, in order; None for one left for the next batch (_places)."""
         stats = self.stats
         stats.batches += 1
-        stats.incidents += len(batch)
-        stats.largest_batch = max(stats.largest_batch, len(batch))
         seconds = stats.seconds
         if len(batch) == 1:
+            stats.incidents += 1
+            stats.largest_batch = max(stats.largest_batch, 1)
             t0 = time.perf_counter()
             outcome = self._alone(batch[0])
             seconds["alone"] += time.perf_counter() - t0
             return [outcome]
         session = self._factory()
+        now = batch
         try:
             t0 = time.perf_counter()
             grid = self._grid_cache.get(session)
-            session.connection()  # BEGIN (SQLite: the write lock)
+            conn = session.connection()  # BEGIN (SQLite: the write lock)
+            ready = self._places(session, conn, batch)
+            if ready is not None:
+                now = [item for item, go in zip(batch, ready, strict=True) if go]
             t1 = time.perf_counter()
             results = []
             with batched(
                 session,
-                incident_ids=[item.inc.id for item in batch],
-                incidents=[item.inc for item in batch],
+                incident_ids=[item.inc.id for item in now],
+                incidents=[item.inc for item in now],
                 policy=self._policy,
+                locks_held=ready is not None,
             ):
-                for item in batch:
+                for item in now:
                     results.append(
                         ingest(
                             session,
@@ -1257,25 +1319,48 @@ class IngestWriter:
             seconds["ingest"] += t2 - t1
             seconds["batch_rows"] += t3 - t2
             seconds["commit"] += t4 - t3
-            return [(result, None) for result in results]
+            stats.incidents += len(now)
+            stats.largest_batch = max(stats.largest_batch, len(now))
+            written = {id(item): (result, None) for item, result in zip(now, results, strict=True)}
+            return [written.get(id(item)) for item in batch]
         except _DATABASE_FAULTS as exc:
             _quiet_rollback(session)
+            stats.incidents += len(batch)
             return [(None, exc)] * len(batch)
         except Exception as exc:  # one incident's failure: the others are written again alone
             _quiet_rollback(session)
             log.info(
                 "a batch of %d incidents failed (%s: %s); writing each alone",
-                len(batch),
+                len(now),
                 type(exc).__name__,
                 exc,
             )
         finally:
             session.close()
+        stats.incidents += len(batch)
         stats.retried_alone += len(batch)
         t0 = time.perf_counter()
-        outcomes = [self._alone(item) for item in batch]
+        outcomes: list[Outcome | None] = [self._alone(item) for item in batch]
         seconds["alone"] += time.perf_counter() - t0
         return outcomes
+
+    def _places(self, session: Session, conn: Connection, batch: list[_Pending]) -> list[bool] | None:
+        """PostgreSQL: which of the batch's incidents to write now, their places' locks taken
+        without waiting (_try_locks); the others are left for the next batch. None: write them all,
+        `batched` waiting for their locks in order: on SQLite (one writer at a time), and when the
+        batch got none of its places, or not those of an incident already left once (then this
+        transaction is rolled back first, letting go of the keys it took out of order)."""
+        if conn.dialect.name != "postgresql":
+            return None
+        ready = _try_locks(conn, [item.inc for item in batch], self._policy)
+        if all(ready):
+            return ready
+        if any(ready) and all(go for item, go in zip(batch, ready, strict=True) if item.held_back):
+            self.stats.held_back += ready.count(False)
+            return ready
+        session.rollback()
+        self.stats.waited += 1
+        return None
 
     def _alone(self, item: _Pending) -> Outcome:
         try:

@@ -360,3 +360,62 @@ def test_postgres_writers_streets_apart_do_not_wait_for_each_other(services: Ser
     assert not outcome["near"].created and outcome["near"].case_id == first.case_id  # merged, not forked
     result = _clean_audit(services)
     assert result.head.seq == result.entries == 3
+
+
+def test_postgres_writer_leaves_a_held_place_for_its_next_batch_and_writes_the_rest(
+    services: Services,
+) -> None:
+    """PostgreSQL: while another writer's batch holds the places around P, this writer's batch of
+    (3 m from P, 1.4 km away, 3 m from P again) writes the far one at once and leaves both near
+    ones, in their order, for its next batch (_try_locks: it does not wait while it has other
+    work); that batch waits for the places, then both merge with the case the other batch opened."""
+    if services.engine.dialect.name != "postgresql":
+        return  # SQLite serialises every writer by its write lock
+    from api.cases.ingest import batched, ingest
+
+    import_demo_grid(services)
+    policy = MergePolicy()
+    writer = IngestWriter(services.factory, grid_cache=services.grid_cache, policy=policy)
+    near = [
+        _incident(services, "near-1", (P[0] + 0.00003, P[1])),
+        _incident(services, "far-away", FAR),
+        _incident(services, "near-2", (P[0] + 0.00002, P[1]), when="2026-11-20T09:40:00+08:00"),
+    ]
+    answered: dict[str, IngestResult] = {}
+
+    def send() -> None:
+        async def together() -> list[Any]:
+            return await writer.ingest_many([(inc, SYSTEM) for inc in near])
+
+        for inc, (result, error) in zip(near, asyncio.run(together()), strict=True):
+            assert error is None, error
+            answered[inc.id] = result
+
+    held = services.factory()
+    sender = threading.Thread(target=send)
+    try:
+        at_p = _incident(services, "held-at-p", P)
+        with batched(held, incident_ids=[at_p.id], incidents=[at_p], policy=policy):
+            first = ingest(held, at_p, grid=services.grid_cache.get(held), policy=policy, actor=SYSTEM)
+            sender.start()
+            _wait_until(lambda: writer.stats.incidents == 1, "the far incident to be written")
+            with services.factory() as other:  # committed while P is still held
+                assert other.scalar(select(func.count()).select_from(Case)) == 1
+            time.sleep(1.0)
+            assert writer.stats.held_back == 2 and not answered  # the near ones wait
+        held.commit()
+    finally:
+        held.close()
+    sender.join(30)
+    assert set(answered) == {"near-1", "far-away", "near-2"}
+    assert answered["far-away"].created
+    for name in ("near-1", "near-2"):
+        assert not answered[name].created and answered[name].case_id == first.case_id  # merged, in order
+    assert writer.stats.waited == 1 and writer.stats.batches == 2
+    with services.factory() as session:
+        seen = session.scalars(
+            select(Sighting.incident_id).where(Sighting.case_id == first.case_id).order_by(Sighting.id)
+        ).all()
+    assert seen == ["held-at-p", "near-1", "near-2"]
+    result = _clean_audit(services)
+    assert result.head.seq == result.entries == 4
