@@ -140,8 +140,8 @@ def batched(session: Session) -> Iterator[None]:
     together: the last entries of the cases whose chains the block continues are read in one query
     (the transaction holds those cases by then, so no other writer can append to them), each entry
     is chained after its case's last, the head row is advanced and locked once (PostgreSQL: until
-    commit), the entries inserted in one multi-row INSERT, the head's hash set once: five
-    statements a block instead of four an append. The chains and the ledger are the same as
+    commit), the entries inserted in one multi-row INSERT, the head's hash set once: four
+    statements a block instead of up to four an append. The chains and the ledger are the same as
     appending one by one, in the order of the appends. The head row is the last lock the
     transaction takes, as for a single append, so a writer ingesting many incidents in one
     transaction (api.cases.ingest) and a transition locking a case and then the head cannot
