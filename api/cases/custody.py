@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api.storage.db import table_of as _table
@@ -40,12 +41,6 @@ _ADVANCE = (
 )
 _SET_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(hash=bindparam("head_hash"), at=bindparam("head_at"))
 _ENTRIES = _table(CustodyEntry).c
-_LAST = (
-    select(_ENTRIES.seq, _ENTRIES.entry_hash)
-    .where(_ENTRIES.case_id == bindparam("case_id"))
-    .order_by(_ENTRIES.seq.desc())
-    .limit(1)
-)
 _LATEST = (
     select(_ENTRIES.case_id, func.max(_ENTRIES.seq).label("seq"))
     .where(_ENTRIES.case_id.in_(bindparam("case_ids", expanding=True)))
@@ -159,8 +154,7 @@ def batched(session: Session) -> Iterator[None]:
     continued = sorted({row["case_id"] for row in batch.rows} - batch.new_chains)
     last: dict[int, tuple[int, str]] = {}
     if continued:
-        found = conn.execute(_LASTS, {"case_ids": continued})
-        last = {row.case_id: (row.seq, row.entry_hash) for row in found}
+        last = _last_entries(conn, continued)
     for row in batch.rows:
         _chain(row, last.get(row["case_id"]))
         last[row["case_id"]] = (row["seq"], row["entry_hash"])
@@ -172,6 +166,12 @@ def batched(session: Session) -> Iterator[None]:
         row["ledger_hash"] = ledger_prev = ledger_digest(ledger_prev, ledger_seq, row["entry_hash"])
     conn.execute(_INSERT, batch.rows)
     conn.execute(_SET_HEAD, {"head_hash": ledger_prev, "head_at": batch.rows[-1]["at"]})
+
+
+def _last_entries(conn: Connection, case_ids: list[int]) -> dict[int, tuple[int, str]]:
+    """Each case's last entry (seq, entry hash); a case with no entries is left out."""
+    found = conn.execute(_LASTS, {"case_ids": case_ids})
+    return {row.case_id: (row.seq, row.entry_hash) for row in found}
 
 
 def _chain(row: dict[str, Any], last: tuple[int, str] | None) -> None:
@@ -219,8 +219,7 @@ def append(
     conn = session.connection()  # Core statements
     last: tuple[int, str] | None = None
     if not new_chain:
-        found = conn.execute(_LAST, {"case_id": case_id}).first()
-        last = None if found is None else (found.seq, found.entry_hash)
+        last = _last_entries(conn, [case_id]).get(case_id)
     _chain(row, last)
     head = conn.execute(_ADVANCE).one()  # locks the head row until commit (PostgreSQL)
     ledger_hash = ledger_digest(head.hash, head.seq, row["entry_hash"])

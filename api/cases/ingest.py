@@ -340,10 +340,20 @@ def _lock_keys(incidents: list[IncidentIn], policy: MergePolicy) -> dict[str, tu
     incident without a position (it merges with the position-less cases of its camera) or with a
     radius meeting too many buckets (its candidates are read unbucketed) takes its category's lock
     exclusively: it waits for, and holds off, every other writer of that category."""
+    return _merged_keys([_incident_keys(inc, policy) for inc in incidents])
+
+
+def _incident_keys(inc: IncidentIn, policy: MergePolicy) -> dict[str, tuple[bool, int]]:
+    """One incident's ingest locks (_lock_keys)."""
+    near = None if inc.lat is None or inc.lon is None else policy.buckets_near(inc.lat, inc.lon)
+    return place_lock_keys("gridpatrol-ingest", inc.category, near)
+
+
+def _merged_keys(each: list[dict[str, tuple[bool, int]]]) -> dict[str, tuple[bool, int]]:
+    """Several incidents' locks as one set: a key any of them takes exclusively is taken so."""
     keys: dict[str, tuple[bool, int]] = {}
-    for inc in incidents:
-        near = None if inc.lat is None or inc.lon is None else policy.buckets_near(inc.lat, inc.lon)
-        for key, (exclusive, rank) in place_lock_keys("gridpatrol-ingest", inc.category, near).items():
+    for mine in each:
+        for key, (exclusive, rank) in mine.items():
             keys[key] = (exclusive or keys.get(key, (False, rank))[0], rank)
     return keys
 
@@ -385,8 +395,8 @@ def _try_locks(conn: Connection, incidents: list[IncidentIn], policy: MergePolic
     shared with an incident before it that may not (incidents that could become one case keep
     their order). Keys taken for an incident that may not be written stay held until the
     transaction ends; the caller writes the others, or rolls back to wait for them all."""
-    per_incident = [_lock_keys([inc], policy) for inc in incidents]
-    keys = _lock_keys(incidents, policy)
+    per_incident = [_incident_keys(inc, policy) for inc in incidents]
+    keys = _merged_keys(per_incident)
     names = sorted(keys)
     rows = conn.execute(_TRY_PLACE_LOCKS, {"keys": names, "exclusive": [keys[k][0] for k in names]})
     got = {row.key: bool(row.got) for row in rows}

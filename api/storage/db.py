@@ -250,15 +250,12 @@ def make_sessionmaker(
     twice and needs both reads to agree uses a plain readonly session: each reads one moment
     (PostgreSQL: REPEATABLE READ, the snapshot taken at its first statement; SQLite: a WAL read
     transaction does the same)."""
-    if one_statement and engine.dialect.name == "postgresql":
-        options = engine.execution_options(gridpatrol_readonly=True, isolation_level="AUTOCOMMIT")
-        return sessionmaker(options, expire_on_commit=False)
-    if engine.dialect.name == "postgresql" and readonly:
-        options = engine.execution_options(gridpatrol_readonly=True, isolation_level="REPEATABLE READ")
-        return sessionmaker(options, expire_on_commit=False)
-    if readonly or one_statement:
-        return sessionmaker(engine.execution_options(gridpatrol_readonly=True), expire_on_commit=False)
-    return sessionmaker(engine, expire_on_commit=False)
+    if not (readonly or one_statement):
+        return sessionmaker(engine, expire_on_commit=False)
+    options: dict[str, object] = {"gridpatrol_readonly": True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT" if one_statement else "REPEATABLE READ"
+    return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
 
 
 @contextmanager
