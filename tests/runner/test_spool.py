@@ -182,12 +182,13 @@ def test_kill_9_in_a_loop_of_puts_leaves_only_whole_items(tmp_path: Path) -> Non
             assert list((root / "tmp").iterdir()) == []
             for seq, incident_id in acked.items():
                 assert present[seq].incident_id == incident_id, f"put {seq} was lost"
-            for item in present.values():  # at most one more than acked: put done, not yet reported
+            for item in present.values():
                 parcel = spool.load(item)
                 listed = {e["sha256"] for e in parcel.incident["evidence"]}
                 assert {hashlib.sha256(f.data).hexdigest() for f in parcel.files} == listed
                 assert len(parcel.files) == 3
-            assert len(present) - len(acked) in (0, 1)
+            # each kill may leave one put done but not yet reported, so after run r at most r + 1
+            assert 0 <= len(present) - len(acked) <= run + 1
             assert sorted(present) == list(range(1, len(present) + 1))
             highest = max(present)
         assert highest >= 5 * (run + 1)
