@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +33,34 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "site.yaml"
 REPORT_S = 5.0  # how often the camera's state is reported
+FPS_WINDOW_S = 5.0  # the reported fps is the rate over this trailing window, whatever REPORT_S is
 RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
 STALL_S = 10.0  # no frame for this long while analysing: reported as the camera's last error
+
+
+class FrameRate:
+    """Frames per second over a trailing window, whatever the report period: the intervals between the
+    window's frames over the time from its first frame to now. A stream that stops decays to 0 within the
+    window, and a short window does not count a fencepost (3 frames 0.2 s apart are 2 intervals in 0.4 s,
+    5 fps, not 3 / 0.4 = 7.5)."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()  # monotonic times of the window's frames
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        self._forget(now)
+
+    def rate(self, now: float) -> float:
+        self._forget(now)
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / max(1e-6, now - self._times[0])
+
+    def _forget(self, now: float) -> None:
+        while self._times and self._times[0] <= now - self.window_s:
+            self._times.popleft()
 
 
 class _Stop(Exception):
@@ -106,8 +133,7 @@ class CameraJob:
         self.stall_s = stall_s
         self._detector = detector
         self._lock = threading.Lock()
-        self._frames = 0  # analysed since the last report
-        self._window_start = time.monotonic()
+        self._rate = FrameRate(FPS_WINDOW_S)
         self._last_frame_at: datetime | None = None
         self._last_frame_mono: float | None = None  # monotonic time of the last analysed frame
         self._last_error: str | None = None
@@ -202,9 +228,9 @@ class CameraJob:
 
         def on_progress(_: Progress) -> None:
             with self._lock:
-                self._frames += 1
                 self._last_frame_at = datetime.now(UTC)
                 self._last_frame_mono = time.monotonic()
+                self._rate.tick(self._last_frame_mono)
                 if self._status != "analysing":
                     self._status, self._last_error = "analysing", None
             if stop.is_set() or not self.active_now():
@@ -262,11 +288,10 @@ class CameraJob:
             self._last_error = error
 
     def state(self, spool: Spool, forwarder: Forwarder) -> dict[str, Any]:
-        """The report PUT /api/cameras/{id}/state takes; resets the frame count's window."""
+        """The report PUT /api/cameras/{id}/state takes; its fps is the rate over the last FPS_WINDOW_S."""
         with self._lock:
             now = time.monotonic()
-            fps = self._frames / max(1e-6, now - self._window_start)
-            self._frames, self._window_start = 0, now
+            fps = self._rate.rate(now)
             status, error = self._status, self._last_error
             silent_s = None if self._last_frame_mono is None else now - self._last_frame_mono
             if status == "analysing" and silent_s is not None and silent_s > self.stall_s:

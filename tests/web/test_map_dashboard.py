@@ -85,10 +85,20 @@ def test_dashboard_shows_the_numbers_of_api_stats(open_page: Any, site: Site) ->
     assert p.inner_text("#kpi-total") == "1"
     page.shot("dashboard-debris")
 
-    # dates are local days (UTC+8): today's range holds the demo's cases, a day long ago none
-    today = (datetime.now(UTC) + timedelta(hours=8)).date().isoformat()
-    p = _open_dashboard(page, f"?since={today}&until={today}")
+    # dates are local days (UTC+8): the range of the days (UTC+8) the demo's cases were first seen holds
+    # them all, a day long ago none. The days come from the cases, not the clock: a site made before local
+    # midnight and tested after it still holds yesterday's cases.
+    cases = site.api("op1").get("/api/cases", params={"limit": 100}).json()["items"]
+    days = sorted(
+        (datetime.fromisoformat(c["first_seen"]).astimezone(UTC) + timedelta(hours=8)).date().isoformat()
+        for c in cases
+    )
+    assert len(cases) == stats["total"]
+    p = _open_dashboard(page, f"?since={days[0]}&until={days[-1]}")
     assert p.inner_text("#kpi-total") == str(stats["total"])
+    day_before = (datetime.fromisoformat(days[0]) - timedelta(days=1)).date().isoformat()
+    p = _open_dashboard(page, f"?since={day_before}&until={day_before}")
+    assert p.inner_text("#kpi-total") == "0"
     p = _open_dashboard(page, "?since=2001-01-01&until=2001-01-31")
     assert p.inner_text("#kpi-total") == "0" and p.is_visible("#dash-empty") and p.is_hidden(".charts")
     assert p.input_value("input[name=since]") == "2001-01-01"
