@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
     Boolean,
     Connection,
     Select,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    column,
     func,
     insert,
     or_,
@@ -234,6 +236,8 @@ def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> C
         chosen = choose_case(key, found.values(), policy)
         return None if chosen is None else found[chosen]
     conn = session.connection()  # Core rows: most incidents match nothing, so no ORM loading
+    if batch is not None and batch.deferred:  # the query reads the cases as they are
+        _flush_sightings(conn, batch)
     params: dict[str, Any] = {
         "category": inc.category,
         "seen_lo": inc.seen_at - policy.window,
@@ -520,6 +524,58 @@ def _add_sighting_statements() -> tuple[Any, Any]:
 
 
 _ADD_SIGHTING, _ADD_SIGHTING_PG = _add_sighting_statements()
+
+
+def _add_sightings_pg() -> Any:
+    """PostgreSQL: the sightings a batch deferred (_defer_sighting), one case each, added in one
+    UPDATE from arrays (unnest), with the same values as _add_sighting_statements. Each row is
+    updated only while its status is the one the batch decided on (`assumed`, from _Nearby): a
+    reviewer's change that committed meanwhile leaves the row out (under READ COMMITTED the
+    condition is checked again on the row's newest version after waiting for its lock), and the
+    batch is then written again one incident at a time (_StaleCase). Returns the rows as updated."""
+    cases = _table(Case)
+    c = cases.c
+    arrays = {
+        "case_id": c.id.type,
+        "assumed": c.status.type,
+        "seen_at": c.last_seen.type,
+        "first_seen_at": c.first_seen.type,
+        "plate": c.plate.type,
+        "follows": Boolean(),
+        "lat": c.merge_lat.type,
+        "lon": c.merge_lon.type,
+        "bucket": c.merge_bucket.type,
+    }
+    v = (
+        func.unnest(*(bindparam(f"v_{name}", type_=ARRAY(kind)) for name, kind in arrays.items()))
+        .table_valued(*(column(name, kind) for name, kind in arrays.items()))
+        .render_derived(name="v")
+    )
+    moves = and_(v.c.follows, c.last_seen <= v.c.seen_at)
+    closed = c.status == workflow.CLOSED
+    values = {
+        "sightings_count": c.sightings_count + 1,
+        "last_seen": sql_case((c.last_seen < v.c.seen_at, v.c.seen_at), else_=c.last_seen),
+        "first_seen": sql_case((c.first_seen > v.c.first_seen_at, v.c.first_seen_at), else_=c.first_seen),
+        "plate": sql_case((or_(c.plate.is_(None), c.plate == ""), v.c.plate), else_=c.plate),
+        "updated_at": bindparam("now", type_=c.updated_at.type),
+        "status": sql_case((closed, workflow.PENDING_REVIEW), else_=c.status),
+        "recurrence_count": c.recurrence_count + sql_case((closed, 1), else_=0),
+        "merge_lat": sql_case((moves, v.c.lat), else_=c.merge_lat),
+        "merge_lon": sql_case((moves, v.c.lon), else_=c.merge_lon),
+        "merge_bucket": sql_case((moves, v.c.bucket), else_=c.merge_bucket),
+    }
+    return update(cases).where(c.id == v.c.case_id, c.status == v.c.assumed).values(values).returning(*c)
+
+
+_ADD_SIGHTINGS_PG = _add_sightings_pg()
+
+
+class _StaleCase(Exception):
+    """A case the batch added a deferred sighting to changed status meanwhile (a reviewer's act):
+    the batch is rolled back and its incidents written again one at a time (IngestWriter._write)."""
+
+
 _CASE_STATUS = select(_table(Case).c.status).where(_table(Case).c.id == bindparam("case_id"))
 
 
@@ -547,6 +603,67 @@ def _add_sighting(
         was = conn.execute(_CASE_STATUS, {"case_id": case_id}).scalar_one()
         row = dict(conn.execute(_ADD_SIGHTING, params).one()._mapping)
     return was, Case(**row)
+
+
+def _defer_sighting(
+    batch: _Batch, candidate: Candidate, inc: IncidentIn, policy: MergePolicy, now: datetime
+) -> tuple[str, Case, Candidate]:
+    """PostgreSQL, in a batch whose merge candidates were read ahead: the incident's sighting of
+    `candidate` left for one UPDATE when the batch ends (_flush_sightings), its effect on the case
+    worked out here as the UPDATE will make it. Returns the status before, the case (its other
+    columns filled in by that UPDATE, before the caller reads them) and the case as the batch's next
+    incidents see it."""
+    follows = inc.category in policy.follow_last and inc.lat is not None and inc.lon is not None
+    moves = follows and candidate.last_seen <= inc.seen_at
+    closed = candidate.status == workflow.CLOSED
+    after = Candidate(
+        candidate.id,
+        candidate.category,
+        workflow.PENDING_REVIEW if closed else candidate.status,
+        max(candidate.last_seen, inc.seen_at),
+        inc.lat if moves else candidate.lat,
+        inc.lon if moves else candidate.lon,
+        candidate.plate or inc.plate,
+        candidate.camera_id,
+    )
+    case = Case(id=candidate.id, category=after.category, status=after.status, last_seen=after.last_seen)
+    batch.deferred[candidate.id] = (
+        {
+            "case_id": candidate.id,
+            "assumed": candidate.status,
+            "seen_at": inc.seen_at,
+            "first_seen_at": inc.first_seen,
+            "plate": inc.plate,
+            "follows": follows,
+            "lat": inc.lat,
+            "lon": inc.lon,
+            "bucket": bucket_of(inc.lat, inc.lon) if follows else None,  # type: ignore[arg-type]
+        },
+        case,
+    )
+    batch.now = now
+    return candidate.status, case, after
+
+
+def _flush_sightings(conn: Connection, batch: _Batch) -> None:
+    """Add the sightings the batch deferred (one UPDATE, _add_sightings_pg), after the cases it
+    opened, and fill in the cases returned to their callers; _StaleCase when a case's status is no
+    longer the one the batch decided on."""
+    if not batch.deferred:
+        return
+    _flush_cases(conn, batch)
+    params: dict[str, Any] = {f"v_{name}": [] for name in next(iter(batch.deferred.values()))[0]}
+    for row, _ in batch.deferred.values():
+        for name, value in row.items():
+            params[f"v_{name}"].append(value)
+    rows = {row.id: row for row in conn.execute(_ADD_SIGHTINGS_PG, dict(params, now=batch.now))}
+    deferred, batch.deferred = batch.deferred, {}
+    stale = sorted(set(deferred) - set(rows))
+    if stale:
+        raise _StaleCase(f"case(s) {stale} changed status while the batch added sightings to them")
+    for case_id, (_, case) in deferred.items():
+        for name, value in rows[case_id]._mapping.items():
+            setattr(case, name, value)
 
 
 def _next_case_id(conn: Connection) -> int:
@@ -645,6 +762,11 @@ class _Batch:
     sure_new: set[str] = field(default_factory=set)
     case_ids: list[int] = field(default_factory=list)
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # PostgreSQL: the sightings added to cases read ahead, by case id (one each: a second sighting of
+    # the same case writes the first one's first), with the cases returned to their callers; all
+    # written by one UPDATE when the batch ends (_flush_sightings), at the time `now`
+    deferred: dict[int, tuple[dict[str, Any], Case]] = field(default_factory=dict)
+    now: datetime | None = None
 
 
 _BATCH_KEY = "gridpatrol_ingest_batch"
@@ -706,6 +828,7 @@ def batched(
             session.info.pop(_BATCH_KEY, None)
         conn = session.connection()
         _flush_cases(conn, batch)  # before the sightings, events and custody entries that name them
+        _flush_sightings(conn, batch)  # takes the cases' row locks before custody reads their chains
         if batch.sightings:  # before the evidence links that name them
             conn.execute(_INSERT_SIGHTINGS, batch.sightings)
         if batch.blobs:
@@ -764,6 +887,8 @@ def ingest(
         if known is not None:
             if known[1] in batch.pending:
                 _flush_cases(conn, batch)
+            if known[1] in batch.deferred:
+                _flush_sightings(conn, batch)
             existing = IngestResult(_current_case(session, known[1]), known[0], False, True, False)
     else:
         existing = find_received(session, incident_id=inc.id)
@@ -777,8 +902,14 @@ def ingest(
     case: Case | None = None
     created = recurrence = False
     events: list[dict[str, Any]] = []
+    after: Candidate | None = None  # the case as the batch's next incidents see it, when deferred
     if candidate is not None:
-        was, case = _add_sighting(conn, candidate.id, inc, policy, now)
+        if batch is not None and postgresql and batch.nearby is not None and batch.received is not None:
+            if candidate.id in batch.deferred:
+                _flush_sightings(conn, batch)
+            was, case, after = _defer_sighting(batch, candidate, inc, policy, now)
+        else:
+            was, case = _add_sighting(conn, candidate.id, inc, policy, now)
         if was == workflow.CLOSED:
             recurrence = True
             events.append(
@@ -905,7 +1036,10 @@ def ingest(
     if created:
         # the row as inserted, detached (no SELECT back): callers read it, never change it
         case = Case(**case_row)
-    if batch is not None and batch.nearby is not None:  # the next incidents of the batch see it
+    if after is not None:
+        assert batch is not None and batch.nearby is not None
+        batch.nearby.put(after)
+    elif batch is not None and batch.nearby is not None:  # the next incidents of the batch see it
         assert case is not None
         batch.nearby.put(
             Candidate(

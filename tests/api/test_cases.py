@@ -15,7 +15,7 @@ from api.accounts.accounts import SYSTEM, Principal
 from api.cases import custody, workflow
 from api.cases.acting import transition
 from api.cases.incident import IncidentPayload
-from api.cases.ingest import IncidentIn, batched, ingest
+from api.cases.ingest import IncidentIn, IngestWriter, _Pending, ingest
 from api.cases.merge import MergePolicy, distance_m
 from api.cases.reading import CaseFilter, NotFound, get_case, list_cases
 from api.services import Services
@@ -188,10 +188,12 @@ def test_a_sighting_racing_the_close_reopens_the_case(svc: Services) -> None:
 
 
 def test_a_batch_racing_the_close_chains_its_entry_after_the_close(svc: Services) -> None:
-    """PostgreSQL: the same race through the ingest writer's batch, which chains its custody entries
-    when the batch ends (custody.batched reads the cases' last entries then, in one query). The
-    batch's sighting waits for the reviewer's close; its entry must follow the close's entry in the
-    case's chain (read before the close committed, it would fork the chain)."""
+    """PostgreSQL: the same race through the ingest writer's batch. The batch decides on the case as
+    it read it (verified) and adds its sighting when the batch ends, in one UPDATE that waits for the
+    reviewer's close and then finds the case no longer verified; the batch is rolled back and its
+    incidents written again one at a time, so the sighting reopens the case. Its custody entry must
+    follow the close's entry in the case's chain (read before the close committed, it would fork the
+    chain)."""
     if svc.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: nothing can close a case during an ingest")
     first = _ingest(svc, "a")
@@ -200,34 +202,29 @@ def test_a_batch_racing_the_close_chains_its_entry_after_the_close(svc: Services
         _incident(svc, "b", when="2026-11-20T12:00:00+08:00", position=(north(5), LON)),
         _incident(svc, "c", when="2026-11-20T12:00:00+08:00", position=(north(900), LON)),
     ]
+    writer = IngestWriter(svc.factory, grid_cache=svc.grid_cache, policy=svc.policy)
     got: list[Any] = []
 
     def write_batch() -> None:
-        with svc.factory() as session:
-            with batched(
-                session, incident_ids=[i.id for i in incidents], incidents=incidents, policy=svc.policy
-            ):
-                for inc in incidents:
-                    got.append(
-                        ingest(
-                            session, inc, grid=svc.grid_cache.get(session), policy=svc.policy, actor=SYSTEM
-                        )
-                    )
-            session.commit()
+        got.extend(writer._write([_Pending(inc, SYSTEM, None, None, None) for inc in incidents]))  # type: ignore[arg-type]
 
     with svc.factory() as reviewer:
         transition(
             reviewer, principal=OPERATOR, case_id=first.case.id, move=workflow.Move(target=workflow.CLOSED)
         )
         reviewer.flush()  # the case row is locked and closed, not committed
-        writer = threading.Thread(target=write_batch)
-        writer.start()
+        thread = threading.Thread(target=write_batch)
+        thread.start()
         time.sleep(1.0)
-        assert writer.is_alive() and not got  # waiting for the reviewer
+        assert thread.is_alive() and not got  # waiting for the reviewer
         reviewer.commit()
-    writer.join(timeout=15)
+    thread.join(timeout=15)
     assert len(got) == 2, "the batch never finished"
-    assert got[0].case.id == first.case.id and got[0].recurrence and got[1].created
+    assert [error for _, error in got] == [None, None]
+    (reopened, _), (opened, _) = got
+    assert reopened.case.id == first.case.id and reopened.recurrence and opened.created
+    assert (reopened.case.status, reopened.case.recurrence_count) == (workflow.PENDING_REVIEW, 1)
+    assert writer.stats.retried_alone == 2  # the batch found the case closed under it: each written alone
     with svc.factory() as session:
         chains, problems = custody.verify_all(session)
         actions = session.scalars(

@@ -316,6 +316,54 @@ def test_a_batch_opens_the_cases_it_is_sure_of_in_one_statement(services: Servic
     assert result.head.seq == result.entries == 8
 
 
+def test_a_batch_adds_its_sightings_to_cases_in_one_statement_on_postgres(services: Services) -> None:
+    """Second sightings of cases filed before the batch: on PostgreSQL the batch adds them when it
+    ends, one UPDATE for all (the case seen twice in the batch written before its second sighting),
+    and the cases, answers and custody are as one at a time: counts, last sightings, the numbers in
+    the answers. SQLite adds each as it comes (two statements each; one writer at a time)."""
+    import_demo_grid(services)
+    writer = IngestWriter(services.factory, grid_cache=services.grid_cache, policy=MergePolicy())
+    places = [(30.2701 + (i // 4) * 0.002, 120.1501 + (i % 4) * 0.002) for i in range(8)]
+    first = [_incident(services, f"first-{i}", p) for i, p in enumerate(places)]
+    again = [
+        _incident(services, f"again-{i}", (lat + 0.00003, lon), when="2026-11-20T09:10:00+08:00")
+        for i, (lat, lon) in enumerate(places)
+    ]
+    third = _incident(services, "third-0", places[0], when="2026-11-20T09:20:00+08:00")
+    opened = writer._write([_Pending(inc, SYSTEM, None, None, None) for inc in first])  # type: ignore[arg-type]
+    cases = [result.case_id for result, _ in opened]  # type: ignore[union-attr]
+    updates: list[str] = []
+
+    def count_case_updates(conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE CASES"):
+            updates.append(statement)
+
+    event.listen(services.engine, "before_cursor_execute", count_case_updates)
+    try:
+        batch = [_Pending(inc, SYSTEM, None, None, None) for inc in [*again[:4], third, *again[4:]]]  # type: ignore[arg-type]
+        outcomes = writer._write(batch)
+    finally:
+        event.remove(services.engine, "before_cursor_execute", count_case_updates)
+    assert [error for _, error in outcomes] == [None] * 9 and writer.stats.retried_alone == 0
+    results = [result for result, _ in outcomes]
+    assert [r.case_id for r in results] == [*cases[:4], cases[0], *cases[4:]]  # type: ignore[union-attr]
+    assert not any(r.created or r.recurrence for r in results)  # type: ignore[union-attr]
+    postgresql = services.engine.dialect.name == "postgresql"
+    assert len(updates) == (2 if postgresql else 9)
+    with services.factory() as session:
+        for result in results:
+            assert result is not None
+            case = session.get(Case, result.case_id)
+            assert case is not None and case.number == result.case_number == f"GP-2026-{case.id:06d}"
+            assert result.status == case.status == "pending_review"
+        counts = {c: session.get(Case, c).sightings_count for c in cases}  # type: ignore[union-attr]
+        assert counts == {c: 3 if c == cases[0] else 2 for c in cases}
+        last = session.get(Case, cases[0])
+        assert last is not None and last.last_seen.isoformat().startswith("2026-11-20T01:20")  # UTC
+    result = _clean_audit(services)
+    assert result.head.seq == result.entries == 17
+
+
 def test_postgres_writers_streets_apart_do_not_wait_for_each_other(services: Services) -> None:
     """PostgreSQL's ingest locks are per merge bucket: while one writer's batch holds those around P
     (from its first statement until it commits; the custody ledger's head it takes last), an
