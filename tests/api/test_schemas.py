@@ -46,6 +46,7 @@ NOT_ANSWERS = {
     "api.jobs.worker.LeaseLost": "another worker took the job",
     "api.cases.webhook_targets.TargetRefused": "a webhook delivery's failure, written on the delivery",
     "api.cases.webhook_targets.TargetUnresolved": "a webhook delivery's failure, retried and logged",
+    "api.cases.ingest._StaleCase": "a case changed under the writer's batch: written again one at a time",
     "api.http.multipart._Malformed": "the parser's own finding, raised as MalformedBody (400) by read_parts",
     # the runner is a client of the API, not part of it: its errors are the runner's to report
     "api.runner.spool.SpoolError": "the runner reports it (the CLI exits 1 naming the spool folder)",
