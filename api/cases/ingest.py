@@ -487,35 +487,65 @@ def _insert_case_pg() -> Any:
 _INSERT_CASE_PG = _insert_case_pg()
 
 
-def _add_sighting_statements() -> tuple[Any, Any]:
-    """A sighting added to a case in one UPDATE that reads the case as it now is: one more sighting,
-    the seen range widened, a plate kept or filled in, a closed case reopened (a recurrence), and the
-    reach point moved to the incident's position (`follows`: its category follows its latest
-    sighting, and it has a position) when it is the latest sighting (MergePolicy.reach_after). The
-    SQLite statement returns the row as updated; the PostgreSQL one also its status before (`was`),
-    from the same row locked FOR UPDATE in the same statement (a reviewer's change to it waits, or is
-    waited for), one round trip."""
-    cases = _table(Case)
-    c = cases.c
-    seen = bindparam("inc_seen", type_=c.last_seen.type)
-    first = bindparam("inc_first", type_=c.first_seen.type)
-    plate = bindparam("inc_plate", type_=c.plate.type)
-    moves = and_(bindparam("follows", type_=Boolean), c.last_seen <= seen)
+# the incident's values a sighting's UPDATE reads (_sighting_values), with their columns' types
+_SIGHTING_TYPES = {
+    "inc_seen": _table(Case).c.last_seen.type,
+    "inc_first": _table(Case).c.first_seen.type,
+    "inc_plate": _table(Case).c.plate.type,
+    "follows": Boolean(),
+    "inc_lat": _table(Case).c.merge_lat.type,
+    "inc_lon": _table(Case).c.merge_lon.type,
+    "inc_bucket": _table(Case).c.merge_bucket.type,
+}
+
+
+def _sighting_values(inc: IncidentIn, policy: MergePolicy) -> dict[str, Any]:
+    """The parameters of _SIGHTING_TYPES for this incident (`follows`: its category follows its
+    latest sighting, and it has a position)."""
+    follows = inc.category in policy.follow_last and inc.lat is not None and inc.lon is not None
+    return {
+        "inc_seen": inc.seen_at,
+        "inc_first": inc.first_seen,
+        "inc_plate": inc.plate,
+        "follows": follows,
+        "inc_lat": inc.lat,
+        "inc_lon": inc.lon,
+        "inc_bucket": bucket_of(inc.lat, inc.lon) if follows else None,  # type: ignore[arg-type]
+    }
+
+
+def _sighting_set(inc: Any) -> dict[str, Any]:
+    """The SET of a sighting's UPDATE, reading the case as it now is: one more sighting, the seen
+    range widened, a plate kept or filled in, a closed case reopened (a recurrence), and the reach
+    point moved to the incident's position when `follows` and it is the latest sighting
+    (MergePolicy.reach_after). `inc`: the incident's values by the names of _SIGHTING_TYPES (bind
+    parameters, or the columns of the batch's arrays)."""
+    c = _table(Case).c
+    seen, first = inc["inc_seen"], inc["inc_first"]
+    moves = and_(inc["follows"], c.last_seen <= seen)
     closed = c.status == workflow.CLOSED
-    values = {
+    return {
         "sightings_count": c.sightings_count + 1,
         "last_seen": sql_case((c.last_seen < seen, seen), else_=c.last_seen),
         "first_seen": sql_case((c.first_seen > first, first), else_=c.first_seen),
-        "plate": sql_case((or_(c.plate.is_(None), c.plate == ""), plate), else_=c.plate),
+        "plate": sql_case((or_(c.plate.is_(None), c.plate == ""), inc["inc_plate"]), else_=c.plate),
         "updated_at": bindparam("now", type_=c.updated_at.type),
         "status": sql_case((closed, workflow.PENDING_REVIEW), else_=c.status),
         "recurrence_count": c.recurrence_count + sql_case((closed, 1), else_=0),
-        "merge_lat": sql_case((moves, bindparam("inc_lat", type_=c.merge_lat.type)), else_=c.merge_lat),
-        "merge_lon": sql_case((moves, bindparam("inc_lon", type_=c.merge_lon.type)), else_=c.merge_lon),
-        "merge_bucket": sql_case(
-            (moves, bindparam("inc_bucket", type_=c.merge_bucket.type)), else_=c.merge_bucket
-        ),
+        "merge_lat": sql_case((moves, inc["inc_lat"]), else_=c.merge_lat),
+        "merge_lon": sql_case((moves, inc["inc_lon"]), else_=c.merge_lon),
+        "merge_bucket": sql_case((moves, inc["inc_bucket"]), else_=c.merge_bucket),
     }
+
+
+def _add_sighting_statements() -> tuple[Any, Any]:
+    """A sighting added to a case in one UPDATE (_sighting_set). The SQLite statement returns the
+    row as updated; the PostgreSQL one also its status before (`was`), from the same row locked FOR
+    UPDATE in the same statement (a reviewer's change to it waits, or is waited for), one round
+    trip."""
+    cases = _table(Case)
+    c = cases.c
+    values = _sighting_set({name: bindparam(name, type_=kind) for name, kind in _SIGHTING_TYPES.items()})
     case_id = bindparam("case_id", type_=c.id.type)
     sqlite = update(cases).where(c.id == case_id).values(values).returning(*c)
     old = select(c.id, c.status).where(c.id == case_id).with_for_update().subquery("old")
@@ -528,43 +558,20 @@ _ADD_SIGHTING, _ADD_SIGHTING_PG = _add_sighting_statements()
 
 def _add_sightings_pg() -> Any:
     """PostgreSQL: the sightings a batch deferred (_defer_sighting), one case each, added in one
-    UPDATE from arrays (unnest), with the same values as _add_sighting_statements. Each row is
-    updated only while its status is the one the batch decided on (`assumed`, from _Nearby): a
-    reviewer's change that committed meanwhile leaves the row out (under READ COMMITTED the
-    condition is checked again on the row's newest version after waiting for its lock), and the
-    batch is then written again one incident at a time (_StaleCase). Returns the rows as updated."""
+    UPDATE from arrays (unnest) with _sighting_set. Each row is updated only while its status is the
+    one the batch decided on (`assumed`, from _Nearby): a reviewer's change that committed meanwhile
+    leaves the row out (under READ COMMITTED the condition is checked again on the row's newest
+    version after waiting for its lock), and the batch is then written again one incident at a time
+    (_StaleCase). Returns the rows as updated."""
     cases = _table(Case)
     c = cases.c
-    arrays = {
-        "case_id": c.id.type,
-        "assumed": c.status.type,
-        "seen_at": c.last_seen.type,
-        "first_seen_at": c.first_seen.type,
-        "plate": c.plate.type,
-        "follows": Boolean(),
-        "lat": c.merge_lat.type,
-        "lon": c.merge_lon.type,
-        "bucket": c.merge_bucket.type,
-    }
+    arrays = {"case_id": c.id.type, "assumed": c.status.type, **_SIGHTING_TYPES}
     v = (
-        func.unnest(*(bindparam(f"v_{name}", type_=ARRAY(kind)) for name, kind in arrays.items()))
+        func.unnest(*(bindparam(name, type_=ARRAY(kind)) for name, kind in arrays.items()))
         .table_valued(*(column(name, kind) for name, kind in arrays.items()))
         .render_derived(name="v")
     )
-    moves = and_(v.c.follows, c.last_seen <= v.c.seen_at)
-    closed = c.status == workflow.CLOSED
-    values = {
-        "sightings_count": c.sightings_count + 1,
-        "last_seen": sql_case((c.last_seen < v.c.seen_at, v.c.seen_at), else_=c.last_seen),
-        "first_seen": sql_case((c.first_seen > v.c.first_seen_at, v.c.first_seen_at), else_=c.first_seen),
-        "plate": sql_case((or_(c.plate.is_(None), c.plate == ""), v.c.plate), else_=c.plate),
-        "updated_at": bindparam("now", type_=c.updated_at.type),
-        "status": sql_case((closed, workflow.PENDING_REVIEW), else_=c.status),
-        "recurrence_count": c.recurrence_count + sql_case((closed, 1), else_=0),
-        "merge_lat": sql_case((moves, v.c.lat), else_=c.merge_lat),
-        "merge_lon": sql_case((moves, v.c.lon), else_=c.merge_lon),
-        "merge_bucket": sql_case((moves, v.c.bucket), else_=c.merge_bucket),
-    }
+    values = _sighting_set(v.c)
     return update(cases).where(c.id == v.c.case_id, c.status == v.c.assumed).values(values).returning(*c)
 
 
@@ -584,18 +591,7 @@ def _add_sighting(
 ) -> tuple[str, Case]:
     """Add the incident to the case (_add_sighting_statements): its status before, and the case as
     it now is (detached: callers read it, never change it)."""
-    follows = inc.category in policy.follow_last and inc.lat is not None and inc.lon is not None
-    params = {
-        "case_id": case_id,
-        "inc_seen": inc.seen_at,
-        "inc_first": inc.first_seen,
-        "inc_plate": inc.plate,
-        "now": now,
-        "follows": follows,
-        "inc_lat": inc.lat,
-        "inc_lon": inc.lon,
-        "inc_bucket": bucket_of(inc.lat, inc.lon) if follows else None,  # type: ignore[arg-type]
-    }
+    params = {"case_id": case_id, "now": now, **_sighting_values(inc, policy)}
     if conn.dialect.name == "postgresql":
         row = dict(conn.execute(_ADD_SIGHTING_PG, params).one()._mapping)
         was = row.pop("was")
@@ -613,8 +609,8 @@ def _defer_sighting(
     worked out here as the UPDATE will make it. Returns the status before, the case (its other
     columns filled in by that UPDATE, before the caller reads them) and the case as the batch's next
     incidents see it."""
-    follows = inc.category in policy.follow_last and inc.lat is not None and inc.lon is not None
-    moves = follows and candidate.last_seen <= inc.seen_at
+    values = _sighting_values(inc, policy)
+    moves = values["follows"] and candidate.last_seen <= inc.seen_at
     closed = candidate.status == workflow.CLOSED
     after = Candidate(
         candidate.id,
@@ -627,20 +623,7 @@ def _defer_sighting(
         candidate.camera_id,
     )
     case = Case(id=candidate.id, category=after.category, status=after.status, last_seen=after.last_seen)
-    batch.deferred[candidate.id] = (
-        {
-            "case_id": candidate.id,
-            "assumed": candidate.status,
-            "seen_at": inc.seen_at,
-            "first_seen_at": inc.first_seen,
-            "plate": inc.plate,
-            "follows": follows,
-            "lat": inc.lat,
-            "lon": inc.lon,
-            "bucket": bucket_of(inc.lat, inc.lon) if follows else None,  # type: ignore[arg-type]
-        },
-        case,
-    )
+    batch.deferred[candidate.id] = ({"case_id": candidate.id, "assumed": candidate.status, **values}, case)
     batch.now = now
     return candidate.status, case, after
 
@@ -652,10 +635,10 @@ def _flush_sightings(conn: Connection, batch: _Batch) -> None:
     if not batch.deferred:
         return
     _flush_cases(conn, batch)
-    params: dict[str, Any] = {f"v_{name}": [] for name in next(iter(batch.deferred.values()))[0]}
+    params: dict[str, Any] = {name: [] for name in next(iter(batch.deferred.values()))[0]}
     for row, _ in batch.deferred.values():
         for name, value in row.items():
-            params[f"v_{name}"].append(value)
+            params[name].append(value)
     rows = {row.id: row for row in conn.execute(_ADD_SIGHTINGS_PG, dict(params, now=batch.now))}
     deferred, batch.deferred = batch.deferred, {}
     stale = sorted(set(deferred) - set(rows))

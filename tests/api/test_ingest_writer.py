@@ -52,6 +52,22 @@ def writes_held(services: Services) -> Iterator[None]:
         session.close()
 
 
+@contextmanager
+def statements_starting(services: Services, prefix: str) -> Iterator[list[str]]:
+    """The statements sent while the block runs that begin with `prefix` (upper case)."""
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith(prefix):
+            seen.append(statement)
+
+    event.listen(services.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(services.engine, "before_cursor_execute", note)
+
+
 def _wait_until(condition: Any, what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -292,17 +308,8 @@ def test_a_batch_opens_the_cases_it_is_sure_of_in_one_statement(services: Servic
         _incident(services, f"apart-{i}", (30.2701 + (i // 4) * 0.002, 120.1501 + (i % 4) * 0.002))
         for i in range(8)
     ]
-    inserts: list[str] = []
-
-    def count_case_inserts(conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO CASES"):
-            inserts.append(statement)
-
-    event.listen(services.engine, "before_cursor_execute", count_case_inserts)
-    try:
+    with statements_starting(services, "INSERT INTO CASES") as inserts:
         outcomes = writer._write([_Pending(inc, SYSTEM, None, None, None) for inc in apart])  # type: ignore[arg-type]
-    finally:
-        event.remove(services.engine, "before_cursor_execute", count_case_inserts)
     results = [result for result, error in outcomes if error is None and result is not None]
     assert len(results) == 8 and all(r.created for r in results)
     assert len(inserts) == 1  # one statement (an executemany) for the eight cases
@@ -332,18 +339,9 @@ def test_a_batch_adds_its_sightings_to_cases_in_one_statement_on_postgres(servic
     third = _incident(services, "third-0", places[0], when="2026-11-20T09:20:00+08:00")
     opened = writer._write([_Pending(inc, SYSTEM, None, None, None) for inc in first])  # type: ignore[arg-type]
     cases = [result.case_id for result, _ in opened]  # type: ignore[union-attr]
-    updates: list[str] = []
-
-    def count_case_updates(conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE CASES"):
-            updates.append(statement)
-
-    event.listen(services.engine, "before_cursor_execute", count_case_updates)
-    try:
-        batch = [_Pending(inc, SYSTEM, None, None, None) for inc in [*again[:4], third, *again[4:]]]  # type: ignore[arg-type]
+    batch = [_Pending(inc, SYSTEM, None, None, None) for inc in [*again[:4], third, *again[4:]]]  # type: ignore[arg-type]
+    with statements_starting(services, "UPDATE CASES") as updates:
         outcomes = writer._write(batch)
-    finally:
-        event.remove(services.engine, "before_cursor_execute", count_case_updates)
     assert [error for _, error in outcomes] == [None] * 9 and writer.stats.retried_alone == 0
     results = [result for result, _ in outcomes]
     assert [r.case_id for r in results] == [*cases[:4], cases[0], *cases[4:]]  # type: ignore[union-attr]
