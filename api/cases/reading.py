@@ -24,6 +24,7 @@ from api.errors import NotFound
 from api.storage.db import as_utc, iso_utc, table_of
 from api.storage.evidence_store import EvidenceContent, EvidenceFiles
 from api.storage.models import (
+    MAX_ID,
     UNASSIGNED,
     Case,
     CaseEvent,
@@ -125,7 +126,10 @@ def case_id_for_number(session: Session, number: str) -> int | None:
 
 
 def get_case(session: Session, *, principal: Principal, case_id: int, lock: bool = False) -> Case:
-    """The case with its sightings and their evidence loaded; NotFound when the caller may not see it."""
+    """The case with its sightings and their evidence loaded; NotFound when the caller may not see it
+    (or when `case_id` is outside the ids' column: no case has it, and the database would refuse it)."""
+    if not 1 <= case_id <= MAX_ID:
+        raise NotFound("case_id", f"no case {case_id}")
     stmt = visible(select(Case).where(Case.id == case_id), principal)
     if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update()

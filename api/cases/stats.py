@@ -93,7 +93,7 @@ def counts(
     }
     chosen = [name for name in DIMENSIONS if name in by]
     grouped = [columns[name].label(name) for name in chosen]
-    stmt = select(*grouped, func.count().label("n"))
+    stmt = select(*grouped, func.count().label("n")).select_from(Case)
     if since:
         stmt = stmt.where(Case.first_seen >= as_utc(since))
     if until:

@@ -43,6 +43,7 @@ from api.http.cookies import (
 )
 from api.services import Services
 from api.storage.db import session_scope
+from api.storage.models import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,6 @@ Feeder = Annotated[Principal, Depends(require(DEVICE_ROLE, RUNNER_ROLE, Role.ADM
 Runner = Annotated[Principal, Depends(require(RUNNER_ROLE))]
 
 
-MAX_ID = 2**31 - 1
 ID_UP_TO_MAX = (  # 1..2147483647 (MAX_ID), digit by digit, so the OpenAPI document says where ids end
     r"[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}"
     r"|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7]"

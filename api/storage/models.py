@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from api.storage.db import utcnow
 
+MAX_ID = 2**31 - 1  # the largest id an id column holds (INTEGER on PostgreSQL)
 UNASSIGNED = "unassigned"  # the grid cell id of a position outside every cell (or no position)
 
 

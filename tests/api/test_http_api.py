@@ -182,6 +182,8 @@ def test_list_filters_sorting_stats_and_grids(server: LiveServer) -> None:
         assert len(expected) == 3  # the three cases are in three cells
         total = admin.get("/api/stats", params={"by": "total", "category": "illegal_parking"}).json()
         assert total["total"] == 2 and len(total["rows"]) == 1 and total["rows"][0]["category"] is None
+        total = admin.get("/api/stats", params={"by": "total"}).json()  # no filter: all cases, not 1
+        assert total["total"] == 3 and [r["count"] for r in total["rows"]] == [3]
         bad = admin.get("/api/stats", params={"by": "category,week"})
         assert bad.status_code == 422
         assert bad.json()["errors"] == [

@@ -221,3 +221,25 @@ def test_logging_out_ends_the_session_on_the_server(site: Site, open_page: Any) 
         assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
         assert old.get("/api/cases").status_code == 401
         assert old.post("/cases/1/move", data={"to": "filed", "csrf_token": "x"}).status_code in (303, 403)
+
+
+def test_a_case_id_out_of_range_is_named_never_a_server_error(site: Site, open_page: Any) -> None:
+    """The review page's actions and the case page take any digits in their paths: an id no case
+    column holds is a 422 naming case_id (the actions; the page's own 404), not the database's
+    overflow as a 500."""
+    office = open_page(label="op1")
+    office.login("op1")
+    page = office.page
+    goto(office, "/cases")
+    headers = {"X-CSRF-Token": csrf(page), "Accept": "application/json"}
+    actions = (("decision", {"decision": "confirm"}), ("undo", {}), ("category", {"category": "piled_debris"}))
+    for action, form in (*actions, ("release", {})):
+        answer = page.request.post(
+            f"{site.base_url}/review/99999999999999999999/{action}", form=form, headers=headers
+        )
+        assert answer.status == 422 and "case_id" in answer.text(), (action, answer.status, answer.text())
+    for action, form in actions:  # in range, no such case
+        answer = page.request.post(f"{site.base_url}/review/2147483647/{action}", form=form, headers=headers)
+        assert answer.status == 404, (action, answer.status, answer.text())
+    goto(office, "/cases/99999999999999999999", 404)
+    assert page.locator("h1").count() == 1  # the page's own 404, not the API's JSON

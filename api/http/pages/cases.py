@@ -38,7 +38,7 @@ from api.http.pages.render import render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import camera_offset, card_view, evidence_url, incident_of
 from api.services import Services
-from api.storage.models import UNASSIGNED, Case, CaseEvent, CustodyEntry, EvidenceLink, GridCell
+from api.storage.models import MAX_ID, UNASSIGNED, Case, CaseEvent, CustodyEntry, EvidenceLink, GridCell
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ Reader = Annotated[Principal, Depends(person_with(*ROLES))]
 # the roles the API lets move cases (api.http.deps.Staff); the domain then checks each target
 Mover = Annotated[Principal, Depends(person_with(Role.ADMIN, Role.OPERATOR, Role.ENFORCEMENT))]
 # a case id in a page's path is read by the page: one that is no id is that page's 404, not a 422
-CaseIdPath = Annotated[str, Path(max_length=16)]
+CaseIdPath = Annotated[str, Path(max_length=64)]
 
 PER_PAGE_CHOICES = (25, 50, 100)
 MAX_TEXT = 64  # the API's limit on a filter's text
@@ -247,7 +247,7 @@ def thumbnails(session: Session, case_ids: Iterable[int]) -> dict[int, str]:
 
 
 def case_id_of(text: str) -> int | None:
-    return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
+    return int(text) if text.isdigit() and 0 < int(text) <= MAX_ID else None
 
 
 def grid_cells(session: Session, *, geometry: bool = False) -> dict[str, GridCell]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -22,18 +22,20 @@ from api.http.pages.render import environment, render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import card_view
 from api.services import Services
+from api.storage.models import MAX_ID
 
 router = APIRouter(include_in_schema=False)
 
 Reviewer = Annotated[Principal, Depends(person_with("admin", "operator"))]
-CaseId = Annotated[int, Query(ge=1, le=2**31 - 1)]
+# the case a review action names (the page's script sends it): an id out of range is a 422 naming it
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _skip_list(text: str) -> list[int]:
     ids = []
     for part in text.split(",")[-200:]:  # the newest entries are last
         part = part.strip()
-        if part.isdigit() and 0 < int(part) < 2**31:
+        if part.isdigit() and 0 < int(part) <= MAX_ID:
             ids.append(int(part))
     return ids
 
@@ -102,7 +104,7 @@ async def next_card(request: Request, principal: Reviewer, services: ServicesDep
 
 @router.post("/review/{case_id}/decision")
 async def decision(
-    case_id: int,
+    case_id: CaseId,
     principal: Reviewer,
     services: ServicesDep,
     decision: Annotated[str, Form(max_length=16)],
@@ -116,7 +118,7 @@ async def decision(
 
 
 @router.post("/review/{case_id}/undo", response_class=HTMLResponse)
-async def undo(request: Request, case_id: int, principal: Reviewer, services: ServicesDep) -> Response:
+async def undo(request: Request, case_id: CaseId, principal: Reviewer, services: ServicesDep) -> Response:
     def work(session: Session) -> str:
         review.undo_last(session, principal=principal, case_id=case_id)
         return _card_html(request, get_case(session, principal=principal, case_id=case_id))
@@ -127,7 +129,7 @@ async def undo(request: Request, case_id: int, principal: Reviewer, services: Se
 @router.post("/review/{case_id}/category", response_class=HTMLResponse)
 async def category(
     request: Request,
-    case_id: int,
+    case_id: CaseId,
     principal: Reviewer,
     services: ServicesDep,
     category: Annotated[str, Form(max_length=32)],
@@ -140,6 +142,6 @@ async def category(
 
 
 @router.post("/review/{case_id}/release")
-async def release(case_id: int, principal: Reviewer, services: ServicesDep) -> Response:
+async def release(case_id: CaseId, principal: Reviewer, services: ServicesDep) -> Response:
     await _in_session(services, lambda session: review.release(session, principal=principal, case_id=case_id))
     return Response(status_code=204)

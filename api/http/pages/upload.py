@@ -24,12 +24,12 @@ from api.http.pages.render import environment, render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import camera_offset, evidence_url, incident_of, show_time
 from api.jobs.uploads import MAX_TRACK_BYTES
-from api.storage.models import Case, Sighting
+from api.storage.models import MAX_ID, Case, Sighting
 
 router = APIRouter(include_in_schema=False)
 
 Uploader = Annotated[Principal, Depends(person_with(Role.ADMIN, Role.OPERATOR))]
-JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MAX_LISTED = 200
 VIDEO_TYPES = "video/*,.mp4,.m4v,.mov,.mkv,.webm,.avi,.flv,.mpg,.mpeg,.ts"
 TRACK_TYPES = ".gpx,.nmea,.csv,.txt,application/gpx+xml,text/csv"

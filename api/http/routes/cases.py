@@ -115,7 +115,7 @@ def get_cases(
         schemas.QueryTime | None, Query(description="first seen at or before (ISO 8601)")
     ] = None,
     camera: Annotated[str | None, Query(max_length=64)] = None,
-    device_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    device_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     number: Annotated[
         str | None, Query(max_length=32, description="case number, e.g. GP-2026-000123")
     ] = None,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.http import schemas
-from api.http.deps import Feeder, ReadSessionDep, ServicesDep, Staff
+from api.http.deps import MAX_ID, Feeder, ReadSessionDep, ServicesDep, Staff
 from api.jobs.queue import JobView, find_job
 from api.jobs.track_shape import UploadSummary, UploadTrack, recent_uploads, upload_track
 from api.jobs.uploads import MAX_TRACK_BYTES, UploadError, UploadReceipt, file_upload, receive_multipart
@@ -101,7 +101,7 @@ async def post_upload(
     responses=schemas.error_responses(404, described={404: "no job of that id visible to the caller"}),
 )
 def get_job(
-    job_id: Annotated[int, Path(ge=1, le=2**31 - 1)], principal: Feeder, session: ReadSessionDep
+    job_id: Annotated[int, Path(ge=1, le=MAX_ID)], principal: Feeder, session: ReadSessionDep
 ) -> JobView:
     """A job's status (queued, running, done, failed), progress 0..1 and error."""
     return find_job(session, principal=principal, job_id=job_id)
@@ -128,7 +128,7 @@ def get_uploads(
     ),
 )
 def get_upload_track(
-    upload_id: Annotated[int, Path(ge=1, le=2**31 - 1)], principal: Staff, session: ReadSessionDep
+    upload_id: Annotated[int, Path(ge=1, le=MAX_ID)], principal: Staff, session: ReadSessionDep
 ) -> UploadTrack:
     """An upload's GPS track, thinned to at most 500 [lon, lat] points (written when its job finishes)."""
     return upload_track(session, upload_id=upload_id)
