@@ -43,6 +43,8 @@ ImageSize = Annotated[int, Field(ge=32, le=4096), AfterValidator(_multiple_of_32
 
 HOURS_PATTERN = r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$"  # 'HH:MM-HH:MM', local time
 _HOURS = re.compile(HOURS_PATTERN)
+# a camera id: a file name too (a runner's spool folder, evidence names), so neither '.' nor '..'
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
 
 class ConfigError(SetupError):
@@ -121,8 +123,7 @@ class Zone(Strict):
     @classmethod
     def _hours(cls, value: list[str] | None) -> list[str] | None:
         for span in value or []:
-            if not _HOURS.match(span):
-                raise ValueError(f"'{span}' is not 'HH:MM-HH:MM'")
+            check_span(span)
         return value
 
     @model_validator(mode="after")
@@ -136,6 +137,17 @@ class Zone(Strict):
 
     def hour_spans(self) -> list[tuple[time, time]]:
         return hour_spans(self.active_hours)
+
+
+def check_span(span: str) -> str:
+    """An active-hours span as given, or ValueError saying what is wrong with it: not 'HH:MM-HH:MM'
+    (the whole text: a line break after it is no span either), or a span of no time."""
+    if not _HOURS.fullmatch(span):
+        raise ValueError(f"{span!r} is not 'HH:MM-HH:MM'")
+    start, end = span.split("-")
+    if start == end:
+        raise ValueError(f"'{span}' is a span of no time (all day: 00:00-24:00, or no active_hours)")
+    return span
 
 
 def hour_spans(active_hours: list[str] | None) -> list[tuple[time, time]]:
@@ -168,7 +180,7 @@ class MountingSettings(Strict):
 
 
 class Camera(Strict):
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    id: str = Field(min_length=1, max_length=64, pattern=CAMERA_ID_PATTERN)
     name: str | None = None
     source: str | None = Field(
         None, description="video path, image folder, or camera or stream URL (rtsp, rtmp, http(s), srt, ...)"

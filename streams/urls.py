@@ -81,6 +81,9 @@ _SECRET_ENDINGS = (
 # ... and keys whose last word is one of these (stream_key, api-key, streamKey, url.sig).
 _SECRET_LAST_WORDS = frozenset({"key", "sig", "pwd", "pass", "auth", "session"})
 _WORD_BREAK = re.compile(r"[_.\-]|(?<=[a-z0-9])(?=[A-Z])")
+# A host and port as a URL gives them: a name or IPv4 address, or an IPv6 one in brackets; then the end
+# or a '/', '?' or '#'.
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]*)(?::\d*)?(?=[/?#]|$)")
 
 
 def url_scheme(text: str) -> str | None:
@@ -116,11 +119,61 @@ def _mask_param(match: re.Match[str]) -> str:
     return f"{key}={MASK}" if value and is_secret_key(key) else match.group(0)
 
 
+def _userinfo_end(rest: str) -> int:
+    """Where the userinfo of a URL's text after '://' ends: its last '@' that a host (and port) follows,
+    up to the end or a '/', '?' or '#'; -1 when there is none. Not the first '/', '?' or '#' as a URL
+    parser reads it: a password typed with one of them unencoded (admin:pa#ss@cam) would then be the host
+    and port of what a parser shows. An '@' after the parser's host counts when a ':' comes before it
+    (user:password): one in a path or query that a host-like word follows is then taken for it too,
+    masking too much, the safe side."""
+    authority = len(re.split(r"[/?#]", rest, maxsplit=1)[0])
+    for match in reversed(list(re.finditer("@", rest))):
+        if _HOST_PORT.match(rest, match.end()):
+            return match.start() if match.start() < authority or ":" in rest[: match.start()] else -1
+    return -1
+
+
+def host_and_port(url: str) -> str | None:
+    """A URL's host[:port] as a stream shows it, never any of its userinfo (_userinfo_end); None when
+    the text after '://' holds no host that can be shown."""
+    rest = url.partition("://")[2]
+    match = _HOST_PORT.match(rest, _userinfo_end(rest) + 1)
+    return match.group(0) if match and match.group(0) else None
+
+
+def stream_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a live camera's stream URL, in words that do not repeat it (it may hold a
+    password); None when it can. FFmpeg reads the host as a URL parser does, up to the first '/', '?'
+    or '#': a user name or password that holds one of them (or '@', '[', ']') must be percent-encoded,
+    or the stream is looked for at a host named after the user."""
+    if re.search(r"[\x00-\x20\x7f]", url):
+        return "holds a space or a control character"
+    scheme = url_scheme(url)
+    if scheme not in LIVE_SCHEMES:
+        return f"not a live stream URL: use one of {', '.join(sorted(LIVE_SCHEMES))}"
+    if is_remote_file(url):
+        return "an http(s) URL of a video file is footage, not a live stream: upload it instead"
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    encode = (
+        "percent-encode '/', '?', '#', '@', '[' and ']' in the user name and password "
+        "(%2F %3F %23 %40 %5B %5D)"
+    )
+    if _userinfo_end(rest) >= len(authority):
+        return f"an '@' after the host: {encode}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port that is not a number up to 65535)
+    except ValueError:
+        return f"not a valid URL ({encode}; a port is a number up to 65535)"
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
 def _mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
-    # Userinfo ends at the last '@' before any query, so an unencoded '@' or '/' in a password is masked too.
-    before_query = re.split(r"[?#]", rest, maxsplit=1)[0]
-    at = before_query.rfind("@")
+    at = _userinfo_end(rest)
     if at >= 0 and ":" in rest[:at]:
         user = rest[:at].split(":", 1)[0]
         rest = f"{user}:{MASK}{rest[at:]}"

@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,19 +77,6 @@ EDITABLE = (
 )
 
 
-def public_stream(url: str) -> str:
-    """What a response may show of a stream URL: scheme://host[:port], nothing that can carry a secret."""
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
-        return "(a file or device path)"
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{host}{port}"
-
-
 def _check_cell(session: Session, cell_id: str | None) -> None:
     if cell_id is not None and session.get(GridCell, cell_id) is None:
         raise CameraInputError("grid_cell_id", f"no grid cell '{cell_id}' (import the grid first)")
@@ -124,7 +110,7 @@ def add_camera(session: Session, spec: CameraSpec) -> Camera:
     )
     session.add(camera)
     session.flush()
-    log.info("camera %s added (%s)", spec.id, public_stream(spec.stream_url))
+    log.info("camera %s added", spec.id)
     return camera
 
 
@@ -148,6 +134,8 @@ def edit_camera(session: Session, camera_id: str, changes: dict[str, Any]) -> Ca
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise CameraInputError(unknown[0], f"not a camera field (editable: {', '.join(EDITABLE)})")
+    if not changes:
+        raise CameraInputError("body", f"nothing to change (editable: {', '.join(EDITABLE)})")
     lat = changes.get("lat", camera.lat)
     lon = changes.get("lon", camera.lon)
     _check_position(lat, lon)
@@ -159,6 +147,8 @@ def edit_camera(session: Session, camera_id: str, changes: dict[str, Any]) -> Ca
         elif name == "active_hours":
             value = None if value is None else json.dumps(value)
         setattr(camera, name, value)
+    if changes.get("enabled") is False:  # no runner analyses it now: neither online nor offline
+        camera.online, camera.online_since = None, utcnow()
     camera.updated_at = utcnow()
     session.flush()
     log.info("camera %s edited: %s", camera_id, ", ".join(sorted(changes)))
@@ -196,12 +186,13 @@ def report_state(
     camera = get_camera(session, camera_id)
     now = utcnow()
     camera.runner, camera.fps, camera.last_error = runner, fps, last_error
-    if last_frame_at is not None:
-        camera.last_frame_at = as_utc(last_frame_at)
+    frame_at = as_utc(last_frame_at)
+    if frame_at is not None:  # a runner's clock ahead of this one's would keep it fresh for ever
+        camera.last_frame_at = min(frame_at, now)
     camera.reported_at = now
     camera.runner_state = None if runner_state is None else json.dumps(runner_state)
     fresh = offline_after_s is None or _frames_fresh(camera, now - timedelta(seconds=offline_after_s))
-    if camera.online is not True and fresh:
+    if camera.enabled and camera.online is not True and fresh:  # a disabled one: its runner lets it go
         was_offline = camera.online is False
         camera.online, camera.online_since = True, now
         if was_offline:

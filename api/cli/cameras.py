@@ -66,7 +66,7 @@ def _add(session: Any, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from api.cameras import registry
-    from api.http.routes.cameras import CameraIn
+    from api.http.routes.cameras import CameraIn, public_stream
 
     body: dict[str, Any] = {"id": args.camera_id, "stream_url": args.url, "enabled": not args.disabled}
     for key, value in (
@@ -86,7 +86,7 @@ def _add(session: Any, args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise CommandError(f"camera {args.camera_id}: {_validation_message(exc)}") from None
     registry.add_camera(session, spec)
-    print(f"camera {spec.id} added ({registry.public_stream(spec.stream_url)}, {len(spec.zones)} zone(s))")
+    print(f"camera {spec.id} added ({public_stream(spec.stream_url)}, {len(spec.zones)} zone(s))")
     return 0
 
 
@@ -117,6 +117,10 @@ def _edit(session: Any, args: argparse.Namespace) -> int:
         ("always", "active_hours"),
     ):
         if getattr(args, flag):
+            if key in body:
+                raise CommandError(
+                    f"--{flag.replace('_', '-')} clears {key}: give it or a new value, not both"
+                )
             body[key] = None
     if args.zones_file:
         body["zones"] = _zones_from(args.zones_file)
@@ -143,8 +147,14 @@ def _set_enabled(enabled: bool) -> Any:
 
 
 def _import(session: Any, args: argparse.Namespace) -> int:
-    """The site config's cameras whose source is a live stream; those registered already are kept."""
+    """The site config's cameras whose source is a live stream, checked as `camera add` checks one;
+    those registered already are kept. Exits 1 when a camera could not be imported for an error
+    (the others are)."""
+    from pydantic import ValidationError
+
     from api.cameras import registry
+    from api.errors import InputError
+    from api.http.routes.cameras import CameraIn
     from detect.config import ConfigError, load_config
     from streams import is_live_url
 
@@ -152,7 +162,7 @@ def _import(session: Any, args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
-    added, skipped = 0, []
+    added, skipped, failed = 0, [], 0
     for camera in config.cameras:
         if camera.source is None or not is_live_url(camera.source):
             skipped.append(f"{camera.id} (no live stream URL as its source)")
@@ -160,27 +170,34 @@ def _import(session: Any, args: argparse.Namespace) -> int:
         if session.get(registry.Camera, camera.id) is not None:
             skipped.append(f"{camera.id} (registered already; edit it with gridpatrol camera edit)")
             continue
-        registry.add_camera(
-            session,
-            registry.CameraSpec(
-                id=camera.id,
-                stream_url=camera.source,
-                name=camera.name,
-                lat=None if camera.position is None else camera.position.lat,
-                lon=None if camera.position is None else camera.position.lon,
-                timezone=camera.timezone,
-                zones=[z.model_dump(mode="json") for z in camera.zones],
-            ),
-        )
+        body: dict[str, Any] = {
+            "id": camera.id,
+            "stream_url": camera.source,
+            "name": camera.name,
+            "position": None if camera.position is None else camera.position.model_dump(),
+            "timezone": camera.timezone,
+            "zones": [z.model_dump(mode="json") for z in camera.zones],
+        }
+        try:
+            registry.add_camera(session, CameraIn.model_validate(body).spec())
+        except ValidationError as exc:
+            skipped.append(f"{camera.id} ({_validation_message(exc)})")
+            failed += 1
+            continue
+        except InputError as exc:
+            skipped.append(f"{camera.id} ({exc})")
+            failed += 1
+            continue
         added += 1
     for line in skipped:
         print(f"not imported: {line}")
     print(f"imported {added} camera(s) from {args.config}")
-    return 0
+    return 1 if failed else 0
 
 
 def _list(args: argparse.Namespace) -> int:
     from api.cameras import registry
+    from api.http.routes.cameras import public_stream
 
     services = _services(args)
     with services.read_factory() as session:
@@ -196,7 +213,7 @@ def _list(args: argparse.Namespace) -> int:
                 c.runner or "-",
                 "-" if c.fps is None else f"{c.fps:.1f}",
                 _when(c.last_frame_at),
-                registry.public_stream(c.stream_url),
+                public_stream(c.stream_url),
                 c.grid_cell_id or "(by position)",
                 str(len(json.loads(c.zones))),
             )

@@ -144,6 +144,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return fault_response(request, exc)
 
     async def _database(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, sa_exc.DataError):  # SQLSTATE class 22: a value the column cannot hold
+            reason = _first_line(exc.orig if exc.orig is not None else exc)
+            log.warning(
+                "%s %s answered 422: the database refused a value: %s",
+                request.method,
+                request.url.path,
+                reason,
+            )
+            return error_response(InputError("input", f"a value the database cannot store: {reason}"))
         fault = database_fault(exc)
         if fault is None:
             raise exc  # not the database's state: a bug, answered 500 with its traceback logged

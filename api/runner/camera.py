@@ -36,6 +36,7 @@ REPORT_S = 5.0  # how often the camera's state is reported
 FPS_WINDOW_S = 5.0  # the reported fps is the rate over this trailing window, whatever REPORT_S is
 RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
 STALL_S = 10.0  # no frame for this long while analysing: reported as the camera's last error
+LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state takes
 
 
 class FrameRate:
@@ -301,7 +302,7 @@ class CameraJob:
             return {
                 "fps": round(fps, 2),
                 "last_frame_at": None if self._last_frame_at is None else self._last_frame_at.isoformat(),
-                "last_error": error,
+                "last_error": None if error is None else error[:LAST_ERROR_CHARS],
                 "runner_state": {
                     "status": status,
                     "incidents": self._incidents,

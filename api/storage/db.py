@@ -186,7 +186,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         timeout_s = float(parsed.query.get("timeout") or DEFAULT_SQLITE_TIMEOUT_S)  # type: ignore[arg-type]
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": timeout_s}, pool_size=8
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": timeout_s},
+            pool_size=8,
+            hide_parameters=True,
         )
 
         @event.listens_for(engine, "connect")
@@ -237,7 +241,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             _end(dbapi_conn, record.info, write_lock, "ROLLBACK")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # hide_parameters: a database error's message (logged, or a traceback) names no values, which
+    # may be secrets (a camera's stream URL, a token's hash)
+    return create_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+    )
 
 
 def make_sessionmaker(

@@ -87,6 +87,21 @@ BAD_CAMERAS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown key", {"zone": []}, "zone"),
     ("half a position", {"position": {"lat": 30.2}}, "position.lon"),
     ("unknown grid cell", {"grid_cell_id": "NOPE"}, "grid_cell_id: no grid cell 'NOPE'"),
+    ("'..' as an id (a runner's spool folder)", {"id": ".."}, "id"),
+    ("a NUL in the name", {"name": "gate\x00one"}, "name"),
+    ("a span of no time", {"active_hours": ["10:00-10:00"]}, "a span of no time"),
+    ("zone hours with a line break", {"zones": [{**ZONE, "active_hours": ["06:00-22:00\n"]}]}, "zones.0"),
+    ("not a live stream", {"stream_url": "file:///etc/passwd"}, "stream_url: Value error, not a live stream"),
+]
+
+# stream URLs a runner could not open (FFmpeg reads the host up to the first '/', '?' or '#', as a URL
+# parser does): refused, naming stream_url, and nothing of the password shown anywhere
+BAD_URLS: list[tuple[str, str, str]] = [
+    ("rtsp://admin:20240#@10.0.0.9/live", "20240", "an '@' after the host"),
+    ("rtsp://admin:13579/24680@10.0.0.9:554/live", "13579", "an '@' after the host"),
+    ("rtsp://admin:pw-Qz?x@10.0.0.9/live", "pw-Qz", "an '@' after the host"),
+    ("rtsp://[admin:pw-Zb]@10.0.0.9/live", "pw-Zb", "not a valid URL"),
+    ("rtsp://admin:pa[ss-Wy@10.0.0.9/live", "ss-Wy", "not a valid URL"),
 ]
 
 
@@ -99,6 +114,29 @@ def test_a_bad_camera_is_a_422_naming_it(server: LiveServer, body: dict[str, Any
         assert r.status_code == 422, r.text
         assert named in r.text, r.text
         assert admin.get("/api/cameras").json() == []
+
+
+def test_a_stream_url_a_runner_cannot_open_is_refused_without_showing_it(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with server.client("admin") as admin:
+        assert admin.post("/api/cameras", json=_camera()).status_code == 201
+        answers = []
+        for url, secret, reason in BAD_URLS:
+            for r in (
+                admin.post("/api/cameras", json=_camera("gate-2", stream_url=url)),
+                admin.patch("/api/cameras/gate-1", json={"stream_url": url, "name": "changed"}),
+            ):
+                assert r.status_code == 422 and "stream_url" in r.text and reason in r.text, r.text
+                assert secret not in r.text
+                answers.append(r.text)
+        cameras = admin.get("/api/cameras").json()  # the list still answers, unchanged
+    assert [(c["id"], c["name"], c["stream"]) for c in cameras] == [
+        ("gate-1", "North gate", "rtsp://10.1.2.3:554")
+    ]
+    for _url, secret, _reason in BAD_URLS:
+        assert secret not in caplog.text
 
 
 def test_only_runners_read_stream_urls_and_report_state(server: LiveServer) -> None:
@@ -125,6 +163,26 @@ def test_only_runners_read_stream_urls_and_report_state(server: LiveServer) -> N
         assert r.json()["last_frame_at"] == frame.strftime("%Y-%m-%dT%H:%M:%SZ")
         assert runner.put("/api/cameras/nope/state", json={}).status_code == 404
         assert runner.put("/api/cameras/gate-1/state", json={"fps": -1}).status_code == 422
+        deep: dict[str, Any] = {}
+        for _ in range(300):
+            deep = {"d": deep}
+        for runner_state in (deep, {"log": "x" * 70_000}):  # the camera list must stay readable
+            r = runner.put("/api/cameras/gate-1/state", json={"fps": 5, "runner_state": runner_state})
+            assert r.status_code == 422 and "runner_state" in r.text, r.text[:300]
+        # an error with a password a URL parser misreads, a NUL; a last frame from a clock ahead
+        ahead = datetime.now(UTC) + timedelta(days=3)
+        odd = {
+            "fps": 4.9,
+            "last_frame_at": ahead.isoformat(),
+            "last_error": "could not open rtsp://admin:S3c#ret-Kq@10.0.0.9/live\x00 (timeout)",
+            "runner_state": {"spool": 0},
+        }
+        r = runner.put("/api/cameras/gate-1/state", json=odd)
+        assert r.status_code == 200, r.text
+        assert r.json()["last_error"] == "could not open rtsp://admin:***@10.0.0.9/live  (timeout)"
+        assert r.json()["last_frame_at"] <= datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        r = runner.put("/api/cameras/gate-1/state", json={**odd, "last_frame_at": frame.isoformat()})
+        assert r.status_code == 200 and r.json()["online"] is True
     for who in ("device", "operator"):
         with server.client(who) as other:
             assert other.get("/api/runner/cameras").status_code == 403
@@ -160,6 +218,13 @@ def test_a_camera_goes_offline_and_back_with_webhook_events(make_server, db_url:
             state = op.get("/api/cameras/gate-1").json()["state"]
         assert state["online"] is False and state["since"] is not None
         assert runner.put("/api/cameras/gate-1/state", json={"fps": 5}).status_code == 200
+        with server.client("admin") as admin:  # disabled: no runner analyses it, so neither state
+            assert admin.patch("/api/cameras/gate-1", json={}).status_code == 422  # nothing to change
+            assert (
+                admin.patch("/api/cameras/gate-1", json={"enabled": False}).json()["state"]["online"] is None
+            )
+        assert runner.put("/api/cameras/gate-1/state", json={"fps": 5}).json()["online"] is None
+        assert watch.run_once() == []
     with services.factory() as session:
         events = [(d.event, json.loads(d.payload)) for d in session.scalars(select(WebhookDelivery))]
     assert [e for e, _ in events] == ["camera.offline", "camera.online"]
@@ -222,6 +287,11 @@ def test_camera_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert main(["camera", "add", "gate-2", "--url", "rtsp://h/x", "--zones-file", str(bad)]) == 1
     assert "zones.0.kind" in capsys.readouterr().err
     assert main(["camera", "edit", "gate-1", "--lat", "30.27", "--lon", "120.15", "--always"]) == 0
+    assert main(["camera", "edit", "gate-1", "--team", "team-x", "--no-team"]) == 1
+    assert "--no-team clears team" in capsys.readouterr().err
+    assert main(["camera", "add", "gate-3", "--url", "rtsp://[admin:pw-Zb]@10.0.0.9/live"]) == 1
+    err = capsys.readouterr().err
+    assert "stream_url" in err and "not a valid URL" in err and "pw-Zb" not in err
     assert main(["camera", "disable", "gate-1"]) == 0
     site = tmp_path / "site.yaml"
     config = Path("configs/site.yaml").read_text(encoding="utf-8")
@@ -235,6 +305,17 @@ def test_camera_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert main(["camera", "import", str(site)]) == 0
     out = capsys.readouterr().out
     assert "imported 1 camera(s)" in out and "not imported: demo-cam-01" in out
+    # a camera the registry would refuse is refused here too, named, and the others are imported
+    site.write_text(
+        site.read_text(encoding="utf-8").replace(
+            "  - id: demo-cam-01\n", "  - id: demo-cam-01\n    source: rtsp://admin:pw-Qz#1@10.0.0.7/live\n"
+        ),
+        encoding="utf-8",
+    )
+    assert main(["camera", "import", str(site)]) == 1
+    out = capsys.readouterr().out
+    assert "not imported: demo-cam-01 (stream_url: Value error, an '@' after the host" in out
+    assert "pw-Qz" not in out and "imported 0 camera(s)" in out
     assert main(["camera", "list"]) == 0
     out = capsys.readouterr().out
     assert "gate-1" in out and "demo-cam-02" in out and "rtsp://cam2.example" in out

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from streams import ReconnectPolicy, SourceError, is_live_url, mask_credentials, open_source
-from streams.urls import default_source_id, is_remote_file, is_secret_key
+from streams.urls import default_source_id, host_and_port, is_remote_file, is_secret_key, stream_url_problem
 from tests.streams.footage import write_video
 
 PASSWORD = "s3cr3t-Pa55"
@@ -38,6 +38,12 @@ FAST = ReconnectPolicy(
         ("rtmp://pub:pw@live.example.com/app/cam1", "rtmp://pub:***@live.example.com/app/cam1"),
         ("srt://u:pw@10.0.0.5:9000", "srt://u:***@10.0.0.5:9000"),
         ("http://viewer@cam.local/video.mjpg", "http://viewer@cam.local/video.mjpg"),  # no password
+        # a password typed with '#', '?', '/' or '[' unencoded: a URL parser's host would be part of it
+        ("rtsp://admin:20240#@10.0.0.9/live", "rtsp://admin:***@10.0.0.9/live"),
+        ("rtsp://admin:se?cr#et@10.0.0.9:554/live", "rtsp://admin:***@10.0.0.9:554/live"),
+        ("rtsp://admin:135/79@[fe80::1]:554/live", "rtsp://admin:***@[fe80::1]:554/live"),
+        ("rtsp://[admin:pw]@10.0.0.9/live", "rtsp://[admin:***@10.0.0.9/live"),
+        ("rtsp://h/live?token=ab@cd&ch=1", "rtsp://h/live?token=***&ch=1"),  # an '@' in a query value
         # every secret-looking query key, in any case
         ("rtsp://h/live?password=x&ch=1", "rtsp://h/live?password=***&ch=1"),
         ("rtsp://h/live?user=a&passwd=x", "rtsp://h/live?user=a&passwd=***"),
@@ -88,6 +94,33 @@ FAST = ReconnectPolicy(
 )
 def test_mask_credentials(url: str, masked: str) -> None:
     assert mask_credentials(url) == masked
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "problem"),
+    [
+        ("rtsp://admin:pw@cam.local:554/Streaming/Channels/101", "cam.local:554", None),
+        ("rtsp://admin:p@ss@10.0.0.9/live", "10.0.0.9", None),  # FFmpeg takes the last '@' before '/'
+        ("rtsp://u:p@[fe80::1]:8554/live", "[fe80::1]:8554", None),
+        ("rtsp://h/live?token=ab@cd", "h", None),
+        ("rtsp://admin:20240#@10.0.0.9/live", "10.0.0.9", "an '@' after the host"),
+        ("rtsp://admin:135/79@10.0.0.9/live", "10.0.0.9", "an '@' after the host"),
+        ("rtsp://[admin:pw]@10.0.0.9/live", "10.0.0.9", "not a valid URL"),
+        ("rtsp://cam:99999/live", "cam:99999", "not a valid URL"),
+        ("rtsp://u:p@/live", None, "has no host"),
+        ("rtsp://cam/li ve", "cam", "a space or a control character"),
+        ("file:///etc/passwd", None, "not a live stream URL"),
+        ("rstp://cam/live", "cam", "not a live stream URL"),
+        ("http://cdn.example.com/day1.mp4", "cdn.example.com", "footage, not a live stream"),
+    ],
+)
+def test_what_a_stream_url_shows_and_whether_a_camera_can_use_it(
+    url: str, shown: str | None, problem: str | None
+) -> None:
+    assert host_and_port(url) == shown
+    found = stream_url_problem(url)
+    assert (found is None) if problem is None else (found is not None and problem in found), found
+    assert found is None or "pw" not in found and "20240" not in found
 
 
 def test_mask_credentials_finds_every_url_in_a_message() -> None:

@@ -232,7 +232,11 @@ def test_a_case_id_out_of_range_is_named_never_a_server_error(site: Site, open_p
     page = office.page
     goto(office, "/cases")
     headers = {"X-CSRF-Token": csrf(page), "Accept": "application/json"}
-    actions = (("decision", {"decision": "confirm"}), ("undo", {}), ("category", {"category": "piled_debris"}))
+    actions = (
+        ("decision", {"decision": "confirm"}),
+        ("undo", {}),
+        ("category", {"category": "piled_debris"}),
+    )
     for action, form in (*actions, ("release", {})):
         answer = page.request.post(
             f"{site.base_url}/review/99999999999999999999/{action}", form=form, headers=headers

@@ -4,24 +4,59 @@ URLs, and each camera's live state). See api.cameras."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.cameras import registry
 from api.cases.wall_time import WallTime
+from api.errors import InputError
 from api.http import schemas
 from api.http.deps import Admin, ReadSessionDep, Runner, ServicesDep, SessionDep, Staff
 from api.storage.models import Camera
-from detect.config import HOURS_PATTERN, Zone
+from detect.config import CAMERA_ID_PATTERN, HOURS_PATTERN, Zone, check_span
 from detect.config import Camera as SiteCamera
+from streams.urls import host_and_port, mask_credentials, stream_url_problem, url_scheme
 
 router = APIRouter(prefix="/api", tags=["cameras"], responses=schemas.CALLER_ERRORS)
 
-CAMERA_ID = r"^[A-Za-z0-9_.:-]+$"  # as detect.config.Camera.id
+CAMERA_ID = CAMERA_ID_PATTERN  # as the site config's: no '.' or '..' (a runner's spool folder is named by it)
+ONE_LINE = (
+    r"^[^\x00-\x1f\x7f]*$"  # a name, a team: no line breaks or control characters (PostgreSQL stores no NUL)
+)
 CameraIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=CAMERA_ID, description="camera id")]
-Hours = Annotated[str, Field(pattern=HOURS_PATTERN, description="local time 'HH:MM-HH:MM'")]
+Hours = Annotated[
+    str, Field(pattern=HOURS_PATTERN, description="local time 'HH:MM-HH:MM'"), AfterValidator(check_span)
+]
+
+
+def _stream_url(url: str) -> str:
+    """A stream URL a runner can open and a response can show without its secrets."""
+    problem = stream_url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
+def public_stream(url: str) -> str:
+    """What a response may show of a stream URL: scheme://host[:port], nothing that can carry a secret
+    (no user name or password, even one typed with '#', '/' or '[' unencoded: streams.urls.host_and_port)."""
+    scheme = url_scheme(url)
+    host = host_and_port(url) if scheme else None
+    if scheme is None or host is None:
+        return "(a file or device path)" if scheme is None else f"{scheme}://(no host)"
+    return f"{scheme}://{host}"
+
+
+def shown_error(text: str | None) -> str | None:
+    """A runner's error as the registry stores, shows and logs it: its runner masks the stream URL's secrets,
+    and this does again (a runner of another version, a URL it did not recognise), with control
+    characters as spaces (PostgreSQL stores no NUL; a log line is one line)."""
+    return None if text is None else re.sub(r"[\x00-\x1f\x7f]", " ", mask_credentials(text))
+
+
 StreamUrl = Annotated[
     str,
     Field(
@@ -31,8 +66,11 @@ StreamUrl = Annotated[
         description="rtsp://, rtmp://, http(s):// (MJPEG, HLS, FLV), srt://, udp:// ...; "
         "with its credentials, which no response or log line shows",
     ),
+    AfterValidator(_stream_url),
 ]
 NOT_FOUND = schemas.error_responses(404, described={404: "no camera of that id"})
+RUNNER_STATE_MAX_BYTES = 65536  # a runner's figures as stored: its spool and delivery counts are a few lines
+RUNNER_STATE_MAX_DEPTH = 8
 
 
 def _check_site_rules(camera_id: str, timezone: str | None, zones: list[Zone] | None) -> None:
@@ -50,10 +88,10 @@ class CameraIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=64, pattern=CAMERA_ID)
     stream_url: StreamUrl
-    name: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=200, pattern=ONE_LINE)
     position: schemas.GeoPosition | None = None
-    grid_cell_id: str | None = Field(None, min_length=1, max_length=64)
-    team: str | None = Field(None, min_length=1, max_length=64)
+    grid_cell_id: str | None = Field(None, min_length=1, max_length=64, pattern=ONE_LINE)
+    team: str | None = Field(None, min_length=1, max_length=64, pattern=ONE_LINE)
     timezone: str = Field("Asia/Shanghai", min_length=1, max_length=64)
     zones: list[Zone] = Field(default_factory=list)
     active_hours: list[Hours] | None = None
@@ -85,10 +123,10 @@ class CameraPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     stream_url: StreamUrl | None = None
-    name: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=200, pattern=ONE_LINE)
     position: schemas.GeoPosition | None = None
-    grid_cell_id: str | None = Field(None, min_length=1, max_length=64)
-    team: str | None = Field(None, min_length=1, max_length=64)
+    grid_cell_id: str | None = Field(None, min_length=1, max_length=64, pattern=ONE_LINE)
+    team: str | None = Field(None, min_length=1, max_length=64, pattern=ONE_LINE)
     timezone: str | None = Field(None, min_length=1, max_length=64)
     zones: list[Zone] | None = None
     active_hours: list[Hours] | None = None
@@ -98,7 +136,7 @@ class CameraPatch(BaseModel):
     def _site_rules(self) -> CameraPatch:
         for name in ("stream_url", "timezone", "zones", "enabled"):
             if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
+                raise InputError(name, "cannot be null")
         _check_site_rules("patch", self.timezone, self.zones)
         return self
 
@@ -122,10 +160,36 @@ class CameraStateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fps: float | None = Field(None, ge=0.0, le=1000.0, strict=True)
     last_frame_at: WallTime | None = None
-    last_error: str | None = Field(None, max_length=2000, description="credentials masked by the runner")
-    runner_state: dict[str, Any] | None = Field(
-        None, description="the runner's own figures (spool size and age, delivered, dropped)"
+    last_error: Annotated[str | None, AfterValidator(shown_error)] = Field(
+        None, max_length=2000, description="credentials masked by the runner (and again here)"
     )
+    runner_state: dict[str, Any] | None = Field(
+        None,
+        description=f"the runner's own figures (spool size and age, delivered, dropped): at most "
+        f"{RUNNER_STATE_MAX_BYTES} bytes as JSON, {RUNNER_STATE_MAX_DEPTH} levels deep",
+    )
+
+    @field_validator("runner_state")
+    @classmethod
+    def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            if _depth(value) > RUNNER_STATE_MAX_DEPTH:
+                raise ValueError(f"nested more than {RUNNER_STATE_MAX_DEPTH} levels deep")
+            if len(json.dumps(value)) > RUNNER_STATE_MAX_BYTES:
+                raise ValueError(f"more than {RUNNER_STATE_MAX_BYTES} bytes as JSON")
+        return value
+
+
+def _depth(value: Any) -> int:
+    """How many levels of objects and arrays `value` holds (0 for a number or a string)."""
+    levels, level = 0, [value]
+    while level:
+        inner = [v for v in level if isinstance(v, (dict, list))]
+        if not inner:
+            break
+        levels += 1
+        level = [c for v in inner for c in (v.values() if isinstance(v, dict) else v)]
+    return levels
 
 
 def _hours(row: Camera) -> list[str] | None:
@@ -140,7 +204,7 @@ def camera_info(row: Camera) -> schemas.CameraInfo:
     return schemas.CameraInfo(
         id=row.id,
         name=row.name,
-        stream=registry.public_stream(row.stream_url),
+        stream=public_stream(row.stream_url),
         position=_position(row),
         grid_cell_id=row.grid_cell_id,
         team=row.team,
