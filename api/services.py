@@ -49,6 +49,8 @@ def evidence_store(settings: Settings) -> EvidenceFiles:
         spool_dir=settings.data_dir / "evidence-incoming",
         access_key_id=settings.s3_access_key_id,
         secret_access_key=secret.get_secret_value() if secret is not None else None,
+        connect_timeout_s=settings.s3_timeout_s,
+        read_timeout_s=settings.s3_timeout_s,
     )
     log.info("evidence store: %r", store)
     return store

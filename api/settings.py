@@ -59,6 +59,13 @@ class Settings(BaseModel):
     s3_secret_access_key: SecretStr | None = Field(
         None, description="default: boto3's usual sources (AWS_SECRET_ACCESS_KEY, ...); never shown or logged"
     )
+    s3_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        le=300.0,
+        description="seconds one S3 call may wait to connect, and then for each answer; a call is tried "
+        "3 times, so an incident whose bucket stalls is a 503 within about 3 x this (s3 only)",
+    )
     site_config: Path = Field(Path("configs/site.yaml"), description="site config the worker uses")
     merge_radius_m: float = Field(15.0, ge=0.0, le=10_000.0)
     merge_window_h: float = Field(24.0, ge=0.0, le=24.0 * 365)

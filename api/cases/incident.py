@@ -9,9 +9,10 @@ is stored is the same on both paths.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from api.cases.wall_time import WallTime
 from api.errors import InputError
@@ -22,12 +23,16 @@ class IncidentInputError(InputError):
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+MAX_PIXELS = 100_000.0  # a box corner's coordinate, as the review's box corrections take them
+MAX_COUNT = 2**31 - 1  # a frame index, a count or a track id: what an INTEGER column holds
 
 
 # original: the best frame before privacy blurring (faces, plates not involved), sealed: admins only
 EvidenceRole = Literal["annotated", "crop", "raw", "dwell_first", "dwell_middle", "dwell_last", "original"]
 DWELL_KEYS = ("ts", "wall_time", "window", "box")
-Pixels = tuple[float, float, float, float]
+Coordinate = Annotated[float, Field(ge=-MAX_PIXELS, le=MAX_PIXELS)]
+Pixels = tuple[Coordinate, Coordinate, Coordinate, Coordinate]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class EvidencePayload(BaseModel):
@@ -36,7 +41,7 @@ class EvidencePayload(BaseModel):
     their footage time `ts` (s), `wall_time`, the crop `window` and the object's `box` in that frame
     (x1, y1, x2, y2 in full-frame pixels); the other roles leave them out."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     role: EvidenceRole
     path: str = Field(min_length=1, max_length=500)
@@ -57,7 +62,7 @@ class EvidencePayload(BaseModel):
 
 
 class IncidentPayload(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # no NaN or Infinity: not JSON
 
     id: str = Field(min_length=1, max_length=128)
     category: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -68,23 +73,37 @@ class IncidentPayload(BaseModel):
     first_seen_ts: float = 0.0
     last_seen_ts: float = 0.0
     best_ts: float = 0.0
-    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    box: Pixels = (0.0, 0.0, 0.0, 0.0)
     confidence_median: float = Field(0.0, ge=0.0, le=1.0)
     confidence_max: float = Field(0.0, ge=0.0, le=1.0)
-    observations: int = Field(0, ge=0)
+    observations: Count = 0
     first_seen_wall: WallTime | None = None
     last_seen_wall: WallTime | None = None
     position: (
         tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]] | None
     ) = None
-    frame_index: int | None = None
-    track_ids: list[int] = Field(default_factory=list)
+    frame_index: Count | None = None
+    track_ids: list[Count] = Field(default_factory=list, max_length=1000)
     evidence: list[EvidencePayload] = Field(default_factory=list, max_length=16)
     closed: bool = False
     plate: str | None = Field(None, max_length=32)
     plate_confidence: float | None = Field(None, ge=0.0, le=1.0)
     # a moving camera's single pass of a parked vehicle: a chalk mark (api.cases.chalking), no case
     suspected: bool = False
+
+    @model_validator(mode="after")
+    def _in_order(self) -> IncidentPayload:
+        first, last = (
+            None if t is None else t if t.tzinfo is not None else t.replace(tzinfo=UTC)  # naive: UTC
+            for t in (self.first_seen_wall, self.last_seen_wall)
+        )
+        if first is not None and last is not None and last < first:
+            # the sender's clock stepped back while it watched (NTP): a real incident, seen at one time
+            self.last_seen_wall = self.first_seen_wall
+        x1, y1, x2, y2 = self.box
+        if x2 < x1 or y2 < y1:
+            raise ValueError("box must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2")
+        return self
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -96,6 +115,8 @@ def parse_incident(text: str) -> IncidentPayload:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise IncidentInputError("incident", f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise IncidentInputError("incident", "nested too deeply") from None
     if not isinstance(data, dict):
         raise IncidentInputError("incident", "must be a JSON object")
     try:

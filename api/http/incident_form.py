@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.cases.incident import IncidentInputError, IncidentPayload, parse_incident
 from api.errors import InputError
 from api.http.multipart import FormPart, form_boundary, read_parts
-from api.storage.evidence_store import EvidenceError, EvidenceFiles, Incoming, IncomingEvidence, StoredFile
+from api.storage.evidence_store import EvidenceError, EvidenceFiles, Incoming, StoredFile
 
 MAX_INCIDENT_JSON_BYTES = 1024 * 1024
 MAX_EVIDENCE_FILES = 16
@@ -55,6 +55,8 @@ class _IncidentParts:
 
     def begin(self, part: FormPart) -> None:
         if part.name == "incident":
+            if self.form.incident is not None:
+                raise IncidentInputError("incident", "sent twice: one incident a form (several: /batch)")
             self._text = bytearray()
         elif part.name == "files":
             if len(self.form.files) + len(self._received) >= MAX_EVIDENCE_FILES:
@@ -95,7 +97,7 @@ class _IncidentParts:
         while self._received:
             filename, incoming = self._received.pop(0)  # finish() discards it when it fails
             try:
-                if isinstance(incoming, IncomingEvidence):
+                if incoming.local:
                     stored = incoming.finish()
                 else:
                     stored = await run_in_threadpool(incoming.finish)

@@ -88,6 +88,7 @@ class Incoming(Protocol):
     """An evidence file being received chunk by chunk (see IncomingEvidence)."""
 
     size: int
+    local: bool  # finish() only renames a local file (else it uploads: call it off the event loop)
 
     def write(self, data: bytes) -> None: ...
 
@@ -298,8 +299,11 @@ class IncomingEvidence:
     SHA-256 (True when new to the store; the temporary file is gone after), `discard()` removes it.
     Nothing lands under a valid name unless it is complete and checked."""
 
-    def __init__(self, folder: Path, max_bytes: int | None, place: Callable[[str, str], bool]) -> None:
+    def __init__(
+        self, folder: Path, max_bytes: int | None, place: Callable[[str, str], bool], *, local: bool = True
+    ) -> None:
         self._place = place
+        self.local = local  # False: `place` uploads the file (an S3 bucket)
         self._max_bytes = max_bytes
         self._digest = hashlib.sha256()
         self._head = b""

@@ -81,8 +81,8 @@ class S3EvidenceStore:
         spool_dir: Path,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
         max_attempts: int = 3,
         list_page_size: int = 1000,
     ) -> None:
@@ -249,7 +249,7 @@ class S3EvidenceStore:
             if not self._spool_ready:
                 self.spool_dir.mkdir(parents=True, exist_ok=True)
                 self._spool_ready = True
-            return IncomingEvidence(self.spool_dir, max_bytes, self._upload)
+            return IncomingEvidence(self.spool_dir, max_bytes, self._upload, local=False)
         except OSError as exc:
             if is_disk_full(exc):
                 raise StorageFull(STORE_NAME) from exc

@@ -74,6 +74,28 @@ def test_incident_evidence_must_match(server: LiveServer) -> None:
         assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("incident.position")
         missing = device.post("/api/incidents", data={})
         assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "incident"
+        # values no column or JSON holds: refused, named, before any file is kept
+        for key, value in (
+            ("frame_index", 10**30),
+            ("track_ids", [10**30]),
+            ("observations", -1),
+            ("box", [10.0, 20.0, float("nan"), 220.0]),
+            ("first_seen_ts", float("inf")),
+            ("box", [500.0, 500.0, 10.0, 10.0]),
+            ("box", [-1e12, 0.0, 1e12, 10.0]),
+        ):
+            r = post_incident(device, dict(data, id=f"hostile-{key}", **{key: value}))
+            assert r.status_code == 422, (key, value, r.text)
+            assert r.json()["errors"][0]["field"].startswith(f"incident.{key}") or "box" in r.text, r.text
+        deep = device.post("/api/incidents", data={"incident": "[" * 100_000 + "]" * 100_000})
+        assert deep.status_code == 422 and deep.json()["detail"] == "incident: nested too deeply"
+        twice = device.post(
+            "/api/incidents",
+            files=[("incident", (None, json.dumps(data))), ("incident", (None, json.dumps(data)))],
+        )
+        assert twice.status_code == 422 and "incident: sent twice" in twice.json()["detail"], twice.text
+        not_a_form = device.post("/api/incidents", json=data)
+        assert not_a_form.status_code == 415 and not_a_form.json()["errors"][0]["field"] == "body"
 
 
 def _transition(client, case_id: int, to: str, **form) -> object:  # type: ignore[no-untyped-def]

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -314,6 +317,45 @@ def test_s3_server_down_is_503_naming_the_evidence_store(
         assert again.status_code == 201, again.text
         assert op.get(f"/api/cases/{again.json()['case_id']}").status_code == 200
     assert SECRET not in caplog.text
+
+
+def test_a_stalled_bucket_holds_up_only_its_own_incident(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    own_moto: MotoServer,
+) -> None:
+    """The S3 server stops answering (not refusing: a hung endpoint): the incident waiting on it is a
+    503 naming the evidence store within the configured timeout's tries, and the rest of the service
+    answers meanwhile (the upload runs in a worker thread, not on the event loop)."""
+    bucket = own_moto.new_bucket()
+    settings = {**s3_settings(own_moto, bucket), "s3_timeout_s": 1.0}
+    server = make_server(db_url, run_webhooks=False, settings=settings)
+    assert own_moto.process is not None
+    with server.client("device") as device, server.client("operator") as op:
+        assert post_incident(device, incident_json("stall-1")).status_code == 201
+        answer: dict[str, Any] = {}
+
+        def post() -> None:
+            t0 = time.monotonic()
+            answer["response"] = post_incident(device, incident_json("stall-2"))
+            answer["s"] = time.monotonic() - t0
+
+        os.kill(own_moto.process.pid, signal.SIGSTOP)
+        try:
+            waiting = threading.Thread(target=post)
+            waiting.start()
+            time.sleep(0.5)  # the incident is waiting on the bucket now
+            t0 = time.monotonic()
+            assert op.get("/api/health").status_code == 200
+            assert op.get("/api/grids").status_code == 200
+            assert time.monotonic() - t0 < 1.0
+            waiting.join(60)
+        finally:
+            os.kill(own_moto.process.pid, signal.SIGCONT)
+        assert answer["response"].status_code == 503, answer["response"].text
+        assert answer["response"].json()["errors"][0]["field"] == "evidence store"
+        assert answer["s"] < 20
+        assert post_incident(device, incident_json("stall-2")).status_code == 201  # back
 
 
 def test_local_store_speaks_the_same_interface(tmp_path: Path) -> None:

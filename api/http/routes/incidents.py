@@ -19,6 +19,7 @@ from api.http.incident_form import (
     MAX_BATCH_INCIDENTS,
     BatchItem,
     IncidentForm,
+    IncidentFormError,
     receive_incident_batch,
     receive_incident_form,
 )
@@ -90,10 +91,13 @@ async def post_incident(request: Request, principal: Feeder, services: ServicesD
             store=services.store,
             max_file_bytes=services.settings.max_evidence_bytes,
         )
-    else:  # a retry without files may come as a plain urlencoded form
+    elif not content_type or content_type.lower().startswith("application/x-www-form-urlencoded"):
+        # a retry without files (or an empty body: the incident is missing)
         fields = await request.form()
         text = fields.get("incident")
         form = IncidentForm(incident=parse_incident(text) if isinstance(text, str) else None)
+    else:
+        raise IncidentFormError("must be multipart/form-data (or, without files, urlencoded)")
     if form.incident is None:
         raise IncidentInputError("incident", "Field required")
     if needs_lookup(form.incident, form.files, principal):  # a runner, or a retry without files
