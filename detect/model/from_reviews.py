@@ -12,6 +12,10 @@ rejected as false: hard negatives, left unlabelled). This module writes them as 
                                                   labels and the rejected boxes (normalised), so that a
                                                   merge can keep pseudo-labels off the rejected boxes
 
+One frame, several cases (two objects in one picture, each its own case): their reviews of that raw
+frame are one image whose labels are all of theirs (a box another case confirmed is never left as
+background), its rejected boxes those of theirs no case labelled.
+
 Deduplication (a camera looking at the same place gives near-identical frames, case after case): two
 frames of the same camera are the same picture when they are at most PLACE_RADIUS_M apart (or both
 have no position) and their difference hashes (DHASH_SIZE x DHASH_SIZE bits, over the grey image)
@@ -36,7 +40,7 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +89,7 @@ class ReviewFrame:
     decisions: tuple[str, ...]
     labels: tuple[ReviewBox, ...]
     rejected: tuple[ReviewBox, ...]
+    others: tuple[tuple[int, int], ...] = ()  # (case, sighting) of other reviews of this frame, merged in
 
     @property
     def camera(self) -> str:
@@ -209,6 +214,33 @@ def _preference(frame: ReviewFrame) -> tuple[int, float, int]:
     return (-(len(frame.labels) + len(frame.rejected)), -frame.decided_at.timestamp(), frame.sighting_id)
 
 
+def one_per_frame(frames: Sequence[ReviewFrame]) -> list[ReviewFrame]:
+    """The reviews of each raw frame (by camera and SHA-256) as one: the preferred review (_preference)
+    with every review's labels and decisions, and the rejected boxes that no review labelled."""
+    groups: dict[tuple[str, str], list[ReviewFrame]] = {}
+    for frame in frames:
+        groups.setdefault((frame.camera, frame.frame_sha256), []).append(frame)
+    merged = []
+    for group in groups.values():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        group.sort(key=_preference)
+        labels = tuple(dict.fromkeys(box for f in group for box in f.labels))
+        rejected = tuple(dict.fromkeys(box for f in group for box in f.rejected if box not in labels))
+        merged.append(
+            replace(
+                group[0],
+                decided_at=max(f.decided_at for f in group),
+                decisions=tuple(d for f in group for d in f.decisions),
+                labels=labels,
+                rejected=rejected,
+                others=tuple((f.case_id, f.sighting_id) for f in group[1:]),
+            )
+        )
+    return merged
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:48] or UNKNOWN_CAMERA
 
@@ -240,7 +272,7 @@ def write_dataset(
     kept: dict[str, list[tuple[ReviewFrame, int]]] = {}  # camera -> (frame, dhash) written
     manifest: list[dict[str, Any]] = []
     try:
-        ordered = sorted(frames, key=lambda f: (f.camera, _preference(f)))
+        ordered = sorted(one_per_frame(frames), key=lambda f: (f.camera, _preference(f)))
         for frame in tqdm(ordered, desc="reviewed frames", unit="frame", disable=None):
             data = read_image(frame.frame_sha256)
             grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
@@ -293,6 +325,7 @@ def write_dataset(
                     "camera_id": frame.camera_id,
                     "case_id": frame.case_id,
                     "sighting_id": frame.sighting_id,
+                    "also": [{"case_id": c, "sighting_id": i} for c, i in frame.others],
                     "frame_sha256": frame.frame_sha256,
                     "size": [width, height],
                     "decisions": list(frame.decisions),

@@ -5,6 +5,7 @@ from-reviews`: label files line by line, the camera split, deduplication, a reje
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -327,6 +328,56 @@ def test_review_decisions_become_a_camera_split_yolo_dataset(
     assert "--new-class: ['car'] must be new" in capsys.readouterr().err
     assert _export(server, out, monkeypatch, "--since", "2020-01-01", "--new-class", "stall") == 0
     assert yaml.safe_load((out / "data.yaml").read_text())["names"] == dict(enumerate([*names, "stall"]))
+
+
+def test_two_cases_on_one_frame_are_one_image_with_both_decisions(tmp_path: Path) -> None:
+    """Two objects in one picture are two cases with the same raw frame: the export writes that frame
+    once, with every box either case confirmed, and leaves out of its labels only what was rejected."""
+    from datetime import UTC, datetime
+
+    from detect.model.from_reviews import ReviewBox, ReviewFrame, write_dataset
+
+    frames = _frames()
+    sha = {name: hashlib.sha256(data).hexdigest() for name, data in frames.items()}
+    when = datetime(2026, 11, 20, 9, tzinfo=UTC)
+
+    def review(case: int, name: str, labels=(), rejected=(), decision="confirm") -> ReviewFrame:  # type: ignore[no-untyped-def]
+        return ReviewFrame(
+            case_id=case,
+            sighting_id=case * 10,
+            camera_id="cam-1",
+            frame_sha256=sha[name],
+            lat=LAT,
+            lon=LON,
+            decided_at=when,
+            decisions=(decision,),
+            labels=tuple(ReviewBox(*box, class_name=kind) for kind, box in labels),
+            rejected=tuple(ReviewBox(*box, class_name=kind) for kind, box in rejected),
+        )
+
+    reviews = [
+        review(1, "zidane", labels=[("person", PERSON_A)]),
+        review(2, "zidane", labels=[("person", PERSON_B)]),
+        review(3, "bus", labels=[("bus", BUS_BOX)]),
+        review(4, "bus", rejected=[("car", FALSE_BOX)], decision="reject_false"),
+    ]
+    names = ["person", "car", "bus"]
+    summary = write_dataset(
+        reviews,
+        read_image=lambda s: next(d for n, d in frames.items() if sha[n] == s),
+        class_names=names,
+        out=tmp_path,
+    )
+    labels = {p.stem: p.read_text().splitlines() for p in (tmp_path / "labels" / "train").glob("*.txt")}
+    assert len(labels) == 2 and summary.frames["train"] == 2 and summary.boxes["train"]["person"] == 2
+    assert sorted(labels[f"cam-1-{sha['zidane'][:16]}"]) == sorted(
+        [_yolo_line(0, PERSON_A, 1280, 720), _yolo_line(0, PERSON_B, 1280, 720)]
+    )
+    assert labels[f"cam-1-{sha['bus'][:16]}"] == [_yolo_line(2, BUS_BOX, 810, 1080)]
+    listed = json.loads((tmp_path / "reviews.json").read_text())["images"]
+    bus = next(i for i in listed if i["frame_sha256"] == sha["bus"])
+    assert sorted(bus["decisions"]) == ["confirm", "reject_false"] and len(bus["rejected"]) == 1
+    assert {(bus["case_id"], *[a["case_id"] for a in bus["also"]])} == {(3, 4)}
 
 
 @pytest.mark.parametrize(
