@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -42,7 +43,7 @@ from api.http.cookies import (
     same_token,
 )
 from api.services import Services
-from api.storage.db import session_scope
+from api.storage.db import as_utc, session_scope
 from api.storage.models import MAX_ID
 
 log = logging.getLogger(__name__)
@@ -219,3 +220,11 @@ def _case_id_for_number(services: Services, number: str) -> int | None:
 
 
 CaseId = Annotated[int, Depends(get_case_id)]
+
+
+def check_range(since: datetime | None, until: datetime | None) -> None:
+    """A query's time range: `until` before `since` is a 422 naming until (an empty answer would pass
+    for "nothing happened")."""
+    first, last = as_utc(since), as_utc(until)
+    if first is not None and last is not None and last < first:
+        raise InputError("until", "is before since")

@@ -206,6 +206,12 @@ def test_list_filters_sorting_stats_and_grids(server: LiveServer) -> None:
         assert total["total"] == 2 and len(total["rows"]) == 1 and total["rows"][0]["category"] is None
         total = admin.get("/api/stats", params={"by": "total"}).json()  # no filter: all cases, not 1
         assert total["total"] == 3 and [r["count"] for r in total["rows"]] == [3]
+        inverted = {"since": "2026-12-05T00:00:00Z", "until": "2026-12-01T00:00:00+08:00"}
+        for path in ("/api/cases", "/api/stats", "/api/coverage", "/api/chalk-marks"):
+            bad = admin.get(path, params=inverted)
+            assert bad.status_code == 422 and bad.json()["errors"] == [
+                {"field": "until", "reason": "is before since"}
+            ], (path, bad.text)
         bad = admin.get("/api/stats", params={"by": "category,week"})
         assert bad.status_code == 422
         assert bad.json()["errors"] == [

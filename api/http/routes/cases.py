@@ -35,6 +35,7 @@ from api.http.deps import (
     ServicesDep,
     SessionDep,
     Staff,
+    check_range,
     require,
 )
 from api.services import Services
@@ -130,6 +131,7 @@ def get_cases(
     Python, then json.dumps) cost 0.96-1.37 ms a 50-case page against 0.31-0.51 ms (three runs in
     one process each), the same bytes."""
     assert sort in SORTS
+    check_range(since, until)
     filters = CaseFilter(
         status=list(status) if status else None,
         category=category,

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from api.accounts.accounts import Principal, Role
 from api.cases.chalking import ChalkPolicy, MarkFilter, MarkPage, mark_evidence_file, mark_page
 from api.http import schemas
-from api.http.deps import MAX_ID, ReadSessionDep, ServicesDep, require
+from api.http.deps import MAX_ID, ReadSessionDep, ServicesDep, check_range, require
 from api.http.routes.reports import EVIDENCE_MEDIA_TYPES
 
 router = APIRouter(prefix="/api", tags=["chalk marks"], responses=schemas.CALLER_ERRORS)
@@ -42,6 +42,7 @@ def get_chalk_marks(
 ) -> MarkPage:
     """Suspected sightings (one pass of a parked vehicle each; no case until a second pass confirms
     one), latest seen first, a page at a time, each with its evidence files."""
+    check_range(since, until)
     return mark_page(
         session,
         filters=MarkFilter(since=since, until=until, status=status, plate=plate),

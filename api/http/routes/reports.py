@@ -11,7 +11,7 @@ from api.cases import stats
 from api.cases.grids import import_cells, parse_geojson
 from api.cases.reading import evidence_file
 from api.http import schemas
-from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep
+from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep, check_range
 from api.jobs import coverage
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=schemas.CALLER_ERRORS)
@@ -75,6 +75,7 @@ def get_stats(
 ) -> stats.CaseCounts:
     """Case counts by category × status × grid cell × local day of first sighting, or by the
     dimensions named in `by`."""
+    check_range(since, until)
     return stats.counts(
         session,
         principal=principal,
@@ -122,6 +123,7 @@ def get_coverage(
 ) -> dict[str, Any]:
     """Which grid cells the patrols passed in the window, and when: each cell's passes (from the GPS
     tracks of uploads whose jobs are done) with the metres driven and the time spent in it."""
+    check_range(since, until)
     cells = coverage.coverage(session, since=since, until=until)
     return {
         "cells": [
