@@ -276,7 +276,28 @@ def register_upload(
                 409,
             )
         job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
-        if job is None or job.status == JobStatus.FAILED:
+        failed = job is None or job.status == JobStatus.FAILED
+        changed = {
+            name: value
+            for name, value, before in (
+                ("camera_id", camera_id, existing.camera_id),
+                ("start_time", start_time, existing.start_time),
+            )
+            if value is not None and value != before
+        }
+        if changed and job is not None and not failed:
+            name = next(iter(changed))
+            raise UploadError(
+                name,
+                f"this footage was uploaded before with another {name} (upload {existing.sha256[:12]}, "
+                f"job {job.id}, {job.status}); it can be changed by "
+                "sending the footage again only after its job failed",
+                409,
+            )
+        for name, value in changed.items():  # a resend after a failed job corrects what it was sent with
+            setattr(existing, name, value)
+            log.info("upload %s sent again with a new %s", existing.sha256[:12], name)
+        if job is None or failed:
             # the same footage sent again after its job failed: try once more (incident ids are
             # deterministic, so whatever the failed run already filed is not filed twice)
             job = Job(

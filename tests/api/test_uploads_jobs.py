@@ -19,7 +19,7 @@ from api.jobs import queue
 from api.jobs.uploads import sniff_track, sniff_video
 from api.jobs.worker import Pipeline, Worker
 from api.services import Services
-from api.storage.models import Case, Job, Sighting
+from api.storage.models import Case, Job, Sighting, Upload
 from detect.config import ConfigError
 from streams import SourceError
 from tests.api.api_testkit import LiveServer, jpeg_bytes, make_settings, wait_job
@@ -175,6 +175,27 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
         assert wait_job(device, again.json()["id"])["status"] == "failed"
         same = device.post("/api/uploads", files={"file": ("ok.mp4", footage("fine"), "video/mp4")})
         assert same.json()["id"] == good["id"]
+        # sent again with another camera: the fix of a failed job's camera, a conflict for a done one
+        wrong = {"camera_id": "cam-typo", "start_time": "2026-11-29T08:00:00+08:00"}
+        sent = admin.post(
+            "/api/uploads", files={"file": ("x.mp4", footage("CORRUPT-2"), "video/mp4")}, data=wrong
+        )
+        assert wait_job(admin, sent.json()["id"])["status"] == "failed"
+        fixed = {"camera_id": "cam-b", "start_time": "2026-11-29T09:00:00+08:00"}
+        again = admin.post(
+            "/api/uploads", files={"file": ("x.mp4", footage("CORRUPT-2"), "video/mp4")}, data=fixed
+        )
+        assert again.status_code == 200 and again.json()["id"] != sent.json()["id"], again.text
+        assert again.json()["upload"]["camera_id"] == "cam-b"
+        with server.services.factory() as session:
+            upload = session.get(Upload, again.json()["upload"]["id"])
+            assert upload is not None and upload.start_time == datetime(2026, 11, 29, 1, 0)
+        moved = admin.post(
+            "/api/uploads",
+            files={"file": ("ok.mp4", footage("fine"), "video/mp4")},
+            data={"camera_id": "cam-b"},
+        )
+        assert moved.status_code == 409 and moved.json()["errors"][0]["field"] == "camera_id", moved.text
 
 
 def test_upload_rejections_name_the_field(server: LiveServer) -> None:
