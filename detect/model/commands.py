@@ -499,6 +499,10 @@ def run_model_promote(args: argparse.Namespace) -> int:
     site = SiteModels(args.site_dir or DEFAULT_SITE_DIR)
     if not args.candidate.is_file():
         raise CommandError(f"candidate weights not found: {args.candidate}")
+    try:
+        site.check()
+    except PromotionError as exc:
+        raise CommandError(str(exc)) from None
     if sha256_of(args.candidate) == sha256_of(site.current()):
         raise CommandError(f"{args.candidate} is the site's model already ({site.current()})")
     comparisons, rule, verdict = _comparison(args, args.candidate, site.current())

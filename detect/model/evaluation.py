@@ -78,6 +78,7 @@ class EvaluationReport:
     conf: float
     images: int
     classes: list[ClassMetrics] = field(default_factory=list)
+    lacks: list[str] = field(default_factory=list)  # the dataset's classes the model has not got
 
     @property
     def map50(self) -> float:
@@ -267,6 +268,7 @@ def yolo_predictor(
     to_data = {i: names.index(n) for i, n in yolo.names.items() if n in names}
     if not to_data:
         raise EvaluationError(f"{yolo.weights}: none of its classes is in the dataset ({', '.join(names)})")
+    lacks = [n for n in names if n not in set(yolo.names.values())]
 
     def predict(images: Sequence[Path]) -> list[tuple[ImageBoxes, tuple[int, int]]]:
         found = yolo.predict([str(p) for p in images], imgsz=imgsz, conf=0.001, iou=iou, device="cpu")
@@ -277,6 +279,7 @@ def yolo_predictor(
             out.append((ImageBoxes(boxes.xyxy[keep], mapped, boxes.scores[keep]), boxes.image_hw))
         return out
 
+    predict.lacks = lacks  # type: ignore[attr-defined]
     return predict
 
 
@@ -320,6 +323,7 @@ def evaluate(
         conf=conf,
         images=len(images),
         classes=classes,
+        lacks=list(getattr(predict, "lacks", [])),
     )
 
 

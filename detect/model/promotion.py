@@ -112,6 +112,11 @@ def judge(comparisons: Sequence[SetComparison], rule: PromotionRule, notes: Sequ
     """The rule over each set's figures (pure: no model runs here)."""
     reasons = []
     for comp in comparisons:
+        # a class the site's model finds and the candidate cannot: unseen in a set without its labels
+        lost = [n for n in comp.candidate.lacks if n not in comp.current.lacks]
+        if lost:
+            missing = ", ".join(lost)
+            reasons.append(f"{comp.name}: the candidate has no class {missing} (the current model has)")
         cur, cand = comp.current.map50, comp.candidate.map50
         if math.isnan(cur) or math.isnan(cand):
             continue  # no labels in the set: nothing measured
@@ -224,6 +229,17 @@ class SiteModels:
     @property
     def log_path(self) -> Path:
         return self.folder / LOG
+
+    def check(self) -> None:
+        """PromotionError naming the folder when it cannot be the site's model folder (a file, or
+        one that cannot be made), before anything is scored."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise PromotionError(f"--site-dir {self.folder}: not a folder")
+        try:
+            (self.folder / HISTORY).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise PromotionError(f"--site-dir {self.folder}: cannot write there ({reason})") from None
 
     def current(self) -> Path:
         """The weights in effect: current.pt once something was promoted, the shipped weights before."""

@@ -8,6 +8,7 @@ improves a model (no real district reviews exist yet to measure that on)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from datetime import datetime
@@ -86,6 +87,23 @@ def test_promotion_rule(
     verdict = judge([SetComparison("reviews val", _report(current), _report(candidate))], PromotionRule())
     assert verdict.accepted is accepted
     assert reason in "; ".join(verdict.reasons)
+
+
+def test_a_candidate_without_a_class_the_site_model_has_is_refused() -> None:
+    """A COCO model has no garbage class: with no garbage labels in the set its AP50 is not measured,
+    yet promoting it would stop the site finding garbage."""
+    current = _report({"car": 0.60, "garbage": None})
+    candidate = dataclasses.replace(_report({"car": 0.65, "garbage": None}), lacks=["garbage"])
+    verdict = judge([SetComparison("reviews val", current, candidate)], PromotionRule())
+    assert not verdict.accepted
+    assert verdict.reasons == ["reviews val: the candidate has no class garbage (the current model has)"]
+
+
+def test_promoting_into_a_site_folder_that_is_a_file_is_named(tmp_path: Path) -> None:
+    blocked = tmp_path / "site"
+    blocked.write_text("not a folder")
+    with pytest.raises(PromotionError, match=f"{blocked}: not a folder"):
+        SiteModels(blocked).check()
 
 
 def test_rollback_with_nothing_promoted_is_refused(tmp_path: Path) -> None:
