@@ -236,15 +236,16 @@ def _check_boxes(edits: Sequence[BoxEdit], *, classes: Mapping[str, str], width:
                 f"{where}.class_name",
                 f"'{box.class_name}' is not a model class of the site config (known: {', '.join(classes)})",
             )
-        if not (0 <= box.x1 < box.x2 <= width):
+        # at least a pixel each way: a smaller box is no object, and the export drops it (from_reviews)
+        if not (box.x1 >= 0 and box.x1 + 1 <= box.x2 <= width):
             raise BoxInputError(
                 f"{where}.x1",
-                f"x1 {box.x1:g}, x2 {box.x2:g}: need 0 <= x1 < x2 <= {width} (the frame's width)",
+                f"x1 {box.x1:g}, x2 {box.x2:g}: need 0 <= x1, x1 + 1 <= x2 <= {width} (the frame's width)",
             )
-        if not (0 <= box.y1 < box.y2 <= height):
+        if not (box.y1 >= 0 and box.y1 + 1 <= box.y2 <= height):
             raise BoxInputError(
                 f"{where}.y1",
-                f"y1 {box.y1:g}, y2 {box.y2:g}: need 0 <= y1 < y2 <= {height} (the frame's height)",
+                f"y1 {box.y1:g}, y2 {box.y2:g}: need 0 <= y1, y1 + 1 <= y2 <= {height} (the frame's height)",
             )
         corrections += edit.op == "correct"
     if corrections > 1:

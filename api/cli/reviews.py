@@ -9,6 +9,7 @@ in the handler: other commands never load OpenCV).
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -97,6 +98,12 @@ def run_from_reviews(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
     known = [n for n in args.new_class if n in recipe.classes]
+    odd = [n for n in args.new_class if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_ -]{0,31}", n)]
+    if odd:
+        raise CommandError(
+            f"--new-class: {', '.join(map(repr, odd))}: a class name is a letter, then letters, digits, "
+            "'_', '-' or spaces (at most 32), as the recipe's are (dining table)"
+        )
     if known or len(set(args.new_class)) != len(args.new_class) or "" in args.new_class:
         raise CommandError(
             f"--new-class: {known or args.new_class} must be new, distinct class names (the recipe has "

@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from api.errors import InputError, ServiceFault, StorageFull, Unavailable, is_disk_full
 from api.http.allow import AllowEveryMethod
@@ -174,6 +175,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input(_: Request, exc: InputError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        """The sender hung up mid-body (an upload cut off): no one to answer, nothing kept (the
+        receiving code removes what it had written), and no error of the service's."""
+        log.info("%s %s: the client disconnected before its body ended", request.method, request.url.path)
+        return error_response(InputError("body", "the client disconnected before the body ended", status=400))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -172,6 +172,16 @@ def test_review_decisions_become_a_camera_split_yolo_dataset(
         )
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "boxes[0].x1", bad.text
         assert "1280" in bad.json()["detail"]  # the frame's width, read from the stored image
+        speck = op.post(
+            f"/api/cases/{people}/boxes", json={"boxes": [_box((100, 100, 100.0001, 140), "person", "add")]}
+        )
+        assert speck.status_code == 422 and speck.json()["errors"][0]["field"] == "boxes[0].x1", speck.text
+        not_a_number = op.post(
+            f"/api/cases/{people}/boxes",
+            content=json.dumps({"boxes": [{**_box(TIE, "person", "add"), "x2": float("nan")}]}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert not_a_number.status_code == 422 and "finite" in not_a_number.text, not_a_number.text
         unknown = op.post(
             f"/api/cases/{people}/boxes",
             json={"boxes": [_box(TIE, "person", "add"), _box(TIE, "stall", "add")]},
@@ -326,6 +336,8 @@ def test_review_decisions_become_a_camera_split_yolo_dataset(
     # a class the recipe lacks (operators drew stalls): kept as a new class after the recipe's
     assert _export(server, out, monkeypatch, "--since", "2020-01-01", "--new-class", "car") == 1
     assert "--new-class: ['car'] must be new" in capsys.readouterr().err
+    assert _export(server, out, monkeypatch, "--since", "2020-01-01", "--new-class", "bad name/../x") == 1
+    assert "--new-class: 'bad name/../x': a class name is a letter" in capsys.readouterr().err
     assert _export(server, out, monkeypatch, "--since", "2020-01-01", "--new-class", "stall") == 0
     assert yaml.safe_load((out / "data.yaml").read_text())["names"] == dict(enumerate([*names, "stall"]))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import socket
 import time
 import tracemalloc
@@ -196,6 +197,34 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
             data={"camera_id": "cam-b"},
         )
         assert moved.status_code == 409 and moved.json()["errors"][0]["field"] == "camera_id", moved.text
+
+
+def test_an_upload_cut_off_mid_body_keeps_nothing_and_logs_no_error(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    host, port = server.url.removeprefix("http://").split(":")
+    body = (
+        b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n"
+        b"Content-Type: video/mp4\r\n\r\n" + footage("cut off", 2_000_000) + b"\r\n--x--\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"POST /api/uploads HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {server.tokens['device']}\r\n"
+                f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body[: len(body) // 2]
+        )
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while "disconnected before its body ended" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "disconnected before its body ended" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    uploads = server.services.settings.uploads_dir
+    assert not uploads.exists() or [p for p in uploads.rglob("*") if p.is_file()] == []
 
 
 def test_upload_rejections_name_the_field(server: LiveServer) -> None:

@@ -66,9 +66,9 @@ PIXELS = 100_000.0  # no frame is wider or taller
 
 
 class BoxIn(BaseModel):
-    """A box on a sighting's raw frame, in its pixels (0 <= x1 < x2 <= width, 0 <= y1 < y2 <= height)."""
+    """A box on a sighting's raw frame, in its pixels (0 <= x1, x1 + 1 <= x2 <= width; the same for y)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     x1: float = Field(ge=0.0, le=PIXELS)
     y1: float = Field(ge=0.0, le=PIXELS)
