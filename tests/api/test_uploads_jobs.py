@@ -205,7 +205,7 @@ def test_an_upload_cut_off_mid_body_keeps_nothing_and_logs_no_error(
     caplog.set_level(logging.INFO)
     host, port = server.url.removeprefix("http://").split(":")
     body = (
-        b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n"
+        b'--x\r\nContent-Disposition: form-data; name="file"; filename="cut.mp4"\r\n'
         b"Content-Type: video/mp4\r\n\r\n" + footage("cut off", 2_000_000) + b"\r\n--x--\r\n"
     )
     with socket.create_connection((host, int(port)), timeout=10) as sock:
