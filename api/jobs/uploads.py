@@ -285,8 +285,9 @@ def register_upload(
             )
             if value is not None and value != before
         }
-        if changed and job is not None and not failed:
-            name = next(iter(changed))
+        if "camera_id" in changed and job is not None and not failed:
+            # (another start_time is a retry's: a sender may work it out again each time it sends)
+            name = "camera_id"
             raise UploadError(
                 name,
                 f"this footage was uploaded before with another {name} (upload {existing.sha256[:12]}, "
@@ -294,9 +295,10 @@ def register_upload(
                 "sending the footage again only after its job failed",
                 409,
             )
-        for name, value in changed.items():  # a resend after a failed job corrects what it was sent with
-            setattr(existing, name, value)
-            log.info("upload %s sent again with a new %s", existing.sha256[:12], name)
+        if failed:  # a resend after a failed job corrects what it was sent with
+            for name, value in changed.items():
+                setattr(existing, name, value)
+                log.info("upload %s sent again with a new %s", existing.sha256[:12], name)
         if job is None or failed:
             # the same footage sent again after its job failed: try once more (incident ids are
             # deterministic, so whatever the failed run already filed is not filed twice)
