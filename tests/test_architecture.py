@@ -12,8 +12,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # The CLI registers the model workshop's commands (detect.model.commands), a light module that imports
 # the workshop only inside its handlers; the camera registry's routes validate cameras with the site
-# config's own models (detect.config: pydantic and yaml); nothing else of detect, and no streams, may load.
+# config's own models (detect.config: pydantic and yaml) and their stream URLs with streams.urls (the
+# standard library only); nothing else of detect or streams may load.
 LIGHT_DETECT = {"detect", "detect.config", "detect.model", "detect.model.commands"}
+LIGHT_STREAMS = {"streams", "streams.urls"}
 
 
 def test_serve_without_worker_does_not_import_torch(tmp_path: Path) -> None:
@@ -27,8 +29,9 @@ def test_serve_without_worker_does_not_import_torch(tmp_path: Path) -> None:
         create_app(Settings(data_dir={str(tmp_path)!r}), run_worker=False)
         heavy = sorted(
             m for m in sys.modules
-            if m.split(".")[0] in ("torch", "ultralytics", "cv2", "streams", "openvino", "onnxruntime")
+            if m.split(".")[0] in ("torch", "ultralytics", "cv2", "openvino", "onnxruntime")
             or (m.split(".")[0] == "detect" and m not in {sorted(LIGHT_DETECT)!r})
+            or (m.split(".")[0] == "streams" and m not in {sorted(LIGHT_STREAMS)!r})
         )
         print("HEAVY", heavy)
         """
