@@ -183,8 +183,32 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.info("%s %s: the client disconnected before its body ended", request.method, request.url.path)
         return error_response(InputError("body", "the client disconnected before the body ended", status=400))
 
+    def page_error(request: Request, status: int) -> Response | None:
+        """A person's browser asking for a page that is not there (an unknown path, a method the
+        page does not take, a path parameter it cannot read): the pages' own "not found" page, not
+        the API's JSON. None for the API and for anything but a browser's GET."""
+        if (
+            request.url.path.startswith("/api/")
+            or request.method not in ("GET", "HEAD")
+            or "text/html" not in request.headers.get("accept", "")
+        ):
+            return None
+        from api.http.pages.render import render, translator
+
+        t = translator(request)
+        return render(
+            request,
+            "message.html",
+            principal=None,
+            heading=t("error.notfound.title"),
+            message=t("error.notfound.body"),
+            status_code=status,
+        )
+
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if (page := page_error(request, 404)) is not None:
+            return page
         errors = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ())]
@@ -197,9 +221,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> Response:
         """Starlette's and FastAPI's own errors (an unknown path, a wrong method, a body that is no
-        form) in the same shape."""
+        form) in the same shape; a browser's page that is not there, as a page."""
+        if exc.status_code in (404, 405) and (page := page_error(request, exc.status_code)) is not None:
+            return page
         field = "body" if exc.status_code == 400 else "path" if exc.status_code in (404, 405) else "request"
         return error_response(InputError(field, str(exc.detail), status=exc.status_code, headers=exc.headers))
 

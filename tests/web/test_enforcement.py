@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import SHARED, Site
+from tests.web.conftest import ARTIFACTS, SHARED, Site
 
 PARKING = "GP-2026-000001"
 PHONE = (390, 844)
@@ -111,8 +111,23 @@ def test_a_parking_case_from_filing_to_closed(site: Site, open_page: Any) -> Non
     assert photo_input.get_attribute("capture") == "environment"
     assert photo_input.get_attribute("accept") == "image/*"
     officer.shot("task")
+    # a file that is no photo: refused in the page's words, the typed note kept for the next try
+    note = "已联系车主，车辆已驶离"
+    not_a_photo = ARTIFACTS / "not-a-photo.jpg"
+    not_a_photo.parent.mkdir(parents=True, exist_ok=True)
+    not_a_photo.write_bytes(b"a note saved as .jpg, not a photo")
+    phone.fill("form.move-handled textarea[name=note]", note)
+    photo_input.set_input_files(str(not_a_photo))
+    officer.allowed_statuses.add(422)
+    before = len(officer.problems)
+    follow(phone, "form.move-handled button[type=submit]")
+    officer.problems[before:] = [p for p in officer.problems[before:] if "status of 422" not in p]
+    assert "须为 JPEG、PNG、GIF 或 WebP 图片" in phone.inner_text("#move-error")
+    assert phone.input_value("form.move-handled textarea[name=note]") == note
+    assert api.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
+    officer.shot("photo-refused")
+    photo_input = phone.locator("form.move-handled input[type=file][name=photo]")
     photo = after_photo()
-    phone.fill("form.move-handled textarea[name=note]", "已联系车主，车辆已驶离")
     photo_input.set_input_files(str(photo))
     phone.wait_for_selector("form.move-handled img.photo-preview:not([hidden])")
     officer.shot("photo-taken")

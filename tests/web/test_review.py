@@ -94,6 +94,21 @@ def test_keyboard_review_of_the_demo_cases(site: Site, open_page: Any) -> None:
             break
         page.wait_for_timeout(100)
     assert status_of(second) == "filed"
+    # undo with the queue done: the case comes back on screen, and confirming it again empties the
+    # queue (the next one was asked for after it was shown: not that same case again)
+    page.keyboard.press("u")
+    page.wait_for_function(
+        "n => document.querySelector('#current article').dataset.caseNumber === n", arg=second
+    )
+    page.keyboard.press("y")
+    page.wait_for_selector("#current article.review-empty")
+    for _ in range(50):
+        if status_of(second) == "filed":
+            break
+        page.wait_for_timeout(100)
+    assert status_of(second) == "filed"
+    page.wait_for_timeout(300)
+    assert "error" not in (page.get_attribute("#flash", "class") or ""), page.inner_text("#flash")
     history = [h["what"] for h in api.get(f"/api/cases/{pending[first]['id']}").json()["history"]]
     assert history == ["created", "recategorized", "recategorized", "rejected", "undo", "rejected"]
     site.gridpatrol("evidence", "verify")  # exits non-zero on any altered evidence or custody entry

@@ -247,3 +247,9 @@ def test_a_case_id_out_of_range_is_named_never_a_server_error(site: Site, open_p
         assert answer.status == 404, (action, answer.status, answer.text())
     goto(office, "/cases/99999999999999999999", 404)
     assert page.locator("h1").count() == 1  # the page's own 404, not the API's JSON
+    for path, status in (("/no-such-page", 404), (f"/cases/{'9' * 70}", 404), ("/cases/1/move", 405)):
+        answer = goto(office, path, status)
+        assert page.locator("h1").inner_text() == "未找到", path
+        assert answer.headers["cache-control"] == "no-store"
+    answer = goto(office, "/cases")  # a page shows what its reader may see: no copy kept after logout
+    assert answer.headers["cache-control"] == "no-store"

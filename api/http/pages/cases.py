@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -608,7 +609,11 @@ async def render_case(
     error: str = "",
     status_code: int = 200,
     template: str = "cases/detail.html",
+    sent: dict[str, str] | None = None,
 ) -> Response:
+    """A case's page (or its task page); after a refused move, `sent` (to, note, reason, team) fills
+    that move's form again, or the first form when that move is no longer there (the case moved on),
+    so that a person's typed note is never lost to an error."""
     t = translator(request)
     offset = site_offset(services)
     if case_id is None:
@@ -630,8 +635,21 @@ async def render_case(
         error=error,
         max_note=MAX_NOTE,
         i18n_json=page_strings(t),
+        sent=_refill(sent, [_target(a) for a in context.get("actions", [])]),
         **context,
     )
+
+
+def _target(action: Any) -> str:
+    return str(action["target"] if isinstance(action, dict) else action.target)
+
+
+def _refill(sent: dict[str, str] | None, targets: list[str]) -> dict[str, str]:
+    """What a refused form sent, for the form of the same move, else the first one."""
+    if not sent or not targets:
+        return {}
+    to = sent.get("to", "")
+    return {**sent, "to": to if to in targets else targets[0]}
 
 
 def error_text(exc: InputError, t: Translator) -> str:
@@ -640,6 +658,13 @@ def error_text(exc: InputError, t: Translator) -> str:
         if exc.current == exc.target:
             return t("cases.error.already", current=t(f"status.{exc.current}"))
         return t("cases.error.conflict", current=t(f"status.{exc.current}"), target=t(f"status.{exc.target}"))
+    if exc.field == "photo":  # the evidence store's reasons (api.storage.evidence_store), in the page's words
+        if match := re.fullmatch(r"larger than the limit of (\d+) bytes", exc.reason):
+            return t("cases.error.photo_too_large", mb=f"{int(match.group(1)) / 2**20:.0f}")
+        if exc.reason.startswith("not a JPEG"):
+            return t("cases.error.photo_type")
+        if exc.reason == "empty file":
+            return t("cases.error.photo_empty")
     key = f"cases.error.{exc.field}"
     if t.has(key):
         return t(key, detail=exc.reason)
@@ -723,6 +748,7 @@ async def move_case(
             error=error_text(exc, t),
             status_code=exc.status,
             template=PAGE_TEMPLATES[back],
+            sent={"to": to, "note": note, "reason": reason, "team": team},
         )
     if back == "task":
         return RedirectResponse(f"/tasks?{urlencode({'done': cid})}", status_code=303)

@@ -85,7 +85,9 @@ def render(
             **context,
         )
     )
-    return HTMLResponse(body, status_code=status_code)
+    # a page holds what its reader may see: not kept for the Back button after logging out, nor by a
+    # shared proxy
+    return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
 def script_json(data: object) -> str:

@@ -118,10 +118,12 @@
     lastDecided = null;
     decided.delete(id);
     const html = await response.text();
-    // the case on screen goes back to being the next one
+    // the case on screen goes back to being the next one; with none on screen (the queue was done)
+    // the next one is asked for once the undone case is shown, so that it is not that case again
     const onScreen = caseId(current);
-    if (onScreen) upcoming.replaceChildren(...current.childNodes); else loadUpcoming();
+    if (onScreen) upcoming.replaceChildren(...current.childNodes);
     show(current, html);
+    if (!onScreen) loadUpcoming();
     lastLine.textContent = gp.t("review.undo.done", { number });
     gp.flash("");
   }
@@ -144,6 +146,8 @@
     const target = event.target;
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT")) return;
     const key = event.key;
+    // Enter on a focused link or button is that link's or button's (the case number opens the case)
+    if (key === "Enter" && target && target.closest && target.closest("a, button")) return;
     if (key === "Escape") { setMode("decide"); event.preventDefault(); return; }
     if (mode === "reject" || mode === "category") {
       const n = Number(key);
