@@ -253,10 +253,23 @@ def revoke_device(session: Session, *, name: str) -> tuple[Device, bool]:
     return device, True
 
 
-def rotate_device(session: Session, *, name: str) -> tuple[Device, str]:
+class KeyChanged(AccountConflict):
+    """A rotation asked for from a page that showed an earlier key (the form sent twice: a reload)."""
+
+
+def key_version(device: Device) -> str:
+    """Which key a page showed a device with (the start of its key's hash: no use for finding the key)."""
+    return device.key_hash[:12]
+
+
+def rotate_device(session: Session, *, name: str, seen: str | None = None) -> tuple[Device, str]:
     """A new key for a device (shown once); the old key stops working. A revoked device is active
-    again with the new key (a replacement camera in the same vehicle)."""
+    again with the new key (a replacement camera in the same vehicle). `seen`: the key_version the
+    asking page showed; KeyChanged when the key changed since, so that a form sent again (a reload of
+    the page that showed the new key) does not silently replace the key just handed out."""
     device = get_device(session, name)
+    if seen is not None and seen != key_version(device):
+        raise KeyChanged("key", f"device {name}'s key was changed after that page was shown")
     key, digest = _new_device_key()
     device.key_hash = digest
     device.active = True

@@ -153,11 +153,19 @@ def test_device_keys(site: Site, open_page: Any) -> None:
     assert "从未使用" not in _row(page, "device", "patrol-09").inner_text()
 
     # rotate: a new key shown once; the old one is 401 at once, the new one works
+    seen = page.get_attribute("tr[data-device='patrol-09'] input[name=key]", "value")
+    csrf = page.get_attribute("body", "data-csrf")
     _submit(page, "tr[data-device='patrol-09'] button[data-action=rotate]")
     new_key = page.input_value("#secret")
     assert new_key.startswith("gpd_") and new_key != key
     admin.shot("key-rotated")
     assert _device_call(site, key) == 401
+    assert _device_call(site, new_key) not in (401, 403)
+    # the same form sent again (a reload of the page showing the key): nothing changes, it says so
+    again = page.request.post(
+        f"{site.base_url}/admin/devices/patrol-09/rotate", form={"csrf_token": csrf or "", "key": seen or ""}
+    )
+    assert again.status == 409 and "未做任何更改" in again.text()
     assert _device_call(site, new_key) not in (401, 403)
     admin.goto("/admin/devices")
     assert new_key not in page.content()

@@ -351,6 +351,7 @@ def _device_rows(session: Session, offset: timezone) -> list[dict[str, Any]]:
     return [
         {
             "name": d.name,
+            "key_version": accounts.key_version(d),
             "camera": d.camera_id or "",
             "active": d.active,
             "created": _when(d.created_at, offset),
@@ -393,6 +394,8 @@ async def devices_page(request: Request, principal: AdminPerson, services: Servi
 def _device_error(t: Translator, exc: AuthError, name: str) -> str:
     if isinstance(exc, AccountNotFound):
         return t("admin.devices.error.not_found", name=name)
+    if isinstance(exc, accounts.KeyChanged):
+        return t("admin.devices.error.key_changed", name=name)
     if isinstance(exc, AccountConflict):
         return t("admin.devices.error.taken", name=name)
     if exc.field == "name":
@@ -451,11 +454,18 @@ async def add_device(
 
 @router.post("/admin/devices/{name}/rotate")
 async def rotate_device(
-    request: Request, name: str, principal: AdminPerson, services: ServicesDep
+    request: Request,
+    name: str,
+    principal: AdminPerson,
+    services: ServicesDep,
+    key: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
+    """A new key, shown once. The form names the key the page showed (key_version): sent again by a
+    reload of the page that shows the new key, it changes nothing and says so."""
     t = translator(request)
+    seen = key or None
     try:
-        _, key = await _write(services, lambda session: accounts.rotate_device(session, name=name))
+        _, key = await _write(services, lambda session: accounts.rotate_device(session, name=name, seen=seen))
     except AuthError as exc:
         problem = Problem(_device_error(t, exc, name), exc.status)
         return await _devices_page(request, principal, services, problem=problem)
