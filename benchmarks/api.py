@@ -640,9 +640,9 @@ class Reader:
 
     def _run(self) -> None:
         i = 0
-        t0 = time.perf_counter()
+        began = time.perf_counter()
         while not self._stop.is_set():
-            due = t0 + i / self.per_s if self.per_s else 0.0
+            due = began + i / self.per_s if self.per_s else 0.0
             if self._stop.wait(max(0.0, due - time.perf_counter())):
                 break
             _name, params = self.mix[i % len(self.mix)]
