@@ -826,18 +826,22 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
             )
             for name, value in sorted(per.items()):
                 print(f"[{backend}]     {name:<24} p95 {value:6.1f} ms")
+
+            def again(first_id: int) -> dict:  # ingest as fast as it goes, at the bulk-inserted cases
+                return bench_ingest(
+                    base,
+                    key,
+                    max(200, args.incidents),
+                    args.threads,
+                    server_pid=pid,
+                    first_id=first_id,
+                    batch=args.batch,
+                    repeats=args.repeats,
+                )
+
             # ingestion again with the big table: merging looks up open cases, which must stay cheap
             print(f"[{backend}] load average {load_average()}")
-            alone = bench_ingest(
-                base,
-                key,
-                max(200, args.incidents),
-                args.threads,
-                server_pid=pid,
-                first_id=300_000,
-                batch=args.batch,
-                repeats=args.repeats,
-            )
+            alone = again(300_000)
             print(ingest_line(backend, f"ingest again at {count}+ cases", alone, args.threads))
             report, seen = server.writer_report(seen)
             for line in writer_lines(backend, report):
@@ -845,16 +849,7 @@ def run(backend: str, args: argparse.Namespace, pg_url: str | None) -> dict:
             # and with the case list read at the same time, one request after another: staff must
             # not wait for the writers
             with Reader(base, token, count) as reader:
-                late = bench_ingest(
-                    base,
-                    key,
-                    max(200, args.incidents),
-                    args.threads,
-                    server_pid=pid,
-                    first_id=500_000,
-                    batch=args.batch,
-                    repeats=args.repeats,
-                )
+                late = again(500_000)
             print(
                 ingest_line(
                     backend, f"ingest again at {count}+ cases, case list read meanwhile", late, args.threads

@@ -23,7 +23,7 @@ class IncidentInputError(InputError):
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-MAX_PIXELS = 100_000.0  # a box corner's coordinate, as the review's box corrections take them
+MAX_PIXELS = 100_000.0  # a box corner's coordinate: no frame is wider or taller (box corrections too)
 MAX_COUNT = 2**31 - 1  # a frame index, a count or a track id: what an INTEGER column holds
 
 

@@ -180,12 +180,9 @@ def _import(session: Any, args: argparse.Namespace) -> int:
         }
         try:
             registry.add_camera(session, CameraIn.model_validate(body).spec())
-        except ValidationError as exc:
-            skipped.append(f"{camera.id} ({_validation_message(exc)})")
-            failed += 1
-            continue
-        except InputError as exc:
-            skipped.append(f"{camera.id} ({exc})")
+        except (ValidationError, InputError) as exc:
+            why = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+            skipped.append(f"{camera.id} ({why})")
             failed += 1
             continue
         added += 1

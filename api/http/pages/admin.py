@@ -458,12 +458,12 @@ async def rotate_device(
     name: str,
     principal: AdminPerson,
     services: ServicesDep,
-    key: Annotated[str, Form(max_length=64)] = "",
+    shown: Annotated[str, Form(alias="key", max_length=64)] = "",
 ) -> Response:
     """A new key, shown once. The form names the key the page showed (key_version): sent again by a
     reload of the page that shows the new key, it changes nothing and says so."""
     t = translator(request)
-    seen = key or None
+    seen = shown or None
     try:
         _, key = await _write(services, lambda session: accounts.rotate_device(session, name=name, seen=seen))
     except AuthError as exc:

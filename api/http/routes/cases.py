@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.accounts.accounts import Principal, Role
 from api.cases import review_labels, workflow
 from api.cases.acting import store_after_photo, transition
+from api.cases.incident import MAX_PIXELS
 from api.cases.reading import (
     SORTS,
     CaseDetail,
@@ -62,7 +63,6 @@ class TransitionIn(BaseModel):
 PHOTO = "after-photo (multipart only), required when handled"
 
 Office = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR))]
-PIXELS = 100_000.0  # no frame is wider or taller
 
 
 class BoxIn(BaseModel):
@@ -70,10 +70,10 @@ class BoxIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    x1: float = Field(ge=0.0, le=PIXELS)
-    y1: float = Field(ge=0.0, le=PIXELS)
-    x2: float = Field(ge=0.0, le=PIXELS)
-    y2: float = Field(ge=0.0, le=PIXELS)
+    x1: float = Field(ge=0.0, le=MAX_PIXELS)
+    y1: float = Field(ge=0.0, le=MAX_PIXELS)
+    x2: float = Field(ge=0.0, le=MAX_PIXELS)
+    y2: float = Field(ge=0.0, le=MAX_PIXELS)
     class_name: str = Field(
         min_length=1, max_length=64, description="a model class name of the site config's `kinds`"
     )
