@@ -44,6 +44,11 @@ def pick_language(cookie: str | None, accept_language: str | None = None) -> str
     return cookie if cookie in LANGUAGES else DEFAULT_LANGUAGE
 
 
+# keys whose last part is a name a site's config gives (its rules' categories): without a text of its
+# own, the name itself is shown, not the catalogue key
+SITE_NAMED = ("category.",)
+
+
 class Translator:
     """t("key", name=value): the text of a key in one language."""
 
@@ -54,6 +59,8 @@ class Translator:
     def __call__(self, key: str, **values: object) -> str:
         text = self._strings.get(key)
         if text is None:
+            if key.startswith(SITE_NAMED):  # a category of the site's own rules: shown by its name
+                return key.split(".", 1)[1]
             log.warning("i18n: no %s text for %r", self.lang, key)
             return key
         return text.format(**values) if values else text

@@ -67,4 +67,7 @@ def test_every_status_reason_role_and_category_has_a_name() -> None:
 
 def test_a_missing_key_shows_as_itself() -> None:
     assert Translator("en")("no.such.key") == "no.such.key"
+    # a category of a site's own rules (a config may add one) shows by its name, not as a key
+    assert Translator("zh-CN")("category.construction_waste") == "construction_waste"
+    assert Translator("zh-CN")("category.piled_debris") != "piled_debris"
     assert Translator("xx").lang == "zh-CN"

@@ -7,7 +7,9 @@
   try { strings = JSON.parse(i18nNode ? i18nNode.textContent : "{}"); } catch (e) { strings = {}; }
 
   function t(key, values) {
-    let text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
+    // a category of the site's own rules, without a text of its own, is shown by its name
+    const fallback = key.startsWith("category.") ? key.slice("category.".length) : key;
+    let text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : fallback;
     if (values) for (const [k, v] of Object.entries(values)) text = text.split("{" + k + "}").join(String(v));
     return text;
   }
