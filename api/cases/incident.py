@@ -9,12 +9,11 @@ is stored is the same on both paths.
 from __future__ import annotations
 
 import json
-from datetime import UTC
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
-from api.cases.wall_time import WallTime
+from api.cases.wall_time import WallTime, aware
 from api.errors import InputError
 
 
@@ -93,11 +92,8 @@ class IncidentPayload(BaseModel):
 
     @model_validator(mode="after")
     def _in_order(self) -> IncidentPayload:
-        first, last = (
-            None if t is None else t if t.tzinfo is not None else t.replace(tzinfo=UTC)  # naive: UTC
-            for t in (self.first_seen_wall, self.last_seen_wall)
-        )
-        if first is not None and last is not None and last < first:
+        first, last = self.first_seen_wall, self.last_seen_wall
+        if first is not None and last is not None and aware(last) < aware(first):
             # the sender's clock stepped back while it watched (NTP): a real incident, seen at one time
             self.last_seen_wall = self.first_seen_wall
         x1, y1, x2, y2 = self.box

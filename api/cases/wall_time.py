@@ -27,11 +27,15 @@ class WallTimeError(InputError):
     """A date-time that cannot be read, or one outside the accepted range; names the field."""
 
 
+def aware(value: datetime) -> datetime:
+    """An aware time as it is; a naive one as UTC (as the storage takes it)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def in_range(value: datetime) -> bool:
     """Whether an aware or naive (UTC) time lies in the accepted range. Comparing aware times never
     overflows, even at year 1 with +14:00 (converting one to UTC would)."""
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return EARLIEST_WALL_TIME <= aware < LATEST_WALL_TIME
+    return EARLIEST_WALL_TIME <= aware(value) < LATEST_WALL_TIME
 
 
 def _check(value: datetime) -> datetime:

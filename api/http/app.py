@@ -118,22 +118,32 @@ class _FaultLog:
 def fault_response(request: Request, fault: ServiceFault) -> Response:
     """A fault's answer: the error body (a page outside /api/ gets an HTML page) and Retry-After."""
     headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s is not None else None
-    if not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", ""):
-        from api.http.pages.render import render, translator
-
-        t = translator(request)
+    if wants_page(request):
         kind = "storage_full" if isinstance(fault, StorageFull) else "unavailable"
-        page = render(
-            request,
-            "message.html",
-            principal=None,
-            heading=t(f"error.{kind}.title"),
-            message=t(f"error.{kind}.body", detail=str(fault)),
-            status_code=fault.status,
-        )
+        page = message_page(request, kind, fault.status, detail=str(fault))
         page.headers.update(headers or {})
         return page
     return JSONResponse(fault.body(), status_code=fault.status, headers=headers)
+
+
+def wants_page(request: Request) -> bool:
+    """A person's browser, outside the API: answered with a page, not JSON."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def message_page(request: Request, kind: str, status: int, **values: object) -> Response:
+    """The pages' message page for an error of a kind the catalogue names (error.<kind>.title/body)."""
+    from api.http.pages.render import render, translator
+
+    t = translator(request)
+    return render(
+        request,
+        "message.html",
+        principal=None,
+        heading=t(f"error.{kind}.title"),
+        message=t(f"error.{kind}.body", **values),
+        status_code=status,
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -187,23 +197,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         """A person's browser asking for a page that is not there (an unknown path, a method the
         page does not take, a path parameter it cannot read): the pages' own "not found" page, not
         the API's JSON. None for the API and for anything but a browser's GET."""
-        if (
-            request.url.path.startswith("/api/")
-            or request.method not in ("GET", "HEAD")
-            or "text/html" not in request.headers.get("accept", "")
-        ):
+        if request.method not in ("GET", "HEAD") or not wants_page(request):
             return None
-        from api.http.pages.render import render, translator
-
-        t = translator(request)
-        return render(
-            request,
-            "message.html",
-            principal=None,
-            heading=t("error.notfound.title"),
-            message=t("error.notfound.body"),
-            status_code=status,
-        )
+        return message_page(request, "notfound", status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
