@@ -188,10 +188,21 @@ def undo_last(session: Session, *, principal: Principal, case_id: int) -> Case:
     return case
 
 
+def known_categories(session: Session) -> tuple[str, ...]:
+    """The built-in categories, then in name order those of a site's own rules that stored cases carry
+    (a site config may add a rule; the service learns its category from the incidents it sends)."""
+    stored = set(session.scalars(select(Case.category).distinct())) - set(CATEGORIES)
+    return CATEGORIES + tuple(sorted(stored))
+
+
 def change_category(session: Session, *, principal: Principal, case_id: int, category: str) -> Case:
-    """Correct the category of a case still in review (the detector named the wrong problem)."""
-    if category not in CATEGORIES:
-        raise ReviewInputError("category", f"one of {', '.join(CATEGORIES)}")
+    """Correct the category of a case still in review (the detector named the wrong problem): to a
+    built-in category or one that stored cases already carry (`known_categories`)."""
+    if (
+        category not in CATEGORIES
+        and session.scalar(select(Case.id).where(Case.category == category).limit(1)) is None
+    ):
+        raise ReviewInputError("category", f"one of {', '.join(known_categories(session))}")
     case = get_case(session, principal=principal, case_id=case_id, lock=True)
     if case.status != workflow.PENDING_REVIEW:
         raise NotInReview("case_id", f"case {case.number} is {case.status} now, no longer in review")

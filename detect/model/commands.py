@@ -208,7 +208,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _rule_arguments(e)
     e.set_defaults(handler=run_evaluate)
 
-    m = subparsers.add_parser("model", help="the site's model: promote a candidate, roll back")
+    m = subparsers.add_parser(
+        "model", help="the site's model: promote a candidate, roll back, interpolate one towards the base"
+    )
     msub = m.add_subparsers(dest="model_command", metavar="ACTION")
     promote = msub.add_parser(
         "promote",
@@ -243,6 +245,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     rollback.add_argument("--site-dir", type=Path, help="the site's model folder (default: models/site)")
     rollback.set_defaults(handler=run_model_rollback)
+    soup = msub.add_parser(
+        "soup",
+        help="a candidate between the model and the COCO base it was fine-tuned from (no training)",
+        description="Write weights ALPHA of the way from --model towards --base (weight interpolation: "
+        "what fine-tuning made the model forget comes back in part, same network and speed; "
+        "detect.model.soup). Score it with `gridpatrol evaluate --against` or `model promote` it.",
+    )
+    soup.add_argument("--alpha", type=float, required=True, help="0 = the model, 1 = the base")
+    soup.add_argument(
+        "--class-alpha",
+        type=float,
+        help="for the score rows of the classes both know (default: --alpha); other classes keep theirs",
+    )
+    soup.add_argument(
+        "--model", type=Path, help="fine-tuned weights (default: the shipped models/gridpatrol-n.pt)"
+    )
+    soup.add_argument(
+        "--base",
+        type=Path,
+        default=DEFAULT_BASE,
+        help="the weights it was fine-tuned from (default: %(default)s)",
+    )
+    soup.add_argument("--out", type=Path, required=True, help="the .pt file to write")
+    soup.set_defaults(handler=run_model_soup)
 
     x = subparsers.add_parser(
         "export",
@@ -516,6 +542,24 @@ def run_model_promote(args: argparse.Namespace) -> int:
         f"recorded in {site.log_path}"
     )
     _point_config_at(args.config, site.current_path)
+    return 0
+
+
+def run_model_soup(args: argparse.Namespace) -> int:
+    from detect.model.soup import SoupError, interpolate
+    from detect.yolo import SHIPPED_WEIGHTS
+
+    try:
+        made = interpolate(
+            args.model or SHIPPED_WEIGHTS, args.base, args.out, alpha=args.alpha, class_alpha=args.class_alpha
+        )
+    except SoupError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"wrote {made.out}: {made.alpha:g} of the way to {args.base} (score rows of the "
+        f"{len(made.shared_classes)} shared classes at {made.class_alpha:g}); score it with "
+        f"`gridpatrol evaluate --model {made.out} --against CURRENT`"
+    )
     return 0
 
 

@@ -21,13 +21,16 @@ OP2 = Principal(kind="user", name="op2", role="operator", user_id=2)
 SYSTEM = Principal(kind="system", name="test", role="system")
 
 
-def _cases(services: Services, count: int) -> list[int]:
+def _cases(services: Services, count: int, categories: tuple[str, ...] = ()) -> list[int]:
+    """count cases far enough apart not to merge; categories: the first ones' (default illegal_parking)."""
     import_demo_grid(services)
     ids = []
     with services.factory() as session:
         grid = services.grid_cache.get(session)
         for i in range(count):
-            data = incident_json(f"inc-{i}", position=(30.2741 + i * 0.001, 120.1551), files={})
+            category = categories[i] if i < len(categories) else "illegal_parking"
+            position = (30.2741 + i * 0.001, 120.1551)
+            data = incident_json(f"inc-{i}", category=category, position=position, files={})
             payload = IncidentPayload.model_validate(data)
             result = ingest(
                 session,
@@ -131,3 +134,20 @@ def test_confirm_reject_undo_and_category_are_recorded(services: Services) -> No
         assert custody_actions == ["case_created", "transition", "undo", "recategorized"]
         checked, problems = custody.verify_all(session)
         assert problems == [] and checked >= 2
+
+
+def test_a_category_of_the_site_s_own_rules_can_be_chosen_in_review(services: Services) -> None:
+    """A site config may add a rule (here blocked_fire_lane): once a case carries its category, the
+    review offers it and takes it; a category no case carries is still refused, naming the known ones."""
+    site_case, b = _cases(services, 2, categories=("blocked_fire_lane",))
+    with services.factory() as session:
+        assert review.known_categories(session) == (*review.CATEGORIES, "blocked_fire_lane")
+        review.change_category(session, principal=OP1, case_id=b, category="blocked_fire_lane")
+        session.commit()
+        assert session.get(Case, b).category == "blocked_fire_lane"
+        with pytest.raises(review.ReviewInputError, match="piled_debris, blocked_fire_lane"):
+            review.change_category(session, principal=OP1, case_id=site_case, category="graffiti")
+        review.change_category(session, principal=OP1, case_id=site_case, category="street_vending")
+        review.change_category(session, principal=OP1, case_id=b, category="piled_debris")
+        session.commit()
+        assert review.known_categories(session) == review.CATEGORIES  # no case carries it any more

@@ -31,7 +31,7 @@ from api.accounts.accounts import ROLES, Principal, Role
 from api.cases import custody, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
 from api.cases.reading import SEALED_ROLES, SORTS, CaseFilter, case_page, get_case
-from api.cases.review import CATEGORIES
+from api.cases.review import known_categories
 from api.cases.wall_time import in_range
 from api.errors import InputError, NotFound
 from api.http.i18n import Translator
@@ -283,6 +283,7 @@ async def case_list(request: Request, principal: Reader, services: ServicesDep) 
             "thumbs": thumbnails(session, (c.id for c in found.items)),
             "cells": cells,
             "teams": dispatch_teams(session),
+            "categories": known_categories(session),
         }
 
     data = await in_session(services, work)
@@ -310,7 +311,7 @@ async def case_list(request: Request, principal: Reader, services: ServicesDep) 
         next_href=f"/cases?{query.params(page=query.page + 1)}" if query.page < pages else "",
         problems=[t(key, field=t(f"cases.filter.{name}")) for name, key in query.problems],
         statuses=workflow.STATUSES,
-        categories=CATEGORIES,
+        categories=data["categories"],
         cells=list(data["cells"].values()),
         unassigned=UNASSIGNED,
         teams=data["teams"],

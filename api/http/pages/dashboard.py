@@ -18,8 +18,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.accounts.accounts import ROLES, Principal
 from api.cases import workflow
-from api.cases.review import CATEGORIES
+from api.cases.review import known_categories
 from api.http.i18n import Translator
+from api.http.pages.cases import in_session
 from api.http.pages.render import render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 
@@ -68,15 +69,18 @@ def _day(text: str, label: str, errors: list[str], t: Translator) -> date | None
         return None
 
 
-def read_filter(since: str, until: str, category: str, t: Translator) -> StatsFilter:
-    """The form's values; a bad one is left out and named in `errors` (never a 422 page)."""
+def read_filter(
+    since: str, until: str, category: str, t: Translator, categories: tuple[str, ...]
+) -> StatsFilter:
+    """The form's values; a bad one is left out and named in `errors` (never a 422 page).
+    categories: those the service knows (review.known_categories)."""
     errors: list[str] = []
     chosen = StatsFilter(
         since=_day(since, t("dashboard.filter.since"), errors, t),
         until=_day(until, t("dashboard.filter.until"), errors, t),
         errors=errors,
     )
-    if category and category not in CATEGORIES:
+    if category and category not in categories:
         errors.append(t("dashboard.error.category", value=category))
     else:
         chosen.category = category
@@ -96,7 +100,8 @@ async def dashboard_page(
     category: FormText = "",
 ) -> Response:
     t = translator(request)
-    chosen = read_filter(since, until, category, t)
+    categories = await in_session(services, known_categories)
+    chosen = read_filter(since, until, category, t, categories)
     offset_h = services.settings.timezone_offset_h
     offset = utc_offset_text(offset_h)
     today = (datetime.now(UTC) + timedelta(hours=offset_h)).date()
@@ -122,7 +127,7 @@ async def dashboard_page(
         "dashboard/page.html",
         principal=principal,
         chosen=chosen,
-        categories=CATEGORIES,
+        categories=categories,
         presets=presets,
         all_query=urlencode({"category": chosen.category} if chosen.category else {}),
         offset=offset,

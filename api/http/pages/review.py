@@ -73,11 +73,11 @@ def _in_session(services: Services, work):  # type: ignore[no-untyped-def]
 
 @router.get("/review", response_class=HTMLResponse)
 async def review_page(request: Request, principal: Reviewer, services: ServicesDep) -> Response:
-    def work(session: Session) -> tuple[str, int]:
+    def work(session: Session) -> tuple[str, int, tuple[str, ...]]:
         case = review.claim_next(session, principal=principal)
-        return _card_html(request, case), review.pending_count(session)
+        return _card_html(request, case), review.pending_count(session), review.known_categories(session)
 
-    card, pending = await _in_session(services, work)
+    card, pending, categories = await _in_session(services, work)
     t = translator(request)
     i18n = {**t.subset("review."), **t.subset("reason."), **t.subset("category."), **t.subset("error.")}
     return render(
@@ -87,7 +87,7 @@ async def review_page(request: Request, principal: Reviewer, services: ServicesD
         card=card,
         pending=pending,
         reasons=workflow.REJECT_REASONS,
-        categories=review.CATEGORIES,
+        categories=categories,
         i18n_json=script_json(i18n),
     )
 

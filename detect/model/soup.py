@@ -1,0 +1,202 @@
+"""Weight interpolation: a detector between the fine-tuned weights and the COCO model they came from.
+
+Fine-tuning on street photos taught the model garbage and made it forget much of what the COCO model
+knew about the kinds those photos rarely show (models/MODEL_CARD.md, "Accuracy with human labels").
+Both networks start from the same weights, so the straight line between them in weight space stays a
+working detector (Wortsman et al., "Robust fine-tuning of zero-shot models", WiSE-FT, 2022): part of the
+way towards the COCO model gives back much of what was forgotten for little of what was learned. No
+training, same network, same speed.
+
+For weights w_current (fine-tuned) and w_base (the COCO model), alpha in [0, 1]:
+
+- every weight of the shared network: (1 - alpha) * w_current + alpha * w_base;
+- each BatchNorm's eval-mode function, not its parameters: a BatchNorm in eval mode is the per-channel
+  affine y = s * x + t (s = weight / sqrt(running_var + eps), t = bias - running_mean * s), and the
+  two sides write the same function with different parameters (the COCO checkpoints keep folded
+  BatchNorms as identities, the fine-tuned ones real statistics: detect.model.training.identity_batchnorms),
+  so the parameters' mean is not the functions' mean. (s, t) are interpolated instead;
+- the class score rows: a class both models know (matched by name) from its two rows, with
+  `class_alpha` (default alpha); a class only the fine-tuned model has (garbage) keeps its row.
+
+Alpha 0 gives the fine-tuned weights' outputs, alpha 1 with class_alpha 1 the COCO model's for the kinds
+both know. The result is a candidate like any trained one: `gridpatrol model promote` decides.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detect import SetupError
+from detect.model.promotion import sha256_of
+
+log = logging.getLogger(__name__)
+
+
+class SoupError(SetupError):
+    """Weights that cannot be interpolated; the message names them and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Soup:
+    """What `interpolate` wrote: the weights and what they are made of."""
+
+    out: Path
+    alpha: float
+    class_alpha: float
+    shared_classes: tuple[str, ...]  # class rows taken partly from the base (the rest kept)
+
+
+def interpolate(
+    current: str | os.PathLike[str],
+    base: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    alpha: float,
+    class_alpha: float | None = None,
+) -> Soup:
+    """Write weights alpha of the way from current towards base (module docstring); returns what was done."""
+    import torch
+
+    from detect.backends import import_ultralytics
+
+    class_alpha = alpha if class_alpha is None else class_alpha
+    for name, value in (("alpha", alpha), ("class alpha", class_alpha)):
+        if not 0.0 <= value <= 1.0:
+            raise SoupError(f"{name} must be between 0 and 1, got {value}")
+    import_ultralytics()
+    from ultralytics.utils.torch_utils import torch_load
+
+    current_path, base_path = _weights_file(current, "current"), _weights_file(base, "base")
+    current_ckpt = _load(current_path, "current", torch_load)
+    fine, coco = (
+        _network(current_ckpt, current_path),
+        _network(_load(base_path, "base", torch_load), base_path),
+    )
+    fine_names, coco_names = dict(fine.names), dict(coco.names)
+    by_name = {name: index for index, name in coco_names.items()}
+    pairs = [(ours, by_name[name]) for ours, name in sorted(fine_names.items()) if name in by_name]
+    if not pairs:
+        raise SoupError(f"{current_path} and {base_path} share no class name: nothing to take from the base")
+
+    fine_state, coco_state = fine.state_dict(), coco.state_dict()
+    _check_same_network(fine_state, coco_state, len(fine_names), len(coco_names), current_path, base_path)
+    mixed: dict[str, Any] = {}
+    for key, ours in fine_state.items():
+        theirs = coco_state[key]
+        if not ours.is_floating_point():
+            mixed[key] = ours.clone()
+        elif theirs.shape == ours.shape:
+            mixed[key] = torch.lerp(ours.float(), theirs.float(), alpha)
+        else:  # a class score row per class: the shared ones move by class_alpha, the others stay
+            rows = ours.float().clone()
+            for ours_row, coco_row in pairs:
+                rows[ours_row] = torch.lerp(rows[ours_row], theirs[coco_row].float(), class_alpha)
+            mixed[key] = rows
+    soup = copy.deepcopy(fine).float()
+    soup.load_state_dict(mixed)
+    fine_layers, coco_layers = dict(fine.float().named_modules()), dict(coco.float().named_modules())
+    for name, layer in soup.named_modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            blend_batchnorm(fine_layers[name], coco_layers[name], alpha, into=layer)
+
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        key: current_ckpt[key]
+        for key in ("date", "version", "license", "docs", "train_args")
+        if key in current_ckpt
+    }
+    ckpt.update(
+        model=soup.half().eval(),
+        ema=None,
+        optimizer=None,
+        epoch=-1,
+        soup={
+            "current": str(current_path),
+            "current_sha256": sha256_of(current_path),
+            "base": str(base_path),
+            "base_sha256": sha256_of(base_path),
+            "alpha": alpha,
+            "class_alpha": class_alpha,
+        },
+    )
+    torch.save(ckpt, target)
+    shared = tuple(fine_names[ours] for ours, _ in pairs)
+    log.info(
+        "wrote %s: %.2f of the way from %s to %s (class rows of %s at %.2f)",
+        target,
+        alpha,
+        current_path,
+        base_path,
+        ", ".join(shared),
+        class_alpha,
+    )
+    return Soup(target, alpha, class_alpha, shared)
+
+
+def blend_batchnorm(a: Any, b: Any, alpha: float, *, into: Any) -> None:
+    """Set BatchNorm `into` to compute, in eval mode, (1 - alpha) * a(x) + alpha * b(x).
+
+    Each eval-mode BatchNorm is y = s * x + t per channel; s and t are interpolated and written back
+    over a's running statistics (kept, so that training from the result starts from real ones).
+    """
+    import torch
+
+    def affine(layer: Any) -> tuple[Any, Any]:
+        scale = layer.weight.float() / torch.sqrt(layer.running_var.float() + layer.eps)
+        return scale, layer.bias.float() - layer.running_mean.float() * scale
+
+    scale_a, shift_a = affine(a)
+    scale_b, shift_b = affine(b)
+    scale, shift = torch.lerp(scale_a, scale_b, alpha), torch.lerp(shift_a, shift_b, alpha)
+    with torch.no_grad():
+        into.running_mean.copy_(a.running_mean)
+        into.running_var.copy_(a.running_var)
+        into.weight.copy_(scale * torch.sqrt(a.running_var.float() + into.eps))
+        into.bias.copy_(shift + a.running_mean.float() * scale)
+
+
+def _check_same_network(
+    ours: dict[str, Any], theirs: dict[str, Any], classes: int, base_classes: int, current: Path, base: Path
+) -> None:
+    """Refuse two networks whose weights are not one for one (only the class score rows may differ)."""
+    if ours.keys() != theirs.keys():
+        only = sorted(ours.keys() ^ theirs.keys())
+        raise SoupError(
+            f"{current} and {base} are not the same network ({len(only)} weights only in one, e.g. "
+            f"{only[0]}): interpolate only weights fine-tuned from the base"
+        )
+    for key, tensor in ours.items():
+        other = theirs[key]
+        rows_per_class = tensor.shape[:1] == (classes,) and other.shape[:1] == (base_classes,)
+        if other.shape != tensor.shape and not (rows_per_class and other.shape[1:] == tensor.shape[1:]):
+            raise SoupError(
+                f"{current} and {base} are not the same network ({key}: {tuple(tensor.shape)} against "
+                f"{tuple(other.shape)}): interpolate only weights fine-tuned from the base"
+            )
+
+
+def _network(ckpt: Any, path: Path) -> Any:
+    network = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else None
+    if network is None or not hasattr(network, "names"):
+        raise SoupError(f"{path}: not an ultralytics detector checkpoint")
+    return network
+
+
+def _load(path: Path, role: str, torch_load: Any) -> Any:
+    try:
+        return torch_load(path, map_location="cpu")
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise SoupError(f"cannot load {role} weights {path}: {exc}") from exc
+
+
+def _weights_file(path: str | os.PathLike[str], role: str) -> Path:
+    weights = Path(path)
+    if not weights.is_file():
+        raise SoupError(f"{role} weights not found: {weights}")
+    return weights

@@ -1,0 +1,145 @@
+"""Weight interpolation between the shipped weights and the COCO base (detect.model.soup)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detect.model.soup import SoupError, blend_batchnorm, interpolate
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "models" / "gridpatrol-n.pt"
+
+
+@pytest.fixture(scope="module")
+def coco(shared_dir: Path) -> Path:
+    return shared_dir / "weights" / "yolo26n-coco.pt"
+
+
+@pytest.fixture(scope="module")
+def photo(shared_dir: Path) -> object:
+    """A real street photo (cn-garbage val), letterboxed to 480 as a 1x3x480x480 tensor in [0, 1]."""
+    import torch
+
+    path = sorted((shared_dir / "datasets" / "cn-garbage" / "images" / "val").glob("*.jpg"))[0]
+    rgb = cv2.resize(cv2.imread(str(path)), (480, 480))[:, :, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0
+
+
+def _raw(weights: Path, x: object) -> tuple[object, object, dict[int, str]]:
+    """The one-to-one head's per-anchor class probabilities (N, classes, anchors) and boxes."""
+    import torch
+
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    model = (ckpt.get("ema") or ckpt["model"]).float().eval()
+    with torch.no_grad():
+        head = model(x)[1]["one2one"]
+    return head["scores"].sigmoid(), head["boxes"], dict(model.names)
+
+
+def test_a_blended_batchnorm_computes_the_blend_of_the_two_functions() -> None:
+    """Not the blend of the parameters: one side an identity BatchNorm (as the COCO checkpoints keep
+    them), the other with real statistics, the result is (1 - alpha) * a(x) + alpha * b(x)."""
+    import torch
+
+    torch.manual_seed(0)
+    a, b, into = (torch.nn.BatchNorm2d(8).eval() for _ in range(3))
+    with torch.no_grad():
+        a.running_mean.uniform_(-3, 3)
+        a.running_var.uniform_(0.5, 4)
+        a.weight.uniform_(0.5, 2)
+        a.bias.uniform_(-1, 1)
+        b.bias.uniform_(-1, 1)  # mean 0, var 1, weight 1: y = x / sqrt(1 + eps) + bias
+    blend_batchnorm(a, b, 0.3, into=into)
+    x = torch.randn(2, 8, 5, 5) * 3
+    with torch.no_grad():
+        expected = 0.7 * a(x) + 0.3 * b(x)
+        assert torch.allclose(into(x), expected, atol=1e-5)
+        assert torch.equal(into.running_mean, a.running_mean)  # real statistics kept for training
+
+
+def test_its_ends_are_the_two_models_and_garbage_keeps_its_rows(
+    tmp_path: Path, coco: Path, photo: object
+) -> None:
+    import torch
+
+    start = interpolate(SHIPPED, coco, tmp_path / "a0.pt", alpha=0.0)
+    assert start.shared_classes == (
+        "person", "bicycle", "car", "motorcycle", "bus", "truck", "umbrella", "chair", "dining table",
+    )  # fmt: skip
+    shipped_scores, shipped_boxes, names = _raw(SHIPPED, photo)
+    scores, boxes, soup_names = _raw(start.out, photo)
+    assert soup_names == names
+    assert torch.allclose(scores, shipped_scores, atol=0.01)
+    assert torch.allclose(boxes, shipped_boxes, atol=0.5)  # pixels at 480
+
+    end = interpolate(SHIPPED, coco, tmp_path / "a1.pt", alpha=1.0)
+    coco_scores, coco_boxes, coco_names = _raw(coco, photo)
+    scores, boxes, _ = _raw(end.out, photo)
+    rows = {name: index for index, name in coco_names.items()}
+    for ours, name in names.items():
+        if name in rows:  # the COCO model's answer for the kinds both know
+            assert torch.allclose(scores[0, ours], coco_scores[0, rows[name]], atol=0.01), name
+    assert torch.allclose(boxes, coco_boxes, atol=0.5)
+    shipped_state = torch.load(SHIPPED, weights_only=False)["model"].state_dict()
+    end_state = torch.load(end.out, weights_only=False)["model"].state_dict()
+    for key in ("model.23.one2one_cv3.0.2.weight", "model.23.cv3.2.2.bias"):
+        assert torch.equal(end_state[key][9:], shipped_state[key][9:])  # garbage, garbage_bin, overflow
+
+    half = interpolate(SHIPPED, coco, tmp_path / "half.pt", alpha=0.5, class_alpha=1.0)
+    recorded = torch.load(half.out, weights_only=False)["soup"]
+    assert recorded["alpha"] == 0.5 and recorded["class_alpha"] == 1.0
+    assert len(recorded["current_sha256"]) == 64 and len(recorded["base_sha256"]) == 64
+
+
+def test_a_soup_runs_through_the_product_s_detector(tmp_path: Path, coco: Path) -> None:
+    """Loaded like any weights (YoloDetector, export cache included), it clears the floor the
+    shipped weights must (tests/detect/test_model.py): two sure people and a bus or truck over the bus."""
+    from ultralytics.utils import ASSETS
+
+    from detect.yolo import YoloDetector
+
+    made = interpolate(SHIPPED, coco, tmp_path / "soup.pt", alpha=0.2)
+    detector = YoloDetector(made.out, imgsz=480, backend="pytorch")
+    assert detector.names == YoloDetector(SHIPPED, imgsz=480, backend="pytorch").names
+    found = detector.detect(cv2.imread(str(Path(ASSETS) / "bus.jpg")))
+    assert sum(1 for d in found if d.class_name == "person" and d.score >= 0.5) >= 2
+    vehicles = [d.box for d in found if d.class_name in {"bus", "truck"}]
+    assert vehicles
+
+
+def test_refusals_name_the_input(tmp_path: Path, coco: Path, shared_dir: Path) -> None:
+    with pytest.raises(SoupError, match="alpha must be between 0 and 1, got 1.5"):
+        interpolate(SHIPPED, coco, tmp_path / "x.pt", alpha=1.5)
+    with pytest.raises(SoupError, match="class alpha must be between 0 and 1, got -0.1"):
+        interpolate(SHIPPED, coco, tmp_path / "x.pt", alpha=0.2, class_alpha=-0.1)
+    with pytest.raises(SoupError, match="base weights not found: .*nothing.pt"):
+        interpolate(SHIPPED, tmp_path / "nothing.pt", tmp_path / "x.pt", alpha=0.2)
+    other = shared_dir / "weights" / "yolo11n-coco.pt"
+    with pytest.raises(SoupError, match="yolo11n-coco.pt are not the same network"):
+        interpolate(SHIPPED, other, tmp_path / "x.pt", alpha=0.2)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_cli_writes_a_candidate_and_refuses_by_name(tmp_path: Path, coco: Path) -> None:
+    cli = [sys.executable, "-m", "api.cli", "-q", "model", "soup"]
+    ok = subprocess.run(
+        [*cli, "--alpha", "0.2", "--base", str(coco), "--out", str(tmp_path / "c.pt")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert f"wrote {tmp_path / 'c.pt'}: 0.2 of the way" in ok.stdout
+    assert (tmp_path / "c.pt").is_file()
+    text = tmp_path / "notes.pt"
+    text.write_text("not weights")
+    bad = subprocess.run(
+        [*cli, "--alpha", "0.2", "--base", str(text), "--out", str(tmp_path / "d.pt")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "notes.pt" in bad.stderr and "Traceback" not in bad.stderr
