@@ -84,19 +84,20 @@ def interpolate(
         raise SoupError(f"{current_path} and {base_path} share no class name: nothing to take from the base")
 
     fine_state, coco_state = fine.state_dict(), coco.state_dict()
-    _check_same_network(fine_state, coco_state, len(fine_names), len(coco_names), current_path, base_path)
+    rows_keys = class_rows(fine)
+    _check_same_network(fine_state, coco_state, rows_keys, current_path, base_path)
     mixed: dict[str, Any] = {}
     for key, ours in fine_state.items():
         theirs = coco_state[key]
         if not ours.is_floating_point():
             mixed[key] = ours.clone()
-        elif theirs.shape == ours.shape:
-            mixed[key] = torch.lerp(ours.float(), theirs.float(), alpha)
-        else:  # a class score row per class: the shared ones move by class_alpha, the others stay
+        elif key in rows_keys:  # one row per class: the shared ones move by class_alpha, the others stay
             rows = ours.float().clone()
             for ours_row, coco_row in pairs:
                 rows[ours_row] = torch.lerp(rows[ours_row], theirs[coco_row].float(), class_alpha)
             mixed[key] = rows
+        else:
+            mixed[key] = torch.lerp(ours.float(), theirs.float(), alpha)
     soup = copy.deepcopy(fine).float()
     soup.load_state_dict(mixed)
     fine_layers, coco_layers = dict(fine.float().named_modules()), dict(coco.float().named_modules())
@@ -161,10 +162,20 @@ def blend_batchnorm(a: Any, b: Any, alpha: float, *, into: Any) -> None:
         into.bias.copy_(shift + a.running_mean.float() * scale)
 
 
+def class_rows(model: Any) -> set[str]:
+    """The names of the weights with one row per class: the last convolution of each of the detection
+    head's class branches (both heads of an end-to-end model). Matched by name, never by position."""
+    head = model.model[-1]
+    convs = [branch[-1] for attr in ("cv3", "one2one_cv3") for branch in getattr(head, attr, ())]
+    found = {id(tensor) for conv in convs for tensor in conv.parameters()}
+    return {name for name, tensor in model.named_parameters() if id(tensor) in found}
+
+
 def _check_same_network(
-    ours: dict[str, Any], theirs: dict[str, Any], classes: int, base_classes: int, current: Path, base: Path
+    ours: dict[str, Any], theirs: dict[str, Any], rows_keys: set[str], current: Path, base: Path
 ) -> None:
-    """Refuse two networks whose weights are not one for one (only the class score rows may differ)."""
+    """Refuse two networks whose weights are not one for one (only the class score rows may differ,
+    and only in their number of rows)."""
     if ours.keys() != theirs.keys():
         only = sorted(ours.keys() ^ theirs.keys())
         raise SoupError(
@@ -173,8 +184,8 @@ def _check_same_network(
         )
     for key, tensor in ours.items():
         other = theirs[key]
-        rows_per_class = tensor.shape[:1] == (classes,) and other.shape[:1] == (base_classes,)
-        if other.shape != tensor.shape and not (rows_per_class and other.shape[1:] == tensor.shape[1:]):
+        same = other.shape[1:] == tensor.shape[1:] if key in rows_keys else other.shape == tensor.shape
+        if not same:
             raise SoupError(
                 f"{current} and {base} are not the same network ({key}: {tuple(tensor.shape)} against "
                 f"{tuple(other.shape)}): interpolate only weights fine-tuned from the base"

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detect.model.soup import SoupError, blend_batchnorm, interpolate
+from detect.model.soup import SoupError, blend_batchnorm, class_rows, interpolate
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models" / "gridpatrol-n.pt"
@@ -86,7 +86,9 @@ def test_its_ends_are_the_two_models_and_garbage_keeps_its_rows(
         if name in rows:  # the COCO model's answer for the kinds both know
             assert torch.allclose(scores[0, ours], coco_scores[0, rows[name]], atol=0.01), name
     assert torch.allclose(boxes, coco_boxes, atol=0.5)
-    shipped_state = torch.load(SHIPPED, weights_only=False)["model"].state_dict()
+    shipped_model = torch.load(SHIPPED, weights_only=False)["model"]
+    assert len(class_rows(shipped_model)) == 12  # weight and bias of 3 scales x 2 heads
+    shipped_state = shipped_model.state_dict()
     end_state = torch.load(end.out, weights_only=False)["model"].state_dict()
     for key in ("model.23.one2one_cv3.0.2.weight", "model.23.cv3.2.2.bias"):
         assert torch.equal(end_state[key][9:], shipped_state[key][9:])  # garbage, garbage_bin, overflow
