@@ -126,6 +126,8 @@ def _check_password_rules(password: str) -> None:
         raise AuthError("password", f"at least {PASSWORD_MIN} characters")
     if len(password) > PASSWORD_MAX:
         raise AuthError("password", f"at most {PASSWORD_MAX} characters")
+    if not password.strip():
+        raise AuthError("password", "not only spaces")
 
 
 def create_user(

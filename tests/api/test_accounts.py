@@ -346,6 +346,9 @@ def test_cli_users(
         _stdin(monkeypatch, "short\n")
         assert main(["-q", "user", "passwd", "alice", "--password-stdin"]) == 1
         assert "password: at least 8 characters" in capsys.readouterr().err
+        _stdin(monkeypatch, " " * 12 + "\n")
+        assert main(["-q", "user", "passwd", "alice", "--password-stdin"]) == 1
+        assert "password: not only spaces" in capsys.readouterr().err
         _stdin(monkeypatch, "second-password\n")
         assert main(["-q", "user", "passwd", "alice", "--password-stdin"]) == 0
         assert "password of user alice set" in capsys.readouterr().out

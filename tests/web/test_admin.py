@@ -84,6 +84,22 @@ def test_users(site: Site, open_page: Any) -> None:
     _submit(page, "#add-user button[type=submit]")
     assert "队伍" in page.inner_text("#admin-problem")
     admin.shot("user-error")
+    # a password of spaces only is refused; a team no grid cell belongs to is taken, with a notice
+    page.fill("#add-user input[name=username]", "ziyang9")
+    page.select_option("#add-user select[name=role]", "enforcement")
+    page.fill("#add-user input[name=team]", "team-ziyang")
+    page.fill("#add-user input[name=password]", " " * 12)
+    _submit(page, "#add-user button[type=submit]")
+    assert "空格" in page.inner_text("#admin-problem")
+    page.fill("#add-user input[name=password]", PASSWORD)
+    _submit(page, "#add-user button[type=submit]")
+    assert "ziyang9" in page.inner_text("#admin-done") and "网格" not in page.inner_text("#admin-done")
+    page.fill("#add-user input[name=username]", "xinqu1")
+    page.select_option("#add-user select[name=role]", "enforcement")
+    page.fill("#add-user input[name=team]", "team-xinqu")  # no such team in the demo grid
+    page.fill("#add-user input[name=password]", PASSWORD)
+    _submit(page, "#add-user button[type=submit]")
+    assert "xinqu1" in page.inner_text("#admin-done") and "网格单元" in page.inner_text("#admin-done")
 
     # the last active admin cannot be deactivated
     _submit(page, "tr[data-username='demo-admin'] button[data-action=deactivate]")

@@ -67,6 +67,7 @@ SECTIONS = ("users", "devices", "grid", "webhooks")
 DONE: Mapping[str, Mapping[str, str]] = {
     "users": {
         "added": "admin.users.done.added",
+        "added_no_cells": "admin.users.done.added_no_cells",
         "deactivated": "admin.users.done.deactivated",
         "activated": "admin.users.done.activated",
         "unchanged": "admin.users.done.unchanged",
@@ -277,11 +278,18 @@ async def add_user(
 ) -> Response:
     username, team = username.strip(), team.strip()
 
-    def work(session: Session) -> None:
-        accounts.create_user(session, username=username, password=password, role=role, team=team or None)
+    def work(session: Session) -> bool:
+        """True when the user's team has a grid cell (or none is needed): an enforcement team with none
+        is allowed (the grid may be imported later) but sees no case until a cell names it."""
+        user = accounts.create_user(
+            session, username=username, password=password, role=role, team=team or None
+        )
+        if user.role != Role.ENFORCEMENT:
+            return True
+        return session.scalar(select(GridCell.id).where(GridCell.team == user.team).limit(1)) is not None
 
     try:
-        await _write(services, work)
+        has_cells = await _write(services, work)
     except AuthError as exc:
         message = _user_error(translator(request), exc, username)
         form = {"username": username, "role": role, "team": team}
@@ -289,6 +297,8 @@ async def add_user(
             request, principal, services, problem=Problem(message, exc.status, at="form"), form=form
         )
     log.info("admin %s added user %s (%s)", principal.name, username, role)
+    if not has_cells:
+        return _back("users", "added_no_cells", name=username)
     return _back("users", "added", name=username)
 
 
