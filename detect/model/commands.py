@@ -267,6 +267,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_BASE,
         help="the weights it was fine-tuned from (default: %(default)s)",
     )
+    soup.add_argument(
+        "--row",
+        action="append",
+        default=[],
+        metavar="CLASS=ALPHA",
+        help="one class's score row at its own alpha (repeatable), e.g. --row 'dining table=1'",
+    )
     soup.add_argument("--out", type=Path, required=True, help="the .pt file to write")
     soup.set_defaults(handler=run_model_soup)
 
@@ -549,15 +556,30 @@ def run_model_soup(args: argparse.Namespace) -> int:
     from detect.model.soup import SoupError, interpolate
     from detect.yolo import SHIPPED_WEIGHTS
 
+    rows: dict[str, float] = {}
+    for text in args.row:
+        name, _, value = text.rpartition("=")
+        try:
+            rows[name.strip()] = float(value)
+        except ValueError:
+            raise CommandError(f"--row {text}: expected CLASS=ALPHA, e.g. 'dining table=1'") from None
+        if not name.strip():
+            raise CommandError(f"--row {text}: expected CLASS=ALPHA, e.g. 'dining table=1'")
     try:
         made = interpolate(
-            args.model or SHIPPED_WEIGHTS, args.base, args.out, alpha=args.alpha, class_alpha=args.class_alpha
+            args.model or SHIPPED_WEIGHTS,
+            args.base,
+            args.out,
+            alpha=args.alpha,
+            class_alpha=args.class_alpha,
+            row_alphas=rows,
         )
     except SoupError as exc:
         raise CommandError(str(exc)) from None
+    own = "".join(f", {name} at {value:g}" for name, value in rows.items())
     print(
         f"wrote {made.out}: {made.alpha:g} of the way to {args.base} (score rows of the "
-        f"{len(made.shared_classes)} shared classes at {made.class_alpha:g}); score it with "
+        f"{len(made.shared_classes)} shared classes at {made.class_alpha:g}{own}); score it with "
         f"`gridpatrol evaluate --model {made.out} --against CURRENT`"
     )
     return 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,18 @@ def interpolate(
     *,
     alpha: float,
     class_alpha: float | None = None,
+    row_alphas: Mapping[str, float] | None = None,
 ) -> Soup:
-    """Write weights alpha of the way from current towards base (module docstring); returns what was done."""
+    """Write weights alpha of the way from current towards base (module docstring); returns what was done.
+    row_alphas: class name -> its own score row's alpha, over class_alpha (a class both models know)."""
     import torch
 
     from detect.backends import import_ultralytics
 
     class_alpha = alpha if class_alpha is None else class_alpha
-    for name, value in (("alpha", alpha), ("class alpha", class_alpha)):
+    row_alphas = dict(row_alphas or {})
+    named = [(f"alpha of {name}", value) for name, value in row_alphas.items()]
+    for name, value in [("alpha", alpha), ("class alpha", class_alpha), *named]:
         if not 0.0 <= value <= 1.0:
             raise SoupError(f"{name} must be between 0 and 1, got {value}")
     import_ultralytics()
@@ -82,6 +87,10 @@ def interpolate(
     pairs = [(ours, by_name[name]) for ours, name in sorted(fine_names.items()) if name in by_name]
     if not pairs:
         raise SoupError(f"{current_path} and {base_path} share no class name: nothing to take from the base")
+    unknown = sorted(set(row_alphas) - {fine_names[ours] for ours, _ in pairs})
+    if unknown:
+        raise SoupError(f"no class both models know is named {', '.join(unknown)}")
+    row_alpha = {ours: row_alphas.get(fine_names[ours], class_alpha) for ours, _ in pairs}
 
     fine_state, coco_state = fine.state_dict(), coco.state_dict()
     rows_keys = class_rows(fine)
@@ -94,7 +103,7 @@ def interpolate(
         elif key in rows_keys:  # one row per class: the shared ones move by class_alpha, the others stay
             rows = ours.float().clone()
             for ours_row, coco_row in pairs:
-                rows[ours_row] = torch.lerp(rows[ours_row], theirs[coco_row].float(), class_alpha)
+                rows[ours_row] = torch.lerp(rows[ours_row], theirs[coco_row].float(), row_alpha[ours_row])
             mixed[key] = rows
         else:
             mixed[key] = torch.lerp(ours.float(), theirs.float(), alpha)
@@ -124,6 +133,7 @@ def interpolate(
             "base_sha256": sha256_of(base_path),
             "alpha": alpha,
             "class_alpha": class_alpha,
+            "row_alphas": row_alphas,
         },
     )
     torch.save(ckpt, target)

@@ -99,6 +99,26 @@ def test_its_ends_are_the_two_models_and_garbage_keeps_its_rows(
     assert len(recorded["current_sha256"]) == 64 and len(recorded["base_sha256"]) == 64
 
 
+def test_a_class_row_can_have_its_own_alpha(tmp_path: Path, coco: Path) -> None:
+    """--row 'dining table=1': that row is the COCO model's (found by name: its row 60, ours 8); the
+    other rows and every other weight follow alpha (here 0: the shipped weights)."""
+    import torch
+
+    made = interpolate(SHIPPED, coco, tmp_path / "t.pt", alpha=0.0, row_alphas={"dining table": 1.0})
+    soup = torch.load(made.out, weights_only=False)
+    assert soup["soup"]["row_alphas"] == {"dining table": 1.0}
+    mixed = soup["model"].state_dict()
+    shipped = torch.load(SHIPPED, weights_only=False)["model"].state_dict()
+    base = torch.load(coco, weights_only=False)["model"].state_dict()
+    key = "model.23.one2one_cv3.1.2.weight"
+    assert torch.equal(mixed[key][8], base[key][60])
+    assert torch.equal(mixed[key][:8], shipped[key][:8]) and torch.equal(mixed[key][9:], shipped[key][9:])
+    with pytest.raises(SoupError, match="no class both models know is named garbage"):
+        interpolate(SHIPPED, coco, tmp_path / "g.pt", alpha=0.2, row_alphas={"garbage": 1.0})
+    with pytest.raises(SoupError, match="alpha of chair must be between 0 and 1, got 2"):
+        interpolate(SHIPPED, coco, tmp_path / "c.pt", alpha=0.2, row_alphas={"chair": 2.0})
+
+
 def test_a_soup_runs_through_the_product_s_detector(tmp_path: Path, coco: Path) -> None:
     """Loaded like any weights (YoloDetector, export cache included), it clears the floor the
     shipped weights must (tests/detect/test_model.py): two sure people and a bus or truck over the bus."""
@@ -145,3 +165,8 @@ def test_cli_writes_a_candidate_and_refuses_by_name(tmp_path: Path, coco: Path) 
     )  # fmt: skip
     assert bad.returncode == 1
     assert "notes.pt" in bad.stderr and "Traceback" not in bad.stderr
+    rows = subprocess.run(
+        [*cli, "--alpha", "0.2", "--base", str(coco), "--row", "chair=lots", "--out", str(tmp_path / "e.pt")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert rows.returncode == 1 and "--row chair=lots: expected CLASS=ALPHA" in rows.stderr
