@@ -157,9 +157,14 @@ def dispatch_teams(session: Session) -> list[str]:
     return list(session.scalars(select(GridCell.team).distinct().order_by(GridCell.team)))
 
 
+def team_has_cells(session: Session, team: str) -> bool:
+    """Whether some grid cell belongs to the team (only such a team can be sent cases)."""
+    return session.scalar(select(GridCell.id).where(GridCell.team == team).limit(1)) is not None
+
+
 def _check_team(session: Session, team: str) -> None:
     """A case is dispatched only to a team that holds some grid cell."""
-    if session.scalar(select(GridCell.id).where(GridCell.team == team).limit(1)) is None:
+    if not team_has_cells(session, team):
         raise workflow.TransitionInputError("team", f"no grid cell belongs to team '{team}'")
 
 

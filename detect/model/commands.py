@@ -576,7 +576,7 @@ def run_model_soup(args: argparse.Namespace) -> int:
         )
     except SoupError as exc:
         raise CommandError(str(exc)) from None
-    own = "".join(f", {name} at {value:g}" for name, value in rows.items())
+    own = "".join(f", {name} at {value:g}" for name, value in made.row_alphas.items())
     print(
         f"wrote {made.out}: {made.alpha:g} of the way to {args.base} (score rows of the "
         f"{len(made.shared_classes)} shared classes at {made.class_alpha:g}{own}); score it with "

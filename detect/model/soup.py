@@ -49,6 +49,7 @@ class Soup:
     out: Path
     alpha: float
     class_alpha: float
+    row_alphas: dict[str, float]  # classes whose row has its own alpha (over class_alpha)
     shared_classes: tuple[str, ...]  # class rows taken partly from the base (the rest kept)
 
 
@@ -147,7 +148,7 @@ def interpolate(
         ", ".join(shared),
         class_alpha,
     )
-    return Soup(target, alpha, class_alpha, shared)
+    return Soup(target, alpha, class_alpha, row_alphas, shared)
 
 
 def blend_batchnorm(a: Any, b: Any, alpha: float, *, into: Any) -> None:

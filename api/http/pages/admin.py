@@ -33,6 +33,7 @@ from starlette.datastructures import UploadFile
 from api.accounts import accounts
 from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError, Principal, Role
 from api.cases import stats, webhooks
+from api.cases.acting import dispatch_teams, team_has_cells
 from api.cases.grids import CellInfo, GridImportError, import_cells, parse_geojson
 from api.cases.webhooks import DeliveryStatus, WebhookInputError, WebhookTargetRefused
 from api.errors import InputError
@@ -216,7 +217,7 @@ async def _users_page(
 
     def work(session: Session) -> tuple[list[dict[str, Any]], list[str]]:
         listed = accounts.list_users(session)
-        teams = set(session.scalars(select(GridCell.team).distinct())) | {u.team for u in listed if u.team}
+        teams = set(dispatch_teams(session)) | {u.team for u in listed if u.team}
         users = [
             {
                 "username": u.username,
@@ -284,9 +285,7 @@ async def add_user(
         user = accounts.create_user(
             session, username=username, password=password, role=role, team=team or None
         )
-        if user.role != Role.ENFORCEMENT:
-            return True
-        return session.scalar(select(GridCell.id).where(GridCell.team == user.team).limit(1)) is not None
+        return user.role != Role.ENFORCEMENT or team_has_cells(session, user.team or "")
 
     try:
         has_cells = await _write(services, work)
