@@ -425,3 +425,44 @@ def test_a_class_operators_drew_grows_the_model(tmp_path: Path, shared_dir: Path
     ]
     assert sum(row[0] == "12" for row in labels) == 2
     assert list(YOLO(str(candidate)).names.values()) == [*classes, "stall"]
+
+
+def test_the_simulated_operator_labels_every_human_box(tmp_path: Path) -> None:
+    """benchmarks/review_loop.py (the loop's effect with a simulated operator): every labelled box of the
+    reviewed photos is in the export, as the model's confirmed box (IoU >= 0.5, same class) or drawn as
+    labelled; a named error for a dataset that is not there."""
+    import subprocess
+    import sys
+
+    from detect.model.evaluation import load_data, read_labels
+
+    built = build_dataset(DEFAULT_RECIPE, tmp_path / "datasets", cache_root=tmp_path / "cache", limit=6)
+    export = tmp_path / "reviews"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "review_loop.py"
+    command = [sys.executable, str(script), "--data", str(built.data_yaml), "--out", str(export)]
+    run = subprocess.run(
+        [*command, "--cameras", "3", "--imgsz", "320"], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "simulated operator on 6 photos" in run.stdout and "val: " in run.stdout
+    names, images = load_data(built.data_yaml, "val")
+    manifest = json.loads((export / "reviews.json").read_text())
+    by_sha = {e["frame_sha256"]: e for e in manifest["images"]}
+    checked = 0
+    for image in images:
+        entry = by_sha.get(hashlib.sha256(image.read_bytes()).hexdigest())
+        if entry is None:
+            continue
+        width, height = entry["size"]
+        truth = read_labels(image, width, height)
+        rows = _lines(export / "labels" / entry["split"] / f"{Path(entry['image']).stem}.txt")
+        given = _xyxy(rows) * np.array([width, height, width, height])
+        for j in range(len(truth.xyxy)):
+            same = rows[:, 0] == truth.cls[j]
+            assert same.any() and box_iou(truth.xyxy[j : j + 1], given[same]).max() >= 0.5, image.name
+            checked += 1
+    assert checked >= 1
+
+    missing = subprocess.run([*command[:3], str(tmp_path / "none.yaml")], capture_output=True, text=True)
+    assert missing.returncode == 1 and "dataset yaml not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
