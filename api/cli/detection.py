@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
@@ -17,6 +18,9 @@ from api.cli import CommandError
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("configs/site.yaml")
+# the years a --start-time may name: a camera clock set wrong still falls inside, a typo like 9999 does not
+# (the footage's times past it would not be representable)
+EARLIEST_START, LATEST_START = 1970, 2200
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -138,13 +142,48 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
+class _LazyLines:
+    """A JSON-lines file that is truncated and written only from the first open() (or write()) on; used
+    as a context manager that closes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.opened = False
+        self._fh: Any = None
+
+    def open(self) -> None:
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by __exit__
+            except OSError as exc:
+                raise CommandError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self.opened = True
+
+    def write(self, line: str) -> None:
+        self.open()
+        self._fh.write(line + "\n")
+        self._fh.flush()
+
+    def __enter__(self) -> _LazyLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
 def run_detect(args: argparse.Namespace) -> int:
     config = _load_config(_config_path(args.config))
     _check_input(str(args.input))
+    out: Path = args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"--out {out}: cannot make the output folder: {exc.strerror or exc}") from None
     updates = {}
     if args.fps is not None:
-        if args.fps <= 0:
-            raise CommandError(f"--fps must be positive, got {args.fps}")
+        if not math.isfinite(args.fps) or args.fps <= 0:
+            raise CommandError(f"--fps must be a positive number, got {args.fps}")
         updates["analysis_fps"] = args.fps
     if args.model is not None:
         updates["model"] = config.model.model_copy(update={"weights": args.model.resolve()})
@@ -156,6 +195,11 @@ def run_detect(args: argparse.Namespace) -> int:
             start_time = datetime.fromisoformat(args.start_time)
         except ValueError:
             raise CommandError(f"--start-time: not an ISO 8601 time: {args.start_time!r}") from None
+        if not EARLIEST_START <= start_time.year <= LATEST_START:
+            raise CommandError(
+                f"--start-time: {args.start_time!r} is not a camera clock's time "
+                f"(years {EARLIEST_START}-{LATEST_START})"
+            )
 
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -175,12 +219,15 @@ def run_detect(args: argparse.Namespace) -> int:
     except (ConfigError, ModelError, TrackError) as exc:
         raise CommandError(str(exc)) from None
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "incidents.jsonl"
+    # the previous run's incidents are replaced only once this run has read a frame: a source that does
+    # not open (a mistyped path, a camera that is down) leaves them, and their contact sheet, as they were
+    writer = _LazyLines(jsonl)
     bar = tqdm(unit="frame", desc="detect", dynamic_ncols=True, file=sys.stderr)
 
     def on_progress(p: Progress) -> None:
+        if p.frames:
+            writer.open()
         if p.fraction is not None and bar.total is None:
             bar.total = 100
         bar.n = round(p.fraction * 100, 1) if p.fraction is not None else p.frames
@@ -196,7 +243,7 @@ def run_detect(args: argparse.Namespace) -> int:
     ids: set[str] = set()
     try:
         # log lines go through the bar (tqdm.write), so a warning does not break it into two
-        with open(jsonl, "w", encoding="utf-8") as fh, logging_redirect_tqdm():
+        with writer, logging_redirect_tqdm():
             for incident in detect_footage(
                 args.input,
                 config,
@@ -210,9 +257,9 @@ def run_detect(args: argparse.Namespace) -> int:
                 emit_open=live,
                 track=track,
             ):
-                fh.write(json.dumps(incident.to_json(), ensure_ascii=False) + "\n")
-                fh.flush()
+                writer.write(json.dumps(incident.to_json(), ensure_ascii=False))
                 ids.add(incident.id)
+            writer.open()  # the footage ended without error: its incidents (maybe none) are the new list
         if bar.total is not None:  # the footage ended: the last frame's time is short of the length
             bar.n = bar.total
             bar.refresh()
@@ -222,7 +269,7 @@ def run_detect(args: argparse.Namespace) -> int:
         bar.close()
         # also when the footage broke off or a live run was stopped: the incidents so far (the title masks a
         # camera URL's password)
-        if jsonl.is_file():
+        if writer.opened:
             sheet = write_contact_sheet(
                 out, _read_jsonl(jsonl), title=f"gridpatrol: {mask_credentials(str(args.input))}"
             )

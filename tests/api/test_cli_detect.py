@@ -73,6 +73,52 @@ def test_detect_ends_at_100_percent_and_writes_a_contact_sheet(
     assert "http:" not in html and "https:" not in html and "<script" not in html
 
 
+def test_a_run_whose_source_fails_keeps_the_previous_incidents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a run that has read a frame replaces incidents.jsonl and its contact sheet."""
+    monkeypatch.setattr("detect.pipeline.build_detector", lambda config: SurestAtFive())
+    monkeypatch.setattr("detect.pipeline.build_tracker", lambda config, fps: IdentityTracker())
+    footage = tmp_path / "clip.avi"
+    still_video(footage, 1, frames=15)
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(make_config().model_dump(mode="json")))
+    out = tmp_path / "out"
+    assert main(["detect", str(footage), "--config", str(config), "--out", str(out)]) == 0
+    before = {name: (out / name).read_bytes() for name in ("incidents.jsonl", "index.html")}
+    assert before["incidents.jsonl"].count(b"\n") == 1
+    capsys.readouterr()
+
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video")
+    assert main(["detect", str(fake), "--config", str(config), "--out", str(out)]) == 1
+    assert "notes.mp4" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--fps", "nan"], "--fps must be a positive number, got nan"),
+        (["--fps", "inf"], "--fps must be a positive number, got inf"),
+        (["--start-time", "9999-12-31T23:59:59+00:00"], "is not a camera clock's time"),
+        (["--out", "FILE"], "cannot make the output folder"),
+    ],
+)
+def test_detect_arguments_out_of_range_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model: None, flags: list[str], named: str
+) -> None:
+    footage = tmp_path / "clip.avi"
+    still_video(footage, 1, frames=2)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    flags = [str(a_file) if f == "FILE" else f for f in flags]
+    out = ["--out", str(tmp_path / "out")] if "--out" not in flags else []
+    assert main(["detect", str(footage), "--config", str(SITE), *out, *flags]) == 1
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+
+
 def test_the_contact_sheet_escapes_every_text(tmp_path: Path) -> None:
     record = {
         "id": "x",
