@@ -138,7 +138,7 @@ def camera_split(cameras: Sequence[str]) -> dict[str, str]:
     """camera -> "train" or "val" (see the module's docstring)."""
     unique = sorted(set(cameras))
     score = {c: int(hashlib.sha256(c.encode()).hexdigest(), 16) for c in unique}
-    split = {c: "val" if score[c] % VAL_EVERY == 0 else "train" for c in unique}
+    split = {c: "val" if score[c] % VAL_EVERY == 0 and len(unique) >= 2 else "train" for c in unique}
     if len(unique) >= 2:
         if "val" not in split.values():
             split[min(unique, key=lambda c: score[c])] = "val"
@@ -187,27 +187,41 @@ def _line(row: YoloRow) -> str:
     return f"{row[0]} {row[1]:.6f} {row[2]:.6f} {row[3]:.6f} {row[4]:.6f}"
 
 
-def _prepare(out: Path) -> None:
-    """An empty output folder: new, empty, or an earlier export of this command (its outputs removed)."""
+OUTPUTS = ("images", "labels", "data.yaml", MANIFEST)  # what an export writes in its folder
+
+
+def _prepare(out: Path) -> Path:
+    """A staging folder beside `out` to write the export in, after checking that `out` is new, empty, or
+    an earlier export of this command (which stays as it is until `_install` replaces its outputs)."""
+    staging = out.parent / f".{out.name}.partial"
     try:
         if out.exists() and not out.is_dir():
             raise FromReviewsError(f"--out {out}: exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()):
-            if not (out / MANIFEST).is_file():
-                raise FromReviewsError(
-                    f"--out {out}: the folder is not empty and holds no earlier export ({MANIFEST}); "
-                    "name a new or empty folder"
-                )
-            for name in ("images", "labels"):
-                shutil.rmtree(out / name, ignore_errors=True)
-            for name in ("data.yaml", MANIFEST):
-                (out / name).unlink(missing_ok=True)
+        if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+            raise FromReviewsError(
+                f"--out {out}: the folder is not empty and holds no earlier export ({MANIFEST}); "
+                "name a new or empty folder"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # a stopped run's
         for kind in ("images", "labels"):
             for split in SPLITS:
-                (out / kind / split).mkdir(parents=True, exist_ok=True)
-        (out / MANIFEST).write_text("{}\n", encoding="utf-8")  # ours from now on: a rerun may replace it
+                (staging / kind / split).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FromReviewsError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return staging
+
+
+def _install(staging: Path, out: Path) -> None:
+    """The finished export in `out`, in place of an earlier one's outputs (other files are left)."""
+    for name in OUTPUTS:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        (staging / name).rename(target)
+    staging.rmdir()
 
 
 def _preference(frame: ReviewFrame) -> tuple[int, float, int]:
@@ -264,7 +278,7 @@ def write_dataset(
         raise FromReviewsError("no reviewed frames to export")
     names = list(class_names)
     class_ids = {n: i for i, n in enumerate(names)}
-    _prepare(out)
+    stage = _prepare(out)
     split_of = camera_split([f.camera for f in frames])
     summary = Summary(out_dir=out, class_names=names)
     for camera, split in sorted(split_of.items()):
@@ -311,8 +325,8 @@ def write_dataset(
             ]
             ext = next((e for magic, e in _EXT.items() if data.startswith(magic)), ".jpg")
             stem = f"{_safe(frame.camera)}-{frame.frame_sha256[:16]}"
-            (out / "images" / split / f"{stem}{ext}").write_bytes(data)
-            (out / "labels" / split / f"{stem}.txt").write_text(
+            (stage / "images" / split / f"{stem}{ext}").write_bytes(data)
+            (stage / "labels" / split / f"{stem}.txt").write_text(
                 "".join(f"{_line(r)}\n" for r in rows), encoding="utf-8"
             )
             summary.frames[split] += 1
@@ -346,13 +360,16 @@ def write_dataset(
             f"# false left unlabelled (listed in {MANIFEST}). Split by camera. No `path:` key: ultralytics\n"
             "# resolves the splits relative to this file's folder.\n"
         )
-        (out / "data.yaml").write_text(
+        (stage / "data.yaml").write_text(
             header + yaml.safe_dump(data_yaml, sort_keys=False, allow_unicode=True), encoding="utf-8"
         )
-        (out / MANIFEST).write_text(
+        (stage / MANIFEST).write_text(
             json.dumps({"class_names": names, "splits": split_of, "images": manifest}, indent=1) + "\n",
             encoding="utf-8",
         )
+        _install(stage, out)
     except OSError as exc:
         raise FromReviewsError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # gone already after a finished export
     return summary

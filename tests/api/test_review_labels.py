@@ -396,6 +396,7 @@ def test_two_cases_on_one_frame_are_one_image_with_both_decisions(tmp_path: Path
     ("cameras", "expected"),
     [
         (["only"], {"only": "train"}),  # one camera: no val split (the summary warns)
+        (["cam-a"], {"cam-a": "train"}),  # one camera whose hash alone would put it in val
         (["a", "b"], None),  # two: one each
         ([f"cam-{i}" for i in range(12)], None),
     ],

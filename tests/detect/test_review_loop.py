@@ -21,7 +21,7 @@ from api.cli.main import main
 from detect.model.commands import DEFAULT_RECIPE
 from detect.model.dataset import LabelBox, build_dataset, load_recipe
 from detect.model.evaluation import ClassMetrics, EvaluationReport, box_iou
-from detect.model.from_reviews import ReviewBox, ReviewFrame, write_dataset
+from detect.model.from_reviews import FromReviewsError, ReviewBox, ReviewFrame, write_dataset
 from detect.model.promotion import PromotionError, PromotionRule, SetComparison, SiteModels, judge
 from detect.model.training import TrainingError, merge_review_sets, pseudo_labels_to_add
 from detect.yolo import SHIPPED_WEIGHTS
@@ -209,6 +209,19 @@ def _review_export(shared_dir: Path, out: Path, class_names: list[str]) -> None:
     ]
     summary = write_dataset(frames, read_image=by_sha.get, class_names=class_names, out=out)
     assert summary.frames["train"] == 3 and summary.frames["val"] == 2, summary.format()
+
+
+def test_an_export_that_fails_leaves_the_earlier_one_as_it_was(tmp_path: Path, shared_dir: Path) -> None:
+    classes = list(load_recipe(DEFAULT_RECIPE).recipe.classes)
+    export = tmp_path / "reviews"
+    _review_export(shared_dir, export, classes)
+    before = {p.relative_to(export): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+    frame = ReviewFrame(1, 1, "cam", "0" * 64, None, None, datetime(2026, 12, 1), ("confirm",), (), ())
+    with pytest.raises(FromReviewsError, match="none of the reviewed frames could be read"):
+        write_dataset([frame], read_image=lambda sha: None, class_names=classes, out=export)
+    after = {p.relative_to(export): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+    assert after == before and len(before) == 12
+    assert [p.name for p in tmp_path.iterdir()] == ["reviews"]  # no staging folder left behind
 
 
 def _lines(path: Path) -> np.ndarray:
