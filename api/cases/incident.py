@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serial
 
 from api.cases.wall_time import WallTime, aware
 from api.errors import InputError
+from api.storage.models import CATEGORY_MAX
 
 
 class IncidentInputError(InputError):
@@ -64,7 +65,7 @@ class IncidentPayload(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # no NaN or Infinity: not JSON
 
     id: str = Field(min_length=1, max_length=128)
-    category: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    category: str = Field(min_length=1, max_length=CATEGORY_MAX, pattern=r"^[A-Za-z0-9_.-]+$")
     object_kind: str = Field("", max_length=64)
     source_id: str = Field("", max_length=128)
     zone_id: str | None = Field(None, max_length=64)

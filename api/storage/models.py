@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from api.storage.db import utcnow
 
 MAX_ID = 2**31 - 1  # the largest id an id column holds (INTEGER on PostgreSQL)
+CATEGORY_MAX = 64  # characters of a case's category (built-in or a site rule's)
 UNASSIGNED = "unassigned"  # the grid cell id of a position outside every cell (or no position)
 
 
@@ -96,7 +97,7 @@ class Case(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str | None] = mapped_column(String(32), unique=True)
-    category: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(CATEGORY_MAX))
     status: Mapped[str] = mapped_column(String(16))
     grid_cell_id: Mapped[str] = mapped_column(String(64))
     team: Mapped[str | None] = mapped_column(String(64))
@@ -374,7 +375,7 @@ class ChalkMark(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     incident_id: Mapped[str] = mapped_column(String(128), unique=True)
-    category: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(CATEGORY_MAX))
     object_kind: Mapped[str | None] = mapped_column(String(64))
     camera_id: Mapped[str | None] = mapped_column(String(64))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))

@@ -666,6 +666,8 @@ def error_text(exc: InputError, t: Translator) -> str:
             return t("cases.error.photo_type")
         if exc.reason == "empty file":
             return t("cases.error.photo_empty")
+    if exc.field == "note_length":
+        return t("cases.error.note_length", max=MAX_NOTE)
     key = f"cases.error.{exc.field}"
     if t.has(key):
         return t(key, detail=exc.reason)
@@ -698,7 +700,7 @@ async def move_case(
 
     def work(session: Session) -> str | None:
         if len(note) > MAX_NOTE:
-            raise workflow.TransitionInputError("note", f"at most {MAX_NOTE} characters")
+            raise workflow.TransitionInputError("note_length", f"at most {MAX_NOTE} characters")
         if reason and reason not in workflow.REJECT_REASONS:
             raise workflow.TransitionInputError("reason", f"one of {', '.join(workflow.REJECT_REASONS)}")
         case = get_case(session, principal=principal, case_id=cid, lock=True)

@@ -27,7 +27,8 @@ from api.http.pages.session import ServicesDep, person_with
 router = APIRouter(include_in_schema=False)
 
 Anyone = Annotated[Principal, Depends(person_with(*ROLES))]
-FormText = Annotated[str, Query(max_length=32)]
+FormText = Annotated[str, Query()]  # lenient: any text; a bad value is a notice on the page, never a 422
+SHOWN_MAX = 64  # characters of a bad value that its notice quotes
 PRESET_DAYS = (7, 30)
 
 
@@ -58,6 +59,10 @@ class StatsFilter:
         return urlencode(params)
 
 
+def _shown(text: str) -> str:
+    return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX] + "…"
+
+
 def _day(text: str, label: str, errors: list[str], t: Translator) -> date | None:
     text = text.strip()
     if not text:
@@ -65,7 +70,7 @@ def _day(text: str, label: str, errors: list[str], t: Translator) -> date | None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        errors.append(t("dashboard.error.date", field=label, value=text))
+        errors.append(t("dashboard.error.date", field=label, value=_shown(text)))
         return None
 
 
@@ -81,7 +86,7 @@ def read_filter(
         errors=errors,
     )
     if category and category not in categories:
-        errors.append(t("dashboard.error.category", value=category))
+        errors.append(t("dashboard.error.category", value=_shown(category)))
     else:
         chosen.category = category
     if chosen.since and chosen.until and chosen.since > chosen.until:

@@ -22,7 +22,7 @@ from api.http.pages.render import environment, render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import card_view
 from api.services import Services
-from api.storage.models import MAX_ID
+from api.storage.models import CATEGORY_MAX, MAX_ID
 
 router = APIRouter(include_in_schema=False)
 
@@ -132,7 +132,7 @@ async def category(
     case_id: CaseId,
     principal: Reviewer,
     services: ServicesDep,
-    category: Annotated[str, Form(max_length=32)],
+    category: Annotated[str, Form(max_length=CATEGORY_MAX)],
 ) -> Response:
     def work(session: Session) -> str:
         review.change_category(session, principal=principal, case_id=case_id, category=category)

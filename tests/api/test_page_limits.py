@@ -1,0 +1,60 @@
+"""The pages' limits agree with what the service stores (probe findings, 2026-12-05): a site category of
+33-64 characters, which ingest accepts and the review page offers, can be chosen on the review page and
+filtered on the dashboard; a note over the limit on a case move is named as too long, not as missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from api.http.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
+from api.storage.models import CATEGORY_MAX
+from tests.api.api_testkit import LiveServer, incident_json, post_incident
+
+LONG = "site_rule." + "x" * (CATEGORY_MAX - 10)  # a site rule's category of the longest length stored
+
+
+def _page(server: LiveServer, who: str) -> httpx.Client:
+    token = server.tokens[who]
+    return httpx.Client(
+        base_url=server.url,
+        cookies={SESSION_COOKIE: token, "gp_lang": "en"},
+        headers={CSRF_HEADER: csrf_token_for(token), "Accept": "text/html", "Origin": server.url},
+        timeout=30,
+    )
+
+
+def test_a_long_site_category_can_be_chosen_and_filtered(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device, _page(server, "operator") as op:
+        long_case = post_incident(device, incident_json("long", category=LONG)).json()["case_id"]
+        other = post_incident(device, incident_json("other", position=(30.2841, 120.1651))).json()["case_id"]
+        assert LONG in op.get("/review").text
+        changed = op.post(f"/review/{other}/category", data={"category": LONG})
+        assert changed.status_code == 200, changed.text[:300]
+        assert op.get(f"/api/cases/{other}").json()["category"] == LONG
+        assert long_case != other
+
+        page = op.get("/dashboard", params={"category": LONG})
+        assert page.status_code == 200 and 'class="flash error"' not in page.text
+        assert f"category={LONG}" in page.text  # the stats it asks for are the chosen category's
+        unknown = op.get("/dashboard", params={"category": "y" * 5000, "since": "z" * 5000})
+        assert unknown.status_code == 200 and "text/html" in unknown.headers["content-type"]
+        assert "There is no category" in unknown.text and "y" * 64 + "…" in unknown.text
+        assert "y" * 65 not in unknown.text and "z" * 64 + "…" in unknown.text
+
+
+def test_a_note_over_the_limit_is_named_as_too_long(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device, _page(server, "admin") as admin:
+        case_id = post_incident(device, incident_json("noted")).json()["case_id"]
+        token = server.tokens["admin"]
+        moved = admin.post(
+            f"/cases/{case_id}/move",
+            data={"to": "filed", "note": "n" * 5000, "csrf_token": csrf_token_for(token)},
+        )
+        assert moved.status_code == 422, moved.text[:300]
+        assert "The note is too long: at most 4000 characters." in moved.text
+        assert "Please write a note." not in moved.text
+        assert admin.get(f"/api/cases/{case_id}").json()["status"] == "pending_review"
