@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import InputError
 from api.storage.db import utcnow
-from api.storage.models import ApiToken, Device, LoginFailure, User
+from api.storage.models import TEAM_MAX, ApiToken, Device, LoginFailure, User
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +138,16 @@ def create_user(
         raise AuthError("username", "1-64 letters, digits or _ . @ -, starting with a letter or digit")
     if role not in ROLES:
         raise AuthError("role", f"'{role}' is not one of {', '.join(ROLES)}")
+    team = (team or "").strip() or None  # a team is a grid cell's team name: spaces around it match none
     if role == Role.ENFORCEMENT and not team:
         raise AuthError("team", "an enforcement user must belong to a team")
+    if team is not None and (len(team) > TEAM_MAX or any(unicodedata.category(c) == "Cc" for c in team)):
+        raise AuthError("team", f"at most {TEAM_MAX} characters, no control characters")
     _check_password_rules(password)
-    if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise AccountConflict("username", f"'{username}' already exists")
+    taken = session.scalar(select(User.username).where(func.lower(User.username) == username.lower()))
+    if taken is not None:
+        also = "" if taken == username else f" as '{taken}' (usernames must differ by more than case)"
+        raise AccountConflict("username", f"'{username}' already exists{also}")
     user = User(username=username, password_hash=hash_password(password), role=role, team=team or None)
     session.add(user)
     try:

@@ -162,6 +162,14 @@ def team_has_cells(session: Session, team: str) -> bool:
     return session.scalar(select(GridCell.id).where(GridCell.team == team).limit(1)) is not None
 
 
+def no_cells_notice(team: str) -> str:
+    """What an admin is told on adding an enforcement user whose team no grid cell names."""
+    return (
+        f"no grid cell belongs to team '{team}' yet: the user sees no case until an imported grid cell "
+        "names that team (check the spelling against the grid's teams)"
+    )
+
+
 def _check_team(session: Session, team: str) -> None:
     """A case is dispatched only to a team that holds some grid cell."""
     if not team_has_cells(session, team):

@@ -218,9 +218,15 @@ def _user_add(args: argparse.Namespace) -> int:
 
     services = _services(args)
     password = _password(args)
+    from api.accounts.accounts import Role
+    from api.cases.acting import no_cells_notice, team_has_cells
+
     with _account_change(services) as session:
         user = create_user(session, username=args.username, password=password, role=args.role, team=args.team)
+        orphan = user.role == Role.ENFORCEMENT and not team_has_cells(session, user.team or "")
     print(f"user {user.username} ({user.role}{', team ' + user.team if user.team else ''}) added")
+    if orphan:
+        print(f"note: {no_cells_notice(user.team or '')}")
     return 0
 
 

@@ -435,6 +435,14 @@ class NewUser(Schema):
     team: str | None
 
 
+class CreatedUser(NewUser):
+    notice: str | None = Field(
+        None,
+        description="set when the user was added but will see no case yet: an enforcement user whose team no "
+        "grid cell names (the grid may be imported later)",
+    )
+
+
 class UserInfo(NewUser):
     active: bool
     created_at: UtcTime

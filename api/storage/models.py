@@ -25,6 +25,7 @@ from api.storage.db import utcnow
 
 MAX_ID = 2**31 - 1  # the largest id an id column holds (INTEGER on PostgreSQL)
 CATEGORY_MAX = 64  # characters of a case's category (built-in or a site rule's)
+TEAM_MAX = 64  # characters of a team's name (grid cells, users, cases)
 UNASSIGNED = "unassigned"  # the grid cell id of a position outside every cell (or no position)
 
 
@@ -39,7 +40,7 @@ class GridCell(Base):
     name: Mapped[str] = mapped_column(String(200))
     street: Mapped[str | None] = mapped_column(String(200))
     community: Mapped[str | None] = mapped_column(String(200))
-    team: Mapped[str] = mapped_column(String(64), index=True)
+    team: Mapped[str] = mapped_column(String(TEAM_MAX), index=True)
     geometry: Mapped[str] = mapped_column(Text)  # GeoJSON geometry, WGS84 lon/lat
     imported_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -51,7 +52,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))  # admin | operator | enforcement | viewer
-    team: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(TEAM_MAX))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -100,7 +101,7 @@ class Case(Base):
     category: Mapped[str] = mapped_column(String(CATEGORY_MAX))
     status: Mapped[str] = mapped_column(String(16))
     grid_cell_id: Mapped[str] = mapped_column(String(64))
-    team: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(TEAM_MAX))
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     # the reach point new sightings are measured from (api.cases.merge): the first sighting's
@@ -329,7 +330,7 @@ class Camera(Base):
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     grid_cell_id: Mapped[str | None] = mapped_column(String(64))  # a fixed cell, else by position
-    team: Mapped[str | None] = mapped_column(String(64))  # else the cell's team
+    team: Mapped[str | None] = mapped_column(String(TEAM_MAX))  # else the cell's team
     timezone: Mapped[str] = mapped_column(String(64))
     zones: Mapped[str] = mapped_column(Text)  # JSON list of detect.config.Zone
     active_hours: Mapped[str | None] = mapped_column(Text)  # JSON list of "HH:MM-HH:MM"; null: always
@@ -357,7 +358,7 @@ class UploadCoverage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
     cell_id: Mapped[str] = mapped_column(String(64))
-    team: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(TEAM_MAX))
     entered_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # UTC
     left_at: Mapped[datetime] = mapped_column(DateTime)
     metres: Mapped[float] = mapped_column(Float)

@@ -388,3 +388,66 @@ def test_names_that_cannot_stand_in_a_url_path_are_refused(
     assert main(["-q", "device", "add", name]) == 1
     assert "name: 1-64 letters, digits or _ . @ -, starting with a letter or digit" in capsys.readouterr().err
     assert main(["-q", "device", "add", "van.9@depot_2-b"]) == 0  # letters, digits and _ . @ - inside
+
+
+def test_a_team_is_trimmed_and_an_empty_one_refused_on_every_path(
+    server: LiveServer, cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API and CLI agree with the page: spaces around a team are dropped (a team with them matches no
+    grid cell), a team of spaces or with a control character is refused; a team that no grid cell names
+    is added with a notice that the user will see no case (team-ziyang is one of the server's grid)."""
+    with server.client("admin") as admin:
+
+        def add(username: str, team: str) -> object:
+            body = {"username": username, "password": "goodpass123", "role": "enforcement", "team": team}
+            return admin.post("/api/users", json=body)
+
+        padded = add("padded", " team-ziyang ")
+        assert padded.status_code == 201, padded.text  # type: ignore[attr-defined]
+        assert padded.json()["team"] == "team-ziyang" and padded.json()["notice"] is None  # type: ignore[attr-defined]
+        for username, team in (("blank", "   "), ("nul", "team\u0000x")):
+            refused = add(username, team)
+            assert refused.status_code == 422, refused.text  # type: ignore[attr-defined]
+            assert _error(refused)[0] == "team"
+        void = add("void", "team-void")
+        assert void.status_code == 201 and "no grid cell belongs to team 'team-void'" in void.json()["notice"]  # type: ignore[attr-defined]
+        assert admin.get("/api/users").status_code == 200
+
+    _stdin(monkeypatch, "goodpass123\n")
+    assert (
+        main(["-q", "user", "add", "cli-blank", "--role", "enforcement", "--team", "  ", "--password-stdin"])
+        == 1
+    )
+    assert "team: an enforcement user must belong to a team" in capsys.readouterr().err
+    _stdin(monkeypatch, "goodpass123\n")
+    assert (
+        main(
+            [
+                "-q",
+                "user",
+                "add",
+                "cli-void",
+                "--role",
+                "enforcement",
+                "--team",
+                " team-x ",
+                "--password-stdin",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "user cli-void (enforcement, team team-x) added" in out
+    assert "note: no grid cell belongs to team 'team-x' yet" in out
+
+
+def test_usernames_that_differ_only_in_case_are_one_account(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        body = {"username": "ADMIN", "password": "goodpass123", "role": "admin"}
+        twin = admin.post("/api/users", json=body)
+        assert twin.status_code == 409, twin.text
+        assert _error(twin) == (
+            "username",
+            "'ADMIN' already exists as 'admin' (usernames must differ by more than case)",
+        )
+        assert [u["username"] for u in admin.get("/api/users").json()].count("admin") == 1

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.accounts import accounts as auth
 from api.accounts.accounts import Role
 from api.cases import webhooks
+from api.cases.acting import no_cells_notice, team_has_cells
 from api.cases.webhooks import DeliveryStatus, WebhookEvent, WebhookInfo
 from api.http import schemas
 from api.http.deps import Admin, ReadSessionDep, ServicesDep, SessionDep
@@ -23,13 +24,16 @@ class UserIn(BaseModel):
         extra="forbid",
         json_schema_extra={  # api.accounts.accounts.create_user's rule, for clients and schemathesis
             "if": {"properties": {"role": {"const": Role.ENFORCEMENT.value}}, "required": ["role"]},
-            "then": {"properties": {"team": {"type": "string", "minLength": 1}}, "required": ["team"]},
+            "then": {
+                "properties": {"team": {"type": "string", "minLength": 1, "pattern": r"\S"}},
+                "required": ["team"],
+            },
         },
     )
     username: str = Field(min_length=1, max_length=64, pattern=auth.NAME_RE.pattern)
     password: str = Field(min_length=8, max_length=256)
     role: Role
-    team: str | None = Field(None, max_length=64)
+    team: str | None = Field(None, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")  # no control character
 
 
 class DeviceIn(BaseModel):
@@ -75,15 +79,18 @@ NOT_FOUND = schemas.error_responses(404, described={404: "no user or device of t
 @router.post(
     "/users",
     status_code=201,
-    response_model=schemas.NewUser,
+    response_model=schemas.CreatedUser,
     responses={**schemas.BODY_ERRORS, **CONFLICT, **schemas.WRITE_FAULTS},
 )
-def post_user(body: UserIn, principal: Admin, session: SessionDep) -> User:
+def post_user(body: UserIn, principal: Admin, session: SessionDep) -> schemas.CreatedUser:
     user = auth.create_user(
         session, username=body.username, password=body.password, role=body.role, team=body.team
     )
     session.commit()
-    return user
+    created = schemas.CreatedUser.model_validate(user)
+    if user.role == auth.Role.ENFORCEMENT and not team_has_cells(session, user.team or ""):
+        created.notice = no_cells_notice(user.team or "")
+    return created
 
 
 @router.get("/users", response_model=list[schemas.UserInfo])
