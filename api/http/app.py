@@ -201,6 +201,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             return None
         return message_page(request, "notfound", status)
 
+    def form_error(request: Request, status: int, detail: str) -> Response | None:
+        """A form a person's browser posted that the page's parameters refused (a field over its length,
+        a body over the size limit): a page naming it, not the API's JSON. None for anything else."""
+        if request.method != "POST" or not wants_page(request):
+            return None
+        return message_page(request, "form", status, detail=detail)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         if (page := page_error(request, 404)) is not None:
@@ -212,6 +219,8 @@ def _install_error_handlers(app: FastAPI) -> None:
                 loc = loc[1:]
             errors.append({"field": ".".join(loc) or "request", "reason": err.get("msg", "invalid")})
         first = errors[0] if errors else {"field": "request", "reason": "invalid"}
+        if (page := form_error(request, 422, f"{first['field']}: {first['reason']}")) is not None:
+            return page
         return JSONResponse(
             {"detail": f"{first['field']}: {first['reason']}", "errors": errors}, status_code=422
         )
@@ -221,6 +230,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         """Starlette's and FastAPI's own errors (an unknown path, a wrong method, a body that is no
         form) in the same shape; a browser's page that is not there, as a page."""
         if exc.status_code in (404, 405) and (page := page_error(request, exc.status_code)) is not None:
+            return page
+        if exc.status_code in (400, 413) and (page := form_error(request, exc.status_code, str(exc.detail))):
             return page
         field = "body" if exc.status_code == 400 else "path" if exc.status_code in (404, 405) else "request"
         return error_response(InputError(field, str(exc.detail), status=exc.status_code, headers=exc.headers))

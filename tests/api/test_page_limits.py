@@ -58,3 +58,32 @@ def test_a_note_over_the_limit_is_named_as_too_long(make_server: Any, sqlite_url
         assert "The note is too long: at most 4000 characters." in moved.text
         assert "Please write a note." not in moved.text
         assert admin.get(f"/api/cases/{case_id}").json()["status"] == "pending_review"
+
+
+def test_a_form_over_a_field_s_limit_is_answered_with_a_page(make_server: Any, sqlite_url: str) -> None:
+    """A browser's form post that the page's parameters refuse gets the pages' message page naming the
+    field (not the API's JSON); a script's post (no text/html) still gets the JSON."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    token = server.tokens["admin"]
+    with server.client("device") as device, _page(server, "admin") as admin:
+        case_id = post_incident(device, incident_json("huge")).json()["case_id"]
+        csrf = csrf_token_for(token)
+        added = admin.post(
+            "/admin/users",
+            data={"username": "long", "role": "operator", "password": "p" * 10_000, "csrf_token": csrf},
+        )
+        assert added.status_code == 422 and "text/html" in added.headers["content-type"]
+        assert "Form not accepted" in added.text and "password: String should have at most" in added.text
+        huge = admin.post(
+            f"/cases/{case_id}/move",
+            files={"note": (None, "n" * 2_000_000), "to": (None, "filed"), "csrf_token": (None, csrf)},
+        )
+        assert huge.status_code == 400 and "Form not accepted" in huge.text, huge.text[:300]
+        assert admin.get(f"/api/cases/{case_id}").json()["status"] == "pending_review"
+        script = admin.post(
+            "/admin/users",
+            data={"username": "long", "role": "operator", "password": "p" * 10_000, "csrf_token": csrf},
+            headers={"Accept": "application/json"},
+        )
+        assert script.status_code == 422 and script.json()["errors"][0]["field"] == "password"
+        assert all(u["username"] != "long" for u in admin.get("/api/users").json())
