@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -378,7 +379,11 @@ def build_dataset(
     cache_root: str | os.PathLike[str],
     limit: int | None = None,
 ) -> BuildResult:
-    """Build the dataset a recipe describes into out_root/<recipe name>/ (emptied first).
+    """Build the dataset a recipe describes into out_root/<recipe name>/.
+
+    The build is written into a hidden sibling folder and put in place only once whole: a failed
+    build leaves an earlier one as it was. An existing out_root/<recipe name>/ is replaced only when
+    it is empty or an earlier build (its manifest.json); anything else there is refused.
 
     limit: at most this many images per split and source (for tests and quick looks).
     """
@@ -386,6 +391,7 @@ def build_dataset(
     recipe = loaded.recipe
     class_ids = {name: i for i, name in enumerate(recipe.classes)}
     out_dir = Path(out_root).resolve() / recipe.name
+    _check_replaceable(out_dir)
 
     class_maps: dict[str, dict[int, int]] = {}
     for source in recipe.sources:
@@ -430,16 +436,46 @@ def build_dataset(
             Path(cache_root) / "pseudo-labels",
         )
 
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.building-", dir=out_dir.parent))
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise DatasetError(f"{out_dir.parent}: cannot write the build there ({reason})") from None
+    try:
+        manifest = _write_build(loaded, items, class_maps, predictions, model_sha, limit, staging)
+        _swap_in(staging, out_dir)
+    except OSError as exc:
+        raise DatasetError(f"{out_dir}: cannot write the build ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when swapped in
+    data_yaml = out_dir / "data.yaml"
+    log.info("%s: wrote %s", recipe.name, data_yaml)
+    return BuildResult(out_dir=out_dir, data_yaml=data_yaml, manifest=manifest)
+
+
+def _write_build(
+    loaded: LoadedRecipe,
+    items: Sequence[_Item],
+    class_maps: dict[str, dict[int, int]],
+    predictions: dict[Path, list[Prediction]],
+    model_sha: str | None,
+    limit: int | None,
+    work: Path,
+) -> dict[str, Any]:
+    """Write the build into the empty folder work; its manifest."""
+    recipe = loaded.recipe
+    class_ids = {name: i for i, name in enumerate(recipe.classes)}
+    pseudo = recipe.pseudo_labels
+    model_path = loaded.pseudo_model()
     counts: dict[str, Counter[str]] = {}
     train_classes: list[tuple[str, set[int]]] = []  # (image file name, class ids) of the train split
     images_per_split: Counter[str] = Counter()
     sweep: dict[str, Counter[str]] = {f"{t:g}": Counter() for t in SWEEP_THRESHOLDS}
     close_ups: Counter[str] = Counter()  # close-up images written, by the kind zoomed in on
     for item in _progress(items, desc=f"writing {recipe.name}", unit="img"):
-        image_dir = out_dir / "images" / item.split
-        label_dir = out_dir / "labels" / item.split
+        image_dir = work / "images" / item.split
+        label_dir = work / "labels" / item.split
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
         boxes = read_yolo_labels(item.label, class_maps[item.source])
@@ -471,13 +507,13 @@ def build_dataset(
             split_counts.update(recipe.classes[b.cls] for b in stem_boxes)
             images_per_split[item.split] += 1
 
-    data_yaml = out_dir / "data.yaml"
+    data_yaml = work / "data.yaml"
     splits = sorted(images_per_split)
     data: dict[str, Any] = {s: f"images/{s}" for s in splits}
     repeats: dict[str, Any] | None = None
     if recipe.repeat_factor is not None and train_classes:
         repeats = write_repeated_list(
-            out_dir / "train.txt", train_classes, recipe.classes, recipe.repeat_factor.threshold
+            work / "train.txt", train_classes, recipe.classes, recipe.repeat_factor.threshold
         )
         data["train"] = "train.txt"
     data["names"] = dict(enumerate(recipe.classes))
@@ -514,9 +550,49 @@ def build_dataset(
                 for key, counter in sweep.items()
             },
         }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    log.info("%s: wrote %s", recipe.name, data_yaml)
-    return BuildResult(out_dir=out_dir, data_yaml=data_yaml, manifest=manifest)
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _is_our_build(folder: Path) -> bool:
+    """Whether folder holds a build of ours: a manifest.json naming its recipe's sha256."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "recipe_sha256" in manifest
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """DatasetError unless out_dir is absent, an empty folder, or an earlier build (replaced on success)."""
+    if out_dir.is_symlink():
+        raise DatasetError(f"{out_dir}: is a symbolic link, not replaced; name another --out")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"{out_dir}: exists and is not a folder; name another --out")
+    try:
+        foreign = out_dir.is_dir() and any(out_dir.iterdir()) and not _is_our_build(out_dir)
+    except OSError as exc:
+        raise DatasetError(f"{out_dir}: cannot read the folder ({exc.strerror or exc})") from None
+    if foreign:
+        raise DatasetError(
+            f"{out_dir}: the folder is not empty and holds no earlier build (manifest.json); "
+            "move it away or name another --out"
+        )
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Put the finished build staging where out_dir is, the earlier build removed only once it is there."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    old = staging.with_name(staging.name.replace(".building-", ".old-"))
+    out_dir.rename(old)
+    try:
+        staging.rename(out_dir)
+    except OSError:
+        old.rename(out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def close_up_window(box: LabelBox, width: int, height: int, fill: float) -> tuple[int, int, int, int] | None:

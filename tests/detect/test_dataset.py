@@ -387,3 +387,41 @@ def test_close_ups_are_deterministic(toy: Path) -> None:
 def test_bad_close_ups_name_the_problem(toy: Path, close_ups: dict[str, object], message: str) -> None:
     with pytest.raises(DatasetError, match=message):
         load_recipe(_close_up_recipe(toy, **close_ups))
+
+
+# --- replacing an earlier build --------------------------------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes | str]:
+    """Every entry under folder: a file's bytes, a symlink's target."""
+    return {
+        str(p.relative_to(folder)): str(p.readlink()) if p.is_symlink() else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_symlink() or p.is_file()
+    }
+
+
+def test_a_failed_build_leaves_the_earlier_build_as_it_was(toy: Path) -> None:
+    recipe = _recipe(toy)
+    out = build_dataset(recipe, toy / "out", cache_root=toy / "cache").out_dir
+    before = _tree(out)
+    (toy / "src" / "labels" / "val" / "p0.txt").write_text("0 0.5 0.5\n")  # found after train is written
+    with pytest.raises(DatasetError, match=r"p0.txt:1: expected 'class x y w h'"):
+        build_dataset(recipe, toy / "out", cache_root=toy / "cache")
+    assert _tree(out) == before
+    assert sorted(p.name for p in (toy / "out").iterdir()) == ["toy"]  # no half-written folder left
+
+    (toy / "src" / "labels" / "val" / "p0.txt").write_text("2 0.5 0.5 0.2 0.2\n")
+    again = build_dataset(recipe, toy / "out", cache_root=toy / "cache").out_dir
+    assert _labels(again, "val", "src__p0")[0] == "3 0.500000 0.500000 0.200000 0.200000"
+    assert sorted(p.name for p in (toy / "out").iterdir()) == ["toy"]
+
+
+def test_a_folder_that_is_not_a_build_is_never_replaced(toy: Path) -> None:
+    notes = toy / "out" / "toy" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("not a dataset")
+    with pytest.raises(DatasetError, match=r"out/toy: the folder is not empty and holds no earlier build"):
+        build_dataset(_recipe(toy), toy / "out", cache_root=toy / "cache")
+    assert notes.read_text() == "not a dataset"
+    assert sorted(p.name for p in (toy / "out").iterdir()) == ["toy"]
