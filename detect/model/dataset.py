@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -50,6 +50,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_SCORE_FLOOR = 0.05
 # Score thresholds the manifest reports pseudo-label counts for (how the recipe's threshold was chosen).
 SWEEP_THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
+# A split of the build is a folder name under images/ and labels/: a plain identifier, never a path.
+SPLIT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class DatasetError(SetupError):
@@ -68,7 +70,10 @@ class SourceSpec(_Strict):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="prefix of its files in the build")
     root: Path = Field(description="relative to the recipe file")
-    splits: dict[str, str] = Field(min_length=1, description="our split -> the source's split folder")
+    splits: dict[Annotated[str, Field(pattern=SPLIT_NAME)], str] = Field(
+        min_length=1,
+        description="our split (train, val, test or another plain name) -> the source's split folder",
+    )
     remap: dict[str, str] = Field(description="source class name -> our class name; others dropped")
     pseudo_label: bool = Field(
         default=True,
@@ -243,10 +248,17 @@ def source_names(root: Path) -> list[str]:
     data_yaml = root / "data.yaml"
     if not data_yaml.is_file():
         raise DatasetError(f"source has no data.yaml: {data_yaml}")
-    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
-    names = data.get("names")
+    try:
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{data_yaml}: cannot read it as text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{data_yaml}: not valid YAML: {exc}") from None
+    names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names, key=int)]
+        if not all(isinstance(k, int) for k in names):
+            raise DatasetError(f"{data_yaml}: names: the keys must be class ids (0, 1, ...)")
+        return [str(names[k]) for k in sorted(names)]
     if isinstance(names, list):
         return [str(n) for n in names]
     raise DatasetError(f"{data_yaml}: no 'names' list or mapping")
@@ -304,6 +316,21 @@ class PseudoLabelCache:
         rows = json.loads(path.read_text(encoding="utf-8"))
         return [Prediction(*row) for row in rows]
 
+    def class_names(self) -> list[str] | None:
+        """The model's class names, when an earlier build stored them (put_class_names)."""
+        path = self.folder / "names.json"
+        try:
+            names = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return [str(n) for n in names] if isinstance(names, list) else None
+
+    def put_class_names(self, names: Sequence[str]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "names.json.tmp"
+        tmp.write_text(json.dumps(list(names)), encoding="utf-8")
+        tmp.replace(self.folder / "names.json")
+
     def put(self, image_sha256: str, predictions: Sequence[Prediction]) -> None:
         path = self._path(image_sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -311,6 +338,17 @@ class PseudoLabelCache:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rows), encoding="utf-8")
         tmp.replace(path)
+
+
+def model_class_names(model_path: Path) -> list[str]:
+    """The class names of the pseudo-labelling model, in id order."""
+    from detect.yolo import ModelError, load_yolo
+
+    try:
+        model = load_yolo(model_path)
+    except ModelError as exc:
+        raise DatasetError(f"pseudo-label model: {exc}") from None
+    return [model.names[i] for i in sorted(model.names)]
 
 
 def predict_raw(
@@ -426,6 +464,17 @@ def build_dataset(
         if pseudo.model_sha256 and pseudo.model_sha256 != model_sha:
             raise DatasetError(
                 f"{loaded.path}: pseudo_labels.model_sha256 does not match {model_path} (it is {model_sha})"
+            )
+        cache = PseudoLabelCache(Path(cache_root) / "pseudo-labels", model_sha, pseudo.imgsz)
+        model_names = cache.class_names()
+        if model_names is None:
+            model_names = model_class_names(model_path)
+            cache.put_class_names(model_names)
+        unknown = sorted(set(pseudo.classes) - set(model_names))
+        if unknown:
+            raise DatasetError(
+                f"{loaded.path}: pseudo_labels.classes: the model {model_path.name} has no class "
+                f"{', '.join(map(repr, unknown))}"
             )
         unlabelled = {s.name for s in recipe.sources if s.pseudo_label}
         predictions = _pseudo_predictions(
@@ -722,9 +771,18 @@ def pseudo_boxes(
 
 
 def _pseudo_predictions(
-    images: Sequence[Path], model_path: Path, model_sha: str, spec: PseudoLabelSpec, cache_root: Path
+    images: Sequence[Path],
+    model_path: Path,
+    model_sha: str,
+    spec: PseudoLabelSpec,
+    cache_root: Path,
 ) -> dict[Path, list[Prediction]]:
-    """Each image's raw predictions, from the cache where present, from the model otherwise."""
+    """Each image's raw predictions, from the cache where present, from the model otherwise.
+
+    DatasetError naming an image to label that does not decode (to be fixed or removed in its source).
+    """
+    import cv2
+
     cache = PseudoLabelCache(cache_root, model_sha, spec.imgsz)
     digests = {
         image: sha256_file(image)
@@ -739,6 +797,9 @@ def _pseudo_predictions(
         else:
             out[image] = cached
     log.info("pseudo-labels: %d cached, %d to compute (%s)", len(out), len(missing), cache.folder)
+    for image in missing:
+        if cv2.imread(str(image)) is None:
+            raise DatasetError(f"cannot read image {image}: not a decodable image (fix or remove it)")
     if missing:
         stream = predict_raw(model_path, missing, imgsz=spec.imgsz, iou=spec.iou, floor=cache.floor)
         bar = _progress(

@@ -79,6 +79,7 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ]
     for image in sorted((tmp_path / "src" / "images").rglob("*.jpg")):
         cache.put(sha256_file(image), preds)
+    cache.put_class_names(["person", "car", "dog"])  # what loading the model would tell
 
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model ran although every prediction was cached")
@@ -248,7 +249,8 @@ def test_shipped_recipe_on_a_few_real_photos(tmp_path: Path, shared_dir: Path) -
     )
     assert pseudo == sum(result.manifest["pseudo_labels"]["boxes_by_threshold"]["0.4"].values())
     # A rebuild reads every prediction from the cache.
-    cached = sorted((tmp_path / "cache" / "pseudo-labels").rglob("*.json"))
+    cache = tmp_path / "cache" / "pseudo-labels"
+    cached = sorted(p for p in cache.rglob("*.json") if p.name != "names.json")
     assert len(cached) == 6
     again = build_dataset(RECIPE, tmp_path / "out2", cache_root=tmp_path / "cache", limit=3)
     assert again.manifest["boxes"] == result.manifest["boxes"]
@@ -425,3 +427,47 @@ def test_a_folder_that_is_not_a_build_is_never_replaced(toy: Path) -> None:
         build_dataset(_recipe(toy), toy / "out", cache_root=toy / "cache")
     assert notes.read_text() == "not a dataset"
     assert sorted(p.name for p in (toy / "out").iterdir()) == ["toy"]
+
+
+# --- bad sources ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"- garbage\n- overflow\n", "no 'names' list or mapping"),
+        (b"\xff\xfe\x00\x81binary", "cannot read it as text"),
+        (b"names: [garbage\n", "not valid YAML"),
+        (b"names: {a: garbage}\n", "names: the keys must be class ids"),
+    ],
+)
+def test_a_bad_source_data_yaml_is_named(toy: Path, content: bytes, message: str) -> None:
+    (toy / "src" / "data.yaml").write_bytes(content)
+    with pytest.raises(DatasetError, match=rf"src/data.yaml: {message}"):
+        build_dataset(_recipe(toy), toy / "out", cache_root=toy / "cache")
+
+
+def test_an_undecodable_source_image_is_named(toy: Path) -> None:
+    broken = toy / "src" / "images" / "train" / "p2.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=rf"cannot read image {broken}: not a decodable image"):
+        build_dataset(_recipe(toy), toy / "out", cache_root=toy / "cache")
+
+
+def test_a_pseudo_label_class_the_model_lacks_is_named(toy: Path) -> None:
+    path = _recipe(toy)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["pseudo_labels"]["classes"]["nonexistentclass"] = "person"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(DatasetError, match=r"the model fake.pt has no class 'nonexistentclass'"):
+        build_dataset(path, toy / "out", cache_root=toy / "cache")
+
+
+@pytest.mark.parametrize("split", ["../evil", "a/b", "", "."])
+def test_a_split_is_a_plain_name(tmp_path: Path, split: str) -> None:
+    path = _recipe(tmp_path)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["sources"][0]["splits"] = {split: "train"}
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(DatasetError, match=r"sources.0.splits"):
+        load_recipe(path)
