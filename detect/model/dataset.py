@@ -271,6 +271,25 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def image_problem(path: Path) -> str | None:
+    """Why ultralytics could not read an image file (None when it can): missing, not a file, not
+    decodable, or cut short. Checked as it reads a listed image: OpenCV, then Pillow, which loads the
+    whole image (a truncated JPEG that OpenCV decodes in part fails there)."""
+    import cv2
+    from PIL import Image
+
+    if not path.is_file():
+        return "not a file" if path.exists() else "no such file"
+    if cv2.imread(str(path)) is None:
+        return "not a decodable image"
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except OSError as exc:
+        return f"cannot be decoded ({exc})"
+    return None
+
+
 def read_yolo_labels(path: Path, class_map: dict[int, int]) -> list[LabelBox]:
     """Boxes of one YOLO label file, with source class ids mapped through class_map (others dropped).
 
@@ -781,8 +800,6 @@ def _pseudo_predictions(
 
     DatasetError naming an image to label that does not decode (to be fixed or removed in its source).
     """
-    import cv2
-
     cache = PseudoLabelCache(cache_root, model_sha, spec.imgsz)
     digests = {
         image: sha256_file(image)
@@ -798,8 +815,9 @@ def _pseudo_predictions(
             out[image] = cached
     log.info("pseudo-labels: %d cached, %d to compute (%s)", len(out), len(missing), cache.folder)
     for image in missing:
-        if cv2.imread(str(image)) is None:
-            raise DatasetError(f"cannot read image {image}: not a decodable image (fix or remove it)")
+        problem = image_problem(image)
+        if problem is not None:
+            raise DatasetError(f"cannot read image {image}: {problem} (fix or remove it)")
     if missing:
         stream = predict_raw(model_path, missing, imgsz=spec.imgsz, iou=spec.iou, floor=cache.floor)
         bar = _progress(
