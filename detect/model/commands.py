@@ -376,7 +376,14 @@ def _shipped_defaults(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from detect.model.training import TrainingError, TrainSettings, export_weights, resume, train
+    from detect.model.training import (
+        TrainingError,
+        TrainSettings,
+        check_settings,
+        export_weights,
+        resume,
+        train,
+    )
 
     _shipped_defaults(args)
     settings = TrainSettings(
@@ -399,6 +406,10 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if args.workers < 0 or (args.epochs is not None and args.epochs < 1) or args.batch < 1:
         raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")
+    try:
+        check_settings(settings)  # before a merge of --add-dataset or a resume starts
+    except TrainingError as exc:
+        raise CommandError(str(exc)) from None
     if args.ship_only and not args.ship:
         raise CommandError("--ship-only needs --ship PATH")
     if args.add_dataset and (args.resume or args.ship_only):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pickle
 import shutil
@@ -116,6 +117,18 @@ def _check_file(path: Path, what: str) -> Path:
     return Path(path).resolve()
 
 
+def check_settings(settings: TrainSettings) -> None:
+    """TrainingError naming the first setting (by its option) out of range, checked before any work
+    starts (a NaN passes `x <= 0`; ultralytics would fail on it, or on a size of 0, only later)."""
+    if settings.imgsz < 32 or settings.imgsz % 32:
+        raise TrainingError(f"--imgsz must be a positive multiple of 32, got {settings.imgsz}")
+    for name, value in (("--distill-weight", settings.distill_weight), ("--hours", settings.hours)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise TrainingError(f"{name} must be a number > 0, got {value}")
+    if settings.scale is not None and not 0.0 <= settings.scale < 1.0:
+        raise TrainingError(f"--scale must be in [0, 1), got {settings.scale}")
+
+
 def train(settings: TrainSettings) -> Path:
     """Start a new run; returns its folder. Refuses to overwrite an existing run (resume it instead)."""
     data = _check_file(settings.data, "dataset yaml")
@@ -125,17 +138,10 @@ def train(settings: TrainSettings) -> Path:
     if distill not in DISTILL_KINDS:
         raise TrainingError(f"unknown distillation '{distill}' (one of {', '.join(DISTILL_KINDS)})")
     distill_weight = DISTILL_WEIGHTS[distill] if settings.distill_weight is None else settings.distill_weight
-    if distill_weight <= 0:
-        raise TrainingError(f"distillation weight must be > 0, got {settings.distill_weight}")
+    check_settings(settings)
     if teacher is None and (settings.distill is not None or settings.distill_weight is not None):
         asked = f"--distill {distill}" if settings.distill else f"--distill-weight {distill_weight:g}"
         raise TrainingError(f"{asked} needs a teacher to distil from: give --teacher WEIGHTS")
-    if settings.hours is not None and settings.hours <= 0:
-        raise TrainingError(f"hours must be > 0, got {settings.hours}")
-    if settings.scale is not None and not 0.0 <= settings.scale < 1.0:
-        raise TrainingError(f"scale must be in [0, 1), got {settings.scale}")
-    if settings.imgsz % 32:
-        raise TrainingError(f"imgsz must be a multiple of 32, got {settings.imgsz}")
     run_dir = refuse_existing_run(settings)
     _import_verbose()
     from ultralytics import YOLO
