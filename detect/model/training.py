@@ -600,7 +600,7 @@ def merge_review_sets(
         if not listing.is_file():
             raise TrainingError(f"--add-dataset {review_dir}: no {MANIFEST} (not a from-reviews export)")
         identity = dict(enumerate(range(len(names) + len(extra))))
-        for entry in json.loads(listing.read_text(encoding="utf-8")).get("images", []):
+        for entry in _review_entries(listing):
             image = review_dir / entry["image"]
             if entry["split"] not in SPLITS or not image.is_file():
                 raise TrainingError(f"{listing}: image {entry['image']} missing or split unknown")
@@ -682,6 +682,31 @@ def merge_review_sets(
     )
     log.info("%s", summary.format())
     return summary
+
+
+def _review_entries(listing: Path) -> list[dict[str, Any]]:
+    """The images of a review export's reviews.json (detect.model.from_reviews), each a mapping with an
+    "image" path and a "split"; TrainingError naming the file and the entry when it is not one."""
+    try:
+        manifest = json.loads(listing.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TrainingError(f"{listing}: not a review export's JSON ({exc})") from None
+    entries = manifest.get("images", []) if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        raise TrainingError(f"{listing}: expected an object with an 'images' list (a from-reviews export)")
+    for number, entry in enumerate(entries):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("image"), str)
+            and isinstance(entry.get("split"), str)
+            and isinstance(entry.get("rejected", []), list)
+            and all(isinstance(line, str) for line in entry.get("rejected", []))
+        ):
+            raise TrainingError(
+                f"{listing}: images[{number}]: expected an object with 'image' and 'split' strings "
+                f"(and 'rejected' box lines), got {json.dumps(entry)[:80]}"
+            )
+    return entries
 
 
 def _label_box(line: str, listing: Path) -> LabelBox:
