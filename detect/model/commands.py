@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from detect.model.promotion import PromotionRule, SetComparison, Verdict
@@ -375,7 +376,14 @@ def _shipped_defaults(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from detect.model.training import TrainingError, TrainSettings, export_weights, resume, train
+    from detect.model.training import (
+        TrainingError,
+        TrainSettings,
+        check_settings,
+        export_weights,
+        resume,
+        train,
+    )
 
     _shipped_defaults(args)
     settings = TrainSettings(
@@ -398,6 +406,10 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if args.workers < 0 or (args.epochs is not None and args.epochs < 1) or args.batch < 1:
         raise CommandError("--workers must be >= 0, --epochs and --batch >= 1")
+    try:
+        check_settings(settings)  # before a merge of --add-dataset or a resume starts
+    except TrainingError as exc:
+        raise CommandError(str(exc)) from None
     if args.ship_only and not args.ship:
         raise CommandError("--ship-only needs --ship PATH")
     if args.add_dataset and (args.resume or args.ship_only):
@@ -448,6 +460,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from detect.model.evaluation import EvaluationError, evaluate, format_table
 
     _shipped_defaults(args)
+    if args.json is not None:
+        _check_writable(args.json, "--json")
     if args.against is not None:
         return _compare(args)
     if args.reviews is not None:
@@ -458,10 +472,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     print(format_table(report))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+        _write_json(args.json, report.to_dict())
     return 0
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """CommandError unless a file could be written at path (checked before long work that ends by
+    writing it): not a folder, below a folder (or folders still to make) that may be written to."""
+    if path.is_dir():
+        raise CommandError(f"{option} {path}: is a folder; name a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CommandError(f"{option} {path}: cannot write there (permission denied)")
+    folder = next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise CommandError(f"{option} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError(f"{option} {path}: cannot write in {folder} (permission denied)")
+
+
+def _write_json(path: Path, figures: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"--json {path}: cannot write it ({exc.strerror or exc})") from None
+    print(f"wrote {path}")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -519,9 +554,7 @@ def _compare(args: argparse.Namespace) -> int:
             "reasons": verdict.reasons,
             "notes": verdict.notes,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+        _write_json(args.json, figures)
     return 0
 
 

@@ -29,11 +29,12 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -49,6 +50,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_SCORE_FLOOR = 0.05
 # Score thresholds the manifest reports pseudo-label counts for (how the recipe's threshold was chosen).
 SWEEP_THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
+# A split of the build is a folder name under images/ and labels/: a plain identifier, never a path.
+SPLIT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class DatasetError(SetupError):
@@ -67,7 +70,10 @@ class SourceSpec(_Strict):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="prefix of its files in the build")
     root: Path = Field(description="relative to the recipe file")
-    splits: dict[str, str] = Field(min_length=1, description="our split -> the source's split folder")
+    splits: dict[Annotated[str, Field(pattern=SPLIT_NAME)], str] = Field(
+        min_length=1,
+        description="our split (train, val, test or another plain name) -> the source's split folder",
+    )
     remap: dict[str, str] = Field(description="source class name -> our class name; others dropped")
     pseudo_label: bool = Field(
         default=True,
@@ -242,10 +248,17 @@ def source_names(root: Path) -> list[str]:
     data_yaml = root / "data.yaml"
     if not data_yaml.is_file():
         raise DatasetError(f"source has no data.yaml: {data_yaml}")
-    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
-    names = data.get("names")
+    try:
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{data_yaml}: cannot read it as text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{data_yaml}: not valid YAML: {exc}") from None
+    names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names, key=int)]
+        if not all(isinstance(k, int) for k in names):
+            raise DatasetError(f"{data_yaml}: names: the keys must be class ids (0, 1, ...)")
+        return [str(names[k]) for k in sorted(names)]
     if isinstance(names, list):
         return [str(n) for n in names]
     raise DatasetError(f"{data_yaml}: no 'names' list or mapping")
@@ -256,6 +269,25 @@ def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DatasetError(f"image folder not found: {folder}")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ultralytics could not read an image file (None when it can): missing, not a file, not
+    decodable, or cut short. Checked as it reads a listed image: OpenCV, then Pillow, which loads the
+    whole image (a truncated JPEG that OpenCV decodes in part fails there)."""
+    import cv2
+    from PIL import Image
+
+    if not path.is_file():
+        return "not a file" if path.exists() else "no such file"
+    if cv2.imread(str(path)) is None:
+        return "not a decodable image"
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except OSError as exc:
+        return f"cannot be decoded ({exc})"
+    return None
 
 
 def read_yolo_labels(path: Path, class_map: dict[int, int]) -> list[LabelBox]:
@@ -303,6 +335,21 @@ class PseudoLabelCache:
         rows = json.loads(path.read_text(encoding="utf-8"))
         return [Prediction(*row) for row in rows]
 
+    def class_names(self) -> list[str] | None:
+        """The model's class names, when an earlier build stored them (put_class_names)."""
+        path = self.folder / "names.json"
+        try:
+            names = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return [str(n) for n in names] if isinstance(names, list) else None
+
+    def put_class_names(self, names: Sequence[str]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "names.json.tmp"
+        tmp.write_text(json.dumps(list(names)), encoding="utf-8")
+        tmp.replace(self.folder / "names.json")
+
     def put(self, image_sha256: str, predictions: Sequence[Prediction]) -> None:
         path = self._path(image_sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,6 +357,17 @@ class PseudoLabelCache:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rows), encoding="utf-8")
         tmp.replace(path)
+
+
+def model_class_names(model_path: Path) -> list[str]:
+    """The class names of the pseudo-labelling model, in id order."""
+    from detect.yolo import ModelError, load_yolo
+
+    try:
+        model = load_yolo(model_path)
+    except ModelError as exc:
+        raise DatasetError(f"pseudo-label model: {exc}") from None
+    return [model.names[i] for i in sorted(model.names)]
 
 
 def predict_raw(
@@ -378,7 +436,11 @@ def build_dataset(
     cache_root: str | os.PathLike[str],
     limit: int | None = None,
 ) -> BuildResult:
-    """Build the dataset a recipe describes into out_root/<recipe name>/ (emptied first).
+    """Build the dataset a recipe describes into out_root/<recipe name>/.
+
+    The build is written into a hidden sibling folder and put in place only once whole: a failed
+    build leaves an earlier one as it was. An existing out_root/<recipe name>/ is replaced only when
+    it is empty or an earlier build (its manifest.json); anything else there is refused.
 
     limit: at most this many images per split and source (for tests and quick looks).
     """
@@ -386,6 +448,7 @@ def build_dataset(
     recipe = loaded.recipe
     class_ids = {name: i for i, name in enumerate(recipe.classes)}
     out_dir = Path(out_root).resolve() / recipe.name
+    _check_replaceable(out_dir)
 
     class_maps: dict[str, dict[int, int]] = {}
     for source in recipe.sources:
@@ -421,6 +484,17 @@ def build_dataset(
             raise DatasetError(
                 f"{loaded.path}: pseudo_labels.model_sha256 does not match {model_path} (it is {model_sha})"
             )
+        cache = PseudoLabelCache(Path(cache_root) / "pseudo-labels", model_sha, pseudo.imgsz)
+        model_names = cache.class_names()
+        if model_names is None:
+            model_names = model_class_names(model_path)
+            cache.put_class_names(model_names)
+        unknown = sorted(set(pseudo.classes) - set(model_names))
+        if unknown:
+            raise DatasetError(
+                f"{loaded.path}: pseudo_labels.classes: the model {model_path.name} has no class "
+                f"{', '.join(map(repr, unknown))}"
+            )
         unlabelled = {s.name for s in recipe.sources if s.pseudo_label}
         predictions = _pseudo_predictions(
             [it.image for it in items if it.source in unlabelled],
@@ -430,16 +504,46 @@ def build_dataset(
             Path(cache_root) / "pseudo-labels",
         )
 
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.building-", dir=out_dir.parent))
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise DatasetError(f"{out_dir.parent}: cannot write the build there ({reason})") from None
+    try:
+        manifest = _write_build(loaded, items, class_maps, predictions, model_sha, limit, staging)
+        _swap_in(staging, out_dir)
+    except OSError as exc:
+        raise DatasetError(f"{out_dir}: cannot write the build ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when swapped in
+    data_yaml = out_dir / "data.yaml"
+    log.info("%s: wrote %s", recipe.name, data_yaml)
+    return BuildResult(out_dir=out_dir, data_yaml=data_yaml, manifest=manifest)
+
+
+def _write_build(
+    loaded: LoadedRecipe,
+    items: Sequence[_Item],
+    class_maps: dict[str, dict[int, int]],
+    predictions: dict[Path, list[Prediction]],
+    model_sha: str | None,
+    limit: int | None,
+    work: Path,
+) -> dict[str, Any]:
+    """Write the build into the empty folder work; its manifest."""
+    recipe = loaded.recipe
+    class_ids = {name: i for i, name in enumerate(recipe.classes)}
+    pseudo = recipe.pseudo_labels
+    model_path = loaded.pseudo_model()
     counts: dict[str, Counter[str]] = {}
     train_classes: list[tuple[str, set[int]]] = []  # (image file name, class ids) of the train split
     images_per_split: Counter[str] = Counter()
     sweep: dict[str, Counter[str]] = {f"{t:g}": Counter() for t in SWEEP_THRESHOLDS}
     close_ups: Counter[str] = Counter()  # close-up images written, by the kind zoomed in on
     for item in _progress(items, desc=f"writing {recipe.name}", unit="img"):
-        image_dir = out_dir / "images" / item.split
-        label_dir = out_dir / "labels" / item.split
+        image_dir = work / "images" / item.split
+        label_dir = work / "labels" / item.split
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
         boxes = read_yolo_labels(item.label, class_maps[item.source])
@@ -471,13 +575,13 @@ def build_dataset(
             split_counts.update(recipe.classes[b.cls] for b in stem_boxes)
             images_per_split[item.split] += 1
 
-    data_yaml = out_dir / "data.yaml"
+    data_yaml = work / "data.yaml"
     splits = sorted(images_per_split)
     data: dict[str, Any] = {s: f"images/{s}" for s in splits}
     repeats: dict[str, Any] | None = None
     if recipe.repeat_factor is not None and train_classes:
         repeats = write_repeated_list(
-            out_dir / "train.txt", train_classes, recipe.classes, recipe.repeat_factor.threshold
+            work / "train.txt", train_classes, recipe.classes, recipe.repeat_factor.threshold
         )
         data["train"] = "train.txt"
     data["names"] = dict(enumerate(recipe.classes))
@@ -514,9 +618,49 @@ def build_dataset(
                 for key, counter in sweep.items()
             },
         }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    log.info("%s: wrote %s", recipe.name, data_yaml)
-    return BuildResult(out_dir=out_dir, data_yaml=data_yaml, manifest=manifest)
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _is_our_build(folder: Path) -> bool:
+    """Whether folder holds a build of ours: a manifest.json naming its recipe's sha256."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "recipe_sha256" in manifest
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """DatasetError unless out_dir is absent, an empty folder, or an earlier build (replaced on success)."""
+    if out_dir.is_symlink():
+        raise DatasetError(f"{out_dir}: is a symbolic link, not replaced; name another --out")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"{out_dir}: exists and is not a folder; name another --out")
+    try:
+        foreign = out_dir.is_dir() and any(out_dir.iterdir()) and not _is_our_build(out_dir)
+    except OSError as exc:
+        raise DatasetError(f"{out_dir}: cannot read the folder ({exc.strerror or exc})") from None
+    if foreign:
+        raise DatasetError(
+            f"{out_dir}: the folder is not empty and holds no earlier build (manifest.json); "
+            "move it away or name another --out"
+        )
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Put the finished build staging where out_dir is, the earlier build removed only once it is there."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    old = staging.with_name(staging.name.replace(".building-", ".old-"))
+    out_dir.rename(old)
+    try:
+        staging.rename(out_dir)
+    except OSError:
+        old.rename(out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def close_up_window(box: LabelBox, width: int, height: int, fill: float) -> tuple[int, int, int, int] | None:
@@ -646,9 +790,16 @@ def pseudo_boxes(
 
 
 def _pseudo_predictions(
-    images: Sequence[Path], model_path: Path, model_sha: str, spec: PseudoLabelSpec, cache_root: Path
+    images: Sequence[Path],
+    model_path: Path,
+    model_sha: str,
+    spec: PseudoLabelSpec,
+    cache_root: Path,
 ) -> dict[Path, list[Prediction]]:
-    """Each image's raw predictions, from the cache where present, from the model otherwise."""
+    """Each image's raw predictions, from the cache where present, from the model otherwise.
+
+    DatasetError naming an image to label that does not decode (to be fixed or removed in its source).
+    """
     cache = PseudoLabelCache(cache_root, model_sha, spec.imgsz)
     digests = {
         image: sha256_file(image)
@@ -663,6 +814,10 @@ def _pseudo_predictions(
         else:
             out[image] = cached
     log.info("pseudo-labels: %d cached, %d to compute (%s)", len(out), len(missing), cache.folder)
+    for image in missing:
+        problem = image_problem(image)
+        if problem is not None:
+            raise DatasetError(f"cannot read image {image}: {problem} (fix or remove it)")
     if missing:
         stream = predict_raw(model_path, missing, imgsz=spec.imgsz, iou=spec.iou, floor=cache.floor)
         bar = _progress(

@@ -189,21 +189,24 @@ def score(
 
 
 def load_data(data: str | os.PathLike[str], split: str) -> tuple[list[str], list[Path]]:
-    """Class names and sorted image paths of a split of an ultralytics data.yaml."""
+    """Class names and sorted image paths of a split of an ultralytics data.yaml; EvaluationError
+    naming the file (and the key, or the list's line) when it is not one."""
     data_path = Path(data)
     if not data_path.is_file():
         raise EvaluationError(f"dataset yaml not found: {data_path}")
     try:
-        spec = yaml.safe_load(data_path.read_text(encoding="utf-8")) or {}
+        spec = yaml.safe_load(data_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{data_path}: cannot read it as text ({exc})") from None
     except yaml.YAMLError as exc:
         raise EvaluationError(f"{data_path}: not valid YAML: {exc}") from exc
-    names = spec.get("names")
-    if isinstance(names, dict):
-        names = [str(names[k]) for k in sorted(names, key=int)]
-    if not isinstance(names, list) or not names:
-        raise EvaluationError(f"{data_path}: no 'names'")
+    if not isinstance(spec, dict):
+        raise EvaluationError(f"{data_path}: not a dataset yaml (a mapping with names and splits)")
+    names = _names(spec.get("names"), data_path)
     root = data_path.parent
     if spec.get("path"):
+        if not isinstance(spec["path"], str):
+            raise EvaluationError(f"{data_path}: path: expected a folder, got {spec['path']!r}")
         root = (
             (data_path.parent / spec["path"]).resolve()
             if not Path(spec["path"]).is_absolute()
@@ -212,18 +215,58 @@ def load_data(data: str | os.PathLike[str], split: str) -> tuple[list[str], list
     entries = spec.get(split)
     if not entries:
         raise EvaluationError(f"{data_path}: no '{split}' split")
+    listed = entries if isinstance(entries, list) else [entries]
+    if not all(isinstance(e, str) and e for e in listed):
+        raise EvaluationError(
+            f"{data_path}: {split}: expected a folder or a .txt list of images (or a list of them), "
+            f"got {entries!r}"
+        )
     images: list[Path] = []
-    for entry in entries if isinstance(entries, list) else [entries]:
+    for entry in listed:
         folder = root / entry
         if folder.is_dir():
             images += [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
         elif folder.suffix == ".txt" and folder.is_file():
-            # as ultralytics reads a list: "./x" is relative to the list's folder, others to the root
-            lines = [line.strip() for line in folder.read_text().splitlines() if line.strip()]
-            images += [folder.parent / x[2:] if x.startswith("./") else root / x for x in lines]
+            images += _listed_images(folder, root)
         else:
             raise EvaluationError(f"{data_path}: {split} folder not found: {folder}")
-    return [str(n) for n in names], sorted(images)
+    return names, sorted(images)
+
+
+def _names(names: object, data_path: Path) -> list[str]:
+    """The class names of a data.yaml's `names`: a list, or a mapping of class ids 0..N-1."""
+    if isinstance(names, dict):
+        try:
+            by_id = {int(k): v for k, v in names.items()}
+        except (TypeError, ValueError):
+            by_id = {}
+        if sorted(by_id) != list(range(len(names))):
+            raise EvaluationError(
+                f"{data_path}: names: the keys must be the class ids 0, 1, 2, ..., got {list(names)}"
+            )
+        names = [by_id[i] for i in range(len(names))]
+    if not isinstance(names, list) or not names:
+        raise EvaluationError(f"{data_path}: no 'names'")
+    return [str(n) for n in names]
+
+
+def _listed_images(listing: Path, root: Path) -> list[Path]:
+    """The images of a .txt list, as ultralytics reads it: "./x" relative to the list's folder, others
+    to the root; EvaluationError naming the list and line of one that is not there."""
+    try:
+        text = listing.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{listing}: cannot read it as text ({exc})") from None
+    images = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        image = listing.parent / name[2:] if name.startswith("./") else root / name
+        if not image.is_file():
+            raise EvaluationError(f"{listing}:{number}: no such image: {image}")
+        images.append(image)
+    return images
 
 
 def label_path(image: Path) -> Path:
@@ -236,20 +279,55 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def read_labels(image: Path, width: int, height: int) -> ImageBoxes:
+LabelRow = tuple[int, float, float, float, float]  # class id, centre x, centre y, width, height (0..1)
+
+
+def label_rows(image: Path, classes: int | None = None) -> list[LabelRow]:
+    """The YOLO labels of an image, normalised; EvaluationError naming the file and line of a bad one
+    (class not a whole number in 0..classes-1, a coordinate not a finite number). Lines of more than
+    five values (segments) are skipped; a missing file is an image without labels."""
     path = label_path(image)
     if not path.exists():
-        return ImageBoxes.empty()
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{path}: cannot read it as text ({exc})") from None
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
-        if len(parts) != 5:
+        if not parts or len(parts) > 5:
             continue
-        c, x, y, w, h = int(parts[0]), *(float(v) for v in parts[1:])
-        rows.append(
+        try:
+            if len(parts) != 5:
+                raise ValueError
+            c, x, y, w, h = int(parts[0]), *(float(v) for v in parts[1:])
+        except ValueError:
+            raise EvaluationError(
+                f"{path}:{number}: expected 'class x y w h' (a class id, then four numbers), got {line!r}"
+            ) from None
+        if c < 0 or (classes is not None and c >= classes):
+            known = f" (the dataset has classes 0-{classes - 1})" if classes is not None else ""
+            raise EvaluationError(f"{path}:{number}: class {c} is not a class of the dataset{known}")
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            raise EvaluationError(f"{path}:{number}: coordinates must be finite numbers, got {line!r}")
+        rows.append((c, x, y, w, h))
+    return rows
+
+
+def to_pixels(rows: Sequence[LabelRow], width: int, height: int) -> ImageBoxes:
+    """Normalised label rows as boxes in an image's pixels."""
+    return ImageBoxes.of(
+        [
             (c, (x - w / 2) * width, (y - h / 2) * height, (x + w / 2) * width, (y + h / 2) * height, 1.0)
-        )
-    return ImageBoxes.of(rows)
+            for c, x, y, w, h in rows
+        ]
+    )
+
+
+def read_labels(image: Path, width: int, height: int, classes: int | None = None) -> ImageBoxes:
+    """The labels of an image in its pixels (label_rows, then to_pixels)."""
+    return to_pixels(label_rows(image, classes), width, height)
 
 
 Predictor = Callable[[Sequence[Path]], list[tuple[ImageBoxes, tuple[int, int]]]]
@@ -294,7 +372,12 @@ def evaluate(
     predictor: Predictor | None = None,
     batch: int = 8,
 ) -> EvaluationReport:
-    """Score a model (.pt, .onnx, OpenVINO folder) on a split of a dataset; limit: first N images."""
+    """Score a model (.pt, .onnx, OpenVINO folder) on a split of a dataset; limit: first N images.
+
+    A bad label line or an image that cannot be read stops the evaluation with an EvaluationError
+    naming it, rather than being skipped: figures compared between models (promotion) must be on
+    the same images. Labels are checked before the model is loaded, images batch by batch.
+    """
     if not 0.0 < conf < 1.0:
         raise EvaluationError(f"conf must be between 0 and 1, got {conf}")
     names, images = load_data(data, split)
@@ -302,16 +385,27 @@ def evaluate(
         images = images[:limit]
     if not images:
         raise EvaluationError(f"{data}: no images in the {split} split")
+    rows = [label_rows(image, len(names)) for image in images]  # a bad label stops us before the model
     predict = predictor or yolo_predictor(model, names, imgsz=imgsz)
     from tqdm import tqdm
+
+    from detect.model.dataset import image_problem
 
     labels: list[ImageBoxes] = []
     preds: list[ImageBoxes] = []
     with tqdm(total=len(images), desc="evaluating", unit="img") as bar:
         for start in range(0, len(images), batch):
             chunk = images[start : start + batch]
-            for image, (pred, (height, width)) in zip(chunk, predict(chunk), strict=True):
-                labels.append(read_labels(image, width, height))
+            for image in chunk:
+                problem = image_problem(image)
+                if problem is not None:
+                    raise EvaluationError(
+                        f"{image}: {problem}; fix or remove it (the figures cover the whole {split} split)"
+                    )
+            for image_rows, (pred, (height, width)) in zip(
+                rows[start : start + batch], predict(chunk), strict=True
+            ):
+                labels.append(to_pixels(image_rows, width, height))
                 preds.append(pred)
             bar.update(len(chunk))
     classes = score(labels, preds, names, conf=conf)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pickle
 import shutil
@@ -116,6 +117,18 @@ def _check_file(path: Path, what: str) -> Path:
     return Path(path).resolve()
 
 
+def check_settings(settings: TrainSettings) -> None:
+    """TrainingError naming the first setting (by its option) out of range, checked before any work
+    starts (a NaN passes `x <= 0`; ultralytics would fail on it, or on a size of 0, only later)."""
+    if settings.imgsz < 32 or settings.imgsz % 32:
+        raise TrainingError(f"--imgsz must be a positive multiple of 32, got {settings.imgsz}")
+    for name, value in (("--distill-weight", settings.distill_weight), ("--hours", settings.hours)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise TrainingError(f"{name} must be a number > 0, got {value}")
+    if settings.scale is not None and not 0.0 <= settings.scale < 1.0:
+        raise TrainingError(f"--scale must be in [0, 1), got {settings.scale}")
+
+
 def train(settings: TrainSettings) -> Path:
     """Start a new run; returns its folder. Refuses to overwrite an existing run (resume it instead)."""
     data = _check_file(settings.data, "dataset yaml")
@@ -125,17 +138,10 @@ def train(settings: TrainSettings) -> Path:
     if distill not in DISTILL_KINDS:
         raise TrainingError(f"unknown distillation '{distill}' (one of {', '.join(DISTILL_KINDS)})")
     distill_weight = DISTILL_WEIGHTS[distill] if settings.distill_weight is None else settings.distill_weight
-    if distill_weight <= 0:
-        raise TrainingError(f"distillation weight must be > 0, got {settings.distill_weight}")
+    check_settings(settings)
     if teacher is None and (settings.distill is not None or settings.distill_weight is not None):
         asked = f"--distill {distill}" if settings.distill else f"--distill-weight {distill_weight:g}"
         raise TrainingError(f"{asked} needs a teacher to distil from: give --teacher WEIGHTS")
-    if settings.hours is not None and settings.hours <= 0:
-        raise TrainingError(f"hours must be > 0, got {settings.hours}")
-    if settings.scale is not None and not 0.0 <= settings.scale < 1.0:
-        raise TrainingError(f"scale must be in [0, 1), got {settings.scale}")
-    if settings.imgsz % 32:
-        raise TrainingError(f"imgsz must be a multiple of 32, got {settings.imgsz}")
     run_dir = refuse_existing_run(settings)
     _import_verbose()
     from ultralytics import YOLO
@@ -594,7 +600,7 @@ def merge_review_sets(
         if not listing.is_file():
             raise TrainingError(f"--add-dataset {review_dir}: no {MANIFEST} (not a from-reviews export)")
         identity = dict(enumerate(range(len(names) + len(extra))))
-        for entry in json.loads(listing.read_text(encoding="utf-8")).get("images", []):
+        for entry in _review_entries(listing):
             image = review_dir / entry["image"]
             if entry["split"] not in SPLITS or not image.is_file():
                 raise TrainingError(f"{listing}: image {entry['image']} missing or split unknown")
@@ -676,6 +682,31 @@ def merge_review_sets(
     )
     log.info("%s", summary.format())
     return summary
+
+
+def _review_entries(listing: Path) -> list[dict[str, Any]]:
+    """The images of a review export's reviews.json (detect.model.from_reviews), each a mapping with an
+    "image" path and a "split"; TrainingError naming the file and the entry when it is not one."""
+    try:
+        manifest = json.loads(listing.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TrainingError(f"{listing}: not a review export's JSON ({exc})") from None
+    entries = manifest.get("images", []) if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        raise TrainingError(f"{listing}: expected an object with an 'images' list (a from-reviews export)")
+    for number, entry in enumerate(entries):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("image"), str)
+            and isinstance(entry.get("split"), str)
+            and isinstance(entry.get("rejected", []), list)
+            and all(isinstance(line, str) for line in entry.get("rejected", []))
+        ):
+            raise TrainingError(
+                f"{listing}: images[{number}]: expected an object with 'image' and 'split' strings "
+                f"(and 'rejected' box lines), got {json.dumps(entry)[:80]}"
+            )
+    return entries
 
 
 def _label_box(line: str, listing: Path) -> LabelBox:

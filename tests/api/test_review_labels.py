@@ -454,3 +454,35 @@ def test_which_detection_is_a_hard_negative(edits, verdict, rejected) -> None:  
     assert state.rejected() == ([detection] if rejected else [])
     if rejected:
         assert detection not in state.labels()
+
+
+# --- the export's options: named errors, and nothing created -----------------------------------------
+
+
+def test_until_the_last_date_is_the_end_of_time() -> None:
+    from datetime import datetime
+
+    from api.cli.reviews import parse_when
+
+    assert parse_when("9999-12-31", option="--until", end_of_day=True) == datetime.max
+    assert parse_when("2026-01-31", option="--until", end_of_day=True) == datetime(2026, 2, 1)
+
+
+def test_a_time_out_of_range_in_utc_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(
+        ["dataset", "from-reviews", "--since", "0001-01-01T00:00+01:00", "--out", str(tmp_path / "x")]
+    )
+    assert code == 1
+    assert "error: --since: '0001-01-01T00:00+01:00' is out of range in UTC" in capsys.readouterr().err
+
+
+def test_an_export_never_creates_a_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    args = ["dataset", "from-reviews", "--since", "2026-01-01", "--until", "9999-12-31"]
+    code = main([*args, "--out", str(tmp_path / "out"), "--database-url", f"sqlite:///{missing}"])
+    assert code == 1
+    assert f"error: database not found: {missing}" in capsys.readouterr().err
+    assert not (tmp_path / "nonexistent").exists() and not (tmp_path / "out").exists()

@@ -79,6 +79,7 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ]
     for image in sorted((tmp_path / "src" / "images").rglob("*.jpg")):
         cache.put(sha256_file(image), preds)
+    cache.put_class_names(["person", "car", "dog"])  # what loading the model would tell
 
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model ran although every prediction was cached")
@@ -248,7 +249,8 @@ def test_shipped_recipe_on_a_few_real_photos(tmp_path: Path, shared_dir: Path) -
     )
     assert pseudo == sum(result.manifest["pseudo_labels"]["boxes_by_threshold"]["0.4"].values())
     # A rebuild reads every prediction from the cache.
-    cached = sorted((tmp_path / "cache" / "pseudo-labels").rglob("*.json"))
+    cache = tmp_path / "cache" / "pseudo-labels"
+    cached = sorted(p for p in cache.rglob("*.json") if p.name != "names.json")
     assert len(cached) == 6
     again = build_dataset(RECIPE, tmp_path / "out2", cache_root=tmp_path / "cache", limit=3)
     assert again.manifest["boxes"] == result.manifest["boxes"]
@@ -387,3 +389,85 @@ def test_close_ups_are_deterministic(toy: Path) -> None:
 def test_bad_close_ups_name_the_problem(toy: Path, close_ups: dict[str, object], message: str) -> None:
     with pytest.raises(DatasetError, match=message):
         load_recipe(_close_up_recipe(toy, **close_ups))
+
+
+# --- replacing an earlier build --------------------------------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes | str]:
+    """Every entry under folder: a file's bytes, a symlink's target."""
+    return {
+        str(p.relative_to(folder)): str(p.readlink()) if p.is_symlink() else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_symlink() or p.is_file()
+    }
+
+
+def test_a_failed_build_leaves_the_earlier_build_as_it_was(toy: Path) -> None:
+    recipe = _recipe(toy)
+    out = build_dataset(recipe, toy / "out", cache_root=toy / "cache").out_dir
+    before = _tree(out)
+    (toy / "src" / "labels" / "val" / "p0.txt").write_text("0 0.5 0.5\n")  # found after train is written
+    with pytest.raises(DatasetError, match=r"p0.txt:1: expected 'class x y w h'"):
+        build_dataset(recipe, toy / "out", cache_root=toy / "cache")
+    assert _tree(out) == before
+    assert sorted(p.name for p in (toy / "out").iterdir()) == ["toy"]  # no half-written folder left
+
+    (toy / "src" / "labels" / "val" / "p0.txt").write_text("2 0.5 0.5 0.2 0.2\n")
+    again = build_dataset(recipe, toy / "out", cache_root=toy / "cache").out_dir
+    assert _labels(again, "val", "src__p0")[0] == "3 0.500000 0.500000 0.200000 0.200000"
+    assert sorted(p.name for p in (toy / "out").iterdir()) == ["toy"]
+
+
+def test_a_folder_that_is_not_a_build_is_never_replaced(toy: Path) -> None:
+    notes = toy / "out" / "toy" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("not a dataset")
+    with pytest.raises(DatasetError, match=r"out/toy: the folder is not empty and holds no earlier build"):
+        build_dataset(_recipe(toy), toy / "out", cache_root=toy / "cache")
+    assert notes.read_text() == "not a dataset"
+    assert sorted(p.name for p in (toy / "out").iterdir()) == ["toy"]
+
+
+# --- bad sources ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"- garbage\n- overflow\n", "no 'names' list or mapping"),
+        (b"\xff\xfe\x00\x81binary", "cannot read it as text"),
+        (b"names: [garbage\n", "not valid YAML"),
+        (b"names: {a: garbage}\n", "names: the keys must be class ids"),
+    ],
+)
+def test_a_bad_source_data_yaml_is_named(toy: Path, content: bytes, message: str) -> None:
+    (toy / "src" / "data.yaml").write_bytes(content)
+    with pytest.raises(DatasetError, match=rf"src/data.yaml: {message}"):
+        build_dataset(_recipe(toy), toy / "out", cache_root=toy / "cache")
+
+
+def test_an_undecodable_source_image_is_named(toy: Path) -> None:
+    broken = toy / "src" / "images" / "train" / "p2.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=rf"cannot read image {broken}: not a decodable image"):
+        build_dataset(_recipe(toy), toy / "out", cache_root=toy / "cache")
+
+
+def test_a_pseudo_label_class_the_model_lacks_is_named(toy: Path) -> None:
+    path = _recipe(toy)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["pseudo_labels"]["classes"]["nonexistentclass"] = "person"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(DatasetError, match=r"the model fake.pt has no class 'nonexistentclass'"):
+        build_dataset(path, toy / "out", cache_root=toy / "cache")
+
+
+@pytest.mark.parametrize("split", ["../evil", "a/b", "", "."])
+def test_a_split_is_a_plain_name(tmp_path: Path, split: str) -> None:
+    path = _recipe(tmp_path)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["sources"][0]["splits"] = {split: "train"}
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(DatasetError, match=r"sources.0.splits"):
+        load_recipe(path)

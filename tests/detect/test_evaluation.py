@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from detect.model.evaluation import ImageBoxes, box_iou, evaluate, format_table, label_path, match, score
+from detect.model.evaluation import (
+    EvaluationError,
+    ImageBoxes,
+    box_iou,
+    evaluate,
+    format_table,
+    label_path,
+    match,
+    score,
+)
 
 NAMES = ["car", "garbage"]
 
@@ -123,3 +133,114 @@ def test_model_scores_about_one_on_its_own_output(own_labels_set: tuple[Path, Pa
     # The same labels at another image size no longer match exactly: the numbers must move.
     other = evaluate(weights, data, imgsz=160, conf=0.5)
     assert other.map50_95 < report.map50_95
+
+
+# --- bad datasets: named errors, never tracebacks ---------------------------------------------------
+
+
+def _tiny_set(root: Path) -> Path:
+    """One 64 x 64 val photo with one car label; its data.yaml."""
+    import cv2
+
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # a JPEG of many blocks
+    cv2.imwrite(str(root / "images" / "val" / "a.jpg"), noise)
+    (root / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    data = root / "data.yaml"
+    data.write_text("names: {0: car, 1: garbage}\nval: images/val\n")
+    return data
+
+
+def _nothing_found(images: Sequence[Path]) -> list[tuple[ImageBoxes, tuple[int, int]]]:
+    return [(ImageBoxes.empty(), (64, 64)) for _ in images]
+
+
+def _evaluate(data: Path) -> None:
+    evaluate("fake.pt", data, predictor=_nothing_found)
+
+
+def test_the_tiny_set_evaluates(tmp_path: Path) -> None:
+    report = evaluate("fake.pt", _tiny_set(tmp_path), predictor=_nothing_found)
+    assert (report.images, report.by_name()["car"].instances, report.by_name()["car"].recall) == (1, 1, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"- val\n", "not a dataset yaml"),
+        (b"images/val\n", "not a dataset yaml"),
+        (b"names: {a: car}\nval: images/val\n", "names: the keys must be the class ids"),
+        (b"names: [car]\nval: 5\n", "val: expected a folder or a .txt list"),
+        (b"names: [car]\nval: {a: 1}\n", "val: expected a folder or a .txt list"),
+        (b"names: [car]\npath: 7\nval: images/val\n", "path: expected a folder, got 7"),
+        (b"\xff\xfe\x00\x81binary", "cannot read it as text"),
+        (b"names: [car]\nval: val.txt\n", r"val.txt:2: no such image: .*missing.jpg"),
+    ],
+)
+def test_a_bad_data_yaml_is_named(tmp_path: Path, content: bytes, message: str) -> None:
+    data = _tiny_set(tmp_path)
+    data.write_bytes(content)
+    (tmp_path / "val.txt").write_text("./images/val/a.jpg\n./images/val/missing.jpg\n")
+    with pytest.raises(EvaluationError, match=rf"data.yaml: {message}|{message}"):
+        _evaluate(data)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"x 0.5 0.5 0.2 0.2", r"a.txt:2: expected 'class x y w h'"),
+        (b"2.0 0.5 0.5 0.2 0.2", r"a.txt:2: expected 'class x y w h'"),
+        (b"0 0.5 0.5 0.2", r"a.txt:2: expected 'class x y w h'"),
+        (
+            b"99 0.5 0.5 0.2 0.2",
+            r"a.txt:2: class 99 is not a class of the dataset \(the dataset has classes 0-1\)",
+        ),
+        (b"-1 0.5 0.5 0.2 0.2", r"a.txt:2: class -1 is not a class of the dataset"),
+        (b"0 nan 0.5 0.2 0.2", r"a.txt:2: coordinates must be finite numbers"),
+        (b"\xff\xfe\x00\x81", r"a.txt: cannot read it as text"),
+    ],
+)
+def test_a_bad_label_line_is_named_with_its_file_and_line(tmp_path: Path, line: bytes, message: str) -> None:
+    data = _tiny_set(tmp_path)
+    (tmp_path / "labels" / "val" / "a.txt").write_bytes(b"0 0.5 0.5 0.2 0.2\n" + line + b"\n")
+    with pytest.raises(EvaluationError, match=message):
+        _evaluate(data)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"not an image"), "not a decodable image"),
+        (lambda p: p.write_bytes(b""), "not a decodable image"),
+        (
+            lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+            "cannot be decoded .*truncated",
+        ),
+        (lambda p: p.with_name("dir.jpg").mkdir(), "dir.jpg: not a file"),
+    ],
+)
+def test_an_image_that_cannot_be_read_stops_the_evaluation_by_name(
+    tmp_path: Path, make: Callable[[Path], object], message: str
+) -> None:
+    data = _tiny_set(tmp_path)
+    make(tmp_path / "images" / "val" / "a.jpg")
+    with pytest.raises(EvaluationError, match=message):
+        _evaluate(data)
+
+
+def test_json_that_cannot_be_written_is_refused_before_evaluating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli.main import main
+
+    data = _tiny_set(tmp_path)
+    (tmp_path / "afile").write_text("a file")
+    missing_model = str(tmp_path / "none.pt")  # evaluating would fail on it: the --json check comes first
+    for target, message in [
+        (tmp_path, "is a folder; name a file"),
+        (tmp_path / "afile" / "x.json", f"{tmp_path / 'afile'} is not a folder"),
+    ]:
+        code = main(["evaluate", "--data", str(data), "--model", missing_model, "--json", str(target)])
+        assert code == 1
+        assert f"error: --json {target}: {message}" in capsys.readouterr().err

@@ -131,6 +131,31 @@ def test_merge_refuses_an_export_in_another_class_order(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"{bad", "not a review export's JSON"),
+        (b"\xff\xfe\x00\x81", "not a review export's JSON"),
+        (b"[1, 2]", "expected an object with an 'images' list"),
+        (b'{"images": 5}', "expected an object with an 'images' list"),
+        (b'{"images": [{"split": "train"}]}', r"images\[0\]: expected an object with 'image' and 'split'"),
+        (b'{"images": [1]}', r"images\[0\]: expected an object with 'image' and 'split'"),
+    ],
+)
+def test_merge_names_a_bad_reviews_json(tmp_path: Path, content: bytes, message: str) -> None:
+    data = tmp_path / "set" / "data.yaml"
+    (tmp_path / "set" / "images" / "train").mkdir(parents=True)
+    data.write_text("train: images/train\nval: images/train\nnames: {0: person, 1: car}\n")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "data.yaml").write_text("names: {0: person, 1: car}\n")
+    (export / "reviews.json").write_bytes(content)
+    with pytest.raises(TrainingError, match=rf"{export / 'reviews.json'}: {message}"):
+        merge_review_sets(
+            data, [export], tmp_path / "out", pseudo_model=SHIPPED_WEIGHTS, cache_root=tmp_path / "cache"
+        )
+
+
 def _dashcam_frames(shared_dir: Path, indices: tuple[int, ...]) -> list[bytes]:
     import cv2
 

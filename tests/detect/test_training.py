@@ -129,7 +129,7 @@ def test_distillation_refuses_a_missing_teacher(toy_data: Path, tmp_path: Path) 
     settings = TrainSettings(data=toy_data, teacher=tmp_path / "teacher.pt", project=tmp_path / "runs")
     with pytest.raises(TrainingError, match="teacher weights not found: .*teacher.pt"):
         train(settings)
-    with pytest.raises(TrainingError, match="distillation weight must be > 0"):
+    with pytest.raises(TrainingError, match="--distill-weight must be a number > 0"):
         train(TrainSettings(data=toy_data, distill_weight=0, project=tmp_path / "runs"))
     no_teacher = "--distill logits needs a teacher to distil from: give --teacher WEIGHTS"
     with pytest.raises(TrainingError, match=no_teacher):
@@ -146,6 +146,31 @@ def test_distillation_refuses_a_missing_teacher(toy_data: Path, tmp_path: Path) 
     assert "Traceback" not in refused.stderr and not (tmp_path / "runs").exists()
     with pytest.raises(TrainingError, match="scale must be in \\[0, 1\\), got 1.5"):
         train(TrainSettings(data=toy_data, scale=1.5, project=tmp_path / "runs"))
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--imgsz", "0"], "--imgsz must be a positive multiple of 32, got 0"),
+        (["--imgsz", "-32"], "--imgsz must be a positive multiple of 32, got -32"),
+        (["--hours", "nan"], "--hours must be a number > 0, got nan"),
+        (["--hours", "inf"], "--hours must be a number > 0, got inf"),
+        (["--distill-weight", "nan"], "--distill-weight must be a number > 0, got nan"),
+        (["--scale", "nan"], "--scale must be in [0, 1), got nan"),
+    ],
+)
+def test_train_refuses_sizes_and_numbers_out_of_range_before_starting(
+    toy_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], message: str
+) -> None:
+    from api.cli.main import main
+
+    project = tmp_path / "runs"
+    code = main(
+        ["train", "--data", str(toy_data), "--project", str(project), "--teacher", str(toy_data), *option]
+    )
+    assert code == 1
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not project.exists()
 
 
 @pytest.mark.slow
