@@ -223,6 +223,9 @@ def parse_list_query(request: Request, offset: timezone) -> ListQuery:
             if when is None:
                 query.problems.append((name, "cases.filter.bad_time"))
             setattr(query, f"{name}_at", when)
+    if query.since_at is not None and query.until_at is not None and query.until_at < query.since_at:
+        query.problems.append(("until", "cases.filter.before_since"))  # it would match no case: as the API,
+        query.until_at = None  # which refuses it; here it is dropped and named
     return query
 
 
