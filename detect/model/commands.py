@@ -374,6 +374,16 @@ def _shipped_defaults(args: argparse.Namespace) -> None:
         args.imgsz = SHIPPED_IMGSZ
 
 
+def _check_imgsz(args: argparse.Namespace) -> None:
+    """CommandError naming --imgsz when no model can be scored at it (evaluation.check_imgsz)."""
+    from detect.model.evaluation import EvaluationError, check_imgsz
+
+    try:
+        check_imgsz(args.imgsz, "--imgsz")
+    except EvaluationError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def run_train(args: argparse.Namespace) -> int:
     from detect.model.training import TrainingError, TrainSettings, export_weights, resume, train
 
@@ -448,6 +458,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from detect.model.evaluation import EvaluationError, evaluate, format_table
 
     _shipped_defaults(args)
+    _check_imgsz(args)
     if args.against is not None:
         return _compare(args)
     if args.reviews is not None:
@@ -529,6 +540,7 @@ def run_model_promote(args: argparse.Namespace) -> int:
     from detect.model.promotion import PromotionError, SiteModels, sha256_of
 
     _shipped_defaults(args)
+    _check_imgsz(args)
     site = SiteModels(args.site_dir or DEFAULT_SITE_DIR)
     if not args.candidate.is_file():
         raise CommandError(f"candidate weights not found: {args.candidate}")

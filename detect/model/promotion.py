@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from detect import SetupError
-from detect.model.evaluation import EvaluationReport, evaluate, load_data
+from detect.model.evaluation import EvaluationReport, check_imgsz, evaluate, load_data
 from detect.yolo import SHIPPED_IMGSZ, SHIPPED_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,12 @@ def judge(comparisons: Sequence[SetComparison], rule: PromotionRule, notes: Sequ
             missing = ", ".join(lost)
             reasons.append(f"{comp.name}: the candidate has no class {missing} (the current model has)")
         cur, cand = comp.current.map50, comp.candidate.map50
-        if math.isnan(cur) or math.isnan(cand):
-            continue  # no labels in the set: nothing measured
+        if math.isnan(cur) or math.isnan(cand):  # no label of any class the set names
+            reasons.append(
+                f"{comp.name}: nothing measured ({comp.current.data} [{comp.current.split}] has no labels "
+                "of its classes)"
+            )
+            continue
         if cand < cur - rule.map50_tolerance - 1e-9:
             reasons.append(f"{comp.name}: mAP50 {cand:.3f} < current {cur:.3f} {-rule.map50_tolerance:+g}")
         candidate = comp.candidate.by_name()
@@ -145,8 +149,9 @@ def compare(
     conf: float = 0.25,
 ) -> tuple[list[SetComparison], list[str]]:
     """Both models scored on data's val split and on the reviews export's val split (when it has
-    frames); returns the comparisons and notes on the sets left out. Missing weights are named before
-    anything is scored."""
+    frames); returns the comparisons and notes on the sets left out. Missing weights and an input size
+    that cannot be scored at are named before anything is scored."""
+    check_imgsz(imgsz)
     for role, weights in (("candidate", candidate), ("current", current)):
         if not Path(weights).is_file():
             raise PromotionError(f"{role} weights not found: {weights}")

@@ -1,0 +1,95 @@
+"""`gridpatrol evaluate` and `model promote|rollback` on bad input and a damaged site folder: each is refused
+by name before the site's model changes, and current.pt is always the weights promotions.jsonl says.
+
+Real files throughout: a two-photo val set (ultralytics' bus.jpg and zidane.jpg, hand-labelled), the shipped
+weights and a candidate that is the same network saved again (another SHA-256, the same scores), at 64 px."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from api.cli.main import main
+from detect.yolo import SHIPPED_WEIGHTS
+
+NAMES = (
+    "person", "bicycle", "car", "motorcycle", "bus", "truck", "umbrella", "chair", "dining table",
+    "garbage", "garbage_bin", "overflow",
+)  # fmt: skip
+LABELS = {
+    "bus": "4 0.5 0.55 0.98 0.5\n0 0.18 0.65 0.22 0.47\n",
+    "zidane": "0 0.74 0.52 0.35 0.95\n",
+}
+
+
+def _val_set(folder: Path, *, labelled: bool) -> Path:
+    import ultralytics
+
+    assets = Path(ultralytics.__file__).parent / "assets"
+    (folder / "images" / "val").mkdir(parents=True)
+    for stem, rows in LABELS.items():
+        shutil.copyfile(assets / f"{stem}.jpg", folder / "images" / "val" / f"{stem}.jpg")
+        if labelled:
+            (folder / "labels" / "val").mkdir(parents=True, exist_ok=True)
+            (folder / "labels" / "val" / f"{stem}.txt").write_text(rows)
+    names = ", ".join(f"{i}: {name}" for i, name in enumerate(NAMES))
+    data = folder / "data.yaml"
+    data.write_text(f"path: .\ntrain: images/val\nval: images/val\nnames: {{{names}}}\n")
+    return data
+
+
+@pytest.fixture(scope="module")
+def val_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _val_set(tmp_path_factory.mktemp("labelled"), labelled=True)
+
+
+@pytest.fixture(scope="module")
+def candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped network saved again with another date: another file, the same scores."""
+    import torch
+
+    ckpt = torch.load(SHIPPED_WEIGHTS, map_location="cpu", weights_only=False)
+    ckpt["date"] = "2026-12-01T00:00:00"
+    path = tmp_path_factory.mktemp("candidate") / "candidate.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _promote(candidate: Path, data: Path, site: Path, *extra: str) -> int:
+    return main(["-q", "model", "promote", str(candidate), "--data", str(data), "--imgsz", "64",
+                 "--site-dir", str(site), *extra])  # fmt: skip
+
+
+@pytest.mark.parametrize("imgsz", ["0", "-32", "100", "100000"])
+def test_an_input_size_no_model_can_be_scored_at_is_refused(
+    imgsz: str, tmp_path: Path, val_set: Path, candidate: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 0 both models score 0 and compare equal: the promotion rule would pass anything."""
+    site = tmp_path / "site"
+    assert main(["-q", "evaluate", "--data", str(val_set), "--imgsz", imgsz]) == 1
+    assert f"error: --imgsz {imgsz}: must be a multiple of 32 from 32 to 4096" in capsys.readouterr().err
+    args = ["-q", "model", "promote", str(candidate), "--data", str(val_set), "--site-dir", str(site)]
+    assert main([*args, "--imgsz", imgsz]) == 1
+    assert f"error: --imgsz {imgsz}: must be a multiple of 32" in capsys.readouterr().err
+    assert not (site / "current.pt").exists()
+
+
+def test_a_set_without_labels_measures_nothing_and_promotes_nothing(
+    tmp_path: Path, candidate: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unlabelled = _val_set(tmp_path / "unlabelled", labelled=False)
+    site = tmp_path / "site"
+    assert _promote(candidate, unlabelled, site) == 1
+    assert f"shipped val: nothing measured ({unlabelled} [val] has no labels" in capsys.readouterr().err
+    assert not (site / "current.pt").exists()
+    assert [json.loads(line)["action"] for line in (site / "promotions.jsonl").read_text().splitlines()] == [
+        "refused"
+    ]
