@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from api.cli.main import main
+from detect.model.promotion import PromotionError, PromotionRule, SiteModels, Verdict
 from detect.yolo import SHIPPED_WEIGHTS
 
 NAMES = (
@@ -93,3 +94,82 @@ def test_a_set_without_labels_measures_nothing_and_promotes_nothing(
     assert [json.loads(line)["action"] for line in (site / "promotions.jsonl").read_text().splitlines()] == [
         "refused"
     ]
+
+
+def test_a_damaged_history_copy_is_copied_again_not_installed(
+    tmp_path: Path, val_set: Path, candidate: Path
+) -> None:
+    site = tmp_path / "site"
+    kept = site / "history" / f"{_sha(candidate)[:16]}.pt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("garbage\n")
+    assert _promote(candidate, val_set, site) == 0
+    assert _sha(site / "current.pt") == _sha(kept) == _sha(candidate)
+    record = json.loads((site / "promotions.jsonl").read_text().splitlines()[-1])
+    assert record["after_sha256"] == _sha(candidate)
+
+
+def test_rollback_refuses_a_damaged_copy_of_the_previous_weights(
+    tmp_path: Path, val_set: Path, candidate: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    assert _promote(candidate, val_set, site) == 0
+    previous = site / "history" / f"{_sha(SHIPPED_WEIGHTS)[:16]}.pt"
+    previous.write_text("garbage\n")
+    capsys.readouterr()
+    assert main(["-q", "model", "rollback", "--site-dir", str(site)]) == 1
+    assert f"the previous weights' copy {previous} is damaged" in capsys.readouterr().err
+    assert _sha(site / "current.pt") == _sha(candidate)
+    assert [json.loads(line)["action"] for line in (site / "promotions.jsonl").read_text().splitlines()] == [
+        "promote"
+    ]
+
+
+def test_a_record_that_cannot_be_written_is_named_before_scoring(
+    tmp_path: Path, val_set: Path, candidate: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    (site / "promotions.jsonl").mkdir(parents=True)
+    assert _promote(candidate, val_set, site) == 1
+    assert f"{site / 'promotions.jsonl'}: not a file" in capsys.readouterr().err
+    assert not (site / "current.pt").exists()
+
+
+@pytest.mark.parametrize("promoted_before", [False, True])
+def test_a_promotion_whose_record_fails_is_undone(
+    tmp_path: Path, candidate: Path, promoted_before: bool
+) -> None:
+    """The record cannot be written (here: promotions.jsonl turned into a folder after the check): the
+    weights that were in effect come back, so current.pt never differs from what the record says."""
+    site = SiteModels(tmp_path / "site")
+    accepted = Verdict(accepted=True)
+    if promoted_before:
+        site.promote(candidate, [], PromotionRule(), accepted)
+        (tmp_path / "site" / "promotions.jsonl").unlink()
+    before = _sha(site.current())
+    (tmp_path / "site" / "promotions.jsonl").mkdir(parents=True)
+    new = SHIPPED_WEIGHTS if promoted_before else candidate
+    with pytest.raises(PromotionError, match=r"cannot write .*promotions.jsonl.*nothing changed"):
+        site.promote(new, [], PromotionRule(), accepted)
+    assert site.current_path.is_file() is promoted_before
+    assert _sha(site.current()) == before
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"action": "promote", broken', "not JSON"),
+        ('{"action": "promote"}', "a promote record without a SHA-256 before_sha256"),
+        ("[1, 2]", "not a record"),
+    ],
+)
+def test_rollback_names_a_bad_line_of_the_record(
+    line: str, reason: str, tmp_path: Path, candidate: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = SiteModels(tmp_path / "site")
+    site.promote(candidate, [], PromotionRule(), Verdict(accepted=True))
+    with site.log_path.open("a") as fh:
+        fh.write(line + "\n")
+    assert main(["-q", "model", "rollback", "--site-dir", str(site.folder)]) == 1
+    assert f"error: {site.log_path} line 2: {reason}" in capsys.readouterr().err
+    assert _sha(site.current_path) == _sha(candidate)
