@@ -125,6 +125,15 @@ def test_rollback_refuses_a_damaged_copy_of_the_previous_weights(
     ]
 
 
+def test_a_missing_config_is_named_before_anything_is_promoted(
+    tmp_path: Path, val_set: Path, candidate: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    assert _promote(candidate, val_set, site, "--config", str(tmp_path / "none.yaml")) == 1
+    assert f"{tmp_path / 'none.yaml'}: no such config file" in capsys.readouterr().err
+    assert not (site / "current.pt").exists() and not (site / "promotions.jsonl").exists()
+
+
 def test_a_record_that_cannot_be_written_is_named_before_scoring(
     tmp_path: Path, val_set: Path, candidate: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
