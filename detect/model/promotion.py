@@ -29,7 +29,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -287,14 +286,9 @@ class SiteModels:
     def _copy_checked(source: Path, target: Path, sha: str) -> None:
         """Copy source over target through a temporary file beside it, replaced over target only when
         its SHA-256 is sha: a reader sees the old file or the whole new one, never a wrong one."""
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # made as any new file (the umask's mode)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        except OSError as exc:
-            raise PromotionError(f"cannot write {target}: {exc.strerror or exc}") from None
-        os.close(handle)
-        tmp = Path(name)
-        try:
             shutil.copyfile(source, tmp)
             copied = sha256_of(tmp)
             if copied != sha:
@@ -424,6 +418,20 @@ def _parse_record(line: str, where: str) -> dict[str, Any]:
             if not isinstance(record.get(key), str) or not _SHA256.fullmatch(record[key]):
                 raise PromotionError(f"{where}: a {record['action']} record without a SHA-256 {key}")
     return record
+
+
+def is_site_model(path: str | os.PathLike[str]) -> bool:
+    """Whether path is a site folder's current.pt (the default folder's, or one beside a history/ or a
+    promotions.jsonl): only promote and rollback may write it, so that the record says what it is."""
+    path = Path(path)
+    if path.name != CURRENT:
+        return False
+    folder = path.parent
+    return (
+        folder.resolve() == DEFAULT_SITE_DIR.resolve()
+        or (folder / LOG).exists()
+        or (folder / HISTORY).is_dir()
+    )
 
 
 def _who() -> str:
