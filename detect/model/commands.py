@@ -375,6 +375,16 @@ def _shipped_defaults(args: argparse.Namespace) -> None:
         args.imgsz = SHIPPED_IMGSZ
 
 
+def _check_imgsz(args: argparse.Namespace) -> None:
+    """CommandError naming --imgsz when no model can be scored at it (evaluation.check_imgsz)."""
+    from detect.model.evaluation import EvaluationError, check_imgsz
+
+    try:
+        check_imgsz(args.imgsz, "--imgsz")
+    except EvaluationError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def run_train(args: argparse.Namespace) -> int:
     from detect.model.training import (
         TrainingError,
@@ -460,6 +470,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from detect.model.evaluation import EvaluationError, evaluate, format_table
 
     _shipped_defaults(args)
+    _check_imgsz(args)
     if args.json is not None:
         _check_writable(args.json, "--json")
     if args.against is not None:
@@ -562,6 +573,9 @@ def run_model_promote(args: argparse.Namespace) -> int:
     from detect.model.promotion import PromotionError, SiteModels, sha256_of
 
     _shipped_defaults(args)
+    _check_imgsz(args)
+    _rule(args)
+    configured = _configured_weights(args.config)  # a bad --config is named before anything is changed
     site = SiteModels(args.site_dir or DEFAULT_SITE_DIR)
     if not args.candidate.is_file():
         raise CommandError(f"candidate weights not found: {args.candidate}")
@@ -581,7 +595,7 @@ def run_model_promote(args: argparse.Namespace) -> int:
         f"was {record['before_sha256'][:16]}, kept for `gridpatrol model rollback`); "
         f"recorded in {site.log_path}"
     )
-    _point_config_at(args.config, site.current_path)
+    _point_config_at(args.config, configured, site.current_path)
     return 0
 
 
@@ -633,18 +647,25 @@ def run_model_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _point_config_at(config: Path | None, weights: Path) -> None:
-    """Say whether the site config runs the site's model, and the line to set when it does not."""
+def _configured_weights(config: Path | None) -> Path | None:
+    """The weights a site config's model.weights names (None without a config); CommandError naming
+    the file when it cannot be read."""
     from detect.config import ConfigError, load_config
 
-    if config is not None:
-        try:
-            named = Path(load_config(config).model.weights).resolve()
-        except ConfigError as exc:
-            raise CommandError(str(exc)) from None
-        if named == weights.resolve():
-            print(f"{config}: model.weights names it already")
-            return
+    if config is None:
+        return None
+    try:
+        return Path(load_config(config).model.weights).resolve()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _point_config_at(config: Path | None, named: Path | None, weights: Path) -> None:
+    """Say whether the site config (which names `named`) runs the site's model, and the line to set
+    when it does not."""
+    if named == weights.resolve():
+        print(f"{config}: model.weights names it already")
+        return
     print(
         f"to run it, set in the site config (configs/site.yaml keeps the shipped weights): model: weights: "
         f"{weights.resolve()}"

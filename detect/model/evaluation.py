@@ -31,10 +31,23 @@ log = logging.getLogger(__name__)
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMGSZ_STRIDE = 32  # the detector's largest stride: input sizes are multiples of it
+MAX_IMGSZ = 4096  # larger letterboxes need gigabytes per image and are never what was meant
 
 
 class EvaluationError(SetupError):
     """A model or dataset that cannot be evaluated; the message names the path."""
+
+
+def check_imgsz(imgsz: int, what: str = "imgsz") -> int:
+    """imgsz when it is an input size the detector can score at: a multiple of 32 from 32 to 4096.
+    Anything else is an EvaluationError naming `what`: at 0 or below every model scores 0 (and two
+    models compare equal), past a few thousand the letterbox alone needs gigabytes."""
+    if not IMGSZ_STRIDE <= imgsz <= MAX_IMGSZ or imgsz % IMGSZ_STRIDE:
+        raise EvaluationError(
+            f"{what} {imgsz}: must be a multiple of {IMGSZ_STRIDE} from {IMGSZ_STRIDE} to {MAX_IMGSZ}"
+        )
+    return imgsz
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +393,7 @@ def evaluate(
     """
     if not 0.0 < conf < 1.0:
         raise EvaluationError(f"conf must be between 0 and 1, got {conf}")
+    check_imgsz(imgsz)
     names, images = load_data(data, split)
     if limit is not None:
         images = images[:limit]

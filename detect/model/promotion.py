@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from detect import SetupError
-from detect.model.evaluation import EvaluationReport, evaluate, load_data
+from detect.model.evaluation import EvaluationReport, check_imgsz, evaluate, load_data
 from detect.yolo import SHIPPED_IMGSZ, SHIPPED_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,12 @@ def judge(comparisons: Sequence[SetComparison], rule: PromotionRule, notes: Sequ
             missing = ", ".join(lost)
             reasons.append(f"{comp.name}: the candidate has no class {missing} (the current model has)")
         cur, cand = comp.current.map50, comp.candidate.map50
-        if math.isnan(cur) or math.isnan(cand):
-            continue  # no labels in the set: nothing measured
+        if math.isnan(cur) or math.isnan(cand):  # no label of any class the set names
+            reasons.append(
+                f"{comp.name}: nothing measured ({comp.current.data} [{comp.current.split}] has no labels "
+                "of its classes)"
+            )
+            continue
         if cand < cur - rule.map50_tolerance - 1e-9:
             reasons.append(f"{comp.name}: mAP50 {cand:.3f} < current {cur:.3f} {-rule.map50_tolerance:+g}")
         candidate = comp.candidate.by_name()
@@ -145,8 +150,9 @@ def compare(
     conf: float = 0.25,
 ) -> tuple[list[SetComparison], list[str]]:
     """Both models scored on data's val split and on the reviews export's val split (when it has
-    frames); returns the comparisons and notes on the sets left out. Missing weights are named before
-    anything is scored."""
+    frames); returns the comparisons and notes on the sets left out. Missing weights and an input size
+    that cannot be scored at are named before anything is scored."""
+    check_imgsz(imgsz)
     for role, weights in (("candidate", candidate), ("current", current)):
         if not Path(weights).is_file():
             raise PromotionError(f"{role} weights not found: {weights}")
@@ -232,7 +238,7 @@ class SiteModels:
 
     def check(self) -> None:
         """PromotionError naming the folder when it cannot be the site's model folder (a file, or
-        one that cannot be made), before anything is scored."""
+        one that cannot be made) or its record cannot be written, before anything is scored."""
         if self.folder.exists() and not self.folder.is_dir():
             raise PromotionError(f"--site-dir {self.folder}: not a folder")
         try:
@@ -240,28 +246,61 @@ class SiteModels:
         except OSError as exc:
             reason = exc.strerror or exc
             raise PromotionError(f"--site-dir {self.folder}: cannot write there ({reason})") from None
+        if self.log_path.exists() and not self.log_path.is_file():
+            raise PromotionError(f"{self.log_path}: not a file (the record of promotions)")
 
     def current(self) -> Path:
         """The weights in effect: current.pt once something was promoted, the shipped weights before."""
         return self.current_path if self.current_path.is_file() else SHIPPED_WEIGHTS
 
     def records(self) -> list[dict[str, Any]]:
+        """promotions.jsonl's records in order; PromotionError naming the file and the line of one that
+        is not a record (a hand edit, a torn write): a rollback must not guess past it."""
         if not self.log_path.is_file():
             return []
-        return [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+        try:
+            text = self.log_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PromotionError(f"cannot read {self.log_path}: {exc}") from None
+        return [
+            _parse_record(line, f"{self.log_path} line {number}")
+            for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip()
+        ]
 
     def _keep(self, weights: Path, sha: str) -> Path:
+        """history/<sha16>.pt holding weights (whose SHA-256 is sha); a copy there that is not them
+        (damaged, replaced by hand) is copied again."""
         kept = self.folder / HISTORY / f"{sha[:16]}.pt"
-        if not kept.is_file():
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(weights, kept.with_suffix(".tmp"))
-            kept.with_suffix(".tmp").replace(kept)
+        if kept.is_file() and sha256_of(kept) == sha:
+            return kept
+        if kept.exists():
+            log.warning("%s is not the weights it is named after: copying %s there again", kept, weights)
+        self._copy_checked(weights, kept, sha)
         return kept
 
-    def _install(self, kept: Path) -> None:
-        tmp = self.current_path.with_suffix(".tmp")
-        shutil.copyfile(kept, tmp)
-        tmp.replace(self.current_path)  # atomic: a reader sees the old file or the new one
+    def _install(self, kept: Path, sha: str) -> None:
+        self._copy_checked(kept, self.current_path, sha)
+
+    @staticmethod
+    def _copy_checked(source: Path, target: Path, sha: str) -> None:
+        """Copy source over target through a temporary file beside it, replaced over target only when
+        its SHA-256 is sha: a reader sees the old file or the whole new one, never a wrong one."""
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # made as any new file (the umask's mode)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp)
+            copied = sha256_of(tmp)
+            if copied != sha:
+                raise PromotionError(
+                    f"{source} changed while copied (sha256 {copied[:16]}, expected {sha[:16]}); "
+                    f"{target} left as it was"
+                )
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise PromotionError(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _record(self, action: str, **fields: Any) -> dict[str, Any]:
         record = {
@@ -270,10 +309,31 @@ class SiteModels:
             "who": _who(),
             **fields,
         }
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise PromotionError(f"cannot write {self.log_path}: {exc.strerror or exc}") from None
         return record
+
+    def _install_recorded(
+        self, kept: Path, sha: str, before: Path, before_sha: str, **record: Any
+    ) -> dict[str, Any]:
+        """Install kept (sha) as current.pt and record it; when the record cannot be written, the weights
+        that were in effect (before, before_sha: current.pt, or the shipped ones when there was none)
+        are put back, so that current.pt is always what the record says."""
+        had_current = self.current_path.is_file()
+        kept_before = self._keep(before, before_sha)
+        self._install(kept, sha)
+        try:
+            return self._record(before_sha256=before_sha, after_sha256=sha, **record)
+        except PromotionError as exc:
+            if had_current:
+                self._install(kept_before, before_sha)
+            else:
+                self.current_path.unlink(missing_ok=True)
+            raise PromotionError(f"{exc}; nothing changed: the site's model is {before} again") from None
 
     def promote(
         self,
@@ -306,20 +366,21 @@ class SiteModels:
                 **fields,
             )
             raise PromotionError("promotion refused: " + "; ".join(verdict.reasons))
-        self._keep(before, before_sha)
-        self._install(self._keep(candidate, after_sha))
-        log.info("promoted %s (sha256 %s) over %s", candidate, after_sha[:16], before_sha[:16])
-        return self._record(
-            "promote", before_sha256=before_sha, after_sha256=after_sha, previous=str(before), **fields
+        kept = self._keep(candidate, after_sha)
+        record = self._install_recorded(
+            kept, after_sha, before, before_sha, action="promote", previous=str(before), **fields
         )
+        log.info("promoted %s (sha256 %s) over %s", candidate, after_sha[:16], before_sha[:16])
+        return record
 
     def rollback(self) -> dict[str, Any]:
-        """Restore the weights that were current before the last promotion still in effect."""
+        """Restore the weights that were current before the last promotion still in effect; refused
+        when their kept copy is missing or is not them (its SHA-256 is not the recorded one)."""
         stack: list[str] = []
         for record in self.records():
-            if record.get("action") == "promote":
+            if record["action"] == "promote":
                 stack.append(record["before_sha256"])
-            elif record.get("action") == "rollback" and stack:
+            elif record["action"] == "rollback" and stack:
                 stack.pop()
         if not stack or not self.current_path.is_file():
             raise PromotionError(f"nothing to roll back: no promotion in effect in {self.log_path}")
@@ -327,10 +388,50 @@ class SiteModels:
         kept = self.folder / HISTORY / f"{target[:16]}.pt"
         if not kept.is_file():
             raise PromotionError(f"the previous weights (sha256 {target[:16]}) are missing: {kept}")
+        found = sha256_of(kept)
+        if found != target:
+            raise PromotionError(
+                f"the previous weights' copy {kept} is damaged (sha256 {found[:16]}, recorded "
+                f"{target[:16]}): nothing rolled back"
+            )
         before_sha = sha256_of(self.current_path)
-        self._install(kept)
+        record = self._install_recorded(
+            kept, target, self.current_path, before_sha, action="rollback", restored=str(kept)
+        )
         log.info("rolled back %s -> %s", before_sha[:16], target[:16])
-        return self._record("rollback", before_sha256=before_sha, after_sha256=target, restored=str(kept))
+        return record
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _parse_record(line: str, where: str) -> dict[str, Any]:
+    """One line of promotions.jsonl; PromotionError naming where when it is not a record."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PromotionError(f"{where}: not JSON ({exc.msg})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("action"), str):
+        raise PromotionError(f"{where}: not a record (a JSON object with an 'action')")
+    if record["action"] in ("promote", "rollback"):
+        for key in ("before_sha256", "after_sha256"):
+            if not isinstance(record.get(key), str) or not _SHA256.fullmatch(record[key]):
+                raise PromotionError(f"{where}: a {record['action']} record without a SHA-256 {key}")
+    return record
+
+
+def is_site_model(path: str | os.PathLike[str]) -> bool:
+    """Whether path is a site folder's current.pt (the default folder's, or one beside a history/ or a
+    promotions.jsonl): only promote and rollback may write it, so that the record says what it is."""
+    path = Path(path)
+    if path.name != CURRENT:
+        return False
+    folder = path.parent
+    return (
+        folder.resolve() == DEFAULT_SITE_DIR.resolve()
+        or (folder / LOG).exists()
+        or (folder / HISTORY).is_dir()
+    )
 
 
 def _who() -> str:

@@ -25,6 +25,7 @@ both know. The result is a candidate like any trained one: `gridpatrol model pro
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from detect import SetupError
-from detect.model.promotion import sha256_of
+from detect.model.promotion import is_site_model, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def interpolate(
     from ultralytics.utils.torch_utils import torch_load
 
     current_path, base_path = _weights_file(current, "current"), _weights_file(base, "base")
+    target = _output_file(out, {"current": current_path, "base": base_path})
     current_ckpt = _load(current_path, "current", torch_load)
     fine, coco = (
         _network(current_ckpt, current_path),
@@ -115,8 +117,6 @@ def interpolate(
         if isinstance(layer, torch.nn.BatchNorm2d):
             blend_batchnorm(fine_layers[name], coco_layers[name], alpha, into=layer)
 
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {
         key: current_ckpt[key]
         for key in ("date", "version", "license", "docs", "train_args")
@@ -137,7 +137,7 @@ def interpolate(
             "row_alphas": row_alphas,
         },
     )
-    torch.save(ckpt, target)
+    _write_atomically(ckpt, target)
     shared = tuple(fine_names[ours] for ours, _ in pairs)
     log.info(
         "wrote %s: %.2f of the way from %s to %s (class rows of %s at %.2f)",
@@ -215,6 +215,48 @@ def _load(path: Path, role: str, torch_load: Any) -> Any:
         return torch_load(path, map_location="cpu")
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
         raise SoupError(f"cannot load {role} weights {path}: {exc}") from exc
+
+
+def _output_file(out: str | os.PathLike[str], inputs: Mapping[str, Path]) -> Path:
+    """out as the file to write, its folder made; SoupError naming it when it is a folder, one of the
+    inputs (by role) or somewhere no file can be made."""
+    target = Path(out)
+    if target.is_dir():
+        raise SoupError(f"output {target}: a folder, not a .pt file")
+    for role, weights in inputs.items():
+        if target.resolve() == weights.resolve() or (target.exists() and target.samefile(weights)):
+            raise SoupError(f"output {target} is the {role} weights: write the soup to another file")
+    if is_site_model(target):
+        raise SoupError(
+            f"output {target} is a site's model: write the soup to another file and `gridpatrol model "
+            "promote` it (promote and rollback alone replace it, and record it)"
+        )
+    folder = next(f for f in target.absolute().parents if f.exists())  # the root always exists
+    if not folder.is_dir():
+        raise SoupError(f"output {target}: {folder} is a file, not a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SoupError(f"output {target}: cannot make its folder ({exc.strerror or exc})") from None
+    return target
+
+
+def _write_atomically(ckpt: dict[str, Any], target: Path) -> None:
+    """torch.save(ckpt) to target through a temporary file beside it, replaced over target only once
+    whole: a failed write (disk full, a file-size limit) leaves what was there before."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # made as any new file (the umask's mode)
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(buffer.getbuffer())
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise SoupError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _weights_file(path: str | os.PathLike[str], role: str) -> Path:

@@ -449,21 +449,49 @@ def run_progress(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Write a run's checkpoint as shippable weights: EMA model, fp16, no optimizer state."""
+    """Write a run's checkpoint as shippable weights: EMA model, fp16, no optimizer state.
+
+    The weights are made in a temporary file beside out, read back (a detector must be in them) and
+    measured (at most MAX_SHIPPED_BYTES) before they replace out: a checkpoint that is not one, weights
+    too big to ship or a failed write leave out as it was, with a TrainingError naming why."""
     source = _check_file(Path(checkpoint), "checkpoint")
+    if not _has_detector(read_checkpoint(source)):
+        raise TrainingError(f"{source}: not an ultralytics detector checkpoint (damaged, or another file)")
+    target = Path(out)
+    if target.is_dir():
+        raise TrainingError(f"{target}: a folder, not a .pt file to write the weights to")
     from detect.backends import import_ultralytics
 
     import_ultralytics()
     from ultralytics.utils.torch_utils import strip_optimizer
 
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    strip_optimizer(str(source), str(target))
-    size = target.stat().st_size
-    if size > MAX_SHIPPED_BYTES:
-        raise TrainingError(f"{target}: {size / 1e6:.1f} MB, over the {MAX_SHIPPED_BYTES / 1e6:.0f} MB limit")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # made as any new file (the umask's mode)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.open("wb").close()  # a place no file can be made is named here, in plain words
+        try:
+            stripped = strip_optimizer(str(source), str(tmp))
+        except RuntimeError as exc:  # torch's writer: a full disk, a file-size limit
+            raise TrainingError(f"cannot write {target}: {exc}") from None
+        if not stripped or not _has_detector(read_checkpoint(tmp)):
+            raise TrainingError(f"{source}: stripping it gave no detector; {target} left as it was")
+        size = tmp.stat().st_size
+        if size > MAX_SHIPPED_BYTES:
+            raise TrainingError(
+                f"{source}: {size / 1e6:.1f} MB stripped, over the {MAX_SHIPPED_BYTES / 1e6:.0f} MB limit; "
+                f"{target} left as it was"
+            )
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise TrainingError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("wrote %s (%.1f MB) from %s", target, size / 1e6, source)
     return target
+
+
+def _has_detector(ckpt: dict[str, Any] | None) -> bool:
+    return ckpt is not None and hasattr(ckpt.get("ema") or ckpt.get("model"), "names")
 
 
 def pseudo_labels_to_add(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +172,61 @@ def test_cli_writes_a_candidate_and_refuses_by_name(tmp_path: Path, coco: Path) 
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )  # fmt: skip
     assert rows.returncode == 1 and "--row chair=lots: expected CLASS=ALPHA" in rows.stderr
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_output_that_is_an_input_or_a_site_s_model_is_refused(tmp_path: Path, coco: Path) -> None:
+    model, base = tmp_path / "model.pt", tmp_path / "base.pt"
+    shutil.copyfile(SHIPPED, model)
+    shutil.copyfile(coco, base)
+    site = tmp_path / "site"
+    (site / "history").mkdir(parents=True)
+    shutil.copyfile(SHIPPED, site / "current.pt")
+    before = {path: _sha(path) for path in (model, base, site / "current.pt")}
+    with pytest.raises(SoupError, match=f"output {model} is the current weights"):
+        interpolate(model, base, model, alpha=0.2)
+    with pytest.raises(SoupError, match=f"output {base} is the base weights"):
+        interpolate(model, base, base, alpha=0.2)
+    (tmp_path / "link.pt").symlink_to(base)
+    with pytest.raises(SoupError, match="link.pt is the base weights"):
+        interpolate(model, base, tmp_path / "link.pt", alpha=0.2)
+    with pytest.raises(SoupError, match=f"output {site / 'current.pt'} is a site's model"):
+        interpolate(model, base, site / "current.pt", alpha=0.2)
+    assert {path: _sha(path) for path in before} == before
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [
+        ("folder.pt", "a folder, not a .pt file"),
+        ("notes.txt/x.pt", "notes.txt is a file, not a folder"),
+        ("/proc/nope.pt", "cannot write /proc/nope.pt"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_named(tmp_path: Path, coco: Path, out: str, reason: str) -> None:
+    (tmp_path / "folder.pt").mkdir()
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(SoupError, match=reason):
+        interpolate(SHIPPED, coco, tmp_path / out, alpha=0.2)
+
+
+def test_a_failed_write_keeps_the_earlier_file(tmp_path: Path, coco: Path) -> None:
+    """A file-size limit (as a full disk) stops the write half-way: the earlier soup stays whole."""
+    out = tmp_path / "soup.pt"
+    interpolate(SHIPPED, coco, out, alpha=0.2)
+    before = _sha(out)
+    argv = ["-q", "model", "soup", "--alpha", "0.5", "--base", str(coco), "--out", str(out)]
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)); "
+        f"from api.cli.main import main; sys.exit(main({argv!r}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert run.returncode == 1, run.stderr
+    assert f"error: cannot write {out}: File too large" in run.stderr and "Traceback" not in run.stderr
+    assert _sha(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["soup.pt"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from detect.model.training import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "models" / "gridpatrol-n.pt"
 
 
 @pytest.fixture
@@ -357,3 +359,63 @@ def test_logit_distilled_run_trains_against_the_teacher_and_ships_the_student_al
 
     detector = YoloDetector(ship, imgsz=64, backend="pytorch")
     assert list(detector.names.values()) == ["garbage", "garbage_bin", "overflow", "person", "car"]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _run_with_last(tmp_path: Path, last: Path | None) -> Path:
+    """A run folder P/run whose weights/last.pt is a copy of last (garbage when None)."""
+    weights = tmp_path / "P" / "run" / "weights"
+    weights.mkdir(parents=True)
+    if last is None:
+        (weights / "last.pt").write_text("garbage\n")
+    else:
+        shutil.copyfile(last, weights / "last.pt")
+    return tmp_path / "P"
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_shipping_a_damaged_checkpoint_is_refused_and_keeps_the_target(
+    tmp_path: Path, existing: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli.main import main
+
+    project = _run_with_last(tmp_path, None)
+    ship = tmp_path / "ship.pt"
+    if existing:
+        shutil.copyfile(SHIPPED, ship)
+    args = ["-q", "train", "--ship-only", "--ship", str(ship), "--project", str(project), "--name", "run"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {project / 'run' / 'weights' / 'last.pt'}: not an ultralytics detector checkpoint" in err
+    assert ship.is_file() is existing and (not existing or _sha(ship) == _sha(SHIPPED))
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["P", "ship.pt"] if existing else ["P"])
+
+
+def test_shipping_weights_over_the_limit_keeps_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detect.model import training
+
+    project = _run_with_last(tmp_path, SHIPPED)
+    ship = tmp_path / "ship.pt"
+    ship.write_text("the weights shipped before\n")
+    monkeypatch.setattr(training, "MAX_SHIPPED_BYTES", 1_000_000)
+    with pytest.raises(TrainingError, match=r"MB stripped, over the 1 MB limit; .*ship.pt left as it was"):
+        training.export_weights(project / "run" / "weights" / "last.pt", ship)
+    assert ship.read_text() == "the weights shipped before\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["P", "ship.pt"]
+
+
+def test_shipping_to_a_new_file_or_nowhere(tmp_path: Path) -> None:
+    from detect.model.training import export_weights
+
+    project = _run_with_last(tmp_path, SHIPPED)
+    ship = export_weights(project / "run" / "weights" / "last.pt", tmp_path / "new" / "ship.pt")
+    assert read_checkpoint(ship)["model"].names == read_checkpoint(SHIPPED)["model"].names  # type: ignore[index]
+    with pytest.raises(TrainingError, match="cannot write /proc/nope.pt: No such file or directory"):
+        export_weights(project / "run" / "weights" / "last.pt", "/proc/nope.pt")
+    with pytest.raises(TrainingError, match="new: a folder, not a .pt file"):
+        export_weights(project / "run" / "weights" / "last.pt", tmp_path / "new")
