@@ -41,7 +41,7 @@ def _multiple_of_32(value: int) -> int:
 # An inference image size in pixels: YOLO strides need a multiple of 32.
 ImageSize = Annotated[int, Field(ge=32, le=4096), AfterValidator(_multiple_of_32)]
 
-HOURS_PATTERN = r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$"  # 'HH:MM-HH:MM', local time
+HOURS_PATTERN = r"^([01]\d|2[0-3]):([0-5]\d)-(([01]\d|2[0-3]):[0-5]\d|24:00)$"  # "HH:MM-HH:MM" local
 _HOURS = re.compile(HOURS_PATTERN)
 # a camera id: a file name too (a runner's spool folder, evidence names), so neither '.' nor '..'
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"

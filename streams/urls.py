@@ -37,6 +37,9 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 # key=value in a path (Dahua-style /user=admin&password=x/, ;password=x path parameters) ...
 _PATH_PARAM = re.compile(r"(?<=[/;&])([^/;&?#=\s]+)=([^/;&?#]*)")
 # ... and in a query or fragment (?token=x&a=b, #access_token=x); values may hold '/'.
+# ... and in Xiongmai/XMEye-style paths, whose parameters are joined by '_' (common on Chinese DVRs:
+# /user=admin_password=x_channel=1_stream=0.sdp); a value runs to the next "_name=" or separator.
+_UNDERSCORE_PARAM = re.compile(r"(?<=_)([A-Za-z]+)=(.*?)(?=_[A-Za-z]+=|[/;&?#]|$)")
 _QUERY_PARAM = re.compile(r"(?<=[?#&;])([^?#&;=\s]+)=([^&;#]*)")
 
 # Query keys whose values are secrets, compared lower-case ...
@@ -179,7 +182,7 @@ def _mask_url(url: str) -> str:
         rest = f"{user}:{MASK}{rest[at:]}"
     split_at = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
     path, query = rest[:split_at], rest[split_at:]
-    path = _PATH_PARAM.sub(_mask_param, path)
+    path = _UNDERSCORE_PARAM.sub(_mask_param, _PATH_PARAM.sub(_mask_param, path))
     query = _QUERY_PARAM.sub(_mask_param, query)
     return f"{scheme}{sep}{path}{query}"
 

@@ -79,6 +79,7 @@ def set_key(data: dict, path: str, value) -> dict:
         ),
         ("cameras.0.zones.0.points_norm", [[0, 0], [1, 1], [1, 0], [0, 1]], "simple polygon"),
         ("cameras.0.zones.1.active_hours", ["6-22"], "'6-22' is not 'HH:MM-HH:MM'"),
+        ("cameras.0.zones.1.active_hours", ["06:00-24:30"], "'06:00-24:30' is not 'HH:MM-HH:MM'"),
         ("cameras.0.timezone", "Mars/Olympus", "unknown time zone"),
         ("cameras.0.timezon", "UTC", "cameras[demo-cam-01].timezon: unknown key; did you mean timezone?"),
         (

@@ -82,6 +82,12 @@ FAST = ReconnectPolicy(
         ("http://h/live;password=x;ch=1/video.mjpg", "http://h/live;password=***;ch=1/video.mjpg"),
         ("rtsp://h:554/user=admin&pwd=x&channel=1", "rtsp://h:554/user=admin&pwd=***&channel=1"),
         ("rtsp://h/live?token=", "rtsp://h/live?token="),  # nothing to hide
+        # Xiongmai/XMEye paths join their parameters with '_'
+        (
+            "rtsp://10.0.0.9:554/user=admin_password=XmS3cret_channel=1_stream=0.sdp",
+            "rtsp://10.0.0.9:554/user=admin_password=***_channel=1_stream=0.sdp",
+        ),
+        ("rtsp://h/live_stream=1_channel=2", "rtsp://h/live_stream=1_channel=2"),
         # all at once
         (
             "rtsp://admin:pw@h/live;pass=x?token=y#sig=z",
