@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -482,6 +482,10 @@ def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
     return _finish(fixes, name, skipped, "point(s)")
 
 
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def _optional_float(text: str | None, name: str, where: str, what: str) -> float | None:
     if not text:
         return None
@@ -596,8 +600,9 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
                 day, rmc_tod = _nmea_date(fields[9]), tod
                 lat = _nmea_angle(fields[3], fields[4], 2)
                 lon = _nmea_angle(fields[5], fields[6], 3)
-                speed = float(fields[7]) * KNOTS_TO_MPS if fields[7] else None
-                heading = float(fields[8]) if fields[8] else None
+                # speed and course are optional; a value that is no finite number is left out, as in CSV
+                speed = _finite(float(fields[7]) * KNOTS_TO_MPS) if fields[7] else None
+                heading = _finite(float(fields[8])) if fields[8] else None
                 when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + tod
             else:
                 if len(fields) < 7:
@@ -650,6 +655,19 @@ HEADING_COLUMNS = ("heading", "course", "bearing")
 _MAX_UNIX_S = 1e11
 
 
+def _csv_rows(reader: Any, name: str) -> Iterator[list[str]]:
+    """The reader's rows; a row the csv module cannot read (a cell over its field size limit, a NUL
+    byte) is a TrackError naming its line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise TrackError(name, f"line {reader.line_num}: {exc}") from None
+        yield row
+
+
 def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTrack:
     """Fixes from CSV text with a header row (comma, semicolon or tab separated).
 
@@ -671,7 +689,7 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     speed_factor = 1.0
     fixes: list[Fix] = []
     skipped: Counter[str] = Counter()
-    for row in reader:
+    for row in _csv_rows(reader, name):
         if not any(cell.strip() for cell in row):
             continue
         line = reader.line_num

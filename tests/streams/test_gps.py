@@ -402,3 +402,22 @@ def test_gps_jumps_faster_than_a_car_are_dropped_with_where(caplog: pytest.LogCa
     assert track.without_jumps(max_speed_mps=2000.0) is track  # none: the same track
     steady = GpsTrack([Fix(at(s), 30.0 + s * north, 120.0) for s in range(6)], name="steady")
     assert steady.without_jumps() is steady
+
+
+def test_nmea_speed_or_course_that_is_no_number_is_left_out(tmp_path: Path) -> None:
+    """A logger writing 'nan' for an unknown course: the fix is kept, without that course (as in CSV);
+    a course of NaN used to reach dead reckoning and make every later position NaN."""
+    lines = [
+        nmea("GPRMC,080000.00,A,3015.0000,N,12008.4000,E,nan,nan,011226,,,A"),
+        nmea("GPRMC,080001.00,A,3015.0010,N,12008.4000,E,inf,12.5,011226,,,A"),
+    ]
+    track = load_track(write(tmp_path, "nan.nmea", "\n".join(lines)))
+    first, second = track.fixes
+    assert first.speed_mps is None and first.heading_deg is None
+    assert second.speed_mps is None and second.heading_deg == 12.5
+
+
+def test_a_csv_cell_over_the_csv_module_s_limit_is_named(tmp_path: Path) -> None:
+    text = "time,lat,lon\n2026-12-01T00:00:00Z,31.2,121.4," + "x" * 200_000 + "\n"
+    with pytest.raises(TrackError, match=r"big\.csv: line 2: field larger than field limit"):
+        load_track(write(tmp_path, "big.csv", text))
