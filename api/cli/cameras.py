@@ -28,6 +28,9 @@ def _zones_from(path: str) -> list[Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise CommandError(f"--zones-file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # GBK, UTF-16: saved by an editor in another encoding
+        reason = f"not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        raise CommandError(f"--zones-file {path}: {reason}") from None
     except yaml.YAMLError as exc:
         raise CommandError(f"--zones-file {path}: not YAML or JSON ({exc})") from None
     if isinstance(data, dict) and "zones" in data:

@@ -287,6 +287,10 @@ def test_camera_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     bad.write_text(json.dumps([{**ZONE, "kind": "no_parkin"}]))
     assert main(["camera", "add", "gate-2", "--url", "rtsp://h/x", "--zones-file", str(bad)]) == 1
     assert "zones.0.kind" in capsys.readouterr().err
+    gbk = tmp_path / "gbk.yaml"
+    gbk.write_bytes("- id: 路口\n  kind: no_parking\n  points_norm: [[0,0],[1,0],[0,1]]\n".encode("gbk"))
+    assert main(["camera", "add", "gate-2", "--url", "rtsp://h/x", "--zones-file", str(gbk)]) == 1
+    assert "gbk.yaml: not UTF-8 text (byte 8); save it as UTF-8" in capsys.readouterr().err
     assert main(["camera", "edit", "gate-1", "--lat", "30.27", "--lon", "120.15", "--always"]) == 0
     assert main(["camera", "edit", "gate-1", "--team", "team-x", "--no-team"]) == 1
     assert "--no-team clears team" in capsys.readouterr().err
