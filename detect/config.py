@@ -110,7 +110,7 @@ class CategoryRule(Strict):
 
 
 class Zone(Strict):
-    id: str = Field(min_length=1, max_length=64)
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")  # one line of text
     kind: ZoneKind
     points_norm: list[tuple[Unit, Unit]] = Field(
         min_length=3, description="polygon vertices (x, y) as fractions of image width and height"

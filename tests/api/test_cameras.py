@@ -92,6 +92,7 @@ BAD_CAMERAS: list[tuple[str, dict[str, Any], str]] = [
     ("a span of no time", {"active_hours": ["10:00-10:00"]}, "a span of no time"),
     ("hours past the end of the day", {"active_hours": ["08:00-24:30"]}, "active_hours.0"),
     ("zone hours with a line break", {"zones": [{**ZONE, "active_hours": ["06:00-22:00\n"]}]}, "zones.0"),
+    ("a zone id with a line break", {"zones": [{**ZONE, "id": "a\nb"}]}, "zones.0.id"),
     ("not a live stream", {"stream_url": "file:///etc/passwd"}, "stream_url: Value error, not a live stream"),
 ]
 
