@@ -215,6 +215,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ())]
+            if err.get("type") == "json_invalid":  # its loc is (body, byte offset): the body is at fault
+                detail = (err.get("ctx") or {}).get("error", "")
+                at = f" at character {loc[1]}" if len(loc) > 1 else ""
+                errors.append({"field": "body", "reason": f"not valid JSON{at}: {detail}".rstrip(": ")})
+                continue
             if loc and loc[0] in ("body", "query", "path", "header", "cookie") and len(loc) > 1:
                 loc = loc[1:]
             errors.append({"field": ".".join(loc) or "request", "reason": err.get("msg", "invalid")})

@@ -142,3 +142,16 @@ def test_the_openapi_document_shows_both_bodies(server: LiveServer) -> None:
     assert "photo" not in transition["requestBody"]["content"]["application/json"]["schema"]["properties"]
     case_id = next(p for p in transition["parameters"] if p["name"] == "case_id")
     assert case_id["in"] == "path" and case_id["schema"]["type"] == "string"
+
+
+def test_a_body_that_is_not_json_is_named_as_the_body(server: LiveServer) -> None:
+    """A JSON body the route's model reads (POST /api/users) that is not JSON: the body is named, not a
+    character position as if it were a field."""
+    with server.client("admin") as admin:
+        bad = admin.post(
+            "/api/users", content=b'{"username": "x",', headers={"Content-Type": "application/json"}
+        )
+        assert bad.status_code == 422, bad.text
+        field, reason = bad.json()["errors"][0]["field"], bad.json()["errors"][0]["reason"]
+        assert field == "body" and reason.startswith("not valid JSON at character 17: "), reason
+        assert all(u["username"] != "x" for u in admin.get("/api/users").json())
