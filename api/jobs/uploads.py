@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +32,7 @@ from api.http.multipart import FormPart, form_boundary, read_parts
 from api.jobs.queue import JobStatus, JobView, job_fields
 from api.storage.db import as_utc, utcnow
 from api.storage.disk import replace_durably
-from api.storage.models import Job, Upload
+from api.storage.models import Job, Upload, UploadCoverage
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +226,46 @@ async def receive_multipart(
 
 @dataclass(frozen=True, slots=True)
 class UploadResult:
+    """The upload and its job; `superseded`: files a replaced track left, removed once committed."""
+
     upload: Upload
     job: Job
     created: bool
+    superseded: list[Path] = field(default_factory=list)
+
+
+def _file_track(
+    track: ReceivedFile, track_type: str | None, *, footage_sha256: str, uploads_dir: Path, replacing: bool
+) -> Path:
+    """Move a received track into the uploads folder: `<footage sha256>.track.<ext>`, or for one that
+    replaces another, `<footage sha256>.track-<its sha256[:12]>.<ext>`, so that it never overwrites the
+    file the database names until the replacement commits."""
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    track_ext = TRACK_EXTENSIONS[track_type or ""]
+    name = f"track-{track.sha256[:12]}" if replacing else "track"
+    final = uploads_dir / f"{footage_sha256}.{name}{track_ext}"
+    with _disk_full_named():
+        replace_durably(track.path, final)
+    return final
+
+
+def _replace_track(
+    session: Session, upload: Upload, track: ReceivedFile, track_type: str | None, *, uploads_dir: Path
+) -> list[Path]:
+    """A resend after a failed job with another track: the new one becomes the upload's (its shape and
+    grid coverage from the old one are dropped); the old files, to remove after the commit."""
+    old = upload.track_path
+    final = _file_track(
+        track, track_type, footage_sha256=upload.sha256, uploads_dir=uploads_dir, replacing=True
+    )
+    upload.track_path = str(final)
+    upload.track_sha256 = track.sha256
+    session.execute(delete(UploadCoverage).where(UploadCoverage.upload_id == upload.id))
+    log.info("upload %s sent again after a failed job with a new GPS track", upload.sha256[:12])
+    if old is None or Path(old) == final:
+        return []
+    # and its shape, api.jobs.track_shape.shape_path (not imported: it reaches streams)
+    return [Path(old), Path(old + ".points.json")]
 
 
 def _parse_start_time(text: str | None) -> datetime | None:
@@ -264,19 +301,25 @@ def register_upload(
 
     existing = session.scalar(select(Upload).where(Upload.sha256 == footage.sha256))
     if existing is not None:
-        form.cleanup()
-        if track is not None and track.sha256 != existing.track_sha256:
+        job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
+        failed = job is None or job.status == JobStatus.FAILED
+        new_track = track is not None and track.sha256 != existing.track_sha256
+        if new_track and not failed:
+            form.cleanup()
             # its job ran (or will run) with the track it came with; quietly keeping the old one
             # would leave the sender believing the new positions were used
             before = "with a different GPS track" if existing.track_sha256 else "without a GPS track"
             raise UploadError(
                 "track",
-                f"this footage was uploaded before {before} (upload {existing.sha256[:12]}); "
-                "a track cannot be added to or changed on footage already received",
+                f"this footage was uploaded before {before} (upload {existing.sha256[:12]}, job "
+                f"{job.id if job else '-'}, {job.status if job else '-'}); a track cannot be added to or "
+                "changed on footage already received unless its job failed",
                 409,
             )
-        job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
-        failed = job is None or job.status == JobStatus.FAILED
+        superseded: list[Path] = []
+        if new_track and track is not None:  # after a failed job: the new track replaces the stored one
+            superseded = _replace_track(session, existing, track, track_type, uploads_dir=uploads_dir)
+        form.cleanup()
         changed = {
             name: value
             for name, value, before in (
@@ -308,7 +351,7 @@ def register_upload(
             session.add(job)
             session.flush()
             log.info("upload %s sent again after a failed job; queued job %s", existing.sha256[:12], job.id)
-        return UploadResult(existing, job, False)
+        return UploadResult(existing, job, False, superseded)
 
     uploads_dir.mkdir(parents=True, exist_ok=True)
     ext = {
@@ -327,12 +370,9 @@ def register_upload(
         replace_durably(footage.path, final)
     track_final = None
     if track is not None:
-        track_ext = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}[
-            track_type or ""
-        ]
-        track_final = uploads_dir / f"{footage.sha256}.track{track_ext}"
-        with _disk_full_named():
-            replace_durably(track.path, track_final)
+        track_final = _file_track(
+            track, track_type, footage_sha256=footage.sha256, uploads_dir=uploads_dir, replacing=False
+        )
     upload = Upload(
         sha256=footage.sha256,
         size=footage.size,
@@ -379,4 +419,9 @@ def file_upload(
             session.rollback()
             form.cleanup()
             raise
+        for path in result.superseded:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a stale file left behind; the upload is filed
+                log.warning("the replaced track file %s was not removed: %s", path.name, exc)
         return UploadReceipt(**job_fields(result.job, result.upload), created=result.created)

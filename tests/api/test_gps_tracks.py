@@ -228,3 +228,53 @@ def test_a_track_off_the_calendar_fails_its_job_naming_the_fix(server: LiveServe
         jobs = [wait_job(device, r.json()["id"]) for r in receipts]
     for job, (_, reason) in zip(jobs, OFF_CALENDAR_TRACKS, strict=True):
         assert job["status"] == "failed" and job["error"] == f"the GPS track could not be read: {reason}", job
+
+
+def test_a_resend_after_a_failed_job_replaces_its_bad_track(server: LiveServer, tmp_path: Path) -> None:
+    """A track that failed its job is corrected by sending the footage again with a good one (a 409
+    before: the failed job's bad track could never be replaced, only run again)."""
+    footage = still_video(tmp_path / "a.avi", 1)
+    bad_track = b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n1,123.4,120\n"
+    uploads = server.services.settings.uploads_dir
+    with server.client("device") as device, server.client("admin") as admin:
+        first = device.post(
+            "/api/uploads",
+            files={
+                "file": ("a.avi", footage, "video/x-msvideo"),
+                "track": ("bad.csv", bad_track, "text/csv"),
+            },
+            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        )
+        assert first.status_code == 201, first.text
+        failed = wait_job(device, first.json()["id"])
+        assert failed["status"] == "failed" and "bad latitude 123.4" in failed["error"], failed
+        sha = first.json()["upload"]["sha256"]
+        assert (uploads / f"{sha}.track.csv").is_file()
+
+        fixed = device.post(
+            "/api/uploads",
+            files={
+                "file": ("a.avi", footage, "video/x-msvideo"),
+                "track": ("good.gpx", TRACK_GPX, "application/gpx+xml"),
+            },
+        )
+        assert fixed.status_code == 200, fixed.text
+        assert fixed.json()["id"] != first.json()["id"] and fixed.json()["upload"]["has_track"]
+        done = wait_job(device, fixed.json()["id"])
+        assert done["status"] == "done", done
+        assert not (uploads / f"{sha}.track.csv").exists()  # the bad track is replaced, not kept beside
+        (case,) = admin.get("/api/cases").json()["items"]
+        assert case["grid_cell"] == "DEMO-QINGBO-03"
+        assert admin.get(f"/api/uploads/{fixed.json()['upload']['id']}/track").status_code == 200
+
+        # once its job is done, the track is the one it ran with: neither changed nor run again
+        late = device.post(
+            "/api/uploads",
+            files={
+                "file": ("a.avi", footage, "video/x-msvideo"),
+                "track": ("bad.csv", bad_track, "text/csv"),
+            },
+        )
+        assert late.status_code == 409 and "cannot be added to or changed" in late.text, late.text
+        again = device.post("/api/uploads", files={"file": ("a.avi", footage, "video/x-msvideo")})
+        assert again.status_code == 200 and again.json()["id"] == fixed.json()["id"], again.text

@@ -58,7 +58,8 @@ UPLOAD_BODY = {
             413,
             415,
             described={
-                409: "this footage was uploaded before with another GPS track, or is being uploaded now",
+                409: "this footage was uploaded before with another GPS track and its job has not failed, "
+                "or is being uploaded now",
                 415: "not multipart/form-data, not a video container, or not a GPS track",
             },
         ),
