@@ -15,9 +15,9 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
-from api.cases.wall_time import parse_wall_time
+from api.cases.wall_time import OUT_OF_RANGE, in_range, parse_wall_time
 from api.errors import InputError, StorageFull, is_disk_full
 from api.http.multipart import FormPart, form_boundary, read_parts
 from api.jobs.queue import JobStatus, JobView, job_fields
@@ -268,14 +268,50 @@ def _replace_track(
     return [Path(old), Path(old + ".points.json")]
 
 
-def _parse_start_time(text: str | None) -> datetime | None:
-    return as_utc(parse_wall_time(text, "start_time")) if text else None
+CameraZone = Callable[[str | None], tzinfo]
+"""A camera's time zone by its id (None: the site's default camera), as the worker reads the site config
+(api.jobs.worker.config_camera_zone); a LookupError with the reason when it is not known."""
+
+
+def _parse_start_time(
+    text: str | None, camera_id: str | None, camera_zone: CameraZone | None
+) -> datetime | None:
+    """The start time as naive UTC. One without a UTC offset is the camera's local time, as the CSV
+    track times without one are (detect.pipeline.detect_footage); with no zone known, a 422."""
+    if not text:
+        return None
+    value = parse_wall_time(text, "start_time")
+    if value.tzinfo is None:
+        camera = f"camera '{camera_id}'" if camera_id else "the default camera"
+        try:
+            if camera_zone is None:
+                raise LookupError("no site config is loaded here")
+            zone = camera_zone(camera_id)
+        except LookupError as exc:
+            raise UploadError(
+                "start_time",
+                f"'{text[:40]}' has no UTC offset, and the time zone of {camera} is not known: {exc}; "
+                "send it with its offset (e.g. 2026-11-20T08:00:00+08:00)",
+            ) from None
+        value = value.replace(tzinfo=zone)
+        if not in_range(value):
+            raise UploadError("start_time", OUT_OF_RANGE)
+    return as_utc(value)
 
 
 def register_upload(
-    session: Session, form: ReceivedForm, *, uploads_dir: Path, principal: Principal
+    session: Session,
+    form: ReceivedForm,
+    *,
+    uploads_dir: Path,
+    principal: Principal,
+    camera_zone: CameraZone | None = None,
 ) -> UploadResult:
-    """Check the received form and file it (moving the files into place); idempotent on the hash."""
+    """Check the received form and file it (moving the files into place); idempotent on the hash.
+
+    A start_time without a UTC offset is read in the camera's time zone (`camera_zone`; without one,
+    such a start_time is refused). A resend may correct the camera, the start time and the GPS track
+    of an upload whose job failed, or whose track placed none of the footage's frames."""
     footage = form.files.get("file")
     if footage is None:
         raise UploadError("file", "the footage file is required")
@@ -297,14 +333,17 @@ def register_upload(
     camera_id = (principal.camera_id or form.fields.get("camera_id") or "").strip() or None
     if camera_id is not None and len(camera_id) > 64:
         raise UploadError("camera_id", "at most 64 characters")
-    start_time = _parse_start_time(form.fields.get("start_time"))
+    start_time = _parse_start_time(form.fields.get("start_time"), camera_id, camera_zone)
 
     existing = session.scalar(select(Upload).where(Upload.sha256 == footage.sha256))
     if existing is not None:
         job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
         failed = job is None or job.status == JobStatus.FAILED
+        # a done job whose track placed no frame (api.jobs.track_fit): its start time or track was
+        # wrong, and may be corrected as a failed job's
+        unplaced = job is not None and job.status == JobStatus.DONE and job.track_covered == 0
         new_track = track is not None and track.sha256 != existing.track_sha256
-        if new_track and not failed:
+        if new_track and not (failed or unplaced):
             form.cleanup()
             # its job ran (or will run) with the track it came with; quietly keeping the old one
             # would leave the sender believing the new positions were used
@@ -328,21 +367,22 @@ def register_upload(
             )
             if value is not None and value != before
         }
-        if "camera_id" in changed and job is not None and not failed:
+        if "camera_id" in changed and job is not None and not (failed or unplaced):
             # (another start_time is a retry's: a sender may work it out again each time it sends)
             name = "camera_id"
             raise UploadError(
                 name,
                 f"this footage was uploaded before with another {name} (upload {existing.sha256[:12]}, "
                 f"job {job.id}, {job.status}); it can be changed by "
-                "sending the footage again only after its job failed",
+                "sending the footage again only after its job failed (or its track placed no frame)",
                 409,
             )
-        if failed:  # a resend after a failed job corrects what it was sent with
+        corrected = unplaced and (new_track or bool(changed))
+        if failed or corrected:  # a resend after a failed job corrects what it was sent with
             for name, value in changed.items():
                 setattr(existing, name, value)
                 log.info("upload %s sent again with a new %s", existing.sha256[:12], name)
-        if job is None or failed:
+        if job is None or failed or corrected:
             # the same footage sent again after its job failed: try once more (incident ids are
             # deterministic, so whatever the failed run already filed is not filed twice)
             job = Job(
@@ -407,13 +447,20 @@ class UploadReceipt(JobView):
 
 
 def file_upload(
-    factory: sessionmaker[Session], *, form: ReceivedForm, uploads_dir: Path, principal: Principal
+    factory: sessionmaker[Session],
+    *,
+    form: ReceivedForm,
+    uploads_dir: Path,
+    principal: Principal,
+    camera_zone: CameraZone | None = None,
 ) -> UploadReceipt:
     """register_upload in a transaction of its own (blocking: run it in a thread); whatever fails,
     the received files are removed."""
     with factory() as session:
         try:
-            result = register_upload(session, form, uploads_dir=uploads_dir, principal=principal)
+            result = register_upload(
+                session, form, uploads_dir=uploads_dir, principal=principal, camera_zone=camera_zone
+            )
             session.commit()
         except BaseException:
             session.rollback()
