@@ -331,6 +331,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
+    # the site config as the in-process worker loads it: an upload's start time without an offset is
+    # read in its camera's time zone (api.http.routes.uploads)
+    app.state.config_loader = config_loader
     _install_error_handlers(app)
     app.add_middleware(AllowEveryMethod, openapi=app.openapi)
     for module in (auth, incidents, uploads, cases, chalk_marks, reports, admin, cameras, runner_jobs):

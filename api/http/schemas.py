@@ -362,6 +362,9 @@ class Job(Schema):
     status: JobStatus
     progress: float = Field(ge=0.0, le=1.0)
     error: str | None
+    warning: str | None = Field(
+        description="a done job's caveat: its GPS track placed none or few of the footage's frames"
+    )
     attempts: int
     incidents: int = Field(description="incidents filed so far")
     upload: UploadInfo | None

@@ -73,6 +73,8 @@ def claim_next(session: Session, *, owner: str, lease_s: float, max_attempts: in
                 attempts=attempts + 1,
                 started_at=now,
                 error=None,
+                warning=None,
+                track_covered=None,
             )
         )
         session.commit()
@@ -99,10 +101,23 @@ def heartbeat(session: Session, *, job_id: int, owner: str, lease_s: float, prog
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def finish(session: Session, *, job_id: int, owner: str, error: str | None, incidents: int) -> bool:
+def finish(
+    session: Session,
+    *,
+    job_id: int,
+    owner: str,
+    error: str | None,
+    incidents: int,
+    warning: str | None = None,
+    track_covered: float | None = None,
+) -> bool:
+    """End the job, done or failed with `error`; a done one may carry a `warning` and the share of its
+    frames its GPS track placed (`track_covered`). False when the job is no longer `owner`'s."""
     values: dict[str, Any] = {
         "status": JobStatus.FAILED if error else JobStatus.DONE,
         "error": error,
+        "warning": None if error else warning,
+        "track_covered": None if error else track_covered,
         "incidents": incidents,
         "lease_owner": None,
         "lease_expires_at": None,
@@ -127,12 +142,14 @@ class UploadInfo:
 
 @dataclass(frozen=True, slots=True)
 class JobView:
-    """A job as its sender sees it: status, progress in [0, 1] (4 decimals), error, and its upload."""
+    """A job as its sender sees it: status, progress in [0, 1] (4 decimals), error, warning (a done
+    job's caveat), and its upload."""
 
     id: int
     status: str
     progress: float
     error: str | None
+    warning: str | None
     attempts: int
     incidents: int
     upload: UploadInfo | None
@@ -148,6 +165,7 @@ def job_fields(job: Job, upload: Upload | None) -> dict[str, Any]:
         "status": job.status,
         "progress": round(job.progress, 4),
         "error": job.error,
+        "warning": job.warning,
         "attempts": job.attempts,
         "incidents": job.incidents,
         "upload": None

@@ -15,24 +15,24 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
-from api.cases.wall_time import parse_wall_time
+from api.cases.wall_time import OUT_OF_RANGE, in_range, parse_wall_time
 from api.errors import InputError, StorageFull, is_disk_full
 from api.http.multipart import FormPart, form_boundary, read_parts
 from api.jobs.queue import JobStatus, JobView, job_fields
 from api.storage.db import as_utc, utcnow
 from api.storage.disk import replace_durably
-from api.storage.models import Job, Upload
+from api.storage.models import Job, Upload, UploadCoverage
 
 log = logging.getLogger(__name__)
 
@@ -226,19 +226,92 @@ async def receive_multipart(
 
 @dataclass(frozen=True, slots=True)
 class UploadResult:
+    """The upload and its job; `superseded`: files a replaced track left, removed once committed."""
+
     upload: Upload
     job: Job
     created: bool
+    superseded: list[Path] = field(default_factory=list)
 
 
-def _parse_start_time(text: str | None) -> datetime | None:
-    return as_utc(parse_wall_time(text, "start_time")) if text else None
+def _file_track(
+    track: ReceivedFile, track_type: str | None, *, footage_sha256: str, uploads_dir: Path, replacing: bool
+) -> Path:
+    """Move a received track into the uploads folder: `<footage sha256>.track.<ext>`, or for one that
+    replaces another, `<footage sha256>.track-<its sha256[:12]>.<ext>`, so that it never overwrites the
+    file the database names until the replacement commits."""
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    track_ext = TRACK_EXTENSIONS[track_type or ""]
+    name = f"track-{track.sha256[:12]}" if replacing else "track"
+    final = uploads_dir / f"{footage_sha256}.{name}{track_ext}"
+    with _disk_full_named():
+        replace_durably(track.path, final)
+    return final
+
+
+def _replace_track(
+    session: Session, upload: Upload, track: ReceivedFile, track_type: str | None, *, uploads_dir: Path
+) -> list[Path]:
+    """A resend after a failed job with another track: the new one becomes the upload's (its shape and
+    grid coverage from the old one are dropped); the old files, to remove after the commit."""
+    old = upload.track_path
+    final = _file_track(
+        track, track_type, footage_sha256=upload.sha256, uploads_dir=uploads_dir, replacing=True
+    )
+    upload.track_path = str(final)
+    upload.track_sha256 = track.sha256
+    session.execute(delete(UploadCoverage).where(UploadCoverage.upload_id == upload.id))
+    log.info("upload %s sent again after a failed job with a new GPS track", upload.sha256[:12])
+    if old is None or Path(old) == final:
+        return []
+    # and its shape, api.jobs.track_shape.shape_path (not imported: it reaches streams)
+    return [Path(old), Path(old + ".points.json")]
+
+
+CameraZone = Callable[[str | None], tzinfo]
+"""A camera's time zone by its id (None: the site's default camera), as the worker reads the site config
+(api.jobs.worker.config_camera_zone); a LookupError with the reason when it is not known."""
+
+
+def _parse_start_time(
+    text: str | None, camera_id: str | None, camera_zone: CameraZone | None
+) -> datetime | None:
+    """The start time as naive UTC. One without a UTC offset is the camera's local time, as the CSV
+    track times without one are (detect.pipeline.detect_footage); with no zone known, a 422."""
+    if not text:
+        return None
+    value = parse_wall_time(text, "start_time")
+    if value.tzinfo is None:
+        camera = f"camera '{camera_id}'" if camera_id else "the default camera"
+        try:
+            if camera_zone is None:
+                raise LookupError("no site config is loaded here")
+            zone = camera_zone(camera_id)
+        except LookupError as exc:
+            raise UploadError(
+                "start_time",
+                f"'{text[:40]}' has no UTC offset, and the time zone of {camera} is not known: {exc}; "
+                "send it with its offset (e.g. 2026-11-20T08:00:00+08:00)",
+            ) from None
+        value = value.replace(tzinfo=zone)
+        if not in_range(value):
+            raise UploadError("start_time", OUT_OF_RANGE)
+    return as_utc(value)
 
 
 def register_upload(
-    session: Session, form: ReceivedForm, *, uploads_dir: Path, principal: Principal
+    session: Session,
+    form: ReceivedForm,
+    *,
+    uploads_dir: Path,
+    principal: Principal,
+    camera_zone: CameraZone | None = None,
 ) -> UploadResult:
-    """Check the received form and file it (moving the files into place); idempotent on the hash."""
+    """Check the received form and file it (moving the files into place); idempotent on the hash.
+
+    A start_time without a UTC offset is read in the camera's time zone (`camera_zone`; without one,
+    such a start_time is refused). A resend may correct the camera, the start time and the GPS track
+    of an upload whose job failed, or whose track placed none of the footage's frames."""
     footage = form.files.get("file")
     if footage is None:
         raise UploadError("file", "the footage file is required")
@@ -260,23 +333,32 @@ def register_upload(
     camera_id = (principal.camera_id or form.fields.get("camera_id") or "").strip() or None
     if camera_id is not None and len(camera_id) > 64:
         raise UploadError("camera_id", "at most 64 characters")
-    start_time = _parse_start_time(form.fields.get("start_time"))
+    start_time = _parse_start_time(form.fields.get("start_time"), camera_id, camera_zone)
 
     existing = session.scalar(select(Upload).where(Upload.sha256 == footage.sha256))
     if existing is not None:
-        form.cleanup()
-        if track is not None and track.sha256 != existing.track_sha256:
+        job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
+        failed = job is None or job.status == JobStatus.FAILED
+        # a done job whose track placed no frame (api.jobs.track_fit): its start time or track was
+        # wrong, and may be corrected as a failed job's
+        unplaced = job is not None and job.status == JobStatus.DONE and job.track_covered == 0
+        new_track = track is not None and track.sha256 != existing.track_sha256
+        if new_track and not (failed or unplaced):
+            form.cleanup()
             # its job ran (or will run) with the track it came with; quietly keeping the old one
             # would leave the sender believing the new positions were used
             before = "with a different GPS track" if existing.track_sha256 else "without a GPS track"
             raise UploadError(
                 "track",
-                f"this footage was uploaded before {before} (upload {existing.sha256[:12]}); "
-                "a track cannot be added to or changed on footage already received",
+                f"this footage was uploaded before {before} (upload {existing.sha256[:12]}, job "
+                f"{job.id if job else '-'}, {job.status if job else '-'}); a track cannot be added to or "
+                "changed on footage already received unless its job failed",
                 409,
             )
-        job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
-        failed = job is None or job.status == JobStatus.FAILED
+        superseded: list[Path] = []
+        if new_track and track is not None:  # after a failed job: the new track replaces the stored one
+            superseded = _replace_track(session, existing, track, track_type, uploads_dir=uploads_dir)
+        form.cleanup()
         changed = {
             name: value
             for name, value, before in (
@@ -285,21 +367,22 @@ def register_upload(
             )
             if value is not None and value != before
         }
-        if "camera_id" in changed and job is not None and not failed:
+        if "camera_id" in changed and job is not None and not (failed or unplaced):
             # (another start_time is a retry's: a sender may work it out again each time it sends)
             name = "camera_id"
             raise UploadError(
                 name,
                 f"this footage was uploaded before with another {name} (upload {existing.sha256[:12]}, "
                 f"job {job.id}, {job.status}); it can be changed by "
-                "sending the footage again only after its job failed",
+                "sending the footage again only after its job failed (or its track placed no frame)",
                 409,
             )
-        if failed:  # a resend after a failed job corrects what it was sent with
+        corrected = unplaced and (new_track or bool(changed))
+        if failed or corrected:  # a resend after a failed job corrects what it was sent with
             for name, value in changed.items():
                 setattr(existing, name, value)
                 log.info("upload %s sent again with a new %s", existing.sha256[:12], name)
-        if job is None or failed:
+        if job is None or failed or corrected:
             # the same footage sent again after its job failed: try once more (incident ids are
             # deterministic, so whatever the failed run already filed is not filed twice)
             job = Job(
@@ -308,7 +391,7 @@ def register_upload(
             session.add(job)
             session.flush()
             log.info("upload %s sent again after a failed job; queued job %s", existing.sha256[:12], job.id)
-        return UploadResult(existing, job, False)
+        return UploadResult(existing, job, False, superseded)
 
     uploads_dir.mkdir(parents=True, exist_ok=True)
     ext = {
@@ -327,12 +410,9 @@ def register_upload(
         replace_durably(footage.path, final)
     track_final = None
     if track is not None:
-        track_ext = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}[
-            track_type or ""
-        ]
-        track_final = uploads_dir / f"{footage.sha256}.track{track_ext}"
-        with _disk_full_named():
-            replace_durably(track.path, track_final)
+        track_final = _file_track(
+            track, track_type, footage_sha256=footage.sha256, uploads_dir=uploads_dir, replacing=False
+        )
     upload = Upload(
         sha256=footage.sha256,
         size=footage.size,
@@ -367,16 +447,28 @@ class UploadReceipt(JobView):
 
 
 def file_upload(
-    factory: sessionmaker[Session], *, form: ReceivedForm, uploads_dir: Path, principal: Principal
+    factory: sessionmaker[Session],
+    *,
+    form: ReceivedForm,
+    uploads_dir: Path,
+    principal: Principal,
+    camera_zone: CameraZone | None = None,
 ) -> UploadReceipt:
     """register_upload in a transaction of its own (blocking: run it in a thread); whatever fails,
     the received files are removed."""
     with factory() as session:
         try:
-            result = register_upload(session, form, uploads_dir=uploads_dir, principal=principal)
+            result = register_upload(
+                session, form, uploads_dir=uploads_dir, principal=principal, camera_zone=camera_zone
+            )
             session.commit()
         except BaseException:
             session.rollback()
             form.cleanup()
             raise
+        for path in result.superseded:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a stale file left behind; the upload is filed
+                log.warning("the replaced track file %s was not removed: %s", path.name, exc)
         return UploadReceipt(**job_fields(result.job, result.upload), created=result.created)

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,7 +37,9 @@ from api.cases.grids import GridCache
 from api.cases.incident import IncidentPayload
 from api.cases.ingest import IncidentIn, file_committed
 from api.jobs import queue
+from api.jobs.track_fit import TrackFit, measure_track_fit, start_time_utc
 from api.jobs.track_shape import write_track_shape
+from api.jobs.uploads import CameraZone
 from api.services import evidence_store, merge_policy
 from api.settings import Settings
 from api.storage.evidence_store import EvidenceError, StoredFile
@@ -144,16 +146,62 @@ def write_job_track_shape(
     from api.jobs.coverage import record_coverage
 
     try:
-        zone = "Asia/Shanghai"  # the site config's default camera time zone
-        if config is not None:
-            with contextlib.suppress(Exception):  # a camera the config does not know: the default
-                zone = config.camera(upload.camera_id).timezone
+        zone = camera_zone(config, upload.camera_id)
         with factory() as session:
             grid = (grid_cache or GridCache()).get(session)
             record_coverage(session, upload_id=upload.id, track=track, tz=ZoneInfo(zone), grid=grid)
             session.commit()
     except Exception as exc:  # noqa: BLE001  (a report's input: logged, the job stays done)
         log.warning("job %s: the grid cells of GPS track %s were not recorded: %s", job_id, track.name, exc)
+
+
+def camera_zone(config: Any, camera_id: str | None) -> str:
+    """The time zone of the upload's camera in the site config, the default's when it has none."""
+    zone = "Asia/Shanghai"  # the site config's default camera time zone
+    if config is not None:
+        with contextlib.suppress(Exception):  # a camera the config does not know: the default
+            zone = config.camera(camera_id).timezone
+    return str(zone)
+
+
+def config_camera_zone(settings: Settings, config_loader: Callable[[], Any] | None = None) -> CameraZone:
+    """A camera's time zone by id from the site config (`config_loader`, default the settings' file),
+    read when first asked; a LookupError saying why when the config or the camera is not there."""
+
+    def zone(camera_id: str | None) -> tzinfo:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from detect.config import ConfigError
+
+        try:
+            config = (config_loader or (lambda: default_config(settings)))()
+            return ZoneInfo(config.camera(camera_id).timezone)
+        except (ConfigError, ZoneInfoNotFoundError, ValueError) as exc:
+            raise LookupError(f"the site config gives no time zone for it ({exc})") from None
+
+    return zone
+
+
+def job_track_fit(upload: Upload, config: Any, *, job_id: int) -> TrackFit | None:
+    """How much of a done job's footage its upload's GPS track placed (api.jobs.track_fit); None (and
+    a log line) when that cannot be measured: the job's incidents are filed already."""
+    from zoneinfo import ZoneInfo
+
+    from streams import SourceError, TrackError
+
+    if upload.track_path is None:
+        return None
+    try:
+        return measure_track_fit(
+            track=Path(upload.track_path),
+            footage=Path(upload.path),
+            start_time=start_time_utc(upload.start_time),
+            tz=ZoneInfo(camera_zone(config, upload.camera_id)),
+            analysis_fps=getattr(config, "analysis_fps", None),
+        )
+    except (TrackError, SourceError, OSError) as exc:
+        log.warning("job %s: how much of the footage its GPS track placed is not known: %s", job_id, exc)
+        return None
 
 
 class Worker:
@@ -298,8 +346,9 @@ class Worker:
         heart.start()
         error: str | None = None
         count = 0
+        fit: TrackFit | None = None
         try:
-            count = self._run(claim, out_dir, progress, lost)
+            count, fit = self._run(claim, out_dir, progress, lost)
         except LeaseLost:
             log.warning("job %s: lease lost to another worker; leaving it", claim.job_id)
             return
@@ -314,11 +363,21 @@ class Worker:
             shutil.rmtree(out_dir, ignore_errors=True)
             self._remove_earlier_attempts(claim.job_id, claim.attempt)
         with self.factory() as session:
-            queue.finish(session, job_id=claim.job_id, owner=self.owner, error=error, incidents=count)
+            queue.finish(
+                session,
+                job_id=claim.job_id,
+                owner=self.owner,
+                error=error,
+                incidents=count,
+                warning=fit.warning if fit else None,
+                track_covered=fit.share if fit else None,
+            )
         if error:
             log.warning("job %s failed: %s", claim.job_id, error)
         else:
             log.info("job %s done: %d incidents", claim.job_id, count)
+            if fit is not None and fit.warning:
+                log.warning("job %s: %s", claim.job_id, fit.warning)
 
     def warm(self) -> None:
         """Load the model before the first job (the default pipeline keeps it across jobs), so an
@@ -355,7 +414,9 @@ class Worker:
 
     def _run(
         self, claim: queue.Claim, out_dir: Path, progress: dict[str, float], lost: threading.Event
-    ) -> int:
+    ) -> tuple[int, TrackFit | None]:
+        """Run the job's footage through the pipeline: the incidents filed, and how well its GPS track
+        (if any) fits the footage."""
         with self.factory() as session:
             upload = session.get(Upload, claim.upload_id)
             if upload is None:
@@ -383,7 +444,7 @@ class Worker:
                 out_dir=out_dir,
                 camera_id=upload.camera_id,
                 # stored as naive UTC; aware here so that detect reads it as UTC, not as camera-local time
-                start_time=upload.start_time.replace(tzinfo=UTC) if upload.start_time else None,
+                start_time=start_time_utc(upload.start_time),
                 source_id=queue.upload_source_id(upload.sha256),
                 progress=on_progress,
                 track=Path(upload.track_path) if upload.track_path else None,
@@ -402,7 +463,9 @@ class Worker:
             raise JobFailed(f"site config: {exc}") from None
         except model_error as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
+        fit = None
         if upload.track_path:
+            fit = job_track_fit(upload, config, job_id=claim.job_id)
             write_job_track_shape(
                 Path(upload.track_path),
                 job_id=claim.job_id,
@@ -411,7 +474,7 @@ class Worker:
                 grid_cache=self.grid_cache,
                 config=config,
             )
-        return count
+        return count, fit
 
     def _ingest(
         self, incident: PipelineIncident, out_dir: Path, actor: Principal, upload: Upload, job_id: int

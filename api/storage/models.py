@@ -276,6 +276,10 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
+    # a done job's caveat, e.g. a GPS track that placed few of the footage's frames (api.jobs.track_fit)
+    warning: Mapped[str | None] = mapped_column(Text)
+    # the share of analysed frames the upload's GPS track placed (0..1); None without a track
+    track_covered: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     incidents: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(96))

@@ -5,6 +5,7 @@ detect_footage (scripted detector) put the case in its grid cell; a bad track fa
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from api.cli.main import main
+from api.storage.models import Upload
 from detect.pipeline import detect_footage
 from detect.values import Detection
 from tests.api.api_testkit import LiveServer, wait_job
@@ -228,3 +230,118 @@ def test_a_track_off_the_calendar_fails_its_job_naming_the_fix(server: LiveServe
         jobs = [wait_job(device, r.json()["id"]) for r in receipts]
     for job, (_, reason) in zip(jobs, OFF_CALENDAR_TRACKS, strict=True):
         assert job["status"] == "failed" and job["error"] == f"the GPS track could not be read: {reason}", job
+
+
+def test_a_resend_after_a_failed_job_replaces_its_bad_track(server: LiveServer, tmp_path: Path) -> None:
+    """A track that failed its job is corrected by sending the footage again with a good one (a 409
+    before: the failed job's bad track could never be replaced, only run again)."""
+    footage = still_video(tmp_path / "a.avi", 1)
+    bad_track = b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n1,123.4,120\n"
+    uploads = server.services.settings.uploads_dir
+    with server.client("device") as device, server.client("admin") as admin:
+        first = device.post(
+            "/api/uploads",
+            files={
+                "file": ("a.avi", footage, "video/x-msvideo"),
+                "track": ("bad.csv", bad_track, "text/csv"),
+            },
+            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        )
+        assert first.status_code == 201, first.text
+        failed = wait_job(device, first.json()["id"])
+        assert failed["status"] == "failed" and "bad latitude 123.4" in failed["error"], failed
+        sha = first.json()["upload"]["sha256"]
+        assert (uploads / f"{sha}.track.csv").is_file()
+
+        fixed = device.post(
+            "/api/uploads",
+            files={
+                "file": ("a.avi", footage, "video/x-msvideo"),
+                "track": ("good.gpx", TRACK_GPX, "application/gpx+xml"),
+            },
+        )
+        assert fixed.status_code == 200, fixed.text
+        assert fixed.json()["id"] != first.json()["id"] and fixed.json()["upload"]["has_track"]
+        done = wait_job(device, fixed.json()["id"])
+        assert done["status"] == "done", done
+        assert not (uploads / f"{sha}.track.csv").exists()  # the bad track is replaced, not kept beside
+        (case,) = admin.get("/api/cases").json()["items"]
+        assert case["grid_cell"] == "DEMO-QINGBO-03"
+        assert admin.get(f"/api/uploads/{fixed.json()['upload']['id']}/track").status_code == 200
+
+        # once its job is done, the track is the one it ran with: neither changed nor run again
+        late = device.post(
+            "/api/uploads",
+            files={
+                "file": ("a.avi", footage, "video/x-msvideo"),
+                "track": ("bad.csv", bad_track, "text/csv"),
+            },
+        )
+        assert late.status_code == 409 and "cannot be added to or changed" in late.text, late.text
+        again = device.post("/api/uploads", files={"file": ("a.avi", footage, "video/x-msvideo")})
+        assert again.status_code == 200 and again.json()["id"] == fixed.json()["id"], again.text
+
+
+def test_a_start_time_without_an_offset_is_the_cameras_local_time(server: LiveServer, tmp_path: Path) -> None:
+    """A start time without a UTC offset is read in the camera's zone, as CSV track times are (it was
+    read as UTC: 8 h off the track, the job done without a word but a log line); a track that places
+    no frame says so on the job, and the footage may be sent again with the right start time."""
+    with server.client("device") as device, server.client("admin") as admin:
+        local = device.post(
+            "/api/uploads",
+            files={
+                "file": ("a.avi", still_video(tmp_path / "a.avi", 1), "video/x-msvideo"),
+                "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml"),
+            },
+            data={"start_time": "2026-11-20T09:00:00"},  # 01:00Z in Asia/Shanghai, the track's start
+        )
+        assert local.status_code == 201, local.text
+        job = wait_job(device, local.json()["id"])
+        assert job["status"] == "done" and job["warning"] is None, job
+        (case,) = admin.get("/api/cases").json()["items"]
+        assert case["grid_cell"] == "DEMO-QINGBO-03" and case["first_seen"] == "2026-11-20T01:00:00Z"
+
+        footage = still_video(tmp_path / "b.avi", 2)
+        off = device.post(  # UTC meant, no offset sent: 8 h before the track
+            "/api/uploads",
+            files={
+                "file": ("b.avi", footage, "video/x-msvideo"),
+                "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml"),
+            },
+            data={"start_time": "2026-11-20T01:00:00"},
+        )
+        job = wait_job(device, off.json()["id"])
+        assert job["status"] == "done", job
+        assert job["warning"].startswith("the GPS track placed none of the footage's frames"), job
+        assert "2026-11-20T01:00:00+08:00 .. 2026-11-20T01:00:15+08:00" in job["warning"]
+        assert "the track 2026-11-20T09:00:00+08:00 .. 2026-11-20T09:00:20+08:00" in job["warning"]
+        assert "send the footage again" in job["warning"]
+        page = admin.get("/static/js/upload.js").text
+        assert "job.warning" in page  # the upload page shows it
+
+        fixed = device.post(
+            "/api/uploads",
+            files={"file": ("b.avi", footage, "video/x-msvideo")},
+            data={"start_time": "2026-11-20T01:00:00Z"},
+        )
+        assert fixed.status_code == 200 and fixed.json()["id"] != off.json()["id"], fixed.text
+        job = wait_job(device, fixed.json()["id"])
+        assert job["status"] == "done" and job["warning"] is None, job
+        with server.services.factory() as session:
+            upload = session.get(Upload, fixed.json()["upload"]["id"])
+            assert upload is not None and upload.start_time == datetime(2026, 11, 20, 1, 0)
+        # (the case the first run filed keeps its time and no position: ingestion is idempotent on
+        # the incident id, which does not depend on the start time)
+        again = device.post("/api/uploads", files={"file": ("b.avi", footage, "video/x-msvideo")})
+        assert again.json()["id"] == fixed.json()["id"]  # a done job with a fitting track is just returned
+
+        # a camera the site config does not know: no zone to read the time in, so it is refused
+        unknown = admin.post(
+            "/api/uploads",
+            files={"file": ("c.avi", still_video(tmp_path / "c.avi", 3), "video/x-msvideo")},
+            data={"camera_id": "cam-nowhere", "start_time": "2026-11-20T09:00:00"},
+        )
+        assert unknown.status_code == 422, unknown.text
+        (error,) = unknown.json()["errors"]
+        assert error["field"] == "start_time" and "camera 'cam-nowhere'" in error["reason"], error
+        assert "has no UTC offset" in error["reason"]

@@ -35,7 +35,7 @@ from api.http.deps import MAX_ID, Runner, ServicesDep
 from api.http.incident_form import receive_incident_form
 from api.http.routes.incidents import outcome_body
 from api.jobs import queue
-from api.jobs.worker import default_config, masked, write_job_track_shape
+from api.jobs.worker import default_config, job_track_fit, masked, write_job_track_shape
 from api.services import Services
 from api.storage.evidence_store import StoredFile
 from api.storage.models import Job, Upload
@@ -198,18 +198,34 @@ def finish_for_runner(
     written for the grid map as the in-process worker writes it. LeaseNotHeld when not ours."""
     owner = _lease_of(principal, job_id, lease)
     error = masked(body.error) if body.error else None
+    config: Any = None
+    fit = None
+    if error is None:  # how much of the footage the track placed, shown on the job as the worker's are
+        with services.factory() as session:
+            _, held = queue.held_job(session, job_id=job_id, owner=owner)
+            session.expunge(held)
+        if held.track_path:
+            try:
+                config = default_config(services.settings)
+            except Exception:  # noqa: BLE001  (the camera's time zone is then the default)
+                config = None
+            fit = job_track_fit(held, config, job_id=job_id)
     with services.factory() as session:
-        if not queue.finish(session, job_id=job_id, owner=owner, error=error, incidents=body.incidents):
+        if not queue.finish(
+            session,
+            job_id=job_id,
+            owner=owner,
+            error=error,
+            incidents=body.incidents,
+            warning=fit.warning if fit else None,
+            track_covered=fit.share if fit else None,
+        ):
             raise queue.LeaseNotHeld(job_id)
         job = session.get(Job, job_id)
         assert job is not None
         upload = session.get(Upload, job.upload_id)
         view = queue.job_view(job, upload)
     if error is None and upload is not None and upload.track_path:
-        try:
-            config = default_config(services.settings)
-        except Exception:  # noqa: BLE001  (the camera's time zone is then the default)
-            config = None
         write_job_track_shape(
             FilePath(upload.track_path),
             job_id=job_id,

@@ -13,6 +13,7 @@ from api.http.deps import MAX_ID, Feeder, ReadSessionDep, ServicesDep, Staff
 from api.jobs.queue import JobView, find_job
 from api.jobs.track_shape import UploadSummary, UploadTrack, recent_uploads, upload_track
 from api.jobs.uploads import MAX_TRACK_BYTES, UploadError, UploadReceipt, file_upload, receive_multipart
+from api.jobs.worker import config_camera_zone
 
 router = APIRouter(prefix="/api", tags=["uploads"], responses=schemas.CALLER_ERRORS)
 
@@ -36,7 +37,13 @@ UPLOAD_BODY = {
                             "description": "GPS track: GPX, NMEA or CSV",
                         },
                         "camera_id": {"type": "string", "maxLength": 64},
-                        "start_time": {"type": "string", "format": "date-time"},
+                        "start_time": {
+                            "type": "string",
+                            "format": "date-time",
+                            "description": "the footage's first frame; without a UTC offset, the "
+                            "camera's local time (its time zone in the site config), as CSV track "
+                            "times without one",
+                        },
                     },
                 }
             }
@@ -58,7 +65,8 @@ UPLOAD_BODY = {
             413,
             415,
             described={
-                409: "this footage was uploaded before with another GPS track, or is being uploaded now",
+                409: "this footage was uploaded before with another GPS track and its job has not failed, "
+                "or is being uploaded now",
                 415: "not multipart/form-data, not a video container, or not a GPS track",
             },
         ),
@@ -84,7 +92,12 @@ async def post_upload(
         max_file_bytes=settings.max_upload_bytes,
     )
     receipt = await run_in_threadpool(
-        file_upload, services.factory, form=form, uploads_dir=settings.uploads_dir, principal=principal
+        file_upload,
+        services.factory,
+        form=form,
+        uploads_dir=settings.uploads_dir,
+        principal=principal,
+        camera_zone=config_camera_zone(settings, getattr(request.app.state, "config_loader", None)),
     )
     if not receipt.created:
         response.status_code = 200

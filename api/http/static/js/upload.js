@@ -244,7 +244,12 @@
       setState("failed");
       return;
     }
-    say(gp.t("upload.job.finished", { count: job.incidents }), "ok");
+    if (job.warning) {
+      // the GPS track placed few or none of the footage's frames: the job is done, but says so
+      say(gp.t("upload.job.finished_warning", { count: job.incidents, warning: job.warning }), "warning");
+    } else {
+      say(gp.t("upload.job.finished", { count: job.incidents }), "ok");
+    }
     await showCases(job.id);
     setState("done");
   }

@@ -1,0 +1,94 @@
+"""How much of an upload's footage its GPS track places: shown on the job, not only in the log.
+
+A track that covers another stretch of time than the footage (a start time read in the wrong zone, the
+wrong day's log) places none of its frames: the job still finishes, its incidents without positions.
+The pipeline only logs that (streams.gps.with_track_positions), so when a job with a track is done the
+worker (or, for a runner's job, the service) measures it again here, from the footage's length and the
+same alignment: frame k of the analysed frames is at start_time + k / fps (or, with no start time, at
+the track's first fix + k / fps), placed where `GpsTrack.position_at` gives a position. A share under
+`WARN_BELOW` becomes the job's warning, naming both time spans so that an offset shows; a track that
+placed no frame at all lets the footage be sent again with a corrected start time or track
+(api.jobs.uploads).
+
+streams is imported inside `measure_track_fit` only, as the worker imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+WARN_BELOW = 0.5  # the share of frames placed under which the job says so
+MAX_SAMPLES = 20_000  # an hour at 5 fps; longer footage is sampled evenly
+
+
+@dataclass(frozen=True, slots=True)
+class TrackFit:
+    """`covered` of `frames` analysed frames (or evenly spaced samples of them) had a position from
+    the track; `warning` when that share is under WARN_BELOW."""
+
+    covered: int
+    frames: int
+    warning: str | None
+
+    @property
+    def share(self) -> float:
+        return self.covered / self.frames if self.frames else 0.0
+
+
+def _span(start: datetime, end: datetime, tz: tzinfo) -> str:
+    a, b = start.astimezone(tz), end.astimezone(tz)
+    return f"{a.isoformat(timespec='seconds')} .. {b.isoformat(timespec='seconds')}"
+
+
+def measure_track_fit(
+    *,
+    track: Path,
+    footage: Path,
+    start_time: datetime | None,
+    tz: tzinfo,
+    analysis_fps: float | None,
+) -> TrackFit | None:
+    """The fit of `track` (CSV times without an offset in `tz`, the camera's zone) to `footage` starting
+    at `start_time` (aware; None: aligned with the track's first fix); None when the footage's length
+    is not known. A track or footage that cannot be read raises streams' named errors."""
+    from streams import open_source
+    from streams.gps import load_track
+
+    gps = load_track(track, tz=tz)
+    source = open_source(footage)
+    try:
+        duration_s, native_fps = source.info.duration_s, source.info.fps
+    finally:
+        source.close()
+    fps = analysis_fps or native_fps
+    if not duration_s or not fps:
+        return None
+    frames = max(1, math.ceil(duration_s * fps))
+    step = max(1, math.ceil(frames / MAX_SAMPLES))
+    first = start_time if start_time is not None else gps.start
+    samples = range(0, frames, step)
+    covered = sum(gps.position_at(first + timedelta(seconds=k / fps)) is not None for k in samples)
+    fit = TrackFit(covered, len(samples), None)
+    if fit.share >= WARN_BELOW:
+        return fit
+    footage_end = first + timedelta(seconds=duration_s)
+    how = "none" if covered == 0 else f"only {round(100 * fit.share)}%"
+    warning = (
+        f"the GPS track placed {how} of the footage's frames: the footage runs "
+        f"{_span(first, footage_end, tz)}, the track {_span(gps.start, gps.end, tz)}; "
+        "incidents outside the track have no position from it"
+    )
+    if not covered:
+        warning += "; if the start time or the track is wrong, send the footage again with the right one"
+    return TrackFit(covered, len(samples), warning)
+
+
+def start_time_utc(stored: datetime | None) -> datetime | None:
+    """An upload's start time as stored (naive UTC) made aware, as the pipeline is given it."""
+    return stored.replace(tzinfo=UTC) if stored is not None else None
