@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import InputError
 from api.storage.db import utcnow
-from api.storage.models import UNASSIGNED, GridCell
+from api.storage.models import TEAM_MAX, UNASSIGNED, GridCell
 
 CELL_ID_KEYS = ("id", "cell_id", "grid_id")
 
@@ -49,33 +50,124 @@ def _feature_label(index: int, feature: Any) -> str:
     props = feature.get("properties") if isinstance(feature, dict) else None
     if isinstance(props, dict):
         for key in CELL_ID_KEYS:
-            if props.get(key) not in (None, ""):
-                return f"feature {index} (id '{props[key]}')"
+            value = props.get(key)
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+                text = str(value)
+                return f"feature {index} (id '{text if len(text) <= 40 else text[:37] + '...'}')"
     return f"feature {index}"
 
 
+CELL_ID_MAX = 64  # characters: grid_cells.id, cases.grid_cell_id
+TEXT_MAX = 200  # characters of a cell's name, street and community (their columns)
+# where a geometry's [lon, lat] positions lie: a Polygon's coordinates are rings of positions, a
+# MultiPolygon's polygons of rings of positions
+POSITION_DEPTH = {"Polygon": 2, "MultiPolygon": 3}
+
+
 def _check_coords(geometry: dict[str, Any]) -> str | None:
-    def walk(node: Any) -> str | None:
+    """What is wrong with the coordinates of a Polygon or MultiPolygon, or None. Nesting deeper than
+    the geometry's type allows is refused as such (never walked: a file nested 100,000 deep)."""
+    depth_of_positions = POSITION_DEPTH[geometry["type"]]
+
+    def walk(node: Any, depth: int) -> str | None:
         if isinstance(node, list) and node and isinstance(node[0], (int, float)):
+            if depth != depth_of_positions:
+                return (
+                    f"a position at nesting depth {depth}: a {geometry['type']}'s are at {depth_of_positions}"
+                )
             if len(node) < 2:
                 return "a position has fewer than 2 numbers"
+            if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in node):
+                return f"position {node[:3]!r} is not all numbers"
             lon, lat = node[0], node[1]
             if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
                 return f"position {node[:2]} is not WGS84 lon/lat degrees"
             return None
         if isinstance(node, list):
+            if depth >= depth_of_positions:
+                return (
+                    f"coordinates nested deeper than a {geometry['type']}'s ({depth_of_positions} lists "
+                    "around each [lon, lat] position)"
+                )
             for child in node:
-                problem = walk(child)
+                problem = walk(child, depth + 1)
                 if problem:
                     return problem
             return None
-        return f"unexpected coordinate value {node!r}"
+        return f"unexpected coordinate value {_short(node)}"
 
-    return walk(geometry.get("coordinates"))
+    return walk(geometry.get("coordinates"), 0)
+
+
+def _short(value: Any) -> str:
+    """A value for a message, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a value's type, for a message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _cell_id(props: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the cell id, None) or (None, what is wrong with it): text or a whole number, 1-64 characters."""
+    value = next((props[k] for k in CELL_ID_KEYS if props.get(k) not in (None, "")), None)
+    if value is None:
+        return None, "properties lack a cell id ('id')"
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None, f"cell id must be a string (or a whole number), not {_json_type(value)}"
+    if value == UNASSIGNED or len(value) > CELL_ID_MAX or _has_control(value):
+        return None, (
+            f"cell id must be 1-{CELL_ID_MAX} characters, no control characters, and not '{UNASSIGNED}' "
+            f"(got {len(value)} characters)"
+        )
+    return value, None
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
+def _text_problems(props: dict[str, Any]) -> list[str]:
+    """What is wrong with a cell's name, team, street and community (each named)."""
+    problems = []
+    missing = [k for k in ("name", "team") if props.get(k) in (None, "")]
+    if missing:
+        problems.append(f"properties lack {', '.join(missing)}")
+    limits = {"name": TEXT_MAX, "team": TEAM_MAX, "street": TEXT_MAX, "community": TEXT_MAX}
+    for key, limit in limits.items():
+        value = props.get(key)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            problems.append(f"{key} must be a string, not {_json_type(value)}")
+        elif len(value) > limit:
+            problems.append(f"{key} has {len(value)} characters; at most {limit}")
+        elif _has_control(value):
+            problems.append(f"{key} has control characters")
+        elif key == "team" and value != value.strip():
+            # a user's team is stored without spaces around it, so such a team would match no user
+            problems.append(f"team {value!r} has spaces around it")
+    return problems
 
 
 def parse_geojson(data: Any) -> list[CellInfo]:
-    """Validate a FeatureCollection of grid cells; raise GridImportError listing every problem."""
+    """Validate a FeatureCollection of grid cells; raise GridImportError listing every problem.
+
+    Each feature's properties: `id` (or cell_id, grid_id; text or a whole number, at most 64
+    characters), `name` and `team` (text; at most 200 and TEAM_MAX characters: a team is matched
+    against users' teams), optional `street` and `community` (text, at most 200)."""
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
         raise GridImportError(["the top level must be a GeoJSON FeatureCollection"])
     features = data.get("features")
@@ -93,25 +185,22 @@ def parse_geojson(data: Any) -> list[CellInfo]:
         if not isinstance(props, dict):
             problems.append(f"{label}: has no properties (needs id, name, team)")
             continue
-        cell_id = next((props[k] for k in CELL_ID_KEYS if props.get(k) not in (None, "")), None)
+        cell_id, id_problem = _cell_id(props)
         if cell_id is None:
-            problems.append(f"{label}: properties lack a cell id ('id')")
-            continue
-        cell_id = str(cell_id)
-        if cell_id == UNASSIGNED or len(cell_id) > 64:
-            problems.append(f"{label}: cell id must be 1-64 characters and not '{UNASSIGNED}'")
+            problems.append(f"{label}: {id_problem}")
             continue
         if cell_id in seen:
             problems.append(f"{label}: duplicate cell id (also feature {seen[cell_id]})")
             continue
         seen[cell_id] = index
-        missing = [k for k in ("name", "team") if not isinstance(props.get(k), str) or not props.get(k)]
-        if missing:
-            problems.append(f"{label}: properties lack {', '.join(missing)}")
+        text_problems = _text_problems(props)
+        if text_problems:
+            problems.append(f"{label}: {'; '.join(text_problems)}")
             continue
         geometry = feature.get("geometry")
-        if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
+        if not isinstance(geometry, dict) or geometry.get("type") not in POSITION_DEPTH:
             kind = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
+            kind = kind[:40] if isinstance(kind, str) else _short(kind)
             problems.append(f"{label}: geometry must be a Polygon or MultiPolygon, got {kind}")
             continue
         coord_problem = _check_coords(geometry)
@@ -129,15 +218,13 @@ def parse_geojson(data: Any) -> list[CellInfo]:
         if geom.is_empty or geom.area <= 0:
             problems.append(f"{label}: geometry has no area")
             continue
-        street = props.get("street")
-        community = props.get("community")
         cells.append(
             CellInfo(
                 id=cell_id,
-                name=str(props["name"]),
-                street=str(street) if street else None,
-                community=str(community) if community else None,
-                team=str(props["team"]),
+                name=props["name"],
+                street=props.get("street") or None,
+                community=props.get("community") or None,
+                team=props["team"],
                 geometry=geometry,
             )
         )
@@ -225,11 +312,19 @@ class GridCache:
 
 
 def load_geojson_file(path: str) -> list[CellInfo]:
+    """The cells of a GeoJSON file; GridImportError's problems do not repeat the path (the caller
+    names the file once)."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
-        raise GridImportError([f"{path}: no such file"]) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GridImportError([f"{path}: not readable JSON ({exc})"]) from None
+        raise GridImportError(["no such file"]) from None
+    except IsADirectoryError:
+        raise GridImportError(["a folder, not a file"]) from None
+    except RecursionError:
+        raise GridImportError(["not readable JSON (nested too deeply)"]) from None
+    except OSError as exc:
+        raise GridImportError([f"cannot be read ({exc.strerror or exc})"]) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GridImportError([f"not readable JSON ({exc})"]) from None
     return parse_geojson(data)

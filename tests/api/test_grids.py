@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from shapely.geometry import shape
 
 from api.cases.grids import GridImportError, GridIndex, import_cells, parse_geojson
+from api.cli.main import main
 from api.services import Services
 from api.storage.models import UNASSIGNED, GridCell
 from tests.api.api_testkit import DEMO_GRID
@@ -61,6 +63,33 @@ BAD = [
         "Too few points",
     ),
     (feature(properties=None), "has no properties"),
+    # each text within its column, and of the type it is stored as (no str() of an object)
+    (feature(props={"team": "t" * 65}), "team has 65 characters; at most 64"),
+    (feature(props={"name": "n" * 201}), "name has 201 characters; at most 200"),
+    (feature(props={"street": "s" * 201}), "street has 201 characters; at most 200"),
+    (feature(props={"community": ["c"]}), "community must be a string, not a list"),
+    (feature(props={"id": {"a": 1}}), "cell id must be a string (or a whole number), not an object"),
+    (feature(props={"id": True}), "cell id must be a string (or a whole number), not a boolean"),
+    (feature(props={"id": "c" * 65}), "cell id must be 1-64 characters"),
+    (feature(props={"team": 7}), "team must be a string, not a number"),
+    (feature(props={"team": " t1 "}), "team ' t1 ' has spaces around it"),
+    (feature(props={"name": "a\nb"}), "name has control characters"),
+    (
+        feature(geometry={"type": "Polygon", "coordinates": [copy.deepcopy(SQUARE)]}),
+        "coordinates nested deeper than a Polygon's",
+    ),
+    (
+        feature(geometry={"type": "Polygon", "coordinates": [[[[[[120.0, 30.0]]]]]] * 3}),
+        "coordinates nested deeper than a Polygon's",
+    ),
+    (
+        feature(geometry={"type": "Polygon", "coordinates": [[120.0, 30.0], [120.1, 30.0]]}),
+        "a position at nesting depth 1: a Polygon's are at 2",
+    ),
+    (
+        feature(geometry={"type": "Polygon", "coordinates": [[[120.0, "30"]] * 4]}),
+        "position [120.0, '30'] is not all numbers",
+    ),
 ]
 
 
@@ -125,3 +154,52 @@ def test_import_replaces_cells_and_cache_follows(services: Services) -> None:
         services.grid_cache.invalidate()
         assert [c.id for c in session.query(GridCell)] == ["C2"]
         assert services.grid_cache.get(session).lookup(30.005, 120.005).cell_id == "C2"
+
+
+def test_every_text_problem_of_a_feature_is_named() -> None:
+    bad = feature(props={"name": "n" * 500, "team": "t" * 300})
+    with pytest.raises(GridImportError) as err:
+        parse_geojson({"type": "FeatureCollection", "features": [bad]})
+    assert err.value.problems == [
+        "feature 0 (id 'C1'): name has 500 characters; at most 200; team has 300 characters; at most 64"
+    ]
+
+
+def test_a_whole_number_id_and_the_longest_texts_are_imported(services: Services) -> None:
+    props = {"id": 17, "name": "n" * 200, "team": "t" * 64, "street": "s" * 200, "community": None}
+    cells = parse_geojson({"type": "FeatureCollection", "features": [feature(props=props)]})
+    with services.factory() as session:
+        import_cells(session, cells=cells)
+        session.commit()
+        cell = session.get(GridCell, "17")
+        assert cell is not None and (len(cell.name), len(cell.team), cell.community) == (200, 64, None)
+
+
+def test_a_file_is_named_once_and_deep_nesting_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    deep = tmp_path / "deep.json"
+    collection = {"type": "FeatureCollection", "features": [feature(geometry={"type": "Polygon"})]}
+    deep.write_text(
+        json.dumps(collection).replace(
+            '"Polygon"}', '"Polygon", "coordinates": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        )
+    )
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    wide = tmp_path / "wide.json"
+    wide.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [feature(props={"team": "t" * 300})]})
+    )
+    for path, reason in (
+        (deep, "not readable JSON (nested too deeply)"),
+        (empty, "not readable JSON (Expecting value: line 1 column 1 (char 0))"),
+        (tmp_path / "missing.json", "no such file"),
+        (tmp_path, "a folder, not a file"),
+        (wide, "feature 0 (id 'C1'): team has 300 characters; at most 64"),
+    ):
+        assert main(["-q", "grid", "import", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"gridpatrol grid: error: {path}: {reason}\n", err
+    assert not (tmp_path / "data").exists()  # nothing imported, no database made for it
