@@ -21,9 +21,10 @@ from shapely.validation import explain_validity
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from api.cases.workflow import OPEN_STATUSES
 from api.errors import InputError
 from api.storage.db import utcnow
-from api.storage.models import TEAM_MAX, UNASSIGNED, GridCell
+from api.storage.models import TEAM_MAX, UNASSIGNED, Case, GridCell
 
 CELL_ID_KEYS = ("id", "cell_id", "grid_id")
 
@@ -233,8 +234,113 @@ def parse_geojson(data: Any) -> list[CellInfo]:
     return cells
 
 
-def import_cells(session: Session, *, cells: list[CellInfo]) -> int:
-    """Replace all grid cells with these (cases keep the cell they were filed in)."""
+class GridReplaceRefused(InputError):
+    """An import that would leave open cases behind (their cell removed, or given to another team),
+    refused unless forced; the reason names each such cell and its open cases."""
+
+    status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class GridReplacement:
+    """What replacing the grid with new cells does to what is there.
+
+    `removed`: (cell id, its team, open cases in it) for each cell the new grid lacks;
+    `reteamed`: (cell id, old team, new team, open cases in it not of the new team) for each cell
+    that changes team; `overlaps`: pairs of new cells whose areas overlap (a position in both goes
+    to the smaller id), smaller id first."""
+
+    removed: list[tuple[str, str, int]]
+    reteamed: list[tuple[str, str, str, int]]
+    overlaps: list[tuple[str, str]]
+
+    def stranded(self) -> list[str]:
+        """One line per removed or re-teamed cell holding open cases: how many, what becomes of them."""
+        lines = [
+            f"cell {cell} (team {team}) is removed with {n} open case(s): they keep cell {cell} and "
+            f"team {team} (the map no longer shows them; new sightings there go to the cell their position "
+            "is in now)"
+            for cell, team, n in self.removed
+            if n
+        ]
+        lines += [
+            f"cell {cell} moves from team {old} to team {new} with {n} open case(s): they stay with team "
+            f"{old} until dispatched to another (new cases go to {new})"
+            for cell, old, new, n in self.reteamed
+            if n
+        ]
+        return lines
+
+    def warnings(self) -> list[str]:
+        """The stranded cells' lines, then one line per overlapping pair."""
+        return self.stranded() + [
+            f"cells {a} and {b} overlap: a position in both goes to {a} (the smaller id)"
+            for a, b in self.overlaps
+        ]
+
+
+def overlapping(cells: list[CellInfo]) -> list[tuple[str, str]]:
+    """Pairs of cells whose areas overlap (a shared border is no overlap), sorted, smaller id first."""
+    ordered = sorted(cells, key=lambda c: c.id)
+    shapes = [shape(c.geometry) for c in ordered]
+    tree = STRtree(shapes)
+    pairs = []
+    for i, geom in enumerate(shapes):
+        for j in tree.query(geom, predicate="intersects"):
+            j = int(j)
+            if j > i and geom.intersection(shapes[j]).area > 0:
+                pairs.append((ordered[i].id, ordered[j].id))
+    return sorted(pairs)
+
+
+def plan_replacement(session: Session, *, cells: list[CellInfo]) -> GridReplacement:
+    """What importing `cells` (replacing every cell) would do; changes nothing."""
+    new = {cell.id: cell.team for cell in cells}
+    old: dict[str, str] = {
+        cell_id: team for cell_id, team in session.execute(select(GridCell.id, GridCell.team))
+    }
+    open_cases: dict[str, dict[str | None, int]] = {}
+    rows = session.execute(
+        select(Case.grid_cell_id, Case.team, func.count())
+        .where(Case.status.in_(OPEN_STATUSES), Case.grid_cell_id.in_(list(old)))
+        .group_by(Case.grid_cell_id, Case.team)
+    )
+    for cell_id, team, count in rows:
+        open_cases.setdefault(cell_id, {})[team] = count
+    removed = [
+        (cell_id, team, sum(open_cases.get(cell_id, {}).values()))
+        for cell_id, team in sorted(old.items())
+        if cell_id not in new
+    ]
+    reteamed = [
+        (
+            cell_id,
+            team,
+            new[cell_id],
+            sum(n for t, n in open_cases.get(cell_id, {}).items() if t != new[cell_id]),
+        )
+        for cell_id, team in sorted(old.items())
+        if cell_id in new and new[cell_id] != team
+    ]
+    return GridReplacement(removed=removed, reteamed=reteamed, overlaps=overlapping(cells))
+
+
+def import_cells(session: Session, *, cells: list[CellInfo], force: bool = False) -> GridReplacement:
+    """Replace all grid cells with these (cases keep the cell and team they were filed with).
+
+    Refused (GridReplaceRefused) when a removed or re-teamed cell holds open cases, unless `force`:
+    those cases would keep a cell the grid no longer has, or a team the cell no longer has, and an
+    administrator should decide that knowingly. Returns what the import did (its warnings)."""
+    replacement = plan_replacement(session, cells=cells)
+    stranded = replacement.stranded()
+    if stranded and not force:
+        raise GridReplaceRefused(
+            "force",
+            "the import would leave open cases behind: "
+            + "; ".join(stranded)
+            + ". Close or dispatch them first, or import anyway (force)",
+            extra={"stranded": stranded},
+        )
     session.execute(delete(GridCell))
     now = utcnow()
     for cell in cells:
@@ -250,7 +356,7 @@ def import_cells(session: Session, *, cells: list[CellInfo]) -> int:
             )
         )
     session.flush()
-    return len(cells)
+    return replacement
 
 
 @dataclass(frozen=True, slots=True)

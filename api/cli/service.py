@@ -420,7 +420,7 @@ def _device_rotate(args: argparse.Namespace) -> int:
 
 
 def _grid_import(args: argparse.Namespace) -> int:
-    from api.cases.grids import GridImportError, import_cells, load_geojson_file
+    from api.cases.grids import GridImportError, GridReplaceRefused, import_cells, load_geojson_file
 
     try:
         cells = load_geojson_file(args.file)
@@ -428,9 +428,18 @@ def _grid_import(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.file}: " + "\n  ".join(exc.problems)) from None
     services = _services(args, create=True)
     with services.factory() as session:
-        count = import_cells(session, cells=cells)
+        try:
+            replacement = import_cells(session, cells=cells, force=args.force)
+        except GridReplaceRefused as exc:
+            raise CommandError(
+                f"{args.file}: not imported: it would leave open cases behind:\n  "
+                + "\n  ".join(exc.extra["stranded"])
+                + "\nClose or dispatch them first, or import anyway with --force"
+            ) from None
         session.commit()
-    print(f"imported {count} grid cells from {args.file}")
+    for line in replacement.warnings():
+        print(f"warning: {line}")
+    print(f"imported {len(cells)} grid cells from {args.file}")
     return 0
 
 
@@ -681,6 +690,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = p.add_subparsers(dest="grid_command", metavar="ACTION")
     q = sub.add_parser("import", help="replace the grid cells with a GeoJSON FeatureCollection")
     q.add_argument("file")
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="import although a removed or re-teamed cell holds open cases (they keep their cell and team)",
+    )
     db_option(q)
     q.set_defaults(handler=_grid_import)
 

@@ -14,7 +14,7 @@ from api.cases.grids import GridImportError, GridIndex, import_cells, parse_geoj
 from api.cli.main import main
 from api.services import Services
 from api.storage.models import UNASSIGNED, GridCell
-from tests.api.api_testkit import DEMO_GRID
+from tests.api.api_testkit import DEMO_GRID, incident_json, post_incident
 
 SQUARE = [[[120.0, 30.0], [120.01, 30.0], [120.01, 30.01], [120.0, 30.01], [120.0, 30.0]]]
 
@@ -203,3 +203,100 @@ def test_a_file_is_named_once_and_deep_nesting_is_an_error(
         err = capsys.readouterr().err
         assert err == f"gridpatrol grid: error: {path}: {reason}\n", err
     assert not (tmp_path / "data").exists()  # nothing imported, no database made for it
+
+
+# --- re-importing a grid over open cases ----------------------------------------------------------------
+
+
+def _demo_collection() -> dict[str, Any]:
+    return json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+
+
+def _inside(collection: dict[str, Any], cell_id: str) -> tuple[float, float]:
+    """(lat, lon) of a point inside a cell of the collection."""
+    f = next(f for f in collection["features"] if f["properties"]["id"] == cell_id)
+    point = shape(f["geometry"]).representative_point()
+    return point.y, point.x
+
+
+def test_a_reimport_that_strands_open_cases_is_refused_unless_forced(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = make_server(sqlite_url, run_webhooks=False)
+    demo = _demo_collection()
+    removed, reteamed = "DEMO-ZIYANG-04", "DEMO-ZIYANG-05"
+    with server.client("device") as device:
+        for n, cell in enumerate((removed, reteamed)):
+            created = post_incident(device, incident_json(f"inc-{n}", position=_inside(demo, cell)))
+            assert created.status_code == 201, created.text
+    old_team = next(f for f in demo["features"] if f["properties"]["id"] == removed)["properties"]["team"]
+    changed = copy.deepcopy(demo)
+    changed["features"] = [f for f in changed["features"] if f["properties"]["id"] != removed]
+    for f in changed["features"]:
+        if f["properties"]["id"] == reteamed:
+            f["properties"]["team"] = "team-new"
+    path = tmp_path / "changed.geojson"
+    path.write_text(json.dumps(changed))
+    count = len(changed["features"])
+    stranded = [
+        f"cell {removed} (team {old_team}) is removed with 1 open case(s): they keep cell {removed} and "
+        f"team {old_team} (the map no longer shows them; new sightings there go to the cell their "
+        "position is in now)",
+        f"cell {reteamed} moves from team {old_team} to team team-new with 1 open case(s): they stay "
+        f"with team {old_team} until dispatched to another (new cases go to team-new)",
+    ]
+
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", sqlite_url)
+    capsys.readouterr()
+    assert main(["-q", "grid", "import", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"gridpatrol grid: error: {path}: not imported: it would leave open cases behind:\n  "
+        + "\n  ".join(stranded)
+        + "\nClose or dispatch them first, or import anyway with --force\n"
+    )
+    with server.client("admin") as admin:
+        refused = admin.put("/api/grids", json=changed)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["errors"][0]["field"] == "force"
+        assert len(admin.get("/api/grids").json()["features"]) == count + 1  # nothing changed
+
+        forced = admin.put("/api/grids", params={"force": "true"}, json=changed)
+        assert forced.status_code == 200, forced.text
+        assert forced.json() == {"imported": count, "warnings": stranded}
+        assert len(admin.get("/api/grids").json()["features"]) == count
+    # once imported the cases are no longer in a re-teamed or removed cell the grid has: no refusal
+    assert main(["-q", "grid", "import", str(path)]) == 0
+    assert capsys.readouterr().out == f"imported {count} grid cells from {path}\n"
+    # the demo grid back: the removed cell returns and the re-teamed one goes back to the team its open
+    # case still has, which strands nothing
+    assert main(["-q", "grid", "import", str(DEMO_GRID)]) == 0
+    assert capsys.readouterr().out == f"imported {count + 1} grid cells from {DEMO_GRID}\n"
+
+
+def test_overlapping_cells_are_imported_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shifted = {"type": "Polygon", "coordinates": [[[x + 0.005, y] for x, y in SQUARE[0]]]}
+    beside = {"type": "Polygon", "coordinates": [[[x + 0.01, y] for x, y in SQUARE[0]]]}  # a shared border
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            feature(props={"id": "B"}, geometry=shifted),
+            feature(props={"id": "A"}),
+            feature(props={"id": "C"}, geometry=beside),
+        ],
+    }
+    path = tmp_path / "overlap.geojson"
+    path.write_text(json.dumps(collection))
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    assert main(["-q", "grid", "import", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "warning: cells A and B overlap: a position in both goes to A (the smaller id)",
+        "warning: cells B and C overlap: a position in both goes to B (the smaller id)",
+        f"imported 3 grid cells from {path}",
+    ]
