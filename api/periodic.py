@@ -14,6 +14,9 @@ class Periodic:
     exception in a round is logged and the next round comes as usual."""
 
     thread_name = "gridpatrol-periodic"
+    # faults that pass by themselves (a database busy with another process's write): a round that
+    # meets one is logged in one line, without a traceback, and the next round tries again
+    passing_faults: tuple[type[Exception], ...] = ()
 
     def __init__(self, every_s: float) -> None:
         self.every_s = every_s
@@ -36,5 +39,7 @@ class Periodic:
         while not self._stop.wait(self.every_s):
             try:
                 self.round()
+            except self.passing_faults as exc:
+                log.warning("%s: a round was skipped: %s", self.thread_name, exc)
             except Exception:  # keep the thread alive whatever one round does
                 log.exception("%s: a round failed", self.thread_name)

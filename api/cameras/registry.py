@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.cases import webhooks
 from api.errors import InputError, NotFound
 from api.periodic import Periodic
-from api.storage.db import as_utc, iso_utc, utcnow
+from api.storage.db import DatabaseBusy, as_utc, iso_utc, utcnow
 from api.storage.models import Camera, GridCell
 
 log = logging.getLogger(__name__)
@@ -269,6 +269,7 @@ class CameraWatch(Periodic):
     """Background thread of the server: sweep_offline every `every_s` seconds."""
 
     thread_name = "gridpatrol-camera-watch"
+    passing_faults = (DatabaseBusy,)
 
     def __init__(
         self, factory: sessionmaker[Session], *, offline_after_s: float, every_s: float = 5.0

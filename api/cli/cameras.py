@@ -48,12 +48,14 @@ def _position(args: argparse.Namespace) -> dict[str, float] | None:
     return {"lat": args.lat, "lon": args.lon}
 
 
-def _store(handler: Any) -> Any:
-    """Run a registry change in a committed session; its input errors become the command's error."""
+def _store(handler: Any, *, create: bool = False) -> Any:
+    """Run a registry change in a committed session; its input errors become the command's error.
+    `create`: the command may create the database (adding cameras sets a site up; editing one needs
+    an existing database)."""
     from api.errors import InputError
 
     def run(args: argparse.Namespace) -> int:
-        services = _services(args)
+        services = _services(args, create=create)
         with services.factory() as session:
             try:
                 code = handler(session, args)
@@ -251,7 +253,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     q.add_argument("--url", required=True, help="rtsp://user:pass@host/..., http(s)://, rtmp://, srt://")
     q.add_argument("--disabled", action="store_true", help="registered, but not analysed yet")
     common(q)
-    q.set_defaults(handler=_store(_add))
+    q.set_defaults(handler=_store(_add, create=True))
     q = sub.add_parser("list", help="cameras with their live state")
     q.add_argument("--database-url", help="overrides GRIDPATROL_DATABASE_URL")
     q.set_defaults(handler=_list)
@@ -272,4 +274,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     q = sub.add_parser("import", help="register the site config's cameras that have a live stream URL")
     q.add_argument("config", nargs="?", default="configs/site.yaml")
     q.add_argument("--database-url", help="overrides GRIDPATROL_DATABASE_URL")
-    q.set_defaults(handler=_store(_import))
+    q.set_defaults(handler=_store(_import, create=True))

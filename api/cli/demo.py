@@ -41,6 +41,7 @@ PARKING_SECONDS = 150
 PARKING_PHOTO = "000073_jpg.rf.bb6ffe8d45c40e86c86d0be90d08239d.jpg"
 LANE_SECONDS = 90
 CN_GARBAGE_VAL = REPO.parent / "shared" / "datasets" / "cn-garbage"
+SITE_CONFIG = REPO / "configs" / "site.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--footage", type=Path, default=DASHCAM, help="dashcam clip (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the jobs")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="site config (default: GRIDPATROL_SITE_CONFIG, else configs/site.yaml here or in the "
+        f"repository, {SITE_CONFIG})",
+    )
     p.set_defaults(handler=run_demo)
 
 
@@ -105,7 +112,7 @@ def _credentials(services: Any, data_dir: Path) -> dict[str, str]:
     from api.storage.models import Device, User
 
     path = data_dir / "demo-credentials.json"
-    creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    creds = _saved_credentials(path)
     with services.factory() as session:
         from sqlalchemy import select
 
@@ -137,6 +144,51 @@ def _credentials(services: Any, data_dir: Path) -> dict[str, str]:
     return creds
 
 
+def _saved_credentials(path: Path) -> dict[str, str]:
+    """The credentials an earlier run kept in `path` ({} when there is none); CommandError naming the
+    file when it cannot be used (the demo would otherwise make new ones and lose the old)."""
+    try:
+        creds = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CommandError(
+            f"{path}: cannot be read as the demo's credentials ({why}); remove it together with the "
+            "database, or restore it"
+        ) from None
+    if not isinstance(creds, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in creds.items()
+    ):
+        raise CommandError(
+            f"{path}: not the demo's credentials (a JSON object of names and passwords or keys); "
+            "remove it together with the database, or restore it"
+        )
+    return creds
+
+
+def _site_config(option: Path | None, environ: Any = os.environ) -> Path:
+    """The site config the demo's jobs use: --config, else GRIDPATROL_SITE_CONFIG, else
+    configs/site.yaml in the current folder, else the repository's (the demo run from elsewhere).
+    CommandError when the chosen file is not there (every job would fail on it)."""
+    if option is not None:
+        path, named = option, "--config"
+    elif environ.get("GRIDPATROL_SITE_CONFIG"):
+        path, named = Path(environ["GRIDPATROL_SITE_CONFIG"]), "GRIDPATROL_SITE_CONFIG"
+    else:
+        here = Path("configs") / "site.yaml"
+        path, named = (here if here.is_file() else SITE_CONFIG), "site config"
+    if not path.is_file():
+        raise CommandError(f"{named}: {path}: no such config file")
+    from detect.config import ConfigError, load_config
+
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        raise CommandError(f"{named}: {exc}") from None
+    return path.resolve()
+
+
 def _grid(services: Any) -> None:
     from sqlalchemy import func, select
 
@@ -164,10 +216,11 @@ def run_demo(args: argparse.Namespace) -> int:
     if not args.footage.is_file():
         raise CommandError(f"sample footage not found: {args.footage}")
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(site_config=_site_config(args.config))
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
     print(f"database: {settings.url.split('@')[-1]}   data folder: {settings.data_dir.resolve()}")
+    print(f"site config: {settings.site_config}")
     services = Services.build(settings)
     try:
         _grid(services)
@@ -196,6 +249,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 ("fixed camera over a lane", lane_clip, "demo-cam-02", "demo-cam-02"),
             ]
             jobs = []
+            failed = []
             for label, path, device, camera in uploads:
                 with open(path, "rb") as fh:
                     r = http.post(
@@ -232,6 +286,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     time.sleep(1.0)
                 if job["status"] == "failed":
                     print(f"  job {job_id} failed: {job.get('error')}")
+                    failed.append(f"job {job_id} ({label})")
             listing = {"sort": "last_seen", "order": "desc"}
             cases = http.get("/api/cases", headers=admin, params=listing).json()
         items = cases.get("items", cases) if isinstance(cases, dict) else cases
@@ -248,4 +303,6 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+    if failed:
+        raise CommandError(f"{len(failed)} of {len(jobs)} job(s) failed: {', '.join(failed)} (see above)")
     return 0

@@ -63,6 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, WorkshopError) as exc:
         print(f"gridpatrol {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except TimeoutError as exc:
+        # api.storage.db's DatabaseBusy (a TimeoutError) from any command that writes: one line, not a
+        # traceback. Looked up only when one is raised, so that commands without a database stay light.
+        db = sys.modules.get("api.storage.db")
+        if db is None or not isinstance(exc, db.DatabaseBusy):
+            raise
+        from api.cli.service import busy_message
+
+        print(f"gridpatrol {args.command}: error: {busy_message(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -12,12 +12,8 @@ import argparse
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from api.cli import CommandError
-
-if TYPE_CHECKING:
-    from api.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,30 +84,9 @@ def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
         raise CommandError(f"{option}: '{text}' is out of range in UTC (years 1 to 9999)") from None
 
 
-def check_database_exists(settings: Settings) -> None:
-    """CommandError unless the SQLite file the settings name exists: a command that only reads the
-    case database must not create an empty one (a mistyped --database-url) and report nothing in it.
-    Other databases are reached over the network and refuse a missing database themselves."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(settings.url)
-    except ArgumentError as exc:
-        raise CommandError(f"database URL: {exc}") from None
-    if url.get_backend_name() != "sqlite":
-        return
-    database = url.database or ":memory:"
-    if database == ":memory:" or not Path(database).is_file():
-        raise CommandError(
-            f"database not found: {database} (--database-url or GRIDPATROL_DATABASE_URL); "
-            "an export reads an existing case database and creates none"
-        )
-
-
 def run_from_reviews(args: argparse.Namespace) -> int:
     from api.cases.review_labels import read_frame, reviewed_frames
-    from api.cli.service import _services, _settings
+    from api.cli.service import _services
     from detect.config import ConfigError, load_config
     from detect.model.commands import DEFAULT_RECIPE
     from detect.model.dataset import DatasetError, load_recipe
@@ -141,8 +116,7 @@ def run_from_reviews(args: argparse.Namespace) -> int:
             f"--new-class: {known or args.new_class} must be new, distinct class names (the recipe has "
             f"{', '.join(recipe.classes)})"
         )
-    check_database_exists(_settings(args))
-    services = _services(args)
+    services = _services(args)  # an existing database: an export creates none
     try:
         try:
             kinds = dict(load_config(args.config or services.settings.site_config).kinds)

@@ -39,18 +39,81 @@ def _settings(args: argparse.Namespace) -> Any:
         raise CommandError(str(exc)) from None
 
 
-def _services(args: argparse.Namespace) -> Any:
+def _services(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The services on the database the settings name, migrated to the latest schema.
+
+    `create`: a command that sets a site up (serve, db upgrade, user / device / camera add, grid
+    import, camera import) may create that database. Every other command only works on an existing
+    one: a mistyped GRIDPATROL_DATA_DIR or --database-url is refused, not answered from a new empty
+    database ("0 users", "0 problems") left behind at the typo."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from api.services import Services
+    from api.storage.db import DatabaseBusy, current_revision, migrate
 
     settings = _settings(args)
+    if not create:
+        _require_database_file(settings.url)
     try:
-        return Services.build(settings)
+        services = Services.build(settings, migrate_db=False)
+        try:
+            if not create and current_revision(services.engine) is None:
+                raise CommandError(
+                    f"no gridpatrol database at {_where(settings.url)}: it has no gridpatrol schema; "
+                    f"{_CREATES_NONE}"
+                )
+            migrate(services.engine)
+        except BaseException:
+            services.close()
+            raise
+        return services
     except SQLAlchemyError as exc:
         raise CommandError(
             f"cannot open the database: {type(exc).__name__}: {exc.args[0] if exc.args else exc}"
         ) from None
+    except DatabaseBusy as exc:
+        raise CommandError(busy_message(exc)) from None
+
+
+_CREATES_NONE = (
+    "this command reads an existing database and creates none (check GRIDPATROL_DATA_DIR, "
+    "GRIDPATROL_DATABASE_URL or --database-url; `gridpatrol db upgrade` creates one)"
+)
+
+
+def busy_message(exc: Exception) -> str:
+    """DatabaseBusy as the command's one-line error."""
+    return f"database busy ({exc}: another process is writing to it): retry"
+
+
+def _where(url: str) -> str:
+    """The database a URL names, for a message (no password)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or ":memory:"
+    return parsed.render_as_string(hide_password=True)
+
+
+def _require_database_file(url: str) -> None:
+    """CommandError unless the SQLite file the URL names exists (nothing is created on the way: not
+    its folder either). Other databases are reached over the network and refuse a missing database
+    themselves; an empty one is found by its missing schema."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise CommandError(f"database URL: {exc}") from None
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database or ":memory:"
+    if database == ":memory:" or not Path(database).is_file():
+        raise CommandError(f"database not found: {database}; {_CREATES_NONE}")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -67,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
             app: Any = create_app(settings, run_worker=not args.no_worker)
             services = app.state.services
         else:  # migrated here, once, before the processes start
-            services = _services(args)
+            services = _services(args, create=True)
     except CommandError:
         raise
     except Exception as exc:  # a database that cannot be reached or migrated
@@ -180,7 +243,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     from api.storage.db import current_revision
 
-    services = _services(args)
+    services = _services(args, create=True)
     print(f"database at revision {current_revision(services.engine)}")
     return 0
 
@@ -216,7 +279,7 @@ def _account_change(services: Services) -> Iterator[Session]:
 def _user_add(args: argparse.Namespace) -> int:
     from api.accounts.accounts import create_user
 
-    services = _services(args)
+    services = _services(args, create=True)
     password = _password(args)
     from api.accounts.accounts import Role
     from api.cases.acting import no_cells_notice, team_has_cells
@@ -297,7 +360,7 @@ def _user_passwd(args: argparse.Namespace) -> int:
 def _device_add(args: argparse.Namespace) -> int:
     from api.accounts.accounts import create_device
 
-    services = _services(args)
+    services = _services(args, create=True)
     with _account_change(services) as session:
         device, key = create_device(session, name=args.name, camera_id=args.camera, runner=args.runner)
     print(f"device {device.name} added; its key (shown only now):")
@@ -357,17 +420,26 @@ def _device_rotate(args: argparse.Namespace) -> int:
 
 
 def _grid_import(args: argparse.Namespace) -> int:
-    from api.cases.grids import GridImportError, import_cells, load_geojson_file
+    from api.cases.grids import GridImportError, GridReplaceRefused, import_cells, load_geojson_file
 
     try:
         cells = load_geojson_file(args.file)
     except GridImportError as exc:
         raise CommandError(f"{args.file}: " + "\n  ".join(exc.problems)) from None
-    services = _services(args)
+    services = _services(args, create=True)
     with services.factory() as session:
-        count = import_cells(session, cells=cells)
+        try:
+            replacement = import_cells(session, cells=cells, force=args.force)
+        except GridReplaceRefused as exc:
+            raise CommandError(
+                f"{args.file}: not imported: it would leave open cases behind:\n  "
+                + "\n  ".join(exc.extra["stranded"])
+                + "\nClose or dispatch them first, or import anyway with --force"
+            ) from None
         session.commit()
-    print(f"imported {count} grid cells from {args.file}")
+    for line in replacement.warnings():
+        print(f"warning: {line}")
+    print(f"imported {len(cells)} grid cells from {args.file}")
     return 0
 
 
@@ -618,6 +690,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = p.add_subparsers(dest="grid_command", metavar="ACTION")
     q = sub.add_parser("import", help="replace the grid cells with a GeoJSON FeatureCollection")
     q.add_argument("file")
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="import although a removed or re-teamed cell holds open cases (they keep their cell and team)",
+    )
     db_option(q)
     q.set_defaults(handler=_grid_import)
 

@@ -426,6 +426,11 @@ class GridMap(Schema):
 
 class GridImport(Schema):
     imported: int = Field(description="cells now in the grid")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="removed or re-teamed cells that hold open cases (imported with force=true), and "
+        "cells whose areas overlap (a position in both goes to the smaller id)",
+    )
 
 
 # --- accounts ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 
 try:
     import fcntl
@@ -299,7 +299,7 @@ def migrate(engine: Engine, revision: str = "head") -> bool:
 
     config = _alembic_config(engine)
     target = {script.revision for script in ScriptDirectory.from_config(config).get_revisions(revision)}
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         from alembic.migration import MigrationContext
 
         current = set(MigrationContext.configure(conn).get_current_heads())
@@ -315,5 +315,11 @@ def migrate(engine: Engine, revision: str = "head") -> bool:
 def current_revision(engine: Engine) -> str | None:
     from alembic.migration import MigrationContext
 
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def _reading(engine: Engine) -> Connection:
+    """A connection that only reads (SQLite: a deferred transaction, no write lock): a command that
+    checks the schema's revision does not wait behind another process's long write."""
+    return engine.execution_options(gridpatrol_readonly=True).connect()

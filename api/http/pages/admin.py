@@ -34,7 +34,7 @@ from api.accounts import accounts
 from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError, Principal, Role
 from api.cases import stats, webhooks
 from api.cases.acting import dispatch_teams, team_has_cells
-from api.cases.grids import CellInfo, GridImportError, import_cells, parse_geojson
+from api.cases.grids import CellInfo, GridImportError, GridReplaceRefused, import_cells, parse_geojson
 from api.cases.webhooks import DeliveryStatus, WebhookInputError, WebhookTargetRefused
 from api.errors import InputError
 from api.http.i18n import Translator
@@ -612,14 +612,25 @@ async def import_grid(
         )
         return await _grid_page(request, principal, services, problem=problem)
 
-    def work(session: Session) -> GridChange:
+    force = form.get("force") == "1"
+
+    def work(session: Session) -> tuple[GridChange, list[str]]:
         before = set(session.scalars(select(GridCell.id)))
         now = {cell.id for cell in cells}
-        count = import_cells(session, cells=cells)
-        return GridChange(count, len(now - before), len(now & before), len(before - now))
+        replacement = import_cells(session, cells=cells, force=force)
+        change = GridChange(len(cells), len(now - before), len(now & before), len(before - now))
+        return change, replacement.warnings()
 
-    change: GridChange = await _write(services, work)
+    try:
+        change, warnings = await _write(services, work)
+    except GridReplaceRefused as exc:
+        problem = Problem(
+            t("admin.grid.error.stranded", file=file.filename), exc.status, exc.extra["stranded"], at="form"
+        )
+        return await _grid_page(request, principal, services, problem=problem)
     services.grid_cache.invalidate()
+    for warning in warnings:
+        log.warning("grid import by %s from %s: %s", principal.name, file.filename, warning)
     log.info("admin %s imported %d grid cells from %s", principal.name, change.imported, file.filename)
     return _back(
         "grid",

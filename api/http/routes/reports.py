@@ -98,20 +98,35 @@ def get_grids(principal: Reader, session: ReadSessionDep) -> dict[str, Any]:
 @router.put(
     "/grids",
     response_model=schemas.GridImport,
-    responses={**schemas.BODY_ERRORS, **schemas.WRITE_FAULTS},
+    responses={
+        **schemas.BODY_ERRORS,
+        **schemas.WRITE_FAULTS,
+        **schemas.error_responses(
+            409, described={409: "removed or re-teamed cells hold open cases (force=true imports anyway)"}
+        ),
+    },
 )
 def put_grids(
     principal: Admin,
     session: SessionDep,
     services: ServicesDep,
     geojson: Annotated[dict[str, Any], Body(description="a FeatureCollection of Polygon/MultiPolygon cells")],
+    force: Annotated[
+        bool,
+        Query(
+            description="import although a removed or re-teamed cell holds open cases (they keep their "
+            "cell and team); without it such an import is a 409 naming each cell"
+        ),
+    ] = False,
 ) -> schemas.GridImport:
     """Replace the grid cells (admin). A file that cannot be imported is a 422 naming each bad
-    feature."""
-    count = import_cells(session, cells=parse_geojson(geojson))
+    feature; one that would strand open cases (their cell removed or given to another team) is a 409
+    naming each such cell, unless `force`."""
+    cells = parse_geojson(geojson)
+    replacement = import_cells(session, cells=cells, force=force)
     session.commit()
     services.grid_cache.invalidate()
-    return schemas.GridImport(imported=count)
+    return schemas.GridImport(imported=len(cells), warnings=replacement.warnings())
 
 
 @router.get("/coverage", response_model=schemas.Coverage)

@@ -1,0 +1,151 @@
+"""How the `gridpatrol` service commands open the database: commands that only read or change what
+is there refuse a database that does not exist (a mistyped path) instead of creating an empty one;
+a database busy with another process's write is one line, never a traceback."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.cameras.registry import CameraWatch
+from api.cli.main import main
+from api.services import Services
+from tests.api.api_testkit import make_settings
+
+READING = [
+    ["user", "list"],
+    ["user", "deactivate", "alice"],
+    ["device", "list"],
+    ["device", "revoke", "van-1"],
+    ["camera", "list"],
+    ["camera", "disable", "cam-1"],
+    ["worker", "--once"],
+    ["evidence", "verify"],
+    ["evidence", "orphans"],
+    ["evidence", "checkpoint"],
+]
+
+
+@pytest.mark.parametrize("argv", READING, ids=[" ".join(a) for a in READING])
+def test_a_command_that_reads_never_creates_a_database(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "nonexist"
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(data))
+    monkeypatch.delenv("GRIDPATROL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("GRIDPATROL_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    assert main(["-q", *argv]) == 1
+    err = capsys.readouterr().err
+    assert f"error: database not found: {data / 'gridpatrol.db'}; this command reads an existing" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not data.exists() and not (tmp_path / "checkpoints").exists()
+
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    assert main(["-q", *argv, "--database-url", f"sqlite:///{missing}"]) == 1
+    assert f"error: database not found: {missing}" in capsys.readouterr().err
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_an_empty_file_is_no_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    assert main(["-q", "user", "list", "--database-url", f"sqlite:///{empty}"]) == 1
+    assert f"error: no gridpatrol database at {empty}: it has no gridpatrol schema" in capsys.readouterr().err
+    with sqlite3.connect(empty) as conn:  # not migrated into one
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_commands_that_set_a_site_up_create_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GRIDPATROL_PASSWORD", "correct horse battery")
+    for n, argv in enumerate(
+        [
+            ["db", "upgrade"],
+            ["user", "add", "root", "--role", "admin"],
+            ["device", "add", "van-1"],
+            ["camera", "add", "cam-1", "--url", "rtsp://cam.example/1"],
+        ]
+    ):
+        data = tmp_path / f"site-{n}"
+        monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(data))
+        assert main(["-q", *argv]) == 0, capsys.readouterr().err
+        assert (data / "gridpatrol.db").is_file()
+        assert main(["-q", "user", "list"]) == 0  # and the reading commands then find it
+    assert "error" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A site's database (SQLite, 1 s busy timeout) with one admin; yields the file."""
+    db = tmp_path / "data" / "gridpatrol.db"
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(db.parent))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", f"sqlite:///{db}?timeout=1")
+    monkeypatch.setenv("GRIDPATROL_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("correct horse battery\n"))
+    assert main(["-q", "user", "add", "root", "--role", "admin", "--password-stdin"]) == 0
+    yield db
+
+
+@pytest.fixture
+def writer_lock(site: Path) -> Iterator[None]:
+    """Another process's long write: the flock on `<file>-writer.lock` held (a second open file
+    description conflicts with this process's own, as another process's would)."""
+    fd = os.open(f"{site}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def test_a_busy_database_is_one_line(
+    writer_lock: None, site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    # commands that only read do not wait for the write lock at all
+    assert main(["-q", "user", "list"]) == 0
+    assert main(["-q", "evidence", "orphans"]) == 0
+    assert "root" in capsys.readouterr().out
+    # those that write give up after the busy timeout, in one line
+    monkeypatch.setenv("GRIDPATROL_PASSWORD", "correct horse battery")
+    for argv in (["user", "add", "bob", "--role", "viewer"], ["device", "add", "van-2"]):
+        assert main(["-q", *argv]) == 1
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == [
+            f"gridpatrol {argv[0]}: error: database busy (database is busy: no write lock within 1 s: "
+            "another process is writing to it): retry"
+        ]
+
+
+def test_the_camera_watch_logs_a_busy_database_in_one_line(
+    writer_lock: None, site: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = Services.build(make_settings(tmp_path, f"sqlite:///{site}?timeout=0.2"))
+    watch = CameraWatch(services.factory, offline_after_s=60.0, every_s=0.05)
+    try:
+        with caplog.at_level(logging.WARNING, logger="api.periodic"):
+            watch.start()
+            watch._stop.wait(0.6)
+            watch.stop()
+    finally:
+        services.close()
+    records = [r for r in caplog.records if r.name == "api.periodic"]
+    assert records, "no round met the busy database"
+    for record in records:
+        assert record.exc_info is None and record.levelno == logging.WARNING
+        assert record.getMessage() == (
+            "gridpatrol-camera-watch: a round was skipped: database is busy: no write lock within 0.2 s"
+        )
