@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,21 +73,34 @@ def sniff_video(head: bytes) -> str | None:
     return None
 
 
+_NMEA_SENTENCE = re.compile(r"\$[A-Z][A-Z0-9]{4},")  # as streams.gps reads it
+
+
 def sniff_track(head: bytes) -> str | None:
-    try:
-        text = head.decode("utf-8", errors="strict").lstrip("\ufeff \t\r\n")
-    except UnicodeDecodeError:
-        # a multi-byte character cut at the sniff boundary is fine
+    """The media type of a GPS track by its first bytes, telling the formats apart as
+    streams.gps.sniff_format does (which this package may not import): XML (GPX, maybe after a comment),
+    NMEA sentences in its first 20 lines (a logger's header line may come first), else CSV with a
+    comma-, semicolon- or tab-separated header; UTF-8, or UTF-16 with its byte-order mark. None: not
+    a track (binary, or no separated header)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore")
+    else:
         try:
-            text = head[:-3].decode("utf-8").lstrip("\ufeff \t\r\n")
+            text = head.decode("utf-8", errors="strict")
         except UnicodeDecodeError:
-            return None
-    if text.startswith(("<?xml", "<gpx")):
+            try:  # a multi-byte character cut at the sniff boundary is fine
+                text = head[:-3].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    text = text.lstrip("\ufeff \t\r\n")
+    if "\x00" in text:
+        return None
+    if text.startswith("<"):
         return "application/gpx+xml"
-    if text.startswith("$"):
+    if any(_NMEA_SENTENCE.search(line) for line in text.splitlines()[:20]):
         return "text/x-nmea"
     first_line = text.split("\n", 1)[0]
-    if "," in first_line and "\x00" not in text:
+    if any(sep in first_line for sep in (",", ";", "\t")):
         return "text/csv"
     return None
 

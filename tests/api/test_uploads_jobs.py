@@ -405,3 +405,33 @@ def test_missing_pipeline_fails_the_job_clearly(tmp_path: Path, sqlite_url: str)
         assert json.dumps(job.error)
     finally:
         services.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "kind"),
+    [
+        ("semicolons.csv", b"time;lat;lon\n2026-12-01T08:00:00+08:00;31.2;121.4\n", "text/csv"),
+        ("tabs.csv", b"time\tlat\tlon\n2026-12-01T08:00:00+08:00\t31.2\t121.4\n", "text/csv"),
+        ("utf16.csv", "time,lat,lon\n2026-12-01T08:00:00+08:00,31.2,121.4\n".encode("utf-16"), "text/csv"),
+        (
+            "commented.gpx",
+            b"<!-- exported by a phone app -->\n<gpx><trk><trkseg>"
+            b'<trkpt lat="31.2" lon="121.4"><time>2026-12-01T00:00:00Z</time></trkpt>'
+            b"</trkseg></trk></gpx>",
+            "application/gpx+xml",
+        ),
+        (
+            "header.nmea",
+            b"# logger v2, serial 1234\n$GPRMC,080000.00,A,3015.0000,N,12008.4000,E,0.0,0.0,011226,,,A*58\n",
+            "text/x-nmea",
+        ),
+    ],
+)
+def test_every_track_the_reader_reads_is_taken(tmp_path: Path, name: str, data: bytes, kind: str) -> None:
+    """The upload's sniffing agrees with streams.gps: what load_track reads is not refused with 415."""
+    from streams.gps import load_track
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert len(load_track(path).fixes) == 1
+    assert sniff_track(data[:4096]) == kind
