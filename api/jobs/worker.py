@@ -36,6 +36,7 @@ from api.cases.chalking import ChalkPolicy
 from api.cases.grids import GridCache
 from api.cases.incident import IncidentPayload
 from api.cases.ingest import IncidentIn, file_committed
+from api.errors import is_disk_full
 from api.jobs import queue
 from api.jobs.track_fit import TrackFit, measure_track_fit, start_time_utc
 from api.jobs.track_shape import write_track_shape
@@ -355,8 +356,13 @@ class Worker:
         except JobFailed as exc:
             error = masked(str(exc))
         except Exception as exc:
-            log.exception("job %s failed", claim.job_id)
-            error = masked(f"internal error while processing ({type(exc).__name__}: {exc})")[:2000]
+            full = next((e for e in (exc, exc.__cause__) if e is not None and is_disk_full(e)), None)
+            if full is not None:  # not a bug: the server's disk, named (logged once below)
+                where = getattr(full, "filename", None) or out_dir
+                error = f"no space left on device writing {where}: free space, then send the footage again"
+            else:
+                log.exception("job %s failed", claim.job_id)
+                error = masked(f"internal error while processing ({type(exc).__name__}: {exc})")[:2000]
         finally:
             done.set()
             heart.join()

@@ -407,6 +407,36 @@ def test_missing_pipeline_fails_the_job_clearly(tmp_path: Path, sqlite_url: str)
         services.close()
 
 
+def test_a_full_disk_during_a_job_is_named_not_a_bug(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pipeline's write fails for want of space (ENOSPC, as a full jobs or evidence folder gives it):
+    the job fails saying so and what to do, one log line and no traceback logged as a bug."""
+    import errno
+
+    settings = make_settings(tmp_path, sqlite_url)
+    services = Services.build(settings)
+    full = tmp_path / "jobs" / "evidence" / "a.jpg"
+
+    def no_space(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        raise OSError(errno.ENOSPC, "No space left on device", str(full))
+        yield
+
+    try:
+        job_id = _queue_upload(services, tmp_path, "fulldisk")
+        worker = Worker(services.factory, settings, pipeline=no_space, config_loader=lambda: None)
+        with caplog.at_level(logging.WARNING):
+            assert worker.run_once()
+        with services.factory() as session:
+            job = session.get(Job, job_id)
+            assert job.status == "failed"
+            said = f"no space left on device writing {full}: free space, then send the footage again"
+            assert job.error == said
+        assert "Traceback" not in caplog.text and "internal error" not in caplog.text
+    finally:
+        services.close()
+
+
 @pytest.mark.parametrize(
     ("name", "data", "kind"),
     [
