@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import html
 import ipaddress
 import json
 import threading
@@ -11,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from api.cases.webhook_targets import IPAddress, TargetPolicy, TargetUnresolved, system_resolver
@@ -22,6 +25,7 @@ from api.cases.webhooks import (
     enqueue,
     sign,
 )
+from api.http.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
 from api.services import Services
 from api.storage.models import WebhookDelivery
 from tests.api.api_testkit import LiveServer, free_port, incident_json, post_incident
@@ -40,7 +44,7 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append(
-                    {"headers": dict(self.headers), "body": body, "at": time.monotonic()}
+                    {"headers": dict(self.headers), "body": body, "at": time.monotonic(), "path": self.path}
                 )
                 time.sleep(receiver.delay_s)
                 code = receiver.script.pop(0) if receiver.script else 200
@@ -162,6 +166,45 @@ def test_dead_endpoint_never_slows_case_handling(server: LiveServer) -> None:
         assert "ConnectError" in dead[0]["last_error"]
     finally:
         slow.close()
+
+
+def test_a_webhook_url_s_secrets_are_masked_in_answers_and_pages_but_sent(server: LiveServer) -> None:
+    """user:password@ and ?token= of a webhook's URL are *** in the API's answers and the admin pages
+    (the secret's page, the list); the delivery still goes with them (Basic auth, the query)."""
+    receiver = Receiver()
+    port = receiver.httpd.server_address[1]
+    url = f"http://hookuser:HookS3cret@127.0.0.1:{port}/ok?token=QTOKEN123&team=7"
+    masked = f"http://hookuser:***@127.0.0.1:{port}/ok?token=***&team=7"
+    token = server.tokens["admin"]
+    page = httpx.Client(
+        base_url=server.url,
+        cookies={SESSION_COOKIE: token, "gp_lang": "en"},
+        headers={CSRF_HEADER: csrf_token_for(token), "Accept": "text/html", "Origin": server.url},
+        timeout=30,
+    )
+    try:
+        with server.client("admin") as admin, page:
+            created = admin.post("/api/webhooks", json={"url": url})
+            assert created.status_code == 201, created.text
+            assert created.json()["url"] == masked
+            secret_page = page.post("/admin/webhooks", data={"url": url, "csrf_token": csrf_token_for(token)})
+            assert secret_page.status_code == 200 and html.escape(masked) in secret_page.text
+            assert [h["url"] for h in admin.get("/api/webhooks").json()] == [masked, masked]
+            listed = page.get("/admin/webhooks")
+            assert listed.status_code == 200 and html.escape(masked) in listed.text
+            _file_case(server, "wh-masked")
+            receiver.wait(2)
+            deliveries = admin.get("/api/webhooks/deliveries").text
+            answers = created.text + secret_page.text + listed.text + deliveries
+            answers += admin.get("/api/webhooks").text + page.get("/admin/webhooks").text
+            for secret in ("HookS3cret", "QTOKEN123"):
+                assert secret not in answers
+        request = receiver.requests[0]
+        assert request["path"] == "/ok?token=QTOKEN123&team=7"
+        auth = {k.lower(): v for k, v in request["headers"].items()}["authorization"]
+        assert auth == "Basic " + base64.b64encode(b"hookuser:HookS3cret").decode()
+    finally:
+        receiver.close()
 
 
 # --- where webhooks may go ------------------------------------------------------------------------
