@@ -8,8 +8,10 @@ import hmac
 import html
 import ipaddress
 import json
+import socket
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -205,6 +207,93 @@ def test_a_webhook_url_s_secrets_are_masked_in_answers_and_pages_but_sent(server
         assert auth == "Basic " + base64.b64encode(b"hookuser:HookS3cret").decode()
     finally:
         receiver.close()
+
+
+class Dripper:
+    """A receiver that takes the request, sends `at_once`, then `drip` a byte every `every_s` seconds
+    (httpx's timeouts bound each read, so each byte keeps the request alive)."""
+
+    def __init__(self, at_once: bytes, drip: bytes, every_s: float = 0.3) -> None:
+        self.at_once, self.drip, self.every_s = at_once, drip, every_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += conn.recv(65536)
+            try:
+                conn.sendall(self.at_once)
+                for byte in self.drip:
+                    if self.closed.wait(self.every_s):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:  # the sender gave up
+                return
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def _send_behind_a_dripper(services: Services, dripper: Dripper) -> tuple[WebhookDelivery, WebhookDelivery]:
+    """One delivery to `dripper`, then one to a quick receiver, sent by one run_once with a 1 s
+    deadline; the quick one must be delivered within a few seconds whatever the dripper does."""
+    quick = Receiver()
+    targets = TargetPolicy(["127.0.0.1"])
+    try:
+        with services.factory() as session:
+            create_webhook(session, url=dripper.url, events=None, secret=None, targets=targets)
+            create_webhook(session, url=quick.url, events=None, secret=None, targets=targets)
+            enqueue(session, event="case.filed", case_id=None, payload={"id": 1})
+            session.commit()
+        dispatcher = WebhookDispatcher(services.factory, targets=targets, timeout_s=1.0, backoff_s=30)
+        t0 = time.monotonic()
+        sender = threading.Thread(target=dispatcher.run_once, daemon=True)
+        sender.start()
+        sender.join(6)
+        assert not sender.is_alive(), "the slow receiver held the sender"
+        assert time.monotonic() - t0 < 4
+        with services.read_factory() as session:
+            slow, sent = session.query(WebhookDelivery).order_by(WebhookDelivery.webhook_id).all()
+        assert sent.status == DeliveryStatus.DELIVERED and len(quick.requests) == 1
+        return slow, sent
+    finally:
+        dripper.close()
+        quick.close()
+
+
+def test_a_receiver_dripping_its_answer_fails_at_the_total_deadline_and_is_retried(
+    services: Services,
+) -> None:
+    """A receiver sending its status line and headers a byte at a time is cut off at the delivery's
+    deadline (timeout_s in all), not when it is done: a failed attempt with the reason, retried with
+    the backoff; the delivery behind it is not held up."""
+    dripper = Dripper(b"", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    slow, _ = _send_behind_a_dripper(services, dripper)
+    assert slow.status == DeliveryStatus.PENDING and slow.attempts == 1
+    assert slow.last_error == "timed out: no answer within 1 s in all"
+    assert slow.last_status_code is None
+    assert slow.next_attempt_at > slow.created_at + timedelta(seconds=20)  # the backoff
+
+
+def test_a_receiver_dripping_its_body_is_delivered_without_waiting_for_it(services: Services) -> None:
+    """A 200 whose body comes a byte every 0.3 s (Content-Length: 100): the status is the answer; the
+    body is never read, so the sender moves on at once."""
+    dripper = Dripper(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", b"x" * 100)
+    slow, _ = _send_behind_a_dripper(services, dripper)
+    assert slow.status == DeliveryStatus.DELIVERED and slow.last_status_code == 200
 
 
 # --- where webhooks may go ------------------------------------------------------------------------
