@@ -233,6 +233,55 @@ def _head_deleted(w: World, conn: Connection) -> list[str]:
     return ["ledger: the recorded head row is missing"]
 
 
+def _and_case_1_closed(w: World, conn: Connection) -> str:
+    """A second alteration, to show the check goes on past an unreadable entry."""
+    conn.execute(text("UPDATE cases SET status = 'closed' WHERE id = 1"))
+    return f"case {w.numbers[1]} status is closed but its custody chain says pending_review"
+
+
+def _detail_not_json(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("UPDATE custody_entries SET detail = '{not json' WHERE case_id = 3 AND seq = 1"))
+    return [
+        f"case {w.numbers[3]} custody entry 1 (case_created): its detail is not JSON",
+        f"case {w.numbers[3]} custody entry 1: entry altered",
+        _and_case_1_closed(w, conn),
+    ]
+
+
+def _detail_a_list(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("UPDATE custody_entries SET detail = '[1,2]' WHERE case_id = 3 AND seq = 1"))
+    return [
+        f"case {w.numbers[3]} custody entry 1 (case_created): its detail is not a JSON object",
+        _and_case_1_closed(w, conn),
+    ]
+
+
+def _detail_misshapen(w: World, conn: Connection) -> list[str]:
+    edit = text("UPDATE custody_entries SET detail = :d WHERE case_id = :c AND seq = :s")
+    conn.execute(edit, {"d": '{"from":"pending_review"}', "c": 3, "s": 2})
+    conn.execute(edit, {"d": '{"incident_id":"b","evidence":[{"role":1}]}', "c": 2, "s": 1})
+    return [
+        f"case {w.numbers[3]} custody entry 2 (transition): its to is missing",
+        f"case {w.numbers[2]} custody entry 1 (case_created): its role is not a text",
+        _and_case_1_closed(w, conn),
+    ]
+
+
+def _time_garbled(w: World, conn: Connection) -> list[str]:
+    if conn.dialect.name != "sqlite":
+        pytest.skip("only SQLite keeps a time as text that an edit can make anything")
+    conn.execute(text("UPDATE custody_entries SET at = 'garbage' WHERE case_id = 3 AND seq = 1"))
+    return [
+        f"case {w.numbers[3]} custody entry 1: entry altered (its time 'garbage' is no time)",
+        _and_case_1_closed(w, conn),
+    ]
+
+
+def _head_table_dropped(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("DROP TABLE custody_ledger_head"))
+    return ["ledger: the recorded head's table (custody_ledger_head) is missing", _and_case_1_closed(w, conn)]
+
+
 TAMPERING: dict[str, Callable[[World, Connection], list[str]]] = {
     "last entry of a case deleted": _last_entry_of_case,
     "last entry of the ledger deleted": _last_entry_of_ledger,
@@ -255,6 +304,11 @@ TAMPERING: dict[str, Callable[[World, Connection], list[str]]] = {
     "evidence bytes flipped": _evidence_bytes_flipped,
     "custody entry edited": _entry_edited,
     "ledger head deleted": _head_deleted,
+    "custody entry's detail not JSON": _detail_not_json,
+    "custody entry's detail a list": _detail_a_list,
+    "custody entry's detail misshapen": _detail_misshapen,
+    "custody entry's time garbled": _time_garbled,
+    "ledger head table dropped": _head_table_dropped,
 }
 
 
