@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import getpass
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -473,23 +475,31 @@ def _evidence_orphans(args: argparse.Namespace) -> int:
 
     from api.storage.models import EvidenceBlob
 
+    if not math.isfinite(args.older_than_min) or args.older_than_min < 0:
+        minutes = f"{args.older_than_min:g}"
+        raise CommandError(f"--older-than-min: must be a number of minutes, 0 or more (not {minutes})")
     services = _services(args)
     with services.read_factory() as session:
         referenced = set(session.scalars(select(EvidenceBlob.sha256)))
     with _store_faults():
         orphans = _orphans(services, referenced)
     min_age_s = args.older_than_min * 60
+
+    def still_orphan(name: str) -> bool:
+        with services.factory() as session:  # named since the listing (a request finishing): keep it
+            return session.scalar(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == name)) is None
+
     removed = 0
     for entry, age_s in orphans:
         old_enough = age_s >= min_age_s
         if args.remove and old_enough:
-            with services.factory() as session:  # named again since the listing: keep it
-                if session.scalar(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == entry.name)):
-                    continue
-            with _store_faults():
-                services.store.delete_entry(entry)
-            removed += 1
-            log.info("removed orphan evidence file %s (stored %s ago)", entry.where, _age(age_s))
+            with _store_faults():  # checked again just before: young again, or named now: kept
+                gone = services.store.delete_entry(
+                    entry, min_age_s=min_age_s, if_orphan=functools.partial(still_orphan, entry.name)
+                )
+            if gone:
+                removed += 1
+                log.info("removed orphan evidence file %s (stored %s ago)", entry.where, _age(age_s))
         else:
             note = "" if old_enough else f" (younger than {args.older_than_min:g} min: may be in flight)"
             print(f"{entry.where}  stored {_age(age_s)} ago{note}")

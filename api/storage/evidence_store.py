@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -124,7 +125,9 @@ class EvidenceFiles(Protocol):
 
     def entries(self) -> Iterator[StoreEntry]: ...
 
-    def delete_entry(self, entry: StoreEntry) -> None: ...
+    def delete_entry(
+        self, entry: StoreEntry, *, min_age_s: float = 0.0, if_orphan: Callable[[], bool] | None = None
+    ) -> bool: ...
 
     def sync(self, files: list[StoredFile]) -> None: ...
 
@@ -192,8 +195,13 @@ class EvidenceStore:
         """File a checked temporary file under its hash; False (and it removed) when already there."""
         final = self.path_for(sha256)
         if final.is_file():
-            os.unlink(tmp)
-            return False
+            try:  # claimed again (a device retrying): young again, so `evidence orphans` leaves it be
+                os.utime(final)
+            except FileNotFoundError:  # removed as an orphan just now: file this copy
+                pass
+            else:
+                os.unlink(tmp)
+                return False
         try:
             os.replace(tmp, final)
         except FileNotFoundError:  # the first file of its folder
@@ -220,10 +228,35 @@ class EvidenceStore:
                 continue
             yield StoreEntry(name, str(path), mtime, complete=complete)
 
-    def delete_entry(self, entry: StoreEntry) -> None:
-        """Delete what `entries()` listed (a caller checks first that no row names it)."""
+    def delete_entry(
+        self, entry: StoreEntry, *, min_age_s: float = 0.0, if_orphan: Callable[[], bool] | None = None
+    ) -> bool:
+        """Delete what `entries()` listed, unless it is younger than `min_age_s` now (a put of the
+        same bytes since the listing makes it young again) or `if_orphan()` says a row names it now;
+        True when deleted. A stored file is first moved aside, then checked, then deleted or put
+        back: a put of the same bytes meanwhile finds no file and files its own copy, so a case
+        about to reference it never finds it gone (one put back over it has the same bytes). One
+        left aside by a crash is a receiving file to the next listing."""
         path = self.path_for(entry.name) if entry.complete else self.root / entry.name
-        path.unlink(missing_ok=True)
+        aside = self.root / f".incoming-removing-{entry.name}" if entry.complete else path
+        try:
+            if entry.complete:
+                os.replace(path, aside)
+            written = aside.stat().st_mtime
+        except FileNotFoundError:  # removed since it was listed
+            return False
+        try:
+            keep = time.time() - written < min_age_s or (if_orphan is not None and not if_orphan())
+        except BaseException:
+            if aside != path:
+                os.replace(aside, path)
+            raise
+        if keep:
+            if aside != path:
+                os.replace(aside, path)
+            return False
+        aside.unlink(missing_ok=True)
+        return True
 
     def remove(self, sha256: str) -> bool:
         """Delete a stored file; only for one this process just created and no row references
