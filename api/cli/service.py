@@ -400,7 +400,9 @@ def _evidence_verify(args: argparse.Namespace) -> int:
             problem = services.store.verify(sha)
             if problem:
                 problems.append(f"evidence {sha}: {problem}")
-        orphans = _orphans(services, known | result.blobs)
+        unreadable: list[str] = []
+        orphans = _orphans(services, known | result.blobs, unreadable)
+        problems += [f"evidence folder {folder}; its files not checked for orphans" for folder in unreadable]
         for entry, _ in orphans:
             problem = services.store.verify(entry.name) if entry.complete else None
             if problem:
@@ -455,15 +457,18 @@ def _store_faults() -> Iterator[None]:
         raise CommandError(str(exc)) from None
 
 
-def _orphans(services: Services, referenced: set[str]) -> list[tuple[StoreEntry, float]]:
+def _orphans(
+    services: Services, referenced: set[str], unreadable: list[str]
+) -> list[tuple[StoreEntry, float]]:
     """Evidence files no blob row or custody entry names, and receiving files left by a killed
-    request: (the store's entry, age in seconds), oldest first."""
+    request: (the store's entry, age in seconds), oldest first. A store folder that cannot be
+    listed is added to `unreadable` ("<path>: <why>")."""
     import time
 
     now = time.time()
     found = [
         (entry, now - entry.mtime)
-        for entry in services.store.entries()
+        for entry in services.store.entries(unreadable=unreadable)
         if not entry.complete or entry.name not in referenced
     ]
     return sorted(found, key=lambda item: -item[1])
@@ -481,8 +486,11 @@ def _evidence_orphans(args: argparse.Namespace) -> int:
     services = _services(args)
     with services.read_factory() as session:
         referenced = set(session.scalars(select(EvidenceBlob.sha256)))
+    unreadable: list[str] = []
     with _store_faults():
-        orphans = _orphans(services, referenced)
+        orphans = _orphans(services, referenced, unreadable)
+    for folder in unreadable:
+        print(f"evidence folder {folder}; its files are not listed", file=sys.stderr)
     min_age_s = args.older_than_min * 60
 
     def still_orphan(name: str) -> bool:
@@ -505,7 +513,7 @@ def _evidence_orphans(args: argparse.Namespace) -> int:
             print(f"{entry.where}  stored {_age(age_s)} ago{note}")
     action = f"removed {removed}" if args.remove else "removed none (--remove deletes them)"
     print(f"{len(orphans)} orphan evidence file(s) referenced by no case; {action}")
-    return 0
+    return 1 if unreadable else 0
 
 
 def _evidence_checkpoint(args: argparse.Namespace) -> int:

@@ -231,8 +231,9 @@ class S3EvidenceStore:
         for sha, key, _ in self._objects():
             yield sha, key
 
-    def entries(self) -> Iterator[StoreEntry]:
-        """Every stored object, then every spool file a killed request left behind."""
+    def entries(self, *, unreadable: list[str] | None = None) -> Iterator[StoreEntry]:
+        """Every stored object, then every spool file a killed request left behind (`unreadable` is
+        never added to: a listing that fails is a ServiceFault)."""
         for sha, key, mtime in self._objects():
             yield StoreEntry(sha, f"s3://{self.bucket}/{key}", mtime)
         if self.spool_dir.is_dir():
