@@ -517,15 +517,27 @@ def _evidence_orphans(args: argparse.Namespace) -> int:
 
 
 def _evidence_checkpoint(args: argparse.Namespace) -> int:
+    """The ledger's head to a file outside the data folder, once everything `evidence verify`
+    checks in the database (the ledger, every case's chain and the facts it vouches for) agrees:
+    a checkpoint of a ledger with a problem would vouch for the problem."""
     from pathlib import Path
 
     from api.cases import checkpoints
+    from api.cases.audit import audit
 
+    if args.out is not None and (not args.out.strip() or args.out.endswith(("/", os.sep))):
+        raise CommandError(f"out: {args.out!r} is no file name: name the checkpoint's file")
     settings = _settings(args)
     services = _services(args)
     try:
-        with services.read_factory() as session:
-            checkpoint = checkpoints.take(session)
+        with services.read_factory() as session:  # the head checkpointed is the one audit checked
+            result = audit(session)
+        if result.problems:
+            raise CommandError(
+                f"not checkpointed: `gridpatrol evidence verify` finds {len(result.problems)} problem(s) "
+                f"in the custody records (the first: {result.problems[0]})"
+            )
+        checkpoint = checkpoints.of_head(result.head)
         path = checkpoints.write(
             checkpoint,
             out=Path(args.out) if args.out else None,

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -596,3 +598,80 @@ def test_migration_chains_existing_entries_into_the_ledger(db_url: str) -> None:
             ]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("out", "error"),
+    [
+        ("/proc/cp.json", "out: cannot write /proc/cp.json: no such file or directory"),
+        ("{tmp}/a-file/cp.json", "out: cannot write {tmp}/a-file/cp.json: {tmp}/a-file is not a folder"),
+        ("{tmp}/a-file/x/cp.json", "out: cannot write {tmp}/a-file/x/cp.json: {tmp}/a-file is not a folder"),
+        ("{tmp}/a-folder", "out: {tmp}/a-folder is a folder: name the checkpoint's file"),
+        ("{tmp}/new/", "out: '{tmp}/new/' is no file name: name the checkpoint's file"),
+    ],
+)
+def test_checkpoint_to_a_path_it_cannot_write_is_named_and_leaves_nothing(
+    world: World, capsys: pytest.CaptureFixture[str], out: str, error: str
+) -> None:
+    tmp = world.tmp / "outside"
+    tmp.mkdir()
+    (tmp / "a-file").write_text("not a folder")
+    (tmp / "a-folder").mkdir()
+    before = sorted(tmp.rglob("*")), sorted(tmp.parent.glob(".*partial"))
+    capsys.readouterr()
+    assert main(["evidence", "checkpoint", "--out", out.format(tmp=tmp)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"gridpatrol evidence: error: {error.format(tmp=tmp)}", err
+    assert (sorted(tmp.rglob("*")), sorted(tmp.parent.glob(".*partial"))) == before
+
+
+def test_checkpoint_to_a_read_only_folder_is_named_and_leaves_nothing(world: World) -> None:
+    from tests.api.test_custody_cli import _as_a_user
+
+    read_only = world.tmp / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        run = subprocess.run(
+            _as_a_user(
+                [
+                    sys.executable,
+                    "-m",
+                    "api.cli.main",
+                    "evidence",
+                    "checkpoint",
+                    "--out",
+                    f"{read_only}/d/cp.json",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        read_only.chmod(0o755)
+    assert run.returncode == 1 and run.stderr.strip() == (
+        f"gridpatrol evidence: error: out: cannot write {read_only}/d/cp.json: permission denied"
+    ), run.stderr
+    assert list(read_only.iterdir()) == []
+
+
+def test_checkpoint_refuses_what_verify_rejects(
+    world: World, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An entry edited (its case chain broken, the ledger over the hashes intact) or a fact altered:
+    `verify` says so, and no checkpoint vouches for it."""
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        _entry_edited(world, conn)
+        _status_closed(world, conn)
+    engine.dispose()
+    capsys.readouterr()
+    out = world.tmp / "outside" / "cp.json"
+    assert main(["evidence", "checkpoint", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "error: not checkpointed: `gridpatrol evidence verify` finds 4 problem(s)" in err, err
+    assert f"(the first: case {world.numbers[3]} custody entry 2: entry altered" in err
+    assert not out.parent.exists()
+    code, verified = _verify(capsys)
+    assert code == 1 and ": 4 problem(s)" in verified, verified
