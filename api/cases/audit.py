@@ -26,13 +26,14 @@ checked for cases created since they were added to the first entry (December 202
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import DateTime, Row, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from api.cases import custody, workflow
@@ -80,50 +81,101 @@ class _Expected:
     labelled: list[tuple[int, str]] = field(default_factory=list)  # (entry seq, raw frame) of box corrections
 
 
-def _replay(entries: Sequence[CustodyEntry]) -> _Expected:
+class _BadDetail(ValueError):
+    """A custody entry's detail that is not what its action records (an edit of the database)."""
+
+
+def _detail(entry: CustodyEntry) -> dict[str, Any]:
+    try:
+        detail = json.loads(entry.detail)
+    except (TypeError, ValueError):
+        raise _BadDetail("its detail is not JSON") from None
+    if not isinstance(detail, dict):
+        raise _BadDetail("its detail is not a JSON object")
+    return detail
+
+
+def _text(detail: dict[str, Any], key: str, default: str | None = None) -> str:
+    """detail[key], which must be a text (`default` when absent, if one is given)."""
+    value = detail.get(key, default)
+    if not isinstance(value, str):
+        raise _BadDetail(f"its {key} is {'missing' if value is None else 'not a text'}")
+    return value
+
+
+def _optional_text(detail: dict[str, Any], key: str) -> str | None:
+    return None if detail.get(key) is None else _text(detail, key)
+
+
+def _object(detail: dict[str, Any], key: str) -> dict[str, Any]:
+    """detail[key], a JSON object ({} when absent or null)."""
+    value = detail.get(key) or {}
+    if not isinstance(value, dict):
+        raise _BadDetail(f"its {key} is not a JSON object")
+    return value
+
+
+def _evidence(detail: dict[str, Any]) -> list[tuple[str, str]]:
+    items = detail.get("evidence") or []
+    if not isinstance(items, list) or not all(isinstance(e, dict) for e in items):
+        raise _BadDetail("its evidence is not a list of JSON objects")
+    return [(_text(e, "role"), _text(e, "sha256")) for e in items]
+
+
+def _replay(entries: Sequence[CustodyEntry], name: str, problems: list[str]) -> _Expected:
+    """What the entries say. An entry whose detail cannot be read (not JSON, or not what its action
+    records: an edit of the database) is named in `problems` and left out."""
     out = _Expected()
-    state = out.state
     for entry in entries:
-        detail: dict[str, Any] = json.loads(entry.detail)
-        action = entry.action
-        if action in ("case_created", "sighting_added"):
-            if action == "case_created":
-                state.update(detail.get("case") or {"status": workflow.PENDING_REVIEW})
-                state["reject_reason"] = None
-                state["recurrence_count"] = 0
-                out.events.append((entry.actor, "created", None, workflow.PENDING_REVIEW, None))
-            elif detail.get("recurrence"):
-                state["status"] = workflow.PENDING_REVIEW
-                state["recurrence_count"] = state.get("recurrence_count", 0) + 1
-                out.events.append(
-                    (entry.actor, "reopened", workflow.CLOSED, workflow.PENDING_REVIEW, "recurrence")
-                )
-            out.sightings[detail["incident_id"]] = {
-                "evidence": [(e["role"], e["sha256"]) for e in detail.get("evidence", [])],
-                **(detail.get("sighting") or {}),
-            }
-        elif action == "transition":
-            state["status"] = detail["to"]
-            if "team" in detail:
-                state["team"] = detail["team"]
-            if detail["to"] == workflow.REJECTED:
-                state["reject_reason"] = detail.get("reason")
-            if detail.get("after_photo"):
-                out.after_photos.append(("after_photo", detail["after_photo"]))
-            out.events.append((entry.actor, detail["to"], detail["from"], detail["to"], detail.get("reason")))
-        elif action == "undo":
-            state["status"] = detail["to"]
-            state["reject_reason"] = None
-            out.events.append((entry.actor, "undo", detail["from"], detail["to"], None))
-        elif action == "recategorized":
-            state["category"] = detail["to"]
-            status = state.get("status")
-            out.events.append((entry.actor, "recategorized", status, status, None))
-        elif action == UNSEALED:
-            out.unsealed.append((entry.seq, detail.get("sha256", "")))
-        elif action == BOXES_LABELLED:
-            out.labelled.append((entry.seq, detail.get("frame", "")))
+        try:
+            _replay_entry(out, entry, _detail(entry))
+        except _BadDetail as exc:
+            problems.append(f"{name} custody entry {entry.seq} ({entry.action}): {exc}")
     return out
+
+
+def _replay_entry(out: _Expected, entry: CustodyEntry, detail: dict[str, Any]) -> None:
+    state = out.state
+    action = entry.action
+    if action in ("case_created", "sighting_added"):
+        incident_id = _text(detail, "incident_id")
+        sighting = {**_object(detail, "sighting"), "evidence": _evidence(detail)}
+        if action == "case_created":
+            state.update(_object(detail, "case") or {"status": workflow.PENDING_REVIEW})
+            state["reject_reason"] = None
+            state["recurrence_count"] = 0
+            out.events.append((entry.actor, "created", None, workflow.PENDING_REVIEW, None))
+        elif detail.get("recurrence"):
+            state["status"] = workflow.PENDING_REVIEW
+            state["recurrence_count"] = state.get("recurrence_count", 0) + 1
+            out.events.append(
+                (entry.actor, "reopened", workflow.CLOSED, workflow.PENDING_REVIEW, "recurrence")
+            )
+        out.sightings[incident_id] = sighting
+    elif action == "transition":
+        before, after, reason = _text(detail, "from"), _text(detail, "to"), _optional_text(detail, "reason")
+        after_photo = _optional_text(detail, "after_photo")
+        state["status"] = after
+        if "team" in detail:
+            state["team"] = detail["team"]
+        if after == workflow.REJECTED:
+            state["reject_reason"] = reason
+        if after_photo:
+            out.after_photos.append(("after_photo", after_photo))
+        out.events.append((entry.actor, after, before, after, reason))
+    elif action == "undo":
+        before, after = _text(detail, "from"), _text(detail, "to")
+        state["status"] = after
+        state["reject_reason"] = None
+        out.events.append((entry.actor, "undo", before, after, None))
+    elif action == "recategorized":
+        state["category"] = _text(detail, "to")
+        status = state.get("status")
+        out.events.append((entry.actor, "recategorized", status, status, None))
+    elif action == UNSEALED:
+        out.unsealed.append((entry.seq, _text(detail, "sha256", "")))
+    elif action == BOXES_LABELLED:
+        out.labelled.append((entry.seq, _text(detail, "frame", "")))
 
 
 def _short(sha: str) -> str:
@@ -202,7 +254,7 @@ def _check_case(
     if not entries:
         problems.append(f"{name} has no custody chain (its entries were deleted)")
         return
-    expected = _replay(entries)
+    expected = _replay(entries, name, problems)
     for fact in _REPLAYED:
         if fact in expected.state and getattr(case, fact) != expected.state[fact]:
             problems.append(
@@ -228,7 +280,7 @@ def _check_case(
             problems.append(f"{name} {label} deleted (incident {incident_id})")
             continue
         if "id" in record and (
-            row.id != record["id"] or custody.sighting_digest(row._mapping) != record["sha256"]
+            row.id != record["id"] or custody.sighting_digest(row._mapping) != record.get("sha256")
         ):
             problems.append(f"{name} sighting {row.id} altered (incident {incident_id})")
         _check_links(name, f"sighting {row.id}", record["evidence"], links_of.pop(row.id, []), problems)
@@ -285,6 +337,28 @@ def _grouped(session: Session, stmt: Any, lo: int, hi: int, column: Any) -> dict
     return groups
 
 
+def _entries(session: Session, lo: int, hi: int) -> dict[int, list[CustodyEntry]]:
+    """The custody entries of cases lo..hi, by case, in seq order (detached, never written). An
+    entry's time that does not read as one (SQLite keeps times as text, which an edit of the file
+    can make anything) is kept as that text, for verify_chain to name the entry."""
+    entries_t = table_of(CustodyEntry)
+    dialect = session.get_bind().dialect
+    read_time = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+    stmt = (
+        select(*(c for c in entries_t.c if c.name != "at"), type_coerce(entries_t.c.at, String).label("at"))
+        .where(entries_t.c.case_id.between(lo, hi))
+        .order_by(entries_t.c.case_id, entries_t.c.seq)
+    )
+    entries: dict[int, list[CustodyEntry]] = {}
+    for row in session.execute(stmt):
+        values = dict(row._mapping)
+        if read_time is not None and isinstance(values["at"], str):
+            with contextlib.suppress(ValueError):
+                values["at"] = read_time(values["at"])
+        entries.setdefault(row.case_id, []).append(CustodyEntry(**values))
+    return entries
+
+
 def audit(session: Session, *, at_seqs: tuple[int, ...] = ()) -> Audit:
     """Check the ledger, every case's chain and every fact its entries vouch for; `at_seqs`: ledger
     seqs whose hashes to report (a checkpoint's)."""
@@ -307,13 +381,7 @@ def audit(session: Session, *, at_seqs: tuple[int, ...] = ()) -> Audit:
     for batch in _batches(ids):
         lo, hi = batch[0], batch[-1]
         case_rows = _grouped(session, case_stmt, lo, hi, cases_t.c.id)
-        entries: dict[int, list[CustodyEntry]] = {}
-        for entry in session.scalars(
-            select(CustodyEntry)
-            .where(CustodyEntry.case_id.between(lo, hi))
-            .order_by(CustodyEntry.case_id, CustodyEntry.seq)
-        ):
-            entries.setdefault(entry.case_id, []).append(entry)
+        entries = _entries(session, lo, hi)
         sightings = _grouped(session, sighting_stmt, lo, hi, sightings_t.c.case_id)
         links = _grouped(session, link_stmt, lo, hi, links_t.c.case_id)
         events = _grouped(session, event_stmt, lo, hi, events_t.c.case_id)

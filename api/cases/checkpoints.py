@@ -15,6 +15,7 @@ of the webhook body is itself a checkpoint file for `verify --against`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -52,6 +53,11 @@ class Checkpoint:
         return custody.LedgerHead(self.ledger_seq, self.ledger_hash, self.entries)
 
 
+def of_head(head: custody.LedgerHead) -> Checkpoint:
+    """A checkpoint of a ledger head that was checked (custody.verify_ledger, api.cases.audit)."""
+    return Checkpoint(head.seq, head.hash, head.entries, iso_utc(utcnow()))
+
+
 def take(session: Session, *, since: Checkpoint | None = None) -> Checkpoint:
     """The ledger's head now, once the ledger verifies (a checkpoint of a broken ledger would fix
     the break in place): CheckpointError naming the first problem otherwise. `since`: an earlier
@@ -60,7 +66,7 @@ def take(session: Session, *, since: Checkpoint | None = None) -> Checkpoint:
     check = custody.verify_ledger(session, cases={}, since=None if since is None else since.head)
     if check.problems:
         raise CheckpointError("ledger", f"not checkpointed, the ledger does not verify: {check.problems[0]}")
-    return Checkpoint(check.head.seq, check.head.hash, check.head.entries, iso_utc(utcnow()))
+    return of_head(check.head)
 
 
 def send_to_witnesses(session: Session, checkpoint: Checkpoint) -> int:
@@ -83,10 +89,26 @@ def write(checkpoint: Checkpoint, *, out: Path | None, folder: Path, data_dir: P
         raise CheckpointError(
             "out", f"{path} is inside the data folder {data_dir}: a checkpoint must be kept outside it"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    field = "out" if out else "checkpoint folder"
+    if target.is_dir():
+        raise CheckpointError(field, f"{path} is a folder: name the checkpoint's file")
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]  # deepest first
+    below = (created[-1] if created else target).parent
+    if not below.is_dir():  # a file where a folder of the path belongs
+        raise CheckpointError(field, f"cannot write {path}: {below} is not a folder")
     partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(json.dumps(checkpoint.to_json(), indent=2) + "\n", encoding="utf-8")
-    replace_durably(partial, target)  # an auditor's copy: on disk when the command says it is written
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(checkpoint.to_json(), indent=2) + "\n", encoding="utf-8")
+        replace_durably(partial, target)  # an auditor's copy: on disk when the command says it is written
+    except OSError as exc:  # nothing left behind: neither the partial file nor the folders made for it
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        for made in created:
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        why = (exc.strerror or str(exc)).lower()
+        raise CheckpointError(field, f"cannot write {path}: {why}") from None
     return target
 
 

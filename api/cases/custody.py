@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -248,6 +249,11 @@ def verify_chain(entries: list[CustodyEntry], case_id: int) -> list[ChainProblem
         if entry.prev_hash != prev:
             problems.append(ChainProblem(case_id, entry.seq, "prev_hash does not match the entry before"))
             break
+        if not isinstance(entry.at, datetime):  # SQLite's text, edited to something else
+            problems.append(
+                ChainProblem(case_id, entry.seq, f"entry altered (its time {entry.at!r} is no time)")
+            )
+            break
         digest = entry_digest(
             prev,
             case_id=entry.case_id,
@@ -372,6 +378,9 @@ def verify_ledger(
             f"custody entry {row.ledger_seq} ({here})",
         )
     last = LedgerHead(expected - 1, prev, count)
+    if not sa_inspect(session.connection()).has_table(_HEAD.name, schema=_HEAD.schema):
+        problems.append(f"ledger: the recorded head's table ({_HEAD.name}) is missing")
+        return LedgerCheck(last, problems, hashes_at)
     head = recorded_head(session)
     if head.entries < 0:
         problems.append("ledger: the recorded head row is missing")

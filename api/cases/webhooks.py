@@ -15,11 +15,13 @@ sent (DNS rebinding) is marked failed with the reason, never sent.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import secrets
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -157,10 +159,65 @@ def enqueue(
     return len(hooks)
 
 
+class _Deadline:
+    """A delivery's total deadline. httpx's timeouts bound each read, not the request: a receiver
+    sending a byte now and then would hold the one sender thread (and every delivery behind it) for
+    as long as it likes. At the deadline a timer shuts the connection's socket down, which ends the
+    read waiting on it at once; `passed` then says why the request failed.
+
+    Use `trace` as the request's httpcore trace extension: it keeps a duplicate of each new
+    connection's socket (a duplicate, so that it names that connection even after httpcore closed
+    its own; closed on leaving)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.passed = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event != "connection.connect_tcp.complete":
+            return
+        own = info["return_value"].get_extra_info("socket")
+        sock = socket.fromfd(own.fileno(), own.family, own.type)
+        with self._lock:
+            self._sockets.append(sock)
+            if self.passed:  # connected just as the time ran out
+                self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.passed = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # closed already
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class WebhookDispatcher:
     """Background thread sending due deliveries; `run_once` sends what is due now (for tests).
     Each delivery's host is resolved and checked against `targets` (by default: public addresses
-    only) and the request goes to the address that was checked."""
+    only) and the request goes to the address that was checked.
+
+    Each delivery has `timeout_s` in all, from connecting to the response's status line and
+    headers (its body is not read): one that takes longer fails as an attempt, retried with the
+    backoff like any other."""
 
     def __init__(
         self,
@@ -191,9 +248,8 @@ class WebhookDispatcher:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        import httpx
 
-        with httpx.Client(timeout=self.timeout_s) as client:
+        with self._client() as client:
             while not self._stop.is_set():
                 try:
                     sent = self.run_once(client)
@@ -202,6 +258,12 @@ class WebhookDispatcher:
                     sent = 0
                 if not sent:
                     self._stop.wait(self.poll_s)
+
+    def _client(self) -> Any:
+        """A client whose every request opens its own connection, which _Deadline can end."""
+        import httpx
+
+        return httpx.Client(timeout=self.timeout_s, limits=httpx.Limits(max_keepalive_connections=0))
 
     def _claim(self, limit: int = 20) -> list[tuple[WebhookDelivery, Webhook]]:
         """Take due deliveries, pushing their next attempt out as a lease against other dispatchers."""
@@ -235,10 +297,8 @@ class WebhookDispatcher:
         return claimed  # type: ignore[return-value]
 
     def run_once(self, client: Any = None) -> int:
-        import httpx
-
         own = client is None
-        client = client or httpx.Client(timeout=self.timeout_s)
+        client = client or self._client()
         try:
             claimed = self._claim()
             for delivery, hook in claimed:
@@ -279,10 +339,12 @@ class WebhookDispatcher:
         self, client: Any, delivery: WebhookDelivery, hook: Webhook, address: IPAddress
     ) -> tuple[int | None, str | None]:
         """POST the delivery to `address` (checked; not the host resolved again, which a rebinding
-        name could answer differently), with the URL's own Host header and TLS server name."""
+        name could answer differently), with the URL's own Host header and TLS server name, within
+        the deadline (_Deadline). Only the status counts: the response's body is never read."""
         import httpx
 
         body = delivery.payload.encode()
+        deadline = _Deadline(self.timeout_s)
         try:
             url = httpx.URL(hook.url)
             headers = {
@@ -293,13 +355,19 @@ class WebhookDispatcher:
                 "X-GridPatrol-Delivery": str(delivery.id),
                 "X-GridPatrol-Signature": sign(hook.secret, body),
             }
-            response = client.post(
-                url.copy_with(host=str(address)),
-                content=body,
-                headers=headers,
-                extensions={"sni_hostname": url.raw_host.decode("ascii")},
-            )
+            with (
+                deadline,
+                client.stream(
+                    "POST",
+                    url.copy_with(host=str(address)),
+                    content=body,
+                    headers=headers,
+                    extensions={"sni_hostname": url.raw_host.decode("ascii"), "trace": deadline.trace},
+                ) as response,
+            ):
+                code = response.status_code
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            if deadline.passed:
+                return None, f"timed out: no answer within {self.timeout_s:g} s in all"
             return None, f"{type(exc).__name__}: {exc}"[:500]
-        code = response.status_code
         return code, None if 200 <= code < 300 else f"HTTP {code}"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import getpass
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -470,7 +472,9 @@ def _evidence_verify(args: argparse.Namespace) -> int:
             problem = services.store.verify(sha)
             if problem:
                 problems.append(f"evidence {sha}: {problem}")
-        orphans = _orphans(services, known | result.blobs)
+        unreadable: list[str] = []
+        orphans = _orphans(services, known | result.blobs, unreadable)
+        problems += [f"evidence folder {folder}; its files not checked for orphans" for folder in unreadable]
         for entry, _ in orphans:
             problem = services.store.verify(entry.name) if entry.complete else None
             if problem:
@@ -525,15 +529,18 @@ def _store_faults() -> Iterator[None]:
         raise CommandError(str(exc)) from None
 
 
-def _orphans(services: Services, referenced: set[str]) -> list[tuple[StoreEntry, float]]:
+def _orphans(
+    services: Services, referenced: set[str], unreadable: list[str]
+) -> list[tuple[StoreEntry, float]]:
     """Evidence files no blob row or custody entry names, and receiving files left by a killed
-    request: (the store's entry, age in seconds), oldest first."""
+    request: (the store's entry, age in seconds), oldest first. A store folder that cannot be
+    listed is added to `unreadable` ("<path>: <why>")."""
     import time
 
     now = time.time()
     found = [
         (entry, now - entry.mtime)
-        for entry in services.store.entries()
+        for entry in services.store.entries(unreadable=unreadable)
         if not entry.complete or entry.name not in referenced
     ]
     return sorted(found, key=lambda item: -item[1])
@@ -545,41 +552,64 @@ def _evidence_orphans(args: argparse.Namespace) -> int:
 
     from api.storage.models import EvidenceBlob
 
+    if not math.isfinite(args.older_than_min) or args.older_than_min < 0:
+        minutes = f"{args.older_than_min:g}"
+        raise CommandError(f"--older-than-min: must be a number of minutes, 0 or more (not {minutes})")
     services = _services(args)
     with services.read_factory() as session:
         referenced = set(session.scalars(select(EvidenceBlob.sha256)))
+    unreadable: list[str] = []
     with _store_faults():
-        orphans = _orphans(services, referenced)
+        orphans = _orphans(services, referenced, unreadable)
+    for folder in unreadable:
+        print(f"evidence folder {folder}; its files are not listed", file=sys.stderr)
     min_age_s = args.older_than_min * 60
+
+    def still_orphan(name: str) -> bool:
+        with services.factory() as session:  # named since the listing (a request finishing): keep it
+            return session.scalar(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == name)) is None
+
     removed = 0
     for entry, age_s in orphans:
         old_enough = age_s >= min_age_s
         if args.remove and old_enough:
-            with services.factory() as session:  # named again since the listing: keep it
-                if session.scalar(select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == entry.name)):
-                    continue
-            with _store_faults():
-                services.store.delete_entry(entry)
-            removed += 1
-            log.info("removed orphan evidence file %s (stored %s ago)", entry.where, _age(age_s))
+            with _store_faults():  # checked again just before: young again, or named now: kept
+                gone = services.store.delete_entry(
+                    entry, min_age_s=min_age_s, if_orphan=functools.partial(still_orphan, entry.name)
+                )
+            if gone:
+                removed += 1
+                log.info("removed orphan evidence file %s (stored %s ago)", entry.where, _age(age_s))
         else:
             note = "" if old_enough else f" (younger than {args.older_than_min:g} min: may be in flight)"
             print(f"{entry.where}  stored {_age(age_s)} ago{note}")
     action = f"removed {removed}" if args.remove else "removed none (--remove deletes them)"
     print(f"{len(orphans)} orphan evidence file(s) referenced by no case; {action}")
-    return 0
+    return 1 if unreadable else 0
 
 
 def _evidence_checkpoint(args: argparse.Namespace) -> int:
+    """The ledger's head to a file outside the data folder, once everything `evidence verify`
+    checks in the database (the ledger, every case's chain and the facts it vouches for) agrees:
+    a checkpoint of a ledger with a problem would vouch for the problem."""
     from pathlib import Path
 
     from api.cases import checkpoints
+    from api.cases.audit import audit
 
+    if args.out is not None and (not args.out.strip() or args.out.endswith(("/", os.sep))):
+        raise CommandError(f"out: {args.out!r} is no file name: name the checkpoint's file")
     settings = _settings(args)
     services = _services(args)
     try:
-        with services.read_factory() as session:
-            checkpoint = checkpoints.take(session)
+        with services.read_factory() as session:  # the head checkpointed is the one audit checked
+            result = audit(session)
+        if result.problems:
+            raise CommandError(
+                f"not checkpointed: `gridpatrol evidence verify` finds {len(result.problems)} problem(s) "
+                f"in the custody records (the first: {result.problems[0]})"
+            )
+        checkpoint = checkpoints.of_head(result.head)
         path = checkpoints.write(
             checkpoint,
             out=Path(args.out) if args.out else None,

@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,6 +33,7 @@ from api.cases.webhooks import DeliveryStatus, WebhookEvent
 from api.cases.workflow import RejectReason, Status
 from api.jobs.queue import JobStatus
 from api.storage.db import iso_utc
+from streams.urls import mask_credentials
 
 UtcTime = Annotated[
     datetime,
@@ -39,6 +41,10 @@ UtcTime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time", "description": "UTC, ISO 8601 ending in Z"}),
 ]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256")]
+# A webhook's URL, or text that may hold it (a delivery's last error), as answers show it: the password
+# of its user:password@ and the values of secret-looking parameters (?token=) are *** (the stored URL
+# keeps them, for sending).
+Masked = Annotated[str, AfterValidator(mask_credentials)]
 
 
 class Schema(BaseModel):
@@ -486,14 +492,14 @@ class DeviceWithKey(DeviceInfo):
 
 class NewWebhook(Schema):
     id: int
-    url: str
+    url: Masked
     events: list[WebhookEvent]
     secret: str = Field(description="the HMAC-SHA256 signing secret, shown only in this response")
 
 
 class WebhookInfo(Schema):
     id: int
-    url: str
+    url: Masked
     events: list[WebhookEvent]
     active: bool
 
@@ -506,7 +512,7 @@ class Delivery(Schema):
     status: DeliveryStatus
     attempts: int
     last_status_code: int | None
-    last_error: str | None
+    last_error: Masked | None
     next_attempt_at: UtcTime
     created_at: UtcTime
     delivered_at: UtcTime | None

@@ -21,6 +21,8 @@ import io
 import logging
 import os
 import re
+import stat
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -122,11 +124,18 @@ class EvidenceFiles(Protocol):
 
     def iter_files(self) -> Iterator[tuple[str, Path | str]]: ...
 
-    def entries(self) -> Iterator[StoreEntry]: ...
+    def entries(self, *, unreadable: list[str] | None = None) -> Iterator[StoreEntry]: ...
 
-    def delete_entry(self, entry: StoreEntry) -> None: ...
+    def delete_entry(
+        self, entry: StoreEntry, *, min_age_s: float = 0.0, if_orphan: Callable[[], bool] | None = None
+    ) -> bool: ...
 
     def sync(self, files: list[StoredFile]) -> None: ...
+
+
+def _why(exc: OSError) -> str:
+    """An OS error in a few lower-case words: "permission denied", "input/output error"."""
+    return (exc.strerror or str(exc)).lower()
 
 
 def check_sha256(sha256: str) -> str:
@@ -192,8 +201,13 @@ class EvidenceStore:
         """File a checked temporary file under its hash; False (and it removed) when already there."""
         final = self.path_for(sha256)
         if final.is_file():
-            os.unlink(tmp)
-            return False
+            try:  # claimed again (a device retrying): young again, so `evidence orphans` leaves it be
+                os.utime(final)
+            except FileNotFoundError:  # removed as an orphan just now: file this copy
+                pass
+            else:
+                os.unlink(tmp)
+                return False
         try:
             os.replace(tmp, final)
         except FileNotFoundError:  # the first file of its folder
@@ -209,9 +223,10 @@ class EvidenceStore:
         except FileNotFoundError:
             return None
 
-    def entries(self) -> Iterator[StoreEntry]:
-        """Every stored file, then every receiving file left behind (by a killed request)."""
-        found = [(sha, path, True) for sha, path in self.iter_files()]
+    def entries(self, *, unreadable: list[str] | None = None) -> Iterator[StoreEntry]:
+        """Every stored file, then every receiving file left behind (by a killed request); a folder
+        that cannot be listed is added to `unreadable` as "<path>: <why>" (its files are not listed)."""
+        found = [(sha, path, True) for sha, path in self._walk(unreadable)]
         found += [(path.name, path, False) for path in sorted(self.root.glob(".incoming-*"))]
         for name, path, complete in found:
             try:
@@ -220,10 +235,35 @@ class EvidenceStore:
                 continue
             yield StoreEntry(name, str(path), mtime, complete=complete)
 
-    def delete_entry(self, entry: StoreEntry) -> None:
-        """Delete what `entries()` listed (a caller checks first that no row names it)."""
+    def delete_entry(
+        self, entry: StoreEntry, *, min_age_s: float = 0.0, if_orphan: Callable[[], bool] | None = None
+    ) -> bool:
+        """Delete what `entries()` listed, unless it is younger than `min_age_s` now (a put of the
+        same bytes since the listing makes it young again) or `if_orphan()` says a row names it now;
+        True when deleted. A stored file is first moved aside, then checked, then deleted or put
+        back: a put of the same bytes meanwhile finds no file and files its own copy, so a case
+        about to reference it never finds it gone (one put back over it has the same bytes). One
+        left aside by a crash is a receiving file to the next listing."""
         path = self.path_for(entry.name) if entry.complete else self.root / entry.name
-        path.unlink(missing_ok=True)
+        aside = self.root / f".incoming-removing-{entry.name}" if entry.complete else path
+        try:
+            if entry.complete:
+                os.replace(path, aside)
+            written = aside.stat().st_mtime
+        except FileNotFoundError:  # removed since it was listed
+            return False
+        try:
+            keep = time.time() - written < min_age_s or (if_orphan is not None and not if_orphan())
+        except BaseException:
+            if aside != path:
+                os.replace(aside, path)
+            raise
+        if keep:
+            if aside != path:
+                os.replace(aside, path)
+            return False
+        aside.unlink(missing_ok=True)
+        return True
 
     def remove(self, sha256: str) -> bool:
         """Delete a stored file; only for one this process just created and no row references
@@ -273,24 +313,55 @@ class EvidenceStore:
             raise ServiceFault(STORE_NAME, reason) from exc
 
     def verify(self, sha256: str) -> str | None:
-        """None when the file is there and hashes to its name; otherwise what is wrong."""
+        """None when the file is there and hashes to its name; otherwise what is wrong: missing, not
+        a file (a folder or something else in its place), unreadable (why), altered."""
         path = self.path_for(sha256)
-        if not path.is_file():
-            return "missing"
         digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
+        try:
+            if not stat.S_ISREG(path.stat().st_mode):
+                return "not a file"
+            with path.open("rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            return f"unreadable ({_why(exc)})"
         actual = digest.hexdigest()
         return None if actual == sha256 else f"altered (content now hashes to {actual})"
 
     def iter_files(self) -> Iterator[tuple[str, Path]]:
         """(SHA-256, path) of every stored file, in order."""
+        return self._walk(None)
+
+    def _walk(self, unreadable: list[str] | None) -> Iterator[tuple[str, Path]]:
+        """(SHA-256, path) of every stored file, in order; a fan-out folder that cannot be listed is
+        added to `unreadable` (when given) as "<path>: <why>"."""
         if not self.root.is_dir():
             return
-        for path in sorted(self.root.glob("??/??/*")):
-            if path.is_file() and SHA256_RE.match(path.name):
-                yield path.name, path
+        for top in self._folders(self.root, unreadable):
+            for folder in self._folders(top, unreadable):
+                try:
+                    names = sorted(entry.name for entry in os.scandir(folder))
+                except OSError as exc:
+                    if unreadable is not None:
+                        unreadable.append(f"{folder}: unreadable ({_why(exc)})")
+                    continue
+                for name in names:
+                    path = folder / name
+                    if SHA256_RE.match(name) and path.is_file():
+                        yield name, path
+
+    @staticmethod
+    def _folders(parent: Path, unreadable: list[str] | None) -> list[Path]:
+        """The two-character sub-folders of `parent` (the store's fan-out), in order."""
+        try:
+            entries = list(os.scandir(parent))
+        except OSError as exc:
+            if unreadable is not None:
+                unreadable.append(f"{parent}: unreadable ({_why(exc)})")
+            return []
+        return sorted(Path(e.path) for e in entries if len(e.name) == 2 and e.is_dir())
 
 
 class IncomingEvidence:

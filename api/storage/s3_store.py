@@ -21,7 +21,8 @@ import contextlib
 import hashlib
 import io
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -230,8 +231,9 @@ class S3EvidenceStore:
         for sha, key, _ in self._objects():
             yield sha, key
 
-    def entries(self) -> Iterator[StoreEntry]:
-        """Every stored object, then every spool file a killed request left behind."""
+    def entries(self, *, unreadable: list[str] | None = None) -> Iterator[StoreEntry]:
+        """Every stored object, then every spool file a killed request left behind (`unreadable` is
+        never added to: a listing that fails is a ServiceFault)."""
         for sha, key, mtime in self._objects():
             yield StoreEntry(sha, f"s3://{self.bucket}/{key}", mtime)
         if self.spool_dir.is_dir():
@@ -260,6 +262,7 @@ class S3EvidenceStore:
         is removed either way. True when the object is new."""
         if self.exists(sha256):
             Path(tmp).unlink()
+            self._touch(sha256)
             return False
         checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
         with open(tmp, "rb") as fh, self._s3():
@@ -269,6 +272,18 @@ class S3EvidenceStore:
         Path(tmp).unlink()
         log.debug("evidence %s uploaded to s3://%s", sha256[:12], self.bucket)
         return True
+
+    def _touch(self, sha256: str) -> None:
+        """Make an object claimed again (a device retrying) young, so that `evidence orphans --remove`
+        leaves it be: a copy onto itself sets its LastModified to now (no bytes travel)."""
+        key = self.key_for(sha256)
+        with self._s3():
+            self._client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                MetadataDirective="REPLACE",
+            )
 
     def put_stream(
         self, stream: BinaryIO, *, expected_sha256: str | None = None, max_bytes: int | None = None
@@ -291,10 +306,33 @@ class S3EvidenceStore:
             self._client.delete_object(Bucket=self.bucket, Key=self.key_for(sha256))
         return True
 
-    def delete_entry(self, entry: StoreEntry) -> None:
-        """Delete what `entries()` listed (a caller checks first that no row names it)."""
+    def delete_entry(
+        self, entry: StoreEntry, *, min_age_s: float = 0.0, if_orphan: Callable[[], bool] | None = None
+    ) -> bool:
+        """Delete what `entries()` listed, unless it is younger than `min_age_s` now (an upload of
+        the same bytes since the listing makes it young again) or `if_orphan()` says a row names it
+        now; True when deleted."""
+        if entry.complete:
+            key = self.key_for(entry.name)
+            try:
+                with self._s3():
+                    written = self._client.head_object(Bucket=self.bucket, Key=key)[
+                        "LastModified"
+                    ].timestamp()
+            except ClientError as exc:
+                if self._is_missing(exc):
+                    return False
+                raise
+        else:
+            try:
+                written = (self.spool_dir / entry.name).stat().st_mtime
+            except FileNotFoundError:
+                return False
+        if time.time() - written < min_age_s or (if_orphan is not None and not if_orphan()):
+            return False
         if entry.complete:
             with self._s3():
-                self._client.delete_object(Bucket=self.bucket, Key=self.key_for(entry.name))
+                self._client.delete_object(Bucket=self.bucket, Key=key)
         else:
             (self.spool_dir / entry.name).unlink(missing_ok=True)
+        return True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +188,66 @@ def test_gridpatrol_serve_runs_the_api(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _as_a_user(command: list[str]) -> list[str]:
+    """`command` without the power to read what permissions forbid (root has it: setpriv drops it)."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a file's permissions cannot be tested")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--", *command]
+
+
+def test_verify_names_an_evidence_file_it_cannot_read_or_that_is_no_file(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unreadable file, a folder in a file's place and an unreadable store folder are each a
+    problem line naming them, never a traceback; the other files are still checked."""
+    services = Services.build(env)
+    try:
+        _ingest_some(services, 3)
+        files = [path for _, path in services.store.iter_files()]
+    finally:
+        services.close()
+    unreadable, replaced, hidden = files
+    replaced.unlink()
+    replaced.mkdir()
+    assert main(["evidence", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"evidence {replaced.name}: not a file" in out and "1 problem(s)" in out
+    replaced.rmdir()
+    unreadable.chmod(0)
+    hidden.parent.chmod(0)
+    try:
+        run = subprocess.run(
+            _as_a_user([sys.executable, "-m", "api.cli.main", "evidence", "verify"]),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        orphans = subprocess.run(
+            _as_a_user([sys.executable, "-m", "api.cli.main", "evidence", "orphans"]),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        unreadable.chmod(0o644)
+        hidden.parent.chmod(0o755)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert f"evidence {unreadable.name}: unreadable (permission denied)" in run.stdout
+    assert f"evidence {hidden.name}: unreadable (permission denied)" in run.stdout
+    assert f"evidence {replaced.name}: missing" in run.stdout
+    assert (
+        f"evidence folder {hidden.parent}: unreadable (permission denied); its files not checked for orphans"
+        in run.stdout
+    )
+    assert "4 problem(s)" in run.stdout, run.stdout
+    assert orphans.returncode == 1 and "Traceback" not in orphans.stderr, orphans.stderr
+    assert f"evidence folder {hidden.parent}: unreadable (permission denied); its files are not listed" in (
+        orphans.stderr
+    )

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -233,6 +235,55 @@ def _head_deleted(w: World, conn: Connection) -> list[str]:
     return ["ledger: the recorded head row is missing"]
 
 
+def _and_case_1_closed(w: World, conn: Connection) -> str:
+    """A second alteration, to show the check goes on past an unreadable entry."""
+    conn.execute(text("UPDATE cases SET status = 'closed' WHERE id = 1"))
+    return f"case {w.numbers[1]} status is closed but its custody chain says pending_review"
+
+
+def _detail_not_json(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("UPDATE custody_entries SET detail = '{not json' WHERE case_id = 3 AND seq = 1"))
+    return [
+        f"case {w.numbers[3]} custody entry 1 (case_created): its detail is not JSON",
+        f"case {w.numbers[3]} custody entry 1: entry altered",
+        _and_case_1_closed(w, conn),
+    ]
+
+
+def _detail_a_list(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("UPDATE custody_entries SET detail = '[1,2]' WHERE case_id = 3 AND seq = 1"))
+    return [
+        f"case {w.numbers[3]} custody entry 1 (case_created): its detail is not a JSON object",
+        _and_case_1_closed(w, conn),
+    ]
+
+
+def _detail_misshapen(w: World, conn: Connection) -> list[str]:
+    edit = text("UPDATE custody_entries SET detail = :d WHERE case_id = :c AND seq = :s")
+    conn.execute(edit, {"d": '{"from":"pending_review"}', "c": 3, "s": 2})
+    conn.execute(edit, {"d": '{"incident_id":"b","evidence":[{"role":1}]}', "c": 2, "s": 1})
+    return [
+        f"case {w.numbers[3]} custody entry 2 (transition): its to is missing",
+        f"case {w.numbers[2]} custody entry 1 (case_created): its role is not a text",
+        _and_case_1_closed(w, conn),
+    ]
+
+
+def _time_garbled(w: World, conn: Connection) -> list[str]:
+    if conn.dialect.name != "sqlite":
+        pytest.skip("only SQLite keeps a time as text that an edit can make anything")
+    conn.execute(text("UPDATE custody_entries SET at = 'garbage' WHERE case_id = 3 AND seq = 1"))
+    return [
+        f"case {w.numbers[3]} custody entry 1: entry altered (its time 'garbage' is no time)",
+        _and_case_1_closed(w, conn),
+    ]
+
+
+def _head_table_dropped(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("DROP TABLE custody_ledger_head"))
+    return ["ledger: the recorded head's table (custody_ledger_head) is missing", _and_case_1_closed(w, conn)]
+
+
 TAMPERING: dict[str, Callable[[World, Connection], list[str]]] = {
     "last entry of a case deleted": _last_entry_of_case,
     "last entry of the ledger deleted": _last_entry_of_ledger,
@@ -255,6 +306,11 @@ TAMPERING: dict[str, Callable[[World, Connection], list[str]]] = {
     "evidence bytes flipped": _evidence_bytes_flipped,
     "custody entry edited": _entry_edited,
     "ledger head deleted": _head_deleted,
+    "custody entry's detail not JSON": _detail_not_json,
+    "custody entry's detail a list": _detail_a_list,
+    "custody entry's detail misshapen": _detail_misshapen,
+    "custody entry's time garbled": _time_garbled,
+    "ledger head table dropped": _head_table_dropped,
 }
 
 
@@ -542,3 +598,80 @@ def test_migration_chains_existing_entries_into_the_ledger(db_url: str) -> None:
             ]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("out", "error"),
+    [
+        ("/proc/cp.json", "out: cannot write /proc/cp.json: no such file or directory"),
+        ("{tmp}/a-file/cp.json", "out: cannot write {tmp}/a-file/cp.json: {tmp}/a-file is not a folder"),
+        ("{tmp}/a-file/x/cp.json", "out: cannot write {tmp}/a-file/x/cp.json: {tmp}/a-file is not a folder"),
+        ("{tmp}/a-folder", "out: {tmp}/a-folder is a folder: name the checkpoint's file"),
+        ("{tmp}/new/", "out: '{tmp}/new/' is no file name: name the checkpoint's file"),
+    ],
+)
+def test_checkpoint_to_a_path_it_cannot_write_is_named_and_leaves_nothing(
+    world: World, capsys: pytest.CaptureFixture[str], out: str, error: str
+) -> None:
+    tmp = world.tmp / "outside"
+    tmp.mkdir()
+    (tmp / "a-file").write_text("not a folder")
+    (tmp / "a-folder").mkdir()
+    before = sorted(tmp.rglob("*")), sorted(tmp.parent.glob(".*partial"))
+    capsys.readouterr()
+    assert main(["evidence", "checkpoint", "--out", out.format(tmp=tmp)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"gridpatrol evidence: error: {error.format(tmp=tmp)}", err
+    assert (sorted(tmp.rglob("*")), sorted(tmp.parent.glob(".*partial"))) == before
+
+
+def test_checkpoint_to_a_read_only_folder_is_named_and_leaves_nothing(world: World) -> None:
+    from tests.api.test_custody_cli import _as_a_user
+
+    read_only = world.tmp / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        run = subprocess.run(
+            _as_a_user(
+                [
+                    sys.executable,
+                    "-m",
+                    "api.cli.main",
+                    "evidence",
+                    "checkpoint",
+                    "--out",
+                    f"{read_only}/d/cp.json",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        read_only.chmod(0o755)
+    assert run.returncode == 1 and run.stderr.strip() == (
+        f"gridpatrol evidence: error: out: cannot write {read_only}/d/cp.json: permission denied"
+    ), run.stderr
+    assert list(read_only.iterdir()) == []
+
+
+def test_checkpoint_refuses_what_verify_rejects(
+    world: World, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An entry edited (its case chain broken, the ledger over the hashes intact) or a fact altered:
+    `verify` says so, and no checkpoint vouches for it."""
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        _entry_edited(world, conn)
+        _status_closed(world, conn)
+    engine.dispose()
+    capsys.readouterr()
+    out = world.tmp / "outside" / "cp.json"
+    assert main(["evidence", "checkpoint", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "error: not checkpointed: `gridpatrol evidence verify` finds 4 problem(s)" in err, err
+    assert f"(the first: case {world.numbers[3]} custody entry 2: entry altered" in err
+    assert not out.parent.exists()
+    code, verified = _verify(capsys)
+    assert code == 1 and ": 4 problem(s)" in verified, verified

@@ -165,3 +165,52 @@ def test_orphan_evidence_files_are_listed_and_removed_when_old(
     assert "removed 1" in capsys.readouterr().out and not path.exists()
     code, out = _verify(capsys)
     assert code == 0 and "orphan" not in out, out
+
+
+def test_an_orphan_claimed_again_is_young_again_and_kept(
+    services: Services, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A device retrying after a 503 sends the same bytes again: the old orphan is what its case
+    will reference, so the put makes it young again and `orphans --remove` leaves it be."""
+    data = jpeg_bytes("sent twice: the first write failed after its file was stored")
+    path = services.store.path_for(services.store.put_bytes(data).sha256)
+    old = time.time() - 2 * 3600
+    os.utime(path, (old, old))
+    again = services.store.put_bytes(data)  # the retry, its case not committed yet
+    assert again.created is False and time.time() - path.stat().st_mtime < 60
+    assert main(["evidence", "orphans", "--remove"]) == 0
+    assert "younger than 60 min" in capsys.readouterr().out and path.exists()
+
+
+def test_orphan_removal_checks_again_and_never_loses_a_file_being_claimed(services: Services) -> None:
+    """Between the listing and the deletion: a put of the same bytes (young again) or a row naming
+    the file keeps it; a put while it is being removed files its own copy, which stays."""
+    store = services.store
+    data = jpeg_bytes("orphan being claimed")
+    path = store.path_for(store.put_bytes(data).sha256)
+    old = time.time() - 2 * 3600
+    os.utime(path, (old, old))
+    [entry] = list(store.entries())
+    store.put_bytes(data)  # claimed again after the listing
+    assert store.delete_entry(entry, min_age_s=3600) is False and path.exists()
+    os.utime(path, (old, old))
+    assert store.delete_entry(entry, min_age_s=3600, if_orphan=lambda: False) is False and path.exists()
+
+    def claimed_meanwhile() -> bool:  # the retry's put lands while the file is checked, no row yet
+        assert store.put_bytes(data).created is True  # it found no file: its own copy
+        return True
+
+    assert store.delete_entry(entry, min_age_s=3600, if_orphan=claimed_meanwhile) is True
+    assert path.exists() and store.verify(entry.name) is None
+    assert [e.name for e in store.entries()] == [entry.name]  # nothing left aside
+
+
+@pytest.mark.parametrize("minutes", ["-5", "nan", "inf"])
+def test_orphans_refuses_an_age_that_is_no_age(
+    services: Services, cli_env: Path, capsys: pytest.CaptureFixture[str], minutes: str
+) -> None:
+    path = services.store.path_for(services.store.put_bytes(jpeg_bytes("kept")).sha256)
+    assert main(["evidence", "orphans", "--remove", f"--older-than-min={minutes}"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: --older-than-min: must be a number of minutes, 0 or more (not {minutes})" in err
+    assert path.exists()

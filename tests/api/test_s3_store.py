@@ -176,6 +176,24 @@ def test_store_round_trip(moto: MotoServer, tmp_path: Path) -> None:
     assert sha not in {s for s, _ in store.iter_files()}
 
 
+def test_an_object_claimed_again_is_young_again(moto: MotoServer, tmp_path: Path) -> None:
+    """A put of bytes already stored (a device retrying: the old object an orphan so far) makes the
+    object young again, so `evidence orphans --remove` leaves it be; the content stays as it was."""
+    bucket = moto.new_bucket()
+    store = make_store(moto, bucket, tmp_path / "spool")
+    client = moto.client()
+    data = jpeg_bytes("sent twice")
+    sha = store.put_bytes(data).sha256
+    first = client.head_object(Bucket=bucket, Key=key_of(sha))["LastModified"]
+    [entry] = list(store.entries())
+    time.sleep(1.1)  # LastModified counts whole seconds
+    assert store.put_bytes(data).created is False
+    assert client.head_object(Bucket=bucket, Key=key_of(sha))["LastModified"] > first
+    assert store.delete_entry(entry, min_age_s=60) is False and store.verify(sha) is None
+    assert store.delete_entry(entry, if_orphan=lambda: False) is False and store.exists(sha)
+    assert store.delete_entry(entry) is True and not store.exists(sha)
+
+
 def test_faults_of_the_s3_side_are_named(moto: MotoServer, tmp_path: Path) -> None:
     data = jpeg_bytes("faults")
     no_bucket = make_store(moto, "no-such-bucket-here", tmp_path / "spool")
@@ -375,6 +393,6 @@ def test_local_store_speaks_the_same_interface(tmp_path: Path) -> None:
     content = store.open_content(sha)
     assert content is not None and content.path == store.path_for(sha) and content.size == len(data)
     for entry in entries:
-        store.delete_entry(entry)
+        assert store.delete_entry(entry) is True
     assert list(store.entries()) == [] and store.open_content(sha) is None
     left.discard()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import html
 import ipaddress
 import json
+import socket
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from api.cases.webhook_targets import IPAddress, TargetPolicy, TargetUnresolved, system_resolver
@@ -22,6 +27,7 @@ from api.cases.webhooks import (
     enqueue,
     sign,
 )
+from api.http.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
 from api.services import Services
 from api.storage.models import WebhookDelivery
 from tests.api.api_testkit import LiveServer, free_port, incident_json, post_incident
@@ -40,7 +46,7 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append(
-                    {"headers": dict(self.headers), "body": body, "at": time.monotonic()}
+                    {"headers": dict(self.headers), "body": body, "at": time.monotonic(), "path": self.path}
                 )
                 time.sleep(receiver.delay_s)
                 code = receiver.script.pop(0) if receiver.script else 200
@@ -162,6 +168,132 @@ def test_dead_endpoint_never_slows_case_handling(server: LiveServer) -> None:
         assert "ConnectError" in dead[0]["last_error"]
     finally:
         slow.close()
+
+
+def test_a_webhook_url_s_secrets_are_masked_in_answers_and_pages_but_sent(server: LiveServer) -> None:
+    """user:password@ and ?token= of a webhook's URL are *** in the API's answers and the admin pages
+    (the secret's page, the list); the delivery still goes with them (Basic auth, the query)."""
+    receiver = Receiver()
+    port = receiver.httpd.server_address[1]
+    url = f"http://hookuser:HookS3cret@127.0.0.1:{port}/ok?token=QTOKEN123&team=7"
+    masked = f"http://hookuser:***@127.0.0.1:{port}/ok?token=***&team=7"
+    token = server.tokens["admin"]
+    page = httpx.Client(
+        base_url=server.url,
+        cookies={SESSION_COOKIE: token, "gp_lang": "en"},
+        headers={CSRF_HEADER: csrf_token_for(token), "Accept": "text/html", "Origin": server.url},
+        timeout=30,
+    )
+    try:
+        with server.client("admin") as admin, page:
+            created = admin.post("/api/webhooks", json={"url": url})
+            assert created.status_code == 201, created.text
+            assert created.json()["url"] == masked
+            secret_page = page.post("/admin/webhooks", data={"url": url, "csrf_token": csrf_token_for(token)})
+            assert secret_page.status_code == 200 and html.escape(masked) in secret_page.text
+            assert [h["url"] for h in admin.get("/api/webhooks").json()] == [masked, masked]
+            listed = page.get("/admin/webhooks")
+            assert listed.status_code == 200 and html.escape(masked) in listed.text
+            _file_case(server, "wh-masked")
+            receiver.wait(2)
+            deliveries = admin.get("/api/webhooks/deliveries").text
+            answers = created.text + secret_page.text + listed.text + deliveries
+            answers += admin.get("/api/webhooks").text + page.get("/admin/webhooks").text
+            for secret in ("HookS3cret", "QTOKEN123"):
+                assert secret not in answers
+        request = receiver.requests[0]
+        assert request["path"] == "/ok?token=QTOKEN123&team=7"
+        auth = {k.lower(): v for k, v in request["headers"].items()}["authorization"]
+        assert auth == "Basic " + base64.b64encode(b"hookuser:HookS3cret").decode()
+    finally:
+        receiver.close()
+
+
+class Dripper:
+    """A receiver that takes the request, sends `at_once`, then `drip` a byte every `every_s` seconds
+    (httpx's timeouts bound each read, so each byte keeps the request alive)."""
+
+    def __init__(self, at_once: bytes, drip: bytes, every_s: float = 0.3) -> None:
+        self.at_once, self.drip, self.every_s = at_once, drip, every_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += conn.recv(65536)
+            try:
+                conn.sendall(self.at_once)
+                for byte in self.drip:
+                    if self.closed.wait(self.every_s):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:  # the sender gave up
+                return
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def _send_behind_a_dripper(services: Services, dripper: Dripper) -> tuple[WebhookDelivery, WebhookDelivery]:
+    """One delivery to `dripper`, then one to a quick receiver, sent by one run_once with a 1 s
+    deadline; the quick one must be delivered within a few seconds whatever the dripper does."""
+    quick = Receiver()
+    targets = TargetPolicy(["127.0.0.1"])
+    try:
+        with services.factory() as session:
+            create_webhook(session, url=dripper.url, events=None, secret=None, targets=targets)
+            create_webhook(session, url=quick.url, events=None, secret=None, targets=targets)
+            enqueue(session, event="case.filed", case_id=None, payload={"id": 1})
+            session.commit()
+        dispatcher = WebhookDispatcher(services.factory, targets=targets, timeout_s=1.0, backoff_s=30)
+        t0 = time.monotonic()
+        sender = threading.Thread(target=dispatcher.run_once, daemon=True)
+        sender.start()
+        sender.join(6)
+        assert not sender.is_alive(), "the slow receiver held the sender"
+        assert time.monotonic() - t0 < 4
+        with services.read_factory() as session:
+            slow, sent = session.query(WebhookDelivery).order_by(WebhookDelivery.webhook_id).all()
+        assert sent.status == DeliveryStatus.DELIVERED and len(quick.requests) == 1
+        return slow, sent
+    finally:
+        dripper.close()
+        quick.close()
+
+
+def test_a_receiver_dripping_its_answer_fails_at_the_total_deadline_and_is_retried(
+    services: Services,
+) -> None:
+    """A receiver sending its status line and headers a byte at a time is cut off at the delivery's
+    deadline (timeout_s in all), not when it is done: a failed attempt with the reason, retried with
+    the backoff; the delivery behind it is not held up."""
+    dripper = Dripper(b"", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    slow, _ = _send_behind_a_dripper(services, dripper)
+    assert slow.status == DeliveryStatus.PENDING and slow.attempts == 1
+    assert slow.last_error == "timed out: no answer within 1 s in all"
+    assert slow.last_status_code is None
+    assert slow.next_attempt_at > slow.created_at + timedelta(seconds=20)  # the backoff
+
+
+def test_a_receiver_dripping_its_body_is_delivered_without_waiting_for_it(services: Services) -> None:
+    """A 200 whose body comes a byte every 0.3 s (Content-Length: 100): the status is the answer; the
+    body is never read, so the sender moves on at once."""
+    dripper = Dripper(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", b"x" * 100)
+    slow, _ = _send_behind_a_dripper(services, dripper)
+    assert slow.status == DeliveryStatus.DELIVERED and slow.last_status_code == 200
 
 
 # --- where webhooks may go ------------------------------------------------------------------------

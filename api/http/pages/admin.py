@@ -49,6 +49,7 @@ from api.http.pages.session import (
 )
 from api.services import Services
 from api.storage.models import GridCell
+from streams.urls import mask_credentials
 
 log = logging.getLogger(__name__)
 
@@ -671,7 +672,7 @@ async def _webhooks_page(
                     "status": d.status,
                     "attempts": d.attempts,
                     "code": d.last_status_code,
-                    "error": d.last_error or "",
+                    "error": mask_credentials(d.last_error or ""),
                     "created": _when(d.created_at, offset),
                     "next": _when(d.next_attempt_at, offset) if d.status == DeliveryStatus.PENDING else "",
                     "delivered": _when(d.delivered_at, offset),
@@ -680,7 +681,7 @@ async def _webhooks_page(
         return [
             {
                 "id": h.id,
-                "url": h.url,
+                "url": mask_credentials(h.url),
                 "events": h.events,
                 "active": h.active,
                 "deliveries": log_by_hook[h.id],
@@ -751,7 +752,7 @@ async def add_webhook(
         request,
         principal,
         section="webhooks",
-        heading=t("admin.secret.heading", id=hook.id, url=hook.url),
+        heading=t("admin.secret.heading", id=hook.id, url=mask_credentials(hook.url)),
         note=t("admin.secret.note"),
         secret=signing_secret,
     )
