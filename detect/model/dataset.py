@@ -245,23 +245,12 @@ def load_yaml_model(path: Path, model: type[_M], what: str) -> tuple[_M, bytes]:
 
 def source_names(root: Path) -> list[str]:
     """The class names of a YOLO-format source, in id order, from its data.yaml."""
+    from detect.model.evaluation import read_dataset_yaml
+
     data_yaml = root / "data.yaml"
     if not data_yaml.is_file():
         raise DatasetError(f"source has no data.yaml: {data_yaml}")
-    try:
-        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{data_yaml}: cannot read it as text ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise DatasetError(f"{data_yaml}: not valid YAML: {exc}") from None
-    names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, dict):
-        if not all(isinstance(k, int) for k in names):
-            raise DatasetError(f"{data_yaml}: names: the keys must be class ids (0, 1, ...)")
-        return [str(names[k]) for k in sorted(names)]
-    if isinstance(names, list):
-        return [str(n) for n in names]
-    raise DatasetError(f"{data_yaml}: no 'names' list or mapping")
+    return read_dataset_yaml(data_yaml, DatasetError)[1]
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -207,15 +207,7 @@ def load_data(data: str | os.PathLike[str], split: str) -> tuple[list[str], list
     data_path = Path(data)
     if not data_path.is_file():
         raise EvaluationError(f"dataset yaml not found: {data_path}")
-    try:
-        spec = yaml.safe_load(data_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"{data_path}: cannot read it as text ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise EvaluationError(f"{data_path}: not valid YAML: {exc}") from exc
-    if not isinstance(spec, dict):
-        raise EvaluationError(f"{data_path}: not a dataset yaml (a mapping with names and splits)")
-    names = _names(spec.get("names"), data_path)
+    spec, names = read_dataset_yaml(data_path)
     root = data_path.parent
     if spec.get("path"):
         if not isinstance(spec["path"], str):
@@ -246,20 +238,33 @@ def load_data(data: str | os.PathLike[str], split: str) -> tuple[list[str], list
     return names, sorted(images)
 
 
-def _names(names: object, data_path: Path) -> list[str]:
-    """The class names of a data.yaml's `names`: a list, or a mapping of class ids 0..N-1."""
+def read_dataset_yaml(
+    data_path: Path, error: type[SetupError] = EvaluationError
+) -> tuple[dict[str, Any], list[str]]:
+    """An ultralytics data.yaml's mapping and its class names (`names`: a list, or a mapping of the
+    class ids 0..N-1); `error` naming the file when it cannot be read or is not one."""
+    try:
+        spec = yaml.safe_load(data_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{data_path}: cannot read it as text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{data_path}: not valid YAML: {exc}") from None
+    if not isinstance(spec, dict):
+        raise error(f"{data_path}: not a dataset yaml (a mapping with names and splits)")
+    return spec, _names(spec.get("names"), data_path, error)
+
+
+def _names(names: object, data_path: Path, error: type[SetupError]) -> list[str]:
     if isinstance(names, dict):
         try:
             by_id = {int(k): v for k, v in names.items()}
         except (TypeError, ValueError):
             by_id = {}
         if sorted(by_id) != list(range(len(names))):
-            raise EvaluationError(
-                f"{data_path}: names: the keys must be the class ids 0, 1, 2, ..., got {list(names)}"
-            )
+            raise error(f"{data_path}: names: the keys must be the class ids 0, 1, 2, ..., got {list(names)}")
         names = [by_id[i] for i in range(len(names))]
     if not isinstance(names, list) or not names:
-        raise EvaluationError(f"{data_path}: no 'names'")
+        raise error(f"{data_path}: no 'names' list or mapping")
     return [str(n) for n in names]
 
 

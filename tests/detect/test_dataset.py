@@ -435,10 +435,10 @@ def test_a_folder_that_is_not_a_build_is_never_replaced(toy: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"- garbage\n- overflow\n", "no 'names' list or mapping"),
+        (b"- garbage\n- overflow\n", "not a dataset yaml"),
         (b"\xff\xfe\x00\x81binary", "cannot read it as text"),
         (b"names: [garbage\n", "not valid YAML"),
-        (b"names: {a: garbage}\n", "names: the keys must be class ids"),
+        (b"names: {a: garbage}\n", "names: the keys must be the class ids"),
     ],
 )
 def test_a_bad_source_data_yaml_is_named(toy: Path, content: bytes, message: str) -> None:
