@@ -81,7 +81,7 @@ class _Expected:
     labelled: list[tuple[int, str]] = field(default_factory=list)  # (entry seq, raw frame) of box corrections
 
 
-class _BadDetail(ValueError):
+class _BadDetail(Exception):
     """A custody entry's detail that is not what its action records (an edit of the database)."""
 
 

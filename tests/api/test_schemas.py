@@ -44,6 +44,7 @@ NOT_ANSWERS = {
     "api.settings.SettingsError": "raised where the service starts; the CLI reports it",
     "api.jobs.worker.JobFailed": "a job's failure, written on the job",
     "api.jobs.worker.LeaseLost": "another worker took the job",
+    "api.cases.audit._BadDetail": "a custody entry edited into something unreadable: a line of the audit",
     "api.cases.webhook_targets.TargetRefused": "a webhook delivery's failure, written on the delivery",
     "api.cases.webhook_targets.TargetUnresolved": "a webhook delivery's failure, retried and logged",
     "api.cases.ingest._StaleCase": "a case changed under the writer's batch: written again one at a time",
