@@ -48,9 +48,9 @@ def test_a_missing_input_is_named_before_the_model_loads(
     assert f"{missing}: no such file or folder" in capsys.readouterr().err
 
 
-def test_detect_ends_at_100_percent_and_writes_a_contact_sheet(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _one_incident_clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """A 15-frame still clip, a site config and an output folder, with a detector and tracker that make
+    one incident of it: (footage, config, out)."""
     monkeypatch.setattr("detect.pipeline.build_detector", lambda config: SurestAtFive())
     monkeypatch.setattr("detect.pipeline.build_tracker", lambda config, fps: IdentityTracker())
     footage = tmp_path / "clip.avi"
@@ -58,6 +58,13 @@ def test_detect_ends_at_100_percent_and_writes_a_contact_sheet(
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(make_config().model_dump(mode="json")))
     out = tmp_path / "out"
+    return footage, config, out
+
+
+def test_detect_ends_at_100_percent_and_writes_a_contact_sheet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    footage, config, out = _one_incident_clip(tmp_path, monkeypatch)
 
     assert main(["detect", str(footage), "--config", str(config), "--out", str(out)]) == 0
 
@@ -77,13 +84,7 @@ def test_a_run_whose_source_fails_keeps_the_previous_incidents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Only a run that has read a frame replaces incidents.jsonl and its contact sheet."""
-    monkeypatch.setattr("detect.pipeline.build_detector", lambda config: SurestAtFive())
-    monkeypatch.setattr("detect.pipeline.build_tracker", lambda config, fps: IdentityTracker())
-    footage = tmp_path / "clip.avi"
-    still_video(footage, 1, frames=15)
-    config = tmp_path / "site.yaml"
-    config.write_text(yaml.safe_dump(make_config().model_dump(mode="json")))
-    out = tmp_path / "out"
+    footage, config, out = _one_incident_clip(tmp_path, monkeypatch)
     assert main(["detect", str(footage), "--config", str(config), "--out", str(out)]) == 0
     before = {name: (out / name).read_bytes() for name in ("incidents.jsonl", "index.html")}
     assert before["incidents.jsonl"].count(b"\n") == 1
