@@ -238,15 +238,22 @@ def load_data(data: str | os.PathLike[str], split: str) -> tuple[list[str], list
     return names, sorted(images)
 
 
+def _read_text(path: Path, error: type[SetupError] = EvaluationError) -> str:
+    """A file's UTF-8 text; `error` naming it when it cannot be read or is not text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read it as text ({exc})") from None
+
+
 def read_dataset_yaml(
     data_path: Path, error: type[SetupError] = EvaluationError
 ) -> tuple[dict[str, Any], list[str]]:
     """An ultralytics data.yaml's mapping and its class names (`names`: a list, or a mapping of the
     class ids 0..N-1); `error` naming the file when it cannot be read or is not one."""
+    text = _read_text(data_path, error)
     try:
-        spec = yaml.safe_load(data_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{data_path}: cannot read it as text ({exc})") from None
+        spec = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(f"{data_path}: not valid YAML: {exc}") from None
     if not isinstance(spec, dict):
@@ -271,10 +278,7 @@ def _names(names: object, data_path: Path, error: type[SetupError]) -> list[str]
 def _listed_images(listing: Path, root: Path) -> list[Path]:
     """The images of a .txt list, as ultralytics reads it: "./x" relative to the list's folder, others
     to the root; EvaluationError naming the list and line of one that is not there."""
-    try:
-        text = listing.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"{listing}: cannot read it as text ({exc})") from None
+    text = _read_text(listing)
     images = []
     for number, line in enumerate(text.splitlines(), start=1):
         name = line.strip()
@@ -307,10 +311,7 @@ def label_rows(image: Path, classes: int | None = None) -> list[LabelRow]:
     path = label_path(image)
     if not path.exists():
         return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"{path}: cannot read it as text ({exc})") from None
+    text = _read_text(path)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
