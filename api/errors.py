@@ -82,6 +82,17 @@ class Unavailable(ServiceFault):
         super().__init__(field, reason, retry_after_s=retry_after_s)
 
 
+class DamagedRecord(ServiceFault):
+    """A stored value that reads as nothing its column holds (SQLite keeps times as text, which an
+    edit of the file outside the service can make anything): answered 503 naming the value, never a
+    traceback; `gridpatrol evidence verify` names the rows of the cases it damages."""
+
+    status = 503
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("database", reason)
+
+
 class StorageFull(ServiceFault):
     """A disk the service writes to is full (507 Insufficient Storage); nothing half-written stays."""
 

@@ -26,20 +26,20 @@ checked for cases created since they were added to the first entry (December 202
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import DateTime, Row, String, select, type_coerce
+from sqlalchemy import Dialect, Table, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from api.cases import custody, workflow
 from api.cases.reading import SEALED_ROLES, UNSEALED
 from api.cases.review_labels import BOXES_LABELLED, RAW
-from api.storage.db import table_of
+from api.storage.db import lenient_columns, read_times, table_of
 from api.storage.models import Case, CaseEvent, CustodyEntry, EvidenceBlob, EvidenceLink, Sighting
 
 CASE_BATCH = 1000  # cases read and checked together (memory stays flat at any size)
@@ -67,6 +67,11 @@ class Audit:
     problems: list[str] = field(default_factory=list)
     blobs: set[str] = field(default_factory=set)  # every blob SHA-256 the chain names
     ledger_hashes: dict[int, str] = field(default_factory=dict)
+    complete: bool = True  # False: a table it reads is missing, and nothing was checked
+
+
+# the tables the audit reads (the ledger head's is checked by verify_ledger)
+_TABLES = (Case, CustodyEntry, Sighting, EvidenceLink, CaseEvent, EvidenceBlob)
 
 
 @dataclass(slots=True)
@@ -186,7 +191,7 @@ def _check_links(
     name: str,
     where: str,
     expected: list[tuple[str, str]],
-    stored: list[Row[Any]],
+    stored: list[_Record],
     problems: list[str],
 ) -> None:
     """Compare (role, sha256) pairs the chain holds with the link rows of one sighting / the case."""
@@ -217,9 +222,9 @@ def _check_links(
 
 def _check_sighting_facts(
     name: str,
-    case: Row[Any],
+    case: _Record,
     expected: _Expected,
-    by_incident: dict[str, Row[Any]],
+    by_incident: dict[str, _Record],
     problems: list[str],
 ) -> None:
     """The case's plate (the first one read, in the chain's order) and last_seen (the latest
@@ -229,7 +234,7 @@ def _check_sighting_facts(
         plate = expected.state["plate"] or next((r.plate for r in rows if r.plate), None)
         if case.plate != plate:
             problems.append(f"{name} plate is {case.plate} but its sightings say {plate}")
-    if rows and len(rows) == len(expected.sightings):
+    if rows and len(rows) == len(expected.sightings) and not any(r.garbled for r in rows):
         latest = max(r.seen_at for r in rows)
         if case.last_seen != latest:
             problems.append(f"{name} last_seen is {case.last_seen} but its latest sighting is {latest}")
@@ -237,15 +242,23 @@ def _check_sighting_facts(
 
 def _check_case(
     case_id: int,
-    case: Row[Any] | None,
+    case: _Record | None,
     entries: list[CustodyEntry],
-    sightings: list[Row[Any]],
-    links: list[Row[Any]],
-    events: list[Row[Any]],
+    sightings: list[_Record],
+    links: list[_Record],
+    events: list[_Record],
     audit: Audit,
 ) -> None:
     name = f"case {case.number if case is not None and case.number else case_id}"
     problems = audit.problems
+    records = [("", case)] if case is not None else []
+    records += [(f" sighting {r.id}", r) for r in sightings] + [(f" history event {e.id}", e) for e in events]
+    for what, stored in records:
+        problems += [
+            f"{name}{what} {column} reads {stored[column]!r:.60}, which is no time "
+            "(the database was edited outside the service)"
+            for column in stored.garbled
+        ]
     for p in custody.verify_chain(entries, case_id):
         problems.append(f"{name} custody entry {p.seq}: {p.reason}")
     if case is None:
@@ -268,7 +281,7 @@ def _check_case(
 
     by_incident = {s.incident_id: s for s in sightings}
     _check_sighting_facts(name, case, expected, by_incident, problems)
-    links_of: dict[int | None, list[Row[Any]]] = {}
+    links_of: dict[int | None, list[_Record]] = {}
     for link in links:
         links_of.setdefault(link.sighting_id, []).append(link)
     for incident_id, record in expected.sightings.items():
@@ -330,32 +343,42 @@ def _batches(ids: list[int]) -> Iterator[list[int]]:
         yield ids[start : start + CASE_BATCH]
 
 
-def _grouped(session: Session, stmt: Any, lo: int, hi: int, column: Any) -> dict[int, list[Any]]:
-    groups: dict[int, list[Any]] = {}
-    for row in session.execute(stmt.where(column.between(lo, hi))):
-        groups.setdefault(row.case_id, []).append(row)
+class _Record(dict[str, Any]):
+    """A row read with lenient_columns, its times read here: `garbled` names the time columns that
+    read as none (they keep their stored text). Fields read as attributes, as a Row's are."""
+
+    def __init__(self, values: Any, table: Table, dialect: Dialect) -> None:
+        super().__init__(values)
+        self.garbled = read_times(self, table, dialect)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def _mapping(self) -> dict[str, Any]:
+        return self
+
+
+def _grouped(session: Session, table: Table, lo: int, hi: int, column: Any) -> dict[int, list[_Record]]:
+    """The rows of `table` whose `column` (a case id) is lo..hi, in id order, by case; a damaged
+    time is kept in its record's `garbled` for _check_case to name, not raised."""
+    stmt = select(*lenient_columns(table)).where(column.between(lo, hi)).order_by(table.c.id)
+    dialect = session.get_bind().dialect
+    groups: dict[int, list[_Record]] = {}
+    for row in session.execute(stmt):
+        record = _Record(row._mapping, table, dialect)
+        groups.setdefault(record[column.name], []).append(record)
     return groups
 
 
 def _entries(session: Session, lo: int, hi: int) -> dict[int, list[CustodyEntry]]:
-    """The custody entries of cases lo..hi, by case, in seq order (detached, never written). An
-    entry's time that does not read as one (SQLite keeps times as text, which an edit of the file
-    can make anything) is kept as that text, for verify_chain to name the entry."""
-    entries_t = table_of(CustodyEntry)
-    dialect = session.get_bind().dialect
-    read_time = DateTime().dialect_impl(dialect).result_processor(dialect, None)
-    stmt = (
-        select(*(c for c in entries_t.c if c.name != "at"), type_coerce(entries_t.c.at, String).label("at"))
-        .where(entries_t.c.case_id.between(lo, hi))
-        .order_by(entries_t.c.case_id, entries_t.c.seq)
-    )
+    """The custody entries of cases lo..hi, by case, in seq order (custody.read_entries)."""
     entries: dict[int, list[CustodyEntry]] = {}
-    for row in session.execute(stmt):
-        values = dict(row._mapping)
-        if read_time is not None and isinstance(values["at"], str):
-            with contextlib.suppress(ValueError):
-                values["at"] = read_time(values["at"])
-        entries.setdefault(row.case_id, []).append(CustodyEntry(**values))
+    for entry in custody.read_entries(session, table_of(CustodyEntry).c.case_id.between(lo, hi)):
+        entries.setdefault(entry.case_id, []).append(entry)
     return entries
 
 
@@ -364,6 +387,14 @@ def audit(session: Session, *, at_seqs: tuple[int, ...] = ()) -> Audit:
     seqs whose hashes to report (a checkpoint's)."""
     custody.snapshot(session)
     result = Audit()
+    present = sa_inspect(session.connection())
+    missing = [table_of(m).name for m in _TABLES if not present.has_table(table_of(m).name)]
+    if missing:
+        result.complete = False
+        result.problems += [
+            f"table {name} is missing (dropped outside the service): nothing was checked" for name in missing
+        ]
+        return result
     numbers = {row.id: row.number for row in session.execute(select(Case.id, Case.number))}
     ledger = custody.verify_ledger(session, cases=numbers, at_seqs=at_seqs)
     result.head, result.entries, result.ledger_hashes = ledger.head, ledger.head.entries, ledger.hashes_at
@@ -374,17 +405,13 @@ def audit(session: Session, *, at_seqs: tuple[int, ...] = ()) -> Audit:
     result.cases = len(ids)
     cases_t, sightings_t = table_of(Case), table_of(Sighting)
     links_t, events_t = table_of(EvidenceLink), table_of(CaseEvent)
-    case_stmt = select(cases_t).add_columns(cases_t.c.id.label("case_id"))
-    sighting_stmt = select(sightings_t).order_by(sightings_t.c.id)
-    link_stmt = select(links_t).order_by(links_t.c.id)
-    event_stmt = select(events_t).order_by(events_t.c.id)
     for batch in _batches(ids):
         lo, hi = batch[0], batch[-1]
-        case_rows = _grouped(session, case_stmt, lo, hi, cases_t.c.id)
+        case_rows = _grouped(session, cases_t, lo, hi, cases_t.c.id)
         entries = _entries(session, lo, hi)
-        sightings = _grouped(session, sighting_stmt, lo, hi, sightings_t.c.case_id)
-        links = _grouped(session, link_stmt, lo, hi, links_t.c.case_id)
-        events = _grouped(session, event_stmt, lo, hi, events_t.c.case_id)
+        sightings = _grouped(session, sightings_t, lo, hi, sightings_t.c.case_id)
+        links = _grouped(session, links_t, lo, hi, links_t.c.case_id)
+        events = _grouped(session, events_t, lo, hi, events_t.c.case_id)
         for case_id in batch:
             rows = case_rows.get(case_id)
             _check_case(

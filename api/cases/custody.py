@@ -27,9 +27,10 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from api.storage.db import lenient_columns, read_times, utcnow
 from api.storage.db import table_of as _table
-from api.storage.db import utcnow
 from api.storage.models import CustodyEntry, CustodyLedgerHead
 
 GENESIS = "0" * 64
@@ -270,6 +271,21 @@ def verify_chain(entries: list[CustodyEntry], case_id: int) -> list[ChainProblem
             break
         prev = entry.entry_hash
     return problems
+
+
+def read_entries(session: Session, where: ColumnElement[bool]) -> list[CustodyEntry]:
+    """The custody entries `where` selects, by case and seq (detached objects, never written). An
+    entry's time that does not read as one (SQLite keeps times as text, which an edit of the file can
+    make anything) is kept as that text, for verify_chain to name the entry."""
+    entries_t = _table(CustodyEntry)
+    dialect = session.get_bind().dialect
+    stmt = select(*lenient_columns(entries_t)).where(where).order_by(entries_t.c.case_id, entries_t.c.seq)
+    entries = []
+    for row in session.execute(stmt):
+        values = dict(row._mapping)
+        read_times(values, entries_t, dialect)
+        entries.append(CustodyEntry(**values))
+    return entries
 
 
 def verify_all(session: Session) -> tuple[int, list[ChainProblem]]:

@@ -73,6 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"gridpatrol {args.command}: error: {busy_message(exc)}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # a part the service needs failing (a damaged stored time, the evidence store not answering):
+        # one line naming it, as the service answers it. Looked up only when raised, as above.
+        errors = sys.modules.get("api.errors")
+        if errors is None or not isinstance(exc, errors.ServiceFault):
+            raise
+        print(f"gridpatrol {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -466,12 +466,18 @@ def _evidence_verify(args: argparse.Namespace) -> int:
     problems: list[str] = []
     with services.read_factory() as session:  # one snapshot; SQLite writers are not held up
         result = audit(session, at_seqs=(checkpoint.ledger_seq,) if checkpoint else ())
+        if not result.complete:  # a table is gone: no file can be told evidence or orphan
+            for line in result.problems:
+                print(line)
+            print(f"nothing checked: {len(result.problems)} problem(s)")
+            return 1
         known = set(session.scalars(select(EvidenceBlob.sha256)))
     with _store_faults():
-        for sha in sorted(known | result.blobs):
-            problem = services.store.verify(sha)
-            if problem:
-                problems.append(f"evidence {sha}: {problem}")
+        bad = {
+            sha: problem for sha in sorted(known | result.blobs) if (problem := services.store.verify(sha))
+        }
+        held_by = _cases_holding(services, list(bad))
+        problems += [f"evidence {sha}{held_by.get(sha, '')}: {problem}" for sha, problem in bad.items()]
         unreadable: list[str] = []
         orphans = _orphans(services, known | result.blobs, unreadable)
         problems += [f"evidence folder {folder}; its files not checked for orphans" for folder in unreadable]
@@ -505,6 +511,25 @@ def _evidence_verify(args: argparse.Namespace) -> int:
 
 
 ORPHANS_SHOWN = 20
+
+
+def _cases_holding(services: Services, shas: list[str]) -> dict[str, str]:
+    """For each evidence file of `shas` that cases link to, the " (case N, M)" its problem line names."""
+    from sqlalchemy import select
+
+    from api.storage.models import Case, EvidenceLink
+
+    numbers: dict[str, set[str]] = {}
+    with services.read_factory() as session:
+        for start in range(0, len(shas), 500):
+            rows = session.execute(
+                select(EvidenceLink.sha256, Case.number, Case.id)
+                .join(Case, Case.id == EvidenceLink.case_id)
+                .where(EvidenceLink.sha256.in_(shas[start : start + 500]))
+            )
+            for sha, number, case_id in rows:
+                numbers.setdefault(sha, set()).add(number or str(case_id))
+    return {sha: f" (case {', '.join(sorted(found))})" for sha, found in numbers.items()}
 
 
 def _age(seconds: float) -> str:

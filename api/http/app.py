@@ -31,7 +31,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from api.errors import InputError, ServiceFault, StorageFull, Unavailable, is_disk_full
+from api.errors import DamagedRecord, InputError, ServiceFault, StorageFull, Unavailable, is_disk_full
 from api.http.allow import AllowEveryMethod
 from api.http.pages import install_pages
 from api.settings import Settings
@@ -119,7 +119,13 @@ def fault_response(request: Request, fault: ServiceFault) -> Response:
     """A fault's answer: the error body (a page outside /api/ gets an HTML page) and Retry-After."""
     headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s is not None else None
     if wants_page(request):
-        kind = "storage_full" if isinstance(fault, StorageFull) else "unavailable"
+        kind = (
+            "storage_full"
+            if isinstance(fault, StorageFull)
+            else "damaged"
+            if isinstance(fault, DamagedRecord)
+            else "unavailable"
+        )
         page = message_page(request, kind, fault.status, detail=str(fault))
         page.headers.update(headers or {})
         return page

@@ -17,12 +17,24 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    String,
+    Table,
+    TypeDecorator,
+    create_engine,
+    event,
+    type_coerce,
+)
 
 try:
     import fcntl
@@ -31,6 +43,8 @@ except ImportError:  # not POSIX: other processes meet SQLite's busy timeout
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from api.errors import DamagedRecord
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +66,60 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is None:
         return value
     return value.astimezone(UTC).replace(tzinfo=None)
+
+
+class StoredTime(TypeDecorator[datetime]):
+    """A time column (naive UTC). SQLite keeps a time as text, which an edit of the file outside the
+    service can make anything: such a value is read as a DamagedRecord naming it (a 503 and one line,
+    not a driver's ValueError deep in a page). PostgreSQL's driver returns times itself."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], datetime | None] | None:
+        # the impl's own processor wrapped, not replaced (process_result_value would run after it fails)
+        read = self.impl_instance.result_processor(dialect, coltype)
+        if read is None:
+            return None
+
+        def process(value: Any) -> datetime | None:
+            try:
+                return read(value)
+            except ValueError:
+                raise DamagedRecord(unreadable_time(value)) from None
+
+        return process
+
+
+def unreadable_time(value: object) -> str:
+    """What a stored time that reads as none is, in a line (cut at 60 characters)."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:59] + "…"
+    return (
+        f"a stored time reads {text}, which is no time: the database was edited outside the service "
+        "(`gridpatrol evidence verify` names the cases)"
+    )
+
+
+def lenient_columns(table: Table) -> list[Any]:
+    """The table's columns for a check that must read a damaged row too: each time column read as
+    its stored text (SQLite's; PostgreSQL's driver still returns a time), for `read_times`."""
+    return [type_coerce(c, String).label(c.name) if isinstance(c.type, StoredTime) else c for c in table.c]
+
+
+def read_times(values: dict[str, Any], table: Table, dialect: Dialect) -> list[str]:
+    """The time columns of `values` (a row read with lenient_columns) read as times in place; the
+    names of those that read as none, which keep their text."""
+    read = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+    garbled = []
+    for column in table.c:
+        value = values.get(column.name)
+        if isinstance(column.type, StoredTime) and isinstance(value, str) and read is not None:
+            try:
+                values[column.name] = read(value)
+            except ValueError:
+                garbled.append(column.name)
+    return garbled
 
 
 DEFAULT_SQLITE_TIMEOUT_S = 30.0

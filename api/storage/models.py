@@ -10,7 +10,6 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from api.storage.db import utcnow
+from api.storage.db import StoredTime, utcnow
 
 MAX_ID = 2**31 - 1  # the largest id an id column holds (INTEGER on PostgreSQL)
 CATEGORY_MAX = 64  # characters of a case's category (built-in or a site rule's)
@@ -42,7 +41,7 @@ class GridCell(Base):
     community: Mapped[str | None] = mapped_column(String(200))
     team: Mapped[str] = mapped_column(String(TEAM_MAX), index=True)
     geometry: Mapped[str] = mapped_column(Text)  # GeoJSON geometry, WGS84 lon/lat
-    imported_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    imported_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
 
 
 class User(Base):
@@ -54,8 +53,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # admin | operator | enforcement | viewer
     team: Mapped[str | None] = mapped_column(String(TEAM_MAX))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(StoredTime)
 
 
 class LoginFailure(Base):
@@ -65,7 +64,7 @@ class LoginFailure(Base):
 
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
-    window_start: Mapped[datetime] = mapped_column(DateTime, index=True)
+    window_start: Mapped[datetime] = mapped_column(StoredTime, index=True)
 
 
 class ApiToken(Base):
@@ -73,8 +72,8 @@ class ApiToken(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(StoredTime)
 
 
 class Device(Base):
@@ -88,9 +87,9 @@ class Device(Base):
     # posts incidents for any registered camera (api.cameras); a plain device posts its own footage
     runner: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # False once revoked
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)  # to the minute, see auth.py
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(StoredTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(StoredTime)  # to the minute, see auth.py
 
 
 class Case(Base):
@@ -112,13 +111,13 @@ class Case(Base):
     plate: Mapped[str | None] = mapped_column(String(32))
     camera_id: Mapped[str | None] = mapped_column(String(64))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
-    first_seen: Mapped[datetime] = mapped_column(DateTime)
-    last_seen: Mapped[datetime] = mapped_column(DateTime)
+    first_seen: Mapped[datetime] = mapped_column(StoredTime)
+    last_seen: Mapped[datetime] = mapped_column(StoredTime)
     sightings_count: Mapped[int] = mapped_column(Integer, default=0)
     recurrence_count: Mapped[int] = mapped_column(Integer, default=0)
     reject_reason: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
 
     sightings: Mapped[list[Sighting]] = relationship(back_populates="case", order_by="Sighting.id")
     events: Mapped[list[CaseEvent]] = relationship(order_by="CaseEvent.id")
@@ -148,7 +147,7 @@ class Sighting(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     incident_id: Mapped[str] = mapped_column(String(128), unique=True)
-    seen_at: Mapped[datetime] = mapped_column(DateTime)
+    seen_at: Mapped[datetime] = mapped_column(StoredTime)
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     plate: Mapped[str | None] = mapped_column(String(32))
@@ -157,7 +156,7 @@ class Sighting(Base):
     job_id: Mapped[int | None] = mapped_column(Integer)
     incident_json: Mapped[str] = mapped_column(Text)
     recurrence: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
 
     case: Mapped[Case] = relationship(back_populates="sightings")
     evidence: Mapped[list[EvidenceLink]] = relationship(order_by="EvidenceLink.id")
@@ -171,7 +170,7 @@ class EvidenceBlob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
 
 
 class EvidenceLink(Base):
@@ -193,7 +192,7 @@ class CaseEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(96))
     action: Mapped[str] = mapped_column(String(32))
     from_status: Mapped[str | None] = mapped_column(String(16))
@@ -210,7 +209,7 @@ class CustodyEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(DateTime)
+    at: Mapped[datetime] = mapped_column(StoredTime)
     actor: Mapped[str] = mapped_column(String(96))
     action: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)  # canonical JSON
@@ -236,7 +235,7 @@ class CustodyLedgerHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime | None] = mapped_column(DateTime)
+    at: Mapped[datetime | None] = mapped_column(StoredTime)
 
 
 class ReviewClaim(Base):
@@ -246,8 +245,8 @@ class ReviewClaim(Base):
 
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
     holder: Mapped[str] = mapped_column(String(96), index=True)
-    claimed_at: Mapped[datetime] = mapped_column(DateTime)
-    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    claimed_at: Mapped[datetime] = mapped_column(StoredTime)
+    expires_at: Mapped[datetime] = mapped_column(StoredTime)
 
 
 class Upload(Base):
@@ -262,10 +261,10 @@ class Upload(Base):
     track_path: Mapped[str | None] = mapped_column(String(500))
     track_sha256: Mapped[str | None] = mapped_column(String(64))
     camera_id: Mapped[str | None] = mapped_column(String(64))
-    start_time: Mapped[datetime | None] = mapped_column(DateTime)
+    start_time: Mapped[datetime | None] = mapped_column(StoredTime)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
     uploaded_by: Mapped[str] = mapped_column(String(96))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
 
 
 class Job(Base):
@@ -283,10 +282,10 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     incidents: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(96))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(StoredTime)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(StoredTime)
+    finished_at: Mapped[datetime | None] = mapped_column(StoredTime)
 
     __table_args__ = (Index("ix_jobs_status_lease", "status", "lease_expires_at"),)
 
@@ -299,7 +298,7 @@ class Webhook(Base):
     secret: Mapped[str] = mapped_column(String(128))
     events: Mapped[str] = mapped_column(String(200))  # comma-separated: filed,dispatched,closed
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
 
 
 class WebhookDelivery(Base):
@@ -312,11 +311,11 @@ class WebhookDelivery(Base):
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(StoredTime)
 
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
 
@@ -339,17 +338,17 @@ class Camera(Base):
     zones: Mapped[str] = mapped_column(Text)  # JSON list of detect.config.Zone
     active_hours: Mapped[str | None] = mapped_column(Text)  # JSON list of "HH:MM-HH:MM"; null: always
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
     # live state, as reported by its runner
     runner: Mapped[str | None] = mapped_column(String(64))
     fps: Mapped[float | None] = mapped_column(Float)
-    last_frame_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_frame_at: Mapped[datetime | None] = mapped_column(StoredTime)
     last_error: Mapped[str | None] = mapped_column(Text)
-    reported_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reported_at: Mapped[datetime | None] = mapped_column(StoredTime)
     runner_state: Mapped[str | None] = mapped_column(Text)  # JSON: the runner's spool and delivery figures
     online: Mapped[bool | None] = mapped_column(Boolean)  # None until first reported or found offline
-    online_since: Mapped[datetime | None] = mapped_column(DateTime)  # when online last changed
+    online_since: Mapped[datetime | None] = mapped_column(StoredTime)  # when online last changed
 
 
 class UploadCoverage(Base):
@@ -363,8 +362,8 @@ class UploadCoverage(Base):
     upload_id: Mapped[int] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
     cell_id: Mapped[str] = mapped_column(String(64))
     team: Mapped[str | None] = mapped_column(String(TEAM_MAX))
-    entered_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # UTC
-    left_at: Mapped[datetime] = mapped_column(DateTime)
+    entered_at: Mapped[datetime] = mapped_column(StoredTime, index=True)  # UTC
+    left_at: Mapped[datetime] = mapped_column(StoredTime)
     metres: Mapped[float] = mapped_column(Float)
 
 
@@ -385,8 +384,8 @@ class ChalkMark(Base):
     camera_id: Mapped[str | None] = mapped_column(String(64))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
     job_id: Mapped[int | None] = mapped_column(Integer)
-    first_seen: Mapped[datetime] = mapped_column(DateTime)
-    seen_at: Mapped[datetime] = mapped_column(DateTime)
+    first_seen: Mapped[datetime] = mapped_column(StoredTime)
+    seen_at: Mapped[datetime] = mapped_column(StoredTime)
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     bucket: Mapped[int] = mapped_column(BigInteger)
@@ -398,8 +397,8 @@ class ChalkMark(Base):
     # the confirmed incident this pass made when it arrived (its answer again on a repeat); None when
     # it arrived alone, or was confirmed only by a later pass
     confirmed_as: Mapped[str | None] = mapped_column(String(128))
-    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(StoredTime)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
 
     evidence: Mapped[list[ChalkEvidence]] = relationship(order_by="ChalkEvidence.id")
 
@@ -448,6 +447,6 @@ class ReviewLabel(Base):
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     actor: Mapped[str] = mapped_column(String(96))
-    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    at: Mapped[datetime] = mapped_column(StoredTime, index=True)
     what: Mapped[str] = mapped_column(String(16))  # confirm|reject_false|reject_other|recategorise|box|undo
     detail: Mapped[str] = mapped_column(Text)

@@ -108,6 +108,18 @@ class LiveServer:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
+    def browser(self, who: str) -> httpx.Client:
+        """A person's browser on the pages: logged in, in English, sending the CSRF token."""
+        from api.http.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
+
+        token = self.tokens[who]
+        return httpx.Client(
+            base_url=self.url,
+            cookies={SESSION_COOKIE: token, "gp_lang": "en"},
+            headers={CSRF_HEADER: csrf_token_for(token), "Accept": "text/html", "Origin": self.url},
+            timeout=30,
+        )
+
 
 class _Server:
     def __init__(self, app: Any) -> None:

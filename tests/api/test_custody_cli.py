@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,14 @@ from api.storage.models import CustodyEntry
 from tests.api.api_testkit import DEMO_GRID, jpeg_bytes
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _names_file(out: str, name: str, problem: str) -> bool:
+    """verify's line for an evidence file: its SHA-256, the case holding it, the problem."""
+    return (
+        re.search(rf"^evidence {name} \(case GP-\d{{4}}-\d{{6}}\): {re.escape(problem)}", out, re.M)
+        is not None
+    )
 
 
 def test_store_is_content_addressed_and_verified(tmp_path: Path) -> None:
@@ -120,10 +129,10 @@ def test_cli_user_device_grid_and_verify(
         victim.write_bytes(b"\xff\xd8\xff tampered")
         assert main(["evidence", "verify"]) == 1
         out = capsys.readouterr().out
-        assert f"evidence {victim.name}: altered" in out and "1 problem(s)" in out
+        assert _names_file(out, victim.name, "altered") and "1 problem(s)" in out
         victim.unlink()
         assert main(["evidence", "verify"]) == 1
-        assert f"evidence {victim.name}: missing" in capsys.readouterr().out
+        assert _names_file(capsys.readouterr().out, victim.name, "missing")
     finally:
         services.close()
 
@@ -216,7 +225,7 @@ def test_verify_names_an_evidence_file_it_cannot_read_or_that_is_no_file(
     replaced.mkdir()
     assert main(["evidence", "verify"]) == 1
     out = capsys.readouterr().out
-    assert f"evidence {replaced.name}: not a file" in out and "1 problem(s)" in out
+    assert _names_file(out, replaced.name, "not a file") and "1 problem(s)" in out
     replaced.rmdir()
     unreadable.chmod(0)
     hidden.parent.chmod(0)
@@ -239,9 +248,9 @@ def test_verify_names_an_evidence_file_it_cannot_read_or_that_is_no_file(
         unreadable.chmod(0o644)
         hidden.parent.chmod(0o755)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
-    assert f"evidence {unreadable.name}: unreadable (permission denied)" in run.stdout
-    assert f"evidence {hidden.name}: unreadable (permission denied)" in run.stdout
-    assert f"evidence {replaced.name}: missing" in run.stdout
+    assert _names_file(run.stdout, unreadable.name, "unreadable (permission denied)")
+    assert _names_file(run.stdout, hidden.name, "unreadable (permission denied)")
+    assert _names_file(run.stdout, replaced.name, "missing")
     assert (
         f"evidence folder {hidden.parent}: unreadable (permission denied); its files not checked for orphans"
         in run.stdout

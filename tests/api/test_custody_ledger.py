@@ -222,7 +222,7 @@ def _evidence_bytes_flipped(w: World, conn: Connection) -> list[str]:
     sha = _one(conn, "SELECT sha256 FROM evidence_links WHERE case_id = 2 AND role = 'crop'")
     path = w.services.store.path_for(sha)
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
-    return [f"evidence {sha}: altered"]
+    return [f"evidence {sha} (case {w.numbers[2]}): altered"]
 
 
 def _entry_edited(w: World, conn: Connection) -> list[str]:
@@ -279,6 +279,28 @@ def _time_garbled(w: World, conn: Connection) -> list[str]:
     ]
 
 
+def _times_garbled(w: World, conn: Connection) -> list[str]:
+    if conn.dialect.name != "sqlite":
+        pytest.skip("only SQLite keeps a time as text that an edit can make anything")
+    sighting = _one(conn, "SELECT min(id) FROM sightings WHERE case_id = 2")
+    event = _one(conn, "SELECT min(id) FROM case_events WHERE case_id = 1")
+    conn.execute(text("UPDATE cases SET last_seen = 'junk' WHERE id = 3"))
+    conn.execute(text("UPDATE sightings SET seen_at = '2026-13-45 99:00:00' WHERE id = :i"), {"i": sighting})
+    conn.execute(text("UPDATE case_events SET at = '' WHERE id = :i"), {"i": event})
+    edited = "which is no time (the database was edited outside the service)"
+    return [
+        f"case {w.numbers[3]} last_seen reads 'junk', {edited}",
+        f"case {w.numbers[2]} sighting {sighting} seen_at reads '2026-13-45 99:00:00', {edited}",
+        f"case {w.numbers[2]} sighting {sighting} altered",
+        f"case {w.numbers[1]} history event {event} at reads '', {edited}",
+    ]
+
+
+def _other_table_dropped(w: World, conn: Connection) -> list[str]:
+    conn.execute(text("DROP TABLE case_events"))
+    return ["table case_events is missing (dropped outside the service): nothing was checked"]
+
+
 def _head_table_dropped(w: World, conn: Connection) -> list[str]:
     conn.execute(text("DROP TABLE custody_ledger_head"))
     return ["ledger: the recorded head's table (custody_ledger_head) is missing", _and_case_1_closed(w, conn)]
@@ -311,6 +333,8 @@ TAMPERING: dict[str, Callable[[World, Connection], list[str]]] = {
     "custody entry's detail misshapen": _detail_misshapen,
     "custody entry's time garbled": _time_garbled,
     "ledger head table dropped": _head_table_dropped,
+    "case, sighting and event times garbled": _times_garbled,
+    "history table dropped": _other_table_dropped,
 }
 
 

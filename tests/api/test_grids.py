@@ -12,9 +12,10 @@ from shapely.geometry import shape
 
 from api.cases.grids import GridImportError, GridIndex, import_cells, parse_geojson
 from api.cli.main import main
+from api.http.cookies import csrf_token_for
 from api.services import Services
 from api.storage.models import UNASSIGNED, GridCell
-from tests.api.api_testkit import DEMO_GRID, incident_json, post_incident
+from tests.api.api_testkit import DEMO_GRID, LiveServer, incident_json, post_incident
 
 SQUARE = [[[120.0, 30.0], [120.01, 30.0], [120.01, 30.01], [120.0, 30.01], [120.0, 30.0]]]
 
@@ -278,12 +279,11 @@ def test_a_reimport_that_strands_open_cases_is_refused_unless_forced(
     assert capsys.readouterr().out == f"imported {count + 1} grid cells from {DEMO_GRID}\n"
 
 
-def test_overlapping_cells_are_imported_with_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _overlapping_grid() -> dict[str, Any]:
+    """Cells A, B and C: B overlaps A and C; A and C share only a border."""
     shifted = {"type": "Polygon", "coordinates": [[[x + 0.005, y] for x, y in SQUARE[0]]]}
     beside = {"type": "Polygon", "coordinates": [[[x + 0.01, y] for x, y in SQUARE[0]]]}  # a shared border
-    collection = {
+    return {
         "type": "FeatureCollection",
         "features": [
             feature(props={"id": "B"}, geometry=shifted),
@@ -291,8 +291,13 @@ def test_overlapping_cells_are_imported_with_a_warning(
             feature(props={"id": "C"}, geometry=beside),
         ],
     }
+
+
+def test_overlapping_cells_are_imported_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "overlap.geojson"
-    path.write_text(json.dumps(collection))
+    path.write_text(json.dumps(_overlapping_grid()))
     monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
     assert main(["-q", "grid", "import", str(path)]) == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -300,3 +305,27 @@ def test_overlapping_cells_are_imported_with_a_warning(
         "warning: cells B and C overlap: a position in both goes to B (the smaller id)",
         f"imported 3 grid cells from {path}",
     ]
+
+
+def test_the_admin_page_shows_an_imports_warnings(make_server: Any, sqlite_url: str) -> None:
+    """The admin page's import shows the warnings with its result (before, they reached only the log)."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    token = server.tokens["admin"]
+    with server.browser("admin") as admin:
+        body = json.dumps(_overlapping_grid()).encode()
+        page = admin.post(
+            "/admin/grid",
+            data={"csrf_token": csrf_token_for(token)},
+            files={"file": ("overlap.geojson", body, "application/geo+json")},
+        )
+        assert page.status_code == 200, page.text[:300]
+        assert "Imported 3 grid cells" in page.text and 'id="admin-warnings"' in page.text
+        assert "The grid was imported, with 2 warning(s):" in page.text
+        assert "cells A and B overlap: a position in both goes to A (the smaller id)" in page.text
+        # an import without warnings is answered as before: back to the grid page with its result
+        demo = admin.post(
+            "/admin/grid",
+            data={"csrf_token": csrf_token_for(token)},
+            files={"file": ("demo.geojson", DEMO_GRID.read_bytes(), "application/geo+json")},
+        )
+        assert demo.status_code == 303 and demo.headers["location"].startswith("/admin/grid?done=imported")

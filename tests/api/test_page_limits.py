@@ -6,28 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from api.http.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
+from api.http.cookies import csrf_token_for
 from api.storage.models import CATEGORY_MAX
 from tests.api.api_testkit import LiveServer, incident_json, post_incident
 
 LONG = "site_rule." + "x" * (CATEGORY_MAX - 10)  # a site rule's category of the longest length stored
 
 
-def _page(server: LiveServer, who: str) -> httpx.Client:
-    token = server.tokens[who]
-    return httpx.Client(
-        base_url=server.url,
-        cookies={SESSION_COOKIE: token, "gp_lang": "en"},
-        headers={CSRF_HEADER: csrf_token_for(token), "Accept": "text/html", "Origin": server.url},
-        timeout=30,
-    )
-
-
 def test_a_long_site_category_can_be_chosen_and_filtered(make_server: Any, sqlite_url: str) -> None:
     server: LiveServer = make_server(sqlite_url, run_webhooks=False)
-    with server.client("device") as device, _page(server, "operator") as op:
+    with server.client("device") as device, server.browser("operator") as op:
         long_case = post_incident(device, incident_json("long", category=LONG)).json()["case_id"]
         other = post_incident(device, incident_json("other", position=(30.2841, 120.1651))).json()["case_id"]
         assert LONG in op.get("/review").text
@@ -47,7 +35,7 @@ def test_a_long_site_category_can_be_chosen_and_filtered(make_server: Any, sqlit
 
 def test_a_note_over_the_limit_is_named_as_too_long(make_server: Any, sqlite_url: str) -> None:
     server: LiveServer = make_server(sqlite_url, run_webhooks=False)
-    with server.client("device") as device, _page(server, "admin") as admin:
+    with server.client("device") as device, server.browser("admin") as admin:
         case_id = post_incident(device, incident_json("noted")).json()["case_id"]
         token = server.tokens["admin"]
         moved = admin.post(
@@ -65,7 +53,7 @@ def test_a_form_over_a_field_s_limit_is_answered_with_a_page(make_server: Any, s
     field (not the API's JSON); a script's post (no text/html) still gets the JSON."""
     server: LiveServer = make_server(sqlite_url, run_webhooks=False)
     token = server.tokens["admin"]
-    with server.client("device") as device, _page(server, "admin") as admin:
+    with server.client("device") as device, server.browser("admin") as admin:
         case_id = post_incident(device, incident_json("huge")).json()["case_id"]
         csrf = csrf_token_for(token)
         added = admin.post(
@@ -91,7 +79,7 @@ def test_a_form_over_a_field_s_limit_is_answered_with_a_page(make_server: Any, s
 
 def test_a_reversed_range_on_the_case_list_is_named_and_dropped(make_server: Any, sqlite_url: str) -> None:
     server: LiveServer = make_server(sqlite_url, run_webhooks=False)
-    with server.client("device") as device, _page(server, "operator") as op:
+    with server.client("device") as device, server.browser("operator") as op:
         number = post_incident(device, incident_json("ranged")).json()["case_number"]
         page = op.get("/cases", params={"since": "2000-01-01", "until": "1999-12-31"})
         assert page.status_code == 200

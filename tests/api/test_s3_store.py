@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -293,10 +294,12 @@ def test_case_service_keeps_evidence_in_the_bucket(
     client.put_object(Bucket=bucket, Key=key_of(victim), Body=jpeg_bytes("other bytes"))
     assert main(["evidence", "verify"]) == 1
     out = capsys.readouterr().out
-    assert f"evidence {victim}: altered (content now hashes to" in out and "1 problem(s)" in out
+    held = r"\(case GP-\d{4}-\d{6}\)"  # the case whose evidence it is
+    assert re.search(rf"^evidence {victim} {held}: altered \(content now hashes to", out, re.M), out
+    assert "1 problem(s)" in out
     client.delete_object(Bucket=bucket, Key=key_of(victim))
     assert main(["evidence", "verify"]) == 1
-    assert f"evidence {victim}: missing" in capsys.readouterr().out
+    assert re.search(rf"^evidence {victim} {held}: missing", capsys.readouterr().out, re.M)
     with server.client("operator") as op:
         assert op.get(f"/api/evidence/{victim}").status_code == 404
 

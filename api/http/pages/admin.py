@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, TypeVar
@@ -516,6 +516,7 @@ async def _grid_page(
     *,
     problem: Problem | None = None,
     done: str = "",
+    warnings: Sequence[str] = (),
 ) -> Response:
     def work(session: Session) -> list[dict[str, Any]]:
         return [f["properties"] for f in stats.grid_geojson(session, principal=principal)["features"]]
@@ -530,6 +531,7 @@ async def _grid_page(
         done=done,
         cells=cells,
         max_mb=GRID_MAX_BYTES // (1024 * 1024),
+        warnings=warnings,
     )
 
 
@@ -633,14 +635,16 @@ async def import_grid(
     for warning in warnings:
         log.warning("grid import by %s from %s: %s", principal.name, file.filename, warning)
     log.info("admin %s imported %d grid cells from %s", principal.name, change.imported, file.filename)
-    return _back(
-        "grid",
-        "imported",
-        count=change.imported,
-        added=change.added,
-        updated=change.updated,
-        removed=change.removed,
-    )
+    counts = {
+        "count": change.imported,
+        "added": change.added,
+        "updated": change.updated,
+        "removed": change.removed,
+    }
+    if warnings:  # shown with the result, not only logged: the page itself, not a redirect
+        done = t(DONE["grid"]["imported"], **counts)
+        return await _grid_page(request, principal, services, done=done, warnings=warnings)
+    return _back("grid", "imported", **counts)
 
 
 # --- webhooks ----------------------------------------------------------------------------------------

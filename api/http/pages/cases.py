@@ -374,11 +374,7 @@ def timeline(events: list[CaseEvent], t: Translator, offset: timezone) -> list[d
 def custody_check(session: Session, case_id: int, t: Translator) -> dict[str, Any]:
     """The case's custody chain checked now (custody.verify_chain): intact with N entries, or the
     first entry that does not match."""
-    entries = list(
-        session.scalars(
-            select(CustodyEntry).where(CustodyEntry.case_id == case_id).order_by(CustodyEntry.seq)
-        )
-    )
+    entries = custody.read_entries(session, CustodyEntry.case_id == case_id)
     problems = custody.verify_chain(entries, case_id)
     if not entries:
         return {"ok": False, "text": t("cases.custody.empty"), "problems": []}
