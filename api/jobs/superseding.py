@@ -54,10 +54,6 @@ class Superseded:
         )
 
 
-def _label(case: Case) -> str:
-    return case.number or f"case {case.id}"
-
-
 def supersede_earlier_runs(session: Session, *, job_id: int, actor: Principal) -> Superseded:
     """Reject, as duplicates, the cases still under review that only earlier jobs of this job's upload
     filed, when the upload was corrected since (revision over 0); committed. `actor` is the worker (role
@@ -80,15 +76,20 @@ def supersede_earlier_runs(session: Session, *, job_id: int, actor: Principal) -
         jobs_of_case = set(session.scalars(select(Sighting.job_id).where(Sighting.case_id == case_id)))
         if not jobs_of_case <= earlier:  # seen by this run, another upload or a device too: it stays
             continue
-        case = session.get(Case, case_id)
-        if case is None:
+        row = session.execute(select(Case.status, Case.number).where(Case.id == case_id)).one_or_none()
+        if row is None:
             continue
-        if case.status == workflow.PENDING_REVIEW:
+        label = row.number or f"case {case_id}"
+        if row.status == workflow.PENDING_REVIEW:
             move = workflow.Move(target=workflow.REJECTED, reason=workflow.RejectReason.DUPLICATE, note=note)
-            transition(session, principal=actor, case_id=case_id, move=move)
-            rejected.append(_label(case))
+            try:  # transition reads the case again, locked: an operator's move just now wins
+                transition(session, principal=actor, case_id=case_id, move=move)
+            except workflow.TransitionError:  # raised before anything is written
+                kept.append(label)
+                continue
+            rejected.append(label)
         elif not _superseded_before(session, case_id):
-            kept.append(_label(case))
+            kept.append(label)
     session.commit()
     if rejected:
         log.info(
