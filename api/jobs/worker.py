@@ -212,8 +212,8 @@ def job_track_fit(upload: Upload, config: Any, *, job_id: int) -> TrackFit | Non
 def job_warning(fit: TrackFit | None, superseded: str | None) -> str | None:
     """A done job's caveats in one: how little of the footage its GPS track placed, and the cases of
     the upload's earlier runs that keep their times (api.jobs.superseding)."""
-    parts = [text for text in (fit.warning if fit else None, superseded) if text]
-    return " ".join(parts) or None
+    parts = [text.rstrip(". ") for text in (fit.warning if fit else None, superseded) if text]
+    return ". ".join(parts) or None
 
 
 class Worker:
