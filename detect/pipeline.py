@@ -318,6 +318,7 @@ def detect_footage(
     emit_open: bool = False,
     track: str | Path | GpsTrack | None = None,
     stop: threading.Event | None = None,
+    id_salt: str = "",
 ) -> Iterator[Incident]:
     """Incidents in footage (a video file, an image folder, or a camera or stream URL), as they end.
 
@@ -337,6 +338,9 @@ def detect_footage(
     the camera has one, as without a track, else none.
     stop: when set, the source is closed within half a second and the incidents end, also while a
     live stream is down and its source waits to reconnect (a runner letting a camera go).
+    id_salt: mixed into the incident ids of a file's footage (detect.rules.incident_id), so that the
+    same footage analysed again with corrected inputs gets ids of its own; "" keeps the plain ids. A
+    live stream's ids are salted with the session's start instead.
     """
     from streams import open_source, prefetch
 
@@ -370,7 +374,7 @@ def detect_footage(
         emit_open=emit_open,
         # a live stream's clock starts at 0 each time it is opened: the session's start tells its
         # incidents from an earlier session's (a restarted runner must not repeat an id)
-        id_salt=datetime.now(UTC).isoformat() if source.info.kind == "live" else "",
+        id_salt=datetime.now(UTC).isoformat() if source.info.kind == "live" else id_salt,
         geofences=fences,
         plate_reader=shared_plate_reader() if reads_plates else None,
     )

@@ -137,8 +137,14 @@ def transition(
     if photo is not None:
         link_evidence(session, case.id, None, [("after_photo", photo)])
         detail["after_photo"] = photo.sha256
-    if previous == workflow.PENDING_REVIEW and move.target in (workflow.FILED, workflow.REJECTED):
-        # a review decision: kept with the frame it was made on (the review -> retrain loop)
+    if (
+        principal.kind == "user"
+        and previous == workflow.PENDING_REVIEW
+        and move.target in (workflow.FILED, workflow.REJECTED)
+    ):
+        # a review decision: kept with the frame it was made on (the review -> retrain loop); the
+        # service's own rejection of a superseded case (api.jobs.superseding) says nothing of the
+        # detection and is no training label
         what = "confirm" if move.target == workflow.FILED else review_labels.rejection(move.reason)
         review_labels.record_decision(
             session, case=case, actor=principal.label, what=what, reason=move.reason

@@ -3,7 +3,9 @@
 The frame is a sighting's "raw" evidence: the whole best frame, privacy-blurred (never the sealed
 original). A decision on a case (confirm, reject, recategorise, undo; made wherever the workflow or
 the review queue makes it: `record_decision` is called from api.cases.acting.transition and
-api.cases.review) is kept against the case's latest sighting, the one the review card shows. A box
+api.cases.review) is kept against the case's latest sighting, the one the review card shows. Only a
+user's decision is one: the worker's rejection of a case a corrected resend superseded
+(api.jobs.superseding) says nothing of the detection and is kept as no label. A box
 correction (`label_boxes`, POST /api/cases/{id}/boxes) names its sighting (default: the latest one
 with a raw frame) and is also a custody entry (BOXES_LABELLED) that api.cases.audit checks.
 

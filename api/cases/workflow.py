@@ -72,6 +72,12 @@ ROLES_FOR: dict[str, tuple[Role, ...]] = {
     CLOSED: _OFFICE,
 }
 
+# the service's own role (api.accounts.accounts.SYSTEM, the upload worker) and the one move it makes:
+# rejecting the cases of an upload's earlier run that a resend with a corrected start time or track
+# superseded (api.jobs.superseding); it never files, dispatches or closes a case
+SYSTEM_ROLE = "system"
+SYSTEM_MOVES = (REJECTED,)
+
 # statuses that notify webhooks when entered
 NOTIFY = (FILED, DISPATCHED, CLOSED)
 
@@ -131,4 +137,4 @@ def check_move(current: str, move: Move) -> None:
 
 
 def may_move(role: str, target: str) -> bool:
-    return role in ROLES_FOR.get(target, ())
+    return role in ROLES_FOR.get(target, ()) or (role == SYSTEM_ROLE and target in SYSTEM_MOVES)

@@ -632,6 +632,11 @@ class RunnerJobUpload(Schema):
     camera_id: str | None
     start_time: UtcTime | None = Field(description="the footage's first frame")
     source_id: str = Field(description="detect_footage's source_id: incident ids derive from it")
+    id_salt: str = Field(
+        "",
+        description="detect_footage's id_salt: empty for footage sent once; for one a resend corrected "
+        "(another start time, camera or GPS track) the ids of that run's incidents derive from it too",
+    )
     has_track: bool = Field(description="a GPS track came with the footage (GET .../track)")
     track_sha256: Sha256 | None
     track_suffix: str | None = Field(description=".gpx, .nmea or .csv")

@@ -205,6 +205,13 @@ def upload_source_id(sha256: str) -> str:
     return f"upload-{sha256[:16]}"
 
 
+def upload_id_salt(revision: int) -> str:
+    """The salt of an upload's incident ids at this revision (detect_footage's `id_salt`): none at
+    revision 0, so the ids of footage sent once stay what they always were; a revision a resend's
+    correction made (api.jobs.uploads.register_upload) gets ids of its own, the same at every run of it."""
+    return f"revision-{revision}" if revision > 0 else ""
+
+
 class LeaseNotHeld(InputError):
     """A runner's call on a job whose lease it no longer holds (409): the lease lapsed and another
     worker claimed the job, or the job finished. The runner stops that attempt."""

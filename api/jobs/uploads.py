@@ -325,7 +325,8 @@ def register_upload(
 
     A start_time without a UTC offset is read in the camera's time zone (`camera_zone`; without one,
     such a start_time is refused). A resend may correct the camera, the start time and the GPS track
-    of an upload whose job failed, or whose track placed none of the footage's frames."""
+    of an upload whose job failed, or whose track placed none of the footage's frames; such a
+    correction raises the upload's `revision` (its new job's incidents get ids of their own)."""
     footage = form.files.get("file")
     if footage is None:
         raise UploadError("file", "the footage file is required")
@@ -396,6 +397,12 @@ def register_upload(
             for name, value in changed.items():
                 setattr(existing, name, value)
                 log.info("upload %s sent again with a new %s", existing.sha256[:12], name)
+            if new_track or changed:
+                # the job runs with other inputs: its incidents get ids of their own, and the earlier
+                # runs' cases still under review are superseded when it is done (api.jobs.superseding);
+                # a plain retry keeps the revision, so what a failed run filed is not filed twice
+                existing.revision = (existing.revision or 0) + 1
+                log.info("upload %s corrected: revision %d", existing.sha256[:12], existing.revision)
         if job is None or failed or corrected:
             # the same footage sent again after its job failed: try once more (incident ids are
             # deterministic, so whatever the failed run already filed is not filed twice)

@@ -38,6 +38,7 @@ from api.cases.incident import IncidentPayload
 from api.cases.ingest import IncidentIn, file_committed
 from api.errors import is_disk_full
 from api.jobs import queue
+from api.jobs.superseding import supersede_earlier_runs
 from api.jobs.track_fit import TrackFit, measure_track_fit, start_time_utc
 from api.jobs.track_shape import write_track_shape
 from api.jobs.uploads import CameraZone
@@ -63,7 +64,9 @@ class PipelineIncident(Protocol):
 
 class Pipeline(Protocol):
     """The detection pipeline as the worker calls it (detect.pipeline.detect_footage): footage in,
-    incidents out as they are decided, evidence files written under out_dir, progress in [0, 1]."""
+    incidents out as they are decided, evidence files written under out_dir, progress in [0, 1].
+    `id_salt` is passed only for an upload a resend corrected (api.jobs.queue.upload_id_salt), so a
+    pipeline without it still runs footage sent once."""
 
     def __call__(
         self,
@@ -76,6 +79,7 @@ class Pipeline(Protocol):
         source_id: str,
         progress: Callable[[float], None] | None,
         track: Path | None,
+        id_salt: str = "",
     ) -> Iterator[PipelineIncident]: ...
 
 
@@ -203,6 +207,13 @@ def job_track_fit(upload: Upload, config: Any, *, job_id: int) -> TrackFit | Non
     except (TrackError, SourceError, OSError) as exc:
         log.warning("job %s: how much of the footage its GPS track placed is not known: %s", job_id, exc)
         return None
+
+
+def job_warning(fit: TrackFit | None, superseded: str | None) -> str | None:
+    """A done job's caveats in one: how little of the footage its GPS track placed, and the cases of
+    the upload's earlier runs that keep their times (api.jobs.superseding)."""
+    parts = [text.rstrip(". ") for text in (fit.warning if fit else None, superseded) if text]
+    return ". ".join(parts) or None
 
 
 class Worker:
@@ -348,8 +359,9 @@ class Worker:
         error: str | None = None
         count = 0
         fit: TrackFit | None = None
+        superseded: str | None = None
         try:
-            count, fit = self._run(claim, out_dir, progress, lost)
+            count, fit, superseded = self._run(claim, out_dir, progress, lost)
         except LeaseLost:
             log.warning("job %s: lease lost to another worker; leaving it", claim.job_id)
             return
@@ -375,7 +387,7 @@ class Worker:
                 owner=self.owner,
                 error=error,
                 incidents=count,
-                warning=fit.warning if fit else None,
+                warning=job_warning(fit, superseded),
                 track_covered=fit.share if fit else None,
             )
         if error:
@@ -420,9 +432,10 @@ class Worker:
 
     def _run(
         self, claim: queue.Claim, out_dir: Path, progress: dict[str, float], lost: threading.Event
-    ) -> tuple[int, TrackFit | None]:
-        """Run the job's footage through the pipeline: the incidents filed, and how well its GPS track
-        (if any) fits the footage."""
+    ) -> tuple[int, TrackFit | None, str | None]:
+        """Run the job's footage through the pipeline: the incidents filed, how well its GPS track
+        (if any) fits the footage, and the warning naming the cases of the upload's earlier runs that
+        an operator had reviewed before a resend corrected it (api.jobs.superseding)."""
         with self.factory() as session:
             upload = session.get(Upload, claim.upload_id)
             if upload is None:
@@ -443,6 +456,7 @@ class Worker:
         actor = Principal(kind="worker", name=self.owner, role="system", device_id=upload.device_id)
         source_error, track_error, config_error, model_error = user_errors()
         count = 0
+        salt = queue.upload_id_salt(upload.revision)
         try:
             incidents = pipeline(
                 footage,
@@ -454,6 +468,7 @@ class Worker:
                 source_id=queue.upload_source_id(upload.sha256),
                 progress=on_progress,
                 track=Path(upload.track_path) if upload.track_path else None,
+                **({"id_salt": salt} if salt else {}),
             )
             for incident in incidents:
                 if lost.is_set():
@@ -480,7 +495,11 @@ class Worker:
                 grid_cache=self.grid_cache,
                 config=config,
             )
-        return count, fit
+        if lost.is_set():
+            raise LeaseLost()
+        with self.factory() as session:
+            superseded = supersede_earlier_runs(session, job_id=claim.job_id, actor=actor)
+        return count, fit, superseded.warning
 
     def _ingest(
         self, incident: PipelineIncident, out_dir: Path, actor: Principal, upload: Upload, job_id: int

@@ -99,6 +99,7 @@ class Pipeline(Protocol):
         source_id: str,
         progress: Callable[[float], None] | None,
         track: Path | None,
+        id_salt: str = "",
     ) -> Iterator[PipelineIncident]: ...
 
 
@@ -500,6 +501,9 @@ class UploadJobLoop:
                 source_id=upload["source_id"],
                 progress=on_progress,
                 track=track,
+                # a corrected resend's ids (api.jobs.queue.upload_id_salt); passed only then, as the
+                # in-process worker does
+                **({"id_salt": upload["id_salt"]} if upload.get("id_salt") else {}),
             )
             for incident in incidents:
                 check()

@@ -265,6 +265,9 @@ class Upload(Base):
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
     uploaded_by: Mapped[str] = mapped_column(String(96))
     created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    # how many resends corrected what its job runs with (start time, camera, GPS track): a revision
+    # over 0 gets incident ids of its own (api.jobs.queue.upload_id_salt), 0 the ids it always had
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Job(Base):

@@ -12,9 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from api.cli.main import main
-from api.storage.models import Upload
+from api.storage.models import ReviewLabel, Upload
 from detect.pipeline import detect_footage
 from detect.values import Detection
 from tests.api.api_testkit import LiveServer, wait_job
@@ -268,6 +269,9 @@ def test_a_resend_after_a_failed_job_replaces_its_bad_track(server: LiveServer, 
         (case,) = admin.get("/api/cases").json()["items"]
         assert case["grid_cell"] == "DEMO-QINGBO-03"
         assert admin.get(f"/api/uploads/{fixed.json()['upload']['id']}/track").status_code == 200
+        with server.services.factory() as session:
+            upload = session.get(Upload, fixed.json()["upload"]["id"])
+            assert upload is not None and upload.revision == 1  # a new track: a corrected run
 
         # once its job is done, the track is the one it ran with: neither changed nor run again
         late = device.post(
@@ -330,8 +334,8 @@ def test_a_start_time_without_an_offset_is_the_cameras_local_time(server: LiveSe
         with server.services.factory() as session:
             upload = session.get(Upload, fixed.json()["upload"]["id"])
             assert upload is not None and upload.start_time == datetime(2026, 11, 20, 1, 0)
-        # (the case the first run filed keeps its time and no position: ingestion is idempotent on
-        # the incident id, which does not depend on the start time)
+        # (the case the first run filed, still under review, is superseded by the corrected run's:
+        # test_a_corrected_resend_supersedes_the_earlier_runs_cases)
         again = device.post("/api/uploads", files={"file": ("b.avi", footage, "video/x-msvideo")})
         assert again.json()["id"] == fixed.json()["id"]  # a done job with a fitting track is just returned
 
@@ -345,3 +349,109 @@ def test_a_start_time_without_an_offset_is_the_cameras_local_time(server: LiveSe
         (error,) = unknown.json()["errors"]
         assert error["field"] == "start_time" and "camera 'cam-nowhere'" in error["reason"], error
         assert "has no UTC offset" in error["reason"]
+
+
+class CarAndTruck:
+    """A scripted detector: a car and a truck parked in the zone in every frame (two incidents of two
+    categories per clip: without a position, incidents of one category and camera make one case)."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        truck = replace(CAR, box=(110.0, 20.0, 150.0, 60.0), class_name="truck", kind="truck", track_id=4)
+        return [CAR, truck]
+
+
+def two_car_pipeline(input: Any, config: Any, **kwargs: Any) -> Any:
+    return detect_footage(input, config, detector=CarAndTruck(), tracker=IdentityTracker(), **kwargs)
+
+
+def test_a_corrected_resend_supersedes_the_earlier_runs_cases(
+    make_server,  # type: ignore[no-untyped-def]
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Footage sent with a wrong start time files cases with the wrong time and no position; sent again
+    with the right one, it files them anew, correctly timed and placed, and the first run's cases still
+    under review are rejected as duplicates (by the worker, no review label); one an operator had filed
+    stays and the job names it. Before: the corrected run filed nothing (the incident ids did not
+    change), and the first run's cases kept their wrong times."""
+    rule = {"zone_kind": "no_parking", "min_dwell_s": 10, "min_median_conf": 0.4, "min_observations": 3}
+    config = make_config(
+        categories={
+            "illegal_parking": {"kinds": ["car"], **rule},
+            "truck_parking": {"kinds": ["truck"], **rule},
+        }
+    )
+    config = config.model_copy(
+        update={"cameras": [config.cameras[0].model_copy(update={"id": "demo-cam-01"})]}
+    )
+    server = make_server(
+        sqlite_url,
+        run_worker=True,
+        run_webhooks=False,
+        pipeline=two_car_pipeline,
+        config_loader=lambda: config,
+        settings={"worker_poll_s": 0.05},
+    )
+    footage = still_video(tmp_path / "a.avi", 7)
+    files = {"file": ("a.avi", footage, "video/x-msvideo")}
+    with server.client("device") as device, server.client("operator") as op:
+        first = device.post(
+            "/api/uploads",
+            files={**files, "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml")},
+            data={"start_time": "2026-11-20T09:00:00Z"},  # meant +08:00: 8 h after the track
+        )
+        assert first.status_code == 201, first.text
+        job = wait_job(device, first.json()["id"])
+        assert job["status"] == "done" and job["incidents"] == 2, job
+        assert job["warning"].startswith("the GPS track placed none"), job
+        old = sorted(op.get("/api/cases").json()["items"], key=lambda c: c["id"])
+        assert len(old) == 2 and all(c["position"] is None and c["unassigned"] for c in old), old
+        assert all(c["first_seen"].startswith("2026-11-20T09:00") for c in old), old
+        filed, pending = old
+        moved = op.post(f"/api/cases/{filed['id']}/transitions", json={"to": "filed"})
+        assert moved.status_code == 200, moved.text
+
+        fixed = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T09:00:00+08:00"})
+        assert fixed.status_code == 200 and fixed.json()["id"] != first.json()["id"], fixed.text
+        job = wait_job(device, fixed.json()["id"])
+        assert job["status"] == "done" and job["incidents"] == 2, job
+        assert job["warning"] == (
+            "1 case of the earlier run was already reviewed and keeps its times and positions: "
+            f"{filed['number']}"
+        ), job
+        cases = op.get("/api/cases").json()["items"]
+        assert len(cases) == 4, cases
+        new = [c for c in cases if c["id"] not in (filed["id"], pending["id"])]
+        assert all(c["grid_cell"] == "DEMO-QINGBO-03" for c in new), new
+        assert all(c["first_seen"] == "2026-11-20T01:00:00Z" for c in new), new
+        assert all(c["status"] == "pending_review" for c in new), new
+        kept = op.get(f"/api/cases/{filed['id']}").json()
+        assert kept["status"] == "filed"
+        gone = op.get(f"/api/cases/{pending['id']}").json()
+        assert gone["status"] == "rejected" and gone["reject_reason"] == "duplicate", gone
+        last = gone["history"][-1]
+        assert last["who"].startswith("worker:") and last["to"] == "rejected", last
+        assert last["note"].startswith("superseded: the footage was sent again with a corrected start time")
+        assert f"(job {fixed.json()['id']})" in last["note"]
+
+        # the same corrected footage again: the same job, nothing filed twice
+        again = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T09:00:00+08:00"})
+        assert again.json()["id"] == fixed.json()["id"]
+
+    with server.services.factory() as session:
+        upload = session.get(Upload, fixed.json()["upload"]["id"])
+        assert upload is not None and upload.revision == 1
+        # the operator's confirm is a review label; the worker's rejection is none
+        labels = session.scalars(select(ReviewLabel)).all()
+        assert [(label.case_id, label.what, label.actor) for label in labels] == [
+            (filed["id"], "confirm", "user:operator")
+        ]
+
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(server.services.settings.data_dir))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", sqlite_url)
+    monkeypatch.delenv("GRIDPATROL_CHECKPOINT_DIR", raising=False)
+    capsys.readouterr()
+    assert main(["evidence", "verify"]) == 0, capsys.readouterr()
+    assert "0 problem(s)" in capsys.readouterr().out

@@ -174,6 +174,10 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
         again = device.post("/api/uploads", files={"file": ("bad.mp4", footage("CORRUPT"), "video/mp4")})
         assert again.status_code == 200 and again.json()["id"] != bad["id"]
         assert wait_job(device, again.json()["id"])["status"] == "failed"
+        with server.services.factory() as session:
+            retried = session.get(Upload, again.json()["upload"]["id"])
+            # a plain retry runs with the same inputs: the same revision, so the same incident ids
+            assert retried is not None and retried.revision == 0
         same = device.post("/api/uploads", files={"file": ("ok.mp4", footage("fine"), "video/mp4")})
         assert same.json()["id"] == good["id"]
         # sent again with another camera: the fix of a failed job's camera, a conflict for a done one
@@ -191,6 +195,7 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
         with server.services.factory() as session:
             upload = session.get(Upload, again.json()["upload"]["id"])
             assert upload is not None and upload.start_time == datetime(2026, 11, 29, 1, 0)
+            assert upload.revision == 1  # corrected: its incidents get ids of their own
         moved = admin.post(
             "/api/uploads",
             files={"file": ("ok.mp4", footage("fine"), "video/mp4")},

@@ -59,6 +59,11 @@ def test_every_status_has_a_row() -> None:
         ("viewer", "handled", False),
         ("device", "filed", False),
         ("admin", "closed", True),
+        # the service itself (the upload worker) only rejects the cases a corrected resend superseded
+        ("system", "rejected", True),
+        ("system", "filed", False),
+        ("system", "dispatched", False),
+        ("system", "closed", False),
     ],
 )
 def test_roles(role: str, target: str, allowed: bool) -> None:

@@ -313,6 +313,55 @@ def test_a_runner_makes_the_cases_the_in_process_worker_makes(
     assert not any((tmp_path / "work").glob("*/*-*"))  # the attempt's folder is gone
 
 
+def test_a_corrected_resend_gets_the_same_new_ids_from_a_runner_as_from_the_worker(
+    fresh_db: Callable[[str], str], start_service: Callable[..., LiveServer], site: Path, tmp_path: Path
+) -> None:
+    """Footage sent with a start time 8 h off its track, then again with the right one: a runner runs
+    the corrected job with the ids the in-process worker gives it (the claimed job's id_salt), new ones,
+    and supersedes the first run's case as the worker does."""
+    from detect.config import load_config
+
+    footage = CLIP.read_bytes()
+    wrong = "2026-11-20T17:00:00+08:00"
+
+    def send(server: LiveServer, start: str) -> int:
+        files = {"file": (CLIP.name, footage, "video/mp4"), "track": ("patrol.gpx", TRACK_GPX, "x")}
+        with server.client("device") as device:
+            r = device.post("/api/uploads", files=files, data={"start_time": start})
+            assert r.status_code in (200, 201), r.text
+            return int(r.json()["id"])
+
+    by_worker = start_service("by-worker", fresh_db("by_worker"))
+    worker = Worker(
+        by_worker.services.factory,
+        by_worker.services.settings,
+        pipeline=ScriptedPipeline(),
+        config_loader=lambda: load_config(site),
+        grid_cache=by_worker.services.grid_cache,
+    )
+    by_runner = start_service("by-runner", fresh_db("by_runner"))
+    loop = _loop(by_runner, tmp_path, site)
+    try:
+        for start in (wrong, START):
+            job_id = send(by_worker, start)
+            assert worker.run_once()
+            assert send(by_runner, start) == job_id
+            assert loop.run_once()
+            assert _job(by_runner, job_id)["status"] == "done"
+            assert _job(by_runner, job_id)["warning"] == _job(by_worker, job_id)["warning"]
+    finally:
+        loop.close()
+    made = _cases(by_runner)
+    assert made == _cases(by_worker)
+    first = {row[2] for row in made["sightings"] if row[6] == 1}
+    second = {row[2] for row in made["sightings"] if row[6] == job_id}
+    assert len(second) == INCIDENTS and not first & second  # the corrected run's ids are its own
+    placed = [row for row in made["cases"] if row[4] == "DEMO-QINGBO-03"]
+    assert {row[3] for row in placed} == {"pending_review"}
+    superseded = [row for row in made["cases"] if row[4] == "unassigned"]
+    assert superseded and {row[3] for row in superseded} == {"rejected"}, made["cases"]
+
+
 def test_a_corrupt_upload_fails_only_itself(
     fresh_db: Callable[[str], str], start_service: Callable[..., LiveServer], site: Path, tmp_path: Path
 ) -> None:

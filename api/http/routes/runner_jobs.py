@@ -35,7 +35,8 @@ from api.http.deps import MAX_ID, Runner, ServicesDep
 from api.http.incident_form import receive_incident_form
 from api.http.routes.incidents import outcome_body
 from api.jobs import queue
-from api.jobs.worker import default_config, job_track_fit, masked, write_job_track_shape
+from api.jobs.superseding import supersede_earlier_runs
+from api.jobs.worker import default_config, job_track_fit, job_warning, masked, write_job_track_shape
 from api.services import Services
 from api.storage.evidence_store import StoredFile
 from api.storage.models import Job, Upload
@@ -150,6 +151,7 @@ def claim_for_runner(services: Services, *, principal: Principal) -> dict[str, A
                     "camera_id": upload.camera_id,
                     "start_time": upload.start_time,
                     "source_id": queue.upload_source_id(upload.sha256),
+                    "id_salt": queue.upload_id_salt(upload.revision),
                     "has_track": upload.track_path is not None,
                     "track_sha256": upload.track_sha256,
                     "track_suffix": FilePath(upload.track_path).suffix if upload.track_path else None,
@@ -210,6 +212,11 @@ def finish_for_runner(
             except Exception:  # noqa: BLE001  (the camera's time zone is then the default)
                 config = None
             fit = job_track_fit(held, config, job_id=job_id)
+    superseded = None
+    if error is None:  # the cases of the upload's earlier runs a corrected resend superseded
+        actor = Principal(kind="worker", name=lease, role="system", device_id=held.device_id)
+        with services.factory() as session:
+            superseded = supersede_earlier_runs(session, job_id=job_id, actor=actor).warning
     with services.factory() as session:
         if not queue.finish(
             session,
@@ -217,7 +224,7 @@ def finish_for_runner(
             owner=owner,
             error=error,
             incidents=body.incidents,
-            warning=fit.warning if fit else None,
+            warning=job_warning(fit, superseded),
             track_covered=fit.share if fit else None,
         ):
             raise queue.LeaseNotHeld(job_id)
