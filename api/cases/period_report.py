@@ -1,0 +1,349 @@
+"""The periodic report a district office sends upward: for a period [since, until) (naive UTC), how many
+problems were found, reviewed (confirmed, rejected by reason) and closed, how many were still open at
+its end (and of those how many still awaited review), how fast the work went, and how much of the grid
+the patrols passed; in total, per category, per grid cell (with its team) and per cell x category.
+
+A past period's report does not change when its cases move on: a case's status at `until` is read from
+its history (case_events: the last move before `until`; a case with no move by then was pending_review),
+never from its status today. Scoped like /api/stats: an enforcement user sees its team's cases (and
+its team's cells) only.
+
+Counted:
+- found: cases first seen in the period;
+- confirmed / rejected: cases whose review decision (pending_review -> filed / rejected) was made in the
+  period; a decision undone in the period (review.undo_decision) does not count, the case's last one does;
+- closed: cases moved to closed in the period (a case closed twice, reopened between, counts once);
+- open at the end: first seen before `until`, neither closed nor rejected at `until`;
+- times (hours), of the moves made in the period: first seen -> review decision, dispatched -> handled
+  (from the last dispatch before it), first seen -> closed; median and 90th percentile (linear between
+  ranks), None when there is no such move (never 0).
+
+The counts are summed by the database; the moves of the period (one row each, some 10^4 in a month of a
+busy district) come back to be timed, as percentiles need every value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, literal, select
+from sqlalchemy.orm import Session, aliased
+
+from api.accounts.accounts import Principal, Role
+from api.cases import workflow
+from api.cases.reading import visible
+from api.jobs import coverage as patrol_coverage
+from api.storage.db import as_utc
+from api.storage.models import Case, CaseEvent, GridCell
+
+PERCENTILE = 0.9
+DECIDED = (workflow.FILED, workflow.REJECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Durations:
+    """Hours of one kind of move: how many, their median and 90th percentile (None: no move)."""
+
+    count: int
+    median_h: float | None
+    p90_h: float | None
+
+    @classmethod
+    def of(cls, hours: Iterable[float]) -> Durations:
+        values = sorted(hours)
+        if not values:
+            return cls(0, None, None)
+        return cls(len(values), round(_quantile(values, 0.5), 2), round(_quantile(values, PERCENTILE), 2))
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """The q-quantile of sorted values, linear between the closest ranks (numpy's default)."""
+    position = q * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One group's numbers (see the module docstring for what each counts)."""
+
+    found: int
+    confirmed: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    closed: int
+    open_at_end: int
+    awaiting_review_at_end: int
+    review_hours: Durations
+    handling_hours: Durations
+    closing_hours: Durations
+
+
+@dataclass
+class _Tally:
+    """A group's numbers while they are summed, with every duration kept for the percentiles."""
+
+    found: int = 0
+    confirmed: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    closed: int = 0
+    open_at_end: int = 0
+    awaiting_review_at_end: int = 0
+    review: list[float] = field(default_factory=list)
+    handling: list[float] = field(default_factory=list)
+    closing: list[float] = field(default_factory=list)
+
+    def add(self, other: _Tally) -> None:
+        self.found += other.found
+        self.confirmed += other.confirmed
+        self.rejected.update(other.rejected)
+        self.closed += other.closed
+        self.open_at_end += other.open_at_end
+        self.awaiting_review_at_end += other.awaiting_review_at_end
+        self.review += other.review
+        self.handling += other.handling
+        self.closing += other.closing
+
+    def figures(self) -> Figures:
+        return Figures(
+            found=self.found,
+            confirmed=self.confirmed,
+            rejected=sum(self.rejected.values()),
+            rejected_by_reason={reason: self.rejected[reason] for reason in sorted(self.rejected)},
+            closed=self.closed,
+            open_at_end=self.open_at_end,
+            awaiting_review_at_end=self.awaiting_review_at_end,
+            review_hours=Durations.of(self.review),
+            handling_hours=Durations.of(self.handling),
+            closing_hours=Durations.of(self.closing),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryFigures:
+    category: str
+    figures: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class CellFigures:
+    """A grid cell's numbers; name and team from the grid (None: a cell no longer in the grid, or
+    outside every cell); patrol_passes: the patrols' passes through it in the period."""
+
+    cell_id: str
+    name: str | None
+    team: str | None
+    figures: Figures
+    patrol_passes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CellCategoryFigures:
+    cell_id: str
+    team: str | None
+    category: str
+    figures: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class PatrolCoverage:
+    """Grid cells the patrols' GPS tracks passed in the period, of the cells in the (visible) grid."""
+
+    cells_passed: int
+    cells_in_grid: int
+    share: float | None  # cells_passed / cells_in_grid; None for an empty grid
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodReport:
+    since: datetime  # naive UTC
+    until: datetime  # naive UTC, not included
+    total: Figures
+    by_category: list[CategoryFigures]
+    by_cell: list[CellFigures]
+    rows: list[CellCategoryFigures]  # cell x category, only those with any number
+    coverage: PatrolCoverage
+
+
+def _hours(start: datetime | None, end: datetime) -> float | None:
+    if start is None:
+        return None
+    return max(0.0, (end - start).total_seconds() / 3600)
+
+
+def _status_at(until: datetime):  # type: ignore[no-untyped-def]
+    """A case's status at `until` (correlated with Case): its last move's target before then, or
+    pending_review."""
+    last = (
+        select(CaseEvent.to_status)
+        .where(CaseEvent.case_id == Case.id, CaseEvent.at < until, CaseEvent.to_status.is_not(None))
+        .order_by(CaseEvent.at.desc(), CaseEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(last, literal(workflow.PENDING_REVIEW.value))
+
+
+def period_report(
+    session: Session, *, since: datetime, until: datetime, principal: Principal
+) -> PeriodReport:
+    """The report of [since, until) (aware times are converted; naive ones are UTC) as `principal` may
+    see it. The caller checks that since <= until."""
+    first, last = as_utc(since), as_utc(until)
+    assert first is not None and last is not None
+    tallies: dict[tuple[str, str], _Tally] = {}
+
+    def tally(cell: str, category: str) -> _Tally:
+        return tallies.setdefault((cell, category), _Tally())
+
+    found: Select = select(Case.grid_cell_id, Case.category, func.count()).where(
+        Case.first_seen >= first, Case.first_seen < last
+    )
+    for cell, category, n in session.execute(
+        visible(found, principal).group_by(Case.grid_cell_id, Case.category)
+    ):
+        tally(cell, category).found = n
+
+    status = _status_at(last).label("status_at")
+    at_end = (
+        visible(select(Case.grid_cell_id, Case.category, status).where(Case.first_seen < last), principal)
+    ).subquery()
+    grouped = (
+        select(at_end.c.grid_cell_id, at_end.c.category, at_end.c.status_at, func.count())
+        .where(at_end.c.status_at.in_([s.value for s in workflow.OPEN_STATUSES]))
+        .group_by(at_end.c.grid_cell_id, at_end.c.category, at_end.c.status_at)
+    )
+    for cell, category, status_at, n in session.execute(grouped):
+        t = tally(cell, category)
+        t.open_at_end += n
+        if status_at == workflow.PENDING_REVIEW:
+            t.awaiting_review_at_end += n
+
+    _moves(session, first, last, principal, tally)
+    return _assemble(session, first, last, principal, tallies)
+
+
+def _moves(session: Session, first: datetime, last: datetime, principal: Principal, tally) -> None:  # type: ignore[no-untyped-def]
+    """Review decisions, handlings and closings made in the period, timed."""
+    dispatch = aliased(CaseEvent)
+    dispatched_at = (
+        select(func.max(dispatch.at))
+        .where(
+            dispatch.case_id == CaseEvent.case_id,
+            dispatch.to_status == workflow.DISPATCHED.value,
+            dispatch.at <= CaseEvent.at,
+        )
+        .scalar_subquery()
+    )
+    review = and_(
+        CaseEvent.from_status == workflow.PENDING_REVIEW.value,
+        CaseEvent.to_status.in_([workflow.FILED.value, workflow.REJECTED.value]),
+    )
+    undo = CaseEvent.action == "undo"
+    handled = and_(
+        CaseEvent.from_status == workflow.DISPATCHED.value, CaseEvent.to_status == workflow.HANDLED.value
+    )
+    closed = CaseEvent.to_status == workflow.CLOSED.value
+    stmt = visible(
+        select(
+            CaseEvent.case_id,
+            Case.grid_cell_id,
+            Case.category,
+            Case.first_seen,
+            CaseEvent.at,
+            CaseEvent.action,
+            CaseEvent.from_status,
+            CaseEvent.to_status,
+            CaseEvent.reason,
+            dispatched_at.label("dispatched_at"),
+        )
+        .join(Case, Case.id == CaseEvent.case_id)
+        .where(CaseEvent.at >= first, CaseEvent.at < last, review | undo | handled | closed),
+        principal,
+    ).order_by(CaseEvent.case_id, CaseEvent.at, CaseEvent.id)
+    decisions: dict[int, tuple[str, str, str, str | None, float | None]] = {}  # case -> its last decision
+    closings: dict[int, tuple[str, str, float | None]] = {}  # case -> its last closing in the period
+    for row in session.execute(stmt):
+        if row.action == "undo":
+            decisions.pop(row.case_id, None)
+        elif row.from_status == workflow.PENDING_REVIEW and row.to_status in (
+            workflow.FILED,
+            workflow.REJECTED,
+        ):
+            decisions[row.case_id] = (
+                row.grid_cell_id,
+                row.category,
+                row.to_status,
+                row.reason,
+                _hours(row.first_seen, row.at),
+            )
+        elif row.to_status == workflow.HANDLED:
+            hours = _hours(row.dispatched_at, row.at)
+            if hours is not None:
+                tally(row.grid_cell_id, row.category).handling.append(hours)
+        elif row.to_status == workflow.CLOSED:
+            closings[row.case_id] = (row.grid_cell_id, row.category, _hours(row.first_seen, row.at))
+    for cell, category, target, reason, hours in decisions.values():
+        t = tally(cell, category)
+        if target == workflow.FILED:
+            t.confirmed += 1
+        else:
+            t.rejected[reason or "unknown"] += 1
+        if hours is not None:
+            t.review.append(hours)
+    for cell, category, hours in closings.values():
+        t = tally(cell, category)
+        t.closed += 1
+        if hours is not None:
+            t.closing.append(hours)
+
+
+def _assemble(
+    session: Session,
+    first: datetime,
+    last: datetime,
+    principal: Principal,
+    tallies: dict[tuple[str, str], _Tally],
+) -> PeriodReport:
+    grid = select(GridCell.id, GridCell.name, GridCell.team).order_by(GridCell.id)
+    team = principal.team if principal.role == Role.ENFORCEMENT else None
+    if principal.role == Role.ENFORCEMENT:
+        grid = grid.where(GridCell.team == team)
+    cells = {cell_id: (name, cell_team) for cell_id, name, cell_team in session.execute(grid)}
+    passes = patrol_coverage.passes_by_cell(session, since=first, until=last, team=team)
+    total = _Tally()
+    by_category: dict[str, _Tally] = {}
+    by_cell: dict[str, _Tally] = {cell_id: _Tally() for cell_id in cells}
+    rows = []
+    for (cell_id, category), t in sorted(tallies.items()):
+        total.add(t)
+        by_category.setdefault(category, _Tally()).add(t)
+        by_cell.setdefault(cell_id, _Tally()).add(t)
+        rows.append(CellCategoryFigures(cell_id, cells.get(cell_id, (None, None))[1], category, t.figures()))
+    passed = sum(1 for cell_id in cells if passes.get(cell_id))
+    return PeriodReport(
+        since=first,
+        until=last,
+        total=total.figures(),
+        by_category=[CategoryFigures(name, by_category[name].figures()) for name in sorted(by_category)],
+        by_cell=[
+            CellFigures(
+                cell_id=cell_id,
+                name=cells.get(cell_id, (None, None))[0],
+                team=cells.get(cell_id, (None, None))[1],
+                figures=by_cell[cell_id].figures(),
+                patrol_passes=passes.get(cell_id, 0),
+            )
+            for cell_id in sorted(by_cell)
+        ],
+        rows=rows,
+        coverage=PatrolCoverage(
+            cells_passed=passed,
+            cells_in_grid=len(cells),
+            share=round(passed / len(cells), 4) if cells else None,
+        ),
+    )
