@@ -24,10 +24,12 @@ busy district) come back to be timed, as percentiles need every value.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, func, literal, select
 from sqlalchemy.orm import Session, aliased
@@ -347,3 +349,75 @@ def _assemble(
             share=round(passed / len(cells), 4) if cells else None,
         ),
     )
+
+
+CSV_HEADER = (
+    "cell_id",
+    "cell_name",
+    "team",
+    "category",
+    "found",
+    "confirmed",
+    "rejected",
+    *(f"rejected_{reason}" for reason in workflow.REJECT_REASONS),
+    "closed",
+    "open_at_end",
+    "awaiting_review_at_end",
+    "review_median_h",
+    "review_p90_h",
+    "handling_median_h",
+    "handling_p90_h",
+    "closing_median_h",
+    "closing_p90_h",
+)
+ALL = "*"  # the cell or category of a total row
+
+
+def _csv_values(figures: Figures) -> list[str]:
+    def hours(value: float | None) -> str:
+        return "" if value is None else f"{value:g}"
+
+    return [
+        str(figures.found),
+        str(figures.confirmed),
+        str(figures.rejected),
+        *(str(figures.rejected_by_reason.get(reason, 0)) for reason in workflow.REJECT_REASONS),
+        str(figures.closed),
+        str(figures.open_at_end),
+        str(figures.awaiting_review_at_end),
+        *(
+            hours(value)
+            for d in (figures.review_hours, figures.handling_hours, figures.closing_hours)
+            for value in (d.median_h, d.p90_h)
+        ),
+    ]
+
+
+def csv_text(report: PeriodReport) -> str:
+    """The report as CSV (CSV_HEADER; no BOM): one row per cell x category, then per category over all
+    cells (cell "*"), then per cell over all categories (category "*"), then the total ("*", "*").
+    An empty time is an empty field (no such move), never 0."""
+    names = {cell.cell_id: cell.name for cell in report.by_cell}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for row in report.rows:
+        writer.writerow(
+            [row.cell_id, names.get(row.cell_id) or "", row.team or "", row.category]
+            + _csv_values(row.figures)
+        )
+    for category in report.by_category:
+        writer.writerow([ALL, "", "", category.category] + _csv_values(category.figures))
+    for cell in report.by_cell:
+        writer.writerow([cell.cell_id, cell.name or "", cell.team or "", ALL] + _csv_values(cell.figures))
+    writer.writerow([ALL, "", "", ALL] + _csv_values(report.total))
+    return out.getvalue()
+
+
+def file_day(when: datetime, offset_h: float) -> str:
+    """A period bound (naive UTC) in a file name, in local time at `offset_h` from UTC: 20261123 at
+    local midnight, else 20261123T083000."""
+    when = when + timedelta(hours=offset_h)
+    if when.time() == datetime.min.time():
+        return when.strftime("%Y%m%d")
+    return when.strftime("%Y%m%dT%H%M%S")

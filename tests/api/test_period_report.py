@@ -1,0 +1,190 @@
+"""The periodic report (GET /api/reports/period, its CSV, the /reports page and `gridpatrol report`) on a
+small scripted set of cases: found, reviewed, closed, open at the end, times; a past period read from
+the cases' history; an enforcement user's team only; a reversed range."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
+
+ZIYANG = "DEMO-ZIYANG-04"  # team-ziyang
+HUBIN = "DEMO-HUBIN-04"  # team-hubin
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _move(client: httpx.Client, case_id: int, to: str, **extra: Any) -> None:
+    files = None
+    if to == "handled":
+        files = {"photo": ("after.jpg", jpeg_bytes(f"after-{case_id}"), "image/jpeg")}
+        extra.setdefault("note", "cleared")
+    moved = client.post(f"/api/cases/{case_id}/transitions", data={"to": to, **extra}, files=files)
+    assert moved.status_code == 200, moved.text
+
+
+def _case(device: httpx.Client, name: str, when: datetime, position: tuple[float, float], **kw: Any) -> int:
+    made = post_incident(device, incident_json(name, when=_iso(when), position=position, **kw))
+    assert made.status_code in (200, 201), made.text
+    return int(made.json()["case_id"])
+
+
+def _script(server: LiveServer) -> dict[str, Any]:
+    """Five cases in team-ziyang's cell and one in team-hubin's, first seen 3 days ago (and 2 days ago),
+    then moved now: A closed, B rejected (false positive), C filed, D left in review, E rejected
+    (duplicate), H (hubin) filed."""
+    now = datetime.now(UTC)
+    seen = now - timedelta(days=3)
+    with (
+        server.client("device") as device,
+        server.client("admin") as admin,
+        server.client("ziyang") as ziyang,
+    ):
+        a = _case(device, "a", seen, (30.2710, 120.1560))
+        b = _case(device, "b", seen, (30.2710, 120.1610))
+        c = _case(device, "c", seen - timedelta(hours=10), (30.2750, 120.1560), category="street_vending")
+        d = _case(device, "d", seen + timedelta(days=1), (30.2755, 120.1615))
+        e = _case(device, "e", seen, (30.2720, 120.1590), category="piled_debris")
+        h = _case(device, "h", seen, (30.2741, 120.1340))
+        for case_id in (a, c, h):
+            _move(admin, case_id, "filed")
+        _move(admin, b, "rejected", reason="false_positive")
+        _move(admin, e, "rejected", reason="duplicate")
+        _move(admin, a, "dispatched")
+        _move(ziyang, a, "handled")
+        _move(admin, a, "verified")
+        _move(admin, a, "closed")
+    return {"now": now, "seen": seen, "ids": {"a": a, "b": b, "c": c, "d": d, "e": e, "h": h}}
+
+
+def test_the_report_counts_a_scripted_period(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    since, until = world["now"] - timedelta(days=10), world["now"] + timedelta(hours=1)
+    with server.client("operator") as op:
+        got = op.get("/api/reports/period", params={"since": _iso(since), "until": _iso(until)})
+        assert got.status_code == 200, got.text
+        report = got.json()
+        closed_at = next(
+            e["at"]
+            for e in op.get(f"/api/cases/{world['ids']['a']}").json()["history"]
+            if e["to"] == "closed"
+        )
+    total = report["total"]
+    assert total["found"] == 6
+    assert total["confirmed"] == 3  # A, C, H
+    assert total["rejected"] == 2 and total["rejected_by_reason"] == {"duplicate": 1, "false_positive": 1}
+    assert total["closed"] == 1
+    assert total["open_at_end"] == 3  # C, H filed; D in review
+    assert total["awaiting_review_at_end"] == 1
+    # decided now: A, B, E and H seen 3 days before, C 3 days 10 hours: the median is ~72 hours
+    review = total["review_hours"]
+    assert review["count"] == 5 and 71.9 < review["median_h"] < 72.2, review
+    assert 72.0 < review["p90_h"] < 82.2
+    closing = total["closing_hours"]
+    expected = (
+        datetime.fromisoformat(closed_at.replace("Z", "+00:00")) - world["seen"]
+    ).total_seconds() / 3600
+    assert (
+        closing["count"] == 1
+        and abs(closing["median_h"] - expected) < 0.02
+        and closing["p90_h"] == closing["median_h"]
+    )
+    assert total["handling_hours"]["count"] == 1 and total["handling_hours"]["median_h"] < 1
+    by_category = {row["category"]: row["figures"] for row in report["by_category"]}
+    assert by_category["street_vending"]["confirmed"] == 1 and by_category["street_vending"]["found"] == 1
+    assert by_category["piled_debris"]["rejected_by_reason"] == {"duplicate": 1}
+    assert by_category["piled_debris"]["review_hours"]["count"] == 1
+    assert by_category["street_vending"]["closing_hours"] == {"count": 0, "median_h": None, "p90_h": None}
+    cells = {cell["cell_id"]: cell for cell in report["by_cell"]}
+    assert cells[ZIYANG]["team"] == "team-ziyang" and cells[ZIYANG]["figures"]["found"] == 5
+    assert cells[HUBIN]["figures"]["open_at_end"] == 1
+    assert cells["DEMO-NANXING-01"]["figures"]["found"] == 0  # every grid cell is listed, lagging ones too
+    assert report["coverage"] == {"cells_passed": 0, "cells_in_grid": len(cells), "share": 0.0}
+
+
+def test_a_past_period_is_read_from_the_history(make_server: Any, sqlite_url: str) -> None:
+    """The moves were made now; a period ending a day ago saw every case still open and in review."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    since, until = world["now"] - timedelta(days=10), world["now"] - timedelta(days=1)
+    with server.client("admin") as admin:
+        report = admin.get("/api/reports/period", params={"since": _iso(since), "until": _iso(until)}).json()
+        before = admin.get(
+            "/api/reports/period",
+            params={"since": _iso(since), "until": _iso(world["seen"] - timedelta(hours=1))},
+        ).json()
+    total = report["total"]
+    assert total["found"] == 6 and total["open_at_end"] == 6 and total["awaiting_review_at_end"] == 6
+    assert total["confirmed"] == total["rejected"] == total["closed"] == 0
+    assert total["review_hours"] == {"count": 0, "median_h": None, "p90_h": None}
+    # before A, B, D, E and H were seen only C (seen 10 hours earlier) was there
+    assert before["total"]["found"] == 1 and before["total"]["open_at_end"] == 1
+
+
+def test_an_enforcement_user_sees_its_team_only(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    params = {
+        "since": _iso(world["now"] - timedelta(days=10)),
+        "until": _iso(world["now"] + timedelta(hours=1)),
+    }
+    with server.client("hubin") as hubin:
+        report = hubin.get("/api/reports/period", params=params).json()
+    assert report["total"]["found"] == 1 and report["total"]["confirmed"] == 1
+    assert {cell["team"] for cell in report["by_cell"]} == {"team-hubin"}
+    assert HUBIN in {cell["cell_id"] for cell in report["by_cell"]}
+    assert {row["cell_id"] for row in report["rows"]} == {HUBIN}
+    assert report["coverage"]["cells_in_grid"] == 6
+
+
+def test_a_reversed_or_missing_range_is_a_422(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("viewer") as viewer:
+        for path in ("/api/reports/period", "/api/reports/period.csv"):
+            reversed_ = viewer.get(
+                path, params={"since": "2026-11-10T00:00:00Z", "until": "2026-11-01T00:00:00Z"}
+            )
+            assert reversed_.status_code == 422, reversed_.text
+            assert [e["field"] for e in reversed_.json()["errors"]] == ["until"]
+            missing = viewer.get(path, params={"since": "2026-11-10T00:00:00Z"})
+            assert missing.status_code == 422 and "until" in missing.text
+            bad = viewer.get(path, params={"since": "last week", "until": "2026-11-01T00:00:00Z"})
+            assert bad.status_code == 422 and "since" in bad.text
+        assert (
+            server.client()
+            .get("/api/reports/period", params={"since": "2026-11-01", "until": "2026-11-02"})
+            .status_code
+            == 401
+        )
+
+
+def test_the_csv_has_a_header_a_row_per_cell_and_category_and_totals(
+    make_server: Any, sqlite_url: str
+) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    params = {"since": "2020-01-01T16:00:00Z", "until": _iso(world["now"] + timedelta(hours=1))}
+    with server.client("operator") as op:
+        got = op.get("/api/reports/period.csv", params=params)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    disposition = got.headers["content-disposition"]
+    assert disposition.startswith("attachment; filename=gridpatrol-report-20200102-")  # local days (UTC+8)
+    assert got.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert list(rows[0])[:4] == ["cell_id", "cell_name", "team", "category"]
+    cell_rows = {(r["cell_id"], r["category"]): r for r in rows}
+    parking = cell_rows[(ZIYANG, "illegal_parking")]  # A (closed), B (rejected), D (in review)
+    assert (parking["found"], parking["confirmed"], parking["rejected_false_positive"]) == ("3", "1", "1")
+    assert (parking["closed"], parking["open_at_end"], parking["awaiting_review_at_end"]) == ("1", "1", "1")
+    assert cell_rows[(ZIYANG, "street_vending")]["closing_median_h"] == ""  # no closing: no value, not 0
+    total = rows[-1]
+    assert (total["cell_id"], total["category"], total["found"], total["rejected"]) == ("*", "*", "6", "2")
+    assert cell_rows[("*", "piled_debris")]["rejected_duplicate"] == "1"
