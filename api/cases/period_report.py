@@ -37,9 +37,8 @@ from sqlalchemy.orm import Session, aliased
 from api.accounts.accounts import Principal, Role
 from api.cases import workflow
 from api.cases.reading import visible
-from api.jobs import coverage as patrol_coverage
 from api.storage.db import as_utc
-from api.storage.models import Case, CaseEvent, GridCell
+from api.storage.models import Case, CaseEvent, GridCell, UploadCoverage
 
 PERCENTILE = 0.9
 DECIDED = (workflow.FILED, workflow.REJECTED)
@@ -304,6 +303,20 @@ def _moves(session: Session, first: datetime, last: datetime, principal: Princip
             t.closing.append(hours)
 
 
+def _passes_by_cell(session: Session, first: datetime, last: datetime, team: str | None) -> dict[str, int]:
+    """How many patrol passes entered each cell in the period (api.jobs.coverage writes them; read here
+    by the database's count, as that module reads GPS tracks and the domain rooms import no streams);
+    with `team`, that team's cells only."""
+    query = (
+        select(UploadCoverage.cell_id, func.count())
+        .where(UploadCoverage.entered_at >= first, UploadCoverage.entered_at < last)
+        .group_by(UploadCoverage.cell_id)
+    )
+    if team is not None:
+        query = query.where(UploadCoverage.team == team)
+    return {cell_id: n for cell_id, n in session.execute(query)}
+
+
 def _assemble(
     session: Session,
     first: datetime,
@@ -316,7 +329,7 @@ def _assemble(
     if principal.role == Role.ENFORCEMENT:
         grid = grid.where(GridCell.team == team)
     cells = {cell_id: (name, cell_team) for cell_id, name, cell_team in session.execute(grid)}
-    passes = patrol_coverage.passes_by_cell(session, since=first, until=last, team=team)
+    passes = _passes_by_cell(session, first, last, team)
     total = _Tally()
     by_category: dict[str, _Tally] = {}
     by_cell: dict[str, _Tally] = {cell_id: _Tally() for cell_id in cells}

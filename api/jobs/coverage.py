@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.cases.grids import Assignment, GridIndex
@@ -150,18 +150,3 @@ def coverage(session: Session, *, since: datetime | None, until: datetime | None
         cell.metres += row.metres
         cell.seconds += (row.left_at - row.entered_at).total_seconds()
     return [cells[cell_id] for cell_id in sorted(cells)]
-
-
-def passes_by_cell(
-    session: Session, *, since: datetime, until: datetime, team: str | None = None
-) -> dict[str, int]:
-    """How many passes entered each cell in [since, until) (naive = UTC), counted by the database; with
-    `team`, that team's cells only (for the period report)."""
-    query = (
-        select(UploadCoverage.cell_id, func.count())
-        .where(UploadCoverage.entered_at >= _naive_utc(since), UploadCoverage.entered_at < _naive_utc(until))
-        .group_by(UploadCoverage.cell_id)
-    )
-    if team is not None:
-        query = query.where(UploadCoverage.team == team)
-    return {cell_id: n for cell_id, n in session.execute(query)}
