@@ -188,3 +188,33 @@ def test_the_csv_has_a_header_a_row_per_cell_and_category_and_totals(
     total = rows[-1]
     assert (total["cell_id"], total["category"], total["found"], total["rejected"]) == ("*", "*", "6", "2")
     assert cell_rows[("*", "piled_debris")]["rejected_duplicate"] == "1"
+
+
+def test_the_page_shows_the_report_in_both_languages(make_server: Any, sqlite_url: str) -> None:
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    local = (world["now"] + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    params = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    with server.browser("operator") as op:
+        page = op.get("/reports", params=params)
+        assert page.status_code == 200, page.text[:300]
+        assert "Periodic report" in page.text and 'href="/reports"' in page.text  # in the menu too
+        total = page.text.split('id="report-total"')[1].split("</table>")[0]
+        assert '<th scope="row">Found</th><td class="num">6</td>' in total
+        assert '<th scope="row">False positive</th><td class="num">1</td>' in total
+        assert 'href="/api/reports/period.csv?since=' in page.text
+        assert "@media print" in op.get("/static/css/reports.css").text
+        assert "http://" not in page.text.replace(server.url, "") and "https://" not in page.text
+        csv_link = page.text.split('id="report-csv"')[0].rsplit('href="', 1)[1].split('"')[0]
+        assert op.get(csv_link.replace("&amp;", "&")).status_code == 200
+        week = op.get("/reports")
+        assert week.status_code == 200 and 'aria-current="true">Last week' in week.text
+        wrong = op.get("/reports", params={"range": "custom", "since": "2026-11-10", "until": "2026-11-01"})
+        assert wrong.status_code == 200 and "The start date is after the end date" in wrong.text
+    token = server.tokens["operator"]
+    with httpx.Client(base_url=server.url, cookies={SESSION_COOKIE: token, "gp_lang": "zh-CN"}) as zh:
+        page = zh.get("/reports", params=params)
+        assert page.status_code == 200 and "定期报表" in page.text and "不予立案" in page.text
+        assert "Periodic report" not in page.text
