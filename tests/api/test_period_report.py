@@ -7,9 +7,11 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
 
@@ -218,3 +220,52 @@ def test_the_page_shows_the_report_in_both_languages(make_server: Any, sqlite_ur
         page = zh.get("/reports", params=params)
         assert page.status_code == 200 and "定期报表" in page.text and "不予立案" in page.text
         assert "Periodic report" not in page.text
+
+
+def test_the_cli_prints_the_report_and_writes_its_csv(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.cli.main import main
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    local = (world["now"] + timedelta(hours=8)).date()
+    since, until = (local - timedelta(days=5)).isoformat(), local.isoformat()
+    out_csv = tmp_path / "week.csv"
+    args = ["report", "--since", since, "--until", until, "--database-url", sqlite_url, "--csv", str(out_csv)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"Periodic report {since} to {until} (local days, UTC+08:00)" in out
+    lines = {line.split("  ")[1].strip(): line for line in out.splitlines() if line.startswith("  ")}
+    assert lines["found"].split()[-1] == "6"
+    assert "(duplicate 1, false_positive 1)" in lines["rejected"]
+    assert "(awaiting review 1)" in lines["open at the end"] and " 3  " in lines["open at the end"]
+    assert f"{ZIYANG} (team-ziyang)" in out and "street_vending" in out
+    assert out_csv.read_bytes().startswith(b"\xef\xbb\xbfcell_id,")
+    # a past week, before any move: everything still open and in review
+    assert (
+        main(
+            [
+                "report",
+                "--since",
+                since,
+                "--until",
+                (local - timedelta(days=2)).isoformat(),
+                "--database-url",
+                sqlite_url,
+            ]
+        )
+        == 0
+    )
+    past = capsys.readouterr().out
+    assert "(awaiting review 6)" in past
+    assert main(["report", "--since", until, "--until", since, "--database-url", sqlite_url]) == 1
+    assert "--until" in capsys.readouterr().err
+    assert main(["report", "--since", "next week", "--until", until, "--database-url", sqlite_url]) == 1
+    assert "--since: 'next week' is not a date" in capsys.readouterr().err
