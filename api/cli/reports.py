@@ -56,9 +56,13 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
 
     assert isinstance(report, PeriodReport)
     total = report.total
+    names = [c.category for c in report.by_category] + [
+        f"{c.cell_id} ({c.team or '–'})" for c in report.by_cell
+    ]
+    width = max([NAME_WIDTH, *(len(name) + 2 for name in names)])
 
     def line(name: str, value: object, extra: str = "") -> str:
-        return f"  {name:<{NAME_WIDTH}}{value!s:>8}{extra}"
+        return f"  {name:<{width}}{value!s:>8}{extra}"
 
     reasons = ", ".join(f"{reason} {n}" for reason, n in total.rejected_by_reason.items())
     lines = [
@@ -74,7 +78,7 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
         ("dispatched -> handled", total.handling_hours),
         ("found -> closed", total.closing_hours),
     ):
-        lines.append(line(name, _hours(d.median_h), f"  median; p90 {_hours(d.p90_h)} ({d.count} moves)"))
+        lines.append(line(name, _hours(d.median_h), f"  median; p90 {_hours(d.p90_h)}; moves: {d.count}"))
     cov = report.coverage
     share = f" ({cov.share:.0%})" if cov.share is not None else ""
     lines.append(line("patrol coverage", f"{cov.cells_passed}/{cov.cells_in_grid}", f" cells passed{share}"))
@@ -86,13 +90,13 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
     def row(name: str, f: Figures) -> str:
         median = f.review_hours.median_h
         return (
-            f"  {name:<{NAME_WIDTH}}{f.found:>7}{f.confirmed:>10}{f.rejected:>9}{f.closed:>7}"
+            f"  {name:<{width}}{f.found:>7}{f.confirmed:>10}{f.rejected:>9}{f.closed:>7}"
             f"{f.open_at_end:>6}{f.awaiting_review_at_end:>9}{'–' if median is None else f'{median:.1f}':>10}"
         )
 
-    lines += ["", f"By category{'':<{NAME_WIDTH - 9}}{head}"]
+    lines += ["", f"By category{'':<{width - 9}}{head}"]
     lines += [row(c.category, c.figures) for c in report.by_category] or ["  (no cases)"]
-    lines += ["", f"By grid cell (team){'':<{NAME_WIDTH - 17}}{head}{'passes':>8}"]
+    lines += ["", f"By grid cell (team){'':<{width - 17}}{head}{'passes':>8}"]
     for cell in report.by_cell:
         name = f"{cell.cell_id} ({cell.team or '–'})"
         lines.append(row(name, cell.figures) + f"{cell.patrol_passes:>8}")
