@@ -269,3 +269,38 @@ def test_the_cli_prints_the_report_and_writes_its_csv(
     assert "--until" in capsys.readouterr().err
     assert main(["report", "--since", "next week", "--until", until, "--database-url", sqlite_url]) == 1
     assert "--since: 'next week' is not a date" in capsys.readouterr().err
+
+
+def test_patrol_coverage_counts_the_cells_passed_in_the_period(make_server: Any, sqlite_url: str) -> None:
+    """Passes as api.jobs.coverage writes them: two in team-ziyang's cell and one in team-hubin's in the
+    period, one in another cell before it."""
+    from api.storage.models import Upload, UploadCoverage
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with server.services.factory() as session:
+        upload = Upload(
+            sha256="0" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="user:admin"
+        )
+        session.add(upload)
+        session.flush()
+        for cell, team, when in (
+            (ZIYANG, "team-ziyang", now - timedelta(days=2)),
+            (ZIYANG, "team-ziyang", now - timedelta(days=1)),
+            (HUBIN, "team-hubin", now - timedelta(days=1)),
+            ("DEMO-QINGBO-01", "team-qingbo", now - timedelta(days=30)),
+        ):
+            session.add(
+                UploadCoverage(
+                    upload_id=upload.id, cell_id=cell, team=team, entered_at=when, left_at=when, metres=5.0
+                )
+            )
+        session.commit()
+    params = {"since": _iso(now - timedelta(days=7)), "until": _iso(now)}
+    with server.client("viewer") as viewer, server.client("ziyang") as ziyang:
+        everyone = viewer.get("/api/reports/period", params=params).json()
+        team = ziyang.get("/api/reports/period", params=params).json()
+    assert everyone["coverage"] == {"cells_passed": 2, "cells_in_grid": 36, "share": round(2 / 36, 4)}
+    passes = {cell["cell_id"]: cell["patrol_passes"] for cell in everyone["by_cell"]}
+    assert passes[ZIYANG] == 2 and passes[HUBIN] == 1 and passes["DEMO-QINGBO-01"] == 0
+    assert team["coverage"] == {"cells_passed": 1, "cells_in_grid": 6, "share": round(1 / 6, 4)}
