@@ -304,3 +304,35 @@ def test_patrol_coverage_counts_the_cells_passed_in_the_period(make_server: Any,
     passes = {cell["cell_id"]: cell["patrol_passes"] for cell in everyone["by_cell"]}
     assert passes[ZIYANG] == 2 and passes[HUBIN] == 1 and passes["DEMO-QINGBO-01"] == 0
     assert team["coverage"] == {"cells_passed": 1, "cells_in_grid": 6, "share": round(1 / 6, 4)}
+
+
+def test_an_undone_decision_does_not_count(make_server: Any, sqlite_url: str) -> None:
+    """A case rejected, the rejection undone (the review page's undo), then confirmed: one confirmation."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    with (
+        server.client("device") as device,
+        server.client("operator") as api,
+        server.browser("operator") as page,
+    ):
+        case_id = _case(device, "undone", now - timedelta(hours=5), (30.2710, 120.1560))
+        kept = _case(device, "kept", now - timedelta(hours=5), (30.2750, 120.1600))
+        _move(api, case_id, "rejected", reason="false_positive")
+        _move(api, kept, "rejected", reason="exempt")
+        undone = page.post(f"/review/{case_id}/undo")
+        assert undone.status_code == 200, undone.text[:300]
+        params = {"since": _iso(now - timedelta(days=1)), "until": _iso(now + timedelta(hours=1))}
+        between = api.get("/api/reports/period", params=params).json()["total"]
+        _move(api, case_id, "filed")
+        total = api.get("/api/reports/period", params=params).json()["total"]
+    assert (between["confirmed"], between["rejected_by_reason"], between["awaiting_review_at_end"]) == (
+        0,
+        {"exempt": 1},
+        1,
+    )
+    assert (total["confirmed"], total["rejected_by_reason"], total["review_hours"]["count"]) == (
+        1,
+        {"exempt": 1},
+        2,
+    )
+    assert total["awaiting_review_at_end"] == 0 and total["open_at_end"] == 1
