@@ -325,21 +325,22 @@ def _assemble(
     tallies: dict[tuple[str, str], _Tally],
 ) -> PeriodReport:
     grid = select(GridCell.id, GridCell.name, GridCell.team).order_by(GridCell.id)
-    team = principal.team if principal.role == Role.ENFORCEMENT else None
-    if principal.role == Role.ENFORCEMENT:
-        grid = grid.where(GridCell.team == team)
     cells = {cell_id: (name, cell_team) for cell_id, name, cell_team in session.execute(grid)}
+    team = principal.team if principal.role == Role.ENFORCEMENT else None
+    # the cells listed (with zeros) and covered: every cell, or an enforcement user's team's; a case
+    # dispatched to the team in another team's cell still adds that cell's row
+    own = [cell_id for cell_id, (_, cell_team) in cells.items() if team is None or cell_team == team]
     passes = _passes_by_cell(session, first, last, team)
     total = _Tally()
     by_category: dict[str, _Tally] = {}
-    by_cell: dict[str, _Tally] = {cell_id: _Tally() for cell_id in cells}
+    by_cell: dict[str, _Tally] = {cell_id: _Tally() for cell_id in own}
     rows = []
     for (cell_id, category), t in sorted(tallies.items()):
         total.add(t)
         by_category.setdefault(category, _Tally()).add(t)
         by_cell.setdefault(cell_id, _Tally()).add(t)
         rows.append(CellCategoryFigures(cell_id, cells.get(cell_id, (None, None))[1], category, t.figures()))
-    passed = sum(1 for cell_id in cells if passes.get(cell_id))
+    passed = sum(1 for cell_id in own if passes.get(cell_id))
     return PeriodReport(
         since=first,
         until=last,
@@ -358,8 +359,8 @@ def _assemble(
         rows=rows,
         coverage=PatrolCoverage(
             cells_passed=passed,
-            cells_in_grid=len(cells),
-            share=round(passed / len(cells), 4) if cells else None,
+            cells_in_grid=len(own),
+            share=round(passed / len(own), 4) if own else None,
         ),
     )
 

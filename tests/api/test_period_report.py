@@ -145,6 +145,14 @@ def test_an_enforcement_user_sees_its_team_only(make_server: Any, sqlite_url: st
     assert HUBIN in {cell["cell_id"] for cell in report["by_cell"]}
     assert {row["cell_id"] for row in report["rows"]} == {HUBIN}
     assert report["coverage"]["cells_in_grid"] == 6
+    with server.client("admin") as admin, server.client("hubin") as hubin, server.client("ziyang") as ziyang:
+        _move(admin, world["ids"]["c"], "dispatched", team="team-hubin")  # C, in team-ziyang's cell
+        report = hubin.get("/api/reports/period", params=params).json()
+        theirs = ziyang.get("/api/reports/period", params=params).json()
+    assert report["total"]["found"] == 2 and report["coverage"]["cells_in_grid"] == 6
+    foreign = next(cell for cell in report["by_cell"] if cell["cell_id"] == ZIYANG)
+    assert foreign["team"] == "team-ziyang" and foreign["name"] and foreign["figures"]["open_at_end"] == 1
+    assert theirs["total"]["found"] == 4  # A, B, D, E: C is team-hubin's now
 
 
 def test_a_reversed_or_missing_range_is_a_422(make_server: Any, sqlite_url: str) -> None:
