@@ -114,7 +114,7 @@ def get_period_report(
         200: {
             "description": "the report as CSV (UTF-8 with a BOM): one row per cell x category, then the "
             "totals per category, per cell and overall (`*` for all)",
-            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
 )
