@@ -27,11 +27,11 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, func, literal, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from api.accounts.accounts import Principal, Role
@@ -176,7 +176,7 @@ def _hours(start: datetime | None, end: datetime) -> float | None:
     return max(0.0, (end - start).total_seconds() / 3600)
 
 
-def _status_at(until: datetime):  # type: ignore[no-untyped-def]
+def _status_at(until: datetime) -> ColumnElement[str]:
     """A case's status at `until` (correlated with Case): its last move's target before then, or
     pending_review."""
     last = (
@@ -228,7 +228,13 @@ def period_report(
     return _assemble(session, first, last, principal, tallies)
 
 
-def _moves(session: Session, first: datetime, last: datetime, principal: Principal, tally) -> None:  # type: ignore[no-untyped-def]
+def _moves(
+    session: Session,
+    first: datetime,
+    last: datetime,
+    principal: Principal,
+    tally: Callable[[str, str], _Tally],
+) -> None:
     """Review decisions, handlings and closings made in the period, timed."""
     dispatch = aliased(CaseEvent)
     dispatched_at = (
