@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, select
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, aliased
 
 from api.accounts.accounts import Principal, Role
@@ -178,7 +179,8 @@ def _hours(start: datetime | None, end: datetime) -> float | None:
 
 def _status_at(until: datetime) -> ColumnElement[str]:
     """A case's status at `until` (correlated with Case): its last move's target before then, or
-    pending_review."""
+    pending_review. A case not updated since `until` has today's status then (every move sets
+    updated_at to the move's time): only the cases updated after it have their history read."""
     last = (
         select(CaseEvent.to_status)
         .where(CaseEvent.case_id == Case.id, CaseEvent.at < until, CaseEvent.to_status.is_not(None))
@@ -186,7 +188,10 @@ def _status_at(until: datetime) -> ColumnElement[str]:
         .limit(1)
         .scalar_subquery()
     )
-    return func.coalesce(last, literal(workflow.PENDING_REVIEW.value))
+    return sql_case(
+        (Case.updated_at < until, Case.status),
+        else_=func.coalesce(last, literal(workflow.PENDING_REVIEW.value)),
+    )
 
 
 def period_report(
