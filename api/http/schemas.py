@@ -688,3 +688,65 @@ class Coverage(Schema):
     """The grid cells the patrols' tracks passed through in a time window (by when they entered)."""
 
     cells: list[CellCoverage]
+
+
+# --- period report -------------------------------------------------------------------------------
+
+
+class ReportDurations(Schema):
+    """Hours of one kind of move made in the period; null median and p90 when there was none."""
+
+    count: int
+    median_h: float | None
+    p90_h: float | None = Field(description="90th percentile, linear between ranks")
+
+
+class ReportFigures(Schema):
+    found: int = Field(description="cases first seen in the period")
+    confirmed: int = Field(description="cases filed (review confirmed) in the period")
+    rejected: int = Field(description="cases rejected in review in the period")
+    rejected_by_reason: dict[str, int]
+    closed: int = Field(description="cases closed in the period")
+    open_at_end: int = Field(description="first seen before the end, neither closed nor rejected then")
+    awaiting_review_at_end: int = Field(description="of those open at the end, still pending review")
+    review_hours: ReportDurations = Field(description="first seen -> review decision")
+    handling_hours: ReportDurations = Field(description="dispatched -> handled")
+    closing_hours: ReportDurations = Field(description="first seen -> closed")
+
+
+class ReportCategory(Schema):
+    category: str
+    figures: ReportFigures
+
+
+class ReportCell(Schema):
+    cell_id: str
+    name: str | None = Field(description="null: a cell not in the grid (any more), or outside every cell")
+    team: str | None
+    figures: ReportFigures
+    patrol_passes: int = Field(description="patrol passes entering the cell in the period")
+
+
+class ReportRow(Schema):
+    cell_id: str
+    team: str | None
+    category: str
+    figures: ReportFigures
+
+
+class ReportCoverage(Schema):
+    cells_passed: int
+    cells_in_grid: int
+    share: float | None = Field(description="cells_passed / cells_in_grid; null for an empty grid")
+
+
+class PeriodReport(Schema):
+    """The periodic report of [since, until): statuses at `until` are read from the cases' history."""
+
+    since: UtcTime
+    until: UtcTime
+    total: ReportFigures
+    by_category: list[ReportCategory]
+    by_cell: list[ReportCell]
+    rows: list[ReportRow] = Field(description="cell x category, those with any number")
+    coverage: ReportCoverage

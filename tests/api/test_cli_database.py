@@ -31,6 +31,7 @@ READING = [
     ["evidence", "verify"],
     ["evidence", "orphans"],
     ["evidence", "checkpoint"],
+    ["report", "--since", "2026-11-23", "--until", "2026-11-29"],
 ]
 
 

@@ -20,12 +20,13 @@ PAGES = {
         "/cases/{case}",
         "/map",
         "/dashboard",
+        "/reports",
         "/upload",
         "/chalk-marks",
         "/docs",
     ),
-    "enforcement": ("/tasks", "/tasks/{case}", "/cases", "/cases/{case}", "/map", "/dashboard"),
-    "viewer": ("/cases", "/dashboard", "/map"),
+    "enforcement": ("/tasks", "/tasks/{case}", "/cases", "/cases/{case}", "/map", "/dashboard", "/reports"),
+    "viewer": ("/cases", "/dashboard", "/reports", "/map"),
 }
 
 

@@ -19,7 +19,19 @@ from api.http.pages.session import CsrfRejected, LoginRequired, PageForbidden, s
 from api.http.security import SecurityHeaders
 
 # one module per part of the pages, each with a `router`
-PAGE_MODULES = ("auth", "review", "cases", "chalk", "tasks", "map", "dashboard", "upload", "admin", "docs")
+PAGE_MODULES = (
+    "auth",
+    "review",
+    "cases",
+    "chalk",
+    "tasks",
+    "map",
+    "dashboard",
+    "reports",
+    "upload",
+    "admin",
+    "docs",
+)
 
 
 def install_pages(app: FastAPI) -> None:

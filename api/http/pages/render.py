@@ -27,6 +27,7 @@ NAVIGATION: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/tasks", "nav.tasks", ("enforcement",)),
     ("/map", "nav.map", ("admin", "operator", "enforcement", "viewer")),
     ("/dashboard", "nav.dashboard", ("admin", "operator", "enforcement", "viewer")),
+    ("/reports", "nav.reports", ("admin", "operator", "enforcement", "viewer")),
     ("/upload", "nav.upload", ("admin", "operator")),
     ("/admin", "nav.admin", ("admin",)),
 )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from api.cases import stats
+from api.cases import period_report, stats
 from api.cases.grids import import_cells, parse_geojson
 from api.cases.reading import evidence_file
 from api.http import schemas
@@ -86,6 +86,52 @@ def get_stats(
         grid_cell=grid_cell,
         team=team,
         by=stats.parse_dimensions(by),
+    )
+
+
+PeriodSince = Annotated[schemas.QueryTime, Query(description="the period's start (included)")]
+PeriodUntil = Annotated[schemas.QueryTime, Query(description="the period's end (not included)")]
+CSV_BOM = "\ufeff"  # so that Excel reads the file as UTF-8 (cell, team and category names in Chinese)
+
+
+@router.get("/reports/period", response_model=schemas.PeriodReport)
+def get_period_report(
+    principal: Reader, session: ReadSessionDep, since: PeriodSince, until: PeriodUntil
+) -> period_report.PeriodReport:
+    """The periodic report of [since, until): cases found, reviewed (confirmed, rejected by reason) and
+    closed in it, open and awaiting review at its end (read from the cases' history, so a past period's
+    report stays the same), median and 90th-percentile times, and patrol coverage; in total, per
+    category, per grid cell and per cell x category. Enforcement users get their team's cases and
+    cells only."""
+    check_range(since, until)
+    return period_report.period_report(session, since=since, until=until, principal=principal)
+
+
+@router.get(
+    "/reports/period.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the report as CSV (UTF-8 with a BOM): one row per cell x category, then the "
+            "totals per category, per cell and overall (`*` for all)",
+            "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+def get_period_report_csv(
+    principal: Reader, session: ReadSessionDep, services: ServicesDep, since: PeriodSince, until: PeriodUntil
+) -> Response:
+    """The numbers of GET /api/reports/period as a CSV download, named by the period's bounds in the
+    service's local time (gridpatrol-report-20261123-20261130.csv: the end not included)."""
+    check_range(since, until)
+    report = period_report.period_report(session, since=since, until=until, principal=principal)
+    offset_h = services.settings.timezone_offset_h
+    bounds = [period_report.file_day(when, offset_h) for when in (report.since, report.until)]
+    name = f"gridpatrol-report-{bounds[0]}-{bounds[1]}.csv"
+    return Response(
+        (CSV_BOM + period_report.csv_text(report)).encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f"attachment; filename={name}"},
     )
 
 

@@ -1,0 +1,456 @@
+"""The periodic report a district office sends upward: for a period [since, until) (naive UTC), how many
+problems were found, reviewed (confirmed, rejected by reason) and closed, how many were still open at
+its end (and of those how many still awaited review), how fast the work went, and how much of the grid
+the patrols passed; in total, per category, per grid cell (with its team) and per cell x category.
+
+A past period's report does not change when its cases move on: a case's status at `until` is read from
+its history (case_events: the last move before `until`; a case with no move by then was pending_review),
+never from its status today. Scoped like /api/stats: an enforcement user sees its team's cases (and
+its team's cells) only.
+
+Counted:
+- found: cases first seen in the period;
+- confirmed / rejected: cases whose review decision (pending_review -> filed / rejected) was made in the
+  period; a decision undone in the period (review.undo_decision) does not count, the case's last one does;
+- closed: cases moved to closed in the period (a case closed twice, reopened between, counts once);
+- open at the end: first seen before `until`, neither closed nor rejected at `until`;
+- times (hours), of the moves made in the period: first seen -> review decision, dispatched -> handled
+  (from the last dispatch before it), first seen -> closed; median and 90th percentile (linear between
+  ranks), None when there is no such move (never 0).
+
+The counts are summed by the database; the moves of the period (one row each, some 10^4 in a month of a
+busy district) come back to be timed, as percentiles need every value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, and_, func, literal, select
+from sqlalchemy import case as sql_case
+from sqlalchemy.orm import Session, aliased
+
+from api.accounts.accounts import Principal, Role
+from api.cases import workflow
+from api.cases.reading import visible
+from api.storage.db import as_utc
+from api.storage.models import Case, CaseEvent, GridCell, UploadCoverage
+
+PERCENTILE = 0.9
+# the years a period's days may have: those of every date the service takes (api.http.schemas.YEARS)
+FIRST_YEAR, LAST_YEAR = 1970, 2199
+DECIDED = (workflow.FILED, workflow.REJECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Durations:
+    """Hours of one kind of move: how many, their median and 90th percentile (None: no move)."""
+
+    count: int
+    median_h: float | None
+    p90_h: float | None
+
+    @classmethod
+    def of(cls, hours: Iterable[float]) -> Durations:
+        values = sorted(hours)
+        if not values:
+            return cls(0, None, None)
+        return cls(len(values), round(_quantile(values, 0.5), 2), round(_quantile(values, PERCENTILE), 2))
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """The q-quantile of sorted values, linear between the closest ranks (numpy's default)."""
+    position = q * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One group's numbers (see the module docstring for what each counts)."""
+
+    found: int
+    confirmed: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    closed: int
+    open_at_end: int
+    awaiting_review_at_end: int
+    review_hours: Durations
+    handling_hours: Durations
+    closing_hours: Durations
+
+
+@dataclass
+class _Tally:
+    """A group's numbers while they are summed, with every duration kept for the percentiles."""
+
+    found: int = 0
+    confirmed: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    closed: int = 0
+    open_at_end: int = 0
+    awaiting_review_at_end: int = 0
+    review: list[float] = field(default_factory=list)
+    handling: list[float] = field(default_factory=list)
+    closing: list[float] = field(default_factory=list)
+
+    def add(self, other: _Tally) -> None:
+        self.found += other.found
+        self.confirmed += other.confirmed
+        self.rejected.update(other.rejected)
+        self.closed += other.closed
+        self.open_at_end += other.open_at_end
+        self.awaiting_review_at_end += other.awaiting_review_at_end
+        self.review += other.review
+        self.handling += other.handling
+        self.closing += other.closing
+
+    def figures(self) -> Figures:
+        return Figures(
+            found=self.found,
+            confirmed=self.confirmed,
+            rejected=sum(self.rejected.values()),
+            rejected_by_reason={reason: self.rejected[reason] for reason in sorted(self.rejected)},
+            closed=self.closed,
+            open_at_end=self.open_at_end,
+            awaiting_review_at_end=self.awaiting_review_at_end,
+            review_hours=Durations.of(self.review),
+            handling_hours=Durations.of(self.handling),
+            closing_hours=Durations.of(self.closing),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryFigures:
+    category: str
+    figures: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class CellFigures:
+    """A grid cell's numbers; name and team from the grid (None: a cell no longer in the grid, or
+    outside every cell); patrol_passes: the patrols' passes through it in the period."""
+
+    cell_id: str
+    name: str | None
+    team: str | None
+    figures: Figures
+    patrol_passes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CellCategoryFigures:
+    cell_id: str
+    team: str | None
+    category: str
+    figures: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class PatrolCoverage:
+    """Grid cells the patrols' GPS tracks passed in the period, of the cells in the (visible) grid."""
+
+    cells_passed: int
+    cells_in_grid: int
+    share: float | None  # cells_passed / cells_in_grid; None for an empty grid
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodReport:
+    since: datetime  # naive UTC
+    until: datetime  # naive UTC, not included
+    total: Figures
+    by_category: list[CategoryFigures]
+    by_cell: list[CellFigures]
+    rows: list[CellCategoryFigures]  # cell x category, only those with any number
+    coverage: PatrolCoverage
+
+
+def _hours(start: datetime | None, end: datetime) -> float | None:
+    if start is None:
+        return None
+    return max(0.0, (end - start).total_seconds() / 3600)
+
+
+def _status_at(until: datetime) -> ColumnElement[str]:
+    """A case's status at `until` (correlated with Case): its last move's target before then, or
+    pending_review. A case not updated since `until` has today's status then (every move sets
+    updated_at to the move's time): only the cases updated after it have their history read."""
+    last = (
+        select(CaseEvent.to_status)
+        .where(CaseEvent.case_id == Case.id, CaseEvent.at < until, CaseEvent.to_status.is_not(None))
+        .order_by(CaseEvent.at.desc(), CaseEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sql_case(
+        (Case.updated_at < until, Case.status),
+        else_=func.coalesce(last, literal(workflow.PENDING_REVIEW.value)),
+    )
+
+
+def period_report(
+    session: Session, *, since: datetime, until: datetime, principal: Principal
+) -> PeriodReport:
+    """The report of [since, until) (aware times are converted; naive ones are UTC) as `principal` may
+    see it. The caller checks that since <= until."""
+    first, last = as_utc(since), as_utc(until)
+    assert first is not None and last is not None
+    tallies: dict[tuple[str, str], _Tally] = {}
+
+    def tally(cell: str, category: str) -> _Tally:
+        return tallies.setdefault((cell, category), _Tally())
+
+    found: Select = select(Case.grid_cell_id, Case.category, func.count()).where(
+        Case.first_seen >= first, Case.first_seen < last
+    )
+    for cell, category, n in session.execute(
+        visible(found, principal).group_by(Case.grid_cell_id, Case.category)
+    ):
+        tally(cell, category).found = n
+
+    status = _status_at(last).label("status_at")
+    at_end = (
+        visible(select(Case.grid_cell_id, Case.category, status).where(Case.first_seen < last), principal)
+    ).subquery()
+    grouped = (
+        select(at_end.c.grid_cell_id, at_end.c.category, at_end.c.status_at, func.count())
+        .where(at_end.c.status_at.in_([s.value for s in workflow.OPEN_STATUSES]))
+        .group_by(at_end.c.grid_cell_id, at_end.c.category, at_end.c.status_at)
+    )
+    for cell, category, status_at, n in session.execute(grouped):
+        t = tally(cell, category)
+        t.open_at_end += n
+        if status_at == workflow.PENDING_REVIEW:
+            t.awaiting_review_at_end += n
+
+    _moves(session, first, last, principal, tally)
+    return _assemble(session, first, last, principal, tallies)
+
+
+def _moves(
+    session: Session,
+    first: datetime,
+    last: datetime,
+    principal: Principal,
+    tally: Callable[[str, str], _Tally],
+) -> None:
+    """Review decisions, handlings and closings made in the period, timed."""
+    dispatch = aliased(CaseEvent)
+    dispatched_at = (
+        select(func.max(dispatch.at))
+        .where(
+            dispatch.case_id == CaseEvent.case_id,
+            dispatch.to_status == workflow.DISPATCHED.value,
+            dispatch.at <= CaseEvent.at,
+        )
+        .scalar_subquery()
+    )
+    review = and_(
+        CaseEvent.from_status == workflow.PENDING_REVIEW.value,
+        CaseEvent.to_status.in_([workflow.FILED.value, workflow.REJECTED.value]),
+    )
+    undo = CaseEvent.action == "undo"
+    handled = and_(
+        CaseEvent.from_status == workflow.DISPATCHED.value, CaseEvent.to_status == workflow.HANDLED.value
+    )
+    closed = CaseEvent.to_status == workflow.CLOSED.value
+    stmt = visible(
+        select(
+            CaseEvent.case_id,
+            Case.grid_cell_id,
+            Case.category,
+            Case.first_seen,
+            CaseEvent.at,
+            CaseEvent.action,
+            CaseEvent.from_status,
+            CaseEvent.to_status,
+            CaseEvent.reason,
+            dispatched_at.label("dispatched_at"),
+        )
+        .join(Case, Case.id == CaseEvent.case_id)
+        .where(CaseEvent.at >= first, CaseEvent.at < last, review | undo | handled | closed),
+        principal,
+    ).order_by(CaseEvent.case_id, CaseEvent.at, CaseEvent.id)
+    decisions: dict[int, tuple[str, str, str, str | None, float | None]] = {}  # case -> its last decision
+    closings: dict[int, tuple[str, str, float | None]] = {}  # case -> its last closing in the period
+    for row in session.execute(stmt):
+        if row.action == "undo":
+            decisions.pop(row.case_id, None)
+        elif row.from_status == workflow.PENDING_REVIEW and row.to_status in (
+            workflow.FILED,
+            workflow.REJECTED,
+        ):
+            decisions[row.case_id] = (
+                row.grid_cell_id,
+                row.category,
+                row.to_status,
+                row.reason,
+                _hours(row.first_seen, row.at),
+            )
+        elif row.to_status == workflow.HANDLED:
+            hours = _hours(row.dispatched_at, row.at)
+            if hours is not None:
+                tally(row.grid_cell_id, row.category).handling.append(hours)
+        elif row.to_status == workflow.CLOSED:
+            closings[row.case_id] = (row.grid_cell_id, row.category, _hours(row.first_seen, row.at))
+    for cell, category, target, reason, hours in decisions.values():
+        t = tally(cell, category)
+        if target == workflow.FILED:
+            t.confirmed += 1
+        else:
+            t.rejected[reason or "unknown"] += 1
+        if hours is not None:
+            t.review.append(hours)
+    for cell, category, hours in closings.values():
+        t = tally(cell, category)
+        t.closed += 1
+        if hours is not None:
+            t.closing.append(hours)
+
+
+def _passes_by_cell(session: Session, first: datetime, last: datetime, team: str | None) -> dict[str, int]:
+    """How many patrol passes entered each cell in the period (api.jobs.coverage writes them; read here
+    by the database's count, as that module reads GPS tracks and the domain rooms import no streams);
+    with `team`, that team's cells only."""
+    query = (
+        select(UploadCoverage.cell_id, func.count())
+        .where(UploadCoverage.entered_at >= first, UploadCoverage.entered_at < last)
+        .group_by(UploadCoverage.cell_id)
+    )
+    if team is not None:
+        query = query.where(UploadCoverage.team == team)
+    return {cell_id: n for cell_id, n in session.execute(query)}
+
+
+def _assemble(
+    session: Session,
+    first: datetime,
+    last: datetime,
+    principal: Principal,
+    tallies: dict[tuple[str, str], _Tally],
+) -> PeriodReport:
+    grid = select(GridCell.id, GridCell.name, GridCell.team).order_by(GridCell.id)
+    cells = {cell_id: (name, cell_team) for cell_id, name, cell_team in session.execute(grid)}
+    team = principal.team if principal.role == Role.ENFORCEMENT else None
+    # the cells listed (with zeros) and covered: every cell, or an enforcement user's team's; a case
+    # dispatched to the team in another team's cell still adds that cell's row
+    own = [cell_id for cell_id, (_, cell_team) in cells.items() if team is None or cell_team == team]
+    passes = _passes_by_cell(session, first, last, team)
+    total = _Tally()
+    by_category: dict[str, _Tally] = {}
+    by_cell: dict[str, _Tally] = {cell_id: _Tally() for cell_id in own}
+    rows = []
+    for (cell_id, category), t in sorted(tallies.items()):
+        total.add(t)
+        by_category.setdefault(category, _Tally()).add(t)
+        by_cell.setdefault(cell_id, _Tally()).add(t)
+        rows.append(CellCategoryFigures(cell_id, cells.get(cell_id, (None, None))[1], category, t.figures()))
+    passed = sum(1 for cell_id in own if passes.get(cell_id))
+    return PeriodReport(
+        since=first,
+        until=last,
+        total=total.figures(),
+        by_category=[CategoryFigures(name, by_category[name].figures()) for name in sorted(by_category)],
+        by_cell=[
+            CellFigures(
+                cell_id=cell_id,
+                name=cells.get(cell_id, (None, None))[0],
+                team=cells.get(cell_id, (None, None))[1],
+                figures=by_cell[cell_id].figures(),
+                patrol_passes=passes.get(cell_id, 0),
+            )
+            for cell_id in sorted(by_cell)
+        ],
+        rows=rows,
+        coverage=PatrolCoverage(
+            cells_passed=passed,
+            cells_in_grid=len(own),
+            share=round(passed / len(own), 4) if own else None,
+        ),
+    )
+
+
+CSV_HEADER = (
+    "cell_id",
+    "cell_name",
+    "team",
+    "category",
+    "found",
+    "confirmed",
+    "rejected",
+    *(f"rejected_{reason}" for reason in workflow.REJECT_REASONS),
+    "closed",
+    "open_at_end",
+    "awaiting_review_at_end",
+    "review_median_h",
+    "review_p90_h",
+    "handling_median_h",
+    "handling_p90_h",
+    "closing_median_h",
+    "closing_p90_h",
+)
+ALL = "*"  # the cell or category of a total row
+
+
+def _csv_values(figures: Figures) -> list[str]:
+    def hours(value: float | None) -> str:
+        return "" if value is None else f"{value:g}"
+
+    return [
+        str(figures.found),
+        str(figures.confirmed),
+        str(figures.rejected),
+        *(str(figures.rejected_by_reason.get(reason, 0)) for reason in workflow.REJECT_REASONS),
+        str(figures.closed),
+        str(figures.open_at_end),
+        str(figures.awaiting_review_at_end),
+        *(
+            hours(value)
+            for d in (figures.review_hours, figures.handling_hours, figures.closing_hours)
+            for value in (d.median_h, d.p90_h)
+        ),
+    ]
+
+
+def _text(value: str) -> str:
+    """A name from the grid or a category, safe in a spreadsheet: one that a spreadsheet would read
+    as a formula (=, +, -, @, or a tab or carriage return first) gets a leading apostrophe."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def csv_text(report: PeriodReport) -> str:
+    """The report as CSV (CSV_HEADER; no BOM): one row per cell x category, then per category over all
+    cells (cell "*"), then per cell over all categories (category "*"), then the total ("*", "*").
+    An empty time is an empty field (no such move), never 0; a name a spreadsheet would run as a
+    formula is quoted (_text)."""
+    names = {cell.cell_id: cell.name for cell in report.by_cell}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for row in report.rows:
+        names_of_row = (row.cell_id, names.get(row.cell_id) or "", row.team or "", row.category)
+        writer.writerow([_text(v) for v in names_of_row] + _csv_values(row.figures))
+    for category in report.by_category:
+        writer.writerow([ALL, "", "", _text(category.category)] + _csv_values(category.figures))
+    for cell in report.by_cell:
+        names_of_cell = (cell.cell_id, cell.name or "", cell.team or "")
+        writer.writerow([_text(v) for v in names_of_cell] + [ALL] + _csv_values(cell.figures))
+    writer.writerow([ALL, "", "", ALL] + _csv_values(report.total))
+    return out.getvalue()
+
+
+def file_day(when: datetime, offset_h: float) -> str:
+    """A period bound (naive UTC) in a file name, in local time at `offset_h` from UTC: 20261123 at
+    local midnight, else 20261123T083000."""
+    when = when + timedelta(hours=offset_h)
+    if when.time() == datetime.min.time():
+        return when.strftime("%Y%m%d")
+    return when.strftime("%Y%m%dT%H%M%S")

@@ -1,0 +1,137 @@
+"""`gridpatrol report`: the periodic report (api.cases.period_report) of a range of local days, as text
+on the terminal and, with --csv, the CSV that GET /api/reports/period.csv gives (UTF-8 with a BOM).
+
+Days are the district's local days (settings.timezone_offset_h, as the dashboard and the /reports
+page): --since 2026-11-23 --until 2026-11-29 is that week, Monday to Sunday, both days included. The
+report reads the database only (an existing one: a mistyped location is refused, not created).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from api.cli import CommandError
+
+NAME_WIDTH = 28
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "report",
+        help="the periodic report of a range of days: found, reviewed, closed, open, how fast, coverage",
+        description="Print the periodic report of the local days --since to --until (both included): cases "
+        "found, confirmed, rejected (by reason) and closed in them, open and awaiting review at the end "
+        "(from the cases' history), median and 90th-percentile hours, patrol coverage; by category and "
+        "by grid cell. Reads the database of the GRIDPATROL_* settings.",
+    )
+    p.add_argument("--since", required=True, metavar="DATE", help="first local day (YYYY-MM-DD)")
+    p.add_argument("--until", required=True, metavar="DATE", help="last local day, included (YYYY-MM-DD)")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="also write the report's CSV here")
+    p.add_argument("--database-url", help="overrides GRIDPATROL_DATABASE_URL")
+    p.set_defaults(handler=run_report)
+
+
+def _day(text: str, option: str) -> date:
+    from api.cases.period_report import FIRST_YEAR, LAST_YEAR
+
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(f"{option}: '{text}' is not a date (YYYY-MM-DD)") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise CommandError(f"{option}: {day.isoformat()} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
+    return day
+
+
+def _offset_text(offset_h: float) -> str:
+    """+08:00 for 8.0, -03:30 for -3.5 (as the pages write it)."""
+    minutes = round(offset_h * 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _hours(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} h"
+
+
+def summary_lines(report: object, *, first: date, last: date, offset: str) -> list[str]:
+    """The report as lines of text (report: an api.cases.period_report.PeriodReport)."""
+    from api.cases.period_report import Figures, PeriodReport
+
+    assert isinstance(report, PeriodReport)
+    total = report.total
+    names = [c.category for c in report.by_category] + [
+        f"{c.cell_id} ({c.team or '–'})" for c in report.by_cell
+    ]
+    width = max([NAME_WIDTH, *(len(name) + 2 for name in names)])
+
+    def line(name: str, value: object, extra: str = "") -> str:
+        return f"  {name:<{width}}{value!s:>8}{extra}"
+
+    reasons = ", ".join(f"{reason} {n}" for reason, n in total.rejected_by_reason.items())
+    lines = [
+        f"Periodic report {first.isoformat()} to {last.isoformat()} (local days, UTC{offset})",
+        line("found", total.found),
+        line("confirmed", total.confirmed),
+        line("rejected", total.rejected, f"  ({reasons})" if reasons else ""),
+        line("closed", total.closed),
+        line("open at the end", total.open_at_end, f"  (awaiting review {total.awaiting_review_at_end})"),
+    ]
+    for name, d in (
+        ("found -> review decision", total.review_hours),
+        ("dispatched -> handled", total.handling_hours),
+        ("found -> closed", total.closing_hours),
+    ):
+        lines.append(line(name, _hours(d.median_h), f"  median; p90 {_hours(d.p90_h)}; moves: {d.count}"))
+    cov = report.coverage
+    share = f" ({cov.share:.0%})" if cov.share is not None else ""
+    lines.append(line("patrol coverage", f"{cov.cells_passed}/{cov.cells_in_grid}", f" cells passed{share}"))
+
+    head = (
+        f"{'found':>7}{'confirmed':>10}{'rejected':>9}{'closed':>7}{'open':>6}{'awaiting':>9}{'review h':>10}"
+    )
+
+    def row(name: str, f: Figures) -> str:
+        median = f.review_hours.median_h
+        return (
+            f"  {name:<{width}}{f.found:>7}{f.confirmed:>10}{f.rejected:>9}{f.closed:>7}"
+            f"{f.open_at_end:>6}{f.awaiting_review_at_end:>9}{'–' if median is None else f'{median:.1f}':>10}"
+        )
+
+    lines += ["", f"By category{'':<{width - 9}}{head}"]
+    lines += [row(c.category, c.figures) for c in report.by_category] or ["  (no cases)"]
+    lines += ["", f"By grid cell (team){'':<{width - 17}}{head}{'passes':>8}"]
+    for cell in report.by_cell:
+        name = f"{cell.cell_id} ({cell.team or '–'})"
+        lines.append(row(name, cell.figures) + f"{cell.patrol_passes:>8}")
+    return lines
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import SYSTEM
+    from api.cases import period_report
+    from api.cli.service import _services
+
+    first, last = _day(args.since, "--since"), _day(args.until, "--until")
+    if last < first:
+        raise CommandError(f"--until: {last.isoformat()} is before --since {first.isoformat()}")
+    services = _services(args, create=False)
+    try:
+        offset_h = services.settings.timezone_offset_h
+        shift = timedelta(hours=offset_h)
+        since = datetime.combine(first, datetime.min.time()) - shift
+        until = datetime.combine(last + timedelta(days=1), datetime.min.time()) - shift
+        with services.read_factory() as session:
+            report = period_report.period_report(session, since=since, until=until, principal=SYSTEM)
+    finally:
+        services.close()
+    for text in summary_lines(report, first=first, last=last, offset=_offset_text(offset_h)):
+        print(text)
+    if args.csv is not None:
+        try:
+            args.csv.write_text("\ufeff" + period_report.csv_text(report), encoding="utf-8", newline="")
+        except OSError as exc:
+            raise CommandError(f"--csv: cannot write {args.csv}: {exc.strerror or exc}") from None
+        print(f"wrote {args.csv}")
+    return 0

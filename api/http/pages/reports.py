@@ -1,0 +1,136 @@
+"""The periodic report (every role; enforcement: their team's cases and cells): last week, last month
+or a range of days, in the district's local time (settings.timezone_offset_h, as the dashboard); the
+numbers of GET /api/reports/period as tables, a link to its CSV, and a print style for an A4 page.
+
+A week runs Monday to Sunday, a month from its first day to its last; "last" is the latest one that
+has ended. A day range is inclusive: its report ends at the local midnight after its last day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from api.accounts.accounts import ROLES, Principal
+from api.cases import period_report, workflow
+from api.http.i18n import Translator
+from api.http.pages.cases import in_session
+from api.http.pages.dashboard import SHOWN_MAX, utc_offset_text
+from api.http.pages.render import render, translator
+from api.http.pages.session import ServicesDep, person_with
+
+router = APIRouter(include_in_schema=False)
+
+Anyone = Annotated[Principal, Depends(person_with(*ROLES))]
+FormText = Annotated[str, Query()]  # lenient: a bad value is a notice on the page, never a 422
+RANGES = ("week", "month", "custom")
+LONGEST_DAYS = 366 * 2  # a custom range longer than this is refused (the report reads every case in it)
+
+
+@dataclass
+class ReportRange:
+    """The chosen period as local days (first and last included), and what was wrong with the form."""
+
+    kind: str
+    first: date
+    last: date
+    errors: list[str] = field(default_factory=list)
+
+
+def last_week(today: date) -> tuple[date, date]:
+    """The latest Monday-to-Sunday week that has ended before `today`."""
+    monday = today - timedelta(days=today.weekday() + 7)
+    return monday, monday + timedelta(days=6)
+
+
+def last_month(today: date) -> tuple[date, date]:
+    """The latest calendar month that has ended before `today`."""
+    end = today.replace(day=1) - timedelta(days=1)
+    return end.replace(day=1), end
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX] + "…"
+
+
+def _day(text: str, label: str, errors: list[str], t: Translator) -> date | None:
+    """A local day of the form, 1970-2199 as every date the service takes; else named in `errors`."""
+    text = text.strip()
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        errors.append(t("reports.error.date", field=label, value=_shown(text)))
+        return None
+    first, last = period_report.FIRST_YEAR, period_report.LAST_YEAR
+    if not first <= day.year <= last:
+        errors.append(t("reports.error.year", field=label, value=_shown(text), first=first, last=last))
+        return None
+    return day
+
+
+def read_range(kind: str, since: str, until: str, today: date, t: Translator) -> ReportRange:
+    """The form's period; a bad custom range is named in `errors` and last week shown instead."""
+    week = last_week(today)
+    if kind == "month":
+        return ReportRange("month", *last_month(today))
+    if kind != "custom" and not (since or until):
+        return ReportRange("week", *week)
+    errors: list[str] = []
+    first = _day(since, t("reports.form.since"), errors, t)
+    last = _day(until, t("reports.form.until"), errors, t)
+    if first is not None and last is not None:
+        if last < first:
+            errors.append(t("reports.error.order"))
+        elif (last - first).days >= LONGEST_DAYS:
+            errors.append(t("reports.error.long", days=LONGEST_DAYS))
+        else:
+            return ReportRange("custom", first, last)
+    return ReportRange("week", *week, errors=errors)
+
+
+def utc_bounds(chosen: ReportRange, offset_h: float) -> tuple[datetime, datetime]:
+    """[since, until) in naive UTC: local midnight before the first day, after the last."""
+    shift = timedelta(hours=offset_h)
+    since = datetime.combine(chosen.first, datetime.min.time()) - shift
+    until = datetime.combine(chosen.last + timedelta(days=1), datetime.min.time()) - shift
+    return since, until
+
+
+@router.get("/reports", response_class=HTMLResponse)
+async def reports_page(
+    request: Request,
+    principal: Anyone,
+    services: ServicesDep,
+    range: FormText = "week",  # noqa: A002  (the form's field name)
+    since: FormText = "",
+    until: FormText = "",
+) -> Response:
+    t = translator(request)
+    offset_h = services.settings.timezone_offset_h
+    today = (datetime.now(UTC) + timedelta(hours=offset_h)).date()
+    chosen = read_range(range, since, until, today, t)
+    first, last = utc_bounds(chosen, offset_h)
+
+    def work(session: Session) -> period_report.PeriodReport:
+        return period_report.period_report(session, since=first, until=last, principal=principal)
+
+    report = await in_session(services, work)
+    api_query = urlencode({"since": f"{first.isoformat()}Z", "until": f"{last.isoformat()}Z"})
+    return render(
+        request,
+        "reports/page.html",
+        principal=principal,
+        chosen=chosen,
+        ranges=RANGES,
+        report=report,
+        offset=utc_offset_text(offset_h),
+        csv_url="/api/reports/period.csv?" + api_query,
+        reasons=workflow.REJECT_REASONS,
+        category_name=lambda c: t(f"category.{c}") if t.has(f"category.{c}") else c,
+    )

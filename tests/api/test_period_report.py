@@ -1,0 +1,373 @@
+"""The periodic report (GET /api/reports/period, its CSV, the /reports page and `gridpatrol report`) on a
+small scripted set of cases: found, reviewed, closed, open at the end, times; a past period read from
+the cases' history; an enforcement user's team only; a reversed range."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
+
+ZIYANG = "DEMO-ZIYANG-04"  # team-ziyang
+HUBIN = "DEMO-HUBIN-04"  # team-hubin
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _move(client: httpx.Client, case_id: int, to: str, **extra: Any) -> None:
+    files = None
+    if to == "handled":
+        files = {"photo": ("after.jpg", jpeg_bytes(f"after-{case_id}"), "image/jpeg")}
+        extra.setdefault("note", "cleared")
+    moved = client.post(f"/api/cases/{case_id}/transitions", data={"to": to, **extra}, files=files)
+    assert moved.status_code == 200, moved.text
+
+
+def _case(device: httpx.Client, name: str, when: datetime, position: tuple[float, float], **kw: Any) -> int:
+    made = post_incident(device, incident_json(name, when=_iso(when), position=position, **kw))
+    assert made.status_code in (200, 201), made.text
+    return int(made.json()["case_id"])
+
+
+def _script(server: LiveServer) -> dict[str, Any]:
+    """Five cases in team-ziyang's cell and one in team-hubin's, first seen 3 days ago (and 2 days ago),
+    then moved now: A closed, B rejected (false positive), C filed, D left in review, E rejected
+    (duplicate), H (hubin) filed."""
+    now = datetime.now(UTC)
+    seen = now - timedelta(days=3)
+    with (
+        server.client("device") as device,
+        server.client("admin") as admin,
+        server.client("ziyang") as ziyang,
+    ):
+        a = _case(device, "a", seen, (30.2710, 120.1560))
+        b = _case(device, "b", seen, (30.2710, 120.1610))
+        c = _case(device, "c", seen - timedelta(hours=10), (30.2750, 120.1560), category="street_vending")
+        d = _case(device, "d", seen + timedelta(days=1), (30.2755, 120.1615))
+        e = _case(device, "e", seen, (30.2720, 120.1590), category="piled_debris")
+        h = _case(device, "h", seen, (30.2741, 120.1340))
+        for case_id in (a, c, h):
+            _move(admin, case_id, "filed")
+        _move(admin, b, "rejected", reason="false_positive")
+        _move(admin, e, "rejected", reason="duplicate")
+        _move(admin, a, "dispatched")
+        _move(ziyang, a, "handled")
+        _move(admin, a, "verified")
+        _move(admin, a, "closed")
+    return {"now": now, "seen": seen, "ids": {"a": a, "b": b, "c": c, "d": d, "e": e, "h": h}}
+
+
+def test_the_report_counts_a_scripted_period(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    since, until = world["now"] - timedelta(days=10), world["now"] + timedelta(hours=1)
+    with server.client("operator") as op:
+        got = op.get("/api/reports/period", params={"since": _iso(since), "until": _iso(until)})
+        assert got.status_code == 200, got.text
+        report = got.json()
+        closed_at = next(
+            e["at"]
+            for e in op.get(f"/api/cases/{world['ids']['a']}").json()["history"]
+            if e["to"] == "closed"
+        )
+    total = report["total"]
+    assert total["found"] == 6
+    assert total["confirmed"] == 3  # A, C, H
+    assert total["rejected"] == 2 and total["rejected_by_reason"] == {"duplicate": 1, "false_positive": 1}
+    assert total["closed"] == 1
+    assert total["open_at_end"] == 3  # C, H filed; D in review
+    assert total["awaiting_review_at_end"] == 1
+    # decided now: A, B, E and H seen 3 days before, C 3 days 10 hours: the median is ~72 hours
+    review = total["review_hours"]
+    assert review["count"] == 5 and 71.9 < review["median_h"] < 72.2, review
+    assert 72.0 < review["p90_h"] < 82.2
+    closing = total["closing_hours"]
+    expected = (
+        datetime.fromisoformat(closed_at.replace("Z", "+00:00")) - world["seen"]
+    ).total_seconds() / 3600
+    assert (
+        closing["count"] == 1
+        and abs(closing["median_h"] - expected) < 0.02
+        and closing["p90_h"] == closing["median_h"]
+    )
+    assert total["handling_hours"]["count"] == 1 and total["handling_hours"]["median_h"] < 1
+    by_category = {row["category"]: row["figures"] for row in report["by_category"]}
+    assert by_category["street_vending"]["confirmed"] == 1 and by_category["street_vending"]["found"] == 1
+    assert by_category["piled_debris"]["rejected_by_reason"] == {"duplicate": 1}
+    assert by_category["piled_debris"]["review_hours"]["count"] == 1
+    assert by_category["street_vending"]["closing_hours"] == {"count": 0, "median_h": None, "p90_h": None}
+    cells = {cell["cell_id"]: cell for cell in report["by_cell"]}
+    assert cells[ZIYANG]["team"] == "team-ziyang" and cells[ZIYANG]["figures"]["found"] == 5
+    assert cells[HUBIN]["figures"]["open_at_end"] == 1
+    assert cells["DEMO-NANXING-01"]["figures"]["found"] == 0  # every grid cell is listed, lagging ones too
+    assert report["coverage"] == {"cells_passed": 0, "cells_in_grid": len(cells), "share": 0.0}
+
+
+def test_a_past_period_is_read_from_the_history(make_server: Any, sqlite_url: str) -> None:
+    """The moves were made now; a period ending a day ago saw every case still open and in review."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    since, until = world["now"] - timedelta(days=10), world["now"] - timedelta(days=1)
+    with server.client("admin") as admin:
+        report = admin.get("/api/reports/period", params={"since": _iso(since), "until": _iso(until)}).json()
+        before = admin.get(
+            "/api/reports/period",
+            params={"since": _iso(since), "until": _iso(world["seen"] - timedelta(hours=1))},
+        ).json()
+    total = report["total"]
+    assert total["found"] == 6 and total["open_at_end"] == 6 and total["awaiting_review_at_end"] == 6
+    assert total["confirmed"] == total["rejected"] == total["closed"] == 0
+    assert total["review_hours"] == {"count": 0, "median_h": None, "p90_h": None}
+    # before A, B, D, E and H were seen only C (seen 10 hours earlier) was there
+    assert before["total"]["found"] == 1 and before["total"]["open_at_end"] == 1
+
+
+def test_an_enforcement_user_sees_its_team_only(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    params = {
+        "since": _iso(world["now"] - timedelta(days=10)),
+        "until": _iso(world["now"] + timedelta(hours=1)),
+    }
+    with server.client("hubin") as hubin:
+        report = hubin.get("/api/reports/period", params=params).json()
+    assert report["total"]["found"] == 1 and report["total"]["confirmed"] == 1
+    assert {cell["team"] for cell in report["by_cell"]} == {"team-hubin"}
+    assert HUBIN in {cell["cell_id"] for cell in report["by_cell"]}
+    assert {row["cell_id"] for row in report["rows"]} == {HUBIN}
+    assert report["coverage"]["cells_in_grid"] == 6
+    with server.client("admin") as admin, server.client("hubin") as hubin, server.client("ziyang") as ziyang:
+        _move(admin, world["ids"]["c"], "dispatched", team="team-hubin")  # C, in team-ziyang's cell
+        report = hubin.get("/api/reports/period", params=params).json()
+        theirs = ziyang.get("/api/reports/period", params=params).json()
+    assert report["total"]["found"] == 2 and report["coverage"]["cells_in_grid"] == 6
+    foreign = next(cell for cell in report["by_cell"] if cell["cell_id"] == ZIYANG)
+    assert foreign["team"] == "team-ziyang" and foreign["name"] and foreign["figures"]["open_at_end"] == 1
+    assert theirs["total"]["found"] == 4  # A, B, D, E: C is team-hubin's now
+
+
+def test_a_reversed_or_missing_range_is_a_422(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("viewer") as viewer:
+        for path in ("/api/reports/period", "/api/reports/period.csv"):
+            reversed_ = viewer.get(
+                path, params={"since": "2026-11-10T00:00:00Z", "until": "2026-11-01T00:00:00Z"}
+            )
+            assert reversed_.status_code == 422, reversed_.text
+            assert [e["field"] for e in reversed_.json()["errors"]] == ["until"]
+            missing = viewer.get(path, params={"since": "2026-11-10T00:00:00Z"})
+            assert missing.status_code == 422 and "until" in missing.text
+            bad = viewer.get(path, params={"since": "last week", "until": "2026-11-01T00:00:00Z"})
+            assert bad.status_code == 422 and "since" in bad.text
+        assert (
+            server.client()
+            .get("/api/reports/period", params={"since": "2026-11-01", "until": "2026-11-02"})
+            .status_code
+            == 401
+        )
+
+
+def test_the_csv_has_a_header_a_row_per_cell_and_category_and_totals(
+    make_server: Any, sqlite_url: str
+) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    params = {"since": "2020-01-01T16:00:00Z", "until": _iso(world["now"] + timedelta(hours=1))}
+    with server.client("operator") as op:
+        got = op.get("/api/reports/period.csv", params=params)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    disposition = got.headers["content-disposition"]
+    assert disposition.startswith("attachment; filename=gridpatrol-report-20200102-")  # local days (UTC+8)
+    assert got.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert list(rows[0])[:4] == ["cell_id", "cell_name", "team", "category"]
+    cell_rows = {(r["cell_id"], r["category"]): r for r in rows}
+    parking = cell_rows[(ZIYANG, "illegal_parking")]  # A (closed), B (rejected), D (in review)
+    assert (parking["found"], parking["confirmed"], parking["rejected_false_positive"]) == ("3", "1", "1")
+    assert (parking["closed"], parking["open_at_end"], parking["awaiting_review_at_end"]) == ("1", "1", "1")
+    assert cell_rows[(ZIYANG, "street_vending")]["closing_median_h"] == ""  # no closing: no value, not 0
+    total = rows[-1]
+    assert (total["cell_id"], total["category"], total["found"], total["rejected"]) == ("*", "*", "6", "2")
+    assert cell_rows[("*", "piled_debris")]["rejected_duplicate"] == "1"
+
+
+def test_the_page_shows_the_report_in_both_languages(make_server: Any, sqlite_url: str) -> None:
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    local = (world["now"] + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    params = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    with server.browser("operator") as op:
+        page = op.get("/reports", params=params)
+        assert page.status_code == 200, page.text[:300]
+        assert "Periodic report" in page.text and 'href="/reports"' in page.text  # in the menu too
+        total = page.text.split('id="report-total"')[1].split("</table>")[0]
+        assert '<th scope="row">Found</th><td class="num">6</td>' in total
+        assert '<th scope="row">False positive</th><td class="num">1</td>' in total
+        assert 'href="/api/reports/period.csv?since=' in page.text
+        assert "@media print" in op.get("/static/css/reports.css").text
+        assert "http://" not in page.text.replace(server.url, "") and "https://" not in page.text
+        csv_link = page.text.split('id="report-csv"')[0].rsplit('href="', 1)[1].split('"')[0]
+        assert op.get(csv_link.replace("&amp;", "&")).status_code == 200
+        week = op.get("/reports")
+        assert week.status_code == 200 and 'aria-current="true">Last week' in week.text
+        wrong = op.get("/reports", params={"range": "custom", "since": "2026-11-10", "until": "2026-11-01"})
+        assert wrong.status_code == 200 and "The start date is after the end date" in wrong.text
+        for since, until in (("0001-01-01", "0001-01-02"), ("9999-12-30", "9999-12-31")):  # no overflow
+            far = op.get("/reports", params={"range": "custom", "since": since, "until": until})
+            assert far.status_code == 200 and f"From: {since} is outside the years 1970 to 2199" in far.text
+    token = server.tokens["operator"]
+    with httpx.Client(base_url=server.url, cookies={SESSION_COOKIE: token, "gp_lang": "zh-CN"}) as zh:
+        page = zh.get("/reports", params=params)
+        assert page.status_code == 200 and "定期报表" in page.text and "不予立案" in page.text
+        assert "Periodic report" not in page.text
+
+
+def test_the_cli_prints_the_report_and_writes_its_csv(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.cli.main import main
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    local = (world["now"] + timedelta(hours=8)).date()
+    since, until = (local - timedelta(days=5)).isoformat(), local.isoformat()
+    out_csv = tmp_path / "week.csv"
+    args = ["report", "--since", since, "--until", until, "--database-url", sqlite_url, "--csv", str(out_csv)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"Periodic report {since} to {until} (local days, UTC+08:00)" in out
+    lines = {line.split("  ")[1].strip(): line for line in out.splitlines() if line.startswith("  ")}
+    assert lines["found"].split()[-1] == "6"
+    assert "(duplicate 1, false_positive 1)" in lines["rejected"]
+    assert "(awaiting review 1)" in lines["open at the end"] and " 3  " in lines["open at the end"]
+    assert f"{ZIYANG} (team-ziyang)" in out and "street_vending" in out
+    assert out_csv.read_bytes().startswith(b"\xef\xbb\xbfcell_id,")
+    # a past week, before any move: everything still open and in review
+    assert (
+        main(
+            [
+                "report",
+                "--since",
+                since,
+                "--until",
+                (local - timedelta(days=2)).isoformat(),
+                "--database-url",
+                sqlite_url,
+            ]
+        )
+        == 0
+    )
+    past = capsys.readouterr().out
+    assert "(awaiting review 6)" in past
+    assert main(["report", "--since", until, "--until", since, "--database-url", sqlite_url]) == 1
+    assert "--until" in capsys.readouterr().err
+    assert main(["report", "--since", "next week", "--until", until, "--database-url", sqlite_url]) == 1
+    assert "--since: 'next week' is not a date" in capsys.readouterr().err
+    assert main(["-q", "report", "--since", "9999-12-31", "--until", "9999-12-31"]) == 1
+    assert "--since: 9999-12-31 is outside the years 1970 to 2199" in capsys.readouterr().err
+
+
+def test_patrol_coverage_counts_the_cells_passed_in_the_period(make_server: Any, sqlite_url: str) -> None:
+    """Passes as api.jobs.coverage writes them: two in team-ziyang's cell and one in team-hubin's in the
+    period, one in another cell before it."""
+    from api.storage.models import Upload, UploadCoverage
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with server.services.factory() as session:
+        upload = Upload(
+            sha256="0" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="user:admin"
+        )
+        session.add(upload)
+        session.flush()
+        for cell, team, when in (
+            (ZIYANG, "team-ziyang", now - timedelta(days=2)),
+            (ZIYANG, "team-ziyang", now - timedelta(days=1)),
+            (HUBIN, "team-hubin", now - timedelta(days=1)),
+            ("DEMO-QINGBO-01", "team-qingbo", now - timedelta(days=30)),
+        ):
+            session.add(
+                UploadCoverage(
+                    upload_id=upload.id, cell_id=cell, team=team, entered_at=when, left_at=when, metres=5.0
+                )
+            )
+        session.commit()
+    params = {"since": _iso(now - timedelta(days=7)), "until": _iso(now)}
+    with server.client("viewer") as viewer, server.client("ziyang") as ziyang:
+        everyone = viewer.get("/api/reports/period", params=params).json()
+        team = ziyang.get("/api/reports/period", params=params).json()
+    assert everyone["coverage"] == {"cells_passed": 2, "cells_in_grid": 36, "share": round(2 / 36, 4)}
+    passes = {cell["cell_id"]: cell["patrol_passes"] for cell in everyone["by_cell"]}
+    assert passes[ZIYANG] == 2 and passes[HUBIN] == 1 and passes["DEMO-QINGBO-01"] == 0
+    assert team["coverage"] == {"cells_passed": 1, "cells_in_grid": 6, "share": round(1 / 6, 4)}
+
+
+def test_an_undone_decision_does_not_count(make_server: Any, sqlite_url: str) -> None:
+    """A case rejected, the rejection undone (the review page's undo), then confirmed: one confirmation."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    with (
+        server.client("device") as device,
+        server.client("operator") as api,
+        server.browser("operator") as page,
+    ):
+        case_id = _case(device, "undone", now - timedelta(hours=5), (30.2710, 120.1560))
+        kept = _case(device, "kept", now - timedelta(hours=5), (30.2750, 120.1600))
+        _move(api, case_id, "rejected", reason="false_positive")
+        _move(api, kept, "rejected", reason="exempt")
+        undone = page.post(f"/review/{case_id}/undo")
+        assert undone.status_code == 200, undone.text[:300]
+        params = {"since": _iso(now - timedelta(days=1)), "until": _iso(now + timedelta(hours=1))}
+        between = api.get("/api/reports/period", params=params).json()["total"]
+        _move(api, case_id, "filed")
+        total = api.get("/api/reports/period", params=params).json()["total"]
+    assert (between["confirmed"], between["rejected_by_reason"], between["awaiting_review_at_end"]) == (
+        0,
+        {"exempt": 1},
+        1,
+    )
+    assert (total["confirmed"], total["rejected_by_reason"], total["review_hours"]["count"]) == (
+        1,
+        {"exempt": 1},
+        2,
+    )
+    assert total["awaiting_review_at_end"] == 0 and total["open_at_end"] == 1
+
+
+def test_a_name_a_spreadsheet_would_run_is_quoted_in_the_csv(make_server: Any, sqlite_url: str) -> None:
+    """A grid cell named like a formula (a grid file comes from outside) reaches the CSV as text."""
+    import json
+
+    from tests.api.api_testkit import DEMO_GRID
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    grid["features"][0]["properties"]["name"] = '=HYPERLINK("http://x.invalid","open")'
+    grid["features"][1]["properties"]["name"] = "-1+2"
+    with server.client("admin") as admin:
+        assert admin.put("/api/grids", json=grid).status_code == 200
+        got = admin.get("/api/reports/period.csv", params={"since": "2026-01-01", "until": "2026-02-01"})
+    assert got.status_code == 200, got.text
+    names = {
+        r["cell_id"]: r["cell_name"] for r in csv.DictReader(io.StringIO(got.content.decode("utf-8-sig")))
+    }
+    first, second = (f["properties"]["id"] for f in grid["features"][:2])
+    assert names[first] == '\'=HYPERLINK("http://x.invalid","open")' and names[second] == "'-1+2"
+    assert names["DEMO-ZIYANG-04"].startswith("紫阳")  # others as they are
