@@ -29,7 +29,7 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, select
 from sqlalchemy import case as sql_case
@@ -194,6 +194,15 @@ def _status_at(until: datetime) -> ColumnElement[str]:
         (Case.updated_at < until, Case.status),
         else_=func.coalesce(last, literal(workflow.PENDING_REVIEW.value)),
     )
+
+
+def local_days(first: date, last: date, offset_h: float) -> tuple[datetime, datetime]:
+    """The period [since, until) in naive UTC of the local days `first` to `last`, both included, at
+    `offset_h` hours from UTC: local midnight before the first, after the last."""
+    shift = timedelta(hours=offset_h)
+    since = datetime.combine(first, datetime.min.time()) - shift
+    until = datetime.combine(last + timedelta(days=1), datetime.min.time()) - shift
+    return since, until
 
 
 def period_report(

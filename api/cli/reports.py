@@ -9,7 +9,7 @@ report reads the database only (an existing one: a mistyped location is refused,
 from __future__ import annotations
 
 import argparse
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 from api.cli import CommandError
@@ -119,9 +119,7 @@ def run_report(args: argparse.Namespace) -> int:
     services = _services(args, create=False)
     try:
         offset_h = services.settings.timezone_offset_h
-        shift = timedelta(hours=offset_h)
-        since = datetime.combine(first, datetime.min.time()) - shift
-        until = datetime.combine(last + timedelta(days=1), datetime.min.time()) - shift
+        since, until = period_report.local_days(first, last, offset_h)
         with services.read_factory() as session:
             report = period_report.period_report(session, since=since, until=until, principal=SYSTEM)
     finally:

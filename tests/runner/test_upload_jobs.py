@@ -207,6 +207,19 @@ def _loop(server: LiveServer, tmp_path: Path, site: Path, *, runner: str = "runn
     return loop
 
 
+def _in_process_worker(server: LiveServer, site: Path) -> Worker:
+    """The service's own worker, with the scripted detector: the runner's results are compared to it."""
+    from detect.config import load_config
+
+    return Worker(
+        server.services.factory,
+        server.services.settings,
+        pipeline=ScriptedPipeline(),
+        config_loader=lambda: load_config(site),
+        grid_cache=server.services.grid_cache,
+    )
+
+
 def _cases(server: LiveServer) -> dict[str, Any]:
     """Everything the cases of a service say that does not depend on when they were filed: cases,
     their sightings (incident id, camera, device, job) and each sighting's evidence (role, SHA-256)."""
@@ -258,19 +271,11 @@ def _incident_ids(server: LiveServer) -> list[str]:
 def test_a_runner_makes_the_cases_the_in_process_worker_makes(
     fresh_db: Callable[[str], str], start_service: Callable[..., LiveServer], site: Path, tmp_path: Path
 ) -> None:
-    from detect.config import load_config
-
     footage = CLIP.read_bytes()
     # the same upload on two fresh services: one's in-process worker, the other's runner
     by_worker = start_service("by-worker", fresh_db("by_worker"))
     job_id = _upload(by_worker, CLIP.name, footage, TRACK_GPX)
-    worker = Worker(
-        by_worker.services.factory,
-        by_worker.services.settings,
-        pipeline=ScriptedPipeline(),
-        config_loader=lambda: load_config(site),
-        grid_cache=by_worker.services.grid_cache,
-    )
+    worker = _in_process_worker(by_worker, site)
     assert worker.run_once()
     expected = _job(by_worker, job_id)
     assert expected["status"] == "done" and expected["incidents"] == INCIDENTS, expected
@@ -319,8 +324,6 @@ def test_a_corrected_resend_gets_the_same_new_ids_from_a_runner_as_from_the_work
     """Footage sent with a start time 8 h off its track, then again with the right one: a runner runs
     the corrected job with the ids the in-process worker gives it (the claimed job's id_salt), new ones,
     and supersedes the first run's case as the worker does."""
-    from detect.config import load_config
-
     footage = CLIP.read_bytes()
     wrong = "2026-11-20T17:00:00+08:00"
 
@@ -332,13 +335,7 @@ def test_a_corrected_resend_gets_the_same_new_ids_from_a_runner_as_from_the_work
             return int(r.json()["id"])
 
     by_worker = start_service("by-worker", fresh_db("by_worker"))
-    worker = Worker(
-        by_worker.services.factory,
-        by_worker.services.settings,
-        pipeline=ScriptedPipeline(),
-        config_loader=lambda: load_config(site),
-        grid_cache=by_worker.services.grid_cache,
-    )
+    worker = _in_process_worker(by_worker, site)
     by_runner = start_service("by-runner", fresh_db("by_runner"))
     loop = _loop(by_runner, tmp_path, site)
     try:

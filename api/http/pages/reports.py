@@ -94,14 +94,6 @@ def read_range(kind: str, since: str, until: str, today: date, t: Translator) ->
     return ReportRange("week", *week, errors=errors)
 
 
-def utc_bounds(chosen: ReportRange, offset_h: float) -> tuple[datetime, datetime]:
-    """[since, until) in naive UTC: local midnight before the first day, after the last."""
-    shift = timedelta(hours=offset_h)
-    since = datetime.combine(chosen.first, datetime.min.time()) - shift
-    until = datetime.combine(chosen.last + timedelta(days=1), datetime.min.time()) - shift
-    return since, until
-
-
 @router.get("/reports", response_class=HTMLResponse)
 async def reports_page(
     request: Request,
@@ -115,7 +107,7 @@ async def reports_page(
     offset_h = services.settings.timezone_offset_h
     today = (datetime.now(UTC) + timedelta(hours=offset_h)).date()
     chosen = read_range(range, since, until, today, t)
-    first, last = utc_bounds(chosen, offset_h)
+    first, last = period_report.local_days(chosen.first, chosen.last, offset_h)
 
     def work(session: Session) -> period_report.PeriodReport:
         return period_report.period_report(session, since=first, until=last, principal=principal)
