@@ -371,3 +371,21 @@ def test_a_name_a_spreadsheet_would_run_is_quoted_in_the_csv(make_server: Any, s
     first, second = (f["properties"]["id"] for f in grid["features"][:2])
     assert names[first] == '\'=HYPERLINK("http://x.invalid","open")' and names[second] == "'-1+2"
     assert names["DEMO-ZIYANG-04"].startswith("紫阳")  # others as they are
+
+
+def test_the_benchmark_runs_from_the_repository() -> None:
+    """benchmarks/period_report.py on a few hundred cases: it runs and prints each period's report."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "benchmarks/period_report.py", "--cases", "300", "--repeat", "1", "--index-at"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "sqlite: 300 cases" in run.stdout and "(found 300," in run.stdout  # the year holds them all
+    assert run.stdout.count("faster with the index") == 3
