@@ -407,6 +407,7 @@ CSV_HEADER = (
     "closing_p90_h",
 )
 ALL = "*"  # the cell or category of a total row
+CSV_BOM = "\ufeff"  # written before the CSV, so that Excel reads it as UTF-8 (Chinese cell and team names)
 
 
 def _csv_values(figures: Figures) -> list[str]:

@@ -45,12 +45,6 @@ def _day(text: str, option: str) -> date:
     return day
 
 
-def _offset_text(offset_h: float) -> str:
-    """+08:00 for 8.0, -03:30 for -3.5 (as the pages write it)."""
-    minutes = round(offset_h * 60)
-    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
 def _hours(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f} h"
 
@@ -124,11 +118,15 @@ def run_report(args: argparse.Namespace) -> int:
             report = period_report.period_report(session, since=since, until=until, principal=SYSTEM)
     finally:
         services.close()
-    for text in summary_lines(report, first=first, last=last, offset=_offset_text(offset_h)):
+    from api.http.pages.dashboard import utc_offset_text  # as the pages write the offset
+
+    for text in summary_lines(report, first=first, last=last, offset=utc_offset_text(offset_h)):
         print(text)
     if args.csv is not None:
         try:
-            args.csv.write_text("\ufeff" + period_report.csv_text(report), encoding="utf-8", newline="")
+            args.csv.write_text(
+                period_report.CSV_BOM + period_report.csv_text(report), encoding="utf-8", newline=""
+            )
         except OSError as exc:
             raise CommandError(f"--csv: cannot write {args.csv}: {exc.strerror or exc}") from None
         print(f"wrote {args.csv}")

@@ -91,7 +91,6 @@ def get_stats(
 
 PeriodSince = Annotated[schemas.QueryTime, Query(description="the period's start (included)")]
 PeriodUntil = Annotated[schemas.QueryTime, Query(description="the period's end (not included)")]
-CSV_BOM = "\ufeff"  # so that Excel reads the file as UTF-8 (cell, team and category names in Chinese)
 
 
 @router.get("/reports/period", response_model=schemas.PeriodReport)
@@ -129,7 +128,7 @@ def get_period_report_csv(
     bounds = [period_report.file_day(when, offset_h) for when in (report.since, report.until)]
     name = f"gridpatrol-report-{bounds[0]}-{bounds[1]}.csv"
     return Response(
-        (CSV_BOM + period_report.csv_text(report)).encode("utf-8"),
+        (period_report.CSV_BOM + period_report.csv_text(report)).encode("utf-8"),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f"attachment; filename={name}"},
     )
