@@ -66,9 +66,11 @@ from api.cases.incident import IncidentInputError
 from api.cases.ingest import (
     IncidentIn,
     IngestResult,
+    check_same,
     committed,
     find_received,
     hold_place_locks,
+    incident_json_text,
     ingest,
     place_lock_keys,
 )
@@ -237,7 +239,8 @@ def chalk(
 ) -> ChalkResult:
     """Keep a suspected incident as a chalk mark and, when it matches an earlier mark (see the
     module's docstring), ingest the confirmed incident of the two; commits nothing itself. The same
-    incident id again returns the first answer. IncidentInputError when the incident has no position
+    incident id again returns the first answer (IncidentConflict when its content is not the first
+    mark's). IncidentInputError when the incident has no position
     (a mark is found again by its place)."""
     if inc.lat is None or inc.lon is None:
         raise IncidentInputError(
@@ -248,6 +251,7 @@ def chalk(
     conn = session.connection()
     known = conn.execute(_FIND_MARK, {"incident_id": inc.id}).first()
     if known is not None:
+        check_same(inc, known.incident_json, known.camera_id)
         return _answer_again(session, known)
     now = utcnow()
     plate_confidence = inc.raw.get("plate_confidence") if inc.plate is not None else None
@@ -265,7 +269,7 @@ def chalk(
         "bucket": bucket_of(inc.lat, inc.lon),
         "plate": inc.plate,
         "plate_confidence": plate_confidence,
-        "incident_json": json.dumps(inc.raw, separators=(",", ":"), ensure_ascii=False, default=str),
+        "incident_json": incident_json_text(inc.raw),
         "status": OPEN,
         "case_id": None,
         "confirmed_as": None,
@@ -458,10 +462,15 @@ def chalk_committed(
     )
 
 
-def find_chalked(session: Session, *, incident_id: str) -> ChalkResult | None:
-    """The first answer to a suspected incident id already received, or None."""
+def find_chalked(session: Session, *, incident_id: str, sent: IncidentIn | None = None) -> ChalkResult | None:
+    """The first answer to a suspected incident id already received, or None; IncidentConflict when
+    `sent`, the incident sent again, differs from what was received first."""
     known = session.connection().execute(_FIND_MARK, {"incident_id": incident_id}).first()
-    return None if known is None else _answer_again(session, known)
+    if known is None:
+        return None
+    if sent is not None:
+        check_same(sent, known.incident_json, known.camera_id)
+    return _answer_again(session, known)
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ is stored is the same on both paths.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
@@ -20,6 +21,22 @@ from api.storage.models import CATEGORY_MAX
 
 class IncidentInputError(InputError):
     """An incident that cannot be taken as sent; names the field."""
+
+
+class IncidentConflict(IncidentInputError):
+    """An incident id received before, sent again with other content (409): an id names one incident,
+    so the second content is refused, never filed as if it were the first (see `changed_fields`)."""
+
+    status = 409
+
+    def __init__(self, incident_id: str, changed: list[str]) -> None:
+        super().__init__(
+            "incident.id",
+            f"incident '{incident_id}' was received before with other content ({', '.join(changed)} "
+            "differ); nothing was changed: send the same content again to retry, or a new id for a "
+            "new incident",
+            extra={"incident_id": incident_id, "changed": changed},
+        )
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -104,6 +121,42 @@ class IncidentPayload(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def changed_fields(first: Any, again: Any) -> list[str]:
+    """The keys of an incident's JSON (as IncidentPayload.to_json() stores it) whose values differ
+    between its first receipt and a resend, in the payload's order; [] for the same incident. Both
+    are read as the payload reads them, so what only looks different is the same: a default left
+    out, a key the payload ignores (dwell_s), the same instant written with another UTC offset. A
+    resend with no evidence at all is the same as one with the first's (a runner's spool drops the
+    files of its items when its disk fills, api.runner.spool, and sends them with the list emptied)."""
+    a, b = _comparable(first), _comparable(again)
+    if not b.get("evidence"):
+        b["evidence"] = a.get("evidence")
+    return [key for key in dict.fromkeys([*a, *b]) if a.get(key) != b.get(key)]
+
+
+def _comparable(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {}
+    try:
+        payload = IncidentPayload.model_validate(data)
+    except ValidationError:  # stored before a check the payload makes now: compared as stored
+        return dict(data)
+    plain = _plain(payload.model_dump())
+    assert isinstance(plain, dict)
+    return plain
+
+
+def _plain(value: Any) -> Any:
+    """A dumped payload with its times as UTC instants and its tuples as lists (as JSON reads them)."""
+    if isinstance(value, datetime):
+        return aware(value).astimezone(UTC)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def parse_incident(text: str) -> IncidentPayload:

@@ -1,7 +1,9 @@
 """Incidents become cases: the hot ingest path (a new case, or a new sighting of the case
 api.cases.merge chooses), its evidence links, history and custody.
 
-Receiving the same incident id twice is harmless: the second time returns the first sighting.
+Receiving the same incident id twice is harmless: the second time (a retry, the same content) returns
+the first sighting. The same id with other content (another camera, time, category, box, evidence...)
+is refused (IncidentConflict, 409, naming what differs) and changes nothing: an id names one incident.
 
 `IngestWriter` is the HTTP path's group commit: one thread writes the incidents of every request of
 the process, several in one transaction, each request still getting its own answer.
@@ -49,7 +51,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.accounts.accounts import RUNNER_ROLE, Principal
 from api.cases import custody, workflow
 from api.cases.grids import Assignment, GridCache, GridIndex
-from api.cases.incident import IncidentInputError, IncidentPayload
+from api.cases.incident import IncidentConflict, IncidentInputError, IncidentPayload, changed_fields
 from api.cases.merge import Candidate, MergeKey, MergePolicy, bucket_of, choose_case
 from api.storage.db import DatabaseBusy, as_utc, utcnow
 from api.storage.db import table_of as _table
@@ -295,11 +297,18 @@ def link_evidence(
     conn.execute(_INSERT_LINK, links)
 
 
-_FIND_SIGHTING = select(_table(Sighting).c.id, _table(Sighting).c.case_id).where(
-    _table(Sighting).c.incident_id == bindparam("incident_id")
-)
+_FIND_SIGHTING = select(
+    _table(Sighting).c.id,
+    _table(Sighting).c.case_id,
+    _table(Sighting).c.incident_json,
+    _table(Sighting).c.camera_id,
+).where(_table(Sighting).c.incident_id == bindparam("incident_id"))
 _FIND_SIGHTINGS = select(
-    _table(Sighting).c.incident_id, _table(Sighting).c.id, _table(Sighting).c.case_id
+    _table(Sighting).c.incident_id,
+    _table(Sighting).c.id,
+    _table(Sighting).c.case_id,
+    _table(Sighting).c.incident_json,
+    _table(Sighting).c.camera_id,
 ).where(_table(Sighting).c.incident_id.in_(bindparam("incident_ids", expanding=True)))
 # PostgreSQL advisory locks held until commit (hold_place_locks), taken in one statement and one
 # order: rank 0 keys (whole categories) first, then rank 1 (buckets), each by its lock number; a key
@@ -731,9 +740,9 @@ class _Batch:
     blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     links: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
-    # incident id -> (sighting id, case id) of those received before or in this batch; None: not
-    # read ahead (each incident is then looked up alone)
-    received: dict[str, tuple[int, int]] | None = None
+    # incident id -> (sighting id, case id, incident JSON, camera id) of those received before or in
+    # this batch; None: not read ahead (each incident is then looked up alone)
+    received: dict[str, tuple[int, int, str, str | None]] | None = None
     nearby: _Nearby | None = None  # the merge candidates read ahead; None: a query per incident
     # the ids of the sightings this batch makes (one per incident not received before), taken ahead,
     # and those sightings' rows, inserted together when the batch ends
@@ -785,7 +794,9 @@ def batched(
         batch.locked.update(inc.id for inc in incidents)
     if incident_ids:
         rows = conn.execute(_FIND_SIGHTINGS, {"incident_ids": sorted(set(incident_ids))})
-        batch.received = {row.incident_id: (row.id, row.case_id) for row in rows}
+        batch.received = {
+            row.incident_id: (row.id, row.case_id, row.incident_json, row.camera_id) for row in rows
+        }
     if incidents and policy is not None and batch.received is not None:
         batch.sighting_ids = _take_sighting_ids(
             conn, len({inc.id for inc in incidents} - set(batch.received))
@@ -831,12 +842,38 @@ def _current_case(session: Session, case_id: int) -> Case:
     return case
 
 
-def find_received(session: Session, *, incident_id: str) -> IngestResult | None:
-    """The first sighting of an incident id already received (as a duplicate), or None."""
+def find_received(
+    session: Session, *, incident_id: str, sent: IncidentIn | None = None
+) -> IngestResult | None:
+    """The first sighting of an incident id already received (as a duplicate), or None;
+    IncidentConflict when `sent`, the incident sent again, differs from what was received first."""
     row = session.connection().execute(_FIND_SIGHTING, {"incident_id": incident_id}).first()
     if row is None:
         return None
+    if sent is not None:
+        check_same(sent, row.incident_json, row.camera_id)
     return IngestResult(_current_case(session, row.case_id), row.id, False, True, False)
+
+
+def incident_json_text(raw: dict[str, Any]) -> str:
+    """An incident's JSON as a sighting or chalk mark stores it."""
+    return json.dumps(raw, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def check_same(inc: IncidentIn, stored_json: str, stored_camera_id: str | None) -> None:
+    """IncidentConflict naming what differs when an incident id received before (its stored JSON and
+    the camera it was filed for) comes again with other content; a retry of the same passes."""
+    if incident_json_text(inc.raw) == stored_json and inc.camera_id == stored_camera_id:
+        return  # the same bytes: the usual retry, without reading either JSON
+    try:
+        first = json.loads(stored_json)
+    except json.JSONDecodeError:  # damaged outside the service: nothing to compare with
+        first = {}
+    changed = changed_fields(first, inc.raw)
+    if inc.camera_id != stored_camera_id and "camera_id" not in changed:
+        changed.append("camera_id")  # the sending device's camera (it wins over source_id)
+    if changed:
+        raise IncidentConflict(inc.id, changed)
 
 
 def ingest(
@@ -868,13 +905,14 @@ def ingest(
         known = batch.received.get(inc.id)
         existing = None
         if known is not None:
+            check_same(inc, known[2], known[3])  # before anything is written for it
             if known[1] in batch.pending:
                 _flush_cases(conn, batch)
             if known[1] in batch.deferred:
                 _flush_sightings(conn, batch)
             existing = IngestResult(_current_case(session, known[1]), known[0], False, True, False)
     else:
-        existing = find_received(session, incident_id=inc.id)
+        existing = find_received(session, incident_id=inc.id, sent=inc)
     if existing is not None:
         return existing
     now = utcnow()
@@ -988,7 +1026,7 @@ def ingest(
         "camera_id": inc.camera_id,
         "device_id": actor.device_id,
         "job_id": job_id,
-        "incident_json": json.dumps(inc.raw, separators=(",", ":"), ensure_ascii=False, default=str),
+        "incident_json": incident_json_text(inc.raw),
         "recurrence": recurrence,
         "created_at": now,
     }
@@ -998,7 +1036,7 @@ def ingest(
     else:
         sighting_id = conn.execute(_INSERT_SIGHTING, sighting).scalar_one()
     if batch is not None and batch.received is not None:
-        batch.received[inc.id] = (int(sighting_id), case_id)
+        batch.received[inc.id] = (int(sighting_id), case_id, str(sighting["incident_json"]), inc.camera_id)
     link_evidence(session, case_id, sighting_id, inc.evidence)
     detail: dict[str, Any] = {
         "incident_id": inc.id,
@@ -1167,20 +1205,22 @@ def prepare_payload(
 ) -> IncidentIn | IngestResult | ChalkResult:
     """An incident as a device sends it (POST /api/incidents), its evidence files already stored,
     matched to its evidence list: the IncidentIn to ingest (or, suspected, to chalk), or the first
-    answer again for a retry without its files of an incident already received. A runner posts only
+    answer again for a retry without its files of an incident already received (IncidentConflict when
+    its content is not the first's). A runner posts only
     for registered cameras; the device's camera wins over the incident's own source id. Reads the
     database only for those two cases (`needs_lookup`)."""
     if actor.role == RUNNER_ROLE:
         _check_runner_camera(read_factory, payload.source_id)
     if not files and payload.evidence:  # a retry without its files: nothing to store
+        sent = IncidentIn.from_payload(payload, evidence=[], camera_id=actor.camera_id)
         with read_factory() as session:
             existing: IngestResult | ChalkResult | None
             if payload.suspected:
                 from api.cases.chalking import find_chalked  # chalking builds on this module
 
-                existing = find_chalked(session, incident_id=payload.id)
+                existing = find_chalked(session, incident_id=payload.id, sent=sent)
             else:
-                existing = find_received(session, incident_id=payload.id)
+                existing = find_received(session, incident_id=payload.id, sent=sent)
         if existing is not None:
             return existing
     return IncidentIn.from_payload(
@@ -1419,7 +1459,7 @@ class IngestWriter:
             if ready is not None:
                 now = [item for item, go in zip(batch, ready, strict=True) if go]
             t1 = time.perf_counter()
-            results = []
+            results: list[Outcome] = []
             with batched(
                 session,
                 incident_ids=[item.inc.id for item in now],
@@ -1428,8 +1468,8 @@ class IngestWriter:
                 locks_held=ready is not None,
             ):
                 for item in now:
-                    results.append(
-                        ingest(
+                    try:
+                        result = ingest(
                             session,
                             item.inc,
                             grid=grid,
@@ -1437,7 +1477,10 @@ class IngestWriter:
                             actor=item.actor,
                             job_id=item.job_id,
                         )
-                    )
+                    except IncidentConflict as exc:  # refused before any of its rows: the others go on
+                        results.append((None, exc))
+                    else:
+                        results.append((result, None))
                 t2 = time.perf_counter()
             t3 = time.perf_counter()
             session.commit()
@@ -1448,7 +1491,7 @@ class IngestWriter:
             seconds["commit"] += t4 - t3
             stats.incidents += len(now)
             stats.largest_batch = max(stats.largest_batch, len(now))
-            written = {id(item): (result, None) for item, result in zip(now, results, strict=True)}
+            written = {id(item): outcome for item, outcome in zip(now, results, strict=True)}
             return [written.get(id(item)) for item in batch]
         except _DATABASE_FAULTS as exc:
             _quiet_rollback(session)

@@ -75,6 +75,21 @@ class TransitionConflict(ErrorBody):
     allowed: list[Status] = Field(description="the statuses the case may move to from here")
 
 
+class IncidentConflictBody(ErrorBody):
+    """An incident id received before, sent again with other content: refused, nothing changed."""
+
+    incident_id: str = Field(description="the incident id sent again")
+    changed: list[str] = Field(
+        description="what differs from its first receipt: the incident's keys (camera_id: its camera)"
+    )
+
+
+INCIDENT_CONFLICT = (
+    "the incident id was received before with other content: refused, nothing changed; `changed` names "
+    "what differs"
+)
+
+
 ERROR_DESCRIPTIONS = {
     400: "a malformed body",
     401: "no bearer token, or an unknown, expired or revoked one (WWW-Authenticate: Bearer)",
@@ -249,7 +264,8 @@ class CasePage(Schema):
 
 class IngestOutcome(Schema):
     """What became of an incident: a new case (201), a new sighting of a case (201), or the first
-    answer again for an incident id already received (200, duplicate).
+    answer again for an incident id already received with the same content (200, duplicate; the
+    same id with other content is refused, 409).
 
     A suspected incident (one pass of a parked vehicle, api.cases.chalking) is kept as a chalk mark,
     `chalk_mark` its id: when it matched no earlier pass, no case (status "suspected", the case's
@@ -272,7 +288,8 @@ class IngestOutcome(Schema):
 
 class BatchItemOutcome(Schema):
     """One incident of a batch: its place in the body, its id (null when its JSON could not be read),
-    the status it would have had alone (201, 200 duplicate, or the 4xx of its own mistake), and either
+    the status it would have had alone (201, 200 duplicate, or the 4xx of its own mistake, 409 for an
+    incident id received before with other content), and either
     its outcome or its error."""
 
     index: int = Field(description="its place in the body, from 0")

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.accounts.accounts import Principal
 from api.cases.chalking import ChalkPolicy
 from api.cases.grids import GridCache
-from api.cases.incident import IncidentPayload
+from api.cases.incident import IncidentConflict, IncidentPayload
 from api.cases.ingest import IncidentIn, file_committed
 from api.errors import is_disk_full
 from api.jobs import queue
@@ -522,12 +522,17 @@ class Worker:
                 raise JobFailed(f"incident {payload.id}: evidence {item.path}: {exc.reason}") from None
             evidence.append((item.role, stored))
         inc = IncidentIn.from_payload(payload, evidence=evidence, camera_id=upload.camera_id)
-        file_committed(
-            self.factory,
-            inc,
-            grid_cache=self.grid_cache,
-            policy=self.policy,
-            chalk_policy=self.chalk_policy,
-            actor=actor,
-            job_id=job_id,
-        )
+        try:
+            file_committed(
+                self.factory,
+                inc,
+                grid_cache=self.grid_cache,
+                policy=self.policy,
+                chalk_policy=self.chalk_policy,
+                actor=actor,
+                job_id=job_id,
+            )
+        except IncidentConflict as exc:
+            # an earlier attempt of this job filed the same id from the same footage, with other numbers
+            # (another model, a detector not bit-for-bit repeatable): that first filing stands
+            log.warning("job %s: %s; the first filing is kept", job_id, exc.reason)

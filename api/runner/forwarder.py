@@ -5,9 +5,10 @@ the device key as a bearer token.
 What each answer does to the item at the head of the spool:
 
   2xx (201 new, 200 already received)   acked (removed); the next item goes at once
-  400, 413, 415, 422                    the item itself is bad: moved to rejected/ with the answer saved,
+  400, 409, 413, 415, 422               the item itself is bad: moved to rejected/ with the answer saved,
                                         logged and counted; the next item goes at once (so is an item
-                                        the spool can no longer read)
+                                        the spool can no longer read); 409: its incident id was received
+                                        before with other content (the answer names what differs)
   401, 403                              the key is wrong or revoked: the item stays; logged as an error at
                                         most once a minute; retried every `auth_retry_s`
   429, 5xx (503, 507 ...), no answer    the item stays and is sent again after a pause: Retry-After when
@@ -18,14 +19,14 @@ What each answer does to the item at the head of the spool:
 
 A backlog (more than one item waiting, after an outage) goes `batch_max` items at a time to
 POST /api/incidents/batch, oldest first, one request and one transaction for all of them; each
-incident's own answer in the batch is handled as above (2xx acked, 400/413/415/422 rejected) and the
+incident's own answer in the batch is handled as above (2xx acked, 400/409/413/415/422 rejected) and the
 batch stops at the first other one (the rest stay, to be sent again). The whole batch's answer
 (401/403, 429, 5xx, no answer) is handled as a single item's. A case service without the batch
 route (404, 405: an older version) gets single posts from then on.
 
 Sending is at-least-once: an item sent but not acked (the runner killed, the answer lost) is sent
-again, and the service answers the same incident id with its first sighting (200, duplicate), so
-nothing is counted twice. The key is never logged, nor the userinfo of the server URL.
+again, and the service answers the same incident (id and content) with its first sighting (200,
+duplicate), so nothing is counted twice. The key is never logged, nor the userinfo of the server URL.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 INCIDENTS_PATH = "/api/incidents"
 BATCH_PATH = "/api/incidents/batch"
 BATCH_MAX = 16  # items a request when a backlog waits
-REJECT_STATUSES = frozenset({400, 413, 415, 422})  # the item itself is bad
+REJECT_STATUSES = frozenset({400, 409, 413, 415, 422})  # the item itself is bad
 AUTH_STATUSES = frozenset({401, 403})  # the key is wrong or revoked
 MAX_SAVED_BODY = 64 * 1024
 

@@ -17,6 +17,8 @@ What happens when things go wrong:
                                                            as an internal error
   a heartbeat or a post answers 409 (the lease lapsed      the attempt stops at once, unfinished: the
   and another worker claimed the job)                      job is another's now
+  a post answers 409 naming the incident (an earlier       logged as a warning; the first filing
+  attempt filed its id with other content)                 stands and the job goes on
   the case service unreachable beyond `patience_s`         the attempt stops, unfinished; its lease
   the runner or its actor killed                           lapses and whoever claims the job next
                                                            runs it again (up to the queue's attempts)
@@ -253,6 +255,11 @@ class JobClient:
         response = self._call(f"job {job.id}: posting incident {incident['id']}", send)
         if response.status_code in (200, 201):
             return bool(response.json().get("duplicate"))
+        if response.status_code == 409 and _is_incident_conflict(response):
+            # an earlier attempt filed this id from the same footage with other numbers (another
+            # model, a detector not bit-for-bit repeatable): that first filing stands
+            log.warning("upload jobs: job %s: %s; the first filing is kept", job.id, answer_detail(response))
+            return True
         if response.status_code in (403, 409):
             raise AttemptStopped(f"job {job.id}: {answer_detail(response)}")
         # the pipeline's incident does not fit what the service takes: a bug, not the user's footage
@@ -277,6 +284,15 @@ class JobClient:
             return False
         reason = f"HTTP {response.status_code}: {answer_detail(response)}"
         raise AttemptStopped(f"job {job.id}: finishing: {reason}")
+
+
+def _is_incident_conflict(response: httpx.Response) -> bool:
+    """A 409 refusing an incident id received before with other content (not a lapsed lease)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "changed" in body and "incident_id" in body
 
 
 @dataclass

@@ -268,6 +268,33 @@ def test_a_bad_item_goes_to_rejected_and_the_next_is_delivered(server: LiveServe
         assert [row["incident_id"] for row in received(client)] == ["good-1", "good-2"]
 
 
+def test_an_item_whose_id_was_filed_with_other_content_goes_to_rejected(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """The service has the incident id already, with other content (409 naming what differs): the item
+    can never be delivered, so it is moved to rejected/ with the answer, not retried for ever."""
+    data, files = runner_incident("twice-1")
+    with server.client("device") as device:
+        first = device.post(
+            "/api/incidents",
+            data={"incident": json.dumps(dict(data, category="piled_debris"))},
+            files=[("files", (name, body, "image/jpeg")) for _, name, body in files],
+        )
+        assert first.status_code == 201, first.text
+    with Spool(tmp_path / "spool", **LARGE) as spool:
+        item = spool.put(data, files)
+        assert item is not None
+        forwarder = Forwarder(spool, server_url=server.url, device_key=server.tokens["device"], **FAST)
+        with forwarder.client() as client:
+            attempt = forwarder.send_next(client)
+        assert (attempt.outcome, attempt.status, attempt.delay_s) == (Outcome.REJECTED, 409, 0)
+        assert len(spool) == 0 and spool.state().rejected == 1
+    state = forwarder.state()
+    assert state.last_error is not None and "incident 'twice-1'" in state.last_error
+    saved = json.loads((tmp_path / "spool" / "rejected" / item.name / "response.json").read_text())
+    assert saved["status"] == 409 and saved["body"]["changed"] == ["category"]
+
+
 class _Recording(httpx.HTTPTransport):
     """The real HTTP transport, recording each request's path; `no_batch`: answer the batch route
     404 as a case service from before it would."""

@@ -563,3 +563,43 @@ def test_an_upload_job_through_a_real_ray_actor(
     finally:
         uploads._ACTORS.clear()
         ray.shutdown()
+
+
+def test_a_job_incident_filed_before_with_other_content_is_kept_and_the_job_goes_on(
+    fresh_db: Callable[[str], str],
+    start_service: Callable[..., LiveServer],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An attempt posts an incident id an earlier attempt filed with other numbers: the service refuses it
+    (409 naming the incident and what differs, nothing changed) and the runner logs that the first filing
+    stands and goes on, where a lapsed lease's 409 stops the attempt."""
+    from api.runner.uploads import AttemptStopped, JobClient
+    from tests.api.api_testkit import incident_json, jpeg_bytes
+
+    server = start_service("svc", fresh_db("svc"))
+    job_id = _upload(server, CLIP.name, CLIP.read_bytes())
+    with server.client("runner-1") as runner:
+        job = ClaimedJob.from_json(runner.post("/api/runner/jobs/claim").json()["job"])
+    assert job.id == job_id
+    files = {"annotated": jpeg_bytes("job-inc-a"), "crop": jpeg_bytes("job-inc-c")}
+    paths = []
+    for role, body in files.items():
+        paths.append(tmp_path / f"job-inc-{role}.jpg")
+        paths[-1].write_bytes(body)
+    data = incident_json("job-inc", files=files)
+    client = JobClient(server.url, server.tokens["runner-1"], patience_s=5)
+    try:
+        assert client.post_incident(job, data, paths) is False  # filed
+        assert client.post_incident(job, data, paths) is True  # the same again: a duplicate
+        with caplog.at_level("WARNING", logger="api.runner.uploads"):
+            assert client.post_incident(job, dict(data, confidence_median=0.5), paths) is True
+        assert "incident 'job-inc'" in caplog.text and "confidence_median" in caplog.text
+        lost = ClaimedJob(job.id, job.attempt, "runner:runner-1:999", job.lease_s, job.upload)
+        with pytest.raises(AttemptStopped):
+            client.post_incident(lost, data, paths)
+    finally:
+        client.close()
+    with server.services.factory() as session:
+        stored = list(session.scalars(select(Sighting.incident_json)))
+    assert len(stored) == 1 and json.loads(stored[0])["confidence_median"] == data["confidence_median"]

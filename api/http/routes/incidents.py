@@ -68,6 +68,7 @@ INCIDENT_BODY = {
     openapi_extra=INCIDENT_BODY,
     responses={
         200: {"model": schemas.IngestOutcome, "description": "incident already received (duplicate)"},
+        409: {"model": schemas.IncidentConflictBody, "description": schemas.INCIDENT_CONFLICT},
         **schemas.error_responses(400, 415),
         **schemas.WRITE_FAULTS,
     },
@@ -76,7 +77,8 @@ async def post_incident(request: Request, principal: Feeder, services: ServicesD
     """Record an incident: a new case or a new sighting of a case; a suspected one (a single pass of
     a parked vehicle) a chalk mark, or, when it is the vehicle seen again where an earlier pass saw
     it, the confirmed incident of both filed as a case (api.cases.chalking). Idempotent on the
-    incident id.
+    incident id: the same incident sent again is answered as the first time (200, duplicate); the
+    same id with other content is refused (409 naming what differs) and changes nothing.
 
     The body is read here rather than through FastAPI's form parameters: evidence files are
     streamed straight into the evidence store as they arrive (no spooled copy, no second pass),

@@ -315,7 +315,10 @@ def post_heartbeat(
         200: {"model": schemas.IngestOutcome, "description": "incident already received (duplicate)"},
         **schemas.error_responses(400, 415),
         **NO_JOB,
-        **LEASE_LOST,
+        409: {
+            "model": schemas.ErrorBody,
+            "description": f"{LEASE_LOST[409]['description']}; or {schemas.INCIDENT_CONFLICT}",
+        },
         **schemas.WRITE_FAULTS,
     },
 )
@@ -329,7 +332,8 @@ async def post_job_incident(
 ) -> dict[str, Any]:
     """One of the job's incidents with its evidence files (multipart, as POST /api/incidents takes
     them): a new case or a sighting, or for a suspected one a chalk mark (or the confirmed incident's
-    case), as the in-process worker files it. Idempotent on the incident id."""
+    case), as the in-process worker files it. Idempotent on the incident id (the same id with other
+    content: 409 naming what differs, field incident.id)."""
     upload = await run_in_threadpool(held_upload, services, principal=principal, job_id=job_id, lease=lease)
     form = await receive_incident_form(
         request.headers.get("content-type"),
