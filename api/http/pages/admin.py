@@ -5,7 +5,11 @@ Plain server-rendered forms: every change is a POST carrying the session's CSRF 
 never free text), so reloading never repeats it. The exceptions are the two answers that carry a
 secret, a device key (issued or rotated) and a webhook's signing secret: those are rendered as the
 POST's own response, with `Cache-Control: no-store`, and are never put in a cookie, a URL or the
-database in clear, so no later page can show them again.
+database in clear, so no later page can show them again. That page names the redirect the POST would
+have answered (`then`: the section with its flash code) and admin.js makes it the page's history
+entry at once (history.replaceState), so a reload (or going back to it) GETs that section, saying
+what was done and that the secret is not shown again, instead of sending the form again (which would
+add the device a second time: a 409).
 
 Every change calls the same domain function as the JSON API (api.http.routes.admin, reports.put_grids)
 and, after a credential change, empties the principal cache the same way. A user's mistake (a taken
@@ -76,11 +80,13 @@ DONE: Mapping[str, Mapping[str, str]] = {
         "password": "admin.users.done.password",
     },
     "devices": {
+        "added": "admin.devices.done.added",
+        "rotated": "admin.devices.done.rotated",
         "revoked": "admin.devices.done.revoked",
         "unchanged": "admin.devices.done.unchanged",
     },
     "grid": {"imported": "admin.grid.done"},
-    "webhooks": {"added": "admin.webhooks.done.added"},
+    "webhooks": {"added": "admin.webhooks.done.added", "added_secret": "admin.webhooks.done.added_secret"},
 }
 GRID_COUNTS = ("count", "added", "updated", "removed")  # the numbers a grid import's redirect carries
 
@@ -147,9 +153,14 @@ def _done_message(t: Translator, section: str, query: Mapping[str, str]) -> str:
     return t(key, **values)
 
 
-def _back(section: str, done: str, **values: object) -> RedirectResponse:
+def _done_url(section: str, done: str, **values: object) -> str:
+    """The section's page with a flash code (and a name or counts) in its query."""
     query = urlencode({"done": done, **{k: str(v) for k, v in values.items()}})
-    return RedirectResponse(f"/admin/{section}?{query}", status_code=303)
+    return f"/admin/{section}?{query}"
+
+
+def _back(section: str, done: str, **values: object) -> RedirectResponse:
+    return RedirectResponse(_done_url(section, done, **values), status_code=303)
 
 
 def _input_text(t: Translator, exc: InputError) -> str:
@@ -414,9 +425,18 @@ def _device_error(t: Translator, exc: AuthError, name: str) -> str:
 
 
 def _secret_page(
-    request: Request, principal: Principal, *, section: str, heading: str, note: str, secret: str
+    request: Request,
+    principal: Principal,
+    *,
+    section: str,
+    heading: str,
+    note: str,
+    secret: str,
+    then: str,
 ) -> Response:
-    """The one page that shows a new device key or webhook secret (never cached, never shown again)."""
+    """The one page that shows a new device key or webhook secret (never cached, never shown again);
+    `then`: the section's page saying what was done (_done_url, no secret in it), which becomes this
+    page's history entry (admin.js), so that a reload shows it rather than sending the form again."""
     t = translator(request)
     response = render(
         request,
@@ -427,6 +447,7 @@ def _secret_page(
         heading=heading,
         note=note,
         secret=secret,
+        then=then,
         i18n_json=script_json(t.subset("admin.js.")),
     )
     response.headers.update(NO_STORE)
@@ -459,6 +480,7 @@ async def add_device(
         heading=t("admin.key.issued", name=name),
         note="",
         secret=key,
+        then=_done_url("devices", "added", name=name),
     )
 
 
@@ -488,6 +510,7 @@ async def rotate_device(
         heading=t("admin.key.rotated", name=name),
         note=t("admin.key.old_dead"),
         secret=key,
+        then=_done_url("devices", "rotated", name=name),
     )
 
 
@@ -759,4 +782,5 @@ async def add_webhook(
         heading=t("admin.secret.heading", id=hook.id, url=mask_credentials(hook.url)),
         note=t("admin.secret.note"),
         secret=signing_secret,
+        then=_done_url("webhooks", "added_secret"),
     )
