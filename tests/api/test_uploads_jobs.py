@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from api.cases.incident import IncidentPayload
 from api.jobs import queue
@@ -353,6 +354,45 @@ def test_dead_worker_job_is_retried_without_duplicates(tmp_path: Path, db_url: s
             assert session.query(Sighting).count() == 4
             assert session.query(Case).count() == 4
         assert calls[0] == calls[1]  # same source id both times: deterministic incident ids
+    finally:
+        services.close()
+
+
+def test_a_retried_job_with_other_numbers_keeps_the_first_filing(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The attempt after a dead worker's makes the same incident ids with other numbers (another model,
+    a detector not bit-for-bit repeatable): the service refuses those as conflicts, the worker logs
+    each and goes on, the job is done and the first attempt's sightings stand unchanged."""
+    settings = make_settings(tmp_path, sqlite_url, job_lease_s=0.3, worker_poll_s=0.05)
+    services = Services.build(settings)
+    try:
+        job_id = _queue_upload(services, tmp_path, "renumbered")
+        dying = Worker(
+            services.factory, settings, pipeline=fake_pipeline(4, die_after=2), config_loader=lambda: None
+        )
+        with pytest.raises(Killed):
+            dying.run_once()
+        with services.factory() as session:
+            first = list(session.scalars(select(Sighting.incident_json).order_by(Sighting.id)))
+        assert len(first) == 2
+
+        def other_numbers(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            for incident in fake_pipeline(4)(*args, **kwargs):
+                yield incident.model_copy(update={"confidence_median": 0.55})
+
+        healthy = Worker(services.factory, settings, pipeline=other_numbers, config_loader=lambda: None)
+        time.sleep(0.4)
+        with caplog.at_level(logging.WARNING, logger="api.jobs.worker"):
+            assert healthy.run_once() is True
+        with services.factory() as session:
+            job = session.get(Job, job_id)
+            assert (job.status, job.attempts, job.incidents) == ("done", 2, 4)
+            stored = list(session.scalars(select(Sighting.incident_json).order_by(Sighting.id)))
+        assert stored[:2] == first and len(stored) == 4
+        assert [json.loads(text)["confidence_median"] for text in stored] == [0.0, 0.0, 0.55, 0.55]
+        conflicts = [r.getMessage() for r in caplog.records if "first filing is kept" in r.getMessage()]
+        assert len(conflicts) == 2 and all("confidence_median" in text for text in conflicts)
     finally:
         services.close()
 
