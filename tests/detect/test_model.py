@@ -114,3 +114,34 @@ def test_the_default_config_on_real_dashcam_footage(shared_dir: Path, tmp_path: 
     capture.release()
     assert sorted(vehicles)[len(vehicles) // 2] >= 2, vehicles  # the clip shows several cars in most frames
     assert list(detect_footage(clip, config, out_dir=tmp_path, detector=detector)) == []
+
+
+def test_the_weights_speed_benchmark_runs_from_the_repository(shared_dir: Path, tmp_path: Path) -> None:
+    """benchmarks/weights_speed.py times two weights in turn on the shared clip's frames and prints
+    each one's frames per second and their ratio (the model card's speed check of a weight soup)."""
+    import shutil
+    import subprocess
+    import sys
+
+    other = tmp_path / "other-weights.pt"
+    shutil.copyfile(SHIPPED, other)
+    args = ["--against", str(other), "--backends", "pytorch", "--frames", "2", "--rounds", "1"]
+    run = subprocess.run(
+        [sys.executable, "benchmarks/weights_speed.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    (line,) = [row for row in run.stdout.splitlines() if row.startswith("pytorch")]
+    a_fps, b_fps, ratio = (float(x) for x in line.split()[1:])
+    assert a_fps > 0 and b_fps > 0 and ratio == pytest.approx(b_fps / a_fps, rel=0.06)
+    same = subprocess.run(
+        [sys.executable, "benchmarks/weights_speed.py", "--against", str(SHIPPED), "--backends", "onnx"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert same.returncode == 2 and "share a file name" in same.stderr

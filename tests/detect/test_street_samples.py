@@ -226,7 +226,8 @@ def test_sees_nothing_a_rule_acts_on_in_an_empty_clean_street(samples: Path, sit
 def test_sees_nothing_at_all_in_an_empty_clean_street(samples: Path, detector) -> None:
     """Nothing the model knows is in the cobbled street: whatever it reports is false. (The stage 4
     weights, sha256 0a0b960d, saw a garbage_bin at 0.37 in the low stone wall by the pillar; the stage 7
-    ones, 0.2 of the way back to the COCO model, see nothing: models/MODEL_CARD.md, "Held out".)"""
+    ones, 0.2 of the way back to the COCO model, and the stage 8 ones see nothing: models/MODEL_CARD.md,
+    "Held out" and "Stage 8".)"""
     found = detector.detect(cv2.imread(str(samples / "cobbled-street.jpg")))
     assert [(d.class_name, round(d.score, 2)) for d in found] == []
 
