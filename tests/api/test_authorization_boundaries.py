@@ -41,3 +41,35 @@ def test_another_teams_case_by_number_answers_as_an_unknown_number(server: LiveS
         # by id it is the unknown id's answer, as before
         by_id = hubin.get(f"/api/cases/{case_id}")
         assert by_id.status_code == 404 and by_id.json()["detail"] == f"case_id: no case {case_id}"
+
+
+def test_the_pages_take_a_case_number_like_its_id_and_hide_another_teams_case_alike(
+    server: LiveServer,
+) -> None:
+    """README: `/cases/GP-2026-000123` works like the id. A number of another team's case is the
+    page's plain "not found", as an unknown number is; a move posted to it moves nothing."""
+    with (
+        server.client("device") as device,
+        server.client("operator") as api,
+        server.browser("operator") as operator,
+        server.browser("hubin") as hubin,
+    ):
+        made = post_incident(device, incident_json("page-by-number")).json()
+        number, case_id = made["case_number"], made["case_id"]
+        page = operator.get(f"/cases/{number}")
+        assert page.status_code == 200 and number in page.text
+        moved = operator.post(f"/cases/{number}/move", data={"to": "filed"}, follow_redirects=False)
+        assert moved.status_code == 303 and moved.headers["location"] == f"/cases/{case_id}?done=filed"
+        assert api.get(f"/api/cases/{case_id}").json()["status"] == "filed"
+        assert api.post(f"/api/cases/{case_id}/transitions", json={"to": "dispatched"}).status_code == 200
+
+        unknown = hubin.get("/cases/GP-2026-000999")
+        assert unknown.status_code == 404
+        hidden = hubin.get(f"/cases/{number}")
+        assert hidden.status_code == 404 and "<title>Not found" in hidden.text
+        assert hidden.text.replace(number, "GP-2026-000999") == unknown.text  # the same page, word for word
+        assert hubin.get(f"/tasks/{number}").status_code == 404
+        photo = {"photo": ("after.jpg", jpeg_bytes("hubin-guess"), "image/jpeg")}
+        refused = hubin.post(f"/cases/{number}/move", data={"to": "handled", "note": "towed"}, files=photo)
+        assert refused.status_code == 404
+        assert api.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
