@@ -125,17 +125,27 @@ def case_id_for_number(session: Session, number: str) -> int | None:
     return session.scalar(select(Case.id).where(Case.number == number))
 
 
+class CaseNotFound(NotFound):
+    """No case of that id visible to the caller (404): one answer for a case that does not exist and
+    for one the caller may not see. `case_id`: the id looked for (the HTTP layer names the case as
+    the caller named it, by its number when it came by its number: api.http.app)."""
+
+    def __init__(self, case_id: int) -> None:
+        super().__init__("case_id", f"no case {case_id}")
+        self.case_id = case_id
+
+
 def get_case(session: Session, *, principal: Principal, case_id: int, lock: bool = False) -> Case:
     """The case with its sightings and their evidence loaded; NotFound when the caller may not see it
     (or when `case_id` is outside the ids' column: no case has it, and the database would refuse it)."""
     if not 1 <= case_id <= MAX_ID:
-        raise NotFound("case_id", f"no case {case_id}")
+        raise CaseNotFound(case_id)
     stmt = visible(select(Case).where(Case.id == case_id), principal)
     if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     case = session.scalar(stmt.options(selectinload(Case.sightings).selectinload(Sighting.evidence)))
     if case is None:
-        raise NotFound("case_id", f"no case {case_id}")
+        raise CaseNotFound(case_id)
     return case
 
 

@@ -31,8 +31,18 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from api.errors import DamagedRecord, InputError, ServiceFault, StorageFull, Unavailable, is_disk_full
+from api.cases.reading import CaseNotFound
+from api.errors import (
+    DamagedRecord,
+    InputError,
+    NotFound,
+    ServiceFault,
+    StorageFull,
+    Unavailable,
+    is_disk_full,
+)
 from api.http.allow import AllowEveryMethod
+from api.http.deps import CASE_NUMBERS
 from api.http.pages import install_pages
 from api.settings import Settings
 from api.storage.db import DatabaseBusy
@@ -41,6 +51,17 @@ if TYPE_CHECKING:
     from api.jobs.worker import Pipeline
 
 log = logging.getLogger(__name__)
+
+
+def as_named(request: Request, error: InputError) -> InputError:
+    """A case the caller may not see (or that is gone), named in the path by its number: the 404 names
+    that number, as it does for a number no case has, so that guessing numbers tells another team's
+    enforcement neither that the case exists nor its id."""
+    if isinstance(error, CaseNotFound):
+        number = (getattr(request.state, CASE_NUMBERS, None) or {}).get(error.case_id)
+        if number is not None:
+            return NotFound("case_id", f"no case {number}")
+    return error
 
 
 def error_response(error: InputError) -> JSONResponse:
@@ -189,8 +210,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return fault_response(request, fault)
 
     @app.exception_handler(InputError)
-    async def _input(_: Request, exc: InputError) -> JSONResponse:
-        return error_response(exc)
+    async def _input(request: Request, exc: InputError) -> JSONResponse:
+        return error_response(as_named(request, exc))
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _: ClientDisconnect) -> Response:

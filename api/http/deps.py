@@ -189,7 +189,11 @@ CASE_REF = r"^(?:[1-9][0-9]{0,9}|GP-[0-9]{4}-[0-9]{6,10})$"  # checked; an id pa
 CASE_REF_DOCUMENTED = rf"^(?:{ID_UP_TO_MAX}|GP-[0-9]{{4}}-[0-9]{{6,10}})$"  # exactly what is taken
 
 
+CASE_NUMBERS = "case_numbers"  # request.state: case id -> the number the path named it by
+
+
 async def get_case_id(
+    request: Request,
     services: ServicesDep,
     case_id: Annotated[
         str,
@@ -203,7 +207,8 @@ async def get_case_id(
 ) -> int:
     """The id of the case a path names, by id or by number (looked up in the thread pool; an id needs
     no lookup). An unknown number is a 404 like an unknown id; whether the caller may see the case is
-    checked where it is read."""
+    checked where it is read, and a case named by its number that the caller may not see is then
+    answered as an unknown number is (api.http.app: the 404 names the number, never the case's id)."""
     if case_id.isdigit():
         if int(case_id) > MAX_ID:
             raise InputError("case_id", f"a case id is at most {MAX_ID}")
@@ -211,6 +216,8 @@ async def get_case_id(
     found = await run_in_threadpool(_case_id_for_number, services, case_id)
     if found is None:
         raise NotFound("case_id", f"no case {case_id}")
+    numbers = getattr(request.state, CASE_NUMBERS, None) or {}
+    setattr(request.state, CASE_NUMBERS, {**numbers, found: case_id})
     return found
 
 

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api.accounts.accounts import ROLES, Principal, Role
 from api.cases import custody, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
-from api.cases.reading import SEALED_ROLES, SORTS, CaseFilter, case_page, get_case
+from api.cases.reading import SEALED_ROLES, SORTS, CaseFilter, case_id_for_number, case_page, get_case
 from api.cases.review import known_categories
 from api.cases.wall_time import in_range
 from api.errors import InputError, NotFound
@@ -252,6 +252,18 @@ def thumbnails(session: Session, case_ids: Iterable[int]) -> dict[int, str]:
 
 def case_id_of(text: str) -> int | None:
     return int(text) if text.isdigit() and 0 < int(text) <= MAX_ID else None
+
+
+CASE_NUMBER = re.compile(r"^GP-[0-9]{4}-[0-9]{6,10}$")
+
+
+async def page_case_id(services: Services, text: str) -> int | None:
+    """The id of the case a page's path names by its id or by its number (GP-2026-000123), as the API
+    takes it; None when it names none. Whether the person may see it is checked where it is read: a
+    case they may not see is "not found", whichever way it was named."""
+    if CASE_NUMBER.match(text):
+        return await in_session(services, lambda session: case_id_for_number(session, text))
+    return case_id_of(text)
 
 
 def grid_cells(session: Session, *, geometry: bool = False) -> dict[str, GridCell]:
@@ -595,7 +607,11 @@ async def case_page_view(
     request: Request, case_id: CaseIdPath, principal: Reader, services: ServicesDep, done: str | None = None
 ) -> Response:
     return await render_case(
-        request, case_id=case_id_of(case_id), principal=principal, services=services, done=done
+        request,
+        case_id=await page_case_id(services, case_id),
+        principal=principal,
+        services=services,
+        done=done,
     )
 
 
@@ -691,7 +707,7 @@ async def move_case(
     (303) with a message; an error shows that page again with the message and the error's status."""
     t = translator(request)
     back = back if back in PAGE_TEMPLATES else "case"
-    parsed = case_id_of(case_id)
+    parsed = await page_case_id(services, case_id)
     if parsed is None:
         return not_found_page(request, principal)
     cid: int = parsed

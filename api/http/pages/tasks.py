@@ -30,6 +30,7 @@ from api.http.pages.cases import (
     grid_cells,
     in_session,
     local_time,
+    page_case_id,
     page_strings,
     render_case,
     site_offset,
@@ -124,7 +125,7 @@ async def task_page(
 ) -> Response:
     return await render_case(
         request,
-        case_id=case_id_of(case_id),
+        case_id=await page_case_id(services, case_id),
         principal=principal,
         services=services,
         template=PAGE_TEMPLATES["task"],
