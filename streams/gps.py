@@ -15,6 +15,7 @@ to be the moment of the track's first fix (logged at INFO), and such frames get 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
@@ -307,6 +308,8 @@ def load_track(
     kind = format or sniff_format(text)
     if kind is None:
         raise TrackError(name, "empty file")
+    if format is None and text.lstrip("\ufeff \t\r\n").startswith(("{", "[")):
+        raise TrackError(name, "JSON is not a GPS track format read here (GPX, NMEA or CSV)")
     if kind == "gpx":
         return parse_gpx(text, name=name)
     if kind == "nmea":
@@ -329,13 +332,49 @@ def sniff_format(text: str) -> TrackFormat | None:
     return "csv"
 
 
+# an XML declaration's encoding (GPX): <?xml version="1.0" encoding="GBK"?>
+_XML_ENCODING = re.compile(rb"""<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']""")
+
+
 def _decode(data: bytes, name: str) -> str:
-    encoding = "UTF-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "UTF-8"
+    """The text of a track file: UTF-16 or UTF-8 by its byte-order mark; a GPX file in the encoding its
+    XML declaration names (`encoding="GBK"`, as some Chinese loggers write); else UTF-8, or where that
+    fails GB18030 (GBK), as Excel on a Chinese Windows saves a CSV. Only free text (names, notes) can
+    hold the characters these differ in; times, coordinates and the CSV header are ASCII."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _decode_as(data, "utf-16", "UTF-16", name)
+    if data.startswith(b"\xef\xbb\xbf"):
+        return _decode_as(data, "utf-8-sig", "UTF-8", name)
+    declared = _XML_ENCODING.match(data.lstrip(b" \t\r\n"))
+    if declared:
+        label = declared[1].decode("ascii")
+        try:
+            codec = codecs.lookup(label).name
+        except LookupError:
+            raise TrackError(
+                name, f"line 1: the XML declaration names an unknown encoding {label!r}"
+            ) from None
+        return _decode_as(data, codec, label, name)
     try:
-        return data.decode("utf-8-sig" if encoding == "UTF-8" else "utf-16")
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        try:
+            text = data.decode("gb18030")
+        except UnicodeDecodeError:
+            line = data[: exc.start].count(b"\n") + 1
+            raise TrackError(
+                name, f"line {line}: not UTF-8 text (byte {exc.start}), nor GBK; save the track as UTF-8"
+            ) from None
+        log.info("%s: not UTF-8; read as GB18030 (GBK)", name)
+        return text
+
+
+def _decode_as(data: bytes, codec: str, label: str, name: str) -> str:
+    try:
+        return data.decode(codec)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise TrackError(name, f"line {line}: not {encoding} text (byte {exc.start})") from None
+        raise TrackError(name, f"line {line}: not {label} text (byte {exc.start})") from None
 
 
 def _check_lat_lon(lat: float, lon: float) -> str | None:
@@ -398,6 +437,7 @@ class _GpxTarget:
         self._depth = 0  # depth inside the current point
         self._text: list[str] = []
         self._count = 0
+        self._rooted = False  # the root element was seen
 
     def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
         raise TrackError(
@@ -406,6 +446,10 @@ class _GpxTarget:
 
     def start(self, tag: str, attrib: dict[str, str]) -> None:
         local = _local(tag)
+        if not self._rooted:
+            self._rooted = True
+            if local != "gpx":
+                raise TrackError(self.name, f"the root element is <{local}>, not <gpx>: not a GPX track")
         if self._point is None:
             if local in _POINT_TAGS:
                 self._count += 1
