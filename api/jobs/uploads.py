@@ -188,6 +188,9 @@ class _UploadParts:
                 fd, name = tempfile.mkstemp(dir=self._incoming_dir, prefix=".incoming-")
             self._fh = os.fdopen(fd, "wb")
             self._path = Path(name)
+        elif part.name in self.form.fields:
+            # two camera_ids (or start_times) in one form: which one was meant is not ours to guess
+            raise UploadError(part.name, "sent more than once")
         elif part.name not in TEXT_FIELDS:
             raise UploadError(
                 part.name or "(unnamed part)", f"unknown form field; expected {FILE_FIELDS + TEXT_FIELDS}"

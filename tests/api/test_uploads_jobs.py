@@ -551,3 +551,19 @@ def test_a_track_in_a_format_not_read_is_refused_on_upload(
         assert r.status_code == 415, r.text
         assert r.json()["errors"] == [{"field": "track", "reason": "not a GPS track (GPX, NMEA or CSV text)"}]
     assert sorted(p.name for p in server.services.settings.uploads_dir.iterdir()) == []
+
+
+def test_a_text_field_sent_twice_is_refused(server: LiveServer) -> None:
+    """Two camera_ids (or start_times) in one form: the last one silently won before."""
+    with server.client("operator") as operator:
+        for name, values in (("camera_id", ("demo-cam-01", "demo-cam-02")), ("start_time", ("a", "b"))):
+            r = operator.post(
+                "/api/uploads",
+                files=[
+                    ("file", ("v.mp4", footage("twice-" + name), "video/mp4")),
+                    *((name, (None, value)) for value in values),
+                ],
+            )
+            assert r.status_code == 422, r.text
+            assert r.json()["errors"] == [{"field": name, "reason": "sent more than once"}]
+    assert list(server.services.settings.uploads_dir.glob("*")) == []
