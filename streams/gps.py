@@ -131,20 +131,33 @@ class GpsTrack:
 
     def without_jumps(self, max_speed_mps: float = MAX_SPEED_MPS) -> GpsTrack:
         """This track less the fixes reached from the last kept one faster than max_speed_mps (GPS
-        jumps), with a warning that says how many and where; this very track when there are none."""
-        kept: list[Fix] = []
+        jumps), with a warning that says how many and where; this very track when there are none.
+
+        The fixes are checked outwards from the first fix of the longest run of fixes that each follow
+        from the one before: a receiver's first fixes are often its last position from before it was
+        switched off, or 0, 0, and a jump there must not make every true fix after it a jump."""
+
+        def too_fast(a: Fix, b: Fix) -> bool:
+            seconds = abs((b.time - a.time).total_seconds())
+            return distance_m(GeoPoint(a.lat, a.lon), GeoPoint(b.lat, b.lon)) > max_speed_mps * seconds
+
+        fixes = self.fixes
+        anchor = best_start = 0
+        best_length = 0
+        for i in range(1, len(fixes) + 1):
+            if i == len(fixes) or too_fast(fixes[i - 1], fixes[i]):
+                if i - anchor > best_length:
+                    best_start, best_length = anchor, i - anchor
+                anchor = i
+        kept: list[Fix] = [fixes[best_start]]
         jumps: list[Fix] = []
-        for fix in self.fixes:
-            if kept:
-                last = kept[-1]
-                seconds = (fix.time - last.time).total_seconds()
-                if (
-                    distance_m(GeoPoint(last.lat, last.lon), GeoPoint(fix.lat, fix.lon))
-                    > max_speed_mps * seconds
-                ):
-                    jumps.append(fix)
-                    continue
-            kept.append(fix)
+        for fix in fixes[best_start + 1 :]:  # onwards in time from the anchor
+            (jumps if too_fast(kept[-1], fix) else kept).append(fix)
+        earlier: list[Fix] = []
+        for fix in reversed(fixes[:best_start]):  # and back in time from it
+            (jumps if too_fast(fix, earlier[-1] if earlier else kept[0]) else earlier).append(fix)
+        kept = earlier[::-1] + kept
+        jumps.sort(key=lambda f: f.time)
         if not jumps:
             return self
         where = ", ".join(f"{f.time.isoformat()} ({f.lat:.5f}, {f.lon:.5f})" for f in jumps[:5])

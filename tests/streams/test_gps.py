@@ -404,6 +404,26 @@ def test_gps_jumps_faster_than_a_car_are_dropped_with_where(caplog: pytest.LogCa
     assert steady.without_jumps() is steady
 
 
+@pytest.mark.parametrize(
+    ("start", "dropped"),
+    [
+        ([(0.0, 0.0)], 1),  # a cold receiver's 0, 0
+        ([(31.2, 121.4)] * 3, 3),  # yesterday's parking place, 150 km away, repeated until the lock
+    ],
+)
+def test_bad_first_fixes_are_the_jumps_not_the_whole_track_after_them(
+    start: list[tuple[float, float]], dropped: int
+) -> None:
+    """A logger's first fixes are often stale or 0, 0. Checked from the first fix, every true fix after
+    them was a jump and a whole patrol's track came down to that one stale place."""
+    north = 10.0 / 111_195.0  # degrees of latitude for 10 m
+    stale = [Fix(at(s), lat, lon) for s, (lat, lon) in enumerate(start)]
+    true = [Fix(at(s), 30.0 + s * north, 120.0) for s in range(len(start), 60)]
+    clean = GpsTrack(stale + true, name="van.gpx").without_jumps()
+    assert list(clean) == true
+    assert clean.skipped == {"jump": dropped}
+
+
 def test_nmea_speed_or_course_that_is_no_number_is_left_out(tmp_path: Path) -> None:
     """A logger writing 'nan' for an unknown course: the fix is kept, without that course (as in CSV);
     a course of NaN used to reach dead reckoning and make every later position NaN."""
