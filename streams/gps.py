@@ -352,8 +352,9 @@ _XML_ENCODING = re.compile(rb"""<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z][A-Za-
 def _decode(data: bytes, name: str) -> str:
     """The text of a track file: UTF-16 or UTF-8 by its byte-order mark; a GPX file in the encoding its
     XML declaration names (`encoding="GBK"`, as some Chinese loggers write); else UTF-8, or where that
-    fails GB18030 (GBK), as Excel on a Chinese Windows saves a CSV. Only free text (names, notes) can
-    hold the characters these differ in; times, coordinates and the CSV header are ASCII."""
+    fails GB18030 (GBK), as Excel on a Chinese Windows saves a CSV (and some apps save a GPX that says
+    it is UTF-8). Only free text (names, notes) can hold the characters these differ in; times,
+    coordinates and the CSV header are ASCII."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _decode_as(data, "utf-16", "UTF-16", name)
     if data.startswith(b"\xef\xbb\xbf"):
@@ -367,7 +368,10 @@ def _decode(data: bytes, name: str) -> str:
             raise TrackError(
                 name, f"line 1: the XML declaration names an unknown encoding {label!r}"
             ) from None
-        return _decode_as(data, codec, label, name)
+        # the declaration was read as ASCII, so the file is not in UTF-16 whatever it says; one that
+        # says UTF-8 and is not is read as one that says nothing
+        if codec != "utf-8" and not codec.startswith(("utf-16", "utf-32")):
+            return _decode_as(data, codec, label, name)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

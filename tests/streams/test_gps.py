@@ -454,6 +454,10 @@ def test_tracks_in_gbk_are_read(tmp_path: Path) -> None:
     (tmp_path / "excel.csv").write_bytes(csv_text.encode("gbk"))
     track = load_track(tmp_path / "excel.csv", tz=CST)
     assert [(f.time, f.lat, f.lon) for f in track] == [(at(0), 30.26, 120.14)]
+    (tmp_path / "mislabelled.gpx").write_bytes(
+        gpx.replace('encoding="GBK"', 'encoding="UTF-8"').encode("gbk")
+    )
+    assert len(load_track(tmp_path / "mislabelled.gpx")) == 3
     (tmp_path / "unknown.gpx").write_bytes(gpx.replace("GBK", "X-MARTIAN").encode("gbk"))
     with pytest.raises(
         TrackError, match=r"unknown\.gpx: line 1: the XML declaration names an unknown encoding"
