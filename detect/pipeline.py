@@ -276,8 +276,24 @@ class ReusingPipeline:
     def warm(self, config: SiteConfig) -> None:
         self.detector(config)
 
-    def __call__(self, input: str | Path, config: SiteConfig, **kwargs: Any) -> Iterator[Incident]:
-        return detect_footage(input, config, detector=self.detector(config), **kwargs)
+    def __call__(self, input: str | Path, config: SiteConfig, **kwargs: Any) -> FootageRun:
+        detector = self.detector(config)
+        return FootageRun(
+            lambda notes: detect_footage(input, config, detector=detector, notes=notes, **kwargs)
+        )
+
+
+class FootageRun(Iterator[Incident]):
+    """detect_footage's incidents as they are decided and, once they are all out, its `notes` on the
+    footage (detect_footage's `notes`: a file analysed only in part), which the worker and the
+    runners show on the done job."""
+
+    def __init__(self, start: Callable[[list[str]], Iterator[Incident]]) -> None:
+        self.notes: list[str] = []
+        self._incidents = start(self.notes)
+
+    def __next__(self) -> Incident:
+        return next(self._incidents)
 
 
 _plate_reader: PlateReader | None = None
@@ -319,6 +335,7 @@ def detect_footage(
     track: str | Path | GpsTrack | None = None,
     stop: threading.Event | None = None,
     id_salt: str = "",
+    notes: list[str] | None = None,
 ) -> Iterator[Incident]:
     """Incidents in footage (a video file, an image folder, or a camera or stream URL), as they end.
 
@@ -341,6 +358,9 @@ def detect_footage(
     id_salt: mixed into the incident ids of a file's footage (detect.rules.incident_id), so that the
     same footage analysed again with corrected inputs gets ids of its own; "" keeps the plain ids. A
     live stream's ids are salted with the session's start instead.
+    notes: where the caveats a user should see go, once the incidents are all out: a video file whose
+    decoding stopped before the end its container states (cut short, damaged), so that its later part
+    was never analysed (FootageRun keeps them for the worker and runners).
     """
     from streams import open_source, prefetch
 
@@ -410,6 +430,14 @@ def detect_footage(
         threading.Thread(target=watch, name="gridpatrol-source-stop", daemon=True).start()
     try:
         yield from pipeline.process(frames())
+        if source.stopped_early is not None and source.info.kind != "live":
+            note = (
+                f"the footage was analysed only in part ({source.info.name}: {source.stopped_early}); "
+                "nothing after that point was looked at"
+            )
+            log.warning("%s", note)
+            if notes is not None:
+                notes.append(note)
     finally:
         ended.set()
         source.close()

@@ -15,6 +15,7 @@ to be the moment of the track's first fix (logged at INFO), and such frames get 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
@@ -130,20 +131,33 @@ class GpsTrack:
 
     def without_jumps(self, max_speed_mps: float = MAX_SPEED_MPS) -> GpsTrack:
         """This track less the fixes reached from the last kept one faster than max_speed_mps (GPS
-        jumps), with a warning that says how many and where; this very track when there are none."""
-        kept: list[Fix] = []
+        jumps), with a warning that says how many and where; this very track when there are none.
+
+        The fixes are checked outwards from the first fix of the longest run of fixes that each follow
+        from the one before: a receiver's first fixes are often its last position from before it was
+        switched off, or 0, 0, and a jump there must not make every true fix after it a jump."""
+
+        def too_fast(a: Fix, b: Fix) -> bool:
+            seconds = abs((b.time - a.time).total_seconds())
+            return distance_m(GeoPoint(a.lat, a.lon), GeoPoint(b.lat, b.lon)) > max_speed_mps * seconds
+
+        fixes = self.fixes
+        anchor = best_start = 0
+        best_length = 0
+        for i in range(1, len(fixes) + 1):
+            if i == len(fixes) or too_fast(fixes[i - 1], fixes[i]):
+                if i - anchor > best_length:
+                    best_start, best_length = anchor, i - anchor
+                anchor = i
+        kept: list[Fix] = [fixes[best_start]]
         jumps: list[Fix] = []
-        for fix in self.fixes:
-            if kept:
-                last = kept[-1]
-                seconds = (fix.time - last.time).total_seconds()
-                if (
-                    distance_m(GeoPoint(last.lat, last.lon), GeoPoint(fix.lat, fix.lon))
-                    > max_speed_mps * seconds
-                ):
-                    jumps.append(fix)
-                    continue
-            kept.append(fix)
+        for fix in fixes[best_start + 1 :]:  # onwards in time from the anchor
+            (jumps if too_fast(kept[-1], fix) else kept).append(fix)
+        earlier: list[Fix] = []
+        for fix in reversed(fixes[:best_start]):  # and back in time from it
+            (jumps if too_fast(fix, earlier[-1] if earlier else kept[0]) else earlier).append(fix)
+        kept = earlier[::-1] + kept
+        jumps.sort(key=lambda f: f.time)
         if not jumps:
             return self
         where = ", ".join(f"{f.time.isoformat()} ({f.lat:.5f}, {f.lon:.5f})" for f in jumps[:5])
@@ -307,6 +321,8 @@ def load_track(
     kind = format or sniff_format(text)
     if kind is None:
         raise TrackError(name, "empty file")
+    if format is None and text.lstrip("\ufeff \t\r\n").startswith(("{", "[")):
+        raise TrackError(name, "JSON is not a GPS track format read here (GPX, NMEA or CSV)")
     if kind == "gpx":
         return parse_gpx(text, name=name)
     if kind == "nmea":
@@ -329,13 +345,53 @@ def sniff_format(text: str) -> TrackFormat | None:
     return "csv"
 
 
+# an XML declaration's encoding (GPX): <?xml version="1.0" encoding="GBK"?>
+_XML_ENCODING = re.compile(rb"""<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']""")
+
+
 def _decode(data: bytes, name: str) -> str:
-    encoding = "UTF-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "UTF-8"
+    """The text of a track file: UTF-16 or UTF-8 by its byte-order mark; a GPX file in the encoding its
+    XML declaration names (`encoding="GBK"`, as some Chinese loggers write); else UTF-8, or where that
+    fails GB18030 (GBK), as Excel on a Chinese Windows saves a CSV (and some apps save a GPX that says
+    it is UTF-8). Only free text (names, notes) can hold the characters these differ in; times,
+    coordinates and the CSV header are ASCII."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _decode_as(data, "utf-16", "UTF-16", name)
+    if data.startswith(b"\xef\xbb\xbf"):
+        return _decode_as(data, "utf-8-sig", "UTF-8", name)
+    declared = _XML_ENCODING.match(data.lstrip(b" \t\r\n"))
+    if declared:
+        label = declared[1].decode("ascii")
+        try:
+            codec = codecs.lookup(label).name
+        except LookupError:
+            raise TrackError(
+                name, f"line 1: the XML declaration names an unknown encoding {label!r}"
+            ) from None
+        # the declaration was read as ASCII, so the file is not in UTF-16 whatever it says; one that
+        # says UTF-8 and is not is read as one that says nothing
+        if codec != "utf-8" and not codec.startswith(("utf-16", "utf-32")):
+            return _decode_as(data, codec, label, name)
     try:
-        return data.decode("utf-8-sig" if encoding == "UTF-8" else "utf-16")
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        try:
+            text = data.decode("gb18030")
+        except UnicodeDecodeError:
+            line = data[: exc.start].count(b"\n") + 1
+            raise TrackError(
+                name, f"line {line}: not UTF-8 text (byte {exc.start}), nor GBK; save the track as UTF-8"
+            ) from None
+        log.info("%s: not UTF-8; read as GB18030 (GBK)", name)
+        return text
+
+
+def _decode_as(data: bytes, codec: str, label: str, name: str) -> str:
+    try:
+        return data.decode(codec)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise TrackError(name, f"line {line}: not {encoding} text (byte {exc.start})") from None
+        raise TrackError(name, f"line {line}: not {label} text (byte {exc.start})") from None
 
 
 def _check_lat_lon(lat: float, lon: float) -> str | None:
@@ -398,6 +454,7 @@ class _GpxTarget:
         self._depth = 0  # depth inside the current point
         self._text: list[str] = []
         self._count = 0
+        self._rooted = False  # the root element was seen
 
     def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
         raise TrackError(
@@ -406,6 +463,10 @@ class _GpxTarget:
 
     def start(self, tag: str, attrib: dict[str, str]) -> None:
         local = _local(tag)
+        if not self._rooted:
+            self._rooted = True
+            if local != "gpx":
+                raise TrackError(self.name, f"the root element is <{local}>, not <gpx>: not a GPX track")
         if self._point is None:
             if local in _POINT_TAGS:
                 self._count += 1

@@ -386,7 +386,8 @@ class Job(Schema):
     progress: float = Field(ge=0.0, le=1.0)
     error: str | None
     warning: str | None = Field(
-        description="a done job's caveat: its GPS track placed none or few of the footage's frames"
+        description="a done job's caveat: its footage could be analysed only in part (cut short, "
+        "damaged), its GPS track placed none or few of the footage's frames"
     )
     attempts: int
     incidents: int = Field(description="incidents filed so far")

@@ -80,28 +80,47 @@ def sniff_track(head: bytes) -> str | None:
     """The media type of a GPS track by its first bytes, telling the formats apart as
     streams.gps.sniff_format does (which this package may not import): XML (GPX, maybe after a comment),
     NMEA sentences in its first 20 lines (a logger's header line may come first), else CSV with a
-    comma-, semicolon- or tab-separated header; UTF-8, or UTF-16 with its byte-order mark. None: not
-    a track (binary, or no separated header)."""
+    comma-, semicolon- or tab-separated header; UTF-8, UTF-16 with its byte-order mark, or GBK (a CSV
+    from Excel on a Chinese Windows, a GPX that declares it). None: not a track (binary, JSON, XML
+    whose root is not <gpx> (KML), or no separated header)."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore")
     else:
-        try:
-            text = head.decode("utf-8", errors="strict")
-        except UnicodeDecodeError:
-            try:  # a multi-byte character cut at the sniff boundary is fine
-                text = head[:-3].decode("utf-8")
-            except UnicodeDecodeError:
-                return None
+        decoded = _decode_head(head)
+        if decoded is None:
+            return None
+        text = decoded
     text = text.lstrip("\ufeff \t\r\n")
     if "\x00" in text:
         return None
     if text.startswith("<"):
+        root = _XML_ROOT.search(text)
+        if root is not None and root[1].rsplit(":", 1)[-1].lower() != "gpx":
+            return None
         return "application/gpx+xml"
+    if text.startswith(("{", "[")):
+        return None
     if any(_NMEA_SENTENCE.search(line) for line in text.splitlines()[:20]):
         return "text/x-nmea"
     first_line = text.split("\n", 1)[0]
     if any(sep in first_line for sep in (",", ";", "\t")):
         return "text/csv"
+    return None
+
+
+# the first element's name in XML text (after its declaration, comments and a DOCTYPE)
+_XML_ROOT = re.compile(r"<([A-Za-z_][\w.:-]*)")
+
+
+def _decode_head(head: bytes) -> str | None:
+    """A file's first bytes as UTF-8, else GB18030 (GBK), as streams.gps reads a track; a multi-byte
+    character cut at the sniff boundary is fine. None: neither."""
+    for codec in ("utf-8", "gb18030"):
+        for cut in range(4):  # a character of up to 4 bytes cut at the end
+            try:
+                return head[: len(head) - cut].decode(codec)
+            except UnicodeDecodeError:
+                continue
     return None
 
 
@@ -169,6 +188,9 @@ class _UploadParts:
                 fd, name = tempfile.mkstemp(dir=self._incoming_dir, prefix=".incoming-")
             self._fh = os.fdopen(fd, "wb")
             self._path = Path(name)
+        elif part.name in self.form.fields:
+            # two camera_ids (or start_times) in one form: which one was meant is not ours to guess
+            raise UploadError(part.name, "sent more than once")
         elif part.name not in TEXT_FIELDS:
             raise UploadError(
                 part.name or "(unnamed part)", f"unknown form field; expected {FILE_FIELDS + TEXT_FIELDS}"

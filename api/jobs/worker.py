@@ -209,11 +209,20 @@ def job_track_fit(upload: Upload, config: Any, *, job_id: int) -> TrackFit | Non
         return None
 
 
-def job_warning(fit: TrackFit | None, superseded: str | None) -> str | None:
-    """A done job's caveats in one: how little of the footage its GPS track placed, and the cases of
-    the upload's earlier runs that keep their times (api.jobs.superseding)."""
-    parts = [text.rstrip(". ") for text in (fit.warning if fit else None, superseded) if text]
+def job_warning(fit: TrackFit | None, superseded: str | None, footage: str | None = None) -> str | None:
+    """A done job's caveats in one: footage analysed only in part (the pipeline's notes, see
+    footage_notes), how little of the footage its GPS track placed, and the cases of the upload's
+    earlier runs that keep their times (api.jobs.superseding)."""
+    parts = [text.rstrip(". ") for text in (footage, fit.warning if fit else None, superseded) if text]
     return ". ".join(parts) or None
+
+
+def footage_notes(incidents: Any, footage: Path, name: str) -> str | None:
+    """The pipeline's notes on the footage once its incidents are all out (detect.pipeline.FootageRun:
+    a file analysed only in part), with the path of the job's copy replaced by the upload's name; a
+    pipeline without notes has none."""
+    notes = getattr(incidents, "notes", None) or []
+    return "; ".join(str(note).replace(str(footage), name) for note in notes) or None
 
 
 class Worker:
@@ -360,8 +369,9 @@ class Worker:
         count = 0
         fit: TrackFit | None = None
         superseded: str | None = None
+        notes: str | None = None
         try:
-            count, fit, superseded = self._run(claim, out_dir, progress, lost)
+            count, fit, superseded, notes = self._run(claim, out_dir, progress, lost)
         except LeaseLost:
             log.warning("job %s: lease lost to another worker; leaving it", claim.job_id)
             return
@@ -387,7 +397,7 @@ class Worker:
                 owner=self.owner,
                 error=error,
                 incidents=count,
-                warning=job_warning(fit, superseded),
+                warning=job_warning(fit, superseded, notes),
                 track_covered=fit.share if fit else None,
             )
         if error:
@@ -432,10 +442,11 @@ class Worker:
 
     def _run(
         self, claim: queue.Claim, out_dir: Path, progress: dict[str, float], lost: threading.Event
-    ) -> tuple[int, TrackFit | None, str | None]:
+    ) -> tuple[int, TrackFit | None, str | None, str | None]:
         """Run the job's footage through the pipeline: the incidents filed, how well its GPS track
-        (if any) fits the footage, and the warning naming the cases of the upload's earlier runs that
-        an operator had reviewed before a resend corrected it (api.jobs.superseding)."""
+        (if any) fits the footage, the warning naming the cases of the upload's earlier runs that
+        an operator had reviewed before a resend corrected it (api.jobs.superseding), and the
+        pipeline's notes on the footage (footage_notes)."""
         with self.factory() as session:
             upload = session.get(Upload, claim.upload_id)
             if upload is None:
@@ -456,6 +467,7 @@ class Worker:
         actor = Principal(kind="worker", name=self.owner, role="system", device_id=upload.device_id)
         source_error, track_error, config_error, model_error = user_errors()
         count = 0
+        notes = None
         salt = queue.upload_id_salt(upload.revision)
         try:
             incidents = pipeline(
@@ -475,6 +487,7 @@ class Worker:
                     raise LeaseLost()
                 self._ingest(incident, out_dir, actor, upload, claim.job_id)
                 count += 1
+            notes = footage_notes(incidents, footage, upload.filename or footage.name)
         except track_error as exc:
             raise JobFailed(f"the GPS track could not be read: {getattr(exc, 'detail', exc)}") from None
         except source_error as exc:
@@ -499,7 +512,7 @@ class Worker:
             raise LeaseLost()
         with self.factory() as session:
             superseded = supersede_earlier_runs(session, job_id=claim.job_id, actor=actor)
-        return count, fit, superseded.warning
+        return count, fit, superseded.warning, notes
 
     def _ingest(
         self, incident: PipelineIncident, out_dir: Path, actor: Principal, upload: Upload, job_id: int

@@ -268,14 +268,17 @@ class JobClient:
             f"(HTTP {response.status_code}: {answer_detail(response)})"
         )
 
-    def finish(self, job: ClaimedJob, *, error: str | None, incidents: int) -> bool:
-        """End the attempt; False when the lease was another's by then (the job is not ours to end)."""
+    def finish(
+        self, job: ClaimedJob, *, error: str | None, incidents: int, warning: str | None = None
+    ) -> bool:
+        """End the attempt (a done one with the pipeline's notes on the footage as `warning`); False
+        when the lease was another's by then (the job is not ours to end)."""
         response = self._call(
             f"job {job.id}: finishing",
             lambda: self._client.post(
                 f"{JOBS_PATH}/{job.id}/finish",
                 headers=self._lease(job),
-                json={"error": error, "incidents": incidents},
+                json={"error": error, "incidents": incidents, "warning": warning},
             ),
         )
         if response.status_code == 200:
@@ -456,8 +459,9 @@ class UploadJobLoop:
         heart.start()
         error: str | None = None
         count = 0
+        notes: str | None = None
         try:
-            count = self._run(job, folder, progress, check)
+            count, notes = self._run(job, folder, progress, check)
         except AttemptStopped as exc:
             log.warning("upload jobs: attempt %d of job %s stopped unfinished: %s", job.attempt, job.id, exc)
             self.counts.stopped += 1
@@ -472,7 +476,7 @@ class UploadJobLoop:
             heart.join()
             shutil.rmtree(folder, ignore_errors=True)
             self.current = None
-        if lost.is_set() or not self.client.finish(job, error=error, incidents=count):
+        if lost.is_set() or not self.client.finish(job, error=error, incidents=count, warning=notes):
             log.warning("upload jobs: job %s: lease lost before it could be finished", job.id)
             self.counts.stopped += 1
             return "stopped"
@@ -487,7 +491,10 @@ class UploadJobLoop:
 
     def _run(
         self, job: ClaimedJob, folder: Path, progress: dict[str, float], check: Callable[[], None]
-    ) -> int:
+    ) -> tuple[int, str | None]:
+        """Run the job: the incidents posted, and the pipeline's notes on the footage (a file analysed
+        only in part, detect.pipeline.FootageRun) named by the upload's file name, as the in-process
+        worker's api.jobs.worker.footage_notes names them."""
         upload = job.upload
         footage = folder / f"footage{upload.get('suffix') or ''}"
         self.client.download(job, "footage", footage, upload["sha256"])
@@ -525,6 +532,8 @@ class UploadJobLoop:
                 check()
                 self._post(job, incident, out_dir)
                 count += 1
+            name = upload.get("filename") or footage.name
+            notes = "; ".join(str(n).replace(str(footage), name) for n in getattr(incidents, "notes", ()))
         except track_error as exc:
             raise JobFailed(f"the GPS track could not be read: {getattr(exc, 'detail', exc)}") from None
         except source_error as exc:
@@ -534,7 +543,7 @@ class UploadJobLoop:
             raise JobFailed(f"site config: {exc}") from None
         except model_error as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
-        return count
+        return count, notes[:2000] or None
 
     def _post(self, job: ClaimedJob, incident: PipelineIncident, out_dir: Path) -> None:
         data = incident.to_json()

@@ -495,6 +495,18 @@ def test_a_full_disk_during_a_job_is_named_not_a_bug(
             b"</trkseg></trk></gpx>",
             "application/gpx+xml",
         ),
+        (  # Excel on a Chinese Windows saves CSV in GBK (415 before when a GBK note came early)
+            "excel.csv",
+            "time,lat,lon,备注\n2026-12-01T08:00:00+08:00,31.2,121.4,北山街\n".encode("gbk"),
+            "text/csv",
+        ),
+        (  # a GPX that declares its encoding
+            "gbk.gpx",
+            '<?xml version="1.0" encoding="GBK"?>\n<gpx><trk><name>西湖巡逻</name><trkseg>'.encode("gbk")
+            + b'<trkpt lat="31.2" lon="121.4"><time>2026-12-01T00:00:00Z</time></trkpt>'
+            b"</trkseg></trk></gpx>",
+            "application/gpx+xml",
+        ),
         (
             "header.nmea",
             b"# logger v2, serial 1234\n$GPRMC,080000.00,A,3015.0000,N,12008.4000,E,0.0,0.0,011226,,,A*58\n",
@@ -510,3 +522,48 @@ def test_every_track_the_reader_reads_is_taken(tmp_path: Path, name: str, data: 
     path.write_bytes(data)
     assert len(load_track(path).fixes) == 1
     assert sniff_track(data[:4096]) == kind
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("track.json", b'[{"time": "2026-12-01T00:00:00Z", "lat": 31.2, "lon": 121.4}]'),
+        ("geo.json", b'{"type": "FeatureCollection", "features": []}'),
+        (
+            "route.kml",
+            b'<?xml version="1.0"?>\n<kml xmlns="http://www.opengis.net/kml/2.2"><Document/></kml>',
+        ),
+    ],
+)
+def test_a_track_in_a_format_not_read_is_refused_on_upload(
+    server: LiveServer, name: str, data: bytes
+) -> None:
+    """JSON sniffed as CSV, KML as GPX: taken with 201, their jobs then failed on a missing time column or
+    "no fixes with time"; now a 415 naming the track, and nothing is kept."""
+    with server.client("device") as device:
+        r = device.post(
+            "/api/uploads",
+            files={
+                "file": ("v.mp4", footage("fmt-" + name), "video/mp4"),
+                "track": (name, data, "text/plain"),
+            },
+        )
+        assert r.status_code == 415, r.text
+        assert r.json()["errors"] == [{"field": "track", "reason": "not a GPS track (GPX, NMEA or CSV text)"}]
+    assert sorted(p.name for p in server.services.settings.uploads_dir.iterdir()) == []
+
+
+def test_a_text_field_sent_twice_is_refused(server: LiveServer) -> None:
+    """Two camera_ids (or start_times) in one form: the last one silently won before."""
+    with server.client("operator") as operator:
+        for name, values in (("camera_id", ("demo-cam-01", "demo-cam-02")), ("start_time", ("a", "b"))):
+            r = operator.post(
+                "/api/uploads",
+                files=[
+                    ("file", ("v.mp4", footage("twice-" + name), "video/mp4")),
+                    *((name, (None, value)) for value in values),
+                ],
+            )
+            assert r.status_code == 422, r.text
+            assert r.json()["errors"] == [{"field": name, "reason": "sent more than once"}]
+    assert list(server.services.settings.uploads_dir.glob("*")) == []

@@ -105,9 +105,14 @@ class ScriptedPipeline:
         self.delay_s = delay_s
 
     def __call__(self, input: Path, config: Any, **kwargs: Any) -> Iterator[Any]:
-        from detect.pipeline import detect_footage
+        from detect.pipeline import FootageRun, detect_footage
 
-        return detect_footage(input, config, detector=ThreeCars(self.delay_s), **kwargs)
+        # its notes on the footage kept, as detect.pipeline.ReusingPipeline keeps them
+        return FootageRun(
+            lambda notes: detect_footage(
+                input, config, detector=ThreeCars(self.delay_s), notes=notes, **kwargs
+            )
+        )
 
 
 # --- the case service ------------------------------------------------------------------------------
@@ -378,6 +383,30 @@ def test_a_corrupt_upload_fails_only_itself(
     good = _job(server, real)
     assert good["status"] == "done" and good["incidents"] == INCIDENTS, good
     assert len(_incident_ids(server)) == INCIDENTS
+
+
+def test_footage_cut_short_is_done_with_the_warning_the_runner_sends(
+    fresh_db: Callable[[str], str], start_service: Callable[..., LiveServer], site: Path, tmp_path: Path
+) -> None:
+    """A file that decodes only in part is analysed as far as it goes and its job says so, from a
+    runner as from the in-process worker (tests/api/test_footage_cut_short.py); it was done with no
+    warning before."""
+    from tests.api.test_gps_tracks import still_video
+
+    whole = still_video(tmp_path / "whole.avi", 7, frames=20)
+    server = start_service("svc", fresh_db("svc"))
+    cut = _upload(server, "patrol-0812.avi", whole[: len(whole) // 2])
+    loop = _loop(server, tmp_path, site)
+    try:
+        assert loop.run_once()
+    finally:
+        loop.close()
+    job = _job(server, cut)
+    assert job["status"] == "done", job
+    warning = job["warning"] or ""
+    assert warning.startswith("the footage was analysed only in part (patrol-0812.avi: decode failed after")
+    assert "of 20 frames: truncated or damaged data); nothing after that point was looked at" in warning
+    assert str(tmp_path) not in warning  # named as uploaded, not by the runner's work folder
 
 
 def _killable_loop(url: str, key: str, work_root: str, site: str) -> None:

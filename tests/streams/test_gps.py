@@ -404,6 +404,26 @@ def test_gps_jumps_faster_than_a_car_are_dropped_with_where(caplog: pytest.LogCa
     assert steady.without_jumps() is steady
 
 
+@pytest.mark.parametrize(
+    ("start", "dropped"),
+    [
+        ([(0.0, 0.0)], 1),  # a cold receiver's 0, 0
+        ([(31.2, 121.4)] * 3, 3),  # yesterday's parking place, 150 km away, repeated until the lock
+    ],
+)
+def test_bad_first_fixes_are_the_jumps_not_the_whole_track_after_them(
+    start: list[tuple[float, float]], dropped: int
+) -> None:
+    """A logger's first fixes are often stale or 0, 0. Checked from the first fix, every true fix after
+    them was a jump and a whole patrol's track came down to that one stale place."""
+    north = 10.0 / 111_195.0  # degrees of latitude for 10 m
+    stale = [Fix(at(s), lat, lon) for s, (lat, lon) in enumerate(start)]
+    true = [Fix(at(s), 30.0 + s * north, 120.0) for s in range(len(start), 60)]
+    clean = GpsTrack(stale + true, name="van.gpx").without_jumps()
+    assert list(clean) == true
+    assert clean.skipped == {"jump": dropped}
+
+
 def test_nmea_speed_or_course_that_is_no_number_is_left_out(tmp_path: Path) -> None:
     """A logger writing 'nan' for an unknown course: the fix is kept, without that course (as in CSV);
     a course of NaN used to reach dead reckoning and make every later position NaN."""
@@ -421,3 +441,45 @@ def test_a_csv_cell_over_the_csv_module_s_limit_is_named(tmp_path: Path) -> None
     text = "time,lat,lon\n2026-12-01T00:00:00Z,31.2,121.4," + "x" * 200_000 + "\n"
     with pytest.raises(TrackError, match=r"big\.csv: line 2: field larger than field limit"):
         load_track(write(tmp_path, "big.csv", text))
+
+
+def test_tracks_in_gbk_are_read(tmp_path: Path) -> None:
+    """A GPX that declares encoding="GBK" (some Chinese loggers) and a CSV saved by Excel on a Chinese
+    Windows (GBK, with a notes column) are read; before, both were "not UTF-8 text"."""
+    gpx = GPX_11.replace('encoding="UTF-8"', 'encoding="GBK"').replace("<trk>", "<trk><name>西湖巡逻</name>")
+    assert 'encoding="GBK"' in gpx
+    (tmp_path / "gbk.gpx").write_bytes(gpx.encode("gbk"))
+    assert len(load_track(tmp_path / "gbk.gpx")) == 3
+    csv_text = "time,lat,lon,备注\n2026-11-20 09:00:00,30.26,120.14,北山街\n"
+    (tmp_path / "excel.csv").write_bytes(csv_text.encode("gbk"))
+    track = load_track(tmp_path / "excel.csv", tz=CST)
+    assert [(f.time, f.lat, f.lon) for f in track] == [(at(0), 30.26, 120.14)]
+    (tmp_path / "mislabelled.gpx").write_bytes(
+        gpx.replace('encoding="GBK"', 'encoding="UTF-8"').encode("gbk")
+    )
+    assert len(load_track(tmp_path / "mislabelled.gpx")) == 3
+    (tmp_path / "unknown.gpx").write_bytes(gpx.replace("GBK", "X-MARTIAN").encode("gbk"))
+    with pytest.raises(
+        TrackError, match=r"unknown\.gpx: line 1: the XML declaration names an unknown encoding"
+    ):
+        load_track(tmp_path / "unknown.gpx")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("track.json", '[{"time": "2026-11-20T01:00:00Z", "lat": 30.26, "lon": 120.14}]', "JSON is not"),
+        ("geo.json", '{"type": "FeatureCollection", "features": []}', "JSON is not"),
+        (
+            "route.kml",
+            '<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document/></kml>',
+            "the root element is <kml>, not <gpx>",
+        ),
+    ],
+)
+def test_other_formats_are_named_not_read_as_csv_or_empty_gpx(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    """JSON was read as a CSV without a time column, KML as a GPX without points."""
+    with pytest.raises(TrackError, match=rf"{name}: {message}"):
+        load_track(write(tmp_path, name, text))

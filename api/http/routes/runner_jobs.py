@@ -98,6 +98,12 @@ class FinishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     error: str | None = Field(None, min_length=1, max_length=2000)
     incidents: int = Field(0, ge=0, le=2**31 - 1, description="incidents posted by this attempt")
+    warning: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2000,
+        description="a done attempt's caveat on the footage: a file that could be analysed only in part",
+    )
 
 
 # --- the service functions (blocking: run in the thread pool) ---------------------------------------
@@ -224,7 +230,7 @@ def finish_for_runner(
             owner=owner,
             error=error,
             incidents=body.incidents,
-            warning=job_warning(fit, superseded),
+            warning=job_warning(fit, superseded, None if error else body.warning),
             track_covered=fit.share if fit else None,
         ):
             raise queue.LeaseNotHeld(job_id)

@@ -1,0 +1,59 @@
+"""Footage that decodes only in part (a dashcam file cut short when the car was switched off): its job
+is done with what could be read, and says so; before, it was done with no word of the missing part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detect.pipeline import FootageRun, detect_footage
+from tests.api.api_testkit import LiveServer, wait_job
+from tests.api.test_gps_tracks import IdentityTracker, SurestAtFive, still_video
+from tests.detect.rule_fixtures import make_config
+
+
+def pipeline(input: Any, config: Any, **kwargs: Any) -> FootageRun:
+    """detect_footage with the fakes, its notes kept as detect.pipeline.ReusingPipeline keeps them."""
+    return FootageRun(
+        lambda notes: detect_footage(
+            input, config, detector=SurestAtFive(), tracker=IdentityTracker(), notes=notes, **kwargs
+        )
+    )
+
+
+@pytest.fixture
+def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+    config = make_config()
+    config = config.model_copy(
+        update={"cameras": [config.cameras[0].model_copy(update={"id": "demo-cam-01"})]}
+    )
+    return make_server(
+        sqlite_url,
+        run_worker=True,
+        run_webhooks=False,
+        pipeline=pipeline,
+        config_loader=lambda: config,
+        settings={"worker_poll_s": 0.05},
+    )
+
+
+def test_footage_cut_short_is_done_with_a_warning_naming_it(server: LiveServer, tmp_path: Path) -> None:
+    whole = still_video(tmp_path / "whole.avi", 7, frames=20)  # an AVI's frame count is in its header
+    cut = whole[: len(whole) // 2]
+    with server.client("device") as device:
+        receipts = [
+            device.post("/api/uploads", files={"file": (name, data, "video/x-msvideo")})
+            for name, data in (("whole.avi", whole), ("patrol-0812.avi", cut))
+        ]
+        assert [r.status_code for r in receipts] == [201, 201], receipts
+        whole_job, cut_job = (wait_job(device, r.json()["id"]) for r in receipts)
+    assert whole_job["status"] == "done" and whole_job["warning"] is None, whole_job
+    assert cut_job["status"] == "done", cut_job
+    warning = cut_job["warning"] or ""
+    assert warning.startswith(
+        "the footage was analysed only in part (patrol-0812.avi: decode failed after"
+    ), warning
+    assert "of 20 frames: truncated or damaged data); nothing after that point was looked at" in warning
+    assert str(server.services.settings.uploads_dir) not in warning  # the sender's name, not our path
