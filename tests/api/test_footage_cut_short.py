@@ -10,8 +10,7 @@ import pytest
 
 from detect.pipeline import FootageRun, detect_footage
 from tests.api.api_testkit import LiveServer, wait_job
-from tests.api.test_gps_tracks import IdentityTracker, SurestAtFive, still_video
-from tests.detect.rule_fixtures import make_config
+from tests.api.test_gps_tracks import IdentityTracker, SurestAtFive, still_video, worker_server
 
 
 def pipeline(input: Any, config: Any, **kwargs: Any) -> FootageRun:
@@ -25,18 +24,7 @@ def pipeline(input: Any, config: Any, **kwargs: Any) -> FootageRun:
 
 @pytest.fixture
 def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
-    config = make_config()
-    config = config.model_copy(
-        update={"cameras": [config.cameras[0].model_copy(update={"id": "demo-cam-01"})]}
-    )
-    return make_server(
-        sqlite_url,
-        run_worker=True,
-        run_webhooks=False,
-        pipeline=pipeline,
-        config_loader=lambda: config,
-        settings={"worker_poll_s": 0.05},
-    )
+    return worker_server(make_server, sqlite_url, pipeline)
 
 
 def test_footage_cut_short_is_done_with_a_warning_naming_it(server: LiveServer, tmp_path: Path) -> None:

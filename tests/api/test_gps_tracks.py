@@ -64,21 +64,26 @@ def pipeline(input: Any, config: Any, **kwargs: Any) -> Any:
     return detect_footage(input, config, detector=SurestAtFive(), tracker=IdentityTracker(), **kwargs)
 
 
-@pytest.fixture
-def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+def worker_server(make_server, url: str, pipeline: Any) -> LiveServer:  # type: ignore[no-untyped-def]
+    """A live server whose worker runs `pipeline` with the test rules' config, its camera the device's
+    (demo-cam-01) with no configured position: only a track can place its incidents."""
     config = make_config()
-    # the device's camera, with no configured position: only a track can place its incidents
     config = config.model_copy(
         update={"cameras": [config.cameras[0].model_copy(update={"id": "demo-cam-01"})]}
     )
-    return make_server(
-        sqlite_url,
+    return make_server(  # type: ignore[no-any-return]
+        url,
         run_worker=True,
         run_webhooks=False,
         pipeline=pipeline,
         config_loader=lambda: config,
         settings={"worker_poll_s": 0.05},
     )
+
+
+@pytest.fixture
+def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
+    return worker_server(make_server, sqlite_url, pipeline)
 
 
 def test_gpx_track_puts_the_case_in_its_grid_cell(server: LiveServer, tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ import pytest
 
 from api.jobs.track_shape import MAX_POINTS, read_track_shape, shape_path, thin, write_track_shape
 from tests.api.api_testkit import LiveServer, wait_job
-from tests.api.test_gps_tracks import TRACK_GPX, pipeline, still_video
-from tests.detect.rule_fixtures import make_config
+from tests.api.test_gps_tracks import TRACK_GPX, pipeline, still_video, worker_server
 
 START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 
@@ -81,18 +80,7 @@ def test_a_track_that_cannot_be_read_raises_the_named_track_error(tmp_path: Path
 
 @pytest.fixture
 def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyped-def]
-    config = make_config()
-    config = config.model_copy(
-        update={"cameras": [config.cameras[0].model_copy(update={"id": "demo-cam-01"})]}
-    )
-    return make_server(
-        sqlite_url,
-        run_worker=True,
-        run_webhooks=False,
-        pipeline=pipeline,
-        config_loader=lambda: config,
-        settings={"worker_poll_s": 0.05},
-    )
+    return worker_server(make_server, sqlite_url, pipeline)
 
 
 def test_uploads_with_tracks_are_listed_and_their_shapes_served(server: LiveServer, tmp_path: Path) -> None:
