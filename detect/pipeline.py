@@ -296,6 +296,15 @@ class FootageRun(Iterator[Incident]):
         return next(self._incidents)
 
 
+def footage_notes(incidents: object, footage: Path, name: str) -> str | None:
+    """A pipeline run's notes on the footage once its incidents are all out (FootageRun.notes: a file
+    analysed only in part), with the path of the job's copy of the footage replaced by the name it was
+    uploaded as; None for none, or for a pipeline that keeps no notes (the in-process worker's and the
+    runners' done job shows it)."""
+    notes = getattr(incidents, "notes", None) or []
+    return "; ".join(str(note).replace(str(footage), name) for note in notes) or None
+
+
 _plate_reader: PlateReader | None = None
 _plate_reader_lock = threading.Lock()
 

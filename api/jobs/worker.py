@@ -211,18 +211,10 @@ def job_track_fit(upload: Upload, config: Any, *, job_id: int) -> TrackFit | Non
 
 def job_warning(fit: TrackFit | None, superseded: str | None, footage: str | None = None) -> str | None:
     """A done job's caveats in one: footage analysed only in part (the pipeline's notes, see
-    footage_notes), how little of the footage its GPS track placed, and the cases of the upload's
-    earlier runs that keep their times (api.jobs.superseding)."""
+    detect.pipeline.footage_notes), how little of the footage its GPS track placed, and the cases of
+    the upload's earlier runs that keep their times (api.jobs.superseding)."""
     parts = [text.rstrip(". ") for text in (footage, fit.warning if fit else None, superseded) if text]
     return ". ".join(parts) or None
-
-
-def footage_notes(incidents: Any, footage: Path, name: str) -> str | None:
-    """The pipeline's notes on the footage once its incidents are all out (detect.pipeline.FootageRun:
-    a file analysed only in part), with the path of the job's copy replaced by the upload's name; a
-    pipeline without notes has none."""
-    notes = getattr(incidents, "notes", None) or []
-    return "; ".join(str(note).replace(str(footage), name) for note in notes) or None
 
 
 class Worker:
@@ -446,7 +438,7 @@ class Worker:
         """Run the job's footage through the pipeline: the incidents filed, how well its GPS track
         (if any) fits the footage, the warning naming the cases of the upload's earlier runs that
         an operator had reviewed before a resend corrected it (api.jobs.superseding), and the
-        pipeline's notes on the footage (footage_notes)."""
+        pipeline's notes on the footage (detect.pipeline.footage_notes)."""
         with self.factory() as session:
             upload = session.get(Upload, claim.upload_id)
             if upload is None:
@@ -487,6 +479,8 @@ class Worker:
                     raise LeaseLost()
                 self._ingest(incident, out_dir, actor, upload, claim.job_id)
                 count += 1
+            from detect.pipeline import footage_notes
+
             notes = footage_notes(incidents, footage, upload.filename or footage.name)
         except track_error as exc:
             raise JobFailed(f"the GPS track could not be read: {getattr(exc, 'detail', exc)}") from None

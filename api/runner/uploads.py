@@ -493,8 +493,7 @@ class UploadJobLoop:
         self, job: ClaimedJob, folder: Path, progress: dict[str, float], check: Callable[[], None]
     ) -> tuple[int, str | None]:
         """Run the job: the incidents posted, and the pipeline's notes on the footage (a file analysed
-        only in part, detect.pipeline.FootageRun) named by the upload's file name, as the in-process
-        worker's api.jobs.worker.footage_notes names them."""
+        only in part, detect.pipeline.footage_notes) named by the upload's file name."""
         upload = job.upload
         footage = folder / f"footage{upload.get('suffix') or ''}"
         self.client.download(job, "footage", footage, upload["sha256"])
@@ -532,8 +531,9 @@ class UploadJobLoop:
                 check()
                 self._post(job, incident, out_dir)
                 count += 1
-            name = upload.get("filename") or footage.name
-            notes = "; ".join(str(n).replace(str(footage), name) for n in getattr(incidents, "notes", ()))
+            from detect.pipeline import footage_notes
+
+            notes = footage_notes(incidents, footage, upload.get("filename") or footage.name)
         except track_error as exc:
             raise JobFailed(f"the GPS track could not be read: {getattr(exc, 'detail', exc)}") from None
         except source_error as exc:
@@ -543,7 +543,7 @@ class UploadJobLoop:
             raise JobFailed(f"site config: {exc}") from None
         except model_error as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
-        return count, notes[:2000] or None
+        return count, notes[:2000] if notes else None
 
     def _post(self, job: ClaimedJob, incident: PipelineIncident, out_dir: Path) -> None:
         data = incident.to_json()

@@ -64,10 +64,13 @@ def pipeline(input: Any, config: Any, **kwargs: Any) -> Any:
     return detect_footage(input, config, detector=SurestAtFive(), tracker=IdentityTracker(), **kwargs)
 
 
-def worker_server(make_server, url: str, pipeline: Any) -> LiveServer:  # type: ignore[no-untyped-def]
-    """A live server whose worker runs `pipeline` with the test rules' config, its camera the device's
-    (demo-cam-01) with no configured position: only a track can place its incidents."""
-    config = make_config()
+def worker_server(  # type: ignore[no-untyped-def]
+    make_server, url: str, pipeline: Any, config: Any = None
+) -> LiveServer:
+    """A live server whose worker runs `pipeline` with `config` (default: the test rules' config), its
+    camera the device's (demo-cam-01) with no configured position: only a track can place its
+    incidents."""
+    config = config or make_config()
     config = config.model_copy(
         update={"cameras": [config.cameras[0].model_copy(update={"id": "demo-cam-01"})]}
     )
@@ -388,17 +391,7 @@ def test_a_corrected_resend_supersedes_the_earlier_runs_cases(
             "truck_parking": {"kinds": ["truck"], **rule},
         }
     )
-    config = config.model_copy(
-        update={"cameras": [config.cameras[0].model_copy(update={"id": "demo-cam-01"})]}
-    )
-    server = make_server(
-        sqlite_url,
-        run_worker=True,
-        run_webhooks=False,
-        pipeline=two_car_pipeline,
-        config_loader=lambda: config,
-        settings={"worker_poll_s": 0.05},
-    )
+    server = worker_server(make_server, sqlite_url, two_car_pipeline, config)
     footage = still_video(tmp_path / "a.avi", 7)
     files = {"file": ("a.avi", footage, "video/x-msvideo")}
     with server.client("device") as device, server.client("operator") as op:

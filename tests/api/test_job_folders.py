@@ -6,13 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from api.jobs import queue
 from api.jobs.worker import Worker
 from api.services import Services
 from tests.api.api_testkit import make_settings
-from tests.api.test_uploads_jobs import Killed, _queue_upload, fake_pipeline
+from tests.api.test_uploads_jobs import _queue_upload, fake_pipeline, kill_midway
 
 
 def _leave(folder: Path) -> Path:
@@ -27,11 +25,7 @@ def test_a_retry_removes_the_killed_attempts_folder(tmp_path: Path, sqlite_url: 
     services = Services.build(settings)
     try:
         job_id = _queue_upload(services, tmp_path, "killed")
-        dying = Worker(
-            services.factory, settings, pipeline=fake_pipeline(4, die_after=2), config_loader=lambda: None
-        )
-        with pytest.raises(Killed):
-            dying.run_once()
+        kill_midway(services, settings)
         stale = _leave(settings.jobs_dir / f"{job_id}-1")
         time.sleep(0.4)
         healthy = Worker(services.factory, settings, pipeline=fake_pipeline(4), config_loader=lambda: None)

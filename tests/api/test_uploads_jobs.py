@@ -323,20 +323,26 @@ def _queue_upload(services: Services, tmp_path: Path, tag: str) -> int:
         return result.job.id
 
 
+def kill_midway(services: Services, settings: Any, **pipeline: Any) -> None:
+    """One attempt of the queued job by a worker that dies after filing two of its four incidents,
+    leaving its lease to lapse (`pipeline`: fake_pipeline's other arguments)."""
+    dying = Worker(
+        services.factory,
+        settings,
+        pipeline=fake_pipeline(4, die_after=2, **pipeline),
+        config_loader=lambda: None,
+    )
+    with pytest.raises(Killed):
+        dying.run_once()
+
+
 def test_dead_worker_job_is_retried_without_duplicates(tmp_path: Path, db_url: str) -> None:
     settings = make_settings(tmp_path, db_url, job_lease_s=0.3, worker_poll_s=0.05)
     services = Services.build(settings)
     try:
         job_id = _queue_upload(services, tmp_path, "dies")
         calls: list[str] = []
-        dying = Worker(
-            services.factory,
-            settings,
-            pipeline=fake_pipeline(4, die_after=2, calls=calls),
-            config_loader=lambda: None,
-        )
-        with pytest.raises(Killed):
-            dying.run_once()
+        kill_midway(services, settings, calls=calls)
         with services.factory() as session:
             job = session.get(Job, job_id)
             assert job.status == "running" and job.attempts == 1
@@ -368,11 +374,7 @@ def test_a_retried_job_with_other_numbers_keeps_the_first_filing(
     services = Services.build(settings)
     try:
         job_id = _queue_upload(services, tmp_path, "renumbered")
-        dying = Worker(
-            services.factory, settings, pipeline=fake_pipeline(4, die_after=2), config_loader=lambda: None
-        )
-        with pytest.raises(Killed):
-            dying.run_once()
+        kill_midway(services, settings)
         with services.factory() as session:
             first = list(session.scalars(select(Sighting.incident_json).order_by(Sighting.id)))
         assert len(first) == 2
