@@ -275,6 +275,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CLASS=ALPHA",
         help="one class's score row at its own alpha (repeatable), e.g. --row 'dining table=1'",
     )
+    soup.add_argument(
+        "--layers",
+        action="append",
+        default=[],
+        metavar="FIRST-LAST=ALPHA",
+        help="layers of the network (indexes in its list, both ends included) at their own alpha "
+        "(repeatable), e.g. --layers 0-10=1 (YOLO26n: 0-10 backbone, 11-22 neck, 23 head)",
+    )
     soup.add_argument("--out", type=Path, required=True, help="the .pt file to write")
     soup.set_defaults(handler=run_model_soup)
 
@@ -612,6 +620,7 @@ def run_model_soup(args: argparse.Namespace) -> int:
             raise CommandError(f"--row {text}: expected CLASS=ALPHA, e.g. 'dining table=1'") from None
         if not name.strip():
             raise CommandError(f"--row {text}: expected CLASS=ALPHA, e.g. 'dining table=1'")
+    layers = _layer_alphas(args.layers)
     try:
         made = interpolate(
             args.model or SHIPPED_WEIGHTS,
@@ -620,16 +629,39 @@ def run_model_soup(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             class_alpha=args.class_alpha,
             row_alphas=rows,
+            layer_alphas=layers,
         )
     except SoupError as exc:
         raise CommandError(str(exc)) from None
     own = "".join(f", {name} at {value:g}" for name, value in made.row_alphas.items())
+    by_layer = "".join(f", layer {index} at {value:g}" for index, value in sorted(made.layer_alphas.items()))
     print(
-        f"wrote {made.out}: {made.alpha:g} of the way to {args.base} (score rows of the "
+        f"wrote {made.out}: {made.alpha:g} of the way to {args.base}{by_layer} (score rows of the "
         f"{len(made.shared_classes)} shared classes at {made.class_alpha:g}{own}); score it with "
         f"`gridpatrol evaluate --model {made.out} --against CURRENT`"
     )
     return 0
+
+
+def _layer_alphas(texts: list[str]) -> dict[int, float]:
+    """--layers FIRST-LAST=ALPHA (or INDEX=ALPHA) options as layer index -> alpha; CommandError naming
+    the option that is not of that form or that names a layer twice."""
+    alphas: dict[int, float] = {}
+    for text in texts:
+        span, _, value = text.partition("=")
+        first, _, last = span.partition("-")
+        try:
+            indexes = range(int(first), int(last or first) + 1)
+            alpha = float(value)
+        except ValueError:
+            raise CommandError(f"--layers {text}: expected FIRST-LAST=ALPHA, e.g. 0-10=1") from None
+        if not indexes:
+            raise CommandError(f"--layers {text}: {first} is after {last}")
+        twice = sorted(set(indexes) & alphas.keys())
+        if twice:
+            raise CommandError(f"--layers {text}: layer {twice[0]} is given an alpha twice")
+        alphas.update(dict.fromkeys(indexes, alpha))
+    return alphas
 
 
 def run_model_rollback(args: argparse.Namespace) -> int:

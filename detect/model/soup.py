@@ -16,7 +16,11 @@ For weights w_current (fine-tuned) and w_base (the COCO model), alpha in [0, 1]:
   BatchNorms as identities, the fine-tuned ones real statistics: detect.model.training.identity_batchnorms),
   so the parameters' mean is not the functions' mean. (s, t) are interpolated instead;
 - the class score rows: a class both models know (matched by name) from its two rows, with
-  `class_alpha` (default alpha); a class only the fine-tuned model has (garbage) keeps its row.
+  `class_alpha` (default: the head's alpha); a class only the fine-tuned model has (garbage) keeps its row.
+
+`layer_alphas` gives layers of the network (by index in the model's list: 0-10 the backbone, 11-22 the
+neck, 23 the head for YOLO26n) their own alpha over `alpha`, to move one part of the network and not the
+others ("where was it forgotten?").
 
 Alpha 0 gives the fine-tuned weights' outputs, alpha 1 with class_alpha 1 the COCO model's for the kinds
 both know. The result is a candidate like any trained one: `gridpatrol model promote` decides.
@@ -51,6 +55,7 @@ class Soup:
     alpha: float
     class_alpha: float
     row_alphas: dict[str, float]  # classes whose row has its own alpha (over class_alpha)
+    layer_alphas: dict[int, float]  # layers (index in the network) with their own alpha (over alpha)
     shared_classes: tuple[str, ...]  # class rows taken partly from the base (the rest kept)
 
 
@@ -62,17 +67,21 @@ def interpolate(
     alpha: float,
     class_alpha: float | None = None,
     row_alphas: Mapping[str, float] | None = None,
+    layer_alphas: Mapping[int, float] | None = None,
 ) -> Soup:
     """Write weights alpha of the way from current towards base (module docstring); returns what was done.
-    row_alphas: class name -> its own score row's alpha, over class_alpha (a class both models know)."""
+    row_alphas: class name -> its own score row's alpha, over class_alpha (a class both models know).
+    layer_alphas: layer index -> that layer's own alpha, over alpha."""
     import torch
 
     from detect.backends import import_ultralytics
 
-    class_alpha = alpha if class_alpha is None else class_alpha
     row_alphas = dict(row_alphas or {})
-    named = [(f"alpha of {name}", value) for name, value in row_alphas.items()]
-    for name, value in [("alpha", alpha), ("class alpha", class_alpha), *named]:
+    layer_alphas = dict(layer_alphas or {})
+    named = [("alpha", alpha)] + ([("class alpha", class_alpha)] if class_alpha is not None else [])
+    named += [(f"alpha of {name}", value) for name, value in row_alphas.items()]
+    named += [(f"alpha of layer {index}", value) for index, value in sorted(layer_alphas.items())]
+    for name, value in named:
         if not 0.0 <= value <= 1.0:
             raise SoupError(f"{name} must be between 0 and 1, got {value}")
     import_ultralytics()
@@ -85,6 +94,12 @@ def interpolate(
         _network(current_ckpt, current_path),
         _network(_load(base_path, "base", torch_load), base_path),
     )
+    layers = len(fine.model)
+    outside = sorted(index for index in layer_alphas if not 0 <= index < layers)
+    if outside:
+        raise SoupError(f"{current_path} has layers 0-{layers - 1}: no layer {', '.join(map(str, outside))}")
+    if class_alpha is None:
+        class_alpha = layer_alphas.get(layers - 1, alpha)  # the rows are the head's
     fine_names, coco_names = dict(fine.names), dict(coco.names)
     by_name = {name: index for index, name in coco_names.items()}
     pairs = [(ours, by_name[name]) for ours, name in sorted(fine_names.items()) if name in by_name]
@@ -109,13 +124,14 @@ def interpolate(
                 rows[ours_row] = torch.lerp(rows[ours_row], theirs[coco_row].float(), row_alpha[ours_row])
             mixed[key] = rows
         else:
-            mixed[key] = torch.lerp(ours.float(), theirs.float(), alpha)
+            mixed[key] = torch.lerp(ours.float(), theirs.float(), layer_alphas.get(_layer_of(key), alpha))
     soup = copy.deepcopy(fine).float()
     soup.load_state_dict(mixed)
     fine_layers, coco_layers = dict(fine.float().named_modules()), dict(coco.float().named_modules())
     for name, layer in soup.named_modules():
         if isinstance(layer, torch.nn.BatchNorm2d):
-            blend_batchnorm(fine_layers[name], coco_layers[name], alpha, into=layer)
+            own = layer_alphas.get(_layer_of(name), alpha)
+            blend_batchnorm(fine_layers[name], coco_layers[name], own, into=layer)
 
     ckpt = {
         key: current_ckpt[key]
@@ -135,6 +151,7 @@ def interpolate(
             "alpha": alpha,
             "class_alpha": class_alpha,
             "row_alphas": row_alphas,
+            "layer_alphas": layer_alphas,
         },
     )
     _write_atomically(ckpt, target)
@@ -148,7 +165,12 @@ def interpolate(
         ", ".join(shared),
         class_alpha,
     )
-    return Soup(target, alpha, class_alpha, row_alphas, shared)
+    return Soup(target, alpha, class_alpha, row_alphas, layer_alphas, shared)
+
+
+def _layer_of(name: str) -> int:
+    """The index in the network's layer list of a weight or module named 'model.<index>...'."""
+    return int(name.split(".")[1])
 
 
 def blend_batchnorm(a: Any, b: Any, alpha: float, *, into: Any) -> None:

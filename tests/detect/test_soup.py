@@ -121,6 +121,38 @@ def test_a_class_row_can_have_its_own_alpha(tmp_path: Path, coco: Path) -> None:
         interpolate(SHIPPED, coco, tmp_path / "c.pt", alpha=0.2, row_alphas={"chair": 2.0})
 
 
+def test_layers_can_have_their_own_alpha(tmp_path: Path, coco: Path) -> None:
+    """--layers 0-10=1: the backbone (weights and BatchNorm functions) is the COCO model's, the neck and
+    the head are the shipped ones, and the class rows follow the head's alpha (here 0)."""
+    import torch
+
+    made = interpolate(
+        SHIPPED, coco, tmp_path / "b.pt", alpha=0.0, layer_alphas=dict.fromkeys(range(11), 1.0)
+    )
+    assert made.class_alpha == 0.0
+    soup = torch.load(made.out, weights_only=False)
+    assert soup["soup"]["layer_alphas"] == dict.fromkeys(range(11), 1.0)
+    mixed = soup["model"].float()
+    shipped = torch.load(SHIPPED, weights_only=False)["model"].float()
+    base = torch.load(coco, weights_only=False)["model"].float()
+    assert torch.allclose(mixed.model[5].conv.weight, base.model[5].conv.weight)
+    assert torch.equal(mixed.model[13].cv1.conv.weight, shipped.model[13].cv1.conv.weight)
+    key = "model.23.one2one_cv3.1.2.weight"
+    assert torch.equal(mixed.state_dict()[key], shipped.state_dict()[key])
+    x = torch.randn(1, 32, 8, 8)  # a backbone BatchNorm computes the COCO model's function
+    with torch.no_grad():
+        assert torch.allclose(mixed.model[1].bn.eval()(x), base.model[1].bn.eval()(x), atol=0.01)  # fp16
+        y = torch.randn(1, 64, 8, 8)  # and a neck one the shipped weights'
+        assert torch.allclose(mixed.model[17].bn.eval()(y), shipped.model[17].bn.eval()(y), atol=0.01)
+
+    head = interpolate(SHIPPED, coco, tmp_path / "h.pt", alpha=0.0, layer_alphas={23: 1.0})
+    assert head.class_alpha == 1.0  # the rows are the head's: they move with it
+    with pytest.raises(SoupError, match="has layers 0-23: no layer 24"):
+        interpolate(SHIPPED, coco, tmp_path / "x.pt", alpha=0.0, layer_alphas={24: 1.0})
+    with pytest.raises(SoupError, match="alpha of layer 3 must be between 0 and 1, got 2"):
+        interpolate(SHIPPED, coco, tmp_path / "x.pt", alpha=0.0, layer_alphas={3: 2.0})
+
+
 def test_a_soup_runs_through_the_product_s_detector(tmp_path: Path, coco: Path) -> None:
     """Loaded like any weights (YoloDetector, export cache included), it clears the floor the
     shipped weights must (tests/detect/test_model.py): two sure people and a bus or truck over the bus."""
@@ -172,6 +204,12 @@ def test_cli_writes_a_candidate_and_refuses_by_name(tmp_path: Path, coco: Path) 
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )  # fmt: skip
     assert rows.returncode == 1 and "--row chair=lots: expected CLASS=ALPHA" in rows.stderr
+    for layers, reason in [("0-x=1", "expected FIRST-LAST=ALPHA"), ("5-2=1", "5 is after 2")]:
+        bad_layers = subprocess.run(
+            [*cli, "--alpha", "0", "--base", str(coco), "--layers", layers, "--out", str(tmp_path / "f.pt")],
+            capture_output=True, text=True, cwd=REPO, timeout=300,
+        )  # fmt: skip
+        assert bad_layers.returncode == 1 and f"--layers {layers}: {reason}" in bad_layers.stderr
 
 
 def _sha(path: Path) -> str:
