@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, aliased
 from api.accounts.accounts import Principal, Role
 from api.cases import workflow
 from api.cases.reading import visible
+from api.cases.wall_time import held_in_range
 from api.storage.db import as_utc
 from api.storage.models import Case, CaseEvent, GridCell, UploadCoverage
 
@@ -198,11 +199,13 @@ def _status_at(until: datetime) -> ColumnElement[str]:
 
 def local_days(first: date, last: date, offset_h: float) -> tuple[datetime, datetime]:
     """The period [since, until) in naive UTC of the local days `first` to `last`, both included, at
-    `offset_h` hours from UTC: local midnight before the first, after the last."""
+    `offset_h` hours from UTC: local midnight before the first, after the last, held in the range of
+    times the service takes (wall_time.held_in_range: the API refuses 1969-12-31T16:00:00Z, the
+    start of the local day 1970-01-01 at UTC+8, and no case lies outside it)."""
     shift = timedelta(hours=offset_h)
     since = datetime.combine(first, datetime.min.time()) - shift
     until = datetime.combine(last + timedelta(days=1), datetime.min.time()) - shift
-    return since, until
+    return held_in_range(since), held_in_range(until)
 
 
 def period_report(

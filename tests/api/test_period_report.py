@@ -389,3 +389,32 @@ def test_the_benchmark_runs_from_the_repository() -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     assert "sqlite: 300 cases" in run.stdout and "(found 300," in run.stdout  # the year holds them all
     assert run.stdout.count("faster with the index") == 3
+
+
+@pytest.mark.parametrize(
+    ("offset_h", "since", "until", "seen"),
+    [
+        (8.0, "1970-01-01", "1970-01-02", "1970-01-01T00:30:00Z"),
+        (-5.0, "2199-12-30", "2199-12-31", "2199-12-31T23:00:00Z"),
+    ],
+)
+def test_the_first_and_last_days_of_the_calendar_give_a_working_csv_link(
+    make_server: Any, sqlite_url: str, offset_h: float, since: str, until: str, seen: str
+) -> None:
+    """The local day 1970-01-01 begins before the earliest time the API takes at UTC+8 (and 2199-12-31
+    ends after the latest at UTC-5): the period is held to the service's range, where every case lies,
+    so the page's CSV link is not refused and counts the same cases as the page."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, settings={"timezone_offset_h": offset_h})
+    with server.client("device") as device:
+        made = post_incident(device, incident_json("edge", when=seen))
+        assert made.status_code == 201, made.text
+    with server.browser("operator") as op:
+        page = op.get("/reports", params={"range": "custom", "since": since, "until": until})
+        assert page.status_code == 200 and 'class="flash error"' not in page.text
+        total = page.text.split('id="report-total"')[1].split("</table>")[0]
+        assert '<th scope="row">Found</th><td class="num">1</td>' in total
+        csv_link = page.text.split('id="report-csv"')[0].rsplit('href="', 1)[1].split('"')[0]
+        got = op.get(csv_link.replace("&amp;", "&"))
+    assert got.status_code == 200, got.text
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert (rows[-1]["cell_id"], rows[-1]["found"]) == ("*", "1")
