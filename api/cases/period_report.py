@@ -163,6 +163,13 @@ class PatrolCoverage:
     share: float | None  # cells_passed / cells_in_grid; None for an empty grid
 
 
+def whole_percent(share: float) -> int:
+    """A share (0..1) as a whole percent for a person to read: rounded, but 0 and 100 only for none and
+    all (199 of 200 cells passed is 99%, not a full coverage; 1 of 200 is 1%, not none)."""
+    percent = round(share * 100)
+    return min(max(percent, 1), 99) if 0 < share < 1 else percent
+
+
 @dataclass(frozen=True, slots=True)
 class PeriodReport:
     since: datetime  # naive UTC

@@ -51,7 +51,7 @@ def _hours(value: float | None) -> str:
 
 def summary_lines(report: object, *, first: date, last: date, offset: str) -> list[str]:
     """The report as lines of text (report: an api.cases.period_report.PeriodReport)."""
-    from api.cases.period_report import Figures, PeriodReport
+    from api.cases.period_report import Figures, PeriodReport, whole_percent
 
     assert isinstance(report, PeriodReport)
     total = report.total
@@ -79,7 +79,7 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
     ):
         lines.append(line(name, _hours(d.median_h), f"  median; p90 {_hours(d.p90_h)}; moves: {d.count}"))
     cov = report.coverage
-    share = f" ({cov.share:.0%})" if cov.share is not None else ""
+    share = f" ({whole_percent(cov.share)}%)" if cov.share is not None else ""
     lines.append(line("patrol coverage", f"{cov.cells_passed}/{cov.cells_in_grid}", f" cells passed{share}"))
 
     head = (

@@ -418,3 +418,79 @@ def test_the_first_and_last_days_of_the_calendar_give_a_working_csv_link(
     assert got.status_code == 200, got.text
     rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
     assert (rows[-1]["cell_id"], rows[-1]["found"]) == ("*", "1")
+
+
+def test_a_coverage_short_of_all_or_none_is_never_written_100_or_0_percent(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Of a grid of 200 cells, 199 passed is 99% on the page and from the CLI (rounded, it was 100%, a
+    full coverage the patrols did not make), and 1 passed is 1% (it was 0%)."""
+    from api.cli.main import main
+    from api.storage.models import Upload, UploadCoverage
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, grid=False)
+    cells = [f"CELL-{n:03d}" for n in range(200)]
+    grid = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [
+                            [120 + n / 1000, 30],
+                            [120.001 + n / 1000, 30],
+                            [120.001 + n / 1000, 30.001],
+                            [120 + n / 1000, 30.001],
+                            [120 + n / 1000, 30],
+                        ]
+                    ],
+                },
+                "properties": {"id": cell, "name": cell, "team": "team-ziyang"},
+            }
+            for n, cell in enumerate(cells)
+        ],
+    }
+    with server.client("admin") as admin:
+        imported = admin.put("/api/grids", json=grid)
+        assert imported.status_code == 200, imported.text
+    when = datetime(2026, 11, 20, 4, 0)  # 2026-11-20, local
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    for passed in (1, 199):
+        with server.services.factory() as session:
+            session.query(UploadCoverage).delete()
+            upload = session.query(Upload).first() or Upload(
+                sha256="0" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="user:admin"
+            )
+            session.add(upload)
+            session.flush()
+            for cell in cells[:passed]:
+                session.add(
+                    UploadCoverage(
+                        upload_id=upload.id,
+                        cell_id=cell,
+                        team="team-ziyang",
+                        entered_at=when,
+                        left_at=when,
+                        metres=1.0,
+                    )
+                )
+            session.commit()
+        shown = f"{passed}%" if passed == 1 else "99%"
+        with server.browser("operator") as op:
+            page = op.get(
+                "/reports", params={"range": "custom", "since": "2026-11-20", "until": "2026-11-20"}
+            )
+        total = page.text.split('id="report-total"')[1].split("</table>")[0]
+        assert f"{passed} of 200 ({shown})" in total, total
+        assert (
+            main(["report", "--since", "2026-11-20", "--until", "2026-11-20", "--database-url", sqlite_url])
+            == 0
+        )
+        assert f"{passed}/200 cells passed ({shown})" in capsys.readouterr().out

@@ -124,5 +124,6 @@ async def reports_page(
         offset=utc_offset_text(offset_h),
         csv_url="/api/reports/period.csv?" + api_query,
         reasons=workflow.REJECT_REASONS,
+        percent=period_report.whole_percent,
         category_name=lambda c: t(f"category.{c}") if t.has(f"category.{c}") else c,
     )
