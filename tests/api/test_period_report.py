@@ -494,3 +494,38 @@ def test_a_coverage_short_of_all_or_none_is_never_written_100_or_0_percent(
             == 0
         )
         assert f"{passed}/200 cells passed ({shown})" in capsys.readouterr().out
+
+
+def test_the_cli_lines_up_its_columns_under_chinese_names(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A team named in Chinese (two columns a character on a terminal) leaves the numbers of its cells
+    under their heads, as an ASCII name does."""
+    import json
+    import unicodedata
+
+    from api.cli.main import main
+    from tests.api.api_testkit import DEMO_GRID
+
+    def columns(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    for feature in grid["features"]:
+        if feature["properties"]["team"] == "team-ziyang":
+            feature["properties"]["team"] = "紫阳街道城管执法中队"
+    with server.client("admin") as admin:
+        assert admin.put("/api/grids", json=grid).status_code == 200
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    assert (
+        main(["report", "--since", "2026-11-20", "--until", "2026-11-20", "--database-url", sqlite_url]) == 0
+    )
+    out = capsys.readouterr().out.split("By grid cell (team)")[1].splitlines()
+    head, rows = out[0], [line for line in out[1:] if line.strip()]
+    assert any("紫阳街道城管执法中队" in row for row in rows) and any("team-hubin" in row for row in rows)
+    assert {columns(row) for row in rows} == {columns("By grid cell (team)" + head)}
