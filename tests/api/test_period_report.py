@@ -529,3 +529,19 @@ def test_the_cli_lines_up_its_columns_under_chinese_names(
     head, rows = out[0], [line for line in out[1:] if line.strip()]
     assert any("紫阳街道城管执法中队" in row for row in rows) and any("team-hubin" in row for row in rows)
     assert {columns(row) for row in rows} == {columns("By grid cell (team)" + head)}
+
+
+def test_a_range_the_page_does_not_offer_is_named(make_server: Any, sqlite_url: str) -> None:
+    """/reports?range=quarter (a kept or typed link) shows last week and says so; it said nothing."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.browser("operator") as op:
+        page = op.get("/reports", params={"range": "quarter"})
+        week = op.get("/reports", params={"range": "week"})
+        days = op.get("/reports", params={"range": "quarter", "since": "2026-11-02", "until": "2026-11-08"})
+    assert page.status_code == 200
+    assert (
+        "There is no range &#39;quarter&#39; (last week, last month or chosen days); showing last week"
+        in (page.text)
+    )
+    assert 'aria-current="true">Last week' in page.text and 'class="flash error"' not in week.text
+    assert 'class="flash error"' not in days.text and 'value="2026-11-02"' in days.text
