@@ -16,7 +16,9 @@ Counted:
 - open at the end: first seen before `until`, neither closed nor rejected at `until`;
 - times (hours), of the moves made in the period: first seen -> review decision, dispatched -> handled
   (from the last dispatch before it), first seen -> closed; median and 90th percentile (linear between
-  ranks), None when there is no such move (never 0).
+  ranks), None when there is no such move (never 0). A recurrence (a closed case seen again, reopened
+  for review) is "found" when it was reopened: its review and closing are timed from then, not from
+  the case's first sighting.
 
 The counts are summed by the database; the moves of the period (one row each, some 10^4 in a month of a
 busy district) come back to be timed, as percentiles need every value.
@@ -272,6 +274,17 @@ def _moves(
         )
         .scalar_subquery()
     )
+    reopen = aliased(CaseEvent)
+    reopened_at = (
+        select(func.max(reopen.at))
+        .where(
+            reopen.case_id == CaseEvent.case_id,
+            reopen.from_status == workflow.CLOSED.value,
+            reopen.to_status == workflow.PENDING_REVIEW.value,
+            reopen.at <= CaseEvent.at,
+        )
+        .scalar_subquery()
+    )
     review = and_(
         CaseEvent.from_status == workflow.PENDING_REVIEW.value,
         CaseEvent.to_status.in_([workflow.FILED.value, workflow.REJECTED.value]),
@@ -293,6 +306,7 @@ def _moves(
             CaseEvent.to_status,
             CaseEvent.reason,
             dispatched_at.label("dispatched_at"),
+            reopened_at.label("reopened_at"),
         )
         .join(Case, Case.id == CaseEvent.case_id)
         .where(CaseEvent.at >= first, CaseEvent.at < last, review | undo | handled | closed),
@@ -301,6 +315,7 @@ def _moves(
     decisions: dict[int, tuple[str, str, str, str | None, float | None]] = {}  # case -> its last decision
     closings: dict[int, tuple[str, str, float | None]] = {}  # case -> its last closing in the period
     for row in session.execute(stmt):
+        found = row.first_seen if row.reopened_at is None else max(row.first_seen, row.reopened_at)
         if row.action == "undo":
             decisions.pop(row.case_id, None)
         elif row.from_status == workflow.PENDING_REVIEW and row.to_status in (
@@ -312,14 +327,14 @@ def _moves(
                 row.category,
                 row.to_status,
                 row.reason,
-                _hours(row.first_seen, row.at),
+                _hours(found, row.at),
             )
         elif row.to_status == workflow.HANDLED:
             hours = _hours(row.dispatched_at, row.at)
             if hours is not None:
                 tally(row.grid_cell_id, row.category).handling.append(hours)
         elif row.to_status == workflow.CLOSED:
-            closings[row.case_id] = (row.grid_cell_id, row.category, _hours(row.first_seen, row.at))
+            closings[row.case_id] = (row.grid_cell_id, row.category, _hours(found, row.at))
     for cell, category, target, reason, hours in decisions.values():
         t = tally(cell, category)
         if target == workflow.FILED:

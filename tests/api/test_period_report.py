@@ -545,3 +545,30 @@ def test_a_range_the_page_does_not_offer_is_named(make_server: Any, sqlite_url: 
     )
     assert 'aria-current="true">Last week' in page.text and 'class="flash error"' not in week.text
     assert 'class="flash error"' not in days.text and 'value="2026-11-02"' in days.text
+
+
+def test_a_recurrences_times_start_when_it_was_reopened(make_server: Any, sqlite_url: str) -> None:
+    """A closed case seen again (within the merge window) is reopened for review: its new review
+    decision and closing are timed from its reopening, not from its first sighting, which would charge
+    the review and the closing of the recurrence with the whole earlier life of the case."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    place = (30.2710, 120.1560)
+    with server.client("device") as device, server.client("admin") as admin, server.client("ziyang") as team:
+        case_id = _case(device, "first", now - timedelta(hours=20), place)
+        for to in ("filed", "dispatched", "handled", "verified", "closed"):
+            _move(team if to == "handled" else admin, case_id, to)
+        again = post_incident(
+            device, incident_json("again", when=_iso(now - timedelta(minutes=5)), position=place)
+        )
+        assert again.json()["case_id"] == case_id and again.json()["recurrence"], again.text
+        for to in ("filed", "dispatched", "handled", "verified", "closed"):
+            _move(team if to == "handled" else admin, case_id, to)
+        period = {
+            "since": _iso(now - timedelta(hours=1)),
+            "until": _iso(datetime.now(UTC) + timedelta(hours=1)),
+        }
+        total = admin.get("/api/reports/period", params=period).json()["total"]
+    assert total["confirmed"] == 1 and total["closed"] == 1  # the case's last decision and closing
+    assert total["review_hours"]["count"] == 1 and total["review_hours"]["median_h"] < 0.1, total
+    assert total["closing_hours"]["count"] == 1 and total["closing_hours"]["median_h"] < 0.1, total
