@@ -16,7 +16,9 @@ Counted:
 - open at the end: first seen before `until`, neither closed nor rejected at `until`;
 - times (hours), of the moves made in the period: first seen -> review decision, dispatched -> handled
   (from the last dispatch before it), first seen -> closed; median and 90th percentile (linear between
-  ranks), None when there is no such move (never 0).
+  ranks), None when there is no such move (never 0). A recurrence (a closed case seen again, reopened
+  for review) is "found" when it was reopened: its review and closing are timed from then, not from
+  the case's first sighting.
 
 The counts are summed by the database; the moves of the period (one row each, some 10^4 in a month of a
 busy district) come back to be timed, as percentiles need every value.
@@ -38,6 +40,7 @@ from sqlalchemy.orm import Session, aliased
 from api.accounts.accounts import Principal, Role
 from api.cases import workflow
 from api.cases.reading import visible
+from api.cases.wall_time import held_in_range
 from api.storage.db import as_utc
 from api.storage.models import Case, CaseEvent, GridCell, UploadCoverage
 
@@ -162,6 +165,13 @@ class PatrolCoverage:
     share: float | None  # cells_passed / cells_in_grid; None for an empty grid
 
 
+def whole_percent(share: float) -> int:
+    """A share (0..1) as a whole percent for a person to read: rounded, but 0 and 100 only for none and
+    all (199 of 200 cells passed is 99%, not a full coverage; 1 of 200 is 1%, not none)."""
+    percent = round(share * 100)
+    return min(max(percent, 1), 99) if 0 < share < 1 else percent
+
+
 @dataclass(frozen=True, slots=True)
 class PeriodReport:
     since: datetime  # naive UTC
@@ -198,11 +208,13 @@ def _status_at(until: datetime) -> ColumnElement[str]:
 
 def local_days(first: date, last: date, offset_h: float) -> tuple[datetime, datetime]:
     """The period [since, until) in naive UTC of the local days `first` to `last`, both included, at
-    `offset_h` hours from UTC: local midnight before the first, after the last."""
+    `offset_h` hours from UTC: local midnight before the first, after the last, held in the range of
+    times the service takes (wall_time.held_in_range: the API refuses 1969-12-31T16:00:00Z, the
+    start of the local day 1970-01-01 at UTC+8, and no case lies outside it)."""
     shift = timedelta(hours=offset_h)
     since = datetime.combine(first, datetime.min.time()) - shift
     until = datetime.combine(last + timedelta(days=1), datetime.min.time()) - shift
-    return since, until
+    return held_in_range(since), held_in_range(until)
 
 
 def period_report(
@@ -262,6 +274,17 @@ def _moves(
         )
         .scalar_subquery()
     )
+    reopen = aliased(CaseEvent)
+    reopened_at = (
+        select(func.max(reopen.at))
+        .where(
+            reopen.case_id == CaseEvent.case_id,
+            reopen.from_status == workflow.CLOSED.value,
+            reopen.to_status == workflow.PENDING_REVIEW.value,
+            reopen.at <= CaseEvent.at,
+        )
+        .scalar_subquery()
+    )
     review = and_(
         CaseEvent.from_status == workflow.PENDING_REVIEW.value,
         CaseEvent.to_status.in_([workflow.FILED.value, workflow.REJECTED.value]),
@@ -283,6 +306,7 @@ def _moves(
             CaseEvent.to_status,
             CaseEvent.reason,
             dispatched_at.label("dispatched_at"),
+            reopened_at.label("reopened_at"),
         )
         .join(Case, Case.id == CaseEvent.case_id)
         .where(CaseEvent.at >= first, CaseEvent.at < last, review | undo | handled | closed),
@@ -291,6 +315,7 @@ def _moves(
     decisions: dict[int, tuple[str, str, str, str | None, float | None]] = {}  # case -> its last decision
     closings: dict[int, tuple[str, str, float | None]] = {}  # case -> its last closing in the period
     for row in session.execute(stmt):
+        found = row.first_seen if row.reopened_at is None else max(row.first_seen, row.reopened_at)
         if row.action == "undo":
             decisions.pop(row.case_id, None)
         elif row.from_status == workflow.PENDING_REVIEW and row.to_status in (
@@ -302,14 +327,14 @@ def _moves(
                 row.category,
                 row.to_status,
                 row.reason,
-                _hours(row.first_seen, row.at),
+                _hours(found, row.at),
             )
         elif row.to_status == workflow.HANDLED:
             hours = _hours(row.dispatched_at, row.at)
             if hours is not None:
                 tally(row.grid_cell_id, row.category).handling.append(hours)
         elif row.to_status == workflow.CLOSED:
-            closings[row.case_id] = (row.grid_cell_id, row.category, _hours(row.first_seen, row.at))
+            closings[row.case_id] = (row.grid_cell_id, row.category, _hours(found, row.at))
     for cell, category, target, reason, hours in decisions.values():
         t = tally(cell, category)
         if target == workflow.FILED:

@@ -26,9 +26,12 @@ from api.storage.models import UNASSIGNED, Case, GridCell
 
 
 def _local_day(session: Session, offset_h: float):  # type: ignore[no-untyped-def]
+    """The local day of a case's first sighting. SQLite's date() rounds a time to the millisecond (the
+    last 0.5 ms of a day into the next), so it is given the stored text cut to whole seconds
+    ('YYYY-MM-DD HH:MM:SS'), which never crosses a day's bound at a whole minute's offset."""
     minutes = int(round(offset_h * 60))
     if session.get_bind().dialect.name == "sqlite":
-        return func.date(Case.first_seen, f"{minutes:+d} minutes")
+        return func.date(func.substr(Case.first_seen, 1, 19), f"{minutes:+d} minutes")
     return func.date(Case.first_seen + literal_column(f"interval '{minutes} minutes'"))
 
 

@@ -10,7 +10,7 @@ it was sent with. A time without an offset is taken as UTC, as the storage does 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -36,6 +36,17 @@ def in_range(value: datetime) -> bool:
     """Whether an aware or naive (UTC) time lies in the accepted range. Comparing aware times never
     overflows, even at year 1 with +14:00 (converting one to UTC would)."""
     return EARLIEST_WALL_TIME <= aware(value) < LATEST_WALL_TIME
+
+
+def held_in_range(value: datetime) -> datetime:
+    """A naive UTC time, moved into the accepted range where it falls outside (to its first instant, or
+    its last microsecond). For a bound computed from a day of the range at the service's offset (a
+    local midnight before 1970-01-01T00:00:00Z at UTC+8): every stored time lies in the range, so
+    the bound selects the same times (as an end not included, all but a time at the range's last
+    microsecond), and the API takes it."""
+    earliest = EARLIEST_WALL_TIME.replace(tzinfo=None)
+    latest = LATEST_WALL_TIME.replace(tzinfo=None) - timedelta(microseconds=1)
+    return min(max(value, earliest), latest)
 
 
 def _check(value: datetime) -> datetime:

@@ -9,6 +9,7 @@ report reads the database only (an existing one: a mistyped location is refused,
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from datetime import date
 from pathlib import Path
 
@@ -45,23 +46,33 @@ def _day(text: str, option: str) -> date:
     return day
 
 
+def _columns(text: str) -> int:
+    """The columns a terminal gives `text`: two for a wide character (a Chinese cell or team name)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _left(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal columns."""
+    return text + " " * (width - _columns(text))
+
+
 def _hours(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f} h"
 
 
 def summary_lines(report: object, *, first: date, last: date, offset: str) -> list[str]:
     """The report as lines of text (report: an api.cases.period_report.PeriodReport)."""
-    from api.cases.period_report import Figures, PeriodReport
+    from api.cases.period_report import Figures, PeriodReport, whole_percent
 
     assert isinstance(report, PeriodReport)
     total = report.total
     names = [c.category for c in report.by_category] + [
         f"{c.cell_id} ({c.team or '–'})" for c in report.by_cell
     ]
-    width = max([NAME_WIDTH, *(len(name) + 2 for name in names)])
+    width = max([NAME_WIDTH, *(_columns(name) + 2 for name in names)])
 
     def line(name: str, value: object, extra: str = "") -> str:
-        return f"  {name:<{width}}{value!s:>8}{extra}"
+        return f"  {_left(name, width)}{value!s:>8}{extra}"
 
     reasons = ", ".join(f"{reason} {n}" for reason, n in total.rejected_by_reason.items())
     lines = [
@@ -79,7 +90,7 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
     ):
         lines.append(line(name, _hours(d.median_h), f"  median; p90 {_hours(d.p90_h)}; moves: {d.count}"))
     cov = report.coverage
-    share = f" ({cov.share:.0%})" if cov.share is not None else ""
+    share = f" ({whole_percent(cov.share)}%)" if cov.share is not None else ""
     lines.append(line("patrol coverage", f"{cov.cells_passed}/{cov.cells_in_grid}", f" cells passed{share}"))
 
     head = (
@@ -89,7 +100,7 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
     def row(name: str, f: Figures) -> str:
         median = f.review_hours.median_h
         return (
-            f"  {name:<{width}}{f.found:>7}{f.confirmed:>10}{f.rejected:>9}{f.closed:>7}"
+            f"  {_left(name, width)}{f.found:>7}{f.confirmed:>10}{f.rejected:>9}{f.closed:>7}"
             f"{f.open_at_end:>6}{f.awaiting_review_at_end:>9}{'–' if median is None else f'{median:.1f}':>10}"
         )
 

@@ -224,6 +224,19 @@ def test_list_filters_sorting_stats_and_grids(server: LiveServer) -> None:
         assert counts["DEMO-ZIYANG-04"] == 1 and grids["unassigned"]["open_cases"] == 1
 
 
+def test_stats_count_a_case_on_the_local_day_it_was_first_seen(make_server, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A case first seen in the last millisecond of a local day (23:59:59.9996 at UTC+8) is that day's,
+    by `day` as by the since/until of the same day: SQLite's date() rounded its time to the millisecond,
+    into the next day."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device, server.client("admin") as admin:
+        made = post_incident(device, incident_json("midnight", when="2026-11-20T23:59:59.999600+08:00"))
+        assert made.status_code == 201, made.text
+        day = {"since": "2026-11-20T00:00:00+08:00", "until": "2026-11-20T23:59:59.999999+08:00"}
+        got = admin.get("/api/stats", params={**day, "by": "day"}).json()
+    assert got["total"] == 1 and [(r["day"], r["count"]) for r in got["rows"]] == [("2026-11-20", 1)]
+
+
 def test_admin_endpoints_need_admin(server: LiveServer) -> None:
     with server.client("operator") as op, server.client("admin") as admin:
         assert op.get("/api/webhooks/deliveries").status_code == 403

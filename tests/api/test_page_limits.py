@@ -85,3 +85,30 @@ def test_a_reversed_range_on_the_case_list_is_named_and_dropped(make_server: Any
         assert page.status_code == 200
         assert "First seen until is before the start of the range and was ignored" in page.text
         assert number in page.text  # the start alone still filters: the case, seen after it, is listed
+
+
+def test_the_dashboards_dates_are_those_the_service_takes(make_server: Any, sqlite_url: str) -> None:
+    """The first local day, 1970-01-01, begins before the earliest time /api/stats takes at UTC+8: the
+    dashboard asks from that time instead (no case lies before it), and counts a case seen on it; a
+    day outside 1970..2199 is named and left out, not sent to /api/stats to be refused there."""
+    import html
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device, server.browser("operator") as op:
+        made = post_incident(device, incident_json("first-day", when="1970-01-01T00:30:00Z"))
+        assert made.status_code == 201, made.text
+        for params, found, notice in (
+            ({"since": "1970-01-01", "until": "1970-01-01"}, 1, None),
+            ({"since": "0001-01-01"}, 1, "From: 0001-01-01 is outside the years 1970 to 2199; left out"),
+            ({"until": "9999-12-31"}, 1, "To: 9999-12-31 is outside the years 1970 to 2199; left out"),
+        ):
+            page = op.get("/dashboard", params=params)
+            assert page.status_code == 200
+            if notice is None:
+                assert 'class="flash error"' not in page.text
+            else:
+                assert notice in html.unescape(page.text), page.text
+            query = html.unescape(page.text.split('"/api/stats?')[1].split('"')[0])
+            stats = op.get(f"/api/stats?{query}&by=total")
+            assert stats.status_code == 200, (params, stats.text)
+            assert stats.json()["total"] == found

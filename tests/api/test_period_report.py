@@ -389,3 +389,186 @@ def test_the_benchmark_runs_from_the_repository() -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     assert "sqlite: 300 cases" in run.stdout and "(found 300," in run.stdout  # the year holds them all
     assert run.stdout.count("faster with the index") == 3
+
+
+@pytest.mark.parametrize(
+    ("offset_h", "since", "until", "seen"),
+    [
+        (8.0, "1970-01-01", "1970-01-02", "1970-01-01T00:30:00Z"),
+        (-5.0, "2199-12-30", "2199-12-31", "2199-12-31T23:00:00Z"),
+    ],
+)
+def test_the_first_and_last_days_of_the_calendar_give_a_working_csv_link(
+    make_server: Any, sqlite_url: str, offset_h: float, since: str, until: str, seen: str
+) -> None:
+    """The local day 1970-01-01 begins before the earliest time the API takes at UTC+8 (and 2199-12-31
+    ends after the latest at UTC-5): the period is held to the service's range, where every case lies,
+    so the page's CSV link is not refused and counts the same cases as the page."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, settings={"timezone_offset_h": offset_h})
+    with server.client("device") as device:
+        made = post_incident(device, incident_json("edge", when=seen))
+        assert made.status_code == 201, made.text
+    with server.browser("operator") as op:
+        page = op.get("/reports", params={"range": "custom", "since": since, "until": until})
+        assert page.status_code == 200 and 'class="flash error"' not in page.text
+        total = page.text.split('id="report-total"')[1].split("</table>")[0]
+        assert '<th scope="row">Found</th><td class="num">1</td>' in total
+        csv_link = page.text.split('id="report-csv"')[0].rsplit('href="', 1)[1].split('"')[0]
+        got = op.get(csv_link.replace("&amp;", "&"))
+    assert got.status_code == 200, got.text
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert (rows[-1]["cell_id"], rows[-1]["found"]) == ("*", "1")
+
+
+def test_a_coverage_short_of_all_or_none_is_never_written_100_or_0_percent(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Of a grid of 200 cells, 199 passed is 99% on the page and from the CLI (rounded, it was 100%, a
+    full coverage the patrols did not make), and 1 passed is 1% (it was 0%)."""
+    from api.cli.main import main
+    from api.storage.models import Upload, UploadCoverage
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, grid=False)
+    cells = [f"CELL-{n:03d}" for n in range(200)]
+    grid = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [
+                            [120 + n / 1000, 30],
+                            [120.001 + n / 1000, 30],
+                            [120.001 + n / 1000, 30.001],
+                            [120 + n / 1000, 30.001],
+                            [120 + n / 1000, 30],
+                        ]
+                    ],
+                },
+                "properties": {"id": cell, "name": cell, "team": "team-ziyang"},
+            }
+            for n, cell in enumerate(cells)
+        ],
+    }
+    with server.client("admin") as admin:
+        imported = admin.put("/api/grids", json=grid)
+        assert imported.status_code == 200, imported.text
+    when = datetime(2026, 11, 20, 4, 0)  # 2026-11-20, local
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    for passed in (1, 199):
+        with server.services.factory() as session:
+            session.query(UploadCoverage).delete()
+            upload = session.query(Upload).first() or Upload(
+                sha256="0" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="user:admin"
+            )
+            session.add(upload)
+            session.flush()
+            for cell in cells[:passed]:
+                session.add(
+                    UploadCoverage(
+                        upload_id=upload.id,
+                        cell_id=cell,
+                        team="team-ziyang",
+                        entered_at=when,
+                        left_at=when,
+                        metres=1.0,
+                    )
+                )
+            session.commit()
+        shown = f"{passed}%" if passed == 1 else "99%"
+        with server.browser("operator") as op:
+            page = op.get(
+                "/reports", params={"range": "custom", "since": "2026-11-20", "until": "2026-11-20"}
+            )
+        total = page.text.split('id="report-total"')[1].split("</table>")[0]
+        assert f"{passed} of 200 ({shown})" in total, total
+        assert (
+            main(["report", "--since", "2026-11-20", "--until", "2026-11-20", "--database-url", sqlite_url])
+            == 0
+        )
+        assert f"{passed}/200 cells passed ({shown})" in capsys.readouterr().out
+
+
+def test_the_cli_lines_up_its_columns_under_chinese_names(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A team named in Chinese (two columns a character on a terminal) leaves the numbers of its cells
+    under their heads, as an ASCII name does."""
+    import json
+    import unicodedata
+
+    from api.cli.main import main
+    from tests.api.api_testkit import DEMO_GRID
+
+    def columns(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    for feature in grid["features"]:
+        if feature["properties"]["team"] == "team-ziyang":
+            feature["properties"]["team"] = "紫阳街道城管执法中队"
+    with server.client("admin") as admin:
+        assert admin.put("/api/grids", json=grid).status_code == 200
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    assert (
+        main(["report", "--since", "2026-11-20", "--until", "2026-11-20", "--database-url", sqlite_url]) == 0
+    )
+    out = capsys.readouterr().out.split("By grid cell (team)")[1].splitlines()
+    head, rows = out[0], [line for line in out[1:] if line.strip()]
+    assert any("紫阳街道城管执法中队" in row for row in rows) and any("team-hubin" in row for row in rows)
+    assert {columns(row) for row in rows} == {columns("By grid cell (team)" + head)}
+
+
+def test_a_range_the_page_does_not_offer_is_named(make_server: Any, sqlite_url: str) -> None:
+    """/reports?range=quarter (a kept or typed link) shows last week and says so; it said nothing."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.browser("operator") as op:
+        page = op.get("/reports", params={"range": "quarter"})
+        week = op.get("/reports", params={"range": "week"})
+        days = op.get("/reports", params={"range": "quarter", "since": "2026-11-02", "until": "2026-11-08"})
+    assert page.status_code == 200
+    assert (
+        "There is no range &#39;quarter&#39; (last week, last month or chosen days); showing last week"
+        in (page.text)
+    )
+    assert 'aria-current="true">Last week' in page.text and 'class="flash error"' not in week.text
+    assert 'class="flash error"' not in days.text and 'value="2026-11-02"' in days.text
+
+
+def test_a_recurrences_times_start_when_it_was_reopened(make_server: Any, sqlite_url: str) -> None:
+    """A closed case seen again (within the merge window) is reopened for review: its new review
+    decision and closing are timed from its reopening, not from its first sighting, which would charge
+    the review and the closing of the recurrence with the whole earlier life of the case."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    place = (30.2710, 120.1560)
+    with server.client("device") as device, server.client("admin") as admin, server.client("ziyang") as team:
+        case_id = _case(device, "first", now - timedelta(hours=20), place)
+        for to in ("filed", "dispatched", "handled", "verified", "closed"):
+            _move(team if to == "handled" else admin, case_id, to)
+        again = post_incident(
+            device, incident_json("again", when=_iso(now - timedelta(minutes=5)), position=place)
+        )
+        assert again.json()["case_id"] == case_id and again.json()["recurrence"], again.text
+        for to in ("filed", "dispatched", "handled", "verified", "closed"):
+            _move(team if to == "handled" else admin, case_id, to)
+        period = {
+            "since": _iso(now - timedelta(hours=1)),
+            "until": _iso(datetime.now(UTC) + timedelta(hours=1)),
+        }
+        total = admin.get("/api/reports/period", params=period).json()["total"]
+    assert total["confirmed"] == 1 and total["closed"] == 1  # the case's last decision and closing
+    assert total["review_hours"]["count"] == 1 and total["review_hours"]["median_h"] < 0.1, total
+    assert total["closing_hours"]["count"] == 1 and total["closing_hours"]["median_h"] < 0.1, total

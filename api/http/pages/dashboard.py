@@ -9,7 +9,7 @@ exactly the API's numbers, with the same visibility (enforcement: their team's c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -17,8 +17,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.accounts.accounts import ROLES, Principal
-from api.cases import workflow
+from api.cases import period_report, workflow
 from api.cases.review import known_categories
+from api.cases.wall_time import held_in_range
 from api.http.i18n import Translator
 from api.http.pages.cases import in_session
 from api.http.pages.render import render, script_json, translator
@@ -48,12 +49,17 @@ class StatsFilter:
     category: str = ""
     errors: list[str] = field(default_factory=list)
 
-    def stats_query(self, offset: str) -> str:
+    def stats_query(self, offset_h: float) -> str:
+        """The query of /api/stats: from local midnight before `since` to the last microsecond of `until`
+        (UTC), held in the range of times the service takes (1970-01-01 begins before it at UTC+8)."""
+        shift = timedelta(hours=offset_h)
         params: dict[str, str] = {}
         if self.since:
-            params["since"] = f"{self.since.isoformat()}T00:00:00{offset}"
+            start = held_in_range(datetime.combine(self.since, time.min) - shift)
+            params["since"] = f"{start.isoformat()}Z"
         if self.until:
-            params["until"] = f"{self.until.isoformat()}T23:59:59.999999{offset}"
+            end = held_in_range(datetime.combine(self.until, time.max) - shift)
+            params["until"] = f"{end.isoformat()}Z"
         if self.category:
             params["category"] = self.category
         return urlencode(params)
@@ -64,14 +70,21 @@ def _shown(text: str) -> str:
 
 
 def _day(text: str, label: str, errors: list[str], t: Translator) -> date | None:
+    """A day of the form, of the years every date the service takes has (1970-2199); else left out
+    and named in `errors`."""
     text = text.strip()
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         errors.append(t("dashboard.error.date", field=label, value=_shown(text)))
         return None
+    first, last = period_report.FIRST_YEAR, period_report.LAST_YEAR
+    if not first <= day.year <= last:
+        errors.append(t("dashboard.error.year", field=label, value=_shown(text), first=first, last=last))
+        return None
+    return day
 
 
 def read_filter(
@@ -136,7 +149,7 @@ async def dashboard_page(
         presets=presets,
         all_query=urlencode({"category": chosen.category} if chosen.category else {}),
         offset=offset,
-        stats_url="/api/stats?" + chosen.stats_query(offset),
+        stats_url="/api/stats?" + chosen.stats_query(offset_h),
         statuses=workflow.STATUSES,
         open_statuses=workflow.OPEN_STATUSES,
         i18n_json=script_json(i18n),

@@ -75,12 +75,15 @@ def _day(text: str, label: str, errors: list[str], t: Translator) -> date | None
 
 
 def read_range(kind: str, since: str, until: str, today: date, t: Translator) -> ReportRange:
-    """The form's period; a bad custom range is named in `errors` and last week shown instead."""
+    """The form's period; a bad custom range, or a range other than RANGES, is named in `errors` and last
+    week shown instead (days sent with an unknown range are read as a custom range)."""
     week = last_week(today)
     if kind == "month":
         return ReportRange("month", *last_month(today))
     if kind != "custom" and not (since or until):
-        return ReportRange("week", *week)
+        # a range the form does not offer (a link typed or kept from elsewhere) is named
+        unknown = [] if kind == "week" else [t("reports.error.range", value=_shown(kind))]
+        return ReportRange("week", *week, errors=unknown)
     errors: list[str] = []
     first = _day(since, t("reports.form.since"), errors, t)
     last = _day(until, t("reports.form.until"), errors, t)
@@ -124,5 +127,6 @@ async def reports_page(
         offset=utc_offset_text(offset_h),
         csv_url="/api/reports/period.csv?" + api_query,
         reasons=workflow.REJECT_REASONS,
+        percent=period_report.whole_percent,
         category_name=lambda c: t(f"category.{c}") if t.has(f"category.{c}") else c,
     )
