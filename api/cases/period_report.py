@@ -482,10 +482,12 @@ def csv_text(report: PeriodReport) -> str:
     return out.getvalue()
 
 
-def file_day(when: datetime, offset_h: float) -> str:
+def file_day(when: datetime, offset_h: float, *, end: bool = False) -> str:
     """A period bound (naive UTC) in a file name, in local time at `offset_h` from UTC: 20261123 at
-    local midnight, else 20261123T083000."""
+    local midnight, else 20261123T083000. An `end` at local midnight is named by the last day it
+    includes (the day before: a week's report is 20261123-20261129, as the form and the CLI ask for
+    it), an end at another time by its instant."""
     when = when + timedelta(hours=offset_h)
     if when.time() == datetime.min.time():
-        return when.strftime("%Y%m%d")
+        return (when - timedelta(days=1) if end else when).strftime("%Y%m%d")
     return when.strftime("%Y%m%dT%H%M%S")

@@ -200,6 +200,25 @@ def test_the_csv_has_a_header_a_row_per_cell_and_category_and_totals(
     assert cell_rows[("*", "piled_debris")]["rejected_duplicate"] == "1"
 
 
+def test_the_csv_file_is_named_by_the_first_and_last_days_it_covers(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """A week from the page (local days 11-23 to 11-29 at UTC+8) downloads as ...-20261123-20261129.csv,
+    the days a person asked for, not the next Monday the period stops before; a period that ends at
+    another time than local midnight is named by its instants."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    week = {"since": "2026-11-22T16:00:00Z", "until": "2026-11-29T16:00:00Z"}
+    hours = {"since": "2026-11-23T00:30:00Z", "until": "2026-11-23T02:00:00Z"}
+    with server.client("operator") as op:
+        names = [
+            op.get("/api/reports/period.csv", params=p).headers["content-disposition"] for p in (week, hours)
+        ]
+    assert names == [
+        "attachment; filename=gridpatrol-report-20261123-20261129.csv",
+        "attachment; filename=gridpatrol-report-20261123T083000-20261123T100000.csv",
+    ]
+
+
 def test_the_page_shows_the_report_in_both_languages(make_server: Any, sqlite_url: str) -> None:
     from api.http.cookies import SESSION_COOKIE
 

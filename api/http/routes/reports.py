@@ -121,12 +121,13 @@ def get_period_report_csv(
     principal: Reader, session: ReadSessionDep, services: ServicesDep, since: PeriodSince, until: PeriodUntil
 ) -> Response:
     """The numbers of GET /api/reports/period as a CSV download, named by the period's bounds in the
-    service's local time (gridpatrol-report-20261123-20261130.csv: the end not included)."""
+    service's local time (gridpatrol-report-20261123-20261129.csv: its first and last local days)."""
     check_range(since, until)
     report = period_report.period_report(session, since=since, until=until, principal=principal)
     offset_h = services.settings.timezone_offset_h
-    bounds = [period_report.file_day(when, offset_h) for when in (report.since, report.until)]
-    name = f"gridpatrol-report-{bounds[0]}-{bounds[1]}.csv"
+    first = period_report.file_day(report.since, offset_h)
+    last = period_report.file_day(report.until, offset_h, end=True)
+    name = f"gridpatrol-report-{first}-{last}.csv"
     return Response(
         (period_report.CSV_BOM + period_report.csv_text(report)).encode("utf-8"),
         media_type="text/csv; charset=utf-8",
