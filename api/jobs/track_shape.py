@@ -60,11 +60,13 @@ def write_track_shape(track_path: Path, *, max_points: int = MAX_POINTS) -> Path
     """Read a GPS track file (GPX, NMEA or CSV) and write its thinned shape beside it (atomically).
 
     Returns the shape's path. A track that cannot be read raises streams.TrackError (named, with the
-    file and the line); the worker only calls this after the pipeline has read the same track.
+    file and the line); the worker only calls this after the pipeline has read the same track. The
+    fixes the jump check drops (GpsTrack.without_jumps: a stale first position, 0, 0) are not drawn,
+    as the pipeline and the coverage leave them out.
     """
     from streams.gps import load_track
 
-    track = load_track(track_path)
+    track = load_track(track_path).without_jumps()
     points = thin([(round(fix.lon, 6), round(fix.lat, 6)) for fix in track], max_points)
     target = shape_path(track_path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".shape-", suffix=".json")

@@ -67,6 +67,22 @@ def test_shape_of_a_long_gpx_is_thinned_to_500_lon_lat_points(tmp_path: Path) ->
     assert not list(tmp_path.glob(".shape-*"))  # no temporary file left behind
 
 
+def test_the_shape_leaves_out_the_fixes_the_jump_check_drops(tmp_path: Path) -> None:
+    """A receiver's stale first fix (0, 0: on the map a line from the Gulf of Guinea to the district)
+    and a jump mid-way are not drawn, as the pipeline and the coverage leave them out."""
+    text = long_gpx(20).decode()
+    fixes = text.split("\n")
+    first, middle = 2, 2 + 10  # the header is two lines
+    fixes[first] = fixes[first].replace('lat="30.264000" lon="120.148000"', 'lat="0.000000" lon="0.000000"')
+    assert 'lat="0.000000"' in fixes[first]
+    fixes[middle] = fixes[middle].replace('lat="30.2640', 'lat="31.2640')
+    track = tmp_path / "jumpy.track.gpx"
+    track.write_text("\n".join(fixes))
+    points = json.loads(write_track_shape(track).read_text())
+    assert len(points) == 18
+    assert all(30.26 < lat < 30.27 for _, lat in points)
+
+
 def test_a_track_that_cannot_be_read_raises_the_named_track_error(tmp_path: Path) -> None:
     from streams import TrackError
 
