@@ -559,11 +559,19 @@ def _optional_float(text: str | None, name: str, where: str, what: str) -> float
 
 def _parse_iso(text: str, tz: tzinfo, name: str, where: str) -> datetime | None:
     """An ISO 8601 date-time as aware UTC (None when it is none); a time without an offset is taken
-    in `tz`; a time outside _EPOCH .. _END is a TrackError naming `where`."""
+    in `tz`; a day without a time of day (which fromisoformat reads as its midnight: every fix of a
+    logger that writes only the day would be one instant) or a time outside _EPOCH .. _END is a
+    TrackError naming `where`."""
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        pass  # a date and a time
+    else:
+        raise TrackError(name, f"{where}: time {text.strip()!r} is a day without a time of day")
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     if not _EPOCH <= value < _END:  # compared before converting: year 1 at +14:00 has no UTC time

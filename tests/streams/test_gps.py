@@ -110,6 +110,7 @@ def test_gpx_with_doctype_or_entities_is_refused(tmp_path: Path, doctype: str) -
         ('lat="north" lon="120.1"', "2026-11-20T01:00:05Z", "lat/lon are not numbers"),
         ('lon="120.1"', "2026-11-20T01:00:05Z", "no lat attribute"),
         ('lat="30.2" lon="120.1"', "yesterday", "time 'yesterday' is not ISO 8601"),
+        ('lat="30.2" lon="120.1"', "2026-11-20", "time '2026-11-20' is a day without a time of day"),
     ],
 )
 def test_gpx_bad_point_names_file_and_point(tmp_path: Path, attributes: str, time: str, message: str) -> None:
@@ -219,6 +220,7 @@ def test_csv_zone_less_times_in_the_given_zone(tmp_path: Path) -> None:
         ("time,lat,lon\n2026-11-20T01:00:00Z,30.2,200\n", "line 2: bad longitude 200.0"),
         ("time,lat,lon\n2026-11-20T01:00:00Z,30,2N,120.1\n", "line 2: lat/lon are not numbers"),
         ("time,lat,lon\nnoon,30.2,120.1\n", "line 2: time 'noon' is neither ISO 8601 nor Unix seconds"),
+        ("time,lat,lon\n2026-11-20,30.2,120.1\n", "line 2: time '2026-11-20' is a day without a time of day"),
         ("time,lat,lon\n1795136400000,30.2,120.1\n", r"line 2: time 1795136400000 is not Unix seconds"),
         ("time,lat,lon\n,30.2,120.1\n", "line 2: no time"),
         ("when,lat,lon\n1,30.2,120.1\n", "line 1: the header has no time column"),
