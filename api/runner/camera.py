@@ -8,12 +8,15 @@ site config. Outside the camera's active hours the stream is closed and nothing 
 that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
 pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s`
 while its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
-meanwhile. The stream URL's credentials appear in no log line and no report (streams.mask_credentials).
+meanwhile. An incident that cannot be written to this machine's disk (full) is lost: that is the
+camera's last error, and its stream is analysed again after the same pause. The stream URL's
+credentials appear in no log line and no report (streams.mask_credentials).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections import deque
@@ -257,6 +260,16 @@ class CameraJob:
         except SourceError as exc:
             self._set_error(mask_credentials(str(exc)))
             log.warning("camera %s: %s", self.camera_id, mask_credentials(str(exc)))
+        except OSError as exc:  # the evidence or the spool not written: this machine's disk (full?)
+            self._set_error(f"cannot write an incident to this machine's disk: {exc}; it is lost")
+            log.error(
+                "camera %s: an incident could not be written under %s (%s) and is lost; the stream is "
+                "analysed again after a pause",
+                self.camera_id,
+                self.spool_dir.parent,
+                exc,
+            )
+            shutil.rmtree(self.work_dir, ignore_errors=True)  # its half-written evidence (made again)
 
     def _spool(self, incident: Any, spool: Spool) -> None:
         """Spool an incident: when its rule fires (the case opens at once), and when the violation

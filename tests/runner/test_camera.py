@@ -6,10 +6,15 @@ own accuracy is measured elsewhere; here the path from a live stream to a case i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import shutil
+import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,7 @@ import pytest
 from api.runner.camera import CameraJob
 from detect.values import Detection
 from tests.api.api_testkit import LiveServer
-from tests.runner.rtsp_kit import SITE, WHOLE_FRAME
+from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -51,7 +56,7 @@ def _wait(what: str, check: Any, timeout: float = 30.0) -> Any:
 
 
 def _camera_job(
-    server: LiveServer, tmp_path: Path, camera: dict[str, Any], *, runner: str, detector: ParkedCar
+    server: LiveServer, tmp_path: Path, camera: dict[str, Any], *, runner: str, detector: Any
 ) -> CameraJob:
     """The camera registered (zone over the whole frame), a runner key made, and the job for the
     camera as the registry gives it to the runner."""
@@ -163,3 +168,84 @@ def test_a_camera_whose_stream_is_down_stops_at_once(
         assert not thread.is_alive()
         assert time.monotonic() - stopped_at < 5
         assert op.get("/api/cameras/cam-down").json()["state"]["runner_state"]["status"] == "stopped"
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path) -> Iterator[Path]:
+    """`folder` on a file system of its own, 4 MiB (tmpfs), when this process may mount one."""
+    folder.mkdir()
+    mounted = os.geteuid() == 0 and shutil.which("mount") is not None
+    if mounted:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Callable[[], None]:
+    """Fill the disk under `folder`; returns what frees it again. A folder on no disk of its own (not
+    root: no tmpfs) cannot be filled alone: there the spools' tmp/ folders, where each item is
+    written first, are made files, so that writing an item fails as on a full disk."""
+    if not os.path.ismount(folder):
+        taken = list(folder.glob("spool/*/tmp"))
+        for spool_tmp in taken:
+            spool_tmp.rmdir()
+            spool_tmp.write_bytes(b"")
+
+        def free_tmp() -> None:
+            for spool_tmp in taken:
+                spool_tmp.unlink()
+                spool_tmp.mkdir()
+
+        return free_tmp
+    filler = folder / "filler"
+    with contextlib.suppress(OSError), open(filler, "wb") as out:
+        while True:
+            out.write(b"\0" * 65536)
+    return filler.unlink
+
+
+def test_a_full_disk_loses_the_incident_says_so_and_the_camera_goes_on(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    with small_disk(tmp_path / "disk") as disk:
+        job = _camera_job(
+            server,
+            disk,
+            {"id": "cam-full", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}},
+            runner="runner-c",
+            detector=ComingAndGoingCar(park_s=2.0, gone_s=1.5),  # an incident and its end every 3.5 s
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            with server.client("operator") as op:
+
+                def state() -> dict[str, Any]:
+                    return dict(op.get("/api/cameras/cam-full").json()["state"])
+
+                def delivered() -> int:
+                    return int(((state()["runner_state"] or {}).get("forwarder") or {}).get("delivered", 0))
+
+                _wait("an incident delivered", delivered, 60)
+                free = fill(disk)
+                full = _wait("the full disk said", lambda: (s := state())["last_error"] and s, 30)
+                assert thread.is_alive()  # the job goes on
+                assert "cannot write an incident to this machine's disk" in full["last_error"]
+                assert full["runner_state"]["status"] in ("retrying", "connecting", "analysing")
+                before = delivered()
+                free()
+                _wait("incidents delivered again", lambda: delivered() > before, 60)
+                _wait("the error gone", lambda: state()["last_error"] is None, 30)
+        finally:
+            stop.set()
+            thread.join(timeout=20)
+    assert not thread.is_alive()
