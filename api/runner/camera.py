@@ -8,20 +8,24 @@ site config. Outside the camera's active hours the stream is closed and nothing 
 that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
 pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s`
 while its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
-meanwhile. An incident that cannot be written to this machine's disk (full) is lost: that is the
-camera's last error, and its stream is analysed again after the same pause. The stream URL's
-credentials appear in no log line and no report (streams.mask_credentials).
+meanwhile. The last frame's time is reported on the case service's clock (this machine's own, moved
+by how far it is from the Date of the service's last answer): a runner whose clock is behind would
+otherwise have its cameras taken offline while they stream. An incident that cannot be written to
+this machine's disk (full) is lost: that is the camera's last error, and its stream is analysed again
+after the same pause. The stream URL's credentials appear in no log line and no report
+(streams.mask_credentials).
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import shutil
 import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +44,8 @@ FPS_WINDOW_S = 5.0  # the reported fps is the rate over this trailing window, wh
 RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
 STALL_S = 10.0  # no frame for this long while analysing: reported as the camera's last error
 LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state takes
+CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller difference from it is no skew
+CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
 
 
 class FrameRate:
@@ -141,6 +147,7 @@ class CameraJob:
         self._last_frame_at: datetime | None = None
         self._last_frame_mono: float | None = None  # monotonic time of the last analysed frame
         self._last_error: str | None = None
+        self._clock_ahead_s = 0.0  # how far the case service's clock is ahead of this machine's
         self._status = "starting"
         self._incidents = 0
         self._open: set[str] = set()  # ids of violations sent when they fired, not yet ended
@@ -312,9 +319,12 @@ class CameraJob:
                 # the source is waiting out a dropped stream (detect_footage hides it): say so
                 status = "stalled"
                 error = f"no frame for {silent_s:.0f} s: the stream dropped or stalled; reconnecting"
+            frame_at = self._last_frame_at
+            if frame_at is not None:  # on the service's clock, which judges how old it is
+                frame_at += timedelta(seconds=self._clock_ahead_s)
             return {
                 "fps": round(fps, 2),
-                "last_frame_at": None if self._last_frame_at is None else self._last_frame_at.isoformat(),
+                "last_frame_at": None if frame_at is None else frame_at.isoformat(),
                 "last_error": None if error is None else error[:LAST_ERROR_CHARS],
                 "runner_state": {
                     "status": status,
@@ -325,14 +335,16 @@ class CameraJob:
             }
 
     def _report(self, spool: Spool, forwarder: Forwarder) -> None:
-        body = self.state(spool, forwarder)
         try:
             with httpx.Client(timeout=10.0) as client:
-                answer = client.put(
-                    f"{self.server}/api/cameras/{self.camera_id}/state",
-                    json=body,
-                    headers={"Authorization": f"Bearer {self._key}"},
-                )
+                for _ in range(2):  # again at once when the answer showed the clocks apart: the first
+                    answer = client.put(  # report's frame time would look old enough to be offline
+                        f"{self.server}/api/cameras/{self.camera_id}/state",
+                        json=self.state(spool, forwarder),
+                        headers={"Authorization": f"Bearer {self._key}"},
+                    )
+                    if not self._learn_clock(answer.headers.get("date")):
+                        break
             if answer.status_code != 200:
                 log.warning(
                     "camera %s: the state report was refused: %s %s",
@@ -342,6 +354,31 @@ class CameraJob:
                 )
         except httpx.HTTPError as exc:  # the service is away; incidents wait in the spool
             log.debug("camera %s: state not reported: %s", self.camera_id, type(exc).__name__)
+
+    def _learn_clock(self, date: str | None) -> bool:
+        """How far the service's clock is ahead of this machine's, from its answer's Date header (whole
+        seconds, cut: its midpoint is half a second on); True when that moved by CLOCK_NEWS_S."""
+        try:
+            service_now = email.utils.parsedate_to_datetime(date or "")
+        except (TypeError, ValueError):
+            return False
+        if service_now.tzinfo is None:
+            service_now = service_now.replace(tzinfo=UTC)
+        ahead_s = (service_now - datetime.now(UTC)).total_seconds() + 0.5
+        ahead_s = 0.0 if abs(ahead_s) < CLOCK_TOLERANCE_S else ahead_s
+        with self._lock:
+            before, self._clock_ahead_s = self._clock_ahead_s, ahead_s
+        moved = abs(ahead_s - before) >= CLOCK_NEWS_S
+        if moved and ahead_s:
+            log.warning(
+                "camera %s: this machine's clock is %.0f s %s the case service's: its last frame "
+                "is reported on the service's clock, but its incidents carry this machine's times; "
+                "synchronise the clock (NTP)",
+                self.camera_id,
+                abs(ahead_s),
+                "behind" if ahead_s > 0 else "ahead of",
+            )
+        return moved
 
     def _report_loop(self, stop: threading.Event, spool: Spool, forwarder: Forwarder) -> None:
         while not stop.wait(self.report_s):

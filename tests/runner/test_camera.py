@@ -7,14 +7,18 @@ own accuracy is measured elsewhere; here the path from a live stream to a case i
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +253,86 @@ def test_a_full_disk_loses_the_incident_says_so_and_the_camera_goes_on(
             stop.set()
             thread.join(timeout=20)
     assert not thread.is_alive()
+
+
+class ServiceClockAhead:
+    """The case service's two routes a camera job calls (its state, its incidents), answering with
+    a Date `ahead_s` ahead of this machine's clock: a runner whose clock is that far behind (a
+    fake of the service, as only its clock differs; the real one's routes are tested above)."""
+
+    def __init__(self, ahead_s: float) -> None:
+        self.reports: list[dict[str, Any]] = []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                return email.utils.formatdate(time.time() + ahead_s, usegmt=True)
+
+            def do_PUT(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                service.reports.append(body)
+                self._answer(200)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self._answer(201)
+
+            def _answer(self, status: int) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("ahead_s", [90.0, -90.0])
+def test_the_last_frame_is_reported_on_the_service_clock(
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    ahead_s: float,
+) -> None:
+    """A runner's clock 90 s behind the service's made its last frame look 90 s old, and the
+    service took a camera streaming at 5 fps offline (GRIDPATROL_CAMERA_OFFLINE_AFTER_S, 60 s)."""
+    url, _ = rtsp_server
+    service = ServiceClockAhead(ahead_s)
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    camera = {"id": "cam-skew", "stream_url": url, "zones": [WHOLE_FRAME]}
+    job = CameraJob(
+        camera,
+        server=service.url,
+        key="gpd_runner",
+        spool_dir=tmp_path / "spool" / "cam-skew",
+        config_path=site,
+        detector=ParkedCar(frames=0),
+        report_s=3.0,  # the first report has a frame already: sent again at once, on the service's clock
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        framed = _wait(
+            "two reports with a frame",
+            lambda: len(f := [r for r in service.reports if r["last_frame_at"]]) >= 2 and f,
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+        service.close()
+    reported = datetime.fromisoformat(framed[1]["last_frame_at"])  # the first sent again at once
+    service_now = datetime.now(UTC) + timedelta(seconds=ahead_s)
+    assert abs((service_now - reported).total_seconds()) < 5  # fresh on the service's clock
+    said = "behind" if ahead_s > 0 else "ahead of"
+    assert re.search(rf"this machine's clock is (89|90|91) s {said} the case service's", caplog.text)
