@@ -4,7 +4,10 @@ camera's live state reported to it every few seconds.
 
 The camera comes from the case service's registry (GET /api/runner/cameras: id, stream URL, position,
 time zone, zones, active hours); everything else (model, kinds, rule categories) from the runner's
-site config. Outside the camera's active hours the stream is closed and nothing is analysed. A stream
+site config. Outside the camera's active hours the stream is closed and nothing is analysed. When the
+hours end or the job is stopped (the camera disabled, changed or moved, the runner stopping), the
+violations still open end there: their last word is spooled, and sent for up to FLUSH_S while the
+service answers (else when the camera next runs on this machine). A stream
 that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
 pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s`
 while its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
@@ -44,6 +47,7 @@ FPS_WINDOW_S = 5.0  # the reported fps is the rate over this trailing window, wh
 RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
 STALL_S = 10.0  # no frame for this long while analysing: reported as the camera's last error
 LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state takes
+FLUSH_S = 5.0  # a stopped job's forwarder sends what its spool holds for this long, while it answers
 CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller difference from it is no skew
 CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
 
@@ -73,8 +77,18 @@ class FrameRate:
             self._times.popleft()
 
 
-class _Stop(Exception):
-    """Raised from the pipeline's progress callback to end the analysis of the stream."""
+class _SessionStop(threading.Event):
+    """The end of one session on the stream: set when the camera's hours are over, and set whenever
+    the job's own stop is. detect_footage closes the source when it is set and ends the incidents
+    still open (their last word, spooled and sent), which an exception from its progress callback
+    would cut off."""
+
+    def __init__(self, job_stop: threading.Event) -> None:
+        super().__init__()
+        self._job_stop = job_stop
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._job_stop.is_set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +240,7 @@ class CameraJob:
                 pause = min(pause * 2, RETRY_S[1])
         finally:
             self._set_status("stopped")
-            forwarder.stop(timeout_s=5.0)
+            forwarder.stop(timeout_s=5.0, flush_s=FLUSH_S)  # the last words of its open violations
             reporter.join(timeout=self.report_s + 5)
             self._report(spool, forwarder)
             spool.close()
@@ -237,6 +251,8 @@ class CameraJob:
         from detect.pipeline import Progress, detect_footage
         from streams import SourceError, mask_credentials
 
+        session_stop = _SessionStop(stop)
+
         def on_progress(_: Progress) -> None:
             with self._lock:
                 self._last_frame_at = datetime.now(UTC)
@@ -244,8 +260,8 @@ class CameraJob:
                 self._rate.tick(self._last_frame_mono)
                 if self._status != "analysing":
                     self._status, self._last_error = "analysing", None
-            if stop.is_set() or not self.active_now():
-                raise _Stop
+            if not self.active_now():
+                session_stop.set()
 
         self._set_status("connecting")
         try:
@@ -256,14 +272,12 @@ class CameraJob:
                 camera_id=self.camera_id,
                 detector=self._detector,
                 emit_open=True,  # a car may stand for hours: the case opens when the rule fires
-                stop=stop,
+                stop=session_stop,
                 on_progress=on_progress,
             ):
                 self._spool(incident, spool)
-            if not stop.is_set():
+            if not session_stop.is_set():
                 self._set_error("the stream ended (the reconnect policy gave up)")
-        except _Stop:
-            pass
         except SourceError as exc:
             self._set_error(mask_credentials(str(exc)))
             log.warning("camera %s: %s", self.camera_id, mask_credentials(str(exc)))

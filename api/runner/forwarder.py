@@ -148,8 +148,20 @@ class Forwarder:
         self._thread = threading.Thread(target=self._loop, name="gridpatrol-forwarder", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Stop after the send in progress (which may take up to timeout_s, the HTTP timeout)."""
+    def stop(self, timeout_s: float | None = None, *, flush_s: float = 0.0) -> None:
+        """Stop after the send in progress (which may take up to timeout_s, the HTTP timeout). flush_s:
+        first go on sending for up to this long, until the spool is empty or a send fails (a camera
+        let go sends the incidents it has just ended while the service answers; what is left waits
+        in the spool for the camera's next run on this machine)."""
+        deadline = time.monotonic() + flush_s
+        while (
+            self._thread is not None
+            and self._thread.is_alive()
+            and len(self.spool)
+            and self.state().backing_off_until is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
         self._stop.set()
         self.spool.wake()
         if self._thread is not None:

@@ -21,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
 import pytest
 
 from api.runner.camera import CameraJob
-from detect.values import Detection
+from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer
 from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
@@ -172,6 +173,89 @@ def test_a_camera_whose_stream_is_down_stops_at_once(
         assert not thread.is_alive()
         assert time.monotonic() - stopped_at < 5
         assert op.get("/api/cameras/cam-down").json()["state"]["runner_state"]["status"] == "stopped"
+
+
+def test_a_job_let_go_sends_the_last_word_of_a_violation_still_open(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A camera disabled, changed or moved (its job stopped) while a car still stands: the violation
+    ends there, and its end (the dwell strip, the last time seen) reaches the case before the job
+    returns; it was cut off before it was spooled."""
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    job = _camera_job(
+        server,
+        tmp_path,
+        {"id": "cam-let-go", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}},
+        runner="runner-d",
+        detector=ParkedCar(frames=10_000),  # parked for good
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op:
+            (case,) = _wait(
+                "a case", lambda: op.get("/api/cases", params={"camera": "cam-let-go"}).json()["items"], 60
+            )
+    finally:
+        stopped_at = time.monotonic()
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 15
+    with server.client("operator") as op:
+        detail = op.get(f"/api/cases/{case['id']}").json()
+    ids = [sighting["incident_id"] for sighting in detail["sightings_list"]]
+    assert len(ids) == 2 and ids[1] == ids[0] + ":end", ids
+    assert {e["role"] for e in detail["sightings_list"][1]["evidence"]} >= set(DWELL_ROLES)  # the strip
+    assert not list((tmp_path / "spool" / "cam-let-go" / "items").iterdir())  # nothing left behind
+
+
+def test_the_end_of_active_hours_sends_the_last_word_of_a_violation_still_open(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The camera's hours end (at the next minute) while a car stands: its violation ends there,
+    and the end reaches the case (up to 80 s, waiting for the minute)."""
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    if now.second > 40:  # time for a case before the minute ends
+        time.sleep(61 - now.second)
+        now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    hours = f"{now - timedelta(minutes=5):%H:%M}-{now + timedelta(minutes=1):%H:%M}"
+    camera = {"id": "cam-hours", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}}
+    job = _camera_job(
+        server,
+        tmp_path,
+        {**camera, "active_hours": [hours]},
+        runner="runner-e",
+        detector=ParkedCar(frames=10_000),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op:
+            (case,) = _wait(
+                "a case", lambda: op.get("/api/cases", params={"camera": "cam-hours"}).json()["items"], 40
+            )
+            ended = _wait(
+                "the violation's end at the end of the hours",
+                lambda: (d := op.get(f"/api/cases/{case['id']}").json())["sightings"] == 2 and d,
+                80,
+            )
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    first, last = (sighting["incident_id"] for sighting in ended["sightings_list"])
+    assert last == first + ":end"
 
 
 @contextlib.contextmanager
