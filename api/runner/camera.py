@@ -162,6 +162,7 @@ class CameraJob:
         self._last_frame_mono: float | None = None  # monotonic time of the last analysed frame
         self._last_error: str | None = None
         self._clock_ahead_s = 0.0  # how far the case service's clock is ahead of this machine's
+        self._refused: int | None = None  # the status the last state report was refused with
         self._status = "starting"
         self._incidents = 0
         self._open: set[str] = set()  # ids of violations sent when they fired, not yet ended
@@ -359,13 +360,17 @@ class CameraJob:
                     )
                     if not self._learn_clock(answer.headers.get("date")):
                         break
-            if answer.status_code != 200:
-                log.warning(
+            if answer.status_code == 200 and self._refused is not None:
+                log.info("camera %s: the state reports are taken again", self.camera_id)
+                self._refused = None
+            elif answer.status_code != 200 and answer.status_code != self._refused:
+                log.warning(  # once per status: a revoked key would say it every report_s
                     "camera %s: the state report was refused: %s %s",
                     self.camera_id,
                     answer.status_code,
                     answer.text[:200],
                 )
+                self._refused = answer.status_code
         except httpx.HTTPError as exc:  # the service is away; incidents wait in the spool
             log.debug("camera %s: state not reported: %s", self.camera_id, type(exc).__name__)
 

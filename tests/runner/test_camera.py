@@ -30,7 +30,7 @@ import pytest
 from api.runner.camera import CameraJob
 from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer
-from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar
+from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -256,6 +256,43 @@ def test_the_end_of_active_hours_sends_the_last_word_of_a_violation_still_open(
         thread.join(timeout=30)
     first, last = (sighting["incident_id"] for sighting in ended["sightings_list"])
     assert last == first + ":end"
+
+
+def test_a_rotated_key_keeps_the_incidents_and_says_so_once(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The runner's key rotated (or revoked) while its camera fires: the incidents wait in the spool,
+    and the refused state reports are logged once, not at every report (a line every 5 s per
+    camera, for as long as the runner runs with the old key)."""
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    job = _camera_job(
+        server,
+        tmp_path,
+        {"id": "cam-key", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}},
+        runner="runner-f",
+        detector=ComingAndGoingCar(park_s=2.0, gone_s=1.5),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op, server.client("admin") as admin:
+            _wait("a case", lambda: op.get("/api/cases", params={"camera": "cam-key"}).json()["items"], 60)
+            caplog.clear()
+            assert admin.post("/api/devices/runner-f/rotate").status_code == 200
+            _wait("incidents kept", lambda: len(spooled_ids(tmp_path / "spool" / "cam-key")) >= 2, 30)
+            time.sleep(3.0)  # six reports more, at 0.5 s
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    refused = [r for r in caplog.records if "the state report was refused: 401" in r.getMessage()]
+    assert len(refused) == 1
+    assert len(spooled_ids(tmp_path / "spool" / "cam-key")) >= 2  # nothing lost
 
 
 @contextlib.contextmanager
