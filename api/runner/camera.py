@@ -22,6 +22,7 @@ after the same pause. The stream URL's credentials appear in no log line and no 
 from __future__ import annotations
 
 import email.utils
+import errno
 import logging
 import shutil
 import threading
@@ -47,6 +48,7 @@ FPS_WINDOW_S = 5.0  # the reported fps is the rate over this trailing window, wh
 RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
 STALL_S = 10.0  # no frame for this long while analysing: reported as the camera's last error
 LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state takes
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})  # full, ...
 FLUSH_S = 5.0  # a stopped job's forwarder sends what its spool holds for this long, while it answers
 CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller difference from it is no skew
 CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
@@ -282,7 +284,9 @@ class CameraJob:
         except SourceError as exc:
             self._set_error(mask_credentials(str(exc)))
             log.warning("camera %s: %s", self.camera_id, mask_credentials(str(exc)))
-        except OSError as exc:  # the evidence or the spool not written: this machine's disk (full?)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRORS:  # not the disk refusing data: a bug or a broken install
+                raise
             self._set_error(f"cannot write an incident to this machine's disk: {exc}; it is lost")
             log.error(
                 "camera %s: an incident could not be written under %s (%s) and is lost; the stream is "

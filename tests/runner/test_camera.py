@@ -297,35 +297,20 @@ def test_a_rotated_key_keeps_the_incidents_and_says_so_once(
 
 @contextlib.contextmanager
 def small_disk(folder: Path) -> Iterator[Path]:
-    """`folder` on a file system of its own, 4 MiB (tmpfs), when this process may mount one."""
+    """`folder` on a file system of its own, 4 MiB (tmpfs): root only (skipped else)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
     folder.mkdir()
-    mounted = os.geteuid() == 0 and shutil.which("mount") is not None
-    if mounted:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], check=True)
     try:
         yield folder
     finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def fill(folder: Path) -> Callable[[], None]:
-    """Fill the disk under `folder`; returns what frees it again. A folder on no disk of its own (not
-    root: no tmpfs) cannot be filled alone: there the spools' tmp/ folders, where each item is
-    written first, are made files, so that writing an item fails as on a full disk."""
-    if not os.path.ismount(folder):
-        taken = list(folder.glob("spool/*/tmp"))
-        for spool_tmp in taken:
-            spool_tmp.rmdir()
-            spool_tmp.write_bytes(b"")
-
-        def free_tmp() -> None:
-            for spool_tmp in taken:
-                spool_tmp.unlink()
-                spool_tmp.mkdir()
-
-        return free_tmp
-    filler = folder / "filler"
+def fill(disk: Path) -> Callable[[], None]:
+    """Fill the disk; returns what frees it again."""
+    filler = disk / "filler"
     with contextlib.suppress(OSError), open(filler, "wb") as out:
         while True:
             out.write(b"\0" * 65536)
