@@ -31,6 +31,8 @@ class ReconnectPolicy:
     Retries wait backoff_initial_s, doubling up to backoff_max_s, between attempts. An outage ends the source
     (with `stopped_early` set) after max_attempts failed reconnects or max_outage_s seconds, whichever comes
     first; None disables that limit. open_timeout_s and read_timeout_s bound every connect and every read.
+    A stream that drops again within stable_s of a reconnect goes on with the backoff where it was, so
+    that a camera which answers and drops at once is tried at most every backoff_max_s, not every second.
     """
 
     open_timeout_s: float = 10.0
@@ -39,10 +41,12 @@ class ReconnectPolicy:
     backoff_max_s: float = 30.0
     max_attempts: int | None = 10
     max_outage_s: float | None = 300.0
+    stable_s: float = 60.0
 
-    def delays(self) -> Iterator[float]:
-        """Seconds to wait before each reconnect attempt: 1, 2, 4, ... capped at backoff_max_s."""
-        delay = self.backoff_initial_s
+    def delays(self, first_s: float | None = None) -> Iterator[float]:
+        """Seconds to wait before each reconnect attempt: 1, 2, 4, ... capped at backoff_max_s (from
+        first_s when given)."""
+        delay = min(first_s, self.backoff_max_s) if first_s is not None else self.backoff_initial_s
         attempt = 0
         while self.max_attempts is None or attempt < self.max_attempts:
             yield delay
@@ -97,6 +101,8 @@ class LiveSource(FrameSource):
         self._connect = connect
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        self._reconnected_at: float | None = None  # monotonic
+        self._last_delay_s: float | None = None  # the wait before that reconnect
         name = mask_credentials(url)
         capture = connect(url, self._policy)
         if not capture.isOpened():
@@ -166,7 +172,9 @@ class LiveSource(FrameSource):
         policy = self._policy
         outage_start = time.monotonic()
         attempts = 0
-        for delay in policy.delays():
+        flapping = self._reconnected_at is not None and outage_start - self._reconnected_at < policy.stable_s
+        first = 2.0 * self._last_delay_s if flapping and self._last_delay_s is not None else None
+        for delay in policy.delays(first):
             waited = time.monotonic() - outage_start
             if policy.max_outage_s is not None and waited + delay > policy.max_outage_s:
                 break
@@ -180,6 +188,7 @@ class LiveSource(FrameSource):
                         capture.release()
                         return False
                     self._capture = capture
+                self._reconnected_at, self._last_delay_s = time.monotonic(), delay
                 log.info("%s: reconnected after %d attempts", self.info.name, attempts)
                 return True
             capture.release()

@@ -4,21 +4,32 @@ camera's live state reported to it every few seconds.
 
 The camera comes from the case service's registry (GET /api/runner/cameras: id, stream URL, position,
 time zone, zones, active hours); everything else (model, kinds, rule categories) from the runner's
-site config. Outside the camera's active hours the stream is closed and nothing is analysed. A stream
+site config. Outside the camera's active hours the stream is closed and nothing is analysed. When the
+hours end or the job is stopped (the camera disabled, changed or moved, the runner stopping), the
+violations still open end there: their last word is spooled, and sent for up to FLUSH_S while the
+service answers (else when the camera next runs on this machine). A stream
 that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
 pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s`
 while its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
-meanwhile. The stream URL's credentials appear in no log line and no report (streams.mask_credentials).
+meanwhile. The last frame's time is reported on the case service's clock (this machine's own, moved
+by how far it is from the Date of the service's last answer): a runner whose clock is behind would
+otherwise have its cameras taken offline while they stream. An incident that cannot be written to
+this machine's disk (full) is lost: that is the camera's last error, and its stream is analysed again
+after the same pause. The stream URL's credentials appear in no log line and no report
+(streams.mask_credentials).
 """
 
 from __future__ import annotations
 
+import email.utils
+import errno
 import logging
+import shutil
 import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +48,10 @@ FPS_WINDOW_S = 5.0  # the reported fps is the rate over this trailing window, wh
 RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
 STALL_S = 10.0  # no frame for this long while analysing: reported as the camera's last error
 LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state takes
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})  # full, ...
+FLUSH_S = 5.0  # a stopped job's forwarder sends what its spool holds for this long, while it answers
+CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller difference from it is no skew
+CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
 
 
 class FrameRate:
@@ -64,8 +79,18 @@ class FrameRate:
             self._times.popleft()
 
 
-class _Stop(Exception):
-    """Raised from the pipeline's progress callback to end the analysis of the stream."""
+class _SessionStop(threading.Event):
+    """The end of one session on the stream: set when the camera's hours are over, and set whenever
+    the job's own stop is. detect_footage closes the source when it is set and ends the incidents
+    still open (their last word, spooled and sent), which an exception from its progress callback
+    would cut off."""
+
+    def __init__(self, job_stop: threading.Event) -> None:
+        super().__init__()
+        self._job_stop = job_stop
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._job_stop.is_set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +163,8 @@ class CameraJob:
         self._last_frame_at: datetime | None = None
         self._last_frame_mono: float | None = None  # monotonic time of the last analysed frame
         self._last_error: str | None = None
+        self._clock_ahead_s = 0.0  # how far the case service's clock is ahead of this machine's
+        self._refused: int | None = None  # the status the last state report was refused with
         self._status = "starting"
         self._incidents = 0
         self._open: set[str] = set()  # ids of violations sent when they fired, not yet ended
@@ -216,7 +243,7 @@ class CameraJob:
                 pause = min(pause * 2, RETRY_S[1])
         finally:
             self._set_status("stopped")
-            forwarder.stop(timeout_s=5.0)
+            forwarder.stop(timeout_s=5.0, flush_s=FLUSH_S)  # the last words of its open violations
             reporter.join(timeout=self.report_s + 5)
             self._report(spool, forwarder)
             spool.close()
@@ -227,6 +254,8 @@ class CameraJob:
         from detect.pipeline import Progress, detect_footage
         from streams import SourceError, mask_credentials
 
+        session_stop = _SessionStop(stop)
+
         def on_progress(_: Progress) -> None:
             with self._lock:
                 self._last_frame_at = datetime.now(UTC)
@@ -234,8 +263,8 @@ class CameraJob:
                 self._rate.tick(self._last_frame_mono)
                 if self._status != "analysing":
                     self._status, self._last_error = "analysing", None
-            if stop.is_set() or not self.active_now():
-                raise _Stop
+            if not self.active_now():
+                session_stop.set()
 
         self._set_status("connecting")
         try:
@@ -246,17 +275,27 @@ class CameraJob:
                 camera_id=self.camera_id,
                 detector=self._detector,
                 emit_open=True,  # a car may stand for hours: the case opens when the rule fires
-                stop=stop,
+                stop=session_stop,
                 on_progress=on_progress,
             ):
                 self._spool(incident, spool)
-            if not stop.is_set():
+            if not session_stop.is_set():
                 self._set_error("the stream ended (the reconnect policy gave up)")
-        except _Stop:
-            pass
         except SourceError as exc:
             self._set_error(mask_credentials(str(exc)))
             log.warning("camera %s: %s", self.camera_id, mask_credentials(str(exc)))
+        except OSError as exc:
+            if exc.errno not in DISK_ERRORS:  # not the disk refusing data: a bug or a broken install
+                raise
+            self._set_error(f"cannot write an incident to this machine's disk: {exc}; it is lost")
+            log.error(
+                "camera %s: an incident could not be written under %s (%s) and is lost; the stream is "
+                "analysed again after a pause",
+                self.camera_id,
+                self.spool_dir.parent,
+                exc,
+            )
+            shutil.rmtree(self.work_dir, ignore_errors=True)  # its half-written evidence (made again)
 
     def _spool(self, incident: Any, spool: Spool) -> None:
         """Spool an incident: when its rule fires (the case opens at once), and when the violation
@@ -299,9 +338,12 @@ class CameraJob:
                 # the source is waiting out a dropped stream (detect_footage hides it): say so
                 status = "stalled"
                 error = f"no frame for {silent_s:.0f} s: the stream dropped or stalled; reconnecting"
+            frame_at = self._last_frame_at
+            if frame_at is not None:  # on the service's clock, which judges how old it is
+                frame_at += timedelta(seconds=self._clock_ahead_s)
             return {
                 "fps": round(fps, 2),
-                "last_frame_at": None if self._last_frame_at is None else self._last_frame_at.isoformat(),
+                "last_frame_at": None if frame_at is None else frame_at.isoformat(),
                 "last_error": None if error is None else error[:LAST_ERROR_CHARS],
                 "runner_state": {
                     "status": status,
@@ -312,23 +354,54 @@ class CameraJob:
             }
 
     def _report(self, spool: Spool, forwarder: Forwarder) -> None:
-        body = self.state(spool, forwarder)
         try:
             with httpx.Client(timeout=10.0) as client:
-                answer = client.put(
-                    f"{self.server}/api/cameras/{self.camera_id}/state",
-                    json=body,
-                    headers={"Authorization": f"Bearer {self._key}"},
-                )
-            if answer.status_code != 200:
-                log.warning(
+                for _ in range(2):  # again at once when the answer showed the clocks apart: the first
+                    answer = client.put(  # report's frame time would look old enough to be offline
+                        f"{self.server}/api/cameras/{self.camera_id}/state",
+                        json=self.state(spool, forwarder),
+                        headers={"Authorization": f"Bearer {self._key}"},
+                    )
+                    if not self._learn_clock(answer.headers.get("date")):
+                        break
+            if answer.status_code == 200 and self._refused is not None:
+                log.info("camera %s: the state reports are taken again", self.camera_id)
+                self._refused = None
+            elif answer.status_code != 200 and answer.status_code != self._refused:
+                log.warning(  # once per status: a revoked key would say it every report_s
                     "camera %s: the state report was refused: %s %s",
                     self.camera_id,
                     answer.status_code,
                     answer.text[:200],
                 )
+                self._refused = answer.status_code
         except httpx.HTTPError as exc:  # the service is away; incidents wait in the spool
             log.debug("camera %s: state not reported: %s", self.camera_id, type(exc).__name__)
+
+    def _learn_clock(self, date: str | None) -> bool:
+        """How far the service's clock is ahead of this machine's, from its answer's Date header (whole
+        seconds, cut: its midpoint is half a second on); True when that moved by CLOCK_NEWS_S."""
+        try:
+            service_now = email.utils.parsedate_to_datetime(date or "")
+        except (TypeError, ValueError):
+            return False
+        if service_now.tzinfo is None:
+            service_now = service_now.replace(tzinfo=UTC)
+        ahead_s = (service_now - datetime.now(UTC)).total_seconds() + 0.5
+        ahead_s = 0.0 if abs(ahead_s) < CLOCK_TOLERANCE_S else ahead_s
+        with self._lock:
+            before, self._clock_ahead_s = self._clock_ahead_s, ahead_s
+        moved = abs(ahead_s - before) >= CLOCK_NEWS_S
+        if moved and ahead_s:
+            log.warning(
+                "camera %s: this machine's clock is %.0f s %s the case service's: its last frame "
+                "is reported on the service's clock, but its incidents carry this machine's times; "
+                "synchronise the clock (NTP)",
+                self.camera_id,
+                abs(ahead_s),
+                "behind" if ahead_s > 0 else "ahead of",
+            )
+        return moved
 
     def _report_loop(self, stop: threading.Event, spool: Spool, forwarder: Forwarder) -> None:
         while not stop.wait(self.report_s):

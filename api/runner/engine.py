@@ -66,7 +66,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from api.runner.forwarder import masked_url
+from api.runner.forwarder import answer_detail, masked_url
 
 log = logging.getLogger(__name__)
 
@@ -523,7 +523,16 @@ class CameraEngine:
         if response.status_code != 200:
             log.warning("engine: %s answered %d to %s", self.where, response.status_code, CAMERAS_PATH)
             return None
-        return {str(camera["id"]): camera for camera in response.json()}
+        try:
+            return {str(camera["id"]): camera for camera in response.json()}
+        except (ValueError, TypeError, KeyError):  # another server, or a proxy's page, at the URL
+            log.warning(
+                "engine: %s answered %s with no camera list (is the server URL right?): %s",
+                self.where,
+                CAMERAS_PATH,
+                answer_detail(response),
+            )
+            return None
 
     def slots(self) -> dict[str, Any]:
         """The slots alive (or restarting) in the cluster now, by name."""

@@ -4,7 +4,9 @@ the device key as a bearer token.
 
 What each answer does to the item at the head of the spool:
 
-  2xx (201 new, 200 already received)   acked (removed); the next item goes at once
+  2xx (201 new, 200 already received)   acked (removed); the next item goes at once. A 2xx whose body
+                                        is not the service's answer (another server or a proxy's
+                                        page at the URL) is retried as below: never acked
   400, 409, 413, 415, 422               the item itself is bad: moved to rejected/ with the answer saved,
                                         logged and counted; the next item goes at once (so is an item
                                         the spool can no longer read); 409: its incident id was received
@@ -55,6 +57,7 @@ BATCH_MAX = 16  # items a request when a backlog waits
 REJECT_STATUSES = frozenset({400, 409, 413, 415, 422})  # the item itself is bad
 AUTH_STATUSES = frozenset({401, 403})  # the key is wrong or revoked
 MAX_SAVED_BODY = 64 * 1024
+NOT_OURS = "the answer is not the case service's (is the server URL right?)"
 
 
 class Outcome(enum.Enum):
@@ -148,8 +151,20 @@ class Forwarder:
         self._thread = threading.Thread(target=self._loop, name="gridpatrol-forwarder", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Stop after the send in progress (which may take up to timeout_s, the HTTP timeout)."""
+    def stop(self, timeout_s: float | None = None, *, flush_s: float = 0.0) -> None:
+        """Stop after the send in progress (which may take up to timeout_s, the HTTP timeout). flush_s:
+        first go on sending for up to this long, until the spool is empty or a send fails (a camera
+        let go sends the incidents it has just ended while the service answers; what is left waits
+        in the spool for the camera's next run on this machine)."""
+        deadline = time.monotonic() + flush_s
+        while (
+            self._thread is not None
+            and self._thread.is_alive()
+            and len(self.spool)
+            and self.state().backing_off_until is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
         self._stop.set()
         self.spool.wake()
         if self._thread is not None:
@@ -202,7 +217,9 @@ class Forwarder:
             return self._transport_failed(exc)
         status = response.status_code
         if 200 <= status < 300:
-            duplicate = _is_duplicate(response)
+            duplicate = _duplicate_flag(response)
+            if duplicate is None:  # not the case service's answer (another server, a proxy's page)
+                return self._retry(status, f"HTTP {status}: {NOT_OURS}: {answer_detail(response)}", None)
             self.spool.ack(item)
             self._delivered(1, int(duplicate))
             return Attempt(Outcome.DUPLICATE if duplicate else Outcome.DELIVERED, status)
@@ -249,7 +266,7 @@ class Forwarder:
                 )
                 return Attempt(Outcome.RETRY, status)
             if 200 <= status < 300:
-                return self._retry(status, f"HTTP {status}: unreadable batch answer", None)
+                return self._retry(status, f"HTTP {status}: {NOT_OURS}: {answer_detail(response)}", None)
             return self._failed(response)
         delivered = duplicates = 0
         outcome = Outcome.DELIVERED
@@ -451,11 +468,14 @@ def _detail_of(body: Any) -> str:
     return " ".join(text.split())[:300]
 
 
-def _is_duplicate(response: httpx.Response) -> bool:
+def _duplicate_flag(response: httpx.Response) -> bool | None:
+    """A 2xx answer's `duplicate` (the service's IngestOutcome); None when the body is no such answer,
+    as from a server or proxy page that answers 2xx to anything: the item is not acked on it."""
     try:
-        return bool(response.json().get("duplicate"))
+        duplicate = response.json().get("duplicate")
     except (ValueError, AttributeError):
-        return response.status_code == 200
+        return None
+    return duplicate if isinstance(duplicate, bool) else None
 
 
 def _body(response: httpx.Response) -> Any:

@@ -6,21 +6,31 @@ own accuracy is measured elsewhere; here the path from a live stream to a case i
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
 import logging
+import os
+import re
+import shutil
+import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
 import pytest
 
 from api.runner.camera import CameraJob
-from detect.values import Detection
+from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer
-from tests.runner.rtsp_kit import SITE, WHOLE_FRAME
+from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -51,7 +61,7 @@ def _wait(what: str, check: Any, timeout: float = 30.0) -> Any:
 
 
 def _camera_job(
-    server: LiveServer, tmp_path: Path, camera: dict[str, Any], *, runner: str, detector: ParkedCar
+    server: LiveServer, tmp_path: Path, camera: dict[str, Any], *, runner: str, detector: Any
 ) -> CameraJob:
     """The camera registered (zone over the whole frame), a runner key made, and the job for the
     camera as the registry gives it to the runner."""
@@ -163,3 +173,272 @@ def test_a_camera_whose_stream_is_down_stops_at_once(
         assert not thread.is_alive()
         assert time.monotonic() - stopped_at < 5
         assert op.get("/api/cameras/cam-down").json()["state"]["runner_state"]["status"] == "stopped"
+
+
+def test_a_job_let_go_sends_the_last_word_of_a_violation_still_open(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A camera disabled, changed or moved (its job stopped) while a car still stands: the violation
+    ends there, and its end (the dwell strip, the last time seen) reaches the case before the job
+    returns; it was cut off before it was spooled."""
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    job = _camera_job(
+        server,
+        tmp_path,
+        {"id": "cam-let-go", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}},
+        runner="runner-d",
+        detector=ParkedCar(frames=10_000),  # parked for good
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op:
+            (case,) = _wait(
+                "a case", lambda: op.get("/api/cases", params={"camera": "cam-let-go"}).json()["items"], 60
+            )
+    finally:
+        stopped_at = time.monotonic()
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 15
+    with server.client("operator") as op:
+        detail = op.get(f"/api/cases/{case['id']}").json()
+    ids = [sighting["incident_id"] for sighting in detail["sightings_list"]]
+    assert len(ids) == 2 and ids[1] == ids[0] + ":end", ids
+    assert {e["role"] for e in detail["sightings_list"][1]["evidence"]} >= set(DWELL_ROLES)  # the strip
+    assert not list((tmp_path / "spool" / "cam-let-go" / "items").iterdir())  # nothing left behind
+
+
+def test_the_end_of_active_hours_sends_the_last_word_of_a_violation_still_open(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The camera's hours end (at the next minute) while a car stands: its violation ends there,
+    and the end reaches the case (up to 80 s, waiting for the minute)."""
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    if now.second > 40:  # time for a case before the minute ends
+        time.sleep(61 - now.second)
+        now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    hours = f"{now - timedelta(minutes=5):%H:%M}-{now + timedelta(minutes=1):%H:%M}"
+    camera = {"id": "cam-hours", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}}
+    job = _camera_job(
+        server,
+        tmp_path,
+        {**camera, "active_hours": [hours]},
+        runner="runner-e",
+        detector=ParkedCar(frames=10_000),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op:
+            (case,) = _wait(
+                "a case", lambda: op.get("/api/cases", params={"camera": "cam-hours"}).json()["items"], 40
+            )
+            ended = _wait(
+                "the violation's end at the end of the hours",
+                lambda: (d := op.get(f"/api/cases/{case['id']}").json())["sightings"] == 2 and d,
+                80,
+            )
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    first, last = (sighting["incident_id"] for sighting in ended["sightings_list"])
+    assert last == first + ":end"
+
+
+def test_a_rotated_key_keeps_the_incidents_and_says_so_once(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The runner's key rotated (or revoked) while its camera fires: the incidents wait in the spool,
+    and the refused state reports are logged once, not at every report (a line every 5 s per
+    camera, for as long as the runner runs with the old key)."""
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    job = _camera_job(
+        server,
+        tmp_path,
+        {"id": "cam-key", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}},
+        runner="runner-f",
+        detector=ComingAndGoingCar(park_s=2.0, gone_s=1.5),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op, server.client("admin") as admin:
+            _wait("a case", lambda: op.get("/api/cases", params={"camera": "cam-key"}).json()["items"], 60)
+            caplog.clear()
+            assert admin.post("/api/devices/runner-f/rotate").status_code == 200
+            _wait("incidents kept", lambda: len(spooled_ids(tmp_path / "spool" / "cam-key")) >= 2, 30)
+            time.sleep(3.0)  # six reports more, at 0.5 s
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    refused = [r for r in caplog.records if "the state report was refused: 401" in r.getMessage()]
+    assert len(refused) == 1
+    assert len(spooled_ids(tmp_path / "spool" / "cam-key")) >= 2  # nothing lost
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path) -> Iterator[Path]:
+    """`folder` on a file system of its own, 4 MiB (tmpfs): root only (skipped else)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(disk: Path) -> Callable[[], None]:
+    """Fill the disk; returns what frees it again."""
+    filler = disk / "filler"
+    with contextlib.suppress(OSError), open(filler, "wb") as out:
+        while True:
+            out.write(b"\0" * 65536)
+    return filler.unlink
+
+
+def test_a_full_disk_loses_the_incident_says_so_and_the_camera_goes_on(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url, _ = rtsp_server
+    server: LiveServer = make_server(db_url)
+    with small_disk(tmp_path / "disk") as disk:
+        job = _camera_job(
+            server,
+            disk,
+            {"id": "cam-full", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}},
+            runner="runner-c",
+            detector=ComingAndGoingCar(park_s=2.0, gone_s=1.5),  # an incident and its end every 3.5 s
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            with server.client("operator") as op:
+
+                def state() -> dict[str, Any]:
+                    return dict(op.get("/api/cameras/cam-full").json()["state"])
+
+                def delivered() -> int:
+                    return int(((state()["runner_state"] or {}).get("forwarder") or {}).get("delivered", 0))
+
+                _wait("an incident delivered", delivered, 60)
+                free = fill(disk)
+                full = _wait("the full disk said", lambda: (s := state())["last_error"] and s, 30)
+                assert thread.is_alive()  # the job goes on
+                assert "cannot write an incident to this machine's disk" in full["last_error"]
+                assert full["runner_state"]["status"] in ("retrying", "connecting", "analysing")
+                before = delivered()
+                free()
+                _wait("incidents delivered again", lambda: delivered() > before, 60)
+                _wait("the error gone", lambda: state()["last_error"] is None, 30)
+        finally:
+            stop.set()
+            thread.join(timeout=20)
+    assert not thread.is_alive()
+
+
+class ServiceClockAhead:
+    """The case service's two routes a camera job calls (its state, its incidents), answering with
+    a Date `ahead_s` ahead of this machine's clock: a runner whose clock is that far behind (a
+    fake of the service, as only its clock differs; the real one's routes are tested above)."""
+
+    def __init__(self, ahead_s: float) -> None:
+        self.reports: list[dict[str, Any]] = []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                return email.utils.formatdate(time.time() + ahead_s, usegmt=True)
+
+            def do_PUT(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                service.reports.append(body)
+                self._answer(200)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self._answer(201)
+
+            def _answer(self, status: int) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("ahead_s", [90.0, -90.0])
+def test_the_last_frame_is_reported_on_the_service_clock(
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    ahead_s: float,
+) -> None:
+    """A runner's clock 90 s behind the service's made its last frame look 90 s old, and the
+    service took a camera streaming at 5 fps offline (GRIDPATROL_CAMERA_OFFLINE_AFTER_S, 60 s)."""
+    url, _ = rtsp_server
+    service = ServiceClockAhead(ahead_s)
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    camera = {"id": "cam-skew", "stream_url": url, "zones": [WHOLE_FRAME]}
+    job = CameraJob(
+        camera,
+        server=service.url,
+        key="gpd_runner",
+        spool_dir=tmp_path / "spool" / "cam-skew",
+        config_path=site,
+        detector=ParkedCar(frames=0),
+        report_s=3.0,  # the first report has a frame already: sent again at once, on the service's clock
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        framed = _wait(
+            "two reports with a frame",
+            lambda: len(f := [r for r in service.reports if r["last_frame_at"]]) >= 2 and f,
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+        service.close()
+    reported = datetime.fromisoformat(framed[1]["last_frame_at"])  # the first sent again at once
+    service_now = datetime.now(UTC) + timedelta(seconds=ahead_s)
+    assert abs((service_now - reported).total_seconds()) < 5  # fresh on the service's clock
+    said = "behind" if ahead_s > 0 else "ahead of"
+    assert re.search(rf"this machine's clock is (89|90|91) s {said} the case service's", caplog.text)

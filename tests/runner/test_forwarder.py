@@ -436,26 +436,30 @@ def test_a_wrong_key_keeps_the_items_and_says_so_once_a_minute(
 
 
 class ScriptedService:
-    """A real HTTP endpoint answering POST /api/incidents with the statuses scripted (then 201)."""
+    """A real HTTP endpoint answering POST /api/incidents with the statuses scripted (then 201); with
+    `page`, every answer (to GET too) is that HTML page (another web app at the URL, a proxy's page)."""
 
-    def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
+    def __init__(self, script: list[tuple[int, dict[str, str]]], page: bytes | None = None) -> None:
         self.script = list(script)
         self.requests: list[dict[str, Any]] = []
         service = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 service.requests.append({"at": time.monotonic(), "headers": dict(self.headers), "body": body})
                 status, headers = service.script.pop(0) if service.script else (201, {})
                 answer = json.dumps({"detail": f"scripted {status}", "duplicate": False}).encode()
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/json" if page is None else "text/html")
+                answer = answer if page is None else page
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            do_GET = do_POST  # noqa: N815
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -500,6 +504,31 @@ def test_retry_answers_keep_the_item_and_back_off(tmp_path: Path) -> None:
     assert first["headers"]["Authorization"] == "Bearer gpd_k"
     assert first["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
     assert first["body"].index(b'name="incident"') < first["body"].index(b'name="files"')
+
+
+def test_a_2xx_that_is_not_the_service_answer_acks_nothing(tmp_path: Path) -> None:
+    """The server URL at another web app, or a proxy's maintenance page answering 200 to anything:
+    each incident was taken as delivered (a 'duplicate') and left the spool, lost; the camera list
+    ended the runner with a JSONDecodeError traceback."""
+    from api.runner.engine import CameraEngine
+
+    service = ScriptedService([(200, {})] * 3, page=b"<html><body>Under maintenance</body></html>")
+    try:
+        with Spool(tmp_path / "spool", **LARGE) as spool:
+            spool.put(*runner_incident("page-1"))
+            forwarder = Forwarder(spool, server_url=service.url, device_key="gpd_k", **FAST)
+            with forwarder.client() as client:
+                alone = forwarder.send_next(client)
+                spool.put(*runner_incident("page-2"))
+                batch = forwarder.send_next(client)  # a backlog: the batch route
+            assert [(a.outcome, a.status) for a in (alone, batch)] == [(Outcome.RETRY, 200)] * 2
+            assert len(spool) == 2
+            state = forwarder.state()
+            assert (state.delivered, state.duplicates, state.failures) == (0, 0, 2)
+            assert "not the case service's (is the server URL right?)" in (state.last_error or "")
+        assert CameraEngine(service.url, "gpd_k").fetch_cameras() is None  # as when it cannot be reached
+    finally:
+        service.close()
 
 
 def test_the_thread_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:

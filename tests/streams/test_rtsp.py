@@ -160,6 +160,28 @@ def test_an_outage_longer_than_allowed_ends_the_source() -> None:
     assert source.stopped_early is not None and "reconnect attempts" in source.stopped_early
 
 
+def test_a_stream_that_drops_at_once_after_each_reconnect_is_tried_less_and_less_often() -> None:
+    """A camera that answers and drops again at once (a failing encoder, a snapshot URL) was
+    reconnected every backoff_initial_s for ever, a warning each time: the backoff now goes on
+    across such drops, up to backoff_max_s; a stream that stayed up stable_s starts it afresh."""
+    connected: list[float] = []
+
+    def connect(url: str, policy: ReconnectPolicy) -> Capture:
+        connected.append(time.monotonic())
+        return ScriptedCamera(1)  # one frame, then it drops
+
+    policy = ReconnectPolicy(backoff_initial_s=0.05, backoff_max_s=0.4, max_attempts=3, stable_s=5.0)
+    source = RtspSource("rtsp://cam.local/live", policy=policy, connect=connect)
+    frames = iter(source)
+    for _ in range(7):
+        next(frames)
+    source.close()
+    waits = [b - a for a, b in zip(connected, connected[1:], strict=False)]
+    expected = [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]
+    assert len(waits) == len(expected)
+    assert all(e <= w < e + 0.1 for w, e in zip(waits, expected, strict=True)), waits
+
+
 def test_close_from_another_thread_ends_a_waiting_source() -> None:
     _, connect = _scripted(1)
     policy = ReconnectPolicy(backoff_initial_s=30, max_attempts=None, max_outage_s=None)
