@@ -634,13 +634,27 @@ def run_model_soup(args: argparse.Namespace) -> int:
     except SoupError as exc:
         raise CommandError(str(exc)) from None
     own = "".join(f", {name} at {value:g}" for name, value in made.row_alphas.items())
-    by_layer = "".join(f", layer {index} at {value:g}" for index, value in sorted(made.layer_alphas.items()))
+    by_layer = "".join(
+        f", layer{'s' if '-' in span else ''} {span} at {value:g}"
+        for span, value in _spans(made.layer_alphas)
+    )
     print(
         f"wrote {made.out}: {made.alpha:g} of the way to {args.base}{by_layer} (score rows of the "
         f"{len(made.shared_classes)} shared classes at {made.class_alpha:g}{own}); score it with "
         f"`gridpatrol evaluate --model {made.out} --against CURRENT`"
     )
     return 0
+
+
+def _spans(alphas: dict[int, float]) -> list[tuple[str, float]]:
+    """Layer alphas as runs of neighbouring layers with one alpha: [("0-4", 0.75), ("23", 1.0)]."""
+    runs: list[list[Any]] = []
+    for index, value in sorted(alphas.items()):
+        if runs and runs[-1][1] == index - 1 and runs[-1][2] == value:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index, value])
+    return [(f"{a}-{b}" if a != b else f"{a}", value) for a, b, value in runs]
 
 
 def _layer_alphas(texts: list[str]) -> dict[int, float]:

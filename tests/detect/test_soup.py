@@ -204,6 +204,13 @@ def test_cli_writes_a_candidate_and_refuses_by_name(tmp_path: Path, coco: Path) 
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )  # fmt: skip
     assert rows.returncode == 1 and "--row chair=lots: expected CLASS=ALPHA" in rows.stderr
+    spans = subprocess.run(
+        [*cli, "--alpha", "0", "--base", str(coco), "--layers", "0-4=0.75", "--layers", "23=1",
+         "--out", str(tmp_path / "s.pt")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert spans.returncode == 0, spans.stderr
+    assert "0 of the way" in spans.stdout and "layers 0-4 at 0.75, layer 23 at 1 (" in spans.stdout
     for layers, reason in [("0-x=1", "expected FIRST-LAST=ALPHA"), ("5-2=1", "5 is after 2")]:
         bad_layers = subprocess.run(
             [*cli, "--alpha", "0", "--base", str(coco), "--layers", layers, "--out", str(tmp_path / "f.pt")],
