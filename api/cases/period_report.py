@@ -32,8 +32,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, aliased
 
@@ -256,6 +257,22 @@ def period_report(
     return _assemble(session, first, last, principal, tallies)
 
 
+def _last_move_before(
+    to_status: workflow.Status, *, from_status: workflow.Status | None = None
+) -> ScalarSelect[Any]:
+    """The time of the case's last move to `to_status` (from `from_status`) at or before the CaseEvent
+    row's own: a correlated scalar subquery."""
+    earlier = aliased(CaseEvent)
+    moved = [
+        earlier.case_id == CaseEvent.case_id,
+        earlier.to_status == to_status.value,
+        earlier.at <= CaseEvent.at,
+    ]
+    if from_status is not None:
+        moved.append(earlier.from_status == from_status.value)
+    return select(func.max(earlier.at)).where(*moved).scalar_subquery()
+
+
 def _moves(
     session: Session,
     first: datetime,
@@ -264,27 +281,8 @@ def _moves(
     tally: Callable[[str, str], _Tally],
 ) -> None:
     """Review decisions, handlings and closings made in the period, timed."""
-    dispatch = aliased(CaseEvent)
-    dispatched_at = (
-        select(func.max(dispatch.at))
-        .where(
-            dispatch.case_id == CaseEvent.case_id,
-            dispatch.to_status == workflow.DISPATCHED.value,
-            dispatch.at <= CaseEvent.at,
-        )
-        .scalar_subquery()
-    )
-    reopen = aliased(CaseEvent)
-    reopened_at = (
-        select(func.max(reopen.at))
-        .where(
-            reopen.case_id == CaseEvent.case_id,
-            reopen.from_status == workflow.CLOSED.value,
-            reopen.to_status == workflow.PENDING_REVIEW.value,
-            reopen.at <= CaseEvent.at,
-        )
-        .scalar_subquery()
-    )
+    dispatched_at = _last_move_before(workflow.DISPATCHED)
+    reopened_at = _last_move_before(workflow.PENDING_REVIEW, from_status=workflow.CLOSED)
     review = and_(
         CaseEvent.from_status == workflow.PENDING_REVIEW.value,
         CaseEvent.to_status.in_([workflow.FILED.value, workflow.REJECTED.value]),

@@ -7,7 +7,6 @@ own accuracy is measured elsewhere; here the path from a live stream to a case i
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import json
 import logging
 import os
@@ -18,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +29,7 @@ from api.runner.camera import CameraJob
 from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer
 from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
+from tests.runner.test_forwarder import ScriptedService
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -366,45 +365,9 @@ def test_a_full_disk_loses_the_incident_says_so_and_the_camera_goes_on(
     assert not thread.is_alive()
 
 
-class ServiceClockAhead:
-    """The case service's two routes a camera job calls (its state, its incidents), answering with
-    a Date `ahead_s` ahead of this machine's clock: a runner whose clock is that far behind (a
-    fake of the service, as only its clock differs; the real one's routes are tested above)."""
-
-    def __init__(self, ahead_s: float) -> None:
-        self.reports: list[dict[str, Any]] = []
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def date_time_string(self, timestamp: float | None = None) -> str:
-                return email.utils.formatdate(time.time() + ahead_s, usegmt=True)
-
-            def do_PUT(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                service.reports.append(body)
-                self._answer(200)
-
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers["Content-Length"]))
-                self._answer(201)
-
-            def _answer(self, status: int) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def reports(service: ScriptedService) -> list[dict[str, Any]]:
+    """The state reports a camera job sent the scripted service."""
+    return [json.loads(r["body"]) for r in service.requests if r["method"] == "PUT"]
 
 
 @pytest.mark.parametrize("ahead_s", [90.0, -90.0])
@@ -417,7 +380,7 @@ def test_the_last_frame_is_reported_on_the_service_clock(
     """A runner's clock 90 s behind the service's made its last frame look 90 s old, and the
     service took a camera streaming at 5 fps offline (GRIDPATROL_CAMERA_OFFLINE_AFTER_S, 60 s)."""
     url, _ = rtsp_server
-    service = ServiceClockAhead(ahead_s)
+    service = ScriptedService([], ahead_s=ahead_s)  # only its clock differs from the real service's
     site = tmp_path / "site.yaml"
     site.write_text(json.dumps(SITE))
     camera = {"id": "cam-skew", "stream_url": url, "zones": [WHOLE_FRAME]}
@@ -436,7 +399,7 @@ def test_the_last_frame_is_reported_on_the_service_clock(
     try:
         framed = _wait(
             "two reports with a frame",
-            lambda: len(f := [r for r in service.reports if r["last_frame_at"]]) >= 2 and f,
+            lambda: len(f := [r for r in reports(service) if r["last_frame_at"]]) >= 2 and f,
         )
     finally:
         stop.set()

@@ -5,6 +5,7 @@ retry answers the service gives only when it is in trouble (503, 429, 500)."""
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import json
 import os
 import random
@@ -436,18 +437,26 @@ def test_a_wrong_key_keeps_the_items_and_says_so_once_a_minute(
 
 
 class ScriptedService:
-    """A real HTTP endpoint answering POST /api/incidents with the statuses scripted (then 201); with
-    `page`, every answer (to GET too) is that HTML page (another web app at the URL, a proxy's page)."""
+    """A real HTTP endpoint answering POST /api/incidents (and a camera's PUT of its state) with the
+    statuses scripted (then 201); with `page`, every answer (to GET too) is that HTML page (another web
+    app at the URL, a proxy's page); with `ahead_s`, its Date header that far ahead of this machine's
+    clock (a runner whose clock is behind the service's)."""
 
-    def __init__(self, script: list[tuple[int, dict[str, str]]], page: bytes | None = None) -> None:
+    def __init__(
+        self, script: list[tuple[int, dict[str, str]]], page: bytes | None = None, *, ahead_s: float = 0.0
+    ) -> None:
         self.script = list(script)
         self.requests: list[dict[str, Any]] = []
         service = self
 
         class Handler(BaseHTTPRequestHandler):
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                return email.utils.formatdate(time.time() + ahead_s, usegmt=True)
+
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                service.requests.append({"at": time.monotonic(), "headers": dict(self.headers), "body": body})
+                seen = {"at": time.monotonic(), "method": self.command, "headers": dict(self.headers)}
+                service.requests.append({**seen, "body": body})
                 status, headers = service.script.pop(0) if service.script else (201, {})
                 answer = json.dumps({"detail": f"scripted {status}", "duplicate": False}).encode()
                 self.send_response(status)
@@ -459,7 +468,7 @@ class ScriptedService:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            do_GET = do_POST  # noqa: N815
+            do_GET = do_PUT = do_POST  # noqa: N815
 
             def log_message(self, *args: Any) -> None:
                 pass
