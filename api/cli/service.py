@@ -51,7 +51,7 @@ def _services(args: argparse.Namespace, *, create: bool = False) -> Any:
     from sqlalchemy.exc import SQLAlchemyError
 
     from api.services import Services
-    from api.storage.db import DatabaseBusy, current_revision, migrate
+    from api.storage.db import DatabaseBusy, SchemaTooNew, current_revision, migrate
 
     settings = _settings(args)
     if not create:
@@ -75,6 +75,8 @@ def _services(args: argparse.Namespace, *, create: bool = False) -> Any:
         ) from None
     except DatabaseBusy as exc:
         raise CommandError(busy_message(exc)) from None
+    except SchemaTooNew as exc:
+        raise CommandError(str(exc)) from None
 
 
 _CREATES_NONE = (

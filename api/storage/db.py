@@ -357,21 +357,35 @@ def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
     return config
 
 
+class SchemaTooNew(RuntimeError):
+    """The database's schema is at a revision this release does not know: a newer gridpatrol upgraded
+    it (the software was rolled back). Nothing is changed; its message names both revisions."""
+
+
 def migrate(engine: Engine, revision: str = "head") -> bool:
     """Bring the schema up to `revision` (the latest by default); True when a migration ran.
 
     Logs "migrating database ..." only when the schema is behind: every command calls this on start, and
-    a line about a migration that did not happen is noise."""
+    a line about a migration that did not happen is noise. A schema at a revision this release does not
+    have raises SchemaTooNew before anything is written."""
     from alembic import command
     from alembic.script import ScriptDirectory
 
     config = _alembic_config(engine)
-    target = {script.revision for script in ScriptDirectory.from_config(config).get_revisions(revision)}
+    scripts = ScriptDirectory.from_config(config)
+    target = {script.revision for script in scripts.get_revisions(revision)}
     with _reading(engine) as conn:
         from alembic.migration import MigrationContext
 
         current = set(MigrationContext.configure(conn).get_current_heads())
     url = engine.url.render_as_string(hide_password=True)
+    unknown = current - {script.revision for script in scripts.walk_revisions()}
+    if unknown:
+        raise SchemaTooNew(
+            f"database {url} is at revision {', '.join(sorted(unknown))}, which this gridpatrol (schema "
+            f"{', '.join(scripts.get_heads())}) does not know: a newer release upgraded it; run that "
+            "release, or restore the backup taken before the upgrade"
+        )
     if current == target:
         log.debug("database %s is at %s", url, revision)
         return False
