@@ -75,3 +75,37 @@ def test_a_database_from_a_newer_release_is_refused_naming_both_revisions(
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert f"is at revision 0099_from_a_newer_release, which this gridpatrol (schema {head})" in err
     assert db.read_bytes() == before
+
+
+def test_upgrading_an_older_release_s_database_keeps_every_reference(tmp_path: Path) -> None:
+    """A database an older release wrote (schema 0006) upgraded to head keeps the cases' devices:
+    0007 copies the devices table (SQLite's batch migration) and, with foreign keys on, dropping the
+    old copy ran cases.device_id's ON DELETE SET NULL; `evidence verify` then reported each patrol
+    case as altered ('device_id is None but its custody chain says 2')."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'gridpatrol.db'}")
+    try:
+        migrate(engine, "0006")
+        t = {"t": "2026-11-20 08:00:00"}
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (id, name, key_hash, active, created_at) "
+                    "VALUES (2, 'van-1', 'h', 1, :t)"
+                ),
+                t,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO cases (id, number, category, status, grid_cell_id, device_id, first_seen, "
+                    "last_seen, sightings_count, recurrence_count, created_at, updated_at) VALUES "
+                    "(1, 'GP-2026-000001', 'illegal_parking', 'pending_review', 'C-1', 2, "
+                    ":t, :t, 1, 0, :t, :t)"
+                ),
+                t,
+            )
+        assert migrate(engine) is True
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT device_id FROM cases")).scalar_one() == 2
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1  # on again after it
+    finally:
+        engine.dispose()
