@@ -69,7 +69,7 @@ def _services(args: argparse.Namespace, *, create: bool = False) -> Any:
             services.close()
             raise
         return services
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, ImportError) as exc:  # ImportError: a URL whose driver is not installed
         raise CommandError(
             f"cannot open the database: {type(exc).__name__}: {exc.args[0] if exc.args else exc}"
         ) from None

@@ -150,3 +150,18 @@ def test_the_camera_watch_logs_a_busy_database_in_one_line(
         assert record.getMessage() == (
             "gridpatrol-camera-watch: a round was skipped: database is busy: no write lock within 0.2 s"
         )
+
+
+@pytest.mark.parametrize("argv", [["db", "upgrade"], ["user", "list"]])
+def test_a_database_url_whose_driver_is_not_installed_is_one_line(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GRIDPATROL_DATABASE_URL=mysql://... (no MySQL driver here): the command ends with one line
+    naming the missing driver, never the password; before, a ModuleNotFoundError traceback."""
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", "mysql://bob:S3cretPW@db.example/gridpatrol")
+    assert main(["-q", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "error: cannot open the database: ModuleNotFoundError: No module named 'MySQLdb'" in err
+    assert "S3cretPW" not in err
