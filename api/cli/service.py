@@ -77,6 +77,8 @@ def _services(args: argparse.Namespace, *, create: bool = False) -> Any:
         raise CommandError(busy_message(exc)) from None
     except SchemaTooNew as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # the data folder or the database's folder cannot be made (after DatabaseBusy)
+        raise CommandError(f"cannot open the database: {type(exc).__name__}: {exc}") from None
 
 
 _CREATES_NONE = (

@@ -165,3 +165,20 @@ def test_a_database_url_whose_driver_is_not_installed_is_one_line(
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "error: cannot open the database: ModuleNotFoundError: No module named 'MySQLdb'" in err
     assert "S3cretPW" not in err
+
+
+@pytest.mark.parametrize("argv", [["db", "upgrade"], ["user", "add", "bob", "--role", "admin"]])
+def test_a_data_folder_that_cannot_be_made_is_one_line(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GRIDPATROL_DATA_DIR under a file (or a folder that cannot be made): one line naming the path;
+    before, a FileExistsError / FileNotFoundError traceback from the command that sets a site up."""
+    (tmp_path / "a-file").write_text("not a folder")
+    data = tmp_path / "a-file" / "data"
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(data))
+    monkeypatch.delenv("GRIDPATROL_DATABASE_URL", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("pw-for-bob-123\npw-for-bob-123\n"))
+    assert main(["-q", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "error: cannot open the database: " in err and str(tmp_path / "a-file") in err
