@@ -480,6 +480,13 @@ def _evidence_verify(args: argparse.Namespace) -> int:
         bad = {
             sha: problem for sha in sorted(known | result.blobs) if (problem := services.store.verify(sha))
         }
+        root = getattr(services.store, "root", None)  # the local store's folder; None for S3
+        if bad and root is not None and not root.exists():  # one line, not one per file of the store
+            problems.append(
+                f"evidence folder {root}: missing (moved, or GRIDPATROL_DATA_DIR is not the folder the "
+                f"evidence was written under): its {len(bad)} evidence file(s) not found"
+            )
+            bad = {}
         held_by = _cases_holding(services, list(bad))
         problems += [f"evidence {sha}{held_by.get(sha, '')}: {problem}" for sha, problem in bad.items()]
         unreadable: list[str] = []

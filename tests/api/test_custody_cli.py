@@ -260,3 +260,22 @@ def test_verify_names_an_evidence_file_it_cannot_read_or_that_is_no_file(
     assert f"evidence folder {hidden.parent}: unreadable (permission denied); its files are not listed" in (
         orphans.stderr
     )
+
+
+def test_verify_names_a_missing_evidence_folder_once(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The evidence folder moved away (a data folder copied without it, another GRIDPATROL_DATA_DIR):
+    one line naming the folder and how many files it held, instead of a 'missing' line per file of
+    the store (a district's hundred thousand lines); nothing is created in its place."""
+    services = Services.build(env)
+    try:
+        _ingest_some(services, 3)
+    finally:
+        services.close()
+    env.evidence_dir.rename(env.data_dir / "evidence.moved")
+    assert main(["evidence", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"evidence folder {env.evidence_dir}: missing (moved, or GRIDPATROL_DATA_DIR is not" in out
+    assert "its 3 evidence file(s) not found" in out and ": missing\n" not in out
+    assert "1 problem(s)" in out and not env.evidence_dir.exists()
