@@ -41,7 +41,7 @@ try:
 except ImportError:  # not POSIX: other processes meet SQLite's busy timeout
     fcntl = None  # type: ignore[assignment]
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import DamagedRecord
@@ -247,12 +247,27 @@ def durability_warnings(engine: Engine) -> list[str]:
     return warnings
 
 
+def _sqlite_timeout_s(value: object) -> float:
+    """The busy timeout a SQLite URL's `?timeout=` asks for, in seconds (0 or more; 30 without one). A
+    value that is no such number is an ArgumentError naming it, as a URL that does not parse is: -1
+    was taken as waiting for ever on the write lock, and 'abc' ended a command with a traceback."""
+    if value is None or value == "":
+        return DEFAULT_SQLITE_TIMEOUT_S
+    try:
+        timeout_s = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        timeout_s = float("nan")
+    if not 0 <= timeout_s < 1e6:  # NaN and infinity too
+        raise ArgumentError(f"the SQLite URL's timeout={value!r} is no number of seconds (0 or more)")
+    return timeout_s
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        timeout_s = float(parsed.query.get("timeout") or DEFAULT_SQLITE_TIMEOUT_S)  # type: ignore[arg-type]
+        timeout_s = _sqlite_timeout_s(parsed.query.get("timeout"))
         engine = create_engine(
             url,
             echo=echo,

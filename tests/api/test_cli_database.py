@@ -182,3 +182,21 @@ def test_a_data_folder_that_cannot_be_made_is_one_line(
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "error: cannot open the database: " in err and str(tmp_path / "a-file") in err
+
+
+@pytest.mark.parametrize("timeout", ["abc", "-1", "inf"])
+def test_a_sqlite_timeout_that_is_no_number_of_seconds_is_refused(
+    timeout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sqlite:///...?timeout=abc` ended the command with a ValueError traceback; -1 was taken, and a
+    writer then waited for ever on the write lock. Each is one line naming the value, nothing made."""
+    db = tmp_path / "site" / "gridpatrol.db"
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", f"sqlite:///{db}?timeout={timeout}")
+    assert main(["-q", "db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert (
+        f"cannot open the database: ArgumentError: the SQLite URL's timeout='{timeout}' is no number" in err
+    )
+    assert not db.exists()
