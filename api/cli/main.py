@@ -79,12 +79,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one line naming it, as the service answers it. Looked up only when raised, as above.
         errors = sys.modules.get("api.errors")
         if errors is None or not isinstance(exc, errors.ServiceFault):
-            raise
+            exc = _database_fault(exc)  # the database refusing the work (a read-only file, a full disk)
         print(f"gridpatrol {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _database_fault(exc: Exception) -> Exception:
+    """A database error a command met, as the service's fault with the driver's first line (a
+    read-only database file or folder: 'database: not reachable; retry (OperationalError: attempt to
+    write a readonly database)'); anything else (a bug) raised again as it was."""
+    if "sqlalchemy.exc" not in sys.modules:
+        raise exc
+    from api.http.app import database_fault, describe_cause
+
+    fault = database_fault(exc)
+    if fault is None:
+        raise exc
+    return RuntimeError(f"{fault} ({describe_cause(exc)})")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,12 @@ def _first_line(exc: BaseException) -> str:
     return mask_credentials(text[0] if text else type(exc).__name__)
 
 
+def describe_cause(exc: BaseException) -> str:
+    """A fault's cause in one line, as logged: its type and the first line of its message, any
+    password in it masked."""
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
 def database_fault(exc: BaseException) -> ServiceFault | None:
     """What a database error means for the caller: 503 (unreachable, disconnected, locked beyond
     the busy timeout, no pooled connection in time), 507 (SQLite: disk full); None for anything
@@ -122,7 +128,7 @@ class _FaultLog:
         self._lock = threading.Lock()
 
     def log(self, fault: ServiceFault, cause: BaseException, request: Request) -> None:
-        line = f"{fault.field}: {type(cause).__name__}: {_first_line(cause)}"
+        line = f"{fault.field}: {describe_cause(cause)}"
         now = time.monotonic()
         with self._lock:
             last, repeats = self._last.get(line, (float("-inf"), 0))

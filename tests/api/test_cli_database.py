@@ -200,3 +200,24 @@ def test_a_sqlite_timeout_that_is_no_number_of_seconds_is_refused(
         f"cannot open the database: ArgumentError: the SQLite URL's timeout='{timeout}' is no number" in err
     )
     assert not db.exists()
+
+
+def test_a_read_only_database_is_one_line_naming_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command that must write to a database it may only read (a read-only file or folder; here
+    opened read-only): one line with SQLite's reason, as the service's 503; it was a traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("GRIDPATROL_DATABASE_URL", raising=False)
+    assert main(["-q", "db", "upgrade"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv(
+        "GRIDPATROL_DATABASE_URL", f"sqlite:///file:{tmp_path / 'gridpatrol.db'}?mode=ro&uri=true"
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long-enough-pw\n"))
+    assert main(["-q", "user", "add", "bob", "--role", "admin", "--password-stdin"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "error: database: not reachable; retry (OperationalError: " in err
+    assert "attempt to write a readonly database)" in err
