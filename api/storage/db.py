@@ -295,7 +295,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         # throughput under contention). COMMIT / ROLLBACK are issued here on the raw connection so
         # that the lock is released only after they finished (pysqlite's own commit() is then a
         # no-op).
-        write_lock = _sqlite_write_lock(str(parsed.database))
+        write_lock = _sqlite_write_lock(parsed.database or "")  # sqlite:// is in memory too
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]

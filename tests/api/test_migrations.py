@@ -109,3 +109,15 @@ def test_upgrading_an_older_release_s_database_keeps_every_reference(tmp_path: P
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1  # on again after it
     finally:
         engine.dispose()
+
+
+def test_an_in_memory_database_leaves_no_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sqlite://` (in memory, as `sqlite:///:memory:`) takes no file lock: its writes left a
+    'None-writer.lock' in the current folder (the database's name read as the text 'None')."""
+    monkeypatch.chdir(tmp_path)
+    engine = make_engine("sqlite://")
+    try:
+        assert migrate(engine) is True
+    finally:
+        engine.dispose()
+    assert list(tmp_path.iterdir()) == []
