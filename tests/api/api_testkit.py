@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from api.accounts.accounts import create_device, create_user
 from api.services import Services
@@ -192,3 +197,21 @@ def wait_job(client: httpx.Client, job_id: int, timeout: float = 60) -> dict[str
         if job["status"] in ("done", "failed") or time.monotonic() > deadline:
             return job
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size_mib: int) -> Iterator[Path]:
+    """`folder` made and on a file system of its own of `size_mib` MiB (a tmpfs): a disk that really
+    fills. Root only, and where mounting is allowed (a container without CAP_SYS_ADMIN refuses it even
+    to root); the test is skipped else, naming why."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
+    folder.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(folder)]
+    mounted = subprocess.run(command, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mount -t tmpfs refused here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

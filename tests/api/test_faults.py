@@ -13,7 +13,6 @@ import os
 import select
 import socket
 import sqlite3
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from api.errors import StorageFull
 from api.storage.evidence_store import EvidenceStore
-from tests.api.api_testkit import PG_URL, LiveServer, incident_json, jpeg_bytes, post_incident
+from tests.api.api_testkit import PG_URL, LiveServer, incident_json, jpeg_bytes, post_incident, tmpfs
 
 
 def _error(response: Any, status: int, field: str) -> dict[str, Any]:
@@ -292,17 +291,8 @@ def test_evidence_store_write_to_full_device_is_storage_full(tmp_path: Path) -> 
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 6 MiB tmpfs as the data folder (tmp_path/data, where make_server puts it): a disk that
     really fills (needs the right to mount; skipped otherwise)."""
-    mount = tmp_path / "data"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): needs root")
-    try:
+    with tmpfs(tmp_path / "data", 6) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill(path: Path, keep_bytes: int = 0) -> Path:

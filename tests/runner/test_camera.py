@@ -9,13 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,7 @@ import pytest
 
 from api.runner.camera import CameraJob
 from detect.values import DWELL_ROLES, Detection
-from tests.api.api_testkit import LiveServer
+from tests.api.api_testkit import LiveServer, tmpfs
 from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
 from tests.runner.test_forwarder import ScriptedService
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
@@ -294,24 +291,6 @@ def test_a_rotated_key_keeps_the_incidents_and_says_so_once(
     assert len(spooled_ids(tmp_path / "spool" / "cam-key")) >= 2  # nothing lost
 
 
-@contextlib.contextmanager
-def small_disk(folder: Path) -> Iterator[Path]:
-    """`folder` on a file system of its own, 4 MiB (tmpfs): root only, and where mounting is allowed
-    (a container without CAP_SYS_ADMIN refuses it even to root); skipped else."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"mount -t tmpfs refused here: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def fill(disk: Path) -> Callable[[], None]:
     """Fill the disk; returns what frees it again."""
     filler = disk / "filler"
@@ -329,7 +308,7 @@ def test_a_full_disk_loses_the_incident_says_so_and_the_camera_goes_on(
 ) -> None:
     url, _ = rtsp_server
     server: LiveServer = make_server(db_url)
-    with small_disk(tmp_path / "disk") as disk:
+    with tmpfs(tmp_path / "disk", 4) as disk:
         job = _camera_job(
             server,
             disk,
