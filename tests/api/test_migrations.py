@@ -2,32 +2,49 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from api.cases import audit
 from api.cli.main import main
+from api.http.app import create_app
 from api.storage.db import SchemaTooNew, _alembic_config, current_revision, make_engine, migrate
 from api.storage.models import Base
+from tests.api.api_testkit import (
+    LiveServer,
+    _Server,
+    import_demo_grid,
+    incident_json,
+    make_settings,
+    post_incident,
+    seed_people,
+    wait_job,
+)
+from tests.api.test_uploads_jobs import fake_pipeline, footage
 
 
 def test_migrations_match_models_and_go_both_ways(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0012"
+        assert current_revision(engine) == "0013"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         command.downgrade(_alembic_config(engine), "base")
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == "0012"
+        assert current_revision(engine) == "0013"
     finally:
         engine.dispose()
 
@@ -121,3 +138,110 @@ def test_an_in_memory_database_leaves_no_lock_file(tmp_path: Path, monkeypatch: 
     finally:
         engine.dispose()
     assert list(tmp_path.iterdir()) == []
+
+
+def _old_release_s_0007(engine: Engine) -> None:
+    """Upgrade a 0006 database to 0007 as releases before the fix did: foreign keys on, so the copy of
+    the devices table (SQLite's batch migration) ran each reference's ON DELETE SET NULL."""
+    module = ScriptDirectory.from_config(_alembic_config(engine)).get_revision("0007").module
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        with Operations.context(MigrationContext.configure(conn, opts={"render_as_batch": True})):
+            module.upgrade()
+        conn.execute(text("UPDATE alembic_version SET version_num = '0007'"))
+        conn.commit()
+
+
+_DEVICE_IDS = (
+    "SELECT 'case', id, device_id FROM cases UNION ALL SELECT 'sighting', id, device_id FROM sightings "
+    "UNION ALL SELECT 'upload', id, device_id FROM uploads ORDER BY 1, 2"
+)
+
+
+def test_device_references_an_earlier_upgrade_lost_are_restored_from_the_records(
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A site that upgraded through 0007 before migrations ran with foreign keys off has every case's,
+    sighting's and upload's device_id NULL, and `evidence verify` reports its patrol cases as altered;
+    the next upgrade (0013) sets each back from the record that names it (a case's first custody entry,
+    a sighting's digest, who uploaded), says how many, and a NULL no record decides stays NULL."""
+    settings = make_settings(tmp_path, sqlite_url, worker_poll_s=0.05)
+    app = create_app(
+        settings, run_worker=True, run_webhooks=False, pipeline=fake_pipeline(2), config_loader=lambda: None
+    )
+    import_demo_grid(app.state.services)
+    tokens = seed_people(app.state.services)
+    with _Server(app) as url:
+        server = LiveServer(url, app, app.state.services, tokens)
+        with server.client("device") as device:
+            for n, (when, position) in enumerate(
+                [("09:00", (30.2741, 120.1551)), ("09:30", (30.2741, 120.1551)), ("09:00", (30.29, 120.17))]
+            ):
+                data = incident_json(f"van-1:{n}", when=f"2026-11-20T{when}:00+08:00", position=position)
+                assert post_incident(device, data).status_code in (200, 201)
+            job = device.post("/api/uploads", files={"file": ("patrol.mp4", footage("patrol"), "video/mp4")})
+            assert wait_job(device, job.json()["id"])["status"] == "done"
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            before = conn.exec_driver_sql(_DEVICE_IDS).all()
+        assert {kind for kind, _, device_id in before if device_id is not None} == {
+            "case",
+            "sighting",
+            "upload",
+        }
+        assert all(device_id is not None for _, _, device_id in before)
+        command.downgrade(_alembic_config(engine), "0006")
+        _old_release_s_0007(engine)
+        migrate(engine, "0012")
+        with engine.connect() as conn:
+            assert all(d is None for _, _, d in conn.exec_driver_sql(_DEVICE_IDS))  # the loss reproduced
+        with Session(engine) as session:
+            lost = audit.audit(session).problems
+        lost_device = re.compile(
+            r"case \S+ (device_id is None but its custody chain says 1|sighting \d+ altered)"
+        )
+        assert len(lost) == len(before) - 1 and all(lost_device.fullmatch(p.split(" (")[0]) for p in lost), (
+            lost
+        )
+    finally:
+        engine.dispose()
+
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", sqlite_url)
+    with caplog.at_level(logging.INFO, logger="api.storage.migrations"):
+        assert main(["evidence", "verify"]) == 0, capsys.readouterr()
+    cases = sum(kind == "case" for kind, _, _ in before)
+    sightings = sum(kind == "sighting" for kind, _, _ in before)
+    said = [r.getMessage() for r in caplog.records if r.name == "api.storage.migrations"]
+    assert said == [
+        "device references restored from the records that name them (0007 had set them to NULL): "
+        f"{cases} case(s), {sightings} sighting(s), 1 upload(s)"
+    ]
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(_DEVICE_IDS).all() == before
+        # once more over a database with one sighting altered besides: nothing is guessed for it
+        command.downgrade(_alembic_config(engine), "0012")
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE sightings SET device_id = NULL, plate = 'EDITED' WHERE id = 1"))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="api.storage.migrations"):
+            assert migrate(engine) is True
+        said = [r.getMessage() for r in caplog.records if r.name == "api.storage.migrations"]
+        assert said == [
+            "device references not restored (left NULL: no record says which device, if any): "
+            "0 case(s), 1 sighting(s), 0 upload(s) (sightings 1)"
+        ]
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT device_id FROM sightings WHERE id = 1").scalar_one() is None
+            assert conn.exec_driver_sql(_DEVICE_IDS).all() == [
+                row if row[:2] != ("sighting", 1) else ("sighting", 1, None) for row in before
+            ]
+    finally:
+        engine.dispose()
