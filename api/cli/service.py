@@ -96,9 +96,11 @@ def _where(url: str) -> str:
     """The database a URL names, for a message (no password)."""
     from sqlalchemy.engine import make_url
 
+    from api.storage.db import sqlite_file
+
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return parsed.database or ":memory:"
+        return sqlite_file(parsed) or ":memory:"
     return parsed.render_as_string(hide_password=True)
 
 
@@ -108,16 +110,17 @@ def _require_database_file(url: str) -> None:
     themselves; an empty one is found by its missing schema."""
     from pathlib import Path
 
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    from api.storage.db import database_url, sqlite_file
+
     try:
-        parsed = make_url(url)
+        parsed = database_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            return
+        database = sqlite_file(parsed) or ":memory:"
     except ArgumentError as exc:
         raise CommandError(f"database URL: {exc}") from None
-    if parsed.get_backend_name() != "sqlite":
-        return
-    database = parsed.database or ":memory:"
     if database == ":memory:" or not Path(database).is_file():
         raise CommandError(f"database not found: {database}; {_CREATES_NONE}")
 

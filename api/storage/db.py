@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import (
     Connection,
@@ -40,7 +41,7 @@ try:
     import fcntl
 except ImportError:  # not POSIX: other processes meet SQLite's busy timeout
     fcntl = None  # type: ignore[assignment]
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -262,11 +263,59 @@ def _sqlite_timeout_s(value: object) -> float:
     return timeout_s
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def database_url(url: str) -> URL:
+    """The URL parsed; one SQLAlchemy or SQLite would take wrongly is an ArgumentError naming what to
+    write instead: `postgres://` (a name SQLAlchemy has no dialect for; it said "Can't load plugin:
+    sqlalchemy.dialects:postgres") and a SQLite path that names a folder (`sqlite:///data/`: SQLite
+    made a file `data`)."""
     parsed = make_url(url)
+    if parsed.drivername.partition("+")[0] == "postgres":
+        raise ArgumentError(
+            "a database URL starting postgres:// names no SQLAlchemy dialect: write "
+            "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+        )
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(parsed)
+        if path is not None and (path.endswith(("/", os.sep)) or Path(path).is_dir()):
+            raise ArgumentError(
+                f"the SQLite URL names a folder ({path}), not a database file: add the file's name, "
+                f"e.g. sqlite:///{path.rstrip('/' + os.sep) or '/'}/gridpatrol.db"
+            )
+    return parsed
+
+
+def sqlite_file(parsed: URL) -> str | None:
+    """The file a SQLite URL opens (None: in memory). With `?uri=true` its database is a URI filename
+    (`file:PATH`, `file:///PATH`, percent-encoded; SQLite's own query, e.g. `mode=ro`, is in the URL's
+    query): its PATH, not the text `file:...`, which was made a folder of (`file:`) and then not
+    opened."""
+    database = parsed.database or ""
+    uri = str(parsed.query.get("uri", "")).lower() in ("1", "true", "yes", "on")
+    if not uri:
+        return None if database in ("", ":memory:") else database
+    if not database.startswith("file:"):  # SQLite takes it as a plain file name
+        return database or None
+    path = database.removeprefix("file:")
+    if path.startswith("//"):
+        authority, _, rest = path[2:].partition("/")
+        if authority not in ("", "localhost"):
+            raise ArgumentError(
+                f"the SQLite URI filename {database!r} names a host ({authority}): "
+                "write file:///PATH or file:PATH"
+            )
+        path = "/" + rest
+    path = unquote(path.partition("#")[0])
+    if path in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        return None
+    return path
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    parsed = database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_file(parsed)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         timeout_s = _sqlite_timeout_s(parsed.query.get("timeout"))
         engine = create_engine(
             url,
@@ -295,7 +344,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         # throughput under contention). COMMIT / ROLLBACK are issued here on the raw connection so
         # that the lock is released only after they finished (pysqlite's own commit() is then a
         # no-op).
-        write_lock = _sqlite_write_lock(parsed.database or "")  # sqlite:// is in memory too
+        write_lock = _sqlite_write_lock(path or "")  # sqlite:// is in memory too
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]

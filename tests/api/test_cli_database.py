@@ -221,3 +221,65 @@ def test_a_read_only_database_is_one_line_naming_why(
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "error: database: not reachable; retry (OperationalError: " in err
     assert "attempt to write a readonly database)" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "postgres://bob:S3cretPW@db.example/gridpatrol",
+            "a database URL starting postgres:// names no SQLAlchemy dialect: write postgresql+psycopg://",
+        ),
+        (
+            "sqlite:///data/",
+            "the SQLite URL names a folder (data/), not a database file: add the file's name",
+        ),
+        ("sqlite:///a-folder", "the SQLite URL names a folder (a-folder), not a database file"),
+        (
+            "sqlite:///file://db.example/x.db?uri=true",
+            "the SQLite URI filename 'file://db.example/x.db' names",
+        ),
+    ],
+)
+@pytest.mark.parametrize("argv", [["db", "upgrade"], ["user", "list"]])
+def test_a_database_url_sqlalchemy_or_sqlite_would_take_wrongly_is_one_line_naming_it(
+    url: str,
+    said: str,
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """postgres:// (SQLAlchemy's "Can't load plugin: sqlalchemy.dialects:postgres", no word of the
+    name to write) and a SQLite path naming a folder (`sqlite:///data/` made a file `data`): one line
+    saying what to write, nothing made, no password."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-folder").mkdir()
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "site"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", url)
+    assert main(["-q", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert said in err and "S3cretPW" not in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "site") == ["a-folder"]  # no data file
+    assert list((tmp_path / "a-folder").iterdir()) == []
+
+
+def test_a_sqlite_uri_filename_opens_the_file_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sqlite:///file:site/gridpatrol.db?uri=true` (a URI filename, for SQLite's own options such as
+    mode=ro) made a folder named 'file:site' and then could not open the database; commands that read
+    one said it was not found. It opens site/gridpatrol.db, as file:///ABSOLUTE/PATH does."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    absolute = tmp_path / "other place" / "gridpatrol.db"
+    for url, db in [
+        ("sqlite:///file:site/gridpatrol.db?uri=true", tmp_path / "site" / "gridpatrol.db"),
+        (f"sqlite:///file://{str(absolute).replace(' ', '%20')}?uri=true", absolute),
+    ]:
+        monkeypatch.setenv("GRIDPATROL_DATABASE_URL", url)
+        assert main(["-q", "db", "upgrade"]) == 0, capsys.readouterr().err
+        assert db.is_file()
+        assert main(["-q", "user", "list"]) == 0, capsys.readouterr().err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("file:")]
