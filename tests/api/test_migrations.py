@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -245,3 +246,99 @@ def test_device_references_an_earlier_upgrade_lost_are_restored_from_the_records
             ]
     finally:
         engine.dispose()
+
+
+def test_device_references_in_entries_older_than_the_digests_come_from_who_posted(tmp_path: Path) -> None:
+    """Entries written before 0006 hold neither a sighting's digest nor the new case's facts: who posted
+    it decides (device:NAME, or a worker's run of an upload: who uploaded it); a user's post or upload
+    had no device, and that NULL is neither changed nor counted as undecided."""
+    from datetime import datetime
+
+    from api.cases.custody import GENESIS, entry_digest
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'gridpatrol.db'}")
+    t = datetime(2026, 11, 20, 8, 0)
+    try:
+        migrate(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (id, name, key_hash, active, created_at) "
+                    "VALUES (2, 'van-1', 'h', 1, :t)"
+                ),
+                {"t": t},
+            )
+            for upload_id, by, device_id in [(1, "device:van-1", 2), (2, "user:operator", None)]:
+                conn.execute(
+                    text(
+                        "INSERT INTO uploads (id, sha256, size, media_type, path, device_id, uploaded_by, "
+                        "created_at) VALUES (:id, :sha, 1, 'video/mp4', 'x.mp4', :device, :by, :t)"
+                    ),
+                    {"id": upload_id, "sha": str(upload_id) * 64, "device": device_id, "by": by, "t": t},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO jobs (id, upload_id, status, progress, attempts, incidents, created_at) "
+                        "VALUES (:id, :id, 'done', 1, 1, 1, :t)"
+                    ),
+                    {"id": upload_id, "t": t},
+                )
+            # case id: (who posted it, the job it came from, the device it had)
+            posted = {1: ("device:van-1", None, 2), 2: ("worker:w1", 1, 2), 3: ("worker:w1", 2, None)}
+            posted[4] = ("user:operator", None, None)
+            for case_id, (actor, job_id, device_id) in posted.items():
+                values = {"id": case_id, "device": device_id, "job": job_id, "t": t}
+                conn.execute(
+                    text(
+                        "INSERT INTO cases (id, number, category, status, grid_cell_id, device_id, "
+                        "first_seen, last_seen, sightings_count, recurrence_count, created_at, updated_at) "
+                        "VALUES (:id, 'GP-2026-00000' || :id, 'illegal_parking', 'pending_review', 'C-1', "
+                        ":device, :t, :t, 1, 0, :t, :t)"
+                    ),
+                    values,
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO sightings (id, case_id, incident_id, seen_at, device_id, job_id, "
+                        "incident_json, recurrence, created_at) VALUES "
+                        "(:id, :id, 'inc-' || :id, :t, :device, :job, '{}', 0, :t)"
+                    ),
+                    values,
+                )
+                detail = f'{{"evidence":[],"incident_id":"inc-{case_id}","recurrence":false}}'
+                digest = entry_digest(
+                    GENESIS, case_id=case_id, seq=1, at=t, actor=actor, action="case_created", detail=detail
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO custody_entries (case_id, seq, at, actor, action, detail, prev_hash, "
+                        "entry_hash) VALUES (:id, 1, :t, :actor, 'case_created', :detail, :genesis, :digest)"
+                    ),
+                    dict(values, actor=actor, detail=detail, genesis=GENESIS, digest=digest),
+                )
+        with engine.connect() as conn:
+            before = conn.exec_driver_sql(_DEVICE_IDS).all()
+        migrate(engine, "0006")
+        _old_release_s_0007(engine)
+        migrate(engine, "0012")
+        with engine.connect() as conn:
+            assert all(d is None for _, _, d in conn.exec_driver_sql(_DEVICE_IDS))
+        with engine.connect() as conn:
+            tally = _migration_0013(engine).restore_device_references(conn)
+            assert (tally.restored, tally.unsaid) == (
+                {"case": 2, "sighting": 2, "upload": 1},
+                {"case": [], "sighting": [], "upload": []},
+            )
+            conn.commit()
+            assert conn.exec_driver_sql(_DEVICE_IDS).all() == before
+            again = _migration_0013(engine).restore_device_references(conn)  # nothing left to restore
+            assert (again.restored, again.unsaid) == (
+                {"case": 0, "sighting": 0, "upload": 0},
+                {"case": [], "sighting": [], "upload": []},
+            )
+    finally:
+        engine.dispose()
+
+
+def _migration_0013(engine: Engine) -> Any:
+    return ScriptDirectory.from_config(_alembic_config(engine)).get_revision("0013").module
