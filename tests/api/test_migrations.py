@@ -221,7 +221,7 @@ def test_device_references_an_earlier_upgrade_lost_are_restored_from_the_records
     said = [r.getMessage() for r in caplog.records if r.name == "api.storage.migrations"]
     assert said == [
         "device references restored from the records that name them (0007 had set them to NULL): "
-        f"{cases} case(s), {sightings} sighting(s), 1 upload(s)"
+        f"{cases} case(s), {sightings} sighting(s), 1 upload(s); 0 could not be"
     ]
     engine = make_engine(sqlite_url)
     try:
@@ -236,8 +236,10 @@ def test_device_references_an_earlier_upgrade_lost_are_restored_from_the_records
             assert migrate(engine) is True
         said = [r.getMessage() for r in caplog.records if r.name == "api.storage.migrations"]
         assert said == [
+            "device references restored from the records that name them (0007 had set them to NULL): "
+            "0 case(s), 0 sighting(s), 0 upload(s); 1 could not be",
             "device references not restored (left NULL: no record says which device, if any): "
-            "0 case(s), 1 sighting(s), 0 upload(s) (sightings 1)"
+            "0 case(s), 1 sighting(s), 0 upload(s) (sightings 1)",
         ]
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT device_id FROM sightings WHERE id = 1").scalar_one() is None

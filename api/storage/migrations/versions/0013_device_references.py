@@ -269,14 +269,16 @@ def upgrade() -> None:
         return
     tally = restore_device_references(conn)
     restored, unsaid = tally.restored, tally.unsaid
-    if any(restored.values()):
-        log.info(
-            "device references restored from the records that name them (0007 had set them to NULL): "
-            "%d case(s), %d sighting(s), %d upload(s)",
-            restored["case"],
-            restored["sighting"],
-            restored["upload"],
-        )
+    if not any(restored.values()) and not any(unsaid.values()):
+        return  # nothing was lost (a new database, PostgreSQL's, or one upgraded since the fix)
+    log.info(
+        "device references restored from the records that name them (0007 had set them to NULL): "
+        "%d case(s), %d sighting(s), %d upload(s); %d could not be",
+        restored["case"],
+        restored["sighting"],
+        restored["upload"],
+        sum(len(ids) for ids in unsaid.values()),
+    )
     if any(unsaid.values()):
         named = "; ".join(
             f"{kind}s {', '.join(ids[:_NAMED_AT_MOST])}{' ...' if len(ids) > _NAMED_AT_MOST else ''}"
