@@ -9,6 +9,7 @@ report reads the database only (an existing one: a mistyped location is refused,
 from __future__ import annotations
 
 import argparse
+import tempfile
 import unicodedata
 from datetime import date
 from pathlib import Path
@@ -44,6 +45,29 @@ def _day(text: str, option: str) -> date:
     if not FIRST_YEAR <= day.year <= LAST_YEAR:
         raise CommandError(f"{option}: {day.isoformat()} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     return day
+
+
+def _check_csv_path(path: Path) -> None:
+    """Refuse a --csv FILE that cannot be written before the report is read and printed: a folder, a
+    missing folder (or a file) where its folder belongs, a file or folder this user may not write. An
+    existing file is opened for appending, nothing written: it keeps its content until the report
+    replaces it; a new one's folder is tried with a file made and removed at once."""
+    if path.is_dir():
+        raise CommandError(f"--csv: cannot write {path}: it is a folder")
+    folder = path.parent
+    if not folder.exists():
+        raise CommandError(f"--csv: cannot write {path}: no such folder {folder}")
+    if not folder.is_dir():
+        raise CommandError(f"--csv: cannot write {path}: {folder} is not a folder")
+    try:
+        if path.exists():
+            with open(path, "ab"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
+                pass
+    except OSError as exc:
+        raise CommandError(f"--csv: cannot write {path}: {(exc.strerror or str(exc)).lower()}") from None
 
 
 def _columns(text: str) -> int:
@@ -121,6 +145,8 @@ def run_report(args: argparse.Namespace) -> int:
     first, last = _day(args.since, "--since"), _day(args.until, "--until")
     if last < first:
         raise CommandError(f"--until: {last.isoformat()} is before --since {first.isoformat()}")
+    if args.csv is not None:
+        _check_csv_path(args.csv)
     services = _services(args, create=False)
     try:
         offset_h = services.settings.timezone_offset_h
@@ -139,6 +165,7 @@ def run_report(args: argparse.Namespace) -> int:
                 period_report.CSV_BOM + period_report.csv_text(report), encoding="utf-8", newline=""
             )
         except OSError as exc:
-            raise CommandError(f"--csv: cannot write {args.csv}: {exc.strerror or exc}") from None
+            why = (exc.strerror or str(exc)).lower()
+            raise CommandError(f"--csv: cannot write {args.csv}: {why}") from None
         print(f"wrote {args.csv}")
     return 0
