@@ -92,15 +92,23 @@ class GpsTrack:
     """A vehicle's fixes in time order, one per distinct time.
 
     Fixes given out of order are sorted; of fixes with the same time the first is kept (missing speed
-    or heading filled from the others). `skipped` counts what the parser left out, by reason.
+    or heading filled from the others). `skipped` counts what the parser left out, by reason; `notes`
+    say, in a sentence each, what it set aside of the fixes it kept (a heading column ignored), for the
+    job that reads the track to show.
     """
 
     def __init__(
-        self, fixes: Iterable[Fix], *, name: str = "track", skipped: Mapping[str, int] | None = None
+        self,
+        fixes: Iterable[Fix],
+        *,
+        name: str = "track",
+        skipped: Mapping[str, int] | None = None,
+        notes: Iterable[str] = (),
     ):
         given = list(fixes)
         self.name = name
         self.skipped: dict[str, int] = dict(skipped or {})
+        self.notes: tuple[str, ...] = tuple(notes)
         if not given:
             raise TrackError(name, "no fixes with time")
         for fix in given:
@@ -176,7 +184,7 @@ class GpsTrack:
         )
         skipped = dict(self.skipped)
         skipped["jump"] = skipped.get("jump", 0) + len(jumps)
-        return GpsTrack(kept, name=self.name, skipped=skipped)
+        return GpsTrack(kept, name=self.name, skipped=skipped, notes=self.notes)
 
     def heading_at(self, when: datetime, *, max_gap_s: float = DEFAULT_MAX_GAP_S) -> float | None:
         """The vehicle's heading at `when`, degrees clockwise from true north: the receiver's own
@@ -419,7 +427,8 @@ def _parse_lat_lon(lat_text: str, lon_text: str, name: str, where: str) -> tuple
     return lat, lon
 
 
-def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str) -> GpsTrack:
+def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str, headings: _Headings) -> GpsTrack:
+    fixes = headings.finish(fixes)
     if skipped:
         log.warning(
             "%s: %d %s skipped (%s)",
@@ -433,7 +442,7 @@ def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str) -> Gp
         if skipped:
             detail += " (" + ", ".join(f"{n} {what} {reason}" for reason, n in sorted(skipped.items())) + ")"
         raise TrackError(name, detail)
-    track = GpsTrack(fixes, name=name, skipped=skipped)
+    track = GpsTrack(fixes, name=name, skipped=skipped, notes=[headings.note] if headings.note else [])
     log.info("%s: %d fixes, %s .. %s", name, len(track), track.start.isoformat(), track.end.isoformat())
     return track
 
@@ -545,7 +554,7 @@ def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
                 heading_deg=headings.read(fields.get("course"), where),
             )
         )
-    return _finish(headings.finish(fixes), name, skipped, "point(s)")
+    return _finish(fixes, name, skipped, "point(s)", headings)
 
 
 def _finite(value: float) -> float | None:
@@ -578,6 +587,7 @@ class _Headings:
         self.column = column
         self.bad = 0
         self.first_bad = ""
+        self.note: str | None = None  # set by finish when the column is ignored
 
     def read(self, text: str | None, where: str) -> float | None:
         if not text:
@@ -597,16 +607,12 @@ class _Headings:
     def finish(self, fixes: list[Fix]) -> list[Fix]:
         if not self.bad:
             return fixes
-        log.warning(
-            "%s: %s is not degrees within one turn (-%g..%g); the %s column is ignored (%d such value(s)), "
-            "the heading taken from the fixes",
-            self.name,
-            self.first_bad,
-            MAX_HEADING_DEG,
-            MAX_HEADING_DEG,
-            self.column,
-            self.bad,
+        self.note = (
+            f"{self.first_bad} is not degrees within one turn (-{MAX_HEADING_DEG:g}..{MAX_HEADING_DEG:g}): "
+            f"the track's {self.column} column is ignored ({self.bad} such value(s)), the heading taken "
+            "from the fixes"
         )
+        log.warning("%s: %s", self.name, self.note)
         return [replace(fix, heading_deg=None) for fix in fixes]
 
 
@@ -763,7 +769,7 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
             void_lines[0],
             void_lines[-1],
         )
-    return _finish(headings.finish(fixes), name, skipped, "sentence(s)")
+    return _finish(fixes, name, skipped, "sentence(s)", headings)
 
 
 # --- CSV ---
@@ -847,7 +853,7 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
                 heading_deg=headings.read(_cell(row, columns, "heading"), where),
             )
         )
-    return _finish(headings.finish(fixes), name, skipped, "row(s)")
+    return _finish(fixes, name, skipped, "row(s)", headings)
 
 
 def _cell(row: list[str], columns: dict[str, int], key: str) -> str:
