@@ -661,3 +661,45 @@ def test_a_read_only_csv_file_or_folder_is_named_before_the_report_and_kept(
         assert run.returncode == 1 and run.stdout == "", (run.stdout, run.stderr)
         assert run.stderr == f"gridpatrol report: error: --csv: cannot write {path}: permission denied\n"
     assert list(read_only.iterdir()) == [] and kept.read_text() == "last week's figures"
+
+
+def test_a_csv_the_disk_has_no_room_for_leaves_the_file_that_was_there(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report's CSV that a full disk cannot hold: one line naming it, and the CSV that was there
+    (last week's) kept whole, no partial file left; it was emptied and then the write failed."""
+    import errno
+    import json
+
+    from api.cases.grids import import_cells, parse_geojson
+    from api.cli.main import main
+    from api.services import Services
+    from tests.api.api_testkit import DEMO_GRID, make_settings, tmpfs
+
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    for feature in grid["features"]:  # names long enough for a CSV over a page of the disk
+        feature["properties"]["name"] = (feature["properties"]["name"] + " " * 200)[:200]
+    services = Services.build(make_settings(tmp_path, sqlite_url))
+    with services.factory() as session:
+        import_cells(session, cells=parse_geojson(grid))
+        session.commit()
+    services.close()
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    with tmpfs(tmp_path / "small", 1) as disk:
+        kept = disk / "week.csv"
+        kept.write_text("last week's figures")
+        with open(disk / "filler", "wb", buffering=0) as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        week = ["report", "--since", "2026-11-23", "--until", "2026-11-29", "--database-url", sqlite_url]
+        assert main([*week, "--csv", str(kept)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"gridpatrol report: error: --csv: cannot write {kept}: no space left on device\n"
+        assert kept.read_text() == "last week's figures"
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "week.csv"]
+        (disk / "filler").unlink()
+        assert main([*week, "--csv", str(kept)]) == 0
+        assert kept.read_bytes().startswith(b"\xef\xbb\xbfcell_id,") and len(kept.read_bytes()) > 4096
