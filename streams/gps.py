@@ -60,6 +60,7 @@ EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG)
 # -180..180 by some: a value beyond one turn either way (720, -5000, 27000 in hundredths of a degree) is
 # no heading, and wrapping it would point the vehicle anywhere.
 MAX_HEADING_DEG = 360.0
+MAX_SHOWN = 40  # characters of a bad value quoted in a message
 KNOTS_TO_MPS = 1852.0 / 3600.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Fix times are taken from _EPOCH up to (not including) _END, the range the case service accepts for
@@ -600,7 +601,8 @@ class _Headings:
             return None
         if value is None or not -MAX_HEADING_DEG <= value <= MAX_HEADING_DEG:
             self.bad += 1
-            self.first_bad = self.first_bad or f"{where}: {self.column} {text!r}"
+            shown = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"  # a cell may be 128 KiB
+            self.first_bad = self.first_bad or f"{where}: {self.column} {shown!r}"
             return None
         return value
 
@@ -730,6 +732,7 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
                 lat = _nmea_angle(fields[3], fields[4], 2)
                 lon = _nmea_angle(fields[5], fields[6], 3)
                 # speed and course are optional; a value that is no finite number is left out, as in CSV
+                # (a course that is no degrees makes the column ignored, see _Headings)
                 speed = _finite(float(fields[7]) * KNOTS_TO_MPS) if fields[7] else None
                 heading = headings.read(fields[8], f"line {number}")
                 when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + tod

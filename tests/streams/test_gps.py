@@ -504,6 +504,7 @@ _HEADED = (
         ("heading", "720", "90", [None, None], "line 2: heading '720' is not degrees"),
         ("bearing", "10", "-5000", [None, None], "line 3: bearing '-5000' is not degrees"),
         ("heading", "27000", "9000", [None, None], "(2 such value(s))"),  # hundredths of a degree
+        ("heading", "x" * 5000, "90", [None, None], "line 2: heading '" + "x" * 40 + "…' is not degrees"),
     ],
 )
 def test_a_csv_heading_that_is_no_degrees_is_ignored_with_a_warning(
