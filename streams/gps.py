@@ -56,6 +56,11 @@ MAX_SPEED_MPS = 70.0
 MIN_HEADING_MOVE_M = 2.0
 EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG)
 
+# A heading (course, bearing) is degrees clockwise from true north, written 0..360 by most receivers and
+# -180..180 by some: a value beyond one turn either way (720, -5000, 27000 in hundredths of a degree) is
+# no heading, and wrapping it would point the vehicle anywhere.
+MAX_HEADING_DEG = 360.0
+MAX_SHOWN = 40  # characters of a bad value quoted in a message
 KNOTS_TO_MPS = 1852.0 / 3600.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Fix times are taken from _EPOCH up to (not including) _END, the range the case service accepts for
@@ -88,15 +93,23 @@ class GpsTrack:
     """A vehicle's fixes in time order, one per distinct time.
 
     Fixes given out of order are sorted; of fixes with the same time the first is kept (missing speed
-    or heading filled from the others). `skipped` counts what the parser left out, by reason.
+    or heading filled from the others). `skipped` counts what the parser left out, by reason; `notes`
+    say, in a sentence each, what it set aside of the fixes it kept (a heading column ignored), for the
+    job that reads the track to show.
     """
 
     def __init__(
-        self, fixes: Iterable[Fix], *, name: str = "track", skipped: Mapping[str, int] | None = None
+        self,
+        fixes: Iterable[Fix],
+        *,
+        name: str = "track",
+        skipped: Mapping[str, int] | None = None,
+        notes: Iterable[str] = (),
     ):
         given = list(fixes)
         self.name = name
         self.skipped: dict[str, int] = dict(skipped or {})
+        self.notes: tuple[str, ...] = tuple(notes)
         if not given:
             raise TrackError(name, "no fixes with time")
         for fix in given:
@@ -172,7 +185,7 @@ class GpsTrack:
         )
         skipped = dict(self.skipped)
         skipped["jump"] = skipped.get("jump", 0) + len(jumps)
-        return GpsTrack(kept, name=self.name, skipped=skipped)
+        return GpsTrack(kept, name=self.name, skipped=skipped, notes=self.notes)
 
     def heading_at(self, when: datetime, *, max_gap_s: float = DEFAULT_MAX_GAP_S) -> float | None:
         """The vehicle's heading at `when`, degrees clockwise from true north: the receiver's own
@@ -415,7 +428,8 @@ def _parse_lat_lon(lat_text: str, lon_text: str, name: str, where: str) -> tuple
     return lat, lon
 
 
-def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str) -> GpsTrack:
+def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str, headings: _Headings) -> GpsTrack:
+    fixes = headings.finish(fixes)
     if skipped:
         log.warning(
             "%s: %d %s skipped (%s)",
@@ -429,7 +443,7 @@ def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str) -> Gp
         if skipped:
             detail += " (" + ", ".join(f"{n} {what} {reason}" for reason, n in sorted(skipped.items())) + ")"
         raise TrackError(name, detail)
-    track = GpsTrack(fixes, name=name, skipped=skipped)
+    track = GpsTrack(fixes, name=name, skipped=skipped, notes=[headings.note] if headings.note else [])
     log.info("%s: %d fixes, %s .. %s", name, len(track), track.start.isoformat(), track.end.isoformat())
     return track
 
@@ -519,6 +533,7 @@ def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
         raise TrackError(name, f"line {line}, column {column}: not well-formed XML ({reason})") from None
     fixes: list[Fix] = []
     skipped: Counter[str] = Counter()
+    headings = _Headings(name, "course")
     for number, kind, attrib, fields in target.points:
         where = f"point {number} ({kind})"
         if not fields.get("time"):
@@ -537,10 +552,10 @@ def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
                 lat,
                 lon,
                 speed_mps=_optional_float(fields.get("speed"), name, where, "speed"),
-                heading_deg=_optional_float(fields.get("course"), name, where, "course"),
+                heading_deg=headings.read(fields.get("course"), where),
             )
         )
-    return _finish(fixes, name, skipped, "point(s)")
+    return _finish(fixes, name, skipped, "point(s)", headings)
 
 
 def _finite(value: float) -> float | None:
@@ -555,6 +570,52 @@ def _optional_float(text: str | None, name: str, where: str, what: str) -> float
     except ValueError:
         raise TrackError(name, f"{where}: {what} {text!r} is not a number") from None
     return value if math.isfinite(value) else None
+
+
+class _Headings:
+    """The headings of a track's fixes, from a column the track may leave out (CSV heading, course or
+    bearing; GPX and NMEA course), in degrees clockwise from true north.
+
+    A value that is no number of degrees within one turn either way (text such as 'N' or 'north', 720,
+    -5000) makes the whole column untrusted: `finish` then drops every fix's heading, with a warning
+    naming the first such value, and the heading is taken from the fixes around a time
+    (GpsTrack.heading_at), as for a track without the column. A wrong heading would misplace what the
+    camera sees (detect.ground projects it from the vehicle's heading); a missing one costs nothing the
+    positions cannot give, so the track (and its upload) is kept. An empty cell or NaN is unknown."""
+
+    def __init__(self, name: str, column: str) -> None:
+        self.name = name
+        self.column = column
+        self.bad = 0
+        self.first_bad = ""
+        self.note: str | None = None  # set by finish when the column is ignored
+
+    def read(self, text: str | None, where: str) -> float | None:
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is not None and not math.isfinite(value):
+            return None
+        if value is None or not -MAX_HEADING_DEG <= value <= MAX_HEADING_DEG:
+            self.bad += 1
+            shown = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"  # a cell may be 128 KiB
+            self.first_bad = self.first_bad or f"{where}: {self.column} {shown!r}"
+            return None
+        return value
+
+    def finish(self, fixes: list[Fix]) -> list[Fix]:
+        if not self.bad:
+            return fixes
+        self.note = (
+            f"{self.first_bad} is not degrees within one turn (-{MAX_HEADING_DEG:g}..{MAX_HEADING_DEG:g}): "
+            f"the track's {self.column} column is ignored ({self.bad} such value(s)), the heading taken "
+            "from the fixes"
+        )
+        log.warning("%s: %s", self.name, self.note)
+        return [replace(fix, heading_deg=None) for fix in fixes]
 
 
 def _parse_iso(text: str, tz: tzinfo, name: str, where: str) -> datetime | None:
@@ -641,6 +702,7 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
     skipped: Counter[str] = Counter()
     first_problem: str | None = None
     void_lines: list[int] = []  # sentences without a lock (the receiver had no fix there)
+    headings = _Headings(name, "course")
     day: date | None = None
     rmc_tod: timedelta | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -670,8 +732,9 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
                 lat = _nmea_angle(fields[3], fields[4], 2)
                 lon = _nmea_angle(fields[5], fields[6], 3)
                 # speed and course are optional; a value that is no finite number is left out, as in CSV
+                # (a course that is no degrees makes the column ignored, see _Headings)
                 speed = _finite(float(fields[7]) * KNOTS_TO_MPS) if fields[7] else None
-                heading = _finite(float(fields[8])) if fields[8] else None
+                heading = headings.read(fields[8], f"line {number}")
                 when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + tod
             else:
                 if len(fields) < 7:
@@ -709,7 +772,7 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
             void_lines[0],
             void_lines[-1],
         )
-    return _finish(fixes, name, skipped, "sentence(s)")
+    return _finish(fixes, name, skipped, "sentence(s)", headings)
 
 
 # --- CSV ---
@@ -745,7 +808,8 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     `long`, `longitude`) in WGS84 degrees; optional speed (`speed`/`speed_mps` in m/s,
     `speed_kmh`/`speed_kph`) and heading (`heading`, `course`, `bearing`, degrees). Times without an
     offset are in `tz` (default UTC). Rows with an empty latitude and longitude (no fix) are skipped;
-    any other bad value is a TrackError naming the line.
+    a heading column with a value that is no heading (text, beyond one turn) is ignored with a warning
+    (see _Headings); any other bad value is a TrackError naming the line.
     """
     body = text.lstrip("\ufeff")
     header_line = next((line for line in io.StringIO(body) if line.strip()), None)
@@ -758,6 +822,7 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     speed_factor = 1.0
     fixes: list[Fix] = []
     skipped: Counter[str] = Counter()
+    headings = _Headings(name, "heading")
     for row in _csv_rows(reader, name):
         if not any(cell.strip() for cell in row):
             continue
@@ -765,6 +830,8 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
         if header is None:
             header = [cell.strip().lower() for cell in row]
             columns, speed_factor = _csv_columns(header, name, line)
+            if "heading" in columns:
+                headings.column = header[columns["heading"]]
             continue
         lat_text, lon_text, time_text = (
             _cell(row, columns, "lat"),
@@ -786,10 +853,10 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
                 lat,
                 lon,
                 speed_mps=speed * speed_factor if speed is not None else None,
-                heading_deg=_optional_float(_cell(row, columns, "heading"), name, where, "heading"),
+                heading_deg=headings.read(_cell(row, columns, "heading"), where),
             )
         )
-    return _finish(fixes, name, skipped, "row(s)")
+    return _finish(fixes, name, skipped, "row(s)", headings)
 
 
 def _cell(row: list[str], columns: dict[str, int], key: str) -> str:

@@ -9,6 +9,10 @@ report reads the database only (an existing one: a mistyped location is refused,
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import stat
+import tempfile
 import unicodedata
 from datetime import date
 from pathlib import Path
@@ -44,6 +48,55 @@ def _day(text: str, option: str) -> date:
     if not FIRST_YEAR <= day.year <= LAST_YEAR:
         raise CommandError(f"{option}: {day.isoformat()} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     return day
+
+
+def _check_csv_path(path: Path) -> None:
+    """Refuse a --csv FILE that cannot be written before the report is read and printed: a folder, a
+    missing folder (or a file) where its folder belongs, a file or folder this user may not write. An
+    existing file is opened for appending, nothing written: it keeps its content until the report
+    replaces it; the folder the report is written in (see _write_csv) is tried with a file made and
+    removed at once."""
+    if path.is_dir():
+        raise CommandError(f"--csv: cannot write {path}: it is a folder")
+    folder = path.parent
+    if not folder.exists():
+        raise CommandError(f"--csv: cannot write {path}: no such folder {folder}")
+    if not folder.is_dir():
+        raise CommandError(f"--csv: cannot write {path}: {folder} is not a folder")
+    try:
+        if path.exists():
+            with open(path, "ab"):  # a read-only file is refused, not replaced
+                pass
+        if path.is_file() or not path.exists():
+            target = path.resolve()
+            with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".probe"):
+                pass
+    except OSError as exc:
+        raise CommandError(f"--csv: cannot write {path}: {(exc.strerror or str(exc)).lower()}") from None
+
+
+def _write_csv(path: Path, text: str) -> None:
+    """`text` to `path` through a file beside it, renamed over it once written (with an existing file's
+    permissions): a write that fails (a full disk) leaves the file that was there as it was, and no
+    partial file. Through a symbolic link the file it names is replaced; what is no regular file (a
+    terminal, /dev/stdout) is written in place. Raises OSError."""
+    from api.storage.disk import replace_durably
+
+    if path.exists() and not path.is_file():
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        return
+    target = path.resolve()
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8", newline="")
+        if target.exists():
+            os.chmod(partial, stat.S_IMODE(target.stat().st_mode))
+        replace_durably(partial, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
 
 
 def _columns(text: str) -> int:
@@ -121,6 +174,8 @@ def run_report(args: argparse.Namespace) -> int:
     first, last = _day(args.since, "--since"), _day(args.until, "--until")
     if last < first:
         raise CommandError(f"--until: {last.isoformat()} is before --since {first.isoformat()}")
+    if args.csv is not None:
+        _check_csv_path(args.csv)
     services = _services(args, create=False)
     try:
         offset_h = services.settings.timezone_offset_h
@@ -135,10 +190,9 @@ def run_report(args: argparse.Namespace) -> int:
         print(text)
     if args.csv is not None:
         try:
-            args.csv.write_text(
-                period_report.CSV_BOM + period_report.csv_text(report), encoding="utf-8", newline=""
-            )
+            _write_csv(args.csv, period_report.CSV_BOM + period_report.csv_text(report))
         except OSError as exc:
-            raise CommandError(f"--csv: cannot write {args.csv}: {exc.strerror or exc}") from None
+            why = (exc.strerror or str(exc)).lower()
+            raise CommandError(f"--csv: cannot write {args.csv}: {why}") from None
         print(f"wrote {args.csv}")
     return 0

@@ -703,8 +703,12 @@ class CellCoverage(Schema):
 
 
 class Coverage(Schema):
-    """The grid cells the patrols' tracks passed through in a time window (by when they entered)."""
+    """The grid cells the patrols' tracks passed through in a time window (by when they entered), a
+    page of cells at a time; `total` counts the cells passed in the window."""
 
+    total: int
+    page: int
+    per_page: int
     cells: list[CellCoverage]
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from api.cases.grids import Assignment, GridIndex
@@ -135,18 +135,47 @@ class CellCoverage:
     passes: list[UploadCoverage] = field(default_factory=list)
 
 
-def coverage(session: Session, *, since: datetime | None, until: datetime | None) -> list[CellCoverage]:
-    """The cells passed in [since, until) (by the time a pass entered the cell; naive = UTC), each with
-    its passes in time order; cells by id."""
-    query = select(UploadCoverage).order_by(UploadCoverage.entered_at, UploadCoverage.id)
+@dataclass(frozen=True, slots=True)
+class CoveragePage:
+    """One page of the cells passed in a window (by id), with how many cells were passed in all."""
+
+    total: int
+    page: int
+    per_page: int
+    cells: list[CellCoverage]
+
+
+def coverage(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    page: int = 1,
+    per_page: int = 50,
+) -> CoveragePage:
+    """The cells passed in [since, until) (by the time a pass entered the cell; naive = UTC), a page of
+    `per_page` cells by id at a time (page 1 first), each with all its passes in the window in time
+    order and their sums; `total` counts the cells passed in the window."""
+    window = []
     if since is not None:
-        query = query.where(UploadCoverage.entered_at >= _naive_utc(since))
+        window.append(UploadCoverage.entered_at >= _naive_utc(since))
     if until is not None:
-        query = query.where(UploadCoverage.entered_at < _naive_utc(until))
+        window.append(UploadCoverage.entered_at < _naive_utc(until))
+    passed = select(UploadCoverage.cell_id).where(*window).distinct()
+    total = session.scalar(select(func.count()).select_from(passed.subquery())) or 0
+    chosen = list(
+        session.scalars(passed.order_by(UploadCoverage.cell_id).limit(per_page).offset((page - 1) * per_page))
+    )
     cells: dict[str, CellCoverage] = {}
-    for row in session.scalars(query):
-        cell = cells.setdefault(row.cell_id, CellCoverage(row.cell_id, row.team))
-        cell.passes.append(row)
-        cell.metres += row.metres
-        cell.seconds += (row.left_at - row.entered_at).total_seconds()
-    return [cells[cell_id] for cell_id in sorted(cells)]
+    if chosen:
+        query = (
+            select(UploadCoverage)
+            .where(*window, UploadCoverage.cell_id.in_(chosen))
+            .order_by(UploadCoverage.entered_at, UploadCoverage.id)
+        )
+        for row in session.scalars(query):
+            cell = cells.setdefault(row.cell_id, CellCoverage(row.cell_id, row.team))
+            cell.passes.append(row)
+            cell.metres += row.metres
+            cell.seconds += (row.left_at - row.entered_at).total_seconds()
+    return CoveragePage(total, page, per_page, [cells[cell_id] for cell_id in sorted(cells)])

@@ -8,7 +8,8 @@ same alignment: frame k of the analysed frames is at start_time + k / fps (or, w
 the track's first fix + k / fps), placed where `GpsTrack.position_at` gives a position. A share under
 `WARN_BELOW` becomes the job's warning, naming both time spans so that an offset shows; a track that
 placed no frame at all lets the footage be sent again with a corrected start time or track
-(api.jobs.uploads).
+(api.jobs.uploads). What the track's reader set aside (GpsTrack.notes: a heading column that is no
+degrees, ignored) joins the warning, so the crew that sent the track learns of it.
 
 streams is imported inside `measure_track_fit` only, as the worker imports it.
 """
@@ -30,7 +31,8 @@ MAX_SAMPLES = 20_000  # an hour at 5 fps; longer footage is sampled evenly
 @dataclass(frozen=True, slots=True)
 class TrackFit:
     """`covered` of `frames` analysed frames (or evenly spaced samples of them) had a position from
-    the track; `warning` when that share is under WARN_BELOW."""
+    the track; `warning` when that share is under WARN_BELOW, or the track's reader set part of it
+    aside (streams.gps.GpsTrack.notes)."""
 
     covered: int
     frames: int
@@ -74,7 +76,8 @@ def measure_track_fit(
     first = start_time if start_time is not None else gps.start
     samples = range(0, frames, step)
     covered = sum(gps.position_at(first + timedelta(seconds=k / fps)) is not None for k in samples)
-    fit = TrackFit(covered, len(samples), None)
+    notes = list(gps.notes)  # what the reader set aside (a heading column that is no degrees)
+    fit = TrackFit(covered, len(samples), "; ".join(notes) or None)
     if fit.share >= WARN_BELOW:
         return fit
     footage_end = first + timedelta(seconds=duration_s)
@@ -86,7 +89,7 @@ def measure_track_fit(
     )
     if not covered:
         warning += "; if the start time or the track is wrong, send the footage again with the right one"
-    return TrackFit(covered, len(samples), warning)
+    return TrackFit(covered, len(samples), "; ".join([*notes, warning]))
 
 
 def start_time_utc(stored: datetime | None) -> datetime | None:

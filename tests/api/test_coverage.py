@@ -117,7 +117,8 @@ def test_an_uploads_track_lists_the_cells_it_passed(server: LiveServer, tmp_path
         assert middle["metres"] == pytest.approx(111 + 445 + 222, rel=0.02)
         total = sum(c["metres"] for c in covered)
         assert total == pytest.approx(1334, rel=0.02)  # 0.012 degrees of latitude
-        assert operator.get("/api/coverage", params={"since": "2026-11-21T00:00:00Z"}).json() == {"cells": []}
+        later = operator.get("/api/coverage", params={"since": "2026-11-21T00:00:00Z"}).json()
+        assert later == {"total": 0, "page": 1, "per_page": 50, "cells": []}
         assert (
             operator.get("/api/coverage", params={"until": "2026-11-20T02:00:10Z"}).json()["cells"][0][
                 "cell_id"
@@ -125,3 +126,44 @@ def test_an_uploads_track_lists_the_cells_it_passed(server: LiveServer, tmp_path
             == "DEMO-QINGBO-02"
         )
         assert operator.get("/api/coverage", params={"since": "yesterday"}).status_code == 422
+
+
+def test_coverage_comes_a_page_of_cells_at_a_time(server: LiveServer, tmp_path: Path) -> None:  # noqa: F811
+    """GET /api/coverage pages its cells (by id) as /api/cases pages its cases: page and per_page with
+    the same limits, the total of cells passed; a bad value is a 422 naming it. It listed every cell
+    passed in the window in one answer, however many."""
+    with server.client("device") as device, server.client("operator") as operator:
+        made = device.post(
+            "/api/uploads",
+            files={
+                "file": ("patrol.avi", still_video(tmp_path / "a.avi", 7), "video/x-msvideo"),
+                "track": ("patrol.gpx", CROSSING_GPX, "application/gpx+xml"),
+            },
+            data={"start_time": "2026-11-20T10:00:00+08:00"},
+        )
+        assert made.status_code == 201, made.text
+        assert wait_job(device, made.json()["id"])["status"] == "done"
+        whole = operator.get("/api/coverage").json()
+        assert (whole["total"], whole["page"], whole["per_page"]) == (3, 1, 50)
+        pages = [operator.get("/api/coverage", params={"per_page": 2, "page": n}).json() for n in (1, 2, 3)]
+        assert [[c["cell_id"] for c in p["cells"]] for p in pages] == [
+            ["DEMO-QINGBO-02", "DEMO-QINGBO-03"],
+            ["DEMO-QINGBO-04"],
+            [],
+        ]
+        assert [p["total"] for p in pages] == [3, 3, 3]
+        assert pages[0]["cells"] + pages[1]["cells"] == whole["cells"]  # each cell with all its passes
+        windowed = operator.get(
+            "/api/coverage", params={"until": "2026-11-20T02:00:30Z", "per_page": 1, "page": 2}
+        ).json()
+        assert windowed["total"] == 2 and [c["cell_id"] for c in windowed["cells"]] == ["DEMO-QINGBO-03"]
+        for params, field in [
+            ({"per_page": "0"}, "per_page"),
+            ({"per_page": "501"}, "per_page"),
+            ({"page": "0"}, "page"),
+            ({"page": "100001"}, "page"),
+            ({"page": "x"}, "page"),
+        ]:
+            bad = operator.get("/api/coverage", params=params)
+            assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == field, bad.text
+        assert operator.get("/api/coverage", params={"per_page": 500, "page": 100_000}).json()["cells"] == []

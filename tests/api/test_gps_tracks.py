@@ -453,3 +453,36 @@ def test_a_corrected_resend_supersedes_the_earlier_runs_cases(
     capsys.readouterr()
     assert main(["evidence", "verify"]) == 0, capsys.readouterr()
     assert "0 problem(s)" in capsys.readouterr().out
+
+
+def test_a_dashcam_track_whose_heading_is_a_compass_letter_still_places_the_case(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A CSV track with 'N' in its heading column (a dashcam's export): the job is done and the case
+    placed from the positions, the heading column ignored, as the job's warning says; it failed the job
+    ('heading 'N' is not a number'). A heading beyond a full turn (720) is ignored alike, not wrapped
+    round."""
+    track = (
+        b"time,lat,lon,heading\n"
+        b"2026-11-20T01:00:00Z,30.2640,120.1480,N\n"
+        b"2026-11-20T01:00:20Z,30.2680,120.1520,720\n"
+    )
+    with server.client("device") as device, server.client("admin") as admin:
+        sent = device.post(
+            "/api/uploads",
+            files={
+                "file": ("patrol.avi", still_video(tmp_path / "a.avi", 1), "video/x-msvideo"),
+                "track": ("dashcam.csv", track, "text/csv"),
+            },
+            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        )
+        assert sent.status_code == 201, sent.text
+        job = wait_job(device, sent.json()["id"])
+        assert job["status"] == "done", job
+        assert job["warning"] == (
+            "line 2: heading 'N' is not degrees within one turn (-360..360): the track's heading column "
+            "is ignored (2 such value(s)), the heading taken from the fixes"
+        )
+        (case,) = admin.get("/api/cases").json()["items"]
+    assert case["grid_cell"] == "DEMO-QINGBO-03"
+    assert case["position"] == {"lat": pytest.approx(30.265), "lon": pytest.approx(120.149)}

@@ -591,3 +591,115 @@ def test_a_recurrences_times_start_when_it_was_reopened(make_server: Any, sqlite
     assert total["confirmed"] == 1 and total["closed"] == 1  # the case's last decision and closing
     assert total["review_hours"]["count"] == 1 and total["review_hours"]["median_h"] < 0.1, total
     assert total["closing_hours"]["count"] == 1 and total["closing_hours"]["median_h"] < 0.1, total
+
+
+def test_a_csv_file_that_cannot_be_written_is_named_before_the_report_is_printed(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--csv naming a folder, a file in a missing folder or under a file: one line naming it and no
+    report on the terminal; it printed the whole report and only then failed."""
+    from api.cli.main import main
+    from api.services import Services
+    from tests.api.api_testkit import make_settings
+
+    Services.build(make_settings(tmp_path, sqlite_url)).close()  # a database the report can read
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "a-file").write_text("not a folder")
+    refused = {
+        tmp_path / "missing" / "week.csv": f"no such folder {tmp_path / 'missing'}",
+        tmp_path: "it is a folder",
+        tmp_path / "a-file" / "week.csv": f"{tmp_path / 'a-file'} is not a folder",
+    }
+    week = ["report", "--since", "2026-11-23", "--until", "2026-11-29", "--database-url", sqlite_url]
+    for path, why in refused.items():
+        assert main([*week, "--csv", str(path)]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"gridpatrol report: error: --csv: cannot write {path}: {why}\n"
+    assert not (tmp_path / "missing").exists()
+    assert main([*week, "--csv", str(tmp_path / "week.csv")]) == 0
+    assert "Periodic report 2026-11-23 to 2026-11-29" in capsys.readouterr().out
+
+
+def test_a_read_only_csv_file_or_folder_is_named_before_the_report_and_kept(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A read-only folder or a read-only file (its content kept) as --csv: one line, nothing printed,
+    no file left in the folder."""
+    import os
+    import subprocess
+    import sys
+
+    from api.services import Services
+    from tests.api.api_testkit import make_settings
+    from tests.api.test_custody_cli import REPO, _as_a_user
+
+    Services.build(make_settings(tmp_path, sqlite_url)).close()
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    kept = tmp_path / "last-week.csv"
+    kept.write_text("last week's figures")
+    env = dict(os.environ, GRIDPATROL_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO))
+    week = ["report", "--since", "2026-11-23", "--until", "2026-11-29", "--database-url", sqlite_url]
+    read_only.chmod(0o555)
+    kept.chmod(0o444)
+    try:
+        runs = {
+            path: subprocess.run(
+                _as_a_user([sys.executable, "-m", "api.cli.main", *week, "--csv", str(path)]),
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            for path in (read_only / "week.csv", kept)
+        }
+    finally:
+        read_only.chmod(0o755)
+        kept.chmod(0o644)
+    for path, run in runs.items():
+        assert run.returncode == 1 and run.stdout == "", (run.stdout, run.stderr)
+        assert run.stderr == f"gridpatrol report: error: --csv: cannot write {path}: permission denied\n"
+    assert list(read_only.iterdir()) == [] and kept.read_text() == "last week's figures"
+
+
+def test_a_csv_the_disk_has_no_room_for_leaves_the_file_that_was_there(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report's CSV that a full disk cannot hold: one line naming it, and the CSV that was there
+    (last week's) kept whole, no partial file left; it was emptied and then the write failed."""
+    import errno
+    import json
+
+    from api.cases.grids import import_cells, parse_geojson
+    from api.cli.main import main
+    from api.services import Services
+    from tests.api.api_testkit import DEMO_GRID, make_settings, tmpfs
+
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    for feature in grid["features"]:  # names long enough for a CSV over a page of the disk
+        feature["properties"]["name"] = (feature["properties"]["name"] + " " * 200)[:200]
+    services = Services.build(make_settings(tmp_path, sqlite_url))
+    with services.factory() as session:
+        import_cells(session, cells=parse_geojson(grid))
+        session.commit()
+    services.close()
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    with tmpfs(tmp_path / "small", 1) as disk:
+        kept = disk / "week.csv"
+        kept.write_text("last week's figures")
+        with open(disk / "filler", "wb", buffering=0) as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        week = ["report", "--since", "2026-11-23", "--until", "2026-11-29", "--database-url", sqlite_url]
+        assert main([*week, "--csv", str(kept)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"gridpatrol report: error: --csv: cannot write {kept}: no space left on device\n"
+        assert kept.read_text() == "last week's figures"
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "week.csv"]
+        (disk / "filler").unlink()
+        assert main([*week, "--csv", str(kept)]) == 0
+        assert kept.read_bytes().startswith(b"\xef\xbb\xbfcell_id,") and len(kept.read_bytes()) > 4096

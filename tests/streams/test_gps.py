@@ -485,3 +485,67 @@ def test_other_formats_are_named_not_read_as_csv_or_empty_gpx(
     """JSON was read as a CSV without a time column, KML as a GPX without points."""
     with pytest.raises(TrackError, match=rf"{name}: {message}"):
         load_track(write(tmp_path, name, text))
+
+
+_HEADED = (
+    "time,lat,lon,{column}\n2026-11-20T01:00:00Z,30.25,120.14,{a}\n2026-11-20T01:00:10Z,30.26,120.14,{b}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "a", "b", "headings", "warning"),
+    [
+        ("heading", "90", "359.5", [90.0, 359.5], None),
+        ("course", "360", "-90", [360.0, -90.0], None),  # a signed heading is a heading
+        ("bearing", "-360", "", [-360.0, None], None),
+        ("heading", "nan", "12", [None, 12.0], None),  # unknown, as before
+        ("heading", "N", "90", [None, None], "line 2: heading 'N' is not degrees"),
+        ("course", "45", "north", [None, None], "line 3: course 'north' is not degrees"),
+        ("heading", "720", "90", [None, None], "line 2: heading '720' is not degrees"),
+        ("bearing", "10", "-5000", [None, None], "line 3: bearing '-5000' is not degrees"),
+        ("heading", "27000", "9000", [None, None], "(2 such value(s))"),  # hundredths of a degree
+        ("heading", "x" * 5000, "90", [None, None], "line 2: heading '" + "x" * 40 + "…' is not degrees"),
+    ],
+)
+def test_a_csv_heading_that_is_no_degrees_is_ignored_with_a_warning(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    column: str,
+    a: str,
+    b: str,
+    headings: list[float | None],
+    warning: str | None,
+) -> None:
+    """A dashcam's track whose heading column holds text ('N') or more than one turn (720, -5000) is
+    read, positions and all, without that column: the heading then comes from the fixes. It failed
+    the upload (text) or was wrapped round silently (720 taken as 0)."""
+    with caplog.at_level(logging.WARNING, logger="streams.gps"):
+        track = load_track(write(tmp_path, "dashcam.csv", _HEADED.format(column=column, a=a, b=b)))
+    assert [f.heading_deg for f in track] == headings and len(track) == 2
+    warnings = [r.getMessage() for r in caplog.records if "column is ignored" in r.getMessage()]
+    if warning is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warning in warnings[0] and f"{column} column is ignored" in warnings[0]
+        assert warnings[0].startswith(f"{tmp_path / 'dashcam.csv'}: ")
+        assert track.heading_at(at(5)) == pytest.approx(0.0, abs=0.5)  # due north, from the fixes
+
+
+def test_a_gpx_or_nmea_course_that_is_no_degrees_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gpx = GPX_11.replace("<gpxtpx:course>12.5<", "<gpxtpx:course>NE<")
+    assert "NE" in gpx
+    sentences = [
+        nmea("GPRMC,080000.00,A,3015.0000,N,12008.4000,E,10.0,720.0,011226,,,A"),
+        nmea("GPRMC,080001.00,A,3015.0010,N,12008.4000,E,10.0,12.5,011226,,,A"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="streams.gps"):
+        from_gpx = load_track(write(tmp_path, "course.gpx", gpx))
+        from_nmea = load_track(write(tmp_path, "course.nmea", "\n".join(sentences)))
+    assert len(from_gpx) == len(load_track(write(tmp_path, "plain.gpx", GPX_11)))
+    assert [f.heading_deg for f in from_gpx] == [None] * len(from_gpx)
+    assert [f.heading_deg for f in from_nmea] == [None, None] and len(from_nmea) == 2
+    text = caplog.text
+    assert "course.gpx: point 1 (trkpt): course 'NE' is not degrees" in text
+    assert "course.nmea: line 1: course '720.0' is not degrees" in text

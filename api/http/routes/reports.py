@@ -181,12 +181,18 @@ def get_coverage(
     session: ReadSessionDep,
     since: Annotated[schemas.QueryTime | None, Query(description="entered at or after")] = None,
     until: Annotated[schemas.QueryTime | None, Query(description="entered before")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500, description="cells a page")] = 50,
 ) -> dict[str, Any]:
     """Which grid cells the patrols passed in the window, and when: each cell's passes (from the GPS
-    tracks of uploads whose jobs are done) with the metres driven and the time spent in it."""
+    tracks of uploads whose jobs are done) with the metres driven and the time spent in it; a page of
+    cells (by id) at a time, as /api/cases pages its cases, `total` the cells passed in the window."""
     check_range(since, until)
-    cells = coverage.coverage(session, since=since, until=until)
+    found = coverage.coverage(session, since=since, until=until, page=page, per_page=per_page)
     return {
+        "total": found.total,
+        "page": found.page,
+        "per_page": found.per_page,
         "cells": [
             {
                 "cell_id": cell.cell_id,
@@ -203,6 +209,6 @@ def get_coverage(
                     for row in cell.passes
                 ],
             }
-            for cell in cells
-        ]
+            for cell in found.cells
+        ],
     }
