@@ -283,6 +283,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="layers of the network (indexes in its list, both ends included) at their own alpha "
         "(repeatable), e.g. --layers 0-10=1 (YOLO26n: 0-10 backbone, 11-22 neck, 23 head)",
     )
+    soup.add_argument(
+        "--trim",
+        action="append",
+        default=[],
+        metavar="FIRST-LAST=KEEP",
+        help="in these layers keep only the largest fraction KEEP of each weight tensor's change from the "
+        "base, the rest put back to the base's (repeatable; BatchNorms and score rows untrimmed), "
+        "e.g. --trim 0-23=0.3",
+    )
     soup.add_argument("--out", type=Path, required=True, help="the .pt file to write")
     soup.set_defaults(handler=run_model_soup)
 
@@ -620,7 +629,8 @@ def run_model_soup(args: argparse.Namespace) -> int:
             raise CommandError(f"--row {text}: expected CLASS=ALPHA, e.g. 'dining table=1'") from None
         if not name.strip():
             raise CommandError(f"--row {text}: expected CLASS=ALPHA, e.g. 'dining table=1'")
-    layers = _layer_alphas(args.layers)
+    layers = _layer_values(args.layers, "--layers", "ALPHA", "0-10=1")
+    keeps = _layer_values(args.trim, "--trim", "KEEP", "0-23=0.3")
     try:
         made = interpolate(
             args.model or SHIPPED_WEIGHTS,
@@ -630,6 +640,7 @@ def run_model_soup(args: argparse.Namespace) -> int:
             class_alpha=args.class_alpha,
             row_alphas=rows,
             layer_alphas=layers,
+            layer_keeps=keeps,
         )
     except SoupError as exc:
         raise CommandError(str(exc)) from None
@@ -637,6 +648,10 @@ def run_model_soup(args: argparse.Namespace) -> int:
     by_layer = "".join(
         f", layer{'s' if '-' in span else ''} {span} at {value:g}"
         for span, value in _spans(made.layer_alphas)
+    )
+    by_layer += "".join(
+        f", layer{'s' if '-' in span else ''} {span} keeping {value:g} of their change"
+        for span, value in _spans(made.layer_keeps)
     )
     print(
         f"wrote {made.out}: {made.alpha:g} of the way to {args.base}{by_layer} (score rows of the "
@@ -657,25 +672,25 @@ def _spans(alphas: dict[int, float]) -> list[tuple[str, float]]:
     return [(f"{a}-{b}" if a != b else f"{a}", value) for a, b, value in runs]
 
 
-def _layer_alphas(texts: list[str]) -> dict[int, float]:
-    """--layers FIRST-LAST=ALPHA (or INDEX=ALPHA) options as layer index -> alpha; CommandError naming
+def _layer_values(texts: list[str], option: str, what: str, example: str) -> dict[int, float]:
+    """`option` FIRST-LAST=VALUE (or INDEX=VALUE) options as layer index -> value; CommandError naming
     the option that is not of that form or that names a layer twice."""
-    alphas: dict[int, float] = {}
+    values: dict[int, float] = {}
     for text in texts:
-        span, _, value = text.partition("=")
+        span, _, given = text.partition("=")
         first, _, last = span.partition("-")
         try:
             indexes = range(int(first), int(last or first) + 1)
-            alpha = float(value)
+            value = float(given)
         except ValueError:
-            raise CommandError(f"--layers {text}: expected FIRST-LAST=ALPHA, e.g. 0-10=1") from None
+            raise CommandError(f"{option} {text}: expected FIRST-LAST={what}, e.g. {example}") from None
         if not indexes:
-            raise CommandError(f"--layers {text}: {first} is after {last}")
-        twice = sorted(set(indexes) & alphas.keys())
+            raise CommandError(f"{option} {text}: {first} is after {last}")
+        twice = sorted(set(indexes) & values.keys())
         if twice:
-            raise CommandError(f"--layers {text}: layer {twice[0]} is given an alpha twice")
-        alphas.update(dict.fromkeys(indexes, alpha))
-    return alphas
+            raise CommandError(f"{option} {text}: layer {twice[0]} is given {what.lower()} twice")
+        values.update(dict.fromkeys(indexes, value))
+    return values
 
 
 def run_model_rollback(args: argparse.Namespace) -> int:

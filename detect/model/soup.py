@@ -22,6 +22,11 @@ For weights w_current (fine-tuned) and w_base (the COCO model), alpha in [0, 1]:
 neck, 23 the head for YOLO26n) their own alpha over `alpha`, to move one part of the network and not the
 others ("where was it forgotten?").
 
+`layer_keeps` trims the fine-tuning's change in chosen layers before the interpolation (task-vector
+sparsification, as in TIES-merging, Yadav et al. 2023): of each weight tensor's change from the base, only
+the largest-magnitude fraction `keep` is kept and the rest put back to the base's value. BatchNorm
+functions and the class score rows are not trimmed.
+
 Alpha 0 gives the fine-tuned weights' outputs, alpha 1 with class_alpha 1 the COCO model's for the kinds
 both know. The result is a candidate like any trained one: `gridpatrol model promote` decides.
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,6 +62,7 @@ class Soup:
     class_alpha: float
     row_alphas: dict[str, float]  # classes whose row has its own alpha (over class_alpha)
     layer_alphas: dict[int, float]  # layers (index in the network) with their own alpha (over alpha)
+    layer_keeps: dict[int, float]  # layers whose change from the base is trimmed to this fraction
     shared_classes: tuple[str, ...]  # class rows taken partly from the base (the rest kept)
 
 
@@ -68,19 +75,23 @@ def interpolate(
     class_alpha: float | None = None,
     row_alphas: Mapping[str, float] | None = None,
     layer_alphas: Mapping[int, float] | None = None,
+    layer_keeps: Mapping[int, float] | None = None,
 ) -> Soup:
     """Write weights alpha of the way from current towards base (module docstring); returns what was done.
     row_alphas: class name -> its own score row's alpha, over class_alpha (a class both models know).
-    layer_alphas: layer index -> that layer's own alpha, over alpha."""
+    layer_alphas: layer index -> that layer's own alpha, over alpha.
+    layer_keeps: layer index -> the fraction of each of its weight tensors' change that is kept."""
     import torch
 
     from detect.backends import import_ultralytics
 
     row_alphas = dict(row_alphas or {})
     layer_alphas = dict(layer_alphas or {})
+    layer_keeps = dict(layer_keeps or {})
     named = [("alpha", alpha)] + ([("class alpha", class_alpha)] if class_alpha is not None else [])
     named += [(f"alpha of {name}", value) for name, value in row_alphas.items()]
     named += [(f"alpha of layer {index}", value) for index, value in sorted(layer_alphas.items())]
+    named += [(f"part kept of layer {index}", value) for index, value in sorted(layer_keeps.items())]
     for name, value in named:
         if not 0.0 <= value <= 1.0:
             raise SoupError(f"{name} must be between 0 and 1, got {value}")
@@ -95,7 +106,7 @@ def interpolate(
         _network(_load(base_path, "base", torch_load), base_path),
     )
     layers = len(fine.model)
-    outside = sorted(index for index in layer_alphas if not 0 <= index < layers)
+    outside = sorted(index for index in {*layer_alphas, *layer_keeps} if not 0 <= index < layers)
     if outside:
         raise SoupError(f"{current_path} has layers 0-{layers - 1}: no layer {', '.join(map(str, outside))}")
     if class_alpha is None:
@@ -124,7 +135,9 @@ def interpolate(
                 rows[ours_row] = torch.lerp(rows[ours_row], theirs[coco_row].float(), row_alpha[ours_row])
             mixed[key] = rows
         else:
-            mixed[key] = torch.lerp(ours.float(), theirs.float(), layer_alphas.get(_layer_of(key), alpha))
+            layer = _layer_of(key)
+            kept = trim(ours.float(), theirs.float(), layer_keeps[layer]) if layer in layer_keeps else ours
+            mixed[key] = torch.lerp(kept.float(), theirs.float(), layer_alphas.get(layer, alpha))
     soup = copy.deepcopy(fine).float()
     soup.load_state_dict(mixed)
     fine_layers, coco_layers = dict(fine.float().named_modules()), dict(coco.float().named_modules())
@@ -152,6 +165,7 @@ def interpolate(
             "class_alpha": class_alpha,
             "row_alphas": row_alphas,
             "layer_alphas": layer_alphas,
+            "layer_keeps": layer_keeps,
         },
     )
     _write_atomically(ckpt, target)
@@ -165,7 +179,21 @@ def interpolate(
         ", ".join(shared),
         class_alpha,
     )
-    return Soup(target, alpha, class_alpha, row_alphas, layer_alphas, shared)
+    return Soup(target, alpha, class_alpha, row_alphas, layer_alphas, layer_keeps, shared)
+
+
+def trim(current: Any, base: Any, keep: float) -> Any:
+    """current with only the largest-magnitude fraction `keep` of its change from base kept (at least one
+    entry when keep > 0; ties at the cut are kept); every other entry is base's."""
+    import torch
+
+    change = current - base
+    count = math.ceil(keep * change.numel())
+    if count == 0:
+        return base.clone()
+    magnitude = change.abs()
+    cut = torch.topk(magnitude.flatten(), count).values.min()
+    return torch.where(magnitude >= cut, current, base)
 
 
 def _layer_of(name: str) -> int:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detect.model.soup import SoupError, blend_batchnorm, class_rows, interpolate
+from detect.model.soup import SoupError, blend_batchnorm, class_rows, interpolate, trim
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models" / "gridpatrol-n.pt"
@@ -153,6 +153,47 @@ def test_layers_can_have_their_own_alpha(tmp_path: Path, coco: Path) -> None:
         interpolate(SHIPPED, coco, tmp_path / "x.pt", alpha=0.0, layer_alphas={3: 2.0})
 
 
+def test_trim_keeps_the_largest_changes_and_puts_the_rest_back() -> None:
+    import torch
+
+    base = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    current = base + torch.tensor([[0.5, -3.0], [0.1, -0.2]])
+    assert torch.equal(trim(current, base, 0.25), torch.tensor([[1.0, -1.0], [3.0, 4.0]]))
+    assert torch.equal(trim(current, base, 0.5), torch.tensor([[1.5, -1.0], [3.0, 4.0]]))
+    assert torch.equal(trim(current, base, 1.0), current)
+    assert torch.equal(trim(current, base, 0.0), base)
+    assert torch.equal(trim(current, base, 0.1), trim(current, base, 0.25))  # at least one entry
+
+
+def test_a_trimmed_layer_keeps_part_of_its_change(tmp_path: Path, coco: Path) -> None:
+    """--trim 5-10=0.3: in those layers 30% of each weight tensor's entries are the shipped weights' (the
+    largest changes), the others the COCO model's; other layers and the BatchNorm functions are untouched."""
+    import torch
+
+    made = interpolate(
+        SHIPPED, coco, tmp_path / "t.pt", alpha=0.0, layer_keeps=dict.fromkeys(range(5, 11), 0.3)
+    )
+    soup = torch.load(made.out, weights_only=False)
+    assert soup["soup"]["layer_keeps"] == dict.fromkeys(range(5, 11), 0.3)
+    mixed, shipped, base = (
+        torch.load(path, weights_only=False)["model"].float() for path in (made.out, SHIPPED, coco)
+    )
+    weight = mixed.model[6].cv1.conv.weight
+    ours, theirs = shipped.model[6].cv1.conv.weight, base.model[6].cv1.conv.weight
+    from_ours = (weight == ours) & (ours != theirs)
+    assert 0.29 < from_ours.float().mean() < 0.31 and torch.equal(weight[~from_ours], theirs[~from_ours])
+    smallest_kept = (ours - theirs)[from_ours].abs().min()
+    assert (ours - theirs)[~from_ours].abs().max() <= smallest_kept
+    assert torch.equal(mixed.model[13].cv1.conv.weight, shipped.model[13].cv1.conv.weight)
+    x = torch.randn(1, mixed.model[6].cv1.bn.num_features, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(mixed.model[6].cv1.bn.eval()(x), shipped.model[6].cv1.bn.eval()(x), atol=0.01)
+    with pytest.raises(SoupError, match="part kept of layer 3 must be between 0 and 1, got 1.5"):
+        interpolate(SHIPPED, coco, tmp_path / "x.pt", alpha=0.0, layer_keeps={3: 1.5})
+    with pytest.raises(SoupError, match="has layers 0-23: no layer 30"):
+        interpolate(SHIPPED, coco, tmp_path / "x.pt", alpha=0.0, layer_keeps={30: 0.5})
+
+
 def test_a_soup_runs_through_the_product_s_detector(tmp_path: Path, coco: Path) -> None:
     """Loaded like any weights (YoloDetector, export cache included), it clears the floor the
     shipped weights must (tests/detect/test_model.py): two sure people and a bus or truck over the bus."""
@@ -217,6 +258,18 @@ def test_cli_writes_a_candidate_and_refuses_by_name(tmp_path: Path, coco: Path) 
             capture_output=True, text=True, cwd=REPO, timeout=300,
         )  # fmt: skip
         assert bad_layers.returncode == 1 and f"--layers {layers}: {reason}" in bad_layers.stderr
+    trimmed = subprocess.run(
+        [*cli, "--alpha", "0", "--base", str(coco), "--trim", "0-23=0.3", "--trim", "x=1",
+         "--out", str(tmp_path / "t.pt")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert trimmed.returncode == 1 and "--trim x=1: expected FIRST-LAST=KEEP, e.g. 0-23=0.3" in trimmed.stderr
+    trimmed = subprocess.run(
+        [*cli, "--alpha", "0", "--base", str(coco), "--trim", "0-23=0.3", "--out", str(tmp_path / "t.pt")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert trimmed.returncode == 0, trimmed.stderr
+    assert "layers 0-23 keeping 0.3 of their change" in trimmed.stdout
 
 
 def _sha(path: Path) -> str:
