@@ -8,15 +8,17 @@ config. Outside the camera's active hours the stream is closed and nothing is an
 until their next span starts (looking again at least every HOURS_CHECK_S), so the camera opens its
 stream when its hours begin. When the hours end or the job is stopped (the camera disabled, changed or
 moved, the runner stopping), the violations still open end there: their last word is spooled, and sent
-for up to FLUSH_S while the service answers (else when the camera next runs on this machine). A stream
-that cannot be opened or is lost for longer than the reconnect policy allows is retried after a pause,
-with the reason as the camera's last error; a stream that has given no frame for `stall_s` while its
-source waits to reconnect (minutes, by its reconnect policy) reports that as its last error meanwhile.
-The last frame's time is reported on the case service's clock (this machine's own, moved by how far it
-is from the Date of the service's last answer): a runner whose clock is behind would otherwise have its
-cameras taken offline while they stream. An incident that cannot be written to this machine's disk
-(full) is lost: that is the camera's last error, and its stream is analysed again after the same pause.
-The stream URL's credentials appear in no log line and no report (streams.mask_credentials).
+for up to FLUSH_S while the service answers (else when the camera next runs on this machine); a send
+still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go. A
+stream that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
+pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s` while
+its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
+meanwhile. The last frame's time is reported on the case service's clock (this machine's own, moved by
+how far it is from the Date of the service's last answer): a runner whose clock is behind would
+otherwise have its cameras taken offline while they stream. An incident that cannot be written to this
+machine's disk (full) is lost: that is the camera's last error, and its stream is analysed again after
+the same pause. The stream URL's credentials appear in no log line and no report
+(streams.mask_credentials).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ STALL_S = 10.0  # no frame for this long while analysing: reported as the camera
 LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state takes
 DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})  # full, ...
 FLUSH_S = 5.0  # a stopped job's forwarder sends what its spool holds for this long, while it answers
+SEND_WAIT_S = 5.0  # then waits this long for a send in flight, abandoned after (its items kept)
 CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller difference from it is no skew
 CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
 HOURS_CHECK_S = 30.0  # outside its hours the camera looks again this often (a clock set, a leap), and
@@ -268,7 +271,7 @@ class CameraJob:
                 pause = min(pause * 2, RETRY_S[1])
         finally:
             self._set_status("stopped")
-            forwarder.stop(timeout_s=5.0, flush_s=FLUSH_S)  # the last words of its open violations
+            forwarder.stop(timeout_s=SEND_WAIT_S, flush_s=FLUSH_S)  # the last words of its open violations
             reporter.join(timeout=self.report_s + 5)
             self._report(spool, forwarder)
             spool.close()
