@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from api.runner.forwarder import Forwarder
-from api.runner.spool import Spool
+from api.runner.spool import Spool, SpoolBusy
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state ta
 DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})  # full, ...
 FLUSH_S = 5.0  # a stopped job's forwarder sends what its spool holds for this long, while it answers
 SEND_WAIT_S = 5.0  # then waits this long for a send in flight, abandoned after (its items kept)
+SPOOL_WAIT_S = 1.0  # a spool another process has open (the runner's sweeper) is tried again this often
 CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller difference from it is no skew
 CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
 HOURS_CHECK_S = 30.0  # outside its hours the camera looks again this often (a clock set, a leap), and
@@ -239,7 +240,10 @@ class CameraJob:
 
         config = self.site_config()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        spool = Spool(self.spool_dir, max_bytes=self.bounds.max_bytes, max_items=self.bounds.max_items)
+        spool = self._open_spool(stop)
+        if spool is None:
+            self._set_status("stopped")
+            return
         forwarder = Forwarder(spool, server_url=self.server, device_key=self._key)
         forwarder.start()
         reporter = threading.Thread(
@@ -276,6 +280,26 @@ class CameraJob:
             self._report(spool, forwarder)
             spool.close()
             log.info("camera %s: stopped", self.camera_id)
+
+    def _open_spool(self, stop: threading.Event) -> Spool | None:
+        """The camera's spool, waited for while another process has it open (the runner's sweeper
+        sending what it holds, a few seconds at a time: api.runner.backlog); None when `stop` is set
+        meanwhile."""
+        waiting = False
+        while True:
+            try:
+                return Spool(self.spool_dir, max_bytes=self.bounds.max_bytes, max_items=self.bounds.max_items)
+            except SpoolBusy:
+                if not waiting:
+                    waiting = True
+                    self._set_status("waiting for its spool")
+                    log.info(
+                        "camera %s: its spool %s is open in another process; waiting for it",
+                        self.camera_id,
+                        self.spool_dir,
+                    )
+            if stop.wait(SPOOL_WAIT_S):
+                return None
 
     def _analyse(self, config: Any, spool: Spool, stop: threading.Event) -> None:
         """One session on the stream: until it ends, fails, the hours end or `stop`."""

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from api.runner.camera import CameraJob
+from api.runner.spool import Spool
 from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer, tmpfs
 from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
@@ -326,6 +327,43 @@ def test_a_camera_starts_when_its_active_hours_begin(
     assert outside and all(s == "outside active hours" and t <= 30.0 for _, t, s in outside)
     assert status == "retrying" and detector.seen == 10  # the whole video analysed...
     assert session_ended == datetime.fromisoformat(starts).replace(tzinfo=tz)  # ...at the start
+
+
+def test_a_job_waits_for_its_spool_while_another_process_sends_it(tmp_path: Path) -> None:
+    """The runner's sweeper (api.runner.backlog) may be sending a camera's spool, a few seconds at a
+    time, when the camera starts on that machine: its job waits for the spool and then runs; it
+    failed at once (SpoolBusy), to be started again after a pause."""
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    detector = Frames()
+    camera = {"id": "cam-wait", "stream_url": str(write_video(tmp_path / "wait.avi", 10, fps=5.0))}
+    job = CameraJob(
+        {**camera, "zones": [WHOLE_FRAME]},
+        server="http://127.0.0.1:9",  # no service: the state reports fail quietly
+        key="unused",
+        spool_dir=tmp_path / "spool" / "cam-wait",
+        config_path=site,
+        detector=detector,
+    )
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            job.run(stop)
+        except BaseException as exc:  # what the slot's thread would log as the job's failure
+            failed.append(exc)
+
+    with Spool(tmp_path / "spool" / "cam-wait", max_bytes=1 << 30, max_items=1000):  # the sweeper's
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        _wait("the job waiting for its spool", lambda: job.status == "waiting for its spool", 10)
+    try:
+        _wait("the video analysed", lambda: detector.seen == 10, 20)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive() and failed == []
 
 
 def test_a_rotated_key_keeps_the_incidents_and_says_so_once(
