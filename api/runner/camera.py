@@ -8,8 +8,8 @@ config. Outside the camera's active hours the stream is closed and nothing is an
 until their next span starts (looking again at least every HOURS_CHECK_S), so the camera opens its
 stream when its hours begin. When the hours end or the job is stopped (the camera disabled, changed or
 moved, the runner stopping), the violations still open end there: their last word is spooled, and sent
-for up to FLUSH_S while the service answers (else when the camera next runs on this machine); a send
-still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go. A
+for up to FLUSH_S while the service answers (else later, by the runner's sweeper: api.runner.backlog); a
+send still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go. A
 stream that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
 pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s` while
 its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error

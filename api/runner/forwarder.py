@@ -158,6 +158,8 @@ class Forwarder:
     # --- the thread ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._abandoned:
+            raise RuntimeError("this forwarder abandoned a send when it stopped: make a new one")
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="gridpatrol-forwarder", daemon=True)
         self._thread.start()
@@ -168,8 +170,9 @@ class Forwarder:
         in the spool to be sent again (the service takes a resend once). When this returns nothing
         touches the spool any more: it may be closed and its lock released. flush_s: first go on
         sending for up to this long, until the spool is empty or a send fails (a camera let go sends
-        the incidents it has just ended while the service answers; what is left waits in the spool
-        for the camera's next run on this machine)."""
+        the incidents it has just ended while the service answers; what is left waits in the spool,
+        for the camera's next run or the runner's sweeper, api.runner.backlog). A forwarder that
+        abandoned a send does not start again (its thread may still be waiting for the answer)."""
         deadline = time.monotonic() + flush_s
         while (
             self._thread is not None

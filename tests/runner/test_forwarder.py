@@ -592,6 +592,8 @@ def test_a_send_unanswered_at_stop_is_abandoned_before_the_spool_is_let_go(
             time.sleep(2.0)  # the late answer comes (and the old thread ends)
             assert taken_over.load(item).incident["id"] == "late-1"  # still there, whole
         assert caplog.records == []
+        with pytest.raises(RuntimeError, match="abandoned a send"):  # its thread may still wait
+            forwarder.start()
     finally:
         service.close()
 
