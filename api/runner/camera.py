@@ -3,19 +3,21 @@ incident with its evidence into the camera's spool, the spool forwarded to the c
 camera's live state reported to it every few seconds.
 
 The camera comes from the case service's registry (GET /api/runner/cameras: id, stream URL, position,
-time zone, zones, active hours); everything else (model, kinds, rule categories) from the runner's
-site config. Outside the camera's active hours the stream is closed and nothing is analysed. When the
-hours end or the job is stopped (the camera disabled, changed or moved, the runner stopping), the
-violations still open end there: their last word is spooled, and sent for up to FLUSH_S while the
-service answers (else when the camera next runs on this machine). A stream
-that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
-pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s`
-while its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
-meanwhile. The last frame's time is reported on the case service's clock (this machine's own, moved
-by how far it is from the Date of the service's last answer): a runner whose clock is behind would
-otherwise have its cameras taken offline while they stream. An incident that cannot be written to
-this machine's disk (full) is lost: that is the camera's last error, and its stream is analysed again
-after the same pause. The stream URL's credentials appear in no log line and no report
+time zone, zones, active hours); everything else (model, kinds, rule categories) from the runner's site
+config. Outside the camera's active hours the stream is closed and nothing is analysed; the job sleeps
+until their next span starts (looking again at least every HOURS_CHECK_S), so the camera opens its
+stream when its hours begin. When the hours end or the job is stopped (the camera disabled, changed or
+moved, the runner stopping), the violations still open end there: their last word is spooled, and sent
+for up to FLUSH_S while the service answers (else later, by the runner's sweeper: api.runner.backlog); a
+send still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go. A
+stream that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
+pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s` while
+its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
+meanwhile. The last frame's time is reported on the case service's clock (this machine's own, moved by
+how far it is from the Date of the service's last answer): a runner whose clock is behind would
+otherwise have its cameras taken offline while they stream. An incident that cannot be written to this
+machine's disk (full) is lost: that is the camera's last error, and its stream is analysed again after
+the same pause. The stream URL's credentials appear in no log line and no report
 (streams.mask_credentials).
 """
 
@@ -28,6 +30,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +40,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from api.runner.forwarder import Forwarder
-from api.runner.spool import Spool
+from api.runner.spool import Spool, SpoolBusy
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,12 @@ STALL_S = 10.0  # no frame for this long while analysing: reported as the camera
 LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state takes
 DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})  # full, ...
 FLUSH_S = 5.0  # a stopped job's forwarder sends what its spool holds for this long, while it answers
+SEND_WAIT_S = 5.0  # then waits this long for a send in flight, abandoned after (its items kept)
+SPOOL_WAIT_S = 1.0  # a spool another process has open (the runner's sweeper) is tried again this often
 CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller difference from it is no skew
 CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
+HOURS_CHECK_S = 30.0  # outside its hours the camera looks again this often (a clock set, a leap), and
+# at the start of its next span, whichever is first
 
 
 class FrameRate:
@@ -132,7 +139,8 @@ class CameraJob:
     camera: the registry's JSON of the camera (api.http.schemas.RunnerCamera). spool_dir: the
     camera's own spool on this machine (kept across restarts: what was not delivered is sent when
     the runner comes back). detector: the model to use (built from the config when None; tests and
-    a runner hosting several cameras in one process may share one)."""
+    a runner hosting several cameras in one process may share one). clock: the wall clock the active
+    hours are read on (now, an aware datetime; tests give their own)."""
 
     def __init__(
         self,
@@ -146,6 +154,7 @@ class CameraJob:
         report_s: float = REPORT_S,
         detector: Any = None,
         stall_s: float = STALL_S,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.camera = camera
         self.camera_id = str(camera["id"])
@@ -170,6 +179,7 @@ class CameraJob:
         self._open: set[str] = set()  # ids of violations sent when they fired, not yet ended
         self._tz = ZoneInfo(camera.get("timezone") or "Asia/Shanghai")
         self._hours: list[tuple[Any, Any]] | None = None  # parsed on first use (detect loads lazily)
+        self._clock = clock  # the wall clock the active hours are read on (aware datetimes)
 
     # --- what the camera is ----------------------------------------------------------------------
 
@@ -189,18 +199,37 @@ class CameraJob:
         )
         return config.model_copy(update={"cameras": [camera], "default_camera": camera.id})
 
-    def active_now(self, now: datetime | None = None) -> bool:
-        """Within the camera's active hours (its local time); always when it has none."""
-        from detect.zones import in_span
-
+    def hour_spans(self) -> list[tuple[Any, Any]]:
+        """The camera's active hours as (start, end) local times; [] when it has none (always active)."""
         if self._hours is None:
             from detect.config import hour_spans
 
             self._hours = hour_spans(self.camera.get("active_hours"))
-        if not self._hours:
+        return self._hours
+
+    def active_now(self, now: datetime | None = None) -> bool:
+        """Within the camera's active hours (its local time); always when it has none."""
+        from detect.zones import in_span
+
+        if not self.hour_spans():
             return True
-        local = (now or datetime.now(UTC)).astimezone(self._tz)
-        return any(in_span(local.time(), start, end) for start, end in self._hours)
+        local = (now or self._clock()).astimezone(self._tz)
+        return any(in_span(local.time(), start, end) for start, end in self.hour_spans())
+
+    def until_active_s(self, now: datetime | None = None) -> float:
+        """Seconds from `now` to the start of the camera's next span of active hours (its local
+        time; 0 when it has none), so that a camera outside its hours starts when they begin."""
+        now = (now or self._clock()).astimezone(UTC)
+        local = now.astimezone(self._tz)
+        waits = []
+        for start, _ in self.hour_spans():
+            for days in (0, 1):
+                begins = datetime.combine(local.date() + timedelta(days=days), start, tzinfo=self._tz)
+                left_s = (begins.astimezone(UTC) - now).total_seconds()  # in UTC: a DST change counts
+                if left_s > 0:
+                    waits.append(left_s)
+                    break
+        return min(waits, default=0.0)
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -211,7 +240,10 @@ class CameraJob:
 
         config = self.site_config()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        spool = Spool(self.spool_dir, max_bytes=self.bounds.max_bytes, max_items=self.bounds.max_items)
+        spool = self._open_spool(stop)
+        if spool is None:
+            self._set_status("stopped")
+            return
         forwarder = Forwarder(spool, server_url=self.server, device_key=self._key)
         forwarder.start()
         reporter = threading.Thread(
@@ -230,7 +262,7 @@ class CameraJob:
             while not stop.is_set():
                 if not self.active_now():
                     self._set_status("outside active hours")
-                    stop.wait(30.0)
+                    stop.wait(min(HOURS_CHECK_S, self.until_active_s()))
                     continue
                 started = time.monotonic()
                 self._analyse(config, spool, stop)
@@ -243,11 +275,31 @@ class CameraJob:
                 pause = min(pause * 2, RETRY_S[1])
         finally:
             self._set_status("stopped")
-            forwarder.stop(timeout_s=5.0, flush_s=FLUSH_S)  # the last words of its open violations
+            forwarder.stop(timeout_s=SEND_WAIT_S, flush_s=FLUSH_S)  # the last words of its open violations
             reporter.join(timeout=self.report_s + 5)
             self._report(spool, forwarder)
             spool.close()
             log.info("camera %s: stopped", self.camera_id)
+
+    def _open_spool(self, stop: threading.Event) -> Spool | None:
+        """The camera's spool, waited for while another process has it open (the runner's sweeper
+        sending what it holds, a few seconds at a time: api.runner.backlog); None when `stop` is set
+        meanwhile."""
+        waiting = False
+        while True:
+            try:
+                return Spool(self.spool_dir, max_bytes=self.bounds.max_bytes, max_items=self.bounds.max_items)
+            except SpoolBusy:
+                if not waiting:
+                    waiting = True
+                    self._set_status("waiting for its spool")
+                    log.info(
+                        "camera %s: its spool %s is open in another process; waiting for it",
+                        self.camera_id,
+                        self.spool_dir,
+                    )
+            if stop.wait(SPOOL_WAIT_S):
+                return None
 
     def _analyse(self, config: Any, spool: Spool, stop: threading.Event) -> None:
         """One session on the stream: until it ends, fails, the hours end or `stop`."""
@@ -318,6 +370,12 @@ class CameraJob:
         log.info("camera %s: incident %s (%s) spooled", self.camera_id, data["id"], incident.category)
 
     # --- state -----------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """What the job does now (starting, outside active hours, connecting, analysing, ...)."""
+        with self._lock:
+            return self._status
 
     def _set_status(self, status: str) -> None:
         with self._lock:

@@ -41,8 +41,10 @@ and exits. fence_s + fence_check_s must stay under (threshold - 1) x period (7 s
 HEALTH_CHECK).
 
 Each camera's spool is <spool_root>/<camera id> on the machine that runs it (`~` is that machine's
-home), so incidents spooled on a machine that died are sent when that machine runs the camera again
-or its spool is handed to another runner by hand.
+home). Every runner (leader or not) sends the spools of its own machine that no job has open every
+`sweep_s` (api.runner.backlog): a camera disabled, removed or moved while the service was away has
+its backlog delivered all the same, and incidents spooled on a machine that died are sent when a
+runner runs there again (or its spool is handed to another runner by hand).
 
 Ray's head (its GCS) is a single point of failure: while it is down no slot is placed or restarted
 and the slots fence themselves after `fence_s` (making it fault tolerant needs Ray's GCS fault
@@ -66,6 +68,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from api.runner.backlog import SWEEP_S, SpoolSweeper
 from api.runner.forwarder import answer_detail, masked_url
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ HEALTH_CHECK = {
     "health_check_failure_threshold": 5,
 }
 CRASH_PAUSE_S = 5.0  # a job that ended by itself is started again after this pause
+SWEEP_JOIN_S = 15.0  # a sweep in progress when the engine stops: its spool's send, let go within this
 
 
 class EngineError(Exception):
@@ -401,6 +405,7 @@ class CameraEngine:
         fence_check_s: float = 1.0,
         log_to_driver: bool = True,
         transport: httpx.BaseTransport | None = None,
+        sweep_s: float | None = SWEEP_S,
     ) -> None:
         if poll_s <= 0 or check_s <= 0 or cpus_per_slot <= 0 or cameras_per_slot < 1:
             raise ValueError("poll_s, check_s, cpus_per_slot and cameras_per_slot must be positive")
@@ -426,6 +431,7 @@ class CameraEngine:
         self.fence_check_s = fence_check_s
         self.log_to_driver = log_to_driver
         self._transport = transport
+        self.sweep_s = sweep_s  # how often this machine's spools no job holds are sent (None: never)
         self._token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leader: Any = None
         self._leading_since: float | None = None
@@ -732,15 +738,26 @@ class CameraEngine:
         (connecting first)."""
         if not self._connected:
             self.connect()
-        while not stop.is_set():
-            started = time.monotonic()
-            if self._cameras is None or started - self._fetched_at >= self.poll_s:
-                fetched = self.fetch_cameras()
-                if fetched is not None:
-                    self._cameras, self._fetched_at = fetched, started
-            if self._cameras is not None:
-                self.reconcile(self._cameras)
-            stop.wait(max(0.0, self.check_s - (time.monotonic() - started)))
+        sweeper: threading.Thread | None = None
+        if self.sweep_s is not None:  # every runner's, leader or not: the spools of its own machine
+            sweeping = SpoolSweeper(self.spool_root, server=self.server, key=self._key, every_s=self.sweep_s)
+            sweeper = threading.Thread(
+                target=sweeping.run, args=(stop,), name="gridpatrol-spool-sweeper", daemon=True
+            )
+            sweeper.start()
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                if self._cameras is None or started - self._fetched_at >= self.poll_s:
+                    fetched = self.fetch_cameras()
+                    if fetched is not None:
+                        self._cameras, self._fetched_at = fetched, started
+                if self._cameras is not None:
+                    self.reconcile(self._cameras)
+                stop.wait(max(0.0, self.check_s - (time.monotonic() - started)))
+        finally:
+            if sweeper is not None:
+                sweeper.join(SWEEP_JOIN_S)
 
     def start(self) -> None:
         """run() in a thread (for a process that hosts the engine beside other work)."""

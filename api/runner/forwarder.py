@@ -26,9 +26,12 @@ batch stops at the first other one (the rest stay, to be sent again). The whole 
 (401/403, 429, 5xx, no answer) is handled as a single item's. A case service without the batch
 route (404, 405: an older version) gets single posts from then on.
 
-Sending is at-least-once: an item sent but not acked (the runner killed, the answer lost) is sent
-again, and the service answers the same incident (id and content) with its first sighting (200,
-duplicate), so nothing is counted twice. The key is never logged, nor the userinfo of the server URL.
+Stopping: `stop` waits for the send in progress for up to its timeout, then abandons it: whatever its
+answer, it touches the spool no more (the item stays and goes again), so the spool may be closed, and
+its lock released, when `stop` returns. Sending is at-least-once: an item sent but not acked (the runner
+killed, the answer lost) is sent again, and the service answers the same incident (id and content) with
+its first sighting (200, duplicate), so nothing is counted twice. The key is never logged, nor the
+userinfo of the server URL.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ REJECT_STATUSES = frozenset({400, 409, 413, 415, 422})  # the item itself is bad
 AUTH_STATUSES = frozenset({401, 403})  # the key is wrong or revoked
 MAX_SAVED_BODY = 64 * 1024
 NOT_OURS = "the answer is not the case service's (is the server URL right?)"
+
+
+class _Abandoned(Exception):
+    """The send in progress was abandoned by stop(): its answer must not touch the spool."""
 
 
 class Outcome(enum.Enum):
@@ -135,6 +142,10 @@ class Forwarder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # held while a send reads or changes the spool, not while its request waits for an answer:
+        # stop() takes it to abandon that send, so nothing touches the spool once stop() returned
+        self._spool_guard = threading.Lock()
+        self._abandoned = False
         self._streak = 0  # failed sends in a row
         self._auth_logged_at: float | None = None  # monotonic
         self._counts = {"delivered": 0, "duplicates": 0, "rejected": 0, "failures": 0}
@@ -147,15 +158,21 @@ class Forwarder:
     # --- the thread ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._abandoned:
+            raise RuntimeError("this forwarder abandoned a send when it stopped: make a new one")
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="gridpatrol-forwarder", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float | None = None, *, flush_s: float = 0.0) -> None:
-        """Stop after the send in progress (which may take up to timeout_s, the HTTP timeout). flush_s:
-        first go on sending for up to this long, until the spool is empty or a send fails (a camera
-        let go sends the incidents it has just ended while the service answers; what is left waits
-        in the spool for the camera's next run on this machine)."""
+        """Stop after the send in progress, waited for up to timeout_s (default: the HTTP timeout and
+        5 s) and then abandoned: its answer, if one comes, acks or rejects nothing, and its items stay
+        in the spool to be sent again (the service takes a resend once). When this returns nothing
+        touches the spool any more: it may be closed and its lock released. flush_s: first go on
+        sending for up to this long, until the spool is empty or a send fails (a camera let go sends
+        the incidents it has just ended while the service answers; what is left waits in the spool,
+        for the camera's next run or the runner's sweeper, api.runner.backlog). A forwarder that
+        abandoned a send does not start again (its thread may still be waiting for the answer)."""
         deadline = time.monotonic() + flush_s
         while (
             self._thread is not None
@@ -167,9 +184,18 @@ class Forwarder:
             time.sleep(0.05)
         self._stop.set()
         self.spool.wake()
-        if self._thread is not None:
-            self._thread.join(self.timeout_s + 5 if timeout_s is None else timeout_s)
-            self._thread = None
+        if self._thread is None:
+            return
+        self._thread.join(self.timeout_s + 5 if timeout_s is None else timeout_s)
+        with self._spool_guard:  # waits for a send's spool work, never for its request
+            self._abandoned = self._thread.is_alive()
+        if self._abandoned:
+            log.info(
+                "forwarder: stopped with a send to %s unanswered; what it sent stays in the spool "
+                "and goes again",
+                self.where,
+            )
+        self._thread = None
 
     def client(self) -> httpx.Client:
         return httpx.Client(
@@ -185,6 +211,8 @@ class Forwarder:
                     continue
                 try:
                     attempt = self.send_next(client)
+                except _Abandoned:
+                    return
                 except Exception as exc:  # keep the thread alive whatever one send does (a disk error)
                     log.exception("forwarder: sending the oldest spooled item failed")
                     attempt = self._retry(None, f"runner error: {type(exc).__name__}: {exc}", None)
@@ -197,7 +225,25 @@ class Forwarder:
 
     def send_next(self, client: httpx.Client) -> Attempt:
         """Send the oldest item once (or, when a backlog waits, the oldest `batch_max` in one batch)
-        and do what the answer says (see the module docstring)."""
+        and do what the answer says (see the module docstring); _Abandoned when stop() gave up on
+        the send while its request waited for an answer."""
+        with self._spool_guard:
+            if self._abandoned:
+                raise _Abandoned
+            return self._send_next(client)
+
+    def _post(self, client: httpx.Client, url: str, parcels: list[Parcel]) -> httpx.Response:
+        """POST the parcels' parts without the spool guard held (the one wait stop() does not sit
+        out); _Abandoned, whatever the request did, when stop() gave up on it meanwhile."""
+        self._spool_guard.release()
+        try:
+            return client.post(url, files=[part for parcel in parcels for part in _parts(parcel)])
+        finally:
+            self._spool_guard.acquire()
+            if self._abandoned:
+                raise _Abandoned  # its answer, or its failure, is no one's now
+
+    def _send_next(self, client: httpx.Client) -> Attempt:
         if self._alone_next:
             self._alone_next -= 1
         elif self._batching and len(self.spool) > 1:
@@ -212,7 +258,7 @@ class Forwarder:
         except (OSError, ValueError, KeyError) as exc:  # never block the queue on one broken item
             return self._unreadable(item, exc)
         try:
-            response = client.post(self.url, files=_parts(parcel))
+            response = self._post(client, self.url, [parcel])
         except httpx.TransportError as exc:
             return self._transport_failed(exc)
         status = response.status_code
@@ -241,7 +287,7 @@ class Forwarder:
         if not parcels:
             return Attempt(Outcome.GONE)
         try:
-            response = client.post(self.batch_url, files=[p for parcel in parcels for p in _parts(parcel)])
+            response = self._post(client, self.batch_url, parcels)
         except httpx.TransportError as exc:
             return self._transport_failed(exc)
         status = response.status_code

@@ -56,6 +56,7 @@ NOT_ANSWERS = {
     "api.runner.spool.SpoolBusy": "another runner has the spool folder open: the runner's CLI says so",
     "api.runner.spool.IncidentNotSpoolable": "the runner's own incident does not match its files: logged",
     "api.runner.spool.ItemGone": "the forwarder's item left the spool meanwhile: it goes on to the next",
+    "api.runner.forwarder._Abandoned": "a send stop() gave up on: its thread ends, the spool untouched",
     "api.runner.engine.EngineError": "the runner's supervisor cannot go on (key refused): its CLI exits 1",
     "api.runner.uploads.JobFailed": "a runner's upload job's failure, sent to the job as its error",
     "api.runner.uploads.AttemptStopped": "a runner's upload job attempt left to its lease: logged, retried",

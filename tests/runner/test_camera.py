@@ -23,10 +23,12 @@ import numpy as np
 import pytest
 
 from api.runner.camera import CameraJob
+from api.runner.spool import Spool
 from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer, tmpfs
 from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
 from tests.runner.test_forwarder import ScriptedService
+from tests.streams.footage import write_video
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -252,6 +254,116 @@ def test_the_end_of_active_hours_sends_the_last_word_of_a_violation_still_open(
         thread.join(timeout=30)
     first, last = (sighting["incident_id"] for sighting in ended["sightings_list"])
     assert last == first + ":end"
+
+
+class Frames:
+    """A detector that counts the frames it is given and sees nothing in them (a fake)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.seen += 1
+        return []
+
+
+class WaitsOnAClock(threading.Event):
+    """A job's stop event whose waits in the job's own thread move a fake wall clock on by their
+    timeout at once, recording (clock, timeout, the job's status) first; set at the first wait that
+    is not for the active hours (the job ran a session). The job's reporter thread waits for real."""
+
+    def __init__(self, clock: list[datetime]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.job: CameraJob | None = None
+        self.waits: list[tuple[datetime, float, str]] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if threading.current_thread().name.startswith("gridpatrol-report"):
+            return super().wait(timeout)
+        assert self.job is not None and timeout is not None
+        status = self.job.status
+        self.waits.append((self.clock[0], timeout, status))
+        if status != "outside active hours":
+            self.set()
+        self.clock[0] += timedelta(seconds=timeout)
+        return self.is_set()
+
+
+@pytest.mark.parametrize(
+    ("hours", "now", "starts"),
+    [
+        ("08:00-18:00", "2026-12-05T07:59:45.500", "2026-12-05T08:00:00"),  # under a poll away
+        ("08:00-18:00", "2026-12-05T06:58:01", "2026-12-05T08:00:00"),  # an hour and more
+        ("22:00-06:00", "2026-12-05T21:59:59", "2026-12-05T22:00:00"),  # a span over midnight
+        ("00:00-01:00", "2026-12-05T23:59:50", "2026-12-06T00:00:00"),  # the next day's
+    ],
+)
+def test_a_camera_starts_when_its_active_hours_begin(
+    tmp_path: Path, hours: str, now: str, starts: str
+) -> None:
+    """A camera outside its hours looked again every 30 s, so it started up to 30 s after they
+    began (07:59:45.5 -> 08:00:15.5); it now sleeps to their start (at most 30 s at a time) and
+    analyses its stream from the start on (the wall clock injected; the video and decoding real)."""
+    tz = ZoneInfo("Asia/Shanghai")
+    clock = [datetime.fromisoformat(now).replace(tzinfo=tz)]
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    detector = Frames()
+    camera = {"id": "cam-dawn", "stream_url": str(write_video(tmp_path / "dawn.avi", 10, fps=5.0))}
+    job = CameraJob(
+        {**camera, "timezone": "Asia/Shanghai", "active_hours": [hours], "zones": [WHOLE_FRAME]},
+        server="http://127.0.0.1:9",  # no service: the state reports fail quietly
+        key="unused",
+        spool_dir=tmp_path / "spool" / "cam-dawn",
+        config_path=site,
+        detector=detector,
+        clock=lambda: clock[0],
+    )
+    stop = WaitsOnAClock(clock)
+    stop.job = job
+    job.run(stop)
+    *outside, (session_ended, _, status) = stop.waits
+    assert outside and all(s == "outside active hours" and t <= 30.0 for _, t, s in outside)
+    assert status == "retrying" and detector.seen == 10  # the whole video analysed...
+    assert session_ended == datetime.fromisoformat(starts).replace(tzinfo=tz)  # ...at the start
+
+
+def test_a_job_waits_for_its_spool_while_another_process_sends_it(tmp_path: Path) -> None:
+    """The runner's sweeper (api.runner.backlog) may be sending a camera's spool, a few seconds at a
+    time, when the camera starts on that machine: its job waits for the spool and then runs; it
+    failed at once (SpoolBusy), to be started again after a pause."""
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    detector = Frames()
+    camera = {"id": "cam-wait", "stream_url": str(write_video(tmp_path / "wait.avi", 10, fps=5.0))}
+    job = CameraJob(
+        {**camera, "zones": [WHOLE_FRAME]},
+        server="http://127.0.0.1:9",  # no service: the state reports fail quietly
+        key="unused",
+        spool_dir=tmp_path / "spool" / "cam-wait",
+        config_path=site,
+        detector=detector,
+    )
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            job.run(stop)
+        except BaseException as exc:  # what the slot's thread would log as the job's failure
+            failed.append(exc)
+
+    with Spool(tmp_path / "spool" / "cam-wait", max_bytes=1 << 30, max_items=1000):  # the sweeper's
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        _wait("the job waiting for its spool", lambda: job.status == "waiting for its spool", 10)
+    try:
+        _wait("the video analysed", lambda: detector.seen == 10, 20)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive() and failed == []
 
 
 def test_a_rotated_key_keeps_the_incidents_and_says_so_once(

@@ -25,6 +25,8 @@ import httpx
 import pytest
 
 from api.runner.engine import SLOT_PREFIX, CameraEngine
+from api.runner.spool import Spool
+from tests.runner.test_forwarder import LARGE, runner_incident
 
 pytestmark = pytest.mark.slow
 
@@ -256,6 +258,27 @@ def test_a_killed_slot_process_reports_again_within_the_bound(
         assert _runs(tmp_path, camera_id)[0].split()[0] == str(pid)
         assert not (_spool(tmp_path, camera_id) / "overlap").exists()
     assert sorted(engine.placement()) == ["gate-1", "gate-2"]
+
+
+def test_the_runner_sends_the_backlog_of_a_camera_it_no_longer_runs(
+    server: Any, make_engine: Callable[..., CameraEngine], tmp_path: Path
+) -> None:
+    """A camera disabled while the service was away left its backlog in its spool, sent only when
+    the camera ran on that machine again; the runner now sends the spools no job holds."""
+    _add_camera(server, "gate-9", enabled=False)
+    with Spool(_spool(tmp_path, "gate-9"), **LARGE) as spool:
+        for number in (1, 2):
+            data, files = runner_incident(f"gate-9-backlog-{number}")
+            spool.put({**data, "source_id": "gate-9"}, files)
+    engine = make_engine(sweep_s=0.5)
+    engine.start()
+    with server.client("operator") as op:
+        _wait(
+            lambda: len(op.get("/api/cases", params={"camera": "gate-9"}).json()["items"]) == 2,
+            30,
+            "gate-9's backlog delivered",
+        )
+    assert engine.placement() == {}  # delivered, not analysed
 
 
 def test_the_lead_passes_on_without_restarting_cameras(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import json
+import logging
 import os
 import random
 import signal
@@ -440,10 +441,16 @@ class ScriptedService:
     """A real HTTP endpoint answering POST /api/incidents (and a camera's PUT of its state) with the
     statuses scripted (then 201); with `page`, every answer (to GET too) is that HTML page (another web
     app at the URL, a proxy's page); with `ahead_s`, its Date header that far ahead of this machine's
-    clock (a runner whose clock is behind the service's)."""
+    clock (a runner whose clock is behind the service's); with `delay_s`, each POST answered that long
+    after its body came (a service slow to commit)."""
 
     def __init__(
-        self, script: list[tuple[int, dict[str, str]]], page: bytes | None = None, *, ahead_s: float = 0.0
+        self,
+        script: list[tuple[int, dict[str, str]]],
+        page: bytes | None = None,
+        *,
+        ahead_s: float = 0.0,
+        delay_s: float = 0.0,
     ) -> None:
         self.script = list(script)
         self.requests: list[dict[str, Any]] = []
@@ -457,6 +464,8 @@ class ScriptedService:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 seen = {"at": time.monotonic(), "method": self.command, "headers": dict(self.headers)}
                 service.requests.append({**seen, "body": body})
+                if self.command == "POST":
+                    time.sleep(delay_s)
                 status, headers = service.script.pop(0) if service.script else (201, {})
                 answer = json.dumps({"detail": f"scripted {status}", "duplicate": False}).encode()
                 self.send_response(status)
@@ -557,6 +566,36 @@ def test_the_thread_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
     finally:
         service.close()
     assert service.requests[1]["at"] - service.requests[0]["at"] >= 0.95
+
+
+def test_a_send_unanswered_at_stop_is_abandoned_before_the_spool_is_let_go(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stopped forwarder went on with a send in flight after stop() returned: the camera job then
+    closed the spool (its lock released) and the late answer acked the item under the spool's next
+    owner, who still listed it (its load failed: a traceback), and logged after the job had stopped.
+    Now the send is abandoned when stop() gives up on it: its answer touches the spool no more, the
+    item stays for the next owner (the service takes the resend once), and nothing is logged after."""
+    service = ScriptedService([], delay_s=1.5)
+    try:
+        spool = Spool(tmp_path / "spool", **LARGE)
+        spool.put(*runner_incident("late-1"))
+        forwarder = Forwarder(spool, server_url=service.url, device_key="gpd_k", batch_max=1)
+        forwarder.start()
+        wait_for(lambda: service.requests, what="the send")
+        forwarder.stop(timeout_s=0.2)
+        spool.close()  # as the camera job does: the lock released
+        caplog.set_level(logging.DEBUG, logger="api.runner")
+        caplog.clear()
+        with Spool(tmp_path / "spool", **LARGE) as taken_over:  # the spool's next owner
+            (item,) = taken_over.items()
+            time.sleep(2.0)  # the late answer comes (and the old thread ends)
+            assert taken_over.load(item).incident["id"] == "late-1"  # still there, whole
+        assert caplog.records == []
+        with pytest.raises(RuntimeError, match="abandoned a send"):  # its thread may still wait
+            forwarder.start()
+    finally:
+        service.close()
 
 
 def test_nothing_listening_is_retried(tmp_path: Path) -> None:
