@@ -455,17 +455,18 @@ def test_a_corrected_resend_supersedes_the_earlier_runs_cases(
     assert "0 problem(s)" in capsys.readouterr().out
 
 
-def test_a_dashcam_track_whose_heading_is_a_compass_letter_still_places_the_case(
+def test_a_dashcam_track_whose_heading_or_speed_is_text_still_places_the_case(
     server: LiveServer, tmp_path: Path
 ) -> None:
-    """A CSV track with 'N' in its heading column (a dashcam's export): the job is done and the case
-    placed from the positions, the heading column ignored, as the job's warning says; it failed the job
-    ('heading 'N' is not a number'). A heading beyond a full turn (720) is ignored alike, not wrapped
-    round."""
+    """A CSV track with 'N' in its heading column and '36 km/h' in its speed column (a dashcam's
+    export): the job is done and the case placed from the positions, both columns ignored, as the job's
+    warning says; each failed the job ("heading 'N' is not a number", "speed '36 km/h' is not a
+    number"). A heading beyond a full turn (720) is ignored alike, not wrapped round, and a speed below
+    0 is no speed."""
     track = (
-        b"time,lat,lon,heading\n"
-        b"2026-11-20T01:00:00Z,30.2640,120.1480,N\n"
-        b"2026-11-20T01:00:20Z,30.2680,120.1520,720\n"
+        b"time,lat,lon,speed,heading\n"
+        b"2026-11-20T01:00:00Z,30.2640,120.1480,36 km/h,N\n"
+        b"2026-11-20T01:00:20Z,30.2680,120.1520,-5,720\n"
     )
     with server.client("device") as device, server.client("admin") as admin:
         sent = device.post(
@@ -480,6 +481,8 @@ def test_a_dashcam_track_whose_heading_is_a_compass_letter_still_places_the_case
         job = wait_job(device, sent.json()["id"])
         assert job["status"] == "done", job
         assert job["warning"] == (
+            "line 2: speed '36 km/h' is not a speed within 0..70 m/s: the track's speed column is ignored "
+            "(2 such value(s)), the track read without speeds; "
             "line 2: heading 'N' is not degrees within one turn (-360..360): the track's heading column "
             "is ignored (2 such value(s)), the heading taken from the fixes"
         )
