@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,9 +53,10 @@ from api.cases import custody, workflow
 from api.cases.grids import Assignment, GridCache, GridIndex
 from api.cases.incident import IncidentConflict, IncidentInputError, IncidentPayload, changed_fields
 from api.cases.merge import Candidate, MergeKey, MergePolicy, bucket_of, choose_case
+from api.errors import ServiceFault
 from api.storage.db import DatabaseBusy, as_utc, utcnow
 from api.storage.db import table_of as _table
-from api.storage.evidence_store import StoredFile
+from api.storage.evidence_store import EvidenceFiles, StoredFile, StoreEntry
 from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
 
 if TYPE_CHECKING:
@@ -1194,6 +1195,45 @@ def match_evidence(
     if extra:
         raise IncidentInputError("files", f"file with SHA-256 {extra[0]} is not listed in incident.evidence")
     return evidence
+
+
+def remove_refused_evidence(
+    read_factory: sessionmaker[Session],
+    store: EvidenceFiles,
+    files: Iterable[StoredFile],
+    *,
+    placed_by: float,
+) -> int:
+    """Remove again the evidence files that an incident refused with a 4xx (a file not listed, an
+    incident conflicting with the one first sent under its id, a camera the runner may not post for...)
+    put into the store, so that a refusal leaves no file no case references; how many were removed.
+
+    Only a file new to the store with this request (`created`) is removed, and only when no evidence
+    row names it (the store is content-addressed: another case, sighting or chalk mark may share the
+    bytes) and no other request claimed it since `placed_by` (Unix seconds, when this request's files
+    were all placed): a put of the same bytes makes the file younger, and its request may be about to
+    reference it. The file is moved aside while its rows are read (EvidenceFiles.delete_entry), so a
+    put meanwhile files a copy of its own. One whose rows or file cannot be read now (the database or
+    the store not answering) is kept and logged: `gridpatrol evidence orphans` finds it later."""
+    removed = 0
+    for sha256 in dict.fromkeys(f.sha256 for f in files if f.created):
+
+        def unreferenced(sha256: str = sha256) -> bool:
+            with read_factory() as session:
+                named = select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == sha256).limit(1)
+                return session.scalar(named) is None
+
+        entry = StoreEntry(sha256, store.describe(sha256), placed_by)
+        try:
+            # a file written by the time placed_by is at least this old; one claimed since, younger
+            gone = store.delete_entry(entry, min_age_s=time.time() - placed_by, if_orphan=unreferenced)
+        except (SQLAlchemyError, OSError, ServiceFault) as exc:
+            log.warning("evidence %s of a refused incident kept: %s", entry.where, exc)
+            continue
+        if gone:
+            removed += 1
+            log.info("evidence %s of a refused incident removed from the evidence store", sha256[:12])
+    return removed
 
 
 def prepare_payload(
