@@ -57,7 +57,7 @@ from api.errors import ServiceFault
 from api.storage.db import DatabaseBusy, as_utc, utcnow
 from api.storage.db import table_of as _table
 from api.storage.evidence_store import EvidenceFiles, StoredFile, StoreEntry
-from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
+from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLink, Job, Sighting, Upload
 
 if TYPE_CHECKING:
     from api.cases.chalking import ChalkPolicy, ChalkResult
@@ -226,9 +226,40 @@ def _near_statement(count: int) -> Select:
     return statement
 
 
-def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> Candidate | None:
+def earlier_runs_cases(
+    conn: Connection | Session, *, job_id: int, case_ids: Iterable[int] | None = None
+) -> set[int]:
+    """Of `case_ids` (None: of all cases), those whose every sighting came from an earlier job of job
+    `job_id`'s upload, when a resend corrected the upload since (its revision over 0; else none): the
+    earlier runs' cases, which api.jobs.superseding rejects as duplicates once the job is done (those
+    still under review), and which the corrected run's incidents do not become sightings of."""
+    upload = conn.execute(
+        select(Upload.id, Upload.revision).join(Job, Job.upload_id == Upload.id).where(Job.id == job_id)
+    ).one_or_none()
+    if upload is None or not upload.revision:
+        return set()
+    earlier = select(Job.id).where(Job.upload_id == upload.id, Job.id < job_id).scalar_subquery()
+    of_earlier = select(Sighting.case_id).where(Sighting.job_id.in_(earlier))
+    if case_ids is not None:
+        of_earlier = of_earlier.where(Sighting.case_id.in_(list(case_ids)))
+    found = set(conn.scalars(of_earlier.distinct()))
+    if not found:
+        return found
+    seen_elsewhere = select(Sighting.case_id).where(  # by this run, another upload or a device too
+        Sighting.case_id.in_(found), or_(Sighting.job_id.is_(None), Sighting.job_id.not_in(earlier))
+    )
+    return found - set(conn.scalars(seen_elsewhere.distinct()))
+
+
+def _best_candidate(
+    session: Session, inc: IncidentIn, policy: MergePolicy, job_id: int | None = None
+) -> Candidate | None:
     """The case this incident is a sighting of (see api.cases.merge), or None for a new case. In a
-    batch whose nearby cases were read ahead (`_Nearby`), chosen among those without a query."""
+    batch whose nearby cases were read ahead (`_Nearby`), chosen among those without a query. A job's
+    incident (`job_id`) is no sighting of the cases only its upload's earlier runs filed, when a resend
+    corrected it (earlier_runs_cases): the corrected run files its own (with its times and positions)
+    and the earlier ones are superseded, even where it places no frame either (a position-less
+    incident merges with a position-less case of the same camera)."""
     key = inc.merge_key()
     batch: _Batch | None = session.info.get(_BATCH_KEY)
     if (
@@ -236,6 +267,7 @@ def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> C
         and batch.nearby is not None
         and (found := batch.nearby.candidates(inc, policy)) is not None
     ):
+        found = _not_earlier_runs(session.connection(), found, job_id)
         chosen = choose_case(key, found.values(), policy)
         return None if chosen is None else found[chosen]
     conn = session.connection()  # Core rows: most incidents match nothing, so no ORM loading
@@ -260,9 +292,18 @@ def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> C
         else:
             params.update((f"b{i}", bucket) for i, bucket in enumerate(buckets))
             rows = conn.execute(_near_statement(len(buckets)), params)
-    candidates = {row[0]: Candidate(*row) for row in rows}
+    candidates = _not_earlier_runs(conn, {row[0]: Candidate(*row) for row in rows}, job_id)
     chosen = choose_case(key, candidates.values(), policy)
     return None if chosen is None else candidates[chosen]
+
+
+def _not_earlier_runs(
+    conn: Connection, candidates: dict[int, Candidate], job_id: int | None
+) -> dict[int, Candidate]:
+    if job_id is None or not candidates:
+        return candidates
+    excluded = earlier_runs_cases(conn, job_id=job_id, case_ids=candidates)
+    return {case_id: case for case_id, case in candidates.items() if case_id not in excluded}
 
 
 def link_evidence(
@@ -918,7 +959,7 @@ def ingest(
         return existing
     now = utcnow()
     evidence_detail = [{"role": r, "sha256": s.sha256} for r, s in inc.evidence]
-    candidate = _best_candidate(session, inc, policy)
+    candidate = _best_candidate(session, inc, policy, job_id)
     if candidate is not None and batch is not None and candidate.id in batch.pending:
         _flush_cases(conn, batch)  # a case this batch opened, not written yet
     case: Case | None = None

@@ -489,3 +489,37 @@ def test_a_dashcam_track_whose_heading_or_speed_is_text_still_places_the_case(
         (case,) = admin.get("/api/cases").json()["items"]
     assert case["grid_cell"] == "DEMO-QINGBO-03"
     assert case["position"] == {"lat": pytest.approx(30.265), "lon": pytest.approx(120.149)}
+
+
+def test_a_corrected_resend_that_places_nothing_files_its_own_case(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A resend whose corrected start time is still wrong (its track places no frame again) files its
+    incident as a case of its own, and the first run's case still under review is superseded. Its
+    position-less sighting merged into that earlier case (same camera, within the merge window), which
+    then held a sighting of the corrected run and was kept pending, with the first run's time, and the
+    corrected run filed no case of its own."""
+    footage = still_video(tmp_path / "a.avi", 5)
+    files = {"file": ("a.avi", footage, "video/x-msvideo")}
+    with server.client("device") as device, server.client("operator") as op:
+        first = device.post(
+            "/api/uploads",
+            files={**files, "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml")},
+            data={"start_time": "2026-11-20T09:00:00Z"},  # meant +08:00: 8 h after the track
+        )
+        job = wait_job(device, first.json()["id"])
+        assert job["status"] == "done" and job["warning"].startswith("the GPS track placed none"), job
+        (old,) = op.get("/api/cases").json()["items"]
+        assert old["position"] is None and old["first_seen"] == "2026-11-20T09:00:00Z", old
+
+        again = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T10:00:00Z"})
+        assert again.status_code == 200 and again.json()["id"] != first.json()["id"], again.text
+        job = wait_job(device, again.json()["id"])
+        assert job["status"] == "done" and job["warning"].startswith("the GPS track placed none"), job
+        cases = {c["id"]: c for c in op.get("/api/cases").json()["items"]}
+        assert len(cases) == 2, cases
+        gone = op.get(f"/api/cases/{old['id']}").json()
+        assert gone["status"] == "rejected" and gone["reject_reason"] == "duplicate", gone
+        assert len(gone["sightings_list"]) == 1, gone["sightings_list"]
+        (new,) = [c for c in cases.values() if c["id"] != old["id"]]
+        assert new["status"] == "pending_review" and new["first_seen"] == "2026-11-20T10:00:00Z", new
