@@ -49,7 +49,8 @@ DEFAULT_TOLERANCE_S = 5.0
 MAX_TRACK_BYTES = 256 * 1024**2
 
 # Faster than any patrol vehicle drives (250 km/h): a fix this far from the one before is a GPS jump
-# (multipath between tall buildings, a receiver's cold start); GpsTrack.without_jumps drops it.
+# (multipath between tall buildings, a receiver's cold start); GpsTrack.without_jumps drops it. A
+# speed recorded over it is no speed (a km/h column read as m/s): the track's speed column is ignored.
 MAX_SPEED_MPS = 70.0
 # Below this distance between the fixes around a time, the heading is unknown (a car standing or
 # creeping: GPS noise of a few metres would point anywhere).
@@ -94,8 +95,8 @@ class GpsTrack:
 
     Fixes given out of order are sorted; of fixes with the same time the first is kept (missing speed
     or heading filled from the others). `skipped` counts what the parser left out, by reason; `notes`
-    say, in a sentence each, what it set aside of the fixes it kept (a heading column ignored), for the
-    job that reads the track to show.
+    say, in a sentence each, what it set aside of the fixes it kept (a heading or speed column ignored),
+    for the job that reads the track to show.
     """
 
     def __init__(
@@ -428,8 +429,14 @@ def _parse_lat_lon(lat_text: str, lon_text: str, name: str, where: str) -> tuple
     return lat, lon
 
 
-def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str, headings: _Headings) -> GpsTrack:
-    fixes = headings.finish(fixes)
+def _finish(
+    fixes: list[Fix], name: str, skipped: Counter[str], what: str, guards: Iterable[_ColumnGuard]
+) -> GpsTrack:
+    notes: list[str] = []
+    for guard in guards:
+        fixes = guard.finish(fixes)
+        if guard.note:
+            notes.append(guard.note)
     if skipped:
         log.warning(
             "%s: %d %s skipped (%s)",
@@ -443,7 +450,7 @@ def _finish(fixes: list[Fix], name: str, skipped: Counter[str], what: str, headi
         if skipped:
             detail += " (" + ", ".join(f"{n} {what} {reason}" for reason, n in sorted(skipped.items())) + ")"
         raise TrackError(name, detail)
-    track = GpsTrack(fixes, name=name, skipped=skipped, notes=[headings.note] if headings.note else [])
+    track = GpsTrack(fixes, name=name, skipped=skipped, notes=notes)
     log.info("%s: %d fixes, %s .. %s", name, len(track), track.start.isoformat(), track.end.isoformat())
     return track
 
@@ -533,7 +540,8 @@ def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
         raise TrackError(name, f"line {line}, column {column}: not well-formed XML ({reason})") from None
     fixes: list[Fix] = []
     skipped: Counter[str] = Counter()
-    headings = _Headings(name, "course")
+    headings = _heading_guard(name, "course")
+    speeds = _speed_guard(name, "speed", to_mps=1.0, unit="m/s")
     for number, kind, attrib, fields in target.points:
         where = f"point {number} ({kind})"
         if not fields.get("time"):
@@ -551,41 +559,45 @@ def parse_gpx(text: str, *, name: str = "track.gpx") -> GpsTrack:
                 when,
                 lat,
                 lon,
-                speed_mps=_optional_float(fields.get("speed"), name, where, "speed"),
+                speed_mps=speeds.read(fields.get("speed"), where),
                 heading_deg=headings.read(fields.get("course"), where),
             )
         )
-    return _finish(fixes, name, skipped, "point(s)", headings)
+    return _finish(fixes, name, skipped, "point(s)", (speeds, headings))
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+class _ColumnGuard:
+    """One optional column of a track's fixes that only refines what the positions give: the heading
+    (CSV heading, course or bearing; GPX and NMEA course, degrees clockwise from true north) and the
+    speed (CSV speed in m/s or km/h, GPX in m/s, NMEA in knots), read into the Fix field `field`.
 
+    A value that is no number within `low`..`high` (in the column's own unit: text such as 'N' or
+    '36 km/h', a heading of 720, a speed of -5) makes the whole column untrusted: `finish` then drops
+    that field from every fix, with a note naming the first such value, and the track is read as one
+    without the column. A wrong heading would misplace what the camera sees (detect.ground projects it
+    from the vehicle's heading); a wrong speed would call a standing vehicle moving and trust its
+    receiver's course (GpsTrack.heading_at); a missing one costs nothing the positions cannot give, so
+    the track (and its upload) is kept. An empty cell or NaN is unknown. `read` gives the value times
+    `factor` (to the field's unit)."""
 
-def _optional_float(text: str | None, name: str, where: str, what: str) -> float | None:
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise TrackError(name, f"{where}: {what} {text!r} is not a number") from None
-    return value if math.isfinite(value) else None
-
-
-class _Headings:
-    """The headings of a track's fixes, from a column the track may leave out (CSV heading, course or
-    bearing; GPX and NMEA course), in degrees clockwise from true north.
-
-    A value that is no number of degrees within one turn either way (text such as 'N' or 'north', 720,
-    -5000) makes the whole column untrusted: `finish` then drops every fix's heading, with a warning
-    naming the first such value, and the heading is taken from the fixes around a time
-    (GpsTrack.heading_at), as for a track without the column. A wrong heading would misplace what the
-    camera sees (detect.ground projects it from the vehicle's heading); a missing one costs nothing the
-    positions cannot give, so the track (and its upload) is kept. An empty cell or NaN is unknown."""
-
-    def __init__(self, name: str, column: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        column: str,
+        *,
+        field: Literal["heading_deg", "speed_mps"],
+        low: float,
+        high: float,
+        expected: str,
+        instead: str,
+        factor: float = 1.0,
+    ) -> None:
         self.name = name
         self.column = column
+        self.field = field
+        self.low, self.high, self.factor = low, high, factor
+        self.expected = expected  # what a value must be, bounds and unit included
+        self.instead = instead  # how the track is read without the column
         self.bad = 0
         self.first_bad = ""
         self.note: str | None = None  # set by finish when the column is ignored
@@ -599,23 +611,52 @@ class _Headings:
             value = None
         if value is not None and not math.isfinite(value):
             return None
-        if value is None or not -MAX_HEADING_DEG <= value <= MAX_HEADING_DEG:
+        if value is None or not self.low <= value <= self.high:
             self.bad += 1
             shown = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"  # a cell may be 128 KiB
             self.first_bad = self.first_bad or f"{where}: {self.column} {shown!r}"
             return None
-        return value
+        return value * self.factor
 
     def finish(self, fixes: list[Fix]) -> list[Fix]:
         if not self.bad:
             return fixes
         self.note = (
-            f"{self.first_bad} is not degrees within one turn (-{MAX_HEADING_DEG:g}..{MAX_HEADING_DEG:g}): "
-            f"the track's {self.column} column is ignored ({self.bad} such value(s)), the heading taken "
-            "from the fixes"
+            f"{self.first_bad} is not {self.expected}: the track's {self.column} column is ignored "
+            f"({self.bad} such value(s)), {self.instead}"
         )
         log.warning("%s: %s", self.name, self.note)
-        return [replace(fix, heading_deg=None) for fix in fixes]
+        if self.field == "heading_deg":
+            return [replace(fix, heading_deg=None) for fix in fixes]
+        return [replace(fix, speed_mps=None) for fix in fixes]
+
+
+def _heading_guard(name: str, column: str) -> _ColumnGuard:
+    return _ColumnGuard(
+        name,
+        column,
+        field="heading_deg",
+        low=-MAX_HEADING_DEG,
+        high=MAX_HEADING_DEG,
+        expected=f"degrees within one turn (-{MAX_HEADING_DEG:g}..{MAX_HEADING_DEG:g})",
+        instead="the heading taken from the fixes",
+    )
+
+
+def _speed_guard(name: str, column: str, *, to_mps: float, unit: str) -> _ColumnGuard:
+    """A speed column in `unit` (to_mps of them make one m/s): 0 up to MAX_SPEED_MPS, faster than any
+    patrol vehicle drives (a km/h column read as m/s, a logger's garbage)."""
+    high = MAX_SPEED_MPS / to_mps
+    return _ColumnGuard(
+        name,
+        column,
+        field="speed_mps",
+        low=0.0,
+        high=high,
+        expected=f"a speed within 0..{high:.0f} {unit}",
+        instead="the track read without speeds",
+        factor=to_mps,
+    )
 
 
 def _parse_iso(text: str, tz: tzinfo, name: str, where: str) -> datetime | None:
@@ -702,7 +743,8 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
     skipped: Counter[str] = Counter()
     first_problem: str | None = None
     void_lines: list[int] = []  # sentences without a lock (the receiver had no fix there)
-    headings = _Headings(name, "course")
+    headings = _heading_guard(name, "course")
+    speeds = _speed_guard(name, "speed", to_mps=KNOTS_TO_MPS, unit="knots")
     day: date | None = None
     rmc_tod: timedelta | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -731,9 +773,9 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
                 day, rmc_tod = _nmea_date(fields[9]), tod
                 lat = _nmea_angle(fields[3], fields[4], 2)
                 lon = _nmea_angle(fields[5], fields[6], 3)
-                # speed and course are optional; a value that is no finite number is left out, as in CSV
-                # (a course that is no degrees makes the column ignored, see _Headings)
-                speed = _finite(float(fields[7]) * KNOTS_TO_MPS) if fields[7] else None
+                # speed and course are optional: NaN is unknown, a value that is no speed or no degrees
+                # makes the column ignored, as in CSV (see _ColumnGuard)
+                speed = speeds.read(fields[7], f"line {number}")
                 heading = headings.read(fields[8], f"line {number}")
                 when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + tod
             else:
@@ -772,7 +814,7 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
             void_lines[0],
             void_lines[-1],
         )
-    return _finish(fixes, name, skipped, "sentence(s)", headings)
+    return _finish(fixes, name, skipped, "sentence(s)", (speeds, headings))
 
 
 # --- CSV ---
@@ -780,8 +822,15 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
 TIME_COLUMNS = ("time", "timestamp", "datetime", "utc", "date_time", "time_utc")
 LAT_COLUMNS = ("lat", "latitude")
 LON_COLUMNS = ("lon", "lng", "long", "longitude")
-# speed columns and the factor to m/s
-SPEED_COLUMNS = {"speed": 1.0, "speed_mps": 1.0, "speed_m_s": 1.0, "speed_kmh": 1 / 3.6, "speed_kph": 1 / 3.6}
+# speed columns, their unit, and the factor from each unit to m/s
+SPEED_COLUMNS = {
+    "speed": "m/s",
+    "speed_mps": "m/s",
+    "speed_m_s": "m/s",
+    "speed_kmh": "km/h",
+    "speed_kph": "km/h",
+}
+SPEED_UNITS_TO_MPS = {"m/s": 1.0, "km/h": 1 / 3.6}
 HEADING_COLUMNS = ("heading", "course", "bearing")
 # Unix seconds beyond this (year 5138) are surely milliseconds or microseconds: refused, not guessed.
 _MAX_UNIX_S = 1e11
@@ -808,8 +857,9 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     `long`, `longitude`) in WGS84 degrees; optional speed (`speed`/`speed_mps` in m/s,
     `speed_kmh`/`speed_kph`) and heading (`heading`, `course`, `bearing`, degrees). Times without an
     offset are in `tz` (default UTC). Rows with an empty latitude and longitude (no fix) are skipped;
-    a heading column with a value that is no heading (text, beyond one turn) is ignored with a warning
-    (see _Headings); any other bad value is a TrackError naming the line.
+    a heading column with a value that is no heading (text, beyond one turn) or a speed column with one
+    that is no speed (text such as '36 km/h', below 0, over MAX_SPEED_MPS) is ignored with a warning
+    (see _ColumnGuard); any other bad value is a TrackError naming the line.
     """
     body = text.lstrip("\ufeff")
     header_line = next((line for line in io.StringIO(body) if line.strip()), None)
@@ -819,19 +869,22 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     reader = csv.reader(io.StringIO(body), delimiter=delimiter)
     header: list[str] | None = None
     columns: dict[str, int] = {}
-    speed_factor = 1.0
     fixes: list[Fix] = []
     skipped: Counter[str] = Counter()
-    headings = _Headings(name, "heading")
+    headings = _heading_guard(name, "heading")
+    speeds = _speed_guard(name, "speed", to_mps=1.0, unit="m/s")
     for row in _csv_rows(reader, name):
         if not any(cell.strip() for cell in row):
             continue
         line = reader.line_num
         if header is None:
             header = [cell.strip().lower() for cell in row]
-            columns, speed_factor = _csv_columns(header, name, line)
+            columns, speed_unit = _csv_columns(header, name, line)
             if "heading" in columns:
-                headings.column = header[columns["heading"]]
+                headings = _heading_guard(name, header[columns["heading"]])
+            if "speed" in columns:
+                column = header[columns["speed"]]
+                speeds = _speed_guard(name, column, to_mps=SPEED_UNITS_TO_MPS[speed_unit], unit=speed_unit)
             continue
         lat_text, lon_text, time_text = (
             _cell(row, columns, "lat"),
@@ -846,17 +899,16 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
             raise TrackError(name, f"line {line}: no time")
         when = _csv_time(time_text, tz, name, line)
         where = f"line {line}"
-        speed = _optional_float(_cell(row, columns, "speed"), name, where, "speed")
         fixes.append(
             Fix(
                 when,
                 lat,
                 lon,
-                speed_mps=speed * speed_factor if speed is not None else None,
+                speed_mps=speeds.read(_cell(row, columns, "speed"), where),
                 heading_deg=headings.read(_cell(row, columns, "heading"), where),
             )
         )
-    return _finish(fixes, name, skipped, "row(s)", headings)
+    return _finish(fixes, name, skipped, "row(s)", (speeds, headings))
 
 
 def _cell(row: list[str], columns: dict[str, int], key: str) -> str:
@@ -864,7 +916,9 @@ def _cell(row: list[str], columns: dict[str, int], key: str) -> str:
     return row[index].strip() if index is not None and index < len(row) else ""
 
 
-def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int], float]:
+def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int], str]:
+    """The index of each column found, by key (time, lat, lon, speed, heading), and the speed's unit."""
+
     def find(candidates: Iterable[str], what: str, required: bool) -> int | None:
         for candidate in candidates:
             if candidate in header:
@@ -886,15 +940,15 @@ def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int
         index = find(candidates, what, True)
         assert index is not None
         columns[key] = index
-    speed_factor = 1.0
-    for column, factor in SPEED_COLUMNS.items():
+    speed_unit = "m/s"
+    for column, unit in SPEED_COLUMNS.items():
         if column in header:
-            columns["speed"], speed_factor = header.index(column), factor
+            columns["speed"], speed_unit = header.index(column), unit
             break
     heading = find(HEADING_COLUMNS, "heading", False)
     if heading is not None:
         columns["heading"] = heading
-    return columns, speed_factor
+    return columns, speed_unit
 
 
 def _csv_time(text: str, tz: tzinfo, name: str, line: int) -> datetime:

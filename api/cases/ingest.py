@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,10 +53,11 @@ from api.cases import custody, workflow
 from api.cases.grids import Assignment, GridCache, GridIndex
 from api.cases.incident import IncidentConflict, IncidentInputError, IncidentPayload, changed_fields
 from api.cases.merge import Candidate, MergeKey, MergePolicy, bucket_of, choose_case
+from api.errors import ServiceFault
 from api.storage.db import DatabaseBusy, as_utc, utcnow
 from api.storage.db import table_of as _table
-from api.storage.evidence_store import StoredFile
-from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLink, Sighting
+from api.storage.evidence_store import EvidenceFiles, StoredFile, StoreEntry
+from api.storage.models import Camera, Case, CaseEvent, EvidenceBlob, EvidenceLink, Job, Sighting, Upload
 
 if TYPE_CHECKING:
     from api.cases.chalking import ChalkPolicy, ChalkResult
@@ -225,9 +226,40 @@ def _near_statement(count: int) -> Select:
     return statement
 
 
-def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> Candidate | None:
+def earlier_runs_cases(
+    conn: Connection | Session, *, job_id: int, case_ids: Iterable[int] | None = None
+) -> set[int]:
+    """Of `case_ids` (None: of all cases), those whose every sighting came from an earlier job of job
+    `job_id`'s upload, when a resend corrected the upload since (its revision over 0; else none): the
+    earlier runs' cases, which api.jobs.superseding rejects as duplicates once the job is done (those
+    still under review), and which the corrected run's incidents do not become sightings of."""
+    upload = conn.execute(
+        select(Upload.id, Upload.revision).join(Job, Job.upload_id == Upload.id).where(Job.id == job_id)
+    ).one_or_none()
+    if upload is None or not upload.revision:
+        return set()
+    earlier = select(Job.id).where(Job.upload_id == upload.id, Job.id < job_id).scalar_subquery()
+    of_earlier = select(Sighting.case_id).where(Sighting.job_id.in_(earlier))
+    if case_ids is not None:
+        of_earlier = of_earlier.where(Sighting.case_id.in_(list(case_ids)))
+    found = set(conn.scalars(of_earlier.distinct()))
+    if not found:
+        return found
+    seen_elsewhere = select(Sighting.case_id).where(  # by this run, another upload or a device too
+        Sighting.case_id.in_(found), or_(Sighting.job_id.is_(None), Sighting.job_id.not_in(earlier))
+    )
+    return found - set(conn.scalars(seen_elsewhere.distinct()))
+
+
+def _best_candidate(
+    session: Session, inc: IncidentIn, policy: MergePolicy, job_id: int | None = None
+) -> Candidate | None:
     """The case this incident is a sighting of (see api.cases.merge), or None for a new case. In a
-    batch whose nearby cases were read ahead (`_Nearby`), chosen among those without a query."""
+    batch whose nearby cases were read ahead (`_Nearby`), chosen among those without a query. A job's
+    incident (`job_id`) is no sighting of the cases only its upload's earlier runs filed, when a resend
+    corrected it (earlier_runs_cases): the corrected run files its own (with its times and positions)
+    and the earlier ones are superseded, even where it places no frame either (a position-less
+    incident merges with a position-less case of the same camera)."""
     key = inc.merge_key()
     batch: _Batch | None = session.info.get(_BATCH_KEY)
     if (
@@ -235,6 +267,7 @@ def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> C
         and batch.nearby is not None
         and (found := batch.nearby.candidates(inc, policy)) is not None
     ):
+        found = _not_earlier_runs(session.connection(), found, job_id)
         chosen = choose_case(key, found.values(), policy)
         return None if chosen is None else found[chosen]
     conn = session.connection()  # Core rows: most incidents match nothing, so no ORM loading
@@ -259,9 +292,18 @@ def _best_candidate(session: Session, inc: IncidentIn, policy: MergePolicy) -> C
         else:
             params.update((f"b{i}", bucket) for i, bucket in enumerate(buckets))
             rows = conn.execute(_near_statement(len(buckets)), params)
-    candidates = {row[0]: Candidate(*row) for row in rows}
+    candidates = _not_earlier_runs(conn, {row[0]: Candidate(*row) for row in rows}, job_id)
     chosen = choose_case(key, candidates.values(), policy)
     return None if chosen is None else candidates[chosen]
+
+
+def _not_earlier_runs(
+    conn: Connection, candidates: dict[int, Candidate], job_id: int | None
+) -> dict[int, Candidate]:
+    if job_id is None or not candidates:
+        return candidates
+    excluded = earlier_runs_cases(conn, job_id=job_id, case_ids=candidates)
+    return {case_id: case for case_id, case in candidates.items() if case_id not in excluded}
 
 
 def link_evidence(
@@ -917,7 +959,7 @@ def ingest(
         return existing
     now = utcnow()
     evidence_detail = [{"role": r, "sha256": s.sha256} for r, s in inc.evidence]
-    candidate = _best_candidate(session, inc, policy)
+    candidate = _best_candidate(session, inc, policy, job_id)
     if candidate is not None and batch is not None and candidate.id in batch.pending:
         _flush_cases(conn, batch)  # a case this batch opened, not written yet
     case: Case | None = None
@@ -1194,6 +1236,45 @@ def match_evidence(
     if extra:
         raise IncidentInputError("files", f"file with SHA-256 {extra[0]} is not listed in incident.evidence")
     return evidence
+
+
+def remove_refused_evidence(
+    read_factory: sessionmaker[Session],
+    store: EvidenceFiles,
+    files: Iterable[StoredFile],
+    *,
+    placed_by: float,
+) -> int:
+    """Remove again the evidence files that an incident refused with a 4xx (a file not listed, an
+    incident conflicting with the one first sent under its id, a camera the runner may not post for...)
+    put into the store, so that a refusal leaves no file no case references; how many were removed.
+
+    Only a file new to the store with this request (`created`) is removed, and only when no evidence
+    row names it (the store is content-addressed: another case, sighting or chalk mark may share the
+    bytes) and no other request claimed it since `placed_by` (Unix seconds, when this request's files
+    were all placed): a put of the same bytes makes the file younger, and its request may be about to
+    reference it. The file is moved aside while its rows are read (EvidenceFiles.delete_entry), so a
+    put meanwhile files a copy of its own. One whose rows or file cannot be read now (the database or
+    the store not answering) is kept and logged: `gridpatrol evidence orphans` finds it later."""
+    removed = 0
+    for sha256 in dict.fromkeys(f.sha256 for f in files if f.created):
+
+        def unreferenced(sha256: str = sha256) -> bool:
+            with read_factory() as session:
+                named = select(EvidenceBlob.sha256).where(EvidenceBlob.sha256 == sha256).limit(1)
+                return session.scalar(named) is None
+
+        entry = StoreEntry(sha256, store.describe(sha256), placed_by)
+        try:
+            # a file written by the time placed_by is at least this old; one claimed since, younger
+            gone = store.delete_entry(entry, min_age_s=time.time() - placed_by, if_orphan=unreferenced)
+        except (SQLAlchemyError, OSError, ServiceFault) as exc:
+            log.warning("evidence %s of a refused incident kept: %s", entry.where, exc)
+            continue
+        if gone:
+            removed += 1
+            log.info("evidence %s of a refused incident removed from the evidence store", sha256[:12])
+    return removed
 
 
 def prepare_payload(

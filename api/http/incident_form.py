@@ -5,6 +5,7 @@ which must match an `evidence` entry by SHA-256 (verified as it is stored).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -32,17 +33,20 @@ class IncidentFormError(InputError):
 @dataclass
 class IncidentForm:
     """The incident form as received: the validated incident (None when the field was not sent)
-    and the evidence files, already checked and filed in the evidence store, in the order sent."""
+    and the evidence files, already checked and filed in the evidence store, in the order sent;
+    `placed_at` (Unix seconds) is when the last of them was filed (for
+    api.cases.ingest.remove_refused_evidence, when the incident is refused)."""
 
     incident: IncidentPayload | None = None
     files: list[tuple[str | None, StoredFile]] = field(default_factory=list)
+    placed_at: float = 0.0
 
 
 class _IncidentParts:
     """The incident form's parts: `incident` validated once read, `files` streamed into the store."""
 
-    def __init__(self, store: EvidenceFiles, max_file_bytes: int) -> None:
-        self.form = IncidentForm()
+    def __init__(self, store: EvidenceFiles, max_file_bytes: int, form: IncidentForm | None = None) -> None:
+        self.form = form if form is not None else IncidentForm()
         self._store = store
         self._max_file_bytes = max_file_bytes
         self._text: bytearray | None = None
@@ -104,6 +108,7 @@ class _IncidentParts:
             except EvidenceError as exc:
                 raise self._file_error(exc, len(self.form.files), filename) from None
             self.form.files.append((filename, stored))
+            self.form.placed_at = time.time()
 
     def discard(self) -> None:
         """Remove a file left half-received by an error, and those received but not filed."""
@@ -116,18 +121,25 @@ class _IncidentParts:
 
 
 async def receive_incident_form(
-    content_type: str | None, chunks: AsyncIterator[bytes], *, store: EvidenceFiles, max_file_bytes: int
+    content_type: str | None,
+    chunks: AsyncIterator[bytes],
+    *,
+    store: EvidenceFiles,
+    max_file_bytes: int,
+    form: IncidentForm | None = None,
 ) -> IncidentForm:
     """Read a multipart/form-data incident body chunk by chunk: the `incident` field, validated as
     soon as it is read (a device sends it first, so a bad incident stores no files), and each
     `files` part streamed straight into the evidence store (hashed, size-limited and sniffed as it
     is written, never held whole in memory), then flushed to disk (EvidenceFiles.sync). Other parts
     are skipped. A bad incident or file is an IncidentInputError naming it (incident.<key>,
-    files[i]); a malformed body a MalformedBody, another content type an IncidentFormError."""
+    files[i]); a malformed body a MalformedBody, another content type an IncidentFormError. The
+    caller's `form`, when given, is the one filled: when a later file is refused, it still names the
+    files filed before it (to remove again)."""
     boundary = form_boundary(content_type)
     if boundary is None:
         raise IncidentFormError("must be multipart/form-data with a boundary")
-    parts = _IncidentParts(store, max_file_bytes)
+    parts = _IncidentParts(store, max_file_bytes, form)
     try:
         await read_parts(boundary, chunks, parts)
         await parts.finish_files()
@@ -143,10 +155,12 @@ MAX_BATCH_INCIDENTS = 64
 @dataclass
 class BatchItem:
     """One incident of a batch body: its form when it was read well, else the error that names it
-    (as it would have been named alone); one bad incident fails only itself."""
+    (as it would have been named alone); one bad incident fails only itself. `received` is what was
+    read of it either way: the files it filed in the store before a later one was refused too."""
 
     form: IncidentForm | None = None
     error: InputError | None = None
+    received: IncidentForm = field(default_factory=IncidentForm)
 
 
 class _BatchParts:
@@ -172,8 +186,9 @@ class _BatchParts:
         if part.name == "incident":
             if len(self.items) >= self._max_incidents:
                 raise IncidentInputError("incidents", f"at most {self._max_incidents} incidents in one batch")
-            self.items.append(BatchItem())
-            self.open.append(_IncidentParts(self._store, self._max_file_bytes))
+            item = BatchItem()
+            self.items.append(item)
+            self.open.append(_IncidentParts(self._store, self._max_file_bytes, item.received))
         elif part.name == "files" and not self.items:
             raise IncidentInputError("files", "a file part must follow the incident part it belongs to")
         if self.items and (parts := self.open[-1]) is not None:

@@ -8,7 +8,10 @@ under review whose every sighting came from an earlier job of the same upload is
 duplicate, through the workflow like any rejection (history, custody, webhooks), by the service's own
 role, so that it is no review decision (api.cases.acting.transition records none for it). A case an
 operator has already moved on (filed, dispatched, rejected ...) is left as it is, and the job's
-warning names it: it keeps the earlier run's time and position.
+warning names it: it keeps the earlier run's time and position. The corrected run's incidents are no
+sightings of the earlier runs' cases (api.cases.ingest.earlier_runs_cases), even where its track places
+no frame either (a position-less incident would merge with a position-less case of the same camera):
+they file cases of their own, and the earlier ones are superseded.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from sqlalchemy.orm import Session
 from api.accounts.accounts import Principal
 from api.cases import workflow
 from api.cases.acting import transition
-from api.storage.models import Case, CaseEvent, Job, Sighting, Upload
+from api.cases.ingest import earlier_runs_cases
+from api.storage.models import Case, CaseEvent
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +62,11 @@ def supersede_earlier_runs(session: Session, *, job_id: int, actor: Principal) -
     """Reject, as duplicates, the cases still under review that only earlier jobs of this job's upload
     filed, when the upload was corrected since (revision over 0); committed. `actor` is the worker (role
     "system"). Running it again (a retried job) rejects nothing twice and names the same kept cases."""
-    job = session.get(Job, job_id)
-    upload = session.get(Upload, job.upload_id) if job is not None else None
-    if job is None or upload is None or not upload.revision:
+    # seen by this run, another upload or a device too: it stays (and this run's incidents were no
+    # sightings of the others: api.cases.ingest)
+    case_ids = sorted(earlier_runs_cases(session, job_id=job_id))
+    if not case_ids:
         return Superseded([], [])
-    earlier = set(session.scalars(select(Job.id).where(Job.upload_id == upload.id, Job.id < job_id)))
-    if not earlier:
-        return Superseded([], [])
-    case_ids = sorted(set(session.scalars(select(Sighting.case_id).where(Sighting.job_id.in_(earlier)))))
     note = (
         f"{SUPERSEDED_NOTE}the footage was sent again with a corrected start time, camera or GPS track "
         f"(job {job_id})"
@@ -73,9 +74,6 @@ def supersede_earlier_runs(session: Session, *, job_id: int, actor: Principal) -
     rejected: list[str] = []
     kept: list[str] = []
     for case_id in case_ids:
-        jobs_of_case = set(session.scalars(select(Sighting.job_id).where(Sighting.case_id == case_id)))
-        if not jobs_of_case <= earlier:  # seen by this run, another upload or a device too: it stays
-            continue
         row = session.execute(select(Case.status, Case.number).where(Case.id == case_id)).one_or_none()
         if row is None:
             continue

@@ -9,7 +9,8 @@ the track's first fix + k / fps), placed where `GpsTrack.position_at` gives a po
 `WARN_BELOW` becomes the job's warning, naming both time spans so that an offset shows; a track that
 placed no frame at all lets the footage be sent again with a corrected start time or track
 (api.jobs.uploads). What the track's reader set aside (GpsTrack.notes: a heading column that is no
-degrees, ignored) joins the warning, so the crew that sent the track learns of it.
+degrees or a speed column that is no speed, ignored) joins the warning, so the crew that sent the track
+learns of it.
 
 streams is imported inside `measure_track_fit` only, as the worker imports it.
 """
@@ -76,7 +77,7 @@ def measure_track_fit(
     first = start_time if start_time is not None else gps.start
     samples = range(0, frames, step)
     covered = sum(gps.position_at(first + timedelta(seconds=k / fps)) is not None for k in samples)
-    notes = list(gps.notes)  # what the reader set aside (a heading column that is no degrees)
+    notes = list(gps.notes)  # what the reader set aside (a heading or speed column ignored)
     fit = TrackFit(covered, len(samples), "; ".join(notes) or None)
     if fit.share >= WARN_BELOW:
         return fit

@@ -455,17 +455,18 @@ def test_a_corrected_resend_supersedes_the_earlier_runs_cases(
     assert "0 problem(s)" in capsys.readouterr().out
 
 
-def test_a_dashcam_track_whose_heading_is_a_compass_letter_still_places_the_case(
+def test_a_dashcam_track_whose_heading_or_speed_is_text_still_places_the_case(
     server: LiveServer, tmp_path: Path
 ) -> None:
-    """A CSV track with 'N' in its heading column (a dashcam's export): the job is done and the case
-    placed from the positions, the heading column ignored, as the job's warning says; it failed the job
-    ('heading 'N' is not a number'). A heading beyond a full turn (720) is ignored alike, not wrapped
-    round."""
+    """A CSV track with 'N' in its heading column and '36 km/h' in its speed column (a dashcam's
+    export): the job is done and the case placed from the positions, both columns ignored, as the job's
+    warning says; each failed the job ("heading 'N' is not a number", "speed '36 km/h' is not a
+    number"). A heading beyond a full turn (720) is ignored alike, not wrapped round, and a speed below
+    0 is no speed."""
     track = (
-        b"time,lat,lon,heading\n"
-        b"2026-11-20T01:00:00Z,30.2640,120.1480,N\n"
-        b"2026-11-20T01:00:20Z,30.2680,120.1520,720\n"
+        b"time,lat,lon,speed,heading\n"
+        b"2026-11-20T01:00:00Z,30.2640,120.1480,36 km/h,N\n"
+        b"2026-11-20T01:00:20Z,30.2680,120.1520,-5,720\n"
     )
     with server.client("device") as device, server.client("admin") as admin:
         sent = device.post(
@@ -480,9 +481,45 @@ def test_a_dashcam_track_whose_heading_is_a_compass_letter_still_places_the_case
         job = wait_job(device, sent.json()["id"])
         assert job["status"] == "done", job
         assert job["warning"] == (
+            "line 2: speed '36 km/h' is not a speed within 0..70 m/s: the track's speed column is ignored "
+            "(2 such value(s)), the track read without speeds; "
             "line 2: heading 'N' is not degrees within one turn (-360..360): the track's heading column "
             "is ignored (2 such value(s)), the heading taken from the fixes"
         )
         (case,) = admin.get("/api/cases").json()["items"]
     assert case["grid_cell"] == "DEMO-QINGBO-03"
     assert case["position"] == {"lat": pytest.approx(30.265), "lon": pytest.approx(120.149)}
+
+
+def test_a_corrected_resend_that_places_nothing_files_its_own_case(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A resend whose corrected start time is still wrong (its track places no frame again) files its
+    incident as a case of its own, and the first run's case still under review is superseded. Its
+    position-less sighting merged into that earlier case (same camera, within the merge window), which
+    then held a sighting of the corrected run and was kept pending, with the first run's time, and the
+    corrected run filed no case of its own."""
+    footage = still_video(tmp_path / "a.avi", 5)
+    files = {"file": ("a.avi", footage, "video/x-msvideo")}
+    with server.client("device") as device, server.client("operator") as op:
+        first = device.post(
+            "/api/uploads",
+            files={**files, "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml")},
+            data={"start_time": "2026-11-20T09:00:00Z"},  # meant +08:00: 8 h after the track
+        )
+        job = wait_job(device, first.json()["id"])
+        assert job["status"] == "done" and job["warning"].startswith("the GPS track placed none"), job
+        (old,) = op.get("/api/cases").json()["items"]
+        assert old["position"] is None and old["first_seen"] == "2026-11-20T09:00:00Z", old
+
+        again = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T10:00:00Z"})
+        assert again.status_code == 200 and again.json()["id"] != first.json()["id"], again.text
+        job = wait_job(device, again.json()["id"])
+        assert job["status"] == "done" and job["warning"].startswith("the GPS track placed none"), job
+        cases = {c["id"]: c for c in op.get("/api/cases").json()["items"]}
+        assert len(cases) == 2, cases
+        gone = op.get(f"/api/cases/{old['id']}").json()
+        assert gone["status"] == "rejected" and gone["reject_reason"] == "duplicate", gone
+        assert len(gone["sightings_list"]) == 1, gone["sightings_list"]
+        (new,) = [c for c in cases.values() if c["id"] != old["id"]]
+        assert new["status"] == "pending_review" and new["first_seen"] == "2026-11-20T10:00:00Z", new

@@ -531,6 +531,80 @@ def test_a_csv_heading_that_is_no_degrees_is_ignored_with_a_warning(
         assert track.heading_at(at(5)) == pytest.approx(0.0, abs=0.5)  # due north, from the fixes
 
 
+@pytest.mark.parametrize(
+    ("column", "a", "b", "speeds", "warning"),
+    [
+        ("speed", "5", "0", [5.0, 0.0], None),
+        ("speed_kmh", "36", "252", [10.0, 70.0], None),  # km/h, up to MAX_SPEED_MPS
+        ("speed_mps", "nan", "3", [None, 3.0], None),  # unknown, as before
+        ("speed", "36 km/h", "5", [None, None], "line 2: speed '36 km/h' is not a speed within 0..70 m/s"),
+        ("speed_m_s", "5", "-5", [None, None], "line 3: speed_m_s '-5' is not a speed within 0..70 m/s"),
+        ("speed", "100000", "5", [None, None], "line 2: speed '100000' is not a speed within 0..70 m/s"),
+        ("speed_kph", "300", "5", [None, None], "line 2: speed_kph '300' is not a speed within 0..252 km/h"),
+        ("speed", "80", "90", [None, None], "(2 such value(s)), the track read without speeds"),  # km/h
+    ],
+)
+def test_a_csv_speed_that_is_no_speed_is_ignored_with_a_warning(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    column: str,
+    a: str,
+    b: str,
+    speeds: list[float | None],
+    warning: str | None,
+) -> None:
+    """A track whose speed column holds text ('36 km/h'), a negative speed or one no patrol vehicle
+    drives is read, positions and all, without that column (as the heading column is): text failed
+    the upload ("speed '36 km/h' is not a number") and -5 or 100000 m/s were taken as speeds."""
+    with caplog.at_level(logging.WARNING, logger="streams.gps"):
+        track = load_track(write(tmp_path, "dashcam.csv", _HEADED.format(column=column, a=a, b=b)))
+    assert [f.speed_mps for f in track] == [pytest.approx(v) if v is not None else None for v in speeds]
+    assert len(track) == 2
+    warnings = [r.getMessage() for r in caplog.records if "column is ignored" in r.getMessage()]
+    if warning is None:
+        assert warnings == [] and track.notes == ()
+    else:
+        assert len(warnings) == 1 and warning in warnings[0] and f"{column} column is ignored" in warnings[0]
+        assert track.notes == (warnings[0].removeprefix(f"{tmp_path / 'dashcam.csv'}: "),)
+
+
+def test_a_speed_and_a_heading_that_are_no_values_are_each_named(tmp_path: Path) -> None:
+    text = "time,lat,lon,speed,heading\n2026-11-20T01:00:00Z,30.25,120.14,fast,N\n"
+    track = load_track(write(tmp_path, "both.csv", text))
+    assert track.notes == (
+        "line 2: speed 'fast' is not a speed within 0..70 m/s: the track's speed column is ignored "
+        "(1 such value(s)), the track read without speeds",
+        "line 2: heading 'N' is not degrees within one turn (-360..360): the track's heading column is "
+        "ignored (1 such value(s)), the heading taken from the fixes",
+    )
+
+
+def test_a_gpx_or_nmea_speed_that_is_no_speed_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    """GPX speed in m/s, NMEA in knots: text or a speed beyond MAX_SPEED_MPS drops the column, the
+    fixes kept (an NMEA sentence with text for its speed was skipped as unreadable)."""
+    gpx = GPX_11.replace("<gpxtpx:speed>5.5<", "<gpxtpx:speed>5.5 m/s<")
+    assert "5.5 m/s" in gpx
+    sentences = [
+        nmea("GPRMC,080000.00,A,3015.0000,N,12008.4000,E,fast,90.0,011226,,,A"),
+        nmea("GPRMC,080001.00,A,3015.0010,N,12008.4000,E,10.0,90.0,011226,,,A"),
+    ]
+    too_fast = [
+        nmea("GPRMC,080000.00,A,3015.0000,N,12008.4000,E,136.0,90.0,011226,,,A"),  # 70 m/s
+        nmea("GPRMC,080001.00,A,3015.0010,N,12008.4000,E,137.0,90.0,011226,,,A"),
+    ]
+    from_gpx = load_track(write(tmp_path, "speed.gpx", gpx))
+    from_nmea = load_track(write(tmp_path, "speed.nmea", "\n".join(sentences)))
+    fast_nmea = load_track(write(tmp_path, "fast.nmea", "\n".join(too_fast)))
+    assert len(from_gpx) == len(load_track(write(tmp_path, "plain.gpx", GPX_11)))
+    assert [f.speed_mps for f in from_gpx] == [None] * len(from_gpx)
+    assert from_gpx.notes[0].startswith("point 1 (trkpt): speed '5.5 m/s' is not a speed within 0..70 m/s")
+    assert [f.speed_mps for f in from_nmea] == [None, None] and from_nmea.skipped == {}
+    assert [f.heading_deg for f in from_nmea] == [90.0, 90.0]
+    assert from_nmea.notes[0].startswith("line 1: speed 'fast' is not a speed within 0..136 knots")
+    assert [f.speed_mps for f in fast_nmea] == [None, None]
+    assert fast_nmea.notes[0].startswith("line 2: speed '137.0' is not a speed within 0..136 knots")
+
+
 def test_a_gpx_or_nmea_course_that_is_no_degrees_is_ignored_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

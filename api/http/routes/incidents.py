@@ -11,7 +11,14 @@ from starlette.concurrency import run_in_threadpool
 from api.accounts.accounts import Principal
 from api.cases.chalking import ChalkPolicy, ChalkResult, chalk_committed
 from api.cases.incident import IncidentInputError, parse_incident
-from api.cases.ingest import IncidentIn, IngestResult, IngestWriter, needs_lookup, prepare_payload
+from api.cases.ingest import (
+    IncidentIn,
+    IngestResult,
+    IngestWriter,
+    needs_lookup,
+    prepare_payload,
+    remove_refused_evidence,
+)
 from api.errors import InputError
 from api.http import schemas
 from api.http.deps import Feeder, ServicesDep
@@ -84,7 +91,35 @@ async def post_incident(request: Request, principal: Feeder, services: ServicesD
     streamed straight into the evidence store as they arrive (no spooled copy, no second pass),
     which is most of what this endpoint costs besides the database. The incident is then written
     by the process's ingest writer (group commit, api.cases.ingest.IngestWriter) together with
-    those other requests are sending at the same moment; the answer is this incident's own."""
+    those other requests are sending at the same moment; the answer is this incident's own.
+
+    An incident refused (4xx) leaves none of the evidence files it brought new to the store behind
+    (api.cases.ingest.remove_refused_evidence); a fault of the service (503, 507) keeps them for the
+    incident sent again."""
+    received = IncidentForm()
+    try:
+        return await _post_incident(request, principal, services, received)
+    except InputError:
+        await _remove_refused(services, [received])
+        raise
+
+
+async def _remove_refused(
+    services: Services, refused: list[IncidentForm], *, keep: frozenset[str] = frozenset()
+) -> None:
+    """The evidence files the refused incidents brought new to the store removed again, but for those
+    with a hash in `keep` (a file an incident taken in the same batch shares)."""
+    files = [stored for form in refused for _, stored in form.files if stored.sha256 not in keep]
+    if any(stored.created for stored in files):
+        placed_by = max(form.placed_at for form in refused)
+        await run_in_threadpool(
+            remove_refused_evidence, services.read_factory, services.store, files, placed_by=placed_by
+        )
+
+
+async def _post_incident(
+    request: Request, principal: Principal, services: Services, received: IncidentForm
+) -> Response:
     content_type = request.headers.get("content-type") or ""
     if content_type.lower().startswith("multipart/"):
         form = await receive_incident_form(
@@ -92,6 +127,7 @@ async def post_incident(request: Request, principal: Feeder, services: ServicesD
             request.stream(),
             store=services.store,
             max_file_bytes=services.settings.max_evidence_bytes,
+            form=received,
         )
     elif not content_type or content_type.lower().startswith("application/x-www-form-urlencoded"):
         # a retry without files (or an empty body: the incident is missing)
@@ -173,15 +209,28 @@ async def post_incident_batch(request: Request, principal: Feeder, services: Ser
     would have had alone (its index says which incident it is). The batch answers 200 when at least
     one incident was taken; when none was, 422 with the first incident's error named
     `incidents[0].<field>`, the entries still there. A fault of the service (database unreachable,
-    disk full) fails the whole batch (503, 507), to be sent again."""
+    disk full) fails the whole batch (503, 507), to be sent again. A refused incident's evidence files
+    are removed again as POST /api/incidents removes them, but for one a taken incident shares."""
     items = await receive_incident_batch(
         request.headers.get("content-type"),
         request.stream(),
         store=services.store,
         max_file_bytes=services.settings.max_evidence_bytes,
     )
-    prepared = await _prepare_batch(services, items, principal)
-    filed = await _file_batch(request, services, prepared, principal)
+    try:
+        prepared = await _prepare_batch(services, items, principal)
+        filed = await _file_batch(request, services, prepared, principal)
+    except InputError:
+        await _remove_refused(services, [item.received for item in items])
+        raise
+    taken = [
+        item.received for item, answer in zip(items, filed, strict=True) if not isinstance(answer, InputError)
+    ]
+    refused = [
+        item.received for item, answer in zip(items, filed, strict=True) if isinstance(answer, InputError)
+    ]
+    shared = frozenset(stored.sha256 for form in taken for _, stored in form.files)
+    await _remove_refused(services, refused, keep=shared)
     return _batch_answer(items, filed)
 
 
