@@ -283,7 +283,7 @@ def chalk(
     conn = session.connection()
     known = conn.execute(_FIND_MARK, {"incident_id": inc.id}).first()
     if known is not None:
-        check_same(inc, known.incident_json, known.camera_id)
+        check_same(inc, known.incident_json, known.camera_id, stored_as=f"chalk mark {known.id}")
         return _answer_again(session, known)
     now = utcnow()
     plate_confidence = inc.raw.get("plate_confidence") if inc.plate is not None else None
@@ -503,7 +503,7 @@ def find_chalked(session: Session, *, incident_id: str, sent: IncidentIn | None 
     if known is None:
         return None
     if sent is not None:
-        check_same(sent, known.incident_json, known.camera_id)
+        check_same(sent, known.incident_json, known.camera_id, stored_as=f"chalk mark {known.id}")
     return _answer_again(session, known)
 
 
