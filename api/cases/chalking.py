@@ -14,6 +14,12 @@ leaves the place alone to decide). Passes arriving out of order (a late upload) 
 Among several marks a pass matches, the one with the same plate read wins, then the earliest seen
 (the longest stay shown), then the nearest, then the lowest id.
 
+The marks of an upload's superseded runs (`superseded_runs`: footage sent again with a corrected start
+time, camera or GPS track, api.jobs.superseding) confirm nothing: the corrected run passes the same
+vehicle again under new incident ids, and would otherwise confirm its own earlier run's mark (one pass
+taken for two, when the correction shifts the time by at least min_minutes), and the earlier run's
+times and positions are the ones the resend corrected. They stay listed as they were.
+
 A match makes a confirmed incident of the passes' category (`confirmed_incident`; a suspected
 incident is an illegal_parking one, api.cases.incident): its id derived from both passes' incident
 ids (the same pair always gives the same id, whichever arrives first), first seen when the earlier
@@ -58,7 +64,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from api.accounts.accounts import Principal
 from api.cases.grids import GridCache, GridIndex
@@ -80,7 +87,7 @@ from api.errors import NotFound
 from api.storage.db import as_utc, utcnow
 from api.storage.db import table_of as _table
 from api.storage.evidence_store import EvidenceFiles, StoredFile
-from api.storage.models import Case, ChalkEvidence, ChalkMark, EvidenceBlob
+from api.storage.models import Case, ChalkEvidence, ChalkMark, EvidenceBlob, Job, Upload
 
 if TYPE_CHECKING:
     from api.settings import Settings
@@ -192,7 +199,13 @@ _EVIDENCE = _table(ChalkEvidence)
 _BLOBS = _table(EvidenceBlob)
 _FIND_MARK = select(_MARKS).where(_MARKS.c.incident_id == bindparam("incident_id"))
 _CANDIDATES = select(
-    _MARKS.c.id, _MARKS.c.category, _MARKS.c.seen_at, _MARKS.c.lat, _MARKS.c.lon, _MARKS.c.plate
+    _MARKS.c.id,
+    _MARKS.c.category,
+    _MARKS.c.seen_at,
+    _MARKS.c.lat,
+    _MARKS.c.lon,
+    _MARKS.c.plate,
+    _MARKS.c.job_id,
 ).where(
     _MARKS.c.category == bindparam("category"),
     _MARKS.c.seen_at >= bindparam("seen_lo"),
@@ -215,6 +228,25 @@ _MARK_EVIDENCE = (
 def _candidates(buckets: list[int] | None) -> Select:
     """The marks near a pass: the box around it, narrowed to its buckets (through ix_chalk_marks_bucket)."""
     return _CANDIDATES if buckets is None else _CANDIDATES.where(_MARKS.c.bucket.in_(buckets))
+
+
+def superseded_runs(conn: Connection, job_ids: set[int]) -> set[int]:
+    """Of these jobs, the superseded runs: a later job of the same upload exists and a resend corrected
+    the upload since (its revision over 0; the test api.cases.ingest.earlier_runs_cases makes). Their
+    chalk marks hold the times and positions the resend corrected (and a corrected run is the same
+    pass again, under new incident ids), so they confirm nothing, neither with the corrected run's
+    passes (a case of one pass seen "twice") nor with anyone else's; the corrected run's marks stand
+    for them."""
+    if not job_ids:
+        return set()
+    later = aliased(Job)
+    newer = select(later.id).where(later.upload_id == Job.upload_id, later.id > Job.id).exists()
+    found = conn.scalars(
+        select(Job.id)
+        .join(Upload, Upload.id == Job.upload_id)
+        .where(Job.id.in_(sorted(job_ids)), Upload.revision > 0, newer)
+    )
+    return set(found)
 
 
 def _lock_place(session: Session, category: str, buckets: list[int] | None) -> None:
@@ -251,7 +283,7 @@ def chalk(
     conn = session.connection()
     known = conn.execute(_FIND_MARK, {"incident_id": inc.id}).first()
     if known is not None:
-        check_same(inc, known.incident_json, known.camera_id)
+        check_same(inc, known.incident_json, known.camera_id, stored_as=f"chalk mark {known.id}")
         return _answer_again(session, known)
     now = utcnow()
     plate_confidence = inc.raw.get("plate_confidence") if inc.plate is not None else None
@@ -289,8 +321,10 @@ def chalk(
             "lon_hi": inc.lon + dlon,
         },
     )
+    marks = list(rows)
+    stale = superseded_runs(conn, {row.job_id for row in marks if row.job_id is not None})
     new = Pass(0, inc.category, inc.seen_at, inc.lat, inc.lon, inc.plate)
-    chosen = choose_mark(new, (Pass(*row) for row in rows), chalk_policy)
+    chosen = choose_mark(new, (Pass(*row[:6]) for row in marks if row.job_id not in stale), chalk_policy)
     mark_id = int(conn.execute(_INSERT_MARK, mark_row).scalar_one())
     _store_evidence(session, mark_id, inc.evidence, now)
     if chosen is None:
@@ -469,7 +503,7 @@ def find_chalked(session: Session, *, incident_id: str, sent: IncidentIn | None 
     if known is None:
         return None
     if sent is not None:
-        check_same(sent, known.incident_json, known.camera_id)
+        check_same(sent, known.incident_json, known.camera_id, stored_as=f"chalk mark {known.id}")
     return _answer_again(session, known)
 
 

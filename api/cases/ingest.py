@@ -4,6 +4,7 @@ api.cases.merge chooses), its evidence links, history and custody.
 Receiving the same incident id twice is harmless: the second time (a retry, the same content) returns
 the first sighting. The same id with other content (another camera, time, category, box, evidence...)
 is refused (IncidentConflict, 409, naming what differs) and changes nothing: an id names one incident.
+A stored JSON that cannot be read (damaged outside the service) proves no conflict (check_same).
 
 `IngestWriter` is the HTTP path's group commit: one thread writes the incidents of every request of
 the process, several in one transaction, each request still getting its own answer.
@@ -893,7 +894,7 @@ def find_received(
     if row is None:
         return None
     if sent is not None:
-        check_same(sent, row.incident_json, row.camera_id)
+        check_same(sent, row.incident_json, row.camera_id, stored_as=f"sighting {row.id}")
     return IngestResult(_current_case(session, row.case_id), row.id, False, True, False)
 
 
@@ -902,16 +903,28 @@ def incident_json_text(raw: dict[str, Any]) -> str:
     return json.dumps(raw, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def check_same(inc: IncidentIn, stored_json: str, stored_camera_id: str | None) -> None:
+def check_same(inc: IncidentIn, stored_json: str, stored_camera_id: str | None, *, stored_as: str) -> None:
     """IncidentConflict naming what differs when an incident id received before (its stored JSON and
-    the camera it was filed for) comes again with other content; a retry of the same passes."""
+    the camera it was filed for) comes again with other content; a retry of the same passes. A stored
+    JSON that cannot be read (damaged outside the service: no JSON object) proves no conflict: the
+    resend is taken as the retry it most likely is (a warning names `stored_as`, the sighting or chalk
+    mark, and the stored row is left as it is); only its camera is compared then."""
     if incident_json_text(inc.raw) == stored_json and inc.camera_id == stored_camera_id:
         return  # the same bytes: the usual retry, without reading either JSON
     try:
         first = json.loads(stored_json)
-    except json.JSONDecodeError:  # damaged outside the service: nothing to compare with
-        first = {}
-    changed = changed_fields(first, inc.raw)
+    except json.JSONDecodeError:
+        first = None
+    if isinstance(first, dict):
+        changed = changed_fields(first, inc.raw)
+    else:
+        log.warning(
+            "incident %s: the stored JSON of its %s cannot be read (not a JSON object); the incident "
+            "sent again is answered as a retry, compared by its camera only, and the row is left as it is",
+            inc.id,
+            stored_as,
+        )
+        changed = []
     if inc.camera_id != stored_camera_id and "camera_id" not in changed:
         changed.append("camera_id")  # the sending device's camera (it wins over source_id)
     if changed:
@@ -947,7 +960,9 @@ def ingest(
         known = batch.received.get(inc.id)
         existing = None
         if known is not None:
-            check_same(inc, known[2], known[3])  # before anything is written for it
+            check_same(
+                inc, known[2], known[3], stored_as=f"sighting {known[0]}"
+            )  # before anything is written
             if known[1] in batch.pending:
                 _flush_cases(conn, batch)
             if known[1] in batch.deferred:

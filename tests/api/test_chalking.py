@@ -39,7 +39,16 @@ from api.services import Services
 from api.settings import Settings, SettingsError
 from api.storage.db import _alembic_config, current_revision, make_engine, migrate
 from api.storage.evidence_store import StoredFile
-from api.storage.models import Base, Case, ChalkEvidence, ChalkMark, EvidenceLink, Sighting, Upload
+from api.storage.models import (
+    Base,
+    Case,
+    ChalkEvidence,
+    ChalkMark,
+    EvidenceLink,
+    Job,
+    Sighting,
+    Upload,
+)
 from tests.api.api_testkit import LiveServer, evidence_files, import_demo_grid, incident_json, jpeg_bytes
 
 LAT, LON = 30.2741, 120.1551  # in the demo grid
@@ -448,6 +457,53 @@ def test_a_runner_job_chalks_a_suspected_incident(svc: Services) -> None:
     )
     assert isinstance(result, ChalkResult) and result.confirmed is None
     assert counts(svc) == (0, 0, 1)
+
+
+def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> None:
+    """Footage sent again with a corrected start time (the upload's revision raised, a new job): the
+    corrected run's pass, 20 min after where the earlier run put it, is the same pass, not a second one.
+    Before, it confirmed the earlier run's mark into a case of one pass. The earlier run's mark
+    confirms nothing afterwards either: a patrol's later pass confirms the corrected run's mark."""
+    with svc.factory() as session:
+        upload = Upload(sha256="1" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
+        session.add(upload)
+        session.flush()
+        first_job = Job(upload_id=upload.id, status="done")
+        session.add(first_job)
+        session.flush()
+        session.commit()
+        upload_id, first_id = upload.id, first_job.id
+
+    def run(incident_id: str, minutes: float, job_id: int | None) -> ChalkResult:
+        return chalk_committed(
+            svc.factory,
+            suspected(incident_id, minutes=minutes),
+            grid_cache=svc.grid_cache,
+            policy=svc.policy,
+            chalk_policy=POLICY,
+            actor=SYSTEM,
+            job_id=job_id,
+        )
+
+    assert run("rev0:pass", 0, first_id).confirmed is None
+    with svc.factory() as session:  # the resend corrects its start time (api.jobs.uploads)
+        stored = session.get(Upload, upload_id)
+        assert stored is not None
+        stored.revision = 1
+        corrected_job = Job(upload_id=upload_id, status="running")
+        session.add(corrected_job)
+        session.commit()
+        corrected_id = corrected_job.id
+    assert run("rev1:pass", 20, corrected_id).confirmed is None
+    assert counts(svc) == (0, 0, 2)
+    # another van, 20 min after the corrected pass (40 min after the earlier run's, which won before)
+    later = run("van-9:pass", 40, None).confirmed
+    assert later is not None and later.created
+    with svc.read_factory() as session:
+        marks = {m.incident_id: m.status for m in session.scalars(select(ChalkMark))}
+        raw = json.loads(session.scalars(select(Sighting.incident_json)).one())
+    assert marks == {"rev0:pass": "open", "rev1:pass": "confirmed", "van-9:pass": "confirmed"}
+    assert [p["incident_id"] for p in raw["chalk"]["passes"]] == ["rev1:pass", "van-9:pass"]
 
 
 def test_file_committed_routes_by_suspicion(svc: Services) -> None:

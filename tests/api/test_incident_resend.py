@@ -5,6 +5,7 @@ Single posts, retries without files, batches and suspected incidents (chalk mark
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -144,3 +145,42 @@ def test_a_suspected_resend_with_other_content_is_refused(server: LiveServer) ->
     with server.services.factory() as session:
         marks = list(session.scalars(select(ChalkMark)))
     assert [(m.incident_id, m.plate) for m in marks] == [("chalk-r1", "浙A99999")]
+
+
+def test_a_damaged_stored_json_proves_no_conflict(
+    make_server: Any, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A faithful retry of an incident whose stored JSON was damaged since (cut short on disk, edited by
+    hand) is answered as the duplicate it is, with a warning naming the row, and the row is left as it
+    is. Before, the unreadable JSON compared as empty: every key differed, a 409, and the device kept
+    the item in its rejected folder. A single post, a retry without files, a batch and a chalk mark."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    data = incident_json("damaged-1", position=P)
+    mark = dict(incident_json("damaged-m", position=(30.2841, 120.1651)), suspected=True)
+    with server.client("device") as device:
+        first = post_incident(device, data)
+        assert first.status_code == 201, first.text
+        assert post_incident(device, mark).status_code == 201
+        with sqlite3.connect(sqlite_url.split("///", 1)[1]) as db:
+            db.execute("UPDATE sightings SET incident_json = substr(incident_json, 1, 40)")
+            db.execute("UPDATE chalk_marks SET incident_json = '[\"not an incident\"]'")
+        db.close()
+        before = _stored(server)
+        with caplog.at_level("WARNING", logger="api.cases.ingest"):
+            retry = post_incident(device, data)
+            assert retry.status_code == 200, retry.text
+            assert retry.json() == dict(first.json(), duplicate=True, created=False)
+            without_files = device.post("/api/incidents", data={"incident": json.dumps(data)})
+            assert without_files.status_code == 200 and without_files.json()["duplicate"], without_files.text
+            batch = post_batch(device, batch_parts(data))
+            assert batch.status_code == 200, batch.text
+            assert [e["status_code"] for e in batch.json()["results"]] == [200]
+            again = post_incident(device, mark)
+            assert again.status_code == 200 and again.json()["duplicate"], again.text
+        assert _stored(server) == before  # the damaged row as it was: nothing overwritten
+        sighting_id = first.json()["sighting_id"]
+        named = f"incident damaged-1: the stored JSON of its sighting {sighting_id} cannot be read"
+        assert named in caplog.text
+        assert "incident damaged-m: the stored JSON of its chalk mark" in caplog.text
+        with server.services.factory() as session:
+            assert session.scalars(select(ChalkMark.incident_json)).one() == '["not an incident"]'
