@@ -31,8 +31,6 @@ from tests.runner.test_forwarder import ScriptedService
 from tests.streams.footage import write_video
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.slow
-
 CAR = Detection(box=(20.0, 60.0, 100.0, 110.0), score=0.9, class_name="car", kind="car")
 
 
@@ -89,6 +87,7 @@ def _camera_job(
     )
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_live_camera_to_case_with_state_reports(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -150,6 +149,7 @@ def test_live_camera_to_case_with_state_reports(
     assert PASSWORD not in text and PASSWORD not in caplog.text
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_a_camera_whose_stream_is_down_stops_at_once(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -180,6 +180,7 @@ def test_a_camera_whose_stream_is_down_stops_at_once(
         assert op.get("/api/cameras/cam-down").json()["state"]["runner_state"]["status"] == "stopped"
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_a_job_let_go_sends_the_last_word_of_a_violation_still_open(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -220,6 +221,7 @@ def test_a_job_let_go_sends_the_last_word_of_a_violation_still_open(
     assert not list((tmp_path / "spool" / "cam-let-go" / "items").iterdir())  # nothing left behind
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_the_end_of_active_hours_sends_the_last_word_of_a_violation_still_open(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -374,6 +376,7 @@ def test_a_job_waits_for_its_spool_while_another_process_sends_it(tmp_path: Path
     assert not thread.is_alive() and failed == []
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_a_rotated_key_keeps_the_incidents_and_says_so_once(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -420,6 +423,7 @@ def fill(disk: Path) -> Callable[[], None]:
     return filler.unlink
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_a_full_disk_loses_the_incident_says_so_and_the_camera_goes_on(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -469,6 +473,7 @@ def reports(service: ScriptedService) -> list[dict[str, Any]]:
     return [json.loads(r["body"]) for r in service.requests if r["method"] == "PUT"]
 
 
+@pytest.mark.slow  # a real RTSP server
 @pytest.mark.parametrize("ahead_s", [90.0, -90.0])
 def test_the_last_frame_is_reported_on_the_service_clock(
     rtsp_server: tuple[str, Any],  # noqa: F811
