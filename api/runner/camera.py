@@ -6,8 +6,10 @@ The camera comes from the case service's registry (GET /api/runner/cameras: id, 
 time zone, zones, active hours); everything else (model, kinds, rule categories) from the runner's site
 config. Outside the camera's active hours the stream is closed and nothing is analysed; the job sleeps
 until their next span starts (looking again at least every HOURS_CHECK_S), so the camera opens its
-stream when its hours begin. When the hours end or the job is stopped (the camera disabled, changed or
-moved, the runner stopping), the violations still open end there: their last word is spooled, and sent
+stream when its hours begin. The hours' end is seen at the next frame, or at the next state report
+(every `report_s`) while no frame comes (a stream stalled, its source waiting to reconnect), and closes
+the stream. When the hours end or the job is stopped (the camera disabled, changed or moved, the
+runner stopping), the violations still open end there: their last word is spooled, and sent
 for up to FLUSH_S while the service answers (else later, by the runner's sweeper: api.runner.backlog); a
 send still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go. A
 stream that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
@@ -180,6 +182,7 @@ class CameraJob:
         self._tz = ZoneInfo(camera.get("timezone") or "Asia/Shanghai")
         self._hours: list[tuple[Any, Any]] | None = None  # parsed on first use (detect loads lazily)
         self._clock = clock  # the wall clock the active hours are read on (aware datetimes)
+        self._session: _SessionStop | None = None  # the session on the stream now, if any
 
     # --- what the camera is ----------------------------------------------------------------------
 
@@ -268,6 +271,8 @@ class CameraJob:
                 self._analyse(config, spool, stop)
                 if stop.is_set():
                     break
+                if not self.active_now():  # the hours ended the session: no failure to wait out
+                    continue
                 if time.monotonic() - started > 300:  # it ran a good while: a new outage, start over
                     pause = RETRY_S[0]
                 self._set_status("retrying")
@@ -307,6 +312,8 @@ class CameraJob:
         from streams import SourceError, mask_credentials
 
         session_stop = _SessionStop(stop)
+        with self._lock:
+            self._session = session_stop
 
         def on_progress(_: Progress) -> None:
             with self._lock:
@@ -315,8 +322,7 @@ class CameraJob:
                 self._rate.tick(self._last_frame_mono)
                 if self._status != "analysing":
                     self._status, self._last_error = "analysing", None
-            if not self.active_now():
-                session_stop.set()
+            self._end_session_after_hours()
 
         self._set_status("connecting")
         try:
@@ -348,6 +354,20 @@ class CameraJob:
                 exc,
             )
             shutil.rmtree(self.work_dir, ignore_errors=True)  # its half-written evidence (made again)
+        finally:
+            with self._lock:
+                self._session = None
+
+    def _end_session_after_hours(self) -> None:
+        """End the session on the stream when the camera's active hours are over: called at each frame,
+        and by the reporter, so that a stream that gives no frame (stalled, its source waiting minutes
+        to reconnect) is closed too and its open violations end with the hours."""
+        with self._lock:
+            session = self._session
+        if session is None or session.is_set() or self.active_now():
+            return
+        log.info("camera %s: its active hours are over; the stream is closed", self.camera_id)
+        session.set()
 
     def _spool(self, incident: Any, spool: Spool) -> None:
         """Spool an incident: when its rule fires (the case opens at once), and when the violation
@@ -463,4 +483,5 @@ class CameraJob:
 
     def _report_loop(self, stop: threading.Event, spool: Spool, forwarder: Forwarder) -> None:
         while not stop.wait(self.report_s):
+            self._end_session_after_hours()  # the frames' own check, for a stream that gives none
             self._report(spool, forwarder)

@@ -30,6 +30,10 @@ from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_
 from tests.runner.test_forwarder import ScriptedService
 from tests.streams.footage import write_video
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
+from tests.streams.test_urls import PASSWORD as MJPEG_PASSWORD
+from tests.streams.test_urls import MjpegCamera
+from tests.streams.test_urls import _mjpeg_handler as mjpeg_handler
+from tests.streams.test_urls import _serve as serve_http
 
 CAR = Detection(box=(20.0, 60.0, 100.0, 110.0), score=0.9, class_name="car", kind="car")
 
@@ -337,6 +341,52 @@ def test_a_camera_starts_when_its_active_hours_begin(
     assert outside and all(s == "outside active hours" and t <= 30.0 for _, t, s in outside)
     assert status == "retrying" and detector.seen == 10  # the whole video analysed...
     assert session_ended == datetime.fromisoformat(starts).replace(tzinfo=tz)  # ...at the start
+
+
+class LongMjpegCamera(MjpegCamera):
+    """An MJPEG camera (tests/streams/test_urls.py) whose connections may give over 54 frames."""
+
+    def jpeg(self, value: int) -> bytes:
+        return super().jpeg(value % 256)
+
+
+def test_the_end_of_active_hours_closes_a_stalled_stream(tmp_path: Path) -> None:
+    """A stream that stalls (the camera's connection gone, its source waiting minutes to reconnect)
+    while a car stands, and the camera's hours end: the stream is closed and the violation's last word
+    spooled at the next state report. The hours' end was seen only at a frame: the camera stayed
+    'analysing' until the source gave up, its violation open (the wall clock injected; the MJPEG
+    camera, its HTTP server and the decoding real)."""
+    tz = ZoneInfo("Asia/Shanghai")
+    clock = [datetime(2026, 12, 5, 10, 0, tzinfo=tz)]
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    mjpeg = LongMjpegCamera(frames_per_connection=[120])  # 6 s at 20 fps, then 503 to every reconnect
+    with contextlib.contextmanager(serve_http)(mjpeg_handler(mjpeg)) as port:
+        camera = {"id": "cam-stall", "stream_url": f"http://viewer:{MJPEG_PASSWORD}@127.0.0.1:{port}/v.mjpg"}
+        job = CameraJob(
+            {**camera, "timezone": "Asia/Shanghai", "active_hours": ["08:00-10:30"], "zones": [WHOLE_FRAME]},
+            server="http://127.0.0.1:9",  # no service: the incidents stay in the spool
+            key="unused",
+            spool_dir=tmp_path / "spool" / "cam-stall",
+            config_path=site,
+            detector=ParkedCar(frames=10_000),
+            report_s=0.2,
+            clock=lambda: clock[0],
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            (fired,) = _wait("the violation spooled", lambda: spooled_ids(job.spool_dir), 20)
+            _wait("the stream stalled", lambda: sum(mjpeg.authorized) >= 2, 20)  # a reconnect refused
+            assert job.status == "analysing"
+            clock[0] = datetime(2026, 12, 5, 10, 30, tzinfo=tz)  # the hours are over
+            _wait("the camera outside its hours", lambda: job.status == "outside active hours", 5)
+            assert spooled_ids(job.spool_dir) == [fired, fired + ":end"]
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    assert not thread.is_alive()
 
 
 def test_a_job_waits_for_its_spool_while_another_process_sends_it(tmp_path: Path) -> None:
