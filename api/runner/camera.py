@@ -11,7 +11,8 @@ stream when its hours begin. The hours' end is seen at the next frame, or at the
 the stream. When the hours end or the job is stopped (the camera disabled, changed or moved, the
 runner stopping), the violations still open end there: their last word is spooled, and sent
 for up to FLUSH_S while the service answers (else later, by the runner's sweeper: api.runner.backlog); a
-send still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go. A
+send still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go
+(with the camera's last state report, within STOP_S however slow the service is to answer). A
 stream that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
 pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s` while
 its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
@@ -61,6 +62,11 @@ CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller differen
 CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
 HOURS_CHECK_S = 30.0  # outside its hours the camera looks again this often (a clock set, a leap), and
 # at the start of its next span, whichever is first
+REPORT_TIMEOUT_S = 10.0  # a state report waits this long for each step of its request
+FINAL_REPORT_S = 5.0  # a stopping job's last state report: one request, each step waited for this long
+STOP_S = 20.0  # a stopping job has let go of its spool within this, once its stream is closed: its
+# forwarder's flush and send wait, its reporter's last report, its own last one (api.runner.engine gives
+# a job 30 s before it ends the slot's process)
 
 
 class FrameRate:
@@ -280,9 +286,10 @@ class CameraJob:
                 pause = min(pause * 2, RETRY_S[1])
         finally:
             self._set_status("stopped")
+            deadline = time.monotonic() + STOP_S - FINAL_REPORT_S  # the last report's time kept
             forwarder.stop(timeout_s=SEND_WAIT_S, flush_s=FLUSH_S)  # the last words of its open violations
-            reporter.join(timeout=self.report_s + 5)
-            self._report(spool, forwarder)
+            reporter.join(timeout=min(self.report_s + 5, max(0.0, deadline - time.monotonic())))
+            self._report(spool, forwarder, timeout_s=FINAL_REPORT_S, tries=1)
             spool.close()
             log.info("camera %s: stopped", self.camera_id)
 
@@ -431,10 +438,15 @@ class CameraJob:
                 },
             }
 
-    def _report(self, spool: Spool, forwarder: Forwarder) -> None:
+    def _report(
+        self, spool: Spool, forwarder: Forwarder, *, timeout_s: float = REPORT_TIMEOUT_S, tries: int = 2
+    ) -> None:
+        """Report the camera's state; sent again at once (up to `tries` in all) when the answer showed
+        the clocks apart. A stopping job's last report is one try with a short timeout (FINAL_REPORT_S):
+        two of 10 s each took it past the 30 s the engine gives a job to stop."""
         try:
-            with httpx.Client(timeout=10.0) as client:
-                for _ in range(2):  # again at once when the answer showed the clocks apart: the first
+            with httpx.Client(timeout=timeout_s) as client:
+                for _ in range(tries):  # again at once when the answer showed the clocks apart: the first
                     answer = client.put(  # report's frame time would look old enough to be offline
                         f"{self.server}/api/cameras/{self.camera_id}/state",
                         json=self.state(spool, forwarder),

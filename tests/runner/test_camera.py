@@ -22,12 +22,12 @@ import httpx
 import numpy as np
 import pytest
 
-from api.runner.camera import CameraJob
+from api.runner.camera import FINAL_REPORT_S, STOP_S, CameraJob
 from api.runner.spool import Spool
 from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer, tmpfs
 from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
-from tests.runner.test_forwarder import ScriptedService
+from tests.runner.test_forwarder import LARGE, ScriptedService, runner_incident
 from tests.streams.footage import write_video
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
 from tests.streams.test_urls import PASSWORD as MJPEG_PASSWORD
@@ -564,3 +564,44 @@ def test_the_last_frame_is_reported_on_the_service_clock(
     assert abs((service_now - reported).total_seconds()) < 5  # fresh on the service's clock
     said = "behind" if ahead_s > 0 else "ahead of"
     assert re.search(rf"this machine's clock is (89|90|91) s {said} the case service's", caplog.text)
+
+
+@pytest.mark.slow  # 15 s of waiting on a service that answers nothing in time
+def test_a_stopping_job_lets_go_within_its_stop_limit_however_slow_the_service(tmp_path: Path) -> None:
+    """A service that answers no incident and each state report only after 9 s, its clock apart: the
+    stopping job's forwarder gives up its send (5 s of flush, 5 s of wait) and its last state report
+    went twice (clocks apart), each answered after 9 s: ~28 s, past the engine's 30 s once the stream's
+    own close is added (the slot's process ended). The last report is now one try of FINAL_REPORT_S."""
+    service = ScriptedService([], ahead_s=90.0, delay_s=30.0, report_delay_s=9.0)
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    with Spool(tmp_path / "spool" / "cam-slow", **LARGE) as spool:
+        spool.put(*runner_incident("waiting-1"))  # the forwarder's send, in flight at the stop
+    detector = Frames()
+    camera = {"id": "cam-slow", "stream_url": str(write_video(tmp_path / "slow.avi", 10, fps=5.0))}
+    job = CameraJob(
+        {**camera, "zones": [WHOLE_FRAME]},
+        server=service.url,
+        key="gpd_runner",
+        spool_dir=tmp_path / "spool" / "cam-slow",
+        config_path=site,
+        detector=detector,
+        report_s=60.0,  # no report of its own before the stop: the last one is the job's
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        _wait("the video analysed", lambda: detector.seen == 10, 20)
+        _wait("the incident's send in flight", lambda: any(r["method"] == "POST" for r in service.requests))
+    finally:
+        stopped_at = time.monotonic()
+        stop.set()
+        thread.join(timeout=60)
+        stopping_s = time.monotonic() - stopped_at
+        service.close()
+    assert not thread.is_alive()
+    assert stopping_s < STOP_S, stopping_s  # 10 s for the forwarder, FINAL_REPORT_S for the report
+    assert stopping_s > 10.0 + FINAL_REPORT_S - 1.0, stopping_s  # each waited for as long as it may
+    (last,) = reports(service)  # one try
+    assert last["runner_state"]["status"] == "stopped"
