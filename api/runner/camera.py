@@ -6,10 +6,13 @@ The camera comes from the case service's registry (GET /api/runner/cameras: id, 
 time zone, zones, active hours); everything else (model, kinds, rule categories) from the runner's site
 config. Outside the camera's active hours the stream is closed and nothing is analysed; the job sleeps
 until their next span starts (looking again at least every HOURS_CHECK_S), so the camera opens its
-stream when its hours begin. When the hours end or the job is stopped (the camera disabled, changed or
-moved, the runner stopping), the violations still open end there: their last word is spooled, and sent
+stream when its hours begin. The hours' end is seen at the next frame, or at the next state report
+(every `report_s`) while no frame comes (a stream stalled, its source waiting to reconnect), and closes
+the stream. When the hours end or the job is stopped (the camera disabled, changed or moved, the
+runner stopping), the violations still open end there: their last word is spooled, and sent
 for up to FLUSH_S while the service answers (else later, by the runner's sweeper: api.runner.backlog); a
-send still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go. A
+send still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before the spool is let go
+(with the camera's last state report, within STOP_S however slow the service is to answer). A
 stream that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
 pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s` while
 its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
@@ -59,6 +62,11 @@ CLOCK_TOLERANCE_S = 2.0  # a Date header is in whole seconds: a smaller differen
 CLOCK_NEWS_S = 5.0  # a skew that moved this much is logged, and the state reported again at once
 HOURS_CHECK_S = 30.0  # outside its hours the camera looks again this often (a clock set, a leap), and
 # at the start of its next span, whichever is first
+REPORT_TIMEOUT_S = 10.0  # a state report waits this long for each step of its request
+FINAL_REPORT_S = 5.0  # a stopping job's last state report: one request, each step waited for this long
+STOP_S = 20.0  # a stopping job has let go of its spool within this, once its stream is closed: its
+# forwarder's flush and send wait, its reporter's last report, its own last one (api.runner.engine gives
+# a job 30 s before it ends the slot's process)
 
 
 class FrameRate:
@@ -180,6 +188,7 @@ class CameraJob:
         self._tz = ZoneInfo(camera.get("timezone") or "Asia/Shanghai")
         self._hours: list[tuple[Any, Any]] | None = None  # parsed on first use (detect loads lazily)
         self._clock = clock  # the wall clock the active hours are read on (aware datetimes)
+        self._session: _SessionStop | None = None  # the session on the stream now, if any
 
     # --- what the camera is ----------------------------------------------------------------------
 
@@ -268,6 +277,8 @@ class CameraJob:
                 self._analyse(config, spool, stop)
                 if stop.is_set():
                     break
+                if not self.active_now():  # the hours ended the session: no failure to wait out
+                    continue
                 if time.monotonic() - started > 300:  # it ran a good while: a new outage, start over
                     pause = RETRY_S[0]
                 self._set_status("retrying")
@@ -275,9 +286,10 @@ class CameraJob:
                 pause = min(pause * 2, RETRY_S[1])
         finally:
             self._set_status("stopped")
+            deadline = time.monotonic() + STOP_S - FINAL_REPORT_S  # the last report's time kept
             forwarder.stop(timeout_s=SEND_WAIT_S, flush_s=FLUSH_S)  # the last words of its open violations
-            reporter.join(timeout=self.report_s + 5)
-            self._report(spool, forwarder)
+            reporter.join(timeout=min(self.report_s + 5, max(0.0, deadline - time.monotonic())))
+            self._report(spool, forwarder, timeout_s=FINAL_REPORT_S, tries=1)
             spool.close()
             log.info("camera %s: stopped", self.camera_id)
 
@@ -307,6 +319,8 @@ class CameraJob:
         from streams import SourceError, mask_credentials
 
         session_stop = _SessionStop(stop)
+        with self._lock:
+            self._session = session_stop
 
         def on_progress(_: Progress) -> None:
             with self._lock:
@@ -315,8 +329,7 @@ class CameraJob:
                 self._rate.tick(self._last_frame_mono)
                 if self._status != "analysing":
                     self._status, self._last_error = "analysing", None
-            if not self.active_now():
-                session_stop.set()
+            self._end_session_after_hours()
 
         self._set_status("connecting")
         try:
@@ -348,6 +361,20 @@ class CameraJob:
                 exc,
             )
             shutil.rmtree(self.work_dir, ignore_errors=True)  # its half-written evidence (made again)
+        finally:
+            with self._lock:
+                self._session = None
+
+    def _end_session_after_hours(self) -> None:
+        """End the session on the stream when the camera's active hours are over: called at each frame,
+        and by the reporter, so that a stream that gives no frame (stalled, its source waiting minutes
+        to reconnect) is closed too and its open violations end with the hours."""
+        with self._lock:
+            session = self._session
+        if session is None or session.is_set() or self.active_now():
+            return
+        log.info("camera %s: its active hours are over; the stream is closed", self.camera_id)
+        session.set()
 
     def _spool(self, incident: Any, spool: Spool) -> None:
         """Spool an incident: when its rule fires (the case opens at once), and when the violation
@@ -411,10 +438,15 @@ class CameraJob:
                 },
             }
 
-    def _report(self, spool: Spool, forwarder: Forwarder) -> None:
+    def _report(
+        self, spool: Spool, forwarder: Forwarder, *, timeout_s: float = REPORT_TIMEOUT_S, tries: int = 2
+    ) -> None:
+        """Report the camera's state; sent again at once (up to `tries` in all) when the answer showed
+        the clocks apart. A stopping job's last report is one try with a short timeout (FINAL_REPORT_S):
+        two of 10 s each took it past the 30 s the engine gives a job to stop."""
         try:
-            with httpx.Client(timeout=10.0) as client:
-                for _ in range(2):  # again at once when the answer showed the clocks apart: the first
+            with httpx.Client(timeout=timeout_s) as client:
+                for _ in range(tries):  # again at once when the answer showed the clocks apart: the first
                     answer = client.put(  # report's frame time would look old enough to be offline
                         f"{self.server}/api/cameras/{self.camera_id}/state",
                         json=self.state(spool, forwarder),
@@ -463,4 +495,5 @@ class CameraJob:
 
     def _report_loop(self, stop: threading.Event, spool: Spool, forwarder: Forwarder) -> None:
         while not stop.wait(self.report_s):
+            self._end_session_after_hours()  # the frames' own check, for a stream that gives none
             self._report(spool, forwarder)

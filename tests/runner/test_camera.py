@@ -22,16 +22,18 @@ import httpx
 import numpy as np
 import pytest
 
-from api.runner.camera import CameraJob
+from api.runner.camera import FINAL_REPORT_S, STOP_S, CameraJob
 from api.runner.spool import Spool
 from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer, tmpfs
 from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
-from tests.runner.test_forwarder import ScriptedService
+from tests.runner.test_forwarder import LARGE, ScriptedService, runner_incident
 from tests.streams.footage import write_video
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
-
-pytestmark = pytest.mark.slow
+from tests.streams.test_urls import PASSWORD as MJPEG_PASSWORD
+from tests.streams.test_urls import MjpegCamera
+from tests.streams.test_urls import _mjpeg_handler as mjpeg_handler
+from tests.streams.test_urls import _serve as serve_http
 
 CAR = Detection(box=(20.0, 60.0, 100.0, 110.0), score=0.9, class_name="car", kind="car")
 
@@ -59,10 +61,16 @@ def _wait(what: str, check: Any, timeout: float = 30.0) -> Any:
 
 
 def _camera_job(
-    server: LiveServer, tmp_path: Path, camera: dict[str, Any], *, runner: str, detector: Any
+    server: LiveServer,
+    tmp_path: Path,
+    camera: dict[str, Any],
+    *,
+    runner: str,
+    detector: Any,
+    clock: Callable[[], datetime] | None = None,
 ) -> CameraJob:
     """The camera registered (zone over the whole frame), a runner key made, and the job for the
-    camera as the registry gives it to the runner."""
+    camera as the registry gives it to the runner (reading its hours on `clock`, when given)."""
     with server.client("admin") as admin:
         r = admin.post("/api/cameras", json={**camera, "zones": [WHOLE_FRAME]})
         assert r.status_code == 201, r.text
@@ -79,9 +87,11 @@ def _camera_job(
         config_path=site,
         detector=detector,
         report_s=0.5,
+        **({} if clock is None else {"clock": clock}),
     )
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_live_camera_to_case_with_state_reports(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -143,6 +153,7 @@ def test_live_camera_to_case_with_state_reports(
     assert PASSWORD not in text and PASSWORD not in caplog.text
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_a_camera_whose_stream_is_down_stops_at_once(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -173,6 +184,7 @@ def test_a_camera_whose_stream_is_down_stops_at_once(
         assert op.get("/api/cameras/cam-down").json()["state"]["runner_state"]["status"] == "stopped"
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_a_job_let_go_sends_the_last_word_of_a_violation_still_open(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -213,28 +225,28 @@ def test_a_job_let_go_sends_the_last_word_of_a_violation_still_open(
     assert not list((tmp_path / "spool" / "cam-let-go" / "items").iterdir())  # nothing left behind
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_the_end_of_active_hours_sends_the_last_word_of_a_violation_still_open(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
     rtsp_server: tuple[str, Any],  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """The camera's hours end (at the next minute) while a car stands: its violation ends there,
-    and the end reaches the case (up to 80 s, waiting for the minute)."""
+    """The camera's hours end while a car stands: its violation ends there, and the end reaches the
+    case. The wall clock the hours are read on is the test's own (moved past their end once the case
+    is there; the stream, the service and the minutes of the hours real)."""
     url, _ = rtsp_server
     server: LiveServer = make_server(db_url)
-    now = datetime.now(ZoneInfo("Asia/Shanghai"))
-    if now.second > 40:  # time for a case before the minute ends
-        time.sleep(61 - now.second)
-        now = datetime.now(ZoneInfo("Asia/Shanghai"))
-    hours = f"{now - timedelta(minutes=5):%H:%M}-{now + timedelta(minutes=1):%H:%M}"
+    tz = ZoneInfo("Asia/Shanghai")
+    clock = [datetime(2026, 12, 5, 10, 0, tzinfo=tz)]
     camera = {"id": "cam-hours", "stream_url": url, "position": {"lat": 30.2741, "lon": 120.1551}}
     job = _camera_job(
         server,
         tmp_path,
-        {**camera, "active_hours": [hours]},
+        {**camera, "timezone": "Asia/Shanghai", "active_hours": ["08:00-10:30"]},
         runner="runner-e",
         detector=ParkedCar(frames=10_000),
+        clock=lambda: clock[0],
     )
     stop = threading.Event()
     thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
@@ -244,10 +256,12 @@ def test_the_end_of_active_hours_sends_the_last_word_of_a_violation_still_open(
             (case,) = _wait(
                 "a case", lambda: op.get("/api/cases", params={"camera": "cam-hours"}).json()["items"], 40
             )
+            assert job.status == "analysing"
+            clock[0] = datetime(2026, 12, 5, 10, 30, tzinfo=tz)  # the hours are over
             ended = _wait(
                 "the violation's end at the end of the hours",
                 lambda: (d := op.get(f"/api/cases/{case['id']}").json())["sightings"] == 2 and d,
-                80,
+                20,
             )
     finally:
         stop.set()
@@ -329,6 +343,52 @@ def test_a_camera_starts_when_its_active_hours_begin(
     assert session_ended == datetime.fromisoformat(starts).replace(tzinfo=tz)  # ...at the start
 
 
+class LongMjpegCamera(MjpegCamera):
+    """An MJPEG camera (tests/streams/test_urls.py) whose connections may give over 54 frames."""
+
+    def jpeg(self, value: int) -> bytes:
+        return super().jpeg(value % 256)
+
+
+def test_the_end_of_active_hours_closes_a_stalled_stream(tmp_path: Path) -> None:
+    """A stream that stalls (the camera's connection gone, its source waiting minutes to reconnect)
+    while a car stands, and the camera's hours end: the stream is closed and the violation's last word
+    spooled at the next state report. The hours' end was seen only at a frame: the camera stayed
+    'analysing' until the source gave up, its violation open (the wall clock injected; the MJPEG
+    camera, its HTTP server and the decoding real)."""
+    tz = ZoneInfo("Asia/Shanghai")
+    clock = [datetime(2026, 12, 5, 10, 0, tzinfo=tz)]
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    mjpeg = LongMjpegCamera(frames_per_connection=[120])  # 6 s at 20 fps, then 503 to every reconnect
+    with contextlib.contextmanager(serve_http)(mjpeg_handler(mjpeg)) as port:
+        camera = {"id": "cam-stall", "stream_url": f"http://viewer:{MJPEG_PASSWORD}@127.0.0.1:{port}/v.mjpg"}
+        job = CameraJob(
+            {**camera, "timezone": "Asia/Shanghai", "active_hours": ["08:00-10:30"], "zones": [WHOLE_FRAME]},
+            server="http://127.0.0.1:9",  # no service: the incidents stay in the spool
+            key="unused",
+            spool_dir=tmp_path / "spool" / "cam-stall",
+            config_path=site,
+            detector=ParkedCar(frames=10_000),
+            report_s=0.2,
+            clock=lambda: clock[0],
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            (fired,) = _wait("the violation spooled", lambda: spooled_ids(job.spool_dir), 20)
+            _wait("the stream stalled", lambda: sum(mjpeg.authorized) >= 2, 20)  # a reconnect refused
+            assert job.status == "analysing"
+            clock[0] = datetime(2026, 12, 5, 10, 30, tzinfo=tz)  # the hours are over
+            _wait("the camera outside its hours", lambda: job.status == "outside active hours", 5)
+            assert spooled_ids(job.spool_dir) == [fired, fired + ":end"]
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
 def test_a_job_waits_for_its_spool_while_another_process_sends_it(tmp_path: Path) -> None:
     """The runner's sweeper (api.runner.backlog) may be sending a camera's spool, a few seconds at a
     time, when the camera starts on that machine: its job waits for the spool and then runs; it
@@ -366,6 +426,7 @@ def test_a_job_waits_for_its_spool_while_another_process_sends_it(tmp_path: Path
     assert not thread.is_alive() and failed == []
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_a_rotated_key_keeps_the_incidents_and_says_so_once(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -412,6 +473,7 @@ def fill(disk: Path) -> Callable[[], None]:
     return filler.unlink
 
 
+@pytest.mark.slow  # a real RTSP server
 def test_a_full_disk_loses_the_incident_says_so_and_the_camera_goes_on(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,
@@ -461,6 +523,7 @@ def reports(service: ScriptedService) -> list[dict[str, Any]]:
     return [json.loads(r["body"]) for r in service.requests if r["method"] == "PUT"]
 
 
+@pytest.mark.slow  # a real RTSP server
 @pytest.mark.parametrize("ahead_s", [90.0, -90.0])
 def test_the_last_frame_is_reported_on_the_service_clock(
     rtsp_server: tuple[str, Any],  # noqa: F811
@@ -501,3 +564,44 @@ def test_the_last_frame_is_reported_on_the_service_clock(
     assert abs((service_now - reported).total_seconds()) < 5  # fresh on the service's clock
     said = "behind" if ahead_s > 0 else "ahead of"
     assert re.search(rf"this machine's clock is (89|90|91) s {said} the case service's", caplog.text)
+
+
+@pytest.mark.slow  # 15 s of waiting on a service that answers nothing in time
+def test_a_stopping_job_lets_go_within_its_stop_limit_however_slow_the_service(tmp_path: Path) -> None:
+    """A service that answers no incident and each state report only after 9 s, its clock apart: the
+    stopping job's forwarder gives up its send (5 s of flush, 5 s of wait) and its last state report
+    went twice (clocks apart), each answered after 9 s: ~28 s, past the engine's 30 s once the stream's
+    own close is added (the slot's process ended). The last report is now one try of FINAL_REPORT_S."""
+    service = ScriptedService([], ahead_s=90.0, delay_s=30.0, report_delay_s=9.0)
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    with Spool(tmp_path / "spool" / "cam-slow", **LARGE) as spool:
+        spool.put(*runner_incident("waiting-1"))  # the forwarder's send, in flight at the stop
+    detector = Frames()
+    camera = {"id": "cam-slow", "stream_url": str(write_video(tmp_path / "slow.avi", 10, fps=5.0))}
+    job = CameraJob(
+        {**camera, "zones": [WHOLE_FRAME]},
+        server=service.url,
+        key="gpd_runner",
+        spool_dir=tmp_path / "spool" / "cam-slow",
+        config_path=site,
+        detector=detector,
+        report_s=60.0,  # no report of its own before the stop: the last one is the job's
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        _wait("the video analysed", lambda: detector.seen == 10, 20)
+        _wait("the incident's send in flight", lambda: any(r["method"] == "POST" for r in service.requests))
+    finally:
+        stopped_at = time.monotonic()
+        stop.set()
+        thread.join(timeout=60)
+        stopping_s = time.monotonic() - stopped_at
+        service.close()
+    assert not thread.is_alive()
+    assert stopping_s < STOP_S, stopping_s  # 10 s for the forwarder, FINAL_REPORT_S for the report
+    assert stopping_s > 10.0 + FINAL_REPORT_S - 1.0, stopping_s  # each waited for as long as it may
+    (last,) = reports(service)  # one try
+    assert last["runner_state"]["status"] == "stopped"

@@ -442,7 +442,8 @@ class ScriptedService:
     statuses scripted (then 201); with `page`, every answer (to GET too) is that HTML page (another web
     app at the URL, a proxy's page); with `ahead_s`, its Date header that far ahead of this machine's
     clock (a runner whose clock is behind the service's); with `delay_s`, each POST answered that long
-    after its body came (a service slow to commit)."""
+    after its body came (a service slow to commit); with `report_delay_s`, each PUT (a camera's state
+    report) likewise."""
 
     def __init__(
         self,
@@ -451,6 +452,7 @@ class ScriptedService:
         *,
         ahead_s: float = 0.0,
         delay_s: float = 0.0,
+        report_delay_s: float = 0.0,
     ) -> None:
         self.script = list(script)
         self.requests: list[dict[str, Any]] = []
@@ -466,6 +468,8 @@ class ScriptedService:
                 service.requests.append({**seen, "body": body})
                 if self.command == "POST":
                     time.sleep(delay_s)
+                elif self.command == "PUT":
+                    time.sleep(report_delay_s)
                 status, headers = service.script.pop(0) if service.script else (201, {})
                 answer = json.dumps({"detail": f"scripted {status}", "duplicate": False}).encode()
                 self.send_response(status)
