@@ -65,7 +65,7 @@ from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.accounts import Principal
 from api.cases.grids import GridCache, GridIndex
@@ -231,20 +231,18 @@ def _candidates(buckets: list[int] | None) -> Select:
 
 
 def superseded_runs(conn: Connection, job_ids: set[int]) -> set[int]:
-    """Of these jobs, the superseded runs: a later job of the same upload exists and a resend corrected
-    the upload since (its revision over 0; the test api.cases.ingest.earlier_runs_cases makes). Their
-    chalk marks hold the times and positions the resend corrected (and a corrected run is the same
-    pass again, under new incident ids), so they confirm nothing, neither with the corrected run's
-    passes (a case of one pass seen "twice") nor with anyone else's; the corrected run's marks stand
-    for them."""
+    """Of these jobs, the superseded runs: each ran for a lower revision of its upload than the upload's
+    now (a resend corrected it since; the test api.cases.ingest.earlier_runs_cases makes). Their chalk
+    marks hold the times and positions the resend corrected (and a corrected run is the same pass
+    again, under new incident ids), so they confirm nothing, neither with the corrected run's passes (a
+    case of one pass seen "twice") nor with anyone else's; the corrected run's marks stand for them. A
+    plain retry of a failed run keeps its revision: the failed attempt's marks are the retry's own."""
     if not job_ids:
         return set()
-    later = aliased(Job)
-    newer = select(later.id).where(later.upload_id == Job.upload_id, later.id > Job.id).exists()
     found = conn.scalars(
         select(Job.id)
         .join(Upload, Upload.id == Job.upload_id)
-        .where(Job.id.in_(sorted(job_ids)), Upload.revision > 0, newer)
+        .where(Job.id.in_(sorted(job_ids)), Job.revision < Upload.revision)
     )
     return set(found)
 

@@ -230,16 +230,23 @@ def _near_statement(count: int) -> Select:
 def earlier_runs_cases(
     conn: Connection | Session, *, job_id: int, case_ids: Iterable[int] | None = None
 ) -> set[int]:
-    """Of `case_ids` (None: of all cases), those whose every sighting came from an earlier job of job
-    `job_id`'s upload, when a resend corrected the upload since (its revision over 0; else none): the
-    earlier runs' cases, which api.jobs.superseding rejects as duplicates once the job is done (those
-    still under review), and which the corrected run's incidents do not become sightings of."""
+    """Of `case_ids` (None: of all cases), those whose every sighting came from an earlier run of job
+    `job_id`'s upload: a job of it that ran for a lower revision than the upload's now (a resend
+    corrected it since; api.jobs.uploads records each job's revision). These are the earlier runs'
+    cases, which api.jobs.superseding rejects as duplicates once the job is done (those still under
+    review), and which the corrected run's incidents do not become sightings of. A plain retry of a
+    failed run keeps its revision and sends the same incident ids: the failed attempt's cases are the
+    retry's own, never an earlier run's."""
     upload = conn.execute(
         select(Upload.id, Upload.revision).join(Job, Job.upload_id == Upload.id).where(Job.id == job_id)
     ).one_or_none()
     if upload is None or not upload.revision:
         return set()
-    earlier = select(Job.id).where(Job.upload_id == upload.id, Job.id < job_id).scalar_subquery()
+    earlier = (
+        select(Job.id)
+        .where(Job.upload_id == upload.id, Job.revision < upload.revision, Job.id != job_id)
+        .scalar_subquery()
+    )
     of_earlier = select(Sighting.case_id).where(Sighting.job_id.in_(earlier))
     if case_ids is not None:
         of_earlier = of_earlier.where(Sighting.case_id.in_(list(case_ids)))

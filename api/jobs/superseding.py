@@ -2,16 +2,17 @@
 
 A resend that corrects what an upload's job runs with raises the upload's revision
 (api.jobs.uploads.register_upload), and the new job's incidents get ids of their own
-(api.jobs.queue.upload_id_salt): the corrected run files new cases, with the right times and
-positions. The earlier runs' cases are then superseded when the new job is done: each one still
-under review whose every sighting came from an earlier job of the same upload is rejected as a
-duplicate, through the workflow like any rejection (history, custody, webhooks), by the service's own
-role, so that it is no review decision (api.cases.acting.transition records none for it). A case an
-operator has already moved on (filed, dispatched, rejected ...) is left as it is, and the job's
-warning names it: it keeps the earlier run's time and position. The corrected run's incidents are no
-sightings of the earlier runs' cases (api.cases.ingest.earlier_runs_cases), even where its track places
-no frame either (a position-less incident would merge with a position-less case of the same camera):
-they file cases of their own, and the earlier ones are superseded.
+(api.jobs.queue.upload_id_salt): the corrected run files new cases, with the right times and positions.
+The earlier runs' cases are then superseded when the new job is done: each one still under review whose
+every sighting came from an earlier run of the same upload (a job queued for a lower revision; a plain
+retry keeps its failed attempt's) is rejected as a duplicate, through the workflow like any rejection
+(history, custody, webhooks), by the service's own role, so that it is no review decision
+(api.cases.acting.transition records none for it). A case an operator has already moved on (filed,
+dispatched, rejected ...) is left as it is, and the job's warning names it: it keeps the earlier run's
+time and position. The corrected run's incidents are no sightings of the earlier runs' cases
+(api.cases.ingest.earlier_runs_cases), even where its track places no frame either (a position-less
+incident would merge with a position-less case of the same camera): they file cases of their own, and
+the earlier ones are superseded.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ class Superseded:
 
 
 def supersede_earlier_runs(session: Session, *, job_id: int, actor: Principal) -> Superseded:
-    """Reject, as duplicates, the cases still under review that only earlier jobs of this job's upload
-    filed, when the upload was corrected since (revision over 0); committed. `actor` is the worker (role
-    "system"). Running it again (a retried job) rejects nothing twice and names the same kept cases."""
+    """Reject, as duplicates, the cases still under review that only earlier runs of this job's upload
+    filed (its jobs of a lower revision than the upload's now: api.cases.ingest.earlier_runs_cases);
+    committed. `actor` is the worker (role "system"). Running it again (a retried job) rejects nothing
+    twice and names the same kept cases."""
     # seen by this run, another upload or a device too: it stays (and this run's incidents were no
     # sightings of the others: api.cases.ingest)
     case_ids = sorted(earlier_runs_cases(session, job_id=job_id))

@@ -429,7 +429,12 @@ def register_upload(
             # the same footage sent again after its job failed: try once more (incident ids are
             # deterministic, so whatever the failed run already filed is not filed twice)
             job = Job(
-                upload_id=existing.id, status=JobStatus.QUEUED, progress=0.0, attempts=0, created_at=utcnow()
+                upload_id=existing.id,
+                status=JobStatus.QUEUED,
+                progress=0.0,
+                attempts=0,
+                revision=existing.revision or 0,
+                created_at=utcnow(),
             )
             session.add(job)
             session.flush()
@@ -475,7 +480,14 @@ def register_upload(
         session.flush()
     except IntegrityError:
         raise UploadError("file", "the same footage is being uploaded right now; retry", 409) from None
-    job = Job(upload_id=upload.id, status=JobStatus.QUEUED, progress=0.0, attempts=0, created_at=utcnow())
+    job = Job(
+        upload_id=upload.id,
+        status=JobStatus.QUEUED,
+        progress=0.0,
+        attempts=0,
+        revision=0,
+        created_at=utcnow(),
+    )
     session.add(job)
     session.flush()
     log.info("upload %s (%d bytes) filed as job %s", upload.sha256[:12], upload.size, job.id)

@@ -284,6 +284,9 @@ class Job(Base):
     track_covered: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     incidents: Mapped[int] = mapped_column(Integer, default=0)
+    # the upload's revision it was queued for: a job of a lower revision than its upload's is an earlier
+    # run that a correction superseded; a plain retry keeps the revision (api.jobs.uploads)
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_owner: Mapped[str | None] = mapped_column(String(96))
     lease_expires_at: Mapped[datetime | None] = mapped_column(StoredTime)
     created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)

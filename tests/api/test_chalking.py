@@ -490,13 +490,57 @@ def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> No
         stored = session.get(Upload, upload_id)
         assert stored is not None
         stored.revision = 1
-        corrected_job = Job(upload_id=upload_id, status="running")
+        corrected_job = Job(upload_id=upload_id, status="running", revision=1)
         session.add(corrected_job)
         session.commit()
         corrected_id = corrected_job.id
     assert run("rev1:pass", 20, corrected_id).confirmed is None
     assert counts(svc) == (0, 0, 2)
     # another van, 20 min after the corrected pass (40 min after the earlier run's, which won before)
+    later = run("van-9:pass", 40, None).confirmed
+    assert later is not None and later.created
+    with svc.read_factory() as session:
+        marks = {m.incident_id: m.status for m in session.scalars(select(ChalkMark))}
+        raw = json.loads(session.scalars(select(Sighting.incident_json)).one())
+    assert marks == {"rev0:pass": "open", "rev1:pass": "confirmed", "van-9:pass": "confirmed"}
+    assert [p["incident_id"] for p in raw["chalk"]["passes"]] == ["rev1:pass", "van-9:pass"]
+
+
+def test_a_failed_corrected_run_s_marks_are_its_plain_retry_s_own(svc: Services) -> None:
+    """A corrected run (revision 1) chalked a pass and failed; the footage sent again unchanged is a plain
+    retry at revision 1 (api.jobs.uploads), its passes the same incident ids, answered with the failed
+    attempt's marks. Those marks are the current run's: a patrol's later pass confirms them. Before,
+    any job with a later job of the upload was a superseded run once the upload was corrected, so the
+    mark confirmed nothing, and the retry's pass (its first answer) filed none in its place."""
+    with svc.factory() as session:
+        upload = Upload(
+            sha256="2" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d", revision=1
+        )
+        session.add(upload)
+        session.flush()
+        first = Job(upload_id=upload.id, status="failed", revision=0)
+        failed = Job(upload_id=upload.id, status="failed", revision=1)
+        session.add_all([first, failed])
+        session.flush()
+        retry = Job(upload_id=upload.id, status="running", revision=1)
+        session.add(retry)
+        session.commit()
+        first_id, failed_id, retry_id = first.id, failed.id, retry.id
+
+    def run(incident_id: str, minutes: float, job_id: int | None) -> ChalkResult:
+        return chalk_committed(
+            svc.factory,
+            suspected(incident_id, minutes=minutes),
+            grid_cache=svc.grid_cache,
+            policy=svc.policy,
+            chalk_policy=POLICY,
+            actor=SYSTEM,
+            job_id=job_id,
+        )
+
+    assert run("rev0:pass", 0, first_id).confirmed is None
+    assert run("rev1:pass", 20, failed_id).confirmed is None
+    assert run("rev1:pass", 20, retry_id).confirmed is None  # the retry's pass: the first answer
     later = run("van-9:pass", 40, None).confirmed
     assert later is not None and later.created
     with svc.read_factory() as session:

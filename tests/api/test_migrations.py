@@ -38,14 +38,14 @@ def test_migrations_match_models_and_go_both_ways(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0013"
+        assert current_revision(engine) == "0014"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         command.downgrade(_alembic_config(engine), "base")
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == "0013"
+        assert current_revision(engine) == "0014"
     finally:
         engine.dispose()
 
@@ -125,6 +125,39 @@ def test_upgrading_an_older_release_s_database_keeps_every_reference(tmp_path: P
         with engine.connect() as conn:
             assert conn.execute(text("SELECT device_id FROM cases")).scalar_one() == 2
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1  # on again after it
+    finally:
+        engine.dispose()
+
+
+def test_each_existing_job_gets_the_revision_its_upload_ran_at(tmp_path: Path) -> None:
+    """0014 adds jobs.revision: an upload's latest job gets the upload's revision, its older jobs one
+    less (at least 0), so that they are earlier runs where the rule before made them (any job with a
+    later one, once the upload's revision was over 0)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'gridpatrol.db'}")
+    try:
+        migrate(engine, "0013")
+        t = {"t": "2026-11-20 08:00:00"}
+        with engine.begin() as conn:
+            for upload_id, revision, jobs in ((1, 0, (1, 2)), (2, 1, (3, 4)), (3, 2, (5, 6, 7))):
+                conn.execute(
+                    text(
+                        "INSERT INTO uploads (id, sha256, size, media_type, path, uploaded_by, created_at, "
+                        "revision) VALUES (:id, :sha, 1, 'video/mp4', 'x.mp4', 'd', :t, :revision)"
+                    ),
+                    {"id": upload_id, "sha": str(upload_id) * 64, "revision": revision, **t},
+                )
+                for job_id in jobs:
+                    conn.execute(
+                        text(
+                            "INSERT INTO jobs (id, upload_id, status, progress, attempts, incidents, "
+                            "created_at) VALUES (:id, :upload_id, 'failed', 0, 1, 0, :t)"
+                        ),
+                        {"id": job_id, "upload_id": upload_id, **t},
+                    )
+        assert migrate(engine) is True
+        with engine.connect() as conn:
+            revisions = {i: r for i, r in conn.execute(text("SELECT id, revision FROM jobs ORDER BY id"))}
+        assert revisions == {1: 0, 2: 0, 3: 0, 4: 1, 5: 1, 6: 1, 7: 2}
     finally:
         engine.dispose()
 

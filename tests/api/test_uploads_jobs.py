@@ -205,6 +205,72 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
         assert moved.status_code == 409 and moved.json()["errors"][0]["field"] == "camera_id", moved.text
 
 
+def test_a_retry_after_a_failed_corrected_run_keeps_that_run_s_cases(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """A corrected run (revision 1) that failed after filing two cases, then the footage sent again
+    unchanged (a plain retry: revision 1 still, the same incident ids): the failed attempt's cases are
+    the retry's own, and stay under review; only the first, uncorrected run's are superseded. Before,
+    any job with a later one of the upload was an earlier run once the upload was corrected: the
+    failed attempt's cases were rejected as duplicates, and the retry's same incidents, answered with
+    those cases, filed none in their place."""
+    runs: list[str] = []
+
+    def flaky(input: Path, config: Any, *, out_dir: Path, source_id: str, id_salt: str = "", **_: Any) -> Any:
+        runs.append(id_salt)
+        for i in range(3):
+            if i == 2 and len(runs) < 3:  # the first two runs fail after two incidents
+                raise SourceError(f"{input.name}: cannot decode frame {i}")
+            image = jpeg_bytes(f"{source_id}{id_salt}-{i}")
+            (out_dir / f"inc{i}.jpg").write_bytes(image)
+            yield IncidentPayload.model_validate(
+                {
+                    "id": f"{source_id}{id_salt}:{i}",
+                    "category": "illegal_parking",
+                    "source_id": "cam",
+                    "first_seen_wall": "2026-11-20T09:00:00+08:00",
+                    "position": [30.2741 + i * 0.001, 120.1551],
+                    "evidence": [
+                        {
+                            "role": "annotated",
+                            "path": f"inc{i}.jpg",
+                            "sha256": hashlib.sha256(image).hexdigest(),
+                        }
+                    ],
+                }
+            )
+
+    server = make_server(
+        sqlite_url,
+        run_worker=True,
+        run_webhooks=False,
+        pipeline=flaky,
+        config_loader=lambda: None,
+        settings={"worker_poll_s": 0.05},
+    )
+    files = {"file": ("x.mp4", footage("flaky"), "video/mp4")}
+    with server.client("admin") as admin:
+        sends = [{"camera_id": "cam-typo"}, {"camera_id": "cam-b"}, {"camera_id": "cam-b"}]
+        jobs = []
+        for data in sends:
+            sent = admin.post("/api/uploads", files=files, data=data)
+            assert sent.status_code in (200, 201), sent.text
+            jobs.append(wait_job(admin, sent.json()["id"]))
+        assert [job["status"] for job in jobs] == ["failed", "failed", "done"], jobs
+        assert runs == ["", "revision-1", "revision-1"] and jobs[2]["warning"] is None, jobs
+        cases = sorted(admin.get("/api/cases").json()["items"], key=lambda c: c["id"])
+    assert [(c["camera_id"], c["status"]) for c in cases] == [
+        ("cam-typo", "rejected"),
+        ("cam-typo", "rejected"),
+        ("cam-b", "pending_review"),
+        ("cam-b", "pending_review"),
+        ("cam-b", "pending_review"),
+    ], cases
+    with server.services.factory() as session:
+        revisions = [job.revision for job in session.scalars(select(Job).order_by(Job.id))]
+    assert revisions == [0, 1, 1]
+
+
 def test_an_upload_cut_off_mid_body_keeps_nothing_and_logs_no_error(
     server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
