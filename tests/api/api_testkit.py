@@ -199,6 +199,25 @@ def wait_job(client: httpx.Client, job_id: int, timeout: float = 60) -> dict[str
         time.sleep(0.05)
 
 
+def upload_with_track(
+    device: httpx.Client,
+    video: bytes,
+    track: tuple[str, bytes, str],
+    start_time: str,
+    *,
+    name: str = "patrol.avi",
+) -> httpx.Response:
+    """POST /api/uploads of an AVI clip (`name`) with its GPS track (file name, bytes, media type) and
+    the footage's start time, asserted taken as a new upload (201): its receipt, the job's id in it."""
+    sent = device.post(
+        "/api/uploads",
+        files={"file": (name, video, "video/x-msvideo"), "track": track},
+        data={"start_time": start_time},
+    )
+    assert sent.status_code == 201, sent.text
+    return sent
+
+
 @contextlib.contextmanager
 def tmpfs(folder: Path, size_mib: int) -> Iterator[Path]:
     """`folder` made and on a file system of its own of `size_mib` MiB (a tmpfs): a disk that really
