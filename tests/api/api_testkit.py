@@ -11,8 +11,9 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,11 @@ import httpx
 import pytest
 
 from api.accounts.accounts import create_device, create_user
+from api.cases.incident import IncidentPayload
+from api.jobs.worker import Pipeline
 from api.services import Services
 from api.settings import Settings
+from streams import SourceError
 
 PG_URL = os.environ.get("GRIDPATROL_TEST_POSTGRES_URL")
 DEMO_GRID = Path(__file__).resolve().parents[2] / "configs" / "demo-grid.geojson"
@@ -94,6 +98,69 @@ def evidence_files(
     if files is None:
         files = {"annotated": jpeg_bytes(data["id"] + "a"), "crop": jpeg_bytes(data["id"] + "c")}
     return [("files", (f"{data['id']}-{role}.jpg", body, "image/jpeg")) for role, body in files.items()]
+
+
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
+def footage(tag: str, size: int = 4096) -> bytes:
+    """`size` bytes that sniff as an MP4 and are unique per tag (fake_pipeline decodes no frame)."""
+    body = (tag.encode() * (size // max(1, len(tag)) + 1))[:size]
+    return MP4_HEAD + body
+
+
+class Killed(BaseException):
+    """Stands for the worker process dying mid-job (not an Exception: nothing handles it)."""
+
+
+def fake_pipeline(
+    incidents_per_video: int = 3, *, die_after: int | None = None, calls: list[str] | None = None
+) -> Pipeline:
+    """A stand-in for detect.pipeline.detect_footage with the same signature.
+
+    Footage containing b"CORRUPT" fails like undecodable video (streams.SourceError). Otherwise it
+    yields `incidents_per_video` incidents with ids derived from source_id, each with one evidence file
+    written under out_dir, reporting progress as it goes.
+    """
+
+    def detect_footage(
+        input: str | Path,
+        config: Any,
+        *,
+        out_dir: Path,
+        camera_id: str | None = None,
+        start_time: datetime | None = None,
+        source_id: str | None = None,
+        progress: Callable[[float], None] | None = None,
+        track: Path | None = None,
+    ) -> Iterator[Any]:
+        if calls is not None:
+            calls.append(str(source_id))
+        data = Path(input).read_bytes()
+        if b"CORRUPT" in data:
+            raise SourceError(f"{Path(input).name}: cannot decode frame 3 (invalid NAL unit)")
+        for i in range(incidents_per_video):
+            if die_after is not None and i == die_after:
+                raise Killed()
+            image = jpeg_bytes(f"{source_id}-{i}")
+            name = f"inc{i}.jpg"
+            (out_dir / name).write_bytes(image)
+            yield IncidentPayload.model_validate(
+                {
+                    "id": f"{source_id}:{i}",
+                    "category": "illegal_parking",
+                    "source_id": camera_id or "cam",
+                    "first_seen_wall": "2026-11-20T09:00:00+08:00",
+                    "position": [30.2741 + i * 0.001, 120.1551],
+                    "evidence": [
+                        {"role": "annotated", "path": name, "sha256": hashlib.sha256(image).hexdigest()}
+                    ],
+                }
+            )
+            if progress:
+                progress((i + 1) / incidents_per_video)
+
+    return detect_footage
 
 
 def free_port() -> int:
@@ -197,6 +264,25 @@ def wait_job(client: httpx.Client, job_id: int, timeout: float = 60) -> dict[str
         if job["status"] in ("done", "failed") or time.monotonic() > deadline:
             return job
         time.sleep(0.05)
+
+
+def upload_with_track(
+    device: httpx.Client,
+    video: bytes,
+    track: tuple[str, bytes, str],
+    start_time: str,
+    *,
+    name: str = "patrol.avi",
+) -> httpx.Response:
+    """POST /api/uploads of an AVI clip (`name`) with its GPS track (file name, bytes, media type) and
+    the footage's start time, asserted taken as a new upload (201): its receipt, the job's id in it."""
+    sent = device.post(
+        "/api/uploads",
+        files={"file": (name, video, "video/x-msvideo"), "track": track},
+        data={"start_time": start_time},
+    )
+    assert sent.status_code == 201, sent.text
+    return sent
 
 
 @contextlib.contextmanager

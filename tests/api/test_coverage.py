@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from api.cases.grids import Assignment
 from api.jobs.coverage import _metres, cell_passes
-from tests.api.api_testkit import LiveServer, wait_job
+from tests.api.api_testkit import LiveServer, upload_with_track, wait_job
 from tests.api.test_gps_tracks import server, still_video  # noqa: F401  (the worker with a scripted pipeline)
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -91,18 +92,21 @@ CROSSING_GPX = b"""<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def patrol_across_three_cells(device: httpx.Client, tmp_path: Path) -> None:
+    """The device uploads a clip with CROSSING_GPX, started at the track's first fix (02:00Z); its job
+    is waited for and done."""
+    made = upload_with_track(
+        device,
+        still_video(tmp_path / "a.avi", 7),
+        ("patrol.gpx", CROSSING_GPX, "application/gpx+xml"),
+        "2026-11-20T10:00:00+08:00",
+    )
+    assert wait_job(device, made.json()["id"])["status"] == "done"
+
+
 def test_an_uploads_track_lists_the_cells_it_passed(server: LiveServer, tmp_path: Path) -> None:  # noqa: F811
     with server.client("device") as device, server.client("operator") as operator:
-        made = device.post(
-            "/api/uploads",
-            files={
-                "file": ("patrol.avi", still_video(tmp_path / "a.avi", 7), "video/x-msvideo"),
-                "track": ("patrol.gpx", CROSSING_GPX, "application/gpx+xml"),
-            },
-            data={"start_time": "2026-11-20T10:00:00+08:00"},
-        )
-        assert made.status_code == 201, made.text
-        assert wait_job(device, made.json()["id"])["status"] == "done"
+        patrol_across_three_cells(device, tmp_path)
         covered = operator.get("/api/coverage", params={"since": "2026-11-20T00:00:00Z"}).json()["cells"]
         assert [c["cell_id"] for c in covered] == ["DEMO-QINGBO-02", "DEMO-QINGBO-03", "DEMO-QINGBO-04"]
         by_cell = {c["cell_id"]: c for c in covered}
@@ -133,16 +137,7 @@ def test_coverage_comes_a_page_of_cells_at_a_time(server: LiveServer, tmp_path: 
     the same limits, the total of cells passed; a bad value is a 422 naming it. It listed every cell
     passed in the window in one answer, however many."""
     with server.client("device") as device, server.client("operator") as operator:
-        made = device.post(
-            "/api/uploads",
-            files={
-                "file": ("patrol.avi", still_video(tmp_path / "a.avi", 7), "video/x-msvideo"),
-                "track": ("patrol.gpx", CROSSING_GPX, "application/gpx+xml"),
-            },
-            data={"start_time": "2026-11-20T10:00:00+08:00"},
-        )
-        assert made.status_code == 201, made.text
-        assert wait_job(device, made.json()["id"])["status"] == "done"
+        patrol_across_three_cells(device, tmp_path)
         whole = operator.get("/api/coverage").json()
         assert (whole["total"], whole["page"], whole["per_page"]) == (3, 1, 50)
         pages = [operator.get("/api/coverage", params={"per_page": 2, "page": n}).json() for n in (1, 2, 3)]

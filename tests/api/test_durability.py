@@ -22,9 +22,8 @@ from api.storage import disk
 from api.storage.db import durability_warnings, make_engine
 from api.storage.evidence_store import EvidenceStore
 from api.storage.models import Case, Sighting
-from tests.api.api_testkit import PG_URL, LiveServer, incident_json, jpeg_bytes, post_incident
+from tests.api.api_testkit import PG_URL, LiveServer, footage, incident_json, jpeg_bytes, post_incident
 from tests.api.test_incident_batch import batch_parts, post_batch
-from tests.api.test_uploads_jobs import footage
 
 
 def test_sqlite_commits_are_flushed_to_disk(tmp_path: Path) -> None:

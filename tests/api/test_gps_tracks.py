@@ -18,7 +18,7 @@ from api.cli.main import main
 from api.storage.models import ReviewLabel, Upload
 from detect.pipeline import detect_footage
 from detect.values import Detection
-from tests.api.api_testkit import LiveServer, wait_job
+from tests.api.api_testkit import LiveServer, upload_with_track, wait_job
 from tests.detect.rule_fixtures import make_config
 
 # the van parks in DEMO-QINGBO-03 (lat 30.262814..30.27, lon 120.146679..120.155 in demo-grid.geojson);
@@ -29,6 +29,7 @@ TRACK_GPX = b"""<?xml version="1.0" encoding="UTF-8"?>
   <trkpt lat="30.2680" lon="120.1520"><time>2026-11-20T01:00:20Z</time></trkpt>
 </trkseg></trk></gpx>
 """
+GPX_PART = ("patrol.gpx", TRACK_GPX, "application/gpx+xml")  # the track as a multipart file
 CAR = Detection(box=(20.0, 60.0, 100.0, 150.0), score=0.9, class_name="car", kind="car", track_id=3)
 
 
@@ -91,15 +92,9 @@ def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyp
 
 def test_gpx_track_puts_the_case_in_its_grid_cell(server: LiveServer, tmp_path: Path) -> None:
     with server.client("device") as device, server.client("admin") as admin:
-        tracked = device.post(
-            "/api/uploads",
-            files={
-                "file": ("patrol.avi", still_video(tmp_path / "a.avi", 1), "video/x-msvideo"),
-                "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml"),
-            },
-            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        tracked = upload_with_track(
+            device, still_video(tmp_path / "a.avi", 1), GPX_PART, "2026-11-20T09:00:00+08:00"
         )
-        assert tracked.status_code == 201, tracked.text
         untracked = device.post(
             "/api/uploads",
             files={"file": ("other.avi", still_video(tmp_path / "b.avi", 2), "video/x-msvideo")},
@@ -136,7 +131,7 @@ def test_gpx_track_puts_the_case_in_its_grid_cell(server: LiveServer, tmp_path: 
             "/api/uploads",
             files={
                 "file": ("patrol.avi", (tmp_path / "a.avi").read_bytes(), "video/x-msvideo"),
-                "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml"),
+                "track": GPX_PART,
             },
         )
         assert again.status_code == 200 and again.json()["id"] == tracked.json()["id"]
@@ -299,15 +294,13 @@ def test_a_start_time_without_an_offset_is_the_cameras_local_time(server: LiveSe
     read as UTC: 8 h off the track, the job done without a word but a log line); a track that places
     no frame says so on the job, and the footage may be sent again with the right start time."""
     with server.client("device") as device, server.client("admin") as admin:
-        local = device.post(
-            "/api/uploads",
-            files={
-                "file": ("a.avi", still_video(tmp_path / "a.avi", 1), "video/x-msvideo"),
-                "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml"),
-            },
-            data={"start_time": "2026-11-20T09:00:00"},  # 01:00Z in Asia/Shanghai, the track's start
+        local = upload_with_track(
+            device,
+            still_video(tmp_path / "a.avi", 1),
+            GPX_PART,
+            "2026-11-20T09:00:00",  # 01:00Z in Asia/Shanghai, the track's start
+            name="a.avi",
         )
-        assert local.status_code == 201, local.text
         job = wait_job(device, local.json()["id"])
         assert job["status"] == "done" and job["warning"] is None, job
         (case,) = admin.get("/api/cases").json()["items"]
@@ -318,7 +311,7 @@ def test_a_start_time_without_an_offset_is_the_cameras_local_time(server: LiveSe
             "/api/uploads",
             files={
                 "file": ("b.avi", footage, "video/x-msvideo"),
-                "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml"),
+                "track": GPX_PART,
             },
             data={"start_time": "2026-11-20T01:00:00"},
         )
@@ -395,12 +388,13 @@ def test_a_corrected_resend_supersedes_the_earlier_runs_cases(
     footage = still_video(tmp_path / "a.avi", 7)
     files = {"file": ("a.avi", footage, "video/x-msvideo")}
     with server.client("device") as device, server.client("operator") as op:
-        first = device.post(
-            "/api/uploads",
-            files={**files, "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml")},
-            data={"start_time": "2026-11-20T09:00:00Z"},  # meant +08:00: 8 h after the track
+        first = upload_with_track(
+            device,
+            footage,
+            GPX_PART,
+            "2026-11-20T09:00:00Z",  # meant +08:00: 8 h after the track
+            name="a.avi",
         )
-        assert first.status_code == 201, first.text
         job = wait_job(device, first.json()["id"])
         assert job["status"] == "done" and job["incidents"] == 2, job
         assert job["warning"].startswith("the GPS track placed none"), job
@@ -469,15 +463,12 @@ def test_a_dashcam_track_whose_heading_or_speed_is_text_still_places_the_case(
         b"2026-11-20T01:00:20Z,30.2680,120.1520,-5,720\n"
     )
     with server.client("device") as device, server.client("admin") as admin:
-        sent = device.post(
-            "/api/uploads",
-            files={
-                "file": ("patrol.avi", still_video(tmp_path / "a.avi", 1), "video/x-msvideo"),
-                "track": ("dashcam.csv", track, "text/csv"),
-            },
-            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        sent = upload_with_track(
+            device,
+            still_video(tmp_path / "a.avi", 1),
+            ("dashcam.csv", track, "text/csv"),
+            "2026-11-20T09:00:00+08:00",
         )
-        assert sent.status_code == 201, sent.text
         job = wait_job(device, sent.json()["id"])
         assert job["status"] == "done", job
         assert job["warning"] == (
@@ -504,7 +495,7 @@ def test_a_corrected_resend_that_places_nothing_files_its_own_case(
     with server.client("device") as device, server.client("operator") as op:
         first = device.post(
             "/api/uploads",
-            files={**files, "track": ("patrol.gpx", TRACK_GPX, "application/gpx+xml")},
+            files={**files, "track": GPX_PART},
             data={"start_time": "2026-11-20T09:00:00Z"},  # meant +08:00: 8 h after the track
         )
         job = wait_job(device, first.json()["id"])

@@ -9,8 +9,8 @@ from pathlib import Path
 from api.jobs import queue
 from api.jobs.worker import Worker
 from api.services import Services
-from tests.api.api_testkit import make_settings
-from tests.api.test_uploads_jobs import _queue_upload, fake_pipeline, kill_midway
+from tests.api.api_testkit import fake_pipeline, make_settings
+from tests.api.test_uploads_jobs import _queue_upload, kill_midway
 
 
 def _leave(folder: Path) -> Path:

@@ -24,6 +24,8 @@ from api.storage.models import Base
 from tests.api.api_testkit import (
     LiveServer,
     _Server,
+    fake_pipeline,
+    footage,
     import_demo_grid,
     incident_json,
     make_settings,
@@ -31,7 +33,6 @@ from tests.api.api_testkit import (
     seed_people,
     wait_job,
 )
-from tests.api.test_uploads_jobs import fake_pipeline, footage
 
 
 def test_migrations_match_models_and_go_both_ways(db_url: str) -> None:

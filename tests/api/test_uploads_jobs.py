@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,76 +16,21 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.cases.incident import IncidentPayload
 from api.jobs import queue
 from api.jobs.uploads import sniff_track, sniff_video
-from api.jobs.worker import Pipeline, Worker
+from api.jobs.worker import Worker
 from api.services import Services
 from api.storage.models import Case, Job, Sighting, Upload
 from detect.config import ConfigError
-from streams import SourceError
-from tests.api.api_testkit import LiveServer, jpeg_bytes, make_settings, wait_job
-
-MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-
-
-def footage(tag: str, size: int = 4096) -> bytes:
-    body = (tag.encode() * (size // max(1, len(tag)) + 1))[:size]
-    return MP4_HEAD + body
-
-
-class Killed(BaseException):
-    """Stands for the worker process dying mid-job (not an Exception: nothing handles it)."""
-
-
-def fake_pipeline(
-    incidents_per_video: int = 3, *, die_after: int | None = None, calls: list[str] | None = None
-) -> Pipeline:
-    """A stand-in for detect.pipeline.detect_footage with the same signature.
-
-    Footage containing b"CORRUPT" fails like undecodable video (streams.SourceError). Otherwise it
-    yields `incidents_per_video` incidents with ids derived from source_id, each with one evidence file
-    written under out_dir, reporting progress as it goes.
-    """
-
-    def detect_footage(
-        input: str | Path,
-        config: Any,
-        *,
-        out_dir: Path,
-        camera_id: str | None = None,
-        start_time: datetime | None = None,
-        source_id: str | None = None,
-        progress: Callable[[float], None] | None = None,
-        track: Path | None = None,
-    ) -> Iterator[Any]:
-        if calls is not None:
-            calls.append(str(source_id))
-        data = Path(input).read_bytes()
-        if b"CORRUPT" in data:
-            raise SourceError(f"{Path(input).name}: cannot decode frame 3 (invalid NAL unit)")
-        for i in range(incidents_per_video):
-            if die_after is not None and i == die_after:
-                raise Killed()
-            image = jpeg_bytes(f"{source_id}-{i}")
-            name = f"inc{i}.jpg"
-            (out_dir / name).write_bytes(image)
-            yield IncidentPayload.model_validate(
-                {
-                    "id": f"{source_id}:{i}",
-                    "category": "illegal_parking",
-                    "source_id": camera_id or "cam",
-                    "first_seen_wall": "2026-11-20T09:00:00+08:00",
-                    "position": [30.2741 + i * 0.001, 120.1551],
-                    "evidence": [
-                        {"role": "annotated", "path": name, "sha256": hashlib.sha256(image).hexdigest()}
-                    ],
-                }
-            )
-            if progress:
-                progress((i + 1) / incidents_per_video)
-
-    return detect_footage
+from tests.api.api_testkit import (
+    MP4_HEAD,
+    Killed,
+    LiveServer,
+    fake_pipeline,
+    footage,
+    make_settings,
+    wait_job,
+)
 
 
 def test_sniffing_tables() -> None:

@@ -29,11 +29,9 @@ from tests.api.api_testkit import LiveServer, tmpfs
 from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
 from tests.runner.test_forwarder import LARGE, ScriptedService, runner_incident
 from tests.streams.footage import write_video
+from tests.streams.mjpeg_kit import PASSWORD as MJPEG_PASSWORD
+from tests.streams.mjpeg_kit import MjpegCamera, mjpeg_handler, serve_http
 from tests.streams.test_rtsp import PASSWORD, rtsp_server  # noqa: F401  (fixture)
-from tests.streams.test_urls import PASSWORD as MJPEG_PASSWORD
-from tests.streams.test_urls import MjpegCamera
-from tests.streams.test_urls import _mjpeg_handler as mjpeg_handler
-from tests.streams.test_urls import _serve as serve_http
 
 CAR = Detection(box=(20.0, 60.0, 100.0, 110.0), score=0.9, class_name="car", kind="car")
 
@@ -343,13 +341,6 @@ def test_a_camera_starts_when_its_active_hours_begin(
     assert session_ended == datetime.fromisoformat(starts).replace(tzinfo=tz)  # ...at the start
 
 
-class LongMjpegCamera(MjpegCamera):
-    """An MJPEG camera (tests/streams/test_urls.py) whose connections may give over 54 frames."""
-
-    def jpeg(self, value: int) -> bytes:
-        return super().jpeg(value % 256)
-
-
 def test_the_end_of_active_hours_closes_a_stalled_stream(tmp_path: Path) -> None:
     """A stream that stalls (the camera's connection gone, its source waiting minutes to reconnect)
     while a car stands, and the camera's hours end: the stream is closed and the violation's last word
@@ -360,8 +351,8 @@ def test_the_end_of_active_hours_closes_a_stalled_stream(tmp_path: Path) -> None
     clock = [datetime(2026, 12, 5, 10, 0, tzinfo=tz)]
     site = tmp_path / "site.yaml"
     site.write_text(json.dumps(SITE))
-    mjpeg = LongMjpegCamera(frames_per_connection=[120])  # 6 s at 20 fps, then 503 to every reconnect
-    with contextlib.contextmanager(serve_http)(mjpeg_handler(mjpeg)) as port:
+    mjpeg = MjpegCamera(frames_per_connection=[120])  # 6 s at 20 fps, then 503 to every reconnect
+    with serve_http(mjpeg_handler(mjpeg)) as port:
         camera = {"id": "cam-stall", "stream_url": f"http://viewer:{MJPEG_PASSWORD}@127.0.0.1:{port}/v.mjpg"}
         job = CameraJob(
             {**camera, "timezone": "Asia/Shanghai", "active_hours": ["08:00-10:30"], "zones": [WHOLE_FRAME]},

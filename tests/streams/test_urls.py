@@ -3,25 +3,20 @@ video file on a web server, both served from a thread on 127.0.0.1."""
 
 from __future__ import annotations
 
-import base64
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from streams import ReconnectPolicy, SourceError, is_live_url, mask_credentials, open_source
 from streams.urls import default_source_id, host_and_port, is_remote_file, is_secret_key, stream_url_problem
 from tests.streams.footage import write_video
+from tests.streams.mjpeg_kit import PASSWORD, MjpegCamera, mjpeg_handler, serve_http
 
-PASSWORD = "s3cr3t-Pa55"
 TOKEN = "t0k3n-Zq9"
 FAST = ReconnectPolicy(
     open_timeout_s=2.0, read_timeout_s=2.0, backoff_initial_s=0.05, backoff_max_s=0.1, max_attempts=2
@@ -250,82 +245,10 @@ def test_a_url_of_another_scheme_is_named_and_masked() -> None:
 # --- a real MJPEG camera over HTTP --------------------------------------------------------------------------
 
 
-@dataclass
-class MjpegCamera:
-    """What the camera serves: connection i gets frames_per_connection[i] JPEGs, then the connection ends;
-    connections beyond the script get 503. Every request must carry basic auth for viewer:PASSWORD."""
-
-    frames_per_connection: list[int]
-    size: tuple[int, int] = (160, 120)
-    fps: float = 20.0
-    requests: list[str] = field(default_factory=list)
-    authorized: list[bool] = field(default_factory=list)
-
-    def jpeg(self, value: int) -> bytes:
-        width, height = self.size
-        ok, data = cv2.imencode(".jpg", np.full((height, width, 3), value, dtype=np.uint8))
-        assert ok
-        return data.tobytes()
-
-
-def _mjpeg_handler(camera: MjpegCamera) -> type[BaseHTTPRequestHandler]:
-    expected = "Basic " + base64.b64encode(f"viewer:{PASSWORD}".encode()).decode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            camera.requests.append(self.path)
-            if self.headers.get("Authorization") != expected:
-                camera.authorized.append(False)
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="camera"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            camera.authorized.append(True)
-            connection = sum(camera.authorized) - 1
-            if connection >= len(camera.frames_per_connection):
-                self.send_response(503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            for i in range(camera.frames_per_connection[connection]):
-                data = camera.jpeg(40 + 40 * connection + 4 * i)
-                part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data)
-                try:
-                    self.wfile.write(part + data + b"\r\n")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(1.0 / camera.fps)
-            self.close_connection = True
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
-            pass
-
-    return Handler
-
-
-def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def mjpeg_camera() -> Iterator[tuple[str, MjpegCamera]]:
     camera = MjpegCamera(frames_per_connection=[6, 4])
-    for port in _serve(_mjpeg_handler(camera)):
+    with serve_http(mjpeg_handler(camera)) as port:
         yield f"http://viewer:{PASSWORD}@127.0.0.1:{port}/video.mjpg?channel=1&token={TOKEN}", camera
 
 
@@ -376,7 +299,7 @@ def test_a_video_file_on_a_web_server_is_read_once_by_its_container_clock(
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
             pass
 
-    for port in _serve(Files):
+    with serve_http(Files) as port:
         url = f"http://127.0.0.1:{port}/clip.avi?sig={TOKEN}"
         with caplog.at_level(logging.DEBUG):
             source = open_source(url, analysis_fps=5, reconnect=FAST)
