@@ -16,18 +16,21 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from api.cases.incident import IncidentPayload
 from api.jobs import queue
 from api.jobs.uploads import sniff_track, sniff_video
 from api.jobs.worker import Worker
 from api.services import Services
 from api.storage.models import Case, Job, Sighting, Upload
 from detect.config import ConfigError
+from streams import SourceError
 from tests.api.api_testkit import (
     MP4_HEAD,
     Killed,
     LiveServer,
     fake_pipeline,
     footage,
+    jpeg_bytes,
     make_settings,
     wait_job,
 )
