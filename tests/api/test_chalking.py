@@ -459,6 +459,19 @@ def test_a_runner_job_chalks_a_suspected_incident(svc: Services) -> None:
     assert counts(svc) == (0, 0, 1)
 
 
+def chalk_for_job(svc: Services, incident_id: str, minutes: float, job_id: int | None) -> ChalkResult:
+    """A suspected pass `minutes` after the first, chalked as job `job_id`'s (None: a device's post)."""
+    return chalk_committed(
+        svc.factory,
+        suspected(incident_id, minutes=minutes),
+        grid_cache=svc.grid_cache,
+        policy=svc.policy,
+        chalk_policy=POLICY,
+        actor=SYSTEM,
+        job_id=job_id,
+    )
+
+
 def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> None:
     """Footage sent again with a corrected start time (the upload's revision raised, a new job): the
     corrected run's pass, 20 min after where the earlier run put it, is the same pass, not a second one.
@@ -474,18 +487,7 @@ def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> No
         session.commit()
         upload_id, first_id = upload.id, first_job.id
 
-    def run(incident_id: str, minutes: float, job_id: int | None) -> ChalkResult:
-        return chalk_committed(
-            svc.factory,
-            suspected(incident_id, minutes=minutes),
-            grid_cache=svc.grid_cache,
-            policy=svc.policy,
-            chalk_policy=POLICY,
-            actor=SYSTEM,
-            job_id=job_id,
-        )
-
-    assert run("rev0:pass", 0, first_id).confirmed is None
+    assert chalk_for_job(svc, "rev0:pass", 0, first_id).confirmed is None
     with svc.factory() as session:  # the resend corrects its start time (api.jobs.uploads)
         stored = session.get(Upload, upload_id)
         assert stored is not None
@@ -494,10 +496,10 @@ def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> No
         session.add(corrected_job)
         session.commit()
         corrected_id = corrected_job.id
-    assert run("rev1:pass", 20, corrected_id).confirmed is None
+    assert chalk_for_job(svc, "rev1:pass", 20, corrected_id).confirmed is None
     assert counts(svc) == (0, 0, 2)
     # another van, 20 min after the corrected pass (40 min after the earlier run's, which won before)
-    later = run("van-9:pass", 40, None).confirmed
+    later = chalk_for_job(svc, "van-9:pass", 40, None).confirmed
     assert later is not None and later.created
     with svc.read_factory() as session:
         marks = {m.incident_id: m.status for m in session.scalars(select(ChalkMark))}
@@ -527,21 +529,12 @@ def test_a_failed_corrected_run_s_marks_are_its_plain_retry_s_own(svc: Services)
         session.commit()
         first_id, failed_id, retry_id = first.id, failed.id, retry.id
 
-    def run(incident_id: str, minutes: float, job_id: int | None) -> ChalkResult:
-        return chalk_committed(
-            svc.factory,
-            suspected(incident_id, minutes=minutes),
-            grid_cache=svc.grid_cache,
-            policy=svc.policy,
-            chalk_policy=POLICY,
-            actor=SYSTEM,
-            job_id=job_id,
-        )
-
-    assert run("rev0:pass", 0, first_id).confirmed is None
-    assert run("rev1:pass", 20, failed_id).confirmed is None
-    assert run("rev1:pass", 20, retry_id).confirmed is None  # the retry's pass: the first answer
-    later = run("van-9:pass", 40, None).confirmed
+    assert chalk_for_job(svc, "rev0:pass", 0, first_id).confirmed is None
+    assert chalk_for_job(svc, "rev1:pass", 20, failed_id).confirmed is None
+    assert (
+        chalk_for_job(svc, "rev1:pass", 20, retry_id).confirmed is None
+    )  # the retry's pass: the first answer
+    later = chalk_for_job(svc, "van-9:pass", 40, None).confirmed
     assert later is not None and later.created
     with svc.read_factory() as session:
         marks = {m.incident_id: m.status for m in session.scalars(select(ChalkMark))}
