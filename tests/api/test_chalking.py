@@ -472,6 +472,19 @@ def chalk_for_job(svc: Services, incident_id: str, minutes: float, job_id: int |
     )
 
 
+def a_van_confirms_the_current_run_s_mark(svc: Services) -> None:
+    """Another van passes 40 min after the first run's pass: it confirms the current run's mark
+    (rev1:pass, seen at 20 min) into a case of those two passes, and the earlier run's (rev0:pass) stays
+    open."""
+    later = chalk_for_job(svc, "van-9:pass", 40, None).confirmed
+    assert later is not None and later.created
+    with svc.read_factory() as session:
+        marks = {m.incident_id: m.status for m in session.scalars(select(ChalkMark))}
+        raw = json.loads(session.scalars(select(Sighting.incident_json)).one())
+    assert marks == {"rev0:pass": "open", "rev1:pass": "confirmed", "van-9:pass": "confirmed"}
+    assert [p["incident_id"] for p in raw["chalk"]["passes"]] == ["rev1:pass", "van-9:pass"]
+
+
 def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> None:
     """Footage sent again with a corrected start time (the upload's revision raised, a new job): the
     corrected run's pass, 20 min after where the earlier run put it, is the same pass, not a second one.
@@ -499,13 +512,7 @@ def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> No
     assert chalk_for_job(svc, "rev1:pass", 20, corrected_id).confirmed is None
     assert counts(svc) == (0, 0, 2)
     # another van, 20 min after the corrected pass (40 min after the earlier run's, which won before)
-    later = chalk_for_job(svc, "van-9:pass", 40, None).confirmed
-    assert later is not None and later.created
-    with svc.read_factory() as session:
-        marks = {m.incident_id: m.status for m in session.scalars(select(ChalkMark))}
-        raw = json.loads(session.scalars(select(Sighting.incident_json)).one())
-    assert marks == {"rev0:pass": "open", "rev1:pass": "confirmed", "van-9:pass": "confirmed"}
-    assert [p["incident_id"] for p in raw["chalk"]["passes"]] == ["rev1:pass", "van-9:pass"]
+    a_van_confirms_the_current_run_s_mark(svc)
 
 
 def test_a_failed_corrected_run_s_marks_are_its_plain_retry_s_own(svc: Services) -> None:
@@ -531,16 +538,9 @@ def test_a_failed_corrected_run_s_marks_are_its_plain_retry_s_own(svc: Services)
 
     assert chalk_for_job(svc, "rev0:pass", 0, first_id).confirmed is None
     assert chalk_for_job(svc, "rev1:pass", 20, failed_id).confirmed is None
-    assert (
-        chalk_for_job(svc, "rev1:pass", 20, retry_id).confirmed is None
-    )  # the retry's pass: the first answer
-    later = chalk_for_job(svc, "van-9:pass", 40, None).confirmed
-    assert later is not None and later.created
-    with svc.read_factory() as session:
-        marks = {m.incident_id: m.status for m in session.scalars(select(ChalkMark))}
-        raw = json.loads(session.scalars(select(Sighting.incident_json)).one())
-    assert marks == {"rev0:pass": "open", "rev1:pass": "confirmed", "van-9:pass": "confirmed"}
-    assert [p["incident_id"] for p in raw["chalk"]["passes"]] == ["rev1:pass", "van-9:pass"]
+    # the retry's pass: the first answer
+    assert chalk_for_job(svc, "rev1:pass", 20, retry_id).confirmed is None
+    a_van_confirms_the_current_run_s_mark(svc)
 
 
 def test_file_committed_routes_by_suspicion(svc: Services) -> None:
