@@ -294,6 +294,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     soup.add_argument("--out", type=Path, required=True, help="the .pt file to write")
     soup.set_defaults(handler=run_model_soup)
+    twin = msub.add_parser(
+        "twin",
+        help="the COCO base whole, with class branches added for the model's other classes (to train)",
+        description="Write --base (the COCO model) with, beside each of its class branches, an added branch "
+        "scoring the classes of --model that the base does not know (garbage...); the kinds both know keep "
+        "the base's own outputs (detect.model.twin). `gridpatrol train --base OUT --no-calibrate-bn` then "
+        "trains the added branches only, everything else frozen.",
+    )
+    twin.add_argument(
+        "--model",
+        type=Path,
+        help="weights whose classes to give it (default: the shipped models/gridpatrol-n.pt)",
+    )
+    twin.add_argument(
+        "--base", type=Path, default=DEFAULT_BASE, help="the COCO model to keep whole (default: %(default)s)"
+    )
+    twin.add_argument(
+        "--init",
+        choices=("base", "current"),
+        default="base",
+        help="start the added branches as copies of the base's class branch (new score rows) or of --model's "
+        "(its rows) (default: %(default)s)",
+    )
+    twin.add_argument("--out", type=Path, required=True, help="the .pt file to write")
+    twin.set_defaults(handler=run_model_twin)
 
     x = subparsers.add_parser(
         "export",
@@ -657,6 +682,22 @@ def run_model_soup(args: argparse.Namespace) -> int:
         f"wrote {made.out}: {made.alpha:g} of the way to {args.base}{by_layer} (score rows of the "
         f"{len(made.shared_classes)} shared classes at {made.class_alpha:g}{own}); score it with "
         f"`gridpatrol evaluate --model {made.out} --against CURRENT`"
+    )
+    return 0
+
+
+def run_model_twin(args: argparse.Namespace) -> int:
+    from detect.model.twin import TwinError, add_branches
+    from detect.yolo import SHIPPED_WEIGHTS
+
+    try:
+        made = add_branches(args.model or SHIPPED_WEIGHTS, args.base, args.out, init=args.init)
+    except TwinError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"wrote {made.out}: {args.base} whole for {', '.join(made.kept)}; added class branches for "
+        f"{', '.join(made.added)} (started from the {made.init}'s); train them with `gridpatrol train --base "
+        f"{made.out} --no-calibrate-bn`"
     )
     return 0
 

@@ -176,6 +176,18 @@ def trainer_class(logit_teacher: dict[str, Any] | None) -> type:
     from ultralytics.utils.torch_utils import unwrap_model
 
     class Trainer(DetectionTrainer):  # type: ignore[misc]
+        def get_model(self, cfg: Any = None, weights: Any = None, verbose: bool = True) -> Any:
+            from detect.model.twin import frozen_layers, is_twin
+
+            if weights is None or not is_twin(weights):
+                return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
+            names, given = list(self.data["names"].values()), list(weights.names.values())
+            if names != given:  # its head scores exactly its classes: the data must name the same
+                raise TrainingError(f"the data's classes {names} are not the weights' {given}, in order")
+            self.args.freeze = frozen_layers(weights)  # only the added class branches learn
+            log.info("training the added class branches only (detect.model.twin)")
+            return weights
+
         def _setup_train(self) -> None:
             super()._setup_train()
             if logit_teacher is None:
