@@ -390,6 +390,11 @@ class Job(Schema):
         "damaged), its GPS track placed none or few of the footage's frames"
     )
     attempts: int
+    revision: int = Field(
+        description="the upload's revision this job runs for: 0 for footage as first sent, raised by each "
+        "resend that corrected its start time, camera or GPS track; a job of a lower revision than a "
+        "later job of the same upload is an earlier run that a corrected one superseded"
+    )
     incidents: int = Field(description="incidents filed so far")
     upload: UploadInfo | None
     created_at: UtcTime
