@@ -342,9 +342,11 @@ class ChalkMark(Schema):
     incident_id: str
     category: str
     object_kind: str | None
-    status: Literal["open", "confirmed", "expired"] = Field(
+    status: Literal["open", "confirmed", "expired", "superseded"] = Field(
         description="open: waiting for another pass; confirmed: a later (or earlier) pass saw the vehicle "
-        "again and the case is case_id; expired: open, seen longer ago than the chalking window"
+        "again and the case is case_id; expired: open, seen longer ago than the chalking window; "
+        "superseded: open, found by an earlier run of an upload that a resend corrected (start time, "
+        "camera or GPS track), so it confirms nothing: the corrected run's mark of the pass stands for it"
     )
     case_id: int | None
     case_number: str | None
