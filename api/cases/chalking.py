@@ -18,7 +18,9 @@ The marks of an upload's superseded runs (`superseded_runs`: footage sent again 
 time, camera or GPS track, api.jobs.superseding) confirm nothing: the corrected run passes the same
 vehicle again under new incident ids, and would otherwise confirm its own earlier run's mark (one pass
 taken for two, when the correction shifts the time by at least min_minutes), and the earlier run's
-times and positions are the ones the resend corrected. They stay listed as they were.
+times and positions are the ones the resend corrected. Their open marks are listed as superseded
+(as read, not stored: the same test, so from the moment the resend raised the upload's revision), so
+that no listing counts them among the open ones; a mark confirmed before the correction stays confirmed.
 
 A match makes a confirmed incident of the passes' category (`confirmed_incident`; a suspected
 incident is an illegal_parking one, api.cases.incident): its id derived from both passes' incident
@@ -97,7 +99,8 @@ log = logging.getLogger(__name__)
 OPEN = "open"
 CONFIRMED = "confirmed"
 EXPIRED = "expired"  # an open mark seen longer than max_hours ago (as read; not stored)
-MARK_STATUSES = (OPEN, CONFIRMED, EXPIRED)
+SUPERSEDED = "superseded"  # an open mark of a superseded run, whatever its age (as read; not stored)
+MARK_STATUSES = (OPEN, CONFIRMED, EXPIRED, SUPERSEDED)
 # evidence api.cases.reading seals (the unblurred original): a mark lists it to admins only and never
 # serves it; once the mark is confirmed it is the case's, unsealed there (and recorded) by an admin
 
@@ -230,6 +233,12 @@ def _candidates(buckets: list[int] | None) -> Select:
     return _CANDIDATES if buckets is None else _CANDIDATES.where(_MARKS.c.bucket.in_(buckets))
 
 
+# the jobs that are superseded runs: queued for a lower revision of their upload than the upload's now
+_SUPERSEDED_JOBS = (
+    select(Job.id).join(Upload, Upload.id == Job.upload_id).where(Job.revision < Upload.revision)
+)
+
+
 def superseded_runs(conn: Connection, job_ids: set[int]) -> set[int]:
     """Of these jobs, the superseded runs: each ran for a lower revision of its upload than the upload's
     now (a resend corrected it since; the test api.cases.ingest.earlier_runs_cases makes). Their chalk
@@ -239,12 +248,7 @@ def superseded_runs(conn: Connection, job_ids: set[int]) -> set[int]:
     plain retry of a failed run keeps its revision: the failed attempt's marks are the retry's own."""
     if not job_ids:
         return set()
-    found = conn.scalars(
-        select(Job.id)
-        .join(Upload, Upload.id == Job.upload_id)
-        .where(Job.id.in_(sorted(job_ids)), Job.revision < Upload.revision)
-    )
-    return set(found)
+    return set(conn.scalars(_SUPERSEDED_JOBS.where(Job.id.in_(sorted(job_ids)))))
 
 
 def _lock_place(session: Session, category: str, buckets: list[int] | None) -> None:
@@ -519,8 +523,9 @@ class MarkEvidence:
 
 @dataclass(frozen=True, slots=True)
 class MarkView:
-    """A chalk mark as GET /api/chalk-marks shows it; times naive UTC. status: open, confirmed, or
-    expired (open, and seen more than max_hours ago)."""
+    """A chalk mark as GET /api/chalk-marks shows it; times naive UTC. status: open, confirmed,
+    expired (open, and seen more than max_hours ago) or superseded (open, of a superseded run: it
+    confirms nothing, see superseded_runs)."""
 
     id: int
     incident_id: str
@@ -554,7 +559,7 @@ class MarkPage:
 class MarkFilter:
     since: datetime | None = None  # seen_at >= since
     until: datetime | None = None  # first_seen <= until
-    status: str | None = None  # open | confirmed | expired
+    status: str | None = None  # open | confirmed | expired | superseded
     plate: str | None = None
 
     def apply(self, stmt: Select, *, expired_before: datetime) -> Select:
@@ -562,12 +567,20 @@ class MarkFilter:
             stmt = stmt.where(ChalkMark.seen_at >= as_utc(self.since))
         if self.until is not None:
             stmt = stmt.where(ChalkMark.first_seen <= as_utc(self.until))
+        # (EXISTS, not IN: a mark of no job, a device's, is of no superseded run)
+        of_superseded_run = _SUPERSEDED_JOBS.where(Job.id == ChalkMark.job_id).exists()
         if self.status == CONFIRMED:
             stmt = stmt.where(ChalkMark.status == CONFIRMED)
         elif self.status == OPEN:
-            stmt = stmt.where(ChalkMark.status == OPEN, ChalkMark.seen_at >= expired_before)
+            stmt = stmt.where(
+                ChalkMark.status == OPEN, ChalkMark.seen_at >= expired_before, ~of_superseded_run
+            )
         elif self.status == EXPIRED:
-            stmt = stmt.where(ChalkMark.status == OPEN, ChalkMark.seen_at < expired_before)
+            stmt = stmt.where(
+                ChalkMark.status == OPEN, ChalkMark.seen_at < expired_before, ~of_superseded_run
+            )
+        elif self.status == SUPERSEDED:
+            stmt = stmt.where(ChalkMark.status == OPEN, of_superseded_run)
         if self.plate:
             stmt = stmt.where(ChalkMark.plate == self.plate.strip().upper())
         return stmt
@@ -596,6 +609,9 @@ def mark_page(
         )
     )
     ids = [m.id for m in marks]
+    stale = superseded_runs(
+        session.connection(), {m.job_id for m in marks if m.status == OPEN and m.job_id is not None}
+    )
     evidence: dict[int, list[MarkEvidence]] = {}
     numbers: dict[int, str | None] = {}
     if ids:
@@ -618,7 +634,7 @@ def mark_page(
             incident_id=m.incident_id,
             category=m.category,
             object_kind=m.object_kind,
-            status=EXPIRED if m.status == OPEN and m.seen_at < expired_before else m.status,
+            status=_status_as_read(m, expired_before=expired_before, stale=stale),
             case_id=m.case_id,
             case_number=numbers.get(m.case_id) if m.case_id is not None else None,
             position=Position(m.lat, m.lon),
@@ -636,6 +652,16 @@ def mark_page(
         for m in marks
     ]
     return MarkPage(total=int(total or 0), page=page, per_page=per_page, items=items)
+
+
+def _status_as_read(mark: ChalkMark, *, expired_before: datetime, stale: set[int]) -> str:
+    """A mark's status as listed: an open one of a superseded run (its job in `stale`) is superseded
+    whatever its age, else expired when seen before `expired_before`; a confirmed one stays confirmed."""
+    if mark.status != OPEN:
+        return mark.status
+    if mark.job_id in stale:
+        return SUPERSEDED
+    return EXPIRED if mark.seen_at < expired_before else OPEN
 
 
 def mark_evidence_file(session: Session, *, mark_id: int, sha256: str, store: EvidenceFiles) -> EvidenceFile:

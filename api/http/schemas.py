@@ -342,9 +342,11 @@ class ChalkMark(Schema):
     incident_id: str
     category: str
     object_kind: str | None
-    status: Literal["open", "confirmed", "expired"] = Field(
+    status: Literal["open", "confirmed", "expired", "superseded"] = Field(
         description="open: waiting for another pass; confirmed: a later (or earlier) pass saw the vehicle "
-        "again and the case is case_id; expired: open, seen longer ago than the chalking window"
+        "again and the case is case_id; expired: open, seen longer ago than the chalking window; "
+        "superseded: open, found by an earlier run of an upload that a resend corrected (start time, "
+        "camera or GPS track), so it confirms nothing: the corrected run's mark of the pass stands for it"
     )
     case_id: int | None
     case_number: str | None
@@ -390,6 +392,11 @@ class Job(Schema):
         "damaged), its GPS track placed none or few of the footage's frames"
     )
     attempts: int
+    revision: int = Field(
+        description="the upload's revision this job runs for: 0 for footage as first sent, raised by each "
+        "resend that corrected its start time, camera or GPS track; a job of a lower revision than a "
+        "later job of the same upload is an earlier run that a corrected one superseded"
+    )
     incidents: int = Field(description="incidents filed so far")
     upload: UploadInfo | None
     created_at: UtcTime

@@ -143,7 +143,8 @@ class UploadInfo:
 @dataclass(frozen=True, slots=True)
 class JobView:
     """A job as its sender sees it: status, progress in [0, 1] (4 decimals), error, warning (a done
-    job's caveat), and its upload."""
+    job's caveat), the upload revision it runs for (lower than its upload's: an earlier run a
+    corrected resend superseded), and its upload."""
 
     id: int
     status: str
@@ -151,6 +152,7 @@ class JobView:
     error: str | None
     warning: str | None
     attempts: int
+    revision: int
     incidents: int
     upload: UploadInfo | None
     created_at: datetime
@@ -167,6 +169,7 @@ def job_fields(job: Job, upload: Upload | None) -> dict[str, Any]:
         "error": job.error,
         "warning": job.warning,
         "attempts": job.attempts,
+        "revision": job.revision,
         "incidents": job.incidents,
         "upload": None
         if upload is None

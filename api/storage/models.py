@@ -378,7 +378,8 @@ class ChalkMark(Base):
     where it may not park. It opens no case; a later pass that finds a vehicle at the same place (and
     with the same plate when both passes read one) confirms both as an illegal_parking incident, which
     is ingested like any other. status: open, or confirmed (case_id: the case the latest confirmation
-    it took part in was filed in); an open mark older than the chalking window shows as expired.
+    it took part in was filed in); an open mark older than the chalking window shows as expired, one
+    of a superseded run (api.cases.chalking.superseded_runs) as superseded.
     bucket: api.cases.chalking.bucket_of(lat, lon), the coarse square its lookups and locks go by."""
 
     __tablename__ = "chalk_marks"

@@ -543,6 +543,50 @@ def test_a_failed_corrected_run_s_marks_are_its_plain_retry_s_own(svc: Services)
     a_van_confirms_the_current_run_s_mark(svc)
 
 
+def test_an_earlier_run_s_open_marks_are_listed_as_superseded(svc: Services) -> None:
+    """A resend corrected the upload (revision 1): its earlier run's open mark, which confirms nothing
+    (above), is listed as superseded, whatever its age, neither open nor expired, so the total of open
+    marks leaves it out; the corrected run's mark and a device's (of no job) are open, then expired.
+    Before, the earlier run's mark was listed, and counted, as open."""
+    from api.cases.chalking import MarkFilter, mark_page
+
+    with svc.factory() as session:
+        upload = Upload(
+            sha256="3" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d", revision=1
+        )
+        session.add(upload)
+        session.flush()
+        earlier = Job(upload_id=upload.id, status="done", revision=0)
+        corrected = Job(upload_id=upload.id, status="done", revision=1)
+        session.add_all([earlier, corrected])
+        session.commit()
+        earlier_id, corrected_id = earlier.id, corrected.id
+    chalk_for_job(svc, "rev0:pass", 0, earlier_id)
+    assert chalk_for_job(svc, "rev1:pass", 20, corrected_id).confirmed is None
+    file(svc, suspected("van-9:elsewhere", metres=500))
+    utc = T0 - timedelta(hours=8)
+    with svc.read_factory() as session:
+
+        def listed(status: str | None, hours: float) -> tuple[int, list[tuple[str, str]]]:
+            page = mark_page(
+                session,
+                filters=MarkFilter(status=status),
+                chalk_policy=POLICY,
+                now=utc + timedelta(hours=hours),
+            )
+            return page.total, [(m.incident_id, m.status) for m in page.items]
+
+        assert listed(None, 1) == (
+            3,
+            [("rev1:pass", "open"), ("van-9:elsewhere", "open"), ("rev0:pass", "superseded")],
+        )
+        assert listed("open", 1) == (2, [("rev1:pass", "open"), ("van-9:elsewhere", "open")])
+        assert listed("superseded", 1) == (1, [("rev0:pass", "superseded")])
+        assert listed("expired", 13) == (2, [("rev1:pass", "expired"), ("van-9:elsewhere", "expired")])
+        assert listed("superseded", 13) == (1, [("rev0:pass", "superseded")])
+        assert listed("open", 13) == (0, [])
+
+
 def test_file_committed_routes_by_suspicion(svc: Services) -> None:
     kw: dict[str, Any] = dict(grid_cache=svc.grid_cache, policy=svc.policy, chalk_policy=POLICY, actor=SYSTEM)
     assert isinstance(file_committed(svc.factory, suspected("s1"), **kw), ChalkResult)
@@ -647,6 +691,7 @@ def test_two_devices_over_http(server: LiveServer) -> None:
             (outcome["case_id"], outcome["case_number"])
         }
         assert operator.get("/api/chalk-marks", params={"status": "open"}).json()["total"] == 0
+        assert operator.get("/api/chalk-marks", params={"status": "superseded"}).json()["total"] == 0
         assert _post(van1, suspected_json("van1:p2", metres=800, files={}), {}).status_code == 201
         expired = operator.get("/api/chalk-marks", params={"status": "expired"}).json()
         assert [m["incident_id"] for m in expired["items"]] == ["van1:p2"]

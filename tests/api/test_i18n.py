@@ -55,12 +55,13 @@ def test_every_key_the_pages_name_exists() -> None:
 
 def test_every_status_reason_role_and_category_has_a_name() -> None:
     from api.accounts.accounts import ROLES
-    from api.cases import workflow
+    from api.cases import chalking, workflow
 
     zh = catalogue("zh-CN")
     keys = [f"status.{s}" for s in workflow.STATUSES]
     keys += [f"reason.{r}" for r in workflow.REJECT_REASONS]
     keys += [f"role.{r}" for r in ROLES]
+    keys += [f"chalk.status.{s}" for s in chalking.MARK_STATUSES]
     keys += [f"category.{c}" for c in ("illegal_parking", "street_vending", "piled_debris")]
     assert [k for k in keys if k not in zh] == []
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from api.accounts.accounts import create_device
 from api.cases.incident import IncidentPayload
 from api.jobs import queue
 from api.jobs.uploads import sniff_track, sniff_video
@@ -151,6 +152,29 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
             data={"camera_id": "cam-b"},
         )
         assert moved.status_code == 409 and moved.json()["errors"][0]["field"] == "camera_id", moved.text
+
+
+def test_a_job_shows_the_upload_revision_it_runs_for(make_server: Any, sqlite_url: str) -> None:
+    """A job's JSON (the upload's receipt, GET /api/jobs/{id}) carries its revision: 0 for footage as
+    first sent, 1 for the run a corrected resend queued, so a client can tell the earlier run it
+    superseded. Before, no answer named it."""
+    server = make_server(sqlite_url, run_worker=False, run_webhooks=False, people=False, grid=False)
+    with server.services.factory() as session:
+        _, server.tokens["van"] = create_device(session, name="van-unbound")  # names its camera per upload
+        session.commit()
+    files = {"file": ("x.mp4", footage("corrected later"), "video/mp4")}
+    with server.client("van") as van:
+        first = van.post("/api/uploads", files=files, data={"camera_id": "cam-typo"})
+        assert first.status_code == 201 and first.json()["revision"] == 0, first.text
+        with server.services.factory() as session:
+            job = session.get(Job, first.json()["id"])
+            assert job is not None
+            job.status = queue.JobStatus.FAILED
+            session.commit()
+        corrected = van.post("/api/uploads", files=files, data={"camera_id": "cam-b"})
+        assert corrected.status_code == 200 and corrected.json()["revision"] == 1, corrected.text
+        jobs = [van.get(f"/api/jobs/{sent.json()['id']}").json() for sent in (first, corrected)]
+    assert [job["revision"] for job in jobs] == [0, 1], jobs
 
 
 def test_a_retry_after_a_failed_corrected_run_keeps_that_run_s_cases(

@@ -5,7 +5,8 @@ GET /chalk-marks is a plain GET form over the API's filters (api.cases.chalking.
 seen first, a page at a time. Each mark shows a thumbnail of its close-up (served by
 GET /api/chalk-marks/{id}/evidence/{sha256}), when and where it was seen (its times at its camera's
 UTC offset, api.http.pages.views, else at the site's; the grid cell its position lies in), its plate,
-camera and device, and its status: open, confirmed (a link to the case it was filed in) or expired.
+camera and device, and its status: open, confirmed (a link to the case it was filed in), expired or
+superseded (an upload's earlier run's, which a corrected resend superseded).
 The sealed original is never listed, not even to an admin: the page asks for marks without it.
 
 Bad filter values are named on the page and ignored, as on the case list, never a 500.

@@ -33,8 +33,11 @@ def get_chalk_marks(
         schemas.QueryTime | None, Query(description="first seen at or before (ISO 8601)")
     ] = None,
     status: Annotated[
-        Literal["open", "confirmed", "expired"] | None,
-        Query(description="expired: open, and seen longer ago than GRIDPATROL_CHALK_MAX_HOURS"),
+        Literal["open", "confirmed", "expired", "superseded"] | None,
+        Query(
+            description="expired: open, and seen longer ago than GRIDPATROL_CHALK_MAX_HOURS; superseded: "
+            "open, of an upload's earlier run that a corrected resend superseded (neither open nor expired)"
+        ),
     ] = None,
     plate: Annotated[str | None, Query(max_length=32)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
