@@ -475,7 +475,7 @@ def chalk_for_job(svc: Services, incident_id: str, minutes: float, job_id: int |
 def a_van_confirms_the_current_run_s_mark(svc: Services) -> None:
     """Another van passes 40 min after the first run's pass: it confirms the current run's mark
     (rev1:pass, seen at 20 min) into a case of those two passes, and the earlier run's (rev0:pass) stays
-    open."""
+    open as stored (listed as superseded: test_an_earlier_run_s_open_marks_are_listed_as_superseded)."""
     later = chalk_for_job(svc, "van-9:pass", 40, None).confirmed
     assert later is not None and later.created
     with svc.read_factory() as session:
