@@ -515,26 +515,33 @@ def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> No
     a_van_confirms_the_current_run_s_mark(svc)
 
 
+def corrected_upload_s_jobs(svc: Services, digit: str, jobs: list[tuple[str, int]]) -> list[int]:
+    """An upload a resend corrected (revision 1; its sha256 `digit` * 64) and its jobs (status, revision),
+    made in this order; their ids."""
+    with svc.factory() as session:
+        upload = Upload(
+            sha256=digit * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d", revision=1
+        )
+        session.add(upload)
+        session.flush()
+        made = []
+        for status, revision in jobs:
+            made.append(Job(upload_id=upload.id, status=status, revision=revision))
+            session.add(made[-1])
+            session.flush()
+        session.commit()
+        return [job.id for job in made]
+
+
 def test_a_failed_corrected_run_s_marks_are_its_plain_retry_s_own(svc: Services) -> None:
     """A corrected run (revision 1) chalked a pass and failed; the footage sent again unchanged is a plain
     retry at revision 1 (api.jobs.uploads), its passes the same incident ids, answered with the failed
     attempt's marks. Those marks are the current run's: a patrol's later pass confirms them. Before,
     any job with a later job of the upload was a superseded run once the upload was corrected, so the
     mark confirmed nothing, and the retry's pass (its first answer) filed none in its place."""
-    with svc.factory() as session:
-        upload = Upload(
-            sha256="2" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d", revision=1
-        )
-        session.add(upload)
-        session.flush()
-        first = Job(upload_id=upload.id, status="failed", revision=0)
-        failed = Job(upload_id=upload.id, status="failed", revision=1)
-        session.add_all([first, failed])
-        session.flush()
-        retry = Job(upload_id=upload.id, status="running", revision=1)
-        session.add(retry)
-        session.commit()
-        first_id, failed_id, retry_id = first.id, failed.id, retry.id
+    first_id, failed_id, retry_id = corrected_upload_s_jobs(
+        svc, "2", [("failed", 0), ("failed", 1), ("running", 1)]
+    )
 
     assert chalk_for_job(svc, "rev0:pass", 0, first_id).confirmed is None
     assert chalk_for_job(svc, "rev1:pass", 20, failed_id).confirmed is None
@@ -550,17 +557,7 @@ def test_an_earlier_run_s_open_marks_are_listed_as_superseded(svc: Services) -> 
     Before, the earlier run's mark was listed, and counted, as open."""
     from api.cases.chalking import MarkFilter, mark_page
 
-    with svc.factory() as session:
-        upload = Upload(
-            sha256="3" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d", revision=1
-        )
-        session.add(upload)
-        session.flush()
-        earlier = Job(upload_id=upload.id, status="done", revision=0)
-        corrected = Job(upload_id=upload.id, status="done", revision=1)
-        session.add_all([earlier, corrected])
-        session.commit()
-        earlier_id, corrected_id = earlier.id, corrected.id
+    earlier_id, corrected_id = corrected_upload_s_jobs(svc, "3", [("done", 0), ("done", 1)])
     chalk_for_job(svc, "rev0:pass", 0, earlier_id)
     assert chalk_for_job(svc, "rev1:pass", 20, corrected_id).confirmed is None
     file(svc, suspected("van-9:elsewhere", metres=500))

@@ -23,6 +23,7 @@ from detect.model.training import (
     run_progress,
     train,
 )
+from tests.detect.training_kit import GARBAGE_NAMES, toy_set
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models" / "gridpatrol-n.pt"
@@ -31,22 +32,7 @@ SHIPPED = REPO / "models" / "gridpatrol-n.pt"
 @pytest.fixture
 def toy_data(tmp_path: Path, shared_dir: Path) -> Path:
     """Six cn-garbage val photos with their labels, as a train and a val split."""
-    source = shared_dir / "datasets" / "cn-garbage"
-    photos = sorted((source / "images" / "val").glob("*.jpg"))[:6]
-    for split in ("train", "val"):
-        (tmp_path / "images" / split).mkdir(parents=True)
-        (tmp_path / "labels" / split).mkdir(parents=True)
-        for photo in photos:
-            (tmp_path / "images" / split / photo.name).symlink_to(photo)
-            shutil.copyfile(
-                source / "labels" / "val" / f"{photo.stem}.txt",
-                tmp_path / "labels" / split / f"{photo.stem}.txt",
-            )
-    data = tmp_path / "data.yaml"
-    data.write_text(
-        "train: images/train\nval: images/val\nnames:\n  0: garbage\n  1: garbage_bin\n  2: overflow\n"
-    )
-    return data
+    return toy_set(tmp_path, shared_dir, count=6, names=GARBAGE_NAMES)
 
 
 def _cli(*args: str) -> list[str]:

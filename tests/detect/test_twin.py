@@ -3,7 +3,6 @@ outputs, and training moves the added branches only."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from detect.model.twin import TwinBranch, TwinError, add_branches, frozen_layers
+from tests.detect.training_kit import GARBAGE_NAMES, toy_set
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models" / "gridpatrol-n.pt"
@@ -27,7 +27,7 @@ def coco(shared_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def twin(coco: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     made = add_branches(SHIPPED, coco, tmp_path_factory.mktemp("twin") / "twin.pt")
-    assert made.kept == KINDS and made.added == ("garbage", "garbage_bin", "overflow")
+    assert made.kept == KINDS and made.added == GARBAGE_NAMES
     return made.out
 
 
@@ -36,6 +36,16 @@ def _model(weights: Path) -> object:
 
     ckpt = torch.load(weights, map_location="cpu", weights_only=False)
     return (ckpt.get("ema") or ckpt["model"]).float().eval()
+
+
+def _train(twin: Path, data: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`gridpatrol train` of the twin on data: 1 epoch at 64 px, run folder under tmp_path."""
+    command = [
+        sys.executable, "-m", "api.cli", "-q", "train", "--data", str(data), "--base", str(twin),
+        "--no-calibrate-bn", "--imgsz", "64", "--epochs", "1", "--workers", "0", "--no-cache",
+        "--project", str(tmp_path / "runs"), "--name", "twin", *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
 
 
 def _photo(shared_dir: Path) -> object:
@@ -52,7 +62,7 @@ def test_the_kinds_it_knows_are_the_base_s_own_outputs(twin: Path, coco: Path, s
 
     x = _photo(shared_dir)
     base, made = _model(coco), _model(twin)
-    assert list(made.names.values()) == [*KINDS, "garbage", "garbage_bin", "overflow"]
+    assert list(made.names.values()) == [*KINDS, *GARBAGE_NAMES]
     rows = [list(base.names.values()).index(kind) for kind in KINDS]
     with torch.no_grad():
         expected, got = base(x)[1], made(x)[1]
@@ -71,54 +81,9 @@ def test_training_moves_the_added_branches_only(twin: Path, tmp_path: Path, shar
     branches is the base's to the bit afterwards, the added ones have learned, and the result loads."""
     import torch
 
-    source = shared_dir / "datasets" / "cn-garbage"
-    photos = sorted((source / "images" / "val").glob("*.jpg"))[:4]
-    for split in ("train", "val"):
-        (tmp_path / "images" / split).mkdir(parents=True)
-        (tmp_path / "labels" / split).mkdir(parents=True)
-        for photo in photos:
-            (tmp_path / "images" / split / photo.name).symlink_to(photo)
-            lines = (source / "labels" / "val" / f"{photo.stem}.txt").read_text().splitlines()
-            shifted = [f"{int(line.split()[0]) + 9} {' '.join(line.split()[1:])}" for line in lines if line]
-            (tmp_path / "labels" / split / f"{photo.stem}.txt").write_text("\n".join(shifted) + "\n")
-    names = "".join(
-        f"  {i}: {name}\n" for i, name in enumerate([*KINDS, "garbage", "garbage_bin", "overflow"])
-    )
-    data = tmp_path / "data.yaml"
-    data.write_text(f"train: images/train\nval: images/val\nnames:\n{names}")
+    data = toy_set(tmp_path, shared_dir, count=4, names=(*KINDS, *GARBAGE_NAMES), offset=len(KINDS))
     ship = tmp_path / "trained.pt"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "-q",
-            "train",
-            "--data",
-            str(data),
-            "--base",
-            str(twin),
-            "--no-calibrate-bn",
-            "--imgsz",
-            "64",
-            "--epochs",
-            "1",
-            "--batch",
-            "2",
-            "--workers",
-            "0",
-            "--no-cache",
-            "--project",
-            str(tmp_path / "runs"),
-            "--name",
-            "twin",
-            "--ship",
-            str(ship),
-        ],  # fmt: skip
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    done = _train(twin, data, tmp_path, "--batch", "2", "--ship", str(ship))
     assert done.returncode == 0, done.stderr[-2000:]
     before, after = _model(twin).state_dict(), _model(ship).state_dict()
     assert before.keys() == after.keys()
@@ -127,51 +92,12 @@ def test_training_moves_the_added_branches_only(twin: Path, tmp_path: Path, shar
     from detect.yolo import YoloDetector
 
     detector = YoloDetector(ship, imgsz=64, backend="pytorch")
-    assert list(detector.names.values())[9:] == ["garbage", "garbage_bin", "overflow"]
+    assert tuple(detector.names.values())[9:] == GARBAGE_NAMES
 
 
 def test_training_refuses_data_naming_other_classes(twin: Path, tmp_path: Path, shared_dir: Path) -> None:
-    source = shared_dir / "datasets" / "cn-garbage"
-    photo = sorted((source / "images" / "val").glob("*.jpg"))[0]
-    for split in ("train", "val"):
-        (tmp_path / "images" / split).mkdir(parents=True)
-        (tmp_path / "labels" / split).mkdir(parents=True)
-        (tmp_path / "images" / split / photo.name).symlink_to(photo)
-        shutil.copyfile(
-            source / "labels" / "val" / f"{photo.stem}.txt", tmp_path / "labels" / split / f"{photo.stem}.txt"
-        )
-    data = tmp_path / "data.yaml"
-    data.write_text(
-        "train: images/train\nval: images/val\nnames:\n  0: garbage\n  1: garbage_bin\n  2: overflow\n"
-    )
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "-q",
-            "train",
-            "--data",
-            str(data),
-            "--base",
-            str(twin),
-            "--no-calibrate-bn",
-            "--imgsz",
-            "64",
-            "--epochs",
-            "1",
-            "--workers",
-            "0",
-            "--no-cache",
-            "--project",
-            str(tmp_path / "runs"),
-            "--name",
-            "twin",
-        ],  # fmt: skip
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    data = toy_set(tmp_path, shared_dir, count=1, names=GARBAGE_NAMES)
+    refused = _train(twin, data, tmp_path)
     assert refused.returncode == 1
     assert "the data's classes ['garbage', 'garbage_bin', 'overflow'] are not the weights'" in refused.stderr
     assert "Traceback" not in refused.stderr
