@@ -380,6 +380,11 @@ class UploadInfo(Schema):
     media_type: str
     camera_id: str | None
     has_track: bool = Field(description="a GPS track came with the footage")
+    revision: int = Field(
+        description="the upload's current revision, raised by each resend that corrected its start time, "
+        "camera or GPS track: a job whose own revision is lower is an earlier run that a corrected one "
+        "superseded"
+    )
 
 
 class Job(Schema):
