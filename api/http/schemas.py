@@ -380,6 +380,11 @@ class UploadInfo(Schema):
     media_type: str
     camera_id: str | None
     has_track: bool = Field(description="a GPS track came with the footage")
+    revision: int = Field(
+        description="the upload's current revision, raised by each resend that corrected its start time, "
+        "camera or GPS track: a job whose own revision is lower is an earlier run that a corrected one "
+        "superseded"
+    )
 
 
 class Job(Schema):
@@ -704,7 +709,10 @@ class CoveragePass(Schema):
 class CellCoverage(Schema):
     cell_id: str
     team: str | None
-    passes: list[CoveragePass]
+    passes: list[CoveragePass] = Field(
+        description="the cell's latest passes in the window (at most passes_per_cell), in time order"
+    )
+    passes_total: int = Field(description="the cell's passes in the window, all of them, listed or not")
     metres: float = Field(description="driven in the cell, all passes")
     seconds: float = Field(description="spent in the cell, all passes")
 
@@ -716,6 +724,7 @@ class Coverage(Schema):
     total: int
     page: int
     per_page: int
+    passes_per_cell: int = Field(description="the most passes a cell lists: its latest")
     cells: list[CellCoverage]
 
 

@@ -124,14 +124,20 @@ def record_coverage(session: Session, *, upload_id: int, track: Path, tz: tzinfo
     return len(passes)
 
 
+PASSES_PER_CELL = 20  # the latest passes a cell lists by default (GET /api/coverage's passes_per_cell)
+MAX_PASSES_PER_CELL = 200  # ... and at most: a busy cell's answer stays bounded
+
+
 @dataclass
 class CellCoverage:
-    """A cell's passes in a time window, with their sums."""
+    """A cell's passes in a time window: the latest ones listed (`passes`, in time order), the sums
+    and `passes_total` over all of them."""
 
     cell_id: str
     team: str | None
     metres: float = 0.0
     seconds: float = 0.0
+    passes_total: int = 0
     passes: list[UploadCoverage] = field(default_factory=list)
 
 
@@ -142,6 +148,7 @@ class CoveragePage:
     total: int
     page: int
     per_page: int
+    passes_per_cell: int
     cells: list[CellCoverage]
 
 
@@ -152,10 +159,12 @@ def coverage(
     until: datetime | None,
     page: int = 1,
     per_page: int = 50,
+    passes_per_cell: int = PASSES_PER_CELL,
 ) -> CoveragePage:
     """The cells passed in [since, until) (by the time a pass entered the cell; naive = UTC), a page of
-    `per_page` cells by id at a time (page 1 first), each with all its passes in the window in time
-    order and their sums; `total` counts the cells passed in the window."""
+    `per_page` cells by id at a time (page 1 first), each with its latest `passes_per_cell` passes in
+    the window in time order, and the count (`passes_total`), metres and seconds of all its passes in
+    the window; `total` counts the cells passed in the window."""
     window = []
     if since is not None:
         window.append(UploadCoverage.entered_at >= _naive_utc(since))
@@ -168,14 +177,19 @@ def coverage(
     )
     cells: dict[str, CellCoverage] = {}
     if chosen:
-        query = (
+        latest_first = (
             select(UploadCoverage)
             .where(*window, UploadCoverage.cell_id.in_(chosen))
-            .order_by(UploadCoverage.entered_at, UploadCoverage.id)
+            .order_by(UploadCoverage.entered_at.desc(), UploadCoverage.id.desc())
+            .execution_options(yield_per=500)
         )
-        for row in session.scalars(query):
+        for row in session.scalars(latest_first):
             cell = cells.setdefault(row.cell_id, CellCoverage(row.cell_id, row.team))
-            cell.passes.append(row)
+            cell.passes_total += 1
             cell.metres += row.metres
             cell.seconds += (row.left_at - row.entered_at).total_seconds()
-    return CoveragePage(total, page, per_page, [cells[cell_id] for cell_id in sorted(cells)])
+            if len(cell.passes) < passes_per_cell:
+                cell.passes.append(row)
+        for cell in cells.values():
+            cell.passes.reverse()
+    return CoveragePage(total, page, per_page, passes_per_cell, [cells[cell_id] for cell_id in sorted(cells)])

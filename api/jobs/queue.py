@@ -138,13 +138,14 @@ class UploadInfo:
     media_type: str
     camera_id: str | None
     has_track: bool
+    revision: int  # the upload's current revision: over its job's, that job is a superseded run
 
 
 @dataclass(frozen=True, slots=True)
 class JobView:
     """A job as its sender sees it: status, progress in [0, 1] (4 decimals), error, warning (a done
-    job's caveat), the upload revision it runs for (lower than its upload's: an earlier run a
-    corrected resend superseded), and its upload."""
+    job's caveat), the upload revision it runs for (lower than its upload's, `upload.revision`: an
+    earlier run a corrected resend superseded), and its upload."""
 
     id: int
     status: str
@@ -180,6 +181,7 @@ def job_fields(job: Job, upload: Upload | None) -> dict[str, Any]:
             media_type=upload.media_type,
             camera_id=upload.camera_id,
             has_track=upload.track_path is not None,
+            revision=upload.revision,
         ),
         "created_at": job.created_at,
         "started_at": job.started_at,

@@ -10,7 +10,7 @@ the track's first fix + k / fps), placed where `GpsTrack.position_at` gives a po
 placed no frame at all lets the footage be sent again with a corrected start time or track
 (api.jobs.uploads). What the track's reader set aside (GpsTrack.notes: a heading column that is no
 degrees or a speed column that is no speed, ignored) joins the warning, so the crew that sent the track
-learns of it.
+learns of it, also when the footage's length is not known and nothing else is measured.
 
 streams is imported inside `measure_track_fit` only, as the worker imports it.
 """
@@ -32,16 +32,18 @@ MAX_SAMPLES = 20_000  # an hour at 5 fps; longer footage is sampled evenly
 @dataclass(frozen=True, slots=True)
 class TrackFit:
     """`covered` of `frames` analysed frames (or evenly spaced samples of them) had a position from
-    the track; `warning` when that share is under WARN_BELOW, or the track's reader set part of it
-    aside (streams.gps.GpsTrack.notes)."""
+    the track, both None when the footage's length is not known (nothing measured); `warning` when that
+    share is under WARN_BELOW, or the track's reader set part of it aside (streams.gps.GpsTrack.notes),
+    measured or not."""
 
-    covered: int
-    frames: int
+    covered: int | None
+    frames: int | None
     warning: str | None
 
     @property
-    def share(self) -> float:
-        return self.covered / self.frames if self.frames else 0.0
+    def share(self) -> float | None:
+        """The share of frames placed; None when not measured."""
+        return self.covered / self.frames if self.covered is not None and self.frames else None
 
 
 def _span(start: datetime, end: datetime, tz: tzinfo) -> str:
@@ -56,10 +58,11 @@ def measure_track_fit(
     start_time: datetime | None,
     tz: tzinfo,
     analysis_fps: float | None,
-) -> TrackFit | None:
+) -> TrackFit:
     """The fit of `track` (CSV times without an offset in `tz`, the camera's zone) to `footage` starting
-    at `start_time` (aware; None: aligned with the track's first fix); None when the footage's length
-    is not known. A track or footage that cannot be read raises streams' named errors."""
+    at `start_time` (aware; None: aligned with the track's first fix); when the footage's length is not
+    known, nothing measured but the reader's notes still the warning. A track or footage that cannot be
+    read raises streams' named errors."""
     from streams import open_source
     from streams.gps import load_track
 
@@ -69,20 +72,20 @@ def measure_track_fit(
         duration_s, native_fps = source.info.duration_s, source.info.fps
     finally:
         source.close()
+    notes = list(gps.notes)  # what the reader set aside (a heading or speed column ignored)
     fps = analysis_fps or native_fps
     if not duration_s or not fps:
-        return None
+        return TrackFit(None, None, "; ".join(notes) or None)
     frames = max(1, math.ceil(duration_s * fps))
     step = max(1, math.ceil(frames / MAX_SAMPLES))
     first = start_time if start_time is not None else gps.start
     samples = range(0, frames, step)
     covered = sum(gps.position_at(first + timedelta(seconds=k / fps)) is not None for k in samples)
-    notes = list(gps.notes)  # what the reader set aside (a heading or speed column ignored)
-    fit = TrackFit(covered, len(samples), "; ".join(notes) or None)
-    if fit.share >= WARN_BELOW:
-        return fit
+    share = covered / len(samples)
+    if share >= WARN_BELOW:
+        return TrackFit(covered, len(samples), "; ".join(notes) or None)
     footage_end = first + timedelta(seconds=duration_s)
-    how = "none" if covered == 0 else f"only {round(100 * fit.share)}%"
+    how = "none" if covered == 0 else f"only {round(100 * share)}%"
     warning = (
         f"the GPS track placed {how} of the footage's frames: the footage runs "
         f"{_span(first, footage_end, tz)}, the track {_span(gps.start, gps.end, tz)}; "

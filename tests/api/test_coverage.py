@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from api.accounts.accounts import create_user
+from api.accounts.tokens import login
 from api.cases.grids import Assignment
 from api.jobs.coverage import _metres, cell_passes
+from api.storage.models import Upload, UploadCoverage
 from tests.api.api_testkit import LiveServer, upload_with_track, wait_job
 from tests.api.test_gps_tracks import server, still_video  # noqa: F401  (the worker with a scripted pipeline)
 
@@ -122,7 +126,7 @@ def test_an_uploads_track_lists_the_cells_it_passed(server: LiveServer, tmp_path
         total = sum(c["metres"] for c in covered)
         assert total == pytest.approx(1334, rel=0.02)  # 0.012 degrees of latitude
         later = operator.get("/api/coverage", params={"since": "2026-11-21T00:00:00Z"}).json()
-        assert later == {"total": 0, "page": 1, "per_page": 50, "cells": []}
+        assert later == {"total": 0, "page": 1, "per_page": 50, "passes_per_cell": 20, "cells": []}
         assert (
             operator.get("/api/coverage", params={"until": "2026-11-20T02:00:10Z"}).json()["cells"][0][
                 "cell_id"
@@ -162,3 +166,40 @@ def test_coverage_comes_a_page_of_cells_at_a_time(server: LiveServer, tmp_path: 
             bad = operator.get("/api/coverage", params=params)
             assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == field, bad.text
         assert operator.get("/api/coverage", params={"per_page": 500, "page": 100_000}).json()["cells"] == []
+
+
+def test_a_busy_cell_lists_its_latest_passes_and_counts_them_all(make_server: Any, sqlite_url: str) -> None:
+    """A cell passed five times lists its latest passes_per_cell passes (in time order) and says it
+    has five in all (passes_total), its metres and seconds summed over all five; a cell passed once
+    lists it whole. Before, each cell listed every pass in the window, however many."""
+    service = make_server(sqlite_url, run_worker=False, run_webhooks=False, people=False, grid=False)
+    with service.services.factory() as session:
+        create_user(session, username="op", password="op-secret", role="operator")
+        upload = Upload(sha256="c" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
+        session.add(upload)
+        session.flush()
+        minutes_in = [("A", 0), ("B", 1), ("A", 4), ("A", 2), ("A", 5), ("A", 3)]  # not in time order
+        session.add_all(
+            UploadCoverage(
+                upload_id=upload.id,
+                cell_id=cell_id,
+                team="t",
+                entered_at=at(minute * 60).replace(tzinfo=None),
+                left_at=at(minute * 60 + 10).replace(tzinfo=None),
+                metres=100.0,
+            )
+            for cell_id, minute in minutes_in
+        )
+        session.commit()
+    service.tokens["operator"] = login(service.services.factory, username="op", password="op-secret", ttl_h=1)
+    with service.client("operator") as operator:
+        found = operator.get("/api/coverage", params={"passes_per_cell": 2}).json()
+        assert found["passes_per_cell"] == 2
+        busy, quiet = found["cells"]
+        assert [p["entered_at"] for p in busy["passes"]] == ["2026-11-20T01:04:00Z", "2026-11-20T01:05:00Z"]
+        assert (busy["passes_total"], busy["metres"], busy["seconds"]) == (5, 500.0, 50.0)
+        assert (len(quiet["passes"]), quiet["passes_total"]) == (1, 1)
+        assert len(operator.get("/api/coverage").json()["cells"][0]["passes"]) == 5  # 20 by default
+        for bad in ("0", "201"):
+            answer = operator.get("/api/coverage", params={"passes_per_cell": bad})
+            assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "passes_per_cell"

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from api.cli.main import main
-from api.storage.models import ReviewLabel, Upload
+from api.storage.models import Job, ReviewLabel, Upload
 from detect.pipeline import detect_footage
 from detect.values import Detection
 from tests.api.api_testkit import LiveServer, upload_with_track, wait_job
@@ -42,6 +42,21 @@ def still_video(path: Path, seed: int, frames: int = 15) -> bytes:
         writer.write(image)
     writer.release()
     return path.read_bytes()
+
+
+def live_matroska(path: Path, seed: int) -> bytes:
+    """still_video's clip in Matroska as a live recorder writes it: no Duration in its header (the
+    element made an EBML Void of the same size), so its length is not known before it is all decoded."""
+    image = np.random.default_rng(seed).integers(0, 255, (180, 320, 3), dtype=np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 1.0, (320, 180))
+    assert writer.isOpened()
+    for _ in range(15):
+        writer.write(image)
+    writer.release()
+    data = path.read_bytes()
+    at = data.index(b"\x44\x89")  # Duration: its id, a 1-byte size (0x80 | n), an n-byte float
+    n = data[at + 2] & 0x7F
+    return data[:at] + b"\xec\x40" + bytes([n]) + bytes(n) + data[at + 3 + n :]
 
 
 class SurestAtFive:
@@ -480,6 +495,36 @@ def test_a_dashcam_track_whose_heading_or_speed_is_text_still_places_the_case(
         (case,) = admin.get("/api/cases").json()["items"]
     assert case["grid_cell"] == "DEMO-QINGBO-03"
     assert case["position"] == {"lat": pytest.approx(30.265), "lon": pytest.approx(120.149)}
+
+
+def test_a_heading_column_ignored_is_named_when_the_footage_s_length_is_not_known(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """Footage whose length cannot be read before decoding it (a live recorder's Matroska) with a track
+    whose heading column holds 'N': the job is done, its warning names the ignored column, and how much
+    of the footage the track placed stays unknown. Before, the note was lost with the measurement."""
+    track = (
+        b"time,lat,lon,heading\n"
+        b"2026-11-20T01:00:00Z,30.2640,120.1480,N\n"
+        b"2026-11-20T01:00:20Z,30.2680,120.1520,90\n"
+    )
+    with server.client("device") as device:
+        sent = upload_with_track(
+            device,
+            live_matroska(tmp_path / "a.mkv", 1),
+            ("dashcam.csv", track, "text/csv"),
+            "2026-11-20T09:00:00+08:00",
+            name="patrol.mkv",
+        )
+        job = wait_job(device, sent.json()["id"])
+    assert job["status"] == "done", job
+    assert job["warning"] == (
+        "line 2: heading 'N' is not degrees within one turn (-360..360): the track's heading column "
+        "is ignored (1 such value(s)), the heading taken from the fixes"
+    )
+    with server.services.factory() as session:
+        done = session.get(Job, job["id"])
+        assert done is not None and done.track_covered is None  # not measured: not "none placed"
 
 
 def test_a_corrected_resend_that_places_nothing_files_its_own_case(

@@ -177,6 +177,28 @@ def test_a_job_shows_the_upload_revision_it_runs_for(make_server: Any, sqlite_ur
     assert [job["revision"] for job in jobs] == [0, 1], jobs
 
 
+def test_a_superseded_job_shows_its_upload_s_later_revision(make_server: Any, sqlite_url: str) -> None:
+    """A job's upload carries the upload's current revision: after a corrected resend, the earlier
+    job (revision 0) shows its upload at revision 1, so that job alone tells it was superseded. Before,
+    only a later job of the upload, which its client may never have seen, named the later revision."""
+    server = make_server(sqlite_url, run_worker=False, run_webhooks=False, people=False, grid=False)
+    with server.services.factory() as session:
+        _, server.tokens["van"] = create_device(session, name="van-unbound")  # names its camera per upload
+        session.commit()
+    files = {"file": ("x.mp4", footage("superseded"), "video/mp4")}
+    with server.client("van") as van:
+        first = van.post("/api/uploads", files=files, data={"camera_id": "cam-typo"})
+        assert first.status_code == 201 and first.json()["upload"]["revision"] == 0, first.text
+        with server.services.factory() as session:
+            job = session.get(Job, first.json()["id"])
+            assert job is not None
+            job.status = queue.JobStatus.FAILED
+            session.commit()
+        van.post("/api/uploads", files=files, data={"camera_id": "cam-b"}).raise_for_status()
+        earlier = van.get(f"/api/jobs/{first.json()['id']}").json()
+    assert (earlier["revision"], earlier["upload"]["revision"]) == (0, 1), earlier
+
+
 def test_a_retry_after_a_failed_corrected_run_keeps_that_run_s_cases(
     make_server: Any, sqlite_url: str
 ) -> None:

@@ -183,22 +183,31 @@ def get_coverage(
     until: Annotated[schemas.QueryTime | None, Query(description="entered before")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500, description="cells a page")] = 50,
+    passes_per_cell: Annotated[
+        int,
+        Query(ge=1, le=coverage.MAX_PASSES_PER_CELL, description="the latest passes each cell lists"),
+    ] = coverage.PASSES_PER_CELL,
 ) -> dict[str, Any]:
-    """Which grid cells the patrols passed in the window, and when: each cell's passes (from the GPS
-    tracks of uploads whose jobs are done) with the metres driven and the time spent in it; a page of
-    cells (by id) at a time, as /api/cases pages its cases, `total` the cells passed in the window."""
+    """Which grid cells the patrols passed in the window, and when: each cell's latest passes (from
+    the GPS tracks of uploads whose jobs are done), how many it has in all, the metres driven and the
+    time spent in it; a page of cells (by id) at a time, as /api/cases pages its cases, `total` the
+    cells passed in the window."""
     check_range(since, until)
-    found = coverage.coverage(session, since=since, until=until, page=page, per_page=per_page)
+    found = coverage.coverage(
+        session, since=since, until=until, page=page, per_page=per_page, passes_per_cell=passes_per_cell
+    )
     return {
         "total": found.total,
         "page": found.page,
         "per_page": found.per_page,
+        "passes_per_cell": found.passes_per_cell,
         "cells": [
             {
                 "cell_id": cell.cell_id,
                 "team": cell.team,
                 "metres": round(cell.metres, 1),
                 "seconds": round(cell.seconds, 1),
+                "passes_total": cell.passes_total,
                 "passes": [
                     {
                         "upload_id": row.upload_id,
