@@ -578,6 +578,10 @@ class UploadSummary(Schema):
     track_ready: bool = Field(
         description="the track's shape is there to draw (GET /api/uploads/{id}/track): its job has finished"
     )
+    revision: int = Field(
+        description="the upload's revision: 0 as first sent, raised by each resend that corrected its start "
+        "time, camera or GPS track (over 0: corrected; its latest job runs for this revision)"
+    )
     job_id: int | None = Field(description="the upload's latest job")
     job_status: JobStatus | None
 
@@ -667,6 +671,10 @@ class RunnerJobUpload(Schema):
         description="detect_footage's id_salt: empty for footage sent once; for one a resend corrected "
         "(another start time, camera or GPS track) the ids of that run's incidents derive from it too",
     )
+    revision: int = Field(
+        description="the upload's current revision (id_salt derives from it); the job's own `revision` is "
+        "lower only for an earlier run that a corrected resend superseded"
+    )
     has_track: bool = Field(description="a GPS track came with the footage (GET .../track)")
     track_sha256: Sha256 | None
     track_suffix: str | None = Field(description=".gpx, .nmea or .csv")
@@ -681,6 +689,10 @@ class RunnerJob(Schema):
     lease: str = Field(description="this attempt's lease token")
     lease_s: float = Field(description="how long a heartbeat keeps the lease")
     lease_expires_at: UtcTime
+    revision: int = Field(
+        description="the upload's revision this job runs for (as GET /api/jobs/{id} names it): 0 for footage "
+        "as first sent, raised by each resend that corrected its start time, camera or GPS track"
+    )
     upload: RunnerJobUpload
 
 

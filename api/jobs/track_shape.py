@@ -118,7 +118,7 @@ def upload_track(session: Session, *, upload_id: int) -> UploadTrack:
 @dataclass(frozen=True, slots=True)
 class UploadSummary:
     """An upload in a listing, with its latest job; `track_ready`: its track's shape is there
-    (GET /api/uploads/{id}/track)."""
+    (GET /api/uploads/{id}/track); `revision`: the upload's, over 0 once a resend corrected it."""
 
     id: int
     sha256: str
@@ -128,6 +128,7 @@ class UploadSummary:
     created_at: datetime
     has_track: bool
     track_ready: bool
+    revision: int
     job_id: int | None
     job_status: str | None
 
@@ -159,6 +160,7 @@ def recent_uploads(
                 created_at=upload.created_at,
                 has_track=upload.track_path is not None,
                 track_ready=upload.track_path is not None and shape_path(upload.track_path).is_file(),
+                revision=upload.revision,
                 job_id=job.id if job else None,
                 job_status=job.status if job else None,
             )

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.accounts.accounts import create_device
+from api.accounts.accounts import create_device, create_user
+from api.accounts.tokens import login
 from api.cases.incident import IncidentPayload
 from api.jobs import queue
 from api.jobs.uploads import sniff_track, sniff_video
@@ -197,6 +198,41 @@ def test_a_superseded_job_shows_its_upload_s_later_revision(make_server: Any, sq
         van.post("/api/uploads", files=files, data={"camera_id": "cam-b"}).raise_for_status()
         earlier = van.get(f"/api/jobs/{first.json()['id']}").json()
     assert (earlier["revision"], earlier["upload"]["revision"]) == (0, 1), earlier
+
+
+def test_the_uploads_list_and_a_runner_s_claim_show_the_revision(make_server: Any, sqlite_url: str) -> None:
+    """After a corrected resend, GET /api/uploads lists the upload at revision 1 (a crew sees it was
+    corrected), and a runner claiming the corrected job is told the revision it runs for and the
+    upload's. Before, neither answer named a revision."""
+    server = make_server(sqlite_url, run_worker=False, run_webhooks=False, people=False, grid=False)
+    with server.services.factory() as session:
+        _, server.tokens["van"] = create_device(session, name="van-unbound")  # names its camera per upload
+        _, server.tokens["runner"] = create_device(session, name="runner-r", runner=True)
+        create_user(session, username="admin", password="password-admin", role="admin")
+        session.commit()
+    server.tokens["admin"] = login(
+        server.services.factory, username="admin", password="password-admin", ttl_h=1
+    )
+    files = {"file": ("x.mp4", footage("listed corrected"), "video/mp4")}
+    with server.client("van") as van:
+        first = van.post("/api/uploads", files=files, data={"camera_id": "cam-typo"})
+        assert first.status_code == 201, first.text
+        with server.client("admin") as admin:
+            assert [u["revision"] for u in admin.get("/api/uploads").json()["items"]] == [0]
+        with server.services.factory() as session:
+            job = session.get(Job, first.json()["id"])
+            assert job is not None
+            job.status = queue.JobStatus.FAILED
+            session.commit()
+        van.post("/api/uploads", files=files, data={"camera_id": "cam-b"}).raise_for_status()
+    with server.client("admin") as admin:
+        (listed,) = admin.get("/api/uploads").json()["items"]
+    assert (listed["revision"], listed["camera_id"]) == (1, "cam-b"), listed
+    with server.client("runner") as runner:
+        claimed = runner.post("/api/runner/jobs/claim").json()["job"]
+    assert claimed["id"] == listed["job_id"], claimed
+    assert claimed["revision"] == claimed["upload"]["revision"] == 1, claimed
+    assert claimed["upload"]["id_salt"] == queue.upload_id_salt(1), claimed
 
 
 def test_a_retry_after_a_failed_corrected_run_keeps_that_run_s_cases(

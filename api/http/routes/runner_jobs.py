@@ -147,6 +147,7 @@ def claim_for_runner(services: Services, *, principal: Principal) -> dict[str, A
                 "lease": lease,
                 "lease_s": settings.job_lease_s,
                 "lease_expires_at": job.lease_expires_at,
+                "revision": job.revision,
                 "upload": {
                     "id": upload.id,
                     "sha256": upload.sha256,
@@ -158,6 +159,7 @@ def claim_for_runner(services: Services, *, principal: Principal) -> dict[str, A
                     "start_time": upload.start_time,
                     "source_id": queue.upload_source_id(upload.sha256),
                     "id_salt": queue.upload_id_salt(upload.revision),
+                    "revision": upload.revision,
                     "has_track": upload.track_path is not None,
                     "track_sha256": upload.track_sha256,
                     "track_suffix": FilePath(upload.track_path).suffix if upload.track_path else None,
