@@ -1,6 +1,7 @@
 """The suspected-parking page (GET /chalk-marks, api.http.pages.chalk) over a real server: chalk marks
 made by posting suspected incidents from two vans, listed latest seen first with their status (the
-confirmed ones linking to their case), filtered, paged; staff only; bad filters named on the page;
+confirmed ones linking to their case; an earlier run's, which a corrected resend superseded, as
+superseded), filtered, paged; staff only; bad filters named on the page;
 the sealed original never in the HTML. One browser check that the page renders in zh-CN with its
 thumbnails loaded."""
 
@@ -19,8 +20,10 @@ import httpx
 import numpy as np
 import pytest
 
-from api.accounts.accounts import create_device
+from api.accounts.accounts import create_device, create_user
+from api.accounts.tokens import login
 from tests.api.api_testkit import LiveServer, evidence_files, incident_json
+from tests.api.test_chalking import chalk_for_job, corrected_upload_s_jobs
 
 LAT, LON = 30.2741, 120.1551  # in the demo grid's cell DEMO-ZIYANG-04
 CST = timezone(timedelta(hours=8))  # the cameras' offset
@@ -174,6 +177,60 @@ def test_the_page_lists_filters_and_guards_the_marks(marks: tuple[LiveServer, di
         )
     with server.client() as anonymous:
         assert anonymous.get("/chalk-marks", follow_redirects=False).status_code == 303
+
+
+@pytest.fixture
+def corrected(make_server: Any, sqlite_url: str) -> tuple[LiveServer, dict[str, int]]:
+    """Two marks: one a van posted an hour ago (open), one of an upload's earlier run (revision 0) that
+    a resend corrected (revision 1; made as tests/api/test_chalking.py makes it): superseded. One
+    operator, no grid: lighter than `marks`."""
+    server: LiveServer = make_server(
+        sqlite_url, run_worker=False, run_webhooks=False, people=False, grid=False
+    )
+    with server.services.factory() as session:
+        _, server.tokens["device"] = create_device(session, name="van-1", camera_id="demo-cam-01")
+        create_user(session, username="operator", password="password-operator", role="operator")
+        session.commit()
+    server.tokens["operator"] = login(
+        server.services.factory, username="operator", password="password-operator", ttl_h=1
+    )
+    files = {"crop": picture(1)}
+    data = suspected("device:open", ago=timedelta(hours=1), north_m=800.0, plate=None, files=files)
+    with server.client("device") as client:
+        opened = post(client, data, files)["chalk_mark"]
+    earlier_id, _ = corrected_upload_s_jobs(server.services, "5", [("done", 0), ("done", 1)])
+    stale = chalk_for_job(server.services, "rev0:pass", 0, earlier_id).mark_id
+    return server, {"open": opened, "superseded": stale}
+
+
+def test_a_superseded_run_s_mark_is_shown_and_filtered_as_superseded(
+    corrected: tuple[LiveServer, dict[str, int]],
+) -> None:
+    """The open mark of an upload's earlier run that a corrected resend superseded is listed with the
+    superseded badge, in English and in Chinese; the status filter offers superseded and lists it
+    alone; open leaves it out. Before, no page test showed such a mark."""
+    server, ids = corrected
+    stale = ids["superseded"]
+
+    def row_of(html: str) -> str:
+        return html.split(f'data-mark-id="{stale}"')[1].split("</tr>")[0]
+
+    with page_client(server, "operator") as operator, page_client(server, "operator", "zh-CN") as zh:
+        html = operator.get("/chalk-marks").text
+        assert dict(rows(html)) == {ids["open"]: "open", stale: "superseded"}
+        assert '<span class="badge rejected">Superseded</span>' in row_of(html)
+        assert '<option value="superseded">Superseded</option>' in html
+        assert '<span class="badge rejected">已被取代</span>' in row_of(zh.get("/chalk-marks").text)
+
+        def listed(status: str) -> tuple[list[tuple[int, str]], str]:
+            r = operator.get("/chalk-marks", params={"status": status})
+            assert r.status_code == 200 and 'id="filter-problems"' not in r.text, r.text
+            return rows(r.text), r.text
+
+        superseded, html = listed("superseded")
+        assert superseded == [(stale, "superseded")]
+        assert '<option value="superseded" selected>Superseded</option>' in html
+        assert listed("open")[0] == [(ids["open"], "open")]
 
 
 @pytest.mark.slow
