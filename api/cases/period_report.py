@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, select
 from sqlalchemy import case as sql_case
@@ -459,24 +459,50 @@ def _text(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def csv_text(report: PeriodReport) -> str:
+CsvFlavour = Literal["plain", "excel"]
+CSV_FLAVOURS: tuple[CsvFlavour, ...] = ("plain", "excel")
+EXCEL_TEXT_MAX = 255  # characters (UTF-16 units) of a text constant in an Excel formula
+
+
+def excel_text(value: str) -> str:
+    """A text cell that Excel opens as that text: `="0440305001"`, a formula whose value is the text
+    itself. Excel reads a CSV cell of digits as a number (leading zeros dropped, digits after the 15th
+    zeroed, 4.40305E+14 shown) and others as dates (3-1); a cell's number format cannot be set in a
+    CSV, and Excel shows a leading apostrophe as written, so a formula is what keeps the text when the
+    file is opened by a double-click. The text is a string constant in it, never run: a name such as
+    =cmd|... comes out as written. A text too long for a constant (EXCEL_TEXT_MAX, its quotes doubled) is
+    written as in the plain flavour (_text)."""
+    constant = value.replace('"', '""')
+    if len(constant.encode("utf-16-le")) // 2 > EXCEL_TEXT_MAX:
+        return _text(value)
+    return f'="{constant}"'
+
+
+def csv_text(report: PeriodReport, *, flavour: CsvFlavour = "plain") -> str:
     """The report as CSV (CSV_HEADER; no BOM): one row per cell x category, then per category over all
     cells (cell "*"), then per cell over all categories (category "*"), then the total ("*", "*").
     An empty time is an empty field (no such move), never 0; a name a spreadsheet would run as a
-    formula is quoted (_text)."""
+    formula is quoted (_text). The "excel" flavour writes every value of the text columns (cell_id,
+    cell_name, team, category; not an empty one) as excel_text, so that Excel keeps cell codes of
+    digits, with leading zeros or over 15 of them, as they are; the numbers stay plain numbers."""
+    text = excel_text if flavour == "excel" else _text
     names = {cell.cell_id: cell.name for cell in report.by_cell}
+
+    def texts(*values: str) -> list[str]:
+        return [text(v) if v else "" for v in values]
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
     for row in report.rows:
-        names_of_row = (row.cell_id, names.get(row.cell_id) or "", row.team or "", row.category)
-        writer.writerow([_text(v) for v in names_of_row] + _csv_values(row.figures))
+        names_of_row = texts(row.cell_id, names.get(row.cell_id) or "", row.team or "", row.category)
+        writer.writerow(names_of_row + _csv_values(row.figures))
     for category in report.by_category:
-        writer.writerow([ALL, "", "", _text(category.category)] + _csv_values(category.figures))
+        writer.writerow(texts(ALL, "", "", category.category) + _csv_values(category.figures))
     for cell in report.by_cell:
-        names_of_cell = (cell.cell_id, cell.name or "", cell.team or "")
-        writer.writerow([_text(v) for v in names_of_cell] + [ALL] + _csv_values(cell.figures))
-    writer.writerow([ALL, "", "", ALL] + _csv_values(report.total))
+        names_of_cell = texts(cell.cell_id, cell.name or "", cell.team or "", ALL)
+        writer.writerow(names_of_cell + _csv_values(cell.figures))
+    writer.writerow(texts(ALL, "", "", ALL) + _csv_values(report.total))
     return out.getvalue()
 
 

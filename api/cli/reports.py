@@ -1,5 +1,6 @@
 """`gridpatrol report`: the periodic report (api.cases.period_report) of a range of local days, as text
-on the terminal and, with --csv, the CSV that GET /api/reports/period.csv gives (UTF-8 with a BOM).
+on the terminal and, with --csv, the CSV that GET /api/reports/period.csv gives (UTF-8 with a BOM);
+--csv-for excel writes its text columns as Excel keeps them (the download's flavour=excel).
 
 Days are the district's local days (settings.timezone_offset_h, as the dashboard and the /reports
 page): --since 2026-11-23 --until 2026-11-29 is that week, Monday to Sunday, both days included. The
@@ -34,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--since", required=True, metavar="DATE", help="first local day (YYYY-MM-DD)")
     p.add_argument("--until", required=True, metavar="DATE", help="last local day, included (YYYY-MM-DD)")
     p.add_argument("--csv", type=Path, metavar="FILE", help="also write the report's CSV here")
+    p.add_argument(
+        "--csv-for",
+        choices=("plain", "excel"),  # period_report.CSV_FLAVOURS; that module is imported when it runs
+        help="plain (default): the values as they are, for scripts; excel: cell ids, names, teams and "
+        'categories as ="..." cells, so that Excel keeps a cell code of digits (leading zeros, over 15 '
+        "digits) as text",
+    )
     p.add_argument("--database-url", help="overrides GRIDPATROL_DATABASE_URL")
     p.set_defaults(handler=run_report)
 
@@ -174,6 +182,8 @@ def run_report(args: argparse.Namespace) -> int:
     first, last = _day(args.since, "--since"), _day(args.until, "--until")
     if last < first:
         raise CommandError(f"--until: {last.isoformat()} is before --since {first.isoformat()}")
+    if args.csv_for is not None and args.csv is None:
+        raise CommandError(f"--csv-for {args.csv_for}: needs --csv FILE to write")
     if args.csv is not None:
         _check_csv_path(args.csv)
     services = _services(args, create=False)
@@ -190,7 +200,8 @@ def run_report(args: argparse.Namespace) -> int:
         print(text)
     if args.csv is not None:
         try:
-            _write_csv(args.csv, period_report.CSV_BOM + period_report.csv_text(report))
+            text = period_report.csv_text(report, flavour=args.csv_for or "plain")
+            _write_csv(args.csv, period_report.CSV_BOM + text)
         except OSError as exc:
             why = (exc.strerror or str(exc)).lower()
             raise CommandError(f"--csv: cannot write {args.csv}: {why}") from None

@@ -392,6 +392,136 @@ def test_a_name_a_spreadsheet_would_run_is_quoted_in_the_csv(make_server: Any, s
     assert names["DEMO-ZIYANG-04"].startswith("紫阳")  # others as they are
 
 
+LEADING_ZERO = "0440305001001"  # a district's grid code: digits, a leading zero
+LONG_CODE = "4403050010010012345"  # 19 digits: Excel keeps 15 and zeroes the rest
+FORMULA_NAME = '=HYPERLINK("http://x.invalid","open")'
+TOO_LONG_NAME = "=" + '"' * 130  # its quotes doubled, too long for a text constant in an Excel formula
+TEAM = "紫阳街道城管中队"
+
+
+def _coded_grid() -> dict[str, Any]:
+    """The demo grid with ZIYANG's cell coded LEADING_ZERO (team TEAM, named FORMULA_NAME), HUBIN's
+    LONG_CODE and XIAOYING's named TOO_LONG_NAME."""
+    import json
+
+    from tests.api.api_testkit import DEMO_GRID
+
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    changes = {
+        ZIYANG: {"id": LEADING_ZERO, "team": TEAM, "name": FORMULA_NAME},
+        HUBIN: {"id": LONG_CODE},
+        "DEMO-XIAOYING-04": {"name": TOO_LONG_NAME},
+    }
+    for feature in grid["features"]:
+        feature["properties"].update(changes.get(feature["properties"]["id"], {}))
+    return dict(grid)
+
+
+def _as_excel_reads(field: str) -> str:
+    """What Excel shows for a CSV field of the excel flavour: a ="..." cell's text constant."""
+    if field.startswith('="') and field.endswith('"'):
+        return field[2:-1].replace('""', '"')
+    return field
+
+
+def test_the_excel_csv_keeps_digit_codes_and_names_as_text(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Cell codes of digits (a leading zero; 19 digits), a Chinese team, a name like a formula and a
+    device's category starting with "-": the plain CSV (download and --csv) has them as they are, the
+    names a spreadsheet would run with an apostrophe; the excel flavour (flavour=excel, --csv-for
+    excel, the page's second link) has every text field as a ="..." constant, the numbers as they are,
+    and the same BOM; the CLI writes the same bytes as the download."""
+    from api.cli.main import main
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    with server.client("admin") as admin, server.client("device") as device:
+        assert admin.put("/api/grids", json=_coded_grid()).status_code == 200
+        _case(device, "z", now - timedelta(days=1), (30.2710, 120.1560), category="-12.5")
+    local = (now + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    since, until = local - timedelta(days=2), local
+    params = {"since": f"{since - timedelta(days=1)}T16:00:00Z", "until": f"{until}T16:00:00Z"}
+    with server.browser("operator") as op:
+        plain = op.get("/api/reports/period.csv", params=params)
+        excel = op.get("/api/reports/period.csv", params={**params, "flavour": "excel"})
+        page = op.get("/reports", params={"range": "custom", "since": str(since), "until": str(until)})
+        link = page.text.split('id="report-csv-excel"')[0].rsplit('href="', 1)[1].split('"')[0]
+        assert op.get(link.replace("&amp;", "&")).content == excel.content
+        wrong = op.get("/api/reports/period.csv", params={**params, "flavour": "xlsx"})
+    assert wrong.status_code == 422 and "flavour" in wrong.text
+    assert plain.headers["content-disposition"].endswith(f"-{until:%Y%m%d}.csv")
+    assert excel.headers["content-disposition"].endswith(f"-{until:%Y%m%d}-excel.csv")
+
+    plain_bytes, excel_bytes = plain.content, excel.content
+    assert plain_bytes.startswith(b"\xef\xbb\xbfcell_id,cell_name,team,category,found,")
+    assert excel_bytes.startswith(b"\xef\xbb\xbfcell_id,cell_name,team,category,found,")
+    row = f'\r\n{LEADING_ZERO},"\'=HYPERLINK(""http://x.invalid"",""open"")",{TEAM},\'-12.5,1,0,'
+    assert row.encode("utf-8") in plain_bytes
+    excel_row = (
+        f'\r\n"=""{LEADING_ZERO}""","=""=HYPERLINK(""""http://x.invalid"""",""""open"""")""",'
+        f'"=""{TEAM}""","=""-12.5""",1,0,'
+    )
+    assert excel_row.encode("utf-8") in excel_bytes
+    assert f'\r\n"=""{LONG_CODE}""",'.encode() in excel_bytes and f"\r\n{LONG_CODE},".encode() in plain_bytes
+
+    def rows(body: bytes) -> dict[tuple[str, str], dict[str, str]]:
+        read = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
+        return {(_as_excel_reads(r["cell_id"]), _as_excel_reads(r["category"])): r for r in read}
+
+    plain_rows, excel_rows = rows(plain_bytes), rows(excel_bytes)
+    assert len(plain_rows) == len(excel_rows) and (LEADING_ZERO, "'-12.5") in plain_rows
+    coded = excel_rows[(LEADING_ZERO, "-12.5")]
+    shown = {key: _as_excel_reads(value) for key, value in coded.items()}
+    assert (shown["cell_name"], shown["team"]) == (FORMULA_NAME, TEAM)
+    assert (coded["found"], coded["open_at_end"]) == ("1", "1")  # numbers stay numbers
+    assert excel_rows[(LONG_CODE, "*")]["cell_id"] == f'="{LONG_CODE}"'
+    too_long = excel_rows[("DEMO-XIAOYING-04", "*")]["cell_name"]
+    assert too_long == "'" + TOO_LONG_NAME  # no ="..." for it: written as the plain flavour writes it
+    assert excel_rows[("*", "*")]["cell_id"] == '="*"' and excel_rows[("*", "*")]["cell_name"] == ""
+
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    days = ["report", "--since", str(since), "--until", str(until), "--database-url", sqlite_url]
+    for flavour, body in (
+        ([], plain_bytes),
+        (["--csv-for", "plain"], plain_bytes),
+        (["--csv-for", "excel"], excel_bytes),
+    ):
+        written = tmp_path / "week.csv"
+        assert main([*days, "--csv", str(written), *flavour]) == 0
+        assert written.read_bytes() == body, flavour
+    capsys.readouterr()
+    assert main([*days, "--csv-for", "excel"]) == 1
+    assert capsys.readouterr().err == "gridpatrol report: error: --csv-for excel: needs --csv FILE to write\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ("0440305001001", '="0440305001001"'),
+        ("4403050010010012345", '="4403050010010012345"'),
+        ("3-1", '="3-1"'),  # a date to Excel
+        ("紫阳街道城管中队", '="紫阳街道城管中队"'),
+        ('=HYPERLINK("http://x.invalid")', '="=HYPERLINK(""http://x.invalid"")"'),
+        ("@SUM(A1)", '="@SUM(A1)"'),
+        ("a" * 255, '="' + "a" * 255 + '"'),
+        ("a" * 256, "a" * 256),  # too long for a formula's text constant
+        ("+" + '"' * 127, '="+' + '"' * 254 + '"'),  # 255 with its quotes doubled
+        ("+" + '"' * 128, "'+" + '"' * 128),  # 257 with its quotes doubled
+        ("😀" * 128, "😀" * 128),  # 256 UTF-16 units
+    ],
+)
+def test_an_excel_text_cell(value: str, cell: str) -> None:
+    from api.cases.period_report import excel_text
+
+    assert excel_text(value) == cell
+
+
 def test_the_benchmark_runs_from_the_repository() -> None:
     """benchmarks/period_report.py on a few hundred cases: it runs and prints each period's report."""
     import subprocess

@@ -1,6 +1,7 @@
 """The periodic report (every role; enforcement: their team's cases and cells): last week, last month
 or a range of days, in the district's local time (settings.timezone_offset_h, as the dashboard); the
-numbers of GET /api/reports/period as tables, a link to its CSV, and a print style for an A4 page.
+numbers of GET /api/reports/period as tables, links to its CSV (plain, and for Excel), and a print style
+for an A4 page.
 
 A week runs Monday to Sunday, a month from its first day to its last; "last" is the latest one that
 has ended. A day range is inclusive: its report ends at the local midnight after its last day.
@@ -126,6 +127,7 @@ async def reports_page(
         report=report,
         offset=utc_offset_text(offset_h),
         csv_url="/api/reports/period.csv?" + api_query,
+        excel_csv_url="/api/reports/period.csv?" + api_query + "&flavour=excel",
         reasons=workflow.REJECT_REASONS,
         percent=period_report.whole_percent,
         category_name=lambda c: t(f"category.{c}") if t.has(f"category.{c}") else c,

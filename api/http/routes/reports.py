@@ -112,24 +112,39 @@ def get_period_report(
     responses={
         200: {
             "description": "the report as CSV (UTF-8 with a BOM): one row per cell x category, then the "
-            "totals per category, per cell and overall (`*` for all)",
+            "totals per category, per cell and overall (`*` for all); with flavour=excel its text columns "
+            'as `="..."` cells, which Excel keeps as text',
             "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
 )
 def get_period_report_csv(
-    principal: Reader, session: ReadSessionDep, services: ServicesDep, since: PeriodSince, until: PeriodUntil
+    principal: Reader,
+    session: ReadSessionDep,
+    services: ServicesDep,
+    since: PeriodSince,
+    until: PeriodUntil,
+    flavour: Annotated[
+        period_report.CsvFlavour,
+        Query(
+            description="plain (the default): the values as they are, for scripts; excel: the text "
+            'columns (cell_id, cell_name, team, category) as `="..."` cells, so that Excel keeps a cell '
+            "code of digits (leading zeros, more than 15 digits) as text rather than a number"
+        ),
+    ] = "plain",
 ) -> Response:
     """The numbers of GET /api/reports/period as a CSV download, named by the period's bounds in the
-    service's local time (gridpatrol-report-20261123-20261129.csv: its first and last local days)."""
+    service's local time (gridpatrol-report-20261123-20261129.csv: its first and last local days;
+    ...-excel.csv in the excel flavour)."""
     check_range(since, until)
     report = period_report.period_report(session, since=since, until=until, principal=principal)
     offset_h = services.settings.timezone_offset_h
     first = period_report.file_day(report.since, offset_h)
     last = period_report.file_day(report.until, offset_h, end=True)
-    name = f"gridpatrol-report-{first}-{last}.csv"
+    suffix = "-excel" if flavour == "excel" else ""
+    name = f"gridpatrol-report-{first}-{last}{suffix}.csv"
     return Response(
-        (period_report.CSV_BOM + period_report.csv_text(report)).encode("utf-8"),
+        (period_report.CSV_BOM + period_report.csv_text(report, flavour=flavour)).encode("utf-8"),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f"attachment; filename={name}"},
     )
