@@ -155,77 +155,59 @@ def test_corrupt_upload_fails_only_its_own_job(server: LiveServer) -> None:
         assert moved.status_code == 409 and moved.json()["errors"][0]["field"] == "camera_id", moved.text
 
 
-def test_a_job_shows_the_upload_revision_it_runs_for(make_server: Any, sqlite_url: str) -> None:
-    """A job's JSON (the upload's receipt, GET /api/jobs/{id}) carries its revision: 0 for footage as
-    first sent, 1 for the run a corrected resend queued, so a client can tell the earlier run it
-    superseded. Before, no answer named it."""
+def _unbound_van_server(make_server: Any, sqlite_url: str) -> Any:
+    """A server with no worker, no people and no grid, and a van bound to no camera (it names one per
+    upload), token "van"."""
     server = make_server(sqlite_url, run_worker=False, run_webhooks=False, people=False, grid=False)
     with server.services.factory() as session:
-        _, server.tokens["van"] = create_device(session, name="van-unbound")  # names its camera per upload
+        _, server.tokens["van"] = create_device(session, name="van-unbound")
         session.commit()
-    files = {"file": ("x.mp4", footage("corrected later"), "video/mp4")}
+    return server
+
+
+def _sent_then_corrected(server: Any, van: Any, note: str) -> tuple[Any, Any]:
+    """Footage sent for camera cam-typo, its job failed, then sent again for cam-b (a corrected resend:
+    revision 1); the two answers."""
+    files = {"file": ("x.mp4", footage(note), "video/mp4")}
+    first = van.post("/api/uploads", files=files, data={"camera_id": "cam-typo"})
+    assert first.status_code == 201, first.text
+    with server.services.factory() as session:
+        job = session.get(Job, first.json()["id"])
+        assert job is not None
+        job.status = queue.JobStatus.FAILED
+        session.commit()
+    corrected = van.post("/api/uploads", files=files, data={"camera_id": "cam-b"})
+    assert corrected.status_code == 200, corrected.text
+    return first, corrected
+
+
+def test_a_job_shows_the_revision_it_runs_for_and_its_upload_s(make_server: Any, sqlite_url: str) -> None:
+    """A job's JSON (the upload's receipt, GET /api/jobs/{id}) carries its revision, 0 for footage as
+    first sent, 1 for the run a corrected resend queued, and its upload's current revision, so that the
+    earlier job alone tells it was superseded. Before, no answer named either."""
+    server = _unbound_van_server(make_server, sqlite_url)
     with server.client("van") as van:
-        first = van.post("/api/uploads", files=files, data={"camera_id": "cam-typo"})
-        assert first.status_code == 201 and first.json()["revision"] == 0, first.text
-        with server.services.factory() as session:
-            job = session.get(Job, first.json()["id"])
-            assert job is not None
-            job.status = queue.JobStatus.FAILED
-            session.commit()
-        corrected = van.post("/api/uploads", files=files, data={"camera_id": "cam-b"})
-        assert corrected.status_code == 200 and corrected.json()["revision"] == 1, corrected.text
+        first, corrected = _sent_then_corrected(server, van, "corrected later")
         jobs = [van.get(f"/api/jobs/{sent.json()['id']}").json() for sent in (first, corrected)]
-    assert [job["revision"] for job in jobs] == [0, 1], jobs
-
-
-def test_a_superseded_job_shows_its_upload_s_later_revision(make_server: Any, sqlite_url: str) -> None:
-    """A job's upload carries the upload's current revision: after a corrected resend, the earlier
-    job (revision 0) shows its upload at revision 1, so that job alone tells it was superseded. Before,
-    only a later job of the upload, which its client may never have seen, named the later revision."""
-    server = make_server(sqlite_url, run_worker=False, run_webhooks=False, people=False, grid=False)
-    with server.services.factory() as session:
-        _, server.tokens["van"] = create_device(session, name="van-unbound")  # names its camera per upload
-        session.commit()
-    files = {"file": ("x.mp4", footage("superseded"), "video/mp4")}
-    with server.client("van") as van:
-        first = van.post("/api/uploads", files=files, data={"camera_id": "cam-typo"})
-        assert first.status_code == 201 and first.json()["upload"]["revision"] == 0, first.text
-        with server.services.factory() as session:
-            job = session.get(Job, first.json()["id"])
-            assert job is not None
-            job.status = queue.JobStatus.FAILED
-            session.commit()
-        van.post("/api/uploads", files=files, data={"camera_id": "cam-b"}).raise_for_status()
-        earlier = van.get(f"/api/jobs/{first.json()['id']}").json()
-    assert (earlier["revision"], earlier["upload"]["revision"]) == (0, 1), earlier
+    assert (first.json()["revision"], first.json()["upload"]["revision"]) == (0, 0), first.text
+    assert corrected.json()["revision"] == 1, corrected.text
+    assert [(job["revision"], job["upload"]["revision"]) for job in jobs] == [(0, 1), (1, 1)], jobs
 
 
 def test_the_uploads_list_and_a_runner_s_claim_show_the_revision(make_server: Any, sqlite_url: str) -> None:
     """After a corrected resend, GET /api/uploads lists the upload at revision 1 (a crew sees it was
     corrected), and a runner claiming the corrected job is told the revision it runs for and the
     upload's. Before, neither answer named a revision."""
-    server = make_server(sqlite_url, run_worker=False, run_webhooks=False, people=False, grid=False)
+    server = _unbound_van_server(make_server, sqlite_url)
     with server.services.factory() as session:
-        _, server.tokens["van"] = create_device(session, name="van-unbound")  # names its camera per upload
         _, server.tokens["runner"] = create_device(session, name="runner-r", runner=True)
         create_user(session, username="admin", password="password-admin", role="admin")
         session.commit()
     server.tokens["admin"] = login(
         server.services.factory, username="admin", password="password-admin", ttl_h=1
     )
-    files = {"file": ("x.mp4", footage("listed corrected"), "video/mp4")}
-    with server.client("van") as van:
-        first = van.post("/api/uploads", files=files, data={"camera_id": "cam-typo"})
-        assert first.status_code == 201, first.text
-        with server.client("admin") as admin:
-            assert [u["revision"] for u in admin.get("/api/uploads").json()["items"]] == [0]
-        with server.services.factory() as session:
-            job = session.get(Job, first.json()["id"])
-            assert job is not None
-            job.status = queue.JobStatus.FAILED
-            session.commit()
-        van.post("/api/uploads", files=files, data={"camera_id": "cam-b"}).raise_for_status()
-    with server.client("admin") as admin:
+    with server.client("van") as van, server.client("admin") as admin:
+        _sent_then_corrected(server, van, "listed corrected")
         (listed,) = admin.get("/api/uploads").json()["items"]
     assert (listed["revision"], listed["camera_id"]) == (1, "cam-b"), listed
     with server.client("runner") as runner:
