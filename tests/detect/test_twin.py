@@ -76,6 +76,24 @@ def test_the_kinds_it_knows_are_the_base_s_own_outputs(twin: Path, coco: Path, s
     assert len(heads) == 6  # three scales, both heads
 
 
+def test_added_branches_may_start_from_the_model_s_own(coco: Path, tmp_path: Path) -> None:
+    """init "current": each added branch a copy of the shipped model's class branch, with its garbage
+    rows; the kept side still the base's."""
+    import torch
+
+    made = add_branches(SHIPPED, coco, tmp_path / "twin.pt", init="current")
+    assert made.init == "current"
+    twin, shipped, base = _model(made.out).model[-1], _model(SHIPPED).model[-1], _model(coco).model[-1]
+    for attr in ("cv3", "one2one_cv3"):
+        for i in range(3):
+            added, kept = getattr(twin, attr)[i].added, getattr(twin, attr)[i].kept
+            own, theirs = getattr(shipped, attr)[i], getattr(base, attr)[i]
+            assert torch.equal(added[-1].weight, own[-1].weight[9:])
+            assert torch.equal(added[0][0].conv.weight, own[0][0].conv.weight)
+            assert torch.equal(kept[0][0].conv.weight, theirs[0][0].conv.weight)
+            assert kept[-1].out_channels == 9 and added[-1].out_channels == 3
+
+
 def test_training_moves_the_added_branches_only(twin: Path, tmp_path: Path, shared_dir: Path) -> None:
     """A real (tiny) run through `gridpatrol train`: every weight and BatchNorm statistic outside the added
     branches is the base's to the bit afterwards, the added ones have learned, and the result loads."""
