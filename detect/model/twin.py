@@ -44,7 +44,10 @@ def _nn() -> Any:
     return torch
 
 
-class TwinBranch(_nn().nn.Module):  # type: ignore[misc]
+torch = _nn()  # the class below is a torch module: importing this module imports torch, once
+
+
+class TwinBranch(torch.nn.Module):  # type: ignore[misc,name-defined]
     """Two class branches reading the same feature map; their scores side by side (kept, then added)."""
 
     def __init__(self, kept: Any, added: Any) -> None:
@@ -53,7 +56,7 @@ class TwinBranch(_nn().nn.Module):  # type: ignore[misc]
         self.added = added
 
     def forward(self, x: Any) -> Any:
-        return _nn().cat((self.kept(x), self.added(x)), 1)
+        return torch.cat((self.kept(x), self.added(x)), 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,6 @@ def add_branches(
     """
     if init not in INITS:
         raise TwinError(f"unknown init '{init}' (one of {', '.join(INITS)})")
-    torch = _nn()
     base_model, base_names = _load(Path(base), "base weights")
     current_model, names = _load(Path(current), "current weights")
     kept = [n for n in names if n in base_names]
@@ -142,7 +144,6 @@ def add_branches(
 
 
 def _rows(conv: Any, rows: list[int]) -> Any:
-    torch = _nn()
     new = torch.nn.Conv2d(conv.in_channels, len(rows), 1)
     with torch.no_grad():
         new.weight.copy_(conv.weight[rows])
@@ -152,7 +153,6 @@ def _rows(conv: Any, rows: list[int]) -> Any:
 
 def _prior_rows(conv: Any, count: int, stride: float, nc: int) -> Any:
     """New score rows with ultralytics' prior bias (about 0.01 objects per 640 px image, Detect.bias_init)."""
-    torch = _nn()
     new = torch.nn.Conv2d(conv.in_channels, count, 1)
     with torch.no_grad():
         new.bias.fill_(math.log(5 / nc / (640 / stride) ** 2))
