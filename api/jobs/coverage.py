@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Float, cast, delete, func, select
+from sqlalchemy.orm import Session, aliased
 
 from api.cases.grids import Assignment, GridIndex
 from api.storage.db import as_utc
@@ -124,6 +125,22 @@ def record_coverage(session: Session, *, upload_id: int, track: Path, tz: tzinfo
     return len(passes)
 
 
+def _seconds_between(session: Session, start: Any, end: Any) -> Any:
+    """`end - start` in seconds, in SQL, for two time columns. SQLite keeps a time as text
+    ('YYYY-MM-DD HH:MM:SS.ffffff', naive UTC): whole seconds by strftime('%s') (julianday would round
+    to the millisecond) plus the fraction; NULL where a value is no time SQLite reads."""
+    if session.get_bind().dialect.name == "sqlite":
+
+        def whole(column: Any) -> Any:
+            return func.strftime("%s", func.substr(column, 1, 19))
+
+        def fraction(column: Any) -> Any:
+            return cast(func.substr(column, 20), Float)
+
+        return (whole(end) - whole(start)) + (fraction(end) - fraction(start))
+    return func.extract("epoch", end - start)
+
+
 PASSES_PER_CELL = 20  # the latest passes a cell lists by default (GET /api/coverage's passes_per_cell)
 MAX_PASSES_PER_CELL = 200  # ... and at most: a busy cell's answer stays bounded
 
@@ -164,7 +181,8 @@ def coverage(
     """The cells passed in [since, until) (by the time a pass entered the cell; naive = UTC), a page of
     `per_page` cells by id at a time (page 1 first), each with its latest `passes_per_cell` passes in
     the window in time order, and the count (`passes_total`), metres and seconds of all its passes in
-    the window; `total` counts the cells passed in the window."""
+    the window; `total` counts the cells passed in the window. The database counts and sums; only the
+    listed passes are read, however many a busy cell has."""
     window = []
     if since is not None:
         window.append(UploadCoverage.entered_at >= _naive_utc(since))
@@ -177,19 +195,47 @@ def coverage(
     )
     cells: dict[str, CellCoverage] = {}
     if chosen:
-        latest_first = (
-            select(UploadCoverage)
-            .where(*window, UploadCoverage.cell_id.in_(chosen))
-            .order_by(UploadCoverage.entered_at.desc(), UploadCoverage.id.desc())
-            .execution_options(yield_per=500)
+        in_page = [*window, UploadCoverage.cell_id.in_(chosen)]
+        seconds = _seconds_between(session, UploadCoverage.entered_at, UploadCoverage.left_at)
+        sums = (
+            select(
+                UploadCoverage.cell_id,
+                func.count(),
+                func.coalesce(func.sum(UploadCoverage.metres), 0.0),
+                func.coalesce(func.sum(seconds), 0.0),
+                func.count() - func.count(seconds),
+            )
+            .where(*in_page)
+            .group_by(UploadCoverage.cell_id)
         )
-        for row in session.scalars(latest_first):
-            cell = cells.setdefault(row.cell_id, CellCoverage(row.cell_id, row.team))
-            cell.passes_total += 1
-            cell.metres += row.metres
-            cell.seconds += (row.left_at - row.entered_at).total_seconds()
-            if len(cell.passes) < passes_per_cell:
+        unread = False
+        for cell_id, passes_total, metres, seconds_total, unreadable in session.execute(sums):
+            cells[cell_id] = CellCoverage(cell_id, None, float(metres), float(seconds_total), passes_total)
+            unread = unread or unreadable > 0
+        if unread:  # times SQLite's date functions cannot read (edited outside the service): read here,
+            # where a time that is none is a DamagedRecord naming it, as reading every pass was
+            for row in session.scalars(select(UploadCoverage).where(*in_page, seconds.is_(None))):
+                cells[row.cell_id].seconds += (row.left_at - row.entered_at).total_seconds()
+        nth_latest = (
+            func.row_number()
+            .over(
+                partition_by=UploadCoverage.cell_id,
+                order_by=(UploadCoverage.entered_at.desc(), UploadCoverage.id.desc()),
+            )
+            .label("nth_latest")
+        )
+        ranked = select(UploadCoverage, nth_latest).where(*in_page).subquery()
+        listed = aliased(UploadCoverage, ranked)
+        latest = (
+            select(listed)
+            .where(ranked.c.nth_latest <= max(passes_per_cell, 1))  # the latest pass gives the team
+            .order_by(ranked.c.cell_id, ranked.c.nth_latest.desc())
+        )
+        for row in session.scalars(latest):
+            cell = cells.get(row.cell_id)
+            if cell is None:  # written between the two reads
+                continue
+            if passes_per_cell >= 1:
                 cell.passes.append(row)
-        for cell in cells.values():
-            cell.passes.reverse()
+            cell.team = row.team  # the latest comes last
     return CoveragePage(total, page, per_page, passes_per_cell, [cells[cell_id] for cell_id in sorted(cells)])

@@ -11,13 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event, text
 
 from api.accounts.accounts import create_user
 from api.accounts.tokens import login
 from api.cases.grids import Assignment
-from api.jobs.coverage import _metres, cell_passes
+from api.errors import DamagedRecord
+from api.jobs.coverage import _metres, cell_passes, coverage
+from api.services import Services
 from api.storage.models import Upload, UploadCoverage
-from tests.api.api_testkit import LiveServer, upload_with_track, wait_job
+from tests.api.api_testkit import LiveServer, make_settings, upload_with_track, wait_job
 from tests.api.test_gps_tracks import server, still_video  # noqa: F401  (the worker with a scripted pipeline)
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -203,3 +206,87 @@ def test_a_busy_cell_lists_its_latest_passes_and_counts_them_all(make_server: An
         for bad in ("0", "201"):
             answer = operator.get("/api/coverage", params={"passes_per_cell": bad})
             assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "passes_per_cell"
+
+
+def test_a_cell_with_many_passes_reads_only_the_latest_ones(services: Services) -> None:
+    """A cell passed 300 times, asked for its latest 7: the database counts and sums all 300 (metres,
+    seconds to the microsecond) and hands over the 7 latest rows only; passes entered at the same time
+    go by id, the team is the latest pass's. Before, every pass of the page's cells in the window was
+    read and summed in Python, 100,000 rows for a busy cell on every request."""
+    with services.factory() as session:
+        upload = Upload(sha256="d" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
+        session.add(upload)
+        session.flush()
+        passes = [
+            UploadCoverage(
+                upload_id=upload.id,
+                cell_id="BUSY",
+                team=f"team-{n}",
+                entered_at=at(10 * (n // 2)).replace(tzinfo=None),  # two passes each time
+                left_at=at(10 * (n // 2) + 3 + n / 1000 + 0.000_001).replace(tzinfo=None),
+                metres=n / 10,
+            )
+            for n in range(300)
+        ]
+        passes.append(
+            UploadCoverage(  # before the window: neither listed nor summed
+                upload_id=upload.id,
+                cell_id="BUSY",
+                team="old",
+                entered_at=at(-60).replace(tzinfo=None),
+                left_at=at(-50).replace(tzinfo=None),
+                metres=9.0,
+            )
+        )
+        session.add_all(passes)
+        session.commit()
+        ids = [p.id for p in passes]
+    loaded: list[int] = []
+
+    def count(target: UploadCoverage, _context: object) -> None:
+        loaded.append(target.id)
+
+    event.listen(UploadCoverage, "load", count)
+    try:
+        with services.factory() as session:
+            found = coverage(session, since=T0, until=None, passes_per_cell=7)
+    finally:
+        event.remove(UploadCoverage, "load", count)
+    (busy,) = found.cells
+    assert [p.id for p in busy.passes] == ids[293:300]
+    assert len(loaded) == 7
+    assert busy.team == "team-299" and busy.passes_total == 300
+    assert busy.metres == pytest.approx(sum(n / 10 for n in range(300)))
+    seconds = sum(3 + n / 1000 + 0.000_001 for n in range(300))
+    assert busy.seconds == pytest.approx(seconds, abs=1e-6)
+
+
+def test_an_unlisted_pass_with_a_garbled_time_is_still_named(tmp_path: Path, sqlite_url: str) -> None:
+    """SQLite: a pass whose time was edited into no time, older than those listed, is a DamagedRecord
+    naming the value (a 503), as when every pass was read; not a sum that leaves it out."""
+    services = Services.build(make_settings(tmp_path, sqlite_url))
+    try:
+        with services.factory() as session:
+            upload = Upload(sha256="e" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
+            session.add(upload)
+            session.flush()
+            session.add_all(
+                UploadCoverage(
+                    upload_id=upload.id,
+                    cell_id="A",
+                    team="t",
+                    entered_at=at(60 * n).replace(tzinfo=None),
+                    left_at=at(60 * n + 5).replace(tzinfo=None),
+                    metres=1.0,
+                )
+                for n in range(3)
+            )
+            session.commit()
+            session.execute(
+                text("UPDATE upload_coverage SET left_at = 'garbage' WHERE entered_at < '2026-11-20 01:01'")
+            )
+            session.commit()
+        with services.factory() as session, pytest.raises(DamagedRecord, match="'garbage'"):
+            coverage(session, since=None, until=None, passes_per_cell=1)
+    finally:
+        services.close()
