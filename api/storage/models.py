@@ -363,6 +363,8 @@ class UploadCoverage(Base):
     is done (again, the same rows, when a job is retried)."""
 
     __tablename__ = "upload_coverage"
+    # a cell's passes in time order: GET /api/coverage numbers each cell's latest passes by it
+    __table_args__ = (Index("ix_upload_coverage_cell_entered", "cell_id", "entered_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     upload_id: Mapped[int] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
