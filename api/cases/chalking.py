@@ -20,7 +20,13 @@ vehicle again under new incident ids, and would otherwise confirm its own earlie
 taken for two, when the correction shifts the time by at least min_minutes), and the earlier run's
 times and positions are the ones the resend corrected. Their open marks are listed as superseded
 (as read, not stored: the same test, so from the moment the resend raised the upload's revision), so
-that no listing counts them among the open ones; a mark confirmed before the correction stays confirmed.
+that no listing counts them among the open ones; a mark confirmed before the correction stays confirmed
+until its case is rejected (as api.jobs.superseding rejects an earlier run's case still under review).
+
+A confirmed mark whose case was rejected since (by an operator: a false positive, a duplicate, not a
+violation, exempt; or by the service, as superseded) is listed as rejected, with the case's status and
+reason (as read, not stored, like expired and superseded): "confirmed" means its case stands. A case
+closed after it was handled, or reopened since, stands: its marks stay confirmed.
 
 A match makes a confirmed incident of the passes' category (`confirmed_incident`; a suspected
 incident is an illegal_parking one, api.cases.incident): its id derived from both passes' incident
@@ -85,6 +91,7 @@ from api.cases.ingest import (
 )
 from api.cases.merge import MergePolicy, bucket_of, distance_m
 from api.cases.reading import SEALED_ROLES, EvidenceFile, Position
+from api.cases.workflow import REJECTED as CASE_REJECTED
 from api.errors import NotFound
 from api.storage.db import as_utc, utcnow
 from api.storage.db import table_of as _table
@@ -100,7 +107,8 @@ OPEN = "open"
 CONFIRMED = "confirmed"
 EXPIRED = "expired"  # an open mark seen longer than max_hours ago (as read; not stored)
 SUPERSEDED = "superseded"  # an open mark of a superseded run, whatever its age (as read; not stored)
-MARK_STATUSES = (OPEN, CONFIRMED, EXPIRED, SUPERSEDED)
+REJECTED = "rejected"  # a confirmed mark whose case was rejected since (as read; not stored)
+MARK_STATUSES = (OPEN, CONFIRMED, REJECTED, EXPIRED, SUPERSEDED)
 # evidence api.cases.reading seals (the unblurred original): a mark lists it to admins only and never
 # serves it; once the mark is confirmed it is the case's, unsealed there (and recorded) by an admin
 
@@ -524,8 +532,9 @@ class MarkEvidence:
 @dataclass(frozen=True, slots=True)
 class MarkView:
     """A chalk mark as GET /api/chalk-marks shows it; times naive UTC. status: open, confirmed,
-    expired (open, and seen more than max_hours ago) or superseded (open, of a superseded run: it
-    confirms nothing, see superseded_runs)."""
+    rejected (confirmed, and its case rejected since), expired (open, and seen more than max_hours
+    ago) or superseded (open, of a superseded run: it confirms nothing, see superseded_runs).
+    case_status, case_reject_reason: the linked case's, as it is now (None: no case)."""
 
     id: int
     incident_id: str
@@ -534,6 +543,8 @@ class MarkView:
     status: str
     case_id: int | None
     case_number: str | None
+    case_status: str | None
+    case_reject_reason: str | None
     position: Position
     plate: str | None
     plate_confidence: float | None
@@ -559,7 +570,7 @@ class MarkPage:
 class MarkFilter:
     since: datetime | None = None  # seen_at >= since
     until: datetime | None = None  # first_seen <= until
-    status: str | None = None  # open | confirmed | expired | superseded
+    status: str | None = None  # one of MARK_STATUSES
     plate: str | None = None
 
     def apply(self, stmt: Select, *, expired_before: datetime) -> Select:
@@ -569,8 +580,14 @@ class MarkFilter:
             stmt = stmt.where(ChalkMark.first_seen <= as_utc(self.until))
         # (EXISTS, not IN: a mark of no job, a device's, is of no superseded run)
         of_superseded_run = _SUPERSEDED_JOBS.where(Job.id == ChalkMark.job_id).exists()
+        # (a confirmed mark of no case, deleted since, is not rejected: nothing says its case was)
+        case_rejected = (
+            select(Case.id).where(Case.id == ChalkMark.case_id, Case.status == CASE_REJECTED).exists()
+        )
         if self.status == CONFIRMED:
-            stmt = stmt.where(ChalkMark.status == CONFIRMED)
+            stmt = stmt.where(ChalkMark.status == CONFIRMED, ~case_rejected)
+        elif self.status == REJECTED:
+            stmt = stmt.where(ChalkMark.status == CONFIRMED, case_rejected)
         elif self.status == OPEN:
             stmt = stmt.where(
                 ChalkMark.status == OPEN, ChalkMark.seen_at >= expired_before, ~of_superseded_run
@@ -613,7 +630,7 @@ def mark_page(
         session.connection(), {m.job_id for m in marks if m.status == OPEN and m.job_id is not None}
     )
     evidence: dict[int, list[MarkEvidence]] = {}
-    numbers: dict[int, str | None] = {}
+    cases: dict[int, tuple[str | None, str, str | None]] = {}  # case id -> number, status, reason
     if ids:
         links = (
             select(ChalkEvidence.mark_id, ChalkEvidence.role, ChalkEvidence.sha256)
@@ -626,37 +643,70 @@ def mark_page(
             evidence.setdefault(mark_id, []).append(MarkEvidence(mark_id, role, sha))
         case_ids = {m.case_id for m in marks if m.case_id is not None}
         if case_ids:
-            found = session.execute(select(Case.id, Case.number).where(Case.id.in_(case_ids)))
-            numbers = {case_id: number for case_id, number in found}
-    items = [
-        MarkView(
-            id=m.id,
-            incident_id=m.incident_id,
-            category=m.category,
-            object_kind=m.object_kind,
-            status=_status_as_read(m, expired_before=expired_before, stale=stale),
-            case_id=m.case_id,
-            case_number=numbers.get(m.case_id) if m.case_id is not None else None,
-            position=Position(m.lat, m.lon),
-            plate=m.plate,
-            plate_confidence=m.plate_confidence,
-            camera_id=m.camera_id,
-            device_id=m.device_id,
-            job_id=m.job_id,
-            first_seen=m.first_seen,
-            seen_at=m.seen_at,
-            confirmed_at=m.confirmed_at,
-            created_at=m.created_at,
-            evidence=evidence.get(m.id, []),
+            found = session.execute(
+                select(Case.id, Case.number, Case.status, Case.reject_reason).where(Case.id.in_(case_ids))
+            )
+            cases = {case_id: (number, status, reason) for case_id, number, status, reason in found}
+    items = []
+    for m in marks:
+        no_case = (None, None, None)
+        number, case_status, reason = no_case if m.case_id is None else cases.get(m.case_id, no_case)
+        items.append(
+            _view(
+                m,
+                status=_status_as_read(
+                    m, expired_before=expired_before, stale=stale, case_status=case_status
+                ),
+                case_number=number,
+                case_status=case_status,
+                case_reject_reason=reason,
+                evidence=evidence.get(m.id, []),
+            )
         )
-        for m in marks
-    ]
     return MarkPage(total=int(total or 0), page=page, per_page=per_page, items=items)
 
 
-def _status_as_read(mark: ChalkMark, *, expired_before: datetime, stale: set[int]) -> str:
+def _view(
+    m: ChalkMark,
+    *,
+    status: str,
+    case_number: str | None,
+    case_status: str | None,
+    case_reject_reason: str | None,
+    evidence: list[MarkEvidence],
+) -> MarkView:
+    return MarkView(
+        id=m.id,
+        incident_id=m.incident_id,
+        category=m.category,
+        object_kind=m.object_kind,
+        status=status,
+        case_id=m.case_id,
+        case_number=case_number,
+        case_status=case_status,
+        case_reject_reason=case_reject_reason,
+        position=Position(m.lat, m.lon),
+        plate=m.plate,
+        plate_confidence=m.plate_confidence,
+        camera_id=m.camera_id,
+        device_id=m.device_id,
+        job_id=m.job_id,
+        first_seen=m.first_seen,
+        seen_at=m.seen_at,
+        confirmed_at=m.confirmed_at,
+        created_at=m.created_at,
+        evidence=evidence,
+    )
+
+
+def _status_as_read(
+    mark: ChalkMark, *, expired_before: datetime, stale: set[int], case_status: str | None
+) -> str:
     """A mark's status as listed: an open one of a superseded run (its job in `stale`) is superseded
-    whatever its age, else expired when seen before `expired_before`; a confirmed one stays confirmed."""
+    whatever its age, else expired when seen before `expired_before`; a confirmed one is rejected
+    when its case (`case_status`, None: none now) was rejected, else stays confirmed."""
+    if mark.status == CONFIRMED:
+        return REJECTED if case_status == CASE_REJECTED else CONFIRMED
     if mark.status != OPEN:
         return mark.status
     if mark.job_id in stale:

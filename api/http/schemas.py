@@ -342,14 +342,18 @@ class ChalkMark(Schema):
     incident_id: str
     category: str
     object_kind: str | None
-    status: Literal["open", "confirmed", "expired", "superseded"] = Field(
+    status: Literal["open", "confirmed", "rejected", "expired", "superseded"] = Field(
         description="open: waiting for another pass; confirmed: a later (or earlier) pass saw the vehicle "
-        "again and the case is case_id; expired: open, seen longer ago than the chalking window; "
-        "superseded: open, found by an earlier run of an upload that a resend corrected (start time, "
-        "camera or GPS track), so it confirms nothing: the corrected run's mark of the pass stands for it"
+        "again and the case is case_id; rejected: confirmed, but its case was rejected since (a false "
+        "positive, a duplicate, ...: case_reject_reason); expired: open, seen longer ago than the chalking "
+        "window; superseded: open, found by an earlier run of an upload that a resend corrected (start "
+        "time, camera or GPS track), so it confirms nothing: the corrected run's mark of the pass stands "
+        "for it"
     )
     case_id: int | None
     case_number: str | None
+    case_status: Status | None = Field(description="the status of the case case_id, as it is now")
+    case_reject_reason: RejectReason | None = Field(description="why that case was rejected, if it was")
     position: Position
     plate: str | None
     plate_confidence: float | None

@@ -127,6 +127,9 @@ def test_the_page_lists_filters_and_guards_the_marks(marks: tuple[LiveServer, di
         ]
         assert rows(html) == expected
         assert html.count(f'href="/cases/{case_id}"') == 2 and f"Case {case_number}" in html
+        assert (
+            html.count('<span class="muted small case-status">Pending review</span>') == 2
+        )  # the case's now
         assert '<a href="/chalk-marks" aria-current="page">Suspected parking</a>' in html
         thumb = f"/api/chalk-marks/{ids['C']}/evidence/{sha[('C', 'crop')]}"
         assert f'src="{thumb}"' in html
@@ -177,6 +180,50 @@ def test_the_page_lists_filters_and_guards_the_marks(marks: tuple[LiveServer, di
         )
     with server.client() as anonymous:
         assert anonymous.get("/chalk-marks", follow_redirects=False).status_code == 303
+
+
+def test_a_mark_whose_case_was_rejected_shows_as_rejected(marks: tuple[LiveServer, dict[str, Any]]) -> None:
+    """An operator rejects the case marks A and B confirmed, as a false positive: both rows show the
+    case-rejected badge, still linked to the case, with why it was rejected, in English and in
+    Chinese; the status filter offers it and lists them alone; confirmed no longer does. Before, they
+    showed as confirmed, linking to a rejected case."""
+    server, m = marks
+    ids = m["ids"]
+    case_id, case_number = m["case"]
+    with page_client(server, "operator") as operator, page_client(server, "operator", "zh-CN") as zh:
+        with server.client("operator") as api:
+            moved = api.post(
+                f"/api/cases/{case_id}/transitions", json={"to": "rejected", "reason": "false_positive"}
+            )
+        assert moved.status_code == 200, moved.text
+        html = operator.get("/chalk-marks").text
+        assert rows(html) == [
+            (ids["C"], "open"),
+            (ids["B"], "rejected"),
+            (ids["A"], "rejected"),
+            (ids["D"], "expired"),
+        ]
+        for mark in ("A", "B"):
+            row = html.split(f'data-mark-id="{ids[mark]}"')[1].split("</tr>")[0]
+            assert '<span class="badge rejected">Case rejected</span>' in row
+            assert f'href="/cases/{case_id}"' in row and f"Case {case_number}" in row
+            assert '<span class="muted small case-status">Rejected: False positive</span>' in row
+        assert '<option value="rejected">Case rejected</option>' in html
+        assert "whose case was rejected since" in html  # the intro says what it means
+        zh_html = zh.get("/chalk-marks").text
+        assert '<span class="badge rejected">案件已驳回</span>' in zh_html and "已驳回：误报" in zh_html
+        assert "其案件后来被驳回的" in zh_html
+
+        def listed(status: str) -> tuple[list[tuple[int, str]], str]:
+            r = operator.get("/chalk-marks", params={"status": status})
+            assert r.status_code == 200 and 'id="filter-problems"' not in r.text, r.text
+            return rows(r.text), r.text
+
+        rejected, html = listed("rejected")
+        assert rejected == [(ids["B"], "rejected"), (ids["A"], "rejected")]
+        assert '<option value="rejected" selected>Case rejected</option>' in html
+        assert listed("confirmed")[0] == []
+        assert listed("open")[0] == [(ids["C"], "open")]
 
 
 @pytest.fixture
@@ -262,6 +309,9 @@ def test_the_page_renders_in_chinese_with_its_thumbnails(marks: tuple[LiveServer
             assert page.locator("nav.nav a[aria-current=page]").inner_text() == "疑似违停"
             assert page.locator("#mark-table tbody tr").count() == 4
             assert page.locator(f"tr[data-mark-id='{m['ids']['C']}'] .badge").inner_text() == "待确认"
+            confirmed = page.locator(f"tr[data-mark-id='{m['ids']['B']}']")
+            assert confirmed.locator(".badge").inner_text() == "已确认"
+            assert confirmed.locator(".case-status").inner_text() == "待审核"  # its case's status now
             thumbs = page.locator("img.mark-thumb")
             assert thumbs.count() == 4
             for i in range(4):

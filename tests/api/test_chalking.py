@@ -584,6 +584,58 @@ def test_an_earlier_run_s_open_marks_are_listed_as_superseded(svc: Services) -> 
         assert listed("open", 13) == (0, [])
 
 
+def test_a_mark_confirmed_by_an_earlier_run_reads_rejected_once_its_case_is_superseded(svc: Services) -> None:
+    """An upload's first run chalks two passes 20 min apart (its own: they confirm each other into a
+    case); a resend corrects the upload and its corrected run supersedes that case (api.jobs.superseding
+    rejects it as a duplicate). Both marks now read rejected, with the case's status and reason, and
+    neither the confirmed nor the open filter lists them. Before, they were listed, and filtered, as
+    confirmed, pointing to a rejected case."""
+    from api.cases.chalking import MarkFilter, mark_page
+    from api.jobs.superseding import supersede_earlier_runs
+
+    with svc.factory() as session:
+        upload = Upload(sha256="4" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
+        session.add(upload)
+        session.flush()
+        first_job = Job(upload_id=upload.id, status="done")
+        session.add(first_job)
+        session.commit()
+        upload_id, first_id = upload.id, first_job.id
+    chalk_for_job(svc, "rev0:a", 0, first_id)
+    confirmed = chalk_for_job(svc, "rev0:b", 20, first_id).confirmed
+    assert confirmed is not None and confirmed.created
+    with svc.factory() as session:  # the resend corrects the upload (api.jobs.uploads)
+        stored = session.get(Upload, upload_id)
+        assert stored is not None
+        stored.revision = 1
+        corrected_job = Job(upload_id=upload_id, status="done", revision=1)
+        session.add(corrected_job)
+        session.commit()
+        assert supersede_earlier_runs(session, job_id=corrected_job.id, actor=SYSTEM).rejected == [
+            confirmed.case_number
+        ]
+    with svc.read_factory() as session:
+
+        def listed(
+            status: str | None,
+        ) -> tuple[int, list[tuple[str, str, int | None, str | None, str | None]]]:
+            page = mark_page(session, filters=MarkFilter(status=status), chalk_policy=POLICY, now=T0)
+            items = [
+                (m.incident_id, m.status, m.case_id, m.case_status, m.case_reject_reason) for m in page.items
+            ]
+            return page.total, items
+
+        statuses = mark_page(session, filters=MarkFilter(), chalk_policy=POLICY, now=T0).items
+        assert [m.status for m in statuses] == ["rejected", "rejected"]  # neither reads confirmed
+        rejected = [
+            (name, "rejected", confirmed.case_id, "rejected", "duplicate") for name in ("rev0:b", "rev0:a")
+        ]
+        assert listed(None) == (2, rejected)
+        assert listed("rejected") == (2, rejected)
+        assert listed("confirmed") == (0, [])
+        assert listed("open") == (0, [])
+
+
 def test_file_committed_routes_by_suspicion(svc: Services) -> None:
     kw: dict[str, Any] = dict(grid_cache=svc.grid_cache, policy=svc.policy, chalk_policy=POLICY, actor=SYSTEM)
     assert isinstance(file_committed(svc.factory, suspected("s1"), **kw), ChalkResult)
@@ -720,3 +772,65 @@ def test_two_devices_over_http(server: LiveServer) -> None:
         assert admin.get(url.format(sha["original"])).status_code == 404  # unsealed only from its case
     with server.services.read_factory() as session:
         assert audit(session).problems == []  # both passes' evidence under the case's custody
+
+
+def test_an_operator_s_rejection_shows_on_the_case_s_marks(server: LiveServer) -> None:
+    """Two vans confirm two vehicles into two cases; an operator rejects one as a false positive and
+    files the other. Over HTTP the first case's marks are listed as rejected (with the case's status
+    and reason, still linked to it), the other's as confirmed (its case filed); the status filters part
+    them, and the open and expired counts are untouched. Before, all four read confirmed."""
+    passes = [  # (van, incident id, metres north, minutes)
+        ("device", "van1:a", 0, 0),
+        ("device2", "van2:a", 4, 25),
+        ("device", "van1:b", 800, 0),
+        ("device2", "van2:b", 804, 25),
+        ("device", "van1:c", 1600, 0),  # alone: open, and (footage of November 2026) expired by the clock
+    ]
+    with server.client("operator") as operator:
+        cases = []
+        for van, incident_id, metres, minutes in passes:
+            with server.client(van) as client:
+                data = suspected_json(incident_id, metres=metres, minutes=minutes, files={})
+                answer = _post(client, data, {})
+            assert answer.status_code == 201, answer.text
+            if answer.json()["case_id"] is not None:
+                cases.append(answer.json()["case_id"])
+        false_case, real_case = cases
+        for case_id, move in (
+            (false_case, {"to": "rejected", "reason": "false_positive"}),
+            (real_case, {"to": "filed"}),
+        ):
+            moved = operator.post(f"/api/cases/{case_id}/transitions", json=move)
+            assert moved.status_code == 200, moved.text
+
+        def listed(**params: Any) -> tuple[int, dict[str, tuple[str, int | None, str | None, str | None]]]:
+            found = operator.get("/api/chalk-marks", params=params)
+            assert found.status_code == 200, found.text
+            body = found.json()
+            items = {
+                m["incident_id"]: (m["status"], m["case_id"], m["case_status"], m["case_reject_reason"])
+                for m in body["items"]
+            }
+            return body["total"], items
+
+        statuses = {m["incident_id"]: m["status"] for m in operator.get("/api/chalk-marks").json()["items"]}
+        assert statuses == dict.fromkeys(["van1:a", "van2:a"], "rejected") | {
+            "van1:b": "confirmed",
+            "van2:b": "confirmed",
+            "van1:c": "expired",
+        }
+        rejected = ("rejected", false_case, "rejected", "false_positive")
+        confirmed = ("confirmed", real_case, "filed", None)
+        total, marks = listed()
+        assert total == 5 and marks == {
+            "van1:a": rejected,
+            "van2:a": rejected,
+            "van1:b": confirmed,
+            "van2:b": confirmed,
+            "van1:c": ("expired", None, None, None),
+        }
+        assert listed(status="rejected") == (2, {"van1:a": rejected, "van2:a": rejected})
+        assert listed(status="confirmed") == (2, {"van1:b": confirmed, "van2:b": confirmed})
+        assert listed(status="expired")[0] == 1 and listed(status="open")[0] == 0
+        bad = operator.get("/api/chalk-marks", params={"status": "false_positive"})
+        assert bad.status_code == 422 and "status" in bad.text

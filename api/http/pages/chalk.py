@@ -5,8 +5,9 @@ GET /chalk-marks is a plain GET form over the API's filters (api.cases.chalking.
 seen first, a page at a time. Each mark shows a thumbnail of its close-up (served by
 GET /api/chalk-marks/{id}/evidence/{sha256}), when and where it was seen (its times at its camera's
 UTC offset, api.http.pages.views, else at the site's; the grid cell its position lies in), its plate,
-camera and device, and its status: open, confirmed (a link to the case it was filed in), expired or
-superseded (an upload's earlier run's, which a corrected resend superseded).
+camera and device, and its status: open, confirmed (a link to the case it was filed in, and that
+case's status), rejected (confirmed, its case rejected since: the link, and why it was rejected),
+expired or superseded (an upload's earlier run's, which a corrected resend superseded).
 The sealed original is never listed, not even to an admin: the page asks for marks without it.
 
 Bad filter values are named on the page and ignored, as on the case list, never a 500.
@@ -182,6 +183,12 @@ def mark_row(
             }
         )
     category_key = f"category.{mark.category}"
+    case_status = ""
+    if mark.case_status is not None:
+        case_status = _label(t, f"status.{mark.case_status}", mark.case_status)
+        if mark.case_reject_reason is not None:
+            reason = _label(t, f"reason.{mark.case_reject_reason}", mark.case_reject_reason)
+            case_status = t("chalk.case_status_reason", status=case_status, reason=reason)
     return {
         "mark": mark,
         "thumb": thumb,
@@ -193,7 +200,13 @@ def mark_row(
         "cell": cell,
         "plate_confidence": f"{mark.plate_confidence:.2f}" if mark.plate_confidence is not None else "",
         "device": device,
+        "case_status": case_status,
     }
+
+
+def _label(t: Translator, key: str, value: str) -> str:
+    """The catalogue's label for a stored value, else the value itself."""
+    return t(key) if t.has(key) else value
 
 
 @router.get("/chalk-marks", response_class=HTMLResponse)

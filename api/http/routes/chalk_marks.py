@@ -33,9 +33,10 @@ def get_chalk_marks(
         schemas.QueryTime | None, Query(description="first seen at or before (ISO 8601)")
     ] = None,
     status: Annotated[
-        Literal["open", "confirmed", "expired", "superseded"] | None,
+        Literal["open", "confirmed", "rejected", "expired", "superseded"] | None,
         Query(
-            description="expired: open, and seen longer ago than GRIDPATROL_CHALK_MAX_HOURS; superseded: "
+            description="confirmed: its case stands; rejected: confirmed, its case rejected since (neither "
+            "is the other); expired: open, and seen longer ago than GRIDPATROL_CHALK_MAX_HOURS; superseded: "
             "open, of an upload's earlier run that a corrected resend superseded (neither open nor expired)"
         ),
     ] = None,
