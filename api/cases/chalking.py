@@ -26,7 +26,17 @@ until its case is rejected (as api.jobs.superseding rejects an earlier run's cas
 A confirmed mark whose case was rejected since (by an operator: a false positive, a duplicate, not a
 violation, exempt; or by the service, as superseded) is listed as rejected, with the case's status and
 reason (as read, not stored, like expired and superseded): "confirmed" means its case stands. A case
-closed after it was handled, or reopened since, stands: its marks stay confirmed.
+closed after it was handled, or reopened since, stands: its marks stay confirmed. A rejected mark takes
+no part in matching any more (the candidates' query leaves out the marks of a rejected case): it
+confirms nothing and is never linked to another case, so a later pass of the vehicle files nothing
+from it, but is a mark of its own, open, that the pass after confirms as usual. Otherwise the later
+pass confirmed it, and, as merging passes rejected cases by, a new case was filed with the rejected
+pass's evidence and the mark moved onto it, reading confirmed again: the operator's decision undone.
+Whatever the reason: a false positive or an exempt vehicle is no better evidence the second time; a
+duplicate's vehicle is the standing case's, which the vehicle's next confirmed pair joins by the merge
+rule; a case the service superseded keeps only the marks the corrected run's pass no longer matched
+(one that matches is confirmed again, into the corrected run's case, before the earlier case is
+rejected: api.jobs.superseding runs once the job is done).
 
 A match makes a confirmed incident of the passes' category (`confirmed_incident`; a suspected
 incident is an illegal_parking one, api.cases.incident): its id derived from both passes' incident
@@ -35,10 +45,10 @@ pass first saw the vehicle, seen at the later pass, at the mean of the two posit
 plate read with the higher confidence, and the evidence of both passes, the earlier's first. It is
 ingested by api.cases.ingest.ingest like any incident (a new case, or a sighting of the case
 api.cases.merge chooses; custody and history as always), and both marks are then confirmed with
-that case's id. A third pass of the same vehicle matches again: its confirmed incident merges into
-the same case by the merge rule (the mean of two matching pairs that share a pass lies within
-`radius_m` of the case's position, so within the merge radius when radius_m is at most that, as by
-default: 10 m against 15 m).
+that case's id. A third pass of the same vehicle matches again (while the case stands): its
+confirmed incident merges into the same case by the merge rule (the mean of two matching pairs that
+share a pass lies within `radius_m` of the case's position, so within the merge radius when radius_m
+is at most that, as by default: 10 m against 15 m).
 
 Evidence roles: each pass keeps the roles its own incident gave its files; the confirmed incident's
 evidence list holds both passes' files, so a role may appear twice in one sighting (the evidence
@@ -208,6 +218,7 @@ class ChalkResult:
 _MARKS = _table(ChalkMark)
 _EVIDENCE = _table(ChalkEvidence)
 _BLOBS = _table(EvidenceBlob)
+_CASES = _table(Case)
 _FIND_MARK = select(_MARKS).where(_MARKS.c.incident_id == bindparam("incident_id"))
 _CANDIDATES = select(
     _MARKS.c.id,
@@ -223,6 +234,8 @@ _CANDIDATES = select(
     _MARKS.c.seen_at <= bindparam("seen_hi"),
     _MARKS.c.lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
     _MARKS.c.lon.between(bindparam("lon_lo"), bindparam("lon_hi")),
+    # a mark whose case was rejected takes no part (EXISTS by the case's key; an open mark has none)
+    ~select(_CASES.c.id).where(_CASES.c.id == _MARKS.c.case_id, _CASES.c.status == CASE_REJECTED).exists(),
 )
 _INSERT_MARK = insert(_MARKS).returning(_MARKS.c.id)
 _INSERT_EVIDENCE = insert(_EVIDENCE)

@@ -258,6 +258,53 @@ def test_a_third_pass_merges_into_the_same_case(svc: Services) -> None:
     assert counts(svc) == (1, 2, 3)
 
 
+@pytest.mark.parametrize("reason", ["false_positive", "duplicate", "exempt"])
+def test_a_rejected_case_s_marks_confirm_nothing_again(svc: Services, reason: str) -> None:
+    """Two passes confirm a case; an operator rejects it (not a vehicle, one filed already, allowed to
+    park there). The vehicle's third pass confirms nothing: it is a mark of its own, open, the rejected
+    marks keep their case (and read rejected), and no case is filed again. Its fourth pass confirms the
+    third's mark, a new case of those two. Before, the third pass confirmed the rejected case's first
+    mark into a new case carrying the rejected pass's evidence, and moved that mark onto it."""
+    from api.cases.acting import transition
+    from api.cases.chalking import MarkFilter, mark_page
+    from api.cases.workflow import REJECTED, Move, RejectReason
+
+    operator = Principal(kind="user", name="op", role="operator")
+    file(svc, suspected("p1", plate="ZJA12345", confidence=0.8))
+    second = file(svc, suspected("p2", metres=4, minutes=20, plate="ZJA12345", confidence=0.8))
+    assert second.confirmed is not None
+    rejected_case = second.confirmed.case_id
+    with svc.factory() as session:
+        move = Move(target=REJECTED, reason=RejectReason(reason))
+        transition(session, principal=operator, case_id=rejected_case, move=move)
+        session.commit()
+
+    third = file(svc, suspected("p3", metres=-4, minutes=40, plate="ZJA12345", confidence=0.8))
+    assert third.confirmed is None
+    assert counts(svc) == (1, 1, 3)
+    fourth = file(svc, suspected("p4", minutes=60, plate="ZJA12345", confidence=0.8))
+    assert fourth.confirmed is not None and fourth.confirmed.created
+    assert fourth.confirmed.case_id != rejected_case
+    assert counts(svc) == (2, 2, 4)
+    with svc.read_factory() as session:
+        page = mark_page(session, filters=MarkFilter(), chalk_policy=POLICY, now=T0)
+        marks = {m.incident_id: (m.status, m.case_id) for m in page.items}
+        assert marks == {
+            "p1": ("rejected", rejected_case),
+            "p2": ("rejected", rejected_case),
+            "p3": ("confirmed", fourth.confirmed.case_id),
+            "p4": ("confirmed", fourth.confirmed.case_id),
+        }
+        rejected = session.get(Case, rejected_case)
+        assert rejected is not None and rejected.status == "rejected" and rejected.sightings_count == 1
+        record = json.loads(
+            session.scalars(
+                select(Sighting.incident_json).where(Sighting.case_id == fourth.confirmed.case_id)
+            ).one()
+        )
+        assert [p["incident_id"] for p in record["chalk"]["passes"]] == ["p3", "p4"]
+
+
 def test_a_late_upload_of_the_earlier_pass(svc: Services) -> None:
     file(svc, suspected("later", minutes=30, plate="ZJA12345", confidence=0.7))
     result = file(svc, suspected("earlier", minutes=0))
