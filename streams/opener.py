@@ -11,7 +11,7 @@ from streams.frame import GeoPoint
 from streams.images import IMAGE_SUFFIXES, ImageSource
 from streams.rtsp import LiveSource, ReconnectPolicy
 from streams.source import FrameSource, SourceError
-from streams.urls import LIVE_SCHEMES, is_live_url, is_remote_file, mask_credentials, url_scheme
+from streams.urls import is_live_url, is_remote_file, unreadable_scheme, url_error, url_scheme
 from streams.video import VideoSource
 
 
@@ -54,8 +54,7 @@ def open_source(
         )
     scheme = url_scheme(text)
     if scheme is not None:
-        readable = ", ".join(sorted(LIVE_SCHEMES))
-        raise SourceError(f"{mask_credentials(text)}: cannot read {scheme}:// URLs (only {readable})")
+        raise SourceError(url_error(text, unreadable_scheme(scheme)))
     path = Path(text)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")

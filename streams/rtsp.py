@@ -16,7 +16,7 @@ import numpy as np
 
 from streams.frame import Frame, GeoPoint
 from streams.source import FrameSource, RateSampler, SourceError, SourceInfo
-from streams.urls import default_source_id, mask_credentials
+from streams.urls import default_source_id, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class LiveSource(FrameSource):
         self._lock = threading.Lock()
         self._reconnected_at: float | None = None  # monotonic
         self._last_delay_s: float | None = None  # the wait before that reconnect
-        name = mask_credentials(url)
+        name = shown_url(url)
         capture = connect(url, self._policy)
         if not capture.isOpened():
             capture.release()

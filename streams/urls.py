@@ -153,7 +153,7 @@ def stream_url_problem(url: str) -> str | None:
         return "holds a space or a control character"
     scheme = url_scheme(url)
     if scheme not in LIVE_SCHEMES:
-        return f"not a live stream URL: use one of {', '.join(sorted(LIVE_SCHEMES))}"
+        return unreadable_scheme(scheme)
     if is_remote_file(url):
         return "an http(s) URL of a video file is footage, not a live stream: upload it instead"
     rest = url.partition("://")[2]
@@ -172,6 +172,32 @@ def stream_url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "has no host"
     return None
+
+
+def unreadable_scheme(scheme: str | None) -> str:
+    """The reason a URL of another scheme than LIVE_SCHEMES (ftp://, file://) is refused, the same for a
+    camera's stream URL and `gridpatrol detect`'s input."""
+    readable = ", ".join(sorted(LIVE_SCHEMES))
+    return f"cannot read {scheme or 'such'}:// URLs (only {readable})"
+
+
+def shown_url(url: str) -> str:
+    """A source URL as an error names it: without its secrets (mask_credentials). Masking finds a
+    password by the URL's shape, so one it cannot read is named by its scheme and host alone: a URL with
+    a space or a control character (masking takes it to end there: a password typed with a space would
+    show), or one whose host part is no host[:port] (rtsp://admin:pw/live, the '@' left out)."""
+    rest = url.partition("://")[2]
+    host = host_and_port(url)
+    bare = re.split(r"[/?#]", rest, maxsplit=1)[0] == ""  # file:///path: no host, nothing to hide there
+    if re.search(r"[\x00-\x20\x7f]", url) or (host is None and not bare):
+        return f"{url_scheme(url) or '?'}://{host or '(no host)'}"
+    return mask_credentials(url)
+
+
+def url_error(url: str, reason: str) -> str:
+    """How every part of gridpatrol words a source URL it cannot use (the API and `gridpatrol camera add`
+    for a camera's stream URL, `gridpatrol detect`, a runner): "<the URL, shown_url>: <reason>"."""
+    return f"{shown_url(url)}: {reason}"
 
 
 def _mask_url(url: str) -> str:

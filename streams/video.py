@@ -13,7 +13,7 @@ import cv2
 
 from streams.frame import Frame, GeoPoint, wall_time_at
 from streams.source import FrameSource, RateSampler, SourceError, SourceInfo
-from streams.urls import mask_credentials
+from streams.urls import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class VideoSource(FrameSource):
         self._sampler = RateSampler(analysis_fps)
         file_path: PurePath
         if isinstance(path, str):  # a URL
-            name = mask_credentials(path)
+            name = shown_url(path)
             file_path = PurePosixPath(urlsplit(path).path.split(";", 1)[0])
         else:
             name = str(path)

@@ -433,10 +433,13 @@ ALL = "*"  # the cell or category of a total row
 CSV_BOM = "\ufeff"  # written before the CSV, so that Excel reads it as UTF-8 (Chinese cell and team names)
 
 
-def _csv_values(figures: Figures) -> list[str]:
-    def hours(value: float | None) -> str:
-        return "" if value is None else f"{value:g}"
+def csv_hours(value: float | None) -> str:
+    """Hours in a CSV cell: two decimals, as the JSON report rounds them (1234567.25, 0.05, 0.00),
+    never in scientific notation; empty for no move."""
+    return "" if value is None else f"{value:.2f}"
 
+
+def _csv_values(figures: Figures) -> list[str]:
     return [
         str(figures.found),
         str(figures.confirmed),
@@ -446,7 +449,7 @@ def _csv_values(figures: Figures) -> list[str]:
         str(figures.open_at_end),
         str(figures.awaiting_review_at_end),
         *(
-            hours(value)
+            csv_hours(value)
             for d in (figures.review_hours, figures.handling_hours, figures.closing_hours)
             for value in (d.median_h, d.p90_h)
         ),

@@ -123,12 +123,29 @@ class ClaimedJob:
     lease: str
     lease_s: float
     upload: dict[str, Any]
+    revision: int = 0  # the upload's revision this job runs for; the upload's own is upload["revision"]
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClaimedJob:
         return cls(
-            int(data["id"]), int(data["attempt"]), str(data["lease"]), float(data["lease_s"]), data["upload"]
+            int(data["id"]),
+            int(data["attempt"]),
+            str(data["lease"]),
+            float(data["lease_s"]),
+            data["upload"],
+            int(data.get("revision", 0)),
         )
+
+    @property
+    def upload_revision(self) -> int:
+        return int(self.upload.get("revision", self.revision))
+
+    def revision_note(self) -> str:
+        """For the claim's log line: the revision this job runs for, and whether a corrected resend
+        has superseded it (its upload is at a later revision)."""
+        if self.revision < self.upload_revision:
+            return f"revision {self.revision}, superseded: its upload is at revision {self.upload_revision}"
+        return f"revision {self.revision}"
 
     @property
     def start_time(self) -> datetime | None:
@@ -434,7 +451,7 @@ class UploadJobLoop:
 
     def process(self, job: ClaimedJob, stop: threading.Event | None = None) -> str:
         """Run one claimed job: "done", "failed" or "stopped" (left unfinished to its lease)."""
-        log.info("upload jobs: job %s attempt %d claimed", job.id, job.attempt)
+        log.info("upload jobs: job %s attempt %d claimed (%s)", job.id, job.attempt, job.revision_note())
         self.current = job.id
         folder = self.work_dir / f"{job.id}-{job.attempt}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,11 @@ BAD_CAMERAS: list[tuple[str, dict[str, Any], str]] = [
     ("hours past the end of the day", {"active_hours": ["08:00-24:30"]}, "active_hours.0"),
     ("zone hours with a line break", {"zones": [{**ZONE, "active_hours": ["06:00-22:00\n"]}]}, "zones.0"),
     ("a zone id with a line break", {"zones": [{**ZONE, "id": "a\nb"}]}, "zones.0.id"),
-    ("not a live stream", {"stream_url": "file:///etc/passwd"}, "stream_url: Value error, not a live stream"),
+    (
+        "not a live stream",
+        {"stream_url": "file:///etc/passwd"},
+        "stream_url: file:///etc/passwd: cannot read file://",
+    ),
 ]
 
 # stream URLs a runner could not open (FFmpeg reads the host up to the first '/', '?' or '#', as a URL
@@ -139,6 +143,59 @@ def test_a_stream_url_a_runner_cannot_open_is_refused_without_showing_it(
     ]
     for _url, secret, _reason in BAD_URLS:
         assert secret not in caplog.text
+
+
+ONLY = "(only http, https, rtmp, rtmps, rtmpt, rtmpts, rtp, rtsp, rtsps, srt, tcp, udp)"
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "ftp://admin:pw-Ftp@cam.example/live",
+            f"ftp://admin:***@cam.example/live: cannot read ftp:// URLs {ONLY}",
+        ),
+        (
+            "rtsp://admin:pw-Port@cam.example:99999/live",
+            "rtsp://admin:***@cam.example:99999/live: not a valid URL",
+        ),
+        (
+            "rtsp://admin:pw-Hash#@cam.example/live",
+            "rtsp://admin:***@cam.example/live: an '@' after the host",
+        ),
+        # the '@' left out: the password reads as a port, so the URL is named by its scheme alone
+        ("rtsp://admin:pw-NoAt/live", "rtsp://(no host): not a valid URL"),
+    ],
+)
+def test_a_bad_stream_url_is_named_masked_with_its_reason_the_same_way_everywhere(
+    server: LiveServer,
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    said: str,
+) -> None:
+    """The API, `gridpatrol camera add` and, for a scheme no source reads, `gridpatrol detect` and a
+    runner (both open it with streams.open_source) name a bad stream URL alike: the URL with its password
+    masked, then the reason. Before, the API and the CLI said "stream_url: Value error, <reason>" without
+    the URL, while detect said "<URL>: cannot read ftp:// URLs", another reason for the same URL."""
+    from streams import SourceError, open_source
+
+    with server.client("admin") as admin:
+        r = admin.post("/api/cameras", json=_camera("gate-9", stream_url=url))
+    assert r.status_code == 422 and r.json()["detail"].startswith(f"stream_url: {said}"), r.text
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    capsys.readouterr()
+    assert main(["camera", "add", "gate-9", "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert f"camera gate-9: stream_url: {said}" in err, err
+    if url.startswith("ftp:"):
+        with pytest.raises(SourceError) as opened:
+            open_source(url)
+        assert str(opened.value) == said
+    assert "pw-" not in r.text + err
 
 
 def test_only_runners_read_stream_urls_and_report_state(server: LiveServer) -> None:
@@ -320,7 +377,9 @@ def test_camera_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     )
     assert main(["camera", "import", str(site)]) == 1
     out = capsys.readouterr().out
-    assert "not imported: demo-cam-01 (stream_url: Value error, an '@' after the host" in out
+    assert (
+        "not imported: demo-cam-01 (stream_url: rtsp://admin:***@10.0.0.7/live: an '@' after the host" in out
+    )
     assert "pw-Qz" not in out and "imported 0 camera(s)" in out
     assert main(["camera", "list"]) == 0
     out = capsys.readouterr().out

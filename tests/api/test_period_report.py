@@ -833,3 +833,42 @@ def test_a_csv_the_disk_has_no_room_for_leaves_the_file_that_was_there(
         (disk / "filler").unlink()
         assert main([*week, "--csv", str(kept)]) == 0
         assert kept.read_bytes().startswith(b"\xef\xbb\xbfcell_id,") and len(kept.read_bytes()) > 4096
+
+
+@pytest.mark.parametrize(
+    ("hours", "in_csv", "in_text"),
+    [
+        (1234567.4, "1234567.40", "1234567.4 h"),  # 141 years: `:g` wrote 1.23457e+06
+        (456789.25, "456789.25", "456789.2 h"),  # `:g` dropped the decimals (456789)
+        (0.05, "0.05", "0.1 h"),  # three minutes
+        (0.0, "0.00", "0.0 h"),
+        (None, "", "–"),  # no such move
+    ],
+)
+def test_report_hours_are_written_with_fixed_decimals(hours: float | None, in_csv: str, in_text: str) -> None:
+    """The hours of the report's CSV (download and `gridpatrol report --csv`) have two decimals, as its
+    JSON rounds them, and `gridpatrol report`'s text one, whatever their size: never 1.23457e+06."""
+    from datetime import date
+
+    from api.cases import period_report as pr
+    from api.cli.reports import summary_lines
+
+    moves = pr.Durations(0 if hours is None else 3, hours, hours)
+    figures = pr.Figures(1, 1, 0, {}, 1, 0, 0, moves, moves, moves)
+    report = pr.PeriodReport(
+        since=datetime(2026, 11, 1),
+        until=datetime(2026, 11, 8),
+        total=figures,
+        by_category=[pr.CategoryFigures("illegal_parking", figures)],
+        by_cell=[pr.CellFigures(ZIYANG, "Ziyang 4", "team-ziyang", figures, 0)],
+        rows=[pr.CellCategoryFigures(ZIYANG, "team-ziyang", "illegal_parking", figures)],
+        coverage=pr.PatrolCoverage(0, 1, 0.0),
+    )
+    rows = list(csv.DictReader(io.StringIO(pr.csv_text(report))))
+    assert len(rows) == 4
+    for row in rows:
+        assert [row[name] for name in pr.CSV_HEADER if name.endswith("_h")] == [in_csv] * 6, row
+    lines = summary_lines(report, first=date(2026, 11, 1), last=date(2026, 11, 7), offset="+08:00")
+    closing = next(line for line in lines if "found -> closed" in line)
+    assert f"{in_text}  median; p90 {in_text};" in closing, closing
+    assert "e+" not in "\n".join(lines)

@@ -324,11 +324,16 @@ def test_a_runner_makes_the_cases_the_in_process_worker_makes(
 
 
 def test_a_corrected_resend_gets_the_same_new_ids_from_a_runner_as_from_the_worker(
-    fresh_db: Callable[[str], str], start_service: Callable[..., LiveServer], site: Path, tmp_path: Path
+    fresh_db: Callable[[str], str],
+    start_service: Callable[..., LiveServer],
+    site: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Footage sent with a start time 8 h off its track, then again with the right one: a runner runs
     the corrected job with the ids the in-process worker gives it (the claimed job's id_salt), new ones,
-    and supersedes the first run's case as the worker does."""
+    and supersedes the first run's case as the worker does. The runner's log names the revision of each
+    job it claims."""
     footage = CLIP.read_bytes()
     wrong = "2026-11-20T17:00:00+08:00"
 
@@ -344,11 +349,14 @@ def test_a_corrected_resend_gets_the_same_new_ids_from_a_runner_as_from_the_work
     by_runner = start_service("by-runner", fresh_db("by_runner"))
     loop = _loop(by_runner, tmp_path, site)
     try:
-        for start in (wrong, START):
+        for revision, start in enumerate((wrong, START)):
             job_id = send(by_worker, start)
             assert worker.run_once()
             assert send(by_runner, start) == job_id
-            assert loop.run_once()
+            caplog.clear()
+            with caplog.at_level("INFO", logger="api.runner.uploads"):
+                assert loop.run_once()
+            assert f"job {job_id} attempt 1 claimed (revision {revision})" in caplog.text, caplog.text
             assert _job(by_runner, job_id)["status"] == "done"
             assert _job(by_runner, job_id)["warning"] == _job(by_worker, job_id)["warning"]
     finally:
@@ -362,6 +370,33 @@ def test_a_corrected_resend_gets_the_same_new_ids_from_a_runner_as_from_the_work
     assert {row[3] for row in placed} == {"pending_review"}
     superseded = [row for row in made["cases"] if row[4] == "unassigned"]
     assert superseded and {row[3] for row in superseded} == {"rejected"}, made["cases"]
+
+
+def test_a_runner_logs_a_claimed_job_its_upload_s_correction_superseded(
+    fresh_db: Callable[[str], str],
+    start_service: Callable[..., LiveServer],
+    site: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A job claimed for revision 0 of an upload that is at revision 1 by then (a corrected resend
+    raised it; set here in the database): the runner's claim line says the job is superseded, so an
+    operator reading the runner's log can tell it from the corrected run."""
+    from api.storage.models import Upload
+
+    server = start_service("svc", fresh_db("svc"))
+    job_id = _upload(server, CLIP.name, CLIP.read_bytes())
+    with server.services.factory() as session:
+        session.execute(update(Upload).values(revision=1))
+        session.commit()
+    loop = _loop(server, tmp_path, site)
+    try:
+        with caplog.at_level("INFO", logger="api.runner.uploads"):
+            assert loop.run_once()
+    finally:
+        loop.close()
+    claimed = f"job {job_id} attempt 1 claimed (revision 0, superseded: its upload is at revision 1)"
+    assert claimed in caplog.text, caplog.text
 
 
 def test_a_corrupt_upload_fails_only_itself(

@@ -110,8 +110,8 @@ def test_mask_credentials(url: str, masked: str) -> None:
         ("rtsp://cam:99999/live", "cam:99999", "not a valid URL"),
         ("rtsp://u:p@/live", None, "has no host"),
         ("rtsp://cam/li ve", "cam", "a space or a control character"),
-        ("file:///etc/passwd", None, "not a live stream URL"),
-        ("rstp://cam/live", "cam", "not a live stream URL"),
+        ("file:///etc/passwd", None, "cannot read file:// URLs (only http, https,"),
+        ("rstp://cam/live", "cam", "cannot read rstp:// URLs"),
         ("http://cdn.example.com/day1.mp4", "cdn.example.com", "footage, not a live stream"),
     ],
 )
@@ -318,3 +318,27 @@ def test_a_video_file_on_a_web_server_is_read_once_by_its_container_clock(
             open_source(missing, reconnect=FAST)
         assert str(error.value).startswith(f"http://127.0.0.1:{port}/gone.mp4?sig=***: cannot be read")
         assert TOKEN not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://admin:pw-1@cam.local:554/live", "rtsp://admin:***@cam.local:554/live"),
+        ("rtsp://cam.local/live?token=pw-2", "rtsp://cam.local/live?token=***"),
+        # masking takes a URL to end at a space: one holding a space is named by scheme and host alone
+        ("rtsp://admin:pw 3@cam.local/live", "rtsp://cam.local"),
+        ("rtsp://admin:pw-4@cam.local/li\tve", "rtsp://cam.local"),
+        ("rtsp://pw 5@/live", "rtsp://(no host)"),
+        # no '@' before the host: the password reads as a port that is no number
+        ("rtsp://admin:pw-6/live", "rtsp://(no host)"),
+        ("rtsp://admin:pw-7", "rtsp://(no host)"),
+        ("rtsp://admin:pw-8@", "rtsp://(no host)"),
+        ("rtsp://admin:20240#@10.0.0.9/live", "rtsp://admin:***@10.0.0.9/live"),
+        ("file:///srv/footage/day1.mp4", "file:///srv/footage/day1.mp4"),
+    ],
+)
+def test_a_url_an_error_names_shows_no_secret(url: str, shown: str) -> None:
+    from streams.urls import shown_url, url_error
+
+    assert shown_url(url) == shown
+    assert url_error(url, "the reason") == f"{shown}: the reason"

@@ -165,7 +165,8 @@ def test_a_failed_job_shows_its_error(open_page: Any, site: Site, tmp_path: Path
     p = page.page
     page.goto("/upload")
     p.wait_for_selector("body[data-upload-state=ready]")
-    p.set_input_files("#file", str(fresh_copy(tmp_path, "failed")))
+    footage = fresh_copy(tmp_path, "failed")
+    p.set_input_files("#file", str(footage))
     p.fill("#camera_id", "camera-on-the-moon")
     p.click("#upload-submit")
     p.wait_for_selector(DONE_OR_FAILED, timeout=300_000)
@@ -177,6 +178,22 @@ def test_a_failed_job_shows_its_error(open_page: Any, site: Site, tmp_path: Path
     assert p.inner_text("#job-text").startswith("失败")
     assert p.locator("#job-cases *").count() == 0
     page.shot("failed")
+
+    # the same footage sent again for another camera (a corrected resend): Recent uploads marks the
+    # upload with its revision; an upload as first sent carries no mark
+    with footage.open("rb") as sent:
+        corrected = site.api("op2").post(
+            "/api/uploads", files={"file": (footage.name, sent, "video/mp4")}, data={"camera_id": "patrol-02"}
+        )
+    assert corrected.status_code == 200 and corrected.json()["upload"]["revision"] == 1, corrected.text
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    row = p.locator(f"#recent-uploads tbody tr[data-upload='{job['upload']['id']}']")
+    row.locator(".badge.revision").wait_for()
+    assert row.locator(".badge.revision").inner_text() == "已更正 · 第 1 版"
+    assert footage.name in row.inner_text() and "patrol-02" in row.inner_text()
+    assert p.locator("#recent-uploads tbody tr .badge.revision").count() == 1
+    page.shot("corrected")
 
 
 def test_only_admins_and_operators_may_upload(open_page: Any) -> None:

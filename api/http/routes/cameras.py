@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from api.cameras import registry
 from api.cases.wall_time import WallTime
@@ -18,7 +19,7 @@ from api.http.deps import Admin, ReadSessionDep, Runner, ServicesDep, SessionDep
 from api.storage.models import Camera
 from detect.config import CAMERA_ID_PATTERN, HOURS_PATTERN, Zone, check_span
 from detect.config import Camera as SiteCamera
-from streams.urls import host_and_port, mask_credentials, stream_url_problem, url_scheme
+from streams.urls import host_and_port, mask_credentials, stream_url_problem, url_error, url_scheme
 
 router = APIRouter(prefix="/api", tags=["cameras"], responses=schemas.CALLER_ERRORS)
 
@@ -33,10 +34,12 @@ Hours = Annotated[
 
 
 def _stream_url(url: str) -> str:
-    """A stream URL a runner can open and a response can show without its secrets."""
+    """A stream URL a runner can open and a response can show without its secrets. One it cannot is
+    refused as `gridpatrol detect` and a runner word it (streams.urls.url_error: the URL masked, then
+    the reason), without pydantic's "Value error, " before it."""
     problem = stream_url_problem(url)
     if problem is not None:
-        raise ValueError(problem)
+        raise PydanticCustomError("stream_url", "{reason}", {"reason": url_error(url, problem)})
     return url
 
 

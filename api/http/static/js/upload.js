@@ -265,12 +265,25 @@
 
   // --- recent uploads ---
 
+  function revisionBadge(revision) {
+    // revision 0 is footage as first sent; each corrected resend (camera, start time, track) raises it
+    if (!revision) return [];
+    return [" ", gp.el("span", {
+      class: "badge revision",
+      title: gp.t("upload.recent.revision_note"),
+      text: gp.t("upload.recent.revision", { revision: revision }),
+    })];
+  }
+
   async function loadRecent() {
     const response = await gp.request("/api/uploads?limit=10");
     if (!response.ok) return;
     const listing = await response.json();
     const rows = listing.items.map((u) => gp.el("tr", { "data-upload": u.id }, [
-      gp.el("td", { text: (u.filename || u.sha256.slice(0, 12)) + (u.has_track ? " + " + gp.t("upload.recent.track") : "") }),
+      gp.el("td", {}, [
+        (u.filename || u.sha256.slice(0, 12)) + (u.has_track ? " + " + gp.t("upload.recent.track") : ""),
+        ...revisionBadge(u.revision),
+      ]),
       gp.el("td", { text: u.camera_id || "–" }),
       gp.el("td", { text: when(u.created_at) }),
       gp.el("td", { text: u.job_status ? gp.t("upload.job." + u.job_status) : "–" }),
