@@ -25,6 +25,9 @@ FALLBACK_FPS = 30.0
 FRAME_COUNT_SLACK = 2
 # An mp4 written by a camera usually keeps its index (the moov atom) at the end of the file.
 _MP4_HINT = "; an mp4/mov cut short loses its index (moov atom) and cannot be read at all"
+# Matroska and WebM (EBML) state their Duration on the segment's clock: from its zero, not the first frame.
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_MATROSKA_SUFFIXES = frozenset({".mkv", ".webm"})
 
 
 def container_ts(reported_s: float, previous_s: float | None, period_s: float) -> tuple[float, bool]:
@@ -39,6 +42,21 @@ def container_ts(reported_s: float, previous_s: float | None, period_s: float) -
     if reported_s > previous_s:
         return reported_s, False
     return previous_s + period_s, True
+
+
+def _length_counts_lead_in(path: Path | str, file_path: PurePath) -> bool:
+    """Whether the container states its length from its clock's zero rather than from its first frame, as
+    Matroska and WebM do: OpenCV estimates their frame count from that Duration, so a recording whose first
+    frame is at 10 s on its clock (a recorder that kept the camera's clock, ffmpeg -copyts, a segment of a
+    longer recording) would count 10 s of frames that never come, and a whole file would read as cut short.
+    A local file is told by its first bytes (its name may be wrong), a URL by its name."""
+    if isinstance(path, str):
+        return file_path.suffix.lower() in _MATROSKA_SUFFIXES
+    try:
+        with path.open("rb") as file:
+            return file.read(len(_EBML_MAGIC)) == _EBML_MAGIC
+    except OSError:
+        return False
 
 
 class VideoSource(FrameSource):
@@ -90,6 +108,10 @@ class VideoSource(FrameSource):
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         native_fps = fps if fps > 0 else None
         frame_count = int(count) if count > 0 else None
+        # The first frame's place on the container's clock, in frames (0 unless the recorder kept its clock).
+        lead_in = round(capture.get(cv2.CAP_PROP_PTS))
+        if frame_count and 0 < lead_in < frame_count and _length_counts_lead_in(path, file_path):
+            frame_count -= lead_in
         duration_s = frame_count / native_fps if frame_count and native_fps else None
         super().__init__(
             SourceInfo(
