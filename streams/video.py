@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import struct
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -28,6 +30,12 @@ _MP4_HINT = "; an mp4/mov cut short loses its index (moov atom) and cannot be re
 # Matroska and WebM (EBML) state their Duration on the segment's clock: from its zero, not the first frame.
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _MATROSKA_SUFFIXES = frozenset({".mkv", ".webm"})
+# The boxes an ISO media file (MP4, MOV, 3GP) may open with; its index (moov) is read whole up to this size.
+_ISO_FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"})
+_MAX_ISO_INDEX_BYTES = 64 * 1024**2
+# A track's kind: the handler type of its hdlr box (MP4: version+flags, pre_defined, type; QuickTime:
+# version+flags, component type, subtype), e.g. b"vide", b"soun".
+_ISO_HANDLER = re.compile(rb"hdlr.{8}(.{4})", re.DOTALL)
 
 
 def container_ts(reported_s: float, previous_s: float | None, period_s: float) -> tuple[float, bool]:
@@ -42,6 +50,54 @@ def container_ts(reported_s: float, previous_s: float | None, period_s: float) -
     if reported_s > previous_s:
         return reported_s, False
     return previous_s + period_s, True
+
+
+def _iso_track_handlers(path: Path) -> tuple[bool, list[bytes] | None]:
+    """Whether `path` is an ISO media file (MP4, MOV, 3GP: known by its first box, whatever its name), and
+    the kinds of its tracks (b"vide", b"soun", ...) from its index, the moov box; None when it has no index
+    (a recording cut before it, since cameras write it last) or is no ISO media file. Tells a phone's
+    audio-only recording from a damaged video, which FFmpeg refuses alike."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            at = 0
+            while at + 8 <= size:
+                file.seek(at)
+                header = file.read(16)
+                box_size, kind = struct.unpack(">I4s", header[:8])
+                body = 8
+                if box_size == 1 and len(header) == 16:  # a 64-bit size follows the type
+                    box_size, body = struct.unpack(">Q", header[8:16])[0], 16
+                elif box_size == 0:  # the box runs to the end of the file
+                    box_size = size - at
+                if (at == 0 and kind not in _ISO_FIRST_BOXES) or box_size < body:
+                    return at > 0, None
+                if kind == b"moov":
+                    if box_size > _MAX_ISO_INDEX_BYTES or at + box_size > size:
+                        return True, None
+                    file.seek(at + body)
+                    return True, _track_handlers(file.read(box_size - body))
+                at += box_size
+    except OSError:
+        return False, None
+    return size >= 8, None
+
+
+def _track_handlers(moov: bytes) -> list[bytes]:
+    """The handler type of each track (trak box) among a moov box's children; other boxes (free space, which
+    may hold a removed track's bytes, user data) are skipped."""
+    handlers = []
+    at = 0
+    while at + 8 <= len(moov):
+        size = int.from_bytes(moov[at : at + 4], "big")
+        if size < 8:
+            break
+        if moov[at + 4 : at + 8] == b"trak":
+            handler = _ISO_HANDLER.search(moov, at + 8, at + size)
+            if handler is not None:
+                handlers.append(handler[1])
+        at += size
+    return handlers
 
 
 def _length_counts_lead_in(path: Path | str, file_path: PurePath) -> bool:
@@ -95,6 +151,12 @@ class VideoSource(FrameSource):
         if not capture.isOpened():
             capture.release()
             hint = _MP4_HINT if file_path.suffix.lower() in {".mp4", ".mov", ".m4v"} else ""
+            if not isinstance(path, str):
+                iso, handlers = _iso_track_handlers(path)
+                if handlers is not None and b"vide" not in handlers:
+                    what = "only audio" if b"soun" in handlers else "no picture"
+                    raise SourceError(f"{name}: holds no video track ({what}): there is nothing to analyse")
+                hint = _MP4_HINT if iso else hint
             reason = "not a readable video (damaged, cut short, or another kind of file)"
             if isinstance(path, str):
                 waited = f" within {timeout_s:g} s" if timeout_s is not None else ""

@@ -79,3 +79,23 @@ def matroska_with_lead_in(path: Path, lead_in_ms: int) -> Path:
         at = body + size
     path.write_bytes(bytes(data))
     return path
+
+
+def mp4_without_video(source: Path, target: Path) -> Path:
+    """A copy of an MP4 whose video tracks are gone (their trak boxes made free space, which readers skip),
+    as a phone's sound-only recording is: the clip's other tracks (its audio) stay."""
+    data = bytearray(source.read_bytes())
+    at = 0
+    while data[at + 4 : at + 8] != b"moov":
+        at += int.from_bytes(data[at : at + 4], "big")
+    end = at + int.from_bytes(data[at : at + 4], "big")
+    child = at + 8
+    while child < end:
+        size = int.from_bytes(data[child : child + 4], "big")
+        box = bytes(data[child : child + size])
+        handler = box.find(b"hdlr")
+        if box[4:8] == b"trak" and box[handler + 12 : handler + 16] == b"vide":
+            data[child + 4 : child + 8] = b"free"
+        child += size
+    target.write_bytes(bytes(data))
+    return target

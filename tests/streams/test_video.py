@@ -11,7 +11,7 @@ import pytest
 from streams import Frame, FrameSource, GeoPoint, InputError, SourceError, open_source
 from streams.video import container_ts
 from tests.streams.conftest import DASHCAM_FRAMES
-from tests.streams.footage import matroska_with_lead_in, truncated_copy, write_video
+from tests.streams.footage import matroska_with_lead_in, mp4_without_video, truncated_copy, write_video
 
 
 def test_dashcam_at_5_fps_is_sampled_by_timestamps(dashcam: Path) -> None:
@@ -228,3 +228,18 @@ def test_mkv_whose_clock_starts_late_is_whole_and_timed_from_its_first_frame(
     frames = list(cut)
     assert 3 < len(frames) < 20
     assert cut.stopped_early is not None and "of 20 frames" in cut.stopped_early
+
+
+@pytest.mark.parametrize("name", ["voice-memo.mp4", "voice-memo.avi"])  # known by its content, not its name
+def test_mp4_with_only_audio_is_refused_as_holding_no_video(dashcam: Path, tmp_path: Path, name: str) -> None:
+    # Before, "not a readable video (damaged, cut short, ...); an mp4/mov cut short loses its index":
+    # a crew re-sent a whole recording thinking it damaged.
+    path = mp4_without_video(dashcam, tmp_path / name)
+    with pytest.raises(SourceError) as error:
+        open_source(path)
+    assert str(error.value) == f"{path}: holds no video track (only audio): there is nothing to analyse"
+
+    # cut before its index, whatever its name, it is still named as cut short
+    cut = truncated_copy(dashcam, tmp_path / "patrol.avi", keep=0.9)
+    with pytest.raises(SourceError, match="moov"):
+        open_source(cut)
