@@ -156,7 +156,8 @@ class VideoSource(FrameSource):
                 if handlers is not None and b"vide" not in handlers:
                     what = "only audio" if b"soun" in handlers else "no picture"
                     raise SourceError(f"{name}: holds no video track ({what}): there is nothing to analyse")
-                hint = _MP4_HINT if iso else hint
+                if iso:  # the hint only where the index is missing, whatever the file's name
+                    hint = _MP4_HINT if handlers is None else ""
             reason = "not a readable video (damaged, cut short, or another kind of file)"
             if isinstance(path, str):
                 waited = f" within {timeout_s:g} s" if timeout_s is not None else ""
