@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import struct
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,6 +27,15 @@ FALLBACK_FPS = 30.0
 FRAME_COUNT_SLACK = 2
 # An mp4 written by a camera usually keeps its index (the moov atom) at the end of the file.
 _MP4_HINT = "; an mp4/mov cut short loses its index (moov atom) and cannot be read at all"
+# Matroska and WebM (EBML) state their Duration on the segment's clock: from its zero, not the first frame.
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_MATROSKA_SUFFIXES = frozenset({".mkv", ".webm"})
+# The boxes an ISO media file (MP4, MOV, 3GP) may open with; its index (moov) is read whole up to this size.
+_ISO_FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"})
+_MAX_ISO_INDEX_BYTES = 64 * 1024**2
+# A track's kind: the handler type of its hdlr box (MP4: version+flags, pre_defined, type; QuickTime:
+# version+flags, component type, subtype), e.g. b"vide", b"soun".
+_ISO_HANDLER = re.compile(rb"hdlr.{8}(.{4})", re.DOTALL)
 
 
 def container_ts(reported_s: float, previous_s: float | None, period_s: float) -> tuple[float, bool]:
@@ -39,6 +50,69 @@ def container_ts(reported_s: float, previous_s: float | None, period_s: float) -
     if reported_s > previous_s:
         return reported_s, False
     return previous_s + period_s, True
+
+
+def _iso_track_handlers(path: Path) -> tuple[bool, list[bytes] | None]:
+    """Whether `path` is an ISO media file (MP4, MOV, 3GP: known by its first box, whatever its name), and
+    the kinds of its tracks (b"vide", b"soun", ...) from its index, the moov box; None when it has no index
+    (a recording cut before it, since cameras write it last) or is no ISO media file. Tells a phone's
+    audio-only recording from a damaged video, which FFmpeg refuses alike."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            at = 0
+            while at + 8 <= size:
+                file.seek(at)
+                header = file.read(16)
+                box_size, kind = struct.unpack(">I4s", header[:8])
+                body = 8
+                if box_size == 1 and len(header) == 16:  # a 64-bit size follows the type
+                    box_size, body = struct.unpack(">Q", header[8:16])[0], 16
+                elif box_size == 0:  # the box runs to the end of the file
+                    box_size = size - at
+                if (at == 0 and kind not in _ISO_FIRST_BOXES) or box_size < body:
+                    return at > 0, None
+                if kind == b"moov":
+                    if box_size > _MAX_ISO_INDEX_BYTES or at + box_size > size:
+                        return True, None
+                    file.seek(at + body)
+                    return True, _track_handlers(file.read(box_size - body))
+                at += box_size
+    except OSError:
+        return False, None
+    return size >= 8, None
+
+
+def _track_handlers(moov: bytes) -> list[bytes]:
+    """The handler type of each track (trak box) among a moov box's children; other boxes (free space, which
+    may hold a removed track's bytes, user data) are skipped."""
+    handlers = []
+    at = 0
+    while at + 8 <= len(moov):
+        size = int.from_bytes(moov[at : at + 4], "big")
+        if size < 8:
+            break
+        if moov[at + 4 : at + 8] == b"trak":
+            handler = _ISO_HANDLER.search(moov, at + 8, at + size)
+            if handler is not None:
+                handlers.append(handler[1])
+        at += size
+    return handlers
+
+
+def _length_counts_lead_in(path: Path | str, file_path: PurePath) -> bool:
+    """Whether the container states its length from its clock's zero rather than from its first frame, as
+    Matroska and WebM do: OpenCV estimates their frame count from that Duration, so a recording whose first
+    frame is at 10 s on its clock (a recorder that kept the camera's clock, ffmpeg -copyts, a segment of a
+    longer recording) would count 10 s of frames that never come, and a whole file would read as cut short.
+    A local file is told by its first bytes (its name may be wrong), a URL by its name."""
+    if isinstance(path, str):
+        return file_path.suffix.lower() in _MATROSKA_SUFFIXES
+    try:
+        with path.open("rb") as file:
+            return file.read(len(_EBML_MAGIC)) == _EBML_MAGIC
+    except OSError:
+        return False
 
 
 class VideoSource(FrameSource):
@@ -77,6 +151,13 @@ class VideoSource(FrameSource):
         if not capture.isOpened():
             capture.release()
             hint = _MP4_HINT if file_path.suffix.lower() in {".mp4", ".mov", ".m4v"} else ""
+            if not isinstance(path, str):
+                iso, handlers = _iso_track_handlers(path)
+                if handlers is not None and b"vide" not in handlers:
+                    what = "only audio" if b"soun" in handlers else "no picture"
+                    raise SourceError(f"{name}: holds no video track ({what}): there is nothing to analyse")
+                if iso:  # the hint only where the index is missing, whatever the file's name
+                    hint = _MP4_HINT if handlers is None else ""
             reason = "not a readable video (damaged, cut short, or another kind of file)"
             if isinstance(path, str):
                 waited = f" within {timeout_s:g} s" if timeout_s is not None else ""
@@ -90,6 +171,10 @@ class VideoSource(FrameSource):
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         native_fps = fps if fps > 0 else None
         frame_count = int(count) if count > 0 else None
+        # The first frame's place on the container's clock, in frames (0 unless the recorder kept its clock).
+        lead_in = round(capture.get(cv2.CAP_PROP_PTS))
+        if frame_count and 0 < lead_in < frame_count and _length_counts_lead_in(path, file_path):
+            frame_count -= lead_in
         duration_s = frame_count / native_fps if frame_count and native_fps else None
         super().__init__(
             SourceInfo(

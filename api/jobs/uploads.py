@@ -70,6 +70,9 @@ def sniff_video(head: bytes) -> str | None:
         return "video/mpeg"
     if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
         return "video/mp2t"
+    # M2TS / BDAV (a camcorder's .MTS, .m2ts): 192-byte packets, a 4-byte arrival time before each sync byte
+    if len(head) > 196 and head[4] == 0x47 and head[196] == 0x47:
+        return "video/mp2t"
     return None
 
 
@@ -357,7 +360,7 @@ def register_upload(
     media_type = sniff_video(footage.head)
     if media_type is None:
         raise UploadError(
-            "file", "not a video container we can read (MP4, MOV, MKV/WebM, AVI, FLV, MPEG-PS/TS)", 415
+            "file", "not a video container we can read (MP4, MOV, MKV/WebM, AVI, FLV, MPEG-PS/TS/M2TS)", 415
         )
     track = form.files.get("track")
     track_type = None

@@ -11,6 +11,7 @@ import pytest
 from detect.pipeline import FootageRun, detect_footage
 from tests.api.api_testkit import LiveServer, wait_job
 from tests.api.test_gps_tracks import IdentityTracker, SurestAtFive, still_video, worker_server
+from tests.streams.footage import matroska_with_lead_in, write_video
 
 
 def pipeline(input: Any, config: Any, **kwargs: Any) -> FootageRun:
@@ -45,3 +46,26 @@ def test_footage_cut_short_is_done_with_a_warning_naming_it(server: LiveServer, 
     ), warning
     assert "of 20 frames: truncated or damaged data); nothing after that point was looked at" in warning
     assert str(server.services.settings.uploads_dir) not in warning  # the sender's name, not our path
+
+
+def test_whole_mkv_whose_clock_starts_late_is_done_without_warnings(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A segment of a longer Matroska recording (its first frame at 30 s on its clock) with a GPS track
+    for its 2 s: done, no warning. Before, its stated length counted the 30 s before its first frame:
+    warned as cut short, and the track as placing only a fifth of its frames."""
+    video = write_video(tmp_path / "segment.mkv", frame_count=20, fps=10.0)
+    footage = matroska_with_lead_in(video, 30_000).read_bytes()
+    fixes = "".join(f"2026-11-20T01:00:{s:02d}Z,30.2600{s},120.14\n" for s in range(3))
+    with server.client("device") as device:
+        receipt = device.post(
+            "/api/uploads",
+            files={
+                "file": ("segment-0002.mkv", footage, "video/x-matroska"),
+                "track": ("segment.csv", f"time,lat,lon\n{fixes}".encode(), "text/csv"),
+            },
+            data={"start_time": "2026-11-20T01:00:00Z"},
+        )
+        assert receipt.status_code == 201, receipt.text
+        job = wait_job(device, receipt.json()["id"])
+    assert job["status"] == "done" and job["warning"] is None, job

@@ -36,6 +36,9 @@ from tests.api.api_testkit import (
     make_settings,
     wait_job,
 )
+from tests.api.test_footage_cut_short import pipeline as decoding_pipeline
+from tests.api.test_gps_tracks import worker_server
+from tests.streams.footage import write_video
 
 
 def test_sniffing_tables() -> None:
@@ -49,6 +52,22 @@ def test_sniffing_tables() -> None:
     assert sniff_track(b"$GPRMC,123519,A,4807.038,N") == "text/x-nmea"
     assert sniff_track(b"time,lat,lon\n0,30.1,120.2\n") == "text/csv"
     assert sniff_track(b"\x00\x01\x02\x03") is None
+
+
+def test_camcorder_m2ts_is_taken_and_analysed(make_server, sqlite_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A camcorder's .MTS / .m2ts (MPEG-TS in 192-byte packets) was refused with 415 "not a video
+    container we can read (... MPEG-PS/TS)", though `gridpatrol detect` reads it."""
+    footage = write_video(tmp_path / "00012.m2ts", frame_count=12, fps=10.0, fourcc="mp4v").read_bytes()
+    assert footage[4] == footage[196] == 0x47  # the BDAV packets a camcorder writes
+    assert sniff_video(footage[:512]) == "video/mp2t"
+    server = worker_server(make_server, sqlite_url, decoding_pipeline)
+    with server.client("device") as device:
+        receipt = device.post(
+            "/api/uploads", files={"file": ("00012.MTS", footage, "application/octet-stream")}
+        )
+        assert receipt.status_code == 201, receipt.text
+        job = wait_job(device, receipt.json()["id"])
+    assert (job["status"], job["error"], job["warning"]) == ("done", None, None), job
 
 
 @pytest.fixture

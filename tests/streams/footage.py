@@ -1,5 +1,6 @@
 """Small footage made in tmp_path for the stream tests: videos, images, truncated copies."""
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -27,4 +28,74 @@ def truncated_copy(source: Path, target: Path, keep: float) -> Path:
     """The first `keep` share of the bytes of `source`, as a camera's interrupted recording leaves it."""
     data = source.read_bytes()
     target.write_bytes(data[: int(len(data) * keep)])
+    return target
+
+
+def _vint(data: bytes | bytearray, at: int) -> tuple[int, int]:
+    """An EBML variable-size integer at `at`: (its value without the length marker, its length in bytes)."""
+    length = 8 - data[at].bit_length() + 1
+    value = int.from_bytes(data[at : at + length], "big") & ((1 << (7 * length)) - 1)
+    return value, length
+
+
+def _element_id(data: bytes | bytearray, at: int) -> tuple[int, int]:
+    length = 8 - data[at].bit_length() + 1
+    return int.from_bytes(data[at : at + length], "big"), length
+
+
+def matroska_with_lead_in(path: Path, lead_in_ms: int) -> Path:
+    """Move every frame of an OpenCV-written Matroska file `lead_in_ms` later on its clock, as a recorder
+    that keeps the camera's clock (or ffmpeg -output_ts_offset, -copyts) writes it: each block's 16-bit
+    time (relative to its cluster) is raised and the segment's Duration grows by the lead-in, since
+    Matroska states its Duration from the clock's zero, not from the first frame."""
+    data = bytearray(path.read_bytes())
+    segment, segment_id_len = 0x18538067, 4
+    at = data.index(segment.to_bytes(segment_id_len, "big"))
+    size, size_len = _vint(data, at + segment_id_len)
+    at += segment_id_len + size_len
+    end = min(len(data), at + size)
+    while at < end:
+        element, id_len = _element_id(data, at)
+        size, size_len = _vint(data, at + id_len)
+        body = at + id_len + size_len
+        if element == 0x1549A966:  # Info: raise Duration (a float on the segment's TimestampScale, ms)
+            duration = data.index(b"\x44\x89", body, body + size)
+            width = data[duration + 2] & 0x7F
+            fmt = ">d" if width == 8 else ">f"
+            (value,) = struct.unpack(fmt, data[duration + 3 : duration + 3 + width])
+            data[duration + 3 : duration + 3 + width] = struct.pack(fmt, value + lead_in_ms)
+        elif element == 0x1F43B675:  # Cluster: raise each SimpleBlock's relative time
+            child = body
+            while child < body + size:
+                child_id, child_id_len = _element_id(data, child)
+                child_size, child_size_len = _vint(data, child + child_id_len)
+                child_body = child + child_id_len + child_size_len
+                if child_id == 0xA3:  # SimpleBlock: track number (vint), int16 time, flags, frame
+                    _, track_len = _vint(data, child_body)
+                    at_time = child_body + track_len
+                    (time,) = struct.unpack(">h", data[at_time : at_time + 2])
+                    data[at_time : at_time + 2] = struct.pack(">h", time + lead_in_ms)
+                child = child_body + child_size
+        at = body + size
+    path.write_bytes(bytes(data))
+    return path
+
+
+def mp4_without_video(source: Path, target: Path) -> Path:
+    """A copy of an MP4 whose video tracks are gone (their trak boxes made free space, which readers skip),
+    as a phone's sound-only recording is: the clip's other tracks (its audio) stay."""
+    data = bytearray(source.read_bytes())
+    at = 0
+    while data[at + 4 : at + 8] != b"moov":
+        at += int.from_bytes(data[at : at + 4], "big")
+    end = at + int.from_bytes(data[at : at + 4], "big")
+    child = at + 8
+    while child < end:
+        size = int.from_bytes(data[child : child + 4], "big")
+        box = bytes(data[child : child + size])
+        handler = box.find(b"hdlr")
+        if box[4:8] == b"trak" and box[handler + 12 : handler + 16] == b"vide":
+            data[child + 4 : child + 8] = b"free"
+        child += size
+    target.write_bytes(bytes(data))
     return target

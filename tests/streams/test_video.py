@@ -11,7 +11,7 @@ import pytest
 from streams import Frame, FrameSource, GeoPoint, InputError, SourceError, open_source
 from streams.video import container_ts
 from tests.streams.conftest import DASHCAM_FRAMES
-from tests.streams.footage import truncated_copy, write_video
+from tests.streams.footage import matroska_with_lead_in, mp4_without_video, truncated_copy, write_video
 
 
 def test_dashcam_at_5_fps_is_sampled_by_timestamps(dashcam: Path) -> None:
@@ -206,3 +206,40 @@ def test_a_source_is_read_once(tmp_path: Path) -> None:
     assert len(list(source)) == 3
     with pytest.raises(RuntimeError, match="already iterated"):
         list(source)
+
+
+def test_mkv_whose_clock_starts_late_is_whole_and_timed_from_its_first_frame(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A recorder that keeps its clock (a segment of a longer recording, ffmpeg -copyts) puts the first
+    # frame at 10 s; Matroska's Duration runs from 0, so the stated length counted 10 s that never come
+    # and the whole file read as "truncated or damaged".
+    path = matroska_with_lead_in(write_video(tmp_path / "segment-0002.mkv", frame_count=20, fps=10.0), 10_000)
+    source = open_source(path)
+    assert (source.info.frame_count, source.info.duration_s) == (20, pytest.approx(2.0))
+    with caplog.at_level(logging.WARNING):
+        frames = list(source)
+    assert source.stopped_early is None, source.stopped_early
+    assert [round(frame.ts, 3) for frame in frames] == [i / 10 for i in range(20)]
+
+    # cut short, it still says so, against the length it really has
+    cut = open_source(truncated_copy(path, tmp_path / "cut.mkv", keep=0.5))
+    assert cut.info.frame_count == 20
+    frames = list(cut)
+    assert 3 < len(frames) < 20
+    assert cut.stopped_early is not None and "of 20 frames" in cut.stopped_early
+
+
+@pytest.mark.parametrize("name", ["voice-memo.mp4", "voice-memo.avi"])  # known by its content, not its name
+def test_mp4_with_only_audio_is_refused_as_holding_no_video(dashcam: Path, tmp_path: Path, name: str) -> None:
+    # Before, "not a readable video (damaged, cut short, ...); an mp4/mov cut short loses its index":
+    # a crew re-sent a whole recording thinking it damaged.
+    path = mp4_without_video(dashcam, tmp_path / name)
+    with pytest.raises(SourceError) as error:
+        open_source(path)
+    assert str(error.value) == f"{path}: holds no video track (only audio): there is nothing to analyse"
+
+    # cut before its index, whatever its name, it is still named as cut short
+    cut = truncated_copy(dashcam, tmp_path / "patrol.avi", keep=0.9)
+    with pytest.raises(SourceError, match="moov"):
+        open_source(cut)

@@ -31,7 +31,7 @@ router = APIRouter(include_in_schema=False)
 Uploader = Annotated[Principal, Depends(person_with(Role.ADMIN, Role.OPERATOR))]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MAX_LISTED = 200
-VIDEO_TYPES = "video/*,.mp4,.m4v,.mov,.mkv,.webm,.avi,.flv,.mpg,.mpeg,.ts"
+VIDEO_TYPES = "video/*,.mp4,.m4v,.mov,.3gp,.mkv,.webm,.avi,.flv,.mpg,.mpeg,.ts,.mts,.m2ts"
 TRACK_TYPES = ".gpx,.nmea,.csv,.txt,application/gpx+xml,text/csv"
 
 

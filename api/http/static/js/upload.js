@@ -25,7 +25,7 @@
   const maxFile = Number(form.dataset.maxFile);
   const maxTrack = Number(form.dataset.maxTrack);
   const lang = document.body.dataset.lang || "zh-CN";
-  const VIDEO_NAME = /\.(mp4|m4v|mov|mkv|webm|avi|flv|mpe?g|ts)$/i;
+  const VIDEO_NAME = /\.(mp4|m4v|mov|3gp|mkv|webm|avi|flv|mpe?g|ts|mts|m2ts)$/i;
   const TRACK_NAME = /\.(gpx|nmea|csv|txt)$/i;
   const POLL_MS = 1000;
   let sending = null;  // the XMLHttpRequest under way
