@@ -537,29 +537,38 @@ def test_a_corrected_run_never_confirms_its_own_earlier_run(svc: Services) -> No
     corrected run's pass, 20 min after where the earlier run put it, is the same pass, not a second one.
     Before, it confirmed the earlier run's mark into a case of one pass. The earlier run's mark
     confirms nothing afterwards either: a patrol's later pass confirms the corrected run's mark."""
-    with svc.factory() as session:
-        upload = Upload(sha256="1" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
-        session.add(upload)
-        session.flush()
-        first_job = Job(upload_id=upload.id, status="done")
-        session.add(first_job)
-        session.flush()
-        session.commit()
-        upload_id, first_id = upload.id, first_job.id
-
+    upload_id, first_id = uploaded_and_run(svc, "1")
     assert chalk_for_job(svc, "rev0:pass", 0, first_id).confirmed is None
-    with svc.factory() as session:  # the resend corrects its start time (api.jobs.uploads)
-        stored = session.get(Upload, upload_id)
-        assert stored is not None
-        stored.revision = 1
-        corrected_job = Job(upload_id=upload_id, status="running", revision=1)
-        session.add(corrected_job)
-        session.commit()
-        corrected_id = corrected_job.id
+    corrected_id = corrected_run(svc, upload_id, "running")  # the resend corrects its start time
     assert chalk_for_job(svc, "rev1:pass", 20, corrected_id).confirmed is None
     assert counts(svc) == (0, 0, 2)
     # another van, 20 min after the corrected pass (40 min after the earlier run's, which won before)
     a_van_confirms_the_current_run_s_mark(svc)
+
+
+def uploaded_and_run(svc: Services, digit: str) -> tuple[int, int]:
+    """An upload (its sha256 `digit` * 64, revision 0) and its first job, done: their ids."""
+    with svc.factory() as session:
+        upload = Upload(sha256=digit * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
+        session.add(upload)
+        session.flush()
+        job = Job(upload_id=upload.id, status="done")
+        session.add(job)
+        session.commit()
+        return upload.id, job.id
+
+
+def corrected_run(svc: Services, upload_id: int, status: str) -> int:
+    """The upload corrected by a resend (its revision raised to 1, as api.jobs.uploads does) and the
+    corrected run's job, in `status`: its id."""
+    with svc.factory() as session:
+        stored = session.get(Upload, upload_id)
+        assert stored is not None
+        stored.revision = 1
+        job = Job(upload_id=upload_id, status=status, revision=1)
+        session.add(job)
+        session.commit()
+        return job.id
 
 
 def corrected_upload_s_jobs(svc: Services, digit: str, jobs: list[tuple[str, int]]) -> list[int]:
@@ -640,25 +649,13 @@ def test_a_mark_confirmed_by_an_earlier_run_reads_rejected_once_its_case_is_supe
     from api.cases.chalking import MarkFilter, mark_page
     from api.jobs.superseding import supersede_earlier_runs
 
-    with svc.factory() as session:
-        upload = Upload(sha256="4" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
-        session.add(upload)
-        session.flush()
-        first_job = Job(upload_id=upload.id, status="done")
-        session.add(first_job)
-        session.commit()
-        upload_id, first_id = upload.id, first_job.id
+    upload_id, first_id = uploaded_and_run(svc, "4")
     chalk_for_job(svc, "rev0:a", 0, first_id)
     confirmed = chalk_for_job(svc, "rev0:b", 20, first_id).confirmed
     assert confirmed is not None and confirmed.created
-    with svc.factory() as session:  # the resend corrects the upload (api.jobs.uploads)
-        stored = session.get(Upload, upload_id)
-        assert stored is not None
-        stored.revision = 1
-        corrected_job = Job(upload_id=upload_id, status="done", revision=1)
-        session.add(corrected_job)
-        session.commit()
-        assert supersede_earlier_runs(session, job_id=corrected_job.id, actor=SYSTEM).rejected == [
+    corrected_id = corrected_run(svc, upload_id, "done")  # the resend corrects the upload
+    with svc.factory() as session:
+        assert supersede_earlier_runs(session, job_id=corrected_id, actor=SYSTEM).rejected == [
             confirmed.case_number
         ]
     with svc.read_factory() as session:
