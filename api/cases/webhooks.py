@@ -75,6 +75,10 @@ class WebhookTargetRefused(WebhookInputError):
     says which and why)."""
 
 
+class WebhookUrlUnusable(WebhookInputError):
+    """A webhook URL no delivery could use (see url_problem); the reason says what is wrong with it."""
+
+
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -93,6 +97,7 @@ class WebhookInfo:
         return cls(id=hook.id, url=hook.url, events=hook.events.split(","), active=hook.active)
 
 
+SCHEME_PROBLEM = "must be an http:// or https:// URL with a host"
 HOST_NAME = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?$")  # labels as IDNA writes them
 
 
@@ -107,7 +112,7 @@ def url_problem(url: str) -> str | None:
     except ValueError as exc:  # "Invalid IPv6 URL": a '[' left open
         return f"cannot be read as a URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an http:// or https:// URL with a host"
+        return SCHEME_PROBLEM
     try:
         port = parts.port
     except ValueError:  # not a number, or over 65535
@@ -139,8 +144,10 @@ def create_webhook(
     A URL whose host is, or resolves now to, an address `targets` refuses (by default: any
     non-public one) is refused, naming the url field and the reason."""
     problem = url_problem(url)
-    if problem is not None:
+    if problem == SCHEME_PROBLEM:
         raise WebhookInputError("url", problem)
+    if problem is not None:
+        raise WebhookUrlUnusable("url", problem)
     refusal = (targets or TargetPolicy()).check_url(url)
     if refusal is not None:
         raise WebhookTargetRefused("url", refusal)

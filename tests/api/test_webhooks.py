@@ -484,9 +484,9 @@ def test_refused_target_error_is_an_input_error() -> None:
 
 
 def test_a_url_no_delivery_could_use_is_refused_naming_url_and_nothing_is_stored(server: LiveServer) -> None:
-    """A URL that cannot be read (a '[' left open: once a 500), a port out of range, a space or a
-    control character, a host that is no host name: a 422 naming url and what is wrong, nothing
-    registered."""
+    """A URL that cannot be read (a '[' left open: once a 500, from the API and the admin page), a
+    port out of range, a space or a control character, a host that is no host name: a 422 naming url
+    and what is wrong, nothing registered."""
     with server.client("admin") as admin:
         for url, reason in [
             ("http://[8.8.8.8/hook", "cannot be read as a URL (Invalid IPv6 URL)"),
@@ -504,3 +504,8 @@ def test_a_url_no_delivery_could_use_is_refused_naming_url_and_nothing_is_stored
         assert admin.get("/api/webhooks").json() == []
         r = admin.post("/api/webhooks", json={"url": "http://127.0.0.1:65535/hook"})
         assert r.status_code == 201, r.text
+    with server.browser("admin") as page:  # the admin page's form says the same, not a form rule
+        r = page.post("/admin/webhooks", data={"url": "http://[8.8.8.8/hook"})
+        assert r.status_code == 422 and "cannot be read as a URL (Invalid IPv6 URL)" in r.text, r.text
+        r = page.post("/admin/webhooks", data={"url": "http://8.8.8.8:99999/hook"})
+        assert r.status_code == 422 and "port &#39;99999&#39; is not a number from 1 to 65535" in r.text

@@ -39,7 +39,7 @@ from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError, P
 from api.cases import stats, webhooks
 from api.cases.acting import dispatch_teams, team_has_cells
 from api.cases.grids import CellInfo, GridImportError, GridReplaceRefused, import_cells, parse_geojson
-from api.cases.webhooks import DeliveryStatus, WebhookInputError, WebhookTargetRefused
+from api.cases.webhooks import DeliveryStatus, WebhookInputError, WebhookTargetRefused, WebhookUrlUnusable
 from api.errors import InputError
 from api.http.i18n import Translator
 from api.http.pages.render import render, script_json, translator
@@ -768,7 +768,8 @@ async def add_webhook(
         )
     except WebhookInputError as exc:
         key = f"admin.webhooks.error.{exc.field}"
-        says_why = isinstance(exc, WebhookTargetRefused)  # a refused host: the reason, not the form rule
+        # a refused host or an unusable URL: the reason, not the form rule
+        says_why = isinstance(exc, WebhookTargetRefused | WebhookUrlUnusable)
         message = t(key) if t.has(key) and not says_why else _input_text(t, exc)
         problem = Problem(message, exc.status, at="form")
         return await _webhooks_page(request, principal, services, problem=problem, form=form)
