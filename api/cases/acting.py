@@ -110,6 +110,14 @@ def transition(
     previous = case.status
     previous_team = case.team
     note = move.note
+    if move.target == workflow.DISPATCHED and move.team is None and case.team is None:
+        # its position is in no grid cell (or it has none): dispatched as it is, no team would see it
+        teams = ", ".join(dispatch_teams(session)) or "none: import the grid first"
+        raise workflow.TransitionInputError(
+            "team",
+            f"case {case.number or case.id} belongs to no team (grid cell {case.grid_cell_id}): "
+            f"name the team to dispatch it to (one of {teams})",
+        )
     if move.team is not None:  # check_move allows a team only when dispatching
         _check_team(session, move.team)
         case.team = move.team

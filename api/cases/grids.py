@@ -418,19 +418,27 @@ class GridCache:
 
 
 def load_geojson_file(path: str) -> list[CellInfo]:
-    """The cells of a GeoJSON file; GridImportError's problems do not repeat the path (the caller
-    names the file once)."""
+    """The cells of a GeoJSON file, read as the admin page reads an upload (geojson_cells);
+    GridImportError's problems do not repeat the path (the caller names the file once)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         raise GridImportError(["no such file"]) from None
     except IsADirectoryError:
         raise GridImportError(["a folder, not a file"]) from None
-    except RecursionError:
-        raise GridImportError(["not readable JSON (nested too deeply)"]) from None
     except OSError as exc:
         raise GridImportError([f"cannot be read ({exc.strerror or exc})"]) from None
+    return geojson_cells(raw)
+
+
+def geojson_cells(raw: bytes) -> list[CellInfo]:
+    """The cells of a GeoJSON file's bytes: UTF-8 (with or without the byte-order mark Windows editors
+    write) or UTF-16/32 with theirs, as JSON allows (json.loads detects which)."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise GridImportError(["not readable JSON (nested too deeply)"]) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GridImportError([f"not readable JSON ({exc})"]) from None
     return parse_geojson(data)

@@ -10,16 +10,18 @@ it was sent with. A time without an offset is taken as UTC, as the storage does 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from api.errors import InputError
 
 EARLIEST_WALL_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_WALL_TIME = datetime(2200, 1, 1, tzinfo=UTC)  # exclusive
+NUMBER = re.compile(r"\s*[+-]?\d+(?:\.\d*)?\s*")  # a time sent as text of Unix seconds
 OUT_OF_RANGE = "must be from 1970-01-01T00:00:00Z up to (not including) 2200-01-01T00:00:00Z"
 
 
@@ -55,8 +57,24 @@ def _check(value: datetime) -> datetime:
     return value
 
 
-WallTime = Annotated[datetime, AfterValidator(_check)]
-"""A datetime in the accepted range; a validation error (422 naming the field) otherwise."""
+def _unix_seconds(value: Any) -> Any:
+    """A number as Unix seconds, checked against the range. Pydantic reads a number over 2e10 as
+    milliseconds, so 1e12 meant for seconds (year 33658) was stored as 2001-09-09 and its case found
+    25 years early; a time in milliseconds is refused as the seconds it would be."""
+    if isinstance(value, str) and NUMBER.fullmatch(value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not EARLIEST_WALL_TIME.timestamp() <= value < LATEST_WALL_TIME.timestamp():
+        raise PydanticCustomError(
+            "wall_time_range", "{seconds} Unix seconds: " + OUT_OF_RANGE, {"seconds": str(value)}
+        )
+    return datetime.fromtimestamp(value, UTC)
+
+
+WallTime = Annotated[datetime, BeforeValidator(_unix_seconds), AfterValidator(_check)]
+"""A datetime in the accepted range (a number: Unix seconds); a validation error (422 naming the
+field) otherwise."""
 
 
 def parse_wall_time(text: str, field: str) -> datetime:

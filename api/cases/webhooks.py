@@ -18,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import re
 import secrets
 import socket
 import threading
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -72,6 +75,10 @@ class WebhookTargetRefused(WebhookInputError):
     says which and why)."""
 
 
+class WebhookUrlUnusable(WebhookInputError):
+    """A webhook URL no delivery could use (see url_problem); the reason says what is wrong with it."""
+
+
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -90,6 +97,41 @@ class WebhookInfo:
         return cls(id=hook.id, url=hook.url, events=hook.events.split(","), active=hook.active)
 
 
+SCHEME_PROBLEM = "must be an http:// or https:// URL with a host"
+HOST_NAME = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?$")  # labels as IDNA writes them
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be delivered to, or None: an http(s) URL with a host name or IP address, a
+    port (if any) from 1 to 65535, and no space or control character, which no HTTP client sends."""
+    odd = next((i for i, c in enumerate(url) if c.isspace() or unicodedata.category(c) == "Cc"), None)
+    if odd is not None:
+        return f"has a space or control character ({url[odd]!r}) at position {odd}"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": a '[' left open
+        return f"cannot be read as a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return SCHEME_PROBLEM
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or over 65535
+        port = 0
+    if port == 0:
+        return f"port {parts.netloc.rpartition(':')[2]!r} is not a number from 1 to 65535"
+    host = parts.hostname
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return None
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    if not HOST_NAME.match(ascii_host):
+        return f"host {host!r} is neither a host name nor an IP address"
+    return None
+
+
 def create_webhook(
     session: Session,
     *,
@@ -101,9 +143,11 @@ def create_webhook(
     """Register a webhook; returns it and its signing secret (the one given, or a new random one).
     A URL whose host is, or resolves now to, an address `targets` refuses (by default: any
     non-public one) is refused, naming the url field and the reason."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookInputError("url", "must be an http:// or https:// URL with a host")
+    problem = url_problem(url)
+    if problem == SCHEME_PROBLEM:
+        raise WebhookInputError("url", problem)
+    if problem is not None:
+        raise WebhookUrlUnusable("url", problem)
     refusal = (targets or TargetPolicy()).check_url(url)
     if refusal is not None:
         raise WebhookTargetRefused("url", refusal)

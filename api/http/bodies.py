@@ -6,7 +6,9 @@ form or a `multipart/form-data` form (the only one that can carry files) are val
 model, with the same errors as FastAPI's own (422 naming each field). `request_body(Model)` is the
 OpenAPI requestBody of such a route: the three content types with the model's schema.
 
-As with FastAPI's form parameters, an empty form field counts as not sent.
+As with FastAPI's form parameters, an empty form field counts as not sent. A urlencoded field whose
+bytes are not UTF-8 is a 422 naming it (Starlette would put U+FFFD in their place, and a note would be
+stored other than sent, where the same bytes in JSON are refused).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -58,6 +61,8 @@ def body_of(
             return
         if content_type not in FORMS:
             raise BodyError(f"must be JSON ({JSON}) or a form ({', '.join(FORMS)})", 415)
+        if content_type == FORMS[0]:
+            _check_utf8_form(await request.body())  # kept by the request: form() parses the same bytes
         form = await request.form()  # a malformed form is Starlette's 400
         try:
             data: dict[str, Any] = {}
@@ -73,6 +78,22 @@ def body_of(
             await form.close()
 
     return read
+
+
+def _check_utf8_form(body: bytes) -> None:
+    """Refuse a urlencoded form whose names or values, percent-decoded, are not UTF-8 (422 naming the
+    field and the first bad byte)."""
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        raw_name, raw_value = (unquote_to_bytes(part.replace(b"+", b" ")) for part in (name, value))
+        for raw in (raw_name, raw_value):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                field_name = raw_name.decode("utf-8", "replace")[:64] or "body"
+                raise InputError(
+                    field_name, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at position {exc.start})"
+                ) from None
 
 
 async def _json_object(request: Request) -> Mapping[str, Any]:

@@ -155,3 +155,21 @@ def test_a_body_that_is_not_json_is_named_as_the_body(server: LiveServer) -> Non
         field, reason = bad.json()["errors"][0]["field"], bad.json()["errors"][0]["reason"]
         assert field == "body" and reason.startswith("not valid JSON at character 17: "), reason
         assert all(u["username"] != "x" for u in admin.get("/api/users").json())
+
+
+def test_a_form_field_that_is_not_utf8_is_refused_naming_it_and_nothing_changes(server: LiveServer) -> None:
+    """Starlette reads such bytes as U+FFFD: the note was stored other than sent (JSON refuses them)."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    with server.client("device") as device, server.client("operator") as op:
+        case_id = post_incident(device, incident_json("latin-note")).json()["case_id"]
+        r = op.post(f"/api/cases/{case_id}/transitions", content=b"to=filed&note=caf%E9", headers=form)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"] == [
+            {"field": "note", "reason": "is not UTF-8 text (byte 0xe9 at position 3)"}
+        ]
+        case = op.get(f"/api/cases/{case_id}").json()
+        assert case["status"] == "pending_review" and len(case["history"]) == 1, case["history"]
+        sent = "to=filed&note=" + "caf%C3%A9+%E2%9C%93"  # the same note in UTF-8 is taken as sent
+        r = op.post(f"/api/cases/{case_id}/transitions", content=sent.encode(), headers=form)
+        assert r.status_code == 200, r.text
+        assert op.get(f"/api/cases/{case_id}").json()["history"][-1]["note"] == "café ✓"

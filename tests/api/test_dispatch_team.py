@@ -161,3 +161,39 @@ def test_the_api_takes_the_team_as_a_form_field(make_server: Any, db_url: str) -
     assert body["team"] == "team-hubin" and body["history"][-1]["note"] == "dispatched to team-hubin"
     assert hubin.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
     assert live.client("ziyang").get(f"/api/cases/{case_id}").status_code == 404
+
+
+def test_a_case_of_no_team_is_dispatched_only_to_a_named_team(services: Services) -> None:
+    """A case whose position is in no grid cell has no team: dispatched as it was, no enforcement user
+    saw it and it sat dispatched to nobody. Refused naming team and the teams there are; nothing moves."""
+    import_demo_grid(services)
+    payload = IncidentPayload.model_validate(incident_json("no-team", position=None))
+    with services.factory() as session:
+        result = ingest(
+            session,
+            IncidentIn.from_payload(payload, evidence=[]),
+            grid=services.grid_cache.get(session),
+            policy=MergePolicy(15.0, 24.0),
+            actor=SYSTEM,
+        )
+        case_id = result.case.id
+        transition(session, principal=OPERATOR, case_id=case_id, move=workflow.Move("filed"))
+        session.commit()
+    before = len(_custody(services, case_id))
+    with services.factory() as session:
+        with pytest.raises(workflow.TransitionInputError) as err:
+            transition(session, principal=OPERATOR, case_id=case_id, move=workflow.Move("dispatched"))
+        session.rollback()
+        assert err.value.field == "team" and err.value.status == 422
+        assert "belongs to no team (grid cell unassigned)" in err.value.reason
+        assert "team-hubin, team-nanxing" in err.value.reason, err.value.reason
+        case = get_case(session, principal=OPERATOR, case_id=case_id)
+        assert (case.status, case.team) == ("filed", None)
+    assert len(_custody(services, case_id)) == before
+    with services.factory() as session:
+        case = transition(
+            session, principal=OPERATOR, case_id=case_id, move=workflow.Move("dispatched", team="team-hubin")
+        )
+        session.commit()
+        assert (case.status, case.team) == ("dispatched", "team-hubin")
+        assert [c.id for c in list_cases(session, principal=HUBIN, filters=CaseFilter())[0]] == [case_id]

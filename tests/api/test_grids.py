@@ -206,6 +206,27 @@ def test_a_file_is_named_once_and_deep_nesting_is_an_error(
     assert not (tmp_path / "data").exists()  # nothing imported, no database made for it
 
 
+@pytest.mark.parametrize(
+    ("encoding", "head"),
+    [("utf-8", b"\xef\xbb\xbf"), ("utf-16", b""), ("utf-8", b"")],
+    ids=["utf-8 with a byte-order mark", "utf-16", "utf-8"],
+)
+def test_the_cli_imports_a_file_in_the_encodings_the_admin_page_takes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    encoding: str,
+    head: bytes,
+) -> None:
+    """A GeoJSON saved by a Windows editor starts with a byte-order mark: the admin page imported it,
+    `gridpatrol grid import` refused it ("Unexpected UTF-8 BOM")."""
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    saved = tmp_path / "grid.geojson"
+    saved.write_bytes(head + DEMO_GRID.read_text(encoding="utf-8").encode(encoding))
+    assert main(["-q", "grid", "import", str(saved)]) == 0, capsys.readouterr().err
+    assert "imported 36 grid cells" in capsys.readouterr().out
+
+
 # --- re-importing a grid over open cases ----------------------------------------------------------------
 
 

@@ -666,3 +666,23 @@ def test_a_text_field_sent_twice_is_refused(server: LiveServer) -> None:
             assert r.status_code == 422, r.text
             assert r.json()["errors"] == [{"field": name, "reason": "sent more than once"}]
     assert list(server.services.settings.uploads_dir.glob("*")) == []
+
+
+def test_a_runner_asking_for_the_track_of_footage_sent_without_one_is_told_so(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """Footage sent without a GPS track: the job's track is a 404 saying none came with it; it said
+    the file was missing, as if the service had lost one."""
+    server = make_server(sqlite_url, run_webhooks=False)
+    with server.services.factory() as session:
+        _, server.tokens["runner"] = create_device(session, name="runner-t", runner=True)
+        session.commit()
+    with server.client("device") as device, server.client("runner") as runner:
+        sent = device.post("/api/uploads", files={"file": ("a.mp4", footage("no track"), "video/mp4")})
+        assert sent.status_code == 201, sent.text
+        job = runner.post("/api/runner/jobs/claim").json()["job"]
+        assert job["upload"]["has_track"] is False, job
+        r = runner.get(f"/api/runner/jobs/{job['id']}/track", headers={"X-Job-Lease": job["lease"]})
+        assert r.status_code == 404, r.text
+        [error] = r.json()["errors"]
+        assert error == {"field": "job_id", "reason": "no GPS track came with the job's footage"}

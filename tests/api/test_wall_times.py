@@ -66,6 +66,9 @@ OUT_OF_RANGE = [
     ("device", _upload(YEAR_9999), "start_time"),
     ("device", _upload(YEAR_1), "start_time"),
     ("device", _upload("0001-01-01T00:00:00Z"), "start_time"),
+    # Unix seconds past 2200 (this one was read as milliseconds, 2001-09-09, and stored; not a 500)
+    ("device", _incident("first_seen_wall", 1e12), "incident.first_seen_wall"),  # type: ignore[arg-type]
+    ("device", _incident("last_seen_wall", "1000000000000"), "incident.last_seen_wall"),
 ]
 
 
@@ -89,6 +92,7 @@ IN_RANGE = [
     ("device", _incident("first_seen_wall", "1970-01-01T00:00:00Z"), 201),
     ("device", _incident("first_seen_wall", "2199-12-31T23:59:59Z"), 201),
     ("device", _upload("2199-12-31T23:59:59Z"), 201),
+    ("device", _incident("first_seen_wall", 1764000000), 201),  # type: ignore[arg-type]  # Unix seconds
 ]
 
 

@@ -481,3 +481,31 @@ def test_refused_target_error_is_an_input_error() -> None:
     with pytest.raises(WebhookTargetRefused) as caught:
         create_webhook(None, url="http://127.0.0.1/", events=None, secret=None)  # type: ignore[arg-type]
     assert caught.value.status == 422 and caught.value.field == "url"
+
+
+def test_a_url_no_delivery_could_use_is_refused_naming_url_and_nothing_is_stored(server: LiveServer) -> None:
+    """A URL that cannot be read (a '[' left open: once a 500, from the API and the admin page), a
+    port out of range, a space or a control character, a host that is no host name: a 422 naming url
+    and what is wrong, nothing registered."""
+    with server.client("admin") as admin:
+        for url, reason in [
+            ("http://[8.8.8.8/hook", "cannot be read as a URL (Invalid IPv6 URL)"),
+            ("http://8.8.8.8:99999/hook", "port '99999' is not a number from 1 to 65535"),
+            ("http://8.8.8.8:0/hook", "port '0' is not a number from 1 to 65535"),
+            ("http://8.8.8.8:abc/hook", "port 'abc' is not a number from 1 to 65535"),
+            ("http://8.8.8.8 /hook", "has a space or control character (' ') at position 14"),
+            ("http://8.8.8.8/hook\x00", "has a space or control character ('\\x00') at position 19"),
+            ("http://hooks..example.org/", "host 'hooks..example.org' is neither a host name nor an IP"),
+        ]:
+            r = admin.post("/api/webhooks", json={"url": url})
+            assert r.status_code == 422, (url, r.text)
+            [error] = r.json()["errors"]
+            assert error["field"] == "url" and reason in error["reason"], (url, error)
+        assert admin.get("/api/webhooks").json() == []
+        r = admin.post("/api/webhooks", json={"url": "http://127.0.0.1:65535/hook"})
+        assert r.status_code == 201, r.text
+    with server.browser("admin") as page:  # the admin page's form says the same, not a form rule
+        r = page.post("/admin/webhooks", data={"url": "http://[8.8.8.8/hook"})
+        assert r.status_code == 422 and "cannot be read as a URL (Invalid IPv6 URL)" in r.text, r.text
+        r = page.post("/admin/webhooks", data={"url": "http://8.8.8.8:99999/hook"})
+        assert r.status_code == 422 and "port &#39;99999&#39; is not a number from 1 to 65535" in r.text

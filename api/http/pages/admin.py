@@ -19,7 +19,6 @@ the error's HTTP status.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,8 +37,8 @@ from api.accounts import accounts
 from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError, Principal, Role
 from api.cases import stats, webhooks
 from api.cases.acting import dispatch_teams, team_has_cells
-from api.cases.grids import CellInfo, GridImportError, GridReplaceRefused, import_cells, parse_geojson
-from api.cases.webhooks import DeliveryStatus, WebhookInputError, WebhookTargetRefused
+from api.cases.grids import GridImportError, GridReplaceRefused, geojson_cells, import_cells
+from api.cases.webhooks import DeliveryStatus, WebhookInputError, WebhookTargetRefused, WebhookUrlUnusable
 from api.errors import InputError
 from api.http.i18n import Translator
 from api.http.pages.render import render, script_json, translator
@@ -586,15 +585,6 @@ async def grid_upload(request: Request) -> GridUpload:
     return GridUpload(principal, too_large=False)
 
 
-def _cells_of(raw: bytes) -> list[CellInfo]:
-    """The cells of a GeoJSON file (parse_geojson); GridImportError names every bad feature."""
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise GridImportError([f"not readable UTF-8 JSON ({exc})"]) from None
-    return parse_geojson(data)
-
-
 @dataclass(frozen=True)
 class GridChange:
     imported: int
@@ -628,7 +618,7 @@ async def import_grid(
         problem = Problem(t("admin.grid.error.too_large", mb=max_mb), 413, at="form")
         return await _grid_page(request, principal, services, problem=problem)
     try:
-        cells = await run_in_threadpool(_cells_of, raw)
+        cells = await run_in_threadpool(geojson_cells, raw)
     except GridImportError as exc:
         problem = Problem(
             t("admin.grid.error.problems", count=len(exc.problems), file=file.filename),
@@ -768,7 +758,8 @@ async def add_webhook(
         )
     except WebhookInputError as exc:
         key = f"admin.webhooks.error.{exc.field}"
-        says_why = isinstance(exc, WebhookTargetRefused)  # a refused host: the reason, not the form rule
+        # a refused host or an unusable URL: the reason, not the form rule
+        says_why = isinstance(exc, WebhookTargetRefused | WebhookUrlUnusable)
         message = t(key) if t.has(key) and not says_why else _input_text(t, exc)
         problem = Problem(message, exc.status, at="form")
         return await _webhooks_page(request, principal, services, problem=problem, form=form)

@@ -263,7 +263,9 @@ def post_claim(principal: Runner, services: ServicesDep) -> dict[str, Any]:
 
 
 def _file(path: str | None, what: str) -> FileResponse:
-    if path is None or not FilePath(path).is_file():
+    if path is None:  # sent without one (a runner asks only when the claim says has_track)
+        raise NotFound("job_id", f"no {what} came with the job's footage")
+    if not FilePath(path).is_file():
         raise NotFound("job_id", f"the job's {what} file is missing")
     return FileResponse(path, media_type="application/octet-stream")
 
