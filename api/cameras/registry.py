@@ -10,6 +10,9 @@ error, its spool). A camera is online while its runner reports it with a frame n
 that long or its last frame is that old (its stream dropped: the runner goes on reporting fps 0 and
 the reason); sweep_offline, run by the server every few seconds, sends the camera.offline webhook
 event once, and the first report with a fresh frame brings it back online with camera.online.
+A report also carries how far the runner's clock is from this service's (clock_offset_s, negative when
+behind; absent from an older runner: unknown): CLOCK_WARN_S or more is flagged (clock_warning), and
+logged once when a camera's report first reaches it, since the runner's incidents carry its own times.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from api.storage.models import Camera, GridCell
 log = logging.getLogger(__name__)
 
 OUTSIDE_HOURS = "outside active hours"  # api.runner.camera's status while no frame is due
+CLOCK_WARN_S = 5.0  # a runner's clock this far from this service's is flagged: its incidents carry its times
+CLOCK_OFFSET_MAX_S = 10 * 366 * 86400.0  # the largest clock difference a report may carry (ten years)
 
 
 class CameraInputError(InputError):
@@ -158,6 +163,18 @@ def edit_camera(session: Session, camera_id: str, changes: dict[str, Any]) -> Ca
 # --- live state -------------------------------------------------------------------------------
 
 
+def clock_warning(offset_s: float | None) -> str | None:
+    """What to say of a runner's clock `offset_s` seconds from this service's (its clock minus this one's:
+    negative is behind), None when it is within CLOCK_WARN_S or unknown (an older runner, no answer yet)."""
+    if offset_s is None or abs(offset_s) < CLOCK_WARN_S:
+        return None
+    side = "behind" if offset_s < 0 else "ahead of"
+    return (
+        f"the runner's clock is {abs(offset_s):.0f} s {side} the case service's: its incidents carry "
+        "its own times; synchronise its clock (NTP)"
+    )
+
+
 def _event_payload(camera: Camera) -> dict[str, Any]:
     return {
         "id": camera.id,
@@ -179,12 +196,19 @@ def report_state(
     last_frame_at: datetime | None,
     last_error: str | None,
     runner_state: dict[str, Any] | None = None,
+    clock_offset_s: float | None = None,
     offline_after_s: float | None = None,
 ) -> Camera:
     """A runner's report on one camera it analyses; the camera comes online (camera.online) when its
-    last frame is no older than offline_after_s (any report when None), or it is outside its hours."""
+    last frame is no older than offline_after_s (any report when None), or it is outside its hours.
+    clock_offset_s: how far the runner's clock is from this service's (negative: behind; None: not
+    known); logged once when it reaches CLOCK_WARN_S, not at every report."""
     camera = get_camera(session, camera_id)
     now = utcnow()
+    warning = clock_warning(clock_offset_s)
+    if warning is not None and clock_warning(camera.clock_offset_s) is None:
+        log.warning("camera %s (runner %s): %s", camera_id, runner, warning)
+    camera.clock_offset_s = clock_offset_s
     camera.runner, camera.fps, camera.last_error = runner, fps, last_error
     frame_at = as_utc(last_frame_at)
     if frame_at is not None:  # a runner's clock ahead of this one's would keep it fresh for ever

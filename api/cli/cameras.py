@@ -197,6 +197,16 @@ def _import(session: Any, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _clock(offset_s: float | None) -> str:
+    """The runner's clock against the service's: `-90 s BEHIND` when flagged, `+1 s`, `?` not known."""
+    from api.cameras import registry
+
+    if offset_s is None:
+        return "?"
+    flag = "" if registry.clock_warning(offset_s) is None else " BEHIND" if offset_s < 0 else " AHEAD"
+    return f"{offset_s:+.0f} s{flag}"
+
+
 def _list(args: argparse.Namespace) -> int:
     from api.cameras import registry
     from api.http.routes.cameras import public_stream
@@ -215,13 +225,14 @@ def _list(args: argparse.Namespace) -> int:
                 c.runner or "-",
                 "-" if c.fps is None else f"{c.fps:.1f}",
                 _when(c.last_frame_at),
+                _clock(c.clock_offset_s),
                 public_stream(c.stream_url),
                 c.grid_cell_id or "(by position)",
                 str(len(json.loads(c.zones))),
             )
         )
     _table(
-        ("ID", "ENABLED", "STATE (UTC)", "RUNNER", "FPS", "LAST FRAME", "STREAM", "CELL", "ZONES"),
+        ("ID", "ENABLED", "STATE (UTC)", "RUNNER", "FPS", "LAST FRAME", "CLOCK", "STREAM", "CELL", "ZONES"),
         rows,
     )
     return 0

@@ -621,6 +621,14 @@ class CameraState(Schema):
     last_error: str | None = Field(description="the stream's last error, credentials masked")
     reported_at: UtcTime | None
     runner_state: dict[str, Any] | None = Field(description="the runner's spool and delivery figures")
+    clock_offset_s: float | None = Field(
+        description="how far the runner's clock is from the case service's, in seconds: the runner's "
+        "minus the service's (negative: the runner's is behind); null: not known (an older runner)"
+    )
+    clock_warning: str | None = Field(
+        description="set when the runner's clock is 5 s or more from the service's: its incidents "
+        "carry the runner's own times"
+    )
 
 
 class CameraInfo(Schema):

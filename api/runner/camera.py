@@ -18,7 +18,10 @@ pause, with the reason as the camera's last error; a stream that has given no fr
 its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
 meanwhile. The last frame's time is reported on the case service's clock (this machine's own, moved by
 how far it is from the Date of the service's last answer): a runner whose clock is behind would
-otherwise have its cameras taken offline while they stream. An incident that cannot be written to this
+otherwise have its cameras taken offline while they stream. That difference goes with each report
+(clock_offset_s: this machine's clock minus the service's, negative when behind; left out before the
+first answer, and from then on when the service refuses the field: an older version), so the service
+shows and flags it with the camera. An incident that cannot be written to this
 machine's disk (full) is lost: that is the camera's last error, and its stream is analysed again after
 the same pause. The stream URL's credentials appear in no log line and no report
 (streams.mask_credentials).
@@ -181,6 +184,8 @@ class CameraJob:
         self._last_frame_mono: float | None = None  # monotonic time of the last analysed frame
         self._last_error: str | None = None
         self._clock_ahead_s = 0.0  # how far the case service's clock is ahead of this machine's
+        self._clock_offset_s: float | None = None  # this machine's clock minus the service's, as measured
+        self._send_clock = True  # False once the service refused the field (a version without it)
         self._refused: int | None = None  # the status the last state report was refused with
         self._status = "starting"
         self._incidents = 0
@@ -426,7 +431,7 @@ class CameraJob:
             frame_at = self._last_frame_at
             if frame_at is not None:  # on the service's clock, which judges how old it is
                 frame_at += timedelta(seconds=self._clock_ahead_s)
-            return {
+            report: dict[str, Any] = {
                 "fps": round(fps, 2),
                 "last_frame_at": None if frame_at is None else frame_at.isoformat(),
                 "last_error": None if error is None else error[:LAST_ERROR_CHARS],
@@ -437,21 +442,28 @@ class CameraJob:
                     "forwarder": asdict(forwarder.state()),
                 },
             }
+            if self._send_clock and self._clock_offset_s is not None:  # not known before an answer
+                report["clock_offset_s"] = self._clock_offset_s
+            return report
 
     def _report(
         self, spool: Spool, forwarder: Forwarder, *, timeout_s: float = REPORT_TIMEOUT_S, tries: int = 2
     ) -> None:
         """Report the camera's state; sent again at once (up to `tries` in all) when the answer showed
-        the clocks apart. A stopping job's last report is one try with a short timeout (FINAL_REPORT_S):
+        the clocks apart (and, once, without its clock_offset_s when the service refused that field: an
+        older version). A stopping job's last report is one try with a short timeout (FINAL_REPORT_S):
         two of 10 s each took it past the 30 s the engine gives a job to stop."""
         try:
             with httpx.Client(timeout=timeout_s) as client:
-                for _ in range(tries):  # again at once when the answer showed the clocks apart: the first
+                while tries:  # again at once when the answer showed the clocks apart: the first
                     answer = client.put(  # report's frame time would look old enough to be offline
                         f"{self.server}/api/cameras/{self.camera_id}/state",
                         json=self.state(spool, forwarder),
                         headers={"Authorization": f"Bearer {self._key}"},
                     )
+                    if self._refused_clock(answer):  # once: sent again without it
+                        continue
+                    tries -= 1
                     if not self._learn_clock(answer.headers.get("date")):
                         break
             if answer.status_code == 200 and self._refused is not None:
@@ -468,6 +480,19 @@ class CameraJob:
         except httpx.HTTPError as exc:  # the service is away; incidents wait in the spool
             log.debug("camera %s: state not reported: %s", self.camera_id, type(exc).__name__)
 
+    def _refused_clock(self, answer: httpx.Response) -> bool:
+        """Whether the service refused the report for its clock_offset_s (a version that does not take
+        it: extra fields are a 422): the reports go without it from then on, the difference only logged."""
+        if answer.status_code != 422 or not self._send_clock or "clock_offset_s" not in answer.text:
+            return False
+        self._send_clock = False
+        log.warning(
+            "camera %s: the case service does not take this runner's clock difference (an older "
+            "version): its state reports go without it",
+            self.camera_id,
+        )
+        return True
+
     def _learn_clock(self, date: str | None) -> bool:
         """How far the service's clock is ahead of this machine's, from its answer's Date header (whole
         seconds, cut: its midpoint is half a second on); True when that moved by CLOCK_NEWS_S."""
@@ -477,10 +502,11 @@ class CameraJob:
             return False
         if service_now.tzinfo is None:
             service_now = service_now.replace(tzinfo=UTC)
-        ahead_s = (service_now - datetime.now(UTC)).total_seconds() + 0.5
-        ahead_s = 0.0 if abs(ahead_s) < CLOCK_TOLERANCE_S else ahead_s
+        measured_s = (service_now - datetime.now(UTC)).total_seconds() + 0.5
+        ahead_s = 0.0 if abs(measured_s) < CLOCK_TOLERANCE_S else measured_s
         with self._lock:
             before, self._clock_ahead_s = self._clock_ahead_s, ahead_s
+            self._clock_offset_s = round(-measured_s, 1)  # reported: the service flags 5 s or more
         moved = abs(ahead_s - before) >= CLOCK_NEWS_S
         if moved and ahead_s:
             log.warning(

@@ -353,6 +353,7 @@ class Camera(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime | None] = mapped_column(StoredTime)
     runner_state: Mapped[str | None] = mapped_column(Text)  # JSON: the runner's spool and delivery figures
+    clock_offset_s: Mapped[float | None] = mapped_column(Float)  # runner minus here, s; None: unknown
     online: Mapped[bool | None] = mapped_column(Boolean)  # None until first reported or found offline
     online_since: Mapped[datetime | None] = mapped_column(StoredTime)  # when online last changed
 

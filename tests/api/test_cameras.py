@@ -251,6 +251,52 @@ def test_only_runners_read_stream_urls_and_report_state(server: LiveServer) -> N
         assert state["fps"] == 4.9 and state["runner_state"] == {"spool": 0}
 
 
+def test_a_runner_s_clock_difference_is_served_and_flagged(  # type: ignore[no-untyped-def]
+    server: LiveServer, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, caplog
+) -> None:
+    """A runner reports how far its clock is from the service's (its minus the service's): 90 s behind
+    is served with the camera and flagged, in the API and `camera list`, and logged once at the service,
+    not at each report; 2 s is not flagged; an older runner's report without it reads unknown; a
+    value that is no number of seconds is a 422 naming the field, the stored one kept."""
+    caplog.set_level(logging.WARNING, logger="api.cameras.registry")
+    with server.client("admin") as admin:
+        for camera_id in ("gate-1", "gate-2", "gate-3"):
+            assert admin.post("/api/cameras", json=_camera(camera_id)).status_code == 201
+        key = _runner_key(admin)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        for offset_s in (-90.0, -90.4, -89.6):  # every 5 s, as the runner measures it
+            r = runner.put("/api/cameras/gate-1/state", json={"fps": 5, "clock_offset_s": offset_s})
+            assert r.status_code == 200, r.text
+        assert r.json()["clock_offset_s"] == -89.6 and "90 s behind" in r.json()["clock_warning"]
+        assert (
+            runner.put("/api/cameras/gate-2/state", json={"fps": 5, "clock_offset_s": 2.0}).status_code == 200
+        )
+        assert runner.put("/api/cameras/gate-3/state", json={"fps": 5}).status_code == 200  # an older runner
+        bad_values = ['"90"', "1e12", "-1e12", "NaN", "Infinity", "true", "[90]"]
+        for bad in bad_values:
+            r = runner.put(
+                "/api/cameras/gate-1/state",
+                content=f'{{"fps": 5, "clock_offset_s": {bad}}}',
+                headers={"Content-Type": "application/json"},
+            )
+            assert r.status_code == 422 and "clock_offset_s" in r.text, (bad, r.status_code, r.text[:300])
+    with server.client("operator") as op:
+        states = {c["id"]: c["state"] for c in op.get("/api/cameras").json()}
+    assert states["gate-1"]["clock_offset_s"] == -89.6  # the bad reports stored nothing
+    assert "behind the case service's" in states["gate-1"]["clock_warning"]
+    assert (states["gate-2"]["clock_offset_s"], states["gate-2"]["clock_warning"]) == (2.0, None)
+    assert (states["gate-3"]["clock_offset_s"], states["gate-3"]["clock_warning"]) == (None, None)
+    said = [r.getMessage() for r in caplog.records if "clock is" in r.getMessage()]
+    assert len(said) == 1 and "gate-1" in said[0] and "90 s behind" in said[0], said
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    capsys.readouterr()
+    assert main(["camera", "list"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "-90 s BEHIND" in rows["gate-1"] and "+2 s " in rows["gate-2"] and "BEHIND" not in rows["gate-2"]
+    assert " ? " in rows["gate-3"]
+
+
 def test_a_camera_goes_offline_and_back_with_webhook_events(make_server, db_url: str) -> None:  # type: ignore[no-untyped-def]
     server = make_server(db_url, run_webhooks=False, settings={"webhook_allow_hosts": "127.0.0.1"})
     services = server.services

@@ -39,14 +39,14 @@ def test_migrations_match_models_and_go_both_ways(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0015"
+        assert current_revision(engine) == "0016"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         command.downgrade(_alembic_config(engine), "base")
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == "0015"
+        assert current_revision(engine) == "0016"
     finally:
         engine.dispose()
 

@@ -555,6 +555,98 @@ def test_the_last_frame_is_reported_on_the_service_clock(
     assert abs((service_now - reported).total_seconds()) < 5  # fresh on the service's clock
     said = "behind" if ahead_s > 0 else "ahead of"
     assert re.search(rf"this machine's clock is (89|90|91) s {said} the case service's", caplog.text)
+    assert abs(framed[1]["clock_offset_s"] + ahead_s) <= 1.0  # the runner's minus the service's
+
+
+def test_a_service_that_does_not_take_the_clock_difference_gets_the_reports_without_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runner reporting its clock difference to an older service (which refuses a field it does
+    not know): the report is sent again at once without it, and so are all after; said once."""
+    caplog.set_level(logging.WARNING)
+    service = ScriptedService([], ahead_s=90.0, refuse_field="clock_offset_s")
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps(SITE))
+    camera = {"id": "cam-old", "stream_url": str(write_video(tmp_path / "old.avi", 10, fps=5.0))}
+    job = CameraJob(
+        {**camera, "zones": [WHOLE_FRAME]},
+        server=service.url,
+        key="gpd_runner",
+        spool_dir=tmp_path / "spool" / "cam-old",
+        config_path=site,
+        detector=Frames(),
+        report_s=0.2,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        _wait("five reports", lambda: len(reports(service)) >= 5, 20)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+        service.close()
+    sent = reports(service)
+    carried = [i for i, r in enumerate(sent) if "clock_offset_s" in r]
+    assert carried == [1], carried  # the first had none (no answer yet); the second was refused
+    assert "was refused: 422" not in caplog.text  # the reports are taken (the scripted one answers 201)
+    assert caplog.text.count("does not take this runner's clock difference") == 1
+
+
+class BehindDatetime(datetime):
+    """datetime whose now() is 90 s behind this machine's: the wall clock of a runner set 90 s slow."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> BehindDatetime:
+        moved = datetime.now(tz) - timedelta(seconds=90)
+        return cls.fromtimestamp(moved.timestamp(), tz)
+
+
+def test_a_runner_clock_90_s_behind_is_shown_and_flagged_with_its_camera(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A runner whose clock is 90 s behind the service's logged it on its own machine only: nobody at
+    the service saw it, though its incidents carry its times. Its state reports now carry the
+    difference, which the camera shows, flagged, its camera online all the same (the MJPEG camera,
+    the runner's job and the service real; the runner's wall clock set back)."""
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setattr("api.runner.camera.datetime", BehindDatetime)
+    server: LiveServer = make_server(db_url)
+    mjpeg = MjpegCamera(frames_per_connection=[400])  # 20 s at 20 fps
+    with serve_http(mjpeg_handler(mjpeg)) as port:
+        url = f"http://viewer:{MJPEG_PASSWORD}@127.0.0.1:{port}/v.mjpg"
+        job = _camera_job(
+            server, tmp_path, {"id": "cam-slow-clock", "stream_url": url}, runner="r", detector=Frames()
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            with server.client("operator") as op:
+                _wait(
+                    "the clock difference shown with the camera",
+                    lambda: op.get("/api/cameras/cam-slow-clock").json()["state"]["clock_warning"],
+                    20,
+                )
+                time.sleep(4 * job.report_s)  # more reports, with frames: told once
+                state = op.get("/api/cameras/cam-slow-clock").json()["state"]
+        finally:
+            stop.set()
+            thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert -92.0 <= state["clock_offset_s"] <= -88.0, state  # the Date header is in whole seconds
+    assert re.search(r"(89|90|91) s behind the case service's", state["clock_warning"]), state
+    assert state["online"] is True  # its frames reported on the service's clock
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "api.cameras.registry" and "clock" in r.getMessage()
+    ]
+    assert len(said) == 1 and "cam-slow-clock" in said[0], said
 
 
 @pytest.mark.slow  # 15 s of waiting on a service that answers nothing in time

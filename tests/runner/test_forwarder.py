@@ -443,7 +443,8 @@ class ScriptedService:
     app at the URL, a proxy's page); with `ahead_s`, its Date header that far ahead of this machine's
     clock (a runner whose clock is behind the service's); with `delay_s`, each POST answered that long
     after its body came (a service slow to commit); with `report_delay_s`, each PUT (a camera's state
-    report) likewise."""
+    report) likewise; with `refuse_field`, a PUT whose JSON carries that field gets the 422 an older
+    service gives a field it does not know."""
 
     def __init__(
         self,
@@ -453,6 +454,7 @@ class ScriptedService:
         ahead_s: float = 0.0,
         delay_s: float = 0.0,
         report_delay_s: float = 0.0,
+        refuse_field: str | None = None,
     ) -> None:
         self.script = list(script)
         self.requests: list[dict[str, Any]] = []
@@ -472,6 +474,11 @@ class ScriptedService:
                     time.sleep(report_delay_s)
                 status, headers = service.script.pop(0) if service.script else (201, {})
                 answer = json.dumps({"detail": f"scripted {status}", "duplicate": False}).encode()
+                if self.command == "PUT" and refuse_field is not None and refuse_field in json.loads(body):
+                    status, headers = 422, {}
+                    answer = json.dumps(
+                        {"detail": f"{refuse_field}: Extra inputs are not permitted"}
+                    ).encode()
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

@@ -166,6 +166,16 @@ class CameraStateIn(BaseModel):
     last_error: Annotated[str | None, AfterValidator(shown_error)] = Field(
         None, max_length=2000, description="credentials masked by the runner (and again here)"
     )
+    clock_offset_s: float | None = Field(
+        None,
+        ge=-registry.CLOCK_OFFSET_MAX_S,
+        le=registry.CLOCK_OFFSET_MAX_S,
+        strict=True,
+        allow_inf_nan=False,
+        description="how far the runner's clock is from the case service's (from the Date of its "
+        "answers), in seconds: the runner's minus the service's, negative when the runner's is behind; "
+        f"{registry.CLOCK_WARN_S:g} s or more is flagged; absent: not known (an older runner)",
+    )
     runner_state: dict[str, Any] | None = Field(
         None,
         description=f"the runner's own figures (spool size and age, delivered, dropped): at most "
@@ -226,6 +236,8 @@ def camera_info(row: Camera) -> schemas.CameraInfo:
             last_error=row.last_error,
             reported_at=row.reported_at,
             runner_state=None if row.runner_state is None else json.loads(row.runner_state),
+            clock_offset_s=row.clock_offset_s,
+            clock_warning=registry.clock_warning(row.clock_offset_s),
         ),
     )
 
@@ -312,6 +324,7 @@ def put_camera_state(
         last_frame_at=body.last_frame_at,
         last_error=body.last_error,
         runner_state=body.runner_state,
+        clock_offset_s=body.clock_offset_s,
         offline_after_s=services.settings.camera_offline_after_s,
     )
     session.commit()
