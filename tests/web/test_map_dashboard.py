@@ -169,12 +169,18 @@ def test_map_shows_the_open_cases_of_each_cell_and_a_click_lists_them(open_page:
 
     for cell in ("DEMO-ZIYANG-04", "DEMO-NANXING-03"):
         _click_cell(p, cell)
-        expected = [c["id"] for c in api.get("/api/cases", params={"grid_cell": cell}).json()["items"]]
+        items = api.get("/api/cases", params={"grid_cell": cell}).json()["items"]
+        expected = [c["id"] for c in items]
         assert _panel_ids(p, cell) == expected and expected
-        for case_id in expected:
+        for item in items:
+            case_id = item["id"]
             assert (
                 p.get_attribute(f"#cell-cases li[data-case-id='{case_id}'] a", "href") == f"/cases/{case_id}"
             )
+            # last seen at the site's offset (UTC+8), as the other pages show times, not the browser's
+            seen = datetime.fromisoformat(item["last_seen"]).astimezone(UTC) + timedelta(hours=8)
+            shown = p.inner_text(f"#cell-cases li[data-case-id='{case_id}'] .when")
+            assert shown == f"最后发现：{seen:%Y-%m-%d %H:%M}", shown
         assert cell in p.inner_text("#cell-meta")
         assert p.locator(f"#cell-table tr.selected[data-cell={cell!r}]").count() == 1
     page.shot("map-clicked")
