@@ -113,6 +113,23 @@ def test_dashboard_shows_the_numbers_of_api_stats(open_page: Any, site: Site) ->
     assert p.inner_text("#kpi-total") == str(stats["total"])
 
 
+def test_on_a_phone_the_category_ring_names_its_categories_whole(open_page: Any, site: Site) -> None:
+    """The ring by category labels each slice with its category and count; on a phone those labels
+    were cut to '...' for want of room beside the ring."""
+    for lang, names in (("zh-CN", {"乱停乱放", "乱堆乱放"}), ("en", {"Illegal parking", "Piled debris"})):
+        page = _page(open_page, "viewer1", viewport=(390, 844), mobile=True, label=f"viewer1-{lang}")
+        page.page.context.add_cookies([{"name": "gp_lang", "value": lang, "url": site.base_url}])
+        p = _open_dashboard(page)
+        texts = p.evaluate(
+            """() => echarts.getInstanceByDom(document.getElementById('chart-category')).getZr().storage
+                 .getDisplayList().filter(e => e.style && typeof e.style.text === 'string')
+                 .map(e => e.style.text)"""
+        )
+        assert not [t for t in texts if "..." in t], texts
+        assert names <= set(texts), texts
+        page.shot(f"ring-{lang}")
+
+
 def test_dashboard_of_an_enforcement_officer_counts_their_team_only(open_page: Any, site: Site) -> None:
     stats = site.api("ziyang1").get("/api/stats").json()
     assert {row["grid_cell"] for row in stats["rows"]} == {"DEMO-ZIYANG-04"}
