@@ -13,7 +13,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -137,6 +137,7 @@ class Pipeline:
         self.frames = 0
         self.fired = 0
         self.last_ts = 0.0
+        self.zone = ZoneInfo(camera.timezone)
 
     def process(self, frames: Iterable[Frame]) -> Iterator[Incident]:
         """Run over frames in time order; yields each incident when its violation ends.
@@ -144,8 +145,14 @@ class Pipeline:
         With emit_open (live cameras, where a car may stand for hours), an incident is also
         yielded the moment it fires (closed=False, evidence so far); the final one follows with the
         same id and supersedes it.
+
+        A frame's absolute time (an upload's start time comes back from the database in UTC, a live
+        camera's receive time is UTC) is read at the camera's time zone, the same instant: incidents,
+        their evidence labels and dwell strips carry the camera's local time with its offset, which
+        the pages show them at.
         """
-        for frame in frames:
+        for raw in frames:
+            frame = self.local(raw)
             detections = self.detector.detect(frame.image)
             tracked = self.tracker.update(detections, frame.image) if self.tracker else detections
             static = self.motion.update(frame.image, frame.ts, detections) if self.motion else True
@@ -164,6 +171,12 @@ class Pipeline:
         for violation in self.rules.finish():
             yield self.to_incident(violation)
         self.strips.clear()
+
+    def local(self, frame: Frame) -> Frame:
+        wall = frame.wall_time
+        if wall is None or wall.tzinfo is None:
+            return frame
+        return replace(frame, wall_time=wall.astimezone(self.zone))
 
     def to_incident(self, v: Violation) -> Incident:
         """The incident of a fired violation, with its evidence images and dwell strip written."""
@@ -189,11 +202,7 @@ class Pipeline:
             label=label,
             ts=frame.ts,
             # the label shows the camera's local time (with its offset): what an inspector reads the scene by
-            wall_time=(
-                frame.wall_time.astimezone(ZoneInfo(self.camera.timezone))
-                if frame.wall_time is not None and frame.wall_time.tzinfo is not None
-                else frame.wall_time
-            ),
+            wall_time=frame.wall_time,
             camera=self.camera.name or self.camera.id if self.camera.id != "default" else self.source_id,
             jpeg_quality=self.config.evidence.jpeg_quality,
             crop_margin_ratio=self.config.evidence.crop_margin_ratio,

@@ -44,9 +44,9 @@ def pick_language(cookie: str | None, accept_language: str | None = None) -> str
     return cookie if cookie in LANGUAGES else DEFAULT_LANGUAGE
 
 
-# keys whose last part is a name a site's config gives (its rules' categories): without a text of its
-# own, the name itself is shown, not the catalogue key
-SITE_NAMED = ("category.",)
+# keys whose last part is a name a site's config gives (its rules' categories, its model's object kinds):
+# without a text of its own, the name itself is shown, not the catalogue key
+SITE_NAMED = ("category.", "object.")
 
 
 class Translator:
@@ -59,7 +59,7 @@ class Translator:
     def __call__(self, key: str, **values: object) -> str:
         text = self._strings.get(key)
         if text is None:
-            if key.startswith(SITE_NAMED):  # a category of the site's own rules: shown by its name
+            if key.startswith(SITE_NAMED):  # a name of the site's own config: shown as it is
                 return key.split(".", 1)[1]
             log.warning("i18n: no %s text for %r", self.lang, key)
             return key

@@ -66,9 +66,23 @@ def test_every_status_reason_role_and_category_has_a_name() -> None:
     assert [k for k in keys if k not in zh] == []
 
 
+def test_every_object_kind_of_the_shipped_config_has_a_name() -> None:
+    """The review card, a case and a task say what the object is in the page's language (小汽车),
+    not as the model's kind (car)."""
+    from detect.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "site.yaml")
+    kinds = set(config.kinds.values()) | {k for c in config.categories.values() for k in c.whole_kinds}
+    for lang in LANGUAGES:
+        assert [k for k in sorted(kinds) if f"object.{k}" not in catalogue(lang)] == [], lang
+
+
 def test_a_missing_key_shows_as_itself() -> None:
     assert Translator("en")("no.such.key") == "no.such.key"
     # a category of a site's own rules (a config may add one) shows by its name, not as a key
     assert Translator("zh-CN")("category.construction_waste") == "construction_waste"
     assert Translator("zh-CN")("category.piled_debris") != "piled_debris"
+    # so does an object kind of a site's own model
+    assert Translator("zh-CN")("object.scooter") == "scooter"
+    assert Translator("zh-CN")("object.car") == "小汽车"
     assert Translator("xx").lang == "zh-CN"

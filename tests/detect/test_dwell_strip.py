@@ -93,11 +93,11 @@ def test_strip_entries_in_json_and_back(tmp_path):
         "sha256": first["sha256"],
         "media_type": "image/jpeg",
         "ts": 0.0,
-        "wall_time": "2026-11-20T01:00:00+00:00",
+        "wall_time": "2026-11-20T09:00:00+08:00",  # T0 at the camera's zone
         "window": [40, 85, 200, 245],
         "box": [100.0, 150.0, 140.0, 180.0],
     }
-    assert last["ts"] == 14.0 and last["wall_time"] == "2026-11-20T01:00:14+00:00"
+    assert last["ts"] == 14.0 and last["wall_time"] == "2026-11-20T09:00:14+08:00"
     assert Incident.from_json(data) == inc
 
 

@@ -200,6 +200,20 @@ def test_track_gives_the_incident_the_position_at_its_evidence_frame(tmp_path):
     assert inc.position == (pytest.approx(30.269), pytest.approx(120.158))
 
 
+def test_a_start_time_in_utc_gives_times_at_the_cameras_local_offset(tmp_path):
+    """The worker hands an upload's start time back in UTC (as the database keeps it): the incident,
+    its strip and the pages that show its times read it at the camera's zone (Asia/Shanghai), the
+    same instant, not at +00:00."""
+    assert make_config().cameras[0].timezone == "Asia/Shanghai"
+    (inc,) = detect_with_track(tmp_path, None, start_time=T0)
+    assert inc.first_seen_wall == T0 and inc.first_seen_wall.utcoffset() == timedelta(hours=8)
+    data = inc.to_json()
+    assert data["first_seen_wall"] == "2026-11-20T09:00:00+08:00"
+    assert data["last_seen_wall"] == "2026-11-20T09:00:14+08:00"
+    strip = [e for e in data["evidence"] if e.get("wall_time")]
+    assert strip and all(e["wall_time"].endswith("+08:00") for e in strip)
+
+
 def test_csv_track_times_without_an_offset_are_the_cameras_local_time(tmp_path):
     csv = tmp_path / "patrol.csv"  # TRACK_GPX's fixes, written in Asia/Shanghai time without an offset
     csv.write_text(

@@ -113,6 +113,23 @@ def test_dashboard_shows_the_numbers_of_api_stats(open_page: Any, site: Site) ->
     assert p.inner_text("#kpi-total") == str(stats["total"])
 
 
+def test_on_a_phone_the_category_ring_names_its_categories_whole(open_page: Any, site: Site) -> None:
+    """The ring by category labels each slice with its category and count; on a phone those labels
+    were cut to '...' for want of room beside the ring."""
+    for lang, names in (("zh-CN", {"乱停乱放", "乱堆乱放"}), ("en", {"Illegal parking", "Piled debris"})):
+        page = _page(open_page, "viewer1", viewport=(390, 844), mobile=True, label=f"viewer1-{lang}")
+        page.page.context.add_cookies([{"name": "gp_lang", "value": lang, "url": site.base_url}])
+        p = _open_dashboard(page)
+        texts = p.evaluate(
+            """() => echarts.getInstanceByDom(document.getElementById('chart-category')).getZr().storage
+                 .getDisplayList().filter(e => e.style && typeof e.style.text === 'string')
+                 .map(e => e.style.text)"""
+        )
+        assert not [t for t in texts if "..." in t], texts
+        assert names <= set(texts), texts
+        page.shot(f"ring-{lang}")
+
+
 def test_dashboard_of_an_enforcement_officer_counts_their_team_only(open_page: Any, site: Site) -> None:
     stats = site.api("ziyang1").get("/api/stats").json()
     assert {row["grid_cell"] for row in stats["rows"]} == {"DEMO-ZIYANG-04"}
@@ -169,12 +186,18 @@ def test_map_shows_the_open_cases_of_each_cell_and_a_click_lists_them(open_page:
 
     for cell in ("DEMO-ZIYANG-04", "DEMO-NANXING-03"):
         _click_cell(p, cell)
-        expected = [c["id"] for c in api.get("/api/cases", params={"grid_cell": cell}).json()["items"]]
+        items = api.get("/api/cases", params={"grid_cell": cell}).json()["items"]
+        expected = [c["id"] for c in items]
         assert _panel_ids(p, cell) == expected and expected
-        for case_id in expected:
+        for item in items:
+            case_id = item["id"]
             assert (
                 p.get_attribute(f"#cell-cases li[data-case-id='{case_id}'] a", "href") == f"/cases/{case_id}"
             )
+            # last seen at the site's offset (UTC+8), as the other pages show times, not the browser's
+            seen = datetime.fromisoformat(item["last_seen"]).astimezone(UTC) + timedelta(hours=8)
+            shown = p.inner_text(f"#cell-cases li[data-case-id='{case_id}'] .when")
+            assert shown == f"最后发现：{seen:%Y-%m-%d %H:%M}", shown
         assert cell in p.inner_text("#cell-meta")
         assert p.locator(f"#cell-table tr.selected[data-cell={cell!r}]").count() == 1
     page.shot("map-clicked")

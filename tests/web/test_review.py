@@ -4,6 +4,7 @@ category, skip; two operators never hold the same case; the decisions land in th
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tests.web.conftest import Site
@@ -21,6 +22,11 @@ def _wait_for_next(page: Any, previous: str) -> str:
     return _current(page)
 
 
+# the element is all on the screen (not below the fold)
+IN_VIEW = """sel => { const r = document.querySelector(sel).getBoundingClientRect();
+  return r.height > 0 && r.top >= -1 && r.bottom <= window.innerHeight + 1; }"""
+
+
 def test_keyboard_review_of_the_demo_cases(site: Site, open_page: Any) -> None:
     op = open_page(label="op1")
     op.login("op1")
@@ -32,6 +38,14 @@ def test_keyboard_review_of_the_demo_cases(site: Site, open_page: Any) -> None:
     # the dwell strip: first seen, middle, last seen, each with its time
     captions = page.locator("#current .strip figcaption").all_inner_texts()
     assert len(captions) == 3 and all("·" in c for c in captions), captions
+    # at the camera's time zone (the demo's cameras are in Asia/Shanghai; its uploads' start times
+    # are sent in UTC), as are the first and last seen times
+    assert all(c.endswith("(+08:00)") for c in captions), captions
+    # the facts are in the page's language, the object's kind and the peak confidence too
+    facts = page.inner_text("#current dl.facts")
+    assert re.search(r"\b(car|garbage|max)\b", facts) is None, facts
+    assert re.search(r"(小汽车|垃圾)\n", facts) and "最高" in facts, facts
+    assert facts.count("(+08:00)") == 2, facts
     op.shot("first-case")
 
     api = site.api("op1")
@@ -78,6 +92,7 @@ def test_keyboard_review_of_the_demo_cases(site: Site, open_page: Any) -> None:
     # reject the first with reason 1 (false_positive): the next case is on screen at once
     page.keyboard.press("r")
     page.wait_for_selector("#reject-panel:not([hidden])")
+    page.wait_for_function(IN_VIEW, arg="#reject-panel")  # below the card, brought into sight
     page.keyboard.press("1")
     second = _wait_for_next(page, first)
     assert second in pending and second != first
@@ -164,3 +179,30 @@ def test_two_operators_never_see_the_same_case(site: Site, open_page: Any) -> No
     _wait_for_next(a.page, held[0])
     assert _current(a.page) == held[1]
     assert api.get("/api/health").status_code == 200
+
+
+def test_on_a_phone_reject_and_change_category_show_their_lists(site: Site, open_page: Any) -> None:
+    """The reasons and the categories open below the card: on a phone they are scrolled into sight,
+    not opened out of view with nothing seeming to happen."""
+    incident = {
+        "id": "web-phone-panels",
+        "category": "piled_debris",
+        "object_kind": "garbage",
+        "source_id": "demo-cam-02",
+        "first_seen_wall": "2026-12-01T09:00:00+08:00",
+        "last_seen_wall": "2026-12-01T09:05:00+08:00",
+        "box": [10, 10, 50, 50],
+        "position": [30.2702, 120.1718],
+    }
+    r = site.api("demo-admin").post("/api/incidents", data={"incident": json.dumps(incident)})
+    assert r.status_code == 201, r.text
+    phone = open_page(viewport=(390, 844), mobile=True, label="op1")
+    phone.login("op1")
+    page = phone.page
+    page.wait_for_selector("#current article[data-case-id]")
+    for action in ("category", "reject"):
+        page.tap(f"#current button[data-action={action}]")
+        page.wait_for_selector(f"#{action}-panel:not([hidden])")
+        page.wait_for_function(IN_VIEW, arg=f"#{action}-panel", timeout=2000)
+        phone.shot(action)
+        page.keyboard.press("Escape")

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.web.conftest import Site
+from tests.web.conftest import PASSWORD, Site
 
 PARKING, DEBRIS = "GP-2026-000001", "GP-2026-000002"
 PHONE = (390, 844)
@@ -253,3 +253,26 @@ def test_a_case_id_out_of_range_is_named_never_a_server_error(site: Site, open_p
         assert answer.headers["cache-control"] == "no-store"
     answer = goto(office, "/cases")  # a page shows what its reader may see: no copy kept after logout
     assert answer.headers["cache-control"] == "no-store"
+
+
+def test_a_form_sent_after_the_session_ended_comes_back_to_its_page(site: Site, open_page: Any) -> None:
+    """Someone whose session ended (logged out on another device, password changed) while on a case
+    sends its form: they log in again and are back on that case, not on the form's POST-only target
+    (which has no page: 'not found')."""
+    office = open_page(label="op1")
+    office.login("op1")
+    page = office.page
+    case_id = next(iter(case_ids(site).values()))
+    goto(office, f"/cases/{case_id}")
+    form = page.locator("form.move-form").first
+    assert form.count() == 1, "the case has no move for op1"
+    page.context.clear_cookies()
+    with page.expect_navigation(url="**/login?**"):
+        form.locator("button[type=submit]").click()
+    assert page.url.endswith(f"/login?next=%2Fcases%2F{case_id}"), page.url
+    page.fill("input[name=username]", "op1")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit].primary")
+    page.wait_for_load_state("networkidle")
+    assert page.url == f"{site.base_url}/cases/{case_id}"
+    assert page.locator("#case").count() == 1

@@ -170,5 +170,18 @@ async def static_file(request: Request, name: str) -> Response:
 
 
 def login_redirect(request: Request) -> str:
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return f"/login?next={quote(path, safe='')}"
+    """The login page, then back to the page asked for. A form sent after the session ended (logged
+    out elsewhere, a changed password) is a POST the login cannot send again, to a path with no page
+    of its own: it comes back to the page the form was on (the Referer, same origin only), else home."""
+    if request.method in ("GET", "HEAD"):
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        path = _same_origin_page(request) or "/"
+    return f"/login?next={quote(safe_next(path), safe='')}"
+
+
+def _same_origin_page(request: Request) -> str | None:
+    referer = urlsplit(request.headers.get("referer") or "")
+    if referer.scheme not in ("http", "https") or referer.netloc != request.url.netloc:
+        return None
+    return (referer.path or "/") + (f"?{referer.query}" if referer.query else "")

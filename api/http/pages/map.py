@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from api.accounts.accounts import ROLES, Principal, Role
 from api.cases import workflow
 from api.http.pages.render import render, script_json, translator
-from api.http.pages.session import person_with
+from api.http.pages.session import ServicesDep, person_with
 
 router = APIRouter(include_in_schema=False)
 
@@ -27,7 +27,7 @@ TRACK_READERS = (Role.ADMIN, Role.OPERATOR, Role.ENFORCEMENT)
 
 
 @router.get("/map", response_class=HTMLResponse)
-async def map_page(request: Request, principal: Anyone) -> Response:
+async def map_page(request: Request, principal: Anyone, services: ServicesDep) -> Response:
     t = translator(request)
     i18n = {
         **t.subset("map."),
@@ -42,5 +42,7 @@ async def map_page(request: Request, principal: Anyone) -> Response:
         principal=principal,
         show_tracks=principal.role in TRACK_READERS,
         open_statuses=workflow.OPEN_STATUSES,
+        # a case's time in the cell panel is shown at the site's offset, like every page's times
+        offset_minutes=round(services.settings.timezone_offset_h * 60),
         i18n_json=script_json(i18n),
     )

@@ -118,10 +118,14 @@ def card_view(case: Case, t: Translator) -> CardView:
     peak = incident.get("confidence_max")
     first = case.first_seen
     last = case.last_seen
+    kind = str(incident.get("object_kind") or "")
     view.facts = {
-        "object_kind": str(incident.get("object_kind") or ""),
+        # a kind of the site's own model, without a text of its own, is shown by its name
+        "object_kind": t("object." + kind) if kind else "",
         "confidence": (
-            f"{float(median):.2f} (max {float(peak):.2f})" if isinstance(median, int | float) and peak else ""
+            t("case.confidence_value", median=f"{float(median):.2f}", peak=f"{float(peak):.2f}")
+            if isinstance(median, int | float) and isinstance(peak, int | float) and peak
+            else ""
         ),
         "place": (
             f"{case.lat:.6f}, {case.lon:.6f}"

@@ -93,13 +93,17 @@
 
   function drawCategories(s) {
     const cats = categoriesOf(s);
+    // on a phone the ring leaves the labels beside it too little room and ECharts cuts them to "...":
+    // a smaller ring, shorter label lines and labels that wrap
+    const narrow = document.getElementById("chart-category").clientWidth < 520;
     chartAt("chart-category").setOption({
       animation: false,
       tooltip: { trigger: "item", formatter: "{b}: {c} ({d}%)" },
       legend: { bottom: 0 },
       series: [{
-        type: "pie", radius: ["38%", "68%"], center: ["50%", "45%"],
-        label: { formatter: "{b}\n{c}" },
+        type: "pie", radius: narrow ? ["26%", "46%"] : ["38%", "68%"], center: ["50%", "45%"],
+        label: { formatter: "{b}\n{c}", overflow: "break" },
+        labelLine: narrow ? { length: 8, length2: 6 } : {},
         data: cats.filter((c) => s.byCategory.get(c) > 0).map((c) => ({
           name: label("category", c), value: s.byCategory.get(c), itemStyle: { color: CATEGORY_COLOURS[c] },
         })),

@@ -20,7 +20,6 @@
   const TRACK_COLOURS = ["#0b5cad", "#0c8599", "#5f3dc4", "#c2255c", "#e67700", "#2f9e44"];
   const openStatuses = (root.dataset.openStatuses || "").split(",").filter(Boolean);
   const withTracks = root.dataset.tracks === "yes";
-  const lang = document.body.dataset.lang || "zh-CN";
 
   const cells = new Map();  // id -> {id, name, team, street, community, open, centre: [lon, lat]}
   let unassignedOpen = 0;
@@ -34,10 +33,13 @@
       .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
   }
 
+  // a time as the other pages show it: at the site's UTC offset (not the browser's), YYYY-MM-DD HH:MM
+  const offsetMinutes = Number(root.dataset.offsetMinutes || 0);
   function when(iso) {
     if (!iso) return "";
     const date = new Date(iso);
-    return isNaN(date) ? iso : date.toLocaleString(lang, { hour12: false });
+    if (isNaN(date)) return iso;
+    return new Date(date.getTime() + offsetMinutes * 60000).toISOString().slice(0, 16).replace("T", " ");
   }
 
   async function getJson(url) {

@@ -35,6 +35,9 @@
     mode = next;
     rejectPanel.hidden = next !== "reject";
     categoryPanel.hidden = next !== "category";
+    // the lists sit below the card, out of sight on a phone and on most laptops: bring the open one in
+    const open = next === "reject" ? rejectPanel : next === "category" ? categoryPanel : null;
+    if (open) open.scrollIntoView({ block: "nearest" });
   }
 
   function show(container, html) {
