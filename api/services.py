@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.accounts.throttle import LoginPolicy
 from api.accounts.tokens import CREDENTIALS_EPOCH_FILE, PrincipalCache
+from api.cameras.registry import ClockLog
 from api.cases.grids import GridCache
 from api.cases.merge import MergePolicy
 from api.cases.webhook_targets import TargetPolicy
@@ -66,6 +67,7 @@ class Services:
     list_factory: sessionmaker[Session]  # one-statement readers (make_sessionmaker(one_statement=True))
     grid_cache: GridCache = field(default_factory=GridCache)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    clock_log: ClockLog = field(default_factory=ClockLog)  # runners' clock differences logged (hysteresis)
 
     @property
     def login_policy(self) -> LoginPolicy:

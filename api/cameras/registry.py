@@ -11,8 +11,10 @@ that long or its last frame is that old (its stream dropped: the runner goes on 
 the reason); sweep_offline, run by the server every few seconds, sends the camera.offline webhook
 event once, and the first report with a fresh frame brings it back online with camera.online.
 A report also carries how far the runner's clock is from this service's (clock_offset_s, negative when
-behind; absent from an older runner: unknown): CLOCK_WARN_S or more is flagged (clock_warning), and
-logged once when a camera's report first reaches it, since the runner's incidents carry its own times.
+behind; absent from an older runner: unknown): CLOCK_WARN_S or more is flagged (clock_warning), since
+the runner's incidents carry its own times. The log has hysteresis (ClockLog), as the difference is
+measured to about 1 s: a WARNING when a camera's reports reach CLOCK_WARN_S, and "back within" only
+once they fall under CLOCK_BACK_S, so a clock near 5 s is logged once, not at each crossing.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 OUTSIDE_HOURS = "outside active hours"  # api.runner.camera's status while no frame is due
 CLOCK_WARN_S = 5.0  # a runner's clock this far from this service's is flagged: its incidents carry its times
+CLOCK_BACK_S = 3.0  # a logged clock difference is logged as back within only under this (hysteresis)
 CLOCK_OFFSET_MAX_S = 10 * 366 * 86400.0  # the largest clock difference a report may carry (ten years)
 
 
@@ -175,6 +178,35 @@ def clock_warning(offset_s: float | None) -> str | None:
     )
 
 
+class ClockLog:
+    """Which cameras' runner clocks this service has logged as CLOCK_WARN_S or more off, so that a
+    difference near that line (measured to about 1 s) is logged once: a WARNING when it reaches
+    CLOCK_WARN_S, and INFO "back within" when it falls under CLOCK_BACK_S, nothing in between.
+    Held per process (Services); a camera it has not seen counts as logged when its stored difference
+    is flagged, so a restart logs nothing again for a clock that stayed off."""
+
+    def __init__(self) -> None:
+        self._off: dict[str, bool] = {}
+
+    def note(self, camera_id: str, runner: str, before_s: float | None, now_s: float | None) -> None:
+        """A report of `now_s` for a camera whose stored difference was `before_s` (None: unknown,
+        which changes nothing: an older runner says nothing of its clock)."""
+        off = self._off.get(camera_id, clock_warning(before_s) is not None)
+        warning = clock_warning(now_s)
+        if now_s is None:
+            pass
+        elif not off and warning is not None:
+            log.warning("camera %s (runner %s): %s", camera_id, runner, warning)
+            off = True
+        elif off and abs(now_s) < CLOCK_BACK_S:
+            back = (
+                f"the runner's clock is back within {CLOCK_BACK_S:g} s of the case service's ({now_s:+.0f} s)"
+            )
+            log.info("camera %s (runner %s): %s", camera_id, runner, back)
+            off = False
+        self._off[camera_id] = off
+
+
 def _event_payload(camera: Camera) -> dict[str, Any]:
     return {
         "id": camera.id,
@@ -198,16 +230,15 @@ def report_state(
     runner_state: dict[str, Any] | None = None,
     clock_offset_s: float | None = None,
     offline_after_s: float | None = None,
+    clock_log: ClockLog | None = None,
 ) -> Camera:
     """A runner's report on one camera it analyses; the camera comes online (camera.online) when its
     last frame is no older than offline_after_s (any report when None), or it is outside its hours.
     clock_offset_s: how far the runner's clock is from this service's (negative: behind; None: not
-    known); logged once when it reaches CLOCK_WARN_S, not at every report."""
+    known); logged through clock_log (the service's: with hysteresis, not at every report)."""
     camera = get_camera(session, camera_id)
     now = utcnow()
-    warning = clock_warning(clock_offset_s)
-    if warning is not None and clock_warning(camera.clock_offset_s) is None:
-        log.warning("camera %s (runner %s): %s", camera_id, runner, warning)
+    (clock_log or ClockLog()).note(camera_id, runner, camera.clock_offset_s, clock_offset_s)
     camera.clock_offset_s = clock_offset_s
     camera.runner, camera.fps, camera.last_error = runner, fps, last_error
     frame_at = as_utc(last_frame_at)

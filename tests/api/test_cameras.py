@@ -297,6 +297,32 @@ def test_a_runner_s_clock_difference_is_served_and_flagged(  # type: ignore[no-u
     assert " ? " in rows["gate-3"]
 
 
+def test_a_runner_s_clock_near_the_line_is_logged_with_hysteresis(  # type: ignore[no-untyped-def]
+    server: LiveServer, caplog
+) -> None:
+    """The difference is measured to about 1 s: a clock near 5 s is logged when it reaches 5 s and
+    back within only under 3 s, not at each crossing; the served flag is the plain 5 s rule."""
+    caplog.set_level(logging.INFO, logger="api.cameras.registry")
+    with server.client("admin") as admin:
+        assert admin.post("/api/cameras", json=_camera("gate-1")).status_code == 201
+        key = _runner_key(admin)
+    flags = []
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        for offset_s in (5.2, 4.6, 5.1, 2.0, 5.3):
+            caplog.clear()
+            r = runner.put("/api/cameras/gate-1/state", json={"fps": 5, "clock_offset_s": offset_s})
+            assert r.status_code == 200, r.text
+            flags.append(r.json()["clock_warning"] is not None)
+            said = [(r.levelname, r.getMessage()) for r in caplog.records if "clock is" in r.getMessage()]
+            if offset_s in (5.2, 5.3):
+                assert len(said) == 1 and said[0][0] == "WARNING" and "5 s ahead of" in said[0][1], said
+            elif offset_s == 2.0:
+                assert len(said) == 1 and said[0][0] == "INFO" and "back within 3 s" in said[0][1], said
+            else:
+                assert said == [], (offset_s, said)
+    assert flags == [True, False, True, False, True]
+
+
 def test_a_camera_goes_offline_and_back_with_webhook_events(make_server, db_url: str) -> None:  # type: ignore[no-untyped-def]
     server = make_server(db_url, run_webhooks=False, settings={"webhook_allow_hosts": "127.0.0.1"})
     services = server.services

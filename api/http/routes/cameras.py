@@ -326,6 +326,7 @@ def put_camera_state(
         runner_state=body.runner_state,
         clock_offset_s=body.clock_offset_s,
         offline_after_s=services.settings.camera_offline_after_s,
+        clock_log=services.clock_log,
     )
     session.commit()
     return camera_info(camera).state
