@@ -1,5 +1,10 @@
 """The camera registry and each camera's live state.
 
+A camera's `team` (its cases go to it, not to the grid cell's) must be one the imported grid's cells
+name, else its cases would reach no enforcement user: an unknown one is refused (naming `team`, with
+the grid's teams) once a grid is imported; before that any team is taken. A camera whose team the grid
+no longer knows (a new grid imported) keeps working, flagged by team_warning.
+
 A camera's stream URL carries its credentials: it is stored as given and returned only to runners
 (runner_view); every other view shows `stream` (scheme, host and port: no user, password, path or
 query), and nothing here logs it.
@@ -90,6 +95,28 @@ def _check_cell(session: Session, cell_id: str | None) -> None:
         raise CameraInputError("grid_cell_id", f"no grid cell '{cell_id}' (import the grid first)")
 
 
+def grid_teams(session: Session) -> list[str]:
+    """The teams the imported grid's cells belong to, sorted (none before a grid is imported)."""
+    return list(session.scalars(select(GridCell.team).distinct().order_by(GridCell.team)))
+
+
+def team_warning(team: str | None, teams: list[str]) -> str | None:
+    """What to say of a camera's `team` that no cell of the grid (whose teams are `teams`) names,
+    None when it has none, the grid knows it, or no grid is imported."""
+    if team is None or not teams or team in teams:
+        return None
+    return (
+        f"no grid cell belongs to team '{team}': its cases reach no enforcement user "
+        f"(the grid's teams: {', '.join(teams)})"
+    )
+
+
+def _check_team(session: Session, team: str | None) -> None:
+    warning = team_warning(team, grid_teams(session))
+    if warning is not None:
+        raise CameraInputError("team", warning)
+
+
 def _check_position(lat: float | None, lon: float | None) -> None:
     if (lat is None) != (lon is None):
         raise CameraInputError("position", "give both lat and lon, or neither")
@@ -100,6 +127,7 @@ def add_camera(session: Session, spec: CameraSpec) -> Camera:
         raise CameraConflict("id", f"camera '{spec.id}' already exists (edit it: gridpatrol camera edit)")
     _check_position(spec.lat, spec.lon)
     _check_cell(session, spec.grid_cell_id)
+    _check_team(session, spec.team)
     now = utcnow()
     camera = Camera(
         id=spec.id,
@@ -149,6 +177,8 @@ def edit_camera(session: Session, camera_id: str, changes: dict[str, Any]) -> Ca
     _check_position(lat, lon)
     if "grid_cell_id" in changes:
         _check_cell(session, changes["grid_cell_id"])
+    if "team" in changes and changes["team"] != camera.team:  # one the grid no longer knows is kept
+        _check_team(session, changes["team"])
     for name, value in changes.items():
         if name == "zones":
             value = json.dumps(value, ensure_ascii=False)

@@ -207,6 +207,15 @@ def _clock(offset_s: float | None) -> str:
     return f"{offset_s:+.0f} s{flag}"
 
 
+def _team(team: str | None, teams: list[str]) -> str:
+    """The team its cases go to: `(cell's)` when none, `teem-3 NOT IN GRID` when the grid knows it not."""
+    from api.cameras import registry
+
+    if team is None:
+        return "(cell's)"
+    return team + ("" if registry.team_warning(team, teams) is None else " NOT IN GRID")
+
+
 def _list(args: argparse.Namespace) -> int:
     from api.cameras import registry
     from api.http.routes.cameras import public_stream
@@ -214,6 +223,7 @@ def _list(args: argparse.Namespace) -> int:
     services = _services(args)
     with services.read_factory() as session:
         cameras = registry.list_cameras(session)
+        teams = registry.grid_teams(session)
     rows: list[tuple[str, ...]] = []
     for c in cameras:
         online = "-" if c.online is None else "online" if c.online else "OFFLINE"
@@ -228,11 +238,24 @@ def _list(args: argparse.Namespace) -> int:
                 _clock(c.clock_offset_s),
                 public_stream(c.stream_url),
                 c.grid_cell_id or "(by position)",
+                _team(c.team, teams),
                 str(len(json.loads(c.zones))),
             )
         )
     _table(
-        ("ID", "ENABLED", "STATE (UTC)", "RUNNER", "FPS", "LAST FRAME", "CLOCK", "STREAM", "CELL", "ZONES"),
+        (
+            "ID",
+            "ENABLED",
+            "STATE (UTC)",
+            "RUNNER",
+            "FPS",
+            "LAST FRAME",
+            "CLOCK",
+            "STREAM",
+            "CELL",
+            "TEAM",
+            "ZONES",
+        ),
         rows,
     )
     return 0

@@ -640,6 +640,10 @@ class CameraInfo(Schema):
     position: GeoPosition | None
     grid_cell_id: str | None = Field(description="a fixed grid cell; null: the cell its position is in")
     team: str | None = Field(description="the team its cases go to; null: the grid cell's")
+    team_warning: str | None = Field(
+        description="set when no cell of the imported grid belongs to its team (a grid imported since it "
+        "was set): its cases reach no enforcement user; edit its team"
+    )
     timezone: str
     zones: list[dict[str, Any]] = Field(
         description="as in the site config: id, kind, points_norm, active_hours"

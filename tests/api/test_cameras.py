@@ -17,7 +17,7 @@ from sqlalchemy import select
 from api.cameras.registry import CameraWatch
 from api.cli.main import main
 from api.storage.models import Camera, WebhookDelivery
-from tests.api.api_testkit import LiveServer, incident_json, post_incident
+from tests.api.api_testkit import LiveServer, import_demo_grid, incident_json, post_incident
 
 SECRET_URL = "rtsp://admin:s3cret-pw@10.1.2.3:554/Streaming/Channels/101?token=tok-123&channel=1"
 SECRETS = ("s3cret-pw", "tok-123", "admin:", "Streaming")
@@ -62,10 +62,12 @@ def test_registry_through_the_api_never_shows_the_credentials(
         assert admin.post("/api/cameras", json=_camera()).status_code == 409
         listed = op.get("/api/cameras")
         assert [c["id"] for c in listed.json()] == ["gate-1"]
-        r = admin.patch("/api/cameras/gate-1", json={"enabled": False, "team": "team-x", "position": None})
+        r = admin.patch(
+            "/api/cameras/gate-1", json={"enabled": False, "team": "team-hubin", "position": None}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["enabled"] is False and r.json()["position"] is None
-        assert r.json()["team"] == "team-x"
+        assert r.json()["team"] == "team-hubin"
         assert op.get("/api/cameras/gate-1").json()["enabled"] is False
         assert op.get("/api/cameras/nope").status_code == 404
         assert admin.patch("/api/cameras/nope", json={"enabled": True}).status_code == 404
@@ -251,6 +253,43 @@ def test_only_runners_read_stream_urls_and_report_state(server: LiveServer) -> N
         assert state["fps"] == 4.9 and state["runner_state"] == {"spool": 0}
 
 
+def test_a_camera_team_the_grid_does_not_know_is_refused_and_flagged(  # type: ignore[no-untyped-def]
+    make_server, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A typo'd team would file the camera's cases to a team no enforcement user is in: once a grid is
+    imported, a team none of its cells names is a 422 naming `team` with the grid's teams (API and
+    CLI); before that any team is taken, and a camera whose team a later grid lacks keeps working,
+    flagged in GET /api/cameras and `camera list` until its team is edited."""
+    server = make_server(db_url, grid=False)
+    with server.client("admin") as admin:
+        r = admin.post("/api/cameras", json=_camera("gate-1", team="teem-3"))  # no grid yet: taken
+        assert r.status_code == 201 and r.json()["team_warning"] is None, r.text
+        import_demo_grid(server.services)
+        flagged = admin.get("/api/cameras/gate-1").json()["team_warning"]
+        assert "teem-3" in flagged and "team-ziyang" in flagged, flagged
+        r = admin.post("/api/cameras", json=_camera("gate-2", team="teem-3"))
+        assert r.status_code == 422 and "team" in r.text and "teem-3" in r.text, r.text
+        assert "team-hubin, team-nanxing, team-qingbo, team-wangjiang, team-xiaoying, team-ziyang" in r.text
+        r = admin.patch("/api/cameras/gate-1", json={"enabled": False, "team": "teem-3"})  # kept as it is
+        assert r.status_code == 200 and "teem-3" in r.json()["team_warning"], r.text
+        r = admin.patch("/api/cameras/gate-1", json={"team": "teem-4"})
+        assert r.status_code == 422 and "teem-4" in r.text and "team-ziyang" in r.text, r.text
+        monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+        capsys.readouterr()
+        assert main(["camera", "add", "gate-3", "--url", "rtsp://h/x", "--team", "teem-3"]) == 1
+        err = capsys.readouterr().err
+        assert "team" in err and "teem-3" in err and "team-ziyang" in err, err
+        assert main(["camera", "list"]) == 0
+        assert "teem-3 NOT IN GRID" in capsys.readouterr().out
+        r = admin.patch("/api/cameras/gate-1", json={"team": "team-ziyang"})
+        assert r.status_code == 200 and r.json()["team_warning"] is None, r.text
+        assert [c["id"] for c in admin.get("/api/cameras").json()] == ["gate-1"]  # nothing else stored
+    assert main(["camera", "add", "gate-3", "--url", "rtsp://h/x", "--team", "team-ziyang"]) == 0
+    assert main(["camera", "list"]) == 0
+    assert "NOT IN GRID" not in capsys.readouterr().out
+
+
 def test_a_runner_s_clock_difference_is_served_and_flagged(  # type: ignore[no-untyped-def]
     server: LiveServer, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, caplog
 ) -> None:
@@ -391,7 +430,7 @@ def test_a_camera_reported_without_fresh_frames_goes_offline(make_server, db_url
 
 def test_runner_incidents_need_a_registered_camera_and_take_its_cell(server: LiveServer) -> None:
     with server.client("admin") as admin:
-        admin.post("/api/cameras", json=_camera(grid_cell_id="DEMO-ZIYANG-01", team="team-fixed"))
+        admin.post("/api/cameras", json=_camera(grid_cell_id="DEMO-ZIYANG-01", team="team-hubin"))
         key = _runner_key(admin)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as runner:
         r = post_incident(runner, incident_json("r-1", source_id="unknown-cam"))
@@ -401,7 +440,7 @@ def test_runner_incidents_need_a_registered_camera_and_take_its_cell(server: Liv
         case_id = r.json()["case_id"]
     with server.client("admin") as admin:
         case = admin.get(f"/api/cases/{case_id}").json()
-    assert case["grid_cell"] == "DEMO-ZIYANG-01" and case["team"] == "team-fixed"
+    assert case["grid_cell"] == "DEMO-ZIYANG-01" and case["team"] == "team-hubin"  # not the cell's
     assert case["camera_id"] == "gate-1"
 
 

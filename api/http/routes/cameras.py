@@ -213,7 +213,23 @@ def _position(row: Camera) -> schemas.GeoPosition | None:
     return None if row.lat is None or row.lon is None else schemas.GeoPosition(lat=row.lat, lon=row.lon)
 
 
-def camera_info(row: Camera) -> schemas.CameraInfo:
+def camera_state(row: Camera) -> schemas.CameraState:
+    return schemas.CameraState(
+        online=row.online,
+        since=row.online_since,
+        runner=row.runner,
+        fps=row.fps,
+        last_frame_at=row.last_frame_at,
+        last_error=row.last_error,
+        reported_at=row.reported_at,
+        runner_state=None if row.runner_state is None else json.loads(row.runner_state),
+        clock_offset_s=row.clock_offset_s,
+        clock_warning=registry.clock_warning(row.clock_offset_s),
+    )
+
+
+def camera_info(row: Camera, teams: list[str]) -> schemas.CameraInfo:
+    """A camera as served; `teams`: the grid's (registry.grid_teams), to flag a team it does not know."""
     return schemas.CameraInfo(
         id=row.id,
         name=row.name,
@@ -221,36 +237,27 @@ def camera_info(row: Camera) -> schemas.CameraInfo:
         position=_position(row),
         grid_cell_id=row.grid_cell_id,
         team=row.team,
+        team_warning=registry.team_warning(row.team, teams),
         timezone=row.timezone,
         zones=json.loads(row.zones),
         active_hours=_hours(row),
         enabled=row.enabled,
         created_at=row.created_at,
         updated_at=row.updated_at,
-        state=schemas.CameraState(
-            online=row.online,
-            since=row.online_since,
-            runner=row.runner,
-            fps=row.fps,
-            last_frame_at=row.last_frame_at,
-            last_error=row.last_error,
-            reported_at=row.reported_at,
-            runner_state=None if row.runner_state is None else json.loads(row.runner_state),
-            clock_offset_s=row.clock_offset_s,
-            clock_warning=registry.clock_warning(row.clock_offset_s),
-        ),
+        state=camera_state(row),
     )
 
 
 @router.get("/cameras", response_model=list[schemas.CameraInfo])
 def get_cameras(principal: Staff, session: ReadSessionDep) -> list[schemas.CameraInfo]:
     """Every registered camera with its live state, by id."""
-    return [camera_info(c) for c in registry.list_cameras(session)]
+    teams = registry.grid_teams(session)
+    return [camera_info(c, teams) for c in registry.list_cameras(session)]
 
 
 @router.get("/cameras/{camera_id}", response_model=schemas.CameraInfo, responses=NOT_FOUND)
 def get_camera(camera_id: CameraIdPath, principal: Staff, session: ReadSessionDep) -> schemas.CameraInfo:
-    return camera_info(registry.get_camera(session, camera_id))
+    return camera_info(registry.get_camera(session, camera_id), registry.grid_teams(session))
 
 
 @router.post(
@@ -267,7 +274,7 @@ def post_camera(body: CameraIn, principal: Admin, session: SessionDep) -> schema
     """Register a camera; a bad zone or time zone is a 422 naming it, as in `config check`."""
     camera = registry.add_camera(session, body.spec())
     session.commit()
-    return camera_info(camera)
+    return camera_info(camera, registry.grid_teams(session))
 
 
 @router.patch(
@@ -282,7 +289,7 @@ def patch_camera(
     lets it go at its next look at the registry)."""
     camera = registry.edit_camera(session, camera_id, body.changes())
     session.commit()
-    return camera_info(camera)
+    return camera_info(camera, registry.grid_teams(session))
 
 
 @router.get("/runner/cameras", response_model=list[schemas.RunnerCamera])
@@ -329,4 +336,4 @@ def put_camera_state(
         clock_log=services.clock_log,
     )
     session.commit()
-    return camera_info(camera).state
+    return camera_info(camera, registry.grid_teams(session)).state
