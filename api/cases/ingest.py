@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.accounts.accounts import RUNNER_ROLE, Principal
 from api.cases import custody, workflow
 from api.cases.grids import Assignment, GridCache, GridIndex
+from api.cases.history_notes import created_note, reopened_note
 from api.cases.incident import IncidentConflict, IncidentInputError, IncidentPayload, changed_fields
 from api.cases.merge import Candidate, MergeKey, MergePolicy, bucket_of, choose_case
 from api.errors import ServiceFault
@@ -1003,7 +1004,7 @@ def ingest(
                     "from_status": workflow.CLOSED,
                     "to_status": workflow.PENDING_REVIEW,
                     "reason": "recurrence",
-                    "note": f"seen again (incident {inc.id})",
+                    "note": reopened_note(inc.id),
                 }
             )
         case_id = case.id
@@ -1071,7 +1072,7 @@ def ingest(
                 "from_status": None,
                 "to_status": workflow.PENDING_REVIEW,
                 "reason": None,
-                "note": f"incident {inc.id}",
+                "note": created_note(inc.id),
             }
         )
     if events:

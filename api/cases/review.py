@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from api.accounts.accounts import Principal
 from api.cases import custody, review_labels, workflow
 from api.cases.acting import transition
+from api.cases.history_notes import recategorized_note, undo_note
 from api.cases.reading import get_case
 from api.errors import InputError
 from api.storage.db import table_of, utcnow
@@ -172,7 +173,7 @@ def undo_last(session: Session, *, principal: Principal, case_id: int) -> Case:
             from_status=previous,
             to_status=workflow.PENDING_REVIEW,
             reason=None,
-            note=f"undid {last.action}",
+            note=undo_note(last.action),
         )
     )
     session.flush()
@@ -221,7 +222,7 @@ def change_category(session: Session, *, principal: Principal, case_id: int, cat
             from_status=case.status,
             to_status=case.status,
             reason=None,
-            note=f"{previous} -> {category}",
+            note=recategorized_note(previous, category),
         )
     )
     session.flush()

@@ -334,6 +334,12 @@ def test_webhooks(site: Site, open_page: Any) -> None:
         time.sleep(0.5)
     row = rows.first
     assert row.get_attribute("data-status") in ("pending", "failed")
+    # events in the page's language, each with the identifier integrators subscribe by; the tab too
+    assert row.locator("td.admin-event").inner_text() == "立案 case.filed"
+    assert row.locator("td.admin-event code").inner_text() == "case.filed"
+    events = page.locator(f"article.admin-hook[data-hook='{hook_id}'] .admin-events .admin-event")
+    assert events.all_inner_texts() == ["立案 case.filed"]
+    assert page.inner_text("#tab-webhooks") == "事件推送"
     assert "Connect" in row.inner_text() and str(case["id"]) in row.inner_text()
     admin.shot("webhook-log")
 

@@ -410,3 +410,20 @@ def test_every_name_the_case_pages_build_is_in_the_catalogue() -> None:
     ]
     for lang in LANGUAGES:
         assert [k for k in keys if k not in catalogue(lang)] == [], lang
+
+
+def test_the_history_speaks_the_page_language(site: Site, open_page: Any) -> None:
+    """The service's own history notes (the incident a case was created from) are shown in the page's
+    language, from their parts; the API keeps them as stored."""
+    api = site.api("op1")
+    case = api.get("/api/cases", params={"number": DEBRIS}).json()["items"][0]
+    stored = api.get(f"/api/cases/{case['id']}").json()["history"][0]
+    assert stored["what"] == "created" and stored["note"].startswith("incident "), stored
+    incident = stored["note"].removeprefix("incident ")
+    viewer = open_page(label="viewer1")
+    viewer.login("viewer1")
+    goto(viewer, f"/cases/{case['id']}")
+    note = viewer.page.inner_text("#timeline li[data-action=created] .note")
+    assert note == f"来自事件 {incident}", note
+    follow(viewer.page, "header.topbar button[lang=en]")
+    assert viewer.page.inner_text("#timeline li[data-action=created] .note") == f"From incident {incident}"

@@ -206,3 +206,51 @@ def test_on_a_phone_reject_and_change_category_show_their_lists(site: Site, open
         page.wait_for_function(IN_VIEW, arg=f"#{action}-panel", timeout=2000)
         phone.shot(action)
         page.keyboard.press("Escape")
+
+
+def test_a_decision_that_does_not_land_brings_its_card_back(site: Site, open_page: Any) -> None:
+    """A decision refused because the session ended puts the card back in front, its error on it (the
+    case still waits for review); one refused because someone else decided the case meanwhile (409)
+    is said so and its card stays gone."""
+    api = site.api("demo-admin")
+    for i in range(3):
+        incident = {
+            "id": f"web-decision-fails-{i}",
+            "category": "piled_debris",
+            "object_kind": "garbage",
+            "source_id": "demo-cam-02",
+            "first_seen_wall": "2026-12-01T09:00:00+08:00",
+            "last_seen_wall": "2026-12-01T09:05:00+08:00",
+            "box": [10, 10, 50, 50],
+            "position": [30.2752 + i * 0.001, 120.1718],
+        }
+        r = api.post("/api/incidents", data={"incident": json.dumps(incident)})
+        assert r.status_code == 201, r.text
+    op = open_page(label="op1")
+    op.allowed_statuses = {401, 409}
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector("#current article[data-case-id]")
+    page.wait_for_selector("#upcoming article[data-case-id]", state="attached")
+
+    # another user rejects the case on screen before the operator's confirm lands: a 409, said so
+    taken = _current(page)
+    taken_id = page.get_attribute("#current article", "data-case-id")
+    r = api.post(f"/api/cases/{taken_id}/transitions", data={"to": "rejected", "reason": "duplicate"})
+    assert r.status_code == 200, r.text
+    page.keyboard.press("y")
+    page.wait_for_function("() => (document.getElementById('flash').className || '').includes('error')")
+    assert "已被他人处理" in page.inner_text("#flash")
+    page.wait_for_timeout(300)
+    assert _current(page) not in ("", taken)
+    assert page.locator(f"article[data-case-number='{taken}']").count() == 0
+
+    # the session ends (its cookie is gone): the confirm is a 401 and the card comes back, in front
+    lost, lost_id = _current(page), page.get_attribute("#current article", "data-case-id")
+    page.context.clear_cookies()
+    page.keyboard.press("y")
+    page.wait_for_selector(f"#current article[data-case-number='{lost}'] .decision-failed")
+    message = page.inner_text("#current .decision-failed")
+    assert lost in message and "仍待审核" in message, message
+    op.shot("card-back")
+    assert api.get(f"/api/cases/{lost_id}").json()["status"] == "pending_review"

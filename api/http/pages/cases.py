@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api.accounts.accounts import ROLES, Principal, Role
 from api.cases import custody, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
+from api.cases.history_notes import note_parts
 from api.cases.reading import SEALED_ROLES, SORTS, CaseFilter, case_id_for_number, case_page, get_case
 from api.cases.review import known_categories
 from api.cases.wall_time import in_range
@@ -350,12 +351,28 @@ def actor_name(actor: str, t: Translator) -> str:
     return t("cases.actor.system")
 
 
+def history_note(action: str, note: str | None, t: Translator) -> str | None:
+    """A history note the service wrote (an incident's id, the category before and after, ...) in
+    the page's language, from its parts; any other note as it is stored."""
+    parts = note_parts(action, note)
+    if parts is None:
+        return note
+    if action == "undo":
+        key = f"cases.action.{parts['action']}"
+        parts["action"] = t(key) if t.has(key) else parts["action"]
+    if action == "recategorized":
+        parts = {k: t(f"category.{v}") for k, v in parts.items()}
+    return t(f"cases.note.{action}", **parts)
+
+
 def timeline(events: list[CaseEvent], t: Translator, offset: timezone) -> list[dict[str, Any]]:
     items = []
     for event in events:
         team, note = (None, event.note)
         if event.to_status == workflow.DISPATCHED:
             team, note = dispatched_team(event.note)
+        else:
+            note = history_note(event.action, event.note, t)
         reason = event.reason
         if reason and t.has(f"reason.{reason}"):
             reason = t(f"reason.{reason}")

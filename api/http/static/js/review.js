@@ -1,6 +1,8 @@
 // The review queue, keyboard first. The next case is loaded (and its images fetched) while the
 // operator looks at the current one, so a decision shows the next case at once; the decision itself
-// is posted in the background and a failure (a 409 when someone else acted first) is shown.
+// is posted in the background. A decision that does not land (the session ended, the server is out of
+// reach) brings its card back to the front with the error on it, the case still awaiting review; one
+// refused with a 409 (someone else decided the case meanwhile) is said so and the card stays gone.
 "use strict";
 (function () {
   const current = document.getElementById("current");
@@ -83,9 +85,11 @@
     const a = card(current);
     if (!a || !a.dataset.caseId) return;
     const id = Number(a.dataset.caseId), number = a.dataset.caseNumber;
+    const nodes = [...current.childNodes];  // the card, kept until its decision has landed
     setMode("decide");
     decided.add(id);
     await advance();
+    const failed = (detail) => queue(() => bringBack(id, nodes, gp.t("review.decision.failed", { number, detail })));
     lastPost = post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
       if (response.ok) {
         lastDecided = { id, number };
@@ -93,11 +97,33 @@
           : gp.t("review.done.rejected", { number, reason: gp.t("reason." + reason) });
         lastLine.textContent = label + " · " + gp.t("review.undo.hint");
         gp.flash("");
+      } else if (response.status === 409) {
+        // someone else decided the case meanwhile: it has left the queue, its card stays gone
+        gp.flash(gp.t("error.conflict", { detail: await gp.errorText(response) }), "error");
       } else {
-        const detail = await gp.errorText(response);
-        gp.flash(response.status === 409 ? gp.t("error.conflict", { detail }) : gp.t("error.request", { detail }), "error");
+        failed(await gp.errorText(response));
       }
-    }).catch((err) => gp.flash(gp.t("error.request", { detail: err.message }), "error"));
+    }).catch((err) => failed(err.message));
+  }
+
+  // A card whose decision did not land goes back to the front, the error on it; the card on screen
+  // becomes the next one again (as after an undo).
+  async function bringBack(id, nodes, message) {
+    decided.delete(id);
+    setMode("decide");  // a list opened for the card on screen is not for this one
+    if (loading) await loading;  // a card still loading ahead would land over the one moved there
+    const onScreen = caseId(current);
+    if (onScreen) upcoming.replaceChildren(...current.childNodes);
+    current.replaceChildren(...nodes);
+    const a = card(current);
+    if (a) {
+      const old = a.querySelector(".decision-failed");
+      if (old) old.remove();
+      a.prepend(gp.el("p", { class: "flash error decision-failed", role: "alert", text: message }));
+    }
+    window.gpFrames.drawBoxes(current);
+    gp.flash(message, "error");
+    if (!onScreen) loadUpcoming();
   }
 
   async function skip() {
