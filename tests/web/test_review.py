@@ -27,6 +27,23 @@ IN_VIEW = """sel => { const r = document.querySelector(sel).getBoundingClientRec
   return r.height > 0 && r.top >= -1 && r.bottom <= window.innerHeight + 1; }"""
 
 
+def _post_garbage(api: Any, incident_id: str, lat: float) -> str:
+    """A garbage incident of demo-cam-02 at (lat, 120.1718), sent as a camera would: its case number."""
+    incident = {
+        "id": incident_id,
+        "category": "piled_debris",
+        "object_kind": "garbage",
+        "source_id": "demo-cam-02",
+        "first_seen_wall": "2026-12-01T09:00:00+08:00",
+        "last_seen_wall": "2026-12-01T09:05:00+08:00",
+        "box": [10, 10, 50, 50],
+        "position": [lat, 120.1718],
+    }
+    r = api.post("/api/incidents", data={"incident": json.dumps(incident)})
+    assert r.status_code == 201, r.text
+    return str(r.json()["case_number"])
+
+
 def test_keyboard_review_of_the_demo_cases(site: Site, open_page: Any) -> None:
     op = open_page(label="op1")
     op.login("op1")
@@ -147,21 +164,7 @@ def test_keyboard_review_of_the_demo_cases(site: Site, open_page: Any) -> None:
 def test_two_operators_never_see_the_same_case(site: Site, open_page: Any) -> None:
     api = site.api("demo-admin")
     # four new cases sent as a camera would (the demo's two were decided above), 100 m apart
-    numbers = []
-    for i in range(4):
-        incident = {
-            "id": f"web-two-operators-{i}",
-            "category": "piled_debris",
-            "object_kind": "garbage",
-            "source_id": "demo-cam-02",
-            "first_seen_wall": "2026-12-01T09:00:00+08:00",
-            "last_seen_wall": "2026-12-01T09:05:00+08:00",
-            "box": [10, 10, 50, 50],
-            "position": [30.2662 + i * 0.001, 120.1718],
-        }
-        r = api.post("/api/incidents", data={"incident": json.dumps(incident)})
-        assert r.status_code == 201, r.text
-        numbers.append(r.json()["case_number"])
+    numbers = [_post_garbage(api, f"web-two-operators-{i}", 30.2662 + i * 0.001) for i in range(4)]
     a, b = open_page(label="op1"), open_page(label="op2")
     a.login("op1")
     b.login("op2")
@@ -184,18 +187,7 @@ def test_two_operators_never_see_the_same_case(site: Site, open_page: Any) -> No
 def test_on_a_phone_reject_and_change_category_show_their_lists(site: Site, open_page: Any) -> None:
     """The reasons and the categories open below the card: on a phone they are scrolled into sight,
     not opened out of view with nothing seeming to happen."""
-    incident = {
-        "id": "web-phone-panels",
-        "category": "piled_debris",
-        "object_kind": "garbage",
-        "source_id": "demo-cam-02",
-        "first_seen_wall": "2026-12-01T09:00:00+08:00",
-        "last_seen_wall": "2026-12-01T09:05:00+08:00",
-        "box": [10, 10, 50, 50],
-        "position": [30.2702, 120.1718],
-    }
-    r = site.api("demo-admin").post("/api/incidents", data={"incident": json.dumps(incident)})
-    assert r.status_code == 201, r.text
+    _post_garbage(site.api("demo-admin"), "web-phone-panels", 30.2702)
     phone = open_page(viewport=(390, 844), mobile=True, label="op1")
     phone.login("op1")
     page = phone.page
@@ -214,18 +206,7 @@ def test_a_decision_that_does_not_land_brings_its_card_back(site: Site, open_pag
     is said so and its card stays gone."""
     api = site.api("demo-admin")
     for i in range(3):
-        incident = {
-            "id": f"web-decision-fails-{i}",
-            "category": "piled_debris",
-            "object_kind": "garbage",
-            "source_id": "demo-cam-02",
-            "first_seen_wall": "2026-12-01T09:00:00+08:00",
-            "last_seen_wall": "2026-12-01T09:05:00+08:00",
-            "box": [10, 10, 50, 50],
-            "position": [30.2752 + i * 0.001, 120.1718],
-        }
-        r = api.post("/api/incidents", data={"incident": json.dumps(incident)})
-        assert r.status_code == 201, r.text
+        _post_garbage(api, f"web-decision-fails-{i}", 30.2752 + i * 0.001)
     op = open_page(label="op1")
     op.allowed_statuses = {401, 409}
     op.login("op1")
