@@ -336,4 +336,4 @@ def put_camera_state(
         clock_log=services.clock_log,
     )
     session.commit()
-    return camera_info(camera, registry.grid_teams(session)).state
+    return camera_state(camera)  # every 5 s per camera: no grid-teams query, no whole CameraInfo
