@@ -43,7 +43,7 @@ from api.cases import workflow
 from api.cases.reading import visible
 from api.cases.wall_time import held_in_range
 from api.storage.db import as_utc
-from api.storage.models import Case, CaseEvent, GridCell, UploadCoverage
+from api.storage.models import UNASSIGNED, Case, CaseEvent, GridCell, UploadCoverage
 
 PERCENTILE = 0.9
 # the years a period's days may have: those of every date the service takes (api.http.schemas.YEARS)
@@ -147,6 +147,11 @@ class CellFigures:
     team: str | None
     figures: Figures
     patrol_passes: int
+
+    @property
+    def removed(self) -> bool:
+        """A cell its cases keep that a later grid import removed (not the cases outside every cell)."""
+        return self.name is None and self.cell_id != UNASSIGNED
 
 
 @dataclass(frozen=True, slots=True)

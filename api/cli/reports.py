@@ -123,13 +123,15 @@ def _hours(value: float | None) -> str:
 
 def summary_lines(report: object, *, first: date, last: date, offset: str) -> list[str]:
     """The report as lines of text (report: an api.cases.period_report.PeriodReport)."""
-    from api.cases.period_report import Figures, PeriodReport, whole_percent
+    from api.cases.period_report import CellFigures, Figures, PeriodReport, whole_percent
 
     assert isinstance(report, PeriodReport)
     total = report.total
-    names = [c.category for c in report.by_category] + [
-        f"{c.cell_id} ({c.team or '–'})" for c in report.by_cell
-    ]
+
+    def cell_name(cell: CellFigures) -> str:
+        return f"{cell.cell_id} ({'removed from the grid' if cell.removed else cell.team or '–'})"
+
+    names = [c.category for c in report.by_category] + [cell_name(c) for c in report.by_cell]
     width = max([NAME_WIDTH, *(_columns(name) + 2 for name in names)])
 
     def line(name: str, value: object, extra: str = "") -> str:
@@ -169,8 +171,7 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
     lines += [row(c.category, c.figures) for c in report.by_category] or ["  (no cases)"]
     lines += ["", f"By grid cell (team){'':<{width - 17}}{head}{'passes':>8}"]
     for cell in report.by_cell:
-        name = f"{cell.cell_id} ({cell.team or '–'})"
-        lines.append(row(name, cell.figures) + f"{cell.patrol_passes:>8}")
+        lines.append(row(cell_name(cell), cell.figures) + f"{cell.patrol_passes:>8}")
     return lines
 
 

@@ -872,3 +872,41 @@ def test_report_hours_are_written_with_fixed_decimals(hours: float | None, in_cs
     closing = next(line for line in lines if "found -> closed" in line)
     assert f"{in_text}  median; p90 {in_text};" in closing, closing
     assert "e+" not in "\n".join(lines)
+
+
+def test_a_cell_a_grid_import_removed_is_not_called_outside_the_grid(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Cases keep the cell a later grid import removed: the page and `gridpatrol report` name that cell as
+    removed, not as "outside the grid", which is where the cases without a cell are."""
+    import json
+
+    from api.cli.main import main
+    from tests.api.api_testkit import DEMO_GRID
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)  # five cases in ZIYANG
+    with server.client("device") as device, server.client("admin") as admin:
+        _case(device, "nowhere", world["seen"], (31.5, 121.5))  # in no cell
+        grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+        grid["features"] = [f for f in grid["features"] if f["properties"]["id"] != ZIYANG]
+        assert admin.put("/api/grids", params={"force": "true"}, json=grid).status_code == 200
+    local = (world["now"] + timedelta(hours=8)).date()
+    since, until = (local - timedelta(days=5)).isoformat(), local.isoformat()
+    with server.browser("operator") as op:
+        page = op.get("/reports", params={"range": "custom", "since": since, "until": until}).text
+    rows = {
+        row.split('<span class="muted">')[1].split("<")[0]: row.split('<th scope="row">')[1].split("<")[0]
+        for row in page.split('id="report-cells"')[1].split("</tbody>")[0].split("<tr")[2:]
+    }
+    assert rows[ZIYANG].strip() == "Removed from the grid", rows[ZIYANG]
+    assert rows["unassigned"].strip() == "Outside the grid"
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    assert main(["report", "--since", since, "--until", until, "--database-url", sqlite_url]) == 0
+    out = capsys.readouterr().out
+    assert f"{ZIYANG} (removed from the grid)" in out and "unassigned (–)" in out
