@@ -19,6 +19,10 @@ Counted:
   ranks), None when there is no such move (never 0). A recurrence (a closed case seen again, reopened
   for review) is "found" when it was reopened: its review and closing are timed from then, not from
   the case's first sighting.
+- a case the service itself rejected as superseded (api.jobs.superseding: footage sent again with a
+  corrected start time, camera or track; the corrected run filed the same problems as cases of their
+  own, with the right times and places) counts nowhere: not found, decided or open, as it was no finding
+  and its rejection no review decision.
 
 The counts are summed by the database; the moves of the period (one row each, some 10^4 in a month of a
 busy district) come back to be timed, as percentiles need every value.
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, or_, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, aliased
 
@@ -49,6 +53,9 @@ PERCENTILE = 0.9
 # the years a period's days may have: those of every date the service takes (api.http.schemas.YEARS)
 FIRST_YEAR, LAST_YEAR = 1970, 2199
 DECIDED = (workflow.FILED, workflow.REJECTED)
+# the actor label of the service's own moves (an accounts.Principal of kind "worker"): its one move is
+# the rejection of a superseded case (workflow.SYSTEM_MOVES, api.jobs.superseding)
+SERVICE_ACTOR_PREFIX = "worker:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +219,20 @@ def _status_at(until: datetime) -> ColumnElement[str]:
     )
 
 
+def _not_superseded() -> ColumnElement[bool]:
+    """The case (correlated with Case) is not one the service rejected as superseded."""
+    by_service = (
+        select(CaseEvent.id)
+        .where(
+            CaseEvent.case_id == Case.id,
+            CaseEvent.to_status == workflow.REJECTED.value,
+            CaseEvent.actor.startswith(SERVICE_ACTOR_PREFIX),
+        )
+        .exists()
+    )
+    return or_(Case.status != workflow.REJECTED.value, ~by_service)
+
+
 def local_days(first: date, last: date, offset_h: float) -> tuple[datetime, datetime]:
     """The period [since, until) in naive UTC of the local days `first` to `last`, both included, at
     `offset_h` hours from UTC: local midnight before the first, after the last, held in the range of
@@ -236,7 +257,7 @@ def period_report(
         return tallies.setdefault((cell, category), _Tally())
 
     found: Select = select(Case.grid_cell_id, Case.category, func.count()).where(
-        Case.first_seen >= first, Case.first_seen < last
+        Case.first_seen >= first, Case.first_seen < last, _not_superseded()
     )
     for cell, category, n in session.execute(
         visible(found, principal).group_by(Case.grid_cell_id, Case.category)
@@ -245,7 +266,10 @@ def period_report(
 
     status = _status_at(last).label("status_at")
     at_end = (
-        visible(select(Case.grid_cell_id, Case.category, status).where(Case.first_seen < last), principal)
+        visible(
+            select(Case.grid_cell_id, Case.category, status).where(Case.first_seen < last, _not_superseded()),
+            principal,
+        )
     ).subquery()
     grouped = (
         select(at_end.c.grid_cell_id, at_end.c.category, at_end.c.status_at, func.count())
@@ -308,6 +332,7 @@ def _moves(
             CaseEvent.from_status,
             CaseEvent.to_status,
             CaseEvent.reason,
+            CaseEvent.actor,
             dispatched_at.label("dispatched_at"),
             reopened_at.label("reopened_at"),
         )
@@ -319,6 +344,8 @@ def _moves(
     closings: dict[int, tuple[str, str, float | None]] = {}  # case -> its last closing in the period
     for row in session.execute(stmt):
         found = row.first_seen if row.reopened_at is None else max(row.first_seen, row.reopened_at)
+        if row.actor.startswith(SERVICE_ACTOR_PREFIX):
+            continue  # a superseded case's rejection (see _not_superseded): no review decision
         if row.action == "undo":
             decisions.pop(row.case_id, None)
         elif row.from_status == workflow.PENDING_REVIEW and row.to_status in (

@@ -910,3 +910,65 @@ def test_a_cell_a_grid_import_removed_is_not_called_outside_the_grid(
     assert main(["report", "--since", since, "--until", until, "--database-url", sqlite_url]) == 0
     out = capsys.readouterr().out
     assert f"{ZIYANG} (removed from the grid)" in out and "unassigned (–)" in out
+
+
+def test_the_cases_a_corrected_resend_superseded_count_nowhere(make_server: Any, sqlite_url: str) -> None:
+    """Footage whose job failed after filing two cases, sent again with a corrected camera: the service
+    rejects the first run's two cases as superseded, and the corrected run files the same two problems.
+    The report finds two, with no rejection (the service's own is no review decision) and two awaiting
+    review; before, it found four and counted two duplicates rejected, timed as reviews."""
+    import hashlib
+
+    from api.cases.incident import IncidentPayload
+    from streams import SourceError
+    from tests.api.api_testkit import footage, wait_job
+
+    def pipeline(
+        input: Path, config: Any, *, out_dir: Path, source_id: str, id_salt: str = "", **_: Any
+    ) -> Any:
+        for i in range(3):
+            if i == 2 and not id_salt:  # the first run fails after two incidents
+                raise SourceError(f"{input.name}: cannot decode frame {i}")
+            if i == 2:
+                return
+            image = jpeg_bytes(f"{source_id}{id_salt}-{i}")
+            (out_dir / f"inc{i}.jpg").write_bytes(image)
+            evidence = {
+                "role": "annotated",
+                "path": f"inc{i}.jpg",
+                "sha256": hashlib.sha256(image).hexdigest(),
+            }
+            yield IncidentPayload.model_validate(
+                {
+                    "id": f"{source_id}{id_salt}:{i}",
+                    "category": "illegal_parking",
+                    "source_id": "cam",
+                    "first_seen_wall": "2026-11-20T09:00:00+08:00",
+                    "position": [30.2741 + i * 0.001, 120.1551],
+                    "evidence": [evidence],
+                }
+            )
+
+    server: LiveServer = make_server(
+        sqlite_url,
+        run_worker=True,
+        run_webhooks=False,
+        pipeline=pipeline,
+        config_loader=lambda: None,
+        settings={"worker_poll_s": 0.05},
+    )
+    files = {"file": ("x.mp4", footage("resent"), "video/mp4")}
+    with server.client("admin") as admin:
+        for camera, outcome in (("cam-typo", "failed"), ("cam-b", "done")):
+            sent = admin.post("/api/uploads", files=files, data={"camera_id": camera})
+            assert sent.status_code in (200, 201), sent.text
+            assert wait_job(admin, sent.json()["id"])["status"] == outcome
+        statuses = sorted(c["status"] for c in admin.get("/api/cases").json()["items"])
+        assert statuses == ["pending_review"] * 2 + ["rejected"] * 2, statuses
+        day = {"since": "2026-11-19T16:00:00Z", "until": "2026-11-20T16:00:00Z"}  # 2026-11-20 at UTC+8
+        total = admin.get("/api/reports/period", params=day).json()["total"]
+        later = {"since": day["since"], "until": _iso(datetime.now(UTC) + timedelta(hours=1))}
+        moves = admin.get("/api/reports/period", params=later).json()["total"]
+    assert total["found"] == 2 and total["open_at_end"] == total["awaiting_review_at_end"] == 2, total
+    assert moves["found"] == 2 and moves["rejected"] == 0 and moves["rejected_by_reason"] == {}, moves
+    assert moves["review_hours"]["count"] == 0, moves
