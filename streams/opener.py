@@ -11,7 +11,7 @@ from streams.frame import GeoPoint
 from streams.images import IMAGE_SUFFIXES, ImageSource
 from streams.rtsp import LiveSource, ReconnectPolicy
 from streams.source import FrameSource, SourceError
-from streams.urls import is_live_url, is_remote_file, unreadable_scheme, url_error, url_scheme
+from streams.urls import footage_url_problem, is_live_url, is_remote_file, url_error, url_scheme
 from streams.video import VideoSource
 
 
@@ -39,6 +39,10 @@ def open_source(
     """
     text = os.fspath(uri)
     policy = reconnect or ReconnectPolicy()
+    if url_scheme(text) is not None:
+        problem = footage_url_problem(text)
+        if problem is not None:
+            raise SourceError(url_error(text, problem))
     if is_live_url(text):
         return LiveSource(
             text, source_id=source_id, analysis_fps=analysis_fps, position=position, policy=policy
@@ -52,9 +56,6 @@ def open_source(
             position=position,
             timeout_s=policy.read_timeout_s,
         )
-    scheme = url_scheme(text)
-    if scheme is not None:
-        raise SourceError(url_error(text, unreadable_scheme(scheme)))
     path = Path(text)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
