@@ -99,6 +99,18 @@ def test_detect_ends_at_100_percent_and_writes_a_contact_sheet(
     assert "http:" not in html and "https:" not in html and "<script" not in html
 
 
+def test_detect_reads_a_video_saved_under_an_image_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Told by its content; before, by its name: "clip.jpg: cannot be decoded as an image"."""
+    footage, config, out = _one_incident_clip(tmp_path, monkeypatch)
+    misnamed = footage.rename(footage.with_name("clip.jpg"))
+
+    assert main(["detect", str(misnamed), "--config", str(config), "--out", str(out)]) == 0
+
+    assert "1 incident(s) written" in capsys.readouterr().out
+
+
 def test_a_run_whose_source_fails_keeps_the_previous_incidents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
