@@ -12,6 +12,7 @@ from streams import Frame, FrameSource, GeoPoint, InputError, SourceError, open_
 from streams.video import container_ts
 from tests.streams.conftest import DASHCAM_FRAMES
 from tests.streams.footage import (
+    faststart_copy,
     matroska_with_lead_in,
     mp4_without_video,
     truncated_copy,
@@ -180,6 +181,28 @@ def test_truncated_mp4_loses_its_index_and_cannot_open(dashcam: Path, tmp_path: 
     with pytest.raises(SourceError, match="moov") as error:
         open_source(path)
     assert str(path) in str(error.value)
+
+
+# cut at the end of the index, in the header of the frames (mdat), a little past it
+@pytest.mark.parametrize("extra", [0, 5, 1000])
+def test_faststart_mp4_cut_just_after_its_index_is_named_cut_short(
+    dashcam: Path, tmp_path: Path, extra: int
+) -> None:
+    # A phone's faststart MP4 keeps its index (moov) ahead of its frames (mdat): cut just after the index,
+    # it opens, then decodes nothing. Before, "holds no decodable video frames", which reads as a file
+    # of no video rather than a recording cut short.
+    whole = faststart_copy(dashcam, tmp_path / "whole.mp4")
+    assert len(list(open_source(whole, analysis_fps=1))) == 14  # the whole copy reads as the clip does
+    data = whole.read_bytes()
+    index_end = data.index(b"mdat") - 4
+    cut = tmp_path / "VID_20261203_0812.mp4"
+    cut.write_bytes(data[: index_end + extra])
+    with pytest.raises(SourceError) as error:
+        open_source(cut)
+    assert str(error.value) == (
+        f"{cut}: cut short just after its index (moov atom): "
+        "the frames it lists are not in the file (truncated)"
+    )
 
 
 def _assert_stopped_after_last_frame(
