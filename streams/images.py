@@ -87,6 +87,19 @@ def read_image(path: Path) -> np.ndarray | None:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
+def looks_like_image(path: Path) -> bool:
+    """Whether a file's first bytes are those of an image format read here (JPEG, PNG, BMP, WebP), whatever
+    its name: a photo saved as .mp4 is still a photo. Only the first bytes are read, so that a video of
+    gigabytes is not read into memory to find out it is none."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(12)
+    except OSError:
+        return False
+    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return webp or head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM"))  # JPEG, PNG, BMP
+
+
 def offset_from_name(name: str) -> float | None:
     """Seconds from the start of the footage that a name ending in milliseconds states (frame_001250ms.jpg:
     1.25), or None."""

@@ -8,10 +8,10 @@ from datetime import datetime
 from pathlib import Path
 
 from streams.frame import GeoPoint
-from streams.images import IMAGE_SUFFIXES, ImageSource
+from streams.images import IMAGE_SUFFIXES, ImageSource, looks_like_image
 from streams.rtsp import LiveSource, ReconnectPolicy
 from streams.source import FrameSource, SourceError
-from streams.urls import is_live_url, is_remote_file, unreadable_scheme, url_error, url_scheme
+from streams.urls import footage_url_problem, is_live_url, is_remote_file, url_error, url_scheme
 from streams.video import VideoSource
 
 
@@ -27,9 +27,11 @@ def open_source(
 ) -> FrameSource:
     """Open footage for reading; a SourceError naming the input when it cannot be read.
 
-    uri: a video file, an image file, a folder of images, a live URL (streams.urls.is_live_url: rtsp://,
+    uri: a video file or an image file (told apart by their content, not their names), a folder of
+        images (by their names: .jpg, .png, ...), a live URL (streams.urls.is_live_url: rtsp://,
         rtmp://, http(s):// MJPEG, HLS or FLV, srt://, udp://, ...), or the http(s) URL of a video file
-        (streams.urls.is_remote_file: read once like a local file).
+        (streams.urls.is_remote_file: read once like a local file). A URL is checked before it is opened
+        (streams.urls.footage_url_problem).
     analysis_fps: frames per second to analyse, chosen by timestamps (None: every frame).
     start_time: the footage's absolute start, for Frame.wall_time (live cameras use the receive time instead).
     position: the fixed camera's position, passed to every frame.
@@ -39,6 +41,10 @@ def open_source(
     """
     text = os.fspath(uri)
     policy = reconnect or ReconnectPolicy()
+    if url_scheme(text) is not None:
+        problem = footage_url_problem(text)
+        if problem is not None:
+            raise SourceError(url_error(text, problem))
     if is_live_url(text):
         return LiveSource(
             text, source_id=source_id, analysis_fps=analysis_fps, position=position, policy=policy
@@ -52,13 +58,16 @@ def open_source(
             position=position,
             timeout_s=policy.read_timeout_s,
         )
-    scheme = url_scheme(text)
-    if scheme is not None:
-        raise SourceError(url_error(text, unreadable_scheme(scheme)))
     path = Path(text)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if not path.is_dir():
+        if not path.is_file():
+            raise SourceError(f"{path}: not a regular file")
+        if path.stat().st_size == 0:
+            raise SourceError(f"{path}: file is empty")
+    # a file is an image or a video by its content, not its name (a photo saved as .mp4, a clip as .jpg)
+    if path.is_dir() or looks_like_image(path):
         return ImageSource(
             path,
             source_id=source_id,
@@ -67,10 +76,16 @@ def open_source(
             position=position,
             image_fps=image_fps,
         )
-    if not path.is_file():
-        raise SourceError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise SourceError(f"{path}: file is empty")
-    return VideoSource(
-        path, source_id=source_id, analysis_fps=analysis_fps, start_time=start_time, position=position
-    )
+    try:
+        return VideoSource(
+            path, source_id=source_id, analysis_fps=analysis_fps, start_time=start_time, position=position
+        )
+    except SourceError as exc:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise
+        # named as an image, but neither one nor a readable video: say both
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise SourceError(
+            f"{path}: cannot be decoded as an image (its content is no JPEG, PNG, BMP or WebP), "
+            f"nor read as a video: {reason}"
+        ) from None

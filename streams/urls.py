@@ -149,12 +149,22 @@ def stream_url_problem(url: str) -> str | None:
     password); None when it can. FFmpeg reads the host as a URL parser does, up to the first '/', '?'
     or '#': a user name or password that holds one of them (or '@', '[', ']') must be percent-encoded,
     or the stream is looked for at a host named after the user."""
+    return _url_problem(url, remote_file_ok=False)
+
+
+def footage_url_problem(url: str) -> str | None:
+    """Why `url` cannot be read as footage (`gridpatrol detect`'s input, streams.open_source): checked as
+    stream_url_problem checks a camera's, except that the http(s) URL of a video file is read too."""
+    return _url_problem(url, remote_file_ok=True)
+
+
+def _url_problem(url: str, *, remote_file_ok: bool) -> str | None:
     if re.search(r"[\x00-\x20\x7f]", url):
         return "holds a space or a control character"
     scheme = url_scheme(url)
     if scheme not in LIVE_SCHEMES:
         return unreadable_scheme(scheme)
-    if is_remote_file(url):
+    if is_remote_file(url) and not remote_file_ok:
         return "an http(s) URL of a video file is footage, not a live stream: upload it instead"
     rest = url.partition("://")[2]
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]

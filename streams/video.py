@@ -83,6 +83,36 @@ def _iso_track_handlers(path: Path) -> tuple[bool, list[bytes] | None]:
     return size >= 8, None
 
 
+def _iso_cut_after_index(path: Path) -> bool:
+    """Whether `path` is an ISO media file whose index (moov) is whole but whose frames (mdat) are cut off:
+    a faststart file (index first, as phones and `ffmpeg -movflags +faststart` write it) cut short just
+    after its index, whose frames FFmpeg then cannot decode at all. Told by its top-level boxes: one runs
+    past the end of the file, or there is no mdat."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            at, index, frames = 0, False, False
+            while at < size:
+                file.seek(at)
+                header = file.read(16)
+                if len(header) < 8:
+                    return index  # a box header cut in two
+                box_size, kind = struct.unpack(">I4s", header[:8])
+                if box_size == 1 and len(header) == 16:
+                    box_size = struct.unpack(">Q", header[8:16])[0]
+                elif box_size == 0:
+                    box_size = size - at
+                if (at == 0 and kind not in _ISO_FIRST_BOXES) or box_size < 8:
+                    return False
+                if at + box_size > size:
+                    return index  # cut inside a box after a whole index
+                index, frames = index or kind == b"moov", frames or kind == b"mdat"
+                at += box_size
+    except OSError:
+        return False
+    return index and not frames
+
+
 def _track_handlers(moov: bytes) -> list[bytes]:
     """The handler type of each track (trak box) among a moov box's children; other boxes (free space, which
     may hold a removed track's bytes, user data) are skipped."""
@@ -166,6 +196,11 @@ class VideoSource(FrameSource):
         # Decode the first frame now, so that a file that opens but holds no decodable video fails here.
         if not capture.grab():
             capture.release()
+            if not isinstance(path, str) and _iso_cut_after_index(path):
+                raise SourceError(
+                    f"{name}: cut short just after its index (moov atom): the frames it lists are not "
+                    "in the file (truncated)"
+                )
             raise SourceError(f"{name}: holds no decodable video frames")
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)

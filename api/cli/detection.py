@@ -123,8 +123,15 @@ def _config_path(given: Path | None) -> Path:
 
 
 def _check_input(text: str) -> None:
-    """A local input that is not there is reported before the model loads (URLs are opened later)."""
-    if "://" in text:
+    """An input that cannot be read is reported before the model loads: a local one that is not there,
+    a URL of a scheme FFmpeg does not read or of a shape it would misread (its password in the error
+    masked, as the API and a runner word it: streams.urls.url_error). URLs are opened later."""
+    from streams.urls import footage_url_problem, url_error, url_scheme
+
+    if url_scheme(text) is not None:
+        problem = footage_url_problem(text)
+        if problem is not None:
+            raise CommandError(url_error(text, problem))
         return
     if not Path(text).exists():
         raise CommandError(f"{text}: no such file or folder")

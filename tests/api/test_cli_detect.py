@@ -48,6 +48,25 @@ def test_a_missing_input_is_named_before_the_model_loads(
     assert f"{missing}: no such file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("rtsp://admin:pa#ss@cam.local/live", "rtsp://admin:***@cam.local/live: an '@' after the host"),
+        ("rtsp://admin:pass@cam.local:99999/live", "rtsp://admin:***@cam.local:99999/live: not a valid URL"),
+        ("rtsp://admin:pa ss@cam.local/live", "rtsp://cam.local: holds a space or a control character"),
+        ("rstp://admin:pass@cam.local/live", "rstp://admin:***@cam.local/live: cannot read rstp:// URLs"),
+    ],
+)
+def test_a_bad_stream_url_is_named_masked_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model: None, url: str, named: str
+) -> None:
+    """Worded as the API and `gridpatrol camera add` refuse a camera's stream URL; before, the model
+    loaded and FFmpeg was asked to connect to what it made of the URL."""
+    assert main(["detect", url, "--config", str(SITE), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert named in err and "pa#ss" not in err and ":pass@" not in err and "pa ss" not in err
+
+
 def _one_incident_clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
     """A 15-frame still clip, a site config and an output folder, with a detector and tracker that make
     one incident of it: (footage, config, out)."""
@@ -78,6 +97,18 @@ def test_detect_ends_at_100_percent_and_writes_a_contact_sheet(
     assert [role for role, _ in sources] == ["annotated", "crop"]
     assert all(not Path(src).is_absolute() and (out / src).is_file() for _, src in sources)
     assert "http:" not in html and "https:" not in html and "<script" not in html
+
+
+def test_detect_reads_a_video_saved_under_an_image_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Told by its content; before, by its name: "clip.jpg: cannot be decoded as an image"."""
+    footage, config, out = _one_incident_clip(tmp_path, monkeypatch)
+    misnamed = footage.rename(footage.with_name("clip.jpg"))
+
+    assert main(["detect", str(misnamed), "--config", str(config), "--out", str(out)]) == 0
+
+    assert "1 incident(s) written" in capsys.readouterr().out
 
 
 def test_a_run_whose_source_fails_keeps_the_previous_incidents(

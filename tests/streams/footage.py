@@ -99,3 +99,43 @@ def mp4_without_video(source: Path, target: Path) -> Path:
         child += size
     target.write_bytes(bytes(data))
     return target
+
+
+_ISO_CONTAINERS = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl"})
+
+
+def _shift_chunk_offsets(data: bytearray, start: int, end: int, shift: int) -> None:
+    """Add `shift` to every chunk offset (stco, co64) in the boxes of data[start:end], in place."""
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        if kind in _ISO_CONTAINERS:
+            _shift_chunk_offsets(data, at + 8, at + size, shift)
+        elif kind in (b"stco", b"co64"):
+            (count,) = struct.unpack(">I", data[at + 12 : at + 16])
+            fmt, width = (">I", 4) if kind == b"stco" else (">Q", 8)
+            for i in range(count):
+                field = at + 16 + i * width
+                (offset,) = struct.unpack(fmt, data[field : field + width])
+                data[field : field + width] = struct.pack(fmt, offset + shift)
+        at += size
+
+
+def faststart_copy(source: Path, target: Path) -> Path:
+    """A copy of an MP4 whose index (moov) comes before its frames (mdat), as `ffmpeg -movflags +faststart`
+    and most phones write it for streaming: the moov box moved ahead of mdat, its chunk offsets moved on
+    by its size."""
+    data = source.read_bytes()
+    boxes: list[tuple[bytes, bytes]] = []
+    at = 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        boxes.append((kind, data[at : at + size]))
+        at += size
+    moov = bytearray(boxes.pop([kind for kind, _ in boxes].index(b"moov"))[1])
+    _shift_chunk_offsets(moov, 8, len(moov), len(moov))
+    mdat = [kind for kind, _ in boxes].index(b"mdat")
+    target.write_bytes(
+        b"".join(box for _, box in boxes[:mdat]) + bytes(moov) + b"".join(b for _, b in boxes[mdat:])
+    )
+    return target

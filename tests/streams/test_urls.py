@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from streams import ReconnectPolicy, SourceError, is_live_url, mask_credentials, open_source
-from streams.urls import default_source_id, host_and_port, is_remote_file, is_secret_key, stream_url_problem
+from streams.urls import (
+    default_source_id,
+    footage_url_problem,
+    host_and_port,
+    is_remote_file,
+    is_secret_key,
+    stream_url_problem,
+)
 from tests.streams.footage import write_video
 from tests.streams.mjpeg_kit import PASSWORD, MjpegCamera, mjpeg_handler, serve_http
 
@@ -240,6 +247,30 @@ def test_a_url_of_another_scheme_is_named_and_masked() -> None:
     message = str(error.value)
     assert "ftp://admin:***@files.example.com/cam1.mp4: cannot read ftp:// URLs" in message
     assert "rtsp" in message and PASSWORD not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        # a '#' in the password: FFmpeg would look for the stream at a host named "admin"
+        (f"rtsp://admin:pa#{PASSWORD}@127.0.0.1:1/live", "rtsp://admin:***@127.0.0.1:1/live: an '@' after"),
+        (f"rtsp://admin:{PASSWORD}@127.0.0.1:99999/live", "rtsp://admin:***@127.0.0.1:99999/live: not a"),
+        (f"http://u:{PASSWORD}@127.0.0.1:99999/day1.mp4", "http://u:***@127.0.0.1:99999/day1.mp4: not a"),
+    ],
+)
+def test_a_misshapen_url_is_named_and_masked_before_connecting(url: str, named: str) -> None:
+    """Worded as the API refuses a camera's stream URL (url_error); before, FFmpeg was asked to connect
+    to what it made of it, and the error said only "cannot connect"."""
+    with pytest.raises(SourceError) as error:
+        open_source(url, reconnect=FAST)
+    assert str(error.value).startswith(named) and PASSWORD not in str(error.value)
+
+
+def test_footage_urls_are_checked_as_stream_urls_but_may_name_a_video_file() -> None:
+    assert footage_url_problem("http://cdn.example.com/day1.mp4") is None
+    assert stream_url_problem("http://cdn.example.com/day1.mp4") is not None
+    for url in ("rtsp://admin:20240#@10.0.0.9/live", "rtsp://cam/li ve", "file:///etc/passwd"):
+        assert footage_url_problem(url) == stream_url_problem(url) is not None
 
 
 # --- a real MJPEG camera over HTTP --------------------------------------------------------------------------

@@ -11,7 +11,14 @@ import pytest
 from streams import Frame, FrameSource, GeoPoint, InputError, SourceError, open_source
 from streams.video import container_ts
 from tests.streams.conftest import DASHCAM_FRAMES
-from tests.streams.footage import matroska_with_lead_in, mp4_without_video, truncated_copy, write_video
+from tests.streams.footage import (
+    faststart_copy,
+    matroska_with_lead_in,
+    mp4_without_video,
+    truncated_copy,
+    write_image,
+    write_video,
+)
 
 
 def test_dashcam_at_5_fps_is_sampled_by_timestamps(dashcam: Path) -> None:
@@ -145,6 +152,28 @@ def test_bad_input_is_a_source_error_naming_it(
     assert isinstance(error.value, InputError) and not isinstance(error.value, ValueError)
 
 
+def test_a_file_is_an_image_or_a_video_by_its_content_not_its_name(dashcam: Path, tmp_path: Path) -> None:
+    # Before, by its name: the clip saved as .jpg was "cannot be decoded as an image", the photo saved
+    # as .mp4 a one-frame "video" at FFmpeg's made-up 25 fps.
+    clip = tmp_path / "patrol-0812.jpg"
+    shutil.copy(dashcam, clip)
+    source = open_source(clip, analysis_fps=1)
+    assert (source.info.kind, source.info.frame_count, len(list(source))) == ("video", DASHCAM_FRAMES, 14)
+    for name, write in (("photo.mp4", ".jpg"), ("shot.avi", ".png")):
+        photo = tmp_path / name
+        shutil.copy(write_image(tmp_path / f"real{write}", 77), photo)
+        source = open_source(photo)
+        assert (source.info.kind, source.info.fps, source.info.frame_count) == ("images", None, 1)
+        assert [int(frame.image[0, 0, 0]) for frame in source] == [77]
+
+    # named as an image, neither one nor a readable video: both said, with what the video reader found
+    cut = truncated_copy(dashcam, tmp_path / "patrol-0813.jpg", keep=0.5)
+    with pytest.raises(SourceError) as error:
+        open_source(cut)
+    assert str(error.value).startswith(f"{cut}: cannot be decoded as an image (its content is no JPEG")
+    assert "nor read as a video: not a readable video" in str(error.value) and "moov" in str(error.value)
+
+
 @pytest.mark.parametrize("keep", [0.4, 0.9])
 def test_truncated_mp4_loses_its_index_and_cannot_open(dashcam: Path, tmp_path: Path, keep: float) -> None:
     # The clip keeps its moov atom (the index) at the end, as cameras write it: any truncation loses it.
@@ -152,6 +181,28 @@ def test_truncated_mp4_loses_its_index_and_cannot_open(dashcam: Path, tmp_path: 
     with pytest.raises(SourceError, match="moov") as error:
         open_source(path)
     assert str(path) in str(error.value)
+
+
+# cut at the end of the index, in the header of the frames (mdat), a little past it
+@pytest.mark.parametrize("extra", [0, 5, 1000])
+def test_faststart_mp4_cut_just_after_its_index_is_named_cut_short(
+    dashcam: Path, tmp_path: Path, extra: int
+) -> None:
+    # A phone's faststart MP4 keeps its index (moov) ahead of its frames (mdat): cut just after the index,
+    # it opens, then decodes nothing. Before, "holds no decodable video frames", which reads as a file
+    # of no video rather than a recording cut short.
+    whole = faststart_copy(dashcam, tmp_path / "whole.mp4")
+    assert len(list(open_source(whole, analysis_fps=1))) == 14  # the whole copy reads as the clip does
+    data = whole.read_bytes()
+    index_end = data.index(b"mdat") - 4
+    cut = tmp_path / "VID_20261203_0812.mp4"
+    cut.write_bytes(data[: index_end + extra])
+    with pytest.raises(SourceError) as error:
+        open_source(cut)
+    assert str(error.value) == (
+        f"{cut}: cut short just after its index (moov atom): "
+        "the frames it lists are not in the file (truncated)"
+    )
 
 
 def _assert_stopped_after_last_frame(

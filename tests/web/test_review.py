@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from tests.web.conftest import Site
+from tests.web.conftest import PASSWORD, Site
 
 
 def _current(page: Any) -> str:
@@ -202,8 +202,8 @@ def test_on_a_phone_reject_and_change_category_show_their_lists(site: Site, open
 
 def test_a_decision_that_does_not_land_brings_its_card_back(site: Site, open_page: Any) -> None:
     """A decision refused because the session ended puts the card back in front, its error on it (the
-    case still waits for review); one refused because someone else decided the case meanwhile (409)
-    is said so and its card stays gone."""
+    case still waits for review) with a link to log in again that comes back to the queue; one refused
+    because someone else decided the case meanwhile (409) is said so and its card stays gone."""
     api = site.api("demo-admin")
     for i in range(3):
         _post_garbage(api, f"web-decision-fails-{i}", 30.2752 + i * 0.001)
@@ -235,3 +235,16 @@ def test_a_decision_that_does_not_land_brings_its_card_back(site: Site, open_pag
     assert lost in message and "仍待审核" in message, message
     op.shot("card-back")
     assert api.get(f"/api/cases/{lost_id}").json()["status"] == "pending_review"
+
+    # the error offers to log in again (before, nothing did: the operator had to guess /login), and
+    # the login comes back to the review queue
+    again = page.locator("#current .decision-failed a")
+    assert again.inner_text() == "重新登录"
+    again.click()
+    page.wait_for_url(re.compile(r"/login\?next=%2Freview$"))
+    assert page.input_value("form[action='/login'] input[name=next]") == "/review"
+    page.fill("input[name=username]", "op1")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit].primary")
+    page.wait_for_url(re.compile(r"/review$"))
+    page.wait_for_selector("#current article[data-case-id]")

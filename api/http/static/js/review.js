@@ -1,8 +1,9 @@
 // The review queue, keyboard first. The next case is loaded (and its images fetched) while the
 // operator looks at the current one, so a decision shows the next case at once; the decision itself
 // is posted in the background. A decision that does not land (the session ended, the server is out of
-// reach) brings its card back to the front with the error on it, the case still awaiting review; one
-// refused with a 409 (someone else decided the case meanwhile) is said so and the card stays gone.
+// reach) brings its card back to the front with the error on it, the case still awaiting review (and,
+// when the session ended, a link to log in again that comes back here); one refused with a 409
+// (someone else decided the case meanwhile) is said so and the card stays gone.
 "use strict";
 (function () {
   const current = document.getElementById("current");
@@ -89,7 +90,8 @@
     setMode("decide");
     decided.add(id);
     await advance();
-    const failed = (detail) => queue(() => bringBack(id, nodes, gp.t("review.decision.failed", { number, detail })));
+    const failed = (detail, sessionEnded) =>
+      queue(() => bringBack(id, nodes, gp.t("review.decision.failed", { number, detail }), sessionEnded));
     lastPost = post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
       if (response.ok) {
         lastDecided = { id, number };
@@ -101,14 +103,15 @@
         // someone else decided the case meanwhile: it has left the queue, its card stays gone
         gp.flash(gp.t("error.conflict", { detail: await gp.errorText(response) }), "error");
       } else {
-        failed(await gp.errorText(response));
+        failed(await gp.errorText(response), response.status === 401);
       }
     }).catch((err) => failed(err.message));
   }
 
   // A card whose decision did not land goes back to the front, the error on it; the card on screen
-  // becomes the next one again (as after an undo).
-  async function bringBack(id, nodes, message) {
+  // becomes the next one again (as after an undo). When the session has ended (a 401) the error offers
+  // to log in again, coming back to this page.
+  async function bringBack(id, nodes, message, sessionEnded) {
     decided.delete(id);
     setMode("decide");  // a list opened for the card on screen is not for this one
     if (loading) await loading;  // a card still loading ahead would land over the one moved there
@@ -119,7 +122,12 @@
     if (a) {
       const old = a.querySelector(".decision-failed");
       if (old) old.remove();
-      a.prepend(gp.el("p", { class: "flash error decision-failed", role: "alert", text: message }));
+      const line = gp.el("p", { class: "flash error decision-failed", role: "alert", text: message });
+      if (sessionEnded) {
+        const back = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+        line.append(" ", gp.el("a", { class: "log-in-again", href: back, text: gp.t("review.log_in_again") }));
+      }
+      a.prepend(line);
     }
     window.gpFrames.drawBoxes(current);
     gp.flash(message, "error");
