@@ -4,7 +4,8 @@ The chain is the record; the other tables are what it says, and must agree with 
 
 - the case row: status, category, team, grid cell, number, camera, device, position, reject reason,
   recurrence and sightings counts equal the replay of its entries (the first entry holds the new
-  case's state; transitions, undos, recategorisations and recurrences change it); the plate is the
+  case's state; transitions, undos, recategorisations and recurrences change it; a sighting seen
+  before its case was closed changes no status but has its history event); the plate is the
   first one its sightings read and last_seen the latest sighting, both from the checked sightings;
 - sightings: each was recorded by an entry with the SHA-256 of its facts (custody.sighting_digest);
   one missing, altered or not recorded is named;
@@ -156,6 +157,8 @@ def _replay_entry(out: _Expected, entry: CustodyEntry, detail: dict[str, Any]) -
             out.events.append(
                 (entry.actor, "reopened", workflow.CLOSED, workflow.PENDING_REVIEW, "recurrence")
             )
+        elif detail.get("before_close"):  # seen by the time the case was closed: it stayed closed
+            out.events.append((entry.actor, "seen_before_close", None, None, None))
         out.sightings[incident_id] = sighting
     elif action == "transition":
         before, after, reason = _text(detail, "from"), _text(detail, "to"), _optional_text(detail, "reason")

@@ -11,9 +11,16 @@ import re
 
 _CREATED = re.compile(r"incident (?P<incident>\S+)")
 _REOPENED = re.compile(r"seen again \(incident (?P<incident>\S+)\)")
+_SEEN_BEFORE_CLOSE = re.compile(r"seen before it was closed \(incident (?P<incident>\S+)\)")
 _UNDO = re.compile(r"undid (?P<action>[a-z_]+)")
 _RECATEGORIZED = re.compile(r"(?P<before>\S+) -> (?P<after>\S+)")
-_SHAPES = {"created": _CREATED, "reopened": _REOPENED, "undo": _UNDO, "recategorized": _RECATEGORIZED}
+_SHAPES = {
+    "created": _CREATED,
+    "reopened": _REOPENED,
+    "seen_before_close": _SEEN_BEFORE_CLOSE,
+    "undo": _UNDO,
+    "recategorized": _RECATEGORIZED,
+}
 
 
 def created_note(incident_id: str) -> str:
@@ -22,6 +29,10 @@ def created_note(incident_id: str) -> str:
 
 def reopened_note(incident_id: str) -> str:
     return f"seen again (incident {incident_id})"
+
+
+def seen_before_close_note(incident_id: str) -> str:
+    return f"seen before it was closed (incident {incident_id})"
 
 
 def undo_note(undone_action: str) -> str:

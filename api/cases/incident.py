@@ -9,10 +9,20 @@ is stored is the same on both paths.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from api.cases.wall_time import WallTime, aware
 from api.errors import InputError
@@ -42,6 +52,10 @@ class IncidentConflict(IncidentInputError):
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 MAX_PIXELS = 100_000.0  # a box corner's coordinate: no frame is wider or taller (box corrections too)
 MAX_COUNT = 2**31 - 1  # a frame index, a count or a track id: what an INTEGER column holds
+# the longest an incident may last, first_seen_wall to last_seen_wall: one camera watching one object
+# for one stretch (a stall's day, an upload's footage); a longer span is a wrong clock or a stale first
+# time, and would date its case's first sighting back that far (api.cases.ingest): a 422
+MAX_INCIDENT_SPAN = timedelta(days=7)
 
 
 # original: the best frame before privacy blurring (faces, plates not involved), sealed: admins only
@@ -107,6 +121,21 @@ class IncidentPayload(BaseModel):
     plate_confidence: float | None = Field(None, ge=0.0, le=1.0)
     # a moving camera's single pass of a parked vehicle: a chalk mark (api.cases.chalking), no case
     suspected: bool = False
+
+    @field_validator("last_seen_wall")
+    @classmethod
+    def _within_span(cls, last: datetime | None, info: ValidationInfo) -> datetime | None:
+        """At most MAX_INCIDENT_SPAN after first_seen_wall (a last time before it is set right by
+        _in_order)."""
+        first = info.data.get("first_seen_wall")
+        if first is not None and last is not None and aware(last) - aware(first) > MAX_INCIDENT_SPAN:
+            days = (aware(last) - aware(first)) / timedelta(days=1)
+            raise PydanticCustomError(
+                "incident_span",
+                "must be at most {most} days after first_seen_wall (it is {days} days after it)",
+                {"days": f"{days:.1f}", "most": MAX_INCIDENT_SPAN.days},
+            )
+        return last
 
     @model_validator(mode="after")
     def _in_order(self) -> IncidentPayload:

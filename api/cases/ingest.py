@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import (
     ARRAY,
     Boolean,
+    ColumnElement,
     Connection,
     Select,
     Text,
@@ -52,7 +53,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.accounts.accounts import RUNNER_ROLE, Principal
 from api.cases import custody, workflow
 from api.cases.grids import Assignment, GridCache, GridIndex
-from api.cases.history_notes import created_note, reopened_note
+from api.cases.history_notes import created_note, reopened_note, seen_before_close_note
 from api.cases.incident import IncidentConflict, IncidentInputError, IncidentPayload, changed_fields
 from api.cases.merge import Candidate, MergeKey, MergePolicy, bucket_of, choose_case
 from api.errors import ServiceFault
@@ -131,6 +132,7 @@ class IngestResult:
     created: bool  # a new case
     duplicate: bool  # the incident id was already known
     recurrence: bool  # a closed case was reopened
+    before_close: bool = False  # a sighting of a closed case seen by the time it was closed: kept closed
 
     @property
     def case_id(self) -> int:
@@ -576,26 +578,45 @@ def _sighting_values(inc: IncidentIn, policy: MergePolicy) -> dict[str, Any]:
 
 def _sighting_set(inc: Any) -> dict[str, Any]:
     """The SET of a sighting's UPDATE, reading the case as it now is: one more sighting, the seen
-    range widened, a plate kept or filled in, a closed case reopened (a recurrence), and the reach
-    point moved to the incident's position when `follows` and it is the latest sighting
-    (MergePolicy.reach_after). `inc`: the incident's values by the names of _SIGHTING_TYPES (bind
-    parameters, or the columns of the batch's arrays)."""
+    range widened, a plate kept or filled in, a closed case reopened (a recurrence) when the incident
+    was last seen after it was closed (_reopens), and the reach point moved to the incident's
+    position when `follows` and it is the latest sighting (MergePolicy.reach_after). `inc`: the
+    incident's values by the names of _SIGHTING_TYPES (bind parameters, or the columns of the
+    batch's arrays)."""
     c = _table(Case).c
     seen, first = inc["inc_seen"], inc["inc_first"]
     moves = and_(inc["follows"], c.last_seen <= seen)
-    closed = c.status == workflow.CLOSED
+    reopens = _reopens(seen)
     return {
         "sightings_count": c.sightings_count + 1,
         "last_seen": sql_case((c.last_seen < seen, seen), else_=c.last_seen),
         "first_seen": sql_case((c.first_seen > first, first), else_=c.first_seen),
         "plate": sql_case((or_(c.plate.is_(None), c.plate == ""), inc["inc_plate"]), else_=c.plate),
         "updated_at": bindparam("now", type_=c.updated_at.type),
-        "status": sql_case((closed, workflow.PENDING_REVIEW), else_=c.status),
-        "recurrence_count": c.recurrence_count + sql_case((closed, 1), else_=0),
+        "status": sql_case((reopens, workflow.PENDING_REVIEW), else_=c.status),
+        "recurrence_count": c.recurrence_count + sql_case((reopens, 1), else_=0),
         "merge_lat": sql_case((moves, inc["inc_lat"]), else_=c.merge_lat),
         "merge_lon": sql_case((moves, inc["inc_lon"]), else_=c.merge_lon),
         "merge_bucket": sql_case((moves, inc["inc_bucket"]), else_=c.merge_bucket),
     }
+
+
+def _reopens(seen: Any) -> ColumnElement[bool]:
+    """Whether a sighting last seen at `seen` reopens the case (correlated with the cases table): the
+    case is closed and the sighting came after its closing, the time of its last move to closed in
+    its history (case_events). A sighting seen by then (footage uploaded late, a runner's queue
+    drained late) is evidence of what was closed, not a recurrence: the case stays closed. A closed
+    case whose closing the statement cannot see is reopened, as every closed case was before: one
+    closed outside the service, or on PostgreSQL one whose close committed while this UPDATE waited
+    for its row (the statement's snapshot predates the close's history event)."""
+    c = _table(Case).c
+    events = _table(CaseEvent).c
+    closed_at = (
+        select(func.max(events.at))
+        .where(events.case_id == c.id, events.to_status == workflow.CLOSED)
+        .scalar_subquery()
+    )
+    return and_(c.status == workflow.CLOSED, or_(closed_at.is_(None), closed_at < seen))
 
 
 def _add_sighting_statements() -> tuple[Any, Any]:
@@ -666,16 +687,17 @@ def _defer_sighting(
 ) -> tuple[str, Case, Candidate]:
     """PostgreSQL, in a batch whose merge candidates were read ahead: the incident's sighting of
     `candidate` left for one UPDATE when the batch ends (_flush_sightings), its effect on the case
-    worked out here as the UPDATE will make it. Returns the status before, the case (its other
-    columns filled in by that UPDATE, before the caller reads them) and the case as the batch's next
-    incidents see it."""
+    worked out here as the UPDATE will make it. Never a closed case: whether a sighting reopens one
+    depends on its history (_reopens), so ingest adds those at once (_add_sighting). Returns the
+    status before, the case (its other columns filled in by that UPDATE, before the caller reads
+    them) and the case as the batch's next incidents see it."""
+    assert candidate.status != workflow.CLOSED
     values = _sighting_values(inc, policy)
     moves = values["follows"] and candidate.last_seen <= inc.seen_at
-    closed = candidate.status == workflow.CLOSED
     after = Candidate(
         candidate.id,
         candidate.category,
-        workflow.PENDING_REVIEW if closed else candidate.status,
+        candidate.status,
         max(candidate.last_seen, inc.seen_at),
         inc.lat if moves else candidate.lat,
         inc.lon if moves else candidate.lon,
@@ -986,17 +1008,30 @@ def ingest(
     if candidate is not None and batch is not None and candidate.id in batch.pending:
         _flush_cases(conn, batch)  # a case this batch opened, not written yet
     case: Case | None = None
-    created = recurrence = False
+    created = recurrence = before_close = False
     events: list[dict[str, Any]] = []
     after: Candidate | None = None  # the case as the batch's next incidents see it, when deferred
     if candidate is not None:
-        if batch is not None and postgresql and batch.nearby is not None and batch.received is not None:
+        deferrable = batch is not None and batch.nearby is not None and batch.received is not None
+        if postgresql and deferrable and candidate.status != workflow.CLOSED:
+            assert batch is not None
             if candidate.id in batch.deferred:
                 _flush_sightings(conn, batch)
             was, case, after = _defer_sighting(batch, candidate, inc, policy, now)
-        else:
+        else:  # at once; a closed case: its history decides whether it reopens (_reopens)
             was, case = _add_sighting(conn, candidate.id, inc, policy, now)
-        if was == workflow.CLOSED:
+        before_close = was == workflow.CLOSED and case.status == workflow.CLOSED
+        if before_close:  # seen by the time it was closed (_reopens): evidence, the case stays closed
+            events.append(
+                {
+                    "action": "seen_before_close",
+                    "from_status": None,
+                    "to_status": None,
+                    "reason": None,
+                    "note": seen_before_close_note(inc.id),
+                }
+            )
+        elif was == workflow.CLOSED:
             recurrence = True
             events.append(
                 {
@@ -1109,6 +1144,8 @@ def ingest(
         "recurrence": recurrence,
         "sighting": {"id": int(sighting_id), "sha256": custody.sighting_digest(sighting)},
     }
+    if before_close:  # its history event (api.cases.audit replays it)
+        detail["before_close"] = True
     if created:  # the case's first state, which api.cases.audit replays the later entries on
         detail["case"] = {k: case_row[k] for k in custody.CASE_FACTS}
     custody.append(
@@ -1139,7 +1176,8 @@ def ingest(
                 case.camera_id,
             )
         )
-    return IngestResult(case, int(sighting_id), created, False, recurrence)  # type: ignore[arg-type]
+    assert case is not None
+    return IngestResult(case, int(sighting_id), created, False, recurrence, before_close)
 
 
 _CAMERA_PLACE = select(Camera.grid_cell_id, Camera.team).where(Camera.id == bindparam("camera_id"))

@@ -3,7 +3,8 @@
 An incident is a new sighting of a case of the same category, not rejected, whose last sighting is
 within `window_h` hours of it (either way: uploads arrive late), within `radius_m` metres of the
 case's *reach point*, and with the same plate when both have one; otherwise it opens a new case.
-A closed case so matched is reopened (a recurrence, api.cases.ingest).
+A closed case so matched is reopened (a recurrence) when the incident was last seen after its
+closing, and stays closed otherwise (api.cases.ingest._reopens).
 
 The reach point depends on the category (`MergePolicy.follow_last`):
 - anchored (the default; illegal_parking, street_vending): where the case was first seen. A parked

@@ -2,8 +2,10 @@
 
 pending_review -> filed -> dispatched -> handled -> verified -> closed; pending_review -> rejected
 (with a reason); handled -> dispatched again when verification finds the problem still there.
-A new sighting of a closed case within the merge window reopens it to pending_review (a recurrence);
-that is done by case ingestion, not by a user action. Pure data and functions: no database here.
+A new sighting of a closed case within the merge window, last seen after the case was closed,
+reopens it to pending_review (a recurrence); one seen by then is evidence and leaves it closed. That
+is done by case ingestion (api.cases.ingest), not by a user action. Pure data and functions: no
+database here.
 """
 
 from __future__ import annotations

@@ -213,7 +213,7 @@ class HistoryEntry(Schema):
 
     at: UtcTime
     who: str = Field(description="user:<name>, device:<name> or worker:<name>")
-    what: str = Field(description="created, reopened, or the status moved to")
+    what: str = Field(description="created, reopened, seen_before_close, or the status moved to")
     from_: Status | None = Field(alias="from")
     to: Status | None
     why: str | None

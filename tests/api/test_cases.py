@@ -6,6 +6,7 @@ import hashlib
 import re
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -142,10 +143,15 @@ def _walk_to_closed(svc: Services, case_id: int, targets: tuple[str, ...] = _TO_
         session.commit()
 
 
+def _around_now(hours: float) -> str:
+    """A time `hours` from now: a closing happens now, so a sighting after it is seen after now."""
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
+
+
 def test_closed_case_seen_again_reopens_as_recurrence(svc: Services) -> None:
-    first = _ingest(svc, "a")
+    first = _ingest(svc, "a", when=_around_now(-1))
     _walk_to_closed(svc, first.case.id)
-    again = _ingest(svc, "b", when="2026-11-20T12:00:00+08:00", position=(north(5), LON))
+    again = _ingest(svc, "b", when=_around_now(1), position=(north(5), LON))
     assert again.recurrence and again.case.id == first.case.id
     assert again.case.status == workflow.PENDING_REVIEW
     assert again.case.recurrence_count == 1
@@ -155,12 +161,13 @@ def test_closed_case_seen_again_reopens_as_recurrence(svc: Services) -> None:
 
 
 def test_a_sighting_racing_the_close_reopens_the_case(svc: Services) -> None:
-    """PostgreSQL: a sighting chooses a case still verified while a reviewer is closing it; the
-    sighting's one UPDATE waits for the close (the row lock) and then reads the case as closed, so
-    it reopens it as a recurrence instead of leaving a closed case with a new sighting."""
+    """PostgreSQL: a sighting seen after the closing chooses a case still verified while a reviewer
+    is closing it; the sighting's one UPDATE waits for the close (the row lock) and then reads the
+    case as closed, so it reopens it as a recurrence instead of leaving a closed case with a new
+    sighting."""
     if svc.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: nothing can close a case during an ingest")
-    first = _ingest(svc, "a")
+    first = _ingest(svc, "a", when=_around_now(-1))
     _walk_to_closed(svc, first.case.id, _TO_CLOSED[:-1])
     got: list[Any] = []
     with svc.factory() as reviewer:
@@ -169,9 +176,7 @@ def test_a_sighting_racing_the_close_reopens_the_case(svc: Services) -> None:
         )
         reviewer.flush()  # the case row is locked and closed, not committed
         sighting = threading.Thread(
-            target=lambda: got.append(
-                _ingest(svc, "b", when="2026-11-20T12:00:00+08:00", position=(north(5), LON))
-            )
+            target=lambda: got.append(_ingest(svc, "b", when=_around_now(1), position=(north(5), LON)))
         )
         sighting.start()
         time.sleep(1.0)
@@ -196,11 +201,11 @@ def test_a_batch_racing_the_close_chains_its_entry_after_the_close(svc: Services
     chain)."""
     if svc.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: nothing can close a case during an ingest")
-    first = _ingest(svc, "a")
+    first = _ingest(svc, "a", when=_around_now(-1))
     _walk_to_closed(svc, first.case.id, _TO_CLOSED[:-1])
     incidents = [
-        _incident(svc, "b", when="2026-11-20T12:00:00+08:00", position=(north(5), LON)),
-        _incident(svc, "c", when="2026-11-20T12:00:00+08:00", position=(north(900), LON)),
+        _incident(svc, "b", when=_around_now(1), position=(north(5), LON)),
+        _incident(svc, "c", when=_around_now(1), position=(north(900), LON)),
     ]
     writer = IngestWriter(svc.factory, grid_cache=svc.grid_cache, policy=svc.policy)
     got: list[Any] = []

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -431,16 +431,18 @@ def test_checkpoint_is_kept_outside_the_data_folder(world: World, capsys: pytest
 
 def test_an_honest_history_verifies(services: Services) -> None:
     """Every kind of entry the service writes replays to the stored case: review decisions, undo,
-    recategorisation, rejection, dispatch to a team, a recurrence of a closed case."""
+    recategorisation, rejection, dispatch to a team, a sighting seen before its case was closed and a
+    recurrence of the closed case (seen after its closing)."""
     from api.cases import review
 
     import_demo_grid(services)
+    seen = datetime.now(UTC) - timedelta(hours=1)
     with services.factory() as session:
         grid = services.grid_cache.get(session)
         for incident_id, position in (("p", (30.27, 120.15)), ("q", (30.28, 120.15))):
             ingest(
                 session,
-                _incident(services, incident_id, position),
+                _incident(services, incident_id, position, when=seen.isoformat()),
                 grid=grid,
                 policy=MergePolicy(),
                 actor=SYSTEM,
@@ -459,11 +461,17 @@ def test_an_honest_history_verifies(services: Services) -> None:
         for target in (workflow.VERIFIED, workflow.CLOSED):
             transition(session, principal=OPERATOR, case_id=1, move=workflow.Move(target))
         session.commit()
-        again = _incident(services, "p-again", (30.27, 120.15), category="street_vending")
+        late = _incident(
+            services, "p-late", (30.27, 120.15), category="street_vending", when=seen.isoformat()
+        )
+        assert ingest(session, late, grid=grid, policy=MergePolicy(), actor=SYSTEM).before_close
+        session.commit()
+        now = datetime.now(UTC).isoformat()  # after the closing
+        again = _incident(services, "p-again", (30.27, 120.15), category="street_vending", when=now)
         assert ingest(session, again, grid=grid, policy=MergePolicy(), actor=SYSTEM).recurrence
         session.commit()
         result = audit.audit(session)
-    assert result.problems == [] and result.cases == 2 and result.head.seq == 11
+    assert result.problems == [] and result.cases == 2 and result.head.seq == 12
 
 
 def test_concurrent_ingest_does_not_fork_the_ledger(services: Services) -> None:

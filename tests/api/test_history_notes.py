@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from api.cases.history_notes import created_note, note_parts, recategorized_note, reopened_note, undo_note
+from api.cases.history_notes import (
+    created_note,
+    note_parts,
+    recategorized_note,
+    reopened_note,
+    seen_before_close_note,
+    undo_note,
+)
 from api.http.i18n import Translator
 from api.http.pages.cases import history_note
 
@@ -13,6 +20,12 @@ CASES = [
     # (action, stored note, en, zh-CN)
     ("created", created_note("inc-1a"), "From incident inc-1a", "来自事件 inc-1a"),
     ("reopened", reopened_note("inc-2b"), "Seen again (incident inc-2b)", "再次发现（事件 inc-2b）"),
+    (
+        "seen_before_close",
+        seen_before_close_note("inc-4d"),
+        "Seen before it was closed (incident inc-4d)",
+        "结案前已发现（事件 inc-4d）",
+    ),
     ("undo", undo_note("rejected"), "Undid: Rejected", "已撤销：驳回"),
     ("recategorized", recategorized_note("piled_debris", "my_rule"), None, None),
     # not the service's shape: as stored

@@ -707,9 +707,8 @@ def test_a_recurrences_times_start_when_it_was_reopened(make_server: Any, sqlite
         case_id = _case(device, "first", now - timedelta(hours=20), place)
         for to in ("filed", "dispatched", "handled", "verified", "closed"):
             _move(team if to == "handled" else admin, case_id, to)
-        again = post_incident(
-            device, incident_json("again", when=_iso(now - timedelta(minutes=5)), position=place)
-        )
+        after_closing = datetime.now(UTC) + timedelta(seconds=1)  # _iso drops the fraction of a second
+        again = post_incident(device, incident_json("again", when=_iso(after_closing), position=place))
         assert again.json()["case_id"] == case_id and again.json()["recurrence"], again.text
         for to in ("filed", "dispatched", "handled", "verified", "closed"):
             _move(team if to == "handled" else admin, case_id, to)

@@ -30,12 +30,17 @@ def _query(path: str, name: str, value: str) -> Any:
 
 
 def _incident(key: str, value: str, *, evidence: bool = False) -> Any:
+    """An incident with `key` set to `value`; a first_seen_wall is its last_seen_wall too (an incident
+    lasts at most 7 days: test_an_incident_longer_than_7_days_is_a_422_naming_its_last_time)."""
+
     def send(client: httpx.Client) -> httpx.Response:
         data = incident_json(f"edge-{key}-{value}")
         if evidence:
             data["evidence"][0]["wall_time"] = value
         else:
             data[key] = value
+            if key == "first_seen_wall":
+                data["last_seen_wall"] = value
         return client.post("/api/incidents", data={"incident": json.dumps(data)}, files=evidence_files(data))
 
     return send
@@ -130,3 +135,23 @@ def test_parse_wall_time_names_the_field(text: str, reason: str) -> None:
 def test_parse_wall_time_keeps_the_offset() -> None:
     assert parse_wall_time("2026-11-20T09:00:00+08:00", "x").isoformat() == "2026-11-20T09:00:00+08:00"
     assert parse_wall_time(" 2026-11-20T01:00:00Z ", "x").isoformat() == "2026-11-20T01:00:00+00:00"
+
+
+def test_an_incident_longer_than_7_days_is_a_422_naming_its_last_time(server: LiveServer) -> None:
+    """A first time years before the last (a wrong clock, a stale first time) would date the case's
+    first sighting back that far: refused, nothing filed; 7 days is taken."""
+    with server.client("device") as device, server.client("admin") as admin:
+        years = incident_json("years", when="2023-11-20T09:00:00+08:00", until="2026-11-20T09:00:00+08:00")
+        refused = device.post(
+            "/api/incidents", data={"incident": json.dumps(years)}, files=evidence_files(years)
+        )
+        assert refused.status_code == 422, refused.text
+        error = refused.json()["errors"][0]
+        assert error["field"] == "incident.last_seen_wall"
+        assert error["reason"] == "must be at most 7 days after first_seen_wall (it is 1096.0 days after it)"
+        assert admin.get("/api/cases").json()["total"] == 0
+        week = incident_json("week", when="2026-11-13T09:00:00+08:00", until="2026-11-20T09:00:00+08:00")
+        taken = device.post("/api/incidents", data={"incident": json.dumps(week)}, files=evidence_files(week))
+        assert taken.status_code == 201, taken.text
+        case = admin.get(f"/api/cases/{taken.json()['case_id']}").json()
+    assert (case["first_seen"], case["last_seen"]) == ("2026-11-13T01:00:00Z", "2026-11-20T01:00:00Z"), case

@@ -386,7 +386,8 @@ def test_every_name_the_case_pages_build_is_in_the_catalogue() -> None:
     kinds = [str(s) for s in workflow.ROLES_FOR] + ["send_back"]
     keys = [f"cases.move.{k}.{part}" for k in kinds for part in ("title", "help", "submit", "placeholder")]
     keys += [
-        f"cases.action.{a}" for a in [*workflow.STATUSES, "created", "reopened", "undo", "recategorized"]
+        f"cases.action.{a}"
+        for a in [*workflow.STATUSES, "created", "reopened", "seen_before_close", "undo", "recategorized"]
     ]
     keys += [f"cases.done.{s}" for s in workflow.STATUSES]
     keys += [f"cases.evidence.{role}" for role in EVIDENCE_ORDER]
