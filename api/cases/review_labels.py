@@ -295,7 +295,7 @@ def label_boxes(
         )
     width, height = size
     _check_boxes(edits, classes=classes, width=width, height=height)
-    state = _replay_frame(_labels_of(session, sighting.id), kind_to_class=_inverse(classes))
+    state = _frame_state(sighting, _labels_of(session, sighting.id), kind_to_class=_inverse(classes))
     for i, edit in enumerate(edits):
         if edit.op == "remove" and state.match(edit.box) is None:
             raise BoxInputError(
@@ -414,6 +414,24 @@ def _labels_of(session: Session, sighting_id: int) -> list[ReviewLabel]:
             select(ReviewLabel).where(ReviewLabel.sighting_id == sighting_id).order_by(ReviewLabel.id)
         )
     )
+
+
+def _frame_state(
+    sighting: Sighting, labels: Sequence[ReviewLabel], *, kind_to_class: Mapping[str, str]
+) -> _FrameState:
+    """A frame's labels replayed; before its first label, its detection as the sighting has it (a
+    label keeps the detection it was made on, so the two agree)."""
+    if labels:
+        return _replay_frame(labels, kind_to_class=kind_to_class)
+    state = _FrameState(detection=None)
+    detection = _detection(_incident(sighting))
+    if detection is not None:
+        state.detection_kind = detection["kind"]
+        name = kind_to_class.get(state.detection_kind)
+        if name is not None:
+            x1, y1, x2, y2 = detection["box"]
+            state.detection = LabelBox(x1, y1, x2, y2, name)
+    return state
 
 
 def _replay_frame(labels: Iterable[ReviewLabel], *, kind_to_class: Mapping[str, str]) -> _FrameState:

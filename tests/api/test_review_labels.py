@@ -486,3 +486,34 @@ def test_an_export_never_creates_a_database(
     assert code == 1
     assert f"error: database not found: {missing}" in capsys.readouterr().err
     assert not (tmp_path / "nonexistent").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_first_correction_on_a_frame_knows_its_detection(make_server: Any, sqlite_url: str) -> None:
+    """Before anyone decided on a case, its frame's detection is there to remove, and a box added
+    is answered with the detection beside it (as every later answer and the case page show it)."""
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("operator") as operator:
+        ids = [
+            _post(
+                operator,
+                f"r-first-{i}",
+                raw,
+                camera=f"cam-first-{i}",
+                kind="bus",
+                box=BUS_BOX,
+                position=(LAT + i * 0.01, LON),
+                when="2026-11-20T09:00:00+08:00",
+            )
+            for i, raw in enumerate((_frames()["bus"], _frames()["bus_flipped"]))
+        ]
+        added = operator.post(f"/api/cases/{ids[0]}/boxes", json={"boxes": [_box(TIE, "person", "add")]})
+        assert added.status_code == 200, added.text
+        assert [(b["box"]["class_name"], b["source"]) for b in added.json()["boxes"]] == [
+            ("bus", "detection"),
+            ("person", "operator"),
+        ]
+        removed = operator.post(
+            f"/api/cases/{ids[1]}/boxes", json={"boxes": [_box(BUS_BOX, "bus", "remove")]}
+        )
+        assert removed.status_code == 200, removed.text
+        assert removed.json()["boxes"] == []
