@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -517,3 +518,39 @@ def test_the_first_correction_on_a_frame_knows_its_detection(make_server: Any, s
         )
         assert removed.status_code == 200, removed.text
         assert removed.json()["boxes"] == []
+
+
+# --- the case page's box editor ----------------------------------------------------------------------
+
+
+def _editor_boxes(html: str) -> list[tuple[str, str, str]]:
+    """(x1, class name, source) of each labelled box the case page's editor lists."""
+    return re.findall(r'<li data-x1="([^"]+)"[^>]* data-class-name="([^"]+)" data-source="([^"]+)"', html)
+
+
+def test_the_case_page_shows_the_labelled_boxes_to_those_who_may_label(
+    make_server: Any, sqlite_url: str
+) -> None:
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("admin") as admin:
+        case_id = _post(
+            admin, "r-page", _frames()["bus"], camera="cam-a", kind="bus", box=BUS_BOX,
+            position=(LAT, LON), when="2026-11-20T09:00:00+08:00",
+        )  # fmt: skip
+    with server.browser("operator") as operator:
+        html = operator.get(f"/cases/{case_id}").text
+        assert _editor_boxes(html) == [("22.0", "bus", "detection")]  # before any label: the detection
+        assert '<option value="dining table">Table</option>' in html  # the kind's name in the page's language
+        fixed = operator.post(
+            f"/api/cases/{case_id}/boxes", json={"boxes": [_box(PERSON_B, "bus", "correct")]}
+        )
+        assert fixed.status_code == 200, fixed.text
+        added = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(TIE, "person", "add")]})
+        assert added.status_code == 200, added.text
+        html = operator.get(f"/cases/{case_id}").text
+        assert _editor_boxes(html) == [("123.0", "bus", "operator"), ("360.0", "person", "operator")]
+    with server.browser("admin") as admin_page:
+        assert len(_editor_boxes(admin_page.get(f"/cases/{case_id}").text)) == 2
+    with server.browser("viewer") as viewer:
+        html = viewer.get(f"/cases/{case_id}").text
+        assert "box-editor" not in html and "boxes.js" not in html and _editor_boxes(html) == []
