@@ -554,3 +554,22 @@ def test_the_case_page_shows_the_labelled_boxes_to_those_who_may_label(
     with server.browser("viewer") as viewer:
         html = viewer.get(f"/cases/{case_id}").text
         assert "box-editor" not in html and "boxes.js" not in html and _editor_boxes(html) == []
+
+
+def test_an_unreadable_site_config_leaves_the_page_without_the_editor_saying_why(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "site.yaml"
+    broken.write_text("kinds: [not, a, map]\n", encoding="utf-8")
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": broken})
+    with server.client("admin") as admin:
+        case_id = _post(
+            admin, "r-broken", _frames()["bus"], camera="cam-a", kind="bus", box=BUS_BOX,
+            position=(LAT, LON), when="2026-11-20T09:00:00+08:00",
+        )  # fmt: skip
+    with server.browser("operator") as operator:
+        page = operator.get(f"/cases/{case_id}")
+        assert page.status_code == 200, page.text[:300]
+        assert "the site config cannot be read" in page.text and "box-editor" not in page.text
+        answer = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(TIE, "person", "add")]})
+        assert answer.status_code == 503 and answer.json()["errors"][0]["field"] == "site config", answer.text
