@@ -7,7 +7,8 @@ api.cases.review) is kept against the case's latest sighting, the one the review
 user's decision is one: the worker's rejection of a case a corrected resend superseded
 (api.jobs.superseding) says nothing of the detection and is kept as no label. A box
 correction (`label_boxes`, POST /api/cases/{id}/boxes) names its sighting (default: the latest one
-with a raw frame) and is also a custody entry (BOXES_LABELLED) that api.cases.audit checks.
+with a raw frame) and is also a custody entry (BOXES_LABELLED) that api.cases.audit checks;
+`labelled_frames` is what a frame's labels add up to now (the case page's box editor shows it).
 
 Boxes are x1, y1, x2, y2 in pixels of the raw frame (0 <= x1 < x2 <= width, same for y), with a
 model class name from the site config's `kinds` (the HTTP layer passes that map in: this room does
@@ -41,7 +42,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.accounts.accounts import Principal
+from api.accounts.accounts import Principal, Role
 from api.cases import custody
 from api.cases.reading import get_case
 from api.errors import InputError, NotFound
@@ -56,6 +57,7 @@ BOXES_LABELLED = "boxes_labelled"  # the custody action of a box correction (api
 FALSE_POSITIVE = "false_positive"  # the reject reason that makes a detection a hard negative
 REMOVE_MIN_IOU = 0.5
 MAX_BOXES = 64
+LABELLERS = (Role.ADMIN, Role.OPERATOR)  # the roles that may label boxes (the API and the case page)
 
 
 class BoxInputError(InputError):
@@ -295,7 +297,7 @@ def label_boxes(
         )
     width, height = size
     _check_boxes(edits, classes=classes, width=width, height=height)
-    state = _replay_frame(_labels_of(session, sighting.id), kind_to_class=_inverse(classes))
+    state = _frame_state(sighting, _labels_of(session, sighting.id), kind_to_class=_inverse(classes))
     for i, edit in enumerate(edits):
         if edit.op == "remove" and state.match(edit.box) is None:
             raise BoxInputError(
@@ -416,6 +418,24 @@ def _labels_of(session: Session, sighting_id: int) -> list[ReviewLabel]:
     )
 
 
+def _frame_state(
+    sighting: Sighting, labels: Sequence[ReviewLabel], *, kind_to_class: Mapping[str, str]
+) -> _FrameState:
+    """A frame's labels replayed; before its first label, its detection as the sighting has it (a
+    label keeps the detection it was made on, so the two agree)."""
+    if labels:
+        return _replay_frame(labels, kind_to_class=kind_to_class)
+    state = _FrameState(detection=None)
+    detection = _detection(_incident(sighting))
+    if detection is not None:
+        state.detection_kind = detection["kind"]
+        name = kind_to_class.get(state.detection_kind)
+        if name is not None:
+            x1, y1, x2, y2 = detection["box"]
+            state.detection = LabelBox(x1, y1, x2, y2, name)
+    return state
+
+
 def _replay_frame(labels: Iterable[ReviewLabel], *, kind_to_class: Mapping[str, str]) -> _FrameState:
     state = _FrameState(detection=None)
     first = True
@@ -441,6 +461,40 @@ def _replay_frame(labels: Iterable[ReviewLabel], *, kind_to_class: Mapping[str, 
             for sent in detail.get("boxes", []):
                 state.apply(BoxEdit(sent["op"], LabelBox.from_json(sent)))
     return state
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledFrame:
+    """A sighting's raw frame and the boxes labelled on it now."""
+
+    sighting_id: int
+    frame_sha256: str
+    boxes: list[FrameBox]
+
+
+def labelled_frames(
+    session: Session, *, sightings: Sequence[Sighting], classes: Mapping[str, str]
+) -> dict[int, LabelledFrame]:
+    """sighting id -> its raw frame with the boxes labelled on it now (as `label_boxes` answers after
+    a correction), for the sightings that have a raw frame: their labels replayed in order; before any
+    label, the detection alone (with the model class of its object kind; none when it has no class).
+    `classes`: the site config's model class name -> object kind."""
+    kind_to_class = _inverse(classes)
+    frames = {s.id: frame for s in sightings if (frame := _raw_frame(s)) is not None}
+    labels: dict[int, list[ReviewLabel]] = {sighting_id: [] for sighting_id in frames}
+    if frames:
+        for label in session.scalars(
+            select(ReviewLabel).where(ReviewLabel.sighting_id.in_(list(frames))).order_by(ReviewLabel.id)
+        ):
+            assert label.sighting_id is not None
+            labels[label.sighting_id].append(label)
+    return {
+        s.id: LabelledFrame(
+            s.id, frames[s.id], _frame_state(s, labels[s.id], kind_to_class=kind_to_class).frame_boxes()
+        )
+        for s in sightings
+        if s.id in frames
+    }
 
 
 # --- what the export reads ----------------------------------------------------------------------------

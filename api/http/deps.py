@@ -33,7 +33,7 @@ from api.accounts.accounts import (
 )
 from api.accounts.tokens import Resolved, note_device_use, resolve_request
 from api.cases.reading import case_id_for_number
-from api.errors import InputError, NotFound
+from api.errors import InputError, NotFound, ServiceFault
 from api.http.cookies import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -56,6 +56,17 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def model_classes(services: Services) -> dict[str, str]:
+    """The site config's model class name -> object kind (its `kinds`: the classes a box may be
+    labelled with); a config that cannot be read is the service's fault (503), not the caller's."""
+    from detect.config import ConfigError, load_config
+
+    try:
+        return dict(load_config(services.settings.site_config).kinds)
+    except ConfigError as exc:
+        raise ServiceFault("site config", str(exc).splitlines()[0]) from None
 
 
 async def get_session(services: ServicesDep) -> AsyncIterator[Session]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -486,3 +487,89 @@ def test_an_export_never_creates_a_database(
     assert code == 1
     assert f"error: database not found: {missing}" in capsys.readouterr().err
     assert not (tmp_path / "nonexistent").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_first_correction_on_a_frame_knows_its_detection(make_server: Any, sqlite_url: str) -> None:
+    """Before anyone decided on a case, its frame's detection is there to remove, and a box added
+    is answered with the detection beside it (as every later answer and the case page show it)."""
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("operator") as operator:
+        ids = [
+            _post(
+                operator,
+                f"r-first-{i}",
+                raw,
+                camera=f"cam-first-{i}",
+                kind="bus",
+                box=BUS_BOX,
+                position=(LAT + i * 0.01, LON),
+                when="2026-11-20T09:00:00+08:00",
+            )
+            for i, raw in enumerate((_frames()["bus"], _frames()["bus_flipped"]))
+        ]
+        added = operator.post(f"/api/cases/{ids[0]}/boxes", json={"boxes": [_box(TIE, "person", "add")]})
+        assert added.status_code == 200, added.text
+        assert [(b["box"]["class_name"], b["source"]) for b in added.json()["boxes"]] == [
+            ("bus", "detection"),
+            ("person", "operator"),
+        ]
+        removed = operator.post(
+            f"/api/cases/{ids[1]}/boxes", json={"boxes": [_box(BUS_BOX, "bus", "remove")]}
+        )
+        assert removed.status_code == 200, removed.text
+        assert removed.json()["boxes"] == []
+
+
+# --- the case page's box editor ----------------------------------------------------------------------
+
+
+def _editor_boxes(html: str) -> list[tuple[str, str, str]]:
+    """(x1, class name, source) of each labelled box the case page's editor lists."""
+    return re.findall(r'<li data-x1="([^"]+)"[^>]* data-class-name="([^"]+)" data-source="([^"]+)"', html)
+
+
+def test_the_case_page_shows_the_labelled_boxes_to_those_who_may_label(
+    make_server: Any, sqlite_url: str
+) -> None:
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("admin") as admin:
+        case_id = _post(
+            admin, "r-page", _frames()["bus"], camera="cam-a", kind="bus", box=BUS_BOX,
+            position=(LAT, LON), when="2026-11-20T09:00:00+08:00",
+        )  # fmt: skip
+    with server.browser("operator") as operator:
+        html = operator.get(f"/cases/{case_id}").text
+        assert _editor_boxes(html) == [("22.0", "bus", "detection")]  # before any label: the detection
+        assert '<option value="dining table">Table</option>' in html  # the kind's name in the page's language
+        fixed = operator.post(
+            f"/api/cases/{case_id}/boxes", json={"boxes": [_box(PERSON_B, "bus", "correct")]}
+        )
+        assert fixed.status_code == 200, fixed.text
+        added = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(TIE, "person", "add")]})
+        assert added.status_code == 200, added.text
+        html = operator.get(f"/cases/{case_id}").text
+        assert _editor_boxes(html) == [("123.0", "bus", "operator"), ("360.0", "person", "operator")]
+    with server.browser("admin") as admin_page:
+        assert len(_editor_boxes(admin_page.get(f"/cases/{case_id}").text)) == 2
+    with server.browser("viewer") as viewer:
+        html = viewer.get(f"/cases/{case_id}").text
+        assert "box-editor" not in html and "boxes.js" not in html and _editor_boxes(html) == []
+
+
+def test_an_unreadable_site_config_leaves_the_page_without_the_editor_saying_why(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "site.yaml"
+    broken.write_text("kinds: [not, a, map]\n", encoding="utf-8")
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": broken})
+    with server.client("admin") as admin:
+        case_id = _post(
+            admin, "r-broken", _frames()["bus"], camera="cam-a", kind="bus", box=BUS_BOX,
+            position=(LAT, LON), when="2026-11-20T09:00:00+08:00",
+        )  # fmt: skip
+    with server.browser("operator") as operator:
+        page = operator.get(f"/cases/{case_id}")
+        assert page.status_code == 200, page.text[:300]
+        assert "the site config cannot be read" in page.text and "box-editor" not in page.text
+        answer = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(TIE, "person", "add")]})
+        assert answer.status_code == 503 and answer.json()["errors"][0]["field"] == "site config", answer.text

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Annotated, Any, TypeVar
@@ -28,13 +28,14 @@ from sqlalchemy.orm import Session, load_only
 from starlette.concurrency import run_in_threadpool
 
 from api.accounts.accounts import ROLES, Principal, Role
-from api.cases import custody, workflow
+from api.cases import custody, review_labels, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
 from api.cases.history_notes import note_parts
 from api.cases.reading import SEALED_ROLES, SORTS, CaseFilter, case_id_for_number, case_page, get_case
 from api.cases.review import known_categories
 from api.cases.wall_time import in_range
-from api.errors import InputError, NotFound
+from api.errors import InputError, NotFound, ServiceFault
+from api.http.deps import model_classes
 from api.http.i18n import Translator
 from api.http.pages.render import render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
@@ -448,6 +449,7 @@ def sighting_views(case: Case, t: Translator, offset: timezone) -> list[dict[str
             )
         views.append(
             {
+                "id": sighting.id,
                 "number": number,
                 "seen_at": local_time(sighting.seen_at, offset, seconds=True),
                 "camera": sighting.camera_id or "",
@@ -458,6 +460,46 @@ def sighting_views(case: Case, t: Translator, offset: timezone) -> list[dict[str
             }
         )
     return views
+
+
+def class_choices(classes: Mapping[str, str], t: Translator) -> dict[str, str]:
+    """model class name -> how the page names it: its object kind in the page's language where the
+    catalogue has it (object.<kind>), else the class name; names two classes share say the class."""
+    labels = {
+        name: t(f"object.{kind}") if t.has(f"object.{kind}") else name for name, kind in classes.items()
+    }
+    seen = list(labels.values())
+    shared = {label for label in seen if seen.count(label) > 1}
+    return {name: f"{label} ({name})" if label in shared else label for name, label in labels.items()}
+
+
+def box_editors(
+    session: Session, case: Case, classes: Mapping[str, str], t: Translator
+) -> dict[int, dict[str, Any]]:
+    """sighting id -> what the box editor of its raw frame shows: the frame, the boxes labelled on it
+    now (review_labels.labelled_frames: what was saved, after a reload too), in pixels of the frame, and
+    the model classes a box may have (the site config's `kinds`), named in the page's language."""
+    choices = class_choices(classes, t)
+    frames = review_labels.labelled_frames(session, sightings=case.sightings, classes=classes)
+    return {
+        sighting_id: {
+            "url": evidence_url(frame.frame_sha256),
+            "classes": choices,
+            "boxes": [
+                {
+                    "x1": b.box.x1,
+                    "y1": b.box.y1,
+                    "x2": b.box.x2,
+                    "y2": b.box.y2,
+                    "class_name": b.box.class_name,
+                    "label": choices.get(b.box.class_name, b.box.class_name),
+                    "source": b.source,
+                }
+                for b in frame.boxes
+            ],
+        }
+        for sighting_id, frame in frames.items()
+    }
 
 
 def _rings(geometry: dict[str, Any]) -> list[list[tuple[float, float]]]:
@@ -563,11 +605,18 @@ def last_dispatch(events: list[CaseEvent]) -> CaseEvent | None:
 
 
 def case_context(
-    session: Session, *, principal: Principal, case_id: int, t: Translator, offset: timezone
+    session: Session,
+    *,
+    principal: Principal,
+    case_id: int,
+    t: Translator,
+    offset: timezone,
+    classes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What the case page (and the task page) shows of a case the person may see; NotFound else.
     Its times are shown at its camera's UTC offset, like its facts (api.http.pages.views), else at
-    the site's."""
+    the site's. With `classes` (the site config's model classes; given for a person who may label
+    boxes), each sighting's raw frame has a box editor."""
     case = get_case(session, principal=principal, case_id=case_id)
     if case.sightings:
         offset = camera_offset(incident_of(case.sightings[-1])) or offset
@@ -596,6 +645,7 @@ def case_context(
         "strip": view.strip,
         "facts": view.facts,
         "sightings": sighting_views(case, t, offset),
+        "box_editors": box_editors(session, case, classes, t) if classes is not None else {},
         "after_photos": [evidence_url(sha) for sha in after],
         "timeline": timeline(events, t, offset),
         "custody": custody_check(session, case.id, t),
@@ -652,10 +702,20 @@ async def render_case(
     if case_id is None:
         return not_found_page(request, principal)
     known_id = case_id
+    classes: dict[str, str] | None = None
+    labelling_error = ""
+    if principal.role in review_labels.LABELLERS and template == "cases/detail.html":
+        try:
+            classes = await run_in_threadpool(model_classes, services)
+        except ServiceFault as exc:
+            log.warning("the case page has no box editor: %s", exc)
+            labelling_error = t("cases.boxes.no_config", detail=exc.reason)
     try:
         context = await in_session(
             services,
-            lambda session: case_context(session, principal=principal, case_id=known_id, t=t, offset=offset),
+            lambda session: case_context(
+                session, principal=principal, case_id=known_id, t=t, offset=offset, classes=classes
+            ),
         )
     except NotFound:
         return not_found_page(request, principal)
@@ -668,6 +728,7 @@ async def render_case(
         error=error,
         max_note=MAX_NOTE,
         i18n_json=page_strings(t),
+        labelling_error=labelling_error,
         sent=_refill(sent, [_target(a) for a in context.get("actions", [])]),
         **context,
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.accounts.accounts import Principal, Role
+from api.accounts.accounts import Principal
 from api.cases import review_labels, workflow
 from api.cases.acting import store_after_photo, transition
 from api.cases.incident import MAX_PIXELS
@@ -23,7 +23,6 @@ from api.cases.reading import (
     unseal_original,
 )
 from api.cases.workflow import RejectReason, Status
-from api.errors import ServiceFault
 from api.http import schemas
 from api.http.bodies import Received, body_of, request_body
 from api.http.deps import (
@@ -37,9 +36,9 @@ from api.http.deps import (
     SessionDep,
     Staff,
     check_range,
+    model_classes,
     require,
 )
-from api.services import Services
 
 router = APIRouter(prefix="/api", tags=["cases"], responses=schemas.CALLER_ERRORS)
 
@@ -62,7 +61,7 @@ class TransitionIn(BaseModel):
 
 PHOTO = "after-photo (multipart only), required when handled"
 
-Office = Annotated[Principal, Depends(require(Role.ADMIN, Role.OPERATOR))]
+Labeller = Annotated[Principal, Depends(require(*review_labels.LABELLERS))]
 
 
 class BoxIn(BaseModel):
@@ -90,17 +89,6 @@ class BoxesIn(BaseModel):
         None, ge=1, le=MAX_ID, description="the sighting whose raw frame is labelled (default: the latest)"
     )
     boxes: list[BoxIn] = Field(min_length=1, max_length=review_labels.MAX_BOXES)
-
-
-def _model_classes(services: Services) -> dict[str, str]:
-    """The site config's model class name -> object kind; a config that cannot be read is the
-    service's fault (503), not the caller's."""
-    from detect.config import ConfigError, load_config
-
-    try:
-        return dict(load_config(services.settings.site_config).kinds)
-    except ConfigError as exc:
-        raise ServiceFault("site config", str(exc).splitlines()[0]) from None
 
 
 @router.get("/cases", response_model=schemas.CasePage)
@@ -221,7 +209,7 @@ def post_transition(
     },
 )
 def post_boxes(
-    case_id: CaseId, principal: Office, session: SessionDep, services: ServicesDep, body: BoxesIn
+    case_id: CaseId, principal: Labeller, session: SessionDep, services: ServicesDep, body: BoxesIn
 ) -> review_labels.FrameLabels:
     """Correct, add or remove boxes on a sighting's raw frame (the whole best frame, privacy-blurred),
     in its pixels, with model class names of the site config; operators and admins. Kept with the frame
@@ -238,7 +226,7 @@ def post_boxes(
         case_id=case_id,
         sighting_id=body.sighting_id,
         edits=edits,
-        classes=_model_classes(services),
+        classes=model_classes(services),
         store=services.store,
     )
     session.commit()
