@@ -446,8 +446,8 @@ def test_a_whole_category_lock_meets_the_bucket_locks(svc: Services) -> None:
     assert done["same"].is_set()
 
 
-def test_the_migration_makes_what_the_models_say(db_url: str) -> None:
-    engine = make_engine(db_url)
+def test_the_migration_makes_what_the_models_say(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
     try:
         migrate(engine)
         with engine.connect() as conn:

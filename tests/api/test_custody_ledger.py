@@ -506,10 +506,10 @@ def test_concurrent_ingest_does_not_fork_the_ledger(services: Services) -> None:
     assert result.head.seq == result.entries == per_thread * len(threads)
 
 
-def test_migration_chains_existing_entries_into_the_ledger(db_url: str) -> None:
+def test_migration_chains_existing_entries_into_the_ledger(empty_db_url: str) -> None:
     """Data written before the ledger (revision 0005, entries as the old code wrote them) verifies
     after the upgrade, and new entries continue the ledger."""
-    engine = make_engine(db_url)
+    engine = make_engine(empty_db_url)
     migrate(engine, "0005")
     at = "2026-11-20 01:00:00"
     with engine.begin() as conn:

@@ -145,8 +145,8 @@ def test_the_candidate_query_reads_the_bucket_index_on_sqlite(sqlite_url: str, t
         svc.close()
 
 
-def test_migration_0005_fills_the_reach_point_of_older_cases(db_url: str) -> None:
-    engine = make_engine(db_url)
+def test_migration_0005_fills_the_reach_point_of_older_cases(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
     try:
         migrate(engine, "0004")
         row = {

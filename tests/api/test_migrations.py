@@ -35,8 +35,8 @@ from tests.api.api_testkit import (
 )
 
 
-def test_migrations_match_models_and_go_both_ways(db_url: str) -> None:
-    engine = make_engine(db_url)
+def test_migrations_match_models_and_go_both_ways(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
     try:
         migrate(engine)
         assert current_revision(engine) == "0016"
@@ -47,6 +47,22 @@ def test_migrations_match_models_and_go_both_ways(db_url: str) -> None:
         assert current_revision(engine) is None
         migrate(engine)
         assert current_revision(engine) == "0016"
+    finally:
+        engine.dispose()
+
+
+def test_each_test_s_fresh_database_is_the_migrated_schema_with_nothing_in_it(db_url: str) -> None:
+    """The other tests' databases are copies of one migrated once a session (tests/api/conftest.py: a
+    SQLite file copied, a PostgreSQL schema replayed from pg_dump under a new name): each is what the
+    migrations make, at the latest revision, and holds only the rows the migrations write."""
+    engine = make_engine(db_url)
+    try:
+        assert migrate(engine) is False
+        assert current_revision(engine) == "0016"
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() == 0
+            assert conn.execute(text("SELECT count(*) FROM custody_ledger_head")).scalar_one() == 1
     finally:
         engine.dispose()
 

@@ -13,7 +13,12 @@ import httpx
 import pytest
 
 from tests.api.api_testkit import free_port, import_demo_grid, make_settings, seed_people
-from tests.api.conftest import db_url, make_server  # noqa: F401  (fixtures, re-exported)
+from tests.api.conftest import (  # noqa: F401  (fixtures, re-exported)
+    db_url,
+    make_server,
+    migrated_postgres,
+    migrated_sqlite,
+)
 
 
 class ServiceOnPort:
