@@ -53,3 +53,52 @@ def test_an_after_photo_that_is_a_pdf_is_refused(make_server: Any, sqlite_url: s
         assert "towed away</textarea>" in page.text  # the typed note is kept
         assert office.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
         assert not server.services.store.exists(sha)  # nothing of the refused move is kept
+
+
+def test_a_move_sent_after_the_session_ended_says_it_was_not_saved(make_server: Any, sqlite_url: str) -> None:
+    """A phone's session that ended (logged out elsewhere, the login's time up) while the after-photo
+    was being taken: the form's post went to the login page, which said nothing, and the person took
+    the case for handled. The login page says nothing was saved and to send it again, also after a
+    mistyped password; a page merely opened after the session ended says nothing of the kind."""
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device, server.client("operator") as office:
+        case_id = _dispatched(device, office, "expired", 30.2500)
+        task = f"{server.url}/tasks/{case_id}"
+        with httpx.Client(
+            base_url=server.url,
+            cookies={SESSION_COOKIE: "a-token-that-ended", "gp_lang": "en"},
+            follow_redirects=True,
+            headers={"Accept": "text/html", "Referer": task},
+            timeout=30,
+        ) as phone:
+            sent = phone.post(
+                f"/cases/{case_id}/move",
+                data={
+                    "to": "handled",
+                    "from": "dispatched",
+                    "note": "towed",
+                    "back": "task",
+                    "csrf_token": "x",
+                },
+                files={"photo": ("after.jpg", b"\xff\xd8\xff\xe0 an after-photo \xff\xd9", "image/jpeg")},
+            )
+            assert sent.status_code == 200 and sent.url.path == "/login"
+            assert sent.url.params["next"] == f"/tasks/{case_id}"
+            notice = "You were logged out before what you sent arrived: nothing was saved."
+            assert notice in sent.text and 'id="login-unsent"' in sent.text
+            mistyped = phone.post(
+                "/login",
+                data={
+                    "username": "ziyang",
+                    "password": "wrong",
+                    "login_csrf": phone.cookies["gp_login_csrf"],
+                    "next": f"/tasks/{case_id}",
+                    "unsent": "1",
+                },
+            )
+            assert mistyped.status_code == 401 and notice in mistyped.text
+            opened = phone.get(f"/tasks/{case_id}")
+            assert opened.url.path == "/login" and notice not in opened.text
+        assert office.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
