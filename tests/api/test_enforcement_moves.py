@@ -102,3 +102,38 @@ def test_a_move_sent_after_the_session_ended_says_it_was_not_saved(make_server: 
             opened = phone.get(f"/tasks/{case_id}")
             assert opened.url.path == "/login" and notice not in opened.text
         assert office.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
+
+
+def test_a_move_sent_twice_is_named_as_the_person_s_own(make_server: Any, sqlite_url: str) -> None:
+    """A second tap (or a resend after a slow connection lost the answer) of "mark handled" finds the
+    case handled by the first: the page said someone else had handled it. It says the person did, and
+    the case keeps one after-photo; a case an operator moved meanwhile is still someone else's move."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with (
+        server.client("device") as device,
+        server.client("operator") as office,
+        server.browser("ziyang") as phone,
+    ):
+        case_id = _dispatched(device, office, "twice", 30.2500)
+        form = {"to": "handled", "from": "dispatched", "note": "towed", "back": "task"}
+        photo = {"photo": ("after.jpg", b"\xff\xd8\xff\xe0 the after-photo \xff\xd9", "image/jpeg")}
+        first = phone.post(f"/cases/{case_id}/move", data=form, files=photo, follow_redirects=False)
+        assert first.status_code == 303 and first.headers["location"] == f"/tasks?done={case_id}"
+        second = phone.post(f"/cases/{case_id}/move", data=form, files=photo, follow_redirects=False)
+        assert second.status_code == 409
+        assert "You already made this case Handled (the form was sent twice)" in second.text
+        assert "Someone else" not in second.text
+        case = office.get(f"/api/cases/{case_id}").json()
+        assert case["status"] == "handled"
+        assert [e["role"] for e in case["case_evidence"]] == ["after_photo"]
+
+        other = _dispatched(device, office, "meanwhile", 30.2520)
+        by_office = office.post(
+            f"/api/cases/{other}/transitions",
+            data={"to": "handled", "note": "done by the office"},
+            files=photo,
+        )
+        assert by_office.status_code == 200, by_office.text
+        stale = phone.post(f"/cases/{other}/move", data=form, files=photo, follow_redirects=False)
+        assert stale.status_code == 409
+        assert "Someone else already made this case Handled; nothing was changed." in stale.text
