@@ -48,7 +48,10 @@ def store_after_photo(
     The photo is tied to `session`'s transaction: when the move then fails (an illegal move, a
     role that may not make it, a commit the database refuses), a photo this call put into the store
     is removed again, unless some row references it by then (the store is content-addressed: the
-    same bytes may belong to another case). A photo that was already stored is never removed."""
+    same bytes may belong to another case). A photo that was already stored is never removed.
+
+    The store keeps PDFs too (an exhibit of an incident); an after-photo must be an image, since the
+    verifier judges the place by it: a PDF is refused like any other file that is not an image."""
     get_case(session, principal=principal, case_id=case_id)
     try:
         stored = store.put_stream(photo, max_bytes=max_bytes)
@@ -56,6 +59,9 @@ def store_after_photo(
         raise workflow.TransitionInputError("photo", exc.reason) from None
     if stored.created:
         _remove_unless_committed(session, store, stored.sha256)
+    if not stored.media_type.startswith("image/"):
+        reason = f"not a JPEG, PNG, GIF or WebP image ({stored.media_type})"
+        raise workflow.TransitionInputError("photo", reason)
     return stored
 
 

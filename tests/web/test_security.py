@@ -269,7 +269,8 @@ def test_a_form_sent_after_the_session_ended_comes_back_to_its_page(site: Site, 
     page.context.clear_cookies()
     with page.expect_navigation(url="**/login?**"):
         form.locator("button[type=submit]").click()
-    assert page.url.endswith(f"/login?next=%2Fcases%2F{case_id}"), page.url
+    assert page.url.endswith(f"/login?next=%2Fcases%2F{case_id}&unsent=1"), page.url
+    assert page.locator("#login-unsent").is_visible()  # what was sent is not silently lost
     page.fill("input[name=username]", "op1")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit].primary")

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
+UNSENT = "unsent"  # the login page's flag: a form was sent after the session ended, and not saved
+
 
 def safe_next(target: str | None) -> str:
     """A local path to go back to after logging in; anything else (another host, //x) is '/'."""
@@ -53,7 +55,13 @@ async def home(request: Request) -> Response:
 
 
 def _login_page(
-    request: Request, *, next_path: str, error: str = "", username: str = "", status_code: int = 200
+    request: Request,
+    *,
+    next_path: str,
+    error: str = "",
+    username: str = "",
+    status_code: int = 200,
+    unsent: bool = False,
 ) -> Response:
     token = new_login_csrf()
     response = render(
@@ -64,6 +72,7 @@ def _login_page(
         error=error,
         username=username,
         status_code=status_code,
+        unsent=unsent,
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), path="/login"
@@ -72,10 +81,10 @@ def _login_page(
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str | None = None) -> Response:
+async def login_form(request: Request, next: str | None = None, unsent: str = "") -> Response:
     if await session_principal(request) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return _login_page(request, next_path=safe_next(next))
+    return _login_page(request, next_path=safe_next(next), unsent=bool(unsent))
 
 
 @router.post("/login")
@@ -86,6 +95,7 @@ async def login(
     password: Annotated[str, Form(max_length=256)] = "",
     login_csrf: Annotated[str, Form(max_length=64)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
+    unsent: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     from api.http.pages.render import translator
 
@@ -93,7 +103,12 @@ async def login(
     target = safe_next(next)
     if not same_token(login_csrf, request.cookies.get(LOGIN_CSRF_COOKIE)):
         return _login_page(
-            request, next_path=target, error=t("login.expired"), username=username, status_code=403
+            request,
+            next_path=target,
+            unsent=bool(unsent),
+            error=t("login.expired"),
+            username=username,
+            status_code=403,
         )
     client = request.client.host if request.client else None
     try:
@@ -112,6 +127,7 @@ async def login(
         response = _login_page(
             request,
             next_path=target,
+            unsent=bool(unsent),
             error=t("login.throttled", seconds=exc.retry_after_s),
             username=username,
             status_code=429,
@@ -120,7 +136,12 @@ async def login(
         return response
     except AuthError:
         return _login_page(
-            request, next_path=target, error=t("login.failed"), username=username, status_code=401
+            request,
+            next_path=target,
+            unsent=bool(unsent),
+            error=t("login.failed"),
+            username=username,
+            status_code=401,
         )
     response = RedirectResponse(target if target != "/" else "/", status_code=303)
     response.set_cookie(
@@ -172,12 +193,13 @@ async def static_file(request: Request, name: str) -> Response:
 def login_redirect(request: Request) -> str:
     """The login page, then back to the page asked for. A form sent after the session ended (logged
     out elsewhere, a changed password) is a POST the login cannot send again, to a path with no page
-    of its own: it comes back to the page the form was on (the Referer, same origin only), else home."""
+    of its own: it comes back to the page the form was on (the Referer, same origin only), else home,
+    and the login page says that what was sent (a typed note, an after-photo) was not saved."""
     if request.method in ("GET", "HEAD"):
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    else:
-        path = _same_origin_page(request) or "/"
-    return f"/login?next={quote(safe_next(path), safe='')}"
+        return f"/login?next={quote(safe_next(path), safe='')}"
+    path = _same_origin_page(request) or "/"
+    return f"/login?next={quote(safe_next(path), safe='')}&{UNSENT}=1"
 
 
 def _same_origin_page(request: Request) -> str | None:

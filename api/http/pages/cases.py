@@ -746,11 +746,13 @@ def _refill(sent: dict[str, str] | None, targets: list[str]) -> dict[str, str]:
     return {**sent, "to": to if to in targets else targets[0]}
 
 
-def error_text(exc: InputError, t: Translator) -> str:
-    """A move's error as the person reads it: the catalogue's text for the field it names."""
+def error_text(exc: InputError, t: Translator, *, theirs: bool = False) -> str:
+    """A move's error as the person reads it: the catalogue's text for the field it names. `theirs`:
+    the case is where the move would take it because this person moved it there (moved_by)."""
     if isinstance(exc, workflow.TransitionError):
         if exc.current == exc.target:
-            return t("cases.error.already", current=t(f"status.{exc.current}"))
+            key = "cases.error.already_yours" if theirs else "cases.error.already"
+            return t(key, current=t(f"status.{exc.current}"))
         return t("cases.error.conflict", current=t(f"status.{exc.current}"), target=t(f"status.{exc.target}"))
     if exc.field == "photo":  # the evidence store's reasons (api.storage.evidence_store), in the page's words
         if match := re.fullmatch(r"larger than the limit of (\d+) bytes", exc.reason):
@@ -765,6 +767,15 @@ def error_text(exc: InputError, t: Translator) -> str:
     if t.has(key):
         return t(key, detail=exc.reason)
     return t("cases.error.input", detail=str(exc))
+
+
+def moved_by(session: Session, case_id: int, principal: Principal, status: str) -> bool:
+    """Whether the case's latest move, to `status`, was this person's: a move sent twice (a second
+    tap on a slow connection, a resend after the answer was lost) finds the case moved by the first."""
+    latest = session.scalar(
+        select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id.desc()).limit(1)
+    )
+    return latest is not None and latest.to_status == status and latest.actor == principal.label
 
 
 @router.post("/cases/{case_id}/move", response_class=HTMLResponse)
@@ -836,12 +847,16 @@ async def move_case(
             403,
         )
     except InputError as exc:
+        theirs = False
+        if isinstance(exc, workflow.TransitionError) and exc.current == exc.target:
+            current = exc.current
+            theirs = await in_session(services, lambda session: moved_by(session, cid, principal, current))
         return await render_case(
             request,
             case_id=cid,
             principal=principal,
             services=services,
-            error=error_text(exc, t),
+            error=error_text(exc, t, theirs=theirs),
             status_code=exc.status,
             template=PAGE_TEMPLATES[back],
             sent={"to": to, "note": note, "reason": reason, "team": team},
