@@ -120,6 +120,28 @@ def list_cases(
     return list(rows), int(rows[0].matching_total)
 
 
+def dispatched_tasks(
+    session: Session, *, principal: Principal, page: int = 1, per_page: int = 50
+) -> tuple[list[Row[Any]], int]:
+    """One page of the dispatched cases the caller may see (an enforcement team's task list) and how
+    many there are, ordered in the database as the list shows them: oldest dispatch first (then by
+    id), so that no page leaves out older work than it shows. Each row has the cases table's columns
+    and `dispatched_at`: when the case was last dispatched (None for a case with no such event,
+    which sorts by its updated_at)."""
+    dispatched_at = (
+        select(func.max(CaseEvent.at))
+        .where(CaseEvent.case_id == Case.id, CaseEvent.to_status == workflow.DISPATCHED)
+        .scalar_subquery()
+    )
+    base = visible(select(*_CASES.columns).where(Case.status == workflow.DISPATCHED), principal)
+    tasks = base.add_columns(dispatched_at.label("dispatched_at")).subquery()
+    counted = base.with_only_columns(_CASES.c.id).subquery()
+    total = int(session.scalar(select(func.count()).select_from(counted)) or 0)
+    order = (func.coalesce(tasks.c.dispatched_at, tasks.c.updated_at), tasks.c.id)
+    rows = session.execute(select(tasks).order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
+    return list(rows), total
+
+
 def case_id_for_number(session: Session, number: str) -> int | None:
     """The id of the case numbered `number` (GP-2026-000123), visible or not; None when there is none."""
     return session.scalar(select(Case.id).where(Case.number == number))

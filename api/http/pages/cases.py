@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 from starlette.concurrency import run_in_threadpool
 
@@ -865,15 +865,3 @@ async def move_case(
         return RedirectResponse(f"/tasks?{urlencode({'done': cid})}", status_code=303)
     log.info("%s moved case %s to %s", principal.label, number, to)
     return RedirectResponse(f"/cases/{cid}?{urlencode({'done': to})}", status_code=303)
-
-
-def dispatched_since(session: Session, case_ids: list[int]) -> dict[int, datetime]:
-    """case id -> when it was last dispatched (sent out, or sent back)."""
-    if not case_ids:
-        return {}
-    rows = session.execute(
-        select(CaseEvent.case_id, func.max(CaseEvent.at))
-        .where(CaseEvent.case_id.in_(case_ids), CaseEvent.to_status == workflow.DISPATCHED)
-        .group_by(CaseEvent.case_id)
-    )
-    return {case_id: at for case_id, at in rows}
