@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, select
+from sqlalchemy import ColumnElement, Row, Select, and_, func, or_, select
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, selectinload
 
 from api.accounts.accounts import Principal, Role, RoleNotAllowed
@@ -124,21 +125,41 @@ def dispatched_tasks(
     session: Session, *, principal: Principal, page: int = 1, per_page: int = 50
 ) -> tuple[list[Row[Any]], int]:
     """One page of the dispatched cases the caller may see (an enforcement team's task list) and how
-    many there are, ordered in the database as the list shows them: oldest dispatch first (then by
-    id), so that no page leaves out older work than it shows. Each row has the cases table's columns
-    and `dispatched_at`: when the case was last dispatched (None for a case with no such event,
-    which sorts by its updated_at)."""
-    dispatched_at = (
-        select(func.max(CaseEvent.at))
-        .where(CaseEvent.case_id == Case.id, CaseEvent.to_status == workflow.DISPATCHED)
-        .scalar_subquery()
-    )
+    many there are, ordered in the database as the list shows them, so that no page leaves out work
+    that comes before what it shows: the cases sent back (verification found the problem still there)
+    first, then the others; each group oldest dispatch first, then by id. Each row has the cases
+    table's columns, `dispatched_at`: when the case was sent out (its dispatch from filed, not the
+    send-back: a case sent back keeps its place by when the work first came; None for a case with no
+    such event, which sorts by its updated_at) and `sent_back_at`: when it was last sent back since
+    it was sent out, else None."""
+
+    def dispatch_time(*from_status: str, other_than: bool = False) -> Any:
+        came_from: ColumnElement[bool] = CaseEvent.from_status.in_(from_status)
+        if other_than:
+            came_from = or_(CaseEvent.from_status.is_(None), CaseEvent.from_status.not_in(from_status))
+        return (
+            select(func.max(CaseEvent.at))
+            .where(CaseEvent.case_id == Case.id, CaseEvent.to_status == workflow.DISPATCHED, came_from)
+            .scalar_subquery()
+        )
+
     base = visible(select(*_CASES.columns).where(Case.status == workflow.DISPATCHED), principal)
-    tasks = base.add_columns(dispatched_at.label("dispatched_at")).subquery()
+    inner = base.add_columns(
+        dispatch_time(workflow.DISPATCHED, workflow.HANDLED, other_than=True).label("sent_out"),
+        dispatch_time(workflow.HANDLED).label("sent_back"),
+    ).subquery()
+    out, back = inner.c.sent_out, inner.c.sent_back
+    sent_back_at = sql_case((and_(back.is_not(None), or_(out.is_(None), back >= out)), back), else_=None)
+    dispatched_at = func.coalesce(out, back)
+    tasks: Select = select(
+        *(inner.c[column.key] for column in _CASES.columns),
+        dispatched_at.label("dispatched_at"),
+        sent_back_at.label("sent_back_at"),
+    )
+    order = (sent_back_at.is_(None), func.coalesce(dispatched_at, inner.c.updated_at), inner.c.id)
     counted = base.with_only_columns(_CASES.c.id).subquery()
     total = int(session.scalar(select(func.count()).select_from(counted)) or 0)
-    order = (func.coalesce(tasks.c.dispatched_at, tasks.c.updated_at), tasks.c.id)
-    rows = session.execute(select(tasks).order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
+    rows = session.execute(tasks.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
     return list(rows), total
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from api.storage.models import Case, CaseEvent
-from tests.api.api_testkit import LiveServer
+from tests.api.api_testkit import LiveServer, incident_json, post_incident
 
 START = datetime(2026, 11, 1, 8, 0)
 
@@ -84,3 +84,58 @@ def test_the_oldest_dispatch_is_never_left_out(make_server: Any, sqlite_url: str
         assert "Page is not a valid number" in bad.text and "Per page is not a valid number" in bad.text
 
         assert _shown(other_team.get("/tasks").text) == []
+
+
+def test_a_case_sent_back_comes_first_and_says_so(make_server: Any, sqlite_url: str) -> None:
+    """A case sent back (verification found the problem still there) sorted by its send-back, behind
+    the new work, and nothing said it had come back. The cases sent back come first, each group by
+    when the work was first dispatched, marked in both languages on the list and on the task page."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    photo = {"photo": ("after.jpg", b"\xff\xd8\xff\xe0 an after-photo \xff\xd9", "image/jpeg")}
+    with (
+        server.client("device") as device,
+        server.client("operator") as office,
+        server.client("ziyang") as team,
+        server.browser("ziyang") as phone,
+    ):
+        a, b, c, d = (_dispatched(device, office, f"back-{k}", 30.2500 + k / 1000) for k in range(4))
+        for case_id in (d, b):  # handled, then found still there: d sent back before b
+            handled = team.post(
+                f"/api/cases/{case_id}/transitions", data={"to": "handled", "note": "moved on"}, files=photo
+            )
+            assert handled.status_code == 200, handled.text
+        for case_id in (d, b):
+            back = office.post(
+                f"/api/cases/{case_id}/transitions", json={"to": "dispatched", "note": "still parked there"}
+            )
+            assert back.status_code == 200, back.text
+        number = {case_id: office.get(f"/api/cases/{case_id}").json()["number"] for case_id in (a, b, c, d)}
+
+        listed = phone.get("/tasks")
+        assert _shown(listed.text) == [number[b], number[d], number[a], number[c]]
+        assert "Sent back first, then oldest dispatch first" in listed.text
+        items = {
+            n: item for n, item in re.findall(r'data-number="(GP-[0-9-]+)"(.*?)</li>', listed.text, re.S)
+        }
+        for sent_back in (b, d):
+            assert 'data-sent-back="1"' in items[number[sent_back]]
+            assert "Sent back</span>" in items[number[sent_back]]
+            assert "verification found the problem still there" in items[number[sent_back]]
+        for new in (a, c):
+            assert "Sent back" not in items[number[new]] and "data-sent-back" not in items[number[new]]
+
+        task = phone.get(f"/tasks/{b}")
+        assert 'id="sent-back"' in task.text and "came back to your team" in task.text
+        assert 'id="sent-back"' not in phone.get(f"/tasks/{a}").text
+
+        phone.cookies.set("gp_lang", "zh-CN")
+        assert "退回重办的在前" in phone.get("/tasks").text and "退回重办" in phone.get(f"/tasks/{b}").text
+
+
+def _dispatched(device: Any, office: Any, seed: str, lat: float) -> int:
+    """A case of team-ziyang (DEMO-ZIYANG-0x) dispatched to it through the API; its id."""
+    case_id = int(post_incident(device, incident_json(seed, position=(lat, 120.16))).json()["case_id"])
+    for to in ("filed", "dispatched"):
+        moved = office.post(f"/api/cases/{case_id}/transitions", json={"to": to})
+        assert moved.status_code == 200, moved.text
+    return case_id

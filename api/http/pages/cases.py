@@ -655,6 +655,7 @@ def case_context(
         "dispatched_at": dispatch.at if dispatch is not None else None,
         "dispatched_at_text": local_time(dispatch.at, offset) if dispatch is not None else "",
         "dispatch_note": dispatch_note or "",
+        "sent_back": dispatch is not None and dispatch.from_status == workflow.HANDLED,
         "offset_label": offset_label(offset),
     }
 

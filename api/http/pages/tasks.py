@@ -1,10 +1,11 @@
 """Enforcement on a phone: the team's dispatched cases, nearest first, and marking one handled.
 
 GET /tasks lists the cases dispatched to the person's team (api.cases.reading visibility: only their
-team's), oldest dispatch first, a page at a time (page, per_page as /cases takes them): the database
-picks each page in that order, so no case older than those shown is left out. The page embeds each
-case's position and tasks.js re-sorts its cases by distance when the browser gives the phone's
-position. GET /tasks/{id} shows a case's photos and place with the "mark handled" form (a note and an
+team's), those sent back first (verification found the problem still there), then oldest dispatch
+first, a page at a time (page, per_page as /cases takes them): the database picks each page in that
+order, so no case that comes before those shown is left out. The page embeds each case's position and
+tasks.js re-sorts its cases by distance (those sent back still first) when the browser gives the
+phone's position. GET /tasks/{id} shows a case's photos and place with the "mark handled" form (a note and an
 after-photo from the phone's camera), which posts to POST /cases/{id}/move like every move, so the
 photo goes into the evidence store and the custody chain exactly as through the API.
 Another team's case is a 404.
@@ -114,6 +115,7 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
                 "cell": data["cells"].get(case.grid_cell_id),
                 "dispatched": local_time(case.dispatched_at, offset),
                 "ago": ago(case.dispatched_at, now, t),
+                "sent_back": ago(case.sent_back_at, now, t) if case.sent_back_at is not None else "",
             }
         )
     total = data["total"]
