@@ -11,6 +11,7 @@ records each fetch in the case's custody chain (action "evidence_unsealed").
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -166,6 +167,31 @@ def dispatched_tasks(
 def case_id_for_number(session: Session, number: str) -> int | None:
     """The id of the case numbered `number` (GP-2026-000123), visible or not; None when there is none."""
     return session.scalar(select(Case.id).where(Case.number == number))
+
+
+def left_team(session: Session, *, case_id: int, team: str | None) -> bool:
+    """Whether the case, not `team`'s now, was that team's before: a dispatch that named another team
+    took it from them (custody keeps the team the case had before each such dispatch: "team_before",
+    api.cases.acting.transition). False for a case the team never had (and for no case), so that
+    another team's case stays as unknown to them as one that does not exist."""
+    if team is None or not 1 <= case_id <= MAX_ID:
+        return False
+    found = session.execute(select(Case.team).where(Case.id == case_id)).first()
+    if found is None or found.team == team:
+        return False
+    details = session.scalars(
+        select(CustodyEntry.detail).where(
+            CustodyEntry.case_id == case_id, CustodyEntry.action == "transition"
+        )
+    )
+    for detail in details:
+        try:
+            before = json.loads(detail).get("team_before")
+        except (json.JSONDecodeError, AttributeError):  # an entry altered outside the service: not its word
+            continue
+        if before == team:
+            return True
+    return False
 
 
 class CaseNotFound(NotFound):

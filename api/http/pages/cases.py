@@ -31,7 +31,15 @@ from api.accounts.accounts import ROLES, Principal, Role
 from api.cases import custody, review_labels, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
 from api.cases.history_notes import note_parts
-from api.cases.reading import SEALED_ROLES, SORTS, CaseFilter, case_id_for_number, case_page, get_case
+from api.cases.reading import (
+    SEALED_ROLES,
+    SORTS,
+    CaseFilter,
+    case_id_for_number,
+    case_page,
+    get_case,
+    left_team,
+)
 from api.cases.review import known_categories
 from api.cases.wall_time import in_range
 from api.errors import InputError, NotFound, ServiceFault
@@ -837,6 +845,19 @@ async def move_case(
     try:
         number = await in_session(services, work, write=True)
     except NotFound:
+        if principal.role == Role.ENFORCEMENT and await in_session(
+            services, lambda session: left_team(session, case_id=cid, team=principal.team)
+        ):
+            # the form of a case the team had when the page was opened: say why nothing was kept
+            log.info("%s sent a move for case %s, no longer the team's", principal.label, cid)
+            return render(
+                request,
+                "tasks/moved_away.html",
+                principal=principal,
+                status_code=409,
+                note=note,
+                photo=upload is not None,
+            )
         return not_found_page(request, principal)
     except ForbiddenMove as exc:
         log.info("%s tried a move the role may not make: %s", principal.label, exc)

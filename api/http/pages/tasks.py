@@ -8,7 +8,8 @@ tasks.js re-sorts its cases by distance (those sent back still first) when the b
 phone's position. GET /tasks/{id} shows a case's photos and place with the "mark handled" form (a note and an
 after-photo from the phone's camera), which posts to POST /cases/{id}/move like every move, so the
 photo goes into the evidence store and the custody chain exactly as through the API.
-Another team's case is a 404.
+Another team's case is a 404; a form sent for a case that went to another team while the page was open
+says so and that nothing was saved (api.http.pages.cases.move_case).
 """
 
 from __future__ import annotations
