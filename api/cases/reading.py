@@ -11,11 +11,13 @@ records each fetch in the case's custody chain (action "evidence_unsealed").
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, select
+from sqlalchemy import ColumnElement, Row, Select, and_, func, or_, select
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, selectinload
 
 from api.accounts.accounts import Principal, Role, RoleNotAllowed
@@ -120,9 +122,76 @@ def list_cases(
     return list(rows), int(rows[0].matching_total)
 
 
+def dispatched_tasks(
+    session: Session, *, principal: Principal, page: int = 1, per_page: int = 50
+) -> tuple[list[Row[Any]], int]:
+    """One page of the dispatched cases the caller may see (an enforcement team's task list) and how
+    many there are, ordered in the database as the list shows them, so that no page leaves out work
+    that comes before what it shows: the cases sent back (verification found the problem still there)
+    first, then the others; each group oldest dispatch first, then by id. Each row has the cases
+    table's columns, `dispatched_at`: when the case was sent out (its dispatch from filed, not the
+    send-back: a case sent back keeps its place by when the work first came; None for a case with no
+    such event, which sorts by its updated_at) and `sent_back_at`: when it was last sent back since
+    it was sent out, else None."""
+
+    def dispatch_time(*from_status: str, other_than: bool = False) -> Any:
+        came_from: ColumnElement[bool] = CaseEvent.from_status.in_(from_status)
+        if other_than:
+            came_from = or_(CaseEvent.from_status.is_(None), CaseEvent.from_status.not_in(from_status))
+        return (
+            select(func.max(CaseEvent.at))
+            .where(CaseEvent.case_id == Case.id, CaseEvent.to_status == workflow.DISPATCHED, came_from)
+            .scalar_subquery()
+        )
+
+    base = visible(select(*_CASES.columns).where(Case.status == workflow.DISPATCHED), principal)
+    inner = base.add_columns(
+        dispatch_time(workflow.DISPATCHED, workflow.HANDLED, other_than=True).label("sent_out"),
+        dispatch_time(workflow.HANDLED).label("sent_back"),
+    ).subquery()
+    out, back = inner.c.sent_out, inner.c.sent_back
+    sent_back_at = sql_case((and_(back.is_not(None), or_(out.is_(None), back >= out)), back), else_=None)
+    dispatched_at = func.coalesce(out, back)
+    tasks: Select = select(
+        *(inner.c[column.key] for column in _CASES.columns),
+        dispatched_at.label("dispatched_at"),
+        sent_back_at.label("sent_back_at"),
+    )
+    order = (sent_back_at.is_(None), func.coalesce(dispatched_at, inner.c.updated_at), inner.c.id)
+    counted = base.with_only_columns(_CASES.c.id).subquery()
+    total = int(session.scalar(select(func.count()).select_from(counted)) or 0)
+    rows = session.execute(tasks.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
+    return list(rows), total
+
+
 def case_id_for_number(session: Session, number: str) -> int | None:
     """The id of the case numbered `number` (GP-2026-000123), visible or not; None when there is none."""
     return session.scalar(select(Case.id).where(Case.number == number))
+
+
+def left_team(session: Session, *, case_id: int, team: str | None) -> bool:
+    """Whether the case, not `team`'s now, was that team's before: a dispatch that named another team
+    took it from them (custody keeps the team the case had before each such dispatch: "team_before",
+    api.cases.acting.transition). False for a case the team never had (and for no case), so that
+    another team's case stays as unknown to them as one that does not exist."""
+    if team is None or not 1 <= case_id <= MAX_ID:
+        return False
+    found = session.execute(select(Case.team).where(Case.id == case_id)).first()
+    if found is None or found.team == team:
+        return False
+    details = session.scalars(
+        select(CustodyEntry.detail).where(
+            CustodyEntry.case_id == case_id, CustodyEntry.action == "transition"
+        )
+    )
+    for detail in details:
+        try:
+            before = json.loads(detail).get("team_before")
+        except (json.JSONDecodeError, AttributeError):  # an entry altered outside the service: not its word
+            continue
+        if before == team:
+            return True
+    return False
 
 
 class CaseNotFound(NotFound):

@@ -137,3 +137,62 @@ def test_a_move_sent_twice_is_named_as_the_person_s_own(make_server: Any, sqlite
         stale = phone.post(f"/cases/{other}/move", data=form, files=photo, follow_redirects=False)
         assert stale.status_code == 409
         assert "Someone else already made this case Handled; nothing was changed." in stale.text
+
+
+def test_a_case_sent_to_another_team_meanwhile_says_nothing_was_saved(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """A team member has a task page open; meanwhile a colleague marks the case handled and the office
+    sends it back to another team. Posting the form (a note, an after-photo) gave the plain "Not
+    found" page: the note and the photo were gone without a word why. The answer says the case is no
+    longer the team's and nothing was saved, shows the note back, and tells nothing of the case now;
+    a case the team never had stays the plain "not found", word for word."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    photo = {"photo": ("after.jpg", b"\xff\xd8\xff\xe0 a late after-photo \xff\xd9", "image/jpeg")}
+    late_sha = hashlib.sha256(photo["photo"][1]).hexdigest()
+    with (
+        server.client("device") as device,
+        server.client("operator") as office,
+        server.client("ziyang") as colleague,
+        server.browser("ziyang") as phone,
+    ):
+        case_id = _dispatched(device, office, "moved-away", 30.2500)
+        assert phone.get(f"/tasks/{case_id}").status_code == 200  # the page open on the phone
+        handled = colleague.post(
+            f"/api/cases/{case_id}/transitions",
+            data={"to": "handled", "note": "done by a colleague"},
+            files={"photo": ("first.jpg", b"\xff\xd8\xff\xe0 the first photo \xff\xd9", "image/jpeg")},
+        )
+        assert handled.status_code == 200, handled.text
+        sent = office.post(
+            f"/api/cases/{case_id}/transitions",
+            json={"to": "dispatched", "team": "team-hubin", "note": "hubin: still there, plate ZJ-A1"},
+        )
+        assert sent.status_code == 200, sent.text
+        number = sent.json()["number"]
+
+        form = {"to": "handled", "from": "dispatched", "note": "towed at 10:02", "back": "task"}
+        late = phone.post(f"/cases/{case_id}/move", data=form, files=photo, follow_redirects=False)
+        assert late.status_code == 409, late.text[:300]
+        assert "This case is no longer your team&#39;s" in late.text
+        assert "Nothing was saved: not your note, not your after-photo" in late.text
+        assert "towed at 10:02</textarea>" in late.text and 'id="unsaved-photo"' in late.text
+        for detail in ("team-hubin", "ZJ-A1", "still there", number, "Not found"):
+            assert detail not in late.text
+        assert not server.services.store.exists(late_sha)
+        assert office.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
+
+        phone.cookies.set("gp_lang", "zh-CN")
+        in_chinese = phone.post(f"/cases/{case_id}/move", data=form, files=photo, follow_redirects=False)
+        assert in_chinese.status_code == 409 and "此案件已不属于您的队伍" in in_chinese.text
+        assert "没有保存任何内容" in in_chinese.text
+        phone.cookies.set("gp_lang", "en")
+
+        never_json = incident_json("never-theirs", position=(30.2520, 120.1340))  # a cell of team-hubin
+        never = int(post_incident(device, never_json).json()["case_id"])
+        assert office.get(f"/api/cases/{never}").json()["team"] != "team-ziyang"
+        unknown = phone.post("/cases/999999/move", data=form, follow_redirects=False)
+        hidden = phone.post(f"/cases/{never}/move", data=form, follow_redirects=False)
+        assert unknown.status_code == hidden.status_code == 404
+        assert hidden.text.replace(f"/cases/{never}/", "/cases/999999/") == unknown.text  # word for word
+        assert "no longer your team" not in hidden.text

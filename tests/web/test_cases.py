@@ -365,7 +365,15 @@ def test_tasks_nearest_first_handled_and_sent_back(site: Site, open_page: Any) -
 
     ziyang = open_page(viewport=PHONE, mobile=True, label="ziyang1")
     ziyang.login("ziyang1")
+    ziyang.page.wait_for_function("() => document.body.dataset.taskOrder !== undefined")
+    flags = ziyang.page.locator("li.task").evaluate_all(
+        "l => l.map(i => [i.dataset.number, !!i.dataset.sentBack])"
+    )
+    assert [near["number"], True] in flags
+    assert flags == sorted(flags, key=lambda flag: not flag[1])  # the cases sent back come first
+    assert "退回重办" in ziyang.page.inner_text(f"li.task[data-number='{near['number']}']")
     follow(ziyang.page, f"li.task[data-number='{near['number']}'] a", f"**/tasks/{near['id']}")
+    assert "退回重办" in ziyang.page.inner_text("#sent-back")
     assert "垃圾仍在，请紫阳队协助" in ziyang.page.inner_text("#dispatch-note")
     settle(ziyang.page)
     ziyang.shot("sent-back-task")

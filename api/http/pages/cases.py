@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 from starlette.concurrency import run_in_threadpool
 
@@ -31,7 +31,15 @@ from api.accounts.accounts import ROLES, Principal, Role
 from api.cases import custody, review_labels, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
 from api.cases.history_notes import note_parts
-from api.cases.reading import SEALED_ROLES, SORTS, CaseFilter, case_id_for_number, case_page, get_case
+from api.cases.reading import (
+    SEALED_ROLES,
+    SORTS,
+    CaseFilter,
+    case_id_for_number,
+    case_page,
+    get_case,
+    left_team,
+)
 from api.cases.review import known_categories
 from api.cases.wall_time import in_range
 from api.errors import InputError, NotFound, ServiceFault
@@ -655,6 +663,7 @@ def case_context(
         "dispatched_at": dispatch.at if dispatch is not None else None,
         "dispatched_at_text": local_time(dispatch.at, offset) if dispatch is not None else "",
         "dispatch_note": dispatch_note or "",
+        "sent_back": dispatch is not None and dispatch.from_status == workflow.HANDLED,
         "offset_label": offset_label(offset),
     }
 
@@ -836,6 +845,19 @@ async def move_case(
     try:
         number = await in_session(services, work, write=True)
     except NotFound:
+        if principal.role == Role.ENFORCEMENT and await in_session(
+            services, lambda session: left_team(session, case_id=cid, team=principal.team)
+        ):
+            # the form of a case the team had when the page was opened: say why nothing was kept
+            log.info("%s sent a move for case %s, no longer the team's", principal.label, cid)
+            return render(
+                request,
+                "tasks/moved_away.html",
+                principal=principal,
+                status_code=409,
+                note=note,
+                photo=upload is not None,
+            )
         return not_found_page(request, principal)
     except ForbiddenMove as exc:
         log.info("%s tried a move the role may not make: %s", principal.label, exc)
@@ -865,15 +887,3 @@ async def move_case(
         return RedirectResponse(f"/tasks?{urlencode({'done': cid})}", status_code=303)
     log.info("%s moved case %s to %s", principal.label, number, to)
     return RedirectResponse(f"/cases/{cid}?{urlencode({'done': to})}", status_code=303)
-
-
-def dispatched_since(session: Session, case_ids: list[int]) -> dict[int, datetime]:
-    """case id -> when it was last dispatched (sent out, or sent back)."""
-    if not case_ids:
-        return {}
-    rows = session.execute(
-        select(CaseEvent.case_id, func.max(CaseEvent.at))
-        .where(CaseEvent.case_id.in_(case_ids), CaseEvent.to_status == workflow.DISPATCHED)
-        .group_by(CaseEvent.case_id)
-    )
-    return {case_id: at for case_id, at in rows}

@@ -1,32 +1,35 @@
 """Enforcement on a phone: the team's dispatched cases, nearest first, and marking one handled.
 
 GET /tasks lists the cases dispatched to the person's team (api.cases.reading visibility: only their
-team's), oldest dispatch first; the page embeds each case's position and tasks.js re-sorts the list
-by distance when the browser gives the phone's position. GET /tasks/{id} shows a case's photos and
-place with the "mark handled" form (a note and an after-photo from the phone's camera), which posts to
-POST /cases/{id}/move like every move, so the photo goes into the evidence store and the custody chain
-exactly as through the API. Another team's case is a 404.
+team's), those sent back first (verification found the problem still there), then oldest dispatch
+first, a page at a time (page, per_page as /cases takes them): the database picks each page in that
+order, so no case that comes before those shown is left out. The page embeds each case's position and
+tasks.js re-sorts its cases by distance (those sent back still first) when the browser gives the
+phone's position. GET /tasks/{id} shows a case's photos and place with the "mark handled" form (a note and an
+after-photo from the phone's camera), which posts to POST /cases/{id}/move like every move, so the
+photo goes into the evidence store and the custody chain exactly as through the API.
+Another team's case is a 404; a form sent for a case that went to another team while the page was open
+says so and that nothing was saved (api.http.pages.cases.move_case).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from api.accounts.accounts import Principal, Role
-from api.cases import workflow
-from api.cases.reading import CaseFilter, get_case, list_cases
+from api.cases.reading import dispatched_tasks, get_case
 from api.errors import NotFound
 from api.http.i18n import Translator
 from api.http.pages.cases import (
     PAGE_TEMPLATES,
     CaseIdPath,
     case_id_of,
-    dispatched_since,
     grid_cells,
     in_session,
     local_time,
@@ -43,7 +46,8 @@ from api.storage.db import utcnow
 router = APIRouter(include_in_schema=False)
 
 Officer = Annotated[Principal, Depends(person_with(Role.ENFORCEMENT))]
-MAX_TASKS = 500
+PER_PAGE = 50  # cases a page of the list shows, unless per_page says otherwise
+MAX_PER_PAGE = 100  # as /cases offers at most
 
 
 def ago(since: datetime | None, now: datetime, t: Translator) -> str:
@@ -60,21 +64,31 @@ def ago(since: datetime | None, now: datetime, t: Translator) -> str:
     return t("tasks.ago.days", count=minutes // (24 * 60))
 
 
+def page_numbers(request: Request) -> tuple[int, int, list[str]]:
+    """The list's page and cases per page, as /cases reads them (`page`, `per_page`), per page at
+    most MAX_PER_PAGE; a bad number is named (the field) and left at its default."""
+    values = {"page": 1, "per_page": PER_PAGE}
+    problems = []
+    for name, high in (("page", 100_000), ("per_page", MAX_PER_PAGE)):
+        text = request.query_params.get(name, "").strip()
+        if not text:
+            continue
+        if text.isdigit() and 1 <= int(text) <= high:
+            values[name] = int(text)
+        else:
+            problems.append(name)
+    return values["page"], values["per_page"], problems
+
+
 @router.get("/tasks", response_class=HTMLResponse)
 async def task_list(request: Request, principal: Officer, services: ServicesDep, done: str = "") -> Response:
     t = translator(request)
     offset = site_offset(services)
     done_id = case_id_of(done)
+    page, per_page, problems = page_numbers(request)
 
     def work(session: Session) -> dict[str, Any]:
-        cases, total = list_cases(
-            session,
-            principal=principal,
-            filters=CaseFilter(status=[workflow.DISPATCHED]),
-            per_page=MAX_TASKS,
-            sort="last_seen",
-            descending=False,
-        )
+        cases, total = dispatched_tasks(session, principal=principal, page=page, per_page=per_page)
         ids = [c.id for c in cases]
         done_number = ""
         if done_id is not None:
@@ -85,7 +99,6 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
         return {
             "cases": cases,
             "total": total,
-            "since": dispatched_since(session, ids),
             "thumbs": thumbnails(session, ids),
             "cells": grid_cells(session),
             "done_number": done_number,
@@ -93,27 +106,40 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
 
     data = await in_session(services, work)
     now = utcnow()
-    since: dict[int, datetime] = data["since"]
-    cases = sorted(data["cases"], key=lambda c: (since.get(c.id) or c.updated_at, c.id))
     tasks = []
-    for order, case in enumerate(cases):
-        cell = data["cells"].get(case.grid_cell_id)
+    for order, case in enumerate(data["cases"]):
         tasks.append(
             {
                 "case": case,
                 "order": order,
                 "thumb": data["thumbs"].get(case.id),
-                "cell": cell,
-                "dispatched": local_time(since.get(case.id), offset),
-                "ago": ago(since.get(case.id), now, t),
+                "cell": data["cells"].get(case.grid_cell_id),
+                "dispatched": local_time(case.dispatched_at, offset),
+                "ago": ago(case.dispatched_at, now, t),
+                "sent_back": ago(case.sent_back_at, now, t) if case.sent_back_at is not None else "",
             }
         )
+    total = data["total"]
+    pages = max(1, -(-total // per_page))
+
+    def href(to_page: int) -> str:
+        query = {"page": to_page, **({"per_page": per_page} if per_page != PER_PAGE else {})}
+        return f"/tasks?{urlencode(query)}"
+
     return render(
         request,
         "tasks/list.html",
         principal=principal,
         tasks=tasks,
-        total=data["total"],
+        total=total,
+        page=page,
+        pages=pages,
+        first=(page - 1) * per_page + 1,
+        last=(page - 1) * per_page + len(tasks),
+        prev_href=href(page - 1) if page > 1 else "",
+        next_href=href(page + 1) if page < pages else "",
+        first_href=href(1) if page > 1 else "",
+        problems=[t("cases.filter.bad_number", field=t(f"cases.filter.{name}")) for name in problems],
         done=t("tasks.done", number=data["done_number"]) if data["done_number"] else "",
         i18n_json=page_strings(t),
     )

@@ -1,6 +1,6 @@
-// My tasks, nearest first: when the browser gives the phone's position, the list (rendered oldest
-// dispatch first) is sorted by straight-line distance to each case and each shows how far it is;
-// without a position the server's order stays.
+// My tasks, nearest first: when the browser gives the phone's position, the list (rendered sent back
+// first, then oldest dispatch first) is sorted by straight-line distance to each case, the cases sent
+// back still first, and each shows how far it is; without a position the server's order stays.
 "use strict";
 (function () {
   const list = document.getElementById("task-list");
@@ -34,7 +34,8 @@
       if (label) { label.textContent = distanceText(m); label.hidden = false; }
     }
     const far = (item) => (item.dataset.distance === "" ? Infinity : Number(item.dataset.distance));
-    items.sort((a, b) => (far(a) - far(b)) || (Number(a.dataset.order) - Number(b.dataset.order)));
+    const back = (item) => (item.dataset.sentBack ? 0 : 1);  // a case sent back stays first
+    items.sort((a, b) => (back(a) - back(b)) || (far(a) - far(b)) || (Number(a.dataset.order) - Number(b.dataset.order)));
     list.append(...items);
     if (note) note.textContent = gp.t("tasks.js.nearest");
     document.body.dataset.taskOrder = "distance";
