@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, select
+from sqlalchemy import ColumnElement, Row, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from api.accounts.accounts import Principal, Role, RoleNotAllowed
@@ -50,6 +50,28 @@ def visible(stmt: Select, principal: Principal) -> Select:
     if principal.role == Role.ENFORCEMENT:
         return stmt.where(Case.team == principal.team)
     return stmt
+
+
+# the actor label of the service's own moves (an accounts.Principal of kind "worker"): its one move is
+# the rejection of a superseded case (workflow.SYSTEM_MOVES, api.jobs.superseding)
+SERVICE_ACTOR_PREFIX = "worker:"
+
+
+def not_superseded() -> ColumnElement[bool]:
+    """The case (correlated with Case) is not one the service itself rejected as superseded by a
+    corrected resend (api.jobs.superseding): such a case was no finding, and its rejection no review
+    decision, so the counts leave it out, the same in the periodic report (api.cases.period_report)
+    and in /api/stats (api.cases.stats)."""
+    by_service = (
+        select(CaseEvent.id)
+        .where(
+            CaseEvent.case_id == Case.id,
+            CaseEvent.to_status == workflow.REJECTED.value,
+            CaseEvent.actor.startswith(SERVICE_ACTOR_PREFIX),
+        )
+        .exists()
+    )
+    return or_(Case.status != workflow.REJECTED.value, ~by_service)
 
 
 @dataclass(frozen=True, slots=True)
