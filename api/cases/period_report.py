@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, aliased
 
 from api.accounts.accounts import Principal, Role
 from api.cases import workflow
-from api.cases.reading import visible
+from api.cases.reading import SERVICE_ACTOR_PREFIX, not_superseded, visible
 from api.cases.wall_time import held_in_range
 from api.storage.db import as_utc
 from api.storage.models import UNASSIGNED, Case, CaseEvent, GridCell, UploadCoverage
@@ -53,9 +53,6 @@ PERCENTILE = 0.9
 # the years a period's days may have: those of every date the service takes (api.http.schemas.YEARS)
 FIRST_YEAR, LAST_YEAR = 1970, 2199
 DECIDED = (workflow.FILED, workflow.REJECTED)
-# the actor label of the service's own moves (an accounts.Principal of kind "worker"): its one move is
-# the rejection of a superseded case (workflow.SYSTEM_MOVES, api.jobs.superseding)
-SERVICE_ACTOR_PREFIX = "worker:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,20 +216,6 @@ def _status_at(until: datetime) -> ColumnElement[str]:
     )
 
 
-def _not_superseded() -> ColumnElement[bool]:
-    """The case (correlated with Case) is not one the service rejected as superseded."""
-    by_service = (
-        select(CaseEvent.id)
-        .where(
-            CaseEvent.case_id == Case.id,
-            CaseEvent.to_status == workflow.REJECTED.value,
-            CaseEvent.actor.startswith(SERVICE_ACTOR_PREFIX),
-        )
-        .exists()
-    )
-    return or_(Case.status != workflow.REJECTED.value, ~by_service)
-
-
 def local_days(first: date, last: date, offset_h: float) -> tuple[datetime, datetime]:
     """The period [since, until) in naive UTC of the local days `first` to `last`, both included, at
     `offset_h` hours from UTC: local midnight before the first, after the last, held in the range of
@@ -257,7 +240,7 @@ def period_report(
         return tallies.setdefault((cell, category), _Tally())
 
     found: Select = select(Case.grid_cell_id, Case.category, func.count()).where(
-        Case.first_seen >= first, Case.first_seen < last, _not_superseded()
+        Case.first_seen >= first, Case.first_seen < last, not_superseded()
     )
     for cell, category, n in session.execute(
         visible(found, principal).group_by(Case.grid_cell_id, Case.category)
@@ -267,7 +250,7 @@ def period_report(
     status = _status_at(last).label("status_at")
     at_end = (
         visible(
-            select(Case.grid_cell_id, Case.category, status).where(Case.first_seen < last, _not_superseded()),
+            select(Case.grid_cell_id, Case.category, status).where(Case.first_seen < last, not_superseded()),
             principal,
         )
     ).subquery()
@@ -345,7 +328,7 @@ def _moves(
     for row in session.execute(stmt):
         found = row.first_seen if row.reopened_at is None else max(row.first_seen, row.reopened_at)
         if row.actor.startswith(SERVICE_ACTOR_PREFIX):
-            continue  # a superseded case's rejection (see _not_superseded): no review decision
+            continue  # a superseded case's rejection (see reading.not_superseded): no review decision
         if row.action == "undo":
             decisions.pop(row.case_id, None)
         elif row.from_status == workflow.PENDING_REVIEW and row.to_status in (

@@ -54,6 +54,28 @@ def visible(stmt: Select, principal: Principal) -> Select:
     return stmt
 
 
+# the actor label of the service's own moves (an accounts.Principal of kind "worker"): its one move is
+# the rejection of a superseded case (workflow.SYSTEM_MOVES, api.jobs.superseding)
+SERVICE_ACTOR_PREFIX = "worker:"
+
+
+def not_superseded() -> ColumnElement[bool]:
+    """The case (correlated with Case) is not one the service itself rejected as superseded by a
+    corrected resend (api.jobs.superseding): such a case was no finding, and its rejection no review
+    decision, so the counts leave it out, the same in the periodic report (api.cases.period_report)
+    and in /api/stats (api.cases.stats)."""
+    by_service = (
+        select(CaseEvent.id)
+        .where(
+            CaseEvent.case_id == Case.id,
+            CaseEvent.to_status == workflow.REJECTED.value,
+            CaseEvent.actor.startswith(SERVICE_ACTOR_PREFIX),
+        )
+        .exists()
+    )
+    return or_(Case.status != workflow.REJECTED.value, ~by_service)
+
+
 @dataclass(frozen=True, slots=True)
 class CaseFilter:
     status: list[str] | None = None

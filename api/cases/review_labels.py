@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,7 +46,7 @@ from sqlalchemy.orm import Session
 from api.accounts.accounts import Principal, Role
 from api.cases import custody
 from api.cases.reading import get_case
-from api.errors import InputError, NotFound
+from api.errors import DamagedRecord, InputError, NotFound
 from api.storage.db import utcnow
 from api.storage.evidence_store import EvidenceFiles
 from api.storage.models import Case, ReviewLabel, Sighting
@@ -59,9 +60,26 @@ REMOVE_MIN_IOU = 0.5
 MAX_BOXES = 64
 LABELLERS = (Role.ADMIN, Role.OPERATOR)  # the roles that may label boxes (the API and the case page)
 
+log = logging.getLogger(__name__)
+
 
 class BoxInputError(InputError):
     """A box correction that cannot be kept as sent (422); names the box (boxes[i].field)."""
+
+
+class DamagedLabel(DamagedRecord):
+    """A stored review label whose detail is not what `_record` writes (the database was edited
+    outside the service): its frame's labels cannot be replayed. Names the row; a 503 where it must
+    be read (a box correction on that frame), a frame left out where it need not (the case page's
+    editor, the training-set export)."""
+
+    def __init__(self, label: ReviewLabel, why: str) -> None:
+        super().__init__(
+            f"review label {label.id} (case {label.case_id}, sighting {label.sighting_id}) cannot be "
+            f"read: {why}; the database was edited outside the service"
+        )
+        self.label_id = label.id
+        self.sighting_id = label.sighting_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,19 +454,55 @@ def _frame_state(
     return state
 
 
+@dataclass(frozen=True, slots=True)
+class _Detail:
+    """A label's detail as `_record` wrote it, read: the detection it was made on (box, object kind),
+    the boxes a "box" label sent, the category a decision left."""
+
+    detection: tuple[tuple[float, float, float, float], str] | None
+    edits: list[BoxEdit]
+    category: str | None
+
+
+def _read_detail(label: ReviewLabel) -> _Detail:
+    """DamagedLabel naming the row when its detail is not JSON or lacks what a label holds."""
+    try:
+        detail = json.loads(label.detail)
+        if not isinstance(detail, dict):
+            raise DamagedLabel(label, "its detail is not a JSON object")
+        found = detail.get("detection")
+        detection = None
+        if found:
+            x1, y1, x2, y2 = (float(v) for v in found["box"])
+            detection = ((x1, y1, x2, y2), str(found.get("kind", "")))
+        edits = []
+        if label.what == "box":
+            for sent in detail["boxes"]:
+                if sent["op"] not in BOX_OPS:
+                    raise DamagedLabel(label, f"its detail has a box op {sent['op']!r:.40}")
+                edits.append(BoxEdit(sent["op"], LabelBox.from_json(sent)))
+        category = detail.get("category")
+    except json.JSONDecodeError:
+        raise DamagedLabel(label, "its detail is not JSON") from None
+    except KeyError as exc:
+        raise DamagedLabel(label, f"its detail lacks the key {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DamagedLabel(label, f"its detail holds a value of the wrong shape ({exc})") from None
+    return _Detail(detection, edits, category if isinstance(category, str) else None)
+
+
 def _replay_frame(labels: Iterable[ReviewLabel], *, kind_to_class: Mapping[str, str]) -> _FrameState:
+    """DamagedLabel when one of them cannot be read."""
     state = _FrameState(detection=None)
     first = True
     for label in labels:
-        detail: dict[str, Any] = json.loads(label.detail)
+        detail = _read_detail(label)
         if first:
-            found = detail.get("detection")
-            if found:
-                state.detection_kind = found.get("kind", "")
+            if detail.detection is not None:
+                box, state.detection_kind = detail.detection
                 name = kind_to_class.get(state.detection_kind)
                 if name is not None:
-                    x1, y1, x2, y2 = (float(v) for v in found["box"])
-                    state.detection = LabelBox(x1, y1, x2, y2, name)
+                    state.detection = LabelBox(*box, name)
             first = False
         what = label.what
         if what in ("confirm", "reject_other"):
@@ -458,18 +512,20 @@ def _replay_frame(labels: Iterable[ReviewLabel], *, kind_to_class: Mapping[str, 
         elif what == "undo":
             state.verdict = None
         elif what == "box":
-            for sent in detail.get("boxes", []):
-                state.apply(BoxEdit(sent["op"], LabelBox.from_json(sent)))
+            for edit in detail.edits:
+                state.apply(edit)
     return state
 
 
 @dataclass(frozen=True, slots=True)
 class LabelledFrame:
-    """A sighting's raw frame and the boxes labelled on it now."""
+    """A sighting's raw frame and the boxes labelled on it now; `damaged_label`: the id of a label of
+    it that cannot be read (DamagedLabel), when one cannot (then no boxes: they are not known)."""
 
     sighting_id: int
     frame_sha256: str
     boxes: list[FrameBox]
+    damaged_label: int | None = None
 
 
 def labelled_frames(
@@ -478,6 +534,7 @@ def labelled_frames(
     """sighting id -> its raw frame with the boxes labelled on it now (as `label_boxes` answers after
     a correction), for the sightings that have a raw frame: their labels replayed in order; before any
     label, the detection alone (with the model class of its object kind; none when it has no class).
+    A frame with a damaged label is kept, with `damaged_label` set (logged as a warning naming it).
     `classes`: the site config's model class name -> object kind."""
     kind_to_class = _inverse(classes)
     frames = {s.id: frame for s in sightings if (frame := _raw_frame(s)) is not None}
@@ -488,13 +545,18 @@ def labelled_frames(
         ):
             assert label.sighting_id is not None
             labels[label.sighting_id].append(label)
-    return {
-        s.id: LabelledFrame(
-            s.id, frames[s.id], _frame_state(s, labels[s.id], kind_to_class=kind_to_class).frame_boxes()
-        )
-        for s in sightings
-        if s.id in frames
-    }
+    out: dict[int, LabelledFrame] = {}
+    for s in sightings:
+        if s.id not in frames:
+            continue
+        try:
+            state = _frame_state(s, labels[s.id], kind_to_class=kind_to_class)
+        except DamagedLabel as exc:
+            log.warning("the boxes of sighting %s are not shown: %s", s.id, exc.reason)
+            out[s.id] = LabelledFrame(s.id, frames[s.id], [], damaged_label=exc.label_id)
+            continue
+        out[s.id] = LabelledFrame(s.id, frames[s.id], state.frame_boxes())
+    return out
 
 
 # --- what the export reads ----------------------------------------------------------------------------
@@ -524,6 +586,7 @@ class ReviewExport:
     frames: list[ReviewedFrame] = field(default_factory=list)
     undecided: int = 0  # frames with labels but no verdict and no settled detection: left out
     without_frame: int = 0  # decisions on sightings with no raw frame: nothing to export
+    damaged: list[str] = field(default_factory=list)  # frames left out, a label unreadable: why
 
 
 def reviewed_frames(
@@ -558,14 +621,17 @@ def reviewed_frames(
             if frame is None:
                 out.without_frame += 1
                 continue
-            state = _replay_frame(labels, kind_to_class=kind_to_class)
+            try:
+                state = _replay_frame(labels, kind_to_class=kind_to_class)
+            except DamagedLabel as exc:
+                log.warning("frame %s of sighting %s is left out: %s", frame, sighting_id, exc.reason)
+                out.damaged.append(f"frame {frame} of sighting {sighting_id}: {exc.reason}")
+                continue
             if not state.settled:
                 out.undecided += 1
                 continue
             last = labels[-1]
-            category = next(
-                (json.loads(lb.detail).get("category") for lb in reversed(labels) if lb.what != "box"), None
-            )
+            category = next((_read_detail(lb).category for lb in reversed(labels) if lb.what != "box"), None)
             unmapped = (
                 state.detection_kind
                 if state.detection is None and state.detection_kind and state.verdict is not None

@@ -2,8 +2,10 @@
 per grid cell.
 
 Days are local days (settings.timezone_offset_h from UTC; China keeps one offset all year) of the
-case's first sighting. The full cube grows with cells x days (at 100,000 cases over 90 days, some
-50,000 rows, 5 MB of JSON); a reader that needs sums asks for them (`by`), and the database sums.
+case's first sighting. A case the service itself rejected as superseded by a corrected resend
+(api.jobs.superseding) counts nowhere, as in the periodic report (reading.not_superseded). The full
+cube grows with cells x days (at 100,000 cases over 90 days, some 50,000 rows, 5 MB of JSON); a reader
+that needs sums asks for them (`by`), and the database sums.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.accounts.accounts import Principal
 from api.cases import workflow
-from api.cases.reading import visible
+from api.cases.reading import not_superseded, visible
 from api.errors import InputError
 from api.storage.db import as_utc
 from api.storage.models import UNASSIGNED, Case, GridCell
@@ -96,7 +98,7 @@ def counts(
     }
     chosen = [name for name in DIMENSIONS if name in by]
     grouped = [columns[name].label(name) for name in chosen]
-    stmt = select(*grouped, func.count().label("n")).select_from(Case)
+    stmt = select(*grouped, func.count().label("n")).select_from(Case).where(not_superseded())
     if since:
         stmt = stmt.where(Case.first_seen >= as_utc(since))
     if until:

@@ -128,7 +128,8 @@ def run_from_reviews(args: argparse.Namespace) -> int:
         if not found.frames:
             raise CommandError(
                 f"no reviewed frames with a decision from {span} "
-                f"({found.undecided} undecided, {found.without_frame} without a raw frame)"
+                f"({found.undecided} undecided, {found.without_frame} without a raw frame, "
+                f"{len(found.damaged)} with a review label that cannot be read)"
             )
         frames = [
             ReviewFrame(
@@ -161,6 +162,8 @@ def run_from_reviews(args: argparse.Namespace) -> int:
     print(summary.format())
     if found.undecided:
         print(f"  frames left out, undecided (no verdict, detection not corrected): {found.undecided}")
+    if found.damaged:
+        print(f"  frames left out, a review label cannot be read (warned above): {len(found.damaged)}")
     if unmapped:
         print(f"  detections left unlabelled, their kind has no model class in the site config: {unmapped}")
     return 0

@@ -911,11 +911,10 @@ def test_a_cell_a_grid_import_removed_is_not_called_outside_the_grid(
     assert f"{ZIYANG} (removed from the grid)" in out and "unassigned (–)" in out
 
 
-def test_the_cases_a_corrected_resend_superseded_count_nowhere(make_server: Any, sqlite_url: str) -> None:
-    """Footage whose job failed after filing two cases, sent again with a corrected camera: the service
-    rejects the first run's two cases as superseded, and the corrected run files the same two problems.
-    The report finds two, with no rejection (the service's own is no review decision) and two awaiting
-    review; before, it found four and counted two duplicates rejected, timed as reviews."""
+def _resent_after_a_failure(make_server: Any, sqlite_url: str) -> LiveServer:
+    """Footage whose job failed after filing two cases on 2026-11-20 (UTC+8), sent again with a corrected
+    camera: the service rejects the first run's two cases as superseded, and the corrected run files the
+    same two problems."""
     import hashlib
 
     from api.cases.incident import IncidentPayload
@@ -964,10 +963,38 @@ def test_the_cases_a_corrected_resend_superseded_count_nowhere(make_server: Any,
             assert wait_job(admin, sent.json()["id"])["status"] == outcome
         statuses = sorted(c["status"] for c in admin.get("/api/cases").json()["items"])
         assert statuses == ["pending_review"] * 2 + ["rejected"] * 2, statuses
-        day = {"since": "2026-11-19T16:00:00Z", "until": "2026-11-20T16:00:00Z"}  # 2026-11-20 at UTC+8
+    return server
+
+
+RESENT_DAY = {"since": "2026-11-19T16:00:00Z", "until": "2026-11-20T16:00:00Z"}  # 2026-11-20 at UTC+8
+
+
+def test_the_cases_a_corrected_resend_superseded_count_nowhere(make_server: Any, sqlite_url: str) -> None:
+    """The report of a corrected resend (_resent_after_a_failure) finds two, with no rejection (the
+    service's own is no review decision) and two awaiting review; before, it found four and counted two
+    duplicates rejected, timed as reviews."""
+    server = _resent_after_a_failure(make_server, sqlite_url)
+    with server.client("admin") as admin:
+        day = RESENT_DAY
         total = admin.get("/api/reports/period", params=day).json()["total"]
         later = {"since": day["since"], "until": _iso(datetime.now(UTC) + timedelta(hours=1))}
         moves = admin.get("/api/reports/period", params=later).json()["total"]
     assert total["found"] == 2 and total["open_at_end"] == total["awaiting_review_at_end"] == 2, total
     assert moves["found"] == 2 and moves["rejected"] == 0 and moves["rejected_by_reason"] == {}, moves
     assert moves["review_hours"]["count"] == 0, moves
+
+
+def test_the_dashboard_counts_a_corrected_resend_as_the_report_does(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """/api/stats (the dashboard's numbers) leaves out the cases a corrected resend superseded, as the
+    report does: before, it counted them as two rejected cases of that day, four found to the report's
+    two."""
+    server = _resent_after_a_failure(make_server, sqlite_url)
+    with server.client("admin") as admin:
+        report = admin.get("/api/reports/period", params=RESENT_DAY).json()["total"]
+        stats = admin.get("/api/stats", params={**RESENT_DAY, "by": "status,day"}).json()
+    assert stats["total"] == report["found"] == 2, (stats, report)
+    assert [(r["status"], r["day"], r["count"]) for r in stats["rows"]] == [
+        ("pending_review", "2026-11-20", report["awaiting_review_at_end"])
+    ]

@@ -203,7 +203,8 @@ def test_on_a_phone_reject_and_change_category_show_their_lists(site: Site, open
 def test_a_decision_that_does_not_land_brings_its_card_back(site: Site, open_page: Any) -> None:
     """A decision refused because the session ended puts the card back in front, its error on it (the
     case still waits for review) with a link to log in again that comes back to the queue; one refused
-    because someone else decided the case meanwhile (409) is said so and its card stays gone."""
+    because someone else decided the case meanwhile (409) is said so and its card stays gone; an undo
+    after the session ended offers the same link."""
     api = site.api("demo-admin")
     for i in range(3):
         _post_garbage(api, f"web-decision-fails-{i}", 30.2752 + i * 0.001)
@@ -248,3 +249,17 @@ def test_a_decision_that_does_not_land_brings_its_card_back(site: Site, open_pag
     page.click("button[type=submit].primary")
     page.wait_for_url(re.compile(r"/review$"))
     page.wait_for_selector("#current article[data-case-id]")
+
+    # a decision lands, then the session ends: the undo offers the same link (before, the login page
+    # came back as the card, with no link)
+    # the card after the next one (skipping the decided and the shown: two ids), fetched while in session
+    with page.expect_response(lambda r: "/review/next?skip=" in r.url and "," in r.url):
+        page.keyboard.press("y")
+    page.wait_for_function("() => document.getElementById('last-decision').textContent.length > 0")
+    page.context.clear_cookies()
+    page.keyboard.press("u")
+    undo_again = page.locator("#flash a.log-in-again")
+    undo_again.wait_for()
+    assert undo_again.inner_text() == "重新登录"
+    assert undo_again.get_attribute("href") == "/login?next=%2Freview"
+    assert page.locator("#current form[action='/login']").count() == 0

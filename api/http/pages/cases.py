@@ -486,11 +486,17 @@ def box_editors(
 ) -> dict[int, dict[str, Any]]:
     """sighting id -> what the box editor of its raw frame shows: the frame, the boxes labelled on it
     now (review_labels.labelled_frames: what was saved, after a reload too), in pixels of the frame, and
-    the model classes a box may have (the site config's `kinds`), named in the page's language."""
+    the model classes a box may have (the site config's `kinds`), named in the page's language. A frame
+    with a review label that cannot be read has no editor, only a line saying so (`unreadable`)."""
     choices = class_choices(classes, t)
     frames = review_labels.labelled_frames(session, sightings=case.sightings, classes=classes)
     return {
         sighting_id: {
+            "unreadable": (
+                t("cases.boxes.unreadable", label=frame.damaged_label)
+                if frame.damaged_label is not None
+                else ""
+            ),
             "url": evidence_url(frame.frame_sha256),
             "classes": choices,
             "boxes": [

@@ -215,7 +215,8 @@ def post_boxes(
     in its pixels, with model class names of the site config; operators and admins. Kept with the frame
     as review labels for the training-set export (gridpatrol dataset from-reviews) and recorded in the
     case's custody chain (action boxes_labelled). A box outside the frame, a class the site config does
-    not know, or a removal that matches no labelled box is a 422 naming the box."""
+    not know, or a removal that matches no labelled box is a 422 naming the box; a frame with a review
+    label that cannot be read (edited outside the service) a 503 naming the label."""
     edits = [
         review_labels.BoxEdit(b.op, review_labels.LabelBox(b.x1, b.y1, b.x2, b.y2, b.class_name))
         for b in body.boxes

@@ -14,10 +14,11 @@
     return text;
   }
 
-  function flash(message, kind) {
+  function flash(message, kind, extra) {  // extra: a node after the message (a link), or none
     const box = document.getElementById("flash");
     if (!box) return;
     box.textContent = message;  // text, never HTML
+    if (extra) box.append(" ", extra);
     box.className = "flash" + (kind ? " " + kind : "");
     box.hidden = !message;
   }

@@ -3,7 +3,8 @@
 // is posted in the background. A decision that does not land (the session ended, the server is out of
 // reach) brings its card back to the front with the error on it, the case still awaiting review (and,
 // when the session ended, a link to log in again that comes back here); one refused with a 409
-// (someone else decided the case meanwhile) is said so and the card stays gone.
+// (someone else decided the case meanwhile) is said so and the card stays gone. Whatever finds the
+// session ended (a decision, an undo, a category change, the next card) offers that same link.
 "use strict";
 (function () {
   const current = document.getElementById("current");
@@ -31,6 +32,30 @@
     return chain;
   }
 
+  // The session has ended: a 401, or the login page instead of the card asked for (the pages answer a
+  // request for HTML without a session with a redirect to /login, which fetch follows)
+  function sessionEnded(response) {
+    return response.status === 401 || (response.redirected && new URL(response.url).pathname === "/login");
+  }
+
+  // The link that logs in again and comes back to this page, for every error that finds the session ended
+  function logInAgain() {
+    const back = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    return gp.el("a", { class: "log-in-again", href: back, text: gp.t("review.log_in_again") });
+  }
+
+  // A request refused (not ok, or the session ended): true after saying why, in the flash line
+  async function refused(response) {
+    if (sessionEnded(response)) {
+      await response.text().catch(() => "");  // read to the end: one left unread is cut off on leaving
+      gp.flash(gp.t("error.request", { detail: gp.t("review.session_ended") }), "error", logInAgain());
+      return true;
+    }
+    if (response.ok) return false;
+    gp.flash(gp.t("error.request", { detail: await gp.errorText(response) }), "error");
+    return true;
+  }
+
   function card(container) { return container.querySelector("article"); }
   function caseId(container) { const a = card(container); return a && a.dataset.caseId ? Number(a.dataset.caseId) : null; }
 
@@ -54,8 +79,7 @@
     if (id) skip.push(id);
     loading = gp.request("/review/next?skip=" + skip.join(","), { headers: { Accept: "text/html" } })
       .then(async (response) => {
-        if (!response.ok) throw new Error(await gp.errorText(response));
-        show(upcoming, await response.text());
+        if (!(await refused(response))) show(upcoming, await response.text());
       })
       .catch((err) => { gp.flash(gp.t("error.request", { detail: err.message }), "error"); });
     return loading;
@@ -103,7 +127,7 @@
         // someone else decided the case meanwhile: it has left the queue, its card stays gone
         gp.flash(gp.t("error.conflict", { detail: await gp.errorText(response) }), "error");
       } else {
-        failed(await gp.errorText(response), response.status === 401);
+        failed(await gp.errorText(response), sessionEnded(response));
       }
     }).catch((err) => failed(err.message));
   }
@@ -123,10 +147,7 @@
       const old = a.querySelector(".decision-failed");
       if (old) old.remove();
       const line = gp.el("p", { class: "flash error decision-failed", role: "alert", text: message });
-      if (sessionEnded) {
-        const back = "/login?next=" + encodeURIComponent(location.pathname + location.search);
-        line.append(" ", gp.el("a", { class: "log-in-again", href: back, text: gp.t("review.log_in_again") }));
-      }
+      if (sessionEnded) line.append(" ", logInAgain());
       a.prepend(line);
     }
     window.gpFrames.drawBoxes(current);
@@ -148,10 +169,7 @@
     if (!lastDecided) { gp.flash(gp.t("review.undo.nothing")); return; }
     const { id, number } = lastDecided;
     const response = await post(`/review/${id}/undo`, {}, "text/html");
-    if (!response.ok) {
-      gp.flash(gp.t("error.request", { detail: await gp.errorText(response) }), "error");
-      return;
-    }
+    if (await refused(response)) return;
     lastDecided = null;
     decided.delete(id);
     const html = await response.text();
@@ -170,10 +188,7 @@
     setMode("decide");
     if (!id) return;
     const response = await post(`/review/${id}/category`, { category }, "text/html");
-    if (!response.ok) {
-      gp.flash(gp.t("error.request", { detail: await gp.errorText(response) }), "error");
-      return;
-    }
+    if (await refused(response)) return;
     show(current, await response.text());
     gp.flash(gp.t("review.category.changed", { category: gp.t("category." + category) }), "ok");
   }
