@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -111,7 +112,8 @@ def test_workflow_roles_and_team_isolation(server: LiveServer) -> None:
         server.client("hubin") as hubin,
         server.client("viewer") as viewer,
     ):
-        case_id = post_incident(device, incident_json("inc-w")).json()["case_id"]
+        first = datetime.now(UTC) - timedelta(hours=3)
+        case_id = post_incident(device, incident_json("inc-w", when=first.isoformat())).json()["case_id"]
         # another team's case is invisible, and so is its evidence
         assert hubin.get(f"/api/cases/{case_id}").status_code == 404
         sha = op.get(f"/api/cases/{case_id}").json()["sightings_list"][0]["evidence"][0]["sha256"]
@@ -149,8 +151,10 @@ def test_workflow_roles_and_team_isolation(server: LiveServer) -> None:
             ("verified", "user:operator"),
             ("closed", "user:operator"),
         ]
-        # seen again within the window: reopened, a recurrence
-        again = post_incident(device, incident_json("inc-w2", when="2026-11-20T15:00:00+08:00")).json()
+        # seen again after it was closed, within the window: reopened, a recurrence
+        seen = datetime.now(UTC) + timedelta(seconds=1)
+        sent = incident_json("inc-w2", when=(seen - timedelta(hours=1)).isoformat(), until=seen.isoformat())
+        again = post_incident(device, sent).json()
         assert again["case_id"] == case_id and again["recurrence"] and again["status"] == "pending_review"
         # reject needs a reason
         r = _transition(op, case_id, "rejected")
