@@ -27,6 +27,7 @@ from api.accounts.accounts import Principal
 from api.cases import workflow
 from api.cases.acting import transition
 from api.cases.ingest import earlier_runs_cases
+from api.cases.reading import SERVICE_ACTOR_PREFIX
 from api.storage.models import Case, CaseEvent
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def _superseded_before(session: Session, case_id: int) -> bool:
         .where(
             CaseEvent.case_id == case_id,
             CaseEvent.to_status == workflow.REJECTED,
-            CaseEvent.actor.startswith("worker:"),
+            CaseEvent.actor.startswith(SERVICE_ACTOR_PREFIX),
             CaseEvent.note.startswith(SUPERSEDED_NOTE),
         )
         .limit(1)
