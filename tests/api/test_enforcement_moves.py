@@ -196,3 +196,53 @@ def test_a_case_sent_to_another_team_meanwhile_says_nothing_was_saved(
         assert unknown.status_code == hidden.status_code == 404
         assert hidden.text.replace(f"/cases/{never}/", "/cases/999999/") == unknown.text  # word for word
         assert "no longer your team" not in hidden.text
+
+
+def test_opening_a_case_sent_to_another_team_says_it_is_no_longer_the_team_s(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """A team member opens a task from a link kept on the phone after the office sent the case to
+    another team. The page was the plain "Not found", as if the case had never existed. It says the
+    case is no longer the team's, naming neither the team it went to nor anything of the case now; a
+    case the team never had stays the plain "not found", word for word."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with (
+        server.client("device") as device,
+        server.client("operator") as office,
+        server.client("ziyang") as colleague,
+        server.browser("ziyang") as phone,
+    ):
+        case_id = _dispatched(device, office, "opened-after-it-left", 30.2500)
+        number = office.get(f"/api/cases/{case_id}").json()["number"]
+        assert phone.get(f"/tasks/{case_id}").status_code == 200
+        handled = colleague.post(
+            f"/api/cases/{case_id}/transitions",
+            data={"to": "handled", "note": "done by a colleague"},
+            files={"photo": ("first.jpg", b"\xff\xd8\xff\xe0 the first photo \xff\xd9", "image/jpeg")},
+        )
+        assert handled.status_code == 200, handled.text
+        sent = office.post(
+            f"/api/cases/{case_id}/transitions",
+            json={"to": "dispatched", "team": "team-hubin", "note": "hubin: plate ZJ-B2"},
+        )
+        assert sent.status_code == 200, sent.text
+
+        for path in (f"/tasks/{case_id}", f"/tasks/{number}"):
+            page = phone.get(path)
+            assert page.status_code == 404, path
+            assert "This case is no longer your team&#39;s" in page.text and 'id="left-team"' in page.text
+            shown = page.text.replace(f'value="{path}"', "")  # the language switch comes back to the path
+            for detail in ("team-hubin", "ZJ-B2", number, "Not found", "Nothing was saved"):
+                assert detail not in shown, (path, detail)
+        phone.cookies.set("gp_lang", "zh-CN")
+        in_chinese = phone.get(f"/tasks/{case_id}")
+        assert "此案件已不属于您的队伍" in in_chinese.text and "不再是您的任务" in in_chinese.text
+        phone.cookies.set("gp_lang", "en")
+
+        never_json = incident_json("never-opened", position=(30.2520, 120.1340))  # a cell of team-hubin
+        never = int(post_incident(device, never_json).json()["case_id"])
+        unknown = phone.get("/tasks/999999")
+        hidden = phone.get(f"/tasks/{never}")
+        assert unknown.status_code == hidden.status_code == 404
+        assert hidden.text.replace(f"/tasks/{never}", "/tasks/999999") == unknown.text  # word for word
+        assert "no longer your team" not in hidden.text

@@ -125,6 +125,34 @@ def not_found_page(request: Request, principal: Principal) -> HTMLResponse:
     return message_page(request, principal, t("error.notfound.title"), t("error.notfound.body"), 404)
 
 
+async def left_team_page(
+    request: Request,
+    *,
+    principal: Principal,
+    services: Services,
+    case_id: int,
+    sent: dict[str, Any] | None = None,
+) -> HTMLResponse | None:
+    """For a team member, the page saying the case is no longer the team's (api.cases.reading.left_team),
+    naming no other team nor anything of the case now; None for a case the team never had, which stays
+    as unknown as one that does not exist. `sent`: the form that came for it (its note, shown back to
+    copy, and whether it had a photo): nothing of it was saved (409); without it, the task page was
+    opened (404: the case is not there for them)."""
+    if principal.role != Role.ENFORCEMENT or not await in_session(
+        services, lambda session: left_team(session, case_id=case_id, team=principal.team)
+    ):
+        return None
+    return render(
+        request,
+        "tasks/moved_away.html",
+        principal=principal,
+        status_code=404 if sent is None else 409,
+        sent=sent is not None,
+        note=(sent or {}).get("note", ""),
+        photo=bool((sent or {}).get("photo")),
+    )
+
+
 # --- the list ------------------------------------------------------------------------------------
 
 
@@ -851,19 +879,12 @@ async def move_case(
     try:
         number = await in_session(services, work, write=True)
     except NotFound:
-        if principal.role == Role.ENFORCEMENT and await in_session(
-            services, lambda session: left_team(session, case_id=cid, team=principal.team)
-        ):
-            # the form of a case the team had when the page was opened: say why nothing was kept
+        # the form of a case the team had when the page was opened: say why nothing was kept
+        sent = {"note": note, "photo": upload is not None}
+        left = await left_team_page(request, principal=principal, services=services, case_id=cid, sent=sent)
+        if left is not None:
             log.info("%s sent a move for case %s, no longer the team's", principal.label, cid)
-            return render(
-                request,
-                "tasks/moved_away.html",
-                principal=principal,
-                status_code=409,
-                note=note,
-                photo=upload is not None,
-            )
+            return left
         return not_found_page(request, principal)
     except ForbiddenMove as exc:
         log.info("%s tried a move the role may not make: %s", principal.label, exc)

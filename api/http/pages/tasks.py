@@ -8,8 +8,9 @@ tasks.js re-sorts its cases by distance (those sent back still first) when the b
 phone's position. GET /tasks/{id} shows a case's photos and place with the "mark handled" form (a note and an
 after-photo from the phone's camera), which posts to POST /cases/{id}/move like every move, so the
 photo goes into the evidence store and the custody chain exactly as through the API.
-Another team's case is a 404; a form sent for a case that went to another team while the page was open
-says so and that nothing was saved (api.http.pages.cases.move_case).
+Another team's case is a 404; one the team had before (sent to another team since) says it is no longer
+the team's, and a form sent for it while the page was open says so too and that nothing was saved
+(api.http.pages.cases.left_team_page).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from api.http.pages.cases import (
     case_id_of,
     grid_cells,
     in_session,
+    left_team_page,
     local_time,
     page_case_id,
     page_strings,
@@ -149,10 +151,12 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
 async def task_page(
     request: Request, case_id: CaseIdPath, principal: Officer, services: ServicesDep
 ) -> Response:
-    return await render_case(
-        request,
-        case_id=await page_case_id(services, case_id),
-        principal=principal,
-        services=services,
-        template=PAGE_TEMPLATES["task"],
+    cid = await page_case_id(services, case_id)
+    page = await render_case(
+        request, case_id=cid, principal=principal, services=services, template=PAGE_TEMPLATES["task"]
     )
+    if page.status_code == 404 and cid is not None:
+        # a case the team had (sent to another team since, say from a link kept on the phone): say so
+        left = await left_team_page(request, principal=principal, services=services, case_id=cid)
+        return left or page
+    return page
