@@ -1,5 +1,6 @@
 // The grid map: the cells of GET /api/grids registered as an ECharts map (canvas, no tiles, nothing
-// from another host), coloured by open cases; open cases with a position as points; recent patrol
+// from another host), coloured by open cases; open cases with a position as points (the latest
+// CASE_LIMIT, the summary saying so when there are more); recent patrol
 // tracks as lines (staff); a click on a cell lists its cases (GET /api/cases?grid_cell=...).
 // window.gpMap.selectCell(id) is what a click does, and what the cell table and the tests call.
 "use strict";
@@ -23,6 +24,7 @@
 
   const cells = new Map();  // id -> {id, name, team, street, community, open, centre: [lon, lat]}
   let unassignedOpen = 0;
+  let pointsOf = { read: 0, total: 0 };  // the open cases read for points, of how many (CASE_LIMIT)
   let chart = null;
   let selected = null;
   let panelRequest = 0;
@@ -90,6 +92,7 @@
     const params = new URLSearchParams({ per_page: String(CASE_LIMIT), sort: "last_seen", order: "desc" });
     for (const status of openStatuses) params.append("status", status);
     const page = await getJson("/api/cases?" + params.toString());
+    pointsOf = { read: page.items.length, total: page.total };
     return page.items.filter((c) => c.position).map((c) => ({
       name: c.number || "#" + c.id,
       value: [c.position.lon, c.position.lat],
@@ -222,6 +225,11 @@
     const busy = all.filter((c) => c.open > 0).length;
     let text = gp.t("map.summary", { cells: all.length, busy, open });
     if (unassignedOpen) text += " " + gp.t("map.summary.unassigned", { count: unassignedOpen });
+    if (pointsOf.total > pointsOf.read) {
+      // more open cases than the map draws as points: say so, or the missing ones seem not to exist
+      text += " " + gp.t("map.summary.points_limited", { shown: pointsOf.read, total: pointsOf.total });
+      summary.dataset.pointsLimited = String(pointsOf.read);
+    }
     summary.textContent = text;
     summary.dataset.openTotal = String(open);
     summary.dataset.cells = String(all.length);
