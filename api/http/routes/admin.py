@@ -45,7 +45,9 @@ class DeviceIn(BaseModel):
         },
     )
     name: str = Field(min_length=1, max_length=64, pattern=auth.NAME_RE.pattern)
-    camera_id: str | None = Field(None, max_length=64)
+    camera_id: str | None = Field(  # a camera id (auth.CAMERA_ID_RE) or "" for none
+        None, max_length=64, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$"
+    )
     runner: bool = Field(
         False, strict=True, description="a runner of the registry's cameras (bound to no camera)"
     )
