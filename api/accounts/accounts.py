@@ -48,6 +48,9 @@ DEVICE_ROLE = "device"  # the role of a principal that is a device key, not a us
 RUNNER_ROLE = "runner"  # a device key that runs the registry's cameras (api.cameras, api.runner)
 DEVICE_KEY_PREFIX = "gpd_"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")  # not "." or "..": names sit in URL paths
+# a camera id as the site config and the registry take it (detect.config.CAMERA_ID_PATTERN; the
+# domain imports no detect): a device's camera must be one a camera can be, or its cases miss it
+CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256  # the login form takes at most 256 characters
 
 _hasher = PasswordHasher()
@@ -167,7 +170,8 @@ def create_device(
     session: Session, *, name: str, camera_id: str | None = None, runner: bool = False
 ) -> tuple[Device, str]:
     """A new device and its key (shown once; only its hash is kept). A runner analyses the
-    registry's cameras, so it is bound to none."""
+    registry's cameras, so it is bound to none. A camera id is taken as it is: "cam-1 " is refused
+    rather than trimmed, since the device's incidents are filed under it (its team, its cell)."""
     if not NAME_RE.match(name):
         raise AuthError("name", "1-64 letters, digits or _ . @ -, starting with a letter or digit")
     taken = f"device '{name}' already exists (a new key for it: gridpatrol device rotate {name})"
@@ -175,6 +179,12 @@ def create_device(
         raise AccountConflict("name", taken)
     if runner and camera_id is not None:
         raise AuthError("camera_id", "a runner runs the registry's cameras: it is bound to none")
+    if camera_id and not CAMERA_ID_RE.fullmatch(camera_id):
+        raise AuthError(
+            "camera_id",
+            f"{camera_id!r} is no camera id: 1-64 letters, digits or _ . : -, starting with a letter"
+            " or digit",
+        )
     key, digest = _new_device_key()
     device = Device(name=name, key_hash=digest, camera_id=camera_id or None, runner=runner)
     session.add(device)

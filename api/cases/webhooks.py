@@ -75,6 +75,16 @@ class WebhookTargetRefused(WebhookInputError):
     says which and why)."""
 
 
+class WebhookTaken(WebhookInputError):
+    """A URL an active webhook already has (the form sent twice): each event goes to a URL once (409)."""
+
+    status = 409
+
+    def __init__(self, hook_id: int) -> None:
+        super().__init__("url", f"webhook {hook_id} already has this URL (each event is sent to a URL once)")
+        self.hook_id = hook_id
+
+
 class WebhookUrlUnusable(WebhookInputError):
     """A webhook URL no delivery could use (see url_problem); the reason says what is wrong with it."""
 
@@ -142,7 +152,8 @@ def create_webhook(
 ) -> tuple[WebhookInfo, str]:
     """Register a webhook; returns it and its signing secret (the one given, or a new random one).
     A URL whose host is, or resolves now to, an address `targets` refuses (by default: any
-    non-public one) is refused, naming the url field and the reason."""
+    non-public one) is refused, naming the url field and the reason; so is a URL an active webhook
+    has (WebhookTaken: a form sent twice would otherwise send every event twice, for good)."""
     problem = url_problem(url)
     if problem == SCHEME_PROBLEM:
         raise WebhookInputError("url", problem)
@@ -155,6 +166,9 @@ def create_webhook(
     unknown = [e for e in events if e not in EVENTS]
     if unknown:
         raise WebhookInputError("events", f"unknown events {unknown}; choose from {', '.join(EVENTS)}")
+    taken = session.scalar(select(Webhook.id).where(Webhook.url == url, Webhook.active.is_(True)))
+    if taken is not None:
+        raise WebhookTaken(taken)
     hook = Webhook(url=url, secret=secret or secrets.token_urlsafe(32), events=",".join(events), active=True)
     session.add(hook)
     session.flush()

@@ -451,3 +451,22 @@ def test_usernames_that_differ_only_in_case_are_one_account(server: LiveServer) 
             "'ADMIN' already exists as 'admin' (usernames must differ by more than case)",
         )
         assert [u["username"] for u in admin.get("/api/users").json()].count("admin") == 1
+
+
+def test_a_device_is_bound_to_a_camera_id_as_given_or_refused(
+    server: LiveServer, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A device's incidents are filed under its camera: bound to "cam-a " (a stray space) they went
+    to no registered camera, past the team the camera sends its cases to."""
+    with server.client("admin") as admin:
+        for camera in ("demo-cam-01 ", " demo-cam-01", "摄像头1", "cam\n1", "cam a", ".."):
+            refused = admin.post("/api/devices", json={"name": "van-2", "camera_id": camera})
+            assert refused.status_code == 422, camera
+            assert _error(refused)[0] == "camera_id"
+        with server.services.factory() as session, pytest.raises(auth.AuthError, match="'cam-1 ' is no"):
+            auth.create_device(session, name="van-2", camera_id="cam-1 ")
+        assert admin.post("/api/devices", json={"name": "van-2", "camera_id": ""}).json()["camera_id"] is None
+        made = admin.post("/api/devices", json={"name": "van-3", "camera_id": "site-a:cam_1.2"})
+        assert made.status_code == 201 and made.json()["camera_id"] == "site-a:cam_1.2"
+    assert main(["-q", "device", "add", "van-4", "--camera", "cam 1"]) == 1
+    assert "camera_id: 'cam 1' is no camera id" in capsys.readouterr().err

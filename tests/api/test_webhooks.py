@@ -177,6 +177,7 @@ def test_a_webhook_url_s_secrets_are_masked_in_answers_and_pages_but_sent(server
     port = receiver.httpd.server_address[1]
     url = f"http://hookuser:HookS3cret@127.0.0.1:{port}/ok?token=QTOKEN123&team=7"
     masked = f"http://hookuser:***@127.0.0.1:{port}/ok?token=***&team=7"
+    url2, masked2 = url.replace("/ok?", "/ok2?"), masked.replace("/ok?", "/ok2?")  # one URL, one webhook
     token = server.tokens["admin"]
     page = httpx.Client(
         base_url=server.url,
@@ -189,9 +190,10 @@ def test_a_webhook_url_s_secrets_are_masked_in_answers_and_pages_but_sent(server
             created = admin.post("/api/webhooks", json={"url": url})
             assert created.status_code == 201, created.text
             assert created.json()["url"] == masked
-            secret_page = page.post("/admin/webhooks", data={"url": url, "csrf_token": csrf_token_for(token)})
-            assert secret_page.status_code == 200 and html.escape(masked) in secret_page.text
-            assert [h["url"] for h in admin.get("/api/webhooks").json()] == [masked, masked]
+            form = {"url": url2, "csrf_token": csrf_token_for(token)}
+            secret_page = page.post("/admin/webhooks", data=form)
+            assert secret_page.status_code == 200 and html.escape(masked2) in secret_page.text
+            assert [h["url"] for h in admin.get("/api/webhooks").json()] == [masked, masked2]
             listed = page.get("/admin/webhooks")
             assert listed.status_code == 200 and html.escape(masked) in listed.text
             _file_case(server, "wh-masked")
@@ -201,10 +203,13 @@ def test_a_webhook_url_s_secrets_are_masked_in_answers_and_pages_but_sent(server
             answers += admin.get("/api/webhooks").text + page.get("/admin/webhooks").text
             for secret in ("HookS3cret", "QTOKEN123"):
                 assert secret not in answers
-        request = receiver.requests[0]
-        assert request["path"] == "/ok?token=QTOKEN123&team=7"
-        auth = {k.lower(): v for k, v in request["headers"].items()}["authorization"]
-        assert auth == "Basic " + base64.b64encode(b"hookuser:HookS3cret").decode()
+        assert sorted(r["path"] for r in receiver.requests) == [
+            "/ok2?token=QTOKEN123&team=7",
+            "/ok?token=QTOKEN123&team=7",
+        ]
+        for request in receiver.requests:
+            auth = {k.lower(): v for k, v in request["headers"].items()}["authorization"]
+            assert auth == "Basic " + base64.b64encode(b"hookuser:HookS3cret").decode()
     finally:
         receiver.close()
 
@@ -509,3 +514,26 @@ def test_a_url_no_delivery_could_use_is_refused_naming_url_and_nothing_is_stored
         assert r.status_code == 422 and "cannot be read as a URL (Invalid IPv6 URL)" in r.text, r.text
         r = page.post("/admin/webhooks", data={"url": "http://8.8.8.8:99999/hook"})
         assert r.status_code == 422 and "port &#39;99999&#39; is not a number from 1 to 65535" in r.text
+
+
+def test_a_webhook_form_sent_twice_registers_one_webhook(server: LiveServer) -> None:
+    """A double click (or a resend on a slow connection) of the webhook form made a second webhook
+    with the same URL, which no page or route removes: every event was then sent twice, for good."""
+    url = "http://127.0.0.1:9/hook"
+    with server.browser("admin") as page:
+        first = page.post("/admin/webhooks", data={"url": url, "events": ["case.filed"]})
+        assert first.status_code == 200 and "Signing secret of webhook #1" in first.text
+        again = page.post("/admin/webhooks", data={"url": url, "events": ["case.filed"]})
+        assert again.status_code == 409
+        assert "Webhook #1 already has this URL, so nothing was added" in again.text
+        page.cookies.set("gp_lang", "zh-CN")
+        zh = page.post("/admin/webhooks", data={"url": url})
+        assert zh.status_code == 409 and "Webhook #1 已使用此 URL，未新增" in zh.text
+    with server.client("admin") as admin:
+        r = admin.post("/api/webhooks", json={"url": url, "events": ["case.closed"]})
+        assert r.status_code == 409
+        assert r.json()["errors"] == [
+            {"field": "url", "reason": "webhook 1 already has this URL (each event is sent to a URL once)"}
+        ]
+        assert [h["url"] for h in admin.get("/api/webhooks").json()] == [url]
+        assert admin.post("/api/webhooks", json={"url": url + "2"}).status_code == 201  # another URL

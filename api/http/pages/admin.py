@@ -38,7 +38,13 @@ from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError, P
 from api.cases import stats, webhooks
 from api.cases.acting import dispatch_teams, team_has_cells
 from api.cases.grids import GridImportError, GridReplaceRefused, geojson_cells, import_cells
-from api.cases.webhooks import DeliveryStatus, WebhookInputError, WebhookTargetRefused, WebhookUrlUnusable
+from api.cases.webhooks import (
+    DeliveryStatus,
+    WebhookInputError,
+    WebhookTaken,
+    WebhookTargetRefused,
+    WebhookUrlUnusable,
+)
 from api.errors import InputError
 from api.http.i18n import Translator
 from api.http.pages.render import render, script_json, translator
@@ -756,6 +762,9 @@ async def add_webhook(
                 targets=services.webhook_targets,
             ),
         )
+    except WebhookTaken as exc:  # the form sent twice: the first one registered it
+        problem = Problem(t("admin.webhooks.error.taken", id=exc.hook_id), exc.status, at="form")
+        return await _webhooks_page(request, principal, services, problem=problem, form=form)
     except WebhookInputError as exc:
         key = f"admin.webhooks.error.{exc.field}"
         # a refused host or an unusable URL: the reason, not the form rule

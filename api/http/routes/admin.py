@@ -45,7 +45,9 @@ class DeviceIn(BaseModel):
         },
     )
     name: str = Field(min_length=1, max_length=64, pattern=auth.NAME_RE.pattern)
-    camera_id: str | None = Field(None, max_length=64)
+    camera_id: str | None = Field(  # a camera id (auth.CAMERA_ID_RE) or "" for none
+        None, max_length=64, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$"
+    )
     runner: bool = Field(
         False, strict=True, description="a runner of the registry's cameras (bound to no camera)"
     )
@@ -74,6 +76,7 @@ CONFLICT = schemas.error_responses(
     409, described={409: "the name is taken, or the change would leave no active admin"}
 )
 NOT_FOUND = schemas.error_responses(404, described={404: "no user or device of that name"})
+HOOK_TAKEN = schemas.error_responses(409, described={409: "a webhook already has that URL"})
 
 
 @router.post(
@@ -201,14 +204,14 @@ def rotate_device(
     "/webhooks",
     status_code=201,
     response_model=schemas.NewWebhook,
-    responses={**schemas.BODY_ERRORS, **schemas.WRITE_FAULTS},
+    responses={**schemas.BODY_ERRORS, **HOOK_TAKEN, **schemas.WRITE_FAULTS},
 )
 def post_webhook(
     body: WebhookIn, principal: Admin, session: SessionDep, services: ServicesDep
 ) -> schemas.NewWebhook:
     """Register a webhook; the signing secret is in this response only. A URL whose host is (or
     resolves to) this server or a private network is refused (422) unless
-    GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows it."""
+    GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows it. A URL a webhook already has is a 409 naming it."""
     hook, secret = webhooks.create_webhook(
         session,
         url=body.url,
