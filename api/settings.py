@@ -180,7 +180,7 @@ class Settings(BaseModel):
             try:
                 ipaddress.ip_network(host, strict=False)
             except ValueError:
-                if not HOST_NAME_RE.match(host):
+                if not HOST_NAME_RE.fullmatch(host):
                     problem = f"{entry!r} is neither a host name nor an IP address or network"
                     raise ValueError(problem) from None
             hosts.append(host)

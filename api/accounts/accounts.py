@@ -137,7 +137,7 @@ def _check_password_rules(password: str) -> None:
 def create_user(
     session: Session, *, username: str, password: str, role: str, team: str | None = None
 ) -> User:
-    if not NAME_RE.match(username):
+    if not NAME_RE.fullmatch(username):
         raise AuthError("username", "1-64 letters, digits or _ . @ -, starting with a letter or digit")
     if role not in ROLES:
         raise AuthError("role", f"'{role}' is not one of {', '.join(ROLES)}")
@@ -172,7 +172,7 @@ def create_device(
     """A new device and its key (shown once; only its hash is kept). A runner analyses the
     registry's cameras, so it is bound to none. A camera id is taken as it is: "cam-1 " is refused
     rather than trimmed, since the device's incidents are filed under it (its team, its cell)."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise AuthError("name", "1-64 letters, digits or _ . @ -, starting with a letter or digit")
     taken = f"device '{name}' already exists (a new key for it: gridpatrol device rotate {name})"
     if session.scalar(select(Device.id).where(Device.name == name)) is not None:

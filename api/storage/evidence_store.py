@@ -140,7 +140,7 @@ def _why(exc: OSError) -> str:
 
 def check_sha256(sha256: str) -> str:
     """`sha256` when it is a lowercase hex SHA-256; EvidenceError otherwise."""
-    if not SHA256_RE.match(sha256):
+    if not SHA256_RE.fullmatch(sha256):
         raise EvidenceError(f"'{sha256}' is not a lowercase hex SHA-256")
     return sha256
 
@@ -349,7 +349,7 @@ class EvidenceStore:
                     continue
                 for name in names:
                     path = folder / name
-                    if SHA256_RE.match(name) and path.is_file():
+                    if SHA256_RE.fullmatch(name) and path.is_file():
                         yield name, path
 
     @staticmethod

@@ -223,7 +223,7 @@ class S3EvidenceStore:
                 for item in page.get("Contents", ()):
                     key = str(item["Key"])
                     sha = key.rsplit("/", 1)[-1]
-                    if SHA256_RE.match(sha) and key == self.key_for(sha):
+                    if SHA256_RE.fullmatch(sha) and key == self.key_for(sha):
                         yield sha, key, item["LastModified"].timestamp()
 
     def iter_files(self) -> Iterator[tuple[str, str]]:

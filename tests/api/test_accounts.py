@@ -470,3 +470,17 @@ def test_a_device_is_bound_to_a_camera_id_as_given_or_refused(
         assert made.status_code == 201 and made.json()["camera_id"] == "site-a:cam_1.2"
     assert main(["-q", "device", "add", "van-4", "--camera", "cam 1"]) == 1
     assert "camera_id: 'cam 1' is no camera id" in capsys.readouterr().err
+
+
+def test_a_name_with_a_trailing_newline_is_refused_where_it_is_made(
+    server: LiveServer, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pattern's `$` also matches before a final newline: "bob\\n" passed the name check of `gridpatrol
+    user add` and `device add` (the API's pattern refused it), and was stored as a name no login types."""
+    with server.services.factory() as session:
+        with pytest.raises(auth.AuthError, match="username"):
+            auth.create_user(session, username="bob\n", password="goodpass123", role="viewer")
+        with pytest.raises(auth.AuthError, match="name"):
+            auth.create_device(session, name="van-9\n")
+    assert main(["-q", "device", "add", "van-9\n"]) == 1
+    assert "name: 1-64 letters" in capsys.readouterr().err

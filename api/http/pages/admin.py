@@ -151,7 +151,7 @@ def _done_message(t: Translator, section: str, query: Mapping[str, str]) -> str:
     if key is None:
         return ""
     name = query.get("name", "")
-    values: dict[str, object] = {"name": name if accounts.NAME_RE.match(name) else ""}
+    values: dict[str, object] = {"name": name if accounts.NAME_RE.fullmatch(name) else ""}
     for count in GRID_COUNTS:
         text = query.get(count, "")
         values[count] = int(text) if text.isdigit() and len(text) < 10 else 0
