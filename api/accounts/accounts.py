@@ -52,6 +52,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")  # not "." or "..": 
 # domain imports no detect): a device's camera must be one a camera can be, or its cases miss it
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256  # the login form takes at most 256 characters
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 _hasher = PasswordHasher()
 
@@ -206,6 +207,18 @@ def list_devices(session: Session) -> list[Device]:
     return list(session.scalars(select(Device).order_by(Device.name)))
 
 
+def username_key(username: str) -> str:
+    """A username as login and the throttle compare it: usernames are unique regardless of case, so
+    'Admin' (a phone's capital first letter) is the account 'admin'. Only ASCII letters are folded:
+    NAME_RE allows no others, and the key keeps the length of what was typed."""
+    return username.translate(_ASCII_LOWER)
+
+
+def find_login_user(session: Session, username: str) -> User | None:
+    """The user a login names, in any case (the uniqueness rule leaves at most one), or None."""
+    return session.scalar(select(User).where(func.lower(User.username) == username_key(username)))
+
+
 def get_user(session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
@@ -252,7 +265,7 @@ def set_password(session: Session, *, username: str, password: str) -> User:
     _check_password_rules(password)
     user.password_hash = hash_password(password)
     session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
-    session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    session.execute(delete(LoginFailure).where(LoginFailure.username == username_key(username)))
     session.flush()
     log.info("password of user %s set", username)
     return user

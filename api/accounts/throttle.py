@@ -1,6 +1,8 @@
 """Login throttling: `max_failures` failed logins for one username within a window and that username
-is refused until the window ends. The count lives in the database (table login_failures), so it holds
-across several server processes on one database and across restarts; see api.accounts.tokens.login.
+is refused until the window ends. A username is counted in any case ('Admin' and 'admin' are one
+count, accounts.username_key), as login finds its user. The count lives in the database (table
+login_failures), so it holds across several server processes on one database and across restarts;
+see api.accounts.tokens.login.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.accounts.accounts import AuthError
+from api.accounts.accounts import AuthError, find_login_user, username_key
 from api.storage.db import session_scope, table_of
-from api.storage.models import LoginFailure, User
+from api.storage.models import LoginFailure
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def count_attempt(
     live = table.c.window_start > cutoff
     stmt = (
         _insert_for(session)(table)
-        .values(username=username, failures=1, window_start=now)
+        .values(username=username_key(username), failures=1, window_start=now)
         .on_conflict_do_update(
             index_elements=[table.c.username],
             set_={
@@ -103,7 +105,7 @@ def unknown_username(username: str) -> str:
 
 def _loggable(read_factory: sessionmaker[Session], username: str) -> str:
     with read_factory() as session:
-        known = session.scalar(select(User.id).where(User.username == username)) is not None
+        known = find_login_user(session, username) is not None
     return f"username {username!r}" if known else unknown_username(username)
 
 
@@ -121,7 +123,7 @@ def throttled_now(
 ) -> int | None:
     """Seconds until `username` may try again, or None when it is not throttled (reads only)."""
     with read_factory() as session:
-        row = session.get(LoginFailure, username)
+        row = session.get(LoginFailure, username_key(username))
     if (
         row is not None
         and row.failures >= policy.max_failures
@@ -132,4 +134,4 @@ def throttled_now(
 
 
 def clear_failures(session: Session, username: str) -> None:
-    session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    session.execute(delete(LoginFailure).where(LoginFailure.username == username_key(username)))

@@ -22,6 +22,7 @@ from api.accounts.accounts import (
     RUNNER_ROLE,
     LoginFailed,
     Principal,
+    find_login_user,
     hash_password,
     password_needs_rehash,
     spend_password_time,
@@ -81,7 +82,7 @@ def login(
         )
 
     with read_factory() as session:
-        user = session.scalar(select(User).where(User.username == username))
+        user = find_login_user(session, username)  # 'Admin' is 'admin': names are unique in any case
     if user is None or not user.active:
         spend_password_time()
         ok = False
@@ -109,7 +110,7 @@ def login(
         session.add(
             ApiToken(token_hash=token_hash(token), user_id=user.id, expires_at=now + timedelta(hours=ttl_h))
         )
-    log.info("user %s logged in from %s", username, client)
+    log.info("user %s logged in from %s", user.username, client)
     return token
 
 

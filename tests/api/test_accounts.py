@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -451,6 +453,25 @@ def test_usernames_that_differ_only_in_case_are_one_account(server: LiveServer) 
             "'ADMIN' already exists as 'admin' (usernames must differ by more than case)",
         )
         assert [u["username"] for u in admin.get("/api/users").json()].count("admin") == 1
+
+
+def test_login_finds_the_user_in_any_case_and_throttles_the_account_once(server: LiveServer) -> None:
+    # a phone capitalises the first letter: 'Admin' is the account 'admin', on the API and the page
+    token = _login(server, "Admin", "password-admin")
+    assert token.status_code == 200, token.text
+    with server.client() as me:
+        assert me.get("/api/me", headers=_bearer(token.json()["access_token"])).json()["name"] == "admin"
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        found = re.search(r'name="login_csrf" value="([^"]+)"', browser.get("/login").text)
+        assert found is not None
+        form = {"username": "OPERATOR", "password": "password-operator", "login_csrf": found[1], "next": "/"}
+        assert browser.post("/login", data=form).status_code == 303
+    # one count per account, whatever the spelling: five wrong guesses spread over three spellings
+    spellings = ["Admin", "ADMIN", "admin", "aDmin", "Admin"]
+    assert [_login(server, name, "wrong-password").status_code for name in spellings] == [401] * MAX_FAILURES
+    assert _login(server, "admin", "password-admin").status_code == 429
+    assert _login(server, "ADMIN", "password-admin").status_code == 429
+    assert _login(server, "viewer", "password-viewer").status_code == 200
 
 
 def test_a_device_is_bound_to_a_camera_id_as_given_or_refused(
