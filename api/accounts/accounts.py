@@ -238,24 +238,42 @@ def set_user_active(session: Session, *, username: str, active: bool) -> tuple[U
 
     Deactivating deletes the user's tokens (activating again does not bring them back: the user
     logs in anew). Their case history stays: it names them, it does not point at the row. The last
-    active admin cannot be deactivated."""
+    active admin cannot be deactivated, even by two admins deactivating each other at once: see
+    _lock_active_admins."""
     user = get_user(session, username)
     if user.active == active:
         return user, False
     if not active:
         if user.role == Role.ADMIN:
-            others = session.scalar(
-                select(func.count())
-                .select_from(User)
-                .where(User.role == Role.ADMIN, User.active.is_(True), User.id != user.id)
-            )
-            if not others:
+            admins = _lock_active_admins(session)
+            if user.id not in admins:  # deactivated meanwhile by another transaction
+                session.refresh(user)
+                return user, False
+            if admins == [user.id]:
                 raise AccountConflict("username", f"'{username}' is the last active admin")
         session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     user.active = active
     session.flush()
     log.info("user %s %s", username, "activated" if active else "deactivated")
     return user, True
+
+
+def _lock_active_admins(session: Session) -> list[int]:
+    """The ids of the active admins, locked until this transaction ends, so that counting them and
+    deactivating one is atomic. PostgreSQL: SELECT ... ORDER BY id FOR NO KEY UPDATE; a second
+    deactivation waits here for the first to commit, then no longer sees the admin it deactivated
+    (READ COMMITTED re-reads a locked row after the wait), and the order keeps two from deadlocking.
+    NO KEY UPDATE leaves logins of those admins (a token's key share on its user) unblocked. SQLite
+    drops the clause: every write transaction begins IMMEDIATE (api.storage.db), so a second
+    deactivation cannot even read before the first ends."""
+    return list(
+        session.scalars(
+            select(User.id)
+            .where(User.role == Role.ADMIN, User.active.is_(True))
+            .order_by(User.id)
+            .with_for_update(key_share=True)
+        )
+    )
 
 
 def set_password(session: Session, *, username: str, password: str) -> User:

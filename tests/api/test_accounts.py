@@ -20,7 +20,7 @@ from api.accounts import accounts as auth
 from api.accounts import tokens
 from api.accounts.tokens import PrincipalCache
 from api.cli.main import main
-from api.storage.db import utcnow
+from api.storage.db import session_scope, utcnow
 from api.storage.models import LoginFailure
 from tests.api.api_testkit import LiveServer, incident_json, post_incident
 
@@ -130,6 +130,33 @@ def test_deactivated_user_is_locked_out_at_once_and_can_come_back(server: LiveSe
         assert last.status_code == 409 and _error(last) == ("username", "'admin' is the last active admin")
         missing = admin.post("/api/users/nobody/deactivate")
         assert missing.status_code == 404 and _error(missing) == ("username", "no user 'nobody'")
+
+
+def test_two_admins_deactivating_each_other_at_once_leave_one_active(server: LiveServer) -> None:
+    """Each sees the other active when it starts; the second must wait for the first and then be
+    refused (PostgreSQL: the active admins' rows are locked; SQLite: writers are serialised)."""
+    factory = server.services.factory
+    with session_scope(factory) as session:
+        auth.create_user(session, username="admin2", password="password-admin2", role="admin")
+
+    def deactivate_admin2() -> None:
+        with session_scope(factory) as session:
+            auth.set_user_active(session, username="admin2", active=False)
+
+    first = factory()
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            assert auth.set_user_active(first, username="admin", active=False)[1]
+            second = pool.submit(deactivate_admin2)
+            time.sleep(0.5)
+            assert not second.done()  # waits for the first to end instead of counting 'admin' as active
+            first.commit()
+        finally:
+            first.close()
+        with pytest.raises(auth.AccountConflict, match="'admin2' is the last active admin"):
+            second.result(timeout=30)
+    with factory() as session:
+        assert [u.username for u in auth.list_users(session) if u.role == "admin" and u.active] == ["admin2"]
 
 
 def test_admin_sets_a_password(server: LiveServer) -> None:
