@@ -3,7 +3,8 @@
 Deliveries are rows in a queue table, written in the same transaction as the case change; a
 background thread (WebhookDispatcher) sends them, retrying with exponential backoff. Case handling
 only inserts rows, so a dead endpoint never slows it. Each attempt is logged on its row, which
-admins read as the delivery log.
+admins read as the delivery log. A deactivated webhook (deactivate_webhook) gets nothing more: its
+pending deliveries are failed, never sent, and the row and its log stay.
 
 Headers: X-GridPatrol-Event, X-GridPatrol-Delivery (row id), X-GridPatrol-Signature:
 "sha256=<hex HMAC-SHA256 of the raw body with the webhook's secret>".
@@ -36,7 +37,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.cases.webhook_targets import IPAddress, TargetPolicy, TargetRefused, TargetUnresolved
-from api.errors import InputError
+from api.errors import InputError, NotFound
 from api.storage.db import iso_utc, utcnow
 from api.storage.models import Webhook, WebhookDelivery
 
@@ -87,6 +88,17 @@ class WebhookTaken(WebhookInputError):
 
 class WebhookUrlUnusable(WebhookInputError):
     """A webhook URL no delivery could use (see url_problem); the reason says what is wrong with it."""
+
+
+class WebhookNotFound(NotFound):
+    """No webhook has that id (404)."""
+
+    def __init__(self, hook_id: int) -> None:
+        super().__init__("webhook_id", f"no webhook {hook_id}")
+        self.hook_id = hook_id
+
+
+DEACTIVATED_ERROR = "not sent: the webhook was deactivated"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -177,6 +189,26 @@ def create_webhook(
 
 def list_webhooks(session: Session) -> list[WebhookInfo]:
     return [WebhookInfo.of(h) for h in session.scalars(select(Webhook).order_by(Webhook.id))]
+
+
+def deactivate_webhook(session: Session, *, hook_id: int) -> tuple[WebhookInfo, bool]:
+    """Stop a webhook for good: no event is queued for it from now on, and its pending deliveries
+    (first tries and retries alike) are marked failed, never sent. The webhook and its delivery log
+    stay for the record, and its URL may be registered again. Returns it and whether it was active."""
+    hook = session.get(Webhook, hook_id)
+    if hook is None:
+        raise WebhookNotFound(hook_id)
+    if not hook.active:
+        return WebhookInfo.of(hook), False
+    hook.active = False
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == hook_id, WebhookDelivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.FAILED, last_error=DEACTIVATED_ERROR)
+    )
+    session.flush()
+    log.info("webhook %s deactivated", hook_id)
+    return WebhookInfo.of(hook), True
 
 
 def list_deliveries(
@@ -331,8 +363,11 @@ class WebhookDispatcher:
         with self.factory() as session:
             due = session.scalars(
                 select(WebhookDelivery.id)
+                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
                 .where(
-                    WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now
+                    WebhookDelivery.status == DeliveryStatus.PENDING,
+                    WebhookDelivery.next_attempt_at <= now,
+                    Webhook.active.is_(True),  # deactivate_webhook fails these; never sent regardless
                 )
                 .order_by(WebhookDelivery.next_attempt_at)
                 .limit(limit)

@@ -537,3 +537,88 @@ def test_a_webhook_form_sent_twice_registers_one_webhook(server: LiveServer) -> 
         ]
         assert [h["url"] for h in admin.get("/api/webhooks").json()] == [url]
         assert admin.post("/api/webhooks", json={"url": url + "2"}).status_code == 201  # another URL
+
+
+def _wait_for(check: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert found, "timed out"
+    return found
+
+
+def test_a_deactivated_webhook_gets_nothing_more_not_even_a_queued_retry(make_server, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """No route, page or command removed or switched off a webhook: one registered with a wrong or
+    retired receiver got every event, retries included, for good (and its URL could not be reused)."""
+    server = make_server(
+        db_url,
+        run_webhooks=True,
+        settings={"webhook_poll_s": 0.05, "webhook_backoff_s": 1.0, "webhook_allow_hosts": "127.0.0.1"},
+    )
+    receiver = Receiver(script=[500] * 10)
+    try:
+        with server.client("admin") as admin:
+            hook = admin.post("/api/webhooks", json={"url": receiver.url}).json()
+            _file_case(server, "wh-off-1")
+            receiver.wait(1)
+            first = _wait_for(lambda: [d for d in _deliveries(server) if d["attempts"] == 1])[0]
+            assert first["status"] == "pending"  # its retry is queued, a second away
+            r = admin.delete(f"/api/webhooks/{hook['id']}")
+            assert r.status_code == 200
+            expected = {"id": hook["id"], "url": receiver.url, "events": hook["events"], "active": False}
+            assert r.json() == expected
+            _file_case(server, "wh-off-2", north_deg=0.001)  # queued for no inactive webhook
+            time.sleep(1.5)
+            assert len(receiver.requests) == 1
+            log = _deliveries(server)
+            assert [(d["id"], d["status"], d["attempts"]) for d in log] == [(first["id"], "failed", 1)]
+            assert log[0]["last_error"] == "not sent: the webhook was deactivated"
+            assert admin.get("/api/webhooks").json()[0]["active"] is False  # kept, for the record
+            assert admin.delete(f"/api/webhooks/{hook['id']}").status_code == 200  # again: no change
+            missing = admin.delete("/api/webhooks/99")
+            assert missing.status_code == 404
+            assert missing.json()["errors"] == [{"field": "webhook_id", "reason": "no webhook 99"}]
+            assert admin.delete("/api/webhooks/deliveries").status_code == 405  # not a webhook's id
+            assert admin.delete("/api/webhooks/0").status_code == 422
+            again = admin.post("/api/webhooks", json={"url": receiver.url})  # its URL is free again
+            assert again.status_code == 201
+        with server.client("operator") as op:
+            assert op.delete(f"/api/webhooks/{again.json()['id']}").status_code == 403
+        with server.client("admin") as admin:
+            assert [h["active"] for h in admin.get("/api/webhooks").json()] == [False, True]
+    finally:
+        receiver.close()
+
+
+def test_the_webhooks_page_deactivates_a_webhook(server: LiveServer) -> None:
+    url = "http://127.0.0.1:9/hook"
+    with server.client("admin") as admin:
+        admin.post("/api/webhooks", json={"url": url})
+    with server.browser("operator") as page:
+        assert page.post("/admin/webhooks/1/deactivate").status_code == 403
+    with server.browser("admin") as page:
+        listed = page.get("/admin/webhooks")
+        assert 'action="/admin/webhooks/1/deactivate"' in listed.text
+        assert ">Deactivate</button>" in listed.text
+        page.headers.pop(CSRF_HEADER)
+        assert page.post("/admin/webhooks/1/deactivate").status_code == 403  # no CSRF token
+        with server.client("admin") as admin:
+            assert admin.get("/api/webhooks").json()[0]["active"] is True
+        done = page.post(
+            "/admin/webhooks/1/deactivate",
+            data={"csrf_token": csrf_token_for(server.tokens["admin"])},
+            follow_redirects=True,
+        )
+        assert done.status_code == 200
+        assert "Webhook #1 is deactivated: nothing more is sent to it" in done.text
+        assert 'action="/admin/webhooks/1/deactivate"' not in done.text  # no button on an inactive one
+        assert '<span class="badge off">Inactive</span>' in done.text
+        page.headers[CSRF_HEADER] = csrf_token_for(server.tokens["admin"])
+        page.cookies.set("gp_lang", "zh-CN")
+        zh = page.post("/admin/webhooks/1/deactivate", follow_redirects=True)
+        assert zh.status_code == 200 and "Webhook #1 已经是停用状态。" in zh.text
+        page.cookies.set("gp_lang", "en")
+        missing = page.post("/admin/webhooks/7/deactivate")
+        assert missing.status_code == 404 and "There is no webhook #7." in missing.text
+        readded = page.post("/admin/webhooks", data={"url": url})  # its URL may be added again
+        assert readded.status_code == 200 and "Signing secret of webhook #2" in readded.text

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,6 +41,7 @@ from api.cases.grids import GridImportError, GridReplaceRefused, geojson_cells, 
 from api.cases.webhooks import (
     DeliveryStatus,
     WebhookInputError,
+    WebhookNotFound,
     WebhookTaken,
     WebhookTargetRefused,
     WebhookUrlUnusable,
@@ -57,7 +58,7 @@ from api.http.pages.session import (
     session_principal,
 )
 from api.services import Services
-from api.storage.models import GridCell
+from api.storage.models import MAX_ID, GridCell
 from streams.urls import mask_credentials
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,12 @@ DONE: Mapping[str, Mapping[str, str]] = {
         "unchanged": "admin.devices.done.unchanged",
     },
     "grid": {"imported": "admin.grid.done"},
-    "webhooks": {"added": "admin.webhooks.done.added", "added_secret": "admin.webhooks.done.added_secret"},
+    "webhooks": {
+        "added": "admin.webhooks.done.added",
+        "added_secret": "admin.webhooks.done.added_secret",
+        "deactivated": "admin.webhooks.done.deactivated",
+        "unchanged": "admin.webhooks.done.unchanged",
+    },
 }
 GRID_COUNTS = ("count", "added", "updated", "removed")  # the numbers a grid import's redirect carries
 
@@ -784,3 +790,22 @@ async def add_webhook(
         secret=signing_secret,
         then=_done_url("webhooks", "added_secret"),
     )
+
+
+@router.post("/admin/webhooks/{hook_id:int}/deactivate")
+async def deactivate_webhook(
+    request: Request,
+    hook_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    principal: AdminPerson,
+    services: ServicesDep,
+) -> Response:
+    try:
+        _, changed = await _write(
+            services, lambda session: webhooks.deactivate_webhook(session, hook_id=hook_id)
+        )
+    except WebhookNotFound as exc:
+        problem = Problem(translator(request)("admin.webhooks.error.not_found", id=exc.hook_id), exc.status)
+        return await _webhooks_page(request, principal, services, problem=problem)
+    if changed:
+        log.info("admin %s deactivated webhook %s", principal.name, hook_id)
+    return _back("webhooks", "deactivated" if changed else "unchanged", name=hook_id)

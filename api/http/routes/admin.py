@@ -14,7 +14,7 @@ from api.cases.acting import no_cells_notice, team_has_cells
 from api.cases.webhooks import DeliveryStatus, WebhookEvent, WebhookInfo
 from api.http import schemas
 from api.http.deps import Admin, ReadSessionDep, ServicesDep, SessionDep
-from api.storage.models import Device, User, WebhookDelivery
+from api.storage.models import MAX_ID, Device, User, WebhookDelivery
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=schemas.CALLER_ERRORS)
 
@@ -77,6 +77,8 @@ CONFLICT = schemas.error_responses(
 )
 NOT_FOUND = schemas.error_responses(404, described={404: "no user or device of that name"})
 HOOK_TAKEN = schemas.error_responses(409, described={409: "a webhook already has that URL"})
+HOOK_NOT_FOUND = schemas.error_responses(404, described={404: "no webhook has that id"})
+HookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the webhook's id")]
 
 
 @router.post(
@@ -211,7 +213,8 @@ def post_webhook(
 ) -> schemas.NewWebhook:
     """Register a webhook; the signing secret is in this response only. A URL whose host is (or
     resolves to) this server or a private network is refused (422) unless
-    GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows it. A URL a webhook already has is a 409 naming it."""
+    GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows it. A URL an active webhook already has is a 409 naming
+    it."""
     hook, secret = webhooks.create_webhook(
         session,
         url=body.url,
@@ -237,3 +240,20 @@ def get_deliveries(
 ) -> list[WebhookDelivery]:
     """The delivery log, newest first."""
     return webhooks.list_deliveries(session, status=status, limit=limit)
+
+
+# {hook_id:int}: DELETE /webhooks/deliveries is a 405, not a webhook id that is no number; and after
+# that route, so that a 405 there lists its methods, not this one's (api.http.allow)
+@router.delete(
+    "/webhooks/{hook_id:int}",
+    response_model=schemas.WebhookInfo,
+    responses={**HOOK_NOT_FOUND, **schemas.WRITE_FAULTS},
+)
+def delete_webhook(hook_id: HookIdPath, principal: Admin, session: SessionDep) -> WebhookInfo:
+    """Deactivate a webhook: nothing more is sent to it, its pending deliveries and retries
+    included (marked failed, "not sent: the webhook was deactivated"). It stays in the list, inactive,
+    with its delivery log; its URL may be registered again. Deactivating an inactive one changes
+    nothing."""
+    hook, _ = webhooks.deactivate_webhook(session, hook_id=hook_id)
+    session.commit()
+    return hook
