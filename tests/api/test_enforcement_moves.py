@@ -139,6 +139,23 @@ def test_a_move_sent_twice_is_named_as_the_person_s_own(make_server: Any, sqlite
         assert "Someone else already made this case Handled; nothing was changed." in stale.text
 
 
+def _handled_then_sent_to_hubin(
+    colleague: httpx.Client, office: httpx.Client, case_id: int, note: str
+) -> httpx.Response:
+    """A colleague marks the case handled, then the office sends it out again, to team-hubin."""
+    handled = colleague.post(
+        f"/api/cases/{case_id}/transitions",
+        data={"to": "handled", "note": "done by a colleague"},
+        files={"photo": ("first.jpg", b"\xff\xd8\xff\xe0 the first photo \xff\xd9", "image/jpeg")},
+    )
+    assert handled.status_code == 200, handled.text
+    sent = office.post(
+        f"/api/cases/{case_id}/transitions", json={"to": "dispatched", "team": "team-hubin", "note": note}
+    )
+    assert sent.status_code == 200, sent.text
+    return sent
+
+
 def test_a_case_sent_to_another_team_meanwhile_says_nothing_was_saved(
     make_server: Any, sqlite_url: str
 ) -> None:
@@ -158,17 +175,7 @@ def test_a_case_sent_to_another_team_meanwhile_says_nothing_was_saved(
     ):
         case_id = _dispatched(device, office, "moved-away", 30.2500)
         assert phone.get(f"/tasks/{case_id}").status_code == 200  # the page open on the phone
-        handled = colleague.post(
-            f"/api/cases/{case_id}/transitions",
-            data={"to": "handled", "note": "done by a colleague"},
-            files={"photo": ("first.jpg", b"\xff\xd8\xff\xe0 the first photo \xff\xd9", "image/jpeg")},
-        )
-        assert handled.status_code == 200, handled.text
-        sent = office.post(
-            f"/api/cases/{case_id}/transitions",
-            json={"to": "dispatched", "team": "team-hubin", "note": "hubin: still there, plate ZJ-A1"},
-        )
-        assert sent.status_code == 200, sent.text
+        sent = _handled_then_sent_to_hubin(colleague, office, case_id, "hubin: still there, plate ZJ-A1")
         number = sent.json()["number"]
 
         form = {"to": "handled", "from": "dispatched", "note": "towed at 10:02", "back": "task"}
@@ -215,17 +222,7 @@ def test_opening_a_case_sent_to_another_team_says_it_is_no_longer_the_team_s(
         case_id = _dispatched(device, office, "opened-after-it-left", 30.2500)
         number = office.get(f"/api/cases/{case_id}").json()["number"]
         assert phone.get(f"/tasks/{case_id}").status_code == 200
-        handled = colleague.post(
-            f"/api/cases/{case_id}/transitions",
-            data={"to": "handled", "note": "done by a colleague"},
-            files={"photo": ("first.jpg", b"\xff\xd8\xff\xe0 the first photo \xff\xd9", "image/jpeg")},
-        )
-        assert handled.status_code == 200, handled.text
-        sent = office.post(
-            f"/api/cases/{case_id}/transitions",
-            json={"to": "dispatched", "team": "team-hubin", "note": "hubin: plate ZJ-B2"},
-        )
-        assert sent.status_code == 200, sent.text
+        _handled_then_sent_to_hubin(colleague, office, case_id, "hubin: plate ZJ-B2")
 
         for path in (f"/tasks/{case_id}", f"/tasks/{number}"):
             page = phone.get(path)

@@ -230,6 +230,23 @@ def _local_datetime(text: str, offset: timezone, *, end_of_day: bool) -> datetim
     return when.astimezone(UTC).replace(tzinfo=None)
 
 
+def page_numbers(request: Request, *, max_per_page: int) -> tuple[dict[str, int], list[str]]:
+    """A list page's `page` and `per_page` as given (1-100000, 1-max_per_page): name -> number for
+    those given well, and the names of those given badly (the caller names them and keeps its
+    defaults), so that a hand-edited link still shows a page."""
+    numbers: dict[str, int] = {}
+    bad: list[str] = []
+    for name, high in (("page", 100_000), ("per_page", max_per_page)):
+        text = request.query_params.get(name, "").strip()
+        if not text:
+            continue
+        if text.isdigit() and 1 <= int(text) <= high:
+            numbers[name] = int(text)
+        else:
+            bad.append(name)
+    return numbers, bad
+
+
 def parse_list_query(request: Request, offset: timezone) -> ListQuery:
     """The list's parameters, leniently: an unknown status or sort is dropped, a bad number or time
     is named in `problems` and ignored, so a hand-edited link still shows a page."""
@@ -246,14 +263,9 @@ def parse_list_query(request: Request, offset: timezone) -> ListQuery:
         query.sort = params["sort"]
     if params.get("order") in ("asc", "desc"):
         query.order = params["order"]
-    for name, low, high in (("page", 1, 100_000), ("per_page", 1, 500)):
-        text = params.get(name, "").strip()
-        if not text:
-            continue
-        if text.isdigit() and low <= int(text) <= high:
-            setattr(query, name, int(text))
-        else:
-            query.problems.append((name, "cases.filter.bad_number"))
+    numbers, bad = page_numbers(request, max_per_page=500)
+    query.page, query.per_page = numbers.get("page", query.page), numbers.get("per_page", query.per_page)
+    query.problems += [(name, "cases.filter.bad_number") for name in bad]
     for name in ("since", "until"):
         text = getattr(query, name)
         if text:

@@ -36,6 +36,7 @@ from api.http.pages.cases import (
     left_team_page,
     local_time,
     page_case_id,
+    page_numbers,
     page_strings,
     render_case,
     site_offset,
@@ -66,28 +67,13 @@ def ago(since: datetime | None, now: datetime, t: Translator) -> str:
     return t("tasks.ago.days", count=minutes // (24 * 60))
 
 
-def page_numbers(request: Request) -> tuple[int, int, list[str]]:
-    """The list's page and cases per page, as /cases reads them (`page`, `per_page`), per page at
-    most MAX_PER_PAGE; a bad number is named (the field) and left at its default."""
-    values = {"page": 1, "per_page": PER_PAGE}
-    problems = []
-    for name, high in (("page", 100_000), ("per_page", MAX_PER_PAGE)):
-        text = request.query_params.get(name, "").strip()
-        if not text:
-            continue
-        if text.isdigit() and 1 <= int(text) <= high:
-            values[name] = int(text)
-        else:
-            problems.append(name)
-    return values["page"], values["per_page"], problems
-
-
 @router.get("/tasks", response_class=HTMLResponse)
 async def task_list(request: Request, principal: Officer, services: ServicesDep, done: str = "") -> Response:
     t = translator(request)
     offset = site_offset(services)
     done_id = case_id_of(done)
-    page, per_page, problems = page_numbers(request)
+    numbers, problems = page_numbers(request, max_per_page=MAX_PER_PAGE)
+    page, per_page = numbers.get("page", 1), numbers.get("per_page", PER_PAGE)
 
     def work(session: Session) -> dict[str, Any]:
         cases, total = dispatched_tasks(session, principal=principal, page=page, per_page=per_page)
