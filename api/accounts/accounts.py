@@ -4,9 +4,10 @@ Passwords are hashed with Argon2id (argon2-cffi). Login tokens and device keys a
 (secrets.token_urlsafe) and stored only as their SHA-256, so a database leak gives no usable key.
 Device keys start with "gpd_" and reach only the upload and incident endpoints.
 
-Revoking a device, rotating its key, deactivating a user and setting a password change the
-database; the caller then calls `PrincipalCache.invalidate()` (api.accounts.tokens) so that running
-servers stop honouring the old credential at once instead of when their cache entry expires.
+Revoking a device, rotating its key, deactivating a user, setting a password and changing a user's
+role or team change the database; the caller then calls `PrincipalCache.invalidate()`
+(api.accounts.tokens) so that running servers stop honouring the old credential (or the old role and
+team) at once instead of when their cache entry expires.
 
 Logging in and resolving tokens: api.accounts.tokens; login throttling: api.accounts.throttle.
 """
@@ -135,24 +136,33 @@ def _check_password_rules(password: str) -> None:
         raise AuthError("password", "not only spaces")
 
 
+def _checked_role_team(role: str, team: str | None) -> str | None:
+    """The rules a user's role and team follow, made or changed: the role is one of ROLES, an
+    enforcement user belongs to a team. Returns the team as stored: a team is a grid cell's team
+    name, so spaces around it (which would match none) are dropped, and "" is no team. A team no grid
+    cell names is allowed (the grid may be imported later): the caller says so (no_cells_notice)."""
+    if role not in ROLES:
+        raise AuthError("role", f"'{role}' is not one of {', '.join(ROLES)}")
+    team = (team or "").strip() or None
+    if role == Role.ENFORCEMENT and not team:
+        raise AuthError("team", "an enforcement user must belong to a team")
+    if team is not None and (len(team) > TEAM_MAX or any(unicodedata.category(c) == "Cc" for c in team)):
+        raise AuthError("team", f"at most {TEAM_MAX} characters, no control characters")
+    return team
+
+
 def create_user(
     session: Session, *, username: str, password: str, role: str, team: str | None = None
 ) -> User:
     if not NAME_RE.fullmatch(username):
         raise AuthError("username", "1-64 letters, digits or _ . @ -, starting with a letter or digit")
-    if role not in ROLES:
-        raise AuthError("role", f"'{role}' is not one of {', '.join(ROLES)}")
-    team = (team or "").strip() or None  # a team is a grid cell's team name: spaces around it match none
-    if role == Role.ENFORCEMENT and not team:
-        raise AuthError("team", "an enforcement user must belong to a team")
-    if team is not None and (len(team) > TEAM_MAX or any(unicodedata.category(c) == "Cc" for c in team)):
-        raise AuthError("team", f"at most {TEAM_MAX} characters, no control characters")
+    team = _checked_role_team(role, team)
     _check_password_rules(password)
     taken = session.scalar(select(User.username).where(func.lower(User.username) == username.lower()))
     if taken is not None:
         also = "" if taken == username else f" as '{taken}' (usernames must differ by more than case)"
         raise AccountConflict("username", f"'{username}' already exists{also}")
-    user = User(username=username, password_hash=hash_password(password), role=role, team=team or None)
+    user = User(username=username, password_hash=hash_password(password), role=role, team=team)
     session.add(user)
     try:
         session.flush()
@@ -220,7 +230,9 @@ def find_login_user(session: Session, username: str) -> User | None:
 
 
 def get_user(session: Session, username: str) -> User:
-    user = session.scalar(select(User).where(User.username == username))
+    """The user a name stands for, in any case, as login finds them (find_login_user): the admin
+    routes, pages and `gridpatrol user` commands take 'Alice' for the account 'alice'."""
+    user = find_login_user(session, username)
     if user is None:
         raise AccountNotFound("username", f"no user '{username}'")
     return user
@@ -250,11 +262,39 @@ def set_user_active(session: Session, *, username: str, active: bool) -> tuple[U
                 session.refresh(user)
                 return user, False
             if admins == [user.id]:
-                raise AccountConflict("username", f"'{username}' is the last active admin")
+                raise AccountConflict("username", f"'{user.username}' is the last active admin")
         session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     user.active = active
     session.flush()
-    log.info("user %s %s", username, "activated" if active else "deactivated")
+    log.info("user %s %s", user.username, "activated" if active else "deactivated")
+    return user, True
+
+
+def change_user(
+    session: Session, *, username: str, role: str | None = None, team: str | None = None
+) -> tuple[User, bool]:
+    """Change a user's role and/or team (a district reorganised); returns the user and whether
+    anything changed. `role` None: unchanged; `team` None: unchanged, "" (or spaces): no team. The
+    result follows create_user's rules (_checked_role_team): an enforcement user keeps a team.
+
+    The last active admin cannot be demoted, even by two admins demoting (or deactivating) each
+    other at once: the active admins are locked first, as set_user_active does (_lock_active_admins),
+    and the user read again after the wait. The user stays logged in: their tokens resolve to the new
+    role and team once the caller has called PrincipalCache.invalidate() after the commit."""
+    user = get_user(session, username)
+    if role is not None and role != Role.ADMIN and user.role == Role.ADMIN:
+        admins = _lock_active_admins(session)
+        session.refresh(user)  # demoted or deactivated meanwhile by another transaction
+        if admins == [user.id]:
+            raise AccountConflict("role", f"'{user.username}' is the last active admin")
+    new_role = user.role if role is None else role
+    new_team = _checked_role_team(new_role, user.team if team is None else team)
+    if (new_role, new_team) == (user.role, user.team):
+        return user, False
+    was = f"{user.role}, team {user.team or '-'}"
+    user.role, user.team = new_role, new_team
+    session.flush()
+    log.info("user %s changed from %s to %s, team %s", user.username, was, new_role, new_team or "-")
     return user, True
 
 
@@ -285,7 +325,7 @@ def set_password(session: Session, *, username: str, password: str) -> User:
     session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     session.execute(delete(LoginFailure).where(LoginFailure.username == username_key(username)))
     session.flush()
-    log.info("password of user %s set", username)
+    log.info("password of user %s set", user.username)
     return user
 
 

@@ -354,6 +354,27 @@ def _user_set_active(args: argparse.Namespace, active: bool) -> int:
     return 0
 
 
+def _user_set(args: argparse.Namespace) -> int:
+    from api.accounts.accounts import Role, change_user
+    from api.cases.acting import no_cells_notice, team_has_cells
+
+    if args.role is None and args.team is None:
+        raise CommandError("nothing to change: give --role, --team or both")
+    services = _services(args)
+    with _account_change(services) as session:
+        user, changed = change_user(session, username=args.username, role=args.role, team=args.team)
+        orphan = user.role == Role.ENFORCEMENT and not team_has_cells(session, user.team or "")
+    now = f"{user.role}{', team ' + user.team if user.team else ', no team'}"
+    if not changed:
+        print(f"user {user.username} is already {now}")
+    else:
+        services.principals.invalidate()
+        print(f"user {user.username} is now {now} (from their next request; they stay logged in)")
+    if orphan:
+        print(f"note: {no_cells_notice(user.team or '')}")
+    return 0
+
+
 def _user_passwd(args: argparse.Namespace) -> int:
     from api.accounts.accounts import set_password
 
@@ -722,6 +743,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     q.add_argument("username")
     db_option(q)
     q.set_defaults(handler=lambda a: _user_set_active(a, True))
+    q = sub.add_parser("set", help="change a user's role and/or team (they stay logged in)")
+    q.add_argument("username")
+    q.add_argument("--role", choices=("admin", "operator", "enforcement", "viewer"), help="the new role")
+    q.add_argument("--team", help="the new team (an enforcement user needs one); --team '' for none")
+    db_option(q)
+    q.set_defaults(handler=_user_set)
     q = sub.add_parser(
         "passwd",
         help="set a user's password (prompt, --password-stdin or GRIDPATROL_PASSWORD); logs them out",

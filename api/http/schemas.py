@@ -497,6 +497,14 @@ class UserInfo(NewUser):
     last_login_at: UtcTime | None
 
 
+class ChangedUser(UserInfo):
+    notice: str | None = Field(
+        None,
+        description="set when the user will see no case yet: an enforcement user whose team no grid cell "
+        "names (the grid may be imported later)",
+    )
+
+
 class NewDevice(Schema):
     id: int
     name: str

@@ -173,6 +173,151 @@ def test_admin_sets_a_password(server: LiveServer) -> None:
         assert _login(server, "viewer", "a-new-password").status_code == 200
 
 
+def test_a_changed_role_and_team_apply_from_the_users_next_request(server: LiveServer) -> None:
+    """An operator made admin, an enforcement member moved to another team: their token and their
+    page session (both already resolved and cached by the server) carry the new role and team on the
+    very next request, without logging in again."""
+    with (
+        server.client("admin") as admin,
+        server.client("operator") as op,
+        server.browser("operator") as op_page,
+        server.client("ziyang") as ziyang,
+    ):
+        assert op.get("/api/users").status_code == 403
+        assert op_page.get("/admin/users").status_code == 403
+        assert ziyang.get("/api/me").json()["team"] == "team-ziyang"
+
+        promoted = admin.patch("/api/users/Operator", json={"role": "admin"})  # the name in any case
+        assert promoted.status_code == 200, promoted.text
+        assert (promoted.json()["username"], promoted.json()["role"]) == ("operator", "admin")
+        assert op.get("/api/users").status_code == 200
+        assert op_page.get("/admin/users").status_code == 200
+        assert op.get("/api/me").json()["role"] == "admin"
+
+        moved = admin.patch("/api/users/ziyang", json={"team": "team-hubin"})
+        assert moved.status_code == 200 and moved.json()["team"] == "team-hubin", moved.text
+        assert moved.json()["role"] == "enforcement" and moved.json()["notice"] is None
+        assert ziyang.get("/api/me").json() == {
+            "kind": "user",
+            "name": "ziyang",
+            "role": "enforcement",
+            "team": "team-hubin",
+        }
+        void = admin.patch("/api/users/ziyang", json={"team": " team-void "})
+        assert void.json()["team"] == "team-void"
+        assert "no grid cell belongs to team 'team-void'" in void.json()["notice"]
+
+        # demoted again by the other admin: back to an operator's reach on the next request
+        back = op.patch("/api/users/operator", json={"role": "operator"})
+        assert back.status_code == 200 and back.json()["role"] == "operator"
+        assert op.get("/api/users").status_code == 403
+        assert op.get("/api/me").status_code == 200  # still logged in
+
+
+def test_a_role_or_team_change_is_refused_by_the_rules_of_adding_a_user(server: LiveServer) -> None:
+    with server.client("admin") as admin, server.client("operator") as op:
+        for name, body, field in (
+            ("viewer", {"role": "enforcement"}, "team"),  # an enforcement user needs a team
+            ("viewer", {"role": "enforcement", "team": "  "}, "team"),
+            ("ziyang", {"team": None}, "team"),
+            ("ziyang", {"team": ""}, "team"),
+            ("ziyang", {"role": "viewer", "team": "team\u0000x"}, "team"),
+            ("ziyang", {"role": "chief"}, "role"),
+            ("ziyang", {"role": "viewer", "badge": 7}, "badge"),
+        ):
+            refused = admin.patch(f"/api/users/{name}", json=body)
+            assert refused.status_code == 422, (body, refused.text)
+            assert _error(refused)[0] == field, (body, refused.text)
+        missing = admin.patch("/api/users/nobody", json={"role": "viewer"})
+        assert missing.status_code == 404 and _error(missing) == ("username", "no user 'nobody'")
+        last = admin.patch("/api/users/ADMIN", json={"role": "operator"})
+        assert last.status_code == 409 and _error(last) == ("role", "'admin' is the last active admin")
+        assert op.patch("/api/users/operator", json={"role": "admin"}).status_code == 403
+
+        users = {u["username"]: u for u in admin.get("/api/users").json()}
+        assert (users["admin"]["role"], users["operator"]["role"]) == ("admin", "operator")
+        assert (users["viewer"]["role"], users["ziyang"]["team"]) == ("viewer", "team-ziyang")
+        same = admin.patch("/api/users/viewer", json={})
+        assert same.status_code == 200 and same.json()["role"] == "viewer"
+        # a viewer made enforcement with a team; an enforcement member made viewer keeps the team
+        made = admin.patch("/api/users/viewer", json={"role": "enforcement", "team": "team-hubin"})
+        assert (made.json()["role"], made.json()["team"]) == ("enforcement", "team-hubin")
+        lifted = admin.patch("/api/users/viewer", json={"role": "viewer", "team": None})
+        assert (lifted.json()["role"], lifted.json()["team"]) == ("viewer", None)
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(server: LiveServer) -> None:
+    """As deactivating: the second demotion waits for the first, then finds the last admin."""
+    factory = server.services.factory
+    with session_scope(factory) as session:
+        auth.create_user(session, username="admin2", password="password-admin2", role="admin")
+
+    def demote_admin2() -> None:
+        with session_scope(factory) as session:
+            auth.change_user(session, username="admin2", role="operator")
+
+    first = factory()
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            assert auth.change_user(first, username="admin", role="viewer")[1]
+            second = pool.submit(demote_admin2)
+            time.sleep(0.5)
+            assert not second.done()
+            first.commit()
+        finally:
+            first.close()
+        with pytest.raises(auth.AccountConflict, match="'admin2' is the last active admin"):
+            second.result(timeout=30)
+    with factory() as session:
+        assert [u.username for u in auth.list_users(session) if u.role == "admin" and u.active] == ["admin2"]
+
+
+def test_admin_routes_find_a_user_in_any_case(server: LiveServer) -> None:
+    """Login takes 'Viewer' for 'viewer'; so do the admin routes that name a user."""
+    with server.client("admin") as admin, server.client("viewer") as viewer:
+        gone = admin.post("/api/users/Viewer/deactivate")
+        assert gone.status_code == 200 and gone.json()["username"] == "viewer", gone.text
+        assert viewer.get("/api/me").status_code == 401
+        assert admin.post("/api/users/VIEWER/activate").json()["active"] is True
+        ok = admin.put("/api/users/vIEWER/password", json={"password": "a-new-password"})
+        assert ok.status_code == 200 and ok.json()["username"] == "viewer"
+        assert _login(server, "viewer", "a-new-password").status_code == 200
+
+
+def test_the_users_page_changes_a_role_and_team_and_shows_refusals(server: LiveServer) -> None:
+    with server.browser("admin") as admin, server.client("ziyang") as ziyang:
+        page = admin.get("/admin/users")
+        assert 'action="/admin/users/ziyang/change"' in page.text and "Change role or team" in page.text
+
+        moved = admin.post("/admin/users/Ziyang/change", data={"role": "enforcement", "team": "team-hubin"})
+        assert moved.status_code == 303
+        assert moved.headers["location"] == "/admin/users?done=changed&name=ziyang"
+        shown = admin.get(moved.headers["location"])
+        assert "Role and team of ziyang changed" in shown.text
+        assert ziyang.get("/api/me").json()["team"] == "team-hubin"
+        void = admin.post("/admin/users/ziyang/change", data={"role": "enforcement", "team": "team-void"})
+        assert void.headers["location"] == "/admin/users?done=changed_no_cells&name=ziyang"
+        same = admin.post("/admin/users/ziyang/change", data={"role": "enforcement", "team": "team-void"})
+        assert same.headers["location"] == "/admin/users?done=unchanged&name=ziyang"
+
+        for data, status, text in (
+            ({"role": "enforcement", "team": ""}, 422, "An enforcement user must belong to a team."),
+            ({"role": "chief", "team": ""}, 422, "Choose a role."),
+            ({"role": "viewer", "team": ""}, 404, "There is no user nobody."),
+        ):
+            name = "nobody" if status == 404 else "ziyang"
+            refused = admin.post(f"/admin/users/{name}/change", data=data)
+            assert refused.status_code == status and text in refused.text, refused.text[-800:]
+            assert 'id="admin-problem"' in refused.text
+        last = admin.post("/admin/users/admin/change", data={"role": "operator", "team": ""})
+        assert last.status_code == 409, last.text[-800:]
+        assert "admin is the last active admin and must stay an admin" in last.text
+        assert ziyang.get("/api/me").json()["team"] == "team-void"
+        admin.cookies.set("gp_lang", "zh-CN")
+        zh = admin.post("/admin/users/admin/change", data={"role": "viewer", "team": ""})
+        assert zh.status_code == 409 and "必须保留管理员角色" in zh.text
+
+
 # --- login throttling --------------------------------------------------------------------------
 
 
@@ -390,6 +535,62 @@ def test_cli_users(
         assert "username: no user 'nobody'" in capsys.readouterr().err
     finally:
         services.close()
+
+
+def test_cli_user_set_changes_a_role_and_team(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gridpatrol user set`: the rules of `user add`, errors naming the field; names in any case, as
+    login takes them, for every `user` command that names one."""
+    _stdin(monkeypatch, "first-password\n")
+    assert main(["-q", "user", "add", "root", "--role", "admin", "--password-stdin"]) == 0
+    _stdin(monkeypatch, "alice-password\n")
+    assert main(["-q", "user", "add", "alice", "--role", "operator", "--password-stdin"]) == 0
+    capsys.readouterr()
+
+    assert main(["-q", "user", "set", "Alice", "--role", "enforcement", "--team", " team-x "]) == 0
+    out = capsys.readouterr().out
+    assert "user alice is now enforcement, team team-x (from their next request" in out
+    assert "note: no grid cell belongs to team 'team-x' yet" in out
+    assert main(["-q", "user", "set", "alice", "--team", "team-x"]) == 0
+    assert "user alice is already enforcement, team team-x" in capsys.readouterr().out
+    for argv, error in (
+        (["alice", "--team", ""], "team: an enforcement user must belong to a team"),
+        (["alice", "--role", "viewer", "--team", "t\x01"], "team: at most 64 characters, no control"),
+        (["ROOT", "--role", "viewer"], "role: 'root' is the last active admin"),
+        (["nobody", "--role", "viewer"], "username: no user 'nobody'"),
+        (["alice"], "nothing to change: give --role, --team or both"),
+    ):
+        assert main(["-q", "user", "set", *argv]) == 1, argv
+        assert f"gridpatrol user: error: {error}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse names the choices
+        main(["-q", "user", "set", "alice", "--role", "chief"])
+    assert "invalid choice: 'chief'" in capsys.readouterr().err
+
+    assert main(["-q", "user", "set", "alice", "--role", "admin", "--team", ""]) == 0
+    assert "user alice is now admin, no team" in capsys.readouterr().out
+    assert main(["-q", "user", "set", "root", "--role", "viewer"]) == 0  # alice is an admin now
+    assert main(["-q", "user", "deactivate", "ALICE"]) == 1
+    assert "username: 'alice' is the last active admin" in capsys.readouterr().err
+    _stdin(monkeypatch, "second-password\n")
+    assert main(["-q", "user", "passwd", "ROOT", "--password-stdin"]) == 0
+    assert "password of user root set" in capsys.readouterr().out
+    assert main(["-q", "user", "list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].split()[:4] == ["alice", "admin", "-", "yes"]
+    assert lines[2].split()[:4] == ["root", "viewer", "-", "yes"]
+
+
+def test_cli_user_set_reaches_a_running_server_at_once(
+    make_server, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(db_url, run_webhooks=False)
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(server.services.settings.data_dir))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    with server.client("viewer") as viewer:
+        assert viewer.get("/api/users").status_code == 403
+        assert main(["-q", "user", "set", "viewer", "--role", "admin"]) == 0
+        assert viewer.get("/api/users").status_code == 200
 
 
 def test_cli_revoke_reaches_a_running_server_at_once(

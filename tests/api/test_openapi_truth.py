@@ -33,6 +33,7 @@ BEYOND_THE_SCHEMA = {
     "/api/grids": "the body must be a GeoJSON FeatureCollection of valid polygons with ids and teams",
     "/api/cameras": "zones must be simple polygons with area, the time zone must exist, the grid cell too",
     "/api/cameras/{camera_id}": "as /api/cameras, for the fields sent",
+    "/api/users/{username}": "an enforcement user keeps a team; the last active admin stays an admin",
     "/api/cases": "until must not be before since",
     "/api/stats": "until must not be before since",
     "/api/coverage": "until must not be before since",

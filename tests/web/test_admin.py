@@ -1,5 +1,5 @@
-"""The admin pages in a real browser: users (add, taken name, the last active admin, deactivate,
-password), a device key shown once (it works; rotated, the old one is 401; revoked, 401), the grid
+"""The admin pages in a real browser: users (add, taken name, the last active admin, deactivate, a
+new role, password), a device key shown once (it works; rotated, the old one is 401; revoked, 401), the grid
 import (every problem of a bad file listed, nothing imported; then the counts of a good one), a
 webhook with its failing delivery log, a non-admin refused, and the English switch."""
 
@@ -116,10 +116,21 @@ def test_users(site: Site, open_page: Any) -> None:
     _submit(page, "tr[data-username='op3'] button[data-action=activate]")
     assert "启用" in _row(page, "username", "op3").inner_text()
 
+    # make op3 a viewer: the token they hold is a viewer's from their next request
+    op3 = site.api("op3")
+    assert op3.get("/api/me").json()["role"] == "operator"
+    row = _row(page, "username", "op3")
+    row.locator(".admin-change summary").click()
+    row.locator(".admin-change select[name=role]").select_option("viewer")
+    _submit(page, "tr[data-username='op3'] .admin-change button[type=submit]")
+    assert "op3" in page.inner_text("#admin-done")
+    assert "查看者" in _row(page, "username", "op3").inner_text()
+    assert op3.get("/api/me").json()["role"] == "viewer"
+
     # set op3's password: the old one no longer logs in, the new one does
     op3 = site.api("op3")
     row = _row(page, "username", "op3")
-    row.locator("summary").click()
+    row.locator(".admin-password summary").click()
     row.locator("input[name=password]").fill("a-brand-new-password")
     _submit(page, "tr[data-username='op3'] .admin-password button[type=submit]")
     assert "op3" in page.inner_text("#admin-done")

@@ -84,6 +84,8 @@ DONE: Mapping[str, Mapping[str, str]] = {
         "activated": "admin.users.done.activated",
         "unchanged": "admin.users.done.unchanged",
         "password": "admin.users.done.password",
+        "changed": "admin.users.done.changed",
+        "changed_no_cells": "admin.users.done.changed_no_cells",
     },
     "devices": {
         "added": "admin.devices.done.added",
@@ -279,7 +281,7 @@ async def users_page(request: Request, principal: AdminPerson, services: Service
 
 def _user_error(t: Translator, exc: AuthError, username: str, *, conflict: str = "taken") -> str:
     """The message for a user change the domain refused; `conflict` names what a 409 means for this
-    change (a taken name when adding, the last active admin when deactivating)."""
+    change (a taken name when adding, the last active admin when deactivating or demoting)."""
     if isinstance(exc, AccountNotFound):
         return t("admin.users.error.not_found", name=username)
     if isinstance(exc, AccountConflict):
@@ -328,7 +330,7 @@ async def _set_active(
     request: Request, principal: Principal, services: Services, username: str, active: bool
 ) -> Response:
     try:
-        _, changed = await _write(
+        user, changed = await _write(
             services, lambda session: accounts.set_user_active(session, username=username, active=active)
         )
     except AuthError as exc:
@@ -336,10 +338,11 @@ async def _set_active(
         return await _users_page(request, principal, services, problem=Problem(message, exc.status))
     if changed and not active:
         services.principals.invalidate()
+    name = user.username  # as stored: the path may name it in another case
     if changed:
-        log.info("admin %s %s user %s", principal.name, "activated" if active else "deactivated", username)
+        log.info("admin %s %s user %s", principal.name, "activated" if active else "deactivated", name)
     done = ("activated" if active else "deactivated") if changed else "unchanged"
-    return _back("users", done, name=username)
+    return _back("users", done, name=name)
 
 
 @router.post("/admin/users/{username}/deactivate")
@@ -365,15 +368,44 @@ async def set_password(
     password: Annotated[str, Form(max_length=accounts.PASSWORD_MAX)] = "",
 ) -> Response:
     try:
-        await _write(
+        user = await _write(
             services, lambda session: accounts.set_password(session, username=username, password=password)
         )
     except AuthError as exc:
         message = _user_error(translator(request), exc, username)
         return await _users_page(request, principal, services, problem=Problem(message, exc.status))
     services.principals.invalidate()
-    log.info("admin %s set the password of user %s", principal.name, username)
-    return _back("users", "password", name=username)
+    log.info("admin %s set the password of user %s", principal.name, user.username)
+    return _back("users", "password", name=user.username)
+
+
+@router.post("/admin/users/{username}/change")
+async def change_user(
+    request: Request,
+    username: str,
+    principal: AdminPerson,
+    services: ServicesDep,
+    role: Annotated[str, Form(max_length=16)] = "",
+    team: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """A new role and team for a user (the row's form sends both; an empty team is none). The user
+    stays logged in and has them from their next request."""
+
+    def work(session: Session) -> tuple[str, bool, bool]:
+        user, changed = accounts.change_user(session, username=username, role=role or None, team=team)
+        orphan = user.role == Role.ENFORCEMENT and not team_has_cells(session, user.team or "")
+        return user.username, changed, orphan
+
+    try:
+        name, changed, orphan = await _write(services, work)
+    except AuthError as exc:
+        message = _user_error(translator(request), exc, username, conflict="last_admin_role")
+        return await _users_page(request, principal, services, problem=Problem(message, exc.status))
+    if not changed:
+        return _back("users", "unchanged", name=name)
+    services.principals.invalidate()
+    log.info("admin %s changed the role or team of user %s", principal.name, name)
+    return _back("users", "changed_no_cells" if orphan else "changed", name=name)
 
 
 # --- devices -----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -15,6 +16,8 @@ from api.cases.webhooks import DeliveryStatus, WebhookEvent, WebhookInfo
 from api.http import schemas
 from api.http.deps import Admin, ReadSessionDep, ServicesDep, SessionDep
 from api.storage.models import MAX_ID, Device, User, WebhookDelivery
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=schemas.CALLER_ERRORS)
 
@@ -34,6 +37,23 @@ class UserIn(BaseModel):
     password: str = Field(min_length=8, max_length=256)
     role: Role
     team: str | None = Field(None, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")  # no control character
+
+
+class UserChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # an enforcement user keeps a team (api.accounts.accounts.change_user)
+            "if": {"properties": {"role": {"const": Role.ENFORCEMENT.value}}, "required": ["role", "team"]},
+            "then": {"properties": {"team": {"type": "string", "minLength": 1, "pattern": r"\S"}}},
+        },
+    )
+    role: Role | None = Field(None, description="the new role; left out (or null): unchanged")
+    team: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]*$",  # no control character
+        description='the new team; left out: unchanged; null or "": no team (an enforcement user needs one)',
+    )
 
 
 class DeviceIn(BaseModel):
@@ -102,6 +122,29 @@ def post_user(body: UserIn, principal: Admin, session: SessionDep) -> schemas.Cr
 def get_users(principal: Admin, session: ReadSessionDep) -> list[User]:
     """Every user, by username; last_login_at is the last successful login."""
     return auth.list_users(session)
+
+
+@router.patch(
+    "/users/{username}",
+    response_model=schemas.ChangedUser,
+    responses={**schemas.BODY_ERRORS, **NOT_FOUND, **CONFLICT, **schemas.WRITE_FAULTS},
+)
+def patch_user(
+    username: UsernamePath, body: UserChange, principal: Admin, session: SessionDep, services: ServicesDep
+) -> schemas.ChangedUser:
+    """Change a user's role and/or team (the name in any case); the same rules as adding one (422
+    naming the field). The user stays logged in and has the new role and team from their next
+    request. Demoting the last active admin is a 409."""
+    team = (body.team or "") if "team" in body.model_fields_set else None
+    user, changed = auth.change_user(session, username=username, role=body.role, team=team)
+    session.commit()
+    if changed:
+        services.principals.invalidate()
+        log.info("admin %s changed the role or team of user %s", principal.name, user.username)
+    answer = schemas.ChangedUser.model_validate(user)
+    if user.role == auth.Role.ENFORCEMENT and not team_has_cells(session, user.team or ""):
+        answer.notice = no_cells_notice(user.team or "")
+    return answer
 
 
 @router.post(
