@@ -120,6 +120,7 @@ class WebhookInfo:
         return cls(id=hook.id, url=hook.url, events=hook.events.split(","), active=hook.active)
 
 
+SECRET_MIN, SECRET_MAX = 16, 128  # characters of a signing secret an admin chooses (the column holds 128)
 SCHEME_PROBLEM = "must be an http:// or https:// URL with a host"
 HOST_NAME = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?$")  # labels as IDNA writes them
 
@@ -175,11 +176,14 @@ def create_webhook(
     secret: str | None,
     targets: TargetPolicy | None = None,
 ) -> tuple[WebhookInfo, str]:
-    """Register a webhook; returns it and its signing secret (the one given, or a new random one).
-    A URL whose host is, or resolves now to, an address `targets` refuses (by default: any
-    non-public one) is refused, naming the url field and the reason; so is a URL an active webhook
-    has (WebhookTaken: a form sent twice would otherwise send every event twice, for good)."""
+    """Register a webhook; returns it and its signing secret (the one given, of SECRET_MIN to
+    SECRET_MAX characters, or a new random one). A URL whose host is, or resolves now to, an address
+    `targets` refuses (by default: any non-public one) is refused, naming the url field and the
+    reason; so is a URL an active webhook has (WebhookTaken: a form sent twice would otherwise send
+    every event twice, for good)."""
     _check_target(url, targets)
+    if secret is not None and not SECRET_MIN <= len(secret) <= SECRET_MAX:
+        raise WebhookInputError("secret", f"{SECRET_MIN} to {SECRET_MAX} characters, not {len(secret)}")
     events = events or list(CASE_EVENTS)
     unknown = [e for e in events if e not in EVENTS]
     if unknown:

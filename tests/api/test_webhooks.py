@@ -6,13 +6,17 @@ import base64
 import hashlib
 import hmac
 import html
+import io
 import ipaddress
 import json
+import logging
 import socket
+import sys
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,8 +33,10 @@ from api.cases.webhooks import (
     enqueue,
     sign,
 )
+from api.cli.main import main
 from api.http.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
 from api.services import Services
+from api.settings import Settings
 from api.storage.models import WebhookDelivery
 from tests.api.api_testkit import LiveServer, free_port, incident_json, post_incident
 
@@ -744,3 +750,136 @@ def test_the_webhooks_page_activates_a_webhook(server: LiveServer) -> None:
         assert missing.status_code == 404 and "There is no webhook #7." in missing.text
     with server.client("admin") as admin:
         assert [h["active"] for h in admin.get("/api/webhooks").json()] == [False, True]
+
+
+# --- the CLI -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> Settings:
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    monkeypatch.setenv("GRIDPATROL_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")  # the receivers listen there
+    return Settings.from_env()
+
+
+def _deliver_one(settings: Settings, event: str) -> None:
+    """Queue `event` for the subscribed active webhooks and send what is due, as a server would."""
+    services = Services.build(settings)
+    try:
+        with services.factory() as session:
+            enqueue(session, event=event, case_id=None, payload={"id": 1})
+            session.commit()
+        WebhookDispatcher(services.factory, targets=services.webhook_targets).run_once()
+    finally:
+        services.close()
+
+
+def test_cli_webhooks(
+    cli_env: Settings,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """There was no command for webhooks: a district running without the pages had to curl the API."""
+    caplog.set_level(logging.DEBUG)
+    receiver = Receiver()
+    try:
+        assert main(["webhook", "add", receiver.url, "--event", "case.filed"]) == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        assert out[0] == f"webhook 1 added: {receiver.url} (case.filed)" and "shown only now" in out[1]
+        secret = out[2]
+        assert len(secret) >= 32 and secret not in caplog.text  # printed once, never logged
+        _deliver_one(cli_env, "case.filed")
+        receiver.wait(1)
+        assert receiver.requests[0]["headers"]["X-GridPatrol-Signature"] == sign(
+            secret, receiver.requests[0]["body"]
+        )
+
+        assert main(["-q", "webhook", "deactivate", "1"]) == 0
+        assert "webhook 1 deactivated: nothing more is sent to it" in capsys.readouterr().out
+        assert main(["-q", "webhook", "deactivate", "1"]) == 0
+        assert capsys.readouterr().out == "webhook 1 was already inactive\n"
+        _deliver_one(cli_env, "case.filed")
+        assert len(receiver.requests) == 1
+        assert main(["-q", "webhook", "activate", "1"]) == 0
+        assert "webhook 1 is active again, with the same signing secret" in capsys.readouterr().out
+        assert main(["-q", "webhook", "activate", "1"]) == 0
+        assert capsys.readouterr().out == "webhook 1 was already active\n"
+        _deliver_one(cli_env, "case.filed")
+        receiver.wait(2)
+        assert receiver.requests[1]["headers"]["X-GridPatrol-Signature"] == sign(
+            secret, receiver.requests[1]["body"]
+        )
+
+        monkeypatch.setattr(sys, "stdin", io.StringIO("my-own-secret-0123456789\n"))
+        assert main(["-q", "webhook", "add", "http://u:pw@127.0.0.1:9/h?token=abc", "--secret-stdin"]) == 0
+        out = capsys.readouterr().out
+        assert "webhook 2 added: http://u:***@127.0.0.1:9/h?token=***" in out
+        assert "my-own-secret" not in out and "pw" not in out and "abc" not in out
+        assert main(["-q", "webhook", "list"]) == 0
+        header, first, second = capsys.readouterr().out.strip().splitlines()
+        assert header.split() == ["ID", "ACTIVE", "EVENTS", "URL"]
+        assert first.split() == ["1", "yes", "case.filed", receiver.url]
+        assert second.split() == [
+            "2",
+            "yes",
+            "case.filed,case.dispatched,case.closed",
+            "http://u:***@127.0.0.1:9/h?token=***",
+        ]
+        assert secret not in caplog.text and "my-own-secret" not in caplog.text
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (
+            ["add", "ftp://u:pw@host/x"],
+            "url 'ftp://u:***@host/x': must be an http:// or https:// URL with a host",
+        ),
+        (["add", "http://10.1.2.3/h"], "url 'http://10.1.2.3/h': 10.1.2.3 is a private-network address"),
+        (["add", "http://127.0.0.1:99999/h"], "url 'http://127.0.0.1:99999/h': port '99999' is not a number"),
+        (["add", "http://127.0.0.1:9/h", "--event", "case.lost"], "--event: unknown events ['case.lost']"),
+        (["add", "http://127.0.0.1:9/h", "--secret-stdin"], "secret (stdin): 16 to 128 characters, not 5"),
+        (
+            ["add", "http://127.0.0.1:9/taken"],
+            "url 'http://127.0.0.1:9/taken': webhook 1 already has this URL",
+        ),
+        (["deactivate", "7"], "webhook 7: no such webhook (gridpatrol webhook list)"),
+        (["activate", "7"], "webhook 7: no such webhook (gridpatrol webhook list)"),
+    ],
+)
+def test_cli_webhook_errors_name_the_input(
+    cli_env: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    error: str,
+) -> None:
+    assert main(["-q", "webhook", "add", "http://127.0.0.1:9/taken"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert main(["-q", "webhook", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gridpatrol webhook: error: {error}") and "Traceback" not in err
+    assert main(["-q", "webhook", "list"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2  # only the first one: nothing added
+
+
+def test_cli_webhook_activate_refuses_a_url_another_active_webhook_has(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["add", "http://127.0.0.1:9/h"], ["deactivate", "1"], ["add", "http://127.0.0.1:9/h"]):
+        assert main(["-q", "webhook", *argv]) == 0
+    capsys.readouterr()
+    assert main(["-q", "webhook", "activate", "1"]) == 1
+    assert capsys.readouterr().err == (
+        "gridpatrol webhook: error: url of webhook 1: webhook 2 has it and is active (each event is sent to "
+        "a URL once); `gridpatrol webhook deactivate 2` first\n"
+    )
+    with pytest.raises(SystemExit) as bad_id:
+        main(["-q", "webhook", "activate", "one"])
+    assert bad_id.value.code == 2
+    assert "argument id: a webhook id is a number from 1 to 2147483647, not 'one'" in capsys.readouterr().err
