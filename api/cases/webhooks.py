@@ -4,7 +4,8 @@ Deliveries are rows in a queue table, written in the same transaction as the cas
 background thread (WebhookDispatcher) sends them, retrying with exponential backoff. Case handling
 only inserts rows, so a dead endpoint never slows it. Each attempt is logged on its row, which
 admins read as the delivery log. A deactivated webhook (deactivate_webhook) gets nothing more: its
-pending deliveries are failed, never sent, and the row and its log stay.
+pending deliveries are failed, never sent, and the row and its log stay. activate_webhook switches it
+on again with the same secret, for the events from then on (the failed deliveries stay failed).
 
 Headers: X-GridPatrol-Event, X-GridPatrol-Delivery (row id), X-GridPatrol-Signature:
 "sha256=<hex HMAC-SHA256 of the raw body with the webhook's secret>".
@@ -119,6 +120,7 @@ class WebhookInfo:
         return cls(id=hook.id, url=hook.url, events=hook.events.split(","), active=hook.active)
 
 
+SECRET_MIN, SECRET_MAX = 16, 128  # characters of a signing secret an admin chooses (the column holds 128)
 SCHEME_PROBLEM = "must be an http:// or https:// URL with a host"
 HOST_NAME = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?$")  # labels as IDNA writes them
 
@@ -154,18 +156,8 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def create_webhook(
-    session: Session,
-    *,
-    url: str,
-    events: list[str] | None,
-    secret: str | None,
-    targets: TargetPolicy | None = None,
-) -> tuple[WebhookInfo, str]:
-    """Register a webhook; returns it and its signing secret (the one given, or a new random one).
-    A URL whose host is, or resolves now to, an address `targets` refuses (by default: any
-    non-public one) is refused, naming the url field and the reason; so is a URL an active webhook
-    has (WebhookTaken: a form sent twice would otherwise send every event twice, for good)."""
+def _check_target(url: str, targets: TargetPolicy | None) -> None:
+    """WebhookInputError (naming url, saying why) unless deliveries could go to `url` now."""
     problem = url_problem(url)
     if problem == SCHEME_PROBLEM:
         raise WebhookInputError("url", problem)
@@ -174,6 +166,24 @@ def create_webhook(
     refusal = (targets or TargetPolicy()).check_url(url)
     if refusal is not None:
         raise WebhookTargetRefused("url", refusal)
+
+
+def create_webhook(
+    session: Session,
+    *,
+    url: str,
+    events: list[str] | None,
+    secret: str | None,
+    targets: TargetPolicy | None = None,
+) -> tuple[WebhookInfo, str]:
+    """Register a webhook; returns it and its signing secret (the one given, of SECRET_MIN to
+    SECRET_MAX characters, or a new random one). A URL whose host is, or resolves now to, an address
+    `targets` refuses (by default: any non-public one) is refused, naming the url field and the
+    reason; so is a URL an active webhook has (WebhookTaken: a form sent twice would otherwise send
+    every event twice, for good)."""
+    _check_target(url, targets)
+    if secret is not None and not SECRET_MIN <= len(secret) <= SECRET_MAX:
+        raise WebhookInputError("secret", f"{SECRET_MIN} to {SECRET_MAX} characters, not {len(secret)}")
     events = events or list(CASE_EVENTS)
     unknown = [e for e in events if e not in EVENTS]
     if unknown:
@@ -194,7 +204,8 @@ def list_webhooks(session: Session) -> list[WebhookInfo]:
 def deactivate_webhook(session: Session, *, hook_id: int) -> tuple[WebhookInfo, bool]:
     """Stop a webhook for good: no event is queued for it from now on, and its pending deliveries
     (first tries and retries alike) are marked failed, never sent. The webhook and its delivery log
-    stay for the record, and its URL may be registered again. Returns it and whether it was active."""
+    stay for the record; activate_webhook switches it on again with its secret, and its URL may be
+    registered again (as a new webhook, with a new secret). Returns it and whether it was active."""
     hook = session.get(Webhook, hook_id)
     if hook is None:
         raise WebhookNotFound(hook_id)
@@ -208,6 +219,32 @@ def deactivate_webhook(session: Session, *, hook_id: int) -> tuple[WebhookInfo, 
     )
     session.flush()
     log.info("webhook %s deactivated", hook_id)
+    return WebhookInfo.of(hook), True
+
+
+def activate_webhook(
+    session: Session, *, hook_id: int, targets: TargetPolicy | None = None
+) -> tuple[WebhookInfo, bool]:
+    """Switch a deactivated webhook on again, with its URL, events and signing secret (a receiver
+    keeps the secret it was configured with): the events from now on are queued for it. What it
+    missed is not sent: the deliveries failed when it was deactivated stay failed, and no event of
+    the time between is queued. Refused when another active webhook has its URL (WebhookTaken: each
+    event goes to a URL once) or when its URL may not be sent to now (the allow-list may have changed
+    since it was registered). Returns it and whether it was inactive (an active one is left as it is)."""
+    hook = session.get(Webhook, hook_id)
+    if hook is None:
+        raise WebhookNotFound(hook_id)
+    if hook.active:
+        return WebhookInfo.of(hook), False
+    taken = session.scalar(
+        select(Webhook.id).where(Webhook.url == hook.url, Webhook.active.is_(True), Webhook.id != hook_id)
+    )
+    if taken is not None:
+        raise WebhookTaken(taken)
+    _check_target(hook.url, targets)
+    hook.active = True
+    session.flush()
+    log.info("webhook %s activated", hook_id)
     return WebhookInfo.of(hook), True
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "api.cli.detection",
     "api.cli.service",
     "api.cli.cameras",
+    "api.cli.webhooks",
     "api.cli.reports",
     "detect.model.commands",
     "api.cli.reviews",  # dataset from-reviews: joins the workshop's `dataset` group, so after it

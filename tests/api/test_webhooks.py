@@ -6,13 +6,17 @@ import base64
 import hashlib
 import hmac
 import html
+import io
 import ipaddress
 import json
+import logging
 import socket
+import sys
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,12 +27,16 @@ from api.cases.webhooks import (
     DeliveryStatus,
     WebhookDispatcher,
     WebhookTargetRefused,
+    activate_webhook,
     create_webhook,
+    deactivate_webhook,
     enqueue,
     sign,
 )
+from api.cli.main import main
 from api.http.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
 from api.services import Services
+from api.settings import Settings
 from api.storage.models import WebhookDelivery
 from tests.api.api_testkit import LiveServer, free_port, incident_json, post_incident
 
@@ -622,3 +630,256 @@ def test_the_webhooks_page_deactivates_a_webhook(server: LiveServer) -> None:
         assert missing.status_code == 404 and "There is no webhook #7." in missing.text
         readded = page.post("/admin/webhooks", data={"url": url})  # its URL may be added again
         assert readded.status_code == 200 and "Signing secret of webhook #2" in readded.text
+
+
+def test_a_deactivated_webhook_is_activated_again_with_its_secret(make_server, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A deactivated webhook could not be switched on again: registering its URL anew made a new
+    webhook with a new secret, which the receiver's configured secret no longer matched."""
+    server = make_server(
+        db_url,
+        run_webhooks=True,
+        settings={"webhook_poll_s": 0.05, "webhook_backoff_s": 1.0, "webhook_allow_hosts": "127.0.0.1"},
+    )
+    receiver = Receiver(script=[500])
+    try:
+        with server.client("admin") as admin:
+            hook = admin.post("/api/webhooks", json={"url": receiver.url}).json()
+            _file_case(server, "wh-on-1")
+            receiver.wait(1)
+            missed = _wait_for(lambda: [d for d in _deliveries(server) if d["attempts"] == 1])[0]
+            assert admin.delete(f"/api/webhooks/{hook['id']}").status_code == 200  # its retry: failed
+            _file_case(server, "wh-on-2", north_deg=0.001)  # while inactive: queued for nobody
+
+            r = admin.post(f"/api/webhooks/{hook['id']}/activate")
+            assert r.status_code == 200, r.text
+            assert r.json() == {
+                "id": hook["id"],
+                "url": receiver.url,
+                "events": hook["events"],
+                "active": True,
+            }
+            again = admin.post(f"/api/webhooks/{hook['id']}/activate")  # already active: no change
+            assert again.status_code == 200 and again.json()["active"] is True
+
+            case_id = _file_case(server, "wh-on-3", north_deg=0.002)
+            receiver.wait(2)
+            sent = receiver.requests[1]
+            assert sent["headers"]["X-GridPatrol-Signature"] == sign(hook["secret"], sent["body"])
+            assert json.loads(sent["body"])["case"]["id"] == case_id
+            new = _wait_for(lambda: [d for d in _deliveries(server) if d["status"] == "delivered"])[0]
+            time.sleep(1.2)  # the failed delivery's retry would have been due by now
+            assert len(receiver.requests) == 2 and sent["headers"]["X-GridPatrol-Delivery"] == str(new["id"])
+            log = {d["id"]: d for d in _deliveries(server)}
+            assert len(log) == 2 and (log[missed["id"]]["status"], log[missed["id"]]["attempts"]) == (
+                "failed",
+                1,
+            )
+            assert log[missed["id"]]["last_error"] == "not sent: the webhook was deactivated"
+
+            assert admin.delete(f"/api/webhooks/{hook['id']}").status_code == 200
+            other = admin.post("/api/webhooks", json={"url": receiver.url}).json()  # its URL, anew
+            taken = admin.post(f"/api/webhooks/{hook['id']}/activate")
+            assert taken.status_code == 409
+            assert taken.json()["errors"] == [
+                {
+                    "field": "url",
+                    "reason": f"webhook {other['id']} already has this URL (each event is sent to a URL "
+                    "once)",
+                }
+            ]
+            missing = admin.post("/api/webhooks/99/activate")
+            assert missing.status_code == 404
+            assert missing.json()["errors"] == [{"field": "webhook_id", "reason": "no webhook 99"}]
+            assert admin.post("/api/webhooks/0/activate").status_code == 422
+            assert [h["active"] for h in admin.get("/api/webhooks").json()] == [False, True]
+        with server.client("operator") as op:
+            assert op.post(f"/api/webhooks/{hook['id']}/activate").status_code == 403
+    finally:
+        receiver.close()
+
+
+def test_activating_a_webhook_whose_url_is_refused_now_names_the_reason(services: Services) -> None:
+    """The allow-list may have changed since a webhook was registered: activating it then is refused
+    as registering it would be, and it stays inactive."""
+    allowed = TargetPolicy(["127.0.0.1"])
+    with services.factory() as session:
+        hook, _ = create_webhook(
+            session, url="http://127.0.0.1:9/hook", events=None, secret=None, targets=allowed
+        )
+        deactivate_webhook(session, hook_id=hook.id)
+        with pytest.raises(WebhookTargetRefused) as refused:
+            activate_webhook(session, hook_id=hook.id, targets=TargetPolicy())
+        assert refused.value.field == "url" and "127.0.0.1 is a loopback address" in refused.value.reason
+        assert activate_webhook(session, hook_id=hook.id, targets=allowed)[1] is True
+
+
+def test_the_webhooks_page_activates_a_webhook(server: LiveServer) -> None:
+    url = "http://127.0.0.1:9/hook"
+    with server.client("admin") as admin:
+        admin.post("/api/webhooks", json={"url": url})
+        admin.delete("/api/webhooks/1")
+    with server.browser("operator") as page:
+        assert page.post("/admin/webhooks/1/activate").status_code == 403
+    with server.browser("admin") as page:
+        listed = page.get("/admin/webhooks")
+        assert 'action="/admin/webhooks/1/activate"' in listed.text and ">Activate</button>" in listed.text
+        page.headers.pop(CSRF_HEADER)
+        assert page.post("/admin/webhooks/1/activate").status_code == 403  # no CSRF token
+        done = page.post(
+            "/admin/webhooks/1/activate",
+            data={"csrf_token": csrf_token_for(server.tokens["admin"])},
+            follow_redirects=True,
+        )
+        assert done.status_code == 200
+        assert "Webhook #1 is active again, with the same signing secret" in done.text
+        assert 'action="/admin/webhooks/1/activate"' not in done.text
+        assert 'action="/admin/webhooks/1/deactivate"' in done.text
+        page.headers[CSRF_HEADER] = csrf_token_for(server.tokens["admin"])
+        page.cookies.set("gp_lang", "zh-CN")
+        zh = page.post("/admin/webhooks/1/activate", follow_redirects=True)
+        assert zh.status_code == 200 and "Webhook #1 已经是启用状态。" in zh.text
+        page.post("/admin/webhooks/1/deactivate")
+        page.post("/admin/webhooks", data={"url": url})  # webhook 2, active, with its URL
+        taken = page.post("/admin/webhooks/1/activate")
+        assert taken.status_code == 409 and "Webhook #2 使用同一 URL 且已启用" in taken.text
+        page.cookies.set("gp_lang", "en")
+        taken = page.post("/admin/webhooks/1/activate")
+        assert taken.status_code == 409
+        assert "Webhook #1 was not activated: webhook #2 has its URL and is active" in taken.text
+        missing = page.post("/admin/webhooks/7/activate")
+        assert missing.status_code == 404 and "There is no webhook #7." in missing.text
+    with server.client("admin") as admin:
+        assert [h["active"] for h in admin.get("/api/webhooks").json()] == [False, True]
+
+
+# --- the CLI -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> Settings:
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    monkeypatch.setenv("GRIDPATROL_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")  # the receivers listen there
+    return Settings.from_env()
+
+
+def _deliver_one(settings: Settings, event: str) -> None:
+    """Queue `event` for the subscribed active webhooks and send what is due, as a server would."""
+    services = Services.build(settings)
+    try:
+        with services.factory() as session:
+            enqueue(session, event=event, case_id=None, payload={"id": 1})
+            session.commit()
+        WebhookDispatcher(services.factory, targets=services.webhook_targets).run_once()
+    finally:
+        services.close()
+
+
+def test_cli_webhooks(
+    cli_env: Settings,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """There was no command for webhooks: a district running without the pages had to curl the API."""
+    caplog.set_level(logging.DEBUG)
+    receiver = Receiver()
+    try:
+        assert main(["webhook", "add", receiver.url, "--event", "case.filed"]) == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        assert out[0] == f"webhook 1 added: {receiver.url} (case.filed)" and "shown only now" in out[1]
+        secret = out[2]
+        assert len(secret) >= 32 and secret not in caplog.text  # printed once, never logged
+        _deliver_one(cli_env, "case.filed")
+        receiver.wait(1)
+        assert receiver.requests[0]["headers"]["X-GridPatrol-Signature"] == sign(
+            secret, receiver.requests[0]["body"]
+        )
+
+        assert main(["-q", "webhook", "deactivate", "1"]) == 0
+        assert "webhook 1 deactivated: nothing more is sent to it" in capsys.readouterr().out
+        assert main(["-q", "webhook", "deactivate", "1"]) == 0
+        assert capsys.readouterr().out == "webhook 1 was already inactive\n"
+        _deliver_one(cli_env, "case.filed")
+        assert len(receiver.requests) == 1
+        assert main(["-q", "webhook", "activate", "1"]) == 0
+        assert "webhook 1 is active again, with the same signing secret" in capsys.readouterr().out
+        assert main(["-q", "webhook", "activate", "1"]) == 0
+        assert capsys.readouterr().out == "webhook 1 was already active\n"
+        _deliver_one(cli_env, "case.filed")
+        receiver.wait(2)
+        assert receiver.requests[1]["headers"]["X-GridPatrol-Signature"] == sign(
+            secret, receiver.requests[1]["body"]
+        )
+
+        monkeypatch.setattr(sys, "stdin", io.StringIO("my-own-secret-0123456789\n"))
+        assert main(["-q", "webhook", "add", "http://u:pw@127.0.0.1:9/h?token=abc", "--secret-stdin"]) == 0
+        out = capsys.readouterr().out
+        assert "webhook 2 added: http://u:***@127.0.0.1:9/h?token=***" in out
+        assert "my-own-secret" not in out and "pw" not in out and "abc" not in out
+        assert main(["-q", "webhook", "list"]) == 0
+        header, first, second = capsys.readouterr().out.strip().splitlines()
+        assert header.split() == ["ID", "ACTIVE", "EVENTS", "URL"]
+        assert first.split() == ["1", "yes", "case.filed", receiver.url]
+        assert second.split() == [
+            "2",
+            "yes",
+            "case.filed,case.dispatched,case.closed",
+            "http://u:***@127.0.0.1:9/h?token=***",
+        ]
+        assert secret not in caplog.text and "my-own-secret" not in caplog.text
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (
+            ["add", "ftp://u:pw@host/x"],
+            "url 'ftp://u:***@host/x': must be an http:// or https:// URL with a host",
+        ),
+        (["add", "http://10.1.2.3/h"], "url 'http://10.1.2.3/h': 10.1.2.3 is a private-network address"),
+        (["add", "http://127.0.0.1:99999/h"], "url 'http://127.0.0.1:99999/h': port '99999' is not a number"),
+        (["add", "http://127.0.0.1:9/h", "--event", "case.lost"], "--event: unknown events ['case.lost']"),
+        (["add", "http://127.0.0.1:9/h", "--secret-stdin"], "secret (stdin): 16 to 128 characters, not 5"),
+        (
+            ["add", "http://127.0.0.1:9/taken"],
+            "url 'http://127.0.0.1:9/taken': webhook 1 already has this URL",
+        ),
+        (["deactivate", "7"], "webhook 7: no such webhook (gridpatrol webhook list)"),
+        (["activate", "7"], "webhook 7: no such webhook (gridpatrol webhook list)"),
+    ],
+)
+def test_cli_webhook_errors_name_the_input(
+    cli_env: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    error: str,
+) -> None:
+    assert main(["-q", "webhook", "add", "http://127.0.0.1:9/taken"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert main(["-q", "webhook", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gridpatrol webhook: error: {error}") and "Traceback" not in err
+    assert main(["-q", "webhook", "list"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2  # only the first one: nothing added
+
+
+def test_cli_webhook_activate_refuses_a_url_another_active_webhook_has(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["add", "http://127.0.0.1:9/h"], ["deactivate", "1"], ["add", "http://127.0.0.1:9/h"]):
+        assert main(["-q", "webhook", *argv]) == 0
+    capsys.readouterr()
+    assert main(["-q", "webhook", "activate", "1"]) == 1
+    assert capsys.readouterr().err == (
+        "gridpatrol webhook: error: url of webhook 1: webhook 2 has it and is active (each event is sent to "
+        "a URL once); `gridpatrol webhook deactivate 2` first\n"
+    )
+    with pytest.raises(SystemExit) as bad_id:
+        main(["-q", "webhook", "activate", "one"])
+    assert bad_id.value.code == 2
+    assert "argument id: a webhook id is a number from 1 to 2147483647, not 'one'" in capsys.readouterr().err

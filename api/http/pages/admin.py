@@ -99,6 +99,8 @@ DONE: Mapping[str, Mapping[str, str]] = {
         "added_secret": "admin.webhooks.done.added_secret",
         "deactivated": "admin.webhooks.done.deactivated",
         "unchanged": "admin.webhooks.done.unchanged",
+        "activated": "admin.webhooks.done.activated",
+        "already_active": "admin.webhooks.done.already_active",
     },
 }
 GRID_COUNTS = ("count", "added", "updated", "removed")  # the numbers a grid import's redirect carries
@@ -841,3 +843,33 @@ async def deactivate_webhook(
     if changed:
         log.info("admin %s deactivated webhook %s", principal.name, hook_id)
     return _back("webhooks", "deactivated" if changed else "unchanged", name=hook_id)
+
+
+@router.post("/admin/webhooks/{hook_id:int}/activate")
+async def activate_webhook(
+    request: Request,
+    hook_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    principal: AdminPerson,
+    services: ServicesDep,
+) -> Response:
+    t = translator(request)
+    try:
+        _, changed = await _write(
+            services,
+            lambda session: webhooks.activate_webhook(
+                session, hook_id=hook_id, targets=services.webhook_targets
+            ),
+        )
+    except WebhookNotFound as exc:
+        problem = Problem(t("admin.webhooks.error.not_found", id=exc.hook_id), exc.status)
+        return await _webhooks_page(request, principal, services, problem=problem)
+    except WebhookTaken as exc:
+        problem = Problem(t("admin.webhooks.error.url_active", id=hook_id, other=exc.hook_id), exc.status)
+        return await _webhooks_page(request, principal, services, problem=problem)
+    except WebhookInputError as exc:  # its URL is refused now (the allow-list changed): the reason
+        return await _webhooks_page(
+            request, principal, services, problem=Problem(_input_text(t, exc), exc.status)
+        )
+    if changed:
+        log.info("admin %s activated webhook %s", principal.name, hook_id)
+    return _back("webhooks", "activated" if changed else "already_active", name=hook_id)

@@ -98,6 +98,7 @@ CONFLICT = schemas.error_responses(
 NOT_FOUND = schemas.error_responses(404, described={404: "no user or device of that name"})
 HOOK_TAKEN = schemas.error_responses(409, described={409: "a webhook already has that URL"})
 HOOK_NOT_FOUND = schemas.error_responses(404, described={404: "no webhook has that id"})
+HOOK_URL_ACTIVE = schemas.error_responses(409, described={409: "another active webhook has its URL"})
 HookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the webhook's id")]
 
 
@@ -295,8 +296,27 @@ def get_deliveries(
 def delete_webhook(hook_id: HookIdPath, principal: Admin, session: SessionDep) -> WebhookInfo:
     """Deactivate a webhook: nothing more is sent to it, its pending deliveries and retries
     included (marked failed, "not sent: the webhook was deactivated"). It stays in the list, inactive,
-    with its delivery log; its URL may be registered again. Deactivating an inactive one changes
-    nothing."""
+    with its delivery log; POST /webhooks/{id}/activate switches it on again with its secret, and its
+    URL may be registered again (a new webhook, with a new secret). Deactivating an inactive one
+    changes nothing."""
     hook, _ = webhooks.deactivate_webhook(session, hook_id=hook_id)
+    session.commit()
+    return hook
+
+
+@router.post(
+    "/webhooks/{hook_id:int}/activate",
+    response_model=schemas.WebhookInfo,
+    responses={**HOOK_NOT_FOUND, **HOOK_URL_ACTIVE, **schemas.WRITE_FAULTS},
+)
+def activate_webhook(
+    hook_id: HookIdPath, principal: Admin, session: SessionDep, services: ServicesDep
+) -> WebhookInfo:
+    """Switch a deactivated webhook on again, with its URL, events and signing secret (the receiver's
+    secret still matches): the events from now on are sent to it. The deliveries failed when it was
+    deactivated stay failed, and events of the time between are not sent. Another active webhook with
+    its URL is a 409 naming it; a URL refused now (GRIDPATROL_WEBHOOK_ALLOW_HOSTS changed) a 422.
+    Activating an active one changes nothing and answers it (200)."""
+    hook, _ = webhooks.activate_webhook(session, hook_id=hook_id, targets=services.webhook_targets)
     session.commit()
     return hook
