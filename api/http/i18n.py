@@ -4,6 +4,12 @@ The catalogue of a language is every api/http/i18n/<lang>/*.json file (one per p
 common.json, review.json, ...), flat maps of dotted keys to text; `{name}` placeholders are filled
 with str.format. A key missing in either language, or defined twice, is a test failure
 (tests/api/test_i18n.py), and a key missing at run time shows as the key itself (never a 500).
+
+Counts: a text given a `count` is the plural ("{count} incidents"); a language whose nouns have a
+singular gives that form as a key of its own, the text's key plus SINGULAR ("upload.job.incidents#one":
+"{count} incident"), used when the count is 1. zh-CN has no such keys: its nouns have one form. A text
+with two counts is put together from texts of one count each (map.summary). common.js's gp.t follows
+the same rule.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ CATALOGUE_DIR = Path(__file__).with_name("i18n")
 LANGUAGES = ("zh-CN", "en")
 DEFAULT_LANGUAGE = "zh-CN"
 LANGUAGE_COOKIE = "gp_lang"
+# the suffix of a key's singular form: the text shown when its `count` is 1 (English)
+SINGULAR = "#one"
 
 
 @cache
@@ -57,6 +65,8 @@ class Translator:
         self._strings = catalogue(self.lang)
 
     def __call__(self, key: str, **values: object) -> str:
+        if values.get("count") == 1 and key + SINGULAR in self._strings:
+            key += SINGULAR
         text = self._strings.get(key)
         if text is None:
             if key.startswith(SITE_NAMED):  # a name of the site's own config: shown as it is

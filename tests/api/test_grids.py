@@ -341,7 +341,7 @@ def test_the_admin_page_shows_an_imports_warnings(make_server: Any, sqlite_url: 
         )
         assert page.status_code == 200, page.text[:300]
         assert "Imported 3 grid cells" in page.text and 'id="admin-warnings"' in page.text
-        assert "The grid was imported, with 2 warning(s):" in page.text
+        assert "The grid was imported, with 2 warnings:" in page.text
         assert "cells A and B overlap: a position in both goes to A (the smaller id)" in page.text
         # an import without warnings is answered as before: back to the grid page with its result
         demo = admin.post(

@@ -1,16 +1,20 @@
 """Every string of the pages in both languages: no key missing in either, none defined twice, the same
-placeholders in both, and every key a template or script names exists."""
+placeholders in both, every key a template or script names exists, and English counts in the singular
+when they are 1."""
 
 from __future__ import annotations
 
 import json
 import re
 import string
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from api.http.i18n import CATALOGUE_DIR, LANGUAGES, Translator, catalogue, catalogue_files
+from api.http.i18n import CATALOGUE_DIR, LANGUAGES, SINGULAR, Translator, catalogue, catalogue_files
+from tests.api.api_testkit import LiveServer
 
 HTTP = Path(__file__).resolve().parents[2] / "api" / "http"
 
@@ -19,8 +23,13 @@ def _placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
+def _without_singulars(strings: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in strings.items() if not k.endswith(SINGULAR)}
+
+
 def test_both_languages_have_the_same_keys_and_placeholders() -> None:
-    zh, en = catalogue("zh-CN"), catalogue("en")
+    """The same keys but the singular forms of counts, which only a language with plurals has."""
+    zh, en = _without_singulars(catalogue("zh-CN")), _without_singulars(catalogue("en"))
     assert sorted(set(zh) - set(en)) == [], "keys missing in en"
     assert sorted(set(en) - set(zh)) == [], "keys missing in zh-CN"
     for key in zh:
@@ -86,3 +95,48 @@ def test_a_missing_key_shows_as_itself() -> None:
     assert Translator("zh-CN")("object.scooter") == "scooter"
     assert Translator("zh-CN")("object.car") == "小汽车"
     assert Translator("xx").lang == "zh-CN"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_singular_form_is_a_counts_other_form_with_the_same_placeholders(lang: str) -> None:
+    strings = catalogue(lang)
+    for key, text in strings.items():
+        if key.endswith(SINGULAR):
+            base = key.removesuffix(SINGULAR)
+            assert base in strings, f"{key} without {base}"
+            assert "count" in _placeholders(text), f"{key}: a singular form is chosen by {{count}}"
+            assert _placeholders(text) == _placeholders(strings[base]), key
+
+
+# "{count} incidents", "{count} grid cells", "{count} entries": a noun after a count, in the plural
+PLURAL_NOUN = re.compile(r"\{count\} (?:[a-z]+ )?[a-z]+s\b")
+
+
+def test_every_english_count_of_a_noun_has_its_singular() -> None:
+    """An English text counting nouns has a singular form (not "1 open cases", "1 incidents so
+    far"); none reads "problem(s)"."""
+    en = catalogue("en")
+    assert [k for k, v in en.items() if "(s)" in v] == []
+    plural = [k for k, v in en.items() if not k.endswith(SINGULAR) and PLURAL_NOUN.search(v)]
+    assert plural, "the pattern finds the plural counts"
+    assert [k for k in plural if k + SINGULAR not in en] == []
+
+
+def test_a_count_of_one_takes_the_singular_in_english_only() -> None:
+    en, zh = Translator("en"), Translator("zh-CN")
+    assert en("upload.job.incidents", count=1) == "1 incident so far"
+    assert en("upload.job.incidents", count=2) == "2 incidents so far"
+    assert en("upload.job.incidents", count=0) == "0 incidents so far"
+    assert en("cases.custody.intact", count=1) == "Chain intact, 1 entry"
+    # Chinese nouns have one form
+    assert zh("upload.job.incidents", count=1) == catalogue("zh-CN")["upload.job.incidents"].format(count=1)
+
+
+def test_a_page_counts_one_grid_cell_and_two(make_server: Any, sqlite_url: str) -> None:
+    """The admin grid page's message after an import: "Imported 1 grid cells" before."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.browser("admin") as admin:
+        for count, cells in ((1, "1 grid cell:"), (2, "2 grid cells:")):
+            page = admin.get("/admin/grid", params={"done": "imported", "count": count, "added": count})
+            assert page.status_code == 200
+            assert f"Imported {cells} {count} new, 0 updated, 0 removed." in page.text, page.text

@@ -3,16 +3,20 @@ server (probe findings, 2026-12-06)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.api.api_testkit import LiveServer, incident_json, post_incident
+from api.cases.workflow import OPEN_STATUSES
+from tests.api.api_testkit import LiveServer, evidence_files, incident_json, post_incident
 
 CHROMIUM = Path(os.environ.get("GRIDPATROL_TEST_CHROMIUM", "/usr/bin/chromium"))
 CASE_LIMIT = 500  # the open cases map.js draws as points
+OPEN_PANEL_LIMIT = 200  # the open cases map.js lists in a cell's panel
 
 
 @pytest.mark.slow
@@ -56,4 +60,139 @@ def test_a_map_with_more_open_cases_than_it_draws_says_so(make_server: Any, sqli
             assert page.inner_text("#open-total") == str(total)
         finally:
             browser.close()
+    assert problems == []
+
+
+def _open_map(server: LiveServer, page: Any, lang: str) -> None:
+    page.context.add_cookies(
+        [
+            {"name": "gp_session", "value": server.tokens["operator"], "url": server.url},
+            {"name": "gp_lang", "value": lang, "url": server.url},
+        ]
+    )
+    page.goto(server.url + "/map")
+    page.wait_for_selector("body[data-map-ready=yes]")
+
+
+def _panel(page: Any, cell: str) -> tuple[list[int], str]:
+    """A click on a cell: the case ids its panel lists, in order, and the panel's text."""
+    page.evaluate(f"window.gpMap.selectCell({cell!r})")
+    page.wait_for_selector(f"#cell-panel[data-cell={cell!r}] #cell-cases[data-total]")
+    ids = page.locator("#cell-cases li[data-case-id]").evaluate_all(
+        "items => items.map(li => li.dataset.caseId)"
+    )
+    return [int(i) for i in ids], page.inner_text("#cell-cases")
+
+
+def _post_cases(device: httpx.Client, numbers: range, *, day: str) -> list[int]:
+    """Cases of one cell of team-ziyang, each its own (apart), seen on a day a minute after another, in
+    batches (one request for many incidents): their ids."""
+    cases: list[int] = []
+    for first in range(numbers.start, numbers.stop, 50):
+        parts = []
+        for i in range(first, min(first + 50, numbers.stop)):
+            data = incident_json(
+                f"case-{i}",
+                when=f"{day}T{i // 60 % 24:02d}:{i % 60:02d}:00+08:00",
+                position=(30.2500 + (i % 20) * 2e-5, 120.16 + (i // 20) * 2e-5),
+            )
+            parts += [("incident", (None, json.dumps(data).encode(), "application/json"))]
+            parts += evidence_files(data)
+        sent = device.post("/api/incidents/batch", files=parts)
+        assert sent.status_code == 200, sent.text
+        cases += [result["outcome"]["case_id"] for result in sent.json()["results"]]
+    return cases
+
+
+def _browser_page(pw: Any, problems: list[str]) -> Any:
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+    page = browser.new_context().new_page()
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    return page
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_cells_open_case_is_listed_before_its_many_newer_closed_ones(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The panel listed a cell's latest 100 cases whatever their status: an open case seen before 100
+    newer ones that were rejected since was not listed at all, though it is what the district acts on.
+    Open cases come first, then the latest closed or rejected (20 of them, saying of how many)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, settings={"merge_radius_m": 0.0})
+    rejected = 101
+    with server.client("device") as device, server.client("operator") as operator:
+        old = post_incident(
+            device,
+            incident_json("old-open", when="2026-11-01T09:00:00+08:00", position=(30.25001, 120.16001)),
+        )
+        assert old.status_code == 201, old.text
+        old_id = old.json()["case_id"]
+        cell = operator.get(f"/api/cases/{old_id}").json()["grid_cell"]
+        assert cell
+        for case_id in _post_cases(device, range(rejected), day="2026-11-20"):
+            case = operator.get(f"/api/cases/{case_id}").json()
+            assert case["grid_cell"] == cell
+            moved = operator.post(
+                f"/api/cases/{case_id}/transitions", json={"to": "rejected", "reason": "false_positive"}
+            )
+            assert moved.status_code == 200, moved.text
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        page = _browser_page(pw, problems)
+        _open_map(server, page, "en")
+        ids, text = _panel(page, cell)
+        assert ids[0] == old_id
+        assert len(ids) == 1 + 20
+        assert page.get_attribute("#cell-cases", "data-open-total") == "1"
+        assert page.get_attribute("#cell-cases", "data-total") == str(1 + rejected)
+        assert f"The latest 20 are listed, of {rejected} closed or rejected." in text, text
+
+        # more open cases than the panel lists: it says so and links to the list of them all
+        with server.client("device") as device:
+            _post_cases(device, range(rejected, rejected + OPEN_PANEL_LIMIT), day="2026-11-21")
+        _open_map(server, page, "en")
+        ids, text = _panel(page, cell)
+        assert len(ids) == OPEN_PANEL_LIMIT + 20 and old_id not in ids
+        assert page.get_attribute("#cell-cases", "data-open-total") == str(OPEN_PANEL_LIMIT + 1)
+        listed, total = OPEN_PANEL_LIMIT, OPEN_PANEL_LIMIT + 1
+        assert f"Only the {listed} open cases seen most recently are listed here, of {total}." in text, text
+        link = page.get_attribute("#cell-cases li[data-more=open] a", "href")
+        assert link == f"/cases?grid_cell={cell}&" + "&".join(f"status={s}" for s in OPEN_STATUSES)
+    assert problems == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_english_counts_say_1_open_case_and_2_open_cases(make_server: Any, sqlite_url: str) -> None:
+    """The map said "1 open cases" (its summary, the panel of a cell); Chinese has one form."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, settings={"merge_radius_m": 0.0})
+    problems: list[str] = []
+    with sync_playwright() as pw, server.client("device") as device:
+        page = _browser_page(pw, problems)
+        first = post_incident(device, incident_json("first", position=(30.25001, 120.16001)))
+        assert first.status_code == 201, first.text
+        with server.client("operator") as operator:
+            cell = operator.get(f"/api/cases/{first.json()['case_id']}").json()["grid_cell"]
+        _open_map(server, page, "en")
+        assert page.inner_text("#map-summary") == "36 cells, 1 of them with open cases; 1 open case in all"
+        assert _panel(page, cell)[1].startswith("1 open case\n")
+
+        second = post_incident(device, incident_json("second", position=(30.25003, 120.16001)))
+        assert second.status_code == 201, second.text
+        _open_map(server, page, "en")
+        assert page.inner_text("#map-summary") == "36 cells, 1 of them with open cases; 2 open cases in all"
+        assert _panel(page, cell)[1].startswith("2 open cases\n")
+
+        _open_map(server, page, "zh-CN")
+        assert page.inner_text("#map-summary") == "36 个网格，其中 1 个有未结案件；未结案件共 2 件"
+        assert _panel(page, cell)[1].startswith("未结案件 2 件\n")
     assert problems == []

@@ -226,7 +226,7 @@ def test_a_case_page_for_each_role(site: Site, open_page: Any) -> None:
     assert reasons == ["", "false_positive", "duplicate", "not_a_violation", "exempt"]
     follow(office.page, "header.topbar button[lang=en]")
     settle(office.page)
-    assert office.page.inner_text("#custody-result") == "Chain intact, 1 entries"
+    assert office.page.inner_text("#custody-result") == "Chain intact, 1 entry"
     no_raw_keys(office.page)
     office.shot("operator-en")
 

@@ -1,6 +1,7 @@
 """The grid map (every role): the imported grid cells coloured by their open cases, the cases with a
 position as points, patrol uploads' GPS tracks as lines (staff only, as the API allows), and a side
-panel listing the cases of the cell clicked.
+panel listing the cases of the cell clicked: its open cases first, then its latest closed or rejected
+ones (a busy cell's closed past must not push out what staff and teams still act on).
 
 The page is a shell; map.js draws it with ECharts from the API the other clients use (GET /api/grids,
 /api/cases, /api/uploads, /api/uploads/{id}/track), so what a person sees on it is what the API lets
@@ -42,6 +43,8 @@ async def map_page(request: Request, principal: Anyone, services: ServicesDep) -
         principal=principal,
         show_tracks=principal.role in TRACK_READERS,
         open_statuses=workflow.OPEN_STATUSES,
+        # the cell panel lists open cases first, then recent ones in these (closed, rejected)
+        closed_statuses=[s for s in workflow.STATUSES if s not in workflow.OPEN_STATUSES],
         # a case's time in the cell panel is shown at the site's offset, like every page's times
         offset_minutes=round(services.settings.timezone_offset_h * 60),
         i18n_json=script_json(i18n),

@@ -6,10 +6,16 @@
   let strings = {};
   try { strings = JSON.parse(i18nNode ? i18nNode.textContent : "{}"); } catch (e) { strings = {}; }
 
+  function has(key) {
+    return Object.prototype.hasOwnProperty.call(strings, key);
+  }
+
   function t(key, values) {
+    // a count of 1 takes the key's singular form where the language has one (api/http/i18n.py)
+    if (values && Number(values.count) === 1 && has(key + "#one")) key += "#one";
     // a category of the site's own rules, without a text of its own, is shown by its name
     const fallback = key.startsWith("category.") ? key.slice("category.".length) : key;
-    let text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : fallback;
+    let text = has(key) ? strings[key] : fallback;
     if (values) for (const [k, v] of Object.entries(values)) text = text.split("{" + k + "}").join(String(v));
     return text;
   }

@@ -1,7 +1,9 @@
 // The grid map: the cells of GET /api/grids registered as an ECharts map (canvas, no tiles, nothing
 // from another host), coloured by open cases; open cases with a position as points (the latest
 // CASE_LIMIT, the summary saying so when there are more); recent patrol
-// tracks as lines (staff); a click on a cell lists its cases (GET /api/cases?grid_cell=...).
+// tracks as lines (staff); a click on a cell lists its cases (GET /api/cases?grid_cell=...): its open
+// cases first (the OPEN_PANEL_LIMIT seen most recently, a link to the rest), then the CLOSED_PANEL_LIMIT
+// closed or rejected ones seen most recently, so that a cell's closed past never hides what is open.
 // window.gpMap.selectCell(id) is what a click does, and what the cell table and the tests call.
 "use strict";
 (function () {
@@ -15,11 +17,13 @@
   const MAP_NAME = "gridpatrol-cells";
   const UNASSIGNED = "unassigned";
   const CASE_LIMIT = 500;   // open cases drawn as points
-  const PANEL_LIMIT = 100;  // cases listed for one cell
+  const OPEN_PANEL_LIMIT = 200;   // open cases listed for one cell
+  const CLOSED_PANEL_LIMIT = 20;  // closed or rejected cases listed after them
   const TRACK_LIMIT = 20;   // recent uploads with a track
   const CATEGORY_COLOURS = { illegal_parking: "#d9480f", street_vending: "#7048e8", piled_debris: "#2b8a3e" };
   const TRACK_COLOURS = ["#0b5cad", "#0c8599", "#5f3dc4", "#c2255c", "#e67700", "#2f9e44"];
   const openStatuses = (root.dataset.openStatuses || "").split(",").filter(Boolean);
+  const closedStatuses = (root.dataset.closedStatuses || "").split(",").filter(Boolean);
   const withTracks = root.dataset.tracks === "yes";
 
   const cells = new Map();  // id -> {id, name, team, street, community, open, centre: [lon, lat]}
@@ -223,7 +227,9 @@
     const all = [...cells.values()];
     const open = all.reduce((sum, c) => sum + c.open, 0) + unassignedOpen;
     const busy = all.filter((c) => c.open > 0).length;
-    let text = gp.t("map.summary", { cells: all.length, busy, open });
+    let text = gp.t("map.summary", {
+      cells: gp.t("map.count.cells", { count: all.length }), busy, open: gp.t("map.count.open", { count: open }),
+    });
     if (unassignedOpen) text += " " + gp.t("map.summary.unassigned", { count: unassignedOpen });
     if (pointsOf.total > pointsOf.read) {
       // more open cases than the map draws as points: say so, or the missing ones seem not to exist
@@ -304,6 +310,37 @@
     return gp.el("li", { "data-case-id": c.id }, [line, seen]);
   }
 
+  function cellCases(id, statuses, limit) {
+    // the cell's cases in some statuses, seen most recently first: one bounded page
+    const params = new URLSearchParams({ grid_cell: id, per_page: String(limit), sort: "last_seen", order: "desc" });
+    for (const status of statuses) params.append("status", status);
+    return getJson("/api/cases?" + params.toString());
+  }
+
+  function panelItems(id, open, closed) {
+    if (!open.total && !closed.total) return [gp.el("li", { class: "muted", text: gp.t("map.panel.none") })];
+    const heading = gp.t("map.panel.open", { count: open.total });
+    const items = [gp.el("li", { class: "cell-group", "data-group": "open", text: heading })];
+    items.push(...open.items.map(caseItem));
+    if (open.total > open.items.length) {
+      const all = new URLSearchParams({ grid_cell: id });
+      for (const status of openStatuses) all.append("status", status);
+      items.push(gp.el("li", { class: "muted", "data-more": "open" }, [
+        gp.t("map.panel.open_more", { shown: open.items.length, total: open.total }) + " ",
+        gp.el("a", { href: "/cases?" + all.toString(), text: gp.t("map.panel.open_all") }),
+      ]));
+    }
+    if (closed.items.length) {
+      items.push(gp.el("li", { class: "cell-group", "data-group": "closed", text: gp.t("map.panel.closed") }));
+      items.push(...closed.items.map(caseItem));
+    }
+    if (closed.total > closed.items.length) {
+      const text = gp.t("map.panel.closed_more", { shown: closed.items.length, total: closed.total });
+      items.push(gp.el("li", { class: "muted", "data-more": "closed", text }));
+    }
+    return items;
+  }
+
   async function selectCell(id) {
     if (!id) return;
     const cell = cells.get(id);
@@ -316,18 +353,16 @@
     panelList.replaceChildren(gp.el("li", { class: "muted", text: gp.t("common.loading") }));
     document.getElementById("cell-panel").dataset.cell = id;
     delete panelList.dataset.total;  // set again when this cell's cases are listed
+    delete panelList.dataset.openTotal;
     const ticket = ++panelRequest;
-    const params = new URLSearchParams({ grid_cell: id, per_page: String(PANEL_LIMIT), sort: "last_seen", order: "desc" });
     try {
-      const page = await getJson("/api/cases?" + params.toString());
+      const [open, closed] = await Promise.all([
+        cellCases(id, openStatuses, OPEN_PANEL_LIMIT), cellCases(id, closedStatuses, CLOSED_PANEL_LIMIT),
+      ]);
       if (ticket !== panelRequest) return;  // another cell was picked meanwhile
-      const items = page.items.map(caseItem);
-      if (!items.length) items.push(gp.el("li", { class: "muted", text: gp.t("map.panel.none") }));
-      if (page.total > page.items.length) {
-        items.push(gp.el("li", { class: "muted", text: gp.t("map.panel.more", { shown: page.items.length, total: page.total }) }));
-      }
-      panelList.replaceChildren(...items);
-      panelList.dataset.total = String(page.total);
+      panelList.replaceChildren(...panelItems(id, open, closed));
+      panelList.dataset.openTotal = String(open.total);
+      panelList.dataset.total = String(open.total + closed.total);
     } catch (err) {
       if (ticket !== panelRequest) return;
       panelList.replaceChildren();
