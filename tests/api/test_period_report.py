@@ -176,6 +176,26 @@ def test_a_reversed_or_missing_range_is_a_422(make_server: Any, sqlite_url: str)
         )
 
 
+def test_a_date_without_a_time_is_refused_naming_its_parameter(make_server: Any, sqlite_url: str) -> None:
+    """since=2026-11-01 was read as 2026-11-01T00:00:00Z, 08:00 at the district's UTC+8: the API's
+    "November" began and ended 8 hours after the November of /reports and `gridpatrol report` (local
+    days), and /api/stats' until=2026-11-30 (first seen at or before) left out the whole last day, all
+    without a word. A date alone is a 422 naming the parameter and saying what to send."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    paths = ("/api/stats", "/api/reports/period", "/api/reports/period.csv", "/api/coverage", "/api/cases")
+    with server.client("operator") as op:
+        for path in paths:
+            for name, other in (("since", "until"), ("until", "since")):
+                params = {name: "2026-11-01", other: "2026-11-15T00:00:00+08:00"}
+                got = op.get(path, params=params)
+                assert got.status_code == 422, (path, name, got.text)
+                assert [e["field"] for e in got.json()["errors"]] == [name], (path, got.text)
+                assert "2026-11-01 is a date without a time" in got.text, got.text
+                assert "2026-11-01T00:00:00+08:00" in got.text  # what to send instead
+        whole = {"since": "2026-11-01T00:00:00+08:00", "until": "2026-12-01T00:00:00+08:00"}
+        assert all(op.get(path, params=whole).status_code == 200 for path in paths)
+
+
 def test_the_csv_has_a_header_a_row_per_cell_and_category_and_totals(
     make_server: Any, sqlite_url: str
 ) -> None:
@@ -382,7 +402,8 @@ def test_a_name_a_spreadsheet_would_run_is_quoted_in_the_csv(make_server: Any, s
     grid["features"][1]["properties"]["name"] = "-1+2"
     with server.client("admin") as admin:
         assert admin.put("/api/grids", json=grid).status_code == 200
-        got = admin.get("/api/reports/period.csv", params={"since": "2026-01-01", "until": "2026-02-01"})
+        month = {"since": "2026-01-01T00:00:00+08:00", "until": "2026-02-01T00:00:00+08:00"}
+        got = admin.get("/api/reports/period.csv", params=month)
     assert got.status_code == 200, got.text
     names = {
         r["cell_id"]: r["cell_name"] for r in csv.DictReader(io.StringIO(got.content.decode("utf-8-sig")))
