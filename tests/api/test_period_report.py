@@ -358,6 +358,58 @@ def test_patrol_coverage_counts_the_cells_passed_in_the_period(make_server: Any,
     assert team["coverage"] == {"cells_passed": 1, "cells_in_grid": 6, "share": round(1 / 6, 4)}
 
 
+def test_a_cell_given_to_another_team_keeps_its_passes_in_that_teams_report(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The report's cells are the grid's as it is now (a cell's team is its current one): a cell a grid
+    import gave to team-hubin is hubin's, with the passes the patrols made through it, as the office's
+    report shows them. Hubin's report listed it with 0 passes and left it out of its coverage, since the
+    passes were read by the team the cell had when they were made (team-ziyang, whose report no longer
+    lists the cell): no enforcement report counted them."""
+    import json
+
+    from api.storage.models import Upload, UploadCoverage
+    from tests.api.api_testkit import DEMO_GRID
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with server.services.factory() as session:
+        upload = Upload(
+            sha256="0" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="user:admin"
+        )
+        session.add(upload)
+        session.flush()
+        for cell, team, hours in (
+            (ZIYANG, "team-ziyang", 30),
+            (ZIYANG, "team-ziyang", 20),
+            (HUBIN, "team-hubin", 10),
+        ):
+            when = now - timedelta(hours=hours)
+            session.add(
+                UploadCoverage(
+                    upload_id=upload.id, cell_id=cell, team=team, entered_at=when, left_at=when, metres=5.0
+                )
+            )
+        session.commit()
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    for feature in grid["features"]:
+        if feature["properties"]["id"] == ZIYANG:
+            feature["properties"]["team"] = "team-hubin"
+    params = {"since": _iso(now - timedelta(days=7)), "until": _iso(now)}
+    with server.client("admin") as admin, server.client("hubin") as hubin, server.client("ziyang") as ziyang:
+        assert admin.put("/api/grids", json=grid).status_code == 200
+        office = admin.get("/api/reports/period", params=params).json()
+        team = hubin.get("/api/reports/period", params=params).json()
+        former = ziyang.get("/api/reports/period", params=params).json()
+    passes = {cell["cell_id"]: (cell["team"], cell["patrol_passes"]) for cell in office["by_cell"]}
+    assert passes[ZIYANG] == ("team-hubin", 2) and passes[HUBIN] == ("team-hubin", 1)
+    hubin_cells = {cell["cell_id"]: cell["patrol_passes"] for cell in team["by_cell"]}
+    assert hubin_cells[ZIYANG] == 2 and hubin_cells[HUBIN] == 1, hubin_cells
+    assert team["coverage"] == {"cells_passed": 2, "cells_in_grid": 7, "share": round(2 / 7, 4)}
+    assert ZIYANG not in {cell["cell_id"] for cell in former["by_cell"]}
+    assert former["coverage"] == {"cells_passed": 0, "cells_in_grid": 5, "share": 0.0}
+
+
 def test_an_undone_decision_does_not_count(make_server: Any, sqlite_url: str) -> None:
     """A case rejected, the rejection undone (the review page's undo), then confirmed: one confirmation."""
     server: LiveServer = make_server(sqlite_url, run_webhooks=False)
