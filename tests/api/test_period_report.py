@@ -323,6 +323,30 @@ def test_the_cli_prints_the_report_and_writes_its_csv(
     assert "--since: 9999-12-31 is outside the years 1970 to 2199" in capsys.readouterr().err
 
 
+def test_a_utc_offset_that_is_no_whole_number_of_minutes_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/api/stats counts local days in whole minutes (SQL date arithmetic), the report and the pages
+    bound their periods at the offset itself and write it rounded (UTC+08:01 for 8.01 h, 8 h 0.6 min):
+    at such an offset a case seen at 00:00:20 local fell in one day on the dashboard and in the other
+    in the report. Such an offset (a typo; every zone's is whole minutes) is refused by name."""
+    from api.cli.main import main
+    from api.settings import Settings, SettingsError
+
+    for hours in ("8", "5.5", "5.75", "-3.5", "12.75", "-14"):
+        assert Settings.from_env({"GRIDPATROL_TIMEZONE_OFFSET_H": hours}).timezone_offset_h == float(hours)
+    for hours in ("8.01", "5.45001", "-0.1234"):
+        with pytest.raises(SettingsError, match="GRIDPATROL_TIMEZONE_OFFSET_H: .*whole number of minutes"):
+            Settings.from_env({"GRIDPATROL_TIMEZONE_OFFSET_H": hours})
+    env = {"GRIDPATROL_DATA_DIR": str(tmp_path), "GRIDPATROL_TIMEZONE_OFFSET_H": "8.01"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        assert main(["report", "--since", "2026-11-01", "--until", "2026-11-30"]) == 1
+    err = capsys.readouterr().err
+    assert "GRIDPATROL_TIMEZONE_OFFSET_H" in err and "8.01 h is 480.6 min" in err, err
+
+
 def test_patrol_coverage_counts_the_cells_passed_in_the_period(make_server: Any, sqlite_url: str) -> None:
     """Passes as api.jobs.coverage writes them: two in team-ziyang's cell and one in team-hubin's in the
     period, one in another cell before it."""
