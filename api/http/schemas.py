@@ -470,12 +470,22 @@ class UnassignedCell(Schema):
     open_cases: int
 
 
+class RemovedCells(Schema):
+    open_cases: int
+    cells: list[str] = Field(description="the ids of the removed cells that hold them")
+
+
 class GridMap(Schema):
-    """The grid cells as a GeoJSON FeatureCollection, with the open cases of each."""
+    """The grid cells as a GeoJSON FeatureCollection, with the open cases of each; with those outside
+    every cell and those in removed cells, every open case the caller may see."""
 
     type: Literal["FeatureCollection"]
     features: list[GridFeature]
     unassigned: UnassignedCell = Field(description="open cases outside every cell")
+    removed: RemovedCells = Field(
+        description="open cases in cells a later grid import removed (the cases keep their cell; no "
+        "feature draws it)"
+    )
 
 
 class GridImport(Schema):
