@@ -132,7 +132,28 @@ class Settings(BaseModel):
         "private or other non-public addresses: host names, IP addresses or networks (CIDR), "
         "comma-separated in GRIDPATROL_WEBHOOK_ALLOW_HOSTS; every other such target is refused",
     )
-    timezone_offset_h: float = Field(8.0, ge=-14.0, le=14.0, description="local day boundary for stats")
+    timezone_offset_h: float = Field(
+        8.0,
+        ge=-14.0,
+        le=14.0,
+        description="the district's offset from UTC in hours (8, 5.5, 5.75: a whole number of minutes), "
+        "where its local days begin: the days of /api/stats and the dashboard, the periods of the "
+        "periodic report",
+    )
+
+    @field_validator("timezone_offset_h", mode="after")
+    @classmethod
+    def _whole_minutes(cls, value: float) -> float:
+        """The database counts /api/stats' days in whole minutes (api.cases.stats), the report and the
+        pages bound their periods at the offset itself: at 8.01 h (8 h 0.6 min) a case seen at 00:00:20
+        local would fall in one day on the dashboard's trend and in another in the report."""
+        minutes = value * 60
+        if abs(minutes - round(minutes)) > 1e-6:
+            raise ValueError(
+                "must be a whole number of minutes, in hours (8, 5.5, 5.75, -3.5): "
+                f"{value:g} h is {minutes:g} min"
+            )
+        return value
 
     @field_validator("chalk_max_hours", mode="after")
     @classmethod

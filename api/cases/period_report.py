@@ -363,18 +363,20 @@ def _moves(
             t.closing.append(hours)
 
 
-def _passes_by_cell(session: Session, first: datetime, last: datetime, team: str | None) -> dict[str, int]:
-    """How many patrol passes entered each cell in the period (api.jobs.coverage writes them; read here
-    by the database's count, as that module reads GPS tracks and the domain rooms import no streams);
-    with `team`, that team's cells only."""
+def _passes_by_cell(
+    session: Session, first: datetime, last: datetime, cells: set[str] | None
+) -> dict[str, int]:
+    """How many patrol passes entered each cell in the period (of `cells` only; None: of every cell).
+    api.jobs.coverage writes them; read here by the database's count, as that module reads GPS tracks
+    and the domain rooms import no streams. Chosen by cell, not by the team a pass was written with (the
+    cell's team then): a cell a grid import gave to another team is that team's, its earlier passes
+    included, as the report's cells and teams are the grid's as it is now."""
     query = (
         select(UploadCoverage.cell_id, func.count())
         .where(UploadCoverage.entered_at >= first, UploadCoverage.entered_at < last)
         .group_by(UploadCoverage.cell_id)
     )
-    if team is not None:
-        query = query.where(UploadCoverage.team == team)
-    return {cell_id: n for cell_id, n in session.execute(query)}
+    return {cell_id: n for cell_id, n in session.execute(query) if cells is None or cell_id in cells}
 
 
 def _assemble(
@@ -390,7 +392,7 @@ def _assemble(
     # the cells listed (with zeros) and covered: every cell, or an enforcement user's team's; a case
     # dispatched to the team in another team's cell still adds that cell's row
     own = [cell_id for cell_id, (_, cell_team) in cells.items() if team is None or cell_team == team]
-    passes = _passes_by_cell(session, first, last, team)
+    passes = _passes_by_cell(session, first, last, None if team is None else set(own))
     total = _Tally()
     by_category: dict[str, _Tally] = {}
     by_cell: dict[str, _Tally] = {cell_id: _Tally() for cell_id in own}

@@ -126,7 +126,9 @@ def counts(
 
 
 def grid_geojson(session: Session, *, principal: Principal) -> dict[str, Any]:
-    """The grid as a GeoJSON FeatureCollection with open-case counts per cell."""
+    """The grid as a GeoJSON FeatureCollection with open-case counts per cell, those outside every cell
+    (`unassigned`) and those in cells a later grid import removed (`removed`: such cases keep their
+    cell, which no feature draws), so that the map's open cases add up to every open case."""
     stmt = visible(
         select(Case.grid_cell_id, func.count()).where(Case.status.in_(workflow.OPEN_STATUSES)), principal
     ).group_by(Case.grid_cell_id)
@@ -148,8 +150,11 @@ def grid_geojson(session: Session, *, principal: Principal) -> dict[str, Any]:
                 },
             }
         )
+    drawn = {feature["id"] for feature in features} | {UNASSIGNED}
+    removed = {cell_id: n for cell_id, n in open_counts.items() if cell_id not in drawn}
     return {
         "type": "FeatureCollection",
         "features": features,
         "unassigned": {"id": UNASSIGNED, "open_cases": int(open_counts.get(UNASSIGNED, 0))},
+        "removed": {"open_cases": int(sum(removed.values())), "cells": sorted(removed)},
     }

@@ -11,6 +11,7 @@ declares it for the statuses a route may answer with.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -134,12 +135,24 @@ QUERY_TIME_PATTERN = (  # RFC 3339's date-time, the offset optional (UTC), 29 Fe
 )
 
 
+DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _iso_text(value: Any) -> Any:
     """A query's date-time is ISO 8601 text: pydantic would also read a number ("0.5") as Unix
-    seconds, which the document does not promise and no client means."""
+    seconds, which the document does not promise and no client means, and a date alone as that day's
+    midnight UTC, which is not the day a person means (at UTC+8 it begins 8 hours earlier: the pages
+    and `gridpatrol report` count local days), so both are refused."""
     text = value.strip() if isinstance(value, str) else value
     if not isinstance(text, str) or not text or text[0] in "+-." or text.replace(".", "", 1).isdigit():
         raise PydanticCustomError("iso_8601", "must be an ISO 8601 date-time, e.g. 2026-11-20T09:00:00+08:00")
+    if DATE_ONLY.fullmatch(text):
+        raise PydanticCustomError(
+            "iso_8601_date",
+            "{date} is a date without a time: send the instant with its offset, e.g. "
+            "{date}T00:00:00+08:00 for the midnight that day begins at in UTC+8",
+            {"date": text},
+        )
     return value
 
 
@@ -150,7 +163,8 @@ QueryTime = Annotated[
         {
             "type": "string",
             "pattern": QUERY_TIME_PATTERN,
-            "description": "ISO 8601 (no offset: UTC), from 1970-01-01T00:00:00Z up to 2200-01-01T00:00:00Z",
+            "description": "ISO 8601 date and time (no offset: UTC; a date alone is refused), from "
+            "1970-01-01T00:00:00Z up to 2200-01-01T00:00:00Z",
         }
     ),
 ]
@@ -456,12 +470,22 @@ class UnassignedCell(Schema):
     open_cases: int
 
 
+class RemovedCells(Schema):
+    open_cases: int
+    cells: list[str] = Field(description="the ids of the removed cells that hold them")
+
+
 class GridMap(Schema):
-    """The grid cells as a GeoJSON FeatureCollection, with the open cases of each."""
+    """The grid cells as a GeoJSON FeatureCollection, with the open cases of each; with those outside
+    every cell and those in removed cells, every open case the caller may see."""
 
     type: Literal["FeatureCollection"]
     features: list[GridFeature]
     unassigned: UnassignedCell = Field(description="open cases outside every cell")
+    removed: RemovedCells = Field(
+        description="open cases in cells a later grid import removed (the cases keep their cell; no "
+        "feature draws it)"
+    )
 
 
 class GridImport(Schema):

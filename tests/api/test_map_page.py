@@ -196,3 +196,82 @@ def test_english_counts_say_1_open_case_and_2_open_cases(make_server: Any, sqlit
         assert page.inner_text("#map-summary") == "36 个网格，其中 1 个有未结案件；未结案件共 2 件"
         assert _panel(page, cell)[1].startswith("未结案件 2 件\n")
     assert problems == []
+
+
+ZIYANG = "DEMO-ZIYANG-04"  # team-ziyang
+HUBIN = "DEMO-HUBIN-04"  # team-hubin
+
+
+def _a_cell_removed_with_open_cases(server: LiveServer) -> None:
+    """Three open cases in ZIYANG and one in HUBIN; then a grid import (forced) without ZIYANG: its
+    cases keep their cell, which no feature of the grid draws any more."""
+    from tests.api.api_testkit import DEMO_GRID
+
+    with server.client("device") as device, server.client("admin") as admin:
+        for i, position in enumerate([(30.2710, 120.1560), (30.2710, 120.1610), (30.2750, 120.1560)]):
+            made = post_incident(device, incident_json(f"kept-{i}", position=position))
+            assert made.status_code == 201 and made.json()["case_id"] == i + 1, made.text
+        assert post_incident(device, incident_json("hubin", position=(30.2741, 120.1340))).status_code == 201
+        grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+        grid["features"] = [f for f in grid["features"] if f["properties"]["id"] != ZIYANG]
+        assert admin.put("/api/grids", params={"force": "true"}, json=grid).status_code == 200
+
+
+def test_the_grid_map_counts_the_open_cases_of_a_removed_cell(make_server: Any, sqlite_url: str) -> None:
+    """/api/grids counted the open cases per cell of the grid and outside every cell: those of a cell
+    a later grid import removed (the cases keep it) were in neither, so the map's open cases (1) fell
+    short of the dashboard's (/api/stats: 4) without a word. They are counted as `removed`."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    _a_cell_removed_with_open_cases(server)
+    with server.client("operator") as op, server.client("ziyang") as ziyang:
+        grid = op.get("/api/grids").json()
+        stats = op.get("/api/stats", params={"by": "status"}).json()
+        team = ziyang.get("/api/grids").json()
+    assert grid["removed"] == {"open_cases": 3, "cells": [ZIYANG]}, grid["removed"]
+    drawn = sum(f["properties"]["open_cases"] for f in grid["features"]) + grid["unassigned"]["open_cases"]
+    open_now = sum(r["count"] for r in stats["rows"] if r["status"] not in ("closed", "rejected"))
+    assert drawn + grid["removed"]["open_cases"] == open_now == 4
+    assert team["removed"] == {"open_cases": 3, "cells": [ZIYANG]}  # their team's cases, as every count
+    with server.client("hubin") as hubin:
+        assert hubin.get("/api/grids").json()["removed"] == {"open_cases": 0, "cells": []}
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_map_page_counts_the_open_cases_of_a_removed_cell(make_server: Any, sqlite_url: str) -> None:
+    """The map's summary and its table of cells count the open cases of a removed cell, and say where
+    they are; they showed 1 open case in all beside the dashboard's 4."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    _a_cell_removed_with_open_cases(server)
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            for lang, said in (
+                ("en", "(3 in cells removed from the grid)"),
+                ("zh-CN", "（3 件在已从网格中移除的网格内）"),
+            ):
+                context = browser.new_context()
+                context.add_cookies(
+                    [
+                        {"name": "gp_session", "value": server.tokens["operator"], "url": server.url},
+                        {"name": "gp_lang", "value": lang, "url": server.url},
+                    ]
+                )
+                page = context.new_page()
+                page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+                page.goto(server.url + "/map")
+                page.wait_for_selector("body[data-map-ready=yes]")
+                assert page.get_attribute("#map-summary", "data-open-total") == "4"
+                assert said in page.inner_text("#map-summary"), page.inner_text("#map-summary")
+                assert page.inner_text("#open-total") == "4"
+                row = page.locator('tr[data-cell="removed"]')
+                assert row.get_attribute("data-open") == "3" and ZIYANG in row.inner_text()
+                context.close()
+        finally:
+            browser.close()
+    assert problems == []

@@ -176,6 +176,26 @@ def test_a_reversed_or_missing_range_is_a_422(make_server: Any, sqlite_url: str)
         )
 
 
+def test_a_date_without_a_time_is_refused_naming_its_parameter(make_server: Any, sqlite_url: str) -> None:
+    """since=2026-11-01 was read as 2026-11-01T00:00:00Z, 08:00 at the district's UTC+8: the API's
+    "November" began and ended 8 hours after the November of /reports and `gridpatrol report` (local
+    days), and /api/stats' until=2026-11-30 (first seen at or before) left out the whole last day, all
+    without a word. A date alone is a 422 naming the parameter and saying what to send."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    paths = ("/api/stats", "/api/reports/period", "/api/reports/period.csv", "/api/coverage", "/api/cases")
+    with server.client("operator") as op:
+        for path in paths:
+            for name, other in (("since", "until"), ("until", "since")):
+                params = {name: "2026-11-01", other: "2026-11-15T00:00:00+08:00"}
+                got = op.get(path, params=params)
+                assert got.status_code == 422, (path, name, got.text)
+                assert [e["field"] for e in got.json()["errors"]] == [name], (path, got.text)
+                assert "2026-11-01 is a date without a time" in got.text, got.text
+                assert "2026-11-01T00:00:00+08:00" in got.text  # what to send instead
+        whole = {"since": "2026-11-01T00:00:00+08:00", "until": "2026-12-01T00:00:00+08:00"}
+        assert all(op.get(path, params=whole).status_code == 200 for path in paths)
+
+
 def test_the_csv_has_a_header_a_row_per_cell_and_category_and_totals(
     make_server: Any, sqlite_url: str
 ) -> None:
@@ -303,6 +323,30 @@ def test_the_cli_prints_the_report_and_writes_its_csv(
     assert "--since: 9999-12-31 is outside the years 1970 to 2199" in capsys.readouterr().err
 
 
+def test_a_utc_offset_that_is_no_whole_number_of_minutes_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/api/stats counts local days in whole minutes (SQL date arithmetic), the report and the pages
+    bound their periods at the offset itself and write it rounded (UTC+08:01 for 8.01 h, 8 h 0.6 min):
+    at such an offset a case seen at 00:00:20 local fell in one day on the dashboard and in the other
+    in the report. Such an offset (a typo; every zone's is whole minutes) is refused by name."""
+    from api.cli.main import main
+    from api.settings import Settings, SettingsError
+
+    for hours in ("8", "5.5", "5.75", "-3.5", "12.75", "-14"):
+        assert Settings.from_env({"GRIDPATROL_TIMEZONE_OFFSET_H": hours}).timezone_offset_h == float(hours)
+    for hours in ("8.01", "5.45001", "-0.1234"):
+        with pytest.raises(SettingsError, match="GRIDPATROL_TIMEZONE_OFFSET_H: .*whole number of minutes"):
+            Settings.from_env({"GRIDPATROL_TIMEZONE_OFFSET_H": hours})
+    env = {"GRIDPATROL_DATA_DIR": str(tmp_path), "GRIDPATROL_TIMEZONE_OFFSET_H": "8.01"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        assert main(["report", "--since", "2026-11-01", "--until", "2026-11-30"]) == 1
+    err = capsys.readouterr().err
+    assert "GRIDPATROL_TIMEZONE_OFFSET_H" in err and "8.01 h is 480.6 min" in err, err
+
+
 def test_patrol_coverage_counts_the_cells_passed_in_the_period(make_server: Any, sqlite_url: str) -> None:
     """Passes as api.jobs.coverage writes them: two in team-ziyang's cell and one in team-hubin's in the
     period, one in another cell before it."""
@@ -336,6 +380,58 @@ def test_patrol_coverage_counts_the_cells_passed_in_the_period(make_server: Any,
     passes = {cell["cell_id"]: cell["patrol_passes"] for cell in everyone["by_cell"]}
     assert passes[ZIYANG] == 2 and passes[HUBIN] == 1 and passes["DEMO-QINGBO-01"] == 0
     assert team["coverage"] == {"cells_passed": 1, "cells_in_grid": 6, "share": round(1 / 6, 4)}
+
+
+def test_a_cell_given_to_another_team_keeps_its_passes_in_that_teams_report(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The report's cells are the grid's as it is now (a cell's team is its current one): a cell a grid
+    import gave to team-hubin is hubin's, with the passes the patrols made through it, as the office's
+    report shows them. Hubin's report listed it with 0 passes and left it out of its coverage, since the
+    passes were read by the team the cell had when they were made (team-ziyang, whose report no longer
+    lists the cell): no enforcement report counted them."""
+    import json
+
+    from api.storage.models import Upload, UploadCoverage
+    from tests.api.api_testkit import DEMO_GRID
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with server.services.factory() as session:
+        upload = Upload(
+            sha256="0" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="user:admin"
+        )
+        session.add(upload)
+        session.flush()
+        for cell, team, hours in (
+            (ZIYANG, "team-ziyang", 30),
+            (ZIYANG, "team-ziyang", 20),
+            (HUBIN, "team-hubin", 10),
+        ):
+            when = now - timedelta(hours=hours)
+            session.add(
+                UploadCoverage(
+                    upload_id=upload.id, cell_id=cell, team=team, entered_at=when, left_at=when, metres=5.0
+                )
+            )
+        session.commit()
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    for feature in grid["features"]:
+        if feature["properties"]["id"] == ZIYANG:
+            feature["properties"]["team"] = "team-hubin"
+    params = {"since": _iso(now - timedelta(days=7)), "until": _iso(now)}
+    with server.client("admin") as admin, server.client("hubin") as hubin, server.client("ziyang") as ziyang:
+        assert admin.put("/api/grids", json=grid).status_code == 200
+        office = admin.get("/api/reports/period", params=params).json()
+        team = hubin.get("/api/reports/period", params=params).json()
+        former = ziyang.get("/api/reports/period", params=params).json()
+    passes = {cell["cell_id"]: (cell["team"], cell["patrol_passes"]) for cell in office["by_cell"]}
+    assert passes[ZIYANG] == ("team-hubin", 2) and passes[HUBIN] == ("team-hubin", 1)
+    hubin_cells = {cell["cell_id"]: cell["patrol_passes"] for cell in team["by_cell"]}
+    assert hubin_cells[ZIYANG] == 2 and hubin_cells[HUBIN] == 1, hubin_cells
+    assert team["coverage"] == {"cells_passed": 2, "cells_in_grid": 7, "share": round(2 / 7, 4)}
+    assert ZIYANG not in {cell["cell_id"] for cell in former["by_cell"]}
+    assert former["coverage"] == {"cells_passed": 0, "cells_in_grid": 5, "share": 0.0}
 
 
 def test_an_undone_decision_does_not_count(make_server: Any, sqlite_url: str) -> None:
@@ -382,7 +478,8 @@ def test_a_name_a_spreadsheet_would_run_is_quoted_in_the_csv(make_server: Any, s
     grid["features"][1]["properties"]["name"] = "-1+2"
     with server.client("admin") as admin:
         assert admin.put("/api/grids", json=grid).status_code == 200
-        got = admin.get("/api/reports/period.csv", params={"since": "2026-01-01", "until": "2026-02-01"})
+        month = {"since": "2026-01-01T00:00:00+08:00", "until": "2026-02-01T00:00:00+08:00"}
+        got = admin.get("/api/reports/period.csv", params=month)
     assert got.status_code == 200, got.text
     names = {
         r["cell_id"]: r["cell_name"] for r in csv.DictReader(io.StringIO(got.content.decode("utf-8-sig")))

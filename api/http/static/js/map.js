@@ -28,6 +28,7 @@
 
   const cells = new Map();  // id -> {id, name, team, street, community, open, centre: [lon, lat]}
   let unassignedOpen = 0;
+  let removed = { open: 0, cells: [] };  // open cases in cells a later grid import removed
   let pointsOf = { read: 0, total: 0 };  // the open cases read for points, of how many (CASE_LIMIT)
   let chart = null;
   let selected = null;
@@ -89,6 +90,7 @@
       features.push({ type: "Feature", id: p.id, geometry: feature.geometry, properties: { name: p.id } });
     }
     unassignedOpen = grid.unassigned.open_cases;
+    removed = { open: grid.removed.open_cases, cells: grid.removed.cells };
     echarts.registerMap(MAP_NAME, { type: "FeatureCollection", features });
   }
 
@@ -225,12 +227,13 @@
 
   function showSummary() {
     const all = [...cells.values()];
-    const open = all.reduce((sum, c) => sum + c.open, 0) + unassignedOpen;
+    const open = all.reduce((sum, c) => sum + c.open, 0) + unassignedOpen + removed.open;
     const busy = all.filter((c) => c.open > 0).length;
     let text = gp.t("map.summary", {
       cells: gp.t("map.count.cells", { count: all.length }), busy, open: gp.t("map.count.open", { count: open }),
     });
     if (unassignedOpen) text += " " + gp.t("map.summary.unassigned", { count: unassignedOpen });
+    if (removed.open) text += " " + gp.t("map.summary.removed", { count: removed.open });
     if (pointsOf.total > pointsOf.read) {
       // more open cases than the map draws as points: say so, or the missing ones seem not to exist
       text += " " + gp.t("map.summary.points_limited", { shown: pointsOf.read, total: pointsOf.total });
@@ -264,9 +267,18 @@
         gp.el("td", { class: "num", text: String(unassignedOpen) }),
       ]));
     }
+    if (removed.open) {
+      // no polygon to click: the cells' ids, whose cases the case list finds by cell
+      rows.push(gp.el("tr", { "data-cell": "removed", "data-open": removed.open }, [
+        gp.el("td", { text: gp.t("map.removed") }),
+        gp.el("td", { class: "muted", text: removed.cells.join(", ") }),
+        gp.el("td", { text: "" }),
+        gp.el("td", { class: "num", text: String(removed.open) }),
+      ]));
+    }
     if (!rows.length) rows.push(gp.el("tr", {}, [gp.el("td", { colspan: 4, class: "muted", text: gp.t("map.cells.none") })]));
     body.replaceChildren(...rows);
-    const total = busy.reduce((sum, c) => sum + c.open, 0) + unassignedOpen;
+    const total = busy.reduce((sum, c) => sum + c.open, 0) + unassignedOpen + removed.open;
     const foot = cellTable.tFoot || cellTable.createTFoot();
     foot.replaceChildren(gp.el("tr", {}, [
       gp.el("td", { colspan: 3, text: gp.t("map.col.total") }),
