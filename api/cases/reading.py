@@ -12,6 +12,7 @@ records each fetch in the case's custody chain (action "evidence_unsealed").
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -145,7 +146,12 @@ def list_cases(
 
 
 def dispatched_tasks(
-    session: Session, *, principal: Principal, page: int = 1, per_page: int = 50
+    session: Session,
+    *,
+    principal: Principal,
+    page: int = 1,
+    per_page: int = 50,
+    near: Position | None = None,
 ) -> tuple[list[Row[Any]], int]:
     """One page of the dispatched cases the caller may see (an enforcement team's task list) and how
     many there are, ordered in the database as the list shows them, so that no page leaves out work
@@ -154,7 +160,11 @@ def dispatched_tasks(
     table's columns, `dispatched_at`: when the case was sent out (its dispatch from filed, not the
     send-back: a case sent back keeps its place by when the work first came; None for a case with no
     such event, which sorts by its updated_at) and `sent_back_at`: when it was last sent back since
-    it was sent out, else None."""
+    it was sent out, else None.
+
+    near: the phone's position; then each group (the cases sent back still first) is nearest first,
+    over all the team's cases before paging, the cases without a position last, ties oldest dispatch
+    first (nearness_to says how near is measured)."""
 
     def dispatch_time(*from_status: str, other_than: bool = False) -> Any:
         came_from: ColumnElement[bool] = CaseEvent.from_status.in_(from_status)
@@ -179,11 +189,26 @@ def dispatched_tasks(
         dispatched_at.label("dispatched_at"),
         sent_back_at.label("sent_back_at"),
     )
-    order = (sent_back_at.is_(None), func.coalesce(dispatched_at, inner.c.updated_at), inner.c.id)
+    order: tuple[Any, ...] = (func.coalesce(dispatched_at, inner.c.updated_at), inner.c.id)
+    if near is not None:
+        no_position = or_(inner.c.lat.is_(None), inner.c.lon.is_(None))
+        order = (no_position, nearness_to(near, inner.c.lat, inner.c.lon), *order)
+    order = (sent_back_at.is_(None), *order)
     counted = base.with_only_columns(_CASES.c.id).subquery()
     total = int(session.scalar(select(func.count()).select_from(counted)) or 0)
     rows = session.execute(tasks.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
     return list(rows), total
+
+
+def nearness_to(near: Position, lat: Any, lon: Any) -> ColumnElement[float]:
+    """An SQL value that orders positions (columns `lat`, `lon`, WGS84 degrees) by their distance
+    from `near`, nearest first: the square of the distance on a plane laid at `near`'s latitude
+    (degrees of longitude shrunk by its cosine): any database computes it without trigonometry, and
+    over a city's few kilometres it ranks places as the great-circle distance does (longitudes are
+    not wrapped at 180°). NULL for a case without a position."""
+    shrink = math.cos(math.radians(near.lat))
+    north, east = lat - near.lat, (lon - near.lon) * shrink
+    return north * north + east * east
 
 
 def case_id_for_number(session: Session, number: str) -> int | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,10 +14,19 @@ from tests.api.api_testkit import LiveServer, incident_json, post_incident
 START = datetime(2026, 11, 1, 8, 0)
 
 
-def _seed_dispatched(server: LiveServer, count: int, team: str = "team-ziyang") -> list[str]:
+def _seed_dispatched(
+    server: LiveServer,
+    count: int,
+    team: str = "team-ziyang",
+    places: dict[int, tuple[float, float]] | None = None,
+    sent_back: frozenset[int] = frozenset(),
+) -> list[str]:
     """`count` cases dispatched to `team`, the k-th dispatched k minutes after START and last seen in the
-    opposite order (the oldest dispatch was seen last); their numbers, oldest dispatch first."""
+    opposite order (the oldest dispatch was seen last); their numbers, oldest dispatch first. The k-th
+    is at places[k] (lat, lon) if given, else nowhere; those in `sent_back` were handled and sent
+    back an hour after the last dispatch."""
     numbers = []
+    places = places or {}
     with server.services.factory() as session:
         for k in range(count):
             seen = START - timedelta(days=1) + timedelta(minutes=count - k)
@@ -31,6 +41,8 @@ def _seed_dispatched(server: LiveServer, count: int, team: str = "team-ziyang") 
                 last_seen=seen,
                 sightings_count=1,
                 updated_at=START + timedelta(minutes=k),
+                lat=places[k][0] if k in places else None,
+                lon=places[k][1] if k in places else None,
             )
             session.add(case)
             session.flush()
@@ -48,6 +60,28 @@ def _seed_dispatched(server: LiveServer, count: int, team: str = "team-ziyang") 
                     ),
                 ]
             )
+            if k in sent_back:
+                later = START + timedelta(minutes=count + 60)
+                session.add_all(
+                    [
+                        CaseEvent(
+                            case_id=case.id,
+                            at=later,
+                            actor="user:ziyang",
+                            action="handled",
+                            from_status="dispatched",
+                            to_status="handled",
+                        ),
+                        CaseEvent(
+                            case_id=case.id,
+                            at=later,
+                            actor="user:operator",
+                            action="dispatched",
+                            from_status="handled",
+                            to_status="dispatched",
+                        ),
+                    ]
+                )
             numbers.append(number)
         session.commit()
     return numbers
@@ -84,6 +118,57 @@ def test_the_oldest_dispatch_is_never_left_out(make_server: Any, sqlite_url: str
         assert "Page is not a valid number" in bad.text and "Per page is not a valid number" in bad.text
 
         assert _shown(other_team.get("/tasks").text) == []
+
+
+HERE = (30.2500, 120.1600)  # the phone's position
+
+
+def _metres(place: tuple[float, float]) -> float:
+    """Great-circle distance from HERE (haversine)."""
+    (lat1, lon1), (lat2, lon2) = (map(math.radians, p) for p in (HERE, place))
+    a = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371008.8 * math.asin(math.sqrt(a))
+
+
+def test_nearest_first_orders_all_the_tasks_before_paging(make_server: Any, sqlite_url: str) -> None:
+    """Nearest first only re-sorted the page shown (in the browser): with 60 tasks the nearest, the
+    newest dispatch, was on page 2 while page 1 showed far ones "nearest first". With the phone's
+    position (near=LAT,LON) the database orders all the team's tasks by distance, then pages them:
+    the cases sent back still first, those without a position last, the pager keeping the position."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    count = 60
+    # the k-th case 220 m away and 22 m further for each step of a shuffled rank, but the newest
+    # dispatch the nearest (11 m), then one 96 m east (a degree of longitude is shorter than one of
+    # latitude here) before one 100 m north; the two oldest nowhere; the fourth oldest sent back, 5.6 km away
+    places = {k: (HERE[0] + ((k * 37) % count + 10) * 0.0002, HERE[1]) for k in range(2, count)}
+    places[count - 1] = (HERE[0] + 0.0001, HERE[1])
+    places[count - 2], places[count - 3] = (HERE[0], HERE[1] + 0.0010), (HERE[0] + 0.0009, HERE[1])
+    places[3] = (HERE[0] + 0.05, HERE[1])
+    numbers = _seed_dispatched(server, count, places=places, sent_back=frozenset({3}))
+    by_distance = sorted((k for k in places if k != 3), key=lambda k: _metres(places[k]))
+    assert by_distance[:3] == [count - 1, count - 2, count - 3]
+    expected = [numbers[k] for k in [3, *by_distance, 0, 1]]
+    near = f"{HERE[0]},{HERE[1]}"
+    with server.browser("ziyang") as phone:
+        first = phone.get("/tasks", params={"near": near})
+        assert first.status_code == 200
+        assert _shown(first.text) == expected[:50]
+        assert "Sent back first, then nearest first" in first.text
+        assert "the pages go on from the nearest" in first.text
+        assert f'data-near-lat="{HERE[0]}" data-near-lon="{HERE[1]}"' in first.text
+        next_page = re.search(r'href="([^"]+)" rel="next"', first.text)
+        assert next_page is not None and "near=30.25%2C120.16" in next_page[1]
+        second = phone.get(next_page[1].replace("&amp;", "&"))
+        assert _shown(second.text) == expected[50:]
+        assert _shown(phone.get("/tasks", params={"near": near, "per_page": 100}).text) == expected
+
+        default = [numbers[k] for k in [3, *(k for k in range(count) if k != 3)]]
+        assert _shown(phone.get("/tasks").text) == default[:50]
+        for bad in ("somewhere", "91,120", "30.25", "nan,inf", "30.25,120.16,7"):
+            refused = phone.get("/tasks", params={"near": bad})
+            assert refused.status_code == 200 and _shown(refused.text) == default[:50]
+            assert f"“{bad}” is not a position (latitude,longitude) and was ignored" in refused.text
+            assert "data-near-lat" not in refused.text
 
 
 def test_a_case_sent_back_comes_first_and_says_so(make_server: Any, sqlite_url: str) -> None:

@@ -326,13 +326,16 @@ def test_tasks_nearest_first_handled_and_sent_back(site: Site, open_page: Any) -
     settle(page)
     officer.shot("oldest-first")
 
-    # the phone's position next to `near`: nearest first, each with its distance
+    # the phone's position next to `near`: the list asked for again from there (the server orders all
+    # the team's tasks by distance before paging), nearest first, each with its distance
     located = open_page(viewport=PHONE, mobile=True, label="nanxing1-located")
     located.page.context.grant_permissions(["geolocation"], origin=site.base_url)
     located.page.context.set_geolocation({"latitude": 30.2691, "longitude": 120.1721})
     located.login("nanxing1")
     page = located.page
     page.wait_for_function("() => document.body.dataset.taskOrder === 'distance'")
+    assert "near=30.26910%2C120.17210" in page.url
+    assert page.inner_text("#task-order") == "退回重办的在前，其余按距离排序（最近的在前）"
     order = page.locator("li.task").evaluate_all("l => l.map(i => i.dataset.number)")
     assert order[0] == near["number"]
     distances = page.locator("li.task").evaluate_all("l => l.map(i => Number(i.dataset.distance))")

@@ -3,11 +3,13 @@
 GET /tasks lists the cases dispatched to the person's team (api.cases.reading visibility: only their
 team's), those sent back first (verification found the problem still there), then oldest dispatch
 first, a page at a time (page, per_page as /cases takes them): the database picks each page in that
-order, so no case that comes before those shown is left out. The page embeds each case's position and
-tasks.js re-sorts its cases by distance (those sent back still first) when the browser gives the
-phone's position. GET /tasks/{id} shows a case's photos and place with the "mark handled" form (a note and an
-after-photo from the phone's camera), which posts to POST /cases/{id}/move like every move, so the
-photo goes into the evidence store and the custody chain exactly as through the API.
+order, so no case that comes before those shown is left out. With near=LAT,LON (the phone's position,
+which tasks.js adds when the browser gives it) each group is nearest first instead, all the team's
+cases ordered in the database before paging, the cases without a position last; the pager's links
+keep the same near, so the pages go on from one place. GET /tasks/{id} shows a case's photos and
+place with the "mark handled" form (a note and an after-photo from the phone's camera), which posts to
+POST /cases/{id}/move like every move, so the photo goes into the evidence store and the custody chain
+exactly as through the API.
 Another team's case is a 404; one the team had before (sent to another team since) says it is no longer
 the team's, and a form sent for it while the page was open says so too and that nothing was saved
 (api.http.pages.cases.left_team_page).
@@ -24,10 +26,11 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from api.accounts.accounts import Principal, Role
-from api.cases.reading import dispatched_tasks, get_case
+from api.cases.reading import Position, dispatched_tasks, get_case
 from api.errors import NotFound
 from api.http.i18n import Translator
 from api.http.pages.cases import (
+    MAX_TEXT,
     PAGE_TEMPLATES,
     CaseIdPath,
     case_id_of,
@@ -53,6 +56,22 @@ PER_PAGE = 50  # cases a page of the list shows, unless per_page says otherwise
 MAX_PER_PAGE = 100  # as /cases offers at most
 
 
+def near_position(request: Request) -> tuple[Position | None, str]:
+    """The query's `near` (LAT,LON in WGS84 degrees, as tasks.js sends the phone's position) and,
+    when it was given but is no position, the text given (the page names it and keeps the dispatch
+    order)."""
+    text = request.query_params.get("near", "").strip()
+    if not text:
+        return None, ""
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:  # not two numbers
+        return None, text[:MAX_TEXT]
+    if -90 <= lat <= 90 and -180 <= lon <= 180:  # NaN and infinities fail both
+        return Position(lat, lon), ""
+    return None, text[:MAX_TEXT]
+
+
 def ago(since: datetime | None, now: datetime, t: Translator) -> str:
     """How long ago, roughly, as people say it."""
     if since is None:
@@ -74,9 +93,10 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
     done_id = case_id_of(done)
     numbers, problems = page_numbers(request, max_per_page=MAX_PER_PAGE)
     page, per_page = numbers.get("page", 1), numbers.get("per_page", PER_PAGE)
+    near, bad_near = near_position(request)
 
     def work(session: Session) -> dict[str, Any]:
-        cases, total = dispatched_tasks(session, principal=principal, page=page, per_page=per_page)
+        cases, total = dispatched_tasks(session, principal=principal, page=page, per_page=per_page, near=near)
         ids = [c.id for c in cases]
         done_number = ""
         if done_id is not None:
@@ -95,11 +115,10 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
     data = await in_session(services, work)
     now = utcnow()
     tasks = []
-    for order, case in enumerate(data["cases"]):
+    for case in data["cases"]:
         tasks.append(
             {
                 "case": case,
-                "order": order,
                 "thumb": data["thumbs"].get(case.id),
                 "cell": data["cells"].get(case.grid_cell_id),
                 "dispatched": local_time(case.dispatched_at, offset),
@@ -111,7 +130,11 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
     pages = max(1, -(-total // per_page))
 
     def href(to_page: int) -> str:
-        query = {"page": to_page, **({"per_page": per_page} if per_page != PER_PAGE else {})}
+        query: dict[str, str | int] = {"page": to_page}
+        if per_page != PER_PAGE:
+            query["per_page"] = per_page
+        if near is not None:
+            query["near"] = f"{near.lat},{near.lon}"
         return f"/tasks?{urlencode(query)}"
 
     return render(
@@ -127,7 +150,9 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
         prev_href=href(page - 1) if page > 1 else "",
         next_href=href(page + 1) if page < pages else "",
         first_href=href(1) if page > 1 else "",
-        problems=[t("cases.filter.bad_number", field=t(f"cases.filter.{name}")) for name in problems],
+        near=near,
+        problems=[t("cases.filter.bad_number", field=t(f"cases.filter.{name}")) for name in problems]
+        + ([t("tasks.bad_near", value=bad_near)] if bad_near else []),
         done=t("tasks.done", number=data["done_number"]) if data["done_number"] else "",
         i18n_json=page_strings(t),
     )

@@ -1,11 +1,13 @@
-// My tasks, nearest first: when the browser gives the phone's position, the list (rendered sent back
-// first, then oldest dispatch first) is sorted by straight-line distance to each case, the cases sent
-// back still first, and each shows how far it is; without a position the server's order stays.
+// My tasks, nearest first: when the browser gives the phone's position, the list is asked for again
+// with near=LAT,LON, where the server orders all the team's cases by distance from there before paging
+// (the cases sent back still first, those without a position last), and that first page takes the place
+// of the one shown, each case with how far it is. Without a position the server's order (oldest dispatch
+// first) stays.
 "use strict";
 (function () {
-  const list = document.getElementById("task-list");
-  const note = document.getElementById("task-order");
-  if (!list) return;
+  const shown = document.getElementById("task-list");
+  if (!shown) return;
+  const retired = [];  // the content replaced, kept so that its thumbnails already asked for finish
 
   function metres(lat1, lon1, lat2, lon2) {
     const rad = Math.PI / 180, r = 6371008.8;
@@ -19,10 +21,9 @@
     return gp.t("tasks.js.km", { km: (m / 1000).toFixed(m < 10000 ? 1 : 0) });
   }
 
-  function sortByDistance(position) {
-    const { latitude, longitude } = position.coords;
-    const items = [...list.querySelectorAll("li.task")];
-    for (const item of items) {
+  function showDistances(list) {
+    const latitude = Number(list.dataset.nearLat), longitude = Number(list.dataset.nearLon);
+    for (const item of list.querySelectorAll("li.task")) {
       const lat = Number(item.dataset.lat), lon = Number(item.dataset.lon);
       if (item.dataset.lat === undefined || !Number.isFinite(lat) || !Number.isFinite(lon)) {
         item.dataset.distance = "";
@@ -33,21 +34,48 @@
       const label = item.querySelector(".task-distance");
       if (label) { label.textContent = distanceText(m); label.hidden = false; }
     }
-    const far = (item) => (item.dataset.distance === "" ? Infinity : Number(item.dataset.distance));
-    const back = (item) => (item.dataset.sentBack ? 0 : 1);  // a case sent back stays first
-    items.sort((a, b) => (back(a) - back(b)) || (far(a) - far(b)) || (Number(a.dataset.order) - Number(b.dataset.order)));
-    list.append(...items);
-    if (note) note.textContent = gp.t("tasks.js.nearest");
     document.body.dataset.taskOrder = "distance";
   }
 
   function noPosition() {
+    const note = document.getElementById("task-order");
     if (note) note.textContent = gp.t("tasks.js.no_position");
     document.body.dataset.taskOrder = "dispatch";
   }
 
+  async function nearestFirst(position) {
+    // the first page ordered from here (the rest of the query, done= and per_page=, kept)
+    const { latitude, longitude } = position.coords;
+    const url = new URL(window.location.href);
+    url.searchParams.set("near", `${latitude.toFixed(5)},${longitude.toFixed(5)}`);
+    url.searchParams.delete("page");
+    let fresh = null;
+    try {
+      const response = await fetch(url.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (response.ok && !response.redirected) {
+        fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("main");
+      }
+    } catch (e) {
+      noPosition();  // offline: the list shown stays
+      return;
+    }
+    const main = document.getElementById("main");
+    const list = fresh && fresh.querySelector("#task-list[data-near-lat]");
+    if (!main || !list) {  // signed out meanwhile, no tasks left: the page itself says so
+      window.location.replace(url.href);
+      return;
+    }
+    retired.push(...main.childNodes);
+    main.replaceChildren(...fresh.childNodes);
+    window.history.replaceState(null, "", url.href);
+    showDistances(list);
+  }
+
+  if (shown.dataset.nearLat !== undefined) { showDistances(shown); return; }  // ordered from there
+  // asked for once: a near= the server refused (named on the page) keeps the dispatch order
+  if (new URLSearchParams(window.location.search).has("near")) { noPosition(); return; }
   if (!("geolocation" in navigator) || !window.isSecureContext) { noPosition(); return; }
-  navigator.geolocation.getCurrentPosition(sortByDistance, noPosition, {
+  navigator.geolocation.getCurrentPosition(nearestFirst, noPosition, {
     enableHighAccuracy: true, timeout: 15000, maximumAge: 60000,
   });
 })();
