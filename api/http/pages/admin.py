@@ -39,6 +39,8 @@ from api.cases import stats, webhooks
 from api.cases.acting import dispatch_teams, team_has_cells
 from api.cases.grids import GridImportError, GridReplaceRefused, geojson_cells, import_cells
 from api.cases.webhooks import (
+    SECRET_MAX,
+    SECRET_MIN,
     DeliveryStatus,
     WebhookInputError,
     WebhookNotFound,
@@ -69,7 +71,6 @@ AdminPerson = Annotated[Principal, Depends(person_with(Role.ADMIN))]
 
 GRID_MAX_BYTES = 10 * 1024 * 1024  # a district's grid is a few hundred polygons: well under 1 MB
 MULTIPART_SLACK_BYTES = 64 * 1024  # the form's other fields and part headers
-SECRET_MIN, SECRET_MAX = 16, 128  # as the API's WebhookIn
 DELIVERIES_SHOWN = 500  # newest deliveries read for the log, shared among the webhooks
 DELIVERIES_PER_HOOK = 20
 

@@ -82,7 +82,7 @@ class WebhookIn(BaseModel):
         description="http:// or https://, to a public host unless GRIDPATROL_WEBHOOK_ALLOW_HOSTS allows it",
     )
     events: list[WebhookEvent] | None = None
-    secret: str | None = Field(None, min_length=16, max_length=128)
+    secret: str | None = Field(None, min_length=webhooks.SECRET_MIN, max_length=webhooks.SECRET_MAX)
 
 
 class PasswordIn(BaseModel):
