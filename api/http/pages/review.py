@@ -42,7 +42,8 @@ def _skip_list(text: str) -> list[int]:
 
 def _card_html(request: Request, session: Session, case: Case | None) -> str:
     """The card of `case` (None: the queue is empty), its latest frame with the boxes operators
-    corrected on it, if they did."""
+    corrected on it, if they did; it carries the number of cases awaiting review now (data-pending)
+    for review.js to show in the page's heading."""
     t = translator(request)
     view = None
     if case is not None:
@@ -57,6 +58,7 @@ def _card_html(request: Request, session: Session, case: Case | None) -> str:
             crop=view.crop if view else None,
             strip=view.strip if view else [],
             facts=view.facts if view else {},
+            pending=review.pending_count(session),
         )
     )
 
@@ -122,7 +124,13 @@ async def decision(
 ) -> Response:
     def work(session: Session) -> dict[str, object]:
         case = review.decide(session, principal=principal, case_id=case_id, decision=decision, reason=reason)
-        return {"case_id": case.id, "number": case.number, "status": case.status}
+        # the cases awaiting review once this decision is made, for the page's heading
+        return {
+            "case_id": case.id,
+            "number": case.number,
+            "status": case.status,
+            "pending": review.pending_count(session),
+        }
 
     return JSONResponse(await _in_session(services, work))
 
