@@ -35,7 +35,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -556,6 +556,60 @@ def labelled_frames(
             out[s.id] = LabelledFrame(s.id, frames[s.id], [], damaged_label=exc.label_id)
             continue
         out[s.id] = LabelledFrame(s.id, frames[s.id], state.frame_boxes())
+    return out
+
+
+class _EveryKind(Mapping[str, str]):
+    """Every object kind as its own class name: where a frame's boxes are only drawn, a detection
+    whose kind has no model class is still a box on it (its class name says nothing there)."""
+
+    def __getitem__(self, kind: str) -> str:
+        return kind
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectedFrame:
+    """A sighting's raw frame that operators labelled boxes on: the boxes on it now (none when they
+    removed the detection and added nothing), in its pixels; `version`: the id of its latest "box"
+    label (a picture drawn from it changes when that does)."""
+
+    sighting_id: int
+    frame_sha256: str
+    boxes: list[LabelBox]
+    version: int
+
+
+def corrected_frames(session: Session, *, sightings: Sequence[Sighting]) -> dict[int, CorrectedFrame]:
+    """sighting id -> its raw frame with the boxes on it now, for the sightings whose frame has a box
+    correction (a "box" label): what the pages draw in place of the detection's box, which stays as
+    it was in the sealed incident and its evidence files. A frame with a label that cannot be read is
+    left out (its pictures show the detection, as before any correction; logged as a warning)."""
+    frames = {s.id: frame for s in sightings if (frame := _raw_frame(s)) is not None}
+    labels: dict[int, list[ReviewLabel]] = {}
+    if frames:
+        for label in session.scalars(
+            select(ReviewLabel).where(ReviewLabel.sighting_id.in_(list(frames))).order_by(ReviewLabel.id)
+        ):
+            assert label.sighting_id is not None
+            labels.setdefault(label.sighting_id, []).append(label)
+    out: dict[int, CorrectedFrame] = {}
+    for sighting_id, found in labels.items():
+        boxed = [label.id for label in found if label.what == "box"]
+        if not boxed:
+            continue
+        try:
+            state = _replay_frame(found, kind_to_class=_EveryKind())
+        except DamagedLabel as exc:
+            log.warning("sighting %s is drawn with its detection's box: %s", sighting_id, exc.reason)
+            continue
+        boxes = [frame_box.box for frame_box in state.frame_boxes()]
+        out[sighting_id] = CorrectedFrame(sighting_id, frames[sighting_id], boxes, boxed[-1])
     return out
 
 

@@ -110,6 +110,11 @@ def test_an_operator_draws_saves_and_sees_the_boxes_after_a_reload(site: Site, o
     assert editor.locator(".box-canvas rect.labelled.operator").count() == 2
     rect = editor.locator(".box-canvas rect.labelled").first
     assert abs(float(rect.get_attribute("x")) - saved["boxes"][0]["box"]["x1"]) < 0.01
+    # the evidence frame and the sighting's thumbnail draw the saved boxes, not the detection's
+    for frame in ("#evidence .flagged-frame", "#sightings .thumb-frame"):
+        page.wait_for_function("sel => document.querySelectorAll(sel + ' svg rect').length === 2", arg=frame)
+        xs = page.locator(f"{frame} svg rect").evaluate_all("l => l.map(r => Number(r.getAttribute('x')))")
+        assert sorted(xs) == sorted(b["box"]["x1"] for b in saved["boxes"]), (frame, xs)
     op.shot("reloaded")
 
 

@@ -263,3 +263,36 @@ def test_a_decision_that_does_not_land_brings_its_card_back(site: Site, open_pag
     assert undo_again.inner_text() == "重新登录"
     assert undo_again.get_attribute("href") == "/login?next=%2Freview"
     assert page.locator("#current form[action='/login']").count() == 0
+
+
+def test_the_heading_counts_the_cases_still_awaiting_review(site: Site, open_page: Any) -> None:
+    """The heading's "N pending" follows the operator's decisions and undos (before, it kept the count
+    the page was loaded with however many cases were decided)."""
+    api = site.api("demo-admin")
+    for i in range(2):
+        _post_garbage(api, f"web-pending-count-{i}", 30.2802 + i * 0.001)
+    op = open_page(label="op2")
+    op.login("op2")
+    page = op.page
+    page.wait_for_selector("#current article[data-case-id]")
+    page.wait_for_selector("#upcoming article[data-case-id]", state="attached")
+
+    def pending() -> int:
+        return int(api.get("/api/cases", params={"status": "pending_review"}).json()["total"])
+
+    def heading_says(count: int) -> None:
+        page.wait_for_function(
+            "n => document.getElementById('queue-count').textContent === `待审核 ${n} 件`", arg=count
+        )
+
+    before = pending()
+    heading_says(before)
+    page.keyboard.press("y")
+    heading_says(before - 1)
+    assert pending() == before - 1
+    page.keyboard.press("r")
+    page.keyboard.press("2")
+    heading_says(before - 2)
+    page.keyboard.press("u")
+    heading_says(before - 1)
+    assert pending() == before - 1

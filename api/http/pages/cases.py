@@ -47,9 +47,27 @@ from api.http.deps import model_classes
 from api.http.i18n import Translator
 from api.http.pages.render import render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
-from api.http.pages.views import camera_offset, card_view, evidence_url, incident_of
+from api.http.pages.views import (
+    box_list,
+    camera_offset,
+    card_view,
+    corrected_url,
+    evidence_url,
+    frame_boxes,
+    incident_of,
+)
 from api.services import Services
-from api.storage.models import MAX_ID, UNASSIGNED, Case, CaseEvent, CustodyEntry, EvidenceLink, GridCell
+from api.storage.models import (
+    MAX_ID,
+    UNASSIGNED,
+    Case,
+    CaseEvent,
+    CustodyEntry,
+    EvidenceLink,
+    GridCell,
+    ReviewLabel,
+    Sighting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -280,24 +298,45 @@ def parse_list_query(request: Request, offset: timezone) -> ListQuery:
 
 
 THUMBNAIL_ROLES = ("crop", "annotated", "raw")  # what a list shows of a case, best first
+# the pictures the pipeline drew with the detector's box -> the view drawn with the corrected boxes
+CORRECTED_VIEWS = {"annotated": "frame", "crop": "crop"}
 
 
 def thumbnails(session: Session, case_ids: Iterable[int]) -> dict[int, str]:
-    """case id -> the URL of a small picture of it: its latest sighting's crop, else its frame."""
+    """case id -> the URL of a small picture of it: its latest sighting's crop, else its frame. Of a
+    sighting whose frame operators corrected boxes on, a crop drawn around their boxes (the raw frame
+    when they left none)."""
     ids = list(case_ids)
     if not ids:
         return {}
     rows = session.execute(
-        select(EvidenceLink.case_id, EvidenceLink.role, EvidenceLink.sha256)
+        select(EvidenceLink.case_id, EvidenceLink.sighting_id, EvidenceLink.role, EvidenceLink.sha256)
         .where(EvidenceLink.case_id.in_(ids), EvidenceLink.role.in_(THUMBNAIL_ROLES))
         .order_by(EvidenceLink.id)
     )
-    best: dict[int, tuple[int, str]] = {}
-    for case_id, role, sha in rows:  # later sightings come later: among equals the last wins
+    best: dict[int, tuple[int, int | None, str]] = {}
+    for case_id, sighting_id, role, sha in rows:  # later sightings come later: among equals the last wins
         rank = THUMBNAIL_ROLES.index(role)
         if case_id not in best or rank <= best[case_id][0]:
-            best[case_id] = (rank, sha)
-    return {case_id: evidence_url(sha) for case_id, (_, sha) in best.items()}
+            best[case_id] = (rank, sighting_id, sha)
+    out = {case_id: evidence_url(sha) for case_id, (_, _, sha) in best.items()}
+    shown = {sighting_id: case_id for case_id, (_, sighting_id, _) in best.items() if sighting_id is not None}
+    boxed = list(
+        session.scalars(
+            select(ReviewLabel.sighting_id)
+            .where(ReviewLabel.sighting_id.in_(list(shown)), ReviewLabel.what == "box")
+            .distinct()
+        )
+    )
+    if boxed:  # rare: only these sightings are read whole
+        sightings = list(session.scalars(select(Sighting).where(Sighting.id.in_(boxed))))
+        for sighting_id, fixed in review_labels.corrected_frames(session, sightings=sightings).items():
+            case_id = shown[sighting_id]
+            boxes = bool(fixed.boxes)
+            out[case_id] = (
+                corrected_url(case_id, fixed, "crop") if boxes else evidence_url(fixed.frame_sha256)
+            )
+    return out
 
 
 def case_id_of(text: str) -> int | None:
@@ -465,14 +504,19 @@ def custody_check(session: Session, case_id: int, t: Translator) -> dict[str, An
     }
 
 
-def sighting_views(case: Case, t: Translator, offset: timezone) -> list[dict[str, Any]]:
+def sighting_views(
+    case: Case, t: Translator, offset: timezone, corrected: Mapping[int, review_labels.CorrectedFrame]
+) -> list[dict[str, Any]]:
     """Every sighting with its evidence thumbnails; the raw frame and the dwell frames carry the
-    stored box (and a crop's window) for frames.js to draw."""
+    stored box (and a crop's window) for frames.js to draw. A sighting whose frame operators
+    corrected boxes on (`corrected`: review_labels.corrected_frames) shows their boxes: over its raw
+    frame, and in pictures drawn with them in place of its annotated frame and crop (which carry the
+    detector's box; a crop of a frame with no box left is not shown)."""
     views = []
     for number, sighting in enumerate(case.sightings, start=1):
         incident = incident_of(sighting)
         entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
-        box = incident.get("box") or []
+        fixed = corrected.get(sighting.id)
         links = sorted(
             (link for link in sighting.evidence if link.role not in SEALED_ROLES),  # the original: sealed
             key=lambda link: EVIDENCE_ORDER.index(link.role) if link.role in EVIDENCE_ORDER else 99,
@@ -480,18 +524,23 @@ def sighting_views(case: Case, t: Translator, offset: timezone) -> list[dict[str
         items = []
         for link in links:
             entry = entries.get(link.sha256, {})
-            item_box: list[Any] = []
+            url = evidence_url(link.sha256)
+            boxes: list[list[float]] = []
             window: list[Any] = []
             if link.role == "raw":
-                item_box = box
+                boxes = frame_boxes(incident, fixed)
             elif link.role.startswith("dwell_"):
-                item_box, window = entry.get("box") or [], entry.get("window") or []
+                boxes, window = box_list(entry.get("box")), entry.get("window") or []
+            elif fixed is not None and link.role in CORRECTED_VIEWS:
+                if link.role == "crop" and not fixed.boxes:
+                    continue
+                url = corrected_url(case.id, fixed, CORRECTED_VIEWS[link.role])
             label_key = f"cases.evidence.{link.role}"
             items.append(
                 {
-                    "url": evidence_url(link.sha256),
+                    "url": url,
                     "label": t(label_key) if t.has(label_key) else link.role,
-                    "box": [float(v) for v in item_box] if len(item_box) == 4 else [],
+                    "boxes": boxes,
                     "window": [float(v) for v in window] if len(window) == 4 else [],
                 }
             )
@@ -687,7 +736,8 @@ def case_context(
         )
         .order_by(EvidenceLink.id)
     )
-    view = card_view(case, t)
+    corrected = review_labels.corrected_frames(session, sightings=case.sightings)
+    view = card_view(case, t, corrected)
     dispatch = last_dispatch(events)
     dispatch_note = dispatched_team(dispatch.note)[1] if dispatch is not None else None
     teams = dispatch_teams(session) if workflow.may_move(principal.role, workflow.DISPATCHED) else []
@@ -698,7 +748,7 @@ def case_context(
         "crop": view.crop,
         "strip": view.strip,
         "facts": view.facts,
-        "sightings": sighting_views(case, t, offset),
+        "sightings": sighting_views(case, t, offset, corrected),
         "box_editors": box_editors(session, case, classes, t) if classes is not None else {},
         "after_photos": [evidence_url(sha) for sha in after],
         "timeline": timeline(events, t, offset),

@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.accounts.accounts import Principal
-from api.cases import review, workflow
+from api.cases import review, review_labels, workflow
 from api.cases.reading import get_case
 from api.http.pages.render import environment, render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import card_view
 from api.services import Services
-from api.storage.models import CATEGORY_MAX, MAX_ID
+from api.storage.models import CATEGORY_MAX, MAX_ID, Case
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,9 +40,14 @@ def _skip_list(text: str) -> list[int]:
     return ids
 
 
-def _card_html(request: Request, case: object | None) -> str:
+def _card_html(request: Request, session: Session, case: Case | None) -> str:
+    """The card of `case` (None: the queue is empty), its latest frame with the boxes operators
+    corrected on it, if they did; it carries the number of cases awaiting review now (data-pending)
+    for review.js to show in the page's heading."""
     t = translator(request)
-    view = card_view(case, t) if case is not None else None  # type: ignore[arg-type]
+    view = None
+    if case is not None:
+        view = card_view(case, t, review_labels.corrected_frames(session, sightings=case.sightings[-1:]))
     return (
         environment()
         .get_template("review/card.html")
@@ -53,6 +58,7 @@ def _card_html(request: Request, case: object | None) -> str:
             crop=view.crop if view else None,
             strip=view.strip if view else [],
             facts=view.facts if view else {},
+            pending=review.pending_count(session),
         )
     )
 
@@ -75,7 +81,11 @@ def _in_session(services: Services, work):  # type: ignore[no-untyped-def]
 async def review_page(request: Request, principal: Reviewer, services: ServicesDep) -> Response:
     def work(session: Session) -> tuple[str, int, tuple[str, ...]]:
         case = review.claim_next(session, principal=principal)
-        return _card_html(request, case), review.pending_count(session), review.known_categories(session)
+        return (
+            _card_html(request, session, case),
+            review.pending_count(session),
+            review.known_categories(session),
+        )
 
     card, pending, categories = await _in_session(services, work)
     t = translator(request)
@@ -97,7 +107,9 @@ async def next_card(request: Request, principal: Reviewer, services: ServicesDep
     skipped = _skip_list(skip)
     html = await _in_session(
         services,
-        lambda session: _card_html(request, review.claim_next(session, principal=principal, skip=skipped)),
+        lambda session: _card_html(
+            request, session, review.claim_next(session, principal=principal, skip=skipped)
+        ),
     )
     return HTMLResponse(html)
 
@@ -112,7 +124,13 @@ async def decision(
 ) -> Response:
     def work(session: Session) -> dict[str, object]:
         case = review.decide(session, principal=principal, case_id=case_id, decision=decision, reason=reason)
-        return {"case_id": case.id, "number": case.number, "status": case.status}
+        # the cases awaiting review once this decision is made, for the page's heading
+        return {
+            "case_id": case.id,
+            "number": case.number,
+            "status": case.status,
+            "pending": review.pending_count(session),
+        }
 
     return JSONResponse(await _in_session(services, work))
 
@@ -121,7 +139,7 @@ async def decision(
 async def undo(request: Request, case_id: CaseId, principal: Reviewer, services: ServicesDep) -> Response:
     def work(session: Session) -> str:
         review.undo_last(session, principal=principal, case_id=case_id)
-        return _card_html(request, get_case(session, principal=principal, case_id=case_id))
+        return _card_html(request, session, get_case(session, principal=principal, case_id=case_id))
 
     return HTMLResponse(await _in_session(services, work))
 
@@ -136,7 +154,7 @@ async def category(
 ) -> Response:
     def work(session: Session) -> str:
         review.change_category(session, principal=principal, case_id=case_id, category=category)
-        return _card_html(request, get_case(session, principal=principal, case_id=case_id))
+        return _card_html(request, session, get_case(session, principal=principal, case_id=case_id))
 
     return HTMLResponse(await _in_session(services, work))
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from api.cases.review_labels import CorrectedFrame
 from api.http.i18n import Translator
 from api.storage.models import Case, Sighting
 
@@ -22,6 +24,31 @@ STRIP_ROLES = (("dwell_first", "first"), ("dwell_middle", "middle"), ("dwell_las
 
 def evidence_url(sha256: str) -> str:
     return f"/api/evidence/{sha256}"
+
+
+def corrected_url(case_id: int, frame: CorrectedFrame, view: str) -> str:
+    """The picture of a corrected frame drawn with its boxes now (GET /api/cases/{id}/sightings/
+    {sighting_id}/corrected): view "frame" or "crop"; `v` changes with each correction, so a browser
+    never shows one it kept from before."""
+    return f"/api/cases/{case_id}/sightings/{frame.sighting_id}/corrected?view={view}&v={frame.version}"
+
+
+def box_list(value: Any) -> list[list[float]]:
+    """A stored box (x1, y1, x2, y2 in pixels) as the one box a page draws; none when it is not one."""
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        return []
+    try:
+        return [[float(v) for v in value]]
+    except (TypeError, ValueError):
+        return []
+
+
+def frame_boxes(incident: dict[str, Any], corrected: CorrectedFrame | None) -> list[list[float]]:
+    """The boxes a page draws over a sighting's raw frame: the ones operators left on it when they
+    corrected it (none when they removed the detection), else the detection's."""
+    if corrected is not None:
+        return [[b.x1, b.y1, b.x2, b.y2] for b in corrected.boxes]
+    return box_list(incident.get("box"))
 
 
 def incident_of(sighting: Sighting) -> dict[str, Any]:
@@ -75,7 +102,9 @@ class CardView:
     facts: dict[str, str] = field(default_factory=dict)
 
 
-def card_view(case: Case, t: Translator) -> CardView:
+def card_view(case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame]) -> CardView:
+    """`corrected`: the case's sightings whose frame operators corrected boxes on
+    (review_labels.corrected_frames); the latest one's frame and crop then show those boxes."""
     view = CardView(case=case)
     if not case.sightings:
         return view
@@ -84,12 +113,15 @@ def card_view(case: Case, t: Translator) -> CardView:
     offset = camera_offset(incident)
     links = {link.role: link.sha256 for link in sighting.evidence}
     entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
-    box = incident.get("box") or [0, 0, 0, 0]
+    fixed = corrected.get(sighting.id)
     frame_sha = links.get("raw") or links.get("annotated")
     if frame_sha:
-        # the raw frame with the stored box drawn over it; the annotated one already has it burnt in
-        view.frame = {"url": evidence_url(frame_sha), "box": box if links.get("raw") else []}
-    if "crop" in links:
+        # the raw frame with the boxes drawn over it; the annotated one already has its box burnt in
+        boxes = frame_boxes(incident, fixed) if links.get("raw") else []
+        view.frame = {"url": evidence_url(frame_sha), "boxes": boxes}
+    if fixed is not None:  # the pipeline's crop is cut around the detection's box: cut one around theirs
+        view.crop = corrected_url(case.id, fixed, "crop") if fixed.boxes else None
+    elif "crop" in links:
         view.crop = evidence_url(links["crop"])
     for role, label in STRIP_ROLES:
         sha = links.get(role)
@@ -110,7 +142,7 @@ def card_view(case: Case, t: Translator) -> CardView:
                 "url": evidence_url(sha),
                 "label": label,
                 "when": when,
-                "box": entry.get("box") or [],
+                "boxes": box_list(entry.get("box")),
                 "window": entry.get("window") or [],
             }
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.accounts.accounts import Principal
-from api.cases import review_labels, workflow
+from api.cases import box_pictures, review_labels, workflow
 from api.cases.acting import store_after_photo, transition
 from api.cases.incident import MAX_PIXELS
 from api.cases.reading import (
@@ -232,6 +232,49 @@ def post_boxes(
     )
     session.commit()
     return labelled
+
+
+@router.get(
+    "/cases/{case_id}/sightings/{sighting_id}/corrected",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the picture, drawn now (JPEG)",
+            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **schemas.error_responses(
+            404,
+            described={
+                404: "no such case or sighting of it, its frame has no box correction, a crop of a frame "
+                "with no box left, or its raw frame is missing"
+            },
+        ),
+    },
+)
+def get_corrected_picture(
+    case_id: CaseId,
+    sighting_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    principal: Reader,
+    session: ReadSessionDep,
+    services: ServicesDep,
+    view: Annotated[
+        Literal["frame", "crop"],
+        Query(description="frame: the whole raw frame; crop: around its boxes"),
+    ] = "frame",
+) -> Response:
+    """A sighting's raw frame (privacy-blurred) with the boxes operators corrected on it drawn in, or
+    its crop around them: what the pages show once a frame's box was corrected (the annotated frame
+    and the crop the pipeline wrote carry the detector's box). Drawn on each request and never stored:
+    the evidence files and the custody chain stay as they were."""
+    picture = box_pictures.corrected_picture(
+        session,
+        principal=principal,
+        case_id=case_id,
+        sighting_id=sighting_id,
+        view=view,
+        store=services.store,
+    )
+    return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "private, no-cache"})
 
 
 @router.get(

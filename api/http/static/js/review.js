@@ -56,6 +56,13 @@
     return true;
   }
 
+  // The heading's count of cases awaiting review, as the server last said it: after each decision
+  // that lands, an undo and a category change (before, it kept the count the page was loaded with)
+  function showPending(count) {
+    if (count === undefined || count === null || count === "" || !Number.isFinite(Number(count))) return;
+    document.getElementById("queue-count").textContent = gp.t("review.pending", { count: Number(count) });
+  }
+
   function card(container) { return container.querySelector("article"); }
   function caseId(container) { const a = card(container); return a && a.dataset.caseId ? Number(a.dataset.caseId) : null; }
 
@@ -119,6 +126,7 @@
     lastPost = post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
       if (response.ok) {
         lastDecided = { id, number };
+        showPending((await response.json().catch(() => ({}))).pending);
         const label = decision === "confirm" ? gp.t("review.done.confirmed", { number })
           : gp.t("review.done.rejected", { number, reason: gp.t("reason." + reason) });
         lastLine.textContent = label + " · " + gp.t("review.undo.hint");
@@ -178,6 +186,7 @@
     const onScreen = caseId(current);
     if (onScreen) upcoming.replaceChildren(...current.childNodes);
     show(current, html);
+    showPending(card(current) && card(current).dataset.pending);
     if (!onScreen) loadUpcoming();
     lastLine.textContent = gp.t("review.undo.done", { number });
     gp.flash("");
@@ -190,6 +199,7 @@
     const response = await post(`/review/${id}/category`, { category }, "text/html");
     if (await refused(response)) return;
     show(current, await response.text());
+    showPending(card(current) && card(current).dataset.pending);
     gp.flash(gp.t("review.category.changed", { category: gp.t("category." + category) }), "ok");
   }
 

@@ -1,0 +1,133 @@
+"""After an operator corrects a frame's box, every page that shows the case draws the corrected box
+(the case page, the review card, the team's task page, the case and task lists), over a real HTTP
+server; the evidence files themselves are never changed and `gridpatrol evidence verify` passes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from api.cli.main import main
+from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "configs" / "site.yaml"
+WIDTH, HEIGHT = 640, 480
+DETECTION = (60.0, 60.0, 200.0, 180.0)  # where the detector put the car: wrong
+CORRECTED = (300.0, 220.0, 560.0, 420.0)  # where the operator says it is
+
+
+def _raw_frame() -> bytes:
+    image = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+def _post_case(device: httpx.Client, name: str, lat: float) -> tuple[int, str]:
+    """A case of team-ziyang's cell with a raw frame, a crop and an annotated frame: its id and the
+    raw frame's SHA-256."""
+    raw = _raw_frame()
+    files = {"annotated": jpeg_bytes(name + "a"), "crop": jpeg_bytes(name + "c"), "raw": raw}
+    data = incident_json(name, position=(lat, 120.16), files=files)
+    data.update(object_kind="car", box=list(DETECTION))
+    answer = post_incident(device, data, files)
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["case_id"]), hashlib.sha256(raw).hexdigest()
+
+
+def _box(box: tuple[float, float, float, float], op: str) -> dict[str, Any]:
+    x1, y1, x2, y2 = box
+    return {"x1": x1, "y1": y1, "x2": x2, "y2": y2, "class_name": "car", "op": op}
+
+
+def _boxes(text: str) -> list[tuple[float, ...]]:
+    return [tuple(float(v) for v in box.split(",")) for box in text.split()]
+
+
+def _flagged_boxes(html: str) -> list[tuple[float, ...]]:
+    """The boxes the page hands frames.js for its big evidence frame (case and task pages)."""
+    found = re.search(r'class="frame flagged-frame" data-boxes="([^"]*)"', html)
+    assert found, html[:500]
+    return _boxes(found.group(1))
+
+
+def _red(image: np.ndarray, x: float, y: float) -> bool:
+    b, g, r = (int(v) for v in image[int(y), int(x)])
+    return r > 180 and g < 90 and b < 90
+
+
+def _picture(client: httpx.Client, url: str) -> np.ndarray:
+    answer = client.get(url)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg", answer.text[:300]
+    image = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def test_pages_draw_the_corrected_box_and_the_evidence_is_untouched(
+    make_server: Any, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("device") as device, server.client("operator") as operator:
+        case_id, raw_sha = _post_case(device, "fix-1", 30.2500)
+        removed_id, _ = _post_case(device, "fix-2", 30.2510)
+        fixed = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(CORRECTED, "correct")]})
+        assert fixed.status_code == 200, fixed.text
+        sighting_id = fixed.json()["sighting_id"]
+        gone = operator.post(f"/api/cases/{removed_id}/boxes", json={"boxes": [_box(DETECTION, "remove")]})
+        assert gone.status_code == 200 and gone.json()["boxes"] == [], gone.text
+
+        corrected = f"/api/cases/{case_id}/sightings/{sighting_id}/corrected"
+        frame = _picture(operator, corrected + "?view=frame")
+        assert frame.shape[:2] == (HEIGHT, WIDTH)
+        assert _red(frame, 430, CORRECTED[1]) and _red(frame, CORRECTED[0], 320)  # the new box's edges
+        assert not _red(frame, 130, DETECTION[1]) and not _red(frame, DETECTION[0], 120)  # not the old
+        crop = _picture(operator, corrected + "?view=crop")
+        assert crop.shape[:2] == (260, 338)  # the box (260 x 200) grown by 15 % each side
+        assert _red(crop, 169, 30) and not _red(crop, 169, 130)
+        # a crop of a frame whose every box was removed is none, named; a frame never corrected too
+        removed_sighting = gone.json()["sighting_id"]
+        no_crop = operator.get(f"/api/cases/{removed_id}/sightings/{removed_sighting}/corrected?view=crop")
+        assert no_crop.status_code == 404 and "no box left" in no_crop.text, no_crop.text
+        assert operator.get(f"/api/cases/{case_id}/sightings/{removed_sighting}/corrected").status_code == 404
+        assert operator.get(corrected + "?view=side").status_code == 422
+        # the evidence file is the one the device sent, byte for byte
+        assert hashlib.sha256(operator.get(f"/api/evidence/{raw_sha}").content).hexdigest() == raw_sha
+
+    with server.browser("operator") as page:
+        card = page.get("/review").text  # the oldest case first: the corrected one
+        assert f'data-case-id="{case_id}"' in card
+        found = re.search(r'<div class="frame" data-boxes="([^"]*)">\s*<img [^>]*class="flagged"', card)
+        assert found and _boxes(found.group(1)) == [CORRECTED], card[:2000]
+        assert f'src="{corrected}?view=crop&amp;v=' in card  # the crop cut around the corrected box
+        html = page.get(f"/cases/{case_id}").text
+        assert _flagged_boxes(html) == [CORRECTED]
+        assert f"{corrected}?view=frame&amp;v=" in html and f"{corrected}?view=crop&amp;v=" in html
+        assert _flagged_boxes(page.get(f"/cases/{removed_id}").text) == []  # removed: no box at all
+        assert f'src="{corrected}?view=crop&amp;v=' in page.get("/cases").text  # the list's thumbnail
+
+    with server.client("operator") as office:
+        for to in ("filed", "dispatched"):
+            moved = office.post(f"/api/cases/{case_id}/transitions", json={"to": to})
+            assert moved.status_code == 200, moved.text
+    with server.browser("ziyang") as team:
+        task = team.get(f"/tasks/{case_id}").text
+        assert _flagged_boxes(task) == [CORRECTED]
+        assert f'src="{corrected}?view=crop&amp;v=' in task and "fix-1c" not in task
+        assert f'src="{corrected}?view=crop&amp;v=' in team.get("/tasks").text
+        assert _picture(team, corrected + "?view=crop").shape[:2] == (260, 338)  # the team may see it
+    with server.client("hubin") as other_team:
+        assert other_team.get(corrected).status_code == 404  # not their case
+
+    settings = server.services.settings
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", settings.database_url)
+    capsys.readouterr()
+    assert main(["evidence", "verify"]) == 0, capsys.readouterr().out
+    assert "0 problem(s)" in capsys.readouterr().out
