@@ -559,3 +559,53 @@ def test_a_corrected_resend_that_places_nothing_files_its_own_case(
         assert len(gone["sightings_list"]) == 1, gone["sightings_list"]
         (new,) = [c for c in cases.values() if c["id"] != old["id"]]
         assert new["status"] == "pending_review" and new["first_seen"] == "2026-11-20T10:00:00Z", new
+
+
+def _long_track() -> bytes:
+    """A van's five-minute GPX track northwards through DEMO-QINGBO-03, a fix every 20 s from
+    01:00:00Z: lat 30.2630 + 0.00002 per second (about 2 m/s), lon 120.1500."""
+    points = "".join(
+        f'<trkpt lat="{30.2630 + 0.00002 * s:.5f}" lon="120.1500">'
+        f"<time>2026-11-20T01:{s // 60:02d}:{s % 60:02d}Z</time></trkpt>"
+        for s in range(0, 301, 20)
+    )
+    return (
+        '<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">'
+        f"<trk><trkseg>{points}</trkseg></trk></gpx>"
+    ).encode()
+
+
+def test_footage_without_a_start_time_in_a_longer_track_says_its_places_are_a_guess(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A crew's phone logs the track from the start of the shift and the dashcam clip (15 s) is sent
+    without a start time: its first frame is placed at the track's first fix. That guess placed every
+    frame, so the job was done without a word while its case sat 4 min of driving (about 490 m) from
+    where the van was; and the same footage sent again with its start time was the same job, the start
+    time dropped. Now the job says so, and the start time sent afterwards corrects the run."""
+    footage = still_video(tmp_path / "a.avi", 6)
+    files = {"file": ("a.avi", footage, "video/x-msvideo")}
+    with server.client("device") as device, server.client("operator") as op:
+        first = device.post("/api/uploads", files={**files, "track": ("shift.gpx", _long_track(), "")})
+        assert first.status_code == 201, first.text
+        job = wait_job(device, first.json()["id"])
+        assert job["status"] == "done", job
+        assert job["warning"] is not None, job
+        assert "without a start time" in job["warning"], job
+        span = "2026-11-20T09:00:00+08:00 .. 2026-11-20T09:05:00+08:00, 5 min for 15 s of footage"
+        assert span in job["warning"], job
+        assert "send the footage again with its start time" in job["warning"]
+        (guessed,) = op.get("/api/cases").json()["items"]
+        assert guessed["first_seen"] == "2026-11-20T01:00:00Z", guessed
+        assert guessed["position"] == {"lat": pytest.approx(30.2631), "lon": pytest.approx(120.15)}
+
+        # the clip began at 09:04 local time: sent again with it, a new run places it there
+        again = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T09:04:00+08:00"})
+        assert again.status_code == 200 and again.json()["id"] != first.json()["id"], again.text
+        job = wait_job(device, again.json()["id"])
+        assert job["status"] == "done" and job["warning"] is None, job
+        (case,) = [c for c in op.get("/api/cases").json()["items"] if c["id"] != guessed["id"]]
+        assert case["first_seen"] == "2026-11-20T01:04:00Z", case
+        assert case["position"] == {"lat": pytest.approx(30.2679), "lon": pytest.approx(120.15)}
+        gone = op.get(f"/api/cases/{guessed['id']}").json()
+        assert gone["status"] == "rejected" and gone["reject_reason"] == "duplicate", gone
