@@ -388,7 +388,10 @@ def detect_footage(
         gps = track
     elif track is not None:
         gps = load_track(track, tz=ZoneInfo(camera.timezone))  # CSV times without an offset: camera time
-    if gps is not None and camera.mounting is not None:  # ground positions need a sane track
+    if gps is not None:
+        # a GPS jump (a receiver's stale or 0, 0 fix, multipath between tall buildings) would place the
+        # frames around it on the line to it, the incidents there kilometres off, a camera with a mounting
+        # or without; the grid map and the coverage leave them out too
         gps = gps.without_jumps()
     fences = load_geofences(config.geofences) if config.geofences is not None else None
     reads_plates = any(rule.read_plate for rule in config.categories.values())

@@ -77,7 +77,7 @@ def measure_track_fit(
     from streams import open_source
     from streams.gps import load_track
 
-    gps = load_track(track, tz=tz)
+    gps = load_track(track, tz=tz).without_jumps()  # as the pipeline reads it
     source = open_source(footage)
     try:
         duration_s, native_fps = source.info.duration_s, source.info.fps
