@@ -378,7 +378,9 @@ def detect_footage(
     live stream's ids are salted with the session's start instead.
     notes: where the caveats a user should see go, once the incidents are all out: a video file whose
     decoding stopped before the end its container states (cut short, damaged), so that its later part
-    was never analysed (FootageRun keeps them for the worker and runners).
+    was never analysed, and incidents of a file that nothing dated (no start time, no GPS track, no
+    image times), which a service dates when it files them (FootageRun keeps them for the worker and
+    runners).
     """
     from streams import open_source, prefetch
 
@@ -449,14 +451,27 @@ def detect_footage(
                     return
 
         threading.Thread(target=watch, name="gridpatrol-source-stop", daemon=True).start()
+    undated: set[str] = set()  # ids of incidents with no wall-clock time: nothing dated their frames
     try:
-        yield from pipeline.process(frames())
+        for incident in pipeline.process(frames()):
+            if incident.first_seen_wall is None:
+                undated.add(incident.id)
+            yield incident
         if source.stopped_early is not None and source.info.kind != "live":
             note = (
                 f"the footage was analysed only in part ({source.info.name}: {source.stopped_early}); "
                 "nothing after that point was looked at"
             )
             log.warning("%s", note)
+            if notes is not None:
+                notes.append(note)
+        if undated and source.info.kind != "live":
+            note = (
+                "the footage came without a start time and nothing dates its frames (no GPS track): "
+                f"its {len(undated)} incident(s) have no time of their own and are dated when they are "
+                "filed; send the footage again with its start time"
+            )
+            log.warning("%s: %s", source.info.name, note)
             if notes is not None:
                 notes.append(note)
     finally:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from api.cli.main import main
 from api.storage.models import Job, ReviewLabel, Upload
-from detect.pipeline import detect_footage
+from detect.pipeline import FootageRun, detect_footage
 from detect.values import Detection
 from tests.api.api_testkit import LiveServer, upload_with_track, wait_job
 from tests.detect.rule_fixtures import make_config
@@ -76,8 +76,14 @@ class IdentityTracker:
 
 
 def pipeline(input: Any, config: Any, **kwargs: Any) -> Any:
-    """detect_footage with the fakes; a new detector per job (its frame count starts again)."""
-    return detect_footage(input, config, detector=SurestAtFive(), tracker=IdentityTracker(), **kwargs)
+    """detect_footage with the fakes, keeping its notes as the worker's does; a new detector per job
+    (its frame count starts again)."""
+    detector = SurestAtFive()
+    return FootageRun(
+        lambda notes: detect_footage(
+            input, config, detector=detector, tracker=IdentityTracker(), notes=notes, **kwargs
+        )
+    )
 
 
 def worker_server(  # type: ignore[no-untyped-def]
@@ -609,3 +615,33 @@ def test_footage_without_a_start_time_in_a_longer_track_says_its_places_are_a_gu
         assert case["position"] == {"lat": pytest.approx(30.2679), "lon": pytest.approx(120.15)}
         gone = op.get(f"/api/cases/{guessed['id']}").json()
         assert gone["status"] == "rejected" and gone["reject_reason"] == "duplicate", gone
+
+
+def test_footage_that_nothing_dates_says_its_cases_are_dated_when_filed(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A clip sent from the upload page without a start time or a GPS track: its case was dated when
+    the job filed it, hours after the crew recorded it maybe, and the job said nothing. Now its
+    warning says so, and the footage sent again with its start time is run again, dated by it."""
+    footage = still_video(tmp_path / "a.avi", 7)
+    files = {"file": ("a.avi", footage, "video/x-msvideo")}
+    with server.client("device") as device, server.client("operator") as op:
+        first = device.post("/api/uploads", files=files)
+        assert first.status_code == 201, first.text
+        job = wait_job(device, first.json()["id"])
+        assert job["status"] == "done" and job["incidents"] == 1, job
+        assert job["warning"] is not None, job
+        assert "without a start time and nothing dates its frames" in job["warning"], job
+        assert (
+            "its 1 incident(s) have no time of their own and are dated when they are filed"
+            in (job["warning"])
+        )
+        (filed,) = op.get("/api/cases").json()["items"]
+        assert not filed["first_seen"].startswith("2026-11-20"), filed
+
+        again = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T09:00:00+08:00"})
+        assert again.status_code == 200 and again.json()["id"] != first.json()["id"], again.text
+        job = wait_job(device, again.json()["id"])
+        assert job["status"] == "done" and job["warning"] is None, job
+        (case,) = [c for c in op.get("/api/cases").json()["items"] if c["id"] != filed["id"]]
+        assert case["first_seen"] == "2026-11-20T01:00:00Z", case
