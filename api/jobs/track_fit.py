@@ -8,10 +8,11 @@ same alignment: frame k of the analysed frames is at start_time + k / fps (or, w
 the track's first fix + k / fps), placed where `GpsTrack.position_at` gives a position. A share under
 `WARN_BELOW` becomes the job's warning, naming both time spans so that an offset shows; a track that
 placed no frame at all lets the footage be sent again with a corrected start time or track
-(api.jobs.uploads). Footage sent without a start time is placed at the track's first fix, a guess that
-places every frame of it whatever the truth: where the track runs longer than the footage (a logger
-started before the camera, as a crew's phone app is), the job says so, for the footage may have begun
-anywhere in it; it may then be sent again with its start time. What the track's reader set aside
+(api.jobs.uploads). Footage sent without a start time is placed at the track's first fix, a guess
+that places the frames whatever the truth: where the track runs longer than the footage (a logger
+started before the camera, as a crew's phone app is) the footage may have begun anywhere in it, and
+where it runs shorter (a logger started after the camera) the footage may have begun before it; the
+job then says so, and the footage may be sent again with its start time. What the track's reader set aside
 (GpsTrack.notes: a heading column that is no degrees or a speed column that is no speed, ignored) joins
 the warning, so the crew that sent the track learns of it, also when the footage's length is not known
 and nothing else is measured.
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 
 WARN_BELOW = 0.5  # the share of frames placed under which the job says so
 MAX_SAMPLES = 20_000  # an hour at 5 fps; longer footage is sampled evenly
-# Footage without a start time in a track longer than it by more than this may have begun anywhere in
-# it: the job says that its places are a guess (streams.gps.DEFAULT_TOLERANCE_S, a fix's reach in time).
+# Footage without a start time whose length and its track's differ by more than this was placed on the
+# track by a guess, which the job says (streams.gps.DEFAULT_TOLERANCE_S, a fix's reach in time).
 GUESS_SLACK_S = 5.0
 
 
@@ -93,7 +94,7 @@ def measure_track_fit(
     samples = range(0, frames, step)
     covered = sum(gps.position_at(first + timedelta(seconds=k / fps)) is not None for k in samples)
     share = covered / len(samples)
-    if start_time is None and gps.duration_s - duration_s > GUESS_SLACK_S:
+    if start_time is None and abs(gps.duration_s - duration_s) > GUESS_SLACK_S:
         notes.append(
             "the footage came without a start time, so its first frame was taken to be the GPS track's "
             f"first fix: the track runs {_span(gps.start, gps.end, tz)}, {_length(gps.duration_s)} for "

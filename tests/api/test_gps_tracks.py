@@ -616,6 +616,23 @@ def test_footage_without_a_start_time_in_a_longer_track_says_its_places_are_a_gu
         gone = op.get(f"/api/cases/{guessed['id']}").json()
         assert gone["status"] == "rejected" and gone["reject_reason"] == "duplicate", gone
 
+        # a logger started after the camera: a track of 6 s for the 15 s clip is a guess too (it
+        # places 11 of the 15 frames, over the half under which the job said so)
+        short = b"".join(_long_track().split(b"</trkpt>", 1)[:1]) + (
+            b'</trkpt><trkpt lat="30.26301" lon="120.1500"><time>2026-11-20T01:00:06Z</time></trkpt>'
+            b"</trkseg></trk></gpx>"
+        )
+        late = device.post(
+            "/api/uploads",
+            files={"file": ("b.avi", still_video(tmp_path / "b.avi", 8), ""), "track": ("b.gpx", short, "")},
+        )
+        job = wait_job(device, late.json()["id"])
+        assert job["status"] == "done" and "without a start time" in (job["warning"] or ""), job
+        assert (
+            "2026-11-20T09:00:00+08:00 .. 2026-11-20T09:00:06+08:00, 6 s for 15 s of footage"
+            in (job["warning"])
+        )
+
 
 def test_footage_that_nothing_dates_says_its_cases_are_dated_when_filed(
     server: LiveServer, tmp_path: Path
