@@ -662,3 +662,22 @@ def test_footage_that_nothing_dates_says_its_cases_are_dated_when_filed(
         assert job["status"] == "done" and job["warning"] is None, job
         (case,) = [c for c in op.get("/api/cases").json()["items"] if c["id"] != filed["id"]]
         assert case["first_seen"] == "2026-11-20T01:00:00Z", case
+
+
+def test_an_incident_the_track_does_not_cover_is_named_on_the_job(server: LiveServer, tmp_path: Path) -> None:
+    """The crew's logger got its first fix 11 s after the dashcam started: the track placed 9 of the
+    clip's 15 frames, over the half under which the job says so, but not the evidence frame (6 s before
+    the first fix). Its case had no position, no grid cell, and the job said nothing of why."""
+    with server.client("device") as device, server.client("operator") as op:
+        sent = upload_with_track(
+            device, still_video(tmp_path / "a.avi", 9), GPX_PART, "2026-11-20T08:59:49+08:00"
+        )
+        job = wait_job(device, sent.json()["id"])
+        assert job["status"] == "done" and job["warning"] is not None, job
+        assert job["warning"] == (
+            "1 incident(s) have no position: the GPS track (2026-11-20T09:00:00+08:00 .. "
+            "2026-11-20T09:00:20+08:00) does not cover their evidence frames (before its first fix, after "
+            "its last, or in a gap over 30 s)"
+        )
+        (case,) = op.get("/api/cases").json()["items"]
+        assert case["position"] is None and case["unassigned"] is True, case
