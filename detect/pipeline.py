@@ -31,7 +31,7 @@ from detect.plates import Plate
 from detect.rules import RuleEngine, Violation
 from detect.values import Box, Detection, Incident
 from streams.frame import Frame, GeoPoint
-from streams.gps import GpsTrack, load_track, with_track_positions
+from streams.gps import DEFAULT_MAX_GAP_S, GpsTrack, load_track, with_track_positions
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,10 @@ def detect_footage(
     live stream's ids are salted with the session's start instead.
     notes: where the caveats a user should see go, once the incidents are all out: a video file whose
     decoding stopped before the end its container states (cut short, damaged), so that its later part
-    was never analysed (FootageRun keeps them for the worker and runners).
+    was never analysed; incidents with no position because the GPS track, which placed other frames,
+    does not reach their evidence frames; and incidents of a file that nothing dated (no start time, no
+    GPS track, no image times), which a service dates when it files them (FootageRun keeps them for the
+    worker and runners).
     """
     from streams import open_source, prefetch
 
@@ -388,7 +391,10 @@ def detect_footage(
         gps = track
     elif track is not None:
         gps = load_track(track, tz=ZoneInfo(camera.timezone))  # CSV times without an offset: camera time
-    if gps is not None and camera.mounting is not None:  # ground positions need a sane track
+    if gps is not None:
+        # a GPS jump (a receiver's stale or 0, 0 fix, multipath between tall buildings) would place the
+        # frames around it on the line to it, the incidents there kilometres off, a camera with a mounting
+        # or without; the grid map and the coverage leave them out too
         gps = gps.without_jumps()
     fences = load_geofences(config.geofences) if config.geofences is not None else None
     reads_plates = any(rule.read_plate for rule in config.categories.values())
@@ -423,8 +429,12 @@ def detect_footage(
     if gps is not None:
         decoded = with_track_positions(decoded, gps, local_tz=ZoneInfo(camera.timezone))
 
+    placed = False  # a frame had a position (the track's, where the camera has none)
+
     def frames() -> Iterator[Frame]:
+        nonlocal placed
         for frame in decoded:
+            placed = placed or frame.position is not None
             yield frame
             # called after the pipeline has taken the previous frame
             elapsed = max(1e-9, time.perf_counter() - started)
@@ -446,14 +456,42 @@ def detect_footage(
                     return
 
         threading.Thread(target=watch, name="gridpatrol-source-stop", daemon=True).start()
+    undated: set[str] = set()  # ids of incidents with no wall-clock time: nothing dated their frames
+    unplaced: set[str] = set()  # ids of incidents with no position though a track came: it missed them
     try:
-        yield from pipeline.process(frames())
+        for incident in pipeline.process(frames()):
+            if incident.first_seen_wall is None:
+                undated.add(incident.id)
+            if gps is not None and incident.position is None:
+                unplaced.add(incident.id)
+            yield incident
         if source.stopped_early is not None and source.info.kind != "live":
             note = (
                 f"the footage was analysed only in part ({source.info.name}: {source.stopped_early}); "
                 "nothing after that point was looked at"
             )
             log.warning("%s", note)
+            if notes is not None:
+                notes.append(note)
+        # (a track that placed no frame at all: the service's track fit says so, naming both spans)
+        if unplaced and gps is not None and placed:
+            zone = ZoneInfo(camera.timezone)
+            span = " .. ".join(t.astimezone(zone).isoformat(timespec="seconds") for t in (gps.start, gps.end))
+            note = (
+                f"{len(unplaced)} incident(s) have no position: the GPS track ({span}) does not cover their "
+                f"evidence frames (before its first fix, after its last, or in a gap over "
+                f"{DEFAULT_MAX_GAP_S:.0f} s)"
+            )
+            log.warning("%s: %s", source.info.name, note)
+            if notes is not None:
+                notes.append(note)
+        if undated and source.info.kind != "live":
+            note = (
+                "the footage came without a start time and nothing dates its frames (no GPS track): "
+                f"its {len(undated)} incident(s) have no time of their own and are dated when they are "
+                "filed; send the footage again with its start time"
+            )
+            log.warning("%s: %s", source.info.name, note)
             if notes is not None:
                 notes.append(note)
     finally:

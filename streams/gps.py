@@ -834,6 +834,10 @@ SPEED_UNITS_TO_MPS = {"m/s": 1.0, "km/h": 1 / 3.6}
 HEADING_COLUMNS = ("heading", "course", "bearing")
 # Unix seconds beyond this (year 5138) are surely milliseconds or microseconds: refused, not guessed.
 _MAX_UNIX_S = 1e11
+# Unix seconds before this (2000-01-01T00:00:00Z) are surely something else: seconds from the start of
+# a recording (0, 1, 2 ...) or a time of day written hhmmss (080000): read as Unix seconds they would
+# date the footage aligned on the track, and its cases, in 1970. Refused, not guessed.
+_MIN_UNIX_S = 946_684_800
 
 
 def _csv_rows(reader: Any, name: str) -> Iterator[list[str]]:
@@ -853,8 +857,8 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     """Fixes from CSV text with a header row (comma, semicolon or tab separated).
 
     Columns, matched case-insensitively: time (`time`, `timestamp`, `datetime`, `utc`: ISO 8601 with
-    or without an offset, or Unix seconds), latitude (`lat`, `latitude`), longitude (`lon`, `lng`,
-    `long`, `longitude`) in WGS84 degrees; optional speed (`speed`/`speed_mps` in m/s,
+    or without an offset, or Unix seconds from 2000 on), latitude (`lat`, `latitude`), longitude (`lon`,
+    `lng`, `long`, `longitude`) in WGS84 degrees; optional speed (`speed`/`speed_mps` in m/s,
     `speed_kmh`/`speed_kph`) and heading (`heading`, `course`, `bearing`, degrees). Times without an
     offset are in `tz` (default UTC). Rows with an empty latitude and longitude (no fix) are skipped;
     a heading column with a value that is no heading (text, beyond one turn) or a speed column with one
@@ -961,6 +965,14 @@ def _csv_time(text: str, tz: tzinfo, name: str, line: int) -> datetime:
             raise TrackError(name, f"line {line}: time {text} is not Unix seconds (milliseconds?)")
         if not 0 <= seconds < (_END - _EPOCH).total_seconds():
             raise TrackError(name, f"line {line}: time {text} is outside {_EPOCH.year}..{_END.year - 1}")
+        if seconds < _MIN_UNIX_S:
+            as_unix = (_EPOCH + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+            raise TrackError(
+                name,
+                f"line {line}: time {text} as Unix seconds is {as_unix}, no time of a patrol (seconds from "
+                "the recording's start, or a time of day hhmmss?); write ISO 8601 times "
+                "(2026-11-20T09:00:00+08:00) or Unix seconds",
+            )
         return _EPOCH + timedelta(seconds=seconds)
     when = _parse_iso(text, tz, name, f"line {line}")
     if when is None:

@@ -8,9 +8,14 @@ same alignment: frame k of the analysed frames is at start_time + k / fps (or, w
 the track's first fix + k / fps), placed where `GpsTrack.position_at` gives a position. A share under
 `WARN_BELOW` becomes the job's warning, naming both time spans so that an offset shows; a track that
 placed no frame at all lets the footage be sent again with a corrected start time or track
-(api.jobs.uploads). What the track's reader set aside (GpsTrack.notes: a heading column that is no
-degrees or a speed column that is no speed, ignored) joins the warning, so the crew that sent the track
-learns of it, also when the footage's length is not known and nothing else is measured.
+(api.jobs.uploads). Footage sent without a start time is placed at the track's first fix, a guess
+that places the frames whatever the truth: where the track runs longer than the footage (a logger
+started before the camera, as a crew's phone app is) the footage may have begun anywhere in it, and
+where it runs shorter (a logger started after the camera) the footage may have begun before it; the
+job then says so, and the footage may be sent again with its start time. What the track's reader set aside
+(GpsTrack.notes: a heading column that is no degrees or a speed column that is no speed, ignored) joins
+the warning, so the crew that sent the track learns of it, also when the footage's length is not known
+and nothing else is measured.
 
 streams is imported inside `measure_track_fit` only, as the worker imports it.
 """
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 
 WARN_BELOW = 0.5  # the share of frames placed under which the job says so
 MAX_SAMPLES = 20_000  # an hour at 5 fps; longer footage is sampled evenly
+# Footage without a start time whose length and its track's differ by more than this was placed on the
+# track by a guess, which the job says (streams.gps.DEFAULT_TOLERANCE_S, a fix's reach in time).
+GUESS_SLACK_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,10 @@ def _span(start: datetime, end: datetime, tz: tzinfo) -> str:
     return f"{a.isoformat(timespec='seconds')} .. {b.isoformat(timespec='seconds')}"
 
 
+def _length(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def measure_track_fit(
     *,
     track: Path,
@@ -66,7 +78,7 @@ def measure_track_fit(
     from streams import open_source
     from streams.gps import load_track
 
-    gps = load_track(track, tz=tz)
+    gps = load_track(track, tz=tz).without_jumps()  # as the pipeline reads it
     source = open_source(footage)
     try:
         duration_s, native_fps = source.info.duration_s, source.info.fps
@@ -82,6 +94,13 @@ def measure_track_fit(
     samples = range(0, frames, step)
     covered = sum(gps.position_at(first + timedelta(seconds=k / fps)) is not None for k in samples)
     share = covered / len(samples)
+    if start_time is None and abs(gps.duration_s - duration_s) > GUESS_SLACK_S:
+        notes.append(
+            "the footage came without a start time, so its first frame was taken to be the GPS track's "
+            f"first fix: the track runs {_span(gps.start, gps.end, tz)}, {_length(gps.duration_s)} for "
+            f"{_length(duration_s)} of footage; unless the recording began when the track did, its "
+            "incidents' places and times are wrong: send the footage again with its start time"
+        )
     if share >= WARN_BELOW:
         return TrackFit(covered, len(samples), "; ".join(notes) or None)
     footage_end = first + timedelta(seconds=duration_s)

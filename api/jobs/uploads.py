@@ -350,8 +350,9 @@ def register_upload(
 
     A start_time without a UTC offset is read in the camera's time zone (`camera_zone`; without one,
     such a start_time is refused). A resend may correct the camera, the start time and the GPS track
-    of an upload whose job failed, or whose track placed none of the footage's frames; such a
-    correction raises the upload's `revision` (its new job's incidents get ids of their own)."""
+    of an upload whose job failed, or whose track placed none of the footage's frames, and give the
+    start time of footage first sent without one; such a correction raises the upload's `revision` (its
+    new job's incidents get ids of their own)."""
     footage = form.files.get("file")
     if footage is None:
         raise UploadError("file", "the footage file is required")
@@ -417,7 +418,10 @@ def register_upload(
                 "sending the footage again only after its job failed (or its track placed no frame)",
                 409,
             )
-        corrected = unplaced and (new_track or bool(changed))
+        # a done job of footage sent without a start time: its frames were placed at its track's first
+        # fix (api.jobs.track_fit), or dated when received, a guess that the start time sent now corrects
+        undated = job is not None and job.status == JobStatus.DONE and existing.start_time is None
+        corrected = (unplaced and (new_track or bool(changed))) or (undated and "start_time" in changed)
         if failed or corrected:  # a resend after a failed job corrects what it was sent with
             for name, value in changed.items():
                 setattr(existing, name, value)

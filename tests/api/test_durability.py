@@ -206,7 +206,7 @@ def test_an_upload_is_on_disk_before_it_is_answered(
             "/api/uploads",
             files={
                 "file": ("patrol.mp4", footage("durable"), "video/mp4"),
-                "track": ("t.csv", b"time,lat,lon\n0,30.2741,120.1551\n", "text/csv"),
+                "track": ("t.csv", b"time,lat,lon\n2026-11-20T01:00:00Z,30.2741,120.1551\n", "text/csv"),
             },
         )
         assert r.status_code == 201, r.text

@@ -33,7 +33,11 @@ def test_footage_cut_short_is_done_with_a_warning_naming_it(server: LiveServer, 
     cut = whole[: len(whole) // 2]
     with server.client("device") as device:
         receipts = [
-            device.post("/api/uploads", files={"file": (name, data, "video/x-msvideo")})
+            device.post(
+                "/api/uploads",
+                files={"file": (name, data, "video/x-msvideo")},
+                data={"start_time": "2026-11-20T01:00:00Z"},  # dated: no note on that
+            )
             for name, data in (("whole.avi", whole), ("patrol-0812.avi", cut))
         ]
         assert [r.status_code for r in receipts] == [201, 201], receipts

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from api.cli.main import main
 from api.storage.models import Job, ReviewLabel, Upload
-from detect.pipeline import detect_footage
+from detect.pipeline import FootageRun, detect_footage
 from detect.values import Detection
 from tests.api.api_testkit import LiveServer, upload_with_track, wait_job
 from tests.detect.rule_fixtures import make_config
@@ -76,8 +76,14 @@ class IdentityTracker:
 
 
 def pipeline(input: Any, config: Any, **kwargs: Any) -> Any:
-    """detect_footage with the fakes; a new detector per job (its frame count starts again)."""
-    return detect_footage(input, config, detector=SurestAtFive(), tracker=IdentityTracker(), **kwargs)
+    """detect_footage with the fakes, keeping its notes as the worker's does; a new detector per job
+    (its frame count starts again)."""
+    detector = SurestAtFive()
+    return FootageRun(
+        lambda notes: detect_footage(
+            input, config, detector=detector, tracker=IdentityTracker(), notes=notes, **kwargs
+        )
+    )
 
 
 def worker_server(  # type: ignore[no-untyped-def]
@@ -559,3 +565,119 @@ def test_a_corrected_resend_that_places_nothing_files_its_own_case(
         assert len(gone["sightings_list"]) == 1, gone["sightings_list"]
         (new,) = [c for c in cases.values() if c["id"] != old["id"]]
         assert new["status"] == "pending_review" and new["first_seen"] == "2026-11-20T10:00:00Z", new
+
+
+def _long_track() -> bytes:
+    """A van's five-minute GPX track northwards through DEMO-QINGBO-03, a fix every 20 s from
+    01:00:00Z: lat 30.2630 + 0.00002 per second (about 2 m/s), lon 120.1500."""
+    points = "".join(
+        f'<trkpt lat="{30.2630 + 0.00002 * s:.5f}" lon="120.1500">'
+        f"<time>2026-11-20T01:{s // 60:02d}:{s % 60:02d}Z</time></trkpt>"
+        for s in range(0, 301, 20)
+    )
+    return (
+        '<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">'
+        f"<trk><trkseg>{points}</trkseg></trk></gpx>"
+    ).encode()
+
+
+def test_footage_without_a_start_time_in_a_longer_track_says_its_places_are_a_guess(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A crew's phone logs the track from the start of the shift and the dashcam clip (15 s) is sent
+    without a start time: its first frame is placed at the track's first fix. That guess placed every
+    frame, so the job was done without a word while its case sat 4 min of driving (about 490 m) from
+    where the van was; and the same footage sent again with its start time was the same job, the start
+    time dropped. Now the job says so, and the start time sent afterwards corrects the run."""
+    footage = still_video(tmp_path / "a.avi", 6)
+    files = {"file": ("a.avi", footage, "video/x-msvideo")}
+    with server.client("device") as device, server.client("operator") as op:
+        first = device.post("/api/uploads", files={**files, "track": ("shift.gpx", _long_track(), "")})
+        assert first.status_code == 201, first.text
+        job = wait_job(device, first.json()["id"])
+        assert job["status"] == "done", job
+        assert job["warning"] is not None, job
+        assert "without a start time" in job["warning"], job
+        span = "2026-11-20T09:00:00+08:00 .. 2026-11-20T09:05:00+08:00, 5 min for 15 s of footage"
+        assert span in job["warning"], job
+        assert "send the footage again with its start time" in job["warning"]
+        (guessed,) = op.get("/api/cases").json()["items"]
+        assert guessed["first_seen"] == "2026-11-20T01:00:00Z", guessed
+        assert guessed["position"] == {"lat": pytest.approx(30.2631), "lon": pytest.approx(120.15)}
+
+        # the clip began at 09:04 local time: sent again with it, a new run places it there
+        again = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T09:04:00+08:00"})
+        assert again.status_code == 200 and again.json()["id"] != first.json()["id"], again.text
+        job = wait_job(device, again.json()["id"])
+        assert job["status"] == "done" and job["warning"] is None, job
+        (case,) = [c for c in op.get("/api/cases").json()["items"] if c["id"] != guessed["id"]]
+        assert case["first_seen"] == "2026-11-20T01:04:00Z", case
+        assert case["position"] == {"lat": pytest.approx(30.2679), "lon": pytest.approx(120.15)}
+        gone = op.get(f"/api/cases/{guessed['id']}").json()
+        assert gone["status"] == "rejected" and gone["reject_reason"] == "duplicate", gone
+
+        # a logger started after the camera: a track of 6 s for the 15 s clip is a guess too (it
+        # places 11 of the 15 frames, over the half under which the job said so)
+        short = b"".join(_long_track().split(b"</trkpt>", 1)[:1]) + (
+            b'</trkpt><trkpt lat="30.26301" lon="120.1500"><time>2026-11-20T01:00:06Z</time></trkpt>'
+            b"</trkseg></trk></gpx>"
+        )
+        late = device.post(
+            "/api/uploads",
+            files={"file": ("b.avi", still_video(tmp_path / "b.avi", 8), ""), "track": ("b.gpx", short, "")},
+        )
+        job = wait_job(device, late.json()["id"])
+        assert job["status"] == "done" and "without a start time" in (job["warning"] or ""), job
+        assert (
+            "2026-11-20T09:00:00+08:00 .. 2026-11-20T09:00:06+08:00, 6 s for 15 s of footage"
+            in (job["warning"])
+        )
+
+
+def test_footage_that_nothing_dates_says_its_cases_are_dated_when_filed(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A clip sent from the upload page without a start time or a GPS track: its case was dated when
+    the job filed it, hours after the crew recorded it maybe, and the job said nothing. Now its
+    warning says so, and the footage sent again with its start time is run again, dated by it."""
+    footage = still_video(tmp_path / "a.avi", 7)
+    files = {"file": ("a.avi", footage, "video/x-msvideo")}
+    with server.client("device") as device, server.client("operator") as op:
+        first = device.post("/api/uploads", files=files)
+        assert first.status_code == 201, first.text
+        job = wait_job(device, first.json()["id"])
+        assert job["status"] == "done" and job["incidents"] == 1, job
+        assert job["warning"] is not None, job
+        assert "without a start time and nothing dates its frames" in job["warning"], job
+        assert (
+            "its 1 incident(s) have no time of their own and are dated when they are filed"
+            in (job["warning"])
+        )
+        (filed,) = op.get("/api/cases").json()["items"]
+        assert not filed["first_seen"].startswith("2026-11-20"), filed
+
+        again = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T09:00:00+08:00"})
+        assert again.status_code == 200 and again.json()["id"] != first.json()["id"], again.text
+        job = wait_job(device, again.json()["id"])
+        assert job["status"] == "done" and job["warning"] is None, job
+        (case,) = [c for c in op.get("/api/cases").json()["items"] if c["id"] != filed["id"]]
+        assert case["first_seen"] == "2026-11-20T01:00:00Z", case
+
+
+def test_an_incident_the_track_does_not_cover_is_named_on_the_job(server: LiveServer, tmp_path: Path) -> None:
+    """The crew's logger got its first fix 11 s after the dashcam started: the track placed 9 of the
+    clip's 15 frames, over the half under which the job says so, but not the evidence frame (6 s before
+    the first fix). Its case had no position, no grid cell, and the job said nothing of why."""
+    with server.client("device") as device, server.client("operator") as op:
+        sent = upload_with_track(
+            device, still_video(tmp_path / "a.avi", 9), GPX_PART, "2026-11-20T08:59:49+08:00"
+        )
+        job = wait_job(device, sent.json()["id"])
+        assert job["status"] == "done" and job["warning"] is not None, job
+        assert job["warning"] == (
+            "1 incident(s) have no position: the GPS track (2026-11-20T09:00:00+08:00 .. "
+            "2026-11-20T09:00:20+08:00) does not cover their evidence frames (before its first fix, after "
+            "its last, or in a gap over 30 s)"
+        )
+        (case,) = op.get("/api/cases").json()["items"]
+        assert case["position"] is None and case["unassigned"] is True, case

@@ -84,7 +84,7 @@ def server(make_server, sqlite_url: str) -> LiveServer:  # type: ignore[no-untyp
 
 def test_upload_runs_a_job_into_cases(server: LiveServer) -> None:
     video = footage("good")
-    track = b"time,lat,lon\n0,30.2741,120.1551\n"
+    track = b"time,lat,lon\n2026-11-20T01:00:00Z,30.2741,120.1551\n"
     with server.client("device") as device, server.client("admin") as admin:
         r = device.post(
             "/api/uploads",

@@ -152,11 +152,12 @@ def test_emit_open_yields_fired_then_final_with_same_id(tmp_path):
 # --- footage with a GPS track: detect_footage over a still image folder ---
 
 T0 = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+# a van at 22 m/s, then 10 m/s (a track faster than a car drives would be GPS jumps, left out)
 TRACK_GPX = """<?xml version="1.0" encoding="UTF-8"?>
 <gpx version="1.1" creator="test" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>
   <trkpt lat="30.2600" lon="120.1400"><time>2026-11-20T01:00:00Z</time></trkpt>
-  <trkpt lat="30.2700" lon="120.1600"><time>2026-11-20T01:00:10Z</time></trkpt>
-  <trkpt lat="30.2700" lon="120.1700"><time>2026-11-20T01:00:20Z</time></trkpt>
+  <trkpt lat="30.2610" lon="120.1420"><time>2026-11-20T01:00:10Z</time></trkpt>
+  <trkpt lat="30.2610" lon="120.1430"><time>2026-11-20T01:00:20Z</time></trkpt>
 </trkseg></trk></gpx>
 """
 
@@ -197,7 +198,22 @@ def test_track_gives_the_incident_the_position_at_its_evidence_frame(tmp_path):
     start = datetime(2026, 11, 20, 9, 0, 2, tzinfo=timezone(timedelta(hours=8)))
     (inc,) = detect_with_track(tmp_path, gpx, start_time=start)
     assert inc.best_ts == 7 and inc.first_seen_wall == start
-    assert inc.position == (pytest.approx(30.269), pytest.approx(120.158))
+    assert inc.position == (pytest.approx(30.2609), pytest.approx(120.1418))
+
+
+def test_a_gps_jump_does_not_place_the_incident_of_a_camera_without_a_mounting(tmp_path):
+    """A phone's receiver writes one fix at 0, 0 mid-track (or kilometres off: multipath between tall
+    buildings). The track of a camera without a mounting (the default site's patrol dashcam) was read
+    with it: the evidence frame, a second after it, was placed half-way to the Gulf of Guinea. It is
+    left out as for a mounted camera, and the frame placed between the true fixes around it."""
+    assert make_config().cameras[0].mounting is None
+    jumped = TRACK_GPX.replace(
+        "</trkpt>\n", '</trkpt>\n  <trkpt lat="0" lon="0"><time>2026-11-20T01:00:08Z</time></trkpt>\n', 1
+    )
+    gpx = tmp_path / "patrol.gpx"
+    gpx.write_text(jumped)
+    (inc,) = detect_with_track(tmp_path, gpx, start_time=T0 + timedelta(seconds=2))
+    assert inc.position == (pytest.approx(30.2609), pytest.approx(120.1418))  # 9 s: between 0 s and 10 s
 
 
 def test_a_start_time_in_utc_gives_times_at_the_cameras_local_offset(tmp_path):
@@ -217,14 +233,14 @@ def test_a_start_time_in_utc_gives_times_at_the_cameras_local_offset(tmp_path):
 def test_csv_track_times_without_an_offset_are_the_cameras_local_time(tmp_path):
     csv = tmp_path / "patrol.csv"  # TRACK_GPX's fixes, written in Asia/Shanghai time without an offset
     csv.write_text(
-        "time,lat,lon\n2026-11-20 09:00:00,30.2600,120.1400\n2026-11-20 09:00:10,30.2700,120.1600\n"
-        "2026-11-20 09:00:20,30.2700,120.1700\n"
+        "time,lat,lon\n2026-11-20 09:00:00,30.2600,120.1400\n2026-11-20 09:00:10,30.2610,120.1420\n"
+        "2026-11-20 09:00:20,30.2610,120.1430\n"
     )
     assert make_config().cameras[0].timezone == "Asia/Shanghai"
     (inc,) = detect_with_track(tmp_path, csv, start_time=T0 + timedelta(seconds=2))
     assert inc.position == (
-        pytest.approx(30.269),
-        pytest.approx(120.158),
+        pytest.approx(30.2609),
+        pytest.approx(120.1418),
     )  # read as UTC: 8 h off, no position
 
 
@@ -235,7 +251,7 @@ def test_track_without_start_time_is_aligned_with_its_first_fix(tmp_path):
     gpx.write_text(TRACK_GPX)
     (inc,) = detect_with_track(tmp_path, load_track(gpx))
     assert inc.first_seen_wall == T0 and inc.last_seen_wall == T0 + timedelta(seconds=14)
-    assert inc.position == (pytest.approx(30.267), pytest.approx(120.154))
+    assert inc.position == (pytest.approx(30.2607), pytest.approx(120.1414))
 
 
 def test_where_the_track_says_nothing_the_cameras_configured_position_stays(tmp_path):

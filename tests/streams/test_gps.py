@@ -222,6 +222,13 @@ def test_csv_zone_less_times_in_the_given_zone(tmp_path: Path) -> None:
         ("time,lat,lon\nnoon,30.2,120.1\n", "line 2: time 'noon' is neither ISO 8601 nor Unix seconds"),
         ("time,lat,lon\n2026-11-20,30.2,120.1\n", "line 2: time '2026-11-20' is a day without a time of day"),
         ("time,lat,lon\n1795136400000,30.2,120.1\n", r"line 2: time 1795136400000 is not Unix seconds"),
+        # seconds from the recording's start, a time of day hhmmss: read as Unix seconds, they dated the
+        # fixes (and footage aligned on them, and its cases) in 1970
+        (
+            "time,lat,lon\n0,30.2,120.1\n1,30.2001,120.1\n",
+            r"line 2: time 0 as Unix seconds is 1970-01-01T00:00:00Z, no time of a patrol \(seconds from",
+        ),
+        ("time,lat,lon\n080000,30.2,120.1\n", r"line 2: time 080000 as Unix seconds is 1970-01-01T22:13:20Z"),
         ("time,lat,lon\n,30.2,120.1\n", "line 2: no time"),
         ("when,lat,lon\n1,30.2,120.1\n", "line 1: the header has no time column"),
         ("\n\ntime,y,x\n1,30.2,120.1\n", "line 3: the header has no latitude column"),

@@ -15,6 +15,7 @@ from tests.streams.footage import (
     faststart_copy,
     matroska_with_lead_in,
     mp4_without_video,
+    rotated_copy,
     truncated_copy,
     write_image,
     write_video,
@@ -294,3 +295,17 @@ def test_mp4_with_only_audio_is_refused_as_holding_no_video(dashcam: Path, tmp_p
     cut = truncated_copy(dashcam, tmp_path / "patrol.avi", keep=0.9)
     with pytest.raises(SourceError, match="moov"):
         open_source(cut)
+
+
+@pytest.mark.parametrize(("degrees", "turns"), [(90, -1), (180, 2), (270, 1)])
+def test_a_phone_clip_s_rotation_is_applied(dashcam: Path, tmp_path: Path, degrees: int, turns: int) -> None:
+    """A phone held upright records landscape pictures with a display matrix (`rotate=90`): its frames,
+    their width and height are upright, each the landscape picture turned as the matrix says
+    (clockwise), so that detections, evidence images and their boxes are upright too."""
+    landscape = next(iter(open_source(dashcam))).image
+    source = open_source(rotated_copy(dashcam, tmp_path / f"phone-{degrees}.mp4", degrees))
+    upright = np.rot90(landscape, turns)
+    assert (source.info.width, source.info.height) == (upright.shape[1], upright.shape[0])
+    frame = next(iter(source))
+    source.close()
+    assert frame.image.shape == upright.shape and np.array_equal(frame.image, upright)
