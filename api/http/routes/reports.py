@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from api.accounts.accounts import Role
 from api.cases import period_report, stats
 from api.cases.grids import import_cells, parse_geojson
 from api.cases.reading import evidence_file
@@ -206,10 +207,17 @@ def get_coverage(
     """Which grid cells the patrols passed in the window, and when: each cell's latest passes (from
     the GPS tracks of uploads whose jobs are done), how many it has in all, the metres driven and the
     time spent in it; a page of cells (by id) at a time, as /api/cases pages its cases, `total` the
-    cells passed in the window."""
+    cells passed in the window. Enforcement users get their team's cells only (those the grid gives
+    the team now), as in their periodic report."""
     check_range(since, until)
     found = coverage.coverage(
-        session, since=since, until=until, page=page, per_page=per_page, passes_per_cell=passes_per_cell
+        session,
+        since=since,
+        until=until,
+        page=page,
+        per_page=per_page,
+        passes_per_cell=passes_per_cell,
+        team=principal.team if principal.role == Role.ENFORCEMENT else None,
     )
     return {
         "total": found.total,
