@@ -91,7 +91,13 @@ def get_stats(
 
 
 PeriodSince = Annotated[schemas.QueryTime, Query(description="the period's start (included)")]
-PeriodUntil = Annotated[schemas.QueryTime, Query(description="the period's end (not included)")]
+PeriodUntil = Annotated[
+    schemas.QueryTime,
+    Query(
+        description=f"the period's end (not included), at most {period_report.MAX_PERIOD_DAYS} days after "
+        "since (a longer period is a 422 naming until)"
+    ),
+]
 
 
 @router.get("/reports/period", response_model=schemas.PeriodReport)
@@ -103,7 +109,7 @@ def get_period_report(
     report stays the same), median and 90th-percentile times, and patrol coverage; in total, per
     category, per grid cell and per cell x category. Enforcement users get their team's cases and
     cells only."""
-    check_range(since, until)
+    check_range(since, until, longest_days=period_report.MAX_PERIOD_DAYS)
     return period_report.period_report(session, since=since, until=until, principal=principal)
 
 
@@ -137,7 +143,7 @@ def get_period_report_csv(
     """The numbers of GET /api/reports/period as a CSV download, named by the period's bounds in the
     service's local time (gridpatrol-report-20261123-20261129.csv: its first and last local days;
     ...-excel.csv in the excel flavour)."""
-    check_range(since, until)
+    check_range(since, until, longest_days=period_report.MAX_PERIOD_DAYS)
     report = period_report.period_report(session, since=since, until=until, principal=principal)
     offset_h = services.settings.timezone_offset_h
     first = period_report.file_day(report.since, offset_h)
