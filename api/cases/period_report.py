@@ -52,6 +52,10 @@ from api.storage.models import UNASSIGNED, Case, CaseEvent, GridCell, UploadCove
 PERCENTILE = 0.9
 # the years a period's days may have: those of every date the service takes (api.http.schemas.YEARS)
 FIRST_YEAR, LAST_YEAR = 1970, 2199
+# the longest period the service reports on (GET /api/reports/period and its CSV, the /reports page):
+# two years' moves come back to be timed; a longer one (1970 to 2199) would read the whole history
+# into memory on a request. `gridpatrol report` runs on the operator's machine and takes any range.
+MAX_PERIOD_DAYS = 366 * 2
 DECIDED = (workflow.FILED, workflow.REJECTED)
 
 

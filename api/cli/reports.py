@@ -4,7 +4,9 @@ on the terminal and, with --csv, the CSV that GET /api/reports/period.csv gives 
 
 Days are the district's local days (settings.timezone_offset_h, as the dashboard and the /reports
 page): --since 2026-11-23 --until 2026-11-29 is that week, Monday to Sunday, both days included. The
-report reads the database only (an existing one: a mistyped location is refused, not created).
+report reads the database only (an existing one: a mistyped location is refused, not created). Any
+number of days, unlike the API and the page (period_report.MAX_PERIOD_DAYS): it runs on the operator's
+machine, for whoever may read the whole database, and a report of several years is theirs to ask for.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -240,9 +240,16 @@ def _case_id_for_number(services: Services, number: str) -> int | None:
 CaseId = Annotated[int, Depends(get_case_id)]
 
 
-def check_range(since: datetime | None, until: datetime | None) -> None:
+def check_range(since: datetime | None, until: datetime | None, *, longest_days: int | None = None) -> None:
     """A query's time range: `until` before `since` is a 422 naming until (an empty answer would pass
-    for "nothing happened")."""
+    for "nothing happened"), as is `until` more than `longest_days` after `since` (where given)."""
     first, last = as_utc(since), as_utc(until)
-    if first is not None and last is not None and last < first:
+    if first is None or last is None:
+        return
+    if last < first:
         raise InputError("until", "is before since")
+    if longest_days is not None and last - first > timedelta(days=longest_days):
+        raise InputError(
+            "until",
+            f"is more than {longest_days} days after since (at most {longest_days} days)",
+        )

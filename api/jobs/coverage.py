@@ -21,12 +21,12 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Float, cast, delete, func, select
+from sqlalchemy import ColumnElement, Float, cast, delete, func, select
 from sqlalchemy.orm import Session, aliased
 
 from api.cases.grids import Assignment, GridIndex
 from api.storage.db import as_utc
-from api.storage.models import UploadCoverage
+from api.storage.models import GridCell, UploadCoverage
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +177,18 @@ def coverage(
     page: int = 1,
     per_page: int = 50,
     passes_per_cell: int = PASSES_PER_CELL,
+    team: str | None = None,
 ) -> CoveragePage:
     """The cells passed in [since, until) (by the time a pass entered the cell; naive = UTC), a page of
     `per_page` cells by id at a time (page 1 first), each with its latest `passes_per_cell` passes in
     the window in time order, and the count (`passes_total`), metres and seconds of all its passes in
     the window; `total` counts the cells passed in the window. The database counts and sums; only the
-    listed passes are read, however many a busy cell has."""
-    window = []
+    listed passes are read, however many a busy cell has. With `team`, only the cells the grid gives
+    that team now (an enforcement user's, as its periodic report counts them: a cell a grid import gave
+    to the team comes with its passes from before, a cell taken from it goes)."""
+    window: list[ColumnElement[bool]] = []
+    if team is not None:
+        window.append(UploadCoverage.cell_id.in_(select(GridCell.id).where(GridCell.team == team)))
     if since is not None:
         window.append(UploadCoverage.entered_at >= _naive_utc(since))
     if until is not None:

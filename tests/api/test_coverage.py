@@ -290,3 +290,62 @@ def test_an_unlisted_pass_with_a_garbled_time_is_still_named(tmp_path: Path, sql
             coverage(session, since=None, until=None, passes_per_cell=1)
     finally:
         services.close()
+
+
+def test_an_enforcement_user_reads_the_passes_of_its_teams_cells_only(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """GET /api/coverage as the periodic report counts the passes: an enforcement user gets its team's
+    cells as the grid has them now (a cell a grid import gave it, with its passes from before; not
+    the cell taken from it); everyone else every cell. Before, team-ziyang read team-hubin's passes
+    there, while its report, its cases and its map showed its own cells only."""
+    import json
+
+    from tests.api.api_testkit import DEMO_GRID
+
+    service = make_server(sqlite_url, run_worker=False, run_webhooks=False)
+    with service.services.factory() as session:
+        upload = Upload(sha256="f" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
+        session.add(upload)
+        session.flush()
+        for n, (cell_id, team) in enumerate(
+            [
+                ("DEMO-ZIYANG-04", "team-ziyang"),
+                ("DEMO-ZIYANG-05", "team-ziyang"),
+                ("DEMO-HUBIN-04", "team-hubin"),
+            ]
+        ):
+            session.add(
+                UploadCoverage(
+                    upload_id=upload.id,
+                    cell_id=cell_id,
+                    team=team,
+                    entered_at=at(60 * n).replace(tzinfo=None),
+                    left_at=at(60 * n + 10).replace(tzinfo=None),
+                    metres=50.0,
+                )
+            )
+        session.commit()
+
+    def cells(client: httpx.Client) -> tuple[int, list[str]]:
+        found = client.get("/api/coverage").json()
+        return found["total"], [cell["cell_id"] for cell in found["cells"]]
+
+    everything = (3, ["DEMO-HUBIN-04", "DEMO-ZIYANG-04", "DEMO-ZIYANG-05"])
+    with (
+        service.client("admin") as admin,
+        service.client("viewer") as viewer,
+        service.client("ziyang") as ziyang,
+        service.client("hubin") as hubin,
+    ):
+        assert cells(ziyang) == (2, ["DEMO-ZIYANG-04", "DEMO-ZIYANG-05"])
+        assert cells(hubin) == (1, ["DEMO-HUBIN-04"])
+        assert cells(admin) == cells(viewer) == everything
+        grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+        for feature in grid["features"]:
+            if feature["properties"]["id"] == "DEMO-ZIYANG-05":
+                feature["properties"]["team"] = "team-hubin"
+        assert admin.put("/api/grids", json=grid).status_code == 200
+        assert cells(ziyang) == (1, ["DEMO-ZIYANG-04"])
+        assert cells(hubin) == (2, ["DEMO-HUBIN-04", "DEMO-ZIYANG-05"])
+        assert cells(admin) == everything

@@ -38,8 +38,8 @@ BEYOND_THE_SCHEMA = {
     "/api/stats": "until must not be before since",
     "/api/coverage": "until must not be before since",
     "/api/chalk-marks": "until must not be before since",
-    "/api/reports/period": "until must not be before since",
-    "/api/reports/period.csv": "until must not be before since",
+    "/api/reports/period": "until must not be before since, nor more than 732 days after it",
+    "/api/reports/period.csv": "until must not be before since, nor more than 732 days after it",
 }
 EXAMPLES_PER_OPERATION = 3
 

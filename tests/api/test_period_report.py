@@ -176,6 +176,58 @@ def test_a_reversed_or_missing_range_is_a_422(make_server: Any, sqlite_url: str)
         )
 
 
+def test_a_period_longer_than_the_reports_page_takes_is_a_422_naming_until(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The /reports page refuses a range of more than 732 days, but GET /api/reports/period and its CSV
+    took any: since=1970 until=2199 read the whole history into memory on one request. Now a period
+    longer than 732 days is a 422 naming until and the limit; the page's longest range (732 local days)
+    and its CSV link still answer."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    longest = {"since": _iso(start), "until": _iso(start + timedelta(days=732))}
+    with server.client("viewer") as viewer, server.browser("operator") as op:
+        for path in ("/api/reports/period", "/api/reports/period.csv"):
+            for until in ("2199-12-31T00:00:00Z", _iso(start + timedelta(days=732, seconds=1))):
+                since = "1970-01-01T00:00:00Z" if until.startswith("2199") else longest["since"]
+                got = viewer.get(path, params={"since": since, "until": until})
+                assert got.status_code == 422, (path, got.text)
+                assert [e["field"] for e in got.json()["errors"]] == ["until"], got.text
+                assert "more than 732 days after since" in got.text, got.text
+            assert viewer.get(path, params=longest).status_code == 200
+        days = {"range": "custom", "since": "2024-01-01", "until": "2026-01-01"}  # 732 days, both included
+        page = op.get("/reports", params=days)
+        assert page.status_code == 200 and 'class="flash error"' not in page.text, page.text[:300]
+        csv_link = page.text.split('id="report-csv"')[0].rsplit('href="', 1)[1].split('"')[0]
+        assert op.get(csv_link.replace("&amp;", "&")).status_code == 200
+        longer = op.get("/reports", params={**days, "until": "2026-01-02"})
+        assert "A report covers at most 732 days" in longer.text
+
+
+def test_the_stats_and_the_cli_take_any_range(
+    make_server: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/api/stats is not capped: the database groups and sums, a row for each group that has cases (a
+    day without cases has none), so 1970 to 2199 reads no more than no range at all. `gridpatrol
+    report` runs on the operator's machine and reports any range of days."""
+    from api.cli.main import main
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device:
+        assert post_incident(device, incident_json("old", when="2026-11-20T02:00:00Z")).status_code == 201
+    whole = {"since": "1970-01-01T00:00:00Z", "until": "2199-12-31T00:00:00Z"}
+    with server.client("viewer") as viewer:
+        got = viewer.get("/api/stats", params={**whole, "by": "day"})
+        assert (
+            got.status_code == 200
+            and got.json()["rows"] == viewer.get("/api/stats", params={"by": "day"}).json()["rows"]
+        )
+        assert [row["day"] for row in got.json()["rows"]] == ["2026-11-20"]
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    args = ["-q", "report", "--since", "1970-01-01", "--until", "2199-12-31", "--database-url", sqlite_url]
+    assert main(args) == 0
+
+
 def test_a_date_without_a_time_is_refused_naming_its_parameter(make_server: Any, sqlite_url: str) -> None:
     """since=2026-11-01 was read as 2026-11-01T00:00:00Z, 08:00 at the district's UTC+8: the API's
     "November" began and ended 8 hours after the November of /reports and `gridpatrol report` (local
@@ -201,12 +253,14 @@ def test_the_csv_has_a_header_a_row_per_cell_and_category_and_totals(
 ) -> None:
     server: LiveServer = make_server(sqlite_url, run_webhooks=False)
     world = _script(server)
-    params = {"since": "2020-01-01T16:00:00Z", "until": _iso(world["now"] + timedelta(hours=1))}
+    first = (world["now"] + timedelta(hours=8)).date() - timedelta(days=30)  # a local day (UTC+8)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=UTC) - timedelta(hours=8)
+    params = {"since": _iso(since), "until": _iso(world["now"] + timedelta(hours=1))}
     with server.client("operator") as op:
         got = op.get("/api/reports/period.csv", params=params)
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
     disposition = got.headers["content-disposition"]
-    assert disposition.startswith("attachment; filename=gridpatrol-report-20200102-")  # local days (UTC+8)
+    assert disposition.startswith(f"attachment; filename=gridpatrol-report-{first:%Y%m%d}-")  # local days
     assert got.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
     assert list(rows[0])[:4] == ["cell_id", "cell_name", "team", "category"]

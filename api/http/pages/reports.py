@@ -31,7 +31,6 @@ router = APIRouter(include_in_schema=False)
 Anyone = Annotated[Principal, Depends(person_with(*ROLES))]
 FormText = Annotated[str, Query()]  # lenient: a bad value is a notice on the page, never a 422
 RANGES = ("week", "month", "custom")
-LONGEST_DAYS = 366 * 2  # a custom range longer than this is refused (the report reads every case in it)
 
 
 @dataclass
@@ -91,8 +90,8 @@ def read_range(kind: str, since: str, until: str, today: date, t: Translator) ->
     if first is not None and last is not None:
         if last < first:
             errors.append(t("reports.error.order"))
-        elif (last - first).days >= LONGEST_DAYS:
-            errors.append(t("reports.error.long", days=LONGEST_DAYS))
+        elif (last - first).days >= period_report.MAX_PERIOD_DAYS:  # days included: one more
+            errors.append(t("reports.error.long", days=period_report.MAX_PERIOD_DAYS))
         else:
             return ReportRange("custom", first, last)
     return ReportRange("week", *week, errors=errors)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from api.accounts.accounts import Role
 from api.cases import period_report, stats
 from api.cases.grids import import_cells, parse_geojson
 from api.cases.reading import evidence_file
@@ -90,7 +91,13 @@ def get_stats(
 
 
 PeriodSince = Annotated[schemas.QueryTime, Query(description="the period's start (included)")]
-PeriodUntil = Annotated[schemas.QueryTime, Query(description="the period's end (not included)")]
+PeriodUntil = Annotated[
+    schemas.QueryTime,
+    Query(
+        description=f"the period's end (not included), at most {period_report.MAX_PERIOD_DAYS} days after "
+        "since (a longer period is a 422 naming until)"
+    ),
+]
 
 
 @router.get("/reports/period", response_model=schemas.PeriodReport)
@@ -102,7 +109,7 @@ def get_period_report(
     report stays the same), median and 90th-percentile times, and patrol coverage; in total, per
     category, per grid cell and per cell x category. Enforcement users get their team's cases and
     cells only."""
-    check_range(since, until)
+    check_range(since, until, longest_days=period_report.MAX_PERIOD_DAYS)
     return period_report.period_report(session, since=since, until=until, principal=principal)
 
 
@@ -136,7 +143,7 @@ def get_period_report_csv(
     """The numbers of GET /api/reports/period as a CSV download, named by the period's bounds in the
     service's local time (gridpatrol-report-20261123-20261129.csv: its first and last local days;
     ...-excel.csv in the excel flavour)."""
-    check_range(since, until)
+    check_range(since, until, longest_days=period_report.MAX_PERIOD_DAYS)
     report = period_report.period_report(session, since=since, until=until, principal=principal)
     offset_h = services.settings.timezone_offset_h
     first = period_report.file_day(report.since, offset_h)
@@ -206,10 +213,17 @@ def get_coverage(
     """Which grid cells the patrols passed in the window, and when: each cell's latest passes (from
     the GPS tracks of uploads whose jobs are done), how many it has in all, the metres driven and the
     time spent in it; a page of cells (by id) at a time, as /api/cases pages its cases, `total` the
-    cells passed in the window."""
+    cells passed in the window. Enforcement users get their team's cells only (those the grid gives
+    the team now), as in their periodic report."""
     check_range(since, until)
     found = coverage.coverage(
-        session, since=since, until=until, page=page, per_page=per_page, passes_per_cell=passes_per_cell
+        session,
+        since=since,
+        until=until,
+        page=page,
+        per_page=per_page,
+        passes_per_cell=passes_per_cell,
+        team=principal.team if principal.role == Role.ENFORCEMENT else None,
     )
     return {
         "total": found.total,
