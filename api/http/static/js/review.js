@@ -78,6 +78,30 @@
   function show(container, html) {
     container.innerHTML = html;
     window.gpFrames.drawBoxes(container);
+    if (container === current) explainEmpty();
+  }
+
+  // The empty card on screen says why no case is handed out while cases await review: those the
+  // operator skipped in this visit (the server lists the still pending ones it was asked to leave out;
+  // those decided meanwhile are not among them), offered again, and those another operator holds
+  function explainEmpty() {
+    const a = card(current);
+    if (!a || !a.classList.contains("review-empty")) return;
+    const waiting = (a.dataset.waiting || "").split(",").filter(Boolean).map(Number);
+    const count = waiting.filter((id) => passed.has(id)).length;
+    const line = a.querySelector(".empty-skipped");
+    line.querySelector("span").textContent = gp.t("review.empty.skipped", { count });
+    line.hidden = count === 0;
+    a.querySelector(".empty-none").hidden = count > 0 || a.querySelector(".empty-held") !== null;
+  }
+
+  // A message about the card on screen, on that card: it leaves with the card
+  function note(message, kind) {
+    const a = card(current);
+    if (!a) return;
+    const old = a.querySelector(".card-note");
+    if (old) old.remove();
+    a.prepend(gp.el("p", { class: "flash card-note " + kind, role: "status", text: message }));
   }
 
   function loadUpcoming() {
@@ -97,6 +121,7 @@
     if (loading) await loading;
     current.replaceChildren(...upcoming.childNodes);
     window.gpFrames.drawBoxes(current);
+    explainEmpty();
     timing.lastSwapMs = performance.now() - started;
     timing.swaps += 1;
     document.body.dataset.reviewSwaps = String(timing.swaps);
@@ -159,6 +184,7 @@
       a.prepend(line);
     }
     window.gpFrames.drawBoxes(current);
+    explainEmpty();
     gp.flash(message, "error");
     if (!onScreen) loadUpcoming();
   }
@@ -170,6 +196,14 @@
     setMode("decide");
     await advance();
     post(`/review/${id}/release`).catch(() => {});
+  }
+
+  // The empty card's offer: the cases skipped in this visit come back into the queue, the oldest first
+  async function unskip() {
+    if (caseId(current)) return;
+    passed.clear();
+    await loadUpcoming();
+    await advance();
   }
 
   async function undo() {
@@ -200,7 +234,7 @@
     if (await refused(response)) return;
     show(current, await response.text());
     showPending(card(current) && card(current).dataset.pending);
-    gp.flash(gp.t("review.category.changed", { category: gp.t("category." + category) }), "ok");
+    note(gp.t("review.category.changed", { category: gp.t("category." + category) }), "ok");
   }
 
   document.addEventListener("keydown", (event) => {
@@ -238,6 +272,7 @@
     else if (action === "reject") setMode("reject");
     else if (action === "category") setMode("category");
     else if (action === "skip") queue(skip);
+    else if (action === "unskip") queue(unskip);
   });
   for (const panel of [rejectPanel, categoryPanel]) {
     panel.addEventListener("click", (event) => {
@@ -252,5 +287,6 @@
 
   window.gpReview = timing;
   window.gpFrames.drawBoxes(current);
+  explainEmpty();
   if (caseId(current)) loadUpcoming();
 })();
