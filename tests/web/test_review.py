@@ -361,3 +361,36 @@ def test_a_cards_message_leaves_with_the_card(site: Site, open_page: Any) -> Non
     _wait_for_next(page, first)
     page.wait_for_timeout(300)
     assert "类别已改为" not in page.inner_text("body")
+
+
+def test_an_undo_before_the_next_card_has_loaded_keeps_the_card_it_moved_back(
+    site: Site, open_page: Any
+) -> None:
+    """Confirm, then undo at once, while the card after the next one is still loading: the undone case
+    comes back in front and the case it displaced stays next (before, the late card landed over it, and
+    with nothing else left the queue then said it was empty while that case waited, held by the
+    operator)."""
+    api = site.api("demo-admin")
+    _reject_all_pending(api)
+    numbers = [_post_garbage(api, f"web-undo-race-{i}", 30.2952 + i * 0.001) for i in range(2)]
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[0]}']")
+    page.wait_for_selector(f"#upcoming article[data-case-number='{numbers[1]}']", state="attached")
+    late: list[Any] = []  # the next card's requests, held back as on a slow line
+    page.route("**/review/next?*", lambda route: late.append(route))
+    page.keyboard.press("y")
+    _wait_for_next(page, numbers[0])
+    page.wait_for_function("() => document.getElementById('last-decision').textContent.length > 0")
+    with page.expect_response(lambda r: r.url.endswith("/undo")):
+        page.keyboard.press("u")
+    assert late, "the card after the next one was not asked for"
+    for route in late:  # it lands after the undo's answer
+        route.continue_()
+    page.unroute("**/review/next?*")
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[0]}']")
+    page.wait_for_timeout(300)
+    page.keyboard.press("y")
+    _wait_for_next(page, numbers[0])
+    assert _current(page) == numbers[1]

@@ -216,7 +216,9 @@
     decided.delete(id);
     const html = await response.text();
     // the case on screen goes back to being the next one; with none on screen (the queue was done)
-    // the next one is asked for once the undone case is shown, so that it is not that case again
+    // the next one is asked for once the undone case is shown, so that it is not that case again.
+    // A card still loading ahead lands first (it would land over the one moved back there)
+    if (loading) await loading;
     const onScreen = caseId(current);
     if (onScreen) upcoming.replaceChildren(...current.childNodes);
     show(current, html);
