@@ -394,3 +394,45 @@ def test_an_undo_before_the_next_card_has_loaded_keeps_the_card_it_moved_back(
     page.keyboard.press("y")
     _wait_for_next(page, numbers[0])
     assert _current(page) == numbers[1]
+
+
+def test_undo_takes_back_the_last_decision_made_though_an_earlier_one_lands_later(
+    site: Site, open_page: Any
+) -> None:
+    """Two quick confirms whose answers come back in the other order (the first on a slow line): U
+    takes back the second, the last one made, and the page says that one is the last (before, the first
+    answer to land last became "the last decision": U brought back the first case)."""
+    api = site.api("demo-admin")
+    _reject_all_pending(api)
+    numbers = [_post_garbage(api, f"web-undo-order-{i}", 30.3002 + i * 0.001) for i in range(3)]
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[0]}']")
+    page.wait_for_selector(f"#upcoming article[data-case-number='{numbers[1]}']", state="attached")
+    ids = {n: page.get_attribute(f"article[data-case-number='{n}']", "data-case-id") for n in numbers[:2]}
+    slow: list[Any] = []
+
+    def first_is_slow(route: Any) -> None:
+        if f"/review/{ids[numbers[0]]}/decision" in route.request.url:
+            slow.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/review/*/decision", first_is_slow)
+    page.keyboard.press("y")
+    _wait_for_next(page, numbers[0])
+    page.keyboard.press("y")
+    page.wait_for_function(
+        "n => document.getElementById('last-decision').textContent.includes(n)", arg=numbers[1]
+    )
+    assert slow, "the first decision was not held back"
+    with page.expect_response(lambda r: r.url.endswith(f"/review/{ids[numbers[0]]}/decision")):
+        slow[0].continue_()
+    page.unroute("**/review/*/decision")
+    page.wait_for_timeout(200)
+    assert numbers[1] in page.inner_text("#last-decision")
+    page.keyboard.press("u")
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[1]}']")
+    assert api.get(f"/api/cases/{ids[numbers[1]]}").json()["status"] == "pending_review"
+    assert api.get(f"/api/cases/{ids[numbers[0]]}").json()["status"] == "filed"

@@ -22,6 +22,9 @@
   let mode = "decide";        // decide | reject | category
   let loading = null;         // the promise of the upcoming card
   let lastDecided = null;     // {id, number} of the last decision, for undo
+  // decisions are numbered as they are made: one whose answer lands after a later one's (a slow line)
+  // is not "the last decision" that U takes back
+  let made = 0, newestLanded = 0;
   let lastPost = Promise.resolve();  // the last decision's request, still on its way perhaps
   const timing = { lastSwapMs: null, swaps: 0 };
   // actions run one after another, in the order keys were pressed (a category change or an undo
@@ -142,6 +145,7 @@
     const a = card(current);
     if (!a || !a.dataset.caseId) return;
     const id = Number(a.dataset.caseId), number = a.dataset.caseNumber;
+    const order = ++made;
     const nodes = [...current.childNodes];  // the card, kept until its decision has landed
     setMode("decide");
     decided.add(id);
@@ -150,8 +154,10 @@
       queue(() => bringBack(id, nodes, gp.t("review.decision.failed", { number, detail }), sessionEnded));
     lastPost = post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
       if (response.ok) {
-        lastDecided = { id, number };
         showPending((await response.json().catch(() => ({}))).pending);
+        if (order < newestLanded) return;
+        newestLanded = order;
+        lastDecided = { id, number };
         const label = decision === "confirm" ? gp.t("review.done.confirmed", { number })
           : gp.t("review.done.rejected", { number, reason: gp.t("reason." + reason) });
         lastLine.textContent = label + " · " + gp.t("review.undo.hint");
