@@ -436,3 +436,27 @@ def test_undo_takes_back_the_last_decision_made_though_an_earlier_one_lands_late
     page.wait_for_selector(f"#current article[data-case-number='{numbers[1]}']")
     assert api.get(f"/api/cases/{ids[numbers[1]]}").json()["status"] == "pending_review"
     assert api.get(f"/api/cases/{ids[numbers[0]]}").json()["status"] == "filed"
+
+
+def test_a_key_held_down_decides_one_case(site: Site, open_page: Any) -> None:
+    """Y held a little long (the keyboard repeats it) confirms the case on screen, not the ones after it
+    too (before, each repeat confirmed the next case)."""
+    api = site.api("demo-admin")
+    _reject_all_pending(api)
+    numbers = [_post_garbage(api, f"web-held-key-{i}", 30.3052 + i * 0.001) for i in range(3)]
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[0]}']")
+    page.wait_for_selector(f"#upcoming article[data-case-number='{numbers[1]}']", state="attached")
+    page.keyboard.down("y")
+    page.keyboard.down("y")  # the keyboard's repeat, while the key is still down
+    page.keyboard.down("y")
+    page.keyboard.up("y")
+    page.wait_for_function(
+        "n => document.getElementById('last-decision').textContent.includes(n)", arg=numbers[0]
+    )
+    page.wait_for_timeout(500)
+    assert _current(page) == numbers[1]
+    pending = api.get("/api/cases", params={"status": "pending_review"}).json()["items"]
+    assert sorted(c["number"] for c in pending) == numbers[1:]
