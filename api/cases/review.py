@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -115,9 +115,39 @@ def release(session: Session, *, principal: Principal, case_id: int) -> None:
     )
 
 
-def pending_count(session: Session) -> int:
-    from sqlalchemy import func
+def waiting_elsewhere(
+    session: Session, *, principal: Principal, skip: Sequence[int]
+) -> tuple[list[int], int]:
+    """Why the queue hands this operator no case although cases await review: the pending cases among
+    `skip` that nobody else holds (passed over by the operator, or on their screen), oldest first, and
+    the number of pending cases held by another operator's live claim."""
+    now = utcnow()
+    others = (ReviewClaim.holder != principal.label) & (ReviewClaim.expires_at >= now)
+    held = int(
+        session.scalar(
+            select(func.count())
+            .select_from(Case)
+            .join(ReviewClaim, ReviewClaim.case_id == Case.id)
+            .where(Case.status == workflow.PENDING_REVIEW, others)
+        )
+        or 0
+    )
+    if not skip:
+        return [], held
+    free = (
+        select(Case.id)
+        .outerjoin(ReviewClaim, ReviewClaim.case_id == Case.id)
+        .where(
+            Case.status == workflow.PENDING_REVIEW,
+            Case.id.in_(list(skip)),
+            or_(ReviewClaim.case_id.is_(None), ~others),
+        )
+        .order_by(Case.last_seen.asc(), Case.id.asc())
+    )
+    return list(session.scalars(free)), held
 
+
+def pending_count(session: Session) -> int:
     return int(session.scalar(select(func.count()).where(Case.status == workflow.PENDING_REVIEW)) or 0)
 
 

@@ -78,7 +78,7 @@ def test_keyboard_review_of_the_demo_cases(site: Site, open_page: Any) -> None:
     other = "street_vending"
     page.keyboard.press("c")
     page.keyboard.press("2")  # street_vending is the 2nd category
-    page.wait_for_function("() => !document.getElementById('flash').hidden")
+    page.wait_for_selector("#current .card-note")
     assert api.get(f"/api/cases/{pending[first]['id']}").json()["category"] == other
     page.keyboard.press("c")
     page.keyboard.press(str(("illegal_parking", "street_vending", "piled_debris").index(original) + 1))
@@ -296,3 +296,167 @@ def test_the_heading_counts_the_cases_still_awaiting_review(site: Site, open_pag
     page.keyboard.press("u")
     heading_says(before - 1)
     assert pending() == before - 1
+
+
+def _reject_all_pending(api: Any) -> None:
+    """Leave the queue empty: the cases earlier tests left awaiting review are rejected."""
+    items = api.get("/api/cases", params={"status": "pending_review", "per_page": 500}).json()["items"]
+    for case in items:
+        r = api.post(f"/api/cases/{case['id']}/transitions", data={"to": "rejected", "reason": "duplicate"})
+        assert r.status_code == 200, r.text
+
+
+def test_a_skipped_case_left_alone_is_said_so_and_offered_again(site: Site, open_page: Any) -> None:
+    """When the only case left is one the operator skipped, the empty card says so and offers it again
+    (before, it said that no case waits for review while the heading said 1 pending); when the only one
+    left is held by another operator, it says that."""
+    api = site.api("demo-admin")
+    _reject_all_pending(api)
+    number = _post_garbage(api, "web-skipped-left", 30.2852)
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector(f"#current article[data-case-number='{number}']")
+    page.wait_for_selector("#upcoming article.review-empty", state="attached")
+    page.keyboard.press("s")
+    page.wait_for_selector("#current article.review-empty")
+    assert page.inner_text("#queue-count") == "待审核 1 件"
+    assert page.is_hidden("#current .empty-none")
+    skipped = page.locator("#current .empty-skipped")
+    assert "没有待审核的案件" not in page.inner_text("#current article")
+    assert skipped.is_visible() and "您跳过的 1 件案件仍待审核" in skipped.inner_text()
+    op.shot("skipped-left")
+    page.click("#current button[data-action=unskip]")
+    page.wait_for_selector(f"#current article[data-case-number='{number}']")
+
+    # op1 holds it now: op2's queue is empty for that reason, and says so
+    other = open_page(label="op2")
+    other.login("op2")
+    other.page.wait_for_selector("#current article.review-empty")
+    assert other.page.is_hidden("#current .empty-none")
+    assert other.page.is_hidden("#current .empty-skipped")
+    held = other.page.inner_text("#current .empty-held")
+    assert "1 件案件正由其他审核员处理" in held, held
+    other.shot("held-elsewhere")
+
+
+def test_a_cards_message_leaves_with_the_card(site: Site, open_page: Any) -> None:
+    """The "Category changed" message is on the card it was changed on, and goes when the operator moves
+    on (before, it stayed in the page's message line over the next case)."""
+    api = site.api("demo-admin")
+    _reject_all_pending(api)
+    for i in range(2):
+        _post_garbage(api, f"web-card-message-{i}", 30.2902 + i * 0.001)
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector("#current article[data-case-id]")
+    page.wait_for_selector("#upcoming article[data-case-id]", state="attached")
+    first = _current(page)
+    page.keyboard.press("c")
+    page.keyboard.press("2")
+    page.wait_for_function("() => document.body.innerText.includes('类别已改为')")
+    assert "类别已改为" in page.inner_text("#current article")  # on the card it was changed on
+    page.keyboard.press("s")
+    _wait_for_next(page, first)
+    page.wait_for_timeout(300)
+    assert "类别已改为" not in page.inner_text("body")
+
+
+def test_an_undo_before_the_next_card_has_loaded_keeps_the_card_it_moved_back(
+    site: Site, open_page: Any
+) -> None:
+    """Confirm, then undo at once, while the card after the next one is still loading: the undone case
+    comes back in front and the case it displaced stays next (before, the late card landed over it, and
+    with nothing else left the queue then said it was empty while that case waited, held by the
+    operator)."""
+    api = site.api("demo-admin")
+    _reject_all_pending(api)
+    numbers = [_post_garbage(api, f"web-undo-race-{i}", 30.2952 + i * 0.001) for i in range(2)]
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[0]}']")
+    page.wait_for_selector(f"#upcoming article[data-case-number='{numbers[1]}']", state="attached")
+    late: list[Any] = []  # the next card's requests, held back as on a slow line
+    page.route("**/review/next?*", lambda route: late.append(route))
+    page.keyboard.press("y")
+    _wait_for_next(page, numbers[0])
+    page.wait_for_function("() => document.getElementById('last-decision').textContent.length > 0")
+    with page.expect_response(lambda r: r.url.endswith("/undo")):
+        page.keyboard.press("u")
+    assert late, "the card after the next one was not asked for"
+    for route in late:  # it lands after the undo's answer
+        route.continue_()
+    page.unroute("**/review/next?*")
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[0]}']")
+    page.wait_for_timeout(300)
+    page.keyboard.press("y")
+    _wait_for_next(page, numbers[0])
+    assert _current(page) == numbers[1]
+
+
+def test_undo_takes_back_the_last_decision_made_though_an_earlier_one_lands_later(
+    site: Site, open_page: Any
+) -> None:
+    """Two quick confirms whose answers come back in the other order (the first on a slow line): U
+    takes back the second, the last one made, and the page says that one is the last (before, the first
+    answer to land last became "the last decision": U brought back the first case)."""
+    api = site.api("demo-admin")
+    _reject_all_pending(api)
+    numbers = [_post_garbage(api, f"web-undo-order-{i}", 30.3002 + i * 0.001) for i in range(3)]
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[0]}']")
+    page.wait_for_selector(f"#upcoming article[data-case-number='{numbers[1]}']", state="attached")
+    ids = {n: page.get_attribute(f"article[data-case-number='{n}']", "data-case-id") for n in numbers[:2]}
+    slow: list[Any] = []
+
+    def first_is_slow(route: Any) -> None:
+        if f"/review/{ids[numbers[0]]}/decision" in route.request.url:
+            slow.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/review/*/decision", first_is_slow)
+    page.keyboard.press("y")
+    _wait_for_next(page, numbers[0])
+    page.keyboard.press("y")
+    page.wait_for_function(
+        "n => document.getElementById('last-decision').textContent.includes(n)", arg=numbers[1]
+    )
+    assert slow, "the first decision was not held back"
+    with page.expect_response(lambda r: r.url.endswith(f"/review/{ids[numbers[0]]}/decision")):
+        slow[0].continue_()
+    page.unroute("**/review/*/decision")
+    page.wait_for_timeout(200)
+    assert numbers[1] in page.inner_text("#last-decision")
+    page.keyboard.press("u")
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[1]}']")
+    assert api.get(f"/api/cases/{ids[numbers[1]]}").json()["status"] == "pending_review"
+    assert api.get(f"/api/cases/{ids[numbers[0]]}").json()["status"] == "filed"
+
+
+def test_a_key_held_down_decides_one_case(site: Site, open_page: Any) -> None:
+    """Y held a little long (the keyboard repeats it) confirms the case on screen, not the ones after it
+    too (before, each repeat confirmed the next case)."""
+    api = site.api("demo-admin")
+    _reject_all_pending(api)
+    numbers = [_post_garbage(api, f"web-held-key-{i}", 30.3052 + i * 0.001) for i in range(3)]
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    page.wait_for_selector(f"#current article[data-case-number='{numbers[0]}']")
+    page.wait_for_selector(f"#upcoming article[data-case-number='{numbers[1]}']", state="attached")
+    page.keyboard.down("y")
+    page.keyboard.down("y")  # the keyboard's repeat, while the key is still down
+    page.keyboard.down("y")
+    page.keyboard.up("y")
+    page.wait_for_function(
+        "n => document.getElementById('last-decision').textContent.includes(n)", arg=numbers[0]
+    )
+    page.wait_for_timeout(500)
+    assert _current(page) == numbers[1]
+    pending = api.get("/api/cases", params={"status": "pending_review"}).json()["items"]
+    assert sorted(c["number"] for c in pending) == numbers[1:]

@@ -8,6 +8,7 @@ the history, custody chain and webhooks are the same as through the API.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Request
@@ -40,14 +41,27 @@ def _skip_list(text: str) -> list[int]:
     return ids
 
 
-def _card_html(request: Request, session: Session, case: Case | None) -> str:
+def _card_html(
+    request: Request,
+    session: Session,
+    case: Case | None,
+    *,
+    principal: Principal,
+    skip: Sequence[int] = (),
+) -> str:
     """The card of `case` (None: the queue is empty), its latest frame with the boxes operators
     corrected on it, if they did; it carries the number of cases awaiting review now (data-pending)
-    for review.js to show in the page's heading."""
+    for review.js to show in the page's heading. The empty card says why cases that await review are
+    not handed out: those among `skip` still pending (data-waiting: review.js says which of them the
+    operator skipped, and offers them again) and those held by another operator's claim."""
     t = translator(request)
     view = None
+    waiting: list[int] = []
+    held = 0
     if case is not None:
         view = card_view(case, t, review_labels.corrected_frames(session, sightings=case.sightings[-1:]))
+    else:
+        waiting, held = review.waiting_elsewhere(session, principal=principal, skip=skip)
     return (
         environment()
         .get_template("review/card.html")
@@ -59,6 +73,8 @@ def _card_html(request: Request, session: Session, case: Case | None) -> str:
             strip=view.strip if view else [],
             facts=view.facts if view else {},
             pending=review.pending_count(session),
+            waiting=waiting,
+            held=held,
         )
     )
 
@@ -82,7 +98,7 @@ async def review_page(request: Request, principal: Reviewer, services: ServicesD
     def work(session: Session) -> tuple[str, int, tuple[str, ...]]:
         case = review.claim_next(session, principal=principal)
         return (
-            _card_html(request, session, case),
+            _card_html(request, session, case, principal=principal),
             review.pending_count(session),
             review.known_categories(session),
         )
@@ -108,7 +124,11 @@ async def next_card(request: Request, principal: Reviewer, services: ServicesDep
     html = await _in_session(
         services,
         lambda session: _card_html(
-            request, session, review.claim_next(session, principal=principal, skip=skipped)
+            request,
+            session,
+            review.claim_next(session, principal=principal, skip=skipped),
+            principal=principal,
+            skip=skipped,
         ),
     )
     return HTMLResponse(html)
@@ -139,7 +159,9 @@ async def decision(
 async def undo(request: Request, case_id: CaseId, principal: Reviewer, services: ServicesDep) -> Response:
     def work(session: Session) -> str:
         review.undo_last(session, principal=principal, case_id=case_id)
-        return _card_html(request, session, get_case(session, principal=principal, case_id=case_id))
+        return _card_html(
+            request, session, get_case(session, principal=principal, case_id=case_id), principal=principal
+        )
 
     return HTMLResponse(await _in_session(services, work))
 
@@ -154,7 +176,9 @@ async def category(
 ) -> Response:
     def work(session: Session) -> str:
         review.change_category(session, principal=principal, case_id=case_id, category=category)
-        return _card_html(request, session, get_case(session, principal=principal, case_id=case_id))
+        return _card_html(
+            request, session, get_case(session, principal=principal, case_id=case_id), principal=principal
+        )
 
     return HTMLResponse(await _in_session(services, work))
 

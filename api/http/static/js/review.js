@@ -22,6 +22,9 @@
   let mode = "decide";        // decide | reject | category
   let loading = null;         // the promise of the upcoming card
   let lastDecided = null;     // {id, number} of the last decision, for undo
+  // decisions are numbered as they are made: one whose answer lands after a later one's (a slow line)
+  // is not "the last decision" that U takes back
+  let made = 0, newestLanded = 0;
   let lastPost = Promise.resolve();  // the last decision's request, still on its way perhaps
   const timing = { lastSwapMs: null, swaps: 0 };
   // actions run one after another, in the order keys were pressed (a category change or an undo
@@ -78,6 +81,30 @@
   function show(container, html) {
     container.innerHTML = html;
     window.gpFrames.drawBoxes(container);
+    if (container === current) explainEmpty();
+  }
+
+  // The empty card on screen says why no case is handed out while cases await review: those the
+  // operator skipped in this visit (the server lists the still pending ones it was asked to leave out;
+  // those decided meanwhile are not among them), offered again, and those another operator holds
+  function explainEmpty() {
+    const a = card(current);
+    if (!a || !a.classList.contains("review-empty")) return;
+    const waiting = (a.dataset.waiting || "").split(",").filter(Boolean).map(Number);
+    const count = waiting.filter((id) => passed.has(id)).length;
+    const line = a.querySelector(".empty-skipped");
+    line.querySelector("span").textContent = gp.t("review.empty.skipped", { count });
+    line.hidden = count === 0;
+    a.querySelector(".empty-none").hidden = count > 0 || a.querySelector(".empty-held") !== null;
+  }
+
+  // A message about the card on screen, on that card: it leaves with the card
+  function note(message, kind) {
+    const a = card(current);
+    if (!a) return;
+    const old = a.querySelector(".card-note");
+    if (old) old.remove();
+    a.prepend(gp.el("p", { class: "flash card-note " + kind, role: "status", text: message }));
   }
 
   function loadUpcoming() {
@@ -97,6 +124,7 @@
     if (loading) await loading;
     current.replaceChildren(...upcoming.childNodes);
     window.gpFrames.drawBoxes(current);
+    explainEmpty();
     timing.lastSwapMs = performance.now() - started;
     timing.swaps += 1;
     document.body.dataset.reviewSwaps = String(timing.swaps);
@@ -117,6 +145,7 @@
     const a = card(current);
     if (!a || !a.dataset.caseId) return;
     const id = Number(a.dataset.caseId), number = a.dataset.caseNumber;
+    const order = ++made;
     const nodes = [...current.childNodes];  // the card, kept until its decision has landed
     setMode("decide");
     decided.add(id);
@@ -125,8 +154,10 @@
       queue(() => bringBack(id, nodes, gp.t("review.decision.failed", { number, detail }), sessionEnded));
     lastPost = post(`/review/${id}/decision`, reason ? { decision, reason } : { decision }).then(async (response) => {
       if (response.ok) {
-        lastDecided = { id, number };
         showPending((await response.json().catch(() => ({}))).pending);
+        if (order < newestLanded) return;
+        newestLanded = order;
+        lastDecided = { id, number };
         const label = decision === "confirm" ? gp.t("review.done.confirmed", { number })
           : gp.t("review.done.rejected", { number, reason: gp.t("reason." + reason) });
         lastLine.textContent = label + " · " + gp.t("review.undo.hint");
@@ -159,6 +190,7 @@
       a.prepend(line);
     }
     window.gpFrames.drawBoxes(current);
+    explainEmpty();
     gp.flash(message, "error");
     if (!onScreen) loadUpcoming();
   }
@@ -172,6 +204,14 @@
     post(`/review/${id}/release`).catch(() => {});
   }
 
+  // The empty card's offer: the cases skipped in this visit come back into the queue, the oldest first
+  async function unskip() {
+    if (caseId(current)) return;
+    passed.clear();
+    await loadUpcoming();
+    await advance();
+  }
+
   async function undo() {
     await lastPost;
     if (!lastDecided) { gp.flash(gp.t("review.undo.nothing")); return; }
@@ -182,7 +222,9 @@
     decided.delete(id);
     const html = await response.text();
     // the case on screen goes back to being the next one; with none on screen (the queue was done)
-    // the next one is asked for once the undone case is shown, so that it is not that case again
+    // the next one is asked for once the undone case is shown, so that it is not that case again.
+    // A card still loading ahead lands first (it would land over the one moved back there)
+    if (loading) await loading;
     const onScreen = caseId(current);
     if (onScreen) upcoming.replaceChildren(...current.childNodes);
     show(current, html);
@@ -200,11 +242,12 @@
     if (await refused(response)) return;
     show(current, await response.text());
     showPending(card(current) && card(current).dataset.pending);
-    gp.flash(gp.t("review.category.changed", { category: gp.t("category." + category) }), "ok");
+    note(gp.t("review.category.changed", { category: gp.t("category." + category) }), "ok");
   }
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.repeat) return;  // a key held down is one press: its repeats would decide the cases after
     const target = event.target;
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT")) return;
     const key = event.key;
@@ -238,6 +281,7 @@
     else if (action === "reject") setMode("reject");
     else if (action === "category") setMode("category");
     else if (action === "skip") queue(skip);
+    else if (action === "unskip") queue(unskip);
   });
   for (const panel of [rejectPanel, categoryPanel]) {
     panel.addEventListener("click", (event) => {
@@ -252,5 +296,6 @@
 
   window.gpReview = timing;
   window.gpFrames.drawBoxes(current);
+  explainEmpty();
   if (caseId(current)) loadUpcoming();
 })();
