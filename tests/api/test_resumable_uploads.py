@@ -4,6 +4,7 @@ it; wrong offsets, wrong hashes, other callers and expired sessions."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import socket
@@ -19,7 +20,7 @@ from sqlalchemy import func, select, update
 from api.jobs import resumable
 from api.storage.db import utcnow
 from api.storage.models import Job, Upload, UploadSession
-from tests.api.api_testkit import LiveServer, fake_pipeline, footage, wait_job
+from tests.api.api_testkit import LiveServer, fake_pipeline, footage, tmpfs, wait_job
 
 CSV_TRACK = b"time,lat,lon\n0,30.2741,120.1551\n"
 START = "2026-11-20T09:00:00+08:00"
@@ -238,3 +239,31 @@ def test_sizes_are_bounded_and_a_full_disk_is_507(make_server, sqlite_url: str) 
         assert full.status_code == 507 and full.json()["errors"][0]["field"] == "uploads", full.text
         bad = device.post("/api/upload-sessions", json={"size": 10, "sha256": "not-hex"})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"].endswith("sha256"), bad.text
+
+
+def test_a_chunk_the_full_disk_refuses_is_507_and_taken_back(
+    make_server, sqlite_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A real full disk (a 6 MiB tmpfs as the data folder; skipped without the right to mount): the
+    chunk is 507 naming the uploads, the session keeps what it had, and goes on once there is room."""
+    video = footage("onto a full disk", 2_000_000)
+    with tmpfs(tmp_path / "data", 6) as data:
+        server = make_server(sqlite_url, run_webhooks=False)
+        with server.client("device") as device:
+            sid = _open(device, video).json()["id"]
+            assert _chunk(device, sid, 0, video[:500_000]).json()["offset"] == 500_000
+            filler = data / "filler"
+            with filler.open("wb", buffering=0) as fh:
+                with pytest.raises(OSError) as full:
+                    while True:
+                        fh.write(b"\0" * 65536)
+                assert full.value.errno == errno.ENOSPC
+            refused = _chunk(device, sid, 500_000, video[500_000:])
+            assert refused.status_code == 507, refused.text
+            assert refused.json()["detail"] == "uploads: no space left on device"
+            assert device.get(f"/api/upload-sessions/{sid}").json()["offset"] == 500_000
+            assert resumable.data_path(server.services.settings.uploads_dir, sid).stat().st_size == 500_000
+            filler.unlink()
+            assert _chunk(device, sid, 500_000, video[500_000:]).json()["offset"] == len(video)
+            done = device.post(f"/api/upload-sessions/{sid}/finish")
+            assert done.status_code == 201, done.text
