@@ -9,7 +9,8 @@ and filed by api.jobs.uploads.file_upload, as one POST /api/uploads files them, 
 A session is its sender's only (another caller is told there is no such session). Its bytes live in
 `<uploads>/.resumable-<id>`, beside the temporary files of one-request uploads, so a full disk is 507
 `uploads` as there. A session with no chunk for `upload_session_expiry_h` has expired: it is removed,
-with its bytes, when any session is opened and when its sender next asks for it.
+with its bytes, by the server's background sweep (UploadSessionSweep, every 10 minutes), and sooner
+when any session is opened or its sender next asks for it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,7 +42,8 @@ from api.jobs.uploads import (
     file_upload,
     parse_start_time,
 )
-from api.storage.db import utcnow
+from api.periodic import Periodic
+from api.storage.db import DatabaseBusy, utcnow
 from api.storage.models import UploadSession
 
 log = logging.getLogger(__name__)
@@ -95,18 +97,41 @@ def data_path(uploads_dir: Path, session_id: str) -> Path:
     return uploads_dir / f"{DATA_PREFIX}{session_id}"
 
 
-def _discard(session: Session, row: UploadSession, uploads_dir: Path) -> None:
-    session.delete(row)
-    data_path(uploads_dir, row.id).unlink(missing_ok=True)
+def _discard(session: Session, rows: Sequence[UploadSession], uploads_dir: Path) -> None:
+    """Delete the sessions and commit, then remove their bytes (a failed commit leaves both)."""
+    for row in rows:
+        session.delete(row)
+    session.commit()
+    for row in rows:
+        data_path(uploads_dir, row.id).unlink(missing_ok=True)
 
 
 def remove_expired(session: Session, *, uploads_dir: Path, expiry: timedelta) -> int:
-    """Remove the sessions with no chunk for `expiry`, and their bytes; how many."""
+    """Remove the sessions with no chunk for `expiry`, and their bytes (committed); how many."""
     rows = session.scalars(select(UploadSession).where(UploadSession.touched_at < utcnow() - expiry)).all()
     for row in rows:
         log.info("upload session %s expired with %d of %d bytes", row.id[:8], row.received, row.size)
-        _discard(session, row, uploads_dir)
+    _discard(session, rows, uploads_dir)
     return len(rows)
+
+
+class UploadSessionSweep(Periodic):
+    """Background thread of the server: remove the expired sessions every `every_s` seconds."""
+
+    thread_name = "gridpatrol-upload-sessions"
+    passing_faults = (DatabaseBusy,)
+
+    def __init__(
+        self, factory: sessionmaker[Session], *, uploads_dir: Path, expiry: timedelta, every_s: float = 600.0
+    ) -> None:
+        super().__init__(every_s)
+        self.factory = factory
+        self.uploads_dir = uploads_dir
+        self.expiry = expiry
+
+    def round(self) -> None:
+        with self.factory() as session:
+            remove_expired(session, uploads_dir=self.uploads_dir, expiry=self.expiry)
 
 
 def _owned(
@@ -116,8 +141,7 @@ def _owned(
     if row is None or row.owner != principal.label:  # another sender's is no business of this one
         raise SessionNotFound()
     if row.touched_at < utcnow() - expiry:
-        _discard(session, row, uploads_dir)
-        session.commit()
+        _discard(session, [row], uploads_dir)
         raise SessionNotFound(f"expired: no chunk came for {expiry.total_seconds() / 3600:g} h; start again")
     return row
 
@@ -147,7 +171,6 @@ def open_session(
         uploads_dir.mkdir(parents=True, exist_ok=True)
     with factory() as session:
         remove_expired(session, uploads_dir=uploads_dir, expiry=expiry)
-        session.commit()
         row = session.scalar(
             select(UploadSession).where(
                 UploadSession.owner == principal.label, UploadSession.sha256 == sha256
@@ -213,8 +236,7 @@ def delete_session(
     with factory() as session:
         row = _owned(session, principal, session_id, uploads_dir=uploads_dir, expiry=expiry)
         view = _view(row, expiry)
-        _discard(session, row, uploads_dir)
-        session.commit()
+        _discard(session, [row], uploads_dir)
         return view
 
 
@@ -331,8 +353,7 @@ def finish_session(
             path = data_path(uploads_dir, row.id)
             sha256, head = _hash_file(path)
             if sha256 != row.sha256:
-                _discard(session, row, uploads_dir)
-                session.commit()
+                _discard(session, [row], uploads_dir)
                 raise UploadError(
                     "sha256",
                     f"the {row.size} bytes received hash to {sha256}, not the {row.sha256} declared; "

@@ -223,6 +223,22 @@ def test_an_expired_session_is_removed_with_its_bytes(server: LiveServer) -> Non
         assert not resumable.data_path(uploads, stale).exists()
         with server.services.factory() as db:
             assert db.scalar(select(func.count()).select_from(UploadSession)) == 1
+            db.execute(update(UploadSession).values(touched_at=utcnow() - timedelta(hours=25)))
+            db.commit()
+    # and so does the server's background sweep, with no one asking
+    sweep = resumable.UploadSessionSweep(
+        server.services.factory, uploads_dir=uploads, expiry=timedelta(hours=24)
+    )
+    sweep.round()
+    assert _left_in(uploads) == []
+    with server.services.factory() as db:
+        assert db.scalar(select(func.count()).select_from(UploadSession)) == 0
+
+
+def test_the_server_sweeps_expired_sessions_in_the_background(make_server, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(sqlite_url)
+    sweeps = [t for t in server.app.state.background if isinstance(t, resumable.UploadSessionSweep)]
+    assert len(sweeps) == 1 and sweeps[0].expiry == timedelta(hours=24)
 
 
 def test_sizes_are_bounded_and_a_full_disk_is_507(make_server, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
