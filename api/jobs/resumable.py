@@ -143,6 +143,9 @@ def _owned(
     if row.touched_at < utcnow() - expiry:
         _discard(session, [row], uploads_dir)
         raise SessionNotFound(f"expired: no chunk came for {expiry.total_seconds() / 3600:g} h; start again")
+    if not data_path(uploads_dir, row.id).is_file():  # removed from the uploads folder by hand
+        _discard(session, [row], uploads_dir)
+        raise SessionNotFound("its bytes are no longer in the uploads folder; start again")
     return row
 
 
@@ -176,6 +179,9 @@ def open_session(
                 UploadSession.owner == principal.label, UploadSession.sha256 == sha256
             )
         )
+        if row is not None and not data_path(uploads_dir, row.id).is_file():
+            _discard(session, [row], uploads_dir)  # its bytes were removed by hand: start again
+            row = None
         created = row is None
         if row is None:
             if _open_count(session, principal) >= MAX_OPEN_SESSIONS:

@@ -283,3 +283,23 @@ def test_a_chunk_the_full_disk_refuses_is_507_and_taken_back(
             assert _chunk(device, sid, 500_000, video[500_000:]).json()["offset"] == len(video)
             done = device.post(f"/api/upload-sessions/{sid}/finish")
             assert done.status_code == 201, done.text
+
+
+def test_a_session_whose_bytes_were_removed_by_hand_starts_again(server: LiveServer) -> None:
+    video = footage("its bytes deleted", 50_000)
+    uploads = server.services.settings.uploads_dir
+    with server.client("device") as device:
+        sid = _open(device, video).json()["id"]
+        _chunk(device, sid, 0, video[:20_000])
+        resumable.data_path(uploads, sid).unlink()
+        lost = _chunk(device, sid, 20_000, video[20_000:])
+        assert lost.status_code == 404 and "no longer in the uploads folder" in lost.json()["detail"], (
+            lost.text
+        )
+        again = _open(device, video)
+        assert again.status_code == 201 and again.json()["offset"] == 0
+        sid = again.json()["id"]
+        resumable.data_path(uploads, sid).unlink()
+        reopened = _open(device, video)
+        assert reopened.status_code == 201 and reopened.json()["id"] != sid
+        assert device.post(f"/api/upload-sessions/{sid}/finish").status_code == 404
