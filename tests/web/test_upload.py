@@ -261,3 +261,42 @@ def test_large_footage_goes_in_chunks_and_resumes_after_a_dropped_connection(
         f"PATCH {opened}?offset=8388608",
         f"POST {opened}/finish",
     ], chunks
+
+
+def test_a_chunked_upload_waits_while_offline_and_goes_on_when_the_network_returns(
+    open_page: Any, site: Site, tmp_path: Path
+) -> None:
+    padding = b"gridpatrol offline web test " * (9 * 1024**2 // 28)
+    footage = tmp_path / "patrol-offline.mp4"
+    footage.write_bytes(CLIP.read_bytes() + struct.pack(">I", 8 + len(padding)) + b"free" + padding)
+    page = _page(open_page, "op2", label="offline")
+    p = page.page
+    held: list[Any] = []
+
+    def hold_once(route: Any) -> None:
+        if "offset=4194304" in route.request.url and not held:
+            held.append(route)  # answered below, once the browser is offline
+        else:
+            route.continue_()
+
+    p.route("**/api/upload-sessions/*?offset=*", hold_once)
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    p.set_input_files("#file", str(footage))
+    p.click("#upload-submit")
+    p.wait_for_function("() => document.getElementById('send-bar').value > 0.3", timeout=60_000)
+    while not held:
+        p.wait_for_timeout(50)
+    p.context.set_offline(True)
+    held[0].abort("internetdisconnected")
+    p.wait_for_selector("body[data-upload-state=offline]", timeout=30_000)
+    assert "网络已断开" in p.inner_text("#send-text")
+    p.wait_for_timeout(1500)  # no backoff runs while offline: still waiting
+    assert p.get_attribute("body", "data-upload-state") == "offline"
+    p.context.set_offline(False)
+    p.wait_for_selector("body[data-upload-state=job]", timeout=120_000)
+    made = ("request failed: PATCH", "console error: Failed to load resource: net::ERR_INTERNET_DISCONNECTED")
+    page.problems[:] = [m for m in page.problems if not m.startswith(made)]
+    job_id = int(p.get_attribute("#upload-status", "data-job-id") or 0)
+    upload = site.api("op2").get(f"/api/jobs/{job_id}").json()["upload"]
+    assert upload["sha256"] == hashlib.sha256(footage.read_bytes()).hexdigest()
