@@ -98,6 +98,9 @@ class Settings(BaseModel):
         description="the most time between them: an older mark no longer counts (it has expired)",
     )
     max_upload_bytes: int = Field(4 * 1024**3, ge=1024, description="footage size limit")
+    upload_session_expiry_h: float = Field(
+        24.0, gt=0.0, le=24.0 * 30, description="a chunked upload with no chunk for this long is removed"
+    )
     max_evidence_bytes: int = Field(20 * 1024**2, ge=1024, description="per evidence file")
     token_ttl_h: float = Field(12.0, gt=0.0)
     login_max_failures: int = Field(5, ge=1, description="failed logins per username before 429")

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -333,6 +334,15 @@ def create_app(
             from api.cameras.registry import CameraWatch
 
             threads.append(CameraWatch(services.factory, offline_after_s=settings.camera_offline_after_s))
+            from api.jobs.resumable import UploadSessionSweep
+
+            threads.append(
+                UploadSessionSweep(
+                    services.factory,
+                    uploads_dir=settings.uploads_dir,
+                    expiry=timedelta(hours=settings.upload_session_expiry_h),
+                )
+            )
         if run_worker:
             from api.jobs.worker import Worker
 

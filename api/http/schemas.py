@@ -431,6 +431,45 @@ class UploadReceipt(Job):
     created: bool = Field(description="false when the same footage was uploaded before")
 
 
+class UploadSessionOpen(BaseModel):
+    """Footage to send in chunks: the whole file's size and SHA-256, and what POST /api/uploads takes
+    with it (the GPS track comes with the finishing request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=1, le=2**53, description="the footage's size in bytes")
+    sha256: Sha256 = Field(description="the whole footage's SHA-256, lowercase hex")
+    filename: str | None = Field(None, max_length=255)
+    camera_id: str | None = Field(None, max_length=64)
+    start_time: str | None = Field(
+        None,
+        max_length=64,
+        description="the footage's first frame, as POST /api/uploads takes it (without a UTC offset: the "
+        "camera's local time)",
+    )
+
+
+class UploadSession(Schema):
+    """Footage being sent in chunks: `offset` is how many of its bytes the server has, where the next
+    chunk starts."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    sha256: Sha256
+    size: int
+    offset: int = Field(description="bytes received: the offset the next chunk must start at")
+    filename: str | None
+    camera_id: str | None
+    start_time: str | None
+    created_at: UtcTime
+    expires_at: UtcTime = Field(description="removed, with its bytes, if no chunk comes before then")
+
+
+class OffsetConflictBody(ErrorBody):
+    """A chunk at another offset than where the received bytes end, or a finish before they all came."""
+
+    offset: int = Field(description="the bytes the server has: the offset to send from")
+
+
 # --- reports -------------------------------------------------------------------------------------
 
 

@@ -149,7 +149,7 @@ class ReceivedForm:
 
 
 @contextlib.contextmanager
-def _disk_full_named() -> Iterator[None]:
+def disk_full_named() -> Iterator[None]:
     """An OSError saying the disk is full becomes StorageFull("uploads") (507)."""
     try:
         yield
@@ -187,7 +187,7 @@ class _UploadParts:
         if part.name in FILE_FIELDS:
             if part.name in self.form.files:
                 raise UploadError(part.name, "sent more than once")
-            with _disk_full_named():
+            with disk_full_named():
                 fd, name = tempfile.mkstemp(dir=self._incoming_dir, prefix=".incoming-")
             self._fh = os.fdopen(fd, "wb")
             self._path = Path(name)
@@ -208,7 +208,7 @@ class _UploadParts:
             if len(self._head) < SNIFF_BYTES:
                 self._head += chunk[: SNIFF_BYTES - len(self._head)]
             self._digest.update(chunk)
-            with _disk_full_named():
+            with disk_full_named():
                 self._fh.write(chunk)
         else:
             self._text += chunk
@@ -221,7 +221,7 @@ class _UploadParts:
             return
         if self._fh is not None and self._path is not None:
             fh, self._fh = self._fh, None
-            with _disk_full_named():
+            with disk_full_named():
                 fh.close()  # flushes the last bytes: the disk may fill here too
             self.form.files[part.name] = ReceivedFile(
                 part.name, part.filename, self._path, self._size, self._digest.hexdigest(), self._head
@@ -251,7 +251,7 @@ async def receive_multipart(
     boundary = form_boundary(content_type)
     if boundary is None:
         raise UploadError("body", "must be multipart/form-data with a boundary", status=415)
-    with _disk_full_named():
+    with disk_full_named():
         incoming_dir.mkdir(parents=True, exist_ok=True)
     parts = _UploadParts(incoming_dir, max_file_bytes)
     try:
@@ -283,7 +283,7 @@ def _file_track(
     track_ext = TRACK_EXTENSIONS[track_type or ""]
     name = f"track-{track.sha256[:12]}" if replacing else "track"
     final = uploads_dir / f"{footage_sha256}.{name}{track_ext}"
-    with _disk_full_named():
+    with disk_full_named():
         replace_durably(track.path, final)
     return final
 
@@ -312,7 +312,7 @@ CameraZone = Callable[[str | None], tzinfo]
 (api.jobs.worker.config_camera_zone); a LookupError with the reason when it is not known."""
 
 
-def _parse_start_time(
+def parse_start_time(
     text: str | None, camera_id: str | None, camera_zone: CameraZone | None
 ) -> datetime | None:
     """The start time as naive UTC. One without a UTC offset is the camera's local time, as the CSV
@@ -374,7 +374,7 @@ def register_upload(
     camera_id = (principal.camera_id or form.fields.get("camera_id") or "").strip() or None
     if camera_id is not None and len(camera_id) > 64:
         raise UploadError("camera_id", "at most 64 characters")
-    start_time = _parse_start_time(form.fields.get("start_time"), camera_id, camera_zone)
+    start_time = parse_start_time(form.fields.get("start_time"), camera_id, camera_zone)
 
     existing = session.scalar(select(Upload).where(Upload.sha256 == footage.sha256))
     if existing is not None:
@@ -461,7 +461,7 @@ def register_upload(
     }[media_type]
     final = uploads_dir / f"{footage.sha256}{ext}"
     # on disk before the commit that answers 201: the sender may delete its copy then
-    with _disk_full_named():
+    with disk_full_named():
         replace_durably(footage.path, final)
     track_final = None
     if track is not None:

@@ -270,6 +270,25 @@ class Upload(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class UploadSession(Base):
+    """Footage being sent in chunks (api.jobs.resumable): what its sender declared, and how many of its
+    bytes the file `<uploads>/.resumable-<id>` holds. Finishing it files an Upload; a session without a
+    chunk for `upload_session_expiry_h` has expired and is removed with its bytes."""
+
+    __tablename__ = "upload_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random hex: a capability, not a count
+    owner: Mapped[str] = mapped_column(String(96), index=True)  # the sender's Principal.label
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)  # the offset the next chunk starts at
+    filename: Mapped[str | None] = mapped_column(String(255))
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    start_time: Mapped[str | None] = mapped_column(String(64))  # as sent; read when it is finished
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    touched_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow, index=True)  # the last chunk
+
+
 class Job(Base):
     __tablename__ = "jobs"
 

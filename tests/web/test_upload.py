@@ -5,6 +5,7 @@ reason."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,98 @@ def test_only_admins_and_operators_may_upload(open_page: Any) -> None:
         assert response is not None and response.status == 403
         assert "无权访问" in page.page.inner_text("main")
         assert page.page.locator("nav a[href='/upload']").count() == 0
+
+
+def test_large_footage_goes_in_chunks_and_resumes_after_a_dropped_connection(
+    open_page: Any, site: Site, tmp_path: Path
+) -> None:
+    """Footage over 8 MB goes through /api/upload-sessions in 4 MB chunks: the second chunk's connection
+    is reset, and the page asks the server's offset after a backoff and goes on from there; the upload
+    filed is the whole file, hashed by the page."""
+    padding = b"gridpatrol chunked web test " * (9 * 1024**2 // 28)
+    footage = tmp_path / "patrol-chunked.mp4"
+    footage.write_bytes(CLIP.read_bytes() + struct.pack(">I", 8 + len(padding)) + b"free" + padding)
+    assert footage.stat().st_size > 10 * 1024**2
+    page = _page(open_page, "op1", label="chunked")
+    p = page.page
+    sent: list[str] = []
+    p.on("request", lambda r: sent.append(f"{r.method} {r.url.removeprefix(site.base_url)}"))
+    dropped: list[str] = []
+
+    def drop_once(route: Any) -> None:
+        if "offset=4194304" in route.request.url and not dropped:
+            dropped.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    p.route("**/api/upload-sessions/*?offset=*", drop_once)
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    p.set_input_files("#file", str(footage))
+    p.click("#upload-submit")
+    p.wait_for_selector("body[data-upload-state=retrying]", timeout=60_000)
+    assert "连接中断" in p.inner_text("#send-text")
+    p.wait_for_selector("body[data-upload-state=job]", timeout=120_000)
+    assert p.inner_text("#send-text") == "服务器已接收"
+    # the reset this test made, and chromium's console line for it
+    made = {
+        f"request failed: PATCH {dropped[0]}",
+        "console error: Failed to load resource: net::ERR_CONNECTION_RESET",
+    }
+    page.problems[:] = [m for m in page.problems if not any(m.startswith(x) for x in made)]
+
+    job_id = int(p.get_attribute("#upload-status", "data-job-id") or 0)
+    upload = site.api("op1").get(f"/api/jobs/{job_id}").json()["upload"]
+    assert upload["size"] == footage.stat().st_size
+    assert upload["sha256"] == hashlib.sha256(footage.read_bytes()).hexdigest()
+    chunks = [line for line in sent if "/api/upload-sessions" in line]
+    assert chunks[0] == "POST /api/upload-sessions", chunks
+    opened = next(line for line in chunks if line.startswith("PATCH")).split()[1].split("?")[0]
+    assert chunks[1:] == [
+        f"PATCH {opened}?offset=0",
+        f"PATCH {opened}?offset=4194304",  # reset
+        f"GET {opened}",  # where the server stands
+        f"PATCH {opened}?offset=4194304",
+        f"PATCH {opened}?offset=8388608",
+        f"POST {opened}/finish",
+    ], chunks
+
+
+def test_a_chunked_upload_waits_while_offline_and_goes_on_when_the_network_returns(
+    open_page: Any, site: Site, tmp_path: Path
+) -> None:
+    padding = b"gridpatrol offline web test " * (9 * 1024**2 // 28)
+    footage = tmp_path / "patrol-offline.mp4"
+    footage.write_bytes(CLIP.read_bytes() + struct.pack(">I", 8 + len(padding)) + b"free" + padding)
+    page = _page(open_page, "op2", label="offline")
+    p = page.page
+    held: list[Any] = []
+
+    def hold_once(route: Any) -> None:
+        if "offset=4194304" in route.request.url and not held:
+            held.append(route)  # answered below, once the browser is offline
+        else:
+            route.continue_()
+
+    p.route("**/api/upload-sessions/*?offset=*", hold_once)
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    p.set_input_files("#file", str(footage))
+    p.click("#upload-submit")
+    p.wait_for_function("() => document.getElementById('send-bar').value > 0.3", timeout=60_000)
+    while not held:
+        p.wait_for_timeout(50)
+    p.context.set_offline(True)
+    held[0].abort("internetdisconnected")
+    p.wait_for_selector("body[data-upload-state=offline]", timeout=30_000)
+    assert "网络已断开" in p.inner_text("#send-text")
+    p.wait_for_timeout(1500)  # no backoff runs while offline: still waiting
+    assert p.get_attribute("body", "data-upload-state") == "offline"
+    p.context.set_offline(False)
+    p.wait_for_selector("body[data-upload-state=job]", timeout=120_000)
+    made = ("request failed: PATCH", "console error: Failed to load resource: net::ERR_INTERNET_DISCONNECTED")
+    page.problems[:] = [m for m in page.problems if not m.startswith(made)]
+    job_id = int(p.get_attribute("#upload-status", "data-job-id") or 0)
+    upload = site.api("op2").get(f"/api/jobs/{job_id}").json()["upload"]
+    assert upload["sha256"] == hashlib.sha256(footage.read_bytes()).hexdigest()

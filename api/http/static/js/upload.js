@@ -1,8 +1,10 @@
 // Uploading footage: files chosen or dropped (a video and, optionally, its GPS track, told apart by
-// type and name), sent to POST /api/uploads with XMLHttpRequest (fetch reports no upload progress),
-// then the job polled every second (GET /api/jobs/{id}) until it is done or failed, then the cases it
-// produced (the page's fragment GET /upload/jobs/{id}/cases). A refused upload shows the API's detail,
-// a failed job its error.
+// type and name), sent to POST /api/uploads with XMLHttpRequest (fetch reports no upload progress);
+// footage over RESUMABLE_BYTES goes in chunks instead (/api/upload-sessions: hashed here first, a
+// failed chunk retried with backoff, the upload going on from the server's offset when the network
+// returns), then the job polled every second (GET /api/jobs/{id}) until it is done or failed, then
+// the cases it produced (the page's fragment GET /upload/jobs/{id}/cases). A refused upload shows the
+// API's detail, a failed job its error.
 "use strict";
 (function () {
   const form = document.getElementById("upload-form");
@@ -28,7 +30,11 @@
   const VIDEO_NAME = /\.(mp4|m4v|mov|3gp|mkv|webm|avi|flv|mpe?g|ts|mts|m2ts)$/i;
   const TRACK_NAME = /\.(gpx|nmea|csv|txt)$/i;
   const POLL_MS = 1000;
+  const RESUMABLE_BYTES = 8 * 1024 ** 2;  // larger footage goes in chunks, resumable after a drop
+  const CHUNK_BYTES = 4 * 1024 ** 2;
+  const MAX_BACKOFF_MS = 30000;
   let sending = null;  // the XMLHttpRequest under way
+  let resumable = null;  // the chunked upload under way: {cancelled, sessionId}
 
   function setState(state) { document.body.dataset.uploadState = state; }
 
@@ -92,7 +98,7 @@
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     zone.classList.remove("over");
-    if (sending) return;
+    if (sending || resumable) return;
     dropped([...(event.dataTransfer ? event.dataTransfer.files : [])]);
   });
   // a file dropped beside the zone must not make the browser leave the page to show it
@@ -129,7 +135,7 @@
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (sending) return;
+    if (sending || resumable) return;
     gp.flash("");
     const problem = checkForm();
     if (problem) { gp.flash(problem, "error"); return; }
@@ -138,14 +144,21 @@
     if (camera) data.append("camera_id", camera);
     const start = startTime(form.elements.start_time.value);
     if (start) data.append("start_time", start);
+    if (fileInput.files[0].size > RESUMABLE_BYTES) {
+      sendInChunks(fileInput.files[0], trackInput.files[0], camera, start);
+      return;
+    }
     data.append("file", fileInput.files[0]);
     if (trackInput.files[0]) data.append("track", trackInput.files[0]);
     send(data);
   });
 
-  cancel.addEventListener("click", () => { if (sending) sending.abort(); });
+  cancel.addEventListener("click", () => {
+    if (resumable) resumable.cancelled = true;
+    if (sending) sending.abort();
+  });
 
-  function send(data) {
+  function startSending() {
     statusBox.hidden = false;
     jobStep.hidden = true;
     casesBox.replaceChildren();
@@ -154,16 +167,38 @@
     say("");
     busy(true);
     setState("sending");
+  }
+
+  function showSent(loaded, total) {
+    sendBar.value = loaded / total;
+    sendText.textContent = Math.floor((100 * loaded) / total) + "% · " +
+      sizeText(loaded) + " / " + sizeText(total);
+  }
+
+  function received(body) {
+    sendBar.value = 1;
+    sendText.textContent = gp.t("upload.send.done");
+    fileInput.value = "";
+    trackInput.value = "";
+    showChosen();
+    follow(body);
+  }
+
+  function refused(detail) {
+    sendText.textContent = "";
+    say(gp.t("upload.refused", { detail }), "error");
+    setState("refused");
+  }
+
+  function send(data) {
+    startSending();
     const xhr = new XMLHttpRequest();
     sending = xhr;
     xhr.open("POST", "/api/uploads");
     xhr.setRequestHeader("X-CSRF-Token", gp.csrf());
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.addEventListener("progress", (event) => {
-      if (!event.lengthComputable) return;
-      sendBar.value = event.loaded / event.total;
-      sendText.textContent = Math.floor((100 * event.loaded) / event.total) + "% · " +
-        sizeText(event.loaded) + " / " + sizeText(event.total);
+      if (event.lengthComputable) showSent(event.loaded, event.total);
     });
     xhr.upload.addEventListener("load", () => { sendText.textContent = gp.t("upload.send.checking"); });
     xhr.addEventListener("load", () => {
@@ -172,18 +207,10 @@
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
       if ((xhr.status === 200 || xhr.status === 201) && body) {
-        sendBar.value = 1;
-        sendText.textContent = gp.t("upload.send.done");
-        fileInput.value = "";
-        trackInput.value = "";
-        showChosen();
-        follow(body);
+        received(body);
         return;
       }
-      const detail = body && body.detail ? body.detail : xhr.status + " " + xhr.statusText;
-      sendText.textContent = "";
-      say(gp.t("upload.refused", { detail }), "error");
-      setState("refused");
+      refused(body && body.detail ? body.detail : xhr.status + " " + xhr.statusText);
     });
     xhr.addEventListener("error", () => {
       sending = null;
@@ -200,6 +227,237 @@
     });
     xhr.send(data);
   }
+
+  // --- footage in chunks: resumable after a dropped connection ---
+
+  // one request: XMLHttpRequest for its upload progress; a network failure is status 0
+  function exchange(method, url, body, onProgress) {
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      sending = xhr;
+      xhr.open(method, url);
+      xhr.setRequestHeader("X-CSRF-Token", gp.csrf());
+      xhr.setRequestHeader("Accept", "application/json");
+      if (body instanceof Blob) xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      else if (typeof body === "string") xhr.setRequestHeader("Content-Type", "application/json");
+      if (onProgress) xhr.upload.addEventListener("progress", (event) => onProgress(event.loaded));
+      const done = (aborted) => () => {
+        sending = null;
+        let json = null;
+        try { json = JSON.parse(xhr.responseText); } catch (e) { json = null; }
+        resolve({ status: aborted ? -1 : xhr.status, body: json, statusText: xhr.statusText });
+      };
+      xhr.addEventListener("load", done(false));
+      xhr.addEventListener("error", done(false));
+      xhr.addEventListener("timeout", done(false));
+      xhr.addEventListener("abort", done(true));
+      xhr.send(body === undefined ? null : body);
+    });
+  }
+
+  // a status worth trying again: the network (0), the server busy or restarting, or a chunk of
+  // this upload still being received from before the drop (409 without a new offset)
+  const passing = (r) => r.status === 0 || r.status === 408 || r.status === 429 || r.status >= 500;
+
+  function waitOnline() {
+    if (navigator.onLine !== false) return Promise.resolve();
+    return new Promise((resolve) => window.addEventListener("online", resolve, { once: true }));
+  }
+
+  async function backoff(failures, sent, total) {
+    const ms = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.min(failures - 1, 5));
+    if (navigator.onLine === false) {
+      sendText.textContent = gp.t("upload.send.offline", { sent: sizeText(sent), total: sizeText(total) });
+      setState("offline");
+      await waitOnline();
+    } else {
+      sendText.textContent = gp.t("upload.send.retry", {
+        seconds: Math.round(ms / 1000), sent: sizeText(sent), total: sizeText(total),
+      });
+      setState("retrying");
+      await sleep(ms);
+    }
+    setState("sending");
+  }
+
+  // the footage's SHA-256, read in chunks (crypto.subtle digests only a whole buffer: 4 GB would not fit)
+  async function hashFile(file, job) {
+    const hash = new Sha256();
+    for (let at = 0; at < file.size; at += CHUNK_BYTES) {
+      if (job.cancelled) return null;
+      hash.update(new Uint8Array(await file.slice(at, at + CHUNK_BYTES).arrayBuffer()));
+      sendBar.value = Math.min(at + CHUNK_BYTES, file.size) / file.size;
+      sendText.textContent = gp.t("upload.send.hashing", { percent: Math.floor(100 * sendBar.value) });
+    }
+    return hash.hex();
+  }
+
+  // a request repeated with backoff while it fails for a passing reason; null when cancelled
+  async function persist(job, attempt, sent, total) {
+    let failures = 0;
+    for (;;) {
+      if (job.cancelled) return null;
+      const r = await attempt();
+      if (r.status === -1 || job.cancelled) return null;
+      if (!passing(r)) return r;
+      failures += 1;
+      await backoff(failures, sent, total);
+    }
+  }
+
+  async function sendInChunks(file, track, camera, start) {
+    const job = { cancelled: false, sessionId: null };
+    resumable = job;
+    startSending();
+    setState("hashing");
+    try {
+      const sha256 = await hashFile(file, job);
+      if (sha256 === null) return stopped(job);
+      setState("sending");
+      const opening = JSON.stringify({
+        size: file.size, sha256, filename: file.name, camera_id: camera || null, start_time: start || null,
+      });
+      const open = () => exchange("POST", "/api/upload-sessions", opening);
+      const opened = await persist(job, open, 0, file.size);
+      if (opened === null) return stopped(job);
+      if (opened.status !== 200 && opened.status !== 201) return refusedBy(opened);
+      job.sessionId = opened.body.id;
+      let offset = opened.body.offset;
+      const url = "/api/upload-sessions/" + job.sessionId;
+      showSent(offset, file.size);
+      let failures = 0;
+      while (offset < file.size) {
+        if (job.cancelled) return stopped(job);
+        const from = offset;
+        const r = await exchange("PATCH", url + "?offset=" + from, file.slice(from, from + CHUNK_BYTES),
+          (loaded) => showSent(from + loaded, file.size));
+        if (r.status === -1 || job.cancelled) return stopped(job);
+        if (r.status === 200) {
+          offset = r.body.offset;
+          failures = 0;
+          continue;
+        }
+        if (r.status === 409 && r.body && typeof r.body.offset === "number" && r.body.offset !== from) {
+          offset = r.body.offset;  // the server has more (or less) than we thought: go on from there
+          continue;
+        }
+        if (!passing(r) && r.status !== 409) return refusedBy(r);
+        failures += 1;
+        await backoff(failures, from, file.size);
+        // where the server stands after the drop (a chunk cut off is not kept)
+        const asked = await persist(job, () => exchange("GET", url), from, file.size);
+        if (asked === null) return stopped(job);
+        if (asked.status !== 200) return refusedBy(asked);
+        offset = asked.body.offset;
+        showSent(offset, file.size);
+      }
+      sendText.textContent = gp.t("upload.send.checking");
+      const form = new FormData();
+      if (track) form.append("track", track);
+      const finish = () => exchange("POST", url + "/finish", form);
+      const finished = await persist(job, finish, file.size, file.size);
+      if (finished === null) return stopped(job);
+      if ((finished.status === 200 || finished.status === 201) && finished.body) {
+        resumable = null;
+        busy(false);
+        received(finished.body);
+        return;
+      }
+      return refusedBy(finished);
+    } catch (err) {
+      resumable = null;
+      busy(false);
+      refused(String(err));
+    }
+  }
+
+  function refusedBy(r) {
+    resumable = null;
+    busy(false);
+    refused(r.body && r.body.detail ? r.body.detail : r.status + " " + r.statusText);
+  }
+
+  function stopped(job) {
+    resumable = null;
+    busy(false);
+    sendText.textContent = "";
+    say(gp.t("upload.cancelled"));
+    setState("cancelled");
+    // cancelled: the server's copy is given up too
+    if (!job.sessionId) return;
+    gp.request("/api/upload-sessions/" + job.sessionId, { method: "DELETE" }).catch(() => {});
+  }
+
+  // SHA-256 (FIPS 180-4) fed in pieces, for files too large to hash in one buffer
+  function Sha256() {
+    this.h = new Int32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+    this.block = new Uint8Array(64);
+    this.filled = 0;
+    this.length = 0;
+    this.w = new Int32Array(64);
+  }
+  const K = new Int32Array([
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+  ]);
+  Sha256.prototype.compress = function (bytes, at) {
+    const w = this.w;
+    const h = this.h;
+    for (let i = 0; i < 16; i++) {
+      const j = at + 4 * i;
+      w[i] = (bytes[j] << 24) | (bytes[j + 1] << 16) | (bytes[j + 2] << 8) | bytes[j + 3];
+    }
+    for (let i = 16; i < 64; i++) {
+      const a = w[i - 15];
+      const b = w[i - 2];
+      const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
+      const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+    }
+    let a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+    for (let i = 0; i < 64; i++) {
+      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+      const t1 = (hh + S1 + ((e & f) ^ (~e & g)) + K[i] + w[i]) | 0;
+      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+      const t2 = (S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+      hh = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+    }
+    h[0] = (h[0] + a) | 0; h[1] = (h[1] + b) | 0; h[2] = (h[2] + c) | 0; h[3] = (h[3] + d) | 0;
+    h[4] = (h[4] + e) | 0; h[5] = (h[5] + f) | 0; h[6] = (h[6] + g) | 0; h[7] = (h[7] + hh) | 0;
+  };
+  Sha256.prototype.update = function (bytes) {
+    let at = 0;
+    this.length += bytes.length;
+    if (this.filled) {
+      const take = Math.min(64 - this.filled, bytes.length);
+      this.block.set(bytes.subarray(0, take), this.filled);
+      this.filled += take;
+      at = take;
+      if (this.filled < 64) return;
+      this.compress(this.block, 0);
+      this.filled = 0;
+    }
+    for (; at + 64 <= bytes.length; at += 64) this.compress(bytes, at);
+    this.block.set(bytes.subarray(at), 0);
+    this.filled = bytes.length - at;
+  };
+  Sha256.prototype.hex = function () {
+    const bits = this.length * 8;
+    const tail = new Uint8Array(this.filled < 56 ? 64 - this.filled : 128 - this.filled);
+    tail[0] = 0x80;
+    const view = new DataView(tail.buffer);
+    view.setUint32(tail.length - 8, Math.floor(bits / 2 ** 32));
+    view.setUint32(tail.length - 4, bits >>> 0);
+    this.update(tail);
+    return Array.from(this.h, (x) => (x >>> 0).toString(16).padStart(8, "0")).join("");
+  };
 
   // --- the job ---
 
