@@ -79,9 +79,10 @@ class LiveSource(FrameSource):
     """Frames of a live camera or stream, at any URL streams.urls.is_live_url accepts.
 
     Frame.ts is seconds on a monotonic clock since the first frame (outages included); Frame.wall_time is
-    the UTC time the frame was received; Frame.index counts every frame received. The first connection is
-    made when the source is created, so an unreachable camera is a SourceError there; later drops are
-    retried per policy.
+    the UTC time the frame was received; Frame.index counts every frame received. Every frame has the
+    size of the first (a picture the camera re-sized is scaled back: see _sized). The first connection
+    is made when the source is created, so an unreachable camera is a SourceError there; later drops
+    are retried per policy.
     close() may be called from another thread: it waits at most one read timeout.
     """
 
@@ -103,6 +104,8 @@ class LiveSource(FrameSource):
         self._lock = threading.Lock()
         self._reconnected_at: float | None = None  # monotonic
         self._last_delay_s: float | None = None  # the wait before that reconnect
+        self._size: tuple[int, int] | None = None  # (width, height) of the first frame: every frame's
+        self._told_size: tuple[int, int] | None = None  # another size, last logged
         name = shown_url(url)
         capture = connect(url, self._policy)
         if not capture.isOpened():
@@ -151,7 +154,7 @@ class LiveSource(FrameSource):
             if image is not None:
                 self._sampler.take(ts)
                 yield Frame(
-                    image=image,
+                    image=self._sized(image),
                     ts=ts,
                     source_id=self._source_id,
                     index=index,
@@ -159,6 +162,29 @@ class LiveSource(FrameSource):
                     position=self._position,
                 )
             index += 1
+
+    def _sized(self, image: np.ndarray) -> np.ndarray:
+        """The image at the size of the source's first frame: a camera re-configured in its vendor's app
+        (another resolution, mid-stream or at a reconnect) keeps the pixels its tracks, boxes and dwell
+        anchors are in, so that a car standing still stays one object at one place (zones, in fractions
+        of the picture, stay where they were either way); said once per new size."""
+        height, width = image.shape[:2]
+        if self._size is None:
+            self._size = (width, height)
+        if (width, height) == self._size:
+            return image
+        if (width, height) != self._told_size:
+            self._told_size = (width, height)
+            log.warning(
+                "%s: the stream's picture is now %dx%d, not %dx%d: its frames are scaled to %dx%d, "
+                "the size this stream's analysis began at, until it is opened again",
+                self.info.name,
+                width,
+                height,
+                *self._size,
+                *self._size,
+            )
+        return cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
 
     def _reconnect(self, frames_so_far: int, ts: float) -> bool:
         """Replace a dropped capture; False when the policy gives up or the source is closed."""

@@ -12,8 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detect.pipeline import Pipeline
+from detect.values import Detection
 from streams import ReconnectPolicy, SourceError, mask_credentials, open_source
+from streams.frame import Frame
 from streams.rtsp import Capture, RtspSource, default_source_id
+from tests.detect.rule_fixtures import make_config
 
 PASSWORD = "s3cr3t-Pa55"
 FAST = ReconnectPolicy(
@@ -182,6 +186,34 @@ def test_a_stream_that_drops_at_once_after_each_reconnect_is_tried_less_and_less
     assert all(e <= w < e + 0.1 for w, e in zip(waits, expected, strict=True)), waits
 
 
+class ResizedCamera(ScriptedCamera):
+    """A camera whose picture goes from 8x8 to 16x12 (white) after `after` frames, in the same stream."""
+
+    def __init__(self, frames: int, after: int) -> None:
+        super().__init__(frames)
+        self.after = after
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        if self.remaining >= self.after:
+            return True, np.zeros((8, 8, 3), dtype=np.uint8)
+        return True, np.full((12, 16, 3), 255, dtype=np.uint8)
+
+
+def test_a_picture_re_sized_mid_stream_is_scaled_to_the_first_frames_size(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cameras = iter([ResizedCamera(6, after=3)])
+    source = RtspSource(
+        "rtsp://cam.local/live", policy=FAST, connect=lambda url, policy: next(cameras, ScriptedCamera(0))
+    )
+    with caplog.at_level(logging.WARNING):
+        frames = list(source)
+    assert [frame.image.shape for frame in frames] == [(8, 8, 3)] * 6
+    assert [int(frame.image.mean()) for frame in frames] == [0, 0, 0, 255, 255, 255]  # the new picture
+    told = [r.getMessage() for r in caplog.records if "16x12" in r.getMessage()]
+    assert len(told) == 1 and "rtsp://cam.local/live: the stream's picture is now 16x12, not 8x8" in told[0]
+
+
 def test_close_from_another_thread_ends_a_waiting_source() -> None:
     _, connect = _scripted(1)
     policy = ReconnectPolicy(backoff_initial_s=30, max_attempts=None, max_outage_s=None)
@@ -256,3 +288,73 @@ def test_real_rtsp_camera_streams_then_stops_cleanly_when_it_goes_away(
     assert source.stopped_early is not None and "reconnect attempts" in source.stopped_early
     assert elapsed < 15
     _assert_password_never_logged(caplog)
+
+
+class _StandingCar:
+    """A detector that sees one car standing at the same place in the scene (fractions of the picture,
+    in the left half), whatever the picture's size."""
+
+    BOX_NORM = (0.1, 0.5, 0.4, 0.9)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = self.BOX_NORM
+        box = (x1 * width, y1 * height, x2 * width, y2 * height)
+        return [Detection(box=box, score=0.9, class_name="car", kind="car")]
+
+
+@pytest.mark.slow
+def test_a_camera_re_sized_in_its_vendors_app_keeps_its_car_at_one_place(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera re-configured from 160x120 to 320x240 drops its stream and comes back at the new size.
+    Its frames were yielded at the new size: a car standing still moved to other pixels, so the rules
+    took it for a new car and its dwell started again (the first car left to expire: a parked car's
+    incident late, or a second one for the same car). Frames now keep the first frame's size, scaled."""
+    from tests.runner.rtsp_kit import RtspCamera
+
+    python = _system_python_with_rtsp_server()
+    if python is None:
+        pytest.skip("no GStreamer RTSP server (apt: python3-gi gir1.2-gst-rtsp-server-1.0)")
+    camera = RtspCamera(python)
+    camera.start()
+    policy = ReconnectPolicy(
+        open_timeout_s=5, read_timeout_s=1.0, backoff_initial_s=0.1, backoff_max_s=0.2, max_attempts=20
+    )
+    frames: list[Frame] = []
+    try:
+        with caplog.at_level(logging.INFO):
+            source = open_source(camera.url, reconnect=policy, analysis_fps=5)
+            for frame in source:
+                frames.append(frame)
+                if len(frames) == 3:
+                    camera.stop()
+                    camera.size = (320, 240)
+                    camera.start()
+                if len(frames) == 8:
+                    break
+            source.close()
+    finally:
+        camera.stop()
+
+    assert [frame.image.shape for frame in frames] == [(120, 160, 3)] * 8
+    assert any("now 320x240, not 160x120" in record.getMessage() for record in caplog.records)
+    _assert_password_never_logged(caplog)
+
+    config = make_config(
+        categories={
+            "illegal_parking": {
+                "kinds": ["car"],
+                "zone_kind": "no_parking",
+                "min_dwell_s": 1.0,
+                "min_median_conf": 0.4,
+                "min_observations": 3,
+                "require_static_camera": False,  # the test pattern's ball moves the picture
+            }
+        },
+        grace_s=60.0,
+    )
+    pipeline = Pipeline(config, config.cameras[0], detector=_StandingCar(), out_dir=tmp_path, source_id="cam")
+    incidents = list(pipeline.process(frames))
+    assert len(incidents) == 1  # one car, seen from the first frame to the last
+    assert (incidents[0].first_seen_ts, incidents[0].last_seen_ts) == (0.0, round(frames[-1].ts, 3))
