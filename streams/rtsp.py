@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from streams.frame import Frame, GeoPoint
+from streams.rtsp_probe import rtsp_refusal
 from streams.source import FrameSource, RateSampler, SourceError, SourceInfo
 from streams.urls import default_source_id, shown_url
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # A camera that reports a frame rate outside this range is reporting its RTP clock or nothing useful.
 _PLAUSIBLE_FPS = (0.5, 240.0)
+PROBE_S = 2.0  # a stream that could not be opened: the most its camera is asked why (streams.rtsp_probe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +109,17 @@ class LiveSource(FrameSource):
         self._size: tuple[int, int] | None = None  # (width, height) of the first frame: every frame's
         self._told_size: tuple[int, int] | None = None  # another size, last logged
         name = shown_url(url)
+        started = time.monotonic()
         capture = connect(url, self._policy)
         if not capture.isOpened():
             capture.release()
+            # the camera's own word (rtsp://), when it answered: one that waited out the timeout says none
+            answered = time.monotonic() - started < 0.9 * self._policy.open_timeout_s
+            reason = rtsp_refusal(url, PROBE_S) if answered else None
             raise SourceError(
-                f"{name}: cannot connect (refused, unreachable, no answer within "
+                f"{name}: cannot connect: {reason}"
+                if reason
+                else f"{name}: cannot connect (refused, unreachable, no answer within "
                 f"{self._policy.open_timeout_s:g} s, wrong credentials or path, or not a video stream)"
             )
         fps = capture.get(cv2.CAP_PROP_FPS)

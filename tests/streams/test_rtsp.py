@@ -358,3 +358,106 @@ def test_a_camera_re_sized_in_its_vendors_app_keeps_its_car_at_one_place(
     incidents = list(pipeline.process(frames))
     assert len(incidents) == 1  # one car, seen from the first frame to the last
     assert (incidents[0].first_seen_ts, incidents[0].last_seen_ts) == (0.0, round(frames[-1].ts, 3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("user_part", "path", "reason"),
+    [
+        (f"viewer:not-{PASSWORD}@", "/cam", "wrong user name or password (the camera answered 401"),
+        ("", "/cam", "the camera asks for a user name and password (401 Unauthorized); the URL has none"),
+        (
+            f"viewer:{PASSWORD}@",
+            "/Streaming/Channels/101",
+            "no stream at that path on the camera (it answered 404",
+        ),
+    ],
+)
+def test_a_camera_that_refuses_the_stream_is_named_with_its_reason(
+    rtsp_server: tuple[str, subprocess.Popen[bytes]], user_part: str, path: str, reason: str
+) -> None:
+    """OpenCV only says it could not open the stream: a wrong password, a mistyped path and a camera
+    that is off all read '(refused, unreachable, no answer within 10 s, wrong credentials or path, or
+    not a video stream)'. The camera is asked in plain RTSP which it is (a DESCRIBE with the URL's
+    credentials), and the camera's state and the runner's log say so, the password masked."""
+    url, _ = rtsp_server
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    wrong = f"rtsp://{user_part}127.0.0.1:{port}{path}"
+    started = time.monotonic()
+    with pytest.raises(SourceError) as error:
+        open_source(wrong, reconnect=FAST)
+    message = str(error.value)
+    assert message.startswith(f"{mask_credentials(wrong)}: cannot connect: {reason}")
+    assert PASSWORD not in message and time.monotonic() - started < 5
+
+
+def test_nothing_listening_at_an_rtsp_port_is_said_so() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SourceError, match=f"nothing listens at 127.0.0.1:{port} \\(connection refused"):
+        open_source(f"rtsp://admin:{PASSWORD}@127.0.0.1:{port}/live", reconnect=FAST)
+
+
+class DigestCamera:
+    """A camera's RTSP port as Hikvision's answers it: DESCRIBE without credentials or with wrong ones is
+    a 401 offering Digest (qop=auth) and Basic; right Digest credentials (checked per RFC 2617) get the
+    stream's description (200)."""
+
+    REALM, NONCE = "IP Camera(C1234)", "4d2f1e0a9b"
+
+    def __init__(self, user: str, password: str) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.user, self.password = user, password
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                request = conn.recv(65536).decode()
+                ok = self._authorised(request)
+                status = "200 OK" if ok else "401 Unauthorized"
+                challenge = (
+                    f'WWW-Authenticate: Digest realm="{self.REALM}", nonce="{self.NONCE}", qop="auth"\r\n'
+                    f'WWW-Authenticate: Basic realm="{self.REALM}"\r\n'
+                )
+                conn.sendall(f"RTSP/1.0 {status}\r\nCSeq: 1\r\n{'' if ok else challenge}\r\n".encode())
+
+    def _authorised(self, request: str) -> bool:
+        import hashlib
+        import re
+
+        line = next((x for x in request.split("\r\n") if x.startswith("Authorization: Digest ")), None)
+        if line is None:
+            return False
+        got = dict(re.findall(r'(\w+)="?([^",]*)"?', line.removeprefix("Authorization: Digest ")))
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1 = md5(f"{self.user}:{self.REALM}:{self.password}")
+        ha2 = md5(f"DESCRIBE:{got['uri']}")
+        expected = md5(f"{ha1}:{self.NONCE}:{got['nc']}:{got['cnonce']}:auth:{ha2}")
+        return got["username"] == self.user and got["response"] == expected
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_digest_camera_is_asked_with_digest_credentials() -> None:
+    from streams.rtsp_probe import rtsp_refusal
+
+    camera = DigestCamera("admin", "p@ss:w0rd")
+    try:
+        base = f"127.0.0.1:{camera.port}/Streaming/Channels/101"
+        assert rtsp_refusal(f"rtsp://admin:p%40ss%3Aw0rd@{base}", 2.0) is None  # described: not refused
+        assert rtsp_refusal(f"rtsp://admin:wrong@{base}", 2.0) == (
+            "wrong user name or password (the camera answered 401 Unauthorized)"
+        )
+    finally:
+        camera.close()
