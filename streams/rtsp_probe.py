@@ -24,10 +24,10 @@ def rtsp_refusal(url: str, timeout_s: float) -> str | None:
     such path (404); None when that is not found out (another scheme, no answer within timeout_s in all,
     the camera describes the stream: the failure is elsewhere, an answer not understood)."""
     deadline = time.monotonic() + timeout_s
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = parts.port or 554
-    except ValueError:
+    except ValueError:  # a URL streams.urls would have refused: nothing to ask
         return None
     host = parts.hostname
     if parts.scheme.lower() != "rtsp" or not host:
