@@ -14,7 +14,7 @@ import pytest
 
 from detect.pipeline import Pipeline
 from detect.values import Detection
-from streams import ReconnectPolicy, SourceError, mask_credentials, open_source
+from streams import ReconnectPolicy, SourceError, mask_credentials, open_source, prefetch
 from streams.frame import Frame
 from streams.rtsp import Capture, RtspSource, default_source_id
 from tests.detect.rule_fixtures import make_config
@@ -461,3 +461,44 @@ def test_a_digest_camera_is_asked_with_digest_credentials() -> None:
         )
     finally:
         camera.close()
+
+
+class RealTimeCamera(ScriptedCamera):
+    """A camera sending `fps` frames a second from when it is opened, whether they are read or not: grab
+    takes the oldest frame waiting (in the network's buffers) or waits for the next one; each image
+    holds its frame number (pixel (0, 0): high byte, low byte)."""
+
+    def __init__(self, fps: float) -> None:
+        super().__init__(10_000)
+        self.fps, self.opened_at, self.next = fps, time.monotonic(), 0
+
+    def captured_at(self, number: int) -> float:
+        return self.opened_at + number / self.fps
+
+    def grab(self) -> bool:
+        time.sleep(max(0.0, self.captured_at(self.next) - time.monotonic()))
+        self.next += 1
+        return super().grab()
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        image = np.zeros((8, 8, 3), dtype=np.uint8)
+        image[0, 0, :2] = divmod(self.next - 1, 256)
+        return True, image
+
+
+def test_a_consumer_slower_than_the_camera_gets_its_newest_frames() -> None:
+    """A model shared by many cameras takes 0.25 s a frame of a 20 fps camera. The reader waited for it,
+    leaving the stream to queue up in the network's buffers: each frame analysed was older than the
+    last (1.5 s behind after 10, minutes after an hour, each frame's time when it was read), the
+    street seen ever later. The newest frames are analysed now, those in between skipped."""
+    camera = RealTimeCamera(fps=20.0)
+    source = RtspSource("rtsp://cam.local/live", policy=FAST, connect=lambda url, policy: camera)
+    behind_s = []
+    for frame in prefetch(source):
+        number = int(frame.image[0, 0, 0]) * 256 + int(frame.image[0, 0, 1])
+        behind_s.append(time.monotonic() - camera.captured_at(number))
+        if len(behind_s) == 10:
+            break
+        time.sleep(0.25)  # the model
+    source.close()
+    assert max(behind_s) < 0.5, behind_s
