@@ -1,7 +1,8 @@
 """Footage to incidents: frames -> detector -> tracker -> camera motion -> rules -> evidence.
 
 A generator end to end: frames are pulled one at a time (decoded ahead in a bounded background
-queue), nothing holds a whole video, and each incident is yielded as soon as its violation ends
+queue; a live stream's newest, skipping those the analysis has no time for: streams.prefetch),
+nothing holds a whole video, and each incident is yielded as soon as its violation ends
 (the object left for longer than the grace window) or the footage ends. Each sighting the rules time
 keeps a few small JPEGs for its dwell strip (detect.evidence.DwellStrip), never whole frames.
 """

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from streams.frame import Frame, GeoPoint
+from streams.rtsp_probe import rtsp_refusal
 from streams.source import FrameSource, RateSampler, SourceError, SourceInfo
 from streams.urls import default_source_id, shown_url
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # A camera that reports a frame rate outside this range is reporting its RTP clock or nothing useful.
 _PLAUSIBLE_FPS = (0.5, 240.0)
+PROBE_S = 2.0  # a stream that could not be opened: the most its camera is asked why (streams.rtsp_probe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +81,10 @@ class LiveSource(FrameSource):
     """Frames of a live camera or stream, at any URL streams.urls.is_live_url accepts.
 
     Frame.ts is seconds on a monotonic clock since the first frame (outages included); Frame.wall_time is
-    the UTC time the frame was received; Frame.index counts every frame received. The first connection is
-    made when the source is created, so an unreachable camera is a SourceError there; later drops are
-    retried per policy.
+    the UTC time the frame was received; Frame.index counts every frame received. Every frame has the
+    size of the first (a picture the camera re-sized is scaled back: see _sized). The first connection
+    is made when the source is created, so an unreachable camera is a SourceError there; later drops
+    are retried per policy.
     close() may be called from another thread: it waits at most one read timeout.
     """
 
@@ -103,12 +106,20 @@ class LiveSource(FrameSource):
         self._lock = threading.Lock()
         self._reconnected_at: float | None = None  # monotonic
         self._last_delay_s: float | None = None  # the wait before that reconnect
+        self._size: tuple[int, int] | None = None  # (width, height) of the first frame: every frame's
+        self._told_size: tuple[int, int] | None = None  # another size, last logged
         name = shown_url(url)
+        started = time.monotonic()
         capture = connect(url, self._policy)
         if not capture.isOpened():
             capture.release()
+            # the camera's own word (rtsp://), when it answered: one that waited out the timeout says none
+            answered = time.monotonic() - started < 0.9 * self._policy.open_timeout_s
+            reason = rtsp_refusal(url, PROBE_S) if answered else None
             raise SourceError(
-                f"{name}: cannot connect (refused, unreachable, no answer within "
+                f"{name}: cannot connect: {reason}"
+                if reason
+                else f"{name}: cannot connect (refused, unreachable, no answer within "
                 f"{self._policy.open_timeout_s:g} s, wrong credentials or path, or not a video stream)"
             )
         fps = capture.get(cv2.CAP_PROP_FPS)
@@ -151,7 +162,7 @@ class LiveSource(FrameSource):
             if image is not None:
                 self._sampler.take(ts)
                 yield Frame(
-                    image=image,
+                    image=self._sized(image),
                     ts=ts,
                     source_id=self._source_id,
                     index=index,
@@ -159,6 +170,29 @@ class LiveSource(FrameSource):
                     position=self._position,
                 )
             index += 1
+
+    def _sized(self, image: np.ndarray) -> np.ndarray:
+        """The image at the size of the source's first frame: a camera re-configured in its vendor's app
+        (another resolution, mid-stream or at a reconnect) keeps the pixels its tracks, boxes and dwell
+        anchors are in, so that a car standing still stays one object at one place (zones, in fractions
+        of the picture, stay where they were either way); said once per new size."""
+        height, width = image.shape[:2]
+        if self._size is None:
+            self._size = (width, height)
+        if (width, height) == self._size:
+            return image
+        if (width, height) != self._told_size:
+            self._told_size = (width, height)
+            log.warning(
+                "%s: the stream's picture is now %dx%d, not %dx%d: its frames are scaled to %dx%d, "
+                "the size this stream's analysis began at, until it is opened again",
+                self.info.name,
+                width,
+                height,
+                *self._size,
+                *self._size,
+            )
+        return cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
 
     def _reconnect(self, frames_so_far: int, ts: float) -> bool:
         """Replace a dropped capture; False when the policy gives up or the source is closed."""

@@ -10,7 +10,10 @@ What each answer does to the item at the head of the spool:
   400, 409, 413, 415, 422               the item itself is bad: moved to rejected/ with the answer saved,
                                         logged and counted; the next item goes at once (so is an item
                                         the spool can no longer read); 409: its incident id was received
-                                        before with other content (the answer names what differs)
+                                        before with other content (the answer names what differs). Only
+                                        the service's own error (JSON with its `detail`) says so: another
+                                        answer (a proxy's page: nginx's 413 over its 1 MiB body limit) is
+                                        retried as below, the item kept, the error saying who refused it
   401, 403                              the key is wrong or revoked: the item stays; logged as an error at
                                         most once a minute; retried every `auth_retry_s`
   429, 5xx (503, 507 ...), no answer    the item stays and is sent again after a pause: Retry-After when
@@ -61,6 +64,10 @@ REJECT_STATUSES = frozenset({400, 409, 413, 415, 422})  # the item itself is bad
 AUTH_STATUSES = frozenset({401, 403})  # the key is wrong or revoked
 MAX_SAVED_BODY = 64 * 1024
 NOT_OURS = "the answer is not the case service's (is the server URL right?)"
+NOT_ITS_ERROR = (
+    "refused by something other than the case service (a proxy before it: its request size limit?); "
+    "the incident is kept and sent again"
+)
 
 
 class _Abandoned(Exception):
@@ -270,7 +277,10 @@ class Forwarder:
             self._delivered(1, int(duplicate))
             return Attempt(Outcome.DUPLICATE if duplicate else Outcome.DELIVERED, status)
         if status in REJECT_STATUSES:
-            return self._reject(parcel.item, status, _body(response), response.headers.get("content-type"))
+            body = _body(response)
+            if not _service_error(body):  # a proxy's page (its body size limit): no word on the item
+                return self._retry(status, f"HTTP {status}: {NOT_ITS_ERROR}: {answer_detail(response)}", None)
+            return self._reject(parcel.item, status, body, response.headers.get("content-type"))
         return self._failed(response)
 
     def _send_batch(self, client: httpx.Client, items: list[Item]) -> Attempt:
@@ -512,6 +522,13 @@ def _detail_of(body: Any) -> str:
     detail = body.get("detail") if isinstance(body, dict) else None
     text = detail if isinstance(detail, str) else str(body)
     return " ".join(text.split())[:300]
+
+
+def _service_error(body: Any) -> bool:
+    """Whether a 4xx body is the case service's own error (JSON with its `detail`: api.errors), a
+    verdict on the item; a proxy's or another server's page (nginx's 413 for a body over its 1 MiB
+    default) is none."""
+    return isinstance(body, dict) and "detail" in body
 
 
 def _duplicate_flag(response: httpx.Response) -> bool | None:

@@ -183,6 +183,46 @@ def test_a_camera_whose_stream_is_down_stops_at_once(
 
 
 @pytest.mark.slow  # a real RTSP server
+def test_a_camera_with_a_wrong_password_says_so_in_its_state(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    rtsp_server: tuple[str, Any],  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its last error listed every cause OpenCV's failure could have (refused, unreachable, no answer,
+    wrong credentials or path, not a video stream); the camera's own answer (401) is now named."""
+    caplog.set_level(logging.DEBUG)
+    url, _ = rtsp_server
+    wrong = url.replace(f":{PASSWORD}@", ":Not-The-Password1@")
+    server: LiveServer = make_server(db_url)
+    job = _camera_job(
+        server, tmp_path, {"id": "cam-pw", "stream_url": wrong}, runner="runner-pw", detector=ParkedCar(0)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op:
+            state = _wait(
+                "the camera's last error",
+                lambda: (
+                    (s := op.get("/api/cameras/cam-pw").json()["state"])["last_error"]
+                    and s["runner_state"]["status"] == "retrying"
+                    and s
+                ),
+            )
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert state["last_error"] == (
+        f"{url.replace(PASSWORD, '***')}: cannot connect: wrong user name or password (the camera "
+        "answered 401 Unauthorized)"
+    )
+    assert "Not-The-Password1" not in caplog.text
+
+
+@pytest.mark.slow  # a real RTSP server
 def test_a_job_let_go_sends_the_last_word_of_a_violation_still_open(
     make_server,  # type: ignore[no-untyped-def]
     db_url: str,

@@ -560,6 +560,50 @@ def test_a_2xx_that_is_not_the_service_answer_acks_nothing(tmp_path: Path) -> No
         service.close()
 
 
+NGINX_413 = (
+    b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center>"
+    b"<h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+@pytest.mark.parametrize("status", [413, 400])
+def test_a_proxys_4xx_page_keeps_the_items_until_the_service_takes_them(
+    server: LiveServer, tmp_path: Path, status: int
+) -> None:
+    """nginx before the case service answers 413 (its 1 MiB body limit, under a full-frame incident's
+    evidence) or 400 with a page of its own: each incident was moved to rejected/ as if the service had
+    refused it, never sent again (and past 1000 of them removed). Only the service's own error (JSON
+    with `detail`) rejects an item; a proxy's page is retried, the error naming who refused it."""
+    proxy = ScriptedService([(status, {})] * 3, page=NGINX_413)
+    try:
+        with Spool(tmp_path / "spool", **LARGE) as spool:
+            spool.put(*runner_incident("proxy-1"))
+            forwarder = Forwarder(spool, server_url=proxy.url, device_key="gpd_k", **FAST)
+            with forwarder.client() as client:
+                alone = forwarder.send_next(client)
+                spool.put(*runner_incident("proxy-2"))
+                batch = forwarder.send_next(client)  # a backlog: the batch route, refused whole
+                again = forwarder.send_next(client)  # then one at a time
+            assert [(a.outcome, a.status) for a in (alone, batch, again)] == [(Outcome.RETRY, status)] * 3
+            assert len(spool) == 2 and spool.state().rejected == 0
+            state = forwarder.state()
+            assert state.rejected == 0
+            assert f"HTTP {status}: refused by something other than the case service" in (
+                state.last_error or ""
+            )
+            assert "413 Request Entity Too Large" in (state.last_error or "")
+
+            # the proxy's limit raised: every incident reaches the service
+            fixed = Forwarder(spool, server_url=server.url, device_key=server.tokens["device"], **FAST)
+            with fixed.client() as client:
+                while len(spool):
+                    assert fixed.send_next(client).outcome is Outcome.DELIVERED
+    finally:
+        proxy.close()
+    with server.client("operator") as client:
+        assert sorted(row["incident_id"] for row in received(client)) == ["proxy-1", "proxy-2"]
+
+
 def test_the_thread_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
     service = ScriptedService([(503, {"Retry-After": "1"})])
     try:
