@@ -108,6 +108,13 @@ class Settings(BaseModel):
     auth_cache_s: float = Field(
         10.0, ge=0.0, description="how long a process trusts a resolved token or key; 0: no cache"
     )
+    review_lease_s: float = Field(
+        120.0,
+        gt=0.0,
+        le=3600.0,
+        description="how long the review page's claim on a case (on screen, or loaded ahead) lasts; the "
+        "page renews its claims while it is open, so it lapses when the operator walks away",
+    )
     job_lease_s: float = Field(60.0, gt=0.0, description="a running job whose lease lapses is retried")
     job_max_attempts: int = Field(3, ge=1)
     worker_poll_s: float = Field(1.0, gt=0.0)

@@ -4,7 +4,9 @@ Each operator holds the case they are looking at (and the next one, loaded ahead
 lease (table review_claims); the queue hands out the oldest pending case nobody else holds, so two
 operators on the same queue never get the same case at once. Taking a claim is one atomic upsert
 (INSERT ... ON CONFLICT DO UPDATE ... WHERE the claim is free, expired or already ours), so two
-operators asking at the same instant cannot both win it, on SQLite or PostgreSQL.
+operators asking at the same instant cannot both win it, on SQLite or PostgreSQL. The page renews the
+claims it holds while it is open (`renew`); only a claim still the operator's is renewed, never one
+another operator took once it lapsed.
 
 Decisions are workflow moves (confirm = pending_review -> filed; reject, with a reason), recorded like
 any other in the history, the custody chain and the webhooks. An operator may undo their own last
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -34,7 +36,9 @@ from api.storage.db import table_of, utcnow
 from api.storage.models import Case, CaseEvent, ReviewClaim
 
 CATEGORIES = ("illegal_parking", "street_vending", "piled_debris")
-LEASE_S = 120.0  # a claim lapses when its operator walks away; the queue then hands the case on
+# a claim lapses when its operator walks away (the page renews it while open); the queue then hands the
+# case on. The service's is settings.review_lease_s
+LEASE_S = 120.0
 UNDO_WINDOW_S = 600.0
 CANDIDATES = 16  # pending cases looked at per claim attempt (the oldest first)
 DECISIONS = ("confirm", "reject")
@@ -108,6 +112,27 @@ def claim_next(
     return None
 
 
+def renew(
+    session: Session, *, principal: Principal, case_ids: Sequence[int], lease_s: float = LEASE_S
+) -> list[int]:
+    """Hold again for lease_s those of `case_ids` this operator still holds (their claim is theirs,
+    lapsed or not, and the case still awaits review); the ids renewed. A claim another operator took
+    once this one lapsed stays theirs, and a case released or decided is not claimed again: the page
+    learns that it lost those. Commits nothing itself."""
+    if not case_ids:
+        return []
+    now = utcnow()
+    pending = select(Case.id).where(Case.id.in_(list(case_ids)), Case.status == workflow.PENDING_REVIEW)
+    ours = (ReviewClaim.holder == principal.label) & ReviewClaim.case_id.in_(pending)
+    session.execute(
+        update(ReviewClaim)
+        .where(ours)
+        .values(expires_at=now + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(select(ReviewClaim.case_id).where(ours)))
+
+
 def release(session: Session, *, principal: Principal, case_id: int) -> None:
     """Give back this operator's claim on a case (skipped, or decided)."""
     session.execute(
@@ -171,7 +196,7 @@ def decide(
     return case
 
 
-def undo_last(session: Session, *, principal: Principal, case_id: int) -> Case:
+def undo_last(session: Session, *, principal: Principal, case_id: int, lease_s: float = LEASE_S) -> Case:
     """Put a case this operator confirmed or rejected back into review, when that decision is the
     case's last event and is under UNDO_WINDOW_S old. The case is held for the operator again."""
     case = get_case(session, principal=principal, case_id=case_id, lock=True)
@@ -215,7 +240,7 @@ def undo_last(session: Session, *, principal: Principal, case_id: int) -> Case:
         detail={"from": previous, "to": workflow.PENDING_REVIEW, "undid_event": last.id},
     )
     review_labels.record_decision(session, case=case, actor=principal.label, what="undo")
-    _take(session, case_id=case.id, holder=principal.label, now=now, lease_s=LEASE_S)
+    _take(session, case_id=case.id, holder=principal.label, now=now, lease_s=lease_s)
     return case
 
 

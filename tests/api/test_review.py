@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from api.accounts.accounts import Principal
 from api.cases import custody, review, workflow
@@ -13,8 +15,9 @@ from api.cases.incident import IncidentPayload
 from api.cases.ingest import IncidentIn, ingest
 from api.cases.merge import MergePolicy
 from api.services import Services
-from api.storage.models import Case, CaseEvent, CustodyEntry
-from tests.api.api_testkit import import_demo_grid, incident_json
+from api.storage.db import utcnow
+from api.storage.models import Case, CaseEvent, CustodyEntry, ReviewClaim
+from tests.api.api_testkit import LiveServer, import_demo_grid, incident_json, post_incident
 
 OP1 = Principal(kind="user", name="op1", role="operator", user_id=1)
 OP2 = Principal(kind="user", name="op2", role="operator", user_id=2)
@@ -151,3 +154,43 @@ def test_a_category_of_the_site_s_own_rules_can_be_chosen_in_review(services: Se
         review.change_category(session, principal=OP1, case_id=b, category="piled_debris")
         session.commit()
         assert review.known_categories(session) == review.CATEGORIES  # no case carries it any more
+
+
+def test_renewing_keeps_only_the_claims_still_ones_own(services: Services) -> None:
+    """The page renews what it holds, lapsed or not; a claim that lapsed and went to another operator
+    stays theirs, and a case released or decided is not claimed again by a renewal."""
+    _cases(services, 4)
+    with services.factory() as session:
+        ids: list[int] = []
+        for _ in range(4):  # all four held by op1, each claim lapsed at once
+            case = review.claim_next(session, principal=OP1, skip=ids, lease_s=-1)
+            assert case is not None
+            ids.append(case.id)
+        session.commit()
+        lapsed, kept, released, decided = ids
+        taken = review.claim_next(session, principal=OP2)
+        assert taken is not None and taken.id == lapsed
+        review.release(session, principal=OP1, case_id=released)
+        review.decide(session, principal=OP2, case_id=decided, decision="confirm")
+        session.commit()
+        renewed = review.renew(session, principal=OP1, case_ids=ids, lease_s=60)
+        session.commit()
+        assert renewed == [kept]
+        claims = {c.case_id: c for c in session.scalars(select(ReviewClaim))}
+        assert claims[lapsed].holder == OP2.label and released not in claims
+        assert claims[kept].expires_at > utcnow() + timedelta(seconds=50)
+        assert claims[decided].expires_at < utcnow()  # not renewed: the case left the queue
+
+
+def test_the_page_renews_its_claims_and_names_a_bad_id(make_server: Any, sqlite_url: str) -> None:
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, settings={"review_lease_s": 30})
+    with server.client("device") as device, server.browser("operator") as op:
+        first = post_incident(device, incident_json("renew-1")).json()["case_id"]
+        page = op.get("/review")
+        assert 'data-lease-s="30.0"' in page.text and f'data-case-id="{first}"' in page.text
+        renewed = op.post("/review/claims", data={"cases": f"{first},{first + 1000}"})
+        assert renewed.status_code == 200, renewed.text
+        assert renewed.json() == {"held": [first], "lost": [first + 1000]}
+        for bad in ("1,x", "0", ",".join(["1"] * 9)):
+            refused = op.post("/review/claims", data={"cases": bad})
+            assert refused.status_code == 422 and "cases" in refused.text, (bad, refused.text)

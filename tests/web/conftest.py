@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,10 @@ class Site:
         return _gridpatrol(*args, data=self.data)
 
 
-@pytest.fixture(scope="module")
-def site(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """`gridpatrol serve` (API, pages and the in-process worker) over a copy of the demo's data."""
+@contextmanager
+def serve(demo_data: Path, tmp_path_factory: pytest.TempPathFactory, **settings: str) -> Iterator[Site]:
+    """`gridpatrol serve` (API, pages and the in-process worker) over a copy of the demo's data;
+    `settings`: more GRIDPATROL_* variables (review_lease_s="3": GRIDPATROL_REVIEW_LEASE_S=3)."""
     data = tmp_path_factory.mktemp("web-site") / "data"
     shutil.copytree(demo_data, data)
     port = _free_port()
@@ -114,6 +116,7 @@ def site(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         GRIDPATROL_DATA_DIR=str(data),
         GRIDPATROL_AUTH_CACHE_S="10",
         GRIDPATROL_WEBHOOK_ALLOW_HOSTS="127.0.0.1",  # test_admin's webhook posts to 127.0.0.1:9
+        **{f"GRIDPATROL_{name.upper()}": value for name, value in settings.items()},
     )
     env.pop("GRIDPATROL_DATABASE_URL", None)
     log = data / "serve.log"
@@ -146,6 +149,13 @@ def site(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def site(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The service with its default settings (a test module may define its own `site` with `serve`)."""
+    with serve(demo_data, tmp_path_factory) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """The review queue page and its fragments (operators and admins).
 
 GET /review renders the page with the first case the operator now holds; GET /review/next returns the
-next card (an HTML fragment) for review.js to load ahead; decisions, undo, category changes and skips
-are POSTs with the session's CSRF token. Every action is the case domain's (api.cases.review), so
-the history, custody chain and webhooks are the same as through the API.
+next card (an HTML fragment) for review.js to load ahead, or to check again while the queue is empty;
+decisions, undo, category changes, skips and the renewal of the claims the page holds (POST
+/review/claims, every third of the lease while the page is in sight) are POSTs with the session's CSRF
+token. Every action is the case domain's (api.cases.review), so the history, custody chain and webhooks
+are the same as through the API.
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ router = APIRouter(include_in_schema=False)
 Reviewer = Annotated[Principal, Depends(person_with("admin", "operator"))]
 # the case a review action names (the page's script sends it): an id out of range is a 422 naming it
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+MAX_RENEW = 8  # ids in one renewal: the page sends two (the case on screen and the one loaded ahead)
+
+
+def _claimed_ids(text: str) -> list[int]:
+    """The case ids of a renewal, comma-separated; anything else is a 422 naming `cases`."""
+    ids = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or not 0 < int(part) <= MAX_ID:
+            raise review.ReviewInputError("cases", f"case ids from 1 to {MAX_ID}, comma-separated: {part!r}")
+        ids.append(int(part))
+    if len(ids) > MAX_RENEW:
+        raise review.ReviewInputError("cases", f"at most {MAX_RENEW} case ids, got {len(ids)}")
+    return ids
 
 
 def _skip_list(text: str) -> list[int]:
@@ -96,7 +115,7 @@ def _in_session(services: Services, work):  # type: ignore[no-untyped-def]
 @router.get("/review", response_class=HTMLResponse)
 async def review_page(request: Request, principal: Reviewer, services: ServicesDep) -> Response:
     def work(session: Session) -> tuple[str, int, tuple[str, ...]]:
-        case = review.claim_next(session, principal=principal)
+        case = review.claim_next(session, principal=principal, lease_s=services.settings.review_lease_s)
         return (
             _card_html(request, session, case, principal=principal),
             review.pending_count(session),
@@ -114,6 +133,7 @@ async def review_page(request: Request, principal: Reviewer, services: ServicesD
         pending=pending,
         reasons=workflow.REJECT_REASONS,
         categories=categories,
+        lease_s=services.settings.review_lease_s,
         i18n_json=script_json(i18n),
     )
 
@@ -126,7 +146,9 @@ async def next_card(request: Request, principal: Reviewer, services: ServicesDep
         lambda session: _card_html(
             request,
             session,
-            review.claim_next(session, principal=principal, skip=skipped),
+            review.claim_next(
+                session, principal=principal, skip=skipped, lease_s=services.settings.review_lease_s
+            ),
             principal=principal,
             skip=skipped,
         ),
@@ -158,7 +180,9 @@ async def decision(
 @router.post("/review/{case_id}/undo", response_class=HTMLResponse)
 async def undo(request: Request, case_id: CaseId, principal: Reviewer, services: ServicesDep) -> Response:
     def work(session: Session) -> str:
-        review.undo_last(session, principal=principal, case_id=case_id)
+        review.undo_last(
+            session, principal=principal, case_id=case_id, lease_s=services.settings.review_lease_s
+        )
         return _card_html(
             request, session, get_case(session, principal=principal, case_id=case_id), principal=principal
         )
@@ -187,3 +211,19 @@ async def category(
 async def release(case_id: CaseId, principal: Reviewer, services: ServicesDep) -> Response:
     await _in_session(services, lambda session: review.release(session, principal=principal, case_id=case_id))
     return Response(status_code=204)
+
+
+@router.post("/review/claims")
+async def renew_claims(
+    principal: Reviewer, services: ServicesDep, cases: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    """Renew the page's claims (`cases`: the ids on screen and loaded ahead): `held`, those renewed;
+    `lost`, the others (another operator took the case once the claim lapsed, or it left the queue)."""
+    ids = _claimed_ids(cases)
+
+    def work(session: Session) -> dict[str, list[int]]:
+        lease_s = services.settings.review_lease_s
+        held = review.renew(session, principal=principal, case_ids=ids, lease_s=lease_s)
+        return {"held": held, "lost": sorted(set(ids) - set(held))}
+
+    return JSONResponse(await _in_session(services, work))

@@ -5,6 +5,8 @@
 // when the session ended, a link to log in again that comes back here); one refused with a 409
 // (someone else decided the case meanwhile) is said so and the card stays gone. Whatever finds the
 // session ended (a decision, an undo, a category change, the next card) offers that same link.
+// The page renews its claims on the cases it holds while it is in sight; the empty card checks again
+// for cases now and then (both below, at the end).
 "use strict";
 (function () {
   const current = document.getElementById("current");
@@ -129,7 +131,9 @@
     timing.swaps += 1;
     document.body.dataset.reviewSwaps = String(timing.swaps);
     const a = card(current);
-    if (a && a.dataset.caseId) loadUpcoming(); else loading = null;
+    if (a && a.dataset.caseId) { loadUpcoming(); return; }
+    loading = null;
+    recheckEmpty();  // an empty card loaded ahead a while ago: is it still so?
   }
 
   async function post(url, data, accept) {
@@ -293,6 +297,92 @@
       else queue(() => recategorize(categories[index]));
     });
   }
+
+  // Claims: the server holds the case on screen and the one loaded ahead for this operator for a lease
+  // (data-lease-s, settings.review_lease_s); the page renews them every third of it while it is in
+  // sight, and for one lease more once hidden (another tab, for a moment). A tab left hidden longer
+  // stops renewing and its claims lapse a lease later, so an abandoned tab does not hold cases; back
+  // in sight, it renews at once. A claim lost meanwhile (it lapsed and another operator took the case,
+  // or the case left the queue) is not taken back: the page says so and moves on.
+  const leaseMs = (Number(root.dataset.leaseS) > 0 ? Number(root.dataset.leaseS) : 120) * 1000;
+  let hiddenSince = document.visibilityState === "hidden" ? Date.now() : null;
+  let renewing = false;
+
+  async function renewClaims() {
+    if (renewing || (hiddenSince !== null && Date.now() - hiddenSince > leaseMs)) return;
+    const ids = [caseId(current), caseId(upcoming)].filter(Boolean);
+    if (!ids.length) return;
+    renewing = true;
+    try {
+      const response = await gp.request("/review/claims", {
+        method: "POST",
+        body: new URLSearchParams({ cases: ids.join(",") }),
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        signal: AbortSignal.timeout(leaseMs),  // a request that hangs must not stop the beats for good
+      });
+      // the session ended or the server failed: the operator's next action says so; tried again next beat
+      if (!response.ok || sessionEnded(response)) { await response.text().catch(() => ""); return; }
+      const lost = (await response.json()).lost || [];
+      if (lost.length) queue(() => claimsLost(new Set(lost)));
+    } catch (err) {
+      // out of reach: tried again at the next beat
+    } finally {
+      renewing = false;
+    }
+  }
+
+  async function claimsLost(lost) {
+    if (loading) await loading;
+    const onScreen = caseId(current);
+    const ahead = caseId(upcoming);
+    if (ahead && lost.has(ahead)) {
+      upcoming.replaceChildren();  // never seen by the operator: another is loaded in its place
+      loadUpcoming();
+    }
+    if (!onScreen || !lost.has(onScreen)) return;
+    const number = card(current).dataset.caseNumber;
+    setMode("decide");
+    await advance();
+    gp.flash(gp.t("review.claim.lost", { number }), "error");
+  }
+
+  // The empty card asks again for a case (one released, or newly filed, since it appeared): every
+  // EMPTY_RECHECK_MS while the page is in sight, and at once when it comes back into sight or gets the
+  // focus. The same request as the next card's; a case it hands out is now held, and shown.
+  const EMPTY_RECHECK_MS = 15000;
+  let rechecking = false;
+  let emptyShown = { html: null, node: null };  // the empty card the last check showed
+
+  function recheckEmpty() {
+    if (rechecking || caseId(current) || document.visibilityState === "hidden") return;
+    rechecking = true;
+    queue(async () => {
+      if (caseId(current)) return;  // an undo or "show the skipped again" brought a case meanwhile
+      const skip = [...passed, ...[...decided].slice(-50)];
+      const response = await gp.request("/review/next?skip=" + skip.join(","), { headers: { Accept: "text/html" } });
+      if (await refused(response)) return;
+      const html = await response.text();
+      // nothing new: the card on screen (and a button's focus) stays as it is
+      if (html === emptyShown.html && card(current) === emptyShown.node) return;
+      show(current, html);
+      showPending(card(current) && card(current).dataset.pending);
+      emptyShown = { html, node: card(current) };
+      if (caseId(current)) loadUpcoming();
+    }).finally(() => { rechecking = false; });
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") {
+      if (hiddenSince === null) hiddenSince = Date.now();
+      return;
+    }
+    hiddenSince = null;
+    renewClaims();
+    recheckEmpty();
+  });
+  window.addEventListener("focus", recheckEmpty);
+  setInterval(renewClaims, leaseMs / 3);
+  setInterval(recheckEmpty, EMPTY_RECHECK_MS);
 
   window.gpReview = timing;
   window.gpFrames.drawBoxes(current);
