@@ -39,6 +39,11 @@ from streams.source import InputError
 log = logging.getLogger(__name__)
 
 TrackFormat = Literal["gpx", "nmea", "csv"]
+# What a file must be to be read as a track, for the messages that refuse one
+FORMATS_READ = (
+    "GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue .gps), "
+    "or CSV with a time,lat,lon header"
+)
 
 # Between two fixes further apart than this the position is unknown (a tunnel, a logger pause): no
 # position is invented across the gap.
@@ -319,8 +324,9 @@ def load_track(
 ) -> GpsTrack:
     """Read a GPS track file; a TrackError naming the file, the line or point, and why.
 
-    format: "gpx", "nmea" or "csv"; by default told from the content (XML, `$..RMC`/`$..GGA`
-    sentences, else CSV with a header), whatever the file is called.
+    format: "gpx", "nmea" or "csv"; by default told from the content (XML; NMEA sentences in the
+    first 20 lines, also after a prefix such as BlackVue's `[ms]`; else CSV with a header), whatever
+    the file is called: a dashcam's `.gps`, `.log` or `.txt` of NMEA is read as NMEA.
     tz: the zone of CSV times written without an offset (GPX and NMEA times are UTC).
     """
     name = os.fspath(path)
@@ -335,8 +341,9 @@ def load_track(
     kind = format or sniff_format(text)
     if kind is None:
         raise TrackError(name, "empty file")
-    if format is None and text.lstrip("\ufeff \t\r\n").startswith(("{", "[")):
-        raise TrackError(name, "JSON is not a GPS track format read here (GPX, NMEA or CSV)")
+    # after the NMEA check: a BlackVue log's lines start with "[" too
+    if format is None and kind == "csv" and text.lstrip("\ufeff \t\r\n").startswith(("{", "[")):
+        raise TrackError(name, f"JSON is not a GPS track format read here ({FORMATS_READ})")
     if kind == "gpx":
         return parse_gpx(text, name=name)
     if kind == "nmea":
@@ -684,6 +691,23 @@ def _parse_iso(text: str, tz: tzinfo, name: str, where: str) -> datetime | None:
 # --- NMEA 0183 ---
 
 _NMEA_SENTENCE = re.compile(r"\$[A-Z][A-Z0-9]{4},")  # $GPRMC, $GNGGA, $GPGSV, $PGRMZ...
+# BlackVue's .gps: each sentence after the Unix time in milliseconds the camera wrote it at,
+# `[1617181920123]$GPRMC,...` (now and then the next line's such time glued after the checksum).
+_WRITTEN_MS = re.compile(r"\s*\[(\d{1,16})\]\s*")
+
+
+def _written_at(prefix: str) -> datetime | None:
+    """The time a `[ms]` prefix says the line was written at; None without one or outside 1970..2200."""
+    match = _WRITTEN_MS.fullmatch(prefix)
+    if match is None or int(match[1]) >= (_END - _EPOCH).total_seconds() * 1000:
+        return None
+    return _EPOCH + timedelta(milliseconds=int(match[1]))
+
+
+def _dated_by(written: datetime, tod: timedelta) -> datetime:
+    """The time of day `tod` (UTC) on the day that puts it nearest the time `written`."""
+    midnight = datetime.combine(written.date(), datetime.min.time(), tzinfo=UTC) + tod
+    return min((midnight + timedelta(days=d) for d in (-1, 0, 1)), key=lambda t: abs(t - written))
 
 
 def _nmea_checksum_ok(body: str, given: str) -> bool:
@@ -733,11 +757,17 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
     """Fixes from NMEA 0183 text: RMC sentences (date and time) and GGA sentences (time only, dated
     by the last RMC before them; a GGA time-of-day well before that RMC's is taken as the next day).
 
-    Any talker is accepted ($GP, $GN, $GL, $GA, $BD...). A sentence is skipped, and counted by
-    reason, when its `*hh` checksum is present and wrong, when it reports no fix (RMC status 'V',
-    GGA quality 0), when a GGA comes before any RMC gave a date, or when its fields cannot be read
-    (a logger cut off mid-line). Other sentence types are ignored. The counts are logged; only a file
-    with no usable fix at all is an error.
+    Any talker is accepted ($GP, $GN, $GL, $GA, $BD...), after any prefix on its line (a logger's
+    time). BlackVue's `.gps` writes `[ms]` before each sentence, the Unix time in milliseconds the
+    camera wrote the line at: a fix's time is still its RMC's own date and time (the receiver's, when
+    the fix was taken; the line is written up to a second later by the camera's clock), and the
+    `[ms]` only dates a GGA that comes before any RMC (its time of day on the day nearest the `[ms]`),
+    and such a GGA is dropped where it is not within DEFAULT_MAX_GAP_S before the first RMC's fix (the
+    camera's clock was wrong).
+    A sentence is skipped, and counted by reason, when its `*hh` checksum is present and wrong, when
+    it reports no fix (RMC status 'V', GGA quality 0), when a GGA comes before any RMC gave a date
+    (and has no `[ms]`), or when its fields cannot be read (a logger cut off mid-line). Other sentence
+    types are ignored. The counts are logged; only a file with no usable fix at all is an error.
     """
     fixes: list[Fix] = []
     skipped: Counter[str] = Counter()
@@ -747,10 +777,13 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
     speeds = _speed_guard(name, "speed", to_mps=KNOTS_TO_MPS, unit="knots")
     day: date | None = None
     rmc_tod: timedelta | None = None
+    by_clock: list[int] = []  # fixes of GGAs dated by the camera's [ms] (before any RMC)
+    first_rmc: datetime | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         start = raw.find("$")
         if start < 0:
             continue
+        written = _written_at(raw[:start])
         sentence = raw[start:].strip()
         body, star, given = sentence[1:].partition("*")
         if star and not _nmea_checksum_ok(body, given):
@@ -786,14 +819,18 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
                     void_lines.append(number)
                     continue
                 tod = _nmea_time(fields[1])
-                if day is None or rmc_tod is None:
+                if day is not None and rmc_tod is not None:
+                    gga_day = day + timedelta(days=1) if tod < rmc_tod - timedelta(hours=12) else day
+                    when = datetime.combine(gga_day, datetime.min.time(), tzinfo=UTC) + tod
+                elif written is not None:
+                    when = _dated_by(written, tod)
+                    by_clock.append(len(fixes))
+                else:
                     skipped["GGA before any dated RMC"] += 1
                     continue
-                gga_day = day + timedelta(days=1) if tod < rmc_tod - timedelta(hours=12) else day
                 lat = _nmea_angle(fields[2], fields[3], 2)
                 lon = _nmea_angle(fields[4], fields[5], 3)
                 speed = heading = None
-                when = datetime.combine(gga_day, datetime.min.time(), tzinfo=UTC) + tod
         except ValueError as exc:
             skipped["unreadable"] += 1
             first_problem = first_problem or f"line {number}: {kind} sentence unreadable ({exc})"
@@ -804,6 +841,14 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
             first_problem = first_problem or f"line {number}: {problem}"
             continue
         fixes.append(Fix(when, lat, lon, speed_mps=speed, heading_deg=heading))
+        if kind == "RMC" and first_rmc is None:
+            first_rmc = when
+    if by_clock and first_rmc is not None:
+        earliest = first_rmc - timedelta(seconds=DEFAULT_MAX_GAP_S)
+        far = {i for i in by_clock if not earliest <= fixes[i].time <= first_rmc}
+        if far:
+            skipped["GGA dated by a camera clock far from the RMC times"] += len(far)
+            fixes = [fix for i, fix in enumerate(fixes) if i not in far]
     if first_problem:
         log.warning("%s: first bad sentence: %s", name, first_problem)
     if void_lines:
@@ -883,6 +928,15 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
         line = reader.line_num
         if header is None:
             header = [cell.strip().lower() for cell in row]
+            if not set(header) & {*TIME_COLUMNS, *LAT_COLUMNS, *LON_COLUMNS}:
+                # no XML, no NMEA and no column of a CSV track: some other file (a dashcam's event log)
+                first = delimiter.join(row)
+                shown = first if len(first) <= MAX_SHOWN else first[:MAX_SHOWN] + "..."
+                raise TrackError(
+                    name,
+                    f"not a GPS track (line {line}, {shown!r}, is no CSV header with time, lat and lon "
+                    f"columns); tracks read: {FORMATS_READ}",
+                )
             columns, speed_unit = _csv_columns(header, name, line)
             if "heading" in columns:
                 headings = _heading_guard(name, header[columns["heading"]])

@@ -77,15 +77,28 @@ def sniff_video(head: bytes) -> str | None:
 
 
 _NMEA_SENTENCE = re.compile(r"\$[A-Z][A-Z0-9]{4},")  # as streams.gps reads it
+# the time, latitude and longitude columns streams.gps reads in a CSV track: a "CSV" with none of them
+# is some other file (a dashcam's event log), refused here naming it rather than failing its job
+_TRACK_COLUMNS = frozenset(
+    ("time", "timestamp", "datetime", "utc", "date_time", "time_utc")
+    + ("lat", "latitude")
+    + ("lon", "lng", "long", "longitude")
+)
+# streams.gps.FORMATS_READ, for the 415 that refuses a file that is none of them
+TRACK_FORMATS_READ = (
+    "GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue .gps), "
+    "or CSV with a time,lat,lon header"
+)
 
 
 def sniff_track(head: bytes) -> str | None:
     """The media type of a GPS track by its first bytes, telling the formats apart as
     streams.gps.sniff_format does (which this package may not import): XML (GPX, maybe after a comment),
-    NMEA sentences in its first 20 lines (a logger's header line may come first), else CSV with a
-    comma-, semicolon- or tab-separated header; UTF-8, UTF-16 with its byte-order mark, or GBK (a CSV
-    from Excel on a Chinese Windows, a GPX that declares it). None: not a track (binary, JSON, XML
-    whose root is not <gpx> (KML), or no separated header)."""
+    NMEA sentences in its first 20 lines (a logger's header line may come first, a BlackVue `[ms]`
+    before each), else CSV with a comma-, semicolon- or tab-separated header; UTF-8, UTF-16 with its
+    byte-order mark, or GBK (a CSV from Excel on a Chinese Windows, a GPX that declares it). None: not
+    a track (binary, JSON, XML whose root is not <gpx> (KML), or no separated header with a time,
+    latitude or longitude column)."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore")
     else:
@@ -101,12 +114,15 @@ def sniff_track(head: bytes) -> str | None:
         if root is not None and root[1].rsplit(":", 1)[-1].lower() != "gpx":
             return None
         return "application/gpx+xml"
-    if text.startswith(("{", "[")):
-        return None
+    # before the JSON check: BlackVue's .gps starts each line with "[ms]", as a JSON array starts
     if any(_NMEA_SENTENCE.search(line) for line in text.splitlines()[:20]):
         return "text/x-nmea"
+    if text.startswith(("{", "[")):
+        return None
     first_line = text.split("\n", 1)[0]
-    if any(sep in first_line for sep in (",", ";", "\t")):
+    delimiter = max((",", ";", "\t"), key=first_line.count)
+    header = {cell.strip().strip('"').lower() for cell in first_line.split(delimiter)}
+    if delimiter in first_line and header & _TRACK_COLUMNS:
         return "text/csv"
     return None
 
@@ -368,7 +384,8 @@ def register_upload(
     if track is not None:
         track_type = sniff_track(track.head)
         if track.size == 0 or track_type is None:
-            raise UploadError("track", "not a GPS track (GPX, NMEA or CSV text)", 415)
+            named = track.filename or "the file"
+            raise UploadError("track", f"{named}: not a GPS track; tracks read: {TRACK_FORMATS_READ}", 415)
     # a device's own camera wins over the camera_id it sends, as with its incidents
     # (api.cases.ingest): a device key cannot file footage as another camera
     camera_id = (principal.camera_id or form.fields.get("camera_id") or "").strip() or None

@@ -5,7 +5,7 @@ detect_footage (scripted detector) put the case in its grid cell; a bad track fa
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from detect.pipeline import FootageRun, detect_footage
 from detect.values import Detection
 from tests.api.api_testkit import LiveServer, upload_with_track, wait_job
 from tests.detect.rule_fixtures import make_config
+from tests.streams.test_gps import blackvue_gps
 
 # the van parks in DEMO-QINGBO-03 (lat 30.262814..30.27, lon 120.146679..120.155 in demo-grid.geojson);
 # its fixes are 20 s apart, the evidence frame 5 s after the first: a quarter of the way
@@ -498,6 +499,30 @@ def test_a_dashcam_track_whose_heading_or_speed_is_text_still_places_the_case(
             "line 2: heading 'N' is not degrees within one turn (-360..360): the track's heading column "
             "is ignored (2 such value(s)), the heading taken from the fixes"
         )
+        (case,) = admin.get("/api/cases").json()["items"]
+    assert case["grid_cell"] == "DEMO-QINGBO-03"
+    assert case["position"] == {"lat": pytest.approx(30.265), "lon": pytest.approx(120.149)}
+
+
+def test_a_blackvue_gps_log_places_the_case(server: LiveServer, tmp_path: Path) -> None:
+    """A BlackVue `.gps` (each NMEA sentence after the `[ms]` the camera wrote it at) was refused with
+    415 "not a GPS track": its first character, "[", was taken for a JSON array's. The fixes are dated by
+    their RMC sentences, so the case is placed as with the same track in GPX."""
+    fixes = [
+        (datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC), 3015.84, 12008.88),  # 30.2640, 120.1480 as in GPX_PART
+        (datetime(2026, 11, 20, 1, 0, 20, tzinfo=UTC), 3016.08, 12009.12),  # 30.2680, 120.1520
+    ]
+    track = "\n".join(blackvue_gps(fixes)) + "\n"
+    with server.client("device") as device, server.client("admin") as admin:
+        sent = upload_with_track(
+            device,
+            still_video(tmp_path / "a.avi", 1),
+            ("20261120_090000_NF.gps", track.encode(), "application/octet-stream"),
+            "2026-11-20T09:00:00+08:00",
+        )
+        assert sent.status_code == 201, sent.text
+        job = wait_job(device, sent.json()["id"])
+        assert (job["status"], job["error"]) == ("done", None), job
         (case,) = admin.get("/api/cases").json()["items"]
     assert case["grid_cell"] == "DEMO-QINGBO-03"
     assert case["position"] == {"lat": pytest.approx(30.265), "lon": pytest.approx(120.149)}

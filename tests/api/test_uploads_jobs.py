@@ -52,6 +52,11 @@ def test_sniffing_tables() -> None:
     assert sniff_track(b"$GPRMC,123519,A,4807.038,N") == "text/x-nmea"
     assert sniff_track(b"time,lat,lon\n0,30.1,120.2\n") == "text/csv"
     assert sniff_track(b"\x00\x01\x02\x03") is None
+    # BlackVue's .gps: "[ms]" before each sentence, not a JSON array (it was refused as one)
+    assert sniff_track(b"[1795219199700]$GPRMC,235959.00,A,3015.8400,N") == "text/x-nmea"
+    # a dashcam's event log with a comma in its first line is no CSV track (its job failed on it)
+    assert sniff_track(b"2026-11-20 09:00:00 [INFO] power on, firmware 1.2.3\n") is None
+    assert sniff_track(b'"Time";"Lat";"Lon"\r\n') == "text/csv"
 
 
 def test_camcorder_m2ts_is_taken_and_analysed(make_server, sqlite_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -611,6 +616,17 @@ def test_a_full_disk_during_a_job_is_named_not_a_bug(
             b"# logger v2, serial 1234\n$GPRMC,080000.00,A,3015.0000,N,12008.4000,E,0.0,0.0,011226,,,A*58\n",
             "text/x-nmea",
         ),
+        (  # BlackVue: the Unix time in milliseconds the line was written at before each sentence
+            "20261121_075959_NF.gps",
+            b"[1795219199700]$GPRMC,235959.00,A,3015.8400,N,12008.8800,E,10.5,45.0,201126,,,A*5C\n"
+            b"[1795219199700]$GPVTG,45.0,T,,M,10.5,N,19.4,K,A*34\n",
+            "text/x-nmea",
+        ),
+        (  # a Novatek dashcam's NMEA log
+            "FILE0001.LOG",
+            b"$GNRMC,080000.00,A,3015.0000,N,12008.4000,E,0.0,,011226,,,A*68\r\n",
+            "text/x-nmea",
+        ),
     ],
 )
 def test_every_track_the_reader_reads_is_taken(tmp_path: Path, name: str, data: bytes, kind: str) -> None:
@@ -623,9 +639,17 @@ def test_every_track_the_reader_reads_is_taken(tmp_path: Path, name: str, data: 
     assert sniff_track(data[:4096]) == kind
 
 
+NOT_A_TRACK = (
+    "not a GPS track; tracks read: GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a "
+    "BlackVue .gps), or CSV with a time,lat,lon header"
+)
+
+
 @pytest.mark.parametrize(
     ("name", "data"),
     [
+        # a dashcam's event log chosen as its GPS log: taken as a CSV, its job failed on the header
+        ("EVENT0001.log", b"2026-12-01 08:00:00 [INFO] power on, firmware 1.2.3\n"),
         ("track.json", b'[{"time": "2026-12-01T00:00:00Z", "lat": 31.2, "lon": 121.4}]'),
         ("geo.json", b'{"type": "FeatureCollection", "features": []}'),
         (
@@ -638,7 +662,7 @@ def test_a_track_in_a_format_not_read_is_refused_on_upload(
     server: LiveServer, name: str, data: bytes
 ) -> None:
     """JSON sniffed as CSV, KML as GPX: taken with 201, their jobs then failed on a missing time column or
-    "no fixes with time"; now a 415 naming the track, and nothing is kept."""
+    "no fixes with time"; now a 415 naming the track's file and the formats read, and nothing is kept."""
     with server.client("device") as device:
         r = device.post(
             "/api/uploads",
@@ -648,7 +672,7 @@ def test_a_track_in_a_format_not_read_is_refused_on_upload(
             },
         )
         assert r.status_code == 415, r.text
-        assert r.json()["errors"] == [{"field": "track", "reason": "not a GPS track (GPX, NMEA or CSV text)"}]
+        assert r.json()["errors"] == [{"field": "track", "reason": f"{name}: {NOT_A_TRACK}"}]
     assert sorted(p.name for p in server.services.settings.uploads_dir.iterdir()) == []
 
 

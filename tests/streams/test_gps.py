@@ -181,6 +181,80 @@ def test_nmea_without_a_good_fix_is_an_error(tmp_path: Path) -> None:
         load_track(write(tmp_path, "void.nmea", "\n".join(lines)))
 
 
+def blackvue_gps(fixes: list[tuple[datetime, float, float]]) -> list[str]:
+    """A BlackVue `.gps` log, written here to the format (not copied from a device): each sentence after
+    `[ms]`, the Unix time in milliseconds the camera wrote the line at (here 700 ms after the fix),
+    once a second a GGA, an RMC and a VTG; the first VTG with the next line's `[ms]` glued after its
+    checksum, as BlackVue cameras write now and then. `fixes`: time, and
+    lat / lon in ddmm.mmmm as NMEA writes them (3015.8400 is 30.264 degrees)."""
+    lines = []
+    for when, lat, lon in fixes:
+        ms = round((when.timestamp() + 0.7) * 1000)
+        hms, dmy = when.strftime("%H%M%S.00"), when.strftime("%d%m%y")
+        lines.append(f"[{ms}]" + nmea(f"GPGGA,{hms},{lat:09.4f},N,{lon:010.4f},E,1,09,0.9,12.5,M,7.0,M,,"))
+        lines.append(f"[{ms}]" + nmea(f"GPRMC,{hms},A,{lat:09.4f},N,{lon:010.4f},E,10.5,45.0,{dmy},,,A"))
+        lines.append(f"[{ms}]" + nmea("GPVTG,45.0,T,,M,10.5,N,19.4,K,A"))
+    lines[2] += f"[{round((fixes[1][0].timestamp() + 0.7) * 1000)}]"
+    return lines
+
+
+def test_a_blackvue_gps_log_is_read_by_the_fix_times_of_its_rmc_sentences(tmp_path: Path) -> None:
+    """A BlackVue `.gps` (every line `[ms]$GP...`) was refused as JSON ("JSON is not a GPS track
+    format"), its first character being "["; the fix times are the RMC's own, not the `[ms]` at which
+    the camera wrote the line, and a GGA before any RMC is dated by its `[ms]`."""
+    start = datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC)  # a patrol over midnight UTC
+    lines = blackvue_gps(
+        [(start, 3015.84, 12008.88), (start + timedelta(seconds=1), 3015.85, 12008.89)]
+        + [(start + timedelta(seconds=2), 3015.86, 12008.90)]
+    )
+    assert lines[0].startswith("[1795219199700]$GPGGA,235959.00,3015.8400,N,12008.8800,E,1,09"), lines[0]
+    assert lines[2].endswith("*hh[1795219200700]".replace("hh", lines[2].split("*")[1][:2])), lines[2]
+    del lines[1]  # the receiver's first fix gives a GGA, its first RMC a second later
+    # a GGA written while the camera's clock said 2000-01-01: no time of this patrol, dropped
+    stale = nmea("GPGGA,235958.00,3015.8400,N,12008.8800,E,1,04,2.5,12.5,M,7.0,M,,")
+    lines.insert(0, "[946684800000]" + stale)
+    track = load_track(write(tmp_path, "20261121_075959_NF.gps", "\n".join(lines) + "\n"))
+    assert [f.time for f in track] == [start, start + timedelta(seconds=1), start + timedelta(seconds=2)]
+    assert (track.fixes[0].lat, track.fixes[0].lon) == (pytest.approx(30.264), pytest.approx(120.148))
+    assert track.fixes[0].speed_mps is None  # from the GGA before any RMC, dated by its [ms]
+    assert track.fixes[1].speed_mps == pytest.approx(10.5 * 1852 / 3600) and track.fixes[1].heading_deg == 45
+    assert track.skipped == {
+        "duplicate time": 2,  # each later second's GGA and RMC
+        "GGA dated by a camera clock far from the RMC times": 1,
+    }
+
+
+@pytest.mark.parametrize("name", ["FILE0001.log", "GPS_20261120.txt", "track.nmea", "trip.gps"])
+def test_nmea_is_read_whatever_the_file_is_called(tmp_path: Path, name: str) -> None:
+    """The format is told from the content, not the name: a Novatek dashcam's `.log` / `.txt` of NMEA
+    (a header line of its own first) is read as NMEA."""
+    text = "GPS LOG V1.0 MODEL=XX-100\n" + "\n".join(
+        nmea(f"GNRMC,0100{s:02d}.00,A,3015.8400,N,12008.8800,E,0.0,,201126,,,A") for s in (0, 10)
+    )
+    track = load_track(write(tmp_path, name, text))
+    assert [f.time for f in track] == [at(0), at(10)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-20 09:00:00 [INFO] power on, firmware 1.2.3\n2026-11-20 09:00:05 [WARN] SD card slow\n",
+        "EVENT LOG\nG-sensor trigger 3\n",
+    ],
+)
+def test_a_file_that_is_no_track_is_named_with_the_formats_read(tmp_path: Path, text: str) -> None:
+    """A dashcam's event log chosen as the track failed as a CSV whose "header has no time column",
+    as if it were a CSV track with a misnamed column."""
+    with pytest.raises(TrackError) as caught:
+        load_track(write(tmp_path, "EVENT0001.log", text))
+    message = str(caught.value)
+    assert f"{tmp_path / 'EVENT0001.log'}: not a GPS track (line 1, '{text.splitlines()[0][:40]}" in message
+    assert message.endswith(
+        "tracks read: GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue "
+        ".gps), or CSV with a time,lat,lon header"
+    ), message
+
+
 # --- CSV ---
 
 

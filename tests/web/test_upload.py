@@ -197,6 +197,28 @@ def test_a_failed_job_shows_its_error(open_page: Any, site: Site, tmp_path: Path
     page.shot("corrected")
 
 
+DROP_DASHCAM_LOG = """(name) => {
+  const files = new DataTransfer();
+  files.items.add(new File(["[1795219199700]$GPRMC,235959.00,A,3015.8400,N"], name));  // no type
+  return files;
+}"""
+
+
+def test_a_dashcam_gps_log_is_offered_and_taken_as_the_track(open_page: Any) -> None:
+    """BlackVue's .gps and a Novatek dashcam's .log were hidden by the track picker and, dropped, named
+    as "neither footage nor a track"."""
+    page = _page(open_page, "op2", label="dashcam-log")
+    p = page.page
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    accepted = (p.get_attribute("#track", "accept") or "").split(",")
+    assert {".gps", ".log", ".nmea", ".txt"} <= set(accepted), accepted
+    for name in ("20261121_075959_NF.gps", "FILE0001.LOG"):
+        p.dispatch_event("#dropzone", "drop", {"dataTransfer": p.evaluate_handle(DROP_DASHCAM_LOG, name)})
+        assert p.inner_text("#track-name").startswith(name) and p.inner_text("#flash") == ""
+        assert p.inner_text("#file-name") == "未选择视频"
+
+
 def test_only_admins_and_operators_may_upload(open_page: Any) -> None:
     for username in ("viewer1", "ziyang1"):
         page = _page(open_page, username, label=username)

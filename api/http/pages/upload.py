@@ -32,7 +32,8 @@ Uploader = Annotated[Principal, Depends(person_with(Role.ADMIN, Role.OPERATOR))]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MAX_LISTED = 200
 VIDEO_TYPES = "video/*,.mp4,.m4v,.mov,.3gp,.mkv,.webm,.avi,.flv,.mpg,.mpeg,.ts,.mts,.m2ts"
-TRACK_TYPES = ".gpx,.nmea,.csv,.txt,application/gpx+xml,text/csv"
+# a dashcam writes NMEA as .nmea, .log or .txt (Novatek), or .gps (BlackVue, each sentence after a [ms] time)
+TRACK_TYPES = ".gpx,.nmea,.gps,.log,.txt,.csv,application/gpx+xml,text/csv"
 
 
 @router.get("/upload", response_class=HTMLResponse)

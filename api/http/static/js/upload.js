@@ -28,7 +28,7 @@
   const maxTrack = Number(form.dataset.maxTrack);
   const lang = document.body.dataset.lang || "zh-CN";
   const VIDEO_NAME = /\.(mp4|m4v|mov|3gp|mkv|webm|avi|flv|mpe?g|ts|mts|m2ts)$/i;
-  const TRACK_NAME = /\.(gpx|nmea|csv|txt)$/i;
+  const TRACK_NAME = /\.(gpx|nmea|gps|log|txt|csv)$/i;  // .gps: BlackVue; .log, .txt: Novatek NMEA
   const POLL_MS = 1000;
   const RESUMABLE_BYTES = 8 * 1024 ** 2;  // larger footage goes in chunks, resumable after a drop
   const CHUNK_BYTES = 4 * 1024 ** 2;
