@@ -144,6 +144,16 @@ def host_and_port(url: str) -> str | None:
     return match.group(0) if match and match.group(0) else None
 
 
+def public_stream(url: str) -> str:
+    """What a response may show of a stream URL: scheme://host[:port], nothing that can carry a secret
+    (no user name or password, even one typed with '#', '/' or '[' unencoded: streams.urls.host_and_port)."""
+    scheme = url_scheme(url)
+    host = host_and_port(url) if scheme else None
+    if scheme is None or host is None:
+        return "(a file or device path)" if scheme is None else f"{scheme}://(no host)"
+    return f"{scheme}://{host}"
+
+
 def stream_url_problem(url: str) -> str | None:
     """Why `url` cannot be a live camera's stream URL, in words that do not repeat it (it may hold a
     password); None when it can. FFmpeg reads the host as a URL parser does, up to the first '/', '?'

@@ -103,7 +103,7 @@ class RoleNotAllowed(AuthError):
 class Principal:
     """Who is calling: a user (with role and team) or a device."""
 
-    kind: str  # "user" | "device" | "system"
+    kind: str  # "user" | "device" | "system" | "operator" (the CLI, api.admin_log.local_operator)
     name: str
     role: str  # a user role, "device" or "system"
     team: str | None = None

@@ -70,8 +70,10 @@ def _store(handler: Any, *, create: bool = False) -> Any:
 def _add(session: Any, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from api.admin_log import camera_added, local_operator
     from api.cameras import registry
-    from api.http.routes.cameras import CameraIn, public_stream
+    from api.http.routes.cameras import CameraIn
+    from streams.urls import public_stream
 
     body: dict[str, Any] = {"id": args.camera_id, "stream_url": args.url, "enabled": not args.disabled}
     for key, value in (
@@ -90,7 +92,8 @@ def _add(session: Any, args: argparse.Namespace) -> int:
         spec = CameraIn.model_validate(body).spec()
     except ValidationError as exc:
         raise CommandError(f"camera {args.camera_id}: {_validation_message(exc)}") from None
-    registry.add_camera(session, spec)
+    camera = registry.add_camera(session, spec)
+    camera_added(local_operator(), camera)
     print(f"camera {spec.id} added ({public_stream(spec.stream_url)}, {len(spec.zones)} zone(s))")
     return 0
 
@@ -98,6 +101,7 @@ def _add(session: Any, args: argparse.Namespace) -> int:
 def _edit(session: Any, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from api.admin_log import camera_edited, local_operator
     from api.cameras import registry
     from api.http.routes.cameras import CameraPatch
 
@@ -135,16 +139,19 @@ def _edit(session: Any, args: argparse.Namespace) -> int:
         changes = CameraPatch.model_validate(body).changes()
     except ValidationError as exc:
         raise CommandError(f"camera {args.camera_id}: {_validation_message(exc)}") from None
-    registry.edit_camera(session, args.camera_id, changes)
+    camera = registry.edit_camera(session, args.camera_id, changes)
+    camera_edited(local_operator(), camera, changes)
     print(f"camera {args.camera_id}: changed {', '.join(sorted(body))}")
     return 0
 
 
 def _set_enabled(enabled: bool) -> Any:
     def handler(session: Any, args: argparse.Namespace) -> int:
+        from api.admin_log import camera_edited, local_operator
         from api.cameras import registry
 
-        registry.edit_camera(session, args.camera_id, {"enabled": enabled})
+        camera = registry.edit_camera(session, args.camera_id, {"enabled": enabled})
+        camera_edited(local_operator(), camera, {"enabled": enabled})
         print(f"camera {args.camera_id} {'enabled' if enabled else 'disabled'}")
         return 0
 
@@ -157,6 +164,7 @@ def _import(session: Any, args: argparse.Namespace) -> int:
     (the others are)."""
     from pydantic import ValidationError
 
+    from api.admin_log import camera_added, local_operator
     from api.cameras import registry
     from api.errors import InputError
     from api.http.routes.cameras import CameraIn
@@ -184,12 +192,13 @@ def _import(session: Any, args: argparse.Namespace) -> int:
             "zones": [z.model_dump(mode="json") for z in camera.zones],
         }
         try:
-            registry.add_camera(session, CameraIn.model_validate(body).spec())
+            added_camera = registry.add_camera(session, CameraIn.model_validate(body).spec())
         except (ValidationError, InputError) as exc:
             why = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
             skipped.append(f"{camera.id} ({why})")
             failed += 1
             continue
+        camera_added(local_operator(), added_camera)
         added += 1
     for line in skipped:
         print(f"not imported: {line}")
@@ -218,7 +227,7 @@ def _team(team: str | None, teams: list[str]) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     from api.cameras import registry
-    from api.http.routes.cameras import public_stream
+    from streams.urls import public_stream
 
     services = _services(args)
     with services.read_factory() as session:

@@ -287,6 +287,7 @@ def _account_change(services: Services) -> Iterator[Session]:
 
 def _user_add(args: argparse.Namespace) -> int:
     from api.accounts.accounts import create_user
+    from api.admin_log import admin_action, local_operator
 
     services = _services(args, create=True)
     password = _password(args)
@@ -296,6 +297,7 @@ def _user_add(args: argparse.Namespace) -> int:
     with _account_change(services) as session:
         user = create_user(session, username=args.username, password=password, role=args.role, team=args.team)
         orphan = user.role == Role.ENFORCEMENT and not team_has_cells(session, user.team or "")
+    admin_action(local_operator(), "user.add", f"user:{user.username}", role=user.role, team=user.team)
     print(f"user {user.username} ({user.role}{', team ' + user.team if user.team else ''}) added")
     if orphan:
         print(f"note: {no_cells_notice(user.team or '')}")
@@ -338,6 +340,7 @@ def _user_list(args: argparse.Namespace) -> int:
 
 def _user_set_active(args: argparse.Namespace, active: bool) -> int:
     from api.accounts.accounts import set_user_active
+    from api.admin_log import admin_action, local_operator
 
     services = _services(args)
     with _account_change(services) as session:
@@ -346,6 +349,7 @@ def _user_set_active(args: argparse.Namespace, active: bool) -> int:
     if not changed:
         print(f"user {user.username} was already {state}")
         return 0
+    admin_action(local_operator(), "user.activate" if active else "user.deactivate", f"user:{user.username}")
     if not active:
         services.principals.invalidate()
         print(f"user {user.username} deactivated: their tokens no longer work; their history stays")
@@ -356,6 +360,7 @@ def _user_set_active(args: argparse.Namespace, active: bool) -> int:
 
 def _user_set(args: argparse.Namespace) -> int:
     from api.accounts.accounts import Role, change_user
+    from api.admin_log import admin_action, local_operator
     from api.cases.acting import no_cells_notice, team_has_cells
 
     if args.role is None and args.team is None:
@@ -369,6 +374,7 @@ def _user_set(args: argparse.Namespace) -> int:
         print(f"user {user.username} is already {now}")
     else:
         services.principals.invalidate()
+        admin_action(local_operator(), "user.change", f"user:{user.username}", role=user.role, team=user.team)
         print(f"user {user.username} is now {now} (from their next request; they stay logged in)")
     if orphan:
         print(f"note: {no_cells_notice(user.team or '')}")
@@ -377,22 +383,28 @@ def _user_set(args: argparse.Namespace) -> int:
 
 def _user_passwd(args: argparse.Namespace) -> int:
     from api.accounts.accounts import set_password
+    from api.admin_log import admin_action, local_operator
 
     services = _services(args)
     password = _password(args)
     with _account_change(services) as session:
         user = set_password(session, username=args.username, password=password)
     services.principals.invalidate()
+    admin_action(local_operator(), "user.password", f"user:{user.username}")
     print(f"password of user {user.username} set; their tokens no longer work")
     return 0
 
 
 def _device_add(args: argparse.Namespace) -> int:
     from api.accounts.accounts import create_device
+    from api.admin_log import admin_action, local_operator
 
     services = _services(args, create=True)
     with _account_change(services) as session:
         device, key = create_device(session, name=args.name, camera_id=args.camera, runner=args.runner)
+    runner = device.runner or None
+    target = f"device:{device.name}"
+    admin_action(local_operator(), "device.add", target, camera=device.camera_id, runner=runner)
     print(f"device {device.name} added; its key (shown only now):")
     print(key)
     return 0
@@ -422,6 +434,7 @@ def _device_list(args: argparse.Namespace) -> int:
 
 def _device_revoke(args: argparse.Namespace) -> int:
     from api.accounts.accounts import revoke_device
+    from api.admin_log import admin_action, local_operator
 
     services = _services(args)
     with _account_change(services) as session:
@@ -430,18 +443,21 @@ def _device_revoke(args: argparse.Namespace) -> int:
         print(f"device {device.name} was already revoked ({_when(device.revoked_at)} UTC)")
         return 0
     services.principals.invalidate()
+    admin_action(local_operator(), "device.revoke", f"device:{device.name}")
     print(f"device {device.name} revoked: its key no longer works; its uploads and cases stay")
     return 0
 
 
 def _device_rotate(args: argparse.Namespace) -> int:
     from api.accounts.accounts import get_device, rotate_device
+    from api.admin_log import admin_action, local_operator
 
     services = _services(args)
     with _account_change(services) as session:
         was_active = get_device(session, args.name).active
         device, key = rotate_device(session, name=args.name)
     services.principals.invalidate()
+    admin_action(local_operator(), "device.rotate", f"device:{device.name}")
     again = "" if was_active else " (it was revoked; it is active again)"
     print(f"device {device.name} has a new key{again}; the old key no longer works.")
     print("The new key (shown only now):")
@@ -450,6 +466,7 @@ def _device_rotate(args: argparse.Namespace) -> int:
 
 
 def _grid_import(args: argparse.Namespace) -> int:
+    from api.admin_log import admin_action, local_operator
     from api.cases.grids import GridImportError, GridReplaceRefused, import_cells, load_geojson_file
 
     try:
@@ -467,6 +484,8 @@ def _grid_import(args: argparse.Namespace) -> int:
                 + "\nClose or dispatch them first, or import anyway with --force"
             ) from None
         session.commit()
+    forced = args.force or None
+    admin_action(local_operator(), "grid.import", "grid", cells=len(cells), forced=forced, file=args.file)
     for line in replacement.warnings():
         print(f"warning: {line}")
     print(f"imported {len(cells)} grid cells from {args.file}")

@@ -100,6 +100,7 @@ def _secret_from_stdin() -> str:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from api.admin_log import admin_action, local_operator
     from api.cases.webhooks import create_webhook
     from streams.urls import mask_credentials
 
@@ -115,6 +116,8 @@ def _add(args: argparse.Namespace) -> int:
         ),
         create=True,
     )
+    events = ",".join(hook.events)
+    admin_action(local_operator(), "webhook.add", f"webhook:{hook.id}", url=hook.url, events=events)
     print(f"webhook {hook.id} added: {mask_credentials(hook.url)} ({', '.join(hook.events)})")
     if given is not None:
         print("it signs with the secret given on stdin")
@@ -125,12 +128,14 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _deactivate(args: argparse.Namespace) -> int:
+    from api.admin_log import admin_action, local_operator
     from api.cases.webhooks import deactivate_webhook
 
     hook, changed = _change(args, lambda session, _: deactivate_webhook(session, hook_id=args.id))
     if not changed:
         print(f"webhook {hook.id} was already inactive")
         return 0
+    admin_action(local_operator(), "webhook.deactivate", f"webhook:{hook.id}", url=hook.url)
     print(
         f"webhook {hook.id} deactivated: nothing more is sent to it, its pending deliveries included "
         f"(marked failed); `gridpatrol webhook activate {hook.id}` switches it on again with its secret"
@@ -139,6 +144,7 @@ def _deactivate(args: argparse.Namespace) -> int:
 
 
 def _activate(args: argparse.Namespace) -> int:
+    from api.admin_log import admin_action, local_operator
     from api.cases.webhooks import activate_webhook
 
     hook, changed = _change(
@@ -150,6 +156,7 @@ def _activate(args: argparse.Namespace) -> int:
     if not changed:
         print(f"webhook {hook.id} was already active")
         return 0
+    admin_action(local_operator(), "webhook.activate", f"webhook:{hook.id}", url=hook.url)
     print(
         f"webhook {hook.id} is active again, with the same signing secret: the events from now on are "
         "sent to it (deliveries failed when it was deactivated stay failed)"

@@ -35,6 +35,7 @@ from starlette.datastructures import UploadFile
 
 from api.accounts import accounts
 from api.accounts.accounts import AccountConflict, AccountNotFound, AuthError, Principal, Role
+from api.admin_log import admin_action
 from api.cases import stats, webhooks
 from api.cases.acting import dispatch_teams, team_has_cells
 from api.cases.grids import GridImportError, GridReplaceRefused, geojson_cells, import_cells
@@ -60,7 +61,7 @@ from api.http.pages.session import (
     session_principal,
 )
 from api.services import Services
-from api.storage.models import MAX_ID, GridCell
+from api.storage.models import MAX_ID, GridCell, User
 from streams.urls import mask_credentials
 
 log = logging.getLogger(__name__)
@@ -323,7 +324,7 @@ async def add_user(
         return await _users_page(
             request, principal, services, problem=Problem(message, exc.status, at="form"), form=form
         )
-    log.info("admin %s added user %s (%s)", principal.name, username, role)
+    admin_action(principal, "user.add", f"user:{username}", role=role, team=team or None)
     if not has_cells:
         return _back("users", "added_no_cells", name=username)
     return _back("users", "added", name=username)
@@ -343,7 +344,7 @@ async def _set_active(
         services.principals.invalidate()
     name = user.username  # as stored: the path may name it in another case
     if changed:
-        log.info("admin %s %s user %s", principal.name, "activated" if active else "deactivated", name)
+        admin_action(principal, "user.activate" if active else "user.deactivate", f"user:{name}")
     done = ("activated" if active else "deactivated") if changed else "unchanged"
     return _back("users", done, name=name)
 
@@ -378,7 +379,7 @@ async def set_password(
         message = _user_error(translator(request), exc, username)
         return await _users_page(request, principal, services, problem=Problem(message, exc.status))
     services.principals.invalidate()
-    log.info("admin %s set the password of user %s", principal.name, user.username)
+    admin_action(principal, "user.password", f"user:{user.username}")
     return _back("users", "password", name=user.username)
 
 
@@ -394,20 +395,21 @@ async def change_user(
     """A new role and team for a user (the row's form sends both; an empty team is none). The user
     stays logged in and has them from their next request."""
 
-    def work(session: Session) -> tuple[str, bool, bool]:
+    def work(session: Session) -> tuple[User, bool, bool]:
         user, changed = accounts.change_user(session, username=username, role=role or None, team=team)
         orphan = user.role == Role.ENFORCEMENT and not team_has_cells(session, user.team or "")
-        return user.username, changed, orphan
+        return user, changed, orphan
 
     try:
-        name, changed, orphan = await _write(services, work)
+        user, changed, orphan = await _write(services, work)
     except AuthError as exc:
         message = _user_error(translator(request), exc, username, conflict="last_admin_role")
         return await _users_page(request, principal, services, problem=Problem(message, exc.status))
+    name = user.username
     if not changed:
         return _back("users", "unchanged", name=name)
     services.principals.invalidate()
-    log.info("admin %s changed the role or team of user %s", principal.name, name)
+    admin_action(principal, "user.change", f"user:{name}", role=user.role, team=user.team)
     return _back("users", "changed_no_cells" if orphan else "changed", name=name)
 
 
@@ -518,7 +520,7 @@ async def add_device(
         form = {"name": name, "camera": camera}
         problem = Problem(_device_error(t, exc, name), exc.status, at="form")
         return await _devices_page(request, principal, services, problem=problem, form=form)
-    log.info("admin %s added device %s", principal.name, name)
+    admin_action(principal, "device.add", f"device:{name}", camera=camera or None)
     return _secret_page(
         request,
         principal,
@@ -548,7 +550,7 @@ async def rotate_device(
         problem = Problem(_device_error(t, exc, name), exc.status)
         return await _devices_page(request, principal, services, problem=problem)
     services.principals.invalidate()
-    log.info("admin %s rotated the key of device %s", principal.name, name)
+    admin_action(principal, "device.rotate", f"device:{name}")
     return _secret_page(
         request,
         principal,
@@ -571,7 +573,7 @@ async def revoke_device(
         return await _devices_page(request, principal, services, problem=problem)
     if changed:
         services.principals.invalidate()
-        log.info("admin %s revoked device %s", principal.name, name)
+        admin_action(principal, "device.revoke", f"device:{name}")
     return _back("devices", "revoked" if changed else "unchanged", name=name)
 
 
@@ -694,7 +696,9 @@ async def import_grid(
     services.grid_cache.invalidate()
     for warning in warnings:
         log.warning("grid import by %s from %s: %s", principal.name, file.filename, warning)
-    log.info("admin %s imported %d grid cells from %s", principal.name, change.imported, file.filename)
+    admin_action(
+        principal, "grid.import", "grid", cells=change.imported, forced=force or None, file=file.filename
+    )
     counts = {
         "count": change.imported,
         "added": change.added,
@@ -813,7 +817,7 @@ async def add_webhook(
         message = t(key) if t.has(key) and not says_why else _input_text(t, exc)
         problem = Problem(message, exc.status, at="form")
         return await _webhooks_page(request, principal, services, problem=problem, form=form)
-    log.info("admin %s added webhook %s", principal.name, hook.id)
+    admin_action(principal, "webhook.add", f"webhook:{hook.id}", url=hook.url, events=",".join(hook.events))
     if secret:  # the admin's own secret: nothing new to show
         return _back("webhooks", "added")
     return _secret_page(
@@ -835,14 +839,14 @@ async def deactivate_webhook(
     services: ServicesDep,
 ) -> Response:
     try:
-        _, changed = await _write(
+        hook, changed = await _write(
             services, lambda session: webhooks.deactivate_webhook(session, hook_id=hook_id)
         )
     except WebhookNotFound as exc:
         problem = Problem(translator(request)("admin.webhooks.error.not_found", id=exc.hook_id), exc.status)
         return await _webhooks_page(request, principal, services, problem=problem)
     if changed:
-        log.info("admin %s deactivated webhook %s", principal.name, hook_id)
+        admin_action(principal, "webhook.deactivate", f"webhook:{hook_id}", url=hook.url)
     return _back("webhooks", "deactivated" if changed else "unchanged", name=hook_id)
 
 
@@ -855,7 +859,7 @@ async def activate_webhook(
 ) -> Response:
     t = translator(request)
     try:
-        _, changed = await _write(
+        hook, changed = await _write(
             services,
             lambda session: webhooks.activate_webhook(
                 session, hook_id=hook_id, targets=services.webhook_targets
@@ -872,5 +876,5 @@ async def activate_webhook(
             request, principal, services, problem=Problem(_input_text(t, exc), exc.status)
         )
     if changed:
-        log.info("admin %s activated webhook %s", principal.name, hook_id)
+        admin_action(principal, "webhook.activate", f"webhook:{hook_id}", url=hook.url)
     return _back("webhooks", "activated" if changed else "already_active", name=hook_id)

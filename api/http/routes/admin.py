@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -10,14 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.accounts import accounts as auth
 from api.accounts.accounts import Role
+from api.admin_log import admin_action
 from api.cases import webhooks
 from api.cases.acting import no_cells_notice, team_has_cells
 from api.cases.webhooks import DeliveryStatus, WebhookEvent, WebhookInfo
 from api.http import schemas
 from api.http.deps import Admin, ReadSessionDep, ServicesDep, SessionDep
 from api.storage.models import MAX_ID, Device, User, WebhookDelivery
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=schemas.CALLER_ERRORS)
 
@@ -113,6 +111,7 @@ def post_user(body: UserIn, principal: Admin, session: SessionDep) -> schemas.Cr
         session, username=body.username, password=body.password, role=body.role, team=body.team
     )
     session.commit()
+    admin_action(principal, "user.add", f"user:{user.username}", role=user.role, team=user.team)
     created = schemas.CreatedUser.model_validate(user)
     if user.role == auth.Role.ENFORCEMENT and not team_has_cells(session, user.team or ""):
         created.notice = no_cells_notice(user.team or "")
@@ -141,7 +140,7 @@ def patch_user(
     session.commit()
     if changed:
         services.principals.invalidate()
-        log.info("admin %s changed the role or team of user %s", principal.name, user.username)
+        admin_action(principal, "user.change", f"user:{user.username}", role=user.role, team=user.team)
     answer = schemas.ChangedUser.model_validate(user)
     if user.role == auth.Role.ENFORCEMENT and not team_has_cells(session, user.team or ""):
         answer.notice = no_cells_notice(user.team or "")
@@ -162,6 +161,7 @@ def deactivate_user(
     session.commit()
     if changed:
         services.principals.invalidate()
+        admin_action(principal, "user.deactivate", f"user:{user.username}")
     return user
 
 
@@ -172,8 +172,10 @@ def deactivate_user(
 )
 def activate_user(username: UsernamePath, principal: Admin, session: SessionDep) -> User:
     """The user can log in again (old tokens stay deleted)."""
-    user, _ = auth.set_user_active(session, username=username, active=True)
+    user, changed = auth.set_user_active(session, username=username, active=True)
     session.commit()
+    if changed:
+        admin_action(principal, "user.activate", f"user:{user.username}")
     return user
 
 
@@ -189,6 +191,7 @@ def put_password(
     user = auth.set_password(session, username=username, password=body.password)
     session.commit()
     services.principals.invalidate()
+    admin_action(principal, "user.password", f"user:{user.username}")
     return user
 
 
@@ -202,6 +205,8 @@ def post_device(body: DeviceIn, principal: Admin, session: SessionDep) -> schema
     """A new device; its key is in this response only. A taken name is a 409 (rotate instead)."""
     device, key = auth.create_device(session, name=body.name, camera_id=body.camera_id, runner=body.runner)
     session.commit()
+    runner = device.runner or None
+    admin_action(principal, "device.add", f"device:{device.name}", camera=device.camera_id, runner=runner)
     return schemas.NewDevice(
         id=device.id, name=device.name, camera_id=device.camera_id, runner=device.runner, key=key
     )
@@ -227,6 +232,7 @@ def revoke_device(
     session.commit()
     if changed:
         services.principals.invalidate()
+        admin_action(principal, "device.revoke", f"device:{device.name}")
     return device
 
 
@@ -243,6 +249,7 @@ def rotate_device(
     device, key = auth.rotate_device(session, name=name)
     session.commit()
     services.principals.invalidate()
+    admin_action(principal, "device.rotate", f"device:{device.name}")
     return schemas.DeviceWithKey.issued(device, key)
 
 
@@ -267,6 +274,7 @@ def post_webhook(
         targets=services.webhook_targets,
     )
     session.commit()
+    admin_action(principal, "webhook.add", f"webhook:{hook.id}", url=hook.url, events=",".join(hook.events))
     return schemas.NewWebhook(id=hook.id, url=hook.url, events=hook.events, secret=secret)
 
 
@@ -299,8 +307,10 @@ def delete_webhook(hook_id: HookIdPath, principal: Admin, session: SessionDep) -
     with its delivery log; POST /webhooks/{id}/activate switches it on again with its secret, and its
     URL may be registered again (a new webhook, with a new secret). Deactivating an inactive one
     changes nothing."""
-    hook, _ = webhooks.deactivate_webhook(session, hook_id=hook_id)
+    hook, changed = webhooks.deactivate_webhook(session, hook_id=hook_id)
     session.commit()
+    if changed:
+        admin_action(principal, "webhook.deactivate", f"webhook:{hook.id}", url=hook.url)
     return hook
 
 
@@ -317,6 +327,8 @@ def activate_webhook(
     deactivated stay failed, and events of the time between are not sent. Another active webhook with
     its URL is a 409 naming it; a URL refused now (GRIDPATROL_WEBHOOK_ALLOW_HOSTS changed) a 422.
     Activating an active one changes nothing and answers it (200)."""
-    hook, _ = webhooks.activate_webhook(session, hook_id=hook_id, targets=services.webhook_targets)
+    hook, changed = webhooks.activate_webhook(session, hook_id=hook_id, targets=services.webhook_targets)
     session.commit()
+    if changed:
+        admin_action(principal, "webhook.activate", f"webhook:{hook.id}", url=hook.url)
     return hook

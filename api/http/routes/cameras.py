@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from api.admin_log import camera_added, camera_edited
 from api.cameras import registry
 from api.cases.wall_time import WallTime
 from api.errors import InputError
@@ -19,7 +20,7 @@ from api.http.deps import Admin, ReadSessionDep, Runner, ServicesDep, SessionDep
 from api.storage.models import Camera
 from detect.config import CAMERA_ID_PATTERN, HOURS_PATTERN, Zone, check_span
 from detect.config import Camera as SiteCamera
-from streams.urls import host_and_port, mask_credentials, stream_url_problem, url_error, url_scheme
+from streams.urls import mask_credentials, public_stream, stream_url_problem, url_error
 
 router = APIRouter(prefix="/api", tags=["cameras"], responses=schemas.CALLER_ERRORS)
 
@@ -41,16 +42,6 @@ def _stream_url(url: str) -> str:
     if problem is not None:
         raise PydanticCustomError("stream_url", "{reason}", {"reason": url_error(url, problem)})
     return url
-
-
-def public_stream(url: str) -> str:
-    """What a response may show of a stream URL: scheme://host[:port], nothing that can carry a secret
-    (no user name or password, even one typed with '#', '/' or '[' unencoded: streams.urls.host_and_port)."""
-    scheme = url_scheme(url)
-    host = host_and_port(url) if scheme else None
-    if scheme is None or host is None:
-        return "(a file or device path)" if scheme is None else f"{scheme}://(no host)"
-    return f"{scheme}://{host}"
 
 
 def shown_error(text: str | None) -> str | None:
@@ -274,6 +265,7 @@ def post_camera(body: CameraIn, principal: Admin, session: SessionDep) -> schema
     """Register a camera; a bad zone or time zone is a 422 naming it, as in `config check`."""
     camera = registry.add_camera(session, body.spec())
     session.commit()
+    camera_added(principal, camera)
     return camera_info(camera, registry.grid_teams(session))
 
 
@@ -287,8 +279,10 @@ def patch_camera(
 ) -> schemas.CameraInfo:
     """Change some of a camera's fields; `{"enabled": false}` stops it being analysed (its runner
     lets it go at its next look at the registry)."""
-    camera = registry.edit_camera(session, camera_id, body.changes())
+    changes = body.changes()
+    camera = registry.edit_camera(session, camera_id, changes)
     session.commit()
+    camera_edited(principal, camera, changes)
     return camera_info(camera, registry.grid_teams(session))
 
 

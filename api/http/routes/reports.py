@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api.accounts.accounts import Role
+from api.admin_log import admin_action
 from api.cases import period_report, stats
 from api.cases.grids import import_cells, parse_geojson
 from api.cases.reading import evidence_file
@@ -193,6 +194,7 @@ def put_grids(
     cells = parse_geojson(geojson)
     replacement = import_cells(session, cells=cells, force=force)
     session.commit()
+    admin_action(principal, "grid.import", "grid", cells=len(cells), forced=force or None)
     services.grid_cache.invalidate()
     return schemas.GridImport(imported=len(cells), warnings=replacement.warnings())
 
