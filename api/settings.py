@@ -115,6 +115,14 @@ class Settings(BaseModel):
         description="how long the review page's claim on a case (on screen, or loaded ahead) lasts; the "
         "page renews its claims while it is open, so it lapses when the operator walks away",
     )
+    review_idle_s: float = Field(
+        600.0,
+        gt=0.0,
+        le=86400.0,
+        description="how long the review page renews its claims without any input from the operator "
+        "(a key, the pointer, a touch): then it pauses and lets its claims lapse; the next input claims "
+        "again",
+    )
     job_lease_s: float = Field(60.0, gt=0.0, description="a running job whose lease lapses is retried")
     job_max_attempts: int = Field(3, ge=1)
     worker_poll_s: float = Field(1.0, gt=0.0)

@@ -807,7 +807,9 @@ class CoveragePass(Schema):
 
 class CellCoverage(Schema):
     cell_id: str
-    team: str | None
+    team: str | None = Field(
+        description="the team the grid gives the cell now; a cell no longer in the grid: its latest pass's"
+    )
     passes: list[CoveragePass] = Field(
         description="the cell's latest passes in the window (at most passes_per_cell), in time order"
     )

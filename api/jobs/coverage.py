@@ -185,7 +185,8 @@ def coverage(
     the window; `total` counts the cells passed in the window. The database counts and sums; only the
     listed passes are read, however many a busy cell has. With `team`, only the cells the grid gives
     that team now (an enforcement user's, as its periodic report counts them: a cell a grid import gave
-    to the team comes with its passes from before, a cell taken from it goes)."""
+    to the team comes with its passes from before, a cell taken from it goes). Each cell is labelled with
+    the team the grid gives it now; a cell no longer in the grid, with the team of its latest pass."""
     window: list[ColumnElement[bool]] = []
     if team is not None:
         window.append(UploadCoverage.cell_id.in_(select(GridCell.id).where(GridCell.team == team)))
@@ -243,4 +244,12 @@ def coverage(
             if passes_per_cell >= 1:
                 cell.passes.append(row)
             cell.team = row.team  # the latest comes last
+        # the grid's team for the cell now, as the periodic report counts it: a grid import that gave
+        # the cell to another team relabels its passes from before; a cell no longer in the grid keeps
+        # the team of its latest pass
+        for cell_id, team_now in session.execute(
+            select(GridCell.id, GridCell.team).where(GridCell.id.in_(chosen))
+        ):
+            if cell_id in cells:
+                cells[cell_id].team = team_now
     return CoveragePage(total, page, per_page, passes_per_cell, [cells[cell_id] for cell_id in sorted(cells)])

@@ -349,3 +349,49 @@ def test_an_enforcement_user_reads_the_passes_of_its_teams_cells_only(
         assert cells(ziyang) == (1, ["DEMO-ZIYANG-04"])
         assert cells(hubin) == (2, ["DEMO-HUBIN-04", "DEMO-ZIYANG-05"])
         assert cells(admin) == everything
+
+
+def test_each_cell_is_labelled_with_the_team_the_grid_gives_it_now(make_server: Any, sqlite_url: str) -> None:
+    """A grid import gives DEMO-ZIYANG-05 to team-hubin: /api/coverage labels the cell team-hubin, with
+    its passes from before, as the periodic report counts it; a cell no longer in the grid keeps the
+    team of its latest pass. Before, every cell showed the team recorded on its latest pass, the old
+    team after the import."""
+    import json
+
+    from tests.api.api_testkit import DEMO_GRID
+
+    service = make_server(sqlite_url, run_worker=False, run_webhooks=False)
+    with service.services.factory() as session:
+        upload = Upload(sha256="9" * 64, size=1, media_type="video/mp4", path="x.mp4", uploaded_by="d")
+        session.add(upload)
+        session.flush()
+        for n, (cell_id, team) in enumerate(
+            [("DEMO-ZIYANG-05", "team-ziyang"), ("GONE-01", "team-old"), ("GONE-01", "team-older")]
+        ):
+            session.add(
+                UploadCoverage(
+                    upload_id=upload.id,
+                    cell_id=cell_id,
+                    team=team,
+                    entered_at=at(-60 * n).replace(tzinfo=None),  # the first listed is the latest
+                    left_at=at(-60 * n + 10).replace(tzinfo=None),
+                    metres=50.0,
+                )
+            )
+        session.commit()
+
+    def teams(client: httpx.Client, **params: Any) -> dict[str, str | None]:
+        return {
+            cell["cell_id"]: cell["team"]
+            for cell in client.get("/api/coverage", params=params).json()["cells"]
+        }
+
+    with service.client("admin") as admin:
+        assert teams(admin) == {"DEMO-ZIYANG-05": "team-ziyang", "GONE-01": "team-old"}
+        grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+        for feature in grid["features"]:
+            if feature["properties"]["id"] == "DEMO-ZIYANG-05":
+                feature["properties"]["team"] = "team-hubin"
+        assert admin.put("/api/grids", json=grid).status_code == 200
+        assert teams(admin) == {"DEMO-ZIYANG-05": "team-hubin", "GONE-01": "team-old"}
+        assert teams(admin, per_page=1, page=2) == {"GONE-01": "team-old"}

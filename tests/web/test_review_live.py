@@ -107,7 +107,9 @@ def test_the_empty_card_shows_a_case_filed_or_released_since(site: Site, open_pa
     op.login("op1")
     page = op.page
     page.wait_for_selector("#current article.review-empty")
-    page.clock.pause_at(page.evaluate("Date.now()") + 1000)  # the page's timers run only when told
+    # the page's timers run only when told; a number is seconds here (ms put the clock 50,000 years on,
+    # past the page's idle limit)
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)
 
     filed = _post_garbage(api, "web-live-filed", 30.3202)
     page.evaluate("window.dispatchEvent(new Event('focus'))")

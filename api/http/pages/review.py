@@ -134,6 +134,7 @@ async def review_page(request: Request, principal: Reviewer, services: ServicesD
         reasons=workflow.REJECT_REASONS,
         categories=categories,
         lease_s=services.settings.review_lease_s,
+        idle_s=services.settings.review_idle_s,
         i18n_json=script_json(i18n),
     )
 

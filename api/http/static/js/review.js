@@ -5,8 +5,8 @@
 // when the session ended, a link to log in again that comes back here); one refused with a 409
 // (someone else decided the case meanwhile) is said so and the card stays gone. Whatever finds the
 // session ended (a decision, an undo, a category change, the next card) offers that same link.
-// The page renews its claims on the cases it holds while it is in sight; the empty card checks again
-// for cases now and then (both below, at the end).
+// The page renews its claims on the cases it holds while it is in sight and the operator is there; the
+// empty card checks again for cases now and then (both below, at the end).
 "use strict";
 (function () {
   const current = document.getElementById("current");
@@ -302,14 +302,52 @@
   // (data-lease-s, settings.review_lease_s); the page renews them every third of it while it is in
   // sight, and for one lease more once hidden (another tab, for a moment). A tab left hidden longer
   // stops renewing and its claims lapse a lease later, so an abandoned tab does not hold cases; back
-  // in sight, it renews at once. A claim lost meanwhile (it lapsed and another operator took the case,
-  // or the case left the queue) is not taken back: the page says so and moves on.
+  // in sight, it renews at once. A tab in sight with no input from the operator (a key, the pointer, a
+  // touch) for data-idle-s (settings.review_idle_s) pauses: it says so, stops renewing and stops asking
+  // for cases, so a desk left unattended does not hold them either; the next input claims again (and
+  // is only that: the key pressed does not decide the card). A claim lost meanwhile (it lapsed and
+  // another operator took the case, or the case left the queue) is not taken back: the page says so
+  // and moves on.
   const leaseMs = (Number(root.dataset.leaseS) > 0 ? Number(root.dataset.leaseS) : 120) * 1000;
+  const idleMs = (Number(root.dataset.idleS) > 0 ? Number(root.dataset.idleS) : 600) * 1000;
+  const pausedNotice = document.getElementById("review-paused");
   let hiddenSince = document.visibilityState === "hidden" ? Date.now() : null;
   let renewing = false;
+  let lastInput = Date.now();
+  let paused = false;
+  let swallowClick = false;  // the click of the press that ended a pause is that press's, not the page's
+
+  function pauseIfIdle() {
+    if (paused || Date.now() - lastInput <= idleMs) return paused;
+    paused = true;
+    setMode("decide");
+    pausedNotice.hidden = false;
+    return true;
+  }
+
+  function operatorInput(event) {
+    lastInput = Date.now();
+    if (event.type === "pointerdown" || event.type === "touchstart") swallowClick = false;
+    if (!paused) return;
+    paused = false;
+    pausedNotice.hidden = true;
+    if (event.type === "keydown") { event.preventDefault(); event.stopImmediatePropagation(); }
+    else if (event.type === "pointerdown" || event.type === "touchstart") swallowClick = true;
+    renewClaims();
+    recheckEmpty();
+  }
+  for (const type of ["keydown", "pointerdown", "pointermove", "wheel", "touchstart"]) {
+    document.addEventListener(type, operatorInput, { capture: true, passive: type !== "keydown" });
+  }
+  document.addEventListener("click", (event) => {
+    if (!swallowClick) return;
+    swallowClick = false;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+  }, { capture: true });
 
   async function renewClaims() {
-    if (renewing || (hiddenSince !== null && Date.now() - hiddenSince > leaseMs)) return;
+    if (renewing || pauseIfIdle() || (hiddenSince !== null && Date.now() - hiddenSince > leaseMs)) return;
     const ids = [caseId(current), caseId(upcoming)].filter(Boolean);
     if (!ids.length) return;
     renewing = true;
@@ -354,7 +392,7 @@
   let emptyShown = { html: null, node: null };  // the empty card the last check showed
 
   function recheckEmpty() {
-    if (rechecking || caseId(current) || document.visibilityState === "hidden") return;
+    if (rechecking || pauseIfIdle() || caseId(current) || document.visibilityState === "hidden") return;
     rechecking = true;
     queue(async () => {
       if (caseId(current)) return;  // an undo or "show the skipped again" brought a case meanwhile
