@@ -113,16 +113,26 @@ def claim_next(
 
 
 def renew(
-    session: Session, *, principal: Principal, case_ids: Sequence[int], lease_s: float = LEASE_S
+    session: Session,
+    *,
+    principal: Principal,
+    case_ids: Sequence[int],
+    lease_s: float = LEASE_S,
+    retake: bool = False,
 ) -> list[int]:
     """Hold again for lease_s those of `case_ids` this operator still holds (their claim is theirs,
     lapsed or not, and the case still awaits review); the ids renewed. A claim another operator took
     once this one lapsed stays theirs, and a case released or decided is not claimed again: the page
-    learns that it lost those. Commits nothing itself."""
+    learns that it lost those. With `retake` (a page back from an idle pause, which released its
+    cases) a released case still awaiting review that nobody else holds is claimed again too.
+    Commits nothing itself."""
     if not case_ids:
         return []
     now = utcnow()
     pending = select(Case.id).where(Case.id.in_(list(case_ids)), Case.status == workflow.PENDING_REVIEW)
+    if retake:
+        for case_id in list(session.scalars(pending)):
+            _take(session, case_id=case_id, holder=principal.label, now=now, lease_s=lease_s)
     ours = (ReviewClaim.holder == principal.label) & ReviewClaim.case_id.in_(pending)
     session.execute(
         update(ReviewClaim)

@@ -180,6 +180,9 @@ def test_renewing_keeps_only_the_claims_still_ones_own(services: Services) -> No
         assert claims[lapsed].holder == OP2.label and released not in claims
         assert claims[kept].expires_at > utcnow() + timedelta(seconds=50)
         assert claims[decided].expires_at < utcnow()  # not renewed: the case left the queue
+        # a page back from an idle pause (which released its cases) claims again those nobody took
+        retaken = review.renew(session, principal=OP1, case_ids=ids, lease_s=60, retake=True)
+        assert retaken == [kept, released]
 
 
 def test_the_page_renews_its_claims_and_names_a_bad_id(make_server: Any, sqlite_url: str) -> None:

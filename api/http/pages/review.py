@@ -216,15 +216,19 @@ async def release(case_id: CaseId, principal: Reviewer, services: ServicesDep) -
 
 @router.post("/review/claims")
 async def renew_claims(
-    principal: Reviewer, services: ServicesDep, cases: Annotated[str, Form(max_length=200)] = ""
+    principal: Reviewer,
+    services: ServicesDep,
+    cases: Annotated[str, Form(max_length=200)] = "",
+    retake: Annotated[bool, Form()] = False,
 ) -> Response:
     """Renew the page's claims (`cases`: the ids on screen and loaded ahead): `held`, those renewed;
-    `lost`, the others (another operator took the case once the claim lapsed, or it left the queue)."""
+    `lost`, the others (another operator took the case once the claim lapsed, or it left the queue).
+    `retake`: the page is back from an idle pause that released them; those nobody took are held again."""
     ids = _claimed_ids(cases)
 
     def work(session: Session) -> dict[str, list[int]]:
         lease_s = services.settings.review_lease_s
-        held = review.renew(session, principal=principal, case_ids=ids, lease_s=lease_s)
+        held = review.renew(session, principal=principal, case_ids=ids, lease_s=lease_s, retake=retake)
         return {"held": held, "lost": sorted(set(ids) - set(held))}
 
     return JSONResponse(await _in_session(services, work))

@@ -303,11 +303,12 @@
   // sight, and for one lease more once hidden (another tab, for a moment). A tab left hidden longer
   // stops renewing and its claims lapse a lease later, so an abandoned tab does not hold cases; back
   // in sight, it renews at once. A tab in sight with no input from the operator (a key, the pointer, a
-  // touch) for data-idle-s (settings.review_idle_s) pauses: it says so, stops renewing and stops asking
-  // for cases, so a desk left unattended does not hold them either; the next input claims again (and
-  // is only that: the key pressed does not decide the card). A claim lost meanwhile (it lapsed and
-  // another operator took the case, or the case left the queue) is not taken back: the page says so
-  // and moves on.
+  // touch) for data-idle-s (settings.review_idle_s) pauses: it says so, releases the cases it holds at
+  // once (another operator gets them without waiting for a lease) and stops asking for cases, so a desk
+  // left unattended does not hold them; the next input claims again those nobody took meanwhile (and is
+  // only that: the key pressed does not decide the card). A claim lost meanwhile (it lapsed or was
+  // released and another operator took the case, or the case left the queue) is not taken back: the
+  // page says so and moves on.
   const leaseMs = (Number(root.dataset.leaseS) > 0 ? Number(root.dataset.leaseS) : 120) * 1000;
   const idleMs = (Number(root.dataset.idleS) > 0 ? Number(root.dataset.idleS) : 600) * 1000;
   const pausedNotice = document.getElementById("review-paused");
@@ -315,6 +316,7 @@
   let renewing = false;
   let lastInput = Date.now();
   let paused = false;
+  let retake = false;  // the next renewal claims again the cases the pause released
   let swallowClick = false;  // the click of the press that ended a pause is that press's, not the page's
 
   function pauseIfIdle() {
@@ -322,6 +324,9 @@
     paused = true;
     setMode("decide");
     pausedNotice.hidden = false;
+    for (const id of [caseId(current), caseId(upcoming)].filter(Boolean)) {
+      post(`/review/${id}/release`).catch(() => {});  // not released: it lapses a lease later
+    }
     return true;
   }
 
@@ -331,6 +336,7 @@
     if (!paused) return;
     paused = false;
     pausedNotice.hidden = true;
+    retake = true;
     if (event.type === "keydown") { event.preventDefault(); event.stopImmediatePropagation(); }
     else if (event.type === "pointerdown" || event.type === "touchstart") swallowClick = true;
     renewClaims();
@@ -351,16 +357,22 @@
     const ids = [caseId(current), caseId(upcoming)].filter(Boolean);
     if (!ids.length) return;
     renewing = true;
+    const retaking = retake;
+    const form = { cases: ids.join(",") };
+    if (retaking) form.retake = "true";
     try {
       const response = await gp.request("/review/claims", {
         method: "POST",
-        body: new URLSearchParams({ cases: ids.join(",") }),
+        body: new URLSearchParams(form),
         headers: { "Content-Type": "application/x-www-form-urlencoded" },
         signal: AbortSignal.timeout(leaseMs),  // a request that hangs must not stop the beats for good
       });
       // the session ended or the server failed: the operator's next action says so; tried again next beat
       if (!response.ok || sessionEnded(response)) { await response.text().catch(() => ""); return; }
+      if (retaking) retake = false;
       const lost = (await response.json()).lost || [];
+      // a renewal that crossed the pause's release: the input that ends the pause claims them again
+      if (paused || retake) return;
       if (lost.length) queue(() => claimsLost(new Set(lost)));
     } catch (err) {
       // out of reach: tried again at the next beat
