@@ -20,9 +20,10 @@ _MAX_ANSWER = 65536
 
 def rtsp_refusal(url: str, timeout_s: float) -> str | None:
     """Why the rtsp:// camera at `url` refuses its stream, in words that hold none of the URL's secrets:
-    nothing listens at its port, wrong user name or password (401 after the credentials were sent), no
-    such path (404); None when that is not found out (another scheme, no answer within timeout_s in all,
-    the camera describes the stream: the failure is elsewhere, an answer not understood)."""
+    its host name does not resolve, nothing listens at its port, wrong user name or password (401 after
+    the credentials were sent), no such path (404); None when that is not found out (another scheme, no
+    answer within timeout_s in all, the camera describes the stream: the failure is elsewhere, an answer
+    not understood)."""
     deadline = time.monotonic() + timeout_s
     try:
         parts = urlsplit(url)
@@ -43,6 +44,8 @@ def rtsp_refusal(url: str, timeout_s: float) -> str | None:
             if answer is None:
                 return None
             status, _ = _describe(host, port, target, answer, deadline)
+    except socket.gaierror:  # the system's "host:554: Name or service not known" names no fix
+        return f"the host name {host} could not be resolved (check the DNS or the camera's address)"
     except ConnectionRefusedError:
         return f"nothing listens at {shown} (connection refused: a wrong port, or the camera's RTSP is off)"
     except TimeoutError:

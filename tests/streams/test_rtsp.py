@@ -399,6 +399,16 @@ def test_nothing_listening_at_an_rtsp_port_is_said_so() -> None:
         open_source(f"rtsp://admin:{PASSWORD}@127.0.0.1:{port}/live", reconnect=FAST)
 
 
+def test_an_rtsp_host_name_that_does_not_resolve_is_said_so() -> None:
+    """Before, the system's words: 'camera.invalid:554: Name or service not known'."""
+    url = f"rtsp://admin:{PASSWORD}@camera.invalid:554/live"  # .invalid never resolves (RFC 6761)
+    with pytest.raises(SourceError) as error:
+        open_source(url, reconnect=FAST)
+    message = str(error.value)
+    assert message.startswith(f"{mask_credentials(url)}: cannot connect: the host name camera.invalid could")
+    assert "check the DNS or the camera's address" in message and PASSWORD not in message
+
+
 class DigestCamera:
     """A camera's RTSP port as Hikvision's answers it: DESCRIBE without credentials or with wrong ones is
     a 401 offering Digest (qop=auth) and Basic; right Digest credentials (checked per RFC 2617) get the
