@@ -168,6 +168,13 @@ def _check_target(url: str, targets: TargetPolicy | None) -> None:
         raise WebhookTargetRefused("url", refusal)
 
 
+def _refuse_taken(session: Session, url: str) -> None:
+    """WebhookTaken when an active webhook has `url` (each event goes to a URL once)."""
+    taken = session.scalar(select(Webhook.id).where(Webhook.url == url, Webhook.active.is_(True)))
+    if taken is not None:
+        raise WebhookTaken(taken)
+
+
 def create_webhook(
     session: Session,
     *,
@@ -188,9 +195,7 @@ def create_webhook(
     unknown = [e for e in events if e not in EVENTS]
     if unknown:
         raise WebhookInputError("events", f"unknown events {unknown}; choose from {', '.join(EVENTS)}")
-    taken = session.scalar(select(Webhook.id).where(Webhook.url == url, Webhook.active.is_(True)))
-    if taken is not None:
-        raise WebhookTaken(taken)
+    _refuse_taken(session, url)
     hook = Webhook(url=url, secret=secret or secrets.token_urlsafe(32), events=",".join(events), active=True)
     session.add(hook)
     session.flush()
@@ -236,11 +241,7 @@ def activate_webhook(
         raise WebhookNotFound(hook_id)
     if hook.active:
         return WebhookInfo.of(hook), False
-    taken = session.scalar(
-        select(Webhook.id).where(Webhook.url == hook.url, Webhook.active.is_(True), Webhook.id != hook_id)
-    )
-    if taken is not None:
-        raise WebhookTaken(taken)
+    _refuse_taken(session, hook.url)  # the hook itself is inactive: another has the URL
     _check_target(hook.url, targets)
     hook.active = True
     session.flush()
