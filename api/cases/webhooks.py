@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.cases.webhook_targets import IPAddress, TargetPolicy, TargetRefused, TargetUnresolved
@@ -175,6 +176,21 @@ def _refuse_taken(session: Session, url: str) -> None:
         raise WebhookTaken(taken)
 
 
+def _store_active(session: Session, hook: Webhook) -> None:
+    """Add `hook` (if new) and mark it active, flushed in a savepoint. _refuse_taken, before this,
+    names the webhook with its URL; when another request registered or activated that URL between the
+    two (a double click on two servers), the unique index of active URLs refuses the row, and that is
+    WebhookTaken too, naming the winner, with the caller's transaction still usable."""
+    try:
+        with session.begin_nested():
+            session.add(hook)
+            hook.active = True
+            session.flush()
+    except IntegrityError:
+        _refuse_taken(session, hook.url)
+        raise  # not the URL's index: no other webhook has it
+
+
 def create_webhook(
     session: Session,
     *,
@@ -196,9 +212,8 @@ def create_webhook(
     if unknown:
         raise WebhookInputError("events", f"unknown events {unknown}; choose from {', '.join(EVENTS)}")
     _refuse_taken(session, url)
-    hook = Webhook(url=url, secret=secret or secrets.token_urlsafe(32), events=",".join(events), active=True)
-    session.add(hook)
-    session.flush()
+    hook = Webhook(url=url, secret=secret or secrets.token_urlsafe(32), events=",".join(events))
+    _store_active(session, hook)
     return WebhookInfo.of(hook), hook.secret
 
 
@@ -243,8 +258,7 @@ def activate_webhook(
         return WebhookInfo.of(hook), False
     _refuse_taken(session, hook.url)  # the hook itself is inactive: another has the URL
     _check_target(hook.url, targets)
-    hook.active = True
-    session.flush()
+    _store_active(session, hook)
     log.info("webhook %s activated", hook_id)
     return WebhookInfo.of(hook), True
 

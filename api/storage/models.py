@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -324,6 +325,18 @@ class Webhook(Base):
     events: Mapped[str] = mapped_column(String(200))  # comma-separated: filed,dispatched,closed
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+
+    # one active webhook a URL (each event is sent to a URL once): api.cases.webhooks checks it first,
+    # to name the webhook that has it; this index holds when two requests race past that check
+    __table_args__ = (
+        Index(
+            "ux_webhooks_active_url",
+            "url",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
 
 
 class WebhookDelivery(Base):

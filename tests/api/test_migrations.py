@@ -14,6 +14,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.cases import audit
@@ -39,14 +40,14 @@ def test_migrations_match_models_and_go_both_ways(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0017"
+        assert current_revision(engine) == "0018"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         command.downgrade(_alembic_config(engine), "base")
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == "0017"
+        assert current_revision(engine) == "0018"
     finally:
         engine.dispose()
 
@@ -58,7 +59,7 @@ def test_each_test_s_fresh_database_is_the_migrated_schema_with_nothing_in_it(db
     engine = make_engine(db_url)
     try:
         assert migrate(engine) is False
-        assert current_revision(engine) == "0017"
+        assert current_revision(engine) == "0018"
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() == 0
@@ -394,3 +395,69 @@ def test_device_references_in_entries_older_than_the_digests_come_from_who_poste
 
 def _migration_0013(engine: Engine) -> Any:
     return ScriptDirectory.from_config(_alembic_config(engine)).get_revision("0013").module
+
+
+def test_webhooks_sharing_an_active_url_keep_the_oldest_active(
+    empty_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """0018 adds a unique index of active webhooks' URLs (two requests racing past the query that
+    refused a taken URL could both register it, and each event was sent to it twice). A database
+    where that happened keeps the oldest active webhook of each URL; the newer ones are deactivated,
+    their pending deliveries failed as deactivating does, each named in the log."""
+    engine = make_engine(empty_db_url)
+    t = {"t": "2026-11-20 08:00:00"}
+    try:
+        migrate(engine, "0017")
+        with engine.begin() as conn:
+            for hook_id, url, events, active in [
+                (1, "https://a.example/in", "case.filed", True),
+                (2, "https://b.example/in", "case.filed", True),
+                (3, "https://a.example/in", "case.filed,custody.checkpoint", True),
+                (4, "https://a.example/in", "case.filed", False),
+                (5, "https://a.example/in", "case.filed", True),
+            ]:
+                conn.execute(
+                    text(
+                        "INSERT INTO webhooks (id, url, secret, events, active, created_at) "
+                        "VALUES (:id, :url, 's', :events, :active, :t)"
+                    ),
+                    {"id": hook_id, "url": url, "events": events, "active": active, **t},
+                )
+            for delivery_id, hook_id, status in [(1, 1, "pending"), (2, 3, "pending"), (3, 3, "delivered")]:
+                conn.execute(
+                    text(
+                        "INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, attempts, "
+                        "next_attempt_at, created_at) VALUES (:id, :hook, 'case.filed', '{}', :status, 0, "
+                        ":t, :t)"
+                    ),
+                    {"id": delivery_id, "hook": hook_id, "status": status, **t},
+                )
+        with caplog.at_level(logging.INFO, logger="api.storage.migrations"):
+            assert migrate(engine) is True
+        with engine.connect() as conn:
+            active = conn.execute(text("SELECT id FROM webhooks WHERE active ORDER BY id")).scalars().all()
+            deliveries = conn.execute(
+                text("SELECT id, status, last_error FROM webhook_deliveries ORDER BY id")
+            ).all()
+        assert active == [1, 2]
+        assert [tuple(d) for d in deliveries] == [
+            (1, "pending", None),
+            (2, "failed", "not sent: the webhook was deactivated"),
+            (3, "delivered", None),
+        ]
+        said = [r.getMessage() for r in caplog.records if r.name == "api.storage.migrations"]
+        missed = {3: "; events it had that webhook 1 has not: custody.checkpoint", 5: ""}
+        assert said == [
+            f"webhook {hook_id} deactivated: webhook 1, older, is active with the same URL, and a URL has "
+            "one active webhook from now on (each event is sent to it once); its pending deliveries are "
+            f"failed, its log stays{missed[hook_id]}"
+            for hook_id in (3, 5)
+        ]
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # the index holds from now on
+            conn.execute(text("UPDATE webhooks SET active = :yes WHERE id = 5"), {"yes": True})
+        command.downgrade(_alembic_config(engine), "0017")
+        with engine.begin() as conn:  # dropped again: what 0017 allowed, the deactivated kept so
+            conn.execute(text("UPDATE webhooks SET active = :yes WHERE id = 5"), {"yes": True})
+            assert conn.execute(text("SELECT count(*) FROM webhooks WHERE active")).scalar_one() == 3
+    finally:
+        engine.dispose()

@@ -22,10 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
+from api.cases import webhooks
 from api.cases.webhook_targets import IPAddress, TargetPolicy, TargetUnresolved, system_resolver
 from api.cases.webhooks import (
     DeliveryStatus,
     WebhookDispatcher,
+    WebhookTaken,
     WebhookTargetRefused,
     activate_webhook,
     create_webhook,
@@ -750,6 +752,89 @@ def test_the_webhooks_page_activates_a_webhook(server: LiveServer) -> None:
         assert missing.status_code == 404 and "There is no webhook #7." in missing.text
     with server.client("admin") as admin:
         assert [h["active"] for h in admin.get("/api/webhooks").json()] == [False, True]
+
+
+def _check_missing_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the next create or activate pass the query that refuses a taken URL, as when another request
+    registered the URL after that query ran (on SQLite, whose writers take turns, no request can)."""
+    real = webhooks._refuse_taken
+    calls = []
+
+    def refuse_taken(session: Any, url: str) -> None:
+        calls.append(url)
+        if len(calls) > 1:
+            real(session, url)
+
+    monkeypatch.setattr(webhooks, "_refuse_taken", refuse_taken)
+
+
+def test_a_url_registered_by_a_racing_request_is_the_409_the_check_gives(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a query refused a URL an active webhook has: two requests racing past it both registered
+    the URL (every event then sent twice, for good). The database's unique index of active URLs now
+    refuses the second, and its IntegrityError is the 409 naming the webhook that has the URL."""
+    url = "http://127.0.0.1:9/hook"
+
+    def taken(hook_id: int) -> list[dict[str, str]]:
+        reason = f"webhook {hook_id} already has this URL (each event is sent to a URL once)"
+        return [{"field": "url", "reason": reason}]
+
+    with server.client("admin") as admin:
+        first = admin.post("/api/webhooks", json={"url": url}).json()["id"]
+        _check_missing_once(monkeypatch)
+        r = admin.post("/api/webhooks", json={"url": url})
+        assert (r.status_code, r.json()["errors"]) == (409, taken(first)), r.text
+        other = admin.post("/api/webhooks", json={"url": url + "2"}).json()["id"]  # the session goes on
+        assert admin.delete(f"/api/webhooks/{first}").status_code == 200
+        again = admin.post("/api/webhooks", json={"url": url}).json()["id"]
+        _check_missing_once(monkeypatch)
+        r = admin.post(f"/api/webhooks/{first}/activate")
+        assert (r.status_code, r.json()["errors"]) == (409, taken(again)), r.text
+        listed = admin.get("/api/webhooks").json()
+        assert [(h["id"], h["url"], h["active"]) for h in listed] == [
+            (first, url, False),
+            (other, url + "2", True),
+            (again, url, True),
+        ]
+
+
+def test_two_requests_registering_a_url_at_once_make_one_webhook(services: Services) -> None:
+    """A real race (PostgreSQL; SQLite's writers take turns): both pass the query, the second's insert
+    waits on the unique index until the first commits, then is WebhookTaken naming the first."""
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time: the check cannot be raced there")
+    url = "http://127.0.0.1:9/hook"
+    allowed = TargetPolicy(["127.0.0.1"])
+    outcome: list[BaseException | None] = []
+    with services.factory() as first:
+        hook, _ = create_webhook(first, url=url, events=None, secret=None, targets=allowed)
+
+        def second() -> None:
+            with services.factory() as session:
+                try:
+                    create_webhook(session, url=url, events=None, secret=None, targets=allowed)
+                    session.commit()
+                except WebhookTaken as exc:
+                    outcome.append(exc)
+                else:
+                    outcome.append(None)
+
+        racer = threading.Thread(target=second)
+        racer.start()
+        # the second has passed the check and waits on the index (autocommit: each look a new snapshot)
+        with services.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+            _wait_for(
+                lambda: watcher.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'INSERT INTO webhooks%%' AND pid <> pg_backend_pid()"
+                ).scalar_one()
+            )
+        first.commit()
+        racer.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], WebhookTaken) and outcome[0].hook_id == hook.id
+    with services.factory() as session:
+        assert [(h.id, h.active) for h in webhooks.list_webhooks(session)] == [(hook.id, True)]
 
 
 # --- the CLI -----------------------------------------------------------------------------------------
