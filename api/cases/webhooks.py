@@ -29,12 +29,12 @@ import socket
 import threading
 import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -261,6 +261,53 @@ def activate_webhook(
     _store_active(session, hook)
     log.info("webhook %s activated", hook_id)
     return WebhookInfo.of(hook), True
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """A webhook's deliveries in brief, as `gridpatrol webhook list` shows them: how many wait (first
+    tries and retries) and how many failed for good, and its last delivery: the newest event sent or
+    tried (a delivery not tried yet only waits), None when there is none."""
+
+    waiting: int = 0
+    failed: int = 0
+    last_at: datetime | None = None  # when its event was queued (naive UTC)
+    last_outcome: str | None = None  # delivered, failed, or retrying (tried, to be tried again)
+    last_status_code: int | None = None  # the receiver's last HTTP status; None: no answer
+
+
+def delivery_states(session: Session) -> dict[int, DeliveryState]:
+    """Each webhook's DeliveryState by its id (a webhook with no delivery is missing: the default)."""
+    counts: dict[int, dict[str, int]] = {}
+    for hook_id, status, count in session.execute(
+        select(WebhookDelivery.webhook_id, WebhookDelivery.status, func.count())
+        .where(WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.FAILED]))
+        .group_by(WebhookDelivery.webhook_id, WebhookDelivery.status)
+    ):
+        counts.setdefault(hook_id, {})[status] = count
+    untried = and_(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.attempts == 0)
+    newest = (
+        select(func.max(WebhookDelivery.id))
+        .where(not_(untried))
+        .group_by(WebhookDelivery.webhook_id)
+        .scalar_subquery()
+    )
+    last = {
+        d.webhook_id: d
+        for d in session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(newest)))
+    }
+    states = {}
+    for hook_id in counts.keys() | last.keys():
+        hook_counts, d = counts.get(hook_id, {}), last.get(hook_id)
+        outcome = None if d is None else "retrying" if d.status == DeliveryStatus.PENDING else d.status
+        states[hook_id] = DeliveryState(
+            waiting=hook_counts.get(DeliveryStatus.PENDING, 0),
+            failed=hook_counts.get(DeliveryStatus.FAILED, 0),
+            last_at=None if d is None else d.created_at,
+            last_outcome=outcome,
+            last_status_code=None if d is None else d.last_status_code,
+        )
+    return states
 
 
 def list_deliveries(

@@ -14,12 +14,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from api.cli import CommandError
-from api.cli.service import _services, _table
+from api.cli.service import _services, _table, _when
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sqlalchemy.orm import Session
+
+    from api.cases.webhooks import DeliveryState
 
 
 def _hook_id(text: str) -> int:
@@ -72,23 +74,40 @@ def _change(args: argparse.Namespace, work: Callable[[Session, Any], Any], *, cr
         services.close()
 
 
+def _last_delivery(state: DeliveryState) -> str:
+    """`2026-12-06 05:00 delivered 200` (its event's time, UTC), `... retrying -` (no answer), `-`."""
+    if state.last_outcome is None:
+        return "-"
+    code = "-" if state.last_status_code is None else str(state.last_status_code)
+    return f"{_when(state.last_at)} {state.last_outcome} {code}"
+
+
 def _list(args: argparse.Namespace) -> int:
-    from api.cases.webhooks import list_webhooks
+    from api.cases.webhooks import DeliveryState, delivery_states, list_webhooks
     from streams.urls import mask_credentials
 
     services = _services(args)
     try:
         with services.read_factory() as session:
             hooks = list_webhooks(session)
+            states = delivery_states(session)
     finally:
         services.close()
-    _table(
-        ("ID", "ACTIVE", "EVENTS", "URL"),
-        [
-            (str(h.id), "yes" if h.active else "no", ",".join(h.events), mask_credentials(h.url))
-            for h in hooks
-        ],
-    )
+    rows: list[tuple[str, ...]] = []
+    for h in hooks:
+        state = states.get(h.id, DeliveryState())
+        rows.append(
+            (
+                str(h.id),
+                "yes" if h.active else "no",
+                ",".join(h.events),
+                _last_delivery(state),
+                str(state.waiting),
+                str(state.failed),
+                mask_credentials(h.url),
+            )
+        )
+    _table(("ID", "ACTIVE", "EVENTS", "LAST DELIVERY (UTC)", "WAITING", "FAILED", "URL"), rows)
     return 0
 
 
@@ -170,7 +189,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("webhook", help="signed webhooks (case and camera events as JSON POSTs)")
     sub = p.add_subparsers(dest="webhook_command", metavar="ACTION")
-    q = sub.add_parser("list", help="webhooks: id, active, events, URL (passwords and tokens as ***)")
+    q = sub.add_parser(
+        "list",
+        help="webhooks: id, active, events, last delivery, deliveries waiting and failed, URL "
+        "(passwords and tokens as ***)",
+    )
     db_option(q)
     q.set_defaults(handler=_list)
     q = sub.add_parser("add", help="register a webhook; prints its generated signing secret once")

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from api.cases import webhooks
 from api.cases.webhook_targets import IPAddress, TargetPolicy, TargetUnresolved, system_resolver
@@ -904,17 +905,84 @@ def test_cli_webhooks(
         assert "my-own-secret" not in out and "pw" not in out and "abc" not in out
         assert main(["-q", "webhook", "list"]) == 0
         header, first, second = capsys.readouterr().out.strip().splitlines()
-        assert header.split() == ["ID", "ACTIVE", "EVENTS", "URL"]
-        assert first.split() == ["1", "yes", "case.filed", receiver.url]
+        assert header.split() == [
+            "ID",
+            "ACTIVE",
+            "EVENTS",
+            "LAST",
+            "DELIVERY",
+            "(UTC)",
+            "WAITING",
+            "FAILED",
+            "URL",
+        ]
+        assert first.split()[:3] + first.split()[5:] == [
+            "1",
+            "yes",
+            "case.filed",
+            "delivered",
+            "200",
+            "0",
+            "0",
+            receiver.url,
+        ]
         assert second.split() == [
             "2",
             "yes",
             "case.filed,case.dispatched,case.closed",
+            "-",
+            "0",
+            "0",
             "http://u:***@127.0.0.1:9/h?token=***",
         ]
         assert secret not in caplog.text and "my-own-secret" not in caplog.text
     finally:
         receiver.close()
+
+
+def test_cli_webhook_list_shows_each_webhook_s_deliveries(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`webhook list` showed no delivery state: an admin without the pages could not tell a receiver
+    that answers 500 from one that gets every event, nor see deliveries piling up."""
+    ok, failing = Receiver(), Receiver(script=[500])
+    try:
+        for url in (ok.url, failing.url, "http://127.0.0.1:9/quiet"):
+            assert main(["-q", "webhook", "add", url, "--event", "case.filed"]) == 0
+        assert main(["-q", "webhook", "add", "http://127.0.0.1:9/other", "--event", "case.closed"]) == 0
+        _deliver_one(cli_env, "case.filed")  # webhook 1: delivered; 2: answered 500, to be retried
+        ok.wait(1)
+        failing.wait(1)
+        services = Services.build(cli_env)
+        try:
+            with services.factory() as session:
+                enqueue(session, event="case.filed", case_id=2, payload={"id": 2})  # queued, not sent
+                session.flush()
+                times = session.scalars(select(WebhookDelivery.created_at).order_by(WebhookDelivery.id)).all()
+                session.commit()
+        finally:
+            services.close()
+        capsys.readouterr()
+
+        def listed() -> dict[str, list[str]]:
+            assert main(["-q", "webhook", "list"]) == 0
+            header, *rows = capsys.readouterr().out.strip().splitlines()
+            assert header.split()[3:8] == ["LAST", "DELIVERY", "(UTC)", "WAITING", "FAILED"]
+            return {row.split()[0]: row.split()[3:-1] for row in rows}
+
+        when, then = (t.strftime("%Y-%m-%d %H:%M").split() for t in (times[0], times[-1]))
+        assert listed() == {
+            "1": [*when, "delivered", "200", "1", "0"],
+            "2": [*when, "retrying", "500", "2", "0"],
+            "3": [*when, "retrying", "-", "2", "0"],  # port 9: no answer
+            "4": ["-", "0", "0"],  # no case.closed yet
+        }
+        assert main(["-q", "webhook", "deactivate", "2"]) == 0  # its waiting deliveries: failed, unsent
+        capsys.readouterr()
+        assert listed()["2"] == [*then, "failed", "-", "0", "2"]  # the newest: never tried
+    finally:
+        ok.close()
+        failing.close()
 
 
 @pytest.mark.parametrize(
