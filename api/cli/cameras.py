@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +50,34 @@ def _position(args: argparse.Namespace) -> dict[str, float] | None:
     return {"lat": args.lat, "lon": args.lon}
 
 
+Said = list[Callable[[], None]]  # what a change says it did (its `admin action:` lines, its output)
+
+
 def _store(handler: Any, *, create: bool = False) -> Any:
-    """Run a registry change in a committed session; its input errors become the command's error.
-    `create`: the command may create the database (adding cameras sets a site up; editing one needs
-    an existing database)."""
+    """Run a registry change, handler(session, args, said), in a committed session; its input errors
+    become the command's error. What it did (its `admin action:` lines, what it prints) it puts in
+    `said`, which runs once the commit succeeded: a change that failed to commit is neither logged as
+    done nor said to be. `create`: the command may create the database (adding cameras sets a site
+    up; editing one needs an existing database)."""
     from api.errors import InputError
 
     def run(args: argparse.Namespace) -> int:
         services = _services(args, create=create)
+        said: Said = []
         with services.factory() as session:
             try:
-                code = handler(session, args)
+                code = handler(session, args, said)
             except InputError as exc:
                 raise CommandError(str(exc)) from None
             session.commit()
+        for say in said:
+            say()
         return int(code)
 
     return run
 
 
-def _add(session: Any, args: argparse.Namespace) -> int:
+def _add(session: Any, args: argparse.Namespace, said: Said) -> int:
     from pydantic import ValidationError
 
     from api.admin_log import camera_added, local_operator
@@ -93,12 +103,16 @@ def _add(session: Any, args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise CommandError(f"camera {args.camera_id}: {_validation_message(exc)}") from None
     camera = registry.add_camera(session, spec)
-    camera_added(local_operator(), camera)
-    print(f"camera {spec.id} added ({public_stream(spec.stream_url)}, {len(spec.zones)} zone(s))")
+    said.append(partial(camera_added, local_operator(), camera))
+    said.append(
+        partial(
+            print, f"camera {spec.id} added ({public_stream(spec.stream_url)}, {len(spec.zones)} zone(s))"
+        )
+    )
     return 0
 
 
-def _edit(session: Any, args: argparse.Namespace) -> int:
+def _edit(session: Any, args: argparse.Namespace, said: Said) -> int:
     from pydantic import ValidationError
 
     from api.admin_log import camera_edited, local_operator
@@ -140,25 +154,25 @@ def _edit(session: Any, args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise CommandError(f"camera {args.camera_id}: {_validation_message(exc)}") from None
     camera = registry.edit_camera(session, args.camera_id, changes)
-    camera_edited(local_operator(), camera, changes)
-    print(f"camera {args.camera_id}: changed {', '.join(sorted(body))}")
+    said.append(partial(camera_edited, local_operator(), camera, changes))
+    said.append(partial(print, f"camera {args.camera_id}: changed {', '.join(sorted(body))}"))
     return 0
 
 
 def _set_enabled(enabled: bool) -> Any:
-    def handler(session: Any, args: argparse.Namespace) -> int:
+    def handler(session: Any, args: argparse.Namespace, said: Said) -> int:
         from api.admin_log import camera_edited, local_operator
         from api.cameras import registry
 
         camera = registry.edit_camera(session, args.camera_id, {"enabled": enabled})
-        camera_edited(local_operator(), camera, {"enabled": enabled})
-        print(f"camera {args.camera_id} {'enabled' if enabled else 'disabled'}")
+        said.append(partial(camera_edited, local_operator(), camera, {"enabled": enabled}))
+        said.append(partial(print, f"camera {args.camera_id} {'enabled' if enabled else 'disabled'}"))
         return 0
 
     return handler
 
 
-def _import(session: Any, args: argparse.Namespace) -> int:
+def _import(session: Any, args: argparse.Namespace, said: Said) -> int:
     """The site config's cameras whose source is a live stream, checked as `camera add` checks one;
     those registered already are kept. Exits 1 when a camera could not be imported for an error
     (the others are)."""
@@ -198,11 +212,10 @@ def _import(session: Any, args: argparse.Namespace) -> int:
             skipped.append(f"{camera.id} ({why})")
             failed += 1
             continue
-        camera_added(local_operator(), added_camera)
+        said.append(partial(camera_added, local_operator(), added_camera))
         added += 1
-    for line in skipped:
-        print(f"not imported: {line}")
-    print(f"imported {added} camera(s) from {args.config}")
+    said.extend(partial(print, f"not imported: {line}") for line in skipped)
+    said.append(partial(print, f"imported {added} camera(s) from {args.config}"))
     return 1 if failed else 0
 
 
