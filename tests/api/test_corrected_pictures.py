@@ -131,3 +131,83 @@ def test_pages_draw_the_corrected_box_and_the_evidence_is_untouched(
     capsys.readouterr()
     assert main(["evidence", "verify"]) == 0, capsys.readouterr().out
     assert "0 problem(s)" in capsys.readouterr().out
+
+
+STRIP = (  # role, ts (s), the tracker's box then; the middle picture is the best frame (best_ts 100)
+    ("dwell_first", 10.0, (64.0, 62.0, 204.0, 182.0)),
+    ("dwell_middle", 100.0, DETECTION),
+    ("dwell_last", 200.0, (58.0, 61.0, 198.0, 181.0)),
+)
+WINDOW = (0.0, 0.0, 640.0, 480.0)
+
+
+def _strip_boxes(html: str) -> dict[str, tuple[str, list[tuple[float, ...]]]]:
+    """alt text of each strip picture -> (whose its boxes are, the boxes)."""
+    found = re.findall(
+        r'<div class="frame (?:thumb-frame )?boxes-(\w+)" data-boxes="([^"]*)" data-window="[^"]*">\s*'
+        r'<img src="[^"]*" alt="([^"]*)"',
+        html,
+    )
+    return {alt: (by, _boxes(boxes) if boxes else []) for by, boxes, alt in found}
+
+
+def test_the_dwell_strip_does_not_contradict_a_corrected_box(make_server: Any, sqlite_url: str) -> None:
+    """The strip's picture of the best frame (its time is best_ts) shows the boxes as corrected; those
+    of other times keep the tracker's box, marked (dashed, captioned, a note) as the detector's, not
+    the operator's. Before, the strip showed the tracker's boxes as if nobody had corrected one, the
+    best frame's included."""
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    raw = _raw_frame()
+    files = {"annotated": jpeg_bytes("s-a"), "crop": jpeg_bytes("s-c"), "raw": raw}
+    files.update({role: jpeg_bytes("s-" + role) for role, _, _ in STRIP})
+    data = incident_json("strip-1", position=(30.2500, 120.16), files=files)
+    data.update(object_kind="car", box=list(DETECTION))
+    for entry in data["evidence"]:
+        for role, ts, box in STRIP:
+            if entry["role"] == role:
+                entry.update(ts=ts, window=list(WINDOW), box=list(box))
+    first, middle, last = (box for _, _, box in STRIP)
+    with server.client("device") as device, server.client("operator") as operator:
+        answer = post_incident(device, data, files)
+        assert answer.status_code == 201, answer.text
+        case_id = int(answer.json()["case_id"])
+        with server.browser("operator") as page:
+            card = page.get("/review").text
+            assert _strip_boxes(card) == {
+                "first seen": ("tracked", [first]),
+                "middle": ("tracked", [middle]),
+                "last seen": ("tracked", [last]),
+            }, card
+            assert "strip-note" not in card
+        fixed = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(CORRECTED, "correct")]})
+        assert fixed.status_code == 200, fixed.text
+    note = "The box was corrected on the flagged frame only"
+    with server.browser("operator") as page:
+        card = page.get("/review").text
+        assert f'data-case-id="{case_id}"' in card
+        expected = {
+            "first seen": ("detector", [first]),
+            "middle": ("corrected", [CORRECTED]),
+            "last seen": ("detector", [last]),
+        }
+        assert _strip_boxes(card) == expected, card
+        assert note in card and card.count("detector&#39;s box, not corrected") == 2
+        detail = page.get(f"/cases/{case_id}").text
+        assert _strip_boxes(detail.split('id="sightings"')[0]) == expected
+        assert note in detail
+        # the sighting's thumbnails: the same boxes, marked the same way
+        thumbs = {
+            alt: by
+            for by, _, alt in re.findall(
+                r'<div class="frame thumb-frame boxes-(\w+)" data-boxes="([^"]*)" data-window="[^"]*">\s*'
+                r'<img src="[^"]*" alt="([^"]*)"',
+                detail,
+            )
+        }
+        assert thumbs == {"First seen": "detector", "Middle": "corrected", "Last seen": "detector"}
+    with server.client("operator") as office:
+        for to in ("filed", "dispatched"):
+            assert office.post(f"/api/cases/{case_id}/transitions", json={"to": to}).status_code == 200
+    with server.browser("ziyang") as team:
+        task = team.get(f"/tasks/{case_id}").text
+        assert _strip_boxes(task) == expected and note in task
