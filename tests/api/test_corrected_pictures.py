@@ -211,3 +211,55 @@ def test_the_dwell_strip_does_not_contradict_a_corrected_box(make_server: Any, s
     with server.browser("ziyang") as team:
         task = team.get(f"/tasks/{case_id}").text
         assert _strip_boxes(task) == expected and note in task
+
+
+def test_a_corrected_picture_is_drawn_again_only_when_its_boxes_change(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The pictures carry an ETag of what they are drawn from: a client that holds one (If-None-Match)
+    gets a 304 with no picture, kept by no shared cache (private); a new correction gives a new ETag
+    and the new picture. Before, every request drew the picture again, with no ETag to ask by."""
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("device") as device, server.client("operator") as operator:
+        case_id, _ = _post_case(device, "etag-1", 30.2500)
+        fixed = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(CORRECTED, "correct")]})
+        assert fixed.status_code == 200, fixed.text
+        url = f"/api/cases/{case_id}/sightings/{fixed.json()['sighting_id']}/corrected"
+        tags = {}
+        for view in ("frame", "crop"):
+            drawn = operator.get(url, params={"view": view})
+            assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/jpeg"
+            assert drawn.headers["cache-control"].startswith("private"), drawn.headers
+            tags[view] = drawn.headers["etag"]
+            assert re.fullmatch(r'"[0-9a-f]{40}"', tags[view]), tags
+            for held in (tags[view], f'"stale", W/{tags[view]}', "*"):
+                kept = operator.get(url, params={"view": view}, headers={"If-None-Match": held})
+                assert kept.status_code == 304 and kept.content == b"", (held, kept.status_code)
+                assert kept.headers["etag"] == tags[view] and "private" in kept.headers["cache-control"]
+            again = operator.get(url, params={"view": view}, headers={"If-None-Match": '"stale"'})
+            assert again.status_code == 200 and again.headers["etag"] == tags[view]
+        assert tags["frame"] != tags["crop"]
+        # a page's URL (with its v=) gets the same answers
+        assert (
+            operator.get(f"{url}?view=crop&v=1", headers={"If-None-Match": tags["crop"]}).status_code == 304
+        )
+
+        # the operator moves the box again: the pictures held are not the ones drawn now
+        moved = (280.0, 200.0, 600.0, 440.0)
+        again = operator.post(
+            f"/api/cases/{case_id}/boxes",
+            json={"boxes": [_box(CORRECTED, "remove"), _box(moved, "add")]},
+        )
+        assert again.status_code == 200 and len(again.json()["boxes"]) == 1, again.text
+        for view in ("frame", "crop"):
+            redrawn = operator.get(url, params={"view": view}, headers={"If-None-Match": tags[view]})
+            assert redrawn.status_code == 200 and redrawn.headers["etag"] not in tags.values(), view
+        frame = _picture(operator, url + "?view=frame")
+        assert _red(frame, 440, moved[1]) and not _red(frame, 430, CORRECTED[1])
+        # every box removed: no crop to hold, whatever the client says it holds
+        gone = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(moved, "remove")]})
+        assert gone.status_code == 200 and gone.json()["boxes"] == [], gone.text
+        none = operator.get(url, params={"view": "crop"}, headers={"If-None-Match": "*"})
+        assert none.status_code == 404 and "no box left" in none.text
+    with server.client("hubin") as other_team:  # not their case: no 304 tells them it is there
+        assert other_team.get(url, headers={"If-None-Match": "*"}).status_code == 404
