@@ -5,6 +5,7 @@ server; the evidence files themselves are never changed and `gridpatrol evidence
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from api.cli.main import main
 from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("GRIDPATROL_TEST_CHROMIUM", "/usr/bin/chromium"))
 SITE = REPO / "configs" / "site.yaml"
 WIDTH, HEIGHT = 640, 480
 DETECTION = (60.0, 60.0, 200.0, 180.0)  # where the detector put the car: wrong
@@ -263,3 +265,41 @@ def test_a_corrected_picture_is_drawn_again_only_when_its_boxes_change(
         assert none.status_code == 404 and "no box left" in none.text
     with server.client("hubin") as other_team:  # not their case: no 304 tells them it is there
         assert other_team.get(url, headers={"If-None-Match": "*"}).status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_browser_keeps_the_pictures_it_was_given(make_server: Any, sqlite_url: str) -> None:
+    """In a real browser: the review card and the case list show a corrected picture; shown again,
+    the browser asks with the ETag it holds and is answered 304 (nothing drawn again), and shows it."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("device") as device, server.client("operator") as operator:
+        case_id, _ = _post_case(device, "kept-1", 30.2500)
+        fixed = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(CORRECTED, "correct")]})
+        assert fixed.status_code == 200, fixed.text
+    crop = f"/api/cases/{case_id}/sightings/{fixed.json()['sighting_id']}/corrected?view=crop"
+    answers: list[tuple[str, int]] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            context.add_cookies(
+                [{"name": "gp_session", "value": server.tokens["operator"], "url": server.url}]
+            )
+            page = context.new_page()
+            page.on(
+                "response", lambda r: answers.append((r.url, r.status)) if "/corrected?" in r.url else None
+            )
+            shown = f"img[src^='{crop}']"
+            for path in ("/cases", "/cases", "/review", "/review"):
+                page.goto(server.url + path)
+                page.locator(shown).first.evaluate("img => img.decode()")
+                assert page.locator(shown).first.evaluate("img => img.naturalWidth") == 338, path
+        finally:
+            browser.close()
+    statuses = [status for url, status in answers if crop in url]
+    assert statuses == [200, 304, 304, 304], answers
