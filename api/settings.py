@@ -120,7 +120,7 @@ class Settings(BaseModel):
         gt=0.0,
         le=86400.0,
         description="how long the review page renews its claims without any input from the operator "
-        "(a key, the pointer, a touch): then it pauses and lets its claims lapse; the next input claims "
+        "(a key, the pointer, a touch): then it pauses and releases its claims; the next input claims "
         "again",
     )
     job_lease_s: float = Field(60.0, gt=0.0, description="a running job whose lease lapses is retried")

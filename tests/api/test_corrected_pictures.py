@@ -5,6 +5,7 @@ server; the evidence files themselves are never changed and `gridpatrol evidence
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from api.cli.main import main
 from tests.api.api_testkit import LiveServer, incident_json, jpeg_bytes, post_incident
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("GRIDPATROL_TEST_CHROMIUM", "/usr/bin/chromium"))
 SITE = REPO / "configs" / "site.yaml"
 WIDTH, HEIGHT = 640, 480
 DETECTION = (60.0, 60.0, 200.0, 180.0)  # where the detector put the car: wrong
@@ -131,3 +133,173 @@ def test_pages_draw_the_corrected_box_and_the_evidence_is_untouched(
     capsys.readouterr()
     assert main(["evidence", "verify"]) == 0, capsys.readouterr().out
     assert "0 problem(s)" in capsys.readouterr().out
+
+
+STRIP = (  # role, ts (s), the tracker's box then; the middle picture is the best frame (best_ts 100)
+    ("dwell_first", 10.0, (64.0, 62.0, 204.0, 182.0)),
+    ("dwell_middle", 100.0, DETECTION),
+    ("dwell_last", 200.0, (58.0, 61.0, 198.0, 181.0)),
+)
+WINDOW = (0.0, 0.0, 640.0, 480.0)
+
+
+def _strip_boxes(html: str) -> dict[str, tuple[str, list[tuple[float, ...]]]]:
+    """alt text of each strip picture -> (whose its boxes are, the boxes)."""
+    found = re.findall(
+        r'<div class="frame (?:thumb-frame )?boxes-(\w+)" data-boxes="([^"]*)" data-window="[^"]*">\s*'
+        r'<img src="[^"]*" alt="([^"]*)"',
+        html,
+    )
+    return {alt: (by, _boxes(boxes) if boxes else []) for by, boxes, alt in found}
+
+
+def test_the_dwell_strip_does_not_contradict_a_corrected_box(make_server: Any, sqlite_url: str) -> None:
+    """The strip's picture of the best frame (its time is best_ts) shows the boxes as corrected; those
+    of other times keep the tracker's box, marked (dashed, captioned, a note) as the detector's, not
+    the operator's. Before, the strip showed the tracker's boxes as if nobody had corrected one, the
+    best frame's included."""
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    raw = _raw_frame()
+    files = {"annotated": jpeg_bytes("s-a"), "crop": jpeg_bytes("s-c"), "raw": raw}
+    files.update({role: jpeg_bytes("s-" + role) for role, _, _ in STRIP})
+    data = incident_json("strip-1", position=(30.2500, 120.16), files=files)
+    data.update(object_kind="car", box=list(DETECTION))
+    for entry in data["evidence"]:
+        for role, ts, box in STRIP:
+            if entry["role"] == role:
+                entry.update(ts=ts, window=list(WINDOW), box=list(box))
+    first, middle, last = (box for _, _, box in STRIP)
+    with server.client("device") as device, server.client("operator") as operator:
+        answer = post_incident(device, data, files)
+        assert answer.status_code == 201, answer.text
+        case_id = int(answer.json()["case_id"])
+        with server.browser("operator") as page:
+            card = page.get("/review").text
+            assert _strip_boxes(card) == {
+                "first seen": ("tracked", [first]),
+                "middle": ("tracked", [middle]),
+                "last seen": ("tracked", [last]),
+            }, card
+            assert "strip-note" not in card
+        fixed = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(CORRECTED, "correct")]})
+        assert fixed.status_code == 200, fixed.text
+    note = "The box was corrected on the flagged frame only"
+    with server.browser("operator") as page:
+        card = page.get("/review").text
+        assert f'data-case-id="{case_id}"' in card
+        expected = {
+            "first seen": ("detector", [first]),
+            "middle": ("corrected", [CORRECTED]),
+            "last seen": ("detector", [last]),
+        }
+        assert _strip_boxes(card) == expected, card
+        assert note in card and card.count("detector&#39;s box, not corrected") == 2
+        detail = page.get(f"/cases/{case_id}").text
+        assert _strip_boxes(detail.split('id="sightings"')[0]) == expected
+        assert note in detail
+        # the sighting's thumbnails: the same boxes, marked the same way
+        thumbs = {
+            alt: by
+            for by, _, alt in re.findall(
+                r'<div class="frame thumb-frame boxes-(\w+)" data-boxes="([^"]*)" data-window="[^"]*">\s*'
+                r'<img src="[^"]*" alt="([^"]*)"',
+                detail,
+            )
+        }
+        assert thumbs == {"First seen": "detector", "Middle": "corrected", "Last seen": "detector"}
+    with server.client("operator") as office:
+        for to in ("filed", "dispatched"):
+            assert office.post(f"/api/cases/{case_id}/transitions", json={"to": to}).status_code == 200
+    with server.browser("ziyang") as team:
+        task = team.get(f"/tasks/{case_id}").text
+        assert _strip_boxes(task) == expected and note in task
+
+
+def test_a_corrected_picture_is_drawn_again_only_when_its_boxes_change(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The pictures carry an ETag of what they are drawn from: a client that holds one (If-None-Match)
+    gets a 304 with no picture, kept by no shared cache (private); a new correction gives a new ETag
+    and the new picture. Before, every request drew the picture again, with no ETag to ask by."""
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("device") as device, server.client("operator") as operator:
+        case_id, _ = _post_case(device, "etag-1", 30.2500)
+        fixed = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(CORRECTED, "correct")]})
+        assert fixed.status_code == 200, fixed.text
+        url = f"/api/cases/{case_id}/sightings/{fixed.json()['sighting_id']}/corrected"
+        tags = {}
+        for view in ("frame", "crop"):
+            drawn = operator.get(url, params={"view": view})
+            assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/jpeg"
+            assert drawn.headers["cache-control"].startswith("private"), drawn.headers
+            tags[view] = drawn.headers["etag"]
+            assert re.fullmatch(r'"[0-9a-f]{40}"', tags[view]), tags
+            for held in (tags[view], f'"stale", W/{tags[view]}', "*"):
+                kept = operator.get(url, params={"view": view}, headers={"If-None-Match": held})
+                assert kept.status_code == 304 and kept.content == b"", (held, kept.status_code)
+                assert kept.headers["etag"] == tags[view] and "private" in kept.headers["cache-control"]
+            again = operator.get(url, params={"view": view}, headers={"If-None-Match": '"stale"'})
+            assert again.status_code == 200 and again.headers["etag"] == tags[view]
+        assert tags["frame"] != tags["crop"]
+        # a page's URL (with its v=) gets the same answers
+        assert (
+            operator.get(f"{url}?view=crop&v=1", headers={"If-None-Match": tags["crop"]}).status_code == 304
+        )
+
+        # the operator moves the box again: the pictures held are not the ones drawn now
+        moved = (280.0, 200.0, 600.0, 440.0)
+        again = operator.post(
+            f"/api/cases/{case_id}/boxes",
+            json={"boxes": [_box(CORRECTED, "remove"), _box(moved, "add")]},
+        )
+        assert again.status_code == 200 and len(again.json()["boxes"]) == 1, again.text
+        for view in ("frame", "crop"):
+            redrawn = operator.get(url, params={"view": view}, headers={"If-None-Match": tags[view]})
+            assert redrawn.status_code == 200 and redrawn.headers["etag"] not in tags.values(), view
+        frame = _picture(operator, url + "?view=frame")
+        assert _red(frame, 440, moved[1]) and not _red(frame, 430, CORRECTED[1])
+        # every box removed: no crop to hold, whatever the client says it holds
+        gone = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(moved, "remove")]})
+        assert gone.status_code == 200 and gone.json()["boxes"] == [], gone.text
+        none = operator.get(url, params={"view": "crop"}, headers={"If-None-Match": "*"})
+        assert none.status_code == 404 and "no box left" in none.text
+    with server.client("hubin") as other_team:  # not their case: no 304 tells them it is there
+        assert other_team.get(url, headers={"If-None-Match": "*"}).status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_browser_keeps_the_pictures_it_was_given(make_server: Any, sqlite_url: str) -> None:
+    """In a real browser: the review card and the case list show a corrected picture; shown again,
+    the browser asks with the ETag it holds and is answered 304 (nothing drawn again), and shows it."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    with server.client("device") as device, server.client("operator") as operator:
+        case_id, _ = _post_case(device, "kept-1", 30.2500)
+        fixed = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(CORRECTED, "correct")]})
+        assert fixed.status_code == 200, fixed.text
+    crop = f"/api/cases/{case_id}/sightings/{fixed.json()['sighting_id']}/corrected?view=crop"
+    answers: list[tuple[str, int]] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            context.add_cookies(
+                [{"name": "gp_session", "value": server.tokens["operator"], "url": server.url}]
+            )
+            page = context.new_page()
+            page.on(
+                "response", lambda r: answers.append((r.url, r.status)) if "/corrected?" in r.url else None
+            )
+            shown = f"img[src^='{crop}']"
+            for path in ("/cases", "/cases", "/review", "/review"):
+                page.goto(server.url + path)
+                page.locator(shown).first.evaluate("img => img.decode()")
+                assert page.locator(shown).first.evaluate("img => img.naturalWidth") == 338, path
+        finally:
+            browser.close()
+    statuses = [status for url, status in answers if crop in url]
+    assert statuses == [200, 304, 304, 304], answers

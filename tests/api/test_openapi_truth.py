@@ -80,7 +80,8 @@ def test_every_operation_documents_its_error_statuses(app: FastAPI) -> None:
     }
     for name, path, operation in _operations(doc):
         responses = operation["responses"]
-        statuses = {int(code) for code in responses if not code.startswith("2")}
+        # the errors: not a 2xx, nor a 304 (a picture the client holds, api.cases.box_pictures)
+        statuses = {int(code) for code in responses if not code.startswith(("2", "3"))}
         parameters = operation.get("parameters", [])
         body = operation.get("requestBody", {}).get("content", {})
         expected = set()

@@ -403,6 +403,7 @@ def test_every_name_the_case_pages_build_is_in_the_catalogue() -> None:
     keys += [f"cases.done.{s}" for s in workflow.STATUSES]
     keys += [f"cases.evidence.{role}" for role in EVIDENCE_ORDER]
     keys += [f"cases.strip.{label}" for label in ("first", "middle", "last")]
+    keys += [f"cases.strip.boxes_by.{by}" for by in ("corrected", "detector")]  # views.strip_boxes
     keys += [f"cases.sort.{sort}" for sort in SORTS]
     keys += [f"cases.error.{field}" for field in ("note", "photo", "reason", "team", "to")]
     keys += [

@@ -48,13 +48,13 @@ from api.http.i18n import Translator
 from api.http.pages.render import render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import (
-    box_list,
     camera_offset,
     card_view,
     corrected_url,
     evidence_url,
     frame_boxes,
     incident_of,
+    strip_boxes,
 )
 from api.services import Services
 from api.storage.models import (
@@ -508,7 +508,8 @@ def sighting_views(
     case: Case, t: Translator, offset: timezone, corrected: Mapping[int, review_labels.CorrectedFrame]
 ) -> list[dict[str, Any]]:
     """Every sighting with its evidence thumbnails; the raw frame and the dwell frames carry the
-    stored box (and a crop's window) for frames.js to draw. A sighting whose frame operators
+    stored box (and a crop's window) for frames.js to draw (a dwell frame's, and whose it is:
+    views.strip_boxes). A sighting whose frame operators
     corrected boxes on (`corrected`: review_labels.corrected_frames) shows their boxes: over its raw
     frame, and in pictures drawn with them in place of its annotated frame and crop (which carry the
     detector's box; a crop of a frame with no box left is not shown)."""
@@ -527,10 +528,12 @@ def sighting_views(
             url = evidence_url(link.sha256)
             boxes: list[list[float]] = []
             window: list[Any] = []
+            boxes_by = ""
             if link.role == "raw":
                 boxes = frame_boxes(incident, fixed)
             elif link.role.startswith("dwell_"):
-                boxes, window = box_list(entry.get("box")), entry.get("window") or []
+                boxes, boxes_by = strip_boxes(incident, entry, fixed)
+                window = entry.get("window") or []
             elif fixed is not None and link.role in CORRECTED_VIEWS:
                 if link.role == "crop" and not fixed.boxes:
                     continue
@@ -541,6 +544,7 @@ def sighting_views(
                     "url": url,
                     "label": t(label_key) if t.has(label_key) else link.role,
                     "boxes": boxes,
+                    "boxes_by": boxes_by,
                     "window": [float(v) for v in window] if len(window) == 4 else [],
                 }
             )

@@ -51,6 +51,28 @@ def frame_boxes(incident: dict[str, Any], corrected: CorrectedFrame | None) -> l
     return box_list(incident.get("box"))
 
 
+SAME_FRAME_S = 0.001  # a strip picture's time (kept to the millisecond) within this of best_ts: that frame
+
+
+def strip_boxes(
+    incident: dict[str, Any], entry: dict[str, Any], corrected: CorrectedFrame | None
+) -> tuple[list[list[float]], str]:
+    """The boxes a page draws over a dwell-strip picture (full-frame pixels; `entry`, its evidence
+    entry) and whose they are, so that the strip never contradicts an operator's correction:
+    "tracked", the tracker's box at that time (nobody corrected the sighting's frame); "corrected",
+    the boxes operators left on the best frame, on the picture of that very frame (its time is the
+    incident's best_ts); "detector", the tracker's box on a picture of another time once the best
+    frame was corrected (a correction says where the object is in that frame only: the page marks
+    these as the detector's, not the operator's)."""
+    boxes = box_list(entry.get("box"))
+    if corrected is None:
+        return boxes, "tracked"
+    ts, best = entry.get("ts"), incident.get("best_ts")
+    if isinstance(ts, int | float) and isinstance(best, int | float) and abs(ts - best) <= SAME_FRAME_S:
+        return [[b.x1, b.y1, b.x2, b.y2] for b in corrected.boxes], "corrected"
+    return boxes, "detector"
+
+
 def incident_of(sighting: Sighting) -> dict[str, Any]:
     try:
         data = json.loads(sighting.incident_json or "{}")
@@ -93,7 +115,8 @@ def show_duration(seconds: float, t: Translator) -> str:
 
 @dataclass
 class CardView:
-    """The review card of a case: its latest sighting's frame, crop, dwell strip and facts."""
+    """The review card of a case: its latest sighting's frame, crop, dwell strip and facts. Each
+    strip picture carries its boxes and whose they are (`boxes_by`, see strip_boxes)."""
 
     case: Case
     frame: dict[str, Any] | None = None
@@ -137,12 +160,14 @@ def card_view(case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame]
                 when = wall
         if not when and isinstance(entry.get("ts"), int | float):
             when = f"t = {float(entry['ts']):.1f} s"
+        boxes, boxes_by = strip_boxes(incident, entry, fixed)
         view.strip.append(
             {
                 "url": evidence_url(sha),
                 "label": label,
                 "when": when,
-                "boxes": box_list(entry.get("box")),
+                "boxes": boxes,
+                "boxes_by": boxes_by,
                 "window": entry.get("window") or [],
             }
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -239,9 +239,10 @@ def post_boxes(
     response_class=Response,
     responses={
         200: {
-            "description": "the picture, drawn now (JPEG)",
+            "description": "the picture, drawn now (JPEG), with its ETag",
             "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
         },
+        304: {"description": "the picture If-None-Match names is the one it would draw now: not drawn"},
         **schemas.error_responses(
             404,
             described={
@@ -261,20 +262,34 @@ def get_corrected_picture(
         Literal["frame", "crop"],
         Query(description="frame: the whole raw frame; crop: around its boxes"),
     ] = "frame",
+    if_none_match: Annotated[
+        str | None,
+        Header(max_length=2000, description="ETags of the picture the client holds: 304 when one is it"),
+    ] = None,
 ) -> Response:
     """A sighting's raw frame (privacy-blurred) with the boxes operators corrected on it drawn in, or
     its crop around them: what the pages show once a frame's box was corrected (the annotated frame
-    and the crop the pipeline wrote carry the detector's box). Drawn on each request and never stored:
-    the evidence files and the custody chain stay as they were."""
-    picture = box_pictures.corrected_picture(
-        session,
-        principal=principal,
-        case_id=case_id,
-        sighting_id=sighting_id,
-        view=view,
-        store=services.store,
+    and the crop the pipeline wrote carry the detector's box). Never stored: the evidence files and
+    the custody chain stay as they were. Its ETag is computed from the raw frame's SHA-256 and the
+    boxes on it now (box_pictures.picture_etag): a client holding it (If-None-Match) gets a 304 and
+    nothing is drawn; a changed correction gives a new ETag. Cache-Control: private (never kept by a
+    shared cache), no-cache (the browser asks again each time, and is told whether it changed)."""
+    frame = box_pictures.picture_frame(
+        session, principal=principal, case_id=case_id, sighting_id=sighting_id, view=view
     )
-    return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "private, no-cache"})
+    etag = box_pictures.picture_etag(frame, view)
+    headers = {"Cache-Control": "private, no-cache", "ETag": etag}
+    if if_none_match is not None and _etag_listed(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    picture = box_pictures.draw_picture(frame, view=view, store=services.store)
+    return Response(picture, media_type="image/jpeg", headers=headers)
+
+
+def _etag_listed(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (or is "*"): RFC 9110's weak comparison, a W/
+    prefix ignored."""
+    listed = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
+    return any(tag in ("*", etag) for tag in listed)
 
 
 @router.get(

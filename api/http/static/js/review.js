@@ -303,9 +303,10 @@
   // sight, and for one lease more once hidden (another tab, for a moment). A tab left hidden longer
   // stops renewing and its claims lapse a lease later, so an abandoned tab does not hold cases; back
   // in sight, it renews at once. A tab in sight with no input from the operator (a key, the pointer, a
-  // touch) for data-idle-s (settings.review_idle_s) pauses: it says so, releases the cases it holds at
-  // once (another operator gets them without waiting for a lease) and stops asking for cases, so a desk
-  // left unattended does not hold them; the next input claims again those nobody took meanwhile (and is
+  // touch) for data-idle-s (settings.review_idle_s) pauses at that very limit (a timer each input puts
+  // off; not at the next renewal beat, up to a third of a lease later): it says so, releases the cases
+  // it holds then (another operator gets them without waiting for a lease) and stops asking for cases,
+  // so a desk left unattended does not hold them; the next input claims again those nobody took (and is
   // only that: the key pressed does not decide the card). A claim lost meanwhile (it lapsed or was
   // released and another operator took the case, or the case left the queue) is not taken back: the
   // page says so and moves on.
@@ -318,7 +319,9 @@
   let paused = false;
   let retake = false;  // the next renewal claims again the cases the pause released
   let swallowClick = false;  // the click of the press that ended a pause is that press's, not the page's
+  let idleTimer = 0;
 
+  // (also checked at each renewal beat and empty-card check: a hidden tab's timers may run late)
   function pauseIfIdle() {
     if (paused || Date.now() - lastInput <= idleMs) return paused;
     paused = true;
@@ -330,6 +333,14 @@
     return true;
   }
 
+  // Pauses once idleMs have passed since the last input. Input only moves lastInput on (a pointer
+  // moving sends many events): a timer that fires early sets itself again for the time left.
+  function watchIdle() {
+    clearTimeout(idleTimer);
+    if (pauseIfIdle()) return;
+    idleTimer = setTimeout(watchIdle, lastInput + idleMs - Date.now() + 1);
+  }
+
   function operatorInput(event) {
     lastInput = Date.now();
     if (event.type === "pointerdown" || event.type === "touchstart") swallowClick = false;
@@ -337,6 +348,7 @@
     paused = false;
     pausedNotice.hidden = true;
     retake = true;
+    watchIdle();
     if (event.type === "keydown") { event.preventDefault(); event.stopImmediatePropagation(); }
     else if (event.type === "pointerdown" || event.type === "touchstart") swallowClick = true;
     renewClaims();
@@ -432,6 +444,7 @@
   });
   window.addEventListener("focus", recheckEmpty);
   setInterval(renewClaims, leaseMs / 3);
+  watchIdle();
   setInterval(recheckEmpty, EMPTY_RECHECK_MS);
 
   window.gpReview = timing;
