@@ -66,11 +66,17 @@ def test_an_idle_tab_nobody_took_from_keeps_its_card_on_the_next_key(site: Site,
     op.page.wait_for_timeout(500)
     assert _current(op.page) == numbers[0] and op.page.inner_text("#last-decision") == ""
     assert "error" not in (op.page.get_attribute("#flash", "class") or "")
+    # op1 stays at the desk, moving the pointer, while op2 logs in (a login on a loaded machine can
+    # outlast IDLE_S, and the page pauses at that very limit)
+    op.page.evaluate(
+        "window.atDesk = setInterval(() => document.dispatchEvent(new PointerEvent('pointermove')), 200)"
+    )
     other = open_page(label="op2")
     other.login("op2")
     other.page.wait_for_selector("#current article.review-empty")
     assert "2 件案件正由其他审核员处理" in other.page.inner_text("#current .empty-held")
-    op.page.mouse.move(40, 40)  # op1 at the desk again (op2's login may have outlasted IDLE_S)
+    op.page.evaluate("clearInterval(window.atDesk)")
+    op.page.mouse.move(40, 40)
     op.page.mouse.move(60, 60)
     op.page.keyboard.press("y")
     op.page.wait_for_function(
