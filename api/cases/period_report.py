@@ -14,8 +14,10 @@ Counted:
   period; a decision undone in the period (review.undo_decision) does not count, the case's last one does;
 - closed: cases moved to closed in the period (a case closed twice, reopened between, counts once);
 - open at the end: first seen before `until`, neither closed nor rejected at `until`;
-- times (hours), of the moves made in the period: first seen -> review decision, dispatched -> handled
-  (from the last dispatch before it), first seen -> closed; median and 90th percentile (linear between
+- times (hours), of the moves made in the period: first seen -> review decision, confirmed -> dispatched
+  (filed -> dispatched, from the last filing before it; a case sent back by verification and dispatched
+  again is not dispatched anew), dispatched -> handled (from the last dispatch before it), first seen ->
+  closed; median and 90th percentile (linear between
   ranks), None when there is no such move (never 0). A recurrence (a closed case seen again, reopened
   for review) is "found" when it was reopened: its review and closing are timed from then, not from
   the case's first sighting.
@@ -95,6 +97,7 @@ class Figures:
     open_at_end: int
     awaiting_review_at_end: int
     review_hours: Durations
+    dispatch_hours: Durations
     handling_hours: Durations
     closing_hours: Durations
 
@@ -110,6 +113,7 @@ class _Tally:
     open_at_end: int = 0
     awaiting_review_at_end: int = 0
     review: list[float] = field(default_factory=list)
+    dispatch: list[float] = field(default_factory=list)
     handling: list[float] = field(default_factory=list)
     closing: list[float] = field(default_factory=list)
 
@@ -121,6 +125,7 @@ class _Tally:
         self.open_at_end += other.open_at_end
         self.awaiting_review_at_end += other.awaiting_review_at_end
         self.review += other.review
+        self.dispatch += other.dispatch
         self.handling += other.handling
         self.closing += other.closing
 
@@ -134,6 +139,7 @@ class _Tally:
             open_at_end=self.open_at_end,
             awaiting_review_at_end=self.awaiting_review_at_end,
             review_hours=Durations.of(self.review),
+            dispatch_hours=Durations.of(self.dispatch),
             handling_hours=Durations.of(self.handling),
             closing_hours=Durations.of(self.closing),
         )
@@ -296,7 +302,8 @@ def _moves(
     principal: Principal,
     tally: Callable[[str, str], _Tally],
 ) -> None:
-    """Review decisions, handlings and closings made in the period, timed."""
+    """Review decisions, dispatches, handlings and closings made in the period, timed."""
+    filed_at = _last_move_before(workflow.FILED)
     dispatched_at = _last_move_before(workflow.DISPATCHED)
     reopened_at = _last_move_before(workflow.PENDING_REVIEW, from_status=workflow.CLOSED)
     review = and_(
@@ -304,6 +311,9 @@ def _moves(
         CaseEvent.to_status.in_([workflow.FILED.value, workflow.REJECTED.value]),
     )
     undo = CaseEvent.action == "undo"
+    dispatched = and_(
+        CaseEvent.from_status == workflow.FILED.value, CaseEvent.to_status == workflow.DISPATCHED.value
+    )
     handled = and_(
         CaseEvent.from_status == workflow.DISPATCHED.value, CaseEvent.to_status == workflow.HANDLED.value
     )
@@ -320,11 +330,12 @@ def _moves(
             CaseEvent.to_status,
             CaseEvent.reason,
             CaseEvent.actor,
+            filed_at.label("filed_at"),
             dispatched_at.label("dispatched_at"),
             reopened_at.label("reopened_at"),
         )
         .join(Case, Case.id == CaseEvent.case_id)
-        .where(CaseEvent.at >= first, CaseEvent.at < last, review | undo | handled | closed),
+        .where(CaseEvent.at >= first, CaseEvent.at < last, review | undo | dispatched | handled | closed),
         principal,
     ).order_by(CaseEvent.case_id, CaseEvent.at, CaseEvent.id)
     decisions: dict[int, tuple[str, str, str, str | None, float | None]] = {}  # case -> its last decision
@@ -346,6 +357,10 @@ def _moves(
                 row.reason,
                 _hours(found, row.at),
             )
+        elif row.from_status == workflow.FILED and row.to_status == workflow.DISPATCHED:
+            hours = _hours(row.filed_at, row.at)
+            if hours is not None:
+                tally(row.grid_cell_id, row.category).dispatch.append(hours)
         elif row.to_status == workflow.HANDLED:
             hours = _hours(row.dispatched_at, row.at)
             if hours is not None:
@@ -449,6 +464,9 @@ CSV_HEADER = (
     "handling_p90_h",
     "closing_median_h",
     "closing_p90_h",
+    # columns added since, at the end: a spreadsheet that reads the columns above by place still does
+    "dispatch_median_h",
+    "dispatch_p90_h",
 )
 ALL = "*"  # the cell or category of a total row
 CSV_BOM = "\ufeff"  # written before the CSV, so that Excel reads it as UTF-8 (Chinese cell and team names)
@@ -474,6 +492,8 @@ def _csv_values(figures: Figures) -> list[str]:
             for d in (figures.review_hours, figures.handling_hours, figures.closing_hours)
             for value in (d.median_h, d.p90_h)
         ),
+        csv_hours(figures.dispatch_hours.median_h),
+        csv_hours(figures.dispatch_hours.p90_h),
     ]
 
 

@@ -150,6 +150,7 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
     ]
     for name, d in (
         ("found -> review decision", total.review_hours),
+        ("confirmed -> dispatched", total.dispatch_hours),
         ("dispatched -> handled", total.handling_hours),
         ("found -> closed", total.closing_hours),
     ):

@@ -849,6 +849,9 @@ class ReportFigures(Schema):
     open_at_end: int = Field(description="first seen before the end, neither closed nor rejected then")
     awaiting_review_at_end: int = Field(description="of those open at the end, still pending review")
     review_hours: ReportDurations = Field(description="first seen -> review decision")
+    dispatch_hours: ReportDurations = Field(
+        description="confirmed -> dispatched (filed -> dispatched, from the last filing before it)"
+    )
     handling_hours: ReportDurations = Field(description="dispatched -> handled")
     closing_hours: ReportDurations = Field(description="first seen -> closed")
 

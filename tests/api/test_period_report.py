@@ -112,6 +112,102 @@ def test_the_report_counts_a_scripted_period(make_server: Any, sqlite_url: str) 
     assert report["coverage"] == {"cells_passed": 0, "cells_in_grid": len(cells), "share": 0.0}
 
 
+def _retime(server: LiveServer, case_id: int, *times: datetime) -> None:
+    """Script a case's history: the times of its moves (its events from one status to another, in the
+    order they were made) set to `times`, as if the moves had been made then."""
+    from sqlalchemy import select
+
+    from api.storage.models import CaseEvent
+
+    with server.services.factory() as session:
+        moves = session.scalars(
+            select(CaseEvent)
+            .where(CaseEvent.case_id == case_id, CaseEvent.from_status.is_not(None))
+            .order_by(CaseEvent.id)
+        ).all()
+        assert len(moves) == len(times), [(m.from_status, m.to_status) for m in moves]
+        for move, at in zip(moves, times, strict=True):
+            move.at = at.astimezone(UTC).replace(tzinfo=None)
+        session.commit()
+
+
+def test_the_time_from_confirmation_to_dispatch_is_reported(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Confirmed -> dispatched: each filed -> dispatched move of the period, from the case's filing
+    (before the period, too); a dispatch after a send-back is no new one, a case filed and not yet
+    dispatched has none. In the JSON, the CSV's last columns, the page (both languages) and the CLI;
+    the report had no such time."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    hours_ago = [now - timedelta(hours=h) for h in range(61)]
+    with server.client("device") as device, server.client("admin") as admin, server.client("ziyang") as team:
+        early, quick, sent_back, waiting = (
+            _case(device, name, hours_ago[60], (30.2710 + n * 0.002, 120.1560))
+            for n, name in enumerate(("early", "quick", "sent-back", "waiting"))
+        )
+        for case_id in (early, quick, sent_back, waiting):
+            _move(admin, case_id, "filed")
+        for case_id in (early, quick, sent_back):
+            _move(admin, case_id, "dispatched")
+        _move(team, sent_back, "handled")
+        _move(admin, sent_back, "dispatched", note="still there")
+        _retime(server, early, hours_ago[40], hours_ago[30])  # 10 h, filed before the period
+        _retime(server, quick, hours_ago[20], hours_ago[16])  # 4 h
+        _retime(server, sent_back, hours_ago[12], hours_ago[10], hours_ago[5], hours_ago[4])  # 2 h
+        _retime(server, waiting, hours_ago[3])
+        period = {"since": _iso(hours_ago[35]), "until": _iso(now + timedelta(hours=1))}
+        report = admin.get("/api/reports/period", params=period).json()
+        got_csv = admin.get("/api/reports/period.csv", params=period)
+    expected = {"count": 3, "median_h": 4.0, "p90_h": 8.8}  # of 2, 4 and 10 hours
+    assert report["total"]["dispatch_hours"] == expected, report["total"]
+    cell = next(c for c in report["by_cell"] if c["cell_id"] == ZIYANG)
+    assert cell["figures"]["dispatch_hours"] == expected
+    header, *rows = list(csv.reader(io.StringIO(got_csv.content.decode("utf-8-sig"))))
+    assert header[-4:-2] == ["closing_median_h", "closing_p90_h"], header  # the old columns keep their places
+    assert header[-2:] == ["dispatch_median_h", "dispatch_p90_h"]
+    assert rows[-1][:2] == ["*", ""] and rows[-1][-2:] == ["4.00", "8.80"]
+
+    local = (now + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    with server.browser("operator") as op:
+        page = op.get("/reports", params=days).text
+    times = page.split('id="report-times"')[1].split("</table>")[0]
+    row = '<th scope="row">Confirmed to dispatched</th><td class="num">3</td>'
+    assert row in times and '<td class="num">4.0</td><td class="num">8.8</td>' in times.split(row)[1]
+    assert "Confirmed to dispatched (median h)" in page.split('id="report-categories"')[1]
+    with _in_chinese(server) as zh:
+        assert "立案至派遣" in zh.get("/reports", params=days).text
+    assert _cli_report(days, sqlite_url, tmp_path, monkeypatch) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "confirmed -> dispatched" in line)
+    assert "4.0 h  median; p90 8.8 h; moves: 3" in line, line
+
+
+def _in_chinese(server: LiveServer) -> httpx.Client:
+    from api.http.cookies import SESSION_COOKIE
+
+    return httpx.Client(
+        base_url=server.url, cookies={SESSION_COOKIE: server.tokens["operator"], "gp_lang": "zh-CN"}
+    )
+
+
+def _cli_report(
+    days: dict[str, str], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """`gridpatrol report` of the local days days["since"] to days["until"] at UTC+8."""
+    from api.cli.main import main
+
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    return main(
+        ["report", "--since", days["since"], "--until", days["until"], "--database-url", database_url]
+    )
+
+
 def test_a_past_period_is_read_from_the_history(make_server: Any, sqlite_url: str) -> None:
     """The moves were made now; a period ending a day ago saw every case still open and in review."""
     server: LiveServer = make_server(sqlite_url, run_webhooks=False)
@@ -1004,7 +1100,7 @@ def test_report_hours_are_written_with_fixed_decimals(hours: float | None, in_cs
     from api.cli.reports import summary_lines
 
     moves = pr.Durations(0 if hours is None else 3, hours, hours)
-    figures = pr.Figures(1, 1, 0, {}, 1, 0, 0, moves, moves, moves)
+    figures = pr.Figures(1, 1, 0, {}, 1, 0, 0, moves, moves, moves, moves)
     report = pr.PeriodReport(
         since=datetime(2026, 11, 1),
         until=datetime(2026, 11, 8),
@@ -1017,7 +1113,7 @@ def test_report_hours_are_written_with_fixed_decimals(hours: float | None, in_cs
     rows = list(csv.DictReader(io.StringIO(pr.csv_text(report))))
     assert len(rows) == 4
     for row in rows:
-        assert [row[name] for name in pr.CSV_HEADER if name.endswith("_h")] == [in_csv] * 6, row
+        assert [row[name] for name in pr.CSV_HEADER if name.endswith("_h")] == [in_csv] * 8, row
     lines = summary_lines(report, first=date(2026, 11, 1), last=date(2026, 11, 7), offset="+08:00")
     closing = next(line for line in lines if "found -> closed" in line)
     assert f"{in_text}  median; p90 {in_text};" in closing, closing
