@@ -12,6 +12,9 @@ Counted:
 - found: cases first seen in the period;
 - confirmed / rejected: cases whose review decision (pending_review -> filed / rejected) was made in the
   period; a decision undone in the period (review.undo_decision) does not count, the case's last one does;
+  rejected by reason: one of workflow.REJECT_REASONS, or UNSPECIFIED for a rejection stored without one
+  (the service asks for one; a rejection from before it did, or written outside it) or with a reason
+  this version does not know, so that the reasons add up to the rejected;
 - closed: cases moved to closed in the period (a case closed twice, reopened between, counts once);
 - open at the end: first seen before `until`, neither closed nor rejected at `until`;
 - times (hours), of the moves made in the period: first seen -> review decision, confirmed -> dispatched
@@ -59,6 +62,7 @@ FIRST_YEAR, LAST_YEAR = 1970, 2199
 # into memory on a request. `gridpatrol report` runs on the operator's machine and takes any range.
 MAX_PERIOD_DAYS = 366 * 2
 DECIDED = (workflow.FILED, workflow.REJECTED)
+UNSPECIFIED = "unspecified"  # the reason of a rejection stored without a reason the report knows
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +376,7 @@ def _moves(
         if target == workflow.FILED:
             t.confirmed += 1
         else:
-            t.rejected[reason or "unknown"] += 1
+            t.rejected[reason if reason in workflow.REJECT_REASONS else UNSPECIFIED] += 1
         if hours is not None:
             t.review.append(hours)
     for cell, category, hours in closings.values():
@@ -467,6 +471,7 @@ CSV_HEADER = (
     # columns added since, at the end: a spreadsheet that reads the columns above by place still does
     "dispatch_median_h",
     "dispatch_p90_h",
+    f"rejected_{UNSPECIFIED}",
 )
 ALL = "*"  # the cell or category of a total row
 CSV_BOM = "\ufeff"  # written before the CSV, so that Excel reads it as UTF-8 (Chinese cell and team names)
@@ -494,6 +499,7 @@ def _csv_values(figures: Figures) -> list[str]:
         ),
         csv_hours(figures.dispatch_hours.median_h),
         csv_hours(figures.dispatch_hours.p90_h),
+        str(figures.rejected_by_reason.get(UNSPECIFIED, 0)),
     ]
 
 

@@ -844,7 +844,10 @@ class ReportFigures(Schema):
     found: int = Field(description="cases first seen in the period")
     confirmed: int = Field(description="cases filed (review confirmed) in the period")
     rejected: int = Field(description="cases rejected in review in the period")
-    rejected_by_reason: dict[str, int]
+    rejected_by_reason: dict[str, int] = Field(
+        description="the rejected by reason, the reasons with any; 'unspecified': a rejection stored "
+        "without a reason (or with one this version does not know); they add up to rejected"
+    )
     closed: int = Field(description="cases closed in the period")
     open_at_end: int = Field(description="first seen before the end, neither closed nor rejected then")
     awaiting_review_at_end: int = Field(description="of those open at the end, still pending review")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -168,9 +169,9 @@ def test_the_time_from_confirmation_to_dispatch_is_reported(
     cell = next(c for c in report["by_cell"] if c["cell_id"] == ZIYANG)
     assert cell["figures"]["dispatch_hours"] == expected
     header, *rows = list(csv.reader(io.StringIO(got_csv.content.decode("utf-8-sig"))))
-    assert header[-4:-2] == ["closing_median_h", "closing_p90_h"], header  # the old columns keep their places
-    assert header[-2:] == ["dispatch_median_h", "dispatch_p90_h"]
-    assert rows[-1][:2] == ["*", ""] and rows[-1][-2:] == ["4.00", "8.80"]
+    added = header.index("dispatch_median_h")
+    assert header[added - 1 : added + 2] == ["closing_p90_h", "dispatch_median_h", "dispatch_p90_h"], header
+    assert rows[-1][:2] == ["*", ""] and rows[-1][added : added + 2] == ["4.00", "8.80"]
 
     local = (now + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
     days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
@@ -185,6 +186,77 @@ def test_the_time_from_confirmation_to_dispatch_is_reported(
     assert _cli_report(days, sqlite_url, tmp_path, monkeypatch) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if "confirmed -> dispatched" in line)
     assert "4.0 h  median; p90 8.8 h; moves: 3" in line, line
+
+
+def _reject_without_a_known_reason(server: LiveServer, case_id: int, reason: str | None) -> None:
+    """A rejection stored as one from before the service asked for a reason (or written outside it)."""
+    from api.storage.models import Case, CaseEvent
+
+    with server.services.factory() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        case.status, case.reject_reason = "rejected", reason
+        session.add(
+            CaseEvent(
+                case_id=case_id,
+                actor="user:admin",
+                action="rejected",
+                from_status="pending_review",
+                to_status="rejected",
+                reason=reason,
+            )
+        )
+        session.commit()
+
+
+def test_the_rejections_by_reason_add_up_to_the_rejected(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A rejection stored without a reason, or with one this version does not know, is counted as
+    "unspecified" (rejected_unspecified, the CSV's column after those it had; "No reason given" on the
+    page): the reasons add up to the rejected in the JSON, in every CSV row, on the page and in the
+    CLI. Such a rejection was in no rejected_* column of the CSV, nor on the page."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    with server.client("device") as device, server.client("admin") as admin:
+        given, without, unknown = (
+            _case(device, name, now - timedelta(hours=5), (30.2710 + n * 0.002, 120.1560))
+            for n, name in enumerate(("given", "without", "unknown"))
+        )
+        _move(admin, given, "rejected", reason="false_positive")
+        _reject_without_a_known_reason(server, without, None)
+        _reject_without_a_known_reason(server, unknown, "blocked_view")
+        period = {"since": _iso(now - timedelta(days=1)), "until": _iso(now + timedelta(hours=1))}
+        total = admin.get("/api/reports/period", params=period).json()["total"]
+        got_csv = admin.get("/api/reports/period.csv", params=period)
+    assert total["rejected"] == 3 == sum(total["rejected_by_reason"].values())
+    assert total["rejected_by_reason"] == {"false_positive": 1, "unspecified": 2}, total
+    rows = list(csv.DictReader(io.StringIO(got_csv.content.decode("utf-8-sig"))))
+    reasons = [name for name in rows[0] if name.startswith("rejected_")]
+    assert reasons[-1] == "rejected_unspecified" and list(rows[0])[-1] == "rejected_unspecified"
+    for row in rows:
+        assert sum(int(row[name]) for name in reasons) == int(row["rejected"]), row
+    assert rows[-1]["rejected"] == "3" and rows[-1]["rejected_unspecified"] == "2"
+
+    local = (now + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    with server.browser("operator") as op:
+        page = op.get("/reports", params=days).text
+    summary = page.split('id="report-total"')[1].split("</table>")[0]
+    assert '<th scope="row">No reason given</th><td class="num">2</td>' in summary, summary
+    shown = [
+        int(n)
+        for n in re.findall(r'<tr class="sub"><th scope="row">[^<]*</th><td class="num">(\d+)', summary)
+    ]
+    assert sum(shown[:-1]) == 3  # the reasons' rows (the last "sub" row is of those open at the end)
+    with _in_chinese(server) as zh:
+        assert "未注明原因" in zh.get("/reports", params=days).text
+    assert _cli_report(days, sqlite_url, tmp_path, monkeypatch) == 0
+    assert "(false_positive 1, unspecified 2)" in capsys.readouterr().out
 
 
 def _in_chinese(server: LiveServer) -> httpx.Client:
