@@ -849,13 +849,20 @@ class ReportFigures(Schema):
         "without a reason (or with one this version does not know); they add up to rejected"
     )
     closed: int = Field(description="cases closed in the period")
+    sent_back: int = Field(
+        description="cases verification sent back to their team (handled -> dispatched) in the period, "
+        "each once"
+    )
     open_at_end: int = Field(description="first seen before the end, neither closed nor rejected then")
     awaiting_review_at_end: int = Field(description="of those open at the end, still pending review")
     review_hours: ReportDurations = Field(description="first seen -> review decision")
     dispatch_hours: ReportDurations = Field(
         description="confirmed -> dispatched (filed -> dispatched, from the last filing before it)"
     )
-    handling_hours: ReportDurations = Field(description="dispatched -> handled")
+    handling_hours: ReportDurations = Field(
+        description="dispatched -> first handling: from the case's dispatch (filed -> dispatched) to its "
+        "first handling after it; a handling after a send-back is not timed again (see sent_back)"
+    )
     closing_hours: ReportDurations = Field(description="first seen -> closed")
 
 

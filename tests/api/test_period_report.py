@@ -188,6 +188,78 @@ def test_the_time_from_confirmation_to_dispatch_is_reported(
     assert "4.0 h  median; p90 8.8 h; moves: 3" in line, line
 
 
+def test_a_case_sent_back_is_timed_to_its_first_handling_and_counted_as_sent_back(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Dispatched -> handled is timed once a dispatch, to the case's first handling; verification's
+    send-backs are counted as `sent_back` (cases, each once). A case sent back twice counted three
+    handlings, the later two timed from the send-backs (4 and 5 hours of rework read as two quick
+    jobs). A recurrence (closed, seen again, reopened) is a new dispatch, its handling timed again."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    ago = [now - timedelta(hours=h) for h in range(41)]
+    place = (30.2750, 120.1600)
+    with server.client("device") as device, server.client("admin") as admin, server.client("ziyang") as team:
+        reworked = _case(device, "reworked", ago[40], (30.2710, 120.1560))
+        once = _case(device, "once", ago[40], (30.2730, 120.1560))
+        recurs = _case(device, "recurs", ago[20], place)  # within the merge window (24 h)
+        for to in ("filed", "dispatched", "handled", "dispatched", "handled", "dispatched", "handled"):
+            _move(
+                team if to == "handled" else admin,
+                reworked,
+                to,
+                **({"note": "still there"} if to == "dispatched" else {}),
+            )
+        for to in ("filed", "dispatched", "handled"):
+            _move(team if to == "handled" else admin, once, to)
+        for to in ("filed", "dispatched", "handled", "verified", "closed"):
+            _move(team if to == "handled" else admin, recurs, to)
+        seen_again = datetime.now(UTC) + timedelta(seconds=1)
+        again = post_incident(device, incident_json("recurs-again", when=_iso(seen_again), position=place))
+        assert again.json()["case_id"] == recurs and again.json()["recurrence"], again.text
+        for to in ("filed", "dispatched", "handled"):
+            _move(team if to == "handled" else admin, recurs, to)
+        # filed, dispatched, handled 5 h later, sent back, handled, sent back, handled
+        _retime(server, reworked, ago[30], ago[20], ago[15], ago[14], ago[10], ago[9], ago[4])
+        _retime(server, once, ago[30], ago[20], ago[19])  # handled 1 h after its dispatch
+        # handled 2 h after its dispatch; reopened, dispatched again and handled 3 h later
+        cycles = (ago[19], ago[18], ago[16], ago[15], ago[14], ago[12], ago[11], ago[8], ago[5])
+        _retime(server, recurs, *cycles)
+        whole = {"since": _iso(ago[38]), "until": _iso(now + timedelta(hours=1))}
+        total = admin.get("/api/reports/period", params=whole).json()["total"]
+        later = {"since": _iso(ago[12]), "until": _iso(now + timedelta(hours=1))}
+        rework_only = admin.get("/api/reports/period", params=later).json()["total"]
+        got_csv = admin.get("/api/reports/period.csv", params=whole)
+    assert total["handling_hours"] == {"count": 4, "median_h": 2.5, "p90_h": 4.4}, total  # 1, 2, 3, 5 h
+    assert total["sent_back"] == 1, total
+    # the reworked case's later handlings are not timed (its first one was, in its period); the
+    # recurrence's first handling is
+    assert rework_only["handling_hours"] == {"count": 1, "median_h": 3.0, "p90_h": 3.0}, rework_only
+    assert rework_only["sent_back"] == 1
+    rows = list(csv.DictReader(io.StringIO(got_csv.content.decode("utf-8-sig"))))
+    assert list(rows[0])[-1] == "sent_back" and rows[-1]["sent_back"] == "1"
+    assert rows[-1]["handling_median_h"] == "2.50"
+
+    local = (now + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    with server.browser("operator") as op:
+        page = op.get("/reports", params=days).text
+    summary = page.split('id="report-total"')[1].split("</table>")[0]
+    assert '<th scope="row">Sent back by verification</th><td class="num">1</td>' in summary, summary
+    assert "Dispatched to first handling" in page.split('id="report-times"')[1]
+    with _in_chinese(server) as zh:
+        assert "核查退回" in zh.get("/reports", params=days).text
+    assert _cli_report(days, sqlite_url, tmp_path, monkeypatch) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert next(line for line in out if "sent back by verification" in line).split()[-1] == "1"
+    handling = next(line for line in out if "dispatched -> first handling" in line)
+    assert "2.5 h  median; p90 4.4 h; moves: 4" in handling, handling
+
+
 def _reject_without_a_known_reason(server: LiveServer, case_id: int, reason: str | None) -> None:
     """A rejection stored as one from before the service asked for a reason (or written outside it)."""
     from api.storage.models import Case, CaseEvent
@@ -237,7 +309,9 @@ def test_the_rejections_by_reason_add_up_to_the_rejected(
     assert total["rejected_by_reason"] == {"false_positive": 1, "unspecified": 2}, total
     rows = list(csv.DictReader(io.StringIO(got_csv.content.decode("utf-8-sig"))))
     reasons = [name for name in rows[0] if name.startswith("rejected_")]
-    assert reasons[-1] == "rejected_unspecified" and list(rows[0])[-1] == "rejected_unspecified"
+    names = list(rows[0])
+    assert reasons[-1] == "rejected_unspecified"
+    assert names.index("rejected_unspecified") > names.index("closing_p90_h")  # after the columns it had
     for row in rows:
         assert sum(int(row[name]) for name in reasons) == int(row["rejected"]), row
     assert rows[-1]["rejected"] == "3" and rows[-1]["rejected_unspecified"] == "2"
@@ -1172,7 +1246,7 @@ def test_report_hours_are_written_with_fixed_decimals(hours: float | None, in_cs
     from api.cli.reports import summary_lines
 
     moves = pr.Durations(0 if hours is None else 3, hours, hours)
-    figures = pr.Figures(1, 1, 0, {}, 1, 0, 0, moves, moves, moves, moves)
+    figures = pr.Figures(1, 1, 0, {}, 1, 0, 0, 0, moves, moves, moves, moves)
     report = pr.PeriodReport(
         since=datetime(2026, 11, 1),
         until=datetime(2026, 11, 8),
