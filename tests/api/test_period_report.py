@@ -134,7 +134,7 @@ def _retime(server: LiveServer, case_id: int, *times: datetime) -> None:
 
 def test_the_time_from_confirmation_to_dispatch_is_reported(
     make_server: Any,
-    sqlite_url: str,
+    db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -143,7 +143,7 @@ def test_the_time_from_confirmation_to_dispatch_is_reported(
     (before the period, too); a dispatch after a send-back is no new one, a case filed and not yet
     dispatched has none. In the JSON, the CSV's last columns, the page (both languages) and the CLI;
     the report had no such time."""
-    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    server: LiveServer = make_server(db_url, run_webhooks=False)
     now = datetime.now(UTC)
     hours_ago = [now - timedelta(hours=h) for h in range(61)]
     with server.client("device") as device, server.client("admin") as admin, server.client("ziyang") as team:
@@ -183,14 +183,14 @@ def test_the_time_from_confirmation_to_dispatch_is_reported(
     assert "Confirmed to dispatched (median h)" in page.split('id="report-categories"')[1]
     with _in_chinese(server) as zh:
         assert "立案至派遣" in zh.get("/reports", params=days).text
-    assert _cli_report(days, sqlite_url, tmp_path, monkeypatch) == 0
+    assert _cli_report(days, db_url, tmp_path, monkeypatch) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if "confirmed -> dispatched" in line)
     assert "4.0 h  median; p90 8.8 h; moves: 3" in line, line
 
 
 def test_a_case_sent_back_is_timed_to_its_first_handling_and_counted_as_sent_back(
     make_server: Any,
-    sqlite_url: str,
+    db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -199,7 +199,7 @@ def test_a_case_sent_back_is_timed_to_its_first_handling_and_counted_as_sent_bac
     send-backs are counted as `sent_back` (cases, each once). A case sent back twice counted three
     handlings, the later two timed from the send-backs (4 and 5 hours of rework read as two quick
     jobs). A recurrence (closed, seen again, reopened) is a new dispatch, its handling timed again."""
-    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    server: LiveServer = make_server(db_url, run_webhooks=False)
     now = datetime.now(UTC)
     ago = [now - timedelta(hours=h) for h in range(41)]
     place = (30.2750, 120.1600)
@@ -253,7 +253,7 @@ def test_a_case_sent_back_is_timed_to_its_first_handling_and_counted_as_sent_bac
     assert "Dispatched to first handling" in page.split('id="report-times"')[1]
     with _in_chinese(server) as zh:
         assert "核查退回" in zh.get("/reports", params=days).text
-    assert _cli_report(days, sqlite_url, tmp_path, monkeypatch) == 0
+    assert _cli_report(days, db_url, tmp_path, monkeypatch) == 0
     out = capsys.readouterr().out.splitlines()
     assert next(line for line in out if "sent back by verification" in line).split()[-1] == "1"
     handling = next(line for line in out if "dispatched -> first handling" in line)
@@ -283,7 +283,7 @@ def _reject_without_a_known_reason(server: LiveServer, case_id: int, reason: str
 
 def test_the_rejections_by_reason_add_up_to_the_rejected(
     make_server: Any,
-    sqlite_url: str,
+    db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -292,7 +292,7 @@ def test_the_rejections_by_reason_add_up_to_the_rejected(
     "unspecified" (rejected_unspecified, the CSV's column after those it had; "No reason given" on the
     page): the reasons add up to the rejected in the JSON, in every CSV row, on the page and in the
     CLI. Such a rejection was in no rejected_* column of the CSV, nor on the page."""
-    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    server: LiveServer = make_server(db_url, run_webhooks=False)
     now = datetime.now(UTC)
     with server.client("device") as device, server.client("admin") as admin:
         given, without, unknown = (
@@ -329,7 +329,7 @@ def test_the_rejections_by_reason_add_up_to_the_rejected(
     assert sum(shown[:-1]) == 3  # the reasons' rows (the last "sub" row is of those open at the end)
     with _in_chinese(server) as zh:
         assert "未注明原因" in zh.get("/reports", params=days).text
-    assert _cli_report(days, sqlite_url, tmp_path, monkeypatch) == 0
+    assert _cli_report(days, db_url, tmp_path, monkeypatch) == 0
     assert "(false_positive 1, unspecified 2)" in capsys.readouterr().out
 
 
