@@ -12,13 +12,23 @@ Counted:
 - found: cases first seen in the period;
 - confirmed / rejected: cases whose review decision (pending_review -> filed / rejected) was made in the
   period; a decision undone in the period (review.undo_decision) does not count, the case's last one does;
+  rejected by reason: one of workflow.REJECT_REASONS, or UNSPECIFIED for a rejection stored without one
+  (the service asks for one; a rejection from before it did, or written outside it) or with a reason
+  this version does not know, so that the reasons add up to the rejected;
 - closed: cases moved to closed in the period (a case closed twice, reopened between, counts once);
 - open at the end: first seen before `until`, neither closed nor rejected at `until`;
-- times (hours), of the moves made in the period: first seen -> review decision, dispatched -> handled
-  (from the last dispatch before it), first seen -> closed; median and 90th percentile (linear between
-  ranks), None when there is no such move (never 0). A recurrence (a closed case seen again, reopened
-  for review) is "found" when it was reopened: its review and closing are timed from then, not from
-  the case's first sighting.
+- times (hours), of the moves made in the period: first seen -> review decision, confirmed -> dispatched
+  (filed -> dispatched, from the last filing before it; a case sent back by verification and dispatched
+  again is not dispatched anew), dispatched -> first handling (see sent back), first seen -> closed;
+  median and 90th percentile (linear between ranks), None when there is no such move (never 0). A
+  recurrence (a closed case seen again, reopened for review) is "found" when it was reopened: its
+  review and closing are timed from then, not from the case's first sighting, and it is dispatched
+  and handled anew.
+- sent back: cases that verification sent back to their team (handled -> dispatched) in the period,
+  each once however often. Such a case's handling is timed once, from its dispatch (filed ->
+  dispatched) to its first handling: the team's answer to the dispatch. The handling after a send-back
+  is not timed again (two handlings of one dispatch, each timed from the dispatch before it, made the
+  rework look like two quick jobs); the rework shows in `sent_back` and in first seen -> closed.
 - a case the service itself rejected as superseded (api.jobs.superseding: footage sent again with a
   corrected start time, camera or track; the corrected run filed the same problems as cases of their
   own, with the right times and places) counts nowhere: not found, decided or open, as it was no finding
@@ -38,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, or_, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, aliased
 
@@ -57,6 +67,7 @@ FIRST_YEAR, LAST_YEAR = 1970, 2199
 # into memory on a request. `gridpatrol report` runs on the operator's machine and takes any range.
 MAX_PERIOD_DAYS = 366 * 2
 DECIDED = (workflow.FILED, workflow.REJECTED)
+UNSPECIFIED = "unspecified"  # the reason of a rejection stored without a reason the report knows
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +105,9 @@ class Figures:
     closed: int
     open_at_end: int
     awaiting_review_at_end: int
+    sent_back: int
     review_hours: Durations
+    dispatch_hours: Durations
     handling_hours: Durations
     closing_hours: Durations
 
@@ -109,7 +122,9 @@ class _Tally:
     closed: int = 0
     open_at_end: int = 0
     awaiting_review_at_end: int = 0
+    sent_back: int = 0
     review: list[float] = field(default_factory=list)
+    dispatch: list[float] = field(default_factory=list)
     handling: list[float] = field(default_factory=list)
     closing: list[float] = field(default_factory=list)
 
@@ -120,7 +135,9 @@ class _Tally:
         self.closed += other.closed
         self.open_at_end += other.open_at_end
         self.awaiting_review_at_end += other.awaiting_review_at_end
+        self.sent_back += other.sent_back
         self.review += other.review
+        self.dispatch += other.dispatch
         self.handling += other.handling
         self.closing += other.closing
 
@@ -133,7 +150,9 @@ class _Tally:
             closed=self.closed,
             open_at_end=self.open_at_end,
             awaiting_review_at_end=self.awaiting_review_at_end,
+            sent_back=self.sent_back,
             review_hours=Durations.of(self.review),
+            dispatch_hours=Durations.of(self.dispatch),
             handling_hours=Durations.of(self.handling),
             closing_hours=Durations.of(self.closing),
         )
@@ -274,16 +293,18 @@ def period_report(
 
 
 def _last_move_before(
-    to_status: workflow.Status, *, from_status: workflow.Status | None = None
+    to_status: workflow.Status, *, from_status: workflow.Status | None = None, strictly: bool = False
 ) -> ScalarSelect[Any]:
     """The time of the case's last move to `to_status` (from `from_status`) at or before the CaseEvent
-    row's own: a correlated scalar subquery."""
+    row's own (`strictly`: before it, an event of the same time written before it included): a
+    correlated scalar subquery."""
     earlier = aliased(CaseEvent)
-    moved = [
-        earlier.case_id == CaseEvent.case_id,
-        earlier.to_status == to_status.value,
-        earlier.at <= CaseEvent.at,
-    ]
+    before = (
+        or_(earlier.at < CaseEvent.at, and_(earlier.at == CaseEvent.at, earlier.id < CaseEvent.id))
+        if strictly
+        else earlier.at <= CaseEvent.at
+    )
+    moved = [earlier.case_id == CaseEvent.case_id, earlier.to_status == to_status.value, before]
     if from_status is not None:
         moved.append(earlier.from_status == from_status.value)
     return select(func.max(earlier.at)).where(*moved).scalar_subquery()
@@ -296,18 +317,28 @@ def _moves(
     principal: Principal,
     tally: Callable[[str, str], _Tally],
 ) -> None:
-    """Review decisions, handlings and closings made in the period, timed."""
-    dispatched_at = _last_move_before(workflow.DISPATCHED)
-    reopened_at = _last_move_before(workflow.PENDING_REVIEW, from_status=workflow.CLOSED)
+    """Review decisions, dispatches, handlings, send-backs and closings made in the period, timed. The
+    earlier moves a row is timed from are read for the rows of that kind of move only."""
     review = and_(
         CaseEvent.from_status == workflow.PENDING_REVIEW.value,
         CaseEvent.to_status.in_([workflow.FILED.value, workflow.REJECTED.value]),
     )
     undo = CaseEvent.action == "undo"
+    dispatched = and_(
+        CaseEvent.from_status == workflow.FILED.value, CaseEvent.to_status == workflow.DISPATCHED.value
+    )
     handled = and_(
         CaseEvent.from_status == workflow.DISPATCHED.value, CaseEvent.to_status == workflow.HANDLED.value
     )
+    sent_back = and_(
+        CaseEvent.from_status == workflow.HANDLED.value, CaseEvent.to_status == workflow.DISPATCHED.value
+    )
     closed = CaseEvent.to_status == workflow.CLOSED.value
+    reopened_at = _last_move_before(workflow.PENDING_REVIEW, from_status=workflow.CLOSED)
+    filed_at = _last_move_before(workflow.FILED)
+    # a handling is timed from the case's dispatch, not from a send-back's dispatch again
+    dispatched_at = _last_move_before(workflow.DISPATCHED, from_status=workflow.FILED)
+    handled_before = _last_move_before(workflow.HANDLED, strictly=True)
     stmt = visible(
         select(
             CaseEvent.case_id,
@@ -320,15 +351,22 @@ def _moves(
             CaseEvent.to_status,
             CaseEvent.reason,
             CaseEvent.actor,
-            dispatched_at.label("dispatched_at"),
-            reopened_at.label("reopened_at"),
+            sql_case((review | closed, reopened_at)).label("reopened_at"),
+            sql_case((dispatched, filed_at)).label("filed_at"),
+            sql_case((handled, dispatched_at)).label("dispatched_at"),
+            sql_case((handled, handled_before)).label("handled_before"),
         )
         .join(Case, Case.id == CaseEvent.case_id)
-        .where(CaseEvent.at >= first, CaseEvent.at < last, review | undo | handled | closed),
+        .where(
+            CaseEvent.at >= first,
+            CaseEvent.at < last,
+            review | undo | dispatched | handled | sent_back | closed,
+        ),
         principal,
     ).order_by(CaseEvent.case_id, CaseEvent.at, CaseEvent.id)
     decisions: dict[int, tuple[str, str, str, str | None, float | None]] = {}  # case -> its last decision
     closings: dict[int, tuple[str, str, float | None]] = {}  # case -> its last closing in the period
+    sent_back_cases: dict[int, tuple[str, str]] = {}  # case -> its cell and category
     for row in session.execute(stmt):
         found = row.first_seen if row.reopened_at is None else max(row.first_seen, row.reopened_at)
         if row.actor.startswith(SERVICE_ACTOR_PREFIX):
@@ -346,9 +384,16 @@ def _moves(
                 row.reason,
                 _hours(found, row.at),
             )
+        elif row.from_status == workflow.FILED and row.to_status == workflow.DISPATCHED:
+            hours = _hours(row.filed_at, row.at)
+            if hours is not None:
+                tally(row.grid_cell_id, row.category).dispatch.append(hours)
+        elif row.from_status == workflow.HANDLED and row.to_status == workflow.DISPATCHED:
+            sent_back_cases[row.case_id] = (row.grid_cell_id, row.category)
         elif row.to_status == workflow.HANDLED:
             hours = _hours(row.dispatched_at, row.at)
-            if hours is not None:
+            # the dispatch's first handling only: none since the dispatch, before this one
+            if hours is not None and (row.handled_before is None or row.handled_before < row.dispatched_at):
                 tally(row.grid_cell_id, row.category).handling.append(hours)
         elif row.to_status == workflow.CLOSED:
             closings[row.case_id] = (row.grid_cell_id, row.category, _hours(found, row.at))
@@ -357,9 +402,11 @@ def _moves(
         if target == workflow.FILED:
             t.confirmed += 1
         else:
-            t.rejected[reason or "unknown"] += 1
+            t.rejected[reason if reason in workflow.REJECT_REASONS else UNSPECIFIED] += 1
         if hours is not None:
             t.review.append(hours)
+    for cell, category in sent_back_cases.values():
+        tally(cell, category).sent_back += 1
     for cell, category, hours in closings.values():
         t = tally(cell, category)
         t.closed += 1
@@ -449,6 +496,11 @@ CSV_HEADER = (
     "handling_p90_h",
     "closing_median_h",
     "closing_p90_h",
+    # columns added since, at the end: a spreadsheet that reads the columns above by place still does
+    "dispatch_median_h",
+    "dispatch_p90_h",
+    f"rejected_{UNSPECIFIED}",
+    "sent_back",
 )
 ALL = "*"  # the cell or category of a total row
 CSV_BOM = "\ufeff"  # written before the CSV, so that Excel reads it as UTF-8 (Chinese cell and team names)
@@ -474,6 +526,10 @@ def _csv_values(figures: Figures) -> list[str]:
             for d in (figures.review_hours, figures.handling_hours, figures.closing_hours)
             for value in (d.median_h, d.p90_h)
         ),
+        csv_hours(figures.dispatch_hours.median_h),
+        csv_hours(figures.dispatch_hours.p90_h),
+        str(figures.rejected_by_reason.get(UNSPECIFIED, 0)),
+        str(figures.sent_back),
     ]
 
 

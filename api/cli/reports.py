@@ -22,7 +22,7 @@ from pathlib import Path
 
 from api.cli import CommandError
 
-NAME_WIDTH = 28
+NAME_WIDTH = 30  # the longest label ("dispatched -> first handling") and two spaces
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -146,11 +146,13 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
         line("confirmed", total.confirmed),
         line("rejected", total.rejected, f"  ({reasons})" if reasons else ""),
         line("closed", total.closed),
+        line("sent back by verification", total.sent_back),
         line("open at the end", total.open_at_end, f"  (awaiting review {total.awaiting_review_at_end})"),
     ]
     for name, d in (
         ("found -> review decision", total.review_hours),
-        ("dispatched -> handled", total.handling_hours),
+        ("confirmed -> dispatched", total.dispatch_hours),
+        ("dispatched -> first handling", total.handling_hours),
         ("found -> closed", total.closing_hours),
     ):
         lines.append(line(name, _hours(d.median_h), f"  median; p90 {_hours(d.p90_h)}; moves: {d.count}"))

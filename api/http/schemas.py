@@ -844,12 +844,25 @@ class ReportFigures(Schema):
     found: int = Field(description="cases first seen in the period")
     confirmed: int = Field(description="cases filed (review confirmed) in the period")
     rejected: int = Field(description="cases rejected in review in the period")
-    rejected_by_reason: dict[str, int]
+    rejected_by_reason: dict[str, int] = Field(
+        description="the rejected by reason, the reasons with any; 'unspecified': a rejection stored "
+        "without a reason (or with one this version does not know); they add up to rejected"
+    )
     closed: int = Field(description="cases closed in the period")
+    sent_back: int = Field(
+        description="cases verification sent back to their team (handled -> dispatched) in the period, "
+        "each once"
+    )
     open_at_end: int = Field(description="first seen before the end, neither closed nor rejected then")
     awaiting_review_at_end: int = Field(description="of those open at the end, still pending review")
     review_hours: ReportDurations = Field(description="first seen -> review decision")
-    handling_hours: ReportDurations = Field(description="dispatched -> handled")
+    dispatch_hours: ReportDurations = Field(
+        description="confirmed -> dispatched (filed -> dispatched, from the last filing before it)"
+    )
+    handling_hours: ReportDurations = Field(
+        description="dispatched -> first handling: from the case's dispatch (filed -> dispatched) to its "
+        "first handling after it; a handling after a send-back is not timed again (see sent_back)"
+    )
     closing_hours: ReportDurations = Field(description="first seen -> closed")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,247 @@ def test_the_report_counts_a_scripted_period(make_server: Any, sqlite_url: str) 
     assert cells[HUBIN]["figures"]["open_at_end"] == 1
     assert cells["DEMO-NANXING-01"]["figures"]["found"] == 0  # every grid cell is listed, lagging ones too
     assert report["coverage"] == {"cells_passed": 0, "cells_in_grid": len(cells), "share": 0.0}
+
+
+def _retime(server: LiveServer, case_id: int, *times: datetime) -> None:
+    """Script a case's history: the times of its moves (its events from one status to another, in the
+    order they were made) set to `times`, as if the moves had been made then."""
+    from sqlalchemy import select
+
+    from api.storage.models import CaseEvent
+
+    with server.services.factory() as session:
+        moves = session.scalars(
+            select(CaseEvent)
+            .where(CaseEvent.case_id == case_id, CaseEvent.from_status.is_not(None))
+            .order_by(CaseEvent.id)
+        ).all()
+        assert len(moves) == len(times), [(m.from_status, m.to_status) for m in moves]
+        for move, at in zip(moves, times, strict=True):
+            move.at = at.astimezone(UTC).replace(tzinfo=None)
+        session.commit()
+
+
+def test_the_time_from_confirmation_to_dispatch_is_reported(
+    make_server: Any,
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Confirmed -> dispatched: each filed -> dispatched move of the period, from the case's filing
+    (before the period, too); a dispatch after a send-back is no new one, a case filed and not yet
+    dispatched has none. In the JSON, the CSV's last columns, the page (both languages) and the CLI;
+    the report had no such time."""
+    server: LiveServer = make_server(db_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    hours_ago = [now - timedelta(hours=h) for h in range(61)]
+    with server.client("device") as device, server.client("admin") as admin, server.client("ziyang") as team:
+        early, quick, sent_back, waiting = (
+            _case(device, name, hours_ago[60], (30.2710 + n * 0.002, 120.1560))
+            for n, name in enumerate(("early", "quick", "sent-back", "waiting"))
+        )
+        for case_id in (early, quick, sent_back, waiting):
+            _move(admin, case_id, "filed")
+        for case_id in (early, quick, sent_back):
+            _move(admin, case_id, "dispatched")
+        _move(team, sent_back, "handled")
+        _move(admin, sent_back, "dispatched", note="still there")
+        _retime(server, early, hours_ago[40], hours_ago[30])  # 10 h, filed before the period
+        _retime(server, quick, hours_ago[20], hours_ago[16])  # 4 h
+        _retime(server, sent_back, hours_ago[12], hours_ago[10], hours_ago[5], hours_ago[4])  # 2 h
+        _retime(server, waiting, hours_ago[3])
+        period = {"since": _iso(hours_ago[35]), "until": _iso(now + timedelta(hours=1))}
+        report = admin.get("/api/reports/period", params=period).json()
+        got_csv = admin.get("/api/reports/period.csv", params=period)
+    expected = {"count": 3, "median_h": 4.0, "p90_h": 8.8}  # of 2, 4 and 10 hours
+    assert report["total"]["dispatch_hours"] == expected, report["total"]
+    cell = next(c for c in report["by_cell"] if c["cell_id"] == ZIYANG)
+    assert cell["figures"]["dispatch_hours"] == expected
+    header, *rows = list(csv.reader(io.StringIO(got_csv.content.decode("utf-8-sig"))))
+    added = header.index("dispatch_median_h")
+    assert header[added - 1 : added + 2] == ["closing_p90_h", "dispatch_median_h", "dispatch_p90_h"], header
+    assert rows[-1][:2] == ["*", ""] and rows[-1][added : added + 2] == ["4.00", "8.80"]
+
+    local = (now + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    with server.browser("operator") as op:
+        page = op.get("/reports", params=days).text
+    times = page.split('id="report-times"')[1].split("</table>")[0]
+    row = '<th scope="row">Confirmed to dispatched</th><td class="num">3</td>'
+    assert row in times and '<td class="num">4.0</td><td class="num">8.8</td>' in times.split(row)[1]
+    assert "Confirmed to dispatched (median h)" in page.split('id="report-categories"')[1]
+    with _in_chinese(server) as zh:
+        assert "立案至派遣" in zh.get("/reports", params=days).text
+    assert _cli_report(days, db_url, tmp_path, monkeypatch) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "confirmed -> dispatched" in line)
+    assert "4.0 h  median; p90 8.8 h; moves: 3" in line, line
+
+
+def test_a_case_sent_back_is_timed_to_its_first_handling_and_counted_as_sent_back(
+    make_server: Any,
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Dispatched -> handled is timed once a dispatch, to the case's first handling; verification's
+    send-backs are counted as `sent_back` (cases, each once). A case sent back twice counted three
+    handlings, the later two timed from the send-backs (4 and 5 hours of rework read as two quick
+    jobs). A recurrence (closed, seen again, reopened) is a new dispatch, its handling timed again."""
+    server: LiveServer = make_server(db_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    ago = [now - timedelta(hours=h) for h in range(41)]
+    place = (30.2750, 120.1600)
+    with server.client("device") as device, server.client("admin") as admin, server.client("ziyang") as team:
+        reworked = _case(device, "reworked", ago[40], (30.2710, 120.1560))
+        once = _case(device, "once", ago[40], (30.2730, 120.1560))
+        recurs = _case(device, "recurs", ago[20], place)  # within the merge window (24 h)
+        for to in ("filed", "dispatched", "handled", "dispatched", "handled", "dispatched", "handled"):
+            _move(
+                team if to == "handled" else admin,
+                reworked,
+                to,
+                **({"note": "still there"} if to == "dispatched" else {}),
+            )
+        for to in ("filed", "dispatched", "handled"):
+            _move(team if to == "handled" else admin, once, to)
+        for to in ("filed", "dispatched", "handled", "verified", "closed"):
+            _move(team if to == "handled" else admin, recurs, to)
+        seen_again = datetime.now(UTC) + timedelta(seconds=1)
+        again = post_incident(device, incident_json("recurs-again", when=_iso(seen_again), position=place))
+        assert again.json()["case_id"] == recurs and again.json()["recurrence"], again.text
+        for to in ("filed", "dispatched", "handled"):
+            _move(team if to == "handled" else admin, recurs, to)
+        # filed, dispatched, handled 5 h later, sent back, handled, sent back, handled
+        _retime(server, reworked, ago[30], ago[20], ago[15], ago[14], ago[10], ago[9], ago[4])
+        _retime(server, once, ago[30], ago[20], ago[19])  # handled 1 h after its dispatch
+        # handled 2 h after its dispatch; reopened, dispatched again and handled 3 h later
+        cycles = (ago[19], ago[18], ago[16], ago[15], ago[14], ago[12], ago[11], ago[8], ago[5])
+        _retime(server, recurs, *cycles)
+        whole = {"since": _iso(ago[38]), "until": _iso(now + timedelta(hours=1))}
+        total = admin.get("/api/reports/period", params=whole).json()["total"]
+        later = {"since": _iso(ago[12]), "until": _iso(now + timedelta(hours=1))}
+        rework_only = admin.get("/api/reports/period", params=later).json()["total"]
+        got_csv = admin.get("/api/reports/period.csv", params=whole)
+    assert total["handling_hours"] == {"count": 4, "median_h": 2.5, "p90_h": 4.4}, total  # 1, 2, 3, 5 h
+    assert total["sent_back"] == 1, total
+    # the reworked case's later handlings are not timed (its first one was, in its period); the
+    # recurrence's first handling is
+    assert rework_only["handling_hours"] == {"count": 1, "median_h": 3.0, "p90_h": 3.0}, rework_only
+    assert rework_only["sent_back"] == 1
+    rows = list(csv.DictReader(io.StringIO(got_csv.content.decode("utf-8-sig"))))
+    assert list(rows[0])[-1] == "sent_back" and rows[-1]["sent_back"] == "1"
+    assert rows[-1]["handling_median_h"] == "2.50"
+
+    local = (now + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    with server.browser("operator") as op:
+        page = op.get("/reports", params=days).text
+    summary = page.split('id="report-total"')[1].split("</table>")[0]
+    assert '<th scope="row">Sent back by verification</th><td class="num">1</td>' in summary, summary
+    assert "Dispatched to first handling" in page.split('id="report-times"')[1]
+    with _in_chinese(server) as zh:
+        assert "核查退回" in zh.get("/reports", params=days).text
+    assert _cli_report(days, db_url, tmp_path, monkeypatch) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert next(line for line in out if "sent back by verification" in line).split()[-1] == "1"
+    handling = next(line for line in out if "dispatched -> first handling" in line)
+    assert "2.5 h  median; p90 4.4 h; moves: 4" in handling, handling
+
+
+def _reject_without_a_known_reason(server: LiveServer, case_id: int, reason: str | None) -> None:
+    """A rejection stored as one from before the service asked for a reason (or written outside it)."""
+    from api.storage.models import Case, CaseEvent
+
+    with server.services.factory() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        case.status, case.reject_reason = "rejected", reason
+        session.add(
+            CaseEvent(
+                case_id=case_id,
+                actor="user:admin",
+                action="rejected",
+                from_status="pending_review",
+                to_status="rejected",
+                reason=reason,
+            )
+        )
+        session.commit()
+
+
+def test_the_rejections_by_reason_add_up_to_the_rejected(
+    make_server: Any,
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A rejection stored without a reason, or with one this version does not know, is counted as
+    "unspecified" (rejected_unspecified, the CSV's column after those it had; "No reason given" on the
+    page): the reasons add up to the rejected in the JSON, in every CSV row, on the page and in the
+    CLI. Such a rejection was in no rejected_* column of the CSV, nor on the page."""
+    server: LiveServer = make_server(db_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    with server.client("device") as device, server.client("admin") as admin:
+        given, without, unknown = (
+            _case(device, name, now - timedelta(hours=5), (30.2710 + n * 0.002, 120.1560))
+            for n, name in enumerate(("given", "without", "unknown"))
+        )
+        _move(admin, given, "rejected", reason="false_positive")
+        _reject_without_a_known_reason(server, without, None)
+        _reject_without_a_known_reason(server, unknown, "blocked_view")
+        period = {"since": _iso(now - timedelta(days=1)), "until": _iso(now + timedelta(hours=1))}
+        total = admin.get("/api/reports/period", params=period).json()["total"]
+        got_csv = admin.get("/api/reports/period.csv", params=period)
+    assert total["rejected"] == 3 == sum(total["rejected_by_reason"].values())
+    assert total["rejected_by_reason"] == {"false_positive": 1, "unspecified": 2}, total
+    rows = list(csv.DictReader(io.StringIO(got_csv.content.decode("utf-8-sig"))))
+    reasons = [name for name in rows[0] if name.startswith("rejected_")]
+    names = list(rows[0])
+    assert reasons[-1] == "rejected_unspecified"
+    assert names.index("rejected_unspecified") > names.index("closing_p90_h")  # after the columns it had
+    for row in rows:
+        assert sum(int(row[name]) for name in reasons) == int(row["rejected"]), row
+    assert rows[-1]["rejected"] == "3" and rows[-1]["rejected_unspecified"] == "2"
+
+    local = (now + timedelta(hours=8)).date()  # the test settings' offset: UTC+8
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    with server.browser("operator") as op:
+        page = op.get("/reports", params=days).text
+    summary = page.split('id="report-total"')[1].split("</table>")[0]
+    assert '<th scope="row">No reason given</th><td class="num">2</td>' in summary, summary
+    shown = [
+        int(n)
+        for n in re.findall(r'<tr class="sub"><th scope="row">[^<]*</th><td class="num">(\d+)', summary)
+    ]
+    assert sum(shown[:-1]) == 3  # the reasons' rows (the last "sub" row is of those open at the end)
+    with _in_chinese(server) as zh:
+        assert "未注明原因" in zh.get("/reports", params=days).text
+    assert _cli_report(days, db_url, tmp_path, monkeypatch) == 0
+    assert "(false_positive 1, unspecified 2)" in capsys.readouterr().out
+
+
+def _in_chinese(server: LiveServer) -> httpx.Client:
+    from api.http.cookies import SESSION_COOKIE
+
+    return httpx.Client(
+        base_url=server.url, cookies={SESSION_COOKIE: server.tokens["operator"], "gp_lang": "zh-CN"}
+    )
+
+
+def _cli_report(
+    days: dict[str, str], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """`gridpatrol report` of the local days days["since"] to days["until"] at UTC+8."""
+    from api.cli.main import main
+
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    return main(
+        ["report", "--since", days["since"], "--until", days["until"], "--database-url", database_url]
+    )
 
 
 def test_a_past_period_is_read_from_the_history(make_server: Any, sqlite_url: str) -> None:
@@ -1004,7 +1246,7 @@ def test_report_hours_are_written_with_fixed_decimals(hours: float | None, in_cs
     from api.cli.reports import summary_lines
 
     moves = pr.Durations(0 if hours is None else 3, hours, hours)
-    figures = pr.Figures(1, 1, 0, {}, 1, 0, 0, moves, moves, moves)
+    figures = pr.Figures(1, 1, 0, {}, 1, 0, 0, 0, moves, moves, moves, moves)
     report = pr.PeriodReport(
         since=datetime(2026, 11, 1),
         until=datetime(2026, 11, 8),
@@ -1017,7 +1259,7 @@ def test_report_hours_are_written_with_fixed_decimals(hours: float | None, in_cs
     rows = list(csv.DictReader(io.StringIO(pr.csv_text(report))))
     assert len(rows) == 4
     for row in rows:
-        assert [row[name] for name in pr.CSV_HEADER if name.endswith("_h")] == [in_csv] * 6, row
+        assert [row[name] for name in pr.CSV_HEADER if name.endswith("_h")] == [in_csv] * 8, row
     lines = summary_lines(report, first=date(2026, 11, 1), last=date(2026, 11, 7), offset="+08:00")
     closing = next(line for line in lines if "found -> closed" in line)
     assert f"{in_text}  median; p90 {in_text};" in closing, closing

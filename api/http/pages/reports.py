@@ -128,6 +128,7 @@ async def reports_page(
         csv_url="/api/reports/period.csv?" + api_query,
         excel_csv_url="/api/reports/period.csv?" + api_query + "&flavour=excel",
         reasons=workflow.REJECT_REASONS,
+        unspecified=period_report.UNSPECIFIED,
         percent=period_report.whole_percent,
         category_name=lambda c: t(f"category.{c}") if t.has(f"category.{c}") else c,
     )
