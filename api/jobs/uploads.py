@@ -44,7 +44,7 @@ MAX_TRACK_BYTES = 64 * 1024**2
 MAX_TEXT_BYTES = 1024
 SNIFF_BYTES = 512
 TRACK_EXTENSIONS = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}
-MAX_SHOWN_FILENAME = 100  # characters of a sent file name kept to show (api.jobs.uploads.display_filename)
+MAX_SHOWN_FILENAME = 100  # characters of a sent file name kept to show (display_filename)
 
 
 class UploadError(InputError):
