@@ -306,13 +306,19 @@ class FootageRun(Iterator[Incident]):
         return next(self._incidents)
 
 
-def footage_notes(incidents: object, footage: Path, name: str) -> str | None:
+def footage_notes(
+    incidents: object, footage: Path, name: str, *, track: Path | None = None, track_name: str | None = None
+) -> str | None:
     """A pipeline run's notes on the footage once its incidents are all out (FootageRun.notes: a file
-    analysed only in part), with the path of the job's copy of the footage replaced by the name it was
-    uploaded as; None for none, or for a pipeline that keeps no notes (the in-process worker's and the
-    runners' done job shows it)."""
+    analysed only in part, incidents its GPS track did not place), with the path of the job's copy of
+    the footage replaced by the name it was uploaded as, and the path of its copy of the track by the
+    track's (`track_name`); None for none, or for a pipeline that keeps no notes (the in-process
+    worker's and the runners' done job shows it)."""
     notes = getattr(incidents, "notes", None) or []
-    return "; ".join(str(note).replace(str(footage), name) for note in notes) or None
+    shown = [str(note).replace(str(footage), name) for note in notes]
+    if track is not None and track_name is not None:
+        shown = [note.replace(str(track), track_name) for note in shown]
+    return "; ".join(shown) or None
 
 
 _plate_reader: PlateReader | None = None
@@ -479,8 +485,8 @@ def detect_footage(
             zone = ZoneInfo(camera.timezone)
             span = " .. ".join(t.astimezone(zone).isoformat(timespec="seconds") for t in (gps.start, gps.end))
             note = (
-                f"{len(unplaced)} incident(s) have no position: the GPS track ({span}) does not cover their "
-                f"evidence frames (before its first fix, after its last, or in a gap over "
+                f"{len(unplaced)} incident(s) have no position: GPS track '{gps.name}' ({span}) does not "
+                "cover their evidence frames (before its first fix, after its last, or in a gap over "
                 f"{DEFAULT_MAX_GAP_S:.0f} s)"
             )
             log.warning("%s: %s", source.info.name, note)

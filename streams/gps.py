@@ -865,6 +865,12 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
 # --- CSV ---
 
 TIME_COLUMNS = ("time", "timestamp", "datetime", "utc", "date_time", "time_utc")
+# a day written apart from the time (date,time,lat,lon: a phone logger's or a spreadsheet's export)
+DATE_COLUMNS = ("date",)
+# a time of day, as a time column beside a date column holds it: 08:15:02, 8:15, 08:15:02.5+08:00, 08:15:02Z
+_TIME_OF_DAY = re.compile(r"(\d{1,2})(:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)")
+# a day as a date column holds it: 2026-11-03, or 2026/11/3 as a spreadsheet on a Chinese Windows writes it
+_DAY = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
 LAT_COLUMNS = ("lat", "latitude")
 LON_COLUMNS = ("lon", "lng", "long", "longitude")
 # speed columns, their unit, and the factor from each unit to m/s
@@ -902,7 +908,8 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     """Fixes from CSV text with a header row (comma, semicolon or tab separated).
 
     Columns, matched case-insensitively: time (`time`, `timestamp`, `datetime`, `utc`: ISO 8601 with
-    or without an offset, or Unix seconds from 2000 on), latitude (`lat`, `latitude`), longitude (`lon`,
+    or without an offset, or Unix seconds from 2000 on; a time of day such as `08:15:02` with its day in
+    a `date` column, year first), latitude (`lat`, `latitude`), longitude (`lon`,
     `lng`, `long`, `longitude`) in WGS84 degrees; optional speed (`speed`/`speed_mps` in m/s,
     `speed_kmh`/`speed_kph`) and heading (`heading`, `course`, `bearing`, degrees). Times without an
     offset are in `tz` (default UTC). Rows with an empty latitude and longitude (no fix) are skipped;
@@ -955,6 +962,8 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
         lat, lon = _parse_lat_lon(lat_text, lon_text, name, f"line {line}")
         if not time_text:
             raise TrackError(name, f"line {line}: no time")
+        if _TIME_OF_DAY.fullmatch(time_text):
+            time_text = _dated(time_text, _cell(row, columns, "date"), "date" in columns, name, line)
         when = _csv_time(time_text, tz, name, line)
         where = f"line {line}"
         fixes.append(
@@ -974,8 +983,34 @@ def _cell(row: list[str], columns: dict[str, int], key: str) -> str:
     return row[index].strip() if index is not None and index < len(row) else ""
 
 
+def _dated(time_of_day: str, day: str, has_date_column: bool, name: str, line: int) -> str:
+    """A time of day from a time column with the day from the date column beside it, as ISO 8601
+    (`2026-11-03T08:15:02`); a TrackError naming the line when there is no date column, its cell is
+    empty, or it holds no day written year first."""
+    if not has_date_column:
+        raise TrackError(
+            name,
+            f"line {line}: time {time_of_day!r} is a time of day without a day: write ISO 8601 times "
+            "(2026-11-03T08:15:02+08:00), or the day in a date column (date,time,lat,lon)",
+        )
+    if not day:
+        raise TrackError(name, f"line {line}: the date column is empty beside time {time_of_day!r}")
+    match = _DAY.fullmatch(day)
+    try:
+        when = date(*(int(part) for part in match.groups())) if match else None
+    except ValueError:  # 2026-13-03, 2026-02-30
+        when = None
+    if when is None:
+        shown = day if len(day) <= MAX_SHOWN else day[:MAX_SHOWN] + "…"
+        raise TrackError(name, f"line {line}: date {shown!r} is not a date written year first (2026-11-03)")
+    clock = _TIME_OF_DAY.fullmatch(time_of_day)
+    assert clock is not None  # the caller matched it
+    return f"{when.isoformat()}T{int(clock[1]):02d}{clock[2]}"
+
+
 def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int], str]:
-    """The index of each column found, by key (time, lat, lon, speed, heading), and the speed's unit."""
+    """The index of each column found, by key (time, lat, lon, speed, heading, date), and the speed's
+    unit."""
 
     def find(candidates: Iterable[str], what: str, required: bool) -> int | None:
         for candidate in candidates:
@@ -1006,6 +1041,9 @@ def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int
     heading = find(HEADING_COLUMNS, "heading", False)
     if heading is not None:
         columns["heading"] = heading
+    day = find(DATE_COLUMNS, "date", False)
+    if day is not None:
+        columns["date"] = day
     return columns, speed_unit
 
 

@@ -376,6 +376,20 @@ class GridIndex:
     def __len__(self) -> int:
         return len(self._cells)
 
+    @property
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        """The box around every cell, WGS84 degrees (west, south, east, north) as shapely gives it;
+        None without cells."""
+        if not self._cells:
+            return None
+        boxes = [g.bounds for _, _, g in self._cells]
+        return (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+
     def lookup(self, lat: float | None, lon: float | None) -> Assignment:
         if lat is None or lon is None or self._tree is None:
             return Assignment(UNASSIGNED, None)

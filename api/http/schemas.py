@@ -398,6 +398,10 @@ class UploadInfo(Schema):
     media_type: str
     camera_id: str | None
     has_track: bool = Field(description="a GPS track came with the footage")
+    track_filename: str | None = Field(
+        description="the GPS track's file name as sent (without its folder or control characters, at most "
+        "100 characters), as the job's messages about the track name it; null without a track, or a name"
+    )
     revision: int = Field(
         description="the upload's current revision, raised by each resend that corrected its start time, "
         "camera or GPS track: a job whose own revision is lower is an earlier run that a corrected one "
@@ -650,6 +654,9 @@ class UploadSummary(Schema):
     start_time: UtcTime | None = Field(description="when the footage starts, as sent")
     created_at: UtcTime
     has_track: bool = Field(description="a GPS track came with the footage")
+    track_filename: str | None = Field(
+        description="the GPS track's file name as sent (sanitised); null without a track, or a name"
+    )
     track_ready: bool = Field(
         description="the track's shape is there to draw (GET /api/uploads/{id}/track): its job has finished"
     )
@@ -765,6 +772,11 @@ class RunnerJobUpload(Schema):
     has_track: bool = Field(description="a GPS track came with the footage (GET .../track)")
     track_sha256: Sha256 | None
     track_suffix: str | None = Field(description=".gpx, .nmea or .csv")
+    track_filename: str | None = Field(
+        None,
+        description="the name the job's messages give the GPS track: its file name as sent (sanitised), else "
+        "the stored file's; null without a track",
+    )
 
 
 class RunnerJob(Schema):

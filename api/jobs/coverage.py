@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, aliased
 
 from api.cases.grids import Assignment, GridIndex
 from api.storage.db import as_utc
-from api.storage.models import GridCell, UploadCoverage
+from api.storage.models import UNASSIGNED, GridCell, UploadCoverage
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +90,78 @@ def cell_passes(
     return passes
 
 
-def record_coverage(session: Session, *, upload_id: int, track: Path, tz: tzinfo, grid: GridIndex) -> int:
+def _in_cell(grid: GridIndex, lat: float, lon: float) -> Assignment | None:
+    """The grid cell at a position; None outside every cell."""
+    found = grid.lookup(lat, lon)
+    return found if found.cell_id != UNASSIGNED else None
+
+
+def off_grid_warning(fixes: Sequence[Fix], grid: GridIndex, track_name: str) -> str | None:
+    """What to tell of a track none of whose fixes falls in a grid cell (another city's file, latitude
+    and longitude swapped): how far its nearest fix is from the grid's bounds (great-circle km from the
+    fix to the nearest point of the box around every cell), and whether the fixes with latitude and
+    longitude swapped fall in cells. None when a fix falls in a cell, or there is no grid or no fix."""
+    bounds = grid.bounds
+    if bounds is None or not fixes or any(_in_cell(grid, lat, lon) for _, lat, lon in fixes):
+        return None
+    from streams.frame import GeoPoint
+    from streams.gps import distance_m
+
+    west, south, east, north = bounds
+
+    def to_bounds_m(lat: float, lon: float) -> float:
+        inside = GeoPoint(min(max(lat, south), north), min(max(lon, west), east))
+        return distance_m(GeoPoint(lat, lon), inside)
+
+    metres, lat, lon = min((to_bounds_m(lat, lon), lat, lon) for _, lat, lon in fixes)
+    where = (
+        f"its nearest fix ({lat:.5f}, {lon:.5f}) is {metres / 1000:.1f} km from the grid's bounds "
+        f"(lat {south:.4f}..{north:.4f}, lon {west:.4f}..{east:.4f})"
+        if metres >= 1.0
+        else f"its nearest fix ({lat:.5f}, {lon:.5f}) is within the grid's bounds but between its cells"
+    )
+    swapped = sum(1 for _, lat, lon in fixes if abs(lon) <= 90.0 and _in_cell(grid, lon, lat))
+    turned = (
+        f"; with latitude and longitude swapped, {swapped} of its {len(fixes)} fixes fall in grid cells: "
+        "the file has them the wrong way round"
+        if swapped
+        else "; it may be another place's track"
+    )
+    return (
+        f"GPS track '{track_name}' passes through no grid cell, so the incidents it placed are filed "
+        f"without one (unassigned): {where}{turned}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCoverage:
+    """What record_coverage wrote: the number of passes, and the off-grid warning (off_grid_warning)."""
+
+    passes: int
+    off_grid: str | None
+
+
+def record_coverage(
+    session: Session,
+    *,
+    upload_id: int,
+    track: Path,
+    tz: tzinfo,
+    grid: GridIndex,
+    track_name: str | None = None,
+) -> RecordedCoverage:
     """Read the upload's track (CSV times without an offset in `tz`) and write its passes in place of
-    any written before; the number of passes. The caller commits. A track that cannot be read raises
-    streams.TrackError (the job has failed already then)."""
+    any written before; the number of passes, and when the grid has cells but none of the track's fixes
+    falls in one, a warning naming the track (`track_name`, default the file's name; off_grid_warning).
+    The caller commits. A track that cannot be read raises streams.TrackError (the job has failed
+    already then)."""
     from streams.gps import load_track
 
     gps = load_track(track, tz=tz).without_jumps()
     fixes = [(f.time, f.lat, f.lon) for f in gps]
 
     def lookup(lat: float, lon: float) -> Assignment | None:
-        found = grid.lookup(lat, lon)
-        return found if found.cell_id else None
+        return _in_cell(grid, lat, lon)
 
     passes = cell_passes(fixes, lookup)
     session.execute(delete(UploadCoverage).where(UploadCoverage.upload_id == upload_id))
@@ -122,7 +182,8 @@ def record_coverage(session: Session, *, upload_id: int, track: Path, tz: tzinfo
         len({p.cell_id for p in passes}),
         len(passes),
     )
-    return len(passes)
+    off_grid = None if passes else off_grid_warning(fixes, grid, track_name or track.name)
+    return RecordedCoverage(len(passes), off_grid)
 
 
 def _seconds_between(session: Session, start: Any, end: Any) -> Any:

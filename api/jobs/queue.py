@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -138,6 +139,7 @@ class UploadInfo:
     media_type: str
     camera_id: str | None
     has_track: bool
+    track_filename: str | None  # the GPS track's file name as sent (sanitised); None: not known
     revision: int  # the upload's current revision: over its job's, that job is a superseded run
 
 
@@ -181,12 +183,20 @@ def job_fields(job: Job, upload: Upload | None) -> dict[str, Any]:
             media_type=upload.media_type,
             camera_id=upload.camera_id,
             has_track=upload.track_path is not None,
+            track_filename=upload.track_filename if upload.track_path is not None else None,
             revision=upload.revision,
         ),
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
+
+
+def track_name(upload: Upload) -> str:
+    """The name a job's messages give the upload's GPS track: the file name it was sent as (sanitised on
+    receipt, api.jobs.uploads.display_filename), else the stored file's (a track sent without a name, or
+    before that name was kept)."""
+    return upload.track_filename or Path(upload.track_path or "").name or "track"
 
 
 def job_view(job: Job, upload: Upload | None) -> JobView:

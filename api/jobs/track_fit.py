@@ -70,11 +70,13 @@ def measure_track_fit(
     start_time: datetime | None,
     tz: tzinfo,
     analysis_fps: float | None,
+    track_name: str | None = None,
 ) -> TrackFit:
     """The fit of `track` (CSV times without an offset in `tz`, the camera's zone) to `footage` starting
     at `start_time` (aware; None: aligned with the track's first fix); when the footage's length is not
-    known, nothing measured but the reader's notes still the warning. A track or footage that cannot be
-    read raises streams' named errors."""
+    known, nothing measured but the reader's notes still the warning, which names the track by
+    `track_name` (its file name as sent; default the file's). A track or footage that cannot be read
+    raises streams' named errors."""
     from streams import open_source
     from streams.gps import load_track
 
@@ -84,7 +86,8 @@ def measure_track_fit(
         duration_s, native_fps = source.info.duration_s, source.info.fps
     finally:
         source.close()
-    notes = list(gps.notes)  # what the reader set aside (a heading or speed column ignored)
+    named = f"GPS track '{track_name or track.name}'"
+    notes = [f"{named}: {note}" for note in gps.notes]  # what the reader set aside (a column ignored)
     fps = analysis_fps or native_fps
     if not duration_s or not fps:
         return TrackFit(None, None, "; ".join(notes) or None)
@@ -96,8 +99,8 @@ def measure_track_fit(
     share = covered / len(samples)
     if start_time is None and abs(gps.duration_s - duration_s) > GUESS_SLACK_S:
         notes.append(
-            "the footage came without a start time, so its first frame was taken to be the GPS track's "
-            f"first fix: the track runs {_span(gps.start, gps.end, tz)}, {_length(gps.duration_s)} for "
+            "the footage came without a start time, so its first frame was taken to be the first fix of "
+            f"{named}: the track runs {_span(gps.start, gps.end, tz)}, {_length(gps.duration_s)} for "
             f"{_length(duration_s)} of footage; unless the recording began when the track did, its "
             "incidents' places and times are wrong: send the footage again with its start time"
         )
@@ -106,7 +109,7 @@ def measure_track_fit(
     footage_end = first + timedelta(seconds=duration_s)
     how = "none" if covered == 0 else f"only {round(100 * share)}%"
     warning = (
-        f"the GPS track placed {how} of the footage's frames: the footage runs "
+        f"{named} placed {how} of the footage's frames: the footage runs "
         f"{_span(first, footage_end, tz)}, the track {_span(gps.start, gps.end, tz)}; "
         "incidents outside the track have no position from it"
     )

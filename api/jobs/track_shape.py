@@ -127,6 +127,7 @@ class UploadSummary:
     start_time: datetime | None
     created_at: datetime
     has_track: bool
+    track_filename: str | None  # the track's file name as sent (sanitised)
     track_ready: bool
     revision: int
     job_id: int | None
@@ -159,6 +160,7 @@ def recent_uploads(
                 start_time=upload.start_time,
                 created_at=upload.created_at,
                 has_track=upload.track_path is not None,
+                track_filename=upload.track_filename if upload.track_path is not None else None,
                 track_ready=upload.track_path is not None and shape_path(upload.track_path).is_file(),
                 revision=upload.revision,
                 job_id=job.id if job else None,

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import tempfile
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -43,6 +44,7 @@ MAX_TRACK_BYTES = 64 * 1024**2
 MAX_TEXT_BYTES = 1024
 SNIFF_BYTES = 512
 TRACK_EXTENSIONS = {"application/gpx+xml": ".gpx", "text/x-nmea": ".nmea", "text/csv": ".csv"}
+MAX_SHOWN_FILENAME = 100  # characters of a sent file name kept to show (display_filename)
 
 
 class UploadError(InputError):
@@ -141,6 +143,23 @@ def _decode_head(head: bytes) -> str | None:
             except UnicodeDecodeError:
                 continue
     return None
+
+
+def display_filename(sent: str | None) -> str | None:
+    """A file name as its sender gave it, fit to show in a message or a page: its last path part only (a
+    browser on Windows may send C:\\fakepath\\drive.gpx), without control or format characters (a
+    newline that would forge a log line, a right-to-left override that would show 'xpg.exe' as
+    'exe.gpx'), trimmed, and at most MAX_SHOWN_FILENAME characters (cut before its extension, with an
+    ellipsis). None when nothing is left."""
+    if not sent:
+        return None
+    last = re.split(r"[\\/]", sent)[-1]
+    shown = "".join(c for c in last if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp")).strip()
+    if len(shown) > MAX_SHOWN_FILENAME:
+        stem, dot, ext = shown.rpartition(".")
+        suffix = dot + ext if stem and len(ext) <= 10 else ""
+        shown = shown[: MAX_SHOWN_FILENAME - len(suffix) - 1].rstrip() + "\u2026" + suffix
+    return shown or None
 
 
 @dataclass
@@ -315,6 +334,7 @@ def _replace_track(
     )
     upload.track_path = str(final)
     upload.track_sha256 = track.sha256
+    upload.track_filename = display_filename(track.filename)
     session.execute(delete(UploadCoverage).where(UploadCoverage.upload_id == upload.id))
     log.info("upload %s sent again after a failed job with a new GPS track", upload.sha256[:12])
     if old is None or Path(old) == final:
@@ -384,7 +404,7 @@ def register_upload(
     if track is not None:
         track_type = sniff_track(track.head)
         if track.size == 0 or track_type is None:
-            named = track.filename or "the file"
+            named = display_filename(track.filename) or "the file"
             raise UploadError("track", f"{named}: not a GPS track; tracks read: {TRACK_FORMATS_READ}", 415)
     # a device's own camera wins over the camera_id it sends, as with its incidents
     # (api.cases.ingest): a device key cannot file footage as another camera
@@ -493,6 +513,7 @@ def register_upload(
         path=str(final),
         track_path=str(track_final) if track_final else None,
         track_sha256=track.sha256 if track else None,
+        track_filename=display_filename(track.filename) if track else None,
         camera_id=camera_id,
         start_time=start_time,
         device_id=principal.device_id,

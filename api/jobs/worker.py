@@ -132,12 +132,13 @@ def write_job_track_shape(
     factory: sessionmaker[Session] | None = None,
     grid_cache: GridCache | None = None,
     config: Any = None,
-) -> None:
+) -> str | None:
     """The track's thinned shape for the grid map (api.jobs.track_shape) and, given the upload and a
     session factory, the grid cells it passed (api.jobs.coverage; CSV times without an offset in the
     upload's camera's time zone), written when a job with a track is done (by this worker, or by a
-    runner through api.http.routes.runner_jobs); the job's cases are filed already, so what cannot be
-    written is logged, never the job's failure."""
+    runner through api.http.routes.runner_jobs), before the job is finished; the job's cases are filed
+    already, so what cannot be written is logged, never the job's failure. Returns the warning for the
+    job when the grid has cells and the track passed none (api.jobs.coverage.off_grid_warning)."""
     from streams import TrackError
 
     try:
@@ -145,7 +146,7 @@ def write_job_track_shape(
     except (TrackError, OSError) as exc:
         log.warning("job %s: the shape of GPS track %s was not written: %s", job_id, track.name, exc)
     if upload is None or factory is None:
-        return
+        return None
     from zoneinfo import ZoneInfo
 
     from api.jobs.coverage import record_coverage
@@ -154,10 +155,19 @@ def write_job_track_shape(
         zone = camera_zone(config, upload.camera_id)
         with factory() as session:
             grid = (grid_cache or GridCache()).get(session)
-            record_coverage(session, upload_id=upload.id, track=track, tz=ZoneInfo(zone), grid=grid)
+            recorded = record_coverage(
+                session,
+                upload_id=upload.id,
+                track=track,
+                tz=ZoneInfo(zone),
+                grid=grid,
+                track_name=queue.track_name(upload),
+            )
             session.commit()
     except Exception as exc:  # noqa: BLE001  (a report's input: logged, the job stays done)
         log.warning("job %s: the grid cells of GPS track %s were not recorded: %s", job_id, track.name, exc)
+        return None
+    return recorded.off_grid
 
 
 def camera_zone(config: Any, camera_id: str | None) -> str:
@@ -203,17 +213,22 @@ def job_track_fit(upload: Upload, config: Any, *, job_id: int) -> TrackFit | Non
             start_time=start_time_utc(upload.start_time),
             tz=ZoneInfo(camera_zone(config, upload.camera_id)),
             analysis_fps=getattr(config, "analysis_fps", None),
+            track_name=queue.track_name(upload),
         )
     except (TrackError, SourceError, OSError) as exc:
         log.warning("job %s: how much of the footage its GPS track placed is not known: %s", job_id, exc)
         return None
 
 
-def job_warning(fit: TrackFit | None, superseded: str | None, footage: str | None = None) -> str | None:
+def job_warning(
+    fit: TrackFit | None, superseded: str | None, footage: str | None = None, off_grid: str | None = None
+) -> str | None:
     """A done job's caveats in one: footage analysed only in part (the pipeline's notes, see
-    detect.pipeline.footage_notes), how little of the footage its GPS track placed, and the cases of
-    the upload's earlier runs that keep their times (api.jobs.superseding)."""
-    parts = [text.rstrip(". ") for text in (footage, fit.warning if fit else None, superseded) if text]
+    detect.pipeline.footage_notes), how little of the footage its GPS track placed, a track that passed
+    no grid cell (api.jobs.coverage.off_grid_warning), and the cases of the upload's earlier runs that
+    keep their times (api.jobs.superseding)."""
+    texts = (footage, fit.warning if fit else None, off_grid, superseded)
+    parts = [text.rstrip(". ") for text in texts if text]
     return ". ".join(parts) or None
 
 
@@ -362,8 +377,9 @@ class Worker:
         fit: TrackFit | None = None
         superseded: str | None = None
         notes: str | None = None
+        off_grid: str | None = None
         try:
-            count, fit, superseded, notes = self._run(claim, out_dir, progress, lost)
+            count, fit, superseded, notes, off_grid = self._run(claim, out_dir, progress, lost)
         except LeaseLost:
             log.warning("job %s: lease lost to another worker; leaving it", claim.job_id)
             return
@@ -389,7 +405,7 @@ class Worker:
                 owner=self.owner,
                 error=error,
                 incidents=count,
-                warning=job_warning(fit, superseded, notes),
+                warning=job_warning(fit, superseded, notes, off_grid),
                 track_covered=fit.share if fit else None,
             )
         if error:
@@ -434,11 +450,12 @@ class Worker:
 
     def _run(
         self, claim: queue.Claim, out_dir: Path, progress: dict[str, float], lost: threading.Event
-    ) -> tuple[int, TrackFit | None, str | None, str | None]:
+    ) -> tuple[int, TrackFit | None, str | None, str | None, str | None]:
         """Run the job's footage through the pipeline: the incidents filed, how well its GPS track
         (if any) fits the footage, the warning naming the cases of the upload's earlier runs that
-        an operator had reviewed before a resend corrected it (api.jobs.superseding), and the
-        pipeline's notes on the footage (detect.pipeline.footage_notes)."""
+        an operator had reviewed before a resend corrected it (api.jobs.superseding), the
+        pipeline's notes on the footage (detect.pipeline.footage_notes), and the warning of a track
+        that passed no grid cell (api.jobs.coverage.off_grid_warning)."""
         with self.factory() as session:
             upload = session.get(Upload, claim.upload_id)
             if upload is None:
@@ -481,9 +498,16 @@ class Worker:
                 count += 1
             from detect.pipeline import footage_notes
 
-            notes = footage_notes(incidents, footage, upload.filename or footage.name)
+            notes = footage_notes(
+                incidents,
+                footage,
+                upload.filename or footage.name,
+                track=Path(upload.track_path) if upload.track_path else None,
+                track_name=queue.track_name(upload),
+            )
         except track_error as exc:
-            raise JobFailed(f"the GPS track could not be read: {getattr(exc, 'detail', exc)}") from None
+            name = queue.track_name(upload)
+            raise JobFailed(f"GPS track '{name}' could not be read: {getattr(exc, 'detail', exc)}") from None
         except source_error as exc:
             reason = str(exc).replace(str(footage), upload.filename or footage.name)
             raise JobFailed(f"the footage could not be read: {reason}") from None
@@ -492,9 +516,10 @@ class Worker:
         except model_error as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
         fit = None
+        off_grid = None
         if upload.track_path:
             fit = job_track_fit(upload, config, job_id=claim.job_id)
-            write_job_track_shape(
+            off_grid = write_job_track_shape(
                 Path(upload.track_path),
                 job_id=claim.job_id,
                 upload=upload,
@@ -506,7 +531,7 @@ class Worker:
             raise LeaseLost()
         with self.factory() as session:
             superseded = supersede_earlier_runs(session, job_id=claim.job_id, actor=actor)
-        return count, fit, superseded.warning, notes
+        return count, fit, superseded.warning, notes, off_grid
 
     def _ingest(
         self, incident: PipelineIncident, out_dir: Path, actor: Principal, upload: Upload, job_id: int

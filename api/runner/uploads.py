@@ -518,6 +518,8 @@ class UploadJobLoop:
         if upload.get("has_track"):
             track = folder / f"track{upload.get('track_suffix') or ''}"
             self.client.download(job, "track", track, upload.get("track_sha256"))
+        # the name the service gives the track (its file name as sent): the job's messages name it so
+        track_name = upload.get("track_filename") or (track.name if track else "track")
         check()
         pipeline = self._pipeline_fn()
         config = self._site_config()
@@ -550,9 +552,13 @@ class UploadJobLoop:
                 count += 1
             from detect.pipeline import footage_notes
 
-            notes = footage_notes(incidents, footage, upload.get("filename") or footage.name)
+            notes = footage_notes(
+                incidents, footage, upload.get("filename") or footage.name, track=track, track_name=track_name
+            )
         except track_error as exc:
-            raise JobFailed(f"the GPS track could not be read: {getattr(exc, 'detail', exc)}") from None
+            raise JobFailed(
+                f"GPS track '{track_name}' could not be read: {getattr(exc, 'detail', exc)}"
+            ) from None
         except source_error as exc:
             reason = str(exc).replace(str(footage), upload.get("filename") or footage.name)
             raise JobFailed(f"the footage could not be read: {reason}") from None

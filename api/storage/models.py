@@ -261,6 +261,9 @@ class Upload(Base):
     path: Mapped[str] = mapped_column(String(500))
     track_path: Mapped[str | None] = mapped_column(String(500))
     track_sha256: Mapped[str | None] = mapped_column(String(64))
+    # the track's file name as sent, fit to show (api.jobs.uploads.display_filename): a job's messages
+    # about the track name it; None for a track sent without one, or before 0019
+    track_filename: Mapped[str | None] = mapped_column(String(255))
     camera_id: Mapped[str | None] = mapped_column(String(64))
     start_time: Mapped[datetime | None] = mapped_column(StoredTime)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))

@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+import shapely.geometry
 from sqlalchemy import event, text
 
 from api.accounts.accounts import create_user
 from api.accounts.tokens import login
-from api.cases.grids import Assignment
+from api.cases.grids import Assignment, GridIndex
 from api.errors import DamagedRecord
-from api.jobs.coverage import _metres, cell_passes, coverage
+from api.jobs.coverage import _metres, cell_passes, coverage, off_grid_warning
 from api.services import Services
 from api.storage.models import Upload, UploadCoverage
 from tests.api.api_testkit import LiveServer, make_settings, upload_with_track, wait_job
@@ -395,3 +396,50 @@ def test_each_cell_is_labelled_with_the_team_the_grid_gives_it_now(make_server: 
         assert admin.put("/api/grids", json=grid).status_code == 200
         assert teams(admin) == {"DEMO-ZIYANG-05": "team-hubin", "GONE-01": "team-old"}
         assert teams(admin, per_page=1, page=2) == {"GONE-01": "team-old"}
+
+
+# a small grid of two cells side by side in Paris (lon 2.34..2.36 E, lat 48.85..48.86 N): a longitude
+# under 90 reads as a latitude too, so a track with the two swapped is in range, and must be told
+PARIS_GRID = [
+    ("PARIS-W", "team-w", shapely.geometry.box(2.34, 48.85, 2.35, 48.86)),
+    ("PARIS-E", "team-e", shapely.geometry.box(2.35, 48.85, 2.36, 48.86)),
+]
+
+
+@pytest.mark.parametrize(
+    ("points", "said"),
+    [
+        ([(48.855, 2.345), (48.90, 2.40)], None),  # a fix in a cell: nothing to say
+        ([(48.90, 2.40)], "its nearest fix (48.90000, 2.40000) is 5.3 km from the grid's bounds"),
+        ([(2.345, 48.855), (2.355, 48.855)], "with latitude and longitude swapped, 2 of its 2 fixes"),
+        ([(2.345, 48.855), (2.5, 47.0)], "with latitude and longitude swapped, 1 of its 2 fixes"),
+        ([(51.5074, -0.1278)], "is 342.8 km from the grid's bounds"),  # London's track
+        ([], None),
+    ],
+)
+def test_a_track_that_passes_no_grid_cell_is_told(
+    points: list[tuple[float, float]], said: str | None
+) -> None:
+    fixes = [(at(10 * i), lat, lon) for i, (lat, lon) in enumerate(points)]
+    warning = off_grid_warning(fixes, GridIndex(PARIS_GRID), "drive_0612.gpx")
+    if said is None:
+        assert warning is None
+        return
+    assert warning is not None and said in warning, warning
+    assert warning.startswith(
+        "GPS track 'drive_0612.gpx' passes through no grid cell, so the incidents it placed are filed "
+        "without one (unassigned): "
+    )
+    assert ("wrong way round" in warning) == ("swapped" in said)
+    assert ("another place's track" in warning) == ("swapped" not in said)
+
+
+def test_a_track_between_the_cells_is_told_so_and_without_a_grid_nothing_is() -> None:
+    ring = [
+        ("N", None, shapely.geometry.box(2.34, 48.855, 2.36, 48.86)),
+        ("S", None, shapely.geometry.box(2.34, 48.84, 2.36, 48.845)),
+    ]
+    between = [(at(0), 48.85, 2.35)]
+    warning = off_grid_warning(between, GridIndex(ring), "t.csv")
+    assert warning is not None and "is within the grid's bounds but between its cells" in warning
+    assert off_grid_warning(between, GridIndex([]), "t.csv") is None

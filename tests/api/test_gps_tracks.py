@@ -137,7 +137,7 @@ def test_gpx_track_puts_the_case_in_its_grid_cell(server: LiveServer, tmp_path: 
         assert [j["status"] for j in jobs] == ["done", "done", "failed"], jobs
         assert (
             jobs[2]["error"]
-            == "the GPS track could not be read: line 3: bad latitude 123.4 (must be -90..90)"
+            == "GPS track 'bad.csv' could not be read: line 3: bad latitude 123.4 (must be -90..90)"
         )
         cases = admin.get("/api/cases", params={"sort": "first_seen", "order": "asc"}).json()["items"]
         assert len(cases) == 2
@@ -254,8 +254,9 @@ def test_a_track_off_the_calendar_fails_its_job_naming_the_fix(server: LiveServe
         ]
         assert [r.status_code for r in receipts] == [201] * len(OFF_CALENDAR_TRACKS), receipts
         jobs = [wait_job(device, r.json()["id"]) for r in receipts]
-    for job, (_, reason) in zip(jobs, OFF_CALENDAR_TRACKS, strict=True):
-        assert job["status"] == "failed" and job["error"] == f"the GPS track could not be read: {reason}", job
+    for job, ((name, _, _), reason) in zip(jobs, OFF_CALENDAR_TRACKS, strict=True):
+        error = f"GPS track '{name}' could not be read: {reason}"
+        assert job["status"] == "failed" and job["error"] == error, job
 
 
 def test_a_resend_after_a_failed_job_replaces_its_bad_track(server: LiveServer, tmp_path: Path) -> None:
@@ -339,7 +340,7 @@ def test_a_start_time_without_an_offset_is_the_cameras_local_time(server: LiveSe
         )
         job = wait_job(device, off.json()["id"])
         assert job["status"] == "done", job
-        assert job["warning"].startswith("the GPS track placed none of the footage's frames"), job
+        assert job["warning"].startswith("GPS track 'patrol.gpx' placed none of the footage's frames"), job
         assert "2026-11-20T01:00:00+08:00 .. 2026-11-20T01:00:15+08:00" in job["warning"]
         assert "the track 2026-11-20T09:00:00+08:00 .. 2026-11-20T09:00:20+08:00" in job["warning"]
         assert "send the footage again" in job["warning"]
@@ -419,7 +420,7 @@ def test_a_corrected_resend_supersedes_the_earlier_runs_cases(
         )
         job = wait_job(device, first.json()["id"])
         assert job["status"] == "done" and job["incidents"] == 2, job
-        assert job["warning"].startswith("the GPS track placed none"), job
+        assert job["warning"].startswith("GPS track 'patrol.gpx' placed none"), job
         old = sorted(op.get("/api/cases").json()["items"], key=lambda c: c["id"])
         assert len(old) == 2 and all(c["position"] is None and c["unassigned"] for c in old), old
         assert all(c["first_seen"].startswith("2026-11-20T09:00") for c in old), old
@@ -494,10 +495,10 @@ def test_a_dashcam_track_whose_heading_or_speed_is_text_still_places_the_case(
         job = wait_job(device, sent.json()["id"])
         assert job["status"] == "done", job
         assert job["warning"] == (
-            "line 2: speed '36 km/h' is not a speed within 0..70 m/s: the track's speed column is ignored "
-            "(2 such value(s)), the track read without speeds; "
-            "line 2: heading 'N' is not degrees within one turn (-360..360): the track's heading column "
-            "is ignored (2 such value(s)), the heading taken from the fixes"
+            "GPS track 'dashcam.csv': line 2: speed '36 km/h' is not a speed within 0..70 m/s: the "
+            "track's speed column is ignored (2 such value(s)), the track read without speeds; "
+            "GPS track 'dashcam.csv': line 2: heading 'N' is not degrees within one turn (-360..360): the "
+            "track's heading column is ignored (2 such value(s)), the heading taken from the fixes"
         )
         (case,) = admin.get("/api/cases").json()["items"]
     assert case["grid_cell"] == "DEMO-QINGBO-03"
@@ -550,8 +551,8 @@ def test_a_heading_column_ignored_is_named_when_the_footage_s_length_is_not_know
         job = wait_job(device, sent.json()["id"])
     assert job["status"] == "done", job
     assert job["warning"] == (
-        "line 2: heading 'N' is not degrees within one turn (-360..360): the track's heading column "
-        "is ignored (1 such value(s)), the heading taken from the fixes"
+        "GPS track 'dashcam.csv': line 2: heading 'N' is not degrees within one turn (-360..360): the "
+        "track's heading column is ignored (1 such value(s)), the heading taken from the fixes"
     )
     with server.services.factory() as session:
         done = session.get(Job, job["id"])
@@ -575,14 +576,18 @@ def test_a_corrected_resend_that_places_nothing_files_its_own_case(
             data={"start_time": "2026-11-20T09:00:00Z"},  # meant +08:00: 8 h after the track
         )
         job = wait_job(device, first.json()["id"])
-        assert job["status"] == "done" and job["warning"].startswith("the GPS track placed none"), job
+        assert job["status"] == "done" and job["warning"].startswith("GPS track 'patrol.gpx' placed none"), (
+            job
+        )
         (old,) = op.get("/api/cases").json()["items"]
         assert old["position"] is None and old["first_seen"] == "2026-11-20T09:00:00Z", old
 
         again = device.post("/api/uploads", files=files, data={"start_time": "2026-11-20T10:00:00Z"})
         assert again.status_code == 200 and again.json()["id"] != first.json()["id"], again.text
         job = wait_job(device, again.json()["id"])
-        assert job["status"] == "done" and job["warning"].startswith("the GPS track placed none"), job
+        assert job["status"] == "done" and job["warning"].startswith("GPS track 'patrol.gpx' placed none"), (
+            job
+        )
         cases = {c["id"]: c for c in op.get("/api/cases").json()["items"]}
         assert len(cases) == 2, cases
         gone = op.get(f"/api/cases/{old['id']}").json()
@@ -700,9 +705,141 @@ def test_an_incident_the_track_does_not_cover_is_named_on_the_job(server: LiveSe
         job = wait_job(device, sent.json()["id"])
         assert job["status"] == "done" and job["warning"] is not None, job
         assert job["warning"] == (
-            "1 incident(s) have no position: the GPS track (2026-11-20T09:00:00+08:00 .. "
+            "1 incident(s) have no position: GPS track 'patrol.gpx' (2026-11-20T09:00:00+08:00 .. "
             "2026-11-20T09:00:20+08:00) does not cover their evidence frames (before its first fix, after "
             "its last, or in a gap over 30 s)"
         )
         (case,) = op.get("/api/cases").json()["items"]
         assert case["position"] is None and case["unassigned"] is True, case
+
+
+def _multipart(parts: list[tuple[str, bytes, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body of file parts (field, raw filename bytes, content) as a client may
+    send it, the filename's bytes unescaped (httpx percent-encodes control characters in one); the body
+    and its Content-Type."""
+    boundary = "gridpatrol-raw-form"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="'.encode()
+        + filename
+        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        + content
+        + b"\r\n"
+        for field, filename, content in parts
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_a_failed_job_names_the_track_by_the_name_it_was_sent_as(server: LiveServer, tmp_path: Path) -> None:
+    """A crew's track that cannot be read: the job's error said "the GPS track could not be read", not
+    which file, as the upload kept no track file name. Now the error names it, as sent but fit to show
+    (its folder, a bell and a right-to-left override left out), and the job and the upload listing say
+    it; the track sent again after the failure (a corrected file) renames it."""
+    bad = b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n1,123.4,120\n"
+    body, content_type = _multipart(
+        [
+            ("file", b"patrol.avi", still_video(tmp_path / "a.avi", 4)),
+            ("track", "C:\\crew\\drive\a_0612\u202e.csv".encode(), bad),
+        ]
+    )
+    with server.client("device") as device, server.client("operator") as operator:
+        sent = device.post("/api/uploads", content=body, headers={"Content-Type": content_type})
+        assert sent.status_code == 201, sent.text
+        assert sent.json()["upload"]["track_filename"] == "drive_0612.csv"
+        job = wait_job(device, sent.json()["id"])
+        assert job["status"] == "failed", job
+        assert job["error"] == (
+            "GPS track 'drive_0612.csv' could not be read: line 3: bad latitude 123.4 (must be -90..90)"
+        )
+        assert job["upload"]["has_track"] is True and job["upload"]["track_filename"] == "drive_0612.csv"
+        (listed,) = operator.get("/api/uploads").json()["items"]
+        assert listed["track_filename"] == "drive_0612.csv"
+
+        again = device.post(
+            "/api/uploads",
+            files={
+                "file": ("patrol.avi", (tmp_path / "a.avi").read_bytes(), "video/x-msvideo"),
+                "track": ("drive_0612_fixed.gpx", TRACK_GPX, "application/gpx+xml"),
+            },
+            data={"start_time": "2026-11-20T09:00:00+08:00"},
+        )
+        assert again.status_code == 200, again.text
+        job = wait_job(device, again.json()["id"])
+        assert (job["status"], job["error"]) == ("done", None), job
+        assert job["upload"]["track_filename"] == "drive_0612_fixed.gpx"
+        with server.services.factory() as session:
+            upload = session.scalars(select(Upload)).one()
+            assert upload.track_filename == "drive_0612_fixed.gpx"
+
+
+def _track_at(points: list[tuple[float, float]]) -> bytes:
+    """A GPX track of these (lat, lon) fixes, 10 s apart from 2026-11-20T01:00:00Z (09:00 in
+    Hangzhou): the 15 s still clip sent with start time 09:00+08:00 is placed on it."""
+    fixes = "".join(
+        f'<trkpt lat="{lat}" lon="{lon}"><time>2026-11-20T01:00:{10 * i:02d}Z</time></trkpt>'
+        for i, (lat, lon) in enumerate(points)
+    )
+    return (
+        '<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">'
+        f"<trk><trkseg>{fixes}</trkseg></trk></gpx>"
+    ).encode()
+
+
+def test_a_track_outside_the_grid_is_told_on_the_job(server: LiveServer, tmp_path: Path) -> None:
+    """A crew sends another city's track (Shanghai's, for the Hangzhou demo grid), then, after a grid in
+    Paris is imported, a track with latitude and longitude swapped (in range both ways). Each job was
+    done without a word, its case filed unassigned as if the van had patrolled outside the grid (and
+    the coverage listed a cell 'unassigned'). Now each job says its track passed no grid cell, how far
+    from the grid, and for the swapped one that swapping puts it in the grid; the cases are still filed,
+    unassigned, and no coverage is recorded."""
+    shanghai = _track_at([(31.2304, 121.4737), (31.2306, 121.4739)])
+    with server.client("device") as device, server.client("admin") as admin:
+        sent = upload_with_track(
+            device,
+            still_video(tmp_path / "a.avi", 11),
+            ("shanghai_0612.gpx", shanghai, "application/gpx+xml"),
+            "2026-11-20T09:00:00+08:00",
+        )
+        job = wait_job(device, sent.json()["id"])
+        assert (job["status"], job["incidents"]) == ("done", 1), job
+        assert job["warning"] == (
+            "GPS track 'shanghai_0612.gpx' passes through no grid cell, so the incidents it placed are "
+            "filed without one (unassigned): its nearest fix (31.23040, 121.47370) is 161.8 km from the "
+            "grid's bounds (lat 30.2484..30.2916, lon 120.1300..120.1800); it may be another place's track"
+        )
+        (case,) = admin.get("/api/cases").json()["items"]
+        assert case["unassigned"] is True and case["position"] is not None, case
+        assert admin.get("/api/coverage", params={"since": "2026-11-20T00:00:00Z"}).json()["cells"] == []
+
+        paris = {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "properties": {"id": cell, "name": cell, "team": "team-paris"},
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [[[w, 48.85], [e, 48.85], [e, 48.86], [w, 48.86], [w, 48.85]]],
+                    },
+                }
+                for cell, w, e in (("PARIS-W", 2.34, 2.35), ("PARIS-E", 2.35, 2.36))
+            ],
+        }
+        imported = admin.put("/api/grids", json=paris, params={"force": "true"})
+        assert imported.status_code == 200, imported.text
+        swapped = _track_at([(2.3450, 48.8550), (2.3455, 48.8552)])  # (lon, lat) written as (lat, lon)
+        sent = upload_with_track(
+            device,
+            still_video(tmp_path / "b.avi", 12),
+            ("swapped.gpx", swapped, "application/gpx+xml"),
+            "2026-11-20T09:00:00+08:00",
+            name="b.avi",
+        )
+        job = wait_job(device, sent.json()["id"])
+        assert (job["status"], job["incidents"]) == ("done", 1), job
+        assert job["warning"].startswith("GPS track 'swapped.gpx' passes through no grid cell"), job
+        assert job["warning"].endswith(
+            "; with latitude and longitude swapped, 2 of its 2 fixes fall in grid cells: the file has them "
+            "the wrong way round"
+        ), job
+        assert len(admin.get("/api/cases").json()["items"]) == 2
+        assert admin.get("/api/coverage", params={"since": "2026-11-20T00:00:00Z"}).json()["cells"] == []

@@ -40,14 +40,14 @@ def test_migrations_match_models_and_go_both_ways(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0018"
+        assert current_revision(engine) == "0019"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         command.downgrade(_alembic_config(engine), "base")
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == "0018"
+        assert current_revision(engine) == "0019"
     finally:
         engine.dispose()
 
@@ -59,7 +59,7 @@ def test_each_test_s_fresh_database_is_the_migrated_schema_with_nothing_in_it(db
     engine = make_engine(db_url)
     try:
         assert migrate(engine) is False
-        assert current_revision(engine) == "0018"
+        assert current_revision(engine) == "0019"
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() == 0

@@ -20,7 +20,7 @@ from api.accounts.accounts import create_device, create_user
 from api.accounts.tokens import login
 from api.cases.incident import IncidentPayload
 from api.jobs import queue
-from api.jobs.uploads import sniff_track, sniff_video
+from api.jobs.uploads import MAX_SHOWN_FILENAME, display_filename, sniff_track, sniff_video
 from api.jobs.worker import Worker
 from api.services import Services
 from api.storage.models import Case, Job, Sighting, Upload
@@ -710,3 +710,27 @@ def test_a_runner_asking_for_the_track_of_footage_sent_without_one_is_told_so(
         assert r.status_code == 404, r.text
         [error] = r.json()["errors"]
         assert error == {"field": "job_id", "reason": "no GPS track came with the job's footage"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("drive_0612.gpx", "drive_0612.gpx"),
+        ("C:\\fakepath\\drive_0612.gpx", "drive_0612.gpx"),  # a browser's fake Windows path
+        ("/home/crew/drive_0612.gpx", "drive_0612.gpx"),
+        ("drive\n0612\r\t.gpx", "drive0612.gpx"),  # a newline would forge a log line
+        ("\x1b[31mdrive.gpx", "[31mdrive.gpx"),  # a terminal's colour escape loses its ESC
+        ("drive\u202expg.exe", "drivexpg.exe"),  # a right-to-left override would show it as 'exe.gpx'
+        ("  drive.gpx  ", "drive.gpx"),
+        ("行车轨迹.gpx", "行车轨迹.gpx"),
+        ("x" * 300 + ".gpx", "x" * (MAX_SHOWN_FILENAME - 5) + "\u2026.gpx"),  # cut before its extension
+        ("y" * 300, "y" * (MAX_SHOWN_FILENAME - 1) + "\u2026"),
+        ("C:\\crew\\", None),  # a folder, no name
+        ("\x00\x07", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_sent_file_name_is_fit_to_show(sent: str | None, shown: str | None) -> None:
+    assert display_filename(sent) == shown
+    assert shown is None or len(shown) <= MAX_SHOWN_FILENAME

@@ -444,6 +444,34 @@ def test_footage_cut_short_is_done_with_the_warning_the_runner_sends(
     assert str(tmp_path) not in warning  # named as uploaded, not by the runner's work folder
 
 
+def test_a_runner_s_job_names_its_track_and_tells_one_outside_the_grid(
+    fresh_db: Callable[[str], str], start_service: Callable[..., LiveServer], site: Path, tmp_path: Path
+) -> None:
+    """A runner's job whose track cannot be read fails naming the track as it was sent (patrol.gpx),
+    not "the GPS track" or the runner's copy of it; one whose track lies in another city (Shanghai, for
+    the Hangzhou demo grid) is done with the warning that it passed no grid cell, as the in-process
+    worker's job says (tests/api/test_gps_tracks.py)."""
+    from tests.api.test_gps_tracks import _track_at
+
+    server = start_service("svc", fresh_db("svc"))
+    broken = _track_at([(123.4, 120.1480)])
+    bad = _upload(server, CLIP.name, CLIP.read_bytes(), track=broken)
+    far = _upload(server, "far.mp4", CLIP.read_bytes() + b"\0", track=_track_at([(31.2304, 121.4737)] * 3))
+    loop = _loop(server, tmp_path, site)
+    try:
+        assert loop.run_once() and loop.run_once()
+    finally:
+        loop.close()
+    failed = _job(server, bad)
+    assert failed["status"] == "failed" and failed["upload"]["track_filename"] == "patrol.gpx", failed
+    assert failed["error"].startswith("GPS track 'patrol.gpx' could not be read: point 1 (trkpt): "), failed
+    assert str(tmp_path) not in failed["error"]
+    done = _job(server, far)
+    assert done["status"] == "done" and done["incidents"] == INCIDENTS, done
+    assert "GPS track 'patrol.gpx' passes through no grid cell" in (done["warning"] or ""), done
+    assert "is 161.8 km from the grid's bounds" in done["warning"]
+
+
 def _killable_loop(url: str, key: str, work_root: str, site: str) -> None:
     """In a child process: one slow job (0.2 s a frame), to be killed with SIGKILL mid-job."""
     loop = UploadJobLoop(url, key, work_root=work_root, config_path=site, pipeline=ScriptedPipeline(0.2))

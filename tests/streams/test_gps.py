@@ -284,6 +284,23 @@ def test_csv_zone_less_times_in_the_given_zone(tmp_path: Path) -> None:
     assert track.end == at(10.25)
 
 
+def test_csv_date_and_time_columns(tmp_path: Path) -> None:
+    """A logger's export with the day in a `date` column and the time of day in a `time` column was
+    refused ("time '08:15:02' is neither ISO 8601 nor Unix seconds"). The two make the fix's time: the
+    day year first (2026-11-20, or 2026/11/20 as a spreadsheet writes it), the time of day in the given
+    zone unless it carries an offset; a time column holding the whole time keeps it."""
+    text = (
+        "Date,Time,Lat,Lon\n"
+        "2026-11-20,09:00:00,30.25,120.14\n"
+        "2026/11/20,9:00:10,30.26,120.15\n"
+        "2026-11-20,01:00:20Z,30.27,120.16\n"
+        "2026-11-20,09:00:30.5+08:00,30.28,120.17\n"
+        "2026-11-20,2026-11-20T09:00:40+08:00,30.29,120.18\n"
+    )
+    track = load_track(write(tmp_path, "split.csv", text), tz=CST)
+    assert [f.time for f in track] == [at(0), at(10), at(20), at(30.5), at(40)]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -304,6 +321,20 @@ def test_csv_zone_less_times_in_the_given_zone(tmp_path: Path) -> None:
         ),
         ("time,lat,lon\n080000,30.2,120.1\n", r"line 2: time 080000 as Unix seconds is 1970-01-01T22:13:20Z"),
         ("time,lat,lon\n,30.2,120.1\n", "line 2: no time"),
+        # a time of day needs its day: from a date column beside it (test_csv_date_and_time_columns)
+        (
+            "time,lat,lon\n08:15:02,30.2,120.1\n",
+            r"line 2: time '08:15:02' is a time of day without a day: write ISO 8601 times \(2026-11-03T08",
+        ),
+        (
+            "date,time,lat,lon\n,08:15:02,30.2,120.1\n",
+            "line 2: the date column is empty beside time '08:15:02'",
+        ),
+        (
+            "date,time,lat,lon\n03/11/2026,08:15:02,30.2,120.1\n",
+            r"line 2: date '03/11/2026' is not a date written year first \(2026-11-03\)",
+        ),
+        ("date,time,lat,lon\n2026-02-30,08:15:02,30.2,120.1\n", "line 2: date '2026-02-30' is not a date"),
         ("when,lat,lon\n1,30.2,120.1\n", "line 1: the header has no time column"),
         ("\n\ntime,y,x\n1,30.2,120.1\n", "line 3: the header has no latitude column"),
         ("time,lat,lon\n", "no fixes with time"),

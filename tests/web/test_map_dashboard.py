@@ -278,6 +278,7 @@ def test_map_draws_a_patrol_track_for_staff_only(open_page: Any, site: Site, tmp
     assert p.get_attribute("#grid-map", "data-track-count") == "1"
     item = p.locator(f"#track-list li[data-upload='{upload_id}']")
     assert "patrol-01" in item.inner_text() and "500 个轨迹点" in item.inner_text()
+    assert "'van.gpx'" in item.inner_text()  # the track by the name it was sent as
     page.shot("map-track")
 
     viewer = _page(open_page, "viewer1", label="viewer")  # no track requests (403) for a viewer

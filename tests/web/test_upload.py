@@ -322,3 +322,33 @@ def test_a_chunked_upload_waits_while_offline_and_goes_on_when_the_network_retur
     job_id = int(p.get_attribute("#upload-status", "data-job-id") or 0)
     upload = site.api("op2").get(f"/api/jobs/{job_id}").json()["upload"]
     assert upload["sha256"] == hashlib.sha256(footage.read_bytes()).hexdigest()
+
+
+def test_a_job_whose_track_cannot_be_read_names_the_track_on_the_page(
+    open_page: Any, site: Site, tmp_path: Path
+) -> None:
+    """Footage sent through the page with a CSV track whose third line has a latitude of 123.4: the job
+    fails, and its error said "the GPS track could not be read", not which file. Now the error, the
+    job's line and the upload's row in Recent uploads name the track as it was chosen."""
+    page = _page(open_page, "op1", label="track-named")
+    p = page.page
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    track = tmp_path / "drive_0612.csv"
+    track.write_bytes(b"time,lat,lon\n2026-11-20T01:00:00Z,30.26,120.14\n2026-11-20T01:00:05Z,123.4,120\n")
+    p.set_input_files("#file", str(fresh_copy(tmp_path, "track-named")))
+    p.set_input_files("#track", str(track))
+    p.click("#upload-submit")
+    p.wait_for_selector(DONE_OR_FAILED, timeout=300_000)
+    job_id = int(p.get_attribute("#upload-status", "data-job-id") or 0)
+    job = site.api("op1").get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["upload"]["track_filename"] == "drive_0612.csv", job
+    assert job["error"] == (
+        "GPS track 'drive_0612.csv' could not be read: line 3: bad latitude 123.4 (must be -90..90)"
+    )
+    assert p.inner_text("#upload-message") == f"检测失败：{job['error']}"
+    assert "GPS 轨迹 'drive_0612.csv'" in p.inner_text("#job-text")
+    row = p.locator(f"#recent-uploads tbody tr[data-upload='{job['upload']['id']}']")
+    row.wait_for()
+    assert "GPS 轨迹 'drive_0612.csv'" in row.inner_text()
+    page.shot("track-named")

@@ -163,6 +163,7 @@ def claim_for_runner(services: Services, *, principal: Principal) -> dict[str, A
                     "has_track": upload.track_path is not None,
                     "track_sha256": upload.track_sha256,
                     "track_suffix": FilePath(upload.track_path).suffix if upload.track_path else None,
+                    "track_filename": queue.track_name(upload) if upload.track_path else None,
                 },
             }
 
@@ -210,6 +211,7 @@ def finish_for_runner(
     error = masked(body.error) if body.error else None
     config: Any = None
     fit = None
+    off_grid = None
     if error is None:  # how much of the footage the track placed, shown on the job as the worker's are
         with services.factory() as session:
             _, held = queue.held_job(session, job_id=job_id, owner=owner)
@@ -220,6 +222,15 @@ def finish_for_runner(
             except Exception:  # noqa: BLE001  (the camera's time zone is then the default)
                 config = None
             fit = job_track_fit(held, config, job_id=job_id)
+            # its shape and grid cells, before the finish: a track that passed no cell says so on the job
+            off_grid = write_job_track_shape(
+                FilePath(held.track_path),
+                job_id=job_id,
+                upload=held,
+                factory=services.factory,
+                grid_cache=services.grid_cache,
+                config=config,
+            )
     superseded = None
     if error is None:  # the cases of the upload's earlier runs a corrected resend superseded
         actor = Principal(kind="worker", name=lease, role="system", device_id=held.device_id)
@@ -232,24 +243,14 @@ def finish_for_runner(
             owner=owner,
             error=error,
             incidents=body.incidents,
-            warning=job_warning(fit, superseded, None if error else body.warning),
+            warning=job_warning(fit, superseded, None if error else body.warning, off_grid),
             track_covered=fit.share if fit else None,
         ):
             raise queue.LeaseNotHeld(job_id)
         job = session.get(Job, job_id)
         assert job is not None
         upload = session.get(Upload, job.upload_id)
-        view = queue.job_view(job, upload)
-    if error is None and upload is not None and upload.track_path:
-        write_job_track_shape(
-            FilePath(upload.track_path),
-            job_id=job_id,
-            upload=upload,
-            factory=services.factory,
-            grid_cache=services.grid_cache,
-            config=config,
-        )
-    return view
+        return queue.job_view(job, upload)
 
 
 # --- the routes ---------------------------------------------------------------------------------------

@@ -290,7 +290,8 @@
     if (!trackList) return;
     const colours = new Map(tracks.map((track) => [track.upload.id, track.colour]));
     const items = uploads.map((u) => {
-      const label = (u.camera_id || gp.t("common.unknown")) + " · " + when(u.start_time || u.created_at);
+      let label = (u.camera_id || gp.t("common.unknown")) + " · " + when(u.start_time || u.created_at);
+      if (u.track_filename) label += " · '" + u.track_filename + "'";  // the track as sent, as its job names it
       const shape = tracks.find((track) => track.upload.id === u.id);
       let detail = gp.t("map.tracks.points", { count: shape ? shape.points.length : 0 });
       if (!u.track_ready) detail = gp.t(u.job_status === "failed" ? "map.tracks.failed" : "map.tracks.pending");

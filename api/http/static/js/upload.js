@@ -467,6 +467,7 @@
     jobBar.value = job.progress;
     const parts = [gp.t("upload.job." + job.status), Math.round(100 * job.progress) + "%"];
     if (job.incidents) parts.push(gp.t("upload.job.incidents", { count: job.incidents }));
+    if (job.upload && job.upload.has_track) parts.push(trackText(job.upload));
     jobText.textContent = parts.join(" · ");
     statusBox.dataset.jobId = String(job.id);
     statusBox.dataset.jobStatus = job.status;
@@ -533,13 +534,19 @@
     })];
   }
 
+  function trackText(upload) {
+    // the track by the name it was sent as (sanitised by the server), as the job's messages name it
+    if (!upload.track_filename) return gp.t("upload.recent.track");
+    return gp.t("upload.recent.track_named", { name: "'" + upload.track_filename + "'" });
+  }
+
   async function loadRecent() {
     const response = await gp.request("/api/uploads?limit=10");
     if (!response.ok) return;
     const listing = await response.json();
     const rows = listing.items.map((u) => gp.el("tr", { "data-upload": u.id }, [
       gp.el("td", {}, [
-        (u.filename || u.sha256.slice(0, 12)) + (u.has_track ? " + " + gp.t("upload.recent.track") : ""),
+        (u.filename || u.sha256.slice(0, 12)) + (u.has_track ? " + " + trackText(u) : ""),
         ...revisionBadge(u.revision),
       ]),
       gp.el("td", { text: u.camera_id || "–" }),
