@@ -14,6 +14,7 @@
   const TOP_CELLS = 15;
   const MAX_FILLED_DAYS = 366;
   const charts = [];
+  let categoryChart = null;
 
   function label(prefix, key) { return gp.t(prefix + "." + key); }
 
@@ -91,19 +92,26 @@
     });
   }
 
+  // on a phone (or on paper) the ring leaves the labels beside it too little room and ECharts cuts
+  // them to "...": a smaller ring, shorter label lines and labels that wrap
+  function ring() {
+    const narrow = document.getElementById("chart-category").clientWidth < 520;
+    return {
+      radius: narrow ? ["26%", "46%"] : ["38%", "68%"],
+      labelLine: narrow ? { length: 8, length2: 6 } : { length: 15, length2: 30 },
+    };
+  }
+
   function drawCategories(s) {
     const cats = categoriesOf(s);
-    // on a phone the ring leaves the labels beside it too little room and ECharts cuts them to "...":
-    // a smaller ring, shorter label lines and labels that wrap
-    const narrow = document.getElementById("chart-category").clientWidth < 520;
-    chartAt("chart-category").setOption({
+    categoryChart = chartAt("chart-category");
+    categoryChart.setOption({
       animation: false,
       tooltip: { trigger: "item", formatter: "{b}: {c} ({d}%)" },
       legend: { bottom: 0 },
       series: [{
-        type: "pie", radius: narrow ? ["26%", "46%"] : ["38%", "68%"], center: ["50%", "45%"],
+        type: "pie", center: ["50%", "45%"], ...ring(),
         label: { formatter: "{b}\n{c}", overflow: "break" },
-        labelLine: narrow ? { length: 8, length2: 6 } : {},
         data: cats.filter((c) => s.byCategory.get(c) > 0).map((c) => ({
           name: label("category", c), value: s.byCategory.get(c), itemStyle: { color: CATEGORY_COLOURS[c] },
         })),
@@ -219,5 +227,20 @@
   }
 
   window.addEventListener("resize", () => { for (const chart of charts) chart.resize(); });
+  // Printing lays the page out for the paper's width without a resize event: a chart drawn for the
+  // screen was cut off at the paper's edge. Before printing the page takes the A4 page's width
+  // (html.printing) and the charts are drawn for it; after, for the screen again.
+  function printing(on) {
+    document.documentElement.classList.toggle("printing", on);
+    for (const chart of charts) {
+      chart.resize();
+      if (chart === categoryChart) chart.setOption({ series: [ring()] });
+      // painted now, not at the next frame: that one comes when printing has begun, whose pixel
+      // ratio is another, and painted the chart enlarged and cut off
+      chart.getZr().refreshImmediately();
+    }
+  }
+  window.addEventListener("beforeprint", () => printing(true));
+  window.addEventListener("afterprint", () => printing(false));
   start();
 })();
