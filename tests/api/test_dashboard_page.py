@@ -103,3 +103,22 @@ def test_a_printed_dashboard_shows_its_charts_and_tables_whole(dashboard: tuple[
     page.emulate_media(media="screen")
     page.evaluate("window.dispatchEvent(new Event('afterprint'))")
     assert all(width == at > 1000 for name, _, width, at in page.evaluate(charts) if name == "chart-trend")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_dashboard_names_each_cell_as_the_map_and_the_report_do(
+    dashboard: tuple[LiveServer, Any],
+) -> None:
+    """The chart of the cells with most cases and the table of totals named a cell by its code alone
+    (0440305004002), where the map and the periodic report name it (蛇口街道第2网格): staff know their
+    cells by name. Both name it now, the table with its code beside."""
+    _server, page = dashboard
+    cells = _cells()
+    axis = page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-cells')).getOption().yAxis[0].data"
+    )
+    assert sorted(axis) == sorted(cell["name"] for cell in cells)
+    for cell in cells:
+        shown = page.inner_text(f"#totals-cell tr[data-key={cell['id']!r}] td:first-child")
+        assert cell["name"] in shown and cell["id"] in shown, shown

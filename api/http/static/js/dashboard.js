@@ -16,7 +16,15 @@
   const charts = [];
   let categoryChart = null;
 
+  // the grid cells' names by id (the page's), so that a cell is named as on the map and the report
+  const cellNames = JSON.parse(document.getElementById("cell-names").textContent || "{}");
+
   function label(prefix, key) { return gp.t(prefix + "." + key); }
+
+  function cellName(cell) {
+    if (cell === "unassigned") return gp.t("dashboard.unassigned");
+    return cellNames[cell] || cell; // a cell a later grid import removed: its code
+  }
 
   function add(map, key, n) { map.set(key, (map.get(key) || 0) + n); }
 
@@ -139,7 +147,7 @@
     const top = [...s.byCell.entries()]
       .sort((a, b) => (b[1].open + b[1].done) - (a[1].open + a[1].done) || a[0].localeCompare(b[0]))
       .slice(0, TOP_CELLS);
-    const names = top.map(([cell]) => (cell === "unassigned" ? gp.t("dashboard.unassigned") : cell));
+    const names = top.map(([cell]) => cellName(cell));
     const height = Math.max(180, 60 + top.length * 28);
     document.getElementById("chart-cells").style.height = height + "px";
     chartAt("chart-cells").setOption({
@@ -148,7 +156,7 @@
       legend: { top: 0 },
       grid: { left: 8, right: 24, top: 32, bottom: 8, containLabel: true },
       xAxis: { type: "value", minInterval: 1 },
-      yAxis: { type: "category", inverse: true, data: names },
+      yAxis: { type: "category", inverse: true, data: names, axisLabel: { width: 220, overflow: "truncate" } },
       series: [
         { type: "bar", stack: "cell", name: gp.t("dashboard.series.open"), barMaxWidth: 22,
           itemStyle: { color: "#e8590c" }, data: top.map(([, c]) => c.open) },
@@ -163,7 +171,7 @@
   function fillTable(id, entries, total) {
     const table = document.getElementById(id);
     const rows = entries.map(([key, name, count]) => gp.el("tr", { "data-key": key }, [
-      gp.el("td", { text: name }),
+      gp.el("td", {}, [].concat(name)),
       gp.el("td", { class: "num", "data-count": count, text: String(count) }),
     ]));
     if (!rows.length) rows.push(gp.el("tr", {}, [gp.el("td", { colspan: 2, class: "muted", text: gp.t("common.none") })]));
@@ -178,7 +186,9 @@
   function fillTables(s) {
     fillTable("totals-category", [...s.byCategory].map(([k, n]) => [k, label("category", k), n]), s.total);
     fillTable("totals-status", [...s.byStatus].map(([k, n]) => [k, label("status", k), n]), s.total);
-    const cells = [...s.byCell.entries()].map(([k, c]) => [k, k === "unassigned" ? gp.t("dashboard.unassigned") : k, c.open + c.done]);
+    const named = (cell) => (cellName(cell) === cell || cell === "unassigned"
+      ? cellName(cell) : [cellName(cell) + " ", gp.el("span", { class: "muted", text: cell })]);
+    const cells = [...s.byCell.entries()].map(([k, c]) => [k, named(k), c.open + c.done]);
     cells.sort((a, b) => b[2] - a[2] || a[0].localeCompare(b[0]));
     fillTable("totals-cell", cells, s.total);
     fillTable("totals-day", [...s.byDay.entries()].sort().reverse().map(([d, n]) => [d, d, n]), s.total);
