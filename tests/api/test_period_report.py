@@ -1059,7 +1059,7 @@ def test_a_cell_a_grid_import_removed_is_not_called_outside_the_grid(
     with server.browser("operator") as op:
         page = op.get("/reports", params={"range": "custom", "since": since, "until": until}).text
     rows = {
-        row.split('<span class="muted">')[1].split("<")[0]: row.split('<th scope="row">')[1].split("<")[0]
+        row.split('data-cell="')[1].split('"')[0]: row.split('<th scope="row">')[1].split("<")[0]
         for row in page.split('id="report-cells"')[1].split("</tbody>")[0].split("<tr")[2:]
     }
     assert rows[ZIYANG].strip() == "Removed from the grid", rows[ZIYANG]

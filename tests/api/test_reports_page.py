@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.api_testkit import LiveServer, incident_json, post_incident
@@ -89,3 +91,26 @@ def test_the_report_keeps_chinese_words_whole_on_screen_and_on_paper(
         finally:
             browser.close()
     assert problems == []
+
+
+def test_the_row_of_the_cases_outside_every_cell_is_named_in_the_pages_language(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The Chinese report named the row of the cases outside every grid cell "网格之外 unassigned": the
+    service's own key for them, in English, beside its name. It is named alone now, as a cell a grid
+    import removed is still named with its code."""
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device:
+        outside = incident_json("far", when="2026-11-25T09:00:00+08:00", position=(31.5, 121.5))
+        assert post_incident(device, outside).status_code == 201
+    cookies = {SESSION_COOKIE: server.tokens["admin"], "gp_lang": "zh-CN"}
+    with httpx.Client(base_url=server.url, cookies=cookies) as browser:
+        page = browser.get(
+            "/reports", params={"range": "custom", "since": "2026-11-23", "until": "2026-11-29"}
+        )
+    assert page.status_code == 200
+    row = re.search(r'<th scope="row">\s*网格之外\s*(.*?)</th>', page.text, re.S)
+    assert row is not None, page.text
+    assert "unassigned" not in row.group(1)
