@@ -501,6 +501,7 @@ CSV_HEADER = (
     "dispatch_p90_h",
     f"rejected_{UNSPECIFIED}",
     "sent_back",
+    "patrol_passes",  # of a cell (category "*") and of the total; empty on a row of one category
 )
 ALL = "*"  # the cell or category of a total row
 CSV_BOM = "\ufeff"  # written before the CSV, so that Excel reads it as UTF-8 (Chinese cell and team names)
@@ -560,7 +561,8 @@ def excel_text(value: str) -> str:
 
 def csv_text(report: PeriodReport, *, flavour: CsvFlavour = "plain") -> str:
     """The report as CSV (CSV_HEADER; no BOM): one row per cell x category, then per category over all
-    cells (cell "*"), then per cell over all categories (category "*"), then the total ("*", "*").
+    cells (cell "*"), then per cell over all categories (category "*", with its patrol passes, as the
+    /reports page shows them), then the total ("*", "*", with all the passes).
     An empty time is an empty field (no such move), never 0; a name a spreadsheet would run as a
     formula is quoted (_text). The "excel" flavour writes every value of the text columns (cell_id,
     cell_name, team, category; not an empty one) as excel_text, so that Excel keeps cell codes of
@@ -576,13 +578,14 @@ def csv_text(report: PeriodReport, *, flavour: CsvFlavour = "plain") -> str:
     writer.writerow(CSV_HEADER)
     for row in report.rows:
         names_of_row = texts(row.cell_id, names.get(row.cell_id) or "", row.team or "", row.category)
-        writer.writerow(names_of_row + _csv_values(row.figures))
+        writer.writerow([*names_of_row, *_csv_values(row.figures), ""])
     for category in report.by_category:
-        writer.writerow(texts(ALL, "", "", category.category) + _csv_values(category.figures))
+        writer.writerow([*texts(ALL, "", "", category.category), *_csv_values(category.figures), ""])
     for cell in report.by_cell:
         names_of_cell = texts(cell.cell_id, cell.name or "", cell.team or "", ALL)
-        writer.writerow(names_of_cell + _csv_values(cell.figures))
-    writer.writerow(texts(ALL, "", "", ALL) + _csv_values(report.total))
+        writer.writerow([*names_of_cell, *_csv_values(cell.figures), str(cell.patrol_passes)])
+    passes = sum(cell.patrol_passes for cell in report.by_cell)
+    writer.writerow([*texts(ALL, "", "", ALL), *_csv_values(report.total), str(passes)])
     return out.getvalue()
 
 

@@ -275,3 +275,38 @@ def test_the_map_page_counts_the_open_cases_of_a_removed_cell(make_server: Any, 
         finally:
             browser.close()
     assert problems == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_maps_legend_names_the_category_of_each_points_colour(make_server: Any, sqlite_url: str) -> None:
+    """The map coloured its case points by category (orange, violet, green) while its legend showed one
+    grey dot, "案件位置": nobody reading the map, or a printout of it, could tell what a colour meant.
+    The legend names each category with its colour."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device:
+        for i, category in enumerate(("illegal_parking", "piled_debris", "illegal_parking")):
+            sent = incident_json(f"p{i}", category=category, position=(30.2500 + i * 1e-3, 120.16))
+            assert post_incident(device, sent).status_code == 201
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        page = _browser_page(pw, problems)
+        try:
+            _open_map(server, page, "zh-CN")
+            legend, series = page.evaluate(
+                """() => { const option = echarts.getInstanceByDom(document.getElementById('grid-map'))
+                    .getOption();
+                  return [option.legend[0].data,
+                          option.series.filter((s) => s.type === 'scatter')
+                            .map((s) => [s.name, s.itemStyle.color, s.data.length])]; }"""
+            )
+        finally:
+            page.context.browser.close()
+    assert sorted(series) == [["乱停乱放", "#d9480f", 2], ["乱堆乱放", "#2b8a3e", 1]]
+    shown = {entry["name"]: entry["itemStyle"]["color"] for entry in legend}
+    assert shown == {name: colour for name, colour, _ in series}
+    assert problems == []

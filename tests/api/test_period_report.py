@@ -676,6 +676,15 @@ def test_patrol_coverage_counts_the_cells_passed_in_the_period(make_server: Any,
     passes = {cell["cell_id"]: cell["patrol_passes"] for cell in everyone["by_cell"]}
     assert passes[ZIYANG] == 2 and passes[HUBIN] == 1 and passes["DEMO-QINGBO-01"] == 0
     assert team["coverage"] == {"cells_passed": 1, "cells_in_grid": 6, "share": round(1 / 6, 4)}
+    # the CSV has them too, as the /reports page: a cell's row over all categories and the total (a
+    # cell's passes are no category's: empty on those rows); they were left out of it
+    with server.client("viewer") as viewer:
+        got = viewer.get("/api/reports/period.csv", params=params)
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    in_csv = {row["cell_id"]: row["patrol_passes"] for row in rows if row["category"] == "*"}
+    assert in_csv[ZIYANG] == "2" and in_csv[HUBIN] == "1" and in_csv["DEMO-QINGBO-01"] == "0"
+    assert in_csv["*"] == "3"
+    assert {row["patrol_passes"] for row in rows if row["category"] != "*"} <= {""}
 
 
 def test_a_cell_given_to_another_team_keeps_its_passes_in_that_teams_report(
@@ -1292,7 +1301,7 @@ def test_a_cell_a_grid_import_removed_is_not_called_outside_the_grid(
     with server.browser("operator") as op:
         page = op.get("/reports", params={"range": "custom", "since": since, "until": until}).text
     rows = {
-        row.split('<span class="muted">')[1].split("<")[0]: row.split('<th scope="row">')[1].split("<")[0]
+        row.split('data-cell="')[1].split('"')[0]: row.split('<th scope="row">')[1].split("<")[0]
         for row in page.split('id="report-cells"')[1].split("</tbody>")[0].split("<tr")[2:]
     }
     assert rows[ZIYANG].strip() == "Removed from the grid", rows[ZIYANG]

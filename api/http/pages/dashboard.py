@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.accounts.accounts import ROLES, Principal
 from api.cases import period_report, workflow
@@ -24,6 +26,7 @@ from api.http.i18n import Translator
 from api.http.pages.cases import in_session
 from api.http.pages.render import render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
+from api.storage.models import GridCell
 
 router = APIRouter(include_in_schema=False)
 
@@ -108,6 +111,12 @@ def read_filter(
     return chosen
 
 
+def cell_names(session: Session) -> dict[str, str]:
+    """Every grid cell's name by its id: the charts and tables name a cell as the map and the report
+    do, not by its code alone (the grid, with its names, is every role's: GET /api/grids)."""
+    return {cell_id: name for cell_id, name in session.execute(select(GridCell.id, GridCell.name))}
+
+
 @router.get("/dashboard", response_class=HTMLResponse)
 async def dashboard_page(
     request: Request,
@@ -119,6 +128,7 @@ async def dashboard_page(
 ) -> Response:
     t = translator(request)
     categories = await in_session(services, known_categories)
+    names = await in_session(services, cell_names)
     chosen = read_filter(since, until, category, t, categories)
     offset_h = services.settings.timezone_offset_h
     offset = utc_offset_text(offset_h)
@@ -153,4 +163,5 @@ async def dashboard_page(
         statuses=workflow.STATUSES,
         open_statuses=workflow.OPEN_STATUSES,
         i18n_json=script_json(i18n),
+        cell_names_json=script_json(names),
     )

@@ -14,8 +14,17 @@
   const TOP_CELLS = 15;
   const MAX_FILLED_DAYS = 366;
   const charts = [];
+  let categoryChart = null;
+
+  // the grid cells' names by id (the page's), so that a cell is named as on the map and the report
+  const cellNames = JSON.parse(document.getElementById("cell-names").textContent || "{}");
 
   function label(prefix, key) { return gp.t(prefix + "." + key); }
+
+  function cellName(cell) {
+    if (cell === "unassigned") return gp.t("dashboard.unassigned");
+    return cellNames[cell] || cell; // a cell a later grid import removed: its code
+  }
 
   function add(map, key, n) { map.set(key, (map.get(key) || 0) + n); }
 
@@ -91,19 +100,26 @@
     });
   }
 
+  // on a phone (or on paper) the ring leaves the labels beside it too little room and ECharts cuts
+  // them to "...": a smaller ring, shorter label lines and labels that wrap
+  function ring() {
+    const narrow = document.getElementById("chart-category").clientWidth < 520;
+    return {
+      radius: narrow ? ["26%", "46%"] : ["38%", "68%"],
+      labelLine: narrow ? { length: 8, length2: 6 } : { length: 15, length2: 30 },
+    };
+  }
+
   function drawCategories(s) {
     const cats = categoriesOf(s);
-    // on a phone the ring leaves the labels beside it too little room and ECharts cuts them to "...":
-    // a smaller ring, shorter label lines and labels that wrap
-    const narrow = document.getElementById("chart-category").clientWidth < 520;
-    chartAt("chart-category").setOption({
+    categoryChart = chartAt("chart-category");
+    categoryChart.setOption({
       animation: false,
       tooltip: { trigger: "item", formatter: "{b}: {c} ({d}%)" },
       legend: { bottom: 0 },
       series: [{
-        type: "pie", radius: narrow ? ["26%", "46%"] : ["38%", "68%"], center: ["50%", "45%"],
+        type: "pie", center: ["50%", "45%"], ...ring(),
         label: { formatter: "{b}\n{c}", overflow: "break" },
-        labelLine: narrow ? { length: 8, length2: 6 } : {},
         data: cats.filter((c) => s.byCategory.get(c) > 0).map((c) => ({
           name: label("category", c), value: s.byCategory.get(c), itemStyle: { color: CATEGORY_COLOURS[c] },
         })),
@@ -131,7 +147,7 @@
     const top = [...s.byCell.entries()]
       .sort((a, b) => (b[1].open + b[1].done) - (a[1].open + a[1].done) || a[0].localeCompare(b[0]))
       .slice(0, TOP_CELLS);
-    const names = top.map(([cell]) => (cell === "unassigned" ? gp.t("dashboard.unassigned") : cell));
+    const names = top.map(([cell]) => cellName(cell));
     const height = Math.max(180, 60 + top.length * 28);
     document.getElementById("chart-cells").style.height = height + "px";
     chartAt("chart-cells").setOption({
@@ -140,7 +156,7 @@
       legend: { top: 0 },
       grid: { left: 8, right: 24, top: 32, bottom: 8, containLabel: true },
       xAxis: { type: "value", minInterval: 1 },
-      yAxis: { type: "category", inverse: true, data: names },
+      yAxis: { type: "category", inverse: true, data: names, axisLabel: { width: 220, overflow: "truncate" } },
       series: [
         { type: "bar", stack: "cell", name: gp.t("dashboard.series.open"), barMaxWidth: 22,
           itemStyle: { color: "#e8590c" }, data: top.map(([, c]) => c.open) },
@@ -155,7 +171,7 @@
   function fillTable(id, entries, total) {
     const table = document.getElementById(id);
     const rows = entries.map(([key, name, count]) => gp.el("tr", { "data-key": key }, [
-      gp.el("td", { text: name }),
+      gp.el("td", {}, [].concat(name)),
       gp.el("td", { class: "num", "data-count": count, text: String(count) }),
     ]));
     if (!rows.length) rows.push(gp.el("tr", {}, [gp.el("td", { colspan: 2, class: "muted", text: gp.t("common.none") })]));
@@ -170,7 +186,9 @@
   function fillTables(s) {
     fillTable("totals-category", [...s.byCategory].map(([k, n]) => [k, label("category", k), n]), s.total);
     fillTable("totals-status", [...s.byStatus].map(([k, n]) => [k, label("status", k), n]), s.total);
-    const cells = [...s.byCell.entries()].map(([k, c]) => [k, k === "unassigned" ? gp.t("dashboard.unassigned") : k, c.open + c.done]);
+    const named = (cell) => (cellName(cell) === cell || cell === "unassigned"
+      ? cellName(cell) : [cellName(cell) + " ", gp.el("span", { class: "muted", text: cell })]);
+    const cells = [...s.byCell.entries()].map(([k, c]) => [k, named(k), c.open + c.done]);
     cells.sort((a, b) => b[2] - a[2] || a[0].localeCompare(b[0]));
     fillTable("totals-cell", cells, s.total);
     fillTable("totals-day", [...s.byDay.entries()].sort().reverse().map(([d, n]) => [d, d, n]), s.total);
@@ -219,5 +237,20 @@
   }
 
   window.addEventListener("resize", () => { for (const chart of charts) chart.resize(); });
+  // Printing lays the page out for the paper's width without a resize event: a chart drawn for the
+  // screen was cut off at the paper's edge. Before printing the page takes the A4 page's width
+  // (html.printing) and the charts are drawn for it; after, for the screen again.
+  function printing(on) {
+    document.documentElement.classList.toggle("printing", on);
+    for (const chart of charts) {
+      chart.resize();
+      if (chart === categoryChart) chart.setOption({ series: [ring()] });
+      // painted now, not at the next frame: that one comes when printing has begun, whose pixel
+      // ratio is another, and painted the chart enlarged and cut off
+      chart.getZr().refreshImmediately();
+    }
+  }
+  window.addEventListener("beforeprint", () => printing(true));
+  window.addEventListener("afterprint", () => printing(false));
   start();
 })();

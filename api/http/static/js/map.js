@@ -142,6 +142,14 @@
     const most = Math.max(1, ...all.map((c) => c.open));
     const lats = all.map((c) => c.centre[1]);
     const midLat = lats.length ? (Math.min(...lats) + Math.max(...lats)) / 2 : 0;
+    // the open cases as points, a series per category (in the order first met), named and coloured
+    // as the legend shows them
+    const categories = [...new Set(points.map((p) => p.category))];
+    const pointSeries = categories.map((category) => ({
+      type: "scatter", coordinateSystem: "geo", geoIndex: 0, name: gp.t("category." + category), z: 5,
+      symbolSize: 11, data: points.filter((p) => p.category === category),
+      itemStyle: { color: CATEGORY_COLOURS[category] || "#495057", borderColor: "#fff", borderWidth: 1.5 },
+    }));
     chart = echarts.init(root, null, { renderer: "canvas" });
     chart.setOption({
       animation: false,
@@ -149,7 +157,8 @@
       legend: {
         top: 4, left: "center",
         data: [
-          { name: gp.t("map.series.cases"), icon: "circle", itemStyle: { color: "#495057" } },
+          // the points' colours say their category: one entry each (a click hides or shows them)
+          ...pointSeries.map((series) => ({ name: series.name, icon: "circle", itemStyle: series.itemStyle })),
           ...(tracks.length ? [{ name: gp.t("map.series.tracks"), itemStyle: { color: TRACK_COLOURS[0] } }] : []),
         ],
       },
@@ -179,14 +188,7 @@
           type: "map", geoIndex: 0, name: gp.t("map.series.cells"),
           data: all.map((c) => ({ name: c.id, value: c.open })),
         },
-        {
-          type: "scatter", coordinateSystem: "geo", geoIndex: 0, name: gp.t("map.series.cases"), z: 5,
-          symbolSize: 11, data: points,
-          itemStyle: {
-            color: (p) => CATEGORY_COLOURS[p.data.category] || "#495057",
-            borderColor: "#fff", borderWidth: 1.5,
-          },
-        },
+        ...pointSeries,
         {
           type: "lines", coordinateSystem: "geo", geoIndex: 0, name: gp.t("map.series.tracks"), z: 4,
           polyline: true, silent: false,

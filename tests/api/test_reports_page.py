@@ -1,0 +1,116 @@
+"""The /reports page as district staff read and print it, in a real browser over a real server, with a
+grid whose cells and teams have Chinese names (probe findings, 2026-12-06)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.api_testkit import LiveServer, incident_json, post_incident
+
+CHROMIUM = Path(os.environ.get("GRIDPATROL_TEST_CHROMIUM", "/usr/bin/chromium"))
+DEMO_GRID = Path(__file__).resolve().parents[2] / "configs" / "demo-grid.geojson"
+A4_WIDTH_PX = 703  # the A4 page inside the report's print margins (186 mm at 96 px to the inch)
+# how many lines each text of an element takes, by its text
+LINES = """(selector) => [...document.querySelectorAll(selector)].map((node) => {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+    return [node.textContent.trim(), new Set(rects.map((r) => Math.round(r.top))).size];
+})"""
+FITS = """(id) => { const table = document.getElementById(id);
+    const page = table.closest('.card').getBoundingClientRect();
+    return table.getBoundingClientRect().right <= page.right + 1; }"""
+
+
+def _chinese_teams(server: LiveServer) -> None:
+    """The demo grid again, each street's team named as a district names it (南头执法一中队 ...)."""
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    numbers = "一二三四五六七八九十"
+    teams: dict[str, str] = {}
+    for feature in grid["features"]:
+        team = feature["properties"]["team"]
+        teams.setdefault(team, f"南头执法{numbers[len(teams)]}中队")
+        feature["properties"]["team"] = teams[team]
+    with server.client("admin") as admin:
+        assert admin.put("/api/grids", json=grid).status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_report_keeps_chinese_words_whole_on_screen_and_on_paper(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """Each column heading of the report's tables broke between the characters of a word (发 / 现,
+    结 / 案) and each team's name over two or three lines (南头执 / 法一中 / 队), printed worst of all
+    in English, whose headings took the room. Chinese words are kept whole now, and the tables still
+    fit the A4 page."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    _chinese_teams(server)
+    with server.client("device") as device:
+        assert post_incident(device, incident_json("a", when="2026-11-25T09:00:00+08:00")).status_code == 201
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            for lang in ("zh-CN", "en"):
+                page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+                page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+                page.context.add_cookies(
+                    [
+                        {"name": "gp_session", "value": server.tokens["admin"], "url": server.url},
+                        {"name": "gp_lang", "value": lang, "url": server.url},
+                    ]
+                )
+                page.goto(server.url + "/reports?range=custom&since=2026-11-23&until=2026-11-29")
+                for medium, width in (("screen", ""), ("print", f"{A4_WIDTH_PX}px")):
+                    page.emulate_media(media=medium)
+                    page.evaluate(f"document.documentElement.style.width = {width!r}")
+                    where = f"{lang}, {medium}"
+                    teams = page.evaluate(LINES, "#report-cells tbody td:nth-of-type(1)")
+                    assert teams and all(lines == 1 for _, lines in teams), (where, teams)
+                    assert {team for team, _ in teams} >= {"南头执法一中队", "南头执法二中队"}
+                    if lang == "zh-CN":
+                        heads = page.evaluate(LINES, "#report-cells thead th, #report-categories thead th")
+                        short = [(text, lines) for text, lines in heads if 0 < len(text) <= 5]
+                        assert short and all(lines == 1 for _, lines in short), (where, short)
+                    for table in ("report-cells", "report-categories"):
+                        fits = page.evaluate(FITS, table)
+                        assert fits, f"{where}: #{table} runs past its page"
+                page.context.close()
+        finally:
+            browser.close()
+    assert problems == []
+
+
+def test_the_row_of_the_cases_outside_every_cell_is_named_in_the_pages_language(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The Chinese report named the row of the cases outside every grid cell "网格之外 unassigned": the
+    service's own key for them, in English, beside its name. It is named alone now, as a cell a grid
+    import removed is still named with its code."""
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device:
+        outside = incident_json("far", when="2026-11-25T09:00:00+08:00", position=(31.5, 121.5))
+        assert post_incident(device, outside).status_code == 201
+    cookies = {SESSION_COOKIE: server.tokens["admin"], "gp_lang": "zh-CN"}
+    with httpx.Client(base_url=server.url, cookies=cookies) as browser:
+        page = browser.get(
+            "/reports", params={"range": "custom", "since": "2026-11-23", "until": "2026-11-29"}
+        )
+    assert page.status_code == 200
+    row = re.search(r'<th scope="row">\s*网格之外\s*(.*?)</th>', page.text, re.S)
+    assert row is not None, page.text
+    assert "unassigned" not in row.group(1)
