@@ -1,0 +1,141 @@
+"""An enforcement officer on a phone in the street (390 x 844, zh-CN, touch), over a real server and
+Debian's chromium (probe findings, 2026-12-06): the task page's way there and its pictures, the
+mark-handled form with no network, and the task list when the phone's position comes late."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.api.api_testkit import LiveServer, incident_json, post_incident
+
+CHROMIUM = Path(os.environ.get("GRIDPATROL_TEST_CHROMIUM", "/usr/bin/chromium"))
+PHONE = {"width": 390, "height": 844}
+TAP_MIN_PX = 44  # the smallest target a thumb hits (Apple's and Android's guidelines: 44 pt / 48 dp)
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def picture(seed: int, size: tuple[int, int] = (480, 640)) -> bytes:
+    """A real (decodable) JPEG, different per seed."""
+    image = np.full((*size, 3), (seed * 50 % 256, 120, 200 - seed * 30 % 200), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
+
+
+def dispatched(server: LiveServer, seed: int, position: tuple[float, float] = (30.2741, 120.1551)) -> int:
+    """A case of team-ziyang with a raw frame, an annotated frame and a crop, dispatched to it; its id."""
+    files = {"raw": picture(seed), "annotated": picture(seed + 100), "crop": picture(seed + 200, (120, 80))}
+    with server.client("device") as device, server.client("operator") as office:
+        data = incident_json(f"phone-{seed}", position=position, files=files)
+        created = post_incident(device, data, files)
+        assert created.status_code == 201, created.text
+        case_id = int(created.json()["case_id"])
+        for to in ("filed", "dispatched"):
+            moved = office.post(f"/api/cases/{case_id}/transitions", json={"to": to, "note": "请尽快处理"})
+            assert moved.status_code == 200, moved.text
+    return case_id
+
+
+@contextmanager
+def phone(server: LiveServer, **options: Any) -> Iterator[Any]:
+    """A browser context as the officer `ziyang`'s phone, logged in, in Chinese."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(
+                viewport=PHONE,
+                device_scale_factor=3,
+                is_mobile=True,
+                has_touch=True,
+                locale="zh-CN",
+                **options,
+            )
+            context.add_cookies(
+                [
+                    {"name": "gp_session", "value": server.tokens["ziyang"], "url": server.url},
+                    {"name": "gp_lang", "value": "zh-CN", "url": server.url},
+                ]
+            )
+            yield context
+        finally:
+            browser.close()
+
+
+def task_page(context: Any, problems: list[str]) -> Any:
+    """A new tab whose console errors go to `problems`."""
+    page = context.new_page()
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    return page
+
+
+def test_the_way_there_is_a_big_button_on_the_first_screen(make_server: Any, sqlite_url: str) -> None:
+    """The link to the map app was a 21 px line of text under the pictures, a screen and a half down:
+    found by scrolling, hit with a fingertip. It is a full-width button under the case's title, with
+    the place beside it, and the page's other links are thumb-sized too."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 1)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        go = page.locator("#open-in-maps")
+        box = go.bounding_box()
+        assert box is not None
+        assert box["height"] >= TAP_MIN_PX and box["width"] >= PHONE["width"] / 2, box
+        assert box["y"] + box["height"] <= PHONE["height"], f"below the first screen: {box}"
+        assert go.get_attribute("href") == "geo:30.2741,120.1551?q=30.2741,120.1551"
+        small = page.evaluate(
+            """(least) => [...document.querySelectorAll('#main a, #main button')]
+                .filter(e => e.getBoundingClientRect().width > 0)
+                .filter(e => e.getBoundingClientRect().height < least)
+                .map(e => `${e.textContent.trim()} ${Math.round(e.getBoundingClientRect().height)}px`)""",
+            TAP_MIN_PX,
+        )
+        assert small == []
+    assert problems == []
+
+
+def test_a_tap_opens_the_evidence_picture_by_itself(make_server: Any, sqlite_url: str) -> None:
+    """Tapping the flagged frame or the close-up did nothing: the pictures were a third of a small
+    screen, and a plate or a number on a shop front could not be read. Each opens by itself, full size,
+    in a tab of its own (the task page, with what was typed in it, stays); the frame as the annotated
+    picture, its detection's box drawn in, not the raw frame that has its box only as an overlay."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 2)
+    with server.client("ziyang") as api:
+        evidence = {
+            e["role"]: e["url"]
+            for e in api.get(f"/api/cases/{case_id}").json()["sightings_list"][0]["evidence"]
+        }
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        page.fill("textarea[name=note]", "车已开走")
+        for picture_selector, role in (
+            ("#evidence .flagged-frame img", "annotated"),
+            ("#evidence img.crop", "crop"),
+        ):
+            with context.expect_page(timeout=5000) as opened:
+                page.tap(picture_selector)
+            tab = opened.value
+            tab.wait_for_load_state()
+            assert tab.url == server.url + evidence[role], role
+            tab.close()
+        assert page.url == f"{server.url}/tasks/{case_id}"
+        assert page.input_value("textarea[name=note]") == "车已开走"
+        assert "点图片可单独打开原图" in page.inner_text("#evidence")
+    assert problems == []
