@@ -139,3 +139,68 @@ def test_a_tap_opens_the_evidence_picture_by_itself(make_server: Any, sqlite_url
         assert page.input_value("textarea[name=note]") == "车已开走"
         assert "点图片可单独打开原图" in page.inner_text("#evidence")
     assert problems == []
+
+
+def test_marking_handled_with_no_network_keeps_the_page_and_says_so(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A tap on "submit" in a basement with no signal put the browser's own "no internet" page in place
+    of the task page, the note and the photo out of sight (back there only by the back button, when the
+    browser kept them). Now nothing is sent, the page stays with its note and photo and says why; when
+    the network is back it says so, and the next tap marks the case handled."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 3)
+    photo = tmp_path / "after.jpg"
+    photo.write_bytes(picture(9))
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        page.fill("textarea[name=note]", "车辆已驶离")
+        page.set_input_files("input[name=photo]", str(photo))
+        context.set_offline(True)
+        page.tap("form.move-form button[type=submit]")
+        notice = page.locator(".move-offline")
+        notice.wait_for(timeout=5000)
+        assert "没有网络，尚未提交" in notice.inner_text()
+        assert page.url == f"{server.url}/tasks/{case_id}"
+        assert page.input_value("textarea[name=note]") == "车辆已驶离"
+        assert page.evaluate("() => document.querySelector('input[name=photo]').files.length") == 1
+        context.set_offline(False)
+        page.wait_for_function(
+            "() => document.querySelector('.move-offline').textContent.includes('网络已恢复')"
+        )
+        with page.expect_navigation(url=f"**/tasks?done={case_id}*"):
+            page.tap("form.move-form button[type=submit]")
+    with server.client("ziyang") as api:
+        case = api.get(f"/api/cases/{case_id}").json()
+    assert case["status"] == "handled"
+    assert problems == []
+
+
+def test_a_typed_note_survives_the_page_being_reloaded(make_server: Any, sqlite_url: str) -> None:
+    """On a phone short of memory the system closes the browser's tab while the camera app is open, and
+    the tab comes back reloaded: the note typed before taking the after-photo was gone. The note is kept
+    on the phone until the move is made (and then forgotten, so the case's next round starts blank)."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 4)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        page.locator("textarea[name=note]").press_sequentially("垃圾已清运")
+        page.reload()
+        assert page.input_value("textarea[name=note]") == "垃圾已清运"
+        assert page.locator(".draft-restored").is_visible()
+        page.set_input_files(
+            "input[name=photo]", files=[{"name": "after.jpg", "mimeType": "image/jpeg", "buffer": picture(5)}]
+        )
+        with page.expect_navigation(url=f"**/tasks?done={case_id}*"):
+            page.tap("form.move-form button[type=submit]")
+        page.wait_for_load_state()
+        assert page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('gp-draft:'))") == []
+    with server.client("ziyang") as api:
+        case = api.get(f"/api/cases/{case_id}").json()
+    assert case["status"] == "handled"
+    assert [e["note"] for e in case["history"] if e["what"] == "handled"] == ["垃圾已清运"]
+    assert problems == []

@@ -5,6 +5,14 @@
 // first) stays.
 "use strict";
 (function () {
+  // a move made from a task page (done=ID): the note cases.js kept on the phone for that case is done with
+  const done = new URLSearchParams(window.location.search).get("done");
+  try {
+    for (const key of Object.keys(window.localStorage)) {
+      if (done && key.startsWith(`gp-draft:${done}:`)) window.localStorage.removeItem(key);
+    }
+  } catch (e) { /* no storage: nothing was kept */ }
+
   const shown = document.getElementById("task-list");
   if (!shown) return;
   const retired = [];  // the content replaced, kept so that its thumbnails already asked for finish
