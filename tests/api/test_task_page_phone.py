@@ -204,3 +204,58 @@ def test_a_typed_note_survives_the_page_being_reloaded(make_server: Any, sqlite_
     assert case["status"] == "handled"
     assert [e["note"] for e in case["history"] if e["what"] == "handled"] == ["垃圾已清运"]
     assert problems == []
+
+
+def test_a_late_position_does_not_reorder_the_list_under_the_thumb(make_server: Any, sqlite_url: str) -> None:
+    """The phone's position (a GPS fix takes seconds) replaced the list, nearest first, whenever it came:
+    an officer who had started scrolling and was about to tap the second case found another one under
+    the thumb. Once the page was touched, the nearest-first list waits behind a button."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    far = dispatched(server, 5, (30.2520, 120.1600))  # dispatched first: first in the dispatch order
+    near = dispatched(server, 6, (30.2741, 120.1551))
+    problems: list[str] = []
+    with phone(
+        server, geolocation={"latitude": 30.2740, "longitude": 120.1552}, permissions=["geolocation"]
+    ) as context:
+        context.add_init_script(
+            """(() => {  // the fix comes a second and a half after the page asks
+              const real = navigator.geolocation.getCurrentPosition.bind(navigator.geolocation);
+              navigator.geolocation.getCurrentPosition = (ok, bad, opts) =>
+                setTimeout(() => real(ok, bad, opts), 1500);
+            })()"""
+        )
+        page = task_page(context, problems)
+        order = "() => [...document.querySelectorAll('li.task')].map(li => Number(li.dataset.caseId))"
+        page.goto(f"{server.url}/tasks")
+        assert page.evaluate(order) == [far, near]
+        page.tap("h1")  # a thumb on the page (on the heading, not a case)
+        where = "() => [...document.querySelectorAll('li.task')].map(li => li.getBoundingClientRect().top)"
+        before = page.evaluate(where)
+        ready = page.locator("#nearest-ready")
+        ready.wait_for(timeout=10_000)
+        assert page.evaluate(order) == [far, near]
+        assert page.evaluate(where) == before  # nothing moved under the thumb
+        box = ready.bounding_box()
+        assert box is not None and box["height"] >= TAP_MIN_PX
+        ready.tap()
+        page.wait_for_function("() => document.body.dataset.taskOrder === 'distance'")
+        assert page.evaluate(order) == [near, far]
+    assert problems == []
+
+
+def test_an_untouched_list_turns_nearest_first_by_itself(make_server: Any, sqlite_url: str) -> None:
+    """Not touched while the position came: the list is nearest first at once, as before."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    far = dispatched(server, 7, (30.2520, 120.1600))
+    near = dispatched(server, 8, (30.2741, 120.1551))
+    problems: list[str] = []
+    with phone(
+        server, geolocation={"latitude": 30.2740, "longitude": 120.1552}, permissions=["geolocation"]
+    ) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks")
+        page.wait_for_function("() => document.body.dataset.taskOrder === 'distance'")
+        order = "() => [...document.querySelectorAll('li.task')].map(li => Number(li.dataset.caseId))"
+        assert page.evaluate(order) == [near, far]
+        assert page.locator("#nearest-ready").count() == 0
+    assert problems == []

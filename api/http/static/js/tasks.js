@@ -51,6 +51,22 @@
     document.body.dataset.taskOrder = "dispatch";
   }
 
+  // a position that comes late (a GPS fix takes seconds) must not reorder the list under a thumb about to
+  // tap one of its cases: once the person has touched or scrolled the page, the nearest-first list waits
+  // behind a button instead
+  let touched = false;
+  for (const type of ["pointerdown", "touchstart", "scroll", "keydown"]) {
+    window.addEventListener(type, () => { touched = true; }, { passive: true, capture: true, once: true });
+  }
+
+  function offer(apply) {
+    // at the foot of the screen, over the page: nothing in the list moves when it shows
+    const button = gp.el("button", { type: "button", class: "primary", id: "nearest-ready",
+      text: gp.t("tasks.js.nearest_ready") });
+    button.addEventListener("click", () => { button.remove(); apply(); }, { once: true });
+    document.body.append(button);
+  }
+
   async function nearestFirst(position) {
     // the first page ordered from here (the rest of the query, done= and per_page=, kept)
     const { latitude, longitude } = position.coords;
@@ -73,10 +89,13 @@
       window.location.replace(url.href);
       return;
     }
-    retired.push(...main.childNodes);
-    main.replaceChildren(...fresh.childNodes);
-    window.history.replaceState(null, "", url.href);
-    showDistances(list);
+    const apply = () => {
+      retired.push(...main.childNodes);
+      main.replaceChildren(...fresh.childNodes);
+      window.history.replaceState(null, "", url.href);
+      showDistances(list);
+    };
+    if (touched) offer(apply); else apply();
   }
 
   if (shown.dataset.nearLat !== undefined) { showDistances(shown); return; }  // ordered from there
