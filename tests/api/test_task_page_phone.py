@@ -259,3 +259,37 @@ def test_an_untouched_list_turns_nearest_first_by_itself(make_server: Any, sqlit
         assert page.evaluate(order) == [near, far]
         assert page.locator("#nearest-ready").count() == 0
     assert problems == []
+
+
+def test_a_refused_form_comes_back_at_the_form_as_the_task_page(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A refused after-photo (not a picture) brought the page back at its top: the error there, the form
+    to pick the photo again two screens down; the navigation marked "cases", not "my tasks", and the
+    language switch led to the form's address, a 405. The answer opens at the form with the error
+    beside it, as the task page: its section marked, the switch coming back to it."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 10)
+    not_a_photo = tmp_path / "after.jpg"
+    not_a_photo.write_bytes(b"%PDF-1.4 a scan, not a photo\n" * 20)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.on("console", lambda msg: problems.remove(msg.text) if "status of 422" in msg.text else None)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        page.fill("textarea[name=note]", "已清理")
+        page.set_input_files("input[name=photo]", str(not_a_photo))
+        page.tap("form.move-form button[type=submit]")
+        error = page.locator("#move-error")
+        error.wait_for(timeout=5000)
+        assert "须为 JPEG、PNG、GIF 或 WebP 图片" in error.inner_text()
+        for shown in (error, page.locator("input[name=photo]"), page.locator("form.move-form button")):
+            box = shown.bounding_box()
+            assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], box
+        assert page.input_value("textarea[name=note]") == "已清理"
+        assert page.inner_text(".nav a[aria-current=page]") == "我的任务"
+        with page.expect_navigation():
+            page.tap("button[lang=en]")
+        assert page.url == f"{server.url}/tasks/{case_id}"
+        assert page.inner_text("#open-in-maps") == "Open in a maps app"
+    assert problems == []

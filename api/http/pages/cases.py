@@ -829,6 +829,7 @@ async def render_case(
         template,
         principal=principal,
         status_code=status_code,
+        page_path=f"/tasks/{known_id}" if template == PAGE_TEMPLATES["task"] else f"/cases/{known_id}",
         done=done_message(t, done, context["case"].number),
         error=error,
         max_note=MAX_NOTE,
