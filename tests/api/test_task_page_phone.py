@@ -293,3 +293,43 @@ def test_a_refused_form_comes_back_at_the_form_as_the_task_page(
         assert page.url == f"{server.url}/tasks/{case_id}"
         assert page.inner_text("#open-in-maps") == "Open in a maps app"
     assert problems == []
+
+
+def test_a_case_sent_back_shows_what_the_team_did_last_time(make_server: Any, sqlite_url: str) -> None:
+    """A case sent back showed the office's note and the case's pictures, but not the handling that was
+    found wanting: the officer going back (often another than the first) could not see what had been
+    done, nor the after-photo it was judged by. The task page shows that handling: who, when, its note
+    and its after-photo (opening full size), and a photo the office sent with the send-back is not
+    taken for it."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 11)
+    team_photo, office_photo = picture(21, (600, 800)), picture(22, (300, 400))
+    with server.client("ziyang") as officer, server.client("operator") as office:
+        handled = officer.post(
+            f"/api/cases/{case_id}/transitions",
+            data={"to": "handled", "note": "已劝离车主"},
+            files={"photo": ("after.jpg", team_photo, "image/jpeg")},
+        )
+        assert handled.status_code == 200, handled.text
+        back = office.post(
+            f"/api/cases/{case_id}/transitions",
+            data={"to": "dispatched", "note": "车仍在原处"},
+            files={"photo": ("still-there.jpg", office_photo, "image/jpeg")},
+        )
+        assert back.status_code == 200, back.text
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        last = page.locator("#last-handling")
+        assert "上次处置" in last.inner_text() and "已劝离车主" in last.inner_text()
+        assert "ziyang" in last.inner_text()
+        photo = last.locator("img")
+        photo.wait_for()
+        page.wait_for_function("() => document.querySelector('#last-handling img').naturalWidth > 0")
+        assert photo.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [800, 600]
+        with context.expect_page(timeout=5000) as opened:
+            photo.tap()
+        opened.value.wait_for_load_state()
+        assert opened.value.url == server.url + str(last.locator("a").get_attribute("href"))
+    assert problems == []
