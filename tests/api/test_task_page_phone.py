@@ -333,3 +333,37 @@ def test_a_case_sent_back_shows_what_the_team_did_last_time(make_server: Any, sq
         opened.value.wait_for_load_state()
         assert opened.value.url == server.url + str(last.locator("a").get_attribute("href"))
     assert problems == []
+
+
+def test_a_position_with_no_network_to_order_by_says_the_network_failed(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The position came while the phone had lost its network, so the nearest-first list could not be
+    asked for: the page said the position was not available, sending the officer to the phone's
+    location settings. It says there was no network."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    far = dispatched(server, 12, (30.2520, 120.1600))
+    near = dispatched(server, 13, (30.2741, 120.1551))
+    problems: list[str] = []
+    with phone(
+        server, geolocation={"latitude": 30.2740, "longitude": 120.1552}, permissions=["geolocation"]
+    ) as context:
+        context.add_init_script(
+            """(() => {
+              const real = navigator.geolocation.getCurrentPosition.bind(navigator.geolocation);
+              navigator.geolocation.getCurrentPosition = (ok, bad, opts) =>
+                setTimeout(() => real(ok, bad, opts), 1000);
+            })()"""
+        )
+        page = task_page(context, problems)
+        page.on(
+            "console", lambda msg: problems.remove(msg.text) if "INTERNET_DISCONNECTED" in msg.text else None
+        )
+        page.goto(f"{server.url}/tasks")
+        context.set_offline(True)
+        page.wait_for_function("() => document.body.dataset.taskOrder === 'dispatch'", timeout=10_000)
+        note = page.inner_text("#task-order")
+        assert "手机没有网络，未能按距离排序" in note and "无法获取您的位置" not in note
+        order = "() => [...document.querySelectorAll('li.task')].map(li => Number(li.dataset.caseId))"
+        assert page.evaluate(order) == [far, near]
+    assert problems == []

@@ -45,9 +45,9 @@
     document.body.dataset.taskOrder = "distance";
   }
 
-  function noPosition() {
+  function noPosition(why) {  // why: the catalogue key that says why the list stays in dispatch order
     const note = document.getElementById("task-order");
-    if (note) note.textContent = gp.t("tasks.js.no_position");
+    if (note) note.textContent = gp.t(typeof why === "string" ? why : "tasks.js.no_position");
     document.body.dataset.taskOrder = "dispatch";
   }
 
@@ -80,7 +80,7 @@
         fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("main");
       }
     } catch (e) {
-      noPosition();  // offline: the list shown stays
+      noPosition("tasks.js.no_network");  // the position came, the list could not: the list shown stays
       return;
     }
     const main = document.getElementById("main");
