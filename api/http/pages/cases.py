@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, load_only
 from starlette.concurrency import run_in_threadpool
 
@@ -711,6 +711,32 @@ def last_dispatch(events: list[CaseEvent]) -> CaseEvent | None:
     return None
 
 
+def handling_sent_back(events: list[CaseEvent], dispatch: CaseEvent | None) -> CaseEvent | None:
+    """The handling that verification found wanting: the move to handled that `dispatch` (a send-back,
+    from handled) undid; none when `dispatch` is a first dispatch."""
+    if dispatch is None or dispatch.from_status != workflow.HANDLED:
+        return None
+    before = [e for e in events if e.id < dispatch.id and e.to_status == workflow.HANDLED]
+    return before[-1] if before else None
+
+
+def handled_photo(session: Session, case_id: int) -> str:
+    """The URL of the after-photo sent with the case's latest move to handled (its custody entry names
+    it); "" when that move had none, or its entry cannot be read."""
+    entries = custody.read_entries(
+        session, and_(CustodyEntry.case_id == case_id, CustodyEntry.action == "transition")
+    )
+    for entry in reversed(entries):
+        try:
+            detail = json.loads(entry.detail)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(detail, dict) and detail.get("to") == workflow.HANDLED:
+            sha = detail.get("after_photo")
+            return evidence_url(sha) if isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha) else ""
+    return ""
+
+
 def case_context(
     session: Session,
     *,
@@ -744,6 +770,7 @@ def case_context(
     view = card_view(case, t, corrected)
     dispatch = last_dispatch(events)
     dispatch_note = dispatched_team(dispatch.note)[1] if dispatch is not None else None
+    undone = handling_sent_back(events, dispatch)
     teams = dispatch_teams(session) if workflow.may_move(principal.role, workflow.DISPATCHED) else []
     return {
         "case": case,
@@ -764,6 +791,16 @@ def case_context(
         "dispatched_at_text": local_time(dispatch.at, offset) if dispatch is not None else "",
         "dispatch_note": dispatch_note or "",
         "sent_back": dispatch is not None and dispatch.from_status == workflow.HANDLED,
+        # what the team did the time verification sent the case back: its note, who and when, the
+        # after-photo sent with it
+        "last_handling": {
+            "note": undone.note or "",
+            "who": actor_name(undone.actor, t),
+            "when": local_time(undone.at, offset),
+            "photo": handled_photo(session, case.id),
+        }
+        if undone is not None
+        else None,
         "offset_label": offset_label(offset),
     }
 
@@ -833,6 +870,7 @@ async def render_case(
         template,
         principal=principal,
         status_code=status_code,
+        page_path=f"/tasks/{known_id}" if template == PAGE_TEMPLATES["task"] else f"/cases/{known_id}",
         done=done_message(t, done, context["case"].number),
         error=error,
         max_note=MAX_NOTE,

@@ -61,13 +61,18 @@ def render(
     *,
     principal: Principal | None = None,
     status_code: int = 200,
+    page_path: str | None = None,
     **context: Any,
 ) -> HTMLResponse:
+    """`page_path`: the page shown, when it is not the request's path (a form's answer, as the page it
+    was sent from: the navigation marks that page's section, and the language switch comes back to it,
+    not to the form's POST-only address)."""
     assets: Assets = request.app.state.assets
     t = translator(request)
     token = request.cookies.get(SESSION_COOKIE)
+    path = page_path or request.url.path
     nav = [
-        {"href": href, "label": t(key), "current": request.url.path.startswith(href)}
+        {"href": href, "label": t(key), "current": path.startswith(href)}
         for href, key, roles in NAVIGATION
         if principal is not None and principal.role in roles
     ]
@@ -82,7 +87,7 @@ def render(
             csrf_token=csrf_token_for(token) if token and principal is not None else "",
             nav=nav,
             asset=assets.url,
-            path=request.url.path,
+            path=path,
             **context,
         )
     )

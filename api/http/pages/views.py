@@ -141,7 +141,13 @@ def card_view(case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame]
     if frame_sha:
         # the raw frame with the boxes drawn over it; the annotated one already has its box burnt in
         boxes = frame_boxes(incident, fixed) if links.get("raw") else []
-        view.frame = {"url": evidence_url(frame_sha), "boxes": boxes}
+        # opened by itself (the task page's tap to zoom), a picture with the boxes in it: the operators'
+        # drawn in, else the annotated frame's detection
+        if fixed is not None:
+            zoom = corrected_url(case.id, fixed, "frame")
+        else:
+            zoom = evidence_url(links.get("annotated") or frame_sha)
+        view.frame = {"url": evidence_url(frame_sha), "boxes": boxes, "zoom": zoom}
     if fixed is not None:  # the pipeline's crop is cut around the detection's box: cut one around theirs
         view.crop = corrected_url(case.id, fixed, "crop") if fixed.boxes else None
     elif "crop" in links:

@@ -1,7 +1,67 @@
 // The case and task pages: a preview of the after-photo the phone just took, and one post per form
 // (a second tap while the first is on its way does nothing). The forms work without this script.
+// In the street: a tap while the phone has no network sends nothing and says so, the note and photo
+// staying on the page (the browser's own "no internet" page would take its place); and a typed note is
+// kept on the phone (localStorage, a day at most) until the move is made, so that a page the phone
+// reloaded (a tab the system closed while the camera was open) gives it back.
 "use strict";
 (function () {
+  const DRAFT = "gp-draft:";  // + case id + ":" + the move's target + ":" + the status it moves from
+  const DRAFT_DAY_MS = 24 * 3600 * 1000;
+  const store = (() => { try { return window.localStorage; } catch (e) { return null; } })();
+
+  function forget(test) {
+    if (!store) return;
+    for (const key of Object.keys(store)) {
+      if (!key.startsWith(DRAFT)) continue;
+      let at = 0;
+      try { at = Number(JSON.parse(store.getItem(key)).at) || 0; } catch (e) { at = 0; }
+      if (test(key) || Date.now() - at > DRAFT_DAY_MS) store.removeItem(key);
+    }
+  }
+  // a move made (the page says so with done=): its drafts are done with; any draft a day old goes too
+  const head = document.getElementById("case");
+  const params = new URLSearchParams(window.location.search);
+  const doneCase = params.has("done") && head ? head.dataset.caseId : "";
+  forget((key) => doneCase !== "" && key.startsWith(`${DRAFT}${doneCase}:`));
+
+  for (const form of document.querySelectorAll("form.move-form")) {
+    const note = form.querySelector("textarea[name=note]");
+    const caseId = (form.getAttribute("action") || "").split("/")[2];
+    const target = form.querySelector("input[name=to]"), from = form.querySelector("input[name=from]");
+    if (!store || !note || !caseId || !target) continue;
+    const key = `${DRAFT}${caseId}:${target.value}:${from ? from.value : ""}`;
+    let kept = null;
+    try { kept = JSON.parse(store.getItem(key) || "null"); } catch (e) { kept = null; }
+    if (kept && typeof kept.note === "string" && kept.note && !note.value) {
+      note.value = kept.note;
+      const said = gp.el("p", { class: "muted small draft-restored", text: gp.t("cases.js.draft_restored") });
+      note.closest("label").after(said);
+    }
+    note.addEventListener("input", () => {
+      try {
+        if (note.value.trim()) store.setItem(key, JSON.stringify({ note: note.value, at: Date.now() }));
+        else store.removeItem(key);
+      } catch (e) { /* storage full or refused: the page still has the note */ }
+    });
+  }
+
+  function offlineNotice(form) {
+    let notice = form.querySelector(".move-offline");
+    if (!notice) {
+      notice = gp.el("p", { class: "flash error move-offline", role: "alert" });
+      form.querySelector("button[type=submit]").before(notice);
+    }
+    return notice;
+  }
+
+  window.addEventListener("online", () => {
+    for (const notice of document.querySelectorAll(".move-offline")) {
+      notice.textContent = gp.t("cases.js.online_again");
+      notice.className = "flash ok move-offline";
+    }
+  });
+
   for (const input of document.querySelectorAll("input.after-photo-input")) {
     const preview = input.form && input.form.querySelector("img.photo-preview");
     if (!preview) continue;
@@ -18,6 +78,15 @@
   for (const form of document.querySelectorAll("form.move-form")) {
     form.addEventListener("submit", (event) => {
       if (form.dataset.sending === "1") { event.preventDefault(); return; }
+      if (navigator.onLine === false) {  // nothing would arrive: keep the page, its note and photo
+        event.preventDefault();
+        const notice = offlineNotice(form);
+        notice.textContent = gp.t("cases.js.offline");
+        notice.className = "flash error move-offline";
+        return;
+      }
+      const notice = form.querySelector(".move-offline");
+      if (notice) notice.remove();
       form.dataset.sending = "1";
       const button = form.querySelector("button[type=submit]");
       if (button) {

@@ -5,6 +5,14 @@
 // first) stays.
 "use strict";
 (function () {
+  // a move made from a task page (done=ID): the note cases.js kept on the phone for that case is done with
+  const done = new URLSearchParams(window.location.search).get("done");
+  try {
+    for (const key of Object.keys(window.localStorage)) {
+      if (done && key.startsWith(`gp-draft:${done}:`)) window.localStorage.removeItem(key);
+    }
+  } catch (e) { /* no storage: nothing was kept */ }
+
   const shown = document.getElementById("task-list");
   if (!shown) return;
   const retired = [];  // the content replaced, kept so that its thumbnails already asked for finish
@@ -37,10 +45,26 @@
     document.body.dataset.taskOrder = "distance";
   }
 
-  function noPosition() {
+  function noPosition(why) {  // why: the catalogue key that says why the list stays in dispatch order
     const note = document.getElementById("task-order");
-    if (note) note.textContent = gp.t("tasks.js.no_position");
+    if (note) note.textContent = gp.t(typeof why === "string" ? why : "tasks.js.no_position");
     document.body.dataset.taskOrder = "dispatch";
+  }
+
+  // a position that comes late (a GPS fix takes seconds) must not reorder the list under a thumb about to
+  // tap one of its cases: once the person has touched or scrolled the page, the nearest-first list waits
+  // behind a button instead
+  let touched = false;
+  for (const type of ["pointerdown", "touchstart", "scroll", "keydown"]) {
+    window.addEventListener(type, () => { touched = true; }, { passive: true, capture: true, once: true });
+  }
+
+  function offer(apply) {
+    // at the foot of the screen, over the page: nothing in the list moves when it shows
+    const button = gp.el("button", { type: "button", class: "primary", id: "nearest-ready",
+      text: gp.t("tasks.js.nearest_ready") });
+    button.addEventListener("click", () => { button.remove(); apply(); }, { once: true });
+    document.body.append(button);
   }
 
   async function nearestFirst(position) {
@@ -56,7 +80,7 @@
         fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("main");
       }
     } catch (e) {
-      noPosition();  // offline: the list shown stays
+      noPosition("tasks.js.no_network");  // the position came, the list could not: the list shown stays
       return;
     }
     const main = document.getElementById("main");
@@ -65,10 +89,13 @@
       window.location.replace(url.href);
       return;
     }
-    retired.push(...main.childNodes);
-    main.replaceChildren(...fresh.childNodes);
-    window.history.replaceState(null, "", url.href);
-    showDistances(list);
+    const apply = () => {
+      retired.push(...main.childNodes);
+      main.replaceChildren(...fresh.childNodes);
+      window.history.replaceState(null, "", url.href);
+      showDistances(list);
+    };
+    if (touched) offer(apply); else apply();
   }
 
   if (shown.dataset.nearLat !== undefined) { showDistances(shown); return; }  // ordered from there
