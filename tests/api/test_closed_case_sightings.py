@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.accounts.accounts import SYSTEM, Principal
 from api.cases import workflow
@@ -166,3 +166,45 @@ def test_the_workers_path_keeps_it_closed_too(services: Services) -> None:
         assert (late.case_id, late.status, late.recurrence) == (first.case_id, "closed", False)
         assert late.before_close
         assert audit(session).problems == []
+
+
+def test_a_case_closed_outside_the_service_is_closed_since_its_last_change(services: Services) -> None:
+    """A case closed by an import or by hand in SQL has no closing in its history: its updated_at,
+    when it was last changed, is taken as its closing. A sighting seen by then leaves it closed (and
+    its updated_at as it was), one seen after reopens it, as for a case closed through the workflow.
+    (Every sighting of such a case once reopened it.)"""
+    import_demo_grid(services)
+    now = datetime.now(UTC)
+    closed_at = now - timedelta(hours=2)
+
+    def seen(name: str, when: datetime) -> Any:
+        data = IncidentPayload.model_validate(incident_json(name, when=_iso(when), position=PLACE))
+        with services.factory() as session:
+            grid = services.grid_cache.get(session)
+            result = ingest(
+                session,
+                IncidentIn.from_payload(data, evidence=[]),
+                grid=grid,
+                policy=MergePolicy(),
+                actor=SYSTEM,
+            )
+            session.commit()
+        return result
+
+    case_id = seen("first", now - timedelta(hours=20)).case_id
+    with services.factory() as session:  # an edit outside the service: no history row, no custody entry
+        session.execute(
+            update(Case)
+            .where(Case.id == case_id)
+            .values(status=workflow.CLOSED, updated_at=closed_at.replace(tzinfo=None))
+        )
+        session.commit()
+    late = seen("late", closed_at - timedelta(minutes=30))
+    assert (late.case_id, late.status, late.recurrence, late.before_close) == (case_id, "closed", False, True)
+    again = seen("again", closed_at + timedelta(minutes=30))
+    assert (again.case_id, again.status, again.recurrence) == (case_id, "pending_review", True)
+    with services.factory() as session:
+        actions = session.scalars(
+            select(CaseEvent.action).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+        ).all()
+    assert actions == ["created", "seen_before_close", "reopened"]
