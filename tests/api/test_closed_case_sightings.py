@@ -66,7 +66,8 @@ def test_a_sighting_seen_by_the_closing_is_evidence_and_the_case_stays_closed(
         closed_at = _close(server, admin, team, case_id)
         # the patrol's footage of the hours before the closing, uploaded late: up to the closing itself
         late = _seen(device, "late", now - timedelta(hours=19), closed_at)
-        assert (late["case_id"], late["status"], late["recurrence"]) == (case_id, "closed", False), late
+        answer = (late["case_id"], late["status"], late["recurrence"], late["before_close"])
+        assert answer == (case_id, "closed", False, True), late
         case = admin.get(f"/api/cases/{case_id}").json()
         assert (case["status"], case["sightings"], case["recurrences"]) == ("closed", 2, 0), case
         assert "late" in [s["incident_id"] for s in case["sightings_list"]]
@@ -75,7 +76,8 @@ def test_a_sighting_seen_by_the_closing_is_evidence_and_the_case_stays_closed(
         assert last["note"] == "seen before it was closed (incident late)"
         # a sighting last seen after the closing reopens it, as it always did
         again = _seen(device, "again", closed_at, closed_at + timedelta(seconds=1))
-        assert (again["case_id"], again["status"], again["recurrence"]) == (case_id, "pending_review", True)
+        answer = (again["case_id"], again["status"], again["recurrence"], again["before_close"])
+        assert answer == (case_id, "pending_review", True, False), again
     with server.services.factory() as session:
         checked = audit(session)  # the chain implies the seen_before_close event: the history agrees
     assert checked.problems == [], checked.problems
@@ -120,9 +122,9 @@ def test_a_batch_keeps_the_case_closed_for_the_earlier_sighting_and_reopens_it_f
         sent = device.post("/api/incidents/batch", files=parts)
         assert sent.status_code == 200, sent.text
         outcomes = [e["outcome"] for e in sent.json()["results"]]
-        assert [(o["case_id"], o["status"], o["recurrence"]) for o in outcomes] == [
-            (case_id, "closed", False),
-            (case_id, "pending_review", True),
+        assert [(o["case_id"], o["status"], o["recurrence"], o["before_close"]) for o in outcomes] == [
+            (case_id, "closed", False, True),
+            (case_id, "pending_review", True, False),
         ], outcomes
         history = [e["what"] for e in admin.get(f"/api/cases/{case_id}").json()["history"]]
     assert history[-2:] == ["seen_before_close", "reopened"], history
