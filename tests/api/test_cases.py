@@ -292,6 +292,26 @@ def test_a_close_racing_a_sighting_waits_for_it_and_stands(svc: Services) -> Non
         assert [e.action for e in case.events][-1] == "closed"
 
 
+def test_a_move_decides_on_the_case_as_locked_not_as_loaded_before(svc: Services) -> None:
+    """PostgreSQL: a move whose session read the case before taking its row lock (the after-photo's
+    check reads it first) decides on the case as the lock finds it: a close by another reviewer
+    meanwhile makes a second close a 409, not a second closing of an already closed case."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the first read holds off the other reviewer")
+    first = _ingest(svc, "a", when=_around_now(-2))
+    _walk_to_closed(svc, first.case.id, _TO_CLOSED[:-1])
+    close = workflow.Move(target=workflow.CLOSED)
+    with svc.factory() as late_reviewer:
+        seen = get_case(late_reviewer, principal=OPERATOR, case_id=first.case.id)
+        assert seen.status == workflow.VERIFIED
+        _walk_to_closed(svc, first.case.id, (workflow.CLOSED,))  # another reviewer, committed
+        with pytest.raises(workflow.TransitionError):
+            transition(late_reviewer, principal=OPERATOR, case_id=first.case.id, move=close)
+    with svc.factory() as session:
+        actions = [e.action for e in get_case(session, principal=OPERATOR, case_id=first.case.id).events]
+    assert actions.count("closed") == 1
+
+
 def test_a_batch_racing_the_close_chains_its_entry_after_the_close(svc: Services) -> None:
     """PostgreSQL: the same race through the ingest writer's batch. The batch decides on the case as
     it read it (verified) and adds its sighting when the batch ends, in one UPDATE that waits for the
