@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -683,19 +683,37 @@ class _StaleCase(Exception):
     the batch is rolled back and its incidents written again one at a time (IngestWriter._write)."""
 
 
-def _add_sighting(
-    conn: Connection, case_id: int, inc: IncidentIn, policy: MergePolicy, now: datetime
-) -> tuple[str, Case]:
-    """Add the incident to the case (_add_sighting_statement): its status before, and the case as
-    it now is (detached: callers read it, never change it).
+def _lock_chosen(
+    session: Session, inc: IncidentIn, policy: MergePolicy, job_id: int | None, candidate: Candidate
+) -> tuple[Candidate, Any] | None:
+    """The chosen case with its row locked and read (_LOCK_CASE), so that a sighting and a move of
+    the case (api.cases.acting.transition locks the row too) take their turns: a move that holds the
+    row commits before this sighting is decided. A case rejected meanwhile takes no sightings
+    (api.cases.merge): the incident is then decided again on the cases as they now are (the query
+    no longer finds that one); None when it is a new case."""
+    conn = session.connection()
+    while True:
+        locked = conn.execute(_LOCK_CASE, {"case_id": candidate.id}).one()
+        if locked.status != workflow.REJECTED:
+            return candidate, locked
+        batch: _Batch | None = session.info.get(_BATCH_KEY)
+        if batch is not None and batch.nearby is not None:  # its candidates read ahead: not that one
+            batch.nearby.put(replace(candidate, status=workflow.REJECTED))
+        chosen = _best_candidate(session, inc, policy, job_id)
+        if chosen is None:
+            return None
+        candidate = chosen
 
-    The case's row is locked first, in a statement of its own (_LOCK_CASE), so that a sighting and a
-    move of the case (api.cases.acting.transition locks the row too) take their turns: a close that
-    holds the row commits before this sighting is decided, which then reads the case as closed, with
-    its closing (_reopens); a close that comes after waits for this transaction and then moves the
-    case as this sighting left it. (On PostgreSQL one UPDATE that waited for the row itself read the
-    history as it was before the close: a closed case with no closing, which it reopened.)"""
-    locked = conn.execute(_LOCK_CASE, {"case_id": case_id}).one()
+
+def _add_sighting(
+    conn: Connection, case_id: int, locked: Any, inc: IncidentIn, policy: MergePolicy, now: datetime
+) -> tuple[str, Case]:
+    """Add the incident to the case, its row locked and read (`locked`, _lock_chosen), in one UPDATE
+    (_add_sighting_statement): its status before, and the case as it now is (detached: callers read
+    it, never change it). The case's history is read after the lock, in statements of their own: a
+    close that held the row is seen with its closing (_reopens). (On PostgreSQL one UPDATE that
+    waited for the row itself read the history as it was before the close: a closed case with no
+    closing, which it reopened.)"""
     was = locked.status
     reopens = _reopens(conn, case_id, was, locked.updated_at, inc.seen_at)
     params = {"case_id": case_id, "now": now, "reopens": reopens, **_sighting_values(inc, policy)}
@@ -1028,19 +1046,24 @@ def ingest(
     candidate = _best_candidate(session, inc, policy, job_id)
     if candidate is not None and batch is not None and candidate.id in batch.pending:
         _flush_cases(conn, batch)  # a case this batch opened, not written yet
+    deferrable = batch is not None and batch.nearby is not None and batch.received is not None
+    defer = postgresql and deferrable and candidate is not None and candidate.status != workflow.CLOSED
+    locked = None
+    if candidate is not None and not defer:  # at once; a closed case: its history decides (_reopens)
+        chosen = _lock_chosen(session, inc, policy, job_id, candidate)
+        candidate, locked = (None, None) if chosen is None else chosen
     case: Case | None = None
     created = recurrence = before_close = False
     events: list[dict[str, Any]] = []
     after: Candidate | None = None  # the case as the batch's next incidents see it, when deferred
     if candidate is not None:
-        deferrable = batch is not None and batch.nearby is not None and batch.received is not None
-        if postgresql and deferrable and candidate.status != workflow.CLOSED:
+        if locked is None:  # deferred: `assumed` in its UPDATE stands for the row lock (_add_sightings_pg)
             assert batch is not None
             if candidate.id in batch.deferred:
                 _flush_sightings(conn, batch)
             was, case, after = _defer_sighting(batch, candidate, inc, policy, now)
-        else:  # at once; a closed case: its history decides whether it reopens (_reopens)
-            was, case = _add_sighting(conn, candidate.id, inc, policy, now)
+        else:
+            was, case = _add_sighting(conn, candidate.id, locked, inc, policy, now)
         before_close = was == workflow.CLOSED and case.status == workflow.CLOSED
         if before_close:  # seen by the time it was closed (_reopens): evidence, the case stays closed
             events.append(

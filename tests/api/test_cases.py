@@ -199,15 +199,17 @@ _BLOCKED_BY = text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_bl
 
 def _wait_until_blocked_by(svc: Services, holder: Session, waiter: threading.Thread) -> None:
     """PostgreSQL: return once another backend waits for a lock that `holder`'s transaction holds
-    (the `waiter` thread's, which must not have ended before). The ingest locks are the whole
-    database's: a test in another schema may hold them for a while."""
+    (the `waiter` thread's, which must not have ended before). Each look is a transaction of its
+    own: pg_stat_activity is read once per transaction."""
     pid = holder.scalar(text("SELECT pg_backend_pid()"))
-    deadline = time.monotonic() + 30
-    with svc.engine.connect() as conn:
-        while not conn.scalar(_BLOCKED_BY, {"pid": pid}):
-            assert waiter.is_alive(), "the thread ended without waiting for the lock"
-            assert time.monotonic() < deadline, "nothing waited for the lock"
-            time.sleep(0.01)
+    deadline = time.monotonic() + 10
+    while True:
+        with svc.engine.connect() as conn:
+            if conn.scalar(_BLOCKED_BY, {"pid": pid}):
+                return
+        assert waiter.is_alive(), "the thread ended without waiting for the lock"
+        assert time.monotonic() < deadline, "nothing waited for the lock"
+        time.sleep(0.01)
 
 
 def test_a_sighting_seen_before_a_racing_close_leaves_the_case_closed(svc: Services) -> None:
@@ -290,6 +292,39 @@ def test_a_close_racing_a_sighting_waits_for_it_and_stands(svc: Services) -> Non
         case = get_case(session, principal=OPERATOR, case_id=first.case.id)
         assert (case.status, case.sightings_count, case.recurrence_count) == (workflow.CLOSED, 2, 0)
         assert [e.action for e in case.events][-1] == "closed"
+
+
+def test_a_sighting_racing_a_reject_opens_a_case_of_its_own(svc: Services) -> None:
+    """PostgreSQL: a sighting chooses a case under review while a reviewer is rejecting it, and
+    waits for its row; once the reject has committed, the rejected case takes no sighting (the merge
+    rule), so the incident is decided again and opens a new case (it once joined the rejected one)."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing can reject a case during an ingest")
+    first = _ingest(svc, "a", when=_around_now(-2))
+    got: list[Any] = []
+
+    def sighting() -> None:
+        try:
+            got.append(_ingest(svc, "b", when=_around_now(-1), position=(north(5), LON)))
+        except BaseException as exc:  # handed to the test
+            got.append(exc)
+
+    reject = workflow.Move(target=workflow.REJECTED, reason="false_positive")
+    with svc.factory() as reviewer:
+        transition(reviewer, principal=OPERATOR, case_id=first.case.id, move=reject)
+        reviewer.flush()  # the case row is locked and rejected, not committed
+        waiting = threading.Thread(target=sighting)
+        waiting.start()
+        try:
+            _wait_until_blocked_by(svc, reviewer, waiting)
+        finally:
+            reviewer.commit()
+    waiting.join(timeout=15)
+    assert got and not isinstance(got[0], BaseException), got
+    assert got[0].created and got[0].case.id != first.case.id
+    with svc.factory() as session:
+        rejected = get_case(session, principal=OPERATOR, case_id=first.case.id)
+        assert (rejected.status, rejected.sightings_count) == (workflow.REJECTED, 1)
 
 
 def test_a_move_decides_on_the_case_as_locked_not_as_loaded_before(svc: Services) -> None:
