@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,8 +36,10 @@ from sqlalchemy import (
     bindparam,
     cast,
     column,
+    false,
     func,
     insert,
+    not_,
     or_,
     select,
     text,
@@ -576,23 +578,25 @@ def _sighting_values(inc: IncidentIn, policy: MergePolicy) -> dict[str, Any]:
     }
 
 
-def _sighting_set(inc: Any) -> dict[str, Any]:
+def _sighting_set(inc: Any, reopens: ColumnElement[bool]) -> dict[str, Any]:
     """The SET of a sighting's UPDATE, reading the case as it now is: one more sighting, the seen
-    range widened, a plate kept or filled in, a closed case reopened (a recurrence) when the incident
-    was last seen after it was closed (_reopens), and the reach point moved to the incident's
+    range widened, a plate kept or filled in, a closed case reopened (a recurrence) when `reopens`
+    (decided by _reopens) and otherwise left as it was closed, its updated_at too (the closing time
+    of a case closed outside the service, _closed_at), and the reach point moved to the incident's
     position when `follows` and it is the latest sighting (MergePolicy.reach_after). `inc`: the
     incident's values by the names of _SIGHTING_TYPES (bind parameters, or the columns of the
     batch's arrays)."""
     c = _table(Case).c
     seen, first = inc["inc_seen"], inc["inc_first"]
     moves = and_(inc["follows"], c.last_seen <= seen)
-    reopens = _reopens(seen)
+    reopens = and_(c.status == workflow.CLOSED, reopens)
+    stays_closed = and_(c.status == workflow.CLOSED, not_(reopens))
     return {
         "sightings_count": c.sightings_count + 1,
         "last_seen": sql_case((c.last_seen < seen, seen), else_=c.last_seen),
         "first_seen": sql_case((c.first_seen > first, first), else_=c.first_seen),
         "plate": sql_case((or_(c.plate.is_(None), c.plate == ""), inc["inc_plate"]), else_=c.plate),
-        "updated_at": bindparam("now", type_=c.updated_at.type),
+        "updated_at": sql_case((stays_closed, c.updated_at), else_=bindparam("now", type_=c.updated_at.type)),
         "status": sql_case((reopens, workflow.PENDING_REVIEW), else_=c.status),
         "recurrence_count": c.recurrence_count + sql_case((reopens, 1), else_=0),
         "merge_lat": sql_case((moves, inc["inc_lat"]), else_=c.merge_lat),
@@ -601,40 +605,55 @@ def _sighting_set(inc: Any) -> dict[str, Any]:
     }
 
 
-def _reopens(seen: Any) -> ColumnElement[bool]:
-    """Whether a sighting last seen at `seen` reopens the case (correlated with the cases table): the
-    case is closed and the sighting came after its closing, the time of its last move to closed in
-    its history (case_events). A sighting seen by then (footage uploaded late, a runner's queue
-    drained late) is evidence of what was closed, not a recurrence: the case stays closed. A closed
-    case whose closing the statement cannot see is reopened, as every closed case was before: one
-    closed outside the service, or on PostgreSQL one whose close committed while this UPDATE waited
-    for its row (the statement's snapshot predates the close's history event)."""
-    c = _table(Case).c
-    events = _table(CaseEvent).c
-    closed_at = (
-        select(func.max(events.at))
-        .where(events.case_id == c.id, events.to_status == workflow.CLOSED)
-        .scalar_subquery()
-    )
-    return and_(c.status == workflow.CLOSED, or_(closed_at.is_(None), closed_at < seen))
+# the case's row locked until commit (PostgreSQL: FOR UPDATE, as a move locks it; SQLite: its one
+# writer), with what deciding a sighting of it needs
+_LOCK_CASE = (
+    select(_table(Case).c.status, _table(Case).c.updated_at)
+    .where(_table(Case).c.id == bindparam("case_id"))
+    .with_for_update()
+)
+# the case's last move in its history (to a status), the latest first
+_LAST_MOVE = (
+    select(_table(CaseEvent).c.to_status, _table(CaseEvent).c.at)
+    .where(_table(CaseEvent).c.case_id == bindparam("case_id"), _table(CaseEvent).c.to_status.is_not(None))
+    .order_by(_table(CaseEvent).c.at.desc(), _table(CaseEvent).c.id.desc())
+    .limit(1)
+)
 
 
-def _add_sighting_statements() -> tuple[Any, Any]:
-    """A sighting added to a case in one UPDATE (_sighting_set). The SQLite statement returns the
-    row as updated; the PostgreSQL one also its status before (`was`), from the same row locked FOR
-    UPDATE in the same statement (a reviewer's change to it waits, or is waited for), one round
-    trip."""
+def _closed_at(conn: Connection, case_id: int, updated_at: datetime) -> datetime:
+    """When a closed case was closed: the time of its closing in its history (case_events), when that
+    is its last move; else (closed outside the service: an import, an edit in SQL, with no closing in
+    its history, or one before a later move) its updated_at, the time of its last change, which a
+    sighting that leaves it closed does not move (_sighting_set). Read after the case's row is locked
+    (_LOCK_CASE), in a statement of its own: on PostgreSQL a close that held the row has committed by
+    then, and this statement's snapshot sees its history row."""
+    last = conn.execute(_LAST_MOVE, {"case_id": case_id}).first()
+    if last is not None and last.to_status == workflow.CLOSED:
+        return last.at
+    return updated_at
+
+
+def _reopens(conn: Connection, case_id: int, status: str, updated_at: datetime, seen: datetime) -> bool:
+    """Whether a sighting last seen at `seen` reopens the case (its row locked, `status` and
+    `updated_at` read with the lock): the case is closed and the sighting came after its closing
+    (_closed_at). A sighting seen by then (footage uploaded late, a runner's queue drained late) is
+    evidence of what was closed, not a recurrence: the case stays closed."""
+    return status == workflow.CLOSED and seen > _closed_at(conn, case_id, updated_at)
+
+
+def _add_sighting_statement() -> Any:
+    """A sighting added to a case in one UPDATE (_sighting_set), returning the row as updated."""
     cases = _table(Case)
     c = cases.c
-    values = _sighting_set({name: bindparam(name, type_=kind) for name, kind in _SIGHTING_TYPES.items()})
-    case_id = bindparam("case_id", type_=c.id.type)
-    sqlite = update(cases).where(c.id == case_id).values(values).returning(*c)
-    old = select(c.id, c.status).where(c.id == case_id).with_for_update().subquery("old")
-    postgresql = update(cases).where(c.id == old.c.id).values(values).returning(old.c.status.label("was"), *c)
-    return sqlite, postgresql
+    values = _sighting_set(
+        {name: bindparam(name, type_=kind) for name, kind in _SIGHTING_TYPES.items()},
+        bindparam("reopens", type_=Boolean()),
+    )
+    return update(cases).where(c.id == bindparam("case_id", type_=c.id.type)).values(values).returning(*c)
 
 
-_ADD_SIGHTING, _ADD_SIGHTING_PG = _add_sighting_statements()
+_ADD_SIGHTING = _add_sighting_statement()
 
 
 def _add_sightings_pg() -> Any:
@@ -652,7 +671,7 @@ def _add_sightings_pg() -> Any:
         .table_valued(*(column(name, kind) for name, kind in arrays.items()))
         .render_derived(name="v")
     )
-    values = _sighting_set(v.c)
+    values = _sighting_set(v.c, false())  # never a closed case (`assumed`, _defer_sighting)
     return update(cases).where(c.id == v.c.case_id, c.status == v.c.assumed).values(values).returning(*c)
 
 
@@ -664,21 +683,41 @@ class _StaleCase(Exception):
     the batch is rolled back and its incidents written again one at a time (IngestWriter._write)."""
 
 
-_CASE_STATUS = select(_table(Case).c.status).where(_table(Case).c.id == bindparam("case_id"))
+def _lock_chosen(
+    session: Session, inc: IncidentIn, policy: MergePolicy, job_id: int | None, candidate: Candidate
+) -> tuple[Candidate, Any] | None:
+    """The chosen case with its row locked and read (_LOCK_CASE), so that a sighting and a move of
+    the case (api.cases.acting.transition locks the row too) take their turns: a move that holds the
+    row commits before this sighting is decided. A case rejected meanwhile takes no sightings
+    (api.cases.merge): the incident is then decided again on the cases as they now are (the query
+    no longer finds that one); None when it is a new case."""
+    conn = session.connection()
+    while True:
+        locked = conn.execute(_LOCK_CASE, {"case_id": candidate.id}).one()
+        if locked.status != workflow.REJECTED:
+            return candidate, locked
+        batch: _Batch | None = session.info.get(_BATCH_KEY)
+        if batch is not None and batch.nearby is not None:  # its candidates read ahead: not that one
+            batch.nearby.put(replace(candidate, status=workflow.REJECTED))
+        chosen = _best_candidate(session, inc, policy, job_id)
+        if chosen is None:
+            return None
+        candidate = chosen
 
 
 def _add_sighting(
-    conn: Connection, case_id: int, inc: IncidentIn, policy: MergePolicy, now: datetime
+    conn: Connection, case_id: int, locked: Any, inc: IncidentIn, policy: MergePolicy, now: datetime
 ) -> tuple[str, Case]:
-    """Add the incident to the case (_add_sighting_statements): its status before, and the case as
-    it now is (detached: callers read it, never change it)."""
-    params = {"case_id": case_id, "now": now, **_sighting_values(inc, policy)}
-    if conn.dialect.name == "postgresql":
-        row = dict(conn.execute(_ADD_SIGHTING_PG, params).one()._mapping)
-        was = row.pop("was")
-    else:  # one writer at a time: nothing changes the case between these two statements
-        was = conn.execute(_CASE_STATUS, {"case_id": case_id}).scalar_one()
-        row = dict(conn.execute(_ADD_SIGHTING, params).one()._mapping)
+    """Add the incident to the case, its row locked and read (`locked`, _lock_chosen), in one UPDATE
+    (_add_sighting_statement): its status before, and the case as it now is (detached: callers read
+    it, never change it). The case's history is read after the lock, in statements of their own: a
+    close that held the row is seen with its closing (_reopens). (On PostgreSQL one UPDATE that
+    waited for the row itself read the history as it was before the close: a closed case with no
+    closing, which it reopened.)"""
+    was = locked.status
+    reopens = _reopens(conn, case_id, was, locked.updated_at, inc.seen_at)
+    params = {"case_id": case_id, "now": now, "reopens": reopens, **_sighting_values(inc, policy)}
+    row = dict(conn.execute(_ADD_SIGHTING, params).one()._mapping)
     return was, Case(**row)
 
 
@@ -1007,19 +1046,24 @@ def ingest(
     candidate = _best_candidate(session, inc, policy, job_id)
     if candidate is not None and batch is not None and candidate.id in batch.pending:
         _flush_cases(conn, batch)  # a case this batch opened, not written yet
+    deferrable = batch is not None and batch.nearby is not None and batch.received is not None
+    defer = postgresql and deferrable and candidate is not None and candidate.status != workflow.CLOSED
+    locked = None
+    if candidate is not None and not defer:  # at once; a closed case: its history decides (_reopens)
+        chosen = _lock_chosen(session, inc, policy, job_id, candidate)
+        candidate, locked = (None, None) if chosen is None else chosen
     case: Case | None = None
     created = recurrence = before_close = False
     events: list[dict[str, Any]] = []
     after: Candidate | None = None  # the case as the batch's next incidents see it, when deferred
     if candidate is not None:
-        deferrable = batch is not None and batch.nearby is not None and batch.received is not None
-        if postgresql and deferrable and candidate.status != workflow.CLOSED:
+        if locked is None:  # deferred: `assumed` in its UPDATE stands for the row lock (_add_sightings_pg)
             assert batch is not None
             if candidate.id in batch.deferred:
                 _flush_sightings(conn, batch)
             was, case, after = _defer_sighting(batch, candidate, inc, policy, now)
-        else:  # at once; a closed case: its history decides whether it reopens (_reopens)
-            was, case = _add_sighting(conn, candidate.id, inc, policy, now)
+        else:
+            was, case = _add_sighting(conn, candidate.id, locked, inc, policy, now)
         before_close = was == workflow.CLOSED and case.status == workflow.CLOSED
         if before_close:  # seen by the time it was closed (_reopens): evidence, the case stays closed
             events.append(

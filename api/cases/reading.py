@@ -253,12 +253,15 @@ class CaseNotFound(NotFound):
 
 def get_case(session: Session, *, principal: Principal, case_id: int, lock: bool = False) -> Case:
     """The case with its sightings and their evidence loaded; NotFound when the caller may not see it
-    (or when `case_id` is outside the ids' column: no case has it, and the database would refuse it)."""
+    (or when `case_id` is outside the ids' column: no case has it, and the database would refuse it).
+    `lock` (PostgreSQL): its row locked until commit (FOR UPDATE; a sighting locks it too) and the
+    case read as the lock found it, even when the session loaded it before (an after-photo's check):
+    a move decides on the case as it is once it is the move's turn."""
     if not 1 <= case_id <= MAX_ID:
         raise CaseNotFound(case_id)
     stmt = visible(select(Case).where(Case.id == case_id), principal)
     if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     case = session.scalar(stmt.options(selectinload(Case.sightings).selectinload(Sighting.evidence)))
     if case is None:
         raise CaseNotFound(case_id)

@@ -284,7 +284,11 @@ class IngestOutcome(Schema):
     A suspected incident (one pass of a parked vehicle, api.cases.chalking) is kept as a chalk mark,
     `chalk_mark` its id: when it matched no earlier pass, no case (status "suspected", the case's
     fields null); when it confirmed one, the case's fields are those of the confirmed incident of
-    the two passes. Any other incident has no chalk mark (null)."""
+    the two passes. Any other incident has no chalk mark (null).
+
+    A sighting of a closed case is either a recurrence (`recurrence`, the case reopened) or evidence
+    of what was closed (`before_close`, the case stays closed); a duplicate answers both false (what
+    its first receipt did is in the case's history)."""
 
     case_id: int | None = Field(description="null only for a suspected incident kept as a mark alone")
     case_number: str | None
@@ -294,7 +298,14 @@ class IngestOutcome(Schema):
     sighting_id: int | None = Field(description="null only for a suspected incident kept as a mark alone")
     created: bool = Field(description="a new case")
     duplicate: bool = Field(description="the incident id was received before")
-    recurrence: bool = Field(description="a closed case was reopened")
+    recurrence: bool = Field(
+        description="this sighting found the case closed and reopened it: last seen after the case's "
+        "closing (status is then pending_review); false for a duplicate"
+    )
+    before_close: bool = Field(
+        description="this sighting found the case closed and left it closed: last seen at or before the "
+        "case's closing (late footage), it is kept as evidence (status closed); false for a duplicate"
+    )
     chalk_mark: int | None = Field(
         None, description="a suspected incident's chalk mark (GET /api/chalk-marks); null for any other"
     )

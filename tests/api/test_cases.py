@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
+from sqlalchemy.orm import Session
 
 from api.accounts.accounts import SYSTEM, Principal
 from api.cases import custody, workflow
 from api.cases.acting import transition
+from api.cases.audit import audit
 from api.cases.incident import IncidentPayload
 from api.cases.ingest import IncidentIn, IngestWriter, _Pending, ingest
 from api.cases.merge import MergePolicy, distance_m
@@ -162,9 +164,9 @@ def test_closed_case_seen_again_reopens_as_recurrence(svc: Services) -> None:
 
 def test_a_sighting_racing_the_close_reopens_the_case(svc: Services) -> None:
     """PostgreSQL: a sighting seen after the closing chooses a case still verified while a reviewer
-    is closing it; the sighting's one UPDATE waits for the close (the row lock) and then reads the
-    case as closed, so it reopens it as a recurrence instead of leaving a closed case with a new
-    sighting."""
+    is closing it; the sighting waits for the close (the case's row lock) and then reads the case
+    as closed, with its closing, so it reopens it as a recurrence instead of leaving a closed case
+    with a new sighting."""
     if svc.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: nothing can close a case during an ingest")
     first = _ingest(svc, "a", when=_around_now(-1))
@@ -190,6 +192,159 @@ def test_a_sighting_racing_the_close_reopens_the_case(svc: Services) -> None:
     with svc.factory() as session:
         actions = [e.action for e in get_case(session, principal=OPERATOR, case_id=first.case.id).events]
     assert actions[-2:] == ["closed", "reopened"]
+
+
+_BLOCKED_BY = text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))")
+
+
+def _wait_until_blocked_by(svc: Services, holder: Session, waiter: threading.Thread) -> None:
+    """PostgreSQL: return once another backend waits for a lock that `holder`'s transaction holds
+    (the `waiter` thread's, which must not have ended before). Each look is a transaction of its
+    own: pg_stat_activity is read once per transaction."""
+    pid = holder.scalar(text("SELECT pg_backend_pid()"))
+    deadline = time.monotonic() + 10
+    while True:
+        with svc.engine.connect() as conn:
+            if conn.scalar(_BLOCKED_BY, {"pid": pid}):
+                return
+        assert waiter.is_alive(), "the thread ended without waiting for the lock"
+        assert time.monotonic() < deadline, "nothing waited for the lock"
+        time.sleep(0.01)
+
+
+def test_a_sighting_seen_before_a_racing_close_leaves_the_case_closed(svc: Services) -> None:
+    """PostgreSQL: a sighting seen before the closing (footage uploaded late) chooses a case still
+    verified while a reviewer is closing it, and waits for the close's row lock. Once the close has
+    committed, the sighting is decided on the case as closed, with its closing time: it is evidence,
+    the close stands (it once read no closing in the history and reopened the case)."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing can close a case during an ingest")
+    first = _ingest(svc, "a", when=_around_now(-2))
+    _walk_to_closed(svc, first.case.id, _TO_CLOSED[:-1])
+    got: list[Any] = []
+
+    def sighting_seen_before() -> None:
+        try:
+            got.append(_ingest(svc, "late", when=_around_now(-1), position=(north(5), LON)))
+        except BaseException as exc:  # handed to the test
+            got.append(exc)
+
+    with svc.factory() as reviewer:
+        transition(
+            reviewer, principal=OPERATOR, case_id=first.case.id, move=workflow.Move(target=workflow.CLOSED)
+        )
+        reviewer.flush()  # the case row is locked and closed, not committed
+        sighting = threading.Thread(target=sighting_seen_before)
+        sighting.start()
+        try:
+            _wait_until_blocked_by(svc, reviewer, sighting)
+        finally:
+            reviewer.commit()
+    sighting.join(timeout=15)
+    assert got, "the sighting never finished"
+    assert not isinstance(got[0], BaseException), got[0]
+    late = got[0]
+    assert late.case.id == first.case.id
+    assert (late.recurrence, late.before_close) == (False, True)
+    assert (late.case.status, late.case.recurrence_count) == (workflow.CLOSED, 0)
+    with svc.factory() as session:
+        case = get_case(session, principal=OPERATOR, case_id=first.case.id)
+        assert case.status == workflow.CLOSED
+        assert [e.action for e in case.events][-2:] == ["closed", "seen_before_close"]
+    with svc.factory() as session:
+        assert audit(session).problems == []
+
+
+def test_a_close_racing_a_sighting_waits_for_it_and_stands(svc: Services) -> None:
+    """PostgreSQL: the other order. A sighting holds the case's row (added, not committed) when a
+    reviewer closes the case: the close waits for it, then closes the case with the sighting in it."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing can close a case during an ingest")
+    first = _ingest(svc, "a", when=_around_now(-2))
+    _walk_to_closed(svc, first.case.id, _TO_CLOSED[:-1])
+    closed: list[Any] = []
+
+    def close() -> None:
+        try:
+            with svc.factory() as reviewer:
+                move = workflow.Move(target=workflow.CLOSED)
+                closed.append(
+                    transition(reviewer, principal=OPERATOR, case_id=first.case.id, move=move).status
+                )
+                reviewer.commit()
+        except BaseException as exc:  # handed to the test
+            closed.append(exc)
+
+    with svc.factory() as session:
+        inc = _incident(svc, "b", when=_around_now(-1), position=(north(5), LON))
+        grid = svc.grid_cache.get(session)
+        seen = ingest(session, inc, grid=grid, policy=MergePolicy(15.0, 24.0), actor=SYSTEM)
+        assert (seen.case.id, seen.case.status) == (first.case.id, workflow.VERIFIED)
+        closing = threading.Thread(target=close)
+        closing.start()
+        try:
+            _wait_until_blocked_by(svc, session, closing)
+        finally:
+            session.commit()
+    closing.join(timeout=15)
+    assert closed == [workflow.CLOSED]
+    with svc.factory() as session:
+        case = get_case(session, principal=OPERATOR, case_id=first.case.id)
+        assert (case.status, case.sightings_count, case.recurrence_count) == (workflow.CLOSED, 2, 0)
+        assert [e.action for e in case.events][-1] == "closed"
+
+
+def test_a_sighting_racing_a_reject_opens_a_case_of_its_own(svc: Services) -> None:
+    """PostgreSQL: a sighting chooses a case under review while a reviewer is rejecting it, and
+    waits for its row; once the reject has committed, the rejected case takes no sighting (the merge
+    rule), so the incident is decided again and opens a new case (it once joined the rejected one)."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing can reject a case during an ingest")
+    first = _ingest(svc, "a", when=_around_now(-2))
+    got: list[Any] = []
+
+    def sighting() -> None:
+        try:
+            got.append(_ingest(svc, "b", when=_around_now(-1), position=(north(5), LON)))
+        except BaseException as exc:  # handed to the test
+            got.append(exc)
+
+    reject = workflow.Move(target=workflow.REJECTED, reason="false_positive")
+    with svc.factory() as reviewer:
+        transition(reviewer, principal=OPERATOR, case_id=first.case.id, move=reject)
+        reviewer.flush()  # the case row is locked and rejected, not committed
+        waiting = threading.Thread(target=sighting)
+        waiting.start()
+        try:
+            _wait_until_blocked_by(svc, reviewer, waiting)
+        finally:
+            reviewer.commit()
+    waiting.join(timeout=15)
+    assert got and not isinstance(got[0], BaseException), got
+    assert got[0].created and got[0].case.id != first.case.id
+    with svc.factory() as session:
+        rejected = get_case(session, principal=OPERATOR, case_id=first.case.id)
+        assert (rejected.status, rejected.sightings_count) == (workflow.REJECTED, 1)
+
+
+def test_a_move_decides_on_the_case_as_locked_not_as_loaded_before(svc: Services) -> None:
+    """PostgreSQL: a move whose session read the case before taking its row lock (the after-photo's
+    check reads it first) decides on the case as the lock finds it: a close by another reviewer
+    meanwhile makes a second close a 409, not a second closing of an already closed case."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the first read holds off the other reviewer")
+    first = _ingest(svc, "a", when=_around_now(-2))
+    _walk_to_closed(svc, first.case.id, _TO_CLOSED[:-1])
+    close = workflow.Move(target=workflow.CLOSED)
+    with svc.factory() as late_reviewer:
+        seen = get_case(late_reviewer, principal=OPERATOR, case_id=first.case.id)
+        assert seen.status == workflow.VERIFIED
+        _walk_to_closed(svc, first.case.id, (workflow.CLOSED,))  # another reviewer, committed
+        with pytest.raises(workflow.TransitionError):
+            transition(late_reviewer, principal=OPERATOR, case_id=first.case.id, move=close)
+    with svc.factory() as session:
+        actions = [e.action for e in get_case(session, principal=OPERATOR, case_id=first.case.id).events]
+    assert actions.count("closed") == 1
 
 
 def test_a_batch_racing_the_close_chains_its_entry_after_the_close(svc: Services) -> None:

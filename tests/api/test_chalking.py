@@ -734,6 +734,7 @@ def test_two_devices_over_http(server: LiveServer) -> None:
             "created": False,
             "duplicate": False,
             "recurrence": False,
+            "before_close": False,
             "chalk_mark": mark["chalk_mark"],
         }
         again = _post(van1, pass1, files1)

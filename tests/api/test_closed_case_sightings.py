@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.accounts.accounts import SYSTEM, Principal
 from api.cases import workflow
@@ -66,7 +66,8 @@ def test_a_sighting_seen_by_the_closing_is_evidence_and_the_case_stays_closed(
         closed_at = _close(server, admin, team, case_id)
         # the patrol's footage of the hours before the closing, uploaded late: up to the closing itself
         late = _seen(device, "late", now - timedelta(hours=19), closed_at)
-        assert (late["case_id"], late["status"], late["recurrence"]) == (case_id, "closed", False), late
+        answer = (late["case_id"], late["status"], late["recurrence"], late["before_close"])
+        assert answer == (case_id, "closed", False, True), late
         case = admin.get(f"/api/cases/{case_id}").json()
         assert (case["status"], case["sightings"], case["recurrences"]) == ("closed", 2, 0), case
         assert "late" in [s["incident_id"] for s in case["sightings_list"]]
@@ -75,7 +76,8 @@ def test_a_sighting_seen_by_the_closing_is_evidence_and_the_case_stays_closed(
         assert last["note"] == "seen before it was closed (incident late)"
         # a sighting last seen after the closing reopens it, as it always did
         again = _seen(device, "again", closed_at, closed_at + timedelta(seconds=1))
-        assert (again["case_id"], again["status"], again["recurrence"]) == (case_id, "pending_review", True)
+        answer = (again["case_id"], again["status"], again["recurrence"], again["before_close"])
+        assert answer == (case_id, "pending_review", True, False), again
     with server.services.factory() as session:
         checked = audit(session)  # the chain implies the seen_before_close event: the history agrees
     assert checked.problems == [], checked.problems
@@ -120,9 +122,9 @@ def test_a_batch_keeps_the_case_closed_for_the_earlier_sighting_and_reopens_it_f
         sent = device.post("/api/incidents/batch", files=parts)
         assert sent.status_code == 200, sent.text
         outcomes = [e["outcome"] for e in sent.json()["results"]]
-        assert [(o["case_id"], o["status"], o["recurrence"]) for o in outcomes] == [
-            (case_id, "closed", False),
-            (case_id, "pending_review", True),
+        assert [(o["case_id"], o["status"], o["recurrence"], o["before_close"]) for o in outcomes] == [
+            (case_id, "closed", False, True),
+            (case_id, "pending_review", True, False),
         ], outcomes
         history = [e["what"] for e in admin.get(f"/api/cases/{case_id}").json()["history"]]
     assert history[-2:] == ["seen_before_close", "reopened"], history
@@ -166,3 +168,45 @@ def test_the_workers_path_keeps_it_closed_too(services: Services) -> None:
         assert (late.case_id, late.status, late.recurrence) == (first.case_id, "closed", False)
         assert late.before_close
         assert audit(session).problems == []
+
+
+def test_a_case_closed_outside_the_service_is_closed_since_its_last_change(services: Services) -> None:
+    """A case closed by an import or by hand in SQL has no closing in its history: its updated_at,
+    when it was last changed, is taken as its closing. A sighting seen by then leaves it closed (and
+    its updated_at as it was), one seen after reopens it, as for a case closed through the workflow.
+    (Every sighting of such a case once reopened it.)"""
+    import_demo_grid(services)
+    now = datetime.now(UTC)
+    closed_at = now - timedelta(hours=2)
+
+    def seen(name: str, when: datetime) -> Any:
+        data = IncidentPayload.model_validate(incident_json(name, when=_iso(when), position=PLACE))
+        with services.factory() as session:
+            grid = services.grid_cache.get(session)
+            result = ingest(
+                session,
+                IncidentIn.from_payload(data, evidence=[]),
+                grid=grid,
+                policy=MergePolicy(),
+                actor=SYSTEM,
+            )
+            session.commit()
+        return result
+
+    case_id = seen("first", now - timedelta(hours=20)).case_id
+    with services.factory() as session:  # an edit outside the service: no history row, no custody entry
+        session.execute(
+            update(Case)
+            .where(Case.id == case_id)
+            .values(status=workflow.CLOSED, updated_at=closed_at.replace(tzinfo=None))
+        )
+        session.commit()
+    late = seen("late", closed_at - timedelta(minutes=30))
+    assert (late.case_id, late.status, late.recurrence, late.before_close) == (case_id, "closed", False, True)
+    again = seen("again", closed_at + timedelta(minutes=30))
+    assert (again.case_id, again.status, again.recurrence) == (case_id, "pending_review", True)
+    with services.factory() as session:
+        actions = session.scalars(
+            select(CaseEvent.action).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+        ).all()
+    assert actions == ["created", "seen_before_close", "reopened"]

@@ -31,12 +31,13 @@ from tests.api.api_testkit import PG_URL, import_demo_grid, incident_json, jpeg_
 
 CENTRES = [(30.2741, 120.1551), (30.2745, 120.1556), (30.2800, 120.1600), (30.2700, 120.1500)]
 METRES_LAT = 111_320.0
+START = datetime(2026, 11, 20, 8, 0)  # the first incident of a stream; one every 20 minutes
 
 
 def _stream(seed: int, count: int) -> list[dict[str, Any]]:
     """Incident JSONs: a few places, each seen again and again within and beyond 15 m and 24 h."""
     rng = random.Random(seed)
-    start = datetime(2026, 11, 20, 8, 0)
+    start = START
     out: list[dict[str, Any]] = []
     for i in range(count):
         if out and rng.random() < 0.08:  # a repeat of an earlier incident (a resend)
@@ -91,11 +92,13 @@ def _by_creation(session: Session) -> list[int]:
     return [row.case_id for row in session.execute(first.order_by("first"))]
 
 
-def _close_and_reject(services: Services) -> None:
-    """An operator closes some cases and rejects others (the later incidents reopen or avoid them)."""
+def _close_and_reject(services: Services, closed_at: datetime) -> None:
+    """Some cases are closed at `closed_at` and others rejected, outside the service (the later
+    incidents reopen them or are seen before their closing, or avoid them)."""
     with services.factory() as session:
         ids = _by_creation(session)
-        session.execute(update(Case).where(Case.id.in_(ids[0::3])).values(status="closed"))
+        closing = update(Case).where(Case.id.in_(ids[0::3])).values(status="closed", updated_at=closed_at)
+        session.execute(closing)
         session.execute(update(Case).where(Case.id.in_(ids[1::5])).values(status="rejected"))
         session.commit()
 
@@ -128,7 +131,7 @@ def _outcomes(results: list[IngestResult], services: Services) -> tuple[list[tup
         ]
         chains, problems = custody.verify_all(session)
     assert problems == [] and chains == len(cases)
-    named = [(order[r.case_id], r.created, r.duplicate, r.recurrence) for r in results]
+    named = [(order[r.case_id], r.created, r.duplicate, r.recurrence, r.before_close) for r in results]
     return named, states
 
 
@@ -158,6 +161,7 @@ def _build(tmp_path: Any, db_url: str, name: str) -> Iterator[Services]:
 def test_batches_decide_as_one_at_a_time(tmp_path: Any, db_url: str, seed: int) -> None:
     stream = _stream(seed, 160)
     early, late = stream[:60], stream[60:]
+    closed_at = START + timedelta(minutes=20 * len(early) - 30)  # some late uploads were seen before
     policy = MergePolicy()
     rng = random.Random(seed)
 
@@ -166,7 +170,7 @@ def test_batches_decide_as_one_at_a_time(tmp_path: Any, db_url: str, seed: int) 
         alone_results = []
         for n, data in enumerate(stream):
             if n == len(early):
-                _close_and_reject(alone)
+                _close_and_reject(alone, closed_at)
             inc = _incident(alone, data)
             alone_results.append(
                 ingest_committed(alone.factory, inc, grid_cache=alone.grid_cache, policy=policy, actor=SYSTEM)
@@ -178,7 +182,7 @@ def test_batches_decide_as_one_at_a_time(tmp_path: Any, db_url: str, seed: int) 
         results: list[IngestResult] = []
         for part in (early, late):
             if part is late:
-                _close_and_reject(batched)
+                _close_and_reject(batched, closed_at)
             at = 0
             while at < len(part):
                 size = rng.randint(1, 24)
@@ -194,5 +198,6 @@ def test_batches_decide_as_one_at_a_time(tmp_path: Any, db_url: str, seed: int) 
         assert writer.stats.retried_alone == 0
     assert got[0] == expected[0]  # each incident: the same case, new or not, duplicate or not
     assert got[1] == expected[1]  # each case: the same state
-    assert sum(1 for _, created, _, _ in got[0] if not created) > 40  # the stream merges a lot
-    assert sum(1 for _, _, _, recurrence in got[0] if recurrence) > 0  # and reopens closed cases
+    assert sum(1 for _, created, _, _, _ in got[0] if not created) > 40  # the stream merges a lot
+    assert sum(1 for _, _, _, recurrence, _ in got[0] if recurrence) > 0  # and reopens closed cases
+    assert sum(1 for *_, before_close in got[0] if before_close) > 0  # or are seen before their closing

@@ -354,6 +354,7 @@ def outcome_body(result: IngestResult | ChalkResult) -> dict[str, Any]:
                 "created": False,
                 "duplicate": result.duplicate,
                 "recurrence": False,
+                "before_close": False,
                 "chalk_mark": result.mark_id,
             }
         return {**outcome_body(result.confirmed), "duplicate": result.duplicate, "chalk_mark": result.mark_id}
@@ -365,6 +366,7 @@ def outcome_body(result: IngestResult | ChalkResult) -> dict[str, Any]:
         "created": result.created,
         "duplicate": result.duplicate,
         "recurrence": result.recurrence,
+        "before_close": result.before_close,
         "chalk_mark": None,
     }
 
