@@ -67,3 +67,28 @@ def test_switching_the_language_after_a_refused_move_shows_the_case(site: Site, 
     assert page.get_attribute("html", "lang") == "en"
     assert page.get_attribute("#case", "data-status") == "filed"
     op.shot("english-case")
+
+
+def test_the_case_pages_way_back_leads_to_the_list_it_came_from(site: Site, open_page: Any) -> None:
+    api = site.api("op1")
+    for n in range(2):
+        new_case(api, f"back-{n}", 30.2800 + n * 0.0001, 120.1660, category="piled_debris")
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    goto(op, "/cases")
+    page.select_option("select[name=category]", "piled_debris")
+    page.check("input[name=status][value=pending_review]")
+    page.select_option("select[name=sort]", "number")
+    page.select_option("select[name=per_page]", "25")
+    follow(page, "#apply-filters")
+    listed = page.url
+    assert query_of(listed)["category"] == ["piled_debris"]
+
+    follow(page, "#case-table a.case-link")
+    follow(page, "form.move-filed button[type=submit]")  # a move: the case page comes back from a POST
+    assert "done=filed" in page.url
+    follow(page, "p.crumbs a")
+    assert query_of(page.url) == query_of(listed), page.url
+    assert page.input_value("select[name=category]") == "piled_debris"
+    assert page.is_checked("input[name=status][value=pending_review]")

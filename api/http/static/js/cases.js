@@ -1,7 +1,21 @@
-// The case and task pages: a preview of the after-photo the phone just took, and one post per form
-// (a second tap while the first is on its way does nothing). The forms work without this script.
+// The case list, the case and task pages: a preview of the after-photo the phone just took, one post
+// per form (a second tap while the first is on its way does nothing), and the case page's link back
+// to the list leading to the list as the tab last showed it. The pages work without this script.
 "use strict";
 (function () {
+  // the list's filters, sorting and page, kept for this tab: the case page's link back to the list
+  // (#back-to-list, plain /cases without this script) leads there, after moves made on the case too
+  const LIST_KEY = "gp.cases.list";
+  function kept(write) {
+    try { return write(window.sessionStorage); } catch (err) { return null; }  // storage turned off
+  }
+  if (document.body.classList.contains("cases-list")) {
+    kept((store) => store.setItem(LIST_KEY, location.search));
+  }
+  const backToList = document.getElementById("back-to-list");
+  const listSearch = backToList && kept((store) => store.getItem(LIST_KEY));
+  if (listSearch) backToList.href = "/cases" + listSearch;
+
   for (const input of document.querySelectorAll("input.after-photo-input")) {
     const preview = input.form && input.form.querySelector("img.photo-preview");
     if (!preview) continue;
