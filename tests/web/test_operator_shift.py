@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.web.conftest import Site
+from tests.web.test_boxes import drag, open_editor
 from tests.web.test_cases import follow, goto, move, new_case
 
 LANGUAGE_SWITCH = "form[action='/lang'] button"
@@ -92,3 +93,32 @@ def test_the_case_pages_way_back_leads_to_the_list_it_came_from(site: Site, open
     assert query_of(page.url) == query_of(listed), page.url
     assert page.input_value("select[name=category]") == "piled_debris"
     assert page.is_checked("input[name=status][value=pending_review]")
+
+
+def test_leaving_a_case_with_boxes_not_saved_asks_first(site: Site, open_page: Any) -> None:
+    case = new_case(site.api("demo-admin"), "boxes-leave", 30.2805, 120.1670)
+    op = open_page(label="op1")
+    op.login("op1")
+    page = op.page
+    goto(op, f"/cases/{case['id']}")
+    editor = open_editor(page)
+    editor.locator("input[value=add]").check()
+    drag(page, editor, (0.5, 0.3), (0.8, 0.7))
+    assert editor.locator("ol.pending-boxes li").count() == 1
+
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: asked.append(dialog.type))  # the watcher dismisses it: stay
+    page.click("p.crumbs a")
+    page.wait_for_timeout(500)
+    assert asked == ["beforeunload"]
+    op.problems[:] = [p for p in op.problems if not p.startswith("dialog:")]
+    assert urlsplit(page.url).path == f"/cases/{case['id']}"
+    assert editor.locator("ol.pending-boxes li").count() == 1  # still there to save
+
+    with page.expect_response(lambda r: r.url.endswith(f"/api/cases/{case['id']}/boxes")) as answer:
+        editor.locator("button.save-boxes").click()
+    assert answer.value.status == 200
+    page.wait_for_selector(".box-saved:not([hidden])")
+    follow(page, "p.crumbs a")  # saved: nothing to lose, no question
+    assert asked == ["beforeunload"]
+    assert urlsplit(page.url).path == "/cases"
