@@ -199,6 +199,7 @@ class ListQuery:
     until_at: datetime | None = None
 
     def filters(self) -> CaseFilter:
+        number, case_id = typed_number(self.number)
         return CaseFilter(
             status=self.status or None,
             category=self.category or None,
@@ -207,8 +208,9 @@ class ListQuery:
             since=self.since_at,
             until=self.until_at,
             camera=self.camera or None,
-            number=self.number or None,
+            number=number,
             plate=self.plate or None,
+            case_id=case_id,
         )
 
     def params(self, **changes: Any) -> str:
@@ -230,6 +232,25 @@ class ListQuery:
         }
         values.update(changes)
         return urlencode({k: v for k, v in values.items() if v not in ("", None, [])}, doseq=True)
+
+
+# what the number box takes as people read a number out: the whole number in any case, with or without
+# its leading zeros and dashes (gp-2026-123), or its digits alone (123, 000123: the case's id)
+NUMBER_TYPED = re.compile(r"^(?:GP-?([0-9]{4})-?)?0*([0-9]{1,10})$", re.IGNORECASE)
+
+
+def typed_number(text: str) -> tuple[str | None, int | None]:
+    """The number filter (the whole number, as stored) or the case id that the number box's text names;
+    text of another form is looked for as it is (and finds nothing)."""
+    typed = NUMBER_TYPED.match(text.strip())
+    if typed is None:
+        return text or None, None
+    year, digits = typed.groups()
+    if int(digits) > MAX_ID:  # no case has it: an id the database's column could not hold
+        return text, None
+    if year is not None:
+        return f"GP-{year}-{int(digits):06d}", None
+    return None, int(digits)
 
 
 def _local_datetime(text: str, offset: timezone, *, end_of_day: bool) -> datetime | None:
