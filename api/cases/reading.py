@@ -89,6 +89,7 @@ class CaseFilter:
     device_id: int | None = None
     number: str | None = None
     plate: str | None = None
+    case_id: int | None = None
 
     def apply(self, stmt: Select) -> Select:
         if self.status:
@@ -115,6 +116,8 @@ class CaseFilter:
             stmt = stmt.where(Case.number == self.number.strip().upper())
         if self.plate:
             stmt = stmt.where(Case.plate == self.plate.strip().upper())
+        if self.case_id is not None:
+            stmt = stmt.where(Case.id == self.case_id)
         return stmt
 
 

@@ -14,7 +14,7 @@ from api.accounts import tokens
 from api.accounts.accounts import AuthError
 from api.accounts.throttle import LoginThrottled
 from api.http.i18n import LANGUAGE_COOKIE, LANGUAGES
-from api.http.pages.render import HOME_BY_ROLE, render
+from api.http.pages.render import HOME_BY_ROLE, MAX_RETURN_ADDRESS, render, same_origin_page
 from api.http.pages.session import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -94,7 +94,7 @@ async def login(
     username: Annotated[str, Form(max_length=64)] = "",
     password: Annotated[str, Form(max_length=256)] = "",
     login_csrf: Annotated[str, Form(max_length=64)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/",
+    next: Annotated[str, Form(max_length=MAX_RETURN_ADDRESS)] = "/",
     unsent: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     from api.http.pages.render import translator
@@ -177,7 +177,7 @@ async def logout(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/lang")
 async def switch_language(
-    lang: Annotated[str, Form(max_length=8)], next: Annotated[str, Form(max_length=2000)] = "/"
+    lang: Annotated[str, Form(max_length=8)], next: Annotated[str, Form(max_length=MAX_RETURN_ADDRESS)] = "/"
 ) -> Response:
     response = RedirectResponse(safe_next(next), status_code=303)
     if lang in LANGUAGES:
@@ -198,12 +198,5 @@ def login_redirect(request: Request) -> str:
     if request.method in ("GET", "HEAD"):
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return f"/login?next={quote(safe_next(path), safe='')}"
-    path = _same_origin_page(request) or "/"
+    path = same_origin_page(request) or "/"
     return f"/login?next={quote(safe_next(path), safe='')}&{UNSENT}=1"
-
-
-def _same_origin_page(request: Request) -> str | None:
-    referer = urlsplit(request.headers.get("referer") or "")
-    if referer.scheme not in ("http", "https") or referer.netloc != request.url.netloc:
-        return None
-    return (referer.path or "/") + (f"?{referer.query}" if referer.query else "")

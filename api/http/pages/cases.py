@@ -85,6 +85,9 @@ MAX_NOTE = 4000  # the API's limit on a note
 EVIDENCE_ORDER = ("raw", "annotated", "crop", "dwell_first", "dwell_middle", "dwell_last", "after_photo")
 # where a move's form came from (the answer goes back there) and the page template of each
 PAGE_TEMPLATES = {"case": "cases/detail.html", "task": "tasks/detail.html"}
+# the sightings a case page shows unless asked for all (?sightings=all): the latest. A camera watching a
+# pile that stays merges hundreds into one case; each has six pictures and a box editor
+SIGHTINGS_SHOWN = 20
 
 T = TypeVar("T")
 
@@ -196,6 +199,7 @@ class ListQuery:
     until_at: datetime | None = None
 
     def filters(self) -> CaseFilter:
+        number, case_id = typed_number(self.number)
         return CaseFilter(
             status=self.status or None,
             category=self.category or None,
@@ -204,8 +208,9 @@ class ListQuery:
             since=self.since_at,
             until=self.until_at,
             camera=self.camera or None,
-            number=self.number or None,
+            number=number,
             plate=self.plate or None,
+            case_id=case_id,
         )
 
     def params(self, **changes: Any) -> str:
@@ -227,6 +232,25 @@ class ListQuery:
         }
         values.update(changes)
         return urlencode({k: v for k, v in values.items() if v not in ("", None, [])}, doseq=True)
+
+
+# what the number box takes as people read a number out: the whole number in any case, with or without
+# its leading zeros and dashes (gp-2026-123), or its digits alone (123, 000123: the case's id)
+NUMBER_TYPED = re.compile(r"^(?:GP-?([0-9]{4})-?)?0*([0-9]{1,10})$", re.IGNORECASE)
+
+
+def typed_number(text: str) -> tuple[str | None, int | None]:
+    """The number filter (the whole number, as stored) or the case id that the number box's text names;
+    text of another form is looked for as it is (and finds nothing)."""
+    typed = NUMBER_TYPED.match(text.strip())
+    if typed is None:
+        return text or None, None
+    year, digits = typed.groups()
+    if int(digits) > MAX_ID:  # no case has it: an id the database's column could not hold
+        return text, None
+    if year is not None:
+        return f"GP-{year}-{int(digits):06d}", None
+    return None, int(digits)
 
 
 def _local_datetime(text: str, offset: timezone, *, end_of_day: bool) -> datetime | None:
@@ -505,16 +529,22 @@ def custody_check(session: Session, case_id: int, t: Translator) -> dict[str, An
 
 
 def sighting_views(
-    case: Case, t: Translator, offset: timezone, corrected: Mapping[int, review_labels.CorrectedFrame]
+    case: Case,
+    t: Translator,
+    offset: timezone,
+    corrected: Mapping[int, review_labels.CorrectedFrame],
+    sightings: list[Sighting],
 ) -> list[dict[str, Any]]:
-    """Every sighting with its evidence thumbnails; the raw frame and the dwell frames carry the
-    stored box (and a crop's window) for frames.js to draw (a dwell frame's, and whose it is:
-    views.strip_boxes). A sighting whose frame operators
+    """The sightings given (the case's, or its latest), numbered among all of the case's, with their
+    evidence thumbnails; the raw frame and the dwell frames carry the stored box (and a crop's window)
+    for frames.js to draw (a dwell frame's, and whose it is: views.strip_boxes). A sighting whose frame operators
     corrected boxes on (`corrected`: review_labels.corrected_frames) shows their boxes: over its raw
     frame, and in pictures drawn with them in place of its annotated frame and crop (which carry the
     detector's box; a crop of a frame with no box left is not shown)."""
     views = []
-    for number, sighting in enumerate(case.sightings, start=1):
+    numbers = {sighting.id: number for number, sighting in enumerate(case.sightings, start=1)}
+    for sighting in sightings:
+        number = numbers[sighting.id]
         incident = incident_of(sighting)
         entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
         fixed = corrected.get(sighting.id)
@@ -575,14 +605,15 @@ def class_choices(classes: Mapping[str, str], t: Translator) -> dict[str, str]:
 
 
 def box_editors(
-    session: Session, case: Case, classes: Mapping[str, str], t: Translator
+    session: Session, sightings: list[Sighting], classes: Mapping[str, str], t: Translator
 ) -> dict[int, dict[str, Any]]:
-    """sighting id -> what the box editor of its raw frame shows: the frame, the boxes labelled on it
-    now (review_labels.labelled_frames: what was saved, after a reload too), in pixels of the frame, and
-    the model classes a box may have (the site config's `kinds`), named in the page's language. A frame
-    with a review label that cannot be read has no editor, only a line saying so (`unreadable`)."""
+    """sighting id (of those given) -> what the box editor of its raw frame shows: the frame, the boxes
+    labelled on it now (review_labels.labelled_frames: what was saved, after a reload too), in pixels of
+    the frame, and the model classes a box may have (the site config's `kinds`), named in the page's
+    language. A frame with a review label that cannot be read has no editor, only a line saying so
+    (`unreadable`)."""
     choices = class_choices(classes, t)
-    frames = review_labels.labelled_frames(session, sightings=case.sightings, classes=classes)
+    frames = review_labels.labelled_frames(session, sightings=sightings, classes=classes)
     return {
         sighting_id: {
             "unreadable": (
@@ -745,12 +776,15 @@ def case_context(
     t: Translator,
     offset: timezone,
     classes: Mapping[str, str] | None = None,
+    all_sightings: bool = False,
 ) -> dict[str, Any]:
     """What the case page (and the task page) shows of a case the person may see; NotFound else.
     Its times are shown at its camera's UTC offset, like its facts (api.http.pages.views), else at
     the site's. With `classes` (the site config's model classes; given for a person who may label
-    boxes), each sighting's raw frame has a box editor."""
+    boxes), each sighting shown has a box editor on its raw frame. The latest SIGHTINGS_SHOWN
+    sightings are shown, all of them with `all_sightings`."""
     case = get_case(session, principal=principal, case_id=case_id)
+    shown = list(case.sightings) if all_sightings else list(case.sightings)[-SIGHTINGS_SHOWN:]
     if case.sightings:
         offset = camera_offset(incident_of(case.sightings[-1])) or offset
     events = list(
@@ -766,7 +800,7 @@ def case_context(
         )
         .order_by(EvidenceLink.id)
     )
-    corrected = review_labels.corrected_frames(session, sightings=case.sightings)
+    corrected = review_labels.corrected_frames(session, sightings=shown)
     view = card_view(case, t, corrected)
     dispatch = last_dispatch(events)
     dispatch_note = dispatched_team(dispatch.note)[1] if dispatch is not None else None
@@ -779,8 +813,9 @@ def case_context(
         "crop": view.crop,
         "strip": view.strip,
         "facts": view.facts,
-        "sightings": sighting_views(case, t, offset, corrected),
-        "box_editors": box_editors(session, case, classes, t) if classes is not None else {},
+        "sightings": sighting_views(case, t, offset, corrected, shown),
+        "sightings_hidden": len(case.sightings) - len(shown),
+        "box_editors": box_editors(session, shown, classes, t) if classes is not None else {},
         "after_photos": [evidence_url(sha) for sha in after],
         "timeline": timeline(events, t, offset),
         "custody": custody_check(session, case.id, t),
@@ -817,7 +852,12 @@ def done_message(t: Translator, done: str | None, number: str | None) -> str:
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 async def case_page_view(
-    request: Request, case_id: CaseIdPath, principal: Reader, services: ServicesDep, done: str | None = None
+    request: Request,
+    case_id: CaseIdPath,
+    principal: Reader,
+    services: ServicesDep,
+    done: str | None = None,
+    sightings: str | None = None,
 ) -> Response:
     return await render_case(
         request,
@@ -825,6 +865,7 @@ async def case_page_view(
         principal=principal,
         services=services,
         done=done,
+        all_sightings=sightings == "all",
     )
 
 
@@ -839,10 +880,12 @@ async def render_case(
     status_code: int = 200,
     template: str = "cases/detail.html",
     sent: dict[str, str] | None = None,
+    all_sightings: bool = False,
 ) -> Response:
     """A case's page (or its task page); after a refused move, `sent` (to, note, reason, team) fills
     that move's form again, or the first form when that move is no longer there (the case moved on),
-    so that a person's typed note is never lost to an error."""
+    so that a person's typed note is never lost to an error. `all_sightings`: every sighting shown,
+    not only the latest (case_context)."""
     t = translator(request)
     offset = site_offset(services)
     if case_id is None:
@@ -860,7 +903,13 @@ async def render_case(
         context = await in_session(
             services,
             lambda session: case_context(
-                session, principal=principal, case_id=known_id, t=t, offset=offset, classes=classes
+                session,
+                principal=principal,
+                case_id=known_id,
+                t=t,
+                offset=offset,
+                classes=classes,
+                all_sightings=all_sightings,
             ),
         )
     except NotFound:

@@ -7,6 +7,7 @@ import json
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -87,13 +88,38 @@ def render(
             csrf_token=csrf_token_for(token) if token and principal is not None else "",
             nav=nav,
             asset=assets.url,
-            path=path,
+            path=page_path or page_address(request),
             **context,
         )
     )
     # a page holds what its reader may see: not kept for the Back button after logging out, nor by a
     # shared proxy
     return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+# the longest `next` POST /lang takes (api.http.pages.auth.switch_language)
+MAX_RETURN_ADDRESS = 2000
+
+
+def same_origin_page(request: Request) -> str | None:
+    """The page (path and query) the request came from, by its Referer, when it is of this site."""
+    referer = urlsplit(request.headers.get("referer") or "")
+    if referer.scheme not in ("http", "https") or referer.netloc != request.url.netloc:
+        return None
+    return (referer.path or "/") + (f"?{referer.query}" if referer.query else "")
+
+
+def page_address(request: Request) -> str:
+    """Where the language switch comes back to: this page as it was asked for, its query (a list's
+    filters and page) included. A page shown as the answer to a form (a refused move) has no address
+    to ask for again: the page the form was on, else home. An address longer than the switch takes
+    (a hand-made link) is the page without its query."""
+    address = request.url.path
+    if request.method in ("GET", "HEAD"):
+        address += f"?{request.url.query}" if request.url.query else ""
+    else:
+        address = same_origin_page(request) or "/"
+    return address if len(address) <= MAX_RETURN_ADDRESS else address.split("?")[0][:MAX_RETURN_ADDRESS]
 
 
 def script_json(data: object) -> str:

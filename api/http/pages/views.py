@@ -109,7 +109,7 @@ def show_time(naive_utc: datetime | None, offset: timezone | None) -> str:
 def show_duration(seconds: float, t: Translator) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+        return t("case.duration.hours", hours=seconds // 3600, minutes=f"{seconds % 3600 // 60:02d}")
     return t("case.duration.value", minutes=seconds // 60, seconds=seconds % 60)
 
 

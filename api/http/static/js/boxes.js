@@ -3,12 +3,14 @@
 // detection or adds a missed object; mark a labelled box for removal; save them in one
 // POST /api/cases/{id}/boxes. Boxes are kept in pixels of the frame (its natural size); the svg over
 // the picture has that size as its viewBox, so only the pointer's position is converted. The page
-// renders the labelled boxes (what was saved); a save that fails keeps the boxes not yet saved.
+// renders the labelled boxes (what was saved); a save that fails keeps the boxes not yet saved, and
+// leaving the page while some are not saved asks first (the browser's own "leave the page?").
 "use strict";
 (function () {
   const caseId = document.getElementById("case").dataset.caseId;
   const SVG = "http://www.w3.org/2000/svg";
   const MIN_DRAG_PX = 4;  // a shorter drag on the screen is a click, not a box
+  const editors = [];  // each editor's state: boxes drawn or marked and not saved keep the page
 
   function clamp(v, low, high) { return Math.min(high, Math.max(low, v)); }
 
@@ -41,6 +43,7 @@
       refused: -1,  // the index of the pending box the last save was refused for
       sending: false,
     };
+    editors.push(state);
     let size = null;  // the frame's natural width and height, once loaded
     let draft = null;  // the box being dragged: {start: [x, y], rect, pointer}
 
@@ -223,4 +226,11 @@
   }
 
   document.querySelectorAll("details.box-editor").forEach(setup);
+  // leaving the page (a link, a move's form, a reload, closing the tab) with boxes not saved asks first:
+  // they live only on this page
+  window.addEventListener("beforeunload", (event) => {
+    if (!editors.some((state) => state.pending.length)) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
 })();

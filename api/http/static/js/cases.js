@@ -1,5 +1,6 @@
-// The case and task pages: a preview of the after-photo the phone just took, and one post per form
-// (a second tap while the first is on its way does nothing). The forms work without this script.
+// The case list, the case and task pages: a preview of the after-photo the phone just took, one post
+// per form (a second tap while the first is on its way does nothing), and the case page's link back
+// to the list leading to the list as the tab last showed it. The pages work without this script.
 // In the street: a tap while the phone has no network sends nothing and says so, the note and photo
 // staying on the page (the browser's own "no internet" page would take its place); and a typed note is
 // kept on the phone (localStorage, a day at most) until the move is made, so that a page the phone
@@ -61,6 +62,19 @@
       notice.className = "flash ok move-offline";
     }
   });
+
+  // the list's filters, sorting and page, kept for this tab: the case page's link back to the list
+  // (#back-to-list, plain /cases without this script) leads there, after moves made on the case too
+  const LIST_KEY = "gp.cases.list";
+  function inTab(write) {
+    try { return write(window.sessionStorage); } catch (err) { return null; }  // storage turned off
+  }
+  if (document.body.classList.contains("cases-list")) {
+    inTab((store) => store.setItem(LIST_KEY, location.search));
+  }
+  const backToList = document.getElementById("back-to-list");
+  const listSearch = backToList && inTab((store) => store.getItem(LIST_KEY));
+  if (listSearch) backToList.href = "/cases" + listSearch;
 
   for (const input of document.querySelectorAll("input.after-photo-input")) {
     const preview = input.form && input.form.querySelector("img.photo-preview");
