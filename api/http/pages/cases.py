@@ -537,8 +537,8 @@ def sighting_views(
 ) -> list[dict[str, Any]]:
     """The sightings given (the case's, or its latest), numbered among all of the case's, with their
     evidence thumbnails; the raw frame and the dwell frames carry the stored box (and a crop's window)
-    for frames.js to draw (a dwell frame's, and whose it is: views.strip_boxes). A sighting whose frame operators
-    corrected boxes on (`corrected`: review_labels.corrected_frames) shows their boxes: over its raw
+    for frames.js to draw (a dwell frame's, and whose it is: views.strip_boxes). A sighting whose frame
+    operators corrected boxes on (`corrected`: review_labels.corrected_frames) shows their boxes: over its raw
     frame, and in pictures drawn with them in place of its annotated frame and crop (which carry the
     detector's box; a crop of a frame with no box left is not shown)."""
     views = []
