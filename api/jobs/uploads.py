@@ -509,7 +509,7 @@ def register_upload(
         sha256=footage.sha256,
         size=footage.size,
         media_type=media_type,
-        filename=footage.filename,
+        filename=display_filename(footage.filename),
         path=str(final),
         track_path=str(track_final) if track_final else None,
         track_sha256=track.sha256 if track else None,

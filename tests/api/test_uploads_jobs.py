@@ -37,7 +37,7 @@ from tests.api.api_testkit import (
     wait_job,
 )
 from tests.api.test_footage_cut_short import pipeline as decoding_pipeline
-from tests.api.test_gps_tracks import worker_server
+from tests.api.test_gps_tracks import _multipart, worker_server
 from tests.streams.footage import write_video
 
 
@@ -734,3 +734,21 @@ def test_a_runner_asking_for_the_track_of_footage_sent_without_one_is_told_so(
 def test_a_sent_file_name_is_fit_to_show(sent: str | None, shown: str | None) -> None:
     assert display_filename(sent) == shown
     assert shown is None or len(shown) <= MAX_SHOWN_FILENAME
+
+
+def test_the_footage_s_file_name_is_kept_fit_to_show(server: LiveServer) -> None:
+    """The footage's own file name was stored as sent but for its folder: a bell or a right-to-left
+    override in it (which shows the rest of the name reversed) reached the upload listing, the job's
+    messages and the pages. Now it is kept as the GPS track's name is: without its
+    folder, control or format characters."""
+    sent = "C:\\crew\\patrol\a_0612\u202e.mp4"
+    body, content_type = _multipart([("file", sent.encode(), footage("a crew's name"))])
+    with server.client("device") as device, server.client("operator") as operator:
+        r = device.post("/api/uploads", content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 201, r.text
+        job = wait_job(device, r.json()["id"])
+        assert job["status"] == "done", job
+        (listed,) = operator.get("/api/uploads").json()["items"]
+        assert listed["filename"] == "patrol_0612.mp4"
+    with server.services.factory() as session:
+        assert session.scalars(select(Upload.filename)).one() == "patrol_0612.mp4"
