@@ -89,7 +89,7 @@ _TRACK_COLUMNS = frozenset(
 # streams.gps.FORMATS_READ, for the 415 that refuses a file that is none of them
 TRACK_FORMATS_READ = (
     "GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue .gps), "
-    "or CSV with a time,lat,lon header"
+    "or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
 )
 
 

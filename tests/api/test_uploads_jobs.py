@@ -641,7 +641,7 @@ def test_every_track_the_reader_reads_is_taken(tmp_path: Path, name: str, data: 
 
 NOT_A_TRACK = (
     "not a GPS track; tracks read: GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a "
-    "BlackVue .gps), or CSV with a time,lat,lon header"
+    "BlackVue .gps), or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
 )
 
 
@@ -674,6 +674,16 @@ def test_a_track_in_a_format_not_read_is_refused_on_upload(
         assert r.status_code == 415, r.text
         assert r.json()["errors"] == [{"field": "track", "reason": f"{name}: {NOT_A_TRACK}"}]
     assert sorted(p.name for p in server.services.settings.uploads_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_upload_page_names_the_csv_tracks_read_as_the_415_does(lang: str) -> None:
+    """The page's word for a dropped file that is neither footage nor a track said only "CSV", and the
+    415 only "a time,lat,lon header", though a CSV with the day in its own date column is read too."""
+    from api.http.i18n import Translator
+
+    shown = Translator(lang)("upload.drop.unknown", names="route.kml")
+    assert "route.kml" in shown and "time,lat,lon" in shown and "date,time,lat,lon" in shown
 
 
 def test_a_text_field_sent_twice_is_refused(server: LiveServer) -> None:
