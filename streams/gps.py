@@ -42,7 +42,7 @@ TrackFormat = Literal["gpx", "nmea", "csv"]
 # What a file must be to be read as a track, for the messages that refuse one
 FORMATS_READ = (
     "GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue .gps), "
-    "or CSV with a time,lat,lon header"
+    "or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
 )
 
 # Between two fixes further apart than this the position is unknown (a tunnel, a logger pause): no

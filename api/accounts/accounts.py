@@ -163,10 +163,13 @@ def create_user(
         also = "" if taken == username else f" as '{taken}' (usernames must differ by more than case)"
         raise AccountConflict("username", f"'{username}' already exists{also}")
     user = User(username=username, password_hash=hash_password(password), role=role, team=team)
-    session.add(user)
-    try:
-        session.flush()
+    try:  # in a savepoint: a refusal other than the name's (a trigger) is raised as it is, not as taken
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
     except IntegrityError:
+        if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is None:
+            raise
         raise AccountConflict("username", f"'{username}' already exists") from None
     return user
 
@@ -198,10 +201,13 @@ def create_device(
         )
     key, digest = _new_device_key()
     device = Device(name=name, key_hash=digest, camera_id=camera_id or None, runner=runner)
-    session.add(device)
-    try:
-        session.flush()
+    try:  # as create_user: only the name's refusal is "already exists"
+        with session.begin_nested():
+            session.add(device)
+            session.flush()
     except IntegrityError:
+        if session.scalar(select(Device.id).where(Device.name == name)) is None:
+            raise
         raise AccountConflict("name", taken) from None
     return device, key
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -91,15 +92,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _database_fault(exc: Exception) -> Exception:
     """A database error a command met, as the service's fault with the driver's first line (a
     read-only database file or folder: 'database: not reachable; retry (OperationalError: attempt to
-    write a readonly database)'); anything else (a bug) raised again as it was."""
+    write a readonly database)'); a change the database refused (a constraint, a trigger) as what it
+    refused; anything else (a bug) raised again as it was."""
     if "sqlalchemy.exc" not in sys.modules:
         raise exc
     from api.http.app import database_fault, describe_cause
 
+    refused = _refused_change(exc)
+    if refused is not None:
+        return RuntimeError(refused)
     fault = database_fault(exc)
     if fault is None:
         raise exc
     return RuntimeError(f"{fault} ({describe_cause(exc)})")
+
+
+_CHANGED_TABLE = re.compile(r"^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
+
+
+def _refused_change(exc: Exception) -> str | None:
+    """What a database refused, in one line, when `exc` is its refusal of a change (IntegrityError: a
+    unique or foreign-key constraint, a NOT NULL, a trigger's RAISE), e.g. 'database: refused a change
+    to cameras (UNIQUE constraint failed: cameras.id); the change was rolled back, what was stored
+    before is kept'. The database rolled the statement back and the command's session its
+    transaction, so what was stored before stays as it was. None for any other error."""
+    import sqlite3
+
+    from sqlalchemy import exc as sa_exc
+
+    from api.http.app import mask_credentials
+
+    if isinstance(exc, sa_exc.IntegrityError):
+        reason, statement = str(exc.orig), exc.statement or ""
+    elif isinstance(exc, sqlite3.IntegrityError):
+        reason, statement = str(exc), ""
+    else:
+        return None
+    lines = reason.strip().splitlines()  # PostgreSQL's DETAIL line shows the row's values: left out
+    reason = mask_credentials(lines[0]) if lines else "a constraint failed"
+    table = _CHANGED_TABLE.match(statement)
+    where = f"a change to {table.group(2)}" if table else "the change at commit"
+    if not table and statement.strip().upper() != "COMMIT":
+        where = "a change"
+    return f"database: refused {where} ({reason}); the change was rolled back, what was stored before is kept"
 
 
 if __name__ == "__main__":

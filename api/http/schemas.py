@@ -472,7 +472,7 @@ class UploadSession(Schema):
     sha256: Sha256
     size: int
     offset: int = Field(description="bytes received: the offset the next chunk must start at")
-    filename: str | None
+    filename: str | None = Field(description="as sent, without its folder or control characters")
     camera_id: str | None
     start_time: str | None
     created_at: UtcTime
@@ -660,7 +660,7 @@ class Health(Schema):
 class UploadSummary(Schema):
     id: int
     sha256: Sha256
-    filename: str | None = Field(description="the footage's file name as sent")
+    filename: str | None = Field(description="the footage's file name as sent (sanitised, as track_filename)")
     camera_id: str | None
     start_time: UtcTime | None = Field(description="when the footage starts, as sent")
     created_at: UtcTime
@@ -766,7 +766,10 @@ class RunnerJobUpload(Schema):
     sha256: Sha256 = Field(description="of the footage: the runner checks its download against it")
     size: int = Field(description="bytes")
     media_type: str
-    filename: str | None = Field(description="as uploaded; the job's errors name the footage by it")
+    filename: str | None = Field(
+        description="as uploaded (without its folder or control characters); the job's errors name the "
+        "footage by it"
+    )
     suffix: str = Field(description="the footage file's extension (.mp4, .mov ...)")
     camera_id: str | None
     start_time: UtcTime | None = Field(description="the footage's first frame")

@@ -39,6 +39,7 @@ from api.jobs.uploads import (
     UploadError,
     UploadReceipt,
     disk_full_named,
+    display_filename,
     file_upload,
     parse_start_time,
 )
@@ -209,7 +210,7 @@ def open_session(
             raise UploadError(
                 "size", f"an unfinished upload of this SHA-256 was declared with {row.size} bytes", 409
             )
-        row.filename, row.camera_id, row.start_time = filename, camera_id, start_time
+        row.filename, row.camera_id, row.start_time = display_filename(filename), camera_id, start_time
         session.commit()
         return _view(row, expiry), created
 

@@ -89,7 +89,7 @@ _TRACK_COLUMNS = frozenset(
 # streams.gps.FORMATS_READ, for the 415 that refuses a file that is none of them
 TRACK_FORMATS_READ = (
     "GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue .gps), "
-    "or CSV with a time,lat,lon header"
+    "or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
 )
 
 
@@ -509,7 +509,7 @@ def register_upload(
         sha256=footage.sha256,
         size=footage.size,
         media_type=media_type,
-        filename=footage.filename,
+        filename=display_filename(footage.filename),
         path=str(final),
         track_path=str(track_final) if track_final else None,
         track_sha256=track.sha256 if track else None,

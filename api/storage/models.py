@@ -257,6 +257,7 @@ class Upload(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(64))
+    # the footage's file name as sent, fit to show (display_filename, as track_filename)
     filename: Mapped[str | None] = mapped_column(String(255))
     path: Mapped[str] = mapped_column(String(500))
     track_path: Mapped[str | None] = mapped_column(String(500))

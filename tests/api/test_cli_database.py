@@ -286,3 +286,75 @@ def test_a_sqlite_uri_filename_opens_the_file_it_names(
         assert db.is_file()
         assert main(["-q", "user", "list"]) == 0, capsys.readouterr().err
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("file:")]
+
+
+def _refuse(db: Path, sql: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.executescript(sql)
+    conn.close()
+
+
+REFUSALS = [
+    (  # a racing process's camera of the same id, stored between the command's check and its INSERT
+        ["camera", "add", "gate-3", "--url", "rtsp://cam.example/live"],
+        "CREATE TRIGGER racer BEFORE INSERT ON cameras BEGIN INSERT INTO cameras ({columns}) "
+        "SELECT {values} FROM cameras WHERE id = 'gate-1'; END",
+        "refused a change to cameras (UNIQUE constraint failed: cameras.id)",
+    ),
+    (  # a deferred foreign key broken by the change: refused at COMMIT
+        ["camera", "disable", "gate-1"],
+        "CREATE TABLE no_parent (id INTEGER PRIMARY KEY); CREATE TABLE refused_at_commit "
+        "(parent INTEGER REFERENCES no_parent(id) DEFERRABLE INITIALLY DEFERRED); CREATE TRIGGER "
+        "broken AFTER UPDATE ON cameras BEGIN INSERT INTO refused_at_commit VALUES (1); END",
+        "refused the change at commit (FOREIGN KEY constraint failed)",
+    ),
+    (  # a trigger's refusal is not "already exists"
+        ["user", "add", "bob", "--role", "viewer"],
+        "CREATE TRIGGER frozen BEFORE INSERT ON users BEGIN SELECT RAISE(ABORT, 'users are frozen'); END",
+        "refused a change to users (users are frozen)",
+    ),
+    (
+        ["device", "add", "van-2"],
+        "CREATE TRIGGER frozen BEFORE INSERT ON devices BEGIN SELECT RAISE(ABORT, 'no new devices'); END",
+        "refused a change to devices (no new devices)",
+    ),
+    (
+        ["webhook", "add", "https://hooks.example/in"],
+        "CREATE TRIGGER frozen BEFORE INSERT ON webhooks BEGIN SELECT RAISE(ABORT, 'no hooks'); END",
+        "refused a change to webhooks (no hooks)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "trigger", "said"), REFUSALS, ids=[" ".join(r[0][:2]) for r in REFUSALS])
+def test_a_change_the_database_refuses_is_one_line_naming_what_it_refused(
+    argv: list[str],
+    trigger: str,
+    said: str,
+    site: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An IntegrityError (a constraint, a trigger) at a command's INSERT or COMMIT was a traceback
+    (and a user or device a trigger refused was said to exist already): one line naming the table and
+    the constraint, exit 1, and what was stored before is kept."""
+    monkeypatch.setenv("GRIDPATROL_PASSWORD", "correct horse battery")
+    assert main(["-q", "camera", "add", "gate-1", "--url", "rtsp://cam.example/one"]) == 0
+    with sqlite3.connect(site) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(cameras)")]
+        stored = {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in ("cameras", "users")}
+    conn.close()
+    values = ", ".join("NEW.id" if c == "id" else c for c in columns)
+    _refuse(site, trigger.format(columns=", ".join(columns), values=values))
+    capsys.readouterr()
+    assert main(["-q", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"gridpatrol {argv[0]}: error: database: {said}; the change was rolled back, what was stored "
+        "before is kept"
+    ]
+    with sqlite3.connect(site) as conn:
+        assert {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in stored} == stored
+        assert conn.execute("SELECT count(*) FROM devices").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM webhooks").fetchone() == (0,)
+    conn.close()

@@ -303,3 +303,13 @@ def test_a_session_whose_bytes_were_removed_by_hand_starts_again(server: LiveSer
         reopened = _open(device, video)
         assert reopened.status_code == 201 and reopened.json()["id"] != sid
         assert device.post(f"/api/upload-sessions/{sid}/finish").status_code == 404
+
+
+def test_a_session_keeps_the_footage_s_file_name_fit_to_show(server: LiveServer) -> None:
+    """The name a chunked upload is opened with is kept as one POST's is: without its folder, a bell or
+    a right-to-left override (the session answered it, and filed the upload under it, as sent)."""
+    video = footage("a name with a bell", 4096)
+    with server.client("device") as device:
+        opened = _open(device, video, filename="/home/crew/patrol\a\u202e4pm.mp4")
+        assert opened.status_code == 201, opened.text
+        assert opened.json()["filename"] == "patrol4pm.mp4"

@@ -37,7 +37,7 @@ from tests.api.api_testkit import (
     wait_job,
 )
 from tests.api.test_footage_cut_short import pipeline as decoding_pipeline
-from tests.api.test_gps_tracks import worker_server
+from tests.api.test_gps_tracks import _multipart, worker_server
 from tests.streams.footage import write_video
 
 
@@ -641,7 +641,7 @@ def test_every_track_the_reader_reads_is_taken(tmp_path: Path, name: str, data: 
 
 NOT_A_TRACK = (
     "not a GPS track; tracks read: GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a "
-    "BlackVue .gps), or CSV with a time,lat,lon header"
+    "BlackVue .gps), or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
 )
 
 
@@ -674,6 +674,16 @@ def test_a_track_in_a_format_not_read_is_refused_on_upload(
         assert r.status_code == 415, r.text
         assert r.json()["errors"] == [{"field": "track", "reason": f"{name}: {NOT_A_TRACK}"}]
     assert sorted(p.name for p in server.services.settings.uploads_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_upload_page_names_the_csv_tracks_read_as_the_415_does(lang: str) -> None:
+    """The page's word for a dropped file that is neither footage nor a track said only "CSV", and the
+    415 only "a time,lat,lon header", though a CSV with the day in its own date column is read too."""
+    from api.http.i18n import Translator
+
+    shown = Translator(lang)("upload.drop.unknown", names="route.kml")
+    assert "route.kml" in shown and "time,lat,lon" in shown and "date,time,lat,lon" in shown
 
 
 def test_a_text_field_sent_twice_is_refused(server: LiveServer) -> None:
@@ -734,3 +744,21 @@ def test_a_runner_asking_for_the_track_of_footage_sent_without_one_is_told_so(
 def test_a_sent_file_name_is_fit_to_show(sent: str | None, shown: str | None) -> None:
     assert display_filename(sent) == shown
     assert shown is None or len(shown) <= MAX_SHOWN_FILENAME
+
+
+def test_the_footage_s_file_name_is_kept_fit_to_show(server: LiveServer) -> None:
+    """The footage's own file name was stored as sent but for its folder: a bell or a right-to-left
+    override in it (which shows the rest of the name reversed) reached the upload listing, the job's
+    messages and the pages. Now it is kept as the GPS track's name is: without its
+    folder, control or format characters."""
+    sent = "C:\\crew\\patrol\a_0612\u202e.mp4"
+    body, content_type = _multipart([("file", sent.encode(), footage("a crew's name"))])
+    with server.client("device") as device, server.client("operator") as operator:
+        r = device.post("/api/uploads", content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 201, r.text
+        job = wait_job(device, r.json()["id"])
+        assert job["status"] == "done", job
+        (listed,) = operator.get("/api/uploads").json()["items"]
+        assert listed["filename"] == "patrol_0612.mp4"
+    with server.services.factory() as session:
+        assert session.scalars(select(Upload.filename)).one() == "patrol_0612.mp4"

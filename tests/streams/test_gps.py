@@ -251,7 +251,7 @@ def test_a_file_that_is_no_track_is_named_with_the_formats_read(tmp_path: Path, 
     assert f"{tmp_path / 'EVENT0001.log'}: not a GPS track (line 1, '{text.splitlines()[0][:40]}" in message
     assert message.endswith(
         "tracks read: GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue "
-        ".gps), or CSV with a time,lat,lon header"
+        ".gps), or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
     ), message
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.responses import Response
 
+from api.http.conditional import none_match
+
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 COMPRESSIBLE = (".js", ".css", ".svg", ".json", ".txt", ".html", "LICENSE", "NOTICE", "LICENSE-d3")
 
@@ -81,7 +83,7 @@ class Assets:
             "Vary": "Accept-Encoding",
             "X-Content-Type-Options": "nosniff",
         }
-        if request.headers.get("if-none-match") == headers["ETag"]:
+        if none_match(request.headers.getlist("if-none-match"), headers["ETag"]):
             return Response(status_code=304, headers=headers)
         if asset.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
             headers["Content-Encoding"] = "gzip"

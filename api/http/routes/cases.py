@@ -25,6 +25,7 @@ from api.cases.reading import (
 from api.cases.workflow import RejectReason, Status
 from api.http import schemas
 from api.http.bodies import Received, body_of, request_body
+from api.http.conditional import none_match
 from api.http.deps import (
     MAX_ID,
     Admin,
@@ -279,17 +280,10 @@ def get_corrected_picture(
     )
     etag = box_pictures.picture_etag(frame, view)
     headers = {"Cache-Control": "private, no-cache", "ETag": etag}
-    if if_none_match is not None and _etag_listed(if_none_match, etag):
+    if if_none_match is not None and none_match([if_none_match], etag):
         return Response(status_code=304, headers=headers)
     picture = box_pictures.draw_picture(frame, view=view, store=services.store)
     return Response(picture, media_type="image/jpeg", headers=headers)
-
-
-def _etag_listed(if_none_match: str, etag: str) -> bool:
-    """Whether an If-None-Match header names `etag` (or is "*"): RFC 9110's weak comparison, a W/
-    prefix ignored."""
-    listed = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
-    return any(tag in ("*", etag) for tag in listed)
 
 
 @router.get(
