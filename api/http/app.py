@@ -40,6 +40,7 @@ from api.errors import (
     ServiceFault,
     StorageFull,
     Unavailable,
+    error_body,
     is_disk_full,
 )
 from api.http.allow import AllowEveryMethod
@@ -180,6 +181,26 @@ def message_page(request: Request, kind: str, status: int, **values: object) -> 
     )
 
 
+def _refused(request: Request, exc: sa_exc.IntegrityError) -> Response:
+    """A change the database refused (a unique key another request stored first, a foreign key, a
+    trigger): 409 naming the constraint by the first line of the database's message (PostgreSQL's
+    DETAIL line, which shows the row's values, is left out), never a 500 with a traceback. The
+    request's transaction was rolled back: nothing of it was stored. Logged as an error with its
+    traceback, since a refusal no race explains is a bug."""
+    reason = _first_line(exc.orig if exc.orig is not None else exc)
+    log.error(
+        "%s %s answered 409: the database refused the change: %s",
+        request.method,
+        request.url.path,
+        reason,
+        exc_info=exc,
+    )
+    said = f"refused the change ({reason}); nothing of it was stored: reload and try again"
+    if wants_page(request):
+        return message_page(request, "refused", 409, detail=reason)
+    return JSONResponse(error_body(DATABASE, said), status_code=409)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     faults = _FaultLog()
 
@@ -198,6 +219,8 @@ def _install_error_handlers(app: FastAPI) -> None:
                 reason,
             )
             return error_response(InputError("input", f"a value the database cannot store: {reason}"))
+        if isinstance(exc, sa_exc.IntegrityError):  # a constraint: a racing request's change, or a bug
+            return _refused(request, exc)
         fault = database_fault(exc)
         if fault is None:
             raise exc  # not the database's state: a bug, answered 500 with its traceback logged

@@ -507,3 +507,40 @@ def test_failed_move_from_the_task_page_leaves_no_after_photo(make_server: Any, 
         )
         assert refused.status_code == 409, refused.text[:300]
         assert {sha for sha, _ in store.iter_files()} == before
+
+
+def test_a_change_the_database_refuses_is_a_409_naming_it_not_a_500(
+    make_server: Any, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A constraint or trigger refusing a request's change (a unique key another request stored a
+    moment before, or here a trigger) was a 500 with a traceback; it is a 409 naming the refusal, on
+    the API and on the pages, nothing of the change stored and what was stored kept."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        before = conn.execute(text("SELECT count(*) FROM users")).scalar_one()
+        conn.execute(
+            text(
+                "CREATE TRIGGER frozen BEFORE INSERT ON users "
+                "BEGIN SELECT RAISE(ABORT, 'users are frozen'); END"
+            )
+        )
+    new_user = {"username": "bob", "password": "a-long-password-1", "role": "viewer"}
+    with caplog.at_level(logging.ERROR, logger="api.http.app"), server.client("admin") as admin:
+        answer = admin.post("/api/users", json=new_user)
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["errors"][0]["field"] == "database"
+    assert (
+        "users are frozen" in answer.json()["detail"]
+        and "nothing of it was stored" in answer.json()["detail"]
+    )
+    assert any("answered 409" in r.getMessage() for r in caplog.records)
+
+    with server.browser("admin") as browser:
+        page = browser.post("/admin/users", data=new_user)
+    assert page.status_code == 409, page.text[:500]
+    assert "Change not made" in page.text and "users are frozen" in page.text
+    assert "Traceback" not in page.text
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == before
+    engine.dispose()
