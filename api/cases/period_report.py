@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session, aliased
 from api.accounts.accounts import Principal, Role
 from api.cases import workflow
 from api.cases.reading import SERVICE_ACTOR_PREFIX, not_superseded, visible
+from api.cases.review import CATEGORIES
 from api.cases.wall_time import held_in_range
 from api.storage.db import as_utc
 from api.storage.models import UNASSIGNED, Case, CaseEvent, GridCell, UploadCoverage
@@ -430,6 +431,12 @@ def _passes_by_cell(
     return {cell_id: n for cell_id, n in session.execute(query) if cells is None or cell_id in cells}
 
 
+def category_order(category: str) -> tuple[int, str]:
+    """A category's place in the report: the built-in categories in their configured order (as the
+    dashboard and the forms list them: review.known_categories), then a site's own by name."""
+    return (CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES), category)
+
+
 def _assemble(
     session: Session,
     first: datetime,
@@ -448,7 +455,9 @@ def _assemble(
     by_category: dict[str, _Tally] = {}
     by_cell: dict[str, _Tally] = {cell_id: _Tally() for cell_id in own}
     rows = []
-    for (cell_id, category), t in sorted(tallies.items()):
+    for (cell_id, category), t in sorted(
+        tallies.items(), key=lambda item: (item[0][0], category_order(item[0][1]))
+    ):
         total.add(t)
         by_category.setdefault(category, _Tally()).add(t)
         by_cell.setdefault(cell_id, _Tally()).add(t)
@@ -458,7 +467,10 @@ def _assemble(
         since=first,
         until=last,
         total=total.figures(),
-        by_category=[CategoryFigures(name, by_category[name].figures()) for name in sorted(by_category)],
+        by_category=[
+            CategoryFigures(name, by_category[name].figures())
+            for name in sorted(by_category, key=category_order)
+        ],
         by_cell=[
             CellFigures(
                 cell_id=cell_id,

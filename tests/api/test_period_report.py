@@ -1401,3 +1401,36 @@ def test_the_dashboard_counts_a_corrected_resend_as_the_report_does(
     assert [(r["status"], r["day"], r["count"]) for r in stats["rows"]] == [
         ("pending_review", "2026-11-20", report["awaiting_review_at_end"])
     ]
+
+
+def test_the_report_lists_the_categories_in_the_dashboards_order(make_server: Any, sqlite_url: str) -> None:
+    """The dashboard listed the categories in their configured order (illegal parking, street vending,
+    piled debris, then a site's own), the report by their ids (illegal_parking, piled_debris, ...): the
+    same month read in two orders. The report's page, JSON and CSV follow the dashboard's order now,
+    their totals where they were."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    with server.client("device") as device:  # a site's own rule's category, named before the others
+        _case(device, "s", world["seen"], (30.2710, 120.1560), category="abandoned_bikes")
+    order = ["illegal_parking", "street_vending", "piled_debris", "abandoned_bikes"]
+    local = (world["now"] + timedelta(hours=8)).date()
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    period = {
+        "since": _iso(world["now"] - timedelta(days=10)),
+        "until": _iso(world["now"] + timedelta(hours=1)),
+    }
+    with server.client("operator") as op:
+        report = op.get("/api/reports/period", params=period).json()
+        got = op.get("/api/reports/period.csv", params=period)
+    with server.browser("operator") as op:
+        dashboard = op.get("/dashboard").text
+        page = op.get("/reports", params=days).text
+    assert f'data-categories="{",".join(order)}"' in dashboard
+    assert [row["category"] for row in report["by_category"]] == order
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert [r["category"] for r in rows if r["cell_id"] == "*" and r["category"] != "*"] == order
+    assert [r["category"] for r in rows if r["cell_id"] == ZIYANG and r["category"] != "*"] == order
+    assert (rows[-1]["cell_id"], rows[-1]["category"]) == ("*", "*")
+    table = page.split('id="report-categories"')[1].split("</table>")[0]
+    names = re.findall(r'<th scope="row">([^<]*)</th>', table)
+    assert names == ["Illegal parking", "Street vending", "Piled debris", "abandoned_bikes", "All categories"]
