@@ -159,7 +159,11 @@ async def reports_page(
         report=report,
         offset=utc_offset_text(offset_h),
         csv_url="/api/reports/period.csv?" + api_query,
-        excel_csv_url="/api/reports/period.csv?" + api_query + "&flavour=excel",
+        # the Excel file for a person: its headings and categories in the page's language
+        excel_csv_url="/api/reports/period.csv?"
+        + api_query
+        + "&"
+        + urlencode({"flavour": "excel", "lang": t.lang}),
         reasons=workflow.REJECT_REASONS,
         unspecified=period_report.UNSPECIFIED,
         percent=period_report.whole_percent,
