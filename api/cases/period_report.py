@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session, aliased
 from api.accounts.accounts import Principal, Role
 from api.cases import workflow
 from api.cases.reading import SERVICE_ACTOR_PREFIX, not_superseded, visible
+from api.cases.review import CATEGORIES
 from api.cases.wall_time import held_in_range
 from api.storage.db import as_utc
 from api.storage.models import UNASSIGNED, Case, CaseEvent, GridCell, UploadCoverage
@@ -430,6 +431,12 @@ def _passes_by_cell(
     return {cell_id: n for cell_id, n in session.execute(query) if cells is None or cell_id in cells}
 
 
+def category_order(category: str) -> tuple[int, str]:
+    """A category's place in the report: the built-in categories in their configured order (as the
+    dashboard and the forms list them: review.known_categories), then a site's own by name."""
+    return (CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES), category)
+
+
 def _assemble(
     session: Session,
     first: datetime,
@@ -448,7 +455,9 @@ def _assemble(
     by_category: dict[str, _Tally] = {}
     by_cell: dict[str, _Tally] = {cell_id: _Tally() for cell_id in own}
     rows = []
-    for (cell_id, category), t in sorted(tallies.items()):
+    for (cell_id, category), t in sorted(
+        tallies.items(), key=lambda item: (item[0][0], category_order(item[0][1]))
+    ):
         total.add(t)
         by_category.setdefault(category, _Tally()).add(t)
         by_cell.setdefault(cell_id, _Tally()).add(t)
@@ -458,7 +467,10 @@ def _assemble(
         since=first,
         until=last,
         total=total.figures(),
-        by_category=[CategoryFigures(name, by_category[name].figures()) for name in sorted(by_category)],
+        by_category=[
+            CategoryFigures(name, by_category[name].figures())
+            for name in sorted(by_category, key=category_order)
+        ],
         by_cell=[
             CellFigures(
                 cell_id=cell_id,
@@ -559,28 +571,41 @@ def excel_text(value: str) -> str:
     return f'="{constant}"'
 
 
-def csv_text(report: PeriodReport, *, flavour: CsvFlavour = "plain") -> str:
+def csv_text(
+    report: PeriodReport,
+    *,
+    flavour: CsvFlavour = "plain",
+    header: tuple[str, ...] = CSV_HEADER,
+    category_name: Callable[[str], str] | None = None,
+) -> str:
     """The report as CSV (CSV_HEADER; no BOM): one row per cell x category, then per category over all
     cells (cell "*"), then per cell over all categories (category "*", with its patrol passes, as the
     /reports page shows them), then the total ("*", "*", with all the passes).
     An empty time is an empty field (no such move), never 0; a name a spreadsheet would run as a
     formula is quoted (_text). The "excel" flavour writes every value of the text columns (cell_id,
     cell_name, team, category; not an empty one) as excel_text, so that Excel keeps cell codes of
-    digits, with leading zeros or over 15 of them, as they are; the numbers stay plain numbers."""
+    digits, with leading zeros or over 15 of them, as they are; the numbers stay plain numbers.
+    `header` and `category_name` (a category's name by its id; not of "*") write the columns' and the
+    categories' names for a person (the excel flavour in a language: api.http.routes.reports)."""
     text = excel_text if flavour == "excel" else _text
     names = {cell.cell_id: cell.name for cell in report.by_cell}
+    if len(header) != len(CSV_HEADER):
+        raise ValueError(f"a CSV header of {len(header)} columns, not {len(CSV_HEADER)}")
+
+    def named(category: str) -> str:
+        return category if category_name is None or category == ALL else category_name(category)
 
     def texts(*values: str) -> list[str]:
         return [text(v) if v else "" for v in values]
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
+    writer.writerow(header)
     for row in report.rows:
-        names_of_row = texts(row.cell_id, names.get(row.cell_id) or "", row.team or "", row.category)
+        names_of_row = texts(row.cell_id, names.get(row.cell_id) or "", row.team or "", named(row.category))
         writer.writerow([*names_of_row, *_csv_values(row.figures), ""])
     for category in report.by_category:
-        writer.writerow([*texts(ALL, "", "", category.category), *_csv_values(category.figures), ""])
+        writer.writerow([*texts(ALL, "", "", named(category.category)), *_csv_values(category.figures), ""])
     for cell in report.by_cell:
         names_of_cell = texts(cell.cell_id, cell.name or "", cell.team or "", ALL)
         writer.writerow([*names_of_cell, *_csv_values(cell.figures), str(cell.patrol_passes)])

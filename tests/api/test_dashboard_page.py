@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from shapely.geometry import shape
 
@@ -122,3 +123,35 @@ def test_the_dashboard_names_each_cell_as_the_map_and_the_report_do(
     for cell in cells:
         shown = page.inner_text(f"#totals-cell tr[data-key={cell['id']!r}] td:first-child")
         assert cell["name"] in shown and cell["id"] in shown, shown
+
+
+def test_the_dashboard_says_its_figures_are_statuses_now_and_names_a_rejection_as_the_report_does(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """For one month the dashboard showed "未结 116" and the report "期末未结 155" without saying why (the
+    dashboard counts each case at its status now, the report at the period's end), and the report
+    called a rejection "不予立案" where every other page says "驳回". The dashboard says what it counts
+    now, in both languages, and the report names a rejection as the other pages do."""
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device:
+        assert post_incident(device, incident_json("a", when="2026-11-25T09:00:00+08:00")).status_code == 201
+    week = {"range": "custom", "since": "2026-11-23", "until": "2026-11-29"}
+    for lang, words in (
+        ("en", ("at their status now", "By status now", "Open now", "the periodic report")),
+        ("zh-CN", ("按案件当前的状态统计", "按当前状态", "当前未结", "定期报表")),
+    ):
+        cookies = {SESSION_COOKIE: server.tokens["operator"], "gp_lang": lang}
+        with httpx.Client(base_url=server.url, cookies=cookies) as browser:
+            dashboard = browser.get("/dashboard")
+            report = browser.get("/reports", params=week)
+        assert dashboard.status_code == 200 and report.status_code == 200
+        head = dashboard.text.split('class="dash-head"')[1].split("</section>")[0]
+        assert words[0] in head and words[3] in head, (lang, head)
+        assert all(word in dashboard.text for word in words[1:3]), lang
+        if lang == "zh-CN":
+            assert '<th scope="row">驳回</th>' in report.text and "不予立案" not in report.text
+    catalogue = Path(__file__).resolve().parents[2] / "api" / "http" / "i18n" / "zh-CN"
+    for part in catalogue.glob("*.json"):
+        assert "不予立案" not in part.read_text(encoding="utf-8"), part.name

@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from shapely.geometry import shape
 
 from api.cases.workflow import OPEN_STATUSES
 from tests.api.api_testkit import LiveServer, evidence_files, incident_json, post_incident
 
 CHROMIUM = Path(os.environ.get("GRIDPATROL_TEST_CHROMIUM", "/usr/bin/chromium"))
+DEMO_GRID = Path(__file__).resolve().parents[2] / "configs" / "demo-grid.geojson"
+A4_WIDTH_PX = 703  # the A4 page inside the print margins (186 mm at 96 px to the inch)
+# whether the map's drawing lies inside its card, on the page as wide as the paper
+MAP_FITS = """() => { const card = document.querySelector(".map-card").getBoundingClientRect();
+    return [...document.querySelectorAll("#grid-map canvas")].every(
+        (canvas) => canvas.getBoundingClientRect().right <= card.right + 1); }"""
 CASE_LIMIT = 500  # the open cases map.js draws as points
 OPEN_PANEL_LIMIT = 200  # the open cases map.js lists in a cell's panel
 
@@ -310,3 +320,60 @@ def test_the_maps_legend_names_the_category_of_each_points_colour(make_server: A
     shown = {entry["name"]: entry["itemStyle"]["color"] for entry in legend}
     assert shown == {name: colour for name, colour, _ in series}
     assert problems == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_printed_map_leaves_out_the_menu_and_totals_its_table_once(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The map printed with the menu above it, the map cut off at the paper's edge, and its table's
+    total at the foot of every page the table ran over. On paper it has no menu, the map scaled to
+    the A4 page's width, and the total once, after the last row."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    gs = shutil.which("gs")
+    if gs is None:
+        pytest.fail("no gs to read the printed PDF: apt-get install ghostscript")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    features = json.loads(DEMO_GRID.read_text(encoding="utf-8"))["features"]
+    with server.client("device") as device:  # an open case in every cell: a table of some pages
+        for i, feature in enumerate(features):
+            inside = shape(feature["geometry"]).representative_point()
+            made = post_incident(device, incident_json(f"cell-{i}", position=(inside.y, inside.x)))
+            assert made.status_code == 201, made.text
+    pdf = tmp_path / "map.pdf"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+            page.context.add_cookies(
+                [
+                    {"name": "gp_session", "value": server.tokens["operator"], "url": server.url},
+                    {"name": "gp_lang", "value": "en", "url": server.url},
+                ]
+            )
+            page.goto(server.url + "/map")
+            page.wait_for_selector("body[data-map-ready=yes]")
+            assert page.locator("#cell-table tbody tr").count() == len(features)
+            pdf.write_bytes(page.pdf(prefer_css_page_size=True))
+            page.emulate_media(media="print")
+            page.evaluate(f"document.documentElement.style.width = '{A4_WIDTH_PX}px'")
+            assert page.evaluate(MAP_FITS), "the map runs past the paper's edge"
+            assert not page.locator(".topbar").is_visible()
+            assert page.evaluate("getComputedStyle(document.querySelector('#cell-table tfoot')).display") == (
+                "table-row-group"
+            )
+        finally:
+            browser.close()
+    text = pdf.with_suffix(".txt")
+    subprocess.run(
+        [gs, "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=txtwrite", f"-sOutputFile={text}", str(pdf)],
+        check=True,
+        timeout=60,
+    )
+    printed = text.read_text(encoding="utf-8")
+    assert "Log out" not in printed  # the menu
+    assert len(re.findall(r"^\s*Total\s+\d+\s*$", printed, re.M)) == 1, printed[-1500:]

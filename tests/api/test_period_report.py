@@ -564,7 +564,8 @@ def test_the_page_shows_the_report_in_both_languages(make_server: Any, sqlite_ur
     token = server.tokens["operator"]
     with httpx.Client(base_url=server.url, cookies={SESSION_COOKIE: token, "gp_lang": "zh-CN"}) as zh:
         page = zh.get("/reports", params=params)
-        assert page.status_code == 200 and "定期报表" in page.text and "不予立案" in page.text
+        assert page.status_code == 200 and "定期报表" in page.text
+        assert '<th scope="row">驳回</th>' in page.text  # the word of every other page, not 不予立案
         assert "Periodic report" not in page.text
 
 
@@ -853,7 +854,8 @@ def test_the_excel_csv_keeps_digit_codes_and_names_as_text(
         excel = op.get("/api/reports/period.csv", params={**params, "flavour": "excel"})
         page = op.get("/reports", params={"range": "custom", "since": str(since), "until": str(until)})
         link = page.text.split('id="report-csv-excel"')[0].rsplit('href="', 1)[1].split('"')[0]
-        assert op.get(link.replace("&amp;", "&")).content == excel.content
+        in_english = op.get("/api/reports/period.csv", params={**params, "flavour": "excel", "lang": "en"})
+        assert op.get(link.replace("&amp;", "&")).content == in_english.content  # the page's language
         wrong = op.get("/api/reports/period.csv", params={**params, "flavour": "xlsx"})
     assert wrong.status_code == 422 and "flavour" in wrong.text
     assert plain.headers["content-disposition"].endswith(f"-{until:%Y%m%d}.csv")
@@ -1400,3 +1402,84 @@ def test_the_dashboard_counts_a_corrected_resend_as_the_report_does(
     assert [(r["status"], r["day"], r["count"]) for r in stats["rows"]] == [
         ("pending_review", "2026-11-20", report["awaiting_review_at_end"])
     ]
+
+
+def test_the_report_lists_the_categories_in_the_dashboards_order(make_server: Any, sqlite_url: str) -> None:
+    """The dashboard listed the categories in their configured order (illegal parking, street vending,
+    piled debris, then a site's own), the report by their ids (illegal_parking, piled_debris, ...): the
+    same month read in two orders. The report's page, JSON and CSV follow the dashboard's order now,
+    their totals where they were."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    with server.client("device") as device:  # a site's own rule's category, named before the others
+        _case(device, "s", world["seen"], (30.2710, 120.1560), category="abandoned_bikes")
+    order = ["illegal_parking", "street_vending", "piled_debris", "abandoned_bikes"]
+    local = (world["now"] + timedelta(hours=8)).date()
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    period = {
+        "since": _iso(world["now"] - timedelta(days=10)),
+        "until": _iso(world["now"] + timedelta(hours=1)),
+    }
+    with server.client("operator") as op:
+        report = op.get("/api/reports/period", params=period).json()
+        got = op.get("/api/reports/period.csv", params=period)
+    with server.browser("operator") as op:
+        dashboard = op.get("/dashboard").text
+        page = op.get("/reports", params=days).text
+    assert f'data-categories="{",".join(order)}"' in dashboard
+    assert [row["category"] for row in report["by_category"]] == order
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert [r["category"] for r in rows if r["cell_id"] == "*" and r["category"] != "*"] == order
+    assert [r["category"] for r in rows if r["cell_id"] == ZIYANG and r["category"] != "*"] == order
+    assert (rows[-1]["cell_id"], rows[-1]["category"]) == ("*", "*")
+    table = page.split('id="report-categories"')[1].split("</table>")[0]
+    names = re.findall(r'<th scope="row">([^<]*)</th>', table)
+    assert names == ["Illegal parking", "Street vending", "Piled debris", "abandoned_bikes", "All categories"]
+
+
+def test_the_excel_csv_names_its_columns_and_categories_in_the_pages_language(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The CSV for Excel, opened by district staff, had the column ids as headings (found,
+    review_median_h) and the categories' ids (illegal_parking). With lang (the /reports page's link
+    asks in the page's language) its headings and categories are named in that language; the numbers
+    and the rows are the same, and the plain CSV keeps its ids for scripts (lang with it is a 422)."""
+    from api.cases.period_report import CSV_HEADER
+    from api.http.cookies import SESSION_COOKIE
+    from api.http.i18n import catalogue
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    local = (world["now"] + timedelta(hours=8)).date()
+    days = {"range": "custom", "since": (local - timedelta(days=5)).isoformat(), "until": local.isoformat()}
+    zh = catalogue("zh-CN")
+    cookies = {SESSION_COOKIE: server.tokens["operator"], "gp_lang": "zh-CN"}
+    with httpx.Client(base_url=server.url, cookies=cookies) as browser:
+        page = browser.get("/reports", params=days).text
+        link = (
+            page.split('id="report-csv-excel"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+        )
+        assert "lang=zh-CN" in link
+        chinese = browser.get(link)
+        ids = browser.get(link.replace("&lang=zh-CN", ""))
+        machine_link = link.replace("&flavour=excel", "").replace("&lang=zh-CN", "")
+        plain = browser.get(machine_link)
+        wrong = browser.get(machine_link + "&lang=zh-CN")
+        unknown = browser.get(link.replace("lang=zh-CN", "lang=fr"))
+    assert chinese.status_code == ids.status_code == plain.status_code == 200
+    assert wrong.status_code == 422 and "lang" in wrong.text and "flavour=excel" in wrong.text
+    assert unknown.status_code == 422 and "lang" in unknown.text
+
+    def read(body: bytes) -> list[list[str]]:
+        return list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+
+    named, by_id, machine = read(chinese.content), read(ids.content), read(plain.content)
+    assert machine[0] == list(CSV_HEADER) and by_id[0] == list(CSV_HEADER)  # unchanged
+    header = named[0]
+    assert header[:8] == ["网格编码", "网格名称", "责任队伍", "类别", "发现", "立案", "驳回", "驳回：误报"]
+    assert "发现至审核决定（中位数，小时）" in header and "驳回：未注明原因" in header
+    assert len(set(header)) == len(CSV_HEADER) and not any("." in h or "_" in h for h in header), header
+    categories = {row[3] for row in named[1:]}
+    assert f'="{zh["category.illegal_parking"]}"' in categories and '="*"' in categories
+    assert not any("illegal_parking" in row[3] or "piled_debris" in row[3] for row in named[1:])
+    assert [row[:3] + row[4:] for row in named[1:]] == [row[:3] + row[4:] for row in by_id[1:]]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,12 @@ LINES = """(selector) => [...document.querySelectorAll(selector)].map((node) => 
 FITS = """(id) => { const table = document.getElementById(id);
     const page = table.closest('.card').getBoundingClientRect();
     return table.getBoundingClientRect().right <= page.right + 1; }"""
+
+
+# the page as loaded on 2000-01-01 at midnight: the time at its pages' foot then
+LOADED_LONG_AGO = """() => { const margins = document.getElementById("page-margins");
+    margins.textContent = margins.textContent.replace(margins.dataset.printed, "2000-01-01 00:00");
+    margins.dataset.printed = "2000-01-01 00:00"; }"""
 
 
 def _chinese_teams(server: LiveServer) -> None:
@@ -114,3 +123,76 @@ def test_the_row_of_the_cases_outside_every_cell_is_named_in_the_pages_language(
     row = re.search(r'<th scope="row">\s*网格之外\s*(.*?)</th>', page.text, re.S)
     assert row is not None, page.text
     assert "unassigned" not in row.group(1)
+
+
+def _pdf_text(pdf: Path) -> str:
+    """The text of a PDF, page by page, as Ghostscript reads it."""
+    gs = shutil.which("gs")
+    if gs is None:
+        pytest.fail("no gs to read the printed PDF: apt-get install ghostscript")
+    out = pdf.with_suffix(".txt")
+    subprocess.run(
+        [gs, "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=txtwrite", f"-sOutputFile={out}", str(pdf)],
+        check=True,
+        timeout=60,
+    )
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_printed_report_says_when_it_was_printed_and_numbers_its_pages(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The printed report had no print date nor page numbers, and its English headings took four or
+    five lines each in their narrow columns ("Found / to / review / (median / h)"). Each page's foot
+    says when it was printed (the district's local time) and "page N of M"; on paper the long headings
+    are short ones, named in a note."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    _chinese_teams(server)
+    with server.client("device") as device:
+        assert post_incident(device, incident_json("a", when="2026-11-25T09:00:00+08:00")).status_code == 201
+    # Ghostscript reads some CJK characters of Chromium's PDF as look-alikes (页 as the radical ⻚, （ as
+    # another code): the Chinese foot is matched by its digits and its shape
+    words = {
+        "en": (r"Printed (\S+ \d\d:\d\d) \(UTC\+08:00\)", r"Page (\d+) of (\d+)"),
+        "zh-CN": (r"打印于 (\S+ \d\d:\d\d).UTC\+08:00", r"第 (\d+) .，共 (\d+) ."),
+    }
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            for lang, (printed, numbered) in words.items():
+                page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+                page.context.add_cookies(
+                    [
+                        {"name": "gp_session", "value": server.tokens["admin"], "url": server.url},
+                        {"name": "gp_lang", "value": lang, "url": server.url},
+                    ]
+                )
+                page.goto(server.url + "/reports?range=custom&since=2026-11-23&until=2026-11-29")
+                assert not page.locator("#report-short-heads").is_visible()  # on paper only
+                page.emulate_media(media="print")
+                page.evaluate(f"document.documentElement.style.width = '{A4_WIDTH_PX}px'")
+                heads = page.evaluate(LINES, "#report-cells thead th, #report-categories thead th")
+                assert heads and all(lines <= 2 for _, lines in heads), (lang, heads)
+                assert page.locator("#report-short-heads").is_visible()  # the short headings named
+                page.evaluate(LOADED_LONG_AGO)  # printed now: the time of printing, not of loading
+                before = datetime.now(UTC) + timedelta(hours=8)
+                pdf = tmp_path / f"report-{lang}.pdf"
+                pdf.write_bytes(page.pdf(prefer_css_page_size=True))
+                after = datetime.now(UTC) + timedelta(hours=8)
+                text = _pdf_text(pdf)
+                pages = re.findall(numbered, text)
+                assert pages and pages[0][0] == "1", (lang, text[-800:])
+                assert [int(n) for n, _ in pages] == list(range(1, int(pages[0][1]) + 1)), (lang, pages)
+                stamps = re.findall(printed, text)
+                assert len(stamps) == len(pages), (lang, stamps, pages)
+                when = datetime.strptime(stamps[0], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+                assert before.replace(second=0, microsecond=0) <= when <= after, (lang, stamps[0])
+                page.context.close()
+        finally:
+            browser.close()

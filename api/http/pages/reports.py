@@ -9,6 +9,7 @@ has ended. A day range is inclusive: its report ends at the local midnight after
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
@@ -53,6 +54,36 @@ def last_month(today: date) -> tuple[date, date]:
     """The latest calendar month that has ended before `today`."""
     end = today.replace(day=1) - timedelta(days=1)
     return end.replace(day=1), end
+
+
+def css_string(text: str) -> str:
+    """`text` as a CSS string literal: a quote, a backslash, < and > (no text can end the <style>
+    block) and anything unprintable written as an escape."""
+    kept = (c if c.isprintable() and c not in '"\\<>' else f"\\{ord(c):x} " for c in text)
+    return '"' + "".join(kept) + '"'
+
+
+PAGE_MARK, PAGES_MARK = "\x00page\x00", "\x00pages\x00"
+
+
+def page_margins_css(t: Translator, printed: str) -> str:
+    """The printed report's page margins (Chromium's @page margin boxes): the time it was printed at
+    the bottom left (`printed`, already in words), "page N of M" at the bottom right, in the page's
+    language. reports.js writes the time again when the page is printed."""
+    words = t("reports.print.page", page=PAGE_MARK, pages=PAGES_MARK)
+    parts = []
+    for piece in re.split(f"({PAGE_MARK}|{PAGES_MARK})", words):
+        if piece == PAGE_MARK:
+            parts.append("counter(page)")
+        elif piece == PAGES_MARK:
+            parts.append("counter(pages)")
+        elif piece:
+            parts.append(css_string(piece))
+    box = "font-size: 7.5pt; color: #444; vertical-align: top; padding-top: 3mm;"
+    return (
+        f"@page {{ @bottom-left {{ content: {css_string(printed)}; {box} }}"
+        f" @bottom-right {{ content: {' '.join(parts)}; {box} }} }}"
+    )
 
 
 def _shown(text: str) -> str:
@@ -108,14 +139,16 @@ async def reports_page(
 ) -> Response:
     t = translator(request)
     offset_h = services.settings.timezone_offset_h
-    today = (datetime.now(UTC) + timedelta(hours=offset_h)).date()
-    chosen = read_range(range, since, until, today, t)
+    now = datetime.now(UTC) + timedelta(hours=offset_h)  # the district's local time
+    chosen = read_range(range, since, until, now.date(), t)
     first, last = period_report.local_days(chosen.first, chosen.last, offset_h)
 
     def work(session: Session) -> period_report.PeriodReport:
         return period_report.period_report(session, since=first, until=last, principal=principal)
 
     report = await in_session(services, work)
+    printed_at = now.strftime("%Y-%m-%d %H:%M")
+    printed = t("reports.print.printed", when=printed_at, offset=utc_offset_text(offset_h))
     api_query = urlencode({"since": f"{first.isoformat()}Z", "until": f"{last.isoformat()}Z"})
     return render(
         request,
@@ -126,9 +159,16 @@ async def reports_page(
         report=report,
         offset=utc_offset_text(offset_h),
         csv_url="/api/reports/period.csv?" + api_query,
-        excel_csv_url="/api/reports/period.csv?" + api_query + "&flavour=excel",
+        # the Excel file for a person: its headings and categories in the page's language
+        excel_csv_url="/api/reports/period.csv?"
+        + api_query
+        + "&"
+        + urlencode({"flavour": "excel", "lang": t.lang}),
         reasons=workflow.REJECT_REASONS,
         unspecified=period_report.UNSPECIFIED,
         percent=period_report.whole_percent,
+        printed_at=printed_at,
+        offset_minutes=round(offset_h * 60),
+        page_margins=page_margins_css(t, printed),
         category_name=lambda c: t(f"category.{c}") if t.has(f"category.{c}") else c,
     )
