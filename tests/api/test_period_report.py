@@ -1483,3 +1483,35 @@ def test_the_excel_csv_names_its_columns_and_categories_in_the_pages_language(
     assert f'="{zh["category.illegal_parking"]}"' in categories and '="*"' in categories
     assert not any("illegal_parking" in row[3] or "piled_debris" in row[3] for row in named[1:])
     assert [row[:3] + row[4:] for row in named[1:]] == [row[:3] + row[4:] for row in by_id[1:]]
+
+
+def test_the_report_runs_without_jit_on_postgresql_and_leaves_the_connection_as_it_was(db_url: str) -> None:
+    """PostgreSQL compiled the report's queries (priced per case, they pass jit_above_cost at some 10^4
+    cases) for longer than they then ran: 1 s of a month's report at 100,000 cases
+    (benchmarks/period_report.py). The report turns JIT off for its own transaction only."""
+    from sqlalchemy import text
+
+    from api.accounts.accounts import SYSTEM
+    from api.cases.period_report import period_report
+    from api.storage.db import make_engine, make_sessionmaker
+
+    engine = make_engine(db_url)
+    postgresql = engine.dialect.name == "postgresql"
+    factory = make_sessionmaker(engine, readonly=True)
+    try:
+        with factory() as session:
+            server_jit = session.execute(text("SHOW jit")).scalar_one() if postgresql else None
+        if server_jit == "off":
+            pytest.skip("this PostgreSQL server has JIT turned off already")
+        with factory() as session:
+            report = period_report(
+                session, since=datetime(2026, 1, 1), until=datetime(2027, 1, 1), principal=SYSTEM
+            )
+            assert report.total.found == 0
+            if postgresql:
+                assert session.execute(text("SHOW jit")).scalar_one() == "off"
+        if postgresql:
+            with factory() as session:
+                assert session.execute(text("SHOW jit")).scalar_one() == server_jit
+    finally:
+        engine.dispose()
