@@ -196,3 +196,67 @@ def test_the_printed_report_says_when_it_was_printed_and_numbers_its_pages(
                 page.context.close()
         finally:
             browser.close()
+
+
+def _grid_of(cells: int) -> dict[str, Any]:
+    """A grid of `cells` square cells (about 100 m) in rows of ten near the demo grid, five teams."""
+    features = []
+    for n in range(cells):
+        lat, lon = 30.30 + (n // 10) * 0.001, 120.10 + (n % 10) * 0.001
+        ring = [[lon, lat], [lon + 0.001, lat], [lon + 0.001, lat + 0.001], [lon, lat + 0.001], [lon, lat]]
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"id": f"G{n:03d}", "name": f"Street {n:03d}", "team": f"team-{n % 5}"},
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_long_cell_table_starts_on_the_first_printed_page(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The table of grid cells was kept whole on paper (its card never split), so a district's 60 cells
+    moved it to page 2 and left most of page 1 empty. It starts on page 1 now and runs on, its rows
+    whole and its headings repeated on each page."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, grid=False)
+    with server.client("admin") as admin:
+        assert admin.put("/api/grids", json=_grid_of(60)).status_code == 200
+    with server.client("device") as device:
+        inside = incident_json("a", when="2026-11-25T09:00:00+08:00", position=(30.3005, 120.1005))
+        assert post_incident(device, inside).status_code == 201
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+            page.context.add_cookies(
+                [
+                    {"name": "gp_session", "value": server.tokens["admin"], "url": server.url},
+                    {"name": "gp_lang", "value": "en", "url": server.url},
+                ]
+            )
+            page.goto(server.url + "/reports?range=custom&since=2026-11-23&until=2026-11-29")
+            page.emulate_media(media="print")
+            pdf = tmp_path / "report.pdf"
+            pdf.write_bytes(page.pdf(prefer_css_page_size=True))
+        finally:
+            browser.close()
+    gs = shutil.which("gs")
+    if gs is None:
+        pytest.fail("no gs to read the printed PDF: apt-get install ghostscript")
+    subprocess.run(
+        [gs, "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=txtwrite", f"-sOutputFile={tmp_path}/p%d.txt", str(pdf)],
+        check=True,
+        timeout=60,
+    )
+    count = len(list(tmp_path.glob("p*.txt")))
+    first = (tmp_path / "p1.txt").read_text(encoding="utf-8")
+    assert "By grid cell" in first and "Street 000" in first, first
+    assert count >= 2 and "Street 059" in (tmp_path / f"p{count}.txt").read_text(encoding="utf-8")
