@@ -108,6 +108,48 @@ def test_the_way_there_is_a_big_button_on_the_first_screen(make_server: Any, sql
     assert problems == []
 
 
+def test_the_way_there_opens_amap_and_baidu_at_the_place_in_their_own_coordinates(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The only way there was a `geo:` link with the case's WGS84 position: Amap and Baidu, the apps
+    the teams use, draw on GCJ-02 and BD-09, so the point landed a few hundred metres off, and iPhone
+    Safari does nothing with `geo:`. Amap's and Baidu's own links (their documented marker URIs) sit
+    beside it on the first screen, thumb-sized, each with the position converted; `geo:` stays."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from api.http.pages.map_apps import wgs84_to_bd09, wgs84_to_gcj02
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    lat, lon = 30.2741, 120.1551  # Hangzhou, in team-ziyang's grid
+    case_id = dispatched(server, 14, (lat, lon))
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        number = page.locator("#case").get_attribute("data-number")
+        for selector in ("#open-in-amap", "#open-in-baidu", "#open-in-maps"):
+            box = page.locator(selector).bounding_box()
+            assert box is not None and box["height"] >= TAP_MIN_PX, (selector, box)
+            assert box["y"] + box["height"] <= PHONE["height"], f"{selector} below the first screen: {box}"
+        assert page.get_attribute("#open-in-maps", "href") == f"geo:{lat},{lon}?q={lat},{lon}"
+        amap = urlsplit(page.get_attribute("#open-in-amap", "href") or "")
+        assert f"{amap.scheme}://{amap.netloc}{amap.path}" == "https://uri.amap.com/marker"
+        query = {k: v[0] for k, v in parse_qs(amap.query).items()}
+        assert query["coordinate"] == "gaode" and str(number) in query["name"]
+        glon, glat = (float(v) for v in query["position"].split(","))
+        assert (glat, glon) == pytest.approx(wgs84_to_gcj02(lat, lon), abs=2e-6)
+        assert abs(glat - lat) + abs(glon - lon) > 0.003  # the shift, not the GPS point again
+        baidu = urlsplit(page.get_attribute("#open-in-baidu", "href") or "")
+        assert f"{baidu.scheme}://{baidu.netloc}{baidu.path}" == "https://api.map.baidu.com/marker"
+        query = {k: v[0] for k, v in parse_qs(baidu.query).items()}
+        assert query["coord_type"] == "bd09ll" and query["output"] == "html" and str(number) in query["title"]
+        blat, blon = (float(v) for v in query["location"].split(","))
+        assert (blat, blon) == pytest.approx(wgs84_to_bd09(lat, lon), abs=2e-6)
+        assert page.inner_text("#open-in-amap") == "高德地图导航"
+        assert page.inner_text("#open-in-baidu") == "百度地图导航"
+    assert problems == []
+
+
 def test_a_tap_opens_the_evidence_picture_by_itself(make_server: Any, sqlite_url: str) -> None:
     """Tapping the flagged frame or the close-up did nothing: the pictures were a third of a small
     screen, and a plate or a number on a shop front could not be read. Each opens by itself, full size,
@@ -291,7 +333,7 @@ def test_a_refused_form_comes_back_at_the_form_as_the_task_page(
         with page.expect_navigation():
             page.tap("button[lang=en]")
         assert page.url == f"{server.url}/tasks/{case_id}"
-        assert page.inner_text("#open-in-maps") == "Open in a maps app"
+        assert page.inner_text("#open-in-maps") == "Other maps app"
     assert problems == []
 
 
