@@ -409,3 +409,124 @@ def test_a_position_with_no_network_to_order_by_says_the_network_failed(
         order = "() => [...document.querySelectorAll('li.task')].map(li => Number(li.dataset.caseId))"
         assert page.evaluate(order) == [far, near]
     assert problems == []
+
+
+def jpeg(data: bytes, name: str = "after.jpg") -> dict[str, Any]:
+    """A file for Playwright's set_input_files."""
+    return {"name": name, "mimeType": "image/jpeg", "buffer": data}
+
+
+def big_photo(width: int = 1600, height: int = 1200) -> bytes:
+    """A real JPEG of a few MB, as a phone's camera makes (noise does not compress)."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return data.tobytes()
+
+
+def test_the_after_photo_is_taken_with_a_big_button_showing_the_photo_and_its_size(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The after-photo was the browser's small file control (41 px high, "Choose file"), and what it had
+    taken showed only as a file name. A big "拍照" button opens the camera; the photo taken shows as a
+    thumbnail with its size, and the same button, now "重拍", takes another in its place."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 15)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        take = page.locator("form.move-form label.photo-take")
+        assert take.inner_text().strip() == "拍照"
+        box = take.bounding_box()
+        assert box is not None and box["height"] >= 48 and box["width"] >= PHONE["width"] * 0.8, box
+        control = page.locator("input[name=photo]").bounding_box()
+        assert control is not None and control["height"] <= 1, f"the small control still shows: {control}"
+        assert page.get_attribute("input[name=photo]", "capture") == "environment"
+        first = {"name": "after.jpg", "mimeType": "image/jpeg", "buffer": picture(31, (600, 800))}
+        with page.expect_file_chooser() as chooser:
+            take.tap()
+        chooser.value.set_files(files=[first])
+        page.wait_for_function("() => document.querySelector('.photo-chosen img').naturalWidth === 800")
+        assert page.locator(".photo-chosen").is_visible()
+        size = page.inner_text(".photo-size")
+        assert "已选照片" in size and "KB" in size, size
+        assert take.inner_text().strip() == "重拍"
+        second = {"name": "again.jpg", "mimeType": "image/jpeg", "buffer": big_photo(1200, 900)}
+        with page.expect_file_chooser() as chooser:
+            take.tap()
+        chooser.value.set_files(files=[second])
+        page.wait_for_function("() => document.querySelector('.photo-chosen img').naturalWidth === 1200")
+        assert "MB" in page.inner_text(".photo-size")
+        assert page.evaluate("() => document.querySelector('input[name=photo]').files[0].name") == "again.jpg"
+    assert problems == []
+
+
+def test_a_photo_over_the_limit_is_refused_before_it_is_sent(make_server: Any, sqlite_url: str) -> None:
+    """A photo over the service's limit went up whole (minutes on a phone's network) to be refused at
+    the end. The page says so when the photo is chosen and again on submit, naming the limit, and sends
+    nothing; the case stays dispatched."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, settings={"max_evidence_bytes": 2**20})
+    case_id = dispatched(server, 16)
+    photo = big_photo()
+    assert len(photo) > 2**20
+    problems: list[str] = []
+    posts: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        assert "上限 1 MB" in page.inner_text(".photo-limit")
+        page.fill("textarea[name=note]", "已清理")
+        page.set_input_files("input[name=photo]", files=[jpeg(photo)])
+        assert "超过上限 1 MB" in page.inner_text(".photo-size")
+        page.tap("form.move-form button[type=submit]")
+        refused = page.locator(".photo-too-large")
+        refused.wait_for(timeout=5000)
+        said = refused.inner_text()
+        assert "超过上限 1 MB" in said and f"{len(photo) / 2**20:.1f} MB" in said, said
+        page.wait_for_timeout(300)
+        assert posts == [] and page.url == f"{server.url}/tasks/{case_id}"
+        assert page.input_value("textarea[name=note]") == "已清理"
+    with server.client("ziyang") as api:
+        assert api.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
+    assert problems == []
+
+
+def test_the_photo_goes_up_with_its_progress_shown_and_as_taken(make_server: Any, sqlite_url: str) -> None:
+    """A phone photo (8-20 MB) went up with no sign of progress: a minute of a "sending" button on a slow
+    network, people tapping again or leaving. The upload shows how far it is, the photo stored as
+    taken (its hash the file's: evidence is never shrunk in the browser), and the page goes on to the
+    task list as before."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 17)
+    photo = big_photo()
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        rate = len(photo) // 3  # bytes a second: about three seconds of upload
+        conditions = {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": rate}
+        cdp.send("Network.emulateNetworkConditions", conditions)
+        page.fill("textarea[name=note]", "摊位已撤离")
+        page.set_input_files("input[name=photo]", files=[jpeg(photo)])
+        with page.expect_navigation(url=f"**/tasks?done={case_id}*", timeout=30_000):
+            page.tap("form.move-form button[type=submit]")
+            page.wait_for_function(
+                "() => { const bar = document.querySelector('progress.upload-progress');"
+                " return bar && !bar.hidden && bar.value > 5 && bar.value < 95; }",
+                timeout=10_000,
+            )
+            status = page.inner_text(".upload-status")
+            assert "正在上传照片" in status and "%" in status and "MB" in status, status
+    with server.client("ziyang") as api:
+        case = api.get(f"/api/cases/{case_id}").json()
+    assert case["status"] == "handled"
+    import hashlib
+
+    sha = hashlib.sha256(photo).hexdigest()
+    assert sha in str(case), "the photo stored is not the one taken"
+    assert problems == []

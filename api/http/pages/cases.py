@@ -887,6 +887,7 @@ async def render_case(
         done=done_message(t, done, context["case"].number),
         error=error,
         max_note=MAX_NOTE,
+        max_photo_bytes=services.settings.max_evidence_bytes,  # the after-photo's limit, checked on the phone
         i18n_json=page_strings(t),
         labelling_error=labelling_error,
         sent=_refill(sent, [_target(a) for a in context.get("actions", [])]),
