@@ -530,3 +530,38 @@ def test_the_photo_goes_up_with_its_progress_shown_and_as_taken(make_server: Any
     sha = hashlib.sha256(photo).hexdigest()
     assert sha in str(case), "the photo stored is not the one taken"
     assert problems == []
+
+
+def test_the_top_bar_is_one_thumb_high_line_with_everything_still_there(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The top bar took 186 px of the phone's 844 (22%) for an officer: the brand, the navigation on two
+    lines of 21 px links, then the language, the name and logging out on a third. On a phone it is one
+    line of 44 px links, swiped sideways when wider than the screen; every link and button is still
+    there and opens what it did (the brand's link home aside: "我的任务" is the officer's home)."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 18)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        for path in ("/tasks", f"/tasks/{case_id}"):
+            page.goto(f"{server.url}{path}")
+            bar = page.locator("header.topbar").bounding_box()
+            assert bar is not None and bar["height"] <= 52, f"{path}: the top bar is {bar}"
+            targets = page.evaluate(
+                """() => [...document.querySelectorAll('header.topbar a, header.topbar button')]
+                    .filter(e => e.checkVisibility())
+                    .map(e => [e.textContent.trim(), Math.round(e.getBoundingClientRect().height)])"""
+            )
+            names = [name for name, _ in targets]
+            assert names == ["案件", "我的任务", "网格地图", "统计", "报表", "English", "退出登录"], names
+            assert all(height >= TAP_MIN_PX for _, height in targets), targets
+            assert page.locator("header.topbar .who").is_visible()
+            assert "team-ziyang" in page.inner_text("header.topbar .who")
+        page.locator("header.topbar #logout").scroll_into_view_if_needed()
+        box = page.locator("header.topbar #logout").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+        with page.expect_navigation():
+            page.tap("header.topbar a[href='/map']")
+        assert page.url == f"{server.url}/map"
+    assert problems == []
