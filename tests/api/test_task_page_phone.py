@@ -108,6 +108,48 @@ def test_the_way_there_is_a_big_button_on_the_first_screen(make_server: Any, sql
     assert problems == []
 
 
+def test_the_way_there_opens_amap_and_baidu_at_the_place_in_their_own_coordinates(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The only way there was a `geo:` link with the case's WGS84 position: Amap and Baidu, the apps
+    the teams use, draw on GCJ-02 and BD-09, so the point landed a few hundred metres off, and iPhone
+    Safari does nothing with `geo:`. Amap's and Baidu's own links (their documented marker URIs) sit
+    beside it on the first screen, thumb-sized, each with the position converted; `geo:` stays."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from api.http.pages.map_apps import wgs84_to_bd09, wgs84_to_gcj02
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    lat, lon = 30.2741, 120.1551  # Hangzhou, in team-ziyang's grid
+    case_id = dispatched(server, 14, (lat, lon))
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        number = page.locator("#case").get_attribute("data-number")
+        for selector in ("#open-in-amap", "#open-in-baidu", "#open-in-maps"):
+            box = page.locator(selector).bounding_box()
+            assert box is not None and box["height"] >= TAP_MIN_PX, (selector, box)
+            assert box["y"] + box["height"] <= PHONE["height"], f"{selector} below the first screen: {box}"
+        assert page.get_attribute("#open-in-maps", "href") == f"geo:{lat},{lon}?q={lat},{lon}"
+        amap = urlsplit(page.get_attribute("#open-in-amap", "href") or "")
+        assert f"{amap.scheme}://{amap.netloc}{amap.path}" == "https://uri.amap.com/marker"
+        query = {k: v[0] for k, v in parse_qs(amap.query).items()}
+        assert query["coordinate"] == "gaode" and str(number) in query["name"]
+        glon, glat = (float(v) for v in query["position"].split(","))
+        assert (glat, glon) == pytest.approx(wgs84_to_gcj02(lat, lon), abs=2e-6)
+        assert abs(glat - lat) + abs(glon - lon) > 0.003  # the shift, not the GPS point again
+        baidu = urlsplit(page.get_attribute("#open-in-baidu", "href") or "")
+        assert f"{baidu.scheme}://{baidu.netloc}{baidu.path}" == "https://api.map.baidu.com/marker"
+        query = {k: v[0] for k, v in parse_qs(baidu.query).items()}
+        assert query["coord_type"] == "bd09ll" and query["output"] == "html" and str(number) in query["title"]
+        blat, blon = (float(v) for v in query["location"].split(","))
+        assert (blat, blon) == pytest.approx(wgs84_to_bd09(lat, lon), abs=2e-6)
+        assert page.inner_text("#open-in-amap") == "高德地图导航"
+        assert page.inner_text("#open-in-baidu") == "百度地图导航"
+    assert problems == []
+
+
 def test_a_tap_opens_the_evidence_picture_by_itself(make_server: Any, sqlite_url: str) -> None:
     """Tapping the flagged frame or the close-up did nothing: the pictures were a third of a small
     screen, and a plate or a number on a shop front could not be read. Each opens by itself, full size,
@@ -291,7 +333,7 @@ def test_a_refused_form_comes_back_at_the_form_as_the_task_page(
         with page.expect_navigation():
             page.tap("button[lang=en]")
         assert page.url == f"{server.url}/tasks/{case_id}"
-        assert page.inner_text("#open-in-maps") == "Open in a maps app"
+        assert page.inner_text("#open-in-maps") == "Other maps app"
     assert problems == []
 
 
@@ -366,4 +408,160 @@ def test_a_position_with_no_network_to_order_by_says_the_network_failed(
         assert "手机没有网络，未能按距离排序" in note and "无法获取您的位置" not in note
         order = "() => [...document.querySelectorAll('li.task')].map(li => Number(li.dataset.caseId))"
         assert page.evaluate(order) == [far, near]
+    assert problems == []
+
+
+def jpeg(data: bytes, name: str = "after.jpg") -> dict[str, Any]:
+    """A file for Playwright's set_input_files."""
+    return {"name": name, "mimeType": "image/jpeg", "buffer": data}
+
+
+def big_photo(width: int = 1600, height: int = 1200) -> bytes:
+    """A real JPEG of a few MB, as a phone's camera makes (noise does not compress)."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return data.tobytes()
+
+
+def test_the_after_photo_is_taken_with_a_big_button_showing_the_photo_and_its_size(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The after-photo was the browser's small file control (41 px high, "Choose file"), and what it had
+    taken showed only as a file name. A big "拍照" button opens the camera; the photo taken shows as a
+    thumbnail with its size, and the same button, now "重拍", takes another in its place."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 15)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        take = page.locator("form.move-form label.photo-take")
+        assert take.inner_text().strip() == "拍照"
+        box = take.bounding_box()
+        assert box is not None and box["height"] >= 48 and box["width"] >= PHONE["width"] * 0.8, box
+        control = page.locator("input[name=photo]").bounding_box()
+        assert control is not None and control["height"] <= 1, f"the small control still shows: {control}"
+        assert page.get_attribute("input[name=photo]", "capture") == "environment"
+        first = {"name": "after.jpg", "mimeType": "image/jpeg", "buffer": picture(31, (600, 800))}
+        with page.expect_file_chooser() as chooser:
+            take.tap()
+        chooser.value.set_files(files=[first])
+        page.wait_for_function("() => document.querySelector('.photo-chosen img').naturalWidth === 800")
+        assert page.locator(".photo-chosen").is_visible()
+        size = page.inner_text(".photo-size")
+        assert "已选照片" in size and "KB" in size, size
+        assert take.inner_text().strip() == "重拍"
+        second = {"name": "again.jpg", "mimeType": "image/jpeg", "buffer": big_photo(1200, 900)}
+        with page.expect_file_chooser() as chooser:
+            take.tap()
+        chooser.value.set_files(files=[second])
+        page.wait_for_function("() => document.querySelector('.photo-chosen img').naturalWidth === 1200")
+        assert "MB" in page.inner_text(".photo-size")
+        assert page.evaluate("() => document.querySelector('input[name=photo]').files[0].name") == "again.jpg"
+    assert problems == []
+
+
+def test_a_photo_over_the_limit_is_refused_before_it_is_sent(make_server: Any, sqlite_url: str) -> None:
+    """A photo over the service's limit went up whole (minutes on a phone's network) to be refused at
+    the end. The page says so when the photo is chosen and again on submit, naming the limit, and sends
+    nothing; the case stays dispatched."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, settings={"max_evidence_bytes": 2**20})
+    case_id = dispatched(server, 16)
+    photo = big_photo()
+    assert len(photo) > 2**20
+    problems: list[str] = []
+    posts: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        assert "上限 1 MB" in page.inner_text(".photo-limit")
+        page.fill("textarea[name=note]", "已清理")
+        page.set_input_files("input[name=photo]", files=[jpeg(photo)])
+        assert "超过上限 1 MB" in page.inner_text(".photo-size")
+        page.tap("form.move-form button[type=submit]")
+        refused = page.locator(".photo-too-large")
+        refused.wait_for(timeout=5000)
+        said = refused.inner_text()
+        assert "超过上限 1 MB" in said and f"{len(photo) / 2**20:.1f} MB" in said, said
+        page.wait_for_timeout(300)
+        assert posts == [] and page.url == f"{server.url}/tasks/{case_id}"
+        assert page.input_value("textarea[name=note]") == "已清理"
+    with server.client("ziyang") as api:
+        assert api.get(f"/api/cases/{case_id}").json()["status"] == "dispatched"
+    assert problems == []
+
+
+def test_the_photo_goes_up_with_its_progress_shown_and_as_taken(make_server: Any, sqlite_url: str) -> None:
+    """A phone photo (8-20 MB) went up with no sign of progress: a minute of a "sending" button on a slow
+    network, people tapping again or leaving. The upload shows how far it is, the photo stored as
+    taken (its hash the file's: evidence is never shrunk in the browser), and the page goes on to the
+    task list as before."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 17)
+    photo = big_photo()
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        rate = len(photo) // 3  # bytes a second: about three seconds of upload
+        conditions = {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": rate}
+        cdp.send("Network.emulateNetworkConditions", conditions)
+        page.fill("textarea[name=note]", "摊位已撤离")
+        page.set_input_files("input[name=photo]", files=[jpeg(photo)])
+        with page.expect_navigation(url=f"**/tasks?done={case_id}*", timeout=30_000):
+            page.tap("form.move-form button[type=submit]")
+            page.wait_for_function(
+                "() => { const bar = document.querySelector('progress.upload-progress');"
+                " return bar && !bar.hidden && bar.value > 5 && bar.value < 95; }",
+                timeout=10_000,
+            )
+            status = page.inner_text(".upload-status")
+            assert "正在上传照片" in status and "%" in status and "MB" in status, status
+    with server.client("ziyang") as api:
+        case = api.get(f"/api/cases/{case_id}").json()
+    assert case["status"] == "handled"
+    import hashlib
+
+    sha = hashlib.sha256(photo).hexdigest()
+    assert sha in str(case), "the photo stored is not the one taken"
+    assert problems == []
+
+
+def test_the_top_bar_is_one_thumb_high_line_with_everything_still_there(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The top bar took 186 px of the phone's 844 (22%) for an officer: the brand, the navigation on two
+    lines of 21 px links, then the language, the name and logging out on a third. On a phone it is one
+    line of 44 px links, swiped sideways when wider than the screen; every link and button is still
+    there and opens what it did (the brand's link home aside: "我的任务" is the officer's home)."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 18)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        for path in ("/tasks", f"/tasks/{case_id}"):
+            page.goto(f"{server.url}{path}")
+            bar = page.locator("header.topbar").bounding_box()
+            assert bar is not None and bar["height"] <= 52, f"{path}: the top bar is {bar}"
+            targets = page.evaluate(
+                """() => [...document.querySelectorAll('header.topbar a, header.topbar button')]
+                    .filter(e => e.checkVisibility())
+                    .map(e => [e.textContent.trim(), Math.round(e.getBoundingClientRect().height)])"""
+            )
+            names = [name for name, _ in targets]
+            assert names == ["案件", "我的任务", "网格地图", "统计", "报表", "English", "退出登录"], names
+            assert all(height >= TAP_MIN_PX for _, height in targets), targets
+            assert page.locator("header.topbar .who").is_visible()
+            assert "team-ziyang" in page.inner_text("header.topbar .who")
+        page.locator("header.topbar #logout").scroll_into_view_if_needed()
+        box = page.locator("header.topbar #logout").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+        with page.expect_navigation():
+            page.tap("header.topbar a[href='/map']")
+        assert page.url == f"{server.url}/map"
     assert problems == []

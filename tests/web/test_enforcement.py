@@ -120,7 +120,10 @@ def test_a_parking_case_from_filing_to_closed(site: Site, open_page: Any) -> Non
     photo_input.set_input_files(str(not_a_photo))
     officer.allowed_statuses.add(422)
     before = len(officer.problems)
-    follow(phone, "form.move-handled button[type=submit]")
+    # the photo goes up by the page's script (its progress shown), the answer shown in place of the page
+    phone.click("form.move-handled button[type=submit]")
+    phone.wait_for_selector("#move-error")
+    phone.wait_for_load_state("networkidle")
     officer.problems[before:] = [p for p in officer.problems[before:] if "status of 422" not in p]
     assert "须为 JPEG、PNG、GIF 或 WebP 图片" in phone.inner_text("#move-error")
     assert phone.input_value("form.move-handled textarea[name=note]") == note
@@ -129,7 +132,7 @@ def test_a_parking_case_from_filing_to_closed(site: Site, open_page: Any) -> Non
     photo_input = phone.locator("form.move-handled input[type=file][name=photo]")
     photo = after_photo()
     photo_input.set_input_files(str(photo))
-    phone.wait_for_selector("form.move-handled img.photo-preview:not([hidden])")
+    phone.wait_for_selector("form.move-handled .photo-chosen:not([hidden]) img.photo-preview")
     officer.shot("photo-taken")
     submit(phone, "form.move-handled", "/tasks?done=")
     assert PARKING in phone.inner_text("#task-done")

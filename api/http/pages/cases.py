@@ -45,6 +45,7 @@ from api.cases.wall_time import in_range
 from api.errors import InputError, NotFound, ServiceFault
 from api.http.deps import model_classes
 from api.http.i18n import Translator
+from api.http.pages.map_apps import map_links
 from api.http.pages.render import render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import (
@@ -806,9 +807,21 @@ def case_context(
     dispatch_note = dispatched_team(dispatch.note)[1] if dispatch is not None else None
     undone = handling_sent_back(events, dispatch)
     teams = dispatch_teams(session) if workflow.may_move(principal.role, workflow.DISPATCHED) else []
+    cell = cells.get(case.grid_cell_id)
     return {
         "case": case,
-        "cell": cells.get(case.grid_cell_id),
+        "cell": cell,
+        # the way there in the map apps, each in its own coordinates (api.http.pages.map_apps)
+        "map_links": (
+            map_links(
+                case.lat,
+                case.lon,
+                name=f"{case.number or ''} {t('category.' + case.category)}".strip(),
+                place=" · ".join(p for p in (cell.name, cell.community) if p) if cell else "",
+            )
+            if case.lat is not None and case.lon is not None
+            else None
+        ),
         "frame": view.frame,
         "crop": view.crop,
         "strip": view.strip,
@@ -923,6 +936,7 @@ async def render_case(
         done=done_message(t, done, context["case"].number),
         error=error,
         max_note=MAX_NOTE,
+        max_photo_bytes=services.settings.max_evidence_bytes,  # the after-photo's limit, checked on the phone
         i18n_json=page_strings(t),
         labelling_error=labelling_error,
         sent=_refill(sent, [_target(a) for a in context.get("actions", [])]),

@@ -1,6 +1,9 @@
-// The case list, the case and task pages: a preview of the after-photo the phone just took, one post
-// per form (a second tap while the first is on its way does nothing), and the case page's link back
-// to the list leading to the list as the tab last showed it. The pages work without this script.
+// The case list, the case and task pages: the after-photo's big camera button, with the chosen
+// photo's thumbnail and size; one post per form (a second tap while the first is on its way does
+// nothing); a photo over the service's limit refused before anything is sent, and one within it sent
+// with its progress shown (XHR, the photo as taken: it is evidence, hashed as it arrives, never shrunk
+// here); and the case page's link back to the list leading to the list as the tab last showed it.
+// The pages work without this script (the browser's own file control, a plain post).
 // In the street: a tap while the phone has no network sends nothing and says so, the note and photo
 // staying on the page (the browser's own "no internet" page would take its place); and a typed note is
 // kept on the phone (localStorage, a day at most) until the move is made, so that a page the phone
@@ -76,17 +79,116 @@
   const listSearch = backToList && inTab((store) => store.getItem(LIST_KEY));
   if (listSearch) backToList.href = "/cases" + listSearch;
 
+  function sizeText(bytes) {
+    if (bytes >= 1024 * 1024) return gp.t("cases.js.size_mb", { mb: (bytes / (1024 * 1024)).toFixed(1) });
+    return gp.t("cases.js.size_kb", { kb: Math.max(1, Math.round(bytes / 1024)) });
+  }
+
+  function limitBytes(form) { return Number(form && form.dataset.maxPhotoBytes) || 0; }
+
+  function tooLarge(form, file) {  // the text that says so, or ""
+    const limit = limitBytes(form);
+    if (!file || !limit || file.size <= limit) return "";
+    const mb = limit / (1024 * 1024);
+    return gp.t("cases.js.photo_too_large", { size: sizeText(file.size), limit: Number(mb.toFixed(1)) });
+  }
+
+  // the after-photo: the camera behind the big button (the file control's label), the chosen photo's
+  // thumbnail and size under it, the button then taking another
   for (const input of document.querySelectorAll("input.after-photo-input")) {
-    const preview = input.form && input.form.querySelector("img.photo-preview");
-    if (!preview) continue;
+    const pick = input.closest(".photo-pick");
+    const chosen = pick && pick.querySelector(".photo-chosen");
+    const preview = chosen && chosen.querySelector("img.photo-preview");
+    if (!pick || !preview) continue;
+    pick.classList.add("photo-js");  // the big button stands for the control, hidden now
+    const size = chosen.querySelector(".photo-size");
+    const take = pick.querySelector(".photo-take"), label = pick.querySelector(".photo-take-text");
     let shown = null;
-    input.addEventListener("change", () => {
+    const show = () => {
       if (shown) URL.revokeObjectURL(shown);
       const file = input.files && input.files[0];
       shown = file ? URL.createObjectURL(file) : null;
       if (shown) preview.src = shown; else preview.removeAttribute("src");
-      preview.hidden = !shown;
+      chosen.hidden = !shown;
+      if (label) label.textContent = gp.t(file ? "cases.js.retake" : "cases.move.take_photo");
+      if (take) take.classList.toggle("primary", !file);  // taken: the form's own button comes next
+      if (size && file) {
+        const refused = tooLarge(input.form, file);
+        size.textContent = refused || gp.t("cases.js.photo_chosen", { size: sizeText(file.size) });
+        size.className = refused ? "photo-size error" : "photo-size";
+      }
+    };
+    input.addEventListener("change", show);
+    if (input.files && input.files.length) show();  // kept by the browser (back, a restored tab)
+  }
+
+  function say(form, cls, text, role) {  // a line above the form's button: cases.js's own notices
+    let line = form.querySelector(".move-notice");
+    if (!line) {
+      line = gp.el("p", { class: "move-notice" });
+      form.querySelector("button[type=submit]").before(line);
+    }
+    line.className = `move-notice ${cls}`;
+    line.setAttribute("role", role || "status");
+    line.textContent = text;
+    return line;
+  }
+
+  function ready(form) {  // usable again: nothing is on its way
+    form.dataset.sending = "";
+    const button = form.querySelector("button[type=submit]");
+    if (button && button.dataset.label) { button.textContent = button.dataset.label; button.removeAttribute("aria-busy"); }
+    const bar = form.querySelector("progress.upload-progress");
+    if (bar) bar.hidden = true;
+  }
+
+  function replacePage(html) {  // the server's answer in place of this page (an error: the form again)
+    document.open();
+    document.write(html);
+    document.close();
+    const at = document.getElementById("actions");
+    if (at) at.scrollIntoView();
+  }
+
+  function upload(form, file) {
+    // with the photo, the move goes by XHR for its progress (fetch has none for what it sends); the
+    // answer is the page the plain form would have led to: the redirect followed, or the page shown
+    let bar = form.querySelector("progress.upload-progress");
+    if (!bar) {
+      bar = gp.el("progress", { class: "upload-progress", max: "100", value: "0" });
+      form.querySelector("button[type=submit]").before(bar);
+    }
+    bar.hidden = false;
+    bar.value = 0;
+    const line = say(form, "upload-status muted", gp.t("cases.js.uploading", {
+      percent: 0, sent: sizeText(0), total: sizeText(file.size) }));
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (!event.lengthComputable) return;
+      const percent = Math.floor((event.loaded / event.total) * 100);
+      bar.value = percent;
+      line.textContent = gp.t("cases.js.uploading", {
+        percent, sent: sizeText(Math.min(file.size, event.loaded)), total: sizeText(file.size) });
     });
+    xhr.upload.addEventListener("load", () => {
+      bar.value = 100;
+      line.textContent = gp.t("cases.js.upload_saving");
+    });
+    xhr.addEventListener("load", () => {
+      const target = new URL(xhr.responseURL || form.action, window.location.href);
+      const sent = new URL(form.action, window.location.href);
+      if (target.pathname !== sent.pathname || target.search !== sent.search) {
+        window.location.assign(target.href);  // redirected (the move made, a login): go there
+      } else {
+        replacePage(xhr.responseText);
+      }
+    });
+    xhr.addEventListener("error", () => {  // the connection dropped: nothing arrived to be saved
+      ready(form);
+      say(form, "flash error move-offline", gp.t("cases.js.upload_failed"), "alert");
+    });
+    xhr.send(new FormData(form));
   }
 
   for (const form of document.querySelectorAll("form.move-form")) {
@@ -99,8 +201,18 @@
         notice.className = "flash error move-offline";
         return;
       }
+      const photo = form.querySelector("input.after-photo-input");
+      const file = photo && photo.files && photo.files[0];
+      const refused = tooLarge(form, file);
+      if (refused) {  // the service would refuse it after the whole upload: say so now, send nothing
+        event.preventDefault();
+        say(form, "flash error photo-too-large", refused, "alert");
+        return;
+      }
       const notice = form.querySelector(".move-offline");
       if (notice) notice.remove();
+      const tooBig = form.querySelector(".photo-too-large");
+      if (tooBig) tooBig.remove();
       form.dataset.sending = "1";
       const button = form.querySelector("button[type=submit]");
       if (button) {
@@ -108,14 +220,14 @@
         button.textContent = gp.t("cases.js.sending");
         button.setAttribute("aria-busy", "true");
       }
+      if (file && typeof FormData === "function" && window.XMLHttpRequest) {
+        event.preventDefault();
+        upload(form, file);
+      }
     });
   }
   // back from the browser's cache (the back button): the forms are usable again
   window.addEventListener("pageshow", () => {
-    for (const form of document.querySelectorAll("form.move-form[data-sending='1']")) {
-      form.dataset.sending = "";
-      const button = form.querySelector("button[type=submit]");
-      if (button && button.dataset.label) { button.textContent = button.dataset.label; button.removeAttribute("aria-busy"); }
-    }
+    for (const form of document.querySelectorAll("form.move-form[data-sending='1']")) ready(form);
   });
 })();
