@@ -9,12 +9,12 @@ import socket
 import time
 import tracemalloc
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.accounts.accounts import create_device, create_user
 from api.accounts.tokens import login
@@ -23,6 +23,7 @@ from api.jobs import queue
 from api.jobs.uploads import MAX_SHOWN_FILENAME, display_filename, sniff_track, sniff_video
 from api.jobs.worker import Worker
 from api.services import Services
+from api.storage.db import utcnow
 from api.storage.models import Case, Job, Sighting, Upload
 from detect.config import ConfigError
 from streams import SourceError
@@ -438,8 +439,17 @@ def kill_midway(services: Services, settings: Any, **pipeline: Any) -> None:
         dying.run_once()
 
 
+def _lapse_lease(services: Services, job_id: int) -> None:
+    """The dead worker's lease runs out now (set in the row: a short real lease raced a loaded machine,
+    lapsing before the test could see it held)."""
+    with services.factory() as session, session.begin():
+        session.execute(
+            update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
 def test_dead_worker_job_is_retried_without_duplicates(tmp_path: Path, db_url: str) -> None:
-    settings = make_settings(tmp_path, db_url, job_lease_s=0.3, worker_poll_s=0.05)
+    settings = make_settings(tmp_path, db_url, job_lease_s=30, worker_poll_s=0.05)
     services = Services.build(settings)
     try:
         job_id = _queue_upload(services, tmp_path, "dies")
@@ -454,7 +464,7 @@ def test_dead_worker_job_is_retried_without_duplicates(tmp_path: Path, db_url: s
             services.factory, settings, pipeline=fake_pipeline(4, calls=calls), config_loader=lambda: None
         )
         assert healthy.run_once() is False
-        time.sleep(0.4)
+        _lapse_lease(services, job_id)
         assert healthy.run_once() is True
         with services.factory() as session:
             job = session.get(Job, job_id)
