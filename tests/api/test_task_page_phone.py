@@ -565,3 +565,93 @@ def test_the_top_bar_is_one_thumb_high_line_with_everything_still_there(
             page.tap("header.topbar a[href='/map']")
         assert page.url == f"{server.url}/map"
     assert problems == []
+
+
+def test_a_task_tapped_with_no_network_keeps_the_list_and_shows_the_way_there(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """In the street with no signal, a tap on a task put the browser's own "no internet" page in place of
+    the list: the list gone, and with it the way to the place. Now the list stays, and under the task a
+    panel says there is no network, with what the list holds of it (number, category, cell, position)
+    and the task page's own links to Amap, Baidu and the phone's maps app; "try again" says when there is
+    still no network, and back online a tap opens the task page as before."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 14)
+    other = dispatched(server, 15, (30.2520, 120.1600))
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        number = page.get_attribute("#case", "data-number")
+        ways = {app: page.get_attribute(f"#open-in-{app}", "href") for app in ("amap", "baidu", "maps")}
+        page.goto(f"{server.url}/tasks")
+        page.wait_for_load_state("networkidle")
+        task = page.locator(f"li.task[data-case-id='{case_id}']")
+        assert not page.locator("#task-offline").is_visible()
+
+        context.set_offline(True)
+        task.locator("a.task-link").tap()
+        panel = task.locator("#task-offline")
+        panel.wait_for(timeout=5000)
+        assert page.url == f"{server.url}/tasks"
+        assert page.locator("li.task").count() == 2  # the list is still there
+        text = panel.inner_text()
+        assert "手机没有网络" in text and "打不开此任务的详情" in text, text
+        assert number and number in text and "30.274100, 120.155100" in text, text
+        assert task.locator(".task-title strong").inner_text() in text
+        shown = {app: panel.locator(f".offline-{app}") for app in ("amap", "baidu", "geo")}
+        assert {app: link.get_attribute("href") for app, link in shown.items()} == {
+            "amap": ways["amap"],
+            "baidu": ways["baidu"],
+            "geo": ways["maps"],
+        }
+        assert all(link.is_visible() for link in shown.values())
+        for target in (*shown.values(), panel.locator("button.offline-retry")):
+            box = target.bounding_box()
+            assert box is not None and box["height"] >= TAP_MIN_PX, box
+        panel.locator("button.offline-retry").tap()
+        panel.locator(".offline-still").wait_for(timeout=5000)
+        assert "仍然没有网络" in panel.inner_text()
+        assert page.url == f"{server.url}/tasks"
+
+        # another task tapped: the panel moves to it (one panel, the task tapped)
+        page.locator(f"li.task[data-case-id='{other}'] a.task-link").tap()
+        page.locator(f"li.task[data-case-id='{other}'] #task-offline").wait_for(timeout=5000)
+        assert page.locator("#task-offline").count() == 1
+        assert page.locator(".offline-still").is_hidden()
+
+        context.set_offline(False)
+        with page.expect_navigation(url=f"**/tasks/{case_id}"):
+            task.locator("a.task-link").tap()
+        assert page.get_attribute("#case", "data-number") == number
+    assert problems == []
+
+
+def test_a_task_tapped_while_the_service_is_out_of_reach_keeps_the_list(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The phone has network (navigator.onLine) but not to the district's service (its LAN out of reach,
+    a dead cell link): the tap keeps the list and says so too. Without JavaScript the task is a plain
+    link to its page, the panel never shown."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 16)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.on(
+            "console", lambda msg: problems.remove(msg.text) if "INTERNET_DISCONNECTED" in msg.text else None
+        )
+        page.goto(f"{server.url}/tasks")
+        page.wait_for_load_state("networkidle")
+        page.route("**/api/health", lambda route: route.abort("internetdisconnected"))
+        page.route("**/tasks/*", lambda route: route.abort("internetdisconnected"))
+        page.locator(f"li.task[data-case-id='{case_id}'] a.task-link").tap()
+        page.locator(f"li.task[data-case-id='{case_id}'] #task-offline").wait_for(timeout=5000)
+        assert page.url == f"{server.url}/tasks"
+    with phone(server, java_script_enabled=False) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks")
+        assert page.locator("#task-offline").is_hidden()
+        with page.expect_navigation(url=f"**/tasks/{case_id}"):
+            page.locator(f"li.task[data-case-id='{case_id}'] a.task-link").tap()
+    assert problems == []

@@ -45,7 +45,7 @@ from api.cases.wall_time import in_range
 from api.errors import InputError, NotFound, ServiceFault
 from api.http.deps import model_classes
 from api.http.i18n import Translator
-from api.http.pages.map_apps import map_links
+from api.http.pages.map_apps import MapLinks, map_links
 from api.http.pages.render import render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import (
@@ -769,6 +769,20 @@ def handled_photo(session: Session, case_id: int) -> str:
     return ""
 
 
+def case_map_links(case: Case, cell: GridCell | None, t: Translator) -> MapLinks | None:
+    """The way to a case's place in the map apps (api.http.pages.map_apps), named by its number and
+    category, its cell under it; None for a case without a position. The task page shows them, and
+    the task list keeps them for a tap made without network (tasks.js)."""
+    if case.lat is None or case.lon is None:
+        return None
+    return map_links(
+        case.lat,
+        case.lon,
+        name=f"{case.number or ''} {t('category.' + case.category)}".strip(),
+        place=" · ".join(p for p in (cell.name, cell.community) if p) if cell else "",
+    )
+
+
 def case_context(
     session: Session,
     *,
@@ -812,16 +826,7 @@ def case_context(
         "case": case,
         "cell": cell,
         # the way there in the map apps, each in its own coordinates (api.http.pages.map_apps)
-        "map_links": (
-            map_links(
-                case.lat,
-                case.lon,
-                name=f"{case.number or ''} {t('category.' + case.category)}".strip(),
-                place=" · ".join(p for p in (cell.name, cell.community) if p) if cell else "",
-            )
-            if case.lat is not None and case.lon is not None
-            else None
-        ),
+        "map_links": case_map_links(case, cell, t),
         "frame": view.frame,
         "crop": view.crop,
         "strip": view.strip,

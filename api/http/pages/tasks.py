@@ -6,7 +6,9 @@ first, a page at a time (page, per_page as /cases takes them): the database pick
 order, so no case that comes before those shown is left out. With near=LAT,LON (the phone's position,
 which tasks.js adds when the browser gives it) each group is nearest first instead, all the team's
 cases ordered in the database before paging, the cases without a position last; the pager's links
-keep the same near, so the pages go on from one place. GET /tasks/{id} shows a case's photos and
+keep the same near, so the pages go on from one place. Each case on the list carries the way there
+(the task page's map links), so that a tap made while the phone cannot reach the service shows it on
+the list (tasks.js) instead of the browser's error page. GET /tasks/{id} shows a case's photos and
 place with the "mark handled" form (a note and an after-photo from the phone's camera), which posts to
 POST /cases/{id}/move like every move, so the photo goes into the evidence store and the custody chain
 exactly as through the API.
@@ -34,6 +36,7 @@ from api.http.pages.cases import (
     PAGE_TEMPLATES,
     CaseIdPath,
     case_id_of,
+    case_map_links,
     grid_cells,
     in_session,
     left_team_page,
@@ -116,11 +119,14 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
     now = utcnow()
     tasks = []
     for case in data["cases"]:
+        cell = data["cells"].get(case.grid_cell_id)
         tasks.append(
             {
                 "case": case,
                 "thumb": data["thumbs"].get(case.id),
-                "cell": data["cells"].get(case.grid_cell_id),
+                "cell": cell,
+                # kept on the list for a tap made without network (tasks.js shows the way there)
+                "map_links": case_map_links(case, cell, t),
                 "dispatched": local_time(case.dispatched_at, offset),
                 "ago": ago(case.dispatched_at, now, t),
                 "sent_back": ago(case.sent_back_at, now, t) if case.sent_back_at is not None else "",

@@ -3,6 +3,8 @@
 // (the cases sent back still first, those without a position last), and that first page takes the place
 // of the one shown, each case with how far it is. Without a position the server's order (oldest dispatch
 // first) stays.
+// A task tapped while the phone cannot reach the service shows, under it, that there is no network and
+// the way there, instead of the browser's error page taking the list's place.
 "use strict";
 (function () {
   // a move made from a task page (done=ID): the note cases.js kept on the phone for that case is done with
@@ -15,6 +17,75 @@
 
   const shown = document.getElementById("task-list");
   if (!shown) return;
+
+  // a task tapped while the phone cannot reach the service (no network in the street): the list stays,
+  // instead of the browser's error page, and the panel under the task (#task-offline) says so, with what
+  // the list holds of it and the way there (the task page's map links, kept on each task). The service
+  // is asked first, a few seconds at most: navigator.onLine says only that the phone has some network.
+  // With network the tap opens the task page as before.
+  const CHECK_MS = 5000;
+  let checking = false;
+
+  async function reachable() {
+    if (!navigator.onLine) return false;
+    const abort = new AbortController();
+    const timer = window.setTimeout(() => abort.abort(), CHECK_MS);
+    try {
+      const response = await fetch("/api/health",
+        { cache: "no-store", credentials: "same-origin", signal: abort.signal });
+      return response.ok;  // a proxy's 502 for a service down is no way to the task page either
+    } catch (e) {
+      return false;
+    } finally {
+      window.clearTimeout(timer);
+    }
+  }
+
+  function showOffline(panel, item, href) {
+    const field = (name) => panel.querySelector(".offline-" + name);
+    const lat = Number(item.dataset.lat), lon = Number(item.dataset.lon);
+    const where = item.dataset.lat === undefined ? "" : `${lat.toFixed(6)}, ${lon.toFixed(6)}`;
+    field("number").textContent = item.dataset.number || "";
+    field("category").textContent = item.querySelector(".task-title strong").textContent;
+    const cell = item.querySelector(".task-place").textContent;
+    field("place").textContent = [cell, where].filter(Boolean).join(" · ");
+    for (const app of ["amap", "baidu", "geo"]) {
+      if (item.dataset[app]) field(app).href = item.dataset[app]; else field(app).removeAttribute("href");
+    }
+    field("go").hidden = !item.dataset.geo;
+    field("no-position").hidden = Boolean(item.dataset.geo);
+    field("still").hidden = true;
+    panel.dataset.href = href;
+    item.append(panel);
+    panel.hidden = false;
+    panel.scrollIntoView({ block: "nearest" });
+  }
+
+  async function openTask(href, item, retry) {
+    if (checking) return;  // a second tap while the first is asked
+    const panel = document.getElementById("task-offline");
+    checking = true;
+    item.setAttribute("aria-busy", "true");
+    if (retry) { retry.disabled = true; panel.querySelector(".offline-still").hidden = true; }
+    const ok = await reachable();
+    checking = false;
+    item.removeAttribute("aria-busy");
+    if (retry) retry.disabled = false;
+    if (ok || !panel) { window.location.assign(href); return; }
+    if (retry) { panel.querySelector(".offline-still").hidden = false; return; }
+    showOffline(panel, item, href);
+  }
+
+  document.addEventListener("click", (event) => {
+    // the list may have been replaced (nearest first): found at the tap, not held
+    const link = event.target.closest("#task-list a.task-link");
+    const retry = event.target.closest("#task-offline .offline-retry");
+    if (event.defaultPrevented || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey
+      || event.altKey) return;  // a new tab, a download: the browser's own
+    if (link) { event.preventDefault(); openTask(link.href, link.closest("li.task"), null); }
+    if (retry) openTask(retry.closest("#task-offline").dataset.href, retry.closest("li.task"), retry);
+  });
+
   const retired = [];  // the content replaced, kept so that its thumbnails already asked for finish
 
   function metres(lat1, lon1, lat2, lon2) {
