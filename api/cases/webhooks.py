@@ -2,10 +2,11 @@
 
 Deliveries are rows in a queue table, written in the same transaction as the case change; a
 background thread (WebhookDispatcher) sends them, retrying with exponential backoff. Case handling
-only inserts rows, so a dead endpoint never slows it. Each attempt is logged on its row, which
-admins read as the delivery log. A deactivated webhook (deactivate_webhook) gets nothing more: its
-pending deliveries are failed, never sent, and the row and its log stay. activate_webhook switches it
-on again with the same secret, for the events from then on (the failed deliveries stay failed).
+only inserts rows, so a dead endpoint never slows it. Each attempt is logged on its row (its time,
+status and error; created_at is when the event was queued), which admins read as the delivery log.
+A deactivated webhook (deactivate_webhook) gets nothing more: its pending deliveries are failed,
+never sent, and the row and its log stay. activate_webhook switches it on again with the same
+secret, for the events from then on (the failed deliveries stay failed).
 
 Headers: X-GridPatrol-Event, X-GridPatrol-Delivery (row id), X-GridPatrol-Signature:
 "sha256=<hex HMAC-SHA256 of the raw body with the webhook's secret>".
@@ -34,7 +35,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, func, not_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -266,14 +267,18 @@ def activate_webhook(
 @dataclass(frozen=True, slots=True)
 class DeliveryState:
     """A webhook's deliveries in brief, as `gridpatrol webhook list` shows them: how many wait (first
-    tries and retries) and how many failed for good, and its last delivery: the newest event sent or
-    tried (a delivery not tried yet only waits), None when there is none."""
+    tries and retries) and how many failed for good, and its last attempt: the delivery tried last
+    (the newest attempt time; among deliveries tried before migration 0020 recorded it, the newest
+    event), None when none was tried."""
 
     waiting: int = 0
     failed: int = 0
-    last_at: datetime | None = None  # when its event was queued (naive UTC)
+    last_tried: bool = False  # whether any delivery was tried (the fields below describe that one)
+    last_attempt_at: datetime | None = None  # when it was tried last (naive UTC); None: not recorded
+    last_queued_at: datetime | None = None  # when its event was queued (naive UTC)
     last_outcome: str | None = None  # delivered, failed, or retrying (tried, to be tried again)
     last_status_code: int | None = None  # the receiver's last HTTP status; None: no answer
+    next_attempt_at: datetime | None = None  # its next try (naive UTC), when retrying
 
 
 def delivery_states(session: Session) -> dict[int, DeliveryState]:
@@ -285,13 +290,15 @@ def delivery_states(session: Session) -> dict[int, DeliveryState]:
         .group_by(WebhookDelivery.webhook_id, WebhookDelivery.status)
     ):
         counts.setdefault(hook_id, {})[status] = count
-    untried = and_(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.attempts == 0)
-    newest = (
-        select(func.max(WebhookDelivery.id))
-        .where(not_(untried))
-        .group_by(WebhookDelivery.webhook_id)
-        .scalar_subquery()
+    # a delivery tried before 0020 has no time; every one tried since is tried later than it
+    latest_first = func.row_number().over(
+        partition_by=WebhookDelivery.webhook_id,
+        order_by=(WebhookDelivery.last_attempt_at.desc().nulls_last(), WebhookDelivery.id.desc()),
     )
+    ranked = (
+        select(WebhookDelivery.id, latest_first.label("rank")).where(WebhookDelivery.attempts > 0).subquery()
+    )
+    newest = select(ranked.c.id).where(ranked.c.rank == 1)
     last = {
         d.webhook_id: d
         for d in session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(newest)))
@@ -299,13 +306,16 @@ def delivery_states(session: Session) -> dict[int, DeliveryState]:
     states = {}
     for hook_id in counts.keys() | last.keys():
         hook_counts, d = counts.get(hook_id, {}), last.get(hook_id)
-        outcome = None if d is None else "retrying" if d.status == DeliveryStatus.PENDING else d.status
+        retrying = d is not None and d.status == DeliveryStatus.PENDING
         states[hook_id] = DeliveryState(
             waiting=hook_counts.get(DeliveryStatus.PENDING, 0),
             failed=hook_counts.get(DeliveryStatus.FAILED, 0),
-            last_at=None if d is None else d.created_at,
-            last_outcome=outcome,
+            last_tried=d is not None,
+            last_attempt_at=None if d is None else d.last_attempt_at,
+            last_queued_at=None if d is None else d.created_at,
+            last_outcome=None if d is None else "retrying" if retrying else d.status,
             last_status_code=None if d is None else d.last_status_code,
+            next_attempt_at=d.next_attempt_at if d is not None and retrying else None,
         )
     return states
 
@@ -514,7 +524,12 @@ class WebhookDispatcher:
             code, error = self._post(client, delivery, hook, pinned.address)
         now = utcnow()
         attempts = delivery.attempts + 1
-        values: dict[str, Any] = {"attempts": attempts, "last_status_code": code, "last_error": error}
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status_code": code,
+            "last_error": error,
+            "last_attempt_at": now,
+        }
         if error is None:
             values.update(status=DeliveryStatus.DELIVERED, delivered_at=now)
         elif refused or attempts >= self.max_attempts:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from api.cli import CommandError
-from api.cli.service import _services, _table, _when
+from api.cli.service import _services, _table
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,12 +75,23 @@ def _change(args: argparse.Namespace, work: Callable[[Session, Any], Any], *, cr
         services.close()
 
 
-def _last_delivery(state: DeliveryState) -> str:
-    """`2026-12-06 05:00 delivered 200` (its event's time, UTC), `... retrying -` (no answer), `-`."""
-    if state.last_outcome is None:
-        return "-"
+UNKNOWN = "unknown"  # a delivery tried before migration 0020 recorded its attempts' times
+
+
+def _at(value: datetime | None) -> str:
+    """A stored (naive UTC) time to the second (retries come seconds apart), or '-'."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _last_attempt(state: DeliveryState) -> tuple[str, str, str, str]:
+    """The cells of a webhook's last attempt: its time, its result (`delivered 200`, `retrying -` for
+    no answer), its next try when retrying, and when its event was queued; `-` for none, and
+    `unknown` for the time of an attempt made before migration 0020 recorded it."""
+    if not state.last_tried:
+        return "-", "-", "-", "-"
     code = "-" if state.last_status_code is None else str(state.last_status_code)
-    return f"{_when(state.last_at)} {state.last_outcome} {code}"
+    tried = _at(state.last_attempt_at) if state.last_attempt_at else UNKNOWN
+    return tried, f"{state.last_outcome} {code}", _at(state.next_attempt_at), _at(state.last_queued_at)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -101,13 +113,14 @@ def _list(args: argparse.Namespace) -> int:
                 str(h.id),
                 "yes" if h.active else "no",
                 ",".join(h.events),
-                _last_delivery(state),
+                *_last_attempt(state),
                 str(state.waiting),
                 str(state.failed),
                 mask_credentials(h.url),
             )
         )
-    _table(("ID", "ACTIVE", "EVENTS", "LAST DELIVERY (UTC)", "WAITING", "FAILED", "URL"), rows)
+    header = ("ID", "ACTIVE", "EVENTS", "LAST ATTEMPT (UTC)", "RESULT", "NEXT TRY (UTC)", "QUEUED (UTC)")
+    _table((*header, "WAITING", "FAILED", "URL"), rows)
     return 0
 
 
@@ -191,8 +204,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = p.add_subparsers(dest="webhook_command", metavar="ACTION")
     q = sub.add_parser(
         "list",
-        help="webhooks: id, active, events, last delivery, deliveries waiting and failed, URL "
-        "(passwords and tokens as ***)",
+        help="webhooks: id, active, events, the last attempt to deliver (when, result, next try, when "
+        "its event was queued), deliveries waiting and failed, URL (passwords and tokens as ***)",
     )
     db_option(q)
     q.set_defaults(handler=_list)

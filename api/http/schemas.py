@@ -634,8 +634,12 @@ class Delivery(Schema):
     last_status_code: int | None
     last_error: Masked | None
     next_attempt_at: UtcTime
-    created_at: UtcTime
+    created_at: UtcTime = Field(description="when its event was queued")
     delivered_at: UtcTime | None
+    last_attempt_at: UtcTime | None = Field(
+        description="when its last attempt ended, delivered or not; null when it was never tried, or "
+        "(attempts over 0) tried before this was recorded (migration 0020): unknown"
+    )
 
 
 class Token(Schema):

@@ -356,8 +356,11 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(StoredTime, default=utcnow)  # when its event was queued
     delivered_at: Mapped[datetime | None] = mapped_column(StoredTime)
+    # when its last attempt ended (success or failure); None: never tried, or tried before 0020 and
+    # not delivered (the time was not recorded then)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(StoredTime)
 
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
 

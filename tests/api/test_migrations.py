@@ -40,14 +40,14 @@ def test_migrations_match_models_and_go_both_ways(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0019"
+        assert current_revision(engine) == "0020"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         command.downgrade(_alembic_config(engine), "base")
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == "0019"
+        assert current_revision(engine) == "0020"
     finally:
         engine.dispose()
 
@@ -59,7 +59,7 @@ def test_each_test_s_fresh_database_is_the_migrated_schema_with_nothing_in_it(db
     engine = make_engine(db_url)
     try:
         assert migrate(engine) is False
-        assert current_revision(engine) == "0019"
+        assert current_revision(engine) == "0020"
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() == 0
@@ -459,5 +459,74 @@ def test_webhooks_sharing_an_active_url_keep_the_oldest_active(
         with engine.begin() as conn:  # dropped again: what 0017 allowed, the deactivated kept so
             conn.execute(text("UPDATE webhooks SET active = :yes WHERE id = 5"), {"yes": True})
             assert conn.execute(text("SELECT count(*) FROM webhooks WHERE active")).scalar_one() == 3
+    finally:
+        engine.dispose()
+
+
+def test_deliveries_tried_before_0020_show_their_last_attempt_as_known_or_unknown(
+    empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0020 adds webhook_deliveries.last_attempt_at (`webhook list` showed when the event was queued as
+    its last delivery, not when it was tried). A database with deliveries upgrades: a delivered one
+    takes delivered_at (its last attempt was the one that delivered it), one tried and not delivered
+    has none and is listed as unknown, never as another time; one never tried has none either."""
+    engine = make_engine(empty_db_url)
+    queued, delivered = "2026-11-20 08:00:00", "2026-11-20 08:03:05"
+    try:
+        migrate(engine, "0019")
+        with engine.begin() as conn:
+            for hook_id in (1, 2, 3):
+                conn.execute(
+                    text(
+                        "INSERT INTO webhooks (id, url, secret, events, active, created_at) "
+                        "VALUES (:id, :url, 's', 'case.filed', :yes, :t)"
+                    ),
+                    {"id": hook_id, "url": f"https://{hook_id}.example/in", "yes": True, "t": queued},
+                )
+            for delivery_id, hook_id, status, attempts, code, at in [
+                (1, 1, "delivered", 2, 200, delivered),
+                (2, 2, "failed", 8, None, None),
+                (3, 2, "pending", 3, 503, None),  # retrying: the newest of webhook 2's tried
+                (4, 3, "pending", 0, None, None),  # queued, never tried
+            ]:
+                conn.execute(
+                    text(
+                        "INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, attempts, "
+                        "last_status_code, next_attempt_at, created_at, delivered_at) VALUES (:id, :hook, "
+                        "'case.filed', '{}', :status, :attempts, :code, :t, :t, :at)"
+                    ),
+                    {
+                        "id": delivery_id,
+                        "hook": hook_id,
+                        "status": status,
+                        "attempts": attempts,
+                        "code": code,
+                        "t": queued,
+                        "at": at,
+                    },
+                )
+        monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("GRIDPATROL_DATABASE_URL", empty_db_url)
+        assert main(["-q", "webhook", "list"]) == 0  # upgrades it first, as every command does
+        assert current_revision(engine) == "0020"
+        with engine.connect() as conn:
+            tried = conn.execute(text("SELECT id, last_attempt_at FROM webhook_deliveries ORDER BY id")).all()
+        assert [(i, at if at is None else str(at)[:19]) for i, at in tried] == [
+            (1, delivered),
+            (2, None),
+            (3, None),
+            (4, None),
+        ]
+        header, *rows = capsys.readouterr().out.strip().splitlines()
+        assert header.split()[3:12] == [
+            "LAST", "ATTEMPT", "(UTC)", "RESULT", "NEXT", "TRY", "(UTC)", "QUEUED", "(UTC)"
+        ]  # fmt: skip
+        assert [row.split()[:-3] for row in rows] == [
+            ["1", "yes", "case.filed", *delivered.split(), "delivered", "200", "-", *queued.split()],
+            ["2", "yes", "case.filed", "unknown", "retrying", "503", *queued.split(), *queued.split()],
+            ["3", "yes", "case.filed", "-", "-", "-", "-"],  # nothing tried yet
+        ]
+        command.downgrade(_alembic_config(engine), "0019")
+        assert current_revision(engine) == "0019"
     finally:
         engine.dispose()

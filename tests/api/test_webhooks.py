@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from api.cli.main import main
 from api.http.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
 from api.services import Services
 from api.settings import Settings
+from api.storage.db import iso_utc
 from api.storage.models import WebhookDelivery
 from tests.api.api_testkit import LiveServer, free_port, incident_json, post_incident
 
@@ -158,6 +159,83 @@ def test_failing_endpoint_is_retried_with_backoff(server: LiveServer) -> None:
         while _deliveries(server)[0]["status"] != "delivered" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _deliveries(server)[0]["attempts"] == 3
+    finally:
+        receiver.close()
+
+
+def test_a_delivery_failed_then_delivered_shows_its_later_attempt_everywhere(  # type: ignore[no-untyped-def]
+    make_server,
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`webhook list` gave the time a delivery's event was queued as its last delivery, and the API
+    and the page had no attempt time at all: an admin chasing a failing receiver could not tell when
+    it was last tried. Each attempt, failed or not, now stamps its time: the CLI, the API and the
+    admin page show the later attempt's, with the queued time and the next try beside it."""
+    server = make_server(db_url, settings={"webhook_allow_hosts": "127.0.0.1"})
+    receiver = Receiver(script=[500])
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "cli"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    factory = server.services.factory
+    dispatcher = WebhookDispatcher(factory, targets=TargetPolicy(["127.0.0.1"]), backoff_s=1.0)
+
+    def delivery() -> WebhookDelivery:
+        with server.services.read_factory() as session:
+            return session.scalars(select(WebhookDelivery)).one()
+
+    def listed() -> list[str]:
+        assert main(["-q", "webhook", "list"]) == 0
+        header, row = capsys.readouterr().out.strip().splitlines()
+        assert header.split()[3:12] == [
+            "LAST", "ATTEMPT", "(UTC)", "RESULT", "NEXT", "TRY", "(UTC)", "QUEUED", "(UTC)"
+        ]  # fmt: skip
+        return row.split()[3:-3]
+
+    def seconds(at: Any) -> list[str]:
+        return at.strftime("%Y-%m-%d %H:%M:%S").split()
+
+    try:
+        with server.client("admin") as admin:
+            admin.post("/api/webhooks", json={"url": receiver.url, "events": ["case.filed"]})
+        with factory() as session:
+            enqueue(session, event="case.filed", case_id=7, payload={"id": 7})
+            session.commit()
+        assert dispatcher.run_once() == 1
+        failed = delivery()
+        assert failed.status == DeliveryStatus.PENDING and failed.last_status_code == 500
+        assert failed.last_attempt_at is not None and failed.last_attempt_at >= failed.created_at
+        queued = seconds(failed.created_at)
+        assert listed() == [*seconds(failed.last_attempt_at), "retrying", "500"] + [
+            *seconds(failed.next_attempt_at),
+            *queued,
+        ]
+
+        deadline = time.monotonic() + 10
+        while dispatcher.run_once() == 0:  # its retry, after the backoff (1 s)
+            assert time.monotonic() < deadline, "the retry never came due"
+            time.sleep(0.1)
+        sent = delivery()
+        assert (sent.status, sent.attempts, sent.last_status_code) == (DeliveryStatus.DELIVERED, 2, 200)
+        assert sent.last_attempt_at is not None and sent.delivered_at == sent.last_attempt_at
+        assert sent.last_attempt_at >= failed.last_attempt_at + timedelta(seconds=1)
+        assert listed() == [*seconds(sent.last_attempt_at), "delivered", "200", "-", *queued]
+
+        with server.client("admin") as admin:
+            (answer,) = admin.get("/api/webhooks/deliveries").json()
+        assert answer["last_attempt_at"] == iso_utc(sent.last_attempt_at)
+        assert answer["created_at"] == iso_utc(sent.created_at)
+
+        local = timezone(timedelta(hours=server.services.settings.timezone_offset_h))
+        shown = sent.last_attempt_at.replace(tzinfo=UTC).astimezone(local).strftime("%Y-%m-%d %H:%M:%S")
+        with server.browser("admin") as page:
+            en = page.get("/admin/webhooks").text
+            page.cookies.set("gp_lang", "zh-CN")
+            zh = page.get("/admin/webhooks").text
+        for text, label in ((en, "Last attempt"), (zh, "最近尝试")):
+            assert f"<th>{label} (UTC" in text
+            assert f'class="admin-tried" data-label="{label}">{shown}</td>' in text
     finally:
         receiver.close()
 
@@ -912,18 +990,26 @@ def test_cli_webhooks(
             "ACTIVE",
             "EVENTS",
             "LAST",
-            "DELIVERY",
+            "ATTEMPT",
+            "(UTC)",
+            "RESULT",
+            "NEXT",
+            "TRY",
+            "(UTC)",
+            "QUEUED",
             "(UTC)",
             "WAITING",
             "FAILED",
             "URL",
         ]
-        assert first.split()[:3] + first.split()[5:] == [
+        cells = first.split()
+        assert cells[:3] + cells[5:8] + cells[10:] == [
             "1",
             "yes",
             "case.filed",
             "delivered",
             "200",
+            "-",  # no next try
             "0",
             "0",
             receiver.url,
@@ -932,6 +1018,9 @@ def test_cli_webhooks(
             "2",
             "yes",
             "case.filed,case.dispatched,case.closed",
+            "-",
+            "-",
+            "-",
             "-",
             "0",
             "0",
@@ -960,7 +1049,10 @@ def test_cli_webhook_list_shows_each_webhook_s_deliveries(
             with services.factory() as session:
                 enqueue(session, event="case.filed", case_id=2, payload={"id": 2})  # queued, not sent
                 session.flush()
-                times = session.scalars(select(WebhookDelivery.created_at).order_by(WebhookDelivery.id)).all()
+                tried = {
+                    d.webhook_id: d
+                    for d in session.scalars(select(WebhookDelivery).where(WebhookDelivery.attempts > 0))
+                }
                 session.commit()
         finally:
             services.close()
@@ -969,19 +1061,39 @@ def test_cli_webhook_list_shows_each_webhook_s_deliveries(
         def listed() -> dict[str, list[str]]:
             assert main(["-q", "webhook", "list"]) == 0
             header, *rows = capsys.readouterr().out.strip().splitlines()
-            assert header.split()[3:8] == ["LAST", "DELIVERY", "(UTC)", "WAITING", "FAILED"]
+            assert header.split()[3:14] == [
+                "LAST", "ATTEMPT", "(UTC)", "RESULT", "NEXT", "TRY", "(UTC)", "QUEUED", "(UTC)",
+                "WAITING", "FAILED",
+            ]  # fmt: skip
             return {row.split()[0]: row.split()[3:-1] for row in rows}
 
-        when, then = (t.strftime("%Y-%m-%d %H:%M").split() for t in (times[0], times[-1]))
+        def at(value: Any) -> list[str]:
+            return value.strftime("%Y-%m-%d %H:%M:%S").split()
+
+        def row(hook_id: int, result: str, code: str, waiting: int, failed: int) -> list[str]:
+            """When it was tried, its result, its next try, when its event was queued, the counts."""
+            d = tried[hook_id]
+            retry = at(d.next_attempt_at) if result == "retrying" else ["-"]
+            return [
+                *at(d.last_attempt_at),
+                result,
+                code,
+                *retry,
+                *at(d.created_at),
+                f"{waiting}",
+                f"{failed}",
+            ]
+
         assert listed() == {
-            "1": [*when, "delivered", "200", "1", "0"],
-            "2": [*when, "retrying", "500", "2", "0"],
-            "3": [*when, "retrying", "-", "2", "0"],  # port 9: no answer
-            "4": ["-", "0", "0"],  # no case.closed yet
+            "1": row(1, "delivered", "200", 1, 0),
+            "2": row(2, "retrying", "500", 2, 0),
+            "3": row(3, "retrying", "-", 2, 0),  # port 9: no answer
+            "4": ["-", "-", "-", "-", "0", "0"],  # no case.closed yet
         }
         assert main(["-q", "webhook", "deactivate", "2"]) == 0  # its waiting deliveries: failed, unsent
         capsys.readouterr()
-        assert listed()["2"] == [*then, "failed", "-", "0", "2"]  # the newest: never tried
+        # its last attempt is still the one answered 500; the newest delivery, failed unsent, was not tried
+        assert listed()["2"] == row(2, "failed", "500", 0, 2)
     finally:
         ok.close()
         failing.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -353,12 +354,13 @@ def test_webhooks(site: Site, open_page: Any) -> None:
     assert events.all_inner_texts() == ["立案 case.filed"]
     assert page.inner_text("#tab-webhooks") == "事件推送"
     assert "Connect" in row.inner_text() and str(case["id"]) in row.inner_text()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row.locator("td.admin-tried").inner_text())
     admin.shot("webhook-log")
 
     # the same in English
     _submit(page, "header button[lang=en]")
     assert urlsplit(page.url).path == "/admin/webhooks"  # back to the page as it was, its query kept
-    assert "Delivery log" in page.inner_text("main")
+    assert "Delivery log" in page.inner_text("main") and "Last attempt" in page.inner_text("main")
     admin.shot("webhook-log-en")
     admin.goto("/admin/users")
     assert "Add a user" in page.inner_text("main")

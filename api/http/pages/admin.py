@@ -150,11 +150,13 @@ def _zone_label(offset: timezone) -> str:
     return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
 
 
-def _when(naive_utc: datetime | None, offset: timezone) -> str:
-    """A stored (naive UTC) time in the district's local time, to the minute; '' when unset."""
+def _when(naive_utc: datetime | None, offset: timezone, *, seconds: bool = False) -> str:
+    """A stored (naive UTC) time in the district's local time, to the minute (or the second: webhook
+    retries come seconds apart); '' when unset."""
     if naive_utc is None:
         return ""
-    return naive_utc.replace(tzinfo=UTC).astimezone(offset).strftime("%Y-%m-%d %H:%M")
+    local = naive_utc.replace(tzinfo=UTC).astimezone(offset)
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def _done_message(t: Translator, section: str, query: Mapping[str, str]) -> str:
@@ -742,7 +744,13 @@ async def _webhooks_page(
                     "code": d.last_status_code,
                     "error": mask_credentials(d.last_error or ""),
                     "created": _when(d.created_at, offset),
-                    "next": _when(d.next_attempt_at, offset) if d.status == DeliveryStatus.PENDING else "",
+                    "tried": _when(d.last_attempt_at, offset, seconds=True),
+                    "tried_unknown": d.attempts > 0 and d.last_attempt_at is None,  # before 0020
+                    "next": (
+                        _when(d.next_attempt_at, offset, seconds=True)
+                        if d.status == DeliveryStatus.PENDING
+                        else ""
+                    ),
                     "delivered": _when(d.delivered_at, offset),
                 }
             )
