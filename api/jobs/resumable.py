@@ -11,11 +11,17 @@ A session is its sender's only (another caller is told there is no such session)
 `uploads` as there. A session with no chunk for `upload_session_expiry_h` has expired: it is removed,
 with its bytes, by the server's background sweep (UploadSessionSweep, every 10 minutes), and sooner
 when any session is opened or its sender next asks for it.
+
+A session takes one chunk, or its finish, at a time, across the service's processes (`serve --workers
+N`): its bytes' file is flock'ed meanwhile, and a second request is 409 (a phone's retry of a chunk
+still arriving elsewhere would write at the same offset).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -25,6 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -247,25 +254,67 @@ def delete_session(
         return view
 
 
-_receiving: set[str] = set()  # the sessions a chunk is being written to in this process
+def _locked(path: Path) -> BinaryIO | None:
+    """The session's bytes opened for writing and exclusively flock'ed, or None when another request
+    holds them (in this process or another of the service's: flock conflicts between open files, so
+    two requests of one process exclude each other as two processes do). The lock goes with the file's
+    closing, or with its process: one killed mid-chunk leaves no session locked."""
+    try:
+        fh = path.open("r+b")
+    except FileNotFoundError:  # deleted, or removed by hand, since the caller asked for it
+        raise SessionNotFound() from None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _received(factory: sessionmaker[Session], session_id: str) -> int:
+    with factory() as session:
+        received = session.scalar(select(UploadSession.received).where(UploadSession.id == session_id))
+    if received is None:
+        raise SessionNotFound()
+    return received
 
 
 async def receive_chunk(
-    view: SessionView, *, offset: int, chunks: AsyncIterator[bytes], uploads_dir: Path
-) -> int:
+    factory: sessionmaker[Session],
+    view: SessionView,
+    *,
+    offset: int,
+    chunks: AsyncIterator[bytes],
+    uploads_dir: Path,
+    expiry: timedelta,
+) -> SessionView:
     """Write a request body's bytes at `offset` of the session `view` (as find_session answered it),
-    which must be where its received bytes end; how many were written, for `advance`. A chunk cut off
-    (the connection dropped) is taken back whole: the session keeps what it had before it."""
+    which must be where its received bytes end, and count them (`advance`): the session as it is then.
+    A chunk cut off (the connection dropped) is taken back whole: the session keeps what it had before.
+
+    One chunk at a time, across the service's processes: the session's file is flock'ed from before
+    the offset is checked until the chunk is counted, and a second chunk meanwhile (a retry sent while
+    the first is still arriving, maybe at another process) is refused with 409."""
     if offset != view.offset:
         raise OffsetConflict(view.offset, f"the server has {view.offset} bytes; send from there")
-    if view.id in _receiving:
+    fh = _locked(data_path(uploads_dir, view.id))
+    if fh is None:
         raise OffsetConflict(view.offset, "a chunk of this upload is being received now; retry")
-    _receiving.add(view.id)
-    written = 0
     try:
-        with disk_full_named(), data_path(uploads_dir, view.id).open("r+b") as fh:
-            fh.truncate(offset)  # bytes past it are a chunk a crash left uncounted
+        # asked again under the lock: `view` may predate a chunk counted since (whose lock is gone)
+        received = await asyncio.to_thread(_received, factory, view.id)
+        if offset != received:
+            raise OffsetConflict(received, f"the server has {received} bytes; send from there")
+        # Neither truncate below can cut another chunk's bytes: every chunk is written and counted
+        # under this lock, and the database counts `offset` with the lock held, so what lies past it
+        # is this chunk's own bytes or those of one that was never counted (its process died).
+        with disk_full_named():
+            fh.truncate(offset)
             fh.seek(offset)
+            written = 0
             try:
                 async for chunk in chunks:
                     written += len(chunk)
@@ -280,9 +329,21 @@ async def receive_chunk(
                 with contextlib.suppress(OSError):
                     fh.truncate(offset)
                 raise
-        return written
+    except BaseException:
+        fh.close()
+        raise
+    # the thread counts, then lets go of the lock: a request cancelled meanwhile must not free the
+    # session before its bytes are counted (shielded, the count runs to its end regardless)
+    return await asyncio.shield(asyncio.to_thread(_count_and_release, fh, factory, view, written, expiry))
+
+
+def _count_and_release(
+    fh: BinaryIO, factory: sessionmaker[Session], view: SessionView, written: int, expiry: timedelta
+) -> SessionView:
+    try:
+        return advance(factory, view, written, expiry)
     finally:
-        _receiving.discard(view.id)
+        fh.close()
 
 
 def advance(
@@ -345,43 +406,52 @@ def finish_session(
     finishing request's GPS track; its camera_id / start_time replace the session's) as POST
     /api/uploads files footage. Refused by the filing (a bad track, a 409 with an earlier upload), the
     session stays, to finish again; its bytes only go with a wrong size or hash. Blocking."""
-    if session_id in _receiving:
-        raise InputError(
-            "upload_session", "a chunk or the finish of this upload is under way; retry", status=409
-        )
-    _receiving.add(session_id)
+    lock: BinaryIO | None = None
     try:
+        try:
+            with factory() as session:
+                row = _owned(session, principal, session_id, uploads_dir=uploads_dir, expiry=expiry)
+                path = data_path(uploads_dir, row.id)
+                # held to the end, as a chunk holds it: no chunk or second finish meanwhile
+                lock = _locked(path)
+                if lock is None:
+                    raise InputError(
+                        "upload_session",
+                        "a chunk or the finish of this upload is under way; retry",
+                        status=409,
+                    )
+                session.refresh(row)  # a chunk counted before the lock was taken
+                if row.received != row.size:
+                    raise OffsetConflict(
+                        row.received,
+                        f"{row.received} of the {row.size} bytes declared are here; send the rest",
+                    )
+                sha256, head = _hash_file(path)
+                if sha256 != row.sha256:
+                    _discard(session, [row], uploads_dir)
+                    raise UploadError(
+                        "sha256",
+                        f"the {row.size} bytes received hash to {sha256}, not the {row.sha256} declared; "
+                        "they were discarded: start again",
+                    )
+                fields = {"camera_id": row.camera_id, "start_time": row.start_time, **extra.fields}
+                filename, size = row.filename, row.size
+            footage = ReceivedFile("file", filename, _second_name(path), size, sha256, head)
+            form = ReceivedForm(
+                files={"file": footage, **extra.files},
+                fields={k: v for k, v in fields.items() if v is not None},
+            )
+            receipt = file_upload(
+                factory, form=form, uploads_dir=uploads_dir, principal=principal, camera_zone=camera_zone
+            )
+        except BaseException:
+            extra.cleanup()
+            raise
         with factory() as session:
-            row = _owned(session, principal, session_id, uploads_dir=uploads_dir, expiry=expiry)
-            if row.received != row.size:
-                raise OffsetConflict(
-                    row.received, f"{row.received} of the {row.size} bytes declared are here; send the rest"
-                )
-            path = data_path(uploads_dir, row.id)
-            sha256, head = _hash_file(path)
-            if sha256 != row.sha256:
-                _discard(session, [row], uploads_dir)
-                raise UploadError(
-                    "sha256",
-                    f"the {row.size} bytes received hash to {sha256}, not the {row.sha256} declared; "
-                    "they were discarded: start again",
-                )
-            fields = {"camera_id": row.camera_id, "start_time": row.start_time, **extra.fields}
-            filename, size = row.filename, row.size
-        footage = ReceivedFile("file", filename, _second_name(path), size, sha256, head)
-        form = ReceivedForm(
-            files={"file": footage, **extra.files}, fields={k: v for k, v in fields.items() if v is not None}
-        )
-        receipt = file_upload(
-            factory, form=form, uploads_dir=uploads_dir, principal=principal, camera_zone=camera_zone
-        )
-    except BaseException:
-        extra.cleanup()
-        raise
+            session.execute(delete(UploadSession).where(UploadSession.id == session_id))
+            session.commit()
+        path.unlink(missing_ok=True)
     finally:
-        _receiving.discard(session_id)
-    with factory() as session:
-        session.execute(delete(UploadSession).where(UploadSession.id == session_id))
-        session.commit()
-    path.unlink(missing_ok=True)
+        if lock is not None:
+            lock.close()
     return receipt

@@ -312,10 +312,14 @@ async def put_upload_chunk(
         uploads_dir=services.settings.uploads_dir,
         expiry=expiry,
     )
-    written = await resumable.receive_chunk(
-        view, offset=offset, chunks=request.stream(), uploads_dir=services.settings.uploads_dir
+    return await resumable.receive_chunk(
+        services.factory,
+        view,
+        offset=offset,
+        chunks=request.stream(),
+        uploads_dir=services.settings.uploads_dir,
+        expiry=expiry,
     )
-    return await run_in_threadpool(resumable.advance, services.factory, view, written, expiry)
 
 
 FINISH_BODY = {
