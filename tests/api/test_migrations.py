@@ -40,14 +40,14 @@ def test_migrations_match_models_and_go_both_ways(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0019"
+        assert current_revision(engine) == "0020"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         command.downgrade(_alembic_config(engine), "base")
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == "0019"
+        assert current_revision(engine) == "0020"
     finally:
         engine.dispose()
 
@@ -59,7 +59,7 @@ def test_each_test_s_fresh_database_is_the_migrated_schema_with_nothing_in_it(db
     engine = make_engine(db_url)
     try:
         assert migrate(engine) is False
-        assert current_revision(engine) == "0019"
+        assert current_revision(engine) == "0020"
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() == 0
@@ -176,6 +176,37 @@ def test_each_existing_job_gets_the_revision_its_upload_ran_at(tmp_path: Path) -
         with engine.connect() as conn:
             revisions = {i: r for i, r in conn.execute(text("SELECT id, revision FROM jobs ORDER BY id"))}
         assert revisions == {1: 0, 2: 0, 3: 0, 4: 1, 5: 1, 6: 1, 7: 2}
+    finally:
+        engine.dispose()
+
+
+def test_a_done_job_whose_warning_told_an_off_grid_track_is_marked_so(tmp_path: Path) -> None:
+    """0020 adds jobs.track_off_grid: a done job whose warning says its track passed no grid cell gets
+    it set (its footage may then be sent again with the right track); any other job does not."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'gridpatrol.db'}")
+    try:
+        migrate(engine, "0019")
+        off = "GPS track 'sh.gpx' passes through no grid cell, so the incidents it placed are filed ..."
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO uploads (id, sha256, size, media_type, path, uploaded_by, created_at, "
+                    "revision) VALUES (1, :sha, 1, 'video/mp4', 'x.mp4', 'd', '2026-11-20 08:00:00', 0)"
+                ),
+                {"sha": "1" * 64},
+            )
+            for job_id, status, warning in ((1, "done", off), (2, "done", "placed few"), (3, "done", None)):
+                conn.execute(
+                    text(
+                        "INSERT INTO jobs (id, upload_id, status, warning, progress, attempts, incidents, "
+                        "created_at) VALUES (:id, 1, :status, :warning, 1, 1, 0, '2026-11-20 08:00:00')"
+                    ),
+                    {"id": job_id, "status": status, "warning": warning},
+                )
+        assert migrate(engine) is True
+        with engine.connect() as conn:
+            marked = dict(conn.execute(text("SELECT id, track_off_grid FROM jobs ORDER BY id")).all())
+        assert marked == {1: 1, 2: 0, 3: 0}
     finally:
         engine.dispose()
 
