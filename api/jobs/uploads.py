@@ -421,13 +421,13 @@ def register_upload(
         # a done job whose track placed no frame (api.jobs.track_fit), or passed no grid cell
         # (api.jobs.coverage.off_grid_warning: another day's or city's track, latitude and longitude
         # swapped): its start time or track was wrong, and may be corrected as a failed job's
-        unplaced = (
+        misplaced = (
             job is not None
             and job.status == JobStatus.DONE
             and (job.track_covered == 0 or bool(job.track_off_grid))
         )
         new_track = track is not None and track.sha256 != existing.track_sha256
-        if new_track and not (failed or unplaced):
+        if new_track and not (failed or misplaced):
             form.cleanup()
             # its job ran (or will run) with the track it came with; quietly keeping the old one
             # would leave the sender believing the new positions were used
@@ -452,7 +452,7 @@ def register_upload(
             )
             if value is not None and value != before
         }
-        if "camera_id" in changed and job is not None and not (failed or unplaced):
+        if "camera_id" in changed and job is not None and not (failed or misplaced):
             # (another start_time is a retry's: a sender may work it out again each time it sends)
             name = "camera_id"
             raise UploadError(
@@ -466,7 +466,7 @@ def register_upload(
         # a done job of footage sent without a start time: its frames were placed at its track's first
         # fix (api.jobs.track_fit), or dated when received, a guess that the start time sent now corrects
         undated = job is not None and job.status == JobStatus.DONE and existing.start_time is None
-        corrected = (unplaced and (new_track or bool(changed))) or (undated and "start_time" in changed)
+        corrected = (misplaced and (new_track or bool(changed))) or (undated and "start_time" in changed)
         if failed or corrected:  # a resend after a failed job corrects what it was sent with
             for name, value in changed.items():
                 setattr(existing, name, value)
