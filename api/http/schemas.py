@@ -427,7 +427,12 @@ class Job(Schema):
     error: str | None
     warning: str | None = Field(
         description="a done job's caveat: its footage could be analysed only in part (cut short, "
-        "damaged), its GPS track placed none or few of the footage's frames"
+        "damaged), its GPS track placed none or few of the footage's frames, or passed no grid cell"
+    )
+    track_off_grid: bool = Field(
+        description="a done job whose GPS track passed no grid cell while the grid had some (another "
+        "day's or city's track, latitude and longitude swapped): its cases are filed unassigned, and the "
+        "footage may be sent again with the right track, a correction that supersedes this run's cases",
     )
     attempts: int
     revision: int = Field(

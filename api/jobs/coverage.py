@@ -100,7 +100,9 @@ def off_grid_warning(fixes: Sequence[Fix], grid: GridIndex, track_name: str) -> 
     """What to tell of a track none of whose fixes falls in a grid cell (another city's file, latitude
     and longitude swapped): how far its nearest fix is from the grid's bounds (great-circle km from the
     fix to the nearest point of the box around every cell), and whether the fixes with latitude and
-    longitude swapped fall in cells. None when a fix falls in a cell, or there is no grid or no fix."""
+    longitude swapped fall in cells, and that the footage may be sent again with the right track (its job
+    is then track_off_grid, api.jobs.uploads). None when a fix falls in a cell, or there is no grid or no
+    fix."""
     bounds = grid.bounds
     if bounds is None or not fixes or any(_in_cell(grid, lat, lon) for _, lat, lon in fixes):
         return None
@@ -129,7 +131,8 @@ def off_grid_warning(fixes: Sequence[Fix], grid: GridIndex, track_name: str) -> 
     )
     return (
         f"GPS track '{track_name}' passes through no grid cell, so the incidents it placed are filed "
-        f"without one (unassigned): {where}{turned}"
+        f"without one (unassigned): {where}{turned}; if the track is wrong, the footage may be sent again "
+        "with the right one"
     )
 
 

@@ -76,6 +76,7 @@ def claim_next(session: Session, *, owner: str, lease_s: float, max_attempts: in
                 error=None,
                 warning=None,
                 track_covered=None,
+                track_off_grid=False,
             )
         )
         session.commit()
@@ -111,14 +112,17 @@ def finish(
     incidents: int,
     warning: str | None = None,
     track_covered: float | None = None,
+    track_off_grid: bool = False,
 ) -> bool:
-    """End the job, done or failed with `error`; a done one may carry a `warning` and the share of its
-    frames its GPS track placed (`track_covered`). False when the job is no longer `owner`'s."""
+    """End the job, done or failed with `error`; a done one may carry a `warning`, the share of its
+    frames its GPS track placed (`track_covered`) and whether that track passed no grid cell while the
+    grid had some (`track_off_grid`). False when the job is no longer `owner`'s."""
     values: dict[str, Any] = {
         "status": JobStatus.FAILED if error else JobStatus.DONE,
         "error": error,
         "warning": None if error else warning,
         "track_covered": None if error else track_covered,
+        "track_off_grid": not error and track_off_grid,
         "incidents": incidents,
         "lease_owner": None,
         "lease_expires_at": None,
@@ -146,14 +150,16 @@ class UploadInfo:
 @dataclass(frozen=True, slots=True)
 class JobView:
     """A job as its sender sees it: status, progress in [0, 1] (4 decimals), error, warning (a done
-    job's caveat), the upload revision it runs for (lower than its upload's, `upload.revision`: an
-    earlier run a corrected resend superseded), and its upload."""
+    job's caveat), whether its GPS track passed no grid cell (`track_off_grid`: the footage may be sent
+    again with the right track), the upload revision it runs for (lower than its upload's,
+    `upload.revision`: an earlier run a corrected resend superseded), and its upload."""
 
     id: int
     status: str
     progress: float
     error: str | None
     warning: str | None
+    track_off_grid: bool
     attempts: int
     revision: int
     incidents: int
@@ -171,6 +177,7 @@ def job_fields(job: Job, upload: Upload | None) -> dict[str, Any]:
         "progress": round(job.progress, 4),
         "error": job.error,
         "warning": job.warning,
+        "track_off_grid": bool(job.track_off_grid),
         "attempts": job.attempts,
         "revision": job.revision,
         "incidents": job.incidents,

@@ -326,8 +326,9 @@ def _file_track(
 def _replace_track(
     session: Session, upload: Upload, track: ReceivedFile, track_type: str | None, *, uploads_dir: Path
 ) -> list[Path]:
-    """A resend after a failed job with another track: the new one becomes the upload's (its shape and
-    grid coverage from the old one are dropped); the old files, to remove after the commit."""
+    """A resend with another track after a failed job (or a done one whose track placed no frame or
+    passed no grid cell): the new one becomes the upload's (its shape and grid coverage from the old one
+    are dropped); the old files, to remove after the commit."""
     old = upload.track_path
     final = _file_track(
         track, track_type, footage_sha256=upload.sha256, uploads_dir=uploads_dir, replacing=True
@@ -336,7 +337,7 @@ def _replace_track(
     upload.track_sha256 = track.sha256
     upload.track_filename = display_filename(track.filename)
     session.execute(delete(UploadCoverage).where(UploadCoverage.upload_id == upload.id))
-    log.info("upload %s sent again after a failed job with a new GPS track", upload.sha256[:12])
+    log.info("upload %s sent again with a new GPS track", upload.sha256[:12])
     if old is None or Path(old) == final:
         return []
     # and its shape, api.jobs.track_shape.shape_path (not imported: it reaches streams)
@@ -386,9 +387,9 @@ def register_upload(
 
     A start_time without a UTC offset is read in the camera's time zone (`camera_zone`; without one,
     such a start_time is refused). A resend may correct the camera, the start time and the GPS track
-    of an upload whose job failed, or whose track placed none of the footage's frames, and give the
-    start time of footage first sent without one; such a correction raises the upload's `revision` (its
-    new job's incidents get ids of their own)."""
+    of an upload whose job failed, or whose track placed none of the footage's frames or passed no grid
+    cell, and give the start time of footage first sent without one; such a correction raises the
+    upload's `revision` (its new job's incidents get ids of their own)."""
     footage = form.files.get("file")
     if footage is None:
         raise UploadError("file", "the footage file is required")
@@ -417,11 +418,16 @@ def register_upload(
     if existing is not None:
         job = session.scalar(select(Job).where(Job.upload_id == existing.id).order_by(Job.id.desc()))
         failed = job is None or job.status == JobStatus.FAILED
-        # a done job whose track placed no frame (api.jobs.track_fit): its start time or track was
-        # wrong, and may be corrected as a failed job's
-        unplaced = job is not None and job.status == JobStatus.DONE and job.track_covered == 0
+        # a done job whose track placed no frame (api.jobs.track_fit), or passed no grid cell
+        # (api.jobs.coverage.off_grid_warning: another day's or city's track, latitude and longitude
+        # swapped): its start time or track was wrong, and may be corrected as a failed job's
+        misplaced = (
+            job is not None
+            and job.status == JobStatus.DONE
+            and (job.track_covered == 0 or bool(job.track_off_grid))
+        )
         new_track = track is not None and track.sha256 != existing.track_sha256
-        if new_track and not (failed or unplaced):
+        if new_track and not (failed or misplaced):
             form.cleanup()
             # its job ran (or will run) with the track it came with; quietly keeping the old one
             # would leave the sender believing the new positions were used
@@ -430,11 +436,12 @@ def register_upload(
                 "track",
                 f"this footage was uploaded before {before} (upload {existing.sha256[:12]}, job "
                 f"{job.id if job else '-'}, {job.status if job else '-'}); a track cannot be added to or "
-                "changed on footage already received unless its job failed",
+                "changed on footage already received unless its job failed (or its track placed no frame or "
+                "passed no grid cell)",
                 409,
             )
         superseded: list[Path] = []
-        if new_track and track is not None:  # after a failed job: the new track replaces the stored one
+        if new_track and track is not None:  # a correction: the new track replaces the stored one
             superseded = _replace_track(session, existing, track, track_type, uploads_dir=uploads_dir)
         form.cleanup()
         changed = {
@@ -445,20 +452,21 @@ def register_upload(
             )
             if value is not None and value != before
         }
-        if "camera_id" in changed and job is not None and not (failed or unplaced):
+        if "camera_id" in changed and job is not None and not (failed or misplaced):
             # (another start_time is a retry's: a sender may work it out again each time it sends)
             name = "camera_id"
             raise UploadError(
                 name,
                 f"this footage was uploaded before with another {name} (upload {existing.sha256[:12]}, "
                 f"job {job.id}, {job.status}); it can be changed by "
-                "sending the footage again only after its job failed (or its track placed no frame)",
+                "sending the footage again only after its job failed (or its track placed no frame or passed "
+                "no grid cell)",
                 409,
             )
         # a done job of footage sent without a start time: its frames were placed at its track's first
         # fix (api.jobs.track_fit), or dated when received, a guess that the start time sent now corrects
         undated = job is not None and job.status == JobStatus.DONE and existing.start_time is None
-        corrected = (unplaced and (new_track or bool(changed))) or (undated and "start_time" in changed)
+        corrected = (misplaced and (new_track or bool(changed))) or (undated and "start_time" in changed)
         if failed or corrected:  # a resend after a failed job corrects what it was sent with
             for name, value in changed.items():
                 setattr(existing, name, value)

@@ -407,6 +407,7 @@ class Worker:
                 incidents=count,
                 warning=job_warning(fit, superseded, notes, off_grid),
                 track_covered=fit.share if fit else None,
+                track_off_grid=off_grid is not None,
             )
         if error:
             log.warning("job %s failed: %s", claim.job_id, error)

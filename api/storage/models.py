@@ -306,6 +306,9 @@ class Job(Base):
     warning: Mapped[str | None] = mapped_column(Text)
     # the share of analysed frames the upload's GPS track placed (0..1); None without a track
     track_covered: Mapped[float | None] = mapped_column(Float)
+    # a done job whose GPS track passed no grid cell while the grid had some (api.jobs.coverage): its
+    # footage may be sent again with the right track (api.jobs.uploads)
+    track_off_grid: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     incidents: Mapped[int] = mapped_column(Integer, default=0)
     # the upload's revision it was queued for: a job of a lower revision than its upload's is an earlier

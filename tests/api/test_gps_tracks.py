@@ -804,8 +804,10 @@ def test_a_track_outside_the_grid_is_told_on_the_job(server: LiveServer, tmp_pat
         assert job["warning"] == (
             "GPS track 'shanghai_0612.gpx' passes through no grid cell, so the incidents it placed are "
             "filed without one (unassigned): its nearest fix (31.23040, 121.47370) is 161.8 km from the "
-            "grid's bounds (lat 30.2484..30.2916, lon 120.1300..120.1800); it may be another place's track"
+            "grid's bounds (lat 30.2484..30.2916, lon 120.1300..120.1800); it may be another place's track; "
+            "if the track is wrong, the footage may be sent again with the right one"
         )
+        assert job["track_off_grid"] is True, job
         (case,) = admin.get("/api/cases").json()["items"]
         assert case["unassigned"] is True and case["position"] is not None, case
         assert admin.get("/api/coverage", params={"since": "2026-11-20T00:00:00Z"}).json()["cells"] == []
@@ -839,7 +841,64 @@ def test_a_track_outside_the_grid_is_told_on_the_job(server: LiveServer, tmp_pat
         assert job["warning"].startswith("GPS track 'swapped.gpx' passes through no grid cell"), job
         assert job["warning"].endswith(
             "; with latitude and longitude swapped, 2 of its 2 fixes fall in grid cells: the file has them "
-            "the wrong way round"
+            "the wrong way round; if the track is wrong, the footage may be sent again with the right one"
         ), job
         assert len(admin.get("/api/cases").json()["items"]) == 2
         assert admin.get("/api/coverage", params={"since": "2026-11-20T00:00:00Z"}).json()["cells"] == []
+
+
+def test_footage_whose_track_passed_no_grid_cell_may_be_sent_again_with_the_right_track(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A crew sends footage with the wrong GPS track (Shanghai's, for the Hangzhou demo grid): every
+    frame is placed, off the grid, the job is done with the off-grid warning and its case filed
+    unassigned. Sending the footage again with the right track was a 409 ("a track cannot be ... changed
+    on footage already received unless its job failed"), so the case stayed unassigned. Now it is a
+    correction, as for a track that placed no frame: a new job, its case in its grid cell, the earlier
+    run's case superseded. A track that did pass grid cells still cannot be changed."""
+    footage = still_video(tmp_path / "a.avi", 13)
+    shanghai = (
+        "shanghai_0612.gpx",
+        _track_at([(31.2304, 121.4737), (31.2306, 121.4739)]),
+        "application/gpx+xml",
+    )
+    files = {"file": ("a.avi", footage, "video/x-msvideo")}
+    start = {"start_time": "2026-11-20T09:00:00+08:00"}
+    with server.client("device") as device, server.client("operator") as op:
+        first = upload_with_track(device, footage, shanghai, "2026-11-20T09:00:00+08:00", name="a.avi")
+        assert first.status_code == 201, first.text
+        job = wait_job(device, first.json()["id"])
+        assert (job["status"], job["incidents"], job["track_off_grid"]) == ("done", 1, True), job
+        assert job["warning"].startswith("GPS track 'shanghai_0612.gpx' passes through no grid cell"), job
+        assert job["warning"].endswith(
+            "if the track is wrong, the footage may be sent again with the right one"
+        )
+        (old,) = op.get("/api/cases").json()["items"]
+        assert old["unassigned"] is True and old["position"] is not None, old
+
+        fixed = device.post("/api/uploads", files={**files, "track": GPX_PART}, data=start)
+        assert fixed.status_code == 200, fixed.text  # the upload filed before, a new job for it
+        assert fixed.json()["id"] != first.json()["id"] and fixed.json()["upload"]["revision"] == 1, (
+            fixed.text
+        )
+        job = wait_job(device, fixed.json()["id"])
+        assert (job["status"], job["incidents"], job["warning"]) == ("done", 1, None), job
+        assert job["track_off_grid"] is False and job["upload"]["track_filename"] == "patrol.gpx", job
+        (new,) = [c for c in op.get("/api/cases").json()["items"] if c["id"] != old["id"]]
+        assert new["grid_cell"] == "DEMO-QINGBO-03" and new["status"] == "pending_review", new
+        gone = op.get(f"/api/cases/{old['id']}").json()
+        assert gone["status"] == "rejected" and gone["reject_reason"] == "duplicate", gone
+        note = gone["history"][-1]["note"]
+        assert note.startswith("superseded: the footage was sent again with a corrected") and (
+            f"(job {fixed.json()['id']})" in note
+        ), note
+        cells = op.get("/api/coverage", params={"since": "2026-11-20T00:00:00Z"}).json()["cells"]
+        assert [c["cell_id"] for c in cells] == ["DEMO-QINGBO-03"], cells
+
+        # its track passed a grid cell now: another track is refused as before, naming the track
+        again = device.post("/api/uploads", files={**files, "track": shanghai}, data=start)
+        assert again.status_code == 409, again.text
+        assert "a track cannot be added to or changed on footage already received" in again.text
+        assert (
+            device.get(f"/api/jobs/{fixed.json()['id']}").json()["upload"]["track_filename"] == "patrol.gpx"
+        )

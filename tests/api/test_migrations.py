@@ -180,6 +180,37 @@ def test_each_existing_job_gets_the_revision_its_upload_ran_at(tmp_path: Path) -
         engine.dispose()
 
 
+def test_a_done_job_whose_warning_told_an_off_grid_track_is_marked_so(tmp_path: Path) -> None:
+    """0020 adds jobs.track_off_grid: a done job whose warning says its track passed no grid cell gets
+    it set (its footage may then be sent again with the right track); any other job does not."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'gridpatrol.db'}")
+    try:
+        migrate(engine, "0019")
+        off = "GPS track 'sh.gpx' passes through no grid cell, so the incidents it placed are filed ..."
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO uploads (id, sha256, size, media_type, path, uploaded_by, created_at, "
+                    "revision) VALUES (1, :sha, 1, 'video/mp4', 'x.mp4', 'd', '2026-11-20 08:00:00', 0)"
+                ),
+                {"sha": "1" * 64},
+            )
+            for job_id, status, warning in ((1, "done", off), (2, "done", "placed few"), (3, "done", None)):
+                conn.execute(
+                    text(
+                        "INSERT INTO jobs (id, upload_id, status, warning, progress, attempts, incidents, "
+                        "created_at) VALUES (:id, 1, :status, :warning, 1, 1, 0, '2026-11-20 08:00:00')"
+                    ),
+                    {"id": job_id, "status": status, "warning": warning},
+                )
+        assert migrate(engine) is True
+        with engine.connect() as conn:
+            marked = dict(conn.execute(text("SELECT id, track_off_grid FROM jobs ORDER BY id")).all())
+        assert marked == {1: 1, 2: 0, 3: 0}
+    finally:
+        engine.dispose()
+
+
 def test_an_in_memory_database_leaves_no_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`sqlite://` (in memory, as `sqlite:///:memory:`) takes no file lock: its writes left a
     'None-writer.lock' in the current folder (the database's name read as the text 'None')."""

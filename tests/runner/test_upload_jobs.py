@@ -470,6 +470,7 @@ def test_a_runner_s_job_names_its_track_and_tells_one_outside_the_grid(
     assert done["status"] == "done" and done["incidents"] == INCIDENTS, done
     assert "GPS track 'patrol.gpx' passes through no grid cell" in (done["warning"] or ""), done
     assert "is 161.8 km from the grid's bounds" in done["warning"]
+    assert done["track_off_grid"] is True  # the footage may be sent again with the right track
 
 
 def _killable_loop(url: str, key: str, work_root: str, site: str) -> None:

@@ -352,3 +352,66 @@ def test_a_job_whose_track_cannot_be_read_names_the_track_on_the_page(
     row.wait_for()
     assert "GPS 轨迹 'drive_0612.csv'" in row.inner_text()
     page.shot("track-named")
+
+
+LOCAL_01Z = """() => {
+  const d = new Date(Date.UTC(2026, 10, 20, 1, 0, 0));
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:` +
+    `${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}"""
+
+
+def test_a_job_whose_track_passed_no_grid_cell_says_the_footage_may_be_sent_again(
+    open_page: Any, site: Site, tmp_path: Path
+) -> None:
+    """Real footage sent through the page with another city's GPS track (Shanghai's, for the Hangzhou demo
+    grid): the job is done with the API's off-grid warning (English), and the page tells, in its own
+    language, that the footage may be sent again with the right track. Before, nothing said so, and such
+    a resend was refused with 409. Sent again with the same track, the page shows the same job and the
+    same hint in English."""
+    page = _page(open_page, "op1", label="off-grid")
+    p = page.page
+    page.goto("/upload")
+    p.wait_for_selector("body[data-upload-state=ready]")
+    track = tmp_path / "shanghai_0612.csv"
+    fixes = [
+        f"2026-11-20T01:{i // 6:02d}:{i % 6 * 10:02d}Z,{31.2304 + i * 0.0001:.4f},121.4737" for i in range(60)
+    ]
+    track.write_text("time,lat,lon\n" + "\n".join(fixes) + "\n")
+    footage = fresh_copy(tmp_path, "off-grid")
+    local_start = p.evaluate(LOCAL_01Z)  # the track's first fix in the browser's time, as the field takes it
+    p.set_input_files("#file", str(footage))
+    p.set_input_files("#track", str(track))
+    p.fill("#start_time", local_start)
+    p.click("#upload-submit")
+    p.wait_for_selector(DONE_OR_FAILED, timeout=300_000)
+    job_id = int(p.get_attribute("#upload-status", "data-job-id") or 0)
+    job = site.api("op1").get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "done" and job["track_off_grid"] is True, job
+    assert "GPS track 'shanghai_0612.csv' passes through no grid cell" in job["warning"], job
+    assert "placed none" not in job["warning"], job  # the frames were placed, off the grid
+    message = p.inner_text("#upload-message")
+    assert job["warning"] in message and "\n" in message, message  # the hint on a line of its own
+    assert message.endswith(
+        "其 GPS 轨迹未经过任何网格：如轨迹有误（别的日期、别的地方，或经纬度颠倒），"
+        "请用正确的轨迹重新上传此视频。届时其案件将归入所在网格，本次仍待审核的案件随之作废。"
+    ), message
+    assert "warning" in (p.get_attribute("#upload-message", "class") or "")
+    page.shot("off-grid")
+
+    p.click("button[lang=en]")  # the English switch
+    p.wait_for_selector("body[data-upload-state=ready]")
+    p.set_input_files("#file", str(footage))
+    p.set_input_files("#track", str(track))
+    p.fill("#start_time", local_start)
+    p.click("#upload-submit")
+    p.wait_for_selector(DONE_OR_FAILED, timeout=300_000)
+    assert int(p.get_attribute("#upload-status", "data-job-id") or 0) == job_id
+    message = p.inner_text("#upload-message")
+    assert job["warning"] in message and message.endswith(
+        "Its GPS track passed no grid cell: if it was the wrong track (another day's, another place's, "
+        "latitude and longitude swapped), send this footage again with the right one. Its cases are then "
+        "filed in their grid cells, and this run's cases still under review are replaced."
+    ), message
+    page.shot("off-grid-en")

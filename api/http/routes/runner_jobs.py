@@ -245,6 +245,7 @@ def finish_for_runner(
             incidents=body.incidents,
             warning=job_warning(fit, superseded, None if error else body.warning, off_grid),
             track_covered=fit.share if fit else None,
+            track_off_grid=off_grid is not None,
         ):
             raise queue.LeaseNotHeld(job_id)
         job = session.get(Job, job_id)

@@ -505,7 +505,10 @@
     }
     if (job.warning) {
       // the GPS track placed few or none of the footage's frames: the job is done, but says so
-      say(gp.t("upload.job.finished_warning", { count: job.incidents, warning: job.warning }), "warning");
+      let text = gp.t("upload.job.finished_warning", { count: job.incidents, warning: job.warning });
+      // a track that passed no grid cell: the API's warning is English, the way out is told in the page's
+      if (job.track_off_grid) text += "\n" + gp.t("upload.job.off_grid_resend");
+      say(text, "warning");
     } else {
       say(gp.t("upload.job.finished", { count: job.incidents }), "ok");
     }
