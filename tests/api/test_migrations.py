@@ -40,14 +40,14 @@ def test_migrations_match_models_and_go_both_ways(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0020"
+        assert current_revision(engine) == "0021"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         command.downgrade(_alembic_config(engine), "base")
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == "0020"
+        assert current_revision(engine) == "0021"
     finally:
         engine.dispose()
 
@@ -59,7 +59,7 @@ def test_each_test_s_fresh_database_is_the_migrated_schema_with_nothing_in_it(db
     engine = make_engine(db_url)
     try:
         assert migrate(engine) is False
-        assert current_revision(engine) == "0020"
+        assert current_revision(engine) == "0021"
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() == 0
@@ -181,7 +181,7 @@ def test_each_existing_job_gets_the_revision_its_upload_ran_at(tmp_path: Path) -
 
 
 def test_a_done_job_whose_warning_told_an_off_grid_track_is_marked_so(tmp_path: Path) -> None:
-    """0020 adds jobs.track_off_grid: a done job whose warning says its track passed no grid cell gets
+    """0021 adds jobs.track_off_grid: a done job whose warning says its track passed no grid cell gets
     it set (its footage may then be sent again with the right track); any other job does not."""
     engine = make_engine(f"sqlite:///{tmp_path / 'gridpatrol.db'}")
     try:
@@ -539,7 +539,7 @@ def test_deliveries_tried_before_0020_show_their_last_attempt_as_known_or_unknow
         monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
         monkeypatch.setenv("GRIDPATROL_DATABASE_URL", empty_db_url)
         assert main(["-q", "webhook", "list"]) == 0  # upgrades it first, as every command does
-        assert current_revision(engine) == "0020"
+        assert current_revision(engine) == "0021"
         with engine.connect() as conn:
             tried = conn.execute(text("SELECT id, last_attempt_at FROM webhook_deliveries ORDER BY id")).all()
         assert [(i, at if at is None else str(at)[:19]) for i, at in tried] == [
