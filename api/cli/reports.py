@@ -1,6 +1,8 @@
 """`gridpatrol report`: the periodic report (api.cases.period_report) of a range of local days, as text
 on the terminal and, with --csv, the CSV that GET /api/reports/period.csv gives (UTF-8 with a BOM);
---csv-for excel writes its text columns as Excel keeps them (the download's flavour=excel).
+--csv-for excel writes its text columns as Excel keeps them (the download's flavour=excel), its
+headings and categories named in --lang (zh-CN, the pages' default, unless asked: the /reports page's
+link asks in the page's language); the file is written by the download's own code (api.http.report_csv).
 
 Days are the district's local days (settings.timezone_offset_h, as the dashboard and the /reports
 page): --since 2026-11-23 --until 2026-11-29 is that week, Monday to Sunday, both days included. The
@@ -21,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from api.cli import CommandError
+from api.http.i18n import DEFAULT_LANGUAGE, LANGUAGES
 
 NAME_WIDTH = 30  # the longest label ("dispatched -> first handling") and two spaces
 
@@ -43,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="plain (default): the values as they are, for scripts; excel: cell ids, names, teams and "
         'categories as ="..." cells, so that Excel keeps a cell code of digits (leading zeros, over 15 '
         "digits) as text",
+    )
+    p.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        help="with --csv-for excel: its headings and categories named in this language, as the /reports "
+        f"page's link asks for them (default {DEFAULT_LANGUAGE}, the pages' own default)",
     )
     p.add_argument("--database-url", help="overrides GRIDPATROL_DATABASE_URL")
     p.set_defaults(handler=run_report)
@@ -189,6 +198,10 @@ def run_report(args: argparse.Namespace) -> int:
         raise CommandError(f"--until: {last.isoformat()} is before --since {first.isoformat()}")
     if args.csv_for is not None and args.csv is None:
         raise CommandError(f"--csv-for {args.csv_for}: needs --csv FILE to write")
+    if args.lang is not None and args.csv_for != "excel":
+        raise CommandError(
+            f"--lang {args.lang}: names the columns of --csv-for excel only (the plain CSV keeps its ids)"
+        )
     if args.csv is not None:
         _check_csv_path(args.csv)
     services = _services(args, create=False)
@@ -200,13 +213,17 @@ def run_report(args: argparse.Namespace) -> int:
     finally:
         services.close()
     from api.http.pages.dashboard import utc_offset_text  # as the pages write the offset
+    from api.http.report_csv import report_csv
 
     for text in summary_lines(report, first=first, last=last, offset=utc_offset_text(offset_h)):
         print(text)
     if args.csv is not None:
         try:
-            text = period_report.csv_text(report, flavour=args.csv_for or "plain")
-            _write_csv(args.csv, period_report.CSV_BOM + text)
+            if args.csv_for == "excel":
+                text = report_csv(report, flavour="excel", lang=args.lang or DEFAULT_LANGUAGE)
+            else:
+                text = report_csv(report, flavour="plain")
+            _write_csv(args.csv, text)
         except OSError as exc:
             why = (exc.strerror or str(exc)).lower()
             raise CommandError(f"--csv: cannot write {args.csv}: {why}") from None

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.cli import CommandError
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from api.storage.evidence_store import StoreEntry
 
 log = logging.getLogger(__name__)
+
+ENV_SITE_CONFIG = "GRIDPATROL_SITE_CONFIG"  # api.settings.Settings.site_config, from the environment
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -108,8 +111,6 @@ def _require_database_file(url: str) -> None:
     """CommandError unless the SQLite file the URL names exists (nothing is created on the way: not
     its folder either). Other databases are reached over the network and refuse a missing database
     themselves; an empty one is found by its missing schema."""
-    from pathlib import Path
-
     from sqlalchemy.exc import ArgumentError
 
     from api.storage.db import database_url, sqlite_file
@@ -134,6 +135,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CommandError(f"--workers: at least 1, not {args.workers}")
     settings = _settings(args)
+    if args.config is not None:
+        if not args.config.is_file():
+            raise CommandError(f"--config: {args.config}: no such config file")
+        settings = settings.model_copy(update={"site_config": args.config.resolve()})
+    warning = no_site_config_warning(settings.site_config, worker=not args.no_worker)
+    if warning:
+        log.warning("%s", warning)
     try:
         if args.workers == 1:
             app: Any = create_app(settings, run_worker=not args.no_worker)
@@ -167,6 +175,21 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def no_site_config_warning(site_config: Path, *, worker: bool) -> str | None:
+    """What `serve` logs when the site configuration it was given (or its default, configs/site.yaml
+    in the folder it runs from) is no file: the service runs, but the case page cannot label boxes
+    (it says so) and the in-process `worker` fails every upload's job on it. The repository's demo
+    config is not taken instead: its zones and cameras would be applied to a real site's footage."""
+    if site_config.is_file():
+        return None
+    fails = "; its uploads' jobs fail" if worker else ""
+    return (
+        f"no site configuration found at {site_config.resolve()} (looked for {ENV_SITE_CONFIG}, else "
+        f"configs/site.yaml in the folder serve runs from, {Path.cwd()}): box labelling on the case pages "
+        f"is unavailable{fails}; pass one with `gridpatrol serve --config FILE` or {ENV_SITE_CONFIG}=FILE"
+    )
+
+
 def _serve_processes(args: argparse.Namespace, settings: Any) -> None:
     """`serve --workers N`: N server processes on one port (uvicorn's supervisor restarts one that
     dies), each made by api.http.app.app_from_env from these settings (passed in the environment)."""
@@ -176,6 +199,7 @@ def _serve_processes(args: argparse.Namespace, settings: Any) -> None:
 
     os.environ["GRIDPATROL_DATABASE_URL"] = settings.url
     os.environ["GRIDPATROL_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ[ENV_SITE_CONFIG] = str(settings.site_config.resolve())  # --config, to every process
     os.environ[SERVE_WORKER_ENV] = "0" if args.no_worker else "1"
     os.environ[SERVE_LOG_LEVEL_ENV] = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     log.info("serving with %d processes on %s:%d", args.workers, args.host, args.port)
@@ -714,6 +738,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-worker", action="store_true", help="do not process uploads in this process")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"the site config (cameras, zones, rules, the model's classes); overrides {ENV_SITE_CONFIG}, "
+        "default configs/site.yaml in the current folder",
+    )
     p.add_argument(
         "--workers",
         type=int,

@@ -838,7 +838,8 @@ def test_the_excel_csv_keeps_digit_codes_and_names_as_text(
     device's category starting with "-": the plain CSV (download and --csv) has them as they are, the
     names a spreadsheet would run with an apostrophe; the excel flavour (flavour=excel, --csv-for
     excel, the page's second link) has every text field as a ="..." constant, the numbers as they are,
-    and the same BOM; the CLI writes the same bytes as the download."""
+    and the same BOM; the CLI writes the same bytes as the download, its excel flavour named in --lang
+    as the download's in lang (the pages' default, zh-CN, without it: it had the ids, with no --lang)."""
     from api.cli.main import main
 
     server: LiveServer = make_server(sqlite_url, run_webhooks=False)
@@ -856,6 +857,7 @@ def test_the_excel_csv_keeps_digit_codes_and_names_as_text(
         link = page.text.split('id="report-csv-excel"')[0].rsplit('href="', 1)[1].split('"')[0]
         in_english = op.get("/api/reports/period.csv", params={**params, "flavour": "excel", "lang": "en"})
         assert op.get(link.replace("&amp;", "&")).content == in_english.content  # the page's language
+        in_chinese = op.get("/api/reports/period.csv", params={**params, "flavour": "excel", "lang": "zh-CN"})
         wrong = op.get("/api/reports/period.csv", params={**params, "flavour": "xlsx"})
     assert wrong.status_code == 422 and "flavour" in wrong.text
     assert plain.headers["content-disposition"].endswith(f"-{until:%Y%m%d}.csv")
@@ -894,7 +896,9 @@ def test_the_excel_csv_keeps_digit_codes_and_names_as_text(
     for flavour, body in (
         ([], plain_bytes),
         (["--csv-for", "plain"], plain_bytes),
-        (["--csv-for", "excel"], excel_bytes),
+        (["--csv-for", "excel"], in_chinese.content),  # in the pages' default language, as the page's link
+        (["--csv-for", "excel", "--lang", "zh-CN"], in_chinese.content),
+        (["--csv-for", "excel", "--lang", "en"], in_english.content),
     ):
         written = tmp_path / "week.csv"
         assert main([*days, "--csv", str(written), *flavour]) == 0
@@ -902,6 +906,14 @@ def test_the_excel_csv_keeps_digit_codes_and_names_as_text(
     capsys.readouterr()
     assert main([*days, "--csv-for", "excel"]) == 1
     assert capsys.readouterr().err == "gridpatrol report: error: --csv-for excel: needs --csv FILE to write\n"
+    assert main([*days, "--csv", str(written), "--lang", "en"]) == 1  # the plain CSV keeps its ids
+    assert capsys.readouterr().err.startswith("gridpatrol report: error: --lang en: names the columns of ")
+    with pytest.raises(SystemExit) as refused:  # argparse's own refusal, as a --csv-for it does not know
+        main([*days, "--csv", str(written), "--csv-for", "excel", "--lang", "fr"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "gridpatrol report: error: argument --lang: invalid choice: 'fr' (choose from 'zh-CN', 'en')"
+    )
 
 
 @pytest.mark.parametrize(

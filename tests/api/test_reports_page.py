@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,88 @@ def test_a_long_cell_table_starts_on_the_first_printed_page(
     first = pages[0]
     assert "By grid cell" in first and "Street 000" in first, first
     assert len(pages) >= 2 and "Street 059" in pages[-1]
+
+
+def _grid_with_long_english_names(cells: int) -> dict[str, Any]:
+    """_grid_of's cells, each named in 40 characters of English, with the Chinese teams of a district."""
+    grid = _grid_of(cells)
+    for n, feature in enumerate(grid["features"]):
+        feature["properties"]["name"] = (
+            f"Xiaoying Road North Gate Market Blk {n:04d}"
+            if n % 2
+            else f"Subdistrict Administration Office {n:06d}"
+        )
+        feature["properties"]["team"] = f"南头执法{'一二三四五'[n % 5]}中队"
+    return grid
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_long_english_cell_name_keeps_one_line_on_paper(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """On the printed English report a grid cell's English name of 40 characters and its code took
+    three lines of its narrow column (Subdistrict Administration / Office 000000 / G000, or worse): the
+    eleven numbers' English headings left it a sixth of the page. They take two lines now, the code
+    after the name, in either language of the page (the printed PDF, read back); the headings keep two
+    lines at most and the table fits the A4 page. (One line would need the headings narrower than
+    their words.)"""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False, grid=False)
+    grid = _grid_with_long_english_names(12)
+    names = [feature["properties"]["name"] for feature in grid["features"]]
+    assert {len(name) for name in names} == {40}
+    with server.client("admin") as admin:
+        assert admin.put("/api/grids", json=grid).status_code == 200
+    with server.client("device") as device:
+        inside = incident_json("a", when="2026-11-25T09:00:00+08:00", position=(30.3005, 120.1005))
+        assert post_incident(device, inside).status_code == 201
+    printed: dict[str, str] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            for lang in ("en", "zh-CN"):
+                page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+                page.context.add_cookies(
+                    [
+                        {"name": "gp_session", "value": server.tokens["admin"], "url": server.url},
+                        {"name": "gp_lang", "value": lang, "url": server.url},
+                    ]
+                )
+                page.goto(server.url + "/reports?range=custom&since=2026-11-23&until=2026-11-29")
+                page.emulate_media(media="print")
+                pdf = tmp_path / f"report-{lang}.pdf"
+                pdf.write_bytes(page.pdf(prefer_css_page_size=True))
+                printed[lang] = _pdf_text(pdf)
+                page.evaluate(f"document.documentElement.style.width = '{A4_WIDTH_PX}px'")
+                for table in ("report-cells", "report-categories"):
+                    assert page.evaluate(FITS, table), f"{lang}: #{table} runs past its page"
+                teams = page.evaluate(LINES, "#report-cells tbody td:nth-of-type(1)")
+                assert teams and all(lines == 1 for _, lines in teams), (lang, teams)
+                shown = page.evaluate(LINES, "#report-cells tbody th")  # the name, its code after it
+                assert len(shown) == len(names) and all(lines <= 2 for _, lines in shown), (lang, shown)
+                heads = page.evaluate(LINES, "#report-cells thead th")
+                assert heads and all(lines <= 2 for _, lines in heads), (lang, heads)
+                page.context.close()
+        finally:
+            browser.close()
+    for lang, text in printed.items():
+        lines = [" ".join(unicodedata.normalize("NFKC", line).split()) for line in text.splitlines()]
+        taken = {name: _printed_lines(name, lines) for name in names}
+        assert all(1 <= n <= 2 for n in taken.values()), (lang, taken, [x for x in lines if "Blk" in x][:6])
+
+
+def _printed_lines(name: str, lines: list[str]) -> int:
+    """How many lines of a printed table a cell's name took (its first column: each part begins its
+    line): 1, 2, or 0 for more (or not found)."""
+    for at, line in enumerate(lines):
+        if line.startswith(name):
+            return 1
+        for cut in (i for i, ch in enumerate(name) if ch == " "):
+            first, rest = name[:cut], name[cut + 1 :]
+            if line.startswith(first + " ") and at + 1 < len(lines) and lines[at + 1].startswith(rest):
+                return 2
+    return 0

@@ -6,6 +6,7 @@ from-reviews`: label files line by line, the camera split, deduplication, a reje
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 from pathlib import Path
@@ -573,3 +574,27 @@ def test_an_unreadable_site_config_leaves_the_page_without_the_editor_saying_why
         assert "the site config cannot be read" in page.text and "box-editor" not in page.text
         answer = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(TIE, "person", "add")]})
         assert answer.status_code == 503 and answer.json()["errors"][0]["field"] == "site config", answer.text
+
+
+def test_with_no_site_config_the_page_says_none_is_loaded(
+    make_server: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """`gridpatrol serve` run from another folder finds no configs/site.yaml: the case page had no box
+    editor and no word why (now one line, in the page's language, naming how the service is given one;
+    serve logs where it looked)."""
+    from api.http.i18n import catalogue
+
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": tmp_path / "configs" / "site.yaml"})
+    with server.client("admin") as admin:
+        case_id = _post(
+            admin, "r-none", _frames()["bus"], camera="cam-a", kind="bus", box=BUS_BOX,
+            position=(LAT, LON), when="2026-11-20T09:00:00+08:00",
+        )  # fmt: skip
+    for lang in ("en", "zh-CN"):
+        cookies = {SESSION_COOKIE: server.tokens["operator"], "gp_lang": lang}
+        with httpx.Client(base_url=server.url, cookies=cookies, timeout=30) as operator:
+            page = operator.get(f"/cases/{case_id}")
+        assert page.status_code == 200, page.text[:300]
+        line = page.text.split('id="labelling-error">')[1].split("</p>")[0]
+        assert html.unescape(line) == catalogue(lang)["cases.boxes.no_site_config"]
+        assert "--config FILE" in line and "GRIDPATROL_SITE_CONFIG" in line and "box-editor" not in page.text

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -694,6 +695,28 @@ def test_the_upload_page_names_the_csv_tracks_read_as_the_415_does(lang: str) ->
 
     shown = Translator(lang)("upload.drop.unknown", names="route.kml")
     assert "route.kml" in shown and "time,lat,lon" in shown and "date,time,lat,lon" in shown
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_upload_page_s_track_field_names_the_csv_tracks_read(server: LiveServer, lang: str) -> None:
+    """The GPS track field's label said only "CSV", though a CSV with the day in its own date column is
+    read too (the 415 and the drop message said so): its hint, tied to the field, says it in the 415's
+    words."""
+    import html
+
+    from api.http.cookies import SESSION_COOKIE
+    from api.jobs.uploads import TRACK_FORMATS_READ
+
+    cookies = {SESSION_COOKIE: server.tokens["operator"], "gp_lang": lang}
+    with httpx.Client(base_url=server.url, cookies=cookies, timeout=30) as browser:
+        page = browser.get("/upload")
+    assert page.status_code == 200, page.text[:300]
+    slot = page.text.split('id="track-hint"')[1]
+    hint = html.unescape(slot.split(">", 1)[1].split("</span>")[0])
+    assert 'aria-describedby="track-hint"' in slot.split("</div>")[0]
+    assert "time,lat,lon" in hint and "date,time,lat,lon" in hint and "GPX" in hint and "NMEA" in hint
+    if lang == "en":
+        assert TRACK_FORMATS_READ.split(", or ", 1)[1] in hint  # "CSV with a time,lat,lon header, or ..."
 
 
 def test_a_text_field_sent_twice_is_refused(server: LiveServer) -> None:

@@ -912,11 +912,14 @@ async def render_case(
     classes: dict[str, str] | None = None
     labelling_error = ""
     if principal.role in review_labels.LABELLERS and template == "cases/detail.html":
-        try:
-            classes = await run_in_threadpool(model_classes, services)
-        except ServiceFault as exc:
-            log.warning("the case page has no box editor: %s", exc)
-            labelling_error = t("cases.boxes.no_config", detail=exc.reason)
+        if not services.settings.site_config.is_file():  # serve logged, at its start, where it looked
+            labelling_error = t("cases.boxes.no_site_config")
+        else:
+            try:
+                classes = await run_in_threadpool(model_classes, services)
+            except ServiceFault as exc:
+                log.warning("the case page has no box editor: %s", exc)
+                labelling_error = t("cases.boxes.no_config", detail=exc.reason)
     try:
         context = await in_session(
             services,

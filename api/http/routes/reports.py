@@ -15,7 +15,7 @@ from api.cases.reading import evidence_file
 from api.errors import InputError
 from api.http import schemas
 from api.http.deps import Admin, Reader, ReadSessionDep, ServicesDep, SessionDep, check_range
-from api.http.i18n import Translator
+from api.http.report_csv import report_csv
 from api.jobs import coverage
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=schemas.CALLER_ERRORS)
@@ -116,25 +116,6 @@ def get_period_report(
     return period_report.period_report(session, since=since, until=until, principal=principal)
 
 
-def csv_header(t: Translator) -> tuple[str, ...]:
-    """period_report.CSV_HEADER's columns named in `t`'s language, in their order: the excel flavour's
-    headings for a person (the plain CSV keeps the column ids, for scripts)."""
-
-    def heading(column: str) -> str:
-        if column.startswith("rejected_"):
-            reason = column.removeprefix("rejected_")
-            name = t(
-                "reports.reason.unspecified" if reason == period_report.UNSPECIFIED else f"reason.{reason}"
-            )
-            return t("reports.csv_col.rejected_reason", reason=name)
-        for suffix, key in (("_median_h", "reports.csv_col.median"), ("_p90_h", "reports.csv_col.p90")):
-            if column.endswith(suffix):
-                return t(key, what=t("reports.time." + column.removesuffix(suffix)))
-        return t(f"reports.csv_col.{column}")
-
-    return tuple(heading(column) for column in period_report.CSV_HEADER)
-
-
 @router.get(
     "/reports/period.csv",
     response_class=Response,
@@ -177,24 +158,13 @@ def get_period_report_csv(
     if lang is not None and flavour != "excel":
         raise InputError("lang", "names the columns of flavour=excel only: the plain CSV keeps its ids")
     report = period_report.period_report(session, since=since, until=until, principal=principal)
-    header, category_name = period_report.CSV_HEADER, None
-    if lang is not None:
-        t = Translator(lang)
-        header = csv_header(t)
-
-        def category_name(category: str) -> str:  # a site's own category (no name here): its id
-            return t(f"category.{category}") if t.has(f"category.{category}") else category
-
     offset_h = services.settings.timezone_offset_h
     first = period_report.file_day(report.since, offset_h)
     last = period_report.file_day(report.until, offset_h, end=True)
     suffix = "-excel" if flavour == "excel" else ""
     name = f"gridpatrol-report-{first}-{last}{suffix}.csv"
     return Response(
-        (
-            period_report.CSV_BOM
-            + period_report.csv_text(report, flavour=flavour, header=header, category_name=category_name)
-        ).encode("utf-8"),
+        report_csv(report, flavour=flavour, lang=lang).encode("utf-8"),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f"attachment; filename={name}"},
     )
