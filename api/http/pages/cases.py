@@ -743,6 +743,22 @@ def last_dispatch(events: list[CaseEvent]) -> CaseEvent | None:
     return None
 
 
+def first_dispatch(events: list[CaseEvent], dispatch: CaseEvent | None) -> CaseEvent | None:
+    """The dispatch that first sent out the work `dispatch` (the latest, last_dispatch) is part of: the
+    latest dispatch from another status than handled up to it, so `dispatch` itself unless the case was
+    sent back since (a closed case seen again is new work, dispatched anew)."""
+    if dispatch is None:
+        return None
+    for event in reversed(events):
+        if (
+            event.id <= dispatch.id
+            and event.to_status == workflow.DISPATCHED
+            and event.from_status not in (workflow.DISPATCHED, workflow.HANDLED)
+        ):
+            return event
+    return None
+
+
 def handling_sent_back(events: list[CaseEvent], dispatch: CaseEvent | None) -> CaseEvent | None:
     """The handling that verification found wanting: the move to handled that `dispatch` (a send-back,
     from handled) undid; none when `dispatch` is a first dispatch."""
@@ -804,6 +820,7 @@ def case_context(
     corrected = review_labels.corrected_frames(session, sightings=shown)
     view = card_view(case, t, corrected)
     dispatch = last_dispatch(events)
+    first = first_dispatch(events, dispatch)
     dispatch_note = dispatched_team(dispatch.note)[1] if dispatch is not None else None
     undone = handling_sent_back(events, dispatch)
     teams = dispatch_teams(session) if workflow.may_move(principal.role, workflow.DISPATCHED) else []
@@ -837,6 +854,10 @@ def case_context(
         "reasons": workflow.REJECT_REASONS,
         "dispatched_at": dispatch.at if dispatch is not None else None,
         "dispatched_at_text": local_time(dispatch.at, offset) if dispatch is not None else "",
+        # dispatched more than once (sent back): when the work was first sent out, too
+        "first_dispatched_at_text": (
+            local_time(first.at, offset) if first is not None and first is not dispatch else ""
+        ),
         "dispatch_note": dispatch_note or "",
         "sent_back": dispatch is not None and dispatch.from_status == workflow.HANDLED,
         # what the team did the time verification sent the case back: its note, who and when, the

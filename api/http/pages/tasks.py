@@ -121,8 +121,9 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
                 "case": case,
                 "thumb": data["thumbs"].get(case.id),
                 "cell": data["cells"].get(case.grid_cell_id),
-                "dispatched": local_time(case.dispatched_at, offset),
-                "ago": ago(case.dispatched_at, now, t),
+                # when it was last dispatched to the team (a send-back is one), as the task page says
+                "dispatched": local_time(case.last_dispatched_at, offset),
+                "ago": ago(case.last_dispatched_at, now, t),
                 "sent_back": ago(case.sent_back_at, now, t) if case.sent_back_at is not None else "",
             }
         )
