@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, load_only
 from starlette.concurrency import run_in_threadpool
@@ -46,7 +46,7 @@ from api.errors import InputError, NotFound, ServiceFault
 from api.http.deps import model_classes
 from api.http.i18n import Translator
 from api.http.pages.map_apps import map_links
-from api.http.pages.render import render, script_json, translator
+from api.http.pages.render import render, script_json, see_other, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import (
     camera_offset,
@@ -1099,6 +1099,6 @@ async def move_case(
             sent={"to": to, "note": note, "reason": reason, "team": team},
         )
     if back == "task":
-        return RedirectResponse(f"/tasks?{urlencode({'done': cid})}", status_code=303)
+        return see_other(request, f"/tasks?{urlencode({'done': cid})}")
     log.info("%s moved case %s to %s", principal.label, number, to)
-    return RedirectResponse(f"/cases/{cid}?{urlencode({'done': to})}", status_code=303)
+    return see_other(request, f"/cases/{cid}?{urlencode({'done': to})}")
