@@ -162,8 +162,9 @@ def dispatched_tasks(
     first, then the others; each group oldest dispatch first, then by id. Each row has the cases
     table's columns, `dispatched_at`: when the case was sent out (its dispatch from filed, not the
     send-back: a case sent back keeps its place by when the work first came; None for a case with no
-    such event, which sorts by its updated_at) and `sent_back_at`: when it was last sent back since
-    it was sent out, else None.
+    such event, which sorts by its updated_at), `sent_back_at`: when it was last sent back since
+    it was sent out, else None, and `last_dispatched_at`: when it was last dispatched to the team,
+    the send-back for a case sent back, else `dispatched_at` (what the list and the task page show).
 
     near: the phone's position; then each group (the cases sent back still first) is nearest first,
     over all the team's cases before paging, the cases without a position last, ties oldest dispatch
@@ -191,6 +192,7 @@ def dispatched_tasks(
         *(inner.c[column.key] for column in _CASES.columns),
         dispatched_at.label("dispatched_at"),
         sent_back_at.label("sent_back_at"),
+        func.coalesce(sent_back_at, dispatched_at).label("last_dispatched_at"),
     )
     order: tuple[Any, ...] = (func.coalesce(dispatched_at, inner.c.updated_at), inner.c.id)
     if near is not None:

@@ -3,6 +3,7 @@ If-None-Match is a list of entity-tags compared weakly, or "*"."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -65,3 +66,25 @@ def test_a_static_file_the_browser_holds_is_304_whichever_way_its_tag_is_listed(
         for stale in ('"older"', f'"older", W/"{tag}x"', tag, f"*, {etag}"):
             again = client.get("/static/js/upload.js", headers={"If-None-Match": stale})
             assert again.status_code == 200 and again.content == first.content, stale
+
+
+def test_favicon_ico_is_gridpatrol_s_icon_cached_like_a_static_file(server: LiveServer) -> None:
+    """/favicon.ico, which a browser asks for by itself (a picture opened on its own, an API answer),
+    was a 404 on every such load, logged and shown as a broken icon. It is gridpatrol's own icon, the
+    SVG the pages name in <link rel="icon">, with that file's ETag and caching."""
+    from api.http.pages.assets import STATIC_DIR
+
+    svg = (STATIC_DIR / "favicon.svg").read_bytes()
+    assert svg.startswith(b"<svg") and b"http" not in svg.replace(b"http://www.w3.org/2000/svg", b"")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        icon = client.get("/favicon.ico")
+        assert icon.status_code == 200, icon.text
+        assert icon.headers["content-type"] == "image/svg+xml" and icon.content == svg
+        static = client.get("/static/favicon.svg")
+        assert icon.headers["ETag"] == static.headers["ETag"]
+        assert icon.headers["Cache-Control"] == static.headers["Cache-Control"] == "no-cache"
+        kept = client.get("/favicon.ico", headers={"If-None-Match": icon.headers["ETag"]})
+        assert kept.status_code == 304 and kept.content == b""
+        login = client.get("/login")
+        link = r'<link rel="icon" href="/static/favicon\.svg\?v=[0-9a-f]{12}" type="image/svg\+xml">'
+        assert re.search(link, login.text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from api.storage.models import Case, CaseEvent
@@ -224,3 +224,57 @@ def _dispatched(device: Any, office: Any, seed: str, lat: float) -> int:
         moved = office.post(f"/api/cases/{case_id}/transitions", json={"to": to})
         assert moved.status_code == 200, moved.text
     return case_id
+
+
+def test_the_list_and_the_task_page_show_the_same_dispatch(make_server: Any, sqlite_url: str) -> None:
+    """A case sent back (dispatched again) showed on the list when it was first dispatched, and on its
+    task page when it was sent back: two times for one case, a day apart. Both show when it was last
+    dispatched to the team, and the task page also when it was first dispatched; a case dispatched
+    once shows that one time."""
+    from api.http.pages.cases import local_time
+    from api.storage.db import utcnow
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    photo = {"photo": ("after.jpg", b"\xff\xd8\xff\xe0 an after-photo \xff\xd9", "image/jpeg")}
+    now = utcnow().replace(second=0, microsecond=0)
+    first_sent, handled_at = now - timedelta(days=3), now - timedelta(days=2)
+    sent_back = now - timedelta(hours=5)
+    with (
+        server.client("device") as device,
+        server.client("operator") as office,
+        server.client("ziyang") as team,
+        server.browser("ziyang") as phone,
+    ):
+        again, once = (_dispatched(device, office, f"when-{k}", 30.2600 + k / 1000) for k in range(2))
+        handled = team.post(
+            f"/api/cases/{again}/transitions", data={"to": "handled", "note": "moved on"}, files=photo
+        )
+        assert handled.status_code == 200, handled.text
+        back = office.post(
+            f"/api/cases/{again}/transitions", json={"to": "dispatched", "note": "still there"}
+        )
+        assert back.status_code == 200, back.text
+        with server.services.factory() as session:  # the moves days apart, as in the street
+            for event in session.query(CaseEvent).filter(CaseEvent.case_id.in_((again, once))):
+                if event.to_status == "handled":
+                    event.at = handled_at
+                elif event.to_status == "dispatched":
+                    event.at = sent_back if event.from_status == "handled" else first_sent
+            session.commit()
+        offset = timezone(timedelta(hours=server.services.settings.timezone_offset_h))
+
+        items = dict(re.findall(r'data-case-id="(\d+)"(.*?)</li>', phone.get("/tasks").text, re.S))
+        assert "dispatched 5 h ago" in items[str(again)], items[str(again)]
+        assert "dispatched 3 days ago" in items[str(once)], items[str(once)]
+
+        page = phone.get(f"/tasks/{again}").text
+        assert f'<span id="dispatched-at">dispatched {local_time(sent_back, offset)}</span>' in page
+        first = local_time(first_sent, offset)
+        assert f'<span id="first-dispatched-at">first dispatched {first}</span>' in page
+        page = phone.get(f"/tasks/{once}").text
+        assert f'<span id="dispatched-at">dispatched {local_time(first_sent, offset)}</span>' in page
+        assert 'id="first-dispatched-at"' not in page
+
+        phone.cookies.set("gp_lang", "zh-CN")
+        page = phone.get(f"/tasks/{again}").text
+        assert f"首次派遣于 {first}" in page

@@ -4,7 +4,9 @@ mark-handled form with no network, and the task list when the phone's position c
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -655,3 +657,39 @@ def test_a_task_tapped_while_the_service_is_out_of_reach_keeps_the_list(
         with page.expect_navigation(url=f"**/tasks/{case_id}"):
             page.locator(f"li.task[data-case-id='{case_id}'] a.task-link").tap()
     assert problems == []
+
+
+def test_a_picture_opened_by_itself_gets_gridpatrol_s_icon(make_server: Any, sqlite_url: str) -> None:
+    """A picture opened in a tab of its own (no page of ours, so no <link rel="icon">) made the browser
+    ask /favicon.ico (by itself: the page's own requests do not show it): a 404 in the server's log on
+    every tap, and a broken icon on the tab. It gets the icon."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    case_id = dispatched(server, 3)
+    with server.client("ziyang") as api:
+        evidence = api.get(f"/api/cases/{case_id}").json()["sightings_list"][0]["evidence"]
+
+    class AccessLog(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    access, log = logging.getLogger("uvicorn.access"), AccessLog()
+    level = access.level
+    access.addHandler(log)
+    access.setLevel(logging.INFO)  # the test server logs warnings only
+    try:
+        with phone(server) as context:
+            tab = context.new_page()
+            tab.goto(server.url + evidence[0]["url"])
+            tab.wait_for_load_state("networkidle")
+            deadline = time.monotonic() + 10
+            while not any("/favicon.ico" in line for line in log.lines) and time.monotonic() < deadline:
+                tab.wait_for_timeout(100)  # the browser asks for the icon after the picture
+    finally:
+        access.removeHandler(log)
+        access.setLevel(level)
+    icons = [line for line in log.lines if '"GET /favicon.ico ' in line]
+    assert icons and all(line.endswith(" 200") for line in icons), log.lines

@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from api.http.pages.assets import Assets
-from api.http.pages.render import render, translator
+from api.http.pages.render import render, see_other, translator
 from api.http.pages.session import CsrfRejected, LoginRequired, PageForbidden, session_principal
 from api.http.security import SecurityHeaders
 
@@ -53,7 +53,7 @@ def install_pages(app: FastAPI) -> None:
             return Response('{"detail":"Authorization: log in first"}', 401, media_type="application/json")
         from api.http.pages.auth import login_redirect
 
-        return RedirectResponse(login_redirect(request), status_code=303)
+        return see_other(request, login_redirect(request))
 
     @app.exception_handler(PageForbidden)
     async def _forbidden(request: Request, exc: PageForbidden) -> Response:

@@ -190,6 +190,14 @@ async def static_file(request: Request, name: str) -> Response:
     return request.app.state.assets.response(request, name)
 
 
+@router.get("/favicon.ico")
+async def favicon(request: Request) -> Response:
+    """gridpatrol's icon (static/favicon.svg, which the pages name in <link rel="icon">) where a browser
+    looks for it by itself: for what is no page of ours (an evidence picture opened on its own, an API
+    answer). Served and cached as that static file (its ETag; a browser asks again with it)."""
+    return request.app.state.assets.response(request, "favicon.svg")
+
+
 def login_redirect(request: Request) -> str:
     """The login page, then back to the page asked for. A form sent after the session ended (logged
     out elsewhere, a changed password) is a POST the login cannot send again, to a path with no page

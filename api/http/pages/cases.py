@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, load_only
 from starlette.concurrency import run_in_threadpool
@@ -46,7 +46,7 @@ from api.errors import InputError, NotFound, ServiceFault
 from api.http.deps import model_classes
 from api.http.i18n import Translator
 from api.http.pages.map_apps import MapLinks, map_links
-from api.http.pages.render import render, script_json, translator
+from api.http.pages.render import render, script_json, see_other, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import (
     camera_offset,
@@ -743,6 +743,22 @@ def last_dispatch(events: list[CaseEvent]) -> CaseEvent | None:
     return None
 
 
+def first_dispatch(events: list[CaseEvent], dispatch: CaseEvent | None) -> CaseEvent | None:
+    """The dispatch that first sent out the work `dispatch` (the latest, last_dispatch) is part of: the
+    latest dispatch from another status than handled up to it, so `dispatch` itself unless the case was
+    sent back since (a closed case seen again is new work, dispatched anew)."""
+    if dispatch is None:
+        return None
+    for event in reversed(events):
+        if (
+            event.id <= dispatch.id
+            and event.to_status == workflow.DISPATCHED
+            and event.from_status not in (workflow.DISPATCHED, workflow.HANDLED)
+        ):
+            return event
+    return None
+
+
 def handling_sent_back(events: list[CaseEvent], dispatch: CaseEvent | None) -> CaseEvent | None:
     """The handling that verification found wanting: the move to handled that `dispatch` (a send-back,
     from handled) undid; none when `dispatch` is a first dispatch."""
@@ -818,6 +834,7 @@ def case_context(
     corrected = review_labels.corrected_frames(session, sightings=shown)
     view = card_view(case, t, corrected)
     dispatch = last_dispatch(events)
+    first = first_dispatch(events, dispatch)
     dispatch_note = dispatched_team(dispatch.note)[1] if dispatch is not None else None
     undone = handling_sent_back(events, dispatch)
     teams = dispatch_teams(session) if workflow.may_move(principal.role, workflow.DISPATCHED) else []
@@ -842,6 +859,10 @@ def case_context(
         "reasons": workflow.REJECT_REASONS,
         "dispatched_at": dispatch.at if dispatch is not None else None,
         "dispatched_at_text": local_time(dispatch.at, offset) if dispatch is not None else "",
+        # dispatched more than once (sent back): when the work was first sent out, too
+        "first_dispatched_at_text": (
+            local_time(first.at, offset) if first is not None and first is not dispatch else ""
+        ),
         "dispatch_note": dispatch_note or "",
         "sent_back": dispatch is not None and dispatch.from_status == workflow.HANDLED,
         # what the team did the time verification sent the case back: its note, who and when, the
@@ -1086,6 +1107,6 @@ async def move_case(
             sent={"to": to, "note": note, "reason": reason, "team": team},
         )
     if back == "task":
-        return RedirectResponse(f"/tasks?{urlencode({'done': cid})}", status_code=303)
+        return see_other(request, f"/tasks?{urlencode({'done': cid})}")
     log.info("%s moved case %s to %s", principal.label, number, to)
-    return RedirectResponse(f"/cases/{cid}?{urlencode({'done': to})}", status_code=303)
+    return see_other(request, f"/cases/{cid}?{urlencode({'done': to})}")

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from api.accounts.accounts import Principal
@@ -95,6 +95,23 @@ def render(
     # a page holds what its reader may see: not kept for the Back button after logging out, nor by a
     # shared proxy
     return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+# a form a page's script sends (cases.js: the after-photo by XHR, for its progress) says so with this
+# header, and is told the page to open next in NEXT_PAGE_HEADER instead of being redirected there
+SCRIPT_HEADER = ("x-requested-with", "XMLHttpRequest")
+NEXT_PAGE_HEADER = "X-GP-Location"
+
+
+def see_other(request: Request, url: str) -> Response:
+    """Where a form's answer goes next (`url`, a path of this site): a 303 to it for the browser's own
+    post; for a form a page's script sent (SCRIPT_HEADER), a 204 naming it in NEXT_PAGE_HEADER, which
+    the script opens: an XHR follows a redirect itself, so that page would be loaded once by the XHR,
+    unseen, and again when the script opened it."""
+    name, value = SCRIPT_HEADER
+    if request.headers.get(name) == value:
+        return Response(status_code=204, headers={NEXT_PAGE_HEADER: url, "Cache-Control": "no-store"})
+    return RedirectResponse(url, status_code=303)
 
 
 # the longest `next` POST /lang takes (api.http.pages.auth.switch_language)

@@ -127,8 +127,9 @@ async def task_list(request: Request, principal: Officer, services: ServicesDep,
                 "cell": cell,
                 # kept on the list for a tap made without network (tasks.js shows the way there)
                 "map_links": case_map_links(case, cell, t),
-                "dispatched": local_time(case.dispatched_at, offset),
-                "ago": ago(case.dispatched_at, now, t),
+                # when it was last dispatched to the team (a send-back is one), as the task page says
+                "dispatched": local_time(case.last_dispatched_at, offset),
+                "ago": ago(case.last_dispatched_at, now, t),
                 "sent_back": ago(case.sent_back_at, now, t) if case.sent_back_at is not None else "",
             }
         )

@@ -226,6 +226,12 @@
   }
 
   document.querySelectorAll("details.box-editor").forEach(setup);
+  // the page's content replaced (a refused form's answer, cases.js): its editors are new, those gone
+  // with the old content no longer keep the page
+  gp.onNewContent((root) => {
+    editors.length = 0;
+    root.querySelectorAll("details.box-editor").forEach(setup);
+  });
   // leaving the page (a link, a move's form, a reload, closing the tab) with boxes not saved asks first:
   // they live only on this page
   window.addEventListener("beforeunload", (event) => {

@@ -1,4 +1,7 @@
-// Shared by every page: the CSRF token on every state-changing fetch, the catalogue, a flash message.
+// Shared by every page: the CSRF token on every state-changing fetch, the catalogue, a flash message,
+// and new content in place of the page's #main (a refused form's answer, cases.js): each script sets up
+// what it needs on that content (gp.onNewContent) without running again, so that its window listeners
+// stay registered once.
 "use strict";
 (function () {
   const body = document.body;
@@ -59,5 +62,25 @@
     return node;
   }
 
-  window.gp = { t, flash, request, errorText, el, csrf: () => body.dataset.csrf || "" };
+  // each script's setup for content put in place of #main (its forms, pictures, editors): the page's
+  // own content was set up when the script ran
+  const setups = [];
+  function onNewContent(setup) { setups.push(setup); }
+
+  function replaceMain(answer) {
+    // answer: a parsed page of this site (DOMParser); false when it has no #main to take the place of
+    // this page's (the caller then says what came back in its own words)
+    const main = document.getElementById("main"), fresh = answer.getElementById("main");
+    if (!main || !fresh) return false;
+    document.title = answer.title;
+    body.className = answer.body.className;
+    if (answer.body.dataset.csrf) body.dataset.csrf = answer.body.dataset.csrf;
+    main.replaceChildren(...Array.from(fresh.childNodes));  // a snapshot: moving them empties the list
+    for (const setup of setups) setup(main);
+    return true;
+  }
+
+  window.gp = {
+    t, flash, request, errorText, el, onNewContent, replaceMain, csrf: () => body.dataset.csrf || "",
+  };
 })();

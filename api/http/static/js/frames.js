@@ -45,4 +45,5 @@
 
   window.gpFrames = { drawBoxes };
   document.addEventListener("DOMContentLoaded", () => drawBoxes(document));
+  if (window.gp) window.gp.onNewContent(drawBoxes);  // a refused form's answer in place of #main
 })();
