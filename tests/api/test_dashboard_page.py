@@ -269,6 +269,25 @@ def test_each_count_of_the_dashboard_opens_the_list_of_exactly_those_cases(
             )
             assert sorted(int(n) for n in numbers) == sorted(ids[1:3])
             assert page.get_attribute("#case-total", "data-count") == "2"
+            # and a click on a chart's bar: the status chart's "filed", as its row of the table
+            page.goto(dashboard)
+            page.wait_for_selector("body[data-dash-ready=yes]")
+            x, y = page.evaluate(
+                """() => {
+                    const node = document.getElementById('chart-status');
+                    const chart = echarts.getInstanceByDom(node);
+                    const index = node.closest('#dashboard').dataset.statuses.split(',').indexOf('filed');
+                    const [x, y] = chart.convertToPixel({ seriesIndex: 0 }, [0.5, index]);
+                    const box = node.getBoundingClientRect();
+                    return [box.left + x, box.top + y];
+                }"""
+            )
+            page.mouse.click(x, y)
+            page.wait_for_url("**/cases?**")
+            assert page.get_attribute("#case-total", "data-count") == "1"
+            assert page.locator("#case-table tbody tr").evaluate_all(
+                "rows => rows.map(r => r.dataset.status)"
+            ) == ["filed"]
         finally:
             browser.close()
     assert problems == []
