@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from api.accounts.accounts import Principal, Role, RoleNotAllowed
 from api.cases import custody, workflow
-from api.errors import NotFound
+from api.errors import InputError, NotFound
 from api.storage.db import as_utc, iso_utc, table_of
 from api.storage.evidence_store import EvidenceContent, EvidenceFiles
 from api.storage.models import (
@@ -39,12 +40,19 @@ from api.storage.models import (
 
 _CASES = table_of(Case)
 
-SORTS = {
-    "last_seen": Case.last_seen,
-    "first_seen": Case.first_seen,
-    "created_at": Case.created_at,
-    "number": Case.id,
-    "sightings": Case.sightings_count,
+# a case's number is GP-<year>-<its id, 6 digits at least> (api.cases.ingest.case_number_of), the year
+# that of its first sighting when it was filed: footage of last year filed after this year's cases has
+# a later id and an earlier number, so number order is the number's year, then the id (its digits;
+# the list's last key), never the id alone nor the text (GP-2026-1000000 sorts before GP-2026-999999)
+_NUMBER_YEAR = func.substr(_CASES.c.number, 4, 4)
+
+# the list's orders: each its columns of the cases table, then the id
+SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
+    "last_seen": (_CASES.c.last_seen,),
+    "first_seen": (_CASES.c.first_seen,),
+    "created_at": (_CASES.c.created_at,),
+    "number": (_NUMBER_YEAR,),
+    "sightings": (_CASES.c.sightings_count,),
 }
 
 
@@ -87,9 +95,12 @@ class CaseFilter:
     until: datetime | None = None  # first_seen <= until
     camera: str | None = None
     device_id: int | None = None
-    number: str | None = None
+    number: str | None = None  # the whole number as stored (number_query)
     plate: str | None = None
     case_id: int | None = None
+    first_seen_since: datetime | None = None  # first_seen >= (the days /api/stats counts by)
+    first_seen_until: datetime | None = None  # first_seen <= (the same)
+    superseded: bool | None = None  # False: leave out what /api/stats leaves out; True: only those
 
     def apply(self, stmt: Select) -> Select:
         if self.status:
@@ -118,6 +129,12 @@ class CaseFilter:
             stmt = stmt.where(Case.plate == self.plate.strip().upper())
         if self.case_id is not None:
             stmt = stmt.where(Case.id == self.case_id)
+        if self.first_seen_since:
+            stmt = stmt.where(Case.first_seen >= as_utc(self.first_seen_since))
+        if self.first_seen_until:
+            stmt = stmt.where(Case.first_seen <= as_utc(self.first_seen_until))
+        if self.superseded is not None:
+            stmt = stmt.where(~not_superseded() if self.superseded else not_superseded())
         return stmt
 
 
@@ -139,8 +156,8 @@ def list_cases(
     past the end counts on its own, a moment later."""
     base = visible(filters.apply(select(*_CASES.columns)), principal)
     count = select(func.count()).select_from(base.with_only_columns(_CASES.c.id).subquery())
-    column = _CASES.c[SORTS[sort].key]
-    order = (column.desc(), _CASES.c.id.desc()) if descending else (column.asc(), _CASES.c.id.asc())
+    keys = (*SORTS[sort], _CASES.c.id)
+    order = [key.desc() if descending else key.asc() for key in keys]
     page_rows = base.add_columns(count.scalar_subquery().label("matching_total"))
     rows = session.execute(page_rows.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
     if not rows:
@@ -214,6 +231,33 @@ def nearness_to(near: Position, lat: Any, lon: Any) -> ColumnElement[float]:
     shrink = math.cos(math.radians(near.lat))
     north, east = lat - near.lat, (lon - near.lon) * shrink
     return north * north + east * east
+
+
+# a case number as people read it out or type it: the whole number in any case, with or without its
+# dashes and leading zeros (gp-2026-123, GP20261619), or its digits alone (1619, 001619: the case's id)
+NUMBER_TYPED = re.compile(r"^(?:GP-?([0-9]{4})-?)?0*([0-9]{1,10})$", re.IGNORECASE)
+NUMBER_FORMS = "GP-2026-001619, GP-2026-1619, 1619 or 001619"
+
+
+def number_query(text: str) -> tuple[str | None, int | None]:
+    """What a number typed in the case list's box or sent as GET /api/cases?number= looks for: the
+    whole number as stored (GP-2026-001619) or a case's id (1619); (None, None) for no text. Digits
+    past the ids' column (MAX_ID) name no case: they are looked for as typed, and find none (the
+    database is never given an id it cannot hold). Text of no number form is an InputError naming
+    `number`."""
+    text = text.strip()
+    if not text:
+        return None, None
+    typed = NUMBER_TYPED.match(text)
+    if typed is None:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise InputError("number", f"not a case number: {shown!r}; use {NUMBER_FORMS}")
+    year, digits = typed.groups()
+    if year is not None:
+        return f"GP-{year}-{int(digits):06d}", None
+    if int(digits) > MAX_ID:
+        return text, None
+    return None, int(digits)
 
 
 def case_id_for_number(session: Session, number: str) -> int | None:

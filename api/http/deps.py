@@ -240,14 +240,21 @@ def _case_id_for_number(services: Services, number: str) -> int | None:
 CaseId = Annotated[int, Depends(get_case_id)]
 
 
-def check_range(since: datetime | None, until: datetime | None, *, longest_days: int | None = None) -> None:
+def check_range(
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    longest_days: int | None = None,
+    names: tuple[str, str] = ("since", "until"),
+) -> None:
     """A query's time range: `until` before `since` is a 422 naming until (an empty answer would pass
-    for "nothing happened"), as is `until` more than `longest_days` after `since` (where given)."""
+    for "nothing happened"), as is `until` more than `longest_days` after `since` (where given).
+    `names`: the query's names of the two."""
     first, last = as_utc(since), as_utc(until)
     if first is None or last is None:
         return
     if last < first:
-        raise InputError("until", "is before since")
+        raise InputError(names[1], f"is before {names[0]}")
     if longest_days is not None and last - first > timedelta(days=longest_days):
         raise InputError(
             "until",

@@ -39,9 +39,10 @@ from api.cases.reading import (
     case_page,
     get_case,
     left_team,
+    number_query,
 )
 from api.cases.review import known_categories
-from api.cases.wall_time import in_range
+from api.cases.wall_time import held_in_range, in_range
 from api.errors import InputError, NotFound, ServiceFault
 from api.http.deps import model_classes
 from api.http.i18n import Translator
@@ -55,6 +56,7 @@ from api.http.pages.views import (
     evidence_url,
     frame_boxes,
     incident_of,
+    site_time,
     strip_boxes,
 )
 from api.services import Services
@@ -191,6 +193,9 @@ class ListQuery:
     plate: str = ""
     since: str = ""
     until: str = ""
+    first_seen_since: str = ""
+    first_seen_until: str = ""
+    superseded: str = ""  # "false": left out (as the dashboard counts), "true": only those
     sort: str = "last_seen"
     order: str = "desc"
     page: int = 1
@@ -198,9 +203,13 @@ class ListQuery:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (field, catalogue key)
     since_at: datetime | None = None
     until_at: datetime | None = None
+    first_seen_since_at: datetime | None = None
+    first_seen_until_at: datetime | None = None
+    # what the number box looks for (api.cases.reading.number_query): the whole number, or a case's id
+    number_sought: str | None = None
+    case_id: int | None = None
 
     def filters(self) -> CaseFilter:
-        number, case_id = typed_number(self.number)
         return CaseFilter(
             status=self.status or None,
             category=self.category or None,
@@ -209,9 +218,12 @@ class ListQuery:
             since=self.since_at,
             until=self.until_at,
             camera=self.camera or None,
-            number=number,
+            number=self.number_sought,
             plate=self.plate or None,
-            case_id=case_id,
+            case_id=self.case_id,
+            first_seen_since=self.first_seen_since_at,
+            first_seen_until=self.first_seen_until_at,
+            superseded=SUPERSEDED_CHOICES.get(self.superseded),
         )
 
     def params(self, **changes: Any) -> str:
@@ -226,6 +238,9 @@ class ListQuery:
             "plate": self.plate,
             "since": self.since,
             "until": self.until,
+            "first_seen_since": self.first_seen_since,
+            "first_seen_until": self.first_seen_until,
+            "superseded": self.superseded,
             "sort": self.sort,
             "order": self.order,
             "page": self.page,
@@ -235,23 +250,10 @@ class ListQuery:
         return urlencode({k: v for k, v in values.items() if v not in ("", None, [])}, doseq=True)
 
 
-# what the number box takes as people read a number out: the whole number in any case, with or without
-# its leading zeros and dashes (gp-2026-123), or its digits alone (123, 000123: the case's id)
-NUMBER_TYPED = re.compile(r"^(?:GP-?([0-9]{4})-?)?0*([0-9]{1,10})$", re.IGNORECASE)
-
-
-def typed_number(text: str) -> tuple[str | None, int | None]:
-    """The number filter (the whole number, as stored) or the case id that the number box's text names;
-    text of another form is looked for as it is (and finds nothing)."""
-    typed = NUMBER_TYPED.match(text.strip())
-    if typed is None:
-        return text or None, None
-    year, digits = typed.groups()
-    if int(digits) > MAX_ID:  # no case has it: an id the database's column could not hold
-        return text, None
-    if year is not None:
-        return f"GP-{year}-{int(digits):06d}", None
-    return None, int(digits)
+# the list's `superseded` as the API's (GET /api/cases?superseded=): cases the service rejected as
+# superseded by a corrected resend, which /api/stats and the dashboard count nowhere
+SUPERSEDED_CHOICES: dict[str, bool] = {"false": False, "true": True}
+TIME_FILTERS = ("since", "until", "first_seen_since", "first_seen_until")
 
 
 def _local_datetime(text: str, offset: timezone, *, end_of_day: bool) -> datetime | None:
@@ -262,6 +264,8 @@ def _local_datetime(text: str, offset: timezone, *, end_of_day: bool) -> datetim
         if len(text) == 10:
             day = date.fromisoformat(text)
             when = datetime.combine(day, time.max if end_of_day else time.min, tzinfo=offset)
+            if in_range(datetime.combine(day, time(12), tzinfo=UTC)):  # a day of the range: its bound held
+                return held_in_range(when.astimezone(UTC).replace(tzinfo=None))  # in it, as the dashboard's
         else:
             when = datetime.fromisoformat(text)
             if when.tzinfo is None:
@@ -296,12 +300,19 @@ def parse_list_query(request: Request, offset: timezone) -> ListQuery:
     params = request.query_params
     query = ListQuery()
     query.status = [s for s in params.getlist("status") if s in workflow.STATUSES]
-    for name in ("category", "grid_cell", "team", "camera", "number", "plate", "since", "until"):
+    for name in ("category", "grid_cell", "team", "camera", "number", "plate", *TIME_FILTERS):
         value = params.get(name, "").strip()
         if len(value) > MAX_TEXT:
             query.problems.append((name, "cases.filter.too_long"))
             value = ""
         setattr(query, name, value)
+    if params.get("superseded") in SUPERSEDED_CHOICES:
+        query.superseded = params["superseded"]
+    try:
+        query.number_sought, query.case_id = number_query(query.number)
+    except InputError:
+        query.problems.append(("number", "cases.filter.bad_case_number"))
+        query.number_sought = query.number  # looked for as typed: no case's number has its form
     if params.get("sort") in SORTS:
         query.sort = params["sort"]
     if params.get("order") in ("asc", "desc"):
@@ -309,16 +320,20 @@ def parse_list_query(request: Request, offset: timezone) -> ListQuery:
     numbers, bad = page_numbers(request, max_per_page=500)
     query.page, query.per_page = numbers.get("page", query.page), numbers.get("per_page", query.per_page)
     query.problems += [(name, "cases.filter.bad_number") for name in bad]
-    for name in ("since", "until"):
+    for name in TIME_FILTERS:
         text = getattr(query, name)
         if text:
-            when = _local_datetime(text, offset, end_of_day=name == "until")
+            when = _local_datetime(text, offset, end_of_day=name.endswith("until"))
             if when is None:
                 query.problems.append((name, "cases.filter.bad_time"))
             setattr(query, f"{name}_at", when)
     if query.since_at is not None and query.until_at is not None and query.until_at < query.since_at:
         query.problems.append(("until", "cases.filter.before_since"))  # it would match no case: as the API,
         query.until_at = None  # which refuses it; here it is dropped and named
+    first, last = query.first_seen_since_at, query.first_seen_until_at
+    if first is not None and last is not None and last < first:
+        query.problems.append(("first_seen_until", "cases.filter.before_since"))
+        query.first_seen_until_at = None
     return query
 
 
@@ -442,6 +457,7 @@ async def case_list(request: Request, principal: Reader, services: ServicesDep) 
         statuses=workflow.STATUSES,
         categories=data["categories"],
         cells=list(data["cells"].values()),
+        cell_ids=set(data["cells"]),
         unassigned=UNASSIGNED,
         teams=data["teams"],
         sorts=list(SORTS),
@@ -583,7 +599,7 @@ def sighting_views(
             {
                 "id": sighting.id,
                 "number": number,
-                "seen_at": local_time(sighting.seen_at, offset, seconds=True),
+                "seen_at": site_time(sighting.seen_at, offset, camera_offset(incident), t),
                 "camera": sighting.camera_id or "",
                 "plate": sighting.plate or "",
                 "recurrence": sighting.recurrence,
@@ -810,14 +826,13 @@ def case_context(
     all_sightings: bool = False,
 ) -> dict[str, Any]:
     """What the case page (and the task page) shows of a case the person may see; NotFound else.
-    Its times are shown at its camera's UTC offset, like its facts (api.http.pages.views), else at
-    the site's. With `classes` (the site config's model classes; given for a person who may label
-    boxes), each sighting shown has a box editor on its raw frame. The latest SIGHTINGS_SHOWN
+    Its times are shown at the site's UTC offset (`offset`), as the case list shows them; a sighting's
+    time adds its camera's local time where the camera's offset is another (views.site_time). With
+    `classes` (the site config's model classes; given for a person who may label boxes), each
+    sighting shown has a box editor on its raw frame. The latest SIGHTINGS_SHOWN
     sightings are shown, all of them with `all_sightings`."""
     case = get_case(session, principal=principal, case_id=case_id)
     shown = list(case.sightings) if all_sightings else list(case.sightings)[-SIGHTINGS_SHOWN:]
-    if case.sightings:
-        offset = camera_offset(incident_of(case.sightings[-1])) or offset
     events = list(
         session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id))
     )
@@ -832,7 +847,7 @@ def case_context(
         .order_by(EvidenceLink.id)
     )
     corrected = review_labels.corrected_frames(session, sightings=shown)
-    view = card_view(case, t, corrected)
+    view = card_view(case, t, corrected, site=offset)
     dispatch = last_dispatch(events)
     first = first_dispatch(events, dispatch)
     dispatch_note = dispatched_team(dispatch.note)[1] if dispatch is not None else None

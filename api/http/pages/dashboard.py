@@ -1,4 +1,5 @@
 """The dashboard (every role): case counts and trends by category, status, grid cell and day.
+Each count links to the case list filtered to exactly the cases it counts (StatsFilter.cases_query).
 
 The filter form (dates, category) is a GET form; the page turns it into the query of GET /api/stats
 (dates as local days at the service's UTC offset, the same days /api/stats counts by), and
@@ -63,6 +64,20 @@ class StatsFilter:
         if self.until:
             end = held_in_range(datetime.combine(self.until, time.max) - shift)
             params["until"] = f"{end.isoformat()}Z"
+        if self.category:
+            params["category"] = self.category
+        return urlencode(params)
+
+    def cases_query(self) -> str:
+        """The query of the case list (/cases) that lists the cases these counts count: first seen
+        on the chosen local days (the list reads a day at the same offset), of the chosen category,
+        without those the service rejected as superseded (which /api/stats counts nowhere). A count's
+        link adds its own filter (status, category, grid cell, day): dashboard.js."""
+        params = {"superseded": "false"}
+        if self.since:
+            params["first_seen_since"] = self.since.isoformat()
+        if self.until:
+            params["first_seen_until"] = self.until.isoformat()
         if self.category:
             params["category"] = self.category
         return urlencode(params)
@@ -160,6 +175,7 @@ async def dashboard_page(
         all_query=urlencode({"category": chosen.category} if chosen.category else {}),
         offset=offset,
         stats_url="/api/stats?" + chosen.stats_query(offset_h),
+        cases_query=chosen.cases_query(),
         statuses=workflow.STATUSES,
         open_statuses=workflow.OPEN_STATUSES,
         i18n_json=script_json(i18n),

@@ -1,7 +1,9 @@
 """What the pages show of a case, read from the stored case, its sightings and their evidence.
 
-Times: the pipeline's wall times carry the camera's UTC offset (`2026-11-20T09:00:00+08:00`); a
-page shows every time of a case at its camera's offset when one is known, else in UTC, labelled.
+Times: the pipeline's wall times carry the camera's UTC offset (`2026-11-20T09:00:00+08:00`). The
+case and task pages show a case's times at the site's offset, as the case list does, with the camera's
+local time after a sighting's time where the camera's offset is another (site_time); the review card
+shows them at the camera's offset when one is known, else in UTC, labelled (show_time).
 """
 
 from __future__ import annotations
@@ -106,6 +108,22 @@ def show_time(naive_utc: datetime | None, offset: timezone | None) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S") + f" ({local.strftime('%z')[:3]}:{local.strftime('%z')[3:]})"
 
 
+def site_time(naive_utc: datetime | None, site: timezone, camera: timezone | None, t: Translator) -> str:
+    """A stored (naive UTC) time at the site's offset, as the case list shows it, with the camera's local
+    time after it where the camera's offset is known and another: "2026-11-20 14:05:00 (camera
+    13:05:00)", the camera's date too when its day is another."""
+    if naive_utc is None:
+        return ""
+    when = naive_utc.replace(tzinfo=UTC)
+    here = when.astimezone(site)
+    shown = here.strftime("%Y-%m-%d %H:%M:%S")
+    if camera is None or camera.utcoffset(None) == site.utcoffset(None):
+        return shown
+    there = when.astimezone(camera)
+    camera_shown = there.strftime("%H:%M:%S" if there.date() == here.date() else "%Y-%m-%d %H:%M:%S")
+    return t("case.time_with_camera", time=shown, camera=camera_shown)
+
+
 def show_duration(seconds: float, t: Translator) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds >= 3600:
@@ -125,15 +143,22 @@ class CardView:
     facts: dict[str, str] = field(default_factory=dict)
 
 
-def card_view(case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame]) -> CardView:
+def card_view(
+    case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame], *, site: timezone | None = None
+) -> CardView:
     """`corrected`: the case's sightings whose frame operators corrected boxes on
-    (review_labels.corrected_frames); the latest one's frame and crop then show those boxes."""
+    (review_labels.corrected_frames); the latest one's frame and crop then show those boxes. `site`:
+    the site's offset, for the case and task pages (site_time); without it, times at the camera's."""
     view = CardView(case=case)
     if not case.sightings:
         return view
     sighting = case.sightings[-1]
     incident = incident_of(sighting)
     offset = camera_offset(incident)
+
+    def shown(naive_utc: datetime) -> str:
+        return show_time(naive_utc, offset) if site is None else site_time(naive_utc, site, offset, t)
+
     links = {link.role: link.sha256 for link in sighting.evidence}
     entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
     fixed = corrected.get(sighting.id)
@@ -161,7 +186,7 @@ def card_view(case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame]
         when = ""
         if isinstance(wall, str):
             try:
-                when = show_time(datetime.fromisoformat(wall).astimezone(UTC).replace(tzinfo=None), offset)
+                when = shown(datetime.fromisoformat(wall).astimezone(UTC).replace(tzinfo=None))
             except ValueError:
                 when = wall
         if not when and isinstance(entry.get("ts"), int | float):
@@ -195,8 +220,8 @@ def card_view(case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame]
             if case.lat is not None and case.lon is not None
             else t("case.no_position")
         ),
-        "first_seen": show_time(first, offset),
-        "last_seen": show_time(last, offset),
+        "first_seen": shown(first),
+        "last_seen": shown(last),
         "duration": show_duration((last - first).total_seconds(), t),
     }
     return view

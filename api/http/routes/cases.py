@@ -14,12 +14,14 @@ from api.cases import box_pictures, review_labels, workflow
 from api.cases.acting import store_after_photo, transition
 from api.cases.incident import MAX_PIXELS
 from api.cases.reading import (
+    NUMBER_FORMS,
     SORTS,
     CaseDetail,
     CaseFilter,
     case_detail,
     case_page,
     describe,
+    number_query,
     unseal_original,
 )
 from api.cases.workflow import RejectReason, Status
@@ -107,9 +109,27 @@ def get_cases(
     camera: Annotated[str | None, Query(max_length=64)] = None,
     device_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     number: Annotated[
-        str | None, Query(max_length=32, description="case number, e.g. GP-2026-000123")
+        str | None,
+        Query(
+            max_length=32,
+            description=f"a case number as people type it ({NUMBER_FORMS}; any case): the whole "
+            "number, or the case's id alone; other text is a 422 naming number",
+        ),
     ] = None,
     plate: Annotated[str | None, Query(max_length=32)] = None,
+    first_seen_since: Annotated[
+        schemas.QueryTime | None, Query(description="first seen at or after (ISO 8601), as /api/stats")
+    ] = None,
+    first_seen_until: Annotated[
+        schemas.QueryTime | None, Query(description="first seen at or before (ISO 8601), as /api/stats")
+    ] = None,
+    superseded: Annotated[
+        bool | None,
+        Query(
+            description="false: leaves out the cases the service rejected as superseded by a corrected "
+            "resend, which /api/stats counts nowhere; true: only those"
+        ),
+    ] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
     sort: Annotated[Sort, Query()] = "last_seen",
@@ -121,6 +141,8 @@ def get_cases(
     one process each), the same bytes."""
     assert sort in SORTS
     check_range(since, until)
+    check_range(first_seen_since, first_seen_until, names=("first_seen_since", "first_seen_until"))
+    sought, case_id = number_query(number or "")
     filters = CaseFilter(
         status=list(status) if status else None,
         category=category,
@@ -130,8 +152,12 @@ def get_cases(
         until=until,
         camera=camera,
         device_id=device_id,
-        number=number,
+        number=sought,
         plate=plate,
+        case_id=case_id,
+        first_seen_since=first_seen_since,
+        first_seen_until=first_seen_until,
+        superseded=superseded,
     )
     found = case_page(
         session,

@@ -1,5 +1,6 @@
 // The dashboard: GET /api/stats (the query the page built from its filter form) drawn as ECharts
-// charts (canvas) and summed into tables of totals, so the numbers shown are the API's.
+// charts (canvas) and summed into tables of totals, so the numbers shown are the API's. Every count
+// (figure, table row, bar or slice) links to the case list filtered to exactly the cases it counts.
 "use strict";
 (function () {
   const root = document.getElementById("dashboard");
@@ -84,7 +85,9 @@
     const days = dayRange([...s.byDay.keys()].sort());
     const cats = categoriesOf(s);
     const many = days.length > 45;
-    chartAt("chart-trend").setOption({
+    const chart = chartAt("chart-trend");
+    linkChart(chart, (p) => [["category", cats[p.seriesIndex]], ["day", days[p.dataIndex]]]);
+    chart.setOption({
       animation: false,
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
       legend: { top: 0, data: cats.map((c) => label("category", c)) },
@@ -112,7 +115,9 @@
 
   function drawCategories(s) {
     const cats = categoriesOf(s);
+    const shown = cats.filter((c) => s.byCategory.get(c) > 0);
     categoryChart = chartAt("chart-category");
+    linkChart(categoryChart, (p) => [["category", shown[p.dataIndex]]]);
     categoryChart.setOption({
       animation: false,
       tooltip: { trigger: "item", formatter: "{b}: {c} ({d}%)" },
@@ -120,7 +125,7 @@
       series: [{
         type: "pie", center: ["50%", "45%"], ...ring(),
         label: { formatter: "{b}\n{c}", overflow: "break" },
-        data: cats.filter((c) => s.byCategory.get(c) > 0).map((c) => ({
+        data: shown.map((c) => ({
           name: label("category", c), value: s.byCategory.get(c), itemStyle: { color: CATEGORY_COLOURS[c] },
         })),
       }],
@@ -129,7 +134,9 @@
 
   function drawStatuses(s) {
     const keys = [...s.byStatus.keys()];
-    chartAt("chart-status").setOption({
+    const chart = chartAt("chart-status");
+    linkChart(chart, (p) => [["status", keys[p.dataIndex]]]);
+    chart.setOption({
       animation: false,
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
       grid: { left: 8, right: 36, top: 8, bottom: 8, containLabel: true },
@@ -150,7 +157,11 @@
     const names = top.map(([cell]) => cellName(cell));
     const height = Math.max(180, 60 + top.length * 28);
     document.getElementById("chart-cells").style.height = height + "px";
-    chartAt("chart-cells").setOption({
+    const chart = chartAt("chart-cells");
+    const done = statuses.filter((k) => !openStatuses.has(k));
+    const open = statuses.filter((k) => openStatuses.has(k));
+    linkChart(chart, (p) => [["grid_cell", top[p.dataIndex][0]], ["status", p.seriesIndex === 0 ? open : done]]);
+    chart.setOption({
       animation: false,
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
       legend: { top: 0 },
@@ -168,18 +179,45 @@
 
   // --- the tables of totals (what the charts show, as numbers) ---
 
+  // --- each count links to the case list filtered to exactly the cases it counts ---
+
+  // the list's filters of every count (the page's: first seen on the chosen days, the chosen
+  // category, without the cases superseded by a resend, which /api/stats counts nowhere)
+  const casesQuery = root.dataset.casesQuery || "";
+
+  // a dimension's value as the list's filters: a day is a first-seen day, statuses may be several
+  function listFilters(by, key) {
+    if (by === "day") return [["first_seen_since", key], ["first_seen_until", key]];
+    if (by === "status") return [].concat(key).map((k) => ["status", k]);
+    return [[by, key]];
+  }
+
+  // the list of the cases counted where each [by, key] of `dims` holds (none: all the page counts)
+  function casesHref(...dims) {
+    const query = new URLSearchParams(casesQuery);
+    const filters = dims.flatMap(([by, key]) => listFilters(by, key));
+    for (const [name] of filters) query.delete(name);
+    for (const [name, value] of filters) query.append(name, value);
+    return "/cases?" + query.toString();
+  }
+
+  function countLink(count, ...dims) {
+    return gp.el("a", { href: casesHref(...dims), class: "count-link", text: String(count) });
+  }
+
   function fillTable(id, entries, total) {
     const table = document.getElementById(id);
+    const by = table.dataset.by;
     const rows = entries.map(([key, name, count]) => gp.el("tr", { "data-key": key }, [
       gp.el("td", {}, [].concat(name)),
-      gp.el("td", { class: "num", "data-count": count, text: String(count) }),
+      gp.el("td", { class: "num", "data-count": count }, [countLink(count, [by, key])]),
     ]));
     if (!rows.length) rows.push(gp.el("tr", {}, [gp.el("td", { colspan: 2, class: "muted", text: gp.t("common.none") })]));
     table.tBodies[0].replaceChildren(...rows);
     const foot = table.tFoot || table.createTFoot();
     foot.replaceChildren(gp.el("tr", {}, [
       gp.el("td", { text: gp.t("dashboard.series.total") }),
-      gp.el("td", { class: "num", "data-count": total, text: String(total) }),
+      gp.el("td", { class: "num", "data-count": total }, [countLink(total)]),
     ]));
   }
 
@@ -196,13 +234,25 @@
 
   function fillFigures(s) {
     const open = [...s.byStatus].filter(([k]) => openStatuses.has(k)).reduce((sum, [, n]) => sum + n, 0);
-    const figures = { "kpi-total": s.total, "kpi-open": open, "kpi-closed": s.byStatus.get("closed") || 0,
-      "kpi-rejected": s.byStatus.get("rejected") || 0 };
-    for (const [id, n] of Object.entries(figures)) {
+    const figures = {
+      "kpi-total": [s.total],
+      "kpi-open": [open, ["status", statuses.filter((k) => openStatuses.has(k))]],
+      "kpi-closed": [s.byStatus.get("closed") || 0, ["status", "closed"]],
+      "kpi-rejected": [s.byStatus.get("rejected") || 0, ["status", "rejected"]],
+    };
+    for (const [id, [n, ...dims]] of Object.entries(figures)) {
       const node = document.getElementById(id);
-      node.textContent = String(n);
+      node.replaceChildren(countLink(n, ...dims));
       node.dataset.count = String(n);
     }
+  }
+
+  // a click on a chart's bar or slice opens the same list as its count: dimsOf(params) -> [[by, key]]
+  function linkChart(chart, dimsOf) {
+    chart.on("click", (params) => {
+      const dims = dimsOf(params);
+      if (dims) window.location.assign(casesHref(...dims));
+    });
   }
 
   async function start() {
