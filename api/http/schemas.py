@@ -686,6 +686,11 @@ class UploadSummary(Schema):
     )
     job_id: int | None = Field(description="the upload's latest job")
     job_status: JobStatus | None
+    job_warning: str | None = Field(
+        description="the latest job's warning, as GET /api/jobs/{id} gives it (a GPS track that placed none "
+        "of the footage's frames, footage analysed only in part ...)"
+    )
+    job_error: str | None = Field(description="why the latest job failed, as GET /api/jobs/{id} gives it")
 
 
 class UploadList(Schema):

@@ -132,6 +132,8 @@ class UploadSummary:
     revision: int
     job_id: int | None
     job_status: str | None
+    job_warning: str | None  # the latest job's caveat (a track that placed no frame ...), as GET /api/jobs
+    job_error: str | None  # why the latest job failed
 
 
 def recent_uploads(
@@ -165,6 +167,8 @@ def recent_uploads(
                 revision=upload.revision,
                 job_id=job.id if job else None,
                 job_status=job.status if job else None,
+                job_warning=job.warning if job else None,
+                job_error=job.error if job else None,
             )
         )
     return summaries

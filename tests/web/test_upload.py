@@ -103,7 +103,8 @@ def test_real_footage_uploaded_through_the_page_runs_its_job_to_the_end(
     p.click("#upload-submit")
     p.wait_for_selector(f"#upload-status[data-job-id='{job_id}'][data-job-status=done]")
     p.wait_for_selector("body[data-upload-state=done]")
-    assert p.inner_text("#upload-message").startswith("检测完成")
+    said = p.inner_text("#upload-message")
+    assert said.startswith(f"此视频之前已上传过（任务 #{job_id}）") and "\n检测完成" in said, said
 
 
 def test_the_cases_of_a_job_are_listed_with_links(open_page: Any, site: Site) -> None:

@@ -104,6 +104,14 @@
   // a file dropped beside the zone must not make the browser leave the page to show it
   for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
 
+  // leaving the page (a link, a reload, the tab closed) mid-upload would lose footage sent in one request
+  // and stop one sent in chunks: the browser asks first
+  window.addEventListener("beforeunload", (event) => {
+    if (!sending && !resumable) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
+
   // --- sending ---
 
   function startTime(value) {
@@ -475,10 +483,22 @@
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  // footage the service had before (a colleague sent it, or this sender earlier): said above the job's
+  // outcome, which is then that earlier upload's (its camera and start time, not those just typed), or
+  // a corrected run of it (a resend with another start time, camera or track raised its revision)
+  function againNote(receipt) {
+    if (receipt.created) return "";
+    const corrected = receipt.revision > 0 && !receipt.finished_at && receipt.attempts === 0;
+    if (corrected) return gp.t("upload.again_corrected", { id: receipt.id, revision: receipt.revision });
+    return gp.t("upload.again", { id: receipt.id });
+  }
+
   async function follow(receipt) {
     setState("job");
     loadRecent();
-    if (!receipt.created) say(gp.t("upload.again", { id: receipt.id }));
+    const again = againNote(receipt);
+    const withAgain = (text) => (again ? again + "\n" + text : text);
+    if (again) say(again);
     let job = receipt;
     showJob(job);
     while (job.status === "queued" || job.status === "running") {
@@ -499,7 +519,7 @@
     }
     loadRecent();
     if (job.status === "failed") {
-      say(gp.t("upload.job.error", { error: job.error || gp.t("common.unknown") }), "error");
+      say(withAgain(gp.t("upload.job.error", { error: job.error || gp.t("common.unknown") })), "error");
       setState("failed");
       return;
     }
@@ -508,9 +528,9 @@
       let text = gp.t("upload.job.finished_warning", { count: job.incidents, warning: job.warning });
       // a track that passed no grid cell: the API's warning is English, the way out is told in the page's
       if (job.track_off_grid) text += "\n" + gp.t("upload.job.off_grid_resend");
-      say(text, "warning");
+      say(withAgain(text), "warning");
     } else {
-      say(gp.t("upload.job.finished", { count: job.incidents }), "ok");
+      say(withAgain(gp.t("upload.job.finished", { count: job.incidents })), "ok");
     }
     await showCases(job.id);
     setState("done");
@@ -543,6 +563,21 @@
     return gp.t("upload.recent.track_named", { name: "'" + upload.track_filename + "'" });
   }
 
+  function jobCell(upload) {
+    // the latest job's status, with its warning or error to open: a crew member back on the page later
+    // (or a colleague) reads why a "done" job's track placed nothing, or why it failed, as the job said
+    if (!upload.job_status) return gp.el("td", { text: "–" });
+    const status = gp.t("upload.job." + upload.job_status);
+    const note = upload.job_status === "failed" ? upload.job_error : upload.job_warning;
+    if (!note) return gp.el("td", { text: status });
+    const failed = upload.job_status === "failed";
+    const summary = failed ? gp.t("upload.recent.job_error", { status }) : gp.t("upload.recent.job_warning", { status });
+    return gp.el("td", {}, [gp.el("details", { class: "job-note " + (failed ? "error" : "warning") }, [
+      gp.el("summary", { text: summary }),
+      gp.el("p", { text: note }),
+    ])]);
+  }
+
   async function loadRecent() {
     const response = await gp.request("/api/uploads?limit=10");
     if (!response.ok) return;
@@ -554,7 +589,7 @@
       ]),
       gp.el("td", { text: u.camera_id || "–" }),
       gp.el("td", { text: when(u.created_at) }),
-      gp.el("td", { text: u.job_status ? gp.t("upload.job." + u.job_status) : "–" }),
+      jobCell(u),
     ]));
     if (!rows.length) rows.push(gp.el("tr", {}, [gp.el("td", { colspan: 4, class: "muted", text: gp.t("upload.recent.none") })]));
     recent.tBodies[0].replaceChildren(...rows);
