@@ -421,7 +421,8 @@ def test_postgres_ingest_locks_are_per_schema(
 ) -> None:
     """Two services in two schemas of one PostgreSQL database: while a batch in the first holds the
     places around P, the same incident at P is written at once in the second (its locks are its
-    schema's), and an incident 3 m from P in the first still waits for that batch, then merges."""
+    schema's), as is a batch of two there (its places tried without waiting), and an incident 3 m
+    from P in the first still waits for that batch, then merges."""
     if services.engine.dialect.name != "postgresql":
         return  # SQLite: one database a file
     from api.cases.ingest import batched, ingest
@@ -456,12 +457,26 @@ def test_postgres_ingest_locks_are_per_schema(
             elsewhere.start()
             elsewhere.join(15)
             assert "other" in outcome and outcome["other"].created  # not held by the first schema's batch
+            pair = [_incident(other, "near-p", (P[0] + 0.00003, P[1])), _incident(other, "far-away", FAR)]
+
+            async def together() -> list[Any]:
+                return await other_writer.ingest_many([(inc, SYSTEM) for inc in pair])
+
+            batch = threading.Thread(target=lambda: outcome.update(pair=asyncio.run(together())), daemon=True)
+            batch.start()  # a batch of two: its places taken without waiting (_try_locks), all of them
+            batch.join(15)
+            assert "pair" in outcome and [error for _, error in outcome["pair"]] == [None, None]
+            assert (
+                other_writer.stats.held_back == 0
+                and outcome["pair"][0][0].case_id == outcome["other"].case_id
+            )
             thread.start()
             assert not near_done.wait(1.0)  # the same schema still waits for the batch holding P
         held.commit()
     finally:
         held.close()
-        thread.join(30)
+        if thread.ident is not None:  # started
+            thread.join(30)
         other.close()
     assert near_done.is_set()
     assert not outcome["near"].created and outcome["near"].case_id == first.case_id
