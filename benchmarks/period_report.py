@@ -14,7 +14,7 @@ the history is checked before anything is timed: every move written is stored, r
 handlings and closings each in a plausible number, or it stops with "not timed".
 
 `--with-jit` (PostgreSQL) also times the reports as they ran before the report turned JIT off for its
-transaction (period_report._without_jit), `--index-at` with an index on case_events.at, on the same rows.
+transaction (api.storage.db.without_jit), `--index-at` with an index on case_events.at, on the same rows.
 Measured 2026-12-06 at the defaults (100 000 cases, 257 578 moves), best of 3, on a 2-core machine shared
 with other jobs (load average about 7; a report's time varied by 2x from one run to the next, so read
 the ratios, measured in one run, rather than the seconds):
@@ -258,13 +258,13 @@ def run(url: str, args: argparse.Namespace) -> None:
         if args.with_jit and engine.dialect.name == "postgresql":
             from api.cases import period_report as report_module
 
-            turn_off = report_module._without_jit
-            report_module._without_jit = lambda session: None  # the report as it ran before 2026-12-06
+            turn_off = report_module.without_jit
+            report_module.without_jit = lambda session: None  # the report as it ran before 2026-12-06
             try:
                 print("with the server's JIT (the report before it turned JIT off):")
                 jit = time_reports(engine, args.repeat)
             finally:
-                report_module._without_jit = turn_off
+                report_module.without_jit = turn_off
             for name in plain:
                 print(f"{name}: {jit[name] / plain[name]:.1f}x faster without JIT")
         if args.index_at:

@@ -365,20 +365,25 @@ _FIND_SIGHTINGS = select(
     _table(Sighting).c.incident_json,
     _table(Sighting).c.camera_id,
 ).where(_table(Sighting).c.incident_id.in_(bindparam("incident_ids", expanding=True)))
+# An advisory lock's number: its key within the connection's schema (current_schema(), the first
+# schema of its search_path, where its tables are). Advisory locks are per database, not per schema:
+# without the schema, two services (or test runs) in two schemas of one database would queue for
+# each other's places.
+_LOCK_NUMBER = "hashtext(current_schema() || ':' || {key})"
 # PostgreSQL advisory locks held until commit (hold_place_locks), taken in one statement and one
 # order: rank 0 keys (whole categories) first, then rank 1 (buckets), each by its lock number; a key
 # asked for exclusively by any caller's entry is taken exclusively
 _PLACE_LOCKS = text(
     "SELECT count(CASE WHEN l.x THEN pg_advisory_xact_lock(l.k)::text "
     "ELSE pg_advisory_xact_lock_shared(l.k)::text END) FROM "
-    "(SELECT hashtext(key) AS k, bool_or(x) AS x FROM "
+    f"(SELECT {_LOCK_NUMBER.format(key='key')} AS k, bool_or(x) AS x FROM "
     "unnest(CAST(:keys AS text[]), CAST(:exclusive AS boolean[]), CAST(:ranks AS int[])) AS t(key, x, r) "
     "GROUP BY 1 ORDER BY min(r), 1) AS l"
 )
 # the same locks taken without waiting (pg_try_advisory_xact_lock): whether each key was taken
 _TRY_PLACE_LOCKS = text(
-    "SELECT l.key, CASE WHEN l.x THEN pg_try_advisory_xact_lock(hashtext(l.key)) "
-    "ELSE pg_try_advisory_xact_lock_shared(hashtext(l.key)) END AS got "
+    f"SELECT l.key, CASE WHEN l.x THEN pg_try_advisory_xact_lock({_LOCK_NUMBER.format(key='l.key')}) "
+    f"ELSE pg_try_advisory_xact_lock_shared({_LOCK_NUMBER.format(key='l.key')}) END AS got "
     "FROM unnest(CAST(:keys AS text[]), CAST(:exclusive AS boolean[])) AS l(key, x)"
 )
 _INSERT_CASE = insert(_table(Case))
@@ -439,7 +444,8 @@ def place_lock_keys(prefix: str, category: str, buckets: list[int] | None) -> di
 
 
 def hold_place_locks(conn: Connection, keys: dict[str, tuple[bool, int]]) -> None:
-    """PostgreSQL: hold these advisory locks (place_lock_keys) until commit, taken in one order."""
+    """PostgreSQL: hold these advisory locks (place_lock_keys) until commit, taken in one order.
+    They are the connection's schema's: another schema's same keys are other locks."""
     if keys:
         names = sorted(keys)
         conn.execute(

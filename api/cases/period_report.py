@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, literal, or_, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, aliased
 
@@ -57,7 +57,7 @@ from api.cases import workflow
 from api.cases.reading import SERVICE_ACTOR_PREFIX, not_superseded, visible
 from api.cases.review import CATEGORIES
 from api.cases.wall_time import held_in_range
-from api.storage.db import as_utc
+from api.storage.db import as_utc, without_jit
 from api.storage.models import UNASSIGNED, Case, CaseEvent, GridCell, UploadCoverage
 
 PERCENTILE = 0.9
@@ -251,16 +251,6 @@ def local_days(first: date, last: date, offset_h: float) -> tuple[datetime, date
     return held_in_range(since), held_in_range(until)
 
 
-def _without_jit(session: Session) -> None:
-    """On PostgreSQL, no JIT compilation for the rest of the session's transaction. The planner prices
-    the correlated subqueries (a case's last move, a move's earlier ones) per case, so a report over
-    more than some 10^4 cases passes jit_above_cost and each query is compiled first: 0.5 to 1 s of
-    LLVM for a query that then runs in tens of milliseconds (benchmarks/period_report.py). SET LOCAL
-    ends with the transaction: the pooled connection goes back with the server's setting."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL jit = off"))
-
-
 def period_report(
     session: Session, *, since: datetime, until: datetime, principal: Principal
 ) -> PeriodReport:
@@ -268,7 +258,9 @@ def period_report(
     see it. The caller checks that since <= until."""
     first, last = as_utc(since), as_utc(until)
     assert first is not None and last is not None
-    _without_jit(session)
+    # the planner prices the correlated subqueries (a case's last move, a move's earlier ones) per
+    # case: over some 10^4 cases each query was JIT-compiled for 0.5 to 1 s, then ran in tens of ms
+    without_jit(session)
     tallies: dict[tuple[str, str], _Tally] = {}
 
     def tally(cell: str, category: str) -> _Tally:

@@ -398,6 +398,16 @@ def make_sessionmaker(
     return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
 
 
+def without_jit(session: Session) -> None:
+    """On PostgreSQL, no JIT compilation for the rest of the session's transaction, for a reader
+    whose queries pass jit_above_cost on a district's rows and then spend longer compiling (LLVM,
+    0.5 s and more) than running: the periodic report (api.cases.period_report) and /api/stats
+    (api.cases.stats); benchmarks/period_report.py and benchmarks/stats.py measure both ways. SET
+    LOCAL ends with the transaction: the pooled connection goes back with the server's setting."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql("SET LOCAL jit = off")
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""

@@ -102,6 +102,12 @@ def _fresh_database(request: pytest.FixtureRequest, tmp_path: Path, *, migrated:
         else:
             yield f"sqlite:///{tmp_path / 'test.db'}"
         return
+    yield from _fresh_postgres_schema(request, migrated=migrated)
+
+
+def _fresh_postgres_schema(request: pytest.FixtureRequest, *, migrated: bool) -> Iterator[str]:
+    """The URL of a new schema on the test PostgreSQL server (dropped afterwards), at the latest
+    schema and holding no rows, or empty (`migrated` False)."""
     if not PG_URL:
         pytest.skip("GRIDPATROL_TEST_POSTGRES_URL is not set")
     from sqlalchemy import create_engine, text
@@ -127,6 +133,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database at the latest schema, with no rows: a SQLite file, or a new schema on the test
     PostgreSQL server."""
     yield from _fresh_database(request, tmp_path, migrated=True)
+
+
+@pytest.fixture
+def other_postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A second fresh schema on the test PostgreSQL server, beside db_url's: two services (or test
+    runs) sharing one database."""
+    yield from _fresh_postgres_schema(request, migrated=True)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -11,8 +11,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -23,7 +25,13 @@ from api.cases.ingest import IncidentIn, IngestResult, IngestWriter, _Pending
 from api.cases.merge import MergePolicy
 from api.services import Services
 from api.storage.models import Case, Sighting
-from tests.api.api_testkit import evidence_files, import_demo_grid, incident_json, jpeg_bytes
+from tests.api.api_testkit import (
+    evidence_files,
+    import_demo_grid,
+    incident_json,
+    jpeg_bytes,
+    make_settings,
+)
 
 P = (30.2741, 120.1551)  # inside the demo grid
 FAR = (30.2841, 120.1651)  # about 1.4 km away
@@ -406,6 +414,72 @@ def test_postgres_writers_streets_apart_do_not_wait_for_each_other(services: Ser
     assert not outcome["near"].created and outcome["near"].case_id == first.case_id  # merged, not forked
     result = _clean_audit(services)
     assert result.head.seq == result.entries == 3
+
+
+def test_postgres_ingest_locks_are_per_schema(
+    services: Services, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two services in two schemas of one PostgreSQL database: while a batch in the first holds the
+    places around P, the same incident at P is written at once in the second (its locks are its
+    schema's), as is a batch of two there (its places tried without waiting), and an incident 3 m
+    from P in the first still waits for that batch, then merges."""
+    if services.engine.dialect.name != "postgresql":
+        return  # SQLite: one database a file
+    from api.cases.ingest import batched, ingest
+
+    other = Services.build(make_settings(tmp_path / "other", request.getfixturevalue("other_postgres_url")))
+    policy = MergePolicy()
+    outcome: dict[str, Any] = {}
+    held = services.factory()
+    near_done = threading.Event()
+
+    def near_p() -> None:
+        outcome["near"] = writer.ingest_blocking(
+            _incident(services, "near-p", (P[0] + 0.00003, P[1])), actor=SYSTEM
+        )
+        near_done.set()
+
+    thread = threading.Thread(target=near_p)
+    try:
+        for svc in (services, other):
+            import_demo_grid(svc)
+        writer = IngestWriter(services.factory, grid_cache=services.grid_cache, policy=policy)
+        other_writer = IngestWriter(other.factory, grid_cache=other.grid_cache, policy=policy)
+        at_p = _incident(services, "held-at-p", P)
+        with batched(held, incident_ids=[at_p.id], incidents=[at_p], policy=policy):
+            first = ingest(held, at_p, grid=services.grid_cache.get(held), policy=policy, actor=SYSTEM)
+            elsewhere = threading.Thread(
+                target=lambda: outcome.update(
+                    other=other_writer.ingest_blocking(_incident(other, "held-at-p", P), actor=SYSTEM)
+                ),
+                daemon=True,
+            )
+            elsewhere.start()
+            elsewhere.join(15)
+            assert "other" in outcome and outcome["other"].created  # not held by the first schema's batch
+            pair = [_incident(other, "near-p", (P[0] + 0.00003, P[1])), _incident(other, "far-away", FAR)]
+
+            async def together() -> list[Any]:
+                return await other_writer.ingest_many([(inc, SYSTEM) for inc in pair])
+
+            batch = threading.Thread(target=lambda: outcome.update(pair=asyncio.run(together())), daemon=True)
+            batch.start()  # a batch of two: its places taken without waiting (_try_locks), all of them
+            batch.join(15)
+            assert "pair" in outcome and [error for _, error in outcome["pair"]] == [None, None]
+            assert (
+                other_writer.stats.held_back == 0
+                and outcome["pair"][0][0].case_id == outcome["other"].case_id
+            )
+            thread.start()
+            assert not near_done.wait(1.0)  # the same schema still waits for the batch holding P
+        held.commit()
+    finally:
+        held.close()
+        if thread.ident is not None:  # started
+            thread.join(30)
+        other.close()
+    assert near_done.is_set()
+    assert not outcome["near"].created and outcome["near"].case_id == first.case_id
 
 
 def test_postgres_writer_leaves_a_held_place_for_its_next_batch_and_writes_the_rest(
