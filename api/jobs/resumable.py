@@ -180,10 +180,14 @@ def _owned(
     row = session.get(UploadSession, session_id)
     if row is None or row.owner != principal.label:  # another sender's is no business of this one
         raise SessionNotFound()
-    if row.touched_at < utcnow() - expiry and _remove_if_idle(
-        session, row, uploads_dir=uploads_dir, expiry=expiry
-    ):
-        raise SessionNotFound(f"expired: no chunk came for {expiry.total_seconds() / 3600:g} h; start again")
+    if row.touched_at < utcnow() - expiry:
+        if _remove_if_idle(session, row, uploads_dir=uploads_dir, expiry=expiry):
+            raise SessionNotFound(
+                f"expired: no chunk came for {expiry.total_seconds() / 3600:g} h; start again"
+            )
+        # left: a chunk holds it or was counted since, unless another process removed it meanwhile
+        if session.get(UploadSession, session_id, populate_existing=True) is None:
+            raise SessionNotFound()
     if not data_path(uploads_dir, row.id).is_file():  # removed from the uploads folder by hand
         _discard(session, [row], uploads_dir)
         raise SessionNotFound("its bytes are no longer in the uploads folder; start again")

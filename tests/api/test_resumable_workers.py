@@ -256,6 +256,11 @@ def test_a_delete_or_an_expiry_waits_for_the_chunk_arriving(sqlite_url: str, tmp
         assert path.exists()
         with factory() as db:
             assert db.get(UploadSession, view.id) is not None
+        # nor is it expired to its sender asking meanwhile (a retry asking the offset)
+        asked = resumable.find_session(
+            factory, principal=CREW, session_id=view.id, uploads_dir=uploads, expiry=EXPIRY
+        )
+        assert asked.offset == 0 and path.exists()
         (tmp_path / "go").touch()
         return await first
 
