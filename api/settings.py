@@ -26,6 +26,13 @@ ENV_PREFIX = "GRIDPATROL_"
 HOST_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
 
 
+def env_var(field: str) -> str:
+    """The environment variable a setting is read from (Settings.from_env): GRIDPATROL_<FIELD>."""
+    if field not in Settings.model_fields:
+        raise KeyError(f"no setting {field!r}")
+    return ENV_PREFIX + field.upper()
+
+
 class SettingsError(Exception):
     """A setting that cannot be used; the message names the environment variable. Raised where the
     service starts (the CLI reports it), never in answer to a request, so it is no InputError."""
@@ -253,7 +260,7 @@ class Settings(BaseModel):
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for name in cls.model_fields:
-            key = ENV_PREFIX + name.upper()
+            key = env_var(name)
             if key in environ and environ[key] != "":
                 values[name] = environ[key]
         values.update({k: v for k, v in overrides.items() if v is not None})

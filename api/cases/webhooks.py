@@ -320,6 +320,23 @@ def delivery_states(session: Session) -> dict[int, DeliveryState]:
     return states
 
 
+@dataclass(frozen=True, slots=True)
+class ListedWebhook(WebhookInfo):
+    """A webhook with its deliveries in brief, as GET /api/webhooks, `gridpatrol webhook list` and
+    the admin page list it."""
+
+    delivery: DeliveryState
+
+
+def list_webhooks_with_state(session: Session) -> list[ListedWebhook]:
+    """The webhooks (by id) with their DeliveryState (delivery_states'; the default for none)."""
+    states = delivery_states(session)
+    return [
+        ListedWebhook(h.id, h.url, h.events, h.active, states.get(h.id, DeliveryState()))
+        for h in list_webhooks(session)
+    ]
+
+
 def list_deliveries(
     session: Session, *, status: str | None = None, limit: int = 100
 ) -> list[WebhookDelivery]:

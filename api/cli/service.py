@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.cli import CommandError
+from api.settings import env_var
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENV_SITE_CONFIG = "GRIDPATROL_SITE_CONFIG"  # api.settings.Settings.site_config, from the environment
+ENV_SITE_CONFIG = env_var("site_config")  # GRIDPATROL_SITE_CONFIG
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -44,7 +45,7 @@ def _settings(args: argparse.Namespace) -> Any:
         raise CommandError(str(exc)) from None
 
 
-def _services(args: argparse.Namespace, *, create: bool = False) -> Any:
+def _services(args: argparse.Namespace, *, create: bool = False, settings: Any = None) -> Any:
     """The services on the database the settings name, migrated to the latest schema.
 
     `create`: a command that sets a site up (serve, db upgrade, user / device / camera add, grid
@@ -56,7 +57,7 @@ def _services(args: argparse.Namespace, *, create: bool = False) -> Any:
     from api.services import Services
     from api.storage.db import DatabaseBusy, SchemaTooNew, current_revision, migrate
 
-    settings = _settings(args)
+    settings = settings or _settings(args)
     if not create:
         _require_database_file(settings.url)
     try:
@@ -134,14 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise CommandError(f"--workers: at least 1, not {args.workers}")
-    settings = _settings(args)
-    if args.config is not None:
-        if not args.config.is_file():
-            raise CommandError(f"--config: {args.config}: no such config file")
-        settings = settings.model_copy(update={"site_config": args.config.resolve()})
-    warning = no_site_config_warning(settings.site_config, worker=not args.no_worker)
-    if warning:
-        log.warning("%s", warning)
+    settings = _with_site_config(args, _settings(args), serves=True, works=not args.no_worker)
     try:
         if args.workers == 1:
             app: Any = create_app(settings, run_worker=not args.no_worker)
@@ -175,18 +169,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def no_site_config_warning(site_config: Path, *, worker: bool) -> str | None:
-    """What `serve` logs when the site configuration it was given (or its default, configs/site.yaml
-    in the folder it runs from) is no file: the service runs, but the case page cannot label boxes
-    (it says so) and the in-process `worker` fails every upload's job on it. The repository's demo
-    config is not taken instead: its zones and cameras would be applied to a real site's footage."""
+def _with_site_config(args: argparse.Namespace, settings: Any, *, serves: bool, works: bool) -> Any:
+    """The settings with `--config FILE` as their site config (refused when FILE is none), of `serve`
+    or `worker`; the warning of no_site_config_warning logged when the site config is no file."""
+    if args.config is not None:
+        if not args.config.is_file():
+            raise CommandError(f"--config: {args.config}: no such config file")
+        settings = settings.model_copy(update={"site_config": args.config.resolve()})
+    warning = no_site_config_warning(settings.site_config, command=args.command, serves=serves, works=works)
+    if warning:
+        log.warning("%s", warning)
+    return settings
+
+
+def no_site_config_warning(site_config: Path, *, command: str, serves: bool, works: bool) -> str | None:
+    """What `serve` and `worker` (the `command`) log when the site configuration they were given (or
+    its default, configs/site.yaml in the folder they run from) is no file: a server runs, but the case
+    page cannot label boxes (it says so), and a worker (`works`: serve's in-process one too) fails
+    every upload's job on it. The repository's demo config is not taken instead: its zones and cameras
+    would be applied to a real site's footage."""
     if site_config.is_file():
         return None
-    fails = "; its uploads' jobs fail" if worker else ""
+    effects = (["box labelling on the case pages is unavailable"] if serves else []) + (
+        ["its uploads' jobs fail"] if works else []
+    )
     return (
         f"no site configuration found at {site_config.resolve()} (looked for {ENV_SITE_CONFIG}, else "
-        f"configs/site.yaml in the folder serve runs from, {Path.cwd()}): box labelling on the case pages "
-        f"is unavailable{fails}; pass one with `gridpatrol serve --config FILE` or {ENV_SITE_CONFIG}=FILE"
+        f"configs/site.yaml in the folder {command} runs from, {Path.cwd()}): {'; '.join(effects)}; "
+        f"pass one with `gridpatrol {command} --config FILE` or {ENV_SITE_CONFIG}=FILE"
     )
 
 
@@ -262,7 +272,8 @@ def _end_with_parent() -> None:
 def _worker(args: argparse.Namespace) -> int:
     from api.jobs.worker import Worker
 
-    services = _services(args)
+    settings = _with_site_config(args, _settings(args), serves=False, works=True)
+    services = _services(args, settings=settings)
     worker = Worker(services.factory, services.settings, grid_cache=services.grid_cache)
     if args.once:
         worked = worker.run_once()
@@ -734,17 +745,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     def db_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--database-url", help="overrides GRIDPATROL_DATABASE_URL")
 
+    def site_config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            type=Path,
+            metavar="FILE",
+            help="the site config (cameras, zones, rules, the model's classes); overrides "
+            f"{ENV_SITE_CONFIG}, default configs/site.yaml in the current folder",
+        )
+
     p = subparsers.add_parser("serve", help="run the API (with an in-process worker unless --no-worker)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-worker", action="store_true", help="do not process uploads in this process")
-    p.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help=f"the site config (cameras, zones, rules, the model's classes); overrides {ENV_SITE_CONFIG}, "
-        "default configs/site.yaml in the current folder",
-    )
+    site_config_option(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -761,6 +775,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("worker", help="process uploaded footage (jobs) from the database")
     p.add_argument("--once", action="store_true", help="run at most one job and exit")
+    site_config_option(p)
     db_option(p)
     p.set_defaults(handler=_worker)
 

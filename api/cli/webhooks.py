@@ -95,19 +95,18 @@ def _last_attempt(state: DeliveryState) -> tuple[str, str, str, str]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from api.cases.webhooks import DeliveryState, delivery_states, list_webhooks
+    from api.cases.webhooks import list_webhooks_with_state
     from streams.urls import mask_credentials
 
     services = _services(args)
     try:
         with services.read_factory() as session:
-            hooks = list_webhooks(session)
-            states = delivery_states(session)
+            hooks = list_webhooks_with_state(session)
     finally:
         services.close()
     rows: list[tuple[str, ...]] = []
     for h in hooks:
-        state = states.get(h.id, DeliveryState())
+        state = h.delivery
         rows.append(
             (
                 str(h.id),

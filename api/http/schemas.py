@@ -629,6 +629,32 @@ class WebhookInfo(Schema):
     active: bool
 
 
+class WebhookDeliveryState(Schema):
+    """A webhook's deliveries in brief, as `gridpatrol webhook list` shows them: how many wait and how
+    many failed for good, and its last attempt (the delivery tried last)."""
+
+    waiting: int = Field(description="deliveries waiting to be sent: first tries and retries")
+    failed: int = Field(description="deliveries that failed for good (out of tries, or deactivated)")
+    last_tried: bool = Field(
+        description="whether any delivery was tried; the last_* and next_attempt_at fields describe the "
+        "one tried last, and are null when none was"
+    )
+    last_attempt_at: UtcTime | None = Field(
+        description="when it was tried last; null when none was, or (last_tried) when it was tried before "
+        "this was recorded (migration 0020): unknown"
+    )
+    last_queued_at: UtcTime | None = Field(description="when its event was queued")
+    last_outcome: Literal["delivered", "failed", "retrying"] | None = Field(
+        description="its result: delivered, failed for good, or retrying (tried, to be tried again)"
+    )
+    last_status_code: int | None = Field(description="the receiver's last HTTP status; null: no answer")
+    next_attempt_at: UtcTime | None = Field(description="its next try, when retrying")
+
+
+class ListedWebhook(WebhookInfo):
+    delivery: WebhookDeliveryState = Field(description="its deliveries in brief")
+
+
 class Delivery(Schema):
     id: int
     webhook_id: int

@@ -74,6 +74,15 @@ class OffsetConflict(InputError):
         super().__init__("offset", reason, status=409, extra={"offset": offset})
 
 
+class SessionBusy(InputError):
+    """A finish or a delete while a chunk or the finish of the session holds its bytes (409)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "upload_session", "a chunk or the finish of this upload is under way; retry", status=409
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SessionView:
     id: str
@@ -115,12 +124,35 @@ def _discard(session: Session, rows: Sequence[UploadSession], uploads_dir: Path)
 
 
 def remove_expired(session: Session, *, uploads_dir: Path, expiry: timedelta) -> int:
-    """Remove the sessions with no chunk for `expiry`, and their bytes (committed); how many."""
+    """Remove the sessions with no chunk for `expiry`, and their bytes (committed); how many. One that
+    a chunk or a finish holds now is left: it is not idle, and a later sweep takes it if it stays so."""
     rows = session.scalars(select(UploadSession).where(UploadSession.touched_at < utcnow() - expiry)).all()
-    for row in rows:
+    return sum(_remove_if_idle(session, row, uploads_dir=uploads_dir, expiry=expiry) for row in rows)
+
+
+def _remove_if_idle(session: Session, row: UploadSession, *, uploads_dir: Path, expiry: timedelta) -> bool:
+    """Remove the expired session `row` and its bytes (committed) unless a request holds its bytes now
+    or a chunk was counted since it was read; whether it was removed. Its lock is held meanwhile, so a
+    chunk arriving then finds the session gone (404) instead of its bytes removed under it."""
+    path = data_path(uploads_dir, row.id)
+    try:
+        lock = _locked(path)
+    except SessionNotFound:  # its bytes were removed by hand: nothing holds them
+        lock = None
+    else:
+        if lock is None:
+            log.info("upload session %s is receiving a chunk: not expired now", row.id[:8])
+            return False
+    try:
+        fresh = session.get(UploadSession, row.id, populate_existing=True)
+        if fresh is None or fresh.touched_at >= utcnow() - expiry:  # removed, or a chunk counted since
+            return False
         log.info("upload session %s expired with %d of %d bytes", row.id[:8], row.received, row.size)
-    _discard(session, rows, uploads_dir)
-    return len(rows)
+        _discard(session, [row], uploads_dir)
+        return True
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 class UploadSessionSweep(Periodic):
@@ -149,8 +181,13 @@ def _owned(
     if row is None or row.owner != principal.label:  # another sender's is no business of this one
         raise SessionNotFound()
     if row.touched_at < utcnow() - expiry:
-        _discard(session, [row], uploads_dir)
-        raise SessionNotFound(f"expired: no chunk came for {expiry.total_seconds() / 3600:g} h; start again")
+        if _remove_if_idle(session, row, uploads_dir=uploads_dir, expiry=expiry):
+            raise SessionNotFound(
+                f"expired: no chunk came for {expiry.total_seconds() / 3600:g} h; start again"
+            )
+        # left: a chunk holds it or was counted since, unless another process removed it meanwhile
+        if session.get(UploadSession, session_id, populate_existing=True) is None:
+            raise SessionNotFound()
     if not data_path(uploads_dir, row.id).is_file():  # removed from the uploads folder by hand
         _discard(session, [row], uploads_dir)
         raise SessionNotFound("its bytes are no longer in the uploads folder; start again")
@@ -249,8 +286,15 @@ def delete_session(
 ) -> SessionView:
     with factory() as session:
         row = _owned(session, principal, session_id, uploads_dir=uploads_dir, expiry=expiry)
-        view = _view(row, expiry)
-        _discard(session, [row], uploads_dir)
+        # held while the session goes, as a chunk holds it: never its bytes removed under a chunk
+        lock = _locked(data_path(uploads_dir, row.id))
+        if lock is None:
+            raise SessionBusy()
+        try:
+            view = _view(row, expiry)
+            _discard(session, [row], uploads_dir)
+        finally:
+            lock.close()
         return view
 
 
@@ -357,11 +401,11 @@ def advance(
             .values(received=view.offset + written, touched_at=utcnow())
         )
         session.commit()
+        row = session.get(UploadSession, view.id)
+        if row is None:  # removed meanwhile: not a chunk's conflict
+            raise SessionNotFound()
         if getattr(done, "rowcount", 1) != 1:
             raise OffsetConflict(view.offset, "another chunk was taken at this offset meanwhile; ask again")
-        row = session.get(UploadSession, view.id)
-        if row is None:
-            raise SessionNotFound()
         return _view(row, expiry)
 
 
@@ -415,11 +459,7 @@ def finish_session(
                 # held to the end, as a chunk holds it: no chunk or second finish meanwhile
                 lock = _locked(path)
                 if lock is None:
-                    raise InputError(
-                        "upload_session",
-                        "a chunk or the finish of this upload is under way; retry",
-                        status=409,
-                    )
+                    raise SessionBusy()
                 session.refresh(row)  # a chunk counted before the lock was taken
                 if row.received != row.size:
                     raise OffsetConflict(

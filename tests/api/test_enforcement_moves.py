@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.api_testkit import LiveServer, incident_json, post_incident
 
@@ -243,3 +245,29 @@ def test_opening_a_case_sent_to_another_team_says_it_is_no_longer_the_team_s(
         assert unknown.status_code == hidden.status_code == 404
         assert hidden.text.replace(f"/tasks/{never}", "/tasks/999999") == unknown.text  # word for word
         assert "no longer your team" not in hidden.text
+
+
+def test_a_move_from_the_task_page_is_logged_as_one_from_the_case_page(
+    make_server: Any, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A move made on the case page was logged (who, which case, to what); one made on the task page,
+    the enforcement phone's, was not. Both are, in the same one line, and the note is not in it."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    photo = {"photo": ("after.jpg", b"\xff\xd8\xff\xe0 the after-photo \xff\xd9", "image/jpeg")}
+    with (
+        server.client("device") as device,
+        server.client("operator") as office,
+        server.browser("ziyang") as phone,
+        caplog.at_level(logging.INFO, logger="api.http.pages.cases"),
+    ):
+        for seed, lat, back in (("from the task", 30.2500, "task"), ("from the case", 30.2520, "case")):
+            case_id = _dispatched(device, office, seed, lat)
+            number = office.get(f"/api/cases/{case_id}").json()["number"]
+            caplog.clear()
+            form = {"to": "handled", "from": "dispatched", "note": "a secret note", "back": back}
+            moved = phone.post(f"/cases/{case_id}/move", data=form, files=photo, follow_redirects=False)
+            assert moved.status_code == 303, moved.text
+            lines = [r.getMessage() for r in caplog.records if "moved case" in r.getMessage()]
+            assert len(lines) == 1, (back, lines)
+            assert lines[0].endswith(f"ziyang moved case {number} to handled"), (back, lines)
+            assert "secret" not in lines[0]

@@ -23,12 +23,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from api.accounts.accounts import Principal
 from api.errors import InputError
 from api.jobs import resumable
 from api.jobs.uploads import ReceivedForm
-from api.storage.db import make_engine, make_sessionmaker
+from api.storage.db import make_engine, make_sessionmaker, utcnow
 from api.storage.models import UploadSession
 from tests.api.api_testkit import LiveServer, footage, free_port
 
@@ -196,6 +197,131 @@ def test_two_requests_of_one_process_are_refused_the_same_way(sqlite_url: str, t
     engine.dispose()
 
 
+def _age(factory: Any, session_id: str) -> None:
+    """The session as if no chunk had come for longer than EXPIRY."""
+    with factory() as db:
+        db.execute(
+            update(UploadSession)
+            .where(UploadSession.id == session_id)
+            .values(touched_at=utcnow() - EXPIRY - timedelta(hours=1))
+        )
+        db.commit()
+
+
+def test_a_delete_or_an_expiry_waits_for_the_chunk_arriving(sqlite_url: str, tmp_path: Path) -> None:
+    """A DELETE while a chunk is arriving is 409 as a finish is, and the expiry sweep leaves the
+    session for its next round: the chunk is written and counted whole, never its file removed under
+    it (which answered the chunk "another chunk was taken at this offset")."""
+    uploads = tmp_path / "data" / "uploads"
+    engine = make_engine(sqlite_url)
+    factory = make_sessionmaker(engine)
+    video = footage("deleted mid-chunk", 100_000)
+    view, _ = resumable.open_session(
+        factory,
+        principal=CREW,
+        sha256=hashlib.sha256(video).hexdigest(),
+        size=len(video),
+        filename=None,
+        camera_id=None,
+        start_time=None,
+        uploads_dir=uploads,
+        max_bytes=len(video),
+        expiry=EXPIRY,
+    )
+    path = resumable.data_path(uploads, view.id)
+    sweep = resumable.UploadSessionSweep(factory, uploads_dir=uploads, expiry=EXPIRY)
+
+    async def deleted_and_swept_mid_chunk() -> resumable.SessionView:
+        first = asyncio.create_task(
+            resumable.receive_chunk(
+                factory,
+                view,
+                offset=0,
+                chunks=_held(video[:40_000], video[40_000:], tmp_path / "holding", tmp_path / "go"),
+                uploads_dir=uploads,
+                expiry=EXPIRY,
+            )
+        )
+        while not (tmp_path / "holding").exists():
+            await asyncio.sleep(0.01)
+        with pytest.raises(InputError) as busy:
+            resumable.delete_session(
+                factory, principal=CREW, session_id=view.id, uploads_dir=uploads, expiry=EXPIRY
+            )
+        assert busy.value.status == 409 and busy.value.field == "upload_session"
+        assert "under way; retry" in str(busy.value)
+        # no chunk counted for longer than the expiry, but one arriving: not idle, not removed
+        _age(factory, view.id)
+        sweep.round()
+        assert path.exists()
+        with factory() as db:
+            assert db.get(UploadSession, view.id) is not None
+        # nor is it expired to its sender asking meanwhile (a retry asking the offset)
+        asked = resumable.find_session(
+            factory, principal=CREW, session_id=view.id, uploads_dir=uploads, expiry=EXPIRY
+        )
+        assert asked.offset == 0 and path.exists()
+        (tmp_path / "go").touch()
+        return await first
+
+    assert asyncio.run(deleted_and_swept_mid_chunk()).offset == len(video)
+    assert path.read_bytes() == video
+    # idle, it goes: the sweep's next round takes it once it has expired
+    sweep.round()
+    assert path.exists()
+    _age(factory, view.id)
+    sweep.round()
+    assert not path.exists()
+    with factory() as db:
+        assert db.get(UploadSession, view.id) is None
+    engine.dispose()
+
+
+def test_a_delete_while_a_chunk_arrives_at_another_process_is_409(sqlite_url: str, tmp_path: Path) -> None:
+    """The same across processes (`serve --workers N`): the chunk is held in a process of its own."""
+    uploads = tmp_path / "data" / "uploads"
+    engine = make_engine(sqlite_url)
+    factory = make_sessionmaker(engine)
+    video = footage("deleted at another worker", 100_000)
+    view, _ = resumable.open_session(
+        factory,
+        principal=CREW,
+        sha256=hashlib.sha256(video).hexdigest(),
+        size=len(video),
+        filename=None,
+        camera_id=None,
+        start_time=None,
+        uploads_dir=uploads,
+        max_bytes=len(video),
+        expiry=EXPIRY,
+    )
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        first = pool.apply_async(
+            _send_held_chunk, (sqlite_url, uploads, view, (video[:30_000], video[30_000:]), marks)
+        )
+        _wait(lambda: (marks / "holding").exists() or first.ready(), "the chunk's head to be written")
+        assert not first.ready(), first.get()
+        with pytest.raises(InputError) as busy:
+            resumable.delete_session(
+                factory, principal=CREW, session_id=view.id, uploads_dir=uploads, expiry=EXPIRY
+            )
+        assert busy.value.status == 409 and busy.value.field == "upload_session"
+        _age(factory, view.id)
+        with factory() as db:  # the sweep, as another process runs it
+            assert resumable.remove_expired(db, uploads_dir=uploads, expiry=EXPIRY) == 0
+        (marks / "go").touch()
+        assert first.get(60) == len(video)
+    # the chunk counted, the delete goes through
+    gone = resumable.delete_session(
+        factory, principal=CREW, session_id=view.id, uploads_dir=uploads, expiry=EXPIRY
+    )
+    assert gone.offset == len(video)
+    assert not resumable.data_path(uploads, view.id).exists()
+    engine.dispose()
+
+
 # --- over HTTP: two servers on one data folder and database ---------------------------------------
 
 
@@ -272,6 +398,9 @@ def test_a_chunk_retried_at_another_server_process_is_409_and_the_upload_stays_w
         assert retry.json()["offset"] == 0 and "being received now" in retry.json()["detail"]
         early = there.post(f"/api/upload-sessions/{sid}/finish")
         assert early.status_code == 409 and early.json()["errors"][0]["field"] == "upload_session"
+        given_up = there.delete(f"/api/upload-sessions/{sid}")
+        assert given_up.status_code == 409, given_up.text
+        assert given_up.json()["errors"][0]["field"] == "upload_session"
         go.set()
         answered = arriving.result(60)
         assert answered.status_code == 200 and answered.json()["offset"] == len(chunk), answered.text

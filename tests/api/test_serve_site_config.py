@@ -76,3 +76,49 @@ def test_serve_refuses_a_config_file_that_is_not_there(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert done.stderr == "gridpatrol serve: error: --config: nowhere.yaml: no such config file\n"
     assert not (tmp_path / "data").exists()  # refused before anything was made
+
+
+def _worker(folder: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`gridpatrol worker --once` in `folder`, on a database `gridpatrol db upgrade` made there."""
+    env = {k: v for k, v in os.environ.items() if k != "GRIDPATROL_SITE_CONFIG"}
+    env.update(PYTHONPATH=str(REPO), GRIDPATROL_DATA_DIR=str(folder / "data"))
+    env.pop("GRIDPATROL_DATABASE_URL", None)
+    made = subprocess.run(
+        [sys.executable, "-m", "api.cli", "db", "upgrade"],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "worker", "--once", *options],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_worker_alone_warns_without_a_site_config_and_takes_one_with_config(tmp_path: Path) -> None:
+    """`gridpatrol worker` with no site config said nothing at its start, and every upload's job then
+    failed on the missing file: it now logs serve's warning, naming its own --config."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = _worker(elsewhere)
+    assert done.returncode == 0 and done.stdout == "no job waiting\n", done.stderr
+    warnings = [line for line in done.stderr.splitlines() if " WARNING " in line and "site config" in line]
+    assert len(warnings) == 1, done.stderr
+    warning = warnings[0]
+    assert f"no site configuration found at {elsewhere.resolve() / 'configs' / 'site.yaml'}" in warning
+    assert "jobs fail" in warning and "box labelling" not in warning
+    assert "`gridpatrol worker --config FILE` or GRIDPATROL_SITE_CONFIG=FILE" in warning
+
+    given = _worker(elsewhere, "--config", str(REPO / "configs" / "site.yaml"))
+    assert given.returncode == 0 and "site config" not in given.stderr, given.stderr
+
+    missing = _worker(elsewhere, "--config", "nowhere.yaml")
+    assert missing.returncode == 1
+    assert missing.stderr == "gridpatrol worker: error: --config: nowhere.yaml: no such config file\n"

@@ -240,6 +240,78 @@ def test_a_delivery_failed_then_delivered_shows_its_later_attempt_everywhere(  #
         receiver.close()
 
 
+def test_the_api_and_the_page_list_each_webhook_with_its_deliveries_in_brief(  # type: ignore[no-untyped-def]
+    make_server, db_url: str
+) -> None:
+    """`gridpatrol webhook list` showed each webhook's last attempt and its waiting and failed
+    deliveries, while GET /api/webhooks and the admin page's list had nothing of them: a client or
+    an admin could not see a receiver failing without reading the whole delivery log. Both now give
+    each webhook the same summary (webhooks.delivery_states)."""
+    server = make_server(db_url, run_webhooks=False, settings={"webhook_allow_hosts": "127.0.0.1"})
+    receiver = Receiver(script=[500, 500])
+    factory = server.services.factory
+    dispatcher = WebhookDispatcher(factory, targets=TargetPolicy(["127.0.0.1"]), backoff_s=600.0)
+    try:
+        with server.client("admin") as admin:
+            failing = admin.post("/api/webhooks", json={"url": receiver.url, "events": ["case.filed"]})
+            quiet = admin.post("/api/webhooks", json={"url": receiver.url + "2", "events": ["case.closed"]})
+            assert failing.status_code == quiet.status_code == 201, (failing.text, quiet.text)
+            with factory() as session:
+                for case_id in (7, 8):
+                    enqueue(session, event="case.filed", case_id=case_id, payload={"id": case_id})
+                session.commit()
+            assert dispatcher.run_once() == 2
+            with server.services.read_factory() as session:
+                state = webhooks.delivery_states(session)[failing.json()["id"]]
+            assert (state.waiting, state.failed, state.last_outcome, state.last_status_code) == (
+                2, 0, "retrying", 500
+            )  # fmt: skip
+            assert state.last_attempt_at is not None and state.next_attempt_at is not None
+            hooks = admin.get("/api/webhooks").json()
+            assert [h["id"] for h in hooks] == [failing.json()["id"], quiet.json()["id"]]
+            assert hooks[0]["delivery"] == {
+                "waiting": 2,
+                "failed": 0,
+                "last_tried": True,
+                "last_attempt_at": iso_utc(state.last_attempt_at),
+                "last_queued_at": iso_utc(state.last_queued_at),
+                "last_outcome": "retrying",
+                "last_status_code": 500,
+                "next_attempt_at": iso_utc(state.next_attempt_at),
+            }
+            assert hooks[1]["delivery"] == {
+                "waiting": 0,
+                "failed": 0,
+                "last_tried": False,
+                "last_attempt_at": None,
+                "last_queued_at": None,
+                "last_outcome": None,
+                "last_status_code": None,
+                "next_attempt_at": None,
+            }
+            local = timezone(timedelta(hours=server.services.settings.timezone_offset_h))
+            next_try = (
+                state.next_attempt_at.replace(tzinfo=UTC).astimezone(local).strftime("%Y-%m-%d %H:%M:%S")
+            )
+            with server.browser("admin") as page:
+                en = page.get("/admin/webhooks").text
+                page.cookies.set("gp_lang", "zh-CN")
+                zh = page.get("/admin/webhooks").text
+            assert 'class="admin-hook-state" data-waiting="2" data-failed="0"' in en
+            assert 'class="admin-hook-state" data-waiting="0" data-failed="0"' in en
+            assert "waiting 2, failed 0" in en and "HTTP 500" in en and f"next try {next_try} (UTC" in en
+            assert "none yet" in en
+            assert "待投递 2，失败 0" in zh and f"下次重试 {next_try}（UTC" in zh and "尚无" in zh
+
+            # deactivated, its waiting deliveries fail for good
+            assert admin.delete(f"/api/webhooks/{failing.json()['id']}").status_code == 200
+            delivery = admin.get("/api/webhooks").json()[0]["delivery"]
+            assert (delivery["waiting"], delivery["failed"], delivery["last_outcome"]) == (0, 2, "failed")
+            assert delivery["next_attempt_at"] is None
+    finally:
+        receiver.close()
+
+
 def test_dead_endpoint_never_slows_case_handling(server: LiveServer) -> None:
     dead_url = f"http://127.0.0.1:{free_port()}/nobody-listens"
     slow = Receiver(delay_s=1.0)

@@ -716,6 +716,20 @@ async def import_grid(
 # --- webhooks ----------------------------------------------------------------------------------------
 
 
+def _hook_state(state: webhooks.DeliveryState, offset: timezone) -> dict[str, Any]:
+    """A webhook's deliveries in brief for its page, as `gridpatrol webhook list` shows them."""
+    return {
+        "waiting": state.waiting,
+        "failed": state.failed,
+        "tried": state.last_tried,
+        "at": _when(state.last_attempt_at, offset, seconds=True),
+        # in the delivery log's words: a delivery to be tried again is "pending" there
+        "outcome": "pending" if state.last_outcome == "retrying" else state.last_outcome,
+        "code": state.last_status_code,
+        "next": _when(state.next_attempt_at, offset, seconds=True),
+    }
+
+
 async def _webhooks_page(
     request: Request,
     principal: Principal,
@@ -728,7 +742,7 @@ async def _webhooks_page(
     offset = _offset(services)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        hooks = webhooks.list_webhooks(session)
+        hooks = webhooks.list_webhooks_with_state(session)
         log_by_hook: dict[int, list[dict[str, Any]]] = {hook.id: [] for hook in hooks}
         for d in webhooks.list_deliveries(session, limit=DELIVERIES_SHOWN):
             rows = log_by_hook.get(d.webhook_id)
@@ -761,6 +775,7 @@ async def _webhooks_page(
                 "events": h.events,
                 "active": h.active,
                 "deliveries": log_by_hook[h.id],
+                "state": _hook_state(h.delivery, offset),
             }
             for h in hooks
         ]

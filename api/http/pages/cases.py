@@ -1121,7 +1121,7 @@ async def move_case(
             template=PAGE_TEMPLATES[back],
             sent={"to": to, "note": note, "reason": reason, "team": team},
         )
+    log.info("%s moved case %s to %s", principal.label, number, to)  # from the task page as from the case's
     if back == "task":
         return see_other(request, f"/tasks?{urlencode({'done': cid})}")
-    log.info("%s moved case %s to %s", principal.label, number, to)
     return see_other(request, f"/cases/{cid}?{urlencode({'done': to})}")

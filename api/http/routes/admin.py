@@ -278,9 +278,11 @@ def post_webhook(
     return schemas.NewWebhook(id=hook.id, url=hook.url, events=hook.events, secret=secret)
 
 
-@router.get("/webhooks", response_model=list[schemas.WebhookInfo])
-def get_webhooks(principal: Admin, session: ReadSessionDep) -> list[WebhookInfo]:
-    return webhooks.list_webhooks(session)
+@router.get("/webhooks", response_model=list[schemas.ListedWebhook])
+def get_webhooks(principal: Admin, session: ReadSessionDep) -> list[webhooks.ListedWebhook]:
+    """The webhooks, each with its deliveries in brief (`delivery`), as `gridpatrol webhook list`
+    shows them: how many wait and failed, and its last attempt (time, result, next try)."""
+    return webhooks.list_webhooks_with_state(session)
 
 
 @router.get("/webhooks/deliveries", response_model=list[schemas.Delivery])

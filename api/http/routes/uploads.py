@@ -404,12 +404,20 @@ async def finish_upload_session(
 @router.delete(
     "/upload-sessions/{session_id}",
     response_model=schemas.UploadSession,
-    responses={**schemas.error_responses(404, described=SESSION_404), **schemas.WRITE_FAULTS},
+    responses={
+        **schemas.error_responses(
+            404,
+            409,
+            described={**SESSION_404, 409: "a chunk or the finish of the session is under way; retry"},
+        ),
+        **schemas.WRITE_FAULTS,
+    },
 )
 async def delete_upload_session(
     session_id: SessionId, principal: Feeder, services: ServicesDep
 ) -> resumable.SessionView:
-    """Give up sending this footage: the session and its bytes are removed; the session as it was."""
+    """Give up sending this footage: the session and its bytes are removed; the session as it was.
+    While a chunk or the finish of the session is under way, 409 (retry)."""
     return await run_in_threadpool(
         resumable.delete_session,
         services.factory,
