@@ -403,3 +403,44 @@ def test_a_report_of_a_period_not_yet_ended_says_so_on_screen_and_on_paper(
                 page.context.close()
         finally:
             browser.close()
+
+
+def test_the_report_says_how_its_summary_counts_and_links_the_dashboard_of_its_days(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The same days read "Open at the end 2" on the report and "Open now 0" on the dashboard (a case
+    found the week before and still open; one found in the week, rejected after it), and only the
+    dashboard said that the two count differently: staff reading the report took one of them for
+    wrong. The report's summary now says how it counts, that the dashboard counts otherwise, and links
+    the dashboard of the same days, in the page's language."""
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device, server.client("operator") as operator:
+        before = incident_json("before", when="2026-11-18T09:00:00+08:00")
+        assert post_incident(device, before).status_code == 201
+        found = post_incident(
+            device, incident_json("in", when="2026-11-29T23:30:00+08:00", position=(30.3, 120.2))
+        )
+        assert found.status_code == 201
+        rejected = {"to": "rejected", "reason": "false_positive"}
+        assert (
+            operator.post(f"/api/cases/{found.json()['case_id']}/transitions", json=rejected).status_code
+            == 200
+        )
+    days = {"range": "custom", "since": "2026-11-23", "until": "2026-11-29"}
+    said = {"en": ("Open at the end", "dashboard"), "zh-CN": ("期末未结", "统计页")}
+    for lang, (open_at_end, dashboard) in said.items():
+        cookies = {SESSION_COOKIE: server.tokens["operator"], "gp_lang": lang}
+        with httpx.Client(base_url=server.url, cookies=cookies) as browser:
+            page = browser.get("/reports", params=days)
+            assert page.status_code == 200
+            summary = re.search(r'id="report-total".*?</table>(.*?)</section>', page.text, re.S)
+            assert summary is not None, page.text
+            note = re.search(r'<p [^>]*id="report-summary-note"[^>]*>(.*?)</p>', summary.group(1), re.S)
+            assert note is not None, (lang, summary.group(1))
+            assert open_at_end in note.group(1) and dashboard in note.group(1), (lang, note.group(1))
+            link = re.search(r'href="([^"]*)"', note.group(1))
+            assert link is not None, (lang, note.group(1))
+            assert link.group(1).replace("&amp;", "&") == "/dashboard?since=2026-11-23&until=2026-11-29"
+            assert browser.get(link.group(1).replace("&amp;", "&")).status_code == 200

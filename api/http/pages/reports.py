@@ -177,6 +177,9 @@ async def reports_page(
         offset=utc_offset_text(offset_h),
         csv_url="/api/reports/period.csv?" + api_query,
         # the Excel file for a person: its headings and categories in the page's language
+        # the dashboard of the same local days, which counts them otherwise (the summary's note)
+        dashboard_url="/dashboard?"
+        + urlencode({"since": chosen.first.isoformat(), "until": chosen.last.isoformat()}),
         excel_csv_url="/api/reports/period.csv?"
         + api_query
         + "&"
