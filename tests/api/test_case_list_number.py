@@ -84,3 +84,38 @@ def test_sort_by_number_follows_the_number_not_the_id(make_server: Any, sqlite_u
             assert [c["number"] for c in api] == expected, order
             page = web.get("/cases", params={"sort": "number", "order": order}).text
             assert re.findall(r'data-number="([^"]+)"', page) == expected, order
+
+
+def _cells_offered(browser: Any) -> list[str]:
+    page = browser.get("/cases")
+    assert page.status_code == 200, page.text[:300]
+    select = re.search(r'<select name="grid_cell">(.*?)</select>', page.text, re.S)
+    assert select is not None, page.text
+    return [v for v in re.findall(r'<option value="([^"]*)"', select.group(1)) if v not in ("", "unassigned")]
+
+
+def test_a_team_leaders_cell_filter_offers_the_teams_cells_only(make_server: Any, sqlite_url: str) -> None:
+    """A team leader's case list offered every cell of the district in its grid cell filter (36 in the
+    demo grid, thousands in a district's), other teams' cells among them, which list none of the
+    team's cases. It offers the team's cells now, and a cell of another team where one of the team's
+    cases lies (dispatched to it there); the office still gets every cell."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    hubin_02 = (30.2592, 120.1342)  # in DEMO-HUBIN-02 (demo grid)
+    with server.client("device") as device, server.client("operator") as operator:
+        sent = post_incident(device, incident_json("lent", position=hubin_02))
+        assert sent.status_code == 201, sent.text
+        case = sent.json()["case_id"]
+        assert operator.post(f"/api/cases/{case}/transitions", json={"to": "filed"}).status_code == 200
+        dispatch = {"to": "dispatched", "team": "team-ziyang"}
+        assert operator.post(f"/api/cases/{case}/transitions", json=dispatch).status_code == 200
+        assert operator.get(f"/api/cases/{case}").json()["grid_cell"] == "DEMO-HUBIN-02"
+        grid = operator.get("/api/grids").json()
+    teams = {f["properties"]["id"]: f["properties"]["team"] for f in grid["features"]}
+    assert teams["DEMO-HUBIN-02"] == "team-hubin"
+    ziyang = sorted(cell for cell, team in teams.items() if team == "team-ziyang")
+    with server.browser("ziyang") as leader, server.browser("operator") as office:
+        assert _cells_offered(leader) == sorted([*ziyang, "DEMO-HUBIN-02"])
+        assert _cells_offered(office) == sorted(teams)
+        # the cell of the team's case lists it
+        listed = leader.get("/cases", params={"grid_cell": "DEMO-HUBIN-02"}).text
+        assert re.findall(r'data-number="([^"]+)"', listed) == ["GP-2026-000001"]

@@ -344,3 +344,103 @@ def _printed_lines(name: str, lines: list[str]) -> int:
             if line.startswith(first + " ") and at + 1 < len(lines) and lines[at + 1].startswith(rest):
                 return 2
     return 0
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_report_of_a_period_not_yet_ended_says_so_on_screen_and_on_paper(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """A report of this month, taken on its sixth day, or of next month, looked as final as last
+    month's: "Open at the end 1" for a month not begun, printed for a meeting with no word that the
+    period was still running. Such a report now says, on screen and on paper, that its period has not
+    ended (its figures those of the time it was shown, to change) or not begun; a past one says nothing."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    today = (datetime.now(UTC) + timedelta(hours=8)).date()
+    with server.client("device") as device:
+        sent = incident_json("a", when=f"{today.isoformat()}T00:10:00+08:00")
+        assert post_incident(device, sent).status_code == 201
+    yesterday, tomorrow = today - timedelta(days=1), today + timedelta(days=1)
+    periods = {
+        "running": (today - timedelta(days=5), today + timedelta(days=5)),
+        "today": (today, today),
+        "future": (tomorrow, tomorrow + timedelta(days=30)),
+        "past": (yesterday - timedelta(days=6), yesterday),
+    }
+    said = {
+        "en": {"running": "has not ended", "today": "has not ended", "future": "has not begun"},
+        "zh-CN": {"running": "尚未结束", "today": "尚未结束", "future": "尚未开始"},
+    }
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            for lang, words in said.items():
+                page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+                page.context.add_cookies(
+                    [
+                        {"name": "gp_session", "value": server.tokens["operator"], "url": server.url},
+                        {"name": "gp_lang", "value": lang, "url": server.url},
+                    ]
+                )
+                for name, (first, last) in periods.items():
+                    page.emulate_media(media="screen")
+                    query = f"range=custom&since={first.isoformat()}&until={last.isoformat()}"
+                    page.goto(f"{server.url}/reports?{query}")
+                    notice = page.locator("#report-unended")
+                    if name == "past":
+                        assert notice.count() == 0, (lang, notice.inner_text())
+                        continue
+                    assert notice.is_visible(), (lang, name)
+                    assert words[name] in notice.inner_text(), (lang, name, notice.inner_text())
+                    if name != "future":  # the figures are those of the time the page was shown
+                        assert today.isoformat() in notice.inner_text(), (lang, name)
+                    page.emulate_media(media="print")
+                    assert notice.is_visible(), (lang, name, "on paper")
+                page.context.close()
+        finally:
+            browser.close()
+
+
+def test_the_report_says_how_its_summary_counts_and_links_the_dashboard_of_its_days(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The same days read "Open at the end 2" on the report and "Open now 0" on the dashboard (a case
+    found the week before and still open; one found in the week, rejected after it), and only the
+    dashboard said that the two count differently: staff reading the report took one of them for
+    wrong. The report's summary now says how it counts, that the dashboard counts otherwise, and links
+    the dashboard of the same days, in the page's language."""
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device, server.client("operator") as operator:
+        before = incident_json("before", when="2026-11-18T09:00:00+08:00")
+        assert post_incident(device, before).status_code == 201
+        found = post_incident(
+            device, incident_json("in", when="2026-11-29T23:30:00+08:00", position=(30.3, 120.2))
+        )
+        assert found.status_code == 201
+        rejected = {"to": "rejected", "reason": "false_positive"}
+        assert (
+            operator.post(f"/api/cases/{found.json()['case_id']}/transitions", json=rejected).status_code
+            == 200
+        )
+    days = {"range": "custom", "since": "2026-11-23", "until": "2026-11-29"}
+    said = {"en": ("Open at the end", "dashboard"), "zh-CN": ("期末未结", "统计页")}
+    for lang, (open_at_end, dashboard) in said.items():
+        cookies = {SESSION_COOKIE: server.tokens["operator"], "gp_lang": lang}
+        with httpx.Client(base_url=server.url, cookies=cookies) as browser:
+            page = browser.get("/reports", params=days)
+            assert page.status_code == 200
+            summary = re.search(r'id="report-total".*?</table>(.*?)</section>', page.text, re.S)
+            assert summary is not None, page.text
+            note = re.search(r'<p [^>]*id="report-summary-note"[^>]*>(.*?)</p>', summary.group(1), re.S)
+            assert note is not None, (lang, summary.group(1))
+            assert open_at_end in note.group(1) and dashboard in note.group(1), (lang, note.group(1))
+            link = re.search(r'href="([^"]*)"', note.group(1))
+            assert link is not None, (lang, note.group(1))
+            assert link.group(1).replace("&amp;", "&") == "/dashboard?since=2026-11-23&until=2026-11-29"
+            assert browser.get(link.group(1).replace("&amp;", "&")).status_code == 200

@@ -405,6 +405,17 @@ def grid_cells(session: Session, *, geometry: bool = False) -> dict[str, GridCel
     return {cell.id: cell for cell in session.scalars(stmt)}
 
 
+def cells_offered(session: Session, principal: Principal, cells: dict[str, GridCell]) -> list[GridCell]:
+    """The cells the list's grid cell filter offers: every cell; to an enforcement user, its team's
+    and those another team's where the team's cases lie (a case dispatched to it there, or kept when a
+    grid import gave its cell to another team), not the district's other cells, which list none of
+    its cases."""
+    if principal.role != Role.ENFORCEMENT:
+        return list(cells.values())
+    of_cases = set(session.scalars(select(Case.grid_cell_id).where(Case.team == principal.team).distinct()))
+    return [cell for cell in cells.values() if cell.team == principal.team or cell.id in of_cases]
+
+
 @router.get("/cases", response_class=HTMLResponse)
 async def case_list(request: Request, principal: Reader, services: ServicesDep) -> Response:
     offset = site_offset(services)
@@ -426,6 +437,7 @@ async def case_list(request: Request, principal: Reader, services: ServicesDep) 
             "found": found,
             "thumbs": thumbnails(session, (c.id for c in found.items)),
             "cells": cells,
+            "offered": cells_offered(session, principal, cells),
             "teams": dispatch_teams(session),
             "categories": known_categories(session),
         }
@@ -456,8 +468,8 @@ async def case_list(request: Request, principal: Reader, services: ServicesDep) 
         problems=[t(key, field=t(f"cases.filter.{name}")) for name, key in query.problems],
         statuses=workflow.STATUSES,
         categories=data["categories"],
-        cells=list(data["cells"].values()),
-        cell_ids=set(data["cells"]),
+        cells=data["offered"],
+        cell_ids={cell.id for cell in data["offered"]},
         unassigned=UNASSIGNED,
         teams=data["teams"],
         sorts=list(SORTS),

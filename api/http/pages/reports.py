@@ -128,6 +128,20 @@ def read_range(kind: str, since: str, until: str, today: date, t: Translator) ->
     return ReportRange("week", *week, errors=errors)
 
 
+def unended_notice(
+    since: datetime, until: datetime, now: datetime, t: Translator, shown_at: str
+) -> str | None:
+    """What the page says of a period that has not ended at `now` (since, until and now naive UTC):
+    its figures are those of `shown_at` (the district's local time, in words) and will change, or, a
+    period not begun, that it holds nothing yet. Its "open at the end" are the cases open now either
+    way. None for a period that has ended."""
+    if now >= until:
+        return None
+    if now < since:
+        return t("reports.unended.future")
+    return t("reports.unended.running", when=shown_at)
+
+
 @router.get("/reports", response_class=HTMLResponse)
 async def reports_page(
     request: Request,
@@ -139,7 +153,8 @@ async def reports_page(
 ) -> Response:
     t = translator(request)
     offset_h = services.settings.timezone_offset_h
-    now = datetime.now(UTC) + timedelta(hours=offset_h)  # the district's local time
+    now_utc = datetime.now(UTC).replace(tzinfo=None)
+    now = now_utc + timedelta(hours=offset_h)  # the district's local time
     chosen = read_range(range, since, until, now.date(), t)
     first, last = period_report.local_days(chosen.first, chosen.last, offset_h)
 
@@ -149,17 +164,22 @@ async def reports_page(
     report = await in_session(services, work)
     printed_at = now.strftime("%Y-%m-%d %H:%M")
     printed = t("reports.print.printed", when=printed_at, offset=utc_offset_text(offset_h))
+    shown_at = t("reports.unended.when", when=printed_at, offset=utc_offset_text(offset_h))
     api_query = urlencode({"since": f"{first.isoformat()}Z", "until": f"{last.isoformat()}Z"})
     return render(
         request,
         "reports/page.html",
         principal=principal,
         chosen=chosen,
+        unended=unended_notice(first, last, now_utc, t, shown_at),
         ranges=RANGES,
         report=report,
         offset=utc_offset_text(offset_h),
         csv_url="/api/reports/period.csv?" + api_query,
         # the Excel file for a person: its headings and categories in the page's language
+        # the dashboard of the same local days, which counts them otherwise (the summary's note)
+        dashboard_url="/dashboard?"
+        + urlencode({"since": chosen.first.isoformat(), "until": chosen.last.isoformat()}),
         excel_csv_url="/api/reports/period.csv?"
         + api_query
         + "&"
