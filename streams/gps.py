@@ -893,6 +893,8 @@ DATE_COLUMNS = ("date", "日期")
 _TIME_OF_DAY = re.compile(r"(\d{1,2})(:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)")
 # a day as a date column holds it: 2026-11-03, or 2026/11/3 as a spreadsheet on a Chinese Windows writes it
 _DAY = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
+# a day and a time of day in one cell as Excel on a Chinese Windows writes them: 2026/11/3 8:15:02
+_SPREADSHEET_TIME = re.compile(r"(\d{4}/\d{1,2}/\d{1,2})\s+(\d{1,2}:\S*)")
 LAT_COLUMNS = ("lat", "latitude", "纬度")
 LON_COLUMNS = ("lon", "lng", "long", "longitude", "经度")
 # the units a latitude, longitude or heading column's name may carry: all degrees
@@ -954,7 +956,8 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     Columns, matched case-insensitively, in English or in Chinese, a unit in parentheses or brackets
     after the name set apart (`speed (km/h)`, `速度(米/秒)`, `lat[deg]`): time (`time`, `timestamp`,
     `datetime`, `date time`, `utc`, `时间`, `定位时间`, `日期时间`, `时间戳`: ISO 8601 with or without an
-    offset, or Unix seconds from 2000 on; a time of day such as `08:15:02` with its day in a `date` /
+    offset, `2026/11/3 8:15:02` as a spreadsheet writes it, or Unix seconds from 2000 on; a time of
+    day such as `08:15:02` with its day in a `date` /
     `日期` column, year first), latitude (`lat`, `latitude`, `纬度`), longitude (`lon`, `lng`, `long`,
     `longitude`, `经度`) in WGS84 degrees (a unit other than degrees, or a zone in a time column's name,
     is a TrackError naming the column); optional speed and heading (`heading`, `course`, `bearing`,
@@ -1013,8 +1016,11 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
         lat, lon = _parse_lat_lon(lat_text, lon_text, name, f"line {line}")
         if not time_text:
             raise TrackError(name, f"line {line}: no time")
+        spreadsheet = _SPREADSHEET_TIME.fullmatch(time_text)
         if _TIME_OF_DAY.fullmatch(time_text):
             time_text = _dated(time_text, _cell(row, columns, "date"), "date" in columns, name, line)
+        elif spreadsheet and _TIME_OF_DAY.fullmatch(spreadsheet[2]):
+            time_text = _dated(spreadsheet[2], spreadsheet[1], True, name, line)
         when = _csv_time(time_text, tz, name, line)
         where = f"line {line}"
         fixes.append(Fix(when, lat, lon, heading_deg=headings.read(_cell(row, columns, "heading"), where)))

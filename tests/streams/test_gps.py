@@ -823,6 +823,28 @@ def test_csv_headers_in_chinese_and_with_units_are_read(
 
 
 @pytest.mark.parametrize(
+    ("cell", "when"),
+    [
+        ("2026/11/20 9:00:00", at(0)),
+        ("2026/11/20 09:00", at(0)),
+        ("2026/11/20 9:00:10.5", at(10.5)),
+        ("2026/11/20 9:00:10+08:00", at(10)),
+        ("2026/11/20 1:00:20Z", at(20)),
+    ],
+)
+def test_a_csv_time_as_a_chinese_spreadsheet_writes_it(tmp_path: Path, cell: str, when: datetime) -> None:
+    """Excel on a Chinese Windows writes a date-time cell `2026/11/20 9:00:00`: the 日期时间 column of a
+    track saved from it was "neither ISO 8601 nor Unix seconds"."""
+    track = load_track(write(tmp_path, "excel.csv", f"日期时间,纬度,经度\n{cell},30.25,120.14\n"), tz=CST)
+    assert [f.time for f in track] == [when]
+
+
+def test_a_spreadsheet_time_with_no_such_day_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TrackError, match=r"excel\.csv: line 2: date '2026/2/30' is not a date written year"):
+        load_track(write(tmp_path, "excel.csv", "日期时间,纬度,经度\n2026/2/30 9:00:00,30.25,120.14\n"))
+
+
+@pytest.mark.parametrize(
     ("header", "speed_mps", "heading", "said"),
     [
         (
