@@ -42,7 +42,8 @@ TrackFormat = Literal["gpx", "nmea", "csv"]
 # What a file must be to be read as a track, for the messages that refuse one
 FORMATS_READ = (
     "GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue .gps), "
-    "or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
+    "or CSV with a time,lat,lon (or 时间,纬度,经度) header, or date,time,lat,lon with the day in its "
+    "own column"
 )
 
 # Between two fixes further apart than this the position is unknown (a tunnel, a logger pause): no
@@ -374,8 +375,8 @@ def _decode(data: bytes, name: str) -> str:
     """The text of a track file: UTF-16 or UTF-8 by its byte-order mark; a GPX file in the encoding its
     XML declaration names (`encoding="GBK"`, as some Chinese loggers write); else UTF-8, or where that
     fails GB18030 (GBK), as Excel on a Chinese Windows saves a CSV (and some apps save a GPX that says
-    it is UTF-8). Only free text (names, notes) can hold the characters these differ in; times,
-    coordinates and the CSV header are ASCII."""
+    it is UTF-8). Only free text (names, notes, a CSV header in Chinese) can hold the characters these
+    differ in; times and coordinates are ASCII."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _decode_as(data, "utf-16", "UTF-16", name)
     if data.startswith(b"\xef\xbb\xbf"):
@@ -437,9 +438,16 @@ def _parse_lat_lon(lat_text: str, lon_text: str, name: str, where: str) -> tuple
 
 
 def _finish(
-    fixes: list[Fix], name: str, skipped: Counter[str], what: str, guards: Iterable[_ColumnGuard]
+    fixes: list[Fix],
+    name: str,
+    skipped: Counter[str],
+    what: str,
+    guards: Iterable[_ColumnGuard],
+    notes: Iterable[str] = (),
 ) -> GpsTrack:
-    notes: list[str] = []
+    """The track of the fixes read, with the notes given (columns set aside before reading) and the
+    guards' (columns set aside by their values)."""
+    notes = list(notes)
     for guard in guards:
         fixes = guard.finish(fixes)
         if guard.note:
@@ -864,25 +872,63 @@ def parse_nmea(text: str, *, name: str = "track.nmea") -> GpsTrack:
 
 # --- CSV ---
 
-TIME_COLUMNS = ("time", "timestamp", "datetime", "utc", "date_time", "time_utc")
+# Column names as they are matched: lower case, a unit in parentheses or brackets set apart (`speed (km/h)`,
+# `速度（km/h）`, `speed[kmh]`, `Latitude (°)`), runs of spaces and underscores made one underscore (`date
+# time` is `date_time`). Chinese names as Chinese logger apps and spreadsheets export them.
+TIME_COLUMNS = (
+    "time",
+    "timestamp",
+    "datetime",
+    "utc",
+    "date_time",
+    "time_utc",
+    "时间",
+    "定位时间",
+    "日期时间",
+    "时间戳",
+)
 # a day written apart from the time (date,time,lat,lon: a phone logger's or a spreadsheet's export)
-DATE_COLUMNS = ("date",)
+DATE_COLUMNS = ("date", "日期")
 # a time of day, as a time column beside a date column holds it: 08:15:02, 8:15, 08:15:02.5+08:00, 08:15:02Z
 _TIME_OF_DAY = re.compile(r"(\d{1,2})(:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)")
 # a day as a date column holds it: 2026-11-03, or 2026/11/3 as a spreadsheet on a Chinese Windows writes it
 _DAY = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
-LAT_COLUMNS = ("lat", "latitude")
-LON_COLUMNS = ("lon", "lng", "long", "longitude")
-# speed columns, their unit, and the factor from each unit to m/s
-SPEED_COLUMNS = {
-    "speed": "m/s",
+# a day and a time of day in one cell as Excel on a Chinese Windows writes them: 2026/11/3 8:15:02
+_SPREADSHEET_TIME = re.compile(r"(\d{4}/\d{1,2}/\d{1,2})\s+(\d{1,2}:\S*)")
+LAT_COLUMNS = ("lat", "latitude", "纬度")
+LON_COLUMNS = ("lon", "lng", "long", "longitude", "经度")
+# the units a latitude, longitude or heading column's name may carry: all degrees
+DEGREE_UNITS = ("deg", "degree", "degrees", "°", "度")
+# speed columns and their unit; None: the name says none (`speed`, `速度`), m/s unless the track's own
+# movement says km/h (see _bare_speed_unit). A unit in the name's parentheses (`speed(km/h)`) decides.
+SPEED_COLUMNS: dict[str, str | None] = {
+    "speed": None,
+    "速度": None,
     "speed_mps": "m/s",
     "speed_m_s": "m/s",
     "speed_kmh": "km/h",
     "speed_kph": "km/h",
 }
-SPEED_UNITS_TO_MPS = {"m/s": 1.0, "km/h": 1 / 3.6}
-HEADING_COLUMNS = ("heading", "course", "bearing")
+# a speed column's unit as its name writes it (spaces dropped, lower case)
+SPEED_UNITS = {
+    **dict.fromkeys(
+        ("km/h", "kmh", "kph", "km/hr", "kmph", "公里/小时", "公里/时", "千米/时", "千米/小时"), "km/h"
+    ),
+    **dict.fromkeys(("m/s", "mps", "m/sec", "米/秒"), "m/s"),
+    **dict.fromkeys(("knots", "knot", "kn", "kt", "kts", "节"), "knots"),
+}
+SPEED_UNITS_TO_MPS = {"m/s": 1.0, "km/h": 1 / 3.6, "knots": KNOTS_TO_MPS}
+HEADING_COLUMNS = ("heading", "course", "bearing", "方向", "航向", "方位", "方位角")
+# a column name and the unit it carries: `speed (km/h)`, `速度（米/秒）`, `speed[kmh]`
+_NAMED_UNIT = re.compile(r"(.*?)\s*[(\[（【]\s*([^)\]）】]*?)\s*[)\]）】]")
+# A bare speed column is read as km/h when its values are KMH_PER_MPS times the speed between the
+# track's own fixes, within this share either way (median over the moving steps), and there are at
+# least MIN_UNIT_STEPS of those: steps between fixes at most DEFAULT_MAX_GAP_S apart at MIN_UNIT_MOVE_MPS
+# (less is mostly GPS noise of a few metres) to MAX_SPEED_MPS (more is a jump).
+KMH_PER_MPS = 3.6
+UNIT_TOLERANCE = 0.25
+MIN_UNIT_STEPS = 5
+MIN_UNIT_MOVE_MPS = 2.0
 # Unix seconds beyond this (year 5138) are surely milliseconds or microseconds: refused, not guessed.
 _MAX_UNIX_S = 1e11
 # Unix seconds before this (2000-01-01T00:00:00Z) are surely something else: seconds from the start of
@@ -907,15 +953,23 @@ def _csv_rows(reader: Any, name: str) -> Iterator[list[str]]:
 def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTrack:
     """Fixes from CSV text with a header row (comma, semicolon or tab separated).
 
-    Columns, matched case-insensitively: time (`time`, `timestamp`, `datetime`, `utc`: ISO 8601 with
-    or without an offset, or Unix seconds from 2000 on; a time of day such as `08:15:02` with its day in
-    a `date` column, year first), latitude (`lat`, `latitude`), longitude (`lon`,
-    `lng`, `long`, `longitude`) in WGS84 degrees; optional speed (`speed`/`speed_mps` in m/s,
-    `speed_kmh`/`speed_kph`) and heading (`heading`, `course`, `bearing`, degrees). Times without an
-    offset are in `tz` (default UTC). Rows with an empty latitude and longitude (no fix) are skipped;
-    a heading column with a value that is no heading (text, beyond one turn) or a speed column with one
-    that is no speed (text such as '36 km/h', below 0, over MAX_SPEED_MPS) is ignored with a warning
-    (see _ColumnGuard); any other bad value is a TrackError naming the line.
+    Columns, matched case-insensitively, in English or in Chinese, a unit in parentheses or brackets
+    after the name set apart (`speed (km/h)`, `速度(米/秒)`, `lat[deg]`): time (`time`, `timestamp`,
+    `datetime`, `date time`, `utc`, `时间`, `定位时间`, `日期时间`, `时间戳`: ISO 8601 with or without an
+    offset, `2026/11/3 8:15:02` as a spreadsheet writes it, or Unix seconds from 2000 on; a time of
+    day such as `08:15:02` with its day in a `date` /
+    `日期` column, year first), latitude (`lat`, `latitude`, `纬度`), longitude (`lon`, `lng`, `long`,
+    `longitude`, `经度`) in WGS84 degrees (a unit other than degrees, or a zone in a time column's name,
+    is a TrackError naming the column); optional speed and heading (`heading`, `course`, `bearing`,
+    `方向`, `航向`, `方位`, `方位角`: degrees). Speed: `speed_mps`, `speed_kmh`, `speed_kph`, or `speed` /
+    `速度` with its unit in the name (km/h, kmh, kph, km/hr,
+    公里/小时, 千米/时; m/s, mps, 米/秒; knots, kn, 节); without one, m/s unless the track's own movement
+    says km/h (see _bare_speed_unit). A speed or heading column whose unit is none of these is ignored
+    with a note. Other columns (`海拔`, `altitude`, notes) are ignored. Times without an offset are in `tz`
+    (default UTC). Rows with an empty latitude and longitude (no fix) are skipped; a heading column with
+    a value that is no heading (text, beyond one turn) or a speed column with one that is no speed (text
+    such as '36 km/h', below 0, over MAX_SPEED_MPS) is ignored with a warning (see _ColumnGuard); any
+    other bad value is a TrackError naming the line.
     """
     body = text.lstrip("\ufeff")
     header_line = next((line for line in io.StringIO(body) if line.strip()), None)
@@ -925,17 +979,20 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
     reader = csv.reader(io.StringIO(body), delimiter=delimiter)
     header: list[str] | None = None
     columns: dict[str, int] = {}
+    speed_unit: str | None = "m/s"
+    notes: list[str] = []
     fixes: list[Fix] = []
+    speed_cells: list[tuple[str, str]] = []  # each fix's speed cell and where it is, read at the end
     skipped: Counter[str] = Counter()
     headings = _heading_guard(name, "heading")
-    speeds = _speed_guard(name, "speed", to_mps=1.0, unit="m/s")
     for row in _csv_rows(reader, name):
         if not any(cell.strip() for cell in row):
             continue
         line = reader.line_num
         if header is None:
             header = [cell.strip().lower() for cell in row]
-            if not set(header) & {*TIME_COLUMNS, *LAT_COLUMNS, *LON_COLUMNS}:
+            names = [_column_name(cell) for cell in header]
+            if not {base for base, _ in names} & {*TIME_COLUMNS, *LAT_COLUMNS, *LON_COLUMNS}:
                 # no XML, no NMEA and no column of a CSV track: some other file (a dashcam's event log)
                 first = delimiter.join(row)
                 shown = first if len(first) <= MAX_SHOWN else first[:MAX_SHOWN] + "..."
@@ -944,12 +1001,9 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
                     f"not a GPS track (line {line}, {shown!r}, is no CSV header with time, lat and lon "
                     f"columns); tracks read: {FORMATS_READ}",
                 )
-            columns, speed_unit = _csv_columns(header, name, line)
+            columns, speed_unit = _csv_columns(header, names, name, line, notes)
             if "heading" in columns:
                 headings = _heading_guard(name, header[columns["heading"]])
-            if "speed" in columns:
-                column = header[columns["speed"]]
-                speeds = _speed_guard(name, column, to_mps=SPEED_UNITS_TO_MPS[speed_unit], unit=speed_unit)
             continue
         lat_text, lon_text, time_text = (
             _cell(row, columns, "lat"),
@@ -962,20 +1016,75 @@ def parse_csv(text: str, *, name: str = "track.csv", tz: tzinfo = UTC) -> GpsTra
         lat, lon = _parse_lat_lon(lat_text, lon_text, name, f"line {line}")
         if not time_text:
             raise TrackError(name, f"line {line}: no time")
+        spreadsheet = _SPREADSHEET_TIME.fullmatch(time_text)
         if _TIME_OF_DAY.fullmatch(time_text):
             time_text = _dated(time_text, _cell(row, columns, "date"), "date" in columns, name, line)
+        elif spreadsheet and _TIME_OF_DAY.fullmatch(spreadsheet[2]):
+            time_text = _dated(spreadsheet[2], spreadsheet[1], True, name, line)
         when = _csv_time(time_text, tz, name, line)
         where = f"line {line}"
-        fixes.append(
-            Fix(
-                when,
-                lat,
-                lon,
-                speed_mps=speeds.read(_cell(row, columns, "speed"), where),
-                heading_deg=headings.read(_cell(row, columns, "heading"), where),
-            )
+        fixes.append(Fix(when, lat, lon, heading_deg=headings.read(_cell(row, columns, "heading"), where)))
+        speed_cells.append((_cell(row, columns, "speed"), where))
+    speeds = _speed_guard(name, "speed", to_mps=1.0, unit="m/s")
+    if "speed" in columns and header is not None:
+        column = header[columns["speed"]]
+        if speed_unit is None:
+            speed_unit = _bare_speed_unit(fixes, [cell for cell, _ in speed_cells], name, column)
+        speeds = _speed_guard(name, column, to_mps=SPEED_UNITS_TO_MPS[speed_unit], unit=speed_unit)
+        fixes = [
+            replace(fix, speed_mps=speeds.read(cell, where))
+            for fix, (cell, where) in zip(fixes, speed_cells, strict=True)
+        ]
+    return _finish(fixes, name, skipped, "row(s)", (speeds, headings), notes)
+
+
+def _column_name(cell: str) -> tuple[str, str | None]:
+    """A header cell (stripped, lower case) as the name it is matched by and the unit it carries:
+    `speed (km/h)` is ("speed", "km/h"), `速度（米/秒）` ("速度", "米/秒"), `date time`
+    ("date_time", None)."""
+    named = _NAMED_UNIT.fullmatch(cell)
+    base, unit = (named[1], named[2]) if named else (cell, None)
+    return re.sub(r"[\s_]+", "_", base.strip()), re.sub(r"\s+", "", unit) if unit else None
+
+
+def _bare_speed_unit(fixes: list[Fix], cells: list[str], name: str, column: str) -> str:
+    """The unit of a speed column whose name says none: km/h where its values are about KMH_PER_MPS
+    times the speed the fixes themselves move at (Columbus and Holux loggers, many phone apps), else
+    m/s. Told from the median, over the steps between consecutive fixes that move (see MIN_UNIT_STEPS),
+    of the column's speed (the mean of the step's two ends) over the step's distance / time; with fewer
+    such steps nothing is guessed (m/s), and a column that matches neither unit is left to its guard."""
+    values: list[float | None] = []
+    for cell in cells:
+        try:
+            value: float | None = float(cell)
+        except ValueError:
+            value = None
+        values.append(value if value is not None and math.isfinite(value) and value >= 0 else None)
+    ratios: list[float] = []
+    order = sorted(range(len(fixes)), key=lambda i: fixes[i].time)
+    for i, j in itertools.pairwise(order):
+        a, b = fixes[i], fixes[j]
+        seconds = (b.time - a.time).total_seconds()
+        said_a, said_b = values[i], values[j]
+        if said_a is None or said_b is None or not 0 < seconds <= DEFAULT_MAX_GAP_S:
+            continue
+        moved = distance_m(GeoPoint(a.lat, a.lon), GeoPoint(b.lat, b.lon)) / seconds
+        if MIN_UNIT_MOVE_MPS <= moved <= MAX_SPEED_MPS:
+            ratios.append((said_a + said_b) / 2 / moved)
+    if len(ratios) < MIN_UNIT_STEPS:
+        return "m/s"
+    ratio = float(np.median(ratios))
+    if abs(ratio / KMH_PER_MPS - 1) <= UNIT_TOLERANCE:
+        log.info(
+            "%s: the %s column is %.1f times the speed between the fixes (median of %d moving steps): "
+            "read as km/h",
+            name,
+            column,
+            ratio,
+            len(ratios),
         )
-    return _finish(fixes, name, skipped, "row(s)", (speeds, headings))
+        return "km/h"
+    return "m/s"
 
 
 def _cell(row: list[str], columns: dict[str, int], key: str) -> str:
@@ -1008,14 +1117,20 @@ def _dated(time_of_day: str, day: str, has_date_column: bool, name: str, line: i
     return f"{when.isoformat()}T{int(clock[1]):02d}{clock[2]}"
 
 
-def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int], str]:
+def _csv_columns(
+    header: list[str], names: list[tuple[str, str | None]], name: str, line: int, notes: list[str]
+) -> tuple[dict[str, int], str | None]:
     """The index of each column found, by key (time, lat, lon, speed, heading, date), and the speed's
-    unit."""
+    unit (None: its name says none). `names` are the header's cells as _column_name gives them. A speed
+    or heading column in a unit not read is left out, with a note added to `notes`; a latitude or
+    longitude one, or a time or date column whose name carries anything (a zone: `time(UTC)`), is a
+    TrackError."""
 
     def find(candidates: Iterable[str], what: str, required: bool) -> int | None:
         for candidate in candidates:
-            if candidate in header:
-                return header.index(candidate)
+            for index, (base, _) in enumerate(names):
+                if base == candidate:
+                    return index
         if required:
             raise TrackError(
                 name,
@@ -1023,6 +1138,9 @@ def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int
                 f"it has {', '.join(header)}",
             )
         return None
+
+    def unit_not_read(index: int, what: str) -> str:
+        return f"line {line}: the {header[index]} column is in {names[index][1]!r}, not {what}"
 
     columns: dict[str, int] = {}
     for key, candidates, what in (
@@ -1032,18 +1150,41 @@ def _csv_columns(header: list[str], name: str, line: int) -> tuple[dict[str, int
     ):
         index = find(candidates, what, True)
         assert index is not None
+        unit = names[index][1]
+        if key != "time" and unit is not None and unit not in DEGREE_UNITS:
+            raise TrackError(name, unit_not_read(index, "degrees") + " (WGS84 degrees are read)")
         columns[key] = index
-    speed_unit = "m/s"
-    for column, unit in SPEED_COLUMNS.items():
-        if column in header:
-            columns["speed"], speed_unit = header.index(column), unit
-            break
-    heading = find(HEADING_COLUMNS, "heading", False)
-    if heading is not None:
-        columns["heading"] = heading
     day = find(DATE_COLUMNS, "date", False)
     if day is not None:
         columns["date"] = day
+    for key in ("time", "date"):
+        index = columns.get(key)
+        if index is not None and names[index][1] is not None:  # time(UTC), 时间(北京时间): not guessed
+            raise TrackError(
+                name,
+                f"line {line}: the {header[index]} column's name says {names[index][1]!r}, which is not "
+                f"read: name it {names[index][0]} and write each time's offset (2026-11-03T08:15:02+08:00) "
+                "where it is not the camera's time zone",
+            )
+    speed_unit: str | None = "m/s"
+    speed = find(SPEED_COLUMNS, "speed", False)
+    if speed is not None:
+        base, unit = names[speed]
+        if unit is None:
+            columns["speed"], speed_unit = speed, SPEED_COLUMNS[base]
+        elif unit in SPEED_UNITS:  # the unit in the name decides
+            columns["speed"], speed_unit = speed, SPEED_UNITS[unit]
+        else:
+            notes.append(unit_not_read(speed, "km/h, m/s or knots") + ": the track read without speeds")
+            log.warning("%s: %s", name, notes[-1])
+    heading = find(HEADING_COLUMNS, "heading", False)
+    if heading is not None:
+        unit = names[heading][1]
+        if unit is None or unit in DEGREE_UNITS:
+            columns["heading"] = heading
+        else:
+            notes.append(unit_not_read(heading, "degrees") + ": the heading taken from the fixes")
+            log.warning("%s: %s", name, notes[-1])
     return columns, speed_unit
 
 

@@ -80,16 +80,31 @@ def sniff_video(head: bytes) -> str | None:
 
 _NMEA_SENTENCE = re.compile(r"\$[A-Z][A-Z0-9]{4},")  # as streams.gps reads it
 # the time, latitude and longitude columns streams.gps reads in a CSV track: a "CSV" with none of them
-# is some other file (a dashcam's event log), refused here naming it rather than failing its job
+# is some other file (a dashcam's event log), refused here naming it rather than failing its job. Matched
+# as streams.gps matches them: a unit in parentheses or brackets after the name set apart (`lat (°)`),
+# runs of spaces and underscores made one underscore (`date time`).
 _TRACK_COLUMNS = frozenset(
-    ("time", "timestamp", "datetime", "utc", "date_time", "time_utc")
-    + ("lat", "latitude")
-    + ("lon", "lng", "long", "longitude")
+    (
+        "time",
+        "timestamp",
+        "datetime",
+        "utc",
+        "date_time",
+        "time_utc",
+        "时间",
+        "定位时间",
+        "日期时间",
+        "时间戳",
+    )
+    + ("lat", "latitude", "纬度")
+    + ("lon", "lng", "long", "longitude", "经度")
 )
+_COLUMN_UNIT = re.compile(r"\s*[(\[（【][^)\]）】]*[)\]）】]$")
 # streams.gps.FORMATS_READ, for the 415 that refuses a file that is none of them
 TRACK_FORMATS_READ = (
     "GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue .gps), "
-    "or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
+    "or CSV with a time,lat,lon (or 时间,纬度,经度) header, or date,time,lat,lon with the day in its "
+    "own column"
 )
 
 
@@ -123,7 +138,10 @@ def sniff_track(head: bytes) -> str | None:
         return None
     first_line = text.split("\n", 1)[0]
     delimiter = max((",", ";", "\t"), key=first_line.count)
-    header = {cell.strip().strip('"').lower() for cell in first_line.split(delimiter)}
+    header = {
+        re.sub(r"[\s_]+", "_", _COLUMN_UNIT.sub("", cell.strip().strip('"').lower()).strip())
+        for cell in first_line.split(delimiter)
+    }
     if delimiter in first_line and header & _TRACK_COLUMNS:
         return "text/csv"
     return None

@@ -615,6 +615,18 @@ def test_a_full_disk_during_a_job_is_named_not_a_bug(
             "time,lat,lon,备注\n2026-12-01T08:00:00+08:00,31.2,121.4,北山街\n".encode("gbk"),
             "text/csv",
         ),
+        (  # a Chinese logger app's header, saved by Excel in GBK (415 before: no time, lat or lon column)
+            "定位轨迹.csv",
+            "序号,定位时间,纬度,经度,海拔(m),速度(km/h),方向\n"
+            "1,2026-12-01 08:00:00,31.2,121.4,5,36,90\n".encode("gbk"),
+            "text/csv",
+        ),
+        (  # names with their unit, a date and time in one column
+            "units.csv",
+            b"Date Time,Latitude (\xc2\xb0),Longitude (\xc2\xb0),Speed (km/h)\n"
+            b"2026-12-01 08:00:00,31.2,121.4,36\n",
+            "text/csv",
+        ),
         (  # a GPX that declares its encoding
             "gbk.gpx",
             '<?xml version="1.0" encoding="GBK"?>\n<gpx><trk><name>西湖巡逻</name><trkseg>'.encode("gbk")
@@ -652,7 +664,8 @@ def test_every_track_the_reader_reads_is_taken(tmp_path: Path, name: str, data: 
 
 NOT_A_TRACK = (
     "not a GPS track; tracks read: GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a "
-    "BlackVue .gps), or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
+    "BlackVue .gps), or CSV with a time,lat,lon (or 时间,纬度,经度) header, or date,time,lat,lon with the "
+    "day in its own column"
 )
 
 
@@ -694,7 +707,12 @@ def test_the_upload_page_names_the_csv_tracks_read_as_the_415_does(lang: str) ->
     from api.http.i18n import Translator
 
     shown = Translator(lang)("upload.drop.unknown", names="route.kml")
-    assert "route.kml" in shown and "time,lat,lon" in shown and "date,time,lat,lon" in shown
+    assert (
+        "route.kml" in shown
+        and "time,lat,lon" in shown
+        and "date,time,lat,lon" in shown
+        and "时间,纬度,经度" in shown
+    )
 
 
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
@@ -715,6 +733,7 @@ def test_the_upload_page_s_track_field_names_the_csv_tracks_read(server: LiveSer
     hint = html.unescape(slot.split(">", 1)[1].split("</span>")[0])
     assert 'aria-describedby="track-hint"' in slot.split("</div>")[0]
     assert "time,lat,lon" in hint and "date,time,lat,lon" in hint and "GPX" in hint and "NMEA" in hint
+    assert "时间,纬度,经度" in hint  # a Chinese logger app's header is read too
     if lang == "en":
         assert TRACK_FORMATS_READ.split(", or ", 1)[1] in hint  # "CSV with a time,lat,lon header, or ..."
 

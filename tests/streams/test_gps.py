@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from datetime import UTC, datetime, timedelta, timezone
@@ -251,7 +252,8 @@ def test_a_file_that_is_no_track_is_named_with_the_formats_read(tmp_path: Path, 
     assert f"{tmp_path / 'EVENT0001.log'}: not a GPS track (line 1, '{text.splitlines()[0][:40]}" in message
     assert message.endswith(
         "tracks read: GPX with timed points, NMEA 0183 RMC/GGA sentences (.nmea/.log/.txt, a BlackVue "
-        ".gps), or CSV with a time,lat,lon header, or date,time,lat,lon with the day in its own column"
+        ".gps), or CSV with a time,lat,lon (or 时间,纬度,经度) header, or date,time,lat,lon with the day in "
+        "its own column"
     ), message
 
 
@@ -735,3 +737,285 @@ def test_a_gpx_or_nmea_course_that_is_no_degrees_is_ignored_with_a_warning(
     text = caplog.text
     assert "course.gpx: point 1 (trkpt): course 'NE' is not degrees" in text
     assert "course.nmea: line 1: course '720.0' is not degrees" in text
+
+
+# --- CSV headers as loggers write them: Chinese names, units in the name, a bare speed in km/h ---
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _demo_cell_bounds(cell_id: str) -> tuple[float, float, float, float]:
+    """(min lon, min lat, max lon, max lat) of a cell of the demo grid (configs/demo-grid.geojson)."""
+    grid = json.loads((REPO / "configs" / "demo-grid.geojson").read_text(encoding="utf-8"))
+    (cell,) = [f for f in grid["features"] if f["properties"]["id"] == cell_id]
+    lons, lats = zip(*cell["geometry"]["coordinates"][0], strict=True)
+    return min(lons), min(lats), max(lons), max(lats)
+
+
+EAST_PER_M = 1.0 / (111_195.0 * math.cos(math.radians(30.25)))  # degrees of longitude a metre at 30.25 N
+NORTH_PER_M = 1.0 / 111_195.0
+WOBBLE_M = (0.0, 1.5, -1.0, 0.5, -1.5, 1.0)  # GPS noise, in a fixed pattern
+
+
+def _drive(speeds_mps: list[float]) -> list[tuple[float, float, float]]:
+    """(seconds from T0, lat, lon) of a patrol car driving due east through DEMO-HUBIN-01 from its south-west
+    corner, one fix a second at the given speeds, each fix a metre or so off (GPS noise)."""
+    fixes, east_m = [], 0.0
+    for second, speed in enumerate(speeds_mps):
+        if second:
+            east_m += (speeds_mps[second - 1] + speed) / 2
+        wobble = WOBBLE_M[second % len(WOBBLE_M)]
+        lat = 30.2495 + wobble * NORTH_PER_M
+        lon = 120.1310 + (east_m + wobble) * EAST_PER_M
+        fixes.append((float(second), round(lat, 7), round(lon, 7)))
+    return fixes
+
+
+# 36 km/h pulling away from a junction to 54 km/h and slowing down again
+PATROL_MPS = [4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 15.0, 15.0, 14.0, 12.0, 10.0, 8.0, 10.0, 12.0, 12.0]
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "speed_mps", "heading"),
+    [
+        # a Chinese logger app's export, as the probe found it
+        ("时间,纬度,经度,速度,方向", "2026-11-20 09:00:00,30.25,120.14,5,90", 5.0, 90.0),
+        ("定位时间,纬度,经度,海拔,速度(km/h),航向", "2026-11-20 09:00:00,30.25,120.14,12,36,90", 10.0, 90.0),
+        ("日期,时间,经度,纬度,高度,速度(米/秒),方位", "2026-11-20,09:00:00,120.14,30.25,8,5,90", 5.0, 90.0),
+        (
+            "日期时间,纬度(度),经度(度),速度（公里/小时）,方位角",
+            "2026-11-20 09:00:00,30.25,120.14,36,90",
+            10.0,
+            90.0,
+        ),
+        ("时间戳,纬度,经度,速度(千米/时)", "1795136400,30.25,120.14,36", 10.0, None),
+        ("时间,纬度,经度,速度(节)", "2026-11-20 09:00:00,30.25,120.14,10", 10 * 1852 / 3600, None),
+        # English names with their unit in parentheses or brackets
+        ("time,lat(deg),lon(deg),speed(m/s)", "2026-11-20 09:00:00,30.25,120.14,5", 5.0, None),
+        ("time,lat,lon,speed (km/h)", "2026-11-20 09:00:00,30.25,120.14,36", 10.0, None),
+        ("time,lat,lon,speed[kmh]", "2026-11-20 09:00:00,30.25,120.14,36", 10.0, None),
+        ("time,lat,lon,Speed [KPH]", "2026-11-20 09:00:00,30.25,120.14,36", 10.0, None),
+        ("time,lat,lon,speed(km/hr)", "2026-11-20 09:00:00,30.25,120.14,36", 10.0, None),
+        ("time,lat,lon,speed(mps)", "2026-11-20 09:00:00,30.25,120.14,5", 5.0, None),
+        ("time,lat,lon,speed (knots)", "2026-11-20 09:00:00,30.25,120.14,10", 10 * 1852 / 3600, None),
+        ("time,lat,lon,speed(kn)", "2026-11-20 09:00:00,30.25,120.14,10", 10 * 1852 / 3600, None),
+        (
+            "Date Time,Latitude (°),Longitude (°),Speed (km/h),Course (deg)",
+            "2026-11-20 09:00:00,30.25,120.14,36,90",
+            10.0,
+            90.0,
+        ),
+        ("date time;lat [deg];lon [deg];heading(°)", "2026-11-20 09:00:00;30.25;120.14;90", None, 90.0),
+    ],
+)
+def test_csv_headers_in_chinese_and_with_units_are_read(
+    tmp_path: Path, header: str, row: str, speed_mps: float | None, heading: float | None
+) -> None:
+    """A track whose header a Chinese logger app or spreadsheet wrote (时间,纬度,经度,速度,方向), or whose
+    names carry their unit (`speed (km/h)`, `lat(deg)`), or a `date time` column, was refused ("the
+    header has no time column"), or read without the speed its name gives a unit to. The unit in a speed
+    column's name decides it; a column with no name read (海拔, 高度) is ignored, as before."""
+    track = load_track(write(tmp_path, "logger.csv", f"{header}\n{row}\n"), tz=CST)
+    assert [(f.time, f.lat, f.lon) for f in track] == [(at(0), 30.25, 120.14)]
+    assert track.fixes[0].speed_mps == (pytest.approx(speed_mps) if speed_mps is not None else None)
+    assert track.fixes[0].heading_deg == heading
+    assert track.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("cell", "when"),
+    [
+        ("2026/11/20 9:00:00", at(0)),
+        ("2026/11/20 09:00", at(0)),
+        ("2026/11/20 9:00:10.5", at(10.5)),
+        ("2026/11/20 9:00:10+08:00", at(10)),
+        ("2026/11/20 1:00:20Z", at(20)),
+    ],
+)
+def test_a_csv_time_as_a_chinese_spreadsheet_writes_it(tmp_path: Path, cell: str, when: datetime) -> None:
+    """Excel on a Chinese Windows writes a date-time cell `2026/11/20 9:00:00`: the 日期时间 column of a
+    track saved from it was "neither ISO 8601 nor Unix seconds"."""
+    track = load_track(write(tmp_path, "excel.csv", f"日期时间,纬度,经度\n{cell},30.25,120.14\n"), tz=CST)
+    assert [f.time for f in track] == [when]
+
+
+def test_a_spreadsheet_time_with_no_such_day_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TrackError, match=r"excel\.csv: line 2: date '2026/2/30' is not a date written year"):
+        load_track(write(tmp_path, "excel.csv", "日期时间,纬度,经度\n2026/2/30 9:00:00,30.25,120.14\n"))
+
+
+@pytest.mark.parametrize(
+    ("header", "speed_mps", "heading", "said"),
+    [
+        (
+            "time,lat,lon,speed(mph),heading",
+            None,
+            90.0,
+            "line 1: the speed(mph) column is in 'mph', not km/h, m/s or knots: the track read without "
+            "speeds",
+        ),
+        (
+            "时间,纬度,经度,速度,方向(rad)",
+            5.0,
+            None,
+            "line 1: the 方向(rad) column is in 'rad', not degrees: the heading taken from the fixes",
+        ),
+    ],
+)
+def test_a_csv_speed_or_heading_in_a_unit_not_read_is_ignored_with_a_note(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    header: str,
+    speed_mps: float | None,
+    heading: float | None,
+    said: str,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="streams.gps"):
+        track = load_track(
+            write(tmp_path, "units.csv", f"{header}\n2026-11-20T01:00:00Z,30.25,120.14,5,90\n")
+        )
+    assert [(f.speed_mps, f.heading_deg) for f in track] == [(speed_mps, heading)]
+    assert track.notes == (said,)
+    assert said in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            "time,lat(rad),lon",
+            r"line 1: the lat\(rad\) column is in 'rad', not degrees \(WGS84 degrees are read\)",
+        ),
+        ("时间,纬度,经度(度分)", r"line 1: the 经度\(度分\) column is in '度分', not degrees"),
+        ("time(local),lat,lon", r"line 1: the time\(local\) column's name says 'local', which is not read"),
+        (
+            "日期(北京),时间,纬度,经度",
+            r"line 1: the 日期\(北京\) column's name says '北京', which is not read: name",
+        ),
+    ],
+)
+def test_a_csv_position_or_time_column_in_a_unit_not_read_is_refused(
+    tmp_path: Path, header: str, message: str
+) -> None:
+    """Degrees and minutes (3015.0000 as NMEA writes it) or radians read as degrees would put the
+    vehicle anywhere, a zone in a time column's name (UTC, 北京) read as the camera's zone would shift
+    every fix by hours: refused, naming the column."""
+    with pytest.raises(TrackError, match=r"units\.csv: " + message):
+        load_track(write(tmp_path, "units.csv", f"{header}\n2026-11-20T01:00:00Z,30.25,120.14\n"))
+
+
+def _export(header: str, row: str, speeds_mps: list[float], per_mps: float) -> str:
+    """A logger's export of _drive(speeds_mps): `row` formatted with the fix's number, local time (UTC+8),
+    day, time of day, lat, lon and speed (per_mps units a m/s)."""
+    lines = [header]
+    for number, ((second, lat, lon), speed) in enumerate(zip(_drive(speeds_mps), speeds_mps, strict=True)):
+        local = (at(second) + timedelta(hours=8)).replace(tzinfo=None)
+        lines.append(
+            row.format(
+                n=number + 1,
+                when=local.isoformat(" "),
+                day=local.strftime("%Y/%m/%d"),
+                clock=local.strftime("%H:%M:%S"),
+                lat=lat,
+                lon=lon,
+                speed=round(speed * per_mps, 1),
+            )
+        )
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("export", "encoding"),
+    [
+        (  # a Chinese logger app's export, saved again by Excel on a Chinese Windows (GBK)
+            _export(
+                "序号,定位时间,纬度,经度,海拔(m),速度(km/h),方向,卫星数",
+                "{n},{when},{lat},{lon},12.5,{speed},90,9",
+                PATROL_MPS,
+                3.6,
+            ),
+            "gbk",
+        ),
+        (
+            _export(
+                "日期,时间,纬度,经度,高度,速度(米/秒),航向",
+                "{day},{clock},{lat},{lon},8,{speed},90",
+                PATROL_MPS,
+                1.0,
+            ),
+            "utf-8-sig",
+        ),
+        (  # a logger writing km/h in a column named only `speed` (Columbus, Holux): told by the fixes
+            _export(
+                "INDEX,DATE,TIME,LATITUDE,LONGITUDE,HEIGHT,SPEED,HEADING",
+                "{n},{day},{clock},{lat},{lon},9,{speed},90",
+                PATROL_MPS,
+                3.6,
+            ),
+            "utf-8",
+        ),
+        (
+            _export(
+                "date time,lat(deg),lon(deg),speed (km/h),course",
+                "{when},{lat},{lon},{speed},90",
+                PATROL_MPS,
+                3.6,
+            ),
+            "utf-8",
+        ),
+    ],
+)
+def test_a_logger_s_track_through_the_demo_grid_is_read(tmp_path: Path, export: str, encoding: str) -> None:
+    """Real-looking patrols through DEMO-HUBIN-01 (configs/demo-grid.geojson) at 15..54 km/h, in the
+    header forms Chinese logger apps and spreadsheets write: every fix where the car was, in the cell,
+    its speed in m/s, and the receiver's heading trusted while the car moves."""
+    (tmp_path / "patrol.csv").write_bytes(export.encode(encoding))
+    track = load_track(tmp_path / "patrol.csv", tz=CST)
+    drive = _drive(PATROL_MPS)
+    assert [(f.time, f.lat, f.lon) for f in track] == [(at(s), lat, lon) for s, lat, lon in drive]
+    assert [f.speed_mps for f in track] == [pytest.approx(v, abs=0.03) for v in PATROL_MPS]
+    assert track.heading_at(at(6.5)) == 90.0 and track.notes == ()
+    west, south, east, north = _demo_cell_bounds("DEMO-HUBIN-01")
+    for second in range(len(PATROL_MPS)):
+        where = track.position_at(at(second + 0.5))
+        assert where is not None and west < where.lon < east and south < where.lat < north
+
+
+@pytest.mark.parametrize(
+    ("column", "speeds_mps", "per_mps", "read_as"),
+    [
+        ("speed", PATROL_MPS, 1.0, "m/s"),  # an m/s column stays m/s
+        ("速度", PATROL_MPS, 1.0, "m/s"),
+        ("speed", PATROL_MPS, 3.6, "km/h"),  # 14.4 .. 54: read as m/s, 2..4 times too fast
+        ("速度", PATROL_MPS, 3.6, "km/h"),
+        ("speed", [15.0, 20.0, 25.0, 25.0, 25.0, 22.0, 20.0], 3.6, "km/h"),  # 90 km/h: all ignored as m/s
+        ("speed", [4.0, 6.0, 8.0, 10.0, 12.0], 3.6, "m/s"),  # 4 moving steps: too few to guess from
+        ("speed", [0.0] * 20, 3.6, "m/s"),  # standing: no moving step
+        ("speed", PATROL_MPS, 3600 / 1852, "m/s"),  # knots: neither, as before
+    ],
+)
+def test_the_unit_of_a_bare_speed_column_is_told_by_the_track_s_own_movement(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    column: str,
+    speeds_mps: list[float],
+    per_mps: float,
+    read_as: str,
+) -> None:
+    """Columbus and Holux loggers write km/h in a column named `speed`: read as m/s, a car creeping at
+    10 km/h (2.8 m/s) was taken as driving 36 km/h, and its receiver's course trusted (heading_at), or
+    the column ignored (90 km/h over MAX_SPEED_MPS). The column is read as km/h when its values are
+    about 3.6 times the speed between the fixes (the median over at least 5 moving steps), with an info
+    line; an m/s column, or one read from fewer steps, or matching neither, is read as m/s as before."""
+    text = _export(f"time,lat,lon,{column}", "{when},{lat},{lon},{speed}", speeds_mps, per_mps)
+    with caplog.at_level(logging.INFO, logger="streams.gps"):
+        track = load_track(write(tmp_path, "logger.csv", text), tz=CST)
+    to_mps = 1 / 3.6 if read_as == "km/h" else 1.0
+    said = [round(v * per_mps, 1) * to_mps for v in speeds_mps]
+    assert [f.speed_mps for f in track] == [pytest.approx(v) for v in said] and track.notes == ()
+    told = [r for r in caplog.records if "read as km/h" in r.getMessage()]
+    if read_as == "km/h":
+        assert len(told) == 1 and told[0].levelno == logging.INFO
+        assert told[0].getMessage().startswith(f"{tmp_path / 'logger.csv'}: the {column} column is 3.")
+    else:
+        assert told == []
