@@ -5,8 +5,12 @@ the patrols passed; in total, per category, per grid cell (with its team) and pe
 
 A past period's report does not change when its cases move on: a case's status at `until` is read from
 its history (case_events: the last move before `until`; a case with no move by then was pending_review),
-never from its status today. Scoped like /api/stats: an enforcement user sees its team's cases (and
-its team's cells) only.
+never from its status today. The report's cells and teams are the grid's as it is now: a case counts
+for the team the grid gives its cell now (a cell a grid import gave to another team is that team's,
+with its cases and passes from before; a case dispatched to another team counts for its cell's team),
+and a case in no cell of the grid (outside every cell, or in a cell a grid import removed) for the
+team it has (_in_scope). An enforcement user's report is its team's part of the district's, so the
+teams' reports add up to the district's by its team column.
 
 Counted:
 - found: cases first seen in the period;
@@ -54,7 +58,7 @@ from sqlalchemy.orm import Session, aliased
 
 from api.accounts.accounts import Principal, Role
 from api.cases import workflow
-from api.cases.reading import SERVICE_ACTOR_PREFIX, not_superseded, visible
+from api.cases.reading import SERVICE_ACTOR_PREFIX, not_superseded
 from api.cases.review import CATEGORIES
 from api.cases.wall_time import held_in_range
 from api.storage.db import as_utc, without_jit
@@ -217,6 +221,23 @@ class PeriodReport:
     coverage: PatrolCoverage
 
 
+def _in_scope(stmt: Select, principal: Principal) -> Select:
+    """The cases (`stmt` selects from Case) that count in `principal`'s report: every case, or an
+    enforcement user's team's as the grid has them now: those in its cells, and those in no cell of the
+    grid (outside every cell, or in a removed cell) that have its team. Not reading.visible (the case's
+    own team): a cell a grid import gave to another team keeps its cases' team, and counting them by it
+    listed the cell under its new team in the district's report and at 0 in that team's."""
+    if principal.role != Role.ENFORCEMENT:
+        return stmt
+    grid = select(GridCell.id)
+    return stmt.where(
+        or_(
+            Case.grid_cell_id.in_(grid.where(GridCell.team == principal.team)),
+            and_(Case.grid_cell_id.not_in(grid), Case.team == principal.team),
+        )
+    )
+
+
 def _hours(start: datetime | None, end: datetime) -> float | None:
     if start is None:
         return None
@@ -273,13 +294,13 @@ def period_report(
         Case.first_seen >= first, Case.first_seen < last, not_superseded()
     )
     for cell, category, n in session.execute(
-        visible(found, principal).group_by(Case.grid_cell_id, Case.category)
+        _in_scope(found, principal).group_by(Case.grid_cell_id, Case.category)
     ):
         tally(cell, category).found = n
 
     status = _status_at(last).label("status_at")
     at_end = (
-        visible(
+        _in_scope(
             select(Case.grid_cell_id, Case.category, status).where(Case.first_seen < last, not_superseded()),
             principal,
         )
@@ -346,7 +367,7 @@ def _moves(
     # a handling is timed from the case's dispatch, not from a send-back's dispatch again
     dispatched_at = _last_move_before(workflow.DISPATCHED, from_status=workflow.FILED)
     handled_before = _last_move_before(workflow.HANDLED, strictly=True)
-    stmt = visible(
+    stmt = _in_scope(
         select(
             CaseEvent.case_id,
             Case.grid_cell_id,
@@ -453,8 +474,8 @@ def _assemble(
     grid = select(GridCell.id, GridCell.name, GridCell.team).order_by(GridCell.id)
     cells = {cell_id: (name, cell_team) for cell_id, name, cell_team in session.execute(grid)}
     team = principal.team if principal.role == Role.ENFORCEMENT else None
-    # the cells listed (with zeros) and covered: every cell, or an enforcement user's team's; a case
-    # dispatched to the team in another team's cell still adds that cell's row
+    # the cells listed (with zeros) and covered: every cell, or an enforcement user's team's (its cases
+    # are those of its cells, and of cells no longer in the grid: _in_scope)
     own = [cell_id for cell_id, (_, cell_team) in cells.items() if team is None or cell_team == team]
     passes = _passes_by_cell(session, first, last, None if team is None else set(own))
     total = _Tally()
@@ -583,6 +604,8 @@ def csv_text(
     flavour: CsvFlavour = "plain",
     header: tuple[str, ...] = CSV_HEADER,
     category_name: Callable[[str], str] | None = None,
+    outside_name: str | None = None,
+    removed_name: str | None = None,
 ) -> str:
     """The report as CSV (CSV_HEADER; no BOM): one row per cell x category, then per category over all
     cells (cell "*"), then per cell over all categories (category "*", with its patrol passes, as the
@@ -592,9 +615,22 @@ def csv_text(
     cell_name, team, category; not an empty one) as excel_text, so that Excel keeps cell codes of
     digits, with leading zeros or over 15 of them, as they are; the numbers stay plain numbers.
     `header` and `category_name` (a category's name by its id; not of "*") write the columns' and the
-    categories' names for a person (the excel flavour in a language: api.http.routes.reports)."""
+    categories' names for a person (the excel flavour in a language: api.http.routes.reports), and
+    `outside_name` and `removed_name` the words the /reports page names the cases outside every cell by
+    (in both the cell_id and cell_name columns, for the code UNASSIGNED) and a cell a grid import
+    removed (its cell_name; its code kept)."""
     text = excel_text if flavour == "excel" else _text
     names = {cell.cell_id: cell.name for cell in report.by_cell}
+    removed = {cell.cell_id for cell in report.by_cell if cell.removed}
+
+    def cell_names(cell_id: str) -> tuple[str, str]:
+        """A cell's code and name as written (an empty name: none)."""
+        if cell_id == UNASSIGNED and outside_name is not None:
+            return outside_name, outside_name
+        if cell_id in removed and removed_name is not None:
+            return cell_id, removed_name
+        return cell_id, names.get(cell_id) or ""
+
     if len(header) != len(CSV_HEADER):
         raise ValueError(f"a CSV header of {len(header)} columns, not {len(CSV_HEADER)}")
 
@@ -608,12 +644,12 @@ def csv_text(
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
     for row in report.rows:
-        names_of_row = texts(row.cell_id, names.get(row.cell_id) or "", row.team or "", named(row.category))
+        names_of_row = texts(*cell_names(row.cell_id), row.team or "", named(row.category))
         writer.writerow([*names_of_row, *_csv_values(row.figures), ""])
     for category in report.by_category:
         writer.writerow([*texts(ALL, "", "", named(category.category)), *_csv_values(category.figures), ""])
     for cell in report.by_cell:
-        names_of_cell = texts(cell.cell_id, cell.name or "", cell.team or "", ALL)
+        names_of_cell = texts(*cell_names(cell.cell_id), cell.team or "", ALL)
         writer.writerow([*names_of_cell, *_csv_values(cell.figures), str(cell.patrol_passes)])
     passes = sum(cell.patrol_passes for cell in report.by_cell)
     writer.writerow([*texts(ALL, "", "", ALL), *_csv_values(report.total), str(passes)])

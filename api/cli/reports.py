@@ -9,6 +9,7 @@ page): --since 2026-11-23 --until 2026-11-29 is that week, Monday to Sunday, bot
 report reads the database only (an existing one: a mistyped location is refused, not created). Any
 number of days, unlike the API and the page (period_report.MAX_PERIOD_DAYS): it runs on the operator's
 machine, for whoever may read the whole database, and a report of several years is theirs to ask for.
+A period that has not ended (or not begun) is said so on stderr, in the words of the /reports page's note.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import argparse
 import contextlib
 import os
 import stat
+import sys
 import tempfile
 import unicodedata
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from api.cli import CommandError
@@ -188,6 +190,19 @@ def summary_lines(report: object, *, first: date, last: date, offset: str) -> li
     return lines
 
 
+def _unended_warning(
+    since: datetime, until: datetime, now: datetime, offset_h: float, offset: str
+) -> str | None:
+    """The /reports page's note (in English) on a period that has not ended at `now` or not begun (all
+    naive UTC): its figures will change. None for a period that has ended."""
+    from api.http.i18n import Translator
+    from api.http.pages.reports import unended_notice
+
+    t = Translator("en")
+    local = (now + timedelta(hours=offset_h)).strftime("%Y-%m-%d %H:%M")
+    return unended_notice(since, until, now, t, t("reports.unended.when", when=local, offset=offset))
+
+
 def run_report(args: argparse.Namespace) -> int:
     from api.accounts.accounts import SYSTEM
     from api.cases import period_report
@@ -208,6 +223,7 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         offset_h = services.settings.timezone_offset_h
         since, until = period_report.local_days(first, last, offset_h)
+        now = datetime.now(UTC).replace(tzinfo=None)  # when the report is read
         with services.read_factory() as session:
             report = period_report.period_report(session, since=since, until=until, principal=SYSTEM)
     finally:
@@ -215,6 +231,9 @@ def run_report(args: argparse.Namespace) -> int:
     from api.http.pages.dashboard import utc_offset_text  # as the pages write the offset
     from api.http.report_csv import report_csv
 
+    unended = _unended_warning(since, until, now, offset_h, utc_offset_text(offset_h))
+    if unended is not None:
+        print(f"gridpatrol report: warning: {unended}", file=sys.stderr)
     for text in summary_lines(report, first=first, last=last, offset=utc_offset_text(offset_h)):
         print(text)
     if args.csv is not None:

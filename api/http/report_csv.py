@@ -35,13 +35,20 @@ def report_csv(
 ) -> str:
     """The report's CSV file as text, its BOM first (period_report.csv_text): with `lang` (one of
     i18n.LANGUAGES; the caller checks it, and that the flavour is excel) its headings and categories
-    named in that language, a site's own category (no name in the catalogue) by its id."""
-    header, category_name = period_report.CSV_HEADER, None
-    if lang is not None:
-        t = Translator(lang)
-        header = csv_header(t)
-        category_name = _category_namer(t)
-    text = period_report.csv_text(report, flavour=flavour, header=header, category_name=category_name)
+    named in that language, a site's own category (no name in the catalogue) by its id, and the cases
+    outside every cell and a cell a grid import removed named in the words of the /reports page."""
+    if lang is None:
+        text = period_report.csv_text(report, flavour=flavour)
+        return period_report.CSV_BOM + text
+    t = Translator(lang)
+    text = period_report.csv_text(
+        report,
+        flavour=flavour,
+        header=csv_header(t),
+        category_name=_category_namer(t),
+        outside_name=t("reports.no_cell"),
+        removed_name=t("reports.removed_cell"),
+    )
     return period_report.CSV_BOM + text
 
 

@@ -391,10 +391,54 @@ def test_an_enforcement_user_sees_its_team_only(make_server: Any, sqlite_url: st
         _move(admin, world["ids"]["c"], "dispatched", team="team-hubin")  # C, in team-ziyang's cell
         report = hubin.get("/api/reports/period", params=params).json()
         theirs = ziyang.get("/api/reports/period", params=params).json()
-    assert report["total"]["found"] == 2 and report["coverage"]["cells_in_grid"] == 6
-    foreign = next(cell for cell in report["by_cell"] if cell["cell_id"] == ZIYANG)
-    assert foreign["team"] == "team-ziyang" and foreign["name"] and foreign["figures"]["open_at_end"] == 1
-    assert theirs["total"]["found"] == 4  # A, B, D, E: C is team-hubin's now
+    # the report counts by the grid's cells and teams: C, dispatched to team-hubin, is still counted in
+    # team-ziyang's cell, for team-ziyang, as the office's report lists it
+    assert report["total"]["found"] == 1 and report["coverage"]["cells_in_grid"] == 6
+    assert ZIYANG not in {cell["cell_id"] for cell in report["by_cell"]}
+    assert theirs["total"]["found"] == 5
+
+
+def test_a_cell_given_to_another_team_counts_its_cases_in_that_teams_report(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """A grid import (forced) gave team-ziyang's cell, with its open cases, to team-hubin: the office's
+    report lists the cell and its cases under team-hubin, so team-hubin's report counts them too (it
+    showed the cell at 0, the cases counted by the team they were filed with, in team-ziyang's report
+    under a cell no longer its), and the teams' reports add up to the office's by its team column."""
+    import json
+
+    from tests.api.api_testkit import DEMO_GRID
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    world = _script(server)
+    params = {
+        "since": _iso(world["now"] - timedelta(days=10)),
+        "until": _iso(world["now"] + timedelta(hours=1)),
+    }
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    for feature in grid["features"]:
+        if feature["properties"]["id"] == ZIYANG:
+            feature["properties"]["team"] = "team-hubin"
+    logins = {"team-hubin": "hubin", "team-ziyang": "ziyang"}
+    with server.client("admin") as admin:
+        moved = admin.put("/api/grids", params={"force": "true"}, json=grid)
+        assert moved.status_code == 200, moved.text
+        office = admin.get("/api/reports/period", params=params).json()
+    teams = {}
+    for team, login in logins.items():
+        with server.client(login) as client:
+            teams[team] = client.get("/api/reports/period", params=params).json()
+    office_cells = {cell["cell_id"]: cell for cell in office["by_cell"]}
+    assert office_cells[ZIYANG]["team"] == "team-hubin"
+    assert office_cells[ZIYANG]["figures"]["open_at_end"] == 2  # C filed, D in review
+    hubin_cells = {cell["cell_id"]: cell for cell in teams["team-hubin"]["by_cell"]}
+    assert hubin_cells[ZIYANG]["figures"] == office_cells[ZIYANG]["figures"]
+    assert ZIYANG not in {cell["cell_id"] for cell in teams["team-ziyang"]["by_cell"]}
+    for team, report in teams.items():
+        theirs = [cell["figures"] for cell in office["by_cell"] if cell["team"] == team]
+        for figure in ("found", "confirmed", "rejected", "closed", "open_at_end"):
+            assert report["total"][figure] == sum(f[figure] for f in theirs), (team, figure)
+    assert sum(report["total"]["found"] for report in teams.values()) == office["total"]["found"]
 
 
 def test_a_reversed_or_missing_range_is_a_422(make_server: Any, sqlite_url: str) -> None:
@@ -557,7 +601,8 @@ def test_the_page_shows_the_report_in_both_languages(make_server: Any, sqlite_ur
         week = op.get("/reports")
         assert week.status_code == 200 and 'aria-current="true">Last week' in week.text
         wrong = op.get("/reports", params={"range": "custom", "since": "2026-11-10", "until": "2026-11-01"})
-        assert wrong.status_code == 200 and "The start date is after the end date" in wrong.text
+        assert wrong.status_code == 200
+        assert "The start date 2026-11-10 is after the end date 2026-11-01" in wrong.text
         for since, until in (("0001-01-01", "0001-01-02"), ("9999-12-30", "9999-12-31")):  # no overflow
             far = op.get("/reports", params={"range": "custom", "since": since, "until": until})
             assert far.status_code == 200 and f"From: {since} is outside the years 1970 to 2199" in far.text
@@ -1542,3 +1587,78 @@ def test_the_report_and_stats_run_without_jit_on_postgresql_and_leave_the_connec
                 assert session.execute(text("SHOW jit")).scalar_one() == server_jit
     finally:
         engine.dispose()
+
+
+def test_the_excel_csv_names_the_cases_outside_every_cell_as_the_page_does(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The Excel CSV, in the page's language, wrote the code `unassigned` for the cases outside every
+    grid cell where the page says "Outside the grid" / 网格之外: it uses the page's words now (and the
+    page's "Removed from the grid" for a cell a grid import removed); the plain CSV, for scripts, keeps
+    the code."""
+    import json
+
+    from tests.api.api_testkit import DEMO_GRID
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    now = datetime.now(UTC)
+    with server.client("device") as device:
+        _case(device, "far", now - timedelta(days=1), (31.5, 121.5))
+        _case(device, "gone", now - timedelta(days=1), (30.2741, 120.1340))  # in HUBIN, removed below
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    grid["features"] = [f for f in grid["features"] if f["properties"]["id"] != HUBIN]
+    params = {"since": _iso(now - timedelta(days=2)), "until": _iso(now)}
+    with server.client("admin") as admin:
+        assert admin.put("/api/grids", params={"force": "true"}, json=grid).status_code == 200
+        plain = admin.get("/api/reports/period.csv", params=params)
+        excel = {
+            lang: admin.get("/api/reports/period.csv", params={**params, "flavour": "excel", "lang": lang})
+            for lang in ("en", "zh-CN")
+        }
+
+    def rows(body: bytes) -> list[list[str]]:
+        return list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))[1:]
+
+    plain_rows = rows(plain.content)
+    assert ["unassigned", ""] in [row[:2] for row in plain_rows]
+    assert [HUBIN, ""] in [row[:2] for row in plain_rows]
+    words = {"en": ("Outside the grid", "Removed from the grid"), "zh-CN": ("网格之外", "已从网格中移除")}
+    for lang, (outside, removed) in words.items():
+        assert excel[lang].status_code == 200
+        assert b"unassigned" not in excel[lang].content, lang
+        excel_rows = [row[:2] for row in rows(excel[lang].content)]
+        assert [f'="{outside}"', f'="{outside}"'] in excel_rows, (lang, excel_rows)
+        assert [f'="{HUBIN}"', f'="{removed}"'] in excel_rows, (lang, excel_rows)
+
+
+def test_the_cli_warns_of_a_period_not_ended_or_not_begun(
+    make_server: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`gridpatrol report` of a period still running (or to come) printed its figures as final, where
+    the /reports page says that the period has not ended: it says so too now, in one line on stderr,
+    and exits 0; a past period has no warning."""
+    from api.cli.main import main
+
+    make_server(sqlite_url, run_webhooks=False)
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_TIMEZONE_OFFSET_H", "8")
+    today = (datetime.now(UTC) + timedelta(hours=8)).date()
+    periods = {
+        "This period has not ended": (today - timedelta(days=3), today),
+        "This period has not begun": (today + timedelta(days=1), today + timedelta(days=7)),
+        "": (today - timedelta(days=7), today - timedelta(days=1)),
+    }
+    for said, (first, last) in periods.items():
+        args = ["report", "--since", first.isoformat(), "--until", last.isoformat()]
+        assert main([*args, "--database-url", sqlite_url]) == 0
+        captured = capsys.readouterr()
+        assert "Periodic report" in captured.out
+        if not said:
+            assert captured.err == "", captured.err
+            continue
+        assert captured.err.startswith(f"gridpatrol report: warning: {said}"), captured.err
+        assert captured.err.count("\n") == 1 and captured.err.endswith("\n"), captured.err

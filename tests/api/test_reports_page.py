@@ -444,3 +444,66 @@ def test_the_report_says_how_its_summary_counts_and_links_the_dashboard_of_its_d
             assert link is not None, (lang, note.group(1))
             assert link.group(1).replace("&amp;", "&") == "/dashboard?since=2026-11-23&until=2026-11-29"
             assert browser.get(link.group(1).replace("&amp;", "&")).status_code == 200
+
+
+def _field(page: str, name: str) -> str:
+    """The value of the form's input `name` as the page was served."""
+    found = re.search(rf'<input type="date" name="{name}" value="([^"]*)"', page)
+    assert found is not None, page
+    return found.group(1)
+
+
+def test_a_refused_range_keeps_the_days_typed_and_names_them(make_server: Any, sqlite_url: str) -> None:
+    """A reversed range or a bad date on /reports and on /dashboard came back with the form showing last
+    week's days (the dashboard's empty), what was typed dropped, and the report's message did not name
+    the dates (`gridpatrol report`'s does). The form keeps them now, and the message names them, in
+    either language."""
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    reversed_days = {"since": "2026-11-10", "until": "2026-11-01"}
+    said = {
+        "en": "The start date 2026-11-10 is after the end date 2026-11-01",
+        "zh-CN": "开始日期 2026-11-10 晚于结束日期 2026-11-01",
+    }
+    for lang, words in said.items():
+        cookies = {SESSION_COOKIE: server.tokens["operator"], "gp_lang": lang}
+        with httpx.Client(base_url=server.url, cookies=cookies) as browser:
+            for path in ("/reports", "/dashboard"):
+                page = browser.get(path, params={"range": "custom", **reversed_days})
+                assert page.status_code == 200, (path, page.text[:300])
+                assert words in page.text, (lang, path)
+                typed = (_field(page.text, "since"), _field(page.text, "until"))
+                assert typed == ("2026-11-10", "2026-11-01"), (lang, path)
+                no_day = {"range": "custom", "since": "2026-11-31", "until": "2026-11-29"}
+                bad = browser.get(path, params=no_day)
+                assert bad.status_code == 200 and "2026-11-31" in bad.text, (lang, path)
+                typed = (_field(bad.text, "since"), _field(bad.text, "until"))
+                assert typed == ("2026-11-31", "2026-11-29"), (lang, path)
+
+
+def test_a_team_without_grid_cells_is_told_so(make_server: Any, sqlite_url: str) -> None:
+    """A grid import gave all of team-hubin's cells to team-ziyang: hubin's report showed an empty table
+    by grid cell, with no word why. It says now, in one line, that the grid gives the team no cells;
+    a team with cells, and the office, are told nothing of it."""
+    from api.http.cookies import SESSION_COOKIE
+
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    grid = json.loads(DEMO_GRID.read_text(encoding="utf-8"))
+    for feature in grid["features"]:
+        if feature["properties"]["team"] == "team-hubin":
+            feature["properties"]["team"] = "team-ziyang"
+    with server.client("admin") as admin:
+        assert admin.put("/api/grids", json=grid).status_code == 200
+    said = {"en": "The grid gives team-hubin no cells now", "zh-CN": "当前网格没有分配给 team-hubin 的网格"}
+    days = {"range": "custom", "since": "2026-11-23", "until": "2026-11-29"}
+    for lang, words in said.items():
+        for login, told in (("hubin", True), ("ziyang", False), ("operator", False)):
+            cookies = {SESSION_COOKIE: server.tokens[login], "gp_lang": lang}
+            with httpx.Client(base_url=server.url, cookies=cookies) as browser:
+                page = browser.get("/reports", params=days)
+            assert page.status_code == 200
+            line = re.search(r'<p [^>]*id="report-no-cells"[^>]*>(.*?)</p>', page.text, re.S)
+            assert (line is not None) == told, (lang, login)
+            if line is not None:
+                assert words in line.group(1), (lang, line.group(1))

@@ -46,12 +46,15 @@ def utc_offset_text(offset_h: float) -> str:
 
 @dataclass
 class StatsFilter:
-    """The dashboard's filter form, checked: what it asks /api/stats, and what was wrong with it."""
+    """The dashboard's filter form, checked: what it asks /api/stats, what was wrong with it, and the
+    days as typed (`typed_since`, `typed_until`), which the form shows again after an error."""
 
     since: date | None = None
     until: date | None = None
     category: str = ""
     errors: list[str] = field(default_factory=list)
+    typed_since: str = ""
+    typed_until: str = ""
 
     def stats_query(self, offset_h: float) -> str:
         """The query of /api/stats: from local midnight before `since` to the last microsecond of `until`
@@ -120,8 +123,11 @@ def read_filter(
         errors.append(t("dashboard.error.category", value=_shown(category)))
     else:
         chosen.category = category
+    # the form shows the days again as read, or as typed where they were no day
+    chosen.typed_since = chosen.since.isoformat() if chosen.since else _shown(since.strip())
+    chosen.typed_until = chosen.until.isoformat() if chosen.until else _shown(until.strip())
     if chosen.since and chosen.until and chosen.since > chosen.until:
-        errors.append(t("dashboard.error.order"))
+        errors.append(t("dashboard.error.order", since=chosen.typed_since, until=chosen.typed_until))
         chosen.since = chosen.until = None
     return chosen
 

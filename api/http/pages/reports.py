@@ -36,12 +36,24 @@ RANGES = ("week", "month", "custom")
 
 @dataclass
 class ReportRange:
-    """The chosen period as local days (first and last included), and what was wrong with the form."""
+    """The chosen period as local days (first and last included), what was wrong with the form, and
+    the days as typed (`typed_since`, `typed_until`): the form shows them again, so that a refused range
+    can be corrected rather than typed anew (the report shown is last week's)."""
 
     kind: str
     first: date
     last: date
     errors: list[str] = field(default_factory=list)
+    typed_since: str | None = None
+    typed_until: str | None = None
+
+    @property
+    def form_since(self) -> str:
+        return self.first.isoformat() if self.typed_since is None else self.typed_since
+
+    @property
+    def form_until(self) -> str:
+        return self.last.isoformat() if self.typed_until is None else self.typed_until
 
 
 def last_week(today: date) -> tuple[date, date]:
@@ -120,12 +132,19 @@ def read_range(kind: str, since: str, until: str, today: date, t: Translator) ->
     last = _day(until, t("reports.form.until"), errors, t)
     if first is not None and last is not None:
         if last < first:
-            errors.append(t("reports.error.order"))
+            errors.append(t("reports.error.order", since=first.isoformat(), until=last.isoformat()))
         elif (last - first).days >= period_report.MAX_PERIOD_DAYS:  # days included: one more
             errors.append(t("reports.error.long", days=period_report.MAX_PERIOD_DAYS))
         else:
             return ReportRange("custom", first, last)
-    return ReportRange("week", *week, errors=errors)
+    return ReportRange(
+        "week", *week, errors=errors, typed_since=_typed(first, since), typed_until=_typed(last, until)
+    )
+
+
+def _typed(day: date | None, text: str) -> str:
+    """A day of the form as it comes back after an error: the day read, or the text as typed."""
+    return _shown(text.strip()) if day is None else day.isoformat()
 
 
 def unended_notice(

@@ -110,8 +110,9 @@ def get_period_report(
     """The periodic report of [since, until): cases found, reviewed (confirmed, rejected by reason) and
     closed in it, open and awaiting review at its end (read from the cases' history, so a past period's
     report stays the same), median and 90th-percentile times, and patrol coverage; in total, per
-    category, per grid cell and per cell x category. Enforcement users get their team's cases and
-    cells only."""
+    category, per grid cell and per cell x category. Enforcement users get their team's part: the
+    cells the grid gives the team now, with their cases whatever team they were filed with, and the
+    team's cases in no cell of the grid, so that the teams' reports add up to the office's."""
     check_range(since, until, longest_days=period_report.MAX_PERIOD_DAYS)
     return period_report.period_report(session, since=since, until=until, principal=principal)
 
