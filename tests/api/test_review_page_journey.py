@@ -117,6 +117,19 @@ def test_a_case_someone_else_decided_meanwhile_is_said_so_and_leaves(
     assert f"{second['number']} 已被他人处理，现为“已驳回”" in message, message
     assert "决定未生效" in message and "cannot move" not in message, message
     assert page.locator(f"article[data-case-id='{second['id']}']").count() == 0
+
+    # the operator confirms the last one, which is dispatched before they think better of it: U says
+    # that it cannot be undone and why (before: "case_id: case GP-... has no decision of yours to undo")
+    page.keyboard.press("y")
+    page.wait_for_selector("#current article.review-empty")
+    page.wait_for_function("() => document.getElementById('last-decision').textContent.length > 0")
+    r = admin.post(f"/api/cases/{third['id']}/transitions", data={"to": "dispatched"})
+    assert r.status_code == 200, r.text
+    page.keyboard.press("u")
+    page.wait_for_function("() => document.getElementById('flash').textContent.includes('无法撤销')")
+    message = page.inner_text("#flash")
+    assert f"{third['number']} 的决定无法撤销" in message and "decision of yours" not in message, message
+    assert admin.get(f"/api/cases/{third['id']}").json()["status"] == "dispatched"
     assert problems == []
 
 

@@ -254,6 +254,14 @@
     if (!lastDecided) { gp.flash(gp.t("review.undo.nothing")); return; }
     const { id, number } = lastDecided;
     const response = await post(`/review/${id}/undo`, {}, "text/html");
+    if (response.status === 409) {
+      // moved on by someone since, or the decision is too old: in the operator's words (before, the
+      // server's English "case_id: case GP-... has no decision of yours to undo ...")
+      await response.text().catch(() => "");
+      lastDecided = null;
+      gp.flash(gp.t("review.undo.refused", { number }), "error");
+      return;
+    }
     if (await refused(response)) return;
     lastDecided = null;
     decided.delete(id);
