@@ -55,7 +55,8 @@ class UndoRefused(InputError):
 
 
 class NotInReview(InputError):
-    """The case left the review queue (someone decided it) before this action (HTTP 409)."""
+    """The case left the review queue (someone decided it) before this action (HTTP 409); the body
+    names its status now (`current`), as the workflow's 409 does."""
 
     status = 409
 
@@ -271,7 +272,11 @@ def change_category(session: Session, *, principal: Principal, case_id: int, cat
         raise ReviewInputError("category", f"one of {', '.join(known_categories(session))}")
     case = get_case(session, principal=principal, case_id=case_id, lock=True)
     if case.status != workflow.PENDING_REVIEW:
-        raise NotInReview("case_id", f"case {case.number} is {case.status} now, no longer in review")
+        raise NotInReview(
+            "case_id",
+            f"case {case.number} is {case.status} now, no longer in review",
+            extra={"current": case.status},
+        )
     if case.category == category:
         return case
     previous = case.category

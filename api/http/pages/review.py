@@ -124,7 +124,13 @@ async def review_page(request: Request, principal: Reviewer, services: ServicesD
 
     card, pending, categories = await _in_session(services, work)
     t = translator(request)
-    i18n = {**t.subset("review."), **t.subset("reason."), **t.subset("category."), **t.subset("error.")}
+    i18n = {
+        **t.subset("review."),
+        **t.subset("reason."),
+        **t.subset("category."),
+        **t.subset("error."),
+        **t.subset("status."),
+    }
     return render(
         request,
         "review/page.html",

@@ -82,8 +82,26 @@
 
   function show(container, html) {
     container.innerHTML = html;
+    watchPictures(container);
     window.gpFrames.drawBoxes(container);
     if (container === current) explainEmpty();
+  }
+
+  // A picture of a card that cannot be loaded (its evidence file missing from the store, or unreadable)
+  // is said so on that card, and left out: before, a broken picture with a clipped caption showed, and
+  // the operator could judge the case without its evidence. Also for a card loaded ahead, out of sight
+  // (the pictures load there too, and the card keeps the message when it comes to the front)
+  function watchPictures(container) {
+    for (const img of container.querySelectorAll("article img")) {
+      if (img.complete) { if (!img.naturalWidth) pictureMissing(img); }
+      else img.addEventListener("error", () => pictureMissing(img), { once: true });
+    }
+  }
+
+  function pictureMissing(img) {
+    img.hidden = true;
+    const line = img.closest("article") && img.closest("article").querySelector(".picture-missing");
+    if (line) line.hidden = false;
   }
 
   // The empty card on screen says why no case is handed out while cases await review: those the
@@ -168,11 +186,26 @@
         gp.flash("");
       } else if (response.status === 409) {
         // someone else decided the case meanwhile: it has left the queue, its card stays gone
-        gp.flash(gp.t("error.conflict", { detail: await gp.errorText(response) }), "error");
+        gp.flash(await decidedElsewhere(response, number, "decision"), "error");
+      } else if (sessionEnded(response)) {
+        // in the operator's words (before: the server's English "Authorization: log in first")
+        await response.text().catch(() => "");
+        failed(gp.t("review.session_ended"), true);
       } else {
-        failed(await gp.errorText(response), sessionEnded(response));
+        failed(await gp.errorText(response), false);
       }
-    }).catch((err) => failed(err.message));
+    }).catch(() => failed(gp.t("review.unreachable")));  // the browser's own words are in English
+  }
+
+  // A 409 for an action on a case someone else decided meanwhile, in the operator's words: the case's
+  // status now (the body's `current`), not the server's English reason
+  async function decidedElsewhere(response, number, action) {
+    const body = await response.json().catch(() => ({}));
+    if (!body || typeof body.current !== "string") {
+      return gp.t("error.conflict", { detail: (body && body.detail) || response.statusText });
+    }
+    const status = gp.t("status." + body.current);
+    return gp.t("review.decided_elsewhere", { number, status, action: gp.t("review.action." + action) });
   }
 
   // A card whose decision did not land goes back to the front, the error on it; the card on screen
@@ -221,6 +254,14 @@
     if (!lastDecided) { gp.flash(gp.t("review.undo.nothing")); return; }
     const { id, number } = lastDecided;
     const response = await post(`/review/${id}/undo`, {}, "text/html");
+    if (response.status === 409) {
+      // moved on by someone since, or the decision is too old: in the operator's words (before, the
+      // server's English "case_id: case GP-... has no decision of yours to undo ...")
+      await response.text().catch(() => "");
+      lastDecided = null;
+      gp.flash(gp.t("review.undo.refused", { number }), "error");
+      return;
+    }
     if (await refused(response)) return;
     lastDecided = null;
     decided.delete(id);
@@ -242,7 +283,16 @@
     const id = caseId(current);
     setMode("decide");
     if (!id) return;
+    const number = card(current).dataset.caseNumber;
     const response = await post(`/review/${id}/category`, { category }, "text/html");
+    if (response.status === 409) {
+      // someone else decided the case meanwhile: it has left the queue, and so does its card (before,
+      // it stayed on screen for a decision that could only be refused too)
+      const message = await decidedElsewhere(response, number, "category");
+      if (caseId(current) === id) { decided.add(id); await advance(); }
+      gp.flash(message, "error");
+      return;
+    }
     if (await refused(response)) return;
     show(current, await response.text());
     showPending(card(current) && card(current).dataset.pending);
@@ -448,6 +498,7 @@
   setInterval(recheckEmpty, EMPTY_RECHECK_MS);
 
   window.gpReview = timing;
+  watchPictures(current);
   window.gpFrames.drawBoxes(current);
   explainEmpty();
   if (caseId(current)) loadUpcoming();
