@@ -497,3 +497,38 @@ def test_camera_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "gate-1" in out and "demo-cam-02" in out and "rtsp://cam2.example" in out
     for secret in SECRETS:
         assert secret not in out
+
+
+def test_camera_list_says_what_each_runner_does_and_its_last_error(  # type: ignore[no-untyped-def]
+    make_server, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """An admin's `camera list` showed a camera whose password a reboot reset as `online` with fps 0,
+    and one whose stream had been lost for hours as `OFFLINE since ...`, never why: the runner's
+    status and last error were in `GET /api/cameras` only. They are its STATUS column and, whole,
+    lines under the table; a camera whose reports stopped says so rather than its runner's last word."""
+    server = make_server(db_url, run_webhooks=False)
+    with server.client("admin") as admin:
+        for camera_id in ("gate-1", "gate-2", "gate-3"):
+            assert admin.post("/api/cameras", json=_camera(camera_id)).status_code == 201
+        key = _runner_key(admin)
+    why = "no frame for 45 s: wrong user name or password (the camera answered 401 Unauthorized); retrying"
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        stalled = {"fps": 0, "last_error": why, "runner_state": {"status": "stalled"}}
+        assert runner.put("/api/cameras/gate-1/state", json=stalled).status_code == 200
+        fine = {"fps": 5, "runner_state": {"status": "analysing"}}
+        assert runner.put("/api/cameras/gate-2/state", json=fine).status_code == 200
+    with server.services.factory() as session:  # gate-2's runner went silent 2 minutes ago
+        camera = session.get(Camera, "gate-2")
+        assert camera is not None and camera.reported_at is not None
+        camera.reported_at -= timedelta(seconds=120)
+        session.commit()
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    capsys.readouterr()
+    assert main(["camera", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start, end = lines[0].index("STATUS"), lines[0].index("RUNNER")
+    status = {line.split()[0]: line[start:end].strip() for line in lines[1:4]}
+    assert status == {"gate-1": "stalled", "gate-2": "(no report)", "gate-3": "-"}
+    assert lines[4:6] == ["", "LAST ERRORS (UTC)"]
+    assert len(lines) == 7 and lines[6].startswith("gate-1 (reported ") and lines[6].endswith(f"): {why}")
