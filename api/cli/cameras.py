@@ -254,7 +254,7 @@ def _runner_status(camera: Any, offline_after_s: float) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     from api.cameras import registry
-    from streams.urls import public_stream
+    from streams.urls import public_stream, with_public_stream
 
     services = _services(args)
     offline_after_s = services.settings.camera_offline_after_s
@@ -297,11 +297,11 @@ def _list(args: argparse.Namespace) -> int:
         ),
         rows,
     )
-    errors = [c for c in cameras if c.enabled and c.last_error]
+    errors = [(c, c.last_error) for c in cameras if c.enabled and c.last_error]
     if errors:  # whole, under the table: an error is a sentence or two, too long for a column
         print("\nLAST ERRORS (UTC)")
-        for c in errors:
-            print(f"{c.id} (reported {_when(c.reported_at)}): {c.last_error}")
+        for c, error in errors:
+            print(f"{c.id} (reported {_when(c.reported_at)}): {with_public_stream(error, c.stream_url)}")
     return 0
 
 

@@ -532,3 +532,49 @@ def test_camera_list_says_what_each_runner_does_and_its_last_error(  # type: ign
     assert status == {"gate-1": "stalled", "gate-2": "(no report)", "gate-3": "-"}
     assert lines[4:6] == ["", "LAST ERRORS (UTC)"]
     assert len(lines) == 7 and lines[6].startswith("gate-1 (reported ") and lines[6].endswith(f"): {why}")
+
+
+def test_a_runner_s_error_names_the_stream_as_every_answer_does(  # type: ignore[no-untyped-def]
+    make_server, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runner words a stream it cannot open with its URL masked (rtsp://admin:***@host:554/path?token=***):
+    the camera's last error showed its user name and path in GET /api/cameras, the camera.offline webhook
+    (sent to integrators) and the service's log, which the registry shows as scheme://host:port only."""
+    from streams.urls import shown_url
+
+    caplog.set_level(logging.INFO)
+    server = make_server(db_url, run_webhooks=False, settings={"webhook_allow_hosts": "127.0.0.1"})
+    with server.client("admin") as admin:
+        assert admin.post("/api/cameras", json=_camera()).status_code == 201
+        key = _runner_key(admin)
+        hook = admin.post(
+            "/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["camera.offline"]}
+        )
+        assert hook.status_code == 201, hook.text
+    refused = (
+        f"{shown_url(SECRET_URL)}: cannot connect: wrong user name or password (the camera answered 401)"
+    )
+    assert "admin:***@" in refused  # as the runner words it
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        r = runner.put("/api/cameras/gate-1/state", json={"fps": 0, "last_error": refused})
+        assert r.status_code == 200, r.text
+        reported = r.text
+    with server.services.factory() as session:
+        camera = session.get(Camera, "gate-1")
+        assert camera is not None and camera.reported_at is not None
+        camera.reported_at -= timedelta(seconds=120)
+        session.commit()
+    assert CameraWatch(server.services.factory, offline_after_s=30).run_once() == ["gate-1"]
+    with server.client("operator") as op:
+        shown = op.get("/api/cameras/gate-1").json()["state"]["last_error"]
+        listed = op.get("/api/cameras").text
+    assert (
+        shown == "rtsp://10.1.2.3:554: cannot connect: wrong user name or password (the camera answered 401)"
+    )
+    with server.services.factory() as session:
+        (delivery,) = session.scalars(select(WebhookDelivery))
+        payload = delivery.payload
+    assert json.loads(payload)["camera"]["last_error"] == shown
+    for text in (reported, listed, payload, caplog.text):
+        for secret in SECRETS:
+            assert secret not in text
