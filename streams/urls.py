@@ -154,6 +154,16 @@ def public_stream(url: str) -> str:
     return f"{scheme}://{host}"
 
 
+def with_public_stream(text: str, url: str) -> str:
+    """`text` (an error about the stream at `url`) with that URL named as responses name it
+    (public_stream): in every form a runner or a source words it, as given, masked (mask_credentials)
+    or as an error names it (shown_url), so that its user name and path show no more than its password."""
+    public = public_stream(url)
+    forms = {url, mask_credentials(url), mask_credentials(mask_credentials(url)), shown_url(url), public}
+    pattern = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True) if form)
+    return re.sub(pattern, lambda _: public, text)
+
+
 def stream_url_problem(url: str) -> str | None:
     """Why `url` cannot be a live camera's stream URL, in words that do not repeat it (it may hold a
     password); None when it can. FFmpeg reads the host as a URL parser does, up to the first '/', '?'

@@ -238,11 +238,26 @@ def _team(team: str | None, teams: list[str]) -> str:
     return team + ("" if registry.team_warning(team, teams) is None else " NOT IN GRID")
 
 
+def _runner_status(camera: Any, offline_after_s: float) -> str:
+    """What the camera's runner last said it does (analysing, stalled, retrying, outside active hours,
+    ...): `-` for a disabled camera or one never reported, `(no report)` when its reports stopped."""
+    from datetime import timedelta
+
+    from api.storage.db import utcnow
+
+    if not camera.enabled or camera.reported_at is None:
+        return "-"
+    if camera.reported_at < utcnow() - timedelta(seconds=offline_after_s):
+        return "(no report)"
+    return str(json.loads(camera.runner_state or "{}").get("status") or "-")
+
+
 def _list(args: argparse.Namespace) -> int:
     from api.cameras import registry
-    from streams.urls import public_stream
+    from streams.urls import public_stream, with_public_stream
 
     services = _services(args)
+    offline_after_s = services.settings.camera_offline_after_s
     with services.read_factory() as session:
         cameras = registry.list_cameras(session)
         teams = registry.grid_teams(session)
@@ -254,6 +269,7 @@ def _list(args: argparse.Namespace) -> int:
                 c.id,
                 "yes" if c.enabled else "no",
                 f"{online} since {_when(c.online_since)}" if c.online is not None else online,
+                _runner_status(c, offline_after_s),
                 c.runner or "-",
                 "-" if c.fps is None else f"{c.fps:.1f}",
                 _when(c.last_frame_at),
@@ -269,6 +285,7 @@ def _list(args: argparse.Namespace) -> int:
             "ID",
             "ENABLED",
             "STATE (UTC)",
+            "STATUS",
             "RUNNER",
             "FPS",
             "LAST FRAME",
@@ -280,6 +297,11 @@ def _list(args: argparse.Namespace) -> int:
         ),
         rows,
     )
+    errors = [(c, c.last_error) for c in cameras if c.enabled and c.last_error]
+    if errors:  # whole, under the table: an error is a sentence or two, too long for a column
+        print("\nLAST ERRORS (UTC)")
+        for c, error in errors:
+            print(f"{c.id} (reported {_when(c.reported_at)}): {with_public_stream(error, c.stream_url)}")
     return 0
 
 

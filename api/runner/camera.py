@@ -16,9 +16,12 @@ send still unanswered SEND_WAIT_S later is abandoned, its incidents kept, before
 stream that cannot be opened or is lost for longer than the reconnect policy allows is retried after a
 pause, with the reason as the camera's last error; a stream that has given no frame for `stall_s` while
 its source waits to reconnect (minutes, by its reconnect policy) reports that as its last error
-meanwhile. The last frame's time is reported on the case service's clock (this machine's own, moved by
-how far it is from the Date of the service's last answer): a runner whose clock is behind would
-otherwise have its cameras taken offline while they stream. That difference goes with each report
+meanwhile, with the camera's own word on why when it gives one (asked in plain RTSP: a password
+changed at the camera's reboot, its stream's path gone, nothing listening), which the source, only
+retrying, would tell only when its policy gives up. The last frame's time is reported on the case
+service's clock (this machine's own, moved by how far it is from the Date of the service's last
+answer): a runner whose clock is behind would otherwise have its cameras taken offline while they
+stream. That difference goes with each report
 (clock_offset_s: this machine's clock minus the service's, negative when behind; left out before the
 first answer, and from then on when the service refuses the field: an older version), so the service
 shows and flags it with the camera. An incident that cannot be written to this
@@ -56,6 +59,7 @@ REPORT_S = 5.0  # how often the camera's state is reported
 FPS_WINDOW_S = 5.0  # the reported fps is the rate over this trailing window, whatever REPORT_S is
 RETRY_S = (5.0, 60.0)  # pause before opening a stream again after it failed: first, longest
 STALL_S = 10.0  # no frame for this long while analysing: reported as the camera's last error
+STALL_ASK_S = 15.0  # a stalled stream's camera is asked why at most this often (streams.rtsp_probe)
 LAST_ERROR_CHARS = 2000  # the longest last_error PUT /api/cameras/{id}/state takes
 DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})  # full, ...
 FLUSH_S = 5.0  # a stopped job's forwarder sends what its spool holds for this long, while it answers
@@ -183,6 +187,8 @@ class CameraJob:
         self._last_frame_at: datetime | None = None
         self._last_frame_mono: float | None = None  # monotonic time of the last analysed frame
         self._last_error: str | None = None
+        self._stall_reason: str | None = None  # the camera's word on a stalled stream (streams.rtsp_probe)
+        self._stall_asked: float | None = None  # monotonic time it was last asked
         self._clock_ahead_s = 0.0  # how far the case service's clock is ahead of this machine's
         self._clock_offset_s: float | None = None  # this machine's clock minus the service's, as measured
         self._send_clock = True  # False once the service refused the field (a version without it)
@@ -332,6 +338,7 @@ class CameraJob:
                 self._last_frame_at = datetime.now(UTC)
                 self._last_frame_mono = time.monotonic()
                 self._rate.tick(self._last_frame_mono)
+                self._stall_reason = self._stall_asked = None
                 if self._status != "analysing":
                     self._status, self._last_error = "analysing", None
             self._end_session_after_hours()
@@ -427,7 +434,8 @@ class CameraJob:
             if status == "analysing" and silent_s is not None and silent_s > self.stall_s:
                 # the source is waiting out a dropped stream (detect_footage hides it): say so
                 status = "stalled"
-                error = f"no frame for {silent_s:.0f} s: the stream dropped or stalled; reconnecting"
+                why = self._stall_reason or "the stream dropped or stalled"
+                error = f"no frame for {silent_s:.0f} s: {why}; reconnecting"
             frame_at = self._last_frame_at
             if frame_at is not None:  # on the service's clock, which judges how old it is
                 frame_at += timedelta(seconds=self._clock_ahead_s)
@@ -522,4 +530,38 @@ class CameraJob:
     def _report_loop(self, stop: threading.Event, spool: Spool, forwarder: Forwarder) -> None:
         while not stop.wait(self.report_s):
             self._end_session_after_hours()  # the frames' own check, for a stream that gives none
+            self._ask_why_stalled()
             self._report(spool, forwarder)
+
+    def _ask_why_stalled(self) -> None:
+        """While the stream has given no frame for stall_s, ask the camera why, at most every STALL_ASK_S
+        (streams.rtsp_probe: one DESCRIBE, 2 s at most): its source retries for minutes, a password
+        reset at the camera's reboot reading like a camera that is off, and says why only when its
+        reconnect policy gives up. The reason, logged when it changes, is the stalled camera's last
+        error until a frame comes."""
+        from streams.rtsp import PROBE_S
+        from streams.rtsp_probe import rtsp_refusal
+
+        with self._lock:
+            asked = time.monotonic()
+            last = self._last_frame_mono
+            if (
+                self._status != "analysing"
+                or last is None
+                or asked - last <= self.stall_s
+                or (self._stall_asked is not None and asked - self._stall_asked < STALL_ASK_S)
+            ):
+                return
+            self._stall_asked = asked
+        reason = rtsp_refusal(self.camera["stream_url"], PROBE_S)
+        with self._lock:
+            if self._last_frame_mono != last:  # a frame came meanwhile: the stream is back
+                return
+            told, self._stall_reason = self._stall_reason, reason
+        if reason is not None and reason != told:
+            log.warning(
+                "camera %s: no frame for %.0f s: %s; its stream is tried again",
+                self.camera_id,
+                asked - last,
+                reason,
+            )

@@ -497,3 +497,84 @@ def test_camera_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "gate-1" in out and "demo-cam-02" in out and "rtsp://cam2.example" in out
     for secret in SECRETS:
         assert secret not in out
+
+
+def test_camera_list_says_what_each_runner_does_and_its_last_error(  # type: ignore[no-untyped-def]
+    make_server, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """An admin's `camera list` showed a camera whose password a reboot reset as `online` with fps 0,
+    and one whose stream had been lost for hours as `OFFLINE since ...`, never why: the runner's
+    status and last error were in `GET /api/cameras` only. They are its STATUS column and, whole,
+    lines under the table; a camera whose reports stopped says so rather than its runner's last word."""
+    server = make_server(db_url, run_webhooks=False)
+    with server.client("admin") as admin:
+        for camera_id in ("gate-1", "gate-2", "gate-3"):
+            assert admin.post("/api/cameras", json=_camera(camera_id)).status_code == 201
+        key = _runner_key(admin)
+    why = "no frame for 45 s: wrong user name or password (the camera answered 401 Unauthorized); retrying"
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        stalled = {"fps": 0, "last_error": why, "runner_state": {"status": "stalled"}}
+        assert runner.put("/api/cameras/gate-1/state", json=stalled).status_code == 200
+        fine = {"fps": 5, "runner_state": {"status": "analysing"}}
+        assert runner.put("/api/cameras/gate-2/state", json=fine).status_code == 200
+    with server.services.factory() as session:  # gate-2's runner went silent 2 minutes ago
+        camera = session.get(Camera, "gate-2")
+        assert camera is not None and camera.reported_at is not None
+        camera.reported_at -= timedelta(seconds=120)
+        session.commit()
+    monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
+    capsys.readouterr()
+    assert main(["camera", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start, end = lines[0].index("STATUS"), lines[0].index("RUNNER")
+    status = {line.split()[0]: line[start:end].strip() for line in lines[1:4]}
+    assert status == {"gate-1": "stalled", "gate-2": "(no report)", "gate-3": "-"}
+    assert lines[4:6] == ["", "LAST ERRORS (UTC)"]
+    assert len(lines) == 7 and lines[6].startswith("gate-1 (reported ") and lines[6].endswith(f"): {why}")
+
+
+def test_a_runner_s_error_names_the_stream_as_every_answer_does(  # type: ignore[no-untyped-def]
+    make_server, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runner words a stream it cannot open with its URL masked (rtsp://admin:***@host:554/path?token=***):
+    the camera's last error showed its user name and path in GET /api/cameras, the camera.offline webhook
+    (sent to integrators) and the service's log, which the registry shows as scheme://host:port only."""
+    from streams.urls import shown_url
+
+    caplog.set_level(logging.INFO)
+    server = make_server(db_url, run_webhooks=False, settings={"webhook_allow_hosts": "127.0.0.1"})
+    with server.client("admin") as admin:
+        assert admin.post("/api/cameras", json=_camera()).status_code == 201
+        key = _runner_key(admin)
+        hook = admin.post(
+            "/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["camera.offline"]}
+        )
+        assert hook.status_code == 201, hook.text
+    refused = (
+        f"{shown_url(SECRET_URL)}: cannot connect: wrong user name or password (the camera answered 401)"
+    )
+    assert "admin:***@" in refused  # as the runner words it
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as runner:
+        r = runner.put("/api/cameras/gate-1/state", json={"fps": 0, "last_error": refused})
+        assert r.status_code == 200, r.text
+        reported = r.text
+    with server.services.factory() as session:
+        camera = session.get(Camera, "gate-1")
+        assert camera is not None and camera.reported_at is not None
+        camera.reported_at -= timedelta(seconds=120)
+        session.commit()
+    assert CameraWatch(server.services.factory, offline_after_s=30).run_once() == ["gate-1"]
+    with server.client("operator") as op:
+        shown = op.get("/api/cameras/gate-1").json()["state"]["last_error"]
+        listed = op.get("/api/cameras").text
+    assert (
+        shown == "rtsp://10.1.2.3:554: cannot connect: wrong user name or password (the camera answered 401)"
+    )
+    with server.services.factory() as session:
+        (delivery,) = session.scalars(select(WebhookDelivery))
+        payload = delivery.payload
+    assert json.loads(payload)["camera"]["last_error"] == shown
+    for text in (reported, listed, payload, caplog.text):
+        for secret in SECRETS:
+            assert secret not in text

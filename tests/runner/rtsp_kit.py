@@ -50,7 +50,8 @@ WHOLE_FRAME = {"id": "all", "kind": "no_parking", "points_norm": [[0, 0], [1, 0]
 class RtspCamera:
     """One RTSP camera (its own server process and port, mount /cam): start(), stop() (killed: the
     camera drops off the network), start() again on the same port, at another `size` when it is set
-    (width, height: the picture re-configured in the vendor's app)."""
+    (width, height: the picture re-configured in the vendor's app) and with `password` (what it takes
+    now: reset at a reboot, the URL's no longer)."""
 
     def __init__(self, python: str) -> None:
         self.python = python
@@ -58,13 +59,21 @@ class RtspCamera:
         self.url = f"rtsp://viewer:{PASSWORD}@127.0.0.1:{self.port}/cam"
         self.process: subprocess.Popen[bytes] | None = None
         self.size = (160, 120)
+        self.password = PASSWORD
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Serve; a port still held by the last run (it was just killed) is tried again."""
         deadline = time.monotonic() + timeout_s
         while True:
             process = subprocess.Popen(
-                [self.python, str(SERVER_SCRIPT), str(self.port), "viewer", PASSWORD, *map(str, self.size)],
+                [
+                    self.python,
+                    str(SERVER_SCRIPT),
+                    str(self.port),
+                    "viewer",
+                    self.password,
+                    *map(str, self.size),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )

@@ -26,7 +26,7 @@ from api.runner.camera import FINAL_REPORT_S, STOP_S, CameraJob
 from api.runner.spool import Spool
 from detect.values import DWELL_ROLES, Detection
 from tests.api.api_testkit import LiveServer, tmpfs
-from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, spooled_ids
+from tests.runner.rtsp_kit import SITE, WHOLE_FRAME, ComingAndGoingCar, RtspCamera, spooled_ids
 from tests.runner.test_forwarder import LARGE, ScriptedService, runner_incident
 from tests.streams.footage import write_video
 from tests.streams.mjpeg_kit import PASSWORD as MJPEG_PASSWORD
@@ -215,11 +215,65 @@ def test_a_camera_with_a_wrong_password_says_so_in_its_state(
     finally:
         stop.set()
         thread.join(timeout=20)
+    host = url.rsplit("@", 1)[1].split("/")[0]  # as every answer names the stream: no user, no path
     assert state["last_error"] == (
-        f"{url.replace(PASSWORD, '***')}: cannot connect: wrong user name or password (the camera "
-        "answered 401 Unauthorized)"
+        f"rtsp://{host}: cannot connect: wrong user name or password (the camera answered 401 Unauthorized)"
     )
     assert "Not-The-Password1" not in caplog.text
+
+
+@pytest.mark.slow  # a real RTSP server
+def test_a_camera_whose_password_was_reset_at_a_reboot_says_so_while_it_reconnects(
+    make_server,  # type: ignore[no-untyped-def]
+    db_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A camera that streams, then comes back from a reboot with another password: its source retries
+    for minutes (its reconnect policy) and its state said only "no frame for 40 s: the stream dropped
+    or stalled; reconnecting", the same as a camera that is off, and the log "reconnect attempt 3
+    failed". The camera's own answer (401) is now its last error within seconds, and logged once."""
+    caplog.set_level(logging.DEBUG)
+    camera = RtspCamera("/usr/bin/python3")
+    camera.start()
+    server: LiveServer = make_server(db_url)
+    job = _camera_job(
+        server,
+        tmp_path,
+        {"id": "cam-reset", "stream_url": camera.url},
+        runner="runner-rs",
+        detector=ParkedCar(0),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with server.client("operator") as op:
+            _wait("frames analysed", lambda: op.get("/api/cameras/cam-reset").json()["state"]["fps"])
+            camera.stop()
+            camera.password = "Reset-At-Reboot1"
+            camera.start()
+            state = _wait(
+                "the camera's word on the stalled stream",
+                lambda: (
+                    "401" in ((s := op.get("/api/cameras/cam-reset").json()["state"])["last_error"] or "")
+                    and s
+                ),
+                timeout=40,
+            )
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        camera.stop()
+    assert state["runner_state"]["status"] == "stalled"
+    assert re.fullmatch(
+        r"no frame for \d+ s: wrong user name or password \(the camera answered 401 Unauthorized\); "
+        r"reconnecting",
+        state["last_error"],
+    )
+    told = [r for r in caplog.records if "wrong user name or password" in r.getMessage()]
+    assert len(told) == 1 and told[0].name == "api.runner.camera"
+    assert PASSWORD not in caplog.text and "Reset-At-Reboot1" not in caplog.text
 
 
 @pytest.mark.slow  # a real RTSP server

@@ -20,6 +20,7 @@ from streams.urls import (
     is_remote_file,
     is_secret_key,
     stream_url_problem,
+    with_public_stream,
 )
 from tests.streams.footage import write_video
 from tests.streams.mjpeg_kit import PASSWORD, MjpegCamera, mjpeg_handler, serve_http
@@ -373,3 +374,28 @@ def test_a_url_an_error_names_shows_no_secret(url: str, shown: str) -> None:
 
     assert shown_url(url) == shown
     assert url_error(url, "the reason") == f"{shown}: the reason"
+
+
+@pytest.mark.parametrize(
+    ("text", "url", "shown"),
+    [
+        (  # as a runner words it: masked
+            "rtsp://admin:***@10.0.0.5:554/Streaming/Channels/101?token=***: cannot connect",
+            "rtsp://admin:pw@10.0.0.5:554/Streaming/Channels/101?token=t0k",
+            "rtsp://10.0.0.5:554: cannot connect",
+        ),
+        (
+            "open rtsp://admin:pw@cam/live failed",
+            "rtsp://admin:pw@cam/live",
+            "open rtsp://cam failed",
+        ),  # as given
+        (
+            "no frame (rtsp://cam:554)",
+            "rtsp://admin:pw@cam:554/live",
+            "no frame (rtsp://cam:554)",
+        ),  # already so
+        ("rtsp://other/x: refused", "rtsp://admin:pw@cam/live", "rtsp://other/x: refused"),  # another stream
+    ],
+)
+def test_an_error_names_its_camera_s_stream_as_responses_do(text: str, url: str, shown: str) -> None:
+    assert with_public_stream(text, url) == shown

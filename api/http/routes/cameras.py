@@ -20,7 +20,7 @@ from api.http.deps import Admin, ReadSessionDep, Runner, ServicesDep, SessionDep
 from api.storage.models import Camera
 from detect.config import CAMERA_ID_PATTERN, HOURS_PATTERN, Zone, check_span
 from detect.config import Camera as SiteCamera
-from streams.urls import mask_credentials, public_stream, stream_url_problem, url_error
+from streams.urls import mask_credentials, public_stream, stream_url_problem, url_error, with_public_stream
 
 router = APIRouter(prefix="/api", tags=["cameras"], responses=schemas.CALLER_ERRORS)
 
@@ -211,7 +211,7 @@ def camera_state(row: Camera) -> schemas.CameraState:
         runner=row.runner,
         fps=row.fps,
         last_frame_at=row.last_frame_at,
-        last_error=row.last_error,
+        last_error=None if row.last_error is None else with_public_stream(row.last_error, row.stream_url),
         reported_at=row.reported_at,
         runner_state=None if row.runner_state is None else json.loads(row.runner_state),
         clock_offset_s=row.clock_offset_s,
@@ -316,14 +316,16 @@ def put_camera_state(
     services: ServicesDep,
 ) -> schemas.CameraState:
     """A runner reports a camera it analyses; the camera is online (camera.online when it was
-    offline) while its reports come with a frame no older than GRIDPATROL_CAMERA_OFFLINE_AFTER_S."""
+    offline) while its reports come with a frame no older than GRIDPATROL_CAMERA_OFFLINE_AFTER_S. Its
+    last error names the stream as every answer does (scheme://host:port): it goes to webhooks too."""
+    stream_url = registry.get_camera(session, camera_id).stream_url
     camera = registry.report_state(
         session,
         camera_id,
         runner=principal.name,
         fps=body.fps,
         last_frame_at=body.last_frame_at,
-        last_error=body.last_error,
+        last_error=None if body.last_error is None else with_public_stream(body.last_error, stream_url),
         runner_state=body.runner_state,
         clock_offset_s=body.clock_offset_s,
         offline_after_s=services.settings.camera_offline_after_s,
