@@ -119,8 +119,6 @@
     event.returnValue = "";
   });
 
-  // --- sending ---
-
   // --- the start time: the camera's clock (a dashcam's burnt-in time), not the browser's time zone ---
 
   const WALL = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?$/;
@@ -183,6 +181,8 @@
 
   form.elements.camera_id.addEventListener("input", showZone);
   form.elements.start_time.addEventListener("input", showZone);
+
+  // --- sending ---
 
   function checkForm() {
     const file = fileInput.files[0];
