@@ -35,6 +35,7 @@ from api.storage.models import (
     CustodyEntry,
     EvidenceBlob,
     EvidenceLink,
+    Job,
     Sighting,
 )
 
@@ -101,6 +102,7 @@ class CaseFilter:
     first_seen_since: datetime | None = None  # first_seen >= (the days /api/stats counts by)
     first_seen_until: datetime | None = None  # first_seen <= (the same)
     superseded: bool | None = None  # False: leave out what /api/stats leaves out; True: only those
+    upload_id: int | None = None  # a sighting filed by a job of this upload (any of its runs)
 
     def apply(self, stmt: Select) -> Select:
         if self.status:
@@ -135,6 +137,9 @@ class CaseFilter:
             stmt = stmt.where(Case.first_seen <= as_utc(self.first_seen_until))
         if self.superseded is not None:
             stmt = stmt.where(~not_superseded() if self.superseded else not_superseded())
+        if self.upload_id is not None:
+            jobs = select(Job.id).where(Job.upload_id == self.upload_id)
+            stmt = stmt.where(Case.id.in_(select(Sighting.case_id).where(Sighting.job_id.in_(jobs))))
         return stmt
 
 

@@ -415,8 +415,11 @@ def register_upload(
         raise UploadError("file", "empty file")
     media_type = sniff_video(footage.head)
     if media_type is None:
+        named = display_filename(footage.filename) or "the file"
         raise UploadError(
-            "file", "not a video container we can read (MP4, MOV, MKV/WebM, AVI, FLV, MPEG-PS/TS/M2TS)", 415
+            "file",
+            f"{named}: not a video container we can read (MP4, MOV, MKV/WebM, AVI, FLV, MPEG-PS/TS/M2TS)",
+            415,
         )
     track = form.files.get("track")
     track_type = None

@@ -197,6 +197,29 @@ def config_camera_zone(settings: Settings, config_loader: Callable[[], Any] | No
     return zone
 
 
+def config_camera_zones(
+    settings: Settings, config_loader: Callable[[], Any] | None = None
+) -> tuple[dict[str, str], str | None]:
+    """The site config's cameras' time zones (id -> IANA name) and the zone of its default camera (what a
+    POST /api/uploads without a camera_id is read in), as config_camera_zone reads them; ({}, None) with a
+    log line when the config cannot be read (the upload page then falls back to the site's offset)."""
+    from detect.config import ConfigError
+
+    try:
+        config = (config_loader or (lambda: default_config(settings)))()
+    except (ConfigError, OSError, ValueError) as exc:
+        log.warning("the site config's camera time zones could not be read: %s", exc)
+        return {}, None
+    if config is None:  # no site config here (a service run without one)
+        return {}, None
+    zones = {str(c.id): str(c.timezone) for c in config.cameras}
+    try:
+        default: str | None = str(config.camera(None).timezone)
+    except ConfigError:
+        default = None  # several cameras and none the default: a camera_id is needed
+    return zones, default
+
+
 def job_track_fit(upload: Upload, config: Any, *, job_id: int) -> TrackFit | None:
     """How much of a done job's footage its upload's GPS track placed (api.jobs.track_fit); None (and
     a log line) when that cannot be measured: the job's incidents are filed already."""

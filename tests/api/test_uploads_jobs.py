@@ -337,6 +337,29 @@ def test_an_upload_cut_off_mid_body_keeps_nothing_and_logs_no_error(
     assert not uploads.exists() or [p for p in uploads.rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.parametrize(
+    ("sent", "named"),
+    [
+        ("巡查报告.pdf", "巡查报告.pdf"),
+        ("C:\\fakepath\\IMG_0001.jpg", "IMG_0001.jpg"),  # a Windows browser's path: its last part
+        ("", "the file"),
+    ],
+)
+def test_footage_of_another_type_is_refused_naming_the_file(
+    server: LiveServer, sent: str, named: str
+) -> None:
+    """A PDF or a picture sent as footage was refused with 415 "not a video container we can read",
+    naming no file: a crew member who sent several could not tell which. The reason now names it."""
+    data = b"\xff\xd8\xff\xe0\x00\x10JFIF" if sent.endswith(".jpg") else b"%PDF-1.7\n%%EOF\n"
+    body, content_type = _multipart([("file", sent.encode(), data)])
+    with server.client("operator") as op:
+        r = op.post("/api/uploads", content=body, headers={"Content-Type": content_type})
+    assert r.status_code == 415, r.text
+    reason = f"{named}: not a video container we can read (MP4, MOV, MKV/WebM, AVI, FLV, MPEG-PS/TS/M2TS)"
+    assert r.json()["errors"] == [{"field": "file", "reason": reason}]
+    assert sorted(p.name for p in server.services.settings.uploads_dir.iterdir()) == []
+
+
 def test_upload_rejections_name_the_field(server: LiveServer) -> None:
     with server.client("device") as device:
         r = device.post("/api/uploads", files={"file": ("x.mp4", b"this is not a video at all", "video/mp4")})

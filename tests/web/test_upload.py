@@ -145,7 +145,7 @@ def test_a_refused_upload_shows_the_apis_reason(open_page: Any, site: Site, tmp_
     p.click("#upload-submit")
     p.wait_for_selector("body[data-upload-state=refused]")
     message = p.inner_text("#upload-message")
-    assert message.startswith("上传被拒绝：file: not a video container we can read"), message
+    assert message.startswith("上传被拒绝：meeting-notes.mp4 不是可读取的视频"), message
     assert "error" in (p.get_attribute("#upload-message", "class") or "")
     assert p.is_hidden("#step-job") and p.is_enabled("#upload-submit")
     page.shot("refused")
@@ -156,7 +156,9 @@ def test_a_refused_upload_shows_the_apis_reason(open_page: Any, site: Site, tmp_
     p.set_input_files("#file", str(fake))
     p.click("#upload-submit")
     p.wait_for_selector("body[data-upload-state=refused]")
-    assert p.inner_text("#upload-message").startswith("The upload was refused: file: not a video container")
+    assert p.inner_text("#upload-message").startswith(
+        "The upload was refused: meeting-notes.mp4 is not footage the service can read"
+    )
     page.shot("refused-en")
 
 
@@ -355,14 +357,6 @@ def test_a_job_whose_track_cannot_be_read_names_the_track_on_the_page(
     page.shot("track-named")
 
 
-LOCAL_01Z = """() => {
-  const d = new Date(Date.UTC(2026, 10, 20, 1, 0, 0));
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:` +
-    `${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-}"""
-
-
 def test_a_job_whose_track_passed_no_grid_cell_says_the_footage_may_be_sent_again(
     open_page: Any, site: Site, tmp_path: Path
 ) -> None:
@@ -381,7 +375,7 @@ def test_a_job_whose_track_passed_no_grid_cell_says_the_footage_may_be_sent_agai
     ]
     track.write_text("time,lat,lon\n" + "\n".join(fixes) + "\n")
     footage = fresh_copy(tmp_path, "off-grid")
-    local_start = p.evaluate(LOCAL_01Z)  # the track's first fix in the browser's time, as the field takes it
+    local_start = "2026-11-20T09:00:00"  # the track's first fix on the default camera's clock (UTC+8)
     p.set_input_files("#file", str(footage))
     p.set_input_files("#track", str(track))
     p.fill("#start_time", local_start)

@@ -196,6 +196,7 @@ class ListQuery:
     first_seen_since: str = ""
     first_seen_until: str = ""
     superseded: str = ""  # "false": left out (as the dashboard counts), "true": only those
+    upload: str = ""  # an upload's id: the cases its jobs filed (the /upload page's links)
     sort: str = "last_seen"
     order: str = "desc"
     page: int = 1
@@ -208,6 +209,7 @@ class ListQuery:
     # what the number box looks for (api.cases.reading.number_query): the whole number, or a case's id
     number_sought: str | None = None
     case_id: int | None = None
+    upload_id: int | None = None
 
     def filters(self) -> CaseFilter:
         return CaseFilter(
@@ -224,6 +226,7 @@ class ListQuery:
             first_seen_since=self.first_seen_since_at,
             first_seen_until=self.first_seen_until_at,
             superseded=SUPERSEDED_CHOICES.get(self.superseded),
+            upload_id=self.upload_id,
         )
 
     def params(self, **changes: Any) -> str:
@@ -241,6 +244,7 @@ class ListQuery:
             "first_seen_since": self.first_seen_since,
             "first_seen_until": self.first_seen_until,
             "superseded": self.superseded,
+            "upload": self.upload,
             "sort": self.sort,
             "order": self.order,
             "page": self.page,
@@ -308,6 +312,12 @@ def parse_list_query(request: Request, offset: timezone) -> ListQuery:
         setattr(query, name, value)
     if params.get("superseded") in SUPERSEDED_CHOICES:
         query.superseded = params["superseded"]
+    upload = params.get("upload", "").strip()
+    if upload:
+        if upload.isdigit() and 0 < int(upload) <= MAX_ID:
+            query.upload, query.upload_id = upload, int(upload)
+        else:
+            query.problems.append(("upload", "cases.filter.bad_number"))
     try:
         query.number_sought, query.case_id = number_query(query.number)
     except InputError:

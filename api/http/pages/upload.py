@@ -2,6 +2,11 @@
 with upload progress, then the job's progress from GET /api/jobs/{id} until it is done or failed,
 then the cases it produced.
 
+The start time is typed as the camera's clock shows it (a dashcam's burnt-in time), whatever the
+browser's own time zone: the page is given each site-config camera's time zone (the zone the API reads
+a start_time without an offset in), the default camera's, and the site's offset for a camera the config
+does not know, and sends the time with that offset.
+
 upload.js does the sending and the polling against the API, as any client would. The cases a job
 produced are the ones with a sighting filed by that job (Sighting.job_id); GET /api/cases has no
 filter for that, so this page renders them as a fragment (GET /upload/jobs/{job_id}/cases), read the
@@ -10,7 +15,9 @@ way the API reads cases (api.cases.reading.visible).
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, Response
@@ -24,6 +31,8 @@ from api.http.pages.render import environment, render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import camera_offset, evidence_url, incident_of, show_time
 from api.jobs.uploads import MAX_TRACK_BYTES
+from api.jobs.worker import config_camera_zones
+from api.services import Services
 from api.storage.models import MAX_ID, Case, Sighting
 
 router = APIRouter(include_in_schema=False)
@@ -36,9 +45,30 @@ VIDEO_TYPES = "video/*,.mp4,.m4v,.mov,.3gp,.mkv,.webm,.avi,.flv,.mpg,.mpeg,.ts,.
 TRACK_TYPES = ".gpx,.nmea,.gps,.log,.txt,.csv,application/gpx+xml,text/csv"
 
 
+def _minutes_now(zone: str) -> int | None:
+    """A zone's UTC offset now, in minutes (the page's fallback where its browser has no such zone)."""
+    try:
+        offset = datetime.now(ZoneInfo(zone)).utcoffset()
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return int((offset or timedelta(0)).total_seconds() // 60)
+
+
+def camera_clocks(request: Request, services: Services) -> dict[str, Any]:
+    """What the start time field is read at: each camera's zone (with its offset now), the default
+    camera's (no camera typed), and the site's offset in minutes (a camera the config does not know)."""
+    zones, default = config_camera_zones(services.settings, getattr(request.app.state, "config_loader", None))
+    return {
+        "cameras": {camera: {"zone": zone, "minutes": _minutes_now(zone)} for camera, zone in zones.items()},
+        "default": {"zone": default, "minutes": _minutes_now(default)} if default else None,
+        "site_minutes": round(services.settings.timezone_offset_h * 60),
+    }
+
+
 @router.get("/upload", response_class=HTMLResponse)
 async def upload_page(request: Request, principal: Uploader, services: ServicesDep) -> Response:
     t = translator(request)
+    clocks = await run_in_threadpool(camera_clocks, request, services)
     i18n = {**t.subset("upload."), **t.subset("error."), **t.subset("common.")}
     return render(
         request,
@@ -48,6 +78,8 @@ async def upload_page(request: Request, principal: Uploader, services: ServicesD
         max_track_bytes=MAX_TRACK_BYTES,
         video_types=VIDEO_TYPES,
         track_types=TRACK_TYPES,
+        cameras=sorted(clocks["cameras"]),
+        clocks_json=script_json(clocks),
         i18n_json=script_json(i18n),
     )
 

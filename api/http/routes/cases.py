@@ -130,6 +130,14 @@ def get_cases(
             "resend, which /api/stats counts nowhere; true: only those"
         ),
     ] = None,
+    upload: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_ID,
+            description="an upload's id (GET /api/uploads): the cases with a sighting filed by its jobs",
+        ),
+    ] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
     sort: Annotated[Sort, Query()] = "last_seen",
@@ -158,6 +166,7 @@ def get_cases(
         first_seen_since=first_seen_since,
         first_seen_until=first_seen_until,
         superseded=superseded,
+        upload_id=upload,
     )
     found = case_page(
         session,

@@ -4,7 +4,8 @@
 // failed chunk retried with backoff, the upload going on from the server's offset when the network
 // returns), then the job polled every second (GET /api/jobs/{id}) until it is done or failed, then
 // the cases it produced (the page's fragment GET /upload/jobs/{id}/cases). A refused upload shows the
-// API's detail, a failed job its error.
+// API's detail (footage or a track of a type not read: in the page's language, naming the file), a
+// failed job its error. The start time is the camera's clock, sent at the chosen camera's UTC offset.
 "use strict";
 (function () {
   const form = document.getElementById("upload-form");
@@ -24,6 +25,9 @@
   const messageBox = document.getElementById("upload-message");
   const casesBox = document.getElementById("job-cases");
   const recent = document.getElementById("recent-uploads");
+  const recentMore = document.getElementById("recent-more");
+  const startZone = document.getElementById("start-zone");
+  const clocks = JSON.parse(document.getElementById("camera-clocks").textContent || "{}");
   const maxFile = Number(form.dataset.maxFile);
   const maxTrack = Number(form.dataset.maxTrack);
   const lang = document.body.dataset.lang || "zh-CN";
@@ -33,8 +37,11 @@
   const RESUMABLE_BYTES = 8 * 1024 ** 2;  // larger footage goes in chunks, resumable after a drop
   const CHUNK_BYTES = 4 * 1024 ** 2;
   const MAX_BACKOFF_MS = 30000;
+  const RECENT = [10, 50];  // recent uploads listed, and after "more"
+  let recentLimit = RECENT[0];
   let sending = null;  // the XMLHttpRequest under way
   let resumable = null;  // the chunked upload under way: {cancelled, sessionId}
+  let names = { file: "", track: "" };  // the files being sent, as chosen: a refusal names them
 
   function setState(state) { document.body.dataset.uploadState = state; }
 
@@ -112,18 +119,70 @@
     event.returnValue = "";
   });
 
-  // --- sending ---
+  // --- the start time: the camera's clock (a dashcam's burnt-in time), not the browser's time zone ---
+
+  const WALL = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?$/;
+
+  // the camera's clock as the service reads a start time without an offset: a camera of the site
+  // config in its time zone, no camera in the default camera's, another at the site's offset
+  function cameraClock() {
+    const camera = form.elements.camera_id.value.trim();
+    const known = camera ? (clocks.cameras || {})[camera] : clocks.default;
+    return known || { zone: null, minutes: clocks.site_minutes || 0 };
+  }
+
+  // a zone's offset from UTC in minutes at an instant (ms), as the browser's time zone data has it
+  function zoneMinutes(zone, ms) {
+    const parts = new Intl.DateTimeFormat("en-US", {
+      timeZone: zone, hourCycle: "h23", year: "numeric", month: "numeric", day: "numeric",
+      hour: "numeric", minute: "numeric", second: "numeric",
+    }).formatToParts(new Date(ms));
+    const part = (type) => Number(parts.find((p) => p.type === type).value);
+    const wall = Date.UTC(part("year"), part("month") - 1, part("day"), part("hour"), part("minute"), part("second"));
+    return Math.round((wall - Math.floor(ms / 1000) * 1000) / 60000);
+  }
+
+  // the camera's offset in minutes at a wall time of its clock (ms as if UTC; now when none)
+  function clockMinutes(clock, wallMs) {
+    if (!clock.zone) return clock.minutes;
+    try {
+      if (wallMs === undefined) return zoneMinutes(clock.zone, Date.now());
+      return zoneMinutes(clock.zone, wallMs - 60000 * zoneMinutes(clock.zone, wallMs));
+    } catch (e) {
+      return clock.minutes === null || clock.minutes === undefined ? clocks.site_minutes || 0 : clock.minutes;
+    }
+  }
+
+  function offsetText(minutes) {
+    const pad = (n) => String(Math.floor(Math.abs(n))).padStart(2, "0");
+    return (minutes < 0 ? "-" : "+") + pad(minutes / 60) + ":" + pad(minutes % 60);
+  }
+
+  function wallTime(value) {
+    const m = WALL.exec(value);
+    if (!m) return null;
+    const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+    return isNaN(ms) ? null : { ms, text: m[1] + "-" + m[2] + "-" + m[3] + "T" + m[4] + ":" + m[5] + ":" + (m[6] || "00") };
+  }
 
   function startTime(value) {
-    // the datetime-local field is the browser's local time: sent with its UTC offset
+    // the datetime-local field holds the camera's clock: sent with the camera's UTC offset at that time
     if (!value) return "";
-    const date = new Date(value);
-    if (isNaN(date)) return null;
-    const minutes = -date.getTimezoneOffset();
-    const pad = (n) => String(Math.floor(Math.abs(n))).padStart(2, "0");
-    const withSeconds = value.length === 16 ? value + ":00" : value;
-    return withSeconds + (minutes < 0 ? "-" : "+") + pad(minutes / 60) + ":" + pad(minutes % 60);
+    const wall = wallTime(value);
+    if (!wall) return null;
+    return wall.text + offsetText(clockMinutes(cameraClock(), wall.ms));
   }
+
+  function showZone() {
+    const wall = wallTime(form.elements.start_time.value);
+    const minutes = clockMinutes(cameraClock(), wall ? wall.ms : undefined);
+    startZone.textContent = gp.t("upload.start.zone", { offset: "UTC" + offsetText(minutes) });
+  }
+
+  form.elements.camera_id.addEventListener("input", showZone);
+  form.elements.start_time.addEventListener("input", showZone);
+
+  // --- sending ---
 
   function checkForm() {
     const file = fileInput.files[0];
@@ -152,6 +211,7 @@
     if (camera) data.append("camera_id", camera);
     const start = startTime(form.elements.start_time.value);
     if (start) data.append("start_time", start);
+    names = { file: fileInput.files[0].name, track: trackInput.files[0] ? trackInput.files[0].name : "" };
     if (fileInput.files[0].size > RESUMABLE_BYTES) {
       sendInChunks(fileInput.files[0], trackInput.files[0], camera, start);
       return;
@@ -198,6 +258,17 @@
     setState("refused");
   }
 
+  // a refusal's words: footage or a track of a type the service does not read (415) in the page's
+  // language, naming the file as chosen; anything else as the API says it
+  function refusal(status, body, statusText) {
+    const error = body && body.errors && body.errors[0];
+    if (status === 415 && error && (error.field === "file" || error.field === "track")) {
+      const key = error.field === "file" ? "upload.error.not_video" : "upload.error.not_track";
+      return gp.t(key, { name: names[error.field] || error.field });
+    }
+    return body && body.detail ? body.detail : status + " " + statusText;
+  }
+
   function send(data) {
     startSending();
     const xhr = new XMLHttpRequest();
@@ -218,7 +289,7 @@
         received(body);
         return;
       }
-      refused(body && body.detail ? body.detail : xhr.status + " " + xhr.statusText);
+      refused(refusal(xhr.status, body, xhr.statusText));
     });
     xhr.addEventListener("error", () => {
       sending = null;
@@ -382,7 +453,7 @@
   function refusedBy(r) {
     resumable = null;
     busy(false);
-    refused(r.body && r.body.detail ? r.body.detail : r.status + " " + r.statusText);
+    refused(refusal(r.status, r.body, r.statusText));
   }
 
   function stopped(job) {
@@ -578,10 +649,19 @@
     ])]);
   }
 
+  function casesCell(upload) {
+    // a done upload's cases: the case list filtered to those its jobs filed
+    if (upload.job_status !== "done") return gp.el("td", { text: "–" });
+    return gp.el("td", {}, [gp.el("a", {
+      class: "upload-cases", href: "/cases?upload=" + upload.id, text: gp.t("upload.recent.cases_link"),
+    })]);
+  }
+
   async function loadRecent() {
-    const response = await gp.request("/api/uploads?limit=10");
+    const response = await gp.request("/api/uploads?limit=" + recentLimit);
     if (!response.ok) return;
     const listing = await response.json();
+    recentMore.hidden = recentLimit >= RECENT[1] || listing.items.length < recentLimit;
     const rows = listing.items.map((u) => gp.el("tr", { "data-upload": u.id }, [
       gp.el("td", {}, [
         (u.filename || u.sha256.slice(0, 12)) + (u.has_track ? " + " + trackText(u) : ""),
@@ -590,12 +670,16 @@
       gp.el("td", { text: u.camera_id || "–" }),
       gp.el("td", { text: when(u.created_at) }),
       jobCell(u),
+      casesCell(u),
     ]));
-    if (!rows.length) rows.push(gp.el("tr", {}, [gp.el("td", { colspan: 4, class: "muted", text: gp.t("upload.recent.none") })]));
+    if (!rows.length) rows.push(gp.el("tr", {}, [gp.el("td", { colspan: 5, class: "muted", text: gp.t("upload.recent.none") })]));
     recent.tBodies[0].replaceChildren(...rows);
   }
 
+  recentMore.addEventListener("click", () => { recentLimit = RECENT[1]; loadRecent(); });
+
   showChosen();
+  showZone();
   loadRecent();
   setState("ready");
 })();
