@@ -346,9 +346,9 @@ def test_a_done_upload_links_to_the_cases_its_job_filed(server: LiveServer, tmp_
         assert page.locator("#recent-uploads tbody tr").count() == 11 and not more.is_visible()
         link = row.locator("a.upload-cases")
         assert link.inner_text() == "查看案件"
-        assert link.get_attribute("href") == f"/cases?upload={upload_id}"
+        assert link.get_attribute("href") == f"/cases?upload={upload_id}&superseded=false"
         link.click()
-        page.wait_for_url(f"**/cases?upload={upload_id}")
+        page.wait_for_url(f"**/cases?upload={upload_id}&superseded=false")
         assert page.get_attribute("#case-total", "data-count") == str(done["incidents"])
         assert page.inner_text("#filter-upload").startswith(f"仅显示上传 #{upload_id} 产生的案件。")
         shown = {

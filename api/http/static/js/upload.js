@@ -650,10 +650,12 @@
   }
 
   function casesCell(upload) {
-    // a done upload's cases: the case list filtered to those its jobs filed
+    // a done upload's cases: the case list filtered to those its jobs filed, less those a corrected
+    // resend's run superseded (rejected as its duplicates: the run the crew corrected is the one that counts)
     if (upload.job_status !== "done") return gp.el("td", { text: "–" });
     return gp.el("td", {}, [gp.el("a", {
-      class: "upload-cases", href: "/cases?upload=" + upload.id, text: gp.t("upload.recent.cases_link"),
+      class: "upload-cases", href: `/cases?upload=${upload.id}&superseded=false`,
+      text: gp.t("upload.recent.cases_link"),
     })]);
   }
 
