@@ -1,9 +1,10 @@
 """What the pages show of a case, read from the stored case, its sightings and their evidence.
 
 Times: the pipeline's wall times carry the camera's UTC offset (`2026-11-20T09:00:00+08:00`). The
-case and task pages show a case's times at the site's offset, as the case list does, with the camera's
-local time after a sighting's time where the camera's offset is another (site_time); the review card
-shows them at the camera's offset when one is known, else in UTC, labelled (show_time).
+case and task pages and the review card show a case's times at the site's offset, as the case list
+does, with the camera's local time after a sighting's time where the camera's offset is another
+(site_time); the upload and chalk pages show them at the camera's offset when one is known, else in UTC,
+labelled (show_time).
 """
 
 from __future__ import annotations
@@ -144,11 +145,12 @@ class CardView:
 
 
 def card_view(
-    case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame], *, site: timezone | None = None
+    case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame], *, site: timezone
 ) -> CardView:
     """`corrected`: the case's sightings whose frame operators corrected boxes on
     (review_labels.corrected_frames); the latest one's frame and crop then show those boxes. `site`:
-    the site's offset, for the case and task pages (site_time); without it, times at the camera's."""
+    the site's offset, at which the times are shown, the camera's local time after them where its
+    offset is another (site_time), on the review card as on the case and task pages."""
     view = CardView(case=case)
     if not case.sightings:
         return view
@@ -157,7 +159,7 @@ def card_view(
     offset = camera_offset(incident)
 
     def shown(naive_utc: datetime) -> str:
-        return show_time(naive_utc, offset) if site is None else site_time(naive_utc, site, offset, t)
+        return site_time(naive_utc, site, offset, t)
 
     links = {link.role: link.sha256 for link in sighting.evidence}
     entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
