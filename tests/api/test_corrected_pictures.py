@@ -328,14 +328,9 @@ def _zoom_links(html: str) -> dict[str, str]:
     return {alt: href.replace("&amp;", "&") for href, alt in found}
 
 
-def test_a_strip_picture_opened_by_itself_shows_its_box(make_server: Any, sqlite_url: str) -> None:
-    """A dwell-strip picture tapped on the task page (clicked among a sighting's pictures on the case
-    page) opened the evidence file by itself: the small picture's box is drawn over it by the page, so
-    full size it showed none, and nothing said which object the strip follows. It opens a picture
-    drawn with that box (the tracker's, red; once the best frame was corrected, the operators' on the
-    best frame's picture and the tracker's, amber and dashed, on the others), with an ETag of what it
-    is drawn from (a 304 for the one held, a new tag once a correction changes its boxes)."""
-    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+def _strip_case(server: LiveServer) -> int:
+    """A case of team-ziyang, dispatched to it, whose sighting has a dwell strip of real pictures of
+    STRIP_WINDOW with the tracker's boxes (STRIP): its id."""
     raw = _raw_frame()
     files = {"annotated": jpeg_bytes("z-a"), "crop": jpeg_bytes("z-c"), "raw": raw}
     files.update({role: _strip_picture(100 + 10 * i) for i, (role, _, _) in enumerate(STRIP)})
@@ -351,6 +346,18 @@ def test_a_strip_picture_opened_by_itself_shows_its_box(make_server: Any, sqlite
         case_id = int(answer.json()["case_id"])
         for to in ("filed", "dispatched"):
             assert office.post(f"/api/cases/{case_id}/transitions", json={"to": to}).status_code == 200
+    return case_id
+
+
+def test_a_strip_picture_opened_by_itself_shows_its_box(make_server: Any, sqlite_url: str) -> None:
+    """A dwell-strip picture tapped on the task page (clicked among a sighting's pictures on the case
+    page) opened the evidence file by itself: the small picture's box is drawn over it by the page, so
+    full size it showed none, and nothing said which object the strip follows. It opens a picture
+    drawn with that box (the tracker's, red; once the best frame was corrected, the operators' on the
+    best frame's picture and the tracker's, amber and dashed, on the others), with an ETag of what it
+    is drawn from (a 304 for the one held, a new tag once a correction changes its boxes)."""
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    case_id = _strip_case(server)
     wx, wy = STRIP_WINDOW[:2]
     with server.browser("ziyang") as team:
         links = _zoom_links(team.get(f"/tasks/{case_id}").text)
@@ -396,3 +403,32 @@ def test_a_strip_picture_opened_by_itself_shows_its_box(make_server: Any, sqlite
         assert team.get(url.replace("dwell_middle", "dwell_centre")).status_code == 422
     with server.client("hubin") as other_team:  # not their case: no 304 tells them it is there
         assert other_team.get(url, headers={"If-None-Match": "*"}).status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_strip_picture_tapped_on_the_phone_opens_with_its_box(make_server: Any, sqlite_url: str) -> None:
+    """On the team's phone: a strip picture tapped opens in a tab of its own, the picture drawn with
+    its box (a red outline where the tracker's box is), the task page staying as it was."""
+    from tests.api.test_task_page_phone import phone, task_page
+
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    case_id = _strip_case(server)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        with context.expect_page(timeout=5000) as opened:
+            page.locator("#evidence .task-photos .frame.boxes-tracked img").nth(1).tap()
+        tab = opened.value
+        tab.wait_for_load_state()
+        assert re.fullmatch(
+            rf"{server.url}/api/cases/{case_id}/sightings/\d+/strip/dwell_middle\?v=\w+", tab.url
+        )
+        shown = tab.request.get(tab.url)
+        image = cv2.imdecode(np.frombuffer(shown.body(), np.uint8), cv2.IMREAD_COLOR)
+        x1, y1, x2, y2 = (DETECTION[0] - 40, DETECTION[1] - 40, DETECTION[2] - 40, DETECTION[3] - 40)
+        assert _red(image, x1 + 1, (y1 + y2) / 2) and not _red(image, (x1 + x2) / 2, (y1 + y2) / 2)
+        tab.close()
+        assert page.url == f"{server.url}/tasks/{case_id}"
+    assert problems == []
