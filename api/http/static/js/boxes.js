@@ -237,7 +237,7 @@
     if (img.complete) sized(); else img.addEventListener("load", sized, { once: true });
   }
 
-  document.querySelectorAll("details.box-editor").forEach(setup);
+  document.querySelectorAll("details.box-editor").forEach((editor) => setup(editor));
   // the page's content replaced (a refused form's answer, cases.js): its editors are new, those gone
   // with the old content no longer keep the page; their boxes not saved go to the new editor of the
   // same frame (one being saved as the form went is left to that save: sent again, it would be doubled)
