@@ -63,3 +63,25 @@ def test_the_case_page_shows_the_sites_time_and_the_cameras_after_it(
     assert f"#1 · {SITE_TIME}<" in here_en.replace("</h3>", "<").replace(" <span", "<")
     assert "camera 1" not in here_en.split('id="facts"')[1].split("</dl>")[0]
     assert here_en.split('id="facts"')[1].split("</dl>")[0].count(SITE_TIME) == 2
+
+
+def test_the_review_card_shows_the_sites_time_and_the_cameras_after_it(
+    make_server: Any, sqlite_url: str
+) -> None:
+    """The review card showed a case's times at its camera's offset, "13:05:00 (+07:00)", where the case
+    list and the case page show the site's 14:05 with the camera's time in brackets: now as they do."""
+    server: LiveServer = make_server(sqlite_url, run_webhooks=False)
+    with server.client("device") as device:
+        west = incident_json("west", when="2026-11-20T13:05:00+07:00", position=(30.2741, 120.1551))
+        answer = post_incident(device, west)
+        assert answer.status_code == 201, answer.text
+    shown_in = {"en": f"{SITE_TIME} (camera 13:05:00)", "zh-CN": f"{SITE_TIME}（摄像头 13:05:00）"}
+    for lang, shown in shown_in.items():
+        with server.browser("operator") as op:
+            op.cookies.set("gp_lang", lang)
+            page = op.get("/review")
+        assert page.status_code == 200, page.text[:300]
+        facts = page.text.split('class="facts"')[1].split("</dl>")[0]
+        assert facts.count(shown) == 2, facts  # first and last seen
+        assert "+07:00" not in page.text and "(+08:00)" not in page.text
+        assert lang != "en" or "Times are UTC+08:00" in page.text

@@ -303,3 +303,132 @@ def test_the_browser_keeps_the_pictures_it_was_given(make_server: Any, sqlite_ur
             browser.close()
     statuses = [status for url, status in answers if crop in url]
     assert statuses == [200, 304, 304, 304], answers
+
+
+STRIP_WINDOW = (40.0, 40.0, 360.0, 280.0)  # the part of the frame the strip shows: 320 x 240, 1:1
+
+
+def _strip_picture(grey: int) -> bytes:
+    image = np.full((240, 320, 3), grey, np.uint8)
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+def _amber(image: np.ndarray, x: float, y: float) -> bool:
+    b, g, r = (int(v) for v in image[int(y), int(x)])
+    return r > 180 and 110 < g < 230 and b < 90
+
+
+def _zoom_links(html: str) -> dict[str, str]:
+    """alt text of each strip picture the task page opens by itself -> the address it opens."""
+    found = re.findall(
+        r'<a href="([^"]*)" target="_blank" rel="noopener" class="zoom"><div class="frame boxes-\w+"'
+        r'[^>]*>\s*<img src="[^"]*" alt="([^"]*)"',
+        html,
+    )
+    return {alt: href.replace("&amp;", "&") for href, alt in found}
+
+
+def _strip_case(server: LiveServer) -> int:
+    """A case of team-ziyang, dispatched to it, whose sighting has a dwell strip of real pictures of
+    STRIP_WINDOW with the tracker's boxes (STRIP): its id."""
+    raw = _raw_frame()
+    files = {"annotated": jpeg_bytes("z-a"), "crop": jpeg_bytes("z-c"), "raw": raw}
+    files.update({role: _strip_picture(100 + 10 * i) for i, (role, _, _) in enumerate(STRIP)})
+    data = incident_json("zoom-1", position=(30.2500, 120.16), files=files)
+    data.update(object_kind="car", box=list(DETECTION))
+    for entry in data["evidence"]:
+        for role, ts, box in STRIP:
+            if entry["role"] == role:
+                entry.update(ts=ts, window=list(STRIP_WINDOW), box=list(box))
+    with server.client("device") as device, server.client("operator") as office:
+        answer = post_incident(device, data, files)
+        assert answer.status_code == 201, answer.text
+        case_id = int(answer.json()["case_id"])
+        for to in ("filed", "dispatched"):
+            assert office.post(f"/api/cases/{case_id}/transitions", json={"to": to}).status_code == 200
+    return case_id
+
+
+def test_a_strip_picture_opened_by_itself_shows_its_box(make_server: Any, sqlite_url: str) -> None:
+    """A dwell-strip picture tapped on the task page (clicked among a sighting's pictures on the case
+    page) opened the evidence file by itself: the small picture's box is drawn over it by the page, so
+    full size it showed none, and nothing said which object the strip follows. It opens a picture
+    drawn with that box (the tracker's, red; once the best frame was corrected, the operators' on the
+    best frame's picture and the tracker's, amber and dashed, on the others), with an ETag of what it
+    is drawn from (a 304 for the one held, a new tag once a correction changes its boxes)."""
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    case_id = _strip_case(server)
+    wx, wy = STRIP_WINDOW[:2]
+    with server.browser("ziyang") as team:
+        links = _zoom_links(team.get(f"/tasks/{case_id}").text)
+        assert set(links) == {"first seen", "middle", "last seen"}, links
+        tags = {}
+        for (role, _, box), alt in zip(STRIP, ("first seen", "middle", "last seen"), strict=True):
+            assert re.fullmatch(rf"/api/cases/{case_id}/sightings/\d+/strip/{role}\?v=\w+", links[alt])
+            shown = team.get(links[alt])
+            assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg", shown.text
+            assert shown.headers["cache-control"] == "private, no-cache"
+            image = cv2.imdecode(np.frombuffer(shown.content, np.uint8), cv2.IMREAD_COLOR)
+            x1, y1, x2, y2 = (box[0] - wx, box[1] - wy, box[2] - wx, box[3] - wy)
+            assert image.shape[:2] == (240, 320)
+            assert _red(image, x1 + 1, (y1 + y2) / 2) and _red(image, (x1 + x2) / 2, y1 + 1), role
+            assert not _red(image, (x1 + x2) / 2, (y1 + y2) / 2), role
+            tags[role] = shown.headers["etag"]
+            held = team.get(links[alt], headers={"If-None-Match": tags[role]})
+            assert held.status_code == 304 and held.content == b"" and held.headers["etag"] == tags[role]
+        url = links["middle"].split("?")[0]
+
+    with server.client("operator") as operator:
+        fixed = operator.post(f"/api/cases/{case_id}/boxes", json={"boxes": [_box(CORRECTED, "correct")]})
+        assert fixed.status_code == 200, fixed.text
+        with server.browser("operator") as page:  # the case page's sighting pictures open the same
+            detail = page.get(f"/cases/{case_id}").text.split('id="sightings"')[1]
+            for role, _, _ in STRIP:
+                opens = rf'<a href="/api/cases/{case_id}/sightings/\d+/strip/{role}\?v='
+                assert re.search(opens, detail), role
+    with server.browser("ziyang") as team:
+        again = _zoom_links(team.get(f"/tasks/{case_id}").text)
+        assert again["middle"] != links["middle"] and again["middle"].startswith(url)  # v changed
+        middle = team.get(url, headers={"If-None-Match": tags["dwell_middle"]})
+        assert middle.status_code == 200 and middle.headers["etag"] != tags["dwell_middle"]
+        image = cv2.imdecode(np.frombuffer(middle.content, np.uint8), cv2.IMREAD_COLOR)
+        x1, y1 = CORRECTED[0] - wx, CORRECTED[1] - wy  # the operators' box, cut off by the window
+        assert _red(image, x1 + 1, y1 + 10) and not _red(image, DETECTION[0] - wx + 1, 60)
+        first = team.get(again["first seen"])
+        assert first.headers["etag"] != tags["dwell_first"]
+        image = cv2.imdecode(np.frombuffer(first.content, np.uint8), cv2.IMREAD_COLOR)
+        box = STRIP[0][2]
+        assert _amber(image, box[0] - wx + 3, box[1] - wy + 1), "the detector's box: amber"
+        assert not _amber(image, box[0] - wx + 12, box[1] - wy + 1), "dashed, as the pages draw it"
+        assert team.get(url.replace("dwell_middle", "dwell_centre")).status_code == 422
+    with server.client("hubin") as other_team:  # not their case: no 304 tells them it is there
+        assert other_team.get(url, headers={"If-None-Match": "*"}).status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_strip_picture_tapped_on_the_phone_opens_with_its_box(make_server: Any, sqlite_url: str) -> None:
+    """On the team's phone: a strip picture tapped opens in a tab of its own, the picture drawn with
+    its box (a red outline where the tracker's box is), the task page staying as it was."""
+    from tests.api.test_task_page_phone import phone, task_page
+
+    server: LiveServer = make_server(sqlite_url, settings={"site_config": SITE})
+    case_id = _strip_case(server)
+    problems: list[str] = []
+    with phone(server) as context:
+        page = task_page(context, problems)
+        page.goto(f"{server.url}/tasks/{case_id}")
+        with context.expect_page(timeout=5000) as opened:
+            page.locator("#evidence .task-photos .frame.boxes-tracked img").nth(1).tap()
+        tab = opened.value
+        tab.wait_for_load_state()
+        assert re.fullmatch(
+            rf"{server.url}/api/cases/{case_id}/sightings/\d+/strip/dwell_middle\?v=\w+", tab.url
+        )
+        shown = tab.request.get(tab.url)
+        image = cv2.imdecode(np.frombuffer(shown.body(), np.uint8), cv2.IMREAD_COLOR)
+        x1, y1, x2, y2 = (DETECTION[0] - 40, DETECTION[1] - 40, DETECTION[2] - 40, DETECTION[3] - 40)
+        assert _red(image, x1 + 1, (y1 + y2) / 2) and not _red(image, (x1 + x2) / 2, (y1 + y2) / 2)
+        tab.close()
+        assert page.url == f"{server.url}/tasks/{case_id}"
+    assert problems == []

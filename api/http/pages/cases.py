@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api.accounts.accounts import ROLES, Principal, Role
 from api.cases import custody, review_labels, workflow
 from api.cases.acting import ForbiddenMove, dispatch_teams, dispatched_team, store_after_photo, transition
+from api.cases.box_pictures import strip_picture
 from api.cases.history_notes import note_parts
 from api.cases.reading import (
     SEALED_ROLES,
@@ -58,6 +59,7 @@ from api.http.pages.views import (
     incident_of,
     site_time,
     strip_boxes,
+    strip_url,
 )
 from api.services import Services
 from api.storage.models import (
@@ -579,7 +581,8 @@ def sighting_views(
     for frames.js to draw (a dwell frame's, and whose it is: views.strip_boxes). A sighting whose frame
     operators corrected boxes on (`corrected`: review_labels.corrected_frames) shows their boxes: over its raw
     frame, and in pictures drawn with them in place of its annotated frame and crop (which carry the
-    detector's box; a crop of a frame with no box left is not shown)."""
+    detector's box; a crop of a frame with no box left is not shown). A dwell frame opened by itself
+    (its link, `zoom`) is the picture drawn with those boxes in it (views.strip_url)."""
     views = []
     numbers = {sighting.id: number for number, sighting in enumerate(case.sightings, start=1)}
     for sighting in sightings:
@@ -595,6 +598,7 @@ def sighting_views(
         for link in links:
             entry = entries.get(link.sha256, {})
             url = evidence_url(link.sha256)
+            zoom = url  # opened by itself (its link)
             boxes: list[list[float]] = []
             window: list[Any] = []
             boxes_by = ""
@@ -603,14 +607,18 @@ def sighting_views(
             elif link.role.startswith("dwell_"):
                 boxes, boxes_by = strip_boxes(incident, entry, fixed)
                 window = entry.get("window") or []
+                picture = strip_picture(sighting, link.role, fixed, incident)
+                if picture is not None and picture.sha256 == link.sha256:  # drawn with its boxes
+                    zoom = strip_url(case.id, picture)
             elif fixed is not None and link.role in CORRECTED_VIEWS:
                 if link.role == "crop" and not fixed.boxes:
                     continue
-                url = corrected_url(case.id, fixed, CORRECTED_VIEWS[link.role])
+                url = zoom = corrected_url(case.id, fixed, CORRECTED_VIEWS[link.role])
             label_key = f"cases.evidence.{link.role}"
             items.append(
                 {
                     "url": url,
+                    "zoom": zoom,
                     "label": t(label_key) if t.has(label_key) else link.role,
                     "boxes": boxes,
                     "boxes_by": boxes_by,

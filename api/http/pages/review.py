@@ -11,6 +11,7 @@ are the same as through the API.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Request
@@ -21,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from api.accounts.accounts import Principal
 from api.cases import review, review_labels, workflow
 from api.cases.reading import get_case
+from api.http.pages.cases import offset_label, site_offset
 from api.http.pages.render import environment, render, script_json, translator
 from api.http.pages.session import ServicesDep, person_with
 from api.http.pages.views import card_view
@@ -66,11 +68,14 @@ def _card_html(
     case: Case | None,
     *,
     principal: Principal,
+    site: timezone,
     skip: Sequence[int] = (),
 ) -> str:
     """The card of `case` (None: the queue is empty), its latest frame with the boxes operators
-    corrected on it, if they did; it carries the number of cases awaiting review now (data-pending)
-    for review.js to show in the page's heading. The empty card says why cases that await review are
+    corrected on it, if they did, its times at the site's offset (`site`) as the case list and the case
+    page show them, with the camera's local time after them where its offset is another; it carries
+    the number of cases awaiting review now (data-pending) for review.js to show in the page's
+    heading. The empty card says why cases that await review are
     not handed out: those among `skip` still pending (data-waiting: review.js says which of them the
     operator skipped, and offers them again) and those held by another operator's claim."""
     t = translator(request)
@@ -78,7 +83,8 @@ def _card_html(
     waiting: list[int] = []
     held = 0
     if case is not None:
-        view = card_view(case, t, review_labels.corrected_frames(session, sightings=case.sightings[-1:]))
+        corrected = review_labels.corrected_frames(session, sightings=case.sightings[-1:])
+        view = card_view(case, t, corrected, site=site)
     else:
         waiting, held = review.waiting_elsewhere(session, principal=principal, skip=skip)
     return (
@@ -92,6 +98,7 @@ def _card_html(
             strip=view.strip if view else [],
             facts=view.facts if view else {},
             pending=review.pending_count(session),
+            offset_label=offset_label(site),
             waiting=waiting,
             held=held,
         )
@@ -117,7 +124,7 @@ async def review_page(request: Request, principal: Reviewer, services: ServicesD
     def work(session: Session) -> tuple[str, int, tuple[str, ...]]:
         case = review.claim_next(session, principal=principal, lease_s=services.settings.review_lease_s)
         return (
-            _card_html(request, session, case, principal=principal),
+            _card_html(request, session, case, principal=principal, site=site_offset(services)),
             review.pending_count(session),
             review.known_categories(session),
         )
@@ -157,6 +164,7 @@ async def next_card(request: Request, principal: Reviewer, services: ServicesDep
                 session, principal=principal, skip=skipped, lease_s=services.settings.review_lease_s
             ),
             principal=principal,
+            site=site_offset(services),
             skip=skipped,
         ),
     )
@@ -191,7 +199,11 @@ async def undo(request: Request, case_id: CaseId, principal: Reviewer, services:
             session, principal=principal, case_id=case_id, lease_s=services.settings.review_lease_s
         )
         return _card_html(
-            request, session, get_case(session, principal=principal, case_id=case_id), principal=principal
+            request,
+            session,
+            get_case(session, principal=principal, case_id=case_id),
+            principal=principal,
+            site=site_offset(services),
         )
 
     return HTMLResponse(await _in_session(services, work))
@@ -208,7 +220,11 @@ async def category(
     def work(session: Session) -> str:
         review.change_category(session, principal=principal, case_id=case_id, category=category)
         return _card_html(
-            request, session, get_case(session, principal=principal, case_id=case_id), principal=principal
+            request,
+            session,
+            get_case(session, principal=principal, case_id=case_id),
+            principal=principal,
+            site=site_offset(services),
         )
 
     return HTMLResponse(await _in_session(services, work))

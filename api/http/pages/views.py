@@ -1,9 +1,10 @@
 """What the pages show of a case, read from the stored case, its sightings and their evidence.
 
 Times: the pipeline's wall times carry the camera's UTC offset (`2026-11-20T09:00:00+08:00`). The
-case and task pages show a case's times at the site's offset, as the case list does, with the camera's
-local time after a sighting's time where the camera's offset is another (site_time); the review card
-shows them at the camera's offset when one is known, else in UTC, labelled (show_time).
+case and task pages and the review card show a case's times at the site's offset, as the case list
+does, with the camera's local time after a sighting's time where the camera's offset is another
+(site_time); the upload and chalk pages show them at the camera's offset when one is known, else in UTC,
+labelled (show_time).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from api.cases.box_pictures import StripPicture, box_list, strip_boxes, strip_etag, strip_picture
 from api.cases.review_labels import CorrectedFrame
 from api.http.i18n import Translator
 from api.storage.models import Case, Sighting
@@ -35,14 +37,12 @@ def corrected_url(case_id: int, frame: CorrectedFrame, view: str) -> str:
     return f"/api/cases/{case_id}/sightings/{frame.sighting_id}/corrected?view={view}&v={frame.version}"
 
 
-def box_list(value: Any) -> list[list[float]]:
-    """A stored box (x1, y1, x2, y2 in pixels) as the one box a page draws; none when it is not one."""
-    if not isinstance(value, list | tuple) or len(value) != 4:
-        return []
-    try:
-        return [[float(v) for v in value]]
-    except (TypeError, ValueError):
-        return []
+def strip_url(case_id: int, picture: StripPicture) -> str:
+    """A dwell-strip picture opened by itself (its tab's own, full size), drawn with the box its small
+    picture shows (GET /api/cases/{id}/sightings/{sighting_id}/strip/{role}); `v` changes with those
+    boxes, so a browser never shows one it kept from before."""
+    version = strip_etag(picture).strip('"')[:16]
+    return f"/api/cases/{case_id}/sightings/{picture.sighting_id}/strip/{picture.role}?v={version}"
 
 
 def frame_boxes(incident: dict[str, Any], corrected: CorrectedFrame | None) -> list[list[float]]:
@@ -51,28 +51,6 @@ def frame_boxes(incident: dict[str, Any], corrected: CorrectedFrame | None) -> l
     if corrected is not None:
         return [[b.x1, b.y1, b.x2, b.y2] for b in corrected.boxes]
     return box_list(incident.get("box"))
-
-
-SAME_FRAME_S = 0.001  # a strip picture's time (kept to the millisecond) within this of best_ts: that frame
-
-
-def strip_boxes(
-    incident: dict[str, Any], entry: dict[str, Any], corrected: CorrectedFrame | None
-) -> tuple[list[list[float]], str]:
-    """The boxes a page draws over a dwell-strip picture (full-frame pixels; `entry`, its evidence
-    entry) and whose they are, so that the strip never contradicts an operator's correction:
-    "tracked", the tracker's box at that time (nobody corrected the sighting's frame); "corrected",
-    the boxes operators left on the best frame, on the picture of that very frame (its time is the
-    incident's best_ts); "detector", the tracker's box on a picture of another time once the best
-    frame was corrected (a correction says where the object is in that frame only: the page marks
-    these as the detector's, not the operator's)."""
-    boxes = box_list(entry.get("box"))
-    if corrected is None:
-        return boxes, "tracked"
-    ts, best = entry.get("ts"), incident.get("best_ts")
-    if isinstance(ts, int | float) and isinstance(best, int | float) and abs(ts - best) <= SAME_FRAME_S:
-        return [[b.x1, b.y1, b.x2, b.y2] for b in corrected.boxes], "corrected"
-    return boxes, "detector"
 
 
 def incident_of(sighting: Sighting) -> dict[str, Any]:
@@ -144,11 +122,12 @@ class CardView:
 
 
 def card_view(
-    case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame], *, site: timezone | None = None
+    case: Case, t: Translator, corrected: Mapping[int, CorrectedFrame], *, site: timezone
 ) -> CardView:
     """`corrected`: the case's sightings whose frame operators corrected boxes on
     (review_labels.corrected_frames); the latest one's frame and crop then show those boxes. `site`:
-    the site's offset, for the case and task pages (site_time); without it, times at the camera's."""
+    the site's offset, at which the times are shown, the camera's local time after them where its
+    offset is another (site_time), on the review card as on the case and task pages."""
     view = CardView(case=case)
     if not case.sightings:
         return view
@@ -157,7 +136,7 @@ def card_view(
     offset = camera_offset(incident)
 
     def shown(naive_utc: datetime) -> str:
-        return show_time(naive_utc, offset) if site is None else site_time(naive_utc, site, offset, t)
+        return site_time(naive_utc, site, offset, t)
 
     links = {link.role: link.sha256 for link in sighting.evidence}
     entries = {e.get("sha256"): e for e in incident.get("evidence", []) if isinstance(e, dict)}
@@ -192,9 +171,12 @@ def card_view(
         if not when and isinstance(entry.get("ts"), int | float):
             when = f"t = {float(entry['ts']):.1f} s"
         boxes, boxes_by = strip_boxes(incident, entry, fixed)
+        picture = strip_picture(sighting, role, fixed, incident)
         view.strip.append(
             {
                 "url": evidence_url(sha),
+                # opened by itself: the picture with its boxes drawn in
+                "zoom": strip_url(case.id, picture) if picture is not None else evidence_url(sha),
                 "label": label,
                 "when": when,
                 "boxes": boxes,

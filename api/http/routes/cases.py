@@ -322,6 +322,59 @@ def get_corrected_picture(
 
 
 @router.get(
+    "/cases/{case_id}/sightings/{sighting_id}/strip/{role}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the picture, drawn now (JPEG), with its ETag",
+            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        304: {"description": "the picture If-None-Match names is the one it would draw now: not drawn"},
+        **schemas.error_responses(
+            404,
+            described={
+                404: "no such case or sighting of it, no dwell-strip picture in that role, or its file "
+                "is missing"
+            },
+        ),
+    },
+)
+def get_strip_picture(
+    case_id: CaseId,
+    sighting_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    role: Annotated[
+        Literal["dwell_first", "dwell_middle", "dwell_last"],
+        Path(description="which picture of the dwell strip: first seen, middle, last seen"),
+    ],
+    principal: Reader,
+    session: ReadSessionDep,
+    services: ServicesDep,
+    if_none_match: Annotated[
+        str | None,
+        Header(max_length=2000, description="ETags of the picture the client holds: 304 when one is it"),
+    ] = None,
+) -> Response:
+    """A sighting's dwell-strip picture with the box its small picture shows on the pages drawn in:
+    what a strip picture opened by itself (tapped on the task page, clicked on the case page) shows,
+    so that full size it still says which object the strip follows. The tracker's box, red; once the
+    best frame's box was corrected, the operators' boxes on the best frame's picture, and the
+    tracker's, amber and dashed, on the others (the pages' marks). Never stored. Its ETag is computed
+    from the picture's SHA-256, those boxes and the strip's window (box_pictures.strip_etag), with the
+    corrected pictures' rules: If-None-Match naming it gets a 304 and nothing is drawn; Cache-Control:
+    private, no-cache."""
+    picture = box_pictures.strip_frame(
+        session, principal=principal, case_id=case_id, sighting_id=sighting_id, role=role
+    )
+    etag = box_pictures.strip_etag(picture)
+    headers = {"Cache-Control": "private, no-cache", "ETag": etag}
+    if if_none_match is not None and none_match([if_none_match], etag):
+        return Response(status_code=304, headers=headers)
+    return Response(
+        box_pictures.draw_strip(picture, store=services.store), media_type="image/jpeg", headers=headers
+    )
+
+
+@router.get(
     "/cases/{case_id}/evidence/original",
     response_class=FileResponse,
     responses={

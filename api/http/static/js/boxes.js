@@ -4,7 +4,10 @@
 // POST /api/cases/{id}/boxes. Boxes are kept in pixels of the frame (its natural size); the svg over
 // the picture has that size as its viewBox, so only the pointer's position is converted. The page
 // renders the labelled boxes (what was saved); a save that fails keeps the boxes not yet saved, and
-// leaving the page while some are not saved asks first (the browser's own "leave the page?").
+// leaving the page while some are not saved asks first (the browser's own "leave the page?"). A move
+// the service refused (the case moved meanwhile) puts its answer in place of the page's content
+// (gp.replaceMain): the boxes not saved go over to the new content's editor of the same frame, open,
+// saying so, never thrown away.
 "use strict";
 (function () {
   const caseId = document.getElementById("case").dataset.caseId;
@@ -22,7 +25,8 @@
     return a.x1 === b.x1 && a.y1 === b.y1 && a.x2 === b.x2 && a.y2 === b.y2 && a.class_name === b.class_name;
   }
 
-  function setup(editor) {
+  // kept: the boxes not saved of this frame's editor in the content this one took the place of
+  function setup(editor, kept) {
     const img = editor.querySelector(".box-canvas img");
     const svg = editor.querySelector(".box-canvas svg");
     const classSelect = editor.querySelector("select.box-class");
@@ -39,11 +43,19 @@
         x1: Number(li.dataset.x1), y1: Number(li.dataset.y1), x2: Number(li.dataset.x2), y2: Number(li.dataset.y2),
         class_name: li.dataset.className, source: li.dataset.source,
       })),
-      pending: [],  // {op, x1, y1, x2, y2, class_name}: drawn or marked, not saved yet
+      // {op, x1, y1, x2, y2, class_name}: drawn or marked, not saved yet
+      pending: (kept || []).map((p) => ({ ...p })),
+      sightingId,
       refused: -1,  // the index of the pending box the last save was refused for
       sending: false,
     };
     editors.push(state);
+    if (state.pending.length) {
+      editor.open = true;  // in sight, with a line saying they are kept and still to be saved
+      savedLine.textContent = gp.t("cases.js.boxes.kept", { count: state.pending.length });
+      savedLine.hidden = false;
+      saveButton.disabled = false;
+    }
     let size = null;  // the frame's natural width and height, once loaded
     let draft = null;  // the box being dragged: {start: [x, y], rect, pointer}
 
@@ -225,12 +237,19 @@
     if (img.complete) sized(); else img.addEventListener("load", sized, { once: true });
   }
 
-  document.querySelectorAll("details.box-editor").forEach(setup);
+  document.querySelectorAll("details.box-editor").forEach((editor) => setup(editor));
   // the page's content replaced (a refused form's answer, cases.js): its editors are new, those gone
-  // with the old content no longer keep the page
+  // with the old content no longer keep the page; their boxes not saved go to the new editor of the
+  // same frame (one being saved as the form went is left to that save: sent again, it would be doubled)
   gp.onNewContent((root) => {
+    const kept = new Map();
+    for (const state of editors) {
+      if (state.pending.length && !state.sending) kept.set(state.sightingId, state.pending);
+    }
     editors.length = 0;
-    root.querySelectorAll("details.box-editor").forEach(setup);
+    root.querySelectorAll("details.box-editor").forEach((editor) => {
+      setup(editor, kept.get(Number(editor.dataset.sightingId)));
+    });
   });
   // leaving the page (a link, a move's form, a reload, closing the tab) with boxes not saved asks first:
   // they live only on this page
