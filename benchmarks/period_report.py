@@ -22,11 +22,19 @@ the ratios, measured in one run, rather than the seconds):
   PostgreSQL 15: week 0.77 s, month 1.78 s, year 14.0 s; with the server's JIT (as before) week 2.66 s,
   month 2.70 s, year 10.9 s (3.5x, 1.5x and 0.8x: the year's SQL runs 4.3 s without JIT against 6.2 s
   with it, by EXPLAIN ANALYZE; its total is mostly Python, below); with the index on at 1.1x, 1.0x, 1.2x.
+  Since period_report._moves reads the moves as plain rows (the Core connection's tuples, not the ORM's
+  rows built by session.execute; the statuses compared as strings; later on 2026-12-06, every figure of
+  every report the same), the year, before and after in one session: SQLite 6.0 -> 5.8 s, 8.4 -> 6.5 s,
+  6.5 -> 3.4 s (three pairs, load average 7 to 11), PostgreSQL 8.9 -> 3.4 s. By the process's CPU time,
+  steadier here (best of 3, the two alternated three times on one built database): SQLite 3.4 -> 2.2 s
+  (1.6 s of it SQL), PostgreSQL's client 1.7 -> 0.7 s. With the plain rows JIT costs the year more:
+  6.2 s without, 10.2 s with it (1.7x; week and month 3.1x and 2.3x).
 Where the time goes (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE): a week's and a month's report is the open at
 the end query (a case's last move before `until`, correlated) and the moves of the period, read by
 ix_case_events_case_id in case order; on PostgreSQL JIT compiled each query for 0.5 to 1.3 s before it ran
 in tens of milliseconds. The year's report is its 214 603 moves: 2 to 3 s of SQL with the correlated
-lookups of each move's earlier ones, and as long again or longer in Python timing them. An index on
+lookups of each move's earlier ones, and, until the moves were read as plain rows, as long again or
+longer in Python timing them (half of it building ORM rows; some 0.5 s of CPU now). An index on
 case_events.at does not help (SQLite then reads the year through it and sorts, slower), so the schema
 has none.
 

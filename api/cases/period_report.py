@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -73,6 +73,18 @@ FIRST_YEAR, LAST_YEAR = 1970, 2199
 MAX_PERIOD_DAYS = 366 * 2
 DECIDED = (workflow.FILED, workflow.REJECTED)
 UNSPECIFIED = "unspecified"  # the reason of a rejection stored without a reason the report knows
+# the statuses as the plain strings the moves' rows hold, for _moves' loop over some 10^5 of them
+_PENDING, _FILED, _DISPATCHED, _HANDLED, _CLOSED = (
+    status.value
+    for status in (
+        workflow.PENDING_REVIEW,
+        workflow.FILED,
+        workflow.DISPATCHED,
+        workflow.HANDLED,
+        workflow.CLOSED,
+    )
+)
+_DECIDED = (_FILED, workflow.REJECTED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,36 +407,52 @@ def _moves(
     decisions: dict[int, tuple[str, str, str, str | None, float | None]] = {}  # case -> its last decision
     closings: dict[int, tuple[str, str, float | None]] = {}  # case -> its last closing in the period
     sent_back_cases: dict[int, tuple[str, str]] = {}  # case -> its cell and category
-    for row in session.execute(stmt):
-        found = row.first_seen if row.reopened_at is None else max(row.first_seen, row.reopened_at)
-        if row.actor.startswith(SERVICE_ACTOR_PREFIX):
+    # hours per cell and category, added to the tallies once rather than looked up per row
+    dispatch_hours: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    handling_hours: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    # a year's some 2 x 10^5 rows read through the Core connection, as plain tuples: the session's
+    # execute builds ORM rows, which took as long again as the loop
+    for (
+        case_id,
+        cell,
+        category,
+        first_seen,
+        at,
+        action,
+        from_status,
+        to_status,
+        reason,
+        actor,
+        reopened,
+        filed_at,
+        dispatched_at,
+        handled_before,
+    ) in session.connection().execute(stmt):
+        if actor.startswith(SERVICE_ACTOR_PREFIX):
             continue  # a superseded case's rejection (see reading.not_superseded): no review decision
-        if row.action == "undo":
-            decisions.pop(row.case_id, None)
-        elif row.from_status == workflow.PENDING_REVIEW and row.to_status in (
-            workflow.FILED,
-            workflow.REJECTED,
-        ):
-            decisions[row.case_id] = (
-                row.grid_cell_id,
-                row.category,
-                row.to_status,
-                row.reason,
-                _hours(found, row.at),
-            )
-        elif row.from_status == workflow.FILED and row.to_status == workflow.DISPATCHED:
-            hours = _hours(row.filed_at, row.at)
+        if action == "undo":
+            decisions.pop(case_id, None)
+        elif from_status == _PENDING and to_status in _DECIDED:
+            found = first_seen if reopened is None else max(first_seen, reopened)
+            decisions[case_id] = (cell, category, to_status, reason, _hours(found, at))
+        elif from_status == _FILED and to_status == _DISPATCHED:
+            hours = _hours(filed_at, at)
             if hours is not None:
-                tally(row.grid_cell_id, row.category).dispatch.append(hours)
-        elif row.from_status == workflow.HANDLED and row.to_status == workflow.DISPATCHED:
-            sent_back_cases[row.case_id] = (row.grid_cell_id, row.category)
-        elif row.to_status == workflow.HANDLED:
-            hours = _hours(row.dispatched_at, row.at)
+                dispatch_hours[cell, category].append(hours)
+        elif from_status == _HANDLED and to_status == _DISPATCHED:
+            sent_back_cases[case_id] = (cell, category)
+        elif to_status == _HANDLED:
             # the dispatch's first handling only: none since the dispatch, before this one
-            if hours is not None and (row.handled_before is None or row.handled_before < row.dispatched_at):
-                tally(row.grid_cell_id, row.category).handling.append(hours)
-        elif row.to_status == workflow.CLOSED:
-            closings[row.case_id] = (row.grid_cell_id, row.category, _hours(found, row.at))
+            hours = _hours(dispatched_at, at)
+            if hours is not None and (handled_before is None or handled_before < dispatched_at):
+                handling_hours[cell, category].append(hours)
+        elif to_status == _CLOSED:
+            found = first_seen if reopened is None else max(first_seen, reopened)
+            closings[case_id] = (cell, category, _hours(found, at))
+    for (cell, category), hours_list in dispatch_hours.items():
+        tally(cell, category).dispatch += hours_list
+    for (cell, category), hours_list in handling_hours.items():
+        tally(cell, category).handling += hours_list
     for cell, category, target, reason, hours in decisions.values():
         t = tally(cell, category)
         if target == workflow.FILED:
