@@ -33,6 +33,9 @@
     try {
       const response = await fetch("/api/health",
         { cache: "no-store", credentials: "same-origin", signal: abort.signal });
+      // the answer read to its end: a body still arriving when the task page is opened is cut off (a
+      // failed request in the browser's log), and a service that cannot finish it is not reachable either
+      await response.arrayBuffer();
       return response.ok;  // a proxy's 502 for a service down is no way to the task page either
     } catch (e) {
       return false;
