@@ -174,7 +174,7 @@ def test_a_delivery_failed_then_delivered_shows_its_later_attempt_everywhere(  #
     and the page had no attempt time at all: an admin chasing a failing receiver could not tell when
     it was last tried. Each attempt, failed or not, now stamps its time: the CLI, the API and the
     admin page show the later attempt's, with the queued time and the next try beside it."""
-    server = make_server(db_url, settings={"webhook_allow_hosts": "127.0.0.1"})
+    server = make_server(db_url, run_webhooks=False, settings={"webhook_allow_hosts": "127.0.0.1"})
     receiver = Receiver(script=[500])
     monkeypatch.setenv("GRIDPATROL_DATA_DIR", str(tmp_path / "cli"))
     monkeypatch.setenv("GRIDPATROL_DATABASE_URL", db_url)
