@@ -30,14 +30,18 @@ from api.storage.models import UNASSIGNED, Case, GridCell
 def _local_day(session: Session, offset_h: float):  # type: ignore[no-untyped-def]
     """The local day of a case's first sighting. SQLite's date() rounds a time to the millisecond (the
     last 0.5 ms of a day into the next), so it is given the stored text cut to whole seconds
-    ('YYYY-MM-DD HH:MM:SS'), which never crosses a day's bound at a whole minute's offset."""
+    ('YYYY-MM-DD HH:MM:SS'), which never crosses a day's bound at a whole minute's offset. Its
+    arguments are written into the SQL, not bound: SQLite then knows the GROUP BY's expression for the
+    ORDER BY's, and sorts once (counts)."""
     minutes = int(round(offset_h * 60))
     if session.get_bind().dialect.name == "sqlite":
-        return func.date(func.substr(Case.first_seen, 1, 19), f"{minutes:+d} minutes")
+        seconds = func.substr(Case.first_seen, literal_column("1"), literal_column("19"))
+        return func.date(seconds, literal_column(f"'{minutes:+d} minutes'"))
     return func.date(Case.first_seen + literal_column(f"interval '{minutes} minutes'"))
 
 
 DIMENSIONS = ("category", "status", "grid_cell", "day")
+ORDER = ("day", "category", "status", "grid_cell")  # the rows' order
 
 
 def parse_dimensions(text: str | None) -> tuple[str, ...]:
@@ -111,9 +115,12 @@ def counts(
         stmt = stmt.where(Case.team == team)
     stmt = visible(stmt, principal)
     if grouped:
-        order = sorted(chosen, key=("day", "category", "status", "grid_cell").index)
-        stmt = stmt.group_by(*(columns[name] for name in chosen))
-        stmt = stmt.order_by(*(columns[name] for name in order))
+        # grouped in the order the rows are sorted in, so that one sort serves both: grouped by
+        # category first, SQLite walked the cases through a category index (a row lookup per case)
+        # and then sorted twice; by the day first it reads the table straight through (3x faster
+        # over a year at 100,000 cases: benchmarks/dashboard_stats.py)
+        order = [columns[name] for name in sorted(chosen, key=ORDER.index)]
+        stmt = stmt.group_by(*order).order_by(*order)
     # not_superseded(), priced per case, costs the query some 860,000 at 100,000 cases (jit_above_cost
     # 100,000, inlining and optimising from 500,000): JIT compiled for 0.1-0.4 s a query that ran in
     # 0.05-0.1 s (benchmarks/dashboard_stats.py)
