@@ -837,3 +837,31 @@ def test_the_footage_s_file_name_is_kept_fit_to_show(server: LiveServer) -> None
         assert listed["filename"] == "patrol_0612.mp4"
     with server.services.factory() as session:
         assert session.scalars(select(Upload.filename)).one() == "patrol_0612.mp4"
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "Time",
+        "时间",
+        "定位时间 (UTC+8)",
+        "date time",
+        "Latitude (°)",
+        "纬度（度）",
+        "LNG",
+        "经度",
+        "speed",
+        "海拔",
+    ],
+)
+def test_the_upload_check_knows_the_csv_track_columns_streams_gps_reads(cell: str) -> None:
+    """api.jobs.uploads may not import streams, so it keeps its own copy of the CSV track's time,
+    latitude and longitude column names and of how a header cell is matched: the copy is the same
+    names, and a header cell is a track column to both or to neither."""
+    from api.jobs import uploads
+    from streams import gps
+
+    assert {*gps.TIME_COLUMNS, *gps.LAT_COLUMNS, *gps.LON_COLUMNS} == uploads._TRACK_COLUMNS
+    name, _unit = gps._column_name(cell.strip().lower())
+    read = name in uploads._TRACK_COLUMNS
+    assert (sniff_track(f"{cell},x\n1,2\n".encode()) == "text/csv") is read
