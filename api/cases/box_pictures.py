@@ -172,15 +172,6 @@ class StripPicture:
     window: list[float] | None
 
 
-def _incident(sighting: Sighting) -> dict[str, Any]:
-    try:
-        data = json.loads(sighting.incident_json or "{}")
-    except json.JSONDecodeError:
-        log.warning("sighting %s: stored incident is not JSON", sighting.id)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def strip_picture(
     sighting: Sighting,
     role: str,
@@ -194,7 +185,7 @@ def strip_picture(
     shas = [link.sha256 for link in sighting.evidence if link.role == role]
     if not shas:
         return None
-    incident = _incident(sighting) if incident is None else incident
+    incident = review_labels.incident_of(sighting) if incident is None else incident
     entry = next(
         (e for e in incident.get("evidence", []) if isinstance(e, dict) and e.get("sha256") == shas[-1]), {}
     )

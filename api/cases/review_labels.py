@@ -127,10 +127,13 @@ def _raw_frame(sighting: Sighting) -> str | None:
     return raws[-1] if raws else None
 
 
-def _incident(sighting: Sighting) -> dict[str, Any]:
+def incident_of(sighting: Sighting) -> dict[str, Any]:
+    """The incident a sighting stored (its JSON object); {} for one that is no JSON object (logged: a
+    damaged row), so that a page or a picture shows what it can."""
     try:
-        data = json.loads(sighting.incident_json)
+        data = json.loads(sighting.incident_json or "{}")
     except json.JSONDecodeError:
+        log.warning("sighting %s: stored incident is not JSON", sighting.id)
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -150,7 +153,7 @@ def _record(
     session: Session, *, case: Case, sighting: Sighting | None, actor: str, what: str, detail: dict[str, Any]
 ) -> ReviewLabel:
     assert what in WHATS
-    incident = _incident(sighting) if sighting is not None else {}
+    incident = incident_of(sighting) if sighting is not None else {}
     detection = _detection(incident)
     frame_index = incident.get("frame_index")
     best_ts = incident.get("best_ts")
@@ -444,7 +447,7 @@ def _frame_state(
     if labels:
         return _replay_frame(labels, kind_to_class=kind_to_class)
     state = _FrameState(detection=None)
-    detection = _detection(_incident(sighting))
+    detection = _detection(incident_of(sighting))
     if detection is not None:
         state.detection_kind = detection["kind"]
         name = kind_to_class.get(state.detection_kind)

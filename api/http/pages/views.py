@@ -9,19 +9,15 @@ labelled (show_time).
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from api.cases.box_pictures import StripPicture, box_list, strip_boxes, strip_etag, strip_picture
-from api.cases.review_labels import CorrectedFrame
+from api.cases.review_labels import CorrectedFrame, incident_of
 from api.http.i18n import Translator
-from api.storage.models import Case, Sighting
-
-log = logging.getLogger(__name__)
+from api.storage.models import Case
 
 STRIP_ROLES = (("dwell_first", "first"), ("dwell_middle", "middle"), ("dwell_last", "last"))
 
@@ -51,15 +47,6 @@ def frame_boxes(incident: dict[str, Any], corrected: CorrectedFrame | None) -> l
     if corrected is not None:
         return [[b.x1, b.y1, b.x2, b.y2] for b in corrected.boxes]
     return box_list(incident.get("box"))
-
-
-def incident_of(sighting: Sighting) -> dict[str, Any]:
-    try:
-        data = json.loads(sighting.incident_json or "{}")
-    except json.JSONDecodeError:
-        log.warning("sighting %s: stored incident is not JSON", sighting.id)
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def camera_offset(incident: dict[str, Any]) -> timezone | None:
