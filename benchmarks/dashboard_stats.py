@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -316,26 +314,10 @@ def main() -> int:
 
 def measure(args: argparse.Namespace) -> None:
     """Build the history in a database of its own, check it, time the queries, drop the database."""
-    if not args.postgres_url:
-        with tempfile.TemporaryDirectory() as tmp:
-            run(f"sqlite:///{Path(tmp) / 'stats.db'}", args)
-        return
-    from sqlalchemy import create_engine, text
+    from benchmarks.period_report import own_database
 
-    from benchmarks.period_report import _schema_url
-
-    schema = f"bench_dashboard_stats_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.postgres_url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            run(_schema_url(args.postgres_url, schema), args)
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with own_database(args.postgres_url, "dashboard_stats") as url:
+        run(url, args)
 
 
 if __name__ == "__main__":

@@ -48,12 +48,14 @@ has none.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -316,19 +318,28 @@ def main() -> int:
 
 def measure(args: argparse.Namespace) -> None:
     """Build the history in a database of its own, check it, time the reports, drop the database."""
-    if not args.postgres_url:
+    with own_database(args.postgres_url, "period_report") as url:
+        run(url, args)
+
+
+@contextlib.contextmanager
+def own_database(postgres_url: str | None, name: str) -> Iterator[str]:
+    """The URL of a database of the benchmark's own, removed at the end: a SQLite file in a temporary
+    folder, or with `postgres_url` a schema `bench_<name>_<random>` of that database (nothing else in
+    it is touched)."""
+    if not postgres_url:
         with tempfile.TemporaryDirectory() as tmp:
-            run(f"sqlite:///{Path(tmp) / 'report.db'}", args)
+            yield f"sqlite:///{Path(tmp) / (name + '.db')}"
         return
     from sqlalchemy import create_engine, text
 
-    schema = f"bench_period_report_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.postgres_url)
+    schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_url)
     try:
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         try:
-            run(_schema_url(args.postgres_url, schema), args)
+            yield _schema_url(postgres_url, schema)
         finally:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

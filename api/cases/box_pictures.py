@@ -83,6 +83,23 @@ def picture_frame(
     return frame
 
 
+def _tag_of(what: dict[str, Any]) -> str:
+    """A quoted strong entity tag: a digest of what a picture is drawn from (JSON, keys sorted)."""
+    return '"' + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:40] + '"'
+
+
+def _opened(store: EvidenceFiles, sha256: str, field: str, what: str) -> Any:
+    """The stored picture `sha256` as an RGB PIL image; NotFound naming `field` and `what` (the
+    picture, in words) when the store has lost it or it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    data = review_labels.read_frame(store, sha256)
+    try:
+        return Image.open(io.BytesIO(data or b"")).convert("RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
+        raise NotFound(field, f"{what} cannot be read") from None
+
+
 def picture_etag(frame: review_labels.CorrectedFrame, view: str) -> str:
     """The entity tag (quoted, strong) of the picture `draw_picture` draws of `frame` in `view`: a
     digest of the raw frame's SHA-256, the boxes on it now (classes included), the view and how it is
@@ -94,24 +111,22 @@ def picture_etag(frame: review_labels.CorrectedFrame, view: str) -> str:
         "view": view,
         "drawing": [DRAWING, BOX_RGB, JPEG_QUALITY, CROP_MARGIN_RATIO],
     }
-    return '"' + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:40] + '"'
+    return _tag_of(what)
 
 
 def draw_picture(frame: review_labels.CorrectedFrame, *, view: str, store: EvidenceFiles) -> bytes:
     """A JPEG of the frame's raw picture (view "frame") or of its boxes' crop (view "crop") with the
     boxes labelled on it now outlined. NotFound when the store has lost the raw frame (or it cannot be
     read), or for a crop of a frame with no box."""
-    from PIL import Image, ImageDraw, UnidentifiedImageError
+    from PIL import ImageDraw
 
     assert view in VIEWS
-    data = review_labels.read_frame(store, frame.frame_sha256)
-    try:
-        image = Image.open(io.BytesIO(data or b"")).convert("RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
-        raise NotFound(
-            "sighting_id",
-            f"the raw frame {frame.frame_sha256} of sighting {frame.sighting_id} cannot be read",
-        ) from None
+    image = _opened(
+        store,
+        frame.frame_sha256,
+        "sighting_id",
+        f"the raw frame {frame.frame_sha256} of sighting {frame.sighting_id}",
+    )
     thickness = max(2, round(min(image.size) / 300))
     draw = ImageDraw.Draw(image)
     for box in frame.boxes:
@@ -221,7 +236,7 @@ def strip_etag(picture: StripPicture) -> str:
         "window": picture.window,
         "drawing": [DRAWING, BOX_RGB, DETECTOR_RGB, DASH_PX, JPEG_QUALITY],
     }
-    return '"' + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:40] + '"'
+    return _tag_of(what)
 
 
 def _dashed(
@@ -257,16 +272,14 @@ def draw_strip(picture: StripPicture, *, store: EvidenceFiles) -> bytes:
     picture: red, or amber and dashed for the detector's (boxes_by "detector"); boxes given in
     full-frame pixels are moved and scaled from the window to the picture. NotFound when the store has
     lost the file (or it cannot be read)."""
-    from PIL import Image, ImageDraw, UnidentifiedImageError
+    from PIL import ImageDraw
 
-    data = review_labels.read_frame(store, picture.sha256)
-    try:
-        image = Image.open(io.BytesIO(data or b"")).convert("RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
-        raise NotFound(
-            "role",
-            f"the {picture.role} picture {picture.sha256} of sighting {picture.sighting_id} cannot be read",
-        ) from None
+    image = _opened(
+        store,
+        picture.sha256,
+        "role",
+        f"the {picture.role} picture {picture.sha256} of sighting {picture.sighting_id}",
+    )
     width, height = image.size
     wx1, wy1, wx2, wy2 = picture.window or [0.0, 0.0, float(width), float(height)]
     sx, sy = width / max(wx2 - wx1, 1e-6), height / max(wy2 - wy1, 1e-6)

@@ -3,6 +3,7 @@ of a sealed original."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query
@@ -270,6 +271,16 @@ def post_boxes(
     return labelled
 
 
+def _drawn_jpeg(etag: str, if_none_match: str | None, draw: Callable[[], bytes]) -> Response:
+    """A picture drawn on request (never stored), under its ETag: a 304 when If-None-Match names it
+    (nothing drawn), else the JPEG `draw` makes. Cache-Control: private (never kept by a shared cache),
+    no-cache (the browser asks again each time, and is told whether it changed)."""
+    headers = {"Cache-Control": "private, no-cache", "ETag": etag}
+    if if_none_match is not None and none_match([if_none_match], etag):
+        return Response(status_code=304, headers=headers)
+    return Response(draw(), media_type="image/jpeg", headers=headers)
+
+
 @router.get(
     "/cases/{case_id}/sightings/{sighting_id}/corrected",
     response_class=Response,
@@ -313,12 +324,11 @@ def get_corrected_picture(
     frame = box_pictures.picture_frame(
         session, principal=principal, case_id=case_id, sighting_id=sighting_id, view=view
     )
-    etag = box_pictures.picture_etag(frame, view)
-    headers = {"Cache-Control": "private, no-cache", "ETag": etag}
-    if if_none_match is not None and none_match([if_none_match], etag):
-        return Response(status_code=304, headers=headers)
-    picture = box_pictures.draw_picture(frame, view=view, store=services.store)
-    return Response(picture, media_type="image/jpeg", headers=headers)
+    return _drawn_jpeg(
+        box_pictures.picture_etag(frame, view),
+        if_none_match,
+        lambda: box_pictures.draw_picture(frame, view=view, store=services.store),
+    )
 
 
 @router.get(
@@ -365,12 +375,10 @@ def get_strip_picture(
     picture = box_pictures.strip_frame(
         session, principal=principal, case_id=case_id, sighting_id=sighting_id, role=role
     )
-    etag = box_pictures.strip_etag(picture)
-    headers = {"Cache-Control": "private, no-cache", "ETag": etag}
-    if if_none_match is not None and none_match([if_none_match], etag):
-        return Response(status_code=304, headers=headers)
-    return Response(
-        box_pictures.draw_strip(picture, store=services.store), media_type="image/jpeg", headers=headers
+    return _drawn_jpeg(
+        box_pictures.strip_etag(picture),
+        if_none_match,
+        lambda: box_pictures.draw_strip(picture, store=services.store),
     )
 
 
